@@ -1,0 +1,99 @@
+// The IR graph: nodes (op kind, attributes, named inputs and outputs) over named values (dtype
+// and shape) and weights (named host tensors). Op kinds are ONNX op names with the semantics of
+// the latest opset; importers translate older forms. Node order is topological.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "kiln/ir/shape.hpp"
+#include "kiln/ir/tensor.hpp"
+
+namespace kiln {
+
+/// The type of a value: element type and shape.
+struct TensorType {
+  DType dtype = DType::f32;
+  Shape shape;
+  std::string to_string() const;  // "f32[N,3,224,224]"
+  friend bool operator==(const TensorType&, const TensorType&) = default;
+};
+
+struct ValueInfo {
+  std::string name;
+  TensorType type;
+};
+
+using Attribute = std::variant<std::int64_t, double, std::string, std::vector<std::int64_t>,
+                               std::vector<double>, std::vector<std::string>, Tensor>;
+
+struct Node {
+  std::string op;    ///< ONNX op name: "Conv", "Relu", ...
+  std::string name;  ///< unique within the graph; printed in every error about this node
+  std::vector<std::string> inputs;   ///< value names; "" for an omitted optional input
+  std::vector<std::string> outputs;  ///< value names; "" for an unused optional output
+  std::map<std::string, Attribute> attrs;
+
+  bool has_attr(const std::string& key) const { return attrs.count(key) != 0; }
+  std::int64_t attr_int(const std::string& key, std::int64_t fallback) const;
+  std::int64_t attr_int(const std::string& key) const;  ///< required
+  double attr_float(const std::string& key, double fallback) const;
+  std::string attr_string(const std::string& key, const std::string& fallback) const;
+  std::vector<std::int64_t> attr_ints(const std::string& key,
+                                      std::vector<std::int64_t> fallback = {}) const;
+  std::vector<double> attr_floats(const std::string& key, std::vector<double> fallback = {}) const;
+  std::vector<std::string> attr_strings(const std::string& key,
+                                        std::vector<std::string> fallback = {}) const;
+  const Tensor& attr_tensor(const std::string& key) const;
+
+  /// Number of inputs given (trailing omitted ones do not count).
+  std::size_t input_count() const;
+  bool has_input(std::size_t i) const { return i < inputs.size() && !inputs[i].empty(); }
+  bool has_output(std::size_t i) const { return i < outputs.size() && !outputs[i].empty(); }
+  /// "[Conv 'conv2'] " — the prefix of every message about this node.
+  std::string where() const;
+};
+
+class Graph {
+ public:
+  std::string name = "graph";
+  std::vector<ValueInfo> inputs;   ///< run-time inputs (weights are not listed here)
+  std::vector<std::string> outputs;
+  std::map<std::string, Tensor> weights;  ///< constant values: weights, folded constants
+  std::vector<Node> nodes;                ///< topological order
+
+  /// Adds a node; returns a reference to it. Names its outputs "<name>" or "<name>:i" if empty.
+  Node& add_node(Node n);
+  /// A fresh name starting with `base`, unused by any value or node.
+  std::string unique_name(const std::string& base) const;
+
+  /// Infers the type of every value from the inputs and weights (the op registry's shape rules),
+  /// then verifies the graph. Throws ShapeError or GraphError naming the node.
+  void infer();
+  /// Structure checks: known op, input and output counts, every input defined before use,
+  /// single definition of every value, outputs produced.
+  void verify() const;
+
+  /// The inferred type of a value (after infer()); throws GraphError for an unknown name.
+  const TensorType& type_of(const std::string& value) const;
+  bool has_type(const std::string& value) const { return types_.count(value) != 0; }
+  const std::map<std::string, TensorType>& types() const { return types_; }
+
+  /// Index of the node producing `value`, or nullopt for inputs and weights.
+  std::optional<std::size_t> producer(const std::string& value) const;
+
+  /// A stable text dump for golden tests and `kiln inspect`.
+  std::string dump() const;
+
+ private:
+  std::map<std::string, TensorType> types_;
+};
+
+/// Renders an attribute for dumps and messages.
+std::string attribute_to_string(const Attribute& a);
+
+}  // namespace kiln

@@ -1,0 +1,150 @@
+// Shape rules, written once. Each rule is a constexpr function over integers; a dim that is not
+// known yet is kDynamic (-1) and passes through. A violation calls rule_violation(), which is not
+// constexpr: in a constant expression (the typed DSL with fixed dims) that is a compile error whose
+// text shows the rule and its arguments; at run time (IR shape inference, DSL dynamic dims) it
+// throws kiln::ShapeError, and the caller prefixes the layer: "[Conv 'conv2'] expected 20 input
+// channels, got 50".
+#pragma once
+
+#include <cstdint>
+
+#include "kiln/ir/shape.hpp"
+
+namespace kiln::rules {
+
+using i64 = std::int64_t;
+
+/// Throws ShapeError("expected <expected> <what>, got <got>"). Not constexpr, on purpose.
+[[noreturn]] void rule_violation(const char* what, i64 expected, i64 got);
+/// Throws ShapeError(what, with the first {} replaced by a and the second {}, if any, by b).
+[[noreturn]] void rule_violation_fmt(const char* what, i64 a, i64 b);
+
+constexpr bool known(i64 d) { return d >= 0; }
+
+/// Two dims that must agree: returns the known one (or kDynamic).
+constexpr i64 equal_dims(const char* what, i64 expected, i64 got) {
+  if (known(expected) && known(got) && expected != got) rule_violation(what, expected, got);
+  return known(expected) ? expected : got;
+}
+
+/// An axis in [-rank, rank) made non-negative.
+constexpr i64 normalize_axis(i64 axis, i64 rank) {
+  if (axis < -rank || axis >= rank) rule_violation_fmt("axis {} out of range for rank {}", axis, rank);
+  return axis < 0 ? axis + rank : axis;
+}
+
+/// A positive integer attribute (stride, dilation, group, kernel).
+constexpr i64 positive(const char* what, i64 v) {
+  if (v <= 0) rule_violation_fmt(what, v, 0);
+  return v;
+}
+
+/// numpy broadcasting of one dim pair.
+constexpr i64 broadcast_dim(i64 a, i64 b) {
+  if (a == 1) return b;
+  if (b == 1) return a;
+  if (known(a) && known(b) && a != b) rule_violation_fmt("cannot broadcast dims {} and {}", a, b);
+  return known(a) ? a : b;
+}
+
+/// Total padding for auto_pad SAME_UPPER / SAME_LOWER: output = ceil(in / stride).
+constexpr i64 same_total_pad(i64 in, i64 kernel, i64 stride, i64 dilation) {
+  if (!known(in)) return kDynamic;
+  const i64 out = (in + stride - 1) / stride;
+  const i64 need = (out - 1) * stride + (kernel - 1) * dilation + 1 - in;
+  return need > 0 ? need : 0;
+}
+
+/// Output length of a convolution (or a pooling window without ceil mode) along one axis.
+constexpr i64 conv_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 pad_begin,
+                           i64 pad_end) {
+  positive("stride must be positive, got {}", stride);
+  positive("dilation must be positive, got {}", dilation);
+  if (pad_begin < 0 || pad_end < 0) rule_violation_fmt("negative padding {} / {}", pad_begin, pad_end);
+  if (!known(in)) return kDynamic;
+  const i64 extent = (kernel - 1) * dilation + 1;
+  const i64 padded = in + pad_begin + pad_end;
+  if (extent > padded)
+    rule_violation_fmt("kernel extent {} larger than padded input {}", extent, padded);
+  return (padded - extent) / stride + 1;
+}
+
+/// Output length of a pooling window along one axis (ceil_mode as ONNX defines it: the last
+/// window must start inside the input or its left padding).
+constexpr i64 pool_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 pad_begin,
+                           i64 pad_end, bool ceil_mode) {
+  const i64 floor_out = conv_out_dim(in, kernel, stride, dilation, pad_begin, pad_end);
+  if (!ceil_mode || !known(in)) return floor_out;
+  const i64 extent = (kernel - 1) * dilation + 1;
+  const i64 span = in + pad_begin + pad_end - extent;
+  i64 out = (span + stride - 1) / stride + 1;
+  if ((out - 1) * stride >= in + pad_begin) --out;
+  return out;
+}
+
+/// Output length of a transposed convolution along one axis.
+constexpr i64 deconv_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 pad_begin,
+                             i64 pad_end, i64 output_padding) {
+  positive("stride must be positive, got {}", stride);
+  positive("dilation must be positive, got {}", dilation);
+  if (output_padding < 0 || (output_padding >= stride && output_padding >= dilation))
+    rule_violation_fmt("output_padding {} must be smaller than stride or dilation ({})",
+                       output_padding, stride);
+  if (!known(in)) return kDynamic;
+  const i64 out = stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pad_begin - pad_end;
+  if (out <= 0) rule_violation_fmt("transposed convolution output {} not positive (input {})", out, in);
+  return out;
+}
+
+/// Convolution channel check: weight [M, C/group, ...] against input channels C.
+constexpr void conv_channels(i64 input_channels, i64 weight_channels, i64 group, i64 out_channels) {
+  positive("group must be positive, got {}", group);
+  if (known(out_channels) && out_channels % group != 0)
+    rule_violation_fmt("output channels {} not divisible by group {}", out_channels, group);
+  if (known(input_channels) && known(weight_channels))
+    equal_dims("input channels", weight_channels * group, input_channels);
+}
+
+/// Matrix product inner dims: [.., M, K] x [.., K, N].
+constexpr i64 matmul_inner(i64 k_left, i64 k_right) {
+  return equal_dims("inner dimension (columns of the left operand = rows of the right)", k_left,
+                    k_right);
+}
+
+/// A fully connected layer's input features against its weight's.
+constexpr i64 fc_in_features(i64 weight_in, i64 got) {
+  return equal_dims("input features", weight_in, got);
+}
+
+/// Element counts that must agree (reshape, flatten into a declared size).
+constexpr i64 same_count(i64 expected, i64 got) {
+  return equal_dims("element count", expected, got);
+}
+
+/// A slice bound clamped as ONNX Slice does; returns the element count along the axis.
+constexpr i64 slice_count(i64 dim, i64 start, i64 end, i64 step) {
+  if (step == 0) rule_violation_fmt("slice step must not be zero (start {}, end {})", start, end);
+  if (!known(dim)) return kDynamic;
+  auto clamp = [](i64 v, i64 lo, i64 hi) { return v < lo ? lo : (v > hi ? hi : v); };
+  if (start < 0) start += dim;
+  if (end < 0) end += dim;
+  if (step > 0) {
+    start = clamp(start, 0, dim);
+    end = clamp(end, 0, dim);
+    return end > start ? (end - start + step - 1) / step : 0;
+  }
+  start = clamp(start, 0, dim - 1);
+  end = clamp(end, -1, dim - 1);
+  return start > end ? (start - end + (-step) - 1) / (-step) : 0;
+}
+
+/// Recurrent layers: a state's hidden size against the layer's.
+constexpr i64 rnn_hidden(i64 expected, i64 got) { return equal_dims("hidden size", expected, got); }
+
+/// Local response normalization window: odd and positive.
+constexpr i64 lrn_size(i64 size) {
+  if (size <= 0) rule_violation_fmt("LRN size must be positive, got {}", size, 0);
+  return size;
+}
+
+}  // namespace kiln::rules

@@ -1,0 +1,238 @@
+#include "kiln/ir/graph.hpp"
+
+#include <set>
+
+#include <fmt/format.h>
+
+#include "kiln/ir/error.hpp"
+#include "kiln/ir/op_registry.hpp"
+
+namespace kiln {
+
+std::string TensorType::to_string() const {
+  return std::string(dtype_name(dtype)) + shape.to_string();
+}
+
+// ---- Node --------------------------------------------------------------------------------
+
+std::string Node::where() const { return fmt::format("[{} '{}'] ", op, name); }
+
+namespace {
+template <class T>
+const T* get_attr(const Node& n, const std::string& key) {
+  auto it = n.attrs.find(key);
+  if (it == n.attrs.end()) return nullptr;
+  if (const T* v = std::get_if<T>(&it->second)) return v;
+  throw GraphError(n.where() + "attribute '" + key + "' has the wrong type (" +
+                   attribute_to_string(it->second) + ")");
+}
+}  // namespace
+
+std::int64_t Node::attr_int(const std::string& key, std::int64_t fallback) const {
+  const auto* v = get_attr<std::int64_t>(*this, key);
+  return v ? *v : fallback;
+}
+std::int64_t Node::attr_int(const std::string& key) const {
+  const auto* v = get_attr<std::int64_t>(*this, key);
+  if (!v) throw GraphError(where() + "missing required attribute '" + key + "'");
+  return *v;
+}
+double Node::attr_float(const std::string& key, double fallback) const {
+  auto it = attrs.find(key);
+  if (it != attrs.end())
+    if (const auto* i = std::get_if<std::int64_t>(&it->second)) return static_cast<double>(*i);
+  const auto* v = get_attr<double>(*this, key);
+  return v ? *v : fallback;
+}
+std::string Node::attr_string(const std::string& key, const std::string& fallback) const {
+  const auto* v = get_attr<std::string>(*this, key);
+  return v ? *v : fallback;
+}
+std::vector<std::int64_t> Node::attr_ints(const std::string& key,
+                                          std::vector<std::int64_t> fallback) const {
+  const auto* v = get_attr<std::vector<std::int64_t>>(*this, key);
+  return v ? *v : fallback;
+}
+std::vector<double> Node::attr_floats(const std::string& key, std::vector<double> fallback) const {
+  const auto* v = get_attr<std::vector<double>>(*this, key);
+  return v ? *v : fallback;
+}
+std::vector<std::string> Node::attr_strings(const std::string& key,
+                                            std::vector<std::string> fallback) const {
+  const auto* v = get_attr<std::vector<std::string>>(*this, key);
+  return v ? *v : fallback;
+}
+const Tensor& Node::attr_tensor(const std::string& key) const {
+  const auto* v = get_attr<Tensor>(*this, key);
+  if (!v) throw GraphError(where() + "missing required attribute '" + key + "'");
+  return *v;
+}
+
+std::size_t Node::input_count() const {
+  std::size_t n = inputs.size();
+  while (n > 0 && inputs[n - 1].empty()) --n;
+  return n;
+}
+
+std::string attribute_to_string(const Attribute& a) {
+  struct Visitor {
+    std::string operator()(std::int64_t v) const { return std::to_string(v); }
+    std::string operator()(double v) const { return fmt::format("{}", v); }
+    std::string operator()(const std::string& v) const { return "'" + v + "'"; }
+    std::string operator()(const std::vector<std::int64_t>& v) const {
+      return fmt::format("[{}]", fmt::join(v, ","));
+    }
+    std::string operator()(const std::vector<double>& v) const {
+      return fmt::format("[{}]", fmt::join(v, ","));
+    }
+    std::string operator()(const std::vector<std::string>& v) const {
+      return fmt::format("['{}']", fmt::join(v, "','"));
+    }
+    std::string operator()(const Tensor& t) const { return "tensor " + t.type_string(); }
+  };
+  return std::visit(Visitor{}, a);
+}
+
+// ---- Graph -------------------------------------------------------------------------------
+
+std::string Graph::unique_name(const std::string& base) const {
+  std::set<std::string> used;
+  for (const auto& i : inputs) used.insert(i.name);
+  for (const auto& [k, v] : weights) used.insert(k);
+  for (const auto& n : nodes) {
+    used.insert(n.name);
+    for (const auto& o : n.outputs) used.insert(o);
+  }
+  if (!used.count(base)) return base;
+  for (int i = 1;; ++i) {
+    std::string c = fmt::format("{}_{}", base, i);
+    if (!used.count(c)) return c;
+  }
+}
+
+Node& Graph::add_node(Node n) {
+  if (n.name.empty()) n.name = unique_name(n.op);
+  if (n.outputs.empty()) n.outputs.push_back(n.name);
+  nodes.push_back(std::move(n));
+  return nodes.back();
+}
+
+std::optional<std::size_t> Graph::producer(const std::string& value) const {
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    for (const auto& o : nodes[i].outputs)
+      if (o == value) return i;
+  return std::nullopt;
+}
+
+const TensorType& Graph::type_of(const std::string& value) const {
+  auto it = types_.find(value);
+  if (it == types_.end())
+    throw GraphError(fmt::format("graph '{}' has no value named '{}'", name, value));
+  return it->second;
+}
+
+void Graph::verify() const {
+  const auto& reg = OpRegistry::instance();
+  std::set<std::string> defined;
+  auto define = [&](const std::string& v, const std::string& by) {
+    if (!defined.insert(v).second)
+      throw GraphError(fmt::format("{}value '{}' is defined twice", by, v));
+  };
+  for (const auto& i : inputs) define(i.name, "[input] ");
+  for (const auto& [k, v] : weights) define(k, "[weight] ");
+  std::set<std::string> node_names;
+  for (const auto& n : nodes) {
+    if (!node_names.insert(n.name).second)
+      throw GraphError(fmt::format("{}node name is used twice", n.where()));
+    const OpSchema* s = reg.find(n.op);
+    if (!s) throw UnsupportedError(fmt::format("{}unknown op '{}'", n.where(), n.op));
+    const int nin = static_cast<int>(n.input_count());
+    if (nin < s->min_inputs || (s->max_inputs >= 0 && nin > s->max_inputs))
+      throw GraphError(fmt::format("{}expected {} to {} inputs, got {}", n.where(), s->min_inputs,
+                                   s->max_inputs < 0 ? std::string("any number of")
+                                                     : std::to_string(s->max_inputs),
+                                   nin));
+    const int nout = static_cast<int>(n.outputs.size());
+    if (nout < s->min_outputs || nout > s->max_outputs)
+      throw GraphError(fmt::format("{}expected {} to {} outputs, got {}", n.where(),
+                                   s->min_outputs, s->max_outputs, nout));
+    for (const auto& in : n.inputs)
+      if (!in.empty() && !defined.count(in))
+        throw GraphError(fmt::format("{}input '{}' is not defined before this node (a missing "
+                                     "value, or a cycle)",
+                                     n.where(), in));
+    for (const auto& o : n.outputs)
+      if (!o.empty()) define(o, n.where());
+  }
+  for (const auto& o : outputs)
+    if (!defined.count(o))
+      throw GraphError(fmt::format("graph output '{}' is not produced by any node", o));
+}
+
+void Graph::infer() {
+  verify();
+  types_.clear();
+  for (const auto& i : inputs) types_[i.name] = i.type;
+  for (const auto& [k, w] : weights) types_[k] = TensorType{w.dtype(), w.shape()};
+  const auto& reg = OpRegistry::instance();
+  for (const auto& n : nodes) {
+    std::vector<const TensorType*> in;
+    std::vector<const Tensor*> consts;
+    for (const auto& name : n.inputs) {
+      if (name.empty()) {
+        in.push_back(nullptr);
+        consts.push_back(nullptr);
+        continue;
+      }
+      in.push_back(&types_.at(name));
+      auto w = weights.find(name);
+      consts.push_back(w == weights.end() ? nullptr : &w->second);
+    }
+    InferContext ctx(n, std::move(in), std::move(consts));
+    std::vector<TensorType> out;
+    try {
+      out = reg.find(n.op)->infer(ctx);
+    } catch (const ShapeError& e) {
+      const std::string msg = e.what();
+      if (msg.rfind(n.where(), 0) == 0) throw;
+      throw ShapeError(n.where() + msg);
+    } catch (const GraphError&) {
+      throw;
+    } catch (const UnsupportedError&) {
+      throw;
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      if (msg.rfind(n.where(), 0) == 0) throw;
+      throw GraphError(n.where() + msg);
+    }
+    for (std::size_t i = 0; i < n.outputs.size(); ++i)
+      if (!n.outputs[i].empty() && i < out.size()) types_[n.outputs[i]] = out[i];
+  }
+}
+
+// ---- dump --------------------------------------------------------------------------------
+
+std::string Graph::dump() const {
+  std::string s = fmt::format("graph '{}'\n", name);
+  auto typed = [&](const std::string& v) {
+    auto it = types_.find(v);
+    return it == types_.end() ? v : v + ": " + it->second.to_string();
+  };
+  for (const auto& i : inputs) s += fmt::format("  input {}\n", typed(i.name));
+  for (const auto& [k, w] : weights) s += fmt::format("  weight {}: {}\n", k, w.type_string());
+  for (const auto& n : nodes) {
+    std::vector<std::string> outs;
+    for (const auto& o : n.outputs) outs.push_back(o.empty() ? "_" : typed(o));
+    std::vector<std::string> ins;
+    for (const auto& i : n.inputs) ins.push_back(i.empty() ? "_" : i);
+    std::vector<std::string> attrs;
+    for (const auto& [k, v] : n.attrs) attrs.push_back(k + "=" + attribute_to_string(v));
+    s += fmt::format("  {} = {} '{}'({}){}\n", fmt::join(outs, ", "), n.op, n.name,
+                     fmt::join(ins, ", "),
+                     attrs.empty() ? "" : fmt::format(" {{{}}}", fmt::join(attrs, ", ")));
+  }
+  for (const auto& o : outputs) s += fmt::format("  output {}\n", typed(o));
+  return s;
+}
+
+}  // namespace kiln

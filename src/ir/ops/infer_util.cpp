@@ -1,0 +1,42 @@
+#include "infer_util.hpp"
+
+#include <algorithm>
+
+namespace kiln::ops {
+
+Shape broadcast_shapes(const Shape& a, const Shape& b) {
+  const std::size_t r = std::max(a.rank(), b.rank());
+  std::vector<Dim> out(r);
+  for (std::size_t i = 0; i < r; ++i) {
+    const bool ha = i < a.rank(), hb = i < b.rank();
+    const Dim da = ha ? a[a.rank() - 1 - i] : Dim(1);
+    const Dim db = hb ? b[b.rank() - 1 - i] : Dim(1);
+    Dim d;
+    if (da.is_fixed() && da.value() == 1) d = db;
+    else if (db.is_fixed() && db.value() == 1) d = da;
+    else if (da.is_fixed() && db.is_fixed()) {
+      if (da.value() != db.value())
+        throw ShapeError("cannot broadcast " + a.to_string() + " with " + b.to_string() +
+                         ": dims " + da.to_string() + " and " + db.to_string() + " differ");
+      d = da;
+    } else if (da.is_fixed()) d = da;
+    else if (db.is_fixed()) d = db;
+    else d = da.same_as(db) ? da : Dim::dynamic();
+    out[r - 1 - i] = d;
+  }
+  return Shape(std::move(out));
+}
+
+std::optional<std::vector<std::int64_t>> constant_ints(const InferContext& ctx, std::size_t i) {
+  const Tensor* t = ctx.constant(i);
+  if (!t) return std::nullopt;
+  return t->to_int64s();
+}
+
+Shape dynamic_shape(std::size_t rank) {
+  Shape s;
+  for (std::size_t i = 0; i < rank; ++i) s.push_back(Dim::dynamic());
+  return s;
+}
+
+}  // namespace kiln::ops

@@ -1,0 +1,40 @@
+// Helpers shared by the shape rules of the op families.
+#pragma once
+
+#include <vector>
+
+#include "kiln/ir/error.hpp"
+#include "kiln/ir/op_registry.hpp"
+#include "kiln/ir/shape_rules.hpp"
+
+namespace kiln::ops {
+
+/// numpy broadcasting of two shapes (symbols kept where they agree).
+Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+/// Runs a rule from shape_rules.hpp; a violation is rethrown prefixed with the node.
+template <class F>
+auto checked(const InferContext& ctx, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const ShapeError& e) {
+    ctx.fail(e.what());
+  }
+}
+
+/// The integer values of input i if it is a known constant; nullopt otherwise.
+std::optional<std::vector<std::int64_t>> constant_ints(const InferContext& ctx, std::size_t i);
+
+/// A shape with every dim dynamic, of the given rank.
+Shape dynamic_shape(std::size_t rank);
+
+/// Same type as input 0 (unary ops).
+inline std::vector<TensorType> same_as_input0(const InferContext& ctx) { return {ctx.input(0)}; }
+
+/// Shorthand for registering a schema.
+inline OpSchema schema(std::string name, std::string family, int min_in, int max_in, int min_out,
+                       int max_out, InferFn f) {
+  return OpSchema{std::move(name), std::move(family), min_in, max_in, min_out, max_out, std::move(f)};
+}
+
+}  // namespace kiln::ops

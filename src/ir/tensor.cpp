@@ -1,0 +1,158 @@
+#include "kiln/ir/tensor.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "kiln/ir/error.hpp"
+
+namespace kiln {
+
+namespace {
+std::int64_t checked_numel(const std::vector<std::int64_t>& dims) {
+  std::int64_t n = 1;
+  for (auto d : dims) {
+    if (d < 0) throw ShapeError("tensor dims must be non-negative, got " + dims_to_string(dims));
+    if (d != 0 && n > std::numeric_limits<std::int64_t>::max() / d)
+      throw ShapeError("tensor of dims " + dims_to_string(dims) + " is too large");
+    n *= d;
+  }
+  return n;
+}
+}  // namespace
+
+Tensor::Tensor(DType dtype, std::vector<std::int64_t> dims)
+    : dtype_(dtype), dims_(std::move(dims)), numel_(checked_numel(dims_)), defined_(true) {
+  const std::size_t bytes = nbytes();
+  if (bytes > (std::size_t{1} << 40))
+    throw Error(fmt::format("tensor {} needs {} bytes, more than kiln allocates on the host",
+                            type_string(), bytes));
+  auto* p = new std::byte[bytes == 0 ? 1 : bytes]();
+  owner_ = std::shared_ptr<void>(p, [](void* q) { delete[] static_cast<std::byte*>(q); });
+  data_ = p;
+}
+
+Tensor Tensor::view(DType dtype, std::vector<std::int64_t> dims, std::shared_ptr<void> owner,
+                    std::byte* data) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.dims_ = std::move(dims);
+  t.numel_ = checked_numel(t.dims_);
+  t.owner_ = std::move(owner);
+  t.data_ = data;
+  t.defined_ = true;
+  return t;
+}
+
+Tensor Tensor::from_doubles(DType dtype, std::vector<std::int64_t> dims,
+                            const std::vector<double>& values) {
+  Tensor t(dtype, std::move(dims));
+  t.check_count(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) t.set(static_cast<std::int64_t>(i), values[i]);
+  return t;
+}
+
+void Tensor::check_type(DType t) const {
+  if (t != dtype_)
+    throw Error(fmt::format("tensor of dtype {} accessed as {}", dtype_name(dtype_), dtype_name(t)));
+}
+
+void Tensor::check_count(std::size_t n) const {
+  if (static_cast<std::int64_t>(n) != numel_)
+    throw ShapeError(fmt::format("{} values given for a tensor of dims {} ({} elements)", n,
+                                 dims_to_string(dims_), numel_));
+}
+
+double Tensor::get(std::int64_t i) const {
+  return visit_dtype(dtype_, [&](auto tag) -> double {
+    using T = decltype(tag);
+    return static_cast<double>(to_compute(reinterpret_cast<const T*>(data_)[i]));
+  });
+}
+
+void Tensor::set(std::int64_t i, double v) {
+  visit_dtype(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (is_half_v<T>) reinterpret_cast<T*>(data_)[i] = T(static_cast<float>(v));
+    else if constexpr (std::is_same_v<T, bool>) reinterpret_cast<T*>(data_)[i] = v != 0.0;
+    else reinterpret_cast<T*>(data_)[i] = static_cast<T>(v);
+  });
+}
+
+std::vector<double> Tensor::to_doubles() const {
+  std::vector<double> v(static_cast<std::size_t>(numel_));
+  for (std::int64_t i = 0; i < numel_; ++i) v[i] = get(i);
+  return v;
+}
+
+std::vector<std::int64_t> Tensor::to_int64s() const {
+  std::vector<std::int64_t> v(static_cast<std::size_t>(numel_));
+  visit_dtype(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = reinterpret_cast<const T*>(data_);
+    for (std::int64_t i = 0; i < numel_; ++i) {
+      if constexpr (is_half_v<T>) v[i] = static_cast<std::int64_t>(static_cast<float>(p[i]));
+      else if constexpr (std::is_floating_point_v<T>) v[i] = static_cast<std::int64_t>(p[i]);
+      else v[i] = static_cast<std::int64_t>(p[i]);
+    }
+  });
+  return v;
+}
+
+Tensor Tensor::reshaped(std::vector<std::int64_t> dims) const {
+  if (checked_numel(dims) != numel_)
+    throw ShapeError(fmt::format("cannot reshape {} to {}: element counts differ", type_string(),
+                                 dims_to_string(dims)));
+  Tensor t = *this;
+  t.dims_ = std::move(dims);
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  Tensor t(dtype_, dims_);
+  if (nbytes()) std::memcpy(t.data_, data_, nbytes());
+  return t;
+}
+
+namespace {
+template <class To, class From>
+To convert(From v) {
+  if constexpr (std::is_same_v<To, bool>) {
+    return to_compute(v) != 0;
+  } else if constexpr (is_half_v<To>) {
+    return To(static_cast<float>(to_compute(v)));
+  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<compute_t<From>>) {
+    // Float to integer truncates toward zero; NaN and out-of-range values are undefined in
+    // C++, so they are saturated here (what the GPU's conversions do).
+    const double d = static_cast<double>(to_compute(v));
+    if (std::isnan(d)) return To(0);
+    if (d <= static_cast<double>(std::numeric_limits<To>::lowest())) return std::numeric_limits<To>::lowest();
+    if (d >= static_cast<double>(std::numeric_limits<To>::max())) return std::numeric_limits<To>::max();
+    return static_cast<To>(d);
+  } else {
+    return static_cast<To>(to_compute(v));
+  }
+}
+}  // namespace
+
+Tensor Tensor::cast(DType to) const {
+  Tensor out(to, dims_);
+  visit_dtype(dtype_, [&](auto from_tag) {
+    using From = decltype(from_tag);
+    visit_dtype(to, [&](auto to_tag) {
+      using To = decltype(to_tag);
+      const From* src = reinterpret_cast<const From*>(data_);
+      To* dst = reinterpret_cast<To*>(out.data_);
+      for (std::int64_t i = 0; i < numel_; ++i) dst[i] = convert<To>(src[i]);
+    });
+  });
+  return out;
+}
+
+std::string Tensor::type_string() const {
+  return std::string(dtype_name(dtype_)) + dims_to_string(dims_);
+}
+
+}  // namespace kiln

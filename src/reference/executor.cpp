@@ -1,0 +1,142 @@
+#include "kiln/reference/executor.hpp"
+
+#include <fmt/format.h>
+
+#include "families.hpp"
+#include "kiln/ir/error.hpp"
+
+namespace kiln::reference {
+
+const Tensor& KernelContext::in(std::size_t i) const {
+  if (!has(i)) fail(fmt::format("input {} is required but absent", i));
+  return *inputs_[i];
+}
+void KernelContext::fail(const std::string& message) const { throw Error(node.where() + message); }
+void KernelContext::unsupported(const std::string& message) const {
+  throw UnsupportedError(node.where() + message);
+}
+
+KernelRegistry& KernelRegistry::instance() {
+  static KernelRegistry r;
+  return r;
+}
+KernelRegistry::KernelRegistry() { register_all(*this); }
+void KernelRegistry::add(const std::string& op, Kernel k) {
+  if (!kernels_.emplace(op, std::move(k)).second)
+    throw Error("reference kernel for '" + op + "' registered twice");
+}
+const Kernel* KernelRegistry::find(const std::string& op) const {
+  auto it = kernels_.find(op);
+  return it == kernels_.end() ? nullptr : &it->second;
+}
+std::vector<std::string> KernelRegistry::names() const {
+  std::vector<std::string> v;
+  for (const auto& [k, _] : kernels_) v.push_back(k);
+  return v;
+}
+
+std::vector<Tensor> run_node(const Node& node, const std::vector<const Tensor*>& inputs) {
+  const Kernel* k = KernelRegistry::instance().find(node.op);
+  if (!k) throw UnsupportedError(node.where() + "the CPU reference has no kernel for op '" + node.op + "'");
+  KernelContext ctx(node, inputs);
+  try {
+    (*k)(ctx);
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    if (msg.rfind(node.where(), 0) == 0) throw;
+    if (dynamic_cast<const UnsupportedError*>(&e)) throw UnsupportedError(node.where() + msg);
+    if (dynamic_cast<const ShapeError*>(&e)) throw ShapeError(node.where() + msg);
+    throw Error(node.where() + msg);
+  }
+  for (std::size_t i = 0; i < node.outputs.size(); ++i)
+    if (node.has_output(i) && !ctx.outputs()[i].defined())
+      throw Error(fmt::format("{}kernel did not produce output {} ('{}')", node.where(), i,
+                              node.outputs[i]));
+  return std::move(ctx.outputs());
+}
+
+Executor::Executor(const Graph& graph) : graph_(graph) {
+  for (const auto& n : graph_.nodes)
+    if (!KernelRegistry::instance().find(n.op))
+      throw UnsupportedError(n.where() + "the CPU reference has no kernel for op '" + n.op + "'");
+}
+
+TensorMap Executor::run(const TensorMap& inputs) const { return execute(inputs, false); }
+TensorMap Executor::run_all(const TensorMap& inputs) const { return execute(inputs, true); }
+
+TensorMap Executor::execute(const TensorMap& inputs, bool keep_all) const {
+  std::map<std::string, Tensor> values;
+  std::map<std::string, std::int64_t> symbols;
+  for (const auto& vi : graph_.inputs) {
+    auto it = inputs.find(vi.name);
+    if (it == inputs.end()) throw Error(fmt::format("missing input '{}' ({})", vi.name, vi.type.to_string()));
+    const Tensor& t = it->second;
+    if (t.dtype() != vi.type.dtype)
+      throw Error(fmt::format("input '{}' expects dtype {}, got {}", vi.name,
+                              dtype_name(vi.type.dtype), dtype_name(t.dtype())));
+    if (t.rank() != vi.type.shape.rank())
+      throw ShapeError(fmt::format("input '{}' expects shape {}, got {}", vi.name,
+                                   vi.type.shape.to_string(), dims_to_string(t.dims())));
+    for (std::size_t d = 0; d < t.rank(); ++d) {
+      const Dim& want = vi.type.shape[d];
+      bool ok = true;
+      if (want.is_fixed()) ok = want.value() == t.dim(d);
+      else if (want.is_symbolic()) {
+        auto [s, fresh] = symbols.emplace(want.symbol_name(), t.dim(d));
+        ok = fresh || s->second == t.dim(d);
+      }
+      if (!ok)
+        throw ShapeError(fmt::format("input '{}' expects shape {}, got {}", vi.name,
+                                     vi.type.shape.to_string(), dims_to_string(t.dims())));
+    }
+    values[vi.name] = t;
+  }
+  for (const auto& [name, _] : inputs)
+    if (!values.count(name)) {
+      bool known = false;
+      for (const auto& vi : graph_.inputs) known |= vi.name == name;
+      if (!known) throw Error(fmt::format("'{}' is not an input of graph '{}'", name, graph_.name));
+    }
+
+  // Last use of each value, so that intermediates are freed as soon as they are dead.
+  std::map<std::string, std::size_t> last_use;
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i)
+    for (const auto& in : graph_.nodes[i].inputs)
+      if (!in.empty()) last_use[in] = i;
+  for (const auto& o : graph_.outputs) last_use[o] = graph_.nodes.size();
+
+  auto lookup = [&](const std::string& name) -> const Tensor* {
+    if (auto it = values.find(name); it != values.end()) return &it->second;
+    if (auto it = graph_.weights.find(name); it != graph_.weights.end()) return &it->second;
+    return nullptr;
+  };
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+    const Node& n = graph_.nodes[i];
+    std::vector<const Tensor*> ins;
+    for (const auto& name : n.inputs) {
+      if (name.empty()) {
+        ins.push_back(nullptr);
+        continue;
+      }
+      const Tensor* t = lookup(name);
+      if (!t) throw GraphError(fmt::format("{}input '{}' has no value", n.where(), name));
+      ins.push_back(t);
+    }
+    auto outs = run_node(n, ins);
+    for (std::size_t o = 0; o < n.outputs.size(); ++o)
+      if (n.has_output(o)) values[n.outputs[o]] = std::move(outs[o]);
+    if (!keep_all)
+      for (const auto& name : n.inputs)
+        if (!name.empty() && last_use[name] == i && !inputs.count(name)) values.erase(name);
+  }
+  if (keep_all) return values;
+  TensorMap out;
+  for (const auto& o : graph_.outputs) {
+    const Tensor* t = lookup(o);
+    if (!t) throw GraphError(fmt::format("graph output '{}' has no value", o));
+    out[o] = *t;
+  }
+  return out;
+}
+
+}  // namespace kiln::reference

@@ -1,0 +1,22 @@
+// One registration function per op family of reference kernels, one file each.
+#pragma once
+
+#include "kiln/reference/executor.hpp"
+
+namespace kiln::reference {
+
+void register_elementwise(KernelRegistry& r);  // elementwise.cpp
+void register_nn(KernelRegistry& r);           // nn.cpp (conv, pooling, gemm, normalization, softmax)
+void register_rnn(KernelRegistry& r);          // rnn.cpp
+void register_tensor(KernelRegistry& r);       // tensor.cpp (layout and indexing ops)
+void register_reduce(KernelRegistry& r);       // reduce.cpp
+
+inline void register_all(KernelRegistry& r) {
+  register_elementwise(r);
+  register_nn(r);
+  register_rnn(r);
+  register_tensor(r);
+  register_reduce(r);
+}
+
+}  // namespace kiln::reference

@@ -1,0 +1,28 @@
+#include <doctest/doctest.h>
+
+#include "kiln/ir/dtype.hpp"
+#include "kiln/ir/graph.hpp"
+#include "kiln/ir/shape_rules.hpp"
+#include "kiln/ir/weights.hpp"
+
+using namespace kiln;
+
+TEST_CASE("f16 round trip is exact for every finite half") {
+  for (std::uint32_t b = 0; b < 0x10000; ++b) {
+    const std::uint16_t h = static_cast<std::uint16_t>(b);
+    if (((h >> 10) & 0x1f) == 0x1f) continue;  // inf / nan
+    const float f = f16::to_float(h);
+    CHECK(f16::from_float(f) == h);
+  }
+}
+
+TEST_CASE("shape rules compute conv and pool dims") {
+  static_assert(rules::conv_out_dim(28, 5, 1, 1, 0, 0) == 24);
+  static_assert(rules::conv_out_dim(224, 7, 2, 1, 3, 3) == 112);
+  static_assert(rules::pool_out_dim(5, 2, 2, 1, 0, 0, true) == 3);
+  static_assert(rules::conv_out_dim(kDynamic, 3, 1, 1, 1, 1) == kDynamic);
+  CHECK_THROWS_WITH_AS(rules::conv_out_dim(3, 5, 1, 1, 0, 0),
+                       "kernel extent 5 larger than padded input 3", ShapeError);
+  CHECK_THROWS_WITH_AS(rules::equal_dims("input channels", 20, 50),
+                       "expected 20 input channels, got 50", ShapeError);
+}
