@@ -1,0 +1,359 @@
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include "kiln/import/onnx.hpp"
+#include "kiln/ir/error.hpp"
+#include "kiln/ir/op_registry.hpp"
+#include "proto_util.hpp"
+
+namespace kiln::onnx {
+
+namespace {
+
+/// The newest opset of the default domain that kiln reads.
+constexpr int kMaxOpset = 27;
+
+class Importer {
+ public:
+  Importer(std::string base_dir) : base_dir_(std::move(base_dir)) {}
+
+  Graph run(const ::onnx::ModelProto& m, const ImportOptions& opts) {
+    opset_ = -1;
+    for (const auto& o : m.opset_import())
+      if (o.domain().empty() || o.domain() == "ai.onnx") opset_ = static_cast<int>(o.version());
+    if (opset_ < 0) opset_ = 1;  // no import of the default domain: its first opset
+    if (opset_ > kMaxOpset)
+      throw UnsupportedError(fmt::format("model uses opset {} of the default domain; kiln reads "
+                                         "opsets 1 to {}",
+                                         opset_, kMaxOpset));
+    const auto& gp = m.graph();
+    g_.name = gp.name().empty() ? "model" : gp.name();
+    for (const auto& init : gp.initializer()) {
+      if (init.name().empty()) throw FormatError("an initializer has no name");
+      if (g_.weights.count(init.name()))
+        throw FormatError(fmt::format("initializer '{}' appears twice", init.name()));
+      g_.weights[init.name()] = detail::to_tensor(init, base_dir_);
+    }
+    if (gp.sparse_initializer_size() > 0)
+      throw UnsupportedError("sparse initializers are not supported");
+    for (const auto& in : gp.input()) {
+      if (g_.weights.count(in.name())) continue;  // an initializer listed as an input
+      g_.inputs.push_back(value_info(in));
+    }
+    for (const auto& n : gp.node()) add_node(n);
+    for (const auto& out : gp.output()) g_.outputs.push_back(out.name());
+    if (opts.infer) g_.infer();
+    return std::move(g_);
+  }
+
+ private:
+  ValueInfo value_info(const ::onnx::ValueInfoProto& v) {
+    const std::string what = fmt::format("graph input '{}'", v.name());
+    if (!v.has_type() || !v.type().has_tensor_type())
+      throw UnsupportedError(what + ": only tensor inputs are supported (not sequences, maps or "
+                                    "optionals)");
+    const auto& tt = v.type().tensor_type();
+    ValueInfo vi;
+    vi.name = v.name();
+    vi.type.dtype = detail::to_dtype(tt.elem_type(), what);
+    if (!tt.has_shape())
+      throw UnsupportedError(what + ": inputs need a known rank (the model gives no shape)");
+    for (const auto& d : tt.shape().dim()) {
+      if (d.has_dim_value()) vi.type.shape.push_back(Dim(d.dim_value()));
+      else if (d.has_dim_param() && !d.dim_param().empty()) vi.type.shape.push_back(Dim::symbol(d.dim_param()));
+      else vi.type.shape.push_back(Dim::dynamic());
+    }
+    return vi;
+  }
+
+  Attribute attribute(const ::onnx::AttributeProto& a, const Node& n) {
+    using AP = ::onnx::AttributeProto;
+    switch (a.type()) {
+      case AP::FLOAT: return static_cast<double>(a.f());
+      case AP::INT: return static_cast<std::int64_t>(a.i());
+      case AP::STRING: return a.s();
+      case AP::TENSOR: return detail::to_tensor(a.t(), base_dir_);
+      case AP::FLOATS: return std::vector<double>(a.floats().begin(), a.floats().end());
+      case AP::INTS: return std::vector<std::int64_t>(a.ints().begin(), a.ints().end());
+      case AP::STRINGS: return std::vector<std::string>(a.strings().begin(), a.strings().end());
+      default:
+        if (a.type() == AP::UNDEFINED) {  // very old models omit the type: infer it from the fields
+          if (a.has_f()) return static_cast<double>(a.f());
+          if (a.has_i()) return static_cast<std::int64_t>(a.i());
+          if (a.has_s()) return a.s();
+          if (a.has_t()) return detail::to_tensor(a.t(), base_dir_);
+          if (a.ints_size()) return std::vector<std::int64_t>(a.ints().begin(), a.ints().end());
+          if (a.floats_size()) return std::vector<double>(a.floats().begin(), a.floats().end());
+        }
+        throw UnsupportedError(fmt::format("{}attribute '{}' of type {} (graphs, sparse tensors and "
+                                           "type protos) is not supported",
+                                           n.where(), a.name(), AP::AttributeType_Name(a.type())));
+    }
+  }
+
+  std::string unique_node_name(const std::string& wanted, const std::string& op) {
+    std::string base = wanted.empty() ? op : wanted;
+    std::string name = base;
+    for (int i = 1; node_names_.count(name); ++i) name = fmt::format("{}_{}", base, i);
+    node_names_.insert(name);
+    return name;
+  }
+
+  std::string add_const(const Node& n, const std::string& what, Tensor t) {
+    std::string name = g_.unique_name(n.name + "/" + what);
+    g_.weights[name] = std::move(t);
+    return name;
+  }
+
+  void set_input(Node& n, std::size_t i, std::string value) {
+    if (n.inputs.size() <= i) n.inputs.resize(i + 1);
+    n.inputs[i] = std::move(value);
+  }
+
+  /// Moves an int-list attribute of an old opset to input `i` as an i64 tensor.
+  void ints_attr_to_input(Node& n, const std::string& attr, std::size_t i) {
+    if (!n.has_attr(attr)) return;
+    auto v = n.attr_ints(attr);
+    n.attrs.erase(attr);
+    set_input(n, i, add_const(n, attr, Tensor::from<std::int64_t>({static_cast<std::int64_t>(v.size())}, v)));
+  }
+  void float_attr_to_input(Node& n, const std::string& attr, std::size_t i) {
+    if (!n.has_attr(attr)) return;
+    const double v = n.attr_float(attr, 0.0);
+    n.attrs.erase(attr);
+    set_input(n, i, add_const(n, attr, Tensor::scalar<float>(static_cast<float>(v))));
+  }
+
+  static bool is_op(const Node& n, std::initializer_list<const char*> ops) {
+    for (const char* o : ops)
+      if (n.op == o) return true;
+    return false;
+  }
+
+  [[noreturn]] void unsupported_op(const ::onnx::NodeProto& p, const std::string& name) {
+    const auto names = OpRegistry::instance().names();
+    throw UnsupportedError(fmt::format("[{} '{}'] op '{}' (domain '{}', opset {}) is not supported; "
+                                       "supported ops: {}",
+                                       p.op_type(), name, p.op_type(),
+                                       p.domain().empty() ? "ai.onnx" : p.domain(), opset_,
+                                       fmt::join(names, ", ")));
+  }
+
+  void add_node(const ::onnx::NodeProto& p) {
+    Node n;
+    n.op = p.op_type();
+    n.name = unique_node_name(p.name(), p.op_type());
+    if (!p.domain().empty() && p.domain() != "ai.onnx") unsupported_op(p, n.name);
+    if (!OpRegistry::instance().find(n.op)) unsupported_op(p, n.name);
+    n.inputs.assign(p.input().begin(), p.input().end());
+    n.outputs.assign(p.output().begin(), p.output().end());
+    for (const auto& a : p.attribute()) {
+      if (!a.ref_attr_name().empty())
+        throw UnsupportedError(fmt::format("{}attribute references are not supported", n.where()));
+      n.attrs[a.name()] = attribute(a, n);
+    }
+    upgrade_and_add(std::move(n));
+  }
+
+  /// Translates an old opset's form of a node into the latest one, then adds it.
+  void upgrade_and_add(Node n) {
+    const int v = opset_;
+    if (n.op == "Constant") {  // folded into a weight right away
+      g_.weights[n.outputs.at(0)] = constant_value(n);
+      return;
+    }
+    if (n.op == "Slice" && v < 10) {
+      ints_attr_to_input(n, "starts", 1);
+      ints_attr_to_input(n, "ends", 2);
+      ints_attr_to_input(n, "axes", 3);
+    } else if (n.op == "Clip" && v < 11) {
+      if (n.has_attr("min")) float_attr_to_input(n, "min", 1);
+      if (n.has_attr("max")) float_attr_to_input(n, "max", 2);
+    } else if (n.op == "Pad" && v < 11) {
+      std::string mode = n.attr_string("mode", "constant");
+      ints_attr_to_input(n, "pads", 1);
+      float_attr_to_input(n, "value", 2);
+      n.attrs.erase("paddings");
+      n.attrs["mode"] = mode;
+    } else if ((n.op == "ReduceSum" && v < 13) ||
+               (n.op.rfind("Reduce", 0) == 0 && n.op != "ReduceSum" && v < 18)) {
+      ints_attr_to_input(n, "axes", 1);
+    } else if (is_op(n, {"Squeeze", "Unsqueeze"}) && v < 13) {
+      ints_attr_to_input(n, "axes", 1);
+    } else if (n.op == "Split" && v < 13) {
+      ints_attr_to_input(n, "split", 1);
+    } else if (n.op == "TopK" && v < 10) {
+      const std::int64_t k = n.attr_int("k");
+      n.attrs.erase("k");
+      set_input(n, 1, add_const(n, "k", Tensor::from<std::int64_t>({1}, {k})));
+    } else if (n.op == "Reshape" && v < 5) {
+      ints_attr_to_input(n, "shape", 1);
+    } else if (n.op == "Dropout" && v < 12) {
+      n.attrs.erase("ratio");
+      n.attrs.erase("is_test");
+      if (n.outputs.size() > 1) n.outputs.resize(1);  // legacy mask output is never consumed here
+    } else if (n.op == "Upsample") {
+      upgrade_upsample(n);
+    } else if (n.op == "Resize" && v < 11) {
+      // Resize-10: (X, scales); asymmetric coordinates, floor for nearest.
+      const std::string scales = n.inputs.size() > 1 ? n.inputs[1] : "";
+      n.inputs = {n.inputs[0], "", scales};
+      n.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
+      if (n.attr_string("mode", "nearest") == "nearest") n.attrs["nearest_mode"] = std::string("floor");
+    } else if (n.op == "Cast" && v < 6) {
+      if (const auto* s = std::get_if<std::string>(&n.attrs["to"])) n.attrs["to"] = onnx_code_of(*s, n);
+    } else if (n.op == "Concat" && v < 4 && !n.has_attr("axis")) {
+      n.attrs["axis"] = std::int64_t{1};
+    } else if (n.op == "BatchNormalization") {
+      if (n.attr_int("training_mode", 0) != 0)
+        throw UnsupportedError(n.where() + "training_mode=1 is not supported (inference only)");
+      n.attrs.erase("spatial");
+      n.attrs.erase("is_test");
+      n.attrs.erase("consumed_inputs");
+      n.attrs.erase("momentum");
+      if (n.outputs.size() > 1) {
+        for (std::size_t i = 1; i < n.outputs.size(); ++i)
+          if (!n.outputs[i].empty())
+            throw UnsupportedError(n.where() + "training outputs (running mean/var) are not supported");
+        n.outputs.resize(1);
+      }
+    } else if (n.op == "Scatter") {
+      n.op = "ScatterElements";
+    } else if (is_op(n, {"Softmax", "LogSoftmax", "Hardmax"}) && v < 13) {
+      add_legacy_softmax(std::move(n));
+      return;
+    } else if (is_op(n, {"Add", "Sub", "Mul", "Div", "Pow", "And", "Or", "Xor", "Equal", "Less",
+                         "Greater", "Gemm"}) &&
+               v < 7) {
+      if (n.attr_int("broadcast", 0) != 0 && n.has_attr("axis"))
+        throw UnsupportedError(n.where() + "legacy broadcasting with an 'axis' attribute (opset < 7) "
+                                           "is not supported");
+      n.attrs.erase("broadcast");
+      n.attrs.erase("axis");
+      n.attrs.erase("consumed_inputs");
+    }
+    n.attrs.erase("consumed_inputs");
+    g_.add_node(std::move(n));
+  }
+
+  Tensor constant_value(const Node& n) {
+    if (n.has_attr("value")) return n.attr_tensor("value");
+    if (n.has_attr("value_float")) return Tensor::scalar<float>(static_cast<float>(n.attr_float("value_float", 0)));
+    if (n.has_attr("value_int")) return Tensor::scalar<std::int64_t>(n.attr_int("value_int"));
+    if (n.has_attr("value_floats")) {
+      auto v = n.attr_floats("value_floats");
+      std::vector<float> f(v.begin(), v.end());
+      return Tensor::from<float>({static_cast<std::int64_t>(f.size())}, f);
+    }
+    if (n.has_attr("value_ints")) {
+      auto v = n.attr_ints("value_ints");
+      return Tensor::from<std::int64_t>({static_cast<std::int64_t>(v.size())}, v);
+    }
+    throw UnsupportedError(n.where() + "only tensor, float(s) and int(s) constants are supported "
+                                       "(not strings or sparse tensors)");
+  }
+
+  static std::int64_t onnx_code_of(const std::string& s, const Node& n) {
+    static const std::map<std::string, std::int64_t> codes = {
+        {"FLOAT", 1}, {"UINT8", 2}, {"INT8", 3}, {"UINT16", 4}, {"INT16", 5}, {"INT32", 6},
+        {"INT64", 7}, {"STRING", 8}, {"BOOL", 9}, {"FLOAT16", 10}, {"DOUBLE", 11},
+        {"UINT32", 12}, {"UINT64", 13}, {"BFLOAT16", 16}};
+    auto it = codes.find(s);
+    if (it == codes.end()) throw UnsupportedError(n.where() + "unknown Cast target '" + s + "'");
+    return it->second;
+  }
+
+  void upgrade_upsample(Node& n) {
+    // Upsample (opsets 7 to 9) is Resize with asymmetric coordinates.
+    std::string scales;
+    if (n.has_attr("scales")) {
+      auto s = n.attr_floats("scales");
+      std::vector<float> f(s.begin(), s.end());
+      n.attrs.erase("scales");
+      scales = add_const(n, "scales", Tensor::from<float>({static_cast<std::int64_t>(f.size())}, f));
+    } else if (n.inputs.size() > 1) {
+      scales = n.inputs[1];
+    }
+    std::string mode = n.attr_string("mode", "nearest");
+    if (mode == "bilinear") mode = "linear";
+    n.op = "Resize";
+    n.inputs = {n.inputs.at(0), "", scales};
+    n.attrs.clear();
+    n.attrs["mode"] = mode;
+    n.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
+    n.attrs["nearest_mode"] = std::string("floor");
+  }
+
+  void add_legacy_softmax(Node n) {
+    // Before opset 13 these ops flatten the input to 2-D at `axis` (default 1).
+    const std::int64_t axis = n.attr_int("axis", 1);
+    const std::string x = n.inputs.at(0), y = n.outputs.at(0);
+    Node shape{"Shape", g_.unique_name(n.name + "/shape"), {x}, {g_.unique_name(n.name + "/shape")}, {}};
+    Node flat{"Flatten", g_.unique_name(n.name + "/flatten"), {x}, {g_.unique_name(n.name + "/flat")},
+              {{"axis", axis}}};
+    node_names_.insert(shape.name);
+    node_names_.insert(flat.name);
+    const std::string shape_out = shape.outputs[0], flat_out = flat.outputs[0];
+    g_.add_node(std::move(shape));
+    g_.add_node(std::move(flat));
+    Node core = n;
+    core.inputs = {flat_out};
+    core.outputs = {g_.unique_name(n.name + "/2d")};
+    core.attrs["axis"] = std::int64_t{1};
+    const std::string core_out = core.outputs[0];
+    g_.add_node(std::move(core));
+    Node back{"Reshape", unique_node_name(n.name + "/reshape", "Reshape"), {core_out, shape_out}, {y}, {}};
+    g_.add_node(std::move(back));
+  }
+
+  std::string base_dir_;
+  int opset_ = 1;
+  Graph g_;
+  std::set<std::string> node_names_;
+};
+
+::onnx::ModelProto parse_model(const std::string& bytes, const std::string& origin) {
+  if (bytes.empty()) throw FormatError(fmt::format("'{}' is empty, not an ONNX model", origin));
+  ::onnx::ModelProto m;
+  google::protobuf::io::ArrayInputStream raw(bytes.data(), static_cast<int>(bytes.size()));
+  google::protobuf::io::CodedInputStream coded(&raw);
+  coded.SetTotalBytesLimit(std::numeric_limits<int>::max());
+  if (!m.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage())
+    throw FormatError(fmt::format("'{}' is not a valid ONNX model (truncated or corrupt protobuf)", origin));
+  if (!m.has_graph())
+    throw FormatError(fmt::format("'{}' parses as protobuf but holds no ONNX graph", origin));
+  if (m.ir_version() < 3 && m.opset_import_size() == 0 && m.graph().node_size() == 0)
+    throw FormatError(fmt::format("'{}' is not an ONNX model", origin));
+  return m;
+}
+
+}  // namespace
+
+Graph load_model_bytes(const std::string& bytes, const std::string& base_dir,
+                       const ImportOptions& opts) {
+  const auto m = parse_model(bytes, base_dir.empty() ? "<memory>" : base_dir);
+  return Importer(base_dir).run(m, opts);
+}
+
+Graph load_model(const std::string& path, const ImportOptions& opts) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw FormatError(fmt::format("cannot open ONNX model '{}'", path));
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto m = parse_model(bytes, path);
+  return Importer(std::filesystem::path(path).parent_path().string()).run(m, opts);
+}
+
+std::vector<OpSupport> supported_ops() {
+  std::vector<OpSupport> v;
+  for (const auto& name : OpRegistry::instance().names()) v.push_back({name, 1, kMaxOpset});
+  return v;
+}
+
+}  // namespace kiln::onnx

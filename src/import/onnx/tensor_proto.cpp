@@ -1,0 +1,228 @@
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "kiln/import/onnx.hpp"
+#include "kiln/ir/error.hpp"
+#include "proto_util.hpp"
+
+namespace kiln::onnx {
+
+namespace {
+struct TypeName { int code; const char* name; };
+constexpr TypeName kTypeNames[] = {
+    {0, "UNDEFINED"}, {1, "FLOAT"}, {2, "UINT8"}, {3, "INT8"}, {4, "UINT16"}, {5, "INT16"},
+    {6, "INT32"}, {7, "INT64"}, {8, "STRING"}, {9, "BOOL"}, {10, "FLOAT16"}, {11, "DOUBLE"},
+    {12, "UINT32"}, {13, "UINT64"}, {14, "COMPLEX64"}, {15, "COMPLEX128"}, {16, "BFLOAT16"},
+    {17, "FLOAT8E4M3FN"}, {18, "FLOAT8E4M3FNUZ"}, {19, "FLOAT8E5M2"}, {20, "FLOAT8E5M2FNUZ"},
+    {21, "UINT4"}, {22, "INT4"}, {23, "FLOAT4E2M1"}, {24, "FLOAT8E8M0"}, {25, "UINT2"}, {26, "INT2"}};
+}  // namespace
+
+std::string onnx_type_name(int code) {
+  for (const auto& t : kTypeNames)
+    if (t.code == code) return t.name;
+  return fmt::format("type code {}", code);
+}
+
+namespace detail {
+
+DType to_dtype(int code, const std::string& what) {
+  switch (code) {
+    case 1: return DType::f32;
+    case 2: return DType::u8;
+    case 3: return DType::i8;
+    case 4: return DType::u16;
+    case 5: return DType::i16;
+    case 6: return DType::i32;
+    case 7: return DType::i64;
+    case 9: return DType::boolean;
+    case 10: return DType::f16;
+    case 11: return DType::f64;
+    case 12: return DType::u32;
+    case 13: return DType::u64;
+    case 16: return DType::bf16;
+    default:
+      throw UnsupportedError(fmt::format("{}: dtype {} is not supported (kiln supports FLOAT, "
+                                         "DOUBLE, FLOAT16, BFLOAT16, INT8/16/32/64, "
+                                         "UINT8/16/32/64, BOOL)",
+                                         what, onnx_type_name(code)));
+  }
+}
+
+int from_dtype(DType t) {
+  switch (t) {
+    case DType::f32: return 1;
+    case DType::u8: return 2;
+    case DType::i8: return 3;
+    case DType::u16: return 4;
+    case DType::i16: return 5;
+    case DType::i32: return 6;
+    case DType::i64: return 7;
+    case DType::boolean: return 9;
+    case DType::f16: return 10;
+    case DType::f64: return 11;
+    case DType::u32: return 12;
+    case DType::u64: return 13;
+    case DType::bf16: return 16;
+  }
+  return 0;
+}
+
+namespace {
+
+std::string read_external(const ::onnx::TensorProto& p, const std::string& base_dir,
+                          std::size_t nbytes) {
+  std::string location;
+  std::int64_t offset = 0, length = -1;
+  for (const auto& e : p.external_data()) {
+    if (e.key() == "location") location = e.value();
+    else if (e.key() == "offset") offset = std::stoll(e.value());
+    else if (e.key() == "length") length = std::stoll(e.value());
+  }
+  const std::string what = fmt::format("tensor '{}'", p.name());
+  if (location.empty()) throw FormatError(what + ": external data without a location");
+  const std::filesystem::path loc(location);
+  if (loc.is_absolute() || location.find("..") != std::string::npos)
+    throw FormatError(fmt::format("{}: external data location '{}' must be a relative path inside "
+                                  "the model's folder",
+                                  what, location));
+  const auto path = std::filesystem::path(base_dir) / loc;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw FormatError(fmt::format("{}: external data file '{}' not found", what, path.string()));
+  f.seekg(0, std::ios::end);
+  const auto size = static_cast<std::int64_t>(f.tellg());
+  if (length < 0) length = static_cast<std::int64_t>(nbytes);
+  if (offset < 0 || offset + length > size)
+    throw FormatError(fmt::format("{}: external data file '{}' has {} bytes, needs {} at offset {}",
+                                  what, path.string(), size, length, offset));
+  if (static_cast<std::size_t>(length) != nbytes)
+    throw FormatError(fmt::format("{}: external data length {} but the tensor needs {} bytes", what,
+                                  length, nbytes));
+  std::string buf(static_cast<std::size_t>(length), '\0');
+  f.seekg(offset);
+  f.read(buf.data(), length);
+  return buf;
+}
+
+template <class Field>
+void check_field_count(const ::onnx::TensorProto& p, const Field& field, std::int64_t numel) {
+  if (static_cast<std::int64_t>(field.size()) != numel)
+    throw FormatError(fmt::format("tensor '{}' holds {} values, its dims {} need {}", p.name(),
+                                  field.size(), dims_to_string({p.dims().begin(), p.dims().end()}),
+                                  numel));
+}
+
+}  // namespace
+
+Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
+  const std::string what = fmt::format("tensor '{}'", p.name());
+  if (p.has_segment()) throw UnsupportedError(what + ": segmented tensors are not supported");
+  const DType dt = to_dtype(p.data_type(), what);
+  std::vector<std::int64_t> dims(p.dims().begin(), p.dims().end());
+  for (auto d : dims)
+    if (d < 0) throw FormatError(fmt::format("{}: negative dim in {}", what, dims_to_string(dims)));
+  // A tensor whose bytes the file cannot hold is refused before anything is allocated.
+  std::int64_t numel = 1;
+  for (auto d : dims) {
+    if (d != 0 && numel > std::numeric_limits<std::int64_t>::max() / 16 / d)
+      throw FormatError(fmt::format("{}: dims {} are too large", what, dims_to_string(dims)));
+    numel *= d;
+  }
+  const std::size_t nbytes = static_cast<std::size_t>(numel) * dtype_size(dt);
+  std::string external;
+  const std::string* raw = nullptr;
+  if (p.data_location() == ::onnx::TensorProto::EXTERNAL) {
+    external = read_external(p, base_dir, nbytes);
+    raw = &external;
+  } else if (p.has_raw_data()) {
+    raw = &p.raw_data();
+  }
+  if (raw) {
+    if (raw->size() != nbytes)
+      throw FormatError(fmt::format("{}: raw data has {} bytes, dims {} of {} need {}", what,
+                                    raw->size(), dims_to_string(dims), dtype_name(dt), nbytes));
+    Tensor t(dt, dims);
+    if (nbytes) std::memcpy(t.raw(), raw->data(), nbytes);
+    return t;
+  }
+  Tensor t(dt, dims);
+  auto fill = [&](const auto& field, auto convert) {
+    check_field_count(p, field, numel);
+    for (std::int64_t i = 0; i < numel; ++i) convert(i, field.Get(static_cast<int>(i)));
+  };
+  switch (dt) {
+    case DType::f32: fill(p.float_data(), [&](auto i, float v) { t.data<float>()[i] = v; }); break;
+    case DType::f64: fill(p.double_data(), [&](auto i, double v) { t.data<double>()[i] = v; }); break;
+    case DType::i64: fill(p.int64_data(), [&](auto i, std::int64_t v) { t.data<std::int64_t>()[i] = v; }); break;
+    case DType::u32:
+    case DType::u64:
+      fill(p.uint64_data(), [&](auto i, std::uint64_t v) {
+        if (dt == DType::u32) t.data<std::uint32_t>()[i] = static_cast<std::uint32_t>(v);
+        else t.data<std::uint64_t>()[i] = v;
+      });
+      break;
+    case DType::f16:
+    case DType::bf16:
+      // 16-bit floats are stored as their bit patterns in int32_data.
+      fill(p.int32_data(), [&](auto i, std::int32_t v) {
+        const auto bits = static_cast<std::uint16_t>(v);
+        std::memcpy(t.raw() + 2 * i, &bits, 2);
+      });
+      break;
+    default:  // i8, u8, i16, u16, i32, bool
+      fill(p.int32_data(), [&](auto i, std::int32_t v) { t.set(i, static_cast<double>(v)); });
+      break;
+  }
+  return t;
+}
+
+void to_proto(const Tensor& t, ::onnx::TensorProto& p) {
+  p.set_data_type(from_dtype(t.dtype()));
+  for (auto d : t.dims()) p.add_dims(d);
+  p.set_raw_data(std::string(reinterpret_cast<const char*>(t.raw()), t.nbytes()));
+}
+
+}  // namespace detail
+
+namespace {
+std::string read_file(const std::string& path, const char* kind) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw FormatError(fmt::format("cannot open {} '{}'", kind, path));
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return bytes;
+}
+
+::onnx::TensorProto parse_tensor(const std::string& path) {
+  const std::string bytes = read_file(path, "tensor file");
+  ::onnx::TensorProto p;
+  if (!p.ParseFromString(bytes))
+    throw FormatError(fmt::format("'{}' is not a serialized ONNX TensorProto (truncated or corrupt)", path));
+  return p;
+}
+}  // namespace
+
+Tensor load_tensor(const std::string& path) {
+  const auto p = parse_tensor(path);
+  try {
+    return detail::to_tensor(p, std::filesystem::path(path).parent_path().string());
+  } catch (const UnsupportedError& e) {
+    throw UnsupportedError(fmt::format("'{}': {}", path, e.what()));
+  } catch (const Error& e) {
+    throw FormatError(fmt::format("'{}': {}", path, e.what()));
+  }
+}
+
+std::string load_tensor_name(const std::string& path) { return parse_tensor(path).name(); }
+
+void save_tensor(const Tensor& t, const std::string& path, const std::string& name) {
+  ::onnx::TensorProto p;
+  detail::to_proto(t, p);
+  p.set_name(name);
+  std::ofstream f(path, std::ios::binary);
+  if (!f || !p.SerializeToOstream(&f)) throw Error(fmt::format("cannot write tensor file '{}'", path));
+}
+
+}  // namespace kiln::onnx

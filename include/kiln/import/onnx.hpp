@@ -1,0 +1,45 @@
+// ONNX import: model files and TensorProto files, read with libprotobuf and the ONNX schema.
+// The importer turns every node of a supported op into IR in the latest opset's form (older
+// opsets' attributes become constant inputs), folds Constant nodes into weights, and infers
+// shapes. Unsupported ops, dtypes and attributes fail with UnsupportedError naming the node.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kiln/ir/graph.hpp"
+
+namespace kiln::onnx {
+
+struct ImportOptions {
+  /// Infer shapes and verify the graph after import (on by default).
+  bool infer = true;
+};
+
+/// Reads an ONNX model file. Throws FormatError (unreadable, truncated or not an ONNX model),
+/// UnsupportedError (op, dtype, attribute) or ShapeError/GraphError (an invalid model).
+Graph load_model(const std::string& path, const ImportOptions& opts = {});
+/// The same from bytes in memory; `base_dir` resolves external data files.
+Graph load_model_bytes(const std::string& bytes, const std::string& base_dir,
+                       const ImportOptions& opts = {});
+
+/// Reads a serialized TensorProto (.pb). Throws FormatError or UnsupportedError.
+Tensor load_tensor(const std::string& path);
+/// The name stored in a serialized TensorProto file (may be empty).
+std::string load_tensor_name(const std::string& path);
+/// Writes a tensor as a serialized TensorProto.
+void save_tensor(const Tensor& t, const std::string& path, const std::string& name = "");
+
+/// "FLOAT", "STRING", ... for messages.
+std::string onnx_type_name(int code);
+
+/// The ONNX op names the importer maps, with the opset range it reads for each.
+struct OpSupport {
+  std::string op;
+  int min_opset;
+  int max_opset;
+};
+std::vector<OpSupport> supported_ops();
+
+}  // namespace kiln::onnx

@@ -1,0 +1,17 @@
+// Internal: conversions between onnx.proto messages and kiln's IR types.
+#pragma once
+
+#include <string>
+
+#include "kiln/ir/tensor.hpp"
+#include "onnx.pb.h"
+
+namespace kiln::onnx::detail {
+
+DType to_dtype(int code, const std::string& what);
+int from_dtype(DType t);
+/// Converts a TensorProto; external data is resolved relative to base_dir.
+Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir);
+void to_proto(const Tensor& t, ::onnx::TensorProto& p);
+
+}  // namespace kiln::onnx::detail

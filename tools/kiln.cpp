@@ -1,0 +1,201 @@
+// kiln: the command line. Subcommands in the manner of trtexec.
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cli_args.hpp"
+#include "conformance.hpp"
+#include "kiln/import/onnx.hpp"
+#include "kiln/ir/error.hpp"
+#include "kiln/ir/op_registry.hpp"
+#include "kiln/reference/executor.hpp"
+#include "ops_table.hpp"
+
+namespace kiln::tools {
+namespace {
+
+using Argv = std::vector<std::string>;
+
+bool wants_help(const Argv& a) {
+  for (const auto& s : a)
+    if (s == "--help" || s == "-h") return true;
+  return false;
+}
+
+constexpr const char* kUsage = R"(kiln: build, run and check neural networks
+
+usage: kiln <command> [options]
+
+commands:
+  run MODEL          run an ONNX model on the CPU reference
+  inspect MODEL      print the imported graph with its inferred shapes
+  conformance DIR    run ONNX backend tests under DIR on the CPU reference
+  ops                list the supported ops and where each runs
+  help               this text
+
+`kiln <command> --help` describes a command's options.
+)";
+
+// ---- ops ---------------------------------------------------------------------------------
+
+int cmd_ops(const Argv& argv) {
+  if (wants_help(argv)) {
+    fmt::print("usage: kiln ops [--json]\n\nLists every supported op (ONNX names) with the columns "
+               "cpu (CPU reference), gpu (CUDA runtime), onnx (importer, with opsets), dsl (typed "
+               "DSL layer).\n");
+    return 0;
+  }
+  Args args(argv, "ops", {}, {"--json"});
+  const auto rows = ops_table();
+  if (args.has("--json")) {
+    fmt::print("[\n");
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto& r = rows[i];
+      fmt::print("  {{\"op\": \"{}\", \"family\": \"{}\", \"cpu\": {}, \"gpu\": {}, \"onnx\": {}, "
+                 "\"onnx_opsets\": \"{}\", \"dsl\": {}}}{}\n",
+                 r.op, r.family, r.cpu, r.gpu, r.onnx, r.onnx_opsets, r.dsl,
+                 i + 1 < rows.size() ? "," : "");
+    }
+    fmt::print("]\n");
+    return 0;
+  }
+  auto mark = [](bool b) { return b ? "yes" : "-"; };
+  fmt::print("{:<30} {:<12} {:<4} {:<4} {:<10} {:<4}\n", "op", "family", "cpu", "gpu", "onnx", "dsl");
+  for (const auto& r : rows)
+    fmt::print("{:<30} {:<12} {:<4} {:<4} {:<10} {:<4}\n", r.op, r.family, mark(r.cpu), mark(r.gpu),
+               r.onnx ? r.onnx_opsets : "-", mark(r.dsl));
+  fmt::print("{} ops\n", rows.size());
+  return 0;
+}
+
+// ---- conformance -------------------------------------------------------------------------
+
+int cmd_conformance(const Argv& argv) {
+  if (wants_help(argv)) {
+    fmt::print(R"(usage: kiln conformance DIR [--filter TEXT] [--timeout SECONDS] [-j N] [--verbose] [--quiet]
+
+Runs every ONNX backend test under DIR on the CPU reference: folders holding model.onnx and
+test_data_set_*/{{input,output}}_N.pb, or light_X.onnx files beside light_X_output_0.pb (input
+arange(n)/n). Each test runs in its own process; a crash or a timeout is a FAIL. One line per
+test (pass, FAIL with the largest errors, unsupported with the reason), then
+"N passed, N failed, N unsupported". Tolerance: rtol 1e-3, atol 1e-7 (ONNX's).
+Exit status: 0 when nothing failed.
+)");
+    return 0;
+  }
+  Args args(argv, "conformance", {"--filter", "--timeout", "-j"}, {"--verbose", "--quiet"});
+  ConformanceOptions o;
+  o.filter = args.get("--filter");
+  o.timeout_s = args.number("--timeout", 120);
+  o.jobs = static_cast<int>(args.number("-j", 0));
+  o.verbose = args.has("--verbose");
+  o.quiet = args.has("--quiet");
+  const auto s = run_conformance(args.one_positional("test folder"), o);
+  return s.failed == 0 ? 0 : 1;
+}
+
+// ---- run / inspect -----------------------------------------------------------------------
+
+Tensor random_tensor(const TensorType& t, std::mt19937_64& rng) {
+  std::vector<std::int64_t> dims;
+  for (const auto& d : t.shape) dims.push_back(d.is_fixed() ? d.value() : 1);
+  Tensor x(t.dtype, dims);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::uniform_int_distribution<int> small(0, 9);
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    x.set(i, is_float(t.dtype) ? u(rng) : static_cast<double>(t.dtype == DType::boolean ? small(rng) % 2 : small(rng)));
+  return x;
+}
+
+int cmd_run(const Argv& argv) {
+  if (wants_help(argv)) {
+    fmt::print(R"(usage: kiln run MODEL.onnx [--input NAME=FILE.pb]... [--seed N] [--output-dir DIR]
+
+Runs an ONNX model on the CPU reference. Inputs not given with --input are random (uniform in
+[-1, 1], dynamic dims taken as 1, seeded by --seed). Prints each output's shape, a checksum (sum
+of values) and its first values; --output-dir writes each output as NAME.pb (TensorProto).
+)");
+    return 0;
+  }
+  Args args(argv, "run", {"--input", "--seed", "--output-dir"}, {});
+  const std::string path = args.one_positional("model file");
+  Graph g = onnx::load_model(path);
+  reference::TensorMap inputs;
+  for (const auto& spec : args.all("--input")) {
+    const auto eq = spec.find('=');
+    if (eq == std::string::npos) throw Error("kiln run: --input expects NAME=FILE.pb, got '" + spec + "'");
+    inputs[spec.substr(0, eq)] = onnx::load_tensor(spec.substr(eq + 1));
+  }
+  std::mt19937_64 rng(static_cast<std::uint64_t>(args.number("--seed", 1)));
+  for (const auto& vi : g.inputs)
+    if (!inputs.count(vi.name)) inputs[vi.name] = random_tensor(vi.type, rng);
+  reference::Executor exec(g);
+  const auto outs = exec.run(inputs);
+  const std::string out_dir = args.get("--output-dir");
+  if (!out_dir.empty()) std::filesystem::create_directories(out_dir);
+  for (const auto& name : g.outputs) {
+    const Tensor& t = outs.at(name);
+    double sum = 0;
+    std::vector<std::string> head;
+    for (std::int64_t i = 0; i < t.numel(); ++i) {
+      sum += t.get(i);
+      if (i < 6) head.push_back(fmt::format("{:.6g}", t.get(i)));
+    }
+    fmt::print("output {}: {} checksum {:.9g} first [{}{}]\n", name, t.type_string(), sum,
+               fmt::join(head, ", "), t.numel() > 6 ? ", ..." : "");
+    if (!out_dir.empty()) {
+      std::string file = name;
+      for (char& c : file)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
+      onnx::save_tensor(t, (std::filesystem::path(out_dir) / (file + ".pb")).string(), name);
+    }
+  }
+  return 0;
+}
+
+int cmd_inspect(const Argv& argv) {
+  if (wants_help(argv)) {
+    fmt::print("usage: kiln inspect MODEL.onnx\n\nPrints the imported IR graph: inputs, weights, "
+               "every node with its attributes and inferred output types, outputs.\n");
+    return 0;
+  }
+  Args args(argv, "inspect", {}, {});
+  Graph g = onnx::load_model(args.one_positional("model file"));
+  fmt::print("{}", g.dump());
+  return 0;
+}
+
+}  // namespace
+
+int main_impl(int argc, char** argv) {
+  Argv args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    fmt::print("{}", kUsage);
+    return args.empty() ? 2 : 0;
+  }
+  const std::string cmd = args[0];
+  const Argv rest(args.begin() + 1, args.end());
+  const std::vector<std::pair<std::string, std::function<int(const Argv&)>>> commands = {
+      {"ops", cmd_ops}, {"conformance", cmd_conformance}, {"run", cmd_run}, {"inspect", cmd_inspect}};
+  for (const auto& [name, fn] : commands)
+    if (name == cmd) return fn(rest);
+  fmt::print(stderr, "kiln: unknown command '{}'\n\n{}", cmd, kUsage);
+  return 2;
+}
+
+}  // namespace kiln::tools
+
+int main(int argc, char** argv) {
+  try {
+    return kiln::tools::main_impl(argc, argv);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+}

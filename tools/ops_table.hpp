@@ -1,0 +1,17 @@
+// The table behind `kiln ops`: every op the IR knows, and which parts of kiln support it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kiln::tools {
+
+struct OpRow {
+  std::string op, family;
+  bool cpu = false, gpu = false, onnx = false, dsl = false;
+  std::string onnx_opsets;  ///< "1-24"
+};
+
+std::vector<OpRow> ops_table();
+
+}  // namespace kiln::tools
