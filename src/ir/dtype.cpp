@@ -1,5 +1,6 @@
 #include "kiln/ir/dtype.hpp"
 
+#include <iterator>
 #include <string>
 
 namespace kiln {
@@ -21,6 +22,37 @@ DType parse_dtype(std::string_view n) {
   std::string all;
   for (DType t : kAllDTypes) all += (all.empty() ? "" : ", ") + std::string(dtype_name(t));
   throw UnsupportedError("unknown dtype '" + std::string(n) + "'; supported: " + all);
+}
+
+DType dtype_from_onnx(int code) {
+  switch (code) {
+    case 1: return DType::f32;
+    case 2: return DType::u8;
+    case 3: return DType::i8;
+    case 4: return DType::u16;
+    case 5: return DType::i16;
+    case 6: return DType::i32;
+    case 7: return DType::i64;
+    case 9: return DType::boolean;
+    case 10: return DType::f16;
+    case 11: return DType::f64;
+    case 12: return DType::u32;
+    case 13: return DType::u64;
+    case 16: return DType::bf16;
+    default: break;
+  }
+  static constexpr const char* names[] = {
+      "UNDEFINED", "FLOAT",     "UINT8",      "INT8",        "UINT16",     "INT16",
+      "INT32",     "INT64",     "STRING",     "BOOL",        "FLOAT16",    "DOUBLE",
+      "UINT32",    "UINT64",    "COMPLEX64",  "COMPLEX128",  "BFLOAT16",   "FLOAT8E4M3FN",
+      "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4", "INT4", "FLOAT4E2M1",
+      "FLOAT8E8M0", "UINT2", "INT2", "FLOAT6E2M3", "FLOAT6E3M2"};
+  const std::string name = code >= 0 && code < static_cast<int>(std::size(names))
+                               ? std::string(names[code])
+                               : "unknown";
+  throw UnsupportedError("ONNX data type " + std::to_string(code) + " (" + name +
+                         ") is not supported; supported: FLOAT, DOUBLE, FLOAT16, BFLOAT16, "
+                         "INT8/16/32/64, UINT8/16/32/64, BOOL");
 }
 
 }  // namespace kiln

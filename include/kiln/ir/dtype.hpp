@@ -156,6 +156,10 @@ constexpr bool is_signed_integer(DType t) {
 /// Parses "f32", "float16", "int64", ... ; throws UnsupportedError naming the accepted names.
 DType parse_dtype(std::string_view name);
 
+/// The DType of an ONNX TensorProto data type code (1 float, 2 uint8, ... 16 bfloat16); throws
+/// UnsupportedError for the codes kiln does not compute in (string, complex, float8, int4, ...).
+DType dtype_from_onnx(int code);
+
 /// Calls f(T{}) with the C++ type of `t`: the one closed switch from a run-time dtype to a type.
 template <class F>
 decltype(auto) visit_dtype(DType t, F&& f) {
