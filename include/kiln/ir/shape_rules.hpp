@@ -125,6 +125,7 @@ constexpr i64 same_count(i64 expected, i64 got) {
 constexpr i64 slice_count(i64 dim, i64 start, i64 end, i64 step) {
   if (step == 0) rule_violation_fmt("slice step must not be zero (start {}, end {})", start, end);
   if (!known(dim)) return kDynamic;
+  if (dim == 0) return 0;
   auto clamp = [](i64 v, i64 lo, i64 hi) { return v < lo ? lo : (v > hi ? hi : v); };
   if (start < 0) start += dim;
   if (end < 0) end += dim;
@@ -145,6 +146,22 @@ constexpr i64 rnn_hidden(i64 expected, i64 got) { return equal_dims("hidden size
 constexpr i64 lrn_size(i64 size) {
   if (size <= 0) rule_violation_fmt("LRN size must be positive, got {}", size, 0);
   return size;
+}
+
+/// Adaptive pooling as a fixed window (window = stride = in / out): the input length must be a
+/// multiple of the output length. Returns the window.
+constexpr i64 adaptive_pool_window(i64 in, i64 out) {
+  positive("adaptive pooling output size must be positive, got {}", out);
+  if (!known(in)) return kDynamic;
+  if (in % out != 0)
+    rule_violation_fmt("input length {} is not a multiple of the output length {}", in, out);
+  return in / out;
+}
+
+/// A reshape target dim: -1 (inferred, at most one), 0 (copy the input dim) or positive.
+constexpr i64 reshape_dim(i64 target) {
+  if (target < -1) rule_violation_fmt("reshape target dim {} is invalid (expected -1, 0 or > 0)", target, 0);
+  return target;
 }
 
 }  // namespace kiln::rules

@@ -1,0 +1,81 @@
+// Helpers of the tensor-family reference kernels: dtype-agnostic element moves (bytes), index
+// iteration and the integer inputs of layout ops.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "kernel_util.hpp"
+#include "kiln/reference/executor.hpp"
+
+namespace kiln::reference::tensor_detail {
+
+using i64 = std::int64_t;
+
+/// Calls f(idx) for every multi-index of dims in row-major order (idx is reused).
+template <class F>
+void for_each_index(const std::vector<i64>& dims, F&& f) {
+  for (i64 d : dims)
+    if (d == 0) return;
+  std::vector<i64> idx(dims.size(), 0);
+  const i64 n = product(dims);
+  for (i64 k = 0; k < n; ++k) {
+    f(idx);
+    for (std::size_t a = dims.size(); a-- > 0;) {
+      if (++idx[a] < dims[a]) break;
+      idx[a] = 0;
+    }
+  }
+}
+
+/// out[idx] = in[base + sum idx[k] * strides[k]] for every idx of out_dims (element-size copy,
+/// any dtype). Covers transpose, slice, expand and reshape-transpose compositions.
+inline Tensor strided_copy(const Tensor& in, const std::vector<i64>& out_dims,
+                           const std::vector<i64>& strides, i64 base) {
+  Tensor out(in.dtype(), out_dims);
+  const std::size_t es = dtype_size(in.dtype());
+  const std::byte* src = in.raw();
+  std::byte* dst = out.raw();
+  const std::size_t r = out_dims.size();
+  if (out.numel() == 0) return out;
+  std::vector<i64> idx(r, 0);
+  i64 cur = base;
+  const i64 n = out.numel();
+  for (i64 k = 0; k < n; ++k) {
+    std::memcpy(dst + static_cast<std::size_t>(k) * es, src + static_cast<std::size_t>(cur) * es, es);
+    for (std::size_t a = r; a-- > 0;) {
+      if (++idx[a] < out_dims[a]) {
+        cur += strides[a];
+        break;
+      }
+      cur -= strides[a] * (out_dims[a] - 1);
+      idx[a] = 0;
+    }
+  }
+  return out;
+}
+
+/// Copies element `from` of `src` to element `to` of `dst` (same dtype).
+inline void copy_element(const Tensor& src, i64 from, Tensor& dst, i64 to) {
+  const std::size_t es = dtype_size(src.dtype());
+  std::memcpy(dst.raw() + static_cast<std::size_t>(to) * es,
+              src.raw() + static_cast<std::size_t>(from) * es, es);
+}
+
+/// The integer values of an optional input (nullopt when absent).
+inline std::optional<std::vector<i64>> optional_ints(const KernelContext& ctx, std::size_t i) {
+  if (!ctx.has(i)) return std::nullopt;
+  return ctx.in(i).to_int64s();
+}
+
+/// An index in [-n, n) made non-negative; fails naming the op otherwise.
+inline i64 wrap_index(const KernelContext& ctx, i64 v, i64 n, const char* what) {
+  if (v < -n || v >= n)
+    ctx.fail(std::string(what) + " " + std::to_string(v) + " out of range [" + std::to_string(-n) +
+             ", " + std::to_string(n) + ")");
+  return v < 0 ? v + n : v;
+}
+
+}  // namespace kiln::reference::tensor_detail
