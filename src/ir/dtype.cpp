@@ -24,6 +24,39 @@ DType parse_dtype(std::string_view n) {
   throw UnsupportedError("unknown dtype '" + std::string(n) + "'; supported: " + all);
 }
 
+namespace {
+constexpr const char* kOnnxTypeNames[] = {
+    "UNDEFINED", "FLOAT",     "UINT8",      "INT8",        "UINT16",     "INT16",
+    "INT32",     "INT64",     "STRING",     "BOOL",        "FLOAT16",    "DOUBLE",
+    "UINT32",    "UINT64",    "COMPLEX64",  "COMPLEX128",  "BFLOAT16",   "FLOAT8E4M3FN",
+    "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4", "INT4", "FLOAT4E2M1",
+    "FLOAT8E8M0", "UINT2", "INT2", "FLOAT6E2M3", "FLOAT6E3M2"};
+}  // namespace
+
+std::string onnx_type_name(int code) {
+  if (code >= 0 && code < static_cast<int>(std::size(kOnnxTypeNames))) return kOnnxTypeNames[code];
+  return "type code " + std::to_string(code);
+}
+
+int dtype_to_onnx(DType t) {
+  switch (t) {
+    case DType::f32: return 1;
+    case DType::u8: return 2;
+    case DType::i8: return 3;
+    case DType::u16: return 4;
+    case DType::i16: return 5;
+    case DType::i32: return 6;
+    case DType::i64: return 7;
+    case DType::boolean: return 9;
+    case DType::f16: return 10;
+    case DType::f64: return 11;
+    case DType::u32: return 12;
+    case DType::u64: return 13;
+    case DType::bf16: return 16;
+  }
+  return 0;
+}
+
 DType dtype_from_onnx(int code) {
   switch (code) {
     case 1: return DType::f32;
@@ -41,16 +74,7 @@ DType dtype_from_onnx(int code) {
     case 16: return DType::bf16;
     default: break;
   }
-  static constexpr const char* names[] = {
-      "UNDEFINED", "FLOAT",     "UINT8",      "INT8",        "UINT16",     "INT16",
-      "INT32",     "INT64",     "STRING",     "BOOL",        "FLOAT16",    "DOUBLE",
-      "UINT32",    "UINT64",    "COMPLEX64",  "COMPLEX128",  "BFLOAT16",   "FLOAT8E4M3FN",
-      "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4", "INT4", "FLOAT4E2M1",
-      "FLOAT8E8M0", "UINT2", "INT2", "FLOAT6E2M3", "FLOAT6E3M2"};
-  const std::string name = code >= 0 && code < static_cast<int>(std::size(names))
-                               ? std::string(names[code])
-                               : "unknown";
-  throw UnsupportedError("ONNX data type " + std::to_string(code) + " (" + name +
+  throw UnsupportedError("ONNX data type " + std::to_string(code) + " (" + onnx_type_name(code) +
                          ") is not supported; supported: FLOAT, DOUBLE, FLOAT16, BFLOAT16, "
                          "INT8/16/32/64, UINT8/16/32/64, BOOL");
 }

@@ -15,6 +15,9 @@ namespace kiln::onnx {
 struct ImportOptions {
   /// Infer shapes and verify the graph after import (on by default).
   bool infer = true;
+  /// Computes shape subgraphs while inferring (see Graph::infer); the reference executor's
+  /// kiln::reference::constant_evaluator() is the usual one.
+  const ConstantEvaluator* evaluator = nullptr;
 };
 
 /// Reads an ONNX model file. Throws FormatError (unreadable, truncated or not an ONNX model),
@@ -31,8 +34,6 @@ std::string load_tensor_name(const std::string& path);
 /// Writes a tensor as a serialized TensorProto.
 void save_tensor(const Tensor& t, const std::string& path, const std::string& name = "");
 
-/// "FLOAT", "STRING", ... for messages.
-std::string onnx_type_name(int code);
 
 /// The ONNX op names the importer maps, with the opset range it reads for each.
 struct OpSupport {

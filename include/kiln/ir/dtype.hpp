@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
 #include <type_traits>
 
@@ -159,6 +160,10 @@ DType parse_dtype(std::string_view name);
 /// The DType of an ONNX TensorProto data type code (1 float, 2 uint8, ... 16 bfloat16); throws
 /// UnsupportedError for the codes kiln does not compute in (string, complex, float8, int4, ...).
 DType dtype_from_onnx(int code);
+/// The ONNX TensorProto.DataType code of a dtype.
+int dtype_to_onnx(DType t);
+/// "FLOAT", "STRING", ... for an ONNX data type code ("type code N" when unknown).
+std::string onnx_type_name(int code);
 
 /// Calls f(T{}) with the C++ type of `t`: the one closed switch from a run-time dtype to a type.
 template <class F>

@@ -22,7 +22,8 @@ constexpr int kMaxOpset = 27;
 
 class Importer {
  public:
-  Importer(std::string base_dir) : base_dir_(std::move(base_dir)) {}
+  Importer(std::string base_dir, const ConstantEvaluator* evaluator)
+      : base_dir_(std::move(base_dir)), evaluator_(evaluator) {}
 
   Graph run(const ::onnx::ModelProto& m, const ImportOptions& opts) {
     opset_ = -1;
@@ -49,7 +50,7 @@ class Importer {
     }
     for (const auto& n : gp.node()) add_node(n);
     for (const auto& out : gp.output()) g_.outputs.push_back(out.name());
-    if (opts.infer) g_.infer();
+    if (opts.infer) g_.infer(opts.evaluator);
     return std::move(g_);
   }
 
@@ -148,7 +149,7 @@ class Importer {
 
   void add_node(const ::onnx::NodeProto& p) {
     Node n;
-    n.op = p.op_type();
+    n.op = p.op_type() == "Scatter" ? "ScatterElements" : p.op_type();  // Scatter: deprecated name
     n.name = unique_node_name(p.name(), p.op_type());
     if (!p.domain().empty() && p.domain() != "ai.onnx") unsupported_op(p, n.name);
     if (!OpRegistry::instance().find(n.op)) unsupported_op(p, n.name);
@@ -211,36 +212,69 @@ class Importer {
       if (const auto* s = std::get_if<std::string>(&n.attrs["to"])) n.attrs["to"] = onnx_code_of(*s, n);
     } else if (n.op == "Concat" && v < 4 && !n.has_attr("axis")) {
       n.attrs["axis"] = std::int64_t{1};
-    } else if (n.op == "BatchNormalization") {
-      if (n.attr_int("training_mode", 0) != 0)
-        throw UnsupportedError(n.where() + "training_mode=1 is not supported (inference only)");
+    } else if (n.op == "BatchNormalization" && v < 14) {
+      // Before opset 14 the extra outputs belong to a training form kiln does not read.
       n.attrs.erase("spatial");
       n.attrs.erase("is_test");
-      n.attrs.erase("consumed_inputs");
       n.attrs.erase("momentum");
-      if (n.outputs.size() > 1) {
-        for (std::size_t i = 1; i < n.outputs.size(); ++i)
-          if (!n.outputs[i].empty())
-            throw UnsupportedError(n.where() + "training outputs (running mean/var) are not supported");
-        n.outputs.resize(1);
-      }
-    } else if (n.op == "Scatter") {
-      n.op = "ScatterElements";
+      for (std::size_t i = 1; i < n.outputs.size(); ++i)
+        if (!n.outputs[i].empty())
+          throw UnsupportedError(n.where() + "the training outputs of BatchNormalization before "
+                                             "opset 14 are not supported");
+      n.outputs.resize(1);
+    } else if (n.op == "PRelu" && v < 7 && n.inputs.size() > 1) {
+      // PRelu-6: a 1-D slope is per channel (axis 1).
+      const auto rank_x = static_cast<std::int64_t>(rank_of(n.inputs[0]));
+      const auto rank_s = static_cast<std::int64_t>(rank_of(n.inputs[1]));
+      if (rank_s == 1 && rank_x > 2) n.inputs[1] = append_unit_dims(n, n.inputs[1], 1, rank_x - 2);
     } else if (is_op(n, {"Softmax", "LogSoftmax", "Hardmax"}) && v < 13) {
       add_legacy_softmax(std::move(n));
       return;
     } else if (is_op(n, {"Add", "Sub", "Mul", "Div", "Pow", "And", "Or", "Xor", "Equal", "Less",
                          "Greater", "Gemm"}) &&
                v < 7) {
-      if (n.attr_int("broadcast", 0) != 0 && n.has_attr("axis"))
-        throw UnsupportedError(n.where() + "legacy broadcasting with an 'axis' attribute (opset < 7) "
-                                           "is not supported");
+      if (n.attr_int("broadcast", 0) != 0 && n.has_attr("axis") && n.op != "Gemm") {
+        // Legacy broadcasting: B's dims line up with A's from `axis` on. Trailing 1s make that
+        // numpy broadcasting.
+        const auto rank_a = static_cast<std::int64_t>(rank_of(n.inputs.at(0)));
+        const auto rank_b = static_cast<std::int64_t>(rank_of(n.inputs.at(1)));
+        std::int64_t axis = n.attr_int("axis");
+        if (axis < 0) axis += rank_a;
+        if (axis < 0 || axis + rank_b > rank_a)
+          throw ShapeError(fmt::format("{}legacy broadcast axis {} does not fit B of rank {} into A "
+                                       "of rank {}",
+                                       n.where(), n.attr_int("axis"), rank_b, rank_a));
+        n.inputs[1] = append_unit_dims(n, n.inputs[1], rank_b, rank_a - axis - rank_b);
+      }
       n.attrs.erase("broadcast");
       n.attrs.erase("axis");
       n.attrs.erase("consumed_inputs");
     }
     n.attrs.erase("consumed_inputs");
     g_.add_node(std::move(n));
+  }
+
+  /// The rank of a value defined so far (shape inference over the graph built up to here).
+  std::size_t rank_of(const std::string& value) {
+    for (const auto& i : g_.inputs)
+      if (i.name == value) return i.type.shape.rank();
+    if (auto w = g_.weights.find(value); w != g_.weights.end()) return w->second.rank();
+    g_.infer(evaluator_);
+    return g_.type_of(value).shape.rank();
+  }
+
+  /// `value` (of rank `rank`) with `count` trailing dims of 1 added, through an Unsqueeze node.
+  std::string append_unit_dims(const Node& n, const std::string& value, std::int64_t rank,
+                               std::int64_t count) {
+    if (count <= 0) return value;
+    std::vector<std::int64_t> axes;
+    for (std::int64_t i = 0; i < count; ++i) axes.push_back(rank + i);
+    Node u{"Unsqueeze", unique_node_name(n.name + "/legacy_broadcast", "Unsqueeze"),
+           {value, add_const(n, "unsqueeze_axes", Tensor::from<std::int64_t>({count}, axes))},
+           {g_.unique_name(value + "/unsqueezed")}, {}};
+    const std::string out = u.outputs[0];
+    g_.add_node(std::move(u));
+    return out;
   }
 
   Tensor constant_value(const Node& n) {
@@ -314,6 +348,7 @@ class Importer {
   }
 
   std::string base_dir_;
+  const ConstantEvaluator* evaluator_ = nullptr;
   int opset_ = 1;
   Graph g_;
   std::set<std::string> node_names_;
@@ -339,7 +374,7 @@ class Importer {
 Graph load_model_bytes(const std::string& bytes, const std::string& base_dir,
                        const ImportOptions& opts) {
   const auto m = parse_model(bytes, base_dir.empty() ? "<memory>" : base_dir);
-  return Importer(base_dir).run(m, opts);
+  return Importer(base_dir, opts.evaluator).run(m, opts);
 }
 
 Graph load_model(const std::string& path, const ImportOptions& opts) {
@@ -347,7 +382,7 @@ Graph load_model(const std::string& path, const ImportOptions& opts) {
   if (!f) throw FormatError(fmt::format("cannot open ONNX model '{}'", path));
   std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   const auto m = parse_model(bytes, path);
-  return Importer(std::filesystem::path(path).parent_path().string()).run(m, opts);
+  return Importer(std::filesystem::path(path).parent_path().string(), opts.evaluator).run(m, opts);
 }
 
 std::vector<OpSupport> supported_ops() {

@@ -8,8 +8,8 @@
 
 namespace kiln::onnx::detail {
 
+/// dtype_from_onnx() with `what` (the tensor or input) in the message.
 DType to_dtype(int code, const std::string& what);
-int from_dtype(DType t);
 /// Converts a TensorProto; external data is resolved relative to base_dir.
 Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir);
 void to_proto(const Tensor& t, ::onnx::TensorProto& p);

@@ -11,64 +11,14 @@
 
 namespace kiln::onnx {
 
-namespace {
-struct TypeName { int code; const char* name; };
-constexpr TypeName kTypeNames[] = {
-    {0, "UNDEFINED"}, {1, "FLOAT"}, {2, "UINT8"}, {3, "INT8"}, {4, "UINT16"}, {5, "INT16"},
-    {6, "INT32"}, {7, "INT64"}, {8, "STRING"}, {9, "BOOL"}, {10, "FLOAT16"}, {11, "DOUBLE"},
-    {12, "UINT32"}, {13, "UINT64"}, {14, "COMPLEX64"}, {15, "COMPLEX128"}, {16, "BFLOAT16"},
-    {17, "FLOAT8E4M3FN"}, {18, "FLOAT8E4M3FNUZ"}, {19, "FLOAT8E5M2"}, {20, "FLOAT8E5M2FNUZ"},
-    {21, "UINT4"}, {22, "INT4"}, {23, "FLOAT4E2M1"}, {24, "FLOAT8E8M0"}, {25, "UINT2"}, {26, "INT2"}};
-}  // namespace
-
-std::string onnx_type_name(int code) {
-  for (const auto& t : kTypeNames)
-    if (t.code == code) return t.name;
-  return fmt::format("type code {}", code);
-}
-
 namespace detail {
 
 DType to_dtype(int code, const std::string& what) {
-  switch (code) {
-    case 1: return DType::f32;
-    case 2: return DType::u8;
-    case 3: return DType::i8;
-    case 4: return DType::u16;
-    case 5: return DType::i16;
-    case 6: return DType::i32;
-    case 7: return DType::i64;
-    case 9: return DType::boolean;
-    case 10: return DType::f16;
-    case 11: return DType::f64;
-    case 12: return DType::u32;
-    case 13: return DType::u64;
-    case 16: return DType::bf16;
-    default:
-      throw UnsupportedError(fmt::format("{}: dtype {} is not supported (kiln supports FLOAT, "
-                                         "DOUBLE, FLOAT16, BFLOAT16, INT8/16/32/64, "
-                                         "UINT8/16/32/64, BOOL)",
-                                         what, onnx_type_name(code)));
+  try {
+    return dtype_from_onnx(code);
+  } catch (const UnsupportedError& e) {
+    throw UnsupportedError(fmt::format("{}: {}", what, e.what()));
   }
-}
-
-int from_dtype(DType t) {
-  switch (t) {
-    case DType::f32: return 1;
-    case DType::u8: return 2;
-    case DType::i8: return 3;
-    case DType::u16: return 4;
-    case DType::i16: return 5;
-    case DType::i32: return 6;
-    case DType::i64: return 7;
-    case DType::boolean: return 9;
-    case DType::f16: return 10;
-    case DType::f64: return 11;
-    case DType::u32: return 12;
-    case DType::u64: return 13;
-    case DType::bf16: return 16;
-  }
-  return 0;
 }
 
 namespace {
@@ -180,7 +130,7 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
 }
 
 void to_proto(const Tensor& t, ::onnx::TensorProto& p) {
-  p.set_data_type(from_dtype(t.dtype()));
+  p.set_data_type(dtype_to_onnx(t.dtype()));
   for (auto d : t.dims()) p.add_dims(d);
   p.set_raw_data(std::string(reinterpret_cast<const char*>(t.raw()), t.nbytes()));
 }
