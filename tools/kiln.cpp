@@ -124,7 +124,7 @@ of values) and its first values; --output-dir writes each output as NAME.pb (Ten
   }
   Args args(argv, "run", {"--input", "--seed", "--output-dir"}, {});
   const std::string path = args.one_positional("model file");
-  Graph g = onnx::load_model(path);
+  Graph g = onnx::load_model(path, {.evaluator = &reference::constant_evaluator()});
   reference::TensorMap inputs;
   for (const auto& spec : args.all("--input")) {
     const auto eq = spec.find('=');
@@ -165,7 +165,7 @@ int cmd_inspect(const Argv& argv) {
     return 0;
   }
   Args args(argv, "inspect", {}, {});
-  Graph g = onnx::load_model(args.one_positional("model file"));
+  Graph g = onnx::load_model(args.one_positional("model file"), {.evaluator = &reference::constant_evaluator()});
   fmt::print("{}", g.dump());
   return 0;
 }

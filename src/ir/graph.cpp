@@ -169,9 +169,21 @@ void Graph::verify() const {
       throw GraphError(fmt::format("graph output '{}' is not produced by any node", o));
 }
 
-void Graph::infer() {
+const Tensor* Graph::known_value(const std::string& name) const {
+  if (auto w = weights.find(name); w != weights.end()) return &w->second;
+  if (auto k = known_.find(name); k != known_.end()) return &k->second;
+  return nullptr;
+}
+
+namespace {
+/// Shape and Size need only the dims of their input: a view without data stands in for it.
+bool needs_only_dims(const Node& n) { return n.op == "Shape" || n.op == "Size"; }
+}  // namespace
+
+void Graph::infer(const ConstantEvaluator* evaluator) {
   verify();
   types_.clear();
+  known_.clear();
   for (const auto& i : inputs) types_[i.name] = i.type;
   for (const auto& [k, w] : weights) types_[k] = TensorType{w.dtype(), w.shape()};
   const auto& reg = OpRegistry::instance();
@@ -179,16 +191,10 @@ void Graph::infer() {
     std::vector<const TensorType*> in;
     std::vector<const Tensor*> consts;
     for (const auto& name : n.inputs) {
-      if (name.empty()) {
-        in.push_back(nullptr);
-        consts.push_back(nullptr);
-        continue;
-      }
-      in.push_back(&types_.at(name));
-      auto w = weights.find(name);
-      consts.push_back(w == weights.end() ? nullptr : &w->second);
+      in.push_back(name.empty() ? nullptr : &types_.at(name));
+      consts.push_back(name.empty() ? nullptr : known_value(name));
     }
-    InferContext ctx(n, std::move(in), std::move(consts));
+    InferContext ctx(n, in, consts);
     std::vector<TensorType> out;
     try {
       out = reg.find(n.op)->infer(ctx);
@@ -207,6 +213,37 @@ void Graph::infer() {
     }
     for (std::size_t i = 0; i < n.outputs.size(); ++i)
       if (!n.outputs[i].empty() && i < out.size()) types_[n.outputs[i]] = out[i];
+    if (evaluator) evaluate_if_known(n, in, consts, *evaluator);
+  }
+}
+
+void Graph::evaluate_if_known(const Node& n, const std::vector<const TensorType*>& in,
+                              std::vector<const Tensor*> consts, const ConstantEvaluator& eval) {
+  std::int64_t elements = 0;
+  std::vector<Tensor> stand_ins;
+  stand_ins.reserve(consts.size());
+  for (std::size_t i = 0; i < consts.size(); ++i) {
+    if (!in[i]) continue;
+    if (!consts[i]) {
+      if (!needs_only_dims(n) || !in[i]->shape.is_static()) return;
+      stand_ins.push_back(Tensor::view(in[i]->dtype, in[i]->shape.values(), nullptr, nullptr));
+      consts[i] = &stand_ins.back();
+      continue;
+    }
+    elements += consts[i]->numel();
+  }
+  if (elements > kFoldLimit) return;
+  std::vector<Tensor> values;
+  try {
+    values = eval.evaluate(n, consts);
+  } catch (const Error&) {
+    return;  // not foldable here; running the graph reports the error
+  }
+  for (std::size_t i = 0; i < n.outputs.size() && i < values.size(); ++i) {
+    if (n.outputs[i].empty() || !values[i].defined()) continue;
+    // The computed value is the truth: its dims refine what the rule could say.
+    types_[n.outputs[i]] = TensorType{values[i].dtype(), values[i].shape()};
+    known_[n.outputs[i]] = std::move(values[i]);
   }
 }
 

@@ -58,6 +58,16 @@ struct Node {
   std::string where() const;
 };
 
+/// Computes the outputs of a node whose inputs are all known (data propagation during shape
+/// inference: the Shape -> Gather -> Concat -> Reshape subgraphs of exported models). The IR only
+/// declares it; the reference executor implements it, and whoever builds a graph passes one in.
+class ConstantEvaluator {
+ public:
+  virtual ~ConstantEvaluator() = default;
+  virtual std::vector<Tensor> evaluate(const Node& node,
+                                       const std::vector<const Tensor*>& inputs) const = 0;
+};
+
 class Graph {
  public:
   std::string name = "graph";
@@ -71,9 +81,15 @@ class Graph {
   /// A fresh name starting with `base`, unused by any value or node.
   std::string unique_name(const std::string& base) const;
 
-  /// Infers the type of every value from the inputs and weights (the op registry's shape rules),
-  /// then verifies the graph. Throws ShapeError or GraphError naming the node.
-  void infer();
+  /// Verifies the graph, then infers the type of every value from the inputs and weights (the op
+  /// registry's shape rules). With an evaluator, the values of nodes whose inputs are all known
+  /// (weights, or values found so) are computed too, so that rules see them as constants; a node
+  /// is evaluated when its known inputs hold at most kFoldLimit elements together.
+  /// Throws ShapeError or GraphError naming the node.
+  void infer(const ConstantEvaluator* evaluator = nullptr);
+  static constexpr std::int64_t kFoldLimit = 1 << 16;
+  /// The value of `name` when it is a weight or was computed by infer(), else nullptr.
+  const Tensor* known_value(const std::string& name) const;
   /// Structure checks: known op, input and output counts, every input defined before use,
   /// single definition of every value, outputs produced.
   void verify() const;
@@ -90,7 +106,10 @@ class Graph {
   std::string dump() const;
 
  private:
+  void evaluate_if_known(const Node& n, const std::vector<const TensorType*>& in,
+                         std::vector<const Tensor*> consts, const ConstantEvaluator& eval);
   std::map<std::string, TensorType> types_;
+  std::map<std::string, Tensor> known_;  // values computed by infer() with an evaluator
 };
 
 /// Renders an attribute for dumps and messages.

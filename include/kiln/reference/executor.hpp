@@ -74,4 +74,8 @@ class Executor {
 /// Runs a single node on the given inputs (tests, constant folding).
 std::vector<Tensor> run_node(const Node& node, const std::vector<const Tensor*>& inputs);
 
+/// The reference as the IR's ConstantEvaluator: pass it to Graph::infer() or an importer so
+/// that shape subgraphs are computed while shapes are inferred.
+const ConstantEvaluator& constant_evaluator();
+
 }  // namespace kiln::reference
