@@ -1,0 +1,69 @@
+#include "device_util.cuh"
+#include "layout.cuh"
+
+namespace kiln::kernels {
+
+namespace {
+constexpr int kTile = 32, kRowsPerPass = 8;
+
+template <class T>
+__global__ void transpose_kernel(const T* __restrict__ x, T* __restrict__ y, std::int64_t rows,
+                                 std::int64_t cols, std::int64_t tiles_c, std::int64_t tiles_per_batch,
+                                 std::int64_t tiles_total) {
+  __shared__ T tile[kTile][kTile + 1];
+  for (std::int64_t t = blockIdx.x; t < tiles_total; t += gridDim.x) {
+    const std::int64_t b = t / tiles_per_batch, rest = t - b * tiles_per_batch;
+    const std::int64_t r0 = (rest / tiles_c) * kTile, c0 = (rest % tiles_c) * kTile;
+    const T* xb = x + b * rows * cols;
+    T* yb = y + b * rows * cols;
+    for (int k = threadIdx.y; k < kTile; k += kRowsPerPass) {
+      const std::int64_t r = r0 + k, c = c0 + threadIdx.x;
+      if (r < rows && c < cols) tile[k][threadIdx.x] = xb[r * cols + c];
+    }
+    __syncthreads();
+    for (int k = threadIdx.y; k < kTile; k += kRowsPerPass) {
+      const std::int64_t c = c0 + k, r = r0 + threadIdx.x;
+      if (r < rows && c < cols) yb[c * rows + r] = tile[threadIdx.x][k];
+    }
+    __syncthreads();
+  }
+}
+
+template <class From, class To>
+__global__ void cast_kernel(const From* __restrict__ x, To* __restrict__ y, std::int64_t n) {
+  KILN_GRID_LOOP(i, n) detail::store(y, i, detail::load(x, i));
+}
+}  // namespace
+
+cudaError_t transpose_batched(std::size_t elem_size, std::int64_t batch, std::int64_t rows,
+                              std::int64_t cols, const void* x, void* y, cudaStream_t stream) {
+  if (batch * rows * cols == 0) return cudaSuccess;
+  const std::int64_t tiles_r = (rows + kTile - 1) / kTile, tiles_c = (cols + kTile - 1) / kTile;
+  const std::int64_t per_batch = tiles_r * tiles_c, total = per_batch * batch;
+  const unsigned blocks = static_cast<unsigned>(total < (1 << 20) ? total : (1 << 20));
+  const dim3 threads(kTile, kRowsPerPass);
+  switch (elem_size) {
+    case 1: transpose_kernel<std::uint8_t><<<blocks, threads, 0, stream>>>(static_cast<const std::uint8_t*>(x), static_cast<std::uint8_t*>(y), rows, cols, tiles_c, per_batch, total); break;
+    case 2: transpose_kernel<std::uint16_t><<<blocks, threads, 0, stream>>>(static_cast<const std::uint16_t*>(x), static_cast<std::uint16_t*>(y), rows, cols, tiles_c, per_batch, total); break;
+    case 4: transpose_kernel<std::uint32_t><<<blocks, threads, 0, stream>>>(static_cast<const std::uint32_t*>(x), static_cast<std::uint32_t*>(y), rows, cols, tiles_c, per_batch, total); break;
+    case 8: transpose_kernel<std::uint64_t><<<blocks, threads, 0, stream>>>(static_cast<const std::uint64_t*>(x), static_cast<std::uint64_t*>(y), rows, cols, tiles_c, per_batch, total); break;
+    default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t cast(Elem from, Elem to, const void* x, void* y, std::int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  const unsigned blocks = detail::grid_for(n, 256);
+  if (from == Elem::f32 && to == Elem::f16)
+    cast_kernel<<<blocks, 256, 0, stream>>>(static_cast<const float*>(x), static_cast<__half*>(y), n);
+  else if (from == Elem::f16 && to == Elem::f32)
+    cast_kernel<<<blocks, 256, 0, stream>>>(static_cast<const __half*>(x), static_cast<float*>(y), n);
+  else if (from == to)
+    return cudaMemcpyAsync(y, x, n * (from == Elem::f32 ? 4 : 2), cudaMemcpyDeviceToDevice, stream);
+  else
+    return cudaErrorInvalidValue;
+  return cudaGetLastError();
+}
+
+}  // namespace kiln::kernels

@@ -1,0 +1,93 @@
+#include "norm.cuh"
+#include "pointwise_ops.cuh"
+
+namespace kiln::kernels {
+
+namespace {
+template <class T>
+__global__ void affine_kernel(const T* __restrict__ x, const float* __restrict__ scale,
+                              const float* __restrict__ shift, const float* __restrict__ power,
+                              int act, float aa, float ab, T* y, std::int64_t n,
+                              std::int64_t channels, std::int64_t inner) {
+  KILN_GRID_LOOP(i, n) {
+    const std::int64_t c = (i / inner) % channels;
+    float v = detail::load(x, i);
+    if (scale) v *= scale[c];
+    if (shift) v += shift[c];
+    if (power && power[c] != 1.f) v = powf(v, power[c]);
+    if (act == static_cast<int>(Activation::relu)) v = fmaxf(v, 0.f);
+    else if (act != static_cast<int>(Activation::identity)) v = detail::apply_unary(act, v, aa, ab);
+    detail::store(y, i, v);
+  }
+}
+
+__global__ void fold_kernel(std::int64_t channels, const float* gamma, const float* beta,
+                            const float* mean, const float* var, float eps, float* scale, float* shift) {
+  KILN_GRID_LOOP(c, channels) {
+    const float s = gamma[c] / sqrtf(var[c] + eps);
+    shift[c] = beta[c] - mean[c] * s;
+    scale[c] = s;
+  }
+}
+
+template <class T>
+__global__ void lrn_kernel(const T* __restrict__ x, T* __restrict__ y, std::int64_t total,
+                           std::int64_t channels, std::int64_t inner, int size, float alpha,
+                           float beta, float bias) {
+  const int before = (size - 1) / 2, after = size / 2;  // floor and ceil of (size-1)/2
+  KILN_GRID_LOOP(i, total) {
+    const std::int64_t c = (i / inner) % channels;
+    const std::int64_t base = i - c * inner;  // element (n, 0, in)
+    const std::int64_t c0 = c - before < 0 ? 0 : c - before;
+    const std::int64_t c1 = c + after >= channels ? channels - 1 : c + after;
+    float sum = 0.f;
+    for (std::int64_t k = c0; k <= c1; ++k) {
+      const float v = detail::load(x, base + k * inner);
+      sum += v * v;
+    }
+    const float v = detail::load(x, i);
+    detail::store(y, i, v / powf(bias + alpha / static_cast<float>(size) * sum, beta));
+  }
+}
+}  // namespace
+
+cudaError_t channel_affine(Elem elem, std::int64_t outer, std::int64_t channels, std::int64_t inner,
+                           const void* x, const float* scale, const float* shift,
+                           const float* power, Activation act, float act_alpha, float act_beta,
+                           void* y, cudaStream_t stream) {
+  const std::int64_t n = outer * channels * inner;
+  if (n == 0) return cudaSuccess;
+  if (static_cast<int>(act) < 0 || act >= Activation::count_) return cudaErrorInvalidValue;
+  const unsigned blocks = detail::grid_for(n, 256);
+  return detail::dispatch(elem, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    affine_kernel<T><<<blocks, 256, 0, stream>>>(static_cast<const T*>(x), scale, shift, power,
+                                                 static_cast<int>(act), act_alpha, act_beta,
+                                                 static_cast<T*>(y), n, channels, inner);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t batchnorm_fold(std::int64_t channels, const float* gamma, const float* beta,
+                           const float* mean, const float* var, float eps, float* scale,
+                           float* shift, cudaStream_t stream) {
+  if (channels == 0) return cudaSuccess;
+  fold_kernel<<<detail::grid_for(channels, 256), 256, 0, stream>>>(channels, gamma, beta, mean, var,
+                                                                 eps, scale, shift);
+  return cudaGetLastError();
+}
+
+cudaError_t lrn(Elem elem, std::int64_t n, std::int64_t channels, std::int64_t inner, int size,
+                float alpha, float beta, float bias, const void* x, void* y, cudaStream_t stream) {
+  const std::int64_t total = n * channels * inner;
+  if (size < 1) return cudaErrorInvalidValue;
+  if (total == 0) return cudaSuccess;
+  return detail::dispatch(elem, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    lrn_kernel<T><<<detail::grid_for(total, 256), 256, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), total, channels, inner, size, alpha, beta, bias);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace kiln::kernels

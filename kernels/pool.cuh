@@ -1,0 +1,28 @@
+// 2-D max and average pooling over NCHW (1-D pooling is H = 1). Output sizes are the caller's
+// (ceil mode only changes them); windows that run past the padded input are clipped.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "kernel_types.cuh"
+
+namespace kiln::kernels {
+
+enum class PoolMode : int { max = 0, average = 1 };
+
+struct Pool2d {
+  std::int64_t planes = 1;  ///< N * C
+  int in_h = 1, in_w = 1, out_h = 1, out_w = 1;
+  int k_h = 1, k_w = 1, stride_h = 1, stride_w = 1, dil_h = 1, dil_w = 1;
+  int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  /// average: divide by the window's size within the padded input (true) or by its valid
+  /// elements only (false).
+  bool count_include_pad = false;
+};
+
+cudaError_t pool2d(Elem elem, PoolMode mode, const Pool2d& p, const void* x, void* y,
+                   cudaStream_t stream);
+
+}  // namespace kiln::kernels
