@@ -167,7 +167,12 @@ class Importer {
   void upgrade_and_add(Node n) {
     const int v = opset_;
     if (n.op == "Constant") {  // folded into a weight right away
-      g_.weights[n.outputs.at(0)] = constant_value(n);
+      need_outputs(n, 1);
+      if (g_.weights.count(n.outputs[0]))
+        throw GraphError(fmt::format("{}output '{}' is already defined (by an initializer or "
+                                     "another Constant)",
+                                     n.where(), n.outputs[0]));
+      g_.weights[n.outputs[0]] = constant_value(n);
       return;
     }
     if (n.op == "Slice" && v < 10) {
@@ -234,6 +239,7 @@ class Importer {
                          "Greater", "Gemm"}) &&
                v < 7) {
       if (n.attr_int("broadcast", 0) != 0 && n.has_attr("axis") && n.op != "Gemm") {
+        need_inputs(n, 2);
         // Legacy broadcasting: B's dims line up with A's from `axis` on. Trailing 1s make that
         // numpy broadcasting.
         const auto rank_a = static_cast<std::int64_t>(rank_of(n.inputs.at(0)));
@@ -252,6 +258,18 @@ class Importer {
     }
     n.attrs.erase("consumed_inputs");
     g_.add_node(std::move(n));
+  }
+
+  /// The opset translations read inputs and outputs before the registry's counts are checked.
+  static void need_inputs(const Node& n, std::size_t count) {
+    if (n.input_count() < count)
+      throw GraphError(fmt::format("{}expected at least {} input(s), got {}", n.where(), count,
+                                   n.input_count()));
+  }
+  static void need_outputs(const Node& n, std::size_t count) {
+    if (n.outputs.size() < count || n.outputs[count - 1].empty())
+      throw GraphError(fmt::format("{}expected at least {} output(s), got {}", n.where(), count,
+                                   n.outputs.size()));
   }
 
   /// The rank of a value defined so far (shape inference over the graph built up to here).
@@ -305,6 +323,7 @@ class Importer {
   }
 
   void upgrade_upsample(Node& n) {
+    need_inputs(n, 1);
     // Upsample (opsets 7 to 9) is Resize with asymmetric coordinates.
     std::string scales;
     if (n.has_attr("scales")) {
@@ -327,8 +346,10 @@ class Importer {
 
   void add_legacy_softmax(Node n) {
     // Before opset 13 these ops flatten the input to 2-D at `axis` (default 1).
+    need_inputs(n, 1);
+    need_outputs(n, 1);
     const std::int64_t axis = n.attr_int("axis", 1);
-    const std::string x = n.inputs.at(0), y = n.outputs.at(0);
+    const std::string x = n.inputs[0], y = n.outputs[0];
     Node shape{"Shape", g_.unique_name(n.name + "/shape"), {x}, {g_.unique_name(n.name + "/shape")}, {}};
     Node flat{"Flatten", g_.unique_name(n.name + "/flatten"), {x}, {g_.unique_name(n.name + "/flat")},
               {{"axis", axis}}};

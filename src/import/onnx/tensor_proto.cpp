@@ -23,14 +23,28 @@ DType to_dtype(int code, const std::string& what) {
 
 namespace {
 
+/// A non-negative decimal byte count of an external-data entry.
+std::int64_t parse_size(const std::string& text, const char* key, const std::string& tensor) {
+  std::int64_t v = 0;
+  bool ok = !text.empty() && text.size() <= 18;
+  for (char c : text) {
+    if (c < '0' || c > '9') ok = false;
+    else v = v * 10 + (c - '0');
+  }
+  if (!ok)
+    throw FormatError(fmt::format("tensor '{}': external data {} '{}' is not a byte count", tensor,
+                                  key, text));
+  return v;
+}
+
 std::string read_external(const ::onnx::TensorProto& p, const std::string& base_dir,
                           std::size_t nbytes) {
   std::string location;
   std::int64_t offset = 0, length = -1;
   for (const auto& e : p.external_data()) {
     if (e.key() == "location") location = e.value();
-    else if (e.key() == "offset") offset = std::stoll(e.value());
-    else if (e.key() == "length") length = std::stoll(e.value());
+    else if (e.key() == "offset") offset = parse_size(e.value(), "offset", p.name());
+    else if (e.key() == "length") length = parse_size(e.value(), "length", p.name());
   }
   const std::string what = fmt::format("tensor '{}'", p.name());
   if (location.empty()) throw FormatError(what + ": external data without a location");
