@@ -273,3 +273,28 @@ TEST_CASE("an opset newer than kiln reads is refused with the numbers") {
   b.output("y");
   CHECK_THROWS_WITH_AS(b.load(), doctest::Contains("opset 99"), UnsupportedError);
 }
+
+TEST_CASE("Identity and inference Dropout are removed, except where they name a graph output") {
+  ModelBuilder b(17);
+  b.input("x", {3});
+  b.node("Identity", {"x"}, {"a"});
+  b.node("Dropout", {"a"}, {"c"});
+  b.node("Relu", {"c"}, {"y"});
+  b.node("Identity", {"y"}, {"z"});
+  b.output("z");
+  Graph g = b.load();
+  std::vector<std::string> ops;
+  for (const auto& n : g.nodes) ops.push_back(n.op);
+  CHECK(ops == std::vector<std::string>{"Relu", "Identity"});
+  CHECK(g.nodes[0].inputs[0] == "x");
+  auto out = reference::Executor(g).run({{"x", iota({3})}});
+  CHECK(out.at("z").to_doubles() == std::vector<double>{0, 0, 0});
+}
+
+TEST_CASE("an op used outside the opsets that define it is refused with the range") {
+  ModelBuilder b(17);  // Gelu exists from opset 20
+  b.input("x", {3});
+  b.node("Gelu", {"x"}, {"y"});
+  b.output("y");
+  CHECK_THROWS_WITH_AS(b.load(), doctest::Contains("exists in opsets 20 to"), UnsupportedError);
+}

@@ -20,6 +20,17 @@ namespace {
 /// The newest opset of the default domain that kiln reads.
 constexpr int kMaxOpset = 27;
 
+/// Every op of ONNX's default domain with its first and last opset.
+const OpSupport kOnnxOps[] = {
+#include "opset_table.inc"
+};
+
+const OpSupport* onnx_op(std::string_view op) {
+  for (const auto& o : kOnnxOps)
+    if (o.op == op) return &o;
+  return nullptr;
+}
+
 class Importer {
  public:
   Importer(std::string base_dir, const ConstantEvaluator* evaluator)
@@ -48,6 +59,7 @@ class Importer {
       if (g_.weights.count(in.name())) continue;  // an initializer listed as an input
       g_.inputs.push_back(value_info(in));
     }
+    for (const auto& out : gp.output()) graph_outputs_.insert(out.name());
     for (const auto& n : gp.node()) add_node(n);
     for (const auto& out : gp.output()) g_.outputs.push_back(out.name());
     if (opts.infer) g_.infer(opts.evaluator);
@@ -139,7 +151,8 @@ class Importer {
   }
 
   [[noreturn]] void unsupported_op(const ::onnx::NodeProto& p, const std::string& name) {
-    const auto names = OpRegistry::instance().names();
+    std::vector<std::string> names;
+    for (const auto& o : supported_ops()) names.push_back(o.op);
     throw UnsupportedError(fmt::format("[{} '{}'] op '{}' (domain '{}', opset {}) is not supported; "
                                        "supported ops: {}",
                                        p.op_type(), name, p.op_type(),
@@ -152,7 +165,13 @@ class Importer {
     n.op = p.op_type() == "Scatter" ? "ScatterElements" : p.op_type();  // Scatter: deprecated name
     n.name = unique_node_name(p.name(), p.op_type());
     if (!p.domain().empty() && p.domain() != "ai.onnx") unsupported_op(p, n.name);
-    if (!OpRegistry::instance().find(n.op)) unsupported_op(p, n.name);
+    const OpSupport* known = onnx_op(p.op_type());
+    if (!known || !OpRegistry::instance().find(n.op)) unsupported_op(p, n.name);
+    if (opset_ < known->min_opset || opset_ > known->max_opset)
+      throw UnsupportedError(fmt::format("[{} '{}'] op '{}' exists in opsets {} to {}, the model "
+                                         "uses opset {}",
+                                         p.op_type(), n.name, p.op_type(), known->min_opset,
+                                         known->max_opset, opset_));
     n.inputs.assign(p.input().begin(), p.input().end());
     n.outputs.assign(p.output().begin(), p.output().end());
     for (const auto& a : p.attribute()) {
@@ -163,9 +182,25 @@ class Importer {
     upgrade_and_add(std::move(n));
   }
 
+  /// Identity, and Dropout at inference, are removed: their consumers read the input instead.
+  /// A node whose output is a graph output stays, so that the output keeps its name.
+  bool removable(const Node& n) const {
+    if (n.outputs.empty() || graph_outputs_.count(n.outputs[0]) || n.input_count() == 0 ||
+        n.inputs[0].empty())
+      return false;
+    if (n.op == "Identity") return true;
+    return n.op == "Dropout" && n.input_count() <= 2 && !n.has_output(1);
+  }
+
   /// Translates an old opset's form of a node into the latest one, then adds it.
   void upgrade_and_add(Node n) {
     const int v = opset_;
+    for (auto& in : n.inputs)
+      if (auto a = alias_.find(in); a != alias_.end()) in = a->second;
+    if (removable(n)) {
+      alias_[n.outputs[0]] = n.inputs[0];
+      return;
+    }
     if (n.op == "Constant") {  // folded into a weight right away
       need_outputs(n, 1);
       if (g_.weights.count(n.outputs[0]))
@@ -373,6 +408,8 @@ class Importer {
   int opset_ = 1;
   Graph g_;
   std::set<std::string> node_names_;
+  std::set<std::string> graph_outputs_;
+  std::map<std::string, std::string> alias_;  // output of a removed node -> its input
 };
 
 ::onnx::ModelProto parse_model(const std::string& bytes, const std::string& origin) {
@@ -408,7 +445,8 @@ Graph load_model(const std::string& path, const ImportOptions& opts) {
 
 std::vector<OpSupport> supported_ops() {
   std::vector<OpSupport> v;
-  for (const auto& name : OpRegistry::instance().names()) v.push_back({name, 1, kMaxOpset});
+  for (const auto& name : OpRegistry::instance().names())
+    if (const OpSupport* o = onnx_op(name)) v.push_back(*o);
   return v;
 }
 
