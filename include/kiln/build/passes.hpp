@@ -1,0 +1,71 @@
+// The builder's passes over the IR. Each is a small unit: it rewrites the graph in place, leaves
+// it verified with types inferred, and returns how many rewrites it made. Each keeps the graph's
+// outputs unchanged (the tests prove it on the CPU reference over random inputs). Fusions apply
+// only where the target runs the result. Passes are GPU-free and never run the reference:
+// constant folding uses the ConstantEvaluator its caller passes in.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kiln/ir/graph.hpp"
+#include "kiln/plan/target.hpp"
+
+namespace kiln::build {
+
+struct PassContext {
+  const plan::Target* target = nullptr;           ///< nullptr: the CPU reference target
+  const ConstantEvaluator* evaluator = nullptr;   ///< needed by fold_constants only
+  const plan::Target& tgt() const;
+};
+
+/// Structure checks (Graph::verify) and that every value has a type. Changes nothing.
+int verify_graph(Graph& g, const PassContext& ctx);
+/// Replaces every node whose inputs are all constant (or whose outputs shape inference already
+/// computed: Shape of a static input) by weights holding its outputs; random ops stay.
+/// Throws GraphError when ctx.evaluator is null.
+int fold_constants(Graph& g, const PassContext& ctx);
+/// Removes nodes none of whose outputs reaches a graph output, and weights nobody reads.
+int eliminate_dead(Graph& g, const PassContext& ctx);
+/// Removes Identity, inference Dropout, Cast to the same dtype, and Reshape/Flatten/Squeeze/
+/// Unsqueeze/Expand that change nothing, renaming values so graph outputs keep their names.
+int elide_identity(Graph& g, const PassContext& ctx);
+/// Folds BatchNormalization, and Mul/Add by per-channel constants, that follow a Conv or Gemm
+/// (its output read by nothing else) into that layer's weights and bias.
+int fold_batchnorm(Graph& g, const PassContext& ctx);
+/// Conv (+ pointwise epilogue) followed by an Add/Sum of a tensor of the same type: one step.
+int fuse_conv_residual(Graph& g, const PassContext& ctx);
+/// Conv/ConvTranspose/Gemm/MatMul (bias included, residual possibly fused) + activation.
+int fuse_conv_activation(Graph& g, const PassContext& ctx);
+/// Chains of elementwise ops, each intermediate read once and of the chain's shape: one step.
+int fuse_pointwise(Graph& g, const PassContext& ctx);
+/// Convolutions (with the same activation, if any) reading the same input with the same
+/// attributes and kernel size: one convolution over concatenated weights, split afterwards.
+int fuse_horizontal(Graph& g, const PassContext& ctx);
+/// Marks Reshape/Flatten/Squeeze/Unsqueeze of computed values as views (no step, no copy).
+int mark_views(Graph& g, const PassContext& ctx);
+/// Marks a Concat whose inputs its producers can write straight into its output (no copy).
+int elide_concat(Graph& g, const PassContext& ctx);
+/// Sets each 4-D step's layout (plan::kLayoutAttr) to the one among the target's that needs the
+/// fewest conversions; returns the number of conversions the chosen assignment needs.
+int choose_layout(Graph& g, const PassContext& ctx);
+
+struct Pass {
+  std::string name;
+  std::function<int(Graph&, const PassContext&)> run;
+  bool fusion = false;  ///< runs after "layers before fusion" are counted
+};
+
+/// The builder's pipeline, in order.
+const std::vector<Pass>& pipeline();
+
+/// Compute layers: nodes other than Constant, ConstantOfShape, Identity, Dropout, views and
+/// in-place concats.
+int count_layers(const Graph& g);
+
+/// Graphviz DOT of a graph: one box per step (fused steps show what they absorbed), dashed for
+/// views and in-place concats, edges labelled with types.
+std::string to_dot(const Graph& g, const std::string& title);
+
+}  // namespace kiln::build

@@ -1,0 +1,80 @@
+// The Plan: what building produces and what back ends execute. Ordered steps (IR nodes, fused
+// ones as "kiln.Fused"), the input and output bindings, the weights in their final layout, and
+// every activation placed in one arena by a liveness-based planner (buffers reused once dead,
+// outputs written in place over a dying input, concat inputs written straight into their slice
+// of the concat's output, reshapes as views).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kiln/ir/graph.hpp"
+#include "kiln/plan/target.hpp"
+
+namespace kiln::plan {
+
+/// Node attributes by which the builder's passes tell the planner what costs nothing:
+/// a Reshape/Flatten/Squeeze/Unsqueeze whose output is a view of its input, and a Concat whose
+/// inputs are written in place into its output. Such nodes become no step.
+inline constexpr const char* kViewAttr = "kiln.view";
+inline constexpr const char* kConcatInPlaceAttr = "kiln.in_place_concat";
+/// The layout a step runs in ("NCHW" or "NHWC"), chosen by the layout pass.
+inline constexpr const char* kLayoutAttr = "kiln.layout";
+
+/// Where one activation lives: element (0,..,0) at `offset` bytes into the arena, with element
+/// strides (row-major contiguous unless it is a slice of a concat's output).
+struct PlannedValue {
+  std::string name;
+  DType dtype = DType::f32;
+  std::vector<std::int64_t> dims;
+  std::vector<std::int64_t> strides;  ///< in elements
+  std::int64_t offset = 0;            ///< bytes
+  std::string root;                   ///< the buffer it lives in (itself when it owns one)
+  std::string how;                    ///< "own", "view of X", "slice of X", "in place of X"
+  int first = 0;                      ///< live from step `first` (inputs: -1) ...
+  int last = 0;                       ///< ... to step `last` (outputs: the step count)
+
+  std::int64_t bytes() const;  ///< of its elements (not of a strided span)
+  bool contiguous() const;
+};
+
+struct MemoryPlan {
+  std::map<std::string, PlannedValue> values;  ///< every input, step output and view
+  std::int64_t arena_bytes = 0;
+  std::int64_t naive_bytes = 0;  ///< the sum of all tensors, each in its own buffer
+  int buffers = 0;               ///< distinct buffers (roots)
+  int in_place = 0, views = 0, slices = 0;
+};
+
+/// Plans the activation memory of `g` (types inferred, every shape static) for target `t`.
+/// Throws ShapeError naming a value whose shape is not static. `steps` receives the indices of
+/// the nodes that remain steps (views and in-place concats that could be honoured are not).
+MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>* steps = nullptr);
+
+struct Plan {
+  std::string target;  ///< Target::name
+  std::string graph_name;
+  std::vector<ValueInfo> inputs;     ///< static shapes
+  std::vector<ValueInfo> outputs;
+  std::map<std::string, Tensor> weights;  ///< every constant a step reads
+  std::vector<Node> steps;                ///< in order; each an ordinary op or kiln.Fused
+  MemoryPlan memory;
+  std::uint64_t weights_hash = 0;  ///< of the weights the plan was built from
+
+  /// A stable text dump: steps with what each absorbed, bindings and the memory plan. Weights
+  /// are listed by name and type, not by value. Golden tests compare it.
+  std::string dump() const;
+  /// The memory plan alone (a table of values and offsets).
+  std::string memory_report() const;
+};
+
+/// Makes a Plan from a graph that the passes have rewritten for `t` (types inferred, shapes
+/// static): steps in order, weights that steps read, memory planned.
+Plan make_plan(const Graph& g, const Target& t, std::uint64_t weights_hash);
+
+/// FNV-1a over the names, types and bytes of weights.
+std::uint64_t hash_weights(const std::map<std::string, Tensor>& weights);
+
+}  // namespace kiln::plan

@@ -1,0 +1,114 @@
+#include "kiln/plan/plan.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "kiln/ir/error.hpp"
+#include "kiln/ir/fused.hpp"
+
+namespace kiln::plan {
+
+std::uint64_t hash_weights(const std::map<std::string, Tensor>& weights) {
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const void* p, std::size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {  // 8 bytes a round: fast enough for hundreds of megabytes
+      std::uint64_t w;
+      std::memcpy(&w, b + i, 8);
+      h = (h ^ w) * 1099511628211ull;
+    }
+    for (; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  for (const auto& [name, t] : weights) {
+    mix(name.data(), name.size());
+    const auto dt = static_cast<std::uint8_t>(t.dtype());
+    mix(&dt, 1);
+    for (auto d : t.dims()) mix(&d, sizeof d);
+    if (t.raw()) mix(t.raw(), t.nbytes());
+  }
+  return h;
+}
+
+Plan make_plan(const Graph& g, const Target& t, std::uint64_t weights_hash) {
+  Plan p;
+  p.target = t.name;
+  p.graph_name = g.name;
+  p.weights_hash = weights_hash;
+  std::vector<std::size_t> steps;
+  p.memory = plan_memory(g, t, &steps);
+  for (const auto& i : g.inputs) p.inputs.push_back({i.name, g.type_of(i.name)});
+  for (const auto& o : g.outputs) p.outputs.push_back({o, g.type_of(o)});
+  std::set<std::string> used;
+  for (std::size_t i : steps) {
+    p.steps.push_back(g.nodes[i]);
+    for (const auto& in : g.nodes[i].inputs) used.insert(in);
+  }
+  for (const auto& o : g.outputs) used.insert(o);
+  for (const auto& [name, w] : g.weights)
+    if (used.count(name)) p.weights[name] = w;
+  return p;
+}
+
+namespace {
+
+std::string dims_str(const PlannedValue& v) {
+  return fmt::format("{}{}", dtype_name(v.dtype), dims_to_string(v.dims));
+}
+
+std::string step_line(const Node& n, std::size_t index) {
+  std::vector<std::string> ins;
+  for (const auto& i : n.inputs) ins.push_back(i.empty() ? "_" : i);
+  std::string what = n.op;
+  std::string absorbed;
+  if (is_fused(n)) {
+    what = n.attr_string("pattern", "?");
+    absorbed = fmt::format(" absorbs [{}]", fmt::join(fused_absorbed(n), ", "));
+  }
+  std::string layout = n.attr_string(kLayoutAttr, "");
+  return fmt::format("  #{} {} '{}'({}) -> {}{}{}\n", index, what, n.name, fmt::join(ins, ", "),
+                     fmt::join(n.outputs, ", "), absorbed, layout.empty() ? "" : " [" + layout + "]");
+}
+
+}  // namespace
+
+std::string Plan::memory_report() const {
+  std::string s = fmt::format("memory: arena {} bytes, naive sum {} bytes ({:.1f}%), {} buffers "
+                              "for {} values ({} in place, {} views, {} concat slices)\n",
+                              memory.arena_bytes, memory.naive_bytes,
+                              memory.naive_bytes ? 100.0 * static_cast<double>(memory.arena_bytes) /
+                                                       static_cast<double>(memory.naive_bytes)
+                                                 : 0.0,
+                              memory.buffers, memory.values.size(), memory.in_place, memory.views,
+                              memory.slices);
+  // Values by offset, then name: reads as a map of the arena.
+  std::vector<const PlannedValue*> vs;
+  for (const auto& [_, v] : memory.values) vs.push_back(&v);
+  std::sort(vs.begin(), vs.end(), [](const PlannedValue* a, const PlannedValue* b) {
+    return a->offset != b->offset ? a->offset < b->offset : a->name < b->name;
+  });
+  for (const PlannedValue* v : vs)
+    s += fmt::format("  @{:<10} {:>10} B  steps {:>3}..{:<3} {} {}{}\n", v->offset, v->bytes(),
+                     v->first, v->last, v->name, dims_str(*v),
+                     v->how == "own" ? "" : " (" + v->how + ")");
+  return s;
+}
+
+std::string Plan::dump() const {
+  std::string s = fmt::format("plan '{}' for target {}\n", graph_name, target);
+  for (const auto& i : inputs) s += fmt::format("input {}: {}\n", i.name, i.type.to_string());
+  for (const auto& o : outputs) s += fmt::format("output {}: {}\n", o.name, o.type.to_string());
+  std::int64_t wbytes = 0;
+  for (const auto& [_, w] : weights) wbytes += static_cast<std::int64_t>(w.nbytes());
+  s += fmt::format("weights: {} tensors, {} bytes\n", weights.size(), wbytes);
+  for (const auto& [name, w] : weights) s += fmt::format("  {}: {}\n", name, w.type_string());
+  s += fmt::format("steps: {}\n", steps.size());
+  for (std::size_t i = 0; i < steps.size(); ++i) s += step_line(steps[i], i);
+  s += memory_report();
+  return s;
+}
+
+}  // namespace kiln::plan

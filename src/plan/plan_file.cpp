@@ -1,0 +1,444 @@
+#include "kiln/plan/plan_file.hpp"
+
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "kiln/ir/error.hpp"
+#include "kiln/ir/fused.hpp"
+#include "kiln/ir/op_registry.hpp"
+
+namespace kiln::plan {
+
+const char* library_version() { return "0.1.0"; }
+
+namespace {
+
+using i64 = std::int64_t;
+constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'P', 'L', 'A', 'N'};
+constexpr std::size_t kWeightAlign = 16;
+constexpr i64 kMaxArena = i64{1} << 40;
+
+std::uint64_t fnv1a(const char* p, std::size_t n) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 1099511628211ull;
+  return h;
+}
+
+// ---- writing -----------------------------------------------------------------------------
+
+class Writer {
+ public:
+  explicit Writer(std::string& out, std::size_t base) : out_(out), base_(base) {}
+  template <class T>
+  void pod(T v) {
+    char b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    out_.append(b, sizeof(T));
+  }
+  void u8(std::uint8_t v) { pod(v); }
+  void u32(std::uint32_t v) { pod(v); }
+  void u64(std::uint64_t v) { pod(v); }
+  void i64v(i64 v) { pod(v); }
+  void str(const std::string& s) {
+    u32(static_cast<std::uint32_t>(s.size()));
+    out_ += s;
+  }
+  void strs(const std::vector<std::string>& v) {
+    u32(static_cast<std::uint32_t>(v.size()));
+    for (const auto& s : v) str(s);
+  }
+  void ints(const std::vector<i64>& v) {
+    u32(static_cast<std::uint32_t>(v.size()));
+    for (auto x : v) i64v(x);
+  }
+  void tensor(const Tensor& t) {
+    u8(static_cast<std::uint8_t>(t.dtype()));
+    ints(t.dims());
+    u64(t.nbytes());
+    while ((base_ + out_.size()) % kWeightAlign) out_ += '\0';
+    if (t.nbytes()) out_.append(reinterpret_cast<const char*>(t.raw()), t.nbytes());
+  }
+  void attr(const Attribute& a) {
+    u8(static_cast<std::uint8_t>(a.index()));
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, i64>) i64v(v);
+          else if constexpr (std::is_same_v<T, double>) pod(v);
+          else if constexpr (std::is_same_v<T, std::string>) str(v);
+          else if constexpr (std::is_same_v<T, std::vector<i64>>) ints(v);
+          else if constexpr (std::is_same_v<T, std::vector<double>>) {
+            u32(static_cast<std::uint32_t>(v.size()));
+            for (double d : v) pod(d);
+          } else if constexpr (std::is_same_v<T, std::vector<std::string>>) strs(v);
+          else tensor(v);
+        },
+        a);
+  }
+  void node(const Node& n) {
+    str(n.op);
+    str(n.name);
+    strs(n.inputs);
+    strs(n.outputs);
+    u32(static_cast<std::uint32_t>(n.attrs.size()));
+    for (const auto& [k, v] : n.attrs) {
+      str(k);
+      attr(v);
+    }
+  }
+  void type(const TensorType& t) {
+    u8(static_cast<std::uint8_t>(t.dtype));
+    ints(t.shape.values());
+  }
+
+ private:
+  std::string& out_;
+  std::size_t base_;  // file offset of out_[0], for weight alignment
+};
+
+// ---- reading -----------------------------------------------------------------------------
+
+class Reader {
+ public:
+  Reader(const char* data, std::size_t size, std::size_t base, std::shared_ptr<void> owner)
+      : p_(data), size_(size), base_(base), owner_(std::move(owner)) {}
+  std::size_t pos() const { return pos_; }
+  std::size_t left() const { return size_ - pos_; }
+  void need(std::size_t n, const char* what) {
+    if (n > left())
+      throw FormatError(fmt::format("plan file is truncated: {} needs {} bytes at offset {}, {} left",
+                                    what, n, base_ + pos_, left()));
+  }
+  template <class T>
+  T pod(const char* what) {
+    need(sizeof(T), what);
+    T v;
+    std::memcpy(&v, p_ + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::uint8_t u8(const char* w) { return pod<std::uint8_t>(w); }
+  std::uint32_t u32(const char* w) { return pod<std::uint32_t>(w); }
+  std::uint64_t u64(const char* w) { return pod<std::uint64_t>(w); }
+  i64 i64v(const char* w) { return pod<i64>(w); }
+  std::uint32_t count(const char* what, std::size_t min_each) {
+    const std::uint32_t n = u32(what);
+    if (static_cast<std::uint64_t>(n) * min_each > left())
+      throw FormatError(fmt::format("plan file is corrupt or truncated: {} count {} at offset {} "
+                                    "exceeds the {} bytes left",
+                                    what, n, base_ + pos_ - 4, left()));
+    return n;
+  }
+  std::string str(const char* what) {
+    const std::uint32_t n = count(what, 1);
+    std::string s(p_ + pos_, n);
+    pos_ += n;
+    return s;
+  }
+  std::vector<std::string> strs(const char* what) {
+    std::vector<std::string> v(count(what, 4));
+    for (auto& s : v) s = str(what);
+    return v;
+  }
+  std::vector<i64> ints(const char* what) {
+    std::vector<i64> v(count(what, 8));
+    for (auto& x : v) x = i64v(what);
+    return v;
+  }
+  DType dtype(const char* what) {
+    const std::uint8_t c = u8(what);
+    if (c > static_cast<std::uint8_t>(DType::boolean))
+      throw FormatError(fmt::format("plan file is corrupt: {} has dtype code {} at offset {}", what,
+                                    c, base_ + pos_ - 1));
+    return static_cast<DType>(c);
+  }
+  std::vector<i64> dims(const char* what) {
+    auto d = ints(what);
+    if (d.size() > 32) fail(what, fmt::format("rank {}", d.size()));
+    i64 total = 1;
+    for (i64 x : d) {
+      if (x < 0 || x > (i64{1} << 40)) fail(what, fmt::format("dim {}", x));
+      if (x != 0 && total > (i64{1} << 50) / x) fail(what, "element count overflows");
+      total *= x;
+    }
+    return d;
+  }
+  Tensor tensor(const char* what) {
+    const DType dt = dtype(what);
+    auto d = dims(what);
+    const std::uint64_t nbytes = u64(what);
+    if (nbytes != static_cast<std::uint64_t>(product(d)) * dtype_size(dt))
+      fail(what, fmt::format("{} bytes for {}{}", nbytes, dtype_name(dt), dims_to_string(d)));
+    while ((base_ + pos_) % kWeightAlign) {
+      need(1, what);
+      ++pos_;
+    }
+    need(nbytes, what);
+    Tensor t = nbytes ? Tensor::view(dt, d, owner_, reinterpret_cast<std::byte*>(const_cast<char*>(p_ + pos_)))
+                      : Tensor(dt, d);
+    pos_ += nbytes;
+    return t;
+  }
+  Attribute attr(const char* what) {
+    switch (u8(what)) {
+      case 0: return i64v(what);
+      case 1: return pod<double>(what);
+      case 2: return str(what);
+      case 3: return ints(what);
+      case 4: {
+        std::vector<double> v(count(what, 8));
+        for (auto& x : v) x = pod<double>(what);
+        return v;
+      }
+      case 5: return strs(what);
+      case 6: return tensor(what);
+      default: fail(what, "an unknown attribute kind");
+    }
+  }
+  Node node() {
+    Node n;
+    n.op = str("step op");
+    n.name = str("step name");
+    n.inputs = strs("step inputs");
+    n.outputs = strs("step outputs");
+    const std::uint32_t na = count("step attributes", 5);
+    for (std::uint32_t i = 0; i < na; ++i) {
+      std::string k = str("attribute name");
+      n.attrs[k] = attr("attribute value");
+    }
+    return n;
+  }
+  TensorType type(const char* what) {
+    TensorType t;
+    t.dtype = dtype(what);
+    t.shape = Shape::of(dims(what));
+    return t;
+  }
+  [[noreturn]] void fail(const char* what, const std::string& msg) {
+    throw FormatError(fmt::format("plan file is corrupt: {} has {} (near offset {})", what, msg,
+                                  base_ + pos_));
+  }
+
+ private:
+  const char* p_;
+  std::size_t size_;
+  std::size_t base_;
+  std::size_t pos_ = 0;
+  std::shared_ptr<void> owner_;
+};
+
+std::string header_prefix(const Plan& p) {
+  std::string h;
+  Writer w(h, 0);
+  h.append(kMagic, 8);
+  w.u32(kPlanFormatVersion);
+  w.str(library_version());
+  w.str(p.target);
+  w.u64(p.weights_hash);
+  return h;
+}
+
+/// A plan read from a file must be one the executors can run without reading out of bounds.
+void validate(const Plan& p) {
+  auto bad = [](const std::string& m) { throw FormatError("plan file is inconsistent: " + m); };
+  if (p.memory.arena_bytes < 0 || p.memory.arena_bytes > kMaxArena)
+    bad(fmt::format("arena of {} bytes", p.memory.arena_bytes));
+  for (const auto& [name, v] : p.memory.values) {
+    if (v.name != name || v.strides.size() != v.dims.size()) bad(fmt::format("value '{}'", name));
+    i64 span = 1;
+    for (std::size_t d = 0; d < v.dims.size(); ++d) {
+      if (v.strides[d] < 0 || v.strides[d] > kMaxArena) bad(fmt::format("value '{}' strides", name));
+      if (v.dims[d] == 0) span = 0;
+    }
+    if (span)
+      for (std::size_t d = 0; d < v.dims.size(); ++d) span += (v.dims[d] - 1) * v.strides[d];
+    if (v.offset < 0 || v.offset + span * static_cast<i64>(dtype_size(v.dtype)) > p.memory.arena_bytes)
+      bad(fmt::format("value '{}' lies outside the arena", name));
+  }
+  auto known = [&](const std::string& v) { return p.memory.values.count(v) || p.weights.count(v); };
+  for (const auto& i : p.inputs)
+    if (!p.memory.values.count(i.name)) bad(fmt::format("input '{}' has no place", i.name));
+  for (const auto& o : p.outputs)
+    if (!known(o.name)) bad(fmt::format("output '{}' has no place", o.name));
+  for (const auto& s : p.steps) {
+    if (!OpRegistry::instance().find(s.op)) bad(fmt::format("step '{}' has the unknown op '{}'", s.name, s.op));
+    if (is_fused(s)) (void)fused_body(s);  // throws GraphError when malformed
+    for (const auto& in : s.inputs)
+      if (!in.empty() && !known(in)) bad(fmt::format("step '{}' reads '{}', which has no place", s.name, in));
+    for (const auto& o : s.outputs)
+      if (!o.empty() && !p.memory.values.count(o))
+        bad(fmt::format("step '{}' writes '{}', which has no place", s.name, o));
+  }
+}
+
+}  // namespace
+
+std::string serialize_plan(const Plan& p) {
+  std::string head = header_prefix(p);
+  const std::size_t payload_at = head.size() + 8;
+  std::string body;
+  Writer w(body, payload_at);
+  w.str(p.graph_name);
+  w.u32(static_cast<std::uint32_t>(p.inputs.size()));
+  for (const auto& i : p.inputs) {
+    w.str(i.name);
+    w.type(i.type);
+  }
+  w.u32(static_cast<std::uint32_t>(p.outputs.size()));
+  for (const auto& o : p.outputs) {
+    w.str(o.name);
+    w.type(o.type);
+  }
+  w.u32(static_cast<std::uint32_t>(p.steps.size()));
+  for (const auto& s : p.steps) w.node(s);
+  const MemoryPlan& m = p.memory;
+  w.i64v(m.arena_bytes);
+  w.i64v(m.naive_bytes);
+  for (int v : {m.buffers, m.in_place, m.views, m.slices}) w.i64v(v);
+  w.u32(static_cast<std::uint32_t>(m.values.size()));
+  for (const auto& [_, v] : m.values) {
+    w.str(v.name);
+    w.u8(static_cast<std::uint8_t>(v.dtype));
+    w.ints(v.dims);
+    w.ints(v.strides);
+    w.i64v(v.offset);
+    w.str(v.root);
+    w.str(v.how);
+    w.i64v(v.first);
+    w.i64v(v.last);
+  }
+  w.u32(static_cast<std::uint32_t>(p.weights.size()));
+  for (const auto& [name, t] : p.weights) {
+    w.str(name);
+    w.tensor(t);
+  }
+  std::string out = std::move(head);
+  Writer hw(out, 0);
+  hw.u64(body.size());
+  out += body;
+  hw.u64(fnv1a(out.data(), out.size()));
+  return out;
+}
+
+Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) {
+  // An aligned copy that the weights view without copying again.
+  std::shared_ptr<char[]> buf(new char[bytes.size() + 1]);
+  std::memcpy(buf.get(), bytes.data(), bytes.size());
+  Reader r(buf.get(), bytes.size(), 0, buf);
+  if (bytes.size() < 8 || std::memcmp(bytes.data(), kMagic, 8) != 0) {
+    std::string got;
+    for (std::size_t i = 0; i < std::min<std::size_t>(8, bytes.size()); ++i)
+      got += std::isprint(static_cast<unsigned char>(bytes[i])) ? bytes[i] : '?';
+    throw FormatError(fmt::format("not a kiln plan file: the magic is '{}' ({} bytes), expected "
+                                  "'KILNPLAN'",
+                                  got, std::min<std::size_t>(8, bytes.size())));
+  }
+  r.need(8, "magic");
+  for (int i = 0; i < 8; ++i) r.u8("magic");
+  const std::uint32_t version = r.u32("format version");
+  if (version != kPlanFormatVersion)
+    throw FormatError(fmt::format("plan format version {}; this kiln reads version {} (rebuild the "
+                                  "plan)",
+                                  version, kPlanFormatVersion));
+  const std::string lib = r.str("library version");
+  if (lib != library_version())
+    throw FormatError(fmt::format("plan was written by kiln {}; this is kiln {} (rebuild the plan)",
+                                  lib, library_version()));
+  const std::string target = r.str("target");
+  if (!expect.target.empty() && target != expect.target)
+    throw FormatError(fmt::format("plan was built for target '{}'; this is '{}' (rebuild the plan "
+                                  "for this target)",
+                                  target, expect.target));
+  const std::uint64_t hash = r.u64("weights hash");
+  if (expect.weights_hash && *expect.weights_hash != hash)
+    throw FormatError(fmt::format("plan was built from other weights (hash {:016x}, these are "
+                                  "{:016x})",
+                                  hash, *expect.weights_hash));
+  const std::uint64_t payload = r.u64("payload size");
+  if (payload > r.left() || r.left() - payload < 8)
+    throw FormatError(fmt::format("plan file is truncated: {} bytes, the header promises {}",
+                                  bytes.size(), r.pos() + payload + 8));
+  if (r.left() - payload > 8)
+    throw FormatError(fmt::format("plan file has {} bytes after its end", r.left() - payload - 8));
+  const std::size_t end = r.pos() + static_cast<std::size_t>(payload);
+  std::uint64_t stored;
+  std::memcpy(&stored, bytes.data() + end, 8);
+  const std::uint64_t actual = fnv1a(bytes.data(), end);
+  if (stored != actual)
+    throw FormatError(fmt::format("plan file checksum mismatch (stored {:016x}, computed {:016x}): "
+                                  "the file is corrupt",
+                                  stored, actual));
+
+  Plan p;
+  p.target = target;
+  p.weights_hash = hash;
+  p.graph_name = r.str("graph name");
+  for (std::uint32_t n = r.count("inputs", 6); n-- > 0;) {
+    std::string name = r.str("input name");
+    p.inputs.push_back({name, r.type("input type")});
+  }
+  for (std::uint32_t n = r.count("outputs", 6); n-- > 0;) {
+    std::string name = r.str("output name");
+    p.outputs.push_back({name, r.type("output type")});
+  }
+  for (std::uint32_t n = r.count("steps", 20); n-- > 0;) p.steps.push_back(r.node());
+  MemoryPlan& m = p.memory;
+  m.arena_bytes = r.i64v("arena size");
+  m.naive_bytes = r.i64v("naive size");
+  m.buffers = static_cast<int>(r.i64v("buffers"));
+  m.in_place = static_cast<int>(r.i64v("in place"));
+  m.views = static_cast<int>(r.i64v("views"));
+  m.slices = static_cast<int>(r.i64v("slices"));
+  for (std::uint32_t n = r.count("values", 40); n-- > 0;) {
+    PlannedValue v;
+    v.name = r.str("value name");
+    v.dtype = r.dtype("value dtype");
+    v.dims = r.dims("value dims");
+    v.strides = r.ints("value strides");
+    v.offset = r.i64v("value offset");
+    v.root = r.str("value root");
+    v.how = r.str("value placement");
+    v.first = static_cast<int>(r.i64v("value first step"));
+    v.last = static_cast<int>(r.i64v("value last step"));
+    m.values[v.name] = std::move(v);
+  }
+  for (std::uint32_t n = r.count("weights", 14); n-- > 0;) {
+    std::string name = r.str("weight name");
+    p.weights[name] = r.tensor("weight");
+  }
+  if (r.pos() != end)
+    throw FormatError(fmt::format("plan file is corrupt: payload ends at {}, its size says {}",
+                                  r.pos(), end));
+  try {
+    validate(p);
+  } catch (const GraphError& e) {
+    throw FormatError(std::string("plan file is inconsistent: ") + e.what());
+  }
+  return p;
+}
+
+void save_plan(const Plan& p, const std::string& path) {
+  const std::string bytes = serialize_plan(p);
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw Error(fmt::format("cannot write plan file '{}'", path));
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!f) throw Error(fmt::format("writing plan file '{}' failed", path));
+}
+
+Plan load_plan(const std::string& path, const LoadExpectations& expect) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw FormatError(fmt::format("cannot open plan file '{}'", path));
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  try {
+    return deserialize_plan(ss.str(), expect);
+  } catch (const FormatError& e) {
+    throw FormatError(fmt::format("{}: {}", path, e.what()));
+  }
+}
+
+}  // namespace kiln::plan

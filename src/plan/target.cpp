@@ -1,0 +1,127 @@
+#include "kiln/plan/target.hpp"
+
+#include <memory>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "kiln/ir/error.hpp"
+
+namespace kiln::plan {
+
+std::string layout_name(Layout l) { return l == Layout::NCHW ? "NCHW" : "NHWC"; }
+
+std::vector<Layout> Target::layouts_of(const std::string& op) const {
+  auto it = layouts.find(op);
+  return it == layouts.end() ? std::vector<Layout>{Layout::NCHW} : it->second;
+}
+
+std::string Target::describe() const {
+  std::string s = fmt::format("target {}\n", name);
+  s += fmt::format("  fusions: {}\n", fusions.empty() ? "none" : fmt::format("{}", fmt::join(fusions, ", ")));
+  s += fmt::format("  pointwise ops: {} (at most {} in one step)\n", pointwise_ops.size(),
+                   max_pointwise_chain);
+  for (const auto& [op, ls] : layouts) {
+    std::vector<std::string> names;
+    for (auto l : ls) names.push_back(layout_name(l));
+    s += fmt::format("  layouts {}: {}\n", op, fmt::join(names, ", "));
+  }
+  auto yn = [](bool b) { return b ? "yes" : "no"; };
+  s += fmt::format("  concat in place: {}, strided output: {}, strided input: {}, in place: {}, "
+                   "views: {}, alignment: {}\n",
+                   yn(concat_in_place), yn(strided_output), yn(strided_input), yn(in_place),
+                   yn(view_ops), alignment);
+  return s;
+}
+
+const std::set<std::string>& activation_ops() {
+  static const std::set<std::string> s = {"Relu",     "LeakyRelu", "Sigmoid",  "Tanh",
+                                          "Clip",     "Elu",       "Selu",     "HardSigmoid",
+                                          "HardSwish", "Softplus", "Softsign", "ThresholdedRelu",
+                                          "Celu",     "Gelu",      "Mish",     "PRelu"};
+  return s;
+}
+
+const std::set<std::string>& elementwise_ops() {
+  static const std::set<std::string> s = [] {
+    std::set<std::string> e = activation_ops();
+    for (const char* op : {"Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Pow", "Abs", "Neg",
+                           "Exp", "Log", "Sqrt", "Reciprocal", "Erf", "Floor", "Ceil", "Sin",
+                           "Cos"})
+      e.insert(op);
+    return e;
+  }();
+  return s;
+}
+
+namespace {
+
+Target make_cpu_reference() {
+  Target t;
+  t.name = "cpu-reference";
+  t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
+               fusion::kPointwiseChain, fusion::kHorizontalConv};
+  t.pointwise_ops = elementwise_ops();
+  t.max_pointwise_chain = 16;
+  // The reference computes convolutions and pooling in NCHW only.
+  for (const char* op : {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+                         "GlobalMaxPool", "LRN", "BatchNormalization", "InstanceNormalization"})
+    t.layouts[op] = {Layout::NCHW};
+  t.strided_output = true;
+  t.strided_input = true;
+  t.in_place = true;
+  t.concat_in_place = true;
+  t.view_ops = true;
+  t.alignment = 64;
+  return t;
+}
+
+Target make_plain() {
+  Target t;
+  t.name = "plain";
+  t.alignment = 64;
+  return t;
+}
+
+struct Targets {
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<const Target>> by_name;
+  std::vector<std::shared_ptr<const Target>> replaced;  // kept: references to them stay valid
+  Targets() {
+    for (Target t : {make_cpu_reference(), make_plain()}) {
+      const std::string name = t.name;
+      by_name[name] = std::make_shared<const Target>(std::move(t));
+    }
+  }
+};
+Targets& targets() {
+  static Targets t;
+  return t;
+}
+
+}  // namespace
+
+const Target& cpu_reference_target() { return target_by_name("cpu-reference"); }
+const Target& plain_target() { return target_by_name("plain"); }
+
+const Target& target_by_name(const std::string& name) {
+  auto& t = targets();
+  std::lock_guard lock(t.mu);
+  auto it = t.by_name.find(name);
+  if (it == t.by_name.end()) {
+    std::vector<std::string> names;
+    for (const auto& [k, _] : t.by_name) names.push_back(k);
+    throw UnsupportedError(fmt::format("unknown target '{}' (known: {})", name, fmt::join(names, ", ")));
+  }
+  return *it->second;  // targets are never removed, only replaced while nobody builds
+}
+
+void register_target(Target t) {
+  auto& ts = targets();
+  std::lock_guard lock(ts.mu);
+  const std::string name = t.name;
+  if (auto it = ts.by_name.find(name); it != ts.by_name.end()) ts.replaced.push_back(it->second);
+  ts.by_name[name] = std::make_shared<const Target>(std::move(t));
+}
+
+}  // namespace kiln::plan

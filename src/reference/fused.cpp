@@ -1,0 +1,32 @@
+// The reference kernel of "kiln.Fused": runs the parts one after another with their own kernels.
+#include <map>
+
+#include "families.hpp"
+#include "kiln/ir/fused.hpp"
+
+namespace kiln::reference {
+
+void register_fused(KernelRegistry& r) {
+  r.add(kFusedOp, [](KernelContext& ctx) {
+    const FusedBody body = fused_body(ctx.node);
+    std::map<std::string, Tensor> local;
+    for (const Node& p : body.parts) {
+      std::vector<const Tensor*> ins;
+      for (const auto& name : p.inputs) {
+        if (name.empty()) ins.push_back(nullptr);
+        else if (name[0] == '$') {
+          const std::size_t k = std::stoul(name.substr(1));
+          ins.push_back(ctx.has(k) ? &ctx.in(k) : nullptr);
+        } else {
+          ins.push_back(&local.at(name));
+        }
+      }
+      auto outs = run_node(p, ins);
+      for (std::size_t o = 0; o < p.outputs.size(); ++o)
+        if (p.has_output(o)) local[p.outputs[o]] = std::move(outs[o]);
+    }
+    for (std::size_t i = 0; i < body.results.size(); ++i) ctx.set(i, local.at(body.results[i]));
+  });
+}
+
+}  // namespace kiln::reference

@@ -1,0 +1,340 @@
+// The builder's passes: each on graphs made for it (what it rewrites, what it must leave alone)
+// and each proved to keep outputs on the CPU reference, on random networks too.
+#include "kiln/build/passes.hpp"
+
+#include "kiln/ir/error.hpp"
+#include "kiln/ir/fused.hpp"
+#include "kiln/plan/plan.hpp"
+#include "plan_test_util.hpp"
+
+using namespace plan_test;
+using namespace kiln;
+namespace b = kiln::build;
+
+namespace {
+
+b::PassContext ctx(const plan::Target* t = nullptr) {
+  return b::PassContext{t, &reference::constant_evaluator()};
+}
+
+int count_op(const Graph& g, const std::string& op) {
+  int n = 0;
+  for (const auto& node : g.nodes) n += node.op == op;
+  return n;
+}
+
+/// Runs `pass` on a copy of g, checks equivalence, returns the result.
+template <class Pass>
+Graph run_checked(const Graph& g, Pass pass, int* changes = nullptr, const plan::Target* t = nullptr) {
+  Graph after = g;
+  const int c = pass(after, ctx(t));
+  if (changes) *changes = c;
+  check_equivalent(g, after, "pass");
+  return after;
+}
+
+}  // namespace
+
+TEST_CASE("fused node: encoding round trip, malformed encodings are refused") {
+  Builder bld;
+  auto x = bld.input("x", {1, 2, 4, 4});
+  auto c = bld.conv(x, 2, 3, 3);
+  auto r = bld.node("Relu", {c});
+  Graph g = bld.finish({r});
+  Graph f = run_checked(g, b::fuse_conv_activation);
+  REQUIRE(f.nodes.size() == 1);
+  const Node& n = f.nodes[0];
+  CHECK(is_fused(n));
+  CHECK(n.attr_string("pattern", "") == "Conv+Relu");
+  CHECK(fused_absorbed(n) == std::vector<std::string>{g.nodes[0].name, g.nodes[1].name});
+  const FusedBody body = fused_body(n);
+  REQUIRE(body.parts.size() == 2);
+  CHECK(body.parts[0].attr_ints("kernel_shape") == std::vector<std::int64_t>{3, 3});
+
+  Node bad = n;
+  bad.attrs["p1.in"] = std::vector<std::string>{"nowhere"};
+  CHECK_THROWS_AS(fused_body(bad), GraphError);
+  bad = n;
+  bad.attrs["p0.in"] = std::vector<std::string>{"$9"};
+  CHECK_THROWS_AS(fused_body(bad), GraphError);
+  bad = n;
+  bad.attrs["parts"] = std::int64_t{-3};
+  CHECK_THROWS_AS(fused_body(bad), GraphError);
+  bad = n;
+  bad.attrs["results"] = std::vector<std::string>{"a", "b"};
+  CHECK_THROWS_AS(fused_body(bad), GraphError);
+}
+
+TEST_CASE("verify refuses a graph without types and a malformed graph") {
+  Builder bld;
+  auto x = bld.input("x", {2, 3});
+  auto r = bld.node("Relu", {x});
+  Graph g = bld.finish({r});
+  CHECK(b::verify_graph(g, ctx()) == 0);
+  Graph bad = g;
+  bad.nodes[0].inputs[0] = "missing";
+  CHECK_THROWS_AS(b::verify_graph(bad, ctx()), GraphError);
+  Graph untyped = g;
+  untyped.nodes[0].outputs[0] = "renamed";
+  untyped.outputs[0] = "renamed";
+  CHECK_THROWS_WITH_AS(b::verify_graph(untyped, ctx()), doctest::Contains("no inferred type"), GraphError);
+}
+
+TEST_CASE("fold_constants: ConstantOfShape weights and shape subgraphs become weights") {
+  Builder bld;
+  auto x = bld.input("x", {2, 6});
+  const std::string shape = "wshape";
+  bld.g.weights[shape] = Tensor::from<std::int64_t>({2}, {6, 4});
+  Node cos;
+  cos.op = "ConstantOfShape";
+  cos.name = "cos";
+  cos.inputs = {shape};
+  cos.outputs = {"wcos"};
+  cos.attrs["value"] = Tensor::from<float>({1}, {0.5f});
+  bld.g.add_node(cos);
+  auto w2 = bld.node("Mul", {"wcos", bld.weight({1})});
+  auto mm = bld.node("MatMul", {x, w2});
+  auto shp = bld.node("Shape", {mm});  // of a static value: folded
+  auto flat = bld.node("Reshape", {mm, bld.node("Concat", {shp}, {{"axis", std::int64_t{0}}})});
+  Graph g = bld.finish({flat});
+  int n = 0;
+  Graph f = run_checked(g, b::fold_constants, &n);
+  CHECK(n == 4);  // ConstantOfShape, Mul, Shape, Concat
+  CHECK(count_op(f, "ConstantOfShape") == 0);
+  CHECK(count_op(f, "MatMul") == 1);
+  CHECK(f.weights.count("wcos") == 1);
+
+  Graph g2 = g;
+  CHECK_THROWS_AS(b::fold_constants(g2, b::PassContext{}), GraphError);
+}
+
+TEST_CASE("eliminate_dead removes unread nodes and weights") {
+  Builder bld;
+  auto x = bld.input("x", {1, 2, 4, 4});
+  auto live = bld.node("Relu", {x});
+  auto dead = bld.conv(x, 2, 3, 1);
+  bld.node("Sigmoid", {dead});
+  Graph g = bld.finish({live});
+  int n = 0;
+  Graph f = run_checked(g, b::eliminate_dead, &n);
+  CHECK(f.nodes.size() == 1);
+  CHECK(f.weights.empty());
+  CHECK(n == 4);  // conv, sigmoid, conv weight and bias
+}
+
+TEST_CASE("elide_identity keeps output names and leaves what it cannot remove") {
+  Builder bld;
+  auto x = bld.input("x", {1, 3});
+  auto a = bld.node("Relu", {x});
+  auto i1 = bld.node("Identity", {a});
+  auto d = bld.node("Dropout", {i1});
+  auto s = bld.node("Sigmoid", {d});
+  auto out = bld.node("Identity", {s});  // a graph output: its producer takes the name
+  auto through = bld.node("Identity", {x});  // of a graph input to a graph output: stays
+  Graph g = bld.finish({out, through});
+  Graph f = run_checked(g, b::elide_identity);
+  CHECK(count_op(f, "Identity") == 1);
+  CHECK(count_op(f, "Dropout") == 0);
+  CHECK(f.outputs == std::vector<std::string>{out, through});
+  CHECK(f.nodes[1].op == "Sigmoid");
+  CHECK(f.nodes[1].outputs[0] == out);
+}
+
+TEST_CASE("fold_batchnorm: into Conv (with and without bias) and Gemm (both transB)") {
+  for (bool bias : {true, false}) {
+    Builder bld;
+    auto x = bld.input("x", {2, 3, 5, 5});
+    auto c = bld.conv(x, 3, 4, 3, bias);
+    auto y = bld.node("Relu", {bld.bn(c, 4)});
+    Graph g = bld.finish({y});
+    int n = 0;
+    Graph f = run_checked(g, b::fold_batchnorm, &n);
+    CHECK(n == 1);
+    CHECK(count_op(f, "BatchNormalization") == 0);
+    CHECK(count_op(f, "Conv") == 1);
+  }
+  for (std::int64_t trans : {0, 1}) {
+    Builder bld;
+    auto x = bld.input("x", {3, 5});
+    auto w = bld.weight(trans ? std::vector<std::int64_t>{4, 5} : std::vector<std::int64_t>{5, 4});
+    auto gm = bld.node("Gemm", {x, w, bld.weight({4})}, {{"transB", trans}, {"beta", 0.5}, {"alpha", 2.0}});
+    auto y = bld.bn(gm, 4);
+    Graph g = bld.finish({y});
+    int n = 0;
+    Graph f = run_checked(g, b::fold_batchnorm, &n);
+    CHECK(n == 1);
+    CHECK(count_op(f, "BatchNormalization") == 0);
+  }
+}
+
+TEST_CASE("fold_batchnorm: per-channel Mul and Add fold; other shapes and shared outputs do not") {
+  Builder bld;
+  auto x = bld.input("x", {1, 3, 4, 4});
+  auto c = bld.conv(x, 3, 2, 1);
+  auto m = bld.node("Mul", {bld.weight({2, 1, 1}), c});
+  auto a = bld.node("Add", {m, bld.weight({1, 2, 1, 1})});
+  auto spatial = bld.node("Mul", {a, bld.weight({4})});  // varies along W: not a scale
+  auto c2 = bld.conv(x, 3, 2, 1);
+  auto shared_bn = bld.bn(c2, 2);
+  auto other = bld.node("Relu", {c2});  // c2 read twice: its BN cannot fold
+  Graph g = bld.finish({spatial, shared_bn, other});
+  int n = 0;
+  Graph f = run_checked(g, b::fold_batchnorm, &n);
+  CHECK(n == 2);
+  CHECK(count_op(f, "Mul") == 1);
+  CHECK(count_op(f, "Add") == 0);
+  CHECK(count_op(f, "BatchNormalization") == 1);
+}
+
+TEST_CASE("conv + bias + activation, gemm + activation") {
+  Builder bld;
+  auto x = bld.input("x", {1, 2, 5, 5});
+  auto c = bld.node("LeakyRelu", {bld.conv(x, 2, 3, 3)}, {{"alpha", 0.2}});
+  auto cl = bld.node("Clip", {bld.conv(c, 3, 3, 1), bld.weight({}, -0.5, -0.4), bld.weight({}, 0.4, 0.5)});
+  auto fl = bld.node("Flatten", {cl}, {{"axis", std::int64_t{1}}});
+  auto gm = bld.node("Sigmoid", {bld.node("Gemm", {fl, bld.weight({75, 4}), bld.weight({4})})});
+  Graph g = bld.finish({gm});
+  int n = 0;
+  Graph f = run_checked(g, b::fuse_conv_activation, &n);
+  CHECK(n == 3);
+  CHECK(count_op(f, kFusedOp) == 3);
+  CHECK(f.nodes[0].attr_string("pattern", "") == "Conv+LeakyRelu");
+  CHECK(f.nodes[1].attr_string("pattern", "") == "Conv+Clip");
+  CHECK(f.nodes.back().attr_string("pattern", "") == "Gemm+Sigmoid");
+
+  // A target without these fusions leaves the graph alone.
+  Graph plain = g;
+  CHECK(b::fuse_conv_activation(plain, ctx(&plan::plain_target())) == 0);
+  CHECK(plain.nodes.size() == g.nodes.size());
+}
+
+TEST_CASE("conv + residual add + activation") {
+  Builder bld;
+  auto x = bld.input("x", {2, 3, 4, 4});
+  auto c1 = bld.conv(x, 3, 3, 3);
+  auto c2 = bld.conv(x, 3, 3, 1);
+  auto s = bld.node("Sum", {c1, c2});
+  auto y = bld.node("Relu", {s});
+  auto c3 = bld.conv(y, 3, 3, 3);
+  auto bcast = bld.node("Add", {c3, bld.weight({1, 3, 1, 1})});  // a bias, not a residual
+  Graph g = bld.finish({bcast});
+  int n = 0;
+  Graph f = run_checked(g, b::fuse_conv_residual, &n);
+  CHECK(n == 1);
+  f = run_checked(f, b::fuse_conv_activation, &n);
+  bool found = false;
+  for (const auto& node : f.nodes)
+    if (node.attr_string("pattern", "") == "Conv+Sum+Relu") {
+      found = true;
+      CHECK(fused_absorbed(node).size() == 3);
+    }
+  CHECK(found);
+  CHECK(count_op(f, "Add") == 1);  // the broadcast add stays (fold_batchnorm's job)
+}
+
+TEST_CASE("pointwise chains fuse up to the target's limit and only at one shape") {
+  Builder bld;
+  auto x = bld.input("x", {2, 8});
+  std::string v = x;
+  for (int i = 0; i < 20; ++i) v = bld.node(i % 2 ? "Tanh" : "Mul", i % 2 ? std::vector<std::string>{v} : std::vector<std::string>{v, bld.weight({8})});
+  auto grow = bld.node("Add", {v, bld.input("y", {3, 2, 8})});  // broadcast grows the shape
+  Graph g = bld.finish({grow});
+  Graph f = run_checked(g, b::fuse_pointwise);
+  const auto limit = plan::cpu_reference_target().max_pointwise_chain;
+  CHECK(f.nodes.size() == (20 + limit - 1) / limit + 1);
+  for (const auto& n : f.nodes)
+    if (is_fused(n)) CHECK(fused_body(n).parts.size() <= limit);
+  CHECK(f.nodes.back().op == "Add");
+}
+
+TEST_CASE("horizontal fusion of convolutions that share an input") {
+  Builder bld;
+  auto x = bld.input("x", {2, 4, 5, 5});
+  auto a = bld.node("Relu", {bld.conv(x, 4, 3, 1)});
+  auto c = bld.node("Relu", {bld.conv(x, 4, 2, 1)});
+  auto d = bld.node("Relu", {bld.conv(x, 4, 5, 1, false)});
+  auto e = bld.conv(x, 4, 2, 3);           // another kernel size: apart
+  auto f3 = bld.node("Sigmoid", {bld.conv(x, 4, 2, 1)});  // another activation: apart
+  auto cat = bld.node("Concat", {a, c, d, e, f3}, {{"axis", std::int64_t{1}}});
+  Graph g = bld.finish({cat});
+  Graph f = run_checked(g, b::fuse_conv_activation);
+  int n = 0;
+  f = run_checked(f, b::fuse_horizontal, &n);
+  CHECK(n == 1);
+  int merged = 0;
+  for (const auto& node : f.nodes)
+    if (node.attr_string("pattern", "") == "Conv+Relu+Split") {
+      ++merged;
+      CHECK(node.outputs.size() == 3);
+    }
+  CHECK(merged == 1);
+  CHECK(f.nodes.size() == 4);
+}
+
+TEST_CASE("views and in-place concats are marked only where legal") {
+  Builder bld;
+  auto x = bld.input("x", {2, 3, 4, 4});
+  auto a = bld.node("Relu", {x});
+  auto c = bld.conv(x, 3, 2, 1);
+  auto cat = bld.node("Concat", {a, c}, {{"axis", std::int64_t{1}}});
+  auto cat2 = bld.node("Concat", {x, c}, {{"axis", std::int64_t{1}}});  // a graph input: no
+  auto fl = bld.node("Flatten", {cat}, {{"axis", std::int64_t{1}}});
+  Graph g = bld.finish({fl, cat2});
+  Graph f = g;
+  CHECK(b::mark_views(f, ctx()) == 1);
+  CHECK(b::elide_concat(f, ctx()) == 1);
+  check_equivalent(g, f, "marks");
+  CHECK(f.nodes[2].attr_int(plan::kConcatInPlaceAttr, 0) == 1);
+  CHECK(f.nodes[3].attr_int(plan::kConcatInPlaceAttr, 0) == 0);
+  CHECK(b::count_layers(f) == 3);  // Relu, Conv, the second Concat
+  Graph p = g;
+  CHECK(b::mark_views(p, ctx(&plan::plain_target())) == 0);
+  CHECK(b::elide_concat(p, ctx(&plan::plain_target())) == 0);
+}
+
+TEST_CASE("layout choice: the CPU reference runs NCHW; a target preferring NHWC converts least") {
+  Builder bld;
+  auto x = bld.input("x", {1, 2, 4, 4});
+  auto y = bld.node("Relu", {bld.conv(bld.node("Relu", {bld.conv(x, 2, 2, 3)}), 2, 2, 3)});
+  Graph g = bld.finish({y});
+  Graph f = g;
+  CHECK(b::choose_layout(f, ctx()) == 0);
+  for (const auto& n : f.nodes) CHECK(n.attr_string(plan::kLayoutAttr, "") == "NCHW");
+
+  plan::Target nhwc = plan::cpu_reference_target();
+  nhwc.name = "test-nhwc";
+  nhwc.layouts["Conv"] = {plan::Layout::NHWC, plan::Layout::NCHW};
+  Graph h = g;
+  // All NHWC needs two conversions (in and out), all NCHW none: NCHW wins.
+  CHECK(b::choose_layout(h, ctx(&nhwc)) == 0);
+  nhwc.layouts["Conv"] = {plan::Layout::NHWC};
+  Graph k = g;
+  CHECK(b::choose_layout(k, ctx(&nhwc)) == 2);
+  CHECK(k.nodes[0].attr_string(plan::kLayoutAttr, "") == "NHWC");
+  CHECK(k.nodes[1].attr_string(plan::kLayoutAttr, "") == "NHWC");  // the Relu follows
+}
+
+TEST_CASE("every pass keeps outputs on random networks") {
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    CAPTURE(seed);
+    const Graph g = random_cnn(seed);
+    build::BuildReport report;
+    const auto plan = build::build_plan(g, checked_options(nullptr, seed), &report);
+    check_plan_equivalent(g, plan, fmt::format("random network {}", seed), seed);
+    CHECK(report.layers_after <= report.layers_before);
+  }
+}
+
+TEST_CASE("the plain target builds one step per layer and still computes the same") {
+  for (std::uint64_t seed = 100; seed < 110; ++seed) {
+    CAPTURE(seed);
+    const Graph g = random_cnn(seed);
+    build::BuildReport report;
+    const auto plan = build::build_plan(g, checked_options(&plan::plain_target(), seed), &report);
+    check_plan_equivalent(g, plan, "plain", seed);
+    for (const auto& s : plan.steps) CHECK(!is_fused(s));
+    CHECK(plan.memory.in_place == 0);
+    CHECK(plan.memory.views == 0);
+    CHECK(plan.memory.slices == 0);
+  }
+}

@@ -1,0 +1,220 @@
+#include "cli_build.hpp"
+
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "cli_args.hpp"
+#include "kiln/build/builder.hpp"
+#include "kiln/import/onnx.hpp"
+#include "kiln/ir/error.hpp"
+#include "kiln/plan/plan_file.hpp"
+#include "kiln/reference/executor.hpp"
+#include "kiln/reference/plan_executor.hpp"
+
+namespace kiln::tools {
+namespace {
+
+using Argv = std::vector<std::string>;
+
+bool wants_help(const Argv& a) {
+  for (const auto& s : a)
+    if (s == "--help" || s == "-h") return true;
+  return false;
+}
+
+/// "NAME=1x3x224x224" -> dims of NAME.
+void parse_shapes(const Args& args, build::BuildOptions& o) {
+  for (const auto& spec : args.all("--shape")) {
+    const auto eq = spec.find('=');
+    if (eq == std::string::npos) throw Error("--shape expects NAME=DxDx..., got '" + spec + "'");
+    std::vector<std::int64_t> dims;
+    std::string rest = spec.substr(eq + 1);
+    std::size_t at = 0;
+    while (at <= rest.size()) {
+      const auto x = rest.find('x', at);
+      const std::string d = rest.substr(at, x == std::string::npos ? std::string::npos : x - at);
+      if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos)
+        throw Error("--shape expects NAME=DxDx... with whole numbers, got '" + spec + "'");
+      dims.push_back(std::stoll(d));
+      if (x == std::string::npos) break;
+      at = x + 1;
+    }
+    o.input_dims[spec.substr(0, eq)] = dims;
+  }
+}
+
+build::BuildOptions options_from(const Args& args) {
+  build::BuildOptions o;
+  o.target = &plan::target_by_name(args.get("--target", "cpu-reference"));
+  o.evaluator = &reference::constant_evaluator();
+  parse_shapes(args, o);
+  return o;
+}
+
+Graph load(const std::string& path) {
+  return onnx::load_model(path, {.evaluator = &reference::constant_evaluator()});
+}
+
+bool is_plan_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char magic[8] = {};
+  f.read(magic, 8);
+  return f.gcount() == 8 && std::string(magic, 8) == "KILNPLAN";
+}
+
+Tensor random_tensor(const TensorType& t, std::mt19937_64& rng) {
+  Tensor x(t.dtype, t.shape.values());
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::uniform_int_distribution<int> small(0, 9);
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    x.set(i, is_float(t.dtype) ? u(rng) : static_cast<double>(t.dtype == DType::boolean ? small(rng) % 2 : small(rng)));
+  return x;
+}
+
+void write_dot(const std::string& dir, const std::string& stem, const std::string& dot) {
+  std::filesystem::create_directories(dir);
+  const auto path = (std::filesystem::path(dir) / (stem + ".dot")).string();
+  std::ofstream(path) << dot;
+  std::string line = "graph: " + path;
+  if (std::system("command -v dot >/dev/null 2>&1") == 0) {
+    const auto svg = (std::filesystem::path(dir) / (stem + ".svg")).string();
+    if (std::system(fmt::format("dot -Tsvg '{}' -o '{}'", path, svg).c_str()) == 0) line += ", " + svg;
+  } else {
+    line += " (no `dot` installed: no SVG)";
+  }
+  fmt::print("{}\n", line);
+}
+
+}  // namespace
+
+int cmd_build(const Argv& argv) {
+  if (wants_help(argv)) {
+    fmt::print(R"(usage: kiln build MODEL.onnx [--save FILE] [--target NAME] [--shape NAME=DxDx...]... [--check]
+
+Builds a plan: constant folding, dead-layer elimination, BatchNorm/Scale folding, fusions
+(conv+bias+activation, conv+residual add, pointwise chains, horizontal convolutions), views,
+in-place concats, layout choice, and liveness-based memory planning. Prints the layer counts and
+the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`).
+  --target NAME   cpu-reference (default) or plain (no fusion)
+  --shape N=DIMS  concrete dims for input N (dynamic dims default to 1)
+  --check         run every pass's result on the CPU reference against the previous one
+)");
+    return 0;
+  }
+  Args args(argv, "build", {"--save", "--target", "--shape"}, {"--check"});
+  Graph g = load(args.one_positional("model file"));
+  build::BuildOptions o = options_from(args);
+  if (args.has("--check")) {
+    o.after_pass = [](const std::string& pass, const Graph& before, const Graph& after) {
+      std::mt19937_64 rng(1);
+      reference::TensorMap in;
+      for (const auto& vi : before.inputs) in[vi.name] = random_tensor(vi.type, rng);
+      const auto a = reference::Executor(before).run(in);
+      const auto b = reference::Executor(after).run(in);
+      double worst = 0;
+      for (const auto& [name, t] : a)
+        for (std::int64_t i = 0; i < t.numel(); ++i)
+          worst = std::max(worst, std::abs(t.get(i) - b.at(name).get(i)) / (1.0 + std::abs(t.get(i))));
+      fmt::print("check {}: max relative difference {:.3g}{}\n", pass, worst, worst > 1e-4 ? "  FAIL" : "");
+      if (worst > 1e-4) throw Error("pass '" + pass + "' changed the outputs");
+    };
+  }
+  build::BuildReport report;
+  const plan::Plan p = build::build_plan(std::move(g), o, &report);
+  fmt::print("{}", report.summary());
+  fmt::print("{}", p.memory_report().substr(0, p.memory_report().find('\n') + 1));
+  if (args.has("--save")) {
+    plan::save_plan(p, args.get("--save"));
+    fmt::print("plan written to {} (target {}, {} steps)\n", args.get("--save"), p.target, p.steps.size());
+  }
+  return 0;
+}
+
+int cmd_inspect(const Argv& argv) {
+  if (wants_help(argv)) {
+    fmt::print(R"(usage: kiln inspect MODEL.onnx|PLAN [--target NAME] [--shape NAME=DxDx...]... [--dot-dir DIR] [--graph]
+
+For an ONNX model: builds it and prints "layers before fusion: N" and "layers after fusion: M"
+(a layer is a compute node after import and constant folding; Constant, ConstantOfShape,
+Identity and Dropout are not layers), each fused step with what it absorbed, the plan's steps and
+memory plan, and writes Graphviz pictures of the graph before and after fusion into --dot-dir
+(default: the current folder; rendered to SVG when `dot` is installed). --graph also prints the
+imported IR graph. For a plan file: prints the plan.
+)");
+    return 0;
+  }
+  Args args(argv, "inspect", {"--target", "--shape", "--dot-dir"}, {"--graph"});
+  const std::string path = args.one_positional("model or plan file");
+  if (is_plan_file(path)) {
+    fmt::print("{}", plan::load_plan(path).dump());
+    return 0;
+  }
+  Graph g = load(path);
+  if (args.has("--graph")) fmt::print("{}", g.dump());
+  build::BuildReport report;
+  const build::BuildOptions opts = options_from(args);
+  const plan::Plan p = build::build_plan(std::move(g), opts, &report);
+  fmt::print("{}", report.summary());
+  fmt::print("{}", opts.target->describe());
+  fmt::print("{}", p.dump());
+  const std::string stem = std::filesystem::path(path).stem().string();
+  const std::string dir = args.get("--dot-dir", ".");
+  write_dot(dir, stem + ".before", build::to_dot(report.before_fusion, stem + " before fusion"));
+  write_dot(dir, stem + ".after", build::to_dot(report.after_fusion, stem + " after fusion"));
+  return 0;
+}
+
+int cmd_run_plan(const Argv& argv) {
+  if (wants_help(argv)) {
+    fmt::print(R"(usage: kiln run --plan FILE [--input NAME=FILE.pb]... [--seed N] [--output-dir DIR]
+
+Runs a plan file on the CPU reference, every activation in one arena at its planned offset.
+Inputs not given with --input are random (uniform in [-1, 1], seeded by --seed). Prints each
+output's shape, a checksum (sum of values) and its first values; --output-dir writes each output
+as NAME.pb (TensorProto).
+)");
+    return 0;
+  }
+  Args args(argv, "run", {"--plan", "--input", "--seed", "--output-dir"}, {});
+  if (!args.positional().empty())
+    throw Error("kiln run --plan takes no model file (the plan holds the network)");
+  const plan::Plan p = plan::load_plan(args.get("--plan"), {.target = "cpu-reference"});
+  reference::TensorMap inputs;
+  for (const auto& spec : args.all("--input")) {
+    const auto eq = spec.find('=');
+    if (eq == std::string::npos) throw Error("kiln run: --input expects NAME=FILE.pb, got '" + spec + "'");
+    inputs[spec.substr(0, eq)] = onnx::load_tensor(spec.substr(eq + 1));
+  }
+  std::mt19937_64 rng(static_cast<std::uint64_t>(args.number("--seed", 1)));
+  for (const auto& vi : p.inputs)
+    if (!inputs.count(vi.name)) inputs[vi.name] = random_tensor(vi.type, rng);
+  reference::PlanExecutor exec(p);
+  const auto outs = exec.run(inputs);
+  const std::string out_dir = args.get("--output-dir");
+  if (!out_dir.empty()) std::filesystem::create_directories(out_dir);
+  for (const auto& o : p.outputs) {
+    const Tensor& t = outs.at(o.name);
+    double sum = 0;
+    std::vector<std::string> head;
+    for (std::int64_t i = 0; i < t.numel(); ++i) {
+      sum += t.get(i);
+      if (i < 6) head.push_back(fmt::format("{:.6g}", t.get(i)));
+    }
+    fmt::print("output {}: {} checksum {:.9g} first [{}{}]\n", o.name, t.type_string(), sum,
+               fmt::join(head, ", "), t.numel() > 6 ? ", ..." : "");
+    if (!out_dir.empty()) {
+      std::string file = o.name;
+      for (char& c : file)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
+      onnx::save_tensor(t, (std::filesystem::path(out_dir) / (file + ".pb")).string(), o.name);
+    }
+  }
+  return 0;
+}
+
+}  // namespace kiln::tools
