@@ -1,0 +1,595 @@
+// The typed DSL's core: tensor expressions whose C++ type carries element type, layout and shape
+// (each dim fixed, or dynamic = -1), the network under construction they point into, weight
+// binding, layer options, and the one check helper every layer uses.
+//
+// A tensor's type never mentions the expression that made it, so diagnostics stay short:
+//   kiln::dsl::Tensor<kiln::DType::f32, kiln::dsl::Layout::nchw, -1, 20, 24, 24>
+// The DSL includes only the IR.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "kiln/ir/error.hpp"
+#include "kiln/ir/graph.hpp"
+#include "kiln/ir/shape_rules.hpp"
+#include "kiln/ir/weights.hpp"
+
+namespace kiln::dsl {
+
+using dim_t = std::int64_t;
+
+// ---- element types and layouts ------------------------------------------------------------
+
+inline constexpr DType f32 = DType::f32;
+inline constexpr DType f64 = DType::f64;
+inline constexpr DType f16 = DType::f16;
+inline constexpr DType bf16 = DType::bf16;
+inline constexpr DType i8 = DType::i8;
+inline constexpr DType u8 = DType::u8;
+inline constexpr DType i32 = DType::i32;
+inline constexpr DType i64 = DType::i64;
+inline constexpr DType boolean = DType::boolean;
+
+/// What the dims of a tensor mean. `any` is a plain row-major tensor; it combines with every
+/// layout. Convolutions and pooling take NCHW (NCW, NCDHW); recurrent layers take TNC.
+enum class Layout : std::uint8_t { any, nc, ncw, nchw, ncdhw, nhwc, tnc };
+
+inline constexpr Layout Any = Layout::any;
+inline constexpr Layout NC = Layout::nc;
+inline constexpr Layout NCW = Layout::ncw;
+inline constexpr Layout NCHW = Layout::nchw;
+inline constexpr Layout NCDHW = Layout::ncdhw;
+inline constexpr Layout NHWC = Layout::nhwc;
+inline constexpr Layout TNC = Layout::tnc;
+
+constexpr std::string_view layout_name(Layout l) {
+  switch (l) {
+    case Layout::any: return "any";
+    case Layout::nc: return "NC";
+    case Layout::ncw: return "NCW";
+    case Layout::nchw: return "NCHW";
+    case Layout::ncdhw: return "NCDHW";
+    case Layout::nhwc: return "NHWC";
+    case Layout::tnc: return "TNC";
+  }
+  return "?";
+}
+
+/// Rank a layout implies (0 for `any`).
+constexpr std::size_t layout_rank(Layout l) {
+  switch (l) {
+    case Layout::nc: return 2;
+    case Layout::ncw: case Layout::tnc: return 3;
+    case Layout::nchw: case Layout::nhwc: return 4;
+    case Layout::ncdhw: return 5;
+    default: return 0;
+  }
+}
+
+// ---- dims ---------------------------------------------------------------------------------
+
+/// A dim the compiler knows: `fix<28>`.
+template <dim_t N>
+struct fix_t {
+  static_assert(N >= 0, "fix<N>: a fixed dim is not negative");
+  static constexpr dim_t value = N;
+};
+template <dim_t N>
+inline constexpr fix_t<N> fix{};
+
+/// A dim known when the network is built (`dyn(h)`), or not until it runs (`dyn`, e.g. batch).
+struct dyn_t {
+  dim_t value = kDynamic;
+  constexpr dyn_t operator()(dim_t v) const { return dyn_t{v}; }
+};
+inline constexpr dyn_t dyn{};
+
+template <class D>
+struct static_dim_of;
+template <dim_t N>
+struct static_dim_of<fix_t<N>> {
+  static constexpr dim_t value = N;
+};
+template <>
+struct static_dim_of<dyn_t> {
+  static constexpr dim_t value = kDynamic;
+};
+
+/// A compile-time string (input names, `named<"conv2">`).
+template <std::size_t N>
+struct name_str {
+  char s[N]{};
+  constexpr name_str(const char (&a)[N]) {  // NOLINT: implicit on purpose
+    for (std::size_t i = 0; i < N; ++i) s[i] = a[i];
+  }
+  constexpr std::string_view view() const { return {s, N - 1}; }
+};
+
+// ---- weights ------------------------------------------------------------------------------
+
+/// Where a network takes its weights from: a WeightMap (PyTorch state_dict names by default)
+/// plus BindOptions (prefix, rename map, strict). Converts implicitly from a WeightMap.
+/// `Weights::shapes_only()` binds zeros and records what the network asks for, so a caller can
+/// list the weights a network needs (`Network::weight_specs()`) without having them.
+class Weights {
+ public:
+  Weights(const WeightMap& map, BindOptions opts = {})  // NOLINT: implicit on purpose
+      : map_(&map), opts_(std::move(opts)) {}
+  static Weights shapes_only(BindOptions opts = {}) {
+    static const WeightMap empty;
+    Weights w(empty, std::move(opts));
+    w.dry_run_ = true;
+    return w;
+  }
+  const WeightMap& map() const { return *map_; }
+  const BindOptions& options() const { return opts_; }
+  bool dry_run() const { return dry_run_; }
+  /// The name looked up in the map for a requested name (rename map first, else prefix).
+  std::string resolve(const std::string& name) const {
+    auto it = opts_.rename.find(name);
+    return it != opts_.rename.end() ? it->second : opts_.prefix + name;
+  }
+
+ private:
+  const WeightMap* map_;
+  BindOptions opts_;
+  bool dry_run_ = false;
+};
+
+/// One weight a network asked for: its name in the map, the layer, the shape and dtype.
+struct WeightSpec {
+  std::string name;
+  std::string layer;
+  std::vector<dim_t> dims;
+  DType dtype = DType::f32;
+};
+
+// ---- the network under construction -------------------------------------------------------
+
+namespace detail {
+
+/// The IR graph being built, with its weight binders. Tensors share it; when an op combines
+/// tensors of two such states (two `input()` calls), the second is merged into the first.
+struct NetState {
+  Graph graph;
+  std::set<std::string> used_names;
+  std::vector<WeightSpec> specs;
+  struct Binding {
+    const WeightMap* map;
+    bool dry_run;
+    std::unique_ptr<WeightBinder> binder;
+  };
+  std::vector<Binding> bindings;
+  std::shared_ptr<NetState> merged_into;
+
+  std::set<std::string> generated;                 // names made by fresh_name
+  std::map<std::string, std::string> renamed;      // after a merge: old name -> name in merged_into
+
+  std::string fresh_name(const std::string& base) {
+    std::string c = base;
+    for (int i = 1; !used_names.insert(c).second; ++i) c = base + "_" + std::to_string(i);
+    generated.insert(c);
+    return c;
+  }
+  /// A user-given node name, which must be new.
+  std::string claim_name(const std::string& name, std::string_view kind) {
+    if (!used_names.insert(name).second)
+      throw GraphError("[" + std::string(kind) + " '" + name + "'] the name '" + name +
+                       "' is used twice in this network");
+    return name;
+  }
+
+  WeightBinder& binder_for(const Weights& w) {
+    for (auto& b : bindings)
+      if (b.map == &w.map() && b.dry_run == w.dry_run()) return *b.binder;
+    bindings.push_back({&w.map(), w.dry_run(), std::make_unique<WeightBinder>(w.map(), w.options())});
+    return *bindings.back().binder;
+  }
+
+  /// Merges `other` into this state: its inputs, weights and nodes. Generated names that clash
+  /// are renamed (other.renamed records how); a clash of given names is an error.
+  void absorb(NetState& other) {
+    std::map<std::string, std::string> ren;  // other's generated names that clash
+    for (const auto& n : other.used_names) {
+      if (!used_names.count(n)) continue;
+      if (!other.generated.count(n))
+        throw GraphError("two parts of one network both use the name '" + n + "'");
+      ren[n];
+    }
+    for (const auto& n : other.used_names)
+      if (!ren.count(n)) {
+        used_names.insert(n);
+        if (other.generated.count(n)) generated.insert(n);
+      }
+    for (auto& [old, now] : ren) now = fresh_name(old);
+    auto map = [&](std::string& v) {
+      auto it = ren.find(v);
+      if (it != ren.end()) v = it->second;
+    };
+    for (auto& i : other.graph.inputs) graph.inputs.push_back(std::move(i));
+    for (auto& [k, v] : other.graph.weights) {
+      std::string key = k;
+      map(key);
+      graph.weights.emplace(key, std::move(v));
+    }
+    for (auto& n : other.graph.nodes) {
+      map(n.name);
+      for (auto& v : n.inputs) map(v);
+      for (auto& v : n.outputs) map(v);
+      graph.nodes.push_back(std::move(n));
+    }
+    for (auto& s : other.specs) specs.push_back(std::move(s));
+    for (auto& b : other.bindings) bindings.push_back(std::move(b));
+    other = NetState{};
+    other.renamed = std::move(ren);
+  }
+};
+
+inline std::shared_ptr<NetState> root(std::shared_ptr<NetState> s) {
+  while (s && s->merged_into) s = s->merged_into;
+  return s;
+}
+
+/// A value's current name: renamed by each merge on the way to the root state.
+inline std::string resolve(const std::shared_ptr<NetState>& start, std::string v) {
+  for (const NetState* s = start.get(); s; s = s->merged_into.get()) {
+    auto it = s->renamed.find(v);
+    if (it != s->renamed.end()) v = it->second;
+  }
+  return v;
+}
+
+/// The one state two tensors share, merging if they were built apart.
+inline std::shared_ptr<NetState> unify(std::shared_ptr<NetState> a, std::shared_ptr<NetState> b) {
+  a = root(std::move(a));
+  b = root(std::move(b));
+  if (a == b) return a;
+  a->absorb(*b);
+  b->merged_into = a;
+  return a;
+}
+
+/// "[conv2d 'conv2'] "
+inline std::string where(std::string_view kind, const std::string& name) {
+  return "[" + std::string(kind) + " '" + name + "'] ";
+}
+
+/// Runs a shape rule at build time; a violation is rethrown naming the layer.
+template <class F>
+auto checked(std::string_view kind, const std::string& name, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const ShapeError& e) {
+    throw ShapeError(where(kind, name) + e.what());
+  }
+}
+
+}  // namespace detail
+
+// ---- tensors ------------------------------------------------------------------------------
+
+/// A tensor expression: a value of the network under construction. Its type carries the element
+/// type, the layout and the dims (a fixed value, or -1 for a dynamic dim); dims() holds the
+/// values known when the network is built (-1 where not known until it runs).
+template <DType D, Layout L, dim_t... Ds>
+class Tensor {
+ public:
+  static constexpr DType dtype = D;
+  static constexpr Layout layout = L;
+  static constexpr std::size_t rank = sizeof...(Ds);
+  static constexpr std::array<dim_t, sizeof...(Ds)> static_dims{Ds...};
+  using dims_type = std::array<dim_t, sizeof...(Ds)>;
+  static_assert(layout_rank(L) == 0 || layout_rank(L) == sizeof...(Ds),
+                "the tensor's rank does not match its layout");
+
+  Tensor(std::shared_ptr<detail::NetState> net, std::string value, dims_type dims)
+      : net_(std::move(net)), value_(std::move(value)), dims_(dims) {
+    for (std::size_t i = 0; i < rank; ++i)
+      if (static_dims[i] >= 0) dims_[i] = static_dims[i];
+  }
+
+  /// The IR value name.
+  std::string value() const { return detail::resolve(net_, value_); }
+  /// Dims known when the network is built (-1: known when it runs).
+  const dims_type& dims() const { return dims_; }
+  dim_t dim(std::size_t i) const { return dims_[i]; }
+  /// The network under construction.
+  std::shared_ptr<detail::NetState> state() const { return detail::root(net_); }
+
+  /// Renames the value (a network output's name). Use the returned tensor afterwards.
+  Tensor named(const std::string& new_name) const {
+    auto s = state();
+    const std::string old = value();
+    s->claim_name(new_name, "named");
+    for (auto& n : s->graph.nodes) {
+      for (auto& o : n.outputs)
+        if (o == old) o = new_name;
+      for (auto& i : n.inputs)
+        if (i == old) i = new_name;
+    }
+    for (auto& i : s->graph.inputs)
+      if (i.name == old) i.name = new_name;
+    return Tensor(s, new_name, dims_);
+  }
+
+ private:
+  std::shared_ptr<detail::NetState> net_;
+  std::string value_;
+  dims_type dims_;
+};
+
+template <class T>
+struct is_tensor : std::false_type {};
+template <DType D, Layout L, dim_t... Ds>
+struct is_tensor<Tensor<D, L, Ds...>> : std::true_type {};
+template <class T>
+concept tensor_expr = is_tensor<std::remove_cvref_t<T>>::value;
+
+namespace detail {
+
+/// The tensor type of element type D, layout L and the dims in the array A.
+template <DType D, Layout L, auto A, class Seq = std::make_index_sequence<A.size()>>
+struct tensor_of;
+template <DType D, Layout L, auto A, std::size_t... I>
+struct tensor_of<D, L, A, std::index_sequence<I...>> {
+  using type = Tensor<D, L, A[I]...>;
+};
+
+/// The one compile-time check of every layer: evaluates Layer::rule on the input tensors' fixed
+/// dims in a constant expression, so a violated rule is a compile error that shows the layer
+/// (this struct's first argument) and the input types.
+template <class Layer, class... Inputs>
+struct shape_check {
+  static constexpr auto out = Layer::rule(Inputs::static_dims...);
+};
+
+/// A check of two numbers derived from the fixed dims (element counts, feature counts), made
+/// with the numbers as template arguments so that the diagnostic shows them:
+/// "in 'constexpr' expansion of 'kiln::rules::same_count(12, 10)'".
+template <class Layer, auto Rule, dim_t A, dim_t B>
+struct value_check {
+  static constexpr dim_t value = Rule(A, B);
+};
+
+/// Output type of a layer: its dims are the rule's result on the inputs' fixed dims.
+template <class Layer, DType D, Layout L, class... Inputs>
+using output_t = typename tensor_of<D, L, shape_check<Layer, Inputs...>::out>::type;
+
+/// Runs Layer::rule on the build-time dims of the inputs, naming the layer on violation.
+template <class Layer, class... Inputs>
+auto run_rule(const std::string& name, const Inputs&... in) {
+  return checked(Layer::kind, name, [&] { return Layer::rule(in.dims()...); });
+}
+
+/// A node name: the given one (unique), or a fresh one from the layer kind.
+inline std::string node_name(NetState& s, std::string_view kind, const std::string& given) {
+  return given.empty() ? s.fresh_name(std::string(kind)) : s.claim_name(given, kind);
+}
+
+/// Adds a node; returns its (single) output value name = node name.
+inline std::string emit(NetState& s, std::string op, const std::string& node,
+                        std::vector<std::string> inputs, std::map<std::string, Attribute> attrs = {},
+                        std::size_t outputs = 1) {
+  Node n;
+  n.op = std::move(op);
+  n.name = node;
+  n.inputs = std::move(inputs);
+  n.attrs = std::move(attrs);
+  n.outputs.push_back(node);
+  for (std::size_t i = 1; i < outputs; ++i) n.outputs.push_back(s.fresh_name(node + ":" + std::to_string(i)));
+  s.graph.nodes.push_back(std::move(n));
+  return node;
+}
+
+/// Dims that must be known to size a weight; throws naming the layer otherwise.
+inline void require_known(std::string_view kind, const std::string& name, std::string_view what,
+                          dim_t v) {
+  if (v < 0)
+    throw ShapeError(where(kind, name) + std::string(what) +
+                     " must be known when the network is built (it sizes a weight)");
+}
+
+/// Takes weight `wname` of shape `dims` for layer `layer`, records it, adds it to the graph
+/// under its own name and returns that name.
+inline std::string take_weight(NetState& s, const Weights& w, const std::string& layer,
+                               const std::string& wname, std::vector<dim_t> dims,
+                               DType dtype = DType::f32) {
+  WeightBinder& b = s.binder_for(w);
+  kiln::Tensor t = b.take(layer, wname, dims, dtype);
+  s.specs.push_back({w.resolve(wname), layer, dims, dtype});
+  std::string ir = s.fresh_name(wname);
+  s.graph.weights.emplace(ir, std::move(t));
+  return ir;
+}
+
+/// Adds a constant (axes, pads, shapes, clip bounds) as a graph weight.
+inline std::string constant(NetState& s, const std::string& name, kiln::Tensor t) {
+  std::string ir = s.fresh_name(name);
+  s.graph.weights.emplace(ir, std::move(t));
+  return ir;
+}
+inline std::string constant_ints(NetState& s, const std::string& name, std::vector<dim_t> v) {
+  const dim_t n = static_cast<dim_t>(v.size());
+  return constant(s, name, kiln::Tensor::from<std::int64_t>({n}, v));
+}
+
+// ---- layer options: `conv2d<64, kernel<3>, stride<2>, padding<1>, no_bias>` ----------------
+
+struct kernel_tag {};
+struct stride_tag {};
+struct padding_tag {};
+struct dilation_tag {};
+struct group_tag {};
+struct bias_tag {};
+struct ceil_tag {};
+struct in_size_tag {};
+struct out_pad_tag {};
+struct axes_tag {};
+struct keep_tag {};
+struct layers_tag {};
+struct direction_tag {};
+struct include_pad_tag {};
+struct none_tag {};
+struct name_tag {};
+
+struct no_option {
+  using tag = none_tag;
+  static constexpr std::array<dim_t, 0> v{};
+  static constexpr std::string_view value{};
+};
+
+/// The first option in Os whose tag is Tag, else Default.
+template <class Tag, class Default, class... Os>
+struct pick {
+  using type = Default;
+};
+template <class Tag, class Default, class O, class... Os>
+struct pick<Tag, Default, O, Os...> {
+  using type = std::conditional_t<std::is_same_v<typename O::tag, Tag>, O,
+                                  typename pick<Tag, Default, Os...>::type>;
+};
+template <class Tag, class... Os>
+inline constexpr bool has_option = (std::is_same_v<typename Os::tag, Tag> || ...);
+
+/// The node name: the one given at run time, else a compile-time layer_name<"...">, else fresh.
+template <class... Os>
+std::string given_name(const std::string& given) {
+  return given.empty() ? std::string(pick<name_tag, no_option, Os...>::type::value) : given;
+}
+
+/// An option's values spread over S spatial axes: one value for all, or one per axis.
+template <std::size_t S, std::size_t N>
+constexpr std::array<dim_t, S> spread(const std::array<dim_t, N>& v, dim_t fallback) {
+  std::array<dim_t, S> out{};
+  for (std::size_t i = 0; i < S; ++i) out[i] = N == 0 ? fallback : (N == 1 ? v[0] : v[i]);
+  return out;
+}
+
+inline std::vector<dim_t> to_vector(const auto& arr) { return {arr.begin(), arr.end()}; }
+
+}  // namespace detail
+
+template <dim_t... V>
+struct kernel {
+  using tag = detail::kernel_tag;
+  static constexpr std::array<dim_t, sizeof...(V)> v{V...};
+};
+template <dim_t... V>
+struct stride {
+  using tag = detail::stride_tag;
+  static constexpr std::array<dim_t, sizeof...(V)> v{V...};
+};
+/// Zero padding: one value for every side, one per spatial axis (both sides), or all begins
+/// then all ends (ONNX order).
+template <dim_t... V>
+struct padding {
+  using tag = detail::padding_tag;
+  static constexpr std::array<dim_t, sizeof...(V)> v{V...};
+};
+template <dim_t... V>
+struct dilation {
+  using tag = detail::dilation_tag;
+  static constexpr std::array<dim_t, sizeof...(V)> v{V...};
+};
+template <dim_t G>
+struct group {
+  using tag = detail::group_tag;
+  static constexpr std::array<dim_t, 1> v{G};
+};
+template <dim_t... V>
+struct output_padding {
+  using tag = detail::out_pad_tag;
+  static constexpr std::array<dim_t, sizeof...(V)> v{V...};
+};
+/// The input size a layer declares (checked against what reaches it): features of a
+/// fully_connected layer, channels of a convolution.
+template <dim_t K>
+struct in_features {
+  using tag = detail::in_size_tag;
+  static constexpr std::array<dim_t, 1> v{K};
+};
+template <dim_t C>
+struct in_channels {
+  using tag = detail::in_size_tag;
+  static constexpr std::array<dim_t, 1> v{C};
+};
+/// The layer's name as a compile-time string, so that compile errors show it too:
+/// `conv2d<50, kernel<5>, layer_name<"conv2">>(x, w)`.
+template <name_str N>
+struct layer_name {
+  using tag = detail::name_tag;
+  static constexpr std::array<dim_t, 0> v{};
+  static constexpr std::string_view value = N.view();
+};
+/// No bias weight (PyTorch's bias=False).
+struct no_bias {
+  using tag = detail::bias_tag;
+  static constexpr std::array<dim_t, 0> v{};
+};
+/// Pooling output rounds up (PyTorch's ceil_mode=True).
+struct ceil_mode {
+  using tag = detail::ceil_tag;
+  static constexpr std::array<dim_t, 0> v{};
+};
+/// Average pooling counts padded elements (PyTorch's default).
+struct count_include_pad {
+  using tag = detail::include_pad_tag;
+  static constexpr std::array<dim_t, 0> v{};
+};
+template <dim_t... A>
+struct axes {
+  using tag = detail::axes_tag;
+  static constexpr std::array<dim_t, sizeof...(A)> v{A...};
+};
+template <bool Keep>
+struct keep_dims {
+  using tag = detail::keep_tag;
+  static constexpr bool value = Keep;
+  static constexpr std::array<dim_t, 0> v{};
+};
+template <dim_t N>
+struct layers {
+  using tag = detail::layers_tag;
+  static constexpr std::array<dim_t, 1> v{N};
+};
+struct bidirectional {
+  using tag = detail::direction_tag;
+  static constexpr std::array<dim_t, 0> v{};
+};
+
+// ---- inputs -------------------------------------------------------------------------------
+
+/// A network input named Name: `input<"data", f32, NCHW>(dyn, fix<1>, fix<28>, fix<28>)`.
+/// Each call starts a network; tensors of different inputs combine into one network.
+/// A dim given as `dyn` becomes a symbolic IR dim ("N" for the batch of NC/NCW/NCHW/NCDHW/NHWC,
+/// "<name>.d<i>" otherwise); `dyn(v)` is fixed to v in the IR but dynamic in the C++ type.
+template <name_str Name, DType D, Layout L = Layout::any, class... Ds>
+auto input(Ds... ds) {
+  using T = Tensor<D, L, static_dim_of<Ds>::value...>;
+  auto s = std::make_shared<detail::NetState>();
+  const std::string name(Name.view());
+  s->claim_name(name, "input");
+  const std::array<dim_t, sizeof...(Ds)> dims{ds.value...};
+  std::vector<Dim> ir;
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] >= 0) {
+      ir.emplace_back(dims[i]);
+    } else {
+      const bool batch = i == (L == Layout::tnc ? 1u : 0u) && L != Layout::any;
+      ir.push_back(Dim::symbol(batch ? "N" : name + ".d" + std::to_string(i)));
+    }
+  }
+  s->graph.inputs.push_back({name, TensorType{D, Shape(std::move(ir))}});
+  return T(s, name, dims);
+}
+
+}  // namespace kiln::dsl

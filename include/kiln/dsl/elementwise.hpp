@@ -1,0 +1,164 @@
+// Elementwise layers: activations and unary math (same type out as in), and binary arithmetic
+// with numpy broadcasting checked on the fixed dims and on the layouts.
+#pragma once
+
+#include "kiln/dsl/core.hpp"
+
+namespace kiln::dsl {
+namespace detail {
+
+template <tensor_expr T>
+T unary(const T& x, const char* op, std::string_view kind, const std::string& given,
+        std::map<std::string, Attribute> attrs = {}, std::vector<std::string> extra = {}) {
+  auto s = x.state();
+  const std::string name = node_name(*s, kind, given);
+  std::vector<std::string> in{x.value()};
+  in.insert(in.end(), extra.begin(), extra.end());
+  emit(*s, op, name, std::move(in), std::move(attrs));
+  return T(s, name, x.dims());
+}
+
+/// A scalar constant of dtype D (Clip bounds).
+inline kiln::Tensor scalar_of(DType d, double v) { return kiln::Tensor::from_doubles(d, {}, {v}); }
+
+}  // namespace detail
+
+// ---- activations and unary math --------------------------------------------------------------
+
+template <tensor_expr T> T relu(const T& x, const std::string& n = "") { return detail::unary(x, "Relu", "relu", n); }
+template <tensor_expr T> T sigmoid(const T& x, const std::string& n = "") { return detail::unary(x, "Sigmoid", "sigmoid", n); }
+template <tensor_expr T> T tanh(const T& x, const std::string& n = "") { return detail::unary(x, "Tanh", "tanh", n); }
+template <tensor_expr T> T softplus(const T& x, const std::string& n = "") { return detail::unary(x, "Softplus", "softplus", n); }
+template <tensor_expr T> T softsign(const T& x, const std::string& n = "") { return detail::unary(x, "Softsign", "softsign", n); }
+template <tensor_expr T> T abs(const T& x, const std::string& n = "") { return detail::unary(x, "Abs", "abs", n); }
+template <tensor_expr T> T neg(const T& x, const std::string& n = "") { return detail::unary(x, "Neg", "neg", n); }
+template <tensor_expr T> T exp(const T& x, const std::string& n = "") { return detail::unary(x, "Exp", "exp", n); }
+template <tensor_expr T> T log(const T& x, const std::string& n = "") { return detail::unary(x, "Log", "log", n); }
+template <tensor_expr T> T sqrt(const T& x, const std::string& n = "") { return detail::unary(x, "Sqrt", "sqrt", n); }
+template <tensor_expr T> T reciprocal(const T& x, const std::string& n = "") { return detail::unary(x, "Reciprocal", "reciprocal", n); }
+template <tensor_expr T> T erf(const T& x, const std::string& n = "") { return detail::unary(x, "Erf", "erf", n); }
+template <tensor_expr T> T identity(const T& x, const std::string& n = "") { return detail::unary(x, "Identity", "identity", n); }
+
+template <tensor_expr T>
+T leaky_relu(const T& x, double alpha = 0.01, const std::string& n = "") {
+  return detail::unary(x, "LeakyRelu", "leaky_relu", n, {{"alpha", alpha}});
+}
+template <tensor_expr T>
+T elu(const T& x, double alpha = 1.0, const std::string& n = "") {
+  return detail::unary(x, "Elu", "elu", n, {{"alpha", alpha}});
+}
+template <tensor_expr T>
+T selu(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Selu", "selu", n);
+}
+template <tensor_expr T>
+T hard_sigmoid(const T& x, double alpha = 0.2, double beta = 0.5, const std::string& n = "") {
+  return detail::unary(x, "HardSigmoid", "hard_sigmoid", n, {{"alpha", alpha}, {"beta", beta}});
+}
+/// min(max(x, lo), hi): ONNX Clip with its bounds as constant inputs.
+template <tensor_expr T>
+T clip(const T& x, double lo, double hi, const std::string& given = "") {
+  auto s = x.state();
+  const std::string name = detail::node_name(*s, "clip", given);
+  auto mn = detail::constant(*s, name + ".min", detail::scalar_of(T::dtype, lo));
+  auto mx = detail::constant(*s, name + ".max", detail::scalar_of(T::dtype, hi));
+  detail::emit(*s, "Clip", name, {x.value(), mn, mx});
+  return T(s, name, x.dims());
+}
+/// PyTorch's ReLU6.
+template <tensor_expr T>
+T relu6(const T& x, const std::string& n = "") {
+  return clip(x, 0.0, 6.0, n);
+}
+
+/// Element type conversion (ONNX Cast).
+template <DType To, tensor_expr T>
+auto cast(const T& x, const std::string& given = "") {
+  constexpr auto code = [] {
+    switch (To) {
+      case DType::f32: return 1; case DType::u8: return 2; case DType::i8: return 3;
+      case DType::u16: return 4; case DType::i16: return 5; case DType::i32: return 6;
+      case DType::i64: return 7; case DType::boolean: return 9; case DType::f16: return 10;
+      case DType::f64: return 11; case DType::u32: return 12; case DType::u64: return 13;
+      case DType::bf16: return 16;
+    }
+    return 0;
+  }();
+  auto s = x.state();
+  const std::string name = detail::node_name(*s, "cast", given);
+  detail::emit(*s, "Cast", name, {x.value()}, {{"to", dim_t{code}}});
+  return typename detail::tensor_of<To, T::layout, T::static_dims>::type(s, name, x.dims());
+}
+
+// ---- binary arithmetic -----------------------------------------------------------------------
+
+/// Two layouts that may meet in one elementwise op: equal, or one of them `any`.
+template <Layout A, Layout B>
+struct elementwise_layouts {
+  static_assert(A == B || A == Layout::any || B == Layout::any,
+                "elementwise op: the operands have different layouts");
+  static constexpr Layout value = A == Layout::any ? B : A;
+};
+template <DType A, DType B>
+struct elementwise_dtypes {
+  static_assert(A == B, "elementwise op: the operands have different element types");
+};
+
+/// numpy broadcasting of two shapes, right-aligned (the ResNet mistake — a residual add whose
+/// shortcut was not downsampled — fails here).
+struct broadcast_rule {
+  template <std::size_t RA, std::size_t RB>
+  static constexpr auto rule(std::array<dim_t, RA> a, std::array<dim_t, RB> b) {
+    constexpr std::size_t R = RA > RB ? RA : RB;
+    std::array<dim_t, R> out{};
+    for (std::size_t i = 0; i < R; ++i) {
+      const dim_t da = i < R - RA ? 1 : a[i - (R - RA)];
+      const dim_t db = i < R - RB ? 1 : b[i - (R - RB)];
+      out[i] = rules::broadcast_dim(da, db);
+    }
+    return out;
+  }
+};
+struct add_layer : broadcast_rule { static constexpr std::string_view kind = "add"; };
+struct sub_layer : broadcast_rule { static constexpr std::string_view kind = "sub"; };
+struct mul_layer : broadcast_rule { static constexpr std::string_view kind = "mul"; };
+struct div_layer : broadcast_rule { static constexpr std::string_view kind = "div"; };
+struct pow_layer : broadcast_rule { static constexpr std::string_view kind = "pow"; };
+struct max_layer : broadcast_rule { static constexpr std::string_view kind = "max"; };
+struct min_layer : broadcast_rule { static constexpr std::string_view kind = "min"; };
+
+namespace detail {
+template <class Layer, tensor_expr A, tensor_expr B>
+auto binary(const A& a, const B& b, const char* op, const std::string& given) {
+  (void)elementwise_dtypes<A::dtype, B::dtype>{};
+  constexpr Layout L = elementwise_layouts<A::layout, B::layout>::value;
+  using Out = output_t<Layer, A::dtype, L, A, B>;
+  auto s = unify(a.state(), b.state());
+  const std::string name = node_name(*s, Layer::kind, given);
+  const auto dims = run_rule<Layer>(name, a, b);
+  emit(*s, op, name, {a.value(), b.value()});
+  return Out(s, name, dims);
+}
+}  // namespace detail
+
+template <tensor_expr A, tensor_expr B>
+auto add(const A& a, const B& b, const std::string& name = "") { return detail::binary<add_layer>(a, b, "Add", name); }
+template <tensor_expr A, tensor_expr B>
+auto sub(const A& a, const B& b, const std::string& name = "") { return detail::binary<sub_layer>(a, b, "Sub", name); }
+template <tensor_expr A, tensor_expr B>
+auto mul(const A& a, const B& b, const std::string& name = "") { return detail::binary<mul_layer>(a, b, "Mul", name); }
+template <tensor_expr A, tensor_expr B>
+auto div(const A& a, const B& b, const std::string& name = "") { return detail::binary<div_layer>(a, b, "Div", name); }
+template <tensor_expr A, tensor_expr B>
+auto pow(const A& a, const B& b, const std::string& name = "") { return detail::binary<pow_layer>(a, b, "Pow", name); }
+template <tensor_expr A, tensor_expr B>
+auto maximum(const A& a, const B& b, const std::string& name = "") { return detail::binary<max_layer>(a, b, "Max", name); }
+template <tensor_expr A, tensor_expr B>
+auto minimum(const A& a, const B& b, const std::string& name = "") { return detail::binary<min_layer>(a, b, "Min", name); }
+
+template <tensor_expr A, tensor_expr B> auto operator+(const A& a, const B& b) { return add(a, b); }
+template <tensor_expr A, tensor_expr B> auto operator-(const A& a, const B& b) { return sub(a, b); }
+template <tensor_expr A, tensor_expr B> auto operator*(const A& a, const B& b) { return mul(a, b); }
+template <tensor_expr A, tensor_expr B> auto operator/(const A& a, const B& b) { return div(a, b); }
+
+}  // namespace kiln::dsl

@@ -1,0 +1,387 @@
+// Layers that move data: concat, reshape, flatten, transpose, slice, pad; and the reductions
+// and matmul. Shapes, axes and pads go into the IR as constant inputs (the latest ONNX form).
+#pragma once
+
+#include "kiln/dsl/core.hpp"
+
+namespace kiln::dsl {
+
+// ---- concat ----------------------------------------------------------------------------------
+
+template <DType A, DType B>
+struct concat_dtypes {
+  static_assert(A == B, "concat: the inputs have different element types");
+};
+template <Layout A, Layout B>
+struct concat_layouts {
+  static_assert(A == B || A == Layout::any || B == Layout::any,
+                "concat: the inputs have different layouts");
+};
+
+/// Inputs of one rank; every dim but the axis agrees; the axis dims add up.
+template <dim_t Axis>
+struct concat_layer {
+  static constexpr std::string_view kind = "concat";
+  template <std::size_t R, class... More>
+  static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> first, More... more) {
+    const auto ax = static_cast<std::size_t>(rules::normalize_axis(Axis, static_cast<dim_t>(R)));
+    std::array<dim_t, R> out = first;
+    auto one = [&](std::array<dim_t, R> in) {
+      for (std::size_t i = 0; i < R; ++i) {
+        if (i == ax) out[i] = rules::known(out[i]) && rules::known(in[i]) ? out[i] + in[i] : kDynamic;
+        else out[i] = rules::equal_dims("dim (all but the concat axis must agree)", out[i], in[i]);
+      }
+    };
+    (one(more), ...);
+    return out;
+  }
+};
+
+/// Joins tensors along Axis, naming the layer: `concat<1>("inception3a", a, b, c)`.
+template <dim_t Axis, tensor_expr T, tensor_expr... Ts>
+auto concat(const std::string& given, const T& first, const Ts&... rest) {
+  static_assert(((Ts::rank == T::rank) && ...), "concat: the inputs have different ranks");
+  (void)std::tuple<concat_dtypes<T::dtype, Ts::dtype>...>{};
+  (void)std::tuple<concat_layouts<T::layout, Ts::layout>...>{};
+  using Out = detail::output_t<concat_layer<Axis>, T::dtype, T::layout, T, Ts...>;
+  auto s = first.state();
+  ((s = detail::unify(s, rest.state())), ...);
+  const std::string name = detail::node_name(*s, concat_layer<Axis>::kind, given);
+  const auto dims = detail::run_rule<concat_layer<Axis>>(name, first, rest...);
+  detail::emit(*s, "Concat", name, {first.value(), rest.value()...}, {{"axis", Axis}});
+  return Out(s, name, dims);
+}
+
+/// Joins tensors along Axis: `concat<1>(a, b, c)`.
+template <dim_t Axis, tensor_expr T, tensor_expr... Ts>
+auto concat(const T& first, const Ts&... rest) {
+  return concat<Axis>(std::string(), first, rest...);
+}
+
+// ---- reshape and flatten ---------------------------------------------------------------------
+
+/// ONNX Reshape: each target dim is positive, 0 (copy the input dim at that index) or -1
+/// (inferred, at most one). Element counts are checked wherever the compiler can see them.
+template <dim_t... Target>
+struct reshape_layer {
+  static constexpr std::string_view kind = "reshape";
+  /// {elements of the input dims not copied by a 0, product of the positive target dims,
+  /// whether a -1 is present}.
+  template <std::size_t R>
+  static constexpr std::array<dim_t, 3> counts(std::array<dim_t, R> in) {
+    constexpr std::array<dim_t, sizeof...(Target)> t{Target...};
+    dim_t in_count = 1, out_count = 1, inferred = 0;
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      if (t[i] > 0) out_count *= t[i];
+      inferred |= t[i] == -1;
+    }
+    for (std::size_t i = 0; i < R; ++i) {
+      if (i < t.size() && t[i] == 0) continue;
+      in_count = rules::known(in_count) && rules::known(in[i]) ? in_count * in[i] : kDynamic;
+    }
+    return {in_count, out_count, inferred};
+  }
+  template <std::size_t R>
+  static constexpr std::array<dim_t, sizeof...(Target)> rule(std::array<dim_t, R> in) {
+    constexpr std::size_t RO = sizeof...(Target);
+    constexpr std::array<dim_t, RO> t{Target...};
+    std::array<dim_t, RO> out{};
+    int inferred = -1;
+    // The element count of the input dims not copied by a 0, and of the explicit target dims.
+    dim_t in_count = 1, out_count = 1;
+    for (std::size_t i = 0; i < RO; ++i) {
+      rules::reshape_dim(t[i]);
+      if (t[i] == -1) {
+        if (inferred >= 0) rules::rule_violation_fmt("reshape target has two -1 dims ({} and {})", inferred, static_cast<dim_t>(i));
+        inferred = static_cast<int>(i);
+      } else if (t[i] == 0) {
+        if (i >= R) rules::rule_violation_fmt("reshape target dim {} is 0 but the input has rank {}", static_cast<dim_t>(i), static_cast<dim_t>(R));
+        out[i] = in[i];
+      } else {
+        out[i] = t[i];
+        out_count *= t[i];
+      }
+    }
+    for (std::size_t i = 0; i < R; ++i) {
+      if (i < RO && t[i] == 0) continue;
+      in_count = rules::known(in_count) && rules::known(in[i]) ? in_count * in[i] : kDynamic;
+    }
+    if (inferred >= 0) {
+      if (rules::known(in_count)) {
+        if (out_count == 0 || in_count % out_count != 0)
+          rules::rule_violation_fmt("cannot infer the -1 dim: {} elements do not divide into {}", in_count, out_count);
+        out[static_cast<std::size_t>(inferred)] = in_count / out_count;
+      } else {
+        out[static_cast<std::size_t>(inferred)] = kDynamic;
+      }
+    } else {
+      rules::same_count(in_count, out_count);
+    }
+    return out;
+  }
+};
+
+/// `reshape<0, -1>(x)`: [N, C, H, W] -> [N, C*H*W]. The result's layout is L (default any).
+template <dim_t... Target, tensor_expr T>
+auto reshape(const T& x, const std::string& given = "") {
+  using Layer = reshape_layer<Target...>;
+  constexpr auto counts = Layer::counts(T::static_dims);
+  if constexpr (counts[2] == 0)
+    (void)detail::value_check<Layer, rules::same_count, counts[0], counts[1]>::value;
+  using Out = detail::output_t<Layer, T::dtype, Layout::any, T>;
+  auto s = x.state();
+  const std::string name = detail::node_name(*s, Layer::kind, given);
+  const auto dims = detail::run_rule<Layer>(name, x);
+  auto shape = detail::constant_ints(*s, name + ".shape", {Target...});
+  detail::emit(*s, "Reshape", name, {x.value(), shape});
+  return Out(s, name, dims);
+}
+
+template <dim_t Axis>
+struct flatten_layer {
+  static constexpr std::string_view kind = "flatten";
+  template <std::size_t R>
+  static constexpr std::array<dim_t, 2> rule(std::array<dim_t, R> in) {
+    // ONNX Flatten allows axis == rank.
+    const dim_t ax = Axis < 0 ? Axis + static_cast<dim_t>(R) : Axis;
+    if (ax < 0 || ax > static_cast<dim_t>(R))
+      rules::rule_violation_fmt("axis {} out of range for rank {}", Axis, static_cast<dim_t>(R));
+    dim_t a = 1, b = 1;
+    for (std::size_t i = 0; i < R; ++i) {
+      dim_t& p = static_cast<dim_t>(i) < ax ? a : b;
+      p = rules::known(p) && rules::known(in[i]) ? p * in[i] : kDynamic;
+    }
+    return {a, b};
+  }
+};
+
+/// [d0..d(a-1), da..] -> [d0*..*d(a-1), da*..]; the default keeps the batch: [N, C*H*W].
+template <dim_t Axis = 1, tensor_expr T>
+auto flatten(const T& x, const std::string& given = "") {
+  using Layer = flatten_layer<Axis>;
+  using Out = detail::output_t<Layer, T::dtype, Layout::nc, T>;
+  auto s = x.state();
+  const std::string name = detail::node_name(*s, Layer::kind, given);
+  const auto dims = detail::run_rule<Layer>(name, x);
+  detail::emit(*s, "Flatten", name, {x.value()}, {{"axis", Axis}});
+  return Out(s, name, dims);
+}
+
+// ---- transpose -------------------------------------------------------------------------------
+
+template <dim_t... Perm>
+struct transpose_layer {
+  static constexpr std::string_view kind = "transpose";
+  template <std::size_t R>
+  static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> in) {
+    constexpr std::array<dim_t, sizeof...(Perm)> p{Perm...};
+    if (p.size() != R)
+      rules::rule_violation("permutation length (the input rank)", static_cast<dim_t>(R), static_cast<dim_t>(p.size()));
+    std::array<dim_t, R> out{};
+    std::array<bool, R> seen{};
+    for (std::size_t i = 0; i < R; ++i) {
+      const auto a = static_cast<std::size_t>(rules::normalize_axis(p[i], static_cast<dim_t>(R)));
+      if (seen[a]) rules::rule_violation_fmt("axis {} appears twice in the permutation (position {})", p[i], static_cast<dim_t>(i));
+      seen[a] = true;
+      out[i] = in[a];
+    }
+    return out;
+  }
+};
+
+namespace detail {
+template <Layout L, dim_t... P>
+constexpr Layout transposed_layout() {
+  constexpr std::array<dim_t, sizeof...(P)> p{P...};
+  if constexpr (sizeof...(P) == 4) {
+    if (L == Layout::nchw && p == std::array<dim_t, 4>{0, 2, 3, 1}) return Layout::nhwc;
+    if (L == Layout::nhwc && p == std::array<dim_t, 4>{0, 3, 1, 2}) return Layout::nchw;
+  }
+  bool same = true;
+  for (std::size_t i = 0; i < p.size(); ++i) same &= p[i] == static_cast<dim_t>(i);
+  return same ? L : Layout::any;
+}
+}  // namespace detail
+
+/// Permutes the dims: `transpose<0, 2, 3, 1>(x)` turns NCHW into NHWC.
+template <dim_t... Perm, tensor_expr T>
+auto transpose(const T& x, const std::string& given = "") {
+  using Layer = transpose_layer<Perm...>;
+  using Out = detail::output_t<Layer, T::dtype, detail::transposed_layout<T::layout, Perm...>(), T>;
+  auto s = x.state();
+  const std::string name = detail::node_name(*s, Layer::kind, given);
+  const auto dims = detail::run_rule<Layer>(name, x);
+  detail::emit(*s, "Transpose", name, {x.value()}, {{"perm", std::vector<dim_t>{Perm...}}});
+  return Out(s, name, dims);
+}
+
+// ---- slice and pad ---------------------------------------------------------------------------
+
+template <dim_t Axis, dim_t Start, dim_t End, dim_t Step>
+struct slice_layer {
+  static constexpr std::string_view kind = "slice";
+  template <std::size_t R>
+  static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> in) {
+    const auto a = static_cast<std::size_t>(rules::normalize_axis(Axis, static_cast<dim_t>(R)));
+    std::array<dim_t, R> out = in;
+    out[a] = rules::slice_count(in[a], Start, End, Step);
+    return out;
+  }
+};
+
+/// Elements Start, Start+Step, ... before End along Axis (ONNX Slice, negative indices count
+/// from the end, bounds clamped).
+template <dim_t Axis, dim_t Start, dim_t End, dim_t Step = 1, tensor_expr T>
+auto slice(const T& x, const std::string& given = "") {
+  using Layer = slice_layer<Axis, Start, End, Step>;
+  using Out = detail::output_t<Layer, T::dtype, T::layout, T>;
+  auto s = x.state();
+  const std::string name = detail::node_name(*s, Layer::kind, given);
+  const auto dims = detail::run_rule<Layer>(name, x);
+  std::vector<std::string> in{x.value(), detail::constant_ints(*s, name + ".starts", {Start}),
+                              detail::constant_ints(*s, name + ".ends", {End}),
+                              detail::constant_ints(*s, name + ".axes", {Axis}),
+                              detail::constant_ints(*s, name + ".steps", {Step})};
+  detail::emit(*s, "Slice", name, std::move(in));
+  return Out(s, name, dims);
+}
+
+template <dim_t... Pads>
+struct pad_layer {
+  static constexpr std::string_view kind = "pad";
+  template <std::size_t R>
+  static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> in) {
+    constexpr std::array<dim_t, sizeof...(Pads)> p{Pads...};
+    if (p.size() != 2 * R)
+      rules::rule_violation("pads (2 x the input rank)", static_cast<dim_t>(2 * R), static_cast<dim_t>(p.size()));
+    std::array<dim_t, R> out{};
+    for (std::size_t i = 0; i < R; ++i) {
+      out[i] = rules::known(in[i]) ? in[i] + p[i] + p[R + i] : kDynamic;
+      if (rules::known(in[i]) && out[i] < 0)
+        rules::rule_violation_fmt("padding makes dim {} negative ({})", static_cast<dim_t>(i), out[i]);
+    }
+    return out;
+  }
+};
+
+/// Constant padding, ONNX order: all begins then all ends, one per dim:
+/// `pad<0, 0, 1, 1, 0, 0, 1, 1>(x)` pads H and W of [N,C,H,W] by one on each side.
+template <dim_t... Pads, tensor_expr T>
+auto pad(const T& x, double value = 0.0, const std::string& given = "") {
+  using Layer = pad_layer<Pads...>;
+  using Out = detail::output_t<Layer, T::dtype, T::layout, T>;
+  auto s = x.state();
+  const std::string name = detail::node_name(*s, Layer::kind, given);
+  const auto dims = detail::run_rule<Layer>(name, x);
+  std::vector<std::string> in{x.value(), detail::constant_ints(*s, name + ".pads", {Pads...}),
+                              detail::constant(*s, name + ".value",
+                                               kiln::Tensor::from_doubles(T::dtype, {}, {value}))};
+  detail::emit(*s, "Pad", name, std::move(in), {{"mode", std::string("constant")}});
+  return Out(s, name, dims);
+}
+
+// ---- reductions ------------------------------------------------------------------------------
+
+template <class... Os>
+struct reduce_layer {
+  static constexpr std::string_view kind = "reduce";
+  using A = typename detail::pick<detail::axes_tag, axes<>, Os...>::type;
+  static constexpr bool keep = detail::pick<detail::keep_tag, keep_dims<true>, Os...>::type::value;
+  template <std::size_t R>
+  static constexpr std::array<bool, R> reduced() {
+    std::array<bool, R> r{};
+    for (std::size_t i = 0; i < R; ++i) r[i] = A::v.size() == 0;
+    for (auto a : A::v) {
+      const auto n = static_cast<std::size_t>(rules::normalize_axis(a, static_cast<dim_t>(R)));
+      if (r[n]) rules::rule_violation_fmt("axis {} is reduced twice (rank {})", a, static_cast<dim_t>(R));
+      r[n] = true;
+    }
+    return r;
+  }
+  template <std::size_t R>
+  static constexpr std::size_t out_rank() {
+    if (keep) return R;
+    std::size_t n = 0;
+    for (bool b : reduced<R>()) n += !b;
+    return n;
+  }
+  template <std::size_t R>
+  static constexpr std::array<dim_t, out_rank<R>()> rule(std::array<dim_t, R> in) {
+    constexpr auto r = reduced<R>();
+    std::array<dim_t, out_rank<R>()> out{};
+    std::size_t j = 0;
+    for (std::size_t i = 0; i < R; ++i) {
+      if (!r[i]) out[j++] = in[i];
+      else if (keep) out[j++] = 1;
+    }
+    return out;
+  }
+};
+
+namespace detail {
+template <class... Os, tensor_expr T>
+auto reduce(const T& x, const char* op, const std::string& given) {
+  using Layer = reduce_layer<Os...>;
+  using Out = output_t<Layer, T::dtype, Layer::keep ? T::layout : Layout::any, T>;
+  auto s = x.state();
+  const std::string name = node_name(*s, Layer::kind, given);
+  const auto dims = run_rule<Layer>(name, x);
+  std::vector<dim_t> ax;
+  constexpr auto r = Layer::template reduced<T::rank>();
+  for (std::size_t i = 0; i < T::rank; ++i)
+    if (r[i]) ax.push_back(static_cast<dim_t>(i));
+  emit(*s, op, name, {x.value(), constant_ints(*s, name + ".axes", ax)},
+       {{"keepdims", dim_t{Layer::keep}}});
+  return Out(s, name, dims);
+}
+}  // namespace detail
+
+/// Reductions over axes<...> (default: all), keeping the reduced dims as 1 unless
+/// keep_dims<false>: `reduce_mean<axes<2, 3>>(x)`.
+template <class... Os, tensor_expr T>
+auto reduce_sum(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceSum", n); }
+template <class... Os, tensor_expr T>
+auto reduce_mean(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceMean", n); }
+template <class... Os, tensor_expr T>
+auto reduce_max(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceMax", n); }
+template <class... Os, tensor_expr T>
+auto reduce_min(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceMin", n); }
+template <class... Os, tensor_expr T>
+auto reduce_prod(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceProd", n); }
+template <class... Os, tensor_expr T>
+auto reduce_l2(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceL2", n); }
+
+// ---- matmul ----------------------------------------------------------------------------------
+
+/// [..., M, K] x [..., K, N] -> [..., M, N], leading dims broadcast.
+struct matmul_layer {
+  static constexpr std::string_view kind = "matmul";
+  template <std::size_t RA, std::size_t RB>
+  static constexpr auto rule(std::array<dim_t, RA> a, std::array<dim_t, RB> b) {
+    static_assert(RA >= 2 && RB >= 2, "matmul operands must have rank >= 2");
+    rules::matmul_inner(a[RA - 1], b[RB - 2]);
+    constexpr std::size_t R = RA > RB ? RA : RB;
+    std::array<dim_t, R> out{};
+    for (std::size_t i = 0; i + 2 < R; ++i) {
+      const dim_t da = i < R - RA ? 1 : a[i - (R - RA)];
+      const dim_t db = i < R - RB ? 1 : b[i - (R - RB)];
+      out[i] = rules::broadcast_dim(da, db);
+    }
+    out[R - 2] = a[RA - 2];
+    out[R - 1] = b[RB - 1];
+    return out;
+  }
+};
+
+template <tensor_expr A, tensor_expr B>
+auto matmul(const A& a, const B& b, const std::string& given = "") {
+  static_assert(A::dtype == B::dtype, "matmul: the operands have different element types");
+  using Out = detail::output_t<matmul_layer, A::dtype, Layout::any, A, B>;
+  auto s = detail::unify(a.state(), b.state());
+  const std::string name = detail::node_name(*s, matmul_layer::kind, given);
+  const auto dims = detail::run_rule<matmul_layer>(name, a, b);
+  detail::emit(*s, "MatMul", name, {a.value(), b.value()});
+  return Out(s, name, dims);
+}
+
+}  // namespace kiln::dsl

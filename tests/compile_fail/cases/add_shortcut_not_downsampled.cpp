@@ -1,0 +1,12 @@
+// A residual add whose shortcut was not downsampled: [N,256,28,28] + [N,256,56,56].
+// expect: shape_check<kiln::dsl::add_layer
+// expect: -1, 256, 28, 28
+// expect: -1, 256, 56, 56
+// expect: cannot broadcast dims
+#include "kiln/dsl/dsl.hpp"
+using namespace kiln::dsl;
+void f(const kiln::WeightMap& w) {
+  auto x = input<"x", f32, NCHW>(dyn, fix<256>, fix<56>, fix<56>);
+  auto y = conv2d<256, kernel<3>, stride<2>, padding<1>>(x, w, "res3a_branch2a");  // [N,256,28,28]
+  auto r = add(y, x, "res3a");
+}

@@ -1,0 +1,10 @@
+// expect: conv2d_layer<50, kiln::dsl::kernel<5>, kiln::dsl::in_channels<20>, kiln::dsl::layer_name<kiln::dsl::name_str<6>{"conv2"}> >
+// expect: -1, 50, 8, 8>
+// expect: "input channels"
+// A layer named at compile time: the diagnostic shows its name, 'conv2', too.
+#include "kiln/dsl/dsl.hpp"
+using namespace kiln::dsl;
+void f(const kiln::WeightMap& w) {
+  auto x = input<"x", f32, NCHW>(dyn, fix<50>, fix<8>, fix<8>);
+  auto c = conv2d<50, kernel<5>, in_channels<20>, layer_name<"conv2">>(x, w);
+}

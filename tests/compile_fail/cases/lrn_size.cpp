@@ -1,0 +1,9 @@
+// An LRN window of size 0.
+// expect: lrn_layer<0>
+// expect: lrn_size(0)
+#include "kiln/dsl/dsl.hpp"
+using namespace kiln::dsl;
+void f() {
+  auto x = input<"x", f32, NCHW>(dyn, fix<8>, fix<16>, fix<16>);
+  auto y = lrn<0>(x);
+}

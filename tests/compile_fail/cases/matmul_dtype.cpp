@@ -1,0 +1,11 @@
+// A matmul of f32 and i32.
+// expect: matmul: the operands have different element types
+// expect: kiln::DType::f32
+// expect: kiln::DType::i32
+#include "kiln/dsl/dsl.hpp"
+using namespace kiln::dsl;
+void f() {
+  auto a = input<"a", f32>(fix<4>, fix<3>);
+  auto b = input<"b", i32>(fix<3>, fix<2>);
+  auto c = matmul(a, b);
+}

@@ -1,0 +1,9 @@
+// Reducing axis 5 of a rank-4 tensor.
+// expect: reduce_layer<kiln::dsl::axes<5> >
+// expect: normalize_axis(a, 4)
+#include "kiln/dsl/dsl.hpp"
+using namespace kiln::dsl;
+void f() {
+  auto x = input<"x", f32, NCHW>(dyn, fix<3>, fix<8>, fix<8>);
+  auto y = reduce_mean<axes<5>>(x);
+}

@@ -1,0 +1,9 @@
+// Softmax on axis 2 of a rank-2 tensor.
+// expect: softmax_layer<2>
+// expect: normalize_axis(2, 2)
+#include "kiln/dsl/dsl.hpp"
+using namespace kiln::dsl;
+void f(const kiln::WeightMap& w) {
+  auto x = input<"x", f32, NC>(dyn, fix<100>);
+  auto y = softmax<2>(fully_connected<10>(x, w, "fc"));
+}

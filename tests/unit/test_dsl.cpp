@@ -1,0 +1,402 @@
+// The typed DSL: graphs it builds, run-time shape errors naming the layer, weight binding
+// (PyTorch names, rename maps, one error listing every problem), recurrent weight conversion
+// checked against PyTorch's own equations, and agreement with the IR's shape inference.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include "kiln/dsl/dsl.hpp"
+#include "kiln/ir/op_registry.hpp"
+#include "kiln/run.hpp"
+
+using namespace kiln::dsl;
+using kiln::WeightMap;
+
+namespace {
+
+kiln::Tensor random_tensor(std::vector<std::int64_t> dims, std::uint64_t seed, double lo = -1,
+                           double hi = 1) {
+  kiln::Tensor t(kiln::DType::f32, std::move(dims));
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  for (std::int64_t i = 0; i < t.numel(); ++i) t.set(i, u(rng));
+  return t;
+}
+
+/// Random weights for everything `build` asks for.
+template <class F>
+WeightMap weights_for(F&& build, std::uint64_t seed = 1) {
+  Network n = build(Weights::shapes_only());
+  WeightMap m;
+  for (const auto& s : n.weight_specs()) m.add(s.name, random_tensor(s.dims, seed++, 0.1, 1.0));
+  return m;
+}
+
+Network lenet(const Weights& w) {
+  auto x = input<"data", f32, NCHW>(dyn, fix<1>, fix<28>, fix<28>);
+  auto c1 = conv2d<20, kernel<5>>(x, w, "conv1");
+  auto p1 = max_pool<kernel<2>, stride<2>>(c1);
+  auto c2 = conv2d<50, kernel<5>>(p1, w, "conv2");
+  auto p2 = max_pool<kernel<2>, stride<2>>(c2);
+  auto f1 = relu(fully_connected<500>(p2, w, "ip1"));
+  return network(softmax(fully_connected<10>(f1, w, "ip2")).named("prob"));
+}
+
+}  // namespace
+
+TEST_CASE("lenet lowers to ONNX ops with PyTorch weight names") {
+  Network n = lenet(weights_for(lenet));
+  const auto& g = n.graph();
+  std::vector<std::string> ops;
+  for (const auto& node : g.nodes) ops.push_back(node.op);
+  CHECK(ops == std::vector<std::string>{"Conv", "MaxPool", "Conv", "MaxPool", "Flatten", "Gemm",
+                                        "Relu", "Gemm", "Softmax"});
+  CHECK(g.weights.count("conv1.weight") == 1);
+  CHECK(g.weights.at("conv2.weight").dims() == std::vector<std::int64_t>{50, 20, 5, 5});
+  CHECK(g.weights.at("ip1.weight").dims() == std::vector<std::int64_t>{500, 800});
+  CHECK(g.outputs == std::vector<std::string>{"prob"});
+  CHECK(g.type_of("prob").shape.to_string() == "[N,10]");
+  CHECK(g.inputs[0].type.shape.to_string() == "[N,1,28,28]");
+}
+
+TEST_CASE("lenet runs on the CPU reference in one call") {
+  Network n = lenet(weights_for(lenet));
+  kiln::Tensor out = kiln::run(n, random_tensor({3, 1, 28, 28}, 5, 0, 1));
+  CHECK(out.dims() == std::vector<std::int64_t>{3, 10});
+  for (int b = 0; b < 3; ++b) {
+    double s = 0;
+    for (int i = 0; i < 10; ++i) s += out.get(b * 10 + i);
+    CHECK(s == doctest::Approx(1.0));
+  }
+}
+
+TEST_CASE("dynamic dims: the same rules throw ShapeError naming the layer when built") {
+  WeightMap none;
+  Weights w = Weights::shapes_only();
+  auto conv = [&](long channels) {
+    auto x = input<"x", f32, NCHW>(dyn, dyn(channels), fix<12>, fix<12>);
+    return network(conv2d<50, kernel<5>, in_channels<20>>(x, w, "conv2"));
+  };
+  CHECK_NOTHROW(conv(20));
+  CHECK_THROWS_WITH_AS(conv(50), "[conv2d 'conv2'] expected 20 input channels, got 50",
+                       kiln::ShapeError);
+  auto residual = [&](long h) {
+    auto x = input<"x", f32, NCHW>(dyn, fix<256>, dyn(56), dyn(56));
+    auto y = max_pool<kernel<2>, stride<2>>(x);  // [N,256,?,?] holding 28 when built
+    auto z = input<"z", f32, NCHW>(dyn, fix<256>, dyn(h), dyn(h));
+    return network(add(y, z, "res3a"));
+  };
+  CHECK_NOTHROW(residual(28));
+  CHECK_THROWS_WITH_AS(residual(56), "[add 'res3a'] cannot broadcast dims 28 and 56", kiln::ShapeError);
+  auto kernel_too_big = [&](long h) {
+    auto x = input<"x", f32, NCHW>(dyn, fix<3>, dyn(h), dyn(h));
+    return network(max_pool<kernel<3>>(x, "pool1"));
+  };
+  CHECK_THROWS_WITH_AS(kernel_too_big(2), "[max_pool 'pool1'] kernel extent 3 larger than padded input 2",
+                       kiln::ShapeError);
+  auto rs = [&](long c) {
+    auto x = input<"x", f32>(dyn(c), fix<4>);
+    return network(reshape<2, 10>(x, "r"));
+  };
+  CHECK_NOTHROW(rs(5));
+  CHECK_THROWS_WITH_AS(rs(3), "[reshape 'r'] expected 12 element count, got 20", kiln::ShapeError);
+}
+
+TEST_CASE("law: the DSL's build-time dims equal the IR's inferred dims over many sizes") {
+  // network() throws GraphError where the two disagree; run many sizes through every window rule.
+  std::mt19937 rng(3);
+  Weights w = Weights::shapes_only();
+  for (int iter = 0; iter < 60; ++iter) {
+    const long h = 9 + static_cast<long>(rng() % 40), wd = 9 + static_cast<long>(rng() % 40);
+    CAPTURE(h);
+    CAPTURE(wd);
+    auto x = input<"x", f32, NCHW>(dyn, fix<4>, dyn(h), dyn(wd));
+    auto a = conv2d<8, kernel<3, 5>, stride<2, 1>, padding<1, 2>, dilation<1, 2>>(x, w, "a");
+    auto b = max_pool<kernel<3>, stride<2>, ceil_mode>(a);
+    auto c = avg_pool<kernel<2>, stride<2>, padding<1>, count_include_pad>(b);
+    auto d = deconv2d<4, kernel<4>, stride<2>, padding<1>, output_padding<1>>(c, w, "d");
+    auto e = slice<2, 1, -1, 2>(pad<0, 0, 1, 0, 0, 0, 2, 3>(d));
+    auto f = reduce_sum<axes<1>, keep_dims<false>>(e);
+    auto g = transpose<0, 2, 1>(f);
+    Network n = network(g, concat<1>(d, d), flatten<2>(e));
+    CHECK(n.graph().nodes.size() >= 8);
+  }
+}
+
+TEST_CASE("weights: all problems in one error; rename, prefix, strict, num_batches_tracked") {
+  WeightMap m = weights_for(lenet);
+  SUBCASE("unused entries are warnings; num_batches_tracked is ignored") {
+    m.add("extra.weight", random_tensor({3}, 9));
+    m.add("bn.num_batches_tracked", kiln::Tensor::scalar<std::int64_t>(7));
+    Network n = lenet(m);
+    REQUIRE(n.weight_warnings().size() == 1);
+    CHECK(n.weight_warnings()[0].find("extra.weight") != std::string::npos);
+    kiln::BindOptions strict;
+    strict.strict = true;
+    CHECK_THROWS_AS(lenet(Weights(m, strict)), kiln::WeightError);
+  }
+  SUBCASE("every missing or mis-shaped weight is listed, with layer, shape and suggestions") {
+    WeightMap bad;
+    for (const auto& [k, v] : m) {
+      if (k == "conv2.bias") continue;
+      if (k == "ip1.weight") bad.add("ip1.weights", v);
+      else if (k == "ip2.weight") bad.add(k, random_tensor({10, 400}, 1));
+      else bad.add(k, v);
+    }
+    try {
+      lenet(bad);
+      FAIL("binding must fail");
+    } catch (const kiln::WeightError& e) {
+      const std::string msg = e.what();
+      CHECK(msg.find("3 weight problems") != std::string::npos);
+      CHECK(msg.find("missing 'conv2.bias' for layer 'conv2' (expected f32 [50])") != std::string::npos);
+      CHECK(msg.find("missing 'ip1.weight' for layer 'ip1' (expected f32 [500,800]); did you mean 'ip1.weights'") !=
+            std::string::npos);
+      CHECK(msg.find("'ip2.weight' for layer 'ip2' has 4000 elements [10,400], expected 5000 [10,500]") !=
+            std::string::npos);
+    }
+  }
+  SUBCASE("a rename map binds TensorRT's names; a prefix binds a sub-module") {
+    WeightMap trt, prefixed;
+    kiln::BindOptions rename, prefix;
+    prefix.prefix = "model.";
+    for (const auto& [k, v] : m) {
+      const std::string layer = k.substr(0, k.find('.'));
+      const std::string trt_name = layer + (k.ends_with(".weight") ? "filter" : "bias");
+      trt.add(trt_name, v.reshaped({v.numel()}));  // flat, as a WTS file holds them
+      rename.rename[k] = trt_name;
+      prefixed.add("model." + k, v);
+    }
+    Network a = lenet(Weights(trt, rename)), b = lenet(Weights(prefixed, prefix)), c = lenet(m);
+    const kiln::Tensor in = random_tensor({2, 1, 28, 28}, 4, 0, 1);
+    const kiln::Tensor ya = kiln::run(a, in), yb = kiln::run(b, in), yc = kiln::run(c, in);
+    for (std::int64_t i = 0; i < yc.numel(); ++i) {
+      CHECK(ya.get(i) == yc.get(i));
+      CHECK(yb.get(i) == yc.get(i));
+    }
+  }
+}
+
+TEST_CASE("fully_connected computes x W^T + b with PyTorch's weight layout") {
+  WeightMap m;
+  m.add("fc.weight", kiln::Tensor::from<float>({2, 3}, {1, 2, 3, 4, 5, 6}));
+  m.add("fc.bias", kiln::Tensor::from<float>({2}, {0.5f, -1}));
+  auto x = input<"x", f32, NC>(dyn, fix<3>);
+  Network n = network(fully_connected<2>(x, m, "fc"));
+  kiln::Tensor y = kiln::run(n, kiln::Tensor::from<float>({1, 3}, {1, 0, -1}));
+  CHECK(y.get(0) == doctest::Approx(1 - 3 + 0.5));
+  CHECK(y.get(1) == doctest::Approx(4 - 6 - 1));
+}
+
+namespace {
+
+using Mat = std::vector<double>;  // row-major
+
+double sigm(double v) { return 1 / (1 + std::exp(-v)); }
+
+/// One layer, one direction, PyTorch's equations and gate order. xs: [T][N*I]; returns ys [T][N*H]
+/// and updates h, c ([N*H]).
+std::vector<Mat> torch_layer(const std::string& kind, const std::vector<Mat>& xs, std::int64_t n,
+                             std::int64_t in, std::int64_t hid, const kiln::Tensor& wih,
+                             const kiln::Tensor& whh, const kiln::Tensor& bih, const kiln::Tensor& bhh,
+                             bool reverse, Mat& h, Mat& c) {
+  const std::int64_t t_len = static_cast<std::int64_t>(xs.size());
+  const std::int64_t gates = kind == "lstm" ? 4 : kind == "gru" ? 3 : 1;
+  std::vector<Mat> ys(static_cast<std::size_t>(t_len));
+  for (std::int64_t s = 0; s < t_len; ++s) {
+    const std::int64_t t = reverse ? t_len - 1 - s : s;
+    const Mat& x = xs[static_cast<std::size_t>(t)];
+    Mat hn(static_cast<std::size_t>(n * hid)), cn = c;
+    for (std::int64_t b = 0; b < n; ++b) {
+      std::vector<double> gi(static_cast<std::size_t>(gates * hid)), gh(gi.size());
+      for (std::int64_t r = 0; r < gates * hid; ++r) {
+        double a = bih.get(r), e = bhh.get(r);
+        for (std::int64_t k = 0; k < in; ++k) a += wih.get(r * in + k) * x[static_cast<std::size_t>(b * in + k)];
+        for (std::int64_t k = 0; k < hid; ++k) e += whh.get(r * hid + k) * h[static_cast<std::size_t>(b * hid + k)];
+        gi[static_cast<std::size_t>(r)] = a;
+        gh[static_cast<std::size_t>(r)] = e;
+      }
+      for (std::int64_t j = 0; j < hid; ++j) {
+        auto G = [&](std::int64_t g) { return gi[static_cast<std::size_t>(g * hid + j)] + gh[static_cast<std::size_t>(g * hid + j)]; };
+        const auto idx = static_cast<std::size_t>(b * hid + j);
+        if (kind == "lstm") {  // i, f, g, o
+          const double i = sigm(G(0)), f = sigm(G(1)), g = std::tanh(G(2)), o = sigm(G(3));
+          cn[idx] = f * c[idx] + i * g;
+          hn[idx] = o * std::tanh(cn[idx]);
+        } else if (kind == "gru") {  // r, z, n
+          const double r = sigm(G(0)), z = sigm(G(1));
+          const double nn = std::tanh(gi[static_cast<std::size_t>(2 * hid + j)] + r * gh[static_cast<std::size_t>(2 * hid + j)]);
+          hn[idx] = (1 - z) * nn + z * h[idx];
+        } else {
+          hn[idx] = std::tanh(G(0));
+        }
+      }
+    }
+    h = hn;
+    c = cn;
+    ys[static_cast<std::size_t>(t)] = hn;
+  }
+  return ys;
+}
+
+/// A whole PyTorch recurrent module: returns y [T][N*dirs*H] and the final h (and c) per layer
+/// and direction.
+struct TorchOut {
+  std::vector<Mat> y;
+  std::vector<Mat> h, c;
+};
+TorchOut torch_rnn(const std::string& kind, const WeightMap& w, const std::string& name,
+                   std::vector<Mat> xs, std::int64_t n, std::int64_t in, std::int64_t hid, int layers,
+                   int dirs, const kiln::Tensor* h0, const kiln::Tensor* c0) {
+  TorchOut out;
+  for (int l = 0; l < layers; ++l) {
+    std::vector<std::vector<Mat>> per_dir;
+    for (int d = 0; d < dirs; ++d) {
+      const std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
+      Mat h(static_cast<std::size_t>(n * hid)), c(h.size());
+      const std::int64_t s = (l * dirs + d) * n * hid;
+      for (std::size_t i = 0; i < h.size(); ++i) {
+        if (h0) h[i] = h0->get(s + static_cast<std::int64_t>(i));
+        if (c0) c[i] = c0->get(s + static_cast<std::int64_t>(i));
+      }
+      per_dir.push_back(torch_layer(kind, xs, n, l == 0 ? in : dirs * hid, hid, w.at(name + ".weight_ih" + sfx),
+                                    w.at(name + ".weight_hh" + sfx), w.at(name + ".bias_ih" + sfx),
+                                    w.at(name + ".bias_hh" + sfx), d == 1, h, c));
+      out.h.push_back(h);
+      out.c.push_back(c);
+    }
+    std::vector<Mat> next(xs.size());
+    for (std::size_t t = 0; t < xs.size(); ++t)
+      for (std::int64_t b = 0; b < n; ++b)
+        for (int d = 0; d < dirs; ++d)
+          for (std::int64_t j = 0; j < hid; ++j) next[t].push_back(per_dir[static_cast<std::size_t>(d)][t][static_cast<std::size_t>(b * hid + j)]);
+    xs = next;
+  }
+  out.y = xs;
+  return out;
+}
+
+template <class Net>
+void check_recurrent(const std::string& kind, Net&& build, std::int64_t t_len, std::int64_t n, std::int64_t in,
+                     std::int64_t hid, int layers, int dirs, bool with_state) {
+  const WeightMap w = weights_for(build, 11);
+  for (const auto& [k, v] : w) CHECK(k.rfind("rnn.", 0) == 0);
+  Network net = build(w);
+  const kiln::Tensor x = random_tensor({t_len, n, in}, 21);
+  const kiln::Tensor h0 = random_tensor({layers * dirs, n, hid}, 22), c0 = random_tensor({layers * dirs, n, hid}, 23);
+  kiln::reference::TensorMap inputs{{"x", x}};
+  if (with_state) {
+    inputs["h0"] = h0;
+    if (kind == "lstm") inputs["c0"] = c0;
+  }
+  auto out = kiln::run(net, inputs);
+  std::vector<Mat> xs(static_cast<std::size_t>(t_len));
+  for (std::int64_t t = 0; t < t_len; ++t)
+    for (std::int64_t i = 0; i < n * in; ++i) xs[static_cast<std::size_t>(t)].push_back(x.get(t * n * in + i));
+  TorchOut ref = torch_rnn(kind, w, "rnn", xs, n, in, hid, layers, dirs, with_state ? &h0 : nullptr,
+                           with_state && kind == "lstm" ? &c0 : nullptr);
+  const kiln::Tensor& y = out.at("rnn");
+  REQUIRE(y.dims() == std::vector<std::int64_t>{t_len, n, dirs * hid});
+  for (std::int64_t t = 0; t < t_len; ++t)
+    for (std::int64_t i = 0; i < n * dirs * hid; ++i)
+      CHECK(y.get(t * n * dirs * hid + i) == doctest::Approx(ref.y[static_cast<std::size_t>(t)][static_cast<std::size_t>(i)]).epsilon(1e-5));
+  const kiln::Tensor& h = out.at("h");
+  for (std::size_t s = 0; s < ref.h.size(); ++s)
+    for (std::size_t i = 0; i < ref.h[s].size(); ++i)
+      CHECK(h.get(static_cast<std::int64_t>(s * ref.h[s].size() + i)) == doctest::Approx(ref.h[s][i]).epsilon(1e-5));
+  if (kind == "lstm") {
+    const kiln::Tensor& c = out.at("c");
+    for (std::size_t s = 0; s < ref.c.size(); ++s)
+      for (std::size_t i = 0; i < ref.c[s].size(); ++i)
+        CHECK(c.get(static_cast<std::int64_t>(s * ref.c[s].size() + i)) == doctest::Approx(ref.c[s][i]).epsilon(1e-5));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("lstm: PyTorch weights, gate order converted, equal to PyTorch's equations") {
+  check_recurrent("lstm", [](const Weights& w) {
+    auto x = input<"x", f32, TNC>(fix<5>, dyn, fix<3>);
+    auto r = lstm<4, layers<2>, bidirectional>(x, w, "rnn");
+    return network(r.y, r.h.named("h"), r.c.named("c"));
+  }, 5, 2, 3, 4, 2, 2, false);
+  check_recurrent("lstm", [](const Weights& w) {
+    auto x = input<"x", f32, TNC>(fix<4>, dyn, fix<3>);
+    auto h0 = input<"h0", f32>(fix<2>, dyn, fix<5>);
+    auto c0 = input<"c0", f32>(fix<2>, dyn, fix<5>);
+    auto r = lstm<5, layers<2>>(x, h0, c0, w, "rnn");
+    return network(r.y, r.h.named("h"), r.c.named("c"));
+  }, 4, 3, 3, 5, 2, 1, true);
+}
+
+TEST_CASE("gru and rnn: PyTorch weights and equations (GRU linear_before_reset)") {
+  check_recurrent("gru", [](const Weights& w) {
+    auto x = input<"x", f32, TNC>(fix<4>, dyn, fix<3>);
+    auto h0 = input<"h0", f32>(fix<2>, dyn, fix<4>);
+    auto r = gru<4, bidirectional>(x, h0, w, "rnn");
+    return network(r.y, r.h.named("h"));
+  }, 4, 2, 3, 4, 1, 2, true);
+  check_recurrent("rnn", [](const Weights& w) {
+    auto x = input<"x", f32, TNC>(fix<3>, dyn, fix<2>);
+    auto r = rnn<3, layers<3>>(x, w, "rnn");
+    return network(r.y, r.h.named("h"));
+  }, 3, 2, 2, 3, 3, 1, false);
+}
+
+TEST_CASE("repeat, residual adds and inputs built apart join one network") {
+  Weights w = Weights::shapes_only();
+  auto x = input<"x", f32, NCHW>(dyn, fix<8>, fix<6>, fix<6>);
+  auto y = repeat<3>(x, [&](auto t, int i) {
+    return relu(add(conv2d<8, kernel<3>, padding<1>>(t, w, "c" + std::to_string(i)), t));
+  });
+  auto z = input<"z", f32, NCHW>(dyn, fix<8>, fix<6>, fix<6>);
+  Network n = network((y * z).named("out"));
+  CHECK(n.graph().inputs.size() == 2);
+  CHECK(n.graph().nodes.size() == 10);
+  CHECK(n.weight_specs().size() == 6);
+  CHECK(n.weight_specs()[2].name == "c1.weight");
+  CHECK(n.weight_specs()[2].dims == std::vector<std::int64_t>{8, 8, 3, 3});
+  auto clash = [] { return input<"x", f32>(fix<1>) + input<"x", f32>(fix<1>); };
+  CHECK_THROWS_AS(clash(), kiln::GraphError);
+}
+
+TEST_CASE("layers emit the latest ONNX forms: axes, pads, shapes and bounds as constant inputs") {
+  auto x = input<"x", f32, NCHW>(dyn, fix<2>, fix<4>, fix<4>);
+  auto a = reduce_mean<axes<2, 3>>(x, "m");
+  auto b = slice<1, 0, 1>(x, "s");
+  auto c = pad<0, 0, 1, 1, 0, 0, 1, 1>(x, 0.0, "p");
+  auto d = relu6(x, "r6");
+  auto e = reshape<0, -1>(x, "rs");
+  Network n = network(a, b, c, d, e);
+  const auto& g = n.graph();
+  CHECK(g.weights.at("m.axes").to_int64s() == std::vector<std::int64_t>{2, 3});
+  CHECK(g.weights.at("s.axes").to_int64s() == std::vector<std::int64_t>{1});
+  CHECK(g.weights.at("p.pads").to_int64s() == std::vector<std::int64_t>{0, 0, 1, 1, 0, 0, 1, 1});
+  CHECK(g.weights.at("r6.max").get(0) == 6.0);
+  CHECK(g.weights.at("rs.shape").to_int64s() == std::vector<std::int64_t>{0, -1});
+  CHECK(g.type_of("rs").shape.to_string() == "[N,32]");
+  kiln::Tensor in = random_tensor({1, 2, 4, 4}, 2, -8, 8);
+  auto out = kiln::run(n, {{"x", in}});
+  for (std::int64_t i = 0; i < in.numel(); ++i) CHECK(out.at("r6").get(i) == std::min(6.0, std::max(0.0, in.get(i))));
+}
+
+TEST_CASE("every op the DSL emits has an IR shape rule and a reference kernel") {
+  for (const auto& o : kDslOps) {
+    CAPTURE(o.op);
+    CHECK(kiln::OpRegistry::instance().find(o.op) != nullptr);
+    CHECK(kiln::reference::KernelRegistry::instance().find(std::string(o.op)) != nullptr);
+  }
+}
+
+TEST_CASE("every unary and binary layer runs on the reference") {
+  auto x = input<"x", f32, NC>(dyn, fix<4>);
+  auto p = input<"p", f32, NC>(dyn, fix<4>);
+  Network n = network(sigmoid(x), tanh(x), softplus(x), softsign(x), leaky_relu(x, 0.1), elu(x), selu(x),
+                      hard_sigmoid(x), abs(x), neg(x), exp(x), sqrt(p), log(p), reciprocal(p), erf(x),
+                      identity(x), cast<i32>(x), x - p, x / p, pow(p, x), maximum(x, p), minimum(x, p),
+                      log_softmax(x), reduce_max<keep_dims<false>>(x), reduce_prod<axes<1>>(p),
+                      reduce_l2<axes<-1>>(x), reduce_min(x), reduce_sum(x));
+  auto out = kiln::run(n, {{"x", random_tensor({2, 4}, 1)}, {"p", random_tensor({2, 4}, 2, 0.5, 2)}});
+  CHECK(out.size() == 28);
+}
