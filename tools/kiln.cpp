@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 
 #include "cli_args.hpp"
+#include "cli_build.hpp"
+#include "cli_wts.hpp"
 #include "conformance.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
@@ -32,9 +34,11 @@ constexpr const char* kUsage = R"(kiln: build, run and check neural networks
 usage: kiln <command> [options]
 
 commands:
-  run MODEL          run an ONNX model on the CPU reference
-  inspect MODEL      print the imported graph with its inferred shapes
+  build MODEL        optimize a model into a fused plan (--save FILE writes it)
+  run MODEL          run an ONNX model on the CPU reference (or --plan FILE)
+  inspect MODEL      layers before and after fusion, fused steps, memory plan
   conformance DIR    run ONNX backend tests under DIR on the CPU reference
+  wts inspect FILE   list the weights of a WTS file (every dialect)
   ops                list the supported ops and where each runs
   help               this text
 
@@ -57,18 +61,18 @@ int cmd_ops(const Argv& argv) {
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
       fmt::print("  {{\"op\": \"{}\", \"family\": \"{}\", \"cpu\": {}, \"gpu\": {}, \"onnx\": {}, "
-                 "\"onnx_opsets\": \"{}\", \"dsl\": {}}}{}\n",
-                 r.op, r.family, r.cpu, r.gpu, r.onnx, r.onnx_opsets, r.dsl,
+                 "\"onnx_opsets\": \"{}\", \"dsl\": {}, \"dsl_layer\": \"{}\"}}{}\n",
+                 r.op, r.family, r.cpu, r.gpu, r.onnx, r.onnx_opsets, r.dsl, r.dsl_layer,
                  i + 1 < rows.size() ? "," : "");
     }
     fmt::print("]\n");
     return 0;
   }
   auto mark = [](bool b) { return b ? "yes" : "-"; };
-  fmt::print("{:<30} {:<12} {:<4} {:<4} {:<10} {:<4}\n", "op", "family", "cpu", "gpu", "onnx", "dsl");
+  fmt::print("{:<26} {:<12} {:<4} {:<4} {:<8} {}\n", "op", "family", "cpu", "gpu", "onnx", "dsl");
   for (const auto& r : rows)
-    fmt::print("{:<30} {:<12} {:<4} {:<4} {:<10} {:<4}\n", r.op, r.family, mark(r.cpu), mark(r.gpu),
-               r.onnx ? r.onnx_opsets : "-", mark(r.dsl));
+    fmt::print("{:<26} {:<12} {:<4} {:<4} {:<8} {}\n", r.op, r.family, mark(r.cpu), mark(r.gpu),
+               r.onnx ? r.onnx_opsets : "-", r.dsl ? r.dsl_layer : "-");
   fmt::print("{} ops\n", rows.size());
   return 0;
 }
@@ -113,8 +117,11 @@ Tensor random_tensor(const TensorType& t, std::mt19937_64& rng) {
 }
 
 int cmd_run(const Argv& argv) {
+  for (const auto& a : argv)
+    if (a == "--plan" || a.rfind("--plan=", 0) == 0) return cmd_run_plan(argv);
   if (wants_help(argv)) {
     fmt::print(R"(usage: kiln run MODEL.onnx [--input NAME=FILE.pb]... [--seed N] [--output-dir DIR]
+       kiln run --plan FILE [...]   (see kiln run --plan --help)
 
 Runs an ONNX model on the CPU reference. Inputs not given with --input are random (uniform in
 [-1, 1], dynamic dims taken as 1, seeded by --seed). Prints each output's shape, a checksum (sum
@@ -158,16 +165,14 @@ of values) and its first values; --output-dir writes each output as NAME.pb (Ten
   return 0;
 }
 
-int cmd_inspect(const Argv& argv) {
-  if (wants_help(argv)) {
-    fmt::print("usage: kiln inspect MODEL.onnx\n\nPrints the imported IR graph: inputs, weights, "
-               "every node with its attributes and inferred output types, outputs.\n");
-    return 0;
-  }
-  Args args(argv, "inspect", {}, {});
-  Graph g = onnx::load_model(args.one_positional("model file"), {.evaluator = &reference::constant_evaluator()});
-  fmt::print("{}", g.dump());
-  return 0;
+/// `kiln wts ...`: wts_main takes argv with the subcommand's own name first.
+int cmd_wts(const Argv& argv) {
+  std::vector<std::string> storage = {"wts"};
+  storage.insert(storage.end(), argv.begin(), argv.end());
+  std::vector<char*> ptrs;
+  for (auto& s : storage) ptrs.push_back(s.data());
+  ptrs.push_back(nullptr);
+  return wts_main(static_cast<int>(storage.size()), ptrs.data());
 }
 
 }  // namespace
@@ -181,7 +186,8 @@ int main_impl(int argc, char** argv) {
   const std::string cmd = args[0];
   const Argv rest(args.begin() + 1, args.end());
   const std::vector<std::pair<std::string, std::function<int(const Argv&)>>> commands = {
-      {"ops", cmd_ops}, {"conformance", cmd_conformance}, {"run", cmd_run}, {"inspect", cmd_inspect}};
+      {"ops", cmd_ops}, {"conformance", cmd_conformance}, {"run", cmd_run}, {"build", cmd_build}, {"inspect", cmd_inspect},
+      {"wts", cmd_wts}};
   for (const auto& [name, fn] : commands)
     if (name == cmd) return fn(rest);
   fmt::print(stderr, "kiln: unknown command '{}'\n\n{}", cmd, kUsage);

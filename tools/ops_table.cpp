@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "kiln/dsl/ops.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/op_registry.hpp"
 #include "kiln/reference/executor.hpp"
@@ -13,6 +14,7 @@ std::vector<OpRow> ops_table() {
   const auto onnx_ops = onnx::supported_ops();
   std::vector<OpRow> rows;
   for (const auto& name : reg.names()) {
+    if (reg.find(name)->family == "fused") continue;  // the builder's internal steps
     OpRow r;
     r.op = name;
     r.family = reg.find(name)->family;
@@ -21,6 +23,11 @@ std::vector<OpRow> ops_table() {
       if (o.op == name) {
         r.onnx = true;
         r.onnx_opsets = fmt::format("{}-{}", o.min_opset, o.max_opset);
+      }
+    for (const auto& d : dsl::kDslOps)
+      if (d.op == name) {
+        r.dsl = true;
+        r.dsl_layer = std::string(d.layer);
       }
     rows.push_back(r);
   }

@@ -9,7 +9,8 @@ namespace kiln::tools {
 struct OpRow {
   std::string op, family;
   bool cpu = false, gpu = false, onnx = false, dsl = false;
-  std::string onnx_opsets;  ///< "1-24"
+  std::string onnx_opsets;  ///< "1-27"
+  std::string dsl_layer;    ///< the DSL function(s) that emit the op
 };
 
 std::vector<OpRow> ops_table();
