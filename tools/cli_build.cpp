@@ -1,4 +1,5 @@
 #include "cli_build.hpp"
+#include "run_io.hpp"
 
 #include <cctype>
 #include <cstdlib>
@@ -67,14 +68,6 @@ bool is_plan_file(const std::string& path) {
   return f.gcount() == 8 && std::string(magic, 8) == "KILNPLAN";
 }
 
-Tensor random_tensor(const TensorType& t, std::mt19937_64& rng) {
-  Tensor x(t.dtype, t.shape.values());
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
-  std::uniform_int_distribution<int> small(0, 9);
-  for (std::int64_t i = 0; i < x.numel(); ++i)
-    x.set(i, is_float(t.dtype) ? u(rng) : static_cast<double>(t.dtype == DType::boolean ? small(rng) % 2 : small(rng)));
-  return x;
-}
 
 void write_dot(const std::string& dir, const std::string& stem, const std::string& dot) {
   std::filesystem::create_directories(dir);
@@ -143,7 +136,7 @@ For an ONNX model: builds it and prints "layers before fusion: N" and "layers af
 (a layer is a compute node after import and constant folding; Constant, ConstantOfShape,
 Identity and Dropout are not layers), each fused step with what it absorbed, the plan's steps and
 memory plan, and writes Graphviz pictures of the graph before and after fusion into --dot-dir
-(default: the current folder; rendered to SVG when `dot` is installed). --graph also prints the
+(written only when --dot-dir is given; rendered to SVG when `dot` is installed). --graph also prints the
 imported IR graph. For a plan file: prints the plan.
 )");
     return 0;
@@ -163,9 +156,11 @@ imported IR graph. For a plan file: prints the plan.
   fmt::print("{}", opts.target->describe());
   fmt::print("{}", p.dump());
   const std::string stem = std::filesystem::path(path).stem().string();
-  const std::string dir = args.get("--dot-dir", ".");
-  write_dot(dir, stem + ".before", build::to_dot(report.before_fusion, stem + " before fusion"));
-  write_dot(dir, stem + ".after", build::to_dot(report.after_fusion, stem + " after fusion"));
+  if (args.has("--dot-dir")) {  // only where asked: never write over files in the current folder
+    const std::string dir = args.get("--dot-dir");
+    write_dot(dir, stem + ".before", build::to_dot(report.before_fusion, stem + " before fusion"));
+    write_dot(dir, stem + ".after", build::to_dot(report.after_fusion, stem + " after fusion"));
+  }
   return 0;
 }
 
@@ -184,36 +179,10 @@ as NAME.pb (TensorProto).
   if (!args.positional().empty())
     throw Error("kiln run --plan takes no model file (the plan holds the network)");
   const plan::Plan p = plan::load_plan(args.get("--plan"), {.target = "cpu-reference"});
-  reference::TensorMap inputs;
-  for (const auto& spec : args.all("--input")) {
-    const auto eq = spec.find('=');
-    if (eq == std::string::npos) throw Error("kiln run: --input expects NAME=FILE.pb, got '" + spec + "'");
-    inputs[spec.substr(0, eq)] = onnx::load_tensor(spec.substr(eq + 1));
-  }
-  std::mt19937_64 rng(static_cast<std::uint64_t>(args.number("--seed", 1)));
-  for (const auto& vi : p.inputs)
-    if (!inputs.count(vi.name)) inputs[vi.name] = random_tensor(vi.type, rng);
+  std::vector<std::string> names;
+  for (const auto& o : p.outputs) names.push_back(o.name);
   reference::PlanExecutor exec(p);
-  const auto outs = exec.run(inputs);
-  const std::string out_dir = args.get("--output-dir");
-  if (!out_dir.empty()) std::filesystem::create_directories(out_dir);
-  for (const auto& o : p.outputs) {
-    const Tensor& t = outs.at(o.name);
-    double sum = 0;
-    std::vector<std::string> head;
-    for (std::int64_t i = 0; i < t.numel(); ++i) {
-      sum += t.get(i);
-      if (i < 6) head.push_back(fmt::format("{:.6g}", t.get(i)));
-    }
-    fmt::print("output {}: {} checksum {:.9g} first [{}{}]\n", o.name, t.type_string(), sum,
-               fmt::join(head, ", "), t.numel() > 6 ? ", ..." : "");
-    if (!out_dir.empty()) {
-      std::string file = o.name;
-      for (char& c : file)
-        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
-      onnx::save_tensor(t, (std::filesystem::path(out_dir) / (file + ".pb")).string(), o.name);
-    }
-  }
+  report_outputs(args, names, exec.run(run_inputs(args, p.inputs)));
   return 0;
 }
 

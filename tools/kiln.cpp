@@ -11,6 +11,7 @@
 #include "cli_args.hpp"
 #include "cli_build.hpp"
 #include "cli_wts.hpp"
+#include "run_io.hpp"
 #include "conformance.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
@@ -105,17 +106,6 @@ Exit status: 0 when nothing failed.
 
 // ---- run / inspect -----------------------------------------------------------------------
 
-Tensor random_tensor(const TensorType& t, std::mt19937_64& rng) {
-  std::vector<std::int64_t> dims;
-  for (const auto& d : t.shape) dims.push_back(d.is_fixed() ? d.value() : 1);
-  Tensor x(t.dtype, dims);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
-  std::uniform_int_distribution<int> small(0, 9);
-  for (std::int64_t i = 0; i < x.numel(); ++i)
-    x.set(i, is_float(t.dtype) ? u(rng) : static_cast<double>(t.dtype == DType::boolean ? small(rng) % 2 : small(rng)));
-  return x;
-}
-
 int cmd_run(const Argv& argv) {
   for (const auto& a : argv)
     if (a == "--plan" || a.rfind("--plan=", 0) == 0) return cmd_run_plan(argv);
@@ -132,36 +122,8 @@ of values) and its first values; --output-dir writes each output as NAME.pb (Ten
   Args args(argv, "run", {"--input", "--seed", "--output-dir"}, {});
   const std::string path = args.one_positional("model file");
   Graph g = onnx::load_model(path, {.evaluator = &reference::constant_evaluator()});
-  reference::TensorMap inputs;
-  for (const auto& spec : args.all("--input")) {
-    const auto eq = spec.find('=');
-    if (eq == std::string::npos) throw Error("kiln run: --input expects NAME=FILE.pb, got '" + spec + "'");
-    inputs[spec.substr(0, eq)] = onnx::load_tensor(spec.substr(eq + 1));
-  }
-  std::mt19937_64 rng(static_cast<std::uint64_t>(args.number("--seed", 1)));
-  for (const auto& vi : g.inputs)
-    if (!inputs.count(vi.name)) inputs[vi.name] = random_tensor(vi.type, rng);
   reference::Executor exec(g);
-  const auto outs = exec.run(inputs);
-  const std::string out_dir = args.get("--output-dir");
-  if (!out_dir.empty()) std::filesystem::create_directories(out_dir);
-  for (const auto& name : g.outputs) {
-    const Tensor& t = outs.at(name);
-    double sum = 0;
-    std::vector<std::string> head;
-    for (std::int64_t i = 0; i < t.numel(); ++i) {
-      sum += t.get(i);
-      if (i < 6) head.push_back(fmt::format("{:.6g}", t.get(i)));
-    }
-    fmt::print("output {}: {} checksum {:.9g} first [{}{}]\n", name, t.type_string(), sum,
-               fmt::join(head, ", "), t.numel() > 6 ? ", ..." : "");
-    if (!out_dir.empty()) {
-      std::string file = name;
-      for (char& c : file)
-        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
-      onnx::save_tensor(t, (std::filesystem::path(out_dir) / (file + ".pb")).string(), name);
-    }
-  }
+  report_outputs(args, g.outputs, exec.run(run_inputs(args, g.inputs)));
   return 0;
 }
 
