@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what kiln needs to build and test on a fresh Debian 12 machine with the CUDA toolkit
+# in /usr/local/cuda: compilers' libraries from Debian, a current Meson and the ONNX Python
+# tools from PyPI. Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+apt_packages=(libfmt-dev doctest-dev libprotobuf-dev protobuf-compiler libopenblas-dev ninja-build
+              pkg-config python3-torch python3-torchvision)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing from Debian: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}"
+fi
+
+py=${PYTHON:-python3}
+need_pip=()
+$py -c "import mesonbuild, sys; from mesonbuild import coredata; v=tuple(int(x) for x in coredata.version.split('.')[:2]); sys.exit(0 if v >= (1, 4) else 1)" 2>/dev/null || need_pip+=("meson>=1.4")
+$py -c "import onnx" 2>/dev/null || need_pip+=(onnx)
+$py -c "import onnxruntime" 2>/dev/null || need_pip+=(onnxruntime)
+$py -c "import numpy" 2>/dev/null || need_pip+=(numpy)
+if [ ${#need_pip[@]} -gt 0 ]; then
+  echo "setup: installing from PyPI: ${need_pip[*]}"
+  $py -m pip install -q "${need_pip[@]}"
+fi
+if ! command -v meson >/dev/null; then
+  echo "setup: meson is installed but not on PATH" >&2
+  exit 1
+fi
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "setup: note: add /usr/local/cuda/bin to PATH (tools/build.sh does)"
+fi
+echo "setup: done (meson $(meson --version))"
