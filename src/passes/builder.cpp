@@ -1,5 +1,6 @@
 // The builder's pipeline: the passes in order, layer counts, and the plan at the end.
 #include "kiln/build/builder.hpp"
+#include "kiln/ir/weights.hpp"
 
 #include <fmt/format.h>
 
@@ -81,7 +82,7 @@ void make_static(Graph& g, const BuildOptions& o) {
 
 plan::Plan build_plan(Graph g, const BuildOptions& o, BuildReport* report) {
   const plan::Target& target = o.target ? *o.target : plan::cpu_reference_target();
-  const std::uint64_t hash = plan::hash_weights(g.weights);
+  const std::uint64_t hash = hash_weights(g.weights);
   make_static(g, o);
   PassContext ctx{&target, o.evaluator};
   BuildReport local;

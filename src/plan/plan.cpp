@@ -11,28 +11,6 @@
 
 namespace kiln::plan {
 
-std::uint64_t hash_weights(const std::map<std::string, Tensor>& weights) {
-  std::uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const void* p, std::size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    std::size_t i = 0;
-    for (; i + 8 <= n; i += 8) {  // 8 bytes a round: fast enough for hundreds of megabytes
-      std::uint64_t w;
-      std::memcpy(&w, b + i, 8);
-      h = (h ^ w) * 1099511628211ull;
-    }
-    for (; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  };
-  for (const auto& [name, t] : weights) {
-    mix(name.data(), name.size());
-    const auto dt = static_cast<std::uint8_t>(t.dtype());
-    mix(&dt, 1);
-    for (auto d : t.dims()) mix(&d, sizeof d);
-    if (t.raw()) mix(t.raw(), t.nbytes());
-  }
-  return h;
-}
-
 Plan make_plan(const Graph& g, const Target& t, std::uint64_t weights_hash) {
   Plan p;
   p.target = t.name;

@@ -30,6 +30,7 @@ class WeightMap {
   std::vector<std::string> names() const;
   /// NaN or Inf anywhere: throws WeightError naming the weight and the first bad index.
   void check_finite() const;
+  const std::map<std::string, Tensor>& tensors() const { return map_; }
 
  private:
   std::map<std::string, Tensor> map_;
@@ -68,6 +69,10 @@ class WeightBinder {
   std::map<std::string, bool> used_;
   std::vector<std::string> problems_;
 };
+
+/// A stable 64-bit hash (FNV-1a) of named weights: names, dtypes, dims and bytes. Plans record
+/// it for the weights they were built from; WTS files and weight maps are checked against it.
+std::uint64_t hash_weights(const std::map<std::string, Tensor>& weights);
 
 /// Levenshtein distance, for near-miss suggestions.
 std::size_t edit_distance(const std::string& a, const std::string& b);

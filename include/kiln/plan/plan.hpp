@@ -74,7 +74,4 @@ struct Plan {
 /// static): steps in order, weights that steps read, memory planned.
 Plan make_plan(const Graph& g, const Target& t, std::uint64_t weights_hash);
 
-/// FNV-1a over the names, types and bytes of weights.
-std::uint64_t hash_weights(const std::map<std::string, Tensor>& weights);
-
 }  // namespace kiln::plan

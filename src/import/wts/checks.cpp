@@ -10,32 +10,6 @@ namespace kiln {
 
 namespace {
 
-class Fnv1a64 {
- public:
-  void bytes(const void* data, std::size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    std::uint64_t h = h_;
-    for (std::size_t i = 0; i < n; ++i) {
-      h ^= p[i];
-      h *= 0x100000001b3ull;
-    }
-    h_ = h;
-  }
-  void u64(std::uint64_t v) {  // little-endian, whatever the host
-    unsigned char b[8];
-    for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
-    bytes(b, 8);
-  }
-  void str(std::string_view s) {
-    u64(s.size());
-    bytes(s.data(), s.size());
-  }
-  std::uint64_t value() const { return h_; }
-
- private:
-  std::uint64_t h_ = 0xcbf29ce484222325ull;
-};
-
 std::string index_string(const Tensor& t, std::int64_t flat) {
   std::vector<std::int64_t> idx(t.rank());
   for (std::size_t d = t.rank(); d-- > 0;) {
@@ -48,26 +22,7 @@ std::string index_string(const Tensor& t, std::int64_t flat) {
 
 }  // namespace
 
-std::uint64_t weights_hash(const WeightMap& w) {
-  Fnv1a64 h;
-  h.str("kiln-weights-v1");
-  h.u64(w.size());
-  for (const auto& [name, t] : w) {
-    h.str(name);
-    h.str(dtype_name(t.dtype()));
-    h.u64(t.rank());
-    for (auto d : t.dims()) h.u64(static_cast<std::uint64_t>(d));
-    h.u64(t.nbytes());
-    if constexpr (std::endian::native == std::endian::little) {
-      h.bytes(t.raw(), t.nbytes());
-    } else {
-      const std::size_t sz = dtype_size(t.dtype());
-      for (std::size_t i = 0; i < t.nbytes(); i += sz)
-        for (std::size_t b = sz; b-- > 0;) h.bytes(t.raw() + i + b, 1);
-    }
-  }
-  return h.value();
-}
+std::uint64_t weights_hash(const WeightMap& w) { return hash_weights(w.tensors()); }
 
 std::string weights_hash_string(std::uint64_t hash) { return fmt::format("fnv1a64:{:016x}", hash); }
 
