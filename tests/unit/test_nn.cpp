@@ -12,28 +12,16 @@
 
 #include "kiln/ir/graph.hpp"
 #include "kiln/reference/executor.hpp"
+#include "op_test_util.hpp"
 
 using namespace kiln;
 using i64 = std::int64_t;
 
 namespace {
 
-Node make(std::string op, std::size_t n_in, std::map<std::string, Attribute> attrs = {},
-          std::size_t n_out = 1) {
-  Node n;
-  n.op = op;
-  n.name = "n";
-  for (std::size_t i = 0; i < n_in; ++i) n.inputs.push_back("in" + std::to_string(i));
-  for (std::size_t i = 0; i < n_out; ++i) n.outputs.push_back("out" + std::to_string(i));
-  n.attrs = std::move(attrs);
-  return n;
-}
+using test::node;
+using test::run;
 
-std::vector<Tensor> run(const Node& n, const std::vector<Tensor>& ins) {
-  std::vector<const Tensor*> p;
-  for (const auto& t : ins) p.push_back(t.defined() ? &t : nullptr);
-  return reference::run_node(n, p);
-}
 
 Tensor T(std::vector<i64> dims, std::vector<double> v, DType dt = DType::f32) {
   return Tensor::from_doubles(dt, std::move(dims), v);
@@ -166,7 +154,7 @@ std::vector<double> naive_conv(const ConvCase& cc, const Tensor& X, const Tensor
 }
 
 Tensor conv_run(const ConvCase& cc, const Tensor& X, const Tensor& W) {
-  return run(make("Conv", 2, cc.attrs()), {X, W})[0];
+  return run(node("Conv", 2, cc.attrs()), {X, W})[0];
 }
 
 }  // namespace
@@ -178,16 +166,16 @@ TEST_CASE("Conv: hand-computed 2-D, with bias and padding") {
   const Tensor x = T({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
   const Tensor w = T({1, 1, 2, 2}, {1, 1, 1, 1});
   const Tensor b = T({1}, {10});
-  check_close(run(make("Conv", 3), {x, w, b})[0], {22, 26, 34, 38});
+  check_close(run(node("Conv", 3), {x, w, b})[0], {22, 26, 34, 38});
   // pads 1 on the top and left only (asymmetric): 3x3 output.
-  auto y = run(make("Conv", 2, {{"pads", std::vector<i64>{1, 1, 0, 0}}}), {x, w})[0];
+  auto y = run(node("Conv", 2, {{"pads", std::vector<i64>{1, 1, 0, 0}}}), {x, w})[0];
   CHECK(y.dims() == std::vector<i64>{1, 1, 3, 3});
   check_close(y, {1, 3, 5, 5, 12, 16, 11, 24, 28});
   // stride 2 with SAME_UPPER: output ceil(3/2) = 2, total pad 1 put at the end.
-  y = run(make("Conv", 2, {{"strides", std::vector<i64>{2, 2}}, {"auto_pad", std::string("SAME_UPPER")}}),
+  y = run(node("Conv", 2, {{"strides", std::vector<i64>{2, 2}}, {"auto_pad", std::string("SAME_UPPER")}}),
           {x, w})[0];
   check_close(y, {12, 9, 15, 9});
-  y = run(make("Conv", 2, {{"strides", std::vector<i64>{2, 2}}, {"auto_pad", std::string("SAME_LOWER")}}),
+  y = run(node("Conv", 2, {{"strides", std::vector<i64>{2, 2}}, {"auto_pad", std::string("SAME_LOWER")}}),
           {x, w})[0];
   check_close(y, {1, 5, 11, 28});
 }
@@ -208,7 +196,7 @@ TEST_CASE("Conv: equals its im2col-GEMM form over random shapes (1-D, 2-D, 3-D, 
       REQUIRE(y.dims() == yd);
       CHECK(max_abs_diff(y, naive_conv(cc, x, w)) < 1e-12);
       // The shape rule agrees with the kernel.
-      Node n = make("Conv", 2, cc.attrs());
+      Node n = node("Conv", 2, cc.attrs());
       CHECK(infer_one(n, {{DType::f64, Shape::of(xd)}, {DType::f64, Shape::of(wd)}}).shape ==
             Shape::of(yd));
     }
@@ -226,7 +214,7 @@ TEST_CASE("Conv: grouped convolution equals per-group convolutions concatenated"
     const i64 Cg = cc.c / cc.group, Mg = cc.m / cc.group;
     const Tensor x = random_tensor(rng, {cc.n, cc.c, cc.in[0], cc.in[1]});
     const Tensor w = random_tensor(rng, {cc.m, Cg, cc.k[0], cc.k[1]});
-    const Tensor y = run(make("Conv", 2, cc.attrs()), {x, w})[0];
+    const Tensor y = run(node("Conv", 2, cc.attrs()), {x, w})[0];
     const auto xv = x.to_doubles(), wv = w.to_doubles(), yv = y.to_doubles();
     const i64 Lin = cc.in[0] * cc.in[1], L = y.dim(2) * y.dim(3), K = cc.k[0] * cc.k[1];
     for (i64 g = 0; g < cc.group; ++g) {
@@ -237,7 +225,7 @@ TEST_CASE("Conv: grouped convolution equals per-group convolutions concatenated"
       ws.assign(wv.begin() + g * Mg * Cg * K, wv.begin() + (g + 1) * Mg * Cg * K);
       auto attrs = cc.attrs();
       attrs["group"] = i64{1};
-      const Tensor yg = run(make("Conv", 2, attrs),
+      const Tensor yg = run(node("Conv", 2, attrs),
                             {Tensor::from_doubles(DType::f64, {cc.n, Cg, cc.in[0], cc.in[1]}, xs),
                              Tensor::from_doubles(DType::f64, {Mg, Cg, cc.k[0], cc.k[1]}, ws)})[0];
       const auto ygv = yg.to_doubles();
@@ -261,17 +249,17 @@ TEST_CASE("ConvTranspose: is the adjoint of Conv over random shapes") {
       const auto out = cc.out();
       yd.insert(yd.end(), out.begin(), out.end());
       const Tensor x = random_tensor(rng, xd), w = random_tensor(rng, wd), y = random_tensor(rng, yd);
-      const Tensor cx = run(make("Conv", 2, cc.attrs()), {x, w})[0];
+      const Tensor cx = run(node("Conv", 2, cc.attrs()), {x, w})[0];
       auto attrs = cc.attrs();
       std::vector<i64> op;  // output_padding that makes the deconvolution's output x's size
       for (std::size_t a = 0; a < rank; ++a)
         op.push_back((cc.in[a] + cc.pb[a] + cc.pe[a] - (cc.k[a] - 1) * cc.d[a] - 1) % cc.s[a]);
       attrs["output_padding"] = op;
-      const Tensor dy = run(make("ConvTranspose", 2, attrs), {y, w})[0];
+      const Tensor dy = run(node("ConvTranspose", 2, attrs), {y, w})[0];
       REQUIRE(dy.dims() == xd);
       CHECK(dot(cx, y) == doctest::Approx(dot(x, dy)).epsilon(1e-10));
       // With output_shape instead of pads: same result when the pads split the same way.
-      Node n = make("ConvTranspose", 2, attrs);
+      Node n = node("ConvTranspose", 2, attrs);
       CHECK(infer_one(n, {{DType::f64, Shape::of(yd)}, {DType::f64, Shape::of(wd)}}).shape ==
             Shape::of(xd));
     }
@@ -280,22 +268,22 @@ TEST_CASE("ConvTranspose: is the adjoint of Conv over random shapes") {
 TEST_CASE("ConvTranspose: hand-computed, output_shape and bias") {
   // 1-D: x = [1,2], w = [1,1,1], stride 2 -> [1,1,3,2,2] (length 5).
   const Tensor x = T({1, 1, 2}, {1, 2}), w = T({1, 1, 3}, {1, 1, 1});
-  check_close(run(make("ConvTranspose", 2, {{"strides", std::vector<i64>{2}}}), {x, w})[0],
+  check_close(run(node("ConvTranspose", 2, {{"strides", std::vector<i64>{2}}}), {x, w})[0],
               {1, 1, 3, 2, 2});
   // output_shape 6: total padding -1 -> one extra (zero-contributing) position at the end.
-  auto y = run(make("ConvTranspose", 3, {{"strides", std::vector<i64>{2}},
+  auto y = run(node("ConvTranspose", 3, {{"strides", std::vector<i64>{2}},
                                           {"output_shape", std::vector<i64>{6}}}),
                {x, w, T({1}, {0.5})})[0];
   check_close(y, {1.5, 1.5, 3.5, 2.5, 2.5, 0.5});
   // Two output channels per group, group 2.
   const Tensor x2 = T({1, 2, 1}, {1, 10}), w2 = T({2, 2, 1}, {1, 2, 3, 4});
-  check_close(run(make("ConvTranspose", 2, {{"group", i64{2}}}), {x2, w2})[0], {1, 2, 30, 40});
+  check_close(run(node("ConvTranspose", 2, {{"group", i64{2}}}), {x2, w2})[0], {1, 2, 30, 40});
 }
 
 TEST_CASE("Conv: 16-bit and f64 dtypes agree with f32") {
   std::mt19937 rng(5);
   const Tensor x = random_tensor(rng, {1, 3, 6, 6}, DType::f32), w = random_tensor(rng, {4, 3, 3, 3}, DType::f32);
-  const Node n = make("Conv", 2, {{"pads", std::vector<i64>{1, 1, 1, 1}}});
+  const Node n = node("Conv", 2, {{"pads", std::vector<i64>{1, 1, 1, 1}}});
   const auto ref = run(n, {x, w})[0].to_doubles();
   for (DType dt : {DType::f64, DType::f16, DType::bf16}) {
     const auto y = run(n, {x.cast(dt), w.cast(dt)})[0];
@@ -305,7 +293,7 @@ TEST_CASE("Conv: 16-bit and f64 dtypes agree with f32") {
 }
 
 TEST_CASE("Conv: shape rule errors name the node and the dims") {
-  Node n = make("Conv", 2);
+  Node n = node("Conv", 2);
   n.name = "conv2";
   CHECK_THROWS_WITH_AS(infer_one(n, {f32({1, 50, 12, 12}), f32({50, 20, 5, 5})}),
                        "[Conv 'conv2'] expected 20 input channels, got 50", ShapeError);
@@ -334,7 +322,7 @@ TEST_CASE("Conv: shape rule errors name the node and the dims") {
   CHECK(!t.shape[2].is_fixed());
   CHECK(t.shape[3].value() == 6);
   // The kernel checks too (a bias of the wrong size).
-  CHECK_THROWS_WITH_AS(run(make("Conv", 3), {T({1, 1, 3, 3}, std::vector<double>(9, 1)),
+  CHECK_THROWS_WITH_AS(run(node("Conv", 3), {T({1, 1, 3, 3}, std::vector<double>(9, 1)),
                                              T({2, 1, 2, 2}, std::vector<double>(8, 1)), T({3}, {1, 2, 3})}),
                        "[Conv 'n'] expected 2 bias elements, got 3 (shape [3])", ShapeError);
 }
@@ -343,12 +331,12 @@ TEST_CASE("Conv: shape rule errors name the node and the dims") {
 
 TEST_CASE("MaxPool: hand-computed with Indices, ceil_mode, dilations, storage_order") {
   const Tensor x = T({1, 1, 3, 3}, {1, 2, 3, 4, 9, 6, 7, 8, 5});
-  const Node n = make("MaxPool", 1, {{"kernel_shape", std::vector<i64>{2, 2}}}, 2);
+  const Node n = node("MaxPool", 1, {{"kernel_shape", std::vector<i64>{2, 2}}}, 2);
   auto out = run(n, {x});
   check_close(out[0], {9, 9, 9, 9});
   CHECK(out[1].to_int64s() == std::vector<i64>{4, 4, 4, 4});
   // ceil_mode with stride 2: 2x2 output, last windows clipped.
-  const Node c = make("MaxPool", 1, {{"kernel_shape", std::vector<i64>{2, 2}}, {"strides", std::vector<i64>{2, 2}},
+  const Node c = node("MaxPool", 1, {{"kernel_shape", std::vector<i64>{2, 2}}, {"strides", std::vector<i64>{2, 2}},
                                      {"ceil_mode", i64{1}}}, 2);
   out = run(c, {x});
   check_close(out[0], {9, 6, 8, 5});
@@ -357,7 +345,7 @@ TEST_CASE("MaxPool: hand-computed with Indices, ceil_mode, dilations, storage_or
   so.attrs["storage_order"] = i64{1};
   CHECK(run(so, {x})[1].to_int64s() == std::vector<i64>{4, 7, 5, 8});
   // dilation 2: the four corners.
-  const Node d = make("MaxPool", 1, {{"kernel_shape", std::vector<i64>{2, 2}}, {"dilations", std::vector<i64>{2, 2}}});
+  const Node d = node("MaxPool", 1, {{"kernel_shape", std::vector<i64>{2, 2}}, {"dilations", std::vector<i64>{2, 2}}});
   check_close(run(d, {x})[0], {7});
   // int8 works too.
   CHECK(run(n, {x.cast(DType::i8)})[0].to_int64s() == std::vector<i64>{9, 9, 9, 9});
@@ -368,20 +356,20 @@ TEST_CASE("AveragePool: count_include_pad and ceil_mode") {
   std::map<std::string, Attribute> a{{"kernel_shape", std::vector<i64>{2, 2}},
                                      {"pads", std::vector<i64>{1, 1, 1, 1}},
                                      {"strides", std::vector<i64>{2, 2}}};
-  check_close(run(make("AveragePool", 1, a), {x})[0], {1, 2.5, 5.5, 7});
+  check_close(run(node("AveragePool", 1, a), {x})[0], {1, 2.5, 5.5, 7});
   a["count_include_pad"] = i64{1};
-  check_close(run(make("AveragePool", 1, a), {x})[0], {0.25, 1.25, 2.75, 7});
+  check_close(run(node("AveragePool", 1, a), {x})[0], {0.25, 1.25, 2.75, 7});
   // ceil_mode: the extra window past the end padding counts only the padded-input positions.
   std::map<std::string, Attribute> c{{"kernel_shape", std::vector<i64>{2}}, {"strides", std::vector<i64>{2}},
                                      {"ceil_mode", i64{1}}, {"count_include_pad", i64{1}}};
-  check_close(run(make("AveragePool", 1, c), {T({1, 1, 3}, {1, 2, 3})})[0], {1.5, 3});
+  check_close(run(node("AveragePool", 1, c), {T({1, 1, 3}, {1, 2, 3})})[0], {1.5, 3});
   // Global pools and LpPool.
-  check_close(run(make("GlobalAveragePool", 1), {x})[0], {5});
-  check_close(run(make("GlobalMaxPool", 1), {x})[0], {9});
-  check_close(run(make("LpPool", 1, {{"kernel_shape", std::vector<i64>{2}}, {"p", i64{2}}}), {T({1, 1, 3}, {3, 4, 0})})[0],
+  check_close(run(node("GlobalAveragePool", 1), {x})[0], {5});
+  check_close(run(node("GlobalMaxPool", 1), {x})[0], {9});
+  check_close(run(node("LpPool", 1, {{"kernel_shape", std::vector<i64>{2}}, {"p", i64{2}}}), {T({1, 1, 3}, {3, 4, 0})})[0],
               {5, 4});
   // Missing kernel_shape.
-  CHECK_THROWS_WITH_AS(infer_one(make("AveragePool", 1), {f32({1, 1, 4, 4})}),
+  CHECK_THROWS_WITH_AS(infer_one(node("AveragePool", 1), {f32({1, 1, 4, 4})}),
                        "[AveragePool 'n'] missing required attribute 'kernel_shape'", ShapeError);
 }
 
@@ -400,7 +388,7 @@ TEST_CASE("pooling: shape rule agrees with the kernel over random shapes") {
       in.push_back(std::max<i64>((k[a] - 1) * d[a] + 1, r(1, 7)));
     }
     const std::string op = t % 2 ? "MaxPool" : "AveragePool";
-    const Node n = make(op, 1, {{"kernel_shape", k}, {"strides", s}, {"dilations", d}, {"pads", pads},
+    const Node n = node(op, 1, {{"kernel_shape", k}, {"strides", s}, {"dilations", d}, {"pads", pads},
                                 {"ceil_mode", i64{t % 4 < 2}}, {"count_include_pad", i64{t % 3 == 0}}});
     INFO(op << " in " << dims_to_string(in) << " k " << dims_to_string(k) << " s " << dims_to_string(s));
     const Tensor x = random_tensor(rng, in, DType::f32);
@@ -430,7 +418,7 @@ TEST_CASE("BatchNormalization: equals its formula over random shapes") {
                  m = random_tensor(rng, {3});
     const Tensor v = Tensor::from_doubles(DType::f64, {3}, {0.5, 1.5, 2.0});
     const double eps = 1e-3;
-    const Tensor y = run(make("BatchNormalization", 5, {{"epsilon", eps}}), {x, s, b, m, v})[0];
+    const Tensor y = run(node("BatchNormalization", 5, {{"epsilon", eps}}), {x, s, b, m, v})[0];
     const auto xv = x.to_doubles(), sv = s.to_doubles(), bv = b.to_doubles(), mv = m.to_doubles(),
                vv = v.to_doubles(), yv = y.to_doubles();
     const i64 L = product(dims) / 6;
@@ -441,46 +429,46 @@ TEST_CASE("BatchNormalization: equals its formula over random shapes") {
   }
   // training_mode: normalizes with the batch statistics and updates the running ones.
   const Tensor x = T({2, 1}, {1, 3}), one = T({1}, {1}), zero = T({1}, {0});
-  const auto out = run(make("BatchNormalization", 5, {{"training_mode", i64{1}}, {"epsilon", 0.0}}, 3),
+  const auto out = run(node("BatchNormalization", 5, {{"training_mode", i64{1}}, {"epsilon", 0.0}}, 3),
                        {x, one, zero, zero, one});
   check_close(out[0], {-1, 1});
   check_close(out[1], {0.2});          // 0.9 * 0 + 0.1 * 2
   check_close(out[2], {0.9 + 0.1});    // 0.9 * 1 + 0.1 * 1
-  CHECK_THROWS_WITH_AS(infer_one(make("BatchNormalization", 5), {f32({1, 3, 4}), f32({3}), f32({3}), f32({4}), f32({3})}),
+  CHECK_THROWS_WITH_AS(infer_one(node("BatchNormalization", 5), {f32({1, 3, 4}), f32({3}), f32({3}), f32({4}), f32({3})}),
                        "[BatchNormalization 'n'] expected 3 mean elements, got 4", ShapeError);
 }
 
 TEST_CASE("InstanceNormalization, GroupNormalization, LayerNormalization") {
   const Tensor x = T({1, 2, 2}, {1, 3, 10, 20});
-  check_close(run(make("InstanceNormalization", 3, {{"epsilon", 0.0}}), {x, T({2}, {1, 2}), T({2}, {0, 1})})[0],
+  check_close(run(node("InstanceNormalization", 3, {{"epsilon", 0.0}}), {x, T({2}, {1, 2}), T({2}, {0, 1})})[0],
               {-1, 1, -1, 3});
   // One group over both channels: mean 8.5.
   const double sd = std::sqrt((56.25 + 30.25 + 2.25 + 132.25) / 4);
-  check_close(run(make("GroupNormalization", 3, {{"num_groups", i64{1}}, {"epsilon", 0.0}}),
+  check_close(run(node("GroupNormalization", 3, {{"num_groups", i64{1}}, {"epsilon", 0.0}}),
                   {x, T({2}, {1, 1}), T({2}, {0, 0})})[0],
               {-7.5 / sd, -5.5 / sd, 1.5 / sd, 11.5 / sd});
-  CHECK_THROWS_WITH_AS(infer_one(make("GroupNormalization", 3, {{"num_groups", i64{3}}}), {f32({1, 4, 2}), f32({4}), f32({4})}),
+  CHECK_THROWS_WITH_AS(infer_one(node("GroupNormalization", 3, {{"num_groups", i64{3}}}), {f32({1, 4, 2}), f32({4}), f32({4})}),
                        "[GroupNormalization 'n'] channels 4 not divisible by num_groups 3", ShapeError);
   // LayerNormalization over the last axis, with Mean and InvStdDev outputs.
-  const auto ln = run(make("LayerNormalization", 3, {{"epsilon", 0.0}}, 3), {x, T({2}, {2, 2}), T({2}, {1, 1})});
+  const auto ln = run(node("LayerNormalization", 3, {{"epsilon", 0.0}}, 3), {x, T({2}, {2, 2}), T({2}, {1, 1})});
   check_close(ln[0], {-1, 3, -1, 3});
   CHECK(ln[1].dims() == std::vector<i64>{1, 2, 1});
   check_close(ln[1], {2, 15});
   check_close(ln[2], {1, 0.2});
   // axis = 1 normalizes over the last two axes.
-  const auto ln1 = run(make("LayerNormalization", 2, {{"axis", i64{1}}, {"epsilon", 0.0}}, 2), {x, T({1}, {1})});
+  const auto ln1 = run(node("LayerNormalization", 2, {{"axis", i64{1}}, {"epsilon", 0.0}}, 2), {x, T({1}, {1})});
   CHECK(ln1[1].dims() == std::vector<i64>{1, 1, 1});
   check_close(ln1[1], {8.5});
-  CHECK_THROWS_WITH_AS(infer_one(make("LayerNormalization", 2, {{"axis", i64{3}}}), {f32({1, 2, 2}), f32({2})}),
+  CHECK_THROWS_WITH_AS(infer_one(node("LayerNormalization", 2, {{"axis", i64{3}}}), {f32({1, 2, 2}), f32({2})}),
                        "[LayerNormalization 'n'] axis 3 out of range for rank 3", ShapeError);
 }
 
 TEST_CASE("RMSNormalization: x / sqrt(mean(x^2) + eps) * scale") {
   const Tensor x = T({2, 2}, {3, 4, 1, -1});
   const double r0 = std::sqrt(12.5), r1 = 1.0;
-  check_close(run(make("RMSNormalization", 2, {{"epsilon", 0.0}}), {x, T({2}, {1, 2})})[0],
+  check_close(run(node("RMSNormalization", 2, {{"epsilon", 0.0}}), {x, T({2}, {1, 2})})[0],
               {3 / r0, 8 / r0, 1 / r1, -2 / r1});
-  CHECK_THROWS_WITH_AS(infer_one(make("RMSNormalization", 2), {f32({2, 2}), f32({3})}),
+  CHECK_THROWS_WITH_AS(infer_one(node("RMSNormalization", 2), {f32({2, 2}), f32({3})}),
                        "[RMSNormalization 'n'] scale [3] does not broadcast to [2,2]", ShapeError);
 }
 
@@ -489,45 +477,45 @@ TEST_CASE("LRN, LpNormalization, MeanVarianceNormalization") {
   const Tensor x = T({1, 3, 1, 1}, {1, 2, 3});
   const double a = 0.3, b = 0.5, k = 2.0;
   auto lrn = [&](double v, double sq) { return v / std::pow(k + a / 3 * sq, b); };
-  check_close(run(make("LRN", 1, {{"size", i64{3}}, {"alpha", a}, {"beta", b}, {"bias", k}}), {x})[0],
+  check_close(run(node("LRN", 1, {{"size", i64{3}}, {"alpha", a}, {"beta", b}, {"bias", k}}), {x})[0],
               {lrn(1, 5), lrn(2, 14), lrn(3, 13)});
-  check_close(run(make("LpNormalization", 1, {{"axis", i64{1}}}), {T({1, 2}, {3, 4})})[0], {0.6, 0.8});
-  check_close(run(make("LpNormalization", 1, {{"p", i64{1}}}), {T({2, 2}, {1, 3, 0, 0})})[0], {0.25, 0.75, 0, 0});
-  check_close(run(make("MeanVarianceNormalization", 1, {{"axes", std::vector<i64>{1}}}), {T({1, 2}, {1, 3})})[0],
+  check_close(run(node("LpNormalization", 1, {{"axis", i64{1}}}), {T({1, 2}, {3, 4})})[0], {0.6, 0.8});
+  check_close(run(node("LpNormalization", 1, {{"p", i64{1}}}), {T({2, 2}, {1, 3, 0, 0})})[0], {0.25, 0.75, 0, 0});
+  check_close(run(node("MeanVarianceNormalization", 1, {{"axes", std::vector<i64>{1}}}), {T({1, 2}, {1, 3})})[0],
               {-1, 1}, 1e-6);
-  CHECK_THROWS_WITH_AS(infer_one(make("LRN", 1, {{"size", i64{0}}}), {f32({1, 3, 2, 2})}),
+  CHECK_THROWS_WITH_AS(infer_one(node("LRN", 1, {{"size", i64{0}}}), {f32({1, 3, 2, 2})}),
                        "[LRN 'n'] LRN size must be positive, got 0", ShapeError);
 }
 
 TEST_CASE("Scale: uniform, channel and elementwise modes") {
   const Tensor x = T({1, 2, 2}, {1, 2, 3, 4});
-  check_close(run(make("Scale", 3), {x, T({1}, {2}), T({1}, {1})})[0], {3, 5, 7, 9});
-  check_close(run(make("Scale", 4, {{"mode", std::string("channel")}}),
+  check_close(run(node("Scale", 3), {x, T({1}, {2}), T({1}, {1})})[0], {3, 5, 7, 9});
+  check_close(run(node("Scale", 4, {{"mode", std::string("channel")}}),
                   {x, T({2}, {1, 2}), T({2}, {0, 1}), T({2}, {2, 1})})[0],
               {1, 4, 7, 9});
-  Node shift_only = make("Scale", 3, {{"mode", std::string("elementwise")}});
+  Node shift_only = node("Scale", 3, {{"mode", std::string("elementwise")}});
   shift_only.inputs[1] = "";
   check_close(run(shift_only, {x, Tensor(), T({2, 2}, {1, 1, 1, 10})})[0], {2, 3, 4, 14});
-  CHECK_THROWS_WITH_AS(infer_one(make("Scale", 2, {{"mode", std::string("channel")}}), {f32({1, 2, 2}), f32({3})}),
+  CHECK_THROWS_WITH_AS(infer_one(node("Scale", 2, {{"mode", std::string("channel")}}), {f32({1, 2, 2}), f32({3})}),
                        "[Scale 'n'] expected 2 scale values for mode 'channel', got 3", ShapeError);
-  CHECK_THROWS_AS(infer_one(make("Scale", 1, {{"mode", std::string("rows")}}), {f32({1, 2})}), UnsupportedError);
+  CHECK_THROWS_AS(infer_one(node("Scale", 1, {{"mode", std::string("rows")}}), {f32({1, 2})}), UnsupportedError);
 }
 
 // ================================== matrix products =========================================
 
 TEST_CASE("Gemm: transposes, alpha, beta, broadcast C") {
   const Tensor a = T({2, 3}, {1, 2, 3, 4, 5, 6}), b = T({3, 2}, {1, 0, 0, 1, 1, 1});
-  check_close(run(make("Gemm", 2), {a, b})[0], {4, 5, 10, 11});
-  check_close(run(make("Gemm", 3, {{"alpha", 2.0}, {"beta", 0.5}}), {a, b, T({2}, {10, 20})})[0], {13, 20, 25, 32});
-  check_close(run(make("Gemm", 3, {{"transA", i64{1}}, {"transB", i64{1}}}),
+  check_close(run(node("Gemm", 2), {a, b})[0], {4, 5, 10, 11});
+  check_close(run(node("Gemm", 3, {{"alpha", 2.0}, {"beta", 0.5}}), {a, b, T({2}, {10, 20})})[0], {13, 20, 25, 32});
+  check_close(run(node("Gemm", 3, {{"transA", i64{1}}, {"transB", i64{1}}}),
                   {T({3, 2}, {1, 4, 2, 5, 3, 6}), T({2, 3}, {1, 0, 1, 0, 1, 1}), T({2, 1}, {1, 2})})[0],
               {5, 6, 12, 13});
-  CHECK(run(make("Gemm", 2), {a.cast(DType::i64), b.cast(DType::i64)})[0].to_int64s() ==
+  CHECK(run(node("Gemm", 2), {a.cast(DType::i64), b.cast(DType::i64)})[0].to_int64s() ==
         std::vector<i64>{4, 5, 10, 11});
-  CHECK_THROWS_WITH_AS(infer_one(make("Gemm", 2), {f32({2, 3}), f32({4, 2})}),
+  CHECK_THROWS_WITH_AS(infer_one(node("Gemm", 2), {f32({2, 3}), f32({4, 2})}),
                        "[Gemm 'n'] expected 3 inner dimension (columns of the left operand = rows of the right), got 4",
                        ShapeError);
-  CHECK_THROWS_WITH_AS(infer_one(make("Gemm", 3), {f32({2, 3}), f32({3, 2}), f32({3})}),
+  CHECK_THROWS_WITH_AS(infer_one(node("Gemm", 3), {f32({2, 3}), f32({3, 2}), f32({3})}),
                        "[Gemm 'n'] C [3] does not broadcast to [2,2]", ShapeError);
 }
 
@@ -552,8 +540,8 @@ TEST_CASE("MatMul: batched broadcasting and 1-D operands over random shapes") {
     if (b1) bd = {K};
     INFO(dims_to_string(ad) << " x " << dims_to_string(bd));
     const Tensor A = random_tensor(rng, ad), B = random_tensor(rng, bd);
-    const Tensor Y = run(make("MatMul", 2), {A, B})[0];
-    CHECK(Shape::of(Y.dims()) == infer_one(make("MatMul", 2), {{DType::f64, Shape::of(ad)}, {DType::f64, Shape::of(bd)}}).shape);
+    const Tensor Y = run(node("MatMul", 2), {A, B})[0];
+    CHECK(Shape::of(Y.dims()) == infer_one(node("MatMul", 2), {{DType::f64, Shape::of(ad)}, {DType::f64, Shape::of(bd)}}).shape);
     // Naive: every output element by explicit index arithmetic.
     const auto av = A.to_doubles(), bv = B.to_doubles(), yv = Y.to_doubles();
     const i64 Mx = a1 ? 1 : M, Nx = b1 ? 1 : N;
@@ -590,8 +578,8 @@ TEST_CASE("MatMul: batched broadcasting and 1-D operands over random shapes") {
         }
     }
   }
-  CHECK(run(make("MatMul", 2), {T({3}, {1, 2, 3}), T({3}, {4, 5, 6})})[0].dims().empty());
-  CHECK_THROWS_WITH_AS(infer_one(make("MatMul", 2), {f32({2, 2, 3}), f32({3, 3, 2})}),
+  CHECK(run(node("MatMul", 2), {T({3}, {1, 2, 3}), T({3}, {4, 5, 6})})[0].dims().empty());
+  CHECK_THROWS_WITH_AS(infer_one(node("MatMul", 2), {f32({2, 2, 3}), f32({3, 3, 2})}),
                        "[MatMul 'n'] cannot broadcast [2] with [3]: dims 2 and 3 differ", ShapeError);
 }
 
@@ -606,8 +594,8 @@ TEST_CASE("Softmax, LogSoftmax, Hardmax: lines along the axis sum to 1 over rand
     const i64 axis = (t % rank) - (t % 2 ? rank : 0);
     INFO(dims_to_string(dims) << " axis " << axis);
     const Tensor x = random_tensor(rng, dims, DType::f32);
-    const Node sm = make("Softmax", 1, {{"axis", axis}}), lsm = make("LogSoftmax", 1, {{"axis", axis}}),
-               hm = make("Hardmax", 1, {{"axis", axis}});
+    const Node sm = node("Softmax", 1, {{"axis", axis}}), lsm = node("LogSoftmax", 1, {{"axis", axis}}),
+               hm = node("Hardmax", 1, {{"axis", axis}});
     const auto y = run(sm, {x})[0].to_doubles(), ly = run(lsm, {x})[0].to_doubles(),
                hy = run(hm, {x})[0].to_doubles();
     const i64 a = axis < 0 ? axis + rank : axis;
@@ -629,8 +617,8 @@ TEST_CASE("Softmax, LogSoftmax, Hardmax: lines along the axis sum to 1 over rand
         CHECK(hs == 1.0);
       }
   }
-  check_close(run(make("Hardmax", 1), {T({2, 3}, {1, 3, 3, 0, -1, -2})})[0], {0, 1, 0, 1, 0, 0});
-  CHECK_THROWS_WITH_AS(infer_one(make("Softmax", 1, {{"axis", i64{2}}}), {f32({2, 3})}),
+  check_close(run(node("Hardmax", 1), {T({2, 3}, {1, 3, 3, 0, -1, -2})})[0], {0, 1, 0, 1, 0, 0});
+  CHECK_THROWS_WITH_AS(infer_one(node("Softmax", 1, {{"axis", i64{2}}}), {f32({2, 3})}),
                        "[Softmax 'n'] axis 2 out of range for rank 2", ShapeError);
-  CHECK_THROWS_AS(run(make("Softmax", 1), {T({2}, {1, 2}, DType::i32)}), UnsupportedError);
+  CHECK_THROWS_AS(run(node("Softmax", 1), {T({2}, {1, 2}, DType::i32)}), UnsupportedError);
 }

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "onnx.pb.h"
+#include "onnx_test_util.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/reference/executor.hpp"
@@ -16,57 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct ModelBuilder {
-  ::onnx::ModelProto m;
-  explicit ModelBuilder(int opset) {
-    m.set_ir_version(8);
-    auto* o = m.add_opset_import();
-    o->set_domain("");
-    o->set_version(opset);
-    m.mutable_graph()->set_name("test");
-  }
-  void input(const std::string& name, std::vector<std::int64_t> dims, int type = 1) {
-    auto* v = m.mutable_graph()->add_input();
-    v->set_name(name);
-    auto* t = v->mutable_type()->mutable_tensor_type();
-    t->set_elem_type(type);
-    for (auto d : dims) {
-      auto* dim = t->mutable_shape()->add_dim();
-      if (d >= 0) dim->set_dim_value(d);
-      else dim->set_dim_param("N");
-    }
-  }
-  void output(const std::string& name) { m.mutable_graph()->add_output()->set_name(name); }
-  ::onnx::NodeProto* node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
-    auto* n = m.mutable_graph()->add_node();
-    n->set_op_type(op);
-    n->set_name(op + "_node");
-    for (auto& i : in) n->add_input(i);
-    for (auto& o : out) n->add_output(o);
-    return n;
-  }
-  static void ints(::onnx::NodeProto* n, const std::string& name, std::vector<std::int64_t> v) {
-    auto* a = n->add_attribute();
-    a->set_name(name);
-    a->set_type(::onnx::AttributeProto::INTS);
-    for (auto x : v) a->add_ints(x);
-  }
-  static void flt(::onnx::NodeProto* n, const std::string& name, float v) {
-    auto* a = n->add_attribute();
-    a->set_name(name);
-    a->set_type(::onnx::AttributeProto::FLOAT);
-    a->set_f(v);
-  }
-  void initializer(const std::string& name, std::vector<std::int64_t> dims, std::vector<float> v) {
-    auto* t = m.mutable_graph()->add_initializer();
-    t->set_name(name);
-    t->set_data_type(1);
-    for (auto d : dims) t->add_dims(d);
-    for (auto x : v) t->add_float_data(x);
-  }
-  std::string bytes() const { return m.SerializeAsString(); }
-  Graph load() const { return kiln::onnx::load_model_bytes(bytes(), ""); }
-};
+using test::ModelBuilder;
 
 Tensor iota(std::vector<std::int64_t> dims) {
   Tensor t(DType::f32, dims);

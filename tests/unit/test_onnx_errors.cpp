@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "onnx.pb.h"
+#include "onnx_test_util.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/reference/executor.hpp"
@@ -23,51 +24,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct ModelBuilder {
-  ::onnx::ModelProto m;
-  explicit ModelBuilder(int opset, int ir_version = 8) {
-    m.set_ir_version(ir_version);
-    auto* o = m.add_opset_import();
-    o->set_domain("");
-    o->set_version(opset);
-    m.mutable_graph()->set_name("test");
-  }
-  void input(const std::string& name, std::vector<std::int64_t> dims, int type = 1) {
-    auto* v = m.mutable_graph()->add_input();
-    v->set_name(name);
-    auto* t = v->mutable_type()->mutable_tensor_type();
-    t->set_elem_type(type);
-    for (auto d : dims) t->mutable_shape()->add_dim()->set_dim_value(d);
-  }
-  void output(const std::string& name) { m.mutable_graph()->add_output()->set_name(name); }
-  ::onnx::NodeProto* node(const std::string& op, std::vector<std::string> in,
-                          std::vector<std::string> out, const std::string& name = "") {
-    auto* n = m.mutable_graph()->add_node();
-    n->set_op_type(op);
-    n->set_name(name.empty() ? op + "_node" : name);
-    for (auto& i : in) n->add_input(i);
-    for (auto& o : out) n->add_output(o);
-    return n;
-  }
-  ::onnx::TensorProto* initializer(const std::string& name, std::vector<std::int64_t> dims,
-                                   std::vector<float> v) {
-    auto* t = m.mutable_graph()->add_initializer();
-    t->set_name(name);
-    t->set_data_type(1);
-    for (auto d : dims) t->add_dims(d);
-    t->set_raw_data(std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)));
-    return t;
-  }
-  std::string bytes() const { return m.SerializeAsString(); }
-  Graph load() const { return kiln::onnx::load_model_bytes(bytes(), ""); }
-};
+using test::ModelBuilder;
 
-void ints_attr(::onnx::NodeProto* n, const std::string& name, std::vector<std::int64_t> v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(::onnx::AttributeProto::INTS);
-  for (auto x : v) a->add_ints(x);
-}
 
 /// Runs `f`, which must throw the kiln error E whose message holds every one of `parts`.
 /// Any other exception (std::out_of_range, std::invalid_argument, bad_alloc...) fails the test
@@ -531,8 +489,8 @@ TEST_CASE("nodes missing inputs, outputs or attributes get kiln errors, not fore
     ModelBuilder b(1);
     b.input("x", {4, 5});
     auto* n = b.node("Slice", {"x"}, {"y"}, "slice1");
-    ints_attr(n, "starts", {1, 0});
-    ints_attr(n, "ends", {3});
+    ModelBuilder::ints(n, "starts", {1, 0});
+    ModelBuilder::ints(n, "ends", {3});
     b.output("y");
     expect_error<Error>([&] { b.load(); }, {"slice1"});
   }

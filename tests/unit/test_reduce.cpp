@@ -10,28 +10,16 @@
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/graph.hpp"
 #include "kiln/reference/executor.hpp"
+#include "op_test_util.hpp"
 
 using namespace kiln;
 using i64 = std::int64_t;
 
 namespace {
 
-Node node(std::string op, std::size_t n_in, std::map<std::string, Attribute> attrs = {},
-          std::size_t n_out = 1) {
-  Node n;
-  n.op = op;
-  n.name = "n";
-  for (std::size_t i = 0; i < n_in; ++i) n.inputs.push_back("in" + std::to_string(i));
-  for (std::size_t i = 0; i < n_out; ++i) n.outputs.push_back("out" + std::to_string(i));
-  n.attrs = std::move(attrs);
-  return n;
-}
+using test::node;
+using test::run;
 
-std::vector<Tensor> run(const Node& n, const std::vector<Tensor>& ins) {
-  std::vector<const Tensor*> p;
-  for (const auto& t : ins) p.push_back(t.defined() ? &t : nullptr);
-  return reference::run_node(n, p);
-}
 Tensor run1(const Node& n, const std::vector<Tensor>& ins) { return run(n, ins)[0]; }
 
 Tensor axes_tensor(std::vector<i64> a) {

@@ -9,27 +9,19 @@
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/graph.hpp"
 #include "kiln/reference/executor.hpp"
+#include "op_test_util.hpp"
 
 using namespace kiln;
 using i64 = std::int64_t;
 
 namespace {
 
+using test::run;
+
 Node node(std::string op, std::size_t n_in, std::map<std::string, Attribute> attrs, std::size_t n_out) {
-  Node n;
-  n.op = op;
-  n.name = "rnn1";
-  for (std::size_t i = 0; i < n_in; ++i) n.inputs.push_back("in" + std::to_string(i));
-  for (std::size_t i = 0; i < n_out; ++i) n.outputs.push_back("out" + std::to_string(i));
-  n.attrs = std::move(attrs);
-  return n;
+  return test::node(std::move(op), n_in, std::move(attrs), n_out, "rnn1");
 }
 
-std::vector<Tensor> run(const Node& n, const std::vector<Tensor>& ins) {
-  std::vector<const Tensor*> p;
-  for (const auto& t : ins) p.push_back(t.defined() ? &t : nullptr);
-  return reference::run_node(n, p);
-}
 
 std::vector<double> rand_vec(std::mt19937& rng, i64 n, double scale = 0.5) {
   std::uniform_real_distribution<double> u(-scale, scale);
