@@ -137,11 +137,15 @@ TensorMap Executor::execute(const TensorMap& inputs, bool keep_all) const {
       ins.push_back(t);
     }
     auto outs = run_node(n, ins);
-    for (std::size_t o = 0; o < n.outputs.size(); ++o)
-      if (n.has_output(o)) values[n.outputs[o]] = std::move(outs[o]);
+    for (std::size_t o = 0; o < n.outputs.size(); ++o) {
+      if (!n.has_output(o)) continue;
+      // An output nobody reads (an unused optional output) is dropped at once.
+      if (!keep_all && !last_use.count(n.outputs[o])) continue;
+      values[n.outputs[o]] = std::move(outs[o]);
+    }
     if (!keep_all)
       for (const auto& name : n.inputs)
-        if (!name.empty() && last_use[name] == i && !inputs.count(name)) values.erase(name);
+        if (!name.empty() && last_use.at(name) == i && !inputs.count(name)) values.erase(name);
   }
   if (keep_all) return values;
   TensorMap out;

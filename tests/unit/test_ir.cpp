@@ -4,6 +4,7 @@
 #include "kiln/ir/graph.hpp"
 #include "kiln/ir/shape_rules.hpp"
 #include "kiln/ir/weights.hpp"
+#include "kiln/reference/executor.hpp"
 
 using namespace kiln;
 
@@ -25,4 +26,20 @@ TEST_CASE("shape rules compute conv and pool dims") {
                        "kernel extent 5 larger than padded input 3", ShapeError);
   CHECK_THROWS_WITH_AS(rules::equal_dims("input channels", 20, 50),
                        "expected 20 input channels, got 50", ShapeError);
+}
+
+TEST_CASE("the executor returns graph outputs; run_all also keeps values nobody reads") {
+  Graph g;
+  g.inputs.push_back({"x", TensorType{DType::f32, Shape{3}}});
+  g.add_node(Node{"Relu", "unused", {"x"}, {"a"}, {}});
+  g.add_node(Node{"Neg", "neg", {"x"}, {"y"}, {}});
+  g.outputs = {"y"};
+  g.infer();
+  const reference::Executor exec(g);
+  const reference::TensorMap in = {{"x", Tensor::from<float>({3}, {-1.f, 0.f, 2.f})}};
+  const auto out = exec.run(in);
+  CHECK(out.size() == 1);
+  CHECK(out.at("y").to_doubles() == std::vector<double>{1, 0, -2});
+  const auto all = exec.run_all(in);
+  CHECK(all.at("a").to_doubles() == std::vector<double>{0, 0, 2});
 }
