@@ -12,6 +12,7 @@
 #include "cli_args.hpp"
 #include "kiln/build/builder.hpp"
 #include "kiln/import/onnx.hpp"
+#include "kiln/import/wts.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/plan/plan_file.hpp"
 #include "kiln/reference/executor.hpp"
@@ -166,19 +167,28 @@ imported IR graph. For a plan file: prints the plan.
 
 int cmd_run_plan(const Argv& argv) {
   if (wants_help(argv)) {
-    fmt::print(R"(usage: kiln run --plan FILE [--input NAME=FILE.pb]... [--seed N] [--output-dir DIR]
+    fmt::print(R"(usage: kiln run --plan FILE [--weights FILE.wts|MODEL.onnx] [--input NAME=FILE.pb]... [--seed N] [--output-dir DIR]
 
 Runs a plan file on the CPU reference, every activation in one arena at its planned offset.
+With --weights, the plan runs only if it was built from exactly those weights (the hash it
+records), and is refused with both hashes otherwise.
 Inputs not given with --input are random (uniform in [-1, 1], seeded by --seed). Prints each
 output's shape, a checksum (sum of values) and its first values; --output-dir writes each output
 as NAME.pb (TensorProto).
 )");
     return 0;
   }
-  Args args(argv, "run", {"--plan", "--input", "--seed", "--output-dir"}, {});
+  Args args(argv, "run", {"--plan", "--input", "--seed", "--output-dir", "--weights"}, {});
   if (!args.positional().empty())
     throw Error("kiln run --plan takes no model file (the plan holds the network)");
-  const plan::Plan p = plan::load_plan(args.get("--plan"), {.target = "cpu-reference"});
+  plan::LoadExpectations expect{.target = "cpu-reference"};
+  if (args.has("--weights")) {
+    const std::string w = args.get("--weights");
+    expect.weights_hash = std::filesystem::path(w).extension() == ".onnx"
+                              ? hash_weights(onnx::load_model(w, {.infer = false}).weights)
+                              : weights_hash(load_wts(w));
+  }
+  const plan::Plan p = plan::load_plan(args.get("--plan"), expect);
   std::vector<std::string> names;
   for (const auto& o : p.outputs) names.push_back(o.name);
   reference::PlanExecutor exec(p);
