@@ -49,6 +49,19 @@ struct ModelBuilder {
     t->set_raw_data(std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)));
     return t;
   }
+  /// A float initializer whose bytes live in `location`, a file beside the model.
+  ::onnx::TensorProto* external_initializer(const std::string& name, std::vector<std::int64_t> dims,
+                                            const std::string& location) {
+    auto* t = m.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(1);
+    for (auto d : dims) t->add_dims(d);
+    t->set_data_location(::onnx::TensorProto::EXTERNAL);
+    auto* loc = t->add_external_data();
+    loc->set_key("location");
+    loc->set_value(location);
+    return t;
+  }
   static void ints(::onnx::NodeProto* n, const std::string& name, std::vector<std::int64_t> v) {
     auto* a = n->add_attribute();
     a->set_name(name);

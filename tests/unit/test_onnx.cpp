@@ -191,14 +191,7 @@ TEST_CASE("external data: read relative to the model, and a missing file is a cl
   fs::create_directories(dir);
   ModelBuilder b(17);
   b.input("x", {2});
-  auto* t = b.m.mutable_graph()->add_initializer();
-  t->set_name("w");
-  t->set_data_type(1);
-  t->add_dims(2);
-  t->set_data_location(::onnx::TensorProto::EXTERNAL);
-  auto* loc = t->add_external_data();
-  loc->set_key("location");
-  loc->set_value("weights.bin");
+  b.external_initializer("w", {2}, "weights.bin");
   b.node("Add", {"x", "w"}, {"y"});
   b.output("y");
   {

@@ -304,14 +304,7 @@ TEST_CASE("external data offsets and lengths that are not numbers are FormatErro
     CAPTURE(key);
     ModelBuilder b(17);
     b.input("x", {2});
-    auto* t = b.m.mutable_graph()->add_initializer();
-    t->set_name("w");
-    t->set_data_type(1);
-    t->add_dims(2);
-    t->set_data_location(::onnx::TensorProto::EXTERNAL);
-    auto* loc = t->add_external_data();
-    loc->set_key("location");
-    loc->set_value("weights.bin");
+    auto* t = b.external_initializer("w", {2}, "weights.bin");
     auto* e = t->add_external_data();
     e->set_key(key);
     e->set_value(value);
