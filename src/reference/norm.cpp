@@ -167,14 +167,23 @@ std::vector<double> broadcast_to(KernelContext& ctx, const Tensor& t, const std:
   return out;
 }
 
-void layer_norm(KernelContext& ctx) {
-  const Tensor& X = float_input(ctx, 0);
+/// LayerNormalization and RMSNormalization normalize over the dims from `axis` on: X seen as
+/// [rows, cols].
+struct RowSplit {
+  i64 axis, rows, cols;
+};
+RowSplit split_rows(const KernelContext& ctx, const Tensor& X) {
   const i64 axis = ops::window_rule(ctx.node, [&] {
     return rules::normalize_axis(ctx.node.attr_int("axis", -1), static_cast<i64>(X.rank()));
   });
+  return {axis, prod(X.dims(), 0, static_cast<std::size_t>(axis)),
+          prod(X.dims(), static_cast<std::size_t>(axis), X.rank())};
+}
+
+void layer_norm(KernelContext& ctx) {
+  const Tensor& X = float_input(ctx, 0);
+  const auto [axis, rows, cols] = split_rows(ctx, X);
   const double eps = ctx.node.attr_float("epsilon", 1e-5);
-  const i64 rows = prod(X.dims(), 0, static_cast<std::size_t>(axis));
-  const i64 cols = prod(X.dims(), static_cast<std::size_t>(axis), X.rank());
   const std::vector<double> x = to_f64(X);
   const std::vector<double> scale = broadcast_to(ctx, ctx.in(1), X.dims(), "Scale");
   const std::vector<double> b = ctx.has(2) ? broadcast_to(ctx, ctx.in(2), X.dims(), "B")
@@ -196,12 +205,8 @@ void layer_norm(KernelContext& ctx) {
 // y = x / sqrt(mean(x^2 over axes >= axis) + epsilon) * scale.
 void rms_norm(KernelContext& ctx) {
   const Tensor& X = float_input(ctx, 0);
-  const i64 axis = ops::window_rule(ctx.node, [&] {
-    return rules::normalize_axis(ctx.node.attr_int("axis", -1), static_cast<i64>(X.rank()));
-  });
+  const auto [axis, rows, cols] = split_rows(ctx, X);
   const double eps = ctx.node.attr_float("epsilon", 1e-5);
-  const i64 rows = prod(X.dims(), 0, static_cast<std::size_t>(axis));
-  const i64 cols = prod(X.dims(), static_cast<std::size_t>(axis), X.rank());
   const std::vector<double> x = to_f64(X);
   const std::vector<double> scale = broadcast_to(ctx, ctx.in(1), X.dims(), "scale");
   std::vector<double> y(x.size());
