@@ -25,4 +25,9 @@ struct Pool2d {
 cudaError_t pool2d(Elem elem, PoolMode mode, const Pool2d& p, const void* x, void* y,
                    cudaStream_t stream);
 
+/// The same over NHWC data: `channels` is C (planes = N * C); threads run along C, so reads and
+/// writes are coalesced.
+cudaError_t pool2d_nhwc(Elem elem, PoolMode mode, const Pool2d& p, std::int64_t channels,
+                        const void* x, void* y, cudaStream_t stream);
+
 }  // namespace kiln::kernels
