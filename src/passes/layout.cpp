@@ -1,6 +1,7 @@
 // Passes that decide where data lives rather than what is computed: reshape-like views, concat
 // elision, and the layout of each step.
 #include <algorithm>
+#include <cstdint>
 
 #include <fmt/format.h>
 
@@ -66,18 +67,38 @@ int elide_concat(Graph& g, const PassContext& ctx) {
 
 namespace {
 
-/// The layouts a node can take: those of its layout-sensitive parts (intersected), or empty when
-/// it does not care (elementwise ops follow their input).
-std::optional<std::vector<plan::Layout>> layouts_for(const Node& n, const plan::Target& t) {
-  std::optional<std::vector<plan::Layout>> out;
+using plan::Layout;
+
+bool is_4d(const Graph& g, const std::string& v) {
+  return !v.empty() && g.has_type(v) && g.type_of(v).shape.rank() == 4;
+}
+
+bool has_4d_output(const Graph& g, const Node& n) {
+  for (const auto& o : n.outputs)
+    if (is_4d(g, o)) return true;
+  return false;
+}
+
+/// NCHW and NHWC are the same bytes for a 4-D value of C == 1 or H*W == 1.
+bool same_bytes_in_both(const Graph& g, const std::string& v) {
+  const Shape& s = g.type_of(v).shape;
+  if (s[1].is_fixed() && s[1].value() == 1) return true;
+  return s[2].is_fixed() && s[3].is_fixed() && s[2].value() * s[3].value() == 1;
+}
+
+/// The layouts a node can take: those of its layout-sensitive parts (intersected), or nullopt when
+/// it does not care (elementwise ops follow their input). The Split of a horizontal convolution
+/// splits the convolution's output in its layout; a Split of its own takes the target's layouts.
+std::optional<std::vector<Layout>> layouts_for(const Node& n, const plan::Target& t) {
+  std::optional<std::vector<Layout>> out;
   for (const auto& op : part_ops(n)) {
-    if (t.is_pointwise(op) || op == "Split") continue;
+    if (t.is_pointwise(op) || (is_fused(n) && op == "Split")) continue;
     auto ls = t.layouts_of(op);
     if (!out) {
       out = ls;
       continue;
     }
-    std::vector<plan::Layout> both;
+    std::vector<Layout> both;
     for (auto l : *out)
       if (std::find(ls.begin(), ls.end(), l) != ls.end()) both.push_back(l);
     out = both;
@@ -85,54 +106,183 @@ std::optional<std::vector<plan::Layout>> layouts_for(const Node& n, const plan::
   return out;
 }
 
-/// Assigns layouts: sensitive steps take the first of theirs that `prefer` allows, elementwise
-/// steps follow their first input; returns the conversions needed (edges between steps of
-/// different layouts, 4-D values only; graph inputs and outputs are NCHW).
-int assign(const Graph& g, const plan::Target& t, bool prefer_first,
-           std::map<std::string, plan::Layout>* value_layout, std::vector<plan::Layout>* node_layout) {
-  int conversions = 0;
-  std::map<std::string, plan::Layout>& vl = *value_layout;
-  for (const auto& i : g.inputs) vl[i.name] = plan::Layout::NCHW;
-  node_layout->clear();
-  for (const auto& n : g.nodes) {
-    plan::Layout l = plan::Layout::NCHW;
-    const auto allowed = layouts_for(n, t);
-    if (!allowed) {
-      if (n.has_input(0) && vl.count(n.inputs[0])) l = vl[n.inputs[0]];
-    } else if (!allowed->empty()) {
-      l = prefer_first ? allowed->front() : plan::Layout::NCHW;
-      if (std::find(allowed->begin(), allowed->end(), l) == allowed->end()) l = allowed->front();
+/// How a node reads 4-D values (see choose_layout in passes.hpp).
+enum class Reads {
+  Own,          // a step whose layout the target decides: every computed input in its layout
+  Any,          // elementwise: any mix; its output takes the layout of its first 4-D input
+  Nchw,         // everything else: NCHW, unless both layouts are the same bytes
+  Conversion,   // kiln.ToLayout: anything
+  Nothing,      // Shape and Size read dims only
+};
+
+Reads reads_of(const Graph& g, const Node& n, const plan::Target& t) {
+  if (n.op == plan::kToLayoutOp) return Reads::Conversion;
+  if (n.op == "Shape" || n.op == "Size") return Reads::Nothing;
+  if (!has_4d_output(g, n)) return Reads::Nchw;
+  if (!layouts_for(n, t)) return Reads::Any;
+  for (const auto& op : part_ops(n))
+    if (!t.is_pointwise(op) && !(is_fused(n) && op == "Split") && t.layouts.count(op)) return Reads::Own;
+  return Reads::Nchw;
+}
+
+/// One kiln.ToLayout to insert: `value` converted to `to`, read by `readers` (node, input index)
+/// and, when `output`, a graph output (then it makes the value's name).
+struct Conversion {
+  std::string value;
+  Layout to = Layout::NCHW;
+  std::vector<std::pair<std::size_t, std::size_t>> readers;
+  bool output = false;
+};
+
+struct Assignment {
+  std::vector<Layout> node;              // of each node (meaningful where it has a 4-D output)
+  std::vector<Conversion> conversions;   // in order of first need
+  int off_preference = 0;                // steps not in their target's preferred layout
+
+  /// Conversions and steps in a less preferred layout, counted alike; ties go to fewer
+  /// conversions.
+  int cost() const { return static_cast<int>(conversions.size()) + off_preference; }
+};
+
+/// Assigns layouts: sensitive steps take the first of theirs (`prefer_first`) or NCHW where they
+/// allow it, elementwise steps follow their first 4-D input, all else is NCHW; then lists the
+/// conversions that assignment needs. Graph inputs and weights are NCHW.
+Assignment assign(const Graph& g, const plan::Target& t, bool prefer_first) {
+  Assignment a;
+  std::map<std::string, Layout> phys;  // physical layout of each computed 4-D value
+  for (const auto& i : g.inputs) phys[i.name] = Layout::NCHW;
+  auto layout_of = [&](const std::string& v) {
+    auto it = phys.find(v);
+    return it == phys.end() ? Layout::NCHW : it->second;
+  };
+  std::map<std::pair<std::string, Layout>, std::size_t> index;
+  auto need = [&](const std::string& v, Layout to, std::size_t node, std::size_t input) {
+    auto [it, fresh] = index.try_emplace({v, to}, a.conversions.size());
+    if (fresh) a.conversions.push_back({v, to, {}, false});
+    if (node != SIZE_MAX) a.conversions[it->second].readers.push_back({node, input});
+    else a.conversions[it->second].output = true;
+  };
+  auto computed_4d = [&](const std::string& v) { return is_4d(g, v) && !weight(g, v); };
+
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    const Reads how = reads_of(g, n, t);
+    Layout l = Layout::NCHW;
+    switch (how) {
+      case Reads::Conversion:
+        l = n.attr_string(plan::kToLayoutAttr, "") == "NHWC" ? Layout::NHWC : Layout::NCHW;
+        break;
+      case Reads::Any:
+        for (const auto& in : n.inputs)
+          if (computed_4d(in)) {
+            l = layout_of(in);
+            break;
+          }
+        break;
+      case Reads::Own: {
+        const auto allowed = *layouts_for(n, t);
+        if (!allowed.empty()) {
+          l = prefer_first ? allowed.front() : Layout::NCHW;
+          if (std::find(allowed.begin(), allowed.end(), l) == allowed.end()) l = allowed.front();
+          if (l != allowed.front()) ++a.off_preference;
+        }
+        for (std::size_t k = 0; k < n.inputs.size(); ++k)
+          if (computed_4d(n.inputs[k]) && layout_of(n.inputs[k]) != l) need(n.inputs[k], l, i, k);
+        break;
+      }
+      case Reads::Nchw:
+        for (std::size_t k = 0; k < n.inputs.size(); ++k) {
+          const std::string& in = n.inputs[k];
+          if (computed_4d(in) && layout_of(in) == Layout::NHWC && !same_bytes_in_both(g, in))
+            need(in, Layout::NCHW, i, k);
+        }
+        break;
+      case Reads::Nothing:
+        break;
     }
-    for (const auto& in : n.inputs)
-      if (!in.empty() && g.has_type(in) && g.type_of(in).shape.rank() == 4 && vl.count(in) && vl[in] != l)
-        ++conversions;
     for (const auto& o : n.outputs)
-      if (!o.empty()) vl[o] = l;
-    node_layout->push_back(l);
+      if (is_4d(g, o)) phys[o] = l;
+    a.node.push_back(l);
   }
+  std::set<std::string> seen;
   for (const auto& o : g.outputs)
-    if (vl.count(o) && g.type_of(o).shape.rank() == 4 && vl[o] != plan::Layout::NCHW) ++conversions;
-  return conversions;
+    if (seen.insert(o).second && is_4d(g, o) && layout_of(o) == Layout::NHWC)
+      need(o, Layout::NCHW, SIZE_MAX, 0);
+  return a;
+}
+
+/// Inserts the conversions of `a` into `g`: each just before its first reader (a graph output's
+/// just after its producer, which then writes a renamed value).
+void insert_conversions(Graph& g, const Assignment& a) {
+  std::set<std::string> used;
+  for (const auto& i : g.inputs) used.insert(i.name);
+  for (const auto& [k, _] : g.weights) used.insert(k);
+  for (const auto& n : g.nodes) {
+    used.insert(n.name);
+    for (const auto& o : n.outputs) used.insert(o);
+  }
+  auto fresh = [&](const std::string& base) {
+    std::string c = base;
+    for (int i = 1; used.count(c); ++i) c = fmt::format("{}_{}", base, i);
+    used.insert(c);
+    return c;
+  };
+  std::multimap<std::size_t, Node> before;  // conversions to place before node i
+  for (const Conversion& c : a.conversions) {
+    const std::string to = plan::layout_name(c.to);
+    const std::string suffix = c.to == Layout::NHWC ? ".nhwc" : ".nchw";
+    Node n;
+    n.op = plan::kToLayoutOp;
+    n.attrs[plan::kToLayoutAttr] = to;
+    n.attrs[plan::kLayoutAttr] = to;
+    std::size_t at = g.nodes.size();
+    for (const auto& [r, _] : c.readers) at = std::min(at, r);
+    if (c.output) {
+      // The producer writes "<v>.nhwc"; the conversion makes the graph output's own name.
+      const std::size_t p = *g.producer(c.value);
+      const std::string renamed = fresh(c.value + ".nhwc");
+      rename_value(g, c.value, renamed);
+      n.name = fresh(c.value + suffix);
+      n.inputs = {renamed};
+      n.outputs = {c.value};
+      at = std::min(at, p + 1);
+    } else {
+      n.name = fresh(c.value + suffix);
+      n.inputs = {c.value};
+      n.outputs = {n.name};
+    }
+    for (const auto& [r, k] : c.readers) g.nodes[r].inputs[k] = n.outputs[0];
+    before.emplace(at, std::move(n));
+  }
+  std::vector<Node> nodes;
+  nodes.reserve(g.nodes.size() + a.conversions.size());
+  for (std::size_t i = 0; i <= g.nodes.size(); ++i) {
+    for (auto [it, end] = before.equal_range(i); it != end; ++it) nodes.push_back(it->second);
+    if (i < g.nodes.size()) nodes.push_back(std::move(g.nodes[i]));
+  }
+  g.nodes = std::move(nodes);
 }
 
 }  // namespace
 
 int choose_layout(Graph& g, const PassContext& ctx) {
   const plan::Target& t = ctx.tgt();
-  std::map<std::string, plan::Layout> vl_pref, vl_nchw;
-  std::vector<plan::Layout> pref, nchw;
-  const int c_pref = assign(g, t, true, &vl_pref, &pref);
-  const int c_nchw = assign(g, t, false, &vl_nchw, &nchw);
-  const bool use_pref = c_pref <= c_nchw;
-  const auto& chosen = use_pref ? pref : nchw;
+  Assignment pref = assign(g, t, true);
+  Assignment nchw = assign(g, t, false);
+  const bool use_pref = pref.cost() != nchw.cost() ? pref.cost() < nchw.cost()
+                                                  : pref.conversions.size() < nchw.conversions.size();
+  const Assignment& chosen = use_pref ? pref : nchw;
   for (std::size_t i = 0; i < g.nodes.size(); ++i) {
     Node& n = g.nodes[i];
-    bool four_d = false;
-    for (const auto& o : n.outputs)
-      four_d |= !o.empty() && g.type_of(o).shape.rank() == 4;
-    if (four_d) n.attrs[plan::kLayoutAttr] = plan::layout_name(chosen[i]);
+    if (!has_4d_output(g, n)) continue;
+    n.attrs[plan::kLayoutAttr] = plan::layout_name(chosen.node[i]);
+    // The planner places a concat's inputs as row-major slices of its output: not so in NHWC.
+    if (chosen.node[i] == Layout::NHWC && n.op == "Concat") n.attrs.erase(plan::kConcatInPlaceAttr);
   }
-  return use_pref ? c_pref : c_nchw;
+  if (chosen.conversions.empty()) return 0;
+  insert_conversions(g, chosen);
+  reinfer(g);
+  return static_cast<int>(chosen.conversions.size());
 }
 
 }  // namespace kiln::build

@@ -83,12 +83,38 @@ Target make_plain() {
   return t;
 }
 
+/// The CUDA runtime (kiln/runtime/engine.hpp). Its steps write contiguous outputs only (no
+/// strided slices: a concat is elided only where each input's slice is contiguous), never in
+/// place (cuDNN's convolution cannot write over the residual it adds), and views cost nothing.
+/// FP32 computes in NCHW; FP16 takes NHWC for convolutions, pooling and concat (tensor cores
+/// want channels last) and converts with kiln.ToLayout steps where a step needs the other.
+Target make_cuda(bool fp16) {
+  Target t;
+  t.name = fp16 ? "cuda-fp16" : "cuda";
+  t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
+               fusion::kPointwiseChain};
+  t.pointwise_ops = elementwise_ops();
+  t.max_pointwise_chain = 8;  // kernels::kMaxChainSteps
+  if (fp16) {
+    for (const char* op : {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+                           "GlobalMaxPool", "Concat"})
+      t.layouts[op] = {Layout::NHWC, Layout::NCHW};
+  }
+  t.strided_output = false;
+  t.strided_input = false;
+  t.in_place = false;
+  t.concat_in_place = !fp16;  // NHWC slices along C are never contiguous
+  t.view_ops = true;
+  t.alignment = 256;
+  return t;
+}
+
 struct Targets {
   std::mutex mu;
   std::map<std::string, std::shared_ptr<const Target>> by_name;
   std::vector<std::shared_ptr<const Target>> replaced;  // kept: references to them stay valid
   Targets() {
-    for (Target t : {make_cpu_reference(), make_plain()}) {
+    for (Target t : {make_cpu_reference(), make_plain(), make_cuda(false), make_cuda(true)}) {
       const std::string name = t.name;
       by_name[name] = std::make_shared<const Target>(std::move(t));
     }
@@ -103,6 +129,7 @@ Targets& targets() {
 
 const Target& cpu_reference_target() { return target_by_name("cpu-reference"); }
 const Target& plain_target() { return target_by_name("plain"); }
+const Target& cuda_target(bool fp16) { return target_by_name(fp16 ? "cuda-fp16" : "cuda"); }
 
 const Target& target_by_name(const std::string& name) {
   auto& t = targets();

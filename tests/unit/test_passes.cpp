@@ -309,9 +309,230 @@ TEST_CASE("layout choice: the CPU reference runs NCHW; a target preferring NHWC 
   CHECK(b::choose_layout(h, ctx(&nhwc)) == 0);
   nhwc.layouts["Conv"] = {plan::Layout::NHWC};
   Graph k = g;
-  CHECK(b::choose_layout(k, ctx(&nhwc)) == 2);
-  CHECK(k.nodes[0].attr_string(plan::kLayoutAttr, "") == "NHWC");
-  CHECK(k.nodes[1].attr_string(plan::kLayoutAttr, "") == "NHWC");  // the Relu follows
+  CHECK(b::choose_layout(k, ctx(&nhwc)) == 2);  // the input to NHWC, the output back to NCHW
+  REQUIRE(k.nodes.size() == 6);
+  CHECK(k.nodes[0].op == plan::kToLayoutOp);
+  CHECK(k.nodes[1].op == "Conv");
+  CHECK(k.nodes[1].attr_string(plan::kLayoutAttr, "") == "NHWC");
+  CHECK(k.nodes[2].attr_string(plan::kLayoutAttr, "") == "NHWC");  // the Relu follows
+  CHECK(k.nodes[5].op == plan::kToLayoutOp);
+  CHECK(k.outputs == g.outputs);
+  check_equivalent(g, k, "layout");
+}
+
+namespace {
+
+/// Every reader sees the layout it needs (an independent statement of the rules in passes.hpp):
+/// the physical layout of a 4-D value is its producer's kiln.layout (inputs, weights: NCHW).
+void check_layouts(const Graph& g, const plan::Target& t) {
+  std::map<std::string, std::string> phys;
+  for (const auto& i : g.inputs) phys[i.name] = "NCHW";
+  auto four_d = [&](const std::string& v) { return !v.empty() && g.type_of(v).shape.rank() == 4; };
+  auto layout_of = [&](const std::string& v) { return phys.count(v) ? phys[v] : "NCHW"; };
+  auto same_bytes = [&](const std::string& v) {
+    const auto d = g.type_of(v).shape.values();
+    return d[1] == 1 || d[2] * d[3] == 1;
+  };
+  for (const Node& n : g.nodes) {
+    CAPTURE(n.name);
+    bool out4 = false;
+    for (const auto& o : n.outputs) out4 |= four_d(o);
+    const std::string mine = n.attr_string(plan::kLayoutAttr, "");
+    CHECK((mine.empty() != out4));
+    bool sensitive = false, pointwise = true;
+    for (const auto& p : fused_body(n).parts) {
+      if (t.is_pointwise(p.op) || (is_fused(n) && p.op == "Split")) continue;
+      pointwise = false;
+      sensitive |= t.layouts.count(p.op) != 0;
+    }
+    if (n.op == plan::kToLayoutOp) {
+      CHECK(n.attr_string(plan::kToLayoutAttr, "") == mine);
+      CHECK(layout_of(n.inputs[0]) != mine);  // never a conversion that converts nothing
+    } else if (out4 && sensitive) {
+      for (const auto& in : n.inputs)
+        if (four_d(in) && !g.weights.count(in)) CHECK_MESSAGE(layout_of(in) == mine, in);
+    } else if (out4 && pointwise) {
+      for (const auto& in : n.inputs)
+        if (four_d(in) && !g.weights.count(in)) {
+          CHECK(layout_of(in) == mine);  // follows its first computed 4-D input
+          break;
+        }
+    } else if (n.op != "Shape" && n.op != "Size") {
+      CHECK((mine.empty() || mine == "NCHW"));
+      for (const auto& in : n.inputs)
+        if (four_d(in)) CHECK_MESSAGE((layout_of(in) == "NCHW" || same_bytes(in)), in);
+    }
+    for (const auto& o : n.outputs)
+      if (four_d(o)) phys[o] = mine;
+  }
+  for (const auto& o : g.outputs)
+    if (four_d(o)) CHECK_MESSAGE(layout_of(o) == "NCHW", o);
+}
+
+std::vector<const Node*> steps_of(const plan::Plan& p, const std::string& op) {
+  std::vector<const Node*> r;
+  for (const auto& s : p.steps)
+    if (s.op == op) r.push_back(&s);
+  return r;
+}
+
+/// input [1,3,14,14] -> Conv -> Relu -> MaxPool -> Conv + residual Add -> (GlobalAveragePool) ->
+/// Flatten -> Gemm.
+Graph small_resnet(bool global_pool) {
+  Builder bld;
+  auto x = bld.input("x", {1, 3, 14, 14});
+  auto r = bld.node("Relu", {bld.conv(x, 3, 8, 3)});
+  auto p = bld.node("MaxPool", {r}, {{"kernel_shape", std::vector<std::int64_t>{2, 2}},
+                                     {"strides", std::vector<std::int64_t>{2, 2}}});  // [1,8,7,7]
+  auto a = bld.node("Add", {bld.conv(p, 8, 8, 3), p});
+  auto v = global_pool ? bld.node("GlobalAveragePool", {a}) : a;  // [1,8,1,1] or [1,8,7,7]
+  auto f = bld.node("Flatten", {v}, {{"axis", std::int64_t{1}}});
+  const std::int64_t k = global_pool ? 8 : 8 * 7 * 7;
+  auto y = bld.node("Gemm", {f, bld.weight({k, 10}), bld.weight({10})});
+  return bld.finish({y});
+}
+
+plan::Plan build_for(const Graph& g, const plan::Target& t, build::BuildReport* r = nullptr) {
+  build::BuildReport local;
+  build::BuildReport& rep = r ? *r : local;
+  plan::Plan p = build::build_plan(g, checked_options(&t), &rep);
+  check_layouts(rep.after_fusion, t);
+  check_plan_equivalent(g, p, t.name);
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("layout: NHWC plans convert once at the input, not before a Flatten of H*W == 1") {
+  const Graph g = small_resnet(true);
+  build::BuildReport r;
+  const plan::Plan p = build_for(g, plan::cuda_target(true), &r);
+  const auto conv = steps_of(p, plan::kToLayoutOp);
+  REQUIRE(conv.size() == 1);
+  CHECK(conv[0]->inputs == std::vector<std::string>{"x"});
+  CHECK(conv[0]->outputs == std::vector<std::string>{"x.nhwc"});
+  CHECK(conv[0]->attr_string("to", "") == "NHWC");
+  CHECK(conv[0]->attr_string(plan::kLayoutAttr, "") == "NHWC");
+  CHECK(&p.steps[0] == conv[0]);
+  for (const auto& [pass, n] : r.pass_changes)
+    if (pass == "choose-layout") CHECK(n == 1);
+  int nhwc = 0;
+  for (const auto& s : p.steps) nhwc += s.attr_string(plan::kLayoutAttr, "") == "NHWC";
+  CHECK(nhwc == 5);  // the conversion, Conv+Relu, MaxPool, Conv+Add, GlobalAveragePool
+  // The Flatten of [1,8,1,1] reads the NHWC pool output as it is (a view, no step).
+  for (const auto& n : r.after_fusion.nodes)
+    if (n.op == "Flatten") CHECK(n.attr_int(plan::kViewAttr, 0) == 1);
+  CHECK(p.outputs.size() == 1);
+
+  // FP32 CUDA and the CPU reference are NCHW throughout: nothing to convert.
+  for (const plan::Target* t : {&plan::cuda_target(false), &plan::cpu_reference_target()}) {
+    const plan::Plan q = build_for(g, *t);
+    CHECK(steps_of(q, plan::kToLayoutOp).empty());
+    for (const auto& s : q.steps) CHECK(s.attr_string(plan::kLayoutAttr, "NCHW") == "NCHW");
+  }
+}
+
+TEST_CASE("layout: a Flatten of a 7x7 NHWC map reads an NCHW copy") {
+  const Graph g = small_resnet(false);
+  build::BuildReport r;
+  const plan::Plan p = build_for(g, plan::cuda_target(true), &r);
+  const auto conv = steps_of(p, plan::kToLayoutOp);
+  REQUIRE(conv.size() == 2);
+  CHECK(conv[0]->attr_string("to", "") == "NHWC");
+  CHECK(conv[1]->attr_string("to", "") == "NCHW");
+  const std::string nchw = conv[1]->outputs[0];
+  CHECK(nchw == conv[1]->inputs[0] + ".nchw");
+  int flatten = 0;
+  for (const auto& n : r.after_fusion.nodes)
+    if (n.op == "Flatten") {
+      ++flatten;
+      CHECK(n.inputs[0] == nchw);
+    }
+  CHECK(flatten == 1);
+}
+
+TEST_CASE("layout: a 4-D NHWC graph output is converted back and keeps its name") {
+  Builder bld;
+  auto x = bld.input("x", {2, 3, 6, 6});
+  auto c = bld.node("Relu", {bld.conv(bld.node("Relu", {bld.conv(x, 3, 4, 3)}), 4, 4, 3)});
+  auto p = bld.node("MaxPool", {c}, {{"kernel_shape", std::vector<std::int64_t>{2, 2}},
+                                     {"strides", std::vector<std::int64_t>{2, 2}}});  // [2,4,3,3]
+  auto sm = bld.node("Softmax", {p}, {{"axis", std::int64_t{1}}});  // reads p in NCHW
+  auto gp = bld.node("GlobalMaxPool", {p});                           // reads p in NHWC
+  Graph g = bld.finish({p, sm, gp});
+  build::BuildReport r;
+  const plan::Plan plan = build_for(g, plan::cuda_target(true), &r);
+  CHECK(r.after_fusion.outputs == g.outputs);
+  REQUIRE(plan.outputs.size() == 3);
+  CHECK(plan.outputs[0].name == p);
+  const auto conv = steps_of(plan, plan::kToLayoutOp);
+  REQUIRE(conv.size() == 3);  // x to NHWC; p back (shared by Softmax); gp back
+  CHECK(conv[1]->outputs[0] == p);
+  CHECK(conv[1]->inputs[0] == p + ".nhwc");
+  CHECK(conv[1]->attr_string("to", "") == "NCHW");
+  for (const auto& s : plan.steps) {
+    if (s.op == "Softmax") CHECK(s.inputs[0] == p);
+    if (s.op == "GlobalMaxPool") CHECK(s.inputs[0] == p + ".nhwc");
+  }
+  // [2,4,1,1]: both layouts are the same bytes, but a graph output is always handed over in NCHW.
+  CHECK(conv[2]->outputs[0] == gp);
+}
+
+TEST_CASE("layout: random networks on the CUDA targets compute the same, every read consistent") {
+  int converted = 0;
+  for (std::uint64_t seed = 1; seed <= 30; ++seed) {
+    CAPTURE(seed);
+    const Graph g = random_cnn(seed);
+    for (bool fp16 : {true, false}) {
+      build::BuildReport r;
+      const plan::Plan p = build_for(g, plan::cuda_target(fp16), &r);
+      const auto n = static_cast<int>(steps_of(p, plan::kToLayoutOp).size());
+      for (const auto& [pass, c] : r.pass_changes)
+        if (pass == "choose-layout") CHECK(c == n);
+      if (!fp16) CHECK(n == 0);
+      converted += n;
+      CHECK(r.after_fusion.outputs == g.outputs);
+    }
+  }
+  MESSAGE("kiln.ToLayout steps over 30 random networks for cuda-fp16: " << converted);
+  CHECK(converted > 0);  // some of them run in NHWC
+}
+
+TEST_CASE("kiln.ToLayout: same type, 4-D only, 'to' must name a layout") {
+  auto make = [](std::vector<std::int64_t> dims, std::string to) {
+    Graph g;
+    g.inputs.push_back({"x", {DType::f32, Shape::of(dims)}});
+    Node n;
+    n.op = plan::kToLayoutOp;
+    n.name = "conv";
+    n.inputs = {"x"};
+    n.outputs = {"y"};
+    n.attrs[plan::kToLayoutAttr] = to;
+    g.add_node(n);
+    g.outputs = {"y"};
+    return g;
+  };
+  Graph ok = make({1, 3, 4, 5}, "NHWC");
+  ok.infer();
+  CHECK(ok.type_of("y") == ok.type_of("x"));
+  std::mt19937_64 rng(3);
+  const Tensor x = random_tensor(DType::f32, {1, 3, 4, 5}, rng);
+  const auto y = reference::run_node(ok.nodes[0], {&x});
+  CHECK(y[0].to_doubles() == x.to_doubles());
+
+  Graph bad = make({1, 3, 4, 5}, "NCWH");
+  CHECK_THROWS_WITH_AS(bad.infer(), doctest::Contains("attribute 'to' = 'NCWH': expected 'NCHW' or 'NHWC'"),
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(reference::run_node(bad.nodes[0], {&x}), doctest::Contains("expected 'NCHW' or 'NHWC'"),
+                       Error);
+  Graph flat = make({3, 4}, "NCHW");
+  CHECK_THROWS_WITH_AS(flat.infer(), doctest::Contains("expected a 4-D input"), ShapeError);
+  const Tensor x2 = random_tensor(DType::f32, {3, 4}, rng);
+  CHECK_THROWS_WITH_AS(reference::run_node(flat.nodes[0], {&x2}), doctest::Contains("expected a 4-D input"),
+                       ShapeError);
+  Graph missing = make({1, 3, 4, 5}, "");
+  missing.nodes[0].attrs.clear();
+  CHECK_THROWS_WITH_AS(missing.infer(), doctest::Contains("attribute 'to' = ''"), ShapeError);
 }
 
 TEST_CASE("every pass keeps outputs on random networks") {

@@ -47,8 +47,22 @@ int fuse_horizontal(Graph& g, const PassContext& ctx);
 int mark_views(Graph& g, const PassContext& ctx);
 /// Marks a Concat whose inputs its producers can write straight into its output (no copy).
 int elide_concat(Graph& g, const PassContext& ctx);
-/// Sets each 4-D step's layout (plan::kLayoutAttr) to the one among the target's that needs the
-/// fewest conversions; returns the number of conversions the chosen assignment needs.
+/// Sets each step's layout (plan::kLayoutAttr, on nodes with a 4-D output) and inserts the
+/// plan::kToLayoutOp conversions that layout needs; returns how many it inserted.
+/// The physical layout of a 4-D value is its producer's kLayoutAttr (graph inputs and weights:
+/// NCHW; values of another rank are row-major). Two assignments are compared, each step in its
+/// target's preferred layout or each in NCHW where it allows it; the one with fewer conversions
+/// plus steps outside their preferred layout wins (a tie: fewer conversions, then NCHW).
+/// Conversions, one per (value, layout) and shared by all readers that need it:
+///  - a step whose op (or a fused step's non-elementwise part) is in Target::layouts reads every
+///    computed 4-D input in its own layout (weights are never converted);
+///  - elementwise steps (and fused chains of them) read any mix and take the layout of their
+///    first computed 4-D input;
+///  - every other node reads 4-D values in NCHW, except where both layouts are the same bytes
+///    (C == 1 or H*W == 1);
+///  - a 4-D graph output in NHWC is converted to NCHW and keeps its name (its producer writes
+///    "<name>.nhwc").
+/// A Concat in NHWC loses plan::kConcatInPlaceAttr (its slices would not be row-major).
 int choose_layout(Graph& g, const PassContext& ctx);
 
 struct Pass {

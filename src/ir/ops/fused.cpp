@@ -1,5 +1,6 @@
 // The fused op "kiln.Fused" (include/kiln/ir/fused.hpp): its encoding and its shape rule, which
-// applies the parts' own rules in order.
+// applies the parts' own rules in order. Also the shape rule of the layout conversion
+// "kiln.ToLayout", the builder's other internal step.
 #include "kiln/ir/fused.hpp"
 
 #include <map>
@@ -8,6 +9,7 @@
 
 #include "families.hpp"
 #include "infer_util.hpp"
+#include "kiln/plan/plan.hpp"
 
 namespace kiln {
 
@@ -143,6 +145,16 @@ void register_fused(OpRegistry& r) {
     std::vector<TensorType> result;
     for (const auto& r : body.results) result.push_back(local.at(r));
     return result;
+  }));
+  // The layout pass's conversion step (kiln/plan/plan.hpp): same logical type in and out.
+  r.add(schema(plan::kToLayoutOp, "fused", 1, 1, 1, 1, [](const InferContext& ctx) {
+    const std::string to = ctx.node.attr_string(plan::kToLayoutAttr, "");
+    if (to != "NCHW" && to != "NHWC")
+      ctx.fail(fmt::format("attribute '{}' = '{}': expected 'NCHW' or 'NHWC'", plan::kToLayoutAttr, to));
+    const TensorType& x = ctx.input(0);
+    if (x.shape.rank() != 4)
+      ctx.fail(fmt::format("expected a 4-D input [N,C,H,W], got {}", x.to_string()));
+    return std::vector<TensorType>{x};
   }));
 }
 
