@@ -130,6 +130,12 @@ MatmulTactic Matmul::tune() {
   return tactic_;
 }
 
+void Matmul::set_tactic(const MatmulTactic& t) {
+  const auto& c = impl_->candidates;
+  if (t.index < 0 || static_cast<std::size_t>(t.index) >= c.size()) return;
+  tactic_ = {t.index, c[static_cast<std::size_t>(t.index)].workspaceSize, t.ms};
+}
+
 void Matmul::run(const void* a, const void* b, const void* bias, void* c, void* workspace,
                  Stream stream) const {
   const Impl& d = *impl_;

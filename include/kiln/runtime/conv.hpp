@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -72,6 +73,48 @@ class Convolution {
   const Library& lib_;
   ConvShape shape_;
   ConvOptions opt_;
+  std::array<int, 4> out_{};
+  ConvTactic tactic_;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The same convolution through cuDNN's graph (backend) API: conv, bias, residual add and the
+/// activation as one operation graph, run by cuDNN's fused engines (on Hopper the fast ones are
+/// reachable only this way). Activations: identity, ReLU, Clip, LeakyReLU, Sigmoid, Tanh.
+/// Throws UnsupportedError when cuDNN has no engine for the graph (the caller falls back to
+/// Convolution). Tactics are positions in cuDNN's heuristic list (stable for one cuDNN version).
+class GraphConvolution {
+ public:
+  GraphConvolution(const Library& lib, const ConvShape& shape, const ConvOptions& options, bool bias);
+  ~GraphConvolution();
+  GraphConvolution(const GraphConvolution&) = delete;
+  GraphConvolution& operator=(const GraphConvolution&) = delete;
+
+  /// Whether the activation of `options` is one the graph can fuse.
+  static bool fusable(const ConvOptions& options);
+  std::array<int, 4> output_dims() const { return out_; }
+  /// Device data to tune on and a check of each candidate's output (a wrong engine is no
+  /// tactic): x, w, bias, residual as forward() takes them, y the output buffer.
+  struct TuneData {
+    const void *x = nullptr, *w = nullptr, *bias = nullptr, *residual = nullptr;
+    void* y = nullptr;
+    std::function<bool(int candidate)> accept;
+  };
+  ConvTactic tune(const TuneData* data = nullptr);
+  void set_tactic(const ConvTactic& t);
+  const ConvTactic& tactic() const { return tactic_; }
+  std::size_t workspace_bytes() const { return tactic_.workspace; }
+  /// As Convolution::forward (bias required when made with bias; pads symmetric).
+  void forward(const void* x, const void* w, const void* bias, const void* residual, void* y,
+               void* workspace, Stream stream) const;
+
+ private:
+  bool choose(int index);
+  struct Impl;
+  const Library& lib_;
+  ConvShape shape_;
+  ConvOptions opt_;
+  bool bias_ = false;
   std::array<int, 4> out_{};
   ConvTactic tactic_;
   std::unique_ptr<Impl> impl_;

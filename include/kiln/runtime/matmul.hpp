@@ -48,6 +48,9 @@ class Matmul {
   /// Times cuBLASLt's candidate algorithms (up to 8 from its heuristic) on scratch buffers and
   /// keeps the fastest.
   MatmulTactic tune();
+  /// Uses a known tactic (from a timing cache) without timing; an index past cuBLASLt's list
+  /// keeps the heuristic's first choice.
+  void set_tactic(const MatmulTactic& t);
   const MatmulTactic& tactic() const { return tactic_; }
   std::size_t workspace_bytes() const { return tactic_.workspace; }
   /// c = alpha * op(a) op(b) + beta * c (+ bias) with the epilogue.

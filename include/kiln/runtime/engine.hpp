@@ -1,0 +1,194 @@
+// The GPU engine: a Plan built for a CUDA target, executed with cuDNN, cuBLASLt and kiln's own
+// kernels. The Engine owns what contexts share (the weights, uploaded once and converted to the
+// plan's precision and layout, and the tactics timed for each batch size); an ExecutionContext
+// owns what one stream of work needs (its activation arena, its workspace, its library handles,
+// its CUDA graphs). Any number of contexts run from one engine, each on its own stream.
+//
+//   auto engine = kiln::runtime::Engine(plan, {.precision = Precision::f16});
+//   auto ctx = engine.create_context();
+//   ctx->enqueue({{"input", d_in}, {"output", d_out}}, stream);  // device pointers, plan dtypes
+//
+// Bindings are device pointers in the dtypes of the plan's inputs and outputs (FP32 for FP32
+// models, also in an FP16 engine: it converts on the way in and out).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/plan/plan.hpp"
+#include "kiln/runtime/library.hpp"
+
+namespace kiln::runtime {
+
+// ---- logging ------------------------------------------------------------------------------
+
+enum class Severity : int { error = 0, warning, info, verbose };
+const char* severity_name(Severity s);
+
+class Logger {
+ public:
+  virtual ~Logger() = default;
+  virtual void log(Severity severity, const std::string& message) = 0;
+};
+
+/// Prints messages at or above `threshold` to stderr as "[kiln warning] ...".
+class StderrLogger : public Logger {
+ public:
+  explicit StderrLogger(Severity threshold = Severity::warning) : threshold_(threshold) {}
+  void log(Severity severity, const std::string& message) override;
+
+ private:
+  Severity threshold_;
+};
+
+// ---- targets ------------------------------------------------------------------------------
+
+/// Plans for the GPU are built for plan::cuda_target(false) ("cuda": FP32, NCHW) or
+/// plan::cuda_target(true) ("cuda-fp16": FP16, NHWC for convolutions and pooling); the engine
+/// runs FP16 exactly when the plan's target is "cuda-fp16".
+inline constexpr const char* kCudaTarget = "cuda";
+inline constexpr const char* kCudaFp16Target = "cuda-fp16";
+
+/// Ops the GPU runtime runs as steps (ONNX names; kiln.Fused steps are checked part by part).
+const std::vector<std::string>& gpu_ops();
+/// True when the runtime runs `op` (for `kiln ops`).
+bool gpu_supports(const std::string& op);
+
+// ---- engine -------------------------------------------------------------------------------
+
+struct EngineOptions {
+  bool allow_tf32 = false;  ///< FP32 plans only
+  /// Largest workspace a convolution or matrix product may use while choosing its algorithm.
+  std::size_t workspace_limit = std::size_t{256} << 20;
+  /// Batch sizes, besides the plan's own, to time tactics for when the engine is made.
+  std::vector<std::int64_t> batch_sizes;
+  /// A timing cache file: read when the engine is made (if it exists and was made on the same
+  /// GPU, driver and library versions), written back with what was timed. Empty: none.
+  std::string timing_cache;
+  Logger* logger = nullptr;  ///< nullptr: StderrLogger(warning)
+  /// Called with (done, total, what) while tactics are timed.
+  std::function<void(int, int, const std::string&)> progress;
+};
+
+/// A binding: device memory for one named input or output.
+using Bindings = std::map<std::string, void*>;
+
+/// Per-step GPU time of one run, as a Profiler receives it.
+struct StepTime {
+  int index = 0;
+  std::string name;  ///< the step's node name
+  std::string op;    ///< op or fused pattern ("Conv+Add+Relu")
+  std::string kind;  ///< which implementation ran it ("cudnn-conv", "cublaslt", "pointwise", ...)
+  float ms = 0.f;
+};
+
+/// Receives per-step times after a profiled run.
+class Profiler {
+ public:
+  virtual ~Profiler() = default;
+  virtual void report(std::int64_t batch, const std::vector<StepTime>& steps) = 0;
+};
+
+/// Collects profiled runs and writes them as a Chrome trace (chrome://tracing, Perfetto) and as
+/// a per-layer table.
+class TraceProfiler : public Profiler {
+ public:
+  void report(std::int64_t batch, const std::vector<StepTime>& steps) override;
+  /// {"traceEvents": [...]}: one complete event ("ph": "X") per step and run, in microseconds.
+  std::string chrome_trace_json() const;
+  /// Steps by mean time over the runs: name, op, kind, mean ms, share of the total.
+  std::string table(std::size_t top = 0) const;
+  const std::vector<std::vector<StepTime>>& runs() const { return runs_; }
+
+ private:
+  std::vector<std::vector<StepTime>> runs_;
+};
+
+class ExecutionContext;
+namespace detail {
+struct EngineState;
+}
+
+class Engine {
+ public:
+  /// Uploads the plan's weights to the current device (converted to FP16 and to the layout each
+  /// step takes for a cuda-fp16 plan) and times the tactics of every convolution and matrix
+  /// product for the plan's batch and options.batch_sizes. Throws UnsupportedError naming the
+  /// step when the plan holds an op the GPU runtime does not run, and FormatError when the plan
+  /// was built for a target that is not a CUDA target.
+  Engine(const plan::Plan& plan, const EngineOptions& options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  Precision precision() const;
+  int device() const;                 ///< the device it was made on
+  std::int64_t max_batch() const;     ///< the plan's batch (dim 0 of its inputs)
+  /// Whether contexts may run batches below max_batch() (every activation's dim 0 is the batch).
+  bool batch_resizable() const;
+  const std::vector<ValueInfo>& inputs() const;
+  const std::vector<ValueInfo>& outputs() const;
+  std::size_t weight_bytes() const;  ///< device memory of the uploaded weights
+  std::size_t arena_bytes() const;   ///< one context's activation arena
+  /// One context's workspace for `batch` (0: max_batch()): the largest any step needs.
+  std::size_t workspace_bytes(std::int64_t batch = 0) const;
+  /// The steps as they will run (one line each: name, op, kind, tactic).
+  std::string describe() const;
+
+  std::unique_ptr<ExecutionContext> create_context() const;
+
+ private:
+  friend class ExecutionContext;
+  std::shared_ptr<detail::EngineState> state_;
+};
+
+class ExecutionContext {
+ public:
+  ~ExecutionContext();
+  ExecutionContext(const ExecutionContext&) = delete;
+  ExecutionContext& operator=(const ExecutionContext&) = delete;
+
+  /// The batch of the next runs (1..max_batch(); below the maximum only when the engine is
+  /// batch_resizable()). Tactics for a batch size not timed when the engine was made are timed
+  /// now.
+  void set_batch(std::int64_t batch);
+  std::int64_t batch() const { return batch_; }
+
+  /// Replays a CUDA graph of the whole plan (captured on the first run of each batch size)
+  /// instead of launching each step.
+  void set_cuda_graph(bool on) { use_graph_ = on; }
+  /// Times every step of each following run with events (graphs are not used while profiling).
+  void set_profiler(Profiler* p) { profiler_ = p; }
+
+  /// Runs the plan on `stream` without waiting for it. Every input and output of the plan must
+  /// be bound (device pointers, `batch()` rows of the plan's dtypes).
+  void enqueue(const Bindings& bindings, Stream stream);
+  /// enqueue() on the context's own stream, then waits for it.
+  void execute(const Bindings& bindings);
+  Stream stream() const { return own_stream_; }
+
+  /// Device memory this context holds: arena plus workspace (weights are the engine's).
+  std::size_t device_bytes() const;
+
+ private:
+  friend class Engine;
+  friend std::map<std::string, Tensor> run_on_gpu(ExecutionContext&, const std::map<std::string, Tensor>&);
+  explicit ExecutionContext(std::shared_ptr<detail::EngineState> engine);
+  struct Impl;
+  std::shared_ptr<detail::EngineState> engine_;
+  std::unique_ptr<Impl> impl_;
+  Stream own_stream_ = nullptr;
+  std::int64_t batch_ = 0;
+  bool use_graph_ = false;
+  Profiler* profiler_ = nullptr;
+};
+
+/// Host convenience: uploads `inputs` (plan dtypes), executes, downloads every output.
+std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx, const std::map<std::string, Tensor>& inputs);
+
+}  // namespace kiln::runtime

@@ -1,0 +1,335 @@
+// Convolution through cuDNN's graph (backend) API: conv -> + bias -> (+ residual) -> activation as
+// one operation graph, so that cuDNN's fused engines (the ones its legacy API does not reach on
+// Hopper) run the whole step as one kernel. Candidates come from cuDNN's heuristics; tune() times
+// them on scratch buffers. FP32 without TF32 skips engines whose numerical notes say tensor core.
+#include <algorithm>
+#include <vector>
+
+#include "check.hpp"
+#include "kiln/runtime/conv.hpp"
+
+namespace kiln::runtime {
+
+namespace {
+
+/// One backend descriptor, destroyed with its owner.
+struct Desc {
+  cudnnBackendDescriptor_t d = nullptr;
+  explicit Desc(cudnnBackendDescriptorType_t t) { KILN_CHECK(cudnnBackendCreateDescriptor(t, &d)); }
+  ~Desc() {
+    if (d) cudnnBackendDestroyDescriptor(d);
+  }
+  Desc(const Desc&) = delete;
+  Desc& operator=(const Desc&) = delete;
+  template <class T>
+  void set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, std::int64_t n, const T* v) {
+    KILN_CHECK(cudnnBackendSetAttribute(d, name, type, n, v));
+  }
+  void finalize() { KILN_CHECK(cudnnBackendFinalize(d)); }
+};
+
+using DescPtr = std::unique_ptr<Desc>;
+
+DescPtr tensor(std::int64_t uid, cudnnDataType_t type, const std::vector<std::int64_t>& dims,
+               const std::vector<std::int64_t>& strides, bool is_virtual) {
+  auto t = std::make_unique<Desc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+  const std::int64_t align = 16;
+  const bool virt = is_virtual;
+  t->set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type);
+  t->set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, static_cast<std::int64_t>(dims.size()), dims.data());
+  t->set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, static_cast<std::int64_t>(strides.size()), strides.data());
+  t->set(CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
+  t->set(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align);
+  t->set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
+  t->finalize();
+  return t;
+}
+
+std::vector<std::int64_t> strides_of(const std::vector<std::int64_t>& d, Layout l) {
+  const std::int64_t n = d[0], c = d[1], h = d[2], w = d[3];
+  (void)n;
+  if (l == Layout::nhwc) return {h * w * c, 1, w * c, c};
+  return {c * h * w, h * w, w, 1};
+}
+
+/// A pointwise op node: y = op(x [, b]).
+DescPtr pointwise(cudnnPointwiseMode_t mode, const Desc& x, const Desc* b, const Desc& y, float lower = 0.f,
+                  float upper = 0.f, bool clip = false, float slope = 0.f) {
+  Desc pw(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
+  const cudnnDataType_t prec = CUDNN_DATA_FLOAT;
+  pw.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
+  pw.set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &prec);
+  if (mode == CUDNN_POINTWISE_RELU_FWD) {
+    const double lo = lower, hi = upper, sl = slope;
+    pw.set(CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP, CUDNN_TYPE_DOUBLE, 1, &lo);
+    if (clip) pw.set(CUDNN_ATTR_POINTWISE_RELU_UPPER_CLIP, CUDNN_TYPE_DOUBLE, 1, &hi);
+    pw.set(CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP_SLOPE, CUDNN_TYPE_DOUBLE, 1, &sl);
+  }
+  pw.finalize();
+  auto op = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
+  op->set(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw.d);
+  op->set(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.d);
+  if (b) op->set(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b->d);
+  op->set(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.d);
+  op->finalize();
+  return op;
+}
+
+enum Uid : std::int64_t { kX = 1, kW, kY, kBias, kRes, kConvOut = 100, kBiasOut, kResOut };
+
+}  // namespace
+
+struct GraphConvolution::Impl {
+  std::vector<DescPtr> keep;  // every descriptor the graph refers to
+  DescPtr graph;
+  std::vector<DescPtr> configs;  // engine configs, heuristic order (filtered)
+  DescPtr plan;                  // the chosen one, finalized
+  std::int64_t plan_ws = 0;
+  DescPtr pack;
+  void* pack_ws = nullptr;
+  const void* pack_ptrs[5] = {};
+  std::vector<std::int64_t> uids;
+};
+
+bool GraphConvolution::fusable(const ConvOptions& o) {
+  using A = kernels::Activation;
+  switch (o.activation) {
+    case A::identity: case A::relu: case A::clip: case A::leaky_relu: case A::sigmoid: case A::tanh: return true;
+    default: return false;
+  }
+}
+
+GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const ConvOptions& o, bool bias)
+    : lib_(lib), shape_(s), opt_(o), bias_(bias), impl_(std::make_unique<Impl>()) {
+  if (!fusable(o)) throw UnsupportedError("[Conv] the activation is not one cuDNN's graph fuses");
+  Impl& d = *impl_;
+  const cudnnDataType_t io = o.precision == Precision::f16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+  const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
+  const std::int64_t oh = (s.h + 2 * s.pad_h - s.dil_h * (s.kh - 1) - 1) / s.stride_h + 1;
+  const std::int64_t ow = (s.w + 2 * s.pad_w - s.dil_w * (s.kw - 1) - 1) / s.stride_w + 1;
+  if (oh < 1 || ow < 1) throw Error("[Conv] empty output");
+  out_ = {s.n, s.k, static_cast<int>(oh), static_cast<int>(ow)};
+  const std::vector<std::int64_t> xd = {s.n, s.c, s.h, s.w}, wd = {s.k, s.c / s.groups, s.kh, s.kw},
+                                  yd = {s.n, s.k, oh, ow}, bd = {1, s.k, 1, 1};
+  Desc* x = d.keep.emplace_back(tensor(kX, io, xd, strides_of(xd, o.layout), false)).get();
+  Desc* w = d.keep.emplace_back(tensor(kW, io, wd, strides_of(wd, o.layout), false)).get();
+  const bool act = o.activation != kernels::Activation::identity;
+  const bool any_tail = bias || o.residual || act;
+  // Intermediates are virtual and float; the last tensor of the chain is Y.
+  Desc* conv_out = d.keep.emplace_back(tensor(any_tail ? kConvOut : kY, any_tail ? f32 : io, yd, strides_of(yd, o.layout), any_tail)).get();
+  Desc conv(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+  const std::int64_t dims = 2;
+  const std::int64_t pad[2] = {s.pad_h, s.pad_w}, stride[2] = {s.stride_h, s.stride_w}, dil[2] = {s.dil_h, s.dil_w};
+  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+  conv.set(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32);
+  conv.set(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode);
+  conv.set(CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &dims);
+  conv.set(CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, dil);
+  conv.set(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, stride);
+  conv.set(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pad);
+  conv.set(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pad);
+  conv.finalize();
+  std::vector<cudnnBackendDescriptor_t> ops;
+  Desc* cop = d.keep.emplace_back(std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR)).get();
+  const float alpha = 1.f, beta = 0.f;
+  cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x->d);
+  cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w->d);
+  cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv_out->d);
+  cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv.d);
+  cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
+  cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
+  cop->finalize();
+  ops.push_back(cop->d);
+  d.uids = {kX, kW, kY};
+
+  const Desc* cur = conv_out;
+  int remaining = (bias ? 1 : 0) + (o.residual ? 1 : 0) + (act ? 1 : 0);
+  auto next = [&](std::int64_t uid) -> Desc& {
+    --remaining;
+    const bool last = remaining == 0;
+    return *d.keep.emplace_back(tensor(last ? kY : uid, last ? io : f32, yd, strides_of(yd, o.layout), !last)).get();
+  };
+  if (bias) {
+    Desc* b = d.keep.emplace_back(tensor(kBias, io, bd, strides_of(bd, o.layout), false)).get();
+    Desc& out = next(kBiasOut);
+    ops.push_back(d.keep.emplace_back(pointwise(CUDNN_POINTWISE_ADD, *cur, b, out))->d);
+    cur = &out;
+    d.uids.push_back(kBias);
+  }
+  if (o.residual) {
+    Desc* r = d.keep.emplace_back(tensor(kRes, io, yd, strides_of(yd, o.layout), false)).get();
+    Desc& out = next(kResOut);
+    ops.push_back(d.keep.emplace_back(pointwise(CUDNN_POINTWISE_ADD, *cur, r, out))->d);
+    cur = &out;
+    d.uids.push_back(kRes);
+  }
+  if (act) {
+    Desc& out = next(kY);
+    using A = kernels::Activation;
+    DescPtr op;
+    switch (o.activation) {
+      case A::relu: op = pointwise(CUDNN_POINTWISE_RELU_FWD, *cur, nullptr, out); break;
+      case A::clip: op = pointwise(CUDNN_POINTWISE_RELU_FWD, *cur, nullptr, out, o.act_alpha, o.act_beta, true); break;
+      case A::leaky_relu: op = pointwise(CUDNN_POINTWISE_RELU_FWD, *cur, nullptr, out, 0.f, 0.f, false, o.act_alpha); break;
+      case A::sigmoid: op = pointwise(CUDNN_POINTWISE_SIGMOID_FWD, *cur, nullptr, out); break;
+      case A::tanh: op = pointwise(CUDNN_POINTWISE_TANH_FWD, *cur, nullptr, out); break;
+      default: throw UnsupportedError("[Conv] activation");
+    }
+    ops.push_back(d.keep.emplace_back(std::move(op))->d);
+  }
+
+  d.graph = std::make_unique<Desc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+  cudnnHandle_t h = lib_.cudnn();
+  d.graph->set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, static_cast<std::int64_t>(ops.size()), ops.data());
+  d.graph->set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h);
+  d.graph->finalize();
+
+  // Candidates: heuristic A, then the fallback list; engines with tensor-core numerics are left
+  // out of FP32 plans unless TF32 is allowed.
+  for (cudnnBackendHeurMode_t hm : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
+    Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+    heur.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d.graph->d);
+    heur.set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &hm);
+    if (cudnnBackendFinalize(heur.d) != CUDNN_STATUS_SUCCESS) continue;
+    std::int64_t count = 0;
+    if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, nullptr) != CUDNN_STATUS_SUCCESS)
+      continue;
+    count = std::min<std::int64_t>(count, 16);
+    std::vector<DescPtr> cfgs;
+    std::vector<cudnnBackendDescriptor_t> raw;
+    for (std::int64_t i = 0; i < count; ++i) {
+      cfgs.push_back(std::make_unique<Desc>(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
+      raw.push_back(cfgs.back()->d);
+    }
+    std::int64_t got = 0;
+    if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got, raw.data()) != CUDNN_STATUS_SUCCESS)
+      continue;
+    for (std::int64_t i = 0; i < got; ++i) {
+      if (o.precision == Precision::f32 && !o.allow_tf32) {
+        Desc engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+        std::int64_t n = 0;
+        bool tensor_core = false;
+        if (cudnnBackendGetAttribute(cfgs[i]->d, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &engine.d) == CUDNN_STATUS_SUCCESS) {
+          cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+          std::int64_t nn = 0;
+          if (cudnnBackendGetAttribute(engine.d, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                                       CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &nn, notes) == CUDNN_STATUS_SUCCESS)
+            for (std::int64_t k = 0; k < nn; ++k) tensor_core |= notes[k] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE;
+        }
+        if (tensor_core) continue;
+      }
+      d.configs.push_back(std::move(cfgs[static_cast<std::size_t>(i)]));
+      if (d.configs.size() >= 8) break;
+    }
+    if (!d.configs.empty()) break;
+  }
+  // The first that finalizes within the workspace limit is the untuned choice.
+  for (std::size_t i = 0; i < d.configs.size(); ++i)
+    if (choose(static_cast<int>(i))) return;
+  throw UnsupportedError(fmt::format("[Conv] cuDNN's graph API has no engine for x [{},{},{},{}], {} filters {}x{}",
+                                     s.n, s.c, s.h, s.w, s.k, s.kh, s.kw));
+}
+
+GraphConvolution::~GraphConvolution() = default;
+
+bool GraphConvolution::choose(int index) {
+  Impl& d = *impl_;
+  if (index < 0 || static_cast<std::size_t>(index) >= d.configs.size()) return false;
+  auto plan = std::make_unique<Desc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+  cudnnHandle_t h = lib_.cudnn();
+  plan->set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h);
+  plan->set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d.configs[static_cast<std::size_t>(index)]->d);
+  if (cudnnBackendFinalize(plan->d) != CUDNN_STATUS_SUCCESS) return false;
+  std::int64_t ws = 0, n = 0;
+  KILN_CHECK(cudnnBackendGetAttribute(plan->d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws));
+  if (static_cast<std::size_t>(ws) > opt_.workspace_limit) return false;
+  d.plan = std::move(plan);
+  d.plan_ws = ws;
+  d.pack.reset();
+  tactic_ = {index, static_cast<std::size_t>(ws), -1.f, true};
+  return true;
+}
+
+void GraphConvolution::set_tactic(const ConvTactic& t) {
+  const ConvTactic keep = tactic_;
+  if (!choose(t.algorithm)) choose(keep.algorithm);
+  else tactic_.ms = t.ms;
+}
+
+ConvTactic GraphConvolution::tune(const TuneData* data) {
+  Impl& d = *impl_;
+  const std::size_t es = element_size(opt_.precision);
+  auto scratch = [&](std::size_t n) {
+    DeviceBuffer b(std::max<std::size_t>(n * es, 16));
+    b.fill_bytes(0x3c);
+    return b;
+  };
+  DeviceBuffer x = scratch(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w);
+  DeviceBuffer w = scratch(std::size_t(shape_.k) * (shape_.c / shape_.groups) * shape_.kh * shape_.kw);
+  DeviceBuffer y = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3]);
+  DeviceBuffer r = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3]);
+  DeviceBuffer b = scratch(std::size_t(shape_.k));
+  cudaEvent_t start = nullptr, stop = nullptr;
+  KILN_CHECK(cudaEventCreate(&start));
+  KILN_CHECK(cudaEventCreate(&stop));
+  ConvTactic best = tactic_;
+  best.ms = -1.f;
+  for (std::size_t i = 0; i < d.configs.size(); ++i) {
+    if (!choose(static_cast<int>(i))) continue;
+    DeviceBuffer ws(static_cast<std::size_t>(d.plan_ws));
+    const void* px = data ? data->x : x.get();
+    const void* pw = data ? data->w : w.get();
+    const void* pb = data ? data->bias : b.get();
+    const void* pr = data ? data->residual : r.get();
+    void* py = data ? data->y : y.get();
+    try {
+      forward(px, pw, pb, pr, py, ws.get(), nullptr);  // warm-up, and the output to check
+      if (data && data->accept) {
+        KILN_CHECK(cudaDeviceSynchronize());
+        if (!data->accept(static_cast<int>(i))) continue;
+      }
+      KILN_CHECK(cudaEventRecord(start, nullptr));
+      constexpr int kRepeats = 5;
+      for (int k = 0; k < kRepeats; ++k) forward(px, pw, pb, pr, py, ws.get(), nullptr);
+      KILN_CHECK(cudaEventRecord(stop, nullptr));
+      KILN_CHECK(cudaEventSynchronize(stop));
+      float ms = 0;
+      KILN_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      ms /= kRepeats;
+      if (best.ms < 0 || ms < best.ms) best = {static_cast<int>(i), static_cast<std::size_t>(d.plan_ws), ms, true};
+    } catch (const Error&) {
+      continue;  // an engine that fails to run is no tactic
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  if (best.ms < 0) throw UnsupportedError("[Conv] no engine of cuDNN's graph API ran");
+  choose(best.algorithm);
+  tactic_ = best;
+  return tactic_;
+}
+
+void GraphConvolution::forward(const void* x, const void* w, const void* bias, const void* residual, void* y,
+                               void* workspace, Stream stream) const {
+  Impl& d = *impl_;
+  const void* ptrs[5] = {x, w, y, bias, residual};
+  bool same = d.pack && d.pack_ws == workspace;
+  for (int i = 0; i < 5 && same; ++i) same = d.pack_ptrs[i] == ptrs[i];
+  if (!same) {
+    std::vector<void*> data = {const_cast<void*>(x), const_cast<void*>(w), y};
+    if (bias_) data.push_back(const_cast<void*>(bias));
+    if (opt_.residual) data.push_back(const_cast<void*>(residual));
+    auto pack = std::make_unique<Desc>(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+    pack->set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, static_cast<std::int64_t>(d.uids.size()), d.uids.data());
+    pack->set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, static_cast<std::int64_t>(data.size()), data.data());
+    pack->set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
+    pack->finalize();
+    d.pack = std::move(pack);
+    d.pack_ws = workspace;
+    for (int i = 0; i < 5; ++i) d.pack_ptrs[i] = ptrs[i];
+  }
+  lib_.set_stream(stream);
+  KILN_CHECK(cudnnBackendExecute(lib_.cudnn(), d.plan->d, d.pack->d));
+}
+
+}  // namespace kiln::runtime

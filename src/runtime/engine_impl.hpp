@@ -1,0 +1,133 @@
+// What the engine's parts share inside the runtime: where a value lives on the device, the
+// steps (one per plan step, each knowing how to run itself on a stream), and the engine state
+// that contexts share (device weights in the forms steps asked for, tactics).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kernel_types.cuh"
+#include "kiln/plan/plan.hpp"
+#include "kiln/runtime/engine.hpp"
+#include "kiln/runtime/library.hpp"
+
+namespace kiln::runtime::detail {
+
+using i64 = std::int64_t;
+
+/// One value as a step sees it, at one batch size: logical dims (NCHW order for 4-D), the
+/// physical strides of its elements in logical order (an NHWC 4-D value has strides
+/// [H*W*C, 1, W*C, C]), and its address.
+struct DeviceValue {
+  std::string name;
+  DType dtype = DType::f32;  ///< the plan's dtype
+  bool half = false;         ///< a float value stored as FP16 (FP16 engines)
+  std::vector<i64> dims;
+  std::vector<i64> strides;
+  plan::Layout layout = plan::Layout::NCHW;  ///< physical layout of a 4-D value
+  void* ptr = nullptr;
+  const Tensor* host = nullptr;  ///< the weight's host tensor, for weights
+
+  i64 numel() const;
+  std::size_t elem_size() const;  ///< as stored
+  bool contiguous() const;        ///< strides are row-major over dims (size-1 dims ignored)
+  bool nhwc() const { return dims.size() == 4 && layout == plan::Layout::NHWC; }
+  kernels::Elem elem() const;     ///< float values only (throws otherwise)
+  std::string describe() const;   ///< "f32[1,64,56,56] NHWC 'x'"
+};
+
+/// What a step gets when it runs.
+struct RunArgs {
+  void* workspace = nullptr;
+  Stream stream = nullptr;
+};
+
+class Step {
+ public:
+  virtual ~Step() = default;
+  virtual void run(const RunArgs& a) = 0;
+  virtual std::size_t workspace() const { return 0; }
+  /// Which implementation runs it ("cudnn-conv", "cublaslt", "pointwise", "pool", ...).
+  virtual std::string kind() const = 0;
+  /// Steps with algorithm choices: a key that names the problem exactly (shape, precision,
+  /// options), tune() to time the candidates, and the tactic as text (for the timing cache).
+  virtual std::string tactic_key() const { return {}; }
+  virtual std::string tune() { return {}; }
+  virtual void set_tactic(const std::string& /*text*/) {}
+  virtual std::string tactic() const { return {}; }
+};
+
+struct EngineState;
+
+/// Everything a step factory needs to know.
+struct StepEnv {
+  const Node& node;
+  EngineState& engine;
+  const Library& lib;
+  i64 batch = 1;
+  /// The value of a name at this batch (activations and weights alike); throws naming it.
+  std::function<DeviceValue(const std::string&)> value;
+};
+
+/// Makes the step of one plan step; throws UnsupportedError naming the node for what the GPU
+/// runtime does not run.
+std::unique_ptr<Step> make_step(const StepEnv& env);
+
+/// Device copies of weights in the forms steps asked for (FP16, NHWC filters, folded
+/// BatchNorm, packed RNN weights), made once per engine and shared by every context.
+class WeightCache {
+ public:
+  /// The buffer under `key`, made by `fill(buffer)` the first time (bytes long).
+  const void* get(const std::string& key, std::size_t bytes, const std::function<void(DeviceBuffer&)>& fill);
+  std::size_t bytes() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, DeviceBuffer> buffers_;
+};
+
+struct EngineState {
+  const plan::Plan* plan_ptr = nullptr;  ///< points at `plan`
+  plan::Plan plan;
+  EngineOptions options;
+  Precision precision = Precision::f32;
+  int device = 0;
+  i64 max_batch = 1;
+  bool resizable = false;
+  std::unique_ptr<StderrLogger> own_logger;
+  Logger* logger = nullptr;
+  WeightCache weights;
+  /// Tactics by Step::tactic_key(), timed or read from the timing cache.
+  std::mutex tactics_mu;
+  std::map<std::string, std::string> tactics;
+  /// Workspace each batch size's steps need (filled when its steps are first made).
+  std::map<i64, std::size_t> workspace;
+  bool tactics_changed = false;
+  /// The physical layout of each 4-D activation (that of the step that makes it).
+  std::map<std::string, plan::Layout> physical;
+
+  void log(Severity s, const std::string& m) const { if (logger) logger->log(s, m); }
+
+  /// The DeviceValue of `name` for `batch` with `arena` as the base of the activation arena.
+  DeviceValue value(const std::string& name, i64 batch, std::byte* arena) const;
+  /// The weight `name` as stored on the device in the engine's precision (FP16 for float weights
+  /// of an FP16 engine), uploaded once.
+  const void* weight(const std::string& name);
+  /// Every step of the plan for `batch`, tactics applied (timed when unknown).
+  std::vector<std::unique_ptr<Step>> make_steps(i64 batch, std::byte* arena, const Library& lib);
+  void load_timing_cache();
+  void save_timing_cache();
+};
+
+/// Host float data converted to the stored element type (f32 copy or f16).
+std::vector<std::byte> to_device_format(const float* data, i64 n, bool half);
+/// A float weight's values as f32 on the host (f16/bf16/f64 converted); throws for other dtypes.
+std::vector<float> host_floats(const Tensor& t);
+
+}  // namespace kiln::runtime::detail

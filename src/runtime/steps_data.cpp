@@ -1,0 +1,535 @@
+// Steps that move or summarize data: pooling, softmax, LRN, reductions, resize, concat, slice,
+// pad, gather, split, transpose and the other copies, layout conversions and casts.
+#include <cmath>
+
+#include "check.hpp"
+#include "copy.cuh"
+#include "layout.cuh"
+#include "norm.cuh"
+#include "pool.cuh"
+#include "reduce.cuh"
+#include "resize.cuh"
+#include "softmax.cuh"
+#include "steps_util.hpp"
+
+namespace kiln::runtime::detail {
+
+namespace {
+
+i64 norm_axis(const Node& n, i64 axis, std::size_t rank) {
+  const i64 r = static_cast<i64>(rank);
+  if (axis < -r || axis >= r) throw ShapeError(fmt::format("{}axis {} is outside a rank-{} tensor", n.where(), axis, r));
+  return axis < 0 ? axis + r : axis;
+}
+
+/// Requires a row-major value (what kernels without strides take).
+void need_contiguous(const Node& n, const DeviceValue& v) {
+  if (!v.contiguous())
+    throw GraphError(fmt::format("{}reads {} in a layout it does not take (the plan lacks a conversion)", n.where(), v.describe()));
+}
+
+// ---- pooling -------------------------------------------------------------------------------
+
+class PoolStep final : public Step {
+ public:
+  explicit PoolStep(const StepEnv& env) {
+    const Node& n = env.node;
+    x_ = env.value(n.inputs.at(0));
+    y_ = env.value(n.outputs.at(0));
+    if (n.outputs.size() > 1 && !n.outputs[1].empty()) unsupported(n, "MaxPool's Indices output");
+    const std::size_t r = x_.dims.size();
+    if (r != 3 && r != 4) unsupported(n, fmt::format("{}-D pooling", r - 2));
+    if (x_.nhwc() != y_.nhwc()) throw GraphError(fmt::format("{}input and output differ in layout", n.where()));
+    if (!x_.nhwc()) need_contiguous(n, x_);
+    nhwc_ = x_.nhwc();
+    mode_ = n.op == "MaxPool" || n.op == "GlobalMaxPool" ? kernels::PoolMode::max : kernels::PoolMode::average;
+    const bool global = n.op.rfind("Global", 0) == 0;
+    std::vector<i64> in(x_.dims.begin() + 2, x_.dims.end()), out(y_.dims.begin() + 2, y_.dims.end());
+    if (global) {
+      // A reduction over the spatial dims, read through the input's strides.
+      kernels::ReduceDesc d;
+      d.out_dims = to_dims({x_.dims[0], x_.dims[1]});
+      d.out_strides = to_strides({x_.strides[0], x_.strides[1]});
+      std::vector<i64> rd(x_.dims.begin() + 2, x_.dims.end()), rs(x_.strides.begin() + 2, x_.strides.end());
+      d.red_dims = to_dims(rd);
+      d.red_strides = to_strides(rs);
+      reduce_ = d;
+      return;
+    }
+    const auto kernel = n.attr_ints("kernel_shape");
+    const auto strides = n.attr_ints("strides", std::vector<i64>(r - 2, 1));
+    const auto dil = n.attr_ints("dilations", std::vector<i64>(r - 2, 1));
+    const std::string autopad = n.attr_string("auto_pad", "NOTSET");
+    std::vector<i64> pb(r - 2, 0), pe(r - 2, 0);
+    if (autopad == "NOTSET") {
+      const auto pads = n.attr_ints("pads", std::vector<i64>(2 * (r - 2), 0));
+      for (std::size_t d = 0; d < r - 2; ++d) pb[d] = pads[d], pe[d] = pads[r - 2 + d];
+    } else if (autopad != "VALID") {
+      for (std::size_t d = 0; d < r - 2; ++d) {
+        const i64 total = std::max<i64>(0, (out[d] - 1) * strides[d] + dil[d] * (kernel[d] - 1) + 1 - in[d]);
+        pb[d] = autopad == "SAME_LOWER" ? total - total / 2 : total / 2;
+        pe[d] = total - pb[d];
+      }
+    }
+    auto two = [&](const std::vector<i64>& v, std::size_t d, i64 one) { return static_cast<int>(r == 3 ? (d == 0 ? one : v[0]) : v[d]); };
+    p_.planes = x_.dims[0] * x_.dims[1];
+    p_.in_h = two(in, 0, 1), p_.in_w = two(in, 1, 1);
+    p_.out_h = two(out, 0, 1), p_.out_w = two(out, 1, 1);
+    p_.k_h = two(kernel, 0, 1), p_.k_w = two(kernel, 1, 1);
+    p_.stride_h = two(strides, 0, 1), p_.stride_w = two(strides, 1, 1);
+    p_.dil_h = two(dil, 0, 1), p_.dil_w = two(dil, 1, 1);
+    p_.pad_top = two(pb, 0, 0), p_.pad_left = two(pb, 1, 0);
+    p_.pad_bottom = two(pe, 0, 0), p_.pad_right = two(pe, 1, 0);
+    p_.count_include_pad = n.attr_int("count_include_pad", 0) != 0;
+  }
+  void run(const RunArgs& a) override {
+    if (reduce_) {
+      const auto op = mode_ == kernels::PoolMode::max ? kernels::Reduction::max : kernels::Reduction::mean;
+      KILN_CHECK(kernels::reduce(x_.elem(), op, *reduce_, x_.ptr, y_.ptr, a.stream));
+    } else if (nhwc_) {
+      KILN_CHECK(kernels::pool2d_nhwc(x_.elem(), mode_, p_, x_.dims[1], x_.ptr, y_.ptr, a.stream));
+    } else {
+      KILN_CHECK(kernels::pool2d(x_.elem(), mode_, p_, x_.ptr, y_.ptr, a.stream));
+    }
+  }
+  std::string kind() const override { return reduce_ ? "reduce" : (nhwc_ ? "pool-nhwc" : "pool"); }
+
+ private:
+  DeviceValue x_, y_;
+  bool nhwc_ = false;
+  kernels::PoolMode mode_ = kernels::PoolMode::max;
+  kernels::Pool2d p_;
+  std::optional<kernels::ReduceDesc> reduce_;
+};
+
+// ---- softmax, LRN, reductions, resize ---------------------------------------------------
+
+class SoftmaxStep final : public Step {
+ public:
+  explicit SoftmaxStep(const StepEnv& env) {
+    const Node& n = env.node;
+    x_ = env.value(n.inputs.at(0));
+    y_ = env.value(n.outputs.at(0));
+    need_contiguous(n, x_);
+    need_contiguous(n, y_);
+    log_ = n.op == "LogSoftmax";
+    const i64 axis = norm_axis(n, n.attr_int("axis", -1), x_.dims.size());
+    outer_ = inner_ = 1;
+    for (i64 d = 0; d < axis; ++d) outer_ *= x_.dims[static_cast<std::size_t>(d)];
+    n_ = x_.dims[static_cast<std::size_t>(axis)];
+    for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < x_.dims.size(); ++d) inner_ *= x_.dims[d];
+  }
+  void run(const RunArgs& a) override {
+    KILN_CHECK(kernels::softmax(x_.elem(), log_, outer_, n_, inner_, x_.ptr, y_.ptr, a.stream));
+  }
+  std::string kind() const override { return "softmax"; }
+
+ private:
+  DeviceValue x_, y_;
+  bool log_ = false;
+  i64 outer_ = 1, n_ = 1, inner_ = 1;
+};
+
+class LrnStep final : public Step {
+ public:
+  explicit LrnStep(const StepEnv& env) : n_(env.node) {
+    x_ = env.value(n_.inputs.at(0));
+    y_ = env.value(n_.outputs.at(0));
+    need_contiguous(n_, x_);
+    need_contiguous(n_, y_);
+    if (x_.dims.size() < 2) unsupported(n_, "LRN of rank < 2");
+  }
+  void run(const RunArgs& a) override {
+    const i64 inner = x_.numel() / std::max<i64>(1, x_.dims[0] * x_.dims[1]);
+    KILN_CHECK(kernels::lrn(x_.elem(), x_.dims[0], x_.dims[1], inner, static_cast<int>(n_.attr_int("size")),
+                            static_cast<float>(n_.attr_float("alpha", 1e-4)), static_cast<float>(n_.attr_float("beta", 0.75)),
+                            static_cast<float>(n_.attr_float("bias", 1.0)), x_.ptr, y_.ptr, a.stream));
+  }
+  std::string kind() const override { return "lrn"; }
+
+ private:
+  Node n_;
+  DeviceValue x_, y_;
+};
+
+class ReduceStep final : public Step {
+ public:
+  explicit ReduceStep(const StepEnv& env) {
+    const Node& n = env.node;
+    x_ = env.value(n.inputs.at(0));
+    y_ = env.value(n.outputs.at(0));
+    need_contiguous(n, y_);
+    static const std::map<std::string, kernels::Reduction> ops = {
+        {"ReduceSum", kernels::Reduction::sum}, {"ReduceMean", kernels::Reduction::mean},
+        {"ReduceMax", kernels::Reduction::max}, {"ReduceMin", kernels::Reduction::min},
+        {"ReduceProd", kernels::Reduction::prod}, {"ReduceL1", kernels::Reduction::l1},
+        {"ReduceL2", kernels::Reduction::l2}, {"ReduceLogSum", kernels::Reduction::log_sum},
+        {"ReduceLogSumExp", kernels::Reduction::log_sum_exp}, {"ReduceSumSquare", kernels::Reduction::sum_square}};
+    op_ = ops.at(n.op);
+    const std::size_t r = x_.dims.size();
+    std::vector<bool> reduced(r, false);
+    auto axes = constant_input(env, n, 1);
+    if (!axes || axes->empty()) {
+      if (n.attr_int("noop_with_empty_axes", 0) != 0) reduced.assign(r, false);
+      else reduced.assign(r, true);
+    } else {
+      for (double a : *axes) reduced[static_cast<std::size_t>(norm_axis(n, static_cast<i64>(a), r))] = true;
+    }
+    std::vector<i64> od, os, rd, rs;
+    for (std::size_t d = 0; d < r; ++d) {
+      if (reduced[d]) rd.push_back(x_.dims[d]), rs.push_back(x_.strides[d]);
+      else od.push_back(x_.dims[d]), os.push_back(x_.strides[d]);
+    }
+    d_.out_dims = to_dims(od);
+    d_.out_strides = to_strides(os);
+    d_.red_dims = to_dims(rd);
+    d_.red_strides = to_strides(rs);
+  }
+  void run(const RunArgs& a) override { KILN_CHECK(kernels::reduce(x_.elem(), op_, d_, x_.ptr, y_.ptr, a.stream)); }
+  std::string kind() const override { return "reduce"; }
+
+ private:
+  DeviceValue x_, y_;
+  kernels::Reduction op_ = kernels::Reduction::sum;
+  kernels::ReduceDesc d_;
+};
+
+class ResizeStep final : public Step {
+ public:
+  explicit ResizeStep(const StepEnv& env) {
+    const Node& n = env.node;
+    x_ = env.value(n.inputs.at(0));
+    y_ = env.value(n.outputs.at(0));
+    need_contiguous(n, x_);
+    need_contiguous(n, y_);
+    const std::size_t r = x_.dims.size();
+    if (r < 2) unsupported(n, "Resize of rank < 2");
+    for (std::size_t d = 0; d + 2 < r; ++d)
+      if (x_.dims[d] != y_.dims[d]) unsupported(n, "Resize of other than the last two dims");
+    std::vector<double> scales;
+    if (auto s = constant_input(env, n, 2); s && !s->empty()) scales = *s;
+    const std::string mode = n.attr_string("mode", "nearest");
+    if (mode == "nearest") r_.mode = kernels::ResizeMode::nearest;
+    else if (mode == "linear") r_.mode = kernels::ResizeMode::linear;
+    else unsupported(n, fmt::format("Resize mode '{}'", mode));
+    static const std::map<std::string, kernels::CoordMode> coords = {
+        {"half_pixel", kernels::CoordMode::half_pixel}, {"half_pixel_symmetric", kernels::CoordMode::half_pixel_symmetric},
+        {"pytorch_half_pixel", kernels::CoordMode::pytorch_half_pixel}, {"align_corners", kernels::CoordMode::align_corners},
+        {"asymmetric", kernels::CoordMode::asymmetric}, {"tf_half_pixel_for_nn", kernels::CoordMode::tf_half_pixel_for_nn}};
+    static const std::map<std::string, kernels::NearestMode> nearest = {
+        {"round_prefer_floor", kernels::NearestMode::round_prefer_floor}, {"round_prefer_ceil", kernels::NearestMode::round_prefer_ceil},
+        {"floor", kernels::NearestMode::floor}, {"ceil", kernels::NearestMode::ceil}};
+    const auto c = coords.find(n.attr_string("coordinate_transformation_mode", "half_pixel"));
+    const auto nm = nearest.find(n.attr_string("nearest_mode", "round_prefer_floor"));
+    if (c == coords.end() || nm == nearest.end()) unsupported(n, "this Resize coordinate or nearest mode");
+    if (n.attr_int("antialias", 0) != 0) unsupported(n, "Resize with antialias");
+    r_.coord = c->second;
+    r_.nearest = nm->second;
+    r_.in_h = static_cast<int>(x_.dims[r - 2]), r_.in_w = static_cast<int>(x_.dims[r - 1]);
+    r_.out_h = static_cast<int>(y_.dims[r - 2]), r_.out_w = static_cast<int>(y_.dims[r - 1]);
+    r_.outer = x_.numel() / std::max<i64>(1, x_.dims[r - 2] * x_.dims[r - 1]);
+    r_.scale_h = scales.size() == r ? scales[r - 2] : static_cast<double>(r_.out_h) / r_.in_h;
+    r_.scale_w = scales.size() == r ? scales[r - 1] : static_cast<double>(r_.out_w) / r_.in_w;
+  }
+  void run(const RunArgs& a) override { KILN_CHECK(kernels::resize2d(x_.elem(), r_, x_.ptr, y_.ptr, a.stream)); }
+  std::string kind() const override { return "resize"; }
+
+ private:
+  DeviceValue x_, y_;
+  kernels::Resize2d r_;
+};
+
+// ---- copies --------------------------------------------------------------------------------
+
+/// One or more strided copies (concat, split, slice, transpose, expand, reshape copies).
+class CopyStep final : public Step {
+ public:
+  struct Piece {
+    std::size_t elem = 4;
+    kernels::Dims dims;
+    const void* src = nullptr;
+    kernels::Strides src_strides;
+    void* dst = nullptr;
+    kernels::Strides dst_strides;
+  };
+  CopyStep(std::string kind, std::vector<Piece> pieces) : kind_(std::move(kind)), pieces_(std::move(pieces)) {}
+  void run(const RunArgs& a) override {
+    for (const auto& p : pieces_)
+      KILN_CHECK(kernels::strided_copy(p.elem, p.dims, p.src, p.src_strides, p.dst, p.dst_strides, a.stream));
+  }
+  std::string kind() const override { return kind_; }
+
+ private:
+  std::string kind_;
+  std::vector<Piece> pieces_;
+};
+
+CopyStep::Piece piece(const DeviceValue& dst, const std::vector<i64>& dims, const void* src,
+                      const std::vector<i64>& src_strides, std::byte* dst_ptr, const std::vector<i64>& dst_strides) {
+  CopyStep::Piece p;
+  p.elem = dst.elem_size();
+  p.dims = to_dims(dims);
+  p.src = src;
+  p.src_strides = to_strides(src_strides);
+  p.dst = dst_ptr;
+  p.dst_strides = to_strides(dst_strides);
+  return p;
+}
+
+void same_storage(const Node& n, const DeviceValue& a, const DeviceValue& b) {
+  if (a.elem_size() != b.elem_size() || a.half != b.half)
+    unsupported(n, fmt::format("a copy from {} to {}", a.describe(), b.describe()));
+}
+
+std::unique_ptr<Step> concat_step(const StepEnv& env) {
+  const Node& n = env.node;
+  const DeviceValue y = env.value(n.outputs.at(0));
+  const i64 axis = norm_axis(n, n.attr_int("axis"), y.dims.size());
+  std::vector<CopyStep::Piece> pieces;
+  i64 at = 0;
+  for (const auto& in : n.inputs) {
+    if (in.empty()) continue;
+    const DeviceValue x = env.value(in);
+    same_storage(n, x, y);
+    auto* dst = static_cast<std::byte*>(y.ptr) + at * y.strides[static_cast<std::size_t>(axis)] * static_cast<i64>(y.elem_size());
+    pieces.push_back(piece(y, x.dims, pointer_of(env, x), x.strides, dst, y.strides));
+    at += x.dims[static_cast<std::size_t>(axis)];
+  }
+  return std::make_unique<CopyStep>("concat", std::move(pieces));
+}
+
+std::unique_ptr<Step> split_step(const StepEnv& env) {
+  const Node& n = env.node;
+  const DeviceValue x = env.value(n.inputs.at(0));
+  const i64 axis = norm_axis(n, n.attr_int("axis", 0), x.dims.size());
+  std::vector<CopyStep::Piece> pieces;
+  i64 at = 0;
+  for (const auto& out : n.outputs) {
+    if (out.empty()) continue;
+    const DeviceValue y = env.value(out);
+    same_storage(n, x, y);
+    const auto* src = static_cast<const std::byte*>(x.ptr) + at * x.strides[static_cast<std::size_t>(axis)] * static_cast<i64>(x.elem_size());
+    pieces.push_back(piece(y, y.dims, src, x.strides, static_cast<std::byte*>(y.ptr), y.strides));
+    at += y.dims[static_cast<std::size_t>(axis)];
+  }
+  return std::make_unique<CopyStep>("split", std::move(pieces));
+}
+
+std::unique_ptr<Step> slice_step(const StepEnv& env) {
+  const Node& n = env.node;
+  const DeviceValue x = env.value(n.inputs.at(0));
+  const DeviceValue y = env.value(n.outputs.at(0));
+  same_storage(n, x, y);
+  const std::size_t r = x.dims.size();
+  const auto starts = *constant_input(env, n, 1);
+  const auto ends = *constant_input(env, n, 2);
+  auto axes = constant_input(env, n, 3);
+  auto steps = constant_input(env, n, 4);
+  std::vector<i64> start(r, 0), step(r, 1);
+  for (std::size_t i = 0; i < starts.size(); ++i) {
+    const std::size_t ax = static_cast<std::size_t>(norm_axis(n, axes && !axes->empty() ? static_cast<i64>((*axes)[i]) : static_cast<i64>(i), r));
+    const i64 dim = x.dims[ax];
+    const i64 st = steps && !steps->empty() ? static_cast<i64>((*steps)[i]) : 1;
+    double s = starts[i];
+    if (s < 0) s += static_cast<double>(dim);
+    i64 b = st > 0 ? std::clamp<i64>(static_cast<i64>(s), 0, dim) : std::clamp<i64>(static_cast<i64>(s), 0, dim - 1);
+    start[ax] = b;
+    step[ax] = st;
+  }
+  i64 offset = 0;
+  std::vector<i64> ss(r);
+  for (std::size_t d = 0; d < r; ++d) offset += start[d] * x.strides[d], ss[d] = x.strides[d] * step[d];
+  const auto* src = static_cast<const std::byte*>(pointer_of(env, x)) + offset * static_cast<i64>(x.elem_size());
+  std::vector<CopyStep::Piece> pieces{piece(y, y.dims, src, ss, static_cast<std::byte*>(y.ptr), y.strides)};
+  return std::make_unique<CopyStep>("slice", std::move(pieces));
+}
+
+std::unique_ptr<Step> transpose_step(const StepEnv& env) {
+  const Node& n = env.node;
+  const DeviceValue x = env.value(n.inputs.at(0));
+  const DeviceValue y = env.value(n.outputs.at(0));
+  same_storage(n, x, y);
+  std::vector<i64> perm = n.attr_ints("perm", {});
+  if (perm.empty())
+    for (std::size_t d = x.dims.size(); d-- > 0;) perm.push_back(static_cast<i64>(d));
+  std::vector<i64> ss;
+  for (i64 p : perm) ss.push_back(x.strides[static_cast<std::size_t>(norm_axis(n, p, x.dims.size()))]);
+  std::vector<CopyStep::Piece> pieces{piece(y, y.dims, pointer_of(env, x), ss, static_cast<std::byte*>(y.ptr), y.strides)};
+  return std::make_unique<CopyStep>("transpose", std::move(pieces));
+}
+
+/// Reshape-like ops that could not be views, Identity, Expand: the input's elements in
+/// row-major order (broadcast for Expand).
+std::unique_ptr<Step> reshape_step(const StepEnv& env) {
+  const Node& n = env.node;
+  const DeviceValue x = env.value(n.inputs.at(0));
+  const DeviceValue y = env.value(n.outputs.at(0));
+  same_storage(n, x, y);
+  if (n.op == "Expand") {
+    std::vector<CopyStep::Piece> pieces{piece(y, y.dims, pointer_of(env, x), [&] {
+      const auto s = broadcast_strides(x, y.dims, [&] { std::vector<int> p(y.dims.size()); for (std::size_t i = 0; i < p.size(); ++i) p[i] = static_cast<int>(i); return p; }());
+      return std::vector<i64>(s.s, s.s + y.dims.size());
+    }(), static_cast<std::byte*>(y.ptr), y.strides)};
+    return std::make_unique<CopyStep>("expand", std::move(pieces));
+  }
+  need_contiguous(n, x);
+  need_contiguous(n, y);
+  const i64 count = x.numel();
+  std::vector<CopyStep::Piece> pieces{piece(y, {count}, pointer_of(env, x), {1}, static_cast<std::byte*>(y.ptr), {1})};
+  return std::make_unique<CopyStep>("copy", std::move(pieces));
+}
+
+class PadStep final : public Step {
+ public:
+  explicit PadStep(const StepEnv& env) {
+    const Node& n = env.node;
+    x_ = env.value(n.inputs.at(0));
+    y_ = env.value(n.outputs.at(0));
+    need_contiguous(n, x_);
+    need_contiguous(n, y_);
+    same_storage(n, x_, y_);
+    const std::size_t r = x_.dims.size();
+    const auto pads = *constant_input(env, n, 1);
+    auto axes = constant_input(env, n, 3);
+    begin_.assign(r, 0);
+    const std::size_t k = pads.size() / 2;
+    for (std::size_t i = 0; i < k; ++i) {
+      const std::size_t ax = static_cast<std::size_t>(norm_axis(n, axes && !axes->empty() ? static_cast<i64>((*axes)[i]) : static_cast<i64>(i), r));
+      begin_[ax] = static_cast<i64>(pads[i]);
+      if (begin_[ax] < 0 || pads[k + i] < 0) unsupported(n, "Pad with negative pads (cropping)");
+    }
+    const std::string mode = n.attr_string("mode", "constant");
+    if (mode == "constant") mode_ = kernels::PadMode::constant;
+    else if (mode == "reflect") mode_ = kernels::PadMode::reflect;
+    else if (mode == "edge") mode_ = kernels::PadMode::edge;
+    else if (mode == "wrap") mode_ = kernels::PadMode::wrap;
+    else unsupported(n, fmt::format("Pad mode '{}'", mode));
+    double value = 0;
+    if (auto v = constant_input(env, n, 2); v && !v->empty()) value = (*v)[0];
+    if (x_.half) bits_ = f16::from_float(static_cast<float>(value));
+    else if (x_.dtype == DType::f32) bits_ = std::bit_cast<std::uint32_t>(static_cast<float>(value));
+    else unsupported(n, fmt::format("Pad of {}", x_.describe()));
+  }
+  void run(const RunArgs& a) override {
+    KILN_CHECK(kernels::pad(x_.elem_size(), mode_, to_dims(x_.dims), to_dims(y_.dims), begin_.data(), bits_, x_.ptr,
+                            y_.ptr, a.stream));
+  }
+  std::string kind() const override { return "pad"; }
+
+ private:
+  DeviceValue x_, y_;
+  std::vector<i64> begin_;
+  kernels::PadMode mode_ = kernels::PadMode::constant;
+  std::uint64_t bits_ = 0;
+};
+
+class GatherStep final : public Step {
+ public:
+  explicit GatherStep(const StepEnv& env) {
+    const Node& n = env.node;
+    x_ = env.value(n.inputs.at(0));
+    const DeviceValue idx = env.value(n.inputs.at(1));
+    y_ = env.value(n.outputs.at(0));
+    need_contiguous(n, x_);
+    same_storage(n, x_, y_);
+    if (idx.dtype != DType::i64 && idx.dtype != DType::i32) unsupported(n, fmt::format("Gather indices of {}", idx.describe()));
+    int64_ = idx.dtype == DType::i64;
+    idx_ = pointer_of(env, idx);
+    count_ = idx.numel();
+    const i64 axis = norm_axis(n, n.attr_int("axis", 0), x_.dims.size());
+    outer_ = inner_ = 1;
+    for (i64 d = 0; d < axis; ++d) outer_ *= x_.dims[static_cast<std::size_t>(d)];
+    axis_n_ = x_.dims[static_cast<std::size_t>(axis)];
+    for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < x_.dims.size(); ++d) inner_ *= x_.dims[d];
+  }
+  void run(const RunArgs& a) override {
+    KILN_CHECK(kernels::gather(x_.elem_size(), outer_, axis_n_, inner_, idx_, int64_, count_, x_.host ? x_ptr_ : x_.ptr, y_.ptr, a.stream));
+  }
+  std::string kind() const override { return "gather"; }
+  const void* x_ptr_ = nullptr;
+  DeviceValue x_;
+
+ private:
+  DeviceValue y_;
+  const void* idx_ = nullptr;
+  bool int64_ = true;
+  i64 count_ = 0, outer_ = 1, axis_n_ = 1, inner_ = 1;
+};
+
+class ToLayoutStep final : public Step {
+ public:
+  explicit ToLayoutStep(const StepEnv& env) {
+    const Node& n = env.node;
+    x_ = env.value(n.inputs.at(0));
+    y_ = env.value(n.outputs.at(0));
+    same_storage(n, x_, y_);
+    if (x_.dims.size() != 4) throw ShapeError(fmt::format("{}expects a 4-D value, got {}", n.where(), x_.describe()));
+    if (x_.nhwc() == y_.nhwc()) throw GraphError(fmt::format("{}converts {} to its own layout", n.where(), x_.describe()));
+  }
+  void run(const RunArgs& a) override {
+    const i64 n = x_.dims[0], c = x_.dims[1], hw = x_.dims[2] * x_.dims[3];
+    if (y_.nhwc()) KILN_CHECK(kernels::nchw_to_nhwc(x_.elem_size(), n, c, hw, x_.ptr, y_.ptr, a.stream));
+    else KILN_CHECK(kernels::nhwc_to_nchw(x_.elem_size(), n, c, hw, x_.ptr, y_.ptr, a.stream));
+  }
+  std::string kind() const override { return "layout"; }
+
+ private:
+  DeviceValue x_, y_;
+};
+
+class CastStep final : public Step {
+ public:
+  explicit CastStep(const StepEnv& env) {
+    const Node& n = env.node;
+    x_ = env.value(n.inputs.at(0));
+    y_ = env.value(n.outputs.at(0));
+    need_contiguous(n, x_);
+    need_contiguous(n, y_);
+    auto is_f = [](const DeviceValue& v) { return v.half || v.dtype == DType::f32; };
+    if (is_f(x_) && is_f(y_)) return;
+    if (x_.dtype == y_.dtype) return;
+    unsupported(n, fmt::format("Cast from {} to {}", x_.describe(), y_.describe()));
+  }
+  void run(const RunArgs& a) override {
+    if (x_.half == y_.half) {
+      KILN_CHECK(cudaMemcpyAsync(y_.ptr, x_.ptr, static_cast<std::size_t>(x_.numel()) * x_.elem_size(),
+                                 cudaMemcpyDeviceToDevice, a.stream));
+      return;
+    }
+    KILN_CHECK(kernels::cast(x_.elem(), y_.elem(), x_.ptr, y_.ptr, x_.numel(), a.stream));
+  }
+  std::string kind() const override { return "cast"; }
+
+ private:
+  DeviceValue x_, y_;
+};
+
+}  // namespace
+
+std::unique_ptr<Step> make_data_step(const StepEnv& env) {
+  const Node& n = env.node;
+  const std::string& op = n.op;
+  if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" || op == "GlobalMaxPool")
+    return std::make_unique<PoolStep>(env);
+  if (op == "Softmax" || op == "LogSoftmax") return std::make_unique<SoftmaxStep>(env);
+  if (op == "LRN") return std::make_unique<LrnStep>(env);
+  if (op.rfind("Reduce", 0) == 0) return std::make_unique<ReduceStep>(env);
+  if (op == "Resize") return std::make_unique<ResizeStep>(env);
+  if (op == "Concat") return concat_step(env);
+  if (op == "Split") return split_step(env);
+  if (op == "Slice") return slice_step(env);
+  if (op == "Transpose") return transpose_step(env);
+  if (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" || op == "Identity" || op == "Expand")
+    return reshape_step(env);
+  if (op == "Pad") return std::make_unique<PadStep>(env);
+  if (op == "Gather") {
+    auto g = std::make_unique<GatherStep>(env);
+    if (g->x_.host) g->x_ptr_ = env.engine.weight(g->x_.name);
+    return g;
+  }
+  if (op == plan::kToLayoutOp) return std::make_unique<ToLayoutStep>(env);
+  if (op == "Cast") return std::make_unique<CastStep>(env);
+  unsupported(n, fmt::format("op '{}'", op));
+}
+
+}  // namespace kiln::runtime::detail
