@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 
 #include "cli_args.hpp"
+#include "cli_examples.hpp"
+#include "cli_gpu.hpp"
 #include "kiln/build/builder.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/import/wts.hpp"
@@ -30,7 +32,8 @@ bool wants_help(const Argv& a) {
 }
 
 /// "NAME=1x3x224x224" -> dims of NAME.
-void parse_shapes(const Args& args, build::BuildOptions& o) {
+std::map<std::string, std::vector<std::int64_t>> parse_shapes(const Args& args) {
+  std::map<std::string, std::vector<std::int64_t>> shapes;
   for (const auto& spec : args.all("--shape")) {
     const auto eq = spec.find('=');
     if (eq == std::string::npos) throw Error("--shape expects NAME=DxDx..., got '" + spec + "'");
@@ -40,34 +43,28 @@ void parse_shapes(const Args& args, build::BuildOptions& o) {
     while (at <= rest.size()) {
       const auto x = rest.find('x', at);
       const std::string d = rest.substr(at, x == std::string::npos ? std::string::npos : x - at);
-      if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos)
+      if (d.empty() || d.size() > 12 || d.find_first_not_of("0123456789") != std::string::npos)
         throw Error("--shape expects NAME=DxDx... with whole numbers, got '" + spec + "'");
       dims.push_back(std::stoll(d));
       if (x == std::string::npos) break;
       at = x + 1;
     }
-    o.input_dims[spec.substr(0, eq)] = dims;
+    shapes[spec.substr(0, eq)] = dims;
   }
+  return shapes;
 }
 
 build::BuildOptions options_from(const Args& args) {
   build::BuildOptions o;
-  o.target = &plan::target_by_name(args.get("--target", "cpu-reference"));
+  o.target = &target_from(args);
   o.evaluator = &reference::constant_evaluator();
-  parse_shapes(args, o);
+  o.input_dims = parse_shapes(args);
   return o;
 }
 
-Graph load(const std::string& path) {
-  return onnx::load_model(path, {.evaluator = &reference::constant_evaluator()});
-}
+Graph load(const std::string& path) { return load_onnx(path); }
 
-bool is_plan_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  char magic[8] = {};
-  f.read(magic, 8);
-  return f.gcount() == 8 && std::string(magic, 8) == "KILNPLAN";
-}
+bool is_cuda_target(const plan::Target& t) { return t.name == "cuda" || t.name == "cuda-fp16"; }
 
 
 void write_dot(const std::string& dir, const std::string& stem, const std::string& dot) {
@@ -86,23 +83,110 @@ void write_dot(const std::string& dir, const std::string& stem, const std::strin
 
 }  // namespace
 
+bool is_plan_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char magic[8] = {};
+  f.read(magic, 8);
+  return f.gcount() == 8 && std::string(magic, 8) == "KILNPLAN";
+}
+
+Graph load_onnx(const std::string& path) {
+  return onnx::load_model(path, {.evaluator = &reference::constant_evaluator()});
+}
+
+const plan::Target& target_from(const Args& args, const std::string& fallback) {
+  std::string name = args.get("--target", fallback);
+  if (args.has("--fp16") || args.has("--gpu")) {
+    const std::string want = args.has("--fp16") ? "cuda-fp16" : "cuda";
+    if (args.has("--target") && args.get("--target") != want)
+      throw Error(fmt::format("--target {} disagrees with {} (which builds for {})", args.get("--target"),
+                              args.has("--fp16") ? "--fp16" : "--gpu", want));
+    name = want;
+  }
+  return plan::target_by_name(name);
+}
+
+build::BuildOptions build_options(const Args& args, const Graph& g, std::int64_t batch,
+                                  const std::map<std::string, Tensor>& given) {
+  build::BuildOptions o = options_from(args);
+  for (const auto& [name, dims] : o.input_dims) {
+    bool known = false;
+    for (const auto& vi : g.inputs) known |= vi.name == name;
+    if (!known) {
+      std::vector<std::string> names;
+      for (const auto& vi : g.inputs) names.push_back(vi.name);
+      throw Error(fmt::format("--shape {}: the model has no input '{}' (its inputs: {})", name, name,
+                              fmt::join(names, ", ")));
+    }
+  }
+  for (const auto& vi : g.inputs) {
+    if (!o.input_dims.count(vi.name) && given.count(vi.name)) o.input_dims[vi.name] = given.at(vi.name).dims();
+    if (batch <= 0) continue;
+    std::vector<std::int64_t> dims;
+    if (o.input_dims.count(vi.name)) {
+      dims = o.input_dims[vi.name];
+    } else {
+      for (const auto& d : vi.type.shape) dims.push_back(d.is_fixed() ? d.value() : o.dynamic_default);
+    }
+    if (dims.empty()) throw Error(fmt::format("batch {}: input '{}' is a scalar (no dim 0)", batch, vi.name));
+    dims[0] = batch;
+    o.input_dims[vi.name] = dims;
+  }
+  return o;
+}
+
 int cmd_build(const Argv& argv) {
   if (wants_help(argv)) {
-    fmt::print(R"(usage: kiln build MODEL.onnx [--save FILE] [--target NAME] [--shape NAME=DxDx...]... [--check]
+    fmt::print(R"(usage: kiln build MODEL.onnx [--save FILE] [--target NAME | --gpu | --fp16] [--shape NAME=DxDx...]...
+                  [--max-batch N] [--workspace MiB] [--timing-cache FILE] [--check]
+       kiln build --example NAME [--weights FILE.wts] [same options]
 
 Builds a plan: constant folding, dead-layer elimination, BatchNorm/Scale folding, fusions
 (conv+bias+activation, conv+residual add, pointwise chains, horizontal convolutions), views,
 in-place concats, layout choice, and liveness-based memory planning. Prints the layer counts and
-the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`).
-  --target NAME   cpu-reference (default) or plain (no fusion)
-  --shape N=DIMS  concrete dims for input N (dynamic dims default to 1)
-  --check         run every pass's result on the CPU reference against the previous one
+the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`, or on the GPU
+with `kiln run --plan FILE --gpu` and `kiln bench FILE`).
+  --target NAME        cpu-reference (default), plain (no fusion), cuda or cuda-fp16
+  --gpu                build for the GPU: target cuda (FP32, NCHW)
+  --fp16               build for the GPU in FP16: target cuda-fp16 (implies --gpu)
+  --shape N=DIMS       concrete dims for input N (dynamic dims default to 1)
+  --max-batch N        dim 0 of every input (after --shape)
+  --example NAME       build an example network of examples/ (lenet, resnet50, resnet101,
+                       resnet152, googlenet, vgg19, mobilenet_v2, charrnn) instead of a model
+  --weights FILE.wts   its weights (random, seed 42, when not given)
+  --check              run every pass's result on the CPU reference against the previous one
+For a GPU target, when a GPU is present, the engine is made as well: the tactics of every
+convolution and matrix product are timed (progress on stderr when it is a terminal) and the
+steps, tactics and device memory are printed. The plan file holds no tactics; they live in the
+timing cache:
+  --workspace MiB      largest workspace a tactic may use (default 256)
+  --timing-cache FILE  read timed tactics from FILE and write them back
+Without a GPU the plan is still built and written; the tactics are not timed.
 )");
     return 0;
   }
-  Args args(argv, "build", {"--save", "--target", "--shape"}, {"--check"});
-  Graph g = load(args.one_positional("model file"));
-  build::BuildOptions o = options_from(args);
+  Args args(argv, "build",
+            {"--save", "--target", "--shape", "--max-batch", "--workspace", "--timing-cache", "--example", "--weights"},
+            {"--check", "--gpu", "--fp16"});
+  Graph g;
+  if (args.has("--example")) {
+    if (!args.positional().empty())
+      throw Error(fmt::format("kiln build: --example {} takes no model file (got '{}')", args.get("--example"),
+                              args.positional()[0]));
+    g = example_graph(args.get("--example"), args.get("--weights"));
+  } else {
+    if (args.has("--weights")) throw Error("kiln build: --weights goes with --example NAME (an ONNX model holds its weights)");
+    g = load(args.one_positional("model file"));
+  }
+  const auto max_batch = static_cast<std::int64_t>(args.number("--max-batch", 0));
+  if (args.has("--max-batch") && max_batch < 1)
+    throw Error(fmt::format("kiln build: --max-batch expects a positive whole number, got '{}'",
+                            args.get("--max-batch")));
+  build::BuildOptions o = build_options(args, g, max_batch);
+  const bool gpu_target = is_cuda_target(*o.target);
+  if (!gpu_target)
+    for (const char* f : {"--workspace", "--timing-cache"})
+      if (args.has(f)) throw Error(fmt::format("kiln build: {} applies to GPU builds only (add --gpu or --fp16)", f));
   if (args.has("--check")) {
     o.after_pass = [](const std::string& pass, const Graph& before, const Graph& after) {
       std::mt19937_64 rng(1);
@@ -126,6 +210,7 @@ the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`
     plan::save_plan(p, args.get("--save"));
     fmt::print("plan written to {} (target {}, {} steps)\n", args.get("--save"), p.target, p.steps.size());
   }
+  if (gpu_target) build_engine_report(p, args);
   return 0;
 }
 
@@ -167,7 +252,7 @@ imported IR graph. For a plan file: prints the plan.
 
 int cmd_run_plan(const Argv& argv) {
   if (wants_help(argv)) {
-    fmt::print(R"(usage: kiln run --plan FILE [--weights FILE.wts|MODEL.onnx] [--input NAME=FILE.pb]... [--seed N] [--output-dir DIR]
+    fmt::print(R"(usage: kiln run --plan FILE [--weights FILE.wts|MODEL.onnx] [--input NAME=FILE.pb|.npy]... [--seed N] [--output-dir DIR] [--output-format pb|npy]
 
 Runs a plan file on the CPU reference, every activation in one arena at its planned offset.
 With --weights, the plan runs only if it was built from exactly those weights (the hash it
@@ -178,7 +263,7 @@ as NAME.pb (TensorProto).
 )");
     return 0;
   }
-  Args args(argv, "run", {"--plan", "--input", "--seed", "--output-dir", "--weights"}, {});
+  Args args(argv, "run", {"--plan", "--input", "--seed", "--output-dir", "--output-format", "--weights"}, {});
   if (!args.positional().empty())
     throw Error("kiln run --plan takes no model file (the plan holds the network)");
   plan::LoadExpectations expect{.target = "cpu-reference"};

@@ -1,16 +1,37 @@
-// `kiln build`, `kiln inspect` and `kiln run --plan`: the builder on the command line.
+// `kiln build`, `kiln inspect` and `kiln run --plan`: the builder on the command line, and the
+// pieces `kiln bench` / `kiln profile` / `kiln run --gpu` share with it.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "cli_args.hpp"
+#include "kiln/build/builder.hpp"
+#include "kiln/ir/graph.hpp"
+
 namespace kiln::tools {
 
-/// kiln build MODEL.onnx [--save FILE] [--target NAME] [--shape NAME=DxDxD]... [--check]
+/// kiln build MODEL.onnx [--save FILE] [--target NAME | --gpu | --fp16] [--shape NAME=DxDxD]...
+///   [--max-batch N] [--workspace MiB] [--timing-cache FILE] [--check]
 int cmd_build(const std::vector<std::string>& args);
 /// kiln inspect MODEL.onnx|PLAN [--target NAME] [--shape NAME=DxD]... [--dot-dir DIR] [--graph]
 int cmd_inspect(const std::vector<std::string>& args);
 /// kiln run --plan FILE [--input NAME=FILE.pb]... [--seed N] [--output-dir DIR]
 int cmd_run_plan(const std::vector<std::string>& args);
+
+/// True when `path` starts with a plan file's magic.
+bool is_plan_file(const std::string& path);
+/// Loads an ONNX model (constants folded by the CPU reference's evaluator).
+Graph load_onnx(const std::string& path);
+
+/// The target named by --fp16 ("cuda-fp16"), --gpu ("cuda") or --target (default
+/// `fallback`); an error when they disagree.
+const plan::Target& target_from(const Args& args, const std::string& fallback = "cpu-reference");
+
+/// Build options for `g`: the target (target_from), --shape NAME=DxDx..., and dim 0 of every
+/// input set to `batch` when it is > 0 (--max-batch, --batch). Concrete dims of `given` tensors
+/// (input files) are used for inputs that --shape does not name.
+build::BuildOptions build_options(const Args& args, const Graph& g, std::int64_t batch,
+                                  const std::map<std::string, Tensor>& given = {});
 
 }  // namespace kiln::tools

@@ -10,6 +10,7 @@
 
 #include "cli_args.hpp"
 #include "cli_build.hpp"
+#include "cli_gpu.hpp"
 #include "cli_wts.hpp"
 #include "run_io.hpp"
 #include "conformance.hpp"
@@ -35,8 +36,12 @@ constexpr const char* kUsage = R"(kiln: build, run and check neural networks
 usage: kiln <command> [options]
 
 commands:
-  build MODEL        optimize a model into a fused plan (--save FILE writes it)
-  run MODEL          run an ONNX model on the CPU reference (or --plan FILE)
+  build MODEL        optimize a model into a fused plan (--save FILE writes it; --gpu, --fp16
+                     build for the GPU and time its tactics)
+  run MODEL          run an ONNX model on the CPU reference (or --plan FILE; --gpu on the GPU),
+                     compared with expected outputs (--expected, --expected-dir)
+  bench MODEL        throughput and latency on the GPU (trtexec-like summary, --json)
+  profile MODEL      per-layer GPU times (a table) and a Chrome trace
   inspect MODEL      layers before and after fusion, fused steps, memory plan
   conformance DIR    run ONNX backend tests under DIR on the CPU reference
   wts inspect FILE   list the weights of a WTS file (every dialect)
@@ -108,22 +113,37 @@ Exit status: 0 when nothing failed.
 
 int cmd_run(const Argv& argv) {
   for (const auto& a : argv)
+    if (a == "--gpu" || a == "--fp16") return cmd_run_gpu(argv);
+  for (const auto& a : argv)
     if (a == "--plan" || a.rfind("--plan=", 0) == 0) return cmd_run_plan(argv);
   if (wants_help(argv)) {
-    fmt::print(R"(usage: kiln run MODEL.onnx [--input NAME=FILE.pb]... [--seed N] [--output-dir DIR]
-       kiln run --plan FILE [...]   (see kiln run --plan --help)
+    fmt::print(R"(usage: kiln run MODEL.onnx [--input NAME=FILE.pb|.npy]... [--seed N] [--output-dir DIR]
+                [--output-format pb|npy] [--expected NAME=FILE]... [--expected-dir DIR] [--tolerance T]
+       kiln run --plan FILE [...]        (see kiln run --plan --help)
+       kiln run MODEL.onnx --gpu [...]   (see kiln run --gpu --help)
 
 Runs an ONNX model on the CPU reference. Inputs not given with --input are random (uniform in
-[-1, 1], dynamic dims taken as 1, seeded by --seed). Prints each output's shape, a checksum (sum
-of values) and its first values; --output-dir writes each output as NAME.pb (TensorProto).
+[-1, 1], dynamic dims taken as 1, seeded by --seed), or input_N.pb of --expected-dir. Prints
+each output's shape, a checksum (sum of values) and its first values; --output-dir writes each
+output as NAME.pb (TensorProto), or NAME.npy with --output-format npy. --expected NAME=FILE and
+--expected-dir DIR (output_N.pb) compare outputs by max|out-exp|/max|exp| against --tolerance
+(default 1e-4); exit status 1 when one is over.
 )");
     return 0;
   }
-  Args args(argv, "run", {"--input", "--seed", "--output-dir"}, {});
+  Args args(argv, "run", {"--input", "--seed", "--output-dir", "--output-format", "--expected", "--expected-dir",
+                          "--tolerance"}, {});
   const std::string path = args.one_positional("model file");
   Graph g = onnx::load_model(path, {.evaluator = &reference::constant_evaluator()});
   reference::Executor exec(g);
-  report_outputs(args, g.outputs, exec.run(run_inputs(args, g.inputs)));
+  const auto outputs = exec.run(run_inputs(args, g.inputs));
+  report_outputs(args, g.outputs, outputs);
+  const auto expected = expected_outputs(args, g.outputs);
+  if (!expected.empty() && !check_expected(expected, outputs, args.number("--tolerance", 1e-4))) {
+    std::fflush(stdout);
+    fmt::print(stderr, "kiln run: an output differs by more than the tolerance (see the OVER lines)\n");
+    return 1;
+  }
   return 0;
 }
 
@@ -149,6 +169,7 @@ int main_impl(int argc, char** argv) {
   const Argv rest(args.begin() + 1, args.end());
   const std::vector<std::pair<std::string, std::function<int(const Argv&)>>> commands = {
       {"ops", cmd_ops}, {"conformance", cmd_conformance}, {"run", cmd_run}, {"build", cmd_build}, {"inspect", cmd_inspect},
+      {"bench", cmd_bench}, {"profile", cmd_profile},
       {"wts", cmd_wts}};
   for (const auto& [name, fn] : commands)
     if (name == cmd) return fn(rest);

@@ -6,6 +6,7 @@
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/op_registry.hpp"
 #include "kiln/reference/executor.hpp"
+#include "kiln/runtime/engine.hpp"
 
 namespace kiln::tools {
 
@@ -19,6 +20,7 @@ std::vector<OpRow> ops_table() {
     r.op = name;
     r.family = reg.find(name)->family;
     r.cpu = reference::KernelRegistry::instance().find(name) != nullptr;
+    r.gpu = runtime::gpu_supports(name);
     for (const auto& o : onnx_ops)
       if (o.op == name) {
         r.onnx = true;

@@ -1,14 +1,34 @@
 #include "run_io.hpp"
 
+#include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <random>
 
 #include <fmt/format.h>
 
 #include "kiln/import/onnx.hpp"
+#include "npy.hpp"
 
 namespace kiln::tools {
+namespace {
+
+std::string file_safe(const std::string& name) {
+  std::string file = name;
+  for (char& c : file)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
+  return file;
+}
+
+std::pair<std::string, std::string> name_and_file(const std::string& flag, const std::string& spec) {
+  const auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    throw Error(fmt::format("{} expects NAME=FILE (.pb or .npy), got '{}'", flag, spec));
+  return {spec.substr(0, eq), spec.substr(eq + 1)};
+}
+
+}  // namespace
 
 Tensor random_tensor(const TensorType& t, std::mt19937_64& rng) {
   std::vector<std::int64_t> dims;
@@ -22,22 +42,66 @@ Tensor random_tensor(const TensorType& t, std::mt19937_64& rng) {
   return x;
 }
 
-reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs) {
+Tensor load_tensor_file(const std::string& path) {
+  if (std::filesystem::path(path).extension() == ".npy") return read_npy(path);
+  return onnx::load_tensor(path);
+}
+
+reference::TensorMap input_files(const Args& args) {
   reference::TensorMap given;
   for (const auto& spec : args.all("--input")) {
-    const auto eq = spec.find('=');
-    if (eq == std::string::npos) throw Error("kiln run: --input expects NAME=FILE.pb, got '" + spec + "'");
-    given[spec.substr(0, eq)] = onnx::load_tensor(spec.substr(eq + 1));
+    auto [name, file] = name_and_file("--input", spec);
+    given[name] = load_tensor_file(file);
   }
-  std::mt19937_64 rng(static_cast<std::uint64_t>(args.number("--seed", 1)));
-  for (const auto& vi : inputs)
-    if (!given.count(vi.name)) given[vi.name] = random_tensor(vi.type, rng);
   return given;
+}
+
+reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs, bool random) {
+  reference::TensorMap given = input_files(args);
+  for (const auto& [name, t] : given) {
+    bool known = false;
+    for (const auto& vi : inputs) known |= vi.name == name;
+    if (!known) {
+      std::vector<std::string> names;
+      for (const auto& vi : inputs) names.push_back(vi.name);
+      throw Error(fmt::format("--input {}: the model has no input '{}' (its inputs: {})", name, name,
+                              fmt::join(names, ", ")));
+    }
+  }
+  const std::string dir = args.get("--expected-dir");
+  std::mt19937_64 rng(static_cast<std::uint64_t>(args.number("--seed", 1)));
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const auto& vi = inputs[i];
+    if (!given.count(vi.name) && !dir.empty()) {
+      const auto file = std::filesystem::path(dir) / fmt::format("input_{}.pb", i);
+      if (std::filesystem::exists(file)) given[vi.name] = onnx::load_tensor(file.string());
+    }
+    if (!given.count(vi.name)) {
+      if (!random) continue;
+      given[vi.name] = random_tensor(vi.type, rng);
+    }
+    if (given[vi.name].dtype() != vi.type.dtype) given[vi.name] = given[vi.name].cast(vi.type.dtype);
+  }
+  return given;
+}
+
+void write_outputs_npy(const std::string& dir, const std::vector<std::string>& names,
+                       const reference::TensorMap& outputs, bool as_f32) {
+  std::filesystem::create_directories(dir);
+  for (const auto& name : names) {
+    const Tensor& t = outputs.at(name);
+    const auto path = (std::filesystem::path(dir) / (file_safe(name) + ".npy")).string();
+    write_npy(as_f32 && t.dtype() != DType::f32 ? t.cast(DType::f32) : t, path);
+    fmt::print("wrote {}\n", path);
+  }
 }
 
 void report_outputs(const Args& args, const std::vector<std::string>& names,
                     const reference::TensorMap& outputs) {
   const std::string out_dir = args.get("--output-dir");
+  const std::string format = args.get("--output-format", "pb");
+  if (format != "pb" && format != "npy")
+    throw Error(fmt::format("--output-format expects pb or npy, got '{}'", format));
   if (!out_dir.empty()) std::filesystem::create_directories(out_dir);
   for (const auto& name : names) {
     const Tensor& t = outputs.at(name);
@@ -50,12 +114,59 @@ void report_outputs(const Args& args, const std::vector<std::string>& names,
     fmt::print("output {}: {} checksum {:.9g} first [{}{}]\n", name, t.type_string(), sum,
                fmt::join(head, ", "), t.numel() > 6 ? ", ..." : "");
     if (!out_dir.empty()) {
-      std::string file = name;
-      for (char& c : file)
-        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
-      onnx::save_tensor(t, (std::filesystem::path(out_dir) / (file + ".pb")).string(), name);
+      const auto base = std::filesystem::path(out_dir) / file_safe(name);
+      if (format == "npy") write_npy(t, base.string() + ".npy");
+      else onnx::save_tensor(t, base.string() + ".pb", name);
     }
   }
+}
+
+reference::TensorMap expected_outputs(const Args& args, const std::vector<std::string>& names) {
+  reference::TensorMap expected;
+  const std::string dir = args.get("--expected-dir");
+  if (!dir.empty()) {
+    if (!std::filesystem::is_directory(dir)) throw Error(fmt::format("--expected-dir '{}' is not a folder", dir));
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const auto file = std::filesystem::path(dir) / fmt::format("output_{}.pb", i);
+      if (std::filesystem::exists(file)) expected[names[i]] = onnx::load_tensor(file.string());
+    }
+    if (expected.empty()) throw Error(fmt::format("--expected-dir '{}' holds no output_N.pb", dir));
+  }
+  for (const auto& spec : args.all("--expected")) {
+    auto [name, file] = name_and_file("--expected", spec);
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      throw Error(fmt::format("--expected {}: the model has no output '{}' (its outputs: {})", name, name,
+                              fmt::join(names, ", ")));
+    expected[name] = load_tensor_file(file);
+  }
+  return expected;
+}
+
+double relative_error(const Tensor& got, const Tensor& expected, const std::string& name) {
+  if (got.numel() != expected.numel())
+    throw Error(fmt::format("output '{}': {} does not match the expected {}", name, got.type_string(),
+                            expected.type_string()));
+  double worst = 0, scale = 0;
+  for (std::int64_t i = 0; i < got.numel(); ++i) {
+    const double e = expected.get(i), g = got.get(i);
+    const double d = std::isnan(e) && std::isnan(g) ? 0.0 : std::abs(g - e);
+    worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+    scale = std::max(scale, std::abs(e));
+  }
+  return scale > 0 ? worst / scale : worst;
+}
+
+bool check_expected(const reference::TensorMap& expected, const reference::TensorMap& outputs,
+                    double tolerance) {
+  bool ok = true;
+  for (const auto& [name, exp] : expected) {
+    const double err = relative_error(outputs.at(name), exp, name);
+    const bool over = !(err <= tolerance);
+    ok &= !over;
+    fmt::print("expected {}: max|out-exp|/max|exp| = {:.3g} (tolerance {:.3g}) {}\n", name, err, tolerance,
+               over ? "OVER" : "ok");
+  }
+  return ok;
 }
 
 }  // namespace kiln::tools

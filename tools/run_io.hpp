@@ -1,5 +1,6 @@
-// Inputs and outputs of `kiln run` (on a model or on a plan): --input files or random tensors,
-// and the printed and saved outputs.
+// Inputs and outputs of `kiln run` and `kiln bench` (on a model or on a plan): --input files
+// (.pb TensorProto or .npy) or random tensors, the printed and saved outputs, and the comparison
+// with expected outputs.
 #pragma once
 
 #include <random>
@@ -16,13 +17,39 @@ namespace kiln::tools {
 /// taken as 1).
 Tensor random_tensor(const TensorType& t, std::mt19937_64& rng);
 
-/// The tensors named by --input NAME=FILE.pb, plus a random tensor (uniform in [-1, 1], small
-/// integers for integer inputs, dynamic dims taken as 1, seeded by --seed) for every other input.
-reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs);
+/// A tensor file: .npy (NumPy) or anything else as an ONNX TensorProto (.pb).
+Tensor load_tensor_file(const std::string& path);
+
+/// The tensors named by --input NAME=FILE (.pb or .npy) alone (for building with their dims).
+reference::TensorMap input_files(const Args& args);
+
+/// The tensors named by --input NAME=FILE (.pb or .npy); then, for inputs not named, input_N.pb
+/// of --expected-dir DIR where it exists (ONNX test folders); then a random tensor (uniform in
+/// [-1, 1], small integers for integer inputs, dynamic dims taken as 1, seeded by --seed). A file
+/// of another dtype than the input's is converted to the input's dtype. With `random` false,
+/// only the inputs given by files.
+reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs, bool random = true);
 
 /// Prints each output's type, checksum (sum of values) and first values; with --output-dir,
-/// writes each as NAME.pb (TensorProto).
+/// writes each as NAME.pb (TensorProto), or NAME.npy when --output-format is npy.
 void report_outputs(const Args& args, const std::vector<std::string>& names,
                     const reference::TensorMap& outputs);
+
+/// Writes each output as DIR/NAME.npy (float32 when `as_f32`); names made file-safe.
+void write_outputs_npy(const std::string& dir, const std::vector<std::string>& names,
+                       const reference::TensorMap& outputs, bool as_f32);
+
+/// The expected outputs: --expected NAME=FILE (.pb or .npy) and --expected-dir DIR (output_N.pb
+/// for the N-th output, as ONNX test folders hold them). Empty when neither is given.
+reference::TensorMap expected_outputs(const Args& args, const std::vector<std::string>& names);
+
+/// max|got - expected| / max|expected| (the absolute error when every expected value is 0).
+/// Throws Error when the element counts differ.
+double relative_error(const Tensor& got, const Tensor& expected, const std::string& name);
+
+/// Prints one line per expected output ("expected NAME: error E (tolerance T) ok|OVER") and
+/// returns false when any is over `tolerance`.
+bool check_expected(const reference::TensorMap& expected, const reference::TensorMap& outputs,
+                    double tolerance);
 
 }  // namespace kiln::tools

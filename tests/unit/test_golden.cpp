@@ -1,46 +1,21 @@
-// Golden plans: the text dump of each example network's fused CPU-target plan is checked in
+// Golden plans: the text dump of each example network's fused CPU-target plan (and ResNet-50's
+// for the CUDA targets) is checked in
 // (tests/golden/<name>.plan.txt) and compared here, so that a change in what the builder makes
 // is visible in review. KILN_UPDATE_GOLDEN=1 rewrites the files instead of comparing.
 //
-// Each example is compiled here in a namespace of its own, its main() renamed.
-#include "../../examples/common.hpp"
-
+// The example networks are defined in examples/<name>.hpp (shared with `kiln build --example`).
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "plan_test_util.hpp"
 
-#define main lenet_main
-namespace ex_lenet {
-#include "../../examples/lenet.cpp"
-}
-#undef main
-#define main resnet_main
-namespace ex_resnet {
-#include "../../examples/resnet50.cpp"
-}
-#undef main
-#define main googlenet_main
-namespace ex_googlenet {
-#include "../../examples/googlenet.cpp"
-}
-#undef main
-#define main vgg_main
-namespace ex_vgg {
-#include "../../examples/vgg19.cpp"
-}
-#undef main
-#define main mobilenet_main
-namespace ex_mobilenet {
-#include "../../examples/mobilenet_v2.cpp"
-}
-#undef main
-#define main charrnn_main
-namespace ex_charrnn {
-#include "../../examples/charrnn.cpp"
-}
-#undef main
+#include "../../examples/charrnn.hpp"
+#include "../../examples/googlenet.hpp"
+#include "../../examples/lenet.hpp"
+#include "../../examples/mobilenet_v2.hpp"
+#include "../../examples/resnet50.hpp"
+#include "../../examples/vgg19.hpp"
 
 using namespace plan_test;
 
@@ -62,13 +37,14 @@ struct Built {
 };
 
 template <class Build>
-Built build_example(Build&& build) {
+Built build_example(Build&& build, const kiln::plan::Target* target = nullptr) {
   const kiln::WeightMap weights = examples::random_weights(build, 42);
   const kiln::dsl::Network net = build(kiln::dsl::Weights(weights));
   Built b;
   b.graph = net.graph();
   kiln::build::BuildOptions o;
   o.evaluator = &kiln::reference::constant_evaluator();
+  o.target = target;
   b.plan = kiln::build::build_plan(b.graph, o, &b.report);
   return b;
 }
@@ -104,15 +80,20 @@ TEST_CASE("golden plans of the example networks") {
     std::function<Built()> build;
     bool run;  // small enough to check on the reference here
   };
-  const std::vector<Example> examples = {
-      {"lenet", [] { return build_example(ex_lenet::lenet); }, true},
-      {"resnet50", [] { return build_example(ex_resnet::resnet50); }, false},
-      {"googlenet", [] { return build_example(ex_googlenet::googlenet); }, false},
-      {"vgg19", [] { return build_example(ex_vgg::vgg19); }, false},
-      {"mobilenet_v2", [] { return build_example(ex_mobilenet::mobilenet_v2); }, true},
-      {"charrnn", [] { return build_example(ex_charrnn::charrnn); }, true},
+  const std::vector<Example> cases = {
+      {"lenet", [] { return build_example(examples::lenet); }, true},
+      {"resnet50", [] { return build_example(examples::resnet50); }, false},
+      {"googlenet", [] { return build_example(examples::googlenet); }, false},
+      {"vgg19", [] { return build_example(examples::vgg19); }, false},
+      {"mobilenet_v2", [] { return build_example(examples::mobilenet_v2); }, true},
+      {"charrnn", [] { return build_example(examples::charrnn); }, true},
+      // The CUDA runtime's targets: FP32 in NCHW, FP16 in NHWC with its kiln.ToLayout steps.
+      {"resnet50.cuda",
+       [] { return build_example(examples::resnet50, &kiln::plan::cuda_target(false)); }, false},
+      {"resnet50.cuda-fp16",
+       [] { return build_example(examples::resnet50, &kiln::plan::cuda_target(true)); }, false},
   };
-  for (const auto& e : examples) {
+  for (const auto& e : cases) {
     const std::string name = e.name;
     CAPTURE(name);
     const Built b = e.build();
@@ -125,7 +106,7 @@ TEST_CASE("golden plans of the example networks") {
 }
 
 TEST_CASE("ResNet-152 layer counts beside TensorRT's (670 to 159)") {
-  const Built b = build_example(ex_resnet::resnet152);
+  const Built b = build_example(examples::resnet152);
   MESSAGE("resnet152: layers before fusion " << b.report.layers_before << ", after " << b.report.layers_after);
   CHECK(b.report.layers_after <= 159);
 }

@@ -1,0 +1,683 @@
+#include "cli_gpu.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include "cli_build.hpp"
+#include "kiln/build/builder.hpp"
+#include "kiln/ir/error.hpp"
+#include "kiln/plan/plan_file.hpp"
+#include "kiln/reference/executor.hpp"
+#include "kiln/reference/plan_executor.hpp"
+#include "kiln/runtime/device.hpp"
+#include "kiln/runtime/engine.hpp"
+#include "run_io.hpp"
+
+namespace kiln::tools {
+namespace {
+
+using Argv = std::vector<std::string>;
+using clock_type = std::chrono::steady_clock;
+
+bool wants_help(const Argv& a) {
+  for (const auto& s : a)
+    if (s == "--help" || s == "-h") return true;
+  return false;
+}
+
+void check_cuda(cudaError_t e, const char* call, const char* file, int line) {
+  if (e != cudaSuccess)
+    throw Error(fmt::format("{}:{}: {} failed: {}", file, line, call, cudaGetErrorString(e)));
+}
+#define KILN_CLI_CUDA(call) check_cuda((call), #call, __FILE__, __LINE__)
+
+bool stderr_is_terminal() { return isatty(fileno(stderr)) != 0; }
+
+/// Prints "kiln CMD: no GPU: <reason>" and returns true when there is no usable GPU.
+bool no_gpu(const std::string& command) {
+  if (runtime::device_count() > 0) return false;
+  std::fflush(stdout);
+  fmt::print(stderr, "kiln {}: no GPU: {}\n", command, runtime::no_device_reason());
+  return true;
+}
+
+std::string mib(std::size_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20)); }
+
+double milliseconds(clock_type::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+std::int64_t positive_int(const Args& args, const std::string& command, const std::string& flag,
+                          std::int64_t fallback, std::int64_t least) {
+  const double v = args.number(flag, static_cast<double>(fallback));
+  if (v < static_cast<double>(least) || v != std::floor(v) || v > 1e12)
+    throw Error(fmt::format("kiln {}: {} expects a whole number >= {}, got '{}'", command, flag, least,
+                            args.get(flag)));
+  return static_cast<std::int64_t>(v);
+}
+
+/// Engine options from --workspace MiB and --timing-cache FILE; progress on a terminal.
+runtime::EngineOptions engine_options(const Args& args) {
+  runtime::EngineOptions o;
+  if (args.has("--workspace")) {
+    const double w = args.number("--workspace", 0);
+    if (!(w >= 0) || w > 1e7) throw Error(fmt::format("--workspace expects MiB (>= 0), got '{}'", args.get("--workspace")));
+    o.workspace_limit = static_cast<std::size_t>(w * (1 << 20));
+  }
+  o.timing_cache = args.get("--timing-cache");
+  if (stderr_is_terminal()) {
+    o.progress = [](int done, int total, const std::string& what) {
+      fmt::print(stderr, "\r\033[Ktiming tactics {}/{} {}", done, total, what);
+      if (done >= total) fmt::print(stderr, "\n");
+      std::fflush(stderr);
+    };
+  }
+  return o;
+}
+
+/// The model (ONNX) or plan file at `path` as a plan for the GPU: an ONNX model is built for
+/// cuda (cuda-fp16 with --fp16) with dim 0 of every input = `batch` (when > 0) and the dims of
+/// the input files; a plan file must have been built for a CUDA target. `graph` receives the
+/// imported graph of an ONNX model (for --compare-reference).
+plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batch, Graph* graph = nullptr,
+                    bool* fixed_shapes = nullptr) {
+  if (fixed_shapes) *fixed_shapes = false;
+  if (is_plan_file(path)) {
+    plan::Plan p = plan::load_plan(path);
+    if (p.target != "cuda" && p.target != "cuda-fp16")
+      throw Error(fmt::format("plan '{}' was built for target '{}', not for the GPU (build it with "
+                              "`kiln build MODEL --gpu` or `--fp16`)", path, p.target));
+    if (args.has("--fp16") && p.target != "cuda-fp16")
+      throw Error(fmt::format("--fp16: plan '{}' was built for target 'cuda' (FP32); the plan decides the "
+                              "precision (build it again with --fp16)", path));
+    if (args.has("--shape"))
+      throw Error(fmt::format("--shape: plan '{}' has its shapes fixed when it was built", path));
+    return p;
+  }
+  Graph g = load_onnx(path);
+  if (graph) *graph = g;
+  // A model whose inputs are all fixed (an export at one batch size) keeps its shapes: --batch
+  // then only names its batch for throughput (the batch need not be dim 0, as in [T, N, C]).
+  bool fixed = true;
+  for (const auto& vi : g.inputs) fixed &= vi.type.shape.is_static();
+  if (fixed && !args.has("--shape")) batch = 0;
+  if (fixed_shapes) *fixed_shapes = fixed && !args.has("--shape");
+  build::BuildOptions o = build_options(args, g, batch, run_inputs(args, g.inputs, false));
+  o.target = &target_from(args, "cuda");
+  return build::build_plan(std::move(g), o);
+}
+
+/// The model's inputs with dim 0 set to `batch` (the types random inputs are made from).
+std::vector<ValueInfo> batch_inputs(const std::vector<ValueInfo>& inputs, std::int64_t batch) {
+  std::vector<ValueInfo> out = inputs;
+  for (auto& vi : out) {
+    std::vector<std::int64_t> dims;
+    for (const auto& d : vi.type.shape) dims.push_back(d.is_fixed() ? d.value() : 1);
+    if (!dims.empty()) dims[0] = batch;
+    vi.type.shape = Shape::of(dims);
+  }
+  return out;
+}
+
+std::int64_t numel_of(const TensorType& t) {
+  std::int64_t n = 1;
+  for (const auto& d : t.shape) n *= d.is_fixed() ? d.value() : 1;
+  return n;
+}
+
+/// Device and pinned host memory for every input and output of an engine at one batch size.
+class IoBuffers {
+ public:
+  IoBuffers(const runtime::Engine& engine, std::int64_t batch) {
+    auto add = [&](const ValueInfo& vi, bool input) {
+      Buffer b;
+      b.info = batch_inputs({vi}, batch)[0];
+      b.bytes = static_cast<std::size_t>(numel_of(b.info.type)) * dtype_size(b.info.type.dtype);
+      KILN_CLI_CUDA(cudaMalloc(&b.device, std::max<std::size_t>(b.bytes, 1)));
+      KILN_CLI_CUDA(cudaHostAlloc(&b.host, std::max<std::size_t>(b.bytes, 1), cudaHostAllocDefault));
+      bindings[vi.name] = b.device;
+      (input ? inputs : outputs).push_back(b);
+    };
+    try {
+      for (const auto& vi : engine.inputs()) add(vi, true);
+      for (const auto& vi : engine.outputs()) add(vi, false);
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  ~IoBuffers() { release(); }
+  IoBuffers(const IoBuffers&) = delete;
+  IoBuffers& operator=(const IoBuffers&) = delete;
+
+  /// Copies host tensors (the engine's dtypes and dims) into the pinned buffers.
+  void set_inputs(const reference::TensorMap& tensors) {
+    for (auto& b : inputs) {
+      const Tensor& t = tensors.at(b.info.name);
+      if (t.nbytes() != b.bytes || t.dtype() != b.info.type.dtype)
+        throw Error(fmt::format("input '{}': {} given, the engine takes {}{}", b.info.name, t.type_string(),
+                                dtype_name(b.info.type.dtype), b.info.type.shape.to_string()));
+      if (b.bytes) std::memcpy(b.host, t.raw(), b.bytes);
+    }
+  }
+  /// Copies every input host -> device on `s` (not waiting).
+  void upload(cudaStream_t s) {
+    for (auto& b : inputs)
+      if (b.bytes) KILN_CLI_CUDA(cudaMemcpyAsync(b.device, b.host, b.bytes, cudaMemcpyHostToDevice, s));
+  }
+  /// Copies every output device -> host on `s` (not waiting).
+  void download(cudaStream_t s) {
+    for (auto& b : outputs)
+      if (b.bytes) KILN_CLI_CUDA(cudaMemcpyAsync(b.host, b.device, b.bytes, cudaMemcpyDeviceToHost, s));
+  }
+  /// The outputs in the pinned buffers as host tensors (after download() and a wait).
+  reference::TensorMap output_tensors() const {
+    reference::TensorMap m;
+    for (const auto& b : outputs) {
+      std::vector<std::int64_t> dims;
+      for (const auto& d : b.info.type.shape) dims.push_back(d.value());
+      Tensor t(b.info.type.dtype, dims);
+      if (b.bytes) std::memcpy(t.raw(), b.host, b.bytes);
+      m[b.info.name] = t;
+    }
+    return m;
+  }
+  std::size_t input_bytes() const { return total(inputs); }
+  std::size_t output_bytes() const { return total(outputs); }
+
+  struct Buffer {
+    ValueInfo info;
+    std::size_t bytes = 0;
+    void* device = nullptr;
+    void* host = nullptr;
+  };
+  std::vector<Buffer> inputs, outputs;
+  runtime::Bindings bindings;
+
+ private:
+  static std::size_t total(const std::vector<Buffer>& v) {
+    std::size_t n = 0;
+    for (const auto& b : v) n += b.bytes;
+    return n;
+  }
+  void release() {
+    for (auto* v : {&inputs, &outputs})
+      for (auto& b : *v) {
+        if (b.device) cudaFree(b.device);
+        if (b.host) cudaFreeHost(b.host);
+        b.device = b.host = nullptr;
+      }
+  }
+};
+
+/// cudaEvent pair timing work on a stream.
+class EventTimer {
+ public:
+  EventTimer() {
+    KILN_CLI_CUDA(cudaEventCreate(&start_));
+    KILN_CLI_CUDA(cudaEventCreate(&stop_));
+  }
+  ~EventTimer() {
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+  }
+  void start(cudaStream_t s) { KILN_CLI_CUDA(cudaEventRecord(start_, s)); }
+  void stop(cudaStream_t s) { KILN_CLI_CUDA(cudaEventRecord(stop_, s)); }
+  /// Milliseconds between start and stop (waits for stop).
+  double ms() {
+    KILN_CLI_CUDA(cudaEventSynchronize(stop_));
+    float v = 0;
+    KILN_CLI_CUDA(cudaEventElapsedTime(&v, start_, stop_));
+    return v;
+  }
+
+ private:
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+};
+
+std::size_t free_device_memory() {
+  std::size_t free = 0, total = 0;
+  KILN_CLI_CUDA(cudaMemGetInfo(&free, &total));
+  return free;
+}
+
+std::string device_name(int index) {
+  for (const auto& d : runtime::devices())
+    if (d.index == index) return fmt::format("{} (sm_{}{}, {} GiB)", d.name, d.sm_major, d.sm_minor,
+                                             d.memory_bytes >> 30);
+  return fmt::format("device {}", index);
+}
+
+/// The sorted samples' statistics.
+struct Stats {
+  double min = 0, mean = 0, median = 0, p90 = 0, p95 = 0, p99 = 0, max = 0;
+};
+
+Stats stats_of(std::vector<double> v) {
+  Stats s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  double sum = 0;
+  for (double x : v) sum += x;
+  auto pct = [&](double p) {  // nearest rank
+    const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(n)));
+    return v[std::min(n - 1, rank == 0 ? 0 : rank - 1)];
+  };
+  s.min = v.front();
+  s.max = v.back();
+  s.mean = sum / static_cast<double>(n);
+  s.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  s.p90 = pct(90);
+  s.p95 = pct(95);
+  s.p99 = pct(99);
+  return s;
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", static_cast<int>(c));
+        else out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_number(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "null"; }
+
+/// What `kiln bench` and `kiln profile` share: the plan, the engine, a context at the batch
+/// asked for, and its input and output buffers with the inputs uploaded.
+struct GpuSession {
+  std::string model;
+  plan::Plan plan;
+  std::size_t free_before = 0;
+  std::unique_ptr<runtime::Engine> engine;
+  std::unique_ptr<runtime::ExecutionContext> ctx;
+  std::int64_t batch = 0;
+  std::unique_ptr<IoBuffers> io;
+  cudaStream_t stream = nullptr;
+
+  GpuSession(const Args& args, const std::string& command) {
+    model = args.one_positional("model or plan file");
+    const std::int64_t asked = args.has("--batch") ? positive_int(args, command, "--batch", 1, 1) : 0;
+    bool fixed_model = false;
+    plan = gpu_plan(args, model, asked, nullptr, &fixed_model);
+    free_before = free_device_memory();
+    engine = std::make_unique<runtime::Engine>(plan, engine_options(args));
+    ctx = engine->create_context();
+    batch = asked > 0 ? asked : engine->max_batch();
+    if (fixed_model) {
+      io = std::make_unique<IoBuffers>(*engine, engine->max_batch());
+      io->set_inputs(run_inputs(args, engine->inputs()));
+      stream = reinterpret_cast<cudaStream_t>(ctx->stream());
+      io->upload(stream);
+      KILN_CLI_CUDA(cudaStreamSynchronize(stream));
+      return;
+    }
+    if (batch != engine->max_batch()) {
+      if (batch > engine->max_batch())
+        throw Error(fmt::format("--batch {}: plan '{}' was built for at most {} (build it with --max-batch {})",
+                                batch, model, engine->max_batch(), batch));
+      ctx->set_batch(batch);
+    }
+    io = std::make_unique<IoBuffers>(*engine, batch);
+    io->set_inputs(run_inputs(args, batch_inputs(engine->inputs(), batch)));
+    stream = reinterpret_cast<cudaStream_t>(ctx->stream());
+    io->upload(stream);
+    KILN_CLI_CUDA(cudaStreamSynchronize(stream));
+  }
+  void run_once() {
+    ctx->enqueue(io->bindings, ctx->stream());
+    KILN_CLI_CUDA(cudaStreamSynchronize(stream));
+  }
+};
+
+/// Shows "what i/n" on stderr at most every 0.25 s when it is a terminal.
+class Progress {
+ public:
+  explicit Progress(std::string what) : what_(std::move(what)), on_(stderr_is_terminal()) {}
+  void update(std::int64_t i, std::int64_t n, double elapsed_s) {
+    if (!on_) return;
+    const auto now = clock_type::now();
+    if (now - last_ < std::chrono::milliseconds(250)) return;
+    last_ = now;
+    fmt::print(stderr, "\r\033[K{} {}/{} ({:.1f} s)", what_, i, n, elapsed_s);
+    std::fflush(stderr);
+    shown_ = true;
+  }
+  ~Progress() {
+    if (shown_) fmt::print(stderr, "\r\033[K");
+  }
+
+ private:
+  std::string what_;
+  bool on_;
+  bool shown_ = false;
+  clock_type::time_point last_{};
+};
+
+}  // namespace
+
+// ---- build ---------------------------------------------------------------------------------
+
+void build_engine_report(const plan::Plan& p, const Args& args) {
+  if (runtime::device_count() == 0) {
+    fmt::print("no GPU ({}): the plan for {} is built{}; tactics were not timed (they are timed when an "
+               "engine is made from the plan on a GPU)\n",
+               runtime::no_device_reason(), p.target, args.has("--save") ? " and written" : "");
+    return;
+  }
+  const auto t0 = clock_type::now();
+  const runtime::Engine engine(p, engine_options(args));
+  const double ms = milliseconds(clock_type::now() - t0);
+  fmt::print("{}", engine.describe());
+  fmt::print("engine on {}: {}, max batch {}, made in {:.0f} ms (tactics timed{})\n",
+             device_name(engine.device()), engine.precision() == runtime::Precision::f16 ? "FP16" : "FP32",
+             engine.max_batch(), ms,
+             args.has("--timing-cache") ? ", timing cache " + args.get("--timing-cache") : "");
+  fmt::print("device memory: weights {}, arena {}, workspace {}\n", mib(engine.weight_bytes()),
+             mib(engine.arena_bytes()), mib(engine.workspace_bytes()));
+}
+
+// ---- bench ---------------------------------------------------------------------------------
+
+int cmd_bench(const Argv& argv) {
+  if (wants_help(argv)) {
+    fmt::print(R"(usage: kiln bench MODEL.onnx|PLAN [--fp16] [--batch N] [--shape NAME=DxDx...]... [--warmup N]
+                  [--iterations N] [--duration SECONDS] [--cuda-graph] [--workspace MiB]
+                  [--timing-cache FILE] [--input NAME=FILE.npy|.pb]... [--seed N]
+                  [--output-dir DIR] [--json FILE]
+
+Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16, cuda-fp16,
+with dim 0 of every input = --batch; a plan file (kiln build --gpu|--fp16 --save) runs as built
+(--batch may lower its batch where the engine allows). The engine times its tactics first.
+Inputs are random (seeded by --seed) unless given with --input, and are uploaded once.
+  --warmup N         untimed runs first (default 20)
+  --iterations N     timed runs, at least (default 200)
+  --duration S       run at least S seconds as well
+  --cuda-graph       replay a CUDA graph of the whole plan instead of launching each step
+  --workspace MiB    largest workspace a tactic may use (default 256)
+  --timing-cache F   read timed tactics from F and write them back
+  --output-dir DIR   write each output as DIR/NAME.npy (float32)
+  --json FILE        write the results as JSON
+Reports: throughput (inferences/s = batch * 1000 / mean latency), latency (host time of enqueue
++ stream synchronize) min, mean, median, p90, p95, p99; the host time of enqueue alone; GPU time
+(events around the enqueue); host-to-device time of all inputs and device-to-host time of all
+outputs (pinned memory, mean of 10 copies); device memory (weights, arena, workspace, and peak:
+free memory before the engine minus the least free memory seen after, buffers included).
+Without a GPU: "no GPU: <reason>", exit 1.
+)");
+    return 0;
+  }
+  Args args(argv, "bench",
+            {"--batch", "--shape", "--warmup", "--iterations", "--duration", "--workspace", "--timing-cache",
+             "--input", "--seed", "--output-dir", "--json"},
+            {"--fp16", "--gpu", "--cuda-graph"});
+  const std::int64_t warmup = positive_int(args, "bench", "--warmup", 20, 0);
+  const std::int64_t iterations = positive_int(args, "bench", "--iterations", 200, 1);
+  const double duration_s = args.number("--duration", 0);
+  if (!(duration_s >= 0)) throw Error(fmt::format("kiln bench: --duration expects seconds >= 0, got '{}'", args.get("--duration")));
+  args.one_positional("model or plan file");
+  if (no_gpu("bench")) return 1;
+
+  GpuSession s(args, "bench");
+  const bool graph = args.has("--cuda-graph");
+  s.ctx->set_cuda_graph(graph);
+  std::size_t least_free = free_device_memory();
+  {
+    Progress progress("warmup");
+    const auto w0 = clock_type::now();
+    for (std::int64_t i = 0; i < warmup; ++i) {
+      s.run_once();
+      progress.update(i + 1, warmup, milliseconds(clock_type::now() - w0) / 1000);
+    }
+  }
+  least_free = std::min(least_free, free_device_memory());
+
+  std::vector<double> latency, enqueue, gpu;
+  EventTimer events;
+  const auto start = clock_type::now();
+  {
+    Progress progress("bench");
+    while (true) {
+      const double elapsed_s = milliseconds(clock_type::now() - start) / 1000;
+      if (static_cast<std::int64_t>(latency.size()) >= iterations && elapsed_s >= duration_s) break;
+      events.start(s.stream);
+      const auto t0 = clock_type::now();
+      s.ctx->enqueue(s.io->bindings, s.ctx->stream());
+      const auto t1 = clock_type::now();
+      events.stop(s.stream);
+      KILN_CLI_CUDA(cudaStreamSynchronize(s.stream));
+      const auto t2 = clock_type::now();
+      latency.push_back(milliseconds(t2 - t0));
+      enqueue.push_back(milliseconds(t1 - t0));
+      gpu.push_back(events.ms());
+      progress.update(static_cast<std::int64_t>(latency.size()), iterations, elapsed_s);
+    }
+  }
+  const double total_s = milliseconds(clock_type::now() - start) / 1000;
+  least_free = std::min(least_free, free_device_memory());
+
+  // Copies: all inputs host -> device, all outputs device -> host, mean of 10 each.
+  constexpr int kCopies = 10;
+  double h2d = 0, d2h = 0;
+  for (int i = 0; i < kCopies; ++i) {
+    events.start(s.stream);
+    s.io->upload(s.stream);
+    events.stop(s.stream);
+    h2d += events.ms() / kCopies;
+    events.start(s.stream);
+    s.io->download(s.stream);
+    events.stop(s.stream);
+    d2h += events.ms() / kCopies;
+  }
+  KILN_CLI_CUDA(cudaStreamSynchronize(s.stream));
+  least_free = std::min(least_free, free_device_memory());
+
+  const Stats lat = stats_of(latency), enq = stats_of(enqueue), g = stats_of(gpu);
+  const double throughput = lat.mean > 0 ? static_cast<double>(s.batch) * 1000.0 / lat.mean : 0;
+  const std::size_t peak = s.free_before > least_free ? s.free_before - least_free : 0;
+  const std::string device = device_name(s.engine->device());
+  const std::string libraries = runtime::library_versions();
+  const std::size_t workspace = s.engine->workspace_bytes(s.batch);
+
+  fmt::print("=== kiln bench: {} ===\n", s.model);
+  fmt::print("target {}, batch {}, CUDA graph {}, device {}\n", s.plan.target, s.batch, graph ? "on" : "off", device);
+  fmt::print("{} iterations in {:.3f} s after {} warmup\n", latency.size(), total_s, warmup);
+  fmt::print("throughput: {:.2f} inferences/s\n", throughput);
+  fmt::print("latency (enqueue + synchronize): min = {:.4f} ms, mean = {:.4f} ms, median = {:.4f} ms, "
+             "p90 = {:.4f} ms, p95 = {:.4f} ms, p99 = {:.4f} ms, max = {:.4f} ms\n",
+             lat.min, lat.mean, lat.median, lat.p90, lat.p95, lat.p99, lat.max);
+  fmt::print("enqueue time (host): min = {:.4f} ms, mean = {:.4f} ms, median = {:.4f} ms\n", enq.min, enq.mean,
+             enq.median);
+  fmt::print("GPU compute time: min = {:.4f} ms, mean = {:.4f} ms, median = {:.4f} ms, p99 = {:.4f} ms\n", g.min,
+             g.mean, g.median, g.p99);
+  fmt::print("H2D (all inputs, {}): mean = {:.4f} ms; D2H (all outputs, {}): mean = {:.4f} ms\n",
+             mib(s.io->input_bytes()), h2d, mib(s.io->output_bytes()), d2h);
+  fmt::print("device memory: weights {}, arena {}, workspace {}, peak {}\n", mib(s.engine->weight_bytes()),
+             mib(s.engine->arena_bytes()), mib(workspace), mib(peak));
+  fmt::print("versions: kiln {}; {}\n", plan::library_version(), libraries);
+
+  if (args.has("--output-dir")) {
+    s.ctx->set_cuda_graph(false);
+    s.io->upload(s.stream);
+    s.run_once();
+    s.io->download(s.stream);
+    KILN_CLI_CUDA(cudaStreamSynchronize(s.stream));
+    std::vector<std::string> names;
+    for (const auto& vi : s.engine->outputs()) names.push_back(vi.name);
+    write_outputs_npy(args.get("--output-dir"), names, s.io->output_tensors(), true);
+  }
+  if (args.has("--json")) {
+    const std::string json = fmt::format(
+        "{{\n  \"model\": {},\n  \"target\": {},\n  \"batch\": {},\n  \"cuda_graph\": {},\n"
+        "  \"iterations\": {},\n  \"latency_ms\": {{\"min\": {}, \"mean\": {}, \"median\": {}, \"p90\": {}, "
+        "\"p95\": {}, \"p99\": {}}},\n  \"throughput_per_s\": {},\n  \"enqueue_ms\": {},\n  \"h2d_ms\": {},\n"
+        "  \"d2h_ms\": {},\n  \"gpu_ms\": {},\n  \"memory_bytes\": {{\"weights\": {}, \"arena\": {}, "
+        "\"workspace\": {}, \"peak\": {}}},\n  \"device\": {},\n  \"versions\": {{\"kiln\": {}, \"libraries\": {}}}\n}}\n",
+        json_string(s.model), json_string(s.plan.target), s.batch, graph ? "true" : "false", latency.size(),
+        json_number(lat.min), json_number(lat.mean), json_number(lat.median), json_number(lat.p90),
+        json_number(lat.p95), json_number(lat.p99), json_number(throughput), json_number(enq.mean),
+        json_number(h2d), json_number(d2h), json_number(g.mean), s.engine->weight_bytes(),
+        s.engine->arena_bytes(), workspace, peak, json_string(device), json_string(plan::library_version()),
+        json_string(libraries));
+    std::ofstream f(args.get("--json"));
+    f << json;
+    if (!f) throw Error(fmt::format("kiln bench: cannot write '{}'", args.get("--json")));
+    fmt::print("results written to {}\n", args.get("--json"));
+  }
+  return 0;
+}
+
+// ---- profile -------------------------------------------------------------------------------
+
+int cmd_profile(const Argv& argv) {
+  if (wants_help(argv)) {
+    fmt::print(R"(usage: kiln profile MODEL.onnx|PLAN [--fp16] [--batch N] [--shape NAME=DxDx...]... [--warmup N]
+                    [--iterations N] [--workspace MiB] [--timing-cache FILE]
+                    [--input NAME=FILE.npy|.pb]... [--seed N] [--trace FILE.json] [--top N]
+
+Builds as `kiln bench` does, then times every step of --iterations runs (default 20; after
+--warmup untimed runs, default 3) with CUDA events. Prints a per-layer table (step, op, kind,
+mean ms, share of the total; --top N: the N slowest) and with --trace writes a Chrome trace
+(chrome://tracing or https://ui.perfetto.dev). Without a GPU: "no GPU: <reason>", exit 1.
+)");
+    return 0;
+  }
+  Args args(argv, "profile",
+            {"--batch", "--shape", "--warmup", "--iterations", "--workspace", "--timing-cache", "--input", "--seed",
+             "--trace", "--top"},
+            {"--fp16", "--gpu"});
+  const std::int64_t warmup = positive_int(args, "profile", "--warmup", 3, 0);
+  const std::int64_t iterations = positive_int(args, "profile", "--iterations", 20, 1);
+  const std::int64_t top = positive_int(args, "profile", "--top", 0, 0);
+  args.one_positional("model or plan file");
+  if (no_gpu("profile")) return 1;
+
+  GpuSession s(args, "profile");
+  for (std::int64_t i = 0; i < warmup; ++i) s.run_once();
+  runtime::TraceProfiler profiler;
+  s.ctx->set_profiler(&profiler);
+  {
+    Progress progress("profile");
+    const auto t0 = clock_type::now();
+    for (std::int64_t i = 0; i < iterations; ++i) {
+      s.run_once();
+      progress.update(i + 1, iterations, milliseconds(clock_type::now() - t0) / 1000);
+    }
+  }
+  s.ctx->set_profiler(nullptr);
+  fmt::print("=== kiln profile: {} (target {}, batch {}, {} runs) ===\n", s.model, s.plan.target, s.batch,
+             iterations);
+  fmt::print("{}", profiler.table(static_cast<std::size_t>(top)));
+  if (args.has("--trace")) {
+    std::ofstream f(args.get("--trace"));
+    f << profiler.chrome_trace_json();
+    if (!f) throw Error(fmt::format("kiln profile: cannot write '{}'", args.get("--trace")));
+    fmt::print("trace written to {}\n", args.get("--trace"));
+  }
+  return 0;
+}
+
+// ---- run --gpu -----------------------------------------------------------------------------
+
+int cmd_run_gpu(const Argv& argv) {
+  if (wants_help(argv)) {
+    fmt::print(R"(usage: kiln run MODEL.onnx|--plan FILE --gpu [--fp16] [--batch N] [--shape NAME=DxDx...]...
+                [--input NAME=FILE.npy|.pb]... [--seed N] [--output-dir DIR] [--output-format pb|npy]
+                [--expected NAME=FILE.npy|.pb]... [--expected-dir DIR] [--tolerance T]
+                [--compare-reference] [--workspace MiB] [--timing-cache FILE]
+
+Runs a model on the GPU: an ONNX model is built for cuda (FP32) or cuda-fp16 (--fp16, implies
+--gpu) with the dims of the input files; a plan file must be built for a CUDA target. Inputs not
+given with --input are random (or input_N.pb of --expected-dir). Prints each output's shape,
+checksum and first values; --output-dir writes each as NAME.pb (or NAME.npy).
+  --expected NAME=FILE  compare output NAME with FILE
+  --expected-dir DIR    compare the N-th output with DIR/output_N.pb (an ONNX test folder)
+  --tolerance T         largest max|out-exp|/max|exp| accepted (default 1e-4; 1e-2 for FP16)
+  --compare-reference   also run the CPU reference and print the error of each output
+Exit status 1, with a line naming the output, when an error is over the tolerance.
+Without a GPU: "no GPU: <reason>", exit 1.
+)");
+    return 0;
+  }
+  Args args(argv, "run",
+            {"--plan", "--batch", "--shape", "--input", "--seed", "--output-dir", "--output-format", "--expected",
+             "--expected-dir", "--tolerance", "--workspace", "--timing-cache"},
+            {"--gpu", "--fp16", "--compare-reference"});
+  std::string path = args.get("--plan");
+  if (path.empty()) {
+    path = args.one_positional("model file (or --plan FILE)");
+  } else if (!args.positional().empty()) {
+    throw Error("kiln run --plan takes no model file (the plan holds the network)");
+  }
+  const std::int64_t batch = args.has("--batch") ? positive_int(args, "run", "--batch", 1, 1) : 0;
+  if (no_gpu("run")) return 1;
+
+  Graph graph;
+  const plan::Plan p = gpu_plan(args, path, batch, &graph);
+  const runtime::Engine engine(p, engine_options(args));
+  auto ctx = engine.create_context();
+  if (batch > 0 && batch != engine.max_batch()) {
+    if (batch > engine.max_batch())
+      throw Error(fmt::format("--batch {}: plan '{}' was built for at most {} (build it with --max-batch {})", batch,
+                              path, engine.max_batch(), batch));
+    ctx->set_batch(batch);
+  }
+  std::vector<std::string> names;
+  for (const auto& vi : p.outputs) names.push_back(vi.name);
+  const reference::TensorMap inputs = run_inputs(args, batch > 0 ? batch_inputs(p.inputs, batch) : p.inputs);
+  const auto outputs = runtime::run_on_gpu(*ctx, inputs);
+  fmt::print("ran on {} ({})\n", device_name(engine.device()), p.target);
+  report_outputs(args, names, outputs);
+
+  const double tolerance = args.number("--tolerance", p.target == "cuda-fp16" ? 1e-2 : 1e-4);
+  bool ok = true;
+  const auto expected = expected_outputs(args, names);
+  if (!expected.empty() && !check_expected(expected, outputs, tolerance)) ok = false;
+  if (args.has("--compare-reference")) {
+    reference::TensorMap ref;
+    if (!graph.nodes.empty() || !graph.outputs.empty()) {
+      ref = reference::Executor(graph).run(inputs);
+    } else {
+      try {
+        ref = reference::PlanExecutor(p).run(inputs);
+      } catch (const Error& e) {
+        throw Error(fmt::format("--compare-reference: the CPU reference cannot run plan '{}' ({}); compare the "
+                                "ONNX model instead (kiln run MODEL.onnx --gpu --compare-reference)", path, e.what()));
+      }
+    }
+    for (const auto& name : names) {
+      const double err = relative_error(outputs.at(name), ref.at(name), name);
+      const bool over = !(err <= tolerance);
+      ok &= !over;
+      fmt::print("reference {}: max|gpu-cpu|/max|cpu| = {:.3g} (tolerance {:.3g}) {}\n", name, err, tolerance,
+                 over ? "OVER" : "ok");
+    }
+  }
+  if (!ok) {
+    std::fflush(stdout);
+    fmt::print(stderr, "kiln run: an output differs by more than the tolerance {:.3g} (see the OVER lines)\n",
+               tolerance);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace kiln::tools

@@ -1,0 +1,29 @@
+// The GPU side of the kiln command line, in the manner of trtexec: `kiln bench`, `kiln profile`,
+// `kiln run --gpu`, and the engine `kiln build --gpu|--fp16` makes when a GPU is present. Every
+// command that needs a GPU and finds none prints "no GPU: <reason>" and exits 1.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cli_args.hpp"
+#include "kiln/plan/plan.hpp"
+
+namespace kiln::tools {
+
+/// kiln bench MODEL.onnx|PLAN [--fp16] [--batch N] [--warmup N] [--iterations N] [--duration S]
+///   [--cuda-graph] [--json FILE] ...: latency, throughput, enqueue, GPU and copy times, memory.
+int cmd_bench(const std::vector<std::string>& args);
+/// kiln profile MODEL.onnx|PLAN [--iterations N] [--trace FILE.json] [--top N] ...: per-step
+/// times (a table) and a Chrome trace.
+int cmd_profile(const std::vector<std::string>& args);
+/// kiln run MODEL.onnx|--plan FILE --gpu [--fp16] ...: runs on the GPU, compares with expected
+/// outputs (--expected, --expected-dir) and with the CPU reference (--compare-reference).
+int cmd_run_gpu(const std::vector<std::string>& args);
+
+/// After `kiln build` for a CUDA target: with a GPU, makes an Engine of `p` (tactics timed, with
+/// progress on a terminal; --workspace MiB, --timing-cache FILE) and prints its steps and
+/// memory; without one, says that the tactics were not timed.
+void build_engine_report(const plan::Plan& p, const Args& args);
+
+}  // namespace kiln::tools
