@@ -186,6 +186,7 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
 
   // Candidates: heuristic A, then the fallback list; engines with tensor-core numerics are left
   // out of FP32 plans unless TF32 is allowed.
+  std::size_t cap = 8;
   for (cudnnBackendHeurMode_t hm : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
     Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
     heur.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d.graph->d);
@@ -219,9 +220,12 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
         if (tensor_core) continue;
       }
       d.configs.push_back(std::move(cfgs[static_cast<std::size_t>(i)]));
-      if (d.configs.size() >= 8) break;
+      if (d.configs.size() >= cap) break;
     }
-    if (!d.configs.empty()) break;
+    // FP16: heuristic A's best eight (the tensor-core engines lead it). FP32 without tensor
+    // cores: the fallback list too, whose FMA engines heuristic A often ranks low.
+    if (!d.configs.empty() && o.precision == Precision::f16) break;
+    cap += 8;
   }
   // The first that finalizes within the workspace limit is the untuned choice.
   for (std::size_t i = 0; i < d.configs.size(); ++i)

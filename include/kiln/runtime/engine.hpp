@@ -85,7 +85,20 @@ struct StepTime {
   std::string op;    ///< op or fused pattern ("Conv+Add+Relu")
   std::string kind;  ///< which implementation ran it ("cudnn-conv", "cublaslt", "pointwise", ...)
   float ms = 0.f;
+  double flops = 0;  ///< arithmetic of the step (multiply-adds count two)
+  double bytes = 0;  ///< bytes it must read and write at least (inputs, weights, outputs)
 };
+
+/// The rates a roofline divides by: a large matrix product's FLOP/s and a device-to-device
+/// copy's bytes/s, both measured on the current device (see measure_roofline()).
+struct Roofline {
+  double flops_per_s = 0;
+  double bytes_per_s = 0;
+  /// max(flops / rate, bytes / bandwidth) in ms.
+  double ms(double flops, double bytes) const;
+};
+/// Times a cuBLASLt matrix product (`n`^3, the precision given) and a 512 MiB device copy.
+Roofline measure_roofline(Precision precision, int n = 8192);
 
 /// Receives per-step times after a profiled run.
 class Profiler {
@@ -101,12 +114,15 @@ class TraceProfiler : public Profiler {
   void report(std::int64_t batch, const std::vector<StepTime>& steps) override;
   /// {"traceEvents": [...]}: one complete event ("ph": "X") per step and run, in microseconds.
   std::string chrome_trace_json() const;
-  /// Steps by mean time over the runs: name, op, kind, mean ms, share of the total.
+  /// Steps by mean time over the runs: name, op, kind, mean ms, share of the total; with a
+  /// roofline, also each step's GFLOP, MB and roofline time.
   std::string table(std::size_t top = 0) const;
+  void set_roofline(const Roofline& r) { roofline_ = r; }
   const std::vector<std::vector<StepTime>>& runs() const { return runs_; }
 
  private:
   std::vector<std::vector<StepTime>> runs_;
+  Roofline roofline_;
 };
 
 class ExecutionContext;

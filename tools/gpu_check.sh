@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The GPU correctness suite, run on a machine with an NVIDIA GPU (the H100 of this workplace):
+# every tests/gpu suite (kernels and layers against the CPU reference), the whole-plan suite
+# (ONNX node tests, converted models and the light networks through the Engine, FP32 and FP16),
+# and compute-sanitizer's memcheck, racecheck and leak check on short runs.
+#
+#   tools/gpu_check.sh DATA_DIR [LOG_DIR]
+#
+# DATA_DIR is the ONNX backend data (onnx-backend-data). Binaries come from
+# `tools/device_build.sh build` (build-gpu/). tests/gpu/RESULTS.md records the latest run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+data=${1:?usage: tools/gpu_check.sh DATA_DIR [LOG_DIR]}
+logs=${2:-/tmp/kiln-gpu-check}
+mkdir -p "$logs"
+build=${KILN_BUILD_DIR:-build-gpu}
+export LD_LIBRARY_PATH=/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cudnn/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+date -u +"date: %Y-%m-%dT%H:%M:%SZ"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+status=0
+for t in "$build"/tests/gpu/test_*_gpu; do
+  name=$(basename "$t")
+  [ "$name" = test_engine_gpu ] && continue
+  timeout 300 "$t" > "$logs/$name.log" 2>&1
+  rc=$?
+  [ "$rc" = 0 ] || [ "$rc" = 77 ] || status=1
+  echo "$name (exit $rc): $(tail -1 "$logs/$name.log")"
+done
+timeout 420 "$build/tests/gpu/test_engine_gpu" --data "$data" --quiet > "$logs/test_engine_gpu.log" 2>&1
+rc=$?
+[ "$rc" = 0 ] || status=1
+echo "test_engine_gpu (exit $rc):"
+sed -n '/^suite/,$p' "$logs/test_engine_gpu.log" | grep -v "^  unsupported"
+grep "^FAIL" "$logs/test_engine_gpu.log" | head -20
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -x "$san" ]; then
+  for tool in memcheck racecheck; do
+    for run in "test_engine_gpu --suite engine --enqueues 20" "test_pool_gpu" "test_reduce_gpu" "test_norm_gpu"; do
+      set -- $run
+      extra=""
+      [ "$tool" = memcheck ] && extra="--leak-check full"
+      timeout 240 "$san" --tool "$tool" $extra --error-exitcode 9 "$build/tests/gpu/$1" "${@:2}" > "$logs/san-$tool-$1.log" 2>&1
+      rc=$?
+      echo "compute-sanitizer $tool $extra $run: exit $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY' "$logs/san-$tool-$1.log" | tr '\n' ' ')"
+    done
+  done
+else
+  echo "compute-sanitizer: not found on this machine (not run)"
+fi
+exit $status
