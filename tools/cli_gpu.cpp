@@ -139,7 +139,8 @@ class IoBuffers {
   IoBuffers(const runtime::Engine& engine, std::int64_t batch) {
     auto add = [&](const ValueInfo& vi, bool input) {
       Buffer b;
-      b.info = batch_inputs({vi}, batch)[0];
+      // At the engine's own batch every binding has the plan's dims (the batch need not be dim 0).
+      b.info = batch == engine.max_batch() ? vi : batch_inputs({vi}, batch)[0];
       b.bytes = static_cast<std::size_t>(numel_of(b.info.type)) * dtype_size(b.info.type.dtype);
       KILN_CLI_CUDA(cudaMalloc(&b.device, std::max<std::size_t>(b.bytes, 1)));
       KILN_CLI_CUDA(cudaHostAlloc(&b.host, std::max<std::size_t>(b.bytes, 1), cudaHostAllocDefault));
@@ -337,7 +338,7 @@ struct GpuSession {
       ctx->set_batch(batch);
     }
     io = std::make_unique<IoBuffers>(*engine, batch);
-    io->set_inputs(run_inputs(args, batch_inputs(engine->inputs(), batch)));
+    io->set_inputs(run_inputs(args, batch == engine->max_batch() ? engine->inputs() : batch_inputs(engine->inputs(), batch)));
     stream = reinterpret_cast<cudaStream_t>(ctx->stream());
     io->upload(stream);
     KILN_CLI_CUDA(cudaStreamSynchronize(stream));
@@ -552,18 +553,22 @@ int cmd_profile(const Argv& argv) {
     fmt::print(R"(usage: kiln profile MODEL.onnx|PLAN [--fp16] [--batch N] [--shape NAME=DxDx...]... [--warmup N]
                     [--iterations N] [--workspace MiB] [--timing-cache FILE]
                     [--input NAME=FILE.npy|.pb]... [--seed N] [--trace FILE.json] [--top N]
+                    [--roofline]
 
 Builds as `kiln bench` does, then times every step of --iterations runs (default 20; after
 --warmup untimed runs, default 3) with CUDA events. Prints a per-layer table (step, op, kind,
 mean ms, share of the total; --top N: the N slowest) and with --trace writes a Chrome trace
-(chrome://tracing or https://ui.perfetto.dev). Without a GPU: "no GPU: <reason>", exit 1.
+(chrome://tracing or https://ui.perfetto.dev). --roofline measures this GPU's matrix rate (an
+8192^3 cuBLASLt product in the plan's precision) and copy bandwidth (512 MiB device to device) and
+adds each step's GFLOP, MB and roofline time (max of FLOPs / rate, bytes / bandwidth).
+Without a GPU: "no GPU: <reason>", exit 1.
 )");
     return 0;
   }
   Args args(argv, "profile",
             {"--batch", "--shape", "--warmup", "--iterations", "--workspace", "--timing-cache", "--input", "--seed",
              "--trace", "--top"},
-            {"--fp16", "--gpu"});
+            {"--fp16", "--gpu", "--roofline"});
   const std::int64_t warmup = positive_int(args, "profile", "--warmup", 3, 0);
   const std::int64_t iterations = positive_int(args, "profile", "--iterations", 20, 1);
   const std::int64_t top = positive_int(args, "profile", "--top", 0, 0);
@@ -573,6 +578,10 @@ mean ms, share of the total; --top N: the N slowest) and with --trace writes a C
   GpuSession s(args, "profile");
   for (std::int64_t i = 0; i < warmup; ++i) s.run_once();
   runtime::TraceProfiler profiler;
+  if (args.has("--roofline")) {
+    const auto r = runtime::measure_roofline(s.plan.target == "cuda-fp16" ? runtime::Precision::f16 : runtime::Precision::f32);
+    profiler.set_roofline(r);
+  }
   s.ctx->set_profiler(&profiler);
   {
     Progress progress("profile");
