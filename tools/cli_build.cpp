@@ -19,6 +19,7 @@
 #include "kiln/plan/plan_file.hpp"
 #include "kiln/reference/executor.hpp"
 #include "kiln/reference/plan_executor.hpp"
+#include "kiln/runtime/engine.hpp"
 
 namespace kiln::tools {
 namespace {
@@ -206,6 +207,8 @@ Without a GPU the plan is still built and written; the tactics are not timed.
   const plan::Plan p = build::build_plan(std::move(g), o, &report);
   fmt::print("{}", report.summary());
   fmt::print("{}", p.memory_report().substr(0, p.memory_report().find('\n') + 1));
+  // A plan for the GPU with an op the runtime lacks is refused here, not when it is run.
+  if (gpu_target) runtime::check_gpu_plan(p);
   if (args.has("--save")) {
     plan::save_plan(p, args.get("--save"));
     fmt::print("plan written to {} (target {}, {} steps)\n", args.get("--save"), p.target, p.steps.size());

@@ -103,6 +103,28 @@ std::vector<float> host_floats(const Tensor& t) {
   }
 }
 
+float time_ms(const std::function<void()>& f, int repeats) {
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  KILN_CHECK(cudaEventCreate(&e0));
+  float ms = 0;
+  try {
+    KILN_CHECK(cudaEventCreate(&e1));
+    f();
+    KILN_CHECK(cudaEventRecord(e0, nullptr));
+    for (int i = 0; i < repeats; ++i) f();
+    KILN_CHECK(cudaEventRecord(e1, nullptr));
+    KILN_CHECK(cudaEventSynchronize(e1));
+    KILN_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+  } catch (...) {
+    cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    throw;
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return ms / static_cast<float>(repeats);
+}
+
 // ---- weights ------------------------------------------------------------------------------
 
 const void* WeightCache::get(const std::string& key, std::size_t bytes,
@@ -296,9 +318,7 @@ bool gpu_supports(const std::string& op) {
 
 // ---- engine -------------------------------------------------------------------------------
 
-namespace {
-
-void check_supported(const plan::Plan& p) {
+void check_gpu_plan(const plan::Plan& p) {
   for (const Node& s : p.steps) {
     for (const auto& part : as_body(s).parts)
       if (!gpu_supports(part.op))
@@ -306,8 +326,6 @@ void check_supported(const plan::Plan& p) {
                                            is_fused(s) ? fmt::format(" (in fused step {})", s.attr_string("pattern", "")) : ""));
   }
 }
-
-}  // namespace
 
 Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
     : state_(std::make_shared<detail::EngineState>()) {
@@ -317,7 +335,7 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
                                   "'{}' or '{}' (kiln build --gpu or --fp16)",
                                   plan.graph_name, plan.target, kCudaTarget, kCudaFp16Target));
   if (device_count() == 0) throw Error("no GPU: " + no_device_reason());
-  check_supported(plan);
+  check_gpu_plan(plan);
   st.plan = plan;
   st.options = options;
   if (options.logger) st.logger = options.logger;
@@ -740,20 +758,10 @@ Roofline measure_roofline(Precision precision, int n) {
   const std::size_t bytes = std::size_t{512} << 20;
   DeviceBuffer a(bytes), b(bytes);
   a.fill_bytes(0x3c);
-  cudaEvent_t e0 = nullptr, e1 = nullptr;
-  KILN_CHECK(cudaEventCreate(&e0));
-  KILN_CHECK(cudaEventCreate(&e1));
-  KILN_CHECK(cudaMemcpy(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice));
-  KILN_CHECK(cudaEventRecord(e0, nullptr));
-  constexpr int kRepeats = 5;
-  for (int i = 0; i < kRepeats; ++i) KILN_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, nullptr));
-  KILN_CHECK(cudaEventRecord(e1, nullptr));
-  KILN_CHECK(cudaEventSynchronize(e1));
-  float ms = 0;
-  KILN_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  r.bytes_per_s = 2.0 * static_cast<double>(bytes) * kRepeats / (ms * 1e-3);  // read and write
+  const float ms = detail::time_ms([&] {
+    KILN_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, nullptr));
+  });
+  r.bytes_per_s = 2.0 * static_cast<double>(bytes) / (ms * 1e-3);  // read and write
   return r;
 }
 

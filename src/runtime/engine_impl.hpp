@@ -125,6 +125,10 @@ struct EngineState {
   void save_timing_cache();
 };
 
+/// Mean milliseconds of `f` on the default stream over `repeats` runs, after one warm-up run
+/// (events around the loop; the events are released even when `f` throws).
+float time_ms(const std::function<void()>& f, int repeats = 5);
+
 /// Host float data converted to the stored element type (f32 copy or f16).
 std::vector<std::byte> to_device_format(const float* data, i64 n, bool half);
 /// A float weight's values as f32 on the host (f16/bf16/f64 converted); throws for other dtypes.

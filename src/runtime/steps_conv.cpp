@@ -320,19 +320,7 @@ class ConvStep final : public Step {
       DeviceBuffer x(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w * es), y(std::size_t(shape_.n) * shape_.k * shape_.h * shape_.w * es);
       DeviceBuffer wsb(gemm_->workspace_bytes());
       x.fill_bytes(0x3c);
-      cudaEvent_t e0 = nullptr, e1 = nullptr;
-      KILN_CHECK(cudaEventCreate(&e0));
-      KILN_CHECK(cudaEventCreate(&e1));
-      run_gemm(x.get(), y.get(), wsb.get(), nullptr);
-      KILN_CHECK(cudaEventRecord(e0, nullptr));
-      for (int i = 0; i < 5; ++i) run_gemm(x.get(), y.get(), wsb.get(), nullptr);
-      KILN_CHECK(cudaEventRecord(e1, nullptr));
-      KILN_CHECK(cudaEventSynchronize(e1));
-      float total = 0;
-      KILN_CHECK(cudaEventElapsedTime(&total, e0, e1));
-      cudaEventDestroy(e0);
-      cudaEventDestroy(e1);
-      total /= 5;
+      const float total = time_ms([&] { run_gemm(x.get(), y.get(), wsb.get(), nullptr); });
       if (ms < 0 || total < ms) return fmt::format("gemm {} ws {} ms {:.5f}", t.index, t.workspace, total);
     } catch (const Error& e) {
       log_(Severity::info, fmt::format("{}1x1 as a matrix product: {}", where_, e.what()));
@@ -405,7 +393,12 @@ class ConvStep final : public Step {
   std::string tactic() const override {
     if (gemm_) return fmt::format("cuBLASLt heuristic #{}, workspace {} bytes, {:.4f} ms", gemm_->tactic().index,
                                   gemm_->tactic().workspace, gemm_->tactic().ms);
-    if (graph_) return "graph engine #" + graph_->tactic().describe().substr(10);
+    if (graph_) {
+      const ConvTactic& t = graph_->tactic();
+      return fmt::format("graph engine #{}, workspace {} bytes, {:.4f} ms, one graph: conv{}{}{}", t.algorithm,
+                         t.workspace, t.ms, bias_ ? "+bias" : "", opt_.residual ? "+add" : "",
+                         opt_.activation != kernels::Activation::identity ? "+activation" : "");
+    }
     const ConvTactic& t = deconv_ ? deconv_layer_->tactic() : conv_->tactic();
     return t.describe();
   }

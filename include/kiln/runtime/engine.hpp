@@ -58,6 +58,10 @@ inline constexpr const char* kCudaFp16Target = "cuda-fp16";
 const std::vector<std::string>& gpu_ops();
 /// True when the runtime runs `op` (for `kiln ops`).
 bool gpu_supports(const std::string& op);
+/// Throws UnsupportedError naming the first step (and, in a fused step, the part) whose op the
+/// GPU runtime does not run. Needs no GPU: `kiln build --gpu` checks a plan before writing it.
+/// (Attribute-level limits, such as 3-D convolution, are found when an engine is made.)
+void check_gpu_plan(const plan::Plan& plan);
 
 // ---- engine -------------------------------------------------------------------------------
 
