@@ -4,7 +4,8 @@
 // owns what one stream of work needs (its activation arena, its workspace, its library handles,
 // its CUDA graphs). Any number of contexts run from one engine, each on its own stream.
 //
-//   auto engine = kiln::runtime::Engine(plan, {.precision = Precision::f16});
+//   // plan: built for plan::cuda_target(true) ("cuda-fp16": the engine runs FP16)
+//   kiln::runtime::Engine engine(plan, {.timing_cache = "kiln.cache"});
 //   auto ctx = engine.create_context();
 //   ctx->enqueue({{"input", d_in}, {"output", d_out}}, stream);  // device pointers, plan dtypes
 //
