@@ -66,4 +66,34 @@ cudaError_t cast(Elem from, Elem to, const void* x, void* y, std::int64_t n, cud
   return cudaGetLastError();
 }
 
+namespace {
+template <class T>
+__global__ void im2col_kernel(const Im2col g, const T* __restrict__ x, T* __restrict__ col, std::int64_t total) {
+  const std::int64_t spatial = static_cast<std::int64_t>(g.out_h) * g.out_w;
+  const std::int64_t rows = static_cast<std::int64_t>(g.c) * g.kh * g.kw;
+  KILN_GRID_LOOP(i, total) {
+    const std::int64_t s = i % spatial, rest = i / spatial;
+    const std::int64_t r = rest % rows, img = rest / rows;
+    const int ow = static_cast<int>(s % g.out_w), oh = static_cast<int>(s / g.out_w);
+    const int kx = static_cast<int>(r % g.kw), ky = static_cast<int>((r / g.kw) % g.kh);
+    const std::int64_t c = r / (static_cast<std::int64_t>(g.kw) * g.kh);
+    const int ih = oh * g.stride_h - g.pad_h + ky * g.dil_h, iw = ow * g.stride_w - g.pad_w + kx * g.dil_w;
+    T v{};
+    if (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w)
+      v = x[((img * g.c + c) * g.h + ih) * static_cast<std::int64_t>(g.w) + iw];
+    col[i] = v;
+  }
+}
+}  // namespace
+
+cudaError_t im2col(std::size_t elem_size, const Im2col& g, const void* x, void* col, cudaStream_t stream) {
+  const std::int64_t total = g.n * g.c * g.kh * g.kw * static_cast<std::int64_t>(g.out_h) * g.out_w;
+  if (total == 0) return cudaSuccess;
+  const unsigned blocks = detail::grid_for(total, 256);
+  if (elem_size == 4) im2col_kernel<float><<<blocks, 256, 0, stream>>>(g, static_cast<const float*>(x), static_cast<float*>(col), total);
+  else if (elem_size == 2) im2col_kernel<std::uint16_t><<<blocks, 256, 0, stream>>>(g, static_cast<const std::uint16_t*>(x), static_cast<std::uint16_t*>(col), total);
+  else return cudaErrorInvalidValue;
+  return cudaGetLastError();
+}
+
 }  // namespace kiln::kernels

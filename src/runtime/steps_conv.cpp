@@ -11,6 +11,7 @@
 
 #include "check.hpp"
 #include "copy.cuh"
+#include "layout.cuh"
 #include "kiln/runtime/conv.hpp"
 #include "kiln/runtime/matmul.hpp"
 #include "steps_util.hpp"
@@ -252,28 +253,41 @@ class ConvStep final : public Step {
     if (chain_) chain_->run(nullptr, a.stream);
   }
   std::size_t workspace() const override {
-    if (gemm_) return pad_bytes_ + gemm_->workspace_bytes();
+    if (gemm_) return pad_bytes_ + col_bytes() + gemm_->workspace_bytes();
     return pad_bytes_ + (deconv_ ? deconv_layer_->workspace_bytes()
                                  : graph_ ? graph_->workspace_bytes() : conv_->workspace_bytes());
   }
   std::string kind() const override {
-    return gemm_ ? "cublaslt-1x1" : deconv_ ? "cudnn-deconv" : graph_ ? "cudnn-graph" : "cudnn-conv";
+    return gemm_ ? (direct_gemm() ? "cublaslt-1x1" : "im2col-cublaslt") : deconv_ ? "cudnn-deconv" : graph_ ? "cudnn-graph" : "cudnn-conv";
   }
   std::string tactic_key() const override { return key_; }
 
-  /// A 1x1 convolution in NCHW without padding or stride is a batched matrix product,
-  /// y[n] (K x HW) = W (K x C) . x[n] (C x HW); cuBLASLt's split-K kernels beat cuDNN's FP32
-  /// kernels where H*W is small. Bias and activation follow as one pointwise kernel.
+  /// A convolution in NCHW is a batched matrix product over im2col columns,
+  /// y[n] (K x OH*OW) = W (K x C*kh*kw) . col[n] (C*kh*kw x OH*OW), and a 1x1 one without padding
+  /// or stride needs no columns (col[n] is x[n]). cuBLASLt's split-K kernels beat cuDNN's FP32
+  /// kernels where OH*OW is small (batch 1). Bias and activation follow as one pointwise kernel.
+  bool direct_gemm() const {
+    return shape_.kh == 1 && shape_.kw == 1 && shape_.stride_h == 1 && shape_.stride_w == 1 && shape_.pad_h == 0 &&
+           shape_.pad_w == 0;
+  }
+  std::size_t col_bytes() const {
+    if (direct_gemm()) return 0;
+    const auto od = out_dims();
+    const std::size_t b = std::size_t(shape_.n) * shape_.c * shape_.kh * shape_.kw * od[2] * od[3] * element_size(opt_.precision);
+    return (b + 255) / 256 * 256;
+  }
+  std::array<int, 4> out_dims() const { return graph_ ? graph_->output_dims() : conv_ ? conv_->output_dims() : std::array<int, 4>{}; }
   bool gemm_eligible() const {
-    return !deconv_ && !x_.nhwc() && shape_.kh == 1 && shape_.kw == 1 && shape_.stride_h == 1 && shape_.stride_w == 1 &&
-           shape_.pad_h == 0 && shape_.pad_w == 0 && shape_.groups == 1 && !opt_.residual && pad_bytes_ == 0;
+    return !deconv_ && !x_.nhwc() && shape_.groups == 1 && !opt_.residual && pad_bytes_ == 0 &&
+           (graph_ || conv_) && col_bytes() <= opt_.workspace_limit;
   }
   void make_gemm() {
+    const auto od = out_dims();
     MatmulShape m;
     m.batch = shape_.n;
     m.m = shape_.k;
-    m.n = std::int64_t{shape_.h} * shape_.w;
-    m.k = shape_.c;
+    m.n = std::int64_t{od[2]} * od[3];
+    m.k = std::int64_t{shape_.c} * shape_.kh * shape_.kw;
     m.stride_a = 0;
     m.stride_b = m.k * m.n;
     m.stride_c = m.m * m.n;
@@ -300,6 +314,16 @@ class ConvStep final : public Step {
     }
   }
   void run_gemm(const void* x, void* y, void* ws, Stream s) const {
+    if (!direct_gemm()) {
+      const auto od = out_dims();
+      kernels::Im2col g;
+      g.n = shape_.n, g.c = shape_.c, g.h = shape_.h, g.w = shape_.w, g.kh = shape_.kh, g.kw = shape_.kw;
+      g.pad_h = shape_.pad_h, g.pad_w = shape_.pad_w, g.stride_h = shape_.stride_h, g.stride_w = shape_.stride_w;
+      g.dil_h = shape_.dil_h, g.dil_w = shape_.dil_w, g.out_h = od[2], g.out_w = od[3];
+      KILN_CHECK(kernels::im2col(element_size(opt_.precision), g, x, ws, s));
+      x = ws;
+      ws = static_cast<std::byte*>(ws) + col_bytes();
+    }
     gemm_->run(w_, x, nullptr, y, ws, s);
     if (epi_.steps) KILN_CHECK(kernels::pointwise_chain(y_.elem(), epi_, y, y, s));
   }
@@ -318,7 +342,7 @@ class ConvStep final : public Step {
       // The whole path (product and epilogue) on scratch buffers.
       const std::size_t es = element_size(opt_.precision);
       DeviceBuffer x(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w * es), y(std::size_t(shape_.n) * shape_.k * shape_.h * shape_.w * es);
-      DeviceBuffer wsb(gemm_->workspace_bytes());
+      DeviceBuffer wsb(col_bytes() + gemm_->workspace_bytes());
       x.fill_bytes(0x3c);
       const float total = time_ms([&] { run_gemm(x.get(), y.get(), wsb.get(), nullptr); });
       if (ms < 0 || total < ms) return fmt::format("gemm {} ws {} ms {:.5f}", t.index, t.workspace, total);
