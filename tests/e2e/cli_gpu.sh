@@ -74,6 +74,19 @@ assert (y >= 0).all()
   ok
 fi
 
+# A plan for the GPU with an op the runtime lacks is refused when built (no GPU needed), naming
+# the op, and nothing is written.
+argmax="$data/node/test_argmax_default_axis_example/model.onnx"
+if [ -f "$argmax" ]; then
+  rm -f "$work/argmax.plan"
+  if "$kiln" build --gpu "$argmax" --save "$work/argmax.plan" > "$work/argmax.txt" 2>&1; then
+    fail "kiln build --gpu accepted ArgMax"
+  fi
+  grep -q "no kernel for op 'ArgMax'" "$work/argmax.txt" || fail "the refusal does not name ArgMax: $(tail -2 "$work/argmax.txt")"
+  [ ! -e "$work/argmax.plan" ] || fail "a refused plan was written"
+  ok
+fi
+
 # kiln build --fp16 writes a cuda-fp16 plan, on a machine with or without a GPU.
 plan="$work/resnet50_fp16.plan"
 "$kiln" build --fp16 "$resnet" --save "$plan" > "$work/build.txt" 2>&1 || fail "kiln build --fp16: $(tail -5 "$work/build.txt")"
