@@ -204,16 +204,20 @@ Without a GPU the plan is still built and written; the tactics are not timed.
     };
   }
   build::BuildReport report;
-  const plan::Plan p = build::build_plan(std::move(g), o, &report);
+  plan::Plan p = build::build_plan(std::move(g), o, &report);
   fmt::print("{}", report.summary());
   fmt::print("{}", p.memory_report().substr(0, p.memory_report().find('\n') + 1));
-  // A plan for the GPU with an op the runtime lacks is refused here, not when it is run.
-  if (gpu_target) runtime::check_gpu_plan(p);
+  if (gpu_target) {
+    // A plan for the GPU with an op the runtime lacks is refused here, not when it is run; with
+    // a GPU the engine's timed tactics go into the plan before it is written.
+    runtime::check_gpu_plan(p);
+    build_engine_report(p, args);
+  }
   if (args.has("--save")) {
     plan::save_plan(p, args.get("--save"));
-    fmt::print("plan written to {} (target {}, {} steps)\n", args.get("--save"), p.target, p.steps.size());
+    fmt::print("plan written to {} (target {}, {} steps{})\n", args.get("--save"), p.target, p.steps.size(),
+               p.tactics.empty() ? "" : fmt::format(", {} tactics", p.tactics.size()));
   }
-  if (gpu_target) build_engine_report(p, args);
   return 0;
 }
 

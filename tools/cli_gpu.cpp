@@ -377,11 +377,11 @@ class Progress {
 
 // ---- build ---------------------------------------------------------------------------------
 
-void build_engine_report(const plan::Plan& p, const Args& args) {
+void build_engine_report(plan::Plan& p, const Args& args) {
   if (runtime::device_count() == 0) {
     fmt::print("no GPU ({}): the plan for {} is built{}; tactics were not timed (they are timed when an "
                "engine is made from the plan on a GPU)\n",
-               runtime::no_device_reason(), p.target, args.has("--save") ? " and written" : "");
+               runtime::no_device_reason(), p.target, args.has("--save") ? " (and written)" : "");
     return;
   }
   const auto t0 = clock_type::now();
@@ -394,6 +394,7 @@ void build_engine_report(const plan::Plan& p, const Args& args) {
              args.has("--timing-cache") ? ", timing cache " + args.get("--timing-cache") : "");
   fmt::print("device memory: weights {}, arena {}, workspace {}\n", mib(engine.weight_bytes()),
              mib(engine.arena_bytes()), mib(engine.workspace_bytes()));
+  p.tactics = engine.tactics();
 }
 
 // ---- bench ---------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ int cmd_profile(const std::vector<std::string>& args);
 int cmd_run_gpu(const std::vector<std::string>& args);
 
 /// After `kiln build` for a CUDA target: with a GPU, makes an Engine of `p` (tactics timed, with
-/// progress on a terminal; --workspace MiB, --timing-cache FILE) and prints its steps and
-/// memory; without one, says that the tactics were not timed.
-void build_engine_report(const plan::Plan& p, const Args& args);
+/// progress on a terminal; --workspace MiB, --timing-cache FILE), prints its steps and memory and
+/// records its tactics in `p` (so that a saved plan carries them); without one, says that the
+/// tactics were not timed.
+void build_engine_report(plan::Plan& p, const Args& args);
 
 }  // namespace kiln::tools

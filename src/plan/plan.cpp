@@ -86,6 +86,10 @@ std::string Plan::dump() const {
   s += fmt::format("steps: {}\n", steps.size());
   for (std::size_t i = 0; i < steps.size(); ++i) s += step_line(steps[i], i);
   s += memory_report();
+  if (!tactics.empty()) {
+    s += fmt::format("tactics: {}\n", tactics.size());
+    for (const auto& [key, value] : tactics) s += fmt::format("  {} -> {}\n", key, value);
+  }
   return s;
 }
 

@@ -316,6 +316,11 @@ std::string serialize_plan(const Plan& p) {
     w.str(name);
     w.tensor(t);
   }
+  w.u32(static_cast<std::uint32_t>(p.tactics.size()));
+  for (const auto& [key, value] : p.tactics) {
+    w.str(key);
+    w.str(value);
+  }
   std::string out = std::move(head);
   Writer hw(out, 0);
   hw.u64(body.size());
@@ -409,6 +414,10 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
   for (std::uint32_t n = r.count("weights", 14); n-- > 0;) {
     std::string name = r.str("weight name");
     p.weights[name] = r.tensor("weight");
+  }
+  for (std::uint32_t n = r.count("tactics", 8); n-- > 0;) {
+    std::string key = r.str("tactic key");
+    p.tactics[key] = r.str("tactic");
   }
   if (r.pos() != end)
     throw FormatError(fmt::format("plan file is corrupt: payload ends at {}, its size says {}",

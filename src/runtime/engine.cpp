@@ -268,7 +268,7 @@ void EngineState::load_timing_cache() {
   while (std::getline(in, line)) {
     const auto tab = line.find('\t');
     if (tab == std::string::npos) continue;
-    tactics[line.substr(0, tab)] = line.substr(tab + 1);
+    tactics.emplace(line.substr(0, tab), line.substr(tab + 1));  // the plan's own win
     ++n;
   }
   log(Severity::info, fmt::format("timing cache '{}': {} tactics", path, n));
@@ -375,6 +375,8 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
     st.resizable &= !pv.dims.empty() && pv.dims[0] == st.max_batch;
   for (const auto& o : st.plan.outputs) st.resizable &= !st.plan.weights.count(o.name);
 
+  // Tactics: the plan's own (timed when it was built on a GPU), then the timing cache's.
+  st.tactics = st.plan.tactics;
   st.load_timing_cache();
   Library lib;
   std::vector<i64> batches = {st.max_batch};
@@ -401,6 +403,11 @@ bool Engine::batch_resizable() const { return state_->resizable; }
 const std::vector<ValueInfo>& Engine::inputs() const { return state_->plan.inputs; }
 const std::vector<ValueInfo>& Engine::outputs() const { return state_->plan.outputs; }
 std::size_t Engine::weight_bytes() const { return state_->weights.bytes(); }
+
+std::map<std::string, std::string> Engine::tactics() const {
+  std::lock_guard lock(state_->tactics_mu);
+  return state_->tactics;
+}
 std::size_t Engine::arena_bytes() const { return static_cast<std::size_t>(state_->plan.memory.arena_bytes); }
 
 std::size_t Engine::workspace_bytes(std::int64_t batch) const {

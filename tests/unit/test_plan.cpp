@@ -128,6 +128,16 @@ TEST_CASE("plan files: round trip") {
     reference::PlanExecutor a(p), b(q);
     CHECK(max_error(a.run(in), b.run(in)) == 0.0);
   }
+  {
+    // The GPU tactics a plan records survive the round trip (and show in its dump).
+    auto p = build_for_test(random_cnn(301));
+    p.tactics["conv|n1 c3 32x32 k16|f16|nhwc"] = "graph 2 ws 0 ms 0.01000";
+    p.tactics["matmul|b1 m1 n10 k64|f32"] = "index 1 ws 1024 ms 0.00500";
+    const auto q = plan::deserialize_plan(plan::serialize_plan(p));
+    CHECK(q.tactics == p.tactics);
+    CHECK(q.dump().find("tactics: 2") != std::string::npos);
+    CHECK(q.dump().find("-> graph 2 ws 0 ms 0.01000") != std::string::npos);
+  }
   const auto path = (std::filesystem::temp_directory_path() / "kiln_test_plan.kplan").string();
   const Graph g = random_cnn(5);
   const auto p = build_for_test(g);

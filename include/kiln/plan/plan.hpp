@@ -68,6 +68,9 @@ struct Plan {
   std::vector<Node> steps;                ///< in order; each an ordinary op or kiln.Fused
   MemoryPlan memory;
   std::uint64_t weights_hash = 0;  ///< of the weights the plan was built from
+  /// Tactics a GPU back end timed for this plan (problem key -> tactic text), recorded by
+  /// `kiln build --gpu/--fp16` on a GPU; an engine made from the plan uses them without timing.
+  std::map<std::string, std::string> tactics;
 
   /// A stable text dump: steps with what each absorbed, bindings and the memory plan. Weights
   /// are listed by name and type, not by value. Golden tests compare it.

@@ -5,7 +5,7 @@
 //   str library version             the kiln that wrote it
 //   str target                      Target::name ("cpu-reference", "cuda-sm90", ...)
 //   u64 weights hash                of the weights the plan was built from
-//   u64 payload size, payload       the plan (steps, bindings, memory plan, weights)
+//   u64 payload size, payload       the plan (steps, bindings, memory plan, weights, tactics)
 //   u64 checksum                    FNV-1a 64 over every byte before it
 //
 // Integers are little-endian; str is a u32 length and bytes. Weight bytes start at a multiple of
@@ -22,7 +22,7 @@
 
 namespace kiln::plan {
 
-inline constexpr std::uint32_t kPlanFormatVersion = 1;
+inline constexpr std::uint32_t kPlanFormatVersion = 2;  ///< 2: GPU tactics after the weights
 /// The kiln version written into plan files.
 const char* library_version();
 

@@ -138,8 +138,9 @@ struct EngineState;
 class Engine {
  public:
   /// Uploads the plan's weights to the current device (converted to FP16 and to the layout each
-  /// step takes for a cuda-fp16 plan) and times the tactics of every convolution and matrix
-  /// product for the plan's batch and options.batch_sizes. Throws UnsupportedError naming the
+  /// step takes for a cuda-fp16 plan) and times the tactics of every convolution, matrix product
+  /// and recurrence for the plan's batch and options.batch_sizes, except those the plan records
+  /// (Plan::tactics) or the timing cache holds. Throws UnsupportedError naming the
   /// step when the plan holds an op the GPU runtime does not run, and FormatError when the plan
   /// was built for a target that is not a CUDA target.
   Engine(const plan::Plan& plan, const EngineOptions& options = {});
@@ -160,6 +161,9 @@ class Engine {
   std::size_t workspace_bytes(std::int64_t batch = 0) const;
   /// The steps as they will run (one line each: name, op, kind, tactic).
   std::string describe() const;
+  /// Every tactic the engine knows (the plan's, the timing cache's and those it timed), by problem
+  /// key: what `kiln build --gpu --save` records in the plan.
+  std::map<std::string, std::string> tactics() const;
 
   std::unique_ptr<ExecutionContext> create_context() const;
 
