@@ -67,4 +67,10 @@ std::string Args::one_positional(const std::string& what) const {
   return positional_[0];
 }
 
+bool wants_help(const std::vector<std::string>& argv) {
+  for (const auto& s : argv)
+    if (s == "--help" || s == "-h") return true;
+  return false;
+}
+
 }  // namespace kiln::tools

@@ -30,4 +30,7 @@ class Args {
   std::vector<std::string> positional_;
 };
 
+/// Whether the arguments ask for a command's help (--help or -h anywhere).
+bool wants_help(const std::vector<std::string>& argv);
+
 }  // namespace kiln::tools

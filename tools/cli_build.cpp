@@ -26,12 +26,6 @@ namespace {
 
 using Argv = std::vector<std::string>;
 
-bool wants_help(const Argv& a) {
-  for (const auto& s : a)
-    if (s == "--help" || s == "-h") return true;
-  return false;
-}
-
 /// "NAME=1x3x224x224" -> dims of NAME.
 std::map<std::string, std::vector<std::int64_t>> parse_shapes(const Args& args) {
   std::map<std::string, std::vector<std::int64_t>> shapes;

@@ -29,12 +29,6 @@ namespace {
 using Argv = std::vector<std::string>;
 using clock_type = std::chrono::steady_clock;
 
-bool wants_help(const Argv& a) {
-  for (const auto& s : a)
-    if (s == "--help" || s == "-h") return true;
-  return false;
-}
-
 void check_cuda(cudaError_t e, const char* call, const char* file, int line) {
   if (e != cudaSuccess)
     throw Error(fmt::format("{}:{}: {} failed: {}", file, line, call, cudaGetErrorString(e)));

@@ -25,12 +25,6 @@ namespace {
 
 using Argv = std::vector<std::string>;
 
-bool wants_help(const Argv& a) {
-  for (const auto& s : a)
-    if (s == "--help" || s == "-h") return true;
-  return false;
-}
-
 constexpr const char* kUsage = R"(kiln: build, run and check neural networks
 
 usage: kiln <command> [options]
