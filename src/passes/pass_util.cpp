@@ -92,7 +92,7 @@ Node fuse_pair(const Node& a, const Node& b) {
   }
   for (Node p : tail.parts) {
     for (auto& in : p.inputs)
-      if (!in.empty() && in[0] == '$') in = map_b[std::stoul(in.substr(1))];
+      if (const auto k = fused_input_index(in)) in = map_b[*k];
     body.parts.push_back(std::move(p));
   }
   body.results = tail.results;

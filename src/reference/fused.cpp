@@ -19,9 +19,8 @@ void register_fused(KernelRegistry& r) {
       std::vector<const Tensor*> ins;
       for (const auto& name : p.inputs) {
         if (name.empty()) ins.push_back(nullptr);
-        else if (name[0] == '$') {
-          const std::size_t k = std::stoul(name.substr(1));
-          ins.push_back(ctx.has(k) ? &ctx.in(k) : nullptr);
+        else if (const auto k = fused_input_index(name)) {
+          ins.push_back(ctx.has(*k) ? &ctx.in(*k) : nullptr);
         } else {
           ins.push_back(&local.at(name));
         }

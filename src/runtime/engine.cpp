@@ -553,22 +553,21 @@ std::pair<double, double> step_cost(const detail::EngineState& st, const Node& s
   for (const auto& out : step.outputs) bytes += size(out);
   const FusedBody body = as_body(step);
   const Node& a = body.parts.at(0);
-  auto resolve = [&](const std::string& r) { return r.size() > 1 && r[0] == '$' ? step.inputs.at(std::stoul(r.substr(1))) : r; };
   const double out = step.outputs.empty() ? 0 : numel(step.outputs[0]);
   if ((a.op == "Conv" || a.op == "ConvTranspose") && a.inputs.size() > 1) {
-    const auto w = st.value(resolve(a.inputs[1]), batch, arena);
+    const auto w = st.value(fused_input_name(step.inputs, a.inputs[1]), batch, arena);
     double per = 1;
     for (std::size_t d = 1; d < w.dims.size(); ++d) per *= static_cast<double>(w.dims[d]);
     if (a.op == "Conv") flops = 2 * out * per;
-    else flops = 2 * numel(resolve(a.inputs[0])) * per;  // each input element meets (K/g)*kh*kw weights
+    else flops = 2 * numel(fused_input_name(step.inputs, a.inputs[0])) * per;  // each input element meets (K/g)*kh*kw weights
   } else if ((a.op == "Gemm" || a.op == "MatMul") && a.inputs.size() > 1) {
-    const auto x = st.value(resolve(a.inputs[0]), batch, arena);
+    const auto x = st.value(fused_input_name(step.inputs, a.inputs[0]), batch, arena);
     const bool ta = a.op == "Gemm" && a.attr_int("transA", 0) != 0;
     const double k = static_cast<double>(x.dims.empty() ? 1 : (ta ? x.dims.front() : x.dims.back()));
     flops = 2 * out * k;
   } else if (a.op == "LSTM" || a.op == "GRU" || a.op == "RNN") {
-    const auto x = st.value(resolve(a.inputs[0]), batch, arena);
-    const auto r = st.value(resolve(a.inputs[2]), batch, arena);
+    const auto x = st.value(fused_input_name(step.inputs, a.inputs[0]), batch, arena);
+    const auto r = st.value(fused_input_name(step.inputs, a.inputs[2]), batch, arena);
     if (x.dims.size() == 3 && r.dims.size() == 3)  // r [dirs, G*H, H]
       flops = 2.0 * static_cast<double>(x.dims[0] * x.dims[1] * r.dims[0] * r.dims[1]) *
               static_cast<double>(x.dims[2] + r.dims[2]);

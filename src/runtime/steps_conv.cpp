@@ -62,12 +62,11 @@ Tail split_tail(const StepEnv& env, const FusedBody& body, const DeviceValue& y,
   std::string running = body.parts[0].outputs.at(0);
   std::size_t i = 1;
   const auto& parts = body.parts;
-  auto resolve = [&](const std::string& s) { return s.size() > 1 && s[0] == '$' ? env.node.inputs.at(std::stoul(s.substr(1))) : s; };
   if (allow_residual && i < parts.size() && (parts[i].op == "Add" || parts[i].op == "Sum") && parts[i].inputs.size() == 2) {
     const auto& p = parts[i];
     const int at = p.inputs[0] == running ? 0 : (p.inputs[1] == running ? 1 : -1);
     if (at >= 0 && p.inputs[1 - at] != running) {
-      const DeviceValue r = env.value(resolve(p.inputs[1 - at]));
+      const DeviceValue r = env.value(fused_input_name(env.node.inputs, p.inputs[1 - at]));
       if (!r.host && r.dims == y.dims && r.strides == y.strides && r.half == y.half) {
         t.residual = true;
         t.residual_name = r.name;
@@ -102,9 +101,8 @@ class ConvStep final : public Step {
     const Node& n = env.node;
     const Node& c = body.parts[0];
     deconv_ = c.op == "ConvTranspose";
-    auto resolve = [&](const std::string& s) { return s.size() > 1 && s[0] == '$' ? n.inputs.at(std::stoul(s.substr(1))) : s; };
-    x_ = env.value(resolve(c.inputs.at(0)));
-    const DeviceValue w = env.value(resolve(c.inputs.at(1)));
+    x_ = env.value(fused_input_name(n.inputs, c.inputs.at(0)));
+    const DeviceValue w = env.value(fused_input_name(n.inputs, c.inputs.at(1)));
     y_ = env.value(n.outputs.at(0));
     if (!w.host) unsupported(n, "a convolution whose filter is computed at run time");
     const std::size_t r = x_.dims.size();
@@ -190,7 +188,7 @@ class ConvStep final : public Step {
     w_ = env.engine.weights.get(fmt::format("conv:{}:{}:{}", w.name, nhwc, half), bytes.size(),
                                 [&](DeviceBuffer& b) { b.upload(bytes.data(), bytes.size()); });
     if (c.inputs.size() > 2 && !c.inputs[2].empty()) {
-      const DeviceValue bv = env.value(resolve(c.inputs[2]));
+      const DeviceValue bv = env.value(fused_input_name(n.inputs, c.inputs[2]));
       if (!bv.host) unsupported(n, "a convolution whose bias is computed at run time");
       bias_ = env.engine.weight(bv.name);
     }
@@ -534,9 +532,8 @@ class GemmStep final : public Step {
   GemmStep(const StepEnv& env, const FusedBody& body) {
     const Node& n = env.node;
     const Node& g = body.parts[0];
-    auto resolve = [&](const std::string& s) { return s.size() > 1 && s[0] == '$' ? n.inputs.at(std::stoul(s.substr(1))) : s; };
-    const DeviceValue a = env.value(resolve(g.inputs.at(0)));
-    const DeviceValue b = env.value(resolve(g.inputs.at(1)));
+    const DeviceValue a = env.value(fused_input_name(n.inputs, g.inputs.at(0)));
+    const DeviceValue b = env.value(fused_input_name(n.inputs, g.inputs.at(1)));
     y_ = env.value(n.outputs.at(0));
     if (a.half != y_.half || b.half != y_.half) unsupported(n, "a matrix product between precisions");
     if (!a.contiguous() || !b.contiguous() || !y_.contiguous()) unsupported(n, "strided matrix operands");
@@ -557,7 +554,7 @@ class GemmStep final : public Step {
       o.alpha = static_cast<float>(g.attr_float("alpha", 1.0));
       const double beta = g.attr_float("beta", 1.0);
       if (g.inputs.size() > 2 && !g.inputs[2].empty() && beta != 0.0) {
-        const DeviceValue c = env.value(resolve(g.inputs[2]));
+        const DeviceValue c = env.value(fused_input_name(n.inputs, g.inputs[2]));
         if (c.host && c.numel() == s.n && (c.dims.size() == 1 || c.dims[0] == 1)) {
           // A bias row: the epilogue adds it (scaled by beta on the host).
           auto v = host_floats(*c.host);

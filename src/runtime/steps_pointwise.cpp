@@ -30,8 +30,7 @@ void unsupported(const Node& n, const std::string& what) {
 
 std::optional<std::vector<double>> constant_input(const StepEnv& env, const Node& n, std::size_t i) {
   if (i >= n.inputs.size() || n.inputs[i].empty()) return std::nullopt;
-  std::string name = n.inputs[i];
-  if (name.size() > 1 && name[0] == '$') name = env.node.inputs.at(std::stoul(name.substr(1)));
+  const std::string name = fused_input_name(env.node.inputs, n.inputs[i]);
   auto it = env.engine.plan.weights.find(name);
   if (it == env.engine.plan.weights.end())
     unsupported(n, fmt::format("input {} ('{}') computed at run time (it must be a constant)", i, name));
@@ -137,9 +136,8 @@ Chain::Chain(const StepEnv& env, const std::vector<Node>& parts, std::string run
       if (out.dims[d] != 1 && out.strides[d] != expect[d])
         throw UnsupportedError(fmt::format("{}writing the strided value {}", env.node.where(), out.describe()));
   }
-  auto resolve = [&](const std::string& name) { return name.size() > 1 && name[0] == '$' ? inputs.at(std::stoul(name.substr(1))) : name; };
   auto operand = [&](const Node& p, const std::string& ref, kernels::Binary op, bool reversed) {
-    const DeviceValue v = env.value(resolve(ref));
+    const DeviceValue v = env.value(fused_input_name(inputs, ref));
     if (v.elem() != elem_) unsupported(p, fmt::format("mixing {} and {}", v.describe(), out.describe()));
     kernels::PointwiseStep st;
     st.kind = reversed ? kernels::PointwiseStep::binary_reversed : kernels::PointwiseStep::binary;
@@ -154,7 +152,7 @@ Chain::Chain(const StepEnv& env, const std::vector<Node>& parts, std::string run
     for (const auto& s : p.inputs) ins.push_back(s);
     if (running.empty()) {  // the first part's first input starts the chain
       if (ins.empty() || ins[0].empty()) unsupported(p, "an elementwise op without inputs");
-      x_ = env.value(resolve(ins[0]));
+      x_ = env.value(fused_input_name(inputs, ins[0]));
       if (x_.elem() != elem_) unsupported(p, fmt::format("mixing {} and {}", x_.describe(), out.describe()));
       x_strides_ = broadcast_strides(x_, out_.dims, perm_);
       running = ins[0];

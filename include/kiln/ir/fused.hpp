@@ -14,6 +14,7 @@
 //   "results"      strings  for each output of the fused node, the part output it is
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,18 @@ struct FusedBody {
 inline bool is_fused(const Node& n) { return n.op == kFusedOp; }
 /// "$k": how a part names input k of the fused node.
 inline std::string fused_input_ref(std::size_t k) { return "$" + std::to_string(k); }
+/// k for a part's reference "$k" to input k of the fused node; nullopt for the name of an
+/// earlier part's output (or "", an omitted input). fused_body() has checked the references.
+inline std::optional<std::size_t> fused_input_index(const std::string& ref) {
+  if (ref.size() < 2 || ref[0] != '$') return std::nullopt;
+  return static_cast<std::size_t>(std::stoul(ref.substr(1)));
+}
+/// The value a part's input reference stands for, given the fused node's inputs: input k for
+/// "$k", the reference itself otherwise.
+inline std::string fused_input_name(const std::vector<std::string>& fused_inputs, const std::string& ref) {
+  const auto k = fused_input_index(ref);
+  return k ? fused_inputs.at(*k) : ref;
+}
 
 /// Builds the fused node. The pattern is the parts' ops joined by '+'.
 Node make_fused_node(std::string name, std::vector<std::string> inputs,

@@ -128,10 +128,9 @@ void register_fused(OpRegistry& r) {
         if (name.empty()) {
           in.push_back(nullptr);
           consts.push_back(nullptr);
-        } else if (name[0] == '$') {
-          const std::size_t k = std::stoul(name.substr(1));
-          in.push_back(&ctx.input(k));
-          consts.push_back(ctx.constant(k));
+        } else if (const auto k = fused_input_index(name)) {
+          in.push_back(&ctx.input(*k));
+          consts.push_back(ctx.constant(*k));
         } else {
           in.push_back(&local.at(name));
           consts.push_back(nullptr);
