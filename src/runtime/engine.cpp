@@ -90,6 +90,18 @@ std::vector<std::byte> to_device_format(const float* data, i64 n, bool half) {
   return out;
 }
 
+std::vector<float> download_floats(const void* device, i64 n, bool half) {
+  std::vector<float> out(static_cast<std::size_t>(n));
+  if (!half) {
+    if (n) KILN_CHECK(cudaMemcpy(out.data(), device, out.size() * 4, cudaMemcpyDeviceToHost));
+    return out;
+  }
+  std::vector<std::uint16_t> raw(static_cast<std::size_t>(n));
+  if (n) KILN_CHECK(cudaMemcpy(raw.data(), device, raw.size() * 2, cudaMemcpyDeviceToHost));
+  for (std::size_t i = 0; i < raw.size(); ++i) out[i] = f16::to_float(raw[i]);
+  return out;
+}
+
 std::vector<float> host_floats(const Tensor& t) {
   switch (t.dtype()) {
     case DType::f32: return {t.data<float>(), t.data<float>() + t.numel()};
@@ -587,19 +599,9 @@ void report_non_finite(const detail::EngineState& st, const Node& step, i64 batc
     const auto v = st.value(o, batch, arena);
     if (!(v.half || v.dtype == DType::f32) || !v.contiguous()) continue;
     const i64 n = v.numel();
-    std::vector<std::uint8_t> host(static_cast<std::size_t>(n) * v.elem_size());
-    KILN_CHECK(cudaMemcpy(host.data(), v.ptr, host.size(), cudaMemcpyDeviceToHost));
     i64 bad = 0;
     double most = 0;
-    for (i64 k = 0; k < n; ++k) {
-      float f;
-      if (v.half) {
-        std::uint16_t h;
-        std::memcpy(&h, host.data() + 2 * k, 2);
-        f = f16::to_float(h);
-      } else {
-        std::memcpy(&f, host.data() + 4 * k, 4);
-      }
+    for (float f : detail::download_floats(v.ptr, n, v.half)) {
       if (!std::isfinite(f)) ++bad;
       else most = std::max(most, static_cast<double>(std::fabs(f)));
     }

@@ -131,6 +131,9 @@ float time_ms(const std::function<void()>& f, int repeats = 5);
 
 /// Host float data converted to the stored element type (f32 copy or f16).
 std::vector<std::byte> to_device_format(const float* data, i64 n, bool half);
+/// The inverse: `n` stored elements (f32, or f16 when `half`) read back from the device as
+/// floats, synchronously.
+std::vector<float> download_floats(const void* device, i64 n, bool half);
 /// A float weight's values as f32 on the host (f16/bf16/f64 converted); throws for other dtypes.
 std::vector<float> host_floats(const Tensor& t);
 

@@ -465,21 +465,7 @@ class ConvStep final : public Step {
     // The first images' outputs are compared (enough to catch an engine that indexes wrongly,
     // and cheap at large batches).
     const std::size_t nc = std::min<std::size_t>(ny, std::size_t{1} << 22);
-    auto host = [&](const DeviceBuffer& d) {
-      std::vector<float> out(nc);
-      std::vector<std::byte> raw(nc * es);
-      KILN_CHECK(cudaMemcpy(raw.data(), d.get(), raw.size(), cudaMemcpyDeviceToHost));
-      for (std::size_t i = 0; i < nc; ++i) {
-        if (es == 2) {
-          std::uint16_t h;
-          std::memcpy(&h, raw.data() + 2 * i, 2);
-          out[i] = f16::to_float(h);
-        } else {
-          std::memcpy(&out[i], raw.data() + 4 * i, 4);
-        }
-      }
-      return out;
-    };
+    auto host = [&](const DeviceBuffer& d) { return download_floats(d.get(), static_cast<i64>(nc), es == 2); };
     const std::vector<float> ref = host(yref);
     double scale = 0;
     for (float v : ref) scale = std::max(scale, static_cast<double>(std::fabs(v)));
