@@ -109,8 +109,11 @@ plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batc
   return build::build_plan(std::move(g), o);
 }
 
-/// The model's inputs with dim 0 set to `batch` (the types random inputs are made from).
-std::vector<ValueInfo> batch_inputs(const std::vector<ValueInfo>& inputs, std::int64_t batch) {
+/// Inputs or outputs as bound at `batch`: at the engine's own batch the plan's types (whose batch
+/// need not be dim 0, as in [T, N, C]), below it dim 0 set to `batch`.
+std::vector<ValueInfo> batch_inputs(const std::vector<ValueInfo>& inputs, std::int64_t batch,
+                                    std::int64_t max_batch) {
+  if (batch == max_batch) return inputs;
   std::vector<ValueInfo> out = inputs;
   for (auto& vi : out) {
     std::vector<std::int64_t> dims;
@@ -133,8 +136,7 @@ class IoBuffers {
   IoBuffers(const runtime::Engine& engine, std::int64_t batch) {
     auto add = [&](const ValueInfo& vi, bool input) {
       Buffer b;
-      // At the engine's own batch every binding has the plan's dims (the batch need not be dim 0).
-      b.info = batch == engine.max_batch() ? vi : batch_inputs({vi}, batch)[0];
+      b.info = batch_inputs({vi}, batch, engine.max_batch())[0];
       b.bytes = static_cast<std::size_t>(numel_of(b.info.type)) * dtype_size(b.info.type.dtype);
       KILN_CLI_CUDA(cudaMalloc(&b.device, std::max<std::size_t>(b.bytes, 1)));
       KILN_CLI_CUDA(cudaHostAlloc(&b.host, std::max<std::size_t>(b.bytes, 1), cudaHostAllocDefault));
@@ -317,22 +319,16 @@ struct GpuSession {
     engine = std::make_unique<runtime::Engine>(plan, engine_options(args));
     ctx = engine->create_context();
     batch = asked > 0 ? asked : engine->max_batch();
-    if (fixed_model) {
-      io = std::make_unique<IoBuffers>(*engine, engine->max_batch());
-      io->set_inputs(run_inputs(args, engine->inputs()));
-      stream = reinterpret_cast<cudaStream_t>(ctx->stream());
-      io->upload(stream);
-      KILN_CLI_CUDA(cudaStreamSynchronize(stream));
-      return;
-    }
-    if (batch != engine->max_batch()) {
-      if (batch > engine->max_batch())
+    // A model with fixed shapes runs as exported: its --batch only names the batch (throughput).
+    const std::int64_t run = fixed_model ? engine->max_batch() : batch;
+    if (run != engine->max_batch()) {
+      if (run > engine->max_batch())
         throw Error(fmt::format("--batch {}: plan '{}' was built for at most {} (build it with --max-batch {})",
-                                batch, model, engine->max_batch(), batch));
-      ctx->set_batch(batch);
+                                run, model, engine->max_batch(), run));
+      ctx->set_batch(run);
     }
-    io = std::make_unique<IoBuffers>(*engine, batch);
-    io->set_inputs(run_inputs(args, batch == engine->max_batch() ? engine->inputs() : batch_inputs(engine->inputs(), batch)));
+    io = std::make_unique<IoBuffers>(*engine, run);
+    io->set_inputs(run_inputs(args, batch_inputs(engine->inputs(), run, engine->max_batch())));
     stream = reinterpret_cast<cudaStream_t>(ctx->stream());
     io->upload(stream);
     KILN_CLI_CUDA(cudaStreamSynchronize(stream));
@@ -646,7 +642,7 @@ Without a GPU: "no GPU: <reason>", exit 1.
   }
   std::vector<std::string> names;
   for (const auto& vi : p.outputs) names.push_back(vi.name);
-  const reference::TensorMap inputs = run_inputs(args, batch > 0 ? batch_inputs(p.inputs, batch) : p.inputs);
+  const reference::TensorMap inputs = run_inputs(args, batch > 0 ? batch_inputs(p.inputs, batch, engine.max_batch()) : p.inputs);
   const auto outputs = runtime::run_on_gpu(*ctx, inputs);
   fmt::print("ran on {} ({})\n", device_name(engine.device()), p.target);
   report_outputs(args, names, outputs);
