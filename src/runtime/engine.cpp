@@ -400,8 +400,12 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
                               "its first dim)", st.plan.graph_name, st.max_batch));
     batches.push_back(b);
   }
-  for (i64 b : batches)
-    if (!st.workspace.count(b)) st.make_steps(b, nullptr, lib);
+  for (i64 b : batches) {
+    if (st.workspace.count(b)) continue;
+    const auto steps = st.make_steps(b, nullptr, lib);
+    if (b != st.max_batch) continue;
+    for (const auto& step : steps) st.described.emplace_back(step->kind(), step->tactic());
+  }
   st.save_timing_cache();
   KILN_CHECK(cudaDeviceSynchronize());
 }
@@ -430,16 +434,14 @@ std::size_t Engine::workspace_bytes(std::int64_t batch) const {
 }
 
 std::string Engine::describe() const {
-  auto& st = *state_;
-  Library lib;
-  auto steps = st.make_steps(st.max_batch, nullptr, lib);
-  std::string s = fmt::format("engine: {} steps, {} at batch {} on device {}\n", steps.size(),
+  const auto& st = *state_;
+  std::string s = fmt::format("engine: {} steps, {} at batch {} on device {}\n", st.described.size(),
                               st.precision == Precision::f16 ? "FP16" : "FP32", st.max_batch, st.device);
-  for (std::size_t i = 0; i < steps.size(); ++i) {
+  for (std::size_t i = 0; i < st.described.size(); ++i) {
     const Node& n = st.plan.steps[i];
     const std::string what = is_fused(n) ? n.attr_string("pattern", n.op) : n.op;
-    const auto t = steps[i]->tactic();
-    s += fmt::format("  {:3} {:<28} {:<24} {:<12}{}\n", i, n.name, what, steps[i]->kind(), t.empty() ? "" : "  " + t);
+    const auto& [kind, t] = st.described[i];
+    s += fmt::format("  {:3} {:<28} {:<24} {:<12}{}\n", i, n.name, what, kind, t.empty() ? "" : "  " + t);
   }
   s += fmt::format("memory: weights {} bytes, arena {} bytes, workspace {} bytes per context\n",
                    weight_bytes(), arena_bytes(), workspace_bytes());

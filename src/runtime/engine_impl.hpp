@@ -109,6 +109,8 @@ struct EngineState {
   /// Workspace each batch size's steps need (filled when its steps are first made).
   std::map<i64, std::size_t> workspace;
   bool tactics_changed = false;
+  /// Each step's kind and tactic at the maximum batch, as made when the engine was (describe()).
+  std::vector<std::pair<std::string, std::string>> described;
   /// The physical layout of each 4-D activation (that of the step that makes it).
   std::map<std::string, plan::Layout> physical;
 
