@@ -78,7 +78,11 @@ reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& 
     }
     if (!given.count(vi.name)) {
       if (!random) continue;
-      given[vi.name] = random_tensor(vi.type, rng);
+      try {
+        given[vi.name] = random_tensor(vi.type, rng);
+      } catch (const MemoryLimitError& e) {
+        throw MemoryLimitError(fmt::format("random input '{}': {}", vi.name, e.what()));
+      }
     }
     if (given[vi.name].dtype() != vi.type.dtype) given[vi.name] = given[vi.name].cast(vi.type.dtype);
   }

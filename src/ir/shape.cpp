@@ -16,7 +16,7 @@ std::int64_t Shape::numel() const {
   std::int64_t n = 1;
   for (const auto& d : dims_) {
     if (!d.is_fixed()) return kDynamic;
-    n *= d.value();
+    n = rules::count_mul(n, d.value());
   }
   return n;
 }
@@ -33,7 +33,11 @@ std::string dims_to_string(const std::vector<std::int64_t>& dims) {
 
 std::int64_t product(const std::vector<std::int64_t>& dims) {
   std::int64_t n = 1;
-  for (auto d : dims) n *= d;
+  for (auto d : dims) {
+    if (d > 0 && (n > (std::int64_t{1} << 62) / d || n < -(std::int64_t{1} << 62) / d))
+      throw ShapeError(fmt::format("the element count of {} overflows", dims_to_string(dims)));
+    n *= d;
+  }
   return n;
 }
 

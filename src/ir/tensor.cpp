@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "kiln/ir/error.hpp"
+#include "kiln/ir/memory.hpp"
 
 namespace kiln {
 
@@ -23,15 +24,29 @@ std::int64_t checked_numel(const std::vector<std::int64_t>& dims) {
 }
 }  // namespace
 
-Tensor::Tensor(DType dtype, std::vector<std::int64_t> dims)
-    : dtype_(dtype), dims_(std::move(dims)), numel_(checked_numel(dims_)), defined_(true) {
-  const std::size_t bytes = nbytes();
-  if (bytes > (std::size_t{1} << 40))
-    throw Error(fmt::format("tensor {} needs {} bytes, more than kiln allocates on the host",
-                            type_string(), bytes));
-  auto* p = new std::byte[bytes == 0 ? 1 : bytes]();
-  owner_ = std::shared_ptr<void>(p, [](void* q) { delete[] static_cast<std::byte*>(q); });
-  data_ = p;
+namespace {
+/// A tensor's bytes and their reservation against the host memory limit.
+struct Storage {
+  HostReservation reservation;
+  std::unique_ptr<std::byte[]> bytes;
+};
+}  // namespace
+
+Tensor::Tensor(DType dtype, std::vector<std::int64_t> dims) : dtype_(dtype), dims_(std::move(dims)) {
+  const std::string what = "tensor " + type_string();
+  const std::uint64_t bytes = tensor_bytes(what, dtype_, dims_);  // checks the count's overflow
+  numel_ = checked_numel(dims_);
+  auto storage = std::make_shared<Storage>();
+  storage->reservation = HostReservation(bytes, what);
+  try {
+    storage->bytes.reset(new std::byte[bytes == 0 ? 1 : bytes]());
+  } catch (const std::bad_alloc&) {
+    throw MemoryLimitError(fmt::format("{} needs {}, which the system could not allocate", what,
+                                       format_bytes(bytes)));
+  }
+  data_ = storage->bytes.get();
+  owner_ = std::move(storage);
+  defined_ = true;
 }
 
 Tensor Tensor::view(DType dtype, std::vector<std::int64_t> dims, std::shared_ptr<void> owner,

@@ -10,6 +10,7 @@
 
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/fused.hpp"
+#include "kiln/ir/memory.hpp"
 #include "kiln/plan/plan.hpp"
 
 namespace kiln::plan {
@@ -248,6 +249,13 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
   for (const auto& [v, l] : lay) {
     if (!def_step.count(v)) continue;
     const auto dims = dims_of(v);
+    // Sizes come from the model: bound them before any offset arithmetic can overflow.
+    const std::uint64_t value_bytes =
+        tensor_bytes(fmt::format("value '{}'", v), g.type_of(v).dtype, dims);
+    if (value_bytes > static_cast<std::uint64_t>(kMaxArenaBytes))
+      throw MemoryLimitError(fmt::format("value '{}' {}{} needs {}; a plan's arena holds at most {}",
+                                         v, dtype_name(g.type_of(v).dtype), dims_to_string(dims),
+                                         format_bytes(value_bytes), format_bytes(kMaxArenaBytes)));
     const i64 end = (l.elem_off + span_of(dims, l.strides)) * static_cast<i64>(dtype_size(g.type_of(v).dtype));
     i64& b = buf_bytes[find(l.buffer)];
     b = std::max(b, end);

@@ -46,7 +46,12 @@ std::vector<Tensor> run_node(const Node& node, const std::vector<const Tensor*>&
     if (msg.rfind(node.where(), 0) == 0) throw;
     if (dynamic_cast<const UnsupportedError*>(&e)) throw UnsupportedError(node.where() + msg);
     if (dynamic_cast<const ShapeError*>(&e)) throw ShapeError(node.where() + msg);
+    if (dynamic_cast<const MemoryLimitError*>(&e)) throw MemoryLimitError(node.where() + msg);
     throw Error(node.where() + msg);
+  } catch (const std::bad_alloc&) {  // scratch memory of a kernel (tensors are counted)
+    throw MemoryLimitError(node.where() + "the system could not allocate the kernel's memory");
+  } catch (const std::length_error&) {
+    throw MemoryLimitError(node.where() + "a kernel's scratch size does not fit in memory");
   }
   for (std::size_t i = 0; i < node.outputs.size(); ++i)
     if (node.has_output(i) && !ctx.outputs()[i].defined())

@@ -66,7 +66,15 @@ void PlanExecutor::write(const plan::PlannedValue& v, const Tensor& t, const std
 }
 
 TensorMap PlanExecutor::run(const TensorMap& inputs) {
-  arena_.assign(static_cast<std::size_t>(plan_.memory.arena_bytes), std::byte{0xff});
+  const auto arena_bytes = static_cast<std::uint64_t>(plan_.memory.arena_bytes);
+  if (arena_reservation_.bytes() != arena_bytes) {
+    arena_reservation_.release();
+    arena_.clear();
+    arena_.shrink_to_fit();
+    arena_reservation_ = HostReservation(
+        arena_bytes, fmt::format("the activation arena of plan '{}'", plan_.graph_name));
+  }
+  arena_.assign(static_cast<std::size_t>(arena_bytes), std::byte{0xff});
   for (const auto& vi : plan_.inputs) {
     auto it = inputs.find(vi.name);
     if (it == inputs.end())

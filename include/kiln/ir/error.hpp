@@ -36,6 +36,13 @@ class UnsupportedError : public Error {
   using Error::Error;
 };
 
+/// An allocation that a file's or model's numbers size would pass kiln's host memory limit (or
+/// its size does not fit in 64 bits). The message names the tensor, its dims and the bytes.
+class MemoryLimitError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// Weights that do not match what the network expects (missing, wrong size, bad values).
 class WeightError : public Error {
  public:

@@ -21,6 +21,14 @@ using i64 = std::int64_t;
 
 constexpr bool known(i64 d) { return d >= 0; }
 
+/// The product of two element counts; a count past 2^62 is a violation (no tensor has that many
+/// elements, and the arithmetic after it would overflow).
+constexpr i64 count_mul(i64 a, i64 b) {
+  if (a < 0 || b < 0) rule_violation_fmt("element count {} x {} is negative", a, b);
+  if (b != 0 && a > (i64{1} << 62) / b) rule_violation_fmt("element count {} x {} overflows", a, b);
+  return a * b;
+}
+
 /// Two dims that must agree: returns the known one (or kDynamic).
 constexpr i64 equal_dims(const char* what, i64 expected, i64 got) {
   if (known(expected) && known(got) && expected != got) rule_violation(what, expected, got);

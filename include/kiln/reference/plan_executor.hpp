@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "kiln/ir/memory.hpp"
 #include "kiln/plan/plan.hpp"
 #include "kiln/reference/executor.hpp"
 
@@ -26,6 +27,7 @@ class PlanExecutor {
   Tensor read(const plan::PlannedValue& v) const;
   void write(const plan::PlannedValue& v, const Tensor& t, const std::string& who);
   const plan::Plan& plan_;
+  HostReservation arena_reservation_;  // counted against the host memory limit
   std::vector<std::byte> arena_;
 };
 

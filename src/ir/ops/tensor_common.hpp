@@ -71,11 +71,13 @@ inline std::vector<i64> reshape_dims(const std::vector<i64>& in, const std::vect
   for (std::size_t i = 0; i < in.size(); ++i) {
     if (in_used[i]) continue;
     if (in[i] < 0) in_known = false;
-    else in_count *= in[i];
+    else in_count = rules::count_mul(in_count, in[i]);
   }
   for (std::size_t i = 0; i < out.size(); ++i) {
-    if (static_cast<i64>(i) == infer_at || in_used[i]) continue;
-    out_count *= out[i];
+    // A copied (0) dim i cancels input dim i; past the input's rank no dim was copied.
+    if (static_cast<i64>(i) == infer_at || (i < in_used.size() && in_used[i])) continue;
+    if (out[i] < 0) out_known = false;
+    else out_count = rules::count_mul(out_count, out[i]);
   }
   if (infer_at >= 0) {
     if (!in_known) {
