@@ -28,6 +28,7 @@ Plan make_plan(const Graph& g, const Target& t, std::uint64_t weights_hash) {
   for (const auto& o : g.outputs) used.insert(o);
   for (const auto& [name, w] : g.weights)
     if (used.count(name)) p.weights[name] = w;
+  validate_plan(p);
   return p;
 }
 

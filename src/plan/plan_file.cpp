@@ -1,6 +1,7 @@
 #include "kiln/plan/plan_file.hpp"
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -20,7 +21,6 @@ namespace {
 using i64 = std::int64_t;
 constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'P', 'L', 'A', 'N'};
 constexpr std::size_t kWeightAlign = 16;
-constexpr i64 kMaxArena = i64{1} << 40;
 
 std::uint64_t fnv1a(const char* p, std::size_t n) {
   std::uint64_t h = 1469598103934665603ull;
@@ -242,39 +242,6 @@ std::string header_prefix(const Plan& p) {
   return h;
 }
 
-/// A plan read from a file must be one the executors can run without reading out of bounds.
-void validate(const Plan& p) {
-  auto bad = [](const std::string& m) { throw FormatError("plan file is inconsistent: " + m); };
-  if (p.memory.arena_bytes < 0 || p.memory.arena_bytes > kMaxArena)
-    bad(fmt::format("arena of {} bytes", p.memory.arena_bytes));
-  for (const auto& [name, v] : p.memory.values) {
-    if (v.name != name || v.strides.size() != v.dims.size()) bad(fmt::format("value '{}'", name));
-    i64 span = 1;
-    for (std::size_t d = 0; d < v.dims.size(); ++d) {
-      if (v.strides[d] < 0 || v.strides[d] > kMaxArena) bad(fmt::format("value '{}' strides", name));
-      if (v.dims[d] == 0) span = 0;
-    }
-    if (span)
-      for (std::size_t d = 0; d < v.dims.size(); ++d) span += (v.dims[d] - 1) * v.strides[d];
-    if (v.offset < 0 || v.offset + span * static_cast<i64>(dtype_size(v.dtype)) > p.memory.arena_bytes)
-      bad(fmt::format("value '{}' lies outside the arena", name));
-  }
-  auto known = [&](const std::string& v) { return p.memory.values.count(v) || p.weights.count(v); };
-  for (const auto& i : p.inputs)
-    if (!p.memory.values.count(i.name)) bad(fmt::format("input '{}' has no place", i.name));
-  for (const auto& o : p.outputs)
-    if (!known(o.name)) bad(fmt::format("output '{}' has no place", o.name));
-  for (const auto& s : p.steps) {
-    if (!OpRegistry::instance().find(s.op)) bad(fmt::format("step '{}' has the unknown op '{}'", s.name, s.op));
-    if (is_fused(s)) (void)fused_body(s);  // throws GraphError when malformed
-    for (const auto& in : s.inputs)
-      if (!in.empty() && !known(in)) bad(fmt::format("step '{}' reads '{}', which has no place", s.name, in));
-    for (const auto& o : s.outputs)
-      if (!o.empty() && !p.memory.values.count(o))
-        bad(fmt::format("step '{}' writes '{}', which has no place", s.name, o));
-  }
-}
-
 }  // namespace
 
 std::string serialize_plan(const Plan& p) {
@@ -327,6 +294,12 @@ std::string serialize_plan(const Plan& p) {
   out += body;
   hw.u64(fnv1a(out.data(), out.size()));
   return out;
+}
+
+void reseal_plan(std::string& bytes) {
+  if (bytes.size() < 8) throw FormatError("plan bytes too short to hold a checksum");
+  const std::uint64_t h = fnv1a(bytes.data(), bytes.size() - 8);
+  std::memcpy(bytes.data() + bytes.size() - 8, &h, 8);
 }
 
 Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) {
@@ -423,19 +396,37 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
     throw FormatError(fmt::format("plan file is corrupt: payload ends at {}, its size says {}",
                                   r.pos(), end));
   try {
-    validate(p);
-  } catch (const GraphError& e) {
-    throw FormatError(std::string("plan file is inconsistent: ") + e.what());
+    validate_plan(p);
+  } catch (const FormatError&) {
+    throw;
+  } catch (const Error& e) {  // a malformed fused body, a dim that overflows
+    throw FormatError(std::string("plan is inconsistent: ") + e.what());
   }
   return p;
 }
 
 void save_plan(const Plan& p, const std::string& path) {
   const std::string bytes = serialize_plan(p);
-  std::ofstream f(path, std::ios::binary);
-  if (!f) throw Error(fmt::format("cannot write plan file '{}'", path));
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!f) throw Error(fmt::format("writing plan file '{}' failed", path));
+  // Written beside the file and renamed over it: a failed write never leaves half a plan where
+  // a good one was.
+  const std::string tmp = path + ".kiln-tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw Error(fmt::format("cannot write plan file '{}'", path));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.close();
+    if (!f) {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      throw Error(fmt::format("writing plan file '{}' failed", path));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw Error(fmt::format("cannot write plan file '{}': {}", path, ec.message()));
+  }
 }
 
 Plan load_plan(const std::string& path, const LoadExpectations& expect) {

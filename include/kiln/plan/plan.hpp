@@ -83,4 +83,14 @@ struct Plan {
 /// static): steps in order, weights that steps read, memory planned.
 Plan make_plan(const Graph& g, const Target& t, std::uint64_t weights_hash);
 
+/// The largest activation arena a plan may have (1 TiB): sizes past it are refused before any
+/// offset arithmetic, so none can overflow.
+inline constexpr std::int64_t kMaxArenaBytes = std::int64_t{1} << 40;
+
+/// Checks what executors rely on: every value inside the arena, every name a step reads or writes
+/// placed, inputs and outputs placed with their declared types, and every step's planned output
+/// types equal to what its op's shape rule computes from its planned inputs. Throws FormatError
+/// naming the value or step. Run on every plan made or loaded.
+void validate_plan(const Plan& p);
+
 }  // namespace kiln::plan

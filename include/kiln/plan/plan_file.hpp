@@ -32,7 +32,12 @@ struct LoadExpectations {
 };
 
 std::string serialize_plan(const Plan& p);
+/// Reads a plan and validates it (validate_plan): a file whose checksum is right can still be
+/// hostile.
 Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect = {});
+/// Recomputes the checksum of serialized plan bytes after an edit (tools that patch plans; tests
+/// that prove the loader checks more than integrity).
+void reseal_plan(std::string& bytes);
 
 void save_plan(const Plan& p, const std::string& path);
 /// Throws FormatError (unreadable, truncated, corrupt, built for something else).
