@@ -37,9 +37,16 @@ class Importer {
       : base_dir_(std::move(base_dir)), evaluator_(evaluator) {}
 
   Graph run(const ::onnx::ModelProto& m, const ImportOptions& opts) {
+    if (m.ir_version() < 1)
+      throw FormatError(fmt::format("model ir_version is {}: expected 1 or more", m.ir_version()));
     opset_ = -1;
-    for (const auto& o : m.opset_import())
+    for (const auto& o : m.opset_import()) {
+      if (o.version() < 1 || o.version() > 100000)
+        throw FormatError(fmt::format("model opset_import of domain '{}' has version {}: expected "
+                                      "1 or more",
+                                      o.domain(), o.version()));
       if (o.domain().empty() || o.domain() == "ai.onnx") opset_ = static_cast<int>(o.version());
+    }
     if (opset_ < 0) opset_ = 1;  // no import of the default domain: its first opset
     if (opset_ > kMaxOpset)
       throw UnsupportedError(fmt::format("model uses opset {} of the default domain; kiln reads "
@@ -59,7 +66,14 @@ class Importer {
       if (g_.weights.count(in.name())) continue;  // an initializer listed as an input
       g_.inputs.push_back(value_info(in));
     }
-    for (const auto& out : gp.output()) graph_outputs_.insert(out.name());
+    if (gp.output_size() == 0)
+      throw FormatError(fmt::format("graph '{}' has no outputs: a model must name at least one",
+                                    g_.name));
+    for (const auto& out : gp.output()) {
+      if (out.name().empty()) throw FormatError(fmt::format("graph '{}' has an output with no name", g_.name));
+      check_output_type(out);
+      graph_outputs_.insert(out.name());
+    }
     for (const auto& n : gp.node()) add_node(n);
     for (const auto& out : gp.output()) g_.outputs.push_back(out.name());
     if (opts.infer) g_.infer(opts.evaluator);
@@ -67,6 +81,36 @@ class Importer {
   }
 
  private:
+  /// Declared dims: a value >= 0, a dim_param, or nothing (unknown).
+  static Shape declared_shape(const ::onnx::TensorShapeProto& shape, const std::string& what) {
+    Shape s;
+    int axis = 0;
+    for (const auto& d : shape.dim()) {
+      if (d.has_dim_value()) {
+        if (d.dim_value() < 0)
+          throw FormatError(fmt::format("{}: dim {} is {}: expected a size >= 0 or a dim_param",
+                                        what, axis, d.dim_value()));
+        s.push_back(Dim(d.dim_value()));
+      } else if (d.has_dim_param() && !d.dim_param().empty()) {
+        s.push_back(Dim::symbol(d.dim_param()));
+      } else {
+        s.push_back(Dim::dynamic());
+      }
+      ++axis;
+    }
+    return s;
+  }
+
+  /// A graph output's declared type, where the model gives one, must be a valid one (kiln infers
+  /// the type itself; a declared one that is garbage means a corrupt model).
+  static void check_output_type(const ::onnx::ValueInfoProto& v) {
+    if (!v.has_type() || !v.type().has_tensor_type()) return;
+    const std::string what = fmt::format("graph output '{}'", v.name());
+    const auto& tt = v.type().tensor_type();
+    if (tt.has_elem_type()) (void)detail::to_dtype(tt.elem_type(), what);
+    if (tt.has_shape()) (void)declared_shape(tt.shape(), what);
+  }
+
   ValueInfo value_info(const ::onnx::ValueInfoProto& v) {
     const std::string what = fmt::format("graph input '{}'", v.name());
     if (!v.has_type() || !v.type().has_tensor_type())
@@ -78,11 +122,7 @@ class Importer {
     vi.type.dtype = detail::to_dtype(tt.elem_type(), what);
     if (!tt.has_shape())
       throw UnsupportedError(what + ": inputs need a known rank (the model gives no shape)");
-    for (const auto& d : tt.shape().dim()) {
-      if (d.has_dim_value()) vi.type.shape.push_back(Dim(d.dim_value()));
-      else if (d.has_dim_param() && !d.dim_param().empty()) vi.type.shape.push_back(Dim::symbol(d.dim_param()));
-      else vi.type.shape.push_back(Dim::dynamic());
-    }
+    vi.type.shape = declared_shape(tt.shape(), what);
     return vi;
   }
 

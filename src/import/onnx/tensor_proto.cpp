@@ -14,6 +14,8 @@ namespace kiln::onnx {
 namespace detail {
 
 DType to_dtype(int code, const std::string& what) {
+  if (code == ::onnx::TensorProto::UNDEFINED || !::onnx::TensorProto_DataType_IsValid(code))
+    throw FormatError(fmt::format("{}: element type {} is not an ONNX data type", what, code));
   try {
     return dtype_from_onnx(code);
   } catch (const UnsupportedError& e) {
@@ -53,9 +55,23 @@ std::string read_external(const ::onnx::TensorProto& p, const std::string& base_
     throw FormatError(fmt::format("{}: external data location '{}' must be a relative path inside "
                                   "the model's folder",
                                   what, location));
-  const auto path = std::filesystem::path(base_dir) / loc;
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw FormatError(fmt::format("{}: external data file '{}' not found", what, path.string()));
+  const auto path = std::filesystem::path(base_dir.empty() ? "." : base_dir) / loc;
+  // The file must lie inside the model's folder once every symbolic link is followed, and be a
+  // regular file (a folder would read as zeros).
+  std::error_code ec;
+  const auto real = std::filesystem::canonical(path, ec);
+  if (ec) throw FormatError(fmt::format("{}: external data file '{}' not found", what, path.string()));
+  const auto real_base = std::filesystem::canonical(base_dir.empty() ? "." : base_dir, ec);
+  const auto rel = real.lexically_relative(real_base);
+  if (ec || rel.empty() || *rel.begin() == "..")
+    throw FormatError(fmt::format("{}: external data location '{}' leads to '{}', outside the "
+                                  "model's folder '{}'",
+                                  what, location, real.string(), real_base.string()));
+  if (!std::filesystem::is_regular_file(real, ec))
+    throw FormatError(fmt::format("{}: external data location '{}' is not a regular file", what,
+                                  location));
+  std::ifstream f(real, std::ios::binary);
+  if (!f) throw FormatError(fmt::format("{}: external data file '{}' cannot be read", what, path.string()));
   f.seekg(0, std::ios::end);
   const auto size = static_cast<std::int64_t>(f.tellg());
   if (length < 0) length = static_cast<std::int64_t>(nbytes);
@@ -77,6 +93,15 @@ void check_field_count(const ::onnx::TensorProto& p, const Field& field, std::in
     throw FormatError(fmt::format("tensor '{}' holds {} values, its dims {} need {}", p.name(),
                                   field.size(), dims_to_string({p.dims().begin(), p.dims().end()}),
                                   numel));
+}
+
+/// A tensor for `what`, whose memory errors name it.
+Tensor allocate(const std::string& what, DType dt, const std::vector<std::int64_t>& dims) {
+  try {
+    return Tensor(dt, dims);
+  } catch (const MemoryLimitError& e) {
+    throw MemoryLimitError(fmt::format("{}: {}", what, e.what()));
+  }
 }
 
 }  // namespace
@@ -108,11 +133,11 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
     if (raw->size() != nbytes)
       throw FormatError(fmt::format("{}: raw data has {} bytes, dims {} of {} need {}", what,
                                     raw->size(), dims_to_string(dims), dtype_name(dt), nbytes));
-    Tensor t(dt, dims);
+    Tensor t = allocate(what, dt, dims);
     if (nbytes) std::memcpy(t.raw(), raw->data(), nbytes);
     return t;
   }
-  Tensor t(dt, dims);
+  Tensor t = allocate(what, dt, dims);
   auto fill = [&](const auto& field, auto convert) {
     check_field_count(p, field, numel);
     for (std::int64_t i = 0; i < numel; ++i) convert(i, field.Get(static_cast<int>(i)));
