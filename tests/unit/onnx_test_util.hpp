@@ -24,6 +24,7 @@ struct ModelBuilder {
     v->set_name(name);
     auto* t = v->mutable_type()->mutable_tensor_type();
     t->set_elem_type(type);
+    t->mutable_shape();  // a known rank, also 0
     for (auto d : dims) {
       auto* dim = t->mutable_shape()->add_dim();
       if (d >= 0) dim->set_dim_value(d);

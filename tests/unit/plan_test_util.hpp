@@ -27,15 +27,18 @@ inline Tensor random_tensor(DType dt, const std::vector<i64>& dims, std::mt19937
   return t;
 }
 
-inline reference::TensorMap random_inputs(const Graph& g, std::uint64_t seed) {
+inline reference::TensorMap random_inputs(const std::vector<ValueInfo>& inputs, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   reference::TensorMap m;
-  for (const auto& vi : g.inputs) {
+  for (const auto& vi : inputs) {
     std::vector<i64> dims;
     for (const auto& d : vi.type.shape) dims.push_back(d.is_fixed() ? d.value() : 1);
     m[vi.name] = random_tensor(vi.type.dtype, dims, rng);
   }
   return m;
+}
+inline reference::TensorMap random_inputs(const Graph& g, std::uint64_t seed) {
+  return random_inputs(g.inputs, seed);
 }
 
 /// Largest |a - b| / (1 + |a|) over two output maps; fails the test on a missing output or a

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "onnx.pb.h"
+#include "expect_error.hpp"
 #include "onnx_test_util.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
@@ -24,28 +25,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::expect_error;
 using test::ModelBuilder;
 
-
-/// Runs `f`, which must throw the kiln error E whose message holds every one of `parts`.
-/// Any other exception (std::out_of_range, std::invalid_argument, bad_alloc...) fails the test
-/// with its type and message: the importer must not leak foreign exceptions.
-template <class E>
-void expect_error(const std::function<void()>& f, std::vector<std::string> parts) {
-  try {
-    f();
-    FAIL("no error thrown; expected " << std::string(typeid(E).name()));
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    if constexpr (!std::is_same_v<E, Error>)
-      if (!dynamic_cast<const E*>(&e))
-        FAIL("wrong kiln error type " << std::string(typeid(e).name()) << ": " << msg);
-    INFO("message: " << msg);
-    for (const auto& p : parts) CHECK_MESSAGE(msg.find(p) != std::string::npos, "missing '" << p << "'");
-  } catch (const std::exception& e) {
-    FAIL("foreign exception " << std::string(typeid(e).name()) << ": " << std::string(e.what()));
-  }
-}
 
 /// Loading `bytes` either succeeds or throws a kiln::Error; nothing else.
 void load_never_crashes(const std::string& bytes) {

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The command line with hostile or mistaken input (issue 18): every case must end in an error
+# message naming the thing and what was expected (exit 1), never a crash, and must leave the
+# user's files as they were. usage: untrusted_cli.sh KILN PYTHON WORK_DIR
+set -u
+kiln=$1 py=$2 work=$3
+rm -rf "$work"
+mkdir -p "$work"
+if ! "$py" -c "import onnx" 2>/dev/null; then
+  echo "SKIP: $py cannot import onnx (tools/setup.sh installs it)"
+  exit 77
+fi
+fails=0
+# expect_error NAME PATTERN COMMAND...: the command exits 1 (not a signal) and stderr matches.
+expect_error() {
+  local name=$1 pattern=$2
+  shift 2
+  "$@" > "$work/$name.out" 2> "$work/$name.err"
+  local rc=$?
+  if [ "$rc" -ne 1 ] || ! grep -qE "$pattern" "$work/$name.err"; then
+    echo "FAIL $name: exit $rc, stderr: $(head -c 400 "$work/$name.err")"
+    fails=$((fails + 1))
+  else
+    echo "ok   $name: $(head -c 300 "$work/$name.err")"
+  fi
+}
+"$py" - "$work" <<'PY'
+import sys, onnx
+from onnx import helper, TensorProto
+work = sys.argv[1]
+def save(name, nodes, inputs, outputs, inits=()):
+    g = helper.make_graph(nodes, name, inputs, outputs, list(inits))
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), f"{work}/{name}.onnx")
+relu = [helper.make_node("Relu", ["x"], ["y"])]
+y = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+save("relu", relu, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])], y)
+save("huge_input", relu, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2**31 - 1])], y)
+save("huger_input", relu, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2**40])], y)
+shape = helper.make_tensor("shape", TensorProto.INT64, [2], [100000, 100000])
+save("const_of_shape", [helper.make_node("ConstantOfShape", ["shape"], ["y"], name="cos")], [], y, [shape])
+PY
+# A declared input dim of 2^31-1 or 2^40 with random inputs: the limit names the input.
+expect_error huge_input "random input 'x'.*f32\[2147483647\].*8589934588 bytes.*limit" \
+  "$kiln" run "$work/huge_input.onnx" --max-memory 1G
+expect_error huger_input "random input 'x'.*f32\[1099511627776\]" "$kiln" run "$work/huger_input.onnx"
+expect_error const_of_shape "\[ConstantOfShape 'cos'\].*f32\[100000,100000\].*40000000000 bytes" \
+  "$kiln" run "$work/const_of_shape.onnx" --max-memory 2G
+expect_error bad_max_memory "--max-memory.*'lots'" "$kiln" run "$work/relu.onnx" --max-memory lots
+# kiln build --save refuses to write over the model it reads (by any path to it).
+cp "$work/relu.onnx" "$work/relu.copy"
+expect_error save_over_model "--save.*is the model" "$kiln" build "$work/relu.onnx" --save "$work/relu.onnx"
+ln -s relu.onnx "$work/link.onnx"
+expect_error save_over_model_link "--save.*is the model" "$kiln" build "$work/relu.onnx" --save "$work/link.onnx"
+if cmp -s "$work/relu.onnx" "$work/relu.copy"; then echo "ok   the model is unchanged"
+else echo "FAIL the model was changed"; fails=$((fails + 1)); fi
+# A plan written over an existing plan is replaced whole.
+"$kiln" build "$work/relu.onnx" --save "$work/relu.plan" > /dev/null || { echo "FAIL build"; fails=$((fails + 1)); }
+"$kiln" build "$work/relu.onnx" --save "$work/relu.plan" > /dev/null || { echo "FAIL rebuild"; fails=$((fails + 1)); }
+"$kiln" run --plan "$work/relu.plan" > /dev/null || { echo "FAIL the rewritten plan does not run"; fails=$((fails + 1)); }
+[ -e "$work/relu.plan.kiln-tmp" ] && { echo "FAIL a temporary plan file was left"; fails=$((fails + 1)); }
+echo "$fails failed"
+[ "$fails" -eq 0 ]
