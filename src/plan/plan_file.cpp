@@ -11,10 +11,11 @@
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/fused.hpp"
 #include "kiln/ir/op_registry.hpp"
+#include "kiln/version.hpp"
 
 namespace kiln::plan {
 
-const char* library_version() { return "0.1.0"; }
+const char* library_version() { return kVersion; }
 
 namespace {
 

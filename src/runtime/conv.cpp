@@ -1,4 +1,4 @@
-#include "kiln/runtime/conv.hpp"
+#include "conv.hpp"
 
 #include <vector>
 

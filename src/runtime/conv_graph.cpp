@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "check.hpp"
-#include "kiln/runtime/conv.hpp"
+#include "conv.hpp"
 
 namespace kiln::runtime {
 

@@ -10,9 +10,9 @@
 #include <optional>
 
 #include "check.hpp"
+#include "conv.hpp"
 #include "copy.cuh"
 #include "layout.cuh"
-#include "kiln/runtime/conv.hpp"
 #include "kiln/runtime/matmul.hpp"
 #include "steps_util.hpp"
 

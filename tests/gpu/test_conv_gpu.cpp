@@ -1,7 +1,7 @@
 // cuDNN convolution and deconvolution (tuned tactics, fused bias, activation and residual add)
 // against the CPU reference: FP32 NCHW without TF32, FP16 NHWC with tensor cores.
 #include "gpu_check.hpp"
-#include "kiln/runtime/conv.hpp"
+#include "runtime/conv.hpp"
 
 using namespace gpu_test;
 namespace kk = kiln::kernels;

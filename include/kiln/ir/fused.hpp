@@ -23,6 +23,12 @@
 namespace kiln {
 
 inline constexpr const char* kFusedOp = "kiln.Fused";
+/// The conversion step the builder's layout pass inserts where a step reads a 4-D value in the
+/// other layout: one input, one output of the same logical [N,C,H,W] type, attribute
+/// kToLayoutAttr = "NCHW" or "NHWC" (the physical layout it writes). The reference copies (it
+/// computes logical values); a back end transposes. The plan names it plan::kToLayoutOp.
+inline constexpr const char* kToLayoutOp = "kiln.ToLayout";
+inline constexpr const char* kToLayoutAttr = "to";
 
 struct FusedBody {
   std::vector<Node> parts;           ///< in execution order; inputs as described above

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/ir/fused.hpp"
 #include "kiln/ir/graph.hpp"
 #include "kiln/plan/target.hpp"
 
@@ -22,12 +23,10 @@ inline constexpr const char* kViewAttr = "kiln.view";
 inline constexpr const char* kConcatInPlaceAttr = "kiln.in_place_concat";
 /// The layout a step runs in ("NCHW" or "NHWC"), chosen by the layout pass.
 inline constexpr const char* kLayoutAttr = "kiln.layout";
-/// The conversion step the layout pass inserts where a step reads a 4-D value in the other
-/// layout: one input, one output of the same logical [N,C,H,W] type, attribute kToLayoutAttr =
-/// "NCHW" or "NHWC" (the physical layout it writes; its kLayoutAttr says the same). The reference
-/// copies (it computes logical values); a back end transposes.
-inline constexpr const char* kToLayoutOp = "kiln.ToLayout";
-inline constexpr const char* kToLayoutAttr = "to";
+/// The conversion step the layout pass inserts (kiln/ir/fused.hpp, where the IR registers its
+/// shape rule); its kLayoutAttr says the layout it writes.
+using ::kiln::kToLayoutAttr;
+using ::kiln::kToLayoutOp;
 
 /// Where one activation lives: element (0,..,0) at `offset` bytes into the arena, with element
 /// strides (row-major contiguous unless it is a slice of a concat's output).

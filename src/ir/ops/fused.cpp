@@ -9,7 +9,6 @@
 
 #include "families.hpp"
 #include "infer_util.hpp"
-#include "kiln/plan/plan.hpp"
 
 namespace kiln {
 
@@ -145,11 +144,11 @@ void register_fused(OpRegistry& r) {
     for (const auto& r : body.results) result.push_back(local.at(r));
     return result;
   }));
-  // The layout pass's conversion step (kiln/plan/plan.hpp): same logical type in and out.
-  r.add(schema(plan::kToLayoutOp, "fused", 1, 1, 1, 1, [](const InferContext& ctx) {
-    const std::string to = ctx.node.attr_string(plan::kToLayoutAttr, "");
+  // The layout pass's conversion step (kiln/ir/fused.hpp): same logical type in and out.
+  r.add(schema(kToLayoutOp, "fused", 1, 1, 1, 1, [](const InferContext& ctx) {
+    const std::string to = ctx.node.attr_string(kToLayoutAttr, "");
     if (to != "NCHW" && to != "NHWC")
-      ctx.fail(fmt::format("attribute '{}' = '{}': expected 'NCHW' or 'NHWC'", plan::kToLayoutAttr, to));
+      ctx.fail(fmt::format("attribute '{}' = '{}': expected 'NCHW' or 'NHWC'", kToLayoutAttr, to));
     const TensorType& x = ctx.input(0);
     if (x.shape.rank() != 4)
       ctx.fail(fmt::format("expected a 4-D input [N,C,H,W], got {}", x.to_string()));

@@ -1,6 +1,7 @@
 // Convolution and deconvolution through cuDNN, with bias, activation and a residual add fused
 // where cuDNN can (cudnnConvolutionBiasActivationForward for ReLU) and by one pointwise kernel
 // otherwise. The algorithm is chosen by timing cuDNN's candidates within a workspace limit.
+// A runtime-internal header (not installed): its options carry the kernels' Activation.
 #pragma once
 
 #include <array>
