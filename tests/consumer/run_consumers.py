@@ -71,6 +71,7 @@ def main():
     ap.add_argument("--cmake")
     ap.add_argument("--skip", help="skip, saying why")
     args = ap.parse_args()
+    args.source_dir = os.path.abspath(args.source_dir)
     if args.skip:
         print("SKIP: " + args.skip)
         return 77
