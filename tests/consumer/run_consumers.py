@@ -71,6 +71,7 @@ def main():
     ap.add_argument("--cmake")
     ap.add_argument("--skip", help="skip, saying why")
     args = ap.parse_args()
+    args.source_dir = os.path.abspath(args.source_dir)
     if args.skip:
         print("SKIP: " + args.skip)
         return 77
@@ -113,13 +114,15 @@ def main():
                      {k: v for k, v in env.items() if k != "LD_LIBRARY_PATH"})
 
         if args.cmake and shutil.which(args.cmake):
+            cxx = shlex.split(args.cxx)  # "[launcher...] compiler", e.g. "ccache c++"
             # kiln::kiln as libkiln.so, then as libkiln.a (kiln_USE_STATIC_LIBS).
             for static in ("OFF", "ON"):
                 out = os.path.join(tmp, "cmake-build-static-" + static)
                 run([args.cmake, "-S", os.path.join(consumers, "cmake"), "-B", out,
                      f"-DCMAKE_PREFIX_PATH={prefix}", f"-DKILN_VERSION={args.version}",
                      f"-Dkiln_USE_STATIC_LIBS={static}",
-                     f"-DCMAKE_CXX_COMPILER={shlex.split(args.cxx)[0]}", "-DCMAKE_BUILD_TYPE=Release"],
+                     f"-DCMAKE_CXX_COMPILER={cxx[-1]}", "-DCMAKE_BUILD_TYPE=Release"]
+                    + ([f"-DCMAKE_CXX_COMPILER_LAUNCHER={';'.join(cxx[:-1])}"] if cxx[:-1] else []),
                     env=env)
                 run([args.cmake, "--build", out], env=env)
                 check_needs(os.path.join(out, "lenet_consumer"), static == "OFF")
