@@ -49,6 +49,7 @@ __host__ __device__ __forceinline__ float apply(PointwiseOp op, float v, float y
     case PointwiseOp::cos: return cosf(v);
     case PointwiseOp::tan: return tanf(v);
     case PointwiseOp::shrink: return v < -a ? v + b : (v > a ? v - b : 0.f);
+    case PointwiseOp::atan: return atanf(v);
     case PointwiseOp::add: return v + y;
     case PointwiseOp::sub: return v - y;
     case PointwiseOp::mul: return v * y;

@@ -42,6 +42,7 @@ std::vector<UnaryCase> unary_cases() {
       {"Sign", A::sign, 0, 0, {}}, {"Sin", A::sin, 0, 0, {}}, {"Cos", A::cos, 0, 0, {}},
       {"Tan", A::tan, 0, 0, {}, -1.2f, 1.2f},
       {"Shrink", A::shrink, 0.5f, 0.2f, {{"lambd", 0.5}, {"bias", double(0.2f)}}},
+      {"Atan", A::atan, 0, 0, {}, -6.f, 6.f},
   };
 }
 
