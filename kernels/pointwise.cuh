@@ -13,12 +13,13 @@ namespace kiln::kernels {
 
 /// Every pointwise op, one value per row of include/kiln/ir/pointwise_ops.def (which names the
 /// ONNX op and the attributes each reads as alpha and beta): the unary rows, then the binary ones
-/// (y = a op b; prelu: a < 0 ? a * b : a; mod: C fmod, ONNX fmod=1). The table includes nothing
-/// of kiln's, so the kernels stay free of kiln headers.
+/// (y = a op b; prelu: a < 0 ? a * b : a; mod: C fmod, ONNX fmod=1). The table includes nothing;
+/// the build copies it next to the kernels (kernels/meson.build), so no kiln header is on their
+/// include path.
 enum class PointwiseOp : int {
 #define KILN_POINTWISE_UNARY(op, ...) op,
 #define KILN_POINTWISE_BINARY(op, ...) op,
-#include "../include/kiln/ir/pointwise_ops.def"
+#include "pointwise_ops.def"
   count_
 };
 
@@ -30,7 +31,7 @@ constexpr bool is_unary(PointwiseOp op) {
   switch (op) {
 #define KILN_POINTWISE_UNARY(o, ...) case PointwiseOp::o: return true;
 #define KILN_POINTWISE_BINARY(o, ...) case PointwiseOp::o: return false;
-#include "../include/kiln/ir/pointwise_ops.def"
+#include "pointwise_ops.def"
     case PointwiseOp::count_: return false;
   }
   return false;
