@@ -7,7 +7,7 @@ namespace {
 template <class T>
 __global__ void affine_kernel(const T* __restrict__ x, const float* __restrict__ scale,
                               const float* __restrict__ shift, const float* __restrict__ power,
-                              int act, float aa, float ab, T* y, std::int64_t n,
+                              Activation act, float aa, float ab, T* y, std::int64_t n,
                               std::int64_t channels, std::int64_t inner) {
   KILN_GRID_LOOP(i, n) {
     const std::int64_t c = (i / inner) % channels;
@@ -15,8 +15,8 @@ __global__ void affine_kernel(const T* __restrict__ x, const float* __restrict__
     if (scale) v *= scale[c];
     if (shift) v += shift[c];
     if (power && power[c] != 1.f) v = powf(v, power[c]);
-    if (act == static_cast<int>(Activation::relu)) v = fmaxf(v, 0.f);
-    else if (act != static_cast<int>(Activation::identity)) v = detail::apply_unary(act, v, aa, ab);
+    if (act == Activation::relu) v = fmaxf(v, 0.f);
+    else if (act != Activation::identity) v = detail::apply(act, v, 0.f, aa, ab);
     detail::store(y, i, v);
   }
 }
@@ -57,12 +57,12 @@ cudaError_t channel_affine(Elem elem, std::int64_t outer, std::int64_t channels,
                            void* y, cudaStream_t stream) {
   const std::int64_t n = outer * channels * inner;
   if (n == 0) return cudaSuccess;
-  if (static_cast<int>(act) < 0 || act >= Activation::count_) return cudaErrorInvalidValue;
+  if (!is_op(act) || !is_unary(act)) return cudaErrorInvalidValue;
   const unsigned blocks = detail::grid_for(n, 256);
   return detail::dispatch(elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     affine_kernel<T><<<blocks, 256, 0, stream>>>(static_cast<const T*>(x), scale, shift, power,
-                                                 static_cast<int>(act), act_alpha, act_beta,
+                                                 act, act_alpha, act_beta,
                                                  static_cast<T*>(y), n, channels, inner);
     return cudaGetLastError();
   });

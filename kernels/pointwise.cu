@@ -5,8 +5,7 @@ namespace kiln::kernels {
 namespace {
 using detail::load;
 using detail::store;
-using detail::apply_unary;
-using detail::apply_binary;
+using detail::apply;
 
 template <class T, bool Contiguous>
 __global__ void chain_kernel(const PointwiseChain c, const T* __restrict__ x, T* y, std::int64_t n) {
@@ -15,11 +14,11 @@ __global__ void chain_kernel(const PointwiseChain c, const T* __restrict__ x, T*
     for (int s = 0; s < c.steps; ++s) {
       const PointwiseStep& st = c.step[s];
       if (st.kind == PointwiseStep::unary) {
-        v = apply_unary(st.op, v, st.alpha, st.beta);
+        v = apply(st.op, v, 0.f, st.alpha, st.beta);
       } else {
         const float o = load(static_cast<const T*>(st.operand),
                              Contiguous ? i : detail::offset_of(i, c.dims, st.strides));
-        v = st.kind == PointwiseStep::binary ? apply_binary(st.op, v, o) : apply_binary(st.op, o, v);
+        v = st.kind == PointwiseStep::binary ? apply(st.op, v, o, 0.f, 0.f) : apply(st.op, o, v, 0.f, 0.f);
       }
     }
     store(y, i, v);
@@ -42,9 +41,7 @@ cudaError_t pointwise_chain(Elem elem, const PointwiseChain& chain, const void* 
   bool contiguous = is_contiguous(chain.dims, chain.x_strides);
   for (int s = 0; s < chain.steps; ++s) {
     const PointwiseStep& st = chain.step[s];
-    const int limit = st.kind == PointwiseStep::unary ? static_cast<int>(Activation::count_)
-                                                      : static_cast<int>(Binary::count_);
-    if (st.op < 0 || st.op >= limit) return cudaErrorInvalidValue;
+    if (!is_op(st.op) || is_unary(st.op) != (st.kind == PointwiseStep::unary)) return cudaErrorInvalidValue;
     if (st.kind != PointwiseStep::unary) {
       if (st.operand == nullptr) return cudaErrorInvalidValue;
       contiguous = contiguous && is_contiguous(chain.dims, st.strides);
@@ -72,7 +69,7 @@ cudaError_t activation(Elem elem, Activation act, float alpha, float beta, const
   c.x_strides.s[0] = 1;
   c.steps = 1;
   c.step[0].kind = PointwiseStep::unary;
-  c.step[0].op = static_cast<int>(act);
+  c.step[0].op = act;
   c.step[0].alpha = alpha;
   c.step[0].beta = beta;
   return pointwise_chain(elem, c, x, y, stream);
@@ -83,14 +80,14 @@ cudaError_t activation_f32(Activation act, const float* x, float* y, std::int64_
   return activation(Elem::f32, act, 0.f, 0.f, x, y, n, stream);
 }
 
-cudaError_t binary(Elem elem, Binary op, const Dims& dims, const void* a, const Strides& a_strides,
+cudaError_t binary(Elem elem, PointwiseOp op, const Dims& dims, const void* a, const Strides& a_strides,
                    const void* b, const Strides& b_strides, void* y, cudaStream_t stream) {
   PointwiseChain c;
   c.dims = dims;
   c.x_strides = a_strides;
   c.steps = 1;
   c.step[0].kind = PointwiseStep::binary;
-  c.step[0].op = static_cast<int>(op);
+  c.step[0].op = op;
   c.step[0].operand = b;
   c.step[0].strides = b_strides;
   return pointwise_chain(elem, c, a, y, stream);

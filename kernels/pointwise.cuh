@@ -11,18 +11,35 @@
 
 namespace kiln::kernels {
 
-/// Unary ops; alpha and beta are the op's attributes where it has any (ONNX names):
-/// leaky_relu alpha; elu alpha; selu alpha, gamma=beta; celu alpha; hard_sigmoid alpha, beta;
-/// clip min=alpha, max=beta; thresholded_relu alpha; swish alpha; shrink lambd=alpha, bias=beta.
-enum class Activation : int {
-  relu = 0, sigmoid = 1, tanh = 2, identity, leaky_relu, elu, selu, celu, gelu, gelu_tanh,
-  softplus, softsign, hard_sigmoid, hard_swish, clip, thresholded_relu, mish, swish, abs, neg,
-  exp, log, sqrt, reciprocal, erf, floor, ceil, round, sign, sin, cos, tan, shrink,
+/// Every pointwise op, one value per row of include/kiln/ir/pointwise_ops.def (which names the
+/// ONNX op and the attributes each reads as alpha and beta): the unary rows, then the binary ones
+/// (y = a op b; prelu: a < 0 ? a * b : a; mod: C fmod, ONNX fmod=1). The table includes nothing;
+/// the build copies it next to the kernels (kernels/meson.build), so no kiln header is on their
+/// include path.
+enum class PointwiseOp : int {
+#define KILN_POINTWISE_UNARY(op, ...) op,
+#define KILN_POINTWISE_BINARY(op, ...) op,
+#include "pointwise_ops.def"
   count_
 };
 
-/// Binary ops: y = a op b. prelu: a < 0 ? a * b : a. mod: C fmod (ONNX fmod=1).
-enum class Binary : int { add = 0, sub, mul, div, pow, max, min, prelu, mod, count_ };
+/// A unary PointwiseOp (the activation a convolution, matrix product or affine step applies).
+using Activation = PointwiseOp;
+
+/// True for the unary rows of the table.
+constexpr bool is_unary(PointwiseOp op) {
+  switch (op) {
+#define KILN_POINTWISE_UNARY(o, ...) case PointwiseOp::o: return true;
+#define KILN_POINTWISE_BINARY(o, ...) case PointwiseOp::o: return false;
+#include "pointwise_ops.def"
+    case PointwiseOp::count_: return false;
+  }
+  return false;
+}
+/// True for the ops of the table (not count_ or a value out of range).
+constexpr bool is_op(PointwiseOp op) {
+  return static_cast<int>(op) >= 0 && static_cast<int>(op) < static_cast<int>(PointwiseOp::count_);
+}
 
 inline constexpr int kMaxChainSteps = 8;
 
@@ -30,7 +47,7 @@ inline constexpr int kMaxChainSteps = 8;
 struct PointwiseStep {
   enum Kind : int { unary = 0, binary = 1, binary_reversed = 2 };
   Kind kind = unary;
-  int op = 0;  ///< an Activation (unary) or a Binary
+  PointwiseOp op = PointwiseOp::identity;  ///< unary for kind unary, binary otherwise
   float alpha = 0.f, beta = 0.f;
   /// binary: v = v op operand[...]; binary_reversed: v = operand[...] op v. Same Elem as x.
   const void* operand = nullptr;
@@ -59,7 +76,7 @@ cudaError_t activation_f32(Activation act, const float* x, float* y, std::int64_
                            cudaStream_t stream);
 
 /// y = a op b with broadcasting: y contiguous over `dims`; a and b read through their strides.
-cudaError_t binary(Elem elem, Binary op, const Dims& dims, const void* a, const Strides& a_strides,
+cudaError_t binary(Elem elem, PointwiseOp op, const Dims& dims, const void* a, const Strides& a_strides,
                    const void* b, const Strides& b_strides, void* y, cudaStream_t stream);
 
 }  // namespace kiln::kernels

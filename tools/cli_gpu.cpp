@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -67,6 +68,9 @@ runtime::EngineOptions engine_options(const Args& args) {
     o.workspace_limit = static_cast<std::size_t>(w * (1 << 20));
   }
   o.timing_cache = args.get("--timing-cache");
+  // Diagnosis switches, from the environment: KILN_CONV_API=legacy, KILN_CHECK_FINITE=1.
+  if (const char* api = std::getenv("KILN_CONV_API")) o.cudnn_graph = std::string(api) != "legacy";
+  o.check_finite = std::getenv("KILN_CHECK_FINITE") != nullptr;
   if (stderr_is_terminal()) {
     o.progress = [](int done, int total, const std::string& what) {
       fmt::print(stderr, "\r\033[Ktiming tactics {}/{} {}", done, total, what);

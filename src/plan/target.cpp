@@ -34,23 +34,28 @@ std::string Target::describe() const {
   return s;
 }
 
+namespace {
+/// The ONNX ops of include/kiln/ir/pointwise_ops.def; `activations`: those a convolution or matrix
+/// product may fuse as its activation.
+std::set<std::string> table_ops(bool activations) {
+  std::set<std::string> s;
+  auto add = [&](const char* onnx, int activation) {
+    if (*onnx && (!activations || activation)) s.insert(onnx);
+  };
+#define KILN_POINTWISE_UNARY(op, onnx, activation, ...) add(onnx, activation);
+#define KILN_POINTWISE_BINARY(op, onnx, variadic, activation, ...) add(onnx, activation), add(variadic, activation);
+#include "kiln/ir/pointwise_ops.def"
+  return s;
+}
+}  // namespace
+
 const std::set<std::string>& activation_ops() {
-  static const std::set<std::string> s = {"Relu",     "LeakyRelu", "Sigmoid",  "Tanh",
-                                          "Clip",     "Elu",       "Selu",     "HardSigmoid",
-                                          "HardSwish", "Softplus", "Softsign", "ThresholdedRelu",
-                                          "Celu",     "Gelu",      "Mish",     "PRelu"};
+  static const std::set<std::string> s = table_ops(true);
   return s;
 }
 
 const std::set<std::string>& elementwise_ops() {
-  static const std::set<std::string> s = [] {
-    std::set<std::string> e = activation_ops();
-    for (const char* op : {"Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Pow", "Abs", "Neg",
-                           "Exp", "Log", "Sqrt", "Reciprocal", "Erf", "Floor", "Ceil", "Sin",
-                           "Cos"})
-      e.insert(op);
-    return e;
-  }();
+  static const std::set<std::string> s = table_ops(false);
   return s;
 }
 

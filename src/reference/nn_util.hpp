@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "ir/ops/nn_window.hpp"
+#include "kiln/ir/window.hpp"
 #include "kernel_util.hpp"
 #include "kiln/reference/executor.hpp"
 

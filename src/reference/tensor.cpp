@@ -5,6 +5,7 @@
 
 #include "families.hpp"
 #include "ir/ops/tensor_common.hpp"
+#include "kiln/ir/window.hpp"
 #include "tensor_util.hpp"
 
 namespace kiln::reference {
@@ -27,9 +28,7 @@ void reshape(KernelContext& ctx) {
 void flatten(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   const i64 r = static_cast<i64>(x.rank());
-  i64 axis = ctx.node.attr_int("axis", 1);
-  if (axis < -r || axis > r) ctx.fail(fmt::format("axis {} out of range for rank {}", axis, r));
-  if (axis < 0) axis += r;
+  const i64 axis = ops::window_rule(ctx.node, [&] { return rules::flatten_axis(ctx.node.attr_int("axis", 1), r); });
   i64 outer = 1;
   for (i64 i = 0; i < axis; ++i) outer *= x.dim(i);
   const i64 inner = outer == 0 ? [&] {
@@ -46,12 +45,7 @@ void transpose(KernelContext& ctx) {
   std::vector<i64> perm = ctx.node.attr_ints("perm");
   if (perm.empty())
     for (std::size_t i = 0; i < r; ++i) perm.push_back(static_cast<i64>(r - 1 - i));
-  if (perm.size() != r) ctx.fail(fmt::format("perm has {} entries for rank {}", perm.size(), r));
-  std::vector<bool> seen(r, false);
-  for (i64 p : perm) {
-    if (p < 0 || p >= static_cast<i64>(r) || seen[p]) ctx.fail("perm is not a permutation");
-    seen[p] = true;
-  }
+  ops::window_rule(ctx.node, [&] { rules::check_permutation(perm, static_cast<i64>(r)); });
   const auto st = strides_of(x.dims());
   std::vector<i64> dims, strides;
   for (i64 p : perm) {

@@ -95,20 +95,20 @@ struct ConvCommon {
     if (bias != nullptr) {
       auto& st = c.step[c.steps++];
       st.kind = kernels::PointwiseStep::binary;
-      st.op = static_cast<int>(kernels::Binary::add);
+      st.op = kernels::PointwiseOp::add;
       st.operand = bias;
       st.strides = bias_strides;
     }
     if (residual != nullptr) {
       auto& st = c.step[c.steps++];
       st.kind = kernels::PointwiseStep::binary;
-      st.op = static_cast<int>(kernels::Binary::add);
+      st.op = kernels::PointwiseOp::add;
       st.operand = residual;
       st.strides = c.x_strides;
     }
     if (act) {
       auto& st = c.step[c.steps++];
-      st.op = static_cast<int>(o.activation);
+      st.op = o.activation;
       st.alpha = o.act_alpha;
       st.beta = o.act_beta;
     }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernel_types.cuh"
@@ -48,6 +49,24 @@ struct RunArgs {
   Stream stream = nullptr;
 };
 
+/// A step's tactic: the back end that runs it and that back end's choice (a cuDNN algorithm or
+/// graph engine, a position in cuBLASLt's heuristic list), with its workspace and measured time.
+/// Plans (Plan::tactics) and timing caches hold it as to_text() writes it; parse_tactic() is the
+/// one reader.
+struct Tactic {
+  enum class Backend : int { cudnn, cudnn_graph, cublaslt };
+  Backend backend = Backend::cudnn;
+  int algorithm = 0;
+  std::size_t workspace = 0;
+  float ms = 0.f;
+  bool operator==(const Tactic&) const = default;
+};
+/// "cudnn-graph 3 ws 1048576 ms 0.0123" (the time as the shortest text that reads back exactly).
+std::string to_text(const Tactic& t);
+/// The inverse of to_text(); throws FormatError quoting `text` for anything else (such as the
+/// free-text tactics of plan format 2).
+Tactic parse_tactic(const std::string& text);
+
 class Step {
  public:
   virtual ~Step() = default;
@@ -56,10 +75,11 @@ class Step {
   /// Which implementation runs it ("cudnn-conv", "cublaslt", "pointwise", "pool", ...).
   virtual std::string kind() const = 0;
   /// Steps with algorithm choices: a key that names the problem exactly (shape, precision,
-  /// options), tune() to time the candidates, and the tactic as text (for the timing cache).
+  /// options), tune() to time the candidates and use the fastest, set_tactic() to use a known
+  /// one (ignored when it no longer fits the step), and tactic() to describe the one in use.
   virtual std::string tactic_key() const { return {}; }
-  virtual std::string tune() { return {}; }
-  virtual void set_tactic(const std::string& /*text*/) {}
+  virtual Tactic tune() { return {}; }
+  virtual void set_tactic(const Tactic& /*t*/) {}
   virtual std::string tactic() const { return {}; }
 };
 
@@ -105,7 +125,7 @@ struct EngineState {
   WeightCache weights;
   /// Tactics by Step::tactic_key(), timed or read from the timing cache.
   std::mutex tactics_mu;
-  std::map<std::string, std::string> tactics;
+  std::map<std::string, Tactic> tactics;
   /// Workspace each batch size's steps need (filled when its steps are first made).
   std::map<i64, std::size_t> workspace;
   bool tactics_changed = false;
@@ -130,6 +150,14 @@ struct EngineState {
 /// Mean milliseconds of `f` on the default stream over `repeats` runs, after one warm-up run
 /// (events around the loop; the events are released even when `f` throws).
 float time_ms(const std::function<void()>& f, int repeats = 5);
+
+/// What a step must compute and move at least: its FLOPs (convolutions, matrix products and
+/// recurrences by their multiply-adds, anything else one per output element and part) and the
+/// bytes of its inputs, weights (as stored) and outputs (profiler.cpp).
+std::pair<double, double> step_cost(const EngineState& st, const Node& step, i64 batch, std::byte* arena);
+
+/// Whether values of `t` are stored as floats the engine may convert (f32, f16).
+inline bool float_kind(DType t) { return t == DType::f32 || t == DType::f16; }
 
 /// Host float data converted to the stored element type (f32 copy or f16).
 std::vector<std::byte> to_device_format(const float* data, i64 n, bool half);

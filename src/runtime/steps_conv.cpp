@@ -1,11 +1,7 @@
 // Convolution, deconvolution and matrix-product steps: cuDNN and cuBLASLt with what they fuse
 // (bias, ReLU, residual add; bias and ReLU/GELU epilogues), the rest of a fused step's tail as a
 // pointwise chain in place over the output.
-#include <cinttypes>
-#include <cstdlib>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <functional>
 #include <optional>
 
@@ -13,6 +9,7 @@
 #include "conv.hpp"
 #include "copy.cuh"
 #include "layout.cuh"
+#include "kiln/ir/window.hpp"
 #include "kiln/runtime/matmul.hpp"
 #include "steps_util.hpp"
 
@@ -21,32 +18,6 @@ namespace kiln::runtime::detail {
 namespace {
 
 std::string prec_name(Precision p) { return p == Precision::f16 ? "f16" : "f32"; }
-
-/// Explicit pads of a spatial op: ONNX pads (begin..., end...) or auto_pad from the output size.
-struct Pads {
-  std::vector<i64> begin, end;
-};
-Pads spatial_pads(const Node& n, const std::vector<i64>& in, const std::vector<i64>& out,
-                  const std::vector<i64>& kernel, const std::vector<i64>& strides,
-                  const std::vector<i64>& dil) {
-  const std::size_t r = kernel.size();
-  Pads p{std::vector<i64>(r, 0), std::vector<i64>(r, 0)};
-  const std::string autopad = n.attr_string("auto_pad", "NOTSET");
-  if (autopad == "NOTSET") {
-    const auto pads = n.attr_ints("pads", std::vector<i64>(2 * r, 0));
-    if (pads.size() != 2 * r) throw ShapeError(fmt::format("{}expected {} pads, got {}", n.where(), 2 * r, pads.size()));
-    for (std::size_t d = 0; d < r; ++d) p.begin[d] = pads[d], p.end[d] = pads[r + d];
-    return p;
-  }
-  if (autopad == "VALID") return p;
-  for (std::size_t d = 0; d < r; ++d) {
-    const i64 total = std::max<i64>(0, (out[d] - 1) * strides[d] + dil[d] * (kernel[d] - 1) + 1 - in[d]);
-    const i64 small = total / 2;
-    p.begin[d] = autopad == "SAME_LOWER" ? total - small : small;
-    p.end[d] = total - p.begin[d];
-  }
-  return p;
-}
 
 /// The tail of a conv or gemm step: what the library fuses and what is left for a chain.
 struct Tail {
@@ -94,10 +65,292 @@ std::string tail_running(const FusedBody& body, const Tail& t) {
 
 // ---- convolution -------------------------------------------------------------------------
 
+struct Pads {
+  std::vector<i64> begin, end;
+};
+
+/// What a convolution back end is made with: the problem, the weights, bias and residual it
+/// reads (bias and residual may be null), and where its messages go.
+struct ConvSetup {
+  const Library& lib;
+  ConvShape shape;
+  ConvOptions options;
+  const void* w = nullptr;
+  const void* bias = nullptr;
+  const void* residual = nullptr;
+  std::string where;
+  std::function<void(Severity, const std::string&)> log;
+};
+
+/// One way to run a ConvStep's convolution: cuDNN's legacy API, its graph API, its
+/// backward-data convolution (ConvTranspose), or im2col and cuBLASLt. A step holds one; tuning
+/// and known tactics choose which.
+class ConvBackend {
+ public:
+  virtual ~ConvBackend() = default;
+  /// The API its tactics belong to.
+  virtual Tactic::Backend api() const = 0;
+  /// Which implementation runs the step (Step::kind()).
+  virtual std::string kind() const = 0;
+  /// y = act(conv(x) + bias + residual), with workspace_bytes() at ws.
+  virtual void forward(const void* x, void* y, void* ws, Stream s) const = 0;
+  virtual std::size_t workspace_bytes() const = 0;
+  /// [N, K, OH, OW] as it computes them.
+  virtual std::array<int, 4> output_dims() const = 0;
+  /// Times the candidates and uses the fastest; the result may name another API (the graph API
+  /// times the legacy API's algorithms too), which the step then switches to.
+  virtual Tactic tune() = 0;
+  virtual void set_tactic(const Tactic& t) = 0;
+  /// The tactic in use, for Engine::describe().
+  virtual std::string describe() const = 0;
+};
+
+ConvTactic conv_tactic(const Tactic& t) {
+  ConvTactic c;
+  c.algorithm = t.algorithm;
+  c.workspace = t.workspace;
+  c.ms = t.ms;
+  return c;
+}
+Tactic of(Tactic::Backend b, const ConvTactic& t) { return Tactic{b, t.algorithm, t.workspace, t.ms}; }
+
+/// cuDNN's legacy API (Convolution) or its backward-data convolution (Deconvolution).
+template <class Layer>
+class CudnnBackend final : public ConvBackend {
+ public:
+  CudnnBackend(const ConvSetup& s, const char* kind) : s_(s), kind_(kind), layer_(s.lib, s.shape, s.options) {}
+  Tactic::Backend api() const override { return Tactic::Backend::cudnn; }
+  std::string kind() const override { return kind_; }
+  void forward(const void* x, void* y, void* ws, Stream st) const override {
+    layer_.forward(x, s_.w, s_.bias, s_.residual, y, ws, st);
+  }
+  std::size_t workspace_bytes() const override { return layer_.workspace_bytes(); }
+  std::array<int, 4> output_dims() const override { return layer_.output_dims(); }
+  Tactic tune() override { return of(api(), layer_.tune()); }
+  void set_tactic(const Tactic& t) override { layer_.set_tactic(conv_tactic(t)); }
+  std::string describe() const override { return layer_.tactic().describe(); }
+
+ private:
+  ConvSetup s_;
+  const char* kind_;
+  Layer layer_;
+};
+
+/// cuDNN's graph API: conv, bias, residual and activation as one operation graph.
+class GraphBackend final : public ConvBackend {
+ public:
+  /// Throws UnsupportedError when cuDNN has no engine for the graph.
+  explicit GraphBackend(const ConvSetup& s) : s_(s), graph_(s.lib, s.shape, s.options, s.bias != nullptr) {}
+  Tactic::Backend api() const override { return Tactic::Backend::cudnn_graph; }
+  std::string kind() const override { return "cudnn-graph"; }
+  void forward(const void* x, void* y, void* ws, Stream st) const override {
+    graph_.forward(x, s_.w, s_.bias, s_.residual, y, ws, st);
+  }
+  std::size_t workspace_bytes() const override { return graph_.workspace_bytes(); }
+  std::array<int, 4> output_dims() const override { return graph_.output_dims(); }
+  void set_tactic(const Tactic& t) override { graph_.set_tactic(conv_tactic(t)); }
+  std::string describe() const override {
+    const ConvTactic& t = graph_.tactic();
+    return fmt::format("graph engine #{}, workspace {} bytes, {:.4f} ms, one graph: conv{}{}{}", t.algorithm,
+                       t.workspace, t.ms, s_.bias ? "+bias" : "", s_.options.residual ? "+add" : "",
+                       s_.options.activation != kernels::Activation::identity ? "+activation" : "");
+  }
+
+  /// Both APIs' candidates are timed; the faster wins (cuDNN's graph engines win on tensor
+  /// cores, its legacy FMA kernels can win in FP32). A legacy win is returned as a cudnn tactic.
+  Tactic tune() override {
+    std::optional<ConvTactic> g, l;
+    std::unique_ptr<Convolution> legacy;
+    try {
+      legacy = std::make_unique<Convolution>(s_.lib, s_.shape, s_.options);
+      // FP32: the legacy FMA kernels compete (they often win without tensor cores). FP16: the
+      // legacy API is only the reference that the graph engines are checked against.
+      if (s_.options.precision == Precision::f32) l = legacy->tune();
+    } catch (const Error&) {
+      legacy.reset();
+    }
+    try {
+      std::optional<ConvTactic> checked;
+      if (legacy) {
+        try {
+          checked = tune_graph_checked(*legacy);
+        } catch (const UnsupportedError&) {
+          throw;
+        } catch (const Error& e) {
+          // The legacy API could not compute the reference (it refuses some large shapes).
+          s_.log(Severity::info, fmt::format("{}graph engines timed unchecked: {}", s_.where, e.what()));
+        }
+      }
+      g = checked ? *checked : graph_.tune();
+    } catch (const UnsupportedError&) {
+    }
+    if (g && (!l || g->ms <= l->ms)) {
+      graph_.set_tactic(*g);
+      return of(Tactic::Backend::cudnn_graph, *g);
+    }
+    if (!l && legacy) l = legacy->tune();
+    if (!l) throw Error("[Conv] neither cuDNN API has an algorithm for this convolution");
+    return of(Tactic::Backend::cudnn, *l);
+  }
+
+ private:
+  /// Times the graph API's engines on random data, each checked against the legacy API's
+  /// output on the same data: an engine that computes something else is never chosen.
+  ConvTactic tune_graph_checked(const Convolution& legacy) {
+    const std::size_t es = element_size(s_.options.precision);
+    const std::size_t nx = std::size_t(s_.shape.n) * s_.shape.c * s_.shape.h * s_.shape.w;
+    const std::size_t nw = std::size_t(s_.shape.k) * (s_.shape.c / s_.shape.groups) * s_.shape.kh * s_.shape.kw;
+    const auto od = legacy.output_dims();
+    const std::size_t ny = std::size_t(od[0]) * od[1] * od[2] * od[3];
+    const double wscale = 1.0 / std::sqrt(static_cast<double>(std::max<std::size_t>(1, nw / std::max(1, s_.shape.k))));
+    auto random = [&](std::size_t n, double scale, std::uint64_t seed) {
+      // A block of random values, tiled: distinct enough to catch layout and indexing errors.
+      const std::size_t block = std::min<std::size_t>(n, 1 << 20);
+      std::vector<float> v(block);
+      std::uint64_t st = seed;
+      for (auto& f : v) {
+        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+        f = static_cast<float>(((static_cast<double>(st >> 11) / 9007199254740992.0) * 2 - 1) * scale);
+      }
+      auto bytes = to_device_format(v.data(), static_cast<i64>(block), s_.options.precision == Precision::f16);
+      DeviceBuffer b(std::max<std::size_t>(n * es, 16));
+      for (std::size_t at = 0; at < n; at += block) {
+        const std::size_t take = std::min(block, n - at);
+        KILN_CHECK(cudaMemcpy(static_cast<std::byte*>(b.get()) + at * es, bytes.data(), take * es, cudaMemcpyHostToDevice));
+      }
+      return b;
+    };
+    DeviceBuffer x = random(nx, 1.0, 1), w = random(nw, wscale, 2), b = random(s_.shape.k, 0.5, 3);
+    DeviceBuffer r = random(ny, 1.0, 4), y(std::max<std::size_t>(ny * es, 16)), yref(std::max<std::size_t>(ny * es, 16));
+    DeviceBuffer ws(legacy.workspace_bytes());
+    const void* pb = s_.bias ? b.get() : nullptr;
+    const void* pr = s_.options.residual ? r.get() : nullptr;
+    legacy.forward(x.get(), w.get(), pb, pr, yref.get(), ws.get(), nullptr);
+    KILN_CHECK(cudaDeviceSynchronize());
+    // The first images' outputs are compared (enough to catch an engine that indexes wrongly,
+    // and cheap at large batches).
+    const std::size_t nc = std::min<std::size_t>(ny, std::size_t{1} << 22);
+    auto host = [&](const DeviceBuffer& d) { return download_floats(d.get(), static_cast<i64>(nc), es == 2); };
+    const std::vector<float> ref = host(yref);
+    double scale = 0;
+    for (float v : ref) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+    const double tol = s_.options.precision == Precision::f16 ? 1e-2 : 1e-4;
+    GraphConvolution::TuneData data{x.get(), w.get(), pb, pr, y.get(), [&](int candidate) {
+      const std::vector<float> got = host(y);
+      double err = 0;
+      for (std::size_t i = 0; i < nc; ++i) {
+        const double e = std::fabs(static_cast<double>(got[i]) - ref[i]);
+        err = std::isfinite(e) ? std::max(err, e) : INFINITY;
+      }
+      const bool ok = err <= tol * std::max(scale, 1e-6);
+      if (!ok) s_.log(Severity::warning, fmt::format("{}cuDNN graph engine candidate {} disagrees with the legacy API "
+                                                   "(max|diff| {:.3g}, max|ref| {:.3g}); not used", s_.where, candidate, err, scale));
+      return ok;
+    }};
+    return graph_.tune(&data);
+  }
+
+  ConvSetup s_;
+  GraphConvolution graph_;
+};
+
+/// A convolution in NCHW as a batched matrix product over im2col columns,
+/// y[n] (K x OH*OW) = W (K x C*kh*kw) . col[n] (C*kh*kw x OH*OW); a 1x1 one without padding or
+/// stride needs no columns (col[n] is x[n]). cuBLASLt's split-K kernels beat cuDNN's FP32
+/// kernels where OH*OW is small (batch 1). Bias and activation follow as one pointwise kernel.
+class GemmBackend final : public ConvBackend {
+ public:
+  GemmBackend(const ConvSetup& s, std::array<int, 4> out, kernels::Elem elem) : s_(s), out_(out), elem_(elem) {
+    const ConvShape& c = s.shape;
+    MatmulShape m;
+    m.batch = c.n;
+    m.m = c.k;
+    m.n = std::int64_t{out[2]} * out[3];
+    m.k = std::int64_t{c.c} * c.kh * c.kw;
+    m.stride_a = 0;
+    m.stride_b = m.k * m.n;
+    m.stride_c = m.m * m.n;
+    MatmulOptions o;
+    o.precision = s.options.precision;
+    o.allow_tf32 = s.options.allow_tf32;
+    o.workspace_limit = std::min<std::size_t>(s.options.workspace_limit, std::size_t{64} << 20);
+    mm_ = std::make_unique<Matmul>(s.lib, m, o);
+    epi_.dims = to_dims({c.n, c.k, m.n});
+    epi_.x_strides = kernels::contiguous_strides(epi_.dims);
+    if (s.bias) {
+      auto& st = epi_.step[epi_.steps++];
+      st.kind = kernels::PointwiseStep::binary;
+      st.op = kernels::PointwiseOp::add;
+      st.operand = s.bias;
+      st.strides = to_strides({0, 1, 0});
+    }
+    if (s.options.activation != kernels::Activation::identity) {
+      auto& st = epi_.step[epi_.steps++];
+      st.op = s.options.activation;
+      st.alpha = s.options.act_alpha;
+      st.beta = s.options.act_beta;
+    }
+  }
+  static bool direct(const ConvShape& c) {
+    return c.kh == 1 && c.kw == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_h == 0 && c.pad_w == 0;
+  }
+  /// The im2col columns' bytes (0 for a direct product).
+  static std::size_t col_bytes(const ConvShape& c, std::array<int, 4> out, Precision p) {
+    if (direct(c)) return 0;
+    const std::size_t b = std::size_t(c.n) * c.c * c.kh * c.kw * out[2] * out[3] * element_size(p);
+    return (b + 255) / 256 * 256;
+  }
+
+  Tactic::Backend api() const override { return Tactic::Backend::cublaslt; }
+  std::string kind() const override { return direct(s_.shape) ? "cublaslt-1x1" : "im2col-cublaslt"; }
+  void forward(const void* x, void* y, void* ws, Stream st) const override {
+    const ConvShape& c = s_.shape;
+    if (!direct(c)) {
+      kernels::Im2col g;
+      g.n = c.n, g.c = c.c, g.h = c.h, g.w = c.w, g.kh = c.kh, g.kw = c.kw;
+      g.pad_h = c.pad_h, g.pad_w = c.pad_w, g.stride_h = c.stride_h, g.stride_w = c.stride_w;
+      g.dil_h = c.dil_h, g.dil_w = c.dil_w, g.out_h = out_[2], g.out_w = out_[3];
+      KILN_CHECK(kernels::im2col(element_size(s_.options.precision), g, x, ws, st));
+      x = ws;
+      ws = static_cast<std::byte*>(ws) + col_bytes(c, out_, s_.options.precision);
+    }
+    mm_->run(s_.w, x, nullptr, y, ws, st);
+    if (epi_.steps) KILN_CHECK(kernels::pointwise_chain(elem_, epi_, y, y, st));
+  }
+  std::size_t workspace_bytes() const override {
+    return col_bytes(s_.shape, out_, s_.options.precision) + mm_->workspace_bytes();
+  }
+  std::array<int, 4> output_dims() const override { return out_; }
+  /// Times cuBLASLt's candidates, then the whole path (product and epilogue) on scratch buffers:
+  /// the tactic's time is the whole path's.
+  Tactic tune() override {
+    const MatmulTactic t = mm_->tune();
+    const ConvShape& c = s_.shape;
+    const std::size_t es = element_size(s_.options.precision);
+    DeviceBuffer x(std::size_t(c.n) * c.c * c.h * c.w * es), y(std::size_t(c.n) * c.k * c.h * c.w * es);
+    DeviceBuffer wsb(workspace_bytes());
+    x.fill_bytes(0x3c);
+    const float total = time_ms([&] { forward(x.get(), y.get(), wsb.get(), nullptr); });
+    return Tactic{Tactic::Backend::cublaslt, t.index, t.workspace, total};
+  }
+  void set_tactic(const Tactic& t) override { mm_->set_tactic({t.algorithm, t.workspace, t.ms}); }
+  std::string describe() const override {
+    const MatmulTactic& t = mm_->tactic();
+    return fmt::format("cuBLASLt heuristic #{}, workspace {} bytes, {:.4f} ms", t.index, t.workspace, t.ms);
+  }
+
+ private:
+  ConvSetup s_;
+  std::array<int, 4> out_;
+  kernels::Elem elem_;
+  std::unique_ptr<Matmul> mm_;
+  kernels::PointwiseChain epi_;
+};
+
 class ConvStep final : public Step {
  public:
   ConvStep(const StepEnv& env, const FusedBody& body)
-      : env_lib_(env.lib), where_(env.node.where()), log_([&st = env.engine](Severity s, const std::string& m) { st.log(s, m); }) {
+      : where_(env.node.where()), log_([&st = env.engine](Severity s, const std::string& m) { st.log(s, m); }) {
     const Node& n = env.node;
     const Node& c = body.parts[0];
     deconv_ = c.op == "ConvTranspose";
@@ -115,29 +368,14 @@ class ConvStep final : public Step {
 
     // Shape (1-D as H = 1).
     const auto& wd = w.dims;
-    std::vector<i64> in(x_.dims.begin() + 2, x_.dims.end()), out(y_.dims.begin() + 2, y_.dims.end());
+    std::vector<i64> in(x_.dims.begin() + 2, x_.dims.end());
     std::vector<i64> kernel(wd.begin() + 2, wd.end());
-    const auto strides = c.attr_ints("strides", std::vector<i64>(r - 2, 1));
-    const auto dil = c.attr_ints("dilations", std::vector<i64>(r - 2, 1));
     const i64 groups = c.attr_int("group", 1);
-    Pads pads;
-    if (deconv_) {
-      const auto p = c.attr_ints("pads", std::vector<i64>(2 * (r - 2), 0));
-      if (c.attr_string("auto_pad", "NOTSET") != "NOTSET" || !c.attr_ints("output_shape", {}).empty()) {
-        // Pads from the output size: total = stride*(in-1) + out_pad + dil*(k-1) + 1 - out.
-        const auto op = c.attr_ints("output_padding", std::vector<i64>(r - 2, 0));
-        pads = {std::vector<i64>(r - 2), std::vector<i64>(r - 2)};
-        for (std::size_t d = 0; d < r - 2; ++d) {
-          const i64 total = strides[d] * (in[d] - 1) + op[d] + dil[d] * (kernel[d] - 1) + 1 - out[d];
-          pads.begin[d] = c.attr_string("auto_pad", "NOTSET") == "SAME_UPPER" ? total / 2 : total - total / 2;
-          pads.end[d] = total - pads.begin[d];
-        }
-      } else {
-        pads = {std::vector<i64>(p.begin(), p.begin() + (r - 2)), std::vector<i64>(p.begin() + (r - 2), p.end())};
-      }
-    } else {
-      pads = spatial_pads(c, in, out, kernel, strides, dil);
-    }
+    // Strides, dilations and pads (auto_pad and output_shape resolved) as the IR reads them.
+    const ops::Window win = ops::resolve_window(c, in, kernel, deconv_ ? ops::WindowKind::deconv : ops::WindowKind::conv);
+    const auto& strides = win.strides;
+    const auto& dil = win.dilations;
+    const Pads pads{win.pad_begin, win.pad_end};
     auto at = [&](const std::vector<i64>& v, std::size_t d2) { return r == 3 ? (d2 == 0 ? i64{1} : v[0]) : v[d2]; };
     auto at0 = [&](const std::vector<i64>& v, std::size_t d2) { return r == 3 ? (d2 == 0 ? i64{0} : v[0]) : v[d2]; };
     shape_.n = static_cast<int>(x_.dims[0]);
@@ -203,22 +441,22 @@ class ConvStep final : public Step {
     o.residual = tail_.residual;
     if (tail_.act) o.activation = tail_.act->act, o.act_alpha = tail_.act->alpha, o.act_beta = tail_.act->beta;
     opt_ = o;
+    setup_ = std::make_unique<ConvSetup>(ConvSetup{env.lib, shape_, o, w_, bias_, residual_, where_, log_});
     if (deconv_) {
-      deconv_layer_ = std::make_unique<Deconvolution>(env.lib, shape_, o);
+      backend_ = std::make_unique<CudnnBackend<Deconvolution>>(*setup_, "cudnn-deconv");
     } else {
       // cuDNN's graph API first (its fused engines), the legacy API where it has none.
-      static const char* api = std::getenv("KILN_CONV_API");  // "legacy" or "graph": diagnosis
-      const bool graph_allowed = !(api && std::string(api) == "legacy");
-      if (graph_allowed && GraphConvolution::fusable(o)) {
+      if (env.engine.options.cudnn_graph && GraphConvolution::fusable(o)) {
         try {
-          graph_ = std::make_unique<GraphConvolution>(env.lib, shape_, o, bias_ != nullptr);
+          backend_ = std::make_unique<GraphBackend>(*setup_);
         } catch (const UnsupportedError& e) {
           env.engine.log(Severity::verbose, fmt::format("{}legacy cuDNN API: {}", n.where(), e.what()));
         }
       }
-      if (!graph_) conv_ = std::make_unique<Convolution>(env.lib, shape_, o);
+      if (!backend_) backend_ = legacy();
     }
-    const auto od = deconv_ ? deconv_layer_->output_dims() : graph_ ? graph_->output_dims() : conv_->output_dims();
+    out_ = backend_->output_dims();
+    const auto od = out_;
     const std::vector<i64> got = {od[0], od[1], od[2], od[3]};
     const std::vector<i64> want = r == 4 ? y_.dims : std::vector<i64>{y_.dims[0], y_.dims[1], 1, y_.dims[2]};
     if (got != want)
@@ -244,252 +482,63 @@ class ConvStep final : public Step {
       x = a.workspace;
       ws = static_cast<std::byte*>(a.workspace) + pad_bytes_;
     }
-    if (gemm_) run_gemm(x, y_.ptr, ws, a.stream);
-    else if (deconv_) deconv_layer_->forward(x, w_, bias_, residual_, y_.ptr, ws, a.stream);
-    else if (graph_) graph_->forward(x, w_, bias_, residual_, y_.ptr, ws, a.stream);
-    else conv_->forward(x, w_, bias_, residual_, y_.ptr, ws, a.stream);
+    backend_->forward(x, y_.ptr, ws, a.stream);
     if (chain_) chain_->run(nullptr, a.stream);
   }
-  std::size_t workspace() const override {
-    if (gemm_) return pad_bytes_ + col_bytes() + gemm_->workspace_bytes();
-    return pad_bytes_ + (deconv_ ? deconv_layer_->workspace_bytes()
-                                 : graph_ ? graph_->workspace_bytes() : conv_->workspace_bytes());
-  }
-  std::string kind() const override {
-    return gemm_ ? (direct_gemm() ? "cublaslt-1x1" : "im2col-cublaslt") : deconv_ ? "cudnn-deconv" : graph_ ? "cudnn-graph" : "cudnn-conv";
-  }
+  std::size_t workspace() const override { return pad_bytes_ + backend_->workspace_bytes(); }
+  std::string kind() const override { return backend_->kind(); }
   std::string tactic_key() const override { return key_; }
 
-  /// A convolution in NCHW is a batched matrix product over im2col columns,
-  /// y[n] (K x OH*OW) = W (K x C*kh*kw) . col[n] (C*kh*kw x OH*OW), and a 1x1 one without padding
-  /// or stride needs no columns (col[n] is x[n]). cuBLASLt's split-K kernels beat cuDNN's FP32
-  /// kernels where OH*OW is small (batch 1). Bias and activation follow as one pointwise kernel.
-  bool direct_gemm() const {
-    return shape_.kh == 1 && shape_.kw == 1 && shape_.stride_h == 1 && shape_.stride_w == 1 && shape_.pad_h == 0 &&
-           shape_.pad_w == 0;
-  }
-  std::size_t col_bytes() const {
-    if (direct_gemm()) return 0;
-    const auto od = out_dims();
-    const std::size_t b = std::size_t(shape_.n) * shape_.c * shape_.kh * shape_.kw * od[2] * od[3] * element_size(opt_.precision);
-    return (b + 255) / 256 * 256;
-  }
-  std::array<int, 4> out_dims() const { return graph_ ? graph_->output_dims() : conv_ ? conv_->output_dims() : std::array<int, 4>{}; }
-  bool gemm_eligible() const {
-    return !deconv_ && !x_.nhwc() && shape_.groups == 1 && !opt_.residual && pad_bytes_ == 0 &&
-           (graph_ || conv_) && col_bytes() <= opt_.workspace_limit;
-  }
-  void make_gemm() {
-    const auto od = out_dims();
-    MatmulShape m;
-    m.batch = shape_.n;
-    m.m = shape_.k;
-    m.n = std::int64_t{od[2]} * od[3];
-    m.k = std::int64_t{shape_.c} * shape_.kh * shape_.kw;
-    m.stride_a = 0;
-    m.stride_b = m.k * m.n;
-    m.stride_c = m.m * m.n;
-    MatmulOptions o;
-    o.precision = opt_.precision;
-    o.allow_tf32 = opt_.allow_tf32;
-    o.workspace_limit = std::min<std::size_t>(opt_.workspace_limit, std::size_t{64} << 20);
-    gemm_ = std::make_unique<Matmul>(env_lib_, m, o);
-    epi_ = kernels::PointwiseChain{};
-    epi_.dims = to_dims({shape_.n, shape_.k, m.n});
-    epi_.x_strides = kernels::contiguous_strides(epi_.dims);
-    if (bias_) {
-      auto& st = epi_.step[epi_.steps++];
-      st.kind = kernels::PointwiseStep::binary;
-      st.op = static_cast<int>(kernels::Binary::add);
-      st.operand = bias_;
-      st.strides = to_strides({0, 1, 0});
+  Tactic tune() override {
+    const Tactic best = backend_->tune();
+    if (best.backend != backend_->api()) {  // the legacy API beat the graph API's engines
+      backend_ = legacy();
+      backend_->set_tactic(best);
     }
-    if (opt_.activation != kernels::Activation::identity) {
-      auto& st = epi_.step[epi_.steps++];
-      st.op = static_cast<int>(opt_.activation);
-      st.alpha = opt_.act_alpha;
-      st.beta = opt_.act_beta;
-    }
-  }
-  void run_gemm(const void* x, void* y, void* ws, Stream s) const {
-    if (!direct_gemm()) {
-      const auto od = out_dims();
-      kernels::Im2col g;
-      g.n = shape_.n, g.c = shape_.c, g.h = shape_.h, g.w = shape_.w, g.kh = shape_.kh, g.kw = shape_.kw;
-      g.pad_h = shape_.pad_h, g.pad_w = shape_.pad_w, g.stride_h = shape_.stride_h, g.stride_w = shape_.stride_w;
-      g.dil_h = shape_.dil_h, g.dil_w = shape_.dil_w, g.out_h = od[2], g.out_w = od[3];
-      KILN_CHECK(kernels::im2col(element_size(opt_.precision), g, x, ws, s));
-      x = ws;
-      ws = static_cast<std::byte*>(ws) + col_bytes();
-    }
-    gemm_->run(w_, x, nullptr, y, ws, s);
-    if (epi_.steps) KILN_CHECK(kernels::pointwise_chain(y_.elem(), epi_, y, y, s));
-  }
-
-  std::string tune() override {
-    std::string best = tune_cudnn();
     if (!gemm_eligible()) return best;
-    char kind[16] = {};
-    int idx = 0;
-    unsigned long long ws = 0;
-    float ms = -1;
-    std::sscanf(best.c_str(), "%15s %d ws %llu ms %f", kind, &idx, &ws, &ms);
     try {
-      make_gemm();
-      const MatmulTactic t = gemm_->tune();
-      // The whole path (product and epilogue) on scratch buffers.
-      const std::size_t es = element_size(opt_.precision);
-      DeviceBuffer x(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w * es), y(std::size_t(shape_.n) * shape_.k * shape_.h * shape_.w * es);
-      DeviceBuffer wsb(col_bytes() + gemm_->workspace_bytes());
-      x.fill_bytes(0x3c);
-      const float total = time_ms([&] { run_gemm(x.get(), y.get(), wsb.get(), nullptr); });
-      if (ms < 0 || total < ms) return fmt::format("gemm {} ws {} ms {:.5f}", t.index, t.workspace, total);
+      auto gemm = std::make_unique<GemmBackend>(*setup_, out_, y_.elem());
+      const Tactic t = gemm->tune();
+      if (t.ms < best.ms) {
+        backend_ = std::move(gemm);
+        return t;
+      }
     } catch (const Error& e) {
       log_(Severity::info, fmt::format("{}1x1 as a matrix product: {}", where_, e.what()));
     }
-    gemm_.reset();
     return best;
   }
-
-  std::string tune_cudnn() {
-    if (deconv_) return encode("algo", deconv_layer_->tune());
-    if (graph_) {
-      // Both APIs' candidates are timed; the faster wins (cuDNN's graph engines win on tensor
-      // cores, its legacy FMA kernels can win in FP32).
-      std::optional<ConvTactic> g, l;
-      std::unique_ptr<Convolution> legacy;
-      try {
-        legacy = std::make_unique<Convolution>(env_lib_, shape_, opt_);
-        // FP32: the legacy FMA kernels compete (they often win without tensor cores). FP16: the
-        // legacy API is only the reference that the graph engines are checked against.
-        if (opt_.precision == Precision::f32) l = legacy->tune();
-      } catch (const Error&) {
-        legacy.reset();
-      }
-      try {
-        std::optional<ConvTactic> checked;
-        if (legacy) {
-          try {
-            checked = tune_graph_checked(*legacy);
-          } catch (const UnsupportedError&) {
-            throw;
-          } catch (const Error& e) {
-            // The legacy API could not compute the reference (it refuses some large shapes).
-            log_(Severity::info, fmt::format("{}graph engines timed unchecked: {}", where_, e.what()));
-          }
-        }
-        g = checked ? *checked : graph_->tune();
-      } catch (const UnsupportedError&) {
-      }
-      if (g && (!l || g->ms <= l->ms)) {
-        graph_->set_tactic(*g);
-        return encode("graph", *g);
-      }
-      if (!l && legacy) l = legacy->tune();
-      if (!l) throw Error("[Conv] neither cuDNN API has an algorithm for this convolution");
-      graph_.reset();
-      conv_ = std::move(legacy);
-      return encode("algo", *l);
-    }
-    return encode("algo", conv_->tune());
-  }
-  void set_tactic(const std::string& text) override {
-    ConvTactic t;
-    char kind[16] = {};
-    unsigned long long ws = 0;
-    if (std::sscanf(text.c_str(), "%15s %d ws %llu ms %f", kind, &t.algorithm, &ws, &t.ms) != 4) return;  // keep the heuristic's
-    t.workspace = static_cast<std::size_t>(ws);
-    if (t.workspace > opt_.workspace_limit) return;
-    if (deconv_) return deconv_layer_->set_tactic(t);
-    if (std::string(kind) == "gemm" && gemm_eligible()) {
-      make_gemm();
-      gemm_->set_tactic({t.algorithm, t.workspace, t.ms});
-      return;
-    }
-    if (std::string(kind) == "graph" && graph_) return graph_->set_tactic(t);
-    if (std::string(kind) == "algo") {
-      use_legacy();
-      conv_->set_tactic(t);
+  void set_tactic(const Tactic& t) override {
+    if (t.workspace > opt_.workspace_limit) return;  // keep the heuristic's
+    if (deconv_) return backend_->set_tactic(t);
+    switch (t.backend) {
+      case Tactic::Backend::cublaslt:
+        if (!gemm_eligible()) return;
+        backend_ = std::make_unique<GemmBackend>(*setup_, out_, y_.elem());
+        backend_->set_tactic(t);
+        return;
+      case Tactic::Backend::cudnn_graph:
+        if (backend_->api() == Tactic::Backend::cudnn_graph) backend_->set_tactic(t);
+        return;
+      case Tactic::Backend::cudnn:
+        if (backend_->api() != Tactic::Backend::cudnn) backend_ = legacy();
+        backend_->set_tactic(t);
+        return;
     }
   }
-  std::string tactic() const override {
-    if (gemm_) return fmt::format("cuBLASLt heuristic #{}, workspace {} bytes, {:.4f} ms", gemm_->tactic().index,
-                                  gemm_->tactic().workspace, gemm_->tactic().ms);
-    if (graph_) {
-      const ConvTactic& t = graph_->tactic();
-      return fmt::format("graph engine #{}, workspace {} bytes, {:.4f} ms, one graph: conv{}{}{}", t.algorithm,
-                         t.workspace, t.ms, bias_ ? "+bias" : "", opt_.residual ? "+add" : "",
-                         opt_.activation != kernels::Activation::identity ? "+activation" : "");
-    }
-    const ConvTactic& t = deconv_ ? deconv_layer_->tactic() : conv_->tactic();
-    return t.describe();
-  }
+  std::string tactic() const override { return backend_->describe(); }
 
  private:
-  static std::string encode(const char* kind, const ConvTactic& t) {
-    return fmt::format("{} {} ws {} ms {:.5f}", kind, t.algorithm, t.workspace, t.ms);
+  std::unique_ptr<ConvBackend> legacy() const {
+    return std::make_unique<CudnnBackend<Convolution>>(*setup_, "cudnn-conv");
   }
-  /// Times the graph API's engines on random data, each checked against the legacy API's
-  /// output on the same data: an engine that computes something else is never chosen.
-  ConvTactic tune_graph_checked(const Convolution& legacy) {
-    const std::size_t es = element_size(opt_.precision);
-    const std::size_t nx = std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w;
-    const std::size_t nw = std::size_t(shape_.k) * (shape_.c / shape_.groups) * shape_.kh * shape_.kw;
-    const auto od = legacy.output_dims();
-    const std::size_t ny = std::size_t(od[0]) * od[1] * od[2] * od[3];
-    const double wscale = 1.0 / std::sqrt(static_cast<double>(std::max<std::size_t>(1, nw / std::max(1, shape_.k))));
-    auto random = [&](std::size_t n, double scale, std::uint64_t seed) {
-      // A block of random values, tiled: distinct enough to catch layout and indexing errors.
-      const std::size_t block = std::min<std::size_t>(n, 1 << 20);
-      std::vector<float> v(block);
-      std::uint64_t st = seed;
-      for (auto& f : v) {
-        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
-        f = static_cast<float>(((static_cast<double>(st >> 11) / 9007199254740992.0) * 2 - 1) * scale);
-      }
-      auto bytes = to_device_format(v.data(), static_cast<i64>(block), opt_.precision == Precision::f16);
-      DeviceBuffer b(std::max<std::size_t>(n * es, 16));
-      for (std::size_t at = 0; at < n; at += block) {
-        const std::size_t take = std::min(block, n - at);
-        KILN_CHECK(cudaMemcpy(static_cast<std::byte*>(b.get()) + at * es, bytes.data(), take * es, cudaMemcpyHostToDevice));
-      }
-      return b;
-    };
-    DeviceBuffer x = random(nx, 1.0, 1), w = random(nw, wscale, 2), b = random(shape_.k, 0.5, 3);
-    DeviceBuffer r = random(ny, 1.0, 4), y(std::max<std::size_t>(ny * es, 16)), yref(std::max<std::size_t>(ny * es, 16));
-    DeviceBuffer ws(legacy.workspace_bytes());
-    const void* pb = bias_ ? b.get() : nullptr;
-    const void* pr = opt_.residual ? r.get() : nullptr;
-    legacy.forward(x.get(), w.get(), pb, pr, yref.get(), ws.get(), nullptr);
-    KILN_CHECK(cudaDeviceSynchronize());
-    // The first images' outputs are compared (enough to catch an engine that indexes wrongly,
-    // and cheap at large batches).
-    const std::size_t nc = std::min<std::size_t>(ny, std::size_t{1} << 22);
-    auto host = [&](const DeviceBuffer& d) { return download_floats(d.get(), static_cast<i64>(nc), es == 2); };
-    const std::vector<float> ref = host(yref);
-    double scale = 0;
-    for (float v : ref) scale = std::max(scale, static_cast<double>(std::fabs(v)));
-    const double tol = opt_.precision == Precision::f16 ? 1e-2 : 1e-4;
-    GraphConvolution::TuneData data{x.get(), w.get(), pb, pr, y.get(), [&](int candidate) {
-      const std::vector<float> got = host(y);
-      double err = 0;
-      for (std::size_t i = 0; i < nc; ++i) {
-        const double e = std::fabs(static_cast<double>(got[i]) - ref[i]);
-        err = std::isfinite(e) ? std::max(err, e) : INFINITY;
-      }
-      const bool ok = err <= tol * std::max(scale, 1e-6);
-      if (!ok) log_(Severity::warning, fmt::format("{}cuDNN graph engine candidate {} disagrees with the legacy API "
-                                                   "(max|diff| {:.3g}, max|ref| {:.3g}); not used", where_, candidate, err, scale));
-      return ok;
-    }};
-    return graph_->tune(&data);
+  /// Whether im2col and cuBLASLt may run it: NCHW, one group, nothing to add, no explicit
+  /// padding, columns within the workspace limit.
+  bool gemm_eligible() const {
+    return !deconv_ && !x_.nhwc() && shape_.groups == 1 && !opt_.residual && pad_bytes_ == 0 &&
+           GemmBackend::col_bytes(shape_, out_, opt_.precision) <= opt_.workspace_limit;
   }
 
-  void use_legacy() {
-    graph_.reset();
-    if (!conv_) conv_ = std::make_unique<Convolution>(env_lib_, shape_, opt_);
-  }
-  const Library& env_lib_;
   std::string where_;
   std::function<void(Severity, const std::string&)> log_;
   bool deconv_ = false;
@@ -500,11 +549,9 @@ class ConvStep final : public Step {
   const void* bias_ = nullptr;
   const void* residual_ = nullptr;
   Tail tail_;
-  std::unique_ptr<Convolution> conv_;
-  std::unique_ptr<GraphConvolution> graph_;
-  std::unique_ptr<Deconvolution> deconv_layer_;
-  std::unique_ptr<Matmul> gemm_;
-  kernels::PointwiseChain epi_;
+  std::unique_ptr<ConvSetup> setup_;  // what every back end of this step is made with
+  std::unique_ptr<ConvBackend> backend_;
+  std::array<int, 4> out_{};
   std::unique_ptr<Chain> chain_;
   std::vector<i64> pad_begin_, padded_dims_;
   std::size_t pad_bytes_ = 0;
@@ -613,16 +660,13 @@ class GemmStep final : public Step {
   std::size_t workspace() const override { return mm_->workspace_bytes(); }
   std::string kind() const override { return "cublaslt"; }
   std::string tactic_key() const override { return key_; }
-  std::string tune() override {
+  Tactic tune() override {
     const MatmulTactic t = mm_->tune();
-    return fmt::format("index {} ws {} ms {:.5f}", t.index, t.workspace, t.ms);
+    return Tactic{Tactic::Backend::cublaslt, t.index, t.workspace, t.ms};
   }
-  void set_tactic(const std::string& text) override {
-    MatmulTactic t;
-    unsigned long long ws = 0;
-    if (std::sscanf(text.c_str(), "index %d ws %llu ms %f", &t.index, &ws, &t.ms) != 3) return;
-    t.workspace = static_cast<std::size_t>(ws);
-    mm_->set_tactic(t);
+  void set_tactic(const Tactic& t) override {
+    if (t.backend != Tactic::Backend::cublaslt) return;  // keep the heuristic's
+    mm_->set_tactic({t.algorithm, t.workspace, t.ms});
   }
   std::string tactic() const override {
     const auto& t = mm_->tactic();
@@ -642,11 +686,15 @@ class GemmStep final : public Step {
 
 }  // namespace
 
-std::unique_ptr<Step> make_conv_step(const StepEnv& env, const FusedBody& body) {
-  return std::make_unique<ConvStep>(env, body);
-}
-std::unique_ptr<Step> make_gemm_step(const StepEnv& env, const FusedBody& body) {
-  return std::make_unique<GemmStep>(env, body);
+void register_conv_steps(StepRegistry& r) {
+  for (const char* op : {"Conv", "ConvTranspose"})
+    r.add(op, [](const StepEnv& env, const FusedBody& body) -> std::unique_ptr<Step> {
+      return std::make_unique<ConvStep>(env, body);
+    }, true);
+  for (const char* op : {"Gemm", "MatMul"})
+    r.add(op, [](const StepEnv& env, const FusedBody& body) -> std::unique_ptr<Step> {
+      return std::make_unique<GemmStep>(env, body);
+    }, true);
 }
 
 }  // namespace kiln::runtime::detail

@@ -10,16 +10,16 @@
 #include "reduce.cuh"
 #include "resize.cuh"
 #include "softmax.cuh"
+#include "kiln/ir/window.hpp"
 #include "steps_util.hpp"
 
 namespace kiln::runtime::detail {
 
 namespace {
 
+/// rules::normalize_axis, its violation prefixed with the node.
 i64 norm_axis(const Node& n, i64 axis, std::size_t rank) {
-  const i64 r = static_cast<i64>(rank);
-  if (axis < -r || axis >= r) throw ShapeError(fmt::format("{}axis {} is outside a rank-{} tensor", n.where(), axis, r));
-  return axis < 0 ? axis + r : axis;
+  return ops::window_rule(n, [&] { return rules::normalize_axis(axis, static_cast<i64>(rank)); });
 }
 
 /// Requires a row-major value (what kernels without strides take).
@@ -56,21 +56,13 @@ class PoolStep final : public Step {
       reduce_ = d;
       return;
     }
-    const auto kernel = n.attr_ints("kernel_shape");
-    const auto strides = n.attr_ints("strides", std::vector<i64>(r - 2, 1));
-    const auto dil = n.attr_ints("dilations", std::vector<i64>(r - 2, 1));
-    const std::string autopad = n.attr_string("auto_pad", "NOTSET");
-    std::vector<i64> pb(r - 2, 0), pe(r - 2, 0);
-    if (autopad == "NOTSET") {
-      const auto pads = n.attr_ints("pads", std::vector<i64>(2 * (r - 2), 0));
-      for (std::size_t d = 0; d < r - 2; ++d) pb[d] = pads[d], pe[d] = pads[r - 2 + d];
-    } else if (autopad != "VALID") {
-      for (std::size_t d = 0; d < r - 2; ++d) {
-        const i64 total = std::max<i64>(0, (out[d] - 1) * strides[d] + dil[d] * (kernel[d] - 1) + 1 - in[d]);
-        pb[d] = autopad == "SAME_LOWER" ? total - total / 2 : total / 2;
-        pe[d] = total - pb[d];
-      }
-    }
+    // Kernel, strides, dilations and pads (auto_pad resolved) as the IR reads them.
+    const ops::Window win = ops::resolve_window(n, in, n.attr_ints("kernel_shape"), ops::WindowKind::pool);
+    const auto& kernel = win.kernel;
+    const auto& strides = win.strides;
+    const auto& dil = win.dilations;
+    const auto& pb = win.pad_begin;
+    const auto& pe = win.pad_end;
     auto two = [&](const std::vector<i64>& v, std::size_t d, i64 one) { return static_cast<int>(r == 3 ? (d == 0 ? one : v[0]) : v[d]); };
     p_.planes = x_.dims[0] * x_.dims[1];
     p_.in_h = two(in, 0, 1), p_.in_w = two(in, 1, 1);
@@ -154,18 +146,22 @@ class LrnStep final : public Step {
 
 class ReduceStep final : public Step {
  public:
-  explicit ReduceStep(const StepEnv& env) {
-    const Node& n = env.node;
-    x_ = env.value(n.inputs.at(0));
-    y_ = env.value(n.outputs.at(0));
-    need_contiguous(n, y_);
+  /// The reductions it runs, by ONNX op.
+  static const std::map<std::string, kernels::Reduction>& reductions() {
     static const std::map<std::string, kernels::Reduction> ops = {
         {"ReduceSum", kernels::Reduction::sum}, {"ReduceMean", kernels::Reduction::mean},
         {"ReduceMax", kernels::Reduction::max}, {"ReduceMin", kernels::Reduction::min},
         {"ReduceProd", kernels::Reduction::prod}, {"ReduceL1", kernels::Reduction::l1},
         {"ReduceL2", kernels::Reduction::l2}, {"ReduceLogSum", kernels::Reduction::log_sum},
         {"ReduceLogSumExp", kernels::Reduction::log_sum_exp}, {"ReduceSumSquare", kernels::Reduction::sum_square}};
-    op_ = ops.at(n.op);
+    return ops;
+  }
+  explicit ReduceStep(const StepEnv& env) {
+    const Node& n = env.node;
+    x_ = env.value(n.inputs.at(0));
+    y_ = env.value(n.outputs.at(0));
+    need_contiguous(n, y_);
+    op_ = reductions().at(n.op);
     const std::size_t r = x_.dims.size();
     std::vector<bool> reduced(r, false);
     auto axes = constant_input(env, n, 1);
@@ -506,30 +502,34 @@ class CastStep final : public Step {
 
 }  // namespace
 
-std::unique_ptr<Step> make_data_step(const StepEnv& env) {
-  const Node& n = env.node;
-  const std::string& op = n.op;
-  if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" || op == "GlobalMaxPool")
-    return std::make_unique<PoolStep>(env);
-  if (op == "Softmax" || op == "LogSoftmax") return std::make_unique<SoftmaxStep>(env);
-  if (op == "LRN") return std::make_unique<LrnStep>(env);
-  if (op.rfind("Reduce", 0) == 0) return std::make_unique<ReduceStep>(env);
-  if (op == "Resize") return std::make_unique<ResizeStep>(env);
-  if (op == "Concat") return concat_step(env);
-  if (op == "Split") return split_step(env);
-  if (op == "Slice") return slice_step(env);
-  if (op == "Transpose") return transpose_step(env);
-  if (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" || op == "Identity" || op == "Expand")
-    return reshape_step(env);
-  if (op == "Pad") return std::make_unique<PadStep>(env);
-  if (op == "Gather") {
+void register_data_steps(StepRegistry& r) {
+  // Each factory takes the (unfused) step's node from `env`.
+  auto add = [&](std::initializer_list<const char*> ops, StepFactory f) {
+    for (const char* op : ops) r.add(op, f);
+  };
+  add({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"},
+      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<PoolStep>(env); });
+  add({"Softmax", "LogSoftmax"},
+      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<SoftmaxStep>(env); });
+  add({"LRN"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<LrnStep>(env); });
+  for (const auto& [op, _] : ReduceStep::reductions())
+    r.add(op, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<ReduceStep>(env); });
+  add({"Resize"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<ResizeStep>(env); });
+  add({"Concat"}, [](const StepEnv& env, const FusedBody&) { return concat_step(env); });
+  add({"Split"}, [](const StepEnv& env, const FusedBody&) { return split_step(env); });
+  add({"Slice"}, [](const StepEnv& env, const FusedBody&) { return slice_step(env); });
+  add({"Transpose"}, [](const StepEnv& env, const FusedBody&) { return transpose_step(env); });
+  add({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Expand"},
+      [](const StepEnv& env, const FusedBody&) { return reshape_step(env); });
+  add({"Pad"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<PadStep>(env); });
+  add({"Gather"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
     auto g = std::make_unique<GatherStep>(env);
     if (g->x_.host) g->x_ptr_ = env.engine.weight(g->x_.name);
     return g;
-  }
-  if (op == plan::kToLayoutOp) return std::make_unique<ToLayoutStep>(env);
-  if (op == "Cast") return std::make_unique<CastStep>(env);
-  unsupported(n, fmt::format("op '{}'", op));
+  });
+  add({plan::kToLayoutOp},
+      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<ToLayoutStep>(env); });
+  add({"Cast"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<CastStep>(env); });
 }
 
 }  // namespace kiln::runtime::detail

@@ -1,10 +1,11 @@
-// Elementwise steps (one op or a fused chain), the shared step helpers, and the dispatch from a
-// plan step to the factory that makes it.
+// Elementwise steps (one op or a fused chain) and the shared step helpers.
 #include <cmath>
 #include <limits>
+#include <variant>
 
 #include "check.hpp"
 #include "norm.cuh"
+#include "pointwise_table.hpp"
 #include "steps_util.hpp"
 
 namespace kiln::runtime::detail {
@@ -41,56 +42,77 @@ const void* pointer_of(const StepEnv& env, const DeviceValue& v) {
   return v.host ? env.engine.weight(v.name) : v.ptr;
 }
 
-std::optional<Unary> unary_of(const StepEnv& env, const Node& p) {
-  using A = kernels::Activation;
-  const std::string& op = p.op;
-  auto f = [&](const char* k, double d) { return static_cast<float>(p.attr_float(k, d)); };
-  if (op == "Relu") return Unary{A::relu};
-  if (op == "Sigmoid") return Unary{A::sigmoid};
-  if (op == "Tanh") return Unary{A::tanh};
-  if (op == "LeakyRelu") return Unary{A::leaky_relu, f("alpha", 0.01)};
-  if (op == "Elu") return Unary{A::elu, f("alpha", 1.0)};
-  if (op == "Selu") return Unary{A::selu, f("alpha", 1.67326319217681884765625), f("gamma", 1.05070102214813232421875)};
-  if (op == "Celu") return Unary{A::celu, f("alpha", 1.0)};
-  if (op == "Gelu") return Unary{p.attr_string("approximate", "none") == "tanh" ? A::gelu_tanh : A::gelu};
-  if (op == "Softplus") return Unary{A::softplus};
-  if (op == "Softsign") return Unary{A::softsign};
-  if (op == "HardSigmoid") return Unary{A::hard_sigmoid, f("alpha", 0.2), f("beta", 0.5)};
-  if (op == "HardSwish") return Unary{A::hard_swish};
-  if (op == "ThresholdedRelu") return Unary{A::thresholded_relu, f("alpha", 1.0)};
-  if (op == "Mish") return Unary{A::mish};
-  if (op == "Abs") return Unary{A::abs};
-  if (op == "Neg") return Unary{A::neg};
-  if (op == "Exp") return Unary{A::exp};
-  if (op == "Log") return Unary{A::log};
-  if (op == "Sqrt") return Unary{A::sqrt};
-  if (op == "Reciprocal") return Unary{A::reciprocal};
-  if (op == "Erf") return Unary{A::erf};
-  if (op == "Floor") return Unary{A::floor};
-  if (op == "Ceil") return Unary{A::ceil};
-  if (op == "Sin") return Unary{A::sin};
-  if (op == "Cos") return Unary{A::cos};
-  if (op == "Clip") {
-    const float inf = std::numeric_limits<float>::infinity();
-    Unary u{A::clip, -inf, inf};
-    if (auto lo = constant_input(env, p, 1); lo && !lo->empty()) u.alpha = static_cast<float>((*lo)[0]);
-    if (auto hi = constant_input(env, p, 2); hi && !hi->empty()) u.beta = static_cast<float>((*hi)[0]);
-    return u;
+// ---- the pointwise table ----------------------------------------------------------------------
+
+namespace {
+constexpr UnaryRow kUnaryRows[] = {
+#define KILN_POINTWISE_UNARY(op, onnx, act, aa, ad, ai, ba, bd, bi, wa, wv) \
+  {kernels::PointwiseOp::op, onnx, act != 0, aa, ad, ai, ba, bd, bi, wa, wv},
+#define KILN_POINTWISE_BINARY(...)
+#include "kiln/ir/pointwise_ops.def"
+};
+constexpr BinaryRow kBinaryRows[] = {
+#define KILN_POINTWISE_UNARY(...)
+#define KILN_POINTWISE_BINARY(op, onnx, variadic, act, wa, wv) {kernels::PointwiseOp::op, onnx, variadic, act != 0, wa, wv},
+#include "kiln/ir/pointwise_ops.def"
+};
+
+/// The row for `n` among `rows` whose ONNX name `name_of` gives: one whose `when` holds, else
+/// one without a `when`.
+template <class Row, class Names>
+const Row* find_row(std::span<const Row> rows, const Node& n, Names names) {
+  const Row* plain = nullptr;
+  for (const Row& r : rows) {
+    if (!names(r)) continue;
+    if (!*r.when_attr) plain = plain ? plain : &r;
+    else if (attr_is(n, r.when_attr, r.when_value)) return &r;
   }
-  return std::nullopt;
+  return plain;
+}
+}  // namespace
+
+std::span<const UnaryRow> unary_rows() { return kUnaryRows; }
+std::span<const BinaryRow> binary_rows() { return kBinaryRows; }
+
+bool attr_is(const Node& n, const char* attr, const char* value) {
+  if (!*attr) return true;
+  auto it = n.attrs.find(attr);
+  if (it == n.attrs.end()) return false;
+  if (const auto* s = std::get_if<std::string>(&it->second)) return *s == value;
+  if (const auto* i = std::get_if<std::int64_t>(&it->second)) return std::to_string(*i) == value;
+  return false;
 }
 
-std::optional<kernels::Binary> binary_of(const std::string& op) {
-  using B = kernels::Binary;
-  if (op == "Add" || op == "Sum") return B::add;
-  if (op == "Sub") return B::sub;
-  if (op == "Mul") return B::mul;
-  if (op == "Div") return B::div;
-  if (op == "Pow") return B::pow;
-  if (op == "Max") return B::max;
-  if (op == "Min") return B::min;
-  if (op == "PRelu") return B::prelu;
-  return std::nullopt;
+const UnaryRow* unary_row(const Node& n) {
+  return find_row(unary_rows(), n, [&](const UnaryRow& r) { return *r.onnx && n.op == r.onnx; });
+}
+
+const BinaryRow* binary_row(const Node& n) {
+  return find_row(binary_rows(), n, [&](const BinaryRow& r) {
+    return (*r.onnx && n.op == r.onnx) || (*r.variadic && n.op == r.variadic);
+  });
+}
+
+std::optional<Unary> unary_of(const StepEnv& env, const Node& p) {
+  const UnaryRow* row = unary_row(p);
+  if (!row) return std::nullopt;
+  // alpha or beta: the constant input when given, else the attribute (or its default).
+  auto param = [&](const char* attr, float fallback, int input) {
+    if (input > 0)
+      if (auto v = constant_input(env, p, static_cast<std::size_t>(input)); v && !v->empty())
+        return static_cast<float>((*v)[0]);
+    return *attr ? static_cast<float>(p.attr_float(attr, fallback)) : fallback;
+  };
+  Unary u{row->op};
+  u.alpha = param(row->a_attr, row->a_default, row->a_input);
+  u.beta = param(row->b_attr, row->b_default, row->b_input);
+  return u;
+}
+
+std::optional<kernels::PointwiseOp> binary_of(const Node& p) {
+  const BinaryRow* row = binary_row(p);
+  if (!row) return std::nullopt;
+  return row->op;
 }
 
 std::vector<int> physical_order(const DeviceValue& v) {
@@ -136,12 +158,12 @@ Chain::Chain(const StepEnv& env, const std::vector<Node>& parts, std::string run
       if (out.dims[d] != 1 && out.strides[d] != expect[d])
         throw UnsupportedError(fmt::format("{}writing the strided value {}", env.node.where(), out.describe()));
   }
-  auto operand = [&](const Node& p, const std::string& ref, kernels::Binary op, bool reversed) {
+  auto operand = [&](const Node& p, const std::string& ref, kernels::PointwiseOp op, bool reversed) {
     const DeviceValue v = env.value(fused_input_name(inputs, ref));
     if (v.elem() != elem_) unsupported(p, fmt::format("mixing {} and {}", v.describe(), out.describe()));
     kernels::PointwiseStep st;
     st.kind = reversed ? kernels::PointwiseStep::binary_reversed : kernels::PointwiseStep::binary;
-    st.op = static_cast<int>(op);
+    st.op = op;
     st.operand = pointer_of(env, v);
     st.strides = broadcast_strides(v, out_.dims, perm_);
     steps_.push_back(st);
@@ -161,11 +183,11 @@ Chain::Chain(const StepEnv& env, const std::vector<Node>& parts, std::string run
       if (ins.empty() || ins[0] != running) unsupported(p, "a unary op off the chain");
       kernels::PointwiseStep st;
       st.kind = kernels::PointwiseStep::unary;
-      st.op = static_cast<int>(u->act);
+      st.op = u->act;
       st.alpha = u->alpha;
       st.beta = u->beta;
       steps_.push_back(st);
-    } else if (auto b = binary_of(p.op)) {
+    } else if (auto b = binary_of(p)) {
       int at = -1;
       for (std::size_t k = 0; k < ins.size(); ++k)
         if (ins[k] == running) {
@@ -173,7 +195,7 @@ Chain::Chain(const StepEnv& env, const std::vector<Node>& parts, std::string run
           at = static_cast<int>(k);
         }
       if (at < 0) unsupported(p, "a binary op off the chain");
-      if (p.op == "Sum" || p.op == "Max" || p.op == "Min") {
+      if (p.op == binary_row(p)->variadic) {  // Sum, Max, Min: every other input is an operand
         for (std::size_t k = 0; k < ins.size(); ++k)
           if (static_cast<int>(k) != at && !ins[k].empty()) operand(p, ins[k], *b, false);
       } else {
@@ -271,27 +293,22 @@ bool all_pointwise(const FusedBody& b) {
   return true;
 }
 
+std::unique_ptr<Step> pointwise_step(const StepEnv& env, const FusedBody& body) {
+  if (!all_pointwise(body)) unsupported(env.node, fmt::format("the fused pattern '{}'", env.node.attr_string("pattern", "")));
+  return std::make_unique<PointwiseStep>(env, body);
+}
+
 }  // namespace
 
-std::unique_ptr<Step> make_step(const StepEnv& env) {
-  const Node& n = env.node;
-  const FusedBody body = as_body(n);
-  const std::string& anchor = body.parts.at(0).op;
-  try {
-    if (anchor == "Conv" || anchor == "ConvTranspose") return make_conv_step(env, body);
-    if (anchor == "Gemm" || anchor == "MatMul") return make_gemm_step(env, body);
-    if (all_pointwise(body)) return std::make_unique<PointwiseStep>(env, body);
-    if (is_fused(n)) unsupported(n, fmt::format("the fused pattern '{}'", n.attr_string("pattern", "")));
-    if (n.op == "BatchNormalization") return std::make_unique<BatchNormStep>(env);
-    if (n.op == "LSTM" || n.op == "GRU" || n.op == "RNN") return make_rnn_step(env);
-    return make_data_step(env);
-  } catch (const UnsupportedError&) {
-    throw;
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    if (msg.rfind("[", 0) == 0) throw;
-    throw Error(n.where() + msg);
-  }
+void register_pointwise_steps(StepRegistry& r) {
+  for (const UnaryRow& row : unary_rows())
+    if (*row.onnx && !r.find(row.onnx)) r.add(row.onnx, pointwise_step, true);
+  for (const BinaryRow& row : binary_rows())
+    for (const char* op : {row.onnx, row.variadic})
+      if (*op && !r.find(op)) r.add(op, pointwise_step, true);
+  r.add("BatchNormalization", [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+    return std::make_unique<BatchNormStep>(env);
+  });
 }
 
 }  // namespace kiln::runtime::detail

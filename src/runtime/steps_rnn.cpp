@@ -95,6 +95,9 @@ class RnnStep final : public Step {
 
 }  // namespace
 
-std::unique_ptr<Step> make_rnn_step(const StepEnv& env) { return std::make_unique<RnnStep>(env); }
+void register_rnn_steps(StepRegistry& r) {
+  for (const char* op : {"LSTM", "GRU", "RNN"})
+    r.add(op, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<RnnStep>(env); });
+}
 
 }  // namespace kiln::runtime::detail

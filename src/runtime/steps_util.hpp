@@ -3,6 +3,8 @@
 // every epilogue the libraries cannot fuse runs through.
 #pragma once
 
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,15 +29,16 @@ const void* pointer_of(const StepEnv& env, const DeviceValue& v);
 
 [[noreturn]] void unsupported(const Node& n, const std::string& what);
 
-/// A unary elementwise node as a kernel activation (Clip reads its bounds from constant
-/// inputs); nullopt for ops that are not unary activations.
+/// A unary elementwise node as its kernel op with alpha and beta, as the pointwise table
+/// (include/kiln/ir/pointwise_ops.def) says (Clip reads its bounds from constant inputs);
+/// nullopt for ops that are no unary op of the table.
 struct Unary {
   kernels::Activation act = kernels::Activation::identity;
   float alpha = 0.f, beta = 0.f;
 };
 std::optional<Unary> unary_of(const StepEnv& env, const Node& part);
-/// A binary elementwise op as a kernel op (Sum/Max/Min of two included); nullopt otherwise.
-std::optional<kernels::Binary> binary_of(const std::string& op);
+/// A binary elementwise node (two-input or variadic) as its kernel op; nullopt otherwise.
+std::optional<kernels::PointwiseOp> binary_of(const Node& part);
 
 /// Elementwise parts applied one after another to a running value, run as pointwise-chain
 /// kernels of at most kMaxChainSteps steps. Operands are other values (any strides, broadcast
@@ -67,11 +70,35 @@ std::vector<int> physical_order(const DeviceValue& v);
 /// Strides of `v` (broadcast to `out_dims`, 0 where broadcast), permuted by `perm`.
 kernels::Strides broadcast_strides(const DeviceValue& v, const std::vector<i64>& out_dims, const std::vector<int>& perm);
 
-// Factories (each in its own file).
-std::unique_ptr<Step> make_conv_step(const StepEnv& env, const FusedBody& body);
-std::unique_ptr<Step> make_gemm_step(const StepEnv& env, const FusedBody& body);
-std::unique_ptr<Step> make_pointwise_step(const StepEnv& env, const FusedBody& body);
-std::unique_ptr<Step> make_data_step(const StepEnv& env);  // pools, softmax, copies, reductions, ...
-std::unique_ptr<Step> make_rnn_step(const StepEnv& env);
+/// Makes the step of a plan step from its body (the step itself when it is not fused).
+using StepFactory = std::unique_ptr<Step> (*)(const StepEnv& env, const FusedBody& body);
+
+/// Which step runs which op: each steps file registers the ops it runs (by the op of a step's
+/// first part) with the factory that makes them. gpu_ops(), check_gpu_plan() and make_step()
+/// read it; nothing else lists what the GPU runs.
+class StepRegistry {
+ public:
+  /// `fused`: the factory also takes fused steps whose first part is `op`.
+  void add(const std::string& op, StepFactory make, bool fused = false);
+  struct Entry {
+    StepFactory make = nullptr;
+    bool fused = false;
+  };
+  const Entry* find(const std::string& op) const;
+  /// Every registered op, sorted.
+  std::vector<std::string> ops() const;
+
+ private:
+  std::map<std::string, Entry> by_op_;
+};
+
+/// The registry, filled once by the register_* functions below.
+const StepRegistry& step_registry();
+
+// Each steps file registers its ops.
+void register_conv_steps(StepRegistry& r);       // steps_conv.cpp: convolutions, matrix products
+void register_pointwise_steps(StepRegistry& r);  // steps_pointwise.cpp: the pointwise table, BatchNorm
+void register_data_steps(StepRegistry& r);       // steps_data.cpp: pools, softmax, copies, reductions, ...
+void register_rnn_steps(StepRegistry& r);        // steps_rnn.cpp: LSTM, GRU, RNN
 
 }  // namespace kiln::runtime::detail

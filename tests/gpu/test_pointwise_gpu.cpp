@@ -42,6 +42,7 @@ std::vector<UnaryCase> unary_cases() {
       {"Sign", A::sign, 0, 0, {}}, {"Sin", A::sin, 0, 0, {}}, {"Cos", A::cos, 0, 0, {}},
       {"Tan", A::tan, 0, 0, {}, -1.2f, 1.2f},
       {"Shrink", A::shrink, 0.5f, 0.2f, {{"lambd", 0.5}, {"bias", double(0.2f)}}},
+      {"Atan", A::atan, 0, 0, {}, -6.f, 6.f},
   };
 }
 
@@ -101,13 +102,13 @@ int main() {
   }
 
   // Binary ops with broadcasting, up to 8-D.
-  struct BinCase { const char* op; kk::Binary bin; float a_lo, a_hi, b_lo, b_hi; std::map<std::string, kiln::Attribute> attrs; };
+  struct BinCase { const char* op; kk::PointwiseOp bin; float a_lo, a_hi, b_lo, b_hi; std::map<std::string, kiln::Attribute> attrs; };
   const BinCase bins[] = {
-      {"Add", kk::Binary::add, -3, 3, -3, 3, {}}, {"Sub", kk::Binary::sub, -3, 3, -3, 3, {}},
-      {"Mul", kk::Binary::mul, -3, 3, -3, 3, {}}, {"Div", kk::Binary::div, -3, 3, 0.5f, 3, {}},
-      {"Pow", kk::Binary::pow, 0.1f, 3, -2, 2, {}}, {"Max", kk::Binary::max, -3, 3, -3, 3, {}},
-      {"Min", kk::Binary::min, -3, 3, -3, 3, {}}, {"PRelu", kk::Binary::prelu, -3, 3, 0.05f, 0.5f, {}},
-      {"Mod", kk::Binary::mod, -9, 9, 0.5f, 3, {{"fmod", std::int64_t{1}}}},
+      {"Add", kk::PointwiseOp::add, -3, 3, -3, 3, {}}, {"Sub", kk::PointwiseOp::sub, -3, 3, -3, 3, {}},
+      {"Mul", kk::PointwiseOp::mul, -3, 3, -3, 3, {}}, {"Div", kk::PointwiseOp::div, -3, 3, 0.5f, 3, {}},
+      {"Pow", kk::PointwiseOp::pow, 0.1f, 3, -2, 2, {}}, {"Max", kk::PointwiseOp::max, -3, 3, -3, 3, {}},
+      {"Min", kk::PointwiseOp::min, -3, 3, -3, 3, {}}, {"PRelu", kk::PointwiseOp::prelu, -3, 3, 0.05f, 0.5f, {}},
+      {"Mod", kk::PointwiseOp::mod, -9, 9, 0.5f, 3, {{"fmod", std::int64_t{1}}}},
   };
   const std::pair<std::vector<i64>, std::vector<i64>> shapes[] = {
       {{7}, {7}}, {{2, 3, 4, 5}, {3, 1, 5}}, {{4, 1, 6}, {1, 5, 1}}, {{64, 256}, {256}},
@@ -117,7 +118,7 @@ int main() {
     for (bool f16 : {false, true}) {
       for (const auto& [sa, sb0] : shapes) {
         std::vector<i64> sb = sb0;
-        if (c.bin == kk::Binary::prelu || c.bin == kk::Binary::pow) {
+        if (c.bin == kk::PointwiseOp::prelu || c.bin == kk::PointwiseOp::pow) {
           // PRelu's slope broadcasts to X (unidirectional); keep X the larger shape
           if (numel(broadcast(sa, sb)) != numel(sa)) continue;
         }
@@ -157,16 +158,19 @@ int main() {
       c.dims = to_dims(sx);
       c.x_strides = kk::contiguous_strides(c.dims);
       c.steps = 5;
-      c.step[0] = {kk::PointwiseStep::binary, int(kk::Binary::mul), 0, 0, ds.get(), broadcast_strides(ss, sx)};
-      c.step[1] = {kk::PointwiseStep::binary, int(kk::Binary::add), 0, 0, db.get(), broadcast_strides(sbias, sx)};
-      c.step[2] = {kk::PointwiseStep::unary, int(kk::Activation::sigmoid), 0, 0, nullptr, {}};
-      c.step[3] = {kk::PointwiseStep::binary_reversed, int(kk::Binary::sub), 0, 0, d1.get(), broadcast_strides({1}, sx)};
-      c.step[4] = {kk::PointwiseStep::unary, int(kk::Activation::leaky_relu), 0.2f, 0, nullptr, {}};
+      c.step[0] = {kk::PointwiseStep::binary, kk::PointwiseOp::mul, 0, 0, ds.get(), broadcast_strides(ss, sx)};
+      c.step[1] = {kk::PointwiseStep::binary, kk::PointwiseOp::add, 0, 0, db.get(), broadcast_strides(sbias, sx)};
+      c.step[2] = {kk::PointwiseStep::unary, kk::Activation::sigmoid, 0, 0, nullptr, {}};
+      c.step[3] = {kk::PointwiseStep::binary_reversed, kk::PointwiseOp::sub, 0, 0, d1.get(), broadcast_strides({1}, sx)};
+      c.step[4] = {kk::PointwiseStep::unary, kk::Activation::leaky_relu, 0.2f, 0, nullptr, {}};
       KILN_CHECK(kk::pointwise_chain(elem(f16), c, dx.get(), dy.get(), nullptr));
       report.check(what, download(dy, numel(sx), f16), r, f16);
     });
   }
   report.expect("bad op is refused", kk::activation(kk::Elem::f32, kk::Activation::count_, 0, 0, nullptr,
                                                     nullptr, 4, nullptr) == cudaErrorInvalidValue);
+  report.expect("a binary op as an activation is refused",
+                kk::activation(kk::Elem::f32, kk::PointwiseOp::add, 0, 0, nullptr, nullptr, 4, nullptr) ==
+                    cudaErrorInvalidValue);
   return report.finish("gpu-pointwise");
 }

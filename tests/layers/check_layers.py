@@ -37,7 +37,7 @@ MAY_USE = {
 }
 # One header of each layer to probe with (public headers, the IR's internal ones, a kernel).
 PROBE = {
-    "ir": ["kiln/ir/graph.hpp", "ir/ops/nn_window.hpp"],
+    "ir": ["kiln/ir/graph.hpp", "ir/ops/infer_util.hpp"],
     "dsl": ["kiln/dsl/dsl.hpp"],
     "import": ["kiln/import/onnx.hpp"],
     "plan": ["kiln/plan/plan.hpp"],

@@ -393,10 +393,10 @@ TEST_CASE("every unary and binary layer runs on the reference") {
   auto x = input<"x", f32, NC>(dyn, fix<4>);
   auto p = input<"p", f32, NC>(dyn, fix<4>);
   Network n = network(sigmoid(x), tanh(x), softplus(x), softsign(x), leaky_relu(x, 0.1), elu(x), selu(x),
-                      hard_sigmoid(x), abs(x), neg(x), exp(x), sqrt(p), log(p), reciprocal(p), erf(x),
+                      hard_sigmoid(x), abs(x), neg(x), exp(x), sqrt(p), log(p), reciprocal(p), erf(x), atan(x),
                       identity(x), cast<i32>(x), x - p, x / p, pow(p, x), maximum(x, p), minimum(x, p),
                       log_softmax(x), reduce_max<keep_dims<false>>(x), reduce_prod<axes<1>>(p),
                       reduce_l2<axes<-1>>(x), reduce_min(x), reduce_sum(x));
   auto out = kiln::run(n, {{"x", random_tensor({2, 4}, 1)}, {"p", random_tensor({2, 4}, 2, 0.5, 2)}});
-  CHECK(out.size() == 28);
+  CHECK(out.size() == 29);
 }

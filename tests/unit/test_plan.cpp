@@ -131,12 +131,12 @@ TEST_CASE("plan files: round trip") {
   {
     // The GPU tactics a plan records survive the round trip (and show in its dump).
     auto p = build_for_test(random_cnn(301));
-    p.tactics["conv|n1 c3 32x32 k16|f16|nhwc"] = "graph 2 ws 0 ms 0.01000";
-    p.tactics["matmul|b1 m1 n10 k64|f32"] = "index 1 ws 1024 ms 0.00500";
+    p.tactics["conv|n1 c3 32x32 k16|f16|nhwc"] = "cudnn-graph 2 ws 0 ms 0.01";
+    p.tactics["matmul|b1 m1 n10 k64|f32"] = "cublaslt 1 ws 1024 ms 0.005";
     const auto q = plan::deserialize_plan(plan::serialize_plan(p));
     CHECK(q.tactics == p.tactics);
     CHECK(q.dump().find("tactics: 2") != std::string::npos);
-    CHECK(q.dump().find("-> graph 2 ws 0 ms 0.01000") != std::string::npos);
+    CHECK(q.dump().find("-> cudnn-graph 2 ws 0 ms 0.01") != std::string::npos);
   }
   const auto path = (std::filesystem::temp_directory_path() / "kiln_test_plan.kplan").string();
   const Graph g = random_cnn(5);
@@ -160,6 +160,10 @@ TEST_CASE("plan files: refusals name what differs") {
   m = bytes;
   m[8] = 7;  // format version
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("format version 7"), FormatError);
+  m = bytes;
+  m[8] = 2;  // format 2: free-text tactics
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 2; this kiln reads version 3"),
+                       FormatError);
   m = bytes;
   m[12 + 4] = '9';  // library version "0.1.0" -> "9.1.0"
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("written by kiln 9.1.0"), FormatError);

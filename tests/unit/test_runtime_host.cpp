@@ -2,13 +2,19 @@
 // refusal of plans it cannot run, and the profiler's tables, rooflines and Chrome traces.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cctype>
+#include <set>
 #include <string>
 
 #include "kiln/build/builder.hpp"
 #include "kiln/ir/error.hpp"
+#include "kiln/plan/plan_file.hpp"
 #include "kiln/plan/target.hpp"
 #include "kiln/reference/executor.hpp"
 #include "kiln/runtime/engine.hpp"
+#include "runtime/pointwise_table.hpp"
+#include "runtime/steps_util.hpp"
 
 using namespace kiln;
 namespace rt = kiln::runtime;
@@ -58,6 +64,73 @@ TEST_CASE("the GPU targets ask only for what the runtime runs") {
   CHECK(rt::gpu_supports(plan::kToLayoutOp));
   CHECK_FALSE(rt::gpu_supports("ArgMax"));
   CHECK_FALSE(rt::gpu_supports("NonMaxSuppression"));
+}
+
+TEST_CASE("gpu_ops() is what the steps files registered, and nothing else") {
+  const auto& ops = rt::gpu_ops();
+  CHECK(ops == rt::detail::step_registry().ops());
+  CHECK(std::is_sorted(ops.begin(), ops.end()));
+  CHECK(std::adjacent_find(ops.begin(), ops.end()) == ops.end());
+  for (const auto& op : ops) CHECK_MESSAGE(rt::gpu_supports(op), op);
+  // Every op of the pointwise table runs (registered from the table, not from a list).
+  for (const auto& op : plan::elementwise_ops()) CHECK_MESSAGE(rt::gpu_supports(op), op);
+  for (const char* op : {"Round", "Sign", "Tan", "Shrink", "Swish", "Mod"}) CHECK_MESSAGE(rt::gpu_supports(op), op);
+  // A second registration of one op is a programming error, said as such.
+  rt::detail::StepRegistry r;
+  rt::detail::register_rnn_steps(r);
+  CHECK_THROWS_WITH_AS(rt::detail::register_rnn_steps(r), "two GPU steps registered for op 'LSTM'", Error);
+}
+
+TEST_CASE("every row of the pointwise table maps a node to its kernel op") {
+  namespace kk = kiln::kernels;
+  std::set<std::string> onnx;
+  std::vector<bool> mapped(static_cast<std::size_t>(kk::PointwiseOp::count_), false);
+  auto node = [](const char* op, const char* when_attr, const char* when_value) {
+    Node n;
+    n.name = "n";
+    n.op = op;
+    if (*when_attr) {
+      const std::string v = when_value;
+      if (!v.empty() && std::isdigit(static_cast<unsigned char>(v[0]))) n.attrs[when_attr] = std::int64_t{std::stoll(v)};
+      else n.attrs[when_attr] = v;
+    }
+    return n;
+  };
+  for (const auto& row : rt::detail::unary_rows()) {
+    CHECK(kk::is_unary(row.op));
+    if (!*row.onnx) continue;
+    onnx.insert(row.onnx);
+    const auto* got = rt::detail::unary_row(node(row.onnx, row.when_attr, row.when_value));
+    REQUIRE_MESSAGE(got != nullptr, row.onnx);
+    CHECK_MESSAGE(got->op == row.op, row.onnx);
+    CHECK(rt::detail::binary_row(node(row.onnx, "", "")) == nullptr);
+    mapped[static_cast<std::size_t>(row.op)] = true;
+  }
+  for (const auto& row : rt::detail::binary_rows()) {
+    CHECK_FALSE(kk::is_unary(row.op));
+    for (const char* op : {row.onnx, row.variadic}) {
+      if (!*op) continue;
+      onnx.insert(op);
+      const auto* got = rt::detail::binary_row(node(op, row.when_attr, row.when_value));
+      REQUIRE_MESSAGE(got != nullptr, op);
+      CHECK_MESSAGE(got->op == row.op, op);
+      mapped[static_cast<std::size_t>(row.op)] = true;
+    }
+  }
+  // Every kernel op runs some ONNX op, except identity (what an absent activation is).
+  for (std::size_t k = 0; k < mapped.size(); ++k)
+    CHECK_MESSAGE(mapped[k] == (static_cast<kk::PointwiseOp>(k) != kk::PointwiseOp::identity), k);
+  // The targets' lists are the table's.
+  CHECK(onnx == plan::elementwise_ops());
+  for (const auto& op : plan::activation_ops()) CHECK_MESSAGE(onnx.count(op), op);
+  // Gelu's kernel op follows its attribute; Mod runs only as C fmod.
+  CHECK(rt::detail::unary_row(node("Gelu", "", ""))->op == kk::PointwiseOp::gelu);
+  CHECK(rt::detail::unary_row(node("Gelu", "approximate", "none"))->op == kk::PointwiseOp::gelu);
+  CHECK(rt::detail::unary_row(node("Gelu", "approximate", "tanh"))->op == kk::PointwiseOp::gelu_tanh);
+  CHECK(rt::detail::binary_row(node("Mod", "", "")) == nullptr);
+  CHECK(rt::detail::binary_row(node("Mod", "fmod", "0")) == nullptr);
+  CHECK(rt::detail::binary_row(node("Sum", "", ""))->op == kk::PointwiseOp::add);
+  CHECK(rt::detail::unary_row(node("Add", "", "")) == nullptr);
 }
 
 TEST_CASE("a GPU plan with an op the runtime lacks is refused, naming the step and the op") {
@@ -124,4 +197,35 @@ TEST_CASE("the trace profiler averages runs, sorts steps and writes a Chrome tra
   std::size_t events = 0;
   for (std::size_t at = j.find("\"ph\""); at != std::string::npos; at = j.find("\"ph\"", at + 1)) ++events;
   CHECK(events == 4);
+}
+
+TEST_CASE("a tactic reads back as it was written, and only as the typed form writes it") {
+  using T = rt::detail::Tactic;
+  for (auto b : {T::Backend::cudnn, T::Backend::cudnn_graph, T::Backend::cublaslt})
+    for (int algo : {0, 1, 7, 31})
+      for (std::size_t ws : {std::size_t{0}, std::size_t{1024}, std::size_t{3} << 30})
+        for (float ms : {0.f, 0.01f, 0.0123456789f, 12.5f, 1e-7f}) {
+          const T t{b, algo, ws, ms};
+          const std::string text = rt::detail::to_text(t);
+          CHECK_MESSAGE(rt::detail::parse_tactic(text) == t, text);
+        }
+  CHECK(rt::detail::to_text(T{T::Backend::cudnn_graph, 2, 0, 0.5f}) == "cudnn-graph 2 ws 0 ms 0.5");
+  // Plan format 2's free text, and broken text, are refused, quoting the text.
+  for (const char* bad : {"graph 2 ws 0 ms 0.01000", "algo 3 ws 1024 ms 0.5", "index 1 ws 1024 ms 0.00500",
+                          "gemm 0 ws 0 ms 1", "cudnn 2 ws 0", "cudnn x ws 0 ms 1", "cudnn 2 ws -1 ms 1",
+                          "cudnn 2 ws 0 ms 1 extra", "cublaslt 1 ws 0 ms -2", ""})
+    CHECK_THROWS_WITH_AS(rt::detail::parse_tactic(bad), doctest::Contains(fmt::format("'{}' is not a tactic", bad).c_str()),
+                         FormatError);
+}
+
+TEST_CASE("an engine refuses a plan whose tactics are not in the typed form, before touching a GPU") {
+  plan::Plan p = tiny_plan("Sigmoid", plan::cuda_target(false));
+  p.tactics["conv|n1 c3 32x32 k16|f32|nchw"] = "graph 2 ws 0 ms 0.01000";  // format 2's text
+  CHECK_THROWS_WITH_AS(rt::Engine{p}, doctest::Contains("the tactic of 'conv|n1 c3 32x32 k16|f32|nchw'"), FormatError);
+  // A plan file of format 2 is refused as a whole, naming both versions.
+  plan::Plan q = tiny_plan("Sigmoid", plan::cuda_target(false));
+  std::string bytes = plan::serialize_plan(q);
+  bytes[8] = 2;
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes),
+                       doctest::Contains("plan format version 2; this kiln reads version 3"), FormatError);
 }

@@ -145,7 +145,7 @@ TEST_CASE("Reshape: 0 copies, -1 infers, allowzero keeps zeros") {
   CHECK(run("Reshape", {x, ints({-1})}).dims() == std::vector<i64>{24});
   Tensor e(DType::f32, {0, 3});
   CHECK(run("Reshape", {e, ints({3, 0})}, {{"allowzero", i64{1}}}).dims() == std::vector<i64>{3, 0});
-  CHECK_THROWS_WITH_AS(run("Reshape", {x, ints({-1, -1})}), "[Reshape 'n'] shape has more than one -1 entry",
+  CHECK_THROWS_WITH_AS(run("Reshape", {x, ints({-1, -1})}), "[Reshape 'n'] reshape target has two -1 dims (0 and 1)",
                        ShapeError);
   CHECK_THROWS_AS(run("Reshape", {x, ints({5, 5})}), ShapeError);
   CHECK_THROWS_AS(run("Reshape", {x, ints({7, -1})}), ShapeError);
@@ -162,7 +162,7 @@ TEST_CASE("Reshape's shape rule: static with a constant shape, symbols copied, r
                         {{1, TensorType{DType::i64, Shape{Dim::dynamic()}}}}),
                   UnsupportedError);
   CHECK_THROWS_WITH_AS(infer("Reshape", {x, ints({5, 5})}, {false, true}),
-                       "[Reshape 'n'] cannot reshape 24 elements into [5,5] (25 elements)", ShapeError);
+                       "[Reshape 'n'] expected 24 element count, got 25", ShapeError);
 }
 
 TEST_CASE("Flatten, Squeeze, Unsqueeze") {

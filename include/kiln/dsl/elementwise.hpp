@@ -37,6 +37,7 @@ template <tensor_expr T> T log(const T& x, const std::string& n = "") { return d
 template <tensor_expr T> T sqrt(const T& x, const std::string& n = "") { return detail::unary(x, "Sqrt", "sqrt", n); }
 template <tensor_expr T> T reciprocal(const T& x, const std::string& n = "") { return detail::unary(x, "Reciprocal", "reciprocal", n); }
 template <tensor_expr T> T erf(const T& x, const std::string& n = "") { return detail::unary(x, "Erf", "erf", n); }
+template <tensor_expr T> T atan(const T& x, const std::string& n = "") { return detail::unary(x, "Atan", "atan", n); }
 template <tensor_expr T> T identity(const T& x, const std::string& n = "") { return detail::unary(x, "Identity", "identity", n); }
 
 template <tensor_expr T>

@@ -42,6 +42,7 @@ inline constexpr DslOp kDslOps[] = {
     {"Sqrt", "sqrt"},
     {"Reciprocal", "reciprocal"},
     {"Erf", "erf"},
+    {"Atan", "atan"},
     {"Identity", "identity"},
     {"Cast", "cast<DType>"},
     {"Add", "add, +"},

@@ -83,40 +83,9 @@ struct reshape_layer {
   }
   template <std::size_t R>
   static constexpr std::array<dim_t, sizeof...(Target)> rule(std::array<dim_t, R> in) {
-    constexpr std::size_t RO = sizeof...(Target);
-    constexpr std::array<dim_t, RO> t{Target...};
-    std::array<dim_t, RO> out{};
-    int inferred = -1;
-    // The element count of the input dims not copied by a 0, and of the explicit target dims.
-    dim_t in_count = 1, out_count = 1;
-    for (std::size_t i = 0; i < RO; ++i) {
-      rules::reshape_dim(t[i]);
-      if (t[i] == -1) {
-        if (inferred >= 0) rules::rule_violation_fmt("reshape target has two -1 dims ({} and {})", inferred, static_cast<dim_t>(i));
-        inferred = static_cast<int>(i);
-      } else if (t[i] == 0) {
-        if (i >= R) rules::rule_violation_fmt("reshape target dim {} is 0 but the input has rank {}", static_cast<dim_t>(i), static_cast<dim_t>(R));
-        out[i] = in[i];
-      } else {
-        out[i] = t[i];
-        out_count *= t[i];
-      }
-    }
-    for (std::size_t i = 0; i < R; ++i) {
-      if (i < RO && t[i] == 0) continue;
-      in_count = rules::known(in_count) && rules::known(in[i]) ? in_count * in[i] : kDynamic;
-    }
-    if (inferred >= 0) {
-      if (rules::known(in_count)) {
-        if (out_count == 0 || in_count % out_count != 0)
-          rules::rule_violation_fmt("cannot infer the -1 dim: {} elements do not divide into {}", in_count, out_count);
-        out[static_cast<std::size_t>(inferred)] = in_count / out_count;
-      } else {
-        out[static_cast<std::size_t>(inferred)] = kDynamic;
-      }
-    } else {
-      rules::same_count(in_count, out_count);
-    }
+    constexpr std::array<dim_t, sizeof...(Target)> t{Target...};
+    std::array<dim_t, sizeof...(Target)> out{};
+    rules::reshape_dims(in, t, false, out);
     return out;
   }
 };
@@ -142,16 +111,8 @@ struct flatten_layer {
   static constexpr std::string_view kind = "flatten";
   template <std::size_t R>
   static constexpr std::array<dim_t, 2> rule(std::array<dim_t, R> in) {
-    // ONNX Flatten allows axis == rank.
-    const dim_t ax = Axis < 0 ? Axis + static_cast<dim_t>(R) : Axis;
-    if (ax < 0 || ax > static_cast<dim_t>(R))
-      rules::rule_violation_fmt("axis {} out of range for rank {}", Axis, static_cast<dim_t>(R));
-    dim_t a = 1, b = 1;
-    for (std::size_t i = 0; i < R; ++i) {
-      dim_t& p = static_cast<dim_t>(i) < ax ? a : b;
-      p = rules::known(p) && rules::known(in[i]) ? p * in[i] : kDynamic;
-    }
-    return {a, b};
+    const auto ax = static_cast<std::size_t>(rules::flatten_axis(Axis, static_cast<dim_t>(R)));
+    return {rules::dims_product(in, 0, ax), rules::dims_product(in, ax, R)};
   }
 };
 
@@ -175,16 +136,9 @@ struct transpose_layer {
   template <std::size_t R>
   static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> in) {
     constexpr std::array<dim_t, sizeof...(Perm)> p{Perm...};
-    if (p.size() != R)
-      rules::rule_violation("permutation length (the input rank)", static_cast<dim_t>(R), static_cast<dim_t>(p.size()));
+    rules::check_permutation(p, static_cast<dim_t>(R));
     std::array<dim_t, R> out{};
-    std::array<bool, R> seen{};
-    for (std::size_t i = 0; i < R; ++i) {
-      const auto a = static_cast<std::size_t>(rules::normalize_axis(p[i], static_cast<dim_t>(R)));
-      if (seen[a]) rules::rule_violation_fmt("axis {} appears twice in the permutation (position {})", p[i], static_cast<dim_t>(i));
-      seen[a] = true;
-      out[i] = in[a];
-    }
+    for (std::size_t i = 0; i < R; ++i) out[i] = in[static_cast<std::size_t>(p[i])];
     return out;
   }
 };

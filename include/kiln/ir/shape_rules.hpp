@@ -6,7 +6,9 @@
 // channels, got 50".
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "kiln/ir/shape.hpp"
 
@@ -61,6 +63,17 @@ constexpr i64 same_total_pad(i64 in, i64 kernel, i64 stride, i64 dilation) {
   const i64 out = (in + stride - 1) / stride;
   const i64 need = (out - 1) * stride + (kernel - 1) * dilation + 1 - in;
   return need > 0 ? need : 0;
+}
+
+/// The begin padding of `total` padding along one axis (auto_pad SAME_UPPER / SAME_LOWER, or a
+/// transposed convolution's output_shape), split as ONNX does: SAME_UPPER (`upper`) puts the
+/// smaller half first, anything else the larger. Halves are floor(total / 2), as ONNX's reference
+/// computes them (`total // 2` in Python): a negative total, which a transposed convolution's
+/// output_shape past its natural size gives, splits -3 as -2 + -1 (upper) and -1 + -2 (lower),
+/// not as truncating division would. The end padding is total - begin.
+constexpr i64 split_pad_begin(i64 total, bool upper) {
+  const i64 half = total >= 0 ? total / 2 : -((-total + 1) / 2);  // floor(total / 2)
+  return upper ? half : total - half;
 }
 
 /// Output length of a convolution (or a pooling window without ceil mode) along one axis.
@@ -170,6 +183,79 @@ constexpr i64 adaptive_pool_window(i64 in, i64 out) {
 constexpr i64 reshape_dim(i64 target) {
   if (target < -1) rule_violation_fmt("reshape target dim {} is invalid (expected -1, 0 or > 0)", target, 0);
   return target;
+}
+
+/// The product of in[begin, end), kDynamic when any of them is unknown.
+constexpr i64 dims_product(std::span<const i64> in, std::size_t begin, std::size_t end) {
+  i64 p = 1;
+  for (std::size_t i = begin; i < end; ++i) p = known(p) && known(in[i]) ? p * in[i] : kDynamic;
+  return p;
+}
+
+/// ONNX Reshape: writes the dims of reshaping `in` to `target` into `out` (one per target entry).
+/// Each target entry is positive, 0 (copy the input dim at that index; with `allowzero`, a 0
+/// dim) or -1 (inferred from the element count, at most one). `in` may hold kDynamic dims; the
+/// output is then kDynamic where it cannot be known. The element counts are checked as
+/// same_count(input's, target's), leaving out the dims a 0 copies (they may be unknown).
+constexpr void reshape_dims(std::span<const i64> in, std::span<const i64> target, bool allowzero,
+                            std::span<i64> out) {
+  i64 infer_at = -1;
+  bool has_zero = false;
+  auto copied = [&](std::size_t i) { return i < target.size() && target[i] == 0 && !allowzero; };
+  for (std::size_t i = 0; i < target.size(); ++i) {
+    const i64 v = reshape_dim(target[i]);
+    if (copied(i)) {
+      if (i >= in.size())
+        rule_violation_fmt("reshape target dim {} is 0 (copy the input dim) but the input has rank {}",
+                           static_cast<i64>(i), static_cast<i64>(in.size()));
+      out[i] = in[i];
+    } else if (v == -1) {
+      if (infer_at >= 0) rule_violation_fmt("reshape target has two -1 dims ({} and {})", infer_at, static_cast<i64>(i));
+      infer_at = static_cast<i64>(i);
+    } else {
+      out[i] = v;
+      has_zero |= v == 0;
+    }
+  }
+  if (infer_at >= 0 && has_zero)
+    rule_violation_fmt("reshape target has a -1 (dim {}) and a 0 with allowzero = 1", infer_at, 0);
+  i64 in_count = 1, out_count = 1;
+  for (std::size_t i = 0; i < in.size(); ++i)
+    if (!copied(i)) in_count = known(in_count) && known(in[i]) ? count_mul(in_count, in[i]) : kDynamic;
+  for (std::size_t i = 0; i < target.size(); ++i)
+    if (!copied(i) && static_cast<i64>(i) != infer_at) out_count = count_mul(out_count, out[i]);
+  if (infer_at < 0) {
+    same_count(in_count, out_count);
+    return;
+  }
+  if (!known(in_count)) {
+    out[static_cast<std::size_t>(infer_at)] = kDynamic;
+    return;
+  }
+  if (out_count == 0 || in_count % out_count != 0)
+    rule_violation_fmt("cannot infer the -1 dim: {} elements do not divide into blocks of {}", in_count, out_count);
+  out[static_cast<std::size_t>(infer_at)] = in_count / out_count;
+}
+
+/// ONNX Flatten's axis, in [-rank, rank], made non-negative: the output is
+/// [dims_product(in, 0, axis), dims_product(in, axis, rank)].
+constexpr i64 flatten_axis(i64 axis, i64 rank) {
+  if (axis < -rank || axis > rank)
+    rule_violation_fmt("axis {} out of range for rank {} (Flatten accepts -rank..rank)", axis, rank);
+  return axis < 0 ? axis + rank : axis;
+}
+
+/// Transpose's perm: a permutation of 0..rank-1 (output dim i is input dim perm[i]).
+constexpr void check_permutation(std::span<const i64> perm, i64 rank) {
+  if (static_cast<i64>(perm.size()) != rank)
+    rule_violation("permutation length (the input rank)", rank, static_cast<i64>(perm.size()));
+  for (std::size_t i = 0; i < perm.size(); ++i) {
+    if (perm[i] < 0 || perm[i] >= rank)
+      rule_violation_fmt("axis {} in the permutation is out of range for rank {}", perm[i], rank);
+    for (std::size_t j = 0; j < i; ++j)
+      if (perm[j] == perm[i])
+        rule_violation_fmt("axis {} appears twice in the permutation (position {})", perm[i], static_cast<i64>(i));
+  }
 }
 
 }  // namespace kiln::rules

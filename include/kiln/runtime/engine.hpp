@@ -78,6 +78,13 @@ struct EngineOptions {
   Logger* logger = nullptr;  ///< nullptr: StderrLogger(warning)
   /// Called with (done, total, what) while tactics are timed.
   std::function<void(int, int, const std::string&)> progress;
+  /// Convolutions may run through cuDNN's graph API (its fused engines); false: the legacy API
+  /// only (a diagnosis aid; the CLI takes it from KILN_CONV_API=legacy).
+  bool cudnn_graph = true;
+  /// After each step, count the NaN and Inf values of its float outputs and log the step that
+  /// first makes them (slow: it synchronizes and downloads; the CLI takes it from
+  /// KILN_CHECK_FINITE).
+  bool check_finite = false;
 };
 
 /// A binding: device memory for one named input or output.

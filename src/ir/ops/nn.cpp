@@ -4,7 +4,7 @@
 
 #include "families.hpp"
 #include "infer_util.hpp"
-#include "nn_window.hpp"
+#include "kiln/ir/window.hpp"
 
 namespace kiln::ops {
 namespace {

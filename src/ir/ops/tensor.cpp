@@ -70,10 +70,7 @@ std::vector<TensorType> infer_reshape(const InferContext& ctx) {
 std::vector<TensorType> infer_flatten(const InferContext& ctx) {
   const auto& x = ctx.input(0);
   const i64 r = static_cast<i64>(x.shape.rank());
-  i64 axis = ctx.node.attr_int("axis", 1);
-  if (axis < -r || axis > r)
-    ctx.fail(fmt::format("axis {} out of range for rank {} (Flatten accepts [-r, r])", axis, r));
-  if (axis < 0) axis += r;
+  const i64 axis = checked(ctx, [&] { return rules::flatten_axis(ctx.node.attr_int("axis", 1), r); });
   const auto a = static_cast<std::size_t>(axis);
   return {{x.dtype, Shape{dims_product(x.shape, 0, a), dims_product(x.shape, a, x.shape.rank())}}};
 }
@@ -82,14 +79,7 @@ std::vector<i64> transpose_perm(const InferContext& ctx, std::size_t rank) {
   std::vector<i64> perm = ctx.node.attr_ints("perm");
   if (perm.empty())
     for (std::size_t i = 0; i < rank; ++i) perm.push_back(static_cast<i64>(rank - 1 - i));
-  if (perm.size() != rank)
-    ctx.fail(fmt::format("perm has {} entries for an input of rank {}", perm.size(), rank));
-  std::vector<bool> seen(rank, false);
-  for (i64 p : perm) {
-    if (p < 0 || p >= static_cast<i64>(rank) || seen[p])
-      ctx.fail(fmt::format("perm [{}] is not a permutation of 0..{}", fmt::join(perm, ","), rank - 1));
-    seen[p] = true;
-  }
+  checked(ctx, [&] { rules::check_permutation(perm, static_cast<i64>(rank)); });
   return perm;
 }
 

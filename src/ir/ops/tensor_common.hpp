@@ -36,63 +36,12 @@ inline std::vector<i64> normalize_axes(const std::vector<i64>& axes, i64 rank) {
   return out;
 }
 
-/// Reshape's target dims: 0 copies the input dim (unless allowzero), -1 is inferred.
-/// `in` may hold kDynamic dims; the result then holds kDynamic where it cannot be known.
+/// Reshape's target dims (rules::reshape_dims): 0 copies the input dim (unless allowzero), -1 is
+/// inferred. `in` may hold kDynamic dims; the result then holds kDynamic where it cannot be known.
 inline std::vector<i64> reshape_dims(const std::vector<i64>& in, const std::vector<i64>& shape,
                                      bool allowzero) {
   std::vector<i64> out(shape.size());
-  std::vector<bool> in_used(in.size(), false);  // input dims matched by a copied (0) dim
-  i64 infer_at = -1;
-  bool has_zero = false;
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    const i64 v = shape[i];
-    if (v == 0 && !allowzero) {
-      if (i >= in.size())
-        throw ShapeError(fmt::format("shape entry {} is 0 (copy input dim) but the input has "
-                                     "only {} dims",
-                                     i, in.size()));
-      out[i] = in[i];
-      in_used[i] = true;
-    } else if (v == -1) {
-      if (infer_at >= 0) throw ShapeError("shape has more than one -1 entry");
-      infer_at = static_cast<i64>(i);
-    } else if (v < -1) {
-      throw ShapeError(fmt::format("shape entry {} is {}: must be >= -1", i, v));
-    } else {
-      out[i] = v;
-      if (v == 0) has_zero = true;
-    }
-  }
-  if (infer_at >= 0 && allowzero && has_zero)
-    throw ShapeError("shape has both -1 and 0 entries with allowzero = 1");
-  // Element counts, cancelling the copied dims (they may be dynamic).
-  bool in_known = true, out_known = true;
-  i64 in_count = 1, out_count = 1;
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in_used[i]) continue;
-    if (in[i] < 0) in_known = false;
-    else in_count = rules::count_mul(in_count, in[i]);
-  }
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    // A copied (0) dim i cancels input dim i; past the input's rank no dim was copied.
-    if (static_cast<i64>(i) == infer_at || (i < in_used.size() && in_used[i])) continue;
-    if (out[i] < 0) out_known = false;
-    else out_count = rules::count_mul(out_count, out[i]);
-  }
-  if (infer_at >= 0) {
-    if (!in_known) {
-      out[infer_at] = kDynamic;
-    } else {
-      if (out_count == 0 || in_count % out_count != 0)
-        throw ShapeError(fmt::format("cannot infer the -1 dim: {} elements do not divide "
-                                     "into blocks of {}",
-                                     in_count, out_count));
-      out[infer_at] = in_count / out_count;
-    }
-  } else if (in_known && out_known && in_count != out_count) {
-    throw ShapeError(fmt::format("cannot reshape {} elements into {} ({} elements)", in_count,
-                                 dims_to_string(shape), out_count));
-  }
+  rules::reshape_dims(in, shape, allowzero, out);
   return out;
 }
 

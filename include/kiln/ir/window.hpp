@@ -1,8 +1,9 @@
 // Sliding-window attributes (kernel, strides, dilations, pads, auto_pad, ceil_mode, output_padding,
 // output_shape) of Conv, ConvTranspose and the pooling ops, resolved against an input's spatial
-// dims. Shared by the shape rules (src/ir/ops/nn.cpp) and the reference kernels
-// (src/reference/conv.cpp, pool.cpp), so both read the attributes the same way; the arithmetic
-// itself is the constexpr rules of kiln/ir/shape_rules.hpp. Errors are prefixed with the node.
+// dims. Shared by the shape rules (src/ir/ops/nn.cpp), the reference kernels
+// (src/reference/conv.cpp, pool.cpp) and the GPU steps (src/runtime/steps_conv.cpp,
+// steps_data.cpp), so all read the attributes the same way; the arithmetic itself is the
+// constexpr rules of kiln/ir/shape_rules.hpp. Errors are prefixed with the node.
 #pragma once
 
 #include <cstdint>
@@ -87,7 +88,7 @@ inline Window resolve_window(const Node& n, const std::vector<i64>& in, const st
         if (same) {
           const i64 total = rules::same_total_pad(in[a], w.kernel[a], w.strides[a], w.dilations[a]);
           if (!rules::known(total)) continue;  // dynamic input: output unknown
-          w.pad_begin[a] = upper ? total / 2 : total - total / 2;
+          w.pad_begin[a] = rules::split_pad_begin(total, upper);
           w.pad_end[a] = total - w.pad_begin[a];
         } else if (auto_pad == "NOTSET") {
           w.pad_begin[a] = pads[a];
@@ -118,9 +119,8 @@ inline Window resolve_window(const Node& n, const std::vector<i64>& in, const st
         const i64 target = !out_shape.empty() ? out_shape[a] : in[a] * s;
         rules::positive("output_shape must be positive, got {}", target);
         const i64 total = s * (in[a] - 1) + out_pad[a] + (k - 1) * d + 1 - target;
-        // total may be negative (output_shape past the natural size): floor division, as ONNX.
-        const i64 half = total >= 0 ? total / 2 : -((-total + 1) / 2);
-        w.pad_begin[a] = upper ? half : total - half;
+        // total may be negative (output_shape past the natural size).
+        w.pad_begin[a] = rules::split_pad_begin(total, upper);
         w.pad_end[a] = total - w.pad_begin[a];
         w.out[a] = target;
       } else {

@@ -1,0 +1,268 @@
+// ExecutionContext: one stream of work over an engine (its arena, workspace, library handles and
+// CUDA graphs), and run_on_gpu() for host tensors.
+#include <cmath>
+#include <tuple>
+
+#include "check.hpp"
+#include "copy.cuh"
+#include "engine_impl.hpp"
+#include "kiln/ir/fused.hpp"
+#include "kiln/runtime/engine.hpp"
+#include "layout.cuh"
+
+namespace kiln::runtime {
+
+using detail::i64;
+
+// ---- context ------------------------------------------------------------------------------
+
+struct ExecutionContext::Impl {
+  Library lib;
+  DeviceBuffer arena;
+  DeviceBuffer workspace;
+  struct PerBatch {
+    std::vector<std::unique_ptr<detail::Step>> steps;
+    cudaGraphExec_t graph = nullptr;
+    Bindings graph_bindings;
+    Stream graph_stream = nullptr;
+  };
+  std::map<i64, PerBatch> batches;
+  std::vector<cudaEvent_t> events;
+
+  ~Impl() {
+    for (auto& [_, b] : batches)
+      if (b.graph) cudaGraphExecDestroy(b.graph);
+    for (auto e : events) cudaEventDestroy(e);
+  }
+};
+
+ExecutionContext::ExecutionContext(std::shared_ptr<detail::EngineState> engine)
+    : engine_(std::move(engine)), impl_(std::make_unique<Impl>()) {
+  int dev = 0;
+  KILN_CHECK(cudaGetDevice(&dev));
+  if (dev != engine_->device)
+    throw Error(fmt::format("the engine was made on device {}, the current device is {}", engine_->device, dev));
+  KILN_CHECK(cudaStreamCreateWithFlags(&own_stream_, cudaStreamNonBlocking));
+  impl_->arena = DeviceBuffer(static_cast<std::size_t>(engine_->plan.memory.arena_bytes));
+  set_batch(engine_->max_batch);
+}
+
+ExecutionContext::~ExecutionContext() {
+  impl_.reset();
+  if (own_stream_) cudaStreamDestroy(own_stream_);
+}
+
+void ExecutionContext::set_batch(std::int64_t batch) {
+  auto& st = *engine_;
+  if (batch != st.max_batch && (batch < 1 || batch > st.max_batch))
+    throw Error(fmt::format("batch {} is outside 1..{} (the engine's maximum)", batch, st.max_batch));
+  if (batch != st.max_batch && !st.resizable)
+    throw Error(fmt::format("plan '{}' runs at batch {} only (not every activation has the batch as its "
+                            "first dim)", st.plan.graph_name, st.max_batch));
+  auto& per = impl_->batches[batch];
+  if (per.steps.empty()) {
+    per.steps = st.make_steps(batch, static_cast<std::byte*>(impl_->arena.get()), impl_->lib);
+    st.save_timing_cache();
+    std::size_t ws = 0;
+    for (const auto& s : per.steps) ws = std::max(ws, s->workspace());
+    if (ws > impl_->workspace.bytes()) {
+      // A larger workspace moves every captured graph's pointers: capture again.
+      for (auto& [_, b] : impl_->batches)
+        if (b.graph) cudaGraphExecDestroy(b.graph), b.graph = nullptr;
+      impl_->workspace = DeviceBuffer(ws);
+    }
+  }
+  batch_ = batch;
+}
+
+std::size_t ExecutionContext::device_bytes() const { return impl_->arena.bytes() + impl_->workspace.bytes(); }
+
+namespace {
+
+void check_bindings(const detail::EngineState& st, const Bindings& b) {
+  // An empty tensor may be bound to nullptr (there is nothing to read or write).
+  auto empty = [](const ValueInfo& vi) { return vi.type.shape.is_static() && product(vi.type.shape.values()) == 0; };
+  for (const auto& vi : st.plan.inputs)
+    if (!b.count(vi.name) || (b.at(vi.name) == nullptr && !empty(vi)))
+      throw Error(fmt::format("input '{}' ({}) is not bound", vi.name, vi.type.to_string()));
+  for (const auto& vi : st.plan.outputs)
+    if (!b.count(vi.name) || (b.at(vi.name) == nullptr && !empty(vi)))
+      throw Error(fmt::format("output '{}' ({}) is not bound", vi.name, vi.type.to_string()));
+  for (const auto& [name, _] : b) {
+    bool known = false;
+    for (const auto& vi : st.plan.inputs) known |= vi.name == name;
+    for (const auto& vi : st.plan.outputs) known |= vi.name == name;
+    if (!known) throw Error(fmt::format("'{}' is neither an input nor an output of plan '{}'", name, st.plan.graph_name));
+  }
+}
+
+/// Copies (or converts to FP16 and back) between a binding and the value's place.
+void move_binding(const detail::DeviceValue& v, void* binding, bool in, Stream s) {
+  const i64 n = v.numel();
+  if (n == 0) return;
+  if (v.half && v.dtype == DType::f32) {
+    if (in) KILN_CHECK(kernels::cast(kernels::Elem::f32, kernels::Elem::f16, binding, v.ptr, n, s));
+    else KILN_CHECK(kernels::cast(kernels::Elem::f16, kernels::Elem::f32, v.ptr, binding, n, s));
+    return;
+  }
+  const std::size_t bytes = static_cast<std::size_t>(n) * v.elem_size();
+  if (in) KILN_CHECK(cudaMemcpyAsync(v.ptr, binding, bytes, cudaMemcpyDeviceToDevice, s));
+  else KILN_CHECK(cudaMemcpyAsync(binding, v.ptr, bytes, cudaMemcpyDeviceToDevice, s));
+}
+
+/// Debugging aid (EngineOptions::check_finite): after a step, counts the NaN and Inf values of its float
+/// outputs and logs the step that first makes them.
+void report_non_finite(const detail::EngineState& st, const Node& step, i64 batch, std::byte* arena, Stream s) {
+  KILN_CHECK(cudaStreamSynchronize(s));
+  for (const auto& o : step.outputs) {
+    if (o.empty()) continue;
+    const auto v = st.value(o, batch, arena);
+    if (!(v.half || v.dtype == DType::f32) || !v.contiguous()) continue;
+    const i64 n = v.numel();
+    i64 bad = 0;
+    double most = 0;
+    for (float f : detail::download_floats(v.ptr, n, v.half)) {
+      if (!std::isfinite(f)) ++bad;
+      else most = std::max(most, static_cast<double>(std::fabs(f)));
+    }
+    st.log(bad ? Severity::warning : Severity::info,
+           fmt::format("{}{}: {} non-finite of {}, max|finite| {:.4g}", step.where(), v.describe(), bad, n, most));
+  }
+}
+
+}  // namespace
+
+void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
+  auto& st = *engine_;
+  check_bindings(st, bindings);
+  if (stream == nullptr) stream = own_stream_;
+  int dev = 0;
+  KILN_CHECK(cudaGetDevice(&dev));
+  if (dev != st.device)
+    throw Error(fmt::format("the engine was made on device {}, the current device is {}", st.device, dev));
+  auto& per = impl_->batches.at(batch_);
+  std::byte* arena = static_cast<std::byte*>(impl_->arena.get());
+  const detail::RunArgs args{impl_->workspace.get(), stream};
+
+  auto launch = [&](bool profile) {
+    impl_->lib.set_stream(stream);
+    for (const auto& vi : st.plan.inputs) {
+      const auto v = st.value(vi.name, batch_, arena);
+      move_binding(v, bindings.at(vi.name), true, stream);
+    }
+    for (std::size_t i = 0; i < per.steps.size(); ++i) {
+      if (profile) KILN_CHECK(cudaEventRecord(impl_->events[2 * i], stream));
+      per.steps[i]->run(args);
+      if (profile) KILN_CHECK(cudaEventRecord(impl_->events[2 * i + 1], stream));
+      if (st.options.check_finite) report_non_finite(st, st.plan.steps[i], batch_, arena, stream);
+    }
+    for (const auto& vi : st.plan.outputs) {
+      if (auto w = st.plan.weights.find(vi.name); w != st.plan.weights.end()) {
+        if (w->second.nbytes() == 0) continue;
+        KILN_CHECK(cudaMemcpyAsync(bindings.at(vi.name), w->second.raw(), w->second.nbytes(),
+                                   cudaMemcpyHostToDevice, stream));
+        continue;
+      }
+      const auto v = st.value(vi.name, batch_, arena);
+      move_binding(v, bindings.at(vi.name), false, stream);
+    }
+  };
+
+  if (profiler_) {
+    while (impl_->events.size() < 2 * per.steps.size()) {
+      cudaEvent_t e = nullptr;
+      KILN_CHECK(cudaEventCreate(&e));
+      impl_->events.push_back(e);
+    }
+    launch(true);
+    KILN_CHECK(cudaStreamSynchronize(stream));
+    std::vector<StepTime> times;
+    for (std::size_t i = 0; i < per.steps.size(); ++i) {
+      const Node& n = st.plan.steps[i];
+      StepTime t{static_cast<int>(i), n.name, is_fused(n) ? n.attr_string("pattern", n.op) : n.op,
+                 per.steps[i]->kind(), 0.f};
+      KILN_CHECK(cudaEventElapsedTime(&t.ms, impl_->events[2 * i], impl_->events[2 * i + 1]));
+      try {
+        std::tie(t.flops, t.bytes) = detail::step_cost(st, n, batch_, arena);
+      } catch (const Error& e) {  // an estimate never stops a profile
+        st.log(Severity::info, fmt::format("{}no cost estimate: {}", n.where(), e.what()));
+      }
+      times.push_back(std::move(t));
+    }
+    profiler_->report(batch_, times);
+    return;
+  }
+  if (!use_graph_) {
+    launch(false);
+    return;
+  }
+  if (per.graph && (per.graph_bindings != bindings || per.graph_stream != stream)) {
+    cudaGraphExecDestroy(per.graph);
+    per.graph = nullptr;
+  }
+  if (!per.graph) {
+    cudaGraph_t graph = nullptr;
+    KILN_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    try {
+      launch(false);
+    } catch (...) {
+      cudaStreamEndCapture(stream, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    KILN_CHECK(cudaStreamEndCapture(stream, &graph));
+    const cudaError_t e = cudaGraphInstantiate(&per.graph, graph, 0);
+    cudaGraphDestroy(graph);
+    KILN_CHECK(e);
+    per.graph_bindings = bindings;
+    per.graph_stream = stream;
+  }
+  KILN_CHECK(cudaGraphLaunch(per.graph, stream));
+}
+
+void ExecutionContext::execute(const Bindings& bindings) {
+  enqueue(bindings, own_stream_);
+  KILN_CHECK(cudaStreamSynchronize(own_stream_));
+}
+
+std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx, const std::map<std::string, Tensor>& inputs) {
+  const auto& st = *ctx.engine_;
+  std::vector<DeviceBuffer> buffers;
+  Bindings b;
+  for (const auto& vi : st.plan.inputs) {
+    auto it = inputs.find(vi.name);
+    if (it == inputs.end()) throw Error(fmt::format("missing input '{}' ({})", vi.name, vi.type.to_string()));
+    const Tensor& t = it->second;
+    std::vector<i64> want = vi.type.shape.values();
+    if (!want.empty() && ctx.batch() != st.max_batch) want[0] = ctx.batch();
+    if (t.dtype() != vi.type.dtype || t.dims() != want)
+      throw ShapeError(fmt::format("input '{}' is {}, the engine expects {}{}", vi.name, t.type_string(),
+                                   dtype_name(vi.type.dtype), dims_to_string(want)));
+    buffers.emplace_back(t.nbytes());
+    buffers.back().upload(t.raw(), t.nbytes());
+    b[vi.name] = buffers.back().get();
+  }
+  std::vector<std::pair<std::string, Tensor>> outs;
+  for (const auto& vi : st.plan.outputs) {
+    std::vector<i64> dims = vi.type.shape.values();
+    if (!dims.empty() && !st.plan.weights.count(vi.name) && ctx.batch() != st.max_batch) dims[0] = ctx.batch();
+    Tensor t(vi.type.dtype, dims);
+    buffers.emplace_back(t.nbytes());
+    b[vi.name] = buffers.back().get();
+    outs.emplace_back(vi.name, std::move(t));
+  }
+  for (const auto& [name, _] : inputs)
+    if (!b.count(name)) throw Error(fmt::format("'{}' is not an input of plan '{}'", name, st.plan.graph_name));
+  ctx.execute(b);
+  std::map<std::string, Tensor> result;
+  for (auto& [name, t] : outs) {
+    DeviceBuffer* buf = nullptr;
+    for (auto& d : buffers)
+      if (d.get() == b[name]) buf = &d;
+    buf->download(t.raw(), t.nbytes());
+    result.emplace(name, std::move(t));
+  }
+  return result;
+}
+
+}  // namespace kiln::runtime

@@ -1,0 +1,75 @@
+// The step registry: which step runs which op, filled by the steps files, and what is derived
+// from it (make_step(), gpu_ops(), check_gpu_plan()).
+#include <algorithm>
+
+#include "steps_util.hpp"
+
+namespace kiln::runtime {
+
+namespace detail {
+
+void StepRegistry::add(const std::string& op, StepFactory make, bool fused) {
+  if (by_op_.count(op)) throw Error(fmt::format("two GPU steps registered for op '{}'", op));
+  by_op_[op] = Entry{make, fused};
+}
+
+const StepRegistry::Entry* StepRegistry::find(const std::string& op) const {
+  auto it = by_op_.find(op);
+  return it == by_op_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> StepRegistry::ops() const {
+  std::vector<std::string> v;
+  for (const auto& [op, _] : by_op_) v.push_back(op);
+  return v;  // sorted: a std::map's keys
+}
+
+const StepRegistry& step_registry() {
+  static const StepRegistry r = [] {
+    StepRegistry r;
+    register_conv_steps(r);
+    register_pointwise_steps(r);
+    register_data_steps(r);
+    register_rnn_steps(r);
+    return r;
+  }();
+  return r;
+}
+
+std::unique_ptr<Step> make_step(const StepEnv& env) {
+  const Node& n = env.node;
+  const FusedBody body = as_body(n);
+  const std::string& anchor = body.parts.at(0).op;
+  try {
+    const StepRegistry::Entry* e = step_registry().find(anchor);
+    if (!e) unsupported(n, fmt::format("op '{}'", anchor));
+    if (is_fused(n) && !e->fused) unsupported(n, fmt::format("the fused pattern '{}'", n.attr_string("pattern", "")));
+    return e->make(env, body);
+  } catch (const UnsupportedError&) {
+    throw;
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    if (msg.rfind("[", 0) == 0) throw;
+    throw Error(n.where() + msg);
+  }
+}
+
+}  // namespace detail
+
+const std::vector<std::string>& gpu_ops() {
+  static const std::vector<std::string> ops = detail::step_registry().ops();
+  return ops;
+}
+
+bool gpu_supports(const std::string& op) { return detail::step_registry().find(op) != nullptr; }
+
+void check_gpu_plan(const plan::Plan& p) {
+  for (const Node& s : p.steps) {
+    for (const auto& part : as_body(s).parts)
+      if (!gpu_supports(part.op))
+        throw UnsupportedError(fmt::format("{}the GPU runtime has no kernel for op '{}'{}", s.where(), part.op,
+                                           is_fused(s) ? fmt::format(" (in fused step {})", s.attr_string("pattern", "")) : ""));
+  }
+}
+
+}  // namespace kiln::runtime
