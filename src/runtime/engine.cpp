@@ -19,6 +19,7 @@
 #include "kiln/runtime/device.hpp"
 #include "kiln/runtime/matmul.hpp"
 #include "layout.cuh"
+#include "timing_cache.hpp"
 
 namespace kiln::runtime {
 
@@ -245,8 +246,6 @@ std::vector<std::unique_ptr<Step>> EngineState::make_steps(i64 batch, std::byte*
 // ---- timing cache -------------------------------------------------------------------------
 
 namespace {
-constexpr const char* kCacheMagic = "kiln-timing-cache 1";
-
 std::string cache_identity() {
   const auto devs = devices();
   int dev = 0;
@@ -265,25 +264,19 @@ void EngineState::load_timing_cache() {
   const std::string& path = options.timing_cache;
   if (path.empty() || !std::filesystem::exists(path)) return;
   std::ifstream in(path);
-  std::string magic, identity;
-  if (!std::getline(in, magic) || magic != kCacheMagic || !std::getline(in, identity)) {
+  const std::string identity = cache_identity();
+  const TimingCacheText c = parse_timing_cache(in, identity);
+  if (c.status == TimingCacheText::Status::not_a_cache) {
     log(Severity::warning, fmt::format("timing cache '{}' is not a kiln timing cache; it will be rewritten", path));
     return;
   }
-  if (identity != cache_identity()) {
+  if (c.status == TimingCacheText::Status::other_identity) {
     log(Severity::info, fmt::format("timing cache '{}' was made for '{}', this is '{}'; timing again",
-                                    path, identity, cache_identity()));
+                                    path, c.identity, identity));
     return;
   }
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    const auto tab = line.find('\t');
-    if (tab == std::string::npos) continue;
-    tactics.emplace(line.substr(0, tab), line.substr(tab + 1));  // the plan's own win
-    ++n;
-  }
-  log(Severity::info, fmt::format("timing cache '{}': {} tactics", path, n));
+  for (const auto& [key, tactic] : c.tactics) tactics.emplace(key, tactic);  // the plan's own win
+  log(Severity::info, fmt::format("timing cache '{}': {} tactics", path, c.tactics.size()));
 }
 
 void EngineState::save_timing_cache() {
@@ -294,8 +287,7 @@ void EngineState::save_timing_cache() {
   {
     std::ofstream out(tmp, std::ios::trunc);
     if (!out) throw Error(fmt::format("cannot write timing cache '{}'", path));
-    out << kCacheMagic << '\n' << cache_identity() << '\n';
-    for (const auto& [k, v] : tactics) out << k << '\t' << v << '\n';
+    write_timing_cache(out, cache_identity(), tactics);
     if (!out) throw Error(fmt::format("cannot write timing cache '{}'", path));
   }
   std::filesystem::rename(tmp, path);

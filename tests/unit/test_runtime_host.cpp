@@ -2,6 +2,8 @@
 // refusal of plans it cannot run, and the profiler's tables, rooflines and Chrome traces.
 #include <doctest/doctest.h>
 
+#include <map>
+#include <sstream>
 #include <string>
 
 #include "kiln/build/builder.hpp"
@@ -9,6 +11,7 @@
 #include "kiln/plan/target.hpp"
 #include "kiln/reference/executor.hpp"
 #include "kiln/runtime/engine.hpp"
+#include "runtime/timing_cache.hpp"
 
 using namespace kiln;
 namespace rt = kiln::runtime;
@@ -124,4 +127,28 @@ TEST_CASE("the trace profiler averages runs, sorts steps and writes a Chrome tra
   std::size_t events = 0;
   for (std::size_t at = j.find("\"ph\""); at != std::string::npos; at = j.find("\"ph\"", at + 1)) ++events;
   CHECK(events == 4);
+}
+
+TEST_CASE("the timing cache text reads back what was written, and nothing from elsewhere") {
+  using rt::detail::TimingCacheText;
+  const std::map<std::string, std::string> tactics = {{"conv a", "graph 3 ws 0 ms 0.1"},
+                                                       {"matmul b", "index 1 ws 64 ms\t0.2"}};
+  std::ostringstream out;
+  rt::detail::write_timing_cache(out, "gpu A", tactics);
+
+  std::istringstream same(out.str());
+  const TimingCacheText c = rt::detail::parse_timing_cache(same, "gpu A");
+  CHECK(c.status == TimingCacheText::Status::ok);
+  CHECK(std::map<std::string, std::string>(c.tactics.begin(), c.tactics.end()) == tactics);
+
+  std::istringstream other(out.str());
+  const TimingCacheText o = rt::detail::parse_timing_cache(other, "gpu B");
+  CHECK(o.status == TimingCacheText::Status::other_identity);
+  CHECK(o.identity == "gpu A");
+  CHECK(o.tactics.empty());
+
+  for (const std::string bad : {"", "kiln-timing-cache 2\ngpu A\n", "kiln-timing-cache 1"}) {
+    std::istringstream in(bad);
+    CHECK(rt::detail::parse_timing_cache(in, "gpu A").status == TimingCacheText::Status::not_a_cache);
+  }
 }
