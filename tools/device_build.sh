@@ -4,6 +4,7 @@
 #
 #   tools/device_build.sh build      # here: release build of the gpu test targets only, size printed
 #   tools/device_build.sh run        # there: runs every tests/gpu/test_*_gpu, prints each result
+#   tools/device_build.sh run WRAPPER...   # the same, each under WRAPPER (tools/gpu_sanitize.sh)
 #
 # On this workplace the build dir is git-ignored, so the device call carries it:
 #   run(command="tools/device_build.sh run", carry=["build-gpu/tests/gpu"], timeout_s=360)
@@ -31,7 +32,7 @@ case "${1:-build}" in
     for t in "$build"/tests/gpu/test_*_gpu; do
       [ -x "$t" ] || continue
       echo "=== $(basename "$t")"
-      "$t" || { rc=$?; [ "$rc" = 77 ] || status=1; }
+      "${@:2}" "$t" || { rc=$?; [ "$rc" = 77 ] || status=1; }
     done
     exit $status
     ;;

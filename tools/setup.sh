@@ -5,7 +5,8 @@
 set -euo pipefail
 
 apt_packages=(libfmt-dev doctest-dev libprotobuf-dev protobuf-compiler libopenblas-dev ninja-build
-              pkg-config python3-torch python3-torchvision)
+              pkg-config python3-torch python3-torchvision
+              clang-16 libclang-rt-16-dev libfuzzer-16-dev)  # the sanitizer and fuzz build
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

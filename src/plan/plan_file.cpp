@@ -299,7 +299,7 @@ std::string serialize_plan(const Plan& p) {
 
 void reseal_plan(std::string& bytes) {
   if (bytes.size() < 8) throw FormatError("plan bytes too short to hold a checksum");
-  const std::uint64_t h = fnv1a(bytes.data(), bytes.size() - 8);
+  const std::uint64_t h = plan_checksum(std::string_view(bytes).substr(0, bytes.size() - 8));
   std::memcpy(bytes.data() + bytes.size() - 8, &h, 8);
 }
 
@@ -405,6 +405,8 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
   }
   return p;
 }
+
+std::uint64_t plan_checksum(std::string_view bytes) { return fnv1a(bytes.data(), bytes.size()); }
 
 void save_plan(const Plan& p, const std::string& path) {
   const std::string bytes = serialize_plan(p);

@@ -8,6 +8,7 @@
 
 #include "check.hpp"
 #include "engine_impl.hpp"
+#include "timing_cache.hpp"
 #include "kiln/runtime/device.hpp"
 
 namespace kiln::runtime::detail {
@@ -131,27 +132,26 @@ void EngineState::load_timing_cache() {
   const std::string& path = options.timing_cache;
   if (path.empty() || !std::filesystem::exists(path)) return;
   std::ifstream in(path);
-  std::string magic, identity;
-  if (!std::getline(in, magic) || magic != kCacheMagic || !std::getline(in, identity)) {
-    if (magic.rfind("kiln-timing-cache ", 0) == 0 && magic != kCacheMagic)
-      log(Severity::warning, fmt::format("timing cache '{}' is '{}', this kiln reads '{}'; it will be rewritten",
-                                         path, magic, kCacheMagic));
+  const std::string identity = cache_identity();
+  const TimingCacheText c = parse_timing_cache(in, identity);
+  if (c.status == TimingCacheText::Status::not_a_cache) {
+    if (!c.other_version.empty())
+      log(Severity::warning, fmt::format("timing cache '{}' is '{}', this kiln reads another version; "
+                                         "it will be rewritten",
+                                         path, c.other_version));
     else
       log(Severity::warning, fmt::format("timing cache '{}' is not a kiln timing cache; it will be rewritten", path));
     return;
   }
-  if (identity != cache_identity()) {
+  if (c.status == TimingCacheText::Status::other_identity) {
     log(Severity::info, fmt::format("timing cache '{}' was made for '{}', this is '{}'; timing again",
-                                    path, identity, cache_identity()));
+                                    path, c.identity, identity));
     return;
   }
-  std::string line;
   int n = 0;
-  while (std::getline(in, line)) {
-    const auto tab = line.find('\t');
-    if (tab == std::string::npos) continue;
+  for (const auto& [key, text] : c.tactics) {
     try {
-      tactics.emplace(line.substr(0, tab), parse_tactic(line.substr(tab + 1)));  // the plan's own win
+      tactics.emplace(key, parse_tactic(text));  // the plan's own win
       ++n;
     } catch (const FormatError& e) {
       log(Severity::warning, fmt::format("timing cache '{}': {}; timing it again", path, e.what()));
@@ -168,8 +168,9 @@ void EngineState::save_timing_cache() {
   {
     std::ofstream out(tmp, std::ios::trunc);
     if (!out) throw Error(fmt::format("cannot write timing cache '{}'", path));
-    out << kCacheMagic << '\n' << cache_identity() << '\n';
-    for (const auto& [k, v] : tactics) out << k << '\t' << to_text(v) << '\n';
+    std::map<std::string, std::string> text;
+    for (const auto& [k, v] : tactics) text.emplace(k, to_text(v));
+    write_timing_cache(out, cache_identity(), text);
     if (!out) throw Error(fmt::format("cannot write timing cache '{}'", path));
   }
   std::filesystem::rename(tmp, path);

@@ -20,6 +20,16 @@ TEST_CASE("f16 round trip is exact for every finite half") {
   }
 }
 
+TEST_CASE("a tensor of no elements made from no values copies nothing") {
+  // Found by fuzz_onnx (tests/fuzz/regressions/onnx/shape-start-greater-than-end.onnx): Shape
+  // with start > end folds to an empty i64 tensor, and memcpy from an empty vector's null data()
+  // is undefined behaviour (UBSan: "null pointer passed as argument 2").
+  const Tensor t = Tensor::from<std::int64_t>({0}, {});
+  CHECK(t.numel() == 0);
+  CHECK(t.dims() == std::vector<std::int64_t>{0});
+  CHECK(Tensor::from<float>({2, 0}, {}).numel() == 0);
+}
+
 TEST_CASE("shape rules compute conv and pool dims") {
   static_assert(rules::conv_out_dim(28, 5, 1, 1, 0, 0) == 24);
   static_assert(rules::conv_out_dim(224, 7, 2, 1, 3, 3) == 112);

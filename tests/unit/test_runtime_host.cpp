@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <set>
+#include <map>
+#include <sstream>
 #include <string>
 
 #include "kiln/build/builder.hpp"
@@ -15,6 +17,7 @@
 #include "kiln/runtime/engine.hpp"
 #include "runtime/pointwise_table.hpp"
 #include "runtime/steps_util.hpp"
+#include "runtime/timing_cache.hpp"
 
 using namespace kiln;
 namespace rt = kiln::runtime;
@@ -228,4 +231,30 @@ TEST_CASE("an engine refuses a plan whose tactics are not in the typed form, bef
   bytes[8] = 2;
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes),
                        doctest::Contains("plan format version 2; this kiln reads version 3"), FormatError);
+}
+
+TEST_CASE("the timing cache text reads back what was written, and nothing from elsewhere") {
+  using rt::detail::TimingCacheText;
+  const std::map<std::string, std::string> tactics = {{"conv a", "graph 3 ws 0 ms 0.1"},
+                                                       {"matmul b", "index 1 ws 64 ms\t0.2"}};
+  std::ostringstream out;
+  rt::detail::write_timing_cache(out, "gpu A", tactics);
+
+  std::istringstream same(out.str());
+  const TimingCacheText c = rt::detail::parse_timing_cache(same, "gpu A");
+  CHECK(c.status == TimingCacheText::Status::ok);
+  CHECK(std::map<std::string, std::string>(c.tactics.begin(), c.tactics.end()) == tactics);
+
+  std::istringstream other(out.str());
+  const TimingCacheText o = rt::detail::parse_timing_cache(other, "gpu B");
+  CHECK(o.status == TimingCacheText::Status::other_identity);
+  CHECK(o.identity == "gpu A");
+  CHECK(o.tactics.empty());
+
+  for (const std::string bad : {"", "kiln-timing-cache 1\ngpu A\n", "kiln-timing-cache 3"}) {
+    std::istringstream in(bad);
+    const TimingCacheText t = rt::detail::parse_timing_cache(in, "gpu A");
+    CHECK(t.status == TimingCacheText::Status::not_a_cache);
+    CHECK(t.other_version == (bad.empty() ? "" : bad.substr(0, bad.find('\n'))));
+  }
 }

@@ -29,6 +29,9 @@ Graph load_model_bytes(const std::string& bytes, const std::string& base_dir,
 
 /// Reads a serialized TensorProto (.pb). Throws FormatError or UnsupportedError.
 Tensor load_tensor(const std::string& path);
+/// The same from bytes in memory; `base_dir` resolves external data, `source` names them in errors.
+Tensor load_tensor_bytes(const std::string& bytes, const std::string& base_dir,
+                         const std::string& source = "<memory>");
 /// The name stored in a serialized TensorProto file (may be empty).
 std::string load_tensor_name(const std::string& path);
 /// Writes a tensor as a serialized TensorProto.

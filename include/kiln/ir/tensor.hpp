@@ -29,7 +29,7 @@ class Tensor {
     t.check_count(values.size());
     if constexpr (std::is_same_v<T, bool>) {
       for (std::size_t i = 0; i < values.size(); ++i) t.data<bool>()[i] = values[i];
-    } else {
+    } else if (!values.empty()) {  // an empty vector's data() may be null: memcpy's UB
       std::memcpy(t.raw(), values.data(), values.size() * sizeof(T));
     }
     return t;

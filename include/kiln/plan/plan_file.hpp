@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "kiln/plan/plan.hpp"
 
@@ -40,6 +41,9 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect =
 /// Recomputes the checksum of serialized plan bytes after an edit (tools that patch plans; tests
 /// that prove the loader checks more than integrity).
 void reseal_plan(std::string& bytes);
+
+/// FNV-1a 64 of `bytes`: the checksum that ends a plan file, over every byte before it.
+std::uint64_t plan_checksum(std::string_view bytes);
 
 void save_plan(const Plan& p, const std::string& path);
 /// Throws FormatError (unreadable, truncated, corrupt, built for something else).

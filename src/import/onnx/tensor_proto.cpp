@@ -137,6 +137,21 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
     if (nbytes) std::memcpy(t.raw(), raw->data(), nbytes);
     return t;
   }
+  // The typed field must hold every value before the tensor is allocated: a few bytes of dims
+  // with no values must not make kiln allocate gigabytes first.
+  const int held = [&] {
+    switch (dt) {
+      case DType::f32: return p.float_data_size();
+      case DType::f64: return p.double_data_size();
+      case DType::i64: return p.int64_data_size();
+      case DType::u32:
+      case DType::u64: return p.uint64_data_size();
+      default: return p.int32_data_size();  // f16, bf16 (bit patterns), i8, u8, i16, u16, i32, bool
+    }
+  }();
+  if (static_cast<std::int64_t>(held) != numel)
+    throw FormatError(fmt::format("tensor '{}' holds {} values, its dims {} need {}", p.name(), held,
+                                  dims_to_string(dims), numel));
   Tensor t = allocate(what, dt, dims);
   auto fill = [&](const auto& field, auto convert) {
     check_field_count(p, field, numel);
@@ -184,27 +199,33 @@ std::string read_file(const std::string& path, const char* kind) {
   return bytes;
 }
 
-::onnx::TensorProto parse_tensor(const std::string& path) {
-  const std::string bytes = read_file(path, "tensor file");
+::onnx::TensorProto parse_tensor(const std::string& bytes, const std::string& source) {
   ::onnx::TensorProto p;
   if (!p.ParseFromString(bytes))
-    throw FormatError(fmt::format("'{}' is not a serialized ONNX TensorProto (truncated or corrupt)", path));
+    throw FormatError(fmt::format("'{}' is not a serialized ONNX TensorProto (truncated or corrupt)", source));
   return p;
 }
 }  // namespace
 
-Tensor load_tensor(const std::string& path) {
-  const auto p = parse_tensor(path);
+Tensor load_tensor_bytes(const std::string& bytes, const std::string& base_dir, const std::string& source) {
+  const auto p = parse_tensor(bytes, source);
   try {
-    return detail::to_tensor(p, std::filesystem::path(path).parent_path().string());
+    return detail::to_tensor(p, base_dir);
   } catch (const UnsupportedError& e) {
-    throw UnsupportedError(fmt::format("'{}': {}", path, e.what()));
+    throw UnsupportedError(fmt::format("'{}': {}", source, e.what()));
   } catch (const Error& e) {
-    throw FormatError(fmt::format("'{}': {}", path, e.what()));
+    throw FormatError(fmt::format("'{}': {}", source, e.what()));
   }
 }
 
-std::string load_tensor_name(const std::string& path) { return parse_tensor(path).name(); }
+Tensor load_tensor(const std::string& path) {
+  return load_tensor_bytes(read_file(path, "tensor file"), std::filesystem::path(path).parent_path().string(),
+                           path);
+}
+
+std::string load_tensor_name(const std::string& path) {
+  return parse_tensor(read_file(path, "tensor file"), path).name();
+}
 
 void save_tensor(const Tensor& t, const std::string& path, const std::string& name) {
   ::onnx::TensorProto p;
