@@ -9,6 +9,7 @@
 
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/fused.hpp"
+#include "kiln/ir/hash.hpp"
 #include "kiln/ir/op_registry.hpp"
 
 namespace kiln::plan {
@@ -21,12 +22,6 @@ using i64 = std::int64_t;
 constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'P', 'L', 'A', 'N'};
 constexpr std::size_t kWeightAlign = 16;
 constexpr i64 kMaxArena = i64{1} << 40;
-
-std::uint64_t fnv1a(const char* p, std::size_t n) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 1099511628211ull;
-  return h;
-}
 
 // ---- writing -----------------------------------------------------------------------------
 
@@ -325,7 +320,7 @@ std::string serialize_plan(const Plan& p) {
   Writer hw(out, 0);
   hw.u64(body.size());
   out += body;
-  hw.u64(fnv1a(out.data(), out.size()));
+  hw.u64(fnv1a64(out.data(), out.size()));
   return out;
 }
 
@@ -372,7 +367,7 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
   const std::size_t end = r.pos() + static_cast<std::size_t>(payload);
   std::uint64_t stored;
   std::memcpy(&stored, bytes.data() + end, 8);
-  const std::uint64_t actual = fnv1a(bytes.data(), end);
+  const std::uint64_t actual = fnv1a64(bytes.data(), end);
   if (stored != actual)
     throw FormatError(fmt::format("plan file checksum mismatch (stored {:016x}, computed {:016x}): "
                                   "the file is corrupt",
