@@ -5,7 +5,7 @@
 set -euo pipefail
 
 apt_packages=(libfmt-dev doctest-dev libprotobuf-dev protobuf-compiler libopenblas-dev ninja-build
-              pkg-config python3-torch python3-torchvision)
+              pkg-config libcli11-dev nlohmann-json3-dev clang-16 python3-torch python3-torchvision)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
