@@ -56,7 +56,7 @@ auto recurrent(const T& x, const Weights& w, const std::string& given, const cha
   using StateT = Tensor<T::dtype, Layout::any, L * D, T::static_dims[1], H>;
   auto s = x.state();
   ((s = unify(s, states.state())), ...);
-  const std::string name = node_name(*s, Layer::kind, Layer::name(given));
+  const std::string name = node_name(*s, Layer::kind, Layer::name(given), w);
   const auto ydims = run_rule<Layer>(name, x, states...);
   require_known(Layer::kind, name, "input features", x.dim(2));
   const std::vector<std::string> init{states.value()...};
@@ -70,8 +70,7 @@ auto recurrent(const T& x, const Weights& w, const std::string& given, const cha
       const std::string sfx = "_l" + std::to_string(k) + (d ? "_reverse" : "");
       auto take = [&](const std::string& what, std::vector<dim_t> dims) {
         const std::string wn = name + "." + what + sfx;
-        s->specs.push_back({w.resolve(wn), name, dims, T::dtype});
-        return s->binder_for(w).take(name, wn, dims, T::dtype);
+        return s->take(w, name, wn, dims, T::dtype);
       };
       const std::size_t es = dtype_size(T::dtype);
       copy_gates(W.raw() + static_cast<std::size_t>(d * G * H * in_size) * es,

@@ -37,25 +37,41 @@ struct concat_layer {
   }
 };
 
-/// Joins tensors along Axis, naming the layer: `concat<1>("inception3a", a, b, c)`.
+namespace detail {
+
 template <dim_t Axis, tensor_expr T, tensor_expr... Ts>
-auto concat(const std::string& given, const T& first, const Ts&... rest) {
+auto concat_named(const std::string& given, const T& first, const Ts&... rest) {
   static_assert(((Ts::rank == T::rank) && ...), "concat: the inputs have different ranks");
   (void)std::tuple<concat_dtypes<T::dtype, Ts::dtype>...>{};
   (void)std::tuple<concat_layouts<T::layout, Ts::layout>...>{};
-  using Out = detail::output_t<concat_layer<Axis>, T::dtype, T::layout, T, Ts...>;
+  using Out = output_t<concat_layer<Axis>, T::dtype, T::layout, T, Ts...>;
   auto s = first.state();
-  ((s = detail::unify(s, rest.state())), ...);
-  const std::string name = detail::node_name(*s, concat_layer<Axis>::kind, given);
-  const auto dims = detail::run_rule<concat_layer<Axis>>(name, first, rest...);
-  detail::emit(*s, "Concat", name, {first.value(), rest.value()...}, {{"axis", Axis}});
+  ((s = unify(s, rest.state())), ...);
+  const std::string name = node_name(*s, concat_layer<Axis>::kind, given);
+  const auto dims = run_rule<concat_layer<Axis>>(name, first, rest...);
+  emit(*s, "Concat", name, {first.value(), rest.value()...}, {{"axis", Axis}});
   return Out(s, name, dims);
 }
 
-/// Joins tensors along Axis: `concat<1>(a, b, c)`.
-template <dim_t Axis, tensor_expr T, tensor_expr... Ts>
-auto concat(const T& first, const Ts&... rest) {
-  return concat<Axis>(std::string(), first, rest...);
+/// concat_named with the tensors args[I]... and the name args[N-1].
+template <dim_t Axis, class Args, std::size_t... I>
+auto concat_last_named(const Args& args, std::index_sequence<I...>) {
+  return concat_named<Axis>(std::string(std::get<sizeof...(I)>(args)), std::get<I>(args)...);
+}
+
+}  // namespace detail
+
+/// Joins tensors along Axis: `concat<1>(a, b, c)`, or with the layer's name last, as every
+/// layer takes it: `concat<1>(a, b, c, "inception3a")`.
+template <dim_t Axis, tensor_expr T, class... Rest>
+auto concat(const T& first, const Rest&... rest) {
+  if constexpr (sizeof...(Rest) > 0 &&
+                std::is_convertible_v<std::tuple_element_t<sizeof...(Rest) - 1, std::tuple<Rest...>>, std::string>) {
+    return detail::concat_last_named<Axis>(std::tie(first, rest...), std::make_index_sequence<sizeof...(Rest)>{});
+  } else {
+    static_assert((tensor_expr<Rest> && ...), "concat: give tensors, then (optionally) the layer's name");
+    return detail::concat_named<Axis>(std::string(), first, rest...);
+  }
 }
 
 // ---- reshape and flatten ---------------------------------------------------------------------
