@@ -394,17 +394,57 @@ struct shape_check {
   static constexpr auto out = Layer::rule(Inputs::static_dims...);
 };
 
-/// A check of two numbers derived from the fixed dims (element counts, feature counts), made
-/// with the numbers as template arguments so that the diagnostic shows them:
-/// "in 'constexpr' expansion of 'kiln::rules::same_count(12, 10)'".
-template <class Layer, auto Rule, dim_t A, dim_t B>
-struct value_check {
-  static constexpr dim_t value = Rule(A, B);
+/// Whether Layer's rule holds on the inputs' fixed dims (a violation is no constant expression).
+template <class Layer, class... Inputs>
+concept rule_holds = requires {
+  typename std::integral_constant<bool, (Layer::rule(Inputs::static_dims...), true)>;
 };
 
-/// Output type of a layer: its dims are the rule's result on the inputs' fixed dims.
+/// Never defined: a failed rule_check names it in its compile error, whose first line so shows
+/// the layer (its kind and options), the rule and the numbers it failed on:
+///   shape_rule_fails<conv2d_layer<50, kernel<5>, in_channels<20>>, kiln::rules::input_channels, 20, 50>
+template <class Layer, auto Rule, dim_t... Numbers>
+struct shape_rule_fails;
+
+/// Rule(Numbers...) on numbers the compiler knows (a layer's declared size and what reaches it):
+/// `ok` is true when it holds; otherwise the compile error names shape_rule_fails<...>. A layer
+/// checks its rules this way before its output type (checked_output_t), so that the error is
+/// short and the only one.
+template <class Layer, auto Rule, dim_t... Numbers>
+struct rule_check {
+  static constexpr bool ok = true;
+};
+template <class Layer, auto Rule, dim_t... Numbers>
+  requires(!requires { typename std::integral_constant<dim_t, Rule(Numbers...)>; })
+struct rule_check<Layer, Rule, Numbers...> {
+  static constexpr bool ok = sizeof(shape_rule_fails<Layer, Rule, Numbers...>) == 0;
+};
+
+/// What a layer whose rule failed returns, so that its compile error is the only one: it takes
+/// any arguments.
+struct failed_layer {
+  template <class... A>
+  failed_layer(A&&...) {}  // NOLINT
+};
+
+template <bool Checked, class Layer, DType D, Layout L, class... Inputs>
+struct output_of {
+  using type = typename tensor_of<D, L, shape_check<Layer, Inputs...>::out>::type;
+};
+template <bool Checked, class Layer, DType D, Layout L, class... Inputs>
+  requires(!Checked || !rule_holds<Layer, Inputs...>)
+struct output_of<Checked, Layer, D, L, Inputs...> {
+  // A failed rule_check has said why; otherwise the rule's own words (its constexpr evaluation).
+  static_assert(!Checked || sizeof(shape_check<Layer, Inputs...>::out) > 0);
+  using type = failed_layer;
+};
+
+/// Output type of a layer: its dims are the rule's result on the inputs' fixed dims; `Checked`:
+/// the layer's rule_checks passed (a failed one has said why).
 template <class Layer, DType D, Layout L, class... Inputs>
-using output_t = typename tensor_of<D, L, shape_check<Layer, Inputs...>::out>::type;
+using output_t = typename output_of<true, Layer, D, L, Inputs...>::type;
+template <bool Checked, class Layer, DType D, Layout L, class... Inputs>
+using checked_output_t = typename output_of<Checked, Layer, D, L, Inputs...>::type;
 
 /// Runs Layer::rule on the build-time dims of the inputs, naming the layer on violation.
 template <class Layer, class... Inputs>

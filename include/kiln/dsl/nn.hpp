@@ -146,8 +146,9 @@ auto conv_like(const T& x, const Weights& w, const std::string& given, bool tran
   static_assert(T::layout == Layout::any || (layout_rank(T::layout) == S + 2 &&
                     T::layout != Layout::nhwc && T::layout != Layout::tnc),
                 "convolution input must be channels-first (NCW, NCHW, NCDHW)");
-  using Out = output_t<Layer, T::dtype, T::layout, T>;
   using W = typename Layer::W;
+  constexpr bool channels_ok = rule_check<Layer, rules::input_channels, W::declared_in, T::static_dims[1]>::ok;
+  using Out = checked_output_t<channels_ok, Layer, T::dtype, T::layout, T>;
   auto s = x.state();
   const std::string name = node_name(*s, Layer::kind, W::name(given), w);
   const auto dims = run_rule<Layer>(name, x);
@@ -356,7 +357,7 @@ T scale(const T& x, const Weights& w, const std::string& given) {
 template <dim_t Size>
 struct lrn_layer {
   static constexpr std::string_view kind = "lrn";
-  static constexpr dim_t size = rules::lrn_size(Size);
+  static constexpr dim_t size = detail::rule_check<lrn_layer, rules::lrn_size, Size>::ok ? Size : 1;
 };
 
 /// Local response normalization across channels (ONNX LRN; PyTorch's LocalResponseNorm).
@@ -404,8 +405,8 @@ template <dim_t Out, class... Os, tensor_expr T>
 auto fully_connected(const T& x, const Weights& w, const std::string& given = "") {
   using L = fully_connected_layer<Out, Os...>;
   static_assert(T::rank >= 2, "fully_connected input must be [N, features...]");
-  (void)detail::value_check<L, rules::fc_in_features, L::declared, L::flat(T::static_dims)>::value;
-  using R = detail::output_t<L, T::dtype, Layout::nc, T>;
+  constexpr bool features_ok = detail::rule_check<L, rules::fc_in_features, L::declared, L::flat(T::static_dims)>::ok;
+  using R = detail::checked_output_t<features_ok, L, T::dtype, Layout::nc, T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, L::kind, detail::given_name<Os...>(given), w);
   const dim_t k = detail::checked(L::kind, name, [&] { return L::features(x.dims()); });

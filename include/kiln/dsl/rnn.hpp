@@ -20,7 +20,7 @@ struct recurrent_rule {
   static constexpr bool bias = !has_option<bias_tag, Os...>;
   static std::string name(const std::string& given) { return given_name<Os...>(given); }
   static constexpr void check_state(const std::array<dim_t, 3>& x, const std::array<dim_t, 3>& st) {
-    rules::equal_dims("initial states (layers x directions)", num_layers * dirs, st[0]);
+    rules::rnn_states(num_layers * dirs, st[0]);
     rules::equal_dims("batch in the initial state", x[1], st[1]);
     rules::rnn_hidden(H, st[2]);
   }
@@ -51,7 +51,10 @@ auto recurrent(const T& x, const Weights& w, const std::string& given, const cha
                 "recurrent layer input must be TNC (time, batch, features)");
   static_assert(((States::rank == 3) && ...), "recurrent layer initial states must be [layers*dirs, N, H]");
   static_assert(((States::dtype == T::dtype) && ...), "recurrent layer initial states must have the input's element type");
-  using Out = output_t<Layer, T::dtype, Layout::tnc, T, States...>;
+  constexpr bool states_ok =
+      ((rule_check<Layer, rules::rnn_states, Layer::num_layers * Layer::dirs, States::static_dims[0]>::ok &&
+        rule_check<Layer, rules::rnn_hidden, Layer::hidden, States::static_dims[2]>::ok) && ...);
+  using Out = checked_output_t<states_ok, Layer, T::dtype, Layout::tnc, T, States...>;
   constexpr dim_t G = Layer::gates, H = Layer::hidden, L = Layer::num_layers, D = Layer::dirs;
   using StateT = Tensor<T::dtype, Layout::any, L * D, T::static_dims[1], H>;
   auto s = x.state();

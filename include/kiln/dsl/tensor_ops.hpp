@@ -141,10 +141,12 @@ struct reshape_layer {
 template <dim_t... Target, tensor_expr T>
 auto reshape(const T& x, const std::string& given = "") {
   using Layer = reshape_layer<Target...>;
-  constexpr auto counts = Layer::counts(T::static_dims);
-  if constexpr (counts[2] == 0)
-    (void)detail::value_check<Layer, rules::same_count, counts[0], counts[1]>::value;
-  using Out = detail::output_t<Layer, T::dtype, Layout::any, T>;
+  static constexpr auto counts = Layer::counts(T::static_dims);
+  constexpr bool counts_ok = [] {
+    if constexpr (counts[2] == 0) return detail::rule_check<Layer, rules::same_count, counts[0], counts[1]>::ok;
+    else return true;  // a -1 target dim: the rule checks divisibility
+  }();
+  using Out = detail::checked_output_t<counts_ok, Layer, T::dtype, Layout::any, T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, Layer::kind, given);
   const auto dims = detail::run_rule<Layer>(name, x);
@@ -392,7 +394,10 @@ struct matmul_layer {
 template <tensor_expr A, tensor_expr B>
 auto matmul(const A& a, const B& b, const std::string& given = "") {
   static_assert(A::dtype == B::dtype, "matmul: the operands have different element types");
-  using Out = detail::output_t<matmul_layer, A::dtype, Layout::any, A, B>;
+  static_assert(A::rank >= 2 && B::rank >= 2, "matmul operands must have rank >= 2");
+  constexpr bool inner_ok =
+      detail::rule_check<matmul_layer, rules::matmul_inner, A::static_dims[A::rank - 1], B::static_dims[B::rank - 2]>::ok;
+  using Out = detail::checked_output_t<inner_ok, matmul_layer, A::dtype, Layout::any, A, B>;
   auto s = detail::unify(a.state(), b.state());
   const std::string name = detail::node_name(*s, matmul_layer::kind, given);
   const auto dims = detail::run_rule<matmul_layer>(name, a, b);
