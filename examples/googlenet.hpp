@@ -9,29 +9,31 @@
 namespace examples {
 using namespace kiln::dsl;
 
+/// torchvision's BasicConv2d in the scope of `w` ("inception3a.branch1"): "conv" and "bn".
 template <dim_t Out, class... Opts, tensor_expr T>
-auto basic_conv(const T& x, const Weights& w, const std::string& p) {
-  return relu(batch_norm(conv2d<Out, Opts..., no_bias>(x, w, p + ".conv"), w, p + ".bn", 1e-3));
+auto basic_conv(const T& x, const Weights& w) {
+  return relu(batch_norm(conv2d<Out, Opts..., no_bias>(x, w, "conv"), w, 1e-3, "bn"));
 }
 
 template <dim_t C1, dim_t C3r, dim_t C3, dim_t C5r, dim_t C5, dim_t Pool, tensor_expr T>
 auto inception(const T& x, const Weights& w, const std::string& p) {
-  auto b1 = basic_conv<C1, kernel<1>>(x, w, p + ".branch1");
-  auto b2 = basic_conv<C3, kernel<3>, padding<1>>(basic_conv<C3r, kernel<1>>(x, w, p + ".branch2.0"), w,
-                                                  p + ".branch2.1");
-  auto b3 = basic_conv<C5, kernel<3>, padding<1>>(basic_conv<C5r, kernel<1>>(x, w, p + ".branch3.0"), w,
-                                                  p + ".branch3.1");
-  auto b4 = basic_conv<Pool, kernel<1>>(max_pool<kernel<3>, stride<1>, padding<1>, ceil_mode>(x), w,
-                                        p + ".branch4.1");
-  return concat<1>(p, b1, b2, b3, b4);
+  const Weights in = w.scope(p);
+  auto b1 = basic_conv<C1, kernel<1>>(x, in.scope("branch1"));
+  auto b2 = basic_conv<C3, kernel<3>, padding<1>>(basic_conv<C3r, kernel<1>>(x, in.scope("branch2.0")),
+                                                  in.scope("branch2.1"));
+  auto b3 = basic_conv<C5, kernel<3>, padding<1>>(basic_conv<C5r, kernel<1>>(x, in.scope("branch3.0")),
+                                                  in.scope("branch3.1"));
+  auto b4 = basic_conv<Pool, kernel<1>>(max_pool<kernel<3>, stride<1>, padding<1>, ceil_mode>(x),
+                                        in.scope("branch4.1"));
+  return concat<1>(b1, b2, b3, b4, p);
 }
 
 inline Network googlenet(const Weights& w) {
   auto x = input<"input", f32, NCHW>(dyn, fix<3>, fix<224>, fix<224>);          // [N,3,224,224]
-  auto c1 = basic_conv<64, kernel<7>, stride<2>, padding<3>>(x, w, "conv1");     // [N,64,112,112]
+  auto c1 = basic_conv<64, kernel<7>, stride<2>, padding<3>>(x, w.scope("conv1"));  // [N,64,112,112]
   auto p1 = max_pool<kernel<3>, stride<2>, ceil_mode>(c1, "maxpool1");          // [N,64,56,56]
-  auto c2 = basic_conv<64, kernel<1>>(p1, w, "conv2");
-  auto c3 = basic_conv<192, kernel<3>, padding<1>>(c2, w, "conv3");             // [N,192,56,56]
+  auto c2 = basic_conv<64, kernel<1>>(p1, w.scope("conv2"));
+  auto c3 = basic_conv<192, kernel<3>, padding<1>>(c2, w.scope("conv3"));          // [N,192,56,56]
   auto p2 = max_pool<kernel<3>, stride<2>, ceil_mode>(c3, "maxpool2");          // [N,192,28,28]
   auto i3a = inception<64, 96, 128, 16, 32, 32>(p2, w, "inception3a");          // [N,256,28,28]
   auto i3b = inception<128, 128, 192, 32, 96, 64>(i3a, w, "inception3b");       // [N,480,28,28]

@@ -1,39 +1,30 @@
 #include "cli_args.hpp"
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+
+#include "kiln/ir/error.hpp"
 
 namespace kiln::tools {
 
-Args::Args(const std::vector<std::string>& argv, const std::string& command,
-           std::set<std::string> valued, std::set<std::string> switches)
-    : command_(command) {
-  for (std::size_t i = 0; i < argv.size(); ++i) {
-    const std::string& a = argv[i];
-    if (a.size() > 1 && a[0] == '-' && !(a.size() > 1 && (std::isdigit(a[1]) || a[1] == '.'))) {
-      std::string flag = a, value;
-      bool inline_value = false;
-      if (auto eq = a.find('='); eq != std::string::npos) {
-        flag = a.substr(0, eq);
-        value = a.substr(eq + 1);
-        inline_value = true;
-      }
-      if (valued.count(flag)) {
-        if (!inline_value) {
-          if (i + 1 >= argv.size())
-            throw Error(fmt::format("kiln {}: flag {} needs a value", command_, flag));
-          value = argv[++i];
-        }
-        values_.emplace(flag, value);
-      } else if (switches.count(flag) && !inline_value) {
-        values_.emplace(flag, "1");
-      } else {
-        throw Error(fmt::format("kiln {}: unknown flag '{}' (see kiln {} --help)", command_, a, command_));
-      }
-    } else {
-      positional_.push_back(a);
-    }
+namespace {
+
+/// "usage: kiln CMD [OPTIONS] ARGS" first, then the description, the options and the footer.
+class HelpFormatter : public CLI::Formatter {
+ public:
+  HelpFormatter() {
+    label("Usage", "usage");
+    column_width(26);
   }
-}
+  std::string make_help(const CLI::App* app, std::string name, CLI::AppFormatMode mode) const override {
+    std::string out = make_usage(app, name) + "\n" + app->get_description();
+    out += make_positionals(app) + make_groups(app, mode);
+    if (!app->get_footer().empty()) out += "\n" + make_footer(app);
+    return out;
+  }
+};
+
+}  // namespace
 
 std::string Args::get(const std::string& flag, const std::string& fallback) const {
   auto it = values_.find(flag);
@@ -51,11 +42,8 @@ double Args::number(const std::string& flag, double fallback) const {
   if (!has(flag)) return fallback;
   const std::string v = get(flag);
   try {
-    std::size_t pos = 0;
-    double d = std::stod(v, &pos);
-    if (pos != v.size()) throw std::invalid_argument(v);
-    return d;
-  } catch (const std::exception&) {
+    return std::stod(v);
+  } catch (const std::exception&) {  // a flag not declared with Command::number
     throw Error(fmt::format("kiln {}: flag {} expects a number, got '{}'", command_, flag, v));
   }
 }
@@ -67,10 +55,77 @@ std::string Args::one_positional(const std::string& what) const {
   return positional_[0];
 }
 
-bool wants_help(const std::vector<std::string>& argv) {
-  for (const auto& s : argv)
-    if (s == "--help" || s == "-h") return true;
-  return false;
+Command::Command(const std::string& name, const std::string& description, const std::string& usage)
+    : name_(name), app_(std::make_unique<CLI::App>(description, "kiln " + (usage.empty() ? name : usage))) {
+  app_->formatter(std::make_shared<HelpFormatter>());
+  app_->set_help_flag("-h,--help", "print this help");
+  app_->allow_extras();  // reported by parse, naming the flag
+}
+
+Command::~Command() = default;
+
+Command& Command::positionals(const std::string& name, const std::string& help) {
+  app_->add_option(name, positional_, help)->type_name("");
+  return *this;
+}
+
+Command& Command::flag(const std::string& name, const std::string& help) {
+  app_->add_flag(name, help);
+  return *this;
+}
+
+Command& Command::option(const std::string& name, const std::string& value, const std::string& help) {
+  app_->add_option(name, help)->type_name(value);
+  return *this;
+}
+
+Command& Command::repeatable(const std::string& name, const std::string& value, const std::string& help) {
+  app_->add_option(name, help)
+      ->type_name(value)
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  return *this;
+}
+
+Command& Command::number(const std::string& name, const std::string& value, const std::string& help) {
+  CLI::Validator is_number = CLI::Number;
+  app_->add_option(name, help)->type_name(value)->check(is_number.description(""));
+  return *this;
+}
+
+Command& Command::footer(const std::string& text) {
+  app_->footer(text);
+  return *this;
+}
+
+std::string Command::help() const { return app_->help(); }
+
+std::optional<Args> Command::parse(const std::vector<std::string>& argv) {
+  try {
+    app_->parse(std::vector<std::string>(argv.rbegin(), argv.rend()));  // CLI11 takes them reversed
+  } catch (const CLI::CallForHelp&) {
+    fmt::print("{}", help());
+    return std::nullopt;
+  } catch (const CLI::ParseError& e) {
+    throw Error(fmt::format("kiln {}: {} (see kiln {} --help)", name_, e.what(), name_));
+  }
+  for (const auto& extra : app_->remaining())
+    throw Error(fmt::format("kiln {}: unknown {} '{}' (see kiln {} --help)", name_,
+                            extra.size() > 1 && extra[0] == '-' ? "flag" : "argument", extra, name_));
+  Args args;
+  args.command_ = name_;
+  args.positional_ = positional_;
+  for (const CLI::Option* o : app_->get_options()) {
+    if (o->count() == 0 || o->get_positional()) continue;
+    const std::string flag = o->get_lnames().empty() ? "-" + o->get_snames().front() : "--" + o->get_lnames().front();
+    if (o->get_expected_max() == 0) {
+      args.values_.emplace(flag, "1");
+    } else {
+      for (const auto& v : o->results()) args.values_.emplace(flag, v);
+    }
+  }
+  return args;
 }
 
 }  // namespace kiln::tools

@@ -89,6 +89,10 @@ Graph load_onnx(const std::string& path) {
   return onnx::load_model(path, {.evaluator = &reference::constant_evaluator()});
 }
 
+void add_shape_option(Command& c) {
+  c.repeatable("--shape", "NAME=DxDx...", "concrete dims for input NAME (dynamic dims default to 1)");
+}
+
 const plan::Target& target_from(const Args& args, const std::string& fallback) {
   std::string name = args.get("--target", fallback);
   if (args.has("--fp16") || args.has("--gpu")) {
@@ -131,38 +135,34 @@ build::BuildOptions build_options(const Args& args, const Graph& g, std::int64_t
 }
 
 int cmd_build(const Argv& argv) {
-  if (wants_help(argv)) {
-    fmt::print(R"(usage: kiln build MODEL.onnx [--save FILE] [--target NAME | --gpu | --fp16] [--shape NAME=DxDx...]...
-                  [--max-batch N] [--workspace MiB] [--timing-cache FILE] [--check]
-       kiln build --example NAME [--weights FILE.wts] [same options]
-
-Builds a plan: constant folding, dead-layer elimination, BatchNorm/Scale folding, fusions
-(conv+bias+activation, conv+residual add, pointwise chains, horizontal convolutions), views,
-in-place concats, layout choice, and liveness-based memory planning. Prints the layer counts and
-the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`, or on the GPU
-with `kiln run --plan FILE --gpu` and `kiln bench FILE`).
-  --target NAME        cpu-reference (default), plain (no fusion), cuda or cuda-fp16
-  --gpu                build for the GPU: target cuda (FP32, NCHW)
-  --fp16               build for the GPU in FP16: target cuda-fp16 (implies --gpu)
-  --shape N=DIMS       concrete dims for input N (dynamic dims default to 1)
-  --max-batch N        dim 0 of every input (after --shape)
-  --example NAME       build an example network of examples/ (lenet, resnet50, resnet101,
-                       resnet152, googlenet, vgg19, mobilenet_v2, charrnn) instead of a model
-  --weights FILE.wts   its weights (random, seed 42, when not given)
-  --check              run every pass's result on the CPU reference against the previous one
-For a GPU target, when a GPU is present, the engine is made as well: the tactics of every
-convolution and matrix product are timed (progress on stderr when it is a terminal) and the
-steps, tactics and device memory are printed. The plan file holds no tactics; they live in the
-timing cache:
-  --workspace MiB      largest workspace a tactic may use (default 256)
-  --timing-cache FILE  read timed tactics from FILE and write them back
-Without a GPU the plan is still built and written; the tactics are not timed.
-)");
-    return 0;
-  }
-  Args args(argv, "build",
-            {"--save", "--target", "--shape", "--max-batch", "--workspace", "--timing-cache", "--example", "--weights"},
-            {"--check", "--gpu", "--fp16"});
+  Command c("build",
+            "Builds a plan: constant folding, dead-layer elimination, BatchNorm/Scale folding, fusions\n"
+            "(conv+bias+activation, conv+residual add, pointwise chains, horizontal convolutions), views,\n"
+            "in-place concats, layout choice, and liveness-based memory planning. Prints the layer counts and\n"
+            "the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`, or on the GPU\n"
+            "with `kiln run --plan FILE --gpu` and `kiln bench FILE`).\n"
+            "Or: kiln build --example NAME [--weights FILE.wts] [same options]\n");
+  c.positionals("MODEL.onnx", "the ONNX model (none with --example)")
+      .option("--save", "FILE", "write the plan file")
+      .option("--target", "NAME", "cpu-reference (default), plain (no fusion), cuda or cuda-fp16")
+      .flag("--gpu", "build for the GPU: target cuda (FP32, NCHW)")
+      .flag("--fp16", "build for the GPU in FP16: target cuda-fp16 (implies --gpu)");
+  add_shape_option(c);
+  c.number("--max-batch", "N", "dim 0 of every input (after --shape)")
+      .option("--example", "NAME",
+              "build an example network of examples/ (lenet, resnet50, resnet101, resnet152, googlenet, "
+              "vgg19, mobilenet_v2, charrnn) instead of a model")
+      .option("--weights", "FILE.wts", "the example's weights (random, seed 42, when not given)")
+      .flag("--check", "run every pass's result on the CPU reference against the previous one");
+  add_engine_options(c);
+  c.footer("For a GPU target, when a GPU is present, the engine is made as well: the tactics of every\n"
+           "convolution and matrix product are timed (progress on stderr when it is a terminal) and the\n"
+           "steps, tactics and device memory are printed. The plan file holds no tactics; they live in the\n"
+           "timing cache (--workspace, --timing-cache). Without a GPU the plan is still built and written;\n"
+           "the tactics are not timed.\n");
+  const auto parsed = c.parse(argv);
+  if (!parsed) return 0;
+  const Args& args = *parsed;
   Graph g;
   if (args.has("--example")) {
     if (!args.positional().empty())
@@ -216,19 +216,21 @@ Without a GPU the plan is still built and written; the tactics are not timed.
 }
 
 int cmd_inspect(const Argv& argv) {
-  if (wants_help(argv)) {
-    fmt::print(R"(usage: kiln inspect MODEL.onnx|PLAN [--target NAME] [--shape NAME=DxDx...]... [--dot-dir DIR] [--graph]
-
-For an ONNX model: builds it and prints "layers before fusion: N" and "layers after fusion: M"
-(a layer is a compute node after import and constant folding; Constant, ConstantOfShape,
-Identity and Dropout are not layers), each fused step with what it absorbed, the plan's steps and
-memory plan, and writes Graphviz pictures of the graph before and after fusion into --dot-dir
-(written only when --dot-dir is given; rendered to SVG when `dot` is installed). --graph also prints the
-imported IR graph. For a plan file: prints the plan.
-)");
-    return 0;
-  }
-  Args args(argv, "inspect", {"--target", "--shape", "--dot-dir"}, {"--graph"});
+  Command c("inspect",
+            "For an ONNX model: builds it and prints \"layers before fusion: N\" and \"layers after fusion: M\"\n"
+            "(a layer is a compute node after import and constant folding; Constant, ConstantOfShape,\n"
+            "Identity and Dropout are not layers), each fused step with what it absorbed, the plan's steps and\n"
+            "memory plan. For a plan file: prints the plan.\n");
+  c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file")
+      .option("--target", "NAME", "cpu-reference (default), plain (no fusion), cuda or cuda-fp16");
+  add_shape_option(c);
+  c.option("--dot-dir", "DIR",
+           "write Graphviz pictures of the graph before and after fusion into DIR (rendered to SVG "
+           "when `dot` is installed)")
+      .flag("--graph", "also print the imported IR graph");
+  const auto parsed = c.parse(argv);
+  if (!parsed) return 0;
+  const Args& args = *parsed;
   const std::string path = args.one_positional("model or plan file");
   if (is_plan_file(path)) {
     fmt::print("{}", plan::load_plan(path).dump());
@@ -252,19 +254,20 @@ imported IR graph. For a plan file: prints the plan.
 }
 
 int cmd_run_plan(const Argv& argv) {
-  if (wants_help(argv)) {
-    fmt::print(R"(usage: kiln run --plan FILE [--weights FILE.wts|MODEL.onnx] [--input NAME=FILE.pb|.npy]... [--seed N] [--output-dir DIR] [--output-format pb|npy]
-
-Runs a plan file on the CPU reference, every activation in one arena at its planned offset.
-With --weights, the plan runs only if it was built from exactly those weights (the hash it
-records), and is refused with both hashes otherwise.
-Inputs not given with --input are random (uniform in [-1, 1], seeded by --seed). Prints each
-output's shape, a checksum (sum of values) and its first values; --output-dir writes each output
-as NAME.pb (TensorProto).
-)");
-    return 0;
-  }
-  Args args(argv, "run", {"--plan", "--input", "--seed", "--output-dir", "--output-format", "--weights"}, {});
+  Command c("run",
+            "Runs a plan file on the CPU reference, every activation in one arena at its planned offset.\n"
+            "Inputs not given with --input are random. Prints each output's shape, a checksum (sum of\n"
+            "values) and its first values.\n",
+            "run --plan");
+  c.option("--plan", "FILE", "the plan file")
+      .option("--weights", "FILE.wts|MODEL.onnx",
+              "run the plan only if it was built from exactly these weights (the hash it records); "
+              "refused with both hashes otherwise");
+  add_input_options(c);
+  add_output_options(c);
+  const auto parsed = c.parse(argv);
+  if (!parsed) return 0;
+  const Args& args = *parsed;
   if (!args.positional().empty())
     throw Error("kiln run --plan takes no model file (the plan holds the network)");
   plan::LoadExpectations expect{.target = "cpu-reference"};

@@ -24,6 +24,9 @@ bool is_plan_file(const std::string& path);
 /// Loads an ONNX model (constants folded by the CPU reference's evaluator).
 Graph load_onnx(const std::string& path);
 
+/// Declares --shape NAME=DxDx... (repeatable), which build_options reads.
+void add_shape_option(Command& c);
+
 /// The target named by --fp16 ("cuda-fp16"), --gpu ("cuda") or --target (default
 /// `fallback`); an error when they disagree.
 const plan::Target& target_from(const Args& args, const std::string& fallback = "cpu-reference");

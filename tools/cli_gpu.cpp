@@ -13,6 +13,7 @@
 
 #include <cuda_runtime.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cli_build.hpp"
 #include "kiln/build/builder.hpp"
@@ -23,18 +24,13 @@
 #include "kiln/runtime/device.hpp"
 #include "kiln/runtime/engine.hpp"
 #include "run_io.hpp"
+#include "runtime/check.hpp"
 
 namespace kiln::tools {
 namespace {
 
 using Argv = std::vector<std::string>;
 using clock_type = std::chrono::steady_clock;
-
-void check_cuda(cudaError_t e, const char* call, const char* file, int line) {
-  if (e != cudaSuccess)
-    throw Error(fmt::format("{}:{}: {} failed: {}", file, line, call, cudaGetErrorString(e)));
-}
-#define KILN_CLI_CUDA(call) check_cuda((call), #call, __FILE__, __LINE__)
 
 bool stderr_is_terminal() { return isatty(fileno(stderr)) != 0; }
 
@@ -57,6 +53,14 @@ std::int64_t positive_int(const Args& args, const std::string& command, const st
     throw Error(fmt::format("kiln {}: {} expects a whole number >= {}, got '{}'", command, flag, least,
                             args.get(flag)));
   return static_cast<std::int64_t>(v);
+}
+
+/// Declares what the GPU commands share: --gpu, --fp16, --batch N and --shape.
+void add_gpu_model_options(Command& c) {
+  c.flag("--gpu", "run on the GPU (FP32 unless the plan is FP16)")
+      .flag("--fp16", "build an ONNX model for cuda-fp16 (implies --gpu)")
+      .number("--batch", "N", "dim 0 of every input of an ONNX model; a plan's batch, at most its own");
+  add_shape_option(c);
 }
 
 /// Engine options from --workspace MiB and --timing-cache FILE; progress on a terminal.
@@ -142,8 +146,8 @@ class IoBuffers {
       Buffer b;
       b.info = batch_inputs({vi}, batch, engine.max_batch())[0];
       b.bytes = static_cast<std::size_t>(numel_of(b.info.type)) * dtype_size(b.info.type.dtype);
-      KILN_CLI_CUDA(cudaMalloc(&b.device, std::max<std::size_t>(b.bytes, 1)));
-      KILN_CLI_CUDA(cudaHostAlloc(&b.host, std::max<std::size_t>(b.bytes, 1), cudaHostAllocDefault));
+      KILN_CHECK(cudaMalloc(&b.device, std::max<std::size_t>(b.bytes, 1)));
+      KILN_CHECK(cudaHostAlloc(&b.host, std::max<std::size_t>(b.bytes, 1), cudaHostAllocDefault));
       bindings[vi.name] = b.device;
       (input ? inputs : outputs).push_back(b);
     };
@@ -172,12 +176,12 @@ class IoBuffers {
   /// Copies every input host -> device on `s` (not waiting).
   void upload(cudaStream_t s) {
     for (auto& b : inputs)
-      if (b.bytes) KILN_CLI_CUDA(cudaMemcpyAsync(b.device, b.host, b.bytes, cudaMemcpyHostToDevice, s));
+      if (b.bytes) KILN_CHECK(cudaMemcpyAsync(b.device, b.host, b.bytes, cudaMemcpyHostToDevice, s));
   }
   /// Copies every output device -> host on `s` (not waiting).
   void download(cudaStream_t s) {
     for (auto& b : outputs)
-      if (b.bytes) KILN_CLI_CUDA(cudaMemcpyAsync(b.host, b.device, b.bytes, cudaMemcpyDeviceToHost, s));
+      if (b.bytes) KILN_CHECK(cudaMemcpyAsync(b.host, b.device, b.bytes, cudaMemcpyDeviceToHost, s));
   }
   /// The outputs in the pinned buffers as host tensors (after download() and a wait).
   reference::TensorMap output_tensors() const {
@@ -223,20 +227,20 @@ class IoBuffers {
 class EventTimer {
  public:
   EventTimer() {
-    KILN_CLI_CUDA(cudaEventCreate(&start_));
-    KILN_CLI_CUDA(cudaEventCreate(&stop_));
+    KILN_CHECK(cudaEventCreate(&start_));
+    KILN_CHECK(cudaEventCreate(&stop_));
   }
   ~EventTimer() {
     cudaEventDestroy(start_);
     cudaEventDestroy(stop_);
   }
-  void start(cudaStream_t s) { KILN_CLI_CUDA(cudaEventRecord(start_, s)); }
-  void stop(cudaStream_t s) { KILN_CLI_CUDA(cudaEventRecord(stop_, s)); }
+  void start(cudaStream_t s) { KILN_CHECK(cudaEventRecord(start_, s)); }
+  void stop(cudaStream_t s) { KILN_CHECK(cudaEventRecord(stop_, s)); }
   /// Milliseconds between start and stop (waits for stop).
   double ms() {
-    KILN_CLI_CUDA(cudaEventSynchronize(stop_));
+    KILN_CHECK(cudaEventSynchronize(stop_));
     float v = 0;
-    KILN_CLI_CUDA(cudaEventElapsedTime(&v, start_, stop_));
+    KILN_CHECK(cudaEventElapsedTime(&v, start_, stop_));
     return v;
   }
 
@@ -246,7 +250,7 @@ class EventTimer {
 
 std::size_t free_device_memory() {
   std::size_t free = 0, total = 0;
-  KILN_CLI_CUDA(cudaMemGetInfo(&free, &total));
+  KILN_CHECK(cudaMemGetInfo(&free, &total));
   return free;
 }
 
@@ -283,25 +287,6 @@ Stats stats_of(std::vector<double> v) {
   return s;
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", static_cast<int>(c));
-        else out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string json_number(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "null"; }
-
 /// What `kiln bench` and `kiln profile` share: the plan, the engine, a context at the batch
 /// asked for, and its input and output buffers with the inputs uploaded.
 struct GpuSession {
@@ -335,11 +320,11 @@ struct GpuSession {
     io->set_inputs(run_inputs(args, batch_inputs(engine->inputs(), run, engine->max_batch())));
     stream = reinterpret_cast<cudaStream_t>(ctx->stream());
     io->upload(stream);
-    KILN_CLI_CUDA(cudaStreamSynchronize(stream));
+    KILN_CHECK(cudaStreamSynchronize(stream));
   }
   void run_once() {
     ctx->enqueue(io->bindings, ctx->stream());
-    KILN_CLI_CUDA(cudaStreamSynchronize(stream));
+    KILN_CHECK(cudaStreamSynchronize(stream));
   }
 };
 
@@ -371,6 +356,12 @@ class Progress {
 
 // ---- build ---------------------------------------------------------------------------------
 
+void add_engine_options(Command& c) {
+  c.number("--workspace", "MiB", "largest workspace a tactic may use (default 256)")
+      .option("--timing-cache", "FILE", "read timed tactics from FILE and write them back");
+}
+
+
 void build_engine_report(plan::Plan& p, const Args& args) {
   if (runtime::device_count() == 0) {
     fmt::print("no GPU ({}): the plan for {} is built{}; tactics were not timed (they are timed when an "
@@ -394,37 +385,30 @@ void build_engine_report(plan::Plan& p, const Args& args) {
 // ---- bench ---------------------------------------------------------------------------------
 
 int cmd_bench(const Argv& argv) {
-  if (wants_help(argv)) {
-    fmt::print(R"(usage: kiln bench MODEL.onnx|PLAN [--fp16] [--batch N] [--shape NAME=DxDx...]... [--warmup N]
-                  [--iterations N] [--duration SECONDS] [--cuda-graph] [--workspace MiB]
-                  [--timing-cache FILE] [--input NAME=FILE.npy|.pb]... [--seed N]
-                  [--output-dir DIR] [--json FILE]
-
-Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16, cuda-fp16,
-with dim 0 of every input = --batch; a plan file (kiln build --gpu|--fp16 --save) runs as built
-(--batch may lower its batch where the engine allows). The engine times its tactics first.
-Inputs are random (seeded by --seed) unless given with --input, and are uploaded once.
-  --warmup N         untimed runs first (default 20)
-  --iterations N     timed runs, at least (default 200)
-  --duration S       run at least S seconds as well
-  --cuda-graph       replay a CUDA graph of the whole plan instead of launching each step
-  --workspace MiB    largest workspace a tactic may use (default 256)
-  --timing-cache F   read timed tactics from F and write them back
-  --output-dir DIR   write each output as DIR/NAME.npy (float32)
-  --json FILE        write the results as JSON
-Reports: throughput (inferences/s = batch * 1000 / mean latency), latency (host time of enqueue
-+ stream synchronize) min, mean, median, p90, p95, p99; the host time of enqueue alone; GPU time
-(events around the enqueue); host-to-device time of all inputs and device-to-host time of all
-outputs (pinned memory, mean of 10 copies); device memory (weights, arena, workspace, and peak:
-free memory before the engine minus the least free memory seen after, buffers included).
-Without a GPU: "no GPU: <reason>", exit 1.
-)");
-    return 0;
-  }
-  Args args(argv, "bench",
-            {"--batch", "--shape", "--warmup", "--iterations", "--duration", "--workspace", "--timing-cache",
-             "--input", "--seed", "--output-dir", "--json"},
-            {"--fp16", "--gpu", "--cuda-graph"});
+  Command c("bench",
+            "Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16, cuda-fp16,\n"
+            "with dim 0 of every input = --batch; a plan file (kiln build --gpu|--fp16 --save) runs as built\n"
+            "(--batch may lower its batch where the engine allows). The engine times its tactics first.\n"
+            "Inputs are random (seeded by --seed) unless given with --input, and are uploaded once.\n");
+  c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file");
+  add_gpu_model_options(c);
+  c.number("--warmup", "N", "untimed runs first (default 20)")
+      .number("--iterations", "N", "timed runs, at least (default 200)")
+      .number("--duration", "S", "run at least S seconds as well")
+      .flag("--cuda-graph", "replay a CUDA graph of the whole plan instead of launching each step");
+  add_engine_options(c);
+  add_input_options(c);
+  c.option("--output-dir", "DIR", "write each output as DIR/NAME.npy (float32)")
+      .option("--json", "FILE", "write the results as JSON");
+  c.footer("Reports: throughput (inferences/s = batch * 1000 / mean latency), latency (host time of enqueue\n"
+           "+ stream synchronize) min, mean, median, p90, p95, p99; the host time of enqueue alone; GPU time\n"
+           "(events around the enqueue); host-to-device time of all inputs and device-to-host time of all\n"
+           "outputs (pinned memory, mean of 10 copies); device memory (weights, arena, workspace, and peak:\n"
+           "free memory before the engine minus the least free memory seen after, buffers included).\n"
+           "Without a GPU: \"no GPU: <reason>\", exit 1.\n");
+  const auto parsed = c.parse(argv);
+  if (!parsed) return 0;
+  const Args& args = *parsed;
   const std::int64_t warmup = positive_int(args, "bench", "--warmup", 20, 0);
   const std::int64_t iterations = positive_int(args, "bench", "--iterations", 200, 1);
   const double duration_s = args.number("--duration", 0);
@@ -459,7 +443,7 @@ Without a GPU: "no GPU: <reason>", exit 1.
       s.ctx->enqueue(s.io->bindings, s.ctx->stream());
       const auto t1 = clock_type::now();
       events.stop(s.stream);
-      KILN_CLI_CUDA(cudaStreamSynchronize(s.stream));
+      KILN_CHECK(cudaStreamSynchronize(s.stream));
       const auto t2 = clock_type::now();
       latency.push_back(milliseconds(t2 - t0));
       enqueue.push_back(milliseconds(t1 - t0));
@@ -483,7 +467,7 @@ Without a GPU: "no GPU: <reason>", exit 1.
     events.stop(s.stream);
     d2h += events.ms() / kCopies;
   }
-  KILN_CLI_CUDA(cudaStreamSynchronize(s.stream));
+  KILN_CHECK(cudaStreamSynchronize(s.stream));
   least_free = std::min(least_free, free_device_memory());
 
   const Stats lat = stats_of(latency), enq = stats_of(enqueue), g = stats_of(gpu);
@@ -515,24 +499,32 @@ Without a GPU: "no GPU: <reason>", exit 1.
     s.io->upload(s.stream);
     s.run_once();
     s.io->download(s.stream);
-    KILN_CLI_CUDA(cudaStreamSynchronize(s.stream));
+    KILN_CHECK(cudaStreamSynchronize(s.stream));
     std::vector<std::string> names;
     for (const auto& vi : s.engine->outputs()) names.push_back(vi.name);
     write_outputs_npy(args.get("--output-dir"), names, s.io->output_tensors(), true);
   }
   if (args.has("--json")) {
-    const std::string json = fmt::format(
-        "{{\n  \"model\": {},\n  \"target\": {},\n  \"batch\": {},\n  \"cuda_graph\": {},\n"
-        "  \"iterations\": {},\n  \"latency_ms\": {{\"min\": {}, \"mean\": {}, \"median\": {}, \"p90\": {}, "
-        "\"p95\": {}, \"p99\": {}}},\n  \"throughput_per_s\": {},\n  \"enqueue_ms\": {},\n  \"h2d_ms\": {},\n"
-        "  \"d2h_ms\": {},\n  \"gpu_ms\": {},\n  \"memory_bytes\": {{\"weights\": {}, \"arena\": {}, "
-        "\"workspace\": {}, \"peak\": {}}},\n  \"device\": {},\n  \"versions\": {{\"kiln\": {}, \"libraries\": {}}}\n}}\n",
-        json_string(s.model), json_string(s.plan.target), s.batch, graph ? "true" : "false", latency.size(),
-        json_number(lat.min), json_number(lat.mean), json_number(lat.median), json_number(lat.p90),
-        json_number(lat.p95), json_number(lat.p99), json_number(throughput), json_number(enq.mean),
-        json_number(h2d), json_number(d2h), json_number(g.mean), s.engine->weight_bytes(),
-        s.engine->arena_bytes(), workspace, peak, json_string(device), json_string(plan::library_version()),
-        json_string(libraries));
+    const nlohmann::ordered_json j = {
+        {"model", s.model},
+        {"target", s.plan.target},
+        {"batch", s.batch},
+        {"cuda_graph", graph},
+        {"iterations", latency.size()},
+        {"latency_ms",
+         {{"min", lat.min}, {"mean", lat.mean}, {"median", lat.median}, {"p90", lat.p90}, {"p95", lat.p95},
+          {"p99", lat.p99}}},
+        {"throughput_per_s", throughput},
+        {"enqueue_ms", enq.mean},
+        {"h2d_ms", h2d},
+        {"d2h_ms", d2h},
+        {"gpu_ms", g.mean},
+        {"memory_bytes",
+         {{"weights", s.engine->weight_bytes()}, {"arena", s.engine->arena_bytes()}, {"workspace", workspace},
+          {"peak", peak}}},
+        {"device", device},
+        {"versions", {{"kiln", plan::library_version()}, {"libraries", libraries}}}};
+    const std::string json = j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
     std::ofstream f(args.get("--json"));
     f << json;
     if (!f) throw Error(fmt::format("kiln bench: cannot write '{}'", args.get("--json")));
@@ -544,26 +536,26 @@ Without a GPU: "no GPU: <reason>", exit 1.
 // ---- profile -------------------------------------------------------------------------------
 
 int cmd_profile(const Argv& argv) {
-  if (wants_help(argv)) {
-    fmt::print(R"(usage: kiln profile MODEL.onnx|PLAN [--fp16] [--batch N] [--shape NAME=DxDx...]... [--warmup N]
-                    [--iterations N] [--workspace MiB] [--timing-cache FILE]
-                    [--input NAME=FILE.npy|.pb]... [--seed N] [--trace FILE.json] [--top N]
-                    [--roofline]
-
-Builds as `kiln bench` does, then times every step of --iterations runs (default 20; after
---warmup untimed runs, default 3) with CUDA events. Prints a per-layer table (step, op, kind,
-mean ms, share of the total; --top N: the N slowest) and with --trace writes a Chrome trace
-(chrome://tracing or https://ui.perfetto.dev). --roofline measures this GPU's matrix rate (an
-8192^3 cuBLASLt product in the plan's precision) and copy bandwidth (512 MiB device to device) and
-adds each step's GFLOP, MB and roofline time (max of FLOPs / rate, bytes / bandwidth).
-Without a GPU: "no GPU: <reason>", exit 1.
-)");
-    return 0;
-  }
-  Args args(argv, "profile",
-            {"--batch", "--shape", "--warmup", "--iterations", "--workspace", "--timing-cache", "--input", "--seed",
-             "--trace", "--top"},
-            {"--fp16", "--gpu", "--roofline"});
+  Command c("profile",
+            "Builds as `kiln bench` does, then times every step of --iterations runs (after --warmup untimed\n"
+            "runs) with CUDA events. Prints a per-layer table (step, op, kind, mean ms, share of the total)\n"
+            "and with --trace writes a Chrome trace (chrome://tracing or https://ui.perfetto.dev).\n");
+  c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file");
+  add_gpu_model_options(c);
+  c.number("--warmup", "N", "untimed runs first (default 3)")
+      .number("--iterations", "N", "timed runs (default 20)");
+  add_engine_options(c);
+  add_input_options(c);
+  c.option("--trace", "FILE.json", "write a Chrome trace of the timed runs")
+      .number("--top", "N", "list only the N slowest steps")
+      .flag("--roofline",
+            "measure this GPU's matrix rate (an 8192^3 cuBLASLt product in the plan's precision) and copy "
+            "bandwidth (512 MiB device to device) and add each step's GFLOP, MB and roofline time (max of "
+            "FLOPs / rate, bytes / bandwidth)");
+  c.footer("Without a GPU: \"no GPU: <reason>\", exit 1.\n");
+  const auto parsed = c.parse(argv);
+  if (!parsed) return 0;
+  const Args& args = *parsed;
   const std::int64_t warmup = positive_int(args, "profile", "--warmup", 3, 0);
   const std::int64_t iterations = positive_int(args, "profile", "--iterations", 20, 1);
   const std::int64_t top = positive_int(args, "profile", "--top", 0, 0);
@@ -602,29 +594,24 @@ Without a GPU: "no GPU: <reason>", exit 1.
 // ---- run --gpu -----------------------------------------------------------------------------
 
 int cmd_run_gpu(const Argv& argv) {
-  if (wants_help(argv)) {
-    fmt::print(R"(usage: kiln run MODEL.onnx|--plan FILE --gpu [--fp16] [--batch N] [--shape NAME=DxDx...]...
-                [--input NAME=FILE.npy|.pb]... [--seed N] [--output-dir DIR] [--output-format pb|npy]
-                [--expected NAME=FILE.npy|.pb]... [--expected-dir DIR] [--tolerance T]
-                [--compare-reference] [--workspace MiB] [--timing-cache FILE]
-
-Runs a model on the GPU: an ONNX model is built for cuda (FP32) or cuda-fp16 (--fp16, implies
---gpu) with the dims of the input files; a plan file must be built for a CUDA target. Inputs not
-given with --input are random (or input_N.pb of --expected-dir). Prints each output's shape,
-checksum and first values; --output-dir writes each as NAME.pb (or NAME.npy).
-  --expected NAME=FILE  compare output NAME with FILE
-  --expected-dir DIR    compare the N-th output with DIR/output_N.pb (an ONNX test folder)
-  --tolerance T         largest max|out-exp|/max|exp| accepted (default 1e-4; 1e-2 for FP16)
-  --compare-reference   also run the CPU reference and print the error of each output
-Exit status 1, with a line naming the output, when an error is over the tolerance.
-Without a GPU: "no GPU: <reason>", exit 1.
-)");
-    return 0;
-  }
-  Args args(argv, "run",
-            {"--plan", "--batch", "--shape", "--input", "--seed", "--output-dir", "--output-format", "--expected",
-             "--expected-dir", "--tolerance", "--workspace", "--timing-cache"},
-            {"--gpu", "--fp16", "--compare-reference"});
+  Command c("run",
+            "Runs a model on the GPU: an ONNX model is built for cuda (FP32) or cuda-fp16 (--fp16, implies\n"
+            "--gpu) with the dims of the input files; a plan file must be built for a CUDA target. Inputs not\n"
+            "given with --input are random (or input_N.pb of --expected-dir). Prints each output's shape,\n"
+            "checksum and first values.\n",
+            "run --gpu");
+  c.positionals("MODEL.onnx", "the ONNX model (or --plan FILE)").option("--plan", "FILE", "the plan file");
+  add_gpu_model_options(c);
+  add_input_options(c);
+  add_output_options(c);
+  add_expected_options(c, "1e-4; 1e-2 for FP16");
+  c.flag("--compare-reference", "also run the CPU reference and print the error of each output");
+  add_engine_options(c);
+  c.footer("Exit status 1, with a line naming the output, when an error is over the tolerance.\n"
+           "Without a GPU: \"no GPU: <reason>\", exit 1.\n");
+  const auto parsed = c.parse(argv);
+  if (!parsed) return 0;
+  const Args& args = *parsed;
   std::string path = args.get("--plan");
   if (path.empty()) {
     path = args.one_positional("model file (or --plan FILE)");

@@ -21,6 +21,10 @@ int cmd_profile(const std::vector<std::string>& args);
 /// outputs (--expected, --expected-dir) and with the CPU reference (--compare-reference).
 int cmd_run_gpu(const std::vector<std::string>& args);
 
+/// Declares --workspace MiB and --timing-cache FILE, the options of the engine that the GPU
+/// commands (and `kiln build --gpu`) make.
+void add_engine_options(Command& c);
+
 /// After `kiln build` for a CUDA target: with a GPU, makes an Engine of `p` (tactics timed, with
 /// progress on a terminal; --workspace MiB, --timing-cache FILE), prints its steps and memory and
 /// records its tactics in `p` (so that a saved plan carries them); without one, says that the

@@ -13,23 +13,12 @@
 #include <fmt/format.h>
 
 #include "kiln/import/wts.hpp"
+#include "cli_args.hpp"
 #include "kiln/ir/error.hpp"
 
 namespace kiln::tools {
 
 namespace {
-
-constexpr const char* kWtsUsage = R"(usage: kiln wts inspect FILE [--dialect trt-hex|trt-binary|tensorrtx]
-
-Reads a WTS weights file completely and prints its dialect, one line per weight (name, dtype,
-element count, shape where the dialect has one) and the weights hash that a plan records.
-Exits 1 with the error (file, line or byte offset, what is wrong) if the file is bad.
-
-Dialects (detected unless --dialect is given):
-  trt-hex     TensorRT samples: "name type size" + hex words (type 0 f32, 1 f16, 2 i8, 3 i32)
-  trt-binary  TensorRT char-RNN sample: "name type (d0, d1, ...) " + raw little-endian bytes
-  tensorrtx   tensorrtx gen_wts.py: "name count" + float32 hex words
-)";
 
 int inspect(const std::string& file, std::optional<WtsDialect> dialect) {
   WtsReadOptions opts;
@@ -53,58 +42,27 @@ int inspect(const std::string& file, std::optional<WtsDialect> dialect) {
 
 }  // namespace
 
-int wts_main(int argc, char** argv) {
-  try {
-    std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + std::max(argc, 0));
-    for (const auto& a : args)
-      if (a == "--help" || a == "-h" || a == "help") {
-        fmt::print("{}", kWtsUsage);
-        return 0;
-      }
-    if (args.empty() || args[0] != "inspect") {
-      fmt::print(stderr, "kiln wts: {}\n\n{}",
-                 args.empty() ? "missing the subcommand" : fmt::format("unknown subcommand '{}'", args[0]),
-                 kWtsUsage);
-      return 2;
-    }
-    std::optional<WtsDialect> dialect;
-    std::vector<std::string> files;
-    for (std::size_t i = 1; i < args.size(); ++i) {
-      const std::string& a = args[i];
-      if (a == "--dialect" || a.rfind("--dialect=", 0) == 0) {
-        std::string v;
-        if (a == "--dialect") {
-          if (i + 1 == args.size()) {
-            fmt::print(stderr, "kiln wts inspect: --dialect needs a value (trt-hex, trt-binary or tensorrtx)\n");
-            return 2;
-          }
-          v = args[++i];
-        } else {
-          v = a.substr(10);
-        }
-        try {
-          dialect = parse_wts_dialect(v);
-        } catch (const Error& e) {
-          fmt::print(stderr, "kiln wts inspect: {}\n", e.what());
-          return 2;
-        }
-      } else if (a.size() > 1 && a[0] == '-') {
-        fmt::print(stderr, "kiln wts inspect: unknown flag '{}'\n\n{}", a, kWtsUsage);
-        return 2;
-      } else {
-        files.push_back(a);
-      }
-    }
-    if (files.size() != 1) {
-      fmt::print(stderr, "kiln wts inspect: expected one FILE, got {}\n\n{}", files.size(), kWtsUsage);
-      return 2;
-    }
-    return inspect(files[0], dialect);
-  } catch (const std::exception& e) {
-    std::fflush(stdout);
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  }
+int cmd_wts(const std::vector<std::string>& argv) {
+  Command c("wts",
+            "Reads a WTS weights file completely and prints its dialect, one line per weight (name, dtype,\n"
+            "element count, shape where the dialect has one) and the weights hash that a plan records.\n"
+            "Exits 1 with the error (file, line or byte offset, what is wrong) if the file is bad.\n",
+            "wts inspect");
+  c.positionals("FILE", "the WTS file")
+      .option("--dialect", "trt-hex|trt-binary|tensorrtx", "the file's dialect (detected when not given)");
+  c.footer("Dialects:\n"
+           "  trt-hex     TensorRT samples: \"name type size\" + hex words (type 0 f32, 1 f16, 2 i8, 3 i32)\n"
+           "  trt-binary  TensorRT char-RNN sample: \"name type (d0, d1, ...) \" + raw little-endian bytes\n"
+           "  tensorrtx   tensorrtx gen_wts.py: \"name count\" + float32 hex words\n");
+  const bool is_inspect = !argv.empty() && argv[0] == "inspect";
+  const auto args = c.parse(is_inspect ? std::vector<std::string>(argv.begin() + 1, argv.end()) : argv);
+  if (!args) return 0;
+  if (!is_inspect)
+    throw Error(argv.empty() ? "kiln wts: missing the subcommand (see kiln wts --help)"
+                             : fmt::format("kiln wts: unknown subcommand '{}' (see kiln wts --help)", argv[0]));
+  std::optional<WtsDialect> dialect;
+  if (args->has("--dialect")) dialect = parse_wts_dialect(args->get("--dialect"));
+  return inspect(args->one_positional("FILE"), dialect);
 }
 
 }  // namespace kiln::tools

@@ -1,6 +1,7 @@
 #include "ops_table.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "kiln/dsl/ops.hpp"
 #include "kiln/import/onnx.hpp"
@@ -34,6 +35,14 @@ std::vector<OpRow> ops_table() {
     rows.push_back(r);
   }
   return rows;
+}
+
+std::string ops_json(const std::vector<OpRow>& rows) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::array();
+  for (const auto& r : rows)
+    j.push_back({{"op", r.op}, {"family", r.family}, {"cpu", r.cpu}, {"gpu", r.gpu}, {"onnx", r.onnx},
+                 {"onnx_opsets", r.onnx_opsets}, {"dsl", r.dsl}, {"dsl_layer", r.dsl_layer}});
+  return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace kiln::tools

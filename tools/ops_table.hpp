@@ -15,4 +15,7 @@ struct OpRow {
 
 std::vector<OpRow> ops_table();
 
+/// The rows as a JSON array of objects (`kiln ops --json`), one key per OpRow field.
+std::string ops_json(const std::vector<OpRow>& rows);
+
 }  // namespace kiln::tools

@@ -42,6 +42,24 @@ Tensor random_tensor(const TensorType& t, std::mt19937_64& rng) {
   return x;
 }
 
+void add_input_options(Command& c) {
+  c.repeatable("--input", "NAME=FILE", "input NAME from FILE (.npy, or .pb: an ONNX TensorProto)")
+      .number("--seed", "N", "seed of the random inputs (uniform in [-1, 1]; default 1)");
+}
+
+void add_output_options(Command& c) {
+  c.option("--output-dir", "DIR", "write each output as DIR/NAME.pb (or .npy)")
+      .option("--output-format", "pb|npy", "the format of --output-dir's files (default pb)");
+}
+
+void add_expected_options(Command& c, const std::string& tolerance_default) {
+  c.repeatable("--expected", "NAME=FILE", "compare output NAME with FILE (.npy or .pb)")
+      .option("--expected-dir", "DIR",
+              "compare the N-th output with DIR/output_N.pb, and take inputs not given from "
+              "DIR/input_N.pb (an ONNX test folder)")
+      .number("--tolerance", "T", "largest max|out-exp|/max|exp| accepted (default " + tolerance_default + ")");
+}
+
 Tensor load_tensor_file(const std::string& path) {
   if (std::filesystem::path(path).extension() == ".npy") return read_npy(path);
   return onnx::load_tensor(path);

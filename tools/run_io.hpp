@@ -13,6 +13,14 @@
 
 namespace kiln::tools {
 
+/// Declares --input NAME=FILE (repeatable) and --seed N, which run_inputs reads.
+void add_input_options(Command& c);
+/// Declares --output-dir DIR and --output-format pb|npy, which report_outputs reads.
+void add_output_options(Command& c);
+/// Declares --expected NAME=FILE (repeatable), --expected-dir DIR and --tolerance T (whose default
+/// `tolerance_default` describes), which expected_outputs and the commands read.
+void add_expected_options(Command& c, const std::string& tolerance_default);
+
 /// A random tensor of type t (uniform in [-1, 1]; small integers for integer types; dynamic dims
 /// taken as 1).
 Tensor random_tensor(const TensorType& t, std::mt19937_64& rng);

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "kiln/ir/error.hpp"
+#include "kiln/ir/hash.hpp"
 
 namespace kiln {
 
@@ -44,34 +45,6 @@ void WeightMap::check_finite() const {
     }
   }
 }
-
-namespace {
-class Fnv1a64 {
- public:
-  void bytes(const void* data, std::size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    std::uint64_t h = h_;
-    for (std::size_t i = 0; i < n; ++i) {
-      h ^= p[i];
-      h *= 0x100000001b3ull;
-    }
-    h_ = h;
-  }
-  void u64(std::uint64_t v) {  // little-endian, whatever the host
-    unsigned char b[8];
-    for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
-    bytes(b, 8);
-  }
-  void str(std::string_view s) {
-    u64(s.size());
-    bytes(s.data(), s.size());
-  }
-  std::uint64_t value() const { return h_; }
-
- private:
-  std::uint64_t h_ = 0xcbf29ce484222325ull;
-};
-}  // namespace
 
 std::uint64_t hash_weights(const std::map<std::string, Tensor>& w) {
   Fnv1a64 h;
@@ -124,12 +97,14 @@ WeightBinder::WeightBinder(const WeightMap& map, BindOptions opts) : map_(map), 
   for (const auto& [k, _] : map_) used_[k] = false;
 }
 
-std::string WeightBinder::resolve(const std::string& name) const {
-  auto it = opts_.rename.find(name);
-  return it != opts_.rename.end() ? it->second : opts_.prefix + name;
-}
+bool WeightBinder::has(const std::string& name) const { return map_.contains(opts_.resolve(name)); }
 
-bool WeightBinder::has(const std::string& name) const { return map_.contains(resolve(name)); }
+void WeightBinder::add_view(const BindOptions& view) {
+  opts_.strict |= view.strict;
+  for (const auto& s : view.ignore_suffixes)
+    if (std::find(opts_.ignore_suffixes.begin(), opts_.ignore_suffixes.end(), s) == opts_.ignore_suffixes.end())
+      opts_.ignore_suffixes.push_back(s);
+}
 
 Tensor WeightBinder::take(const std::string& layer, const std::string& name,
                           const std::vector<std::int64_t>& dims) {
@@ -138,7 +113,7 @@ Tensor WeightBinder::take(const std::string& layer, const std::string& name,
 
 Tensor WeightBinder::take(const std::string& layer, const std::string& name,
                           const std::vector<std::int64_t>& dims, DType dtype) {
-  const std::string key = resolve(name);
+  const std::string key = opts_.resolve(name);
   if (!map_.contains(key)) {
     auto near = near_misses(key, map_.names());
     problems_.push_back(fmt::format("missing '{}' for layer '{}' (expected {} {}){}", key, layer,

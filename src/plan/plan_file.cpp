@@ -10,6 +10,7 @@
 
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/fused.hpp"
+#include "kiln/ir/hash.hpp"
 #include "kiln/ir/op_registry.hpp"
 #include "kiln/version.hpp"
 
@@ -22,12 +23,6 @@ namespace {
 using i64 = std::int64_t;
 constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'P', 'L', 'A', 'N'};
 constexpr std::size_t kWeightAlign = 16;
-
-std::uint64_t fnv1a(const char* p, std::size_t n) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 1099511628211ull;
-  return h;
-}
 
 // ---- writing -----------------------------------------------------------------------------
 
@@ -293,7 +288,7 @@ std::string serialize_plan(const Plan& p) {
   Writer hw(out, 0);
   hw.u64(body.size());
   out += body;
-  hw.u64(fnv1a(out.data(), out.size()));
+  hw.u64(fnv1a64(out.data(), out.size()));
   return out;
 }
 
@@ -346,7 +341,7 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
   const std::size_t end = r.pos() + static_cast<std::size_t>(payload);
   std::uint64_t stored;
   std::memcpy(&stored, bytes.data() + end, 8);
-  const std::uint64_t actual = fnv1a(bytes.data(), end);
+  const std::uint64_t actual = fnv1a64(bytes.data(), end);
   if (stored != actual)
     throw FormatError(fmt::format("plan file checksum mismatch (stored {:016x}, computed {:016x}): "
                                   "the file is corrupt",

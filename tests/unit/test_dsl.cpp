@@ -178,6 +178,75 @@ TEST_CASE("weights: all problems in one error; rename, prefix, strict, num_batch
   }
 }
 
+TEST_CASE("weights: two prefixed views of one map bind each with its own prefix") {
+  // A backbone and a head stored in one state_dict under "backbone." and "head.".
+  WeightMap m;
+  m.add("backbone.fc.weight", kiln::Tensor::from<float>({2, 3}, {1, 2, 3, 4, 5, 6}));
+  m.add("backbone.fc.bias", kiln::Tensor::from<float>({2}, {0, 0}));
+  m.add("head.out.weight", kiln::Tensor::from<float>({1, 2}, {10, 100}));
+  m.add("head.out.bias", kiln::Tensor::from<float>({1}, {1}));
+  kiln::BindOptions backbone_opts, head_opts;
+  backbone_opts.prefix = "backbone.";
+  head_opts.prefix = "head.";
+  head_opts.strict = true;  // every entry of the map is used: by one view or the other
+  const Weights backbone(m, backbone_opts), head(m, head_opts);
+  auto x = input<"x", f32, NC>(dyn, fix<3>);
+  auto h = fully_connected<2>(x, backbone, "fc");
+  Network n = network(fully_connected<1>(h, head, "out").named("y"));
+  CHECK(n.weight_warnings().empty());
+  std::vector<std::string> asked;
+  for (const auto& spec : n.weight_specs()) asked.push_back(spec.name);
+  CHECK(asked == std::vector<std::string>{"backbone.fc.weight", "backbone.fc.bias", "head.out.weight", "head.out.bias"});
+  // x = [1, 1, 1]: h = [6, 15]; y = 10 * 6 + 100 * 15 + 1.
+  const kiln::Tensor y = kiln::run(n, kiln::Tensor::from<float>({1, 3}, {1, 1, 1}));
+  CHECK(y.get(0) == doctest::Approx(1561.0));
+}
+
+TEST_CASE("weights: w.scope names the layers of a sub-module; scopes compose") {
+  WeightMap m;
+  for (const char* block : {"layer1.0", "layer1.1"}) {
+    m.add(std::string(block) + ".fc.weight", kiln::Tensor::from<float>({3, 3}, {1, 0, 0, 0, 1, 0, 0, 0, 1}));
+    m.add(std::string(block) + ".fc.bias", kiln::Tensor::from<float>({3}, {1, 2, 3}));
+  }
+  const Weights w(m);
+  CHECK(w.scope("layer1").scope("0") == w.scope("layer1.0"));
+  CHECK(w.scope("layer1").scope("0").resolve(w.scope("layer1").scope("0").scoped("fc.weight")) == "layer1.0.fc.weight");
+  CHECK_FALSE(w.scope("layer1.0") == w.scope("layer1.1"));
+  kiln::BindOptions prefixed;
+  prefixed.prefix = "model.";
+  CHECK(Weights(m, prefixed).scope("layer1.0").resolve(Weights(m, prefixed).scope("layer1.0").scoped("fc.bias")) ==
+        "model.layer1.0.fc.bias");
+
+  auto x = input<"x", f32, NC>(dyn, fix<3>);
+  auto a = fully_connected<3>(x, w.scope("layer1").scope("0"), "fc");  // the same layer name in two scopes
+  auto b = fully_connected<3>(a, w.scope("layer1.1"), "fc");
+  Network n = network(b.named("y"));
+  CHECK(n.weight_warnings().empty());
+  std::vector<std::string> nodes;
+  for (const auto& node : n.graph().nodes) nodes.push_back(node.name);
+  CHECK(nodes == std::vector<std::string>{"layer1.0.fc", "layer1.1.fc"});
+  const kiln::Tensor y = kiln::run(n, kiln::Tensor::from<float>({1, 3}, {0, 0, 0}));
+  CHECK(y.get(0) == doctest::Approx(2.0));  // (0 + b) + b with identity weights
+  CHECK(y.get(2) == doctest::Approx(6.0));
+}
+
+TEST_CASE("inputs: a named dynamic dim is one IR symbol shared by the inputs that name it") {
+  auto a = input<"a", f32>(dyn("T"), fix<4>);
+  auto b = input<"b", f32>(dyn("T"), fix<4>);
+  auto c = input<"c", f32>(dyn, fix<4>);  // unnamed: a symbol of its own, as before
+  Network n = network(add(add(a, b), c).named("y"));
+  const auto& in = n.graph().inputs;
+  REQUIRE(in.size() == 3);
+  CHECK(in[0].type.shape[0].is_symbolic());
+  CHECK(in[0].type.shape[0] == kiln::Dim::symbol("T"));
+  CHECK(in[1].type.shape[0] == in[0].type.shape[0]);
+  CHECK(in[2].type.shape[0] == kiln::Dim::symbol("c.d0"));
+  CHECK(in[0].type.shape.to_string() == "[T,4]");
+  // In the C++ type the named dim is dynamic, as `dyn` is.
+  static_assert(decltype(a)::static_dims[0] == kiln::kDynamic);
+  static_assert(std::is_same_v<decltype(a), decltype(c)>);
+}
+
 TEST_CASE("fully_connected computes x W^T + b with PyTorch's weight layout") {
   WeightMap m;
   m.add("fc.weight", kiln::Tensor::from<float>({2, 3}, {1, 2, 3, 4, 5, 6}));

@@ -1,6 +1,7 @@
 // Plans: memory planning laws, the reference executing plans inside one arena, plan files
 // (round trip, refusals, corruption), the light ONNX models' layer counts, golden dumps.
 #include <algorithm>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/fused.hpp"
+#include "kiln/ir/hash.hpp"
 #include "kiln/plan/plan_file.hpp"
 #include "plan_test_util.hpp"
 
@@ -147,6 +149,16 @@ TEST_CASE("plan files: round trip") {
   CHECK_THROWS_WITH_AS(plan::load_plan(path), doctest::Contains("cannot open"), FormatError);
 }
 
+TEST_CASE("plan files: the checksum is FNV-1a 64 (kiln/ir/hash.hpp), FNV's published values") {
+  CHECK(fnv1a64("", 0) == 0xcbf29ce484222325ull);
+  CHECK(fnv1a64("a", 1) == 0xaf63dc4c8601ec8cull);
+  CHECK(fnv1a64("foobar", 6) == 0x85944171f73967e8ull);
+  const std::string bytes = plan::serialize_plan(build_for_test(random_cnn(9)));
+  std::uint64_t stored;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
+  CHECK(stored == fnv1a64(bytes.data(), bytes.size() - 8));
+}
+
 TEST_CASE("plan files: refusals name what differs") {
   const auto p = build_for_test(random_cnn(9));
   const std::string bytes = plan::serialize_plan(p);
@@ -160,6 +172,13 @@ TEST_CASE("plan files: refusals name what differs") {
   m = bytes;
   m[8] = 7;  // format version
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("format version 7"), FormatError);
+  // A plan of format 2 (checksummed with FNV-1a seeded off FNV's offset basis) is refused, naming
+  // both versions.
+  static_assert(plan::kPlanFormatVersion == 3);
+  m = bytes;
+  m[8] = 2;
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 2; this kiln reads version 3"),
+                       FormatError);
   m = bytes;
   m[8] = 2;  // format 2: free-text tactics
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 2; this kiln reads version 3"),

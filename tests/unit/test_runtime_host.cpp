@@ -9,6 +9,8 @@
 #include <sstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "kiln/build/builder.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/plan/plan_file.hpp"
@@ -192,14 +194,12 @@ TEST_CASE("the trace profiler averages runs, sorts steps and writes a Chrome tra
   const std::string r = p.table();
   CHECK(r.find("roofline ms") != std::string::npos);
   CHECK(r.find("2.0000") != std::string::npos);  // the conv's 2 GFLOP at 1 TFLOP/s
-  const std::string j = p.chrome_trace_json();
-  CHECK(j.rfind("{\"traceEvents\": [", 0) == 0);
-  CHECK(j.find("\"ph\": \"X\"") != std::string::npos);
-  CHECK(j.find("conv \\\"1\\\"") != std::string::npos);  // quotes escaped
-  CHECK(j.find("\"dur\": 3000.000") != std::string::npos);  // 3 ms in microseconds
-  std::size_t events = 0;
-  for (std::size_t at = j.find("\"ph\""); at != std::string::npos; at = j.find("\"ph\"", at + 1)) ++events;
-  CHECK(events == 4);
+  const auto j = nlohmann::json::parse(p.chrome_trace_json());
+  REQUIRE(j["traceEvents"].size() == 4);
+  for (const auto& e : j["traceEvents"]) CHECK(e["ph"] == "X");
+  CHECK(j["traceEvents"][0]["name"] == "conv \"1\"");  // quotes round-trip
+  CHECK(j["traceEvents"][2]["dur"].get<double>() == doctest::Approx(3000.0));  // 3 ms in microseconds
+  CHECK(j["traceEvents"][3]["args"]["run"] == 1);
 }
 
 TEST_CASE("a tactic reads back as it was written, and only as the typed form writes it") {

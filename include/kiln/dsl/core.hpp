@@ -87,9 +87,13 @@ template <dim_t N>
 inline constexpr fix_t<N> fix{};
 
 /// A dim known when the network is built (`dyn(h)`), or not until it runs (`dyn`, e.g. batch).
+/// `dyn("T")` names a dim known when it runs: inputs that name the same dim share it (the IR's
+/// Dim::symbol("T")).
 struct dyn_t {
   dim_t value = kDynamic;
+  std::string_view symbol{};
   constexpr dyn_t operator()(dim_t v) const { return dyn_t{v}; }
+  constexpr dyn_t operator()(std::string_view name) const { return dyn_t{kDynamic, name}; }
 };
 inline constexpr dyn_t dyn{};
 
@@ -103,6 +107,14 @@ template <>
 struct static_dim_of<dyn_t> {
   static constexpr dim_t value = kDynamic;
 };
+
+namespace detail {
+template <class D>
+constexpr std::string_view dim_symbol(const D& d) {
+  if constexpr (std::is_same_v<D, dyn_t>) return d.symbol;
+  else return {};
+}
+}  // namespace detail
 
 /// A compile-time string (input names, `named<"conv2">`).
 template <std::size_t N>
@@ -118,6 +130,11 @@ struct name_str {
 
 /// Where a network takes its weights from: a WeightMap (PyTorch state_dict names by default)
 /// plus BindOptions (prefix, rename map, strict). Converts implicitly from a WeightMap.
+/// Several views of one map (a "backbone." and a "head." prefix, say) bind each with its own
+/// options; the map's unused entries are those that no view took.
+/// `w.scope("layer1.0")` names the layers of a sub-module: a layer "conv1" built with it is the
+/// node "layer1.0.conv1" and asks for "layer1.0.conv1.weight" (then prefix and rename apply).
+/// Scopes compose: `w.scope("layer1").scope("0") == w.scope("layer1.0")`.
 /// `Weights::shapes_only()` binds zeros and records what the network asks for, so a caller can
 /// list the weights a network needs (`Network::weight_specs()`) without having them.
 class Weights {
@@ -134,14 +151,23 @@ class Weights {
   const BindOptions& options() const { return opts_; }
   bool dry_run() const { return dry_run_; }
   /// The name looked up in the map for a requested name (rename map first, else prefix).
-  std::string resolve(const std::string& name) const {
-    auto it = opts_.rename.find(name);
-    return it != opts_.rename.end() ? it->second : opts_.prefix + name;
+  std::string resolve(const std::string& name) const { return opts_.resolve(name); }
+
+  /// The same weights for the layers of sub-module `name` ("layer1.0").
+  Weights scope(std::string_view name) const {
+    Weights w = *this;
+    w.scope_ += std::string(name) + ".";
+    return w;
   }
+  /// `name` inside this view's scope ("layer1.0.conv1"); `name` itself outside any scope.
+  std::string scoped(const std::string& name) const { return scope_ + name; }
+
+  bool operator==(const Weights&) const = default;
 
  private:
   const WeightMap* map_;
   BindOptions opts_;
+  std::string scope_;
   bool dry_run_ = false;
 };
 
@@ -188,10 +214,26 @@ struct NetState {
     return name;
   }
 
+  /// Takes weight `wname` of `layer` through view `w`, and records what was asked for. One
+  /// binder per map, whatever the view: it resolves no names itself (each view resolves its own)
+  /// and reports the map's entries that no view took.
+  kiln::Tensor take(const Weights& w, const std::string& layer, const std::string& wname,
+                    const std::vector<dim_t>& dims, DType dtype) {
+    const std::string key = w.resolve(wname);
+    specs.push_back({key, layer, dims, dtype});
+    return binder_for(w).take(layer, key, dims, dtype);
+  }
+
   WeightBinder& binder_for(const Weights& w) {
     for (auto& b : bindings)
-      if (b.map == &w.map() && b.dry_run == w.dry_run()) return *b.binder;
-    bindings.push_back({&w.map(), w.dry_run(), std::make_unique<WeightBinder>(w.map(), w.options())});
+      if (b.map == &w.map() && b.dry_run == w.dry_run()) {
+        b.binder->add_view(w.options());
+        return *b.binder;
+      }
+    BindOptions map_wide;  // no prefix or rename map: names come resolved
+    map_wide.strict = w.options().strict;
+    map_wide.ignore_suffixes = w.options().ignore_suffixes;
+    bindings.push_back({&w.map(), w.dry_run(), std::make_unique<WeightBinder>(w.map(), std::move(map_wide))});
     return *bindings.back().binder;
   }
 
@@ -352,17 +394,57 @@ struct shape_check {
   static constexpr auto out = Layer::rule(Inputs::static_dims...);
 };
 
-/// A check of two numbers derived from the fixed dims (element counts, feature counts), made
-/// with the numbers as template arguments so that the diagnostic shows them:
-/// "in 'constexpr' expansion of 'kiln::rules::same_count(12, 10)'".
-template <class Layer, auto Rule, dim_t A, dim_t B>
-struct value_check {
-  static constexpr dim_t value = Rule(A, B);
+/// Whether Layer's rule holds on the inputs' fixed dims (a violation is no constant expression).
+template <class Layer, class... Inputs>
+concept rule_holds = requires {
+  typename std::integral_constant<bool, (Layer::rule(Inputs::static_dims...), true)>;
 };
 
-/// Output type of a layer: its dims are the rule's result on the inputs' fixed dims.
+/// Never defined: a failed rule_check names it in its compile error, whose first line so shows
+/// the layer (its kind and options), the rule and the numbers it failed on:
+///   shape_rule_fails<conv2d_layer<50, kernel<5>, in_channels<20>>, kiln::rules::input_channels, 20, 50>
+template <class Layer, auto Rule, dim_t... Numbers>
+struct shape_rule_fails;
+
+/// Rule(Numbers...) on numbers the compiler knows (a layer's declared size and what reaches it):
+/// `ok` is true when it holds; otherwise the compile error names shape_rule_fails<...>. A layer
+/// checks its rules this way before its output type (checked_output_t), so that the error is
+/// short and the only one.
+template <class Layer, auto Rule, dim_t... Numbers>
+struct rule_check {
+  static constexpr bool ok = true;
+};
+template <class Layer, auto Rule, dim_t... Numbers>
+  requires(!requires { typename std::integral_constant<dim_t, Rule(Numbers...)>; })
+struct rule_check<Layer, Rule, Numbers...> {
+  static constexpr bool ok = sizeof(shape_rule_fails<Layer, Rule, Numbers...>) == 0;
+};
+
+/// What a layer whose rule failed returns, so that its compile error is the only one: it takes
+/// any arguments.
+struct failed_layer {
+  template <class... A>
+  failed_layer(A&&...) {}  // NOLINT
+};
+
+template <bool Checked, class Layer, DType D, Layout L, class... Inputs>
+struct output_of {
+  using type = typename tensor_of<D, L, shape_check<Layer, Inputs...>::out>::type;
+};
+template <bool Checked, class Layer, DType D, Layout L, class... Inputs>
+  requires(!Checked || !rule_holds<Layer, Inputs...>)
+struct output_of<Checked, Layer, D, L, Inputs...> {
+  // A failed rule_check has said why; otherwise the rule's own words (its constexpr evaluation).
+  static_assert(!Checked || sizeof(shape_check<Layer, Inputs...>::out) > 0);
+  using type = failed_layer;
+};
+
+/// Output type of a layer: its dims are the rule's result on the inputs' fixed dims; `Checked`:
+/// the layer's rule_checks passed (a failed one has said why).
 template <class Layer, DType D, Layout L, class... Inputs>
-using output_t = typename tensor_of<D, L, shape_check<Layer, Inputs...>::out>::type;
+using output_t = typename output_of<true, Layer, D, L, Inputs...>::type;
+template <bool Checked, class Layer, DType D, Layout L, class... Inputs>
+using checked_output_t = typename output_of<Checked, Layer, D, L, Inputs...>::type;
 
 /// Runs Layer::rule on the build-time dims of the inputs, naming the layer on violation.
 template <class Layer, class... Inputs>
@@ -373,6 +455,10 @@ auto run_rule(const std::string& name, const Inputs&... in) {
 /// A node name: the given one (unique), or a fresh one from the layer kind.
 inline std::string node_name(NetState& s, std::string_view kind, const std::string& given) {
   return given.empty() ? s.fresh_name(std::string(kind)) : s.claim_name(given, kind);
+}
+/// A layer with weights: its node name in the scope of `w` (Weights::scope).
+inline std::string node_name(NetState& s, std::string_view kind, const std::string& given, const Weights& w) {
+  return given.empty() ? s.fresh_name(w.scoped(std::string(kind))) : s.claim_name(w.scoped(given), kind);
 }
 
 /// Adds a node; returns its (single) output value name = node name.
@@ -403,9 +489,7 @@ inline void require_known(std::string_view kind, const std::string& name, std::s
 inline std::string take_weight(NetState& s, const Weights& w, const std::string& layer,
                                const std::string& wname, std::vector<dim_t> dims,
                                DType dtype = DType::f32) {
-  WeightBinder& b = s.binder_for(w);
-  kiln::Tensor t = b.take(layer, wname, dims, dtype);
-  s.specs.push_back({w.resolve(wname), layer, dims, dtype});
+  kiln::Tensor t = s.take(w, layer, wname, dims, dtype);
   std::string ir = s.fresh_name(wname);
   s.graph.weights.emplace(ir, std::move(t));
   return ir;
@@ -571,7 +655,8 @@ struct bidirectional {
 /// A network input named Name: `input<"data", f32, NCHW>(dyn, fix<1>, fix<28>, fix<28>)`.
 /// Each call starts a network; tensors of different inputs combine into one network.
 /// A dim given as `dyn` becomes a symbolic IR dim ("N" for the batch of NC/NCW/NCHW/NCDHW/NHWC,
-/// "<name>.d<i>" otherwise); `dyn(v)` is fixed to v in the IR but dynamic in the C++ type.
+/// "<name>.d<i>" otherwise); `dyn("T")` the symbolic dim "T"; `dyn(v)` is fixed to v in the IR
+/// but dynamic in the C++ type.
 template <name_str Name, DType D, Layout L = Layout::any, class... Ds>
 auto input(Ds... ds) {
   using T = Tensor<D, L, static_dim_of<Ds>::value...>;
@@ -579,10 +664,13 @@ auto input(Ds... ds) {
   const std::string name(Name.view());
   s->claim_name(name, "input");
   const std::array<dim_t, sizeof...(Ds)> dims{ds.value...};
+  const std::array<std::string_view, sizeof...(Ds)> symbols{detail::dim_symbol(ds)...};
   std::vector<Dim> ir;
   for (std::size_t i = 0; i < dims.size(); ++i) {
     if (dims[i] >= 0) {
       ir.emplace_back(dims[i]);
+    } else if (!symbols[i].empty()) {
+      ir.push_back(Dim::symbol(std::string(symbols[i])));
     } else {
       const bool batch = i == (L == Layout::tnc ? 1u : 0u) && L != Layout::any;
       ir.push_back(Dim::symbol(batch ? "N" : name + ".d" + std::to_string(i)));

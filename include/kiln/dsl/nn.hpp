@@ -146,10 +146,11 @@ auto conv_like(const T& x, const Weights& w, const std::string& given, bool tran
   static_assert(T::layout == Layout::any || (layout_rank(T::layout) == S + 2 &&
                     T::layout != Layout::nhwc && T::layout != Layout::tnc),
                 "convolution input must be channels-first (NCW, NCHW, NCDHW)");
-  using Out = output_t<Layer, T::dtype, T::layout, T>;
   using W = typename Layer::W;
+  constexpr bool channels_ok = rule_check<Layer, rules::input_channels, W::declared_in, T::static_dims[1]>::ok;
+  using Out = checked_output_t<channels_ok, Layer, T::dtype, T::layout, T>;
   auto s = x.state();
-  const std::string name = node_name(*s, Layer::kind, W::name(given));
+  const std::string name = node_name(*s, Layer::kind, W::name(given), w);
   const auto dims = run_rule<Layer>(name, x);
   require_known(Layer::kind, name, "input channels", x.dim(1));
   std::vector<dim_t> wd = transposed ? std::vector<dim_t>{x.dim(1), Cout / W::g}
@@ -298,12 +299,13 @@ struct batch_norm_layer {
 };
 
 /// PyTorch's BatchNorm (inference): weights `<name>.weight`, `.bias`, `.running_mean`,
-/// `.running_var`, each [C]. Emits BatchNormalization.
+/// `.running_var`, each [C]. Emits BatchNormalization. Like every layer, the name comes last:
+/// `batch_norm(x, w, 1e-3, "bn1")`.
 template <tensor_expr T>
-T batch_norm(const T& x, const Weights& w, const std::string& given, double eps = 1e-5) {
+T batch_norm(const T& x, const Weights& w, double eps, const std::string& given) {
   static_assert(T::rank >= 2, "batch_norm input must be [N,C,...]");
   auto s = x.state();
-  const std::string name = detail::node_name(*s, batch_norm_layer::kind, given);
+  const std::string name = detail::node_name(*s, batch_norm_layer::kind, given, w);
   detail::require_known(batch_norm_layer::kind, name, "channels", x.dim(1));
   const std::vector<dim_t> c{x.dim(1)};
   std::vector<std::string> in{x.value()};
@@ -311,6 +313,11 @@ T batch_norm(const T& x, const Weights& w, const std::string& given, double eps 
     in.push_back(detail::take_weight(*s, w, name, name + p, c, T::dtype));
   detail::emit(*s, "BatchNormalization", name, std::move(in), {{"epsilon", eps}});
   return T(s, name, x.dims());
+}
+/// batch_norm with PyTorch's eps, 1e-5.
+template <tensor_expr T>
+T batch_norm(const T& x, const Weights& w, const std::string& given) {
+  return batch_norm(x, w, 1e-5, given);
 }
 
 enum class ScaleMode { uniform, channel, elementwise };
@@ -326,7 +333,7 @@ template <ScaleMode M, tensor_expr T>
 T scale(const T& x, const Weights& w, const std::string& given) {
   static_assert(M == ScaleMode::uniform || T::rank >= 2, "scale per channel needs [N,C,...]");
   auto s = x.state();
-  const std::string name = detail::node_name(*s, scale_layer::kind, given);
+  const std::string name = detail::node_name(*s, scale_layer::kind, given, w);
   std::vector<dim_t> d{1};
   if (M == ScaleMode::channel) {
     detail::require_known(scale_layer::kind, name, "channels", x.dim(1));
@@ -350,7 +357,7 @@ T scale(const T& x, const Weights& w, const std::string& given) {
 template <dim_t Size>
 struct lrn_layer {
   static constexpr std::string_view kind = "lrn";
-  static constexpr dim_t size = rules::lrn_size(Size);
+  static constexpr dim_t size = detail::rule_check<lrn_layer, rules::lrn_size, Size>::ok ? Size : 1;
 };
 
 /// Local response normalization across channels (ONNX LRN; PyTorch's LocalResponseNorm).
@@ -398,10 +405,10 @@ template <dim_t Out, class... Os, tensor_expr T>
 auto fully_connected(const T& x, const Weights& w, const std::string& given = "") {
   using L = fully_connected_layer<Out, Os...>;
   static_assert(T::rank >= 2, "fully_connected input must be [N, features...]");
-  (void)detail::value_check<L, rules::fc_in_features, L::declared, L::flat(T::static_dims)>::value;
-  using R = detail::output_t<L, T::dtype, Layout::nc, T>;
+  constexpr bool features_ok = detail::rule_check<L, rules::fc_in_features, L::declared, L::flat(T::static_dims)>::ok;
+  using R = detail::checked_output_t<features_ok, L, T::dtype, Layout::nc, T>;
   auto s = x.state();
-  const std::string name = detail::node_name(*s, L::kind, detail::given_name<Os...>(given));
+  const std::string name = detail::node_name(*s, L::kind, detail::given_name<Os...>(given), w);
   const dim_t k = detail::checked(L::kind, name, [&] { return L::features(x.dims()); });
   detail::require_known(L::kind, name, "input features", k);
   std::string a = x.value();

@@ -20,7 +20,7 @@ struct recurrent_rule {
   static constexpr bool bias = !has_option<bias_tag, Os...>;
   static std::string name(const std::string& given) { return given_name<Os...>(given); }
   static constexpr void check_state(const std::array<dim_t, 3>& x, const std::array<dim_t, 3>& st) {
-    rules::equal_dims("initial states (layers x directions)", num_layers * dirs, st[0]);
+    rules::rnn_states(num_layers * dirs, st[0]);
     rules::equal_dims("batch in the initial state", x[1], st[1]);
     rules::rnn_hidden(H, st[2]);
   }
@@ -51,12 +51,15 @@ auto recurrent(const T& x, const Weights& w, const std::string& given, const cha
                 "recurrent layer input must be TNC (time, batch, features)");
   static_assert(((States::rank == 3) && ...), "recurrent layer initial states must be [layers*dirs, N, H]");
   static_assert(((States::dtype == T::dtype) && ...), "recurrent layer initial states must have the input's element type");
-  using Out = output_t<Layer, T::dtype, Layout::tnc, T, States...>;
+  constexpr bool states_ok =
+      ((rule_check<Layer, rules::rnn_states, Layer::num_layers * Layer::dirs, States::static_dims[0]>::ok &&
+        rule_check<Layer, rules::rnn_hidden, Layer::hidden, States::static_dims[2]>::ok) && ...);
+  using Out = checked_output_t<states_ok, Layer, T::dtype, Layout::tnc, T, States...>;
   constexpr dim_t G = Layer::gates, H = Layer::hidden, L = Layer::num_layers, D = Layer::dirs;
   using StateT = Tensor<T::dtype, Layout::any, L * D, T::static_dims[1], H>;
   auto s = x.state();
   ((s = unify(s, states.state())), ...);
-  const std::string name = node_name(*s, Layer::kind, Layer::name(given));
+  const std::string name = node_name(*s, Layer::kind, Layer::name(given), w);
   const auto ydims = run_rule<Layer>(name, x, states...);
   require_known(Layer::kind, name, "input features", x.dim(2));
   const std::vector<std::string> init{states.value()...};
@@ -70,8 +73,7 @@ auto recurrent(const T& x, const Weights& w, const std::string& given, const cha
       const std::string sfx = "_l" + std::to_string(k) + (d ? "_reverse" : "");
       auto take = [&](const std::string& what, std::vector<dim_t> dims) {
         const std::string wn = name + "." + what + sfx;
-        s->specs.push_back({w.resolve(wn), name, dims, T::dtype});
-        return s->binder_for(w).take(name, wn, dims, T::dtype);
+        return s->take(w, name, wn, dims, T::dtype);
       };
       const std::size_t es = dtype_size(T::dtype);
       copy_gates(W.raw() + static_cast<std::size_t>(d * G * H * in_size) * es,

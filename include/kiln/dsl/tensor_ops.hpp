@@ -37,25 +37,41 @@ struct concat_layer {
   }
 };
 
-/// Joins tensors along Axis, naming the layer: `concat<1>("inception3a", a, b, c)`.
+namespace detail {
+
 template <dim_t Axis, tensor_expr T, tensor_expr... Ts>
-auto concat(const std::string& given, const T& first, const Ts&... rest) {
+auto concat_named(const std::string& given, const T& first, const Ts&... rest) {
   static_assert(((Ts::rank == T::rank) && ...), "concat: the inputs have different ranks");
   (void)std::tuple<concat_dtypes<T::dtype, Ts::dtype>...>{};
   (void)std::tuple<concat_layouts<T::layout, Ts::layout>...>{};
-  using Out = detail::output_t<concat_layer<Axis>, T::dtype, T::layout, T, Ts...>;
+  using Out = output_t<concat_layer<Axis>, T::dtype, T::layout, T, Ts...>;
   auto s = first.state();
-  ((s = detail::unify(s, rest.state())), ...);
-  const std::string name = detail::node_name(*s, concat_layer<Axis>::kind, given);
-  const auto dims = detail::run_rule<concat_layer<Axis>>(name, first, rest...);
-  detail::emit(*s, "Concat", name, {first.value(), rest.value()...}, {{"axis", Axis}});
+  ((s = unify(s, rest.state())), ...);
+  const std::string name = node_name(*s, concat_layer<Axis>::kind, given);
+  const auto dims = run_rule<concat_layer<Axis>>(name, first, rest...);
+  emit(*s, "Concat", name, {first.value(), rest.value()...}, {{"axis", Axis}});
   return Out(s, name, dims);
 }
 
-/// Joins tensors along Axis: `concat<1>(a, b, c)`.
-template <dim_t Axis, tensor_expr T, tensor_expr... Ts>
-auto concat(const T& first, const Ts&... rest) {
-  return concat<Axis>(std::string(), first, rest...);
+/// concat_named with the tensors args[I]... and the name args[N-1].
+template <dim_t Axis, class Args, std::size_t... I>
+auto concat_last_named(const Args& args, std::index_sequence<I...>) {
+  return concat_named<Axis>(std::string(std::get<sizeof...(I)>(args)), std::get<I>(args)...);
+}
+
+}  // namespace detail
+
+/// Joins tensors along Axis: `concat<1>(a, b, c)`, or with the layer's name last, as every
+/// layer takes it: `concat<1>(a, b, c, "inception3a")`.
+template <dim_t Axis, tensor_expr T, class... Rest>
+auto concat(const T& first, const Rest&... rest) {
+  if constexpr (sizeof...(Rest) > 0 &&
+                std::is_convertible_v<std::tuple_element_t<sizeof...(Rest) - 1, std::tuple<Rest...>>, std::string>) {
+    return detail::concat_last_named<Axis>(std::tie(first, rest...), std::make_index_sequence<sizeof...(Rest)>{});
+  } else {
+    static_assert((tensor_expr<Rest> && ...), "concat: give tensors, then (optionally) the layer's name");
+    return detail::concat_named<Axis>(std::string(), first, rest...);
+  }
 }
 
 // ---- reshape and flatten ---------------------------------------------------------------------
@@ -94,10 +110,12 @@ struct reshape_layer {
 template <dim_t... Target, tensor_expr T>
 auto reshape(const T& x, const std::string& given = "") {
   using Layer = reshape_layer<Target...>;
-  constexpr auto counts = Layer::counts(T::static_dims);
-  if constexpr (counts[2] == 0)
-    (void)detail::value_check<Layer, rules::same_count, counts[0], counts[1]>::value;
-  using Out = detail::output_t<Layer, T::dtype, Layout::any, T>;
+  static constexpr auto counts = Layer::counts(T::static_dims);
+  constexpr bool counts_ok = [] {
+    if constexpr (counts[2] == 0) return detail::rule_check<Layer, rules::same_count, counts[0], counts[1]>::ok;
+    else return true;  // a -1 target dim: the rule checks divisibility
+  }();
+  using Out = detail::checked_output_t<counts_ok, Layer, T::dtype, Layout::any, T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, Layer::kind, given);
   const auto dims = detail::run_rule<Layer>(name, x);
@@ -330,7 +348,10 @@ struct matmul_layer {
 template <tensor_expr A, tensor_expr B>
 auto matmul(const A& a, const B& b, const std::string& given = "") {
   static_assert(A::dtype == B::dtype, "matmul: the operands have different element types");
-  using Out = detail::output_t<matmul_layer, A::dtype, Layout::any, A, B>;
+  static_assert(A::rank >= 2 && B::rank >= 2, "matmul operands must have rank >= 2");
+  constexpr bool inner_ok =
+      detail::rule_check<matmul_layer, rules::matmul_inner, A::static_dims[A::rank - 1], B::static_dims[B::rank - 2]>::ok;
+  using Out = detail::checked_output_t<inner_ok, matmul_layer, A::dtype, Layout::any, A, B>;
   auto s = detail::unify(a.state(), b.state());
   const std::string name = detail::node_name(*s, matmul_layer::kind, given);
   const auto dims = detail::run_rule<matmul_layer>(name, a, b);

@@ -126,6 +126,9 @@ constexpr void conv_channels(i64 input_channels, i64 weight_channels, i64 group,
     equal_dims("input channels", weight_channels * group, input_channels);
 }
 
+/// A layer's declared input channels against those that reach it.
+constexpr i64 input_channels(i64 declared, i64 got) { return equal_dims("input channels", declared, got); }
+
 /// Matrix product inner dims: [.., M, K] x [.., K, N].
 constexpr i64 matmul_inner(i64 k_left, i64 k_right) {
   return equal_dims("inner dimension (columns of the left operand = rows of the right)", k_left,
@@ -162,6 +165,10 @@ constexpr i64 slice_count(i64 dim, i64 start, i64 end, i64 step) {
 
 /// Recurrent layers: a state's hidden size against the layer's.
 constexpr i64 rnn_hidden(i64 expected, i64 got) { return equal_dims("hidden size", expected, got); }
+/// Recurrent layers: the states an initial state holds (dim 0) against layers x directions.
+constexpr i64 rnn_states(i64 expected, i64 got) {
+  return equal_dims("initial states (layers x directions)", expected, got);
+}
 
 /// Local response normalization window: odd and positive.
 constexpr i64 lrn_size(i64 size) {

@@ -42,6 +42,14 @@ struct BindOptions {
   bool strict = false;                             ///< unused entries are an error
   /// Entries never reported as unused (PyTorch's BatchNorm counter, by default).
   std::vector<std::string> ignore_suffixes = {"num_batches_tracked"};
+
+  /// The name looked up in the map for a requested name: the rename map's entry, else the
+  /// prefix and the name.
+  std::string resolve(const std::string& name) const {
+    auto it = rename.find(name);
+    return it != rename.end() ? it->second : prefix + name;
+  }
+  bool operator==(const BindOptions&) const = default;
 };
 
 class WeightBinder {
@@ -57,13 +65,16 @@ class WeightBinder {
               const std::vector<std::int64_t>& dims, DType dtype);
   /// Is an (optional) weight present?
   bool has(const std::string& name) const;
+  /// Binds for one more view of the same map, whose names its caller resolves (the DSL's
+  /// Weights views with their own prefixes): strict when the view is, and the view's ignored
+  /// suffixes too. The binder's own prefix and rename map stay as they are.
+  void add_view(const BindOptions& view);
 
   /// Throws WeightError listing every problem; returns the warnings (unused entries).
   std::vector<std::string> finish();
   const std::vector<std::string>& problems() const { return problems_; }
 
  private:
-  std::string resolve(const std::string& name) const;
   const WeightMap& map_;
   BindOptions opts_;
   std::map<std::string, bool> used_;

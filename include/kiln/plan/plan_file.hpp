@@ -6,7 +6,7 @@
 //   str target                      Target::name ("cpu-reference", "cuda-sm90", ...)
 //   u64 weights hash                of the weights the plan was built from
 //   u64 payload size, payload       the plan (steps, bindings, memory plan, weights, tactics)
-//   u64 checksum                    FNV-1a 64 over every byte before it
+//   u64 checksum                    FNV-1a 64 (kiln/ir/hash.hpp) over every byte before it
 //
 // Integers are little-endian; str is a u32 length and bytes. Weight bytes start at a multiple of
 // 16 from the start of the file. Loading refuses, with a FormatError saying what differs, a wrong
@@ -24,7 +24,8 @@
 namespace kiln::plan {
 
 /// 2: GPU tactics after the weights; 3: the tactics as the runtime's typed Tactic writes them
-/// ("cudnn-graph 2 ws 0 ms 0.01"; format 2's free text is refused with the file).
+/// ("cudnn-graph 2 ws 0 ms 0.01"; format 2's free text is refused with the file), and the
+/// checksum is FNV-1a 64 with its offset basis (kiln/ir/hash.hpp).
 inline constexpr std::uint32_t kPlanFormatVersion = 3;
 /// The kiln version written into plan files.
 const char* library_version();

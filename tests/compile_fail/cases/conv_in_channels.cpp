@@ -1,7 +1,6 @@
 // conv2 declares 20 input channels but receives 50.
-// expect: conv2d_layer<50, kiln::dsl::kernel<5>, kiln::dsl::in_channels<20> >
-// expect: -1, 50, 12, 12>
-// expect: "input channels"
+// first-line: conv2d_layer<50, kiln::dsl::kernel<5>, kiln::dsl::in_channels<20>
+// first-line: kiln::rules::input_channels, 20, 50>
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f(const kiln::WeightMap& w) {

@@ -1,6 +1,6 @@
-// expect: conv2d_layer<50, kiln::dsl::kernel<5>, kiln::dsl::in_channels<20>, kiln::dsl::layer_name<kiln::dsl::name_str<6>{"conv2"}> >
-// expect: -1, 50, 8, 8>
-// expect: "input channels"
+// first-line: conv2d_layer<50, kiln::dsl::kernel<5>, kiln::dsl::in_channels<20>, kiln::dsl::layer_name<
+// first-line: "conv2"
+// first-line: kiln::rules::input_channels, 20, 50>
 // A layer named at compile time: the diagnostic shows its name, 'conv2', too.
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;

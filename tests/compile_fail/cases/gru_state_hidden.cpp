@@ -1,7 +1,6 @@
 // A GRU of 64 hidden units given an initial state of 32.
-// expect: gru_layer<64>
-// expect: Layout::any, 1, -1, 32>
-// expect: rnn_hidden(64
+// first-line: gru_layer<64>
+// first-line: kiln::rules::rnn_hidden, 64, 32>
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f(const kiln::WeightMap& w) {

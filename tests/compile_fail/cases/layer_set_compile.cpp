@@ -17,7 +17,7 @@ void f(const kiln::WeightMap& w) {
   auto a = avg_pool<kernel<3>, stride<2>, padding<1>, ceil_mode, count_include_pad>(d);
   static_assert(std::is_same_v<decltype(a), Tensor<f32, NCHW, -1, 8, 33, 33>>);  // ceil mode
   auto l = log_softmax<1>(lrn<5>(a));
-  auto b = batch_norm(l, w, "bn", 1e-3);
+  auto b = batch_norm(l, w, 1e-3, "bn");
   auto c = scale<ScaleMode::channel>(b, w, "sc");
   auto c1 = conv1d<4, kernel<3>>(input<"s", f32, NCW>(dyn, fix<2>, fix<10>), w, "c1");
   static_assert(std::is_same_v<decltype(c1), Tensor<f32, NCW, -1, 4, 8>>);

@@ -1,6 +1,6 @@
 // An LRN window of size 0.
-// expect: lrn_layer<0>
-// expect: lrn_size(0)
+// first-line: lrn_layer<0>
+// first-line: kiln::rules::lrn_size, 0>
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f() {

@@ -1,7 +1,6 @@
 // An LSTM of 512 hidden units given initial states of 256.
-// expect: shape_check<kiln::dsl::lstm_layer<512, kiln::dsl::layers<2> >
-// expect: Layout::any, 2, -1, 256>
-// expect: rnn_hidden(512
+// first-line: lstm_layer<512, kiln::dsl::layers<2>
+// first-line: kiln::rules::rnn_hidden, 512, 256>
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f(const kiln::WeightMap& w) {

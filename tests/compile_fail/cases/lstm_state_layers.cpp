@@ -1,7 +1,6 @@
 // A 2-layer LSTM given initial states for 1 layer.
-// expect: lstm_layer<128, kiln::dsl::layers<2> >
-// expect: Layout::any, 1, -1, 128>
-// expect: initial states (layers x directions)
+// first-line: lstm_layer<128, kiln::dsl::layers<2>
+// first-line: kiln::rules::rnn_states, 2, 1>
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f(const kiln::WeightMap& w) {

@@ -1,6 +1,6 @@
 // [3,4] (12 elements) reshaped to [2,5] (10 elements).
-// expect: reshape_layer<2, 5>
-// expect: same_count(12, 10)
+// first-line: reshape_layer<2, 5>
+// first-line: kiln::rules::same_count, 12, 10>
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f() {
