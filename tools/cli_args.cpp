@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "kiln/ir/error.hpp"
+#include "kiln/ir/memory.hpp"
 
 namespace kiln::tools {
 
@@ -60,6 +61,10 @@ Command::Command(const std::string& name, const std::string& description, const 
   app_->formatter(std::make_shared<HelpFormatter>());
   app_->set_help_flag("-h,--help", "print this help");
   app_->allow_extras();  // reported by parse, naming the flag
+  // Every command reads files whose numbers size what kiln allocates: one limit for them all.
+  app_->add_option("--max-memory", "the most host memory kiln's tensors may hold at once (512M, "
+                                   "4G, ...; default: 3/4 of physical memory)")
+      ->type_name("BYTES");
 }
 
 Command::~Command() = default;
@@ -113,6 +118,8 @@ std::optional<Args> Command::parse(const std::vector<std::string>& argv) {
   for (const auto& extra : app_->remaining())
     throw Error(fmt::format("kiln {}: unknown {} '{}' (see kiln {} --help)", name_,
                             extra.size() > 1 && extra[0] == '-' ? "flag" : "argument", extra, name_));
+  if (const CLI::Option* m = app_->get_option("--max-memory"); m->count() > 0)
+    set_host_memory_limit(parse_bytes(m->results().front(), "--max-memory"));
   Args args;
   args.command_ = name_;
   args.positional_ = positional_;

@@ -163,6 +163,12 @@ int cmd_build(const Argv& argv) {
   const auto parsed = c.parse(argv);
   if (!parsed) return 0;
   const Args& args = *parsed;
+  if (args.has("--save")) {
+    std::vector<std::pair<std::string, std::string>> inputs;
+    for (const auto& m : args.positional()) inputs.push_back({m, "the model"});
+    if (args.has("--weights")) inputs.push_back({args.get("--weights"), "the weights file"});
+    refuse_to_overwrite(args.get("--save"), "--save", inputs);
+  }
   Graph g;
   if (args.has("--example")) {
     if (!args.positional().empty())

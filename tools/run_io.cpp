@@ -191,4 +191,15 @@ bool check_expected(const reference::TensorMap& expected, const reference::Tenso
   return ok;
 }
 
+void refuse_to_overwrite(const std::string& out, const std::string& flag,
+                         const std::vector<std::pair<std::string, std::string>>& inputs) {
+  std::error_code ec;
+  if (!std::filesystem::exists(out, ec)) return;
+  for (const auto& [path, what] : inputs)
+    if (std::filesystem::equivalent(out, path, ec))
+      throw Error(fmt::format("{} '{}' is {} being read ('{}'); kiln does not write over what it "
+                              "reads: choose another file",
+                              flag, out, what, path));
+}
+
 }  // namespace kiln::tools

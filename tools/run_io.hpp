@@ -5,6 +5,7 @@
 
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli_args.hpp"
@@ -59,5 +60,10 @@ double relative_error(const Tensor& got, const Tensor& expected, const std::stri
 /// returns false when any is over `tolerance`.
 bool check_expected(const reference::TensorMap& expected, const reference::TensorMap& outputs,
                     double tolerance);
+
+/// Throws when `out` (the file `flag` names) is, by any path to it, one of `inputs` (each a path
+/// and what it is, e.g. "the model"): kiln never overwrites a file it reads.
+void refuse_to_overwrite(const std::string& out, const std::string& flag,
+                         const std::vector<std::pair<std::string, std::string>>& inputs);
 
 }  // namespace kiln::tools
