@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kiln/ir/error.hpp"
+#include "kiln/ir/memory.hpp"
 
 namespace kiln::fuzz {
 
@@ -34,6 +35,11 @@ inline const std::string& empty_dir() {
 /// else (a crash, a sanitizer report, another exception, which aborts) is a finding.
 template <class F>
 int run_one(F&& f) {
+  // kiln's host memory limit, well under libFuzzer's -rss_limit_mb=2048: a file that asks for
+  // more must get kiln's MemoryLimitError (the promise); only an allocation that bypasses the
+  // limit trips libFuzzer.
+  static const bool limited = (set_host_memory_limit(std::uint64_t{512} << 20), true);
+  (void)limited;
   try {
     f();
   } catch (const kiln::Error&) {
