@@ -401,7 +401,7 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
   return p;
 }
 
-std::uint64_t plan_checksum(std::string_view bytes) { return fnv1a(bytes.data(), bytes.size()); }
+std::uint64_t plan_checksum(std::string_view bytes) { return fnv1a64(bytes.data(), bytes.size()); }
 
 void save_plan(const Plan& p, const std::string& path) {
   const std::string bytes = serialize_plan(p);
