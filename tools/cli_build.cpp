@@ -65,7 +65,7 @@ bool is_cuda_target(const plan::Target& t) { return t.name == "cuda" || t.name =
 void write_dot(const std::string& dir, const std::string& stem, const std::string& dot) {
   std::filesystem::create_directories(dir);
   const auto path = (std::filesystem::path(dir) / (stem + ".dot")).string();
-  std::ofstream(path) << dot;
+  write_text_file(path, dot, "kiln inspect --dot-dir");
   std::string line = "graph: " + path;
   if (std::system("command -v dot >/dev/null 2>&1") == 0) {
     const auto svg = (std::filesystem::path(dir) / (stem + ".svg")).string();

@@ -525,9 +525,7 @@ int cmd_bench(const Argv& argv) {
         {"device", device},
         {"versions", {{"kiln", plan::library_version()}, {"libraries", libraries}}}};
     const std::string json = j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
-    std::ofstream f(args.get("--json"));
-    f << json;
-    if (!f) throw Error(fmt::format("kiln bench: cannot write '{}'", args.get("--json")));
+    write_text_file(args.get("--json"), json, "kiln bench --json");
     fmt::print("results written to {}\n", args.get("--json"));
   }
   return 0;
@@ -583,9 +581,7 @@ int cmd_profile(const Argv& argv) {
              iterations);
   fmt::print("{}", profiler.table(static_cast<std::size_t>(top)));
   if (args.has("--trace")) {
-    std::ofstream f(args.get("--trace"));
-    f << profiler.chrome_trace_json();
-    if (!f) throw Error(fmt::format("kiln profile: cannot write '{}'", args.get("--trace")));
+    write_text_file(args.get("--trace"), profiler.chrome_trace_json(), "kiln profile --trace");
     fmt::print("trace written to {}\n", args.get("--trace"));
   }
   return 0;

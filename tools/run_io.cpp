@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include <fmt/format.h>
@@ -200,6 +201,12 @@ void refuse_to_overwrite(const std::string& out, const std::string& flag,
       throw Error(fmt::format("{} '{}' is {} being read ('{}'); kiln does not write over what it "
                               "reads: choose another file",
                               flag, out, what, path));
+}
+
+void write_text_file(const std::string& path, const std::string& text, const std::string& who) {
+  std::ofstream f(path);
+  f << text;
+  if (!f) throw Error(fmt::format("{}: cannot write '{}'", who, path));
 }
 
 }  // namespace kiln::tools

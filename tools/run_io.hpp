@@ -66,4 +66,7 @@ bool check_expected(const reference::TensorMap& expected, const reference::Tenso
 void refuse_to_overwrite(const std::string& out, const std::string& flag,
                          const std::vector<std::pair<std::string, std::string>>& inputs);
 
+/// Writes `text` to `path`; throws naming `who` (the command or flag) when it cannot.
+void write_text_file(const std::string& path, const std::string& text, const std::string& who);
+
 }  // namespace kiln::tools
