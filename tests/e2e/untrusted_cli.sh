@@ -17,7 +17,7 @@ expect_error() {
   shift 2
   "$@" > "$work/$name.out" 2> "$work/$name.err"
   local rc=$?
-  if [ "$rc" -ne 1 ] || ! grep -qE "$pattern" "$work/$name.err"; then
+  if [ "$rc" -ne 1 ] || ! grep -qE -e "$pattern" "$work/$name.err"; then
     echo "FAIL $name: exit $rc, stderr: $(head -c 400 "$work/$name.err")"
     fails=$((fails + 1))
   else
