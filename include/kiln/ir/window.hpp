@@ -82,6 +82,14 @@ inline Window resolve_window(const Node& n, const std::vector<i64>& in, const st
       rules::positive("kernel size must be positive, got {}", w.kernel[a]);
       rules::positive("stride must be positive, got {}", w.strides[a]);
       rules::positive("dilation must be positive, got {}", w.dilations[a]);
+      // Bounds that keep the window arithmetic inside 64 bits (a model's attributes are
+      // untrusted): no real network comes near them.
+      for (i64 v : {w.kernel[a], w.strides[a], w.dilations[a], in[a]})
+        if (v > (i64{1} << 31))
+          rules::rule_violation_fmt("kernel, stride, dilation or input length {} on axis {} is too large", v,
+                                    static_cast<i64>(a));
+      for (i64 v : {pads[a], pads[r + a]})
+        if (v > (i64{1} << 40)) rules::rule_violation_fmt("padding {} on axis {} is too large", v, static_cast<i64>(a));
     }
     if (kind != WindowKind::deconv) {
       for (std::size_t a = 0; a < r; ++a) {

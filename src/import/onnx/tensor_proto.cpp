@@ -28,8 +28,8 @@ namespace {
 /// A non-negative decimal byte count of an external-data entry.
 std::int64_t parse_size(const std::string& text, const char* key, const std::string& tensor) {
   std::int64_t v = 0;
-  bool ok = !text.empty() && text.size() <= 18;
-  for (char c : text) {
+  bool ok = !text.empty() && text.size() <= 18;  // 18 digits cannot overflow 64 bits
+  for (char c : ok ? text : std::string()) {
     if (c < '0' || c > '9') ok = false;
     else v = v * 10 + (c - '0');
   }
