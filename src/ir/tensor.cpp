@@ -80,6 +80,27 @@ void Tensor::check_count(std::size_t n) const {
                                  dims_to_string(dims_), numel_));
 }
 
+namespace {
+template <class To, class From>
+To convert(From v) {
+  if constexpr (std::is_same_v<To, bool>) {
+    return to_compute(v) != 0;
+  } else if constexpr (is_half_v<To>) {
+    return To(static_cast<float>(to_compute(v)));
+  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<compute_t<From>>) {
+    // Float to integer truncates toward zero; NaN and out-of-range values are undefined in
+    // C++, so they are saturated here (what the GPU's conversions do).
+    const double d = static_cast<double>(to_compute(v));
+    if (std::isnan(d)) return To(0);
+    if (d <= static_cast<double>(std::numeric_limits<To>::lowest())) return std::numeric_limits<To>::lowest();
+    if (d >= static_cast<double>(std::numeric_limits<To>::max())) return std::numeric_limits<To>::max();
+    return static_cast<To>(d);
+  } else {
+    return static_cast<To>(to_compute(v));
+  }
+}
+}  // namespace
+
 double Tensor::get(std::int64_t i) const {
   return visit_dtype(dtype_, [&](auto tag) -> double {
     using T = decltype(tag);
@@ -88,11 +109,11 @@ double Tensor::get(std::int64_t i) const {
 }
 
 void Tensor::set(std::int64_t i, double v) {
+  // As cast() converts: integers saturate and NaN becomes 0 (a value out of an integer type's
+  // range, from a file, is otherwise undefined behaviour).
   visit_dtype(dtype_, [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (is_half_v<T>) reinterpret_cast<T*>(data_)[i] = T(static_cast<float>(v));
-    else if constexpr (std::is_same_v<T, bool>) reinterpret_cast<T*>(data_)[i] = v != 0.0;
-    else reinterpret_cast<T*>(data_)[i] = static_cast<T>(v);
+    reinterpret_cast<T*>(data_)[i] = convert<T>(v);
   });
 }
 
@@ -131,26 +152,6 @@ Tensor Tensor::clone() const {
   return t;
 }
 
-namespace {
-template <class To, class From>
-To convert(From v) {
-  if constexpr (std::is_same_v<To, bool>) {
-    return to_compute(v) != 0;
-  } else if constexpr (is_half_v<To>) {
-    return To(static_cast<float>(to_compute(v)));
-  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<compute_t<From>>) {
-    // Float to integer truncates toward zero; NaN and out-of-range values are undefined in
-    // C++, so they are saturated here (what the GPU's conversions do).
-    const double d = static_cast<double>(to_compute(v));
-    if (std::isnan(d)) return To(0);
-    if (d <= static_cast<double>(std::numeric_limits<To>::lowest())) return std::numeric_limits<To>::lowest();
-    if (d >= static_cast<double>(std::numeric_limits<To>::max())) return std::numeric_limits<To>::max();
-    return static_cast<To>(d);
-  } else {
-    return static_cast<To>(to_compute(v));
-  }
-}
-}  // namespace
 
 Tensor Tensor::cast(DType to) const {
   Tensor out(to, dims_);

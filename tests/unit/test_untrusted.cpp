@@ -3,6 +3,7 @@
 // crash, a foreign exception or a silent acceptance.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -348,4 +349,20 @@ TEST_CASE("parse_bytes reads the --max-memory forms and refuses the rest naming 
   CHECK(parse_bytes("1.5GiB", "--max-memory") == (std::uint64_t{3} << 29));
   for (const char* bad : {"", "-1", "G", "12X", "0", "nan", "1e30"})
     expect_error<Error>([&] { parse_bytes(bad, "--max-memory"); }, {"--max-memory", bad});
+}
+
+TEST_CASE("a value out of an integer type's range saturates when set, as cast does (fuzz_tensor_pb)") {
+  // An INT16 TensorProto whose int32_data held -16777216: converting it was undefined behaviour.
+  Tensor t(DType::i16, {3});
+  t.set(0, -1.67772e7);
+  t.set(1, 1e9);
+  t.set(2, std::nan(""));
+  CHECK(t.get(0) == -32768);
+  CHECK(t.get(1) == 32767);
+  CHECK(t.get(2) == 0);
+  Tensor b(DType::boolean, {2});
+  b.set(0, 0.5);
+  b.set(1, 0.0);
+  CHECK(b.get(0) == 1);
+  CHECK(b.get(1) == 0);
 }
