@@ -41,9 +41,6 @@ void check_value(const std::string& key, const PlannedValue& v, i64 arena) {
   if (v.offset < 0 || end > arena)
     bad(fmt::format("value '{}' ({}{} at offset {}) lies outside the arena of {} bytes", key,
                     dtype_name(v.dtype), dims_to_string(v.dims), v.offset, arena));
-  // A contiguous value is copied as one block of its element bytes.
-  if (v.contiguous() && static_cast<__int128>(v.offset) + static_cast<__int128>(bytes) > arena)
-    bad(fmt::format("value '{}' lies outside the arena of {} bytes", key, arena));
 }
 
 TensorType planned_type(const PlannedValue& v) { return {v.dtype, Shape::of(v.dims)}; }

@@ -87,13 +87,6 @@ std::string read_external(const ::onnx::TensorProto& p, const std::string& base_
   return buf;
 }
 
-template <class Field>
-void check_field_count(const ::onnx::TensorProto& p, const Field& field, std::int64_t numel) {
-  if (static_cast<std::int64_t>(field.size()) != numel)
-    throw FormatError(fmt::format("tensor '{}' holds {} values, its dims {} need {}", p.name(),
-                                  field.size(), dims_to_string({p.dims().begin(), p.dims().end()}),
-                                  numel));
-}
 
 /// A tensor for `what`, whose memory errors name it.
 Tensor allocate(const std::string& what, DType dt, const std::vector<std::int64_t>& dims) {
@@ -153,8 +146,7 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
     throw FormatError(fmt::format("tensor '{}' holds {} values, its dims {} need {}", p.name(), held,
                                   dims_to_string(dims), numel));
   Tensor t = allocate(what, dt, dims);
-  auto fill = [&](const auto& field, auto convert) {
-    check_field_count(p, field, numel);
+  auto fill = [&](const auto& field, auto convert) {  // `held` checked the field's count
     for (std::int64_t i = 0; i < numel; ++i) convert(i, field.Get(static_cast<int>(i)));
   };
   switch (dt) {
