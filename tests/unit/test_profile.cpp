@@ -1,0 +1,217 @@
+// Dynamic shapes (issue 14): profiles, bucket shapes, and plans specialized per exact shape
+// against the reference executor running the graph made static at the same shape.
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include "expect_error.hpp"
+#include "kiln/build/profile.hpp"
+#include "plan_test_util.hpp"
+
+using namespace kiln;
+using namespace plan_test;
+using build::ShapeMap;
+using kiln::test::expect_error;
+
+namespace {
+
+Tensor i64_tensor(std::vector<i64> values, std::vector<i64> dims) {
+  Tensor t(DType::i64, dims);
+  for (std::size_t i = 0; i < values.size(); ++i) t.set(static_cast<i64>(i), static_cast<double>(values[i]));
+  return t;
+}
+
+/// x [N,3,H,W] -> Conv 3x3 -> Relu -> y [N,4,H,W]; outputs y + y and y reshaped to [N, 4*H*W]
+/// through the Shape -> Gather -> Unsqueeze -> Concat subgraph of exported models (the shape
+/// program). With `fixed_reshape`, a third output reshapes y to the constant [1,4,8,8] instead,
+/// which only the shape 1x3x8x8 satisfies.
+Graph dynamic_net(bool fixed_reshape = false) {
+  Builder b;
+  b.g.inputs.push_back({"x", {DType::f32, Shape{Dim::symbol("N"), 3, Dim::symbol("H"), Dim::symbol("W")}}});
+  const std::string y = b.node("Relu", {b.conv("x", 3, 4, 3)});
+  const std::string sum = b.node("Add", {y, y});
+  b.g.weights["zero"] = i64_tensor({0}, {});
+  b.g.weights["axes0"] = i64_tensor({0}, {1});
+  b.g.weights["minus1"] = i64_tensor({-1}, {1});
+  const std::string shape = b.node("Shape", {y});
+  const std::string n = b.node("Gather", {shape, "zero"}, {{"axis", i64{0}}});
+  const std::string n1 = b.node("Unsqueeze", {n, "axes0"});
+  const std::string target = b.node("Concat", {n1, "minus1"}, {{"axis", i64{0}}});
+  const std::string flat = b.node("Reshape", {y, target});
+  std::vector<std::string> outs{sum, flat};
+  if (fixed_reshape) {
+    b.g.weights["c1488"] = i64_tensor({1, 4, 8, 8}, {4});
+    Node r;
+    r.op = "Reshape";
+    r.name = "fixed_reshape";
+    r.inputs = {sum, "c1488"};
+    r.outputs = {"fixed"};
+    b.g.add_node(r);
+    outs.push_back("fixed");
+  }
+  return b.finish(outs);
+}
+
+build::BuildOptions reference_options() {
+  build::BuildOptions o;
+  o.evaluator = &reference::constant_evaluator();
+  return o;
+}
+
+reference::TensorMap random_at(const ShapeMap& s, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  reference::TensorMap m;
+  for (const auto& [name, dims] : s) m[name] = random_tensor(DType::f32, dims, rng);
+  return m;
+}
+
+/// The graph made static at `s` and run by the reference executor: the oracle.
+reference::TensorMap oracle(const Graph& g, const ShapeMap& s, const reference::TensorMap& in) {
+  Graph st = g;
+  build::BuildOptions o = reference_options();
+  o.input_dims = s;
+  build::make_static(st, o);
+  return reference::Executor(st).run(in);
+}
+
+}  // namespace
+
+TEST_CASE("shape lists: the trtexec syntax, and what is wrong with a bad one") {
+  const ShapeMap s = build::parse_shape_list("x:1x3x224x224,mask:1x128,s:scalar", "--shapes");
+  CHECK(s.at("x") == std::vector<i64>{1, 3, 224, 224});
+  CHECK(s.at("mask") == std::vector<i64>{1, 128});
+  CHECK(s.at("s").empty());
+  CHECK(build::format_shape_list(s) == "mask:1x128,s:scalar,x:1x3x224x224");
+  CHECK(build::parse_shape_list("input:0=2x3", "--shapes").at("input:0") == std::vector<i64>{2, 3});
+  expect_error<ShapeError>([] { build::parse_shape_list("x1x3", "--min-shapes"); }, {"--min-shapes", "'x1x3'", "NAME:"});
+  expect_error<ShapeError>([] { build::parse_shape_list("x:1xax3", "--shapes"); }, {"dim 'a'"});
+  expect_error<ShapeError>([] { build::parse_shape_list("x:1x3,x:2x3", "--shapes"); }, {"names 'x' twice"});
+  expect_error<ShapeError>([] { build::parse_shape_list("", "--shapes"); }, {"empty"});
+  expect_error<ShapeError>([] { build::parse_shape_list("x:1x99999999999999x3", "--shapes"); }, {"not a whole number"});
+}
+
+TEST_CASE("profiles: min <= opt <= max, ranks and fixed dims of the model, every dynamic input named") {
+  const Graph g = dynamic_net();
+  const auto p = build::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 24}}});
+  CHECK(p.inputs.at("x").opt == std::vector<i64>{2, 3, 16, 16});
+  CHECK(p.contains({{"x", {3, 3, 9, 24}}}));
+  CHECK_FALSE(p.contains({{"x", {3, 3, 9, 25}}}));
+  CHECK(p.describe() == "x: [1,3,8,8] .. [2,3,16,16] .. [4,3,32,24]\n");
+  // opt defaults to max, min to opt.
+  const auto q = build::make_profile(g, {}, {}, {{"x", {2, 3, 8, 8}}});
+  CHECK(q.min() == q.max());
+
+  expect_error<ShapeError>([&] { build::make_profile(g, {{"x", {4, 3, 8, 8}}}, {{"x", {2, 3, 8, 8}}}, {{"x", {4, 3, 8, 8}}}); },
+                           {"input 'x' dim 0 ('N')", "min 4, opt 2, max 4", "min <= opt <= max"});
+  expect_error<ShapeError>([&] { build::make_profile(g, {}, {}, {{"x", {1, 3, 8}}}); }, {"'x' has rank 4", "[1,3,8]"});
+  expect_error<ShapeError>([&] { build::make_profile(g, {}, {}, {{"x", {1, 5, 8, 8}}}); }, {"'x' dim 1 is fixed at 3", "got 5"});
+  expect_error<ShapeError>([&] { build::make_profile(g, {{"x", {0, 3, 8, 8}}}, {}, {{"x", {1, 3, 8, 8}}}); },
+                           {"dim 0 ('N') is 0", "at least 1"});
+  expect_error<ShapeError>([&] { build::make_profile(g, {}, {}, {{"y", {1}}}); }, {"no input 'y'", "its inputs: x"});
+  expect_error<ShapeError>([&] { build::make_profile(g, {}, {}, {}); }, {"input 'x' has shape [N,3,H,W]", "--max-shapes"});
+}
+
+TEST_CASE("profiles: one dim_param in two inputs takes one value") {
+  Builder b;
+  b.g.inputs.push_back({"a", {DType::f32, Shape{Dim::symbol("S"), 4}}});
+  b.g.inputs.push_back({"b", {DType::f32, Shape{Dim::symbol("S"), 4}}});
+  const Graph g = b.finish({b.node("Add", {"a", "b"})});
+  CHECK_NOTHROW(build::make_profile(g, {}, {}, {{"a", {5, 4}}, {"b", {5, 4}}}));
+  expect_error<ShapeError>([&] { build::make_profile(g, {}, {}, {{"a", {5, 4}}, {"b", {6, 4}}}); },
+                           {"input 'a' dim 0 and input 'b' dim 0 are both 'S'", "5 and 6"});
+  const auto p = build::make_profile(g, {{"a", {1, 4}}, {"b", {1, 4}}}, {}, {{"a", {9, 4}}, {"b", {9, 4}}});
+  expect_error<ShapeError>([&] { build::check_shape(g, p, {{"a", {2, 4}}, {"b", {3, 4}}}); }, {"both 'S'", "2 and 3"});
+}
+
+TEST_CASE("shapes outside the profile name the input, the dim, the value and the range") {
+  const Graph g = dynamic_net();
+  const auto p = build::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 32}}});
+  CHECK_NOTHROW(build::check_shape(g, p, {{"x", {4, 3, 8, 32}}}));
+  expect_error<ShapeError>([&] { build::check_shape(g, p, {{"x", {2, 3, 33, 16}}}, 1); },
+                           {"input 'x' dim 2 ('H') is 33", "outside profile 1's range 8..32"});
+  expect_error<ShapeError>([&] { build::check_shape(g, p, {{"x", {2, 3, 16}}}); }, {"rank 4"});
+  expect_error<ShapeError>([&] { build::check_shape(g, p, {{"x", {-2, 3, 16, 16}}}); }, {"is -2", "at least 1"});
+  expect_error<ShapeError>([&] { build::check_shape(g, p, {}); }, {"no shape given for input 'x'"});
+  expect_error<ShapeError>([&] { build::check_shape(g, p, {{"x", {2, 3, 16, 16}}, {"z", {1}}}); }, {"no input 'z'"});
+}
+
+TEST_CASE("bucket shapes: opt, min, max and shapes between; an exact shape runs with the smallest bucket that covers it") {
+  const Graph g = dynamic_net();
+  const auto p = build::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 32}}});
+  const auto b = build::bucket_shapes(p, 1);
+  REQUIRE(b.size() == 4);
+  CHECK(b[0] == p.opt());
+  CHECK(b[1] == p.min());
+  CHECK(b[2] == p.max());
+  CHECK(b[3].at("x") == std::vector<i64>{3, 3, 20, 20});  // half way, rounded
+  CHECK(build::bucket_for(b, p.min()) == 1);
+  CHECK(build::bucket_for(b, {{"x", {2, 3, 9, 16}}}) == 0);
+  CHECK(build::bucket_for(b, {{"x", {3, 3, 17, 8}}}) == 3);
+  CHECK(build::bucket_for(b, {{"x", {4, 3, 17, 8}}}) == 2);
+  // Every shape in the profile has a bucket that covers it (law over random shapes).
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 200; ++i) {
+    auto pick = [&](i64 lo, i64 hi) { return std::uniform_int_distribution<i64>(lo, hi)(rng); };
+    const ShapeMap s{{"x", {pick(1, 4), 3, pick(8, 32), pick(8, 32)}}};
+    const auto& cover = b[build::bucket_for(b, s)].at("x");
+    for (std::size_t d = 0; d < 4; ++d) CHECK(cover[d] >= s.at("x")[d]);
+  }
+  // A fixed profile has one bucket.
+  CHECK(build::bucket_shapes(build::fixed_profile(g, {{"x", {1, 3, 8, 8}}}), 2).size() == 1);
+}
+
+TEST_CASE("specialized plans match the reference at min, opt, max and random shapes") {
+  const Graph g = dynamic_net();
+  const auto p = build::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}}, {{"x", {3, 3, 20, 17}}});
+  build::Specializer sp(g, reference_options(), {p}, 3);
+  std::vector<ShapeMap> shapes{p.min(), p.opt(), p.max()};
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 4; ++i) {
+    auto pick = [&](i64 lo, i64 hi) { return std::uniform_int_distribution<i64>(lo, hi)(rng); };
+    shapes.push_back({{"x", {pick(1, 3), 3, pick(5, 20), pick(5, 17)}}});
+  }
+  std::uint64_t seed = 1;
+  for (const auto& s : shapes) {
+    CAPTURE(build::format_shape_list(s));
+    const auto plan = sp.plan_for(s, sp.profile_for(s));
+    const auto& x = s.at("x");
+    CHECK(plan->inputs[0].type.shape == Shape::of(x));
+    const auto in = random_at(s, seed++);
+    reference::PlanExecutor pe(*plan);
+    const auto got = pe.run(in);
+    CHECK(got.at(g.outputs[1]).dims() == std::vector<i64>{x[0], 4 * x[2] * x[3]});
+    CHECK(max_error(oracle(g, s, in), got) <= 1e-5);
+  }
+  // Seven distinct shapes through a cache of three: four evicted; asking again for the last
+  // shape is a hit and builds nothing.
+  CHECK(sp.stats().built == 7);
+  CHECK(sp.stats().evicted == 4);
+  sp.plan_for(shapes.back(), 0);
+  CHECK(sp.stats().hits == 1);
+  CHECK(sp.stats().built == 7);
+  expect_error<ShapeError>([&] { sp.plan_for({{"x", {4, 3, 8, 8}}}, 0); }, {"input 'x' dim 0 ('N') is 4", "1..3"});
+  expect_error<ShapeError>([&] { sp.plan_for(p.min(), 1); }, {"profile 1 does not exist"});
+}
+
+TEST_CASE("several profiles: a shape runs under the first that accepts it") {
+  const Graph g = dynamic_net();
+  const auto small = build::make_profile(g, {{"x", {1, 3, 4, 4}}}, {}, {{"x", {1, 3, 16, 16}}});
+  const auto large = build::make_profile(g, {{"x", {2, 3, 16, 16}}}, {}, {{"x", {8, 3, 64, 64}}});
+  build::Specializer sp(g, reference_options(), {small, large});
+  CHECK(sp.profile_for({{"x", {1, 3, 9, 9}}}) == 0);
+  CHECK(sp.profile_for({{"x", {4, 3, 40, 20}}}) == 1);
+  expect_error<ShapeError>([&] { sp.profile_for({{"x", {1, 3, 40, 20}}}); }, {"outside profile 0's range"});
+  expect_error<ShapeError>([&] { sp.plan_for({{"x", {1, 3, 9, 9}}}, 1); }, {"dim 0 ('N') is 1", "outside profile 1's range 2..8"});
+}
+
+TEST_CASE("a shape program that fails at one shape names the node and the shape") {
+  const Graph g = dynamic_net(true);
+  const auto p = build::make_profile(g, {{"x", {1, 3, 8, 8}}}, {}, {{"x", {1, 3, 9, 9}}});
+  build::Specializer sp(g, reference_options(), {p});
+  const ShapeMap ok{{"x", {1, 3, 8, 8}}};
+  const auto plan = sp.plan_for(ok, 0);
+  const auto in = random_at(ok, 5);
+  reference::PlanExecutor pe(*plan);
+  CHECK(max_error(oracle(g, ok, in), pe.run(in)) <= 1e-5);
+  expect_error<ShapeError>([&] { sp.plan_for({{"x", {1, 3, 9, 8}}}, 0); }, {"at shape x:1x3x9x8", "fixed_reshape"});
+}
