@@ -91,6 +91,18 @@ std::string Plan::dump() const {
     s += fmt::format("tactics: {}\n", tactics.size());
     for (const auto& [key, value] : tactics) s += fmt::format("  {} -> {}\n", key, value);
   }
+  if (is_dynamic()) {
+    std::vector<std::string> ins;
+    for (const auto& vi : source->inputs) ins.push_back(vi.name + " " + vi.type.to_string());
+    s += fmt::format("dynamic: specialized per shape from '{}' ({}), {} nodes; steps above at profile 0's opt\n",
+                     source->name, fmt::join(ins, ", "), source->nodes.size());
+    for (std::size_t i = 0; i < profiles.size(); ++i) {
+      s += fmt::format("profile {}:\n", i);
+      for (const auto& [name, r] : profiles[i].inputs)
+        s += fmt::format("  {}: min {} opt {} max {}\n", name, dims_to_string(r.min), dims_to_string(r.opt),
+                         dims_to_string(r.max));
+    }
+  }
   return s;
 }
 

@@ -90,6 +90,41 @@ class Writer {
     u8(static_cast<std::uint8_t>(t.dtype));
     ints(t.shape.values());
   }
+  // A type whose dims may be dynamic or symbolic: each dim its value (-1 when not fixed) and
+  // its symbol ("" when none).
+  void symbolic_type(const TensorType& t) {
+    u8(static_cast<std::uint8_t>(t.dtype));
+    u32(static_cast<std::uint32_t>(t.shape.rank()));
+    for (const Dim& d : t.shape) {
+      i64v(d.value());
+      str(d.symbol_name());
+    }
+  }
+  void profile(const Profile& p) {
+    u32(static_cast<std::uint32_t>(p.inputs.size()));
+    for (const auto& [name, r] : p.inputs) {
+      str(name);
+      ints(r.min);
+      ints(r.opt);
+      ints(r.max);
+    }
+  }
+  void graph(const Graph& g) {
+    str(g.name);
+    u32(static_cast<std::uint32_t>(g.inputs.size()));
+    for (const auto& vi : g.inputs) {
+      str(vi.name);
+      symbolic_type(vi.type);
+    }
+    strs(g.outputs);
+    u32(static_cast<std::uint32_t>(g.weights.size()));
+    for (const auto& [name, t] : g.weights) {
+      str(name);
+      tensor(t);
+    }
+    u32(static_cast<std::uint32_t>(g.nodes.size()));
+    for (const auto& n : g.nodes) node(n);
+  }
 
  private:
   std::string& out_;
@@ -214,6 +249,44 @@ class Reader {
     t.shape = Shape::of(dims(what));
     return t;
   }
+  TensorType symbolic_type(const char* what) {
+    TensorType t;
+    t.dtype = dtype(what);
+    const std::uint32_t rank = count(what, 12);
+    if (rank > 32) fail(what, fmt::format("rank {}", rank));
+    for (std::uint32_t i = 0; i < rank; ++i) {
+      const i64 v = i64v(what);
+      std::string sym = str(what);
+      if (v < -1 || v > (i64{1} << 40)) fail(what, fmt::format("dim {}", v));
+      if (v >= 0 && !sym.empty()) fail(what, fmt::format("fixed dim {} with a symbol '{}'", v, sym));
+      t.shape.push_back(v >= 0 ? Dim(v) : sym.empty() ? Dim::dynamic() : Dim::symbol(std::move(sym)));
+    }
+    return t;
+  }
+  Profile profile() {
+    Profile p;
+    for (std::uint32_t n = count("profile inputs", 16); n-- > 0;) {
+      std::string name = str("profile input name");
+      InputRange r{dims("profile min"), dims("profile opt"), dims("profile max")};
+      if (!p.inputs.emplace(std::move(name), std::move(r)).second) fail("profile", "an input named twice");
+    }
+    return p;
+  }
+  Graph graph() {
+    Graph g;
+    g.name = str("source graph name");
+    for (std::uint32_t n = count("source inputs", 9); n-- > 0;) {
+      std::string name = str("source input name");
+      g.inputs.push_back({std::move(name), symbolic_type("source input type")});
+    }
+    g.outputs = strs("source outputs");
+    for (std::uint32_t n = count("source weights", 14); n-- > 0;) {
+      std::string name = str("source weight name");
+      g.weights[name] = tensor("source weight");
+    }
+    for (std::uint32_t n = count("source nodes", 20); n-- > 0;) g.nodes.push_back(node());
+    return g;
+  }
   [[noreturn]] void fail(const char* what, const std::string& msg) {
     throw FormatError(fmt::format("plan file is corrupt: {} has {} (near offset {})", what, msg,
                                   base_ + pos_));
@@ -283,6 +356,12 @@ std::string serialize_plan(const Plan& p) {
   for (const auto& [key, value] : p.tactics) {
     w.str(key);
     w.str(value);
+  }
+  w.u32(static_cast<std::uint32_t>(p.profiles.size()));
+  for (const auto& prof : p.profiles) w.profile(prof);
+  if (p.is_dynamic()) {
+    if (!p.source) throw Error(fmt::format("plan '{}' has profiles but no source graph", p.graph_name));
+    w.graph(*p.source);
   }
   std::string out = std::move(head);
   Writer hw(out, 0);
@@ -388,6 +467,8 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
     std::string key = r.str("tactic key");
     p.tactics[key] = r.str("tactic");
   }
+  for (std::uint32_t n = r.count("profiles", 4); n-- > 0;) p.profiles.push_back(r.profile());
+  if (p.is_dynamic()) p.source = std::make_shared<const Graph>(r.graph());
   if (r.pos() != end)
     throw FormatError(fmt::format("plan file is corrupt: payload ends at {}, its size says {}",
                                   r.pos(), end));

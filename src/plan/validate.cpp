@@ -93,6 +93,35 @@ void check_step(const Plan& p, const Node& s, std::size_t index) {
   }
 }
 
+/// A dynamic plan: a well-formed source graph, profiles that make_profile accepts for it
+/// unchanged, and steps specialized at the first profile's opt shape.
+void check_dynamic(const Plan& p) {
+  if (!p.source) bad("it has profiles but no source graph");
+  const Graph& g = *p.source;
+  try {
+    g.verify();
+  } catch (const Error& e) {
+    bad(fmt::format("its source graph: {}", e.what()));
+  }
+  for (std::size_t i = 0; i < p.profiles.size(); ++i) {
+    const Profile& prof = p.profiles[i];
+    Profile again;
+    try {
+      again = make_profile(g, prof.min(), prof.opt(), prof.max());
+    } catch (const Error& e) {
+      bad(fmt::format("profile {}: {}", i, e.what()));
+    }
+    if (again.inputs.size() != prof.inputs.size())
+      bad(fmt::format("profile {} has {} inputs, its source graph {}", i, prof.inputs.size(), g.inputs.size()));
+  }
+  const ShapeMap opt = p.profiles[0].opt();
+  for (const auto& vi : p.inputs) {
+    auto it = opt.find(vi.name);
+    if (it == opt.end() || !(Shape::of(it->second) == vi.type.shape))
+      bad(fmt::format("input '{}' is {}, not profile 0's opt shape", vi.name, vi.type.to_string()));
+  }
+}
+
 }  // namespace
 
 void validate_plan(const Plan& p) {
@@ -123,6 +152,7 @@ void validate_plan(const Plan& p) {
                       placed.to_string()));
   }
   for (std::size_t i = 0; i < p.steps.size(); ++i) check_step(p, p.steps[i], i);
+  if (p.is_dynamic()) check_dynamic(p);
 }
 
 }  // namespace kiln::plan

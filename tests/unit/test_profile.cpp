@@ -5,12 +5,13 @@
 #include <random>
 
 #include "expect_error.hpp"
-#include "kiln/build/profile.hpp"
+#include "kiln/build/specializer.hpp"
+#include "kiln/plan/plan_file.hpp"
 #include "plan_test_util.hpp"
 
 using namespace kiln;
 using namespace plan_test;
-using build::ShapeMap;
+using plan::ShapeMap;
 using kiln::test::expect_error;
 
 namespace {
@@ -77,38 +78,38 @@ reference::TensorMap oracle(const Graph& g, const ShapeMap& s, const reference::
 }  // namespace
 
 TEST_CASE("shape lists: the trtexec syntax, and what is wrong with a bad one") {
-  const ShapeMap s = build::parse_shape_list("x:1x3x224x224,mask:1x128,s:scalar", "--shapes");
+  const ShapeMap s = plan::parse_shape_list("x:1x3x224x224,mask:1x128,s:scalar", "--shapes");
   CHECK(s.at("x") == std::vector<i64>{1, 3, 224, 224});
   CHECK(s.at("mask") == std::vector<i64>{1, 128});
   CHECK(s.at("s").empty());
-  CHECK(build::format_shape_list(s) == "mask:1x128,s:scalar,x:1x3x224x224");
-  CHECK(build::parse_shape_list("input:0=2x3", "--shapes").at("input:0") == std::vector<i64>{2, 3});
-  expect_error<ShapeError>([] { build::parse_shape_list("x1x3", "--min-shapes"); }, {"--min-shapes", "'x1x3'", "NAME:"});
-  expect_error<ShapeError>([] { build::parse_shape_list("x:1xax3", "--shapes"); }, {"dim 'a'"});
-  expect_error<ShapeError>([] { build::parse_shape_list("x:1x3,x:2x3", "--shapes"); }, {"names 'x' twice"});
-  expect_error<ShapeError>([] { build::parse_shape_list("", "--shapes"); }, {"empty"});
-  expect_error<ShapeError>([] { build::parse_shape_list("x:1x99999999999999x3", "--shapes"); }, {"not a whole number"});
+  CHECK(plan::format_shape_list(s) == "mask:1x128,s:scalar,x:1x3x224x224");
+  CHECK(plan::parse_shape_list("input:0=2x3", "--shapes").at("input:0") == std::vector<i64>{2, 3});
+  expect_error<ShapeError>([] { plan::parse_shape_list("x1x3", "--min-shapes"); }, {"--min-shapes", "'x1x3'", "NAME:"});
+  expect_error<ShapeError>([] { plan::parse_shape_list("x:1xax3", "--shapes"); }, {"dim 'a'"});
+  expect_error<ShapeError>([] { plan::parse_shape_list("x:1x3,x:2x3", "--shapes"); }, {"names 'x' twice"});
+  expect_error<ShapeError>([] { plan::parse_shape_list("", "--shapes"); }, {"empty"});
+  expect_error<ShapeError>([] { plan::parse_shape_list("x:1x99999999999999x3", "--shapes"); }, {"not a whole number"});
 }
 
 TEST_CASE("profiles: min <= opt <= max, ranks and fixed dims of the model, every dynamic input named") {
   const Graph g = dynamic_net();
-  const auto p = build::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 24}}});
+  const auto p = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 24}}});
   CHECK(p.inputs.at("x").opt == std::vector<i64>{2, 3, 16, 16});
   CHECK(p.contains({{"x", {3, 3, 9, 24}}}));
   CHECK_FALSE(p.contains({{"x", {3, 3, 9, 25}}}));
   CHECK(p.describe() == "x: [1,3,8,8] .. [2,3,16,16] .. [4,3,32,24]\n");
   // opt defaults to max, min to opt.
-  const auto q = build::make_profile(g, {}, {}, {{"x", {2, 3, 8, 8}}});
+  const auto q = plan::make_profile(g, {}, {}, {{"x", {2, 3, 8, 8}}});
   CHECK(q.min() == q.max());
 
-  expect_error<ShapeError>([&] { build::make_profile(g, {{"x", {4, 3, 8, 8}}}, {{"x", {2, 3, 8, 8}}}, {{"x", {4, 3, 8, 8}}}); },
+  expect_error<ShapeError>([&] { plan::make_profile(g, {{"x", {4, 3, 8, 8}}}, {{"x", {2, 3, 8, 8}}}, {{"x", {4, 3, 8, 8}}}); },
                            {"input 'x' dim 0 ('N')", "min 4, opt 2, max 4", "min <= opt <= max"});
-  expect_error<ShapeError>([&] { build::make_profile(g, {}, {}, {{"x", {1, 3, 8}}}); }, {"'x' has rank 4", "[1,3,8]"});
-  expect_error<ShapeError>([&] { build::make_profile(g, {}, {}, {{"x", {1, 5, 8, 8}}}); }, {"'x' dim 1 is fixed at 3", "got 5"});
-  expect_error<ShapeError>([&] { build::make_profile(g, {{"x", {0, 3, 8, 8}}}, {}, {{"x", {1, 3, 8, 8}}}); },
+  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {{"x", {1, 3, 8}}}); }, {"'x' has rank 4", "[1,3,8]"});
+  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {{"x", {1, 5, 8, 8}}}); }, {"'x' dim 1 is fixed at 3", "got 5"});
+  expect_error<ShapeError>([&] { plan::make_profile(g, {{"x", {0, 3, 8, 8}}}, {}, {{"x", {1, 3, 8, 8}}}); },
                            {"dim 0 ('N') is 0", "at least 1"});
-  expect_error<ShapeError>([&] { build::make_profile(g, {}, {}, {{"y", {1}}}); }, {"no input 'y'", "its inputs: x"});
-  expect_error<ShapeError>([&] { build::make_profile(g, {}, {}, {}); }, {"input 'x' has shape [N,3,H,W]", "--max-shapes"});
+  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {{"y", {1}}}); }, {"no input 'y'", "its inputs: x"});
+  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {}); }, {"input 'x' has shape [N,3,H,W]", "--max-shapes"});
 }
 
 TEST_CASE("profiles: one dim_param in two inputs takes one value") {
@@ -116,53 +117,53 @@ TEST_CASE("profiles: one dim_param in two inputs takes one value") {
   b.g.inputs.push_back({"a", {DType::f32, Shape{Dim::symbol("S"), 4}}});
   b.g.inputs.push_back({"b", {DType::f32, Shape{Dim::symbol("S"), 4}}});
   const Graph g = b.finish({b.node("Add", {"a", "b"})});
-  CHECK_NOTHROW(build::make_profile(g, {}, {}, {{"a", {5, 4}}, {"b", {5, 4}}}));
-  expect_error<ShapeError>([&] { build::make_profile(g, {}, {}, {{"a", {5, 4}}, {"b", {6, 4}}}); },
+  CHECK_NOTHROW(plan::make_profile(g, {}, {}, {{"a", {5, 4}}, {"b", {5, 4}}}));
+  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {{"a", {5, 4}}, {"b", {6, 4}}}); },
                            {"input 'a' dim 0 and input 'b' dim 0 are both 'S'", "5 and 6"});
-  const auto p = build::make_profile(g, {{"a", {1, 4}}, {"b", {1, 4}}}, {}, {{"a", {9, 4}}, {"b", {9, 4}}});
-  expect_error<ShapeError>([&] { build::check_shape(g, p, {{"a", {2, 4}}, {"b", {3, 4}}}); }, {"both 'S'", "2 and 3"});
+  const auto p = plan::make_profile(g, {{"a", {1, 4}}, {"b", {1, 4}}}, {}, {{"a", {9, 4}}, {"b", {9, 4}}});
+  expect_error<ShapeError>([&] { plan::check_shape(g, p, {{"a", {2, 4}}, {"b", {3, 4}}}); }, {"both 'S'", "2 and 3"});
 }
 
 TEST_CASE("shapes outside the profile name the input, the dim, the value and the range") {
   const Graph g = dynamic_net();
-  const auto p = build::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 32}}});
-  CHECK_NOTHROW(build::check_shape(g, p, {{"x", {4, 3, 8, 32}}}));
-  expect_error<ShapeError>([&] { build::check_shape(g, p, {{"x", {2, 3, 33, 16}}}, 1); },
+  const auto p = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 32}}});
+  CHECK_NOTHROW(plan::check_shape(g, p, {{"x", {4, 3, 8, 32}}}));
+  expect_error<ShapeError>([&] { plan::check_shape(g, p, {{"x", {2, 3, 33, 16}}}, 1); },
                            {"input 'x' dim 2 ('H') is 33", "outside profile 1's range 8..32"});
-  expect_error<ShapeError>([&] { build::check_shape(g, p, {{"x", {2, 3, 16}}}); }, {"rank 4"});
-  expect_error<ShapeError>([&] { build::check_shape(g, p, {{"x", {-2, 3, 16, 16}}}); }, {"is -2", "at least 1"});
-  expect_error<ShapeError>([&] { build::check_shape(g, p, {}); }, {"no shape given for input 'x'"});
-  expect_error<ShapeError>([&] { build::check_shape(g, p, {{"x", {2, 3, 16, 16}}, {"z", {1}}}); }, {"no input 'z'"});
+  expect_error<ShapeError>([&] { plan::check_shape(g, p, {{"x", {2, 3, 16}}}); }, {"rank 4"});
+  expect_error<ShapeError>([&] { plan::check_shape(g, p, {{"x", {-2, 3, 16, 16}}}); }, {"is -2", "at least 1"});
+  expect_error<ShapeError>([&] { plan::check_shape(g, p, {}); }, {"no shape given for input 'x'"});
+  expect_error<ShapeError>([&] { plan::check_shape(g, p, {{"x", {2, 3, 16, 16}}, {"z", {1}}}); }, {"no input 'z'"});
 }
 
 TEST_CASE("bucket shapes: opt, min, max and shapes between; an exact shape runs with the smallest bucket that covers it") {
   const Graph g = dynamic_net();
-  const auto p = build::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 32}}});
-  const auto b = build::bucket_shapes(p, 1);
+  const auto p = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 32}}});
+  const auto b = plan::bucket_shapes(p, 1);
   REQUIRE(b.size() == 4);
   CHECK(b[0] == p.opt());
   CHECK(b[1] == p.min());
   CHECK(b[2] == p.max());
   CHECK(b[3].at("x") == std::vector<i64>{3, 3, 20, 20});  // half way, rounded
-  CHECK(build::bucket_for(b, p.min()) == 1);
-  CHECK(build::bucket_for(b, {{"x", {2, 3, 9, 16}}}) == 0);
-  CHECK(build::bucket_for(b, {{"x", {3, 3, 17, 8}}}) == 3);
-  CHECK(build::bucket_for(b, {{"x", {4, 3, 17, 8}}}) == 2);
+  CHECK(plan::bucket_for(b, p.min()) == 1);
+  CHECK(plan::bucket_for(b, {{"x", {2, 3, 9, 16}}}) == 0);
+  CHECK(plan::bucket_for(b, {{"x", {3, 3, 17, 8}}}) == 3);
+  CHECK(plan::bucket_for(b, {{"x", {4, 3, 17, 8}}}) == 2);
   // Every shape in the profile has a bucket that covers it (law over random shapes).
   std::mt19937_64 rng(3);
   for (int i = 0; i < 200; ++i) {
     auto pick = [&](i64 lo, i64 hi) { return std::uniform_int_distribution<i64>(lo, hi)(rng); };
     const ShapeMap s{{"x", {pick(1, 4), 3, pick(8, 32), pick(8, 32)}}};
-    const auto& cover = b[build::bucket_for(b, s)].at("x");
+    const auto& cover = b[plan::bucket_for(b, s)].at("x");
     for (std::size_t d = 0; d < 4; ++d) CHECK(cover[d] >= s.at("x")[d]);
   }
   // A fixed profile has one bucket.
-  CHECK(build::bucket_shapes(build::fixed_profile(g, {{"x", {1, 3, 8, 8}}}), 2).size() == 1);
+  CHECK(plan::bucket_shapes(plan::fixed_profile(g, {{"x", {1, 3, 8, 8}}}), 2).size() == 1);
 }
 
 TEST_CASE("specialized plans match the reference at min, opt, max and random shapes") {
   const Graph g = dynamic_net();
-  const auto p = build::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}}, {{"x", {3, 3, 20, 17}}});
+  const auto p = plan::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}}, {{"x", {3, 3, 20, 17}}});
   build::Specializer sp(g, reference_options(), {p}, 3);
   std::vector<ShapeMap> shapes{p.min(), p.opt(), p.max()};
   std::mt19937_64 rng(11);
@@ -172,7 +173,7 @@ TEST_CASE("specialized plans match the reference at min, opt, max and random sha
   }
   std::uint64_t seed = 1;
   for (const auto& s : shapes) {
-    CAPTURE(build::format_shape_list(s));
+    CAPTURE(plan::format_shape_list(s));
     const auto plan = sp.plan_for(s, sp.profile_for(s));
     const auto& x = s.at("x");
     CHECK(plan->inputs[0].type.shape == Shape::of(x));
@@ -195,8 +196,8 @@ TEST_CASE("specialized plans match the reference at min, opt, max and random sha
 
 TEST_CASE("several profiles: a shape runs under the first that accepts it") {
   const Graph g = dynamic_net();
-  const auto small = build::make_profile(g, {{"x", {1, 3, 4, 4}}}, {}, {{"x", {1, 3, 16, 16}}});
-  const auto large = build::make_profile(g, {{"x", {2, 3, 16, 16}}}, {}, {{"x", {8, 3, 64, 64}}});
+  const auto small = plan::make_profile(g, {{"x", {1, 3, 4, 4}}}, {}, {{"x", {1, 3, 16, 16}}});
+  const auto large = plan::make_profile(g, {{"x", {2, 3, 16, 16}}}, {}, {{"x", {8, 3, 64, 64}}});
   build::Specializer sp(g, reference_options(), {small, large});
   CHECK(sp.profile_for({{"x", {1, 3, 9, 9}}}) == 0);
   CHECK(sp.profile_for({{"x", {4, 3, 40, 20}}}) == 1);
@@ -206,7 +207,7 @@ TEST_CASE("several profiles: a shape runs under the first that accepts it") {
 
 TEST_CASE("a shape program that fails at one shape names the node and the shape") {
   const Graph g = dynamic_net(true);
-  const auto p = build::make_profile(g, {{"x", {1, 3, 8, 8}}}, {}, {{"x", {1, 3, 9, 9}}});
+  const auto p = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {}, {{"x", {1, 3, 9, 9}}});
   build::Specializer sp(g, reference_options(), {p});
   const ShapeMap ok{{"x", {1, 3, 8, 8}}};
   const auto plan = sp.plan_for(ok, 0);
@@ -214,4 +215,70 @@ TEST_CASE("a shape program that fails at one shape names the node and the shape"
   reference::PlanExecutor pe(*plan);
   CHECK(max_error(oracle(g, ok, in), pe.run(in)) <= 1e-5);
   expect_error<ShapeError>([&] { sp.plan_for({{"x", {1, 3, 9, 8}}}, 0); }, {"at shape x:1x3x9x8", "fixed_reshape"});
+}
+
+TEST_CASE("dynamic plans: built at opt, written and read back, specialized from the file") {
+  const Graph g = dynamic_net();
+  const auto p0 = plan::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}}, {{"x", {3, 3, 20, 17}}});
+  const auto p1 = plan::make_profile(g, {{"x", {4, 3, 8, 8}}}, {}, {{"x", {6, 3, 9, 9}}});
+  std::vector<build::BucketPlan> buckets;
+  const plan::Plan dyn = build::build_dynamic_plan(g, reference_options(), {p0, p1}, 1, &buckets);
+  REQUIRE(dyn.is_dynamic());
+  CHECK(dyn.inputs[0].type.shape == Shape::of({2, 3, 12, 12}));
+  // Profile 0: opt, min, max, half way; profile 1: opt (= max), min, half way.
+  REQUIRE(buckets.size() == 7);
+  CHECK(buckets[3].shape.at("x") == std::vector<i64>{2, 3, 13, 11});
+  CHECK(buckets[4].profile == 1);
+
+  const std::string bytes = plan::serialize_plan(dyn);
+  const plan::Plan back = plan::deserialize_plan(bytes);
+  REQUIRE(back.is_dynamic());
+  CHECK(back.profiles.size() == 2);
+  CHECK(back.profiles[1].describe() == p1.describe());
+  CHECK(back.source->inputs[0].type.shape.to_string() == "[N,3,H,W]");
+  CHECK(back.dump() == dyn.dump());
+  CHECK(plan::serialize_plan(back) == bytes);
+
+  build::Specializer sp(back, &reference::constant_evaluator());
+  for (const ShapeMap& s : {p0.min(), p0.max(), ShapeMap{{"x", {5, 3, 9, 8}}}}) {
+    CAPTURE(plan::format_shape_list(s));
+    const auto in = random_at(s, 9);
+    reference::PlanExecutor pe(*sp.plan_for(s, sp.profile_for(s)));
+    CHECK(max_error(oracle(g, s, in), pe.run(in)) <= 1e-5);
+  }
+  expect_error<ShapeError>([&] { build::Specializer(build::build_plan(g, reference_options()), &reference::constant_evaluator()); },
+                           {"is static"});
+}
+
+TEST_CASE("dynamic plans: a file whose profiles or source disagree is refused") {
+  const Graph g = dynamic_net();
+  const auto p0 = plan::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}}, {{"x", {3, 3, 20, 17}}});
+  const plan::Plan dyn = build::build_dynamic_plan(g, reference_options(), {p0}, 0);
+  const auto reject = [](plan::Plan p, std::vector<std::string> parts) {
+    std::string bytes = plan::serialize_plan(p);
+    expect_error<FormatError>([&] { plan::deserialize_plan(bytes); }, parts);
+  };
+  {
+    plan::Plan p = dyn;
+    p.profiles[0].inputs["x"].min = {3, 3, 5, 5};  // min > opt
+    reject(p, {"profile 0", "min <= opt <= max"});
+  }
+  {
+    plan::Plan p = dyn;
+    p.profiles[0].inputs["x"].opt = {1, 3, 12, 12};  // the steps were made at 2x3x12x12
+    reject(p, {"input 'x'", "not profile 0's opt shape"});
+  }
+  {
+    plan::Plan p = dyn;
+    Graph src = *p.source;
+    src.nodes[0].inputs[0] = "nowhere";
+    p.source = std::make_shared<const Graph>(src);
+    reject(p, {"source graph", "nowhere"});
+  }
+  // Every truncation of the file is a FormatError, never a crash.
+  const std::string bytes = plan::serialize_plan(dyn);
+  for (std::size_t n = 0; n < bytes.size(); n += 97) {
+    std::string cut = bytes.substr(0, n);
+    expect_error<FormatError>([&] { plan::deserialize_plan(cut); }, {});
+  }
 }

@@ -7,11 +7,13 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "kiln/ir/fused.hpp"
 #include "kiln/ir/graph.hpp"
+#include "kiln/plan/profile.hpp"
 #include "kiln/plan/target.hpp"
 
 namespace kiln::plan {
@@ -70,6 +72,13 @@ struct Plan {
   /// Tactics a GPU back end timed for this plan (problem key -> tactic text), recorded by
   /// `kiln build --gpu/--fp16` on a GPU; an engine made from the plan uses them without timing.
   std::map<std::string, std::string> tactics;
+  /// A dynamic plan (built with profiles): the profiles whose shapes it accepts, and the graph,
+  /// as imported with its dynamic dims, that it is specialized from per exact shape
+  /// (kiln/build/specializer.hpp). Its steps, bindings and memory are those of its specialization
+  /// at the first profile's opt shape. Empty and null for a static plan.
+  std::vector<Profile> profiles;
+  std::shared_ptr<const Graph> source;
+  bool is_dynamic() const { return !profiles.empty(); }
 
   /// A stable text dump: steps with what each absorbed, bindings and the memory plan. Weights
   /// are listed by name and type, not by value. Golden tests compare it.

@@ -5,7 +5,8 @@
 //   str library version             the kiln that wrote it
 //   str target                      Target::name ("cpu-reference", "cuda-sm90", ...)
 //   u64 weights hash                of the weights the plan was built from
-//   u64 payload size, payload       the plan (steps, bindings, memory plan, weights, tactics)
+//   u64 payload size, payload       the plan (steps, bindings, memory plan, weights, tactics,
+//                                   profiles and source graph of a dynamic plan)
 //   u64 checksum                    FNV-1a 64 (kiln/ir/hash.hpp) over every byte before it
 //
 // Integers are little-endian; str is a u32 length and bytes. Weight bytes start at a multiple of
@@ -25,8 +26,10 @@ namespace kiln::plan {
 
 /// 2: GPU tactics after the weights; 3: the tactics as the runtime's typed Tactic writes them
 /// ("cudnn-graph 2 ws 0 ms 0.01"; format 2's free text is refused with the file), and the
-/// checksum is FNV-1a 64 with its offset basis (kiln/ir/hash.hpp).
-inline constexpr std::uint32_t kPlanFormatVersion = 3;
+/// checksum is FNV-1a 64 with its offset basis (kiln/ir/hash.hpp);
+/// 4: after the tactics, the profiles of a dynamic plan and, when there are any, the graph it is
+/// specialized from (inputs with their symbolic dims, outputs, weights, nodes).
+inline constexpr std::uint32_t kPlanFormatVersion = 4;
 /// The kiln version written into plan files.
 const char* library_version();
 

@@ -1,29 +1,20 @@
-// Dynamic shapes: optimization profiles and plans specialized per exact shape.
-//
-// A model whose inputs have dynamic dims (ONNX dim_param, DSL dyn("N")) is built for one or more
-// profiles, each giving min/opt/max dims for every input (the trtexec syntax
-// "x:1x3x224x224,y:..."). A plan is made for each exact shape on the host, when the shape is first
-// set: input dims are bound, the subgraphs that compute shapes (Shape, Gather, Concat, Slice,
-// Range, ConstantOfShape...) fold to constants by the builder's constant folding (the shape
-// program, evaluated on the host, never a step), and the passes and the memory planner run on the
-// static graph. Specialized plans are kept in a bounded cache. Within a profile, shapes fall into
-// buckets (opt, min, max and shapes between); a back end times its tactics per bucket and runs an
-// exact shape with its bucket's tactics.
+// Optimization profiles: the dims each input of a model with dynamic dims may take (min, opt
+// and max per input, the trtexec syntax "x:1x3x224x224,y:..."), the checks a shape passes before
+// it runs, and the bucket shapes that a back end times its tactics for. A plan built for
+// profiles is specialized per exact shape (kiln/build/specializer.hpp); an exact shape runs with
+// its bucket's tactics.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
-#include <list>
 #include <map>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "kiln/build/builder.hpp"
-#include "kiln/plan/plan.hpp"
+#include "kiln/ir/graph.hpp"
 
-namespace kiln::build {
+namespace kiln::plan {
+
 
 using Dims = std::vector<std::int64_t>;
 /// Dims of graph inputs by name.
@@ -79,38 +70,4 @@ std::vector<ShapeMap> bucket_shapes(const Profile& p, int between = 1);
 /// always does for a shape inside the profile. Throws ShapeError when none covers `s`.
 std::size_t bucket_for(const std::vector<ShapeMap>& buckets, const ShapeMap& s);
 
-/// A graph built for every shape its profiles accept. Holds the imported graph (dynamic dims
-/// kept) and the build options; plan_for() checks a shape against the profile and returns the
-/// plan specialized for it, from the cache or built now. The cache holds `cache_size` plans
-/// (least recently used dropped first); a plan returned stays valid until `cache_size` other
-/// shapes have been asked for since, so callers that keep one hold the shared_ptr.
-class Specializer {
- public:
-  Specializer(Graph g, BuildOptions o, std::vector<Profile> profiles, std::size_t cache_size = 8);
-
-  const Graph& graph() const { return graph_; }
-  const std::vector<Profile>& profiles() const { return profiles_; }
-  const BuildOptions& options() const { return options_; }
-
-  /// The first profile (from `first`) that accepts `s`; throws the ShapeError of profile `first`
-  /// when none does (or of `only` when only that one may be used).
-  std::size_t profile_for(const ShapeMap& s, std::size_t first = 0) const;
-  /// The plan for exactly `s` under profile `profile` (checked), specialized on first use.
-  std::shared_ptr<const plan::Plan> plan_for(const ShapeMap& s, std::size_t profile);
-
-  struct Stats {
-    std::size_t built = 0, hits = 0, evicted = 0;
-    double build_ms = 0;  ///< host time spent specializing, all builds together
-  };
-  const Stats& stats() const { return stats_; }
-
- private:
-  Graph graph_;
-  BuildOptions options_;
-  std::vector<Profile> profiles_;
-  std::size_t cache_size_;
-  std::list<std::pair<ShapeMap, std::shared_ptr<const plan::Plan>>> cache_;  // most recent first
-  Stats stats_;
-};
-
-}  // namespace kiln::build
+}  // namespace kiln::plan

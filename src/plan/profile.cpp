@@ -1,5 +1,5 @@
-// Optimization profiles, bucket shapes and the per-shape specializing cache.
-#include "kiln/build/profile.hpp"
+// Optimization profiles and bucket shapes.
+#include "kiln/plan/profile.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 
 #include "kiln/ir/error.hpp"
 
-namespace kiln::build {
+namespace kiln::plan {
 
 namespace {
 
@@ -271,57 +271,4 @@ std::size_t bucket_for(const std::vector<ShapeMap>& buckets, const ShapeMap& s) 
   return best;
 }
 
-Specializer::Specializer(Graph g, BuildOptions o, std::vector<Profile> profiles, std::size_t cache_size)
-    : graph_(std::move(g)), options_(std::move(o)), profiles_(std::move(profiles)), cache_size_(cache_size) {
-  if (profiles_.empty()) throw ShapeError(fmt::format("graph '{}': a dynamic build needs at least one profile", graph_.name));
-  if (cache_size_ == 0) throw Error("Specializer: the plan cache must hold at least one plan");
-  options_.after_pass = nullptr;
-}
-
-std::size_t Specializer::profile_for(const ShapeMap& s, std::size_t first) const {
-  if (first >= profiles_.size())
-    throw ShapeError(fmt::format("profile {} does not exist (the plan has {})", first, profiles_.size()));
-  for (std::size_t i = first; i < profiles_.size(); ++i)
-    if (profiles_[i].contains(s)) return i;
-  check_shape(graph_, profiles_[first], s, first);  // throws, naming what is out of range
-  throw ShapeError(fmt::format("no profile accepts the shape {}", format_shape_list(s)));
-}
-
-std::shared_ptr<const plan::Plan> Specializer::plan_for(const ShapeMap& s, std::size_t profile) {
-  if (profile >= profiles_.size())
-    throw ShapeError(fmt::format("profile {} does not exist (the plan has {})", profile, profiles_.size()));
-  check_shape(graph_, profiles_[profile], s, profile);
-  for (auto it = cache_.begin(); it != cache_.end(); ++it)
-    if (it->first == s) {
-      cache_.splice(cache_.begin(), cache_, it);
-      ++stats_.hits;
-      return cache_.front().second;
-    }
-  BuildOptions o = options_;
-  o.input_dims = s;
-  const auto t0 = std::chrono::steady_clock::now();
-  std::shared_ptr<const plan::Plan> p;
-  // A failure names the shape it was specialized for, keeping its error type.
-  const auto at = [&](const Error& e) { return fmt::format("at shape {}: {}", format_shape_list(s), e.what()); };
-  try {
-    p = std::make_shared<const plan::Plan>(build_plan(graph_, o));
-  } catch (const ShapeError& e) {
-    throw ShapeError(at(e));
-  } catch (const GraphError& e) {
-    throw GraphError(at(e));
-  } catch (const UnsupportedError& e) {
-    throw UnsupportedError(at(e));
-  } catch (const MemoryLimitError& e) {
-    throw MemoryLimitError(at(e));
-  }
-  stats_.build_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  ++stats_.built;
-  cache_.emplace_front(s, p);
-  if (cache_.size() > cache_size_) {
-    cache_.pop_back();
-    ++stats_.evicted;
-  }
-  return p;
-}
-
-}  // namespace kiln::build
+}  // namespace kiln::plan
