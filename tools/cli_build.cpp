@@ -2,6 +2,7 @@
 #include "run_io.hpp"
 
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include "cli_examples.hpp"
 #include "cli_gpu.hpp"
 #include "kiln/build/builder.hpp"
+#include "kiln/build/specializer.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/import/wts.hpp"
 #include "kiln/ir/error.hpp"
@@ -78,6 +80,26 @@ void write_dot(const std::string& dir, const std::string& stem, const std::strin
 
 }  // namespace
 
+plan::Plan specialize_for_run(const Args& args, const plan::Plan& dynamic, const std::string& path) {
+  // The exact shape: --shapes, else the input files' dims, else the opt dims of --profile (0).
+  plan::ShapeMap shapes = shapes_option(args, dynamic.source->inputs);
+  for (const auto& [name, t] : input_files(args))
+    if (!shapes.count(name)) shapes[name] = t.dims();
+  const double asked = args.number("--profile", 0);
+  if (asked < 0 || asked >= static_cast<double>(dynamic.profiles.size()) || asked != std::floor(asked))
+    throw Error(fmt::format("--profile {}: plan '{}' has profiles 0 to {}", args.get("--profile"), path,
+                            dynamic.profiles.size() - 1));
+  const auto profile = static_cast<std::size_t>(asked);
+  for (const auto& [name, dims] : dynamic.profiles[profile].opt())
+    if (!shapes.count(name)) shapes[name] = dims;
+  build::Specializer sp(dynamic, &reference::constant_evaluator(), 1);
+  const std::size_t use = args.has("--profile") ? profile : sp.profile_for(shapes);
+  auto p = sp.plan_for(shapes, use);
+  fmt::print("specialized for {} (profile {}) in {:.1f} ms: {} steps, arena {} bytes\n", plan::format_shape_list(shapes),
+             use, sp.stats().build_ms, p->steps.size(), p->memory.arena_bytes);
+  return *p;
+}
+
 bool is_plan_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   char magic[8] = {};
@@ -91,6 +113,45 @@ Graph load_onnx(const std::string& path) {
 
 void add_shape_option(Command& c) {
   c.repeatable("--shape", "NAME=DxDx...", "concrete dims for input NAME (dynamic dims default to 1)");
+}
+
+void add_profile_options(Command& c) {
+  c.repeatable("--min-shapes", "LIST",
+               "a dynamic plan: the smallest dims of each input, NAME:DxDx... separated by commas (the "
+               "trtexec syntax); each --min/--opt/--max-shapes given again starts another profile")
+      .repeatable("--opt-shapes", "LIST", "the dims tactics are tuned for first (default: max)")
+      .repeatable("--max-shapes", "LIST", "the largest dims of each input")
+      .number("--buckets-between", "N",
+              "shapes between min and max, besides opt, min and max, that tactics are timed for (default 1)");
+}
+
+std::vector<plan::Profile> profiles_from(const Args& args, const Graph& g) {
+  const auto mins = args.all("--min-shapes");
+  const auto opts = args.all("--opt-shapes");
+  const auto maxs = args.all("--max-shapes");
+  const std::size_t n = std::max({mins.size(), opts.size(), maxs.size()});
+  std::vector<plan::Profile> out;
+  if (n == 0) return out;
+  const std::pair<const char*, const std::vector<std::string>*> given[] = {
+      {"--min-shapes", &mins}, {"--opt-shapes", &opts}, {"--max-shapes", &maxs}};
+  for (const auto& [flag, v] : given)
+    if (!v->empty() && v->size() != n)
+      throw Error(fmt::format("{} is given {} times, another of --min/--opt/--max-shapes {} times: give each "
+                              "once per profile (or leave --min/--opt-shapes out)",
+                              flag, v->size(), n));
+  if (maxs.empty()) throw Error("a dynamic plan needs --max-shapes (and --min-shapes; --opt-shapes defaults to max)");
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto list = [&](const std::vector<std::string>& v, const char* flag) {
+      return v.empty() ? plan::ShapeMap{} : plan::parse_shape_list(v[i], flag);
+    };
+    try {
+      out.push_back(plan::make_profile(g, list(mins, "--min-shapes"), list(opts, "--opt-shapes"),
+                                       list(maxs, "--max-shapes")));
+    } catch (const ShapeError& e) {
+      throw ShapeError(n > 1 ? fmt::format("profile {}: {}", i, e.what()) : std::string(e.what()));
+    }
+  }
+  return out;
 }
 
 const plan::Target& target_from(const Args& args, const std::string& fallback) {
@@ -118,6 +179,8 @@ build::BuildOptions build_options(const Args& args, const Graph& g, std::int64_t
                               fmt::join(names, ", ")));
     }
   }
+  for (const auto& [name, dims] : shapes_option(args, g.inputs))
+    if (!o.input_dims.count(name)) o.input_dims[name] = dims;
   for (const auto& vi : g.inputs) {
     if (!o.input_dims.count(vi.name) && given.count(vi.name)) o.input_dims[vi.name] = given.at(vi.name).dims();
     if (batch <= 0) continue;
@@ -134,6 +197,40 @@ build::BuildOptions build_options(const Args& args, const Graph& g, std::int64_t
   return o;
 }
 
+/// kiln build with profiles: the plan at profile 0's opt shape, every bucket shape of every
+/// profile specialized once (a table of steps, arena and host time), and on a GPU the tactics of
+/// each bucket timed and recorded.
+int build_dynamic(const Args& args, Graph g, const build::BuildOptions& o, const std::vector<plan::Profile>& profiles,
+                  bool gpu_target) {
+  const int between = static_cast<int>(args.number("--buckets-between", 1));
+  if (between < 0 || between > 16)
+    throw Error(fmt::format("kiln build: --buckets-between expects 0 to 16, got '{}'", args.get("--buckets-between")));
+  build::BuildReport report;
+  std::vector<build::BucketPlan> buckets;
+  plan::Plan p = build::build_dynamic_plan(g, o, profiles, between, &buckets, &report);
+  fmt::print("{}", report.summary());
+  for (std::size_t i = 0; i < profiles.size(); ++i) fmt::print("profile {}:\n{}", i, profiles[i].describe());
+  fmt::print("{:<8} {:<40} {:>6} {:>12} {:>10}\n", "profile", "bucket shape", "steps", "arena bytes", "build ms");
+  for (const auto& b : buckets)
+    fmt::print("{:<8} {:<40} {:>6} {:>12} {:>10.1f}\n", b.profile, plan::format_shape_list(b.shape), b.plan.steps.size(),
+               b.plan.memory.arena_bytes, b.build_ms);
+  if (gpu_target) {
+    for (auto& b : buckets) {
+      runtime::check_gpu_plan(b.plan);
+      fmt::print("bucket {}:\n", plan::format_shape_list(b.shape));
+      build_engine_report(b.plan, args);
+      p.tactics.insert(b.plan.tactics.begin(), b.plan.tactics.end());
+    }
+  }
+  if (args.has("--save")) {
+    plan::save_plan(p, args.get("--save"));
+    fmt::print("dynamic plan written to {} (target {}, {} profile{}, {} steps at opt{})\n", args.get("--save"), p.target,
+               p.profiles.size(), p.profiles.size() == 1 ? "" : "s", p.steps.size(),
+               p.tactics.empty() ? "" : fmt::format(", {} tactics", p.tactics.size()));
+  }
+  return 0;
+}
+
 int cmd_build(const Argv& argv) {
   Command c("build",
             "Builds a plan: constant folding, dead-layer elimination, BatchNorm/Scale folding, fusions\n"
@@ -148,6 +245,7 @@ int cmd_build(const Argv& argv) {
       .flag("--gpu", "build for the GPU: target cuda (FP32, NCHW)")
       .flag("--fp16", "build for the GPU in FP16: target cuda-fp16 (implies --gpu)");
   add_shape_option(c);
+  add_profile_options(c);
   c.number("--max-batch", "N", "dim 0 of every input (after --shape)")
       .option("--example", "NAME",
               "build an example network of examples/ (lenet, resnet50, resnet101, resnet152, googlenet, "
@@ -202,6 +300,15 @@ int cmd_build(const Argv& argv) {
       fmt::print("check {}: max relative difference {:.3g}{}\n", pass, worst, worst > 1e-4 ? "  FAIL" : "");
       if (worst > 1e-4) throw Error("pass '" + pass + "' changed the outputs");
     };
+  }
+  const auto profiles = profiles_from(args, g);
+  if (!profiles.empty()) {
+    for (const char* f : {"--shape", "--max-batch"})
+      if (args.has(f))
+        throw Error(fmt::format("kiln build: {} fixes input dims; a dynamic plan takes them from --min-shapes, "
+                                "--opt-shapes and --max-shapes",
+                                f));
+    return build_dynamic(args, std::move(g), o, profiles, gpu_target);
   }
   build::BuildReport report;
   plan::Plan p = build::build_plan(std::move(g), o, &report);
@@ -283,7 +390,10 @@ int cmd_run_plan(const Argv& argv) {
                               ? hash_weights(onnx::load_model(w, {.infer = false}).weights)
                               : weights_hash(load_wts(w));
   }
-  const plan::Plan p = plan::load_plan(args.get("--plan"), expect);
+  plan::Plan p = plan::load_plan(args.get("--plan"), expect);
+  if (p.is_dynamic()) p = specialize_for_run(args, p, args.get("--plan"));
+  else if (args.has("--profile"))
+    throw Error(fmt::format("--profile: plan '{}' is static (built without profiles)", args.get("--plan")));
   std::vector<std::string> names;
   for (const auto& o : p.outputs) names.push_back(o.name);
   reference::PlanExecutor exec(p);

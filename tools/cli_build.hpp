@@ -21,6 +21,10 @@ int cmd_run_plan(const std::vector<std::string>& args);
 
 /// True when `path` starts with a plan file's magic.
 bool is_plan_file(const std::string& path);
+/// A dynamic plan specialized for the shape a run asks for: --shapes, else the dims of the
+/// --input files, else the opt dims of --profile N (default 0); under --profile N when given,
+/// else the first profile that accepts the shape. Prints what it made and how long it took.
+plan::Plan specialize_for_run(const Args& args, const plan::Plan& dynamic, const std::string& path);
 /// Loads an ONNX model (constants folded by the CPU reference's evaluator).
 Graph load_onnx(const std::string& path);
 

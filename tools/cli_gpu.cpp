@@ -101,8 +101,15 @@ plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batc
       throw Error(fmt::format("--fp16: plan '{}' was built for target 'cuda' (FP32); the plan decides the "
                               "precision (build it again with --fp16)", path));
     if (args.has("--shape"))
-      throw Error(fmt::format("--shape: plan '{}' has its shapes fixed when it was built", path));
-    return p;
+      throw Error(fmt::format("--shape: plan '{}' has its shapes fixed when it was built{}", path,
+                              p.is_dynamic() ? " (it is dynamic: give --shapes NAME:DxD,...)" : ""));
+    if (!p.is_dynamic()) {
+      shapes_option(args, p.inputs);  // a static plan takes only its own dims
+      return p;
+    }
+    if (batch > 0)
+      throw Error(fmt::format("--batch: plan '{}' is dynamic; give every input's dims with --shapes", path));
+    return specialize_for_run(args, p, path);
   }
   Graph g = load_onnx(path);
   if (graph) *graph = g;

@@ -32,8 +32,11 @@ The export traces the model at the opt shape. TensorProto files, BatchNorm calib
 seed come from tools/onnx_exports.py, so Debian's python3 (torch, torchvision, numpy; no onnx
 package) suffices.
 
---check-with KILN runs `KILN run model.onnx --input NAME=input_<i>.pb ... --output-dir DIR` on
-every data set (the CPU reference takes each dynamic dim from the input files) and requires
+--check-with KILN builds one dynamic plan per model from profile.txt (`KILN build model.onnx
+--min-shapes ... --opt-shapes ... --max-shapes ... --save OUTDIR/<name>/dynamic.plan`), then runs
+every data set twice: `KILN run model.onnx --input NAME=input_<i>.pb ... --output-dir DIR` (the
+CPU reference on the imported graph, each dynamic dim from the input files) and `KILN run --plan
+dynamic.plan --input ...` (the plan specialized at the data set's shape); each run must give
 max|kiln - torch| / max|torch| <= --tolerance (1e-4) on every output. One line per model and
 shape, then "N passed, N failed"; exits 1 when one failed.
 
@@ -232,10 +235,29 @@ def export_one(name, outdir):
     return folder
 
 
-def check_set(kiln, folder, k, spec, tolerance):
-    """Runs kiln on data set k; returns (ok, message)."""
+def build_dynamic_plan(kiln, folder):
+    """`kiln build model.onnx --min-shapes ... --opt-shapes ... --max-shapes ... --save` from
+    profile.txt; returns (plan path or None, message)."""
+    plan = os.path.join(folder, "dynamic.plan")
+    if os.path.exists(plan):
+        os.remove(plan)
+    cmd = [kiln, "build", os.path.join(folder, "model.onnx"), "--save", plan]
+    with open(os.path.join(folder, "profile.txt")) as f:
+        for line in f:
+            which, shapes = line.split()
+            cmd += [f"--{which}-shapes", shapes]
+    t0 = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, f"kiln build failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}"
+    return plan, f"dynamic plan built in {time.time() - t0:.1f} s, {os.path.getsize(plan) / 1e6:.1f} MB"
+
+
+def check_set(kiln, folder, k, spec, tolerance, plan=None):
+    """Runs kiln on data set k (the ONNX model, or `plan` specialized at the set's shape);
+    returns (ok, message)."""
     data = os.path.join(folder, f"test_data_set_{k}")
-    cmd = [kiln, "run", os.path.join(folder, "model.onnx")]
+    cmd = [kiln, "run", "--plan", plan] if plan else [kiln, "run", os.path.join(folder, "model.onnx")]
     for i, (n, *_) in enumerate(spec["inputs"]):
         cmd += ["--input", f"{n}={os.path.join(data, f'input_{i}.pb')}"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -266,6 +288,7 @@ def main():
     ap.add_argument("--only", help="comma-separated subset of " + ",".join(ALL_MODELS))
     ap.add_argument("--check-with", metavar="KILN", help="the kiln CLI to check the exports with")
     ap.add_argument("--tolerance", type=float, default=1e-4)
+    ap.add_argument("--remove-plans", action="store_true", help="delete each dynamic plan once checked")
     args = ap.parse_args()
     names = ALL_MODELS
     if args.only:
@@ -282,12 +305,21 @@ def main():
         if not args.check_with:
             continue
         spec = SPECS[name]
+        plan, msg = build_dynamic_plan(args.check_with, folder)
+        print(f"  {name}: {msg}", flush=True)
+        if plan is None:
+            failed += 1
         for k, dims in enumerate(profile_dims(name)):
-            ok, msg = check_set(args.check_with, folder, k, spec, args.tolerance)
-            print(f"  {name} {SHAPE_LABELS[k]} {dims_label(dims)}: {'ok' if ok else 'FAIL'}: {msg}",
-                  flush=True)
-            passed += ok
-            failed += not ok
+            for how, p in (("onnx", None), ("dynamic plan", plan)):
+                if how == "dynamic plan" and plan is None:
+                    continue
+                ok, msg = check_set(args.check_with, folder, k, spec, args.tolerance, p)
+                print(f"  {name} {SHAPE_LABELS[k]} {dims_label(dims)} {how}: {'ok' if ok else 'FAIL'}: {msg}",
+                      flush=True)
+                passed += ok
+                failed += not ok
+        if plan is not None and args.remove_plans:
+            os.remove(plan)
     if args.check_with:
         print(f"{passed} passed, {failed} failed")
         sys.exit(1 if failed else 0)

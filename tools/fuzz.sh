@@ -3,7 +3,7 @@
 # corpora, one after another on one core, and prints one line per target:
 #   fuzz onnx: 123456 runs in 60 s, cov 4321 ft 12345, corpus 2100/3Mb (+55 new), no crash
 #
-#   tools/fuzz.sh                              # CI: each target for 60 s (-max_total_time=60)
+#   tools/fuzz.sh                              # each target for 60 s (-max_total_time=60; CI gives 45)
 #   tools/fuzz.sh -runs=1000000                # the long run of docs/RELIABILITY.md
 #   FUZZ_TARGETS="onnx plan" tools/fuzz.sh -max_total_time=600
 #

@@ -45,7 +45,36 @@ Tensor random_tensor(const TensorType& t, std::mt19937_64& rng) {
 
 void add_input_options(Command& c) {
   c.repeatable("--input", "NAME=FILE", "input NAME from FILE (.npy, or .pb: an ONNX TensorProto)")
-      .number("--seed", "N", "seed of the random inputs (uniform in [-1, 1]; default 1)");
+      .number("--seed", "N", "seed of the random inputs (uniform in [-1, 1]; default 1)")
+      .option("--shapes", "LIST",
+              "input dims, NAME:DxDx... separated by commas (the trtexec syntax): random inputs are drawn "
+              "at them and a dynamic model or plan runs at them")
+      .number("--profile", "N", "a dynamic plan: the profile to run under (default: the first that accepts the shapes)");
+}
+
+plan::ShapeMap shapes_option(const Args& args, const std::vector<ValueInfo>& inputs) {
+  if (!args.has("--shapes")) return {};
+  plan::ShapeMap s = plan::parse_shape_list(args.get("--shapes"), "--shapes");
+  for (const auto& [name, dims] : s) {
+    const ValueInfo* vi = nullptr;
+    for (const auto& i : inputs)
+      if (i.name == name) vi = &i;
+    if (!vi) {
+      std::vector<std::string> names;
+      for (const auto& i : inputs) names.push_back(i.name);
+      throw ShapeError(fmt::format("--shapes {}: the model has no input '{}' (its inputs: {})", name, name,
+                                   fmt::join(names, ", ")));
+    }
+    const Shape& want = vi->type.shape;
+    bool fits = dims.size() == want.rank();
+    for (std::size_t d = 0; fits && d < dims.size(); ++d)
+      fits = dims[d] >= 1 && (!want[d].is_fixed() || want[d].value() == dims[d]);
+    if (!fits)
+      throw ShapeError(fmt::format("--shapes {}: input '{}' is {}; {} does not fit it (dims at least 1, fixed "
+                                   "dims as they are)",
+                                   name, name, vi->type.to_string(), dims_to_string(dims)));
+  }
+  return s;
 }
 
 void add_output_options(Command& c) {
@@ -87,6 +116,7 @@ reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& 
                               fmt::join(names, ", ")));
     }
   }
+  const plan::ShapeMap shapes = shapes_option(args, inputs);
   const std::string dir = args.get("--expected-dir");
   std::mt19937_64 rng(static_cast<std::uint64_t>(args.number("--seed", 1)));
   for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -98,11 +128,15 @@ reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& 
     if (!given.count(vi.name)) {
       if (!random) continue;
       try {
-        given[vi.name] = random_tensor(vi.type, rng);
+        auto sh = shapes.find(vi.name);
+        given[vi.name] = random_tensor(sh == shapes.end() ? vi.type : TensorType{vi.type.dtype, Shape::of(sh->second)}, rng);
       } catch (const MemoryLimitError& e) {
         throw MemoryLimitError(fmt::format("random input '{}': {}", vi.name, e.what()));
       }
     }
+    if (auto sh = shapes.find(vi.name); sh != shapes.end() && given[vi.name].dims() != sh->second)
+      throw ShapeError(fmt::format("--shapes gives input '{}' the dims {}, its file holds {}", vi.name,
+                                   dims_to_string(sh->second), dims_to_string(given[vi.name].dims())));
     if (given[vi.name].dtype() != vi.type.dtype) given[vi.name] = given[vi.name].cast(vi.type.dtype);
   }
   return given;

@@ -10,11 +10,12 @@
 
 #include "cli_args.hpp"
 #include "kiln/ir/graph.hpp"
+#include "kiln/plan/profile.hpp"
 #include "kiln/reference/executor.hpp"
 
 namespace kiln::tools {
 
-/// Declares --input NAME=FILE (repeatable) and --seed N, which run_inputs reads.
+/// Declares --input NAME=FILE (repeatable), --seed N and --shapes LIST, which run_inputs reads.
 void add_input_options(Command& c);
 /// Declares --output-dir DIR and --output-format pb|npy, which report_outputs reads.
 void add_output_options(Command& c);
@@ -37,6 +38,9 @@ reference::TensorMap input_files(const Args& args);
 /// [-1, 1], small integers for integer inputs, dynamic dims taken as 1, seeded by --seed). A file
 /// of another dtype than the input's is converted to the input's dtype. With `random` false,
 /// only the inputs given by files.
+/// --shapes (add_input_options), checked against `inputs`: names, ranks, fixed dims; empty when
+/// not given.
+plan::ShapeMap shapes_option(const Args& args, const std::vector<ValueInfo>& inputs);
 reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs, bool random = true);
 
 /// Prints each output's type, checksum (sum of values) and first values; with --output-dir,

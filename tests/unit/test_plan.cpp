@@ -172,16 +172,20 @@ TEST_CASE("plan files: refusals name what differs") {
   m = bytes;
   m[8] = 7;  // format version
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("format version 7"), FormatError);
-  // A plan of format 2 (checksummed with FNV-1a seeded off FNV's offset basis) is refused, naming
-  // both versions.
-  static_assert(plan::kPlanFormatVersion == 3);
+  // Plans of formats 2 (checksummed with FNV-1a seeded off FNV's offset basis) and 3 (no
+  // profiles) are refused, naming both versions.
+  static_assert(plan::kPlanFormatVersion == 4);
   m = bytes;
   m[8] = 2;
-  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 2; this kiln reads version 3"),
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 2; this kiln reads version 4"),
+                       FormatError);
+  m = bytes;
+  m[8] = 3;
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 3; this kiln reads version 4"),
                        FormatError);
   m = bytes;
   m[8] = 2;  // format 2: free-text tactics
-  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 2; this kiln reads version 3"),
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 2; this kiln reads version 4"),
                        FormatError);
   m = bytes;
   m[12 + 4] = '9';  // library version "0.1.0" -> "9.1.0"

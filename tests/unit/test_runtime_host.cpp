@@ -12,10 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/build/builder.hpp"
+#include "kiln/build/specializer.hpp"
+#include "expect_error.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/plan/plan_file.hpp"
 #include "kiln/plan/target.hpp"
 #include "kiln/reference/executor.hpp"
+#include "kiln/runtime/dynamic.hpp"
 #include "kiln/runtime/engine.hpp"
 #include "runtime/pointwise_table.hpp"
 #include "runtime/steps_util.hpp"
@@ -230,7 +233,7 @@ TEST_CASE("an engine refuses a plan whose tactics are not in the typed form, bef
   std::string bytes = plan::serialize_plan(q);
   bytes[8] = 2;
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes),
-                       doctest::Contains("plan format version 2; this kiln reads version 3"), FormatError);
+                       doctest::Contains("plan format version 2; this kiln reads version 4"), FormatError);
 }
 
 TEST_CASE("the timing cache text reads back what was written, and nothing from elsewhere") {
@@ -257,4 +260,65 @@ TEST_CASE("the timing cache text reads back what was written, and nothing from e
     CHECK(t.status == TimingCacheText::Status::not_a_cache);
     CHECK(t.other_version == (bad.empty() ? "" : bad.substr(0, bad.find('\n'))));
   }
+}
+
+TEST_CASE("a dynamic engine checks shapes and knows output dims on the host, before touching a GPU") {
+  using kiln::test::expect_error;
+  // x [N, 6] -> Relu -> Reshape to [N, 2, 3] through the Shape subgraph.
+  Graph g;
+  g.inputs.push_back({"x", TensorType{DType::f32, Shape{Dim::symbol("N"), 6}}});
+  g.weights["zero"] = Tensor::from<std::int64_t>({}, {0});
+  g.weights["axes0"] = Tensor::from<std::int64_t>({1}, {0});
+  g.weights["rest"] = Tensor::from<std::int64_t>({2}, {2, 3});
+  const auto add = [&](std::string op, std::vector<std::string> in, std::string out,
+                       std::map<std::string, Attribute> attrs = {}) {
+    Node n;
+    n.op = std::move(op);
+    n.name = out;
+    n.inputs = std::move(in);
+    n.outputs = {std::move(out)};
+    n.attrs = std::move(attrs);
+    g.nodes.push_back(std::move(n));
+  };
+  add("Relu", {"x"}, "r");
+  add("Shape", {"r"}, "s");
+  add("Gather", {"s", "zero"}, "n", {{"axis", std::int64_t{0}}});
+  add("Unsqueeze", {"n", "axes0"}, "n1");
+  add("Concat", {"n1", "rest"}, "target", {{"axis", std::int64_t{0}}});
+  add("Reshape", {"r", "target"}, "y");
+  g.outputs = {"y"};
+  g.infer(&reference::constant_evaluator());
+  const auto prof = plan::make_profile(g, {{"x", {1, 6}}}, {{"x", {4, 6}}}, {{"x", {16, 6}}});
+  build::BuildOptions o;
+  o.target = &plan::target_by_name(rt::kCudaTarget);
+  o.evaluator = &reference::constant_evaluator();
+  const plan::Plan dyn = build::build_dynamic_plan(g, o, {prof});
+  build::Specializer sp(dyn, &reference::constant_evaluator());
+  int asked = 0;
+  rt::DynamicEngine engine(dyn, [&](const plan::ShapeMap& s, std::size_t p) {
+    ++asked;
+    return sp.plan_for(s, p);
+  });
+  auto ctx = engine.create_context();
+  CHECK(ctx->input_shapes().at("x") == std::vector<std::int64_t>{4, 6});  // opt at first
+  CHECK(ctx->output_dims("y") == std::vector<std::int64_t>{4, 2, 3});
+  ctx->set_input_shape("x", {13, 6});
+  CHECK(ctx->output_dims("y") == std::vector<std::int64_t>{13, 2, 3});
+  CHECK(ctx->plan().inputs[0].type.shape == Shape::of({13, 6}));
+  CHECK(ctx->output_dims("y") == std::vector<std::int64_t>{13, 2, 3});
+  CHECK(asked == 2);  // each shape specialized once
+  CHECK(engine.stats().engines_made == 0);
+  expect_error<ShapeError>([&] { ctx->set_input_shape("x", {17, 6}); }, {"input 'x' dim 0 ('N') is 17", "range 1..16"});
+  expect_error<ShapeError>([&] { ctx->set_input_shape("x", {2, 7}); }, {"'x' dim 1 is fixed at 6"});
+  expect_error<ShapeError>([&] { ctx->set_input_shape("x", {2}); }, {"rank 2"});
+  expect_error<ShapeError>([&] { ctx->set_input_shape("z", {2, 6}); }, {"no input 'z'"});
+  expect_error<ShapeError>([&] { ctx->set_profile(1); }, {"profile 1 does not exist"});
+  expect_error<GraphError>([&] { ctx->output_dims("nope"); }, {"no output 'nope'"});
+  CHECK(ctx->input_shapes().at("x") == std::vector<std::int64_t>{13, 6});  // a refused shape changes nothing
+  expect_error<FormatError>([&] { rt::DynamicEngine(tiny_plan("Relu", plan::target_by_name(rt::kCudaTarget)), nullptr); },
+                            {"is static"});
+  build::BuildOptions cpu = o;
+  cpu.target = &plan::cpu_reference_target();
+  expect_error<FormatError>([&] { rt::DynamicEngine(build::build_dynamic_plan(g, cpu, {prof}), nullptr); },
+                            {"target 'cpu-reference'"});
 }
