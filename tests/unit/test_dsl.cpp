@@ -469,3 +469,16 @@ TEST_CASE("every unary and binary layer runs on the reference") {
   auto out = kiln::run(n, {{"x", random_tensor({2, 4}, 1)}, {"p", random_tensor({2, 4}, 2, 0.5, 2)}});
   CHECK(out.size() == 29);
 }
+
+TEST_CASE("named(): a tensor that still holds the old name follows the rename") {
+  auto x = input<"x", f32>(dyn, fix<4>);
+  auto r = relu(x);
+  auto features = r.named("features");
+  auto y = sigmoid(r);  // built after the rename from the tensor that held the old name
+  Network n = network(y.named("y"), features);
+  CHECK(n.graph().outputs == std::vector<std::string>{"y", "features"});
+  const auto out = kiln::run(n, {{"x", kiln::Tensor::from<float>({1, 4}, {-1, 0, 1, 2})}});
+  CHECK(out.at("features").get(0) == 0);
+  CHECK(out.at("features").get(3) == 2);
+  CHECK(out.at("y").get(3) == doctest::Approx(1 / (1 + std::exp(-2.0))));
+}

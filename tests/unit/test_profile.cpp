@@ -6,6 +6,7 @@
 
 #include "expect_error.hpp"
 #include "kiln/build/specializer.hpp"
+#include "kiln/dsl/dsl.hpp"
 #include "kiln/plan/plan_file.hpp"
 #include "plan_test_util.hpp"
 
@@ -280,5 +281,35 @@ TEST_CASE("dynamic plans: a file whose profiles or source disagree is refused") 
   for (std::size_t n = 0; n < bytes.size(); n += 97) {
     std::string cut = bytes.substr(0, n);
     expect_error<FormatError>([&] { plan::deserialize_plan(cut); }, {});
+  }
+}
+
+TEST_CASE("the DSL's named dynamic dims build a dynamic plan that runs at every shape of its profile") {
+  using namespace kiln::dsl;
+  auto net = [](const Weights& w) {
+    auto x = input<"image", f32, NCHW>(dyn("N"), fix<3>, dyn("H"), dyn("W"));  // [N,3,H,W]
+    auto c1 = relu(conv2d<8, kernel<3>, padding<1>>(x, w, "conv1"));          // [N,8,H,W]
+    auto p = max_pool<kernel<2>, stride<2>>(c1);                               // [N,8,H/2,W/2]
+    auto c2 = relu(conv2d<8, kernel<3>, padding<1>>(p, w, "conv2"));
+    return network(fully_connected<5>(global_avg_pool(c2), w, "fc").named("scores"),  // [N,5]
+                   c2.named("features"));
+  };
+  WeightMap m;
+  std::mt19937_64 rng(1);
+  const Network shapes = net(Weights::shapes_only());
+  for (const auto& s : shapes.weight_specs()) m.add(s.name, random_tensor(DType::f32, s.dims, rng));
+  const Graph g = net(m).graph();
+  CHECK(g.inputs[0].type.shape.to_string() == "[N,3,H,W]");
+  const auto p = plan::make_profile(g, {{"image", {1, 3, 8, 8}}}, {{"image", {2, 3, 32, 32}}}, {{"image", {4, 3, 48, 40}}});
+  const plan::Plan dyn = build::build_dynamic_plan(g, reference_options(), {p});
+  build::Specializer sp(plan::deserialize_plan(plan::serialize_plan(dyn)), &reference::constant_evaluator());
+  for (const ShapeMap& s : {p.min(), p.opt(), p.max(), ShapeMap{{"image", {3, 3, 17, 33}}}}) {
+    CAPTURE(plan::format_shape_list(s));
+    const auto in = random_at(s, 21);
+    reference::PlanExecutor pe(*sp.plan_for(s, 0));
+    const auto got = pe.run(in);
+    const auto& d = s.at("image");
+    CHECK((got.at("features").dims() == std::vector<std::int64_t>{d[0], 8, d[2] / 2, d[3] / 2}));
+    CHECK(max_error(oracle(g, s, in), got) <= 1e-5);
   }
 }

@@ -198,7 +198,7 @@ struct NetState {
   std::shared_ptr<NetState> merged_into;
 
   std::set<std::string> generated;                 // names made by fresh_name
-  std::map<std::string, std::string> renamed;      // after a merge: old name -> name in merged_into
+  std::map<std::string, std::string> renamed;      // old name -> new: named(), and after a merge names in merged_into
 
   std::string fresh_name(const std::string& base) {
     std::string c = base;
@@ -284,8 +284,12 @@ inline std::shared_ptr<NetState> root(std::shared_ptr<NetState> s) {
 /// A value's current name: renamed by each merge on the way to the root state.
 inline std::string resolve(const std::shared_ptr<NetState>& start, std::string v) {
   for (const NetState* s = start.get(); s; s = s->merged_into.get()) {
-    auto it = s->renamed.find(v);
-    if (it != s->renamed.end()) v = it->second;
+    // Renames chain within one state (a tensor named twice); each name is renamed at most once.
+    for (std::size_t hops = 0; hops <= s->renamed.size(); ++hops) {
+      auto it = s->renamed.find(v);
+      if (it == s->renamed.end() || it->second == v) break;
+      v = it->second;
+    }
   }
   return v;
 }
@@ -347,11 +351,14 @@ class Tensor {
   /// The network under construction.
   std::shared_ptr<detail::NetState> state() const { return detail::root(net_); }
 
-  /// Renames the value (a network output's name). Use the returned tensor afterwards.
+  /// Renames the value (a network output's name). Tensors that hold the old name follow the
+  /// rename, whether they are used before or after it (the order in which function arguments are
+  /// evaluated is unspecified).
   Tensor named(const std::string& new_name) const {
     auto s = state();
     const std::string old = value();
     s->claim_name(new_name, "named");
+    s->renamed[old] = new_name;
     for (auto& n : s->graph.nodes) {
       for (auto& o : n.outputs)
         if (o == old) o = new_name;
