@@ -26,6 +26,13 @@ class Args {
   /// The value of a number option (Command::number checked that it is one), or `fallback`.
   double number(const std::string& flag, double fallback) const;
   const std::vector<std::string>& positional() const { return positional_; }
+  /// A copy with `flag`'s values replaced by `value` (kiln bench --sweep runs each shape so).
+  Args with(const std::string& flag, const std::string& value) const {
+    Args a = *this;
+    a.values_.erase(flag);
+    a.values_.emplace(flag, value);
+    return a;
+  }
   /// The single positional argument `what`; an error when it is missing or repeated.
   std::string one_positional(const std::string& what) const;
 

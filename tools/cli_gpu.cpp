@@ -391,37 +391,15 @@ void build_engine_report(plan::Plan& p, const Args& args) {
 
 // ---- bench ---------------------------------------------------------------------------------
 
-int cmd_bench(const Argv& argv) {
-  Command c("bench",
-            "Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16, cuda-fp16,\n"
-            "with dim 0 of every input = --batch; a plan file (kiln build --gpu|--fp16 --save) runs as built\n"
-            "(--batch may lower its batch where the engine allows). The engine times its tactics first.\n"
-            "Inputs are random (seeded by --seed) unless given with --input, and are uploaded once.\n");
-  c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file");
-  add_gpu_model_options(c);
-  c.number("--warmup", "N", "untimed runs first (default 20)")
-      .number("--iterations", "N", "timed runs, at least (default 200)")
-      .number("--duration", "S", "run at least S seconds as well")
-      .flag("--cuda-graph", "replay a CUDA graph of the whole plan instead of launching each step");
-  add_engine_options(c);
-  add_input_options(c);
-  c.option("--output-dir", "DIR", "write each output as DIR/NAME.npy (float32)")
-      .option("--json", "FILE", "write the results as JSON");
-  c.footer("Reports: throughput (inferences/s = batch * 1000 / mean latency), latency (host time of enqueue\n"
-           "+ stream synchronize) min, mean, median, p90, p95, p99; the host time of enqueue alone; GPU time\n"
-           "(events around the enqueue); host-to-device time of all inputs and device-to-host time of all\n"
-           "outputs (pinned memory, mean of 10 copies); device memory (weights, arena, workspace, and peak:\n"
-           "free memory before the engine minus the least free memory seen after, buffers included).\n"
-           "Without a GPU: \"no GPU: <reason>\", exit 1.\n");
-  const auto parsed = c.parse(argv);
-  if (!parsed) return 0;
-  const Args& args = *parsed;
-  const std::int64_t warmup = positive_int(args, "bench", "--warmup", 20, 0);
-  const std::int64_t iterations = positive_int(args, "bench", "--iterations", 200, 1);
-  const double duration_s = args.number("--duration", 0);
-  if (!(duration_s >= 0)) throw Error(fmt::format("kiln bench: --duration expects seconds >= 0, got '{}'", args.get("--duration")));
-  args.one_positional("model or plan file");
-  if (no_gpu("bench")) return 1;
+/// One row of `kiln bench --sweep`.
+struct SweepRow {
+  std::string shapes;
+  double median_ms = 0, p99_ms = 0, gpu_ms = 0, throughput = 0;
+  std::size_t arena = 0;
+};
+
+/// kiln bench at the shapes `args` gives: prints the full report; fills `row` when given.
+void bench_run(const Args& args, std::int64_t warmup, std::int64_t iterations, double duration_s, SweepRow* row) {
 
   GpuSession s(args, "bench");
   const bool graph = args.has("--cuda-graph");
@@ -535,6 +513,73 @@ int cmd_bench(const Argv& argv) {
     write_text_file(args.get("--json"), json, "kiln bench --json");
     fmt::print("results written to {}\n", args.get("--json"));
   }
+  if (row) {
+    row->median_ms = lat.median;
+    row->p99_ms = lat.p99;
+    row->gpu_ms = g.mean;
+    row->throughput = throughput;
+    row->arena = s.engine->arena_bytes();
+  }
+}
+
+int cmd_bench(const Argv& argv) {
+  Command c("bench",
+            "Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16, cuda-fp16,\n"
+            "with dim 0 of every input = --batch; a plan file (kiln build --gpu|--fp16 --save) runs as built\n"
+            "(--batch may lower its batch where the engine allows). The engine times its tactics first.\n"
+            "Inputs are random (seeded by --seed) unless given with --input, and are uploaded once.\n");
+  c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file");
+  add_gpu_model_options(c);
+  c.number("--warmup", "N", "untimed runs first (default 20)")
+      .number("--iterations", "N", "timed runs, at least (default 200)")
+      .number("--duration", "S", "run at least S seconds as well")
+      .flag("--cuda-graph", "replay a CUDA graph of the whole plan instead of launching each step");
+  add_engine_options(c);
+  add_input_options(c);
+  c.option("--output-dir", "DIR", "write each output as DIR/NAME.npy (float32)")
+      .option("--json", "FILE", "write the results as JSON")
+      .option("--sweep", "LIST;LIST;...",
+              "bench each shape in turn (--shapes lists separated by ';'; a dynamic plan or model) and end with "
+              "a table, one row per shape");
+  c.footer("Reports: throughput (inferences/s = batch * 1000 / mean latency), latency (host time of enqueue\n"
+           "+ stream synchronize) min, mean, median, p90, p95, p99; the host time of enqueue alone; GPU time\n"
+           "(events around the enqueue); host-to-device time of all inputs and device-to-host time of all\n"
+           "outputs (pinned memory, mean of 10 copies); device memory (weights, arena, workspace, and peak:\n"
+           "free memory before the engine minus the least free memory seen after, buffers included).\n"
+           "Without a GPU: \"no GPU: <reason>\", exit 1.\n");
+  const auto parsed = c.parse(argv);
+  if (!parsed) return 0;
+  const Args& args = *parsed;
+  const std::int64_t warmup = positive_int(args, "bench", "--warmup", 20, 0);
+  const std::int64_t iterations = positive_int(args, "bench", "--iterations", 200, 1);
+  const double duration_s = args.number("--duration", 0);
+  if (!(duration_s >= 0)) throw Error(fmt::format("kiln bench: --duration expects seconds >= 0, got '{}'", args.get("--duration")));
+  args.one_positional("model or plan file");
+  if (no_gpu("bench")) return 1;
+  if (!args.has("--sweep")) {
+    bench_run(args, warmup, iterations, duration_s, nullptr);
+    return 0;
+  }
+  if (args.has("--shapes") || args.has("--json") || args.has("--output-dir"))
+    throw Error("kiln bench --sweep: --shapes, --json and --output-dir go with one shape (run bench per shape for them)");
+  std::vector<SweepRow> rows;
+  const std::string sweep = args.get("--sweep");
+  for (std::size_t at = 0; at <= sweep.size();) {
+    const std::size_t semi = std::min(sweep.find(';', at), sweep.size());
+    const std::string one = sweep.substr(at, semi - at);
+    at = semi + 1;
+    if (one.empty()) continue;
+    SweepRow r;
+    r.shapes = one;
+    bench_run(args.with("--shapes", one), warmup, iterations, duration_s, &r);
+    rows.push_back(r);
+  }
+  fmt::print("=== kiln bench --sweep: {} ===\n", args.one_positional("model or plan file"));
+  fmt::print("{:<44} {:>11} {:>11} {:>11} {:>14} {:>12}\n", "shapes", "median ms", "p99 ms", "GPU ms", "inferences/s",
+             "arena MiB");
+  for (const auto& r : rows)
+    fmt::print("{:<44} {:>11.4f} {:>11.4f} {:>11.4f} {:>14.1f} {:>12.1f}\n", r.shapes, r.median_ms, r.p99_ms, r.gpu_ms,
+               r.throughput, static_cast<double>(r.arena) / (1 << 20));
   return 0;
 }
 
