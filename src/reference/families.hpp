@@ -10,6 +10,7 @@ void register_nn(KernelRegistry& r);           // nn.cpp (conv, pooling, gemm, n
 void register_rnn(KernelRegistry& r);          // rnn.cpp
 void register_tensor(KernelRegistry& r);       // tensor.cpp (layout and indexing ops)
 void register_reduce(KernelRegistry& r);       // reduce.cpp
+void register_quantize(KernelRegistry& r);     // quantize.cpp (Q/DQ, integer and QLinear ops)
 void register_fused(KernelRegistry& r);        // fused.cpp (kiln.Fused: the parts in order)
 
 inline void register_all(KernelRegistry& r) {
@@ -18,6 +19,7 @@ inline void register_all(KernelRegistry& r) {
   register_rnn(r);
   register_tensor(r);
   register_reduce(r);
+  register_quantize(r);
   register_fused(r);
 }
 

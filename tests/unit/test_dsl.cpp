@@ -482,3 +482,18 @@ TEST_CASE("named(): a tensor that still holds the old name follows the rename") 
   CHECK(out.at("features").get(3) == 2);
   CHECK(out.at("y").get(3) == doctest::Approx(1 / (1 + std::exp(-2.0))));
 }
+
+TEST_CASE("quantize and dequantize: int8 tensors in the typed DSL, a round trip within half a step") {
+  auto x = input<"x", f32>(dyn, fix<4>);
+  auto q = quantize<kiln::DType::i8>(x, 0.5f, 3);
+  static_assert(decltype(q)::dtype == kiln::DType::i8);
+  Network n = network(dequantize(q, 0.5f, 3).named("y"));
+  std::vector<std::string> ops;
+  for (const auto& node : n.graph().nodes) ops.push_back(node.op);
+  CHECK(ops == std::vector<std::string>{"QuantizeLinear", "DequantizeLinear"});
+  const kiln::Tensor y = kiln::run(n, kiln::Tensor::from<float>({1, 4}, {0.2f, -1.3f, 100.f, 0.75f}));
+  CHECK(y.get(0) == doctest::Approx(0.0));   // 0.4 rounds to 0
+  CHECK(y.get(1) == doctest::Approx(-1.5));  // -2.6 -> -3
+  CHECK(y.get(2) == doctest::Approx((127 - 3) * 0.5));  // saturated
+  CHECK(y.get(3) == doctest::Approx(1.0));   // 1.5 rounds half to even: 2
+}

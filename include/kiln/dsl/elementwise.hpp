@@ -91,6 +91,39 @@ auto cast(const T& x, const std::string& given = "") {
   return typename detail::tensor_of<To, T::layout, T::static_dims>::type(s, name, x.dims());
 }
 
+/// Per-tensor linear quantization (ONNX QuantizeLinear): round(x / scale) + zero_point, rounded
+/// half to even and saturated to Q (int8, uint8, int16 or uint16). `quantize<DType::i8>(x, 0.05, 0)`
+template <DType Q, tensor_expr T>
+auto quantize(const T& x, float scale, std::int64_t zero_point = 0, const std::string& given = "") {
+  static_assert(Q == DType::i8 || Q == DType::u8 || Q == DType::i16 || Q == DType::u16,
+                "quantize<Q>: Q must be int8, uint8, int16 or uint16");
+  static_assert(T::dtype == DType::f32 || T::dtype == DType::f16, "quantize: the input must be float");
+  auto s = x.state();
+  const std::string name = detail::node_name(*s, "quantize", given);
+  kiln::Tensor zp(Q, {});
+  zp.set(0, static_cast<double>(zero_point));
+  const std::string sc = detail::constant(*s, name + ".scale", kiln::Tensor::from<float>({}, {scale}));
+  const std::string z = detail::constant(*s, name + ".zero_point", std::move(zp));
+  detail::emit(*s, "QuantizeLinear", name, {x.value(), sc, z}, {});
+  return typename detail::tensor_of<Q, T::layout, T::static_dims>::type(s, name, x.dims());
+}
+
+/// Per-tensor dequantization (ONNX DequantizeLinear): (q - zero_point) * scale in float32.
+template <tensor_expr T>
+auto dequantize(const T& q, float scale, std::int64_t zero_point = 0, const std::string& given = "") {
+  static_assert(T::dtype == DType::i8 || T::dtype == DType::u8 || T::dtype == DType::i16 || T::dtype == DType::u16 ||
+                    T::dtype == DType::i32,
+                "dequantize: the input must be a quantized integer tensor");
+  auto s = q.state();
+  const std::string name = detail::node_name(*s, "dequantize", given);
+  kiln::Tensor zp(T::dtype, {});
+  zp.set(0, static_cast<double>(zero_point));
+  const std::string sc = detail::constant(*s, name + ".scale", kiln::Tensor::from<float>({}, {scale}));
+  const std::string z = detail::constant(*s, name + ".zero_point", std::move(zp));
+  detail::emit(*s, "DequantizeLinear", name, {q.value(), sc, z}, {});
+  return typename detail::tensor_of<DType::f32, T::layout, T::static_dims>::type(s, name, q.dims());
+}
+
 // ---- binary arithmetic -----------------------------------------------------------------------
 
 /// Two layouts that may meet in one elementwise op: equal, or one of them `any`.

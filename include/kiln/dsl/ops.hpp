@@ -13,6 +13,8 @@ struct DslOp {
 
 inline constexpr DslOp kDslOps[] = {
     {"Conv", "conv1d, conv2d, conv3d"},
+    {"QuantizeLinear", "quantize<Q>"},
+    {"DequantizeLinear", "dequantize"},
     {"ConvTranspose", "deconv2d"},
     {"MaxPool", "max_pool"},
     {"AveragePool", "avg_pool, adaptive_avg_pool"},

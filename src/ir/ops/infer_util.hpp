@@ -31,6 +31,12 @@ Shape dynamic_shape(std::size_t rank);
 /// Same type as input 0 (unary ops).
 inline std::vector<TensorType> same_as_input0(const InferContext& ctx) { return {ctx.input(0)}; }
 
+/// The output shape of Conv (nn.cpp's rule, the node's attributes) over inputs of these shapes,
+/// whatever their element types: ConvInteger and QLinearConv use it.
+Shape float_conv_shape(const Node& node, const TensorType& x, const TensorType& w);
+/// The output shape of MatMul over inputs of these shapes (MatMulInteger, QLinearMatMul).
+Shape float_matmul_shape(const Node& node, const TensorType& a, const TensorType& b);
+
 /// Shorthand for registering a schema.
 inline OpSchema schema(std::string name, std::string family, int min_in, int max_in, int min_out,
                        int max_out, InferFn f) {

@@ -352,3 +352,19 @@ void register_nn(OpRegistry& r) {
 }
 
 }  // namespace kiln::ops
+
+namespace kiln::ops {
+
+// The integer and quantized convolutions and matrix products (quantize.cpp) take the shape of
+// the float op they compute.
+Shape float_conv_shape(const Node& node, const TensorType& x, const TensorType& w) {
+  const TensorType fx{DType::f32, x.shape}, fw{DType::f32, w.shape};
+  return infer_conv(InferContext(node, {&fx, &fw}, {nullptr, nullptr}))[0].shape;
+}
+
+Shape float_matmul_shape(const Node& node, const TensorType& a, const TensorType& b) {
+  const TensorType fa{DType::f32, a.shape}, fb{DType::f32, b.shape};
+  return infer_matmul(InferContext(node, {&fa, &fb}, {nullptr, nullptr}))[0].shape;
+}
+
+}  // namespace kiln::ops
