@@ -13,6 +13,7 @@
 #include "cli_args.hpp"
 #include "cli_examples.hpp"
 #include "cli_gpu.hpp"
+#include "cli_int8.hpp"
 #include "kiln/build/builder.hpp"
 #include "kiln/build/specializer.hpp"
 #include "kiln/import/onnx.hpp"
@@ -246,6 +247,7 @@ int cmd_build(const Argv& argv) {
       .flag("--fp16", "build for the GPU in FP16: target cuda-fp16 (implies --gpu)");
   add_shape_option(c);
   add_profile_options(c);
+  add_int8_options(c);
   c.number("--max-batch", "N", "dim 0 of every input (after --shape)")
       .option("--example", "NAME",
               "build an example network of examples/ (lenet, resnet50, resnet101, resnet152, googlenet, "
@@ -301,6 +303,7 @@ int cmd_build(const Argv& argv) {
       if (worst > 1e-4) throw Error("pass '" + pass + "' changed the outputs");
     };
   }
+  if (args.has("--int8") || args.has("--calib-data") || args.has("--calib-cache")) g = int8_graph(args, g);
   const auto profiles = profiles_from(args, g);
   if (!profiles.empty()) {
     for (const char* f : {"--shape", "--max-batch"})

@@ -1,0 +1,305 @@
+// INT8 calibration: ranges, TensorRT's calibrators and cache format, and the Q/DQ graph.
+#include "kiln/build/calibration.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "kiln/ir/error.hpp"
+
+namespace kiln::build {
+
+namespace {
+bool is_int8_op(const std::string& op) { return op == "Conv" || op == "Gemm" || op == "MatMul"; }
+constexpr double kTiny = 1e-12;
+}  // namespace
+
+const char* calibrator_name(Calibrator c) {
+  switch (c) {
+    case Calibrator::entropy: return "entropy";
+    case Calibrator::minmax: return "minmax";
+    case Calibrator::percentile: return "percentile";
+  }
+  return "?";
+}
+
+Calibrator parse_calibrator(const std::string& name) {
+  if (name == "entropy") return Calibrator::entropy;
+  if (name == "minmax") return Calibrator::minmax;
+  if (name == "percentile") return Calibrator::percentile;
+  throw Error(fmt::format("calibrator '{}': expected entropy, minmax or percentile", name));
+}
+
+std::vector<std::string> tensors_to_calibrate(const Graph& g) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& n : g.nodes) {
+    if (!is_int8_op(n.op)) continue;
+    for (std::size_t i = 0; i < 2 && i < n.inputs.size(); ++i) {
+      const std::string& v = n.inputs[i];
+      if (v.empty() || g.weights.count(v) || g.known_value(v)) continue;
+      if (seen.insert(v).second) out.push_back(v);
+    }
+  }
+  return out;
+}
+
+RangeCollector::RangeCollector(Calibrator c, double percentile, int bins)
+    : calibrator_(c), percentile_(percentile), bins_(bins) {
+  if (!(percentile > 0 && percentile <= 100))
+    throw Error(fmt::format("percentile {} is outside (0, 100]", percentile));
+  if (bins < 128) throw Error(fmt::format("a calibration histogram needs at least 128 bins, got {}", bins));
+}
+
+void RangeCollector::observe(const std::string& name, const Tensor& t) {
+  if (!histograms_) {
+    double m = amax_.count(name) ? amax_[name] : 0.0;
+    for (std::int64_t i = 0; i < t.numel(); ++i) {
+      const double v = t.get(i);
+      if (!std::isfinite(v))
+        throw Error(fmt::format("calibration: tensor '{}' holds {} (element {} of {}{})", name, v, i,
+                                dtype_name(t.dtype()), dims_to_string(t.dims())));
+      m = std::max(m, std::abs(v));
+    }
+    amax_[name] = m;
+    return;
+  }
+  auto it = amax_.find(name);
+  if (it == amax_.end()) throw Error(fmt::format("calibration: tensor '{}' was not seen in the first pass", name));
+  auto& h = hist_[name];
+  h.resize(static_cast<std::size_t>(bins_), 0.0);
+  const double width = std::max(it->second, kTiny) / bins_;
+  for (std::int64_t i = 0; i < t.numel(); ++i) {
+    const double a = std::abs(t.get(i));
+    if (!std::isfinite(a)) throw Error(fmt::format("calibration: tensor '{}' holds a NaN or Inf", name));
+    const auto b = std::min<std::size_t>(static_cast<std::size_t>(a / width), static_cast<std::size_t>(bins_ - 1));
+    h[b] += 1;
+  }
+}
+
+void RangeCollector::start_histograms() { histograms_ = true; }
+
+double entropy_threshold(const std::vector<double>& hist, double amax, int levels) {
+  const int bins = static_cast<int>(hist.size());
+  const double width = amax / bins;
+  double total = 0;
+  for (double h : hist) total += h;
+  if (total == 0 || amax <= 0) return amax;
+  double best_kl = std::numeric_limits<double>::infinity();
+  int best = bins;
+  for (int i = levels; i <= bins; ++i) {
+    // P: the first i bins, with everything beyond clipped into the last of them.
+    std::vector<double> p(hist.begin(), hist.begin() + i);
+    for (int j = i; j < bins; ++j) p[static_cast<std::size_t>(i - 1)] += hist[static_cast<std::size_t>(j)];
+    // Q: the first i bins merged into `levels` levels, each level spread evenly over its
+    // non-empty bins.
+    std::vector<double> q(static_cast<std::size_t>(i), 0.0);
+    const double per = static_cast<double>(i) / levels;
+    for (int l = 0; l < levels; ++l) {
+      const int b0 = static_cast<int>(std::floor(l * per)), b1 = std::max(b0 + 1, static_cast<int>(std::floor((l + 1) * per)));
+      double sum = 0;
+      int nonzero = 0;
+      for (int b = b0; b < b1 && b < i; ++b) {
+        sum += hist[static_cast<std::size_t>(b)];
+        nonzero += hist[static_cast<std::size_t>(b)] != 0;
+      }
+      for (int b = b0; b < b1 && b < i; ++b)
+        if (hist[static_cast<std::size_t>(b)] != 0) q[static_cast<std::size_t>(b)] = sum / nonzero;
+    }
+    double ps = 0, qs = 0;
+    for (int b = 0; b < i; ++b) ps += p[static_cast<std::size_t>(b)], qs += q[static_cast<std::size_t>(b)];
+    double kl = 0;
+    for (int b = 0; b < i; ++b) {
+      const double pb = p[static_cast<std::size_t>(b)] / ps;
+      if (pb == 0) continue;
+      const double qb = q[static_cast<std::size_t>(b)] / qs;
+      kl += qb == 0 ? pb * 1e3 : pb * std::log(pb / qb);  // an empty Q bin where P has mass: a large penalty
+    }
+    if (kl < best_kl) {
+      best_kl = kl;
+      best = i;
+    }
+  }
+  return (best + 0.5) * width;
+}
+
+double RangeCollector::threshold(const std::string& name) const {
+  const double amax = amax_.at(name);
+  if (calibrator_ == Calibrator::minmax) return amax;
+  auto it = hist_.find(name);
+  if (it == hist_.end()) throw Error(fmt::format("calibration: no histogram for tensor '{}' (second pass not run)", name));
+  const auto& h = it->second;
+  if (calibrator_ == Calibrator::entropy) return std::min(amax, entropy_threshold(h, amax));
+  double total = 0;
+  for (double v : h) total += v;
+  double seen = 0;
+  const double width = std::max(amax, kTiny) / bins_;
+  for (std::size_t b = 0; b < h.size(); ++b) {
+    seen += h[b];
+    if (seen >= total * percentile_ / 100) return std::min(amax, (static_cast<double>(b) + 1) * width);
+  }
+  return amax;
+}
+
+std::map<std::string, float> RangeCollector::scales() const {
+  std::map<std::string, float> s;
+  for (const auto& [name, _] : amax_) s[name] = static_cast<float>(std::max(threshold(name), kTiny) / 127.0);
+  return s;
+}
+
+std::map<std::string, RangeCollector::Range> RangeCollector::ranges() const {
+  std::map<std::string, Range> r;
+  for (const auto& [name, amax] : amax_) r[name] = {amax, threshold(name)};
+  return r;
+}
+
+// ---- the cache ----------------------------------------------------------------------------
+
+std::string calibration_cache_text(Calibrator c, const std::map<std::string, float>& scales) {
+  // TensorRT's headers: "TRT-<version>-EntropyCalibration2", "...-MinMaxCalibration".
+  std::string out = c == Calibrator::entropy  ? "TRT-8601-EntropyCalibration2\n"
+                    : c == Calibrator::minmax ? "TRT-8601-MinMaxCalibration\n"
+                                              : "TRT-8601-PercentileCalibration\n";
+  for (const auto& [name, s] : scales) out += fmt::format("{}: {:08x}\n", name, std::bit_cast<std::uint32_t>(s));
+  return out;
+}
+
+std::map<std::string, float> parse_calibration_cache(const std::string& text, const std::string& what) {
+  std::map<std::string, float> out;
+  std::istringstream in(text);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (n == 1) {
+      if (line.rfind("TRT-", 0) != 0)
+        throw FormatError(fmt::format("{}: line 1 is '{}'; a calibration cache starts with a TRT-... header", what,
+                                      line.substr(0, 80)));
+      continue;
+    }
+    if (line.empty()) continue;
+    const auto colon = line.rfind(": ");
+    const std::string hex = colon == std::string::npos ? "" : line.substr(colon + 2);
+    if (colon == std::string::npos || colon == 0 || hex.empty() || hex.size() > 8 ||
+        hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+      throw FormatError(fmt::format("{}: line {} is '{}'; expected 'tensor: hex-float32-scale'", what, n,
+                                    line.substr(0, 80)));
+    const float s = std::bit_cast<float>(static_cast<std::uint32_t>(std::stoul(hex, nullptr, 16)));
+    if (!std::isfinite(s) || s < 0)
+      throw FormatError(fmt::format("{}: line {}: the scale of '{}' is {}", what, n, line.substr(0, colon), s));
+    out[line.substr(0, colon)] = s;
+  }
+  if (n == 0) throw FormatError(fmt::format("{}: the calibration cache is empty", what));
+  return out;
+}
+
+void check_cache_covers(const std::map<std::string, float>& cache, const std::vector<std::string>& needed,
+                        const std::string& what) {
+  std::vector<std::string> missing;
+  for (const auto& n : needed)
+    if (!cache.count(n)) missing.push_back(n);
+  if (!missing.empty())
+    throw Error(fmt::format("{}: the calibration cache has no scale for {} tensor(s) the network quantizes: {}", what,
+                            missing.size(), fmt::join(missing, ", ")));
+  // Extra entries are allowed (TensorRT's caches list every tensor, kiln's only those it needs).
+}
+
+// ---- the Q/DQ graph -----------------------------------------------------------------------
+
+namespace {
+
+/// `w` quantized to int8 per output channel along `axis`: the int8 tensor and the scales.
+std::pair<Tensor, Tensor> quantize_weight(const Tensor& w, std::int64_t axis) {
+  const std::int64_t channels = w.dim(axis);
+  std::int64_t inner = 1;
+  for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < w.rank(); ++d) inner *= w.dim(static_cast<std::int64_t>(d));
+  std::vector<double> amax(static_cast<std::size_t>(channels), 0.0);
+  for (std::int64_t i = 0; i < w.numel(); ++i) {
+    const auto c = static_cast<std::size_t>((i / inner) % channels);
+    amax[c] = std::max(amax[c], std::abs(w.get(i)));
+  }
+  Tensor scales(DType::f32, {channels});
+  for (std::int64_t c = 0; c < channels; ++c)
+    scales.set(c, static_cast<float>(std::max(amax[static_cast<std::size_t>(c)], kTiny) / 127.0));
+  Tensor q(DType::i8, w.dims());
+  for (std::int64_t i = 0; i < w.numel(); ++i) {
+    const float s = static_cast<float>(scales.get((i / inner) % channels));
+    q.set(i, std::clamp(static_cast<double>(std::nearbyint(static_cast<float>(w.get(i) / s))), -127.0, 127.0));
+  }
+  return {q, scales};
+}
+
+}  // namespace
+
+Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales) {
+  Graph out = g;
+  out.nodes.clear();
+  std::map<std::string, std::string> dq_of;  // activation -> its dequantized copy
+  std::map<std::string, std::string> wdq_of;  // weight -> its dequantized copy
+  auto add = [&](const std::string& op, const std::string& name, std::vector<std::string> in,
+                 std::map<std::string, Attribute> attrs) {
+    Node n;
+    n.op = op;
+    n.name = out.unique_name(name);
+    n.inputs = std::move(in);
+    n.outputs = {n.name};
+    n.attrs = std::move(attrs);
+    return out.add_node(std::move(n)).outputs[0];
+  };
+  for (const auto& n : g.nodes) {
+    if (!is_int8_op(n.op)) {
+      out.nodes.push_back(n);
+      continue;
+    }
+    Node q = n;
+    for (std::size_t i = 0; i < 2 && i < n.inputs.size(); ++i) {
+      const std::string& v = n.inputs[i];
+      if (v.empty()) continue;
+      if (auto w = g.weights.find(v); w != g.weights.end() && is_float(w->second.dtype()) && w->second.rank() >= 1) {
+        // Weights: per output channel (Conv's dim 0; Gemm's B by transB; MatMul's B by column).
+        std::int64_t axis = 0;
+        if (n.op == "Gemm") axis = i == 1 ? (n.attr_int("transB", 0) ? 0 : 1) : (n.attr_int("transA", 0) ? 1 : 0);
+        if (n.op == "MatMul") axis = static_cast<std::int64_t>(w->second.rank()) - (i == 1 ? 1 : 2);
+        if (axis < 0) axis = 0;
+        const std::string key = v + "#" + std::to_string(axis);
+        if (!wdq_of.count(key)) {
+          auto [qw, ws] = quantize_weight(w->second, axis);
+          const std::string qn = out.unique_name(v + ".int8"), sn = out.unique_name(v + ".scale");
+          out.weights[qn] = qw;
+          out.weights[sn] = ws;
+          wdq_of[key] = add("DequantizeLinear", v + ".dequantize", {qn, sn}, {{"axis", axis}});
+        }
+        q.inputs[i] = wdq_of[key];
+        continue;
+      }
+      if (g.weights.count(v) || g.known_value(v)) continue;  // other constants stay float
+      auto s = scales.find(v);
+      if (s == scales.end()) throw Error(fmt::format("quantize_graph: no INT8 scale for tensor '{}' (read by {})", v, n.where()));
+      if (!dq_of.count(v)) {
+        const std::string sn = out.unique_name(v + ".scale"), zn = out.unique_name(v + ".zero_point");
+        out.weights[sn] = Tensor::from<float>({}, {s->second});
+        out.weights[zn] = Tensor(DType::i8, {});
+        const std::string qv = add("QuantizeLinear", v + ".quantize", {v, sn, zn}, {});
+        dq_of[v] = add("DequantizeLinear", v + ".dequantize", {qv, sn, zn}, {});
+      }
+      q.inputs[i] = dq_of[v];
+    }
+    out.nodes.push_back(q);
+  }
+  // Weights now only read in INT8 form are dropped (the builder's dead-weight pass would too).
+  std::set<std::string> read;
+  for (const auto& n : out.nodes)
+    for (const auto& i : n.inputs) read.insert(i);
+  for (const auto& o : out.outputs) read.insert(o);
+  for (auto it = out.weights.begin(); it != out.weights.end();)
+    it = read.count(it->first) ? std::next(it) : out.weights.erase(it);
+  return out;
+}
+
+}  // namespace kiln::build

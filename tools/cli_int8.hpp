@@ -1,0 +1,18 @@
+// `kiln build --int8`: calibration from a directory of batches (or a calibration cache) and the
+// graph made explicit with Q/DQ pairs (kiln/build/calibration.hpp).
+#pragma once
+
+#include "cli_args.hpp"
+#include "kiln/ir/graph.hpp"
+
+namespace kiln::tools {
+
+/// Declares --int8, --calib-data DIR, --calibrator NAME, --percentile P and --calib-cache FILE.
+void add_int8_options(Command& c);
+/// The INT8 graph of `g` for `kiln build --int8`: scales from --calib-cache when that file exists,
+/// else calibrated on --calib-data (and written to --calib-cache when given); prints a table of
+/// ranges. Calibration batches: DIR/*.npy|*.pb for a model with one input, DIR/<input>/*.npy|*.pb
+/// (the same count per input, matched in sorted order) otherwise.
+Graph int8_graph(const Args& args, const Graph& g);
+
+}  // namespace kiln::tools
