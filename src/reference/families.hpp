@@ -11,6 +11,7 @@ void register_rnn(KernelRegistry& r);          // rnn.cpp
 void register_tensor(KernelRegistry& r);       // tensor.cpp (layout and indexing ops)
 void register_reduce(KernelRegistry& r);       // reduce.cpp
 void register_quantize(KernelRegistry& r);     // quantize.cpp (Q/DQ, integer and QLinear ops)
+void register_attention(KernelRegistry& r);    // attention.cpp (Attention, RotaryEmbedding)
 void register_fused(KernelRegistry& r);        // fused.cpp (kiln.Fused: the parts in order)
 
 inline void register_all(KernelRegistry& r) {
@@ -20,6 +21,7 @@ inline void register_all(KernelRegistry& r) {
   register_tensor(r);
   register_reduce(r);
   register_quantize(r);
+  register_attention(r);
   register_fused(r);
 }
 

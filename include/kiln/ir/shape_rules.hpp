@@ -170,6 +170,54 @@ constexpr i64 rnn_states(i64 expected, i64 got) {
   return equal_dims("initial states (layers x directions)", expected, got);
 }
 
+/// Attention (ONNX Attention, 3-D inputs [N, S, heads * head_dim]): the head size of a width
+/// split into `heads` heads. The width must be a multiple of the head count.
+constexpr i64 attention_head_dim(i64 width, i64 heads) {
+  positive("head count must be positive, got {}", heads);
+  if (!known(width)) return kDynamic;
+  if (width % heads != 0)
+    rule_violation_fmt("width {} is not a multiple of the head count {}", width, heads);
+  return width / heads;
+}
+
+/// Attention: a declared head size against a width of `heads` heads (the typed DSL's
+/// head_dim<D>, when both are known).
+constexpr i64 attention_width(i64 heads, i64 head_dim, i64 width) {
+  positive("head count must be positive, got {}", heads);
+  if (!known(head_dim)) return width;
+  return equal_dims("width (heads x head_dim)", heads * head_dim, width);
+}
+
+/// Attention: query heads share key/value heads in equal groups (grouped-query attention; one
+/// key/value head is multi-query attention). Returns the group size.
+constexpr i64 attention_kv_groups(i64 q_heads, i64 kv_heads) {
+  positive("key/value head count must be positive, got {}", kv_heads);
+  if (!known(q_heads)) return kDynamic;
+  if (q_heads % kv_heads != 0)
+    rule_violation_fmt("query heads {} are not a multiple of the key/value heads {}", q_heads, kv_heads);
+  return q_heads / kv_heads;
+}
+
+/// Attention: the keys an attn_mask covers (its last dim) against the keys of past and present.
+/// A shorter mask is padded with masked keys (ONNX Attention); a longer one is an error.
+constexpr i64 attention_mask_keys(i64 mask_keys, i64 total_keys) {
+  if (known(mask_keys) && known(total_keys) && mask_keys > total_keys)
+    rule_violation_fmt("attn_mask covers {} keys, more than the {} keys of past and present",
+                       mask_keys, total_keys);
+  return total_keys;
+}
+
+/// Rotary embedding: the rotated part of a head (0: all of it) is even and fits in the head.
+constexpr i64 rotary_dim(i64 rotary, i64 head_dim) {
+  if (rotary < 0) rule_violation_fmt("rotary_embedding_dim must not be negative, got {}", rotary, 0);
+  const i64 r = rotary == 0 ? head_dim : rotary;
+  if (!known(r)) return kDynamic;
+  if (r % 2 != 0) rule_violation_fmt("the rotated dims ({}) must be even", r, 0);
+  if (known(head_dim) && r > head_dim)
+    rule_violation_fmt("rotary_embedding_dim {} is larger than the head size {}", r, head_dim);
+  return r;
+}
+
 /// Local response normalization window: odd and positive.
 constexpr i64 lrn_size(i64 size) {
   if (size <= 0) rule_violation_fmt("LRN size must be positive, got {}", size, 0);

@@ -11,6 +11,7 @@ void register_rnn(OpRegistry& r);          // rnn.cpp: RNN, LSTM, GRU
 void register_tensor(OpRegistry& r);       // tensor.cpp: Reshape, Transpose, Slice, Pad, Concat, Gather, Resize, ...
 void register_reduce(OpRegistry& r);       // reduce.cpp: Reduce*, ArgMax, ArgMin, TopK, CumSum
 void register_quantize(OpRegistry& r);     // quantize.cpp: QuantizeLinear, DequantizeLinear, integer and QLinear ops
+void register_attention(OpRegistry& r);    // attention.cpp: Attention, RotaryEmbedding
 void register_fused(OpRegistry& r);        // fused.cpp: kiln.Fused (the builder's fused steps)
 
 inline void register_all(OpRegistry& r) {
@@ -20,6 +21,7 @@ inline void register_all(OpRegistry& r) {
   register_tensor(r);
   register_reduce(r);
   register_quantize(r);
+  register_attention(r);
   register_fused(r);
 }
 
