@@ -69,6 +69,12 @@ struct ModelBuilder {
     a->set_type(::onnx::AttributeProto::INTS);
     for (auto x : v) a->add_ints(x);
   }
+  static void integer(::onnx::NodeProto* n, const std::string& name, std::int64_t v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(::onnx::AttributeProto::INT);
+    a->set_i(v);
+  }
   static void flt(::onnx::NodeProto* n, const std::string& name, float v) {
     auto* a = n->add_attribute();
     a->set_name(name);

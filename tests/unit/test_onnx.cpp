@@ -242,3 +242,28 @@ TEST_CASE("an op used outside the opsets that define it is refused with the rang
   b.output("y");
   CHECK_THROWS_WITH_AS(b.load(), doctest::Contains("exists in opsets 20 to"), UnsupportedError);
 }
+
+TEST_CASE("Attention: opset 24's nonpad_kv_seqlen and opset 25's window attributes are refused before") {
+  auto model = [](int opset, bool nonpad, bool window) {
+    ModelBuilder b(opset);
+    b.input("q", {1, 2, 3, 4});
+    b.input("k", {1, 2, 5, 4});
+    b.input("v", {1, 2, 5, 4});
+    b.input("lens", {1}, 7);
+    auto* n = b.node("Attention", nonpad ? std::vector<std::string>{"q", "k", "v", "", "", "", "lens"}
+                                         : std::vector<std::string>{"q", "k", "v"},
+                     {"y"}, "attn");
+    if (window) ModelBuilder::integer(n, "left_window_size", 2);
+    b.output("y");
+    return b;
+  };
+  CHECK_THROWS_WITH_AS(model(23, true, false).load(),
+                       "[Attention 'attn'] input 6 (nonpad_kv_seqlen) exists from opset 24; the model uses opset 23",
+                       GraphError);
+  CHECK_THROWS_WITH_AS(model(24, true, true).load(),
+                       "[Attention 'attn'] attribute 'left_window_size' exists from opset 25; the model uses opset 24",
+                       GraphError);
+  const Graph g = model(25, true, true).load();
+  CHECK(g.type_of("y").shape == Shape{1, 2, 3, 4});
+  CHECK_THROWS_WITH_AS(model(22, false, false).load(), doctest::Contains("exists in opsets 23 to"), UnsupportedError);
+}

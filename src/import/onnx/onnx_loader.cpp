@@ -280,6 +280,16 @@ class Importer {
       n.attrs.erase("ratio");
       n.attrs.erase("is_test");
       if (n.outputs.size() > 1) n.outputs.resize(1);  // legacy mask output is never consumed here
+    } else if (n.op == "Attention" && v < 25) {
+      // Opset 24 adds the input nonpad_kv_seqlen, opset 25 the sliding window's attributes.
+      if (v < 24 && n.has_input(6))
+        throw GraphError(fmt::format("{}input 6 (nonpad_kv_seqlen) exists from opset 24; the model uses "
+                                     "opset {}",
+                                     n.where(), v));
+      for (const char* a : {"left_window_size", "right_window_size"})
+        if (n.has_attr(a))
+          throw GraphError(fmt::format("{}attribute '{}' exists from opset 25; the model uses opset {}",
+                                       n.where(), a, v));
     } else if (n.op == "Upsample") {
       upgrade_upsample(n);
     } else if (n.op == "Resize" && v < 11) {
