@@ -497,3 +497,59 @@ TEST_CASE("quantize and dequantize: int8 tensors in the typed DSL, a round trip 
   CHECK(y.get(2) == doctest::Approx((127 - 3) * 0.5));  // saturated
   CHECK(y.get(3) == doctest::Approx(1.0));   // 1.5 rounds half to even: 2
 }
+
+TEST_CASE("attention: heads in the type, the ONNX node it emits, and its run equal to that node's") {
+  auto q = input<"q", f32>(dyn, fix<5>, fix<32>);  // [N,5,32]: 4 heads of 8
+  auto k = input<"k", f32>(dyn, fix<7>, fix<16>);  // [N,7,16]: 2 kv heads of 8
+  auto v = input<"v", f32>(dyn, fix<7>, fix<12>);  // [N,7,12]: 2 kv heads of 6
+  auto m = input<"m", boolean>(fix<5>, fix<7>);
+  Tensor<f32, Any, -1, 5, 24> y = attention<4, kv_heads<2>, head_dim<8>, causal>(q, k, v, {.scale = 0.5}, "attn");
+  auto ym = attention<4, kv_heads<2>>(q, k, v, m, {.softcap = 2.0}, "masked");
+  auto q4 = input<"q4", f32>(dyn, fix<4>, fix<5>, fix<8>);  // [N,4,5,8]
+  auto k4 = input<"k4", f32>(dyn, fix<1>, fix<7>, fix<8>);  // multi-query: one kv head
+  auto v4 = input<"v4", f32>(dyn, fix<1>, fix<7>, fix<6>);
+  Tensor<f32, Any, -1, 4, 5, 6> y4 = attention<4, kv_heads<1>>(q4, k4, v4);
+  Network n = network(y, ym, y4);  // throws if the IR's inference disagrees with the types
+  const auto& g = n.graph();
+  const kiln::Node* node = nullptr;
+  for (const auto& x : g.nodes)
+    if (x.name == "attn") node = &x;
+  REQUIRE(node != nullptr);
+  CHECK(node->op == "Attention");
+  CHECK(node->attr_int("q_num_heads") == 4);
+  CHECK(node->attr_int("kv_num_heads") == 2);
+  CHECK(node->attr_int("is_causal") == 1);
+  CHECK(node->attr_float("scale", 0) == 0.5);
+  CHECK(g.type_of("masked").shape.to_string() == "[q.d0,5,24]");  // the batch of q names it
+
+  kiln::reference::TensorMap in{{"q", random_tensor({2, 5, 32}, 1)}, {"k", random_tensor({2, 7, 16}, 2)},
+                                {"v", random_tensor({2, 7, 12}, 3)},  {"m", kiln::Tensor(boolean, {5, 7})},
+                                {"q4", random_tensor({2, 4, 5, 8}, 4)}, {"k4", random_tensor({2, 1, 7, 8}, 5)},
+                                {"v4", random_tensor({2, 1, 7, 6}, 6)}};
+  for (std::int64_t i = 0; i < 35; ++i) in["m"].set(i, i % 3 != 1);
+  const auto out = kiln::run(n, in);
+  const auto direct = kiln::reference::run_node(*node, {&in["q"], &in["k"], &in["v"]});
+  CHECK(out.at("attn").dims() == std::vector<std::int64_t>{2, 5, 24});
+  for (std::int64_t i = 0; i < direct[0].numel(); ++i) CHECK(out.at("attn").get(i) == direct[0].get(i));
+  CHECK(out.at(ym.value()).dims() == std::vector<std::int64_t>{2, 5, 24});
+  CHECK(out.at(y4.value()).dims() == std::vector<std::int64_t>{2, 4, 5, 6});
+}
+
+TEST_CASE("attention: with dynamic dims the same rules throw ShapeError naming the layer when built") {
+  auto build = [](long qw, long kw, long mask_keys) {
+    auto q = input<"q", f32>(dyn, fix<5>, dyn(qw));
+    auto k = input<"k", f32>(dyn, fix<7>, dyn(kw));
+    auto v = input<"v", f32>(dyn, fix<7>, fix<16>);
+    auto m = input<"m", f32>(fix<5>, dyn(mask_keys));
+    return network(attention<4, kv_heads<2>>(q, k, v, m, {}, "attn"));
+  };
+  CHECK_NOTHROW(build(32, 16, 7));
+  CHECK_NOTHROW(build(32, 16, 3));  // a short mask: the keys past it are masked
+  CHECK_THROWS_WITH_AS(build(30, 16, 7), "[attention 'attn'] width 30 is not a multiple of the head count 4",
+                       kiln::ShapeError);
+  CHECK_THROWS_WITH_AS(build(32, 12, 7), "[attention 'attn'] expected 16 width (heads x head_dim), got 12",
+                       kiln::ShapeError);
+  CHECK_THROWS_WITH_AS(build(32, 16, 9),
+                       "[attention 'attn'] attn_mask covers 9 keys, more than the 7 keys of past and present",
+                       kiln::ShapeError);
+}

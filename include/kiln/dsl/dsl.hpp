@@ -9,6 +9,7 @@
 // Header-only; includes only the IR. To run a network on the CPU reference, see kiln/run.hpp.
 #pragma once
 
+#include "kiln/dsl/attention.hpp"
 #include "kiln/dsl/core.hpp"
 #include "kiln/dsl/elementwise.hpp"
 #include "kiln/dsl/network.hpp"

@@ -69,6 +69,7 @@ inline constexpr DslOp kDslOps[] = {
     {"LSTM", "lstm"},
     {"GRU", "gru"},
     {"RNN", "rnn"},
+    {"Attention", "attention"},
 };
 
 }  // namespace kiln::dsl

@@ -42,10 +42,11 @@ void require_rank(const InferContext& ctx, std::size_t i, std::size_t rank, cons
     ctx.fail(fmt::format("{} must have rank {} ({}), got {}", what, rank, form, s.to_string()));
 }
 
-/// A dim that must equal `expected` (either may be unknown); returns the known one.
+/// A dim that must equal `expected` (either may be unknown); returns the known one, else
+/// `expected` (so Q's symbols name the outputs).
 Dim agree(const InferContext& ctx, const std::string& what, const Dim& expected, const Dim& got) {
   checked(ctx, [&] { return rules::equal_dims(what.c_str(), expected.value(), got.value()); });
-  return expected.is_fixed() ? expected : got;
+  return expected.is_fixed() || !got.is_fixed() ? expected : got;
 }
 
 Dim plus(const Dim& a, const Dim& b) {
