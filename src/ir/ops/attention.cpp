@@ -203,7 +203,8 @@ std::vector<TensorType> infer_rotary(const InferContext& ctx) {
   require_dtype(ctx, 2, x.dtype, "sin_cache", "X");
   const Shape& xs = x.shape;
   const i64 heads = n.attr_int("num_heads", 0);
-  if (heads < 0) ctx.fail(fmt::format("attribute 'num_heads' must be positive, got {}", heads));
+  if (heads < 0 || (heads == 0 && n.has_attr("num_heads")))
+    ctx.fail(fmt::format("attribute 'num_heads' must be positive, got {}", heads));
   const i64 interleaved = n.attr_int("interleaved", 0);
   if (interleaved != 0 && interleaved != 1)
     ctx.fail(fmt::format("attribute 'interleaved' must be 0 or 1, got {}", interleaved));
