@@ -553,3 +553,31 @@ TEST_CASE("attention: with dynamic dims the same rules throw ShapeError naming t
                        "[attention 'attn'] attn_mask covers 9 keys, more than the 7 keys of past and present",
                        kiln::ShapeError);
 }
+
+TEST_CASE("rotary_embedding: heads in the type, the ONNX node it emits, and its run equal to that node's") {
+  auto x = input<"x", f32>(dyn, fix<3>, fix<16>);  // [N,3,16]: 2 heads of 8
+  auto cos = input<"cos", f32>(fix<10>, fix<2>);   // rotating 4 dims of each head
+  auto sin = input<"sin", f32>(fix<10>, fix<2>);
+  auto pos = input<"pos", i64>(dyn, fix<3>);
+  Tensor<f32, Any, -1, 3, 16> y = rotary_embedding<2, interleaved, rotary_dim<4>>(x, cos, sin, pos, "rope");
+  Network n = network(y);
+  const kiln::Node& node = n.graph().nodes.back();
+  CHECK(node.op == "RotaryEmbedding");
+  CHECK(node.attr_int("num_heads") == 2);
+  CHECK(node.attr_int("interleaved") == 1);
+  CHECK(node.attr_int("rotary_embedding_dim") == 4);
+  kiln::reference::TensorMap in{{"x", random_tensor({2, 3, 16}, 1)}, {"cos", random_tensor({10, 2}, 2)},
+                                {"sin", random_tensor({10, 2}, 3)},
+                                {"pos", kiln::Tensor::from<std::int64_t>({2, 3}, {0, 4, 9, 1, 1, 2})}};
+  const auto out = kiln::run(n, in);
+  const auto direct = kiln::reference::run_node(node, {&in["x"], &in["cos"], &in["sin"], &in["pos"]});
+  for (std::int64_t i = 0; i < direct[0].numel(); ++i) CHECK(out.at("rope").get(i) == direct[0].get(i));
+  auto odd = [](long head) {
+    auto x4 = input<"x", f32>(dyn, fix<2>, fix<3>, dyn(head));
+    auto c = input<"cos", f32>(dyn, fix<3>, dyn(head / 2));
+    auto s = input<"sin", f32>(dyn, fix<3>, dyn(head / 2));
+    return network(rotary_embedding<2>(x4, c, s, "rope"));
+  };
+  CHECK_NOTHROW(odd(8));
+  CHECK_THROWS_WITH_AS(odd(7), "[rotary_embedding 'rope'] the rotated dims (7) must be even", kiln::ShapeError);
+}

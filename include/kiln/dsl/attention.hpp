@@ -12,6 +12,10 @@
 // attention: H divides the query heads, default all of them; 1 is multi-query attention),
 // head_dim<D> (declared and checked: heads x D = the width), causal, layer_name<"...">. A mask
 // [.., S, <= L], boolean (true attends) or added to the scores, broadcasts over batch and heads.
+//
+// rotary_embedding<Heads, interleaved, rotary_dim<R>>(x, cos, sin[, positions]) (ONNX
+// RotaryEmbedding): x [N,Heads,S,D] or [N,S,Heads*D]; cos and sin [max_position, R/2] with
+// positions [N,S] (i64), else [N,S,R/2]; the first R dims of each head (default all) rotate.
 #pragma once
 
 #include <optional>
@@ -23,6 +27,8 @@ namespace detail {
 struct kv_heads_tag {};
 struct head_dim_tag {};
 struct causal_tag {};
+struct interleaved_tag {};
+struct rotary_dim_tag {};
 }  // namespace detail
 
 /// Key/value heads of a grouped-query attention (they divide the query heads).
@@ -41,6 +47,18 @@ struct head_dim {
 struct causal {
   using tag = detail::causal_tag;
   static constexpr std::array<dim_t, 0> v{};
+};
+
+/// Rotary embedding of pairs (x0, x1), (x2, x3), ... rather than of the two halves of a head.
+struct interleaved {
+  using tag = detail::interleaved_tag;
+  static constexpr std::array<dim_t, 0> v{};
+};
+/// Rotary embedding of the first R dims of each head only.
+template <dim_t R>
+struct rotary_dim {
+  using tag = detail::rotary_dim_tag;
+  static constexpr std::array<dim_t, 1> v{R};
 };
 
 /// Attention's real-valued settings.
@@ -163,6 +181,86 @@ template <dim_t Heads, class... Os, tensor_expr Q, tensor_expr K, tensor_expr V,
 auto attention(const Q& q, const K& k, const V& v, const M& mask, const AttentionParams& p = {},
                const std::string& name = "") {
   return detail::attention_node<attention_layer<Heads, Os...>>(q, k, v, p, detail::given_name<Os...>(name), mask);
+}
+
+// ---- rotary embedding --------------------------------------------------------------------------
+
+template <dim_t Heads, class... Os>
+struct rotary_embedding_layer {
+  static constexpr std::string_view kind = "rotary_embedding";
+  static constexpr dim_t heads = Heads;
+  static constexpr dim_t declared = detail::pick<detail::rotary_dim_tag, rotary_dim<0>, Os...>::type::v[0];
+  static constexpr bool is_interleaved = detail::has_option<detail::interleaved_tag, Os...>;
+
+  /// The head size of x (kDynamic when a 3-D width does not divide, so that only that rule reports).
+  template <std::size_t R>
+  static constexpr dim_t head_of(std::array<dim_t, R> x) {
+    if constexpr (R == 4) return x[3];
+    else return rules::known(x[2]) && Heads > 0 && x[2] % Heads == 0 ? x[2] / Heads : kDynamic;
+  }
+  /// x [N,Heads,S,D] or [N,S,Heads*D]; the caches [P, R/2] (with positions [N,S]) or [N,S,R/2].
+  template <std::size_t R, std::size_t RC, std::size_t... RP>
+  static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> x, std::array<dim_t, RC> cos,
+                                             std::array<dim_t, RC> sin, std::array<dim_t, RP>... positions) {
+    static_assert(R == 3 || R == 4, "rotary_embedding input must be [N,heads,S,head_dim] or [N,S,heads*head_dim]");
+    static_assert(RC == (sizeof...(RP) ? 2 : 3),
+                  "rotary_embedding caches are [max_position, rotated/2] with positions, else [N,S,rotated/2]");
+    const dim_t n = x[0], s = R == 4 ? x[2] : x[1];
+    const dim_t head = R == 4 ? x[3] : rules::attention_head_dim(x[2], Heads);
+    if constexpr (R == 4) rules::equal_dims("heads (dim 1 of x)", Heads, x[1]);
+    const dim_t rot = rules::rotary_dim(declared, head);
+    const dim_t half = rules::known(rot) ? rot / 2 : kDynamic;
+    for (std::size_t i = 0; i < RC; ++i) rules::equal_dims("dim of sin (= cos's)", cos[i], sin[i]);
+    rules::equal_dims("last dim of cos (rotated dims / 2)", half, cos[RC - 1]);
+    if constexpr (RC == 3) {
+      rules::equal_dims("batch of cos", n, cos[0]);
+      rules::equal_dims("sequence length of cos", s, cos[1]);
+    }
+    (rules::equal_dims("batch of positions", n, positions[0]), ...);
+    (rules::equal_dims("sequence length of positions", s, positions[1]), ...);
+    return x;
+  }
+};
+
+namespace detail {
+
+template <class L, class X, class C, class S, class... P>
+auto rotary_node(const X& x, const C& cos, const S& sin, const std::string& given, const P&... positions) {
+  static_assert(C::dtype == X::dtype && S::dtype == X::dtype,
+                "rotary_embedding: cos and sin have the input's element type");
+  static_assert(((P::dtype == DType::i64 && P::rank == 2) && ...), "rotary_embedding: positions are i64 [N,S]");
+  static_assert(X::rank == 3 || X::rank == 4, "rotary_embedding input must be [N,heads,S,head_dim] or [N,S,heads*head_dim]");
+  constexpr dim_t w = X::rank == 3 ? X::static_dims[2] : kDynamic;
+  constexpr bool split_ok = rule_check<L, rules::attention_head_dim, w, L::heads>::ok;
+  constexpr bool rot_ok = rule_check<L, rules::rotary_dim, L::declared, L::head_of(X::static_dims)>::ok;
+  using Out = checked_output_t<split_ok && rot_ok, L, X::dtype, X::layout, X, C, S, P...>;
+  auto s = unify(unify(x.state(), cos.state()), sin.state());
+  ((s = unify(s, positions.state())), ...);
+  const std::string name = node_name(*s, L::kind, given);
+  run_rule<L>(name, x, cos, sin, positions...);
+  std::map<std::string, Attribute> a;
+  if (X::rank == 3) a["num_heads"] = L::heads;
+  if (L::is_interleaved) a["interleaved"] = dim_t{1};
+  if (L::declared != 0) a["rotary_embedding_dim"] = L::declared;
+  std::vector<std::string> in{x.value(), cos.value(), sin.value()};
+  (in.push_back(positions.value()), ...);
+  emit(*s, "RotaryEmbedding", name, std::move(in), std::move(a));
+  return Out(s, name, x.dims());
+}
+
+}  // namespace detail
+
+/// Rotary position embedding with the angles of each position's row of cos and sin:
+/// `rotary_embedding<8>(x, cos, sin, positions)`.
+template <dim_t Heads, class... Os, tensor_expr X, tensor_expr C, tensor_expr S, tensor_expr P>
+auto rotary_embedding(const X& x, const C& cos, const S& sin, const P& positions, const std::string& name = "") {
+  return detail::rotary_node<rotary_embedding_layer<Heads, Os...>>(x, cos, sin, detail::given_name<Os...>(name),
+                                                                   positions);
+}
+/// The same with the caches given per batch and position ([N,S,R/2]).
+template <dim_t Heads, class... Os, tensor_expr X, tensor_expr C, tensor_expr S>
+auto rotary_embedding(const X& x, const C& cos, const S& sin, const std::string& name = "") {
+  return detail::rotary_node<rotary_embedding_layer<Heads, Os...>>(x, cos, sin, detail::given_name<Os...>(name));
 }
 
 }  // namespace kiln::dsl

@@ -70,6 +70,7 @@ inline constexpr DslOp kDslOps[] = {
     {"GRU", "gru"},
     {"RNN", "rnn"},
     {"Attention", "attention"},
+    {"RotaryEmbedding", "rotary_embedding"},
 };
 
 }  // namespace kiln::dsl
