@@ -157,6 +157,32 @@ TEST_CASE("a GPU plan with an op the runtime lacks is refused, naming the step a
   }
 }
 
+TEST_CASE("Attention and RotaryEmbedding have no GPU step: a GPU plan with them is refused by name") {
+  CHECK_FALSE(rt::gpu_supports("Attention"));
+  CHECK_FALSE(rt::gpu_supports("RotaryEmbedding"));
+  Graph g;
+  for (const char* in : {"q", "k", "v"}) g.inputs.push_back({in, TensorType{DType::f32, Shape::of({1, 2, 3, 4})}});
+  Node n;
+  n.name = "attn";
+  n.op = "Attention";
+  n.inputs = {"q", "k", "v"};
+  n.outputs = {"y"};
+  g.nodes.push_back(n);
+  g.outputs = {"y"};
+  g.infer(&reference::constant_evaluator());
+  build::BuildOptions o;
+  const plan::Target& target = plan::cuda_target(false);
+  o.target = &target;
+  o.evaluator = &reference::constant_evaluator();
+  const plan::Plan p = build::build_plan(g, o);
+  try {
+    rt::check_gpu_plan(p);
+    FAIL("Attention was accepted");
+  } catch (const UnsupportedError& e) {
+    CHECK(std::string(e.what()) == "[Attention 'attn'] the GPU runtime has no kernel for op 'Attention'");
+  }
+}
+
 TEST_CASE("an engine refuses a plan built for another target, before touching a GPU") {
   const plan::Plan cpu = tiny_plan("Sigmoid", plan::cpu_reference_target());
   try {
