@@ -243,6 +243,9 @@ TEST_CASE("Attention: bad shapes and attributes are errors that name the node an
   a.v = random_tensor(rng, {1, 2, 4, 6});
   expect(a, {"key/value sequence length", "expected 5", "got 4"});
   a = base();
+  a.v = random_tensor(rng, {1, 5, 12});
+  expect(a, {"V must have rank 4 ([N,kv_num_heads,L,v_head_size], as Q), got [1,5,12]"});
+  a = base();
   a.q = random_tensor(rng, {1, 3, 32});
   a.k = random_tensor(rng, {1, 5, 16});
   a.v = random_tensor(rng, {1, 5, 16});

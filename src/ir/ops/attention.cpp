@@ -104,9 +104,9 @@ std::vector<TensorType> infer_attention(const InferContext& ctx) {
                          "([N,q_num_heads,S,head_size]), got {}",
                          q.to_string()));
   const std::size_t rank = q.rank();
-  const char* form = rank == 3 ? "[N,L,kv_num_heads*head_size], as Q" : "[N,kv_num_heads,L,head_size], as Q";
-  require_rank(ctx, 1, rank, "K", form);
-  require_rank(ctx, 2, rank, "V", form);
+  require_rank(ctx, 1, rank, "K", rank == 3 ? "[N,L,kv_num_heads*head_size], as Q" : "[N,kv_num_heads,L,head_size], as Q");
+  require_rank(ctx, 2, rank, "V",
+               rank == 3 ? "[N,L,kv_num_heads*v_head_size], as Q" : "[N,kv_num_heads,L,v_head_size], as Q");
   const i64 q_attr = heads_attr(ctx, "q_num_heads"), kv_attr = heads_attr(ctx, "kv_num_heads");
   Dim batch = q[0];
   Dim hq, hkv, sq, skv, d, dv;
