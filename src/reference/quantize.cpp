@@ -69,6 +69,15 @@ std::vector<i64> param_index(KernelContext& ctx, const Tensor& x, const Tensor& 
   return idx;
 }
 
+/// Input 2, the zero points of QuantizeLinear (`which` "y") or DequantizeLinear ("x"), one per
+/// scale; zeros when absent.
+std::vector<double> zero_points(KernelContext& ctx, std::size_t scales, const char* which) {
+  if (!ctx.has(2)) return std::vector<double>(scales, 0.0);
+  auto zp = as_doubles(ctx.in(2));
+  if (zp.size() != scales) ctx.fail(fmt::format("{0}_zero_point must have {0}_scale's shape", which));
+  return zp;
+}
+
 void quantize_linear(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   const Tensor& scale = ctx.in(1);
@@ -79,11 +88,7 @@ void quantize_linear(KernelContext& ctx) {
   if (lo == hi) ctx.unsupported(fmt::format("quantizing to {}", dtype_name(out)));
   const auto idx = param_index(ctx, x, scale);
   const auto xv = as_doubles(x), sv = as_doubles(scale);
-  std::vector<double> zp(sv.size(), 0.0);
-  if (ctx.has(2)) {
-    zp = as_doubles(ctx.in(2));
-    if (zp.size() != sv.size()) ctx.fail("y_zero_point must have y_scale's shape");
-  }
+  const auto zp = zero_points(ctx, sv.size(), "y");
   std::vector<double> y(xv.size());
   for (std::size_t i = 0; i < xv.size(); ++i) {
     const std::size_t p = static_cast<std::size_t>(idx[i]);
@@ -98,11 +103,7 @@ void dequantize_linear(KernelContext& ctx) {
   const Tensor& scale = ctx.in(1);
   const auto idx = param_index(ctx, x, scale);
   const auto xv = as_doubles(x), sv = as_doubles(scale);
-  std::vector<double> zp(sv.size(), 0.0);
-  if (ctx.has(2)) {
-    zp = as_doubles(ctx.in(2));
-    if (zp.size() != sv.size()) ctx.fail("x_zero_point must have x_scale's shape");
-  }
+  const auto zp = zero_points(ctx, sv.size(), "x");
   std::vector<double> y(xv.size());
   for (std::size_t i = 0; i < xv.size(); ++i) {
     const std::size_t p = static_cast<std::size_t>(idx[i]);

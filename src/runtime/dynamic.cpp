@@ -171,7 +171,9 @@ std::vector<std::int64_t> DynamicContext::output_dims(const std::string& name) {
 ExecutionContext& DynamicContext::context() {
   Shaped& s = current();
   if (!s.context) {
-    if (!s.engine->engine) s.engine = engine_->get(shapes_, profile_, true);
+    // The engine is made (or found) under the engine's lock: contexts on other threads may ask
+    // for the same shape at the same time.
+    s.engine = engine_->get(shapes_, profile_, true);
     s.context = s.engine->engine->create_context();
   }
   s.context->set_cuda_graph(use_graph_);

@@ -27,7 +27,9 @@ using plan::ShapeMap;
 /// kept) and the build options; plan_for() checks a shape against the profile and returns the
 /// plan specialized for it, from the cache or built now. The cache holds `cache_size` plans
 /// (least recently used dropped first); a plan returned stays valid until `cache_size` other
-/// shapes have been asked for since, so callers that keep one hold the shared_ptr.
+/// shapes have been asked for since, so callers that keep one hold the shared_ptr. Not
+/// thread-safe: callers on several threads serialize plan_for (DynamicEngine calls it under its
+/// lock).
 class Specializer {
  public:
   Specializer(Graph g, BuildOptions o, std::vector<Profile> profiles, std::size_t cache_size = 8);
