@@ -485,3 +485,24 @@ TEST_CASE("Einsum shape rule and errors") {
   CHECK_THROWS_AS(run1(node("Einsum", 1, {{"equation", std::string("ii->z")}}), {sq}), Error);
   CHECK_THROWS_AS(run1(node("Einsum", 1, {{"equation", std::string("i1")}}), {sq}), Error);
 }
+
+TEST_CASE("axes known only at run time: the output rank from their count, a scalar counting as one") {
+  // fuzz_onnx found a scalar axes input read as if it were 1-D (tests/fuzz/regressions/onnx/
+  // reduce-scalar-axes-input.onnx).
+  for (const Shape& axes : {Shape{}, Shape::of({1}), Shape::of({2})}) {
+    Graph g;
+    g.inputs.push_back({"data", {DType::f32, Shape::of({3, 4, 5})}});
+    g.inputs.push_back({"axes", {DType::i64, axes}});
+    Node n;
+    n.op = "ReduceLogSum";
+    n.name = "r";
+    n.inputs = {"data", "axes"};
+    n.outputs = {"y"};
+    n.attrs["keepdims"] = std::int64_t{0};
+    g.nodes.push_back(n);
+    g.outputs = {"y"};
+    g.infer();
+    const std::size_t count = axes.rank() == 0 ? 1 : static_cast<std::size_t>(axes[0].value());
+    CHECK(g.type_of("y").shape.rank() == 3 - count);
+  }
+}

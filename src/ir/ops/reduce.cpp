@@ -39,8 +39,10 @@ std::vector<TensorType> infer_reduce(const InferContext& ctx) {
     // Axes known only at run time: the rank is still known with keepdims, or when the number of
     // axes is fixed (axes must be distinct; the kernel checks).
     if (keepdims) return {TensorType{x.dtype, dynamic_shape(x.shape.rank())}};
-    const Dim& n = ctx.input(1).shape[0];
-    if (ctx.input(1).shape.rank() == 1 && n.is_fixed() && n.value() <= r)
+    // A scalar axes input (rank 0) names one axis.
+    const Shape& as = ctx.input(1).shape;
+    const Dim n = as.rank() == 0 ? Dim(1) : as[0];
+    if (n.is_fixed() && n.value() <= r)
       return {TensorType{x.dtype, dynamic_shape(static_cast<std::size_t>(r - n.value()))}};
     throw UnsupportedError(ctx.node.where() +
                            "axes must be a constant (or of fixed length) when keepdims=0: the "
