@@ -443,6 +443,9 @@ TEST_CASE("Expand broadcasts both ways; Tile repeats") {
   Tensor z = run("Tile", {t, ints({1, 2})});
   CHECK(vals(z) == std::vector<double>{1, 2, 1, 2, 3, 4, 3, 4});
   CHECK(infer("Tile", {t, ints({3, 2})}, {false, true})[0].to_string() == "i16[6,4]");
+  // Repeats whose product overflows are a shape error, not signed overflow (fuzz_onnx:
+  // tests/fuzz/regressions/onnx/tile-repeats-overflow.onnx).
+  CHECK_THROWS_AS(infer("Tile", {t, ints({8313491484895901039, 1})}, {false, true}), ShapeError);
   // Law: Tile along one axis equals Concat of copies.
   for (int trial = 0; trial < 30; ++trial) {
     const std::size_t r = static_cast<std::size_t>(rand_int(1, 3));

@@ -309,7 +309,8 @@ std::vector<TensorType> infer_tile(const InferContext& ctx) {
     const i64 k = (*reps)[i];
     if (k < 0) ctx.fail(fmt::format("repeats entry {} is negative", k));
     if (k == 1) continue;
-    out[i] = x.shape[i].is_fixed() ? Dim(x.shape[i].value() * k) : (k == 0 ? Dim(0) : Dim::dynamic());
+    out[i] = x.shape[i].is_fixed() ? Dim(checked(ctx, [&] { return rules::count_mul(x.shape[i].value(), k); }))
+                                   : (k == 0 ? Dim(0) : Dim::dynamic());
   }
   return {{x.dtype, out}};
 }
