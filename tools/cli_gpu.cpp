@@ -105,12 +105,18 @@ plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batc
                               p.is_dynamic() ? " (it is dynamic: give --shapes NAME:DxD,...)" : ""));
     if (!p.is_dynamic()) {
       shapes_option(args, p.inputs);  // a static plan takes only its own dims
+      if (args.has("--profile"))
+        throw Error(fmt::format("--profile: plan '{}' is static (built without profiles)", path));
       return p;
     }
     if (batch > 0)
       throw Error(fmt::format("--batch: plan '{}' is dynamic; give every input's dims with --shapes", path));
     return specialize_for_run(args, p, path);
   }
+  if (args.has("--profile"))
+    throw Error(fmt::format("--profile selects a profile of a dynamic plan; '{}' is an ONNX model (build a dynamic "
+                            "plan with --min-shapes/--max-shapes, or give --shapes)",
+                            path));
   Graph g = load_onnx(path);
   if (graph) *graph = g;
   // A model whose inputs are all fixed (an export at one batch size) keeps its shapes: --batch

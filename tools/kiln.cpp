@@ -97,6 +97,9 @@ int cmd_run(const Argv& argv) {
   if (!parsed) return 0;
   const Args& args = *parsed;
   const std::string path = args.one_positional("model file");
+  if (args.has("--profile"))
+    throw Error("kiln run: --profile selects a profile of a dynamic plan (kiln run --plan FILE); an ONNX model "
+                "runs at the shapes of its inputs (--shapes)");
   Graph g = onnx::load_model(path, {.evaluator = &reference::constant_evaluator()});
   reference::Executor exec(g);
   const auto outputs = exec.run(run_inputs(args, g.inputs));
