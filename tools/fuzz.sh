@@ -15,7 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${KILN_SAN_DIR:-build-san}
-targets=${FUZZ_TARGETS:-onnx tensor_pb npy wts plan timing_cache}
+targets=${FUZZ_TARGETS:-onnx tensor_pb npy wts plan timing_cache calib_cache}
 bin=${FUZZ_BIN:-$build/tests/fuzz}     # where the fuzz_TARGET executables are
 logs=${FUZZ_LOGS:-$build/fuzz-logs}
 flags=("$@")

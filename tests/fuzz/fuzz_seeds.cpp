@@ -22,6 +22,7 @@
 #include "kiln/import/wts.hpp"
 #include "kiln/plan/plan_file.hpp"
 #include "kiln/reference/executor.hpp"
+#include "kiln/build/calibration.hpp"
 #include "runtime/timing_cache.hpp"
 
 namespace fs = std::filesystem;
@@ -92,6 +93,16 @@ void timing_cache_seeds(const fs::path& out) {
   }
 }
 
+void calib_cache_seeds(const fs::path& out) {
+  const std::vector<std::map<std::string, float>> caches = {
+      {{"input", 0.0078740157f}},
+      {{"data", 0.0125f}, {"conv1:0", 0.5f}, {"(Unnamed Layer* 3) [Convolution]_output", 1.75e-3f}},
+  };
+  for (std::size_t c = 0; c < caches.size(); ++c)
+    write(out / "calib_cache" / fmt::format("{}.txt", c),
+          build::calibration_cache_text(c ? build::Calibrator::minmax : build::Calibrator::entropy, caches[c]));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -104,5 +115,6 @@ int main(int argc, char** argv) {
   npy_seeds(out);
   plan_seeds(out, std::vector<std::string>(argv + 2, argv + argc));
   timing_cache_seeds(out);
+  calib_cache_seeds(out);
   return 0;
 }

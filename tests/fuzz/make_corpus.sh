@@ -5,7 +5,7 @@
 # DATA: the ONNX backend test data (default ../shared/onnx-backend-data beside the checkout).
 #   onnx/          every model.onnx of DATA up to 64 KiB (node, simple, pytorch-* suites)
 #   tensor_pb/     input_0.pb and output_0.pb of each node test up to 16 KiB
-#   wts/ npy/ timing_cache/   written by fuzz_seeds with the library's own writers
+#   wts/ npy/ timing_cache/ calib_cache/   written by fuzz_seeds with the library's own writers
 #   plan/          a few node tests' models built for the CPU reference by fuzz_seeds (as
 #                  `kiln build --save` writes them)
 set -euo pipefail
