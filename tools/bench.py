@@ -1,159 +1,136 @@
 #!/usr/bin/python3
-"""kiln against PyTorch, side by side: latency, peak device memory and accuracy per network.
+"""kiln against PyTorch's best, side by side: latency, peak device memory and accuracy per network.
 
     python3 tools/bench.py [--rows ID,...] [--kiln build/tools/kiln] [--work /tmp/kiln-bench]
-                           [--markdown FILE] [--json FILE] [--quick] [--compile] [--channels-last]
+                           [--markdown FILE] [--json FILE] [--quick] [--deadline-s 480]
+                           [--no-compile] [--compile-timeout-s 150] [--memory-format auto]
     python3 tools/bench.py --list
+    /usr/bin/python3 tools/bench.py --dry-run --rows ID,...   # no GPU: export, kiln build, the plan
 
-Each row builds a PyTorch model (random weights from a fixed seed; BatchNorm running statistics
-set from a random batch, as in tools/onnx_exports.py), exports it ONCE to ONNX in fp32 (opset 17,
-TorchScript exporter, the row's fixed batch) into --work, saves a random input as .npy, then:
-  torch   eager (model.eval(), fp16 rows: model.half() and a half input) and a CUDA graph
-          (torch.cuda.CUDAGraph capture, then replay): each iteration timed on the host with
-          time.perf_counter around the call and torch.cuda.synchronize(); median and p90.
-          Peak memory: torch.cuda.max_memory_allocated() after reset_peak_memory_stats().
-  kiln    `KILN bench MODEL.onnx [--fp16] --batch B --warmup W --iterations N --input NAME=X.npy
-          --output-dir DIR --json FILE` without and with --cuda-graph; kiln's time is the better
-          median of the two, its peak memory is memory_bytes.peak.
+Rows are in tools/bench_models.py. Each builds a PyTorch model (random weights from a fixed seed),
+exports it ONCE to ONNX in fp32 (TorchScript exporter, opset 17; the row's fixed shape, or dynamic
+dims for the dynamic-shape rows) into --work, saves a random input as .npy, then:
+  torch   under inference_mode, cudnn.benchmark on, TF32 off (--tf32), fp16/bf16 rows in that
+          dtype; in every memory format worth trying (--memory-format auto: contiguous and
+          channels_last for 16-bit convolutional rows, contiguous otherwise):
+            eager       each call timed on the host (perf_counter around call + synchronize)
+            CUDA graph  torch.cuda.CUDAGraph captured once, replay() timed the same way
+          each keeps its fastest memory format. Then, after every row has its table line, as
+          long as --deadline-s allows (rows in the order where kiln's lead is smallest first):
+            compile     torch.compile(mode=--compile-mode, max-autotune by default) in a child
+                        process (killed after --compile-timeout-s), in the memory format that won
+                        eager/graph; its first call is the compile time, reported; a failure or
+                        timeout is a note in the row.
+          best PyTorch = the fastest of the three; "vs best PyTorch" = best / kiln.
+  kiln    `KILN bench MODEL.onnx [--fp16|--bf16] --batch B --warmup W --iterations N --input
+          NAME=X.npy --output-dir DIR --json FILE` without and with --cuda-graph; kiln's time is
+          the better median of the two, its peak memory is memory_bytes.peak. Dynamic-shape rows:
+          the same for a plan built once with --min/--opt/--max-shapes (`kiln bench PLAN
+          --shapes ...`) against a static engine at the row's shape (`kiln bench MODEL.onnx
+          --shapes ...`).
   error   max|kiln - torch| / max|torch| over every output, on the same input, against torch in
-          the row's precision (fp16 rows also against torch fp32, in the notes).
-A row whose kiln run fails gets kiln's stderr tail in its notes; the suite goes on.
-Everything is written to --work/<row>/ (inputs, torch outputs, kiln outputs and JSON).
-See bench/README.md.
+          the row's precision (16-bit rows also against torch fp32, in the notes).
+Rows that kiln cannot run (INT8, FP8, a detector with NMS, BF16 without `kiln bench --bf16`) are
+listed as not run with the reason. A row whose kiln run fails gets kiln's stderr tail in its
+notes; the suite goes on. The table and JSON are rewritten after every row and every compile, and
+each finished row is printed to stdout, so a run that is killed keeps what it measured. Rows that
+miss against PyTorch get `kiln profile --top 10 --roofline` under the table. See bench/README.md.
 """
 import argparse
 import datetime
 import gc
-import inspect
 import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
-import warnings
-from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "data"))
+sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
-import onnx_exports  # noqa: E402  (tools/onnx_exports.py: seed, BatchNorm calibration)
-from make_wts_models import CharRNN, LeNet  # noqa: E402  (the PyTorch twins of examples/)
+import bench_models as bm  # noqa: E402  (tools/bench_models.py: rows, models, export)
+from bench_models import ROWS, ROW_BY_ID  # noqa: E402
 
-try:
-    import onnx  # only to read the graph's input/output names back (the dynamo exporter's)
-except ImportError:
-    onnx = None
-
-# The TorchScript exporter warns about LSTM batch sizes and its own deprecation; neither matters.
-for _category in (UserWarning, DeprecationWarning, FutureWarning):
-    warnings.filterwarnings("ignore", category=_category, module=r"torch\.onnx")
-
-SEED = onnx_exports.SEED
-OPSET = 17
-DYNAMO_OPSET = 18
-
-
-@dataclass(frozen=True)
-class Row:
-    id: str
-    model: str       # lenet resnet50 vgg19 mobilenet_v2 googlenet charrnn
-    fp16: bool
-    batch: int
-    steps: int = 0   # char-RNN sequence length
-
-    @property
-    def export_key(self):  # rows that share an ONNX file (fp32 and fp16 of one shape)
-        return f"{self.model}-b{self.batch}" + (f"-t{self.steps}" if self.steps else "")
-
-
-ROWS = [
-    Row("lenet-fp32-b1", "lenet", False, 1),
-    Row("lenet-fp32-b1024", "lenet", False, 1024),
-    Row("resnet50-fp32-b1", "resnet50", False, 1),
-    Row("resnet50-fp32-b64", "resnet50", False, 64),
-    Row("resnet50-fp16-b1", "resnet50", True, 1),
-    Row("resnet50-fp16-b256", "resnet50", True, 256),
-    Row("vgg19-fp16-b1", "vgg19", True, 1),
-    Row("vgg19-fp16-b32", "vgg19", True, 32),
-    Row("mobilenetv2-fp16-b1", "mobilenet_v2", True, 1),
-    Row("googlenet-fp16-b1", "googlenet", True, 1),
-    Row("charrnn-fp32-b1-t1", "charrnn", False, 1, 1),
-    Row("charrnn-fp32-b64-t100", "charrnn", False, 64, 100),
-    Row("charrnn-fp16-b64-t100", "charrnn", True, 64, 100),
-]
-ROW_BY_ID = {r.id: r for r in ROWS}
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+FORMAT_TAG = {"contiguous": "", "channels_last": " cl"}
+KILN_PRECISION = {"fp32": [], "fp16": ["--fp16"], "bf16": ["--bf16"]}
 
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-# ---- models ----------------------------------------------------------------------------------
-class CharRNNStates(CharRNN):
-    """examples/charrnn.cpp: embedded characters [T,N,512], a 2-layer LSTM of 512 with initial
-    states in and final states out, fc to 65, softmax. Parameter names as in CharRNN."""
-
-    def forward(self, data, hidden_in, cell_in):           # [T,N,512] [2,N,512] [2,N,512]
-        y, (h, c) = self.rnn(data, (hidden_in, cell_in))   # [T,N,512] [2,N,512] [2,N,512]
-        return F.softmax(self.fc(y), dim=-1), h, c         # [T,N,65]
+def tail(text, n=400):
+    text = " ".join((text or "").strip().split())
+    return text if len(text) <= n else "..." + text[-n:]
 
 
-def build(row):
-    """(fp32 model in eval mode on the CPU, {input name: fp32 tensor}, [output names])."""
-    gen = torch.Generator().manual_seed(SEED + 1)
-    if row.model == "lenet":
-        torch.manual_seed(SEED)
-        model = LeNet()
-        inputs = {"data": torch.rand(row.batch, 1, 28, 28, generator=gen)}  # MNIST-like, [0,1)
-        outputs = ["prob"]
-    elif row.model == "charrnn":
-        torch.manual_seed(SEED)
-        model = CharRNNStates()
-        t, n = row.steps, row.batch
-        inputs = {"data": torch.randn(t, n, 512, generator=gen),
-                  "hidden_in": 0.5 * torch.randn(2, n, 512, generator=gen),
-                  "cell_in": 0.5 * torch.randn(2, n, 512, generator=gen)}
-        outputs = ["prob", "hidden_out", "cell_out"]
-    else:
-        model, _ = onnx_exports.build(row.model)  # seeded torchvision model, BatchNorm calibrated
-        inputs = {"input": torch.randn(row.batch, 3, 224, 224, generator=gen)}
-        outputs = ["output"]
-    model.eval()
-    if row.fp16:  # the same values for every precision: fp16-representable inputs
-        inputs = {k: v.half().float() for k, v in inputs.items()}
-    return model, inputs, outputs
+def run_text(cmd, timeout=30):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        return p.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
-def as_tuple(y):
-    return tuple(y) if isinstance(y, (tuple, list)) else (y,)
+def set_backends(args):
+    """cudnn.benchmark and TF32 as asked; the same in the torch.compile child process."""
+    if args.device != "cuda":
+        return
+    torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
+    if args.tf32 != "default":  # the legacy switches: torch 1.13 to 2.11 honour them
+        on = args.tf32 == "on"
+        torch.backends.cudnn.allow_tf32 = on
+        torch.backends.cuda.matmul.allow_tf32 = on
+        if hasattr(torch, "set_float32_matmul_precision"):
+            torch.set_float32_matmul_precision("high" if on else "highest")
 
 
-def export(model, inputs, outputs, path, exporter):
-    """Writes the ONNX file; returns ([input names], [output names]) as they are in the file."""
-    args = tuple(inputs.values())
-    names = dict(input_names=list(inputs), output_names=outputs)
-    if exporter == "dynamo":
-        torch.onnx.export(model, args, path, dynamo=True, opset_version=DYNAMO_OPSET,
-                          external_data=True, **names)
-    else:
-        extra = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
-        torch.onnx.export(model, args, path, opset_version=OPSET, do_constant_folding=True,
-                          **names, **extra)
-    if exporter != "dynamo" or onnx is None:  # TorchScript keeps the names it is given
-        return list(inputs), list(outputs)
-    m = onnx.load(path, load_external_data=False)
-    inits = {t.name for t in m.graph.initializer}
-    return ([i.name for i in m.graph.input if i.name not in inits], [o.name for o in m.graph.output])
+def tf32_state():
+    try:
+        return {"conv": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32}
+    except RuntimeError as e:  # torch >= 2.9 when the new fp32_precision API was used
+        return {"error": str(e)}
 
 
-# ---- torch timing ----------------------------------------------------------------------------
+# ---- what this kiln can do ---------------------------------------------------------------------
+class KilnCaps:
+    """Read from `kiln bench --help` and `kiln ops`, so that the rows follow the binary."""
+
+    def __init__(self, kiln):
+        self.bench_help = run_text([kiln, "bench", "--help"]) if kiln else ""
+        self.gpu_ops = set()
+        for line in (run_text([kiln, "ops"]) if kiln else "").splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 4 and parts[3] == "yes":
+                self.gpu_ops.add(parts[0])
+        self.known = bool(self.bench_help)
+
+    @property
+    def bf16(self):
+        return "--bf16" in self.bench_help
+
+    def transformer_opset(self):
+        """opset 17 writes LayerNormalization; where kiln's GPU has no step for it, opset 16
+        writes its decomposed form (ReduceMean, Sub, Pow, Sqrt, Div, Mul, Add)."""
+        return bm.OPSET if not self.known or "LayerNormalization" in self.gpu_ops else 16
+
+    def not_run(self, row):
+        if row.blocked:
+            return row.blocked
+        if row.precision == "bf16" and self.known and not self.bf16:
+            return "kiln has no --bf16 yet (`kiln bench --help`; issue 15)"
+        return None
+
+
+# ---- torch timing ------------------------------------------------------------------------------
 def summarize(times_s):
     ms = np.array(times_s) * 1e3
     return {"n": int(ms.size), "min": float(ms.min()), "mean": float(ms.mean()),
@@ -196,6 +173,14 @@ def cuda_graph(model, static_args):
     return g, static_out
 
 
+def as_tuple(y):
+    return tuple(y) if isinstance(y, (tuple, list)) else (y,)
+
+
+def numpy_outputs(names, y):
+    return {k: v.float().cpu().numpy() for k, v in zip(names, as_tuple(y))}
+
+
 def rel_err(got, want):
     want = np.asarray(want, dtype=np.float64)
     got = np.asarray(got, dtype=np.float64)
@@ -210,12 +195,38 @@ def worst_err(got, want):
     return max(rel_err(got[k], want[k]) for k in want)
 
 
+def counts(args, row):
+    """(warmup, iterations, seconds one timing loop may take) for a row."""
+    warmup = args.warmup if args.warmup is not None else (5 if args.quick else 20)
+    iterations = args.iterations if args.iterations is not None else \
+        ((100 if args.quick else 300) if row.batch == 1 else (30 if args.quick else 100))
+    return warmup, iterations, args.max_measure_s * (0.5 if args.quick else 1.0)
+
+
+def memory_formats(args, row):
+    if not row.conv:
+        return ["contiguous"]
+    if args.memory_format == "auto":
+        return ["contiguous", "channels_last"] if row.half else ["contiguous"]
+    return ["contiguous", "channels_last"] if args.memory_format == "both" else [args.memory_format]
+
+
+def to_format(model, x, fmt):
+    """The model and its 4-D float inputs in memory format fmt (modules convert in place)."""
+    model = model.to(memory_format=FORMATS[fmt])
+    x = {k: v.contiguous(memory_format=FORMATS[fmt]) if v.dim() == 4 and v.is_floating_point() else v
+         for k, v in x.items()}
+    return model, x
+
+
+def on_device(model, inputs, dev, dtype):
+    """The model and its float inputs in dtype on dev (the model converts in place)."""
+    model = model.to(dev, dtype)
+    x = {k: v.to(dev, dtype) if v.is_floating_point() else v.to(dev) for k, v in inputs.items()}
+    return model, x
+
+
 # ---- kiln --------------------------------------------------------------------------------------
-def tail(text, n=400):
-    text = " ".join((text or "").strip().split())
-    return text if len(text) <= n else "..." + text[-n:]
-
-
 def output_file(folder, name):
     for file in (name, "".join(c if c.isalnum() or c in "_-." else "_" for c in name)):
         path = os.path.join(folder, file + ".npy")
@@ -224,201 +235,296 @@ def output_file(folder, name):
     return None
 
 
-def run_kiln(args, row, onnx_path, input_files, out_names, warmup, iterations, graph, folder):
-    """One `kiln bench` run; returns a dict with cmd, rc, json (or error) and outputs."""
-    tag = "graph" if graph else "nograph"
-    out_dir = os.path.join(folder, f"kiln_out_{tag}")
-    json_path = os.path.join(folder, f"kiln_{tag}.json")
+def time_left(args, at):
+    return at - time.perf_counter()
+
+
+def run_proc(cmd, timeout, log_path=None):
+    """Runs cmd in its own process group; on timeout kills the whole group (torch.compile's
+    worker processes too). Returns (rc or None on timeout, output text)."""
+    out = open(log_path, "w+") if log_path else subprocess.PIPE
+    try:
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if log_path else subprocess.PIPE,
+                             text=True, start_new_session=True)
+        try:
+            so, se = p.communicate(timeout=max(1.0, timeout))
+            rc = p.returncode
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            so, se = p.communicate()
+            rc = None
+        if log_path:
+            out.seek(0)
+            return rc, out.read()
+        return rc, (se or "") + (so or "")
+    finally:
+        if log_path:
+            out.close()
+
+
+def run_kiln(args, head, tag, input_files, out_names, warmup, iterations, graph, folder, cache):
+    """One `kiln bench HEAD...` run (HEAD: the model or plan and its precision/shape flags);
+    returns a dict with cmd, rc, json (or error) and outputs."""
+    name = f"{tag}_{'graph' if graph else 'nograph'}"
+    out_dir = os.path.join(folder, f"kiln_out_{name}")
+    json_path = os.path.join(folder, f"kiln_{name}.json")
     for stale in [json_path] + [os.path.join(out_dir, f) for f in
                                 (os.listdir(out_dir) if os.path.isdir(out_dir) else [])]:
         if os.path.isfile(stale):
             os.remove(stale)
-    cmd = [args.kiln, "bench", onnx_path] + (["--fp16"] if row.fp16 else [])
-    cmd += ["--batch", str(row.batch), "--warmup", str(warmup), "--iterations", str(iterations)]
-    for name, path in input_files.items():
-        cmd += ["--input", f"{name}={path}"]
+    cmd = [args.kiln, "bench"] + head + ["--warmup", str(warmup), "--iterations", str(iterations)]
+    for n, path in input_files.items():
+        cmd += ["--input", f"{n}={path}"]
     cmd += ["--output-dir", out_dir, "--json", json_path] + (["--cuda-graph"] if graph else [])
-    if not args.no_timing_cache:  # the --cuda-graph run reuses the tactics the first run timed
+    if cache and not args.no_timing_cache:  # the --cuda-graph run reuses the tactics the first run timed
         cmd += ["--timing-cache", os.path.join(args.work, "kiln-timing.cache")]
     cmd += args.kiln_arg
-    res = {"cmd": shlex.join(cmd), "cuda_graph": graph}
-    t0 = time.perf_counter()
-    timeout = max(10.0, min(args.kiln_timeout, args.deadline_at - t0))
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        res["error"] = f"kiln bench{' --cuda-graph' if graph else ''} timed out after {timeout:.0f} s: {tail(err)}"
+    what = f"kiln bench ({tag}){' --cuda-graph' if graph else ''}"
+    res = {"cmd": shlex.join(cmd), "cuda_graph": graph, "engine": tag}
+    if args.dry_run:
         return res
+    t0 = time.perf_counter()
+    timeout = min(args.kiln_timeout, time_left(args, args.end_at))
+    if timeout < 5:
+        res["error"] = f"{what} not run: past --deadline-s + --grace-s"
+        return res
+    try:
+        rc, text = run_proc(cmd, timeout)
     except OSError as e:
         res["error"] = f"cannot run {args.kiln}: {e}"
         return res
-    res["rc"], res["wall_s"] = p.returncode, time.perf_counter() - t0
-    res["stderr_tail"] = tail(p.stderr, 2000)
-    if p.returncode != 0:
-        res["error"] = f"kiln bench{' --cuda-graph' if graph else ''} exit {p.returncode}: " \
-                       f"{tail(p.stderr or p.stdout)}"
+    res["wall_s"] = time.perf_counter() - t0
+    if rc is None:
+        res["error"] = f"{what} timed out after {timeout:.0f} s: {tail(text)}"
+        return res
+    res["rc"], res["output_tail"] = rc, tail(text, 2000)
+    if rc != 0:
+        res["error"] = f"{what} exit {rc}: {tail(text)}"
         return res
     try:
         with open(json_path) as f:
             res["json"] = json.load(f)
     except (OSError, ValueError) as e:
-        res["error"] = f"kiln bench wrote no readable JSON ({e})"
+        res["error"] = f"{what} wrote no readable JSON ({e})"
         return res
     outs = {}
-    for name in out_names:
-        path = output_file(out_dir, name)
+    for n in out_names:
+        path = output_file(out_dir, n)
         if path is None:
-            res["error"] = f"kiln bench wrote no {name}.npy in {out_dir}"
+            res["error"] = f"{what} wrote no {n}.npy in {out_dir}"
             return res
-        outs[name] = np.load(path)
+        outs[n] = np.load(path)
     res["outputs"] = outs
     return res
 
 
+def kiln_engine(args, row, r, head, tag, input_files, onnx_outputs, ref, ref32, k_iter, cache):
+    """`kiln bench` without and with --cuda-graph for one engine; returns the better run's JSON
+    (or None) and records both runs in r['kiln_runs']."""
+    warmup = counts(args, row)[0]
+    runs = []
+    for graph in (False, True):
+        log(f"  kiln bench ({tag}){' --cuda-graph' if graph else ''}: warmup {warmup}, {k_iter} iterations")
+        res = run_kiln(args, head, tag, input_files, onnx_outputs, warmup, k_iter, graph,
+                       os.path.join(args.work, row.id), cache)
+        if "error" in res:
+            first = runs[0].get("error", "") if runs else ""
+            same = first and first.split(": ", 1)[-1] == res["error"].split(": ", 1)[-1]
+            r["notes"].append(f"kiln bench ({tag}) --cuda-graph: the same error" if same else res["error"])
+        elif "outputs" in res:
+            try:  # ref, ref32: torch's outputs by the ONNX file's output names
+                res["max_rel_err"] = worst_err(res["outputs"], ref)
+                if row.half:
+                    res["max_rel_err_vs_fp32"] = worst_err(res["outputs"], ref32)
+            except ValueError as e:
+                r["notes"].append(f"kiln ({tag}) output: {e}")
+        res.pop("outputs", None)
+        runs.append(res)
+    r.setdefault("kiln_runs", []).extend(runs)
+    ok = [x for x in runs if "json" in x]
+    return (min(ok, key=lambda x: x["json"]["latency_ms"]["median"]) if ok else None), runs
+
+
+def dynamic_plan(args, row, onnx_path, r):
+    """Builds the row's dynamic plan once (every dynamic row of a model and precision shares it);
+    returns its path or None (with a note)."""
+    plan = os.path.join(args.work, "onnx", f"{row.export_key}-{row.precision}.plan")
+    key = (onnx_path, row.precision)
+    if not args.kiln:
+        r["notes"].append("no dynamic plan: no kiln CLI")
+        return None
+    if key not in args.plans:
+        cmd = [args.kiln, "build", onnx_path] + KILN_PRECISION[row.precision]
+        for which in ("min", "opt", "max"):
+            cmd += [f"--{which}-shapes", "x:" + "x".join(str(d) for d in bm.DYNAMIC_PROFILE[which])]
+        cmd += ["--save", plan]
+        info = {"cmd": shlex.join(cmd)}
+        if args.reuse_exports and os.path.exists(plan) and not args.dry_run:
+            info["reused"] = True
+        else:
+            if os.path.exists(plan):
+                os.remove(plan)
+            log(f"  {info['cmd']}")
+            t0 = time.perf_counter()
+            rc, text = run_proc(cmd, min(args.kiln_timeout, time_left(args, args.end_at)))
+            info.update(seconds=time.perf_counter() - t0, rc=rc, output_tail=tail(text, 600))
+            if rc != 0:
+                info["error"] = f"kiln build (dynamic plan) {'timed out' if rc is None else f'exit {rc}'}: {tail(text)}"
+        args.plans[key] = info
+    info = args.plans[key]
+    r["dynamic_plan"] = info
+    if "error" in info:
+        r["notes"].append(info["error"])
+        return None
+    return plan
+
+
 # ---- one row -----------------------------------------------------------------------------------
-def bench_row(args, row, exports, r):
-    """Fills r (which keeps what was measured when a later step throws)."""
-    dev = torch.device(args.device)
-    cuda = dev.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    batch1 = row.batch == 1
-    warmup = args.warmup if args.warmup is not None else (5 if args.quick else 20)
-    iterations = args.iterations if args.iterations is not None else \
-        ((100 if args.quick else 300) if batch1 else (30 if args.quick else 100))
-    budget = args.max_measure_s * (0.5 if args.quick else 1.0)
-    folder = os.path.join(args.work, row.id)
-    os.makedirs(folder, exist_ok=True)
-    note = r["notes"].append
-
-    model, inputs, out_names = build(row)
-    model = model.to(dev)
-    x = {k: v.to(dev) for k, v in inputs.items()}
-    input_files = {}
-    for name, v in inputs.items():
-        input_files[name] = os.path.join(folder, f"input_{name}.npy")
-        np.save(input_files[name], v.numpy().astype(np.float32))
-
-    # ONNX, once per model and batch, fp32
-    onnx_path = os.path.join(args.work, "onnx", row.export_key + ".onnx")
-    if row.export_key not in exports:
+def export_row(args, row, model, inputs, out_names, exports, r):
+    """The row's ONNX file (exported once per model and shape); returns (path, [input names],
+    [output names]) as in the file."""
+    opset = args.caps.transformer_opset() if row.model in bm.TRANSFORMERS else bm.OPSET
+    name = row.export_key + (f"-opset{opset}" if opset != bm.OPSET else "")
+    if opset != bm.OPSET:
+        r["notes"].append(f"ONNX opset {opset}: LayerNormalization decomposed, kiln's GPU has no step for it")
+    onnx_path = os.path.join(args.work, "onnx", name + ".onnx")
+    if name not in exports:
         if args.reuse_exports and os.path.exists(onnx_path):
-            exports[row.export_key] = (list(inputs), out_names)
+            exports[name] = (list(inputs), out_names)
             log(f"  reusing {onnx_path}")
         else:
             t0 = time.perf_counter()
             os.makedirs(os.path.dirname(onnx_path), exist_ok=True)
-            with torch.no_grad():
-                exports[row.export_key] = export(model, x, out_names, onnx_path, args.exporter)
+            exports[name] = bm.export(row, model, inputs, out_names, onnx_path, args.exporter, opset)
             log(f"  exported {onnx_path} in {time.perf_counter() - t0:.1f} s")
-    onnx_inputs, onnx_outputs = exports[row.export_key]
     r["onnx"] = onnx_path
+    return (onnx_path,) + tuple(exports[name])
+
+
+def save_inputs(folder, inputs):
+    files = {}
+    for name, v in inputs.items():
+        files[name] = os.path.join(folder, f"input_{name}.npy")
+        a = v.numpy()
+        np.save(files[name], a.astype(np.float32) if v.is_floating_point() else a.astype(np.int64))
+    return files
+
+
+def torch_row(args, row, model, x, out_names, r):
+    """PyTorch eager and CUDA graph in each memory format; returns the row-precision outputs of
+    the first format's eager run."""
+    cuda = args.device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    warmup, iterations, budget = counts(args, row)
+    ref = None
+    r["torch_formats"] = {}
+    for fmt in memory_formats(args, row):
+        model, xf = to_format(model, x, fmt) if row.conv else (model, x)
+        args_x = tuple(xf.values())
+        per = r["torch_formats"][fmt] = {}
+        with torch.inference_mode():
+            y = numpy_outputs(out_names, model(*args_x))
+            if ref is None:
+                ref = y
+            else:
+                per["vs_first_format_err"] = worst_err(y, ref)
+            log(f"  torch eager ({fmt}): warmup {warmup}, up to {iterations} iterations")
+            if cuda:
+                gc.collect()
+                sync()
+                torch.cuda.reset_peak_memory_stats()
+            per["eager"] = time_calls(lambda: model(*args_x), sync, warmup, iterations, budget)
+            if cuda:
+                per["eager_peak_bytes"] = torch.cuda.max_memory_allocated()
+                log(f"  torch CUDA graph ({fmt})")
+                try:
+                    sync()
+                    torch.cuda.reset_peak_memory_stats()
+                    g, static_out = cuda_graph(model, args_x)
+                    per["graph"] = time_calls(g.replay, sync, warmup, iterations, budget)
+                    per["graph_peak_bytes"] = torch.cuda.max_memory_allocated()
+                    per["graph_vs_eager_err"] = worst_err(numpy_outputs(out_names, static_out), y)
+                    g = static_out = None
+                except Exception as e:  # noqa: BLE001  (a capture failure is a result, not a crash)
+                    r["notes"].append(f"torch CUDA graph ({fmt}) failed: {tail(str(e), 200)}")
+            elif "no CUDA graph on the CPU" not in r["notes"]:
+                r["notes"].append("no CUDA graph on the CPU")
+        del args_x, xf
+    for mode in ("eager", "graph"):
+        have = [(per[mode]["median"], fmt) for fmt, per in r["torch_formats"].items() if mode in per]
+        if have:
+            fmt = min(have)[1]
+            r[f"torch_{mode}"] = dict(r["torch_formats"][fmt][mode], memory_format=fmt)
+            r[f"torch_{mode}_peak_bytes"] = r["torch_formats"][fmt].get(f"{mode}_peak_bytes")
+    modes = [(r[k]["median"], r[k]["memory_format"]) for k in ("torch_eager", "torch_graph") if k in r]
+    r["torch_best_format"] = min(modes)[1] if modes else "contiguous"
+    return ref
+
+
+def bench_row(args, row, exports, r):
+    """Phase 1 of a row: export, torch eager and graph, kiln. Fills r (which keeps what was
+    measured when a later step throws)."""
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    folder = os.path.join(args.work, row.id)
+    os.makedirs(folder, exist_ok=True)
+    note = r["notes"].append
+
+    model, inputs, out_names = bm.build(row)
+    input_files = save_inputs(folder, inputs)
+    model, x32 = on_device(model, inputs, dev, torch.float32)
+    onnx_path, onnx_inputs, onnx_outputs = export_row(args, row, model, x32, out_names, exports, r)
     if sorted(onnx_inputs) != sorted(inputs):
         note(f"ONNX inputs {onnx_inputs} differ from the model's {list(inputs)}")
     input_files = {o: input_files[i] for o, i in zip(onnx_inputs, inputs)}
 
     with torch.inference_mode():
-        ref32 = {k: v.float().cpu().numpy() for k, v in zip(out_names, as_tuple(model(*x.values())))}
+        ref32 = numpy_outputs(out_names, model(*x32.values()))
     for k, v in ref32.items():
         np.save(os.path.join(folder, f"torch_fp32_{k}.npy"), v)
-    if row.fp16:
-        if cuda:
-            model = model.half()
-            x = {k: v.half() for k, v in x.items()}
-        else:
-            note("torch has no fp16 convolution/LSTM on the CPU: torch ran fp32")
-    if args.channels_last and row.model not in ("charrnn",):
-        model = model.to(memory_format=torch.channels_last)
-        x = {k: v.contiguous(memory_format=torch.channels_last) for k, v in x.items()}
-    args_x = tuple(x.values())
+    del x32
+    if row.half and not cuda:
+        note(f"torch has no {row.precision} convolution/LSTM on the CPU: torch ran fp32")
+    model, x = on_device(model, inputs, dev, bm.torch_dtype(row) if cuda else torch.float32)
 
-    def forward():
-        return model(*args_x)
-
-    with torch.inference_mode():
-        ref = {k: v.float().cpu().numpy() for k, v in zip(out_names, as_tuple(forward()))}
-        for k, v in ref.items():
-            np.save(os.path.join(folder, f"torch_{k}.npy"), v)
-        if row.fp16 and cuda:
-            r["torch_fp16_err_vs_fp32"] = worst_err(ref, ref32)
-
-        # eager
-        log(f"  torch eager: warmup {warmup}, up to {iterations} iterations")
-        if cuda:
-            gc.collect()
-            sync()
-            torch.cuda.reset_peak_memory_stats()
-        r["torch_eager"] = time_calls(forward, sync, warmup, iterations, budget)
-        if cuda:
-            r["torch_eager_peak_bytes"] = torch.cuda.max_memory_allocated()
-
-        # CUDA graph
-        if cuda:
-            log("  torch CUDA graph")
-            try:
-                sync()
-                torch.cuda.reset_peak_memory_stats()
-                g, static_out = cuda_graph(model, args_x)
-                r["torch_graph"] = time_calls(g.replay, sync, warmup, iterations, budget)
-                r["torch_graph_peak_bytes"] = torch.cuda.max_memory_allocated()
-                r["torch_graph_vs_eager_err"] = worst_err(  # the replay computes what eager does
-                    {k: v.float().cpu().numpy() for k, v in zip(out_names, as_tuple(static_out))}, ref)
-                g = static_out = None
-            except Exception as e:  # noqa: BLE001  (a capture failure is a result, not a crash)
-                note(f"torch CUDA graph failed: {tail(str(e), 200)}")
-        else:
-            note("no CUDA graph on the CPU")
-
-    # torch.compile, ResNet-50 fp16 only
-    if args.compile and cuda and row.model == "resnet50" and row.fp16:
-        log(f"  torch.compile(mode={args.compile_mode})")
-        try:
-            compiled = torch.compile(model, mode=args.compile_mode)
-            with torch.inference_mode():
-                t0 = time.perf_counter()
-                compiled(*args_x)
-                sync()
-                r["torch_compile_first_call_s"] = time.perf_counter() - t0
-                r["torch_compile"] = time_calls(lambda: compiled(*args_x), sync, warmup, iterations, budget)
-            del compiled
-        except Exception as e:  # noqa: BLE001
-            note(f"torch.compile failed: {tail(str(e), 200)}")
-
-    model = x = args_x = None  # frees torch's device memory before kiln runs
+    ref = torch_row(args, row, model, x, out_names, r)
+    for k, v in ref.items():
+        np.save(os.path.join(folder, f"torch_{k}.npy"), v)
+    if row.half and cuda:
+        r["torch_half_err_vs_fp32"] = worst_err(ref, ref32)
+    model = x = None  # frees torch's device memory before kiln runs
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
 
-    # kiln
     if args.skip_kiln:
         note("kiln skipped (--skip-kiln)")
         return
     # kiln's iteration count from torch's time, so that a slow kiln still fits the budget
+    _, iterations, budget = counts(args, row)
     torch_ms = min(r[k]["median"] for k in ("torch_eager", "torch_graph") if k in r)
     k_iter = min(iterations, max(10, int(budget * 1e3 / max(torch_ms, 1e-3))))
-    runs = []
-    for graph in (False, True):
-        log(f"  kiln bench{' --cuda-graph' if graph else ''}: warmup {warmup}, {k_iter} iterations")
-        res = run_kiln(args, row, onnx_path, input_files, onnx_outputs, warmup, k_iter, graph, folder)
-        if "error" in res:
-            first = runs[0].get("error", "") if runs else ""
-            same = first and first.split(": ", 1)[-1] == res["error"].split(": ", 1)[-1]
-            note("kiln bench --cuda-graph: the same error" if same else res["error"])
-        else:
-            want = {o: ref[i] for o, i in zip(onnx_outputs, out_names)}
-            try:
-                res["max_rel_err"] = worst_err(res["outputs"], want)
-                if row.fp16:
-                    res["max_rel_err_vs_fp32"] = worst_err(
-                        res["outputs"], {o: ref32[i] for o, i in zip(onnx_outputs, out_names)})
-            except ValueError as e:
-                note(f"kiln output: {e}")
-        res.pop("outputs", None)
-        runs.append(res)
-    r["kiln_runs"] = runs
-    ok = [x for x in runs if "json" in x]
-    if ok:
-        best = min(ok, key=lambda x: x["json"]["latency_ms"]["median"])
+    ref_by_name = {o: ref[i] for o, i in zip(onnx_outputs, out_names)}
+    ref32_by_name = {o: ref32[i] for o, i in zip(onnx_outputs, out_names)}
+    prec = KILN_PRECISION[row.precision]
+    if row.dynamic:
+        static, _ = kiln_engine(args, row, r, [onnx_path] + prec + ["--shapes", row.shapes_arg()], "static",
+                                input_files, onnx_outputs, ref_by_name, ref32_by_name, k_iter, True)
+        plan = dynamic_plan(args, row, onnx_path, r)
+        best = None
+        if plan:  # the plan decides the precision; its tactics come from the build, no cache
+            best, _ = kiln_engine(args, row, r, [plan, "--shapes", row.shapes_arg()], "dynamic",
+                                  input_files, onnx_outputs, ref_by_name, ref32_by_name, k_iter, False)
+        if static:
+            r["kiln_static_ms"] = static["json"]["latency_ms"]["median"]
+    else:
+        best, _ = kiln_engine(args, row, r, [onnx_path] + prec + ["--batch", str(row.batch)], "onnx",
+                              input_files, onnx_outputs, ref_by_name, ref32_by_name, k_iter, True)
+    ok = [x for x in r.get("kiln_runs", []) if "json" in x and x["engine"] != "static"]
+    if best:
         j = best["json"]
         r["kiln_ms"] = j["latency_ms"]["median"]
         r["kiln_p90_ms"] = j["latency_ms"].get("p90")
@@ -430,43 +536,149 @@ def bench_row(args, row, exports, r):
         errs32 = [x["max_rel_err_vs_fp32"] for x in ok if "max_rel_err_vs_fp32" in x]
         if errs32:
             r["max_rel_err_vs_fp32"] = max(errs32)
-            t16 = r.get("torch_fp16_err_vs_fp32")
-            note(f"vs torch fp32: kiln {max(errs32):.2e}" + (f", torch fp16 {t16:.2e}" if t16 is not None else ""))
-        if "torch_eager" in r:
-            r["speedup_vs_eager"] = r["torch_eager"]["median"] / r["kiln_ms"]
-        if "torch_graph" in r:
-            r["speedup_vs_graph"] = r["torch_graph"]["median"] / r["kiln_ms"]
+            t16 = r.get("torch_half_err_vs_fp32")
+            note(f"vs torch fp32: kiln {max(errs32):.2e}" + (f", torch {row.precision} {t16:.2e}" if t16 is not None else ""))
+    if row.dynamic and r.get("kiln_ms") and r.get("kiln_static_ms"):
+        r["dynamic_vs_static"] = r["kiln_ms"] / r["kiln_static_ms"]
+        note(f"static engine {fmt_ms(r['kiln_static_ms'])} ms, dynamic/static {r['dynamic_vs_static']:.2f}")
+
+
+def finish_row(r):
+    """The ratios: best PyTorch over eager, graph and compile; kiln against it."""
+    peers = [(r[k]["median"], k[6:] + FORMAT_TAG.get(r[k].get("memory_format", "contiguous"), ""))
+             for k in ("torch_eager", "torch_graph", "torch_compile") if k in r]
+    if peers:
+        r["torch_best_ms"], r["torch_best"] = min(peers)
+    if r.get("kiln_ms"):
+        for k, out in (("torch_eager", "speedup_vs_eager"), ("torch_graph", "speedup_vs_graph"),
+                       ("torch_compile", "speedup_vs_compile")):
+            if k in r:
+                r[out] = r[k]["median"] / r["kiln_ms"]
+        if peers:
+            r["vs_best"] = r["torch_best_ms"] / r["kiln_ms"]
+
+
+# ---- torch.compile, in a child process ----------------------------------------------------------
+def compile_worker(args):
+    """`bench.py --compile-worker ROW`: compiles the row's model, times it, writes --result."""
+    row = ROW_BY_ID[args.compile_worker]
+    set_backends(args)
+    res = {"mode": args.compile_mode, "memory_format": args.memory_format, "torch": torch.__version__}
+    try:
+        model, inputs, out_names = bm.build(row)
+        cuda = args.device == "cuda"
+        model, x = on_device(model, inputs, torch.device(args.device),
+                             bm.torch_dtype(row) if cuda else torch.float32)
+        if row.conv:
+            model, x = to_format(model, x, args.memory_format)
+        args_x = tuple(x.values())
+        sync = torch.cuda.synchronize if cuda else (lambda: None)
+        warmup, iterations, budget = counts(args, row)
+        compiled = torch.compile(model, mode=args.compile_mode)
+        with torch.no_grad():  # cudagraph trees and inference_mode do not mix in every version
+            sync()
+            t0 = time.perf_counter()
+            y = compiled(*args_x)
+            sync()
+            res["compile_s"] = time.perf_counter() - t0
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            res["stats"] = time_calls(lambda: compiled(*args_x), sync, warmup, iterations, budget)
+            if cuda:
+                res["peak_bytes"] = torch.cuda.max_memory_allocated()
+            y = numpy_outputs(out_names, compiled(*args_x))
+        folder = os.path.join(args.work, row.id)
+        want = {k: np.load(os.path.join(folder, f"torch_{k}.npy")) for k in out_names
+                if os.path.exists(os.path.join(folder, f"torch_{k}.npy"))}
+        if want:
+            res["vs_eager_err"] = worst_err({k: y[k] for k in want}, want)
+    except Exception as e:  # noqa: BLE001
+        res["error"] = f"{type(e).__name__}: {tail(str(e), 600)}"
+    with open(args.result, "w") as f:
+        json.dump(res, f)
+    return 0
+
+
+def compile_row(args, row, r):
+    """Phase 2 of a row: torch.compile in a child process with a time limit."""
+    folder = os.path.join(args.work, row.id)
+    fmt = r.get("torch_best_format", "contiguous")
+    timeout = min(args.compile_timeout_s, time_left(args, args.end_at))
+    label = f"torch.compile({args.compile_mode})"
+    if time_left(args, args.end_at) < 10:
+        r["torch_compile_status"] = "not run"
+        r["notes"].append(f"{label} not run: past --deadline-s + --grace-s")
+        return
+    result = os.path.join(folder, "torch_compile.json")
+    if os.path.exists(result):
+        os.remove(result)
+    warmup, iterations, _ = counts(args, row)
+    cmd = [sys.executable, os.path.abspath(__file__), "--compile-worker", row.id, "--result", result,
+           "--work", args.work, "--compile-mode", args.compile_mode, "--memory-format", fmt,
+           "--warmup", str(warmup), "--iterations", str(iterations),
+           "--max-measure-s", str(args.max_measure_s), "--tf32", args.tf32, "--device", args.device]
+    cmd += (["--quick"] if args.quick else []) + (["--no-cudnn-benchmark"] if args.no_cudnn_benchmark else [])
+    log(f"  torch.compile(mode={args.compile_mode}, {fmt}), at most {timeout:.0f} s")
+    t0 = time.perf_counter()
+    rc, text = run_proc(cmd, timeout, os.path.join(folder, "torch_compile.log"))
+    r["torch_compile_wall_s"] = time.perf_counter() - t0
+    if rc is None:
+        r["torch_compile_status"] = "timeout"
+        r["notes"].append(f"{label} timed out after {timeout:.0f} s (--compile-timeout-s)")
+        return
+    try:
+        with open(result) as f:
+            res = json.load(f)
+    except (OSError, ValueError):
+        res = {"error": f"exit {rc}: {tail(text)}"}
+    r["torch_compile_result"] = {k: v for k, v in res.items() if k != "stats"}
+    if "error" in res:
+        r["torch_compile_status"] = "failed"
+        r["notes"].append(f"{label} failed: {tail(res['error'], 300)}")
+        return
+    r["torch_compile_status"] = "ok"
+    r["torch_compile"] = dict(res["stats"], memory_format=fmt)
+    r["torch_compile_s"] = res.get("compile_s")
+    r["torch_compile_peak_bytes"] = res.get("peak_bytes")
+    if res.get("vs_eager_err") is not None:
+        r["torch_compile_vs_eager_err"] = res["vs_eager_err"]
+
+
+def compile_order(results, rows):
+    """Rows that kiln leads by the least first (where torch.compile can change a verdict), then
+    those kiln already trails, then the rest."""
+    def key(pair):
+        r = pair[0]
+        v = r.get("vs_best")
+        return (0, v) if v is not None and v >= 1 else (1, v) if v is not None else (2, 0)
+    return [p for p in sorted(zip(results, rows), key=key)]
 
 
 # ---- report ------------------------------------------------------------------------------------
-def run_text(cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def environment(args):
     env = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
            "command": shlex.join([sys.executable] + sys.argv),
            "host": platform.node(), "python": platform.python_version(),
            "torch": torch.__version__, "cuda": torch.version.cuda,
-           "device": args.device, "exporter": args.exporter}
+           "device": args.device, "exporter": args.exporter,
+           "compile": "off" if args.no_compile else f"mode={args.compile_mode}, at most {args.compile_timeout_s:g} s a row",
+           "torch_compile_available": hasattr(torch, "compile"),
+           "memory_format": args.memory_format,
+           "kiln_bf16": args.caps.bf16, "kiln_gpu_layernorm": "LayerNormalization" in args.caps.gpu_ops}
     try:
         import torchvision
         env["torchvision"] = torchvision.__version__
     except ImportError:
         pass
-    if onnx is not None:
-        env["onnx"] = onnx.__version__
+    if bm.onnx is not None:
+        env["onnx"] = bm.onnx.__version__
     if args.device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()
         env["cudnn"] = torch.backends.cudnn.version()
         env["cudnn_benchmark"] = torch.backends.cudnn.benchmark
-        env["tf32_conv"] = torch.backends.cudnn.allow_tf32
-        env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        env["tf32"] = tf32_state()
         smi = run_text(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
-                        "--format=csv,noheader"])
+                        "--format=csv,noheader"], 20)
         env["nvidia_smi"] = smi.splitlines()[0] if smi else "nvidia-smi not available"
         parts = [p.strip() for p in env["nvidia_smi"].split(",")]
         if len(parts) >= 2:
@@ -493,39 +705,56 @@ def fmt_err(v):
     return "-" if v is None else f"{v:.2e}"
 
 
-def markdown(env, rows, targets, compile_col):
-    cols = ["row", "batch", "torch eager ms", "torch graph ms"] + (["torch compile ms"] if compile_col else []) + \
-           ["kiln ms", "speedup vs eager", "speedup vs graph", "torch peak MiB", "kiln peak MiB",
-            "max rel err", "notes"]
-    lines = ["# kiln vs PyTorch", ""]
+COLUMNS = ["row", "batch", "torch eager ms", "torch graph ms", "torch compile ms", "compile s", "kiln ms",
+           "vs best PyTorch", "vs eager", "torch peak MiB", "kiln peak MiB", "max rel err", "notes"]
+
+
+def table_head():
+    return ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+
+
+def table_line(r):
+    def timed(k):
+        v = r.get(k)
+        return "-" if not v else fmt_ms(v["median"]) + FORMAT_TAG.get(v.get("memory_format", "contiguous"), "")
+    compile_cell = timed("torch_compile") if "torch_compile" in r else r.get("torch_compile_status", "-")
+    cells = [r["row"], str(r["batch"]), timed("torch_eager"), timed("torch_graph"), compile_cell,
+             "-" if r.get("torch_compile_s") is None else f"{r['torch_compile_s']:.0f}",
+             fmt_ms(r.get("kiln_ms")), fmt_x(r.get("vs_best")), fmt_x(r.get("speedup_vs_eager")),
+             fmt_mib(r.get("torch_eager_peak_bytes")), fmt_mib(r.get("kiln_peak_bytes")),
+             fmt_err(r.get("max_rel_err")), "; ".join(r["notes"]).replace("|", "\\|").replace("\n", " ")]
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(env, rows, targets):
+    lines = ["# kiln vs PyTorch's best", ""]
     lines.append(f"- date: {env['date']}")
     if env["device"] == "cuda":
+        tf = env.get("tf32") or {}
         lines.append(f"- GPU: {env.get('gpu')} (nvidia-smi: {env.get('nvidia_smi')})")
         lines.append(f"- driver {env.get('driver', '?')}, CUDA {env['cuda']}, cuDNN {env.get('cudnn')}, "
-                     f"cudnn.benchmark {env.get('cudnn_benchmark')}, TF32 conv {env.get('tf32_conv')} "
-                     f"matmul {env.get('tf32_matmul')}")
+                     f"cudnn.benchmark {env.get('cudnn_benchmark')}, TF32 conv {tf.get('conv')} matmul {tf.get('matmul')}")
     else:
         lines.append(f"- device: CPU ({env.get('cpu')}, {env.get('threads')} threads)")
     lines.append(f"- PyTorch {env['torch']}, torchvision {env.get('torchvision', '-')}, "
-                 f"onnx {env.get('onnx', '-')}, python {env['python']}, exporter {env['exporter']}")
+                 f"onnx {env.get('onnx', '-')}, python {env['python']}, exporter {env['exporter']}; "
+                 f"torch.compile: {env['compile']}; memory formats: {env['memory_format']}")
     if env.get("kiln_device") or env.get("kiln_versions"):
         lines.append(f"- kiln: {env.get('kiln_device', '')} {json.dumps(env.get('kiln_versions', ''))}")
-    lines.append(f"- command: `{env['command']}`")
+    lines.append(f"- command: `{env['command']}`" + (f" ({env['total_seconds']:.0f} s)" if "total_seconds" in env else ""))
     lines.append("- ms: median latency per inference (host-timed, synchronised); p90 in the JSON. "
-                 "kiln ms: the better of `kiln bench` with and without --cuda-graph. "
-                 "speedup = torch ms / kiln ms. max rel err = max|kiln - torch| / max|torch|.")
-    lines += ["", "| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for r in rows:
-        get = lambda k: (r.get(k) or {}).get("median")  # noqa: E731
-        cells = [r["row"], str(r["batch"]), fmt_ms(get("torch_eager")), fmt_ms(get("torch_graph"))]
-        if compile_col:
-            cells.append(fmt_ms(get("torch_compile")))
-        cells += [fmt_ms(r.get("kiln_ms")), fmt_x(r.get("speedup_vs_eager")), fmt_x(r.get("speedup_vs_graph")),
-                  fmt_mib(r.get("torch_eager_peak_bytes")), fmt_mib(r.get("kiln_peak_bytes")),
-                  fmt_err(r.get("max_rel_err")),
-                  "; ".join(r["notes"]).replace("|", "\\|").replace("\n", " ")]
-        lines.append("| " + " | ".join(cells) + " |")
+                 "\"cl\": PyTorch's fastest memory format for that column was channels_last. "
+                 "compile s: torch.compile's first call. kiln ms: the better of `kiln bench` with and "
+                 "without --cuda-graph. vs best PyTorch = the fastest of eager, graph and compile / kiln ms "
+                 "(vs eager likewise). max rel err = max|kiln - torch| / max|torch|.")
+    lines += [""] + table_head() + [table_line(r) for r in rows]
     lines += ["", "Targets:", ""] + [f"- {t['verdict']}: {t['target']} ({t['detail']})" for t in targets]
+    profiles = [r for r in rows if r.get("kiln_profile")]
+    if profiles:
+        lines += ["", "## Where kiln is behind: its ten slowest steps beside their roofline", ""]
+        for r in profiles:
+            lines += [f"### {r['row']} ({fmt_x(r.get('vs_best'))} against {r.get('torch_best')})", "",
+                      f"`{r['kiln_profile_cmd']}`", "", "```", r["kiln_profile"].rstrip(), "```", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -539,47 +768,65 @@ def evaluate_targets(rows, skip_kiln):
     if skip_kiln:
         add("kiln against torch", "SKIP", "--skip-kiln")
         return targets
-    if rows:
-        misses, eager_only = [], []
-        for r in rows:  # against torch's graph; its eager time where the capture failed
-            speedup = r.get("speedup_vs_graph")
-            if speedup is None and r.get("kiln_ms") and "torch_eager" in r:
-                speedup = r.get("speedup_vs_eager")
-                eager_only.append(r["row"])
-            if speedup is None or speedup < 1.0:
-                misses.append(f"{r['row']} {fmt_x(speedup)}")
-        detail = ("below or unmeasured: " + ", ".join(misses)) if misses else f"all {len(rows)} rows"
-        if eager_only:
-            detail += "; against torch eager (no torch graph) on " + ", ".join(eager_only)
-        add("kiln >= torch CUDA graph on every row", "MISS" if misses else "PASS", detail)
-    r = by_id.get("resnet50-fp16-b256")
-    if r is None:
-        add("resnet50-fp16-b256 throughput >= 1.5x torch", "SKIP", "row not run")
-    else:
-        torch_ms = [r[k]["median"] for k in ("torch_eager", "torch_graph") if k in r]
-        if r.get("kiln_ms") and torch_ms:
-            ratio = min(torch_ms) / r["kiln_ms"]
-            extra = f", vs torch.compile {r['torch_compile']['median'] / r['kiln_ms']:.2f}x" \
-                if "torch_compile" in r else ""
-            add("resnet50-fp16-b256 throughput >= 1.5x torch", "PASS" if ratio >= 1.5 else "MISS",
-                f"{ratio:.2f}x vs the better of torch eager and graph: kiln "
-                f"{256e3 / r['kiln_ms']:.0f}/s, torch {256e3 / min(torch_ms):.0f}/s{extra}")
+    misses, unmeasured, no_compile = [], [], []
+    for r in rows:
+        v = r.get("vs_best")
+        if v is None:
+            unmeasured.append(r["row"])
+        elif v < 1.0:
+            misses.append(f"{r['row']} {fmt_x(v)} vs {r.get('torch_best')}")
+        if v is not None and "torch_compile" not in r:
+            no_compile.append(r["row"])
+    detail = ("behind: " + ", ".join(misses)) if misses else "no measured row behind"
+    if unmeasured:
+        detail += f"; not measured ({len(unmeasured)}): " + ", ".join(unmeasured)
+    if no_compile:
+        detail += "; best of eager and graph only (no torch.compile) on " + ", ".join(no_compile)
+    add("kiln at least as fast as the best PyTorch configuration on every row",
+        "MISS" if misses or unmeasured or not rows else "PASS", detail)
+
+    def kiln_ms_target(row_id, limit):
+        r = by_id.get(row_id)
+        name = f"{row_id} kiln at most {limit} ms"
+        if r is None:
+            add(name, "SKIP", "row not in this run")
+        elif r.get("kiln_ms") is None:
+            add(name, "MISS", "kiln not measured: " + ("; ".join(r["notes"])[:200] or "-"))
         else:
-            add("resnet50-fp16-b256 throughput >= 1.5x torch", "MISS", "kiln or torch not measured")
-    r = by_id.get("resnet50-fp16-b1")
-    if r is None:
-        add("resnet50-fp16-b1 kiln < 0.6 ms", "SKIP", "row not run")
-    elif r.get("kiln_ms") is None:
-        add("resnet50-fp16-b1 kiln < 0.6 ms", "MISS", "kiln not measured")
-    else:
-        add("resnet50-fp16-b1 kiln < 0.6 ms", "PASS" if r["kiln_ms"] < 0.6 else "MISS",
-            f"kiln {r['kiln_ms']:.3f} ms")
+            add(name, "PASS" if r["kiln_ms"] <= limit else "MISS", f"kiln {r['kiln_ms']:.3f} ms")
+
+    kiln_ms_target("resnet50-fp16-b256", 6.5)
+    kiln_ms_target("resnet50-fp16-b1", 0.35)
+
+    for batch, name, better in ((256, "resnet50-int8-b256 throughput at least 1.6x kiln's FP16", "throughput"),
+                                (1, "resnet50-int8-b1 latency below kiln's FP16", "latency")):
+        r8, r16 = by_id.get(f"resnet50-int8-b{batch}"), by_id.get(f"resnet50-fp16-b{batch}")
+        if r8 is None:
+            add(name, "SKIP", "row not in this run")
+        elif r8.get("kiln_ms") is None or r16 is None or r16.get("kiln_ms") is None:
+            add(name, "MISS", "; ".join(r8["notes"])[:200] or "not measured")
+        elif better == "throughput":
+            ratio = r16["kiln_ms"] / r8["kiln_ms"]
+            add(name, "PASS" if ratio >= 1.6 else "MISS", f"{ratio:.2f}x")
+        else:
+            add(name, "PASS" if r8["kiln_ms"] < r16["kiln_ms"] else "MISS",
+                f"INT8 {r8['kiln_ms']:.3f} ms, FP16 {r16['kiln_ms']:.3f} ms")
+
+    dyn = [r for r in rows if ROW_BY_ID.get(r["row"]) and ROW_BY_ID[r["row"]].dynamic]
+    if dyn:
+        over = [f"{r['row']} {r['dynamic_vs_static']:.2f}" for r in dyn
+                if r.get("dynamic_vs_static") is not None and r["dynamic_vs_static"] > 1.10]
+        missing = [r["row"] for r in dyn if r.get("dynamic_vs_static") is None]
+        ratios = ", ".join(f"{r['row']} {r['dynamic_vs_static']:.2f}" for r in dyn if r.get("dynamic_vs_static"))
+        detail = "dynamic/static: " + (ratios or "-") + (f"; not measured: {', '.join(missing)}" if missing else "")
+        add("dynamic-shape engine within 10% of the static engine at each shape",
+            "MISS" if over or missing else "PASS", detail)
     return targets
 
 
 def write_reports(args, env, results):
     targets = evaluate_targets(results, args.skip_kiln)
-    text = markdown(env, results, targets, args.compile)
+    text = markdown(env, results, targets)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
@@ -589,12 +836,91 @@ def write_reports(args, env, results):
     return text
 
 
-def main():
+def profile_row(args, row, r):
+    """`kiln profile ... --top 10 --roofline` for a row that misses (its best engine's head)."""
+    run = next((x for x in r.get("kiln_runs", []) if "json" in x and x["engine"] != "static"), None)
+    if run is None:
+        return
+    head = shlex.split(run["cmd"])[2:]
+    keep, i = [], 0
+    while i < len(head):  # keep the model and its precision, batch and shape flags
+        a = head[i]
+        if a in ("--batch", "--shapes", "--timing-cache"):
+            keep += head[i:i + 2]
+            i += 2
+        elif a in ("--warmup", "--iterations", "--output-dir", "--json", "--input"):
+            i += 2
+        elif a == "--cuda-graph":
+            i += 1
+        else:
+            keep.append(a)
+            i += 1
+    cmd = [args.kiln, "profile"] + keep + ["--top", "10", "--roofline"]
+    r["kiln_profile_cmd"] = shlex.join(cmd)
+    log(f"  {r['kiln_profile_cmd']}")
+    rc, text = run_proc(cmd, min(args.kiln_timeout, time_left(args, args.end_at)))
+    r["kiln_profile"] = text if rc == 0 else f"kiln profile {'timed out' if rc is None else f'exit {rc}'}:\n{text[-2000:]}"
+
+
+# ---- dry run: exports and kiln's build on the CPU, and the plan ----------------------------------
+def dry_run_row(args, row, exports, r):
+    folder = os.path.join(args.work, row.id)
+    os.makedirs(folder, exist_ok=True)
+    model, inputs, out_names = bm.build(row)
+    input_files = save_inputs(folder, inputs)
+    t0 = time.perf_counter()
+    onnx_path, onnx_inputs, onnx_outputs = export_row(args, row, model, inputs, out_names, exports, r)
+    r["export_s"] = time.perf_counter() - t0
+    input_files = {o: input_files[i] for o, i in zip(onnx_inputs, inputs)}
+    fmts = memory_formats(args, row)
+    print(f"  torch: eager and CUDA graph in {', '.join(fmts)}; "
+          + ("torch.compile off" if args.no_compile else
+             f"torch.compile(mode={args.compile_mode}) in the faster format, at most {args.compile_timeout_s:g} s"
+             + ("" if hasattr(torch, "compile") else
+                f" (this torch {torch.__version__} has no torch.compile: the row would note it)")))
+    prec = KILN_PRECISION[row.precision]
+    heads = [([onnx_path] + prec + (["--shapes", row.shapes_arg()] if row.dynamic else ["--batch", str(row.batch)]),
+              "static" if row.dynamic else "onnx", True)]
+    if row.dynamic:
+        plan = dynamic_plan(args, row, onnx_path, r)
+        print(f"  kiln: {r['dynamic_plan']['cmd']}: "
+              + ("ok" if plan else r["dynamic_plan"].get("error", "")) +
+              (f" ({r['dynamic_plan'].get('seconds', 0):.1f} s)" if "seconds" in r["dynamic_plan"] else ""))
+        heads.append(([plan or "DYNAMIC.plan", "--shapes", row.shapes_arg()], "dynamic", False))
+    for head, tag, cache in heads:
+        for graph in (False, True):
+            res = run_kiln(args, head, tag, input_files, onnx_outputs, 5, 100, graph, folder, cache)
+            print(f"  kiln: {res['cmd']}")
+            if args.kiln and not args.skip_kiln:  # kiln parses every flag before it looks for a GPU
+                rc, text = run_proc(shlex.split(res["cmd"]), 60)
+                if "no GPU" not in text:
+                    r["notes"].append(f"kiln bench ({tag}) refuses its arguments: {tail(text, 300)}")
+                    print(f"    FAILED: {tail(text, 300)}")
+    if args.kiln and not args.skip_kiln:  # what the GPU build would refuse shows on the CPU too
+        cmd = [args.kiln, "build", onnx_path] + (prec or ["--gpu"]) + \
+            (["--shape", "x=" + "x".join(str(d) for d in row.shape)] if row.dynamic else [])
+        t0 = time.perf_counter()
+        rc, text = run_proc(cmd, args.kiln_timeout)
+        last = [ln for ln in text.splitlines() if ln.startswith(("plan ", "error", "no GPU", "kiln"))]
+        r["kiln_build_check"] = {"cmd": shlex.join(cmd), "rc": rc, "seconds": time.perf_counter() - t0,
+                                 "tail": tail(text, 600)}
+        verdict = "ok" if rc == 0 else f"FAILED ({'timeout' if rc is None else f'exit {rc}'})"
+        print(f"  check: {shlex.join(cmd)}: {verdict} in {r['kiln_build_check']['seconds']:.1f} s; "
+              + (tail(last[-1], 300) if last else tail(text, 300)))
+        if rc != 0:
+            r["notes"].append(f"kiln build check failed: {tail(text, 300)}")
+
+
+# ---- main --------------------------------------------------------------------------------------
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", help="comma-separated row ids (default: all; see --list)")
     ap.add_argument("--list", action="store_true", help="print the row ids and exit")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="no GPU needed: build and export each row, check that `kiln build` accepts it for "
+                         "its GPU target (on the CPU), build dynamic plans, print the commands; nothing is timed")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
-                    help="cpu: a smoke test of export and timing code (no CUDA graph, no memory)")
+                    help="cpu: a smoke test of export and timing code (no CUDA graph, no memory, no compile)")
     ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "tools", "kiln"), help="the kiln CLI")
     ap.add_argument("--skip-kiln", action="store_true", help="time torch only")
     ap.add_argument("--kiln-arg", action="append", default=[], metavar="ARG",
@@ -602,12 +928,15 @@ def main():
     ap.add_argument("--no-timing-cache", action="store_true",
                     help="do not pass `--timing-cache WORK/kiln-timing.cache` to kiln (every run times its tactics)")
     ap.add_argument("--kiln-timeout", type=float, default=180, help="seconds per kiln call (180)")
-    ap.add_argument("--deadline-s", type=float, default=540,
-                    help="rows not started this many seconds after the start are skipped, so that the "
-                         "table is printed inside a 10-minute call (540; 0: no limit)")
+    ap.add_argument("--deadline-s", type=float, default=480,
+                    help="no row, torch.compile or profile starts this many seconds after the start (480; "
+                         "0: no limit); rows not started are listed as not run")
+    ap.add_argument("--grace-s", type=float, default=45,
+                    help="every child process (kiln, torch.compile) is stopped by --deadline-s plus this (45), "
+                         "so a run with the defaults ends inside a 540 s call")
     ap.add_argument("--work", default="/tmp/kiln-bench", help="ONNX files, inputs, outputs (/tmp/kiln-bench)")
     ap.add_argument("--reuse-exports", action="store_true",
-                    help="use ONNX files already in --work/onnx instead of exporting again")
+                    help="use ONNX files (and dynamic plans) already in --work/onnx instead of making them again")
     ap.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                     help="torchscript: torch.onnx.export(dynamo=False), opset 17 (default); "
                          "dynamo: torch >= 2.6 with onnxscript, opset 18, external data")
@@ -618,21 +947,44 @@ def main():
     ap.add_argument("--iterations", type=int,
                     help="timed iterations (batch 1: 300, larger: 100; --quick 100 and 30)")
     ap.add_argument("--max-measure-s", type=float, default=4.0,
-                    help="cap on the seconds of one timing loop; fewer iterations when it would take longer (4)")
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile on the ResNet-50 fp16 rows")
-    ap.add_argument("--compile-mode", default="default",
-                    help="torch.compile mode (default; max-autotune-no-cudagraphs tunes longer, minutes per row)")
-    ap.add_argument("--channels-last", action="store_true", help="torch CNNs in channels_last (NHWC)")
+                    help="cap on the seconds of one timing loop; fewer iterations when it would take longer "
+                         "(4; --quick halves it)")
+    ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    ap.add_argument("--compile-mode", default="max-autotune",
+                    help="torch.compile mode (max-autotune: Triton templates tuned and CUDA graphs; "
+                         "'default' compiles in seconds)")
+    ap.add_argument("--compile-timeout-s", type=float, default=150,
+                    help="a row's torch.compile (compile, autotune and timing) is stopped after this (150)")
+    ap.add_argument("--compile-rows", help="comma-separated rows to compile, in this order (default: every "
+                                           "measured row, those kiln leads by the least first)")
+    ap.add_argument("--memory-format", default="auto", choices=["auto", "both", "contiguous", "channels_last"],
+                    help="PyTorch memory formats for convolutional rows: auto = contiguous and channels_last "
+                         "for fp16/bf16, contiguous for fp32 (each column keeps the faster)")
+    ap.add_argument("--channels-last", action="store_const", dest="memory_format", const="channels_last",
+                    help="the same as --memory-format channels_last")
+    ap.add_argument("--no-profile", action="store_true",
+                    help="no `kiln profile --top 10 --roofline` for the rows that miss")
     ap.add_argument("--no-cudnn-benchmark", action="store_true",
                     help="leave torch.backends.cudnn.benchmark off (on by default: torch picks tuned algorithms)")
     ap.add_argument("--tf32", choices=["default", "on", "off"], default="off",
-                    help="torch's TF32 for fp32 rows (default off: kiln computes FP32 without TF32 unless asked, so both run the same math; \"default\" keeps torch's own: conv on, matmul off)")
-    args = ap.parse_args()
+                    help="torch's TF32 for fp32 rows (default off: kiln computes FP32 without TF32 unless asked, "
+                         "so both run the same math; \"default\" keeps torch's own)")
+    ap.add_argument("--compile-worker", metavar="ROW", help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    return ap, ap.parse_args()
 
+
+def main():
+    ap, args = parse_args()
+    if args.compile_worker:
+        return compile_worker(args)
     if args.list:
         for r in ROWS:
-            print(f"{r.id:24} {r.model:13} {'fp16' if r.fp16 else 'fp32'} batch {r.batch}"
-                  + (f", {r.steps} steps" if r.steps else ""))
+            print(f"{r.id:26} {r.model:13} {r.precision} batch {r.batch}"
+                  + (f", {r.steps} step{'s' if r.steps > 1 else ''}" if r.steps and r.model == "charrnn" else "")
+                  + (f", sequence {r.steps}" if r.model == "bert" else "")
+                  + (f", dynamic plan at {r.shapes_arg()}" if r.dynamic else "")
+                  + (f"; not run: {r.blocked}" if r.blocked else ""))
         return 0
     rows = ROWS
     if args.rows:
@@ -643,51 +995,120 @@ def main():
         rows = [ROW_BY_ID[i] for i in ids]
         if not rows:
             ap.error("--rows names no row; --list prints the ids")
+    if args.compile_rows:
+        unknown = [i for i in args.compile_rows.split(",") if i and i not in ROW_BY_ID]
+        if unknown:
+            ap.error(f"--compile-rows: unknown row(s) {unknown}; --list prints the ids")
+    if args.dry_run:
+        args.device = "cpu"
     if args.device == "cuda" and not torch.cuda.is_available():
-        ap.error("CUDA is not available to this torch; use --device cpu for a smoke test")
+        ap.error("CUDA is not available to this torch; use --device cpu for a smoke test, or --dry-run")
     if not args.skip_kiln and not os.access(args.kiln, os.X_OK):
-        ap.error(f"no kiln CLI at {args.kiln} (give --kiln PATH, or --skip-kiln)")
-    if args.device == "cuda":
-        torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
-        if args.tf32 != "default":
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
-    else:
-        torch.set_num_threads(max(1, min(8, (os.cpu_count() or 2) // 2)))
+        if not args.dry_run:
+            ap.error(f"no kiln CLI at {args.kiln} (give --kiln PATH, or --skip-kiln)")
+        args.kiln = None
+    args.caps = KilnCaps(None if args.skip_kiln else args.kiln)
+    set_backends(args)
+    if args.device == "cpu":
+        torch.set_num_threads(max(1, min(8, os.cpu_count() or 2)))
     os.makedirs(args.work, exist_ok=True)
     env = environment(args)
-    log(f"bench: {len(rows)} row(s) on {env.get('gpu', 'CPU')}, torch {torch.__version__}, work dir {args.work}")
+    log(f"bench: {len(rows)} row(s) on {env.get('gpu', 'CPU')}, torch {torch.__version__}, work dir {args.work}"
+        + (" (dry run)" if args.dry_run else ""))
 
-    results, exports, t_start = [], {}, time.perf_counter()
-    args.deadline_at = t_start + args.deadline_s if args.deadline_s > 0 else float("inf")
+    results, exports, args.plans, t_start = [], {}, {}, time.perf_counter()
+    args.deadline_at = t_start + args.deadline_s if args.deadline_s > 0 and not args.dry_run else float("inf")
+    args.end_at = args.deadline_at + args.grace_s
+    if not args.dry_run:
+        print("\n".join(table_head()), flush=True)
+    text = ""
     for i, row in enumerate(rows):
         log(f"[{i + 1}/{len(rows)}] {row.id} ({time.perf_counter() - t_start:.0f} s elapsed)")
         t0 = time.perf_counter()
-        r = {"row": row.id, "model": row.model, "precision": "fp16" if row.fp16 else "fp32",
-             "batch": row.batch, "steps": row.steps or None, "notes": []}
-        if t0 > args.deadline_at:
+        r = {"row": row.id, "model": row.model, "precision": row.precision, "batch": row.batch,
+             "steps": row.steps or None, "shape": list(row.shape) or None, "notes": []}
+        results.append(r)
+        why = args.caps.not_run(row)
+        if why:
+            r["notes"].append(f"not run: {why}")
+        elif t0 > args.deadline_at:
             r["notes"].append(f"not run: past --deadline-s {args.deadline_s:g}")
-            results.append(r)
-            log("  skipped (past --deadline-s)")
-            continue
-        try:
-            bench_row(args, row, exports, r)
-        except Exception as e:  # noqa: BLE001  (one broken row must not end the suite)
-            r["notes"].append(f"row failed: {type(e).__name__}: {tail(str(e), 300)}")
-            gc.collect()
-            if args.device == "cuda":
-                torch.cuda.empty_cache()
+        else:
+            try:
+                if args.dry_run:
+                    print(f"{row.id}:", flush=True)
+                    dry_run_row(args, row, exports, r)
+                else:
+                    bench_row(args, row, exports, r)
+            except Exception as e:  # noqa: BLE001  (one broken row must not end the suite)
+                r["notes"].append(f"row failed: {type(e).__name__}: {tail(str(e), 300)}")
+                gc.collect()
+                if args.device == "cuda":
+                    torch.cuda.empty_cache()
         r["row_seconds"] = time.perf_counter() - t0
         for run in r.get("kiln_runs", []):
             j = run.get("json") or {}
-            env.setdefault("kiln_device", j.get("device"))
-            env.setdefault("kiln_versions", j.get("versions"))
-        results.append(r)
-        e, g = (r.get("torch_eager") or {}).get("median"), (r.get("torch_graph") or {}).get("median")
-        log(f"  done in {r['row_seconds']:.1f} s: torch eager {fmt_ms(e)} ms, graph {fmt_ms(g)} ms, "
-            f"kiln {fmt_ms(r.get('kiln_ms'))} ms, err {fmt_err(r.get('max_rel_err'))}"
-            + (f"; {'; '.join(r['notes'])}" if r["notes"] else ""))
+            if j.get("device"):
+                env.setdefault("kiln_device", j.get("device"))
+                env.setdefault("kiln_versions", j.get("versions"))
+        finish_row(r)
         env["total_seconds"] = time.perf_counter() - t_start
+        if args.dry_run:
+            if why:
+                print(f"{row.id}: not run: {why}", flush=True)
+            continue
+        print(table_line(r), flush=True)
         text = write_reports(args, env, results)  # after every row: a killed run keeps its rows
+
+    if args.dry_run:
+        bad = [r["row"] for r in results if any(n.startswith(("row failed", "kiln build check failed", "kiln bench ("))
+                                                   for n in r["notes"])]
+        print(f"dry run: {len(results)} row(s), {len(bad)} with a problem{': ' + ', '.join(bad) if bad else ''}")
+        return 1 if bad else 0
+
+    # phase 2: torch.compile, budgeted
+    measured = [(r, row) for r, row in zip(results, rows) if "torch_eager" in r]
+    if args.compile_rows:
+        order = [i for i in args.compile_rows.split(",") if i]
+        measured = [p for i in order for p in measured if p[1].id == i]
+    else:
+        measured = compile_order(*zip(*measured)) if measured else []
+    for r, row in measured:
+        if args.no_compile:
+            r["torch_compile_status"] = "off"
+            continue
+        if not hasattr(torch, "compile"):
+            r["torch_compile_status"] = "n/a"
+            r["notes"].append(f"torch.compile: not in torch {torch.__version__}")
+            continue
+        if time.perf_counter() > args.deadline_at:
+            r["torch_compile_status"] = "not run"
+            r["notes"].append(f"torch.compile not run: past --deadline-s {args.deadline_s:g}")
+            continue
+        log(f"[compile] {row.id} ({time.perf_counter() - t_start:.0f} s elapsed)")
+        try:
+            compile_row(args, row, r)
+        except Exception as e:  # noqa: BLE001
+            r["torch_compile_status"] = "failed"
+            r["notes"].append(f"torch.compile failed: {type(e).__name__}: {tail(str(e), 300)}")
+        finish_row(r)
+        env["total_seconds"] = time.perf_counter() - t_start
+        print(table_line(r) + " (with torch.compile)", flush=True)
+        text = write_reports(args, env, results)
+
+    # phase 3: where kiln is behind, its slowest steps
+    if not args.no_profile and not args.skip_kiln:
+        for r, row in zip(results, rows):
+            if r.get("vs_best") is not None and r["vs_best"] < 1.0 and time.perf_counter() < args.deadline_at:
+                try:
+                    profile_row(args, row, r)
+                except Exception as e:  # noqa: BLE001
+                    r["kiln_profile"] = f"kiln profile failed: {e}"
+                env["total_seconds"] = time.perf_counter() - t_start
+                text = write_reports(args, env, results)
+
+    env["total_seconds"] = time.perf_counter() - t_start
+    text = write_reports(args, env, results)
     print(text, end="", flush=True)
     log(f"bench: {len(results)} row(s) in {env['total_seconds']:.0f} s")
     return 0
