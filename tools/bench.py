@@ -88,9 +88,7 @@ def set_backends(args):
     if args.tf32 != "default":  # the legacy switches: torch 1.13 to 2.11 honour them
         on = args.tf32 == "on"
         torch.backends.cudnn.allow_tf32 = on
-        torch.backends.cuda.matmul.allow_tf32 = on
-        if hasattr(torch, "set_float32_matmul_precision"):
-            torch.set_float32_matmul_precision("high" if on else "highest")
+        torch.backends.cuda.matmul.allow_tf32 = on  # (Inductor's matmul templates read it too)
 
 
 def tf32_state():
