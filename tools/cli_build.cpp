@@ -199,22 +199,24 @@ build::BuildOptions build_options(const Args& args, const Graph& g, std::int64_t
 }
 
 /// kiln build with profiles: the plan at profile 0's opt shape, every bucket shape of every
-/// profile specialized once (a table of steps, arena and host time), and on a GPU the tactics of
-/// each bucket timed and recorded.
-int build_dynamic(const Args& args, Graph g, const build::BuildOptions& o, const std::vector<plan::Profile>& profiles,
-                  bool gpu_target) {
+/// profile specialized once (with `print`, a table of steps, arena and host time), and on a GPU
+/// the tactics of each bucket timed and recorded.
+static plan::Plan build_dynamic(const Args& args, Graph g, const build::BuildOptions& o,
+                         const std::vector<plan::Profile>& profiles, bool gpu_target, bool print,
+                         build::BuildReport& report) {
   const int between = static_cast<int>(args.number("--buckets-between", 1));
   if (between < 0 || between > 16)
     throw Error(fmt::format("kiln build: --buckets-between expects 0 to 16, got '{}'", args.get("--buckets-between")));
-  build::BuildReport report;
   std::vector<build::BucketPlan> buckets;
   plan::Plan p = build::build_dynamic_plan(g, o, profiles, between, &buckets, &report);
-  fmt::print("{}", report.summary());
-  for (std::size_t i = 0; i < profiles.size(); ++i) fmt::print("profile {}:\n{}", i, profiles[i].describe());
-  fmt::print("{:<8} {:<40} {:>6} {:>12} {:>10}\n", "profile", "bucket shape", "steps", "arena bytes", "build ms");
-  for (const auto& b : buckets)
-    fmt::print("{:<8} {:<40} {:>6} {:>12} {:>10.1f}\n", b.profile, plan::format_shape_list(b.shape), b.plan.steps.size(),
-               b.plan.memory.arena_bytes, b.build_ms);
+  if (print) {
+    fmt::print("{}", report.summary());
+    for (std::size_t i = 0; i < profiles.size(); ++i) fmt::print("profile {}:\n{}", i, profiles[i].describe());
+    fmt::print("{:<8} {:<40} {:>6} {:>12} {:>10}\n", "profile", "bucket shape", "steps", "arena bytes", "build ms");
+    for (const auto& b : buckets)
+      fmt::print("{:<8} {:<40} {:>6} {:>12} {:>10.1f}\n", b.profile, plan::format_shape_list(b.shape),
+                 b.plan.steps.size(), b.plan.memory.arena_bytes, b.build_ms);
+  }
   if (gpu_target) {
     for (auto& b : buckets) {
       runtime::check_gpu_plan(b.plan);
@@ -223,13 +225,68 @@ int build_dynamic(const Args& args, Graph g, const build::BuildOptions& o, const
       p.tactics.insert(b.plan.tactics.begin(), b.plan.tactics.end());
     }
   }
-  if (args.has("--save")) {
-    plan::save_plan(p, args.get("--save"));
-    fmt::print("dynamic plan written to {} (target {}, {} profile{}, {} steps at opt{})\n", args.get("--save"), p.target,
-               p.profiles.size(), p.profiles.size() == 1 ? "" : "s", p.steps.size(),
-               p.tactics.empty() ? "" : fmt::format(", {} tactics", p.tactics.size()));
+  return p;
+}
+
+void add_build_options(Command& c) {
+  c.option("--target", "NAME", "cpu-reference (default), plain (no fusion), cuda or cuda-fp16")
+      .flag("--gpu", "build for the GPU: target cuda (FP32, NCHW)")
+      .flag("--fp16", "build for the GPU in FP16: target cuda-fp16 (implies --gpu)");
+  add_shape_option(c);
+  add_profile_options(c);
+  add_int8_options(c);
+  c.number("--max-batch", "N", "dim 0 of every input (after --shape)");
+}
+
+plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport* report_out) {
+  const auto max_batch = static_cast<std::int64_t>(args.number("--max-batch", 0));
+  if (args.has("--max-batch") && max_batch < 1)
+    throw Error(fmt::format("kiln build: --max-batch expects a positive whole number, got '{}'",
+                            args.get("--max-batch")));
+  build::BuildOptions o = build_options(args, g, max_batch);
+  const bool gpu_target = is_cuda_target(*o.target);
+  if (!gpu_target)
+    for (const char* f : {"--workspace", "--timing-cache"})
+      if (args.has(f)) throw Error(fmt::format("kiln build: {} applies to GPU builds only (add --gpu or --fp16)", f));
+  if (args.has("--check")) {
+    o.after_pass = [](const std::string& pass, const Graph& before, const Graph& after) {
+      std::mt19937_64 rng(1);
+      reference::TensorMap in;
+      for (const auto& vi : before.inputs) in[vi.name] = random_tensor(vi.type, rng);
+      const auto a = reference::Executor(before).run(in);
+      const auto b = reference::Executor(after).run(in);
+      double worst = 0;
+      for (const auto& [name, t] : a)
+        for (std::int64_t i = 0; i < t.numel(); ++i)
+          worst = std::max(worst, std::abs(t.get(i) - b.at(name).get(i)) / (1.0 + std::abs(t.get(i))));
+      fmt::print("check {}: max relative difference {:.3g}{}\n", pass, worst, worst > 1e-4 ? "  FAIL" : "");
+      if (worst > 1e-4) throw Error("pass '" + pass + "' changed the outputs");
+    };
   }
-  return 0;
+  if (args.has("--int8") || args.has("--calib-data") || args.has("--calib-cache")) g = int8_graph(args, g);
+  const auto profiles = profiles_from(args, g);
+  build::BuildReport local;
+  build::BuildReport& report = report_out ? *report_out : local;
+  if (!profiles.empty()) {
+    for (const char* f : {"--shape", "--max-batch"})
+      if (args.has(f))
+        throw Error(fmt::format("kiln build: {} fixes input dims; a dynamic plan takes them from --min-shapes, "
+                                "--opt-shapes and --max-shapes",
+                                f));
+    return build_dynamic(args, std::move(g), o, profiles, gpu_target, print, report);
+  }
+  plan::Plan p = build::build_plan(std::move(g), o, &report);
+  if (print) {
+    fmt::print("{}", report.summary());
+    fmt::print("{}", p.memory_report().substr(0, p.memory_report().find('\n') + 1));
+  }
+  if (gpu_target) {
+    // A plan for the GPU with an op the runtime lacks is refused here, not when it is run; with
+    // a GPU the engine's timed tactics go into the plan before it is written.
+    runtime::check_gpu_plan(p);
+    build_engine_report(p, args);
+  }
+  return p;
 }
 
 int cmd_build(const Argv& argv) {
@@ -241,17 +298,11 @@ int cmd_build(const Argv& argv) {
             "with `kiln run --plan FILE --gpu` and `kiln bench FILE`).\n"
             "Or: kiln build --example NAME [--weights FILE.wts] [same options]\n");
   c.positionals("MODEL.onnx", "the ONNX model (none with --example)")
-      .option("--save", "FILE", "write the plan file")
-      .option("--target", "NAME", "cpu-reference (default), plain (no fusion), cuda or cuda-fp16")
-      .flag("--gpu", "build for the GPU: target cuda (FP32, NCHW)")
-      .flag("--fp16", "build for the GPU in FP16: target cuda-fp16 (implies --gpu)");
-  add_shape_option(c);
-  add_profile_options(c);
-  add_int8_options(c);
-  c.number("--max-batch", "N", "dim 0 of every input (after --shape)")
-      .option("--example", "NAME",
-              "build an example network of examples/ (lenet, resnet50, resnet101, resnet152, googlenet, "
-              "vgg19, mobilenet_v2, charrnn) instead of a model")
+      .option("--save", "FILE", "write the plan file");
+  add_build_options(c);
+  c.option("--example", "NAME",
+           "build an example network of examples/ (lenet, resnet50, resnet101, resnet152, googlenet, "
+           "vgg19, mobilenet_v2, charrnn) instead of a model")
       .option("--weights", "FILE.wts", "the example's weights (random, seed 42, when not given)")
       .flag("--check", "run every pass's result on the CPU reference against the previous one");
   add_engine_options(c);
@@ -279,56 +330,25 @@ int cmd_build(const Argv& argv) {
     if (args.has("--weights")) throw Error("kiln build: --weights goes with --example NAME (an ONNX model holds its weights)");
     g = load(args.one_positional("model file"));
   }
-  const auto max_batch = static_cast<std::int64_t>(args.number("--max-batch", 0));
-  if (args.has("--max-batch") && max_batch < 1)
-    throw Error(fmt::format("kiln build: --max-batch expects a positive whole number, got '{}'",
-                            args.get("--max-batch")));
-  build::BuildOptions o = build_options(args, g, max_batch);
-  const bool gpu_target = is_cuda_target(*o.target);
-  if (!gpu_target)
-    for (const char* f : {"--workspace", "--timing-cache"})
-      if (args.has(f)) throw Error(fmt::format("kiln build: {} applies to GPU builds only (add --gpu or --fp16)", f));
-  if (args.has("--check")) {
-    o.after_pass = [](const std::string& pass, const Graph& before, const Graph& after) {
-      std::mt19937_64 rng(1);
-      reference::TensorMap in;
-      for (const auto& vi : before.inputs) in[vi.name] = random_tensor(vi.type, rng);
-      const auto a = reference::Executor(before).run(in);
-      const auto b = reference::Executor(after).run(in);
-      double worst = 0;
-      for (const auto& [name, t] : a)
-        for (std::int64_t i = 0; i < t.numel(); ++i)
-          worst = std::max(worst, std::abs(t.get(i) - b.at(name).get(i)) / (1.0 + std::abs(t.get(i))));
-      fmt::print("check {}: max relative difference {:.3g}{}\n", pass, worst, worst > 1e-4 ? "  FAIL" : "");
-      if (worst > 1e-4) throw Error("pass '" + pass + "' changed the outputs");
-    };
-  }
-  if (args.has("--int8") || args.has("--calib-data") || args.has("--calib-cache")) g = int8_graph(args, g);
-  const auto profiles = profiles_from(args, g);
-  if (!profiles.empty()) {
-    for (const char* f : {"--shape", "--max-batch"})
-      if (args.has(f))
-        throw Error(fmt::format("kiln build: {} fixes input dims; a dynamic plan takes them from --min-shapes, "
-                                "--opt-shapes and --max-shapes",
-                                f));
-    return build_dynamic(args, std::move(g), o, profiles, gpu_target);
-  }
-  build::BuildReport report;
-  plan::Plan p = build::build_plan(std::move(g), o, &report);
-  fmt::print("{}", report.summary());
-  fmt::print("{}", p.memory_report().substr(0, p.memory_report().find('\n') + 1));
-  if (gpu_target) {
-    // A plan for the GPU with an op the runtime lacks is refused here, not when it is run; with
-    // a GPU the engine's timed tactics go into the plan before it is written.
-    runtime::check_gpu_plan(p);
-    build_engine_report(p, args);
-  }
+  const plan::Plan p = build_graph(args, std::move(g), true);
   if (args.has("--save")) {
     plan::save_plan(p, args.get("--save"));
-    fmt::print("plan written to {} (target {}, {} steps{})\n", args.get("--save"), p.target, p.steps.size(),
-               p.tactics.empty() ? "" : fmt::format(", {} tactics", p.tactics.size()));
+    if (p.is_dynamic())
+      fmt::print("dynamic plan written to {} (target {}, {} profile{}, {} steps at opt{})\n", args.get("--save"),
+                 p.target, p.profiles.size(), p.profiles.size() == 1 ? "" : "s", p.steps.size(),
+                 p.tactics.empty() ? "" : fmt::format(", {} tactics", p.tactics.size()));
+    else
+      fmt::print("plan written to {} (target {}, {} steps{})\n", args.get("--save"), p.target, p.steps.size(),
+                 p.tactics.empty() ? "" : fmt::format(", {} tactics", p.tactics.size()));
   }
   return 0;
+}
+
+std::string inspect_text(Graph g, const build::BuildOptions& opts, build::BuildReport* report_out) {
+  build::BuildReport local;
+  build::BuildReport& report = report_out ? *report_out : local;
+  const plan::Plan p = build::build_plan(std::move(g), opts, &report);
+  return report.summary() + opts.target->describe() + p.dump();
 }
 
 int cmd_inspect(const Argv& argv) {
@@ -355,11 +375,7 @@ int cmd_inspect(const Argv& argv) {
   Graph g = load(path);
   if (args.has("--graph")) fmt::print("{}", g.dump());
   build::BuildReport report;
-  const build::BuildOptions opts = options_from(args);
-  const plan::Plan p = build::build_plan(std::move(g), opts, &report);
-  fmt::print("{}", report.summary());
-  fmt::print("{}", opts.target->describe());
-  fmt::print("{}", p.dump());
+  fmt::print("{}", inspect_text(std::move(g), options_from(args), &report));
   const std::string stem = std::filesystem::path(path).stem().string();
   if (args.has("--dot-dir")) {  // only where asked: never write over files in the current folder
     const std::string dir = args.get("--dot-dir");

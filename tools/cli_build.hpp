@@ -28,6 +28,20 @@ plan::Plan specialize_for_run(const Args& args, const plan::Plan& dynamic, const
 /// Loads an ONNX model (constants folded by the CPU reference's evaluator).
 Graph load_onnx(const std::string& path);
 
+/// Declares the options of `kiln build` that build_graph reads: --target, --gpu, --fp16, --shape,
+/// --min/--opt/--max-shapes, --buckets-between, the INT8 options and --max-batch (not --save,
+/// --example, --weights, --check or the engine options).
+void add_build_options(Command& c);
+/// What `kiln build` does with a loaded graph (also for the Python module): INT8 calibration
+/// (int8_graph), then a dynamic plan when --min/--opt/--max-shapes are given, else a static one;
+/// for a CUDA target the plan is checked for the GPU and, with a GPU, its tactics are timed
+/// (--workspace, --timing-cache) and recorded. With `print`, prints the build report and the memory
+/// line (or the bucket table) as `kiln build` does; `report` receives the report.
+plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport* report = nullptr);
+/// What `kiln inspect` prints for a model: the build report (layers before and after fusion, each
+/// fused step with what it absorbed), the target, and the plan's steps and memory plan.
+std::string inspect_text(Graph g, const build::BuildOptions& opts, build::BuildReport* report = nullptr);
+
 /// Declares --shape NAME=DxDx... (repeatable), which build_options reads.
 void add_shape_option(Command& c);
 

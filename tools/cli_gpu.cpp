@@ -63,28 +63,6 @@ void add_gpu_model_options(Command& c) {
   add_shape_option(c);
 }
 
-/// Engine options from --workspace MiB and --timing-cache FILE; progress on a terminal.
-runtime::EngineOptions engine_options(const Args& args) {
-  runtime::EngineOptions o;
-  if (args.has("--workspace")) {
-    const double w = args.number("--workspace", 0);
-    if (!(w >= 0) || w > 1e7) throw Error(fmt::format("--workspace expects MiB (>= 0), got '{}'", args.get("--workspace")));
-    o.workspace_limit = static_cast<std::size_t>(w * (1 << 20));
-  }
-  o.timing_cache = args.get("--timing-cache");
-  // Diagnosis switches, from the environment: KILN_CONV_API=legacy, KILN_CHECK_FINITE=1.
-  if (const char* api = std::getenv("KILN_CONV_API")) o.cudnn_graph = std::string(api) != "legacy";
-  o.check_finite = std::getenv("KILN_CHECK_FINITE") != nullptr;
-  if (stderr_is_terminal()) {
-    o.progress = [](int done, int total, const std::string& what) {
-      fmt::print(stderr, "\r\033[Ktiming tactics {}/{} {}", done, total, what);
-      if (done >= total) fmt::print(stderr, "\n");
-      std::fflush(stderr);
-    };
-  }
-  return o;
-}
-
 /// The model (ONNX) or plan file at `path` as a plan for the GPU: an ONNX model is built for
 /// cuda (cuda-fp16 with --fp16) with dim 0 of every input = `batch` (when > 0) and the dims of
 /// the input files; a plan file must have been built for a CUDA target. `graph` receives the
@@ -366,6 +344,28 @@ class Progress {
 };
 
 }  // namespace
+
+runtime::EngineOptions engine_options(const Args& args) {
+  runtime::EngineOptions o;
+  if (args.has("--workspace")) {
+    const double w = args.number("--workspace", 0);
+    if (!(w >= 0) || w > 1e7) throw Error(fmt::format("--workspace expects MiB (>= 0), got '{}'", args.get("--workspace")));
+    o.workspace_limit = static_cast<std::size_t>(w * (1 << 20));
+  }
+  o.timing_cache = args.get("--timing-cache");
+  // Diagnosis switches, from the environment: KILN_CONV_API=legacy, KILN_CHECK_FINITE=1.
+  if (const char* api = std::getenv("KILN_CONV_API")) o.cudnn_graph = std::string(api) != "legacy";
+  o.check_finite = std::getenv("KILN_CHECK_FINITE") != nullptr;
+  if (stderr_is_terminal()) {
+    o.progress = [](int done, int total, const std::string& what) {
+      fmt::print(stderr, "\r\033[Ktiming tactics {}/{} {}", done, total, what);
+      if (done >= total) fmt::print(stderr, "\n");
+      std::fflush(stderr);
+    };
+  }
+  return o;
+}
+
 
 // ---- build ---------------------------------------------------------------------------------
 

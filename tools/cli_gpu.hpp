@@ -9,6 +9,10 @@
 #include "cli_args.hpp"
 #include "kiln/plan/plan.hpp"
 
+namespace kiln::runtime {
+struct EngineOptions;
+}
+
 namespace kiln::tools {
 
 /// kiln bench MODEL.onnx|PLAN [--fp16] [--batch N] [--warmup N] [--iterations N] [--duration S]
@@ -24,6 +28,10 @@ int cmd_run_gpu(const std::vector<std::string>& args);
 /// Declares --workspace MiB and --timing-cache FILE, the options of the engine that the GPU
 /// commands (and `kiln build --gpu`) make.
 void add_engine_options(Command& c);
+
+/// The engine options of --workspace MiB and --timing-cache FILE (progress on stderr when it is a
+/// terminal; KILN_CONV_API=legacy and KILN_CHECK_FINITE from the environment).
+runtime::EngineOptions engine_options(const Args& args);
 
 /// After `kiln build` for a CUDA target: with a GPU, makes an Engine of `p` (tactics timed, with
 /// progress on a terminal; --workspace MiB, --timing-cache FILE), prints its steps and memory and
