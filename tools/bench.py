@@ -351,8 +351,8 @@ def dynamic_plan(args, row, onnx_path, r):
     returns its path or None (with a note)."""
     plan = os.path.join(args.work, "onnx", f"{row.export_key}-{row.precision}.plan")
     key = (onnx_path, row.precision)
-    if not args.kiln:
-        r["notes"].append("no dynamic plan: no kiln CLI")
+    if not args.kiln or args.skip_kiln:
+        r["notes"].append("no dynamic plan: no kiln CLI (or --skip-kiln)")
         return None
     if key not in args.plans:
         cmd = [args.kiln, "build", onnx_path] + KILN_PRECISION[row.precision]
@@ -450,7 +450,7 @@ def torch_row(args, row, model, x, out_names, r):
                     r["notes"].append(f"torch CUDA graph ({fmt}) failed: {tail(str(e), 200)}")
             elif "no CUDA graph on the CPU" not in r["notes"]:
                 r["notes"].append("no CUDA graph on the CPU")
-        del args_x, xf
+        args_x = xf = None  # the next format's copies replace these
     for mode in ("eager", "graph"):
         have = [(per[mode]["median"], fmt) for fmt, per in r["torch_formats"].items() if mode in per]
         if have:
