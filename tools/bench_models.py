@@ -132,7 +132,9 @@ class BertEncoder(nn.Module):
     """BERT-base's shape without its task heads: token (30522) and learned position (512)
     embeddings, LayerNorm, then nn.TransformerEncoder with 12 post-norm layers of width 768,
     12 heads, feed-forward 3072 with GELU (erf), eps 1e-12, dropout 0, batch_first. No padding
-    mask (every sequence is full). Returns the last hidden state."""
+    mask (every sequence is full). Returns the last hidden state. tools/transformer_exports.py's
+    BertEncoder (issue 15), with its positions made on the input's device so that it runs on the
+    GPU; one class for both once that one does."""
 
     def __init__(self, vocab=30522, d=768, heads=12, layers=12, ff=3072, max_len=512):
         super().__init__()
