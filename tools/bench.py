@@ -396,6 +396,9 @@ def export_row(args, row, model, inputs, out_names, exports, r):
         else:
             t0 = time.perf_counter()
             os.makedirs(os.path.dirname(onnx_path), exist_ok=True)
+            if row.dynamic:  # traced at the profile's opt shape, as tools/dynamic_exports.py does
+                inputs = {k: torch.randn(bm.DYNAMIC_PROFILE["opt"], generator=torch.Generator().manual_seed(bm.SEED))
+                          .to(v.device) for k, v in inputs.items()}
             exports[name] = bm.export(row, model, inputs, out_names, onnx_path, args.exporter, opset)
             log(f"  exported {onnx_path} in {time.perf_counter() - t0:.1f} s")
     r["onnx"] = onnx_path
