@@ -921,7 +921,7 @@ def parse_args():
                     help="no GPU needed: build and export each row, check that `kiln build` accepts it for "
                          "its GPU target (on the CPU), build dynamic plans, print the commands; nothing is timed")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
-                    help="cpu: a smoke test of export and timing code (no CUDA graph, no memory, no compile)")
+                    help="cpu: a smoke test of export and timing code (no CUDA graph, no memory figures)")
     ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "tools", "kiln"), help="the kiln CLI")
     ap.add_argument("--skip-kiln", action="store_true", help="time torch only")
     ap.add_argument("--kiln-arg", action="append", default=[], metavar="ARG",
