@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what kiln needs to build and test on a fresh Debian 12 machine with the CUDA toolkit
-# in /usr/local/cuda: compilers' libraries from Debian, a current Meson and the ONNX Python
-# tools from PyPI. Safe to run again: it installs only what is missing.
+# in /usr/local/cuda: compilers' libraries from Debian, a current Meson, the ONNX Python tools,
+# and nanobind, meson-python and pytest (the Python module) from PyPI. Safe to run again: it
+# installs only what is missing.
 set -euo pipefail
 
 apt_packages=(libfmt-dev doctest-dev libprotobuf-dev protobuf-compiler libopenblas-dev ninja-build
@@ -25,6 +26,10 @@ $py -c "import mesonbuild, sys; from mesonbuild import coredata; v=tuple(int(x) 
 $py -c "import onnx" 2>/dev/null || need_pip+=(onnx)
 $py -c "import onnxruntime" 2>/dev/null || need_pip+=(onnxruntime)
 $py -c "import numpy" 2>/dev/null || need_pip+=(numpy)
+# The Python module (python/kiln, pyproject.toml) and its tests (tests/python).
+$py -c "import nanobind" 2>/dev/null || need_pip+=(nanobind)
+$py -c "import mesonpy" 2>/dev/null || need_pip+=(meson-python)
+$py -c "import pytest" 2>/dev/null || need_pip+=(pytest)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "setup: installing from PyPI: ${need_pip[*]}"
   $py -m pip install -q "${need_pip[@]}"
