@@ -166,14 +166,9 @@ nb::list step_list(const plan::Plan& p) {
   for (const auto& s : p.steps) {
     nb::dict d;
     d["name"] = s.name;
-    nb::list parts;
-    if (is_fused(s)) {
-      d["op"] = s.attr_string("pattern", s.op);
-      for (const auto& part : fused_body(s).parts) parts.append(nb::str(part.name.c_str()));
-    } else {
-      d["op"] = s.op;
-    }
-    d["fused"] = parts;
+    d["op"] = is_fused(s) ? s.attr_string("pattern", s.op) : s.op;
+    d["fused"] = is_fused(s) ? fused_absorbed(s) : std::vector<std::string>{};  // as Plan.dump() lists them
+    d["layout"] = s.attr_string(plan::kLayoutAttr, "");
     d["inputs"] = s.inputs;
     d["outputs"] = s.outputs;
     steps.append(d);
@@ -227,17 +222,26 @@ std::string inspect_model(const Model& m, const std::vector<std::string>& argv) 
 
 nb::dict run_plan(KilnPlan& p, const std::map<std::string, HostArray>& inputs) {
   reference::TensorMap in = to_tensors(inputs, p.plan.inputs);
+  reference::TensorMap out;
   if (!p.plan.is_dynamic()) {
-    reference::PlanExecutor exec(p.plan);
-    return to_dict(exec.run(in), p.plan.outputs);
+    {
+      nb::gil_scoped_release release;  // other Python threads run meanwhile
+      reference::PlanExecutor exec(p.plan);
+      out = exec.run(in);
+    }
+    return to_dict(std::move(out), p.plan.outputs);
   }
   // A dynamic plan runs specialized for the inputs' exact dims (as `kiln run --plan` does).
   if (!p.specializer) p.specializer = std::make_unique<build::Specializer>(p.plan, &reference::constant_evaluator(), 8);
   plan::ShapeMap shapes;
   for (const auto& [name, t] : in) shapes[name] = t.dims();
   const auto exact = p.specializer->plan_for(shapes, p.specializer->profile_for(shapes));
-  reference::PlanExecutor exec(*exact);
-  return to_dict(exec.run(in), exact->outputs);
+  {
+    nb::gil_scoped_release release;
+    reference::PlanExecutor exec(*exact);
+    out = exec.run(in);
+  }
+  return to_dict(std::move(out), exact->outputs);
 }
 
 // ---- the GPU ----------------------------------------------------------------------------------------
@@ -321,8 +325,13 @@ NB_MODULE(_kiln, m) {
       .def(
           "run",
           [](const Model& md, const std::map<std::string, HostArray>& inputs) {
-            reference::Executor exec(md.graph);
-            return to_dict(exec.run(to_tensors(inputs, md.graph.inputs)), graph_outputs(md.graph));
+            const reference::TensorMap in = to_tensors(inputs, md.graph.inputs);
+            reference::TensorMap out;
+            {
+              nb::gil_scoped_release release;
+              out = reference::Executor(md.graph).run(in);
+            }
+            return to_dict(std::move(out), graph_outputs(md.graph));
           },
           "inputs"_a,
           "Runs the unbuilt graph on the CPU reference: {name: ndarray} in, {name: ndarray} out.")
@@ -353,7 +362,7 @@ NB_MODULE(_kiln, m) {
             return v; }, "Each profile's min/opt/max dims, as text.")
       .def_prop_ro("steps", [](const KilnPlan& p) { return step_list(p.plan); },
                    "The steps in order: dicts of name, op (the pattern of a fused step, \"Conv+Add+Relu\"), "
-                   "fused (names of the layers a fused step absorbed), inputs and outputs.")
+                   "fused (the layers a fused step absorbed), layout (\"NCHW\", \"NHWC\" or \"\"), inputs and outputs.")
       .def_prop_ro("layers_before", [](const KilnPlan& p) { return p.layers_before; },
                    "Layers before fusion (-1 for a loaded plan).")
       .def_prop_ro("layers_after", [](const KilnPlan& p) { return p.layers_after; },

@@ -53,6 +53,10 @@ def test_build_fuses_and_reports(tiny_onnx):
     assert 0 < plan.arena_bytes <= plan.naive_bytes
     assert "x" in plan.memory_report()
     assert plan.target == "cpu-reference" and not plan.is_dynamic
+    assert {s["layout"] for s in plan.steps if s["op"].startswith("Conv")} == {"NCHW"}
+    fp16 = kiln.build(tiny_onnx, fp16=True)  # builds without a GPU; its tactics are timed on one
+    assert fp16.target == "cuda-fp16"
+    assert {s["layout"] for s in fp16.steps if s["op"].startswith("Conv")} == {"NHWC"}
     plain = kiln.build(tiny_onnx, target="plain")
     assert plain.target == "plain" and len(plain.steps) > len(plan.steps)
 
