@@ -20,6 +20,7 @@
 #include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli_args.hpp"
 #include "cli_build.hpp"
@@ -153,6 +154,12 @@ std::vector<ValueInfo> graph_outputs(const Graph& g) {
   std::vector<ValueInfo> v;
   for (const auto& name : g.outputs) v.push_back({name, g.has_type(name) ? g.type_of(name) : TensorType{}});
   return v;
+}
+
+std::string type_list(const std::vector<ValueInfo>& vs) {
+  std::vector<std::string> v;
+  for (const auto& vi : vs) v.push_back(vi.name + ": " + vi.type.to_string());
+  return fmt::format("{}", fmt::join(v, ", "));
 }
 
 nb::list infos(const std::vector<ValueInfo>& vs) {
@@ -316,6 +323,9 @@ NB_MODULE(_kiln, m) {
   m.attr("__version__") = plan::library_version();
 
   nb::class_<Model>(m, "Model", "An imported network (ONNX or a DSL example): the IR graph before building.")
+      .def("__repr__", [](const Model& md) {
+            return fmt::format("<kiln.Model '{}': {} nodes, inputs {}, outputs {}>", md.graph.name, md.graph.nodes.size(),
+                               type_list(md.graph.inputs), type_list(graph_outputs(md.graph))); })
       .def_prop_ro("name", [](const Model& md) { return md.graph.name; }, "The graph's name.")
       .def_prop_ro("inputs", [](const Model& md) { return infos(md.graph.inputs); },
                    "Inputs: dicts of name, dtype (\"f32\", ...) and shape (ints; a str or None for a dynamic dim).")
@@ -351,6 +361,10 @@ NB_MODULE(_kiln, m) {
   m.def("examples", &tools::example_names, "Names of the DSL example networks.");
 
   nb::class_<KilnPlan>(m, "Plan", "A built plan: fused steps, memory plan, weights (kiln.build(), kiln.load_plan()).")
+      .def("__repr__", [](const KilnPlan& p) {
+            return fmt::format("<kiln.Plan '{}' for {}{}: {} steps, arena {} bytes>", p.plan.graph_name, p.plan.target,
+                               p.plan.is_dynamic() ? fmt::format(", {} profiles", p.plan.profiles.size()) : "",
+                               p.plan.steps.size(), p.plan.memory.arena_bytes); })
       .def_prop_ro("target", [](const KilnPlan& p) { return p.plan.target; }, "The target it was built for.")
       .def_prop_ro("inputs", [](const KilnPlan& p) { return infos(p.plan.inputs); }, "Input bindings.")
       .def_prop_ro("outputs", [](const KilnPlan& p) { return infos(p.plan.outputs); }, "Output bindings.")
