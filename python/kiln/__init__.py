@@ -45,6 +45,7 @@ __all__ = [
     "Error", "ShapeError", "GraphError", "FormatError", "UnsupportedError", "MemoryLimitError", "WeightError",
     "Model", "Plan", "Engine", "ExecutionContext",
     "load_onnx", "example", "examples", "build", "inspect", "load_plan", "gpu_count", "no_gpu_reason",
+    "tensor_info", "device_pointer", "check_binding", "stream_handle",
 ]
 
 Shapes = Mapping[str, Sequence[int]]
@@ -164,29 +165,80 @@ def _require_gpu(what: str) -> None:
         raise Error(f"no GPU: {what} ({no_gpu_reason()}); kiln runs plans on the CPU reference with Plan.run()")
 
 
-def device_pointer(tensor: Any) -> int:
-    """The device address of a CUDA tensor: an int as it is, else ``__cuda_array_interface__``
-    (CuPy, Numba, PyTorch), else DLPack (``__dlpack__``). The tensor must be C-contiguous: kiln
-    reads it as a dense array of the plan's dtype."""
+_TYPESTR = {"f4": "f32", "f8": "f64", "f2": "f16", "i1": "i8", "i2": "i16", "i4": "i32", "i8": "i64",
+            "u1": "u8", "u2": "u16", "u4": "u32", "u8": "u64", "b1": "bool"}
+_ITEMSIZE = {"f32": 4, "f64": 8, "f16": 2, "bf16": 2, "i8": 1, "i16": 2, "i32": 4, "i64": 8, "u8": 1, "u16": 2,
+             "u32": 4, "u64": 8, "bool": 1}
+
+
+def _dense(shape: Sequence[int], strides: Optional[Sequence[int]], itemsize: int) -> bool:
+    """Whether strides (in bytes; None: C order) describe a C-contiguous array; dims of 1 may have any stride."""
+    if strides is None:
+        return True
+    expect = itemsize
+    for d, s in zip(reversed(list(shape)), reversed(list(strides))):
+        if d != 1 and s != expect:
+            return False
+        expect *= d
+    return True
+
+
+def tensor_info(tensor: Any) -> tuple:
+    """(device address, kiln dtype name or None, shape or None) of a CUDA tensor: an int address
+    as it is (nothing to check), else ``__cuda_array_interface__`` (CuPy, Numba, PyTorch), else
+    DLPack (``__dlpack__``). Raises kiln.Error for a tensor that is not C-contiguous (kiln reads
+    bindings as dense arrays) or not in CUDA device memory."""
     if isinstance(tensor, int):
-        return tensor
+        return tensor, None, None
     cai = getattr(tensor, "__cuda_array_interface__", None)
     if cai is not None:
-        strides = cai.get("strides")
-        if strides is not None:
-            itemsize = int(cai["typestr"][2:])
-            expect, dense = itemsize, []
-            for d in reversed(cai["shape"]):
-                dense.insert(0, expect)
-                expect *= d
-            if tuple(strides) != tuple(dense):
-                raise Error(f"a tensor of shape {tuple(cai['shape'])} with strides {tuple(strides)} is not "
-                            "C-contiguous; kiln binds dense tensors (copy it first)")
-        return int(cai["data"][0])
+        typestr = cai["typestr"]
+        dtype = _TYPESTR.get(typestr[1:])
+        shape = tuple(cai["shape"])
+        if not _dense(shape, cai.get("strides"), int(typestr[2:])):
+            raise Error(f"a tensor of shape {shape} with strides {tuple(cai['strides'])} is not C-contiguous; "
+                        "kiln binds dense tensors (copy it first)")
+        if dtype is None:
+            raise Error(f"a tensor of element type '{typestr}' (__cuda_array_interface__), which kiln has no dtype for")
+        return int(cai["data"][0]), dtype, shape
     if hasattr(tensor, "__dlpack__"):
-        return _kiln._cuda_pointer(tensor)
+        if hasattr(tensor, "__dlpack_device__"):
+            kind = int(tensor.__dlpack_device__()[0])
+            if kind not in (2, 13):  # kDLCUDA, kDLCUDAManaged
+                raise Error(f"a {type(tensor).__name__} in DLPack device type {kind} memory (1 is the CPU): kiln "
+                            "binds CUDA device memory (ExecutionContext.run() takes host arrays)")
+        ptr, dtype, shape, strides = _kiln._dlpack_info(tensor)
+        if not _dense(shape, [st * _ITEMSIZE.get(dtype, 1) for st in strides], _ITEMSIZE.get(dtype, 1)):
+            raise Error(f"a tensor of shape {tuple(shape)} with strides {tuple(strides)} (elements) is not "
+                        "C-contiguous; kiln binds dense tensors (copy it first)")
+        if dtype == "?":
+            raise Error("a DLPack tensor of an element type kiln has no dtype for")
+        return ptr, dtype, tuple(shape)
     raise Error(f"cannot take a device pointer from {type(tensor).__name__}: give a CUDA tensor with "
                 "__cuda_array_interface__ or __dlpack__, or an int address")
+
+
+def device_pointer(tensor: Any) -> int:
+    """The device address of a CUDA tensor (see tensor_info())."""
+    return tensor_info(tensor)[0]
+
+
+def check_binding(name: str, tensor: Any, dtype: str, dims: Sequence[int]) -> int:
+    """The address of `tensor` for binding `name`, which takes `dtype` and `dims`: raises kiln.Error
+    when the tensor's dtype or element count differs (an int address is taken as it is)."""
+    ptr, got_dtype, shape = tensor_info(tensor)
+    if got_dtype is None:
+        return ptr
+    count = 1
+    for d in shape:
+        count *= int(d)
+    want = 1
+    for d in dims:
+        want *= int(d)
+    if got_dtype != dtype or count != want:
+        raise Error(f"binding '{name}': a {got_dtype} tensor of shape {tuple(shape)}; the plan binds "
+                    f"{dtype}[{','.join(str(d) for d in dims)}] here")
+    return ptr
 
 
 def stream_handle(stream: Any) -> int:
@@ -252,9 +304,20 @@ class ExecutionContext:
     def set_profile(self, profile: int) -> None:
         self._ctx.set_profile(profile)
 
+    def binding(self, name: str) -> tuple:
+        """(dtype name, dims) that input or output `name` binds at the batch or shapes set."""
+        return self._ctx.binding(name)
+
     def output_shape(self, name: str) -> list:
-        """An output's dims at the shapes set."""
-        return self._ctx.output_shape(name)
+        """An output's dims at the batch or shapes set."""
+        return self._ctx.binding(name)[1]
+
+    def _pointers(self, bindings: Mapping[str, Any]) -> dict:
+        out = {}
+        for name, tensor in bindings.items():
+            dtype, dims = self._ctx.binding(name)
+            out[name] = check_binding(name, tensor, dtype, dims)
+        return out
 
     def set_cuda_graph(self, on: bool) -> None:
         """Replay a CUDA graph of the whole plan (captured per shape on its first run)."""
@@ -273,12 +336,13 @@ class ExecutionContext:
 
     def enqueue(self, bindings: Mapping[str, Any], stream: Any = None) -> None:
         """Runs the plan on `stream` without waiting. bindings: {input or output name: CUDA tensor
-        (DLPack or __cuda_array_interface__) or int address}, dense, in the plan's dtypes."""
-        self._ctx.enqueue({k: device_pointer(v) for k, v in bindings.items()}, stream_handle(stream))
+        (DLPack or __cuda_array_interface__) or int address}, dense, in the plan's dtypes; each
+        tensor's dtype and element count are checked against binding(name)."""
+        self._ctx.enqueue(self._pointers(bindings), stream_handle(stream))
 
     def execute(self, bindings: Mapping[str, Any]) -> None:
         """enqueue() on the context's own stream, then waits."""
-        self._ctx.execute({k: device_pointer(v) for k, v in bindings.items()})
+        self._ctx.execute(self._pointers(bindings))
 
     def run(self, inputs: Mapping[str, Any]) -> dict:
         """numpy in, numpy out: uploads the inputs, executes, downloads every output."""

@@ -302,6 +302,24 @@ runtime::ExecutionContext& static_context(KilnContext& c) {
   return c.dctx ? c.dctx->context() : *c.ctx;
 }
 
+/// (dtype name, dims) of input or output `name` at the context's batch (static plans) or input
+/// shapes (dynamic plans). Throws naming the bindings when there is none of that name.
+std::pair<std::string, std::vector<std::int64_t>> binding(KilnContext& c, const std::string& name) {
+  const plan::Plan& p = c.dctx ? c.dctx->plan() : *c.engine->plan;
+  std::vector<std::string> names;
+  for (const auto* list : {&p.inputs, &p.outputs})
+    for (const auto& vi : *list) {
+      names.push_back(vi.name);
+      if (vi.name != name) continue;
+      std::vector<std::int64_t> d;
+      for (const auto& x : vi.type.shape) d.push_back(x.value());
+      if (!c.dctx && !d.empty()) d[0] = c.ctx->batch();
+      return {std::string(dtype_name(vi.type.dtype)), d};
+    }
+  throw Error(fmt::format("'{}' is not an input or output of plan '{}' (its bindings: {})", name, p.graph_name,
+                          fmt::join(names, ", ")));
+}
+
 }  // namespace
 }  // namespace kiln::python
 
@@ -441,16 +459,8 @@ NB_MODULE(_kiln, m) {
       .def("set_profile", [](KilnContext& c, std::size_t p) {
             if (!c.dctx) throw Error("set_profile: a static plan has no profiles");
             c.dctx->set_profile(p); }, "profile"_a)
-      .def("output_shape", [](KilnContext& c, const std::string& name) {
-            if (c.dctx) return c.dctx->output_dims(name);
-            for (const auto& vi : c.engine->plan->outputs)
-              if (vi.name == name) {
-                std::vector<std::int64_t> d;
-                for (const auto& x : vi.type.shape) d.push_back(x.value());
-                if (!d.empty()) d[0] = c.ctx->batch();
-                return d;
-              }
-            throw Error(fmt::format("'{}' is not an output of the plan", name)); }, "name"_a)
+      .def("binding", &binding, "name"_a,
+           "The dtype name and dims an input or output binding has at the batch or shapes set.")
       .def("set_cuda_graph", [](KilnContext& c, bool on) {
             if (c.dctx) c.dctx->set_cuda_graph(on); else c.ctx->set_cuda_graph(on); }, "on"_a)
       .def("enable_profiler", [](KilnContext& c) {
@@ -485,7 +495,20 @@ NB_MODULE(_kiln, m) {
             return to_dict(std::move(out), outs); }, "inputs"_a);
 
   m.def(
-      "_cuda_pointer",
-      [](nb::ndarray<nb::device::cuda> a) { return reinterpret_cast<std::uintptr_t>(a.data()); }, "tensor"_a,
-      "The device pointer of a CUDA tensor passed through DLPack.");
+      "_dlpack_info",
+      [](nb::ndarray<nb::device::cuda> a) {
+        std::vector<std::int64_t> shape, strides;
+        for (std::size_t i = 0; i < a.ndim(); ++i) {
+          shape.push_back(static_cast<std::int64_t>(a.shape(i)));
+          strides.push_back(a.stride(i));
+        }
+        std::string kind = "?";
+        try {
+          kind = std::string(kiln::dtype_name(kiln::python::dtype_of(a.dtype(), "tensor")));
+        } catch (const kiln::Error&) {
+        }
+        return nb::make_tuple(reinterpret_cast<std::uintptr_t>(a.data()), kind, shape, strides);
+      },
+      "tensor"_a,
+      "(device pointer, kiln dtype name, shape, strides in elements) of a CUDA tensor passed through DLPack.");
 }

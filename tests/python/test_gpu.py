@@ -20,17 +20,32 @@ class FakeCudaArray:
 
 def test_device_pointer_from_cuda_array_interface():
     assert kiln.device_pointer(FakeCudaArray(0x7000, (2, 3))) == 0x7000
-    assert kiln.device_pointer(FakeCudaArray(0x7000, (2, 3), strides=(12, 4))) == 0x7000
-    assert kiln.device_pointer(1234) == 1234
+    assert kiln.tensor_info(FakeCudaArray(0x7000, (2, 3), strides=(12, 4))) == (0x7000, "f32", (2, 3))
+    assert kiln.tensor_info(FakeCudaArray(0x10, (4,), typestr="<f2")) == (0x10, "f16", (4,))
+    assert kiln.tensor_info(FakeCudaArray(0x10, (2, 1), strides=(4, 99))) == (0x10, "f32", (2, 1))  # a dim of 1
+    assert kiln.tensor_info(1234) == (1234, None, None)
     with pytest.raises(kiln.Error, match="not C-contiguous"):
         kiln.device_pointer(FakeCudaArray(0x7000, (2, 3), strides=(4, 8)))
     with pytest.raises(kiln.Error, match="cannot take a device pointer from list"):
         kiln.device_pointer([1, 2])
+    with pytest.raises(kiln.Error, match="no dtype for"):
+        kiln.device_pointer(FakeCudaArray(0x10, (4,), typestr="<c8"))
 
 
-def test_device_pointer_refuses_host_dlpack():
-    with pytest.raises((kiln.Error, TypeError)):
+def test_host_dlpack_tensor_is_refused():
+    with pytest.raises(kiln.Error, match="DLPack device type 1"):
         kiln.device_pointer(np.zeros(4, np.float32))  # numpy speaks DLPack, but on the CPU
+
+
+def test_bindings_are_checked_against_the_plan():
+    assert kiln.check_binding("x", FakeCudaArray(0x20, (2, 3, 8, 8)), "f32", [2, 3, 8, 8]) == 0x20
+    assert kiln.check_binding("x", FakeCudaArray(0x20, (2, 192)), "f32", [2, 3, 8, 8]) == 0x20  # a view
+    assert kiln.check_binding("x", 0x30, "f32", [2, 3, 8, 8]) == 0x30  # an address: nothing to check
+    with pytest.raises(kiln.Error) as e:
+        kiln.check_binding("x", FakeCudaArray(0x20, (2, 3, 8, 8), typestr="<f2"), "f32", [2, 3, 8, 8])
+    assert str(e.value) == "binding 'x': a f16 tensor of shape (2, 3, 8, 8); the plan binds f32[2,3,8,8] here"
+    with pytest.raises(kiln.Error, match=r"shape \(1, 3, 8, 8\)"):
+        kiln.check_binding("x", FakeCudaArray(0x20, (1, 3, 8, 8)), "f32", [2, 3, 8, 8])
 
 
 def test_stream_handles():
@@ -96,6 +111,7 @@ def test_dynamic_engine_set_input_shape(dynamic_onnx):
     ctx = kiln.Engine(plan).create_context()
     ctx.set_input_shape("x", (3, 3, 8, 8))
     assert ctx.output_shape("prob") == [3, 5]
+    assert ctx.binding("x") == ("f32", [3, 3, 8, 8])
     x = random_input((3, 3, 8, 8))
     np.testing.assert_allclose(ctx.run({"x": x})["prob"], plan.run({"x": x})["prob"], atol=1e-4)
     with pytest.raises(kiln.ShapeError):
