@@ -90,4 +90,80 @@ cudaError_t lrn(Elem elem, std::int64_t n, std::int64_t channels, std::int64_t i
   });
 }
 
+namespace {
+
+/// Block-wide sum through warps and shared memory (`red` holds 32 floats); every thread gets it.
+__device__ float block_sum(float v, float* red) {
+  v = detail::warp_sum(v);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float w = threadIdx.x < (blockDim.x + 31) / 32 ? red[threadIdx.x] : 0.f;
+    w = detail::warp_sum(w);
+    if (threadIdx.x == 0) red[0] = w;
+  }
+  __syncthreads();
+  const float s = red[0];
+  __syncthreads();
+  return s;
+}
+
+/// One block per row (grid-strided); the row is read three times (mean, centred variance,
+/// output), from L1/L2 after the first.
+template <class T>
+__global__ void row_norm_kernel(RowNormArgs a) {
+  __shared__ float red[32];
+  const T* x = static_cast<const T*>(a.x);
+  const T* res = static_cast<const T*>(a.residual);
+  const T* scale = static_cast<const T*>(a.scale);
+  const T* bias = static_cast<const T*>(a.bias);
+  T* y = static_cast<T*>(a.y);
+  const float inv_n = 1.f / static_cast<float>(a.n);
+  for (std::int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    const std::int64_t base = r * a.n;
+    auto value = [&](std::int64_t j) {
+      float v = detail::load(x, base + j);
+      if (res) v += detail::load(res, base + j);
+      return v;
+    };
+    float mean = 0.f;
+    if (!a.rms) {
+      float s = 0.f;
+      for (std::int64_t j = threadIdx.x; j < a.n; j += blockDim.x) s += value(j);
+      mean = block_sum(s, red) * inv_n;
+    }
+    float q = 0.f;
+    for (std::int64_t j = threadIdx.x; j < a.n; j += blockDim.x) {
+      const float d = value(j) - mean;
+      q += d * d;
+    }
+    const float invstd = rsqrtf(block_sum(q, red) * inv_n + a.eps);
+    for (std::int64_t j = threadIdx.x; j < a.n; j += blockDim.x) {
+      float v = (value(j) - mean) * invstd;
+      if (scale) v *= detail::load(scale, a.scale_len == 1 ? 0 : j);
+      if (bias) v += detail::load(bias, a.bias_len == 1 ? 0 : j);
+      detail::store(y, base + j, v);
+    }
+    if (threadIdx.x == 0) {
+      if (a.mean_out) detail::store(static_cast<T*>(a.mean_out), r, mean);
+      if (a.invstd_out) detail::store(static_cast<T*>(a.invstd_out), r, invstd);
+    }
+  }
+}
+
+}  // namespace
+
+cudaError_t row_norm(Elem elem, const RowNormArgs& a, cudaStream_t stream) {
+  if (a.rows == 0 || a.n == 0) return cudaSuccess;
+  // A warp per 32 elements up to 256 threads: rows of 64 (small widths) use 64 threads.
+  int threads = 32;
+  while (threads < 256 && threads < a.n) threads *= 2;
+  const unsigned blocks = static_cast<unsigned>(a.rows < 65535 * 16 ? a.rows : 65535 * 16);
+  return detail::dispatch(elem, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    row_norm_kernel<T><<<blocks, threads, 0, stream>>>(a);
+    return cudaGetLastError();
+  });
+}
+
 }  // namespace kiln::kernels

@@ -1,5 +1,6 @@
 // Per-channel affine (BatchNorm folded into scale and shift, TensorRT's scale layer), the fold
-// itself, and local response normalization across channels.
+// itself, local response normalization across channels, and the row normalizations of
+// transformers (LayerNorm, RMSNorm).
 #pragma once
 
 #include <cstdint>
@@ -27,5 +28,27 @@ cudaError_t batchnorm_fold(std::int64_t channels, const float* gamma, const floa
 /// `size` channels around c) ^ beta.
 cudaError_t lrn(Elem elem, std::int64_t n, std::int64_t channels, std::int64_t inner, int size,
                 float alpha, float beta, float bias, const void* x, void* y, cudaStream_t stream);
+
+/// LayerNormalization (rms = false) or RMSNormalization (rms = true) over rows of `n` elements:
+/// v = x (+ residual), y = (v - mean) * invstd * scale + bias, invstd = 1 / sqrt(var + eps) (RMS:
+/// no mean, var = mean of v^2). Statistics are computed in f32 whatever the element type (the
+/// ONNX stash type), mean first and then the centred variance (no E[x^2] - mean^2 cancellation).
+/// scale and bias have `n` entries (or 1, broadcast) in the element type; each of residual,
+/// scale, bias, mean_out and invstd_out may be null. mean_out/invstd_out get one entry per row.
+struct RowNormArgs {
+  std::int64_t rows = 0, n = 0;
+  const void* x = nullptr;
+  const void* residual = nullptr;
+  const void* scale = nullptr;
+  std::int64_t scale_len = 0;
+  const void* bias = nullptr;
+  std::int64_t bias_len = 0;
+  float eps = 1e-5f;
+  bool rms = false;
+  void* y = nullptr;
+  void* mean_out = nullptr;
+  void* invstd_out = nullptr;
+};
+cudaError_t row_norm(Elem elem, const RowNormArgs& a, cudaStream_t stream);
 
 }  // namespace kiln::kernels

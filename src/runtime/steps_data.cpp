@@ -1,4 +1,4 @@
-// Steps that move or summarize data: pooling, softmax, LRN, reductions, resize, concat, slice,
+// Steps that move or summarize data: pooling, softmax, LRN, layer/RMS norm, reductions, resize, concat, slice,
 // pad, gather, split, transpose and the other copies, layout conversions and casts.
 #include <cmath>
 
@@ -142,6 +142,58 @@ class LrnStep final : public Step {
  private:
   Node n_;
   DeviceValue x_, y_;
+};
+
+/// LayerNormalization and RMSNormalization over the trailing dims from `axis` (kernels::row_norm:
+/// f32 statistics in every precision). Scale and B must vary over the normalized dims only (the
+/// shapes transformers use); the optional Mean and InvStdDev outputs are written per row.
+class RowNormStep final : public Step {
+ public:
+  explicit RowNormStep(const StepEnv& env) {
+    const Node& n = env.node;
+    const DeviceValue x = env.value(n.inputs.at(0));
+    const DeviceValue y = env.value(n.outputs.at(0));
+    need_contiguous(n, x);
+    need_contiguous(n, y);
+    const i64 axis = norm_axis(n, n.attr_int("axis", -1), x.dims.size());
+    a_.rms = n.op == "RMSNormalization";
+    a_.n = 1;
+    for (std::size_t d = static_cast<std::size_t>(axis); d < x.dims.size(); ++d) a_.n *= x.dims[d];
+    a_.rows = a_.n == 0 ? 0 : x.numel() / a_.n;
+    a_.eps = static_cast<float>(n.attr_float("epsilon", 1e-5));
+    a_.x = pointer_of(env, x);
+    a_.y = y.ptr;
+    elem_ = x.elem();
+    const std::vector<i64> normalized(x.dims.begin() + axis, x.dims.end());
+    auto operand = [&](std::size_t i, const char* what, std::int64_t& len) -> const void* {
+      if (n.inputs.size() <= i || n.inputs[i].empty()) return nullptr;
+      const DeviceValue v = env.value(n.inputs[i]);
+      if (!v.contiguous() || v.elem() != elem_)
+        unsupported(n, fmt::format("{} stored as {}", what, v.describe()));
+      // Leading 1s dropped, the rest must be the normalized dims (or a single element).
+      std::vector<i64> d = v.dims;
+      while (!d.empty() && d.front() == 1 && d.size() > normalized.size()) d.erase(d.begin());
+      len = v.numel();
+      if (len != 1 && d != normalized)
+        unsupported(n, fmt::format("{} of shape [{}] (the GPU takes the normalized dims [{}] or one value)",
+                                   what, fmt::join(v.dims, ","), fmt::join(normalized, ",")));
+      return pointer_of(env, v);
+    };
+    a_.scale = operand(1, "Scale", a_.scale_len);
+    if (!a_.rms) a_.bias = operand(2, "B", a_.bias_len);
+    for (std::size_t o = 1; o < n.outputs.size(); ++o) {
+      if (n.outputs[o].empty()) continue;
+      const DeviceValue s = env.value(n.outputs[o]);
+      if (s.elem() != elem_) unsupported(n, fmt::format("statistics output stored as {}", s.describe()));
+      (o == 1 ? a_.mean_out : a_.invstd_out) = s.ptr;
+    }
+  }
+  void run(const RunArgs& a) override { KILN_CHECK(kernels::row_norm(elem_, a_, a.stream)); }
+  std::string kind() const override { return a_.rms ? "rms-norm" : "layer-norm"; }
+
+ private:
+  kernels::RowNormArgs a_;
+  kernels::Elem elem_ = kernels::Elem::f32;
 };
 
 class ReduceStep final : public Step {
@@ -512,6 +564,8 @@ void register_data_steps(StepRegistry& r) {
   add({"Softmax", "LogSoftmax"},
       [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<SoftmaxStep>(env); });
   add({"LRN"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<LrnStep>(env); });
+  add({"LayerNormalization", "RMSNormalization"},
+      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<RowNormStep>(env); });
   for (const auto& [op, _] : ReduceStep::reductions())
     r.add(op, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<ReduceStep>(env); });
   add({"Resize"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<ResizeStep>(env); });
