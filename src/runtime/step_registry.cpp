@@ -31,6 +31,7 @@ const StepRegistry& step_registry() {
     register_pointwise_steps(r);
     register_data_steps(r);
     register_rnn_steps(r);
+    register_attention_steps(r);
     return r;
   }();
   return r;

@@ -100,5 +100,6 @@ void register_conv_steps(StepRegistry& r);       // steps_conv.cpp: convolutions
 void register_pointwise_steps(StepRegistry& r);  // steps_pointwise.cpp: the pointwise table, BatchNorm
 void register_data_steps(StepRegistry& r);       // steps_data.cpp: pools, softmax, copies, reductions, ...
 void register_rnn_steps(StepRegistry& r);        // steps_rnn.cpp: LSTM, GRU, RNN
+void register_attention_steps(StepRegistry& r);  // steps_attention.cpp: Attention
 
 }  // namespace kiln::runtime::detail

@@ -157,15 +157,19 @@ TEST_CASE("a GPU plan with an op the runtime lacks is refused, naming the step a
   }
 }
 
-TEST_CASE("Attention and RotaryEmbedding have no GPU step: a GPU plan with them is refused by name") {
-  CHECK_FALSE(rt::gpu_supports("Attention"));
+TEST_CASE("Attention has a GPU step; RotaryEmbedding has none: a GPU plan with it is refused by name") {
+  CHECK(rt::gpu_supports("Attention"));
+  CHECK(rt::gpu_supports("LayerNormalization"));
+  CHECK(rt::gpu_supports("RMSNormalization"));
   CHECK_FALSE(rt::gpu_supports("RotaryEmbedding"));
   Graph g;
-  for (const char* in : {"q", "k", "v"}) g.inputs.push_back({in, TensorType{DType::f32, Shape::of({1, 2, 3, 4})}});
+  g.inputs.push_back({"x", TensorType{DType::f32, Shape::of({1, 2, 3, 4})}});
+  g.inputs.push_back({"cos", TensorType{DType::f32, Shape::of({1, 3, 2})}});
+  g.inputs.push_back({"sin", TensorType{DType::f32, Shape::of({1, 3, 2})}});
   Node n;
-  n.name = "attn";
-  n.op = "Attention";
-  n.inputs = {"q", "k", "v"};
+  n.name = "rope";
+  n.op = "RotaryEmbedding";
+  n.inputs = {"x", "cos", "sin"};
   n.outputs = {"y"};
   g.nodes.push_back(n);
   g.outputs = {"y"};
@@ -177,9 +181,9 @@ TEST_CASE("Attention and RotaryEmbedding have no GPU step: a GPU plan with them 
   const plan::Plan p = build::build_plan(g, o);
   try {
     rt::check_gpu_plan(p);
-    FAIL("Attention was accepted");
+    FAIL("RotaryEmbedding was accepted");
   } catch (const UnsupportedError& e) {
-    CHECK(std::string(e.what()) == "[Attention 'attn'] the GPU runtime has no kernel for op 'Attention'");
+    CHECK(std::string(e.what()) == "[RotaryEmbedding 'rope'] the GPU runtime has no kernel for op 'RotaryEmbedding'");
   }
 }
 
