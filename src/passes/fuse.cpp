@@ -78,6 +78,29 @@ int fuse_conv_residual(Graph& g, const PassContext& ctx) {
   });
 }
 
+int fuse_gemm_bias(Graph& g, const PassContext& ctx) {
+  if (!ctx.tgt().can_fuse(plan::fusion::kGemmActivation)) return 0;
+  return until_fixed(g, [&](std::size_t i) {
+    const Node& mm = g.nodes[i];
+    if (mm.op != "MatMul" || mm.outputs.size() != 1) return false;
+    const TensorType& yt = g.type_of(mm.outputs[0]);
+    if (yt.shape.rank() < 2 || !yt.shape[yt.shape.rank() - 1].is_fixed()) return false;
+    const auto j = only_reader(g, readers(g), mm.outputs[0]);
+    if (!j) return false;
+    const Node& add = g.nodes[*j];
+    if (add.op != "Add" || add.inputs.size() != 2 || add.outputs.size() != 1) return false;
+    const std::string& b = add.inputs[0] == mm.outputs[0] ? add.inputs[1] : add.inputs[0];
+    const Tensor* t = weight(g, b);
+    // A bias row: N values (the output's last dim), every other dim 1, the output's type kept.
+    if (!t || t->dtype() != yt.dtype || t->numel() != yt.shape[yt.shape.rank() - 1].value() || t->rank() == 0 ||
+        t->dim(t->rank() - 1) != t->numel() || t->rank() > yt.shape.rank())
+      return false;
+    if (g.type_of(add.outputs[0]) != yt) return false;
+    join(g, i, *j);
+    return true;
+  });
+}
+
 int fuse_conv_activation(Graph& g, const PassContext& ctx) {
   const plan::Target& t = ctx.tgt();
   return until_fixed(g, [&](std::size_t i) {

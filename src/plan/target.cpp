@@ -65,7 +65,7 @@ Target make_cpu_reference() {
   Target t;
   t.name = "cpu-reference";
   t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
-               fusion::kPointwiseChain, fusion::kHorizontalConv};
+               fusion::kPointwiseChain, fusion::kHorizontalConv, fusion::kLayerNorm, fusion::kGelu, fusion::kAttention};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 16;
   // The reference computes convolutions and pooling in NCHW only.
@@ -97,7 +97,7 @@ Target make_cuda(bool fp16) {
   Target t;
   t.name = fp16 ? "cuda-fp16" : "cuda";
   t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
-               fusion::kPointwiseChain};
+               fusion::kPointwiseChain, fusion::kLayerNorm, fusion::kGelu, fusion::kAttention};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 8;  // kernels::kMaxChainSteps
   if (fp16) {

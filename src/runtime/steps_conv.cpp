@@ -623,7 +623,25 @@ class GemmStep final : public Step {
         unsupported(n, fmt::format("MatMul broadcasting {} with {}", a.describe(), b.describe()));
       }
     }
-    tail_ = split_tail(env, body, y_, false);
+    // MatMul + bias row (fuse_gemm_bias): the epilogue adds it; the tail starts after it.
+    FusedBody tail_body = body;
+    if (g.op == "MatMul" && body.parts.size() > 1 && body.parts[1].op == "Add" && body.parts[1].inputs.size() == 2) {
+      const Node& p = body.parts[1];
+      const std::string& running = g.outputs.at(0);
+      const std::string& other = p.inputs[0] == running ? p.inputs[1] : p.inputs[0];
+      const DeviceValue c = env.value(fused_input_name(n.inputs, other));
+      if ((p.inputs[0] == running) != (p.inputs[1] == running) && s.batch <= 1 && c.host && c.numel() == s.n &&
+          !c.dims.empty() && c.dims.back() == s.n) {
+        auto v = host_floats(*c.host);
+        auto bytes = to_device_format(v.data(), s.n, y_.half);
+        bias_ = env.engine.weights.get(fmt::format("gemm-bias:{}:1:{}", c.name, y_.half), bytes.size(),
+                                       [&](DeviceBuffer& buf) { buf.upload(bytes.data(), bytes.size()); });
+        o.bias = true;
+        tail_body.parts.erase(tail_body.parts.begin() + 1);
+        tail_body.parts[0].outputs = p.outputs;  // the tail reads the sum as the product's output
+      }
+    }
+    tail_ = split_tail(env, tail_body, y_, false);
     if (tail_.act && o.beta == 0.f) {
       if (tail_.act->act == kernels::Activation::relu) o.epilogue = Epilogue::relu;
       else if (tail_.act->act == kernels::Activation::gelu_tanh) o.epilogue = Epilogue::gelu_tanh;
@@ -631,14 +649,14 @@ class GemmStep final : public Step {
     if (tail_.act && o.epilogue == Epilogue::none) {
       // Not an epilogue cuBLASLt has: the activation goes to the chain.
       std::vector<Node> rest;
-      rest.push_back(body.parts[1]);
+      rest.push_back(tail_body.parts[1]);
       for (auto& p : tail_.rest) rest.push_back(p);
       tail_.rest = rest;
       tail_.act.reset();
     }
     if (!tail_.rest.empty()) {
-      const std::size_t first = body.parts.size() - tail_.rest.size();
-      chain_ = std::make_unique<Chain>(env, tail_.rest, body.parts[first - 1].outputs.at(0), n.inputs, y_);
+      const std::size_t first = tail_body.parts.size() - tail_.rest.size();
+      chain_ = std::make_unique<Chain>(env, tail_.rest, tail_body.parts[first - 1].outputs.at(0), n.inputs, y_);
     }
     shape_ = s;
     opt_ = o;

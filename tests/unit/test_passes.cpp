@@ -559,3 +559,247 @@ TEST_CASE("the plain target builds one step per layer and still computes the sam
     CHECK(plan.memory.slices == 0);
   }
 }
+
+// ---- transformer patterns (src/passes/transformer.cpp) ----------------------------------------
+
+namespace {
+
+std::string scalar_weight(Builder& bld, float v) {
+  const std::string n = fmt::format("c{}", bld.counter++);
+  bld.g.weights[n] = Tensor::scalar(v);
+  return n;
+}
+
+/// The axes input of a Reduce op (the IR's form in every opset).
+std::string axes_weight(Builder& bld, std::vector<std::int64_t> axes) {
+  const std::string n = fmt::format("axes{}", bld.counter++);
+  bld.g.weights[n] = Tensor::from<std::int64_t>({static_cast<std::int64_t>(axes.size())}, axes);
+  return n;
+}
+
+/// PyTorch's export of nn.LayerNorm before opset 17: centred variance, Pow and Div.
+struct DecomposedLayerNorm {
+  Builder bld;
+  std::string x, mean, dev, y;
+  DecomposedLayerNorm(bool affine, std::vector<std::int64_t> dims = {2, 3, 8}) {
+    x = bld.input("x", dims);
+    const std::int64_t d = dims.back();
+    mean = bld.node("ReduceMean", {x, axes_weight(bld, {-1})});
+    dev = bld.node("Sub", {x, mean});
+    auto sq = bld.node("Pow", {dev, scalar_weight(bld, 2.f)});
+    auto var = bld.node("ReduceMean", {sq, axes_weight(bld, {-1})});
+    auto ve = bld.node("Add", {var, scalar_weight(bld, 1e-5f)});
+    auto sd = bld.node("Sqrt", {ve});
+    y = bld.node("Div", {dev, sd});
+    if (affine) {
+      y = bld.node("Mul", {y, bld.weight({d})});
+      y = bld.node("Add", {bld.weight({d}), y});
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("fuse_layer_norm: PyTorch's decomposed LayerNorm becomes one LayerNormalization") {
+  for (bool affine : {true, false}) {
+    DecomposedLayerNorm p(affine);
+    Graph g = p.bld.finish({p.y});
+    int changes = 0;
+    Graph f = run_checked(g, b::fuse_layer_norm, &changes);
+    CHECK(changes == 1);
+    REQUIRE(f.nodes.size() == 1);
+    CHECK(f.nodes[0].op == "LayerNormalization");
+    CHECK(f.nodes[0].outputs == std::vector<std::string>{p.y});
+    CHECK(f.nodes[0].attr_int("axis") == 2);
+    CHECK(f.nodes[0].attr_float("epsilon", 0) == doctest::Approx(1e-5));
+    CHECK(f.nodes[0].inputs.size() == (affine ? 3u : 2u));  // Scale is required: ones when absent
+  }
+}
+
+TEST_CASE("fuse_layer_norm: ONNX's function body (E[x^2] - E[x]^2) with Mean and InvStdDev read") {
+  Builder bld;
+  auto x = bld.input("x", {6, 5});
+  auto s = bld.input("scale", {5});
+  auto bias = bld.input("bias", {1, 5});
+  const std::string axes = axes_weight(bld, {1});
+  auto mean = bld.node("ReduceMean", {x, axes});
+  auto sq = bld.node("Mul", {x, x});
+  auto msq = bld.node("ReduceMean", {sq, axes});
+  auto m2 = bld.node("Mul", {mean, mean});
+  auto var = bld.node("Sub", {msq, m2});
+  auto ve = bld.node("Add", {var, scalar_weight(bld, 1e-3f)});
+  auto sd = bld.node("Sqrt", {ve});
+  auto dev = bld.node("Sub", {x, mean});
+  auto norm = bld.node("Div", {dev, sd});
+  auto y0 = bld.node("Add", {bld.node("Mul", {norm, s}), bias});
+  auto y = bld.node("Relu", {y0});  // Y read before the InvStdDev is made (ONNX's body does so)
+  auto inv = bld.node("Reciprocal", {sd});
+  auto mean_out = bld.node("Reshape", {mean, bld.weight({1})});
+  bld.g.weights[bld.g.nodes.back().inputs[1]] = Tensor::from<std::int64_t>({1}, {6});
+  Graph g = bld.finish({y, mean_out, inv});
+  Graph f = run_checked(g, b::fuse_layer_norm);
+  REQUIRE(count_op(f, "LayerNormalization") == 1);
+  CHECK(f.nodes.size() == 3);  // the Relu of Y and the Reshape of Mean stay, reading the fused node
+  for (const auto& n : f.nodes)
+    if (n.op == "LayerNormalization") {
+      CHECK(n.outputs == std::vector<std::string>{y0, mean, inv});
+      CHECK(n.inputs == std::vector<std::string>{x, s, bias});
+    }
+}
+
+TEST_CASE("fuse_layer_norm leaves patterns it must not rewrite") {
+  SUBCASE("an intermediate read elsewhere") {
+    DecomposedLayerNorm p(true);
+    auto other = p.bld.node("Relu", {p.dev});
+    Graph g = p.bld.finish({p.y, other});
+    int changes = -1;
+    run_checked(g, b::fuse_layer_norm, &changes);
+    CHECK(changes == 0);
+  }
+  SUBCASE("a mean over a leading axis") {
+    Builder bld;
+    auto x = bld.input("x", {4, 3});
+    auto mean = bld.node("ReduceMean", {x, axes_weight(bld, {0})});
+    auto dev = bld.node("Sub", {x, mean});
+    auto var = bld.node("ReduceMean", {bld.node("Mul", {dev, dev}), axes_weight(bld, {0})});
+    auto y = bld.node("Div", {dev, bld.node("Sqrt", {bld.node("Add", {var, scalar_weight(bld, 1e-5f)})})});
+    Graph g = bld.finish({y});
+    int changes = -1;
+    run_checked(g, b::fuse_layer_norm, &changes);
+    CHECK(changes == 0);
+  }
+  SUBCASE("a scale that varies along a dim that is not normalized stays a Mul") {
+    DecomposedLayerNorm p(false, {2, 3, 8});
+    auto y = p.bld.node("Mul", {p.y, p.bld.weight({3, 1})});
+    Graph g = p.bld.finish({y});
+    Graph f = run_checked(g, b::fuse_layer_norm);
+    CHECK(count_op(f, "LayerNormalization") == 1);
+    CHECK(count_op(f, "Mul") == 1);
+  }
+}
+
+TEST_CASE("fuse_gelu: the Erf and tanh forms become Gelu; near misses stay") {
+  auto erf_form = [](bool half_first, float half) {
+    Builder bld;
+    auto x = bld.input("x", {3, 7});
+    auto e = bld.node("Erf", {bld.node("Div", {x, scalar_weight(bld, 1.4142135f)})});
+    auto p1 = bld.node("Add", {e, scalar_weight(bld, 1.f)});
+    std::string y;
+    if (half_first) y = bld.node("Mul", {bld.node("Mul", {x, scalar_weight(bld, half)}), p1});
+    else y = bld.node("Mul", {bld.node("Mul", {x, p1}), scalar_weight(bld, half)});
+    return bld.finish({y});
+  };
+  for (bool half_first : {false, true}) {
+    int changes = 0;
+    Graph f = run_checked(erf_form(half_first, 0.5f), b::fuse_gelu, &changes);
+    CHECK(changes == 1);
+    REQUIRE(f.nodes.size() == 1);
+    CHECK(f.nodes[0].op == "Gelu");
+    CHECK(!f.nodes[0].has_attr("approximate"));
+    int none = -1;
+    run_checked(erf_form(half_first, 0.6f), b::fuse_gelu, &none);
+    CHECK(none == 0);
+  }
+  for (bool pow : {true, false}) {
+    Builder bld;
+    auto x = bld.input("x", {2, 9});
+    auto cube = pow ? bld.node("Pow", {x, scalar_weight(bld, 3.f)}) : bld.node("Mul", {x, bld.node("Mul", {x, x})});
+    auto inner = bld.node("Add", {x, bld.node("Mul", {cube, scalar_weight(bld, 0.044715f)})});
+    auto t = bld.node("Tanh", {bld.node("Mul", {inner, scalar_weight(bld, 0.7978845608f)})});
+    auto y = bld.node("Mul", {bld.node("Mul", {x, scalar_weight(bld, 0.5f)}), bld.node("Add", {t, scalar_weight(bld, 1.f)})});
+    Graph g = bld.finish({y});
+    int changes = 0;
+    Graph f = run_checked(g, b::fuse_gelu, &changes);
+    CHECK(changes == 1);
+    REQUIRE(f.nodes.size() == 1);
+    CHECK(f.nodes[0].attr_string("approximate", "") == "tanh");
+  }
+  {  // the Erf's output read elsewhere
+    Builder bld;
+    auto x = bld.input("x", {3, 7});
+    auto e = bld.node("Erf", {bld.node("Div", {x, scalar_weight(bld, 1.4142135f)})});
+    auto y = bld.node("Mul", {bld.node("Mul", {x, bld.node("Add", {e, scalar_weight(bld, 1.f)})}), scalar_weight(bld, 0.5f)});
+    Graph g = bld.finish({y, e});
+    int changes = -1;
+    run_checked(g, b::fuse_gelu, &changes);
+    CHECK(changes == 0);
+  }
+}
+
+TEST_CASE("fuse_attention: PyTorch's 3-D attention and a 4-D one with K^T from the head split") {
+  SUBCASE("3-D, q scaled first, a 3-D additive mask per batch*head") {
+    Builder bld;
+    auto q = bld.input("q", {6, 5, 8});
+    auto k = bld.input("k", {6, 7, 8});
+    auto v = bld.input("v", {6, 7, 4});
+    auto mask = bld.input("mask", {6, 5, 7});
+    auto qs = bld.node("Div", {q, scalar_weight(bld, 2.828427f)});
+    auto kt = bld.node("Transpose", {k}, {{"perm", std::vector<std::int64_t>{0, 2, 1}}});
+    auto s = bld.node("Add", {bld.node("MatMul", {qs, kt}), mask});
+    auto y = bld.node("MatMul", {bld.node("Softmax", {s}, {{"axis", std::int64_t{-1}}}), v});
+    Graph g = bld.finish({y});
+    int changes = 0;
+    Graph f = run_checked(g, b::fuse_attention, &changes);
+    CHECK(changes == 1);
+    REQUIRE(count_op(f, "Attention") == 1);
+    CHECK(count_op(f, "Unsqueeze") == 1);  // the mask as [6, 1, 5, 7]
+    CHECK(count_op(f, "Transpose") == 0);
+    CHECK(count_op(f, "Softmax") == 0);
+  }
+  SUBCASE("4-D, K^T made by one Transpose of the split heads, the scores scaled") {
+    Builder bld;
+    auto q = bld.input("q", {2, 3, 5, 8});
+    auto k = bld.input("k", {2, 7, 3, 8});  // [B, T, H, D]: K^T is perm [0, 2, 3, 1]
+    auto v = bld.input("v", {2, 3, 7, 8});
+    auto kt = bld.node("Transpose", {k}, {{"perm", std::vector<std::int64_t>{0, 2, 3, 1}}});
+    auto s = bld.node("Mul", {bld.node("MatMul", {q, kt}), scalar_weight(bld, 0.35f)});
+    s = bld.node("Add", {bld.weight({1, 1, 5, 7}), s});
+    auto y = bld.node("MatMul", {bld.node("Softmax", {s}, {{"axis", std::int64_t{3}}}), v});
+    Graph g = bld.finish({y});
+    Graph f = run_checked(g, b::fuse_attention);
+    REQUIRE(count_op(f, "Attention") == 1);
+    REQUIRE(count_op(f, "Transpose") == 1);  // [B, T, H, D] -> [B, H, T, D]
+    for (const auto& n : f.nodes)
+      if (n.op == "Transpose") CHECK(n.attr_ints("perm") == std::vector<std::int64_t>{0, 2, 1, 3});
+      else CHECK(n.attr_float("scale", 0) == doctest::Approx(0.35));
+  }
+  SUBCASE("not fused: probabilities read elsewhere, softmax over another axis") {
+    for (bool leak : {true, false}) {
+      Builder bld;
+      auto q = bld.input("q", {2, 5, 8});
+      auto k = bld.input("k", {2, 5, 8});
+      auto v = bld.input("v", {2, 5, 8});
+      auto kt = bld.node("Transpose", {k}, {{"perm", std::vector<std::int64_t>{0, 2, 1}}});
+      auto p = bld.node("Softmax", {bld.node("MatMul", {q, kt})}, {{"axis", std::int64_t{leak ? -1 : 1}}});
+      auto y = bld.node("MatMul", {p, v});
+      Graph g = bld.finish(leak ? std::vector<std::string>{y, p} : std::vector<std::string>{y});
+      int changes = -1;
+      run_checked(g, b::fuse_attention, &changes);
+      CHECK(changes == 0);
+    }
+  }
+}
+
+TEST_CASE("fuse_gemm_bias: MatMul + bias row is one step, then GELU joins it") {
+  Builder bld;
+  auto x = bld.input("x", {2, 5, 8});
+  auto y = bld.node("Add", {bld.node("MatMul", {x, bld.weight({8, 6})}), bld.weight({6})});
+  auto z = bld.node("Gelu", {y});
+  Graph g = bld.finish({z});
+  int changes = 0;
+  Graph f = run_checked(g, b::fuse_gemm_bias, &changes);
+  CHECK(changes == 1);
+  Graph h = run_checked(f, b::fuse_conv_activation);
+  REQUIRE(h.nodes.size() == 1);
+  CHECK(h.nodes[0].attr_string("pattern", "") == "MatMul+Add+Gelu");
+  // Not a bias row: a per-row Add, or an Add of a computed value, stays apart.
+  Builder b2;
+  auto x2 = b2.input("x", {2, 5, 8});
+  auto r = b2.input("r", {2, 5, 6});
+  auto y2 = b2.node("Add", {b2.node("MatMul", {x2, b2.weight({8, 6})}), b2.weight({5, 1})});
+  auto y3 = b2.node("Add", {b2.node("MatMul", {x2, b2.weight({8, 6})}), r});
+  Graph g2 = b2.finish({y2, y3});
+  int none = -1;
+  run_checked(g2, b::fuse_gemm_bias, &none);
+  CHECK(none == 0);
+}

@@ -34,8 +34,21 @@ int elide_identity(Graph& g, const PassContext& ctx);
 /// Folds BatchNormalization, and Mul/Add by per-channel constants, that follow a Conv or Gemm
 /// (its output read by nothing else) into that layer's weights and bias.
 int fold_batchnorm(Graph& g, const PassContext& ctx);
+/// The decomposed LayerNorm (mean, centred or E[x^2] - E[x]^2 variance, eps, sqrt, divide, then
+/// optional scale and bias over the normalized dims) as one LayerNormalization node, whose Mean and
+/// InvStdDev outputs replace the pattern's when something else reads them (transformer.cpp).
+int fuse_layer_norm(Graph& g, const PassContext& ctx);
+/// The attention core, MatMul(Q, K^T) (scaled) (+ mask) -> Softmax -> MatMul(., V), over 3-D
+/// (PyTorch's one head per batch entry) or 4-D [B, H, S, D] values, as one Attention node (the
+/// scale of Q or of the scores absorbed, K^T's Transpose composed away where it can be).
+int fuse_attention(Graph& g, const PassContext& ctx);
+/// GELU from its Erf form, 0.5 x (1 + erf(x / sqrt 2)), and its tanh form, as one Gelu node.
+int fuse_gelu(Graph& g, const PassContext& ctx);
 /// Conv (+ pointwise epilogue) followed by an Add/Sum of a tensor of the same type: one step.
 int fuse_conv_residual(Graph& g, const PassContext& ctx);
+/// MatMul followed by the Add of a constant bias row (PyTorch's nn.Linear on 3-D inputs): one
+/// step, whose bias the GPU adds in cuBLASLt's epilogue.
+int fuse_gemm_bias(Graph& g, const PassContext& ctx);
 /// Conv/ConvTranspose/Gemm/MatMul (bias included, residual possibly fused) + activation.
 int fuse_conv_activation(Graph& g, const PassContext& ctx);
 /// Chains of elementwise ops, each intermediate read once and of the chain's shape: one step.

@@ -20,6 +20,9 @@ inline constexpr const char* kGemmActivation = "gemm+bias+activation";  // Gemm/
 inline constexpr const char* kConvResidual = "conv+residual+activation";  // Conv + Add (+ act)
 inline constexpr const char* kPointwiseChain = "pointwise-chain";       // elementwise ops as one
 inline constexpr const char* kHorizontalConv = "horizontal-conv";       // convs sharing an input
+inline constexpr const char* kLayerNorm = "layernorm";  // decomposed LayerNorm -> LayerNormalization
+inline constexpr const char* kGelu = "gelu";            // Erf/tanh GELU forms -> Gelu
+inline constexpr const char* kAttention = "attention";  // MatMul, scale, mask, Softmax, MatMul -> Attention
 }  // namespace fusion
 
 struct Target {
