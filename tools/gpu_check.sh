@@ -2,7 +2,7 @@
 # The GPU correctness suite, run on a machine with an NVIDIA GPU (the H100 of this workplace):
 # every tests/gpu suite (kernels and layers against the CPU reference), the whole-plan suite
 # (ONNX node tests, converted models and the light networks through the Engine, FP32 and FP16),
-# and compute-sanitizer's memcheck, racecheck and leak check on short runs.
+# and compute-sanitizer's memcheck (with leak check), racecheck, initcheck and synccheck.
 #
 #   tools/gpu_check.sh DATA_DIR [LOG_DIR]
 #
@@ -38,13 +38,31 @@ san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer
 if [ "${KILN_SANITIZE:-1}" = 0 ]; then
   echo "compute-sanitizer: skipped (KILN_SANITIZE=0)"
 elif [ -x "$san" ]; then
-  for tool in memcheck racecheck; do
-    for run in "test_engine_gpu --suite engine --enqueues 20" "test_pool_gpu" "test_reduce_gpu" "test_norm_gpu"; do
+  # memcheck (with the leak check) and racecheck over the suites that launch our kernels and the
+  # engine's contracts; initcheck and synccheck over the kernel suites. KILN_SANITIZE_DEADLINE_S
+  # (seconds since this script started) stops starting new runs, so one device call holds it all.
+  deadline=${KILN_SANITIZE_DEADLINE_S:-100000}
+  runs_all="test_engine_gpu --suite engine --enqueues 20;test_pool_gpu;test_reduce_gpu;test_norm_gpu;test_transformer_gpu;test_dynamic_gpu"
+  runs_kernels="test_transformer_gpu;test_norm_gpu;test_pointwise_gpu;test_copy_gpu"
+  for tool in memcheck racecheck initcheck synccheck; do
+    runs=$runs_all
+    case $tool in initcheck|synccheck) runs=$runs_kernels ;; esac
+    IFS=';' read -ra list <<< "$runs"
+    for run in "${list[@]}"; do
+      # KILN_SANITIZE_ONLY=test_x_gpu: only that suite's runs (a second call for one suite).
+      if [ -n "${KILN_SANITIZE_ONLY:-}" ] && [ "${run%% *}" != "$KILN_SANITIZE_ONLY" ]; then continue; fi
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "compute-sanitizer $tool $run: not run (past KILN_SANITIZE_DEADLINE_S=$deadline)"
+        continue
+      fi
       set -- $run
       extra=""
       [ "$tool" = memcheck ] && extra="--leak-check full"
-      timeout 240 "$san" --tool "$tool" $extra --error-exitcode 9 "$build/tests/gpu/$1" "${@:2}" > "$logs/san-$tool-$1.log" 2>&1
+      limit=$((deadline + 60 - SECONDS))
+      [ "$limit" -gt 240 ] && limit=240
+      timeout "$limit" "$san" --tool "$tool" $extra --error-exitcode 9 "$build/tests/gpu/$1" "${@:2}" > "$logs/san-$tool-$1.log" 2>&1
       rc=$?
+      [ "$rc" = 0 ] || [ "$rc" = 77 ] || status=1
       echo "compute-sanitizer $tool $extra $run: exit $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY' "$logs/san-$tool-$1.log" | tr '\n' ' ')"
     done
   done
