@@ -164,9 +164,9 @@ Result run_one(const TestCase& t) {
   }
 }
 
-/// The short reason of an unsupported line: the message without the list of supported ops.
+/// The short reason of an unsupported line: the message without the pointer to `kiln ops`.
 std::string short_reason(std::string s) {
-  if (auto p = s.find("; supported ops:"); p != std::string::npos) s.resize(p);
+  if (auto p = s.find("; `kiln ops` lists"); p != std::string::npos) s.resize(p);
   return s;
 }
 

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -190,14 +191,20 @@ class Importer {
     return false;
   }
 
+  /// Names the node, its op, domain and opset, and where the supported ops are listed (`kiln
+  /// ops`), not the list itself; an op that differs only in case is named as a suggestion.
   [[noreturn]] void unsupported_op(const ::onnx::NodeProto& p, const std::string& name) {
-    std::vector<std::string> names;
-    for (const auto& o : supported_ops()) names.push_back(o.op);
-    throw UnsupportedError(fmt::format("[{} '{}'] op '{}' (domain '{}', opset {}) is not supported; "
-                                       "supported ops: {}",
+    auto lower = [](std::string s) {
+      for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      return s;
+    };
+    std::string hint;
+    for (const auto& o : supported_ops())
+      if (lower(o.op) == lower(p.op_type())) hint = fmt::format(" (did you mean '{}'?)", o.op);
+    throw UnsupportedError(fmt::format("[{} '{}'] op '{}' (domain '{}', opset {}) is not supported{}; "
+                                       "`kiln ops` lists the supported ops",
                                        p.op_type(), name, p.op_type(),
-                                       p.domain().empty() ? "ai.onnx" : p.domain(), opset_,
-                                       fmt::join(names, ", ")));
+                                       p.domain().empty() ? "ai.onnx" : p.domain(), opset_, hint));
   }
 
   void add_node(const ::onnx::NodeProto& p) {
