@@ -234,7 +234,28 @@ def compare(kiln_cmd, name, data, tolerance):
     return ok, f"max|kiln - torch| / max|torch| = {err:.3g} (limit {tolerance:g}), kiln run {seconds:.1f} s"
 
 
-def check_one(kiln, folder, name, tolerance):
+# The fused plan of each model, as `kiln build` reports it (issue 15's golden plans): layers before
+# and after fusion, and what the transformer passes made. A change to the passes that moves these
+# is either a regression or an improvement to record here.
+GOLDEN = {
+    "bert": {"before": 411, "after": 219, "fuse-attention": 12, "fuse-gelu": 12, "fuse-gemm-bias": 36},
+    "vit": {"before": 416, "after": 223, "fuse-attention": 12, "fuse-gelu": 12, "fuse-gemm-bias": 36},
+    "gpt": {"before": 484, "after": 220, "fuse-attention": 12, "fuse-gelu": 12, "fuse-gemm-bias": 36},
+}
+
+
+def golden_mismatches(name, build_stdout):
+    """What differs between `kiln build`'s report and GOLDEN[name] (batch 1 only)."""
+    got = {}
+    for when, n in re.findall(r"^layers (before|after) fusion: (\d+)", build_stdout, re.M):
+        got[when] = int(n)
+    passes = re.search(r"^passes:(.*)$", build_stdout, re.M)
+    for key, n in re.findall(r"([a-z-]+)=(\d+)", passes.group(1) if passes else ""):
+        got[key] = int(n)
+    return [f"{k} {got.get(k)} (golden {v})" for k, v in GOLDEN[name].items() if got.get(k) != v]
+
+
+def check_one(kiln, folder, name, tolerance, batch=1):
     """Checks the imported graph (`kiln run model.onnx`), then builds the fused CPU plan (`kiln build
     model.onnx --save model.plan`, whose layer counts are printed) and checks it (`kiln run --plan`);
     the plan is deleted afterwards. Returns whether both passed; prints a line for each step."""
@@ -252,10 +273,15 @@ def check_one(kiln, folder, name, tolerance):
     counts = re.findall(r"^layers (before|after) fusion: (\d+)", r.stdout, re.M)
     counts = ", ".join(f"{n} layers {when} fusion" for when, n in counts) or "no layer counts printed"
     print(f"  fused plan: {counts}, kiln build {time.time() - t0:.1f} s", flush=True)
+    golden_ok = True
+    if batch == 1:
+        wrong = golden_mismatches(name, r.stdout)
+        golden_ok = not wrong
+        print(f"  fused plan: {'matches its golden counts' if golden_ok else 'FAIL: ' + ', '.join(wrong)}", flush=True)
     plan_ok, msg = compare([kiln, "run", "--plan", plan], name, data, tolerance)
     os.remove(plan)
     print(f"  fused plan: {'ok' if plan_ok else 'FAIL'}: {msg}", flush=True)
-    return ok and plan_ok
+    return ok and plan_ok and golden_ok
 
 
 def main():
@@ -289,7 +315,7 @@ def main():
         folder = export_one(name, outdir, args.batch)
         if not args.check_with:
             continue
-        if not check_one(args.check_with, folder, name, args.tolerance):
+        if not check_one(args.check_with, folder, name, args.tolerance, args.batch):
             failed.append(name)
         elif args.remove_passing:
             shutil.rmtree(folder)
