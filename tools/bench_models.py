@@ -128,48 +128,18 @@ class CharRNNStates(CharRNN):
         return F.softmax(self.fc(y), dim=-1), h, c         # [T,N,65]
 
 
-class BertEncoder(nn.Module):
-    """BERT-base's shape without its task heads: token (30522) and learned position (512)
-    embeddings, LayerNorm, then nn.TransformerEncoder with 12 post-norm layers of width 768,
-    12 heads, feed-forward 3072 with GELU (erf), eps 1e-12, dropout 0, batch_first. No padding
-    mask (every sequence is full). Returns the last hidden state. tools/transformer_exports.py's
-    BertEncoder (issue 15), with its positions made on the input's device so that it runs on the
-    GPU; one class for both once that one does."""
-
-    def __init__(self, vocab=30522, d=768, heads=12, layers=12, ff=3072, max_len=512):
-        super().__init__()
-        self.tok = nn.Embedding(vocab, d)
-        self.pos = nn.Embedding(max_len, d)
-        self.norm = nn.LayerNorm(d, eps=1e-12)
-        layer = nn.TransformerEncoderLayer(d, heads, ff, dropout=0.0, activation="gelu",
-                                           layer_norm_eps=1e-12, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-
-    def forward(self, tokens):                                        # [N,S] int64
-        pos = torch.arange(tokens.shape[1], device=tokens.device)     # [S]
-        return self.encoder(self.norm(self.tok(tokens) + self.pos(pos)))  # [N,S,768]
-
-
-def _randomize_bert(model, gen):
-    """As tools/transformer_exports.py does for issue 15's BERT: nn.TransformerEncoder deep-copies
-    one layer, so each layer's matrices are drawn again (equal layers would also be stored once by
-    the exporter); embeddings N(0, 0.02) as in BERT; LayerNorm affines and biases at random."""
-    for layer in model.encoder.layers:
-        layer.self_attn._reset_parameters()
-        layer.self_attn.out_proj.reset_parameters()
-        layer.linear1.reset_parameters()
-        layer.linear2.reset_parameters()
+def _bert(gen):
+    """issue 15's BERT-base-shaped encoder as tools/transformer_exports.py makes it (one class and
+    one initialization for both): each layer's matrices drawn again, embeddings N(0, 0.02),
+    LayerNorm affines and biases at random."""
+    from transformer_exports import BertEncoder, randomize_affine, redraw_layers
+    model = BertEncoder()
+    redraw_layers(model.encoder)
     with torch.no_grad():
-        model.tok.weight.normal_(0.0, 0.02, generator=gen)
-        model.pos.weight.normal_(0.0, 0.02, generator=gen)
-        for m in model.modules():
-            if isinstance(m, nn.LayerNorm):
-                m.weight.uniform_(0.5, 1.5, generator=gen)
-                m.bias.uniform_(-0.1, 0.1, generator=gen)
-            elif isinstance(m, nn.MultiheadAttention):
-                m.in_proj_bias.uniform_(-0.1, 0.1, generator=gen)
-            elif isinstance(m, nn.Linear) and m.bias is not None:
-                m.bias.uniform_(-0.1, 0.1, generator=gen)
+        model.tokens.weight.normal_(0.0, 0.02, generator=gen)
+        model.positions.weight.normal_(0.0, 0.02, generator=gen)
+    randomize_affine(model, gen)
+    return model
 
 
 def _vit():
@@ -206,8 +176,7 @@ def build(row):
         outputs = ["prob", "hidden_out", "cell_out"]
     elif row.model == "bert":
         torch.manual_seed(SEED)
-        model = BertEncoder()
-        _randomize_bert(model, torch.Generator().manual_seed(SEED + 2))
+        model = _bert(torch.Generator().manual_seed(SEED + 2))
         inputs = {"tokens": torch.randint(0, 30522, (row.batch, row.steps), generator=gen)}
         outputs = ["hidden"]
     elif row.model == "vit":

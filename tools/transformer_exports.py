@@ -96,7 +96,7 @@ class BertEncoder(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, input_ids):                                           # [N,S] int64
-        positions = torch.arange(input_ids.shape[1])                        # [S]
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # [S]
         x = self.tokens(input_ids) + self.positions(positions)              # [N,S,768]
         return self.encoder(self.norm(x))                                   # [N,S,768]
 
@@ -122,7 +122,7 @@ class GPTDecoder(nn.Module):
         self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(seq))  # [S,S]
 
     def forward(self, input_ids):                                           # [N,S] int64
-        positions = torch.arange(input_ids.shape[1])                        # [S]
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # [S]
         x = self.tokens(input_ids) + self.positions(positions)              # [N,S,768]
         x = self.blocks(x, mask=self.causal)                                # [N,S,768]
         return self.head(self.norm(x))                                      # [N,S,50257]
