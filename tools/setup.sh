@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what kiln needs to build and test on a fresh Debian 12 machine with the CUDA toolkit
 # in /usr/local/cuda: compilers' libraries from Debian, a current Meson, the ONNX Python tools,
-# and nanobind, meson-python and pytest (the Python module) from PyPI. Safe to run again: it
+# and nanobind, meson-python and pytest (the Python module), nvidia-pytriton and tritonclient
+# (serving) from PyPI. Safe to run again: it
 # installs only what is missing.
 set -euo pipefail
 
@@ -30,6 +31,11 @@ $py -c "import numpy" 2>/dev/null || need_pip+=(numpy)
 $py -c "import nanobind" 2>/dev/null || need_pip+=(nanobind)
 $py -c "import mesonpy" 2>/dev/null || need_pip+=(meson-python)
 $py -c "import pytest" 2>/dev/null || need_pip+=(pytest)
+# Serving plans with Triton (python -m kiln.serve, tests/python/test_triton.py): nvidia-pytriton
+# bundles a tritonserver with its Python backend; tritonclient is Triton's client (HTTP and gRPC).
+# nvidia-pytriton 0.7 pins numpy<2 (it installs numpy 1.26).
+$py -c "import pytriton" 2>/dev/null || need_pip+=(nvidia-pytriton)
+$py -c "import tritonclient.http, tritonclient.grpc" 2>/dev/null || need_pip+=("tritonclient[all]")
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "setup: installing from PyPI: ${need_pip[*]}"
   $py -m pip install -q "${need_pip[@]}"
