@@ -304,13 +304,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     server = Server(a.repo, http_port=a.http_port, grpc_port=a.grpc_port, metrics_port=a.metrics_port or None,
                     verbose=a.verbose, host=a.host)
+    # SIGTERM to this process stops the server too (it runs in its own session, away from Ctrl-C).
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     server.start()
     try:
         server.wait_ready(120)
         print(f"kiln.serve: ready: HTTP {a.host}:{a.http_port}, gRPC {a.host}:{a.grpc_port}", flush=True)
         return server.proc.wait()
     except KeyboardInterrupt:
-        return server.stop()
+        server.stop()
+        return 0
     except kiln.Error as e:
         print(f"kiln.serve: {e}", file=sys.stderr)
         server.stop()
