@@ -581,3 +581,100 @@ TEST_CASE("rotary_embedding: heads in the type, the ONNX node it emits, and its 
   CHECK_NOTHROW(odd(8));
   CHECK_THROWS_WITH_AS(odd(7), "[rotary_embedding 'rope'] the rotated dims (7) must be even", kiln::ShapeError);
 }
+
+namespace {
+
+/// The outputs of `node` run alone on the reference, its inputs taken from `in` or the graph's weights.
+std::vector<kiln::Tensor> run_alone(const kiln::Graph& g, const kiln::Node& node, const kiln::reference::TensorMap& in) {
+  std::vector<const kiln::Tensor*> args;
+  for (const auto& name : node.inputs) args.push_back(in.contains(name) ? &in.at(name) : &g.weights.at(name));
+  return kiln::reference::run_node(node, args);
+}
+
+const kiln::Node& node_named(const kiln::Graph& g, const std::string& name) {
+  for (const auto& n : g.nodes)
+    if (n.name == name) return n;
+  FAIL("no node " << name);
+  return g.nodes.front();
+}
+
+}  // namespace
+
+TEST_CASE("layer_norm, rms_norm, gelu and embedding: the ONNX ops they emit, their runs equal to those ops'") {
+  auto build = [](const Weights& w) {
+    auto x = input<"x", f32>(dyn, fix<3>, fix<8>);  // [N,3,8]
+    auto ids = input<"ids", i64>(dyn, fix<3>);       // [N,3]
+    Tensor<f32, Any, -1, 3, 8> ln = layer_norm<8>(x, w, "norm1");
+    auto ln_nb = layer_norm<8, no_bias>(x, w, 1e-3, "norm2");
+    Tensor<f32, Any, -1, 3, 8> rms = rms_norm<8>(x, w, 1e-6, "rms");
+    Tensor<f32, Any, -1, 3, 8> ge = gelu(x, "gelu");
+    auto gt = gelu_tanh(x, "gelu_tanh");
+    Tensor<f32, Any, -1, 3, 8> emb = embedding<10, 8>(ids, w, "tok");
+    return network(ln, ln_nb, rms, ge, gt, emb);  // throws if the IR's inference disagrees with the types
+  };
+  const WeightMap m = weights_for(build);
+  Network n = build(m);
+  CHECK(n.weight_specs().size() == 5);  // norm1.weight/bias, norm2.weight, rms.weight, tok.weight
+  const auto& g = n.graph();
+  CHECK(node_named(g, "norm1").op == "LayerNormalization");
+  CHECK(node_named(g, "norm1").inputs.size() == 3);
+  CHECK(node_named(g, "norm2").inputs.size() == 2);
+  CHECK(node_named(g, "norm2").attr_float("epsilon", 0) == doctest::Approx(1e-3));
+  CHECK(node_named(g, "rms").op == "RMSNormalization");
+  CHECK(node_named(g, "gelu").op == "Gelu");
+  CHECK(node_named(g, "gelu_tanh").attr_string("approximate", "none") == "tanh");
+  CHECK(node_named(g, "tok").op == "Gather");
+  CHECK(g.type_of("tok").shape.to_string() == "[ids.d0,3,8]");
+
+  kiln::reference::TensorMap in{{"x", random_tensor({2, 3, 8}, 7, -3, 3)},
+                                {"ids", kiln::Tensor::from<std::int64_t>({2, 3}, {0, 9, 4, 4, -1, 2})}};
+  const auto out = kiln::run(n, in);
+  for (const char* name : {"norm1", "norm2", "rms", "gelu", "gelu_tanh", "tok"}) {
+    CAPTURE(name);
+    const auto direct = run_alone(g, node_named(g, name), in);
+    REQUIRE(out.at(name).dims() == direct[0].dims());
+    for (std::int64_t i = 0; i < direct[0].numel(); ++i) CHECK(out.at(name).get(i) == direct[0].get(i));
+  }
+
+  // And against their definitions: PyTorch's LayerNorm, RMSNorm, GELU and Embedding.
+  const kiln::Tensor& x = in.at("x");
+  const kiln::Tensor &lw = m.at("norm1.weight"), &lb = m.at("norm1.bias"), &rw = m.at("rms.weight");
+  for (std::int64_t r = 0; r < 6; ++r) {
+    double mean = 0, var = 0, sq = 0;
+    for (std::int64_t j = 0; j < 8; ++j) mean += x.get(r * 8 + j) / 8;
+    for (std::int64_t j = 0; j < 8; ++j) {
+      const double v = x.get(r * 8 + j);
+      var += (v - mean) * (v - mean) / 8;
+      sq += v * v / 8;
+    }
+    for (std::int64_t j = 0; j < 8; ++j) {
+      const std::int64_t i = r * 8 + j;
+      const double v = x.get(i);
+      CHECK(out.at("norm1").get(i) == doctest::Approx((v - mean) / std::sqrt(var + 1e-5) * lw.get(j) + lb.get(j)).epsilon(1e-5));
+      CHECK(out.at("rms").get(i) == doctest::Approx(v / std::sqrt(sq + 1e-6) * rw.get(j)).epsilon(1e-5));
+      CHECK(out.at("gelu").get(i) == doctest::Approx(0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))).epsilon(1e-5));
+      const double t = std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v));
+      CHECK(out.at("gelu_tanh").get(i) == doctest::Approx(0.5 * v * (1 + t)).epsilon(1e-5));
+    }
+  }
+  const std::int64_t rows[] = {0, 9, 4, 4, 9, 2};  // id -1 is the last row
+  for (std::int64_t p = 0; p < 6; ++p)
+    for (std::int64_t j = 0; j < 8; ++j) CHECK(out.at("tok").get(p * 8 + j) == m.at("tok.weight").get(rows[p] * 8 + j));
+}
+
+TEST_CASE("layer_norm and embedding: with dynamic dims the same rules throw ShapeError naming the layer when built") {
+  WeightMap m;
+  m.add("ln.weight", random_tensor({8}, 1));
+  m.add("ln.bias", random_tensor({8}, 2));
+  auto build = [&](long width) {
+    auto x = input<"x", f32>(dyn, dyn(width));
+    return network(layer_norm<8>(x, m, "ln"));
+  };
+  CHECK_NOTHROW(build(8));
+  CHECK_THROWS_WITH_AS(build(6), "[layer_norm 'ln'] expected 8 normalized width (last dim), got 6", kiln::ShapeError);
+  auto x = input<"x", f32>(dyn, dyn);
+  CHECK_THROWS_WITH_AS(network(layer_norm(x, Weights::shapes_only(), "ln")),
+                       "[layer_norm 'ln'] normalized width (last dim) must be known when the network is built (it "
+                       "sizes a weight)",
+                       kiln::ShapeError);
+}

@@ -40,6 +40,14 @@ template <tensor_expr T> T erf(const T& x, const std::string& n = "") { return d
 template <tensor_expr T> T atan(const T& x, const std::string& n = "") { return detail::unary(x, "Atan", "atan", n); }
 template <tensor_expr T> T identity(const T& x, const std::string& n = "") { return detail::unary(x, "Identity", "identity", n); }
 
+/// GELU, PyTorch's exact form x * Phi(x) (ONNX Gelu).
+template <tensor_expr T> T gelu(const T& x, const std::string& n = "") { return detail::unary(x, "Gelu", "gelu", n); }
+/// GELU's tanh approximation, PyTorch's GELU(approximate="tanh") (ONNX Gelu, approximate="tanh").
+template <tensor_expr T>
+T gelu_tanh(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Gelu", "gelu", n, {{"approximate", std::string("tanh")}});
+}
+
 template <tensor_expr T>
 T leaky_relu(const T& x, double alpha = 0.01, const std::string& n = "") {
   return detail::unary(x, "LeakyRelu", "leaky_relu", n, {{"alpha", alpha}});

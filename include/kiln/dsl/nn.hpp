@@ -1,7 +1,8 @@
 // Layers with windows and weights: convolution (1-D, 2-D, 3-D), deconvolution, pooling,
-// batch_norm, scale, lrn, fully_connected, softmax. Each is a named layer struct whose constexpr
-// rule calls the IR's shape rules (a compile error on fixed dims, a ShapeError naming the layer
-// on dims known only when the network is built), plus the function users call.
+// batch_norm, layer_norm, rms_norm, scale, lrn, fully_connected, embedding, softmax. Each is a
+// named layer struct whose constexpr rule calls the IR's shape rules (a compile error on fixed
+// dims, a ShapeError naming the layer on dims known only when the network is built), plus the
+// function users call.
 #pragma once
 
 #include "kiln/dsl/core.hpp"
@@ -320,6 +321,80 @@ T batch_norm(const T& x, const Weights& w, const std::string& given) {
   return batch_norm(x, w, 1e-5, given);
 }
 
+/// A normalization over the last dim (layer_norm, rms_norm) of a declared width; kDynamic: the
+/// input's last dim, whatever it is.
+template <dim_t Width>
+struct layer_norm_layer {
+  static constexpr std::string_view kind = "layer_norm";
+  static constexpr dim_t width = Width;
+  template <std::size_t R>
+  static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> in) {
+    static_assert(R >= 1, "layer_norm input must have rank >= 1");
+    rules::norm_width(Width, in[R - 1]);
+    return in;
+  }
+};
+template <dim_t Width>
+struct rms_norm_layer : layer_norm_layer<Width> {
+  static constexpr std::string_view kind = "rms_norm";
+};
+
+namespace detail {
+
+/// LayerNormalization or RMSNormalization over the last dim, weights `<name>.weight` [W] (and
+/// `<name>.bias` [W] when `bias`). The callers check the width and give the output type (Out), so
+/// that a compile error names the function the user called and is short.
+template <class L, class Out, tensor_expr T>
+Out row_norm(const T& x, const Weights& w, const char* op, double eps, bool bias, const std::string& given) {
+  static_assert(T::dtype == DType::f32 || T::dtype == DType::f16 || T::dtype == DType::bf16 ||
+                    T::dtype == DType::f64,
+                "layer_norm and rms_norm: the input must be float");
+  auto s = x.state();
+  const std::string name = node_name(*s, L::kind, given, w);
+  const dim_t d = checked(L::kind, name, [&] { return rules::norm_width(L::width, x.dim(T::rank - 1)); });
+  require_known(L::kind, name, "normalized width (last dim)", d);
+  std::vector<std::string> in{x.value(), take_weight(*s, w, name, name + ".weight", {d}, T::dtype)};
+  if (bias) in.push_back(take_weight(*s, w, name, name + ".bias", {d}, T::dtype));
+  emit(*s, op, name, std::move(in), {{"axis", dim_t{-1}}, {"epsilon", eps}});
+  return Out(s, name, x.dims());
+}
+
+}  // namespace detail
+
+/// PyTorch's LayerNorm(Width) over the last dim: weights `<name>.weight` and `<name>.bias`, each
+/// [Width] (no_bias: PyTorch's bias=False). Width, when given, is checked against the input's
+/// last dim. Emits LayerNormalization: `layer_norm<64>(x, w, 1e-5, "norm1")`.
+template <dim_t Width = kDynamic, class... Os, tensor_expr T>
+auto layer_norm(const T& x, const Weights& w, double eps, const std::string& given = "") {
+  static_assert(T::rank >= 1, "layer_norm input must have rank >= 1");
+  using L = layer_norm_layer<Width>;
+  constexpr bool ok = detail::rule_check<L, rules::norm_width, Width, T::static_dims[T::rank - 1]>::ok;
+  using Out = detail::checked_output_t<ok, L, T::dtype, T::layout, T>;
+  return detail::row_norm<L, Out>(x, w, "LayerNormalization", eps, !detail::has_option<detail::bias_tag, Os...>,
+                                  detail::given_name<Os...>(given));
+}
+/// layer_norm with PyTorch's eps, 1e-5.
+template <dim_t Width = kDynamic, class... Os, tensor_expr T>
+auto layer_norm(const T& x, const Weights& w, const std::string& given = "") {
+  static_assert(T::rank >= 1, "layer_norm input must have rank >= 1");
+  using L = layer_norm_layer<Width>;
+  constexpr bool ok = detail::rule_check<L, rules::norm_width, Width, T::static_dims[T::rank - 1]>::ok;
+  using Out = detail::checked_output_t<ok, L, T::dtype, T::layout, T>;
+  return detail::row_norm<L, Out>(x, w, "LayerNormalization", 1e-5, !detail::has_option<detail::bias_tag, Os...>,
+                                  detail::given_name<Os...>(given));
+}
+
+/// RMS normalization over the last dim, x / sqrt(mean(x^2) + eps) * weight (PyTorch's RMSNorm):
+/// weight `<name>.weight` [Width]. Emits RMSNormalization: `rms_norm<64>(x, w, 1e-6, "norm")`.
+template <dim_t Width = kDynamic, class... Os, tensor_expr T>
+auto rms_norm(const T& x, const Weights& w, double eps, const std::string& given = "") {
+  static_assert(T::rank >= 1, "rms_norm input must have rank >= 1");
+  using L = rms_norm_layer<Width>;
+  constexpr bool ok = detail::rule_check<L, rules::norm_width, Width, T::static_dims[T::rank - 1]>::ok;
+  using Out = detail::checked_output_t<ok, L, T::dtype, T::layout, T>;
+  return detail::row_norm<L, Out>(x, w, "RMSNormalization", eps, false, detail::given_name<Os...>(given));
+}
+
 enum class ScaleMode { uniform, channel, elementwise };
 
 struct scale_layer {
@@ -418,6 +493,39 @@ auto fully_connected(const T& x, const Weights& w, const std::string& given = ""
     in.push_back(detail::take_weight(*s, w, name, name + ".bias", {Out}, T::dtype));
   detail::emit(*s, "Gemm", name, std::move(in), {{"transB", dim_t{1}}});
   return R(s, name, {x.dim(0), Out});
+}
+
+// ---- embedding -----------------------------------------------------------------------------
+
+template <dim_t Vocab, dim_t Width>
+struct embedding_layer {
+  static constexpr std::string_view kind = "embedding";
+  /// ids [...] -> [..., Width]
+  template <std::size_t R>
+  static constexpr std::array<dim_t, R + 1> rule(std::array<dim_t, R> ids) {
+    rules::positive("vocabulary size must be positive, got {}", Vocab);
+    rules::positive("embedding width must be positive, got {}", Width);
+    std::array<dim_t, R + 1> out{};
+    for (std::size_t i = 0; i < R; ++i) out[i] = ids[i];
+    out[R] = Width;
+    return out;
+  }
+};
+
+/// PyTorch's Embedding(Vocab, Width): the rows of weight `<name>.weight` [Vocab, Width] (of
+/// element type D) that integer ids [...] pick, [..., Width]. Emits Gather (axis 0); an id out of
+/// [-Vocab, Vocab) is an error when the network runs. `embedding<30522, 768>(ids, w, "tok")`.
+template <dim_t Vocab, dim_t Width, DType D = DType::f32, class... Os, tensor_expr T>
+auto embedding(const T& ids, const Weights& w, const std::string& given = "") {
+  using L = embedding_layer<Vocab, Width>;
+  static_assert(T::dtype == DType::i64 || T::dtype == DType::i32, "embedding: the ids must be int64 or int32");
+  using Out = detail::output_t<L, D, Layout::any, T>;
+  auto s = ids.state();
+  const std::string name = detail::node_name(*s, L::kind, detail::given_name<Os...>(given), w);
+  const auto dims = detail::run_rule<L>(name, ids);
+  const std::string table = detail::take_weight(*s, w, name, name + ".weight", {Vocab, Width}, D);
+  detail::emit(*s, "Gather", name, {table, ids.value()}, {{"axis", dim_t{0}}});
+  return Out(s, name, dims);
 }
 
 // ---- softmax -------------------------------------------------------------------------------

@@ -140,6 +140,11 @@ constexpr i64 fc_in_features(i64 weight_in, i64 got) {
   return equal_dims("input features", weight_in, got);
 }
 
+/// A row normalization (layer_norm, rms_norm): the width it declares is the input's last dim.
+constexpr i64 norm_width(i64 declared, i64 got) {
+  return equal_dims("normalized width (last dim)", declared, got);
+}
+
 /// Element counts that must agree (reshape, flatten into a declared size).
 constexpr i64 same_count(i64 expected, i64 got) {
   return equal_dims("element count", expected, got);
