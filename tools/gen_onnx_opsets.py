@@ -9,13 +9,27 @@ import onnx.defs as defs
 
 KILN_MAX_OPSET = 27  # kMaxOpset in src/import/onnx/onnx_loader.cpp
 
-first, deprecated = {}, {}
+# Every (since_version, deprecated) of each op. A deprecated version ends the op's range, unless a
+# later version brings it back (GroupNormalization: 18 deprecated, 21 redefined): then the IR holds
+# the later form and the range starts there.
+versions = {}
 for s in defs.get_all_schemas_with_history():
     if s.domain not in ("", "ai.onnx"):
         continue
-    first[s.name] = min(first.get(s.name, 1000), s.since_version)
-    if s.deprecated:
-        deprecated[s.name] = min(deprecated.get(s.name, 1000), s.since_version)
+    versions.setdefault(s.name, []).append((s.since_version, s.deprecated))
+first, deprecated = {}, {}
+for name, vs in versions.items():
+    vs.sort()
+    first[name] = vs[0][0]
+    for k, (v, dep) in enumerate(vs):
+        if not dep:
+            continue
+        later = [w for w, d in vs[k + 1:] if not d]
+        if later:
+            first[name] = later[0]
+        else:
+            deprecated[name] = v
+            break
 
 out = os.path.join(os.path.dirname(__file__), "..", "src", "import", "onnx", "opset_table.inc")
 with open(out, "w") as f:
