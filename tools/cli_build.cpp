@@ -292,7 +292,8 @@ plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport
 int cmd_build(const Argv& argv) {
   Command c("build",
             "Builds a plan: constant folding, dead-layer elimination, BatchNorm/Scale folding, fusions\n"
-            "(conv+bias+activation, conv+residual add, pointwise chains, horizontal convolutions), views,\n"
+            "(conv+bias+activation, conv+residual add, pointwise chains, horizontal convolutions; the\n"
+            "LayerNorm, GELU and attention patterns into their ops; MatMul+bias+activation), views,\n"
             "in-place concats, layout choice, and liveness-based memory planning. Prints the layer counts and\n"
             "the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`, or on the GPU\n"
             "with `kiln run --plan FILE --gpu` and `kiln bench FILE`).\n"
