@@ -16,7 +16,9 @@ test.npy, labels.npy. Then, with KILN:
     calib --calibrator C --calib-cache cache_C.txt --shape input=597x1x8x8 --save int8_C.plan`,
     then `kiln run --plan int8_C.plan --input input=test.npy`: accuracy within --max-drop points
     of FP32;
-  - the entropy plan built again from its cache alone gives identical outputs.
+  - the entropy plan built again from its cache alone gives identical outputs;
+  - onnxruntime's quantize_static Q/DQ model of the network (tools/ort_qdq.py, run by --ort-python):
+    kiln predicts onnxruntime's class on at least 99% of the test images.
 One line per check, then "N passed, N failed"; exit 1 on a failure, 77 (skip) without torch or
 sklearn.
 """
@@ -97,6 +99,8 @@ def main():
     ap.add_argument("outdir")
     ap.add_argument("--kiln", required=True)
     ap.add_argument("--max-drop", type=float, default=1.0, help="largest INT8 accuracy loss in points (1.0)")
+    ap.add_argument("--ort-python", default="python3",
+                    help="the python with onnxruntime that runs tools/ort_qdq.py (python3 on PATH)")
     args = ap.parse_args()
     out = args.outdir
     os.makedirs(os.path.join(out, "calib"), exist_ok=True)
@@ -153,6 +157,22 @@ def main():
     y = predict(args.kiln, out, ["--plan", again], "int8_entropy_from_cache")
     check("not calibrated" in text and np.array_equal(y, plans["entropy"]),
           "the entropy plan built from its calibration cache alone gives identical outputs")
+    # A Q/DQ model made by onnxruntime's quantize_static (tools/ort_qdq.py, under PATH's python3,
+    # which has onnxruntime): kiln runs it on the reference and must predict onnxruntime's class.
+    r = subprocess.run([args.ort_python, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_qdq.py"), out],
+                       capture_output=True, text=True)
+    if r.returncode == 77:
+        print(f"skip: the onnxruntime Q/DQ check: {r.stdout.strip()}")
+    elif r.returncode != 0:
+        check(False, f"tools/ort_qdq.py failed ({r.returncode}): {r.stderr.strip()[-400:] or r.stdout.strip()}")
+    else:
+        ort_y = np.load(os.path.join(out, "ort_qdq_logits.npy"))
+        y = predict(args.kiln, out, [os.path.join(out, "model_qdq.onnx")], "qdq")
+        agree = float((y.argmax(1) == ort_y.argmax(1)).mean() * 100)
+        acc = float((y.argmax(1) == te[1]).mean() * 100)
+        check(agree >= 99.0, f"onnxruntime's Q/DQ model (quantize_static, per-channel int8 weights): kiln predicts "
+              f"onnxruntime's class on {agree:.2f}% of the test images (at least 99%); accuracy {acc:.2f}%, "
+              f"max|kiln - ort| {float(np.abs(y - ort_y).max()):.3g}")
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
