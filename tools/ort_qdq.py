@@ -7,8 +7,9 @@ user would bring to kiln (issue 13, item 7).
 Reads OUTDIR/model.onnx, OUTDIR/calib/batch_*.npy and OUTDIR/test.npy (written by
 tools/digits_int8.py); writes OUTDIR/model_qdq.onnx (onnxruntime.quantization.quantize_static: QDQ
 format, per-channel int8 weights, uint8 activations, min-max calibration over the calibration
-batches) and OUTDIR/ort_qdq_logits.npy (onnxruntime's CPU outputs of the Q/DQ model on the test
-images). Runs under the python3 that has onnxruntime (PATH's, not Debian's); exits 77 with a
+batches), OUTDIR/ort_qdq_logits.npy (onnxruntime's CPU outputs of the Q/DQ model on the test
+images, its integer QLinear fusions on) and OUTDIR/ort_qdq_unoptimized_logits.npy (its optimizer
+off: every Q/DQ node computed as ONNX defines it). Runs under the python3 that has onnxruntime (PATH's, not Debian's); exits 77 with a
 message when onnxruntime cannot be imported.
 """
 import glob
@@ -43,10 +44,16 @@ def main():
     qdq = os.path.join(out, "model_qdq.onnx")
     quantize_static(os.path.join(out, "model.onnx"), qdq, Batches(files), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    sess = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"])
-    logits = sess.run(None, {"input": np.load(os.path.join(out, "test.npy")).astype(np.float32)})[0]
+    x = {"input": np.load(os.path.join(out, "test.npy")).astype(np.float32)}
+    # onnxruntime as deployed (its optimizer fuses Q/DQ pairs into integer QLinear kernels) and with
+    # its optimizer off (each Q/DQ node as ONNX defines it: the semantics kiln's reference follows).
+    logits = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, x)[0]
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    literal = ort.InferenceSession(qdq, opts, providers=["CPUExecutionProvider"]).run(None, x)[0]
     np.save(os.path.join(out, "ort_qdq_logits.npy"), logits)
-    print(f"wrote {qdq} and onnxruntime's outputs on {logits.shape[0]} test images")
+    np.save(os.path.join(out, "ort_qdq_unoptimized_logits.npy"), literal)
+    print(f"wrote {qdq} and onnxruntime's outputs (optimized and not) on {logits.shape[0]} test images")
 
 
 if __name__ == "__main__":
