@@ -35,23 +35,6 @@ bool only_constant_extras(const Graph& g, const Node& n, const std::string& link
   return true;
 }
 
-/// Runs `try_at(i)` over the nodes until it rewrites nothing; returns the rewrites.
-template <class F>
-int until_fixed(Graph& g, F&& try_at) {
-  int n = 0;
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (std::size_t i = 0; i < g.nodes.size(); ++i)
-      if (try_at(i)) {
-        ++n;
-        changed = true;
-        g.infer();
-        break;
-      }
-  }
-  return n;
-}
-
 }  // namespace
 
 int fuse_conv_residual(Graph& g, const PassContext& ctx) {

@@ -40,6 +40,24 @@ std::vector<std::string> part_ops(const Node& n);
 /// Two attribute maps equal (compared as text; tensors by type and values).
 bool same_attrs(const std::map<std::string, Attribute>& a, const std::map<std::string, Attribute>& b);
 
+/// Runs `try_at(i)` over the nodes, from the first again after each rewrite (indices move), until
+/// it rewrites nothing; types are inferred after each rewrite. Returns the rewrites.
+template <class F>
+int until_fixed(Graph& g, F&& try_at) {
+  int n = 0;
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (std::size_t i = 0; i < g.nodes.size(); ++i)
+      if (try_at(i)) {
+        ++n;
+        changed = true;
+        g.infer();
+        break;
+      }
+  }
+  return n;
+}
+
 /// Infers types again after a rewrite.
 inline void reinfer(Graph& g) { g.infer(); }
 

@@ -460,7 +460,7 @@ std::optional<AttentionMatch> match_attention(Walk& w, std::size_t i) {
 }
 
 /// Replaces the nodes `drop` by `n` at the place of one of them (`at`), after the nodes `before`
-/// (which make some of `n`'s inputs).
+/// (which make some of `n`'s inputs). Types are not inferred again (until_fixed does that).
 void replace(Graph& g, const std::set<std::size_t>& drop, std::size_t at, Node n, std::vector<Node> before = {}) {
   g.nodes[at] = std::move(n);
   g.nodes.insert(g.nodes.begin() + static_cast<std::ptrdiff_t>(at), std::make_move_iterator(before.begin()),
@@ -469,19 +469,17 @@ void replace(Graph& g, const std::set<std::size_t>& drop, std::size_t at, Node n
   for (std::size_t k : drop)
     if (k != at) rest.insert(k < at ? k : k + before.size());  // the insert moved those after `at`
   drop_nodes(g, rest);
-  g.infer();
 }
 
 }  // namespace
 
 int fuse_layer_norm(Graph& g, const PassContext& ctx) {
   if (!ctx.tgt().can_fuse(plan::fusion::kLayerNorm)) return 0;
-  int made = 0;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
-    if (g.nodes[i].op != "ReduceMean") continue;
+  return until_fixed(g, [&](std::size_t i) {
+    if (g.nodes[i].op != "ReduceMean") return false;
     Walk w{g, readers(g), {}};
     const auto m = match_layer_norm(w, i);
-    if (!m) continue;
+    if (!m) return false;
     Node n;
     n.op = "LayerNormalization";
     n.name = g.unique_name(g.nodes[i].name + "_layernorm");
@@ -502,21 +500,18 @@ int fuse_layer_norm(Graph& g, const PassContext& ctx) {
     n.attrs["axis"] = m->axis;
     n.attrs["epsilon"] = m->eps;
     replace(g, w.nodes, m->last, std::move(n));
-    ++made;
-    i = static_cast<std::size_t>(-1);  // indices moved: look again from the start
-  }
-  return made;
+    return true;
+  });
 }
 
 int fuse_gelu(Graph& g, const PassContext& ctx) {
   if (!ctx.tgt().can_fuse(plan::fusion::kGelu)) return 0;
-  int made = 0;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+  return until_fixed(g, [&](std::size_t i) {
     const Node& core = g.nodes[i];
-    if ((core.op != "Erf" && core.op != "Tanh") || core.outputs.size() != 1) continue;
+    if ((core.op != "Erf" && core.op != "Tanh") || core.outputs.size() != 1) return false;
     Walk w{g, readers(g), {}};
     const auto m = match_gelu(w, i);
-    if (!m) continue;
+    if (!m) return false;
     Node n;
     n.op = "Gelu";
     n.name = g.unique_name(core.name + "_gelu");
@@ -524,20 +519,17 @@ int fuse_gelu(Graph& g, const PassContext& ctx) {
     n.outputs = {m->y};
     if (m->tanh) n.attrs["approximate"] = std::string("tanh");
     replace(g, w.nodes, m->last, std::move(n));
-    ++made;
-    i = static_cast<std::size_t>(-1);  // as above
-  }
-  return made;
+    return true;
+  });
 }
 
 int fuse_attention(Graph& g, const PassContext& ctx) {
   if (!ctx.tgt().can_fuse(plan::fusion::kAttention)) return 0;
-  int made = 0;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
-    if (g.nodes[i].op != "MatMul") continue;
+  return until_fixed(g, [&](std::size_t i) {
+    if (g.nodes[i].op != "MatMul") return false;
     Walk w{g, readers(g), {}};
     const auto m = match_attention(w, i);
-    if (!m) continue;
+    if (!m) return false;
     const TensorType before_type = g.type_of(m->y);
     const std::size_t rank = g.type_of(m->q).shape.rank();
     Node n;
@@ -576,14 +568,13 @@ int fuse_attention(Graph& g, const PassContext& ctx) {
     }
     Graph saved = g;
     replace(g, w.nodes, m->last, std::move(n), std::move(extra));
+    g.infer();
     if (g.type_of(m->y) != before_type) {  // cannot happen when the checks above hold; stay safe
       g = std::move(saved);
-      continue;
+      return false;
     }
-    ++made;
-    i = static_cast<std::size_t>(-1);
-  }
-  return made;
+    return true;
+  });
 }
 
 }  // namespace kiln::build
