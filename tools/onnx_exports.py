@@ -260,27 +260,39 @@ def export_one(name, outdir, dynamo):
     return folder, input_name
 
 
-def check_one(kiln, folder, input_name, tolerance):
-    """Runs kiln on the folder's model and input; returns (ok, message)."""
-    data = os.path.join(folder, "test_data_set_0")
+def compare_run(kiln_cmd, data, input_name, tolerance, output_name=None):
+    """Runs kiln_cmd (`kiln run MODEL` or `kiln run --plan PLAN`, without inputs and outputs) on
+    data/input_0.pb as `input_name` and compares what it writes with data/output_0.pb: the output
+    `output_name`, or the only one it writes when None. Returns (ok, message); NaN is not ok."""
     _, want = read_pb(os.path.join(data, "output_0.pb"))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
-        r = subprocess.run([kiln, "run", os.path.join(folder, "model.onnx"), "--input",
-                            input_name + "=" + os.path.join(data, "input_0.pb"), "--output-dir", tmp],
-                           capture_output=True, text=True)
+        r = subprocess.run(kiln_cmd + ["--input", input_name + "=" + os.path.join(data, "input_0.pb"),
+                                       "--output-dir", tmp], capture_output=True, text=True)
         seconds = time.time() - t0
         if r.returncode != 0:
             return False, f"kiln run failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}"
-        written = sorted(f for f in os.listdir(tmp) if f.endswith(".pb"))
-        if len(written) != 1:
-            return False, f"kiln wrote {written}, expected one output"
-        _, got = read_pb(os.path.join(tmp, written[0]))
+        if output_name is None:
+            written = sorted(f for f in os.listdir(tmp) if f.endswith(".pb"))
+            if len(written) != 1:
+                return False, f"kiln wrote {written}, expected one output"
+            path = os.path.join(tmp, written[0])
+        else:
+            path = os.path.join(tmp, output_name + ".pb")
+            if not os.path.exists(path):
+                return False, f"kiln wrote {sorted(os.listdir(tmp))}, no {output_name}.pb"
+        _, got = read_pb(path)
     if got.shape != want.shape:
         return False, f"shape {list(got.shape)}, PyTorch has {list(want.shape)}"
     err = float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max())
-    ok = err <= tolerance
+    ok = err <= tolerance  # False for NaN
     return ok, f"max|kiln - torch| / max|torch| = {err:.3g} (limit {tolerance:g}), kiln run {seconds:.1f} s"
+
+
+def check_one(kiln, folder, input_name, tolerance):
+    """Runs kiln on the folder's model and input; returns (ok, message)."""
+    return compare_run([kiln, "run", os.path.join(folder, "model.onnx")], os.path.join(folder, "test_data_set_0"),
+                       input_name, tolerance)
 
 
 def main():

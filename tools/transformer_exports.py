@@ -58,7 +58,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 
@@ -66,7 +65,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 # tools/onnx_exports.py exits 77 when torch, torchvision or numpy is missing
-from onnx_exports import read_pb, write_pb, SEED, OPSET  # noqa: E402
+from onnx_exports import compare_run, write_pb, SEED, OPSET  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -215,23 +214,7 @@ def export_one(name, outdir, batch):
 def compare(kiln_cmd, name, data, tolerance):
     """Runs kiln_cmd (`kiln run ...` without inputs and outputs) on data's input; returns (ok, message)."""
     input_name, output_name, _ = SPECS[name]
-    _, want = read_pb(os.path.join(data, "output_0.pb"))
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.time()
-        r = subprocess.run(kiln_cmd + ["--input", input_name + "=" + os.path.join(data, "input_0.pb"),
-                                       "--output-dir", tmp], capture_output=True, text=True)
-        seconds = time.time() - t0
-        if r.returncode != 0:
-            return False, f"kiln run failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}"
-        path = os.path.join(tmp, output_name + ".pb")
-        if not os.path.exists(path):
-            return False, f"kiln wrote {sorted(os.listdir(tmp))}, no {output_name}.pb"
-        _, got = read_pb(path)
-    if got.shape != want.shape:
-        return False, f"shape {list(got.shape)}, PyTorch has {list(want.shape)}"
-    err = float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max())
-    ok = err <= tolerance  # False for NaN
-    return ok, f"max|kiln - torch| / max|torch| = {err:.3g} (limit {tolerance:g}), kiln run {seconds:.1f} s"
+    return compare_run(kiln_cmd, data, input_name, tolerance, output_name)
 
 
 # The fused plan of each model, as `kiln build` reports it (issue 15's golden plans): layers before
