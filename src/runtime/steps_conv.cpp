@@ -560,6 +560,18 @@ class ConvStep final : public Step {
 
 // ---- matrix products ---------------------------------------------------------------------
 
+/// The weight `c` (n values) times `scale` on the device in the step's precision, as cuBLASLt's
+/// bias epilogue reads it; converted and uploaded once per engine (the weight cache's key).
+const void* bias_row(const StepEnv& env, const DeviceValue& c, i64 n, double scale, bool half) {
+  return env.engine.weights.get(fmt::format("gemm-bias:{}:{}:{}", c.name, scale, half),
+                                static_cast<std::size_t>(n) * (half ? 2 : 4), [&](DeviceBuffer& buf) {
+                                  auto v = host_floats(*c.host);
+                                  for (auto& x : v) x = static_cast<float>(x * scale);
+                                  const auto bytes = to_device_format(v.data(), n, half);
+                                  buf.upload(bytes.data(), bytes.size());
+                                });
+}
+
 class GemmStep final : public Step {
  public:
   GemmStep(const StepEnv& env, const FusedBody& body) {
@@ -590,11 +602,7 @@ class GemmStep final : public Step {
         const DeviceValue c = env.value(fused_input_name(n.inputs, g.inputs[2]));
         if (c.host && c.numel() == s.n && (c.dims.size() == 1 || c.dims[0] == 1)) {
           // A bias row: the epilogue adds it (scaled by beta on the host).
-          auto v = host_floats(*c.host);
-          for (auto& x : v) x = static_cast<float>(x * beta);
-          auto bytes = to_device_format(v.data(), s.n, y_.half);
-          bias_ = env.engine.weights.get(fmt::format("gemm-bias:{}:{}:{}", c.name, beta, y_.half), bytes.size(),
-                                         [&](DeviceBuffer& buf) { buf.upload(bytes.data(), bytes.size()); });
+          bias_ = bias_row(env, c, s.n, beta, y_.half);
           o.bias = true;
         } else {
           // C broadcast into Y first, then Y = alpha A B + beta Y.
@@ -632,10 +640,7 @@ class GemmStep final : public Step {
       const DeviceValue c = env.value(fused_input_name(n.inputs, other));
       if ((p.inputs[0] == running) != (p.inputs[1] == running) && s.batch <= 1 && c.host && c.numel() == s.n &&
           !c.dims.empty() && c.dims.back() == s.n) {
-        auto v = host_floats(*c.host);
-        auto bytes = to_device_format(v.data(), s.n, y_.half);
-        bias_ = env.engine.weights.get(fmt::format("gemm-bias:{}:1:{}", c.name, y_.half), bytes.size(),
-                                       [&](DeviceBuffer& buf) { buf.upload(bytes.data(), bytes.size()); });
+        bias_ = bias_row(env, c, s.n, 1.0, y_.half);
         o.bias = true;
         tail_body.parts.erase(tail_body.parts.begin() + 1);
         tail_body.parts[0].outputs = p.outputs;  // the tail reads the sum as the product's output
