@@ -7,7 +7,7 @@
 #   tools/gpu_check.sh DATA_DIR [LOG_DIR]
 #
 # KILN_SANITIZE=0 skips the compute-sanitizer pass (a second device call runs it: both together can
-# exceed one call's ten minutes).
+# exceed one call's ten minutes); KILN_SANITIZE_TOOLS="initcheck synccheck" runs only those tools.
 # DATA_DIR is the ONNX backend data (onnx-backend-data). Binaries come from
 # `tools/device_build.sh build` (build-gpu/). tests/gpu/RESULTS.md records the latest run.
 set -uo pipefail
@@ -44,7 +44,7 @@ elif [ -x "$san" ]; then
   deadline=${KILN_SANITIZE_DEADLINE_S:-100000}
   runs_all="test_engine_gpu --suite engine --enqueues 20;test_pool_gpu;test_reduce_gpu;test_norm_gpu;test_transformer_gpu;test_dynamic_gpu"
   runs_kernels="test_transformer_gpu;test_norm_gpu;test_pointwise_gpu;test_copy_gpu"
-  for tool in memcheck racecheck initcheck synccheck; do
+  for tool in ${KILN_SANITIZE_TOOLS:-memcheck racecheck initcheck synccheck}; do
     runs=$runs_all
     case $tool in initcheck|synccheck) runs=$runs_kernels ;; esac
     IFS=';' read -ra list <<< "$runs"
