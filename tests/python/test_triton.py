@@ -1,10 +1,14 @@
 """Serving a kiln plan with Triton Inference Server (kiln.serve, issue 17 items 2 and 3): a
 MatMul+Relu ONNX model with a dynamic batch, served on loopback through Triton's Python backend
-on the CPU reference, with tritonclient over HTTP and gRPC. Skips when nvidia-pytriton (the
+on the CPU reference, with tritonclient over HTTP and gRPC, and the load test (kiln.loadtest) run
+as docs/serving.md shows it. Skips when nvidia-pytriton (the
 bundled tritonserver) or tritonclient is missing (tools/setup.sh installs both)."""
 
 import concurrent.futures
+import json
 import socket
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -159,6 +163,54 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server):
             _infer(client, mod, np.ones((65, 16), np.float32))
         np.testing.assert_array_equal(_infer(client, mod, x), server.plan.run({"x": x})["y"])
     assert _http(server).is_server_ready()
+
+
+# The load test as docs/serving.md shows it, on the server's gRPC port (8001 in the docs).
+LOADTEST = ("python -m kiln.loadtest --url 127.0.0.1:{port} --protocol grpc --model matmul_relu "
+            "--concurrency 16 --requests 400")
+
+
+def _loadtest(args, timeout=120):
+    argv = [sys.executable] + args.split()[1:] if args.startswith("python ") else args
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def _table_rows(text):
+    """The load test's tables: {column: value} per table (a header line, then a value line)."""
+    blocks = [b.splitlines() for b in text.strip().split("\n\n")]
+    return [dict(zip(b[0].split(), b[1].split())) for b in blocks if len(b) >= 2]
+
+
+def test_loadtest_prints_throughput_and_latency(server):
+    p = _loadtest(LOADTEST.format(port=server.grpc_port))
+    print("\n" + p.stdout + p.stderr)
+    assert p.returncode == 0, p.stderr
+    client, stats = _table_rows(p.stdout)[:2]
+    assert client["model"] == MODEL and client["protocol"] == "grpc" and client["concurrency"] == "16"
+    assert int(client["requests"]) == 400 and int(client["errors"]) == 0
+    p50, p90, p99, mx = (float(client[k]) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms"))
+    assert 0 < p50 <= p90 <= p99 <= mx < 30_000
+    assert float(client["req/s"]) > 0 and float(client["req/s"]) == float(client["infer/s"])
+    # Triton's counters over the run: this client's requests (the last may be counted after its answer).
+    assert 400 - 16 <= int(stats["server_requests"]) <= 400
+    assert 1 <= int(stats["executions"]) <= int(stats["server_requests"]) and float(stats["avg_batch"]) >= 1
+
+
+def test_loadtest_http_json_and_errors(server):
+    p = _loadtest(f"python -m kiln.loadtest --url 127.0.0.1:{server.http_port} --protocol http --model {MODEL} "
+                  "--concurrency 4 --requests 100 --batch 8 --warmup 4 --json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert (r["requests"], r["ok"], r["errors"], r["batch"]) == (100, 100, 0, 8)
+    lat = r["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert r["inferences_per_s"] == pytest.approx(8 * r["requests_per_s"])
+    for args, message in (("--model nope --requests 5", "model 'nope' is not ready"),
+                          (f"--model {MODEL} --requests 5 --batch 65", "1..64 rows"),
+                          (f"--model {MODEL} --requests 5 --shape x:15", "does not fit the model's dims [16]"),
+                          (f"--model {MODEL} --requests 5 --shape z:16", "names no input")):
+        p = _loadtest(f"python -m kiln.loadtest --url 127.0.0.1:{server.grpc_port} " + args)
+        assert p.returncode == 2 and message in p.stderr, (args, p.stderr)
 
 
 def test_server_stops_cleanly(server):
