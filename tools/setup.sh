@@ -36,6 +36,9 @@ $py -c "import pytest" 2>/dev/null || need_pip+=(pytest)
 # nvidia-pytriton 0.7 pins numpy<2 (it installs numpy 1.26).
 $py -c "import pytriton" 2>/dev/null || need_pip+=(nvidia-pytriton)
 $py -c "import tritonclient.http, tritonclient.grpc" 2>/dev/null || need_pip+=("tritonclient[all]")
+# deploy/kserve's manifests are validated offline against a vendored JSON Schema (tests/python/test_deploy.py).
+$py -c "import yaml" 2>/dev/null || need_pip+=(pyyaml)
+$py -c "import jsonschema" 2>/dev/null || need_pip+=(jsonschema)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "setup: installing from PyPI: ${need_pip[*]}"
   $py -m pip install -q "${need_pip[@]}"
