@@ -6,6 +6,9 @@ bundled tritonserver) or tritonclient is missing (tools/setup.sh installs both).
 
 import concurrent.futures
 import json
+import os
+import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -211,6 +214,45 @@ def test_loadtest_http_json_and_errors(server):
                           (f"--model {MODEL} --requests 5 --shape z:16", "names no input")):
         p = _loadtest(f"python -m kiln.loadtest --url 127.0.0.1:{server.grpc_port} " + args)
         assert p.returncode == 2 and message in p.stderr, (args, p.stderr)
+
+
+# docs/serving.md's serve command, with free ports for 8000 and 8001.
+SERVE = "python -m kiln.serve matmul_relu.onnx --repo kiln-repo --http-port {http} --grpc-port {grpc}"
+
+
+def test_the_serve_command_serves_and_stops_on_sigterm(tmp_path):
+    """The command as the docs give it, then the docs' load test against it, then SIGTERM."""
+    _matmul_relu(tmp_path / "matmul_relu.onnx")
+    http, grpc = _free_port(), _free_port()
+    argv = [sys.executable] + SERVE.format(http=http, grpc=grpc).split()[1:]
+    env = dict(os.environ)  # the kiln under test, from any folder (a relative PYTHONPATH would not do)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pathlib.Path(kiln.__file__).resolve().parents[1]),
+                                                    env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("kiln.serve: ready:"):
+                break
+        assert lines and lines[-1].startswith("kiln.serve: ready:"), "".join(lines[-20:])
+        p = _loadtest(LOADTEST.format(port=grpc).replace("--requests 400", "--requests 100"))
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert _table_rows(p.stdout)[0]["errors"] == "0"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert rc == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", http), timeout=1).close()
 
 
 def test_server_stops_cleanly(server):
