@@ -340,7 +340,7 @@ std::optional<GeluMatch> match_gelu(Walk& w, std::size_t i) {
 /// ending at the MatMul `i`. Q, K and V are 3-D ([batch*heads, S, D], as PyTorch's
 /// multi_head_attention_forward exports them: one head per batch entry) or 4-D ([B, H, S, D]) with
 /// the same leading dims; K^T is a Transpose of the last two dims (composed with the one before
-/// it, if any); the scale is a scalar Mul/Div of Q or of the scores.
+/// it, if any); the scale is a scalar Mul/Div of Q, of K^T or of the scores (their product).
 struct AttentionMatch {
   std::string q, k, v, mask, y;
   std::vector<std::int64_t> k_perm;  // a Transpose of `k` to make K (empty: `k` is K)
@@ -417,8 +417,18 @@ std::optional<AttentionMatch> match_attention(Walk& w, std::size_t i) {
       w.take(*sq);
     }
   }
+  // Optional scale of K^T: PyTorch 2's scaled_dot_product_attention exports Q * sqrt(scale) and
+  // K^T * sqrt(scale) (the scale split over both sides for range), so both factors multiply in.
+  std::string kt_in = kt;
+  if (auto sk = w.made_by(kt, {"Mul", "Div"}); sk && w.internal(kt)) {
+    if (const auto f = scaled(g, g.nodes[*sk])) {
+      m.scale *= f->second;
+      kt_in = f->first;
+      w.take(*sk);
+    }
+  }
   // K^T: a Transpose swapping the last two dims of whatever came before.
-  const auto tr = w.made_by(kt, {"Transpose"});
+  const auto tr = w.made_by(kt_in, {"Transpose"});
   if (!tr) return std::nullopt;
   std::vector<std::int64_t> perm = g.nodes[*tr].attr_ints("perm");
   if (perm.size() != rank) return std::nullopt;

@@ -763,6 +763,23 @@ TEST_CASE("fuse_attention: PyTorch's 3-D attention and a 4-D one with K^T from t
       if (n.op == "Transpose") CHECK(n.attr_ints("perm") == std::vector<std::int64_t>{0, 2, 1, 3});
       else CHECK(n.attr_float("scale", 0) == doctest::Approx(0.35));
   }
+  SUBCASE("4-D as PyTorch 2 exports scaled_dot_product_attention: Q and K^T each times sqrt(scale)") {
+    Builder bld;
+    auto q = bld.input("q", {2, 3, 5, 8});
+    auto k = bld.input("k", {2, 3, 7, 8});
+    auto v = bld.input("v", {2, 3, 7, 8});
+    const float root = 0.5946036f;  // sqrt(1 / sqrt(8))
+    auto kt = bld.node("Transpose", {k}, {{"perm", std::vector<std::int64_t>{0, 1, 3, 2}}});
+    auto s = bld.node("MatMul", {bld.node("Mul", {q, scalar_weight(bld, root)}), bld.node("Mul", {kt, scalar_weight(bld, root)})});
+    auto y = bld.node("MatMul", {bld.node("Softmax", {s}, {{"axis", std::int64_t{-1}}}), v});
+    Graph g = bld.finish({y});
+    int changes = 0;
+    Graph f = run_checked(g, b::fuse_attention, &changes);
+    CHECK(changes == 1);
+    REQUIRE(f.nodes.size() == 1);
+    CHECK(f.nodes[0].op == "Attention");
+    CHECK(f.nodes[0].attr_float("scale", 0) == doctest::Approx(root * root));
+  }
   SUBCASE("not fused: probabilities read elsewhere, softmax over another axis") {
     for (bool leak : {true, false}) {
       Builder bld;
