@@ -4,23 +4,92 @@
 namespace kiln::kernels {
 
 namespace {
-template <class F>
+// kWide: 16-byte units too (only the strided copy moves those; see simplify below).
+template <bool kWide = false, class F>
 cudaError_t by_size(std::size_t elem_size, F&& f) {
   switch (elem_size) {
     case 1: return f(static_cast<std::uint8_t*>(nullptr));
     case 2: return f(static_cast<std::uint16_t*>(nullptr));
     case 4: return f(static_cast<std::uint32_t*>(nullptr));
     case 8: return f(static_cast<std::uint64_t*>(nullptr));
+    case 16:
+      if constexpr (kWide) return f(static_cast<uint4*>(nullptr));
+      return cudaErrorInvalidValue;
     default: return cudaErrorInvalidValue;
   }
 }
 
-template <class T>
+// One division per dim gives both offsets; I is int where every index and offset fits (most
+// copies), which makes those divisions several times cheaper than 64-bit ones.
+template <class T, class I>
 __global__ void strided_copy_kernel(const Dims dims, const T* __restrict__ src, const Strides ss,
-                                    T* __restrict__ dst, const Strides ds, std::int64_t n) {
-  KILN_GRID_LOOP(i, n) {
-    dst[detail::offset_of(i, dims, ds)] = src[detail::offset_of(i, dims, ss)];
+                                    T* __restrict__ dst, const Strides ds, I n) {
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n;
+       i += static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x)) {
+    I rest = i, so = 0, dO = 0;
+#pragma unroll
+    for (int k = kMaxDims - 1; k >= 0; --k) {
+      if (k < dims.rank) {
+        const I dk = static_cast<I>(dims.d[k]);
+        const I q = rest / dk;
+        const I r = rest - q * dk;
+        so += r * static_cast<I>(ss.s[k]);
+        dO += r * static_cast<I>(ds.s[k]);
+        rest = q;
+      }
+    }
+    dst[dO] = src[so];
   }
+}
+
+// A copy described with as few dims and as wide elements as it allows: dims of 1 dropped,
+// neighbours contiguous in both operands merged, and where the innermost dim is contiguous in
+// both and everything is aligned, 16-, 8- or 4-byte units moved instead of single elements.
+struct CopyPlan {
+  std::size_t elem;
+  Dims dims;
+  Strides ss, ds;
+};
+
+CopyPlan simplify(std::size_t elem, const Dims& dims, const Strides& ss, const Strides& ds,
+                  const void* src, const void* dst) {
+  CopyPlan p{elem, {}, {}, {}};
+  int r = 0;
+  for (int k = 0; k < dims.rank; ++k) {
+    if (dims.d[k] == 1) continue;
+    if (r > 0 && p.ss.s[r - 1] == ss.s[k] * dims.d[k] && p.ds.s[r - 1] == ds.s[k] * dims.d[k]) {
+      p.dims.d[r - 1] *= dims.d[k];
+      p.ss.s[r - 1] = ss.s[k];
+      p.ds.s[r - 1] = ds.s[k];
+      continue;
+    }
+    p.dims.d[r] = dims.d[k];
+    p.ss.s[r] = ss.s[k];
+    p.ds.s[r] = ds.s[k];
+    ++r;
+  }
+  p.dims.rank = r;
+  if (r == 0 || p.ss.s[r - 1] != 1 || p.ds.s[r - 1] != 1) return p;
+  for (std::size_t w : {std::size_t{16}, std::size_t{8}, std::size_t{4}}) {
+    if (w <= elem) break;
+    const auto f = static_cast<std::int64_t>(w / elem);
+    bool ok = p.dims.d[r - 1] % f == 0 && reinterpret_cast<std::uintptr_t>(src) % w == 0 &&
+              reinterpret_cast<std::uintptr_t>(dst) % w == 0;
+    for (int k = 0; ok && k + 1 < r; ++k) ok = p.ss.s[k] % f == 0 && p.ds.s[k] % f == 0;
+    if (!ok) continue;
+    p.elem = w;
+    p.dims.d[r - 1] /= f;
+    for (int k = 0; k + 1 < r; ++k) p.ss.s[k] /= f, p.ds.s[k] /= f;
+    return p;
+  }
+  return p;
+}
+
+// The largest |offset| a copy reaches through `st` (an index type must hold it).
+std::int64_t reach(const Dims& d, const Strides& st) {
+  std::int64_t m = 0;
+  for (int k = 0; k < d.rank; ++k) m += (st.s[k] < 0 ? -st.s[k] : st.s[k]) * (d.d[k] - 1);
+  return m;
 }
 
 struct PadDesc {
@@ -80,13 +149,20 @@ __global__ void gather_kernel(const T* __restrict__ x, const I* __restrict__ idx
 cudaError_t strided_copy(std::size_t elem_size, const Dims& dims, const void* src,
                          const Strides& src_strides, void* dst, const Strides& dst_strides,
                          cudaStream_t stream) {
-  if (dims.rank < 0 || dims.rank > kMaxDims) return cudaErrorInvalidValue;
-  const std::int64_t n = dims.numel();
-  if (n == 0) return cudaSuccess;
-  return by_size(elem_size, [&](auto* tag) {
+  if (dims.rank < 0 || dims.rank > kMaxDims || elem_size > 8) return cudaErrorInvalidValue;
+  if (dims.numel() == 0) return cudaSuccess;
+  const CopyPlan p = simplify(elem_size, dims, src_strides, dst_strides, src, dst);
+  const std::int64_t n = p.dims.numel();
+  constexpr std::int64_t kSmall = std::int64_t{1} << 30;  // i + the grid's stride stays below 2^31
+  const bool small = n < kSmall && reach(p.dims, p.ss) < kSmall && reach(p.dims, p.ds) < kSmall;
+  return by_size<true>(p.elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    strided_copy_kernel<T><<<detail::grid_for(n, 256), 256, 0, stream>>>(
-        dims, static_cast<const T*>(src), src_strides, static_cast<T*>(dst), dst_strides, n);
+    const auto* s = static_cast<const T*>(src);
+    auto* d = static_cast<T*>(dst);
+    if (small)
+      strided_copy_kernel<T, int><<<detail::grid_for(n, 256), 256, 0, stream>>>(p.dims, s, p.ss, d, p.ds, static_cast<int>(n));
+    else
+      strided_copy_kernel<T, std::int64_t><<<detail::grid_for(n, 256), 256, 0, stream>>>(p.dims, s, p.ss, d, p.ds, n);
     return cudaGetLastError();
   });
 }

@@ -30,7 +30,11 @@ int main() {
   // Transpose: the source read through permuted strides.
   struct T { std::vector<i64> d, perm; };
   for (const T& c : {T{{6, 7}, {1, 0}}, T{{2, 3, 4, 5}, {0, 2, 3, 1}}, T{{2, 3, 4, 5}, {3, 1, 0, 2}},
-                    T{{2, 3, 2, 2, 3, 2, 1, 2}, {7, 6, 5, 4, 3, 2, 1, 0}}}) {
+                    T{{2, 3, 2, 2, 3, 2, 1, 2}, {7, 6, 5, 4, 3, 2, 1, 0}},
+                    // The head split of attention: the innermost dim kept, so 16-byte units move
+                    // (f16 rows of 64 are 8 of them); rows of 3 cannot widen; dims of 1 dropped.
+                    T{{4, 32, 12, 64}, {0, 2, 1, 3}}, T{{4, 6, 8, 3}, {0, 2, 1, 3}},
+                    T{{1, 5, 1, 6, 8}, {3, 0, 1, 2, 4}}}) {
     for (bool f16 : {false, true}) {
       const std::string what = "Transpose " + dims_text(c.d) + " perm " + dims_text(c.perm);
       report.run(what, [&] {
@@ -66,6 +70,26 @@ int main() {
     KILN_CHECK(kk::strided_copy(4, dims, dx.as<float>() + offset, src, dy.get(), kk::contiguous_strides(dims), nullptr));
     report.check("Slice [10,12,7] steps [2,-3,1] -> " + dims_text(ref.dims()), download(dy, ref.numel()), ref);
   });
+
+  // Slices of whole rows at offsets that allow 16-, 8- and 4-byte units, or none (f16, start 1).
+  for (const auto& [start, f16] : std::vector<std::pair<i64, bool>>{{4, false}, {2, false}, {8, true}, {2, true}, {1, true}}) {
+    const std::string what = "Slice [6,24] columns " + std::to_string(start) + ".." + std::to_string(start + 16) + (f16 ? " f16" : " f32");
+    report.run(what, [&] {
+      const std::vector<i64> d = {6, 24};
+      auto x = random_values(numel(d));
+      if (f16) x = round_f16(x);
+      const kiln::Tensor tx = tensor(d, x), ts = tensor_i64({1}, {start}), te = tensor_i64({1}, {start + 16}),
+                         ta = tensor_i64({1}, {1});
+      const kiln::Tensor ref = reference(node("Slice", 4), {&tx, &ts, &te, &ta});
+      kk::Strides src;
+      src.s[0] = 24, src.s[1] = 1;
+      DeviceBuffer dx = upload(x, f16), dy = poisoned(ref.numel(), f16);
+      const kk::Dims dims = to_dims(ref.dims());
+      const auto* base = static_cast<const std::byte*>(dx.get()) + start * (f16 ? 2 : 4);
+      KILN_CHECK(kk::strided_copy(f16 ? 2 : 4, dims, base, src, dy.get(), kk::contiguous_strides(dims), nullptr));
+      report.check(what, download(dy, ref.numel(), f16), ref, f16);
+    });
+  }
 
   // Concat along axis 1: each input written at its offset in the output.
   for (bool f16 : {false, true}) {
