@@ -6,6 +6,7 @@
 // channels, got 50".
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -36,6 +37,9 @@ constexpr i64 equal_dims(const char* what, i64 expected, i64 got) {
   if (known(expected) && known(got) && expected != got) rule_violation(what, expected, got);
   return known(expected) ? expected : got;
 }
+
+/// A tensor's rank against the rank a layer takes.
+constexpr i64 input_rank(i64 expected, i64 got) { return equal_dims("dims (rank)", expected, got); }
 
 /// An axis in [-rank, rank) made non-negative.
 constexpr i64 normalize_axis(i64 axis, i64 rank) {
@@ -117,11 +121,27 @@ constexpr i64 deconv_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 p
   return out;
 }
 
+/// A grouped convolution's output channels: `group` equal groups. Returns the channels per group.
+constexpr i64 group_out_channels(i64 out_channels, i64 group) {
+  positive("group must be positive, got {}", group);
+  if (!known(out_channels)) return kDynamic;
+  if (out_channels % group != 0)
+    rule_violation_fmt("output channels {} not divisible by group {}", out_channels, group);
+  return out_channels / group;
+}
+
+/// A grouped convolution's input channels: `group` equal groups. Returns the channels per group.
+constexpr i64 group_in_channels(i64 input_channels, i64 group) {
+  positive("group must be positive, got {}", group);
+  if (!known(input_channels)) return kDynamic;
+  if (input_channels % group != 0)
+    rule_violation_fmt("input channels {} not divisible by group {}", input_channels, group);
+  return input_channels / group;
+}
+
 /// Convolution channel check: weight [M, C/group, ...] against input channels C.
 constexpr void conv_channels(i64 input_channels, i64 weight_channels, i64 group, i64 out_channels) {
-  positive("group must be positive, got {}", group);
-  if (known(out_channels) && out_channels % group != 0)
-    rule_violation_fmt("output channels {} not divisible by group {}", out_channels, group);
+  group_out_channels(out_channels, group);
   if (known(input_channels) && known(weight_channels))
     equal_dims("input channels", weight_channels * group, input_channels);
 }
@@ -148,6 +168,16 @@ constexpr i64 norm_width(i64 declared, i64 got) {
 /// Element counts that must agree (reshape, flatten into a declared size).
 constexpr i64 same_count(i64 expected, i64 got) {
   return equal_dims("element count", expected, got);
+}
+
+/// Concat: a dim off the concat axis, which every input shares.
+constexpr i64 concat_dim(i64 expected, i64 got) {
+  return equal_dims("dim (all but the concat axis must agree)", expected, got);
+}
+
+/// Constant padding: a begin and an end for each of the input's `rank` dims (ONNX order).
+constexpr i64 pad_count(i64 rank, i64 count) {
+  return equal_dims("pads (2 x the input rank)", 2 * rank, count);
 }
 
 /// A slice bound clamped as ONNX Slice does; returns the element count along the axis.
@@ -193,6 +223,15 @@ constexpr i64 attention_width(i64 heads, i64 head_dim, i64 width) {
   return equal_dims("width (heads x head_dim)", heads * head_dim, width);
 }
 
+/// Attention with 4-D inputs [N, heads, S, head_dim]: the query heads a layer declares against
+/// dim 1 of q, and its key/value heads against dim 1 of k and v.
+constexpr i64 attention_heads(i64 declared, i64 got) {
+  return equal_dims("query heads (dim 1 of q)", declared, got);
+}
+constexpr i64 attention_kv_heads(i64 declared, i64 got) {
+  return equal_dims("key/value heads (dim 1 of k and v)", declared, got);
+}
+
 /// Attention: query heads share key/value heads in equal groups (grouped-query attention; one
 /// key/value head is multi-query attention). Returns the group size.
 constexpr i64 attention_kv_groups(i64 q_heads, i64 kv_heads) {
@@ -221,6 +260,11 @@ constexpr i64 rotary_dim(i64 rotary, i64 head_dim) {
   if (known(head_dim) && r > head_dim)
     rule_violation_fmt("rotary_embedding_dim {} is larger than the head size {}", r, head_dim);
   return r;
+}
+
+/// Rotary embedding: the width of the cos and sin caches (their last dim) is half the rotated dims.
+constexpr i64 rotary_cache_width(i64 half_rotated, i64 got) {
+  return equal_dims("last dim of cos (rotated dims / 2)", half_rotated, got);
 }
 
 /// Local response normalization window: odd and positive.
@@ -317,5 +361,15 @@ constexpr void check_permutation(std::span<const i64> perm, i64 rank) {
         rule_violation_fmt("axis {} appears twice in the permutation (position {})", perm[i], static_cast<i64>(i));
   }
 }
+
+/// check_permutation on a permutation the compiler knows: `permutation<0, 2, 1>::check(rank)` (the
+/// typed DSL's transpose<axes...>).
+template <i64... Axes>
+struct permutation {
+  static constexpr void check(i64 rank) {
+    const std::array<i64, sizeof...(Axes)> perm{Axes...};
+    check_permutation(perm, rank);
+  }
+};
 
 }  // namespace kiln::rules
