@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -74,6 +75,44 @@ constexpr std::size_t layout_rank(Layout l) {
     default: return 0;
   }
 }
+
+}  // namespace kiln::dsl
+
+// ---- rules on what only the DSL's types carry ---------------------------------------------
+// The IR's rules, on numbers, are in kiln/ir/shape_rules.hpp. These compare element types,
+// layouts and tensor types: the template arguments of each are what it compares, and its static
+// check() the rule (detail::rule_on<same_element_type<A, B>::check>), so that a failed one names
+// them: kiln::rules::same_element_type<kiln::DType::f32, kiln::DType::f16>::check.
+namespace kiln::rules {
+
+/// Operands of one element type.
+template <DType A, DType B>
+struct same_element_type {
+  static constexpr void check() {
+    if (A != B) rule_violation_fmt("element types {} and {} differ", static_cast<i64>(A), static_cast<i64>(B));
+  }
+};
+
+/// Operands of one layout, or of `any` (which combines with every layout).
+template <dsl::Layout A, dsl::Layout B>
+struct compatible_layouts {
+  static constexpr void check() {
+    if (A != B && A != dsl::Layout::any && B != dsl::Layout::any)
+      rule_violation_fmt("layouts {} and {} differ", static_cast<i64>(A), static_cast<i64>(B));
+  }
+};
+
+/// repeat<N>(x, block): the block returns the tensor type it takes.
+template <class Takes, class Returns>
+struct block_keeps_type {
+  static constexpr void check() {
+    if (!std::is_same_v<Takes, Returns>) rule_violation_fmt("the block changes the tensor type", 0, 0);
+  }
+};
+
+}  // namespace kiln::rules
+
+namespace kiln::dsl {
 
 // ---- dims ---------------------------------------------------------------------------------
 
@@ -407,25 +446,99 @@ concept rule_holds = requires {
   typename std::integral_constant<bool, (Layer::rule(Inputs::static_dims...), true)>;
 };
 
-/// Never defined: a failed rule_check names it in its compile error, whose first line so shows
+/// Never defined: a failed rule check names it in its compile error, whose first line so shows
 /// the layer (its kind and options), the rule and the numbers it failed on:
 ///   shape_rule_fails<conv2d_layer<50, kernel<5>, in_channels<20>>, kiln::rules::input_channels, 20, 50>
 template <class Layer, auto Rule, dim_t... Numbers>
 struct shape_rule_fails;
 
-/// Rule(Numbers...) on numbers the compiler knows (a layer's declared size and what reaches it):
-/// `ok` is true when it holds; otherwise the compile error names shape_rule_fails<...>. A layer
-/// checks its rules this way before its output type (checked_output_t), so that the error is
-/// short and the only one.
-template <class Layer, auto Rule, dim_t... Numbers>
-struct rule_check {
+/// One rule on values the compiler knows: Rule(Numbers...), a rule of kiln/ir/shape_rules.hpp on
+/// numbers (a layer's declared size and what reaches it), or the check() of a kiln::rules class
+/// whose template arguments are what it compares (element types, layouts). `holds`: the call is a
+/// constant expression (a violation calls the non-constexpr rule_violation).
+template <auto Rule, dim_t... Numbers>
+struct rule_on {
+  static constexpr bool holds = requires {
+    typename std::integral_constant<bool, (Rule(Numbers...), true)>;
+  };
+};
+
+/// The first rule of Rs that does not hold, else void.
+template <class... Rs>
+struct first_failing {
+  static constexpr std::size_t index = [] {
+    constexpr bool holds[] = {Rs::holds..., true};
+    std::size_t i = 0;
+    while (i < sizeof...(Rs) && holds[i]) ++i;
+    return i;
+  }();
+  using type = std::tuple_element_t<index, std::tuple<Rs..., void>>;
+};
+
+/// `ok` when no rule failed (Failing = void); else the compile error names shape_rule_fails, and
+/// `ok` is false (a layer then compiles no further: its error is the only one).
+template <class Layer, class Failing>
+struct rules_report {
   static constexpr bool ok = true;
 };
 template <class Layer, auto Rule, dim_t... Numbers>
-  requires(!requires { typename std::integral_constant<dim_t, Rule(Numbers...)>; })
-struct rule_check<Layer, Rule, Numbers...> {
-  static constexpr bool ok = sizeof(shape_rule_fails<Layer, Rule, Numbers...>) == 0;
+struct rules_report<Layer, rule_on<Rule, Numbers...>> {
+  static_assert(sizeof(shape_rule_fails<Layer, Rule, Numbers...>) == 0);
+  static constexpr bool ok = false;
 };
+
+template <class R>
+struct rule_list {
+  using type = std::tuple<R>;
+};
+template <class... Rs>
+struct rule_list<std::tuple<Rs...>> {
+  using type = std::tuple<Rs...>;
+};
+template <class Layer, class Rules>
+struct rules_report_of;
+template <class Layer, class... Rs>
+struct rules_report_of<Layer, std::tuple<Rs...>> {
+  using type = rules_report<Layer, typename first_failing<Rs...>::type>;
+};
+
+/// The rules of Layer on numbers the compiler knows (rule_on<...>, or std::tuples of them, in the
+/// order the layer's rule checks them): `ok` is true when all hold; otherwise the compile error
+/// names shape_rule_fails<Layer, Rule, Numbers...> of the first that fails, and only that one. A
+/// layer checks its rules this way before its output type (checked_output_t), so that the error is
+/// short and the only one; numbers a later rule takes are chosen to pass where an earlier one fails.
+template <class Layer, class... Rules>
+using rules_check = typename rules_report_of<
+    Layer, decltype(std::tuple_cat(std::declval<typename rule_list<Rules>::type>()...))>::type;
+
+/// One rule: rules_check<Layer, rule_on<Rule, Numbers...>>.
+template <class Layer, auto Rule, dim_t... Numbers>
+using rule_check = rules_check<Layer, rule_on<Rule, Numbers...>>;
+
+/// Fixed dim i of tensor type T (kDynamic past its rank, so that a rule after a failed rank check
+/// takes a number that passes).
+template <class T>
+constexpr dim_t static_dim(std::size_t i) {
+  return i < T::rank ? T::static_dims[i] : kDynamic;
+}
+
+/// Dim i of T right-aligned to rank R (numpy broadcasting): 1 where T has none.
+template <class T, std::size_t R>
+constexpr dim_t aligned_dim(std::size_t i) {
+  return i < R - T::rank ? 1 : T::static_dims[i - (R - T::rank)];
+}
+template <class A, class B, class Seq>
+struct broadcast_rules_of;
+template <class A, class B, std::size_t... I>
+struct broadcast_rules_of<A, B, std::index_sequence<I...>> {
+  static constexpr std::size_t R = A::rank > B::rank ? A::rank : B::rank;
+  using type = std::tuple<rule_on<rules::broadcast_dim, aligned_dim<A, R>(I), aligned_dim<B, R>(I)>...>;
+};
+/// rules::broadcast_dim on each pair of dims that tensor types A and B broadcast (right-aligned),
+/// but the last Skip (a matrix product's matrix dims), for rules_check.
+template <class A, class B, std::size_t Skip = 0>
+using broadcast_rules = typename broadcast_rules_of<
+    A, B, std::make_index_sequence<(A::rank > B::rank ? A::rank : B::rank) - Skip>>::type;
 
 /// What a layer whose rule failed returns, so that its compile error is the only one: it takes
 /// any arguments.
@@ -436,13 +549,17 @@ struct failed_layer {
 
 template <bool Checked, class Layer, DType D, Layout L, class... Inputs>
 struct output_of {
+  using type = failed_layer;  // a failed rules_check has said why
+};
+template <class Layer, DType D, Layout L, class... Inputs>
+struct output_of<true, Layer, D, L, Inputs...> {
   using type = typename tensor_of<D, L, shape_check<Layer, Inputs...>::out>::type;
 };
-template <bool Checked, class Layer, DType D, Layout L, class... Inputs>
-  requires(!Checked || !rule_holds<Layer, Inputs...>)
-struct output_of<Checked, Layer, D, L, Inputs...> {
-  // A failed rule_check has said why; otherwise the rule's own words (its constexpr evaluation).
-  static_assert(!Checked || sizeof(shape_check<Layer, Inputs...>::out) > 0);
+template <class Layer, DType D, Layout L, class... Inputs>
+  requires(!rule_holds<Layer, Inputs...>)
+struct output_of<true, Layer, D, L, Inputs...> {
+  // A rule no rules_check covers: its own words (its constexpr evaluation), and no follow-on error.
+  static_assert(sizeof(shape_check<Layer, Inputs...>::out) > 0);
   using type = failed_layer;
 };
 

@@ -68,17 +68,25 @@ struct conv_rule {
     if (rules::known(W::declared_in)) {
       rules::conv_channels(in[1], W::declared_in / W::g, W::g, Cout);
     } else {
-      rules::positive("group must be positive, got {}", W::g);
-      if (Cout % W::g != 0)
-        rules::rule_violation_fmt("output channels {} not divisible by group {}", Cout, W::g);
-      if (rules::known(in[1]) && in[1] % W::g != 0)
-        rules::rule_violation_fmt("input channels {} not divisible by group {}", in[1], W::g);
+      rules::group_out_channels(Cout, W::g);
+      rules::group_in_channels(in[1], W::g);
     }
     std::array<dim_t, S + 2> out{in[0], Cout};
     for (std::size_t i = 0; i < S; ++i)
       out[2 + i] = rules::conv_out_dim(in[2 + i], W::k[i], W::s[i], W::d[i], W::pb[i], W::pe[i]);
     return out;
   }
+  /// These rules on the fixed dims of an input of type T, for rules_check (with declared input
+  /// channels the rule above asks for them and so for a multiple of the group).
+  template <class T, std::size_t... I>
+  static auto rules_of(std::index_sequence<I...>)
+      -> std::tuple<rule_on<rules::input_rank, S + 2, T::rank>,
+                    rule_on<rules::input_channels, W::declared_in, static_dim<T>(1)>,
+                    rule_on<rules::group_out_channels, Cout, W::g>,
+                    rule_on<rules::group_in_channels, static_dim<T>(1), W::g>,
+                    rule_on<rules::conv_out_dim, static_dim<T>(2 + I), W::k[I], W::s[I], W::d[I], W::pb[I], W::pe[I]>...>;
+  template <class T>
+  using checks = decltype(rules_of<T>(std::make_index_sequence<S>{}));
 };
 
 /// Transposed convolution over S spatial axes.
@@ -94,6 +102,18 @@ struct deconv_rule {
                                          W::op[i]);
     return out;
   }
+  /// These rules on the fixed dims of an input of type T, for rules_check (conv_channels above
+  /// asks for input and output channels that are multiples of the group).
+  template <class T, std::size_t... I>
+  static auto rules_of(std::index_sequence<I...>)
+      -> std::tuple<rule_on<rules::input_rank, S + 2, T::rank>,
+                    rule_on<rules::input_channels, W::declared_in, static_dim<T>(1)>,
+                    rule_on<rules::group_out_channels, Cout, W::g>,
+                    rule_on<rules::group_in_channels, static_dim<T>(1), W::g>,
+                    rule_on<rules::deconv_out_dim, static_dim<T>(2 + I), W::k[I], W::s[I], W::d[I], W::pb[I],
+                            W::pe[I], W::op[I]>...>;
+  template <class T>
+  using checks = decltype(rules_of<T>(std::make_index_sequence<S>{}));
 };
 
 /// Pooling window over S spatial axes; channels pass through.
@@ -109,6 +129,14 @@ struct pool_rule {
     }
     return out;
   }
+  /// These rules on the fixed dims of an input of type T, for rules_check.
+  template <class T, std::size_t... I>
+  static auto rules_of(std::index_sequence<I...>)
+      -> std::tuple<rule_on<rules::input_rank, S + 2, T::rank>,
+                    rule_on<rules::pool_out_dim, static_dim<T>(2 + I), W::k[I], W::s[I], W::d[I], W::pb[I],
+                            W::pe[I], W::ceil>...>;
+  template <class T>
+  using checks = decltype(rules_of<T>(std::make_index_sequence<S>{}));
 };
 
 }  // namespace detail
@@ -141,47 +169,53 @@ struct avg_pool_layer : detail::pool_rule<2, Os...> {
 
 namespace detail {
 
-template <class Layer, std::size_t S, dim_t Cout, class T>
-auto conv_like(const T& x, const Weights& w, const std::string& given, bool transposed) {
-  static_assert(T::rank == S + 2, "convolution input must have rank spatial + 2: [N,C,...]");
-  static_assert(T::layout == Layout::any || (layout_rank(T::layout) == S + 2 &&
-                    T::layout != Layout::nhwc && T::layout != Layout::tnc),
-                "convolution input must be channels-first (NCW, NCHW, NCDHW)");
+template <class Layer, std::size_t S, dim_t Cout, bool Transposed, class T>
+auto conv_like(const T& x, const Weights& w, const std::string& given) {
   using W = typename Layer::W;
-  constexpr bool channels_ok = rule_check<Layer, rules::input_channels, W::declared_in, T::static_dims[1]>::ok;
-  using Out = checked_output_t<channels_ok, Layer, T::dtype, T::layout, T>;
-  auto s = x.state();
-  const std::string name = node_name(*s, Layer::kind, W::name(given), w);
-  const auto dims = run_rule<Layer>(name, x);
-  require_known(Layer::kind, name, "input channels", x.dim(1));
-  std::vector<dim_t> wd = transposed ? std::vector<dim_t>{x.dim(1), Cout / W::g}
-                                     : std::vector<dim_t>{Cout, x.dim(1) / W::g};
-  for (auto k : W::k) wd.push_back(k);
-  std::vector<std::string> in{x.value(), take_weight(*s, w, name, name + ".weight", wd, T::dtype)};
-  if (W::bias) in.push_back(take_weight(*s, w, name, name + ".bias", {Cout}, T::dtype));
-  std::map<std::string, Attribute> a;
-  W::attrs(a);
-  a["group"] = W::g;
-  if (transposed) a["output_padding"] = to_vector(W::op);
-  emit(*s, transposed ? "ConvTranspose" : "Conv", name, std::move(in), std::move(a));
-  return Out(s, name, dims);
+  constexpr bool ok = rules_check<Layer, typename Layer::template checks<T>>::ok;
+  static_assert(T::layout != Layout::nhwc && T::layout != Layout::tnc,
+                "convolution input must be channels-first (NCW, NCHW, NCDHW)");
+  if constexpr (!ok) {
+    return failed_layer{};  // rules_check has said why
+  } else {
+    using Out = output_t<Layer, T::dtype, T::layout, T>;
+    auto s = x.state();
+    const std::string name = node_name(*s, Layer::kind, W::name(given), w);
+    const auto dims = run_rule<Layer>(name, x);
+    require_known(Layer::kind, name, "input channels", x.dim(1));
+    std::vector<dim_t> wd = Transposed ? std::vector<dim_t>{x.dim(1), Cout / W::g}
+                                       : std::vector<dim_t>{Cout, x.dim(1) / W::g};
+    for (auto k : W::k) wd.push_back(k);
+    std::vector<std::string> in{x.value(), take_weight(*s, w, name, name + ".weight", wd, T::dtype)};
+    if (W::bias) in.push_back(take_weight(*s, w, name, name + ".bias", {Cout}, T::dtype));
+    std::map<std::string, Attribute> a;
+    W::attrs(a);
+    a["group"] = W::g;
+    if (Transposed) a["output_padding"] = to_vector(W::op);
+    emit(*s, Transposed ? "ConvTranspose" : "Conv", name, std::move(in), std::move(a));
+    return Out(s, name, dims);
+  }
 }
 
 template <class Layer, class T>
 auto pool_like(const T& x, const std::string& given, const char* op) {
-  static_assert(T::rank == 4, "pooling input must be [N,C,H,W]");
-  using Out = output_t<Layer, T::dtype, T::layout, T>;
-  using W = typename Layer::W;
-  auto s = x.state();
-  const std::string name = node_name(*s, Layer::kind, W::name(given));
-  const auto dims = run_rule<Layer>(name, x);
-  std::map<std::string, Attribute> a;
-  const bool max = std::string_view(op) == "MaxPool";
-  W::attrs(a, max);
-  a["ceil_mode"] = dim_t{W::ceil};
-  if (!max) a["count_include_pad"] = dim_t{W::include_pad};
-  emit(*s, op, name, {x.value()}, std::move(a));
-  return Out(s, name, dims);
+  constexpr bool ok = rules_check<Layer, typename Layer::template checks<T>>::ok;
+  if constexpr (!ok) {
+    return failed_layer{};  // rules_check has said why
+  } else {
+    using Out = output_t<Layer, T::dtype, T::layout, T>;
+    using W = typename Layer::W;
+    auto s = x.state();
+    const std::string name = node_name(*s, Layer::kind, W::name(given));
+    const auto dims = run_rule<Layer>(name, x);
+    std::map<std::string, Attribute> a;
+    const bool max = std::string_view(op) == "MaxPool";
+    W::attrs(a, max);
+    a["ceil_mode"] = dim_t{W::ceil};
+    if (!max) a["count_include_pad"] = dim_t{W::include_pad};
+    emit(*s, op, name, {x.value()}, std::move(a));
+    return Out(s, name, dims);
+  }
 }
 
 }  // namespace detail
@@ -191,23 +225,23 @@ auto pool_like(const T& x, const std::string& given, const char* op) {
 /// in_channels, no_bias.  `conv2d<64, kernel<7>, stride<2>, padding<3>, no_bias>(x, w, "conv1")`
 template <dim_t Cout, class... Os, tensor_expr T>
 auto conv2d(const T& x, const Weights& w, const std::string& name = "") {
-  return detail::conv_like<conv2d_layer<Cout, Os...>, 2, Cout>(x, w, name, false);
+  return detail::conv_like<conv2d_layer<Cout, Os...>, 2, Cout, false>(x, w, name);
 }
 /// 1-D convolution over [N,C,W].
 template <dim_t Cout, class... Os, tensor_expr T>
 auto conv1d(const T& x, const Weights& w, const std::string& name = "") {
-  return detail::conv_like<conv1d_layer<Cout, Os...>, 1, Cout>(x, w, name, false);
+  return detail::conv_like<conv1d_layer<Cout, Os...>, 1, Cout, false>(x, w, name);
 }
 /// 3-D convolution over [N,C,D,H,W].
 template <dim_t Cout, class... Os, tensor_expr T>
 auto conv3d(const T& x, const Weights& w, const std::string& name = "") {
-  return detail::conv_like<conv3d_layer<Cout, Os...>, 3, Cout>(x, w, name, false);
+  return detail::conv_like<conv3d_layer<Cout, Os...>, 3, Cout, false>(x, w, name);
 }
 /// Transposed 2-D convolution, PyTorch's ConvTranspose2d: weight [C, Cout/group, kh, kw].
 /// Options as conv2d plus output_padding.
 template <dim_t Cout, class... Os, tensor_expr T>
 auto deconv2d(const T& x, const Weights& w, const std::string& name = "") {
-  return detail::conv_like<deconv2d_layer<Cout, Os...>, 2, Cout>(x, w, name, true);
+  return detail::conv_like<deconv2d_layer<Cout, Os...>, 2, Cout, true>(x, w, name);
 }
 
 /// Max pooling: `max_pool<kernel<3>, stride<2>, padding<1>, ceil_mode>(x)`.
@@ -268,7 +302,9 @@ template <dim_t OH, dim_t OW = OH, tensor_expr T>
 auto adaptive_avg_pool(const T& x, const std::string& given = "") {
   using L = adaptive_avg_pool_layer<OH, OW>;
   static_assert(T::rank == 4, "adaptive_avg_pool input must be [N,C,H,W]");
-  using Out = detail::output_t<L, T::dtype, T::layout, T>;
+  constexpr bool ok = detail::rules_check<L, detail::rule_on<rules::adaptive_pool_window, T::static_dims[2], OH>,
+                                          detail::rule_on<rules::adaptive_pool_window, T::static_dims[3], OW>>::ok;
+  using Out = detail::checked_output_t<ok, L, T::dtype, T::layout, T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, L::kind, given);
   const auto dims = detail::run_rule<L>(name, x);
@@ -492,7 +528,7 @@ auto fully_connected(const T& x, const Weights& w, const std::string& given = ""
   if (!detail::has_option<detail::bias_tag, Os...>)
     in.push_back(detail::take_weight(*s, w, name, name + ".bias", {Out}, T::dtype));
   detail::emit(*s, "Gemm", name, std::move(in), {{"transB", dim_t{1}}});
-  return R(s, name, {x.dim(0), Out});
+  return R(s, name, std::array<dim_t, 2>{x.dim(0), Out});
 }
 
 // ---- embedding -----------------------------------------------------------------------------
@@ -552,7 +588,7 @@ struct log_softmax_layer {
 /// Softmax along Axis (default: the last).
 template <dim_t Axis = -1, tensor_expr T>
 T softmax(const T& x, const std::string& given = "") {
-  (void)detail::shape_check<softmax_layer<Axis>, T>::out;
+  (void)detail::rule_check<softmax_layer<Axis>, rules::normalize_axis, Axis, T::rank>::ok;
   auto s = x.state();
   const std::string name = detail::node_name(*s, softmax_layer<Axis>::kind, given);
   detail::emit(*s, "Softmax", name, {x.value()}, {{"axis", Axis}});
@@ -560,7 +596,7 @@ T softmax(const T& x, const std::string& given = "") {
 }
 template <dim_t Axis = -1, tensor_expr T>
 T log_softmax(const T& x, const std::string& given = "") {
-  (void)detail::shape_check<log_softmax_layer<Axis>, T>::out;
+  (void)detail::rule_check<log_softmax_layer<Axis>, rules::normalize_axis, Axis, T::rank>::ok;
   auto s = x.state();
   const std::string name = detail::node_name(*s, log_softmax_layer<Axis>::kind, given);
   detail::emit(*s, "LogSoftmax", name, {x.value()}, {{"axis", Axis}});

@@ -1,6 +1,7 @@
 // A 2-D convolution of a rank-3 tensor.
+// first-line: conv2d_layer<8, kiln::dsl::kernel<3>
+// first-line: kiln::rules::input_rank, 4, 3>
 // expect: conv2d_layer<8, kiln::dsl::kernel<3> >
-// expect: convolution input must have rank spatial + 2
 // expect: Layout::ncw, -1, 8, 16>
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;

@@ -1,6 +1,7 @@
 // Softmax on axis 2 of a rank-2 tensor.
+// first-line: softmax_layer<2>
+// first-line: kiln::rules::normalize_axis, 2, 2>
 // expect: softmax_layer<2>
-// expect: normalize_axis(2, 2)
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f(const kiln::WeightMap& w) {
