@@ -134,17 +134,8 @@ auto dequantize(const T& q, float scale, std::int64_t zero_point = 0, const std:
 
 // ---- binary arithmetic -----------------------------------------------------------------------
 
-/// Two layouts that may meet in one elementwise op: equal, or one of them `any`.
-template <Layout A, Layout B>
-struct elementwise_layouts {
-  static_assert(A == B || A == Layout::any || B == Layout::any,
-                "elementwise op: the operands have different layouts");
-  static constexpr Layout value = A == Layout::any ? B : A;
-};
-template <DType A, DType B>
-struct elementwise_dtypes {
-  static_assert(A == B, "elementwise op: the operands have different element types");
-};
+/// The layout of an elementwise op's result: its operands' (one of them may be `any`).
+constexpr Layout joined_layout(Layout a, Layout b) { return a == Layout::any ? b : a; }
 
 /// numpy broadcasting of two shapes, right-aligned (the ResNet mistake — a residual add whose
 /// shortcut was not downsampled — fails here).
@@ -172,9 +163,11 @@ struct min_layer : broadcast_rule { static constexpr std::string_view kind = "mi
 namespace detail {
 template <class Layer, tensor_expr A, tensor_expr B>
 auto binary(const A& a, const B& b, const char* op, const std::string& given) {
-  (void)elementwise_dtypes<A::dtype, B::dtype>{};
-  constexpr Layout L = elementwise_layouts<A::layout, B::layout>::value;
-  using Out = output_t<Layer, A::dtype, L, A, B>;
+  constexpr bool ok = rules_check<Layer, rule_on<rules::same_element_type<A::dtype, B::dtype>::check>,
+                                  rule_on<rules::compatible_layouts<A::layout, B::layout>::check>,
+                                  broadcast_rules<A, B>>::ok;
+  constexpr Layout L = joined_layout(A::layout, B::layout);
+  using Out = checked_output_t<ok, Layer, A::dtype, L, A, B>;
   auto s = unify(a.state(), b.state());
   const std::string name = node_name(*s, Layer::kind, given);
   const auto dims = run_rule<Layer>(name, a, b);
@@ -198,9 +191,15 @@ auto maximum(const A& a, const B& b, const std::string& name = "") { return deta
 template <tensor_expr A, tensor_expr B>
 auto minimum(const A& a, const B& b, const std::string& name = "") { return detail::binary<min_layer>(a, b, "Min", name); }
 
-template <tensor_expr A, tensor_expr B> auto operator+(const A& a, const B& b) { return add(a, b); }
-template <tensor_expr A, tensor_expr B> auto operator-(const A& a, const B& b) { return sub(a, b); }
-template <tensor_expr A, tensor_expr B> auto operator*(const A& a, const B& b) { return mul(a, b); }
-template <tensor_expr A, tensor_expr B> auto operator/(const A& a, const B& b) { return div(a, b); }
+// The operators call detail::binary themselves, not add() and the others: a compile error then
+// shows one call less.
+template <tensor_expr A, tensor_expr B>
+auto operator+(const A& a, const B& b) { return detail::binary<add_layer>(a, b, "Add", ""); }
+template <tensor_expr A, tensor_expr B>
+auto operator-(const A& a, const B& b) { return detail::binary<sub_layer>(a, b, "Sub", ""); }
+template <tensor_expr A, tensor_expr B>
+auto operator*(const A& a, const B& b) { return detail::binary<mul_layer>(a, b, "Mul", ""); }
+template <tensor_expr A, tensor_expr B>
+auto operator/(const A& a, const B& b) { return detail::binary<div_layer>(a, b, "Div", ""); }
 
 }  // namespace kiln::dsl

@@ -8,16 +8,6 @@ namespace kiln::dsl {
 
 // ---- concat ----------------------------------------------------------------------------------
 
-template <DType A, DType B>
-struct concat_dtypes {
-  static_assert(A == B, "concat: the inputs have different element types");
-};
-template <Layout A, Layout B>
-struct concat_layouts {
-  static_assert(A == B || A == Layout::any || B == Layout::any,
-                "concat: the inputs have different layouts");
-};
-
 /// Inputs of one rank; every dim but the axis agrees; the axis dims add up.
 template <dim_t Axis>
 struct concat_layer {
@@ -29,7 +19,7 @@ struct concat_layer {
     auto one = [&](std::array<dim_t, R> in) {
       for (std::size_t i = 0; i < R; ++i) {
         if (i == ax) out[i] = rules::known(out[i]) && rules::known(in[i]) ? out[i] + in[i] : kDynamic;
-        else out[i] = rules::equal_dims("dim (all but the concat axis must agree)", out[i], in[i]);
+        else out[i] = rules::concat_dim(out[i], in[i]);
       }
     };
     (one(more), ...);
@@ -39,18 +29,49 @@ struct concat_layer {
 
 namespace detail {
 
+/// concat_layer's rules on the fixed dims of inputs Ts (of one rank), for rules_check: the axis,
+/// then rules::concat_dim on each dim off the axis, of each input after the first against the
+/// first known one before it.
+template <dim_t Axis, class... Ts>
+struct concat_rules {
+  static constexpr std::size_t R = std::tuple_element_t<0, std::tuple<Ts...>>::rank, N = sizeof...(Ts);
+  static constexpr auto pairs = [] {
+    const std::array<std::array<dim_t, R>, N> in{Ts::static_dims...};
+    const dim_t ax = Axis < 0 ? Axis + static_cast<dim_t>(R) : Axis;  // out of range: the axis rule fails first
+    std::array<std::array<dim_t, 2>, (N - 1) * R> p{};
+    std::array<dim_t, R> seen = in[0];
+    for (std::size_t k = 1; k < N; ++k)
+      for (std::size_t i = 0; i < R; ++i) {
+        p[(k - 1) * R + i] = {seen[i], static_cast<dim_t>(i) == ax ? seen[i] : in[k][i]};
+        if (!rules::known(seen[i])) seen[i] = in[k][i];
+      }
+    return p;
+  }();
+  template <std::size_t... J>
+  static auto of(std::index_sequence<J...>)
+      -> std::tuple<rule_on<rules::normalize_axis, Axis, R>, rule_on<rules::concat_dim, pairs[J][0], pairs[J][1]>...>;
+  using type = decltype(of(std::make_index_sequence<pairs.size()>{}));
+};
+
 template <dim_t Axis, tensor_expr T, tensor_expr... Ts>
 auto concat_named(const std::string& given, const T& first, const Ts&... rest) {
-  static_assert(((Ts::rank == T::rank) && ...), "concat: the inputs have different ranks");
-  (void)std::tuple<concat_dtypes<T::dtype, Ts::dtype>...>{};
-  (void)std::tuple<concat_layouts<T::layout, Ts::layout>...>{};
-  using Out = output_t<concat_layer<Axis>, T::dtype, T::layout, T, Ts...>;
-  auto s = first.state();
-  ((s = unify(s, rest.state())), ...);
-  const std::string name = node_name(*s, concat_layer<Axis>::kind, given);
-  const auto dims = run_rule<concat_layer<Axis>>(name, first, rest...);
-  emit(*s, "Concat", name, {first.value(), rest.value()...}, {{"axis", Axis}});
-  return Out(s, name, dims);
+  constexpr bool same_rank = ((Ts::rank == T::rank) && ...);
+  constexpr bool ok = rules_check<
+      concat_layer<Axis>, rule_on<rules::input_rank, T::rank, Ts::rank>...,
+      rule_on<rules::same_element_type<T::dtype, Ts::dtype>::check>...,
+      rule_on<rules::compatible_layouts<T::layout, Ts::layout>::check>...,
+      typename std::conditional_t<same_rank, concat_rules<Axis, T, Ts...>, std::type_identity<std::tuple<>>>::type>::ok;
+  if constexpr (!ok) {
+    return failed_layer{};  // rules_check has said why
+  } else {
+    using Out = output_t<concat_layer<Axis>, T::dtype, T::layout, T, Ts...>;
+    auto s = first.state();
+    ((s = unify(s, rest.state())), ...);
+    const std::string name = node_name(*s, concat_layer<Axis>::kind, given);
+    const auto dims = run_rule<concat_layer<Axis>>(name, first, rest...);
+    emit(*s, "Concat", name, {first.value(), rest.value()...}, {{"axis", Axis}});
+    return Out(s, name, dims);
+  }
 }
 
 /// concat_named with the tensors args[I]... and the name args[N-1].
@@ -154,7 +175,7 @@ struct transpose_layer {
   template <std::size_t R>
   static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> in) {
     constexpr std::array<dim_t, sizeof...(Perm)> p{Perm...};
-    rules::check_permutation(p, static_cast<dim_t>(R));
+    rules::permutation<Perm...>::check(static_cast<dim_t>(R));
     std::array<dim_t, R> out{};
     for (std::size_t i = 0; i < R; ++i) out[i] = in[static_cast<std::size_t>(p[i])];
     return out;
@@ -179,7 +200,8 @@ constexpr Layout transposed_layout() {
 template <dim_t... Perm, tensor_expr T>
 auto transpose(const T& x, const std::string& given = "") {
   using Layer = transpose_layer<Perm...>;
-  using Out = detail::output_t<Layer, T::dtype, detail::transposed_layout<T::layout, Perm...>(), T>;
+  constexpr bool ok = detail::rule_check<Layer, rules::permutation<Perm...>::check, T::rank>::ok;
+  using Out = detail::checked_output_t<ok, Layer, T::dtype, detail::transposed_layout<T::layout, Perm...>(), T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, Layer::kind, given);
   const auto dims = detail::run_rule<Layer>(name, x);
@@ -206,7 +228,11 @@ struct slice_layer {
 template <dim_t Axis, dim_t Start, dim_t End, dim_t Step = 1, tensor_expr T>
 auto slice(const T& x, const std::string& given = "") {
   using Layer = slice_layer<Axis, Start, End, Step>;
-  using Out = detail::output_t<Layer, T::dtype, T::layout, T>;
+  constexpr dim_t a = Axis < 0 ? Axis + static_cast<dim_t>(T::rank) : Axis;  // out of range: normalize_axis fails first
+  constexpr bool ok = detail::rules_check<
+      Layer, detail::rule_on<rules::normalize_axis, Axis, T::rank>,
+      detail::rule_on<rules::slice_count, detail::static_dim<T>(static_cast<std::size_t>(a)), Start, End, Step>>::ok;
+  using Out = detail::checked_output_t<ok, Layer, T::dtype, T::layout, T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, Layer::kind, given);
   const auto dims = detail::run_rule<Layer>(name, x);
@@ -224,8 +250,7 @@ struct pad_layer {
   template <std::size_t R>
   static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> in) {
     constexpr std::array<dim_t, sizeof...(Pads)> p{Pads...};
-    if (p.size() != 2 * R)
-      rules::rule_violation("pads (2 x the input rank)", static_cast<dim_t>(2 * R), static_cast<dim_t>(p.size()));
+    rules::pad_count(static_cast<dim_t>(R), static_cast<dim_t>(p.size()));
     std::array<dim_t, R> out{};
     for (std::size_t i = 0; i < R; ++i) {
       out[i] = rules::known(in[i]) ? in[i] + p[i] + p[R + i] : kDynamic;
@@ -241,7 +266,8 @@ struct pad_layer {
 template <dim_t... Pads, tensor_expr T>
 auto pad(const T& x, double value = 0.0, const std::string& given = "") {
   using Layer = pad_layer<Pads...>;
-  using Out = detail::output_t<Layer, T::dtype, T::layout, T>;
+  constexpr bool ok = detail::rule_check<Layer, rules::pad_count, T::rank, sizeof...(Pads)>::ok;
+  using Out = detail::checked_output_t<ok, Layer, T::dtype, T::layout, T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, Layer::kind, given);
   const auto dims = detail::run_rule<Layer>(name, x);
@@ -277,6 +303,11 @@ struct reduce_layer {
     for (bool b : reduced<R>()) n += !b;
     return n;
   }
+  /// The axes' rules on an input of rank R, for rules_check.
+  template <std::size_t R, std::size_t... I>
+  static auto rules_of(std::index_sequence<I...>) -> std::tuple<detail::rule_on<rules::normalize_axis, A::v[I], R>...>;
+  template <std::size_t R>
+  using checks = decltype(rules_of<R>(std::make_index_sequence<A::v.size()>{}));
   template <std::size_t R>
   static constexpr std::array<dim_t, out_rank<R>()> rule(std::array<dim_t, R> in) {
     constexpr auto r = reduced<R>();
@@ -294,17 +325,22 @@ namespace detail {
 template <class... Os, tensor_expr T>
 auto reduce(const T& x, const char* op, const std::string& given) {
   using Layer = reduce_layer<Os...>;
-  using Out = output_t<Layer, T::dtype, Layer::keep ? T::layout : Layout::any, T>;
-  auto s = x.state();
-  const std::string name = node_name(*s, Layer::kind, given);
-  const auto dims = run_rule<Layer>(name, x);
-  std::vector<dim_t> ax;
-  constexpr auto r = Layer::template reduced<T::rank>();
-  for (std::size_t i = 0; i < T::rank; ++i)
-    if (r[i]) ax.push_back(static_cast<dim_t>(i));
-  emit(*s, op, name, {x.value(), constant_ints(*s, name + ".axes", ax)},
-       {{"keepdims", dim_t{Layer::keep}}});
-  return Out(s, name, dims);
+  constexpr bool ok = rules_check<Layer, typename Layer::template checks<T::rank>>::ok;
+  if constexpr (!ok) {
+    return failed_layer{};  // rules_check has said why
+  } else {
+    using Out = output_t<Layer, T::dtype, Layer::keep ? T::layout : Layout::any, T>;
+    auto s = x.state();
+    const std::string name = node_name(*s, Layer::kind, given);
+    const auto dims = run_rule<Layer>(name, x);
+    std::vector<dim_t> ax;
+    constexpr auto r = Layer::template reduced<T::rank>();
+    for (std::size_t i = 0; i < T::rank; ++i)
+      if (r[i]) ax.push_back(static_cast<dim_t>(i));
+    emit(*s, op, name, {x.value(), constant_ints(*s, name + ".axes", ax)},
+         {{"keepdims", dim_t{Layer::keep}}});
+    return Out(s, name, dims);
+  }
 }
 }  // namespace detail
 
@@ -347,11 +383,12 @@ struct matmul_layer {
 
 template <tensor_expr A, tensor_expr B>
 auto matmul(const A& a, const B& b, const std::string& given = "") {
-  static_assert(A::dtype == B::dtype, "matmul: the operands have different element types");
   static_assert(A::rank >= 2 && B::rank >= 2, "matmul operands must have rank >= 2");
-  constexpr bool inner_ok =
-      detail::rule_check<matmul_layer, rules::matmul_inner, A::static_dims[A::rank - 1], B::static_dims[B::rank - 2]>::ok;
-  using Out = detail::checked_output_t<inner_ok, matmul_layer, A::dtype, Layout::any, A, B>;
+  constexpr bool ok = detail::rules_check<
+      matmul_layer, detail::rule_on<rules::same_element_type<A::dtype, B::dtype>::check>,
+      detail::rule_on<rules::matmul_inner, A::static_dims[A::rank - 1], B::static_dims[B::rank - 2]>,
+      detail::broadcast_rules<A, B, 2>>::ok;
+  using Out = detail::checked_output_t<ok, matmul_layer, A::dtype, Layout::any, A, B>;
   auto s = detail::unify(a.state(), b.state());
   const std::string name = detail::node_name(*s, matmul_layer::kind, given);
   const auto dims = detail::run_rule<matmul_layer>(name, a, b);

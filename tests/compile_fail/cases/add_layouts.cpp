@@ -1,6 +1,6 @@
 // An elementwise add of an NCHW and an NHWC tensor.
-// expect: elementwise_layouts<kiln::dsl::Layout::nchw, kiln::dsl::Layout::nhwc>
-// expect: different layouts
+// first-line: add_layer
+// first-line: kiln::rules::compatible_layouts<kiln::dsl::Layout::nchw, kiln::dsl::Layout::nhwc>
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f() {

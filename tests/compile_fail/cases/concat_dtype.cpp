@@ -1,6 +1,6 @@
 // Concat of f32 and f16 tensors.
-// expect: concat_dtypes<kiln::DType::f32, kiln::DType::f16>
-// expect: concat: the inputs have different element types
+// first-line: concat_layer<1>
+// first-line: kiln::rules::same_element_type<kiln::DType::f32, kiln::DType::f16>
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f() {

@@ -1,5 +1,6 @@
 // A matmul of f32 and i32.
-// expect: matmul: the operands have different element types
+// first-line: matmul_layer
+// first-line: kiln::rules::same_element_type<kiln::DType::f32, kiln::DType::i32>
 // expect: kiln::DType::f32
 // expect: kiln::DType::i32
 #include "kiln/dsl/dsl.hpp"

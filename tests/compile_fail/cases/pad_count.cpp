@@ -1,7 +1,8 @@
 // Three pads for a rank-2 tensor (which needs 4).
+// first-line: pad_layer<1, 1, 1>
+// first-line: kiln::rules::pad_count, 2, 3>
 // expect: pad_layer<1, 1, 1>
 // expect: Layout::any, 4, 4>
-// expect: pads (2 x the input rank)
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f() {

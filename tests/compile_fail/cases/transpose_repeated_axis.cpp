@@ -1,6 +1,7 @@
 // A permutation naming axis 1 twice.
+// first-line: transpose_layer<0, 1, 1>
+// first-line: kiln::rules::permutation<0, 1, 1>::check, 3>
 // expect: transpose_layer<0, 1, 1>
-// expect: appears twice in the permutation
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f() {
