@@ -98,9 +98,9 @@ struct attention_layer {
       rules::equal_dims("key/value sequence length (dim 1 of v = dim 1 of k)", k[1], v[1]);
       return {n, q[1], rules::known(dv) ? Heads * dv : kDynamic};
     } else {
-      rules::equal_dims("query heads (dim 1 of q)", Heads, q[1]);
-      rules::equal_dims("key/value heads (dim 1 of k)", kv, k[1]);
-      rules::equal_dims("key/value heads (dim 1 of v)", kv, v[1]);
+      rules::attention_heads(Heads, q[1]);
+      rules::attention_kv_heads(kv, k[1]);
+      rules::attention_kv_heads(kv, v[1]);
       rules::equal_dims("head size (dim 3 of q)", declared_head_dim, q[3]);
       rules::equal_dims("head size (dim 3 of k = dim 3 of q)", q[3], k[3]);
       rules::equal_dims("key/value sequence length (dim 2 of v = dim 2 of k)", k[2], v[2]);
@@ -138,19 +138,22 @@ auto attention_node(const Q& q, const K& k, const V& v, const AttentionParams& p
                 "attention: a mask is boolean or of the inputs' element type");
   constexpr std::size_t R = Q::rank;
   static_assert(R == 3 || R == 4, "attention inputs must be [N,S,heads*head_dim] or [N,heads,S,head_dim]");
-  // The rules a user's numbers may break, each a short compile error of its own: a later rule
-  // gets numbers that pass where an earlier one failed, and 4-D inputs numbers that pass (their
-  // heads are dims, which the layer's rule checks).
+  // The rules a user's numbers may break, in the order the layer's rule checks them; the first
+  // that fails is the compile error. A later rule gets numbers that pass where an earlier one
+  // failed, and the rules of the other input form (3-D or 4-D) numbers that pass.
   constexpr bool three = R == 3;
   constexpr dim_t wq = three ? Q::static_dims[R - 1] : kDynamic;
-  constexpr bool groups_ok = rule_check<L, rules::attention_kv_groups, L::q_heads, L::kv>::ok;
-  constexpr bool width_ok = rule_check<L, rules::attention_width, L::q_heads, L::declared_head_dim, wq>::ok;
-  constexpr bool split_ok =
-      rule_check<L, rules::attention_head_dim, rules::known(L::declared_head_dim) ? kDynamic : wq, L::q_heads>::ok;
-  constexpr bool kwidth_ok = rule_check<L, rules::attention_width, L::kv, three ? L::head_of(wq) : kDynamic,
-                                        three ? K::static_dims[R - 1] : kDynamic>::ok;
-  using Out = checked_output_t<groups_ok && width_ok && split_ok && kwidth_ok, L, Q::dtype, Layout::any, Q, K, V,
-                               M...>;
+  constexpr bool ok = rules_check<
+      L, rule_on<rules::attention_kv_groups, L::q_heads, L::kv>,
+      rule_on<rules::attention_width, L::q_heads, L::declared_head_dim, wq>,
+      rule_on<rules::attention_head_dim, rules::known(L::declared_head_dim) ? kDynamic : wq, L::q_heads>,
+      rule_on<rules::attention_width, L::kv, three ? L::head_of(wq) : kDynamic, three ? K::static_dims[R - 1] : kDynamic>,
+      // 4-D inputs: the heads are dims; a mask covers at most the keys (dim 1 of 3-D k, dim 2 of 4-D k).
+      rule_on<rules::attention_heads, three ? kDynamic : L::q_heads, Q::static_dims[1]>,
+      rule_on<rules::attention_kv_heads, three ? kDynamic : L::kv, K::static_dims[1]>,
+      rule_on<rules::attention_kv_heads, three ? kDynamic : L::kv, V::static_dims[1]>,
+      rule_on<rules::attention_mask_keys, M::static_dims[M::rank - 1], K::static_dims[three ? 1 : 2]>...>::ok;
+  using Out = checked_output_t<ok, L, Q::dtype, Layout::any, Q, K, V, M...>;
   auto s = unify(unify(q.state(), k.state()), v.state());
   ((s = unify(s, mask.state())), ...);
   const std::string name = node_name(*s, L::kind, given);
@@ -211,7 +214,7 @@ struct rotary_embedding_layer {
     const dim_t rot = rules::rotary_dim(declared, head);
     const dim_t half = rules::known(rot) ? rot / 2 : kDynamic;
     for (std::size_t i = 0; i < RC; ++i) rules::equal_dims("dim of sin (= cos's)", cos[i], sin[i]);
-    rules::equal_dims("last dim of cos (rotated dims / 2)", half, cos[RC - 1]);
+    rules::rotary_cache_width(half, cos[RC - 1]);
     if constexpr (RC == 3) {
       rules::equal_dims("batch of cos", n, cos[0]);
       rules::equal_dims("sequence length of cos", s, cos[1]);
@@ -231,9 +234,12 @@ auto rotary_node(const X& x, const C& cos, const S& sin, const std::string& give
   static_assert(((P::dtype == DType::i64 && P::rank == 2) && ...), "rotary_embedding: positions are i64 [N,S]");
   static_assert(X::rank == 3 || X::rank == 4, "rotary_embedding input must be [N,heads,S,head_dim] or [N,S,heads*head_dim]");
   constexpr dim_t w = X::rank == 3 ? X::static_dims[2] : kDynamic;
-  constexpr bool split_ok = rule_check<L, rules::attention_head_dim, w, L::heads>::ok;
-  constexpr bool rot_ok = rule_check<L, rules::rotary_dim, L::declared, L::head_of(X::static_dims)>::ok;
-  using Out = checked_output_t<split_ok && rot_ok, L, X::dtype, X::layout, X, C, S, P...>;
+  constexpr dim_t rot = L::declared == 0 ? L::head_of(X::static_dims) : L::declared;
+  constexpr bool ok = rules_check<
+      L, rule_on<rules::attention_head_dim, w, L::heads>,
+      rule_on<rules::rotary_dim, L::declared, L::head_of(X::static_dims)>,
+      rule_on<rules::rotary_cache_width, rules::known(rot) ? rot / 2 : kDynamic, C::static_dims[C::rank - 1]>>::ok;
+  using Out = checked_output_t<ok, L, X::dtype, X::layout, X, C, S, P...>;
   auto s = unify(unify(x.state(), cos.state()), sin.state());
   ((s = unify(s, positions.state())), ...);
   const std::string name = node_name(*s, L::kind, given);

@@ -95,15 +95,21 @@ Network network(const Ts&... outs) {
   return Network(std::move(g), std::move(warnings), std::move(s->specs));
 }
 
+/// What compile errors name for repeat<N> (N = -1: repeat(n, x, block), a count known when the
+/// network is built).
+template <int N>
+struct repeat_layer {
+  static constexpr std::string_view kind = "repeat";
+};
+
 /// Applies `block(x, i)` for i = 0..N-1; the block must return the type it takes (a stack of
-/// identical residual blocks, say).
+/// identical residual blocks, say): rules::block_keeps_type.
 template <int N, tensor_expr T, class F>
 T repeat(T x, F&& block) {
   static_assert(N >= 0, "repeat<N>: N must not be negative");
   using R = decltype(block(x, 0));
-  static_assert(std::is_same_v<R, T>,
-                "repeat<N>(x, block): the block must return the type it takes");
-  for (int i = 0; i < N; ++i) x = block(x, i);
+  if constexpr (detail::rule_check<repeat_layer<N>, rules::block_keeps_type<T, R>::check>::ok)
+    for (int i = 0; i < N; ++i) x = block(x, i);
   return x;
 }
 
@@ -111,9 +117,8 @@ T repeat(T x, F&& block) {
 template <tensor_expr T, class F>
 T repeat(int n, T x, F&& block) {
   using R = decltype(block(x, 0));
-  static_assert(std::is_same_v<R, T>,
-                "repeat(n, x, block): the block must return the type it takes");
-  for (int i = 0; i < n; ++i) x = block(x, i);
+  if constexpr (detail::rule_check<repeat_layer<-1>, rules::block_keeps_type<T, R>::check>::ok)
+    for (int i = 0; i < n; ++i) x = block(x, i);
   return x;
 }
 

@@ -1,7 +1,7 @@
 // A 4-D query of 4 heads given to an 8-head attention.
-// expect: shape_check<kiln::dsl::attention_layer<8>
+// first-line: attention_layer<8>
+// first-line: kiln::rules::attention_heads, 8, 4>
 // expect: -1, 4, 16, 64
-// expect: query heads (dim 1 of q)
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f() {

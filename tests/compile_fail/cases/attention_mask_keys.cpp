@@ -1,7 +1,7 @@
 // A mask over 20 keys for 16 keys.
-// expect: shape_check<kiln::dsl::attention_layer<8>
+// first-line: attention_layer<8>
+// first-line: kiln::rules::attention_mask_keys, 20, 16>
 // expect: 16, 20
-// expect: attn_mask covers {} keys, more than the {} keys
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f() {

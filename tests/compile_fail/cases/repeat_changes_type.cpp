@@ -1,5 +1,6 @@
 // repeat<N> with a block that halves the spatial dims.
-// expect: repeat<N>(x, block): the block must return the type it takes
+// first-line: repeat_layer<3>
+// first-line: kiln::rules::block_keeps_type<kiln::dsl::Tensor<kiln::DType::f32, kiln::dsl::Layout::nchw, -1, 8, 16, 16>, kiln::dsl::Tensor<kiln::DType::f32, kiln::dsl::Layout::nchw, -1, 8, 8, 8>
 // expect: -1, 8, 16, 16>
 // expect: -1, 8, 8, 8>
 #include "kiln/dsl/dsl.hpp"

@@ -1,7 +1,7 @@
 // Caches of 8 columns for heads of 8 (a full rotation needs 8 / 2 = 4).
-// expect: shape_check<kiln::dsl::rotary_embedding_layer<4>
+// first-line: rotary_embedding_layer<4>
+// first-line: kiln::rules::rotary_cache_width, 4, 8>
 // expect: 64, 8
-// expect: last dim of cos (rotated dims / 2)
 #include "kiln/dsl/dsl.hpp"
 using namespace kiln::dsl;
 void f() {
