@@ -1,4 +1,7 @@
 #include <cmath>
+#include <mutex>
+
+#include <mma.h>
 
 #include "attention.cuh"
 #include "device_util.cuh"
@@ -37,7 +40,12 @@ __global__ void attention_rows(AttentionArgs a) {
   const std::int64_t mask_row = a.mask_kind == 0 ? 0
       : (((md[0] == 1 ? 0 : b) * md[1] + (md[1] == 1 ? 0 : h)) * md[2] + (md[2] == 1 ? 0 : i)) * md[3];
   float m = -INFINITY, l = 0.f;
-  for (std::int64_t j = 0; j < a.kv_len; ++j) {
+  // Only the keys inside the causal frontier and the window are visited.
+  std::int64_t j_begin = 0, j_end = a.kv_len;
+  if (a.causal && i + 1 < j_end) j_end = i + 1;
+  if (a.right_window >= 0 && i + a.right_window + 1 < j_end) j_end = i + a.right_window + 1;
+  if (a.left_window >= 0 && i - a.left_window > 0) j_begin = i - a.left_window;
+  for (std::int64_t j = j_begin; j < j_end; ++j) {
     // The bias first: a masked key costs no dot product.
     float bias = 0.f;
     if (a.causal && j > i) continue;
@@ -82,6 +90,192 @@ __global__ void attention_rows(AttentionArgs a) {
   }
 }
 
+
+// ---- tensor cores (f16, head dim 32/64/96/128) ------------------------------------------------
+// Flash attention with WMMA: a block of four warps takes 64 query rows (16 per warp) of one
+// (batch, head) and walks the keys in tiles of 64. Per tile each warp computes its 16x64 scores
+// S = Q K^T on tensor cores (f32 accumulation) into shared memory, applies scale, softcap, mask,
+// causal frontier and window there with the online softmax (two lanes per row, f32 running max
+// and sum), writes P in f16 and adds P V into its f32 output rows, which sit in shared memory so
+// that each row can be rescaled by exp(m_old - m_new) before the product. Keys past the causal or
+// window frontier of the block's last row are never loaded.
+namespace wmma = nvcuda::wmma;
+constexpr int kTile = 64;  // query rows per block and keys per tile
+
+template <int D>
+struct TcLayout {
+  static constexpr int ldh = D + 8, lds = kTile + 4, ldp = kTile + 8, ldo = D + 4;
+  static constexpr std::size_t q = 0, k = q + kTile * ldh * 2, v = k + kTile * ldh * 2, s = v + kTile * ldh * 2,
+                               p = s + kTile * lds * 4, o = p + kTile * ldp * 2, bytes = o + kTile * ldo * 4;
+};
+
+/// rows x D halves from `src` (row r at src + r * stride; rows >= valid read as 0) into shared
+/// memory with leading dim ld, in 16-byte pieces.
+template <int D>
+__device__ __forceinline__ void load_rows(__half* dst, int ld, const __half* src, std::int64_t stride, std::int64_t valid) {
+  constexpr int kChunks = D / 8;
+  for (int c = static_cast<int>(threadIdx.x); c < kTile * kChunks; c += static_cast<int>(blockDim.x)) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (r < valid) v = *reinterpret_cast<const uint4*>(src + r * stride + col);
+    *reinterpret_cast<uint4*>(dst + r * ld + col) = v;
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
+  using L = TcLayout<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  auto* Qs = reinterpret_cast<__half*>(smem + L::q);
+  auto* Ks = reinterpret_cast<__half*>(smem + L::k);
+  auto* Vs = reinterpret_cast<__half*>(smem + L::v);
+  auto* S = reinterpret_cast<float*>(smem + L::s);
+  auto* P = reinterpret_cast<__half*>(smem + L::p);
+  auto* O = reinterpret_cast<float*>(smem + L::o);
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) & 31;
+  const std::int64_t tiles = (a.q_len + kTile - 1) / kTile;
+  const std::int64_t q0 = (blockIdx.x % tiles) * kTile;
+  const std::int64_t h = (blockIdx.x / tiles) % a.q_heads;
+  const std::int64_t b = blockIdx.x / (tiles * a.q_heads);
+  const std::int64_t g = h / (a.q_heads / a.kv_heads);
+  const auto* q = static_cast<const __half*>(a.q) + b * a.qs.b + h * a.qs.h + q0 * a.qs.s;
+  const auto* k = static_cast<const __half*>(a.k) + b * a.ks.b + g * a.ks.h;
+  const auto* v = static_cast<const __half*>(a.v) + b * a.vs.b + g * a.vs.h;
+
+  load_rows<D>(Qs, L::ldh, q, a.qs.s, a.q_len - q0);
+  for (int c = static_cast<int>(threadIdx.x); c < kTile * L::ldo; c += static_cast<int>(blockDim.x)) O[c] = 0.f;
+  __syncthreads();
+  const int r0 = warp * 16;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> qf[D / 16];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) wmma::load_matrix_sync(qf[kk], Qs + r0 * L::ldh + kk * 16, L::ldh);
+
+  // This lane's row (two lanes per row, each with half of the tile's columns).
+  const int row = r0 + lane / 2, part = lane & 1;
+  const std::int64_t i = q0 + row;
+  const std::int64_t* md = a.mask_dims;
+  const std::int64_t mask_row = a.mask_kind == 0 ? 0
+      : (((md[0] == 1 ? 0 : b) * md[1] + (md[1] == 1 ? 0 : h)) * md[2] + (md[2] == 1 ? 0 : i)) * md[3];
+  float m = -INFINITY, l = 0.f;
+
+  // The keys any row of this block can see.
+  const std::int64_t last_row = q0 + kTile - 1;
+  std::int64_t kv_end = a.kv_len, kv_begin = 0;
+  if (a.causal) kv_end = kv_end < last_row + 1 ? kv_end : last_row + 1;
+  if (a.right_window >= 0) kv_end = kv_end < last_row + a.right_window + 1 ? kv_end : last_row + a.right_window + 1;
+  if (a.left_window >= 0 && q0 - a.left_window > 0) kv_begin = (q0 - a.left_window) / kTile * kTile;
+
+  for (std::int64_t j0 = kv_begin; j0 < kv_end; j0 += kTile) {
+    load_rows<D>(Ks, L::ldh, k + j0 * a.ks.s, a.ks.s, a.kv_len - j0);
+    load_rows<D>(Vs, L::ldh, v + j0 * a.vs.s, a.vs.s, a.kv_len - j0);
+    __syncthreads();
+    // S = Q K^T for this warp's 16 rows.
+#pragma unroll
+    for (int nt = 0; nt < kTile / 16; ++nt) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> sf;
+      wmma::fill_fragment(sf, 0.f);
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> kf;
+        wmma::load_matrix_sync(kf, Ks + nt * 16 * L::ldh + kk * 16, L::ldh);
+        wmma::mma_sync(sf, qf[kk], kf, sf);
+      }
+      wmma::store_matrix_sync(S + r0 * L::lds + nt * 16, sf, L::lds, wmma::mem_row_major);
+    }
+    __syncwarp();
+    // Online softmax over this tile's 32 columns of the lane's row.
+    float* srow = S + row * L::lds + part * 32;
+    float tmax = -INFINITY;
+    for (int c = 0; c < 32; ++c) {
+      const std::int64_t j = j0 + part * 32 + c;
+      float x = srow[c] * a.scale;
+      if (a.softcap > 0.f) x = a.softcap * tanhf(x / a.softcap);
+      bool keep = j < a.kv_len && !(a.causal && j > i) && !(a.left_window >= 0 && j < i - a.left_window) &&
+                  !(a.right_window >= 0 && j > i + a.right_window);
+      if (keep && a.mask_kind != 0) {
+        if (j >= md[3]) keep = false;
+        else if (a.mask_kind == 1) keep = static_cast<const unsigned char*>(a.mask)[mask_row + j] != 0;
+        else x += detail::load(static_cast<const __half*>(a.mask), mask_row + j);
+      }
+      x = keep ? x : -INFINITY;
+      srow[c] = x;
+      tmax = fmaxf(tmax, x);
+    }
+    tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1));
+    const float m_new = fmaxf(m, tmax);
+    const float corr = m == -INFINITY ? 0.f : __expf(m - m_new);
+    __half* prow = P + row * L::ldp + part * 32;
+    float sum = 0.f;
+    for (int c = 0; c < 32; ++c) {
+      const float p = srow[c] == -INFINITY ? 0.f : __expf(srow[c] - m_new);
+      prow[c] = __float2half_rn(p);
+      sum += p;
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    l = l * corr + sum;
+    m = m_new;
+    float* orow = O + row * L::ldo + part * (D / 2);
+    for (int d = 0; d < D / 2; ++d) orow[d] *= corr;
+    __syncwarp();
+    // O += P V for this warp's rows.
+#pragma unroll
+    for (int dt = 0; dt < D / 16; ++dt) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> of;
+      wmma::load_matrix_sync(of, O + r0 * L::ldo + dt * 16, L::ldo, wmma::mem_row_major);
+#pragma unroll
+      for (int kk = 0; kk < kTile / 16; ++kk) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> pf;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> vf;
+        wmma::load_matrix_sync(pf, P + r0 * L::ldp + kk * 16, L::ldp);
+        wmma::load_matrix_sync(vf, Vs + kk * 16 * L::ldh + dt * 16, L::ldh);
+        wmma::mma_sync(of, pf, vf, of);
+      }
+      wmma::store_matrix_sync(O + r0 * L::ldo + dt * 16, of, L::ldo, wmma::mem_row_major);
+    }
+    __syncthreads();  // K and V are loaded again
+  }
+  if (i >= a.q_len) return;
+  const float inv = l > 0.f ? 1.f / l : 0.f;  // every key masked: 0, as the reference
+  auto* y = static_cast<__half*>(a.y) + b * a.ys.b + h * a.ys.h + i * a.ys.s;
+  const float* orow = O + row * L::ldo;
+  for (int d = part * (D / 2); d < (part + 1) * (D / 2); ++d) y[d] = __float2half_rn(orow[d] * inv);
+}
+
+template <int D>
+cudaError_t launch_tc(const AttentionArgs& a, cudaStream_t stream) {
+  // More than 48 KiB of shared memory is opted into once per device.
+  static std::mutex mu;
+  static std::uint64_t opted = 0;
+  int dev = 0;
+  if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return e;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
+    if (!(opted & bit)) {
+      const cudaError_t e = cudaFuncSetAttribute(attention_tc<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(TcLayout<D>::bytes));
+      if (e != cudaSuccess) return e;
+      opted |= bit;
+    }
+  }
+  const std::int64_t blocks = a.batch * a.q_heads * ((a.q_len + kTile - 1) / kTile);
+  if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
+  attention_tc<D><<<static_cast<unsigned>(blocks), 128, TcLayout<D>::bytes, stream>>>(a);
+  return cudaGetLastError();
+}
+
+/// The tensor-core kernel takes f16 with equal Q/K and V head dims of 32, 64, 96 or 128, each row
+/// 16-byte aligned (its loads are 16-byte pieces).
+bool tensor_core_case(Elem elem, const AttentionArgs& a) {
+  if (elem != Elem::f16 || a.head_dim != a.v_head_dim) return false;
+  if (a.head_dim != 32 && a.head_dim != 64 && a.head_dim != 96 && a.head_dim != 128) return false;
+  for (const void* p : {a.q, a.k, a.v})
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) return false;
+  for (const HeadStrides* st : {&a.qs, &a.ks, &a.vs})
+    if (st->b % 8 != 0 || st->h % 8 != 0 || st->s % 8 != 0) return false;
+  return true;
+}
+
 }  // namespace
 
 cudaError_t attention(Elem elem, const AttentionArgs& a, cudaStream_t stream) {
@@ -92,6 +286,14 @@ cudaError_t attention(Elem elem, const AttentionArgs& a, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   const std::int64_t blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
+  if (tensor_core_case(elem, a)) {
+    switch (a.head_dim) {
+      case 32: return launch_tc<32>(a, stream);
+      case 64: return launch_tc<64>(a, stream);
+      case 96: return launch_tc<96>(a, stream);
+      default: return launch_tc<128>(a, stream);
+    }
+  }
   return detail::dispatch(elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     attention_rows<T><<<static_cast<unsigned>(blocks), 32 * kWarpsPerBlock, 0, stream>>>(a);

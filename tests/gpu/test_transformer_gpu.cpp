@@ -161,15 +161,35 @@ int main() {
     int mask;  // 0 none, 1 additive [S, T], 2 boolean [B, 1, S, T]
     double softcap;
     i64 window;
+    bool bshd = false;  // Q, K, V and Y laid out [B, S, heads, D] (the head split as strides)
+  };
+  // [B, H, S, D] <-> [B, S, H, D] on the host.
+  auto swap_hs = [](const std::vector<float>& x, i64 b, i64 h, i64 s, i64 d, bool to_bshd) {
+    std::vector<float> y(x.size());
+    for (i64 ib = 0; ib < b; ++ib)
+      for (i64 ih = 0; ih < h; ++ih)
+        for (i64 is = 0; is < s; ++is)
+          for (i64 id = 0; id < d; ++id) {
+            const auto bhsd = static_cast<std::size_t>(((ib * h + ih) * s + is) * d + id);
+            const auto bshd = static_cast<std::size_t>(((ib * s + is) * h + ih) * d + id);
+            if (to_bshd) y[bshd] = x[bhsd];
+            else y[bhsd] = x[bshd];
+          }
+    return y;
   };
   for (const AttnCase& c : {AttnCase{1, 12, 12, 128, 128, 64, false, 0, 0, -1}, AttnCase{2, 12, 12, 128, 128, 64, true, 0, 0, -1},
                             AttnCase{2, 4, 4, 37, 53, 32, false, 1, 0, -1}, AttnCase{2, 8, 2, 20, 20, 128, true, 2, 0, -1},
                             AttnCase{1, 4, 1, 9, 17, 80, false, 2, 30.0, -1}, AttnCase{1, 2, 2, 64, 64, 256, true, 0, 0, 8},
-                            AttnCase{3, 3, 3, 5, 7, 8, false, 1, 0, -1}}) {
+                            AttnCase{3, 3, 3, 5, 7, 8, false, 1, 0, -1},
+                            // f16 with these head dims runs on tensor cores: several key tiles, a
+                            // partial last tile, the window skipping whole tiles, softcap, strides
+                            AttnCase{2, 6, 3, 200, 150, 64, false, 1, 20.0, 40}, AttnCase{2, 4, 4, 70, 130, 64, true, 0, 0, -1, true},
+                            AttnCase{1, 2, 1, 129, 129, 96, true, 2, 0, -1, true}}) {
     for (bool f16 : {false, true}) {
       const std::string what = fmt::format("Attention B{} Hq{} Hkv{} S{} T{} D{}{}{}{}{}", c.b, c.hq, c.hkv, c.s, c.t, c.d,
                                            c.causal ? " causal" : "", c.mask == 1 ? " additive-mask" : c.mask == 2 ? " bool-mask" : "",
-                                           c.softcap > 0 ? " softcap" : "", c.window >= 0 ? " window" : "");
+                                           c.softcap > 0 ? " softcap" : "", c.window >= 0 ? " window" : "") +
+                             (c.bshd ? " [B,S,H,D]" : "");
       report.run(what, [&] {
         const std::vector<i64> qd{c.b, c.hq, c.s, c.d}, kd{c.b, c.hkv, c.t, c.d}, yd{c.b, c.hq, c.s, c.d};
         auto q = random_values(numel(qd)), k = random_values(numel(kd)), v = random_values(numel(kd));
@@ -202,7 +222,9 @@ int main() {
         if (c.softcap > 0) attrs["softcap"] = c.softcap;
         if (c.window >= 0) attrs["left_window_size"] = c.window;
         const kiln::Tensor ref = reference(node("Attention", c.mask ? 4 : 3, attrs), {&tq, &tk, &tv, c.mask ? &tm : nullptr});
-        DeviceBuffer dq = upload(q, f16), dk = upload(k, f16), dv = upload(v, f16), dy = poisoned(numel(yd), f16);
+        DeviceBuffer dq = upload(c.bshd ? swap_hs(q, c.b, c.hq, c.s, c.d, true) : q, f16),
+                     dk = upload(c.bshd ? swap_hs(k, c.b, c.hkv, c.t, c.d, true) : k, f16),
+                     dv = upload(c.bshd ? swap_hs(v, c.b, c.hkv, c.t, c.d, true) : v, f16), dy = poisoned(numel(yd), f16);
         std::vector<unsigned char> bytes(mask.size());
         for (std::size_t i = 0; i < mask.size(); ++i) bytes[i] = mask[i] != 0.f;
         DeviceBuffer dm = c.mask == 1 ? upload(mask, f16) : DeviceBuffer(std::max<std::size_t>(bytes.size(), 1));
@@ -218,8 +240,8 @@ int main() {
         a.k = dk.get();
         a.v = dv.get();
         a.y = dy.get();
-        a.qs = a.ys = {c.hq * c.s * c.d, c.s * c.d, c.d};
-        a.ks = a.vs = {c.hkv * c.t * c.d, c.t * c.d, c.d};
+        a.qs = a.ys = c.bshd ? kk::HeadStrides{c.hq * c.s * c.d, c.d, c.hq * c.d} : kk::HeadStrides{c.hq * c.s * c.d, c.s * c.d, c.d};
+        a.ks = a.vs = c.bshd ? kk::HeadStrides{c.hkv * c.t * c.d, c.d, c.hkv * c.d} : kk::HeadStrides{c.hkv * c.t * c.d, c.t * c.d, c.d};
         a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.d)));
         a.softcap = static_cast<float>(c.softcap);
         a.causal = c.causal;
@@ -228,7 +250,8 @@ int main() {
         a.mask = c.mask ? dm.get() : nullptr;
         for (std::size_t d = 0; d < mdims.size(); ++d) a.mask_dims[4 - mdims.size() + d] = mdims[d];
         KILN_CHECK(kk::attention(elem(f16), a, nullptr));
-        report.check(what, download(dy, numel(yd), f16), ref, f16);
+        const auto got = download(dy, numel(yd), f16);
+        report.check(what, c.bshd ? swap_hs(got, c.b, c.hq, c.s, c.d, false) : got, ref, f16);
       });
     }
   }
