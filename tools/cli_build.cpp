@@ -20,6 +20,7 @@
 #include "kiln/import/wts.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/plan/plan_file.hpp"
+#include "kiln/plan/profile.hpp"
 #include "kiln/reference/executor.hpp"
 #include "kiln/reference/plan_executor.hpp"
 #include "kiln/runtime/engine.hpp"
@@ -29,26 +30,12 @@ namespace {
 
 using Argv = std::vector<std::string>;
 
-/// "NAME=1x3x224x224" -> dims of NAME.
+/// Every --shape NAME=DxDx... (or NAME:DxDx..., or several separated by commas): the dims of NAME,
+/// parsed as --shapes is (plan::parse_shape_list).
 std::map<std::string, std::vector<std::int64_t>> parse_shapes(const Args& args) {
   std::map<std::string, std::vector<std::int64_t>> shapes;
-  for (const auto& spec : args.all("--shape")) {
-    const auto eq = spec.find('=');
-    if (eq == std::string::npos) throw Error("--shape expects NAME=DxDx..., got '" + spec + "'");
-    std::vector<std::int64_t> dims;
-    std::string rest = spec.substr(eq + 1);
-    std::size_t at = 0;
-    while (at <= rest.size()) {
-      const auto x = rest.find('x', at);
-      const std::string d = rest.substr(at, x == std::string::npos ? std::string::npos : x - at);
-      if (d.empty() || d.size() > 12 || d.find_first_not_of("0123456789") != std::string::npos)
-        throw Error("--shape expects NAME=DxDx... with whole numbers, got '" + spec + "'");
-      dims.push_back(std::stoll(d));
-      if (x == std::string::npos) break;
-      at = x + 1;
-    }
-    shapes[spec.substr(0, eq)] = dims;
-  }
+  for (const auto& spec : args.all("--shape"))
+    for (auto& [name, dims] : plan::parse_shape_list(spec, "--shape")) shapes[name] = std::move(dims);
   return shapes;
 }
 
