@@ -42,10 +42,11 @@ kiln::WeightMap random_weights(Build&& build, std::uint64_t seed) {
     for (std::size_t i = 1; i < s.dims.size(); ++i) fan_in *= s.dims[i];
     auto ends = [&](const char* suffix) {
       const std::string x(suffix);
-      return s.name.size() >= x.size() && s.name.compare(s.name.size() - x.size(), x.size(), x) == 0;
+      return s.name.size() >= x.size() &&
+             s.name.compare(s.name.size() - x.size(), x.size(), x) == 0;
     };
     double lo = -std::sqrt(3.0 / static_cast<double>(fan_in)), hi = -lo;
-    if (s.dims.size() == 1) lo = -0.1, hi = 0.1;                      // biases, BN shift and mean
+    if (s.dims.size() == 1) lo = -0.1, hi = 0.1;  // biases, BN shift and mean
     if (ends("running_var") || (ends(".weight") && s.dims.size() == 1)) lo = 0.5, hi = 1.5;
     std::uniform_real_distribution<double> u(lo, hi);
     if (s.dtype == kiln::DType::f32) {
@@ -95,19 +96,26 @@ inline Args parse_args(int argc, char** argv) {
         const std::string d = v.substr(pos, comma - pos);
         std::size_t used = 0;
         long long n = -1;
-        try { n = std::stoll(d, &used); } catch (const std::exception&) { used = 0; }
+        try {
+          n = std::stoll(d, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
         if (used != d.size() || d.empty() || n <= 0)
-          throw std::runtime_error("--shape '" + v + "': expected positive dims separated by commas");
+          throw std::runtime_error("--shape '" + v +
+                                   "': expected positive dims separated by commas");
         a.shape.push_back(n);
         pos = comma + 1;
       }
     } else if (arg.starts_with("--")) {
-      throw std::runtime_error("unknown option " + std::string(arg) +
-                               " (use: [WEIGHTS.wts] [--input F.bin] [--shape D0,D1,...] [--output F.bin])");
+      throw std::runtime_error(
+          "unknown option " + std::string(arg) +
+          " (use: [WEIGHTS.wts] [--input F.bin] [--shape D0,D1,...] [--output F.bin])");
     } else if (!a.wts) {
       a.wts = std::string(arg);
     } else {
-      throw std::runtime_error("more than one weights file given ('" + *a.wts + "', '" + std::string(arg) + "')");
+      throw std::runtime_error("more than one weights file given ('" + *a.wts + "', '" +
+                               std::string(arg) + "')");
     }
   }
   return a;
@@ -115,7 +123,11 @@ inline Args parse_args(int argc, char** argv) {
 
 /// The WTS path of the command line, if any (for examples that inspect the file first).
 inline std::optional<std::string> wts_path(int argc, char** argv) {
-  try { return parse_args(argc, argv).wts; } catch (const std::exception&) { return std::nullopt; }
+  try {
+    return parse_args(argc, argv).wts;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
 }
 
 /// Raw little-endian f32 data from `path` as a tensor of the input's dims: fixed dims as the
@@ -126,19 +138,21 @@ inline kiln::Tensor read_raw_input(const std::string& path, const kiln::TensorTy
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw std::runtime_error("--input: cannot open '" + path + "'");
   const auto bytes = static_cast<std::int64_t>(f.tellg());
-  if (bytes % 4 != 0) throw std::runtime_error("--input '" + path + "': size " + std::to_string(bytes) +
-                                               " bytes is not a multiple of 4 (raw f32)");
+  if (bytes % 4 != 0)
+    throw std::runtime_error("--input '" + path + "': size " + std::to_string(bytes) +
+                             " bytes is not a multiple of 4 (raw f32)");
   const std::int64_t count = bytes / 4;
   const std::size_t rank = type.shape.rank();
   std::vector<std::int64_t> dims(rank, -1);
   if (!shape.empty()) {
     if (shape.size() != rank)
-      throw std::runtime_error("--shape has " + std::to_string(shape.size()) + " dims, the input has rank " +
-                               std::to_string(rank));
+      throw std::runtime_error("--shape has " + std::to_string(shape.size()) +
+                               " dims, the input has rank " + std::to_string(rank));
     for (std::size_t i = 0; i < rank; ++i) {
       if (type.shape[i].is_fixed() && type.shape[i].value() != shape[i])
-        throw std::runtime_error("--shape dim " + std::to_string(i) + " is " + std::to_string(shape[i]) +
-                                 ", the network fixes it to " + std::to_string(type.shape[i].value()));
+        throw std::runtime_error("--shape dim " + std::to_string(i) + " is " +
+                                 std::to_string(shape[i]) + ", the network fixes it to " +
+                                 std::to_string(type.shape[i].value()));
       dims[i] = shape[i];
     }
   } else {
@@ -149,7 +163,8 @@ inline kiln::Tensor read_raw_input(const std::string& path, const kiln::TensorTy
         dims[i] = type.shape[i].value();
         fixed *= dims[i];
       } else if (dynamic >= 0) {
-        throw std::runtime_error("--input: the input has several dynamic dims; give them with --shape");
+        throw std::runtime_error(
+            "--input: the input has several dynamic dims; give them with --shape");
       } else {
         dynamic = static_cast<int>(i);
       }
@@ -157,15 +172,16 @@ inline kiln::Tensor read_raw_input(const std::string& path, const kiln::TensorTy
     if (dynamic >= 0) {
       if (fixed == 0 || count % fixed != 0 || count == 0)
         throw std::runtime_error("--input '" + path + "': " + std::to_string(count) +
-                                 " floats is not a multiple of the fixed dims' product " + std::to_string(fixed));
+                                 " floats is not a multiple of the fixed dims' product " +
+                                 std::to_string(fixed));
       dims[static_cast<std::size_t>(dynamic)] = count / fixed;
     }
   }
   std::int64_t want = 1;
   for (auto d : dims) want *= d;
   if (want != count)
-    throw std::runtime_error("--input '" + path + "': " + std::to_string(count) + " floats, the shape needs " +
-                             std::to_string(want));
+    throw std::runtime_error("--input '" + path + "': " + std::to_string(count) +
+                             " floats, the shape needs " + std::to_string(want));
   kiln::Tensor t(kiln::DType::f32, dims);
   f.seekg(0);
   f.read(reinterpret_cast<char*>(t.data<float>()), bytes);
@@ -236,9 +252,11 @@ int run_example(const char* title, int argc, char** argv, Build&& build,
     if (args.output) {
       const kiln::Tensor& t = out.at(net.output_names().front());
       std::vector<float> v(static_cast<std::size_t>(t.numel()));
-      for (std::int64_t i = 0; i < t.numel(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(t.get(i));
+      for (std::int64_t i = 0; i < t.numel(); ++i)
+        v[static_cast<std::size_t>(i)] = static_cast<float>(t.get(i));
       std::ofstream f(*args.output, std::ios::binary);
-      f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+      f.write(reinterpret_cast<const char*>(v.data()),
+              static_cast<std::streamsize>(v.size() * sizeof(float)));
       if (!f) throw std::runtime_error("--output: cannot write '" + *args.output + "'");
       std::printf("wrote %s (%s, raw f32)\n", args.output->c_str(), t.type_string().c_str());
     }

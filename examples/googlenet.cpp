@@ -7,4 +7,6 @@
 using namespace kiln::dsl;
 using namespace examples;
 
-int main(int argc, char** argv) { return examples::run_example("googlenet", argc, argv, googlenet); }
+int main(int argc, char** argv) {
+  return examples::run_example("googlenet", argc, argv, googlenet);
+}

@@ -2,7 +2,8 @@
 // relu, fc 10, softmax. Weight names follow the sample's WTS file through a rename map
 // (conv1filter, conv1bias, ip1filter, ...) when given one; PyTorch names otherwise.
 //   lenet [mnist.wts] [--input x.bin] [--output prob.bin]
-// The network is defined here (not in lenet.cpp) so that `kiln build --example lenet` builds it too.
+// The network is defined here (not in lenet.cpp) so that `kiln build --example lenet` builds it
+// too.
 #pragma once
 #include "common.hpp"
 

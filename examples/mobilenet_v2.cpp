@@ -7,4 +7,6 @@
 using namespace kiln::dsl;
 using namespace examples;
 
-int main(int argc, char** argv) { return examples::run_example("mobilenet_v2", argc, argv, mobilenet_v2); }
+int main(int argc, char** argv) {
+  return examples::run_example("mobilenet_v2", argc, argv, mobilenet_v2);
+}

@@ -37,8 +37,11 @@ __global__ void attention_rows(AttentionArgs a) {
     acc[c] = 0.f;
   }
   const std::int64_t* md = a.mask_dims;
-  const std::int64_t mask_row = a.mask_kind == 0 ? 0
-      : (((md[0] == 1 ? 0 : b) * md[1] + (md[1] == 1 ? 0 : h)) * md[2] + (md[2] == 1 ? 0 : i)) * md[3];
+  const std::int64_t mask_row =
+      a.mask_kind == 0
+          ? 0
+          : (((md[0] == 1 ? 0 : b) * md[1] + (md[1] == 1 ? 0 : h)) * md[2] + (md[2] == 1 ? 0 : i)) *
+                md[3];
   float m = -INFINITY, l = 0.f;
   // Only the keys inside the causal frontier and the window are visited.
   std::int64_t j_begin = 0, j_end = a.kv_len;
@@ -90,7 +93,6 @@ __global__ void attention_rows(AttentionArgs a) {
   }
 }
 
-
 // ---- tensor cores (f16, head dim 32/64/96/128) ------------------------------------------------
 // Flash attention with WMMA: a block of four warps takes 64 query rows (16 per warp) of one
 // (batch, head) and walks the keys in tiles of 64. Per tile each warp computes its 16x64 scores
@@ -105,16 +107,19 @@ constexpr int kTile = 64;  // query rows per block and keys per tile
 template <int D>
 struct TcLayout {
   static constexpr int ldh = D + 8, lds = kTile + 4, ldp = kTile + 8, ldo = D + 4;
-  static constexpr std::size_t q = 0, k = q + kTile * ldh * 2, v = k + kTile * ldh * 2, s = v + kTile * ldh * 2,
-                               p = s + kTile * lds * 4, o = p + kTile * ldp * 2, bytes = o + kTile * ldo * 4;
+  static constexpr std::size_t q = 0, k = q + kTile * ldh * 2, v = k + kTile * ldh * 2,
+                               s = v + kTile * ldh * 2, p = s + kTile * lds * 4,
+                               o = p + kTile * ldp * 2, bytes = o + kTile * ldo * 4;
 };
 
 /// rows x D halves from `src` (row r at src + r * stride; rows >= valid read as 0) into shared
 /// memory with leading dim ld, in 16-byte pieces.
 template <int D>
-__device__ __forceinline__ void load_rows(__half* dst, int ld, const __half* src, std::int64_t stride, std::int64_t valid) {
+__device__ __forceinline__ void load_rows(__half* dst, int ld, const __half* src,
+                                          std::int64_t stride, std::int64_t valid) {
   constexpr int kChunks = D / 8;
-  for (int c = static_cast<int>(threadIdx.x); c < kTile * kChunks; c += static_cast<int>(blockDim.x)) {
+  for (int c = static_cast<int>(threadIdx.x); c < kTile * kChunks;
+       c += static_cast<int>(blockDim.x)) {
     const int r = c / kChunks, col = (c % kChunks) * 8;
     uint4 v = make_uint4(0, 0, 0, 0);
     if (r < valid) v = *reinterpret_cast<const uint4*>(src + r * stride + col);
@@ -143,26 +148,32 @@ __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
   const auto* v = static_cast<const __half*>(a.v) + b * a.vs.b + g * a.vs.h;
 
   load_rows<D>(Qs, L::ldh, q, a.qs.s, a.q_len - q0);
-  for (int c = static_cast<int>(threadIdx.x); c < kTile * L::ldo; c += static_cast<int>(blockDim.x)) O[c] = 0.f;
+  for (int c = static_cast<int>(threadIdx.x); c < kTile * L::ldo; c += static_cast<int>(blockDim.x))
+    O[c] = 0.f;
   __syncthreads();
   const int r0 = warp * 16;
   wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> qf[D / 16];
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) wmma::load_matrix_sync(qf[kk], Qs + r0 * L::ldh + kk * 16, L::ldh);
+  for (int kk = 0; kk < D / 16; ++kk)
+    wmma::load_matrix_sync(qf[kk], Qs + r0 * L::ldh + kk * 16, L::ldh);
 
   // This lane's row (two lanes per row, each with half of the tile's columns).
   const int row = r0 + lane / 2, part = lane & 1;
   const std::int64_t i = q0 + row;
   const std::int64_t* md = a.mask_dims;
-  const std::int64_t mask_row = a.mask_kind == 0 ? 0
-      : (((md[0] == 1 ? 0 : b) * md[1] + (md[1] == 1 ? 0 : h)) * md[2] + (md[2] == 1 ? 0 : i)) * md[3];
+  const std::int64_t mask_row =
+      a.mask_kind == 0
+          ? 0
+          : (((md[0] == 1 ? 0 : b) * md[1] + (md[1] == 1 ? 0 : h)) * md[2] + (md[2] == 1 ? 0 : i)) *
+                md[3];
   float m = -INFINITY, l = 0.f;
 
   // The keys any row of this block can see.
   const std::int64_t last_row = q0 + kTile - 1;
   std::int64_t kv_end = a.kv_len, kv_begin = 0;
   if (a.causal) kv_end = kv_end < last_row + 1 ? kv_end : last_row + 1;
-  if (a.right_window >= 0) kv_end = kv_end < last_row + a.right_window + 1 ? kv_end : last_row + a.right_window + 1;
+  if (a.right_window >= 0)
+    kv_end = kv_end < last_row + a.right_window + 1 ? kv_end : last_row + a.right_window + 1;
   if (a.left_window >= 0 && q0 - a.left_window > 0) kv_begin = (q0 - a.left_window) / kTile * kTile;
 
   for (std::int64_t j0 = kv_begin; j0 < kv_end; j0 += kTile) {
@@ -190,12 +201,16 @@ __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
       const std::int64_t j = j0 + part * 32 + c;
       float x = srow[c] * a.scale;
       if (a.softcap > 0.f) x = a.softcap * tanhf(x / a.softcap);
-      bool keep = j < a.kv_len && !(a.causal && j > i) && !(a.left_window >= 0 && j < i - a.left_window) &&
+      bool keep = j < a.kv_len && !(a.causal && j > i) &&
+                  !(a.left_window >= 0 && j < i - a.left_window) &&
                   !(a.right_window >= 0 && j > i + a.right_window);
       if (keep && a.mask_kind != 0) {
-        if (j >= md[3]) keep = false;
-        else if (a.mask_kind == 1) keep = static_cast<const unsigned char*>(a.mask)[mask_row + j] != 0;
-        else x += detail::load(static_cast<const __half*>(a.mask), mask_row + j);
+        if (j >= md[3])
+          keep = false;
+        else if (a.mask_kind == 1)
+          keep = static_cast<const unsigned char*>(a.mask)[mask_row + j] != 0;
+        else
+          x += detail::load(static_cast<const __half*>(a.mask), mask_row + j);
       }
       x = keep ? x : -INFINITY;
       srow[c] = x;
@@ -252,8 +267,9 @@ cudaError_t launch_tc(const AttentionArgs& a, cudaStream_t stream) {
     std::lock_guard<std::mutex> lock(mu);
     const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
     if (!(opted & bit)) {
-      const cudaError_t e = cudaFuncSetAttribute(attention_tc<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(TcLayout<D>::bytes));
+      const cudaError_t e =
+          cudaFuncSetAttribute(attention_tc<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(TcLayout<D>::bytes));
       if (e != cudaSuccess) return e;
       opted |= bit;
     }

@@ -24,8 +24,8 @@ cudaError_t by_size(std::size_t elem_size, F&& f) {
 template <class T, class I>
 __global__ void strided_copy_kernel(const Dims dims, const T* __restrict__ src, const Strides ss,
                                     T* __restrict__ dst, const Strides ds, I n) {
-  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n;
-       i += static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x)) {
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x);
+       i < n; i += static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x)) {
     I rest = i, so = 0, dO = 0;
 #pragma unroll
     for (int k = kMaxDims - 1; k >= 0; --k) {
@@ -160,9 +160,11 @@ cudaError_t strided_copy(std::size_t elem_size, const Dims& dims, const void* sr
     const auto* s = static_cast<const T*>(src);
     auto* d = static_cast<T*>(dst);
     if (small)
-      strided_copy_kernel<T, int><<<detail::grid_for(n, 256), 256, 0, stream>>>(p.dims, s, p.ss, d, p.ds, static_cast<int>(n));
+      strided_copy_kernel<T, int><<<detail::grid_for(n, 256), 256, 0, stream>>>(
+          p.dims, s, p.ss, d, p.ds, static_cast<int>(n));
     else
-      strided_copy_kernel<T, std::int64_t><<<detail::grid_for(n, 256), 256, 0, stream>>>(p.dims, s, p.ss, d, p.ds, n);
+      strided_copy_kernel<T, std::int64_t>
+          <<<detail::grid_for(n, 256), 256, 0, stream>>>(p.dims, s, p.ss, d, p.ds, n);
     return cudaGetLastError();
   });
 }
@@ -193,9 +195,13 @@ cudaError_t gather(std::size_t elem_size, std::int64_t outer, std::int64_t axis_
     using T = std::remove_pointer_t<decltype(tag)>;
     const unsigned blocks = detail::grid_for(n, 256);
     if (indices_are_int64)
-      gather_kernel<T, std::int64_t><<<blocks, 256, 0, stream>>>(static_cast<const T*>(x), static_cast<const std::int64_t*>(indices), static_cast<T*>(y), axis_n, inner, count, n);
+      gather_kernel<T, std::int64_t><<<blocks, 256, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const std::int64_t*>(indices), static_cast<T*>(y),
+          axis_n, inner, count, n);
     else
-      gather_kernel<T, std::int32_t><<<blocks, 256, 0, stream>>>(static_cast<const T*>(x), static_cast<const std::int32_t*>(indices), static_cast<T*>(y), axis_n, inner, count, n);
+      gather_kernel<T, std::int32_t><<<blocks, 256, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const std::int32_t*>(indices), static_cast<T*>(y),
+          axis_n, inner, count, n);
     return cudaGetLastError();
   });
 }

@@ -11,9 +11,13 @@
 namespace kiln::kernels::detail {
 
 __device__ __forceinline__ float load(const float* p, std::int64_t i) { return p[i]; }
-__device__ __forceinline__ float load(const __half* p, std::int64_t i) { return __half2float(p[i]); }
+__device__ __forceinline__ float load(const __half* p, std::int64_t i) {
+  return __half2float(p[i]);
+}
 __device__ __forceinline__ void store(float* p, std::int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void store(__half* p, std::int64_t i, float v) { p[i] = __float2half_rn(v); }
+__device__ __forceinline__ void store(__half* p, std::int64_t i, float v) {
+  p[i] = __float2half_rn(v);
+}
 
 /// Offset of linear row-major index `i` over `dims` in a view with `strides`.
 __device__ __forceinline__ std::int64_t offset_of(std::int64_t i, const Dims& dims,
@@ -37,9 +41,9 @@ inline unsigned grid_for(std::int64_t n, int threads, std::int64_t cap = 65535LL
   return static_cast<unsigned>(b < cap ? b : cap);
 }
 
-#define KILN_GRID_LOOP(i, n)                                                              \
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; \
-       i < (n); i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+#define KILN_GRID_LOOP(i, n)                                                                       \
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
 
 /// Dispatches on Elem: F is a generic lambda taking a null pointer of the element type.
 template <class F>

@@ -37,6 +37,7 @@ struct Im2col {
 
 /// col[n][(c, ky, kx)][(oh, ow)] = x[n][c][oh*s - p + ky*d][ow*s - p + kx*d] (0 outside): each
 /// image's columns form a (C*kh*kw) x (OH*OW) matrix, so a convolution is W (K x C*kh*kw) times it.
-cudaError_t im2col(std::size_t elem_size, const Im2col& g, const void* x, void* col, cudaStream_t stream);
+cudaError_t im2col(std::size_t elem_size, const Im2col& g, const void* x, void* col,
+                   cudaStream_t stream);
 
 }  // namespace kiln::kernels

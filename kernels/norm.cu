@@ -15,14 +15,17 @@ __global__ void affine_kernel(const T* __restrict__ x, const float* __restrict__
     if (scale) v *= scale[c];
     if (shift) v += shift[c];
     if (power && power[c] != 1.f) v = powf(v, power[c]);
-    if (act == Activation::relu) v = fmaxf(v, 0.f);
-    else if (act != Activation::identity) v = detail::apply(act, v, 0.f, aa, ab);
+    if (act == Activation::relu)
+      v = fmaxf(v, 0.f);
+    else if (act != Activation::identity)
+      v = detail::apply(act, v, 0.f, aa, ab);
     detail::store(y, i, v);
   }
 }
 
 __global__ void fold_kernel(std::int64_t channels, const float* gamma, const float* beta,
-                            const float* mean, const float* var, float eps, float* scale, float* shift) {
+                            const float* mean, const float* var, float eps, float* scale,
+                            float* shift) {
   KILN_GRID_LOOP(c, channels) {
     const float s = gamma[c] / sqrtf(var[c] + eps);
     shift[c] = beta[c] - mean[c] * s;
@@ -61,9 +64,9 @@ cudaError_t channel_affine(Elem elem, std::int64_t outer, std::int64_t channels,
   const unsigned blocks = detail::grid_for(n, 256);
   return detail::dispatch(elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    affine_kernel<T><<<blocks, 256, 0, stream>>>(static_cast<const T*>(x), scale, shift, power,
-                                                 act, act_alpha, act_beta,
-                                                 static_cast<T*>(y), n, channels, inner);
+    affine_kernel<T><<<blocks, 256, 0, stream>>>(static_cast<const T*>(x), scale, shift, power, act,
+                                                 act_alpha, act_beta, static_cast<T*>(y), n,
+                                                 channels, inner);
     return cudaGetLastError();
   });
 }
@@ -73,7 +76,7 @@ cudaError_t batchnorm_fold(std::int64_t channels, const float* gamma, const floa
                            float* shift, cudaStream_t stream) {
   if (channels == 0) return cudaSuccess;
   fold_kernel<<<detail::grid_for(channels, 256), 256, 0, stream>>>(channels, gamma, beta, mean, var,
-                                                                 eps, scale, shift);
+                                                                   eps, scale, shift);
   return cudaGetLastError();
 }
 
@@ -85,7 +88,8 @@ cudaError_t lrn(Elem elem, std::int64_t n, std::int64_t channels, std::int64_t i
   return detail::dispatch(elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     lrn_kernel<T><<<detail::grid_for(total, 256), 256, 0, stream>>>(
-        static_cast<const T*>(x), static_cast<T*>(y), total, channels, inner, size, alpha, beta, bias);
+        static_cast<const T*>(x), static_cast<T*>(y), total, channels, inner, size, alpha, beta,
+        bias);
     return cudaGetLastError();
   });
 }

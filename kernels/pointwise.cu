@@ -3,12 +3,13 @@
 namespace kiln::kernels {
 
 namespace {
+using detail::apply;
 using detail::load;
 using detail::store;
-using detail::apply;
 
 template <class T, bool Contiguous>
-__global__ void chain_kernel(const PointwiseChain c, const T* __restrict__ x, T* y, std::int64_t n) {
+__global__ void chain_kernel(const PointwiseChain c, const T* __restrict__ x, T* y,
+                             std::int64_t n) {
   KILN_GRID_LOOP(i, n) {
     float v = load(x, Contiguous ? i : detail::offset_of(i, c.dims, c.x_strides));
     for (int s = 0; s < c.steps; ++s) {
@@ -18,7 +19,8 @@ __global__ void chain_kernel(const PointwiseChain c, const T* __restrict__ x, T*
       } else {
         const float o = load(static_cast<const T*>(st.operand),
                              Contiguous ? i : detail::offset_of(i, c.dims, st.strides));
-        v = st.kind == PointwiseStep::binary ? apply(st.op, v, o, 0.f, 0.f) : apply(st.op, o, v, 0.f, 0.f);
+        v = st.kind == PointwiseStep::binary ? apply(st.op, v, o, 0.f, 0.f)
+                                             : apply(st.op, o, v, 0.f, 0.f);
       }
     }
     store(y, i, v);
@@ -41,7 +43,8 @@ cudaError_t pointwise_chain(Elem elem, const PointwiseChain& chain, const void* 
   bool contiguous = is_contiguous(chain.dims, chain.x_strides);
   for (int s = 0; s < chain.steps; ++s) {
     const PointwiseStep& st = chain.step[s];
-    if (!is_op(st.op) || is_unary(st.op) != (st.kind == PointwiseStep::unary)) return cudaErrorInvalidValue;
+    if (!is_op(st.op) || is_unary(st.op) != (st.kind == PointwiseStep::unary))
+      return cudaErrorInvalidValue;
     if (st.kind != PointwiseStep::unary) {
       if (st.operand == nullptr) return cudaErrorInvalidValue;
       contiguous = contiguous && is_contiguous(chain.dims, st.strides);
@@ -54,9 +57,11 @@ cudaError_t pointwise_chain(Elem elem, const PointwiseChain& chain, const void* 
   return detail::dispatch(elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     if (contiguous)
-      chain_kernel<T, true><<<blocks, threads, 0, stream>>>(chain, static_cast<const T*>(x), static_cast<T*>(y), n);
+      chain_kernel<T, true>
+          <<<blocks, threads, 0, stream>>>(chain, static_cast<const T*>(x), static_cast<T*>(y), n);
     else
-      chain_kernel<T, false><<<blocks, threads, 0, stream>>>(chain, static_cast<const T*>(x), static_cast<T*>(y), n);
+      chain_kernel<T, false>
+          <<<blocks, threads, 0, stream>>>(chain, static_cast<const T*>(x), static_cast<T*>(y), n);
     return cudaGetLastError();
   });
 }
@@ -80,8 +85,9 @@ cudaError_t activation_f32(Activation act, const float* x, float* y, std::int64_
   return activation(Elem::f32, act, 0.f, 0.f, x, y, n, stream);
 }
 
-cudaError_t binary(Elem elem, PointwiseOp op, const Dims& dims, const void* a, const Strides& a_strides,
-                   const void* b, const Strides& b_strides, void* y, cudaStream_t stream) {
+cudaError_t binary(Elem elem, PointwiseOp op, const Dims& dims, const void* a,
+                   const Strides& a_strides, const void* b, const Strides& b_strides, void* y,
+                   cudaStream_t stream) {
   PointwiseChain c;
   c.dims = dims;
   c.x_strides = a_strides;

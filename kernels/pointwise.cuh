@@ -29,8 +29,10 @@ using Activation = PointwiseOp;
 /// True for the unary rows of the table.
 constexpr bool is_unary(PointwiseOp op) {
   switch (op) {
-#define KILN_POINTWISE_UNARY(o, ...) case PointwiseOp::o: return true;
-#define KILN_POINTWISE_BINARY(o, ...) case PointwiseOp::o: return false;
+#define KILN_POINTWISE_UNARY(o, ...) \
+  case PointwiseOp::o: return true;
+#define KILN_POINTWISE_BINARY(o, ...) \
+  case PointwiseOp::o: return false;
 #include "pointwise_ops.def"
     case PointwiseOp::count_: return false;
   }
@@ -76,7 +78,8 @@ cudaError_t activation_f32(Activation act, const float* x, float* y, std::int64_
                            cudaStream_t stream);
 
 /// y = a op b with broadcasting: y contiguous over `dims`; a and b read through their strides.
-cudaError_t binary(Elem elem, PointwiseOp op, const Dims& dims, const void* a, const Strides& a_strides,
-                   const void* b, const Strides& b_strides, void* y, cudaStream_t stream);
+cudaError_t binary(Elem elem, PointwiseOp op, const Dims& dims, const void* a,
+                   const Strides& a_strides, const void* b, const Strides& b_strides, void* y,
+                   cudaStream_t stream);
 
 }  // namespace kiln::kernels

@@ -13,7 +13,8 @@ __host__ __device__ __forceinline__ float sigmoidf(float v) { return 1.f / (1.f 
 /// (a) and beta (b) for the unary ones (y unused). A switch without a default: a row of the table
 /// (include/kiln/ir/pointwise_ops.def) without its case here is a -Wswitch warning. __host__ too,
 /// so that the host compiler checks the switch.
-__host__ __device__ __forceinline__ float apply(PointwiseOp op, float v, float y, float a, float b) {
+__host__ __device__ __forceinline__ float apply(PointwiseOp op, float v, float y, float a,
+                                                float b) {
   switch (op) {
     case PointwiseOp::relu: return v > 0.f ? v : 0.f;
     case PointwiseOp::sigmoid: return sigmoidf(v);

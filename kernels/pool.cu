@@ -35,8 +35,10 @@ __global__ void pool2d_kernel(const Pool2d p, std::int64_t channels, const T* __
         const int w = w0 + kw * p.dil_w;
         if (w < 0 || w >= p.in_w) continue;
         const float v = detail::load(xp, (static_cast<std::int64_t>(h) * p.in_w + w) * cstride);
-        if constexpr (M == PoolMode::max) acc = fmaxf(acc, v);
-        else acc += v;
+        if constexpr (M == PoolMode::max)
+          acc = fmaxf(acc, v);
+        else
+          acc += v;
         ++valid;
       }
     }
@@ -44,8 +46,10 @@ __global__ void pool2d_kernel(const Pool2d p, std::int64_t channels, const T* __
       int count = valid;
       if (p.count_include_pad) {
         // window clipped to the padded input [-pad_begin, in + pad_end)
-        const int hs = max(h0, -p.pad_top), he = min(h0 + (p.k_h - 1) * p.dil_h, p.in_h + p.pad_bottom - 1);
-        const int ws = max(w0, -p.pad_left), we = min(w0 + (p.k_w - 1) * p.dil_w, p.in_w + p.pad_right - 1);
+        const int hs = max(h0, -p.pad_top),
+                  he = min(h0 + (p.k_h - 1) * p.dil_h, p.in_h + p.pad_bottom - 1);
+        const int ws = max(w0, -p.pad_left),
+                  we = min(w0 + (p.k_w - 1) * p.dil_w, p.in_w + p.pad_right - 1);
         const int ch = he < hs ? 0 : (he - hs) / p.dil_h + 1;
         const int cw = we < ws ? 0 : (we - ws) / p.dil_w + 1;
         count = ch * cw;
@@ -70,9 +74,11 @@ cudaError_t launch_pool(Elem elem, PoolMode mode, const Pool2d& p, std::int64_t 
   return detail::dispatch(elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     if (mode == PoolMode::max)
-      pool2d_kernel<T, PoolMode::max, Nhwc><<<blocks, threads, 0, stream>>>(p, channels, static_cast<const T*>(x), static_cast<T*>(y), n);
+      pool2d_kernel<T, PoolMode::max, Nhwc><<<blocks, threads, 0, stream>>>(
+          p, channels, static_cast<const T*>(x), static_cast<T*>(y), n);
     else
-      pool2d_kernel<T, PoolMode::average, Nhwc><<<blocks, threads, 0, stream>>>(p, channels, static_cast<const T*>(x), static_cast<T*>(y), n);
+      pool2d_kernel<T, PoolMode::average, Nhwc><<<blocks, threads, 0, stream>>>(
+          p, channels, static_cast<const T*>(x), static_cast<T*>(y), n);
     return cudaGetLastError();
   });
 }

@@ -71,7 +71,8 @@ __global__ void reduce_warp(const ReduceDesc d, Reduction op, const T* __restric
     }
     float a = acc.init();
     for (std::int64_t j = lane; j < count; j += 32)
-      a = acc.add(a, detail::load(x, base + detail::offset_of(j, d.red_dims, d.red_strides)), shift);
+      a = acc.add(a, detail::load(x, base + detail::offset_of(j, d.red_dims, d.red_strides)),
+                  shift);
     a = warp_combine(acc, a);
     if (lane == 0) detail::store(y, o, acc.finish(a, count, shift));
   }
@@ -93,7 +94,8 @@ __global__ void reduce_thread(const ReduceDesc d, Reduction op, const T* __restr
     }
     float a = acc.init();
     for (std::int64_t j = 0; j < count; ++j)
-      a = acc.add(a, detail::load(x, base + detail::offset_of(j, d.red_dims, d.red_strides)), shift);
+      a = acc.add(a, detail::load(x, base + detail::offset_of(j, d.red_dims, d.red_strides)),
+                  shift);
     detail::store(y, o, acc.finish(a, count, shift));
   }
 }
@@ -126,9 +128,11 @@ cudaError_t reduce(Elem elem, Reduction op, const ReduceDesc& d, const void* x, 
   return detail::dispatch(elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     if (warp)
-      reduce_warp<T><<<detail::grid_for(outs * 32, 256), 256, 0, stream>>>(d, op, static_cast<const T*>(x), static_cast<T*>(y), outs, count);
+      reduce_warp<T><<<detail::grid_for(outs * 32, 256), 256, 0, stream>>>(
+          d, op, static_cast<const T*>(x), static_cast<T*>(y), outs, count);
     else
-      reduce_thread<T><<<detail::grid_for(outs, 256), 256, 0, stream>>>(d, op, static_cast<const T*>(x), static_cast<T*>(y), outs, count);
+      reduce_thread<T><<<detail::grid_for(outs, 256), 256, 0, stream>>>(
+          d, op, static_cast<const T*>(x), static_cast<T*>(y), outs, count);
     return cudaGetLastError();
   });
 }

@@ -11,7 +11,17 @@
 namespace kiln::kernels {
 
 enum class Reduction : int {
-  sum = 0, mean, max, min, prod, l1, l2, log_sum, log_sum_exp, sum_square, count_
+  sum = 0,
+  mean,
+  max,
+  min,
+  prod,
+  l1,
+  l2,
+  log_sum,
+  log_sum_exp,
+  sum_square,
+  count_
 };
 
 struct ReduceDesc {

@@ -12,7 +12,11 @@ namespace kiln::kernels {
 
 enum class ResizeMode : int { nearest = 0, linear };
 enum class CoordMode : int {
-  half_pixel = 0, half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric,
+  half_pixel = 0,
+  half_pixel_symmetric,
+  pytorch_half_pixel,
+  align_corners,
+  asymmetric,
   tf_half_pixel_for_nn
 };
 enum class NearestMode : int { round_prefer_floor = 0, round_prefer_ceil, floor, ceil };

@@ -49,7 +49,8 @@ __global__ void softmax_rows(const T* x, T* y, std::int64_t rows, std::int64_t n
 
 /// inner > 1: one thread per (outer, inner) column, coalesced across inner.
 template <class T, bool Log>
-__global__ void softmax_columns(const T* x, T* y, std::int64_t outer, std::int64_t n, std::int64_t inner) {
+__global__ void softmax_columns(const T* x, T* y, std::int64_t outer, std::int64_t n,
+                                std::int64_t inner) {
   KILN_GRID_LOOP(c, outer * inner) {
     const std::int64_t o = c / inner, in = c - o * inner;
     const std::int64_t base = o * n * inner + in;
@@ -75,12 +76,16 @@ cudaError_t softmax(Elem elem, bool log, std::int64_t outer, std::int64_t n, std
     T* yt = static_cast<T*>(y);
     if (inner == 1) {
       const unsigned blocks = static_cast<unsigned>(outer < 65535 * 16 ? outer : 65535 * 16);
-      if (log) softmax_rows<T, true><<<blocks, kRowThreads, 0, stream>>>(xt, yt, outer, n);
-      else softmax_rows<T, false><<<blocks, kRowThreads, 0, stream>>>(xt, yt, outer, n);
+      if (log)
+        softmax_rows<T, true><<<blocks, kRowThreads, 0, stream>>>(xt, yt, outer, n);
+      else
+        softmax_rows<T, false><<<blocks, kRowThreads, 0, stream>>>(xt, yt, outer, n);
     } else {
       const unsigned blocks = detail::grid_for(outer * inner, 256);
-      if (log) softmax_columns<T, true><<<blocks, 256, 0, stream>>>(xt, yt, outer, n, inner);
-      else softmax_columns<T, false><<<blocks, 256, 0, stream>>>(xt, yt, outer, n, inner);
+      if (log)
+        softmax_columns<T, true><<<blocks, 256, 0, stream>>>(xt, yt, outer, n, inner);
+      else
+        softmax_columns<T, false><<<blocks, 256, 0, stream>>>(xt, yt, outer, n, inner);
     }
     return cudaGetLastError();
   });

@@ -39,8 +39,10 @@ void use_fast_blas_kernels(char** argv) {
                      : __builtin_cpu_supports("avx2")  ? "Haswell"
                                                        : nullptr;
   if (!type) return;
-  std::fprintf(stderr, "bench_reference: OpenBLAS chose '%s' kernels; running again with OPENBLAS_CORETYPE=%s\n",
-               core.c_str(), type);
+  std::fprintf(
+      stderr,
+      "bench_reference: OpenBLAS chose '%s' kernels; running again with OPENBLAS_CORETYPE=%s\n",
+      core.c_str(), type);
   setenv("OPENBLAS_CORETYPE", type, 1);
   execv("/proc/self/exe", argv);  // returns only on failure: go on with the slow kernels
 }
@@ -75,7 +77,8 @@ class ResNetBuilder {
   std::string conv_bn(const std::string& x, const std::string& name, i64 cin, i64 cout, i64 k,
                       i64 stride, i64 hw_out, bool relu) {
     const std::string w = name + ".weight";
-    g.weights[w] = random_tensor({cout, cin, k, k}, std::sqrt(2.0 / static_cast<double>(cin * k * k)));
+    g.weights[w] =
+        random_tensor({cout, cin, k, k}, std::sqrt(2.0 / static_cast<double>(cin * k * k)));
     Node c;
     c.op = "Conv";
     c.name = name;
@@ -89,9 +92,12 @@ class ResNetBuilder {
     const std::string bn = name + ".bn";
     for (const char* p : {"weight", "bias", "running_mean", "running_var"}) {
       const std::string key = bn + "." + p;
-      if (std::strcmp(p, "running_var") == 0) g.weights[key] = filled({cout}, 1.0f);
-      else if (std::strcmp(p, "weight") == 0) g.weights[key] = filled({cout}, 0.5f);
-      else g.weights[key] = random_tensor({cout}, 0.01);
+      if (std::strcmp(p, "running_var") == 0)
+        g.weights[key] = filled({cout}, 1.0f);
+      else if (std::strcmp(p, "weight") == 0)
+        g.weights[key] = filled({cout}, 0.5f);
+      else
+        g.weights[key] = random_tensor({cout}, 0.01);
     }
     Node b;
     b.op = "BatchNormalization";
@@ -212,7 +218,8 @@ int main(int argc, char** argv) {
   int runs = 3;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--runs" && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
+    if (a == "--runs" && i + 1 < argc)
+      runs = std::max(1, std::atoi(argv[++i]));
     else if (a == "--help" || a == "-h") {
       std::printf("usage: bench_reference [--runs N]\n");
       return 0;
@@ -224,14 +231,19 @@ int main(int argc, char** argv) {
   try {
     // A large convolution alone: [1,256,56,56] * [256,256,3,3], pads 1.
     {
-      const Tensor x = random_tensor({1, 256, 56, 56}, 1.0), w = random_tensor({256, 256, 3, 3}, 0.03);
+      const Tensor x = random_tensor({1, 256, 56, 56}, 1.0),
+                   w = random_tensor({256, 256, 3, 3}, 0.03);
       Node n;
       n.op = "Conv";
       n.name = "conv";
       n.inputs = {"x", "w"};
       n.outputs = {"y"};
       n.attrs["pads"] = std::vector<i64>{1, 1, 1, 1};
-      report("conv [1,256,56,56] * [256,256,3,3]:", best_of(runs, [&] { reference::run_node(n, {&x, &w}); }),
+      report("conv [1,256,56,56] * [256,256,3,3]:",
+             best_of(runs,
+                     [&] {
+                       reference::run_node(n, {&x, &w});
+                     }),
              2.0 * 256 * 256 * 9 * 56 * 56);
     }
     // A large matrix product alone: [1024,1024] x [1024,1024].
@@ -242,7 +254,11 @@ int main(int argc, char** argv) {
       n.name = "matmul";
       n.inputs = {"a", "b"};
       n.outputs = {"y"};
-      report("matmul [1024,1024] x [1024,1024]:", best_of(runs, [&] { reference::run_node(n, {&a, &b}); }),
+      report("matmul [1024,1024] x [1024,1024]:",
+             best_of(runs,
+                     [&] {
+                       reference::run_node(n, {&a, &b});
+                     }),
              2.0 * 1024 * 1024 * 1024);
     }
     ResNetBuilder rb;

@@ -1,7 +1,7 @@
 #include "cli_args.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/memory.hpp"
@@ -17,7 +17,8 @@ class HelpFormatter : public CLI::Formatter {
     label("Usage", "usage");
     column_width(26);
   }
-  std::string make_help(const CLI::App* app, std::string name, CLI::AppFormatMode mode) const override {
+  std::string make_help(const CLI::App* app, std::string name,
+                        CLI::AppFormatMode mode) const override {
     std::string out = make_usage(app, name) + "\n" + app->get_description();
     out += make_positionals(app) + make_groups(app, mode);
     if (!app->get_footer().empty()) out += "\n" + make_footer(app);
@@ -57,13 +58,15 @@ std::string Args::one_positional(const std::string& what) const {
 }
 
 Command::Command(const std::string& name, const std::string& description, const std::string& usage)
-    : name_(name), app_(std::make_unique<CLI::App>(description, "kiln " + (usage.empty() ? name : usage))) {
+    : name_(name),
+      app_(std::make_unique<CLI::App>(description, "kiln " + (usage.empty() ? name : usage))) {
   app_->formatter(std::make_shared<HelpFormatter>());
   app_->set_help_flag("-h,--help", "print this help");
   app_->allow_extras();  // reported by parse, naming the flag
   // Every command reads files whose numbers size what kiln allocates: one limit for them all.
-  app_->add_option("--max-memory", "the most host memory kiln's tensors may hold at once (512M, "
-                                   "4G, ...; default: 3/4 of physical memory)")
+  app_->add_option("--max-memory",
+                   "the most host memory kiln's tensors may hold at once (512M, "
+                   "4G, ...; default: 3/4 of physical memory)")
       ->type_name("BYTES");
 }
 
@@ -79,12 +82,14 @@ Command& Command::flag(const std::string& name, const std::string& help) {
   return *this;
 }
 
-Command& Command::option(const std::string& name, const std::string& value, const std::string& help) {
+Command& Command::option(const std::string& name, const std::string& value,
+                         const std::string& help) {
   app_->add_option(name, help)->type_name(value);
   return *this;
 }
 
-Command& Command::repeatable(const std::string& name, const std::string& value, const std::string& help) {
+Command& Command::repeatable(const std::string& name, const std::string& value,
+                             const std::string& help) {
   app_->add_option(name, help)
       ->type_name(value)
       ->expected(1)
@@ -93,7 +98,8 @@ Command& Command::repeatable(const std::string& name, const std::string& value, 
   return *this;
 }
 
-Command& Command::number(const std::string& name, const std::string& value, const std::string& help) {
+Command& Command::number(const std::string& name, const std::string& value,
+                         const std::string& help) {
   CLI::Validator is_number = CLI::Number;
   app_->add_option(name, help)->type_name(value)->check(is_number.description(""));
   return *this;
@@ -117,7 +123,8 @@ std::optional<Args> Command::parse(const std::vector<std::string>& argv) {
   }
   for (const auto& extra : app_->remaining())
     throw Error(fmt::format("kiln {}: unknown {} '{}' (see kiln {} --help)", name_,
-                            extra.size() > 1 && extra[0] == '-' ? "flag" : "argument", extra, name_));
+                            extra.size() > 1 && extra[0] == '-' ? "flag" : "argument", extra,
+                            name_));
   if (const CLI::Option* m = app_->get_option("--max-memory"); m->count() > 0)
     set_host_memory_limit(parse_bytes(m->results().front(), "--max-memory"));
   Args args;
@@ -125,7 +132,8 @@ std::optional<Args> Command::parse(const std::vector<std::string>& argv) {
   args.positional_ = positional_;
   for (const CLI::Option* o : app_->get_options()) {
     if (o->count() == 0 || o->get_positional()) continue;
-    const std::string flag = o->get_lnames().empty() ? "-" + o->get_snames().front() : "--" + o->get_lnames().front();
+    const std::string flag =
+        o->get_lnames().empty() ? "-" + o->get_snames().front() : "--" + o->get_lnames().front();
     if (o->get_expected_max() == 0) {
       args.values_.emplace(flag, "1");
     } else {

@@ -35,7 +35,8 @@ using Argv = std::vector<std::string>;
 std::map<std::string, std::vector<std::int64_t>> parse_shapes(const Args& args) {
   std::map<std::string, std::vector<std::int64_t>> shapes;
   for (const auto& spec : args.all("--shape"))
-    for (auto& [name, dims] : plan::parse_shape_list(spec, "--shape")) shapes[name] = std::move(dims);
+    for (auto& [name, dims] : plan::parse_shape_list(spec, "--shape"))
+      shapes[name] = std::move(dims);
   return shapes;
 }
 
@@ -51,7 +52,6 @@ Graph load(const std::string& path) { return load_onnx(path); }
 
 bool is_cuda_target(const plan::Target& t) { return t.name == "cuda" || t.name == "cuda-fp16"; }
 
-
 void write_dot(const std::string& dir, const std::string& stem, const std::string& dot) {
   std::filesystem::create_directories(dir);
   const auto path = (std::filesystem::path(dir) / (stem + ".dot")).string();
@@ -59,7 +59,8 @@ void write_dot(const std::string& dir, const std::string& stem, const std::strin
   std::string line = "graph: " + path;
   if (std::system("command -v dot >/dev/null 2>&1") == 0) {
     const auto svg = (std::filesystem::path(dir) / (stem + ".svg")).string();
-    if (std::system(fmt::format("dot -Tsvg '{}' -o '{}'", path, svg).c_str()) == 0) line += ", " + svg;
+    if (std::system(fmt::format("dot -Tsvg '{}' -o '{}'", path, svg).c_str()) == 0)
+      line += ", " + svg;
   } else {
     line += " (no `dot` installed: no SVG)";
   }
@@ -68,23 +69,26 @@ void write_dot(const std::string& dir, const std::string& stem, const std::strin
 
 }  // namespace
 
-plan::Plan specialize_for_run(const Args& args, const plan::Plan& dynamic, const std::string& path) {
+plan::Plan specialize_for_run(const Args& args, const plan::Plan& dynamic,
+                              const std::string& path) {
   // The exact shape: --shapes, else the input files' dims, else the opt dims of --profile (0).
   plan::ShapeMap shapes = shapes_option(args, dynamic.source->inputs);
   for (const auto& [name, t] : input_files(args))
     if (!shapes.count(name)) shapes[name] = t.dims();
   const double asked = args.number("--profile", 0);
-  if (asked < 0 || asked >= static_cast<double>(dynamic.profiles.size()) || asked != std::floor(asked))
-    throw Error(fmt::format("--profile {}: plan '{}' has profiles 0 to {}", args.get("--profile"), path,
-                            dynamic.profiles.size() - 1));
+  if (asked < 0 || asked >= static_cast<double>(dynamic.profiles.size()) ||
+      asked != std::floor(asked))
+    throw Error(fmt::format("--profile {}: plan '{}' has profiles 0 to {}", args.get("--profile"),
+                            path, dynamic.profiles.size() - 1));
   const auto profile = static_cast<std::size_t>(asked);
   for (const auto& [name, dims] : dynamic.profiles[profile].opt())
     if (!shapes.count(name)) shapes[name] = dims;
   build::Specializer sp(dynamic, &reference::constant_evaluator(), 1);
   const std::size_t use = args.has("--profile") ? profile : sp.profile_for(shapes);
   auto p = sp.plan_for(shapes, use);
-  fmt::print("specialized for {} (profile {}) in {:.1f} ms: {} steps, arena {} bytes\n", plan::format_shape_list(shapes),
-             use, sp.stats().build_ms, p->steps.size(), p->memory.arena_bytes);
+  fmt::print("specialized for {} (profile {}) in {:.1f} ms: {} steps, arena {} bytes\n",
+             plan::format_shape_list(shapes), use, sp.stats().build_ms, p->steps.size(),
+             p->memory.arena_bytes);
   return *p;
 }
 
@@ -100,17 +104,20 @@ Graph load_onnx(const std::string& path) {
 }
 
 void add_shape_option(Command& c) {
-  c.repeatable("--shape", "NAME=DxDx...", "concrete dims for input NAME (dynamic dims default to 1)");
+  c.repeatable("--shape", "NAME=DxDx...",
+               "concrete dims for input NAME (dynamic dims default to 1)");
 }
 
 void add_profile_options(Command& c) {
-  c.repeatable("--min-shapes", "LIST",
-               "a dynamic plan: the smallest dims of each input, NAME:DxDx... separated by commas (the "
-               "trtexec syntax); each --min/--opt/--max-shapes given again starts another profile")
+  c.repeatable(
+       "--min-shapes", "LIST",
+       "a dynamic plan: the smallest dims of each input, NAME:DxDx... separated by commas (the "
+       "trtexec syntax); each --min/--opt/--max-shapes given again starts another profile")
       .repeatable("--opt-shapes", "LIST", "the dims tactics are tuned for first (default: max)")
       .repeatable("--max-shapes", "LIST", "the largest dims of each input")
       .number("--buckets-between", "N",
-              "shapes between min and max, besides opt, min and max, that tactics are timed for (default 1)");
+              "shapes between min and max, besides opt, min and max, that tactics are timed for "
+              "(default 1)");
 }
 
 std::vector<plan::Profile> profiles_from(const Args& args, const Graph& g) {
@@ -124,10 +131,13 @@ std::vector<plan::Profile> profiles_from(const Args& args, const Graph& g) {
       {"--min-shapes", &mins}, {"--opt-shapes", &opts}, {"--max-shapes", &maxs}};
   for (const auto& [flag, v] : given)
     if (!v->empty() && v->size() != n)
-      throw Error(fmt::format("{} is given {} times, another of --min/--opt/--max-shapes {} times: give each "
-                              "once per profile (or leave --min/--opt-shapes out)",
-                              flag, v->size(), n));
-  if (maxs.empty()) throw Error("a dynamic plan needs --max-shapes (and --min-shapes; --opt-shapes defaults to max)");
+      throw Error(fmt::format(
+          "{} is given {} times, another of --min/--opt/--max-shapes {} times: give each "
+          "once per profile (or leave --min/--opt-shapes out)",
+          flag, v->size(), n));
+  if (maxs.empty())
+    throw Error(
+        "a dynamic plan needs --max-shapes (and --min-shapes; --opt-shapes defaults to max)");
   for (std::size_t i = 0; i < n; ++i) {
     const auto list = [&](const std::vector<std::string>& v, const char* flag) {
       return v.empty() ? plan::ShapeMap{} : plan::parse_shape_list(v[i], flag);
@@ -147,8 +157,8 @@ const plan::Target& target_from(const Args& args, const std::string& fallback) {
   if (args.has("--fp16") || args.has("--gpu")) {
     const std::string want = args.has("--fp16") ? "cuda-fp16" : "cuda";
     if (args.has("--target") && args.get("--target") != want)
-      throw Error(fmt::format("--target {} disagrees with {} (which builds for {})", args.get("--target"),
-                              args.has("--fp16") ? "--fp16" : "--gpu", want));
+      throw Error(fmt::format("--target {} disagrees with {} (which builds for {})",
+                              args.get("--target"), args.has("--fp16") ? "--fp16" : "--gpu", want));
     name = want;
   }
   return plan::target_by_name(name);
@@ -163,22 +173,25 @@ build::BuildOptions build_options(const Args& args, const Graph& g, std::int64_t
     if (!known) {
       std::vector<std::string> names;
       for (const auto& vi : g.inputs) names.push_back(vi.name);
-      throw Error(fmt::format("--shape {}: the model has no input '{}' (its inputs: {})", name, name,
-                              fmt::join(names, ", ")));
+      throw Error(fmt::format("--shape {}: the model has no input '{}' (its inputs: {})", name,
+                              name, fmt::join(names, ", ")));
     }
   }
   for (const auto& [name, dims] : shapes_option(args, g.inputs))
     if (!o.input_dims.count(name)) o.input_dims[name] = dims;
   for (const auto& vi : g.inputs) {
-    if (!o.input_dims.count(vi.name) && given.count(vi.name)) o.input_dims[vi.name] = given.at(vi.name).dims();
+    if (!o.input_dims.count(vi.name) && given.count(vi.name))
+      o.input_dims[vi.name] = given.at(vi.name).dims();
     if (batch <= 0) continue;
     std::vector<std::int64_t> dims;
     if (o.input_dims.count(vi.name)) {
       dims = o.input_dims[vi.name];
     } else {
-      for (const auto& d : vi.type.shape) dims.push_back(d.is_fixed() ? d.value() : o.dynamic_default);
+      for (const auto& d : vi.type.shape)
+        dims.push_back(d.is_fixed() ? d.value() : o.dynamic_default);
     }
-    if (dims.empty()) throw Error(fmt::format("batch {}: input '{}' is a scalar (no dim 0)", batch, vi.name));
+    if (dims.empty())
+      throw Error(fmt::format("batch {}: input '{}' is a scalar (no dim 0)", batch, vi.name));
     dims[0] = batch;
     o.input_dims[vi.name] = dims;
   }
@@ -189,20 +202,24 @@ build::BuildOptions build_options(const Args& args, const Graph& g, std::int64_t
 /// profile specialized once (with `print`, a table of steps, arena and host time), and on a GPU
 /// the tactics of each bucket timed and recorded.
 static plan::Plan build_dynamic(const Args& args, Graph g, const build::BuildOptions& o,
-                         const std::vector<plan::Profile>& profiles, bool gpu_target, bool print,
-                         build::BuildReport& report) {
+                                const std::vector<plan::Profile>& profiles, bool gpu_target,
+                                bool print, build::BuildReport& report) {
   const int between = static_cast<int>(args.number("--buckets-between", 1));
   if (between < 0 || between > 16)
-    throw Error(fmt::format("kiln build: --buckets-between expects 0 to 16, got '{}'", args.get("--buckets-between")));
+    throw Error(fmt::format("kiln build: --buckets-between expects 0 to 16, got '{}'",
+                            args.get("--buckets-between")));
   std::vector<build::BucketPlan> buckets;
   plan::Plan p = build::build_dynamic_plan(g, o, profiles, between, &buckets, &report);
   if (print) {
     fmt::print("{}", report.summary());
-    for (std::size_t i = 0; i < profiles.size(); ++i) fmt::print("profile {}:\n{}", i, profiles[i].describe());
-    fmt::print("{:<8} {:<40} {:>6} {:>12} {:>10}\n", "profile", "bucket shape", "steps", "arena bytes", "build ms");
+    for (std::size_t i = 0; i < profiles.size(); ++i)
+      fmt::print("profile {}:\n{}", i, profiles[i].describe());
+    fmt::print("{:<8} {:<40} {:>6} {:>12} {:>10}\n", "profile", "bucket shape", "steps",
+               "arena bytes", "build ms");
     for (const auto& b : buckets)
-      fmt::print("{:<8} {:<40} {:>6} {:>12} {:>10.1f}\n", b.profile, plan::format_shape_list(b.shape),
-                 b.plan.steps.size(), b.plan.memory.arena_bytes, b.build_ms);
+      fmt::print("{:<8} {:<40} {:>6} {:>12} {:>10.1f}\n", b.profile,
+                 plan::format_shape_list(b.shape), b.plan.steps.size(), b.plan.memory.arena_bytes,
+                 b.build_ms);
   }
   if (gpu_target) {
     for (auto& b : buckets) {
@@ -234,7 +251,9 @@ plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport
   const bool gpu_target = is_cuda_target(*o.target);
   if (!gpu_target)
     for (const char* f : {"--workspace", "--timing-cache"})
-      if (args.has(f)) throw Error(fmt::format("kiln build: {} applies to GPU builds only (add --gpu or --fp16)", f));
+      if (args.has(f))
+        throw Error(
+            fmt::format("kiln build: {} applies to GPU builds only (add --gpu or --fp16)", f));
   if (args.has("--check")) {
     o.after_pass = [](const std::string& pass, const Graph& before, const Graph& after) {
       std::mt19937_64 rng(1);
@@ -245,21 +264,25 @@ plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport
       double worst = 0;
       for (const auto& [name, t] : a)
         for (std::int64_t i = 0; i < t.numel(); ++i)
-          worst = std::max(worst, std::abs(t.get(i) - b.at(name).get(i)) / (1.0 + std::abs(t.get(i))));
-      fmt::print("check {}: max relative difference {:.3g}{}\n", pass, worst, worst > 1e-4 ? "  FAIL" : "");
+          worst =
+              std::max(worst, std::abs(t.get(i) - b.at(name).get(i)) / (1.0 + std::abs(t.get(i))));
+      fmt::print("check {}: max relative difference {:.3g}{}\n", pass, worst,
+                 worst > 1e-4 ? "  FAIL" : "");
       if (worst > 1e-4) throw Error("pass '" + pass + "' changed the outputs");
     };
   }
-  if (args.has("--int8") || args.has("--calib-data") || args.has("--calib-cache")) g = int8_graph(args, g);
+  if (args.has("--int8") || args.has("--calib-data") || args.has("--calib-cache"))
+    g = int8_graph(args, g);
   const auto profiles = profiles_from(args, g);
   build::BuildReport local;
   build::BuildReport& report = report_out ? *report_out : local;
   if (!profiles.empty()) {
     for (const char* f : {"--shape", "--max-batch"})
       if (args.has(f))
-        throw Error(fmt::format("kiln build: {} fixes input dims; a dynamic plan takes them from --min-shapes, "
-                                "--opt-shapes and --max-shapes",
-                                f));
+        throw Error(fmt::format(
+            "kiln build: {} fixes input dims; a dynamic plan takes them from --min-shapes, "
+            "--opt-shapes and --max-shapes",
+            f));
     return build_dynamic(args, std::move(g), o, profiles, gpu_target, print, report);
   }
   plan::Plan p = build::build_plan(std::move(g), o, &report);
@@ -277,28 +300,36 @@ plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport
 }
 
 int cmd_build(const Argv& argv) {
-  Command c("build",
-            "Builds a plan: constant folding, dead-layer elimination, BatchNorm/Scale folding, fusions\n"
-            "(conv+bias+activation, conv+residual add, pointwise chains, horizontal convolutions; the\n"
-            "LayerNorm, GELU and attention patterns into their ops; MatMul+bias+activation), views,\n"
-            "in-place concats, layout choice, and liveness-based memory planning. Prints the layer counts and\n"
-            "the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`, or on the GPU\n"
-            "with `kiln run --plan FILE --gpu` and `kiln bench FILE`).\n"
-            "Or: kiln build --example NAME [--weights FILE.wts] [same options]\n");
+  Command c(
+      "build",
+      "Builds a plan: constant folding, dead-layer elimination, BatchNorm/Scale folding, fusions\n"
+      "(conv+bias+activation, conv+residual add, pointwise chains, horizontal convolutions; the\n"
+      "LayerNorm, GELU and attention patterns into their ops; MatMul+bias+activation), views,\n"
+      "in-place concats, layout choice, and liveness-based memory planning. Prints the layer "
+      "counts and\n"
+      "the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`, or on the "
+      "GPU\n"
+      "with `kiln run --plan FILE --gpu` and `kiln bench FILE`).\n"
+      "Or: kiln build --example NAME [--weights FILE.wts] [same options]\n");
   c.positionals("MODEL.onnx", "the ONNX model (none with --example)")
       .option("--save", "FILE", "write the plan file");
   add_build_options(c);
-  c.option("--example", "NAME",
-           "build an example network of examples/ (lenet, resnet50, resnet101, resnet152, googlenet, "
-           "vgg19, mobilenet_v2, charrnn) instead of a model")
+  c.option(
+       "--example", "NAME",
+       "build an example network of examples/ (lenet, resnet50, resnet101, resnet152, googlenet, "
+       "vgg19, mobilenet_v2, charrnn) instead of a model")
       .option("--weights", "FILE.wts", "the example's weights (random, seed 42, when not given)")
       .flag("--check", "run every pass's result on the CPU reference against the previous one");
   add_engine_options(c);
-  c.footer("For a GPU target, when a GPU is present, the engine is made as well: the tactics of every\n"
-           "convolution and matrix product are timed (progress on stderr when it is a terminal) and the\n"
-           "steps, tactics and device memory are printed. The plan file holds no tactics; they live in the\n"
-           "timing cache (--workspace, --timing-cache). Without a GPU the plan is still built and written;\n"
-           "the tactics are not timed.\n");
+  c.footer(
+      "For a GPU target, when a GPU is present, the engine is made as well: the tactics of every\n"
+      "convolution and matrix product are timed (progress on stderr when it is a terminal) and "
+      "the\n"
+      "steps, tactics and device memory are printed. The plan file holds no tactics; they live in "
+      "the\n"
+      "timing cache (--workspace, --timing-cache). Without a GPU the plan is still built and "
+      "written;\n"
+      "the tactics are not timed.\n");
   const auto parsed = c.parse(argv);
   if (!parsed) return 0;
   const Args& args = *parsed;
@@ -311,22 +342,26 @@ int cmd_build(const Argv& argv) {
   Graph g;
   if (args.has("--example")) {
     if (!args.positional().empty())
-      throw Error(fmt::format("kiln build: --example {} takes no model file (got '{}')", args.get("--example"),
-                              args.positional()[0]));
+      throw Error(fmt::format("kiln build: --example {} takes no model file (got '{}')",
+                              args.get("--example"), args.positional()[0]));
     g = example_graph(args.get("--example"), args.get("--weights"));
   } else {
-    if (args.has("--weights")) throw Error("kiln build: --weights goes with --example NAME (an ONNX model holds its weights)");
+    if (args.has("--weights"))
+      throw Error(
+          "kiln build: --weights goes with --example NAME (an ONNX model holds its weights)");
     g = load(args.one_positional("model file"));
   }
   const plan::Plan p = build_graph(args, std::move(g), true);
   if (args.has("--save")) {
     plan::save_plan(p, args.get("--save"));
     if (p.is_dynamic())
-      fmt::print("dynamic plan written to {} (target {}, {} profile{}, {} steps at opt{})\n", args.get("--save"),
-                 p.target, p.profiles.size(), p.profiles.size() == 1 ? "" : "s", p.steps.size(),
+      fmt::print("dynamic plan written to {} (target {}, {} profile{}, {} steps at opt{})\n",
+                 args.get("--save"), p.target, p.profiles.size(), p.profiles.size() == 1 ? "" : "s",
+                 p.steps.size(),
                  p.tactics.empty() ? "" : fmt::format(", {} tactics", p.tactics.size()));
     else
-      fmt::print("plan written to {} (target {}, {} steps{})\n", args.get("--save"), p.target, p.steps.size(),
+      fmt::print("plan written to {} (target {}, {} steps{})\n", args.get("--save"), p.target,
+                 p.steps.size(),
                  p.tactics.empty() ? "" : fmt::format(", {} tactics", p.tactics.size()));
   }
   return 0;
@@ -340,11 +375,14 @@ std::string inspect_text(Graph g, const build::BuildOptions& opts, build::BuildR
 }
 
 int cmd_inspect(const Argv& argv) {
-  Command c("inspect",
-            "For an ONNX model: builds it and prints \"layers before fusion: N\" and \"layers after fusion: M\"\n"
-            "(a layer is a compute node after import and constant folding; Constant, ConstantOfShape,\n"
-            "Identity and Dropout are not layers), each fused step with what it absorbed, the plan's steps and\n"
-            "memory plan. For a plan file: prints the plan.\n");
+  Command c(
+      "inspect",
+      "For an ONNX model: builds it and prints \"layers before fusion: N\" and \"layers after "
+      "fusion: M\"\n"
+      "(a layer is a compute node after import and constant folding; Constant, ConstantOfShape,\n"
+      "Identity and Dropout are not layers), each fused step with what it absorbed, the plan's "
+      "steps and\n"
+      "memory plan. For a plan file: prints the plan.\n");
   c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file")
       .option("--target", "NAME", "cpu-reference (default), plain (no fusion), cuda or cuda-fp16");
   add_shape_option(c);
@@ -374,11 +412,13 @@ int cmd_inspect(const Argv& argv) {
 }
 
 int cmd_run_plan(const Argv& argv) {
-  Command c("run",
-            "Runs a plan file on the CPU reference, every activation in one arena at its planned offset.\n"
-            "Inputs not given with --input are random. Prints each output's shape, a checksum (sum of\n"
-            "values) and its first values.\n",
-            "run --plan");
+  Command c(
+      "run",
+      "Runs a plan file on the CPU reference, every activation in one arena at its planned "
+      "offset.\n"
+      "Inputs not given with --input are random. Prints each output's shape, a checksum (sum of\n"
+      "values) and its first values.\n",
+      "run --plan");
   c.option("--plan", "FILE", "the plan file")
       .option("--weights", "FILE.wts|MODEL.onnx",
               "run the plan only if it was built from exactly these weights (the hash it records); "
@@ -398,9 +438,11 @@ int cmd_run_plan(const Argv& argv) {
                               : weights_hash(load_wts(w));
   }
   plan::Plan p = plan::load_plan(args.get("--plan"), expect);
-  if (p.is_dynamic()) p = specialize_for_run(args, p, args.get("--plan"));
+  if (p.is_dynamic())
+    p = specialize_for_run(args, p, args.get("--plan"));
   else if (args.has("--profile"))
-    throw Error(fmt::format("--profile: plan '{}' is static (built without profiles)", args.get("--plan")));
+    throw Error(
+        fmt::format("--profile: plan '{}' is static (built without profiles)", args.get("--plan")));
   std::vector<std::string> names;
   for (const auto& o : p.outputs) names.push_back(o.name);
   reference::PlanExecutor exec(p);

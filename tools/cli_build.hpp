@@ -40,7 +40,8 @@ void add_build_options(Command& c);
 plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport* report = nullptr);
 /// What `kiln inspect` prints for a model: the build report (layers before and after fusion, each
 /// fused step with what it absorbed), the target, and the plan's steps and memory plan.
-std::string inspect_text(Graph g, const build::BuildOptions& opts, build::BuildReport* report = nullptr);
+std::string inspect_text(Graph g, const build::BuildOptions& opts,
+                         build::BuildReport* report = nullptr);
 
 /// Declares --shape NAME=DxDx... (repeatable), which build_options reads.
 void add_shape_option(Command& c);

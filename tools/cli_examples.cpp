@@ -59,8 +59,9 @@ Graph example_graph(const std::string& name, const std::string& wts_path) {
     }
     // LeNet binds TensorRT's sample names (conv1filter, ...) through a rename map.
     const bool trt_lenet = name == "lenet" && weights.contains("conv1filter");
-    const dsl::Network net = trt_lenet ? examples::lenet(dsl::Weights(weights, examples::trt_names()))
-                                       : e.build(dsl::Weights(weights));
+    const dsl::Network net = trt_lenet
+                                 ? examples::lenet(dsl::Weights(weights, examples::trt_names()))
+                                 : e.build(dsl::Weights(weights));
     for (const auto& w : net.weight_warnings()) fmt::print("warning: {}\n", w);
     return net.graph();
   }

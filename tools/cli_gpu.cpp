@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -42,16 +42,20 @@ bool no_gpu(const std::string& command) {
   return true;
 }
 
-std::string mib(std::size_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20)); }
+std::string mib(std::size_t bytes) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20));
+}
 
-double milliseconds(clock_type::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double milliseconds(clock_type::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
 std::int64_t positive_int(const Args& args, const std::string& command, const std::string& flag,
                           std::int64_t fallback, std::int64_t least) {
   const double v = args.number(flag, static_cast<double>(fallback));
   if (v < static_cast<double>(least) || v != std::floor(v) || v > 1e12)
-    throw Error(fmt::format("kiln {}: {} expects a whole number >= {}, got '{}'", command, flag, least,
-                            args.get(flag)));
+    throw Error(fmt::format("kiln {}: {} expects a whole number >= {}, got '{}'", command, flag,
+                            least, args.get(flag)));
   return static_cast<std::int64_t>(v);
 }
 
@@ -59,7 +63,8 @@ std::int64_t positive_int(const Args& args, const std::string& command, const st
 void add_gpu_model_options(Command& c) {
   c.flag("--gpu", "run on the GPU (FP32 unless the plan is FP16)")
       .flag("--fp16", "build an ONNX model for cuda-fp16 (implies --gpu)")
-      .number("--batch", "N", "dim 0 of every input of an ONNX model; a plan's batch, at most its own");
+      .number("--batch", "N",
+              "dim 0 of every input of an ONNX model; a plan's batch, at most its own");
   add_shape_option(c);
 }
 
@@ -67,20 +72,25 @@ void add_gpu_model_options(Command& c) {
 /// cuda (cuda-fp16 with --fp16) with dim 0 of every input = `batch` (when > 0) and the dims of
 /// the input files; a plan file must have been built for a CUDA target. `graph` receives the
 /// imported graph of an ONNX model (for --compare-reference).
-plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batch, Graph* graph = nullptr,
-                    bool* fixed_shapes = nullptr) {
+plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batch,
+                    Graph* graph = nullptr, bool* fixed_shapes = nullptr) {
   if (fixed_shapes) *fixed_shapes = false;
   if (is_plan_file(path)) {
     plan::Plan p = plan::load_plan(path);
     if (p.target != "cuda" && p.target != "cuda-fp16")
-      throw Error(fmt::format("plan '{}' was built for target '{}', not for the GPU (build it with "
-                              "`kiln build MODEL --gpu` or `--fp16`)", path, p.target));
+      throw Error(
+          fmt::format("plan '{}' was built for target '{}', not for the GPU (build it with "
+                      "`kiln build MODEL --gpu` or `--fp16`)",
+                      path, p.target));
     if (args.has("--fp16") && p.target != "cuda-fp16")
-      throw Error(fmt::format("--fp16: plan '{}' was built for target 'cuda' (FP32); the plan decides the "
-                              "precision (build it again with --fp16)", path));
+      throw Error(
+          fmt::format("--fp16: plan '{}' was built for target 'cuda' (FP32); the plan decides the "
+                      "precision (build it again with --fp16)",
+                      path));
     if (args.has("--shape"))
-      throw Error(fmt::format("--shape: plan '{}' has its shapes fixed when it was built{}", path,
-                              p.is_dynamic() ? " (it is dynamic: give --shapes NAME:DxD,...)" : ""));
+      throw Error(
+          fmt::format("--shape: plan '{}' has its shapes fixed when it was built{}", path,
+                      p.is_dynamic() ? " (it is dynamic: give --shapes NAME:DxD,...)" : ""));
     if (!p.is_dynamic()) {
       shapes_option(args, p.inputs);  // a static plan takes only its own dims
       if (args.has("--profile"))
@@ -88,13 +98,15 @@ plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batc
       return p;
     }
     if (batch > 0)
-      throw Error(fmt::format("--batch: plan '{}' is dynamic; give every input's dims with --shapes", path));
+      throw Error(fmt::format(
+          "--batch: plan '{}' is dynamic; give every input's dims with --shapes", path));
     return specialize_for_run(args, p, path);
   }
   if (args.has("--profile"))
-    throw Error(fmt::format("--profile selects a profile of a dynamic plan; '{}' is an ONNX model (build a dynamic "
-                            "plan with --min-shapes/--max-shapes, or give --shapes)",
-                            path));
+    throw Error(fmt::format(
+        "--profile selects a profile of a dynamic plan; '{}' is an ONNX model (build a dynamic "
+        "plan with --min-shapes/--max-shapes, or give --shapes)",
+        path));
   Graph g = load_onnx(path);
   if (graph) *graph = g;
   // A model whose inputs are all fixed (an export at one batch size) keeps its shapes: --batch
@@ -159,20 +171,23 @@ class IoBuffers {
     for (auto& b : inputs) {
       const Tensor& t = tensors.at(b.info.name);
       if (t.nbytes() != b.bytes || t.dtype() != b.info.type.dtype)
-        throw Error(fmt::format("input '{}': {} given, the engine takes {}{}", b.info.name, t.type_string(),
-                                dtype_name(b.info.type.dtype), b.info.type.shape.to_string()));
+        throw Error(fmt::format("input '{}': {} given, the engine takes {}{}", b.info.name,
+                                t.type_string(), dtype_name(b.info.type.dtype),
+                                b.info.type.shape.to_string()));
       if (b.bytes) std::memcpy(b.host, t.raw(), b.bytes);
     }
   }
   /// Copies every input host -> device on `s` (not waiting).
   void upload(cudaStream_t s) {
     for (auto& b : inputs)
-      if (b.bytes) KILN_CHECK(cudaMemcpyAsync(b.device, b.host, b.bytes, cudaMemcpyHostToDevice, s));
+      if (b.bytes)
+        KILN_CHECK(cudaMemcpyAsync(b.device, b.host, b.bytes, cudaMemcpyHostToDevice, s));
   }
   /// Copies every output device -> host on `s` (not waiting).
   void download(cudaStream_t s) {
     for (auto& b : outputs)
-      if (b.bytes) KILN_CHECK(cudaMemcpyAsync(b.host, b.device, b.bytes, cudaMemcpyDeviceToHost, s));
+      if (b.bytes)
+        KILN_CHECK(cudaMemcpyAsync(b.host, b.device, b.bytes, cudaMemcpyDeviceToHost, s));
   }
   /// The outputs in the pinned buffers as host tensors (after download() and a wait).
   reference::TensorMap output_tensors() const {
@@ -247,8 +262,9 @@ std::size_t free_device_memory() {
 
 std::string device_name(int index) {
   for (const auto& d : runtime::devices())
-    if (d.index == index) return fmt::format("{} (sm_{}{}, {} GiB)", d.name, d.sm_major, d.sm_minor,
-                                             d.memory_bytes >> 30);
+    if (d.index == index)
+      return fmt::format("{} (sm_{}{}, {} GiB)", d.name, d.sm_major, d.sm_minor,
+                         d.memory_bytes >> 30);
   return fmt::format("device {}", index);
 }
 
@@ -292,7 +308,8 @@ struct GpuSession {
 
   GpuSession(const Args& args, const std::string& command) {
     model = args.one_positional("model or plan file");
-    const std::int64_t asked = args.has("--batch") ? positive_int(args, command, "--batch", 1, 1) : 0;
+    const std::int64_t asked =
+        args.has("--batch") ? positive_int(args, command, "--batch", 1, 1) : 0;
     bool fixed_model = false;
     plan = gpu_plan(args, model, asked, nullptr, &fixed_model);
     free_before = free_device_memory();
@@ -303,8 +320,9 @@ struct GpuSession {
     const std::int64_t run = fixed_model ? engine->max_batch() : batch;
     if (run != engine->max_batch()) {
       if (run > engine->max_batch())
-        throw Error(fmt::format("--batch {}: plan '{}' was built for at most {} (build it with --max-batch {})",
-                                run, model, engine->max_batch(), run));
+        throw Error(fmt::format(
+            "--batch {}: plan '{}' was built for at most {} (build it with --max-batch {})", run,
+            model, engine->max_batch(), run));
       ctx->set_batch(run);
     }
     io = std::make_unique<IoBuffers>(*engine, run);
@@ -349,7 +367,8 @@ runtime::EngineOptions engine_options(const Args& args) {
   runtime::EngineOptions o;
   if (args.has("--workspace")) {
     const double w = args.number("--workspace", 0);
-    if (!(w >= 0) || w > 1e7) throw Error(fmt::format("--workspace expects MiB (>= 0), got '{}'", args.get("--workspace")));
+    if (!(w >= 0) || w > 1e7)
+      throw Error(fmt::format("--workspace expects MiB (>= 0), got '{}'", args.get("--workspace")));
     o.workspace_limit = static_cast<std::size_t>(w * (1 << 20));
   }
   o.timing_cache = args.get("--timing-cache");
@@ -366,7 +385,6 @@ runtime::EngineOptions engine_options(const Args& args) {
   return o;
 }
 
-
 // ---- build ---------------------------------------------------------------------------------
 
 void add_engine_options(Command& c) {
@@ -374,12 +392,12 @@ void add_engine_options(Command& c) {
       .option("--timing-cache", "FILE", "read timed tactics from FILE and write them back");
 }
 
-
 void build_engine_report(plan::Plan& p, const Args& args) {
   if (runtime::device_count() == 0) {
-    fmt::print("no GPU ({}): the plan for {} is built{}; tactics were not timed (they are timed when an "
-               "engine is made from the plan on a GPU)\n",
-               runtime::no_device_reason(), p.target, args.has("--save") ? " (and written)" : "");
+    fmt::print(
+        "no GPU ({}): the plan for {} is built{}; tactics were not timed (they are timed when an "
+        "engine is made from the plan on a GPU)\n",
+        runtime::no_device_reason(), p.target, args.has("--save") ? " (and written)" : "");
     return;
   }
   const auto t0 = clock_type::now();
@@ -387,9 +405,9 @@ void build_engine_report(plan::Plan& p, const Args& args) {
   const double ms = milliseconds(clock_type::now() - t0);
   fmt::print("{}", engine.describe());
   fmt::print("engine on {}: {}, max batch {}, made in {:.0f} ms (tactics timed{})\n",
-             device_name(engine.device()), engine.precision() == runtime::Precision::f16 ? "FP16" : "FP32",
-             engine.max_batch(), ms,
-             args.has("--timing-cache") ? ", timing cache " + args.get("--timing-cache") : "");
+             device_name(engine.device()),
+             engine.precision() == runtime::Precision::f16 ? "FP16" : "FP32", engine.max_batch(),
+             ms, args.has("--timing-cache") ? ", timing cache " + args.get("--timing-cache") : "");
   fmt::print("device memory: weights {}, arena {}, workspace {}\n", mib(engine.weight_bytes()),
              mib(engine.arena_bytes()), mib(engine.workspace_bytes()));
   p.tactics = engine.tactics();
@@ -405,8 +423,8 @@ struct SweepRow {
 };
 
 /// kiln bench at the shapes `args` gives: prints the full report; fills `row` when given.
-void bench_run(const Args& args, std::int64_t warmup, std::int64_t iterations, double duration_s, SweepRow* row) {
-
+void bench_run(const Args& args, std::int64_t warmup, std::int64_t iterations, double duration_s,
+               SweepRow* row) {
   GpuSession s(args, "bench");
   const bool graph = args.has("--cuda-graph");
   s.ctx->set_cuda_graph(graph);
@@ -469,20 +487,24 @@ void bench_run(const Args& args, std::int64_t warmup, std::int64_t iterations, d
   const std::size_t workspace = s.engine->workspace_bytes(s.batch);
 
   fmt::print("=== kiln bench: {} ===\n", s.model);
-  fmt::print("target {}, batch {}, CUDA graph {}, device {}\n", s.plan.target, s.batch, graph ? "on" : "off", device);
+  fmt::print("target {}, batch {}, CUDA graph {}, device {}\n", s.plan.target, s.batch,
+             graph ? "on" : "off", device);
   fmt::print("{} iterations in {:.3f} s after {} warmup\n", latency.size(), total_s, warmup);
   fmt::print("throughput: {:.2f} inferences/s\n", throughput);
-  fmt::print("latency (enqueue + synchronize): min = {:.4f} ms, mean = {:.4f} ms, median = {:.4f} ms, "
-             "p90 = {:.4f} ms, p95 = {:.4f} ms, p99 = {:.4f} ms, max = {:.4f} ms\n",
-             lat.min, lat.mean, lat.median, lat.p90, lat.p95, lat.p99, lat.max);
-  fmt::print("enqueue time (host): min = {:.4f} ms, mean = {:.4f} ms, median = {:.4f} ms\n", enq.min, enq.mean,
-             enq.median);
-  fmt::print("GPU compute time: min = {:.4f} ms, mean = {:.4f} ms, median = {:.4f} ms, p99 = {:.4f} ms\n", g.min,
-             g.mean, g.median, g.p99);
+  fmt::print(
+      "latency (enqueue + synchronize): min = {:.4f} ms, mean = {:.4f} ms, median = {:.4f} ms, "
+      "p90 = {:.4f} ms, p95 = {:.4f} ms, p99 = {:.4f} ms, max = {:.4f} ms\n",
+      lat.min, lat.mean, lat.median, lat.p90, lat.p95, lat.p99, lat.max);
+  fmt::print("enqueue time (host): min = {:.4f} ms, mean = {:.4f} ms, median = {:.4f} ms\n",
+             enq.min, enq.mean, enq.median);
+  fmt::print(
+      "GPU compute time: min = {:.4f} ms, mean = {:.4f} ms, median = {:.4f} ms, p99 = {:.4f} ms\n",
+      g.min, g.mean, g.median, g.p99);
   fmt::print("H2D (all inputs, {}): mean = {:.4f} ms; D2H (all outputs, {}): mean = {:.4f} ms\n",
              mib(s.io->input_bytes()), h2d, mib(s.io->output_bytes()), d2h);
-  fmt::print("device memory: weights {}, arena {}, workspace {}, peak {}\n", mib(s.engine->weight_bytes()),
-             mib(s.engine->arena_bytes()), mib(workspace), mib(peak));
+  fmt::print("device memory: weights {}, arena {}, workspace {}, peak {}\n",
+             mib(s.engine->weight_bytes()), mib(s.engine->arena_bytes()), mib(workspace),
+             mib(peak));
   fmt::print("versions: kiln {}; {}\n", plan::library_version(), libraries);
 
   if (args.has("--output-dir")) {
@@ -503,7 +525,11 @@ void bench_run(const Args& args, std::int64_t warmup, std::int64_t iterations, d
         {"cuda_graph", graph},
         {"iterations", latency.size()},
         {"latency_ms",
-         {{"min", lat.min}, {"mean", lat.mean}, {"median", lat.median}, {"p90", lat.p90}, {"p95", lat.p95},
+         {{"min", lat.min},
+          {"mean", lat.mean},
+          {"median", lat.median},
+          {"p90", lat.p90},
+          {"p95", lat.p95},
           {"p99", lat.p99}}},
         {"throughput_per_s", throughput},
         {"enqueue_ms", enq.mean},
@@ -511,11 +537,14 @@ void bench_run(const Args& args, std::int64_t warmup, std::int64_t iterations, d
         {"d2h_ms", d2h},
         {"gpu_ms", g.mean},
         {"memory_bytes",
-         {{"weights", s.engine->weight_bytes()}, {"arena", s.engine->arena_bytes()}, {"workspace", workspace},
+         {{"weights", s.engine->weight_bytes()},
+          {"arena", s.engine->arena_bytes()},
+          {"workspace", workspace},
           {"peak", peak}}},
         {"device", device},
         {"versions", {{"kiln", plan::library_version()}, {"libraries", libraries}}}};
-    const std::string json = j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+    const std::string json =
+        j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
     write_text_file(args.get("--json"), json, "kiln bench --json");
     fmt::print("results written to {}\n", args.get("--json"));
   }
@@ -529,11 +558,14 @@ void bench_run(const Args& args, std::int64_t warmup, std::int64_t iterations, d
 }
 
 int cmd_bench(const Argv& argv) {
-  Command c("bench",
-            "Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16, cuda-fp16,\n"
-            "with dim 0 of every input = --batch; a plan file (kiln build --gpu|--fp16 --save) runs as built\n"
-            "(--batch may lower its batch where the engine allows). The engine times its tactics first.\n"
-            "Inputs are random (seeded by --seed) unless given with --input, and are uploaded once.\n");
+  Command c(
+      "bench",
+      "Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16, "
+      "cuda-fp16,\n"
+      "with dim 0 of every input = --batch; a plan file (kiln build --gpu|--fp16 --save) runs as "
+      "built\n"
+      "(--batch may lower its batch where the engine allows). The engine times its tactics first.\n"
+      "Inputs are random (seeded by --seed) unless given with --input, and are uploaded once.\n");
   c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file");
   add_gpu_model_options(c);
   c.number("--warmup", "N", "untimed runs first (default 20)")
@@ -545,21 +577,29 @@ int cmd_bench(const Argv& argv) {
   c.option("--output-dir", "DIR", "write each output as DIR/NAME.npy (float32)")
       .option("--json", "FILE", "write the results as JSON")
       .option("--sweep", "LIST;LIST;...",
-              "bench each shape in turn (--shapes lists separated by ';'; a dynamic plan or model) and end with "
+              "bench each shape in turn (--shapes lists separated by ';'; a dynamic plan or model) "
+              "and end with "
               "a table, one row per shape");
-  c.footer("Reports: throughput (inferences/s = batch * 1000 / mean latency), latency (host time of enqueue\n"
-           "+ stream synchronize) min, mean, median, p90, p95, p99; the host time of enqueue alone; GPU time\n"
-           "(events around the enqueue); host-to-device time of all inputs and device-to-host time of all\n"
-           "outputs (pinned memory, mean of 10 copies); device memory (weights, arena, workspace, and peak:\n"
-           "free memory before the engine minus the least free memory seen after, buffers included).\n"
-           "Without a GPU: \"no GPU: <reason>\", exit 1.\n");
+  c.footer(
+      "Reports: throughput (inferences/s = batch * 1000 / mean latency), latency (host time of "
+      "enqueue\n"
+      "+ stream synchronize) min, mean, median, p90, p95, p99; the host time of enqueue alone; GPU "
+      "time\n"
+      "(events around the enqueue); host-to-device time of all inputs and device-to-host time of "
+      "all\n"
+      "outputs (pinned memory, mean of 10 copies); device memory (weights, arena, workspace, and "
+      "peak:\n"
+      "free memory before the engine minus the least free memory seen after, buffers included).\n"
+      "Without a GPU: \"no GPU: <reason>\", exit 1.\n");
   const auto parsed = c.parse(argv);
   if (!parsed) return 0;
   const Args& args = *parsed;
   const std::int64_t warmup = positive_int(args, "bench", "--warmup", 20, 0);
   const std::int64_t iterations = positive_int(args, "bench", "--iterations", 200, 1);
   const double duration_s = args.number("--duration", 0);
-  if (!(duration_s >= 0)) throw Error(fmt::format("kiln bench: --duration expects seconds >= 0, got '{}'", args.get("--duration")));
+  if (!(duration_s >= 0))
+    throw Error(fmt::format("kiln bench: --duration expects seconds >= 0, got '{}'",
+                            args.get("--duration")));
   args.one_positional("model or plan file");
   if (no_gpu("bench")) return 1;
   if (!args.has("--sweep")) {
@@ -567,7 +607,9 @@ int cmd_bench(const Argv& argv) {
     return 0;
   }
   if (args.has("--shapes") || args.has("--json") || args.has("--output-dir"))
-    throw Error("kiln bench --sweep: --shapes, --json and --output-dir go with one shape (run bench per shape for them)");
+    throw Error(
+        "kiln bench --sweep: --shapes, --json and --output-dir go with one shape (run bench per "
+        "shape for them)");
   std::vector<SweepRow> rows;
   const std::string sweep = args.get("--sweep");
   for (std::size_t at = 0; at <= sweep.size();) {
@@ -581,21 +623,24 @@ int cmd_bench(const Argv& argv) {
     rows.push_back(r);
   }
   fmt::print("=== kiln bench --sweep: {} ===\n", args.one_positional("model or plan file"));
-  fmt::print("{:<44} {:>11} {:>11} {:>11} {:>14} {:>12}\n", "shapes", "median ms", "p99 ms", "GPU ms", "inferences/s",
-             "arena MiB");
+  fmt::print("{:<44} {:>11} {:>11} {:>11} {:>14} {:>12}\n", "shapes", "median ms", "p99 ms",
+             "GPU ms", "inferences/s", "arena MiB");
   for (const auto& r : rows)
-    fmt::print("{:<44} {:>11.4f} {:>11.4f} {:>11.4f} {:>14.1f} {:>12.1f}\n", r.shapes, r.median_ms, r.p99_ms, r.gpu_ms,
-               r.throughput, static_cast<double>(r.arena) / (1 << 20));
+    fmt::print("{:<44} {:>11.4f} {:>11.4f} {:>11.4f} {:>14.1f} {:>12.1f}\n", r.shapes, r.median_ms,
+               r.p99_ms, r.gpu_ms, r.throughput, static_cast<double>(r.arena) / (1 << 20));
   return 0;
 }
 
 // ---- profile -------------------------------------------------------------------------------
 
 int cmd_profile(const Argv& argv) {
-  Command c("profile",
-            "Builds as `kiln bench` does, then times every step of --iterations runs (after --warmup untimed\n"
-            "runs) with CUDA events. Prints a per-layer table (step, op, kind, mean ms, share of the total)\n"
-            "and with --trace writes a Chrome trace (chrome://tracing or https://ui.perfetto.dev).\n");
+  Command c(
+      "profile",
+      "Builds as `kiln bench` does, then times every step of --iterations runs (after --warmup "
+      "untimed\n"
+      "runs) with CUDA events. Prints a per-layer table (step, op, kind, mean ms, share of the "
+      "total)\n"
+      "and with --trace writes a Chrome trace (chrome://tracing or https://ui.perfetto.dev).\n");
   c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file");
   add_gpu_model_options(c);
   c.number("--warmup", "N", "untimed runs first (default 3)")
@@ -605,8 +650,10 @@ int cmd_profile(const Argv& argv) {
   c.option("--trace", "FILE.json", "write a Chrome trace of the timed runs")
       .number("--top", "N", "list only the N slowest steps")
       .flag("--roofline",
-            "measure this GPU's matrix rate (an 8192^3 cuBLASLt product in the plan's precision) and copy "
-            "bandwidth (512 MiB device to device) and add each step's GFLOP, MB and roofline time (max of "
+            "measure this GPU's matrix rate (an 8192^3 cuBLASLt product in the plan's precision) "
+            "and copy "
+            "bandwidth (512 MiB device to device) and add each step's GFLOP, MB and roofline time "
+            "(max of "
             "FLOPs / rate, bytes / bandwidth)");
   c.footer("Without a GPU: \"no GPU: <reason>\", exit 1.\n");
   const auto parsed = c.parse(argv);
@@ -622,7 +669,8 @@ int cmd_profile(const Argv& argv) {
   for (std::int64_t i = 0; i < warmup; ++i) s.run_once();
   runtime::TraceProfiler profiler;
   if (args.has("--roofline")) {
-    const auto r = runtime::measure_roofline(s.plan.target == "cuda-fp16" ? runtime::Precision::f16 : runtime::Precision::f32);
+    const auto r = runtime::measure_roofline(
+        s.plan.target == "cuda-fp16" ? runtime::Precision::f16 : runtime::Precision::f32);
     profiler.set_roofline(r);
   }
   s.ctx->set_profiler(&profiler);
@@ -635,8 +683,8 @@ int cmd_profile(const Argv& argv) {
     }
   }
   s.ctx->set_profiler(nullptr);
-  fmt::print("=== kiln profile: {} (target {}, batch {}, {} runs) ===\n", s.model, s.plan.target, s.batch,
-             iterations);
+  fmt::print("=== kiln profile: {} (target {}, batch {}, {} runs) ===\n", s.model, s.plan.target,
+             s.batch, iterations);
   fmt::print("{}", profiler.table(static_cast<std::size_t>(top)));
   if (args.has("--trace")) {
     write_text_file(args.get("--trace"), profiler.chrome_trace_json(), "kiln profile --trace");
@@ -649,20 +697,25 @@ int cmd_profile(const Argv& argv) {
 
 int cmd_run_gpu(const Argv& argv) {
   Command c("run",
-            "Runs a model on the GPU: an ONNX model is built for cuda (FP32) or cuda-fp16 (--fp16, implies\n"
-            "--gpu) with the dims of the input files; a plan file must be built for a CUDA target. Inputs not\n"
-            "given with --input are random (or input_N.pb of --expected-dir). Prints each output's shape,\n"
+            "Runs a model on the GPU: an ONNX model is built for cuda (FP32) or cuda-fp16 (--fp16, "
+            "implies\n"
+            "--gpu) with the dims of the input files; a plan file must be built for a CUDA target. "
+            "Inputs not\n"
+            "given with --input are random (or input_N.pb of --expected-dir). Prints each output's "
+            "shape,\n"
             "checksum and first values.\n",
             "run --gpu");
-  c.positionals("MODEL.onnx", "the ONNX model (or --plan FILE)").option("--plan", "FILE", "the plan file");
+  c.positionals("MODEL.onnx", "the ONNX model (or --plan FILE)")
+      .option("--plan", "FILE", "the plan file");
   add_gpu_model_options(c);
   add_input_options(c);
   add_output_options(c);
   add_expected_options(c, "1e-4; 1e-2 for FP16");
   c.flag("--compare-reference", "also run the CPU reference and print the error of each output");
   add_engine_options(c);
-  c.footer("Exit status 1, with a line naming the output, when an error is over the tolerance.\n"
-           "Without a GPU: \"no GPU: <reason>\", exit 1.\n");
+  c.footer(
+      "Exit status 1, with a line naming the output, when an error is over the tolerance.\n"
+      "Without a GPU: \"no GPU: <reason>\", exit 1.\n");
   const auto parsed = c.parse(argv);
   if (!parsed) return 0;
   const Args& args = *parsed;
@@ -681,13 +734,15 @@ int cmd_run_gpu(const Argv& argv) {
   auto ctx = engine.create_context();
   if (batch > 0 && batch != engine.max_batch()) {
     if (batch > engine.max_batch())
-      throw Error(fmt::format("--batch {}: plan '{}' was built for at most {} (build it with --max-batch {})", batch,
-                              path, engine.max_batch(), batch));
+      throw Error(fmt::format(
+          "--batch {}: plan '{}' was built for at most {} (build it with --max-batch {})", batch,
+          path, engine.max_batch(), batch));
     ctx->set_batch(batch);
   }
   std::vector<std::string> names;
   for (const auto& vi : p.outputs) names.push_back(vi.name);
-  const reference::TensorMap inputs = run_inputs(args, batch > 0 ? batch_inputs(p.inputs, batch, engine.max_batch()) : p.inputs);
+  const reference::TensorMap inputs =
+      run_inputs(args, batch > 0 ? batch_inputs(p.inputs, batch, engine.max_batch()) : p.inputs);
   const auto outputs = runtime::run_on_gpu(*ctx, inputs);
   fmt::print("ran on {} ({})\n", device_name(engine.device()), p.target);
   report_outputs(args, names, outputs);
@@ -704,22 +759,26 @@ int cmd_run_gpu(const Argv& argv) {
       try {
         ref = reference::PlanExecutor(p).run(inputs);
       } catch (const Error& e) {
-        throw Error(fmt::format("--compare-reference: the CPU reference cannot run plan '{}' ({}); compare the "
-                                "ONNX model instead (kiln run MODEL.onnx --gpu --compare-reference)", path, e.what()));
+        throw Error(fmt::format(
+            "--compare-reference: the CPU reference cannot run plan '{}' ({}); compare the "
+            "ONNX model instead (kiln run MODEL.onnx --gpu --compare-reference)",
+            path, e.what()));
       }
     }
     for (const auto& name : names) {
       const double err = relative_error(outputs.at(name), ref.at(name), name);
       const bool over = !(err <= tolerance);
       ok &= !over;
-      fmt::print("reference {}: max|gpu-cpu|/max|cpu| = {:.3g} (tolerance {:.3g}) {}\n", name, err, tolerance,
-                 over ? "OVER" : "ok");
+      fmt::print("reference {}: max|gpu-cpu|/max|cpu| = {:.3g} (tolerance {:.3g}) {}\n", name, err,
+                 tolerance, over ? "OVER" : "ok");
     }
   }
   if (!ok) {
     std::fflush(stdout);
-    fmt::print(stderr, "kiln run: an output differs by more than the tolerance {:.3g} (see the OVER lines)\n",
-               tolerance);
+    fmt::print(
+        stderr,
+        "kiln run: an output differs by more than the tolerance {:.3g} (see the OVER lines)\n",
+        tolerance);
     return 1;
   }
   return 0;

@@ -4,16 +4,16 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <optional>
-#include <exception>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
-#include "kiln/import/wts.hpp"
 #include "cli_args.hpp"
+#include "kiln/import/wts.hpp"
 #include "kiln/ir/error.hpp"
 
 namespace kiln::tools {
@@ -43,23 +43,32 @@ int inspect(const std::string& file, std::optional<WtsDialect> dialect) {
 }  // namespace
 
 int cmd_wts(const std::vector<std::string>& argv) {
-  Command c("wts",
-            "Reads a WTS weights file completely and prints its dialect, one line per weight (name, dtype,\n"
-            "element count, shape where the dialect has one) and the weights hash that a plan records.\n"
-            "Exits 1 with the error (file, line or byte offset, what is wrong) if the file is bad.\n",
-            "wts inspect");
+  Command c(
+      "wts",
+      "Reads a WTS weights file completely and prints its dialect, one line per weight (name, "
+      "dtype,\n"
+      "element count, shape where the dialect has one) and the weights hash that a plan records.\n"
+      "Exits 1 with the error (file, line or byte offset, what is wrong) if the file is bad.\n",
+      "wts inspect");
   c.positionals("FILE", "the WTS file")
-      .option("--dialect", "trt-hex|trt-binary|tensorrtx", "the file's dialect (detected when not given)");
-  c.footer("Dialects:\n"
-           "  trt-hex     TensorRT samples: \"name type size\" + hex words (type 0 f32, 1 f16, 2 i8, 3 i32)\n"
-           "  trt-binary  TensorRT char-RNN sample: \"name type (d0, d1, ...) \" + raw little-endian bytes\n"
-           "  tensorrtx   tensorrtx gen_wts.py: \"name count\" + float32 hex words\n");
+      .option("--dialect", "trt-hex|trt-binary|tensorrtx",
+              "the file's dialect (detected when not given)");
+  c.footer(
+      "Dialects:\n"
+      "  trt-hex     TensorRT samples: \"name type size\" + hex words (type 0 f32, 1 f16, 2 i8, 3 "
+      "i32)\n"
+      "  trt-binary  TensorRT char-RNN sample: \"name type (d0, d1, ...) \" + raw little-endian "
+      "bytes\n"
+      "  tensorrtx   tensorrtx gen_wts.py: \"name count\" + float32 hex words\n");
   const bool is_inspect = !argv.empty() && argv[0] == "inspect";
-  const auto args = c.parse(is_inspect ? std::vector<std::string>(argv.begin() + 1, argv.end()) : argv);
+  const auto args =
+      c.parse(is_inspect ? std::vector<std::string>(argv.begin() + 1, argv.end()) : argv);
   if (!args) return 0;
   if (!is_inspect)
-    throw Error(argv.empty() ? "kiln wts: missing the subcommand (see kiln wts --help)"
-                             : fmt::format("kiln wts: unknown subcommand '{}' (see kiln wts --help)", argv[0]));
+    throw Error(
+        argv.empty()
+            ? "kiln wts: missing the subcommand (see kiln wts --help)"
+            : fmt::format("kiln wts: unknown subcommand '{}' (see kiln wts --help)", argv[0]));
   std::optional<WtsDialect> dialect;
   if (args->has("--dialect")) dialect = parse_wts_dialect(args->get("--dialect"));
   return inspect(args->one_positional("FILE"), dialect);

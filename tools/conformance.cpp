@@ -57,14 +57,16 @@ std::vector<TestCase> discover(const fs::path& dir) {
   }
   for (const auto& e : fs::directory_iterator(dir)) {
     const auto& p = e.path();
-    if (e.is_directory() && fs::exists(p / "model.onnx")) add_folder(p);
+    if (e.is_directory() && fs::exists(p / "model.onnx"))
+      add_folder(p);
     else if (e.is_regular_file() && p.extension() == ".onnx") {
       const std::string stem = p.stem().string();
       const fs::path out = dir / (stem + "_output_0.pb");
       if (fs::exists(out)) tests.push_back(TestCase{stem, p, {}, out});
     }
   }
-  std::sort(tests.begin(), tests.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(tests.begin(), tests.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
   return tests;
 }
 
@@ -93,8 +95,10 @@ std::string compare(const std::string& name, const Tensor& got, const Tensor& wa
     const double g = got.get(i), w = want.get(i);
     bool ok;
     if (fp) {
-      if (std::isnan(w) || std::isnan(g)) ok = std::isnan(w) && std::isnan(g);
-      else if (std::isinf(w) || std::isinf(g)) ok = g == w;
+      if (std::isnan(w) || std::isnan(g))
+        ok = std::isnan(w) && std::isnan(g);
+      else if (std::isinf(w) || std::isinf(g))
+        ok = g == w;
       else {
         const double d = std::abs(g - w);
         max_abs = std::max(max_abs, d);
@@ -108,20 +112,22 @@ std::string compare(const std::string& name, const Tensor& got, const Tensor& wa
     if (!ok && bad++ == 0) first_bad = i;
   }
   if (bad == 0) return {};
-  return fmt::format("output '{}': {} of {} elements differ (first at {}: got {}, expected {}); "
-                     "max abs err {:.3g}, max rel err {:.3g}",
-                     name, bad, got.numel(), first_bad, got.get(first_bad), want.get(first_bad),
-                     max_abs, max_rel);
+  return fmt::format(
+      "output '{}': {} of {} elements differ (first at {}: got {}, expected {}); "
+      "max abs err {:.3g}, max rel err {:.3g}",
+      name, bad, got.numel(), first_bad, got.get(first_bad), want.get(first_bad), max_abs, max_rel);
 }
 
 Result run_one(const TestCase& t) {
   try {
     Graph g = onnx::load_model(t.model.string(), {.evaluator = &reference::constant_evaluator()});
     reference::Executor exec(g);
-    auto check_set = [&](const reference::TensorMap& inputs, const std::vector<Tensor>& expected) -> std::string {
+    auto check_set = [&](const reference::TensorMap& inputs,
+                         const std::vector<Tensor>& expected) -> std::string {
       auto outs = exec.run(inputs);
       if (expected.size() != g.outputs.size())
-        return fmt::format("{} expected outputs for {} graph outputs", expected.size(), g.outputs.size());
+        return fmt::format("{} expected outputs for {} graph outputs", expected.size(),
+                           g.outputs.size());
       for (std::size_t i = 0; i < expected.size(); ++i) {
         std::string err = compare(g.outputs[i], outs.at(g.outputs[i]), expected[i]);
         if (!err.empty()) return err;
@@ -135,7 +141,8 @@ Result run_one(const TestCase& t) {
         for (const auto& d : vi.type.shape) dims.push_back(d.is_fixed() ? d.value() : 1);
         Tensor x(vi.type.dtype, dims);
         const auto n = x.numel();
-        for (std::int64_t i = 0; i < n; ++i) x.set(i, static_cast<double>(static_cast<float>(i) / static_cast<float>(n)));
+        for (std::int64_t i = 0; i < n; ++i)
+          x.set(i, static_cast<double>(static_cast<float>(i) / static_cast<float>(n)));
         inputs[vi.name] = x;
       }
       std::string err = check_set(inputs, {onnx::load_tensor(t.light_output.string())});
@@ -146,8 +153,9 @@ Result run_one(const TestCase& t) {
       const auto in_files = numbered(ds, "input");
       const auto out_files = numbered(ds, "output");
       if (in_files.size() != g.inputs.size())
-        return {Outcome::fail, fmt::format("{}: {} input files for {} graph inputs",
-                                           ds.filename().string(), in_files.size(), g.inputs.size())};
+        return {Outcome::fail,
+                fmt::format("{}: {} input files for {} graph inputs", ds.filename().string(),
+                            in_files.size(), g.inputs.size())};
       reference::TensorMap inputs;
       for (std::size_t i = 0; i < in_files.size(); ++i)
         inputs[g.inputs[i].name] = onnx::load_tensor(in_files[i].string());
@@ -200,7 +208,8 @@ ConformanceSummary run_conformance(const std::string& dir_str, const Conformance
   if (!fs::is_directory(dir)) throw Error(fmt::format("'{}' is not a directory", dir_str));
   auto tests = discover(dir);
   if (!opts.filter.empty())
-    std::erase_if(tests, [&](const TestCase& t) { return t.name.find(opts.filter) == std::string::npos; });
+    std::erase_if(tests,
+                  [&](const TestCase& t) { return t.name.find(opts.filter) == std::string::npos; });
   if (tests.empty()) throw Error(fmt::format("no ONNX tests found under '{}'", dir_str));
 
   const int jobs = opts.jobs > 0 ? opts.jobs : std::max(1u, std::thread::hardware_concurrency());
@@ -227,7 +236,8 @@ ConformanceSummary run_conformance(const std::string& dir_str, const Conformance
         case Outcome::unsupported:
           ++sum.unsupported;
           ++unsupported_by[unsupported_key(r.detail)];
-          if (!opts.quiet) fmt::print("unsupported {}: {}\n", name, short_reason(r.detail).substr(0, 300));
+          if (!opts.quiet)
+            fmt::print("unsupported {}: {}\n", name, short_reason(r.detail).substr(0, 300));
           break;
       }
       std::fflush(stdout);
@@ -270,8 +280,10 @@ ConformanceSummary run_conformance(const std::string& dir_str, const Conformance
       if (pfds[k].revents & (POLLIN | POLLHUP | POLLERR)) {
         char buf[4096];
         const ssize_t n = read(r.fd, buf, sizeof buf);
-        if (n > 0) r.buffer.append(buf, static_cast<std::size_t>(n));
-        else finished = true;
+        if (n > 0)
+          r.buffer.append(buf, static_cast<std::size_t>(n));
+        else
+          finished = true;
       }
       const double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - r.start).count();

@@ -12,13 +12,13 @@
 #include "cli_build.hpp"
 #include "cli_gpu.hpp"
 #include "cli_wts.hpp"
-#include "run_io.hpp"
 #include "conformance.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/op_registry.hpp"
 #include "kiln/reference/executor.hpp"
 #include "ops_table.hpp"
+#include "run_io.hpp"
 
 namespace kiln::tools {
 namespace {
@@ -27,7 +27,8 @@ using Argv = std::vector<std::string>;
 
 int cmd_ops(const Argv& argv) {
   Command c("ops",
-            "Lists every supported op (ONNX names) with the columns cpu (CPU reference), gpu (CUDA runtime),\n"
+            "Lists every supported op (ONNX names) with the columns cpu (CPU reference), gpu (CUDA "
+            "runtime),\n"
             "onnx (importer, with opsets), dsl (typed DSL layer).\n");
   c.flag("--json", "print the table as JSON");
   const auto args = c.parse(argv);
@@ -50,9 +51,12 @@ int cmd_ops(const Argv& argv) {
 
 int cmd_conformance(const Argv& argv) {
   Command c("conformance",
-            "Runs every ONNX backend test under DIR on the CPU reference: folders holding model.onnx and\n"
-            "test_data_set_*/{input,output}_N.pb, or light_X.onnx files beside light_X_output_0.pb (input\n"
-            "arange(n)/n). Each test runs in its own process; a crash or a timeout is a FAIL. One line per\n"
+            "Runs every ONNX backend test under DIR on the CPU reference: folders holding "
+            "model.onnx and\n"
+            "test_data_set_*/{input,output}_N.pb, or light_X.onnx files beside light_X_output_0.pb "
+            "(input\n"
+            "arange(n)/n). Each test runs in its own process; a crash or a timeout is a FAIL. One "
+            "line per\n"
             "test (pass, FAIL with the largest errors, unsupported with the reason), then\n"
             "\"N passed, N failed, N unsupported\". Tolerance: rtol 1e-3, atol 1e-7 (ONNX's).\n"
             "Exit status: 0 when nothing failed.\n");
@@ -83,8 +87,10 @@ int cmd_run(const Argv& argv) {
   for (const auto& a : argv)
     if (a == "--plan" || a.rfind("--plan=", 0) == 0) return cmd_run_plan(argv);
   Command c("run",
-            "Runs an ONNX model on the CPU reference. Inputs not given with --input are random (uniform in\n"
-            "[-1, 1], dynamic dims taken as 1, seeded by --seed), or input_N.pb of --expected-dir. Prints\n"
+            "Runs an ONNX model on the CPU reference. Inputs not given with --input are random "
+            "(uniform in\n"
+            "[-1, 1], dynamic dims taken as 1, seeded by --seed), or input_N.pb of --expected-dir. "
+            "Prints\n"
             "each output's shape, a checksum (sum of values) and its first values.\n"
             "Or: kiln run --plan FILE [...]       (see kiln run --plan --help)\n"
             "    kiln run MODEL.onnx --gpu [...]  (see kiln run --gpu --help)\n");
@@ -92,14 +98,17 @@ int cmd_run(const Argv& argv) {
   add_input_options(c);
   add_output_options(c);
   add_expected_options(c, "1e-4");
-  c.footer("Exit status 1 when an output differs from its expected one by more than the tolerance.\n");
+  c.footer(
+      "Exit status 1 when an output differs from its expected one by more than the tolerance.\n");
   const auto parsed = c.parse(argv);
   if (!parsed) return 0;
   const Args& args = *parsed;
   const std::string path = args.one_positional("model file");
   if (args.has("--profile"))
-    throw Error("kiln run: --profile selects a profile of a dynamic plan (kiln run --plan FILE); an ONNX model "
-                "runs at the shapes of its inputs (--shapes)");
+    throw Error(
+        "kiln run: --profile selects a profile of a dynamic plan (kiln run --plan FILE); an ONNX "
+        "model "
+        "runs at the shapes of its inputs (--shapes)");
   Graph g = onnx::load_model(path, {.evaluator = &reference::constant_evaluator()});
   reference::Executor exec(g);
   const auto outputs = exec.run(run_inputs(args, g.inputs));
@@ -107,7 +116,8 @@ int cmd_run(const Argv& argv) {
   const auto expected = expected_outputs(args, g.outputs);
   if (!expected.empty() && !check_expected(expected, outputs, args.number("--tolerance", 1e-4))) {
     std::fflush(stdout);
-    fmt::print(stderr, "kiln run: an output differs by more than the tolerance (see the OVER lines)\n");
+    fmt::print(stderr,
+               "kiln run: an output differs by more than the tolerance (see the OVER lines)\n");
     return 1;
   }
   return 0;
@@ -123,19 +133,25 @@ struct CommandEntry {
 };
 
 constexpr CommandEntry kCommands[] = {
-    {"build", "MODEL", "optimize a model into a fused plan (--save FILE writes it; --gpu, --fp16 for the GPU)",
+    {"build", "MODEL",
+     "optimize a model into a fused plan (--save FILE writes it; --gpu, --fp16 for the GPU)",
      cmd_build},
-    {"run", "MODEL", "run a model on the CPU reference (or --plan FILE; --gpu on the GPU)", cmd_run},
-    {"bench", "MODEL", "throughput and latency on the GPU (trtexec-like summary, --json)", cmd_bench},
+    {"run", "MODEL", "run a model on the CPU reference (or --plan FILE; --gpu on the GPU)",
+     cmd_run},
+    {"bench", "MODEL", "throughput and latency on the GPU (trtexec-like summary, --json)",
+     cmd_bench},
     {"profile", "MODEL", "per-layer GPU times (a table) and a Chrome trace", cmd_profile},
     {"inspect", "MODEL", "layers before and after fusion, fused steps, memory plan", cmd_inspect},
-    {"conformance", "DIR", "run ONNX backend tests under DIR on the CPU reference", cmd_conformance},
+    {"conformance", "DIR", "run ONNX backend tests under DIR on the CPU reference",
+     cmd_conformance},
     {"wts", "inspect FILE", "list the weights of a WTS file (every dialect)", cmd_wts},
     {"ops", "", "list the supported ops and where each runs", cmd_ops},
 };
 
 std::string usage() {
-  std::string s = "kiln: build, run and check neural networks\n\nusage: kiln <command> [options]\n\ncommands:\n";
+  std::string s =
+      "kiln: build, run and check neural networks\n\nusage: kiln <command> "
+      "[options]\n\ncommands:\n";
   for (const auto& c : kCommands)
     s += fmt::format("  {:<18} {}\n", fmt::format("{} {}", c.name, c.args), c.summary);
   s += fmt::format("  {:<18} {}\n", "help", "this text");

@@ -54,7 +54,10 @@ class HeaderParser {
         fail(fmt::format("unexpected key '{}' in the header", key));
       }
       skip_space();
-      if (peek() == ',') { ++at_; continue; }
+      if (peek() == ',') {
+        ++at_;
+        continue;
+      }
       skip_space();
       if (peek() != '}') fail("expected ',' or '}' in the header");
     }
@@ -89,8 +92,14 @@ class HeaderParser {
     return v;
   }
   bool boolean() {
-    if (s_.substr(at_, 4) == "True") { at_ += 4; return true; }
-    if (s_.substr(at_, 5) == "False") { at_ += 5; return false; }
+    if (s_.substr(at_, 4) == "True") {
+      at_ += 4;
+      return true;
+    }
+    if (s_.substr(at_, 5) == "False") {
+      at_ += 5;
+      return false;
+    }
     fail("expected True or False");
   }
   std::vector<std::int64_t> tuple() {
@@ -108,8 +117,10 @@ class HeaderParser {
       if (peek() == 'L') ++at_;  // Python 2 longs
       dims.push_back(d);
       skip_space();
-      if (peek() == ',') ++at_;
-      else if (peek() != ')') fail("expected ',' or ')' in the shape");
+      if (peek() == ',')
+        ++at_;
+      else if (peek() != ')')
+        fail("expected ',' or ')' in the shape");
     }
     ++at_;
     return dims;
@@ -133,11 +144,14 @@ DType dtype_of_descr(const std::string& descr, const std::string& source) {
   for (const auto& [c, d] : kCodes)
     if (code == c) dtype = d;
   if (!dtype)
-    throw UnsupportedError(fmt::format("npy file '{}': dtype '{}' is not supported (f8 f4 f2 i8 i4 i2 i1 "
-                                       "u8 u4 u2 u1 b1 are)", source, descr));
+    throw UnsupportedError(
+        fmt::format("npy file '{}': dtype '{}' is not supported (f8 f4 f2 i8 i4 i2 i1 "
+                    "u8 u4 u2 u1 b1 are)",
+                    source, descr));
   if (order == '>' && dtype_size(*dtype) > 1)
     bad(source, fmt::format("big-endian data ('{}') is not supported; save it little-endian "
-                            "(array.astype('<{}'))", descr, code));
+                            "(array.astype('<{}'))",
+                            descr, code));
   if (order != '<' && order != '|' && order != '=' && order != '>')
     bad(source, fmt::format("unknown byte order in dtype descr '{}'", descr));
   return *dtype;
@@ -146,7 +160,8 @@ DType dtype_of_descr(const std::string& descr, const std::string& source) {
 std::string descr_of(DType t) {
   switch (t) {
     case DType::f64: return "<f8";
-    case DType::f32: case DType::bf16: return "<f4";
+    case DType::f32:
+    case DType::bf16: return "<f4";
     case DType::f16: return "<f2";
     case DType::i64: return "<i8";
     case DType::i32: return "<i4";
@@ -171,14 +186,16 @@ std::uint32_t read_le(std::string_view b, std::size_t at, int bytes) {
 
 Tensor parse_npy(std::string_view bytes, const std::string& source) {
   if (bytes.size() < 10 || bytes.substr(0, 6) != std::string_view(kMagic, 6))
-    bad(source, bytes.size() < 10 && bytes.substr(0, std::min<std::size_t>(6, bytes.size())) ==
-                                         std::string_view(kMagic, std::min<std::size_t>(6, bytes.size()))
-                    ? "truncated before the end of the header"
-                    : "not an .npy file (no \\x93NUMPY magic)");
+    bad(source,
+        bytes.size() < 10 && bytes.substr(0, std::min<std::size_t>(6, bytes.size())) ==
+                                 std::string_view(kMagic, std::min<std::size_t>(6, bytes.size()))
+            ? "truncated before the end of the header"
+            : "not an .npy file (no \\x93NUMPY magic)");
   const int major = static_cast<unsigned char>(bytes[6]);
   const int minor = static_cast<unsigned char>(bytes[7]);
   if (major < 1 || major > 3)
-    bad(source, fmt::format("format version {}.{} is not supported (1.0, 2.0, 3.0 are)", major, minor));
+    bad(source,
+        fmt::format("format version {}.{} is not supported (1.0, 2.0, 3.0 are)", major, minor));
   const std::size_t len_bytes = major == 1 ? 2 : 4;
   if (bytes.size() < 8 + len_bytes) bad(source, "truncated before the end of the header");
   const std::size_t header_len = read_le(bytes, 8, static_cast<int>(len_bytes));
@@ -198,14 +215,15 @@ Tensor parse_npy(std::string_view bytes, const std::string& source) {
   const std::size_t want = static_cast<std::size_t>(numel) * dtype_size(dtype);
   const std::size_t have = bytes.size() - data_at;
   if (have < want)
-    bad(source, fmt::format("truncated: {} {} elements need {} data bytes, the file has {}",
-                            numel, dtype_name(dtype), want, have));
+    bad(source, fmt::format("truncated: {} {} elements need {} data bytes, the file has {}", numel,
+                            dtype_name(dtype), want, have));
   if (have > want)
     bad(source, fmt::format("{} bytes after the {} data bytes of {} {} elements", have - want, want,
                             numel, dtype_name(dtype)));
   Tensor t(dtype, *h.shape);
   if (dtype == DType::boolean) {
-    for (std::int64_t i = 0; i < numel; ++i) t.set(i, bytes[data_at + static_cast<std::size_t>(i)] != 0);
+    for (std::int64_t i = 0; i < numel; ++i)
+      t.set(i, bytes[data_at + static_cast<std::size_t>(i)] != 0);
   } else if (want) {
     std::memcpy(t.raw(), bytes.data() + data_at, want);  // little-endian host
   }
@@ -224,11 +242,13 @@ std::string serialize_npy(const Tensor& t0) {
   const Tensor t = t0.dtype() == DType::bf16 ? t0.cast(DType::f32) : t0;
   std::string shape = "(";
   for (std::size_t i = 0; i < t.rank(); ++i) shape += fmt::format("{}, ", t.dim(i));
-  if (t.rank() > 1) shape.resize(shape.size() - 2);  // (2, 3); a 1-d shape keeps "(n,"
-  else if (t.rank() == 1) shape.pop_back();
+  if (t.rank() > 1)
+    shape.resize(shape.size() - 2);  // (2, 3); a 1-d shape keeps "(n,"
+  else if (t.rank() == 1)
+    shape.pop_back();
   shape += ")";
-  std::string header =
-      fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", descr_of(t.dtype()), shape);
+  std::string header = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
+                                   descr_of(t.dtype()), shape);
   // Magic, version, length, header and '\n' padded with spaces to a multiple of 64 bytes.
   const bool v2 = header.size() + 11 > 65535;
   const std::size_t prefix = v2 ? 12 : 10;

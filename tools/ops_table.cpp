@@ -40,8 +40,14 @@ std::vector<OpRow> ops_table() {
 std::string ops_json(const std::vector<OpRow>& rows) {
   nlohmann::ordered_json j = nlohmann::ordered_json::array();
   for (const auto& r : rows)
-    j.push_back({{"op", r.op}, {"family", r.family}, {"cpu", r.cpu}, {"gpu", r.gpu}, {"onnx", r.onnx},
-                 {"onnx_opsets", r.onnx_opsets}, {"dsl", r.dsl}, {"dsl_layer", r.dsl_layer}});
+    j.push_back({{"op", r.op},
+                 {"family", r.family},
+                 {"cpu", r.cpu},
+                 {"gpu", r.gpu},
+                 {"onnx", r.onnx},
+                 {"onnx_opsets", r.onnx_opsets},
+                 {"dsl", r.dsl},
+                 {"dsl_layer", r.dsl_layer}});
   return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 

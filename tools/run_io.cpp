@@ -22,7 +22,8 @@ std::string file_safe(const std::string& name) {
   return file;
 }
 
-std::pair<std::string, std::string> name_and_file(const std::string& flag, const std::string& spec) {
+std::pair<std::string, std::string> name_and_file(const std::string& flag,
+                                                  const std::string& spec) {
   const auto eq = spec.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
     throw Error(fmt::format("{} expects NAME=FILE (.pb or .npy), got '{}'", flag, spec));
@@ -38,8 +39,9 @@ Tensor random_tensor(const TensorType& t, std::mt19937_64& rng) {
   std::uniform_real_distribution<double> u(-1.0, 1.0);
   std::uniform_int_distribution<int> small(0, 9);
   for (std::int64_t i = 0; i < x.numel(); ++i)
-    x.set(i, is_float(t.dtype) ? u(rng)
-                               : static_cast<double>(t.dtype == DType::boolean ? small(rng) % 2 : small(rng)));
+    x.set(i, is_float(t.dtype)
+                 ? u(rng)
+                 : static_cast<double>(t.dtype == DType::boolean ? small(rng) % 2 : small(rng)));
   return x;
 }
 
@@ -47,9 +49,12 @@ void add_input_options(Command& c) {
   c.repeatable("--input", "NAME=FILE", "input NAME from FILE (.npy, or .pb: an ONNX TensorProto)")
       .number("--seed", "N", "seed of the random inputs (uniform in [-1, 1]; default 1)")
       .option("--shapes", "LIST",
-              "input dims, NAME:DxDx... separated by commas (the trtexec syntax): random inputs are drawn "
+              "input dims, NAME:DxDx... separated by commas (the trtexec syntax): random inputs "
+              "are drawn "
               "at them and a dynamic model or plan runs at them")
-      .number("--profile", "N", "a dynamic plan: the profile to run under (default: the first that accepts the shapes)");
+      .number(
+          "--profile", "N",
+          "a dynamic plan: the profile to run under (default: the first that accepts the shapes)");
 }
 
 plan::ShapeMap shapes_option(const Args& args, const std::vector<ValueInfo>& inputs) {
@@ -62,17 +67,18 @@ plan::ShapeMap shapes_option(const Args& args, const std::vector<ValueInfo>& inp
     if (!vi) {
       std::vector<std::string> names;
       for (const auto& i : inputs) names.push_back(i.name);
-      throw ShapeError(fmt::format("--shapes {}: the model has no input '{}' (its inputs: {})", name, name,
-                                   fmt::join(names, ", ")));
+      throw ShapeError(fmt::format("--shapes {}: the model has no input '{}' (its inputs: {})",
+                                   name, name, fmt::join(names, ", ")));
     }
     const Shape& want = vi->type.shape;
     bool fits = dims.size() == want.rank();
     for (std::size_t d = 0; fits && d < dims.size(); ++d)
       fits = dims[d] >= 1 && (!want[d].is_fixed() || want[d].value() == dims[d]);
     if (!fits)
-      throw ShapeError(fmt::format("--shapes {}: input '{}' is {}; {} does not fit it (dims at least 1, fixed "
-                                   "dims as they are)",
-                                   name, name, vi->type.to_string(), dims_to_string(dims)));
+      throw ShapeError(
+          fmt::format("--shapes {}: input '{}' is {}; {} does not fit it (dims at least 1, fixed "
+                      "dims as they are)",
+                      name, name, vi->type.to_string(), dims_to_string(dims)));
   }
   return s;
 }
@@ -87,7 +93,8 @@ void add_expected_options(Command& c, const std::string& tolerance_default) {
       .option("--expected-dir", "DIR",
               "compare the N-th output with DIR/output_N.pb, and take inputs not given from "
               "DIR/input_N.pb (an ONNX test folder)")
-      .number("--tolerance", "T", "largest max|out-exp|/max|exp| accepted (default " + tolerance_default + ")");
+      .number("--tolerance", "T",
+              "largest max|out-exp|/max|exp| accepted (default " + tolerance_default + ")");
 }
 
 Tensor load_tensor_file(const std::string& path) {
@@ -104,7 +111,8 @@ reference::TensorMap input_files(const Args& args) {
   return given;
 }
 
-reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs, bool random) {
+reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs,
+                                bool random) {
   reference::TensorMap given = input_files(args);
   for (const auto& [name, t] : given) {
     bool known = false;
@@ -112,8 +120,8 @@ reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& 
     if (!known) {
       std::vector<std::string> names;
       for (const auto& vi : inputs) names.push_back(vi.name);
-      throw Error(fmt::format("--input {}: the model has no input '{}' (its inputs: {})", name, name,
-                              fmt::join(names, ", ")));
+      throw Error(fmt::format("--input {}: the model has no input '{}' (its inputs: {})", name,
+                              name, fmt::join(names, ", ")));
     }
   }
   const plan::ShapeMap shapes = shapes_option(args, inputs);
@@ -129,15 +137,18 @@ reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& 
       if (!random) continue;
       try {
         auto sh = shapes.find(vi.name);
-        given[vi.name] = random_tensor(sh == shapes.end() ? vi.type : TensorType{vi.type.dtype, Shape::of(sh->second)}, rng);
+        given[vi.name] = random_tensor(
+            sh == shapes.end() ? vi.type : TensorType{vi.type.dtype, Shape::of(sh->second)}, rng);
       } catch (const MemoryLimitError& e) {
         throw MemoryLimitError(fmt::format("random input '{}': {}", vi.name, e.what()));
       }
     }
     if (auto sh = shapes.find(vi.name); sh != shapes.end() && given[vi.name].dims() != sh->second)
-      throw ShapeError(fmt::format("--shapes gives input '{}' the dims {}, its file holds {}", vi.name,
-                                   dims_to_string(sh->second), dims_to_string(given[vi.name].dims())));
-    if (given[vi.name].dtype() != vi.type.dtype) given[vi.name] = given[vi.name].cast(vi.type.dtype);
+      throw ShapeError(fmt::format("--shapes gives input '{}' the dims {}, its file holds {}",
+                                   vi.name, dims_to_string(sh->second),
+                                   dims_to_string(given[vi.name].dims())));
+    if (given[vi.name].dtype() != vi.type.dtype)
+      given[vi.name] = given[vi.name].cast(vi.type.dtype);
   }
   return given;
 }
@@ -172,8 +183,10 @@ void report_outputs(const Args& args, const std::vector<std::string>& names,
                fmt::join(head, ", "), t.numel() > 6 ? ", ..." : "");
     if (!out_dir.empty()) {
       const auto base = std::filesystem::path(out_dir) / file_safe(name);
-      if (format == "npy") write_npy(t, base.string() + ".npy");
-      else onnx::save_tensor(t, base.string() + ".pb", name);
+      if (format == "npy")
+        write_npy(t, base.string() + ".npy");
+      else
+        onnx::save_tensor(t, base.string() + ".pb", name);
     }
   }
 }
@@ -182,7 +195,8 @@ reference::TensorMap expected_outputs(const Args& args, const std::vector<std::s
   reference::TensorMap expected;
   const std::string dir = args.get("--expected-dir");
   if (!dir.empty()) {
-    if (!std::filesystem::is_directory(dir)) throw Error(fmt::format("--expected-dir '{}' is not a folder", dir));
+    if (!std::filesystem::is_directory(dir))
+      throw Error(fmt::format("--expected-dir '{}' is not a folder", dir));
     for (std::size_t i = 0; i < names.size(); ++i) {
       const auto file = std::filesystem::path(dir) / fmt::format("output_{}.pb", i);
       if (std::filesystem::exists(file)) expected[names[i]] = onnx::load_tensor(file.string());
@@ -192,8 +206,8 @@ reference::TensorMap expected_outputs(const Args& args, const std::vector<std::s
   for (const auto& spec : args.all("--expected")) {
     auto [name, file] = name_and_file("--expected", spec);
     if (std::find(names.begin(), names.end(), name) == names.end())
-      throw Error(fmt::format("--expected {}: the model has no output '{}' (its outputs: {})", name, name,
-                              fmt::join(names, ", ")));
+      throw Error(fmt::format("--expected {}: the model has no output '{}' (its outputs: {})", name,
+                              name, fmt::join(names, ", ")));
     expected[name] = load_tensor_file(file);
   }
   return expected;
@@ -201,8 +215,8 @@ reference::TensorMap expected_outputs(const Args& args, const std::vector<std::s
 
 double relative_error(const Tensor& got, const Tensor& expected, const std::string& name) {
   if (got.numel() != expected.numel())
-    throw Error(fmt::format("output '{}': {} does not match the expected {}", name, got.type_string(),
-                            expected.type_string()));
+    throw Error(fmt::format("output '{}': {} does not match the expected {}", name,
+                            got.type_string(), expected.type_string()));
   double worst = 0, scale = 0;
   for (std::int64_t i = 0; i < got.numel(); ++i) {
     const double e = expected.get(i), g = got.get(i);
@@ -220,8 +234,8 @@ bool check_expected(const reference::TensorMap& expected, const reference::Tenso
     const double err = relative_error(outputs.at(name), exp, name);
     const bool over = !(err <= tolerance);
     ok &= !over;
-    fmt::print("expected {}: max|out-exp|/max|exp| = {:.3g} (tolerance {:.3g}) {}\n", name, err, tolerance,
-               over ? "OVER" : "ok");
+    fmt::print("expected {}: max|out-exp|/max|exp| = {:.3g} (tolerance {:.3g}) {}\n", name, err,
+               tolerance, over ? "OVER" : "ok");
   }
   return ok;
 }
@@ -232,9 +246,10 @@ void refuse_to_overwrite(const std::string& out, const std::string& flag,
   if (!std::filesystem::exists(out, ec)) return;
   for (const auto& [path, what] : inputs)
     if (std::filesystem::equivalent(out, path, ec))
-      throw Error(fmt::format("{} '{}' is {} being read ('{}'); kiln does not write over what it "
-                              "reads: choose another file",
-                              flag, out, what, path));
+      throw Error(
+          fmt::format("{} '{}' is {} being read ('{}'); kiln does not write over what it "
+                      "reads: choose another file",
+                      flag, out, what, path));
 }
 
 void write_text_file(const std::string& path, const std::string& text, const std::string& who) {

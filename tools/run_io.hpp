@@ -41,7 +41,8 @@ reference::TensorMap input_files(const Args& args);
 /// --shapes (add_input_options), checked against `inputs`: names, ranks, fixed dims; empty when
 /// not given.
 plan::ShapeMap shapes_option(const Args& args, const std::vector<ValueInfo>& inputs);
-reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs, bool random = true);
+reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs,
+                                bool random = true);
 
 /// Prints each output's type, checksum (sum of values) and first values; with --output-dir,
 /// writes each as NAME.pb (TensorProto), or NAME.npy when --output-format is npy.

@@ -8,7 +8,8 @@ set -euo pipefail
 
 apt_packages=(libfmt-dev doctest-dev libprotobuf-dev protobuf-compiler libopenblas-dev ninja-build
               pkg-config libcli11-dev nlohmann-json3-dev python3-torch python3-torchvision python3-sklearn
-              clang-16 libclang-rt-16-dev libfuzzer-16-dev)  # clang: the sanitizer, fuzz and DSL builds
+              clang-16 libclang-rt-16-dev libfuzzer-16-dev  # clang: the sanitizer, fuzz and DSL builds
+              clang-format-16)  # tools/format.sh and the meson test `format`
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,8 +20,8 @@ inline Tensor run(const dsl::Network& net, const Tensor& input) {
   const auto& g = net.graph();
   if (g.inputs.size() != 1 || g.outputs.size() != 1)
     throw Error("run(net, tensor) needs a network of one input and one output; this one has " +
-                std::to_string(g.inputs.size()) + " inputs and " + std::to_string(g.outputs.size()) +
-                " outputs (pass a TensorMap)");
+                std::to_string(g.inputs.size()) + " inputs and " +
+                std::to_string(g.outputs.size()) + " outputs (pass a TensorMap)");
   auto out = reference::Executor(g).run({{g.inputs[0].name, input}});
   return out.at(g.outputs[0]);
 }

@@ -64,13 +64,16 @@ DType dtype_of(const nb::dlpack::dtype& t, const std::string& name) {
     if (code == C::UInt && t.bits == 64) return DType::u64;
     if (code == C::Bool && t.bits == 8) return DType::boolean;
   }
-  throw Error(fmt::format("input '{}': an array of an element type kiln has no dtype for (code {}, {} bits)", name,
-                          t.code, t.bits));
+  throw Error(fmt::format(
+      "input '{}': an array of an element type kiln has no dtype for (code {}, {} bits)", name,
+      t.code, t.bits));
 }
 
 nb::dlpack::dtype dlpack_of(DType d) {
   using C = nb::dlpack::dtype_code;
-  const auto make = [](C c, int bits) { return nb::dlpack::dtype{static_cast<std::uint8_t>(c), static_cast<std::uint8_t>(bits), 1}; };
+  const auto make = [](C c, int bits) {
+    return nb::dlpack::dtype{static_cast<std::uint8_t>(c), static_cast<std::uint8_t>(bits), 1};
+  };
   switch (d) {
     case DType::f32: return make(C::Float, 32);
     case DType::f64: return make(C::Float, 64);
@@ -107,11 +110,13 @@ nb::object to_numpy(Tensor t) {
   auto* owner = new Tensor(std::move(t));
   nb::capsule keep(owner, [](void* p) noexcept { delete static_cast<Tensor*>(p); });
   std::vector<std::size_t> shape(owner->dims().begin(), owner->dims().end());
-  nb::ndarray<nb::numpy> arr(owner->raw(), shape.size(), shape.data(), keep, nullptr, dlpack_of(owner->dtype()));
+  nb::ndarray<nb::numpy> arr(owner->raw(), shape.size(), shape.data(), keep, nullptr,
+                             dlpack_of(owner->dtype()));
   return arr.cast();
 }
 
-reference::TensorMap to_tensors(const std::map<std::string, HostArray>& in, const std::vector<ValueInfo>& inputs) {
+reference::TensorMap to_tensors(const std::map<std::string, HostArray>& in,
+                                const std::vector<ValueInfo>& inputs) {
   reference::TensorMap m;
   for (const auto& [name, a] : in) {
     std::optional<DType> want;
@@ -131,16 +136,20 @@ nb::dict to_dict(reference::TensorMap out, const std::vector<ValueInfo>& order) 
   return d;
 }
 
-// ---- descriptions ---------------------------------------------------------------------------------
+// ---- descriptions
+// ---------------------------------------------------------------------------------
 
 /// One input or output: name, dtype name ("f32") and dims (an int, or the name of a dynamic dim,
 /// or None for an unnamed one).
 nb::object tensor_info(const ValueInfo& vi) {
   nb::list dims;
   for (const auto& d : vi.type.shape) {
-    if (d.is_fixed()) dims.append(d.value());
-    else if (d.is_symbolic()) dims.append(nb::str(d.symbol_name().c_str()));
-    else dims.append(nb::none());
+    if (d.is_fixed())
+      dims.append(d.value());
+    else if (d.is_symbolic())
+      dims.append(nb::str(d.symbol_name().c_str()));
+    else
+      dims.append(nb::none());
   }
   nb::dict info;
   info["name"] = vi.name;
@@ -152,7 +161,8 @@ nb::object tensor_info(const ValueInfo& vi) {
 /// A graph's outputs as ValueInfos (a Graph names them; their types are inferred).
 std::vector<ValueInfo> graph_outputs(const Graph& g) {
   std::vector<ValueInfo> v;
-  for (const auto& name : g.outputs) v.push_back({name, g.has_type(name) ? g.type_of(name) : TensorType{}});
+  for (const auto& name : g.outputs)
+    v.push_back({name, g.has_type(name) ? g.type_of(name) : TensorType{}});
   return v;
 }
 
@@ -174,7 +184,8 @@ nb::list step_list(const plan::Plan& p) {
     nb::dict d;
     d["name"] = s.name;
     d["op"] = is_fused(s) ? s.attr_string("pattern", s.op) : s.op;
-    d["fused"] = is_fused(s) ? fused_absorbed(s) : std::vector<std::string>{};  // as Plan.dump() lists them
+    d["fused"] =
+        is_fused(s) ? fused_absorbed(s) : std::vector<std::string>{};  // as Plan.dump() lists them
     d["layout"] = s.attr_string(plan::kLayoutAttr, "");
     d["inputs"] = s.inputs;
     d["outputs"] = s.outputs;
@@ -183,7 +194,8 @@ nb::list step_list(const plan::Plan& p) {
   return steps;
 }
 
-// ---- models and plans -------------------------------------------------------------------------------
+// ---- models and plans
+// -------------------------------------------------------------------------------
 
 /// An imported network (ONNX or a DSL example): the IR graph before building.
 struct Model {
@@ -211,7 +223,8 @@ tools::Args build_args(const std::vector<std::string>& argv) {
   return *parsed;
 }
 
-std::unique_ptr<KilnPlan> build_model(const Model& m, const std::vector<std::string>& argv, bool verbose) {
+std::unique_ptr<KilnPlan> build_model(const Model& m, const std::vector<std::string>& argv,
+                                      bool verbose) {
   const tools::Args args = build_args(argv);
   auto out = std::make_unique<KilnPlan>();
   build::BuildReport report;
@@ -239,7 +252,9 @@ nb::dict run_plan(KilnPlan& p, const std::map<std::string, HostArray>& inputs) {
     return to_dict(std::move(out), p.plan.outputs);
   }
   // A dynamic plan runs specialized for the inputs' exact dims (as `kiln run --plan` does).
-  if (!p.specializer) p.specializer = std::make_unique<build::Specializer>(p.plan, &reference::constant_evaluator(), 8);
+  if (!p.specializer)
+    p.specializer =
+        std::make_unique<build::Specializer>(p.plan, &reference::constant_evaluator(), 8);
   plan::ShapeMap shapes;
   for (const auto& [name, t] : in) shapes[name] = t.dims();
   const auto exact = p.specializer->plan_for(shapes, p.specializer->profile_for(shapes));
@@ -251,12 +266,13 @@ nb::dict run_plan(KilnPlan& p, const std::map<std::string, HostArray>& inputs) {
   return to_dict(std::move(out), exact->outputs);
 }
 
-// ---- the GPU ----------------------------------------------------------------------------------------
+// ---- the GPU
+// ----------------------------------------------------------------------------------------
 
 void require_gpu(const char* what) {
   if (runtime::device_count() == 0)
-    throw Error(fmt::format("no GPU: {} ({}); kiln runs plans on the CPU reference with Plan.run()", what,
-                            runtime::no_device_reason()));
+    throw Error(fmt::format("no GPU: {} ({}); kiln runs plans on the CPU reference with Plan.run()",
+                            what, runtime::no_device_reason()));
 }
 
 runtime::Bindings bindings_of(const std::map<std::string, std::uintptr_t>& ptrs) {
@@ -288,10 +304,12 @@ std::shared_ptr<KilnEngine> make_engine(const KilnPlan& p, const std::vector<std
   e->plan = std::make_shared<const plan::Plan>(p.plan);
   const runtime::EngineOptions o = tools::engine_options(args);
   if (p.plan.is_dynamic()) {
-    e->specializer = std::make_unique<build::Specializer>(p.plan, &reference::constant_evaluator(), 8);
+    e->specializer =
+        std::make_unique<build::Specializer>(p.plan, &reference::constant_evaluator(), 8);
     auto* sp = e->specializer.get();
     e->dynamic = std::make_unique<runtime::DynamicEngine>(
-        p.plan, [sp](const plan::ShapeMap& s, std::size_t profile) { return sp->plan_for(s, profile); }, o);
+        p.plan,
+        [sp](const plan::ShapeMap& s, std::size_t profile) { return sp->plan_for(s, profile); }, o);
   } else {
     e->engine = std::make_unique<runtime::Engine>(p.plan, o);
   }
@@ -316,8 +334,8 @@ std::pair<std::string, std::vector<std::int64_t>> binding(KilnContext& c, const 
       if (!c.dctx && !d.empty()) d[0] = c.ctx->batch();
       return {std::string(dtype_name(vi.type.dtype)), d};
     }
-  throw Error(fmt::format("'{}' is not an input or output of plan '{}' (its bindings: {})", name, p.graph_name,
-                          fmt::join(names, ", ")));
+  throw Error(fmt::format("'{}' is not an input or output of plan '{}' (its bindings: {})", name,
+                          p.graph_name, fmt::join(names, ", ")));
 }
 
 }  // namespace
@@ -326,7 +344,8 @@ std::pair<std::string, std::vector<std::int64_t>> binding(KilnContext& c, const 
 NB_MODULE(_kiln, m) {
   using namespace kiln;
   using namespace kiln::python;
-  m.doc() = "kiln: build neural networks into fused plans and run them (C++ core; see kiln/__init__.py)";
+  m.doc() =
+      "kiln: build neural networks into fused plans and run them (C++ core; see kiln/__init__.py)";
 
   // kiln's errors, with the messages the C++ library gives. Subclasses are registered after the
   // base so that their translators are tried first.
@@ -340,16 +359,29 @@ NB_MODULE(_kiln, m) {
 
   m.attr("__version__") = plan::library_version();
 
-  nb::class_<Model>(m, "Model", "An imported network (ONNX or a DSL example): the IR graph before building.")
-      .def("__repr__", [](const Model& md) {
-            return fmt::format("<kiln.Model '{}': {} nodes, inputs {}, outputs {}>", md.graph.name, md.graph.nodes.size(),
-                               type_list(md.graph.inputs), type_list(graph_outputs(md.graph))); })
-      .def_prop_ro("name", [](const Model& md) { return md.graph.name; }, "The graph's name.")
-      .def_prop_ro("inputs", [](const Model& md) { return infos(md.graph.inputs); },
-                   "Inputs: dicts of name, dtype (\"f32\", ...) and shape (ints; a str or None for a dynamic dim).")
-      .def_prop_ro("outputs", [](const Model& md) { return infos(graph_outputs(md.graph)); }, "Outputs, as inputs.")
-      .def_prop_ro("layers", [](const Model& md) { return md.graph.nodes.size(); }, "Number of nodes of the graph.")
-      .def("dump", [](const Model& md) { return md.graph.dump(); }, "The IR graph as text (`kiln inspect --graph`).")
+  nb::class_<Model>(m, "Model",
+                    "An imported network (ONNX or a DSL example): the IR graph before building.")
+      .def("__repr__",
+           [](const Model& md) {
+             return fmt::format("<kiln.Model '{}': {} nodes, inputs {}, outputs {}>", md.graph.name,
+                                md.graph.nodes.size(), type_list(md.graph.inputs),
+                                type_list(graph_outputs(md.graph)));
+           })
+      .def_prop_ro(
+          "name", [](const Model& md) { return md.graph.name; }, "The graph's name.")
+      .def_prop_ro(
+          "inputs", [](const Model& md) { return infos(md.graph.inputs); },
+          "Inputs: dicts of name, dtype (\"f32\", ...) and shape (ints; a str or None for a "
+          "dynamic dim).")
+      .def_prop_ro(
+          "outputs", [](const Model& md) { return infos(graph_outputs(md.graph)); },
+          "Outputs, as inputs.")
+      .def_prop_ro(
+          "layers", [](const Model& md) { return md.graph.nodes.size(); },
+          "Number of nodes of the graph.")
+      .def(
+          "dump", [](const Model& md) { return md.graph.dump(); },
+          "The IR graph as text (`kiln inspect --graph`).")
       .def(
           "run",
           [](const Model& md, const std::map<std::string, HostArray>& inputs) {
@@ -367,54 +399,93 @@ NB_MODULE(_kiln, m) {
       .def("_inspect", &inspect_model, "argv"_a);
 
   m.def(
-      "load_onnx", [](const std::filesystem::path& path) { return Model{tools::load_onnx(path.string())}; }, "path"_a,
-      "Imports an ONNX model (constants folded on the CPU reference), as `kiln build MODEL.onnx` does.");
+      "load_onnx",
+      [](const std::filesystem::path& path) { return Model{tools::load_onnx(path.string())}; },
+      "path"_a,
+      "Imports an ONNX model (constants folded on the CPU reference), as `kiln build MODEL.onnx` "
+      "does.");
   m.def(
-      "example", [](const std::string& name, const std::filesystem::path& weights) {
+      "example",
+      [](const std::string& name, const std::filesystem::path& weights) {
         return Model{tools::example_graph(name, weights.string())};
       },
       "name"_a, "weights"_a = "",
-      "An example network written in kiln's typed DSL (see examples()), with the weights of a WTS file, or\n"
-      "random ones (seed 42) when `weights` is empty: `kiln build --example NAME [--weights FILE]`.");
+      "An example network written in kiln's typed DSL (see examples()), with the weights of a WTS "
+      "file, or\n"
+      "random ones (seed 42) when `weights` is empty: `kiln build --example NAME [--weights "
+      "FILE]`.");
   m.def("examples", &tools::example_names, "Names of the DSL example networks.");
 
-  nb::class_<KilnPlan>(m, "Plan", "A built plan: fused steps, memory plan, weights (kiln.build(), kiln.load_plan()).")
-      .def("__repr__", [](const KilnPlan& p) {
-            return fmt::format("<kiln.Plan '{}' for {}{}: {} steps, arena {} bytes>", p.plan.graph_name, p.plan.target,
-                               p.plan.is_dynamic() ? fmt::format(", {} profiles", p.plan.profiles.size()) : "",
-                               p.plan.steps.size(), p.plan.memory.arena_bytes); })
-      .def_prop_ro("target", [](const KilnPlan& p) { return p.plan.target; }, "The target it was built for.")
-      .def_prop_ro("inputs", [](const KilnPlan& p) { return infos(p.plan.inputs); }, "Input bindings.")
-      .def_prop_ro("outputs", [](const KilnPlan& p) { return infos(p.plan.outputs); }, "Output bindings.")
-      .def_prop_ro("is_dynamic", [](const KilnPlan& p) { return p.plan.is_dynamic(); },
-                   "Built with profiles: runs at any shape inside them.")
-      .def_prop_ro("profiles", [](const KilnPlan& p) {
+  nb::class_<KilnPlan>(
+      m, "Plan",
+      "A built plan: fused steps, memory plan, weights (kiln.build(), kiln.load_plan()).")
+      .def("__repr__",
+           [](const KilnPlan& p) {
+             return fmt::format(
+                 "<kiln.Plan '{}' for {}{}: {} steps, arena {} bytes>", p.plan.graph_name,
+                 p.plan.target,
+                 p.plan.is_dynamic() ? fmt::format(", {} profiles", p.plan.profiles.size()) : "",
+                 p.plan.steps.size(), p.plan.memory.arena_bytes);
+           })
+      .def_prop_ro(
+          "target", [](const KilnPlan& p) { return p.plan.target; }, "The target it was built for.")
+      .def_prop_ro(
+          "inputs", [](const KilnPlan& p) { return infos(p.plan.inputs); }, "Input bindings.")
+      .def_prop_ro(
+          "outputs", [](const KilnPlan& p) { return infos(p.plan.outputs); }, "Output bindings.")
+      .def_prop_ro(
+          "is_dynamic", [](const KilnPlan& p) { return p.plan.is_dynamic(); },
+          "Built with profiles: runs at any shape inside them.")
+      .def_prop_ro(
+          "profiles",
+          [](const KilnPlan& p) {
             std::vector<std::string> v;
             for (const auto& pr : p.plan.profiles) v.push_back(pr.describe());
-            return v; }, "Each profile's min/opt/max dims, as text.")
-      .def_prop_ro("steps", [](const KilnPlan& p) { return step_list(p.plan); },
-                   "The steps in order: dicts of name, op (the pattern of a fused step, \"Conv+Add+Relu\"), "
-                   "fused (the layers a fused step absorbed), layout (\"NCHW\", \"NHWC\" or \"\"), inputs and outputs.")
-      .def_prop_ro("layers_before", [](const KilnPlan& p) { return p.layers_before; },
-                   "Layers before fusion (-1 for a loaded plan).")
-      .def_prop_ro("layers_after", [](const KilnPlan& p) { return p.layers_after; },
-                   "Layers after fusion: the steps (-1 for a loaded plan).")
-      .def_prop_ro("report", [](const KilnPlan& p) { return p.report; },
-                   "The build report `kiln build` prints: layer counts, passes, fused steps (empty for a loaded plan).")
-      .def_prop_ro("arena_bytes", [](const KilnPlan& p) { return p.plan.memory.arena_bytes; },
-                   "Bytes of the activation arena (liveness-planned).")
-      .def_prop_ro("naive_bytes", [](const KilnPlan& p) { return p.plan.memory.naive_bytes; },
-                   "Bytes of the activations, each in its own buffer.")
+            return v;
+          },
+          "Each profile's min/opt/max dims, as text.")
+      .def_prop_ro(
+          "steps", [](const KilnPlan& p) { return step_list(p.plan); },
+          "The steps in order: dicts of name, op (the pattern of a fused step, \"Conv+Add+Relu\"), "
+          "fused (the layers a fused step absorbed), layout (\"NCHW\", \"NHWC\" or \"\"), inputs "
+          "and outputs.")
+      .def_prop_ro(
+          "layers_before", [](const KilnPlan& p) { return p.layers_before; },
+          "Layers before fusion (-1 for a loaded plan).")
+      .def_prop_ro(
+          "layers_after", [](const KilnPlan& p) { return p.layers_after; },
+          "Layers after fusion: the steps (-1 for a loaded plan).")
+      .def_prop_ro(
+          "report", [](const KilnPlan& p) { return p.report; },
+          "The build report `kiln build` prints: layer counts, passes, fused steps (empty for a "
+          "loaded plan).")
+      .def_prop_ro(
+          "arena_bytes", [](const KilnPlan& p) { return p.plan.memory.arena_bytes; },
+          "Bytes of the activation arena (liveness-planned).")
+      .def_prop_ro(
+          "naive_bytes", [](const KilnPlan& p) { return p.plan.memory.naive_bytes; },
+          "Bytes of the activations, each in its own buffer.")
       .def_prop_ro("weights_hash", [](const KilnPlan& p) { return p.plan.weights_hash; })
-      .def_prop_ro("tactics", [](const KilnPlan& p) { return p.plan.tactics; }, "GPU tactics recorded in the plan.")
-      .def("memory_report", [](const KilnPlan& p) { return p.plan.memory_report(); }, "The memory plan as a table.")
-      .def("dump", [](const KilnPlan& p) { return p.plan.dump(); },
-           "Steps, bindings and memory plan as text (`kiln inspect PLAN`).")
-      .def("save", [](const KilnPlan& p, const std::filesystem::path& path) { plan::save_plan(p.plan, path.string()); }, "path"_a,
-           "Writes the plan file (versioned, checksummed).")
+      .def_prop_ro(
+          "tactics", [](const KilnPlan& p) { return p.plan.tactics; },
+          "GPU tactics recorded in the plan.")
+      .def(
+          "memory_report", [](const KilnPlan& p) { return p.plan.memory_report(); },
+          "The memory plan as a table.")
+      .def(
+          "dump", [](const KilnPlan& p) { return p.plan.dump(); },
+          "Steps, bindings and memory plan as text (`kiln inspect PLAN`).")
+      .def(
+          "save",
+          [](const KilnPlan& p, const std::filesystem::path& path) {
+            plan::save_plan(p.plan, path.string());
+          },
+          "path"_a, "Writes the plan file (versioned, checksummed).")
       .def("run", &run_plan, "inputs"_a,
-           "Runs the plan on the CPU reference: {name: ndarray} in, {name: ndarray} out. Arrays of another\n"
-           "dtype are converted to the input's; a dynamic plan is specialized for the inputs' dims.");
+           "Runs the plan on the CPU reference: {name: ndarray} in, {name: ndarray} out. Arrays of "
+           "another\n"
+           "dtype are converted to the input's; a dynamic plan is specialized for the inputs' "
+           "dims.");
 
   m.def(
       "load_plan",
@@ -424,64 +495,132 @@ NB_MODULE(_kiln, m) {
         return p;
       },
       "path"_a, "target"_a = "",
-      "Reads a plan file; raises kiln.FormatError when it is corrupt or was built for something else\n"
+      "Reads a plan file; raises kiln.FormatError when it is corrupt or was built for something "
+      "else\n"
       "(a target other than `target`, when given).");
 
   // ---- GPU ----
-  m.def("gpu_count", &runtime::device_count, "Number of usable CUDA devices (0 without a driver or device).");
-  m.def("no_gpu_reason", &runtime::no_device_reason, "Why gpu_count() is 0, in words; \"\" when it is not.");
+  m.def("gpu_count", &runtime::device_count,
+        "Number of usable CUDA devices (0 without a driver or device).");
+  m.def("no_gpu_reason", &runtime::no_device_reason,
+        "Why gpu_count() is 0, in words; \"\" when it is not.");
 
   nb::class_<KilnEngine>(m, "_Engine")
-      .def("__init__", [](KilnEngine* self, const KilnPlan& p, const std::vector<std::string>& argv) {
+      .def(
+          "__init__",
+          [](KilnEngine* self, const KilnPlan& p, const std::vector<std::string>& argv) {
             new (self) KilnEngine(std::move(*make_engine(p, argv)));
-          }, "plan"_a, "argv"_a)
+          },
+          "plan"_a, "argv"_a)
       .def_prop_ro("is_dynamic", [](const KilnEngine& e) { return e.dynamic != nullptr; })
-      .def("describe", [](const KilnEngine& e) { return e.engine ? e.engine->describe() : std::string("dynamic engine: made per shape\n"); })
-      .def_prop_ro("max_batch", [](const KilnEngine& e) { return e.engine ? e.engine->max_batch() : 0; })
-      .def_prop_ro("weight_bytes", [](const KilnEngine& e) { return e.engine ? e.engine->weight_bytes() : 0; })
-      .def_prop_ro("arena_bytes", [](const KilnEngine& e) { return e.engine ? e.engine->arena_bytes() : 0; })
+      .def("describe",
+           [](const KilnEngine& e) {
+             return e.engine ? e.engine->describe()
+                             : std::string("dynamic engine: made per shape\n");
+           })
+      .def_prop_ro("max_batch",
+                   [](const KilnEngine& e) { return e.engine ? e.engine->max_batch() : 0; })
+      .def_prop_ro("weight_bytes",
+                   [](const KilnEngine& e) { return e.engine ? e.engine->weight_bytes() : 0; })
+      .def_prop_ro("arena_bytes",
+                   [](const KilnEngine& e) { return e.engine ? e.engine->arena_bytes() : 0; })
       .def_prop_ro("tactics", [](const KilnEngine& e) {
-            return e.engine ? e.engine->tactics() : std::map<std::string, std::string>{}; });
+        return e.engine ? e.engine->tactics() : std::map<std::string, std::string>{};
+      });
 
   nb::class_<KilnContext>(m, "_Context")
-      .def("__init__", [](KilnContext* self, std::shared_ptr<KilnEngine> e) {
+      .def(
+          "__init__",
+          [](KilnContext* self, std::shared_ptr<KilnEngine> e) {
             new (self) KilnContext();
             self->engine = e;
-            if (e->dynamic) self->dctx = e->dynamic->create_context();
-            else self->ctx = e->engine->create_context();
-          }, "engine"_a)
-      .def("set_batch", [](KilnContext& c, std::int64_t b) {
+            if (e->dynamic)
+              self->dctx = e->dynamic->create_context();
+            else
+              self->ctx = e->engine->create_context();
+          },
+          "engine"_a)
+      .def(
+          "set_batch",
+          [](KilnContext& c, std::int64_t b) {
             if (c.dctx) throw Error("set_batch: a dynamic plan's context takes set_input_shape()");
-            c.ctx->set_batch(b); }, "batch"_a)
-      .def("set_input_shape", [](KilnContext& c, const std::string& name, const std::vector<std::int64_t>& dims) {
-            if (!c.dctx) throw Error("set_input_shape: a static plan's shapes are fixed (set_batch() changes dim 0)");
-            c.dctx->set_input_shape(name, dims); }, "name"_a, "dims"_a)
-      .def("set_profile", [](KilnContext& c, std::size_t p) {
+            c.ctx->set_batch(b);
+          },
+          "batch"_a)
+      .def(
+          "set_input_shape",
+          [](KilnContext& c, const std::string& name, const std::vector<std::int64_t>& dims) {
+            if (!c.dctx)
+              throw Error(
+                  "set_input_shape: a static plan's shapes are fixed (set_batch() changes dim 0)");
+            c.dctx->set_input_shape(name, dims);
+          },
+          "name"_a, "dims"_a)
+      .def(
+          "set_profile",
+          [](KilnContext& c, std::size_t p) {
             if (!c.dctx) throw Error("set_profile: a static plan has no profiles");
-            c.dctx->set_profile(p); }, "profile"_a)
+            c.dctx->set_profile(p);
+          },
+          "profile"_a)
       .def("binding", &binding, "name"_a,
            "The dtype name and dims an input or output binding has at the batch or shapes set.")
-      .def("set_cuda_graph", [](KilnContext& c, bool on) {
-            if (c.dctx) c.dctx->set_cuda_graph(on); else c.ctx->set_cuda_graph(on); }, "on"_a)
-      .def("enable_profiler", [](KilnContext& c) {
-            c.profiler = std::make_unique<runtime::TraceProfiler>();
-            if (c.dctx) c.dctx->set_profiler(c.profiler.get()); else c.ctx->set_profiler(c.profiler.get()); })
-      .def("profile_table", [](KilnContext& c, std::size_t top) {
+      .def(
+          "set_cuda_graph",
+          [](KilnContext& c, bool on) {
+            if (c.dctx)
+              c.dctx->set_cuda_graph(on);
+            else
+              c.ctx->set_cuda_graph(on);
+          },
+          "on"_a)
+      .def("enable_profiler",
+           [](KilnContext& c) {
+             c.profiler = std::make_unique<runtime::TraceProfiler>();
+             if (c.dctx)
+               c.dctx->set_profiler(c.profiler.get());
+             else
+               c.ctx->set_profiler(c.profiler.get());
+           })
+      .def(
+          "profile_table",
+          [](KilnContext& c, std::size_t top) {
             if (!c.profiler) throw Error("profile_table: call enable_profiler() before the runs");
-            return c.profiler->table(top); }, "top"_a = 0)
-      .def("profile_trace", [](KilnContext& c) {
-            if (!c.profiler) throw Error("profile_trace: call enable_profiler() before the runs");
-            return c.profiler->chrome_trace_json(); })
-      .def("enqueue", [](KilnContext& c, const std::map<std::string, std::uintptr_t>& ptrs, std::uintptr_t stream) {
+            return c.profiler->table(top);
+          },
+          "top"_a = 0)
+      .def("profile_trace",
+           [](KilnContext& c) {
+             if (!c.profiler) throw Error("profile_trace: call enable_profiler() before the runs");
+             return c.profiler->chrome_trace_json();
+           })
+      .def(
+          "enqueue",
+          [](KilnContext& c, const std::map<std::string, std::uintptr_t>& ptrs,
+             std::uintptr_t stream) {
             const auto b = bindings_of(ptrs);
             const auto s = reinterpret_cast<runtime::Stream>(stream);
             nb::gil_scoped_release release;
-            if (c.dctx) c.dctx->enqueue(b, s); else c.ctx->enqueue(b, s); }, "bindings"_a, "stream"_a)
-      .def("execute", [](KilnContext& c, const std::map<std::string, std::uintptr_t>& ptrs) {
+            if (c.dctx)
+              c.dctx->enqueue(b, s);
+            else
+              c.ctx->enqueue(b, s);
+          },
+          "bindings"_a, "stream"_a)
+      .def(
+          "execute",
+          [](KilnContext& c, const std::map<std::string, std::uintptr_t>& ptrs) {
             const auto b = bindings_of(ptrs);
             nb::gil_scoped_release release;
-            if (c.dctx) c.dctx->execute(b); else c.ctx->execute(b); }, "bindings"_a)
-      .def("run", [](KilnContext& c, const std::map<std::string, HostArray>& inputs) {
+            if (c.dctx)
+              c.dctx->execute(b);
+            else
+              c.ctx->execute(b);
+          },
+          "bindings"_a)
+      .def(
+          "run",
+          [](KilnContext& c, const std::map<std::string, HostArray>& inputs) {
             const auto& declared = c.dctx ? c.engine->dynamic->inputs() : c.engine->plan->inputs;
             reference::TensorMap in = to_tensors(inputs, declared);
             if (c.dctx)
@@ -492,7 +631,9 @@ NB_MODULE(_kiln, m) {
               out = runtime::run_on_gpu(static_context(c), in);
             }
             const auto& outs = c.dctx ? c.dctx->plan().outputs : c.engine->plan->outputs;
-            return to_dict(std::move(out), outs); }, "inputs"_a);
+            return to_dict(std::move(out), outs);
+          },
+          "inputs"_a);
 
   m.def(
       "_dlpack_info",
@@ -505,10 +646,10 @@ NB_MODULE(_kiln, m) {
         std::string kind = "?";
         try {
           kind = std::string(kiln::dtype_name(kiln::python::dtype_of(a.dtype(), "tensor")));
-        } catch (const kiln::Error&) {
-        }
+        } catch (const kiln::Error&) {}
         return nb::make_tuple(reinterpret_cast<std::uintptr_t>(a.data()), kind, shape, strides);
       },
       "tensor"_a,
-      "(device pointer, kiln dtype name, shape, strides in elements) of a CUDA tensor passed through DLPack.");
+      "(device pointer, kiln dtype name, shape, strides in elements) of a CUDA tensor passed "
+      "through DLPack.");
 }

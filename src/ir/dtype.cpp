@@ -6,16 +6,20 @@
 namespace kiln {
 
 DType parse_dtype(std::string_view n) {
-  struct Alias { std::string_view name; DType t; };
+  struct Alias {
+    std::string_view name;
+    DType t;
+  };
   static constexpr Alias aliases[] = {
-      {"f32", DType::f32},   {"float32", DType::f32}, {"float", DType::f32},
-      {"f64", DType::f64},   {"float64", DType::f64}, {"double", DType::f64},
-      {"f16", DType::f16},   {"float16", DType::f16}, {"half", DType::f16},
-      {"bf16", DType::bf16}, {"bfloat16", DType::bf16},
-      {"i8", DType::i8},     {"int8", DType::i8},     {"u8", DType::u8},   {"uint8", DType::u8},
-      {"i16", DType::i16},   {"int16", DType::i16},   {"u16", DType::u16}, {"uint16", DType::u16},
-      {"i32", DType::i32},   {"int32", DType::i32},   {"u32", DType::u32}, {"uint32", DType::u32},
-      {"i64", DType::i64},   {"int64", DType::i64},   {"u64", DType::u64}, {"uint64", DType::u64},
+      {"f32", DType::f32},     {"float32", DType::f32},   {"float", DType::f32},
+      {"f64", DType::f64},     {"float64", DType::f64},   {"double", DType::f64},
+      {"f16", DType::f16},     {"float16", DType::f16},   {"half", DType::f16},
+      {"bf16", DType::bf16},   {"bfloat16", DType::bf16}, {"i8", DType::i8},
+      {"int8", DType::i8},     {"u8", DType::u8},         {"uint8", DType::u8},
+      {"i16", DType::i16},     {"int16", DType::i16},     {"u16", DType::u16},
+      {"uint16", DType::u16},  {"i32", DType::i32},       {"int32", DType::i32},
+      {"u32", DType::u32},     {"uint32", DType::u32},    {"i64", DType::i64},
+      {"int64", DType::i64},   {"u64", DType::u64},       {"uint64", DType::u64},
       {"bool", DType::boolean}};
   for (const auto& a : aliases)
     if (a.name == n) return a.t;
@@ -26,11 +30,11 @@ DType parse_dtype(std::string_view n) {
 
 namespace {
 constexpr const char* kOnnxTypeNames[] = {
-    "UNDEFINED", "FLOAT",     "UINT8",      "INT8",        "UINT16",     "INT16",
-    "INT32",     "INT64",     "STRING",     "BOOL",        "FLOAT16",    "DOUBLE",
-    "UINT32",    "UINT64",    "COMPLEX64",  "COMPLEX128",  "BFLOAT16",   "FLOAT8E4M3FN",
-    "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4", "INT4", "FLOAT4E2M1",
-    "FLOAT8E8M0", "UINT2", "INT2", "FLOAT6E2M3", "FLOAT6E3M2"};
+    "UNDEFINED",      "FLOAT",      "UINT8",          "INT8",       "UINT16",    "INT16",
+    "INT32",          "INT64",      "STRING",         "BOOL",       "FLOAT16",   "DOUBLE",
+    "UINT32",         "UINT64",     "COMPLEX64",      "COMPLEX128", "BFLOAT16",  "FLOAT8E4M3FN",
+    "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4",      "INT4",      "FLOAT4E2M1",
+    "FLOAT8E8M0",     "UINT2",      "INT2",           "FLOAT6E2M3", "FLOAT6E3M2"};
 }  // namespace
 
 std::string onnx_type_name(int code) {

@@ -148,19 +148,19 @@ void Graph::verify() const {
     if (!s) throw UnsupportedError(fmt::format("{}unknown op '{}'", n.where(), n.op));
     const int nin = static_cast<int>(n.input_count());
     if (nin < s->min_inputs || (s->max_inputs >= 0 && nin > s->max_inputs))
-      throw GraphError(fmt::format("{}expected {} to {} inputs, got {}", n.where(), s->min_inputs,
-                                   s->max_inputs < 0 ? std::string("any number of")
-                                                     : std::to_string(s->max_inputs),
-                                   nin));
+      throw GraphError(fmt::format(
+          "{}expected {} to {} inputs, got {}", n.where(), s->min_inputs,
+          s->max_inputs < 0 ? std::string("any number of") : std::to_string(s->max_inputs), nin));
     const int nout = static_cast<int>(n.outputs.size());
     if (nout < s->min_outputs || nout > s->max_outputs)
-      throw GraphError(fmt::format("{}expected {} to {} outputs, got {}", n.where(),
-                                   s->min_outputs, s->max_outputs, nout));
+      throw GraphError(fmt::format("{}expected {} to {} outputs, got {}", n.where(), s->min_outputs,
+                                   s->max_outputs, nout));
     for (const auto& in : n.inputs)
       if (!in.empty() && !defined.count(in))
-        throw GraphError(fmt::format("{}input '{}' is not defined before this node (a missing "
-                                     "value, or a cycle)",
-                                     n.where(), in));
+        throw GraphError(
+            fmt::format("{}input '{}' is not defined before this node (a missing "
+                        "value, or a cycle)",
+                        n.where(), in));
     for (const auto& o : n.outputs)
       if (!o.empty()) define(o, n.where());
   }

@@ -60,24 +60,33 @@ std::uint64_t parse_bytes(std::string_view text, std::string_view flag) {
   auto [p, ec] = std::from_chars(text.data(), end, value);
   if (ec != std::errc() || !(value >= 0) || !std::isfinite(value)) throw bad();
   std::string_view unit(p, static_cast<std::size_t>(end - p));
-  if (unit.size() >= 2 && (unit.substr(1) == "iB" || unit.substr(1) == "B")) unit = unit.substr(0, 1);
+  if (unit.size() >= 2 && (unit.substr(1) == "iB" || unit.substr(1) == "B"))
+    unit = unit.substr(0, 1);
   double scale = 1;
-  if (unit.empty() || unit == "B") scale = 1;
-  else if (unit == "K" || unit == "k") scale = 1024.0;
-  else if (unit == "M" || unit == "m") scale = 1024.0 * 1024;
-  else if (unit == "G" || unit == "g") scale = 1024.0 * 1024 * 1024;
-  else if (unit == "T" || unit == "t") scale = 1024.0 * 1024 * 1024 * 1024;
-  else throw bad();
+  if (unit.empty() || unit == "B")
+    scale = 1;
+  else if (unit == "K" || unit == "k")
+    scale = 1024.0;
+  else if (unit == "M" || unit == "m")
+    scale = 1024.0 * 1024;
+  else if (unit == "G" || unit == "g")
+    scale = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "t")
+    scale = 1024.0 * 1024 * 1024 * 1024;
+  else
+    throw bad();
   const double bytes = value * scale;
   if (bytes < 1 || bytes >= 1.8e19) throw bad();
   return static_cast<std::uint64_t>(bytes);
 }
 
-std::uint64_t tensor_bytes(std::string_view what, DType dtype, const std::vector<std::int64_t>& dims) {
+std::uint64_t tensor_bytes(std::string_view what, DType dtype,
+                           const std::vector<std::int64_t>& dims) {
   std::uint64_t n = 1;
   for (auto d : dims) {
     if (d < 0)
-      throw ShapeError(fmt::format("{}: dims {} have a negative entry", what, dims_to_string(dims)));
+      throw ShapeError(
+          fmt::format("{}: dims {} have a negative entry", what, dims_to_string(dims)));
     if (d != 0 && n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) /
                           static_cast<std::uint64_t>(d))
       throw MemoryLimitError(fmt::format("{}: {}{} has more elements than 64 bits count", what,

@@ -14,16 +14,16 @@ const TensorType& InferContext::input(std::size_t i) const {
   return *in_[i];
 }
 
-void InferContext::fail(const std::string& message) const { throw ShapeError(node.where() + message); }
+void InferContext::fail(const std::string& message) const {
+  throw ShapeError(node.where() + message);
+}
 
 OpRegistry& OpRegistry::instance() {
   static OpRegistry r;
   return r;
 }
 
-OpRegistry::OpRegistry() {
-  ops::register_all(*this);
-}
+OpRegistry::OpRegistry() { ops::register_all(*this); }
 
 void OpRegistry::add(OpSchema s) {
   if (find(s.name)) throw Error("op '" + s.name + "' registered twice");

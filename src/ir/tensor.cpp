@@ -32,7 +32,8 @@ struct Storage {
 };
 }  // namespace
 
-Tensor::Tensor(DType dtype, std::vector<std::int64_t> dims) : dtype_(dtype), dims_(std::move(dims)) {
+Tensor::Tensor(DType dtype, std::vector<std::int64_t> dims)
+    : dtype_(dtype), dims_(std::move(dims)) {
   const std::string what = "tensor " + type_string();
   const std::uint64_t bytes = tensor_bytes(what, dtype_, dims_);  // checks the count's overflow
   numel_ = checked_numel(dims_);
@@ -41,8 +42,8 @@ Tensor::Tensor(DType dtype, std::vector<std::int64_t> dims) : dtype_(dtype), dim
   try {
     storage->bytes.reset(new std::byte[bytes == 0 ? 1 : bytes]());
   } catch (const std::bad_alloc&) {
-    throw MemoryLimitError(fmt::format("{} needs {}, which the system could not allocate", what,
-                                       format_bytes(bytes)));
+    throw MemoryLimitError(
+        fmt::format("{} needs {}, which the system could not allocate", what, format_bytes(bytes)));
   }
   data_ = storage->bytes.get();
   owner_ = std::move(storage);
@@ -71,7 +72,8 @@ Tensor Tensor::from_doubles(DType dtype, std::vector<std::int64_t> dims,
 
 void Tensor::check_type(DType t) const {
   if (t != dtype_)
-    throw Error(fmt::format("tensor of dtype {} accessed as {}", dtype_name(dtype_), dtype_name(t)));
+    throw Error(
+        fmt::format("tensor of dtype {} accessed as {}", dtype_name(dtype_), dtype_name(t)));
 }
 
 void Tensor::check_count(std::size_t n) const {
@@ -92,8 +94,10 @@ To convert(From v) {
     // C++, so they are saturated here (what the GPU's conversions do).
     const double d = static_cast<double>(to_compute(v));
     if (std::isnan(d)) return To(0);
-    if (d <= static_cast<double>(std::numeric_limits<To>::lowest())) return std::numeric_limits<To>::lowest();
-    if (d >= static_cast<double>(std::numeric_limits<To>::max())) return std::numeric_limits<To>::max();
+    if (d <= static_cast<double>(std::numeric_limits<To>::lowest()))
+      return std::numeric_limits<To>::lowest();
+    if (d >= static_cast<double>(std::numeric_limits<To>::max()))
+      return std::numeric_limits<To>::max();
     return static_cast<To>(d);
   } else {
     return static_cast<To>(to_compute(v));
@@ -129,9 +133,12 @@ std::vector<std::int64_t> Tensor::to_int64s() const {
     using T = decltype(tag);
     const T* p = reinterpret_cast<const T*>(data_);
     for (std::int64_t i = 0; i < numel_; ++i) {
-      if constexpr (is_half_v<T>) v[i] = static_cast<std::int64_t>(static_cast<float>(p[i]));
-      else if constexpr (std::is_floating_point_v<T>) v[i] = static_cast<std::int64_t>(p[i]);
-      else v[i] = static_cast<std::int64_t>(p[i]);
+      if constexpr (is_half_v<T>)
+        v[i] = static_cast<std::int64_t>(static_cast<float>(p[i]));
+      else if constexpr (std::is_floating_point_v<T>)
+        v[i] = static_cast<std::int64_t>(p[i]);
+      else
+        v[i] = static_cast<std::int64_t>(p[i]);
     }
   });
   return v;
@@ -151,7 +158,6 @@ Tensor Tensor::clone() const {
   if (nbytes()) std::memcpy(t.data_, data_, nbytes());
   return t;
 }
-
 
 Tensor Tensor::cast(DType to) const {
   Tensor out(to, dims_);

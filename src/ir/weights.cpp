@@ -21,9 +21,9 @@ const Tensor& WeightMap::at(const std::string& name) const {
   auto it = map_.find(name);
   if (it == map_.end()) {
     auto near = near_misses(name, names());
-    throw WeightError(fmt::format("no weight named '{}'{}", name,
-                                  near.empty() ? "" : fmt::format(" (did you mean '{}'?)",
-                                                                  fmt::join(near, "', '"))));
+    throw WeightError(fmt::format(
+        "no weight named '{}'{}", name,
+        near.empty() ? "" : fmt::format(" (did you mean '{}'?)", fmt::join(near, "', '"))));
   }
   return it->second;
 }
@@ -40,8 +40,8 @@ void WeightMap::check_finite() const {
     for (std::int64_t i = 0; i < t.numel(); ++i) {
       const double v = t.get(i);
       if (!std::isfinite(v))
-        throw WeightError(fmt::format("weight '{}' has {} at index {}", name,
-                                      std::isnan(v) ? "NaN" : "Inf", i));
+        throw WeightError(
+            fmt::format("weight '{}' has {} at index {}", name, std::isnan(v) ? "NaN" : "Inf", i));
     }
   }
 }
@@ -93,7 +93,8 @@ std::vector<std::string> near_misses(const std::string& name,
   return out;
 }
 
-WeightBinder::WeightBinder(const WeightMap& map, BindOptions opts) : map_(map), opts_(std::move(opts)) {
+WeightBinder::WeightBinder(const WeightMap& map, BindOptions opts)
+    : map_(map), opts_(std::move(opts)) {
   for (const auto& [k, _] : map_) used_[k] = false;
 }
 
@@ -102,7 +103,8 @@ bool WeightBinder::has(const std::string& name) const { return map_.contains(opt
 void WeightBinder::add_view(const BindOptions& view) {
   opts_.strict |= view.strict;
   for (const auto& s : view.ignore_suffixes)
-    if (std::find(opts_.ignore_suffixes.begin(), opts_.ignore_suffixes.end(), s) == opts_.ignore_suffixes.end())
+    if (std::find(opts_.ignore_suffixes.begin(), opts_.ignore_suffixes.end(), s) ==
+        opts_.ignore_suffixes.end())
       opts_.ignore_suffixes.push_back(s);
 }
 
@@ -116,10 +118,10 @@ Tensor WeightBinder::take(const std::string& layer, const std::string& name,
   const std::string key = opts_.resolve(name);
   if (!map_.contains(key)) {
     auto near = near_misses(key, map_.names());
-    problems_.push_back(fmt::format("missing '{}' for layer '{}' (expected {} {}){}", key, layer,
-                                    dtype_name(dtype), dims_to_string(dims),
-                                    near.empty() ? "" : fmt::format("; did you mean '{}'?",
-                                                                    fmt::join(near, "', '"))));
+    problems_.push_back(fmt::format(
+        "missing '{}' for layer '{}' (expected {} {}){}", key, layer, dtype_name(dtype),
+        dims_to_string(dims),
+        near.empty() ? "" : fmt::format("; did you mean '{}'?", fmt::join(near, "', '"))));
     return Tensor(dtype, dims);
   }
   used_[key] = true;
@@ -166,8 +168,8 @@ std::vector<std::string> WeightBinder::finish() {
   std::vector<std::string> all = problems_;
   if (opts_.strict) all.insert(all.end(), unused.begin(), unused.end());
   if (!all.empty())
-    throw WeightError(fmt::format("{} weight problem{}:\n  {}", all.size(), all.size() == 1 ? "" : "s",
-                                  fmt::join(all, "\n  ")));
+    throw WeightError(fmt::format("{} weight problem{}:\n  {}", all.size(),
+                                  all.size() == 1 ? "" : "s", fmt::join(all, "\n  ")));
   return unused;
 }
 

@@ -55,9 +55,10 @@ void make_static(Graph& g, const BuildOptions& o) {
     auto it = o.input_dims.find(vi.name);
     if (it != o.input_dims.end()) {
       if (it->second.size() != vi.type.shape.rank())
-        throw ShapeError(fmt::format("input '{}' has shape {}; the dims given for it, {}, have "
-                                     "another rank",
-                                     vi.name, vi.type.shape.to_string(), dims_to_string(it->second)));
+        throw ShapeError(
+            fmt::format("input '{}' has shape {}; the dims given for it, {}, have "
+                        "another rank",
+                        vi.name, vi.type.shape.to_string(), dims_to_string(it->second)));
       for (std::size_t d = 0; d < it->second.size(); ++d) {
         const Dim& want = vi.type.shape[d];
         if (want.is_fixed() && want.value() != it->second[d])

@@ -53,7 +53,8 @@ RangeCollector::RangeCollector(Calibrator c, double percentile, int bins)
     : calibrator_(c), percentile_(percentile), bins_(bins) {
   if (!(percentile > 0 && percentile <= 100))
     throw Error(fmt::format("percentile {} is outside (0, 100]", percentile));
-  if (bins < 128) throw Error(fmt::format("a calibration histogram needs at least 128 bins, got {}", bins));
+  if (bins < 128)
+    throw Error(fmt::format("a calibration histogram needs at least 128 bins, got {}", bins));
 }
 
 void RangeCollector::observe(const std::string& name, const Tensor& t) {
@@ -62,22 +63,25 @@ void RangeCollector::observe(const std::string& name, const Tensor& t) {
     for (std::int64_t i = 0; i < t.numel(); ++i) {
       const double v = t.get(i);
       if (!std::isfinite(v))
-        throw Error(fmt::format("calibration: tensor '{}' holds {} (element {} of {}{})", name, v, i,
-                                dtype_name(t.dtype()), dims_to_string(t.dims())));
+        throw Error(fmt::format("calibration: tensor '{}' holds {} (element {} of {}{})", name, v,
+                                i, dtype_name(t.dtype()), dims_to_string(t.dims())));
       m = std::max(m, std::abs(v));
     }
     amax_[name] = m;
     return;
   }
   auto it = amax_.find(name);
-  if (it == amax_.end()) throw Error(fmt::format("calibration: tensor '{}' was not seen in the first pass", name));
+  if (it == amax_.end())
+    throw Error(fmt::format("calibration: tensor '{}' was not seen in the first pass", name));
   auto& h = hist_[name];
   h.resize(static_cast<std::size_t>(bins_), 0.0);
   const double width = std::max(it->second, kTiny) / bins_;
   for (std::int64_t i = 0; i < t.numel(); ++i) {
     const double a = std::abs(t.get(i));
-    if (!std::isfinite(a)) throw Error(fmt::format("calibration: tensor '{}' holds a NaN or Inf", name));
-    const auto b = std::min<std::size_t>(static_cast<std::size_t>(a / width), static_cast<std::size_t>(bins_ - 1));
+    if (!std::isfinite(a))
+      throw Error(fmt::format("calibration: tensor '{}' holds a NaN or Inf", name));
+    const auto b = std::min<std::size_t>(static_cast<std::size_t>(a / width),
+                                         static_cast<std::size_t>(bins_ - 1));
     h[b] += 1;
   }
 }
@@ -95,13 +99,15 @@ double entropy_threshold(const std::vector<double>& hist, double amax, int level
   for (int i = levels; i <= bins; ++i) {
     // P: the first i bins, with everything beyond clipped into the last of them.
     std::vector<double> p(hist.begin(), hist.begin() + i);
-    for (int j = i; j < bins; ++j) p[static_cast<std::size_t>(i - 1)] += hist[static_cast<std::size_t>(j)];
+    for (int j = i; j < bins; ++j)
+      p[static_cast<std::size_t>(i - 1)] += hist[static_cast<std::size_t>(j)];
     // Q: the first i bins merged into `levels` levels, each level spread evenly over its
     // non-empty bins.
     std::vector<double> q(static_cast<std::size_t>(i), 0.0);
     const double per = static_cast<double>(i) / levels;
     for (int l = 0; l < levels; ++l) {
-      const int b0 = static_cast<int>(std::floor(l * per)), b1 = std::max(b0 + 1, static_cast<int>(std::floor((l + 1) * per)));
+      const int b0 = static_cast<int>(std::floor(l * per)),
+                b1 = std::max(b0 + 1, static_cast<int>(std::floor((l + 1) * per)));
       double sum = 0;
       int nonzero = 0;
       for (int b = b0; b < b1 && b < i; ++b) {
@@ -112,13 +118,15 @@ double entropy_threshold(const std::vector<double>& hist, double amax, int level
         if (hist[static_cast<std::size_t>(b)] != 0) q[static_cast<std::size_t>(b)] = sum / nonzero;
     }
     double ps = 0, qs = 0;
-    for (int b = 0; b < i; ++b) ps += p[static_cast<std::size_t>(b)], qs += q[static_cast<std::size_t>(b)];
+    for (int b = 0; b < i; ++b)
+      ps += p[static_cast<std::size_t>(b)], qs += q[static_cast<std::size_t>(b)];
     double kl = 0;
     for (int b = 0; b < i; ++b) {
       const double pb = p[static_cast<std::size_t>(b)] / ps;
       if (pb == 0) continue;
       const double qb = q[static_cast<std::size_t>(b)] / qs;
-      kl += qb == 0 ? pb * 1e3 : pb * std::log(pb / qb);  // an empty Q bin where P has mass: a large penalty
+      kl += qb == 0 ? pb * 1e3
+                    : pb * std::log(pb / qb);  // an empty Q bin where P has mass: a large penalty
     }
     if (kl < best_kl) {
       best_kl = kl;
@@ -132,7 +140,9 @@ double RangeCollector::threshold(const std::string& name) const {
   const double amax = amax_.at(name);
   if (calibrator_ == Calibrator::minmax) return amax;
   auto it = hist_.find(name);
-  if (it == hist_.end()) throw Error(fmt::format("calibration: no histogram for tensor '{}' (second pass not run)", name));
+  if (it == hist_.end())
+    throw Error(
+        fmt::format("calibration: no histogram for tensor '{}' (second pass not run)", name));
   const auto& h = it->second;
   if (calibrator_ == Calibrator::entropy) return std::min(amax, entropy_threshold(h, amax));
   double total = 0;
@@ -141,14 +151,16 @@ double RangeCollector::threshold(const std::string& name) const {
   const double width = std::max(amax, kTiny) / bins_;
   for (std::size_t b = 0; b < h.size(); ++b) {
     seen += h[b];
-    if (seen >= total * percentile_ / 100) return std::min(amax, (static_cast<double>(b) + 1) * width);
+    if (seen >= total * percentile_ / 100)
+      return std::min(amax, (static_cast<double>(b) + 1) * width);
   }
   return amax;
 }
 
 std::map<std::string, float> RangeCollector::scales() const {
   std::map<std::string, float> s;
-  for (const auto& [name, _] : amax_) s[name] = static_cast<float>(std::max(threshold(name), kTiny) / 127.0);
+  for (const auto& [name, _] : amax_)
+    s[name] = static_cast<float>(std::max(threshold(name), kTiny) / 127.0);
   return s;
 }
 
@@ -165,11 +177,13 @@ std::string calibration_cache_text(Calibrator c, const std::map<std::string, flo
   std::string out = c == Calibrator::entropy  ? "TRT-8601-EntropyCalibration2\n"
                     : c == Calibrator::minmax ? "TRT-8601-MinMaxCalibration\n"
                                               : "TRT-8601-PercentileCalibration\n";
-  for (const auto& [name, s] : scales) out += fmt::format("{}: {:08x}\n", name, std::bit_cast<std::uint32_t>(s));
+  for (const auto& [name, s] : scales)
+    out += fmt::format("{}: {:08x}\n", name, std::bit_cast<std::uint32_t>(s));
   return out;
 }
 
-std::map<std::string, float> parse_calibration_cache(const std::string& text, const std::string& what) {
+std::map<std::string, float> parse_calibration_cache(const std::string& text,
+                                                     const std::string& what) {
   std::map<std::string, float> out;
   std::istringstream in(text);
   std::string line;
@@ -179,8 +193,9 @@ std::map<std::string, float> parse_calibration_cache(const std::string& text, co
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (n == 1) {
       if (line.rfind("TRT-", 0) != 0)
-        throw FormatError(fmt::format("{}: line 1 is '{}'; a calibration cache starts with a TRT-... header", what,
-                                      line.substr(0, 80)));
+        throw FormatError(
+            fmt::format("{}: line 1 is '{}'; a calibration cache starts with a TRT-... header",
+                        what, line.substr(0, 80)));
       continue;
     }
     if (line.empty()) continue;
@@ -188,25 +203,27 @@ std::map<std::string, float> parse_calibration_cache(const std::string& text, co
     const std::string hex = colon == std::string::npos ? "" : line.substr(colon + 2);
     if (colon == std::string::npos || colon == 0 || hex.empty() || hex.size() > 8 ||
         hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
-      throw FormatError(fmt::format("{}: line {} is '{}'; expected 'tensor: hex-float32-scale'", what, n,
-                                    line.substr(0, 80)));
+      throw FormatError(fmt::format("{}: line {} is '{}'; expected 'tensor: hex-float32-scale'",
+                                    what, n, line.substr(0, 80)));
     const float s = std::bit_cast<float>(static_cast<std::uint32_t>(std::stoul(hex, nullptr, 16)));
     if (!std::isfinite(s) || s < 0)
-      throw FormatError(fmt::format("{}: line {}: the scale of '{}' is {}", what, n, line.substr(0, colon), s));
+      throw FormatError(
+          fmt::format("{}: line {}: the scale of '{}' is {}", what, n, line.substr(0, colon), s));
     out[line.substr(0, colon)] = s;
   }
   if (n == 0) throw FormatError(fmt::format("{}: the calibration cache is empty", what));
   return out;
 }
 
-void check_cache_covers(const std::map<std::string, float>& cache, const std::vector<std::string>& needed,
-                        const std::string& what) {
+void check_cache_covers(const std::map<std::string, float>& cache,
+                        const std::vector<std::string>& needed, const std::string& what) {
   std::vector<std::string> missing;
   for (const auto& n : needed)
     if (!cache.count(n)) missing.push_back(n);
   if (!missing.empty())
-    throw Error(fmt::format("{}: the calibration cache has no scale for {} tensor(s) the network quantizes: {}", what,
-                            missing.size(), fmt::join(missing, ", ")));
+    throw Error(fmt::format(
+        "{}: the calibration cache has no scale for {} tensor(s) the network quantizes: {}", what,
+        missing.size(), fmt::join(missing, ", ")));
   // Extra entries are allowed (TensorRT's caches list every tensor, kiln's only those it needs).
 }
 
@@ -218,7 +235,8 @@ namespace {
 std::pair<Tensor, Tensor> quantize_weight(const Tensor& w, std::int64_t axis) {
   const std::int64_t channels = w.dim(axis);
   std::int64_t inner = 1;
-  for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < w.rank(); ++d) inner *= w.dim(static_cast<std::int64_t>(d));
+  for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < w.rank(); ++d)
+    inner *= w.dim(static_cast<std::int64_t>(d));
   std::vector<double> amax(static_cast<std::size_t>(channels), 0.0);
   for (std::int64_t i = 0; i < w.numel(); ++i) {
     const auto c = static_cast<std::size_t>((i / inner) % channels);
@@ -230,7 +248,8 @@ std::pair<Tensor, Tensor> quantize_weight(const Tensor& w, std::int64_t axis) {
   Tensor q(DType::i8, w.dims());
   for (std::int64_t i = 0; i < w.numel(); ++i) {
     const float s = static_cast<float>(scales.get((i / inner) % channels));
-    q.set(i, std::clamp(static_cast<double>(std::nearbyint(static_cast<float>(w.get(i) / s))), -127.0, 127.0));
+    q.set(i, std::clamp(static_cast<double>(std::nearbyint(static_cast<float>(w.get(i) / s))),
+                        -127.0, 127.0));
   }
   return {q, scales};
 }
@@ -240,7 +259,7 @@ std::pair<Tensor, Tensor> quantize_weight(const Tensor& w, std::int64_t axis) {
 Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales) {
   Graph out = g;
   out.nodes.clear();
-  std::map<std::string, std::string> dq_of;  // activation -> its dequantized copy
+  std::map<std::string, std::string> dq_of;   // activation -> its dequantized copy
   std::map<std::string, std::string> wdq_of;  // weight -> its dequantized copy
   auto add = [&](const std::string& op, const std::string& name, std::vector<std::string> in,
                  std::map<std::string, Attribute> attrs) {
@@ -261,10 +280,12 @@ Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales)
     for (std::size_t i = 0; i < 2 && i < n.inputs.size(); ++i) {
       const std::string& v = n.inputs[i];
       if (v.empty()) continue;
-      if (auto w = g.weights.find(v); w != g.weights.end() && is_float(w->second.dtype()) && w->second.rank() >= 1) {
+      if (auto w = g.weights.find(v);
+          w != g.weights.end() && is_float(w->second.dtype()) && w->second.rank() >= 1) {
         // Weights: per output channel (Conv's dim 0; Gemm's B by transB; MatMul's B by column).
         std::int64_t axis = 0;
-        if (n.op == "Gemm") axis = i == 1 ? (n.attr_int("transB", 0) ? 0 : 1) : (n.attr_int("transA", 0) ? 1 : 0);
+        if (n.op == "Gemm")
+          axis = i == 1 ? (n.attr_int("transB", 0) ? 0 : 1) : (n.attr_int("transA", 0) ? 1 : 0);
         if (n.op == "MatMul") axis = static_cast<std::int64_t>(w->second.rank()) - (i == 1 ? 1 : 2);
         if (axis < 0) axis = 0;
         const std::string key = v + "#" + std::to_string(axis);
@@ -280,9 +301,12 @@ Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales)
       }
       if (g.weights.count(v) || g.known_value(v)) continue;  // other constants stay float
       auto s = scales.find(v);
-      if (s == scales.end()) throw Error(fmt::format("quantize_graph: no INT8 scale for tensor '{}' (read by {})", v, n.where()));
+      if (s == scales.end())
+        throw Error(fmt::format("quantize_graph: no INT8 scale for tensor '{}' (read by {})", v,
+                                n.where()));
       if (!dq_of.count(v)) {
-        const std::string sn = out.unique_name(v + ".scale"), zn = out.unique_name(v + ".zero_point");
+        const std::string sn = out.unique_name(v + ".scale"),
+                          zn = out.unique_name(v + ".zero_point");
         out.weights[sn] = Tensor::from<float>({}, {s->second});
         out.weights[zn] = Tensor(DType::i8, {});
         const std::string qv = add("QuantizeLinear", v + ".quantize", {v, sn, zn}, {});

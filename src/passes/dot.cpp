@@ -18,10 +18,11 @@ std::string escape(const std::string& s) {
 }  // namespace
 
 std::string to_dot(const Graph& g, const std::string& title) {
-  std::string s = fmt::format("digraph \"{}\" {{\n  label=\"{}\";\n  rankdir=TB;\n"
-                              "  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n"
-                              "  edge [fontname=\"Helvetica\", fontsize=8];\n",
-                              escape(title), escape(title));
+  std::string s = fmt::format(
+      "digraph \"{}\" {{\n  label=\"{}\";\n  rankdir=TB;\n"
+      "  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n"
+      "  edge [fontname=\"Helvetica\", fontsize=8];\n",
+      escape(title), escape(title));
   std::map<std::string, std::string> made_by;
   for (std::size_t i = 0; i < g.inputs.size(); ++i) {
     const std::string id = fmt::format("in{}", i);

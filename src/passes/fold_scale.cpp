@@ -29,13 +29,16 @@ std::optional<std::vector<double>> per_channel(const Tensor& t, std::size_t rank
   i64 along = 1;
   for (std::size_t d = 0; d < t.rank(); ++d) {
     const i64 n = t.dim(d);
-    if (lead + d == axis) along = n;
-    else if (n != 1) return std::nullopt;
+    if (lead + d == axis)
+      along = n;
+    else if (n != 1)
+      return std::nullopt;
   }
   if (along != 1 && along != channels) return std::nullopt;
   const auto v = t.to_doubles();
   std::vector<double> out(static_cast<std::size_t>(channels));
-  for (i64 c = 0; c < channels; ++c) out[static_cast<std::size_t>(c)] = v[along == 1 ? 0 : static_cast<std::size_t>(c)];
+  for (i64 c = 0; c < channels; ++c)
+    out[static_cast<std::size_t>(c)] = v[along == 1 ? 0 : static_cast<std::size_t>(c)];
   return out;
 }
 
@@ -49,8 +52,8 @@ std::optional<Affine> affine_of(const Graph& g, const Node& n, const std::string
     for (std::size_t o = 1; o < n.outputs.size(); ++o)
       if (!n.outputs[o].empty()) return std::nullopt;  // training outputs are read
     if (n.attr_int("training_mode", 0) != 0) return std::nullopt;
-    const Tensor *s = weight(g, n.inputs[1]), *b = weight(g, n.inputs[2]), *m = weight(g, n.inputs[3]),
-                 *v = weight(g, n.inputs[4]);
+    const Tensor *s = weight(g, n.inputs[1]), *b = weight(g, n.inputs[2]),
+                 *m = weight(g, n.inputs[3]), *v = weight(g, n.inputs[4]);
     if (!s || !b || !m || !v) return std::nullopt;
     for (const Tensor* t : {s, b, m, v})
       if (t->numel() != channels) return std::nullopt;
@@ -123,7 +126,8 @@ void apply(Graph& g, Node& n, const Affine& a) {
   std::vector<double> bias(static_cast<std::size_t>(channels), 0.0);
   if (n.has_input(2)) {
     auto b = per_channel(g.weights.at(n.inputs[2]), gemm ? 2 : 1, gemm ? 1 : 0, channels);
-    for (i64 c = 0; c < channels; ++c) bias[static_cast<std::size_t>(c)] = (*b)[static_cast<std::size_t>(c)] * beta;
+    for (i64 c = 0; c < channels; ++c)
+      bias[static_cast<std::size_t>(c)] = (*b)[static_cast<std::size_t>(c)] * beta;
   }
   Tensor b2(w.dtype(), {channels});
   for (i64 c = 0; c < channels; ++c) {

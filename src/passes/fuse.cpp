@@ -75,8 +75,8 @@ int fuse_gemm_bias(Graph& g, const PassContext& ctx) {
     const std::string& b = add.inputs[0] == mm.outputs[0] ? add.inputs[1] : add.inputs[0];
     const Tensor* t = weight(g, b);
     // A bias row: N values (the output's last dim), every other dim 1, the output's type kept.
-    if (!t || t->dtype() != yt.dtype || t->numel() != yt.shape[yt.shape.rank() - 1].value() || t->rank() == 0 ||
-        t->dim(t->rank() - 1) != t->numel() || t->rank() > yt.shape.rank())
+    if (!t || t->dtype() != yt.dtype || t->numel() != yt.shape[yt.shape.rank() - 1].value() ||
+        t->rank() == 0 || t->dim(t->rank() - 1) != t->numel() || t->rank() > yt.shape.rank())
       return false;
     if (g.type_of(add.outputs[0]) != yt) return false;
     join(g, i, *j);

@@ -31,8 +31,10 @@ std::optional<Member> candidate(const Graph& g, std::size_t i) {
   FusedBody body = as_body(n);
   const Node& conv = body.parts[0];
   if (conv.op != "Conv" || conv.attr_int("group", 1) != 1) return std::nullopt;
-  if (conv.inputs.size() < 2 || conv.inputs[0] != "$0" || conv.inputs[1] != "$1") return std::nullopt;
-  if (conv.inputs.size() > 2 && !conv.inputs[2].empty() && conv.inputs[2] != "$2") return std::nullopt;
+  if (conv.inputs.size() < 2 || conv.inputs[0] != "$0" || conv.inputs[1] != "$1")
+    return std::nullopt;
+  if (conv.inputs.size() > 2 && !conv.inputs[2].empty() && conv.inputs[2] != "$2")
+    return std::nullopt;
   if (n.inputs.size() > 3) return std::nullopt;
   for (std::size_t k = 1; k < body.parts.size(); ++k) {
     const Node& p = body.parts[k];
@@ -71,8 +73,9 @@ Tensor concat0(const std::vector<const Tensor*>& ts, const std::vector<i64>& row
   i64 at = 0;
   for (std::size_t k = 0; k < ts.size(); ++k) {
     const i64 n = rows[k] * inner;
-    if (ts[k]) std::memcpy(out.raw() + at * static_cast<i64>(dtype_size(dtype)), ts[k]->raw(),
-                           static_cast<std::size_t>(n) * dtype_size(dtype));
+    if (ts[k])
+      std::memcpy(out.raw() + at * static_cast<i64>(dtype_size(dtype)), ts[k]->raw(),
+                  static_cast<std::size_t>(n) * dtype_size(dtype));
     at += n;
   }
   return out;

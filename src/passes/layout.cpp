@@ -51,8 +51,8 @@ int elide_concat(Graph& g, const PassContext& ctx) {
     std::set<std::string> seen;
     for (const auto& in : c.inputs) {
       const auto p = g.producer(in);
-      if (in.empty() || !p || !seen.insert(in).second || taken.count(in) || is_graph_output(g, in) ||
-          marked(g.nodes[*p], plan::kViewAttr)) {
+      if (in.empty() || !p || !seen.insert(in).second || taken.count(in) ||
+          is_graph_output(g, in) || marked(g.nodes[*p], plan::kViewAttr)) {
         ok = false;
         break;
       }
@@ -108,11 +108,11 @@ std::optional<std::vector<Layout>> layouts_for(const Node& n, const plan::Target
 
 /// How a node reads 4-D values (see choose_layout in passes.hpp).
 enum class Reads {
-  Own,          // a step whose layout the target decides: every computed input in its layout
-  Any,          // elementwise: any mix; its output takes the layout of its first 4-D input
-  Nchw,         // everything else: NCHW, unless both layouts are the same bytes
-  Conversion,   // kiln.ToLayout: anything
-  Nothing,      // Shape and Size read dims only
+  Own,         // a step whose layout the target decides: every computed input in its layout
+  Any,         // elementwise: any mix; its output takes the layout of its first 4-D input
+  Nchw,        // everything else: NCHW, unless both layouts are the same bytes
+  Conversion,  // kiln.ToLayout: anything
+  Nothing,     // Shape and Size read dims only
 };
 
 Reads reads_of(const Graph& g, const Node& n, const plan::Target& t) {
@@ -121,7 +121,8 @@ Reads reads_of(const Graph& g, const Node& n, const plan::Target& t) {
   if (!has_4d_output(g, n)) return Reads::Nchw;
   if (!layouts_for(n, t)) return Reads::Any;
   for (const auto& op : part_ops(n))
-    if (!t.is_pointwise(op) && !(is_fused(n) && op == "Split") && t.layouts.count(op)) return Reads::Own;
+    if (!t.is_pointwise(op) && !(is_fused(n) && op == "Split") && t.layouts.count(op))
+      return Reads::Own;
   return Reads::Nchw;
 }
 
@@ -135,9 +136,9 @@ struct Conversion {
 };
 
 struct Assignment {
-  std::vector<Layout> node;              // of each node (meaningful where it has a 4-D output)
-  std::vector<Conversion> conversions;   // in order of first need
-  int off_preference = 0;                // steps not in their target's preferred layout
+  std::vector<Layout> node;             // of each node (meaningful where it has a 4-D output)
+  std::vector<Conversion> conversions;  // in order of first need
+  int off_preference = 0;               // steps not in their target's preferred layout
 
   /// Conversions and steps in a less preferred layout, counted alike; ties go to fewer
   /// conversions.
@@ -159,8 +160,10 @@ Assignment assign(const Graph& g, const plan::Target& t, bool prefer_first) {
   auto need = [&](const std::string& v, Layout to, std::size_t node, std::size_t input) {
     auto [it, fresh] = index.try_emplace({v, to}, a.conversions.size());
     if (fresh) a.conversions.push_back({v, to, {}, false});
-    if (node != SIZE_MAX) a.conversions[it->second].readers.push_back({node, input});
-    else a.conversions[it->second].output = true;
+    if (node != SIZE_MAX)
+      a.conversions[it->second].readers.push_back({node, input});
+    else
+      a.conversions[it->second].output = true;
   };
   auto computed_4d = [&](const std::string& v) { return is_4d(g, v) && !weight(g, v); };
 
@@ -197,8 +200,7 @@ Assignment assign(const Graph& g, const plan::Target& t, bool prefer_first) {
             need(in, Layout::NCHW, i, k);
         }
         break;
-      case Reads::Nothing:
-        break;
+      case Reads::Nothing: break;
     }
     for (const auto& o : n.outputs)
       if (is_4d(g, o)) phys[o] = l;
@@ -269,8 +271,9 @@ int choose_layout(Graph& g, const PassContext& ctx) {
   const plan::Target& t = ctx.tgt();
   Assignment pref = assign(g, t, true);
   Assignment nchw = assign(g, t, false);
-  const bool use_pref = pref.cost() != nchw.cost() ? pref.cost() < nchw.cost()
-                                                  : pref.conversions.size() < nchw.conversions.size();
+  const bool use_pref = pref.cost() != nchw.cost()
+                            ? pref.cost() < nchw.cost()
+                            : pref.conversions.size() < nchw.conversions.size();
   const Assignment& chosen = use_pref ? pref : nchw;
   for (std::size_t i = 0; i < g.nodes.size(); ++i) {
     Node& n = g.nodes[i];

@@ -71,7 +71,8 @@ std::optional<std::size_t> only_reader(const Graph& g,
 
 Node fuse_pair(const Node& a, const Node& b) {
   if (a.outputs.size() != 1)
-    throw GraphError(fmt::format("{}cannot fuse a node of {} outputs", a.where(), a.outputs.size()));
+    throw GraphError(
+        fmt::format("{}cannot fuse a node of {} outputs", a.where(), a.outputs.size()));
   const std::string& link = a.outputs[0];
   FusedBody body = as_body(a);
   std::vector<std::string> inputs = a.inputs;
@@ -105,13 +106,15 @@ std::vector<std::string> part_ops(const Node& n) {
   return ops;
 }
 
-bool same_attrs(const std::map<std::string, Attribute>& a, const std::map<std::string, Attribute>& b) {
+bool same_attrs(const std::map<std::string, Attribute>& a,
+                const std::map<std::string, Attribute>& b) {
   if (a.size() != b.size()) return false;
   for (auto ia = a.begin(), ib = b.begin(); ia != a.end(); ++ia, ++ib) {
     if (ia->first != ib->first || ia->second.index() != ib->second.index()) return false;
     if (const Tensor* ta = std::get_if<Tensor>(&ia->second)) {
       const Tensor& tb = std::get<Tensor>(ib->second);
-      if (ta->dtype() != tb.dtype() || ta->dims() != tb.dims() || ta->to_doubles() != tb.to_doubles())
+      if (ta->dtype() != tb.dtype() || ta->dims() != tb.dims() ||
+          ta->to_doubles() != tb.to_doubles())
         return false;
     } else if (attribute_to_string(ia->second) != attribute_to_string(ib->second)) {
       return false;

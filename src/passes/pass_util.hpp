@@ -38,7 +38,8 @@ Node fuse_pair(const Node& a, const Node& b);
 /// The parts of a node (its own op for an ordinary one).
 std::vector<std::string> part_ops(const Node& n);
 /// Two attribute maps equal (compared as text; tensors by type and values).
-bool same_attrs(const std::map<std::string, Attribute>& a, const std::map<std::string, Attribute>& b);
+bool same_attrs(const std::map<std::string, Attribute>& a,
+                const std::map<std::string, Attribute>& b);
 
 /// Runs `try_at(i)` over the nodes, from the first again after each rewrite (indices move), until
 /// it rewrites nothing; types are inferred after each rewrite. Returns the rewrites.

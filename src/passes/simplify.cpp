@@ -14,8 +14,8 @@ int verify_graph(Graph& g, const PassContext&) {
   for (const auto& n : g.nodes)
     for (const auto& o : n.outputs)
       if (!o.empty() && !g.has_type(o))
-        throw GraphError(fmt::format("{}output '{}' has no inferred type (infer shapes first)",
-                                     n.where(), o));
+        throw GraphError(
+            fmt::format("{}output '{}' has no inferred type (infer shapes first)", n.where(), o));
   return 0;
 }
 
@@ -28,7 +28,8 @@ bool is_random(const std::string& op) {
 
 int fold_constants(Graph& g, const PassContext& ctx) {
   if (!ctx.evaluator)
-    throw GraphError("fold_constants needs a ConstantEvaluator (kiln::reference::constant_evaluator())");
+    throw GraphError(
+        "fold_constants needs a ConstantEvaluator (kiln::reference::constant_evaluator())");
   std::set<std::size_t> folded;
   for (std::size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& n = g.nodes[i];

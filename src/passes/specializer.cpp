@@ -10,18 +10,26 @@ namespace kiln::build {
 using plan::check_shape;
 using plan::format_shape_list;
 
-Specializer::Specializer(Graph g, BuildOptions o, std::vector<Profile> profiles, std::size_t cache_size)
-    : graph_(std::move(g)), options_(std::move(o)), profiles_(std::move(profiles)), cache_size_(cache_size) {
-  if (profiles_.empty()) throw ShapeError(fmt::format("graph '{}': a dynamic build needs at least one profile", graph_.name));
+Specializer::Specializer(Graph g, BuildOptions o, std::vector<Profile> profiles,
+                         std::size_t cache_size)
+    : graph_(std::move(g)),
+      options_(std::move(o)),
+      profiles_(std::move(profiles)),
+      cache_size_(cache_size) {
+  if (profiles_.empty())
+    throw ShapeError(
+        fmt::format("graph '{}': a dynamic build needs at least one profile", graph_.name));
   if (cache_size_ == 0) throw Error("Specializer: the plan cache must hold at least one plan");
   options_.after_pass = nullptr;
 }
 
-Specializer::Specializer(const plan::Plan& dynamic, const ConstantEvaluator* evaluator, std::size_t cache_size)
+Specializer::Specializer(const plan::Plan& dynamic, const ConstantEvaluator* evaluator,
+                         std::size_t cache_size)
     : cache_size_(cache_size) {
   if (!dynamic.is_dynamic() || !dynamic.source)
-    throw ShapeError(fmt::format("plan '{}' is static (built without profiles): it runs at its own shape only",
-                                 dynamic.graph_name));
+    throw ShapeError(
+        fmt::format("plan '{}' is static (built without profiles): it runs at its own shape only",
+                    dynamic.graph_name));
   if (cache_size_ == 0) throw Error("Specializer: the plan cache must hold at least one plan");
   graph_ = *dynamic.source;
   profiles_ = dynamic.profiles;
@@ -32,7 +40,8 @@ Specializer::Specializer(const plan::Plan& dynamic, const ConstantEvaluator* eva
 
 std::size_t Specializer::profile_for(const ShapeMap& s, std::size_t first) const {
   if (first >= profiles_.size())
-    throw ShapeError(fmt::format("profile {} does not exist (the plan has {})", first, profiles_.size()));
+    throw ShapeError(
+        fmt::format("profile {} does not exist (the plan has {})", first, profiles_.size()));
   for (std::size_t i = first; i < profiles_.size(); ++i)
     if (profiles_[i].contains(s)) return i;
   check_shape(graph_, profiles_[first], s, first);  // throws, naming what is out of range
@@ -41,7 +50,8 @@ std::size_t Specializer::profile_for(const ShapeMap& s, std::size_t first) const
 
 std::shared_ptr<const plan::Plan> Specializer::plan_for(const ShapeMap& s, std::size_t profile) {
   if (profile >= profiles_.size())
-    throw ShapeError(fmt::format("profile {} does not exist (the plan has {})", profile, profiles_.size()));
+    throw ShapeError(
+        fmt::format("profile {} does not exist (the plan has {})", profile, profiles_.size()));
   check_shape(graph_, profiles_[profile], s, profile);
   for (auto it = cache_.begin(); it != cache_.end(); ++it)
     if (it->first == s) {
@@ -54,7 +64,9 @@ std::shared_ptr<const plan::Plan> Specializer::plan_for(const ShapeMap& s, std::
   const auto t0 = std::chrono::steady_clock::now();
   std::shared_ptr<const plan::Plan> p;
   // A failure names the shape it was specialized for, keeping its error type.
-  const auto at = [&](const Error& e) { return fmt::format("at shape {}: {}", format_shape_list(s), e.what()); };
+  const auto at = [&](const Error& e) {
+    return fmt::format("at shape {}: {}", format_shape_list(s), e.what());
+  };
   try {
     plan::Plan made = build_plan(graph_, o);
     made.tactics = tactics_;
@@ -68,7 +80,8 @@ std::shared_ptr<const plan::Plan> Specializer::plan_for(const ShapeMap& s, std::
   } catch (const MemoryLimitError& e) {
     throw MemoryLimitError(at(e));
   }
-  stats_.build_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  stats_.build_ms +=
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   ++stats_.built;
   cache_.emplace_front(s, p);
   if (cache_.size() > cache_size_) {
@@ -78,9 +91,11 @@ std::shared_ptr<const plan::Plan> Specializer::plan_for(const ShapeMap& s, std::
   return p;
 }
 
-plan::Plan build_dynamic_plan(const Graph& g, const BuildOptions& o, std::vector<Profile> profiles, int between,
-                              std::vector<BucketPlan>* bucket_plans, BuildReport* report) {
-  if (profiles.empty()) throw ShapeError(fmt::format("graph '{}': a dynamic build needs at least one profile", g.name));
+plan::Plan build_dynamic_plan(const Graph& g, const BuildOptions& o, std::vector<Profile> profiles,
+                              int between, std::vector<BucketPlan>* bucket_plans,
+                              BuildReport* report) {
+  if (profiles.empty())
+    throw ShapeError(fmt::format("graph '{}': a dynamic build needs at least one profile", g.name));
   for (std::size_t i = 0; i < profiles.size(); ++i) {
     const Profile& p = profiles[i];
     try {
@@ -98,7 +113,8 @@ plan::Plan build_dynamic_plan(const Graph& g, const BuildOptions& o, std::vector
   } catch (const ShapeError& e) {
     throw ShapeError(fmt::format("at shape {}: {}", format_shape_list(opt.input_dims), e.what()));
   }
-  const double opt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const double opt_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   Specializer sp(g, o, profiles, 1);
   for (std::size_t i = 0; i < profiles.size(); ++i)
     for (const auto& shape : plan::bucket_shapes(profiles[i], between)) {

@@ -49,8 +49,9 @@ struct Walk {
   /// The single reader of `v` with one of `ops` (and, given `pred`, for which it holds); any other
   /// readers are left to the caller's check.
   template <class Pred = bool (*)(const Node&)>
-  std::optional<std::size_t> reader(const std::string& v, std::initializer_list<const char*> ops,
-                                    Pred pred = [](const Node&) { return true; }) const {
+  std::optional<std::size_t> reader(
+      const std::string& v, std::initializer_list<const char*> ops,
+      Pred pred = [](const Node&) { return true; }) const {
     auto it = r.find(v);
     if (it == r.end()) return std::nullopt;
     std::optional<std::size_t> found;
@@ -63,7 +64,8 @@ struct Walk {
     return found;
   }
   /// The producer of `v` if its op is one of `ops`.
-  std::optional<std::size_t> made_by(const std::string& v, std::initializer_list<const char*> ops) const {
+  std::optional<std::size_t> made_by(const std::string& v,
+                                     std::initializer_list<const char*> ops) const {
     const auto p = g.producer(v);
     if (!p) return std::nullopt;
     for (const char* op : ops)
@@ -80,7 +82,8 @@ struct Walk {
     if (is_graph_output(g, v)) return false;
     auto it = r.find(v);
     if (it == r.end()) return true;
-    return std::all_of(it->second.begin(), it->second.end(), [&](std::size_t i) { return nodes.count(i) != 0; });
+    return std::all_of(it->second.begin(), it->second.end(),
+                       [&](std::size_t i) { return nodes.count(i) != 0; });
   }
   /// Whether every reader outside the matched nodes comes after `pos`.
   bool readers_after(const std::string& v, std::size_t pos) const {
@@ -97,7 +100,9 @@ std::optional<std::size_t> square_of(Walk& w, const std::string& v) {
         return n.inputs[0] == v && near(scalar(w.g, n.inputs[1]), 2.0, 0);
       }))
     return p;
-  return w.reader(v, {"Mul"}, [&](const Node& n) { return n.inputs.size() == 2 && n.inputs[0] == v && n.inputs[1] == v; });
+  return w.reader(v, {"Mul"}, [&](const Node& n) {
+    return n.inputs.size() == 2 && n.inputs[0] == v && n.inputs[1] == v;
+  });
 }
 
 /// The first normalized axis of a ReduceMean over trailing axes with kept dims, or nullopt.
@@ -131,7 +136,8 @@ bool per_feature(const Graph& g, const std::string& v, const std::string& x, i64
     const std::size_t d = xs.rank() - s.rank() + k;
     if (!s[k].is_fixed()) return false;
     if (static_cast<i64>(d) < axis && s[k].value() != 1) return false;
-    if (static_cast<i64>(d) >= axis && s[k].value() != 1 && !(xs[d].is_fixed() && xs[d].value() == s[k].value()))
+    if (static_cast<i64>(d) >= axis && s[k].value() != 1 &&
+        !(xs[d].is_fixed() && xs[d].value() == s[k].value()))
       return false;
   }
   return true;
@@ -155,7 +161,8 @@ std::optional<LayerNormMatch> match_layer_norm(Walk& w, std::size_t i) {
   m.axis = *axis;
   const std::string& mean = w.out(w.take(i));
   // Deviation: Sub(x, mean).
-  const auto sub = w.reader(mean, {"Sub"}, [&](const Node& n) { return n.inputs[0] == m.x && n.inputs[1] == mean; });
+  const auto sub = w.reader(
+      mean, {"Sub"}, [&](const Node& n) { return n.inputs[0] == m.x && n.inputs[1] == mean; });
   if (!sub) return std::nullopt;
   const std::string& dev = w.out(w.take(*sub));
   // Variance: mean of the squared deviation, or E[x^2] - mean^2.
@@ -173,7 +180,8 @@ std::optional<LayerNormMatch> match_layer_norm(Walk& w, std::size_t i) {
     if (!xx || !mm) return std::nullopt;
     const auto rm = w.reader(w.out(*xx), {"ReduceMean"});
     if (!rm || trailing_axis(g, g.nodes[*rm]) != axis) return std::nullopt;
-    const auto s = w.reader(w.out(*rm), {"Sub"}, [&](const Node& n) { return n.inputs[1] == w.out(*mm); });
+    const auto s =
+        w.reader(w.out(*rm), {"Sub"}, [&](const Node& n) { return n.inputs[1] == w.out(*mm); });
     if (!s || g.nodes[*s].inputs[0] != w.out(*rm)) return std::nullopt;
     w.take(*xx);
     w.take(*mm);
@@ -181,7 +189,8 @@ std::optional<LayerNormMatch> match_layer_norm(Walk& w, std::size_t i) {
     var = w.out(w.take(*s));
   }
   // std = Sqrt(var + eps).
-  const auto add = w.reader(*var, {"Add"}, [&](const Node& n) { return other(n, *var).has_value(); });
+  const auto add =
+      w.reader(*var, {"Add"}, [&](const Node& n) { return other(n, *var).has_value(); });
   if (!add) return std::nullopt;
   const auto eps = scalar(g, *other(g.nodes[*add], *var));
   if (!eps || *eps < 0) return std::nullopt;
@@ -193,12 +202,15 @@ std::optional<LayerNormMatch> match_layer_norm(Walk& w, std::size_t i) {
   // the InvStdDev output.
   std::optional<std::string> normalized;
   const auto recip = w.reader(stddev, {"Reciprocal"});
-  if (auto div = w.reader(dev, {"Div"}, [&](const Node& n) { return n.inputs[0] == dev && n.inputs[1] == stddev; })) {
+  if (auto div = w.reader(dev, {"Div"}, [&](const Node& n) {
+        return n.inputs[0] == dev && n.inputs[1] == stddev;
+      })) {
     normalized = w.out(w.take(*div));
     if (recip) m.invstd = w.out(w.take(*recip));
   } else if (recip) {
     m.invstd = w.out(w.take(*recip));
-    const auto mul = w.reader(dev, {"Mul"}, [&](const Node& n) { return other(n, dev) == m.invstd; });
+    const auto mul =
+        w.reader(dev, {"Mul"}, [&](const Node& n) { return other(n, dev) == m.invstd; });
     if (!mul) return std::nullopt;
     normalized = w.out(w.take(*mul));
   } else {
@@ -206,15 +218,19 @@ std::optional<LayerNormMatch> match_layer_norm(Walk& w, std::size_t i) {
   }
   // Optional affine: Mul by Scale, Add of B, each varying over the normalized dims only.
   m.y = *normalized;
-  auto two = [&](const std::string& v) { return [&v](const Node& n) { return other(n, v).has_value(); }; };
+  auto two = [&](const std::string& v) {
+    return [&v](const Node& n) { return other(n, v).has_value(); };
+  };
   if (auto mul = w.reader(m.y, {"Mul"}, two(m.y))) {
     const auto s = other(g.nodes[*mul], m.y);
-    if (s && *s != m.y && per_feature(g, *s, m.x, m.axis) && g.type_of(w.out(*mul)) == g.type_of(m.y)) {
+    if (s && *s != m.y && per_feature(g, *s, m.x, m.axis) &&
+        g.type_of(w.out(*mul)) == g.type_of(m.y)) {
       m.scale = *s;
       m.y = w.out(w.take(*mul));
       if (auto a = w.reader(m.y, {"Add"}, two(m.y))) {
         const auto b = other(g.nodes[*a], m.y);
-        if (b && *b != m.y && per_feature(g, *b, m.x, m.axis) && g.type_of(w.out(*a)) == g.type_of(m.y)) {
+        if (b && *b != m.y && per_feature(g, *b, m.x, m.axis) &&
+            g.type_of(w.out(*a)) == g.type_of(m.y)) {
           m.bias = *b;
           m.y = w.out(w.take(*a));
         }
@@ -259,10 +275,14 @@ std::optional<GeluMatch> match_gelu(Walk& w, std::size_t i) {
     const auto p = w.made_by(u, {"Div", "Mul"});
     if (!p) return std::nullopt;
     const Node& n = g.nodes[*p];
-    if (n.op == "Div" && near(scalar(g, n.inputs[1]), std::numbers::sqrt2)) m.x = n.inputs[0];
-    else if (n.op == "Mul" && near(scalar(g, n.inputs[1]), 1 / std::numbers::sqrt2)) m.x = n.inputs[0];
-    else if (n.op == "Mul" && near(scalar(g, n.inputs[0]), 1 / std::numbers::sqrt2)) m.x = n.inputs[1];
-    else return std::nullopt;
+    if (n.op == "Div" && near(scalar(g, n.inputs[1]), std::numbers::sqrt2))
+      m.x = n.inputs[0];
+    else if (n.op == "Mul" && near(scalar(g, n.inputs[1]), 1 / std::numbers::sqrt2))
+      m.x = n.inputs[0];
+    else if (n.op == "Mul" && near(scalar(g, n.inputs[0]), 1 / std::numbers::sqrt2))
+      m.x = n.inputs[1];
+    else
+      return std::nullopt;
     w.take(*p);
   } else {
     // u = sqrt(2/pi) * (x + 0.044715 * x^3).
@@ -271,9 +291,12 @@ std::optional<GeluMatch> match_gelu(Walk& w, std::size_t i) {
     const Node& n = g.nodes[*p];
     const double c = std::sqrt(2 / std::numbers::pi);
     std::string inner;
-    if (near(scalar(g, n.inputs[1]), c)) inner = n.inputs[0];
-    else if (near(scalar(g, n.inputs[0]), c)) inner = n.inputs[1];
-    else return std::nullopt;
+    if (near(scalar(g, n.inputs[1]), c))
+      inner = n.inputs[0];
+    else if (near(scalar(g, n.inputs[0]), c))
+      inner = n.inputs[1];
+    else
+      return std::nullopt;
     w.take(*p);
     const auto a = w.made_by(inner, {"Add"});
     if (!a) return std::nullopt;
@@ -285,9 +308,12 @@ std::optional<GeluMatch> match_gelu(Walk& w, std::size_t i) {
       if (!km) continue;
       const Node& kn = g.nodes[*km];
       std::string cube;
-      if (near(scalar(g, kn.inputs[1]), 0.044715)) cube = kn.inputs[0];
-      else if (near(scalar(g, kn.inputs[0]), 0.044715)) cube = kn.inputs[1];
-      else continue;
+      if (near(scalar(g, kn.inputs[1]), 0.044715))
+        cube = kn.inputs[0];
+      else if (near(scalar(g, kn.inputs[0]), 0.044715))
+        cube = kn.inputs[1];
+      else
+        continue;
       const auto cp = w.made_by(cube, {"Pow", "Mul"});
       if (!cp) continue;
       const Node& cn = g.nodes[*cp];
@@ -296,8 +322,8 @@ std::optional<GeluMatch> match_gelu(Walk& w, std::size_t i) {
         is_cube = cn.inputs[0] == x && near(scalar(g, cn.inputs[1]), 3.0, 0);
       } else if (auto sq = w.made_by(cn.inputs[0] == x ? cn.inputs[1] : cn.inputs[0], {"Mul"})) {
         const Node& sn = g.nodes[*sq];
-        is_cube = (cn.inputs[0] == x || cn.inputs[1] == x) && sn.inputs.size() == 2 && sn.inputs[0] == x &&
-                  sn.inputs[1] == x;
+        is_cube = (cn.inputs[0] == x || cn.inputs[1] == x) && sn.inputs.size() == 2 &&
+                  sn.inputs[0] == x && sn.inputs[1] == x;
         if (is_cube) w.take(*sq);
       }
       if (!is_cube) continue;
@@ -308,7 +334,9 @@ std::optional<GeluMatch> match_gelu(Walk& w, std::size_t i) {
     if (m.x.empty()) return std::nullopt;
   }
   // Tail: (1 + core) times x, times 0.5, in either order: 0.5 * x * (1 + core).
-  auto two = [](const std::string& v) { return [&v](const Node& n) { return other(n, v).has_value(); }; };
+  auto two = [](const std::string& v) {
+    return [&v](const Node& n) { return other(n, v).has_value(); };
+  };
   const auto one = w.reader(w.out(i), {"Add"}, two(w.out(i)));
   if (!one || !near(scalar(g, *other(g.nodes[*one], w.out(i))), 1.0, 0)) return std::nullopt;
   const std::string& plus = w.out(w.take(*one));
@@ -345,7 +373,8 @@ struct AttentionMatch {
   std::string q, k, v, mask, y;
   std::vector<std::int64_t> k_perm;  // a Transpose of `k` to make K (empty: `k` is K)
   double scale = 1.0;
-  bool unsqueeze_mask = false;  // a 3-D mask over [batch*heads, S, T] becomes [batch*heads, 1, S, T]
+  bool unsqueeze_mask =
+      false;  // a 3-D mask over [batch*heads, S, T] becomes [batch*heads, 1, S, T]
   std::size_t last = 0;
 };
 
@@ -387,7 +416,8 @@ std::optional<AttentionMatch> match_attention(Walk& w, std::size_t i) {
       const auto p = g.producer(s);
       if (!p) continue;
       const Node& pn = g.nodes[*p];
-      const bool scores = pn.op == "MatMul" || (scaled(g, pn) && w.made_by(scaled(g, pn)->first, {"MatMul"}));
+      const bool scores =
+          pn.op == "MatMul" || (scaled(g, pn) && w.made_by(scaled(g, pn)->first, {"MatMul"}));
       if (!scores) continue;
       m.mask = a.inputs[static_cast<std::size_t>(1 - side)];
       x = s;
@@ -436,25 +466,31 @@ std::optional<AttentionMatch> match_attention(Walk& w, std::size_t i) {
   w.take(*tr);
   m.k = g.nodes[*tr].inputs[0];
   bool identity = true;
-  for (std::size_t d = 0; d < rank; ++d) identity = identity && perm[d] == static_cast<std::int64_t>(d);
+  for (std::size_t d = 0; d < rank; ++d)
+    identity = identity && perm[d] == static_cast<std::int64_t>(d);
   if (!identity) m.k_perm = perm;
   // Shapes: Q [.., S, D], K (after k_perm) [.., T, D], V [.., T, Dv], the leading dims equal.
   const Shape& qs = g.type_of(m.q).shape;
   const Shape& ks0 = g.type_of(m.k).shape;
   const Shape& vs = g.type_of(m.v).shape;
-  if (qs.rank() != rank || ks0.rank() != rank || !is_float(g.type_of(m.q).dtype)) return std::nullopt;
+  if (qs.rank() != rank || ks0.rank() != rank || !is_float(g.type_of(m.q).dtype))
+    return std::nullopt;
   Shape ks;
-  for (std::size_t d = 0; d < rank; ++d) ks.push_back(ks0[m.k_perm.empty() ? d : static_cast<std::size_t>(m.k_perm[d])]);
+  for (std::size_t d = 0; d < rank; ++d)
+    ks.push_back(ks0[m.k_perm.empty() ? d : static_cast<std::size_t>(m.k_perm[d])]);
   for (std::size_t d = 0; d < rank; ++d)
     if (!qs[d].is_fixed() || !ks[d].is_fixed() || !vs[d].is_fixed()) return std::nullopt;
   for (std::size_t d = 0; d + 2 < rank; ++d)
     if (qs[d].value() != ks[d].value() || qs[d].value() != vs[d].value()) return std::nullopt;
-  if (qs[rank - 1].value() != ks[rank - 1].value() || ks[rank - 2].value() != vs[rank - 2].value()) return std::nullopt;
-  if (g.type_of(m.k).dtype != g.type_of(m.q).dtype || g.type_of(m.v).dtype != g.type_of(m.q).dtype) return std::nullopt;
+  if (qs[rank - 1].value() != ks[rank - 1].value() || ks[rank - 2].value() != vs[rank - 2].value())
+    return std::nullopt;
+  if (g.type_of(m.k).dtype != g.type_of(m.q).dtype || g.type_of(m.v).dtype != g.type_of(m.q).dtype)
+    return std::nullopt;
   if (!m.mask.empty()) {
     // The mask must broadcast to the scores without growing them, in the Attention op's terms.
     const Shape& ms = g.type_of(m.mask).shape;
-    if (ms.rank() == 0 || ms.rank() > rank || !is_float(g.type_of(m.mask).dtype)) return std::nullopt;  // op: rank 1..4
+    if (ms.rank() == 0 || ms.rank() > rank || !is_float(g.type_of(m.mask).dtype))
+      return std::nullopt;  // op: rank 1..4
     for (std::size_t d = 0; d < ms.rank(); ++d) {
       const Dim& md = ms[d];
       const std::size_t sd = rank - ms.rank() + d;
@@ -471,10 +507,11 @@ std::optional<AttentionMatch> match_attention(Walk& w, std::size_t i) {
 
 /// Replaces the nodes `drop` by `n` at the place of one of them (`at`), after the nodes `before`
 /// (which make some of `n`'s inputs). Types are not inferred again (until_fixed does that).
-void replace(Graph& g, const std::set<std::size_t>& drop, std::size_t at, Node n, std::vector<Node> before = {}) {
+void replace(Graph& g, const std::set<std::size_t>& drop, std::size_t at, Node n,
+             std::vector<Node> before = {}) {
   g.nodes[at] = std::move(n);
-  g.nodes.insert(g.nodes.begin() + static_cast<std::ptrdiff_t>(at), std::make_move_iterator(before.begin()),
-                 std::make_move_iterator(before.end()));
+  g.nodes.insert(g.nodes.begin() + static_cast<std::ptrdiff_t>(at),
+                 std::make_move_iterator(before.begin()), std::make_move_iterator(before.end()));
   std::set<std::size_t> rest;
   for (std::size_t k : drop)
     if (k != at) rest.insert(k < at ? k : k + before.size());  // the insert moved those after `at`
@@ -497,11 +534,13 @@ int fuse_layer_norm(Graph& g, const PassContext& ctx) {
     if (scale.empty()) {  // LayerNormalization's Scale is required: ones over the normalized dims
       const Shape& xs = g.type_of(m->x).shape;
       std::vector<i64> dims;
-      for (std::size_t d = static_cast<std::size_t>(m->axis); d < xs.rank(); ++d) dims.push_back(xs[d].value());
+      for (std::size_t d = static_cast<std::size_t>(m->axis); d < xs.rank(); ++d)
+        dims.push_back(xs[d].value());
       i64 count = 1;
       for (i64 d : dims) count *= d;
       scale = g.unique_name(n.name + "_scale");
-      g.weights[scale] = Tensor::from_doubles(g.type_of(m->x).dtype, dims, std::vector<double>(static_cast<std::size_t>(count), 1.0));
+      g.weights[scale] = Tensor::from_doubles(
+          g.type_of(m->x).dtype, dims, std::vector<double>(static_cast<std::size_t>(count), 1.0));
     }
     n.inputs = {m->x, scale};
     if (!m->bias.empty()) n.inputs.push_back(m->bias);

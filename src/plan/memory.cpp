@@ -91,9 +91,10 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
   auto dims_of = [&](const std::string& v) {
     const TensorType& tt = g.type_of(v);
     if (!tt.shape.is_static())
-      throw ShapeError(fmt::format("cannot plan memory: value '{}' has the shape {}, not static "
-                                   "(build with concrete input dims)",
-                                   v, tt.shape.to_string()));
+      throw ShapeError(
+          fmt::format("cannot plan memory: value '{}' has the shape {}, not static "
+                      "(build with concrete input dims)",
+                      v, tt.shape.to_string()));
     return tt.shape.values();
   };
   std::set<std::string> graph_outputs(g.outputs.begin(), g.outputs.end());
@@ -127,8 +128,8 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
         break;
       }
       const auto idims = dims_of(in);
-      Lay li{lo.buffer, lo.elem_off + start * lo.strides[static_cast<std::size_t>(axis)], lo.strides,
-             "slice of " + out};
+      Lay li{lo.buffer, lo.elem_off + start * lo.strides[static_cast<std::size_t>(axis)],
+             lo.strides, "slice of " + out};
       const bool contiguous = is_contiguous(idims, li.strides);
       if (!contiguous && !(t.strided_output && (t.strided_input || consumers[in] == 1))) {
         ok = false;
@@ -149,7 +150,8 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
   for (const auto& i : g.inputs) {
     dims_of(i.name);
     def_step[i.name] = -1;
-    if (!lay.count(i.name)) lay[i.name] = Lay{i.name, 0, contiguous_strides(dims_of(i.name)), "own"};
+    if (!lay.count(i.name))
+      lay[i.name] = Lay{i.name, 0, contiguous_strides(dims_of(i.name)), "own"};
   }
   for (std::size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& n = g.nodes[i];
@@ -165,8 +167,9 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
       const Lay& base = lay[n.inputs[0]];
       const auto bdims = dims_of(n.inputs[0]);
       if (is_contiguous(bdims, base.strides)) {
-        lay[n.outputs[0]] = Lay{base.buffer, base.elem_off, contiguous_strides(dims_of(n.outputs[0])),
-                                "view of " + n.inputs[0]};
+        lay[n.outputs[0]] =
+            Lay{base.buffer, base.elem_off, contiguous_strides(dims_of(n.outputs[0])),
+                "view of " + n.inputs[0]};
         def_step[n.outputs[0]] = step;  // a view is made where its first reader runs at the latest
         continue;
       }
@@ -253,10 +256,12 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
     const std::uint64_t value_bytes =
         tensor_bytes(fmt::format("value '{}'", v), g.type_of(v).dtype, dims);
     if (value_bytes > static_cast<std::uint64_t>(kMaxArenaBytes))
-      throw MemoryLimitError(fmt::format("value '{}' {}{} needs {}; a plan's arena holds at most {}",
-                                         v, dtype_name(g.type_of(v).dtype), dims_to_string(dims),
-                                         format_bytes(value_bytes), format_bytes(kMaxArenaBytes)));
-    const i64 end = (l.elem_off + span_of(dims, l.strides)) * static_cast<i64>(dtype_size(g.type_of(v).dtype));
+      throw MemoryLimitError(
+          fmt::format("value '{}' {}{} needs {}; a plan's arena holds at most {}", v,
+                      dtype_name(g.type_of(v).dtype), dims_to_string(dims),
+                      format_bytes(value_bytes), format_bytes(kMaxArenaBytes)));
+    const i64 end =
+        (l.elem_off + span_of(dims, l.strides)) * static_cast<i64>(dtype_size(g.type_of(v).dtype));
     i64& b = buf_bytes[find(l.buffer)];
     b = std::max(b, end);
     mp.naive_bytes += align_up(product(dims) * static_cast<i64>(dtype_size(g.type_of(v).dtype)),
@@ -275,17 +280,21 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
         first = std::min(first, buf_first[c]);
         last = std::max(last, buf_last[c]);
       }
-    bufs.push_back({b, align_up(std::max<i64>(bytes, 1), static_cast<i64>(t.alignment)), 0, first, last});
+    bufs.push_back(
+        {b, align_up(std::max<i64>(bytes, 1), static_cast<i64>(t.alignment)), 0, first, last});
   }
   std::sort(bufs.begin(), bufs.end(), [](const Buf& a, const Buf& b) {
-    return a.bytes != b.bytes ? a.bytes > b.bytes : a.first != b.first ? a.first < b.first : a.name < b.name;
+    return a.bytes != b.bytes   ? a.bytes > b.bytes
+           : a.first != b.first ? a.first < b.first
+                                : a.name < b.name;
   });
   std::vector<const Buf*> placed;
   std::map<std::string, i64> buf_offset;
   for (Buf& b : bufs) {
     std::vector<std::pair<i64, i64>> busy;
     for (const Buf* p : placed)
-      if (p->first <= b.last && b.first <= p->last) busy.push_back({p->offset, p->offset + p->bytes});
+      if (p->first <= b.last && b.first <= p->last)
+        busy.push_back({p->offset, p->offset + p->bytes});
     std::sort(busy.begin(), busy.end());
     i64 off = 0;
     for (const auto& [lo, hi] : busy) {

@@ -49,20 +49,21 @@ std::string step_line(const Node& n, std::size_t index) {
   }
   std::string layout = n.attr_string(kLayoutAttr, "");
   return fmt::format("  #{} {} '{}'({}) -> {}{}{}\n", index, what, n.name, fmt::join(ins, ", "),
-                     fmt::join(n.outputs, ", "), absorbed, layout.empty() ? "" : " [" + layout + "]");
+                     fmt::join(n.outputs, ", "), absorbed,
+                     layout.empty() ? "" : " [" + layout + "]");
 }
 
 }  // namespace
 
 std::string Plan::memory_report() const {
-  std::string s = fmt::format("memory: arena {} bytes, naive sum {} bytes ({:.1f}%), {} buffers "
-                              "for {} values ({} in place, {} views, {} concat slices)\n",
-                              memory.arena_bytes, memory.naive_bytes,
-                              memory.naive_bytes ? 100.0 * static_cast<double>(memory.arena_bytes) /
-                                                       static_cast<double>(memory.naive_bytes)
-                                                 : 0.0,
-                              memory.buffers, memory.values.size(), memory.in_place, memory.views,
-                              memory.slices);
+  std::string s = fmt::format(
+      "memory: arena {} bytes, naive sum {} bytes ({:.1f}%), {} buffers "
+      "for {} values ({} in place, {} views, {} concat slices)\n",
+      memory.arena_bytes, memory.naive_bytes,
+      memory.naive_bytes ? 100.0 * static_cast<double>(memory.arena_bytes) /
+                               static_cast<double>(memory.naive_bytes)
+                         : 0.0,
+      memory.buffers, memory.values.size(), memory.in_place, memory.views, memory.slices);
   // Values by offset, then name: reads as a map of the arena.
   std::vector<const PlannedValue*> vs;
   for (const auto& [_, v] : memory.values) vs.push_back(&v);
@@ -94,13 +95,14 @@ std::string Plan::dump() const {
   if (is_dynamic()) {
     std::vector<std::string> ins;
     for (const auto& vi : source->inputs) ins.push_back(vi.name + " " + vi.type.to_string());
-    s += fmt::format("dynamic: specialized per shape from '{}' ({}), {} nodes; steps above at profile 0's opt\n",
-                     source->name, fmt::join(ins, ", "), source->nodes.size());
+    s += fmt::format(
+        "dynamic: specialized per shape from '{}' ({}), {} nodes; steps above at profile 0's opt\n",
+        source->name, fmt::join(ins, ", "), source->nodes.size());
     for (std::size_t i = 0; i < profiles.size(); ++i) {
       s += fmt::format("profile {}:\n", i);
       for (const auto& [name, r] : profiles[i].inputs)
-        s += fmt::format("  {}: min {} opt {} max {}\n", name, dims_to_string(r.min), dims_to_string(r.opt),
-                         dims_to_string(r.max));
+        s += fmt::format("  {}: min {} opt {} max {}\n", name, dims_to_string(r.min),
+                         dims_to_string(r.opt), dims_to_string(r.max));
     }
   }
   return s;

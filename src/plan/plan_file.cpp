@@ -63,15 +63,21 @@ class Writer {
     std::visit(
         [&](const auto& v) {
           using T = std::decay_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, i64>) i64v(v);
-          else if constexpr (std::is_same_v<T, double>) pod(v);
-          else if constexpr (std::is_same_v<T, std::string>) str(v);
-          else if constexpr (std::is_same_v<T, std::vector<i64>>) ints(v);
+          if constexpr (std::is_same_v<T, i64>)
+            i64v(v);
+          else if constexpr (std::is_same_v<T, double>)
+            pod(v);
+          else if constexpr (std::is_same_v<T, std::string>)
+            str(v);
+          else if constexpr (std::is_same_v<T, std::vector<i64>>)
+            ints(v);
           else if constexpr (std::is_same_v<T, std::vector<double>>) {
             u32(static_cast<std::uint32_t>(v.size()));
             for (double d : v) pod(d);
-          } else if constexpr (std::is_same_v<T, std::vector<std::string>>) strs(v);
-          else tensor(v);
+          } else if constexpr (std::is_same_v<T, std::vector<std::string>>)
+            strs(v);
+          else
+            tensor(v);
         },
         a);
   }
@@ -141,8 +147,9 @@ class Reader {
   std::size_t left() const { return size_ - pos_; }
   void need(std::size_t n, const char* what) {
     if (n > left())
-      throw FormatError(fmt::format("plan file is truncated: {} needs {} bytes at offset {}, {} left",
-                                    what, n, base_ + pos_, left()));
+      throw FormatError(
+          fmt::format("plan file is truncated: {} needs {} bytes at offset {}, {} left", what, n,
+                      base_ + pos_, left()));
   }
   template <class T>
   T pod(const char* what) {
@@ -159,9 +166,10 @@ class Reader {
   std::uint32_t count(const char* what, std::size_t min_each) {
     const std::uint32_t n = u32(what);
     if (static_cast<std::uint64_t>(n) * min_each > left())
-      throw FormatError(fmt::format("plan file is corrupt or truncated: {} count {} at offset {} "
-                                    "exceeds the {} bytes left",
-                                    what, n, base_ + pos_ - 4, left()));
+      throw FormatError(
+          fmt::format("plan file is corrupt or truncated: {} count {} at offset {} "
+                      "exceeds the {} bytes left",
+                      what, n, base_ + pos_ - 4, left()));
     return n;
   }
   std::string str(const char* what) {
@@ -209,7 +217,8 @@ class Reader {
       ++pos_;
     }
     need(nbytes, what);
-    Tensor t = nbytes ? Tensor::view(dt, d, owner_, reinterpret_cast<std::byte*>(const_cast<char*>(p_ + pos_)))
+    Tensor t = nbytes ? Tensor::view(dt, d, owner_,
+                                     reinterpret_cast<std::byte*>(const_cast<char*>(p_ + pos_)))
                       : Tensor(dt, d);
     pos_ += nbytes;
     return t;
@@ -258,8 +267,11 @@ class Reader {
       const i64 v = i64v(what);
       std::string sym = str(what);
       if (v < -1 || v > (i64{1} << 40)) fail(what, fmt::format("dim {}", v));
-      if (v >= 0 && !sym.empty()) fail(what, fmt::format("fixed dim {} with a symbol '{}'", v, sym));
-      t.shape.push_back(v >= 0 ? Dim(v) : sym.empty() ? Dim::dynamic() : Dim::symbol(std::move(sym)));
+      if (v >= 0 && !sym.empty())
+        fail(what, fmt::format("fixed dim {} with a symbol '{}'", v, sym));
+      t.shape.push_back(v >= 0        ? Dim(v)
+                        : sym.empty() ? Dim::dynamic()
+                                      : Dim::symbol(std::move(sym)));
     }
     return t;
   }
@@ -268,7 +280,8 @@ class Reader {
     for (std::uint32_t n = count("profile inputs", 16); n-- > 0;) {
       std::string name = str("profile input name");
       InputRange r{dims("profile min"), dims("profile opt"), dims("profile max")};
-      if (!p.inputs.emplace(std::move(name), std::move(r)).second) fail("profile", "an input named twice");
+      if (!p.inputs.emplace(std::move(name), std::move(r)).second)
+        fail("profile", "an input named twice");
     }
     return p;
   }
@@ -288,8 +301,8 @@ class Reader {
     return g;
   }
   [[noreturn]] void fail(const char* what, const std::string& msg) {
-    throw FormatError(fmt::format("plan file is corrupt: {} has {} (near offset {})", what, msg,
-                                  base_ + pos_));
+    throw FormatError(
+        fmt::format("plan file is corrupt: {} has {} (near offset {})", what, msg, base_ + pos_));
   }
 
  private:
@@ -360,7 +373,8 @@ std::string serialize_plan(const Plan& p) {
   w.u32(static_cast<std::uint32_t>(p.profiles.size()));
   for (const auto& prof : p.profiles) w.profile(prof);
   if (p.is_dynamic()) {
-    if (!p.source) throw Error(fmt::format("plan '{}' has profiles but no source graph", p.graph_name));
+    if (!p.source)
+      throw Error(fmt::format("plan '{}' has profiles but no source graph", p.graph_name));
     w.graph(*p.source);
   }
   std::string out = std::move(head);
@@ -386,31 +400,35 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
     std::string got;
     for (std::size_t i = 0; i < std::min<std::size_t>(8, bytes.size()); ++i)
       got += std::isprint(static_cast<unsigned char>(bytes[i])) ? bytes[i] : '?';
-    throw FormatError(fmt::format("not a kiln plan file: the magic is '{}' ({} bytes), expected "
-                                  "'KILNPLAN'",
-                                  got, std::min<std::size_t>(8, bytes.size())));
+    throw FormatError(
+        fmt::format("not a kiln plan file: the magic is '{}' ({} bytes), expected "
+                    "'KILNPLAN'",
+                    got, std::min<std::size_t>(8, bytes.size())));
   }
   r.need(8, "magic");
   for (int i = 0; i < 8; ++i) r.u8("magic");
   const std::uint32_t version = r.u32("format version");
   if (version != kPlanFormatVersion)
-    throw FormatError(fmt::format("plan format version {}; this kiln reads version {} (rebuild the "
-                                  "plan)",
-                                  version, kPlanFormatVersion));
+    throw FormatError(
+        fmt::format("plan format version {}; this kiln reads version {} (rebuild the "
+                    "plan)",
+                    version, kPlanFormatVersion));
   const std::string lib = r.str("library version");
   if (lib != library_version())
     throw FormatError(fmt::format("plan was written by kiln {}; this is kiln {} (rebuild the plan)",
                                   lib, library_version()));
   const std::string target = r.str("target");
   if (!expect.target.empty() && target != expect.target)
-    throw FormatError(fmt::format("plan was built for target '{}'; this is '{}' (rebuild the plan "
-                                  "for this target)",
-                                  target, expect.target));
+    throw FormatError(
+        fmt::format("plan was built for target '{}'; this is '{}' (rebuild the plan "
+                    "for this target)",
+                    target, expect.target));
   const std::uint64_t hash = r.u64("weights hash");
   if (expect.weights_hash && *expect.weights_hash != hash)
-    throw FormatError(fmt::format("plan was built from other weights (hash {:016x}, these are "
-                                  "{:016x})",
-                                  hash, *expect.weights_hash));
+    throw FormatError(
+        fmt::format("plan was built from other weights (hash {:016x}, these are "
+                    "{:016x})",
+                    hash, *expect.weights_hash));
   const std::uint64_t payload = r.u64("payload size");
   if (payload > r.left() || r.left() - payload < 8)
     throw FormatError(fmt::format("plan file is truncated: {} bytes, the header promises {}",
@@ -422,9 +440,10 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
   std::memcpy(&stored, bytes.data() + end, 8);
   const std::uint64_t actual = fnv1a64(bytes.data(), end);
   if (stored != actual)
-    throw FormatError(fmt::format("plan file checksum mismatch (stored {:016x}, computed {:016x}): "
-                                  "the file is corrupt",
-                                  stored, actual));
+    throw FormatError(
+        fmt::format("plan file checksum mismatch (stored {:016x}, computed {:016x}): "
+                    "the file is corrupt",
+                    stored, actual));
 
   Plan p;
   p.target = target;
@@ -470,8 +489,8 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
   for (std::uint32_t n = r.count("profiles", 4); n-- > 0;) p.profiles.push_back(r.profile());
   if (p.is_dynamic()) p.source = std::make_shared<const Graph>(r.graph());
   if (r.pos() != end)
-    throw FormatError(fmt::format("plan file is corrupt: payload ends at {}, its size says {}",
-                                  r.pos(), end));
+    throw FormatError(
+        fmt::format("plan file is corrupt: payload ends at {}, its size says {}", r.pos(), end));
   try {
     validate_plan(p);
   } catch (const FormatError&) {

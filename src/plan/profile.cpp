@@ -27,22 +27,24 @@ std::string input_names(const Graph& g) {
 
 std::string dim_label(const ValueInfo& vi, std::size_t d) {
   const Dim& dim = vi.type.shape[d];
-  return dim.is_symbolic() ? fmt::format("dim {} ('{}')", d, dim.symbol_name()) : fmt::format("dim {}", d);
+  return dim.is_symbolic() ? fmt::format("dim {} ('{}')", d, dim.symbol_name())
+                           : fmt::format("dim {}", d);
 }
 
 /// Checks `dims` against the model's declared shape of `vi`: rank, fixed dims, dims >= 1.
 void check_against_model(const ValueInfo& vi, const Dims& dims, std::string_view what) {
   const Shape& shape = vi.type.shape;
   if (dims.size() != shape.rank())
-    throw ShapeError(fmt::format("{}: input '{}' has rank {} (shape {}), got {} dims {}", what, vi.name,
-                                 shape.rank(), shape.to_string(), dims.size(), dims_to_string(dims)));
+    throw ShapeError(fmt::format("{}: input '{}' has rank {} (shape {}), got {} dims {}", what,
+                                 vi.name, shape.rank(), shape.to_string(), dims.size(),
+                                 dims_to_string(dims)));
   for (std::size_t d = 0; d < dims.size(); ++d) {
     if (dims[d] < 1)
-      throw ShapeError(fmt::format("{}: input '{}' {} is {}; dims must be at least 1", what, vi.name,
-                                   dim_label(vi, d), dims[d]));
+      throw ShapeError(fmt::format("{}: input '{}' {} is {}; dims must be at least 1", what,
+                                   vi.name, dim_label(vi, d), dims[d]));
     if (shape[d].is_fixed() && shape[d].value() != dims[d])
-      throw ShapeError(fmt::format("{}: input '{}' dim {} is fixed at {} by the model, got {}", what, vi.name, d,
-                                   shape[d].value(), dims[d]));
+      throw ShapeError(fmt::format("{}: input '{}' dim {} is fixed at {} by the model, got {}",
+                                   what, vi.name, d, shape[d].value(), dims[d]));
   }
 }
 
@@ -58,8 +60,9 @@ void check_symbols(const Graph& g, const ShapeMap& s, std::string_view what) {
       const std::string where = fmt::format("input '{}' dim {}", vi.name, d);
       auto [at, fresh] = seen.try_emplace(dim.symbol_name(), where, it->second[d]);
       if (!fresh && at->second.second != it->second[d])
-        throw ShapeError(fmt::format("{}: {} and {} are both '{}' but are given {} and {}", what, at->second.first,
-                                     where, dim.symbol_name(), at->second.second, it->second[d]));
+        throw ShapeError(fmt::format("{}: {} and {} are both '{}' but are given {} and {}", what,
+                                     at->second.first, where, dim.symbol_name(), at->second.second,
+                                     it->second[d]));
     }
   }
 }
@@ -110,9 +113,10 @@ std::string Profile::describe() const {
 ShapeMap parse_shape_list(std::string_view text, std::string_view what) {
   ShapeMap out;
   const auto bad = [&](std::string_view item, std::string_view why) {
-    return ShapeError(fmt::format("{}: '{}' {}; expected NAME:DxDx... separated by commas (e.g. "
-                                  "x:1x3x224x224,mask:1x128)",
-                                  what, item, why));
+    return ShapeError(
+        fmt::format("{}: '{}' {}; expected NAME:DxDx... separated by commas (e.g. "
+                    "x:1x3x224x224,mask:1x128)",
+                    what, item, why));
   };
   if (text.empty()) throw bad(text, "is empty");
   std::size_t at = 0;
@@ -130,13 +134,15 @@ ShapeMap parse_shape_list(std::string_view text, std::string_view what) {
       while (p <= rest.size()) {
         const std::size_t x = std::min(rest.find('x', p), rest.size());
         const std::string_view d = rest.substr(p, x - p);
-        if (d.empty() || d.size() > 12 || d.find_first_not_of("0123456789") != std::string_view::npos)
+        if (d.empty() || d.size() > 12 ||
+            d.find_first_not_of("0123456789") != std::string_view::npos)
           throw bad(item, fmt::format("has dim '{}', not a whole number", d));
         dims.push_back(std::stoll(std::string(d)));
         p = x + 1;
       }
     }
-    if (!out.emplace(name, std::move(dims)).second) throw bad(item, fmt::format("names '{}' twice", name));
+    if (!out.emplace(name, std::move(dims)).second)
+      throw bad(item, fmt::format("names '{}' twice", name));
     at = comma + 1;
   }
   return out;
@@ -147,16 +153,19 @@ std::string format_shape_list(const ShapeMap& s) {
   for (const auto& [name, dims] : s) {
     std::vector<std::string> ds;
     for (auto d : dims) ds.push_back(std::to_string(d));
-    items.push_back(name + ":" + (dims.empty() ? std::string("scalar") : fmt::format("{}", fmt::join(ds, "x"))));
+    items.push_back(name + ":" +
+                    (dims.empty() ? std::string("scalar") : fmt::format("{}", fmt::join(ds, "x"))));
   }
   return fmt::format("{}", fmt::join(items, ","));
 }
 
-Profile make_profile(const Graph& g, const ShapeMap& min, const ShapeMap& opt, const ShapeMap& max) {
+Profile make_profile(const Graph& g, const ShapeMap& min, const ShapeMap& opt,
+                     const ShapeMap& max) {
   for (const auto* given : {&min, &opt, &max})
     for (const auto& [name, _] : *given)
       if (!find_input(g, name))
-        throw ShapeError(fmt::format("profile: the model has no input '{}' (its inputs: {})", name, input_names(g)));
+        throw ShapeError(fmt::format("profile: the model has no input '{}' (its inputs: {})", name,
+                                     input_names(g)));
   Profile p;
   for (const auto& vi : g.inputs) {
     const auto get = [&](const ShapeMap& m) -> const Dims* {
@@ -168,9 +177,10 @@ Profile make_profile(const Graph& g, const ShapeMap& min, const ShapeMap& opt, c
     const Dims* mn = get(min);
     if (!mx && !op && !mn) {
       if (!vi.type.shape.is_static())
-        throw ShapeError(fmt::format("profile: input '{}' has shape {}; give its dims in --min-shapes, "
-                                     "--opt-shapes and --max-shapes",
-                                     vi.name, vi.type.shape.to_string()));
+        throw ShapeError(
+            fmt::format("profile: input '{}' has shape {}; give its dims in --min-shapes, "
+                        "--opt-shapes and --max-shapes",
+                        vi.name, vi.type.shape.to_string()));
       const Dims d = vi.type.shape.values();
       p.inputs[vi.name] = {d, d, d};
       continue;
@@ -184,9 +194,10 @@ Profile make_profile(const Graph& g, const ShapeMap& min, const ShapeMap& opt, c
     check_against_model(vi, r.max, "profile max");
     for (std::size_t d = 0; d < r.min.size(); ++d)
       if (r.min[d] > r.opt[d] || r.opt[d] > r.max[d])
-        throw ShapeError(fmt::format("profile: input '{}' {} has min {}, opt {}, max {}; expected min <= opt "
-                                     "<= max",
-                                     vi.name, dim_label(vi, d), r.min[d], r.opt[d], r.max[d]));
+        throw ShapeError(
+            fmt::format("profile: input '{}' {} has min {}, opt {}, max {}; expected min <= opt "
+                        "<= max",
+                        vi.name, dim_label(vi, d), r.min[d], r.opt[d], r.max[d]));
     p.inputs[vi.name] = std::move(r);
   }
   check_symbols(g, p.min(), "profile min");
@@ -199,13 +210,15 @@ Profile fixed_profile(const Graph& g, const ShapeMap& shapes, std::int64_t dynam
   ShapeMap s;
   for (const auto& [name, dims] : shapes) {
     if (!find_input(g, name))
-      throw ShapeError(fmt::format("the model has no input '{}' (its inputs: {})", name, input_names(g)));
+      throw ShapeError(
+          fmt::format("the model has no input '{}' (its inputs: {})", name, input_names(g)));
     s[name] = dims;
   }
   for (const auto& vi : g.inputs) {
     if (s.count(vi.name)) continue;
     Dims d;
-    for (const auto& dim : vi.type.shape) d.push_back(dim.is_fixed() ? dim.value() : dynamic_default);
+    for (const auto& dim : vi.type.shape)
+      d.push_back(dim.is_fixed() ? dim.value() : dynamic_default);
     s[vi.name] = d;
   }
   return make_profile(g, s, s, s);
@@ -214,20 +227,25 @@ Profile fixed_profile(const Graph& g, const ShapeMap& shapes, std::int64_t dynam
 void check_shape(const Graph& g, const Profile& p, const ShapeMap& s, std::size_t profile) {
   for (const auto& [name, _] : s)
     if (!find_input(g, name))
-      throw ShapeError(fmt::format("the model has no input '{}' (its inputs: {})", name, input_names(g)));
+      throw ShapeError(
+          fmt::format("the model has no input '{}' (its inputs: {})", name, input_names(g)));
   for (const auto& vi : g.inputs) {
     auto it = s.find(vi.name);
-    if (it == s.end()) throw ShapeError(fmt::format("no shape given for input '{}' {}", vi.name, vi.type.shape.to_string()));
+    if (it == s.end())
+      throw ShapeError(
+          fmt::format("no shape given for input '{}' {}", vi.name, vi.type.shape.to_string()));
     check_against_model(vi, it->second, "shape");
     auto r = p.inputs.find(vi.name);
-    if (r == p.inputs.end()) throw ShapeError(fmt::format("profile {} has no range for input '{}'", profile, vi.name));
+    if (r == p.inputs.end())
+      throw ShapeError(fmt::format("profile {} has no range for input '{}'", profile, vi.name));
     for (std::size_t d = 0; d < it->second.size(); ++d)
       if (it->second[d] < r->second.min[d] || it->second[d] > r->second.max[d])
-        throw ShapeError(fmt::format("input '{}' {} is {}, outside profile {}'s range {}..{} (shape {}, profile "
-                                     "{} .. {})",
-                                     vi.name, dim_label(vi, d), it->second[d], profile, r->second.min[d],
-                                     r->second.max[d], dims_to_string(it->second), dims_to_string(r->second.min),
-                                     dims_to_string(r->second.max)));
+        throw ShapeError(
+            fmt::format("input '{}' {} is {}, outside profile {}'s range {}..{} (shape {}, profile "
+                        "{} .. {})",
+                        vi.name, dim_label(vi, d), it->second[d], profile, r->second.min[d],
+                        r->second.max[d], dims_to_string(it->second), dims_to_string(r->second.min),
+                        dims_to_string(r->second.max)));
   }
   check_symbols(g, s, "shape");
 }
@@ -246,7 +264,8 @@ std::vector<ShapeMap> bucket_shapes(const Profile& p, int between) {
     for (const auto& [name, r] : p.inputs) {
       Dims d(r.min.size());
       for (std::size_t i = 0; i < d.size(); ++i)
-        d[i] = r.min[i] + static_cast<std::int64_t>(std::llround(f * static_cast<double>(r.max[i] - r.min[i])));
+        d[i] = r.min[i] + static_cast<std::int64_t>(
+                              std::llround(f * static_cast<double>(r.max[i] - r.min[i])));
       s[name] = d;
     }
     add(std::move(s));
@@ -264,7 +283,8 @@ std::size_t bucket_for(const std::vector<ShapeMap>& buckets, const ShapeMap& s) 
       for (std::size_t i = 0; covers && i < dims.size(); ++i) covers = it->second[i] >= dims[i];
       if (!covers) break;
     }
-    if (covers && (best == buckets.size() || elements(buckets[b]) < elements(buckets[best]))) best = b;
+    if (covers && (best == buckets.size() || elements(buckets[b]) < elements(buckets[best])))
+      best = b;
   }
   if (best == buckets.size())
     throw ShapeError(fmt::format("no bucket covers the shape {}", format_shape_list(s)));

@@ -18,7 +18,8 @@ std::vector<Layout> Target::layouts_of(const std::string& op) const {
 
 std::string Target::describe() const {
   std::string s = fmt::format("target {}\n", name);
-  s += fmt::format("  fusions: {}\n", fusions.empty() ? "none" : fmt::format("{}", fmt::join(fusions, ", ")));
+  s += fmt::format("  fusions: {}\n",
+                   fusions.empty() ? "none" : fmt::format("{}", fmt::join(fusions, ", ")));
   s += fmt::format("  pointwise ops: {} (at most {} in one step)\n", pointwise_ops.size(),
                    max_pointwise_chain);
   for (const auto& [op, ls] : layouts) {
@@ -27,10 +28,11 @@ std::string Target::describe() const {
     s += fmt::format("  layouts {}: {}\n", op, fmt::join(names, ", "));
   }
   auto yn = [](bool b) { return b ? "yes" : "no"; };
-  s += fmt::format("  concat in place: {}, strided output: {}, strided input: {}, in place: {}, "
-                   "views: {}, alignment: {}\n",
-                   yn(concat_in_place), yn(strided_output), yn(strided_input), yn(in_place),
-                   yn(view_ops), alignment);
+  s += fmt::format(
+      "  concat in place: {}, strided output: {}, strided input: {}, in place: {}, "
+      "views: {}, alignment: {}\n",
+      yn(concat_in_place), yn(strided_output), yn(strided_input), yn(in_place), yn(view_ops),
+      alignment);
   return s;
 }
 
@@ -43,7 +45,8 @@ std::set<std::string> table_ops(bool activations) {
     if (*onnx && (!activations || activation)) s.insert(onnx);
   };
 #define KILN_POINTWISE_UNARY(op, onnx, activation, ...) add(onnx, activation);
-#define KILN_POINTWISE_BINARY(op, onnx, variadic, activation, ...) add(onnx, activation), add(variadic, activation);
+#define KILN_POINTWISE_BINARY(op, onnx, variadic, activation, ...) \
+  add(onnx, activation), add(variadic, activation);
 #include "kiln/ir/pointwise_ops.def"
   return s;
 }
@@ -65,7 +68,8 @@ Target make_cpu_reference() {
   Target t;
   t.name = "cpu-reference";
   t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
-               fusion::kPointwiseChain, fusion::kHorizontalConv, fusion::kLayerNorm, fusion::kGelu, fusion::kAttention};
+               fusion::kPointwiseChain, fusion::kHorizontalConv, fusion::kLayerNorm,
+               fusion::kGelu,           fusion::kAttention};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 16;
   // The reference computes convolutions and pooling in NCHW only.
@@ -97,7 +101,8 @@ Target make_cuda(bool fp16) {
   Target t;
   t.name = fp16 ? "cuda-fp16" : "cuda";
   t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
-               fusion::kPointwiseChain, fusion::kLayerNorm, fusion::kGelu, fusion::kAttention};
+               fusion::kPointwiseChain, fusion::kLayerNorm,      fusion::kGelu,
+               fusion::kAttention};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 8;  // kernels::kMaxChainSteps
   if (fp16) {
@@ -143,7 +148,8 @@ const Target& target_by_name(const std::string& name) {
   if (it == t.by_name.end()) {
     std::vector<std::string> names;
     for (const auto& [k, _] : t.by_name) names.push_back(k);
-    throw UnsupportedError(fmt::format("unknown target '{}' (known: {})", name, fmt::join(names, ", ")));
+    throw UnsupportedError(
+        fmt::format("unknown target '{}' (known: {})", name, fmt::join(names, ", ")));
   }
   return *it->second;  // targets are never removed, only replaced while nobody builds
 }

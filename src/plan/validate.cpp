@@ -33,8 +33,10 @@ void check_value(const std::string& key, const PlannedValue& v, i64 arena) {
   for (std::size_t d = 0; d < v.dims.size(); ++d) {
     if (v.strides[d] < 0 || v.strides[d] > kMaxArenaBytes)
       bad(fmt::format("value '{}' has stride {} on axis {}", key, v.strides[d], d));
-    if (v.dims[d] == 0) empty = true;
-    else last += static_cast<__int128>(v.dims[d] - 1) * v.strides[d];
+    if (v.dims[d] == 0)
+      empty = true;
+    else
+      last += static_cast<__int128>(v.dims[d] - 1) * v.strides[d];
   }
   const auto es = static_cast<__int128>(dtype_size(v.dtype));
   const __int128 end = static_cast<__int128>(v.offset) + (empty ? 0 : (last + 1) * es);
@@ -88,8 +90,8 @@ void check_step(const Plan& p, const Node& s, std::size_t index) {
       bad(fmt::format("{} writes '{}', which has no place", where, s.outputs[o]));
     if (o >= outs.size() || !same_type(outs[o], planned_type(v->second)))
       bad(fmt::format("{} makes '{}' as {}, the plan places {}{}", where, s.outputs[o],
-                      o < outs.size() ? outs[o].to_string() : "nothing", dtype_name(v->second.dtype),
-                      dims_to_string(v->second.dims)));
+                      o < outs.size() ? outs[o].to_string() : "nothing",
+                      dtype_name(v->second.dtype), dims_to_string(v->second.dims)));
   }
 }
 
@@ -112,7 +114,8 @@ void check_dynamic(const Plan& p) {
       bad(fmt::format("profile {}: {}", i, e.what()));
     }
     if (again.inputs.size() != prof.inputs.size())
-      bad(fmt::format("profile {} has {} inputs, its source graph {}", i, prof.inputs.size(), g.inputs.size()));
+      bad(fmt::format("profile {} has {} inputs, its source graph {}", i, prof.inputs.size(),
+                      g.inputs.size()));
   }
   const ShapeMap opt = p.profiles[0].opt();
   for (const auto& vi : p.inputs) {
@@ -144,9 +147,12 @@ void validate_plan(const Plan& p) {
   }
   for (const auto& o : p.outputs) {
     TensorType placed;
-    if (auto w = p.weights.find(o.name); w != p.weights.end()) placed = {w->second.dtype(), w->second.shape()};
-    else if (auto v = m.values.find(o.name); v != m.values.end()) placed = planned_type(v->second);
-    else bad(fmt::format("output '{}' has no place", o.name));
+    if (auto w = p.weights.find(o.name); w != p.weights.end())
+      placed = {w->second.dtype(), w->second.shape()};
+    else if (auto v = m.values.find(o.name); v != m.values.end())
+      placed = planned_type(v->second);
+    else
+      bad(fmt::format("output '{}' has no place", o.name));
     if (!same_type(o.type, placed))
       bad(fmt::format("output '{}' is declared {} but placed as {}", o.name, o.type.to_string(),
                       placed.to_string()));

@@ -40,7 +40,8 @@ std::vector<TensorType> check_shapes(const KernelContext& ctx) {
       in[i] = &types[i];
     }
   const OpSchema* s = OpRegistry::instance().find(ctx.node.op);
-  return s->infer(InferContext(ctx.node, in, std::vector<const Tensor*>(ctx.num_inputs(), nullptr)));
+  return s->infer(
+      InferContext(ctx.node, in, std::vector<const Tensor*>(ctx.num_inputs(), nullptr)));
 }
 
 std::vector<i64> dims_of(const TensorType& t) { return t.shape.values(); }
@@ -61,7 +62,8 @@ void attention(KernelContext& ctx) {
   const i64 P = T - L;
   const i64 group = Hq / Hkv;
 
-  const double scale = n.has_attr("scale") ? n.attr_float("scale", 0.0) : 1.0 / std::sqrt(static_cast<double>(D));
+  const double scale =
+      n.has_attr("scale") ? n.attr_float("scale", 0.0) : 1.0 / std::sqrt(static_cast<double>(D));
   const double softcap = n.attr_float("softcap", 0.0);
   const bool causal = n.attr_int("is_causal", 0) != 0;
   const i64 left = n.attr_int("left_window_size", -1), right = n.attr_int("right_window_size", -1);
@@ -76,7 +78,7 @@ void attention(KernelContext& ctx) {
       for (i64 g = 0; g < Hkv; ++g)
         for (i64 t = 0; t < T; ++t) {
           double* dst = out.data() + ((b * Hkv + g) * T + t) * hd;
-          const double* src = t < P ? pv.data() + ((b * Hkv + g) * P + t) * hd
+          const double* src = t < P   ? pv.data() + ((b * Hkv + g) * P + t) * hd
                               : rank3 ? xv.data() + ((b * L + (t - P)) * Hkv + g) * hd
                                       : xv.data() + ((b * Hkv + g) * L + (t - P)) * hd;
           std::copy_n(src, hd, dst);
@@ -102,8 +104,9 @@ void attention(KernelContext& ctx) {
     nonpad = ctx.in(6).to_int64s();
     for (i64 b = 0; b < B; ++b)
       if (nonpad[b] < 0 || nonpad[b] > T)
-        ctx.fail(fmt::format("nonpad_kv_seqlen[{}] = {} is outside 0..{} (the key/value sequence length)", b,
-                             nonpad[b], T));
+        ctx.fail(fmt::format(
+            "nonpad_kv_seqlen[{}] = {} is outside 0..{} (the key/value sequence length)", b,
+            nonpad[b], T));
   }
 
   const bool want_qk = ctx.wants(3);
@@ -118,8 +121,8 @@ void attention(KernelContext& ctx) {
       for (i64 i = 0; i < S; ++i)
         std::copy_n(q.data() + (rank3 ? ((b * S + i) * Hq + h) * D : ((b * Hq + h) * S + i) * D), D,
                     qbh.data() + i * D);
-      gemm_f64(false, true, S, T, D, scale, qbh.data(), D, pk.data() + (b * Hkv + g) * T * D, D, 0.0,
-               scores.data(), T);
+      gemm_f64(false, true, S, T, D, scale, qbh.data(), D, pk.data() + (b * Hkv + g) * T * D, D,
+               0.0, scores.data(), T);
       for (i64 i = 0; i < S; ++i) {
         double* s = scores.data() + i * T;
         double* out = want_qk ? qk.data() + ((b * Hq + h) * S + i) * T : nullptr;
@@ -136,7 +139,9 @@ void attention(KernelContext& ctx) {
               v = kNegInf;
             } else {
               const i64 at = (((md[0] == 1 ? 0 : b) * md[1] + (md[1] == 1 ? 0 : h)) * md[2] +
-                              (md[2] == 1 ? 0 : i)) * md[3] + j;
+                              (md[2] == 1 ? 0 : i)) *
+                                 md[3] +
+                             j;
               v = mask_bool ? (mask[at] != 0 ? 0.0 : kNegInf) : mask[at];
             }
           }
@@ -160,8 +165,8 @@ void attention(KernelContext& ctx) {
         }
         if (out && mode == 3) std::copy_n(s, T, out);
       }
-      gemm_f64(false, false, S, Dv, T, 1.0, scores.data(), T, pv.data() + (b * Hkv + g) * T * Dv, Dv, 0.0,
-               ybh.data(), Dv);
+      gemm_f64(false, false, S, Dv, T, 1.0, scores.data(), T, pv.data() + (b * Hkv + g) * T * Dv,
+               Dv, 0.0, ybh.data(), Dv);
       for (i64 i = 0; i < S; ++i)
         std::copy_n(ybh.data() + i * Dv, Dv,
                     y.data() + (rank3 ? ((b * S + i) * Hq + h) * Dv : ((b * Hq + h) * S + i) * Dv));
@@ -182,7 +187,8 @@ void rotary_embedding(KernelContext& ctx) {
   const i64 H = rank3 ? n.attr_int("num_heads") : X.dim(1);
   const i64 S = rank3 ? X.dim(1) : X.dim(2);
   const i64 D = rank3 ? X.dim(2) / H : X.dim(3);
-  const i64 R = n.attr_int("rotary_embedding_dim", 0) == 0 ? D : n.attr_int("rotary_embedding_dim", 0);
+  const i64 R =
+      n.attr_int("rotary_embedding_dim", 0) == 0 ? D : n.attr_int("rotary_embedding_dim", 0);
   const i64 half = R / 2;
   const bool interleaved = n.attr_int("interleaved", 0) != 0;
   const std::vector<double> x = to_f64(X), cos = to_f64(ctx.in(1)), sin = to_f64(ctx.in(2));
@@ -192,8 +198,8 @@ void rotary_embedding(KernelContext& ctx) {
     const i64 max_pos = ctx.in(1).dim(0);
     for (i64 r = 0; r < B * S; ++r) {
       if (pos[r] < 0 || pos[r] >= max_pos)
-        ctx.fail(fmt::format("position_ids[{}][{}] = {} is outside 0..{} (the rows of cos_cache)", r / S, r % S,
-                             pos[r], max_pos - 1));
+        ctx.fail(fmt::format("position_ids[{}][{}] = {} is outside 0..{} (the rows of cos_cache)",
+                             r / S, r % S, pos[r], max_pos - 1));
       rows[r] = pos[r];
     }
   } else {

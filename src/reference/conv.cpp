@@ -147,10 +147,13 @@ void conv_transpose(KernelContext& ctx) {
   const Tensor& W = ctx.in(1);  // [C, M/group, k...]
   check_conv_inputs(ctx, X, W);
   const i64 N = X.dim(0), C = X.dim(1);
-  const i64 group = ops::window_rule(
-      ctx.node, [&] { return rules::positive("group must be positive, got {}", ctx.node.attr_int("group", 1)); });
-  ops::window_rule(ctx.node, [&] { rules::equal_dims("input channels (weight dim 0)", W.dim(0), C); });
-  if (C % group != 0) ctx.fail(fmt::format("input channels {} not divisible by group {}", C, group));
+  const i64 group = ops::window_rule(ctx.node, [&] {
+    return rules::positive("group must be positive, got {}", ctx.node.attr_int("group", 1));
+  });
+  ops::window_rule(ctx.node,
+                   [&] { rules::equal_dims("input channels (weight dim 0)", W.dim(0), C); });
+  if (C % group != 0)
+    ctx.fail(fmt::format("input channels {} not divisible by group {}", C, group));
   const i64 Mg = W.dim(1), M = Mg * group, Cg = C / group;
   const ops::Window win =
       ops::resolve_window(ctx.node, spatial_dims(X), kernel_of(ctx, W), ops::WindowKind::deconv);

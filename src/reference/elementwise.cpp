@@ -33,8 +33,10 @@ BroadcastPlan plan_broadcast(const std::vector<std::vector<std::int64_t>>& dims)
     std::vector<Kind> next = kind;
     for (std::size_t j = 0; j < k && ok; ++j) {
       const Kind c = padded[j][split - 1] == od ? whole : broadcast;
-      if (next[j] == unknown) next[j] = c;
-      else ok = next[j] == c;
+      if (next[j] == unknown)
+        next[j] = c;
+      else
+        ok = next[j] == c;
     }
     if (!ok) break;
     kind = std::move(next);
@@ -110,27 +112,39 @@ Kernel arithmetic(Op op) {
 }
 
 struct AddOp {
-  template <class C> C operator()(C x, C y) const {
-    if constexpr (is_int_v<C>) return wrap_add(x, y);
-    else return x + y;
+  template <class C>
+  C operator()(C x, C y) const {
+    if constexpr (is_int_v<C>)
+      return wrap_add(x, y);
+    else
+      return x + y;
   }
 };
 struct SubOp {
-  template <class C> C operator()(C x, C y) const {
-    if constexpr (is_int_v<C>) return wrap_sub(x, y);
-    else return x - y;
+  template <class C>
+  C operator()(C x, C y) const {
+    if constexpr (is_int_v<C>)
+      return wrap_sub(x, y);
+    else
+      return x - y;
   }
 };
 struct MulOp {
-  template <class C> C operator()(C x, C y) const {
-    if constexpr (is_int_v<C>) return wrap_mul(x, y);
-    else return x * y;
+  template <class C>
+  C operator()(C x, C y) const {
+    if constexpr (is_int_v<C>)
+      return wrap_mul(x, y);
+    else
+      return x * y;
   }
 };
 struct DivOp {
-  template <class C> C operator()(C x, C y) const {
-    if constexpr (is_int_v<C>) return int_div(x, y);
-    else return x / y;
+  template <class C>
+  C operator()(C x, C y) const {
+    if constexpr (is_int_v<C>)
+      return int_div(x, y);
+    else
+      return x / y;
   }
 };
 
@@ -141,9 +155,11 @@ void mod_kernel(KernelContext& ctx) {
   visit_typed<Types::numeric>(ctx, ctx.in(0).dtype(), [&](auto tag) {
     using T = decltype(tag);
     ctx.set(0, binary_map<T, T, T>(ctx, [&](auto x, auto y) {
-      if constexpr (is_int_v<decltype(x)>) return int_mod(x, y, fmod == 1);
-      else return float_mod(x, y, fmod == 1);
-    }));
+              if constexpr (is_int_v<decltype(x)>)
+                return int_mod(x, y, fmod == 1);
+              else
+                return float_mod(x, y, fmod == 1);
+            }));
   });
 }
 
@@ -170,7 +186,8 @@ T int_pow(T base, std::int64_t e) {
 template <class T>
 T float_to_int(double d) {
   if (std::isnan(d)) return 0;
-  if (d <= static_cast<double>(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
+  if (d <= static_cast<double>(std::numeric_limits<T>::lowest()))
+    return std::numeric_limits<T>::lowest();
   if (d >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
   return static_cast<T>(d);
 }
@@ -195,15 +212,17 @@ void pow_kernel(KernelContext& ctx) {
       if (int_exp)
         run(std::int64_t{}, [](T x, std::int64_t y) { return int_pow<T>(x, y); });
       else
-        run(double{}, [](T x, double y) {
-          return float_to_int<T>(std::pow(static_cast<double>(x), y));
-        });
+        run(double{},
+            [](T x, double y) { return float_to_int<T>(std::pow(static_cast<double>(x), y)); });
     } else {
       auto f = [](T x, auto y) {
-        return from_compute<T>(std::pow(static_cast<double>(to_compute(x)), static_cast<double>(y)));
+        return from_compute<T>(
+            std::pow(static_cast<double>(to_compute(x)), static_cast<double>(y)));
       };
-      if (int_exp) run(std::int64_t{}, f);
-      else run(double{}, f);
+      if (int_exp)
+        run(std::int64_t{}, f);
+      else
+        run(double{}, f);
     }
     ctx.set(0, out);
   });
@@ -221,9 +240,9 @@ void bitshift_kernel(KernelContext& ctx) {
     using T = decltype(tag);
     constexpr T bits = static_cast<T>(sizeof(T) * 8);
     ctx.set(0, binary_map<T, T, T>(ctx, [left](T x, T y) -> T {
-      if (y >= bits) return 0;
-      return left ? static_cast<T>(x << y) : static_cast<T>(x >> y);
-    }));
+              if (y >= bits) return 0;
+              return left ? static_cast<T>(x << y) : static_cast<T>(x >> y);
+            }));
   });
 }
 
@@ -302,16 +321,21 @@ void variadic_kernel(KernelContext& ctx) {
       binary_loop(p, acc.data(), x.data<T>(), acc.data(), [&](A a, T v) -> A {
         const A b = static_cast<A>(to_compute(v));
         if (i == 0) return b;
-        if constexpr (F == Fold::sum || F == Fold::mean) return a + b;
-        else if constexpr (F == Fold::max) return nan_max(a, b);
-        else return nan_min(a, b);
+        if constexpr (F == Fold::sum || F == Fold::mean)
+          return a + b;
+        else if constexpr (F == Fold::max)
+          return nan_max(a, b);
+        else
+          return nan_min(a, b);
       });
     }
     Tensor out(dtype_v<T>, out_dims);
     T* po = out.data<T>();
     for (std::int64_t j = 0; j < count; ++j) {
-      if constexpr (F == Fold::mean) po[j] = from_compute<T>(acc[j] / static_cast<A>(n));
-      else po[j] = from_compute<T>(acc[j]);
+      if constexpr (F == Fold::mean)
+        po[j] = from_compute<T>(acc[j] / static_cast<A>(n));
+      else
+        po[j] = from_compute<T>(acc[j]);
     }
     ctx.set(0, out);
   });

@@ -58,8 +58,16 @@ void binary_loop(const BroadcastPlan& p, const A* a, const B* b, O* o, F&& f) {
 // ---- dtype dispatch ----------------------------------------------------------------------------
 
 /// The element types an op accepts (ONNX's type constraints on the IR's dtypes).
-enum class Types { any, numeric, floating, signed_numeric, integer, unsigned_integer, boolean,
-                   prelu };
+enum class Types {
+  any,
+  numeric,
+  floating,
+  signed_numeric,
+  integer,
+  unsigned_integer,
+  boolean,
+  prelu
+};
 
 template <class T>
 inline constexpr bool is_float_v = is_half_v<T> || std::is_floating_point_v<T>;
@@ -69,15 +77,23 @@ constexpr bool accepts() {
   constexpr bool b = std::is_same_v<T, bool>;
   constexpr bool f = is_float_v<T>;
   constexpr bool i = !b && !f;
-  if constexpr (K == Types::any) return true;
-  else if constexpr (K == Types::numeric) return !b;
-  else if constexpr (K == Types::floating) return f;
-  else if constexpr (K == Types::signed_numeric) return f || (i && std::is_signed_v<T>);
-  else if constexpr (K == Types::integer) return i;
-  else if constexpr (K == Types::unsigned_integer) return i && std::is_unsigned_v<T>;
-  else if constexpr (K == Types::boolean) return b;
-  else return f || std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t> ||
-              std::is_same_v<T, std::uint32_t> || std::is_same_v<T, std::uint64_t>;
+  if constexpr (K == Types::any)
+    return true;
+  else if constexpr (K == Types::numeric)
+    return !b;
+  else if constexpr (K == Types::floating)
+    return f;
+  else if constexpr (K == Types::signed_numeric)
+    return f || (i && std::is_signed_v<T>);
+  else if constexpr (K == Types::integer)
+    return i;
+  else if constexpr (K == Types::unsigned_integer)
+    return i && std::is_unsigned_v<T>;
+  else if constexpr (K == Types::boolean)
+    return b;
+  else
+    return f || std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t> ||
+           std::is_same_v<T, std::uint32_t> || std::is_same_v<T, std::uint64_t>;
 }
 
 /// Calls f(T{}) for the C++ type of `d` when the op accepts it; UnsupportedError otherwise.
@@ -85,8 +101,10 @@ template <Types K, class F>
 void visit_typed(const KernelContext& ctx, DType d, F&& f) {
   visit_dtype(d, [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (accepts<K, T>()) f(tag);
-    else ctx.unsupported(fmt::format("dtype {} is not supported by {}", dtype_name(d), ctx.node.op));
+    if constexpr (accepts<K, T>())
+      f(tag);
+    else
+      ctx.unsupported(fmt::format("dtype {} is not supported by {}", dtype_name(d), ctx.node.op));
   });
 }
 
@@ -108,9 +126,8 @@ Tensor binary_map(const KernelContext& ctx, F&& f) {
   const BroadcastPlan p = plan_broadcast({a.dims(), b.dims()});
   Tensor out(dtype_v<O>, p.out_dims);
   if (out.numel() == 0) return out;
-  binary_loop(p, a.data<A>(), b.data<B>(), out.data<O>(), [&](A x, B y) {
-    return from_compute<O>(f(to_compute(x), to_compute(y)));
-  });
+  binary_loop(p, a.data<A>(), b.data<B>(), out.data<O>(),
+              [&](A x, B y) { return from_compute<O>(f(to_compute(x), to_compute(y))); });
   return out;
 }
 
@@ -131,19 +148,23 @@ template <class T>
 using wide_unsigned_t =
     std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, std::make_unsigned_t<T>>;
 
-template <class T> T wrap_add(T a, T b) {
+template <class T>
+T wrap_add(T a, T b) {
   using U = wide_unsigned_t<T>;
   return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
 }
-template <class T> T wrap_sub(T a, T b) {
+template <class T>
+T wrap_sub(T a, T b) {
   using U = wide_unsigned_t<T>;
   return static_cast<T>(static_cast<U>(a) - static_cast<U>(b));
 }
-template <class T> T wrap_mul(T a, T b) {
+template <class T>
+T wrap_mul(T a, T b) {
   using U = wide_unsigned_t<T>;
   return static_cast<T>(static_cast<U>(a) * static_cast<U>(b));
 }
-template <class T> T wrap_neg(T a) {
+template <class T>
+T wrap_neg(T a) {
   using U = wide_unsigned_t<T>;
   return static_cast<T>(U(0) - static_cast<U>(a));
 }

@@ -30,8 +30,10 @@ float round_to_odd_float(double d) {
 /// A double result stored as T, rounded once.
 template <class T>
 T to_storage(double v) {
-  if constexpr (is_half_v<T>) return T(round_to_odd_float(v));
-  else return static_cast<T>(v);
+  if constexpr (is_half_v<T>)
+    return T(round_to_odd_float(v));
+  else
+    return static_cast<T>(v);
 }
 
 /// A float op: double -> double, applied to every float dtype.
@@ -41,7 +43,8 @@ Kernel float_unary(F f) {
     const Tensor& x = ctx.in(0);
     visit_typed<Types::floating>(ctx, x.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      ctx.set(0, unary_map<T, T>(x, [&](auto v) { return to_storage<T>(f(static_cast<double>(v))); }));
+      ctx.set(0,
+              unary_map<T, T>(x, [&](auto v) { return to_storage<T>(f(static_cast<double>(v))); }));
     });
   };
 }
@@ -54,7 +57,8 @@ Kernel float_unary_attr(Make make) {
     const Tensor& x = ctx.in(0);
     visit_typed<Types::floating>(ctx, x.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      ctx.set(0, unary_map<T, T>(x, [&](auto v) { return to_storage<T>(f(static_cast<double>(v))); }));
+      ctx.set(0,
+              unary_map<T, T>(x, [&](auto v) { return to_storage<T>(f(static_cast<double>(v))); }));
     });
   };
 }
@@ -93,27 +97,38 @@ double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::
 // ---- unary math over integers too ------------------------------------------------------------
 
 struct AbsOp {
-  template <class C> C operator()(C x) const {
-    if constexpr (std::is_unsigned_v<C>) return x;
-    else if constexpr (is_int_v<C>) return x < 0 ? wrap_neg(x) : x;
-    else return std::fabs(x);
+  template <class C>
+  C operator()(C x) const {
+    if constexpr (std::is_unsigned_v<C>)
+      return x;
+    else if constexpr (is_int_v<C>)
+      return x < 0 ? wrap_neg(x) : x;
+    else
+      return std::fabs(x);
   }
 };
 struct NegOp {
-  template <class C> C operator()(C x) const {
-    if constexpr (is_int_v<C>) return wrap_neg(x);
-    else return -x;
+  template <class C>
+  C operator()(C x) const {
+    if constexpr (is_int_v<C>)
+      return wrap_neg(x);
+    else
+      return -x;
   }
 };
 struct SignOp {
-  template <class C> C operator()(C x) const {
+  template <class C>
+  C operator()(C x) const {
     if constexpr (std::is_floating_point_v<C>)
       if (std::isnan(x)) return x;
     return x > C(0) ? C(1) : (x < C(0) ? C(-1) : C(0));
   }
 };
 struct ReluOp {
-  template <class C> C operator()(C x) const { return x < C(0) ? C(0) : x; }
+  template <class C>
+  C operator()(C x) const {
+    return x < C(0) ? C(0) : x;
+  }
 };
 
 void erf_kernel(KernelContext& ctx) {
@@ -122,19 +137,20 @@ void erf_kernel(KernelContext& ctx) {
     using T = decltype(tag);
     // Integers: erf rounded through float, then truncated (ONNX's reference does the same).
     ctx.set(0, unary_map<T, T>(x, [](auto v) {
-      const double e = std::erf(static_cast<double>(v));
-      if constexpr (is_int_v<T>) return static_cast<T>(static_cast<float>(e));
-      else return e;
-    }));
+              const double e = std::erf(static_cast<double>(v));
+              if constexpr (is_int_v<T>)
+                return static_cast<T>(static_cast<float>(e));
+              else
+                return e;
+            }));
   });
 }
 
 void isinf_kernel(KernelContext& ctx) {
   const bool neg = ctx.node.attr_int("detect_negative", 1) != 0;
   const bool pos = ctx.node.attr_int("detect_positive", 1) != 0;
-  float_predicate([neg, pos](double v) {
-    return std::isinf(v) && ((v > 0 && pos) || (v < 0 && neg));
-  })(ctx);
+  float_predicate(
+      [neg, pos](double v) { return std::isinf(v) && ((v > 0 && pos) || (v < 0 && neg)); })(ctx);
 }
 
 void shrink_kernel(KernelContext& ctx) {
@@ -144,11 +160,13 @@ void shrink_kernel(KernelContext& ctx) {
   visit_typed<Types::numeric>(ctx, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ctx.set(0, unary_map<T, T>(x, [&](auto v) {
-      const double d = static_cast<double>(v);
-      const double r = d < -lambd ? d + bias : (d > lambd ? d - bias : 0.0);
-      if constexpr (is_int_v<T>) return static_cast<T>(r);
-      else return r;
-    }));
+              const double d = static_cast<double>(v);
+              const double r = d < -lambd ? d + bias : (d > lambd ? d - bias : 0.0);
+              if constexpr (is_int_v<T>)
+                return static_cast<T>(r);
+              else
+                return r;
+            }));
   });
 }
 
@@ -162,8 +180,8 @@ void clip_kernel(KernelContext& ctx) {
     if (!ctx.has(i)) continue;
     require_same_dtype(ctx, 0, i);
     if (ctx.in(i).numel() != 1)
-      ctx.fail(fmt::format("{} (input {}) must be a scalar, got dims {}", i == 1 ? "min" : "max",
-                           i, dims_to_string(ctx.in(i).dims())));
+      ctx.fail(fmt::format("{} (input {}) must be a scalar, got dims {}", i == 1 ? "min" : "max", i,
+                           dims_to_string(ctx.in(i).dims())));
   }
   visit_typed<Types::numeric>(ctx, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -172,10 +190,10 @@ void clip_kernel(KernelContext& ctx) {
     const C lo = has_lo ? to_compute(ctx.in(1).data<T>()[0]) : C{};
     const C hi = has_hi ? to_compute(ctx.in(2).data<T>()[0]) : C{};
     ctx.set(0, unary_map<T, T>(x, [&](C v) {
-      if (has_lo && v < lo) v = lo;
-      if (has_hi && v > hi) v = hi;
-      return v;
-    }));
+              if (has_lo && v < lo) v = lo;
+              if (has_hi && v > hi) v = hi;
+              return v;
+            }));
   });
 }
 
@@ -187,8 +205,10 @@ void prelu_kernel(KernelContext& ctx) {
   visit_typed<Types::prelu>(ctx, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     Tensor out = binary_map<T, T, T>(ctx, [](auto v, auto a) {
-      if constexpr (is_int_v<decltype(v)>) return v < 0 ? wrap_mul(v, a) : v;
-      else return v < 0 ? v * a : v;
+      if constexpr (is_int_v<decltype(v)>)
+        return v < 0 ? wrap_mul(v, a) : v;
+      else
+        return v < 0 ? v * a : v;
     });
     if (out.dims() != x.dims())
       ctx.fail(fmt::format("slope {} cannot broadcast to input {}", dims_to_string(s.dims()),
@@ -214,8 +234,10 @@ Tensor cast_to(const Tensor& x, DType to) {
       const F* p = x.data<F>();
       for (std::int64_t i = 0; i < n; ++i) {
         const float f = round_to_odd_float(static_cast<double>(p[i]));
-        if (to == DType::f16) out.data<f16>()[i] = f16(f);
-        else out.data<bf16>()[i] = bf16(f);
+        if (to == DType::f16)
+          out.data<f16>()[i] = f16(f);
+        else
+          out.data<bf16>()[i] = bf16(f);
       }
     }
   });
@@ -244,7 +266,8 @@ void register_elementwise_unary(KernelRegistry& r) {
   r.add("Sign", typed_unary<Types::numeric>(SignOp{}));
   r.add("Relu", typed_unary<Types::signed_numeric>(ReluOp{}));
   r.add("Not", typed_unary<Types::boolean>([](bool v) { return !v; }));
-  r.add("BitwiseNot", typed_unary<Types::integer>([](auto v) { return static_cast<decltype(v)>(~v); }));
+  r.add("BitwiseNot",
+        typed_unary<Types::integer>([](auto v) { return static_cast<decltype(v)>(~v); }));
   r.add("Erf", erf_kernel);
   r.add("Shrink", shrink_kernel);
   r.add("Clip", clip_kernel);
@@ -277,56 +300,55 @@ void register_elementwise_unary(KernelRegistry& r) {
   r.add("Tanh", float_unary([](double x) { return std::tanh(x); }));
   r.add("Softsign", float_unary([](double x) { return x / (1.0 + std::fabs(x)); }));
   r.add("Softplus", float_unary(softplus));
-  r.add("HardSwish", float_unary([](double x) {
-    return x * std::max(0.0, std::min(1.0, x / 6.0 + 0.5));
-  }));
+  r.add("HardSwish",
+        float_unary([](double x) { return x * std::max(0.0, std::min(1.0, x / 6.0 + 0.5)); }));
   r.add("Mish", float_unary([](double x) { return x * std::tanh(softplus(x)); }));
   r.add("LeakyRelu", float_unary_attr([](const KernelContext& ctx) {
-    const double alpha = ctx.node.attr_float("alpha", 0.01);
-    return [alpha](double x) { return x < 0 ? alpha * x : x; };
-  }));
+          const double alpha = ctx.node.attr_float("alpha", 0.01);
+          return [alpha](double x) { return x < 0 ? alpha * x : x; };
+        }));
   r.add("Elu", float_unary_attr([](const KernelContext& ctx) {
-    const double alpha = ctx.node.attr_float("alpha", 1.0);
-    return [alpha](double x) { return x > 0 ? x : alpha * std::expm1(x); };
-  }));
+          const double alpha = ctx.node.attr_float("alpha", 1.0);
+          return [alpha](double x) { return x > 0 ? x : alpha * std::expm1(x); };
+        }));
   r.add("Selu", float_unary_attr([](const KernelContext& ctx) {
-    const double alpha = ctx.node.attr_float("alpha", 1.67326319217681884765625);
-    const double gamma = ctx.node.attr_float("gamma", 1.05070102214813232421875);
-    return [alpha, gamma](double x) { return gamma * (x > 0 ? x : alpha * std::expm1(x)); };
-  }));
+          const double alpha = ctx.node.attr_float("alpha", 1.67326319217681884765625);
+          const double gamma = ctx.node.attr_float("gamma", 1.05070102214813232421875);
+          return [alpha, gamma](double x) { return gamma * (x > 0 ? x : alpha * std::expm1(x)); };
+        }));
   r.add("Celu", float_unary_attr([](const KernelContext& ctx) {
-    const double alpha = ctx.node.attr_float("alpha", 1.0);
-    if (alpha == 0) ctx.fail("attribute 'alpha' must not be 0");
-    return [alpha](double x) {
-      return std::max(0.0, x) + std::min(0.0, alpha * std::expm1(x / alpha));
-    };
-  }));
+          const double alpha = ctx.node.attr_float("alpha", 1.0);
+          if (alpha == 0) ctx.fail("attribute 'alpha' must not be 0");
+          return [alpha](double x) {
+            return std::max(0.0, x) + std::min(0.0, alpha * std::expm1(x / alpha));
+          };
+        }));
   r.add("ThresholdedRelu", float_unary_attr([](const KernelContext& ctx) {
-    const double alpha = ctx.node.attr_float("alpha", 1.0);
-    return [alpha](double x) { return x > alpha ? x : 0.0; };
-  }));
+          const double alpha = ctx.node.attr_float("alpha", 1.0);
+          return [alpha](double x) { return x > alpha ? x : 0.0; };
+        }));
   r.add("HardSigmoid", float_unary_attr([](const KernelContext& ctx) {
-    const double alpha = ctx.node.attr_float("alpha", 0.2);
-    const double beta = ctx.node.attr_float("beta", 0.5);
-    return [alpha, beta](double x) { return std::max(0.0, std::min(1.0, alpha * x + beta)); };
-  }));
+          const double alpha = ctx.node.attr_float("alpha", 0.2);
+          const double beta = ctx.node.attr_float("beta", 0.5);
+          return [alpha, beta](double x) { return std::max(0.0, std::min(1.0, alpha * x + beta)); };
+        }));
   r.add("Swish", float_unary_attr([](const KernelContext& ctx) {
-    const double alpha = ctx.node.attr_float("alpha", 1.0);
-    return [alpha](double x) { return x * sigmoid(alpha * x); };
-  }));
+          const double alpha = ctx.node.attr_float("alpha", 1.0);
+          return [alpha](double x) { return x * sigmoid(alpha * x); };
+        }));
   r.add("Gelu", float_unary_attr([](const KernelContext& ctx) {
-    const std::string a = ctx.node.attr_string("approximate", "none");
-    if (a != "none" && a != "tanh")
-      ctx.unsupported("attribute 'approximate' = '" + a + "' (expected 'none' or 'tanh')");
-    const bool tanh_approx = a == "tanh";
-    return [tanh_approx](double x) {
-      if (tanh_approx) {
-        const double k = std::sqrt(2.0 / M_PI);
-        return 0.5 * x * (1.0 + std::tanh(k * (x + 0.044715 * x * x * x)));
-      }
-      return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
-    };
-  }));
+          const std::string a = ctx.node.attr_string("approximate", "none");
+          if (a != "none" && a != "tanh")
+            ctx.unsupported("attribute 'approximate' = '" + a + "' (expected 'none' or 'tanh')");
+          const bool tanh_approx = a == "tanh";
+          return [tanh_approx](double x) {
+            if (tanh_approx) {
+              const double k = std::sqrt(2.0 / M_PI);
+              return 0.5 * x * (1.0 + std::tanh(k * (x + 0.044715 * x * x * x)));
+            }
+            return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+          };
+        }));
 
   r.add("Cast", cast_kernel);
   r.add("CastLike", castlike_kernel);

@@ -37,7 +37,9 @@ std::vector<std::string> KernelRegistry::names() const {
 
 std::vector<Tensor> run_node(const Node& node, const std::vector<const Tensor*>& inputs) {
   const Kernel* k = KernelRegistry::instance().find(node.op);
-  if (!k) throw UnsupportedError(node.where() + "the CPU reference has no kernel for op '" + node.op + "'");
+  if (!k)
+    throw UnsupportedError(node.where() + "the CPU reference has no kernel for op '" + node.op +
+                           "'");
   KernelContext ctx(node, inputs);
   try {
     (*k)(ctx);
@@ -63,7 +65,8 @@ std::vector<Tensor> run_node(const Node& node, const std::vector<const Tensor*>&
 namespace {
 class ReferenceEvaluator final : public ConstantEvaluator {
  public:
-  std::vector<Tensor> evaluate(const Node& node, const std::vector<const Tensor*>& inputs) const override {
+  std::vector<Tensor> evaluate(const Node& node,
+                               const std::vector<const Tensor*>& inputs) const override {
     return run_node(node, inputs);
   }
 };
@@ -88,7 +91,8 @@ TensorMap Executor::execute(const TensorMap& inputs, bool keep_all) const {
   std::map<std::string, std::int64_t> symbols;
   for (const auto& vi : graph_.inputs) {
     auto it = inputs.find(vi.name);
-    if (it == inputs.end()) throw Error(fmt::format("missing input '{}' ({})", vi.name, vi.type.to_string()));
+    if (it == inputs.end())
+      throw Error(fmt::format("missing input '{}' ({})", vi.name, vi.type.to_string()));
     const Tensor& t = it->second;
     if (t.dtype() != vi.type.dtype)
       throw Error(fmt::format("input '{}' expects dtype {}, got {}", vi.name,
@@ -99,7 +103,8 @@ TensorMap Executor::execute(const TensorMap& inputs, bool keep_all) const {
     for (std::size_t d = 0; d < t.rank(); ++d) {
       const Dim& want = vi.type.shape[d];
       bool ok = true;
-      if (want.is_fixed()) ok = want.value() == t.dim(d);
+      if (want.is_fixed())
+        ok = want.value() == t.dim(d);
       else if (want.is_symbolic()) {
         auto [s, fresh] = symbols.emplace(want.symbol_name(), t.dim(d));
         ok = fresh || s->second == t.dim(d);

@@ -6,13 +6,13 @@
 namespace kiln::reference {
 
 void register_elementwise(KernelRegistry& r);  // elementwise.cpp
-void register_nn(KernelRegistry& r);           // nn.cpp (conv, pooling, gemm, normalization, softmax)
-void register_rnn(KernelRegistry& r);          // rnn.cpp
-void register_tensor(KernelRegistry& r);       // tensor.cpp (layout and indexing ops)
-void register_reduce(KernelRegistry& r);       // reduce.cpp
-void register_quantize(KernelRegistry& r);     // quantize.cpp (Q/DQ, integer and QLinear ops)
-void register_attention(KernelRegistry& r);    // attention.cpp (Attention, RotaryEmbedding)
-void register_fused(KernelRegistry& r);        // fused.cpp (kiln.Fused: the parts in order)
+void register_nn(KernelRegistry& r);         // nn.cpp (conv, pooling, gemm, normalization, softmax)
+void register_rnn(KernelRegistry& r);        // rnn.cpp
+void register_tensor(KernelRegistry& r);     // tensor.cpp (layout and indexing ops)
+void register_reduce(KernelRegistry& r);     // reduce.cpp
+void register_quantize(KernelRegistry& r);   // quantize.cpp (Q/DQ, integer and QLinear ops)
+void register_attention(KernelRegistry& r);  // attention.cpp (Attention, RotaryEmbedding)
+void register_fused(KernelRegistry& r);      // fused.cpp (kiln.Fused: the parts in order)
 
 inline void register_all(KernelRegistry& r) {
   register_elementwise(r);

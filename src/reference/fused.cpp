@@ -18,7 +18,8 @@ void register_fused(KernelRegistry& r) {
     for (const Node& p : body.parts) {
       std::vector<const Tensor*> ins;
       for (const auto& name : p.inputs) {
-        if (name.empty()) ins.push_back(nullptr);
+        if (name.empty())
+          ins.push_back(nullptr);
         else if (const auto k = fused_input_index(name)) {
           ins.push_back(ctx.has(*k) ? &ctx.in(*k) : nullptr);
         } else {
@@ -35,10 +36,12 @@ void register_fused(KernelRegistry& r) {
   r.add(plan::kToLayoutOp, [](KernelContext& ctx) {
     const std::string to = ctx.node.attr_string(plan::kToLayoutAttr, "");
     if (to != "NCHW" && to != "NHWC")
-      ctx.fail(fmt::format("attribute '{}' = '{}': expected 'NCHW' or 'NHWC'", plan::kToLayoutAttr, to));
+      ctx.fail(
+          fmt::format("attribute '{}' = '{}': expected 'NCHW' or 'NHWC'", plan::kToLayoutAttr, to));
     const Tensor& x = ctx.in(0);
     if (x.dims().size() != 4)
-      throw ShapeError(ctx.node.where() + fmt::format("expected a 4-D input [N,C,H,W], got {}", x.type_string()));
+      throw ShapeError(ctx.node.where() +
+                       fmt::format("expected a 4-D input [N,C,H,W], got {}", x.type_string()));
     ctx.set(0, x);
   });
 }

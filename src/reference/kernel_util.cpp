@@ -60,13 +60,14 @@ void gemm_f64(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::i
   if (M == 0 || N == 0) return;
   if (K == 0) {
     for (std::int64_t i = 0; i < M; ++i)
-      for (std::int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0 ? 0.0 : beta * C[i * ldc + j];
+      for (std::int64_t j = 0; j < N; ++j)
+        C[i * ldc + j] = beta == 0.0 ? 0.0 : beta * C[i * ldc + j];
     return;
   }
-  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(M), static_cast<blasint>(N), static_cast<blasint>(K), alpha, A,
-              static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C,
-              static_cast<blasint>(ldc));
+  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(M), static_cast<blasint>(N),
+              static_cast<blasint>(K), alpha, A, static_cast<blasint>(lda), B,
+              static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
 }
 
 std::vector<double> as_doubles(const Tensor& t) { return t.to_doubles(); }

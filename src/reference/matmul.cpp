@@ -22,7 +22,8 @@ void int_matmul(const T* a, const T* b, T* c, i64 M, i64 N, i64 K, bool ta, bool
     for (i64 j = 0; j < N; ++j) {
       Acc s = 0;
       for (i64 k = 0; k < K; ++k)
-        s += static_cast<Acc>(a[ta ? k * M + i : i * K + k]) * static_cast<Acc>(b[tb ? j * K + k : k * N + j]);
+        s += static_cast<Acc>(a[ta ? k * M + i : i * K + k]) *
+             static_cast<Acc>(b[tb ? j * K + k : k * N + j]);
       c[i * N + j] = static_cast<T>(s);
     }
 }
@@ -94,8 +95,9 @@ void matmul(KernelContext& ctx) {
   const i64 M = ad[ad.size() - 2], K = ad.back(), N = bd.back();
   ops::window_rule(ctx.node, [&] { return rules::matmul_inner(K, bd[bd.size() - 2]); });
   const std::vector<i64> abatch(ad.begin(), ad.end() - 2), bbatch(bd.begin(), bd.end() - 2);
-  const std::vector<i64> batch =
-      ops::window_rule(ctx.node, [&] { return broadcast_dims({abatch, bbatch}); });
+  const std::vector<i64> batch = ops::window_rule(ctx.node, [&] {
+    return broadcast_dims({abatch, bbatch});
+  });
   const auto aoff = broadcast_offsets(abatch, batch), boff = broadcast_offsets(bbatch, batch);
   std::vector<i64> dims = batch;
   if (!a1) dims.push_back(M);
@@ -105,8 +107,8 @@ void matmul(KernelContext& ctx) {
     const std::vector<double> a = to_f64(A), b = to_f64(B);
     std::vector<double> y(static_cast<std::size_t>(nb * M * N), 0.0);
     for (i64 i = 0; i < nb; ++i)
-      gemm_f64(false, false, M, N, K, 1.0, a.data() + aoff[i] * M * K, K, b.data() + boff[i] * K * N,
-               N, 0.0, y.data() + i * M * N, N);
+      gemm_f64(false, false, M, N, K, 1.0, a.data() + aoff[i] * M * K, K,
+               b.data() + boff[i] * K * N, N, 0.0, y.data() + i * M * N, N);
     ctx.set(0, from_f64(A.dtype(), dims, y));
     return;
   }

@@ -8,8 +8,8 @@
 
 #include <fmt/format.h>
 
-#include "kiln/ir/window.hpp"
 #include "kernel_util.hpp"
+#include "kiln/ir/window.hpp"
 #include "kiln/reference/executor.hpp"
 
 namespace kiln::reference {
@@ -38,7 +38,8 @@ inline Tensor from_f64(DType dtype, std::vector<i64> dims, const std::vector<dou
   visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     T* p = t.data<T>();
-    for (std::size_t i = 0; i < v.size(); ++i) p[i] = from_compute<T>(static_cast<compute_t<T>>(v[i]));
+    for (std::size_t i = 0; i < v.size(); ++i)
+      p[i] = from_compute<T>(static_cast<compute_t<T>>(v[i]));
   });
   return t;
 }

@@ -23,7 +23,8 @@ void require_rank(KernelContext& ctx, const Tensor& x, std::size_t rank) {
 void lrn(KernelContext& ctx) {
   const Tensor& X = float_input(ctx, 0);
   require_rank(ctx, X, 3);
-  const i64 size = ops::window_rule(ctx.node, [&] { return rules::lrn_size(ctx.node.attr_int("size")); });
+  const i64 size =
+      ops::window_rule(ctx.node, [&] { return rules::lrn_size(ctx.node.attr_int("size")); });
   const double alpha = ctx.node.attr_float("alpha", 1e-4), beta = ctx.node.attr_float("beta", 0.75),
                bias = ctx.node.attr_float("bias", 1.0);
   const i64 N = X.dim(0), C = X.dim(1), L = prod(X.dims(), 2, X.rank());
@@ -48,7 +49,8 @@ void batch_norm(KernelContext& ctx) {
   const Tensor& X = float_input(ctx, 0);
   require_rank(ctx, X, 2);
   const i64 N = X.dim(0), C = X.dim(1), L = prod(X.dims(), 2, X.rank());
-  const char* names[] = {"", "scale elements", "bias elements", "mean elements", "variance elements"};
+  const char* names[] = {"", "scale elements", "bias elements", "mean elements",
+                         "variance elements"};
   for (std::size_t i = 1; i < 5; ++i) {
     float_input(ctx, i);
     require_count(ctx, ctx.in(i), C, names[i]);
@@ -128,7 +130,8 @@ void group_norm(KernelContext& ctx) {
     return rules::positive("num_groups must be positive, got {}", ctx.node.attr_int("num_groups"));
   });
   const i64 N = X.dim(0), C = X.dim(1), L = prod(X.dims(), 2, X.rank());
-  if (C % groups != 0) ctx.fail(fmt::format("channels {} not divisible by num_groups {}", C, groups));
+  if (C % groups != 0)
+    ctx.fail(fmt::format("channels {} not divisible by num_groups {}", C, groups));
   require_count(ctx, ctx.in(1), C, "scale elements");
   require_count(ctx, ctx.in(2), C, "bias elements");
   const std::vector<double> x = to_f64(X), scale = to_f64(ctx.in(1)), b = to_f64(ctx.in(2));
@@ -186,8 +189,8 @@ void layer_norm(KernelContext& ctx) {
   const double eps = ctx.node.attr_float("epsilon", 1e-5);
   const std::vector<double> x = to_f64(X);
   const std::vector<double> scale = broadcast_to(ctx, ctx.in(1), X.dims(), "Scale");
-  const std::vector<double> b = ctx.has(2) ? broadcast_to(ctx, ctx.in(2), X.dims(), "B")
-                                           : std::vector<double>(x.size(), 0.0);
+  const std::vector<double> b =
+      ctx.has(2) ? broadcast_to(ctx, ctx.in(2), X.dims(), "B") : std::vector<double>(x.size(), 0.0);
   std::vector<double> y(x.size()), means(static_cast<std::size_t>(rows)), invs(means.size());
   for (i64 r = 0; r < rows; ++r) {
     const i64 at = r * cols;
@@ -258,7 +261,8 @@ void mean_variance_normalization(KernelContext& ctx) {
   const i64 rank = static_cast<i64>(X.rank());
   std::vector<bool> reduced(X.rank(), false);
   for (i64 a : ctx.node.attr_ints("axes", {0, 2, 3}))
-    reduced[static_cast<std::size_t>(ops::window_rule(ctx.node, [&] { return rules::normalize_axis(a, rank); }))] = true;
+    reduced[static_cast<std::size_t>(
+        ops::window_rule(ctx.node, [&] { return rules::normalize_axis(a, rank); }))] = true;
   // Mean and E[x^2] per kept-axes position, via the stats dims (reduced axes set to 1).
   std::vector<i64> sdims = X.dims();
   for (std::size_t a = 0; a < sdims.size(); ++a)
@@ -282,7 +286,8 @@ void mean_variance_normalization(KernelContext& ctx) {
 }
 
 // TensorRT's scale layer: y = (x * scale + shift) ^ power, with one coefficient for the whole
-// tensor ("uniform"), per channel (axis 1, "channel") or per element of C x spatial ("elementwise").
+// tensor ("uniform"), per channel (axis 1, "channel") or per element of C x spatial
+// ("elementwise").
 void scale_op(KernelContext& ctx) {
   const Tensor& X = float_input(ctx, 0);
   const std::string mode = ctx.node.attr_string("mode", "uniform");
@@ -291,11 +296,13 @@ void scale_op(KernelContext& ctx) {
   if (mode == "uniform") {
     inner = X.numel();
   } else if (mode == "channel" || mode == "elementwise") {
-    if (X.rank() < 2) ctx.fail(fmt::format("mode '{}' needs rank >= 2, got {}", mode, dims_to_string(X.dims())));
+    if (X.rank() < 2)
+      ctx.fail(fmt::format("mode '{}' needs rank >= 2, got {}", mode, dims_to_string(X.dims())));
     count = mode == "channel" ? X.dim(1) : prod(X.dims(), 1, X.rank());
     inner = mode == "channel" ? prod(X.dims(), 2, X.rank()) : 1;
   } else {
-    ctx.unsupported(fmt::format("attribute 'mode' = '{}' (expected 'uniform', 'channel' or 'elementwise')", mode));
+    ctx.unsupported(fmt::format(
+        "attribute 'mode' = '{}' (expected 'uniform', 'channel' or 'elementwise')", mode));
   }
   const char* names[] = {"", "scale values", "shift values", "power values"};
   const double defaults[] = {0, 1.0, 0.0, 1.0};

@@ -52,8 +52,8 @@ Tensor PlanExecutor::read(const plan::PlannedValue& v) const {
 
 void PlanExecutor::write(const plan::PlannedValue& v, const Tensor& t, const std::string& who) {
   if (t.dtype() != v.dtype || t.dims() != v.dims)
-    throw Error(fmt::format("{}made '{}' as {}, the plan expects {}{}", who, v.name, t.type_string(),
-                            dtype_name(v.dtype), dims_to_string(v.dims)));
+    throw Error(fmt::format("{}made '{}' as {}, the plan expects {}{}", who, v.name,
+                            t.type_string(), dtype_name(v.dtype), dims_to_string(v.dims)));
   const std::size_t es = dtype_size(v.dtype);
   std::byte* base = arena_.data() + v.offset;
   if (v.contiguous()) {
@@ -84,7 +84,8 @@ TensorMap PlanExecutor::run(const TensorMap& inputs) {
   for (const auto& [name, _] : inputs) {
     bool known = false;
     for (const auto& vi : plan_.inputs) known |= vi.name == name;
-    if (!known) throw Error(fmt::format("'{}' is not an input of plan '{}'", name, plan_.graph_name));
+    if (!known)
+      throw Error(fmt::format("'{}' is not an input of plan '{}'", name, plan_.graph_name));
   }
   for (const Node& step : plan_.steps) {
     // Every input is read out of the arena before any output is written: what a kernel that
@@ -113,8 +114,10 @@ TensorMap PlanExecutor::run(const TensorMap& inputs) {
   }
   TensorMap out;
   for (const auto& o : plan_.outputs) {
-    if (auto w = plan_.weights.find(o.name); w != plan_.weights.end()) out[o.name] = w->second.clone();
-    else out[o.name] = read(plan_.memory.values.at(o.name));
+    if (auto w = plan_.weights.find(o.name); w != plan_.weights.end())
+      out[o.name] = w->second.clone();
+    else
+      out[o.name] = read(plan_.memory.values.at(o.name));
   }
   return out;
 }

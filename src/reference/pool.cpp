@@ -28,7 +28,8 @@ void pool_typed(KernelContext& ctx, PoolKind kind) {
   const Geo3 g = geo3(ctx, spatial_dims(X), win);
   const bool include_pad = ctx.node.attr_int("count_include_pad", 0) != 0;
   const double p = kind == PoolKind::lp ? static_cast<double>(ctx.node.attr_int("p", 2)) : 1.0;
-  if (kind == PoolKind::lp && p <= 0) ctx.fail(fmt::format("attribute 'p' must be positive, got {}", p));
+  if (kind == PoolKind::lp && p <= 0)
+    ctx.fail(fmt::format("attribute 'p' must be positive, got {}", p));
   const i64 storage_order = ctx.node.attr_int("storage_order", 0);
   if (storage_order != 0 && storage_order != 1)
     ctx.unsupported(fmt::format("attribute 'storage_order' = {} (expected 0 or 1)", storage_order));
@@ -47,7 +48,8 @@ void pool_typed(KernelContext& ctx, PoolKind kind) {
     for (i64 od = 0; od < g.out[0]; ++od)
       for (i64 oh = 0; oh < g.out[1]; ++oh)
         for (i64 ow = 0; ow < g.out[2]; ++ow, ++o) {
-          const i64 start[3] = {od * g.s[0] - g.pb[0], oh * g.s[1] - g.pb[1], ow * g.s[2] - g.pb[2]};
+          const i64 start[3] = {od * g.s[0] - g.pb[0], oh * g.s[1] - g.pb[1],
+                                ow * g.s[2] - g.pb[2]};
           double best = 0, sum = 0;
           i64 best_at = -1, real = 0, padded = 1;
           for (int a = 0; a < 3; ++a) {
@@ -84,7 +86,8 @@ void pool_typed(KernelContext& ctx, PoolKind kind) {
             }
           }
           double r;
-          if (kind == PoolKind::max) r = best_at < 0 ? 0.0 : best;
+          if (kind == PoolKind::max)
+            r = best_at < 0 ? 0.0 : best;
           else if (kind == PoolKind::avg) {
             const i64 count = include_pad ? padded : real;
             r = count == 0 ? 0.0 : sum / static_cast<double>(count);
@@ -103,14 +106,17 @@ void pool(KernelContext& ctx, PoolKind kind) {
   const DType t = ctx.in(0).dtype();
   if (kind == PoolKind::max) {
     if (!is_float(t) && t != DType::i8 && t != DType::u8)
-      ctx.unsupported(fmt::format("dtype {} (expected f32, f64, f16, bf16, i8 or u8)", dtype_name(t)));
+      ctx.unsupported(
+          fmt::format("dtype {} (expected f32, f64, f16, bf16, i8 or u8)", dtype_name(t)));
   } else {
     float_input(ctx, 0);
   }
   visit_dtype(t, [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (std::is_same_v<T, bool>) ctx.unsupported("dtype bool");
-    else pool_typed<T>(ctx, kind);
+    if constexpr (std::is_same_v<T, bool>)
+      ctx.unsupported("dtype bool");
+    else
+      pool_typed<T>(ctx, kind);
   });
 }
 
@@ -128,9 +134,12 @@ void global_pool(KernelContext& ctx, PoolKind kind) {
     const double* xc = x.data() + c * L;
     double acc = kind == PoolKind::max ? -std::numeric_limits<double>::infinity() : 0.0;
     for (i64 j = 0; j < L; ++j) {
-      if (kind == PoolKind::max) acc = (xc[j] > acc || std::isnan(xc[j])) ? xc[j] : acc;
-      else if (kind == PoolKind::avg) acc += xc[j];
-      else acc += std::pow(std::fabs(xc[j]), p);
+      if (kind == PoolKind::max)
+        acc = (xc[j] > acc || std::isnan(xc[j])) ? xc[j] : acc;
+      else if (kind == PoolKind::avg)
+        acc += xc[j];
+      else
+        acc += std::pow(std::fabs(xc[j]), p);
     }
     if (kind == PoolKind::avg) acc /= static_cast<double>(L);
     if (kind == PoolKind::lp) acc = std::pow(acc, 1.0 / p);

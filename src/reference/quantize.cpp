@@ -46,12 +46,15 @@ std::vector<i64> param_index(KernelContext& ctx, const Tensor& x, const Tensor& 
   const i64 rank = static_cast<i64>(x.rank());
   i64 axis = ctx.node.attr_int("axis", 1);
   if (axis < 0) axis += rank;
-  if (axis < 0 || axis >= rank) ctx.fail(fmt::format("attribute 'axis' is out of range for rank {}", rank));
+  if (axis < 0 || axis >= rank)
+    ctx.fail(fmt::format("attribute 'axis' is out of range for rank {}", rank));
   const auto xs = strides_of(x.dims());
   if (block == 0) {
     if (scale.numel() != x.dim(axis))
-      ctx.fail(fmt::format("the scale has {} elements; per axis {} it needs {}", scale.numel(), axis, x.dim(axis)));
-    for (i64 i = 0; i < x.numel(); ++i) idx[static_cast<std::size_t>(i)] = (i / xs[static_cast<std::size_t>(axis)]) % x.dim(axis);
+      ctx.fail(fmt::format("the scale has {} elements; per axis {} it needs {}", scale.numel(),
+                           axis, x.dim(axis)));
+    for (i64 i = 0; i < x.numel(); ++i)
+      idx[static_cast<std::size_t>(i)] = (i / xs[static_cast<std::size_t>(axis)]) % x.dim(axis);
     return idx;
   }
   if (scale.rank() != x.rank()) ctx.fail("a blocked scale must have x's rank");
@@ -74,7 +77,8 @@ std::vector<i64> param_index(KernelContext& ctx, const Tensor& x, const Tensor& 
 std::vector<double> zero_points(KernelContext& ctx, std::size_t scales, const char* which) {
   if (!ctx.has(2)) return std::vector<double>(scales, 0.0);
   auto zp = as_doubles(ctx.in(2));
-  if (zp.size() != scales) ctx.fail(fmt::format("{0}_zero_point must have {0}_scale's shape", which));
+  if (zp.size() != scales)
+    ctx.fail(fmt::format("{0}_zero_point must have {0}_scale's shape", which));
   return zp;
 }
 
@@ -82,7 +86,8 @@ void quantize_linear(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   const Tensor& scale = ctx.in(1);
   DType out = DType::u8;
-  if (const i64 code = ctx.node.attr_int("output_dtype", 0); code != 0) out = dtype_from_onnx(static_cast<int>(code));
+  if (const i64 code = ctx.node.attr_int("output_dtype", 0); code != 0)
+    out = dtype_from_onnx(static_cast<int>(code));
   if (ctx.has(2)) out = ctx.in(2).dtype();
   const auto [lo, hi] = range_of(out);
   if (lo == hi) ctx.unsupported(fmt::format("quantizing to {}", dtype_name(out)));
@@ -121,11 +126,15 @@ void dynamic_quantize_linear(KernelContext& ctx) {
     mx = std::max(mx, static_cast<float>(v));
   }
   const float scale = (mx - mn) / 255.0f;
-  const double zp = scale == 0 ? 0.0 : std::clamp(std::nearbyint(static_cast<double>(static_cast<float>(-mn / scale))), 0.0, 255.0);
+  const double zp =
+      scale == 0 ? 0.0
+                 : std::clamp(std::nearbyint(static_cast<double>(static_cast<float>(-mn / scale))),
+                              0.0, 255.0);
   std::vector<double> y(xv.size(), zp);
   if (scale != 0)
     for (std::size_t i = 0; i < xv.size(); ++i)
-      y[i] = std::clamp(std::nearbyint(static_cast<double>(static_cast<float>(xv[i] / scale))) + zp, 0.0, 255.0);
+      y[i] = std::clamp(std::nearbyint(static_cast<double>(static_cast<float>(xv[i] / scale))) + zp,
+                        0.0, 255.0);
   ctx.set(0, from_doubles_like(DType::u8, x.dims(), y));
   ctx.set(1, Tensor::from<float>({}, {scale}));
   ctx.set(2, from_doubles_like(DType::u8, {}, {zp}));
@@ -133,16 +142,19 @@ void dynamic_quantize_linear(KernelContext& ctx) {
 
 /// `param` for every element of `t`: a scalar, or one value per slice along `axis` of t (per
 /// row of A, per column of B, per channel).
-std::vector<double> per_element(KernelContext& ctx, const Tensor& param, const Tensor& t, i64 axis, const char* what) {
+std::vector<double> per_element(KernelContext& ctx, const Tensor& param, const Tensor& t, i64 axis,
+                                const char* what) {
   const auto p = as_doubles(param);
   if (p.size() == 1) return std::vector<double>(static_cast<std::size_t>(t.numel()), p[0]);
   const i64 rank = static_cast<i64>(t.rank());
   if (axis < 0) axis += rank;
   if (axis < 0 || axis >= rank || static_cast<i64>(p.size()) != t.dim(axis))
-    ctx.fail(fmt::format("{} has {} values; expected 1 or {}", what, p.size(), axis >= 0 && axis < rank ? t.dim(axis) : 1));
+    ctx.fail(fmt::format("{} has {} values; expected 1 or {}", what, p.size(),
+                         axis >= 0 && axis < rank ? t.dim(axis) : 1));
   const i64 stride = strides_of(t.dims())[static_cast<std::size_t>(axis)];
   std::vector<double> out(static_cast<std::size_t>(t.numel()));
-  for (std::size_t i = 0; i < out.size(); ++i) out[i] = p[static_cast<std::size_t>((static_cast<i64>(i) / stride) % t.dim(axis))];
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = p[static_cast<std::size_t>((static_cast<i64>(i) / stride) % t.dim(axis))];
   return out;
 }
 
@@ -169,14 +181,16 @@ Tensor run_float(const KernelContext& ctx, const char* op, std::vector<const Ten
 Tensor to_i32(KernelContext& ctx, const Tensor& acc) {
   const auto v = as_doubles(acc);
   for (double x : v)
-    if (x < -2147483648.0 || x > 2147483647.0) ctx.fail(fmt::format("the int32 accumulator overflows ({})", x));
+    if (x < -2147483648.0 || x > 2147483647.0)
+      ctx.fail(fmt::format("the int32 accumulator overflows ({})", x));
   return from_doubles_like(DType::i32, acc.dims(), v);
 }
 
 void matmul_integer(KernelContext& ctx) {
   const Tensor& a = ctx.in(0);
   const Tensor& b = ctx.in(1);
-  const Tensor A = shifted(ctx, a, ctx.has(2) ? &ctx.in(2) : nullptr, a.rank() >= 2 ? -2 : 0, "a_zero_point");
+  const Tensor A =
+      shifted(ctx, a, ctx.has(2) ? &ctx.in(2) : nullptr, a.rank() >= 2 ? -2 : 0, "a_zero_point");
   const Tensor B = shifted(ctx, b, ctx.has(3) ? &ctx.in(3) : nullptr, -1, "b_zero_point");
   ctx.set(0, to_i32(ctx, run_float(ctx, "MatMul", {&A, &B})));
 }
@@ -188,8 +202,8 @@ void conv_integer(KernelContext& ctx) {
 }
 
 /// (t - zero point) * scale as a double tensor.
-Tensor dequantized(KernelContext& ctx, const Tensor& t, const Tensor& scale, const Tensor& zp, i64 axis,
-                   const char* what) {
+Tensor dequantized(KernelContext& ctx, const Tensor& t, const Tensor& scale, const Tensor& zp,
+                   i64 axis, const char* what) {
   auto v = as_doubles(t);
   const auto z = per_element(ctx, zp, t, axis, what), k = per_element(ctx, scale, t, axis, what);
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = (v[i] - z[i]) * k[i];
@@ -197,18 +211,22 @@ Tensor dequantized(KernelContext& ctx, const Tensor& t, const Tensor& scale, con
 }
 
 /// y / y_scale rounded half to even, plus y_zero_point, saturated to y_zero_point's type.
-Tensor requantized(KernelContext& ctx, const Tensor& y, const Tensor& y_scale, const Tensor& y_zp, i64 axis) {
+Tensor requantized(KernelContext& ctx, const Tensor& y, const Tensor& y_scale, const Tensor& y_zp,
+                   i64 axis) {
   const auto [lo, hi] = range_of(y_zp.dtype());
   auto v = as_doubles(y);
-  const auto s = per_element(ctx, y_scale, y, axis, "y_scale"), z = per_element(ctx, y_zp, y, axis, "y_zero_point");
-  for (std::size_t i = 0; i < v.size(); ++i) v[i] = std::clamp(std::nearbyint(v[i] / s[i]) + z[i], lo, hi);
+  const auto s = per_element(ctx, y_scale, y, axis, "y_scale"),
+             z = per_element(ctx, y_zp, y, axis, "y_zero_point");
+  for (std::size_t i = 0; i < v.size(); ++i)
+    v[i] = std::clamp(std::nearbyint(v[i] / s[i]) + z[i], lo, hi);
   return from_doubles_like(y_zp.dtype(), y.dims(), v);
 }
 
 void qlinear_matmul(KernelContext& ctx) {
   const Tensor& a = ctx.in(0);
   const Tensor& b = ctx.in(3);
-  const Tensor A = dequantized(ctx, a, ctx.in(1), ctx.in(2), a.rank() >= 2 ? -2 : 0, "a_scale/a_zero_point");
+  const Tensor A =
+      dequantized(ctx, a, ctx.in(1), ctx.in(2), a.rank() >= 2 ? -2 : 0, "a_scale/a_zero_point");
   const Tensor B = dequantized(ctx, b, ctx.in(4), ctx.in(5), -1, "b_scale/b_zero_point");
   const Tensor y = run_float(ctx, "MatMul", {&A, &B});
   ctx.set(0, requantized(ctx, y, ctx.in(6), ctx.in(7), -1));

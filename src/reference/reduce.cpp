@@ -35,8 +35,10 @@ std::vector<bool> reduced_axes(const KernelContext& ctx, i64 rank, bool& noop) {
   noop = false;
   std::vector<bool> red(static_cast<std::size_t>(rank), false);
   if (axes.empty()) {
-    if (ctx.node.attr_int("noop_with_empty_axes", 0) != 0) noop = true;
-    else std::fill(red.begin(), red.end(), true);
+    if (ctx.node.attr_int("noop_with_empty_axes", 0) != 0)
+      noop = true;
+    else
+      std::fill(red.begin(), red.end(), true);
     return red;
   }
   for (i64 a : axes) {
@@ -79,9 +81,12 @@ void reduce_typed(KernelContext& ctx, Reduction kind) {
     const bool is_max = kind == Reduction::max;
     auto acc = std::make_unique<C[]>(static_cast<std::size_t>(n_out));  // not vector<bool>
     C init;
-    if constexpr (std::is_same_v<T, bool>) init = !is_max;
-    else if constexpr (is_fp) init = is_max ? -std::numeric_limits<C>::infinity() : std::numeric_limits<C>::infinity();
-    else init = is_max ? std::numeric_limits<C>::lowest() : std::numeric_limits<C>::max();
+    if constexpr (std::is_same_v<T, bool>)
+      init = !is_max;
+    else if constexpr (is_fp)
+      init = is_max ? -std::numeric_limits<C>::infinity() : std::numeric_limits<C>::infinity();
+    else
+      init = is_max ? std::numeric_limits<C>::lowest() : std::numeric_limits<C>::max();
     std::fill(acc.get(), acc.get() + n_out, init);
     for (i64 i = 0; i < n_in; ++i) {
       const C v = to_compute(in[i]);
@@ -122,8 +127,10 @@ void reduce_typed(KernelContext& ctx, Reduction kind) {
     switch (kind) {
       case Reduction::prod: a *= v; break;
       case Reduction::l1:
-        if constexpr (std::is_signed_v<A>) a += v < 0 ? -v : v;
-        else a += v;
+        if constexpr (std::is_signed_v<A>)
+          a += v < 0 ? -v : v;
+        else
+          a += v;
         break;
       case Reduction::l2:
       case Reduction::sum_square: a += v * v; break;
@@ -134,14 +141,18 @@ void reduce_typed(KernelContext& ctx, Reduction kind) {
     const A a = acc[k];
     switch (kind) {
       case Reduction::mean:
-        if constexpr (is_fp) o[k] = from_compute<T>(a / static_cast<double>(count));
-        else o[k] = count == 0 ? T(0) : from_compute<T>(a / static_cast<A>(count));
+        if constexpr (is_fp)
+          o[k] = from_compute<T>(a / static_cast<double>(count));
+        else
+          o[k] = count == 0 ? T(0) : from_compute<T>(a / static_cast<A>(count));
         break;
       case Reduction::l2: o[k] = from_compute<T>(std::sqrt(static_cast<double>(a))); break;
       case Reduction::log_sum: o[k] = from_compute<T>(std::log(static_cast<double>(a))); break;
       default:
-        if constexpr (std::is_same_v<T, bool>) o[k] = a != 0;
-        else o[k] = from_compute<T>(a);
+        if constexpr (std::is_same_v<T, bool>)
+          o[k] = a != 0;
+        else
+          o[k] = from_compute<T>(a);
         break;
     }
   }
@@ -184,11 +195,14 @@ void arg_typed(KernelContext& ctx, bool is_max) {
   const bool keepdims = ctx.node.attr_int("keepdims", 1) != 0;
   const bool last = ctx.node.attr_int("select_last_index", 0) != 0;
   if (x.dim(axis) == 0)
-    ctx.fail(fmt::format("cannot take the arg of an empty axis {} of {}", axis, dims_to_string(x.dims())));
+    ctx.fail(fmt::format("cannot take the arg of an empty axis {} of {}", axis,
+                         dims_to_string(x.dims())));
   std::vector<i64> out_dims;
   for (i64 d = 0; d < rank; ++d) {
-    if (d != axis) out_dims.push_back(x.dim(d));
-    else if (keepdims) out_dims.push_back(1);
+    if (d != axis)
+      out_dims.push_back(x.dim(d));
+    else if (keepdims)
+      out_dims.push_back(1);
   }
   Tensor out(DType::i64, out_dims);
   i64* o = out.data<i64>();
@@ -276,8 +290,10 @@ void cumsum_typed(KernelContext& ctx) {
         const i64 at = base + j * L.inner;
         const auto v = static_cast<accum_t<T>>(to_compute(in[at]));
         if (!exclusive) s += v;
-        if constexpr (std::is_same_v<T, bool>) o[at] = s != 0;
-        else o[at] = from_compute<T>(s);
+        if constexpr (std::is_same_v<T, bool>)
+          o[at] = s != 0;
+        else
+          o[at] = from_compute<T>(s);
         if (exclusive) s += v;
       }
     }
@@ -309,7 +325,8 @@ void einsum_typed(KernelContext& ctx) {
       } else if (id >= ops::EinsumSpec::kEllipsisBase && (size[id] == 1 || d == 1)) {
         size[id] = std::max(size[id], d);
       } else {
-        ctx.fail(fmt::format("einsum operands disagree on a subscript's size: {} vs {}", size[id], d));
+        ctx.fail(
+            fmt::format("einsum operands disagree on a subscript's size: {} vs {}", size[id], d));
       }
     }
   // Loop order: output labels, then the summed labels.
@@ -344,11 +361,14 @@ void einsum_typed(KernelContext& ctx) {
   accum_t<T> acc = 0;
   for (i64 it = 0; it < total; ++it) {
     accum_t<T> term = 1;
-    for (std::size_t i = 0; i < n; ++i) term *= static_cast<accum_t<T>>(to_compute(data[i][off[i]]));
+    for (std::size_t i = 0; i < n; ++i)
+      term *= static_cast<accum_t<T>>(to_compute(data[i][off[i]]));
     acc += term;
     if ((it + 1) % n_sum == 0) {
-      if constexpr (std::is_same_v<T, bool>) o[it / n_sum] = acc != 0;
-      else o[it / n_sum] = from_compute<T>(acc);
+      if constexpr (std::is_same_v<T, bool>)
+        o[it / n_sum] = acc != 0;
+      else
+        o[it / n_sum] = from_compute<T>(acc);
       acc = 0;
     }
     for (std::size_t l = order.size(); l-- > 0;) {  // odometer

@@ -94,7 +94,8 @@ double source_coordinate(const ResizeConfig& cfg, double y, double scale, i64 in
   if (m == "align_corners") return ow == 1 ? 0.0 : y * (iw - 1) / (ow - 1);
   if (m == "asymmetric") return y / scale;
   if (m == "tf_crop_and_resize") {
-    double x = ow == 1 ? (roi[1] - roi[0]) * (iw - 1) / 2 : y * (roi[1] - roi[0]) * (iw - 1) / (ow - 1);
+    double x =
+        ow == 1 ? (roi[1] - roi[0]) * (iw - 1) / 2 : y * (roi[1] - roi[0]) * (iw - 1) / (ow - 1);
     x = x + roi[0] * (iw - 1);
     outside = x < 0 || x > iw - 1;
     return x;
@@ -109,8 +110,9 @@ double source_coordinate(const ResizeConfig& cfg, double y, double scale, i64 in
 }
 
 /// Resizes `data` (dims `dims`) along `axis` to `out_w` elements; updates dims.
-std::vector<double> resize_axis(const std::vector<double>& data, std::vector<i64>& dims, std::size_t axis,
-                                double scale, i64 out_w, const double* roi, const ResizeConfig& cfg) {
+std::vector<double> resize_axis(const std::vector<double>& data, std::vector<i64>& dims,
+                                std::size_t axis, double scale, i64 out_w, const double* roi,
+                                const ResizeConfig& cfg) {
   const i64 in_w = dims[axis];
   i64 outer = 1, inner = 1;
   for (std::size_t d = 0; d < axis; ++d) outer *= dims[d];
@@ -120,7 +122,8 @@ std::vector<double> resize_axis(const std::vector<double>& data, std::vector<i64
   std::vector<bool> outside(static_cast<std::size_t>(out_w), false);
   for (i64 y = 0; y < out_w; ++y) {
     bool out_flag = false;
-    const double x = source_coordinate(cfg, static_cast<double>(y), scale, in_w, out_w, roi, out_flag);
+    const double x =
+        source_coordinate(cfg, static_cast<double>(y), scale, in_w, out_w, roi, out_flag);
     outside[y] = out_flag;
     const double xi = std::floor(x);
     const double ratio = x == xi ? 1.0 : x - xi;
@@ -131,8 +134,10 @@ std::vector<double> resize_axis(const std::vector<double>& data, std::vector<i64
     const double pf = std::floor(xp);
     const double frac = xp - pf;
     i64 off;
-    if (n % 2 == 0) off = frac == 0 ? -(n / 2) : -(n / 2) + 1;
-    else off = frac <= 0.5 ? -((n - 1) / 2) : -((n - 1) / 2) + 1;
+    if (n % 2 == 0)
+      off = frac == 0 ? -(n / 2) : -(n / 2) + 1;
+    else
+      off = frac <= 0.5 ? -((n - 1) / 2) : -((n - 1) / 2) + 1;
     const i64 start = static_cast<i64>(pf) + off - pad;
     if (cfg.exclude_outside) {
       double sum = 0.0;
@@ -187,8 +192,10 @@ Tensor saturate_cast(DType t, const std::vector<i64>& dims, const std::vector<do
       double x = v[i];
       if constexpr (!std::is_floating_point_v<compute_t<T>>) x = std::nearbyint(x);
       if (!std::isnan(x)) x = std::clamp(x, lo, hi);
-      if constexpr (std::is_floating_point_v<compute_t<T>>) p[i] = from_compute<T>(x);
-      else p[i] = std::isnan(x) ? T{} : static_cast<T>(x);
+      if constexpr (std::is_floating_point_v<compute_t<T>>)
+        p[i] = from_compute<T>(x);
+      else
+        p[i] = std::isnan(x) ? T{} : static_cast<T>(x);
     }
   });
   return out;
@@ -203,7 +210,8 @@ Tensor run_resize(const KernelContext& ctx, const Tensor& x, const tr::ResizePla
     const double s = plan.scales[a];
     const i64 out_w = plan.sizes[a];
     const bool trivial_roi = roi.empty() || (roi[a] == 0.0 && roi[a + r] == 1.0);
-    if (std::abs(s - 1.0) <= 1e-9 * std::max(1.0, std::abs(s)) && out_w == dims[a] && trivial_roi) continue;
+    if (std::abs(s - 1.0) <= 1e-9 * std::max(1.0, std::abs(s)) && out_w == dims[a] && trivial_roi)
+      continue;
     if (out_w == 0 || dims[a] == 0) {
       dims[a] = out_w;
       data.assign(static_cast<std::size_t>(product(dims)), 0.0);
@@ -226,8 +234,9 @@ void resize(KernelContext& ctx) {
   const bool antialias = n.attr_int("antialias", 0) != 0;
   ResizeConfig cfg;
   cfg.ctm = n.attr_string("coordinate_transformation_mode", "half_pixel");
-  if (cfg.ctm != "half_pixel" && cfg.ctm != "half_pixel_symmetric" && cfg.ctm != "pytorch_half_pixel" &&
-      cfg.ctm != "align_corners" && cfg.ctm != "asymmetric" && cfg.ctm != "tf_crop_and_resize")
+  if (cfg.ctm != "half_pixel" && cfg.ctm != "half_pixel_symmetric" &&
+      cfg.ctm != "pytorch_half_pixel" && cfg.ctm != "align_corners" && cfg.ctm != "asymmetric" &&
+      cfg.ctm != "tf_crop_and_resize")
     ctx.unsupported("attribute 'coordinate_transformation_mode' = '" + cfg.ctm +
                     "' (supported: half_pixel, half_pixel_symmetric, pytorch_half_pixel, "
                     "align_corners, asymmetric, tf_crop_and_resize)");
@@ -241,12 +250,16 @@ void resize(KernelContext& ctx) {
                       "' (supported: round_prefer_floor, round_prefer_ceil, floor, ceil)");
     cfg.coeffs = [nm](double ratio, double) { return nearest_coeffs(ratio, nm); };
   } else if (mode == "linear") {
-    if (antialias) cfg.coeffs = linear_coeffs_antialias;
-    else cfg.coeffs = [](double ratio, double) { return linear_coeffs(ratio); };
+    if (antialias)
+      cfg.coeffs = linear_coeffs_antialias;
+    else
+      cfg.coeffs = [](double ratio, double) { return linear_coeffs(ratio); };
   } else if (mode == "cubic") {
     const double A = n.attr_float("cubic_coeff_a", -0.75);
-    if (antialias) cfg.coeffs = [A](double ratio, double s) { return cubic_coeffs_antialias(ratio, s, A); };
-    else cfg.coeffs = [A](double ratio, double) { return cubic_coeffs(ratio, A); };
+    if (antialias)
+      cfg.coeffs = [A](double ratio, double s) { return cubic_coeffs_antialias(ratio, s, A); };
+    else
+      cfg.coeffs = [A](double ratio, double) { return cubic_coeffs(ratio, A); };
   } else {
     ctx.unsupported("attribute 'mode' = '" + mode + "' (supported: nearest, linear, cubic)");
   }
@@ -258,11 +271,13 @@ void resize(KernelContext& ctx) {
   if (!present(2) && !present(3)) ctx.fail("one of scales and sizes must be given");
   std::vector<double> scales;
   std::vector<i64> sizes;
-  if (present(2)) scales = ctx.in(2).to_doubles();
-  else sizes = ctx.in(3).to_int64s();
-  const auto plan = tr::resize_plan(x.dims(), present(2) ? &scales : nullptr,
-                                    present(3) ? &sizes : nullptr, axes,
-                                    n.attr_string("keep_aspect_ratio_policy", "stretch"));
+  if (present(2))
+    scales = ctx.in(2).to_doubles();
+  else
+    sizes = ctx.in(3).to_int64s();
+  const auto plan =
+      tr::resize_plan(x.dims(), present(2) ? &scales : nullptr, present(3) ? &sizes : nullptr, axes,
+                      n.attr_string("keep_aspect_ratio_policy", "stretch"));
   std::vector<double> roi;
   if (present(1) && cfg.ctm == "tf_crop_and_resize") {
     const auto given = ctx.in(1).to_doubles();
@@ -288,10 +303,12 @@ void upsample(KernelContext& ctx) {
   const std::string mode = ctx.node.attr_string("mode", "nearest");
   ResizeConfig cfg;
   cfg.ctm = "asymmetric";
-  if (mode == "nearest") cfg.coeffs = [](double ratio, double) { return nearest_coeffs(ratio, "floor"); };
+  if (mode == "nearest")
+    cfg.coeffs = [](double ratio, double) { return nearest_coeffs(ratio, "floor"); };
   else if (mode == "linear" || mode == "bilinear" || mode == "trilinear")
     cfg.coeffs = [](double ratio, double) { return linear_coeffs(ratio); };
-  else ctx.unsupported("attribute 'mode' = '" + mode + "' (supported: nearest, linear)");
+  else
+    ctx.unsupported("attribute 'mode' = '" + mode + "' (supported: nearest, linear)");
   const auto scales = ctx.in(1).to_doubles();
   if (scales.size() != x.rank())
     ctx.fail(fmt::format("scales has {} entries for an input of rank {}", scales.size(), x.rank()));

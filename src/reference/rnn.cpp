@@ -16,8 +16,19 @@ namespace {
 
 using i64 = std::int64_t;
 
-enum class ActKind { relu, tanh, sigmoid, affine, leaky_relu, thresholded_relu, scaled_tanh,
-                     hard_sigmoid, elu, softsign, softplus };
+enum class ActKind {
+  relu,
+  tanh,
+  sigmoid,
+  affine,
+  leaky_relu,
+  thresholded_relu,
+  scaled_tanh,
+  hard_sigmoid,
+  elu,
+  softsign,
+  softplus
+};
 
 struct Act {
   ActKind kind = ActKind::tanh;
@@ -63,19 +74,40 @@ std::vector<Act> activations(const KernelContext& ctx, const std::vector<std::st
     std::string n;
     for (char c : name) n += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     Act a;
-    if (n == "relu") a.kind = ActKind::relu;
-    else if (n == "tanh") a.kind = ActKind::tanh;
-    else if (n == "sigmoid") a.kind = ActKind::sigmoid;
-    else if (n == "affine") { a.kind = ActKind::affine; a.alpha = alpha(1.0); a.beta = beta(0.0); }
-    else if (n == "leakyrelu") { a.kind = ActKind::leaky_relu; a.alpha = alpha(0.01); }
-    else if (n == "thresholdedrelu") { a.kind = ActKind::thresholded_relu; a.alpha = alpha(1.0); }
-    else if (n == "scaledtanh") { a.kind = ActKind::scaled_tanh; a.alpha = alpha(1.0); a.beta = beta(1.0); }
-    else if (n == "hardsigmoid") { a.kind = ActKind::hard_sigmoid; a.alpha = alpha(0.2); a.beta = beta(0.5); }
-    else if (n == "elu") { a.kind = ActKind::elu; a.alpha = alpha(1.0); }
-    else if (n == "softsign") a.kind = ActKind::softsign;
-    else if (n == "softplus") a.kind = ActKind::softplus;
+    if (n == "relu")
+      a.kind = ActKind::relu;
+    else if (n == "tanh")
+      a.kind = ActKind::tanh;
+    else if (n == "sigmoid")
+      a.kind = ActKind::sigmoid;
+    else if (n == "affine") {
+      a.kind = ActKind::affine;
+      a.alpha = alpha(1.0);
+      a.beta = beta(0.0);
+    } else if (n == "leakyrelu") {
+      a.kind = ActKind::leaky_relu;
+      a.alpha = alpha(0.01);
+    } else if (n == "thresholdedrelu") {
+      a.kind = ActKind::thresholded_relu;
+      a.alpha = alpha(1.0);
+    } else if (n == "scaledtanh") {
+      a.kind = ActKind::scaled_tanh;
+      a.alpha = alpha(1.0);
+      a.beta = beta(1.0);
+    } else if (n == "hardsigmoid") {
+      a.kind = ActKind::hard_sigmoid;
+      a.alpha = alpha(0.2);
+      a.beta = beta(0.5);
+    } else if (n == "elu") {
+      a.kind = ActKind::elu;
+      a.alpha = alpha(1.0);
+    } else if (n == "softsign")
+      a.kind = ActKind::softsign;
+    else if (n == "softplus")
+      a.kind = ActKind::softplus;
     else
-      ctx.unsupported("activation '" + name + "' (expected one of Relu, Tanh, Sigmoid, Affine, "
+      ctx.unsupported("activation '" + name +
+                      "' (expected one of Relu, Tanh, Sigmoid, Affine, "
                       "LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, Softsign, "
                       "Softplus)");
     acts.push_back(a);
@@ -100,15 +132,19 @@ void run_recurrent(KernelContext& ctx, Cell cell) {
   const Tensor& xt = ctx.in(0);
   const Tensor& wt = ctx.in(1);
   const Tensor& rt = ctx.in(2);
-  if (!is_float(xt.dtype())) ctx.fail(fmt::format("X must be a float tensor, got {}", dtype_name(xt.dtype())));
+  if (!is_float(xt.dtype()))
+    ctx.fail(fmt::format("X must be a float tensor, got {}", dtype_name(xt.dtype())));
   if (xt.rank() != 3 || wt.rank() != 3 || rt.rank() != 3)
-    ctx.fail(fmt::format("X, W and R must have rank 3, got {}, {} and {}", dims_to_string(xt.dims()),
-                         dims_to_string(wt.dims()), dims_to_string(rt.dims())));
+    ctx.fail(fmt::format("X, W and R must have rank 3, got {}, {} and {}",
+                         dims_to_string(xt.dims()), dims_to_string(wt.dims()),
+                         dims_to_string(rt.dims())));
   const std::string direction = node.attr_string("direction", "forward");
   if (direction != "forward" && direction != "reverse" && direction != "bidirectional")
-    ctx.unsupported("attribute 'direction' = '" + direction + "' (expected forward, reverse or bidirectional)");
+    ctx.unsupported("attribute 'direction' = '" + direction +
+                    "' (expected forward, reverse or bidirectional)");
   const i64 layout = node.attr_int("layout", 0);
-  if (layout != 0 && layout != 1) ctx.unsupported(fmt::format("attribute 'layout' = {} (expected 0 or 1)", layout));
+  if (layout != 0 && layout != 1)
+    ctx.unsupported(fmt::format("attribute 'layout' = {} (expected 0 or 1)", layout));
   const i64 D = direction == "bidirectional" ? 2 : 1;
   const i64 H = node.attr_int("hidden_size", rt.dim(2));
   const i64 S = layout == 0 ? xt.dim(0) : xt.dim(1);
@@ -116,11 +152,13 @@ void run_recurrent(KernelContext& ctx, Cell cell) {
   const i64 I = xt.dim(2);
   auto expect = [&](const Tensor& t, const char* name, std::vector<i64> dims) {
     if (t.dims() != dims)
-      ctx.fail(fmt::format("{} must have shape {}, got {}", name, dims_to_string(dims), dims_to_string(t.dims())));
+      ctx.fail(fmt::format("{} must have shape {}, got {}", name, dims_to_string(dims),
+                           dims_to_string(t.dims())));
   };
   expect(wt, "W", {D, G * H, I});
   expect(rt, "R", {D, G * H, H});
-  const std::vector<i64> state_dims = layout == 0 ? std::vector<i64>{D, N, H} : std::vector<i64>{N, D, H};
+  const std::vector<i64> state_dims =
+      layout == 0 ? std::vector<i64>{D, N, H} : std::vector<i64>{N, D, H};
 
   std::vector<double> X = xt.to_doubles(), W = wt.to_doubles(), R = rt.to_doubles();
   if (layout == 1) X = swap01(X, N, S, I);
@@ -160,16 +198,18 @@ void run_recurrent(KernelContext& ctx, Cell cell) {
   auto cl = [clip](double v) { return std::clamp(v, -clip, clip); };
   const bool lbr = node.attr_int("linear_before_reset", 0) != 0;
   const bool input_forget = node.attr_int("input_forget", 0) != 0;
-  const std::vector<Act> acts =
-      cell == Cell::rnn   ? activations(ctx, {"Tanh"}, D)
-      : cell == Cell::gru ? activations(ctx, {"Sigmoid", "Tanh"}, D)
-                          : activations(ctx, {"Sigmoid", "Tanh", "Tanh"}, D);
+  const std::vector<Act> acts = cell == Cell::rnn ? activations(ctx, {"Tanh"}, D)
+                                : cell == Cell::gru
+                                    ? activations(ctx, {"Sigmoid", "Tanh"}, D)
+                                    : activations(ctx, {"Sigmoid", "Tanh", "Tanh"}, D);
   const std::size_t per_dir = acts.size() / static_cast<std::size_t>(D);
 
   std::vector<double> Y(static_cast<std::size_t>(S * D * N * H), 0.0);  // [S, D, N, H]
-  std::vector<double> Yh(static_cast<std::size_t>(D * N * H)), Yc(static_cast<std::size_t>(D * N * H));
+  std::vector<double> Yh(static_cast<std::size_t>(D * N * H)),
+      Yc(static_cast<std::size_t>(D * N * H));
   const i64 GH = G * H;
-  std::vector<double> xw(static_cast<std::size_t>(S * N * GH)), hr(static_cast<std::size_t>(N * GH));
+  std::vector<double> xw(static_cast<std::size_t>(S * N * GH)),
+      hr(static_cast<std::size_t>(N * GH));
   std::vector<double> gate(static_cast<std::size_t>(GH)), rh(static_cast<std::size_t>(H));
   for (i64 d = 0; d < D; ++d) {
     const bool reverse = direction == "reverse" || d == 1;
@@ -209,14 +249,17 @@ void run_recurrent(KernelContext& ctx, Cell cell) {
             }
           } else {
             for (i64 k = 0; k < H; ++k)
-              gate[2 * H + k] = act[1](cl(xg[2 * H + k] + r[k] * (hg[2 * H + k] + Rb[2 * H + k]) + Wb[2 * H + k]));
+              gate[2 * H + k] = act[1](
+                  cl(xg[2 * H + k] + r[k] * (hg[2 * H + k] + Rb[2 * H + k]) + Wb[2 * H + k]));
           }
           for (i64 k = 0; k < H; ++k) hb[k] = (1.0 - z[k]) * gate[2 * H + k] + z[k] * hb[k];
         } else {  // LSTM gates i, o, f, c; peepholes P = [Pi, Po, Pf]
           const double* Pd = P.data() + d * 3 * H;
           double* cb = c + b * H;
           for (i64 k = 0; k < H; ++k) {
-            auto pre = [&](i64 g) { return xg[g * H + k] + hg[g * H + k] + Wb[g * H + k] + Rb[g * H + k]; };
+            auto pre = [&](i64 g) {
+              return xg[g * H + k] + hg[g * H + k] + Wb[g * H + k] + Rb[g * H + k];
+            };
             const double i = act[0](cl(pre(0) + Pd[k] * cb[k]));
             const double f = input_forget ? 1.0 - i : act[0](cl(pre(2) + Pd[2 * H + k] * cb[k]));
             const double g = act[1](cl(pre(3)));

@@ -20,22 +20,24 @@ namespace tr = ops::tensor_rules;
 
 void reshape(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
-  const auto dims = tr::reshape_dims(x.dims(), ctx.in(1).to_int64s(),
-                                     ctx.node.attr_int("allowzero", 0) != 0);
+  const auto dims =
+      tr::reshape_dims(x.dims(), ctx.in(1).to_int64s(), ctx.node.attr_int("allowzero", 0) != 0);
   ctx.set(0, x.reshaped(dims));
 }
 
 void flatten(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   const i64 r = static_cast<i64>(x.rank());
-  const i64 axis = ops::window_rule(ctx.node, [&] { return rules::flatten_axis(ctx.node.attr_int("axis", 1), r); });
+  const i64 axis = ops::window_rule(
+      ctx.node, [&] { return rules::flatten_axis(ctx.node.attr_int("axis", 1), r); });
   i64 outer = 1;
   for (i64 i = 0; i < axis; ++i) outer *= x.dim(i);
   const i64 inner = outer == 0 ? [&] {
     i64 p = 1;
     for (i64 i = axis; i < r; ++i) p *= x.dim(i);
     return p;
-  }() : x.numel() / outer;
+  }()
+                               : x.numel() / outer;
   ctx.set(0, x.reshaped({outer, inner}));
 }
 
@@ -112,7 +114,8 @@ void pad(KernelContext& ctx) {
   if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
     ctx.unsupported("attribute 'mode' = '" + mode + "' (supported: constant, reflect, edge, wrap)");
   std::vector<i64> axes;
-  if (auto a = optional_ints(ctx, 3)) axes = tr::normalize_axes(*a, r);
+  if (auto a = optional_ints(ctx, 3))
+    axes = tr::normalize_axes(*a, r);
   else
     for (i64 i = 0; i < r; ++i) axes.push_back(i);
   const auto pads = ctx.in(1).to_int64s();
@@ -168,8 +171,10 @@ void pad(KernelContext& ctx) {
       }
       off += i * st[a];
     }
-    if (inside) copy_element(x, off, out, k);
-    else copy_element(value, 0, out, k);
+    if (inside)
+      copy_element(x, off, out, k);
+    else
+      copy_element(value, 0, out, k);
     ++k;
   });
   ctx.set(0, out);
@@ -272,7 +277,8 @@ void depth_space(KernelContext& ctx, bool to_space) {
   const i64 n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
   std::vector<i64> tmp, perm, final_dims;
   if (to_space) {
-    if (c % (b * b) != 0) ctx.fail(fmt::format("channels {} not divisible by blocksize^2 = {}", c, b * b));
+    if (c % (b * b) != 0)
+      ctx.fail(fmt::format("channels {} not divisible by blocksize^2 = {}", c, b * b));
     if (mode == "DCR") {
       tmp = {n, b, b, c / (b * b), h, w};
       perm = {0, 3, 4, 1, 5, 2};

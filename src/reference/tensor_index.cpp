@@ -47,7 +47,8 @@ void gather_elements(KernelContext& ctx) {
   const Tensor& indices = ctx.in(1);
   const i64 r = static_cast<i64>(x.rank());
   if (static_cast<i64>(indices.rank()) != r || r == 0)
-    ctx.fail(fmt::format("indices {} must have the rank of data {}", indices.type_string(), x.type_string()));
+    ctx.fail(fmt::format("indices {} must have the rank of data {}", indices.type_string(),
+                         x.type_string()));
   const i64 axis = rules::normalize_axis(ctx.node.attr_int("axis", 0), r);
   const auto idx = indices.to_int64s();
   const auto st = strides_of(x.dims());
@@ -57,8 +58,10 @@ void gather_elements(KernelContext& ctx) {
     i64 off = 0;
     for (i64 a = 0; a < r; ++a) {
       i64 i = at[a];
-      if (a == axis) i = wrap_index(ctx, idx[k], x.dim(a), "index");
-      else if (i >= x.dim(a)) ctx.fail(fmt::format("indices dim {} exceeds data dim {}", a, x.dim(a)));
+      if (a == axis)
+        i = wrap_index(ctx, idx[k], x.dim(a), "index");
+      else if (i >= x.dim(a))
+        ctx.fail(fmt::format("indices dim {} exceeds data dim {}", a, x.dim(a)));
       off += i * st[a];
     }
     copy_element(x, off, out, k++);
@@ -75,8 +78,9 @@ void gather_nd(KernelContext& ctx) {
     ctx.fail(fmt::format("batch_dims {} invalid for data {} and indices {}", b, x.type_string(),
                          indices.type_string()));
   const i64 k = indices.dim(q - 1);
-  if (k > r - b) ctx.fail(fmt::format("index tuples of length {} for data {} with batch_dims {}", k,
-                                      x.type_string(), b));
+  if (k > r - b)
+    ctx.fail(fmt::format("index tuples of length {} for data {} with batch_dims {}", k,
+                         x.type_string(), b));
   for (i64 i = 0; i < b; ++i)
     if (x.dim(i) != indices.dim(i)) ctx.fail("batch dims of data and indices differ");
   std::vector<i64> dims(indices.dims().begin(), indices.dims().end() - 1);
@@ -95,8 +99,10 @@ void gather_nd(KernelContext& ctx) {
     for (i64 j = 0; j < per_batch; ++j) {
       const i64* tuple = idx.data() + (bi * per_batch + j) * k;
       i64 off = bi * data_batch;
-      for (i64 t = 0; t < k; ++t) off += wrap_index(ctx, tuple[t], x.dim(b + t), "index") * st[b + t];
-      std::memcpy(dst, x.raw() + static_cast<std::size_t>(off) * es, static_cast<std::size_t>(slice) * es);
+      for (i64 t = 0; t < k; ++t)
+        off += wrap_index(ctx, tuple[t], x.dim(b + t), "index") * st[b + t];
+      std::memcpy(dst, x.raw() + static_cast<std::size_t>(off) * es,
+                  static_cast<std::size_t>(slice) * es);
       dst += static_cast<std::size_t>(slice) * es;
     }
   ctx.set(0, out);
@@ -143,9 +149,10 @@ void scatter_elements(KernelContext& ctx) {
   const Tensor& upd = ctx.in(2);
   const i64 r = static_cast<i64>(x.rank());
   if (static_cast<i64>(indices.rank()) != r || indices.dims() != upd.dims() || r == 0)
-    ctx.fail(fmt::format("data {}, indices {} and updates {} must have one rank, indices and "
-                         "updates one shape",
-                         x.type_string(), indices.type_string(), upd.type_string()));
+    ctx.fail(
+        fmt::format("data {}, indices {} and updates {} must have one rank, indices and "
+                    "updates one shape",
+                    x.type_string(), indices.type_string(), upd.type_string()));
   if (upd.dtype() != x.dtype()) ctx.fail("updates and data dtypes differ");
   const i64 axis = rules::normalize_axis(ctx.node.attr_int("axis", 0), r);
   const Reduction red = reduction_of(ctx);
@@ -157,8 +164,10 @@ void scatter_elements(KernelContext& ctx) {
     i64 off = 0;
     for (i64 a = 0; a < r; ++a) {
       i64 i = at[a];
-      if (a == axis) i = wrap_index(ctx, idx[k], x.dim(a), "index");
-      else if (i >= x.dim(a)) ctx.fail(fmt::format("indices dim {} exceeds data dim {}", a, x.dim(a)));
+      if (a == axis)
+        i = wrap_index(ctx, idx[k], x.dim(a), "index");
+      else if (i >= x.dim(a))
+        ctx.fail(fmt::format("indices dim {} exceeds data dim {}", a, x.dim(a)));
       off += i * st[a];
     }
     scatter_element(red, upd, k, out, off);
@@ -199,7 +208,8 @@ void scatter_nd(KernelContext& ctx) {
 void range(KernelContext& ctx) {
   const Tensor& s = ctx.in(0);
   const DType t = s.dtype();
-  if (ctx.in(1).dtype() != t || ctx.in(2).dtype() != t) ctx.fail("start, limit and delta must have one dtype");
+  if (ctx.in(1).dtype() != t || ctx.in(2).dtype() != t)
+    ctx.fail("start, limit and delta must have one dtype");
   if (s.numel() != 1 || ctx.in(1).numel() != 1 || ctx.in(2).numel() != 1)
     ctx.fail("start, limit and delta must be scalars");
   if (t == DType::boolean) ctx.fail("Range does not accept bool");
@@ -216,7 +226,8 @@ void range(KernelContext& ctx) {
       out = Tensor(t, {n});
       T* p = out.data<T>();
       // As numpy's arange: start + i * delta in the compute type.
-      for (i64 i = 0; i < n; ++i) p[i] = from_compute<T>(static_cast<C>(start + static_cast<C>(i) * delta));
+      for (i64 i = 0; i < n; ++i)
+        p[i] = from_compute<T>(static_cast<C>(start + static_cast<C>(i) * delta));
     }
   });
   ctx.set(0, out);
@@ -235,7 +246,8 @@ void trilu(KernelContext& ctx) {
     for (i64 i = 0; i < rows; ++i)
       for (i64 j = 0; j < cols; ++j) {
         const bool keep = upper ? j - i >= k : j - i <= k;
-        if (!keep) std::memset(out.raw() + static_cast<std::size_t>((m * rows + i) * cols + j) * es, 0, es);
+        if (!keep)
+          std::memset(out.raw() + static_cast<std::size_t>((m * rows + i) * cols + j) * es, 0, es);
       }
   ctx.set(0, out);
 }
@@ -245,7 +257,8 @@ void onehot(KernelContext& ctx) {
   const Tensor& depth_t = ctx.in(1);
   const Tensor& values = ctx.in(2);
   if (depth_t.numel() != 1) ctx.fail("depth must hold one value");
-  if (values.numel() != 2) ctx.fail(fmt::format("values must be [off, on], got {}", values.type_string()));
+  if (values.numel() != 2)
+    ctx.fail(fmt::format("values must be [off, on], got {}", values.type_string()));
   const i64 depth = static_cast<i64>(std::floor(depth_t.get(0)));
   if (depth < 1) ctx.fail(fmt::format("depth must be positive, got {}", depth));
   const i64 r = static_cast<i64>(indices.rank());
@@ -320,8 +333,10 @@ void compress(KernelContext& ctx) {
   if (cond.rank() != 1) ctx.fail(fmt::format("condition must be 1-D, got {}", cond.type_string()));
   Tensor src = x;
   i64 axis = 0;
-  if (ctx.node.has_attr("axis")) axis = rules::normalize_axis(ctx.node.attr_int("axis"), static_cast<i64>(x.rank()));
-  else src = x.reshaped({x.numel()});
+  if (ctx.node.has_attr("axis"))
+    axis = rules::normalize_axis(ctx.node.attr_int("axis"), static_cast<i64>(x.rank()));
+  else
+    src = x.reshaped({x.numel()});
   const i64 n = src.dim(axis);
   if (cond.numel() > n)
     ctx.fail(fmt::format("condition has {} entries, the axis only {}", cond.numel(), n));

@@ -44,7 +44,8 @@ inline Tensor strided_copy(const Tensor& in, const std::vector<i64>& out_dims,
   i64 cur = base;
   const i64 n = out.numel();
   for (i64 k = 0; k < n; ++k) {
-    std::memcpy(dst + static_cast<std::size_t>(k) * es, src + static_cast<std::size_t>(cur) * es, es);
+    std::memcpy(dst + static_cast<std::size_t>(k) * es, src + static_cast<std::size_t>(cur) * es,
+                es);
     for (std::size_t a = r; a-- > 0;) {
       if (++idx[a] < out_dims[a]) {
         cur += strides[a];

@@ -20,14 +20,17 @@ namespace kiln::runtime::detail {
 }
 
 inline void check(cudaError_t e, const char* call, const char* file, int line) {
-  if (e != cudaSuccess) throw_call("CUDA", call, file, line, fmt::format("{} ({})", cudaGetErrorString(e), cudaGetErrorName(e)));
+  if (e != cudaSuccess)
+    throw_call("CUDA", call, file, line,
+               fmt::format("{} ({})", cudaGetErrorString(e), cudaGetErrorName(e)));
 }
 inline void check(cudnnStatus_t e, const char* call, const char* file, int line) {
   if (e != CUDNN_STATUS_SUCCESS) throw_call("cuDNN", call, file, line, cudnnGetErrorString(e));
 }
 inline void check(cublasStatus_t e, const char* call, const char* file, int line) {
   if (e != CUBLAS_STATUS_SUCCESS)
-    throw_call("cuBLAS", call, file, line, fmt::format("{} ({})", cublasGetStatusString(e), cublasGetStatusName(e)));
+    throw_call("cuBLAS", call, file, line,
+               fmt::format("{} ({})", cublasGetStatusString(e), cublasGetStatusName(e)));
 }
 
 }  // namespace kiln::runtime::detail

@@ -41,7 +41,8 @@ ExecutionContext::ExecutionContext(std::shared_ptr<detail::EngineState> engine)
   int dev = 0;
   KILN_CHECK(cudaGetDevice(&dev));
   if (dev != engine_->device)
-    throw Error(fmt::format("the engine was made on device {}, the current device is {}", engine_->device, dev));
+    throw Error(fmt::format("the engine was made on device {}, the current device is {}",
+                            engine_->device, dev));
   KILN_CHECK(cudaStreamCreateWithFlags(&own_stream_, cudaStreamNonBlocking));
   impl_->arena = DeviceBuffer(static_cast<std::size_t>(engine_->plan.memory.arena_bytes));
   set_batch(engine_->max_batch);
@@ -55,10 +56,13 @@ ExecutionContext::~ExecutionContext() {
 void ExecutionContext::set_batch(std::int64_t batch) {
   auto& st = *engine_;
   if (batch != st.max_batch && (batch < 1 || batch > st.max_batch))
-    throw Error(fmt::format("batch {} is outside 1..{} (the engine's maximum)", batch, st.max_batch));
+    throw Error(
+        fmt::format("batch {} is outside 1..{} (the engine's maximum)", batch, st.max_batch));
   if (batch != st.max_batch && !st.resizable)
-    throw Error(fmt::format("plan '{}' runs at batch {} only (not every activation has the batch as its "
-                            "first dim)", st.plan.graph_name, st.max_batch));
+    throw Error(
+        fmt::format("plan '{}' runs at batch {} only (not every activation has the batch as its "
+                    "first dim)",
+                    st.plan.graph_name, st.max_batch));
   auto& per = impl_->batches[batch];
   if (per.steps.empty()) {
     per.steps = st.make_steps(batch, static_cast<std::byte*>(impl_->arena.get()), impl_->lib);
@@ -75,13 +79,17 @@ void ExecutionContext::set_batch(std::int64_t batch) {
   batch_ = batch;
 }
 
-std::size_t ExecutionContext::device_bytes() const { return impl_->arena.bytes() + impl_->workspace.bytes(); }
+std::size_t ExecutionContext::device_bytes() const {
+  return impl_->arena.bytes() + impl_->workspace.bytes();
+}
 
 namespace {
 
 void check_bindings(const detail::EngineState& st, const Bindings& b) {
   // An empty tensor may be bound to nullptr (there is nothing to read or write).
-  auto empty = [](const ValueInfo& vi) { return vi.type.shape.is_static() && product(vi.type.shape.values()) == 0; };
+  auto empty = [](const ValueInfo& vi) {
+    return vi.type.shape.is_static() && product(vi.type.shape.values()) == 0;
+  };
   for (const auto& vi : st.plan.inputs)
     if (!b.count(vi.name) || (b.at(vi.name) == nullptr && !empty(vi)))
       throw Error(fmt::format("input '{}' ({}) is not bound", vi.name, vi.type.to_string()));
@@ -92,7 +100,9 @@ void check_bindings(const detail::EngineState& st, const Bindings& b) {
     bool known = false;
     for (const auto& vi : st.plan.inputs) known |= vi.name == name;
     for (const auto& vi : st.plan.outputs) known |= vi.name == name;
-    if (!known) throw Error(fmt::format("'{}' is neither an input nor an output of plan '{}'", name, st.plan.graph_name));
+    if (!known)
+      throw Error(fmt::format("'{}' is neither an input nor an output of plan '{}'", name,
+                              st.plan.graph_name));
   }
 }
 
@@ -101,18 +111,23 @@ void move_binding(const detail::DeviceValue& v, void* binding, bool in, Stream s
   const i64 n = v.numel();
   if (n == 0) return;
   if (v.half && v.dtype == DType::f32) {
-    if (in) KILN_CHECK(kernels::cast(kernels::Elem::f32, kernels::Elem::f16, binding, v.ptr, n, s));
-    else KILN_CHECK(kernels::cast(kernels::Elem::f16, kernels::Elem::f32, v.ptr, binding, n, s));
+    if (in)
+      KILN_CHECK(kernels::cast(kernels::Elem::f32, kernels::Elem::f16, binding, v.ptr, n, s));
+    else
+      KILN_CHECK(kernels::cast(kernels::Elem::f16, kernels::Elem::f32, v.ptr, binding, n, s));
     return;
   }
   const std::size_t bytes = static_cast<std::size_t>(n) * v.elem_size();
-  if (in) KILN_CHECK(cudaMemcpyAsync(v.ptr, binding, bytes, cudaMemcpyDeviceToDevice, s));
-  else KILN_CHECK(cudaMemcpyAsync(binding, v.ptr, bytes, cudaMemcpyDeviceToDevice, s));
+  if (in)
+    KILN_CHECK(cudaMemcpyAsync(v.ptr, binding, bytes, cudaMemcpyDeviceToDevice, s));
+  else
+    KILN_CHECK(cudaMemcpyAsync(binding, v.ptr, bytes, cudaMemcpyDeviceToDevice, s));
 }
 
-/// Debugging aid (EngineOptions::check_finite): after a step, counts the NaN and Inf values of its float
-/// outputs and logs the step that first makes them.
-void report_non_finite(const detail::EngineState& st, const Node& step, i64 batch, std::byte* arena, Stream s) {
+/// Debugging aid (EngineOptions::check_finite): after a step, counts the NaN and Inf values of its
+/// float outputs and logs the step that first makes them.
+void report_non_finite(const detail::EngineState& st, const Node& step, i64 batch, std::byte* arena,
+                       Stream s) {
   KILN_CHECK(cudaStreamSynchronize(s));
   for (const auto& o : step.outputs) {
     if (o.empty()) continue;
@@ -122,11 +137,14 @@ void report_non_finite(const detail::EngineState& st, const Node& step, i64 batc
     i64 bad = 0;
     double most = 0;
     for (float f : detail::download_floats(v.ptr, n, v.half)) {
-      if (!std::isfinite(f)) ++bad;
-      else most = std::max(most, static_cast<double>(std::fabs(f)));
+      if (!std::isfinite(f))
+        ++bad;
+      else
+        most = std::max(most, static_cast<double>(std::fabs(f)));
     }
     st.log(bad ? Severity::warning : Severity::info,
-           fmt::format("{}{}: {} non-finite of {}, max|finite| {:.4g}", step.where(), v.describe(), bad, n, most));
+           fmt::format("{}{}: {} non-finite of {}, max|finite| {:.4g}", step.where(), v.describe(),
+                       bad, n, most));
   }
 }
 
@@ -139,7 +157,8 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
   int dev = 0;
   KILN_CHECK(cudaGetDevice(&dev));
   if (dev != st.device)
-    throw Error(fmt::format("the engine was made on device {}, the current device is {}", st.device, dev));
+    throw Error(
+        fmt::format("the engine was made on device {}, the current device is {}", st.device, dev));
   auto& per = impl_->batches.at(batch_);
   std::byte* arena = static_cast<std::byte*>(impl_->arena.get());
   const detail::RunArgs args{impl_->workspace.get(), stream};
@@ -225,19 +244,22 @@ void ExecutionContext::execute(const Bindings& bindings) {
   KILN_CHECK(cudaStreamSynchronize(own_stream_));
 }
 
-std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx, const std::map<std::string, Tensor>& inputs) {
+std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx,
+                                         const std::map<std::string, Tensor>& inputs) {
   const auto& st = *ctx.engine_;
   std::vector<DeviceBuffer> buffers;
   Bindings b;
   for (const auto& vi : st.plan.inputs) {
     auto it = inputs.find(vi.name);
-    if (it == inputs.end()) throw Error(fmt::format("missing input '{}' ({})", vi.name, vi.type.to_string()));
+    if (it == inputs.end())
+      throw Error(fmt::format("missing input '{}' ({})", vi.name, vi.type.to_string()));
     const Tensor& t = it->second;
     std::vector<i64> want = vi.type.shape.values();
     if (!want.empty() && ctx.batch() != st.max_batch) want[0] = ctx.batch();
     if (t.dtype() != vi.type.dtype || t.dims() != want)
-      throw ShapeError(fmt::format("input '{}' is {}, the engine expects {}{}", vi.name, t.type_string(),
-                                   dtype_name(vi.type.dtype), dims_to_string(want)));
+      throw ShapeError(fmt::format("input '{}' is {}, the engine expects {}{}", vi.name,
+                                   t.type_string(), dtype_name(vi.type.dtype),
+                                   dims_to_string(want)));
     buffers.emplace_back(t.nbytes());
     buffers.back().upload(t.raw(), t.nbytes());
     b[vi.name] = buffers.back().get();
@@ -245,14 +267,16 @@ std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx, const std::map<s
   std::vector<std::pair<std::string, Tensor>> outs;
   for (const auto& vi : st.plan.outputs) {
     std::vector<i64> dims = vi.type.shape.values();
-    if (!dims.empty() && !st.plan.weights.count(vi.name) && ctx.batch() != st.max_batch) dims[0] = ctx.batch();
+    if (!dims.empty() && !st.plan.weights.count(vi.name) && ctx.batch() != st.max_batch)
+      dims[0] = ctx.batch();
     Tensor t(vi.type.dtype, dims);
     buffers.emplace_back(t.nbytes());
     b[vi.name] = buffers.back().get();
     outs.emplace_back(vi.name, std::move(t));
   }
   for (const auto& [name, _] : inputs)
-    if (!b.count(name)) throw Error(fmt::format("'{}' is not an input of plan '{}'", name, st.plan.graph_name));
+    if (!b.count(name))
+      throw Error(fmt::format("'{}' is not an input of plan '{}'", name, st.plan.graph_name));
   ctx.execute(b);
   std::map<std::string, Tensor> result;
   for (auto& [name, t] : outs) {

@@ -7,14 +7,21 @@
 namespace kiln::runtime {
 
 namespace {
-cudnnDataType_t dnn_type(Precision p) { return p == Precision::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_HALF; }
-cudnnTensorFormat_t dnn_format(Layout l) { return l == Layout::nchw ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC; }
-kernels::Elem elem_of(Precision p) { return p == Precision::f32 ? kernels::Elem::f32 : kernels::Elem::f16; }
+cudnnDataType_t dnn_type(Precision p) {
+  return p == Precision::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_HALF;
+}
+cudnnTensorFormat_t dnn_format(Layout l) {
+  return l == Layout::nchw ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC;
+}
+kernels::Elem elem_of(Precision p) {
+  return p == Precision::f32 ? kernels::Elem::f32 : kernels::Elem::f16;
+}
 
 std::string shape_text(const ConvShape& s) {
-  return fmt::format("x [{},{},{},{}], {} filters {}x{}, pad {},{}, stride {},{}, dilation {},{}, groups {}",
-                     s.n, s.c, s.h, s.w, s.k, s.kh, s.kw, s.pad_h, s.pad_w, s.stride_h, s.stride_w,
-                     s.dil_h, s.dil_w, s.groups);
+  return fmt::format(
+      "x [{},{},{},{}], {} filters {}x{}, pad {},{}, stride {},{}, dilation {},{}, groups {}", s.n,
+      s.c, s.h, s.w, s.k, s.kh, s.kw, s.pad_h, s.pad_w, s.stride_h, s.stride_w, s.dil_h, s.dil_w,
+      s.groups);
 }
 
 /// Math type: FP32 without TF32 is FMA only; FP16 uses tensor cores.
@@ -23,7 +30,8 @@ cudnnMathType_t math_type(const ConvOptions& o) {
   return o.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 bool math_allowed(const ConvOptions& o, cudnnMathType_t m) {
-  return o.precision == Precision::f16 || o.allow_tf32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+  return o.precision == Precision::f16 || o.allow_tf32 || m == CUDNN_FMA_MATH ||
+         m == CUDNN_DEFAULT_MATH;
 }
 
 /// Scratch contents for timing: not zeros (zeros can time faster than real data).
@@ -71,7 +79,8 @@ struct ConvCommon {
                                                CUDNN_DATA_FLOAT));
     KILN_CHECK(cudnnSetConvolutionGroupCount(conv, s.groups));
     KILN_CHECK(cudnnSetConvolutionMathType(conv, math_type(o)));
-    KILN_CHECK(cudnnSetActivationDescriptor(relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    KILN_CHECK(
+        cudnnSetActivationDescriptor(relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
   }
 
   /// bias + residual + activation over y, as one pointwise chain (in place).
@@ -125,22 +134,27 @@ struct Deconvolution::Impl : ConvCommon {};
 Convolution::Convolution(const Library& lib, const ConvShape& s, const ConvOptions& o)
     : lib_(lib), shape_(s), opt_(o), impl_(std::make_unique<Impl>()) {
   if (s.groups < 1 || s.c % s.groups != 0 || s.k % s.groups != 0)
-    throw Error(fmt::format("[Conv] channels {} and filters {} must divide into {} groups", s.c, s.k, s.groups));
+    throw Error(fmt::format("[Conv] channels {} and filters {} must divide into {} groups", s.c,
+                            s.k, s.groups));
   Impl& d = *impl_;
   d.make(s, o, s.k, s.c / s.groups);
-  KILN_CHECK(cudnnSetTensor4dDescriptor(d.in, dnn_format(o.layout), dnn_type(o.precision), s.n, s.c, s.h, s.w));
+  KILN_CHECK(cudnnSetTensor4dDescriptor(d.in, dnn_format(o.layout), dnn_type(o.precision), s.n, s.c,
+                                        s.h, s.w));
   int n = 0, k = 0, oh = 0, ow = 0;
   KILN_CHECK(cudnnGetConvolution2dForwardOutputDim(d.conv, d.in, d.filter, &n, &k, &oh, &ow));
   if (oh < 1 || ow < 1)
     throw Error(fmt::format("[Conv] empty output {}x{} for {}", oh, ow, shape_text(s)));
   out_ = {n, k, oh, ow};
-  KILN_CHECK(cudnnSetTensor4dDescriptor(d.out, dnn_format(o.layout), dnn_type(o.precision), n, k, oh, ow));
-  KILN_CHECK(cudnnSetTensor4dDescriptor(d.bias, dnn_format(o.layout), dnn_type(o.precision), 1, k, 1, 1));
+  KILN_CHECK(
+      cudnnSetTensor4dDescriptor(d.out, dnn_format(o.layout), dnn_type(o.precision), n, k, oh, ow));
+  KILN_CHECK(
+      cudnnSetTensor4dDescriptor(d.bias, dnn_format(o.layout), dnn_type(o.precision), 1, k, 1, 1));
   // Untuned default: cuDNN's heuristic within the workspace limit.
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int returned = 0;
   KILN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(lib_.cudnn(), d.in, d.filter, d.conv, d.out,
-                                                    CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
+                                                    CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned,
+                                                    perf));
   for (int i = 0; i < returned; ++i) {
     if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= o.workspace_limit &&
         math_allowed(o, perf[i].mathType)) {
@@ -151,7 +165,8 @@ Convolution::Convolution(const Library& lib, const ConvShape& s, const ConvOptio
   if (tactic_.algorithm < 0)
     throw Error(fmt::format("[Conv] cuDNN has no algorithm for {} within {} bytes of workspace",
                             shape_text(s), o.workspace_limit));
-  if (o.activation == kernels::Activation::relu) d.zero_bias = DeviceBuffer(static_cast<std::size_t>(k) * element_size(o.precision));
+  if (o.activation == kernels::Activation::relu)
+    d.zero_bias = DeviceBuffer(static_cast<std::size_t>(k) * element_size(o.precision));
   if (d.zero_bias.get()) d.zero_bias.fill_bytes(0);
 }
 
@@ -161,15 +176,16 @@ ConvTactic Convolution::tune() {
   Impl& d = *impl_;
   const std::size_t es = element_size(opt_.precision);
   DeviceBuffer x = scratch(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w * es);
-  DeviceBuffer w = scratch(std::size_t(shape_.k) * (shape_.c / shape_.groups) * shape_.kh * shape_.kw * es);
+  DeviceBuffer w =
+      scratch(std::size_t(shape_.k) * (shape_.c / shape_.groups) * shape_.kh * shape_.kw * es);
   DeviceBuffer y = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3] * es);
   DeviceBuffer ws(opt_.workspace_limit);
   lib_.set_stream(nullptr);
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int returned = 0;
-  KILN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(lib_.cudnn(), d.in, x.get(), d.filter, w.get(), d.conv,
-                                                    d.out, y.get(), CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                    &returned, perf, ws.get(), ws.bytes()));
+  KILN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+      lib_.cudnn(), d.in, x.get(), d.filter, w.get(), d.conv, d.out, y.get(),
+      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, ws.get(), ws.bytes()));
   for (int i = 0; i < returned; ++i) {  // sorted fastest first
     if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= opt_.workspace_limit &&
         math_allowed(opt_, perf[i].mathType)) {
@@ -190,7 +206,8 @@ void Convolution::set_tactic(const ConvTactic& t) {
   // Ask cuDNN once whether the fused call takes this algorithm, on scratch buffers.
   const std::size_t es = element_size(opt_.precision);
   DeviceBuffer x = scratch(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w * es);
-  DeviceBuffer w = scratch(std::size_t(shape_.k) * (shape_.c / shape_.groups) * shape_.kh * shape_.kw * es);
+  DeviceBuffer w =
+      scratch(std::size_t(shape_.k) * (shape_.c / shape_.groups) * shape_.kh * shape_.kw * es);
   DeviceBuffer y = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3] * es);
   DeviceBuffer ws(tactic_.workspace);
   const float one = 1.f, zero = 0.f;
@@ -199,8 +216,10 @@ void Convolution::set_tactic(const ConvTactic& t) {
       lib_.cudnn(), &one, d.in, x.get(), d.filter, w.get(), d.conv,
       static_cast<cudnnConvolutionFwdAlgo_t>(tactic_.algorithm), ws.get(), ws.bytes(), &zero, d.out,
       y.get(), d.bias, d.zero_bias.get(), d.relu, d.out, y.get());
-  if (st == CUDNN_STATUS_SUCCESS) d.fused_relu = tactic_.fused = true;
-  else if (st != CUDNN_STATUS_NOT_SUPPORTED && st != CUDNN_STATUS_BAD_PARAM) KILN_CHECK(st);
+  if (st == CUDNN_STATUS_SUCCESS)
+    d.fused_relu = tactic_.fused = true;
+  else if (st != CUDNN_STATUS_NOT_SUPPORTED && st != CUDNN_STATUS_BAD_PARAM)
+    KILN_CHECK(st);
   KILN_CHECK(cudaDeviceSynchronize());
 }
 
@@ -230,7 +249,8 @@ void Convolution::forward(const void* x, const void* w, const void* bias, const 
 Deconvolution::Deconvolution(const Library& lib, const ConvShape& s, const ConvOptions& o)
     : lib_(lib), shape_(s), opt_(o), impl_(std::make_unique<Impl>()) {
   if (s.groups < 1 || s.c % s.groups != 0 || s.k % s.groups != 0)
-    throw Error(fmt::format("[ConvTranspose] channels {} and filters {} must divide into {} groups", s.c, s.k, s.groups));
+    throw Error(fmt::format("[ConvTranspose] channels {} and filters {} must divide into {} groups",
+                            s.c, s.k, s.groups));
   Impl& d = *impl_;
   // The forward convolution that this inverts maps y [N,K,OH,OW] to x [N,C,H,W] with filters
   // [C, K/g, kh, kw].
@@ -240,9 +260,12 @@ Deconvolution::Deconvolution(const Library& lib, const ConvShape& s, const ConvO
   if (oh < 1 || ow < 1)
     throw Error(fmt::format("[ConvTranspose] empty output {}x{} for {}", oh, ow, shape_text(s)));
   out_ = {s.n, s.k, oh, ow};
-  KILN_CHECK(cudnnSetTensor4dDescriptor(d.in, dnn_format(o.layout), dnn_type(o.precision), s.n, s.c, s.h, s.w));
-  KILN_CHECK(cudnnSetTensor4dDescriptor(d.out, dnn_format(o.layout), dnn_type(o.precision), s.n, s.k, oh, ow));
-  KILN_CHECK(cudnnSetTensor4dDescriptor(d.bias, dnn_format(o.layout), dnn_type(o.precision), 1, s.k, 1, 1));
+  KILN_CHECK(cudnnSetTensor4dDescriptor(d.in, dnn_format(o.layout), dnn_type(o.precision), s.n, s.c,
+                                        s.h, s.w));
+  KILN_CHECK(cudnnSetTensor4dDescriptor(d.out, dnn_format(o.layout), dnn_type(o.precision), s.n,
+                                        s.k, oh, ow));
+  KILN_CHECK(cudnnSetTensor4dDescriptor(d.bias, dnn_format(o.layout), dnn_type(o.precision), 1, s.k,
+                                        1, 1));
   int n = 0, c = 0, h = 0, w = 0;
   KILN_CHECK(cudnnGetConvolution2dForwardOutputDim(d.conv, d.out, d.filter, &n, &c, &h, &w));
   if (c != s.c || h != s.h || w != s.w)
@@ -250,9 +273,9 @@ Deconvolution::Deconvolution(const Library& lib, const ConvShape& s, const ConvO
                             oh, ow, s.h, s.w, shape_text(s)));
   cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
   int returned = 0;
-  KILN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(lib_.cudnn(), d.filter, d.in, d.conv, d.out,
-                                                         CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                         &returned, perf));
+  KILN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+      lib_.cudnn(), d.filter, d.in, d.conv, d.out, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned,
+      perf));
   for (int i = 0; i < returned; ++i) {
     if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= o.workspace_limit &&
         math_allowed(o, perf[i].mathType)) {
@@ -261,8 +284,9 @@ Deconvolution::Deconvolution(const Library& lib, const ConvShape& s, const ConvO
     }
   }
   if (tactic_.algorithm < 0)
-    throw Error(fmt::format("[ConvTranspose] cuDNN has no algorithm for {} within {} bytes of workspace",
-                            shape_text(s), o.workspace_limit));
+    throw Error(
+        fmt::format("[ConvTranspose] cuDNN has no algorithm for {} within {} bytes of workspace",
+                    shape_text(s), o.workspace_limit));
 }
 
 Deconvolution::~Deconvolution() = default;
@@ -271,7 +295,8 @@ ConvTactic Deconvolution::tune() {
   Impl& d = *impl_;
   const std::size_t es = element_size(opt_.precision);
   DeviceBuffer x = scratch(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w * es);
-  DeviceBuffer w = scratch(std::size_t(shape_.c) * (shape_.k / shape_.groups) * shape_.kh * shape_.kw * es);
+  DeviceBuffer w =
+      scratch(std::size_t(shape_.c) * (shape_.k / shape_.groups) * shape_.kh * shape_.kw * es);
   DeviceBuffer y = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3] * es);
   DeviceBuffer ws(opt_.workspace_limit);
   lib_.set_stream(nullptr);
@@ -298,9 +323,10 @@ void Deconvolution::forward(const void* x, const void* w, const void* bias, cons
   if (opt_.residual && residual == nullptr) throw Error("[ConvTranspose] residual input missing");
   lib_.set_stream(stream);
   const float one = 1.f, zero = 0.f;
-  KILN_CHECK(cudnnConvolutionBackwardData(lib_.cudnn(), &one, d.filter, w, d.in, x, d.conv,
-                                          static_cast<cudnnConvolutionBwdDataAlgo_t>(tactic_.algorithm),
-                                          workspace, tactic_.workspace, &zero, d.out, y));
+  KILN_CHECK(
+      cudnnConvolutionBackwardData(lib_.cudnn(), &one, d.filter, w, d.in, x, d.conv,
+                                   static_cast<cudnnConvolutionBwdDataAlgo_t>(tactic_.algorithm),
+                                   workspace, tactic_.workspace, &zero, d.out, y));
   ConvCommon::epilogue(opt_, out_, bias, residual, y, stream);
 }
 

@@ -86,7 +86,8 @@ class Convolution {
 /// Convolution). Tactics are positions in cuDNN's heuristic list (stable for one cuDNN version).
 class GraphConvolution {
  public:
-  GraphConvolution(const Library& lib, const ConvShape& shape, const ConvOptions& options, bool bias);
+  GraphConvolution(const Library& lib, const ConvShape& shape, const ConvOptions& options,
+                   bool bias);
   ~GraphConvolution();
   GraphConvolution(const GraphConvolution&) = delete;
   GraphConvolution& operator=(const GraphConvolution&) = delete;

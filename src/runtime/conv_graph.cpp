@@ -22,7 +22,8 @@ struct Desc {
   Desc(const Desc&) = delete;
   Desc& operator=(const Desc&) = delete;
   template <class T>
-  void set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, std::int64_t n, const T* v) {
+  void set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, std::int64_t n,
+           const T* v) {
     KILN_CHECK(cudnnBackendSetAttribute(d, name, type, n, v));
   }
   void finalize() { KILN_CHECK(cudnnBackendFinalize(d)); }
@@ -36,8 +37,10 @@ DescPtr tensor(std::int64_t uid, cudnnDataType_t type, const std::vector<std::in
   const std::int64_t align = 16;
   const bool virt = is_virtual;
   t->set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type);
-  t->set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, static_cast<std::int64_t>(dims.size()), dims.data());
-  t->set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, static_cast<std::int64_t>(strides.size()), strides.data());
+  t->set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, static_cast<std::int64_t>(dims.size()),
+         dims.data());
+  t->set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, static_cast<std::int64_t>(strides.size()),
+         strides.data());
   t->set(CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
   t->set(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align);
   t->set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
@@ -53,8 +56,8 @@ std::vector<std::int64_t> strides_of(const std::vector<std::int64_t>& d, Layout 
 }
 
 /// A pointwise op node: y = op(x [, b]).
-DescPtr pointwise(cudnnPointwiseMode_t mode, const Desc& x, const Desc* b, const Desc& y, float lower = 0.f,
-                  float upper = 0.f, bool clip = false, float slope = 0.f) {
+DescPtr pointwise(cudnnPointwiseMode_t mode, const Desc& x, const Desc* b, const Desc& y,
+                  float lower = 0.f, float upper = 0.f, bool clip = false, float slope = 0.f) {
   Desc pw(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
   const cudnnDataType_t prec = CUDNN_DATA_FLOAT;
   pw.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
@@ -94,12 +97,18 @@ struct GraphConvolution::Impl {
 bool GraphConvolution::fusable(const ConvOptions& o) {
   using A = kernels::Activation;
   switch (o.activation) {
-    case A::identity: case A::relu: case A::clip: case A::leaky_relu: case A::sigmoid: case A::tanh: return true;
+    case A::identity:
+    case A::relu:
+    case A::clip:
+    case A::leaky_relu:
+    case A::sigmoid:
+    case A::tanh: return true;
     default: return false;
   }
 }
 
-GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const ConvOptions& o, bool bias)
+GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const ConvOptions& o,
+                                   bool bias)
     : lib_(lib), shape_(s), opt_(o), bias_(bias), impl_(std::make_unique<Impl>()) {
   if (!fusable(o)) throw UnsupportedError("[Conv] the activation is not one cuDNN's graph fuses");
   Impl& d = *impl_;
@@ -116,10 +125,14 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
   const bool act = o.activation != kernels::Activation::identity;
   const bool any_tail = bias || o.residual || act;
   // Intermediates are virtual and float; the last tensor of the chain is Y.
-  Desc* conv_out = d.keep.emplace_back(tensor(any_tail ? kConvOut : kY, any_tail ? f32 : io, yd, strides_of(yd, o.layout), any_tail)).get();
+  Desc* conv_out = d.keep
+                       .emplace_back(tensor(any_tail ? kConvOut : kY, any_tail ? f32 : io, yd,
+                                            strides_of(yd, o.layout), any_tail))
+                       .get();
   Desc conv(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
   const std::int64_t dims = 2;
-  const std::int64_t pad[2] = {s.pad_h, s.pad_w}, stride[2] = {s.stride_h, s.stride_w}, dil[2] = {s.dil_h, s.dil_w};
+  const std::int64_t pad[2] = {s.pad_h, s.pad_w}, stride[2] = {s.stride_h, s.stride_w},
+                     dil[2] = {s.dil_h, s.dil_w};
   const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
   conv.set(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32);
   conv.set(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode);
@@ -130,12 +143,17 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
   conv.set(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pad);
   conv.finalize();
   std::vector<cudnnBackendDescriptor_t> ops;
-  Desc* cop = d.keep.emplace_back(std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR)).get();
+  Desc* cop = d.keep
+                  .emplace_back(std::make_unique<Desc>(
+                      CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR))
+                  .get();
   const float alpha = 1.f, beta = 0.f;
   cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x->d);
   cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w->d);
-  cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv_out->d);
-  cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv.d);
+  cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+           &conv_out->d);
+  cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+           &conv.d);
   cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
   cop->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
   cop->finalize();
@@ -147,7 +165,10 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
   auto next = [&](std::int64_t uid) -> Desc& {
     --remaining;
     const bool last = remaining == 0;
-    return *d.keep.emplace_back(tensor(last ? kY : uid, last ? io : f32, yd, strides_of(yd, o.layout), !last)).get();
+    return *d.keep
+                .emplace_back(
+                    tensor(last ? kY : uid, last ? io : f32, yd, strides_of(yd, o.layout), !last))
+                .get();
   };
   if (bias) {
     Desc* b = d.keep.emplace_back(tensor(kBias, io, bd, strides_of(bd, o.layout), false)).get();
@@ -169,8 +190,12 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
     DescPtr op;
     switch (o.activation) {
       case A::relu: op = pointwise(CUDNN_POINTWISE_RELU_FWD, *cur, nullptr, out); break;
-      case A::clip: op = pointwise(CUDNN_POINTWISE_RELU_FWD, *cur, nullptr, out, o.act_alpha, o.act_beta, true); break;
-      case A::leaky_relu: op = pointwise(CUDNN_POINTWISE_RELU_FWD, *cur, nullptr, out, 0.f, 0.f, false, o.act_alpha); break;
+      case A::clip:
+        op = pointwise(CUDNN_POINTWISE_RELU_FWD, *cur, nullptr, out, o.act_alpha, o.act_beta, true);
+        break;
+      case A::leaky_relu:
+        op = pointwise(CUDNN_POINTWISE_RELU_FWD, *cur, nullptr, out, 0.f, 0.f, false, o.act_alpha);
+        break;
       case A::sigmoid: op = pointwise(CUDNN_POINTWISE_SIGMOID_FWD, *cur, nullptr, out); break;
       case A::tanh: op = pointwise(CUDNN_POINTWISE_TANH_FWD, *cur, nullptr, out); break;
       default: throw UnsupportedError("[Conv] activation");
@@ -180,7 +205,8 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
 
   d.graph = std::make_unique<Desc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
   cudnnHandle_t h = lib_.cudnn();
-  d.graph->set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, static_cast<std::int64_t>(ops.size()), ops.data());
+  d.graph->set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+               static_cast<std::int64_t>(ops.size()), ops.data());
   d.graph->set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h);
   d.graph->finalize();
 
@@ -193,7 +219,9 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
     heur.set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &hm);
     if (cudnnBackendFinalize(heur.d) != CUDNN_STATUS_SUCCESS) continue;
     std::int64_t count = 0;
-    if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, nullptr) != CUDNN_STATUS_SUCCESS)
+    if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count,
+                                 nullptr) != CUDNN_STATUS_SUCCESS)
       continue;
     count = std::min<std::int64_t>(count, 16);
     std::vector<DescPtr> cfgs;
@@ -203,19 +231,25 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
       raw.push_back(cfgs.back()->d);
     }
     std::int64_t got = 0;
-    if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got, raw.data()) != CUDNN_STATUS_SUCCESS)
+    if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got,
+                                 raw.data()) != CUDNN_STATUS_SUCCESS)
       continue;
     for (std::int64_t i = 0; i < got; ++i) {
       if (o.precision == Precision::f32 && !o.allow_tf32) {
         Desc engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
         std::int64_t n = 0;
         bool tensor_core = false;
-        if (cudnnBackendGetAttribute(cfgs[i]->d, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &engine.d) == CUDNN_STATUS_SUCCESS) {
+        if (cudnnBackendGetAttribute(cfgs[i]->d, CUDNN_ATTR_ENGINECFG_ENGINE,
+                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n,
+                                     &engine.d) == CUDNN_STATUS_SUCCESS) {
           cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
           std::int64_t nn = 0;
-          if (cudnnBackendGetAttribute(engine.d, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
-                                       CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &nn, notes) == CUDNN_STATUS_SUCCESS)
-            for (std::int64_t k = 0; k < nn; ++k) tensor_core |= notes[k] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE;
+          if (cudnnBackendGetAttribute(engine.d, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE,
+                                       CUDNN_TYPE_NUMERICAL_NOTE, CUDNN_NUMERICAL_NOTE_TYPE_COUNT,
+                                       &nn, notes) == CUDNN_STATUS_SUCCESS)
+            for (std::int64_t k = 0; k < nn; ++k)
+              tensor_core |= notes[k] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE;
         }
         if (tensor_core) continue;
       }
@@ -230,8 +264,9 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
   // The first that finalizes within the workspace limit is the untuned choice.
   for (std::size_t i = 0; i < d.configs.size(); ++i)
     if (choose(static_cast<int>(i))) return;
-  throw UnsupportedError(fmt::format("[Conv] cuDNN's graph API has no engine for x [{},{},{},{}], {} filters {}x{}",
-                                     s.n, s.c, s.h, s.w, s.k, s.kh, s.kw));
+  throw UnsupportedError(
+      fmt::format("[Conv] cuDNN's graph API has no engine for x [{},{},{},{}], {} filters {}x{}",
+                  s.n, s.c, s.h, s.w, s.k, s.kh, s.kw));
 }
 
 GraphConvolution::~GraphConvolution() = default;
@@ -242,10 +277,12 @@ bool GraphConvolution::choose(int index) {
   auto plan = std::make_unique<Desc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
   cudnnHandle_t h = lib_.cudnn();
   plan->set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h);
-  plan->set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d.configs[static_cast<std::size_t>(index)]->d);
+  plan->set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+            &d.configs[static_cast<std::size_t>(index)]->d);
   if (cudnnBackendFinalize(plan->d) != CUDNN_STATUS_SUCCESS) return false;
   std::int64_t ws = 0, n = 0;
-  KILN_CHECK(cudnnBackendGetAttribute(plan->d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws));
+  KILN_CHECK(cudnnBackendGetAttribute(plan->d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                      CUDNN_TYPE_INT64, 1, &n, &ws));
   if (static_cast<std::size_t>(ws) > opt_.workspace_limit) return false;
   d.plan = std::move(plan);
   d.plan_ws = ws;
@@ -256,8 +293,10 @@ bool GraphConvolution::choose(int index) {
 
 void GraphConvolution::set_tactic(const ConvTactic& t) {
   const ConvTactic keep = tactic_;
-  if (!choose(t.algorithm)) choose(keep.algorithm);
-  else tactic_.ms = t.ms;
+  if (!choose(t.algorithm))
+    choose(keep.algorithm);
+  else
+    tactic_.ms = t.ms;
 }
 
 ConvTactic GraphConvolution::tune(const TuneData* data) {
@@ -269,7 +308,8 @@ ConvTactic GraphConvolution::tune(const TuneData* data) {
     return b;
   };
   DeviceBuffer x = scratch(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w);
-  DeviceBuffer w = scratch(std::size_t(shape_.k) * (shape_.c / shape_.groups) * shape_.kh * shape_.kw);
+  DeviceBuffer w =
+      scratch(std::size_t(shape_.k) * (shape_.c / shape_.groups) * shape_.kh * shape_.kw);
   DeviceBuffer y = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3]);
   DeviceBuffer r = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3]);
   DeviceBuffer b = scratch(std::size_t(shape_.k));
@@ -300,7 +340,8 @@ ConvTactic GraphConvolution::tune(const TuneData* data) {
       float ms = 0;
       KILN_CHECK(cudaEventElapsedTime(&ms, start, stop));
       ms /= kRepeats;
-      if (best.ms < 0 || ms < best.ms) best = {static_cast<int>(i), static_cast<std::size_t>(d.plan_ws), ms, true};
+      if (best.ms < 0 || ms < best.ms)
+        best = {static_cast<int>(i), static_cast<std::size_t>(d.plan_ws), ms, true};
     } catch (const Error&) {
       continue;  // an engine that fails to run is no tactic
     }
@@ -313,8 +354,8 @@ ConvTactic GraphConvolution::tune(const TuneData* data) {
   return tactic_;
 }
 
-void GraphConvolution::forward(const void* x, const void* w, const void* bias, const void* residual, void* y,
-                               void* workspace, Stream stream) const {
+void GraphConvolution::forward(const void* x, const void* w, const void* bias, const void* residual,
+                               void* y, void* workspace, Stream stream) const {
   Impl& d = *impl_;
   const void* ptrs[5] = {x, w, y, bias, residual};
   bool same = d.pack && d.pack_ws == workspace;
@@ -324,8 +365,10 @@ void GraphConvolution::forward(const void* x, const void* w, const void* bias, c
     if (bias_) data.push_back(const_cast<void*>(bias));
     if (opt_.residual) data.push_back(const_cast<void*>(residual));
     auto pack = std::make_unique<Desc>(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-    pack->set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, static_cast<std::int64_t>(d.uids.size()), d.uids.data());
-    pack->set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, static_cast<std::int64_t>(data.size()), data.data());
+    pack->set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64,
+              static_cast<std::int64_t>(d.uids.size()), d.uids.data());
+    pack->set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR,
+              static_cast<std::int64_t>(data.size()), data.data());
     pack->set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
     pack->finalize();
     d.pack = std::move(pack);

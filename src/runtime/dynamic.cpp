@@ -35,7 +35,8 @@ struct DynamicEngine::State {
   Stats stats;
 
   /// The plan and (when `with_engine`) the engine for `s` under `profile`.
-  std::shared_ptr<ShapedEngine> get(const plan::ShapeMap& s, std::size_t profile, bool with_engine) {
+  std::shared_ptr<ShapedEngine> get(const plan::ShapeMap& s, std::size_t profile,
+                                    bool with_engine) {
     std::lock_guard lock(mu);
     std::shared_ptr<ShapedEngine> e;
     for (auto it = shaped.begin(); it != shaped.end(); ++it)
@@ -47,7 +48,9 @@ struct DynamicEngine::State {
     if (!e) {
       auto t0 = std::chrono::steady_clock::now();
       auto p = specialize(s, profile);
-      if (!p) throw Error(fmt::format("the specializer returned no plan for {}", plan::format_shape_list(s)));
+      if (!p)
+        throw Error(
+            fmt::format("the specializer returned no plan for {}", plan::format_shape_list(s)));
       stats.specialize_ms += ms_since(t0);
       e = std::make_shared<ShapedEngine>(ShapedEngine{s, std::move(p), nullptr});
       shaped.push_front(e);
@@ -70,15 +73,16 @@ struct DynamicEngine::State {
   }
 };
 
-DynamicEngine::DynamicEngine(const plan::Plan& dynamic, Specialize specialize, const EngineOptions& options,
-                             std::size_t max_shapes)
+DynamicEngine::DynamicEngine(const plan::Plan& dynamic, Specialize specialize,
+                             const EngineOptions& options, std::size_t max_shapes)
     : state_(std::make_shared<State>()) {
   if (!dynamic.is_dynamic() || !dynamic.source)
-    throw FormatError(fmt::format("plan '{}' is static (built without profiles): run it with an Engine",
-                                  dynamic.graph_name));
+    throw FormatError(fmt::format(
+        "plan '{}' is static (built without profiles): run it with an Engine", dynamic.graph_name));
   if (dynamic.target != kCudaTarget && dynamic.target != kCudaFp16Target)
-    throw FormatError(fmt::format("plan '{}' was built for target '{}'; a GPU engine takes '{}' or '{}'",
-                                  dynamic.graph_name, dynamic.target, kCudaTarget, kCudaFp16Target));
+    throw FormatError(
+        fmt::format("plan '{}' was built for target '{}'; a GPU engine takes '{}' or '{}'",
+                    dynamic.graph_name, dynamic.target, kCudaTarget, kCudaFp16Target));
   if (!specialize) throw Error("DynamicEngine: no specializer given");
   if (max_shapes == 0) throw Error("DynamicEngine: max_shapes must be at least 1");
   check_gpu_plan(dynamic);
@@ -91,8 +95,12 @@ DynamicEngine::DynamicEngine(const plan::Plan& dynamic, Specialize specialize, c
 
 DynamicEngine::~DynamicEngine() = default;
 
-const std::vector<plan::Profile>& DynamicEngine::profiles() const { return state_->dynamic.profiles; }
-const std::vector<ValueInfo>& DynamicEngine::inputs() const { return state_->dynamic.source->inputs; }
+const std::vector<plan::Profile>& DynamicEngine::profiles() const {
+  return state_->dynamic.profiles;
+}
+const std::vector<ValueInfo>& DynamicEngine::inputs() const {
+  return state_->dynamic.source->inputs;
+}
 
 DynamicEngine::Stats DynamicEngine::stats() const {
   std::lock_guard lock(state_->mu);
@@ -110,7 +118,8 @@ struct DynamicContext::Shaped {
   std::unique_ptr<ExecutionContext> context;  // made on first run
 };
 
-DynamicContext::DynamicContext(std::shared_ptr<DynamicEngine::State> engine) : engine_(std::move(engine)) {
+DynamicContext::DynamicContext(std::shared_ptr<DynamicEngine::State> engine)
+    : engine_(std::move(engine)) {
   shapes_ = engine_->dynamic.profiles[0].opt();
 }
 
@@ -119,20 +128,22 @@ DynamicContext::~DynamicContext() = default;
 void DynamicContext::set_profile(std::size_t profile) {
   const auto& profiles = engine_->dynamic.profiles;
   if (profile >= profiles.size())
-    throw ShapeError(fmt::format("profile {} does not exist (the plan has {})", profile, profiles.size()));
+    throw ShapeError(
+        fmt::format("profile {} does not exist (the plan has {})", profile, profiles.size()));
   if (profile == profile_) return;
   // Inputs move to the new profile's opt dims, as a fresh context's do.
   profile_ = profile;
   shapes_ = profiles[profile].opt();
 }
 
-void DynamicContext::set_input_shape(const std::string& name, const std::vector<std::int64_t>& dims) {
+void DynamicContext::set_input_shape(const std::string& name,
+                                     const std::vector<std::int64_t>& dims) {
   plan::ShapeMap next = shapes_;
   if (!next.count(name)) {
     std::vector<std::string> names;
     for (const auto& [n, _] : shapes_) names.push_back(n);
-    throw ShapeError(fmt::format("set_input_shape: the model has no input '{}' (its inputs: {})", name,
-                                 fmt::join(names, ", ")));
+    throw ShapeError(fmt::format("set_input_shape: the model has no input '{}' (its inputs: {})",
+                                 name, fmt::join(names, ", ")));
   }
   next[name] = dims;
   // One input at a time: a symbol shared with inputs not set yet is checked when the shapes are
@@ -151,7 +162,8 @@ DynamicContext::Shaped& DynamicContext::current() {
       held_.splice(held_.begin(), held_, it);
       return *held_.front();
     }
-  plan::check_shape(*engine_->dynamic.source, engine_->dynamic.profiles[profile_], shapes_, profile_);
+  plan::check_shape(*engine_->dynamic.source, engine_->dynamic.profiles[profile_], shapes_,
+                    profile_);
   auto s = std::make_unique<Shaped>();
   s->engine = engine_->get(shapes_, profile_, false);
   held_.push_front(std::move(s));
@@ -181,7 +193,9 @@ ExecutionContext& DynamicContext::context() {
   return *s.context;
 }
 
-void DynamicContext::enqueue(const Bindings& bindings, Stream stream) { context().enqueue(bindings, stream); }
+void DynamicContext::enqueue(const Bindings& bindings, Stream stream) {
+  context().enqueue(bindings, stream);
+}
 
 void DynamicContext::execute(const Bindings& bindings) { context().execute(bindings); }
 

@@ -110,23 +110,27 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
     : state_(std::make_shared<detail::EngineState>()) {
   auto& st = *state_;
   if (plan.target != kCudaTarget && plan.target != kCudaFp16Target)
-    throw FormatError(fmt::format("plan '{}' was built for target '{}'; the GPU runs plans built for "
-                                  "'{}' or '{}' (kiln build --gpu or --fp16)",
-                                  plan.graph_name, plan.target, kCudaTarget, kCudaFp16Target));
+    throw FormatError(
+        fmt::format("plan '{}' was built for target '{}'; the GPU runs plans built for "
+                    "'{}' or '{}' (kiln build --gpu or --fp16)",
+                    plan.graph_name, plan.target, kCudaTarget, kCudaFp16Target));
   check_gpu_plan(plan);
   std::map<std::string, detail::Tactic> recorded;  // checked before any GPU work
   for (const auto& [key, text] : plan.tactics) {
     try {
       recorded[key] = detail::parse_tactic(text);
     } catch (const FormatError& e) {
-      throw FormatError(fmt::format("plan '{}': the tactic of '{}': {}", plan.graph_name, key, e.what()));
+      throw FormatError(
+          fmt::format("plan '{}': the tactic of '{}': {}", plan.graph_name, key, e.what()));
     }
   }
   if (device_count() == 0) throw Error("no GPU: " + no_device_reason());
   st.plan = plan;
   st.options = options;
-  if (options.logger) st.logger = options.logger;
-  else st.logger = (st.own_logger = std::make_unique<StderrLogger>()).get();
+  if (options.logger)
+    st.logger = options.logger;
+  else
+    st.logger = (st.own_logger = std::make_unique<StderrLogger>()).get();
   st.precision = plan.target == kCudaFp16Target ? Precision::f16 : Precision::f32;
   KILN_CHECK(cudaGetDevice(&st.device));
 
@@ -145,8 +149,10 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
     if (l == st.physical.end() || l->second != plan::Layout::NHWC) continue;
     const auto& sd = st.plan.memory.values.at(src).dims;
     if (sd.size() == 4 && sd[1] != 1 && sd[2] * sd[3] != 1)
-      throw GraphError(fmt::format("'{}' is a view of the NHWC value '{}'{}; the plan lacks a layout "
-                                   "conversion (rebuild it with this kiln)", name, src, dims_to_string(sd)));
+      throw GraphError(
+          fmt::format("'{}' is a view of the NHWC value '{}'{}; the plan lacks a layout "
+                      "conversion (rebuild it with this kiln)",
+                      name, src, dims_to_string(sd)));
     st.physical[name] = plan::Layout::NCHW;
   }
 
@@ -169,10 +175,13 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
   std::vector<i64> batches = {st.max_batch};
   for (i64 b : options.batch_sizes) {
     if (b < 1 || b > st.max_batch)
-      throw Error(fmt::format("batch size {} is outside 1..{} (the plan's batch)", b, st.max_batch));
+      throw Error(
+          fmt::format("batch size {} is outside 1..{} (the plan's batch)", b, st.max_batch));
     if (b != st.max_batch && !st.resizable)
-      throw Error(fmt::format("plan '{}' runs at batch {} only (not every activation has the batch as "
-                              "its first dim)", st.plan.graph_name, st.max_batch));
+      throw Error(
+          fmt::format("plan '{}' runs at batch {} only (not every activation has the batch as "
+                      "its first dim)",
+                      st.plan.graph_name, st.max_batch));
     batches.push_back(b);
   }
   for (i64 b : batches) {
@@ -201,7 +210,9 @@ std::map<std::string, std::string> Engine::tactics() const {
   for (const auto& [key, t] : state_->tactics) m[key] = detail::to_text(t);
   return m;
 }
-std::size_t Engine::arena_bytes() const { return static_cast<std::size_t>(state_->plan.memory.arena_bytes); }
+std::size_t Engine::arena_bytes() const {
+  return static_cast<std::size_t>(state_->plan.memory.arena_bytes);
+}
 
 std::size_t Engine::workspace_bytes(std::int64_t batch) const {
   if (batch == 0) batch = state_->max_batch;
@@ -212,13 +223,15 @@ std::size_t Engine::workspace_bytes(std::int64_t batch) const {
 
 std::string Engine::describe() const {
   const auto& st = *state_;
-  std::string s = fmt::format("engine: {} steps, {} at batch {} on device {}\n", st.described.size(),
-                              st.precision == Precision::f16 ? "FP16" : "FP32", st.max_batch, st.device);
+  std::string s =
+      fmt::format("engine: {} steps, {} at batch {} on device {}\n", st.described.size(),
+                  st.precision == Precision::f16 ? "FP16" : "FP32", st.max_batch, st.device);
   for (std::size_t i = 0; i < st.described.size(); ++i) {
     const Node& n = st.plan.steps[i];
     const std::string what = is_fused(n) ? n.attr_string("pattern", n.op) : n.op;
     const auto& [kind, t] = st.described[i];
-    s += fmt::format("  {:3} {:<28} {:<24} {:<12}{}\n", i, n.name, what, kind, t.empty() ? "" : "  " + t);
+    s += fmt::format("  {:3} {:<28} {:<24} {:<12}{}\n", i, n.name, what, kind,
+                     t.empty() ? "" : "  " + t);
   }
   s += fmt::format("memory: weights {} bytes, arena {} bytes, workspace {} bytes per context\n",
                    weight_bytes(), arena_bytes(), workspace_bytes());

@@ -39,8 +39,8 @@ struct DeviceValue {
   std::size_t elem_size() const;  ///< as stored
   bool contiguous() const;        ///< strides are row-major over dims (size-1 dims ignored)
   bool nhwc() const { return dims.size() == 4 && layout == plan::Layout::NHWC; }
-  kernels::Elem elem() const;     ///< float values only (throws otherwise)
-  std::string describe() const;   ///< "f32[1,64,56,56] NHWC 'x'"
+  kernels::Elem elem() const;    ///< float values only (throws otherwise)
+  std::string describe() const;  ///< "f32[1,64,56,56] NHWC 'x'"
 };
 
 /// What a step gets when it runs.
@@ -104,7 +104,8 @@ std::unique_ptr<Step> make_step(const StepEnv& env);
 class WeightCache {
  public:
   /// The buffer under `key`, made by `fill(buffer)` the first time (bytes long).
-  const void* get(const std::string& key, std::size_t bytes, const std::function<void(DeviceBuffer&)>& fill);
+  const void* get(const std::string& key, std::size_t bytes,
+                  const std::function<void(DeviceBuffer&)>& fill);
   std::size_t bytes() const;
 
  private:
@@ -134,7 +135,9 @@ struct EngineState {
   /// The physical layout of each 4-D activation (that of the step that makes it).
   std::map<std::string, plan::Layout> physical;
 
-  void log(Severity s, const std::string& m) const { if (logger) logger->log(s, m); }
+  void log(Severity s, const std::string& m) const {
+    if (logger) logger->log(s, m);
+  }
 
   /// The DeviceValue of `name` for `batch` with `arena` as the base of the activation arena.
   DeviceValue value(const std::string& name, i64 batch, std::byte* arena) const;
@@ -154,7 +157,8 @@ float time_ms(const std::function<void()>& f, int repeats = 5);
 /// What a step must compute and move at least: its FLOPs (convolutions, matrix products and
 /// recurrences by their multiply-adds, anything else one per output element and part) and the
 /// bytes of its inputs, weights (as stored) and outputs (profiler.cpp).
-std::pair<double, double> step_cost(const EngineState& st, const Node& step, i64 batch, std::byte* arena);
+std::pair<double, double> step_cost(const EngineState& st, const Node& step, i64 batch,
+                                    std::byte* arena);
 
 /// Whether values of `t` are stored as floats the engine may convert (f32, f16).
 inline bool float_kind(DType t) { return t == DType::f32 || t == DType::f16; }

@@ -6,7 +6,6 @@
 
 namespace kiln::runtime {
 
-
 DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
   if (bytes != 0) KILN_CHECK(cudaMalloc(&ptr_, bytes));
 }
@@ -27,12 +26,14 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
 }
 
 void DeviceBuffer::upload(const void* host, std::size_t bytes) {
-  if (bytes > bytes_) throw Error(fmt::format("upload of {} bytes into a buffer of {}", bytes, bytes_));
+  if (bytes > bytes_)
+    throw Error(fmt::format("upload of {} bytes into a buffer of {}", bytes, bytes_));
   if (bytes != 0) KILN_CHECK(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
 }
 
 void DeviceBuffer::download(void* host, std::size_t bytes) const {
-  if (bytes > bytes_) throw Error(fmt::format("download of {} bytes from a buffer of {}", bytes, bytes_));
+  if (bytes > bytes_)
+    throw Error(fmt::format("download of {} bytes from a buffer of {}", bytes, bytes_));
   if (bytes != 0) KILN_CHECK(cudaMemcpy(host, ptr_, bytes, cudaMemcpyDeviceToHost));
 }
 

@@ -41,12 +41,14 @@ struct Matmul::Impl {
 Matmul::Matmul(const Library& lib, const MatmulShape& s, const MatmulOptions& o)
     : lib_(lib), shape_(s), opt_(o), impl_(std::make_unique<Impl>()) {
   if (s.m < 1 || s.n < 1 || s.k < 1 || s.batch < 1)
-    throw Error(fmt::format("[MatMul] bad shape: batch {}, m {}, n {}, k {}", s.batch, s.m, s.n, s.k));
+    throw Error(
+        fmt::format("[MatMul] bad shape: batch {}, m {}, n {}, k {}", s.batch, s.m, s.n, s.k));
   if (o.bias && o.beta != 0.f && o.epilogue != Epilogue::none)
     throw Error("[MatMul] beta with an activation epilogue is not supported");
   Impl& d = *impl_;
-  const cublasComputeType_t compute =
-      o.precision == Precision::f32 && o.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute = o.precision == Precision::f32 && o.allow_tf32
+                                          ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                          : CUBLAS_COMPUTE_32F;
   KILN_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
   const cublasOperation_t op_a = s.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt's A = our B
   const cublasOperation_t op_b = s.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -59,8 +61,10 @@ Matmul::Matmul(const Library& lib, const MatmulShape& s, const MatmulOptions& o)
   // Our B, column-major: [n, k] (ld n), or [k, n] (ld k) when stored transposed.
   const std::uint64_t a_rows = s.trans_b ? s.k : s.n, a_cols = s.trans_b ? s.n : s.k;
   const std::uint64_t b_rows = s.trans_a ? s.m : s.k, b_cols = s.trans_a ? s.k : s.m;
-  KILN_CHECK(cublasLtMatrixLayoutCreate(&d.la, t, a_rows, a_cols, static_cast<std::int64_t>(a_rows)));
-  KILN_CHECK(cublasLtMatrixLayoutCreate(&d.lb, t, b_rows, b_cols, static_cast<std::int64_t>(b_rows)));
+  KILN_CHECK(
+      cublasLtMatrixLayoutCreate(&d.la, t, a_rows, a_cols, static_cast<std::int64_t>(a_rows)));
+  KILN_CHECK(
+      cublasLtMatrixLayoutCreate(&d.lb, t, b_rows, b_cols, static_cast<std::int64_t>(b_rows)));
   KILN_CHECK(cublasLtMatrixLayoutCreate(&d.lc, t, s.n, s.m, s.n));
   if (s.batch > 1) {
     const int batch = static_cast<int>(s.batch);
@@ -68,13 +72,16 @@ Matmul::Matmul(const Library& lib, const MatmulShape& s, const MatmulOptions& o)
     const std::int64_t sb = s.stride_a >= 0 ? s.stride_a : s.m * s.k;
     const std::int64_t sc = s.stride_c >= 0 ? s.stride_c : s.m * s.n;
     for (auto [l, stride] : {std::pair{d.la, sa}, std::pair{d.lb, sb}, std::pair{d.lc, sc}}) {
-      KILN_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof batch));
-      KILN_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+      KILN_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
+                                                  sizeof batch));
+      KILN_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                  &stride, sizeof stride));
     }
   }
   KILN_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
   const std::uint64_t limit = o.workspace_limit;
-  KILN_CHECK(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &limit, sizeof limit));
+  KILN_CHECK(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &limit, sizeof limit));
   d.candidates.resize(8);
   int returned = 0;
   KILN_CHECK(cublasLtMatmulAlgoGetHeuristic(lib_.cublaslt(), d.op, d.la, d.lb, d.lc, d.lc, d.pref,
@@ -96,8 +103,10 @@ MatmulTactic Matmul::tune() {
     const std::int64_t st = stride >= 0 ? stride : one;
     return static_cast<std::size_t>((shape_.batch - 1) * st + one) * es;
   };
-  DeviceBuffer a(span(shape_.stride_a, shape_.m * shape_.k)), b(span(shape_.stride_b, shape_.k * shape_.n));
-  DeviceBuffer c(span(shape_.stride_c, shape_.m * shape_.n)), bias(static_cast<std::size_t>(shape_.n) * es);
+  DeviceBuffer a(span(shape_.stride_a, shape_.m * shape_.k)),
+      b(span(shape_.stride_b, shape_.k * shape_.n));
+  DeviceBuffer c(span(shape_.stride_c, shape_.m * shape_.n)),
+      bias(static_cast<std::size_t>(shape_.n) * es);
   for (DeviceBuffer* buf : {&a, &b, &c, &bias}) buf->fill_bytes(0x3c);  // not zeros
   std::size_t most = 0;
   for (const auto& r : d.candidates) most = std::max(most, r.workspaceSize);
@@ -110,7 +119,8 @@ MatmulTactic Matmul::tune() {
     MatmulTactic t{static_cast<int>(i), d.candidates[i].workspaceSize, 0.f};
     tactic_ = t;
     try {
-      run(a.get(), b.get(), opt_.bias ? bias.get() : nullptr, c.get(), ws.get(), nullptr);  // warm-up
+      run(a.get(), b.get(), opt_.bias ? bias.get() : nullptr, c.get(), ws.get(),
+          nullptr);  // warm-up
       KILN_CHECK(cudaEventRecord(start, nullptr));
       constexpr int kRepeats = 5;
       for (int r = 0; r < kRepeats; ++r)
@@ -141,12 +151,13 @@ void Matmul::run(const void* a, const void* b, const void* bias, void* c, void* 
   const Impl& d = *impl_;
   if (opt_.bias) {
     if (bias == nullptr) throw Error("[MatMul] bias missing");
-    KILN_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    KILN_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                              sizeof bias));
   }
   const float alpha = opt_.alpha, beta = opt_.beta;
-  KILN_CHECK(cublasLtMatmul(lib_.cublaslt(), d.op, &alpha, b, d.la, a, d.lb, &beta, c, d.lc, c, d.lc,
-                            &d.candidates[static_cast<std::size_t>(tactic_.index)].algo, workspace,
-                            tactic_.workspace, stream));
+  KILN_CHECK(cublasLtMatmul(lib_.cublaslt(), d.op, &alpha, b, d.la, a, d.lb, &beta, c, d.lc, c,
+                            d.lc, &d.candidates[static_cast<std::size_t>(tactic_.index)].algo,
+                            workspace, tactic_.workspace, stream));
 }
 
 }  // namespace kiln::runtime

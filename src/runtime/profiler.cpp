@@ -14,7 +14,8 @@ using detail::i64;
 
 namespace detail {
 
-std::pair<double, double> step_cost(const detail::EngineState& st, const Node& step, i64 batch, std::byte* arena) {
+std::pair<double, double> step_cost(const detail::EngineState& st, const Node& step, i64 batch,
+                                    std::byte* arena) {
   double bytes = 0, flops = 0;
   auto numel = [&](const std::string& name) -> double {
     if (name.empty()) return 0;
@@ -35,12 +36,16 @@ std::pair<double, double> step_cost(const detail::EngineState& st, const Node& s
     const auto w = st.value(fused_input_name(step.inputs, a.inputs[1]), batch, arena);
     double per = 1;
     for (std::size_t d = 1; d < w.dims.size(); ++d) per *= static_cast<double>(w.dims[d]);
-    if (a.op == "Conv") flops = 2 * out * per;
-    else flops = 2 * numel(fused_input_name(step.inputs, a.inputs[0])) * per;  // each input element meets (K/g)*kh*kw weights
+    if (a.op == "Conv")
+      flops = 2 * out * per;
+    else
+      flops = 2 * numel(fused_input_name(step.inputs, a.inputs[0])) *
+              per;  // each input element meets (K/g)*kh*kw weights
   } else if ((a.op == "Gemm" || a.op == "MatMul") && a.inputs.size() > 1) {
     const auto x = st.value(fused_input_name(step.inputs, a.inputs[0]), batch, arena);
     const bool ta = a.op == "Gemm" && a.attr_int("transA", 0) != 0;
-    const double k = static_cast<double>(x.dims.empty() ? 1 : (ta ? x.dims.front() : x.dims.back()));
+    const double k =
+        static_cast<double>(x.dims.empty() ? 1 : (ta ? x.dims.front() : x.dims.back()));
     flops = 2 * out * k;
   } else if (a.op == "LSTM" || a.op == "GRU" || a.op == "RNN") {
     const auto x = st.value(fused_input_name(step.inputs, a.inputs[0]), batch, arena);
@@ -84,7 +89,9 @@ Roofline measure_roofline(Precision precision, int n) {
   return r;
 }
 
-void TraceProfiler::report(std::int64_t /*batch*/, const std::vector<StepTime>& steps) { runs_.push_back(steps); }
+void TraceProfiler::report(std::int64_t /*batch*/, const std::vector<StepTime>& steps) {
+  runs_.push_back(steps);
+}
 
 std::string TraceProfiler::table(std::size_t top) const {
   if (runs_.empty()) return "no profiled runs\n";
@@ -99,25 +106,32 @@ std::string TraceProfiler::table(std::size_t top) const {
   std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return mean[a] > mean[b]; });
   if (top != 0 && order.size() > top) order.resize(top);
   const bool roof = roofline_.flops_per_s > 0 && roofline_.bytes_per_s > 0;
-  std::string s = fmt::format("{:>4}  {:<32} {:<26} {:<12} {:>10} {:>7}", "step", "name", "op", "kind", "mean ms", "share");
+  std::string s = fmt::format("{:>4}  {:<32} {:<26} {:<12} {:>10} {:>7}", "step", "name", "op",
+                              "kind", "mean ms", "share");
   if (roof) s += fmt::format(" {:>9} {:>9} {:>11} {:>8}", "GFLOP", "MB", "roofline ms", "x roof");
   s += "\n";
   double roof_total = 0;
-  for (std::size_t i = 0; i < first.size(); ++i) roof_total += roofline_.ms(first[i].flops, first[i].bytes);
+  for (std::size_t i = 0; i < first.size(); ++i)
+    roof_total += roofline_.ms(first[i].flops, first[i].bytes);
   for (auto i : order) {
-    s += fmt::format("{:>4}  {:<32} {:<26} {:<12} {:>10.4f} {:>6.1f}%", i, first[i].name.substr(0, 32),
-                     first[i].op.substr(0, 26), first[i].kind, mean[i], total > 0 ? 100.0 * mean[i] / total : 0.0);
+    s += fmt::format("{:>4}  {:<32} {:<26} {:<12} {:>10.4f} {:>6.1f}%", i,
+                     first[i].name.substr(0, 32), first[i].op.substr(0, 26), first[i].kind, mean[i],
+                     total > 0 ? 100.0 * mean[i] / total : 0.0);
     if (roof) {
       const double r = roofline_.ms(first[i].flops, first[i].bytes);
-      s += fmt::format(" {:>9.4f} {:>9.3f} {:>11.4f} {:>7.1f}x", first[i].flops / 1e9, first[i].bytes / 1e6, r,
-                       r > 0 ? mean[i] / r : 0.0);
+      s += fmt::format(" {:>9.4f} {:>9.3f} {:>11.4f} {:>7.1f}x", first[i].flops / 1e9,
+                       first[i].bytes / 1e6, r, r > 0 ? mean[i] / r : 0.0);
     }
     s += "\n";
   }
   if (roof)
-    s += fmt::format("roofline: {:.1f} TFLOP/s (matrix product), {:.0f} GB/s (device copy); all steps at the roofline "
-                     "{:.4f} ms\n", roofline_.flops_per_s / 1e12, roofline_.bytes_per_s / 1e9, roof_total);
-  s += fmt::format("total {:.4f} ms over {} steps (mean of {} runs)\n", total, mean.size(), runs_.size());
+    s += fmt::format(
+        "roofline: {:.1f} TFLOP/s (matrix product), {:.0f} GB/s (device copy); all steps at the "
+        "roofline "
+        "{:.4f} ms\n",
+        roofline_.flops_per_s / 1e12, roofline_.bytes_per_s / 1e9, roof_total);
+  s += fmt::format("total {:.4f} ms over {} steps (mean of {} runs)\n", total, mean.size(),
+                   runs_.size());
   return s;
 }
 

@@ -14,7 +14,9 @@ namespace {
 constexpr std::size_t kAlign = 256;
 std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
-cudnnDataType_t dnn_type(Precision p) { return p == Precision::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_HALF; }
+cudnnDataType_t dnn_type(Precision p) {
+  return p == Precision::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_HALF;
+}
 
 cudnnRNNMode_t dnn_mode(RnnCell c) {
   switch (c) {
@@ -67,10 +69,12 @@ int rnn_gates(RnnCell cell) {
 }
 
 std::string rnn_shape_text(const RnnShape& s) {
-  const char* act = s.cell == RnnCell::rnn_relu ? " (relu)" : s.cell == RnnCell::rnn_tanh ? " (tanh)" : "";
+  const char* act = s.cell == RnnCell::rnn_relu   ? " (relu)"
+                    : s.cell == RnnCell::rnn_tanh ? " (tanh)"
+                                                  : "";
   const char* dir = s.directions == 2 ? "bidirectional" : s.reverse ? "reverse" : "forward";
-  std::string text = fmt::format("{}{} seq {}, batch {}, input {}, hidden {}, ", rnn_op_name(s.cell), act,
-                                 s.seq, s.batch, s.input, s.hidden);
+  std::string text = fmt::format("{}{} seq {}, batch {}, input {}, hidden {}, ",
+                                 rnn_op_name(s.cell), act, s.seq, s.batch, s.input, s.hidden);
   if (s.directions == 1 || s.directions == 2) return text + dir;
   return text + fmt::format("directions {}", s.directions);
 }
@@ -99,11 +103,13 @@ Rnn::Rnn(const Library& lib, const RnnShape& s, Precision precision)
   if (cell < 0 || cell > static_cast<int>(RnnCell::rnn_relu))
     throw Error(fmt::format("[RNN] unknown cell kind {}", cell));
   const std::string op = rnn_op_name(s.cell);
-  if (s.seq < 1 || s.batch < 1 || s.input < 1 || s.hidden < 1 || (s.directions != 1 && s.directions != 2))
-    throw Error(fmt::format("[{}] bad shape: {} (every size must be positive, directions 1 or 2)", op,
-                            rnn_shape_text(s)));
+  if (s.seq < 1 || s.batch < 1 || s.input < 1 || s.hidden < 1 ||
+      (s.directions != 1 && s.directions != 2))
+    throw Error(fmt::format("[{}] bad shape: {} (every size must be positive, directions 1 or 2)",
+                            op, rnn_shape_text(s)));
   if (s.reverse && s.directions != 1)
-    throw Error(fmt::format("[{}] bad shape: {} (reverse needs directions 1)", op, rnn_shape_text(s)));
+    throw Error(
+        fmt::format("[{}] bad shape: {} (reverse needs directions 1)", op, rnn_shape_text(s)));
 
   Impl& d = *impl_;
   const cudnnDataType_t dt = dnn_type(precision);
@@ -114,7 +120,8 @@ Rnn::Rnn(const Library& lib, const RnnShape& s, Precision precision)
     KILN_CHECK(cudnnCreateRNNDataDescriptor(&d.y));
     KILN_CHECK(cudnnCreateTensorDescriptor(&d.h));
     // FP32: FMA only (no TF32). FP16: tensor cores, float accumulation.
-    const cudnnMathType_t math = precision == Precision::f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+    const cudnnMathType_t math =
+        precision == Precision::f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
     KILN_CHECK(cudnnSetRNNDescriptor_v8(
         d.rnn, CUDNN_RNN_ALGO_STANDARD, dnn_mode(s.cell), CUDNN_RNN_DOUBLE_BIAS,
         s.directions == 2 ? CUDNN_BIDIRECTIONAL : CUDNN_UNIDIRECTIONAL, CUDNN_LINEAR_INPUT, dt,
@@ -122,10 +129,10 @@ Rnn::Rnn(const Library& lib, const RnnShape& s, Precision precision)
         /*dropoutDesc=*/nullptr, CUDNN_RNN_PADDED_IO_DISABLED));
     // Every sequence has `seq` steps: the packed layout is then plain [seq, batch, vector].
     const std::vector<int> lens(static_cast<std::size_t>(s.batch), s.seq);
-    KILN_CHECK(cudnnSetRNNDataDescriptor(d.x, dt, CUDNN_RNN_DATA_LAYOUT_SEQ_MAJOR_PACKED, s.seq, s.batch,
-                                         s.input, lens.data(), nullptr));
-    KILN_CHECK(cudnnSetRNNDataDescriptor(d.y, dt, CUDNN_RNN_DATA_LAYOUT_SEQ_MAJOR_PACKED, s.seq, s.batch,
-                                         s.directions * s.hidden, lens.data(), nullptr));
+    KILN_CHECK(cudnnSetRNNDataDescriptor(d.x, dt, CUDNN_RNN_DATA_LAYOUT_SEQ_MAJOR_PACKED, s.seq,
+                                         s.batch, s.input, lens.data(), nullptr));
+    KILN_CHECK(cudnnSetRNNDataDescriptor(d.y, dt, CUDNN_RNN_DATA_LAYOUT_SEQ_MAJOR_PACKED, s.seq,
+                                         s.batch, s.directions * s.hidden, lens.data(), nullptr));
     const int hdims[3] = {s.directions, s.batch, s.hidden};
     const int hstrides[3] = {s.batch * s.hidden, s.hidden, 1};
     KILN_CHECK(cudnnSetTensorNdDescriptor(d.h, dt, 3, hdims, hstrides));
@@ -162,13 +169,15 @@ void Rnn::pack_weights(const float* W, const float* R, const float* B, void* wei
   std::vector<float> host(d.weight_bytes / es, 0.f);  // unused padding stays zero
   TensorDesc mdesc, bdesc;
   auto offset_of = [&](const void* addr) {
-    const std::ptrdiff_t bytes = static_cast<const char*>(addr) - static_cast<const char*>(weight_space);
-    if (bytes < 0 || static_cast<std::size_t>(bytes) >= d.weight_bytes || bytes % static_cast<std::ptrdiff_t>(es) != 0)
-      throw Error(fmt::format("[{}] cuDNN placed a parameter at byte {} of a {}-byte weight space", op,
-                              bytes, d.weight_bytes));
+    const std::ptrdiff_t bytes =
+        static_cast<const char*>(addr) - static_cast<const char*>(weight_space);
+    if (bytes < 0 || static_cast<std::size_t>(bytes) >= d.weight_bytes ||
+        bytes % static_cast<std::ptrdiff_t>(es) != 0)
+      throw Error(fmt::format("[{}] cuDNN placed a parameter at byte {} of a {}-byte weight space",
+                              op, bytes, d.weight_bytes));
     return static_cast<std::size_t>(bytes) / es;
   };
-  auto describe = [](cudnnTensorDescriptor_t t, int (&dims)[3], int (&strides)[3]) {
+  auto describe = [](cudnnTensorDescriptor_t t, int(&dims)[3], int(&strides)[3]) {
     cudnnDataType_t type{};
     int nb = 0;
     dims[0] = dims[1] = dims[2] = 1;
@@ -191,31 +200,39 @@ void Rnn::pack_weights(const float* W, const float* R, const float* B, void* wei
         // The matrix of one gate: [1, hidden, cols], row-major in cuDNN's packing.
         const int nb = describe(mdesc.d, dims, strides);
         if (nb != 3 || dims[0] != 1 || dims[1] != H || dims[2] != cols)
-          throw Error(fmt::format("[{}] cuDNN's matrix {} of direction {} is [{},{},{}] ({} dims), expected [1,{},{}]",
-                                  op, id, dir, dims[0], dims[1], dims[2], nb, H, cols));
-        const float* src = (recurrent ? R : W) + (std::size_t(dir) * G * H + std::size_t(gate) * H) * cols;
+          throw Error(fmt::format(
+              "[{}] cuDNN's matrix {} of direction {} is [{},{},{}] ({} dims), expected [1,{},{}]",
+              op, id, dir, dims[0], dims[1], dims[2], nb, H, cols));
+        const float* src =
+            (recurrent ? R : W) + (std::size_t(dir) * G * H + std::size_t(gate) * H) * cols;
         const std::size_t base = offset_of(maddr);
-        const std::size_t last = base + std::size_t(H - 1) * strides[1] + std::size_t(cols - 1) * strides[2];
+        const std::size_t last =
+            base + std::size_t(H - 1) * strides[1] + std::size_t(cols - 1) * strides[2];
         if (strides[1] < 1 || strides[2] < 1 || last >= host.size())
-          throw Error(fmt::format("[{}] cuDNN's matrix {} of direction {} (strides {},{}) overruns the weight space",
-                                  op, id, dir, strides[1], strides[2]));
+          throw Error(fmt::format(
+              "[{}] cuDNN's matrix {} of direction {} (strides {},{}) overruns the weight space",
+              op, id, dir, strides[1], strides[2]));
         for (int k = 0; k < H; ++k)
           for (int j = 0; j < cols; ++j)
-            host[base + std::size_t(k) * strides[1] + std::size_t(j) * strides[2]] = src[std::size_t(k) * cols + j];
+            host[base + std::size_t(k) * strides[1] + std::size_t(j) * strides[2]] =
+                src[std::size_t(k) * cols + j];
       }
       if (baddr != nullptr) {
         // The bias of one gate: H values (Wb for linear layers on x, Rb on h).
         const int nb = describe(bdesc.d, dims, strides);
         const long n = long(dims[0]) * dims[1] * (nb > 2 ? dims[2] : 1);
         if (n != H)
-          throw Error(fmt::format("[{}] cuDNN's bias {} of direction {} holds {} values, expected {}", op, id,
-                                  dir, n, H));
+          throw Error(
+              fmt::format("[{}] cuDNN's bias {} of direction {} holds {} values, expected {}", op,
+                          id, dir, n, H));
         const std::size_t base = offset_of(baddr);
         if (base + H > host.size())
-          throw Error(fmt::format("[{}] cuDNN's bias {} of direction {} overruns the weight space", op, id, dir));
-        const float* src = B == nullptr ? nullptr
-                                        : B + std::size_t(dir) * 2 * G * H + (recurrent ? std::size_t(G) * H : 0) +
-                                              std::size_t(gate) * H;
+          throw Error(fmt::format("[{}] cuDNN's bias {} of direction {} overruns the weight space",
+                                  op, id, dir));
+        const float* src = B == nullptr
+                               ? nullptr
+                               : B + std::size_t(dir) * 2 * G * H +
+                                     (recurrent ? std::size_t(G) * H : 0) + std::size_t(gate) * H;
         for (int k = 0; k < H; ++k) host[base + std::size_t(k)] = src ? src[k] : 0.f;
       }
     }
@@ -237,7 +254,8 @@ void Rnn::forward(const void* x, const void* h0, const void* c0, const void* wei
   const std::int64_t S = s.seq, N = s.batch, D = s.directions, H = s.hidden, I = s.input;
   char* ws = static_cast<char*>(workspace);
   if (d.total_workspace != 0 && ws == nullptr)
-    throw Error(fmt::format("[{}] forward needs a workspace of {} bytes", rnn_op_name(s.cell), d.total_workspace));
+    throw Error(fmt::format("[{}] forward needs a workspace of {} bytes", rnn_op_name(s.cell),
+                            d.total_workspace));
   lib_.set_stream(stream);
 
   // Reverse: run cuDNN forward in time on X reversed, then reverse Y back.
@@ -247,18 +265,18 @@ void Rnn::forward(const void* x, const void* h0, const void* c0, const void* wei
     dims.rank = 2, dims.d[0] = S, dims.d[1] = N * I;
     kernels::Strides src, dst = kernels::contiguous_strides(dims);
     src.s[0] = -N * I, src.s[1] = 1;
-    KILN_CHECK(kernels::strided_copy(es, dims, static_cast<const char*>(x) + (S - 1) * N * I * es, src,
-                                     ws + d.x_offset, dst, stream));
+    KILN_CHECK(kernels::strided_copy(es, dims, static_cast<const char*>(x) + (S - 1) * N * I * es,
+                                     src, ws + d.x_offset, dst, stream));
     x_in = ws + d.x_offset;
   }
   // cuDNN's Y is [seq, batch, dirs*hidden]; it is ONNX's [seq, dirs, batch, hidden] only for one
   // forward direction.
   void* y_dnn = (y != nullptr && D == 1 && !s.reverse) ? y : ws + d.y_offset;
   const bool lstm = s.cell == RnnCell::lstm;
-  KILN_CHECK(cudnnRNNForward(lib_.cudnn(), d.rnn, CUDNN_FWD_MODE_INFERENCE, d.seq_lengths.as<std::int32_t>(),
-                             d.x, x_in, d.y, y_dnn, d.h, h0, y_h, d.h, lstm ? c0 : nullptr,
-                             lstm ? y_c : nullptr, d.weight_bytes, weight_space, d.cudnn_workspace, ws,
-                             0, nullptr));
+  KILN_CHECK(cudnnRNNForward(lib_.cudnn(), d.rnn, CUDNN_FWD_MODE_INFERENCE,
+                             d.seq_lengths.as<std::int32_t>(), d.x, x_in, d.y, y_dnn, d.h, h0, y_h,
+                             d.h, lstm ? c0 : nullptr, lstm ? y_c : nullptr, d.weight_bytes,
+                             weight_space, d.cudnn_workspace, ws, 0, nullptr));
   if (y != nullptr && y_dnn != y) {
     kernels::Dims dims;  // over ONNX Y [S, D, N, H]
     dims.rank = 4, dims.d[0] = S, dims.d[1] = D, dims.d[2] = N, dims.d[3] = H;

@@ -44,7 +44,8 @@ std::unique_ptr<Step> make_step(const StepEnv& env) {
   try {
     const StepRegistry::Entry* e = step_registry().find(anchor);
     if (!e) unsupported(n, fmt::format("op '{}'", anchor));
-    if (is_fused(n) && !e->fused) unsupported(n, fmt::format("the fused pattern '{}'", n.attr_string("pattern", "")));
+    if (is_fused(n) && !e->fused)
+      unsupported(n, fmt::format("the fused pattern '{}'", n.attr_string("pattern", "")));
     return e->make(env, body);
   } catch (const UnsupportedError&) {
     throw;
@@ -68,8 +69,9 @@ void check_gpu_plan(const plan::Plan& p) {
   for (const Node& s : p.steps) {
     for (const auto& part : as_body(s).parts)
       if (!gpu_supports(part.op))
-        throw UnsupportedError(fmt::format("{}the GPU runtime has no kernel for op '{}'{}", s.where(), part.op,
-                                           is_fused(s) ? fmt::format(" (in fused step {})", s.attr_string("pattern", "")) : ""));
+        throw UnsupportedError(fmt::format(
+            "{}the GPU runtime has no kernel for op '{}'{}", s.where(), part.op,
+            is_fused(s) ? fmt::format(" (in fused step {})", s.attr_string("pattern", "")) : ""));
   }
 }
 

@@ -21,12 +21,14 @@ class AttentionStep final : public Step {
         unsupported(n, i == 6 ? "nonpad_kv_seqlen" : "a key/value cache (past_key, past_value)");
     for (std::size_t o = 1; o < n.outputs.size(); ++o)
       if (!n.outputs[o].empty())
-        unsupported(n, o == 3 ? "the qk_matmul_output output" : "present_key/present_value outputs");
+        unsupported(n,
+                    o == 3 ? "the qk_matmul_output output" : "present_key/present_value outputs");
     const DeviceValue q = env.value(n.inputs.at(0)), k = env.value(n.inputs.at(1)),
                       v = env.value(n.inputs.at(2)), y = env.value(n.outputs.at(0));
     for (const DeviceValue* x : {&q, &k, &v, &y}) {
       if (!x->contiguous()) unsupported(n, fmt::format("{} in a strided layout", x->describe()));
-      if (x->elem() != q.elem()) unsupported(n, fmt::format("{} in another precision than Q", x->describe()));
+      if (x->elem() != q.elem())
+        unsupported(n, fmt::format("{} in another precision than Q", x->describe()));
     }
     elem_ = q.elem();
     const bool rank3 = q.dims.size() == 3;
@@ -35,7 +37,8 @@ class AttentionStep final : public Step {
     if (rank3) {
       a.q_heads = n.attr_int("q_num_heads", 0);
       a.kv_heads = n.attr_int("kv_num_heads", 0);
-      if (a.q_heads <= 0 || a.kv_heads <= 0) unsupported(n, "3-D inputs without q_num_heads/kv_num_heads");
+      if (a.q_heads <= 0 || a.kv_heads <= 0)
+        unsupported(n, "3-D inputs without q_num_heads/kv_num_heads");
       a.q_len = q.dims[1];
       a.kv_len = k.dims[1];
       a.head_dim = q.dims[2] / a.q_heads;
@@ -53,7 +56,8 @@ class AttentionStep final : public Step {
       a.head_dim = q.dims[3];
       a.v_head_dim = v.dims[3];
       auto bhs = [](const DeviceValue& x) {
-        return kernels::HeadStrides{x.dims[1] * x.dims[2] * x.dims[3], x.dims[2] * x.dims[3], x.dims[3]};
+        return kernels::HeadStrides{x.dims[1] * x.dims[2] * x.dims[3], x.dims[2] * x.dims[3],
+                                    x.dims[3]};
       };
       a.qs = bhs(q);
       a.ks = bhs(k);
@@ -61,29 +65,34 @@ class AttentionStep final : public Step {
       a.ys = bhs(y);
     }
     if (a.head_dim > kernels::kMaxAttentionHeadDim || a.v_head_dim > kernels::kMaxAttentionHeadDim)
-      unsupported(n, fmt::format("head size {} (the GPU kernel takes at most {})", std::max(a.head_dim, a.v_head_dim),
-                                 kernels::kMaxAttentionHeadDim));
+      unsupported(n,
+                  fmt::format("head size {} (the GPU kernel takes at most {})",
+                              std::max(a.head_dim, a.v_head_dim), kernels::kMaxAttentionHeadDim));
     a.q = pointer_of(env, q);
     a.k = pointer_of(env, k);
     a.v = pointer_of(env, v);
     a.y = y.ptr;
-    a.scale = static_cast<float>(n.has_attr("scale") ? n.attr_float("scale", 0.0)
-                                                     : 1.0 / std::sqrt(static_cast<double>(a.head_dim)));
+    a.scale =
+        static_cast<float>(n.has_attr("scale") ? n.attr_float("scale", 0.0)
+                                               : 1.0 / std::sqrt(static_cast<double>(a.head_dim)));
     a.softcap = static_cast<float>(n.attr_float("softcap", 0.0));
     a.causal = n.attr_int("is_causal", 0) != 0;
     a.left_window = n.attr_int("left_window_size", -1);
     a.right_window = n.attr_int("right_window_size", -1);
     if (n.has_input(3)) {
       const DeviceValue m = env.value(n.inputs[3]);
-      if (!m.contiguous()) unsupported(n, fmt::format("attn_mask {} in a strided layout", m.describe()));
+      if (!m.contiguous())
+        unsupported(n, fmt::format("attn_mask {} in a strided layout", m.describe()));
       if (m.dtype == DType::boolean) {
         a.mask_kind = 1;
       } else {
-        if (m.elem() != elem_) unsupported(n, fmt::format("attn_mask {} in another precision than Q", m.describe()));
+        if (m.elem() != elem_)
+          unsupported(n, fmt::format("attn_mask {} in another precision than Q", m.describe()));
         a.mask_kind = 2;
       }
       if (m.dims.size() > 4) unsupported(n, "an attn_mask of rank > 4");
-      for (std::size_t d = 0; d < m.dims.size(); ++d) a.mask_dims[4 - m.dims.size() + d] = m.dims[d];
+      for (std::size_t d = 0; d < m.dims.size(); ++d)
+        a.mask_dims[4 - m.dims.size() + d] = m.dims[d];
       a.mask = pointer_of(env, m);
     }
   }

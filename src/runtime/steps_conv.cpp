@@ -8,9 +8,9 @@
 #include "check.hpp"
 #include "conv.hpp"
 #include "copy.cuh"
-#include "layout.cuh"
 #include "kiln/ir/window.hpp"
 #include "kiln/runtime/matmul.hpp"
+#include "layout.cuh"
 #include "steps_util.hpp"
 
 namespace kiln::runtime::detail {
@@ -28,12 +28,14 @@ struct Tail {
 };
 
 /// Splits parts[1..] into [Add of a same-shaped value]? [one unary activation]? and the rest.
-Tail split_tail(const StepEnv& env, const FusedBody& body, const DeviceValue& y, bool allow_residual) {
+Tail split_tail(const StepEnv& env, const FusedBody& body, const DeviceValue& y,
+                bool allow_residual) {
   Tail t;
   std::string running = body.parts[0].outputs.at(0);
   std::size_t i = 1;
   const auto& parts = body.parts;
-  if (allow_residual && i < parts.size() && (parts[i].op == "Add" || parts[i].op == "Sum") && parts[i].inputs.size() == 2) {
+  if (allow_residual && i < parts.size() && (parts[i].op == "Add" || parts[i].op == "Sum") &&
+      parts[i].inputs.size() == 2) {
     const auto& p = parts[i];
     const int at = p.inputs[0] == running ? 0 : (p.inputs[1] == running ? 1 : -1);
     if (at >= 0 && p.inputs[1 - at] != running) {
@@ -112,13 +114,16 @@ ConvTactic conv_tactic(const Tactic& t) {
   c.ms = t.ms;
   return c;
 }
-Tactic of(Tactic::Backend b, const ConvTactic& t) { return Tactic{b, t.algorithm, t.workspace, t.ms}; }
+Tactic of(Tactic::Backend b, const ConvTactic& t) {
+  return Tactic{b, t.algorithm, t.workspace, t.ms};
+}
 
 /// cuDNN's legacy API (Convolution) or its backward-data convolution (Deconvolution).
 template <class Layer>
 class CudnnBackend final : public ConvBackend {
  public:
-  CudnnBackend(const ConvSetup& s, const char* kind) : s_(s), kind_(kind), layer_(s.lib, s.shape, s.options) {}
+  CudnnBackend(const ConvSetup& s, const char* kind)
+      : s_(s), kind_(kind), layer_(s.lib, s.shape, s.options) {}
   Tactic::Backend api() const override { return Tactic::Backend::cudnn; }
   std::string kind() const override { return kind_; }
   void forward(const void* x, void* y, void* ws, Stream st) const override {
@@ -140,7 +145,8 @@ class CudnnBackend final : public ConvBackend {
 class GraphBackend final : public ConvBackend {
  public:
   /// Throws UnsupportedError when cuDNN has no engine for the graph.
-  explicit GraphBackend(const ConvSetup& s) : s_(s), graph_(s.lib, s.shape, s.options, s.bias != nullptr) {}
+  explicit GraphBackend(const ConvSetup& s)
+      : s_(s), graph_(s.lib, s.shape, s.options, s.bias != nullptr) {}
   Tactic::Backend api() const override { return Tactic::Backend::cudnn_graph; }
   std::string kind() const override { return "cudnn-graph"; }
   void forward(const void* x, void* y, void* ws, Stream st) const override {
@@ -151,8 +157,9 @@ class GraphBackend final : public ConvBackend {
   void set_tactic(const Tactic& t) override { graph_.set_tactic(conv_tactic(t)); }
   std::string describe() const override {
     const ConvTactic& t = graph_.tactic();
-    return fmt::format("graph engine #{}, workspace {} bytes, {:.4f} ms, one graph: conv{}{}{}", t.algorithm,
-                       t.workspace, t.ms, s_.bias ? "+bias" : "", s_.options.residual ? "+add" : "",
+    return fmt::format("graph engine #{}, workspace {} bytes, {:.4f} ms, one graph: conv{}{}{}",
+                       t.algorithm, t.workspace, t.ms, s_.bias ? "+bias" : "",
+                       s_.options.residual ? "+add" : "",
                        s_.options.activation != kernels::Activation::identity ? "+activation" : "");
   }
 
@@ -178,12 +185,12 @@ class GraphBackend final : public ConvBackend {
           throw;
         } catch (const Error& e) {
           // The legacy API could not compute the reference (it refuses some large shapes).
-          s_.log(Severity::info, fmt::format("{}graph engines timed unchecked: {}", s_.where, e.what()));
+          s_.log(Severity::info,
+                 fmt::format("{}graph engines timed unchecked: {}", s_.where, e.what()));
         }
       }
       g = checked ? *checked : graph_.tune();
-    } catch (const UnsupportedError&) {
-    }
+    } catch (const UnsupportedError&) {}
     if (g && (!l || g->ms <= l->ms)) {
       graph_.set_tactic(*g);
       return of(Tactic::Backend::cudnn_graph, *g);
@@ -199,10 +206,13 @@ class GraphBackend final : public ConvBackend {
   ConvTactic tune_graph_checked(const Convolution& legacy) {
     const std::size_t es = element_size(s_.options.precision);
     const std::size_t nx = std::size_t(s_.shape.n) * s_.shape.c * s_.shape.h * s_.shape.w;
-    const std::size_t nw = std::size_t(s_.shape.k) * (s_.shape.c / s_.shape.groups) * s_.shape.kh * s_.shape.kw;
+    const std::size_t nw =
+        std::size_t(s_.shape.k) * (s_.shape.c / s_.shape.groups) * s_.shape.kh * s_.shape.kw;
     const auto od = legacy.output_dims();
     const std::size_t ny = std::size_t(od[0]) * od[1] * od[2] * od[3];
-    const double wscale = 1.0 / std::sqrt(static_cast<double>(std::max<std::size_t>(1, nw / std::max(1, s_.shape.k))));
+    const double wscale =
+        1.0 /
+        std::sqrt(static_cast<double>(std::max<std::size_t>(1, nw / std::max(1, s_.shape.k))));
     auto random = [&](std::size_t n, double scale, std::uint64_t seed) {
       // A block of random values, tiled: distinct enough to catch layout and indexing errors.
       const std::size_t block = std::min<std::size_t>(n, 1 << 20);
@@ -210,18 +220,22 @@ class GraphBackend final : public ConvBackend {
       std::uint64_t st = seed;
       for (auto& f : v) {
         st = st * 6364136223846793005ULL + 1442695040888963407ULL;
-        f = static_cast<float>(((static_cast<double>(st >> 11) / 9007199254740992.0) * 2 - 1) * scale);
+        f = static_cast<float>(((static_cast<double>(st >> 11) / 9007199254740992.0) * 2 - 1) *
+                               scale);
       }
-      auto bytes = to_device_format(v.data(), static_cast<i64>(block), s_.options.precision == Precision::f16);
+      auto bytes = to_device_format(v.data(), static_cast<i64>(block),
+                                    s_.options.precision == Precision::f16);
       DeviceBuffer b(std::max<std::size_t>(n * es, 16));
       for (std::size_t at = 0; at < n; at += block) {
         const std::size_t take = std::min(block, n - at);
-        KILN_CHECK(cudaMemcpy(static_cast<std::byte*>(b.get()) + at * es, bytes.data(), take * es, cudaMemcpyHostToDevice));
+        KILN_CHECK(cudaMemcpy(static_cast<std::byte*>(b.get()) + at * es, bytes.data(), take * es,
+                              cudaMemcpyHostToDevice));
       }
       return b;
     };
     DeviceBuffer x = random(nx, 1.0, 1), w = random(nw, wscale, 2), b = random(s_.shape.k, 0.5, 3);
-    DeviceBuffer r = random(ny, 1.0, 4), y(std::max<std::size_t>(ny * es, 16)), yref(std::max<std::size_t>(ny * es, 16));
+    DeviceBuffer r = random(ny, 1.0, 4), y(std::max<std::size_t>(ny * es, 16)),
+                 yref(std::max<std::size_t>(ny * es, 16));
     DeviceBuffer ws(legacy.workspace_bytes());
     const void* pb = s_.bias ? b.get() : nullptr;
     const void* pr = s_.options.residual ? r.get() : nullptr;
@@ -230,23 +244,29 @@ class GraphBackend final : public ConvBackend {
     // The first images' outputs are compared (enough to catch an engine that indexes wrongly,
     // and cheap at large batches).
     const std::size_t nc = std::min<std::size_t>(ny, std::size_t{1} << 22);
-    auto host = [&](const DeviceBuffer& d) { return download_floats(d.get(), static_cast<i64>(nc), es == 2); };
+    auto host = [&](const DeviceBuffer& d) {
+      return download_floats(d.get(), static_cast<i64>(nc), es == 2);
+    };
     const std::vector<float> ref = host(yref);
     double scale = 0;
     for (float v : ref) scale = std::max(scale, static_cast<double>(std::fabs(v)));
     const double tol = s_.options.precision == Precision::f16 ? 1e-2 : 1e-4;
-    GraphConvolution::TuneData data{x.get(), w.get(), pb, pr, y.get(), [&](int candidate) {
-      const std::vector<float> got = host(y);
-      double err = 0;
-      for (std::size_t i = 0; i < nc; ++i) {
-        const double e = std::fabs(static_cast<double>(got[i]) - ref[i]);
-        err = std::isfinite(e) ? std::max(err, e) : INFINITY;
-      }
-      const bool ok = err <= tol * std::max(scale, 1e-6);
-      if (!ok) s_.log(Severity::warning, fmt::format("{}cuDNN graph engine candidate {} disagrees with the legacy API "
-                                                   "(max|diff| {:.3g}, max|ref| {:.3g}); not used", s_.where, candidate, err, scale));
-      return ok;
-    }};
+    GraphConvolution::TuneData data{
+        x.get(), w.get(), pb, pr, y.get(), [&](int candidate) {
+          const std::vector<float> got = host(y);
+          double err = 0;
+          for (std::size_t i = 0; i < nc; ++i) {
+            const double e = std::fabs(static_cast<double>(got[i]) - ref[i]);
+            err = std::isfinite(e) ? std::max(err, e) : INFINITY;
+          }
+          const bool ok = err <= tol * std::max(scale, 1e-6);
+          if (!ok)
+            s_.log(Severity::warning,
+                   fmt::format("{}cuDNN graph engine candidate {} disagrees with the legacy API "
+                               "(max|diff| {:.3g}, max|ref| {:.3g}); not used",
+                               s_.where, candidate, err, scale));
+          return ok;
+        }};
     return graph_.tune(&data);
   }
 
@@ -260,7 +280,8 @@ class GraphBackend final : public ConvBackend {
 /// kernels where OH*OW is small (batch 1). Bias and activation follow as one pointwise kernel.
 class GemmBackend final : public ConvBackend {
  public:
-  GemmBackend(const ConvSetup& s, std::array<int, 4> out, kernels::Elem elem) : s_(s), out_(out), elem_(elem) {
+  GemmBackend(const ConvSetup& s, std::array<int, 4> out, kernels::Elem elem)
+      : s_(s), out_(out), elem_(elem) {
     const ConvShape& c = s.shape;
     MatmulShape m;
     m.batch = c.n;
@@ -292,7 +313,8 @@ class GemmBackend final : public ConvBackend {
     }
   }
   static bool direct(const ConvShape& c) {
-    return c.kh == 1 && c.kw == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_h == 0 && c.pad_w == 0;
+    return c.kh == 1 && c.kw == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_h == 0 &&
+           c.pad_w == 0;
   }
   /// The im2col columns' bytes (0 for a direct product).
   static std::size_t col_bytes(const ConvShape& c, std::array<int, 4> out, Precision p) {
@@ -302,7 +324,9 @@ class GemmBackend final : public ConvBackend {
   }
 
   Tactic::Backend api() const override { return Tactic::Backend::cublaslt; }
-  std::string kind() const override { return direct(s_.shape) ? "cublaslt-1x1" : "im2col-cublaslt"; }
+  std::string kind() const override {
+    return direct(s_.shape) ? "cublaslt-1x1" : "im2col-cublaslt";
+  }
   void forward(const void* x, void* y, void* ws, Stream st) const override {
     const ConvShape& c = s_.shape;
     if (!direct(c)) {
@@ -327,7 +351,8 @@ class GemmBackend final : public ConvBackend {
     const MatmulTactic t = mm_->tune();
     const ConvShape& c = s_.shape;
     const std::size_t es = element_size(s_.options.precision);
-    DeviceBuffer x(std::size_t(c.n) * c.c * c.h * c.w * es), y(std::size_t(c.n) * c.k * c.h * c.w * es);
+    DeviceBuffer x(std::size_t(c.n) * c.c * c.h * c.w * es),
+        y(std::size_t(c.n) * c.k * c.h * c.w * es);
     DeviceBuffer wsb(workspace_bytes());
     x.fill_bytes(0x3c);
     const float total = time_ms([&] { forward(x.get(), y.get(), wsb.get(), nullptr); });
@@ -336,7 +361,8 @@ class GemmBackend final : public ConvBackend {
   void set_tactic(const Tactic& t) override { mm_->set_tactic({t.algorithm, t.workspace, t.ms}); }
   std::string describe() const override {
     const MatmulTactic& t = mm_->tactic();
-    return fmt::format("cuBLASLt heuristic #{}, workspace {} bytes, {:.4f} ms", t.index, t.workspace, t.ms);
+    return fmt::format("cuBLASLt heuristic #{}, workspace {} bytes, {:.4f} ms", t.index,
+                       t.workspace, t.ms);
   }
 
  private:
@@ -350,7 +376,8 @@ class GemmBackend final : public ConvBackend {
 class ConvStep final : public Step {
  public:
   ConvStep(const StepEnv& env, const FusedBody& body)
-      : where_(env.node.where()), log_([&st = env.engine](Severity s, const std::string& m) { st.log(s, m); }) {
+      : where_(env.node.where()),
+        log_([&st = env.engine](Severity s, const std::string& m) { st.log(s, m); }) {
     const Node& n = env.node;
     const Node& c = body.parts[0];
     deconv_ = c.op == "ConvTranspose";
@@ -361,7 +388,10 @@ class ConvStep final : public Step {
     const std::size_t r = x_.dims.size();
     if (r != 3 && r != 4) unsupported(n, fmt::format("{}-D convolution", r - 2));
     const bool nhwc = y_.nhwc();
-    if (x_.nhwc() != nhwc) throw GraphError(fmt::format("{}input {} and output {} differ in layout (the plan lacks a conversion)", n.where(), x_.describe(), y_.describe()));
+    if (x_.nhwc() != nhwc)
+      throw GraphError(
+          fmt::format("{}input {} and output {} differ in layout (the plan lacks a conversion)",
+                      n.where(), x_.describe(), y_.describe()));
     if (!nhwc && !x_.contiguous()) unsupported(n, "a strided convolution input");
     const Precision prec = y_.half ? Precision::f16 : Precision::f32;
     if (x_.half != y_.half) unsupported(n, "a convolution between precisions");
@@ -372,12 +402,17 @@ class ConvStep final : public Step {
     std::vector<i64> kernel(wd.begin() + 2, wd.end());
     const i64 groups = c.attr_int("group", 1);
     // Strides, dilations and pads (auto_pad and output_shape resolved) as the IR reads them.
-    const ops::Window win = ops::resolve_window(c, in, kernel, deconv_ ? ops::WindowKind::deconv : ops::WindowKind::conv);
+    const ops::Window win = ops::resolve_window(
+        c, in, kernel, deconv_ ? ops::WindowKind::deconv : ops::WindowKind::conv);
     const auto& strides = win.strides;
     const auto& dil = win.dilations;
     const Pads pads{win.pad_begin, win.pad_end};
-    auto at = [&](const std::vector<i64>& v, std::size_t d2) { return r == 3 ? (d2 == 0 ? i64{1} : v[0]) : v[d2]; };
-    auto at0 = [&](const std::vector<i64>& v, std::size_t d2) { return r == 3 ? (d2 == 0 ? i64{0} : v[0]) : v[d2]; };
+    auto at = [&](const std::vector<i64>& v, std::size_t d2) {
+      return r == 3 ? (d2 == 0 ? i64{1} : v[0]) : v[d2];
+    };
+    auto at0 = [&](const std::vector<i64>& v, std::size_t d2) {
+      return r == 3 ? (d2 == 0 ? i64{0} : v[0]) : v[d2];
+    };
     shape_.n = static_cast<int>(x_.dims[0]);
     shape_.c = static_cast<int>(x_.dims[1]);
     shape_.h = static_cast<int>(at(in, 0));
@@ -390,12 +425,14 @@ class ConvStep final : public Step {
     shape_.dil_h = static_cast<int>(at(dil, 0));
     shape_.dil_w = static_cast<int>(at(dil, 1));
     shape_.groups = static_cast<int>(groups);
-    const i64 pt = at0(pads.begin, 0), pl = at0(pads.begin, 1), pb = at0(pads.end, 0), pr = at0(pads.end, 1);
+    const i64 pt = at0(pads.begin, 0), pl = at0(pads.begin, 1), pb = at0(pads.end, 0),
+              pr = at0(pads.end, 1);
     if (pt == pb && pl == pr) {
       shape_.pad_h = static_cast<int>(pt);
       shape_.pad_w = static_cast<int>(pl);
     } else if (deconv_) {
-      unsupported(n, fmt::format("ConvTranspose with asymmetric pads {}", dims_to_string(c.attr_ints("pads", {}))));
+      unsupported(n, fmt::format("ConvTranspose with asymmetric pads {}",
+                                 dims_to_string(c.attr_ints("pads", {}))));
     } else {
       // Asymmetric: pad the input explicitly into the workspace, convolve without padding.
       pad_begin_ = {0, 0, pt, pl};
@@ -439,9 +476,11 @@ class ConvStep final : public Step {
     o.allow_tf32 = env.engine.options.allow_tf32;
     o.workspace_limit = env.engine.options.workspace_limit;
     o.residual = tail_.residual;
-    if (tail_.act) o.activation = tail_.act->act, o.act_alpha = tail_.act->alpha, o.act_beta = tail_.act->beta;
+    if (tail_.act)
+      o.activation = tail_.act->act, o.act_alpha = tail_.act->alpha, o.act_beta = tail_.act->beta;
     opt_ = o;
-    setup_ = std::make_unique<ConvSetup>(ConvSetup{env.lib, shape_, o, w_, bias_, residual_, where_, log_});
+    setup_ = std::make_unique<ConvSetup>(
+        ConvSetup{env.lib, shape_, o, w_, bias_, residual_, where_, log_});
     if (deconv_) {
       backend_ = std::make_unique<CudnnBackend<Deconvolution>>(*setup_, "cudnn-deconv");
     } else {
@@ -450,7 +489,8 @@ class ConvStep final : public Step {
         try {
           backend_ = std::make_unique<GraphBackend>(*setup_);
         } catch (const UnsupportedError& e) {
-          env.engine.log(Severity::verbose, fmt::format("{}legacy cuDNN API: {}", n.where(), e.what()));
+          env.engine.log(Severity::verbose,
+                         fmt::format("{}legacy cuDNN API: {}", n.where(), e.what()));
         }
       }
       if (!backend_) backend_ = legacy();
@@ -458,27 +498,36 @@ class ConvStep final : public Step {
     out_ = backend_->output_dims();
     const auto od = out_;
     const std::vector<i64> got = {od[0], od[1], od[2], od[3]};
-    const std::vector<i64> want = r == 4 ? y_.dims : std::vector<i64>{y_.dims[0], y_.dims[1], 1, y_.dims[2]};
+    const std::vector<i64> want =
+        r == 4 ? y_.dims : std::vector<i64>{y_.dims[0], y_.dims[1], 1, y_.dims[2]};
     if (got != want)
-      throw ShapeError(fmt::format("{}cuDNN computes {} for the output, the plan has {}", n.where(), dims_to_string(got), dims_to_string(want)));
-    if (!tail_.rest.empty()) chain_ = std::make_unique<Chain>(env, tail_.rest, tail_running(body, tail_), n.inputs, y_);
-    key_ = fmt::format("{}|n{} c{} {}x{} k{} {}x{} p{},{} s{},{} d{},{} g{} op{},{}|{}|{}|{}|res{}|tf32 {}|ws {}",
-                       deconv_ ? "deconv" : "conv", shape_.n, shape_.c, shape_.h, shape_.w, shape_.k, shape_.kh,
-                       shape_.kw, shape_.pad_h, shape_.pad_w, shape_.stride_h, shape_.stride_w, shape_.dil_h,
-                       shape_.dil_w, shape_.groups, shape_.out_pad_h, shape_.out_pad_w, prec_name(prec),
-                       nhwc ? "nhwc" : "nchw", static_cast<int>(o.activation), o.residual, o.allow_tf32,
-                       o.workspace_limit);
+      throw ShapeError(fmt::format("{}cuDNN computes {} for the output, the plan has {}", n.where(),
+                                   dims_to_string(got), dims_to_string(want)));
+    if (!tail_.rest.empty())
+      chain_ = std::make_unique<Chain>(env, tail_.rest, tail_running(body, tail_), n.inputs, y_);
+    key_ = fmt::format(
+        "{}|n{} c{} {}x{} k{} {}x{} p{},{} s{},{} d{},{} g{} op{},{}|{}|{}|{}|res{}|tf32 {}|ws {}",
+        deconv_ ? "deconv" : "conv", shape_.n, shape_.c, shape_.h, shape_.w, shape_.k, shape_.kh,
+        shape_.kw, shape_.pad_h, shape_.pad_w, shape_.stride_h, shape_.stride_w, shape_.dil_h,
+        shape_.dil_w, shape_.groups, shape_.out_pad_h, shape_.out_pad_w, prec_name(prec),
+        nhwc ? "nhwc" : "nchw", static_cast<int>(o.activation), o.residual, o.allow_tf32,
+        o.workspace_limit);
   }
 
   void run(const RunArgs& a) override {
     const void* x = x_.ptr;
     void* ws = a.workspace;
     if (pad_bytes_) {
-      const std::vector<i64> in_phys = x_.nhwc() ? std::vector<i64>{x_.dims[0], x_.dims[2], x_.dims[3], x_.dims[1]} : x_.dims;
-      const std::vector<i64> out_phys = x_.nhwc() ? std::vector<i64>{padded_dims_[0], padded_dims_[2], padded_dims_[3], padded_dims_[1]} : padded_dims_;
-      const std::vector<i64> begin = x_.nhwc() ? std::vector<i64>{0, pad_begin_[2], pad_begin_[3], 0} : pad_begin_;
-      KILN_CHECK(kernels::pad(x_.elem_size(), kernels::PadMode::constant, to_dims(in_phys), to_dims(out_phys),
-                              begin.data(), 0, x_.ptr, a.workspace, a.stream));
+      const std::vector<i64> in_phys =
+          x_.nhwc() ? std::vector<i64>{x_.dims[0], x_.dims[2], x_.dims[3], x_.dims[1]} : x_.dims;
+      const std::vector<i64> out_phys =
+          x_.nhwc()
+              ? std::vector<i64>{padded_dims_[0], padded_dims_[2], padded_dims_[3], padded_dims_[1]}
+              : padded_dims_;
+      const std::vector<i64> begin =
+          x_.nhwc() ? std::vector<i64>{0, pad_begin_[2], pad_begin_[3], 0} : pad_begin_;
+      KILN_CHECK(kernels::pad(x_.elem_size(), kernels::PadMode::constant, to_dims(in_phys),
+                              to_dims(out_phys), begin.data(), 0, x_.ptr, a.workspace, a.stream));
       x = a.workspace;
       ws = static_cast<std::byte*>(a.workspace) + pad_bytes_;
     }
@@ -564,7 +613,8 @@ class ConvStep final : public Step {
 /// bias epilogue reads it; converted and uploaded once per engine (the weight cache's key).
 const void* bias_row(const StepEnv& env, const DeviceValue& c, i64 n, double scale, bool half) {
   return env.engine.weights.get(fmt::format("gemm-bias:{}:{}:{}", c.name, scale, half),
-                                static_cast<std::size_t>(n) * (half ? 2 : 4), [&](DeviceBuffer& buf) {
+                                static_cast<std::size_t>(n) * (half ? 2 : 4),
+                                [&](DeviceBuffer& buf) {
                                   auto v = host_floats(*c.host);
                                   for (auto& x : v) x = static_cast<float>(x * scale);
                                   const auto bytes = to_device_format(v.data(), n, half);
@@ -580,17 +630,21 @@ class GemmStep final : public Step {
     const DeviceValue a = env.value(fused_input_name(n.inputs, g.inputs.at(0)));
     const DeviceValue b = env.value(fused_input_name(n.inputs, g.inputs.at(1)));
     y_ = env.value(n.outputs.at(0));
-    if (a.half != y_.half || b.half != y_.half) unsupported(n, "a matrix product between precisions");
-    if (!a.contiguous() || !b.contiguous() || !y_.contiguous()) unsupported(n, "strided matrix operands");
+    if (a.half != y_.half || b.half != y_.half)
+      unsupported(n, "a matrix product between precisions");
+    if (!a.contiguous() || !b.contiguous() || !y_.contiguous())
+      unsupported(n, "strided matrix operands");
     a_ = pointer_of(env, a);
     b_ = pointer_of(env, b);
     MatmulShape s;
     MatmulOptions o;
     o.precision = y_.half ? Precision::f16 : Precision::f32;
     o.allow_tf32 = env.engine.options.allow_tf32;
-    o.workspace_limit = std::min<std::size_t>(env.engine.options.workspace_limit, std::size_t{64} << 20);
+    o.workspace_limit =
+        std::min<std::size_t>(env.engine.options.workspace_limit, std::size_t{64} << 20);
     if (g.op == "Gemm") {
-      if (a.dims.size() != 2 || b.dims.size() != 2) unsupported(n, "Gemm of other than 2-D operands");
+      if (a.dims.size() != 2 || b.dims.size() != 2)
+        unsupported(n, "Gemm of other than 2-D operands");
       s.trans_a = g.attr_int("transA", 0) != 0;
       s.trans_b = g.attr_int("transB", 0) != 0;
       s.m = s.trans_a ? a.dims[1] : a.dims[0];
@@ -622,7 +676,8 @@ class GemmStep final : public Step {
       const i64 batch_b = product(std::vector<i64>(bd.begin(), bd.end() - 2));
       if (batch_b == 1) {
         s.m *= batch_a;  // B shared by every row block: one product
-      } else if (batch_a == batch_b && std::vector<i64>(ad.begin(), ad.end() - 2) == std::vector<i64>(bd.begin(), bd.end() - 2)) {
+      } else if (batch_a == batch_b && std::vector<i64>(ad.begin(), ad.end() - 2) ==
+                                           std::vector<i64>(bd.begin(), bd.end() - 2)) {
         s.batch = batch_a;
       } else if (batch_a == 1) {
         s.batch = batch_b;
@@ -633,13 +688,14 @@ class GemmStep final : public Step {
     }
     // MatMul + bias row (fuse_gemm_bias): the epilogue adds it; the tail starts after it.
     FusedBody tail_body = body;
-    if (g.op == "MatMul" && body.parts.size() > 1 && body.parts[1].op == "Add" && body.parts[1].inputs.size() == 2) {
+    if (g.op == "MatMul" && body.parts.size() > 1 && body.parts[1].op == "Add" &&
+        body.parts[1].inputs.size() == 2) {
       const Node& p = body.parts[1];
       const std::string& running = g.outputs.at(0);
       const std::string& other = p.inputs[0] == running ? p.inputs[1] : p.inputs[0];
       const DeviceValue c = env.value(fused_input_name(n.inputs, other));
-      if ((p.inputs[0] == running) != (p.inputs[1] == running) && s.batch <= 1 && c.host && c.numel() == s.n &&
-          !c.dims.empty() && c.dims.back() == s.n) {
+      if ((p.inputs[0] == running) != (p.inputs[1] == running) && s.batch <= 1 && c.host &&
+          c.numel() == s.n && !c.dims.empty() && c.dims.back() == s.n) {
         bias_ = bias_row(env, c, s.n, 1.0, y_.half);
         o.bias = true;
         tail_body.parts.erase(tail_body.parts.begin() + 1);
@@ -648,8 +704,10 @@ class GemmStep final : public Step {
     }
     tail_ = split_tail(env, tail_body, y_, false);
     if (tail_.act && o.beta == 0.f) {
-      if (tail_.act->act == kernels::Activation::relu) o.epilogue = Epilogue::relu;
-      else if (tail_.act->act == kernels::Activation::gelu_tanh) o.epilogue = Epilogue::gelu_tanh;
+      if (tail_.act->act == kernels::Activation::relu)
+        o.epilogue = Epilogue::relu;
+      else if (tail_.act->act == kernels::Activation::gelu_tanh)
+        o.epilogue = Epilogue::gelu_tanh;
     }
     if (tail_.act && o.epilogue == Epilogue::none) {
       // Not an epilogue cuBLASLt has: the activation goes to the chain.
@@ -661,21 +719,25 @@ class GemmStep final : public Step {
     }
     if (!tail_.rest.empty()) {
       const std::size_t first = tail_body.parts.size() - tail_.rest.size();
-      chain_ = std::make_unique<Chain>(env, tail_.rest, tail_body.parts[first - 1].outputs.at(0), n.inputs, y_);
+      chain_ = std::make_unique<Chain>(env, tail_.rest, tail_body.parts[first - 1].outputs.at(0),
+                                       n.inputs, y_);
     }
     shape_ = s;
     opt_ = o;
     mm_ = std::make_unique<Matmul>(env.lib, s, o);
-    key_ = fmt::format("matmul|b{} m{} n{} k{} t{}{} s{},{},{}|{}|epi{} bias{} a{} b{}|tf32 {}|ws {}", s.batch, s.m, s.n,
-                       s.k, s.trans_a, s.trans_b, s.stride_a, s.stride_b, s.stride_c, prec_name(o.precision),
-                       static_cast<int>(o.epilogue), o.bias, o.alpha, o.beta, o.allow_tf32, o.workspace_limit);
+    key_ =
+        fmt::format("matmul|b{} m{} n{} k{} t{}{} s{},{},{}|{}|epi{} bias{} a{} b{}|tf32 {}|ws {}",
+                    s.batch, s.m, s.n, s.k, s.trans_a, s.trans_b, s.stride_a, s.stride_b,
+                    s.stride_c, prec_name(o.precision), static_cast<int>(o.epilogue), o.bias,
+                    o.alpha, o.beta, o.allow_tf32, o.workspace_limit);
   }
 
   void run(const RunArgs& a) override {
     if (c_ptr_) {
       const auto perm = physical_order(y_);
-      KILN_CHECK(kernels::strided_copy(y_.elem_size(), to_dims(y_.dims), c_ptr_, broadcast_strides(c_, y_.dims, perm),
-                                       y_.ptr, to_strides(y_.strides), a.stream));
+      KILN_CHECK(kernels::strided_copy(y_.elem_size(), to_dims(y_.dims), c_ptr_,
+                                       broadcast_strides(c_, y_.dims, perm), y_.ptr,
+                                       to_strides(y_.strides), a.stream));
     }
     mm_->run(a_, b_, bias_, y_.ptr, a.workspace, a.stream);
     if (chain_) chain_->run(nullptr, a.stream);
@@ -711,13 +773,19 @@ class GemmStep final : public Step {
 
 void register_conv_steps(StepRegistry& r) {
   for (const char* op : {"Conv", "ConvTranspose"})
-    r.add(op, [](const StepEnv& env, const FusedBody& body) -> std::unique_ptr<Step> {
-      return std::make_unique<ConvStep>(env, body);
-    }, true);
+    r.add(
+        op,
+        [](const StepEnv& env, const FusedBody& body) -> std::unique_ptr<Step> {
+          return std::make_unique<ConvStep>(env, body);
+        },
+        true);
   for (const char* op : {"Gemm", "MatMul"})
-    r.add(op, [](const StepEnv& env, const FusedBody& body) -> std::unique_ptr<Step> {
-      return std::make_unique<GemmStep>(env, body);
-    }, true);
+    r.add(
+        op,
+        [](const StepEnv& env, const FusedBody& body) -> std::unique_ptr<Step> {
+          return std::make_unique<GemmStep>(env, body);
+        },
+        true);
 }
 
 }  // namespace kiln::runtime::detail

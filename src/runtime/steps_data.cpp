@@ -1,16 +1,16 @@
-// Steps that move or summarize data: pooling, softmax, LRN, layer/RMS norm, reductions, resize, concat, slice,
-// pad, gather, split, transpose and the other copies, layout conversions and casts.
+// Steps that move or summarize data: pooling, softmax, LRN, layer/RMS norm, reductions, resize,
+// concat, slice, pad, gather, split, transpose and the other copies, layout conversions and casts.
 #include <cmath>
 
 #include "check.hpp"
 #include "copy.cuh"
+#include "kiln/ir/window.hpp"
 #include "layout.cuh"
 #include "norm.cuh"
 #include "pool.cuh"
 #include "reduce.cuh"
 #include "resize.cuh"
 #include "softmax.cuh"
-#include "kiln/ir/window.hpp"
 #include "steps_util.hpp"
 
 namespace kiln::runtime::detail {
@@ -25,7 +25,9 @@ i64 norm_axis(const Node& n, i64 axis, std::size_t rank) {
 /// Requires a row-major value (what kernels without strides take).
 void need_contiguous(const Node& n, const DeviceValue& v) {
   if (!v.contiguous())
-    throw GraphError(fmt::format("{}reads {} in a layout it does not take (the plan lacks a conversion)", n.where(), v.describe()));
+    throw GraphError(
+        fmt::format("{}reads {} in a layout it does not take (the plan lacks a conversion)",
+                    n.where(), v.describe()));
 }
 
 // ---- pooling -------------------------------------------------------------------------------
@@ -39,31 +41,38 @@ class PoolStep final : public Step {
     if (n.outputs.size() > 1 && !n.outputs[1].empty()) unsupported(n, "MaxPool's Indices output");
     const std::size_t r = x_.dims.size();
     if (r != 3 && r != 4) unsupported(n, fmt::format("{}-D pooling", r - 2));
-    if (x_.nhwc() != y_.nhwc()) throw GraphError(fmt::format("{}input and output differ in layout", n.where()));
+    if (x_.nhwc() != y_.nhwc())
+      throw GraphError(fmt::format("{}input and output differ in layout", n.where()));
     if (!x_.nhwc()) need_contiguous(n, x_);
     nhwc_ = x_.nhwc();
-    mode_ = n.op == "MaxPool" || n.op == "GlobalMaxPool" ? kernels::PoolMode::max : kernels::PoolMode::average;
+    mode_ = n.op == "MaxPool" || n.op == "GlobalMaxPool" ? kernels::PoolMode::max
+                                                         : kernels::PoolMode::average;
     const bool global = n.op.rfind("Global", 0) == 0;
-    std::vector<i64> in(x_.dims.begin() + 2, x_.dims.end()), out(y_.dims.begin() + 2, y_.dims.end());
+    std::vector<i64> in(x_.dims.begin() + 2, x_.dims.end()),
+        out(y_.dims.begin() + 2, y_.dims.end());
     if (global) {
       // A reduction over the spatial dims, read through the input's strides.
       kernels::ReduceDesc d;
       d.out_dims = to_dims({x_.dims[0], x_.dims[1]});
       d.out_strides = to_strides({x_.strides[0], x_.strides[1]});
-      std::vector<i64> rd(x_.dims.begin() + 2, x_.dims.end()), rs(x_.strides.begin() + 2, x_.strides.end());
+      std::vector<i64> rd(x_.dims.begin() + 2, x_.dims.end()),
+          rs(x_.strides.begin() + 2, x_.strides.end());
       d.red_dims = to_dims(rd);
       d.red_strides = to_strides(rs);
       reduce_ = d;
       return;
     }
     // Kernel, strides, dilations and pads (auto_pad resolved) as the IR reads them.
-    const ops::Window win = ops::resolve_window(n, in, n.attr_ints("kernel_shape"), ops::WindowKind::pool);
+    const ops::Window win =
+        ops::resolve_window(n, in, n.attr_ints("kernel_shape"), ops::WindowKind::pool);
     const auto& kernel = win.kernel;
     const auto& strides = win.strides;
     const auto& dil = win.dilations;
     const auto& pb = win.pad_begin;
     const auto& pe = win.pad_end;
-    auto two = [&](const std::vector<i64>& v, std::size_t d, i64 one) { return static_cast<int>(r == 3 ? (d == 0 ? one : v[0]) : v[d]); };
+    auto two = [&](const std::vector<i64>& v, std::size_t d, i64 one) {
+      return static_cast<int>(r == 3 ? (d == 0 ? one : v[0]) : v[d]);
+    };
     p_.planes = x_.dims[0] * x_.dims[1];
     p_.in_h = two(in, 0, 1), p_.in_w = two(in, 1, 1);
     p_.out_h = two(out, 0, 1), p_.out_w = two(out, 1, 1);
@@ -76,7 +85,8 @@ class PoolStep final : public Step {
   }
   void run(const RunArgs& a) override {
     if (reduce_) {
-      const auto op = mode_ == kernels::PoolMode::max ? kernels::Reduction::max : kernels::Reduction::mean;
+      const auto op =
+          mode_ == kernels::PoolMode::max ? kernels::Reduction::max : kernels::Reduction::mean;
       KILN_CHECK(kernels::reduce(x_.elem(), op, *reduce_, x_.ptr, y_.ptr, a.stream));
     } else if (nhwc_) {
       KILN_CHECK(kernels::pool2d_nhwc(x_.elem(), mode_, p_, x_.dims[1], x_.ptr, y_.ptr, a.stream));
@@ -109,7 +119,8 @@ class SoftmaxStep final : public Step {
     outer_ = inner_ = 1;
     for (i64 d = 0; d < axis; ++d) outer_ *= x_.dims[static_cast<std::size_t>(d)];
     n_ = x_.dims[static_cast<std::size_t>(axis)];
-    for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < x_.dims.size(); ++d) inner_ *= x_.dims[d];
+    for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < x_.dims.size(); ++d)
+      inner_ *= x_.dims[d];
   }
   void run(const RunArgs& a) override {
     KILN_CHECK(kernels::softmax(x_.elem(), log_, outer_, n_, inner_, x_.ptr, y_.ptr, a.stream));
@@ -133,9 +144,11 @@ class LrnStep final : public Step {
   }
   void run(const RunArgs& a) override {
     const i64 inner = x_.numel() / std::max<i64>(1, x_.dims[0] * x_.dims[1]);
-    KILN_CHECK(kernels::lrn(x_.elem(), x_.dims[0], x_.dims[1], inner, static_cast<int>(n_.attr_int("size")),
-                            static_cast<float>(n_.attr_float("alpha", 1e-4)), static_cast<float>(n_.attr_float("beta", 0.75)),
-                            static_cast<float>(n_.attr_float("bias", 1.0)), x_.ptr, y_.ptr, a.stream));
+    KILN_CHECK(kernels::lrn(
+        x_.elem(), x_.dims[0], x_.dims[1], inner, static_cast<int>(n_.attr_int("size")),
+        static_cast<float>(n_.attr_float("alpha", 1e-4)),
+        static_cast<float>(n_.attr_float("beta", 0.75)),
+        static_cast<float>(n_.attr_float("bias", 1.0)), x_.ptr, y_.ptr, a.stream));
   }
   std::string kind() const override { return "lrn"; }
 
@@ -175,8 +188,9 @@ class RowNormStep final : public Step {
       while (!d.empty() && d.front() == 1 && d.size() > normalized.size()) d.erase(d.begin());
       len = v.numel();
       if (len != 1 && d != normalized)
-        unsupported(n, fmt::format("{} of shape [{}] (the GPU takes the normalized dims [{}] or one value)",
-                                   what, fmt::join(v.dims, ","), fmt::join(normalized, ",")));
+        unsupported(
+            n, fmt::format("{} of shape [{}] (the GPU takes the normalized dims [{}] or one value)",
+                           what, fmt::join(v.dims, ","), fmt::join(normalized, ",")));
       return pointer_of(env, v);
     };
     a_.scale = operand(1, "Scale", a_.scale_len);
@@ -184,7 +198,8 @@ class RowNormStep final : public Step {
     for (std::size_t o = 1; o < n.outputs.size(); ++o) {
       if (n.outputs[o].empty()) continue;
       const DeviceValue s = env.value(n.outputs[o]);
-      if (s.elem() != elem_) unsupported(n, fmt::format("statistics output stored as {}", s.describe()));
+      if (s.elem() != elem_)
+        unsupported(n, fmt::format("statistics output stored as {}", s.describe()));
       (o == 1 ? a_.mean_out : a_.invstd_out) = s.ptr;
     }
   }
@@ -201,11 +216,16 @@ class ReduceStep final : public Step {
   /// The reductions it runs, by ONNX op.
   static const std::map<std::string, kernels::Reduction>& reductions() {
     static const std::map<std::string, kernels::Reduction> ops = {
-        {"ReduceSum", kernels::Reduction::sum}, {"ReduceMean", kernels::Reduction::mean},
-        {"ReduceMax", kernels::Reduction::max}, {"ReduceMin", kernels::Reduction::min},
-        {"ReduceProd", kernels::Reduction::prod}, {"ReduceL1", kernels::Reduction::l1},
-        {"ReduceL2", kernels::Reduction::l2}, {"ReduceLogSum", kernels::Reduction::log_sum},
-        {"ReduceLogSumExp", kernels::Reduction::log_sum_exp}, {"ReduceSumSquare", kernels::Reduction::sum_square}};
+        {"ReduceSum", kernels::Reduction::sum},
+        {"ReduceMean", kernels::Reduction::mean},
+        {"ReduceMax", kernels::Reduction::max},
+        {"ReduceMin", kernels::Reduction::min},
+        {"ReduceProd", kernels::Reduction::prod},
+        {"ReduceL1", kernels::Reduction::l1},
+        {"ReduceL2", kernels::Reduction::l2},
+        {"ReduceLogSum", kernels::Reduction::log_sum},
+        {"ReduceLogSumExp", kernels::Reduction::log_sum_exp},
+        {"ReduceSumSquare", kernels::Reduction::sum_square}};
     return ops;
   }
   explicit ReduceStep(const StepEnv& env) {
@@ -218,22 +238,29 @@ class ReduceStep final : public Step {
     std::vector<bool> reduced(r, false);
     auto axes = constant_input(env, n, 1);
     if (!axes || axes->empty()) {
-      if (n.attr_int("noop_with_empty_axes", 0) != 0) reduced.assign(r, false);
-      else reduced.assign(r, true);
+      if (n.attr_int("noop_with_empty_axes", 0) != 0)
+        reduced.assign(r, false);
+      else
+        reduced.assign(r, true);
     } else {
-      for (double a : *axes) reduced[static_cast<std::size_t>(norm_axis(n, static_cast<i64>(a), r))] = true;
+      for (double a : *axes)
+        reduced[static_cast<std::size_t>(norm_axis(n, static_cast<i64>(a), r))] = true;
     }
     std::vector<i64> od, os, rd, rs;
     for (std::size_t d = 0; d < r; ++d) {
-      if (reduced[d]) rd.push_back(x_.dims[d]), rs.push_back(x_.strides[d]);
-      else od.push_back(x_.dims[d]), os.push_back(x_.strides[d]);
+      if (reduced[d])
+        rd.push_back(x_.dims[d]), rs.push_back(x_.strides[d]);
+      else
+        od.push_back(x_.dims[d]), os.push_back(x_.strides[d]);
     }
     d_.out_dims = to_dims(od);
     d_.out_strides = to_strides(os);
     d_.red_dims = to_dims(rd);
     d_.red_strides = to_strides(rs);
   }
-  void run(const RunArgs& a) override { KILN_CHECK(kernels::reduce(x_.elem(), op_, d_, x_.ptr, y_.ptr, a.stream)); }
+  void run(const RunArgs& a) override {
+    KILN_CHECK(kernels::reduce(x_.elem(), op_, d_, x_.ptr, y_.ptr, a.stream));
+  }
   std::string kind() const override { return "reduce"; }
 
  private:
@@ -257,19 +284,28 @@ class ResizeStep final : public Step {
     std::vector<double> scales;
     if (auto s = constant_input(env, n, 2); s && !s->empty()) scales = *s;
     const std::string mode = n.attr_string("mode", "nearest");
-    if (mode == "nearest") r_.mode = kernels::ResizeMode::nearest;
-    else if (mode == "linear") r_.mode = kernels::ResizeMode::linear;
-    else unsupported(n, fmt::format("Resize mode '{}'", mode));
+    if (mode == "nearest")
+      r_.mode = kernels::ResizeMode::nearest;
+    else if (mode == "linear")
+      r_.mode = kernels::ResizeMode::linear;
+    else
+      unsupported(n, fmt::format("Resize mode '{}'", mode));
     static const std::map<std::string, kernels::CoordMode> coords = {
-        {"half_pixel", kernels::CoordMode::half_pixel}, {"half_pixel_symmetric", kernels::CoordMode::half_pixel_symmetric},
-        {"pytorch_half_pixel", kernels::CoordMode::pytorch_half_pixel}, {"align_corners", kernels::CoordMode::align_corners},
-        {"asymmetric", kernels::CoordMode::asymmetric}, {"tf_half_pixel_for_nn", kernels::CoordMode::tf_half_pixel_for_nn}};
+        {"half_pixel", kernels::CoordMode::half_pixel},
+        {"half_pixel_symmetric", kernels::CoordMode::half_pixel_symmetric},
+        {"pytorch_half_pixel", kernels::CoordMode::pytorch_half_pixel},
+        {"align_corners", kernels::CoordMode::align_corners},
+        {"asymmetric", kernels::CoordMode::asymmetric},
+        {"tf_half_pixel_for_nn", kernels::CoordMode::tf_half_pixel_for_nn}};
     static const std::map<std::string, kernels::NearestMode> nearest = {
-        {"round_prefer_floor", kernels::NearestMode::round_prefer_floor}, {"round_prefer_ceil", kernels::NearestMode::round_prefer_ceil},
-        {"floor", kernels::NearestMode::floor}, {"ceil", kernels::NearestMode::ceil}};
+        {"round_prefer_floor", kernels::NearestMode::round_prefer_floor},
+        {"round_prefer_ceil", kernels::NearestMode::round_prefer_ceil},
+        {"floor", kernels::NearestMode::floor},
+        {"ceil", kernels::NearestMode::ceil}};
     const auto c = coords.find(n.attr_string("coordinate_transformation_mode", "half_pixel"));
     const auto nm = nearest.find(n.attr_string("nearest_mode", "round_prefer_floor"));
-    if (c == coords.end() || nm == nearest.end()) unsupported(n, "this Resize coordinate or nearest mode");
+    if (c == coords.end() || nm == nearest.end())
+      unsupported(n, "this Resize coordinate or nearest mode");
     if (n.attr_int("antialias", 0) != 0) unsupported(n, "Resize with antialias");
     r_.coord = c->second;
     r_.nearest = nm->second;
@@ -279,7 +315,9 @@ class ResizeStep final : public Step {
     r_.scale_h = scales.size() == r ? scales[r - 2] : static_cast<double>(r_.out_h) / r_.in_h;
     r_.scale_w = scales.size() == r ? scales[r - 1] : static_cast<double>(r_.out_w) / r_.in_w;
   }
-  void run(const RunArgs& a) override { KILN_CHECK(kernels::resize2d(x_.elem(), r_, x_.ptr, y_.ptr, a.stream)); }
+  void run(const RunArgs& a) override {
+    KILN_CHECK(kernels::resize2d(x_.elem(), r_, x_.ptr, y_.ptr, a.stream));
+  }
   std::string kind() const override { return "resize"; }
 
  private:
@@ -300,10 +338,12 @@ class CopyStep final : public Step {
     void* dst = nullptr;
     kernels::Strides dst_strides;
   };
-  CopyStep(std::string kind, std::vector<Piece> pieces) : kind_(std::move(kind)), pieces_(std::move(pieces)) {}
+  CopyStep(std::string kind, std::vector<Piece> pieces)
+      : kind_(std::move(kind)), pieces_(std::move(pieces)) {}
   void run(const RunArgs& a) override {
     for (const auto& p : pieces_)
-      KILN_CHECK(kernels::strided_copy(p.elem, p.dims, p.src, p.src_strides, p.dst, p.dst_strides, a.stream));
+      KILN_CHECK(kernels::strided_copy(p.elem, p.dims, p.src, p.src_strides, p.dst, p.dst_strides,
+                                       a.stream));
   }
   std::string kind() const override { return kind_; }
 
@@ -313,7 +353,8 @@ class CopyStep final : public Step {
 };
 
 CopyStep::Piece piece(const DeviceValue& dst, const std::vector<i64>& dims, const void* src,
-                      const std::vector<i64>& src_strides, std::byte* dst_ptr, const std::vector<i64>& dst_strides) {
+                      const std::vector<i64>& src_strides, std::byte* dst_ptr,
+                      const std::vector<i64>& dst_strides) {
   CopyStep::Piece p;
   p.elem = dst.elem_size();
   p.dims = to_dims(dims);
@@ -339,7 +380,8 @@ std::unique_ptr<Step> concat_step(const StepEnv& env) {
     if (in.empty()) continue;
     const DeviceValue x = env.value(in);
     same_storage(n, x, y);
-    auto* dst = static_cast<std::byte*>(y.ptr) + at * y.strides[static_cast<std::size_t>(axis)] * static_cast<i64>(y.elem_size());
+    auto* dst = static_cast<std::byte*>(y.ptr) +
+                at * y.strides[static_cast<std::size_t>(axis)] * static_cast<i64>(y.elem_size());
     pieces.push_back(piece(y, x.dims, pointer_of(env, x), x.strides, dst, y.strides));
     at += x.dims[static_cast<std::size_t>(axis)];
   }
@@ -356,7 +398,9 @@ std::unique_ptr<Step> split_step(const StepEnv& env) {
     if (out.empty()) continue;
     const DeviceValue y = env.value(out);
     same_storage(n, x, y);
-    const auto* src = static_cast<const std::byte*>(x.ptr) + at * x.strides[static_cast<std::size_t>(axis)] * static_cast<i64>(x.elem_size());
+    const auto* src =
+        static_cast<const std::byte*>(x.ptr) +
+        at * x.strides[static_cast<std::size_t>(axis)] * static_cast<i64>(x.elem_size());
     pieces.push_back(piece(y, y.dims, src, x.strides, static_cast<std::byte*>(y.ptr), y.strides));
     at += y.dims[static_cast<std::size_t>(axis)];
   }
@@ -375,20 +419,25 @@ std::unique_ptr<Step> slice_step(const StepEnv& env) {
   auto steps = constant_input(env, n, 4);
   std::vector<i64> start(r, 0), step(r, 1);
   for (std::size_t i = 0; i < starts.size(); ++i) {
-    const std::size_t ax = static_cast<std::size_t>(norm_axis(n, axes && !axes->empty() ? static_cast<i64>((*axes)[i]) : static_cast<i64>(i), r));
+    const std::size_t ax = static_cast<std::size_t>(norm_axis(
+        n, axes && !axes->empty() ? static_cast<i64>((*axes)[i]) : static_cast<i64>(i), r));
     const i64 dim = x.dims[ax];
     const i64 st = steps && !steps->empty() ? static_cast<i64>((*steps)[i]) : 1;
     double s = starts[i];
     if (s < 0) s += static_cast<double>(dim);
-    i64 b = st > 0 ? std::clamp<i64>(static_cast<i64>(s), 0, dim) : std::clamp<i64>(static_cast<i64>(s), 0, dim - 1);
+    i64 b = st > 0 ? std::clamp<i64>(static_cast<i64>(s), 0, dim)
+                   : std::clamp<i64>(static_cast<i64>(s), 0, dim - 1);
     start[ax] = b;
     step[ax] = st;
   }
   i64 offset = 0;
   std::vector<i64> ss(r);
-  for (std::size_t d = 0; d < r; ++d) offset += start[d] * x.strides[d], ss[d] = x.strides[d] * step[d];
-  const auto* src = static_cast<const std::byte*>(pointer_of(env, x)) + offset * static_cast<i64>(x.elem_size());
-  std::vector<CopyStep::Piece> pieces{piece(y, y.dims, src, ss, static_cast<std::byte*>(y.ptr), y.strides)};
+  for (std::size_t d = 0; d < r; ++d)
+    offset += start[d] * x.strides[d], ss[d] = x.strides[d] * step[d];
+  const auto* src =
+      static_cast<const std::byte*>(pointer_of(env, x)) + offset * static_cast<i64>(x.elem_size());
+  std::vector<CopyStep::Piece> pieces{
+      piece(y, y.dims, src, ss, static_cast<std::byte*>(y.ptr), y.strides)};
   return std::make_unique<CopyStep>("slice", std::move(pieces));
 }
 
@@ -401,8 +450,10 @@ std::unique_ptr<Step> transpose_step(const StepEnv& env) {
   if (perm.empty())
     for (std::size_t d = x.dims.size(); d-- > 0;) perm.push_back(static_cast<i64>(d));
   std::vector<i64> ss;
-  for (i64 p : perm) ss.push_back(x.strides[static_cast<std::size_t>(norm_axis(n, p, x.dims.size()))]);
-  std::vector<CopyStep::Piece> pieces{piece(y, y.dims, pointer_of(env, x), ss, static_cast<std::byte*>(y.ptr), y.strides)};
+  for (i64 p : perm)
+    ss.push_back(x.strides[static_cast<std::size_t>(norm_axis(n, p, x.dims.size()))]);
+  std::vector<CopyStep::Piece> pieces{
+      piece(y, y.dims, pointer_of(env, x), ss, static_cast<std::byte*>(y.ptr), y.strides)};
   return std::make_unique<CopyStep>("transpose", std::move(pieces));
 }
 
@@ -414,16 +465,24 @@ std::unique_ptr<Step> reshape_step(const StepEnv& env) {
   const DeviceValue y = env.value(n.outputs.at(0));
   same_storage(n, x, y);
   if (n.op == "Expand") {
-    std::vector<CopyStep::Piece> pieces{piece(y, y.dims, pointer_of(env, x), [&] {
-      const auto s = broadcast_strides(x, y.dims, [&] { std::vector<int> p(y.dims.size()); for (std::size_t i = 0; i < p.size(); ++i) p[i] = static_cast<int>(i); return p; }());
-      return std::vector<i64>(s.s, s.s + y.dims.size());
-    }(), static_cast<std::byte*>(y.ptr), y.strides)};
+    std::vector<CopyStep::Piece> pieces{piece(
+        y, y.dims, pointer_of(env, x),
+        [&] {
+          const auto s = broadcast_strides(x, y.dims, [&] {
+            std::vector<int> p(y.dims.size());
+            for (std::size_t i = 0; i < p.size(); ++i) p[i] = static_cast<int>(i);
+            return p;
+          }());
+          return std::vector<i64>(s.s, s.s + y.dims.size());
+        }(),
+        static_cast<std::byte*>(y.ptr), y.strides)};
     return std::make_unique<CopyStep>("expand", std::move(pieces));
   }
   need_contiguous(n, x);
   need_contiguous(n, y);
   const i64 count = x.numel();
-  std::vector<CopyStep::Piece> pieces{piece(y, {count}, pointer_of(env, x), {1}, static_cast<std::byte*>(y.ptr), {1})};
+  std::vector<CopyStep::Piece> pieces{
+      piece(y, {count}, pointer_of(env, x), {1}, static_cast<std::byte*>(y.ptr), {1})};
   return std::make_unique<CopyStep>("copy", std::move(pieces));
 }
 
@@ -442,25 +501,34 @@ class PadStep final : public Step {
     begin_.assign(r, 0);
     const std::size_t k = pads.size() / 2;
     for (std::size_t i = 0; i < k; ++i) {
-      const std::size_t ax = static_cast<std::size_t>(norm_axis(n, axes && !axes->empty() ? static_cast<i64>((*axes)[i]) : static_cast<i64>(i), r));
+      const std::size_t ax = static_cast<std::size_t>(norm_axis(
+          n, axes && !axes->empty() ? static_cast<i64>((*axes)[i]) : static_cast<i64>(i), r));
       begin_[ax] = static_cast<i64>(pads[i]);
       if (begin_[ax] < 0 || pads[k + i] < 0) unsupported(n, "Pad with negative pads (cropping)");
     }
     const std::string mode = n.attr_string("mode", "constant");
-    if (mode == "constant") mode_ = kernels::PadMode::constant;
-    else if (mode == "reflect") mode_ = kernels::PadMode::reflect;
-    else if (mode == "edge") mode_ = kernels::PadMode::edge;
-    else if (mode == "wrap") mode_ = kernels::PadMode::wrap;
-    else unsupported(n, fmt::format("Pad mode '{}'", mode));
+    if (mode == "constant")
+      mode_ = kernels::PadMode::constant;
+    else if (mode == "reflect")
+      mode_ = kernels::PadMode::reflect;
+    else if (mode == "edge")
+      mode_ = kernels::PadMode::edge;
+    else if (mode == "wrap")
+      mode_ = kernels::PadMode::wrap;
+    else
+      unsupported(n, fmt::format("Pad mode '{}'", mode));
     double value = 0;
     if (auto v = constant_input(env, n, 2); v && !v->empty()) value = (*v)[0];
-    if (x_.half) bits_ = f16::from_float(static_cast<float>(value));
-    else if (x_.dtype == DType::f32) bits_ = std::bit_cast<std::uint32_t>(static_cast<float>(value));
-    else unsupported(n, fmt::format("Pad of {}", x_.describe()));
+    if (x_.half)
+      bits_ = f16::from_float(static_cast<float>(value));
+    else if (x_.dtype == DType::f32)
+      bits_ = std::bit_cast<std::uint32_t>(static_cast<float>(value));
+    else
+      unsupported(n, fmt::format("Pad of {}", x_.describe()));
   }
   void run(const RunArgs& a) override {
-    KILN_CHECK(kernels::pad(x_.elem_size(), mode_, to_dims(x_.dims), to_dims(y_.dims), begin_.data(), bits_, x_.ptr,
-                            y_.ptr, a.stream));
+    KILN_CHECK(kernels::pad(x_.elem_size(), mode_, to_dims(x_.dims), to_dims(y_.dims),
+                            begin_.data(), bits_, x_.ptr, y_.ptr, a.stream));
   }
   std::string kind() const override { return "pad"; }
 
@@ -480,7 +548,8 @@ class GatherStep final : public Step {
     y_ = env.value(n.outputs.at(0));
     need_contiguous(n, x_);
     same_storage(n, x_, y_);
-    if (idx.dtype != DType::i64 && idx.dtype != DType::i32) unsupported(n, fmt::format("Gather indices of {}", idx.describe()));
+    if (idx.dtype != DType::i64 && idx.dtype != DType::i32)
+      unsupported(n, fmt::format("Gather indices of {}", idx.describe()));
     int64_ = idx.dtype == DType::i64;
     idx_ = pointer_of(env, idx);
     count_ = idx.numel();
@@ -488,10 +557,12 @@ class GatherStep final : public Step {
     outer_ = inner_ = 1;
     for (i64 d = 0; d < axis; ++d) outer_ *= x_.dims[static_cast<std::size_t>(d)];
     axis_n_ = x_.dims[static_cast<std::size_t>(axis)];
-    for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < x_.dims.size(); ++d) inner_ *= x_.dims[d];
+    for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < x_.dims.size(); ++d)
+      inner_ *= x_.dims[d];
   }
   void run(const RunArgs& a) override {
-    KILN_CHECK(kernels::gather(x_.elem_size(), outer_, axis_n_, inner_, idx_, int64_, count_, x_.host ? x_ptr_ : x_.ptr, y_.ptr, a.stream));
+    KILN_CHECK(kernels::gather(x_.elem_size(), outer_, axis_n_, inner_, idx_, int64_, count_,
+                               x_.host ? x_ptr_ : x_.ptr, y_.ptr, a.stream));
   }
   std::string kind() const override { return "gather"; }
   const void* x_ptr_ = nullptr;
@@ -511,13 +582,17 @@ class ToLayoutStep final : public Step {
     x_ = env.value(n.inputs.at(0));
     y_ = env.value(n.outputs.at(0));
     same_storage(n, x_, y_);
-    if (x_.dims.size() != 4) throw ShapeError(fmt::format("{}expects a 4-D value, got {}", n.where(), x_.describe()));
-    if (x_.nhwc() == y_.nhwc()) throw GraphError(fmt::format("{}converts {} to its own layout", n.where(), x_.describe()));
+    if (x_.dims.size() != 4)
+      throw ShapeError(fmt::format("{}expects a 4-D value, got {}", n.where(), x_.describe()));
+    if (x_.nhwc() == y_.nhwc())
+      throw GraphError(fmt::format("{}converts {} to its own layout", n.where(), x_.describe()));
   }
   void run(const RunArgs& a) override {
     const i64 n = x_.dims[0], c = x_.dims[1], hw = x_.dims[2] * x_.dims[3];
-    if (y_.nhwc()) KILN_CHECK(kernels::nchw_to_nhwc(x_.elem_size(), n, c, hw, x_.ptr, y_.ptr, a.stream));
-    else KILN_CHECK(kernels::nhwc_to_nchw(x_.elem_size(), n, c, hw, x_.ptr, y_.ptr, a.stream));
+    if (y_.nhwc())
+      KILN_CHECK(kernels::nchw_to_nhwc(x_.elem_size(), n, c, hw, x_.ptr, y_.ptr, a.stream));
+    else
+      KILN_CHECK(kernels::nhwc_to_nchw(x_.elem_size(), n, c, hw, x_.ptr, y_.ptr, a.stream));
   }
   std::string kind() const override { return "layout"; }
 
@@ -540,7 +615,8 @@ class CastStep final : public Step {
   }
   void run(const RunArgs& a) override {
     if (x_.half == y_.half) {
-      KILN_CHECK(cudaMemcpyAsync(y_.ptr, x_.ptr, static_cast<std::size_t>(x_.numel()) * x_.elem_size(),
+      KILN_CHECK(cudaMemcpyAsync(y_.ptr, x_.ptr,
+                                 static_cast<std::size_t>(x_.numel()) * x_.elem_size(),
                                  cudaMemcpyDeviceToDevice, a.stream));
       return;
     }
@@ -560,30 +636,46 @@ void register_data_steps(StepRegistry& r) {
     for (const char* op : ops) r.add(op, f);
   };
   add({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"},
-      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<PoolStep>(env); });
-  add({"Softmax", "LogSoftmax"},
-      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<SoftmaxStep>(env); });
-  add({"LRN"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<LrnStep>(env); });
+      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+        return std::make_unique<PoolStep>(env);
+      });
+  add({"Softmax", "LogSoftmax"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+    return std::make_unique<SoftmaxStep>(env);
+  });
+  add({"LRN"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+    return std::make_unique<LrnStep>(env);
+  });
   add({"LayerNormalization", "RMSNormalization"},
-      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<RowNormStep>(env); });
+      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+        return std::make_unique<RowNormStep>(env);
+      });
   for (const auto& [op, _] : ReduceStep::reductions())
-    r.add(op, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<ReduceStep>(env); });
-  add({"Resize"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<ResizeStep>(env); });
+    r.add(op, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+      return std::make_unique<ReduceStep>(env);
+    });
+  add({"Resize"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+    return std::make_unique<ResizeStep>(env);
+  });
   add({"Concat"}, [](const StepEnv& env, const FusedBody&) { return concat_step(env); });
   add({"Split"}, [](const StepEnv& env, const FusedBody&) { return split_step(env); });
   add({"Slice"}, [](const StepEnv& env, const FusedBody&) { return slice_step(env); });
   add({"Transpose"}, [](const StepEnv& env, const FusedBody&) { return transpose_step(env); });
   add({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Expand"},
       [](const StepEnv& env, const FusedBody&) { return reshape_step(env); });
-  add({"Pad"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<PadStep>(env); });
+  add({"Pad"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+    return std::make_unique<PadStep>(env);
+  });
   add({"Gather"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
     auto g = std::make_unique<GatherStep>(env);
     if (g->x_.host) g->x_ptr_ = env.engine.weight(g->x_.name);
     return g;
   });
-  add({plan::kToLayoutOp},
-      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<ToLayoutStep>(env); });
-  add({"Cast"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<CastStep>(env); });
+  add({plan::kToLayoutOp}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+    return std::make_unique<ToLayoutStep>(env);
+  });
+  add({"Cast"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+    return std::make_unique<CastStep>(env);
+  });
 }
 
 }  // namespace kiln::runtime::detail

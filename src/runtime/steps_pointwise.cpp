@@ -12,7 +12,8 @@ namespace kiln::runtime::detail {
 
 kernels::Dims to_dims(const std::vector<i64>& d) {
   if (d.size() > static_cast<std::size_t>(kernels::kMaxDims))
-    throw UnsupportedError(fmt::format("tensors of rank {} (the GPU kernels take up to {})", d.size(), kernels::kMaxDims));
+    throw UnsupportedError(fmt::format("tensors of rank {} (the GPU kernels take up to {})",
+                                       d.size(), kernels::kMaxDims));
   kernels::Dims k;
   k.rank = static_cast<int>(d.size());
   for (std::size_t i = 0; i < d.size(); ++i) k.d[i] = d[i];
@@ -21,7 +22,8 @@ kernels::Dims to_dims(const std::vector<i64>& d) {
 
 kernels::Strides to_strides(const std::vector<i64>& s) {
   kernels::Strides k;
-  for (std::size_t i = 0; i < s.size() && i < static_cast<std::size_t>(kernels::kMaxDims); ++i) k.s[i] = s[i];
+  for (std::size_t i = 0; i < s.size() && i < static_cast<std::size_t>(kernels::kMaxDims); ++i)
+    k.s[i] = s[i];
   return k;
 }
 
@@ -29,12 +31,14 @@ void unsupported(const Node& n, const std::string& what) {
   throw UnsupportedError(fmt::format("{}the GPU runtime does not run {}", n.where(), what));
 }
 
-std::optional<std::vector<double>> constant_input(const StepEnv& env, const Node& n, std::size_t i) {
+std::optional<std::vector<double>> constant_input(const StepEnv& env, const Node& n,
+                                                  std::size_t i) {
   if (i >= n.inputs.size() || n.inputs[i].empty()) return std::nullopt;
   const std::string name = fused_input_name(env.node.inputs, n.inputs[i]);
   auto it = env.engine.plan.weights.find(name);
   if (it == env.engine.plan.weights.end())
-    unsupported(n, fmt::format("input {} ('{}') computed at run time (it must be a constant)", i, name));
+    unsupported(
+        n, fmt::format("input {} ('{}') computed at run time (it must be a constant)", i, name));
   return it->second.to_doubles();
 }
 
@@ -53,7 +57,8 @@ constexpr UnaryRow kUnaryRows[] = {
 };
 constexpr BinaryRow kBinaryRows[] = {
 #define KILN_POINTWISE_UNARY(...)
-#define KILN_POINTWISE_BINARY(op, onnx, variadic, act, wa, wv) {kernels::PointwiseOp::op, onnx, variadic, act != 0, wa, wv},
+#define KILN_POINTWISE_BINARY(op, onnx, variadic, act, wa, wv) \
+  {kernels::PointwiseOp::op, onnx, variadic, act != 0, wa, wv},
 #include "kiln/ir/pointwise_ops.def"
 };
 
@@ -64,8 +69,10 @@ const Row* find_row(std::span<const Row> rows, const Node& n, Names names) {
   const Row* plain = nullptr;
   for (const Row& r : rows) {
     if (!names(r)) continue;
-    if (!*r.when_attr) plain = plain ? plain : &r;
-    else if (attr_is(n, r.when_attr, r.when_value)) return &r;
+    if (!*r.when_attr)
+      plain = plain ? plain : &r;
+    else if (attr_is(n, r.when_attr, r.when_value))
+      return &r;
   }
   return plain;
 }
@@ -122,7 +129,8 @@ std::vector<int> physical_order(const DeviceValue& v) {
   return p;
 }
 
-kernels::Strides broadcast_strides(const DeviceValue& v, const std::vector<i64>& out, const std::vector<int>& perm) {
+kernels::Strides broadcast_strides(const DeviceValue& v, const std::vector<i64>& out,
+                                   const std::vector<int>& perm) {
   const std::size_t r = out.size();
   if (v.dims.size() > r)
     throw ShapeError(fmt::format("{} does not broadcast to {}", v.describe(), dims_to_string(out)));
@@ -130,9 +138,13 @@ kernels::Strides broadcast_strides(const DeviceValue& v, const std::vector<i64>&
   const std::size_t lead = r - v.dims.size();
   for (std::size_t d = 0; d < v.dims.size(); ++d) {
     const i64 vd = v.dims[d], od = out[lead + d];
-    if (vd == od) logical[lead + d] = v.strides[d];
-    else if (vd == 1) logical[lead + d] = 0;
-    else throw ShapeError(fmt::format("{} does not broadcast to {}", v.describe(), dims_to_string(out)));
+    if (vd == od)
+      logical[lead + d] = v.strides[d];
+    else if (vd == 1)
+      logical[lead + d] = 0;
+    else
+      throw ShapeError(
+          fmt::format("{} does not broadcast to {}", v.describe(), dims_to_string(out)));
   }
   kernels::Strides s;
   for (std::size_t k = 0; k < r; ++k) s.s[k] = logical[static_cast<std::size_t>(perm[k])];
@@ -153,14 +165,18 @@ Chain::Chain(const StepEnv& env, const std::vector<Node>& parts, std::string run
   {
     std::vector<i64> expect(out.dims.size());
     i64 s = 1;
-    for (std::size_t k = pdims.size(); k-- > 0;) expect[static_cast<std::size_t>(perm_[k])] = s, s *= pdims[k];
+    for (std::size_t k = pdims.size(); k-- > 0;)
+      expect[static_cast<std::size_t>(perm_[k])] = s, s *= pdims[k];
     for (std::size_t d = 0; d < out.dims.size(); ++d)
       if (out.dims[d] != 1 && out.strides[d] != expect[d])
-        throw UnsupportedError(fmt::format("{}writing the strided value {}", env.node.where(), out.describe()));
+        throw UnsupportedError(
+            fmt::format("{}writing the strided value {}", env.node.where(), out.describe()));
   }
-  auto operand = [&](const Node& p, const std::string& ref, kernels::PointwiseOp op, bool reversed) {
+  auto operand = [&](const Node& p, const std::string& ref, kernels::PointwiseOp op,
+                     bool reversed) {
     const DeviceValue v = env.value(fused_input_name(inputs, ref));
-    if (v.elem() != elem_) unsupported(p, fmt::format("mixing {} and {}", v.describe(), out.describe()));
+    if (v.elem() != elem_)
+      unsupported(p, fmt::format("mixing {} and {}", v.describe(), out.describe()));
     kernels::PointwiseStep st;
     st.kind = reversed ? kernels::PointwiseStep::binary_reversed : kernels::PointwiseStep::binary;
     st.op = op;
@@ -175,7 +191,8 @@ Chain::Chain(const StepEnv& env, const std::vector<Node>& parts, std::string run
     if (running.empty()) {  // the first part's first input starts the chain
       if (ins.empty() || ins[0].empty()) unsupported(p, "an elementwise op without inputs");
       x_ = env.value(fused_input_name(inputs, ins[0]));
-      if (x_.elem() != elem_) unsupported(p, fmt::format("mixing {} and {}", x_.describe(), out.describe()));
+      if (x_.elem() != elem_)
+        unsupported(p, fmt::format("mixing {} and {}", x_.describe(), out.describe()));
       x_strides_ = broadcast_strides(x_, out_.dims, perm_);
       running = ins[0];
     }
@@ -252,12 +269,14 @@ class BatchNormStep final : public Step {
     const Node& n = env.node;
     x_ = env.value(n.inputs.at(0));
     y_ = env.value(n.outputs.at(0));
-    if (x_.layout != y_.layout || (!x_.contiguous() && !x_.nhwc())) unsupported(n, "BatchNormalization across layouts");
+    if (x_.layout != y_.layout || (!x_.contiguous() && !x_.nhwc()))
+      unsupported(n, "BatchNormalization across layouts");
     const i64 c = x_.dims.size() > 1 ? x_.dims[1] : 1;
     std::vector<std::vector<double>> p;
     for (std::size_t i = 1; i <= 4; ++i) {
       auto v = constant_input(env, n, i);
-      if (!v || static_cast<i64>(v->size()) != c) unsupported(n, fmt::format("input {} of other than {} constants", i, c));
+      if (!v || static_cast<i64>(v->size()) != c)
+        unsupported(n, fmt::format("input {} of other than {} constants", i, c));
       p.push_back(*v);
     }
     const double eps = n.attr_float("epsilon", 1e-5);
@@ -267,17 +286,21 @@ class BatchNormStep final : public Step {
       ss[k] = static_cast<float>(s);
       ss[c + k] = static_cast<float>(p[1][k] - p[2][k] * s);
     }
-    const auto* dev = static_cast<const float*>(env.engine.weights.get(
-        "bn:" + n.name, ss.size() * 4, [&](DeviceBuffer& b) { b.upload(ss.data(), ss.size() * 4); }));
+    const auto* dev = static_cast<const float*>(
+        env.engine.weights.get("bn:" + n.name, ss.size() * 4,
+                               [&](DeviceBuffer& b) { b.upload(ss.data(), ss.size() * 4); }));
     scale_ = dev;
     shift_ = dev + c;
     channels_ = c;
-    if (x_.nhwc()) outer_ = x_.numel() / c, inner_ = 1;
-    else outer_ = x_.dims[0], inner_ = x_.numel() / std::max<i64>(1, x_.dims[0] * c);
+    if (x_.nhwc())
+      outer_ = x_.numel() / c, inner_ = 1;
+    else
+      outer_ = x_.dims[0], inner_ = x_.numel() / std::max<i64>(1, x_.dims[0] * c);
   }
   void run(const RunArgs& a) override {
-    KILN_CHECK(kernels::channel_affine(x_.elem(), outer_, channels_, inner_, x_.ptr, scale_, shift_, nullptr,
-                                       kernels::Activation::identity, 0.f, 0.f, y_.ptr, a.stream));
+    KILN_CHECK(kernels::channel_affine(x_.elem(), outer_, channels_, inner_, x_.ptr, scale_, shift_,
+                                       nullptr, kernels::Activation::identity, 0.f, 0.f, y_.ptr,
+                                       a.stream));
   }
   std::string kind() const override { return "affine"; }
 
@@ -294,7 +317,9 @@ bool all_pointwise(const FusedBody& b) {
 }
 
 std::unique_ptr<Step> pointwise_step(const StepEnv& env, const FusedBody& body) {
-  if (!all_pointwise(body)) unsupported(env.node, fmt::format("the fused pattern '{}'", env.node.attr_string("pattern", "")));
+  if (!all_pointwise(body))
+    unsupported(env.node,
+                fmt::format("the fused pattern '{}'", env.node.attr_string("pattern", "")));
   return std::make_unique<PointwiseStep>(env, body);
 }
 

@@ -19,25 +19,30 @@ class RnnStep final : public Step {
       return env.value(n.inputs[i]);
     };
     const DeviceValue x = *in(0);
-    if (x.dims.size() != 3) throw ShapeError(fmt::format("{}expects X of rank 3, got {}", n.where(), x.describe()));
+    if (x.dims.size() != 3)
+      throw ShapeError(fmt::format("{}expects X of rank 3, got {}", n.where(), x.describe()));
     RnnShape s;
     s.cell = n.op == "LSTM" ? RnnCell::lstm : n.op == "GRU" ? RnnCell::gru : RnnCell::rnn_tanh;
     const auto acts = n.attr_strings("activations", {});
     if (n.op == "RNN" && !acts.empty()) {
       if (acts[0] == "Relu") s.cell = RnnCell::rnn_relu;
       for (const auto& a : acts)
-        if (a != acts[0] || (a != "Relu" && a != "Tanh")) unsupported(n, fmt::format("RNN activations {}", fmt::join(acts, ", ")));
+        if (a != acts[0] || (a != "Relu" && a != "Tanh"))
+          unsupported(n, fmt::format("RNN activations {}", fmt::join(acts, ", ")));
     } else if (!acts.empty()) {
-      const std::vector<std::string> def = n.op == "LSTM" ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
-                                                           : std::vector<std::string>{"Sigmoid", "Tanh"};
+      const std::vector<std::string> def = n.op == "LSTM"
+                                               ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
+                                               : std::vector<std::string>{"Sigmoid", "Tanh"};
       for (std::size_t i = 0; i < acts.size(); ++i)
-        if (acts[i] != def[i % def.size()]) unsupported(n, fmt::format("{} activations other than the defaults", n.op));
+        if (acts[i] != def[i % def.size()])
+          unsupported(n, fmt::format("{} activations other than the defaults", n.op));
     }
     if (n.attr_int("layout", 0) != 0) unsupported(n, fmt::format("{} with layout = 1", n.op));
     if (n.has_attr("clip")) unsupported(n, fmt::format("{} with clip", n.op));
     if (n.attr_int("input_forget", 0) != 0) unsupported(n, "LSTM with input_forget");
     if (n.op == "GRU" && n.attr_int("linear_before_reset", 0) == 0)
-      unsupported(n, "GRU with linear_before_reset = 0 (cuDNN's GRU resets after the recurrent product)");
+      unsupported(
+          n, "GRU with linear_before_reset = 0 (cuDNN's GRU resets after the recurrent product)");
     if (in(7)) unsupported(n, "LSTM peepholes (P)");
     const std::string dir = n.attr_string("direction", "forward");
     s.directions = dir == "bidirectional" ? 2 : 1;
@@ -46,7 +51,8 @@ class RnnStep final : public Step {
     s.batch = static_cast<int>(x.dims[1]);
     s.input = static_cast<int>(x.dims[2]);
     const auto w = in(1), r = in(2), b = in(3);
-    if (!w || !w->host || !r || !r->host || (b && !b->host)) unsupported(n, fmt::format("{} weights computed at run time", n.op));
+    if (!w || !w->host || !r || !r->host || (b && !b->host))
+      unsupported(n, fmt::format("{} weights computed at run time", n.op));
     s.hidden = static_cast<int>(n.attr_int("hidden_size", r->dims.at(2)));
     if (auto lens = in(4)) {
       if (!lens->host) unsupported(n, "sequence_lens computed at run time");
@@ -59,7 +65,8 @@ class RnnStep final : public Step {
     const auto wf = host_floats(*w->host), rf = host_floats(*r->host);
     std::vector<float> bf;
     if (b) bf = host_floats(*b->host);
-    const std::string key = fmt::format("rnn:{}:{}:{}:{}", w->name, r->name, b ? b->name : "", prec == Precision::f16);
+    const std::string key =
+        fmt::format("rnn:{}:{}:{}:{}", w->name, r->name, b ? b->name : "", prec == Precision::f16);
     weights_ = env.engine.weights.get(key, rnn_->weight_space_bytes(), [&](DeviceBuffer& buf) {
       rnn_->pack_weights(wf.data(), rf.data(), b ? bf.data() : nullptr, buf.get());
     });
@@ -97,7 +104,9 @@ class RnnStep final : public Step {
 
 void register_rnn_steps(StepRegistry& r) {
   for (const char* op : {"LSTM", "GRU", "RNN"})
-    r.add(op, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> { return std::make_unique<RnnStep>(env); });
+    r.add(op, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+      return std::make_unique<RnnStep>(env);
+    });
 }
 
 }  // namespace kiln::runtime::detail

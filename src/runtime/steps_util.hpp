@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "engine_impl.hpp"
 #include <fmt/format.h>
+#include "engine_impl.hpp"
 
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/fused.hpp"
@@ -68,7 +68,8 @@ class Chain {
 /// (identity, or 0,2,3,1 for NHWC).
 std::vector<int> physical_order(const DeviceValue& v);
 /// Strides of `v` (broadcast to `out_dims`, 0 where broadcast), permuted by `perm`.
-kernels::Strides broadcast_strides(const DeviceValue& v, const std::vector<i64>& out_dims, const std::vector<int>& perm);
+kernels::Strides broadcast_strides(const DeviceValue& v, const std::vector<i64>& out_dims,
+                                   const std::vector<int>& perm);
 
 /// Makes the step of a plan step from its body (the step itself when it is not fused).
 using StepFactory = std::unique_ptr<Step> (*)(const StepEnv& env, const FusedBody& body);
@@ -96,9 +97,11 @@ class StepRegistry {
 const StepRegistry& step_registry();
 
 // Each steps file registers its ops.
-void register_conv_steps(StepRegistry& r);       // steps_conv.cpp: convolutions, matrix products
-void register_pointwise_steps(StepRegistry& r);  // steps_pointwise.cpp: the pointwise table, BatchNorm
-void register_data_steps(StepRegistry& r);       // steps_data.cpp: pools, softmax, copies, reductions, ...
+void register_conv_steps(StepRegistry& r);  // steps_conv.cpp: convolutions, matrix products
+void register_pointwise_steps(
+    StepRegistry& r);  // steps_pointwise.cpp: the pointwise table, BatchNorm
+void register_data_steps(
+    StepRegistry& r);  // steps_data.cpp: pools, softmax, copies, reductions, ...
 void register_rnn_steps(StepRegistry& r);        // steps_rnn.cpp: LSTM, GRU, RNN
 void register_attention_steps(StepRegistry& r);  // steps_attention.cpp: Attention
 

@@ -8,8 +8,8 @@
 
 #include "check.hpp"
 #include "engine_impl.hpp"
-#include "timing_cache.hpp"
 #include "kiln/runtime/device.hpp"
+#include "timing_cache.hpp"
 
 namespace kiln::runtime::detail {
 
@@ -47,8 +47,10 @@ Tactic parse_tactic(const std::string& text) {
   for (auto b : {Tactic::Backend::cudnn, Tactic::Backend::cudnn_graph, Tactic::Backend::cublaslt})
     if (ok && w[0] == backend_name(b)) t.backend = b, known = true;
   if (!ok || !known)
-    throw FormatError(fmt::format("'{}' is not a tactic (expected '<cudnn|cudnn-graph|cublaslt> <algorithm> ws "
-                                  "<bytes> ms <time>')", text));
+    throw FormatError(
+        fmt::format("'{}' is not a tactic (expected '<cudnn|cudnn-graph|cublaslt> <algorithm> ws "
+                    "<bytes> ms <time>')",
+                    text));
   return t;
 }
 
@@ -74,12 +76,14 @@ float time_ms(const std::function<void()>& f, int repeats) {
   return ms / static_cast<float>(repeats);
 }
 
-std::vector<std::unique_ptr<Step>> EngineState::make_steps(i64 batch, std::byte* arena, const Library& lib) {
+std::vector<std::unique_ptr<Step>> EngineState::make_steps(i64 batch, std::byte* arena,
+                                                           const Library& lib) {
   std::vector<std::unique_ptr<Step>> steps;
   std::size_t ws = 0;
   std::vector<std::size_t> untimed;
   for (const Node& node : plan.steps) {
-    StepEnv env{node, *this, lib, batch, [&](const std::string& n) { return value(n, batch, arena); }};
+    StepEnv env{node, *this, lib, batch,
+                [&](const std::string& n) { return value(n, batch, arena); }};
     steps.push_back(make_step(env));
   }
   // Tactics: from the cache when known, timed otherwise (each distinct problem once).
@@ -123,8 +127,10 @@ std::string cache_identity() {
   std::string name = "?";
   int sms = 0, major = 0, minor = 0;
   for (const auto& d : devs)
-    if (d.index == dev) name = d.name, sms = d.multiprocessors, major = d.sm_major, minor = d.sm_minor;
-  return fmt::format("{} | sm_{}{} | {} SMs | driver {} | {}", name, major, minor, sms, driver, library_versions());
+    if (d.index == dev)
+      name = d.name, sms = d.multiprocessors, major = d.sm_major, minor = d.sm_minor;
+  return fmt::format("{} | sm_{}{} | {} SMs | driver {} | {}", name, major, minor, sms, driver,
+                     library_versions());
 }
 }  // namespace
 
@@ -136,16 +142,19 @@ void EngineState::load_timing_cache() {
   const TimingCacheText c = parse_timing_cache(in, identity);
   if (c.status == TimingCacheText::Status::not_a_cache) {
     if (!c.other_version.empty())
-      log(Severity::warning, fmt::format("timing cache '{}' is '{}', this kiln reads another version; "
-                                         "it will be rewritten",
-                                         path, c.other_version));
+      log(Severity::warning,
+          fmt::format("timing cache '{}' is '{}', this kiln reads another version; "
+                      "it will be rewritten",
+                      path, c.other_version));
     else
-      log(Severity::warning, fmt::format("timing cache '{}' is not a kiln timing cache; it will be rewritten", path));
+      log(Severity::warning,
+          fmt::format("timing cache '{}' is not a kiln timing cache; it will be rewritten", path));
     return;
   }
   if (c.status == TimingCacheText::Status::other_identity) {
-    log(Severity::info, fmt::format("timing cache '{}' was made for '{}', this is '{}'; timing again",
-                                    path, c.identity, identity));
+    log(Severity::info,
+        fmt::format("timing cache '{}' was made for '{}', this is '{}'; timing again", path,
+                    c.identity, identity));
     return;
   }
   int n = 0;

@@ -18,7 +18,7 @@ namespace kiln::runtime::detail {
 struct TimingCacheText {
   enum class Status { ok, not_a_cache, other_identity };
   Status status = Status::not_a_cache;
-  std::string identity;  ///< the file's identity line (empty when not a cache)
+  std::string identity;       ///< the file's identity line (empty when not a cache)
   std::string other_version;  ///< the first line of a cache of another version (not_a_cache)
   std::vector<std::pair<std::string, std::string>> tactics;  ///< file order; only when ok
 };

@@ -33,9 +33,12 @@ std::vector<float> download_floats(const void* device, i64 n, bool half) {
 std::vector<float> host_floats(const Tensor& t) {
   switch (t.dtype()) {
     case DType::f32: return {t.data<float>(), t.data<float>() + t.numel()};
-    case DType::f16: case DType::bf16: case DType::f64: {
+    case DType::f16:
+    case DType::bf16:
+    case DType::f64: {
       std::vector<float> v(static_cast<std::size_t>(t.numel()));
-      for (i64 i = 0; i < t.numel(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(t.get(i));
+      for (i64 i = 0; i < t.numel(); ++i)
+        v[static_cast<std::size_t>(i)] = static_cast<float>(t.get(i));
       return v;
     }
     default:
@@ -64,19 +67,22 @@ std::size_t WeightCache::bytes() const {
 
 const void* EngineState::weight(const std::string& name) {
   auto it = plan.weights.find(name);
-  if (it == plan.weights.end()) throw GraphError(fmt::format("'{}' is not a weight of the plan", name));
+  if (it == plan.weights.end())
+    throw GraphError(fmt::format("'{}' is not a weight of the plan", name));
   const Tensor& t = it->second;
   const bool half = precision == Precision::f16 && float_kind(t.dtype());
   if (float_kind(t.dtype()) || t.dtype() == DType::f64 || t.dtype() == DType::bf16) {
     if (t.dtype() == DType::f64 || t.dtype() == DType::bf16)
-      throw UnsupportedError(fmt::format("weight '{}' is {}: the GPU runtime takes f32 and f16", name,
-                                         dtype_name(t.dtype())));
+      throw UnsupportedError(fmt::format("weight '{}' is {}: the GPU runtime takes f32 and f16",
+                                         name, dtype_name(t.dtype())));
     const auto f = host_floats(t);
     const bool store_half = half || t.dtype() == DType::f16;
     auto bytes = to_device_format(f.data(), t.numel(), store_half);
-    return weights.get("w:" + name, bytes.size(), [&](DeviceBuffer& b) { b.upload(bytes.data(), bytes.size()); });
+    return weights.get("w:" + name, bytes.size(),
+                       [&](DeviceBuffer& b) { b.upload(bytes.data(), bytes.size()); });
   }
-  return weights.get("w:" + name, t.nbytes(), [&](DeviceBuffer& b) { b.upload(t.raw(), t.nbytes()); });
+  return weights.get("w:" + name, t.nbytes(),
+                     [&](DeviceBuffer& b) { b.upload(t.raw(), t.nbytes()); });
 }
 
 }  // namespace kiln::runtime::detail

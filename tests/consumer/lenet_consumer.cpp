@@ -20,12 +20,12 @@ using namespace kiln::dsl;
 namespace {
 
 Network lenet(const Weights& w) {
-  auto x = input<"data", f32, NCHW>(dyn, fix<1>, fix<28>, fix<28>);  // [N,1,28,28]
-  auto c1 = conv2d<20, kernel<5>>(x, w, "conv1");                    // [N,20,24,24]
-  auto p1 = max_pool<kernel<2>, stride<2>>(c1);                      // [N,20,12,12]
-  auto c2 = conv2d<50, kernel<5>>(p1, w, "conv2");                   // [N,50,8,8]
-  auto p2 = max_pool<kernel<2>, stride<2>>(c2);                      // [N,50,4,4]
-  auto f1 = relu(fully_connected<500>(p2, w, "ip1"));                // [N,500]
+  auto x = input<"data", f32, NCHW>(dyn, fix<1>, fix<28>, fix<28>);          // [N,1,28,28]
+  auto c1 = conv2d<20, kernel<5>>(x, w, "conv1");                            // [N,20,24,24]
+  auto p1 = max_pool<kernel<2>, stride<2>>(c1);                              // [N,20,12,12]
+  auto c2 = conv2d<50, kernel<5>>(p1, w, "conv2");                           // [N,50,8,8]
+  auto p2 = max_pool<kernel<2>, stride<2>>(c2);                              // [N,50,4,4]
+  auto f1 = relu(fully_connected<500>(p2, w, "ip1"));                        // [N,500]
   return network(softmax(fully_connected<10>(f1, w, "ip2")).named("prob"));  // [N,10]
 }
 
@@ -45,12 +45,14 @@ int fail(const char* what) {
 
 int main(int argc, char** argv) try {
   if (argc != 2) return fail("usage: lenet_consumer EXPECTED_VERSION");
-  if (std::strcmp(kiln::kVersion, argv[1]) != 0) return fail("kiln/version.hpp is not the expected version");
+  if (std::strcmp(kiln::kVersion, argv[1]) != 0)
+    return fail("kiln/version.hpp is not the expected version");
 
   std::mt19937 rng(7);
   kiln::WeightMap weights;
   const Network shapes = lenet(Weights::shapes_only());  // names and dims of its weights
-  for (const auto& spec : shapes.weight_specs()) weights.add(spec.name, uniform(spec.dims, 0.1f, rng));
+  for (const auto& spec : shapes.weight_specs())
+    weights.add(spec.name, uniform(spec.dims, 0.1f, rng));
   const Network net = lenet(weights);
 
   const std::int64_t batch = 2;
@@ -70,7 +72,8 @@ int main(int argc, char** argv) try {
     double sum = 0;
     for (int k = 0; k < 10; ++k) {
       const float a = direct.data<float>()[n * 10 + k], b = planned.data<float>()[n * 10 + k];
-      if (!std::isfinite(a) || std::fabs(a - b) > 1e-5f) return fail("the plan and the graph differ");
+      if (!std::isfinite(a) || std::fabs(a - b) > 1e-5f)
+        return fail("the plan and the graph differ");
       sum += a;
     }
     if (std::fabs(sum - 1.0) > 1e-5) return fail("a softmax row does not sum to 1");

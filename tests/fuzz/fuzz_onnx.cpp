@@ -10,6 +10,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     kiln::onnx::ImportOptions o;
     o.infer = true;
     o.evaluator = &kiln::reference::constant_evaluator();
-    (void)kiln::onnx::load_model_bytes(kiln::fuzz::bytes_of(data, size), kiln::fuzz::empty_dir(), o);
+    (void)kiln::onnx::load_model_bytes(kiln::fuzz::bytes_of(data, size), kiln::fuzz::empty_dir(),
+                                       o);
   });
 }

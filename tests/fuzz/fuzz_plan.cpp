@@ -15,7 +15,7 @@ namespace {
 
 /// Writes the payload size and checksum that `b` needs, where its header parses that far.
 void reseal(std::string& b) {
-  std::size_t at = 8 + 4;  // magic, format version
+  std::size_t at = 8 + 4;        // magic, format version
   for (int i = 0; i < 2; ++i) {  // library version, target
     std::uint32_t n = 0;
     if (b.size() < at + 4) return;

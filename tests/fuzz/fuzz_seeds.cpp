@@ -18,11 +18,11 @@
 #include "../../tools/npy.hpp"
 #include "fuzz_util.hpp"
 #include "kiln/build/builder.hpp"
+#include "kiln/build/calibration.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/import/wts.hpp"
 #include "kiln/plan/plan_file.hpp"
 #include "kiln/reference/executor.hpp"
-#include "kiln/build/calibration.hpp"
 #include "runtime/timing_cache.hpp"
 
 namespace fs = std::filesystem;
@@ -54,14 +54,17 @@ void wts_seeds(const fs::path& out) {
   maps[2].set("w", counting(DType::f32, {1}));
   for (std::size_t m = 0; m < maps.size(); ++m)
     for (WtsDialect d : kAllWtsDialects)
-      write(out / "wts" / fmt::format("{}-{}.wts", m, wts_dialect_name(d)), write_wts_string(maps[m], d));
+      write(out / "wts" / fmt::format("{}-{}.wts", m, wts_dialect_name(d)),
+            write_wts_string(maps[m], d));
 }
 
 void npy_seeds(const fs::path& out) {
-  const std::vector<std::vector<std::int64_t>> shapes = {{}, {3}, {2, 3}, {2, 1, 2}, {1, 2, 1, 2}, {0, 3}};
+  const std::vector<std::vector<std::int64_t>> shapes = {{},        {3},          {2, 3},
+                                                         {2, 1, 2}, {1, 2, 1, 2}, {0, 3}};
   for (DType t : kAllDTypes)
     for (std::size_t s = 0; s < shapes.size(); ++s)
-      write(out / "npy" / fmt::format("{}-{}.npy", dtype_name(t), s), tools::serialize_npy(counting(t, shapes[s])));
+      write(out / "npy" / fmt::format("{}-{}.npy", dtype_name(t), s),
+            tools::serialize_npy(counting(t, shapes[s])));
 }
 
 void plan_seeds(const fs::path& out, const std::vector<std::string>& models) {
@@ -72,7 +75,8 @@ void plan_seeds(const fs::path& out, const std::vector<std::string>& models) {
       build::BuildOptions bo;
       bo.evaluator = &reference::constant_evaluator();
       const plan::Plan p = build::build_plan(onnx::load_model(m, io), bo);
-      write(out / "plan" / (fs::path(m).parent_path().filename().string() + ".plan"), plan::serialize_plan(p));
+      write(out / "plan" / (fs::path(m).parent_path().filename().string() + ".plan"),
+            plan::serialize_plan(p));
     } catch (const Error& e) {
       fmt::print("fuzz_seeds: no plan seed from {}: {:.100}\n", m, e.what());
     }
@@ -84,7 +88,8 @@ void timing_cache_seeds(const fs::path& out) {
       {},
       {{"conv f32 [1,3,8,8] k[4,3,3,3] s1 p1 d1 g1", "graph 3 ws 1024 ms 0.01250"},
        {"matmul f32 [8,16]x[16,4]", "index 2 ws 0 ms 0.00310"}},
-      {{"conv f16 [2,8,4,4] k[8,8,1,1] s1 p0 d1 g1", "algo 1 ws 0 ms 0.0042"}, {"key", "value\twith tab"}},
+      {{"conv f16 [2,8,4,4] k[8,8,1,1] s1 p0 d1 g1", "algo 1 ws 0 ms 0.0042"},
+       {"key", "value\twith tab"}},
   };
   for (std::size_t c = 0; c < caches.size(); ++c) {
     std::ostringstream s;
@@ -100,7 +105,8 @@ void calib_cache_seeds(const fs::path& out) {
   };
   for (std::size_t c = 0; c < caches.size(); ++c)
     write(out / "calib_cache" / fmt::format("{}.txt", c),
-          build::calibration_cache_text(c ? build::Calibrator::minmax : build::Calibrator::entropy, caches[c]));
+          build::calibration_cache_text(c ? build::Calibrator::minmax : build::Calibrator::entropy,
+                                        caches[c]));
 }
 
 }  // namespace

@@ -42,8 +42,7 @@ int run_one(F&& f) {
   (void)limited;
   try {
     f();
-  } catch (const kiln::Error&) {
-  }
+  } catch (const kiln::Error&) {}
   return 0;
 }
 

@@ -11,11 +11,11 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernel_types.cuh"
 #include "kiln/ir/dtype.hpp"
 #include "kiln/reference/executor.hpp"
 #include "kiln/runtime/device.hpp"
 #include "kiln/runtime/library.hpp"
-#include "kernel_types.cuh"
 #include "runtime/check.hpp"
 
 namespace gpu_test {
@@ -32,7 +32,8 @@ inline void skip_without_gpu() {
     std::exit(77);
   }
   for (const auto& d : kiln::runtime::devices())
-    std::printf("device %d: %s (sm_%d%d, %d SMs)\n", d.index, d.name.c_str(), d.sm_major, d.sm_minor, d.multiprocessors);
+    std::printf("device %d: %s (sm_%d%d, %d SMs)\n", d.index, d.name.c_str(), d.sm_major,
+                d.sm_minor, d.multiprocessors);
   std::printf("libraries: %s\n", kiln::runtime::library_versions().c_str());
 }
 
@@ -46,7 +47,8 @@ inline std::vector<float> random_values(i64 n, float lo = -2.f, float hi = 2.f) 
   std::uniform_real_distribution<float> u(lo, hi);
   std::vector<float> v(static_cast<std::size_t>(n));
   for (auto& x : v) {
-    do x = u(rng()); while (x == 0.f);
+    do x = u(rng());
+    while (x == 0.f);
   }
   return v;
 }
@@ -147,8 +149,8 @@ class Report {
     (ok ? passed_ : failed_) += 1;
     double& worst = f16 ? worst_f16_ : worst_f32_;
     worst = std::max(worst, rel);
-    std::printf("%s %s %s max|gpu-ref|/max|ref| = %.3g\n", ok ? "pass" : "FAIL", f16 ? "f16" : "f32",
-                what.c_str(), rel);
+    std::printf("%s %s %s max|gpu-ref|/max|ref| = %.3g\n", ok ? "pass" : "FAIL",
+                f16 ? "f16" : "f32", what.c_str(), rel);
   }
   /// A check that is not a comparison (an expected error, a property).
   void expect(const std::string& what, bool ok) {
@@ -182,6 +184,8 @@ inline std::string dims_text(const std::vector<i64>& d) {
   return s + "]";
 }
 
-inline kiln::kernels::Elem elem(bool f16) { return f16 ? kiln::kernels::Elem::f16 : kiln::kernels::Elem::f32; }
+inline kiln::kernels::Elem elem(bool f16) {
+  return f16 ? kiln::kernels::Elem::f16 : kiln::kernels::Elem::f32;
+}
 
 }  // namespace gpu_test

@@ -35,15 +35,16 @@ const char* act_op(kk::Activation a) {
 }
 
 std::string text(const kr::ConvShape& s, const Case& c) {
-  return fmt::format("x[{},{},{},{}] k{} {}x{} pad{},{} s{},{} d{},{} g{}{}{}{}", s.n, s.c, s.h, s.w, s.k,
-                     s.kh, s.kw, s.pad_h, s.pad_w, s.stride_h, s.stride_w, s.dil_h, s.dil_w, s.groups,
-                     c.bias ? " +bias" : "", c.residual ? " +residual" : "",
+  return fmt::format("x[{},{},{},{}] k{} {}x{} pad{},{} s{},{} d{},{} g{}{}{}{}", s.n, s.c, s.h,
+                     s.w, s.k, s.kh, s.kw, s.pad_h, s.pad_w, s.stride_h, s.stride_w, s.dil_h,
+                     s.dil_w, s.groups, c.bias ? " +bias" : "", c.residual ? " +residual" : "",
                      act_op(c.act) ? std::string(" +") + act_op(c.act) : std::string());
 }
 
 void run_case(Report& report, const kr::Library& lib, const Case& c, bool f16, bool deconv) {
   const kr::ConvShape& s = c.s;
-  const std::string what = std::string(deconv ? "ConvTranspose " : "Conv ") + (f16 ? "NHWC " : "NCHW ") + text(s, c);
+  const std::string what =
+      std::string(deconv ? "ConvTranspose " : "Conv ") + (f16 ? "NHWC " : "NCHW ") + text(s, c);
   report.run(what, [&] {
     kr::ConvOptions o;
     o.precision = f16 ? kr::Precision::f16 : kr::Precision::f32;
@@ -69,10 +70,11 @@ void run_case(Report& report, const kr::Library& lib, const Case& c, bool f16, b
     const std::vector<i64> wd = deconv ? std::vector<i64>{s.c, s.k / s.groups, s.kh, s.kw}
                                        : std::vector<i64>{s.k, s.c / s.groups, s.kh, s.kw};
     const std::vector<i64> yd = {od[0], od[1], od[2], od[3]};
-    auto x = random_values(numel(xd)), w = random_values(numel(wd), -0.5f, 0.5f), b = random_values(s.k),
-         r = random_values(numel(yd));
+    auto x = random_values(numel(xd)), w = random_values(numel(wd), -0.5f, 0.5f),
+         b = random_values(s.k), r = random_values(numel(yd));
     if (f16) x = round_f16(x), w = round_f16(w), b = round_f16(b), r = round_f16(r);
-    const kiln::Tensor tx = tensor(xd, x), tw = tensor(wd, w), tb = tensor({s.k}, b), tr = tensor(yd, r);
+    const kiln::Tensor tx = tensor(xd, x), tw = tensor(wd, w), tb = tensor({s.k}, b),
+                       tr = tensor(yd, r);
     std::map<std::string, kiln::Attribute> attrs = {
         {"kernel_shape", std::vector<i64>{s.kh, s.kw}},
         {"pads", std::vector<i64>{s.pad_h, s.pad_w, s.pad_h, s.pad_w}},
@@ -84,9 +86,10 @@ void run_case(Report& report, const kr::Library& lib, const Case& c, bool f16, b
                                  {&tx, &tw, c.bias ? &tb : nullptr});
     if (c.residual) ref = reference(node("Add", 2), {&ref, &tr});
     if (act_op(c.act))
-      ref = reference(node(act_op(c.act), 1, c.act == kk::Activation::leaky_relu
-                                                 ? std::map<std::string, kiln::Attribute>{{"alpha", double(0.1f)}}
-                                                 : std::map<std::string, kiln::Attribute>{}),
+      ref = reference(node(act_op(c.act), 1,
+                           c.act == kk::Activation::leaky_relu
+                               ? std::map<std::string, kiln::Attribute>{{"alpha", double(0.1f)}}
+                               : std::map<std::string, kiln::Attribute>{}),
                       {&ref});
     // FP16 runs NHWC: the weights [K, C/g, kh, kw] become [K, kh, kw, C/g].
     const i64 wk = wd[0], wc = wd[1], khw = s.kh * s.kw;
@@ -97,9 +100,11 @@ void run_case(Report& report, const kr::Library& lib, const Case& c, bool f16, b
     DeviceBuffer dy = poisoned(numel(yd), f16);
     DeviceBuffer ws(t.workspace);
     if (deconv)
-      dec->forward(dx.get(), dw.get(), c.bias ? db.get() : nullptr, c.residual ? dr.get() : nullptr, dy.get(), ws.get(), nullptr);
+      dec->forward(dx.get(), dw.get(), c.bias ? db.get() : nullptr, c.residual ? dr.get() : nullptr,
+                   dy.get(), ws.get(), nullptr);
     else
-      conv->forward(dx.get(), dw.get(), c.bias ? db.get() : nullptr, c.residual ? dr.get() : nullptr, dy.get(), ws.get(), nullptr);
+      conv->forward(dx.get(), dw.get(), c.bias ? db.get() : nullptr,
+                    c.residual ? dr.get() : nullptr, dy.get(), ws.get(), nullptr);
     std::vector<float> y = download(dy, numel(yd), f16);
     if (f16) y = swap_last(y, yd[0], yd[2] * yd[3], yd[1]);
     report.check(what + " [" + t.describe() + "]", y, ref, f16);
@@ -113,10 +118,12 @@ int main() {
   Report report;
   const kr::Library lib;
   using A = kk::Activation;
-  auto shape = [](int n, int c, int h, int w, int k, int kh, int kw, int pad, int stride, int dil, int groups) {
+  auto shape = [](int n, int c, int h, int w, int k, int kh, int kw, int pad, int stride, int dil,
+                  int groups) {
     kr::ConvShape s;
     s.n = n, s.c = c, s.h = h, s.w = w, s.k = k, s.kh = kh, s.kw = kw;
-    s.pad_h = s.pad_w = pad, s.stride_h = s.stride_w = stride, s.dil_h = s.dil_w = dil, s.groups = groups;
+    s.pad_h = s.pad_w = pad, s.stride_h = s.stride_w = stride, s.dil_h = s.dil_w = dil,
+    s.groups = groups;
     return s;
   };
   const std::vector<Case> convs = {
@@ -127,12 +134,13 @@ int main() {
       {shape(4, 32, 7, 7, 64, 1, 1, 0, 1, 1, 1), A::relu, true},
       {shape(2, 16, 9, 9, 16, 3, 3, 1, 1, 1, 1), A::leaky_relu, true},
       {shape(1, 1, 28, 28, 20, 5, 5, 0, 1, 1, 1), A::identity, false, false},  // LeNet conv1
-      {shape(2, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1), A::relu},                  // ResNet stage 1
+      {shape(2, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1), A::relu},                   // ResNet stage 1
   };
   for (bool f16 : {false, true})
     for (const Case& c : convs) run_case(report, lib, c, f16, false);
 
-  auto deshape = [&](int n, int c, int h, int w, int k, int kk_, int pad, int stride, int out_pad, int groups) {
+  auto deshape = [&](int n, int c, int h, int w, int k, int kk_, int pad, int stride, int out_pad,
+                     int groups) {
     kr::ConvShape s = shape(n, c, h, w, k, kk_, kk_, pad, stride, 1, groups);
     s.out_pad_h = s.out_pad_w = out_pad;
     return s;

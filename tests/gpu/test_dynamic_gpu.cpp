@@ -29,7 +29,8 @@ struct Net {
     g.weights[n] = Tensor::from<float>(dims, v);
     return n;
   }
-  std::string node(const std::string& op, std::vector<std::string> in, std::map<std::string, Attribute> attrs = {}) {
+  std::string node(const std::string& op, std::vector<std::string> in,
+                   std::map<std::string, Attribute> attrs = {}) {
     Node n;
     n.op = op;
     n.name = op + std::to_string(counter++);
@@ -46,21 +47,29 @@ struct Net {
 
 Graph dynamic_cnn() {
   Net b;
-  b.g.inputs.push_back({"x", {DType::f32, Shape{Dim::symbol("N"), 3, Dim::symbol("H"), Dim::symbol("W")}}});
+  b.g.inputs.push_back(
+      {"x", {DType::f32, Shape{Dim::symbol("N"), 3, Dim::symbol("H"), Dim::symbol("W")}}});
   std::string y = b.conv("x", 3, 16);
-  y = b.node("BatchNormalization", {y, b.weight({16}, 0.5f, 1.5f), b.weight({16}, -0.2f, 0.2f), b.weight({16}, -0.2f, 0.2f),
-                                    b.weight({16}, 0.5f, 2.f)},
+  y = b.node("BatchNormalization",
+             {y, b.weight({16}, 0.5f, 1.5f), b.weight({16}, -0.2f, 0.2f),
+              b.weight({16}, -0.2f, 0.2f), b.weight({16}, 0.5f, 2.f)},
              {{"epsilon", 1e-5}});
   y = b.node("Relu", {y});
   std::string z = b.node("Relu", {b.node("Add", {b.conv(y, 16, 16), y})});
-  z = b.node("MaxPool", {z}, {{"kernel_shape", std::vector<i64>{2, 2}}, {"strides", std::vector<i64>{2, 2}}});
+  z = b.node("MaxPool", {z},
+             {{"kernel_shape", std::vector<i64>{2, 2}}, {"strides", std::vector<i64>{2, 2}}});
   const std::string pooled = b.node("GlobalAveragePool", {z});  // [N,16,1,1]
   b.g.weights["zero"] = Tensor::from<std::int64_t>({}, {0});
   b.g.weights["axes0"] = Tensor::from<std::int64_t>({1}, {0});
   b.g.weights["minus1"] = Tensor::from<std::int64_t>({1}, {-1});
-  const std::string n1 = b.node("Unsqueeze", {b.node("Gather", {b.node("Shape", {pooled}), "zero"}, {{"axis", i64{0}}}), "axes0"});
-  const std::string flat = b.node("Reshape", {pooled, b.node("Concat", {n1, "minus1"}, {{"axis", i64{0}}})});  // [N,16]
-  const std::string logits = b.node("Add", {b.node("MatMul", {flat, b.weight({16, 10}, -0.5f, 0.5f)}), b.weight({10}, -0.1f, 0.1f)});
+  const std::string n1 =
+      b.node("Unsqueeze",
+             {b.node("Gather", {b.node("Shape", {pooled}), "zero"}, {{"axis", i64{0}}}), "axes0"});
+  const std::string flat =
+      b.node("Reshape", {pooled, b.node("Concat", {n1, "minus1"}, {{"axis", i64{0}}})});  // [N,16]
+  const std::string logits = b.node(
+      "Add",
+      {b.node("MatMul", {flat, b.weight({16, 10}, -0.5f, 0.5f)}), b.weight({10}, -0.1f, 0.1f)});
   b.g.outputs = {logits, z};
   b.g.infer(&reference::constant_evaluator());
   return b.g;
@@ -76,7 +85,8 @@ int main() {
   skip_without_gpu();
   Report report;
   const Graph g = dynamic_cnn();
-  const auto profile = plan::make_profile(g, {{"x", {1, 3, 16, 16}}}, {{"x", {4, 3, 64, 64}}}, {{"x", {8, 3, 96, 80}}});
+  const auto profile = plan::make_profile(g, {{"x", {1, 3, 16, 16}}}, {{"x", {4, 3, 64, 64}}},
+                                          {{"x", {8, 3, 96, 80}}});
   for (bool f16 : {false, true}) {
     const char* prec = f16 ? "fp16" : "fp32";
     report.run(std::string("dynamic engine ") + prec, [&] {
@@ -85,19 +95,24 @@ int main() {
       o.evaluator = &reference::constant_evaluator();
       const plan::Plan dyn = build::build_dynamic_plan(g, o, {profile}, 1);
       build::Specializer sp(dyn, &reference::constant_evaluator());
-      runtime::DynamicEngine engine(dyn, [&](const plan::ShapeMap& s, std::size_t p) { return sp.plan_for(s, p); });
+      runtime::DynamicEngine engine(
+          dyn, [&](const plan::ShapeMap& s, std::size_t p) { return sp.plan_for(s, p); });
       auto ctx = engine.create_context();
 
-      std::vector<std::vector<i64>> shapes{profile.min().at("x"), profile.opt().at("x"), profile.max().at("x")};
+      std::vector<std::vector<i64>> shapes{profile.min().at("x"), profile.opt().at("x"),
+                                           profile.max().at("x")};
       for (int i = 0; i < 3; ++i) {
-        auto pick = [&](i64 lo, i64 hi) { return std::uniform_int_distribution<i64>(lo, hi)(rng()); };
+        auto pick = [&](i64 lo, i64 hi) {
+          return std::uniform_int_distribution<i64>(lo, hi)(rng());
+        };
         shapes.push_back({pick(1, 8), 3, pick(16, 96), pick(16, 80)});
       }
       shapes.push_back(profile.min().at("x"));  // back to the first shape: nothing is made again
       for (bool graph : {false, true}) {
         ctx->set_cuda_graph(graph);
         for (const auto& dims : shapes) {
-          const std::string what = std::string(prec) + (graph ? " graph " : " ") + "x " + dims_text(dims);
+          const std::string what =
+              std::string(prec) + (graph ? " graph " : " ") + "x " + dims_text(dims);
           report.run(what, [&] {
             const auto made = engine.stats().engines_made;
             auto t0 = std::chrono::steady_clock::now();
@@ -109,14 +124,15 @@ int main() {
                               z_dims == std::vector<i64>{dims[0], 16, dims[2] / 2, dims[3] / 2});
             auto x = random_values(numel(dims));
             if (f16) x = round_f16(x);
-            DeviceBuffer dx = upload(x), dl = poisoned(numel(logits_dims)), dz = poisoned(numel(z_dims));
+            DeviceBuffer dx = upload(x), dl = poisoned(numel(logits_dims)),
+                         dz = poisoned(numel(z_dims));
             ctx->execute({{"x", dx.get()}, {g.outputs[0], dl.get()}, {g.outputs[1], dz.get()}});
             const double first_ms = ms_since(t0);
             t0 = std::chrono::steady_clock::now();
             ctx->execute({{"x", dx.get()}, {g.outputs[0], dl.get()}, {g.outputs[1], dz.get()}});
             const double again_ms = ms_since(t0);
-            std::printf("  %s: first run %.1f ms (engines made %zu -> %zu), next run %.3f ms\n", what.c_str(), first_ms,
-                        made, engine.stats().engines_made, again_ms);
+            std::printf("  %s: first run %.1f ms (engines made %zu -> %zu), next run %.3f ms\n",
+                        what.c_str(), first_ms, made, engine.stats().engines_made, again_ms);
 
             Graph st = g;
             build::BuildOptions so;
@@ -124,18 +140,22 @@ int main() {
             so.input_dims = {{"x", dims}};
             build::make_static(st, so);
             const auto ref = reference::Executor(st).run({{"x", tensor(dims, x)}});
-            report.check(what + " logits", download(dl, numel(logits_dims)), ref.at(g.outputs[0]), f16);
-            report.check(what + " features", download(dz, numel(z_dims)), ref.at(g.outputs[1]), f16);
+            report.check(what + " logits", download(dl, numel(logits_dims)), ref.at(g.outputs[0]),
+                         f16);
+            report.check(what + " features", download(dz, numel(z_dims)), ref.at(g.outputs[1]),
+                         f16);
           });
         }
       }
       const auto s = engine.stats();
-      std::printf("  %s: %zu engines made, %zu dropped; specializing %.1f ms, engines %.1f ms in all\n", prec,
-                  s.engines_made, s.engines_dropped, s.specialize_ms, s.engine_ms);
+      std::printf(
+          "  %s: %zu engines made, %zu dropped; specializing %.1f ms, engines %.1f ms in all\n",
+          prec, s.engines_made, s.engines_dropped, s.specialize_ms, s.engine_ms);
 
       // Refused on the host, naming the input, the dim, the value and the range.
       report.run(std::string(prec) + " shapes outside the profile", [&] {
-        for (const auto& bad : std::vector<std::vector<i64>>{{9, 3, 32, 32}, {1, 3, 8, 32}, {1, 3, 32}, {1, 4, 32, 32}}) {
+        for (const auto& bad : std::vector<std::vector<i64>>{
+                 {9, 3, 32, 32}, {1, 3, 8, 32}, {1, 3, 32}, {1, 4, 32, 32}}) {
           bool refused = false;
           try {
             ctx->set_input_shape("x", bad);

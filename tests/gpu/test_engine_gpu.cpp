@@ -85,8 +85,10 @@ void randomize_weights(Graph& g, std::mt19937_64& rng) {
     auto set = [&](std::size_t i, const char* r) {
       if (i < n.inputs.size() && g.weights.count(n.inputs[i])) role[n.inputs[i]] = r;
     };
-    if (n.op == "Conv" || n.op == "Gemm" || n.op == "MatMul" || n.op == "ConvTranspose") set(1, "filter"), set(2, "bias");
-    if (n.op == "BatchNormalization") set(1, "scale"), set(2, "bias"), set(3, "bias"), set(4, "var");
+    if (n.op == "Conv" || n.op == "Gemm" || n.op == "MatMul" || n.op == "ConvTranspose")
+      set(1, "filter"), set(2, "bias");
+    if (n.op == "BatchNormalization")
+      set(1, "scale"), set(2, "bias"), set(3, "bias"), set(4, "var");
     if (n.op == "Add" || n.op == "Sub") set(1, "bias");
     if (n.op == "Mul" || n.op == "Div") set(1, "scale");
   }
@@ -96,7 +98,8 @@ void randomize_weights(Graph& g, std::mt19937_64& rng) {
     i64 fan_in = 1;
     for (std::size_t d = 1; d < w.dims().size(); ++d) fan_in *= w.dims()[d];
     if (r == "filter") {
-      std::normal_distribution<double> nd(0.0, std::sqrt(2.0 / static_cast<double>(std::max<i64>(1, fan_in))));
+      std::normal_distribution<double> nd(
+          0.0, std::sqrt(2.0 / static_cast<double>(std::max<i64>(1, fan_in))));
       for (i64 i = 0; i < w.numel(); ++i) w.set(i, nd(rng));
     } else {
       std::uniform_real_distribution<double> u(r == "bias" ? -0.1 : 0.5, r == "bias" ? 0.1 : 1.5);
@@ -115,7 +118,8 @@ void calibrate_batchnorm(Graph& g, const reference::TensorMap& inputs) {
     for (const Node& n : g.nodes) {
       if (n.op != "BatchNormalization" || n.inputs.size() < 5) continue;
       auto x = all.find(n.inputs[0]);
-      if (x == all.end() || !g.weights.count(n.inputs[3]) || !g.weights.count(n.inputs[4])) continue;
+      if (x == all.end() || !g.weights.count(n.inputs[3]) || !g.weights.count(n.inputs[4]))
+        continue;
       const Tensor& t = x->second;
       if (t.dims().size() < 2) continue;
       const i64 nb = t.dims()[0], ch = t.dims()[1], inner = t.numel() / std::max<i64>(1, nb * ch);
@@ -145,7 +149,7 @@ struct Case {
   /// The same for an FP16 run: the inputs rounded to FP16 as the engine's input conversion does,
   /// so that the comparison measures the GPU's FP16 computation, not the rounding of the inputs.
   reference::TensorMap inputs16, expected16;
-  double largest = 0;             // largest reference activation (light networks)
+  double largest = 0;  // largest reference activation (light networks)
 };
 
 /// Loads a test folder (model.onnx + test_data_set_0) or a lone .onnx file.
@@ -173,7 +177,8 @@ Case load_case(const fs::path& p, bool light, std::mt19937_64& rng) {
       continue;
     }
     auto it = data.find(vi.name);
-    if (it == data.end()) throw UnsupportedError(fmt::format("non-float input '{}' without test data", vi.name));
+    if (it == data.end())
+      throw UnsupportedError(fmt::format("non-float input '{}' without test data", vi.name));
     c.graph.weights[vi.name] = it->second;
   }
   c.graph.inputs = keep;
@@ -184,7 +189,8 @@ Case load_case(const fs::path& p, bool light, std::mt19937_64& rng) {
     randomize_weights(c.graph, rng);
   }
   for (const auto& vi : c.graph.inputs) {
-    if (!vi.type.shape.is_static()) throw UnsupportedError(fmt::format("input '{}' has dynamic dims", vi.name));
+    if (!vi.type.shape.is_static())
+      throw UnsupportedError(fmt::format("input '{}' has dynamic dims", vi.name));
     c.inputs[vi.name] = random_like(vi.type, rng);
   }
   if (light) {
@@ -199,11 +205,14 @@ Case load_case(const fs::path& p, bool light, std::mt19937_64& rng) {
         if (std::abs(t.get(i)) > most) most = std::abs(t.get(i)), where = name;
     }
     c.largest = most;
-    if (!quiet) std::printf("%s: largest reference activation %.4g (in '%s')\n", c.name.c_str(), most, where.c_str());
+    if (!quiet)
+      std::printf("%s: largest reference activation %.4g (in '%s')\n", c.name.c_str(), most,
+                  where.c_str());
   }
   reference::Executor ex(c.graph);
   c.expected = ex.run(c.inputs);
-  for (const auto& [name, t] : c.inputs) c.inputs16[name] = t.dtype() == DType::f32 ? t.cast(DType::f16).cast(DType::f32) : t;
+  for (const auto& [name, t] : c.inputs)
+    c.inputs16[name] = t.dtype() == DType::f32 ? t.cast(DType::f16).cast(DType::f32) : t;
   c.expected16 = ex.run(c.inputs16);
   return c;
 }
@@ -261,8 +270,10 @@ void check_case(const Case& c, bool fp16, Tally& t) {
       break;
     }
     double e = 0;
-    if (ref.dtype() == DType::f32 || ref.dtype() == DType::f16) e = rel_error(it->second, ref);
-    else if (it->second.to_doubles() != ref.to_doubles()) e = INFINITY;
+    if (ref.dtype() == DType::f32 || ref.dtype() == DType::f16)
+      e = rel_error(it->second, ref);
+    else if (it->second.to_doubles() != ref.to_doubles())
+      e = INFINITY;
     worst = std::max(worst, e);
     if (e > tol) {
       // Say what differs: shapes, magnitudes, non-finite values.
@@ -271,11 +282,18 @@ void check_case(const Case& c, bool fp16, Tally& t) {
       const bool same = it->second.dims() == ref.dims();
       for (i64 i = 0; same && i < ref.numel(); ++i) {
         const double g = it->second.get(i), r = ref.get(i);
-        if (!std::isfinite(g)) ++nf_g; else mg = std::max(mg, std::abs(g));
-        if (!std::isfinite(r)) ++nf_r; else mr = std::max(mr, std::abs(r));
+        if (!std::isfinite(g))
+          ++nf_g;
+        else
+          mg = std::max(mg, std::abs(g));
+        if (!std::isfinite(r))
+          ++nf_r;
+        else
+          mr = std::max(mr, std::abs(r));
       }
-      detail += fmt::format(" '{}': gpu {} ref {}, max|gpu| {:.4g} max|ref| {:.4g}, non-finite gpu {} ref {};", name,
-                            it->second.type_string(), ref.type_string(), mg, mr, nf_g, nf_r);
+      detail += fmt::format(
+          " '{}': gpu {} ref {}, max|gpu| {:.4g} max|ref| {:.4g}, non-finite gpu {} ref {};", name,
+          it->second.type_string(), ref.type_string(), mg, mr, nf_g, nf_r);
     }
   }
   if (worst <= tol) {
@@ -284,7 +302,8 @@ void check_case(const Case& c, bool fp16, Tally& t) {
     if (!quiet) std::printf("pass %s: %.3g\n", label.c_str(), worst);
   } else {
     ++t.failed;
-    std::printf("FAIL %s: max|gpu-ref|/max|ref| = %.3g (tolerance %.0e)%s\n", label.c_str(), worst, tol, detail.c_str());
+    std::printf("FAIL %s: max|gpu-ref|/max|ref| = %.3g (tolerance %.0e)%s\n", label.c_str(), worst,
+                tol, detail.c_str());
   }
 }
 
@@ -300,7 +319,8 @@ void run_folder_suite(const std::string& suite, const std::vector<fs::path>& ent
       c = load_case(e, light, rng);
     } catch (const std::exception& ex) {
       // Models the CPU reference cannot run are not GPU questions (conformance covers them).
-      for (auto& t : tallies) ++t.unsupported, ++t.unsupported_ops["(reference) " + first_unsupported_op(ex.what())];
+      for (auto& t : tallies)
+        ++t.unsupported, ++t.unsupported_ops["(reference) " + first_unsupported_op(ex.what())];
       if (!quiet) std::printf("skip %s: %s\n", name.c_str(), ex.what());
       continue;
     }
@@ -310,9 +330,11 @@ void run_folder_suite(const std::string& suite, const std::vector<fs::path>& ent
       const double limit = k == 0 ? 1e30 : 6e4;
       if (c.largest > limit) {
         ++tallies[k].unsupported;
-        ++tallies[k].unsupported_ops[fmt::format("(data) activations beyond {}", k == 0 ? "1e30" : "FP16's range")];
-        std::printf("skip %s [%s]: the reference's activations reach %.3g with these random weights\n", name.c_str(),
-                    k == 0 ? "fp32" : "fp16", c.largest);
+        ++tallies[k].unsupported_ops[fmt::format("(data) activations beyond {}",
+                                                 k == 0 ? "1e30" : "FP16's range")];
+        std::printf(
+            "skip %s [%s]: the reference's activations reach %.3g with these random weights\n",
+            name.c_str(), k == 0 ? "fp32" : "fp16", c.largest);
         continue;
       }
       check_case(c, k == 1, tallies[k]);
@@ -324,7 +346,8 @@ std::vector<fs::path> listing(const fs::path& dir, bool onnx_files) {
   std::vector<fs::path> v;
   if (!fs::is_directory(dir)) return v;
   for (const auto& e : fs::directory_iterator(dir)) {
-    if (onnx_files ? e.path().extension() == ".onnx" : fs::exists(e.path() / "model.onnx")) v.push_back(e.path());
+    if (onnx_files ? e.path().extension() == ".onnx" : fs::exists(e.path() / "model.onnx"))
+      v.push_back(e.path());
   }
   std::sort(v.begin(), v.end());
   return v;
@@ -350,7 +373,8 @@ Graph contract_net() {
   g.weights["b2"] = w({16}, 0.1);
   g.weights["fc"] = w({10, 16}, 0.3);
   g.weights["fcb"] = w({10}, 0.1);
-  auto node = [&](std::string op, std::vector<std::string> in, std::vector<std::string> out, decltype(Node::attrs) a = {}) {
+  auto node = [&](std::string op, std::vector<std::string> in, std::vector<std::string> out,
+                  decltype(Node::attrs) a = {}) {
     Node n;
     n.name = out[0] + "_node";
     n.op = std::move(op);
@@ -364,7 +388,8 @@ Graph contract_net() {
   node("Conv", {"r1", "w2", "b2"}, {"c2"}, {{"pads", std::vector<i64>{1, 1, 1, 1}}});
   node("Add", {"c2", "r1"}, {"a2"});
   node("Relu", {"a2"}, {"r2"});
-  node("MaxPool", {"r2"}, {"p2"}, {{"kernel_shape", std::vector<i64>{2, 2}}, {"strides", std::vector<i64>{2, 2}}});
+  node("MaxPool", {"r2"}, {"p2"},
+       {{"kernel_shape", std::vector<i64>{2, 2}}, {"strides", std::vector<i64>{2, 2}}});
   node("GlobalAveragePool", {"p2"}, {"g2"});
   node("Flatten", {"g2"}, {"f2"});
   node("Gemm", {"f2", "fc", "fcb"}, {"y0"}, {{"transB", std::int64_t{1}}});
@@ -412,10 +437,12 @@ int check_contracts(bool fp16) {
   auto c1 = engine.create_context(), c2 = engine.create_context();
   const auto in1 = make_inputs(8), in2 = make_inputs(8);
   const auto o1 = runtime::run_on_gpu(*c1, in1), o2 = runtime::run_on_gpu(*c2, in2);
-  report(rel_error(o1.at("y"), reference_of(in1)) <= tol && rel_error(o2.at("y"), reference_of(in2)) <= tol,
+  report(rel_error(o1.at("y"), reference_of(in1)) <= tol &&
+             rel_error(o2.at("y"), reference_of(in2)) <= tol,
          "two contexts on two streams");
-  report(c1->device_bytes() == engine.arena_bytes() + engine.workspace_bytes(), fmt::format(
-      "context memory = arena {} + workspace {} bytes", engine.arena_bytes(), engine.workspace_bytes()));
+  report(c1->device_bytes() == engine.arena_bytes() + engine.workspace_bytes(),
+         fmt::format("context memory = arena {} + workspace {} bytes", engine.arena_bytes(),
+                     engine.workspace_bytes()));
 
   // CUDA graphs: captured once, replayed with new data in the same buffers.
   c1->set_cuda_graph(true);
@@ -427,7 +454,8 @@ int check_contracts(bool fp16) {
     c2->set_batch(b);
     const auto inb = make_inputs(b);
     const auto ob = runtime::run_on_gpu(*c2, inb);
-    report(rel_error(ob.at("y"), reference_of(inb)) <= tol, fmt::format("batch {} of {}", b, engine.max_batch()));
+    report(rel_error(ob.at("y"), reference_of(inb)) <= tol,
+           fmt::format("batch {} of {}", b, engine.max_batch()));
   }
   c2->set_batch(8);
 
@@ -442,7 +470,8 @@ int check_contracts(bool fp16) {
   };
   runtime::DeviceBuffer xin(8 * 3 * 16 * 16 * 4), yout(8 * 10 * 4);
   report(throws_naming({{"x", xin.get()}}, "'y'"), "a missing output binding is named");
-  report(throws_naming({{"x", xin.get()}, {"y", yout.get()}, {"z", yout.get()}}, "'z'"), "an unknown binding is named");
+  report(throws_naming({{"x", xin.get()}, {"y", yout.get()}, {"z", yout.get()}}, "'z'"),
+         "an unknown binding is named");
 
   // 10,000 enqueues (graph replays and launches) leak no device memory.
   {
@@ -460,8 +489,9 @@ int check_contracts(bool fp16) {
     KILN_CHECK(cudaStreamSynchronize(c1->stream()));
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     KILN_CHECK(cudaMemGetInfo(&free1, &total));
-    report(free1 >= free0, fmt::format("{} enqueues leak nothing (free before {} MiB, after {} MiB, {:.2f} s)",
-                                       enqueues, free0 >> 20, free1 >> 20, s));
+    report(free1 >= free0,
+           fmt::format("{} enqueues leak nothing (free before {} MiB, after {} MiB, {:.2f} s)",
+                       enqueues, free0 >> 20, free1 >> 20, s));
   }
   // A plan for the CPU reference is refused with a message naming the target.
   try {
@@ -470,7 +500,8 @@ int check_contracts(bool fp16) {
     runtime::Engine bad(build::build_plan(g, cpu));
     report(false, "a cpu-reference plan is refused");
   } catch (const FormatError& e) {
-    report(std::string(e.what()).find("cpu-reference") != std::string::npos, "a cpu-reference plan is refused");
+    report(std::string(e.what()).find("cpu-reference") != std::string::npos,
+           "a cpu-reference plan is refused");
   }
   return failed;
 }
@@ -491,14 +522,23 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--data") data = next();
-    else if (a == "--suite") suites.insert(next());
-    else if (a == "--filter") filter = next();
-    else if (a == "--models") model_dirs.push_back(next());
-    else if (a == "--quiet") quiet = true;
-    else if (a == "--enqueues") enqueues = std::stoi(next());
+    if (a == "--data")
+      data = next();
+    else if (a == "--suite")
+      suites.insert(next());
+    else if (a == "--filter")
+      filter = next();
+    else if (a == "--models")
+      model_dirs.push_back(next());
+    else if (a == "--quiet")
+      quiet = true;
+    else if (a == "--enqueues")
+      enqueues = std::stoi(next());
     else {
-      std::fprintf(stderr, "unknown option '%s' (expected --data, --suite, --filter, --models, --quiet, --enqueues)\n", a.c_str());
+      std::fprintf(stderr,
+                   "unknown option '%s' (expected --data, --suite, --filter, --models, --quiet, "
+                   "--enqueues)\n",
+                   a.c_str());
       return 2;
     }
   }
@@ -509,27 +549,31 @@ int main(int argc, char** argv) {
   std::map<std::string, Tally[2]> results;
   const fs::path root(data);
   if (!fs::is_directory(root)) {
-    std::printf("SKIP suites node, converted, light: ONNX test data not found at '%s'\n", data.c_str());
+    std::printf("SKIP suites node, converted, light: ONNX test data not found at '%s'\n",
+                data.c_str());
   } else {
-    if (want("node")) run_folder_suite("node", listing(root / "node", false), false, filter, results);
+    if (want("node"))
+      run_folder_suite("node", listing(root / "node", false), false, filter, results);
     if (want("converted")) {
       std::vector<fs::path> v;
       for (const char* d : {"pytorch-converted", "pytorch-operator", "simple"})
         for (auto& p : listing(root / d, false)) v.push_back(p);
       run_folder_suite("converted", v, false, filter, results);
     }
-    if (want("light")) run_folder_suite("light", listing(root / "light", true), true, filter, results);
+    if (want("light"))
+      run_folder_suite("light", listing(root / "light", true), true, filter, results);
   }
   for (const auto& d : model_dirs) {
     auto v = listing(d, false);
     for (auto& p : listing(d, true)) v.push_back(p);
     run_folder_suite("models:" + fs::path(d).filename().string(), v, false, filter, results);
   }
-  std::printf("\n%-22s %-5s %7s %7s %12s  %s\n", "suite", "prec", "passed", "failed", "unsupported", "largest error (case)");
+  std::printf("\n%-22s %-5s %7s %7s %12s  %s\n", "suite", "prec", "passed", "failed", "unsupported",
+              "largest error (case)");
   for (const auto& [suite, t] : results) {
     for (int k = 0; k < 2; ++k) {
-      std::printf("%-22s %-5s %7d %7d %12d  %.3g (%s)\n", suite.c_str(), k ? "fp16" : "fp32", t[k].passed, t[k].failed,
-                  t[k].unsupported, t[k].worst, t[k].worst_name.c_str());
+      std::printf("%-22s %-5s %7d %7d %12d  %.3g (%s)\n", suite.c_str(), k ? "fp16" : "fp32",
+                  t[k].passed, t[k].failed, t[k].unsupported, t[k].worst, t[k].worst_name.c_str());
       failed += t[k].failed;
     }
     std::map<std::string, int> ops = t[0].unsupported_ops;

@@ -11,7 +11,7 @@ int main() {
   Report report;
   struct Case {
     const char* op;
-    std::vector<i64> x;  // [N, C, H, W] or [N, C, L]
+    std::vector<i64> x;                // [N, C, H, W] or [N, C, L]
     std::vector<i64> k, s, pads, dil;  // pads: begin..., end...
     bool ceil = false, include_pad = false;
   };
@@ -35,18 +35,24 @@ int main() {
       const bool global = std::string(c.op).rfind("Global", 0) == 0;
       const bool is_max = std::string(c.op).find("Max") != std::string::npos;
       std::string what = std::string(c.op) + " " + dims_text(c.x);
-      if (!global) what += " k" + dims_text(c.k) + " s" + dims_text(c.s) + " pads" + dims_text(c.pads) +
-                           (c.dil.size() && c.dil[0] > 1 ? " dil" + dims_text(c.dil) : "") +
-                           (c.ceil ? " ceil" : "") + (c.include_pad ? " count_include_pad" : "");
+      if (!global)
+        what += " k" + dims_text(c.k) + " s" + dims_text(c.s) + " pads" + dims_text(c.pads) +
+                (c.dil.size() && c.dil[0] > 1 ? " dil" + dims_text(c.dil) : "") +
+                (c.ceil ? " ceil" : "") + (c.include_pad ? " count_include_pad" : "");
       report.run(what, [&] {
         auto x = random_values(numel(c.x));
         if (f16) x = round_f16(x);
         const kiln::Tensor tx = tensor(c.x, x);
         std::map<std::string, kiln::Attribute> attrs;
         if (!global) {
-          attrs = {{"kernel_shape", c.k}, {"strides", c.s}, {"pads", c.pads}, {"ceil_mode", i64{c.ceil}}};
-          if (is_max) attrs["dilations"] = c.dil;
-          else attrs["count_include_pad"] = i64{c.include_pad};
+          attrs = {{"kernel_shape", c.k},
+                   {"strides", c.s},
+                   {"pads", c.pads},
+                   {"ceil_mode", i64{c.ceil}}};
+          if (is_max)
+            attrs["dilations"] = c.dil;
+          else
+            attrs["count_include_pad"] = i64{c.include_pad};
         }
         const kiln::Tensor ref = reference(node(c.op, 1, attrs), {&tx});
         const bool one_d = c.x.size() == 3;
@@ -62,14 +68,18 @@ int main() {
           p.k_w = int(c.k[0]), p.stride_w = int(c.s[0]), p.dil_w = int(c.dil[0]);
           p.pad_left = int(c.pads[0]), p.pad_right = int(c.pads[1]);
         } else {
-          p.k_h = int(c.k[0]), p.k_w = int(c.k[1]), p.stride_h = int(c.s[0]), p.stride_w = int(c.s[1]);
+          p.k_h = int(c.k[0]), p.k_w = int(c.k[1]), p.stride_h = int(c.s[0]),
+          p.stride_w = int(c.s[1]);
           p.dil_h = int(c.dil[0]), p.dil_w = int(c.dil[1]);
-          p.pad_top = int(c.pads[0]), p.pad_left = int(c.pads[1]), p.pad_bottom = int(c.pads[2]), p.pad_right = int(c.pads[3]);
+          p.pad_top = int(c.pads[0]), p.pad_left = int(c.pads[1]), p.pad_bottom = int(c.pads[2]),
+          p.pad_right = int(c.pads[3]);
         }
         p.count_include_pad = c.include_pad;
         DeviceBuffer dx = upload(x, f16), dy = poisoned(ref.numel(), f16);
-        KILN_CHECK(kk::pool2d(elem(f16), is_max ? kk::PoolMode::max : kk::PoolMode::average, p, dx.get(), dy.get(), nullptr));
-        report.check(what + " -> " + dims_text(ref.dims()), download(dy, ref.numel(), f16), ref, f16);
+        KILN_CHECK(kk::pool2d(elem(f16), is_max ? kk::PoolMode::max : kk::PoolMode::average, p,
+                              dx.get(), dy.get(), nullptr));
+        report.check(what + " -> " + dims_text(ref.dims()), download(dy, ref.numel(), f16), ref,
+                     f16);
       });
     }
   }

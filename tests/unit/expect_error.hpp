@@ -26,7 +26,8 @@ void expect_error(const std::function<void()>& f, std::vector<std::string> parts
       if (!dynamic_cast<const E*>(&e))
         FAIL("wrong kiln error type " << std::string(typeid(e).name()) << ": " << msg);
     INFO("message: " << msg);
-    for (const auto& p : parts) CHECK_MESSAGE(msg.find(p) != std::string::npos, "missing '" << p << "'");
+    for (const auto& p : parts)
+      CHECK_MESSAGE(msg.find(p) != std::string::npos, "missing '" << p << "'");
   } catch (const std::exception& e) {
     FAIL("foreign exception " << std::string(typeid(e).name()) << ": " << std::string(e.what()));
   }

@@ -27,8 +27,10 @@ struct ModelBuilder {
     t->mutable_shape();  // a known rank, also 0
     for (auto d : dims) {
       auto* dim = t->mutable_shape()->add_dim();
-      if (d >= 0) dim->set_dim_value(d);
-      else dim->set_dim_param("N");
+      if (d >= 0)
+        dim->set_dim_value(d);
+      else
+        dim->set_dim_param("N");
     }
   }
   void output(const std::string& name) { m.mutable_graph()->add_output()->set_name(name); }

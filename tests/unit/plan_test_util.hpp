@@ -27,7 +27,8 @@ inline Tensor random_tensor(DType dt, const std::vector<i64>& dims, std::mt19937
   return t;
 }
 
-inline reference::TensorMap random_inputs(const std::vector<ValueInfo>& inputs, std::uint64_t seed) {
+inline reference::TensorMap random_inputs(const std::vector<ValueInfo>& inputs,
+                                          std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   reference::TensorMap m;
   for (const auto& vi : inputs) {
@@ -49,7 +50,8 @@ inline double max_error(const reference::TensorMap& a, const reference::TensorMa
     auto it = b.find(name);
     REQUIRE_MESSAGE(it != b.end(), "output '" << name << "' is missing");
     const Tensor& tb = it->second;
-    REQUIRE_MESSAGE(ta.type_string() == tb.type_string(), name << ": " << ta.type_string() << " vs " << tb.type_string());
+    REQUIRE_MESSAGE(ta.type_string() == tb.type_string(),
+                    name << ": " << ta.type_string() << " vs " << tb.type_string());
     for (i64 i = 0; i < ta.numel(); ++i) {
       const double x = ta.get(i), y = tb.get(i);
       if (std::isnan(x) || std::isnan(y)) {
@@ -88,14 +90,16 @@ inline build::BuildOptions checked_options_on(reference::TensorMap inputs) {
   build::BuildOptions o;
   o.evaluator = &reference::constant_evaluator();
   o.after_pass = [inputs](const std::string& pass, const Graph& before, const Graph& after) {
-    const double e = max_error(reference::Executor(before).run(inputs), reference::Executor(after).run(inputs));
+    const double e =
+        max_error(reference::Executor(before).run(inputs), reference::Executor(after).run(inputs));
     CHECK_MESSAGE(e <= 1e-4, "pass " << pass << ": outputs differ by " << e);
   };
   return o;
 }
 
 /// Options that check every pass's equivalence on the reference as it builds.
-inline build::BuildOptions checked_options(const plan::Target* t = nullptr, std::uint64_t seed = 7) {
+inline build::BuildOptions checked_options(const plan::Target* t = nullptr,
+                                           std::uint64_t seed = 7) {
   build::BuildOptions o;
   o.target = t;
   o.evaluator = &reference::constant_evaluator();
@@ -127,7 +131,8 @@ struct Builder {
     n.op = op;
     n.name = fmt::format("{}{}", op, counter++);
     n.inputs = std::move(inputs);
-    for (int i = 0; i < outputs; ++i) n.outputs.push_back(outputs == 1 ? n.name : fmt::format("{}:{}", n.name, i));
+    for (int i = 0; i < outputs; ++i)
+      n.outputs.push_back(outputs == 1 ? n.name : fmt::format("{}:{}", n.name, i));
     n.attrs = std::move(attrs);
     return g.add_node(std::move(n)).outputs[0];
   }
@@ -135,11 +140,13 @@ struct Builder {
   std::string conv(const std::string& x, i64 cin, i64 cout, i64 k, bool bias = true) {
     std::vector<std::string> in{x, weight({cout, cin, k, k}, -0.5, 0.5)};
     if (bias) in.push_back(weight({cout}));
-    return node("Conv", in, {{"kernel_shape", std::vector<i64>{k, k}},
-                             {"pads", std::vector<i64>{k / 2, k / 2, k / 2, k / 2}}});
+    return node("Conv", in,
+                {{"kernel_shape", std::vector<i64>{k, k}},
+                 {"pads", std::vector<i64>{k / 2, k / 2, k / 2, k / 2}}});
   }
   std::string bn(const std::string& x, i64 c) {
-    return node("BatchNormalization", {x, weight({c}, 0.5, 1.5), weight({c}), weight({c}), weight({c}, 0.5, 2.0)},
+    return node("BatchNormalization",
+                {x, weight({c}, 0.5, 1.5), weight({c}), weight({c}), weight({c}, 0.5, 2.0)},
                 {{"epsilon", 1e-5}});
   }
   Graph finish(std::vector<std::string> outputs) {
@@ -156,7 +163,9 @@ inline Graph random_cnn(std::uint64_t seed, int layers = 14) {
   Builder b;
   b.rng.seed(seed);
   std::mt19937_64& rng = b.rng;
-  auto pick = [&](int n) { return static_cast<int>(std::uniform_int_distribution<int>(0, n - 1)(rng)); };
+  auto pick = [&](int n) {
+    return static_cast<int>(std::uniform_int_distribution<int>(0, n - 1)(rng));
+  };
   const i64 N = 1 + pick(2), H = 3 + pick(4), W = 3 + pick(4);
   struct V {
     std::string name;
@@ -168,7 +177,8 @@ inline Graph random_cnn(std::uint64_t seed, int layers = 14) {
   for (int l = 0; l < layers; ++l) {
     const V v = pick(3) == 0 ? any() : vs.back();
     switch (pick(12)) {
-      case 0: case 1: {
+      case 0:
+      case 1: {
         const i64 co = 1 + pick(6);
         std::string y = b.conv(v.name, v.c, co, pick(2) ? 3 : 1, pick(3) != 0);
         if (pick(2)) y = b.bn(y, co);
@@ -195,8 +205,11 @@ inline Graph random_cnn(std::uint64_t seed, int layers = 14) {
         vs.push_back({b.node("Add", {y, b.weight({1, v.c, 1, 1})}), v.c});
         break;
       }
-      case 6: vs.push_back({b.node("MaxPool", {v.name}, {{"kernel_shape", std::vector<i64>{3, 3}},
-                                                         {"pads", std::vector<i64>{1, 1, 1, 1}}}), v.c});
+      case 6:
+        vs.push_back({b.node("MaxPool", {v.name},
+                             {{"kernel_shape", std::vector<i64>{3, 3}},
+                              {"pads", std::vector<i64>{1, 1, 1, 1}}}),
+                      v.c});
         break;
       case 7: {  // horizontal group: 1x1 convs sharing an input, then a concat
         std::vector<std::string> outs;
@@ -232,7 +245,8 @@ inline Graph random_cnn(std::uint64_t seed, int layers = 14) {
   }
   if (vs.back().name == "x") vs.push_back({b.node("Relu", {"x"}), vs[0].c});
   std::vector<std::string> outs{vs.back().name};
-  if (pick(2) && vs.size() > 2 && vs[vs.size() - 2].name != vs.back().name) outs.push_back(vs[vs.size() - 2].name);
+  if (pick(2) && vs.size() > 2 && vs[vs.size() - 2].name != vs.back().name)
+    outs.push_back(vs[vs.size() - 2].name);
   return b.finish(outs);
 }
 

@@ -31,7 +31,9 @@ Tensor random_tensor(std::mt19937& rng, std::vector<i64> dims, DType dt = DType:
   return Tensor::from_doubles(dt, std::move(dims), v);
 }
 
-i64 pick(std::mt19937& rng, i64 lo, i64 hi) { return lo + static_cast<i64>(rng() % static_cast<unsigned>(hi - lo + 1)); }
+i64 pick(std::mt19937& rng, i64 lo, i64 hi) {
+  return lo + static_cast<i64>(rng() % static_cast<unsigned>(hi - lo + 1));
+}
 
 double max_diff(const Tensor& a, const Tensor& b) {
   REQUIRE(a.dims() == b.dims());
@@ -47,7 +49,8 @@ Tensor seq_slice(const Tensor& x, i64 begin, i64 end) {
   for (i64 b = 0; b < x.dim(0); ++b)
     for (i64 h = 0; h < x.dim(1); ++h)
       for (i64 s = begin; s < end; ++s)
-        for (i64 d = 0; d < x.dim(3); ++d) y.set(o++, x.get(((b * x.dim(1) + h) * x.dim(2) + s) * x.dim(3) + d));
+        for (i64 d = 0; d < x.dim(3); ++d)
+          y.set(o++, x.get(((b * x.dim(1) + h) * x.dim(2) + s) * x.dim(3) + d));
   return y;
 }
 
@@ -60,7 +63,8 @@ Tensor seq_concat(const Tensor& a, const Tensor& b) {
       for (i64 s = 0; s < Sa + Sb; ++s)
         for (i64 d = 0; d < D; ++d)
           y.set(((n * H + h) * (Sa + Sb) + s) * D + d,
-                s < Sa ? a.get(((n * H + h) * Sa + s) * D + d) : b.get(((n * H + h) * Sb + s - Sa) * D + d));
+                s < Sa ? a.get(((n * H + h) * Sa + s) * D + d)
+                       : b.get(((n * H + h) * Sb + s - Sa) * D + d));
   return y;
 }
 
@@ -71,7 +75,8 @@ Tensor to_3d(const Tensor& x) {
   for (i64 n = 0; n < N; ++n)
     for (i64 h = 0; h < H; ++h)
       for (i64 s = 0; s < S; ++s)
-        for (i64 d = 0; d < D; ++d) y.set((n * S + s) * H * D + h * D + d, x.get(((n * H + h) * S + s) * D + d));
+        for (i64 d = 0; d < D; ++d)
+          y.set((n * S + s) * H * D + h * D + d, x.get(((n * H + h) * S + s) * D + d));
   return y;
 }
 
@@ -81,7 +86,8 @@ Tensor repeat_heads(const Tensor& x, i64 r) {
   Tensor y(x.dtype(), {N, H * r, S, D});
   for (i64 n = 0; n < N; ++n)
     for (i64 h = 0; h < H * r; ++h)
-      for (i64 e = 0; e < S * D; ++e) y.set((n * H * r + h) * S * D + e, x.get((n * H + h / r) * S * D + e));
+      for (i64 e = 0; e < S * D; ++e)
+        y.set((n * H * r + h) * S * D + e, x.get((n * H + h / r) * S * D + e));
   return y;
 }
 
@@ -123,9 +129,10 @@ struct Attn {
 
 /// Attention written from its definition, 4-D in and out: bias(b, h, i, j) is added to the
 /// (soft-capped) scores; a row whose every bias is -inf is zero.
-Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, double softcap,
-                       const std::function<double(i64, i64, i64, i64)>& bias) {
-  const i64 N = q.dim(0), Hq = q.dim(1), S = q.dim(2), D = q.dim(3), Hkv = k.dim(1), T = k.dim(2), Dv = v.dim(3);
+Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale,
+                       double softcap, const std::function<double(i64, i64, i64, i64)>& bias) {
+  const i64 N = q.dim(0), Hq = q.dim(1), S = q.dim(2), D = q.dim(3), Hkv = k.dim(1), T = k.dim(2),
+            Dv = v.dim(3);
   Tensor y(DType::f64, {N, Hq, S, Dv});
   for (i64 b = 0; b < N; ++b)
     for (i64 h = 0; h < Hq; ++h) {
@@ -135,7 +142,8 @@ Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, double
         bool all_masked = true;
         for (i64 j = 0; j < T; ++j) {
           double s = 0;
-          for (i64 d = 0; d < D; ++d) s += q.get(((b * Hq + h) * S + i) * D + d) * k.get(((b * Hkv + g) * T + j) * D + d);
+          for (i64 d = 0; d < D; ++d)
+            s += q.get(((b * Hq + h) * S + i) * D + d) * k.get(((b * Hkv + g) * T + j) * D + d);
           s *= scale;
           if (softcap > 0) s = softcap * std::tanh(s / softcap);
           const double bj = bias(b, h, i, j);
@@ -147,7 +155,8 @@ Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, double
         for (double& e : w) sum += (e = std::exp(e - mx));
         for (i64 d = 0; d < Dv; ++d) {
           double acc = 0;
-          for (i64 j = 0; j < T; ++j) acc += (all_masked ? 0.0 : w[j] / sum) * v.get(((b * Hkv + g) * T + j) * Dv + d);
+          for (i64 j = 0; j < T; ++j)
+            acc += (all_masked ? 0.0 : w[j] / sum) * v.get(((b * Hkv + g) * T + j) * Dv + d);
           y.set(((b * Hq + h) * S + i) * Dv + d, acc);
         }
       }
@@ -159,7 +168,9 @@ double no_bias(i64, i64, i64, i64) { return 0.0; }
 
 struct Sizes {
   i64 N, Hq, Hkv, S, L, D, Dv;
-  std::string name() const { return fmt::format("N{} Hq{} Hkv{} S{} L{} D{} Dv{}", N, Hq, Hkv, S, L, D, Dv); }
+  std::string name() const {
+    return fmt::format("N{} Hq{} Hkv{} S{} L{} D{} Dv{}", N, Hq, Hkv, S, L, D, Dv);
+  }
 };
 
 Sizes random_sizes(std::mt19937& rng) {
@@ -207,9 +218,12 @@ TEST_CASE("Attention: output types of 3-D and 4-D inputs, the cache and the scor
 TEST_CASE("Attention: dynamic dims pass through the shape rule") {
   Node n = test::node("Attention", 3, {}, 4, "attn");
   Graph g;
-  g.inputs.push_back({"in0", TensorType{DType::f32, Shape{Dim::symbol("N"), Dim(4), Dim::symbol("S"), Dim(8)}}});
-  g.inputs.push_back({"in1", TensorType{DType::f32, Shape{Dim::symbol("N"), Dim(2), Dim::symbol("L"), Dim(8)}}});
-  g.inputs.push_back({"in2", TensorType{DType::f32, Shape{Dim::symbol("N"), Dim(2), Dim::symbol("L"), Dim(16)}}});
+  g.inputs.push_back(
+      {"in0", TensorType{DType::f32, Shape{Dim::symbol("N"), Dim(4), Dim::symbol("S"), Dim(8)}}});
+  g.inputs.push_back(
+      {"in1", TensorType{DType::f32, Shape{Dim::symbol("N"), Dim(2), Dim::symbol("L"), Dim(8)}}});
+  g.inputs.push_back(
+      {"in2", TensorType{DType::f32, Shape{Dim::symbol("N"), Dim(2), Dim::symbol("L"), Dim(16)}}});
   for (const auto& o : n.outputs) g.outputs.push_back(o);
   g.add_node(n);
   g.infer();
@@ -218,7 +232,8 @@ TEST_CASE("Attention: dynamic dims pass through the shape rule") {
   CHECK(g.type_of("out3").shape.to_string() == "[N,4,S,L]");
 }
 
-TEST_CASE("Attention: bad shapes and attributes are errors that name the node and what was expected") {
+TEST_CASE(
+    "Attention: bad shapes and attributes are errors that name the node and what was expected") {
   std::mt19937 rng(2);
   auto base = [&] {
     Attn a;
@@ -261,7 +276,8 @@ TEST_CASE("Attention: bad shapes and attributes are errors that name the node an
   expect(a, {"past sequence length", "expected 3", "got 2"});
   a = base();
   a.mask = random_tensor(rng, {3, 3, 5});
-  expect(a, {"attn_mask [3,3,5] does not broadcast to [N,q_num_heads,S,T] = [1,4,3,5]: dim 0 is 3, expected 1 or 4"});
+  expect(a, {"attn_mask [3,3,5] does not broadcast to [N,q_num_heads,S,T] = [1,4,3,5]: dim 0 is 3, "
+             "expected 1 or 4"});
   a.mask = random_tensor(rng, {3, 6});
   expect(a, {"attn_mask covers 6 keys, more than the 5 keys of past and present"});
   a = base();
@@ -282,7 +298,8 @@ TEST_CASE("Attention: bad shapes and attributes are errors that name the node an
   expect(a, {"nonpad_kv_seqlen (an external cache) and past_key/past_value"});
   a = base();
   a.nonpad = Tensor::from<std::int64_t>({1}, {6});  // a value only the kernel sees
-  test::expect_error<Error>([&] { a.run(); }, {"[Attention 'attn']", "nonpad_kv_seqlen[0] = 6 is outside 0..5"});
+  test::expect_error<Error>([&] { a.run(); },
+                            {"[Attention 'attn']", "nonpad_kv_seqlen[0] = 6 is outside 0..5"});
   a.q = random_tensor(rng, {1, 4, 3, 8}, DType::i32);
   test::expect_error<UnsupportedError>([&] { a.run(); }, {"[Attention 'attn']", "Q has dtype i32"});
 }
@@ -298,13 +315,15 @@ TEST_CASE("Attention: equals the naive form over many shapes, scales, softcaps a
     a.q = random_tensor(rng, {z.N, z.Hq, z.S, z.D});
     a.k = random_tensor(rng, {z.N, z.Hkv, z.L, z.D});
     a.v = random_tensor(rng, {z.N, z.Hkv, z.L, z.Dv});
-    const double scale = iter % 3 == 0 ? 1.0 / std::sqrt(static_cast<double>(z.D)) : 0.3 + 0.1 * (iter % 7);
+    const double scale =
+        iter % 3 == 0 ? 1.0 / std::sqrt(static_cast<double>(z.D)) : 0.3 + 0.1 * (iter % 7);
     if (iter % 3) a.attrs["scale"] = scale;
     const double softcap = iter % 4 == 1 ? 0.7 : 0.0;
     if (softcap > 0) a.attrs["softcap"] = softcap;
     std::function<double(i64, i64, i64, i64)> bias = no_bias;
     if (iter % 2) {  // an additive mask [S, L], or [N, 1, S, L] broadcast over heads
-      a.mask = iter % 4 == 3 ? random_tensor(rng, {z.N, 1, z.S, z.L}) : random_tensor(rng, {z.S, z.L});
+      a.mask =
+          iter % 4 == 3 ? random_tensor(rng, {z.N, 1, z.S, z.L}) : random_tensor(rng, {z.S, z.L});
       const Tensor m = a.mask;
       bias = [m, z](i64 b, i64, i64 i, i64 j) {
         return m.rank() == 2 ? m.get(i * z.L + j) : m.get((b * z.S + i) * z.L + j);
@@ -335,7 +354,8 @@ TEST_CASE("law: causal attention at each position equals full attention over the
     a.attrs["is_causal"] = i64{1};
     a.outputs = 1;
     const Tensor y = a.run()[0];
-    const Tensor keys = P ? seq_concat(a.past_key, a.k) : a.k, values = P ? seq_concat(a.past_value, a.v) : a.v;
+    const Tensor keys = P ? seq_concat(a.past_key, a.k) : a.k,
+                 values = P ? seq_concat(a.past_value, a.v) : a.v;
     for (i64 i = 0; i < z.S; ++i) {
       Attn full;
       full.q = seq_slice(a.q, i, i + 1);
@@ -347,7 +367,8 @@ TEST_CASE("law: causal attention at each position equals full attention over the
   }
 }
 
-TEST_CASE("law: grouped-query attention equals multi-head attention with the key/value heads repeated") {
+TEST_CASE(
+    "law: grouped-query attention equals multi-head attention with the key/value heads repeated") {
   std::mt19937 rng(5);
   for (int iter = 0; iter < 20; ++iter) {
     const Sizes z = random_sizes(rng);
@@ -414,8 +435,9 @@ TEST_CASE("law: 3-D inputs are 4-D inputs with the heads folded into the width")
   }
 }
 
-TEST_CASE("law: masks compose: boolean = 0/-inf additive, a short mask is padded with masked keys, "
-          "nonpad_kv_seqlen and a sliding window are masks") {
+TEST_CASE(
+    "law: masks compose: boolean = 0/-inf additive, a short mask is padded with masked keys, "
+    "nonpad_kv_seqlen and a sliding window are masks") {
   std::mt19937 rng(8);
   for (int iter = 0; iter < 15; ++iter) {
     Sizes z = random_sizes(rng);
@@ -458,7 +480,8 @@ TEST_CASE("law: masks compose: boolean = 0/-inf additive, a short mask is padded
       for (i64 e = 0; e < one.v.numel(); ++e) one.v.set(e, vb.get(b * one.v.numel() + e));
       one.outputs = 1;
       const Tensor yb = one.run()[0];
-      for (i64 e = 0; e < yb.numel(); ++e) CHECK(std::fabs(y.get(b * yb.numel() + e) - yb.get(e)) < 1e-12);
+      for (i64 e = 0; e < yb.numel(); ++e)
+        CHECK(std::fabs(y.get(b * yb.numel() + e) - yb.get(e)) < 1e-12);
     }
 
     // A sliding window [i - left, i + right] is the band mask.
@@ -467,7 +490,8 @@ TEST_CASE("law: masks compose: boolean = 0/-inf additive, a short mask is padded
     window.attrs = {{"left_window_size", left}, {"right_window_size", right}};
     Tensor mask(DType::boolean, {z.S, z.L});
     for (i64 i = 0; i < z.S; ++i)
-      for (i64 j = 0; j < z.L; ++j) mask.set(i * z.L + j, j >= i - left && j <= i + right ? 1.0 : 0.0);
+      for (i64 j = 0; j < z.L; ++j)
+        mask.set(i * z.L + j, j >= i - left && j <= i + right ? 1.0 : 0.0);
     band.mask = mask;
     CHECK(max_diff(window.run()[0], band.run()[0]) < 1e-12);
   }
@@ -489,8 +513,10 @@ TEST_CASE("Attention: a fully masked row is zero in Y and in the softmax output,
       for (i64 d = 0; d < 3; ++d) ysum += std::fabs(out[0].get((h * 3 + i) * 3 + d));
       for (i64 j = 0; j < 5; ++j) psum += out[3].get((h * 3 + i) * 5 + j);
       CHECK(psum == doctest::Approx(i == 2 ? 1.0 : 0.0));
-      if (i == 2) CHECK(ysum > 0);
-      else CHECK(ysum == 0.0);
+      if (i == 2)
+        CHECK(ysum > 0);
+      else
+        CHECK(ysum == 0.0);
     }
   // With nonpad_kv_seqlen = 0 and causal rows before the first key (offset = 0 - S < 0).
   Attn c = a;
@@ -526,10 +552,13 @@ TEST_CASE("Attention: qk_matmul_output modes are the scores, soft-capped, biased
             const i64 at = ((b * z.Hq + h) * z.S + i) * T + j;
             double dot = 0;
             for (i64 d = 0; d < z.D; ++d)
-              dot += a.q.get(((b * z.Hq + h) * z.S + i) * z.D + d) * a.k.get(((b * z.Hkv + h / G) * T + j) * z.D + d);
+              dot += a.q.get(((b * z.Hq + h) * z.S + i) * z.D + d) *
+                     a.k.get(((b * z.Hkv + h / G) * T + j) * z.D + d);
             CHECK(mode[0].get(at) == doctest::Approx(scale * dot).epsilon(1e-12));
-            CHECK(mode[1].get(at) == doctest::Approx(softcap * std::tanh(scale * dot / softcap)).epsilon(1e-12));
-            CHECK(mode[2].get(at) == doctest::Approx(mode[1].get(at) + a.mask.get(i * T + j)).epsilon(1e-12));
+            CHECK(mode[1].get(at) ==
+                  doctest::Approx(softcap * std::tanh(scale * dot / softcap)).epsilon(1e-12));
+            CHECK(mode[2].get(at) ==
+                  doctest::Approx(mode[1].get(at) + a.mask.get(i * T + j)).epsilon(1e-12));
             rowsum += mode[3].get(at);
           }
           CHECK(rowsum == doctest::Approx(1.0));
@@ -537,7 +566,8 @@ TEST_CASE("Attention: qk_matmul_output modes are the scores, soft-capped, biased
   }
 }
 
-TEST_CASE("Attention: the default scale is 1/sqrt(head size); f16 inputs compute in double, store f16") {
+TEST_CASE(
+    "Attention: the default scale is 1/sqrt(head size); f16 inputs compute in double, store f16") {
   std::mt19937 rng(11);
   Attn a;
   a.q = random_tensor(rng, {2, 4, 3, 16});
@@ -577,7 +607,8 @@ std::pair<Tensor, Tensor> caches(i64 positions, i64 half, double shift = 0) {
   Tensor c(DType::f64, {positions, half}), s(DType::f64, {positions, half});
   for (i64 p = 0; p < positions; ++p)
     for (i64 k = 0; k < half; ++k) {
-      const double th = (static_cast<double>(p) + shift) * std::pow(100.0, -static_cast<double>(k) / static_cast<double>(half));
+      const double th = (static_cast<double>(p) + shift) *
+                        std::pow(100.0, -static_cast<double>(k) / static_cast<double>(half));
       c.set(p * half + k, std::cos(th));
       s.set(p * half + k, std::sin(th));
     }
@@ -589,7 +620,8 @@ std::pair<Tensor, Tensor> caches(i64 positions, i64 half, double shift = 0) {
 TEST_CASE("RotaryEmbedding: rotates pairs (halves or interleaved) by the angles of each position") {
   std::mt19937 rng(12);
   for (int iter = 0; iter < 20; ++iter) {
-    const i64 N = pick(rng, 1, 2), H = pick(rng, 1, 3), S = pick(rng, 1, 4), D = 2 * pick(rng, 1, 4);
+    const i64 N = pick(rng, 1, 2), H = pick(rng, 1, 3), S = pick(rng, 1, 4),
+              D = 2 * pick(rng, 1, 4);
     const i64 R = iter % 3 == 0 ? 2 * pick(rng, 1, D / 2) : D;
     const bool inter = iter % 2;
     CAPTURE(fmt::format("N{} H{} S{} D{} R{} interleaved {}", N, H, S, D, R, inter));
@@ -616,10 +648,12 @@ TEST_CASE("RotaryEmbedding: rotates pairs (halves or interleaved) by the angles 
   }
 }
 
-TEST_CASE("law: rotary by angle a then b is rotary by a + b; 3-D is 4-D; caches without position ids") {
+TEST_CASE(
+    "law: rotary by angle a then b is rotary by a + b; 3-D is 4-D; caches without position ids") {
   std::mt19937 rng(13);
   for (int iter = 0; iter < 10; ++iter) {
-    const i64 N = pick(rng, 1, 2), H = pick(rng, 1, 3), S = pick(rng, 1, 4), D = 2 * pick(rng, 1, 4);
+    const i64 N = pick(rng, 1, 2), H = pick(rng, 1, 3), S = pick(rng, 1, 4),
+              D = 2 * pick(rng, 1, 4);
     const bool inter = iter % 2;
     const Tensor x = random_tensor(rng, {N, H, S, D});
     Tensor pos(DType::i64, {N, S});
@@ -652,18 +686,33 @@ TEST_CASE("RotaryEmbedding: errors name the node and what was expected") {
   const auto cache = caches(4, 4);
   const Tensor &c = cache.first, &s = cache.second;
   Tensor pos = Tensor::from<std::int64_t>({1, 3}, {0, 1, 4});
-  test::expect_error<Error>([&] { rotary(x, c, s, pos); }, {"[RotaryEmbedding 'rope']", "position_ids[0][2] = 4 is outside 0..3"});
+  test::expect_error<Error>([&] { rotary(x, c, s, pos); },
+                            {"[RotaryEmbedding 'rope']", "position_ids[0][2] = 4 is outside 0..3"});
   pos = Tensor::from<std::int64_t>({1, 3}, {0, 1, 2});
-  test::expect_error<ShapeError>([&] { rotary(x, c, s, pos, {{"rotary_embedding_dim", i64{3}}}); },
-                                 {"[RotaryEmbedding 'rope']", "the rotated dims (3) must be even"});
-  test::expect_error<ShapeError>([&] { rotary(x, c, s, pos, {{"rotary_embedding_dim", i64{10}}}); },
-                                 {"rotary_embedding_dim 10 is larger than the head size 8"});
-  test::expect_error<ShapeError>([&] { rotary(x, c, s, pos, {{"rotary_embedding_dim", i64{4}}}); },
-                                 {"columns of cos_cache (rotated dims / 2)", "expected 2", "got 4"});
-  test::expect_error<ShapeError>([&] { rotary(to_3d(x), c, s, pos); },
-                                 {"a 3-D input [N,S,num_heads*head_size] needs the attribute 'num_heads'"});
-  test::expect_error<ShapeError>([&] { rotary(to_3d(x), c, s, pos, {{"num_heads", i64{3}}}); },
-                                 {"width 16 is not a multiple of the head count 3"});
-  test::expect_error<ShapeError>([&] { rotary(x, c, s, Tensor()); },
-                                 {"without position_ids, cos_cache must be [N,S,rotated dims / 2], got [4,4]"});
+  test::expect_error<ShapeError>(
+      [&] {
+        rotary(x, c, s, pos, {{"rotary_embedding_dim", i64{3}}});
+      },
+      {"[RotaryEmbedding 'rope']", "the rotated dims (3) must be even"});
+  test::expect_error<ShapeError>(
+      [&] {
+        rotary(x, c, s, pos, {{"rotary_embedding_dim", i64{10}}});
+      },
+      {"rotary_embedding_dim 10 is larger than the head size 8"});
+  test::expect_error<ShapeError>(
+      [&] {
+        rotary(x, c, s, pos, {{"rotary_embedding_dim", i64{4}}});
+      },
+      {"columns of cos_cache (rotated dims / 2)", "expected 2", "got 4"});
+  test::expect_error<ShapeError>(
+      [&] { rotary(to_3d(x), c, s, pos); },
+      {"a 3-D input [N,S,num_heads*head_size] needs the attribute 'num_heads'"});
+  test::expect_error<ShapeError>(
+      [&] {
+        rotary(to_3d(x), c, s, pos, {{"num_heads", i64{3}}});
+      },
+      {"width 16 is not a multiple of the head count 3"});
+  test::expect_error<ShapeError>(
+      [&] { rotary(x, c, s, Tensor()); },
+      {"without position_ids, cos_cache must be [N,S,rotated dims / 2], got [4,4]"});
 }

@@ -20,7 +20,8 @@ Tensor samples(std::vector<double> v) {
   for (std::size_t i = 0; i < v.size(); ++i) t.set(static_cast<i64>(i), v[i]);
   return t;
 }
-std::map<std::string, build::RangeCollector::Range> calibrate(build::Calibrator c, const Tensor& t, double pct = 99.99) {
+std::map<std::string, build::RangeCollector::Range> calibrate(build::Calibrator c, const Tensor& t,
+                                                              double pct = 99.99) {
   build::RangeCollector rc(c, pct);
   rc.observe("x", t);
   if (rc.needs_histograms()) {
@@ -31,7 +32,8 @@ std::map<std::string, build::RangeCollector::Range> calibrate(build::Calibrator 
 }
 }  // namespace
 
-TEST_CASE("the calibrators: min-max takes the largest |x|, percentile and entropy clip rare outliers") {
+TEST_CASE(
+    "the calibrators: min-max takes the largest |x|, percentile and entropy clip rare outliers") {
   std::mt19937_64 rng(5);
   std::normal_distribution<double> n(0, 1);
   std::vector<double> v(200000);
@@ -50,11 +52,16 @@ TEST_CASE("the calibrators: min-max takes the largest |x|, percentile and entrop
   // A uniform distribution has nothing to clip: every calibrator keeps (about) its maximum.
   std::uniform_real_distribution<double> u(-1, 1);
   for (auto& x : v) x = u(rng);
-  for (auto c : {build::Calibrator::entropy, build::Calibrator::percentile, build::Calibrator::minmax})
+  for (auto c :
+       {build::Calibrator::entropy, build::Calibrator::percentile, build::Calibrator::minmax})
     CHECK(calibrate(c, samples(v)).at("x").threshold > 0.97);
-  expect_error<Error>([] { build::RangeCollector(build::Calibrator::minmax).observe("t", samples({1, NAN})); },
-                      {"tensor 't' holds nan", "element 1"});
-  expect_error<Error>([] { build::parse_calibrator("kl"); }, {"'kl'", "entropy, minmax or percentile"});
+  expect_error<Error>(
+      [] {
+        build::RangeCollector(build::Calibrator::minmax).observe("t", samples({1, NAN}));
+      },
+      {"tensor 't' holds nan", "element 1"});
+  expect_error<Error>([] { build::parse_calibrator("kl"); },
+                      {"'kl'", "entropy, minmax or percentile"});
 }
 
 TEST_CASE("the calibration cache: TensorRT's text both ways, and what a bad one is told") {
@@ -64,15 +71,25 @@ TEST_CASE("the calibration cache: TensorRT's text both ways, and what a bad one 
   CHECK(text.find("input: 3c010204\n") != std::string::npos);
   CHECK(build::parse_calibration_cache(text, "c.txt") == s);
   // A TensorRT cache (its tensors' names hold ':' and it lists more tensors than needed).
-  const auto trt = build::parse_calibration_cache("TRT-8601-EntropyCalibration2\r\ndata: 3c010a14\r\n(Unnamed Layer* 0) [Convolution]_output: 3d5a2b7f\r\n", "trt");
+  const auto trt = build::parse_calibration_cache(
+      "TRT-8601-EntropyCalibration2\r\ndata: 3c010a14\r\n(Unnamed Layer* 0) [Convolution]_output: "
+      "3d5a2b7f\r\n",
+      "trt");
   CHECK(trt.at("data") == std::bit_cast<float>(0x3c010a14u));
   CHECK(trt.size() == 2);
-  expect_error<FormatError>([] { build::parse_calibration_cache("hello\n", "c.txt"); }, {"c.txt: line 1", "TRT-"});
-  expect_error<FormatError>([] { build::parse_calibration_cache("TRT-1-X\nx: zz\n", "c.txt"); }, {"line 2", "'x: zz'"});
-  expect_error<FormatError>([] { build::parse_calibration_cache("TRT-1-X\nx: 7fc00000\n", "c.txt"); }, {"scale of 'x' is nan"});
+  expect_error<FormatError>([] { build::parse_calibration_cache("hello\n", "c.txt"); },
+                            {"c.txt: line 1", "TRT-"});
+  expect_error<FormatError>([] { build::parse_calibration_cache("TRT-1-X\nx: zz\n", "c.txt"); },
+                            {"line 2", "'x: zz'"});
+  expect_error<FormatError>(
+      [] { build::parse_calibration_cache("TRT-1-X\nx: 7fc00000\n", "c.txt"); },
+      {"scale of 'x' is nan"});
   expect_error<FormatError>([] { build::parse_calibration_cache("", "c.txt"); }, {"empty"});
-  expect_error<Error>([&] { build::check_cache_covers(s, {"input", "fc", "pool"}, "c.txt"); },
-                      {"no scale for 2 tensor(s)", "fc, pool"});
+  expect_error<Error>(
+      [&] {
+        build::check_cache_covers(s, {"input", "fc", "pool"}, "c.txt");
+      },
+      {"no scale for 2 tensor(s)", "fc, pool"});
 }
 
 TEST_CASE("the Q/DQ graph: INT8 values before every quantized op, and close to the float graph") {

@@ -24,8 +24,8 @@ void declare(kt::Command& c) {
 TEST_CASE("cli: options, repeated options, numbers and positionals in any order") {
   kt::Command c("bench", "Measures a model.");
   declare(c);
-  const auto a = c.parse({"--input", "x=a.npy", "m.onnx", "--json", "--input=y=b.pb", "--iterations", "20",
-                          "-j", "3", "--save=out.plan"});
+  const auto a = c.parse({"--input", "x=a.npy", "m.onnx", "--json", "--input=y=b.pb",
+                          "--iterations", "20", "-j", "3", "--save=out.plan"});
   REQUIRE(a.has_value());
   CHECK(a->one_positional("model") == "m.onnx");
   CHECK(a->has("--json"));
@@ -48,12 +48,13 @@ TEST_CASE("cli: --help prints the usage and every option's help") {
   const std::string help = c.help();
   CHECK(help.rfind("usage: kiln run --plan", 0) == 0);
   CHECK(help.find("Runs a plan.") != std::string::npos);
-  for (const char* s : {"--json", "print JSON", "--save", "write the plan to FILE", "--input", "NAME=FILE",
-                        "--iterations", "timed runs", "MODEL"})
+  for (const char* s : {"--json", "print JSON", "--save", "write the plan to FILE", "--input",
+                        "NAME=FILE", "--iterations", "timed runs", "MODEL"})
     CHECK_MESSAGE(help.find(s) != std::string::npos, s);
 }
 
-TEST_CASE("cli: an unknown flag, a missing value or a malformed number is an error naming the flag") {
+TEST_CASE(
+    "cli: an unknown flag, a missing value or a malformed number is an error naming the flag") {
   auto error_of = [](std::vector<std::string> argv) {
     kt::Command c("bench", "Measures a model.");
     declare(c);
@@ -74,11 +75,13 @@ TEST_CASE("cli: an unknown flag, a missing value or a malformed number is an err
   const auto a = c.parse({"a.onnx", "b.onnx"});
   REQUIRE(a.has_value());
   CHECK_THROWS_WITH_AS(a->one_positional("model file"),
-                       doctest::Contains("expected one model file, got 2 argument(s)"), kiln::Error);
+                       doctest::Contains("expected one model file, got 2 argument(s)"),
+                       kiln::Error);
 }
 
-TEST_CASE("cli: kiln ops --json escapes what it writes: names with quotes, backslashes and control "
-          "characters round-trip") {
+TEST_CASE(
+    "cli: kiln ops --json escapes what it writes: names with quotes, backslashes and control "
+    "characters round-trip") {
   kt::OpRow weird;
   weird.op = "Op\"quoted\"\\back\\slash\nnew\tline\x01\x1f end";
   weird.family = "fam\"ily";

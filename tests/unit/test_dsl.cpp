@@ -88,12 +88,14 @@ TEST_CASE("dynamic dims: the same rules throw ShapeError naming the layer when b
     return network(add(y, z, "res3a"));
   };
   CHECK_NOTHROW(residual(28));
-  CHECK_THROWS_WITH_AS(residual(56), "[add 'res3a'] cannot broadcast dims 28 and 56", kiln::ShapeError);
+  CHECK_THROWS_WITH_AS(residual(56), "[add 'res3a'] cannot broadcast dims 28 and 56",
+                       kiln::ShapeError);
   auto kernel_too_big = [&](long h) {
     auto x = input<"x", f32, NCHW>(dyn, fix<3>, dyn(h), dyn(h));
     return network(max_pool<kernel<3>>(x, "pool1"));
   };
-  CHECK_THROWS_WITH_AS(kernel_too_big(2), "[max_pool 'pool1'] kernel extent 3 larger than padded input 2",
+  CHECK_THROWS_WITH_AS(kernel_too_big(2),
+                       "[max_pool 'pool1'] kernel extent 3 larger than padded input 2",
                        kiln::ShapeError);
   auto rs = [&](long c) {
     auto x = input<"x", f32>(dyn(c), fix<4>);
@@ -140,9 +142,12 @@ TEST_CASE("weights: all problems in one error; rename, prefix, strict, num_batch
     WeightMap bad;
     for (const auto& [k, v] : m) {
       if (k == "conv2.bias") continue;
-      if (k == "ip1.weight") bad.add("ip1.weights", v);
-      else if (k == "ip2.weight") bad.add(k, random_tensor({10, 400}, 1));
-      else bad.add(k, v);
+      if (k == "ip1.weight")
+        bad.add("ip1.weights", v);
+      else if (k == "ip2.weight")
+        bad.add(k, random_tensor({10, 400}, 1));
+      else
+        bad.add(k, v);
     }
     try {
       lenet(bad);
@@ -150,11 +155,14 @@ TEST_CASE("weights: all problems in one error; rename, prefix, strict, num_batch
     } catch (const kiln::WeightError& e) {
       const std::string msg = e.what();
       CHECK(msg.find("3 weight problems") != std::string::npos);
-      CHECK(msg.find("missing 'conv2.bias' for layer 'conv2' (expected f32 [50])") != std::string::npos);
-      CHECK(msg.find("missing 'ip1.weight' for layer 'ip1' (expected f32 [500,800]); did you mean 'ip1.weights'") !=
+      CHECK(msg.find("missing 'conv2.bias' for layer 'conv2' (expected f32 [50])") !=
             std::string::npos);
-      CHECK(msg.find("'ip2.weight' for layer 'ip2' has 4000 elements [10,400], expected 5000 [10,500]") !=
-            std::string::npos);
+      CHECK(msg.find("missing 'ip1.weight' for layer 'ip1' (expected f32 [500,800]); did you mean "
+                     "'ip1.weights'") != std::string::npos);
+      CHECK(
+          msg.find(
+              "'ip2.weight' for layer 'ip2' has 4000 elements [10,400], expected 5000 [10,500]") !=
+          std::string::npos);
     }
   }
   SUBCASE("a rename map binds TensorRT's names; a prefix binds a sub-module") {
@@ -196,7 +204,8 @@ TEST_CASE("weights: two prefixed views of one map bind each with its own prefix"
   CHECK(n.weight_warnings().empty());
   std::vector<std::string> asked;
   for (const auto& spec : n.weight_specs()) asked.push_back(spec.name);
-  CHECK(asked == std::vector<std::string>{"backbone.fc.weight", "backbone.fc.bias", "head.out.weight", "head.out.bias"});
+  CHECK(asked == std::vector<std::string>{"backbone.fc.weight", "backbone.fc.bias",
+                                          "head.out.weight", "head.out.bias"});
   // x = [1, 1, 1]: h = [6, 15]; y = 10 * 6 + 100 * 15 + 1.
   const kiln::Tensor y = kiln::run(n, kiln::Tensor::from<float>({1, 3}, {1, 1, 1}));
   CHECK(y.get(0) == doctest::Approx(1561.0));
@@ -205,20 +214,25 @@ TEST_CASE("weights: two prefixed views of one map bind each with its own prefix"
 TEST_CASE("weights: w.scope names the layers of a sub-module; scopes compose") {
   WeightMap m;
   for (const char* block : {"layer1.0", "layer1.1"}) {
-    m.add(std::string(block) + ".fc.weight", kiln::Tensor::from<float>({3, 3}, {1, 0, 0, 0, 1, 0, 0, 0, 1}));
+    m.add(std::string(block) + ".fc.weight",
+          kiln::Tensor::from<float>({3, 3}, {1, 0, 0, 0, 1, 0, 0, 0, 1}));
     m.add(std::string(block) + ".fc.bias", kiln::Tensor::from<float>({3}, {1, 2, 3}));
   }
   const Weights w(m);
   CHECK(w.scope("layer1").scope("0") == w.scope("layer1.0"));
-  CHECK(w.scope("layer1").scope("0").resolve(w.scope("layer1").scope("0").scoped("fc.weight")) == "layer1.0.fc.weight");
+  CHECK(w.scope("layer1").scope("0").resolve(w.scope("layer1").scope("0").scoped("fc.weight")) ==
+        "layer1.0.fc.weight");
   CHECK_FALSE(w.scope("layer1.0") == w.scope("layer1.1"));
   kiln::BindOptions prefixed;
   prefixed.prefix = "model.";
-  CHECK(Weights(m, prefixed).scope("layer1.0").resolve(Weights(m, prefixed).scope("layer1.0").scoped("fc.bias")) ==
+  CHECK(Weights(m, prefixed)
+            .scope("layer1.0")
+            .resolve(Weights(m, prefixed).scope("layer1.0").scoped("fc.bias")) ==
         "model.layer1.0.fc.bias");
 
   auto x = input<"x", f32, NC>(dyn, fix<3>);
-  auto a = fully_connected<3>(x, w.scope("layer1").scope("0"), "fc");  // the same layer name in two scopes
+  auto a = fully_connected<3>(x, w.scope("layer1").scope("0"),
+                              "fc");  // the same layer name in two scopes
   auto b = fully_connected<3>(a, w.scope("layer1.1"), "fc");
   Network n = network(b.named("y"));
   CHECK(n.weight_warnings().empty());
@@ -268,8 +282,8 @@ double sigm(double v) { return 1 / (1 + std::exp(-v)); }
 /// and updates h, c ([N*H]).
 std::vector<Mat> torch_layer(const std::string& kind, const std::vector<Mat>& xs, std::int64_t n,
                              std::int64_t in, std::int64_t hid, const kiln::Tensor& wih,
-                             const kiln::Tensor& whh, const kiln::Tensor& bih, const kiln::Tensor& bhh,
-                             bool reverse, Mat& h, Mat& c) {
+                             const kiln::Tensor& whh, const kiln::Tensor& bih,
+                             const kiln::Tensor& bhh, bool reverse, Mat& h, Mat& c) {
   const std::int64_t t_len = static_cast<std::int64_t>(xs.size());
   const std::int64_t gates = kind == "lstm" ? 4 : kind == "gru" ? 3 : 1;
   std::vector<Mat> ys(static_cast<std::size_t>(t_len));
@@ -281,13 +295,18 @@ std::vector<Mat> torch_layer(const std::string& kind, const std::vector<Mat>& xs
       std::vector<double> gi(static_cast<std::size_t>(gates * hid)), gh(gi.size());
       for (std::int64_t r = 0; r < gates * hid; ++r) {
         double a = bih.get(r), e = bhh.get(r);
-        for (std::int64_t k = 0; k < in; ++k) a += wih.get(r * in + k) * x[static_cast<std::size_t>(b * in + k)];
-        for (std::int64_t k = 0; k < hid; ++k) e += whh.get(r * hid + k) * h[static_cast<std::size_t>(b * hid + k)];
+        for (std::int64_t k = 0; k < in; ++k)
+          a += wih.get(r * in + k) * x[static_cast<std::size_t>(b * in + k)];
+        for (std::int64_t k = 0; k < hid; ++k)
+          e += whh.get(r * hid + k) * h[static_cast<std::size_t>(b * hid + k)];
         gi[static_cast<std::size_t>(r)] = a;
         gh[static_cast<std::size_t>(r)] = e;
       }
       for (std::int64_t j = 0; j < hid; ++j) {
-        auto G = [&](std::int64_t g) { return gi[static_cast<std::size_t>(g * hid + j)] + gh[static_cast<std::size_t>(g * hid + j)]; };
+        auto G = [&](std::int64_t g) {
+          return gi[static_cast<std::size_t>(g * hid + j)] +
+                 gh[static_cast<std::size_t>(g * hid + j)];
+        };
         const auto idx = static_cast<std::size_t>(b * hid + j);
         if (kind == "lstm") {  // i, f, g, o
           const double i = sigm(G(0)), f = sigm(G(1)), g = std::tanh(G(2)), o = sigm(G(3));
@@ -295,7 +314,8 @@ std::vector<Mat> torch_layer(const std::string& kind, const std::vector<Mat>& xs
           hn[idx] = o * std::tanh(cn[idx]);
         } else if (kind == "gru") {  // r, z, n
           const double r = sigm(G(0)), z = sigm(G(1));
-          const double nn = std::tanh(gi[static_cast<std::size_t>(2 * hid + j)] + r * gh[static_cast<std::size_t>(2 * hid + j)]);
+          const double nn = std::tanh(gi[static_cast<std::size_t>(2 * hid + j)] +
+                                      r * gh[static_cast<std::size_t>(2 * hid + j)]);
           hn[idx] = (1 - z) * nn + z * h[idx];
         } else {
           hn[idx] = std::tanh(G(0));
@@ -316,8 +336,8 @@ struct TorchOut {
   std::vector<Mat> h, c;
 };
 TorchOut torch_rnn(const std::string& kind, const WeightMap& w, const std::string& name,
-                   std::vector<Mat> xs, std::int64_t n, std::int64_t in, std::int64_t hid, int layers,
-                   int dirs, const kiln::Tensor* h0, const kiln::Tensor* c0) {
+                   std::vector<Mat> xs, std::int64_t n, std::int64_t in, std::int64_t hid,
+                   int layers, int dirs, const kiln::Tensor* h0, const kiln::Tensor* c0) {
   TorchOut out;
   for (int l = 0; l < layers; ++l) {
     std::vector<std::vector<Mat>> per_dir;
@@ -329,7 +349,8 @@ TorchOut torch_rnn(const std::string& kind, const WeightMap& w, const std::strin
         if (h0) h[i] = h0->get(s + static_cast<std::int64_t>(i));
         if (c0) c[i] = c0->get(s + static_cast<std::int64_t>(i));
       }
-      per_dir.push_back(torch_layer(kind, xs, n, l == 0 ? in : dirs * hid, hid, w.at(name + ".weight_ih" + sfx),
+      per_dir.push_back(torch_layer(kind, xs, n, l == 0 ? in : dirs * hid, hid,
+                                    w.at(name + ".weight_ih" + sfx),
                                     w.at(name + ".weight_hh" + sfx), w.at(name + ".bias_ih" + sfx),
                                     w.at(name + ".bias_hh" + sfx), d == 1, h, c));
       out.h.push_back(h);
@@ -339,7 +360,9 @@ TorchOut torch_rnn(const std::string& kind, const WeightMap& w, const std::strin
     for (std::size_t t = 0; t < xs.size(); ++t)
       for (std::int64_t b = 0; b < n; ++b)
         for (int d = 0; d < dirs; ++d)
-          for (std::int64_t j = 0; j < hid; ++j) next[t].push_back(per_dir[static_cast<std::size_t>(d)][t][static_cast<std::size_t>(b * hid + j)]);
+          for (std::int64_t j = 0; j < hid; ++j)
+            next[t].push_back(
+                per_dir[static_cast<std::size_t>(d)][t][static_cast<std::size_t>(b * hid + j)]);
     xs = next;
   }
   out.y = xs;
@@ -347,13 +370,14 @@ TorchOut torch_rnn(const std::string& kind, const WeightMap& w, const std::strin
 }
 
 template <class Net>
-void check_recurrent(const std::string& kind, Net&& build, std::int64_t t_len, std::int64_t n, std::int64_t in,
-                     std::int64_t hid, int layers, int dirs, bool with_state) {
+void check_recurrent(const std::string& kind, Net&& build, std::int64_t t_len, std::int64_t n,
+                     std::int64_t in, std::int64_t hid, int layers, int dirs, bool with_state) {
   const WeightMap w = weights_for(build, 11);
   for (const auto& [k, v] : w) CHECK(k.rfind("rnn.", 0) == 0);
   Network net = build(w);
   const kiln::Tensor x = random_tensor({t_len, n, in}, 21);
-  const kiln::Tensor h0 = random_tensor({layers * dirs, n, hid}, 22), c0 = random_tensor({layers * dirs, n, hid}, 23);
+  const kiln::Tensor h0 = random_tensor({layers * dirs, n, hid}, 22),
+                     c0 = random_tensor({layers * dirs, n, hid}, 23);
   kiln::reference::TensorMap inputs{{"x", x}};
   if (with_state) {
     inputs["h0"] = h0;
@@ -362,55 +386,72 @@ void check_recurrent(const std::string& kind, Net&& build, std::int64_t t_len, s
   auto out = kiln::run(net, inputs);
   std::vector<Mat> xs(static_cast<std::size_t>(t_len));
   for (std::int64_t t = 0; t < t_len; ++t)
-    for (std::int64_t i = 0; i < n * in; ++i) xs[static_cast<std::size_t>(t)].push_back(x.get(t * n * in + i));
+    for (std::int64_t i = 0; i < n * in; ++i)
+      xs[static_cast<std::size_t>(t)].push_back(x.get(t * n * in + i));
   TorchOut ref = torch_rnn(kind, w, "rnn", xs, n, in, hid, layers, dirs, with_state ? &h0 : nullptr,
                            with_state && kind == "lstm" ? &c0 : nullptr);
   const kiln::Tensor& y = out.at("rnn");
   REQUIRE(y.dims() == std::vector<std::int64_t>{t_len, n, dirs * hid});
   for (std::int64_t t = 0; t < t_len; ++t)
     for (std::int64_t i = 0; i < n * dirs * hid; ++i)
-      CHECK(y.get(t * n * dirs * hid + i) == doctest::Approx(ref.y[static_cast<std::size_t>(t)][static_cast<std::size_t>(i)]).epsilon(1e-5));
+      CHECK(y.get(t * n * dirs * hid + i) ==
+            doctest::Approx(ref.y[static_cast<std::size_t>(t)][static_cast<std::size_t>(i)])
+                .epsilon(1e-5));
   const kiln::Tensor& h = out.at("h");
   for (std::size_t s = 0; s < ref.h.size(); ++s)
     for (std::size_t i = 0; i < ref.h[s].size(); ++i)
-      CHECK(h.get(static_cast<std::int64_t>(s * ref.h[s].size() + i)) == doctest::Approx(ref.h[s][i]).epsilon(1e-5));
+      CHECK(h.get(static_cast<std::int64_t>(s * ref.h[s].size() + i)) ==
+            doctest::Approx(ref.h[s][i]).epsilon(1e-5));
   if (kind == "lstm") {
     const kiln::Tensor& c = out.at("c");
     for (std::size_t s = 0; s < ref.c.size(); ++s)
       for (std::size_t i = 0; i < ref.c[s].size(); ++i)
-        CHECK(c.get(static_cast<std::int64_t>(s * ref.c[s].size() + i)) == doctest::Approx(ref.c[s][i]).epsilon(1e-5));
+        CHECK(c.get(static_cast<std::int64_t>(s * ref.c[s].size() + i)) ==
+              doctest::Approx(ref.c[s][i]).epsilon(1e-5));
   }
 }
 
 }  // namespace
 
 TEST_CASE("lstm: PyTorch weights, gate order converted, equal to PyTorch's equations") {
-  check_recurrent("lstm", [](const Weights& w) {
-    auto x = input<"x", f32, TNC>(fix<5>, dyn, fix<3>);
-    auto r = lstm<4, layers<2>, bidirectional>(x, w, "rnn");
-    return network(r.y, r.h.named("h"), r.c.named("c"));
-  }, 5, 2, 3, 4, 2, 2, false);
-  check_recurrent("lstm", [](const Weights& w) {
-    auto x = input<"x", f32, TNC>(fix<4>, dyn, fix<3>);
-    auto h0 = input<"h0", f32>(fix<2>, dyn, fix<5>);
-    auto c0 = input<"c0", f32>(fix<2>, dyn, fix<5>);
-    auto r = lstm<5, layers<2>>(x, h0, c0, w, "rnn");
-    return network(r.y, r.h.named("h"), r.c.named("c"));
-  }, 4, 3, 3, 5, 2, 1, true);
+  check_recurrent(
+      "lstm",
+      [](const Weights& w) {
+        auto x = input<"x", f32, TNC>(fix<5>, dyn, fix<3>);
+        auto r = lstm<4, layers<2>, bidirectional>(x, w, "rnn");
+        return network(r.y, r.h.named("h"), r.c.named("c"));
+      },
+      5, 2, 3, 4, 2, 2, false);
+  check_recurrent(
+      "lstm",
+      [](const Weights& w) {
+        auto x = input<"x", f32, TNC>(fix<4>, dyn, fix<3>);
+        auto h0 = input<"h0", f32>(fix<2>, dyn, fix<5>);
+        auto c0 = input<"c0", f32>(fix<2>, dyn, fix<5>);
+        auto r = lstm<5, layers<2>>(x, h0, c0, w, "rnn");
+        return network(r.y, r.h.named("h"), r.c.named("c"));
+      },
+      4, 3, 3, 5, 2, 1, true);
 }
 
 TEST_CASE("gru and rnn: PyTorch weights and equations (GRU linear_before_reset)") {
-  check_recurrent("gru", [](const Weights& w) {
-    auto x = input<"x", f32, TNC>(fix<4>, dyn, fix<3>);
-    auto h0 = input<"h0", f32>(fix<2>, dyn, fix<4>);
-    auto r = gru<4, bidirectional>(x, h0, w, "rnn");
-    return network(r.y, r.h.named("h"));
-  }, 4, 2, 3, 4, 1, 2, true);
-  check_recurrent("rnn", [](const Weights& w) {
-    auto x = input<"x", f32, TNC>(fix<3>, dyn, fix<2>);
-    auto r = rnn<3, layers<3>>(x, w, "rnn");
-    return network(r.y, r.h.named("h"));
-  }, 3, 2, 2, 3, 3, 1, false);
+  check_recurrent(
+      "gru",
+      [](const Weights& w) {
+        auto x = input<"x", f32, TNC>(fix<4>, dyn, fix<3>);
+        auto h0 = input<"h0", f32>(fix<2>, dyn, fix<4>);
+        auto r = gru<4, bidirectional>(x, h0, w, "rnn");
+        return network(r.y, r.h.named("h"));
+      },
+      4, 2, 3, 4, 1, 2, true);
+  check_recurrent(
+      "rnn",
+      [](const Weights& w) {
+        auto x = input<"x", f32, TNC>(fix<3>, dyn, fix<2>);
+        auto r = rnn<3, layers<3>>(x, w, "rnn");
+        return network(r.y, r.h.named("h"));
+      },
+      3, 2, 2, 3, 3, 1, false);
 }
 
 TEST_CASE("repeat, residual adds and inputs built apart join one network") {
@@ -447,7 +488,8 @@ TEST_CASE("layers emit the latest ONNX forms: axes, pads, shapes and bounds as c
   CHECK(g.type_of("rs").shape.to_string() == "[N,32]");
   kiln::Tensor in = random_tensor({1, 2, 4, 4}, 2, -8, 8);
   auto out = kiln::run(n, {{"x", in}});
-  for (std::int64_t i = 0; i < in.numel(); ++i) CHECK(out.at("r6").get(i) == std::min(6.0, std::max(0.0, in.get(i))));
+  for (std::int64_t i = 0; i < in.numel(); ++i)
+    CHECK(out.at("r6").get(i) == std::min(6.0, std::max(0.0, in.get(i))));
 }
 
 TEST_CASE("every op the DSL emits has an IR shape rule and a reference kernel") {
@@ -461,12 +503,14 @@ TEST_CASE("every op the DSL emits has an IR shape rule and a reference kernel") 
 TEST_CASE("every unary and binary layer runs on the reference") {
   auto x = input<"x", f32, NC>(dyn, fix<4>);
   auto p = input<"p", f32, NC>(dyn, fix<4>);
-  Network n = network(sigmoid(x), tanh(x), softplus(x), softsign(x), leaky_relu(x, 0.1), elu(x), selu(x),
-                      hard_sigmoid(x), abs(x), neg(x), exp(x), sqrt(p), log(p), reciprocal(p), erf(x), atan(x),
-                      identity(x), cast<i32>(x), x - p, x / p, pow(p, x), maximum(x, p), minimum(x, p),
-                      log_softmax(x), reduce_max<keep_dims<false>>(x), reduce_prod<axes<1>>(p),
-                      reduce_l2<axes<-1>>(x), reduce_min(x), reduce_sum(x));
-  auto out = kiln::run(n, {{"x", random_tensor({2, 4}, 1)}, {"p", random_tensor({2, 4}, 2, 0.5, 2)}});
+  Network n =
+      network(sigmoid(x), tanh(x), softplus(x), softsign(x), leaky_relu(x, 0.1), elu(x), selu(x),
+              hard_sigmoid(x), abs(x), neg(x), exp(x), sqrt(p), log(p), reciprocal(p), erf(x),
+              atan(x), identity(x), cast<i32>(x), x - p, x / p, pow(p, x), maximum(x, p),
+              minimum(x, p), log_softmax(x), reduce_max<keep_dims<false>>(x),
+              reduce_prod<axes<1>>(p), reduce_l2<axes<-1>>(x), reduce_min(x), reduce_sum(x));
+  auto out =
+      kiln::run(n, {{"x", random_tensor({2, 4}, 1)}, {"p", random_tensor({2, 4}, 2, 0.5, 2)}});
   CHECK(out.size() == 29);
 }
 
@@ -483,7 +527,8 @@ TEST_CASE("named(): a tensor that still holds the old name follows the rename") 
   CHECK(out.at("y").get(3) == doctest::Approx(1 / (1 + std::exp(-2.0))));
 }
 
-TEST_CASE("quantize and dequantize: int8 tensors in the typed DSL, a round trip within half a step") {
+TEST_CASE(
+    "quantize and dequantize: int8 tensors in the typed DSL, a round trip within half a step") {
   auto x = input<"x", f32>(dyn, fix<4>);
   auto q = quantize<kiln::DType::i8>(x, 0.5f, 3);
   static_assert(decltype(q)::dtype == kiln::DType::i8);
@@ -491,19 +536,22 @@ TEST_CASE("quantize and dequantize: int8 tensors in the typed DSL, a round trip 
   std::vector<std::string> ops;
   for (const auto& node : n.graph().nodes) ops.push_back(node.op);
   CHECK(ops == std::vector<std::string>{"QuantizeLinear", "DequantizeLinear"});
-  const kiln::Tensor y = kiln::run(n, kiln::Tensor::from<float>({1, 4}, {0.2f, -1.3f, 100.f, 0.75f}));
-  CHECK(y.get(0) == doctest::Approx(0.0));   // 0.4 rounds to 0
-  CHECK(y.get(1) == doctest::Approx(-1.5));  // -2.6 -> -3
+  const kiln::Tensor y =
+      kiln::run(n, kiln::Tensor::from<float>({1, 4}, {0.2f, -1.3f, 100.f, 0.75f}));
+  CHECK(y.get(0) == doctest::Approx(0.0));              // 0.4 rounds to 0
+  CHECK(y.get(1) == doctest::Approx(-1.5));             // -2.6 -> -3
   CHECK(y.get(2) == doctest::Approx((127 - 3) * 0.5));  // saturated
-  CHECK(y.get(3) == doctest::Approx(1.0));   // 1.5 rounds half to even: 2
+  CHECK(y.get(3) == doctest::Approx(1.0));              // 1.5 rounds half to even: 2
 }
 
-TEST_CASE("attention: heads in the type, the ONNX node it emits, and its run equal to that node's") {
+TEST_CASE(
+    "attention: heads in the type, the ONNX node it emits, and its run equal to that node's") {
   auto q = input<"q", f32>(dyn, fix<5>, fix<32>);  // [N,5,32]: 4 heads of 8
   auto k = input<"k", f32>(dyn, fix<7>, fix<16>);  // [N,7,16]: 2 kv heads of 8
   auto v = input<"v", f32>(dyn, fix<7>, fix<12>);  // [N,7,12]: 2 kv heads of 6
   auto m = input<"m", boolean>(fix<5>, fix<7>);
-  Tensor<f32, Any, -1, 5, 24> y = attention<4, kv_heads<2>, head_dim<8>, causal>(q, k, v, {.scale = 0.5}, "attn");
+  Tensor<f32, Any, -1, 5, 24> y =
+      attention<4, kv_heads<2>, head_dim<8>, causal>(q, k, v, {.scale = 0.5}, "attn");
   auto ym = attention<4, kv_heads<2>>(q, k, v, m, {.softcap = 2.0}, "masked");
   auto q4 = input<"q4", f32>(dyn, fix<4>, fix<5>, fix<8>);  // [N,4,5,8]
   auto k4 = input<"k4", f32>(dyn, fix<1>, fix<7>, fix<8>);  // multi-query: one kv head
@@ -522,20 +570,23 @@ TEST_CASE("attention: heads in the type, the ONNX node it emits, and its run equ
   CHECK(node->attr_float("scale", 0) == 0.5);
   CHECK(g.type_of("masked").shape.to_string() == "[q.d0,5,24]");  // the batch of q names it
 
-  kiln::reference::TensorMap in{{"q", random_tensor({2, 5, 32}, 1)}, {"k", random_tensor({2, 7, 16}, 2)},
-                                {"v", random_tensor({2, 7, 12}, 3)},  {"m", kiln::Tensor(boolean, {5, 7})},
-                                {"q4", random_tensor({2, 4, 5, 8}, 4)}, {"k4", random_tensor({2, 1, 7, 8}, 5)},
-                                {"v4", random_tensor({2, 1, 7, 6}, 6)}};
+  kiln::reference::TensorMap in{
+      {"q", random_tensor({2, 5, 32}, 1)},    {"k", random_tensor({2, 7, 16}, 2)},
+      {"v", random_tensor({2, 7, 12}, 3)},    {"m", kiln::Tensor(boolean, {5, 7})},
+      {"q4", random_tensor({2, 4, 5, 8}, 4)}, {"k4", random_tensor({2, 1, 7, 8}, 5)},
+      {"v4", random_tensor({2, 1, 7, 6}, 6)}};
   for (std::int64_t i = 0; i < 35; ++i) in["m"].set(i, i % 3 != 1);
   const auto out = kiln::run(n, in);
   const auto direct = kiln::reference::run_node(*node, {&in["q"], &in["k"], &in["v"]});
   CHECK(out.at("attn").dims() == std::vector<std::int64_t>{2, 5, 24});
-  for (std::int64_t i = 0; i < direct[0].numel(); ++i) CHECK(out.at("attn").get(i) == direct[0].get(i));
+  for (std::int64_t i = 0; i < direct[0].numel(); ++i)
+    CHECK(out.at("attn").get(i) == direct[0].get(i));
   CHECK(out.at(ym.value()).dims() == std::vector<std::int64_t>{2, 5, 24});
   CHECK(out.at(y4.value()).dims() == std::vector<std::int64_t>{2, 4, 5, 6});
 }
 
-TEST_CASE("attention: with dynamic dims the same rules throw ShapeError naming the layer when built") {
+TEST_CASE(
+    "attention: with dynamic dims the same rules throw ShapeError naming the layer when built") {
   auto build = [](long qw, long kw, long mask_keys) {
     auto q = input<"q", f32>(dyn, fix<5>, dyn(qw));
     auto k = input<"k", f32>(dyn, fix<7>, dyn(kw));
@@ -545,33 +596,43 @@ TEST_CASE("attention: with dynamic dims the same rules throw ShapeError naming t
   };
   CHECK_NOTHROW(build(32, 16, 7));
   CHECK_NOTHROW(build(32, 16, 3));  // a short mask: the keys past it are masked
-  CHECK_THROWS_WITH_AS(build(30, 16, 7), "[attention 'attn'] width 30 is not a multiple of the head count 4",
+  CHECK_THROWS_WITH_AS(build(30, 16, 7),
+                       "[attention 'attn'] width 30 is not a multiple of the head count 4",
                        kiln::ShapeError);
-  CHECK_THROWS_WITH_AS(build(32, 12, 7), "[attention 'attn'] expected 16 width (heads x head_dim), got 12",
+  CHECK_THROWS_WITH_AS(build(32, 12, 7),
+                       "[attention 'attn'] expected 16 width (heads x head_dim), got 12",
                        kiln::ShapeError);
-  CHECK_THROWS_WITH_AS(build(32, 16, 9),
-                       "[attention 'attn'] attn_mask covers 9 keys, more than the 7 keys of past and present",
-                       kiln::ShapeError);
+  CHECK_THROWS_WITH_AS(
+      build(32, 16, 9),
+      "[attention 'attn'] attn_mask covers 9 keys, more than the 7 keys of past and present",
+      kiln::ShapeError);
 }
 
-TEST_CASE("rotary_embedding: heads in the type, the ONNX node it emits, and its run equal to that node's") {
+TEST_CASE(
+    "rotary_embedding: heads in the type, the ONNX node it emits, and its run equal to that "
+    "node's") {
   auto x = input<"x", f32>(dyn, fix<3>, fix<16>);  // [N,3,16]: 2 heads of 8
   auto cos = input<"cos", f32>(fix<10>, fix<2>);   // rotating 4 dims of each head
   auto sin = input<"sin", f32>(fix<10>, fix<2>);
   auto pos = input<"pos", i64>(dyn, fix<3>);
-  Tensor<f32, Any, -1, 3, 16> y = rotary_embedding<2, interleaved, rotary_dim<4>>(x, cos, sin, pos, "rope");
+  Tensor<f32, Any, -1, 3, 16> y =
+      rotary_embedding<2, interleaved, rotary_dim<4>>(x, cos, sin, pos, "rope");
   Network n = network(y);
   const kiln::Node& node = n.graph().nodes.back();
   CHECK(node.op == "RotaryEmbedding");
   CHECK(node.attr_int("num_heads") == 2);
   CHECK(node.attr_int("interleaved") == 1);
   CHECK(node.attr_int("rotary_embedding_dim") == 4);
-  kiln::reference::TensorMap in{{"x", random_tensor({2, 3, 16}, 1)}, {"cos", random_tensor({10, 2}, 2)},
-                                {"sin", random_tensor({10, 2}, 3)},
-                                {"pos", kiln::Tensor::from<std::int64_t>({2, 3}, {0, 4, 9, 1, 1, 2})}};
+  kiln::reference::TensorMap in{
+      {"x", random_tensor({2, 3, 16}, 1)},
+      {"cos", random_tensor({10, 2}, 2)},
+      {"sin", random_tensor({10, 2}, 3)},
+      {"pos", kiln::Tensor::from<std::int64_t>({2, 3}, {0, 4, 9, 1, 1, 2})}};
   const auto out = kiln::run(n, in);
-  const auto direct = kiln::reference::run_node(node, {&in["x"], &in["cos"], &in["sin"], &in["pos"]});
-  for (std::int64_t i = 0; i < direct[0].numel(); ++i) CHECK(out.at("rope").get(i) == direct[0].get(i));
+  const auto direct =
+      kiln::reference::run_node(node, {&in["x"], &in["cos"], &in["sin"], &in["pos"]});
+  for (std::int64_t i = 0; i < direct[0].numel(); ++i)
+    CHECK(out.at("rope").get(i) == direct[0].get(i));
   auto odd = [](long head) {
     auto x4 = input<"x", f32>(dyn, fix<2>, fix<3>, dyn(head));
     auto c = input<"cos", f32>(dyn, fix<3>, dyn(head / 2));
@@ -579,15 +640,19 @@ TEST_CASE("rotary_embedding: heads in the type, the ONNX node it emits, and its 
     return network(rotary_embedding<2>(x4, c, s, "rope"));
   };
   CHECK_NOTHROW(odd(8));
-  CHECK_THROWS_WITH_AS(odd(7), "[rotary_embedding 'rope'] the rotated dims (7) must be even", kiln::ShapeError);
+  CHECK_THROWS_WITH_AS(odd(7), "[rotary_embedding 'rope'] the rotated dims (7) must be even",
+                       kiln::ShapeError);
 }
 
 namespace {
 
-/// The outputs of `node` run alone on the reference, its inputs taken from `in` or the graph's weights.
-std::vector<kiln::Tensor> run_alone(const kiln::Graph& g, const kiln::Node& node, const kiln::reference::TensorMap& in) {
+/// The outputs of `node` run alone on the reference, its inputs taken from `in` or the graph's
+/// weights.
+std::vector<kiln::Tensor> run_alone(const kiln::Graph& g, const kiln::Node& node,
+                                    const kiln::reference::TensorMap& in) {
   std::vector<const kiln::Tensor*> args;
-  for (const auto& name : node.inputs) args.push_back(in.contains(name) ? &in.at(name) : &g.weights.at(name));
+  for (const auto& name : node.inputs)
+    args.push_back(in.contains(name) ? &in.at(name) : &g.weights.at(name));
   return kiln::reference::run_node(node, args);
 }
 
@@ -600,17 +665,20 @@ const kiln::Node& node_named(const kiln::Graph& g, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("layer_norm, rms_norm, gelu and embedding: the ONNX ops they emit, their runs equal to those ops'") {
+TEST_CASE(
+    "layer_norm, rms_norm, gelu and embedding: the ONNX ops they emit, their runs equal to those "
+    "ops'") {
   auto build = [](const Weights& w) {
     auto x = input<"x", f32>(dyn, fix<3>, fix<8>);  // [N,3,8]
-    auto ids = input<"ids", i64>(dyn, fix<3>);       // [N,3]
+    auto ids = input<"ids", i64>(dyn, fix<3>);      // [N,3]
     Tensor<f32, Any, -1, 3, 8> ln = layer_norm<8>(x, w, "norm1");
     auto ln_nb = layer_norm<8, no_bias>(x, w, 1e-3, "norm2");
     Tensor<f32, Any, -1, 3, 8> rms = rms_norm<8>(x, w, 1e-6, "rms");
     Tensor<f32, Any, -1, 3, 8> ge = gelu(x, "gelu");
     auto gt = gelu_tanh(x, "gelu_tanh");
     Tensor<f32, Any, -1, 3, 8> emb = embedding<10, 8>(ids, w, "tok");
-    return network(ln, ln_nb, rms, ge, gt, emb);  // throws if the IR's inference disagrees with the types
+    return network(ln, ln_nb, rms, ge, gt,
+                   emb);  // throws if the IR's inference disagrees with the types
   };
   const WeightMap m = weights_for(build);
   Network n = build(m);
@@ -626,14 +694,16 @@ TEST_CASE("layer_norm, rms_norm, gelu and embedding: the ONNX ops they emit, the
   CHECK(node_named(g, "tok").op == "Gather");
   CHECK(g.type_of("tok").shape.to_string() == "[ids.d0,3,8]");
 
-  kiln::reference::TensorMap in{{"x", random_tensor({2, 3, 8}, 7, -3, 3)},
-                                {"ids", kiln::Tensor::from<std::int64_t>({2, 3}, {0, 9, 4, 4, -1, 2})}};
+  kiln::reference::TensorMap in{
+      {"x", random_tensor({2, 3, 8}, 7, -3, 3)},
+      {"ids", kiln::Tensor::from<std::int64_t>({2, 3}, {0, 9, 4, 4, -1, 2})}};
   const auto out = kiln::run(n, in);
   for (const char* name : {"norm1", "norm2", "rms", "gelu", "gelu_tanh", "tok"}) {
     CAPTURE(name);
     const auto direct = run_alone(g, node_named(g, name), in);
     REQUIRE(out.at(name).dims() == direct[0].dims());
-    for (std::int64_t i = 0; i < direct[0].numel(); ++i) CHECK(out.at(name).get(i) == direct[0].get(i));
+    for (std::int64_t i = 0; i < direct[0].numel(); ++i)
+      CHECK(out.at(name).get(i) == direct[0].get(i));
   }
 
   // And against their definitions: PyTorch's LayerNorm, RMSNorm, GELU and Embedding.
@@ -650,19 +720,26 @@ TEST_CASE("layer_norm, rms_norm, gelu and embedding: the ONNX ops they emit, the
     for (std::int64_t j = 0; j < 8; ++j) {
       const std::int64_t i = r * 8 + j;
       const double v = x.get(i);
-      CHECK(out.at("norm1").get(i) == doctest::Approx((v - mean) / std::sqrt(var + 1e-5) * lw.get(j) + lb.get(j)).epsilon(1e-5));
-      CHECK(out.at("rms").get(i) == doctest::Approx(v / std::sqrt(sq + 1e-6) * rw.get(j)).epsilon(1e-5));
-      CHECK(out.at("gelu").get(i) == doctest::Approx(0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))).epsilon(1e-5));
+      CHECK(out.at("norm1").get(i) ==
+            doctest::Approx((v - mean) / std::sqrt(var + 1e-5) * lw.get(j) + lb.get(j))
+                .epsilon(1e-5));
+      CHECK(out.at("rms").get(i) ==
+            doctest::Approx(v / std::sqrt(sq + 1e-6) * rw.get(j)).epsilon(1e-5));
+      CHECK(out.at("gelu").get(i) ==
+            doctest::Approx(0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))).epsilon(1e-5));
       const double t = std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v));
       CHECK(out.at("gelu_tanh").get(i) == doctest::Approx(0.5 * v * (1 + t)).epsilon(1e-5));
     }
   }
   const std::int64_t rows[] = {0, 9, 4, 4, 9, 2};  // id -1 is the last row
   for (std::int64_t p = 0; p < 6; ++p)
-    for (std::int64_t j = 0; j < 8; ++j) CHECK(out.at("tok").get(p * 8 + j) == m.at("tok.weight").get(rows[p] * 8 + j));
+    for (std::int64_t j = 0; j < 8; ++j)
+      CHECK(out.at("tok").get(p * 8 + j) == m.at("tok.weight").get(rows[p] * 8 + j));
 }
 
-TEST_CASE("layer_norm and embedding: with dynamic dims the same rules throw ShapeError naming the layer when built") {
+TEST_CASE(
+    "layer_norm and embedding: with dynamic dims the same rules throw ShapeError naming the layer "
+    "when built") {
   WeightMap m;
   m.add("ln.weight", random_tensor({8}, 1));
   m.add("ln.bias", random_tensor({8}, 2));
@@ -671,10 +748,12 @@ TEST_CASE("layer_norm and embedding: with dynamic dims the same rules throw Shap
     return network(layer_norm<8>(x, m, "ln"));
   };
   CHECK_NOTHROW(build(8));
-  CHECK_THROWS_WITH_AS(build(6), "[layer_norm 'ln'] expected 8 normalized width (last dim), got 6", kiln::ShapeError);
-  auto x = input<"x", f32>(dyn, dyn);
-  CHECK_THROWS_WITH_AS(network(layer_norm(x, Weights::shapes_only(), "ln")),
-                       "[layer_norm 'ln'] normalized width (last dim) must be known when the network is built (it "
-                       "sizes a weight)",
+  CHECK_THROWS_WITH_AS(build(6), "[layer_norm 'ln'] expected 8 normalized width (last dim), got 6",
                        kiln::ShapeError);
+  auto x = input<"x", f32>(dyn, dyn);
+  CHECK_THROWS_WITH_AS(
+      network(layer_norm(x, Weights::shapes_only(), "ln")),
+      "[layer_norm 'ln'] normalized width (last dim) must be known when the network is built (it "
+      "sizes a weight)",
+      kiln::ShapeError);
 }

@@ -41,7 +41,8 @@ Tensor run_op(const std::string& op, const std::vector<Tensor>& ins,
 TensorType infer_op(const std::string& op, const std::vector<TensorType>& ins,
                     std::map<std::string, Attribute> attrs = {}) {
   Graph g;
-  for (std::size_t i = 0; i < ins.size(); ++i) g.inputs.push_back({"x" + std::to_string(i), ins[i]});
+  for (std::size_t i = 0; i < ins.size(); ++i)
+    g.inputs.push_back({"x" + std::to_string(i), ins[i]});
   g.add_node(make_node(op, ins.size(), std::move(attrs)));
   g.outputs = {"y"};
   g.infer();
@@ -60,8 +61,10 @@ void check_close(const Tensor& t, const std::vector<double>& want, double tol = 
   REQUIRE(t.numel() == static_cast<std::int64_t>(want.size()));
   for (std::size_t i = 0; i < want.size(); ++i) {
     INFO("element " << i);
-    if (std::isnan(want[i])) CHECK(std::isnan(t.get(i)));
-    else CHECK(t.get(i) == doctest::Approx(want[i]).epsilon(tol));
+    if (std::isnan(want[i]))
+      CHECK(std::isnan(t.get(i)));
+    else
+      CHECK(t.get(i) == doctest::Approx(want[i]).epsilon(tol));
   }
 }
 
@@ -149,7 +152,8 @@ TEST_CASE("binary ops broadcast like numpy over random shapes") {
     }
     CHECK(ok);
     // Shape inference agrees with the kernel, with a symbolic dim kept where both inputs have it.
-    const TensorType t = infer_op("Sub", {{DType::f64, Shape::of(c.ins[0])}, {DType::f64, Shape::of(c.ins[1])}});
+    const TensorType t =
+        infer_op("Sub", {{DType::f64, Shape::of(c.ins[0])}, {DType::f64, Shape::of(c.ins[1])}});
     CHECK(t.shape == Shape::of(c.out));
   }
 }
@@ -192,8 +196,7 @@ TEST_CASE("broadcast mismatches name the node and the dims") {
                        "[Add 'n'] inputs 0 and 1 must have the same dtype, got f32 and f16",
                        ShapeError);
   CHECK_THROWS_WITH_AS(run_op("Add", {f32({1}, {1}), f64({1}, {1})}),
-                       "[Add 'n'] inputs 0 and 1 must have the same dtype, got f32 and f64",
-                       Error);
+                       "[Add 'n'] inputs 0 and 1 must have the same dtype, got f32 and f64", Error);
   CHECK_THROWS_AS(run_op("Add", {Tensor::from<bool>({1}, {true}), Tensor::from<bool>({1}, {true})}),
                   UnsupportedError);
   CHECK_THROWS_WITH_AS(infer_op("And", {{DType::f32, Shape{3}}, {DType::f32, Shape{3}}}),
@@ -209,10 +212,12 @@ TEST_CASE("shape inference keeps symbols and dynamic dims") {
         (Shape{5}));
   CHECK(infer_op("Equal", {{DType::i64, Shape{2}}, {DType::i64, Shape{}}}) ==
         TensorType{DType::boolean, Shape{2}});
-  CHECK(infer_op("Where", {{DType::boolean, Shape{2, 1}}, {DType::i32, Shape{3}}, {DType::i32, Shape{}}}) ==
+  CHECK(infer_op("Where",
+                 {{DType::boolean, Shape{2, 1}}, {DType::i32, Shape{3}}, {DType::i32, Shape{}}}) ==
         TensorType{DType::i32, Shape{2, 3}});
-  CHECK(infer_op("Sum", {{DType::f16, Shape{2, 1}}, {DType::f16, Shape{3}}, {DType::f16, Shape{1, 1, 1}}}) ==
-        TensorType{DType::f16, Shape{1, 2, 3}});
+  CHECK(infer_op("Sum", {{DType::f16, Shape{2, 1}},
+                         {DType::f16, Shape{3}},
+                         {DType::f16, Shape{1, 1, 1}}}) == TensorType{DType::f16, Shape{1, 2, 3}});
   CHECK(infer_op("Pow", {{DType::i32, Shape{2}}, {DType::f32, Shape{}}}).dtype == DType::i32);
   CHECK(infer_op("IsNaN", {{DType::bf16, Shape{n}}}) == TensorType{DType::boolean, Shape{n}});
 }
@@ -230,8 +235,10 @@ TEST_CASE("integer arithmetic truncates and wraps like numpy") {
   CHECK(values_of<I>(run_op("Mul", {big, vec<I>({2})}))[0] == -2);
   auto u16 = vec<std::uint16_t>({65535, 3});
   CHECK(values_of<std::uint16_t>(run_op("Mul", {u16, u16})) == std::vector<std::uint16_t>{1, 9});
-  CHECK(values_of<std::uint8_t>(run_op("Sub", {vec<std::uint8_t>({1}), vec<std::uint8_t>({2})}))[0] == 255);
-  CHECK(values_of<std::int8_t>(run_op("Div", {vec<std::int8_t>({-128}), vec<std::int8_t>({-1})}))[0] == -128);
+  CHECK(values_of<std::uint8_t>(
+            run_op("Sub", {vec<std::uint8_t>({1}), vec<std::uint8_t>({2})}))[0] == 255);
+  CHECK(values_of<std::int8_t>(
+            run_op("Div", {vec<std::int8_t>({-128}), vec<std::int8_t>({-1})}))[0] == -128);
 }
 
 TEST_CASE("float arithmetic in every float dtype") {
@@ -256,15 +263,19 @@ TEST_CASE("Mod follows Python sign rules unless fmod=1") {
   const auto a = vec<I>({-4, 7, -7, 5});
   const auto b = vec<I>({3, -3, -3, 0});
   CHECK(values_of<I>(run_op("Mod", {a, b})) == std::vector<I>{2, -2, -1, 0});  // numpy.mod
-  CHECK(values_of<I>(run_op("Mod", {a, b}, {{"fmod", std::int64_t{1}}})) == std::vector<I>{-1, 1, -1, 0});
-  CHECK(values_of<std::int64_t>(run_op("Mod", {vec<std::int64_t>({std::numeric_limits<std::int64_t>::min()}),
-                                                vec<std::int64_t>({-1})}))[0] == 0);
+  CHECK(values_of<I>(run_op("Mod", {a, b}, {{"fmod", std::int64_t{1}}})) ==
+        std::vector<I>{-1, 1, -1, 0});
+  CHECK(values_of<std::int64_t>(
+            run_op("Mod", {vec<std::int64_t>({std::numeric_limits<std::int64_t>::min()}),
+                           vec<std::int64_t>({-1})}))[0] == 0);
   check_close(run_op("Mod", {f64({4}, {-4.5, 7.5, -0.0, 3.0}), f64({4}, {2, -2, 3, -3})}),
               {1.5, -0.5, 0, -0.0});
-  check_close(run_op("Mod", {f32({2}, {-4.5, 7.5}), f32({2}, {2, -2})}, {{"fmod", std::int64_t{1}}}),
-              {-0.5, 1.5});
+  check_close(
+      run_op("Mod", {f32({2}, {-4.5, 7.5}), f32({2}, {2, -2})}, {{"fmod", std::int64_t{1}}}),
+      {-0.5, 1.5});
   CHECK(std::signbit(run_op("Mod", {f64({1}, {3}), f64({1}, {-3})}).get(0)));
-  CHECK_THROWS_WITH_AS(infer_op("Mod", {{DType::i32, Shape{1}}, {DType::i32, Shape{1}}}, {{"fmod", std::int64_t{2}}}),
+  CHECK_THROWS_WITH_AS(infer_op("Mod", {{DType::i32, Shape{1}}, {DType::i32, Shape{1}}},
+                                {{"fmod", std::int64_t{2}}}),
                        "[Mod 'n'] attribute 'fmod' must be 0 or 1, got 2", ShapeError);
 }
 
@@ -285,9 +296,11 @@ TEST_CASE("bit shifts and bitwise ops") {
   const auto s = vec<std::uint8_t>({1, 2, 3, 8});
   CHECK(values_of<std::uint8_t>(run_op("BitShift", {x, s}, {{"direction", std::string("LEFT")}})) ==
         std::vector<std::uint8_t>{32, 16, 8, 0});
-  CHECK(values_of<std::uint8_t>(run_op("BitShift", {x, s}, {{"direction", std::string("RIGHT")}})) ==
-        std::vector<std::uint8_t>{8, 1, 0, 0});
-  CHECK(values_of<std::uint64_t>(run_op("BitShift", {vec<std::uint64_t>({1}), vec<std::uint64_t>({63})},
+  CHECK(
+      values_of<std::uint8_t>(run_op("BitShift", {x, s}, {{"direction", std::string("RIGHT")}})) ==
+      std::vector<std::uint8_t>{8, 1, 0, 0});
+  CHECK(values_of<std::uint64_t>(run_op("BitShift",
+                                        {vec<std::uint64_t>({1}), vec<std::uint64_t>({63})},
                                         {{"direction", std::string("LEFT")}}))[0] == (1ull << 63));
   CHECK_THROWS_WITH_AS(infer_op("BitShift", {{DType::u8, Shape{1}}, {DType::u8, Shape{1}}},
                                 {{"direction", std::string("UP")}}),
@@ -298,8 +311,10 @@ TEST_CASE("bit shifts and bitwise ops") {
                   UnsupportedError);
   const auto a = vec<std::int16_t>({0x0f0f, -1});
   const auto b = vec<std::int16_t>({0x00ff, 0x1234});
-  CHECK(values_of<std::int16_t>(run_op("BitwiseAnd", {a, b})) == std::vector<std::int16_t>{0x000f, 0x1234});
-  CHECK(values_of<std::int16_t>(run_op("BitwiseOr", {a, b})) == std::vector<std::int16_t>{0x0fff, -1});
+  CHECK(values_of<std::int16_t>(run_op("BitwiseAnd", {a, b})) ==
+        std::vector<std::int16_t>{0x000f, 0x1234});
+  CHECK(values_of<std::int16_t>(run_op("BitwiseOr", {a, b})) ==
+        std::vector<std::int16_t>{0x0fff, -1});
   CHECK(values_of<std::int16_t>(run_op("BitwiseXor", {a, b})) ==
         std::vector<std::int16_t>{0x0ff0, static_cast<std::int16_t>(~0x1234)});
   CHECK(values_of<std::uint8_t>(run_op("BitwiseNot", {vec<std::uint8_t>({0, 0xf0})})) ==
@@ -314,10 +329,13 @@ TEST_CASE("comparisons give bool, NaN compares false") {
   CHECK(values_of<bool>(run_op("Equal", {a, b})) == std::vector<bool>{true, false, false, false});
   CHECK(values_of<bool>(run_op("Less", {a, b})) == std::vector<bool>{false, true, false, false});
   CHECK(values_of<bool>(run_op("Greater", {a, b})) == std::vector<bool>{false, false, false, true});
-  CHECK(values_of<bool>(run_op("LessOrEqual", {a, b})) == std::vector<bool>{true, true, false, false});
-  CHECK(values_of<bool>(run_op("GreaterOrEqual", {a, b})) == std::vector<bool>{true, false, false, true});
+  CHECK(values_of<bool>(run_op("LessOrEqual", {a, b})) ==
+        std::vector<bool>{true, true, false, false});
+  CHECK(values_of<bool>(run_op("GreaterOrEqual", {a, b})) ==
+        std::vector<bool>{true, false, false, true});
   const auto u = vec<std::uint64_t>({0, ~0ull});
-  CHECK(values_of<bool>(run_op("Less", {u, vec<std::uint64_t>({1, 1})})) == std::vector<bool>{true, false});
+  CHECK(values_of<bool>(run_op("Less", {u, vec<std::uint64_t>({1, 1})})) ==
+        std::vector<bool>{true, false});
   const auto t = Tensor::from<bool>({4}, {true, true, false, false});
   const auto f = Tensor::from<bool>({4}, {true, false, true, false});
   CHECK(values_of<bool>(run_op("Equal", {t, f})) == std::vector<bool>{true, false, false, true});
@@ -332,12 +350,15 @@ TEST_CASE("Sum, Mean, Max, Min over one or more inputs") {
   const auto b = f32({3}, {10, 20, 30});
   check_close(run_op("Sum", {a}), {1, 2});
   check_close(run_op("Sum", {a, b}), {11, 21, 31, 12, 22, 32});
-  check_close(run_op("Mean", {a, b, f32({}, {3})}), {14.0 / 3, 24.0 / 3, 34.0 / 3, 5, 25.0 / 3, 35.0 / 3});
+  check_close(run_op("Mean", {a, b, f32({}, {3})}),
+              {14.0 / 3, 24.0 / 3, 34.0 / 3, 5, 25.0 / 3, 35.0 / 3});
   check_close(run_op("Max", {a, b, f32({}, {25})}), {25, 25, 30, 25, 25, 30});
   check_close(run_op("Min", {f32({2}, {1, NAN}), f32({2}, {NAN, 1})}), {NAN, NAN});
-  CHECK(values_of<std::uint8_t>(run_op("Max", {vec<std::uint8_t>({1, 200}), vec<std::uint8_t>({100, 2})})) ==
+  CHECK(values_of<std::uint8_t>(
+            run_op("Max", {vec<std::uint8_t>({1, 200}), vec<std::uint8_t>({100, 2})})) ==
         std::vector<std::uint8_t>{100, 200});
-  CHECK(values_of<std::int64_t>(run_op("Min", {vec<std::int64_t>({-5, 7})})) == std::vector<std::int64_t>{-5, 7});
+  CHECK(values_of<std::int64_t>(run_op("Min", {vec<std::int64_t>({-5, 7})})) ==
+        std::vector<std::int64_t>{-5, 7});
   // Half-precision sums accumulate in double and round once.
   const Tensor h = Tensor::from_doubles(DType::f16, {1}, {2048});
   const Tensor one = Tensor::from_doubles(DType::f16, {1}, {1});
@@ -349,14 +370,20 @@ TEST_CASE("Where selects with a bool condition") {
   const auto c = Tensor::from<bool>({2, 1}, {true, false});
   const auto x = vec<std::int64_t>({1, 2, 3});
   const auto y = Tensor::from<std::int64_t>({}, {-1});
-  CHECK(values_of<std::int64_t>(run_op("Where", {c, x, y})) == std::vector<std::int64_t>{1, 2, 3, -1, -1, -1});
-  CHECK_THROWS_WITH_AS(run_op("Where", {x, x, x}), "[Where 'n'] condition (input 0) must be bool, got i64", Error);
+  CHECK(values_of<std::int64_t>(run_op("Where", {c, x, y})) ==
+        std::vector<std::int64_t>{1, 2, 3, -1, -1, -1});
+  CHECK_THROWS_WITH_AS(run_op("Where", {x, x, x}),
+                       "[Where 'n'] condition (input 0) must be bool, got i64", Error);
 }
 
 // ---- unary math --------------------------------------------------------------------------------
 
 TEST_CASE("unary math matches libm in every float dtype") {
-  struct Case { const char* op; double (*f)(double); std::vector<double> in; };
+  struct Case {
+    const char* op;
+    double (*f)(double);
+    std::vector<double> in;
+  };
   const std::vector<Case> cases = {
       {"Exp", [](double v) { return std::exp(v); }, {-2, 0, 1.5}},
       {"Log", [](double v) { return std::log(v); }, {0.5, 1, 7}},
@@ -388,19 +415,24 @@ TEST_CASE("unary math matches libm in every float dtype") {
       const Tensor y = run_op(c.op, {x});
       CHECK(y.dtype() == t);
       // Rounded once to the dtype: within half an ulp of its precision.
-      const double tol = t == DType::f64 ? 1e-15 : t == DType::f32 ? 6e-8 : t == DType::f16 ? 4.9e-4 : 3.9e-3;
+      const double tol = t == DType::f64   ? 1e-15
+                         : t == DType::f32 ? 6e-8
+                         : t == DType::f16 ? 4.9e-4
+                                           : 3.9e-3;
       check_close(y, want, tol);
     }
   CHECK_THROWS_AS(run_op("Exp", {vec<std::int32_t>({1})}), UnsupportedError);
 }
 
 TEST_CASE("Round is half to even; Abs, Neg and Sign cover integers") {
-  check_close(run_op("Round", {f32({7}, {0.5, 1.5, 2.5, -0.5, -1.5, 2.4, 2.6})}), {0, 2, 2, -0.0, -2, 2, 3});
+  check_close(run_op("Round", {f32({7}, {0.5, 1.5, 2.5, -0.5, -1.5, 2.4, 2.6})}),
+              {0, 2, 2, -0.0, -2, 2, 3});
   using I = std::int8_t;
   CHECK(values_of<I>(run_op("Abs", {vec<I>({-128, -3, 4})})) == std::vector<I>{-128, 3, 4});
   CHECK(values_of<I>(run_op("Neg", {vec<I>({-128, -3, 4})})) == std::vector<I>{-128, 3, -4});
   CHECK(values_of<I>(run_op("Sign", {vec<I>({-128, 0, 4})})) == std::vector<I>{-1, 0, 1});
-  CHECK(values_of<std::uint32_t>(run_op("Sign", {vec<std::uint32_t>({0, 9})})) == std::vector<std::uint32_t>{0, 1});
+  CHECK(values_of<std::uint32_t>(run_op("Sign", {vec<std::uint32_t>({0, 9})})) ==
+        std::vector<std::uint32_t>{0, 1});
   check_close(run_op("Sign", {f32({4}, {-2.5, 0, 3, NAN})}), {-1, 0, 1, NAN});
   check_close(run_op("Abs", {f64({2}, {-2.5, 0})}), {2.5, 0});
   CHECK_THROWS_AS(run_op("Neg", {vec<std::uint8_t>({1})}), UnsupportedError);
@@ -425,42 +457,60 @@ TEST_CASE("activations match numpy") {
   const Tensor x = f64({7}, in);
   using A = std::map<std::string, Attribute>;
   // Values from numpy (float64), see the formulas in ONNX's operator docs.
-  check_close(run_op("Sigmoid", {x}), {0.047425873177566781, 0.2689414213699951, 0.43782349911420193, 0.5,
-                                       0.62245933120185459, 0.88079707797788231, 0.99995460213129761}, 1e-14);
-  check_close(run_op("Softplus", {x}), {0.048587351573742062, 0.31326168751822286, 0.57593941987884356,
-                                        0.69314718055994529, 0.97407698418010669, 2.1269280110429727,
-                                        10.000045398899218}, 1e-14);
-  check_close(run_op("Mish", {x}), {-0.14564746127562461, -0.30340146137410895, -0.129926963679141, 0,
-                                    0.37524521130489508, 1.9439589595339946, 9.9999999587806698}, 1e-13);
-  check_close(run_op("Gelu", {x}), {-0.0040496940948903104, -0.15865525393145707, -0.10032341857926907, 0,
-                                    0.34573123063700656, 1.9544997361036416, 10}, 1e-13);
+  check_close(run_op("Sigmoid", {x}),
+              {0.047425873177566781, 0.2689414213699951, 0.43782349911420193, 0.5,
+               0.62245933120185459, 0.88079707797788231, 0.99995460213129761},
+              1e-14);
+  check_close(run_op("Softplus", {x}),
+              {0.048587351573742062, 0.31326168751822286, 0.57593941987884356, 0.69314718055994529,
+               0.97407698418010669, 2.1269280110429727, 10.000045398899218},
+              1e-14);
+  check_close(run_op("Mish", {x}),
+              {-0.14564746127562461, -0.30340146137410895, -0.129926963679141, 0,
+               0.37524521130489508, 1.9439589595339946, 9.9999999587806698},
+              1e-13);
+  check_close(run_op("Gelu", {x}),
+              {-0.0040496940948903104, -0.15865525393145707, -0.10032341857926907, 0,
+               0.34573123063700656, 1.9544997361036416, 10},
+              1e-13);
   check_close(run_op("Gelu", {x}, A{{"approximate", std::string("tanh")}}),
-              {-0.0036373920817729943, -0.15880800939172329, -0.100324649298315, 0, 0.34571400982514394,
-               1.954597694087775, 10}, 1e-13);
-  check_close(run_op("Elu", {x}, A{{"alpha", 0.5}}), {-0.47510646581606802, -0.31606027941427883,
-                                                      -0.11059960846429756, 0, 0.5, 2, 10}, 1e-14);
-  check_close(run_op("Selu", {x}), {-1.6705687287671118, -1.1113307378125625, -0.38889019747811893, 0,
-                                    0.52535049367774023, 2.1014019747109609, 10.507009873554804}, 1e-7);
-  check_close(run_op("Celu", {x}, A{{"alpha", 2.0}}), {-1.5537396797031404, -0.78693868057473315,
-                                                       -0.2350061948308092, 0, 0.5, 2, 10}, 1e-14);
-  check_close(run_op("HardSwish", {x}), {0, -0.33333333333333337, -0.11458333333333333, 0,
-                                         0.29166666666666669, 1.6666666666666665, 10}, 1e-14);
-  check_close(run_op("Swish", {x}, A{{"alpha", 0.5}}), {-0.54727657141906905, -0.37754066879814541,
-                                                        -0.11719765665656094, 0, 0.28108825044289903,
-                                                        1.4621171572600098, 9.9330714907571522}, 1e-14);
+              {-0.0036373920817729943, -0.15880800939172329, -0.100324649298315, 0,
+               0.34571400982514394, 1.954597694087775, 10},
+              1e-13);
+  check_close(run_op("Elu", {x}, A{{"alpha", 0.5}}),
+              {-0.47510646581606802, -0.31606027941427883, -0.11059960846429756, 0, 0.5, 2, 10},
+              1e-14);
+  check_close(run_op("Selu", {x}),
+              {-1.6705687287671118, -1.1113307378125625, -0.38889019747811893, 0,
+               0.52535049367774023, 2.1014019747109609, 10.507009873554804},
+              1e-7);
+  check_close(run_op("Celu", {x}, A{{"alpha", 2.0}}),
+              {-1.5537396797031404, -0.78693868057473315, -0.2350061948308092, 0, 0.5, 2, 10},
+              1e-14);
+  check_close(run_op("HardSwish", {x}),
+              {0, -0.33333333333333337, -0.11458333333333333, 0, 0.29166666666666669,
+               1.6666666666666665, 10},
+              1e-14);
+  check_close(run_op("Swish", {x}, A{{"alpha", 0.5}}),
+              {-0.54727657141906905, -0.37754066879814541, -0.11719765665656094, 0,
+               0.28108825044289903, 1.4621171572600098, 9.9330714907571522},
+              1e-14);
   check_close(run_op("Relu", {x}), {0, 0, 0, 0, 0.5, 2, 10});
   check_close(run_op("LeakyRelu", {x}), {-0.03, -0.01, -0.0025, 0, 0.5, 2, 10});
   check_close(run_op("LeakyRelu", {x}, A{{"alpha", 0.5}}), {-1.5, -0.5, -0.125, 0, 0.5, 2, 10});
   check_close(run_op("Softsign", {x}), {-0.75, -0.5, -0.2, 0, 1.0 / 3, 2.0 / 3, 10.0 / 11});
   check_close(run_op("HardSigmoid", {x}), {0, 0.3, 0.45, 0.5, 0.6, 0.9, 1});
-  check_close(run_op("HardSigmoid", {x}, A{{"alpha", 0.5}, {"beta", 0.25}}), {0, 0, 0.125, 0.25, 0.5, 1, 1});
+  check_close(run_op("HardSigmoid", {x}, A{{"alpha", 0.5}, {"beta", 0.25}}),
+              {0, 0, 0.125, 0.25, 0.5, 1, 1});
   check_close(run_op("ThresholdedRelu", {x}), {0, 0, 0, 0, 0, 2, 10});
   check_close(run_op("ThresholdedRelu", {x}, A{{"alpha", 0.25}}), {0, 0, 0, 0, 0.5, 2, 10});
   check_close(run_op("Shrink", {x}), {-3, -1, 0, 0, 0, 2, 10});
   check_close(run_op("Shrink", {x}, A{{"bias", 1.0}, {"lambd", 0.5}}), {-2, 0, 0, 0, 0, 1, 9});
-  CHECK(values_of<std::int32_t>(run_op("Shrink", {vec<std::int32_t>({-5, 0, 5})}, A{{"bias", 2.0}, {"lambd", 1.0}})) ==
+  CHECK(values_of<std::int32_t>(
+            run_op("Shrink", {vec<std::int32_t>({-5, 0, 5})}, A{{"bias", 2.0}, {"lambd", 1.0}})) ==
         std::vector<std::int32_t>{-3, 0, 3});
-  CHECK(values_of<std::int32_t>(run_op("Relu", {vec<std::int32_t>({-5, 0, 5})})) == std::vector<std::int32_t>{0, 0, 5});
+  CHECK(values_of<std::int32_t>(run_op("Relu", {vec<std::int32_t>({-5, 0, 5})})) ==
+        std::vector<std::int32_t>{0, 0, 5});
   CHECK_THROWS_WITH_AS(run_op("Gelu", {x}, A{{"approximate", std::string("erf")}}),
                        "[Gelu 'n'] attribute 'approximate' = 'erf' (expected 'none' or 'tanh')",
                        UnsupportedError);
@@ -487,20 +537,24 @@ TEST_CASE("Clip with optional scalar bounds") {
   check_close(run_op("Clip", {x, none, f32({}, {0})}), {-3, -1, 0, 0, 0});
   check_close(run_op("Clip", {x, f32({1}, {0})}), {0, 0, 0, 1, 3});
   check_close(run_op("Clip", {x, f32({}, {2}), f32({}, {1})}), {1, 1, 1, 1, 1});  // numpy.clip
-  CHECK(values_of<std::int8_t>(run_op("Clip", {vec<std::int8_t>({-128, 0, 127}), vec<std::int8_t>({-5})})) ==
+  CHECK(values_of<std::int8_t>(
+            run_op("Clip", {vec<std::int8_t>({-128, 0, 127}), vec<std::int8_t>({-5})})) ==
         std::vector<std::int8_t>{-5, 0, 127});
-  CHECK_THROWS_WITH_AS(run_op("Clip", {x, f32({2}, {0, 1})}), "[Clip 'n'] min (input 1) must be a scalar, got dims [2]",
-                       Error);
-  CHECK_THROWS_WITH_AS(infer_op("Clip", {{DType::f32, Shape{5}}, {DType::f32, Shape{}}, {DType::f32, Shape{3}}}),
-                       "[Clip 'n'] max (input 2) must be a scalar, got shape [3]", ShapeError);
-  CHECK(infer_op("Clip", {{DType::i32, Shape{Dim::symbol("N")}}}).shape == (Shape{Dim::symbol("N")}));
+  CHECK_THROWS_WITH_AS(run_op("Clip", {x, f32({2}, {0, 1})}),
+                       "[Clip 'n'] min (input 1) must be a scalar, got dims [2]", Error);
+  CHECK_THROWS_WITH_AS(
+      infer_op("Clip", {{DType::f32, Shape{5}}, {DType::f32, Shape{}}, {DType::f32, Shape{3}}}),
+      "[Clip 'n'] max (input 2) must be a scalar, got shape [3]", ShapeError);
+  CHECK(infer_op("Clip", {{DType::i32, Shape{Dim::symbol("N")}}}).shape ==
+        (Shape{Dim::symbol("N")}));
 }
 
 TEST_CASE("PRelu broadcasts its slope to the input") {
   const auto x = f32({2, 3}, {-1, -2, 3, -4, 5, -6});
   check_close(run_op("PRelu", {x, f32({3}, {0.5, 1, 2})}), {-0.5, -2, 3, -2, 5, -12});
   check_close(run_op("PRelu", {x, f32({2, 1}, {0.1, 0.0})}), {-0.1, -0.2, 3, 0, 5, 0});
-  CHECK(values_of<std::int32_t>(run_op("PRelu", {vec<std::int32_t>({-3, 4}), vec<std::int32_t>({2})})) ==
+  CHECK(values_of<std::int32_t>(
+            run_op("PRelu", {vec<std::int32_t>({-3, 4}), vec<std::int32_t>({2})})) ==
         std::vector<std::int32_t>{-6, 4});
   CHECK_THROWS_WITH_AS(run_op("PRelu", {f32({3}, {1, 2, 3}), f32({2, 3}, {1, 2, 3, 4, 5, 6})}),
                        "[PRelu 'n'] slope [2,3] cannot broadcast to input [3]", Error);
@@ -540,17 +594,22 @@ TEST_CASE("Cast converts with ONNX semantics") {
   // f64 -> f16 rounds once: 1 + 2^-11 + 2^-30 is just above a half tie, so it rounds up; going
   // through float first would round to the tie and then to even (down).
   const double v = 1.0 + std::ldexp(1.0, -11) + std::ldexp(1.0, -30);
-  CHECK(run_op("Cast", {f64({1}, {v})}, A{{"to", std::int64_t{10}}}).get(0) == 1.0 + std::ldexp(1.0, -10));
+  CHECK(run_op("Cast", {f64({1}, {v})}, A{{"to", std::int64_t{10}}}).get(0) ==
+        1.0 + std::ldexp(1.0, -10));
   CHECK(run_op("Cast", {vec<std::int64_t>({70000})}, A{{"to", std::int64_t{16}}}).get(0) == 70144);
-  CHECK(values_of<std::uint8_t>(run_op("CastLike", {vec<std::int32_t>({7}), vec<std::uint8_t>({0})})) ==
+  CHECK(values_of<std::uint8_t>(
+            run_op("CastLike", {vec<std::int32_t>({7}), vec<std::uint8_t>({0})})) ==
         std::vector<std::uint8_t>{7});
-  CHECK(infer_op("Cast", {{DType::f32, Shape{2}}}, A{{"to", std::int64_t{7}}}) == TensorType{DType::i64, Shape{2}});
-  CHECK(infer_op("CastLike", {{DType::f32, Shape{2}}, {DType::bf16, Shape{}}}) == TensorType{DType::bf16, Shape{2}});
+  CHECK(infer_op("Cast", {{DType::f32, Shape{2}}}, A{{"to", std::int64_t{7}}}) ==
+        TensorType{DType::i64, Shape{2}});
+  CHECK(infer_op("CastLike", {{DType::f32, Shape{2}}, {DType::bf16, Shape{}}}) ==
+        TensorType{DType::bf16, Shape{2}});
   CHECK_THROWS_AS(run_op("Cast", {x}, A{{"to", std::int64_t{8}}}), UnsupportedError);
   try {
     infer_op("Cast", {{DType::f32, Shape{2}}}, A{{"to", std::int64_t{19}}});
     FAIL("no throw");
   } catch (const UnsupportedError& e) {
-    CHECK(std::string(e.what()).rfind("[Cast 'n'] attribute 'to': ONNX data type 19 (FLOAT8E5M2)", 0) == 0);
+    CHECK(std::string(e.what()).rfind("[Cast 'n'] attribute 'to': ONNX data type 19 (FLOAT8E5M2)",
+                                      0) == 0);
   }
 }

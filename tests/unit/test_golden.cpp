@@ -58,7 +58,8 @@ void compare_golden(const std::string& name, const Built& b) {
     return;
   }
   std::ifstream f(path);
-  REQUIRE_MESSAGE(f.good(), "no golden plan " << path.string() << " (run with KILN_UPDATE_GOLDEN=1)");
+  REQUIRE_MESSAGE(f.good(),
+                  "no golden plan " << path.string() << " (run with KILN_UPDATE_GOLDEN=1)");
   std::stringstream want;
   want << f.rdbuf();
   if (want.str() == text) return;
@@ -67,9 +68,10 @@ void compare_golden(const std::string& name, const Built& b) {
   std::string la, lc;
   int line = 1;
   while (std::getline(a, la) && std::getline(c, lc) && la == lc) ++line;
-  FAIL_CHECK(name << ": the plan differs from " << path.string() << " at line " << line
-                  << "\n  golden: " << la << "\n  now:    " << lc
-                  << "\n(if the change is intended, rerun with KILN_UPDATE_GOLDEN=1 and review the diff)");
+  FAIL_CHECK(
+      name << ": the plan differs from " << path.string() << " at line " << line
+           << "\n  golden: " << la << "\n  now:    " << lc
+           << "\n(if the change is intended, rerun with KILN_UPDATE_GOLDEN=1 and review the diff)");
 }
 
 }  // namespace
@@ -107,6 +109,7 @@ TEST_CASE("golden plans of the example networks") {
 
 TEST_CASE("ResNet-152 layer counts beside TensorRT's (670 to 159)") {
   const Built b = build_example(examples::resnet152);
-  MESSAGE("resnet152: layers before fusion " << b.report.layers_before << ", after " << b.report.layers_after);
+  MESSAGE("resnet152: layers before fusion " << b.report.layers_before << ", after "
+                                             << b.report.layers_after);
   CHECK(b.report.layers_after <= 159);
 }

@@ -43,7 +43,8 @@ TEST_CASE("shape rules compute conv and pool dims") {
 
 namespace {
 template <std::size_t R, std::size_t RO>
-constexpr std::array<std::int64_t, RO> reshaped(std::array<std::int64_t, R> in, std::array<std::int64_t, RO> target,
+constexpr std::array<std::int64_t, RO> reshaped(std::array<std::int64_t, R> in,
+                                                std::array<std::int64_t, RO> target,
                                                 bool allowzero = false) {
   std::array<std::int64_t, RO> out{};
   rules::reshape_dims(in, target, allowzero, out);
@@ -56,25 +57,31 @@ using A3 = std::array<std::int64_t, 3>;
 TEST_CASE("shape rules: reshape, flatten and transpose, at compile time and at run time") {
   static_assert(reshaped(A3{2, 3, 4}, A2{0, -1}) == A2{2, 12});
   static_assert(reshaped(A3{2, 3, 4}, A3{4, 0, -1}) == A3{4, 3, 2});
-  static_assert(reshaped(A3{kDynamic, 3, 4}, A2{0, -1}) == A2{kDynamic, 12});  // the copied dim may be unknown
+  static_assert(reshaped(A3{kDynamic, 3, 4}, A2{0, -1}) ==
+                A2{kDynamic, 12});  // the copied dim may be unknown
   static_assert(reshaped(A3{kDynamic, 3, 4}, A2{-1, 12}) == A2{kDynamic, 12});
-  static_assert(reshaped(A2{0, 3}, A2{3, 0}, true) == A2{3, 0});               // allowzero keeps the 0
+  static_assert(reshaped(A2{0, 3}, A2{3, 0}, true) == A2{3, 0});  // allowzero keeps the 0
   static_assert(rules::flatten_axis(-1, 4) == 3 && rules::flatten_axis(4, 4) == 4);
-  static_assert(rules::dims_product(A3{2, 3, 4}, 1, 3) == 12 && rules::dims_product(A3{2, kDynamic, 4}, 0, 2) == kDynamic);
-  CHECK_THROWS_WITH_AS(reshaped(A3{2, 3, 4}, A2{-1, -1}), "reshape target has two -1 dims (0 and 1)", ShapeError);
-  CHECK_THROWS_WITH_AS(reshaped(A3{2, 3, 4}, A2{5, 5}), "expected 24 element count, got 25", ShapeError);
+  static_assert(rules::dims_product(A3{2, 3, 4}, 1, 3) == 12 &&
+                rules::dims_product(A3{2, kDynamic, 4}, 0, 2) == kDynamic);
+  CHECK_THROWS_WITH_AS(reshaped(A3{2, 3, 4}, A2{-1, -1}),
+                       "reshape target has two -1 dims (0 and 1)", ShapeError);
+  CHECK_THROWS_WITH_AS(reshaped(A3{2, 3, 4}, A2{5, 5}), "expected 24 element count, got 25",
+                       ShapeError);
   CHECK_THROWS_WITH_AS(reshaped(A3{2, 3, 4}, A2{7, -1}),
-                       "cannot infer the -1 dim: 24 elements do not divide into blocks of 7", ShapeError);
+                       "cannot infer the -1 dim: 24 elements do not divide into blocks of 7",
+                       ShapeError);
   CHECK_THROWS_WITH_AS(reshaped(A2{2, 3}, A3{0, 0, 0}),
-                       "reshape target dim 2 is 0 (copy the input dim) but the input has rank 2", ShapeError);
+                       "reshape target dim 2 is 0 (copy the input dim) but the input has rank 2",
+                       ShapeError);
   CHECK_THROWS_AS(reshaped(A2{0, 3}, A2{-1, 0}, true), ShapeError);
-  CHECK_THROWS_WITH_AS(rules::flatten_axis(5, 4), "axis 5 out of range for rank 4 (Flatten accepts -rank..rank)",
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(rules::flatten_axis(5, 4),
+                       "axis 5 out of range for rank 4 (Flatten accepts -rank..rank)", ShapeError);
   CHECK_NOTHROW(rules::check_permutation(A3{2, 0, 1}, 3));
-  CHECK_THROWS_WITH_AS(rules::check_permutation(A3{0, 1, 1}, 3), "axis 1 appears twice in the permutation (position 2)",
-                       ShapeError);
-  CHECK_THROWS_WITH_AS(rules::check_permutation(A2{0, 1}, 3), "expected 3 permutation length (the input rank), got 2",
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(rules::check_permutation(A3{0, 1, 1}, 3),
+                       "axis 1 appears twice in the permutation (position 2)", ShapeError);
+  CHECK_THROWS_WITH_AS(rules::check_permutation(A2{0, 1}, 3),
+                       "expected 3 permutation length (the input rank), got 2", ShapeError);
   CHECK_THROWS_AS(rules::check_permutation(A2{0, 2}, 2), ShapeError);
 }
 
@@ -86,8 +93,9 @@ TEST_CASE("shape rules: a padding total splits by floor division, negative total
   static_assert(rules::split_pad_begin(-1, true) == -1 && rules::split_pad_begin(-1, false) == 0);
   for (std::int64_t total = -9; total <= 9; ++total) {
     const std::int64_t floor_half = total >= 0 ? total / 2 : (total - 1) / 2;
-    CHECK(rules::split_pad_begin(total, true) == floor_half);         // SAME_UPPER: begin = total // 2
-    CHECK(total - rules::split_pad_begin(total, false) == floor_half);  // otherwise: end = total // 2
+    CHECK(rules::split_pad_begin(total, true) == floor_half);  // SAME_UPPER: begin = total // 2
+    CHECK(total - rules::split_pad_begin(total, false) ==
+          floor_half);  // otherwise: end = total // 2
   }
   // The window of such a ConvTranspose, as the IR, the reference and the GPU steps all read it:
   // input 2, kernel 3, stride 2 (natural output 5), output_shape 8: total padding -3.

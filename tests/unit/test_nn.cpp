@@ -22,7 +22,6 @@ namespace {
 using test::node;
 using test::run;
 
-
 Tensor T(std::vector<i64> dims, std::vector<double> v, DType dt = DType::f32) {
   return Tensor::from_doubles(dt, std::move(dims), v);
 }
@@ -83,8 +82,8 @@ struct ConvCase {
   }
   std::string name() const {
     return fmt::format("N{} C{} M{} g{} in{} k{} s{} d{} pads{}/{}", n, c, m, group,
-                       dims_to_string(in), dims_to_string(k), dims_to_string(s),
-                       dims_to_string(d), dims_to_string(pb), dims_to_string(pe));
+                       dims_to_string(in), dims_to_string(k), dims_to_string(s), dims_to_string(d),
+                       dims_to_string(pb), dims_to_string(pe));
   }
   std::map<std::string, Attribute> attrs() const {
     std::vector<i64> pads = pb;
@@ -172,10 +171,12 @@ TEST_CASE("Conv: hand-computed 2-D, with bias and padding") {
   CHECK(y.dims() == std::vector<i64>{1, 1, 3, 3});
   check_close(y, {1, 3, 5, 5, 12, 16, 11, 24, 28});
   // stride 2 with SAME_UPPER: output ceil(3/2) = 2, total pad 1 put at the end.
-  y = run(node("Conv", 2, {{"strides", std::vector<i64>{2, 2}}, {"auto_pad", std::string("SAME_UPPER")}}),
+  y = run(node("Conv", 2,
+               {{"strides", std::vector<i64>{2, 2}}, {"auto_pad", std::string("SAME_UPPER")}}),
           {x, w})[0];
   check_close(y, {12, 9, 15, 9});
-  y = run(node("Conv", 2, {{"strides", std::vector<i64>{2, 2}}, {"auto_pad", std::string("SAME_LOWER")}}),
+  y = run(node("Conv", 2,
+               {{"strides", std::vector<i64>{2, 2}}, {"auto_pad", std::string("SAME_LOWER")}}),
           {x, w})[0];
   check_close(y, {1, 5, 11, 28});
 }
@@ -221,7 +222,8 @@ TEST_CASE("Conv: grouped convolution equals per-group convolutions concatenated"
       std::vector<double> xs, ws;
       for (i64 n = 0; n < cc.n; ++n)
         for (i64 c = g * Cg; c < (g + 1) * Cg; ++c)
-          xs.insert(xs.end(), xv.begin() + (n * cc.c + c) * Lin, xv.begin() + (n * cc.c + c + 1) * Lin);
+          xs.insert(xs.end(), xv.begin() + (n * cc.c + c) * Lin,
+                    xv.begin() + (n * cc.c + c + 1) * Lin);
       ws.assign(wv.begin() + g * Mg * Cg * K, wv.begin() + (g + 1) * Mg * Cg * K);
       auto attrs = cc.attrs();
       attrs["group"] = i64{1};
@@ -232,7 +234,8 @@ TEST_CASE("Conv: grouped convolution equals per-group convolutions concatenated"
       for (i64 n = 0; n < cc.n; ++n)
         for (i64 m = 0; m < Mg; ++m)
           for (i64 j = 0; j < L; ++j)
-            CHECK(yv[(n * cc.m + g * Mg + m) * L + j] == doctest::Approx(ygv[(n * Mg + m) * L + j]));
+            CHECK(yv[(n * cc.m + g * Mg + m) * L + j] ==
+                  doctest::Approx(ygv[(n * Mg + m) * L + j]));
     }
   }
 }
@@ -248,7 +251,8 @@ TEST_CASE("ConvTranspose: is the adjoint of Conv over random shapes") {
       wd.insert(wd.end(), cc.k.begin(), cc.k.end());
       const auto out = cc.out();
       yd.insert(yd.end(), out.begin(), out.end());
-      const Tensor x = random_tensor(rng, xd), w = random_tensor(rng, wd), y = random_tensor(rng, yd);
+      const Tensor x = random_tensor(rng, xd), w = random_tensor(rng, wd),
+                   y = random_tensor(rng, yd);
       const Tensor cx = run(node("Conv", 2, cc.attrs()), {x, w})[0];
       auto attrs = cc.attrs();
       std::vector<i64> op;  // output_padding that makes the deconvolution's output x's size
@@ -271,8 +275,8 @@ TEST_CASE("ConvTranspose: hand-computed, output_shape and bias") {
   check_close(run(node("ConvTranspose", 2, {{"strides", std::vector<i64>{2}}}), {x, w})[0],
               {1, 1, 3, 2, 2});
   // output_shape 6: total padding -1 -> one extra (zero-contributing) position at the end.
-  auto y = run(node("ConvTranspose", 3, {{"strides", std::vector<i64>{2}},
-                                          {"output_shape", std::vector<i64>{6}}}),
+  auto y = run(node("ConvTranspose", 3,
+                    {{"strides", std::vector<i64>{2}}, {"output_shape", std::vector<i64>{6}}}),
                {x, w, T({1}, {0.5})})[0];
   check_close(y, {1.5, 1.5, 3.5, 2.5, 2.5, 0.5});
   // Two output channels per group, group 2.
@@ -282,7 +286,8 @@ TEST_CASE("ConvTranspose: hand-computed, output_shape and bias") {
 
 TEST_CASE("Conv: 16-bit and f64 dtypes agree with f32") {
   std::mt19937 rng(5);
-  const Tensor x = random_tensor(rng, {1, 3, 6, 6}, DType::f32), w = random_tensor(rng, {4, 3, 3, 3}, DType::f32);
+  const Tensor x = random_tensor(rng, {1, 3, 6, 6}, DType::f32),
+               w = random_tensor(rng, {4, 3, 3, 3}, DType::f32);
   const Node n = node("Conv", 2, {{"pads", std::vector<i64>{1, 1, 1, 1}}});
   const auto ref = run(n, {x, w})[0].to_doubles();
   for (DType dt : {DType::f64, DType::f16, DType::bf16}) {
@@ -303,9 +308,9 @@ TEST_CASE("Conv: shape rule errors name the node and the dims") {
   CHECK_THROWS_AS(infer_one(n, {f32({1, 3, 8, 8}), f32({4, 3, 3, 3})}), UnsupportedError);
   n.attrs.erase("auto_pad");
   n.attrs["strides"] = std::vector<i64>{1, 1, 1};
-  CHECK_THROWS_WITH_AS(infer_one(n, {f32({1, 3, 8, 8}), f32({4, 3, 3, 3})}),
-                       "[Conv 'conv2'] attribute 'strides' has 3 values, expected 2 (2 spatial axes)",
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(
+      infer_one(n, {f32({1, 3, 8, 8}), f32({4, 3, 3, 3})}),
+      "[Conv 'conv2'] attribute 'strides' has 3 values, expected 2 (2 spatial axes)", ShapeError);
   n.attrs["strides"] = std::vector<i64>{0, 1};
   CHECK_THROWS_WITH_AS(infer_one(n, {f32({1, 3, 8, 8}), f32({4, 3, 3, 3})}),
                        "[Conv 'conv2'] stride must be positive, got 0", ShapeError);
@@ -322,9 +327,10 @@ TEST_CASE("Conv: shape rule errors name the node and the dims") {
   CHECK(!t.shape[2].is_fixed());
   CHECK(t.shape[3].value() == 6);
   // The kernel checks too (a bias of the wrong size).
-  CHECK_THROWS_WITH_AS(run(node("Conv", 3), {T({1, 1, 3, 3}, std::vector<double>(9, 1)),
-                                             T({2, 1, 2, 2}, std::vector<double>(8, 1)), T({3}, {1, 2, 3})}),
-                       "[Conv 'n'] expected 2 bias elements, got 3 (shape [3])", ShapeError);
+  CHECK_THROWS_WITH_AS(
+      run(node("Conv", 3), {T({1, 1, 3, 3}, std::vector<double>(9, 1)),
+                            T({2, 1, 2, 2}, std::vector<double>(8, 1)), T({3}, {1, 2, 3})}),
+      "[Conv 'n'] expected 2 bias elements, got 3 (shape [3])", ShapeError);
 }
 
 // ================================== pooling =================================================
@@ -336,8 +342,11 @@ TEST_CASE("MaxPool: hand-computed with Indices, ceil_mode, dilations, storage_or
   check_close(out[0], {9, 9, 9, 9});
   CHECK(out[1].to_int64s() == std::vector<i64>{4, 4, 4, 4});
   // ceil_mode with stride 2: 2x2 output, last windows clipped.
-  const Node c = node("MaxPool", 1, {{"kernel_shape", std::vector<i64>{2, 2}}, {"strides", std::vector<i64>{2, 2}},
-                                     {"ceil_mode", i64{1}}}, 2);
+  const Node c = node("MaxPool", 1,
+                      {{"kernel_shape", std::vector<i64>{2, 2}},
+                       {"strides", std::vector<i64>{2, 2}},
+                       {"ceil_mode", i64{1}}},
+                      2);
   out = run(c, {x});
   check_close(out[0], {9, 6, 8, 5});
   CHECK(out[1].to_int64s() == std::vector<i64>{4, 5, 7, 8});
@@ -345,7 +354,9 @@ TEST_CASE("MaxPool: hand-computed with Indices, ceil_mode, dilations, storage_or
   so.attrs["storage_order"] = i64{1};
   CHECK(run(so, {x})[1].to_int64s() == std::vector<i64>{4, 7, 5, 8});
   // dilation 2: the four corners.
-  const Node d = node("MaxPool", 1, {{"kernel_shape", std::vector<i64>{2, 2}}, {"dilations", std::vector<i64>{2, 2}}});
+  const Node d =
+      node("MaxPool", 1,
+           {{"kernel_shape", std::vector<i64>{2, 2}}, {"dilations", std::vector<i64>{2, 2}}});
   check_close(run(d, {x})[0], {7});
   // int8 works too.
   CHECK(run(n, {x.cast(DType::i8)})[0].to_int64s() == std::vector<i64>{9, 9, 9, 9});
@@ -360,13 +371,16 @@ TEST_CASE("AveragePool: count_include_pad and ceil_mode") {
   a["count_include_pad"] = i64{1};
   check_close(run(node("AveragePool", 1, a), {x})[0], {0.25, 1.25, 2.75, 7});
   // ceil_mode: the extra window past the end padding counts only the padded-input positions.
-  std::map<std::string, Attribute> c{{"kernel_shape", std::vector<i64>{2}}, {"strides", std::vector<i64>{2}},
-                                     {"ceil_mode", i64{1}}, {"count_include_pad", i64{1}}};
+  std::map<std::string, Attribute> c{{"kernel_shape", std::vector<i64>{2}},
+                                     {"strides", std::vector<i64>{2}},
+                                     {"ceil_mode", i64{1}},
+                                     {"count_include_pad", i64{1}}};
   check_close(run(node("AveragePool", 1, c), {T({1, 1, 3}, {1, 2, 3})})[0], {1.5, 3});
   // Global pools and LpPool.
   check_close(run(node("GlobalAveragePool", 1), {x})[0], {5});
   check_close(run(node("GlobalMaxPool", 1), {x})[0], {9});
-  check_close(run(node("LpPool", 1, {{"kernel_shape", std::vector<i64>{2}}, {"p", i64{2}}}), {T({1, 1, 3}, {3, 4, 0})})[0],
+  check_close(run(node("LpPool", 1, {{"kernel_shape", std::vector<i64>{2}}, {"p", i64{2}}}),
+                  {T({1, 1, 3}, {3, 4, 0})})[0],
               {5, 4});
   // Missing kernel_shape.
   CHECK_THROWS_WITH_AS(infer_one(node("AveragePool", 1), {f32({1, 1, 4, 4})}),
@@ -388,15 +402,22 @@ TEST_CASE("pooling: shape rule agrees with the kernel over random shapes") {
       in.push_back(std::max<i64>((k[a] - 1) * d[a] + 1, r(1, 7)));
     }
     const std::string op = t % 2 ? "MaxPool" : "AveragePool";
-    const Node n = node(op, 1, {{"kernel_shape", k}, {"strides", s}, {"dilations", d}, {"pads", pads},
-                                {"ceil_mode", i64{t % 4 < 2}}, {"count_include_pad", i64{t % 3 == 0}}});
-    INFO(op << " in " << dims_to_string(in) << " k " << dims_to_string(k) << " s " << dims_to_string(s));
+    const Node n = node(op, 1,
+                        {{"kernel_shape", k},
+                         {"strides", s},
+                         {"dilations", d},
+                         {"pads", pads},
+                         {"ceil_mode", i64{t % 4 < 2}},
+                         {"count_include_pad", i64{t % 3 == 0}}});
+    INFO(op << " in " << dims_to_string(in) << " k " << dims_to_string(k) << " s "
+            << dims_to_string(s));
     const Tensor x = random_tensor(rng, in, DType::f32);
     const Tensor y = run(n, {x})[0];
     CHECK(Shape::of(y.dims()) == infer_one(n, {f32(in)}).shape);
     // Every max is one of the inputs; every average lies within the input range.
     const auto xv = x.to_doubles();
-    const double lo = *std::min_element(xv.begin(), xv.end()), hi = *std::max_element(xv.begin(), xv.end());
+    const double lo = *std::min_element(xv.begin(), xv.end()),
+                 hi = *std::max_element(xv.begin(), xv.end());
     const bool with_zero = op == "AveragePool" && t % 3 == 0;  // padded zeros may count
     for (double v : y.to_doubles()) {
       CHECK(v >= (with_zero ? std::min(lo, 0.0) : lo) - 1e-6);
@@ -414,8 +435,8 @@ TEST_CASE("BatchNormalization: equals its formula over random shapes") {
     std::vector<i64> dims{2, 3};
     for (std::size_t a = 2; a < rank; ++a) dims.push_back(static_cast<i64>(2 + a));
     INFO("shape " << dims_to_string(dims));
-    const Tensor x = random_tensor(rng, dims), s = random_tensor(rng, {3}), b = random_tensor(rng, {3}),
-                 m = random_tensor(rng, {3});
+    const Tensor x = random_tensor(rng, dims), s = random_tensor(rng, {3}),
+                 b = random_tensor(rng, {3}), m = random_tensor(rng, {3});
     const Tensor v = Tensor::from_doubles(DType::f64, {3}, {0.5, 1.5, 2.0});
     const double eps = 1e-3;
     const Tensor y = run(node("BatchNormalization", 5, {{"epsilon", eps}}), {x, s, b, m, v})[0];
@@ -429,38 +450,46 @@ TEST_CASE("BatchNormalization: equals its formula over random shapes") {
   }
   // training_mode: normalizes with the batch statistics and updates the running ones.
   const Tensor x = T({2, 1}, {1, 3}), one = T({1}, {1}), zero = T({1}, {0});
-  const auto out = run(node("BatchNormalization", 5, {{"training_mode", i64{1}}, {"epsilon", 0.0}}, 3),
-                       {x, one, zero, zero, one});
+  const auto out =
+      run(node("BatchNormalization", 5, {{"training_mode", i64{1}}, {"epsilon", 0.0}}, 3),
+          {x, one, zero, zero, one});
   check_close(out[0], {-1, 1});
-  check_close(out[1], {0.2});          // 0.9 * 0 + 0.1 * 2
-  check_close(out[2], {0.9 + 0.1});    // 0.9 * 1 + 0.1 * 1
-  CHECK_THROWS_WITH_AS(infer_one(node("BatchNormalization", 5), {f32({1, 3, 4}), f32({3}), f32({3}), f32({4}), f32({3})}),
+  check_close(out[1], {0.2});        // 0.9 * 0 + 0.1 * 2
+  check_close(out[2], {0.9 + 0.1});  // 0.9 * 1 + 0.1 * 1
+  CHECK_THROWS_WITH_AS(infer_one(node("BatchNormalization", 5),
+                                 {f32({1, 3, 4}), f32({3}), f32({3}), f32({4}), f32({3})}),
                        "[BatchNormalization 'n'] expected 3 mean elements, got 4", ShapeError);
 }
 
 TEST_CASE("InstanceNormalization, GroupNormalization, LayerNormalization") {
   const Tensor x = T({1, 2, 2}, {1, 3, 10, 20});
-  check_close(run(node("InstanceNormalization", 3, {{"epsilon", 0.0}}), {x, T({2}, {1, 2}), T({2}, {0, 1})})[0],
+  check_close(run(node("InstanceNormalization", 3, {{"epsilon", 0.0}}),
+                  {x, T({2}, {1, 2}), T({2}, {0, 1})})[0],
               {-1, 1, -1, 3});
   // One group over both channels: mean 8.5.
   const double sd = std::sqrt((56.25 + 30.25 + 2.25 + 132.25) / 4);
   check_close(run(node("GroupNormalization", 3, {{"num_groups", i64{1}}, {"epsilon", 0.0}}),
                   {x, T({2}, {1, 1}), T({2}, {0, 0})})[0],
               {-7.5 / sd, -5.5 / sd, 1.5 / sd, 11.5 / sd});
-  CHECK_THROWS_WITH_AS(infer_one(node("GroupNormalization", 3, {{"num_groups", i64{3}}}), {f32({1, 4, 2}), f32({4}), f32({4})}),
-                       "[GroupNormalization 'n'] channels 4 not divisible by num_groups 3", ShapeError);
+  CHECK_THROWS_WITH_AS(infer_one(node("GroupNormalization", 3, {{"num_groups", i64{3}}}),
+                                 {f32({1, 4, 2}), f32({4}), f32({4})}),
+                       "[GroupNormalization 'n'] channels 4 not divisible by num_groups 3",
+                       ShapeError);
   // LayerNormalization over the last axis, with Mean and InvStdDev outputs.
-  const auto ln = run(node("LayerNormalization", 3, {{"epsilon", 0.0}}, 3), {x, T({2}, {2, 2}), T({2}, {1, 1})});
+  const auto ln = run(node("LayerNormalization", 3, {{"epsilon", 0.0}}, 3),
+                      {x, T({2}, {2, 2}), T({2}, {1, 1})});
   check_close(ln[0], {-1, 3, -1, 3});
   CHECK(ln[1].dims() == std::vector<i64>{1, 2, 1});
   check_close(ln[1], {2, 15});
   check_close(ln[2], {1, 0.2});
   // axis = 1 normalizes over the last two axes.
-  const auto ln1 = run(node("LayerNormalization", 2, {{"axis", i64{1}}, {"epsilon", 0.0}}, 2), {x, T({1}, {1})});
+  const auto ln1 =
+      run(node("LayerNormalization", 2, {{"axis", i64{1}}, {"epsilon", 0.0}}, 2), {x, T({1}, {1})});
   CHECK(ln1[1].dims() == std::vector<i64>{1, 1, 1});
   check_close(ln1[1], {8.5});
-  CHECK_THROWS_WITH_AS(infer_one(node("LayerNormalization", 2, {{"axis", i64{3}}}), {f32({1, 2, 2}), f32({2})}),
-                       "[LayerNormalization 'n'] axis 3 out of range for rank 3", ShapeError);
+  CHECK_THROWS_WITH_AS(
+      infer_one(node("LayerNormalization", 2, {{"axis", i64{3}}}), {f32({1, 2, 2}), f32({2})}),
+      "[LayerNormalization 'n'] axis 3 out of range for rank 3", ShapeError);
 }
 
 TEST_CASE("RMSNormalization: x / sqrt(mean(x^2) + eps) * scale") {
@@ -477,11 +506,15 @@ TEST_CASE("LRN, LpNormalization, MeanVarianceNormalization") {
   const Tensor x = T({1, 3, 1, 1}, {1, 2, 3});
   const double a = 0.3, b = 0.5, k = 2.0;
   auto lrn = [&](double v, double sq) { return v / std::pow(k + a / 3 * sq, b); };
-  check_close(run(node("LRN", 1, {{"size", i64{3}}, {"alpha", a}, {"beta", b}, {"bias", k}}), {x})[0],
-              {lrn(1, 5), lrn(2, 14), lrn(3, 13)});
-  check_close(run(node("LpNormalization", 1, {{"axis", i64{1}}}), {T({1, 2}, {3, 4})})[0], {0.6, 0.8});
-  check_close(run(node("LpNormalization", 1, {{"p", i64{1}}}), {T({2, 2}, {1, 3, 0, 0})})[0], {0.25, 0.75, 0, 0});
-  check_close(run(node("MeanVarianceNormalization", 1, {{"axes", std::vector<i64>{1}}}), {T({1, 2}, {1, 3})})[0],
+  check_close(
+      run(node("LRN", 1, {{"size", i64{3}}, {"alpha", a}, {"beta", b}, {"bias", k}}), {x})[0],
+      {lrn(1, 5), lrn(2, 14), lrn(3, 13)});
+  check_close(run(node("LpNormalization", 1, {{"axis", i64{1}}}), {T({1, 2}, {3, 4})})[0],
+              {0.6, 0.8});
+  check_close(run(node("LpNormalization", 1, {{"p", i64{1}}}), {T({2, 2}, {1, 3, 0, 0})})[0],
+              {0.25, 0.75, 0, 0});
+  check_close(run(node("MeanVarianceNormalization", 1, {{"axes", std::vector<i64>{1}}}),
+                  {T({1, 2}, {1, 3})})[0],
               {-1, 1}, 1e-6);
   CHECK_THROWS_WITH_AS(infer_one(node("LRN", 1, {{"size", i64{0}}}), {f32({1, 3, 2, 2})}),
                        "[LRN 'n'] LRN size must be positive, got 0", ShapeError);
@@ -496,9 +529,11 @@ TEST_CASE("Scale: uniform, channel and elementwise modes") {
   Node shift_only = node("Scale", 3, {{"mode", std::string("elementwise")}});
   shift_only.inputs[1] = "";
   check_close(run(shift_only, {x, Tensor(), T({2, 2}, {1, 1, 1, 10})})[0], {2, 3, 4, 14});
-  CHECK_THROWS_WITH_AS(infer_one(node("Scale", 2, {{"mode", std::string("channel")}}), {f32({1, 2, 2}), f32({3})}),
-                       "[Scale 'n'] expected 2 scale values for mode 'channel', got 3", ShapeError);
-  CHECK_THROWS_AS(infer_one(node("Scale", 1, {{"mode", std::string("rows")}}), {f32({1, 2})}), UnsupportedError);
+  CHECK_THROWS_WITH_AS(
+      infer_one(node("Scale", 2, {{"mode", std::string("channel")}}), {f32({1, 2, 2}), f32({3})}),
+      "[Scale 'n'] expected 2 scale values for mode 'channel', got 3", ShapeError);
+  CHECK_THROWS_AS(infer_one(node("Scale", 1, {{"mode", std::string("rows")}}), {f32({1, 2})}),
+                  UnsupportedError);
 }
 
 // ================================== matrix products =========================================
@@ -506,14 +541,17 @@ TEST_CASE("Scale: uniform, channel and elementwise modes") {
 TEST_CASE("Gemm: transposes, alpha, beta, broadcast C") {
   const Tensor a = T({2, 3}, {1, 2, 3, 4, 5, 6}), b = T({3, 2}, {1, 0, 0, 1, 1, 1});
   check_close(run(node("Gemm", 2), {a, b})[0], {4, 5, 10, 11});
-  check_close(run(node("Gemm", 3, {{"alpha", 2.0}, {"beta", 0.5}}), {a, b, T({2}, {10, 20})})[0], {13, 20, 25, 32});
-  check_close(run(node("Gemm", 3, {{"transA", i64{1}}, {"transB", i64{1}}}),
-                  {T({3, 2}, {1, 4, 2, 5, 3, 6}), T({2, 3}, {1, 0, 1, 0, 1, 1}), T({2, 1}, {1, 2})})[0],
-              {5, 6, 12, 13});
+  check_close(run(node("Gemm", 3, {{"alpha", 2.0}, {"beta", 0.5}}), {a, b, T({2}, {10, 20})})[0],
+              {13, 20, 25, 32});
+  check_close(
+      run(node("Gemm", 3, {{"transA", i64{1}}, {"transB", i64{1}}}),
+          {T({3, 2}, {1, 4, 2, 5, 3, 6}), T({2, 3}, {1, 0, 1, 0, 1, 1}), T({2, 1}, {1, 2})})[0],
+      {5, 6, 12, 13});
   CHECK(run(node("Gemm", 2), {a.cast(DType::i64), b.cast(DType::i64)})[0].to_int64s() ==
         std::vector<i64>{4, 5, 10, 11});
   CHECK_THROWS_WITH_AS(infer_one(node("Gemm", 2), {f32({2, 3}), f32({4, 2})}),
-                       "[Gemm 'n'] expected 3 inner dimension (columns of the left operand = rows of the right), got 4",
+                       "[Gemm 'n'] expected 3 inner dimension (columns of the left operand = rows "
+                       "of the right), got 4",
                        ShapeError);
   CHECK_THROWS_WITH_AS(infer_one(node("Gemm", 3), {f32({2, 3}), f32({3, 2}), f32({3})}),
                        "[Gemm 'n'] C [3] does not broadcast to [2,2]", ShapeError);
@@ -533,15 +571,19 @@ TEST_CASE("MatMul: batched broadcasting and 1-D operands over random shapes") {
     }
     if (r(0, 1) && !bb.empty()) bb.erase(bb.begin());
     std::vector<i64> ad = ab, bd = bb;
-    ad.push_back(M); ad.push_back(K);
-    bd.push_back(K); bd.push_back(N);
+    ad.push_back(M);
+    ad.push_back(K);
+    bd.push_back(K);
+    bd.push_back(N);
     const bool a1 = t % 7 == 0, b1 = t % 5 == 0;
     if (a1) ad = {K};
     if (b1) bd = {K};
     INFO(dims_to_string(ad) << " x " << dims_to_string(bd));
     const Tensor A = random_tensor(rng, ad), B = random_tensor(rng, bd);
     const Tensor Y = run(node("MatMul", 2), {A, B})[0];
-    CHECK(Shape::of(Y.dims()) == infer_one(node("MatMul", 2), {{DType::f64, Shape::of(ad)}, {DType::f64, Shape::of(bd)}}).shape);
+    CHECK(Shape::of(Y.dims()) ==
+          infer_one(node("MatMul", 2), {{DType::f64, Shape::of(ad)}, {DType::f64, Shape::of(bd)}})
+              .shape);
     // Naive: every output element by explicit index arithmetic.
     const auto av = A.to_doubles(), bv = B.to_doubles(), yv = Y.to_doubles();
     const i64 Mx = a1 ? 1 : M, Nx = b1 ? 1 : N;
@@ -573,14 +615,16 @@ TEST_CASE("MatMul: batched broadcasting and 1-D operands over random shapes") {
       for (i64 m = 0; m < Mx; ++m)
         for (i64 n = 0; n < Nx; ++n) {
           double s = 0;
-          for (i64 k = 0; k < K; ++k) s += av[(aoff * Mx + m) * K + k] * bv[(boff * K + k) * Nx + n];
+          for (i64 k = 0; k < K; ++k)
+            s += av[(aoff * Mx + m) * K + k] * bv[(boff * K + k) * Nx + n];
           CHECK(yv[(bi * Mx + m) * Nx + n] == doctest::Approx(s));
         }
     }
   }
   CHECK(run(node("MatMul", 2), {T({3}, {1, 2, 3}), T({3}, {4, 5, 6})})[0].dims().empty());
   CHECK_THROWS_WITH_AS(infer_one(node("MatMul", 2), {f32({2, 2, 3}), f32({3, 3, 2})}),
-                       "[MatMul 'n'] cannot broadcast [2] with [3]: dims 2 and 3 differ", ShapeError);
+                       "[MatMul 'n'] cannot broadcast [2] with [3]: dims 2 and 3 differ",
+                       ShapeError);
 }
 
 // ================================== softmax =================================================
@@ -594,7 +638,8 @@ TEST_CASE("Softmax, LogSoftmax, Hardmax: lines along the axis sum to 1 over rand
     const i64 axis = (t % rank) - (t % 2 ? rank : 0);
     INFO(dims_to_string(dims) << " axis " << axis);
     const Tensor x = random_tensor(rng, dims, DType::f32);
-    const Node sm = node("Softmax", 1, {{"axis", axis}}), lsm = node("LogSoftmax", 1, {{"axis", axis}}),
+    const Node sm = node("Softmax", 1, {{"axis", axis}}),
+               lsm = node("LogSoftmax", 1, {{"axis", axis}}),
                hm = node("Hardmax", 1, {{"axis", axis}});
     const auto y = run(sm, {x})[0].to_doubles(), ly = run(lsm, {x})[0].to_doubles(),
                hy = run(hm, {x})[0].to_doubles();

@@ -28,7 +28,8 @@ std::string npy_bytes(const std::string& dict, const std::string& data, int majo
   std::string out = "\x93NUMPY";
   out += static_cast<char>(major);
   out += '\0';
-  for (std::size_t i = 0; i < (major == 1 ? 2u : 4u); ++i) out += static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  for (std::size_t i = 0; i < (major == 1 ? 2u : 4u); ++i)
+    out += static_cast<char>((header.size() >> (8 * i)) & 0xff);
   return out + header + data;
 }
 
@@ -73,48 +74,56 @@ TEST_CASE("npy: writes byte for byte what np.save writes") {
   CHECK(serialize_npy(v) == npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }",
                                       raw<std::int64_t>({7, -8, 9})));
   const Tensor s = Tensor::scalar<double>(2.5);
-  CHECK(serialize_npy(s) == npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (), }",
-                                      raw<double>({2.5})));
+  CHECK(serialize_npy(s) ==
+        npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", raw<double>({2.5})));
 }
 
 TEST_CASE("npy: version 2.0 header, b1, u1, i1, f2") {
   const Tensor d = parse_npy(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
-                                       raw<double>({1.5, -2.0}), 2), "v2.npy");
+                                       raw<double>({1.5, -2.0}), 2),
+                             "v2.npy");
   CHECK(d.dtype() == DType::f64);
   CHECK(d.get(0) == 1.5);
   CHECK(d.get(1) == -2.0);
   const Tensor b = parse_npy(npy_bytes("{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }",
-                                       std::string("\x01\x00\x01", 3)), "b.npy");
+                                       std::string("\x01\x00\x01", 3)),
+                             "b.npy");
   CHECK(b.dtype() == DType::boolean);
   CHECK(b.get(0) == 1);
   CHECK(b.get(1) == 0);
-  const Tensor u = parse_npy(npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 2), }",
-                                       std::string("\xff\x01", 2)), "u.npy");
+  const Tensor u =
+      parse_npy(npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 2), }",
+                          std::string("\xff\x01", 2)),
+                "u.npy");
   CHECK(u.dtype() == DType::u8);
   CHECK(u.get(0) == 255);
   const Tensor i = parse_npy(npy_bytes("{'descr': '|i1', 'fortran_order': False, 'shape': (2,), }",
-                                       std::string("\xff\x01", 2)), "i.npy");
+                                       std::string("\xff\x01", 2)),
+                             "i.npy");
   CHECK(i.get(0) == -1);
   const Tensor h = parse_npy(npy_bytes("{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }",
-                                       std::string("\x00\x3c", 2)), "h.npy");  // 1.0 in binary16
+                                       std::string("\x00\x3c", 2)),
+                             "h.npy");  // 1.0 in binary16
   CHECK(h.dtype() == DType::f16);
   CHECK(h.get(0) == 1.0);
   // Key order and spacing as other writers produce them.
   const Tensor k = parse_npy(npy_bytes("{\"shape\":(2,),\"fortran_order\":False,\"descr\":\"<i4\"}",
-                                       raw<std::int32_t>({4, 5})), "k.npy");
+                                       raw<std::int32_t>({4, 5})),
+                             "k.npy");
   CHECK(k.get(1) == 5);
 }
 
 TEST_CASE("npy: round trip of every dtype over random shapes") {
   std::mt19937_64 rng(3);
-  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::i64, DType::i32, DType::i16, DType::i8,
-                   DType::u8, DType::u16, DType::u32, DType::u64, DType::boolean}) {
+  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::i64, DType::i32, DType::i16,
+                   DType::i8, DType::u8, DType::u16, DType::u32, DType::u64, DType::boolean}) {
     for (int trial = 0; trial < 20; ++trial) {
       std::vector<std::int64_t> dims(rng() % 5);
       for (auto& d : dims) d = static_cast<std::int64_t>(rng() % 5);  // zero-size dims included
       Tensor t(dt, dims);
       for (std::int64_t i = 0; i < t.numel(); ++i)
-        t.set(i, dt == DType::boolean ? static_cast<double>(rng() % 2) : static_cast<double>(rng() % 100));
+        t.set(i, dt == DType::boolean ? static_cast<double>(rng() % 2)
+                                      : static_cast<double>(rng() % 100));
       const std::string bytes = serialize_npy(t);
       CHECK(bytes.find('\n') % 64 == 63);  // the header ends a 64-byte block
       const Tensor back = parse_npy(bytes, "r.npy");
@@ -154,20 +163,27 @@ TEST_CASE("npy: clear errors naming the file") {
   CHECK(throws_with(good.substr(0, 9), "truncated"));
   CHECK(throws_with(good + "xx", "bytes after"));
   // Every prefix fails cleanly (never crashes).
-  for (std::size_t n = 0; n < good.size(); ++n) CHECK_THROWS_AS(parse_npy(good.substr(0, n), "p.npy"), Error);
+  for (std::size_t n = 0; n < good.size(); ++n)
+    CHECK_THROWS_AS(parse_npy(good.substr(0, n), "p.npy"), Error);
   CHECK(throws_with("PK\x03\x04 not numpy at all", "not an .npy file"));
   CHECK(throws_with(npy_bytes("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }",
-                              raw<float>({0, 1, 2, 3, 4, 5})), "Fortran order"));
+                              raw<float>({0, 1, 2, 3, 4, 5})),
+                    "Fortran order"));
   CHECK(throws_with(npy_bytes("{'descr': '>i4', 'fortran_order': False, 'shape': (3,), }",
-                              raw<std::int32_t>({1, 2, 3})), "big-endian"));
-  CHECK(throws_with(npy_bytes("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", raw<float>({1, 2})),
-                    "not supported"));
+                              raw<std::int32_t>({1, 2, 3})),
+                    "big-endian"));
+  CHECK(throws_with(
+      npy_bytes("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", raw<float>({1, 2})),
+      "not supported"));
   // Bad headers.
-  CHECK(throws_with(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }", ""), "bad header"));
+  CHECK(throws_with(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }", ""),
+                    "bad header"));
   CHECK(throws_with(npy_bytes("{'descr': '<f4', 'fortran_order': False}", ""), "no 'shape'"));
-  CHECK(throws_with(npy_bytes("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (), }", ""), "True or False"));
-  CHECK(throws_with(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}", raw<float>({1})),
-                    "unexpected key"));
+  CHECK(throws_with(npy_bytes("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (), }", ""),
+                    "True or False"));
+  CHECK(throws_with(
+      npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}", raw<float>({1})),
+      "unexpected key"));
   CHECK(throws_with(npy_bytes("['descr']", ""), "bad header"));
   std::string v9 = good;
   v9[6] = 9;

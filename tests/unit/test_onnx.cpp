@@ -6,11 +6,11 @@
 #include <fstream>
 #include <random>
 
-#include "onnx.pb.h"
-#include "onnx_test_util.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/reference/executor.hpp"
+#include "onnx.pb.h"
+#include "onnx_test_util.hpp"
 
 using namespace kiln;
 namespace fs = std::filesystem;
@@ -76,8 +76,7 @@ TEST_CASE("bad model files give FormatError, never a crash") {
   for (std::size_t len = 1; len < good.size(); ++len) {
     try {
       kiln::onnx::load_model_bytes(good.substr(0, len), "");
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
   }
   std::mt19937 rng(7);
   for (int i = 0; i < 200; ++i) {
@@ -85,8 +84,7 @@ TEST_CASE("bad model files give FormatError, never a crash") {
     for (auto& c : garbage) c = static_cast<char>(rng());
     try {
       kiln::onnx::load_model_bytes(garbage, "");
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
   }
 }
 
@@ -244,27 +242,32 @@ TEST_CASE("an op used outside the opsets that define it is refused with the rang
   CHECK_THROWS_WITH_AS(b.load(), doctest::Contains("exists in opsets 20 to"), UnsupportedError);
 }
 
-TEST_CASE("Attention: opset 24's nonpad_kv_seqlen and opset 25's window attributes are refused before") {
+TEST_CASE(
+    "Attention: opset 24's nonpad_kv_seqlen and opset 25's window attributes are refused before") {
   auto model = [](int opset, bool nonpad, bool window) {
     ModelBuilder b(opset);
     b.input("q", {1, 2, 3, 4});
     b.input("k", {1, 2, 5, 4});
     b.input("v", {1, 2, 5, 4});
     b.input("lens", {1}, 7);
-    auto* n = b.node("Attention", nonpad ? std::vector<std::string>{"q", "k", "v", "", "", "", "lens"}
-                                         : std::vector<std::string>{"q", "k", "v"},
+    auto* n = b.node("Attention",
+                     nonpad ? std::vector<std::string>{"q", "k", "v", "", "", "", "lens"}
+                            : std::vector<std::string>{"q", "k", "v"},
                      {"y"}, "attn");
     if (window) ModelBuilder::integer(n, "left_window_size", 2);
     b.output("y");
     return b;
   };
-  CHECK_THROWS_WITH_AS(model(23, true, false).load(),
-                       "[Attention 'attn'] input 6 (nonpad_kv_seqlen) exists from opset 24; the model uses opset 23",
-                       GraphError);
+  CHECK_THROWS_WITH_AS(
+      model(23, true, false).load(),
+      "[Attention 'attn'] input 6 (nonpad_kv_seqlen) exists from opset 24; the model uses opset 23",
+      GraphError);
   CHECK_THROWS_WITH_AS(model(24, true, true).load(),
-                       "[Attention 'attn'] attribute 'left_window_size' exists from opset 25; the model uses opset 24",
+                       "[Attention 'attn'] attribute 'left_window_size' exists from opset 25; the "
+                       "model uses opset 24",
                        GraphError);
   const Graph g = model(25, true, true).load();
   CHECK(g.type_of("y").shape == Shape{1, 2, 3, 4});
-  CHECK_THROWS_WITH_AS(model(22, false, false).load(), doctest::Contains("exists in opsets 23 to"), UnsupportedError);
+  CHECK_THROWS_WITH_AS(model(22, false, false).load(), doctest::Contains("exists in opsets 23 to"),
+                       UnsupportedError);
 }

@@ -13,12 +13,12 @@
 #include <typeinfo>
 #include <vector>
 
-#include "onnx.pb.h"
 #include "expect_error.hpp"
-#include "onnx_test_util.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/reference/executor.hpp"
+#include "onnx.pb.h"
+#include "onnx_test_util.hpp"
 
 using namespace kiln;
 namespace fs = std::filesystem;
@@ -27,7 +27,6 @@ namespace {
 
 using test::expect_error;
 using test::ModelBuilder;
-
 
 /// Loading `bytes` either succeeds or throws a kiln::Error; nothing else.
 void load_never_crashes(const std::string& bytes) {
@@ -64,7 +63,8 @@ ModelBuilder conv_model() {
 
 }  // namespace
 
-// ---- malformed and truncated files ---------------------------------------------------------------
+// ---- malformed and truncated files
+// ---------------------------------------------------------------
 
 TEST_CASE("a model file truncated inside its weights is a FormatError naming the file") {
   const std::string good = conv_model().bytes();
@@ -117,7 +117,8 @@ TEST_CASE("a protobuf that is not an ONNX model is refused") {
   expect_error<FormatError>([&] { kiln::onnx::load_model_bytes(m.SerializeAsString(), ""); },
                             {"no ONNX graph"});
   // Text instead of protobuf.
-  expect_error<FormatError>([&] { kiln::onnx::load_model_bytes("ir_version: 8\ngraph { }\n", ""); }, {});
+  expect_error<FormatError>([&] { kiln::onnx::load_model_bytes("ir_version: 8\ngraph { }\n", ""); },
+                            {});
 }
 
 TEST_CASE("a truncated or corrupt tensor file is a FormatError naming the file") {
@@ -134,7 +135,8 @@ TEST_CASE("a truncated or corrupt tensor file is a FormatError naming the file")
     write_file(bad, bytes.substr(0, len));
     expect_error<FormatError>([&] { kiln::onnx::load_tensor(bad.string()); }, {bad.string()});
   }
-  expect_error<FormatError>([&] { kiln::onnx::load_tensor((dir / "absent.pb").string()); }, {"absent.pb"});
+  expect_error<FormatError>([&] { kiln::onnx::load_tensor((dir / "absent.pb").string()); },
+                            {"absent.pb"});
 }
 
 // ---- initializers: missing, malformed, inconsistent ---------------------------------------------
@@ -263,14 +265,24 @@ TEST_CASE("bad external data references are FormatErrors, never foreign exceptio
   CHECK_NOTHROW(kiln::onnx::load_model(model_with({{"location", "weights.bin"}})));
   expect_error<FormatError>([&] { kiln::onnx::load_model(model_with({})); }, {"'w'", "location"});
   expect_error<FormatError>(
-      [&] { kiln::onnx::load_model(model_with({{"location", "../weights.bin"}})); }, {"'w'", "relative"});
+      [&] {
+        kiln::onnx::load_model(model_with({{"location", "../weights.bin"}}));
+      },
+      {"'w'", "relative"});
   expect_error<FormatError>(
-      [&] { kiln::onnx::load_model(model_with({{"location", "/etc/passwd"}})); }, {"'w'", "relative"});
+      [&] {
+        kiln::onnx::load_model(model_with({{"location", "/etc/passwd"}}));
+      },
+      {"'w'", "relative"});
   expect_error<FormatError>(
-      [&] { kiln::onnx::load_model(model_with({{"location", "weights.bin"}, {"offset", "4"}})); },
+      [&] {
+        kiln::onnx::load_model(model_with({{"location", "weights.bin"}, {"offset", "4"}}));
+      },
       {"'w'", "8 bytes"});
   expect_error<FormatError>(
-      [&] { kiln::onnx::load_model(model_with({{"location", "weights.bin"}, {"length", "4"}})); },
+      [&] {
+        kiln::onnx::load_model(model_with({{"location", "weights.bin"}, {"length", "4"}}));
+      },
       {"'w'", "length 4"});
 }
 
@@ -298,7 +310,8 @@ TEST_CASE("external data offsets and lengths that are not numbers are FormatErro
   }
 }
 
-// ---- type mismatches -----------------------------------------------------------------------------
+// ---- type mismatches
+// -----------------------------------------------------------------------------
 
 TEST_CASE("type mismatches between inputs of a node are ShapeErrors naming the node") {
   SUBCASE("Add of FLOAT and INT64") {
@@ -359,7 +372,11 @@ TEST_CASE("graph inputs of an unsupported kind or dtype are UnsupportedErrors na
     ModelBuilder b(17);
     auto* v = b.m.mutable_graph()->add_input();
     v->set_name("seq");
-    v->mutable_type()->mutable_sequence_type()->mutable_elem_type()->mutable_tensor_type()->set_elem_type(1);
+    v->mutable_type()
+        ->mutable_sequence_type()
+        ->mutable_elem_type()
+        ->mutable_tensor_type()
+        ->set_elem_type(1);
     b.node("Identity", {"seq"}, {"y"});
     b.output("y");
     expect_error<UnsupportedError>([&] { b.load(); }, {"'seq'"});
@@ -438,7 +455,8 @@ TEST_CASE("a Constant redefining an initializer is a GraphError naming it") {
   }
 }
 
-// ---- malformed nodes -----------------------------------------------------------------------------
+// ---- malformed nodes
+// -----------------------------------------------------------------------------
 
 TEST_CASE("nodes missing inputs, outputs or attributes get kiln errors, not foreign exceptions") {
   SUBCASE("a Constant with no value") {

@@ -25,7 +25,8 @@ int count_op(const Graph& g, const std::string& op) {
 
 /// Runs `pass` on a copy of g, checks equivalence, returns the result.
 template <class Pass>
-Graph run_checked(const Graph& g, Pass pass, int* changes = nullptr, const plan::Target* t = nullptr) {
+Graph run_checked(const Graph& g, Pass pass, int* changes = nullptr,
+                  const plan::Target* t = nullptr) {
   Graph after = g;
   const int c = pass(after, ctx(t));
   if (changes) *changes = c;
@@ -77,7 +78,8 @@ TEST_CASE("verify refuses a graph without types and a malformed graph") {
   Graph untyped = g;
   untyped.nodes[0].outputs[0] = "renamed";
   untyped.outputs[0] = "renamed";
-  CHECK_THROWS_WITH_AS(b::verify_graph(untyped, ctx()), doctest::Contains("no inferred type"), GraphError);
+  CHECK_THROWS_WITH_AS(b::verify_graph(untyped, ctx()), doctest::Contains("no inferred type"),
+                       GraphError);
 }
 
 TEST_CASE("fold_constants: ConstantOfShape weights and shape subgraphs become weights") {
@@ -129,7 +131,7 @@ TEST_CASE("elide_identity keeps output names and leaves what it cannot remove") 
   auto i1 = bld.node("Identity", {a});
   auto d = bld.node("Dropout", {i1});
   auto s = bld.node("Sigmoid", {d});
-  auto out = bld.node("Identity", {s});  // a graph output: its producer takes the name
+  auto out = bld.node("Identity", {s});      // a graph output: its producer takes the name
   auto through = bld.node("Identity", {x});  // of a graph input to a graph output: stays
   Graph g = bld.finish({out, through});
   Graph f = run_checked(g, b::elide_identity);
@@ -157,7 +159,8 @@ TEST_CASE("fold_batchnorm: into Conv (with and without bias) and Gemm (both tran
     Builder bld;
     auto x = bld.input("x", {3, 5});
     auto w = bld.weight(trans ? std::vector<std::int64_t>{4, 5} : std::vector<std::int64_t>{5, 4});
-    auto gm = bld.node("Gemm", {x, w, bld.weight({4})}, {{"transB", trans}, {"beta", 0.5}, {"alpha", 2.0}});
+    auto gm = bld.node("Gemm", {x, w, bld.weight({4})},
+                       {{"transB", trans}, {"beta", 0.5}, {"alpha", 2.0}});
     auto y = bld.bn(gm, 4);
     Graph g = bld.finish({y});
     int n = 0;
@@ -190,7 +193,8 @@ TEST_CASE("conv + bias + activation, gemm + activation") {
   Builder bld;
   auto x = bld.input("x", {1, 2, 5, 5});
   auto c = bld.node("LeakyRelu", {bld.conv(x, 2, 3, 3)}, {{"alpha", 0.2}});
-  auto cl = bld.node("Clip", {bld.conv(c, 3, 3, 1), bld.weight({}, -0.5, -0.4), bld.weight({}, 0.4, 0.5)});
+  auto cl = bld.node("Clip",
+                     {bld.conv(c, 3, 3, 1), bld.weight({}, -0.5, -0.4), bld.weight({}, 0.4, 0.5)});
   auto fl = bld.node("Flatten", {cl}, {{"axis", std::int64_t{1}}});
   auto gm = bld.node("Sigmoid", {bld.node("Gemm", {fl, bld.weight({75, 4}), bld.weight({4})})});
   Graph g = bld.finish({gm});
@@ -236,7 +240,9 @@ TEST_CASE("pointwise chains fuse up to the target's limit and only at one shape"
   Builder bld;
   auto x = bld.input("x", {2, 8});
   std::string v = x;
-  for (int i = 0; i < 20; ++i) v = bld.node(i % 2 ? "Tanh" : "Mul", i % 2 ? std::vector<std::string>{v} : std::vector<std::string>{v, bld.weight({8})});
+  for (int i = 0; i < 20; ++i)
+    v = bld.node(i % 2 ? "Tanh" : "Mul", i % 2 ? std::vector<std::string>{v}
+                                               : std::vector<std::string>{v, bld.weight({8})});
   auto grow = bld.node("Add", {v, bld.input("y", {3, 2, 8})});  // broadcast grows the shape
   Graph g = bld.finish({grow});
   Graph f = run_checked(g, b::fuse_pointwise);
@@ -253,7 +259,7 @@ TEST_CASE("horizontal fusion of convolutions that share an input") {
   auto a = bld.node("Relu", {bld.conv(x, 4, 3, 1)});
   auto c = bld.node("Relu", {bld.conv(x, 4, 2, 1)});
   auto d = bld.node("Relu", {bld.conv(x, 4, 5, 1, false)});
-  auto e = bld.conv(x, 4, 2, 3);           // another kernel size: apart
+  auto e = bld.conv(x, 4, 2, 3);                          // another kernel size: apart
   auto f3 = bld.node("Sigmoid", {bld.conv(x, 4, 2, 1)});  // another activation: apart
   auto cat = bld.node("Concat", {a, c, d, e, f3}, {{"axis", std::int64_t{1}}});
   Graph g = bld.finish({cat});
@@ -382,8 +388,9 @@ Graph small_resnet(bool global_pool) {
   Builder bld;
   auto x = bld.input("x", {1, 3, 14, 14});
   auto r = bld.node("Relu", {bld.conv(x, 3, 8, 3)});
-  auto p = bld.node("MaxPool", {r}, {{"kernel_shape", std::vector<std::int64_t>{2, 2}},
-                                     {"strides", std::vector<std::int64_t>{2, 2}}});  // [1,8,7,7]
+  auto p = bld.node("MaxPool", {r},
+                    {{"kernel_shape", std::vector<std::int64_t>{2, 2}},
+                     {"strides", std::vector<std::int64_t>{2, 2}}});  // [1,8,7,7]
   auto a = bld.node("Add", {bld.conv(p, 8, 8, 3), p});
   auto v = global_pool ? bld.node("GlobalAveragePool", {a}) : a;  // [1,8,1,1] or [1,8,7,7]
   auto f = bld.node("Flatten", {v}, {{"axis", std::int64_t{1}}});
@@ -455,9 +462,10 @@ TEST_CASE("layout: a 4-D NHWC graph output is converted back and keeps its name"
   Builder bld;
   auto x = bld.input("x", {2, 3, 6, 6});
   auto c = bld.node("Relu", {bld.conv(bld.node("Relu", {bld.conv(x, 3, 4, 3)}), 4, 4, 3)});
-  auto p = bld.node("MaxPool", {c}, {{"kernel_shape", std::vector<std::int64_t>{2, 2}},
-                                     {"strides", std::vector<std::int64_t>{2, 2}}});  // [2,4,3,3]
-  auto sm = bld.node("Softmax", {p}, {{"axis", std::int64_t{1}}});  // reads p in NCHW
+  auto p = bld.node("MaxPool", {c},
+                    {{"kernel_shape", std::vector<std::int64_t>{2, 2}},
+                     {"strides", std::vector<std::int64_t>{2, 2}}});  // [2,4,3,3]
+  auto sm = bld.node("Softmax", {p}, {{"axis", std::int64_t{1}}});    // reads p in NCHW
   auto gp = bld.node("GlobalMaxPool", {p});                           // reads p in NHWC
   Graph g = bld.finish({p, sm, gp});
   build::BuildReport r;
@@ -521,15 +529,16 @@ TEST_CASE("kiln.ToLayout: same type, 4-D only, 'to' must name a layout") {
   CHECK(y[0].to_doubles() == x.to_doubles());
 
   Graph bad = make({1, 3, 4, 5}, "NCWH");
-  CHECK_THROWS_WITH_AS(bad.infer(), doctest::Contains("attribute 'to' = 'NCWH': expected 'NCHW' or 'NHWC'"),
+  CHECK_THROWS_WITH_AS(bad.infer(),
+                       doctest::Contains("attribute 'to' = 'NCWH': expected 'NCHW' or 'NHWC'"),
                        ShapeError);
-  CHECK_THROWS_WITH_AS(reference::run_node(bad.nodes[0], {&x}), doctest::Contains("expected 'NCHW' or 'NHWC'"),
-                       Error);
+  CHECK_THROWS_WITH_AS(reference::run_node(bad.nodes[0], {&x}),
+                       doctest::Contains("expected 'NCHW' or 'NHWC'"), Error);
   Graph flat = make({3, 4}, "NCHW");
   CHECK_THROWS_WITH_AS(flat.infer(), doctest::Contains("expected a 4-D input"), ShapeError);
   const Tensor x2 = random_tensor(DType::f32, {3, 4}, rng);
-  CHECK_THROWS_WITH_AS(reference::run_node(flat.nodes[0], {&x2}), doctest::Contains("expected a 4-D input"),
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(reference::run_node(flat.nodes[0], {&x2}),
+                       doctest::Contains("expected a 4-D input"), ShapeError);
   Graph missing = make({1, 3, 4, 5}, "");
   missing.nodes[0].attrs.clear();
   CHECK_THROWS_WITH_AS(missing.infer(), doctest::Contains("attribute 'to' = ''"), ShapeError);
@@ -662,7 +671,8 @@ TEST_CASE("fuse_layer_norm leaves patterns it must not rewrite") {
     auto mean = bld.node("ReduceMean", {x, axes_weight(bld, {0})});
     auto dev = bld.node("Sub", {x, mean});
     auto var = bld.node("ReduceMean", {bld.node("Mul", {dev, dev}), axes_weight(bld, {0})});
-    auto y = bld.node("Div", {dev, bld.node("Sqrt", {bld.node("Add", {var, scalar_weight(bld, 1e-5f)})})});
+    auto y = bld.node("Div",
+                      {dev, bld.node("Sqrt", {bld.node("Add", {var, scalar_weight(bld, 1e-5f)})})});
     Graph g = bld.finish({y});
     int changes = -1;
     run_checked(g, b::fuse_layer_norm, &changes);
@@ -685,8 +695,10 @@ TEST_CASE("fuse_gelu: the Erf and tanh forms become Gelu; near misses stay") {
     auto e = bld.node("Erf", {bld.node("Div", {x, scalar_weight(bld, 1.4142135f)})});
     auto p1 = bld.node("Add", {e, scalar_weight(bld, 1.f)});
     std::string y;
-    if (half_first) y = bld.node("Mul", {bld.node("Mul", {x, scalar_weight(bld, half)}), p1});
-    else y = bld.node("Mul", {bld.node("Mul", {x, p1}), scalar_weight(bld, half)});
+    if (half_first)
+      y = bld.node("Mul", {bld.node("Mul", {x, scalar_weight(bld, half)}), p1});
+    else
+      y = bld.node("Mul", {bld.node("Mul", {x, p1}), scalar_weight(bld, half)});
     return bld.finish({y});
   };
   for (bool half_first : {false, true}) {
@@ -703,10 +715,12 @@ TEST_CASE("fuse_gelu: the Erf and tanh forms become Gelu; near misses stay") {
   for (bool pow : {true, false}) {
     Builder bld;
     auto x = bld.input("x", {2, 9});
-    auto cube = pow ? bld.node("Pow", {x, scalar_weight(bld, 3.f)}) : bld.node("Mul", {x, bld.node("Mul", {x, x})});
+    auto cube = pow ? bld.node("Pow", {x, scalar_weight(bld, 3.f)})
+                    : bld.node("Mul", {x, bld.node("Mul", {x, x})});
     auto inner = bld.node("Add", {x, bld.node("Mul", {cube, scalar_weight(bld, 0.044715f)})});
     auto t = bld.node("Tanh", {bld.node("Mul", {inner, scalar_weight(bld, 0.7978845608f)})});
-    auto y = bld.node("Mul", {bld.node("Mul", {x, scalar_weight(bld, 0.5f)}), bld.node("Add", {t, scalar_weight(bld, 1.f)})});
+    auto y = bld.node("Mul", {bld.node("Mul", {x, scalar_weight(bld, 0.5f)}),
+                              bld.node("Add", {t, scalar_weight(bld, 1.f)})});
     Graph g = bld.finish({y});
     int changes = 0;
     Graph f = run_checked(g, b::fuse_gelu, &changes);
@@ -718,7 +732,8 @@ TEST_CASE("fuse_gelu: the Erf and tanh forms become Gelu; near misses stay") {
     Builder bld;
     auto x = bld.input("x", {3, 7});
     auto e = bld.node("Erf", {bld.node("Div", {x, scalar_weight(bld, 1.4142135f)})});
-    auto y = bld.node("Mul", {bld.node("Mul", {x, bld.node("Add", {e, scalar_weight(bld, 1.f)})}), scalar_weight(bld, 0.5f)});
+    auto y = bld.node("Mul", {bld.node("Mul", {x, bld.node("Add", {e, scalar_weight(bld, 1.f)})}),
+                              scalar_weight(bld, 0.5f)});
     Graph g = bld.finish({y, e});
     int changes = -1;
     run_checked(g, b::fuse_gelu, &changes);
@@ -760,17 +775,21 @@ TEST_CASE("fuse_attention: PyTorch's 3-D attention and a 4-D one with K^T from t
     REQUIRE(count_op(f, "Attention") == 1);
     REQUIRE(count_op(f, "Transpose") == 1);  // [B, T, H, D] -> [B, H, T, D]
     for (const auto& n : f.nodes)
-      if (n.op == "Transpose") CHECK(n.attr_ints("perm") == std::vector<std::int64_t>{0, 2, 1, 3});
-      else CHECK(n.attr_float("scale", 0) == doctest::Approx(0.35));
+      if (n.op == "Transpose")
+        CHECK(n.attr_ints("perm") == std::vector<std::int64_t>{0, 2, 1, 3});
+      else
+        CHECK(n.attr_float("scale", 0) == doctest::Approx(0.35));
   }
-  SUBCASE("4-D as PyTorch 2 exports scaled_dot_product_attention: Q and K^T each times sqrt(scale)") {
+  SUBCASE(
+      "4-D as PyTorch 2 exports scaled_dot_product_attention: Q and K^T each times sqrt(scale)") {
     Builder bld;
     auto q = bld.input("q", {2, 3, 5, 8});
     auto k = bld.input("k", {2, 3, 7, 8});
     auto v = bld.input("v", {2, 3, 7, 8});
     const float root = 0.5946036f;  // sqrt(1 / sqrt(8))
     auto kt = bld.node("Transpose", {k}, {{"perm", std::vector<std::int64_t>{0, 1, 3, 2}}});
-    auto s = bld.node("MatMul", {bld.node("Mul", {q, scalar_weight(bld, root)}), bld.node("Mul", {kt, scalar_weight(bld, root)})});
+    auto s = bld.node("MatMul", {bld.node("Mul", {q, scalar_weight(bld, root)}),
+                                 bld.node("Mul", {kt, scalar_weight(bld, root)})});
     auto y = bld.node("MatMul", {bld.node("Softmax", {s}, {{"axis", std::int64_t{-1}}}), v});
     Graph g = bld.finish({y});
     int changes = 0;
@@ -787,7 +806,8 @@ TEST_CASE("fuse_attention: PyTorch's 3-D attention and a 4-D one with K^T from t
       auto k = bld.input("k", {2, 5, 8});
       auto v = bld.input("v", {2, 5, 8});
       auto kt = bld.node("Transpose", {k}, {{"perm", std::vector<std::int64_t>{0, 2, 1}}});
-      auto p = bld.node("Softmax", {bld.node("MatMul", {q, kt})}, {{"axis", std::int64_t{leak ? -1 : 1}}});
+      auto p = bld.node("Softmax", {bld.node("MatMul", {q, kt})},
+                        {{"axis", std::int64_t{leak ? -1 : 1}}});
       auto y = bld.node("MatMul", {p, v});
       Graph g = bld.finish(leak ? std::vector<std::string>{y, p} : std::vector<std::string>{y});
       int changes = -1;

@@ -1,8 +1,8 @@
 // Plans: memory planning laws, the reference executing plans inside one arena, plan files
 // (round trip, refusals, corruption), the light ONNX models' layer counts, golden dumps.
 #include <algorithm>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,7 +19,8 @@ using namespace kiln;
 
 namespace {
 
-plan::Plan build_for_test(const Graph& g, const plan::Target* t = nullptr, build::BuildReport* r = nullptr) {
+plan::Plan build_for_test(const Graph& g, const plan::Target* t = nullptr,
+                          build::BuildReport* r = nullptr) {
   kiln::build::BuildOptions o;
   o.target = t;
   o.evaluator = &reference::constant_evaluator();
@@ -123,7 +124,8 @@ TEST_CASE("plan files: round trip") {
     const Graph g = random_cnn(seed);
     const auto p = build_for_test(g);
     const std::string bytes = plan::serialize_plan(p);
-    const auto q = plan::deserialize_plan(bytes, {.target = "cpu-reference", .weights_hash = p.weights_hash});
+    const auto q =
+        plan::deserialize_plan(bytes, {.target = "cpu-reference", .weights_hash = p.weights_hash});
     CHECK(q.dump() == p.dump());
     CHECK(plan::serialize_plan(q) == bytes);
     const auto in = random_inputs(g, seed);
@@ -163,7 +165,8 @@ TEST_CASE("plan files: refusals name what differs") {
   const auto p = build_for_test(random_cnn(9));
   const std::string bytes = plan::serialize_plan(p);
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes, {.target = "cuda-sm90"}),
-                       doctest::Contains("built for target 'cpu-reference'; this is 'cuda-sm90'"), FormatError);
+                       doctest::Contains("built for target 'cpu-reference'; this is 'cuda-sm90'"),
+                       FormatError);
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes, {.weights_hash = p.weights_hash + 1}),
                        doctest::Contains("other weights"), FormatError);
   std::string m = bytes;
@@ -171,31 +174,37 @@ TEST_CASE("plan files: refusals name what differs") {
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("magic"), FormatError);
   m = bytes;
   m[8] = 7;  // format version
-  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("format version 7"), FormatError);
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("format version 7"),
+                       FormatError);
   // Plans of formats 2 (checksummed with FNV-1a seeded off FNV's offset basis) and 3 (no
   // profiles) are refused, naming both versions.
   static_assert(plan::kPlanFormatVersion == 4);
   m = bytes;
   m[8] = 2;
-  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 2; this kiln reads version 4"),
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m),
+                       doctest::Contains("plan format version 2; this kiln reads version 4"),
                        FormatError);
   m = bytes;
   m[8] = 3;
-  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 3; this kiln reads version 4"),
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m),
+                       doctest::Contains("plan format version 3; this kiln reads version 4"),
                        FormatError);
   m = bytes;
   m[8] = 2;  // format 2: free-text tactics
-  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("plan format version 2; this kiln reads version 4"),
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m),
+                       doctest::Contains("plan format version 2; this kiln reads version 4"),
                        FormatError);
   m = bytes;
   m[12 + 4] = '9';  // library version "0.1.0" -> "9.1.0"
-  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("written by kiln 9.1.0"), FormatError);
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("written by kiln 9.1.0"),
+                       FormatError);
   m = bytes;
   m[bytes.size() / 2] ^= 0x10;
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("checksum"), FormatError);
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes.substr(0, bytes.size() - 1)),
                        doctest::Contains("truncated"), FormatError);
-  CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes + "x"), doctest::Contains("after its end"), FormatError);
+  CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes + "x"), doctest::Contains("after its end"),
+                       FormatError);
 }
 
 TEST_CASE("plan files: corrupted bytes and truncations are refused, never a crash") {
@@ -211,7 +220,8 @@ TEST_CASE("plan files: corrupted bytes and truncations are refused, never a cras
       return true;
     }
   };
-  for (std::size_t len = 0; len < bytes.size(); len += 1 + len / 64) CHECK(try_load(bytes.substr(0, len)));
+  for (std::size_t len = 0; len < bytes.size(); len += 1 + len / 64)
+    CHECK(try_load(bytes.substr(0, len)));
   std::mt19937_64 rng(3);
   for (int i = 0; i < 600; ++i) {
     std::string m = bytes;
@@ -238,8 +248,10 @@ std::string light_dir() {
 }  // namespace
 
 // Whole light models run on the reference (seconds each): in the `slow` suite, which CI skips.
-TEST_CASE("light models: layer counts and the plan's outputs" * doctest::test_suite("slow") * doctest::skip(std::getenv("KILN_SLOW") == nullptr)) {
-  for (const LightModel m : {LightModel{"light_vgg19", 27}, {"light_resnet50", 60}, {"light_inception_v1", 80}}) {
+TEST_CASE("light models: layer counts and the plan's outputs" * doctest::test_suite("slow") *
+          doctest::skip(std::getenv("KILN_SLOW") == nullptr)) {
+  for (const LightModel m :
+       {LightModel{"light_vgg19", 27}, {"light_resnet50", 60}, {"light_inception_v1", 80}}) {
     const std::string model = m.name;
     CAPTURE(model);
     const std::string path = light_dir() + "/" + m.name + ".onnx";
@@ -251,14 +263,16 @@ TEST_CASE("light models: layer counts and the plan's outputs" * doctest::test_su
     build::BuildReport r;
     const auto p = build_for_test(g, nullptr, &r);
     MESSAGE(m.name << ": layers before fusion " << r.layers_before << ", after " << r.layers_after
-                   << ", arena " << p.memory.arena_bytes << " of " << p.memory.naive_bytes << " bytes");
+                   << ", arena " << p.memory.arena_bytes << " of " << p.memory.naive_bytes
+                   << " bytes");
     CHECK(r.layers_after <= m.max_layers_after);
     check_no_overlap(p);
     // The expected output: input arange(n) / n (see the conformance runner).
     reference::TensorMap in;
     for (const auto& vi : p.inputs) {
       Tensor t(vi.type.dtype, vi.type.shape.values());
-      for (std::int64_t i = 0; i < t.numel(); ++i) t.set(i, static_cast<double>(i) / static_cast<double>(t.numel()));
+      for (std::int64_t i = 0; i < t.numel(); ++i)
+        t.set(i, static_cast<double>(i) / static_cast<double>(t.numel()));
       in[vi.name] = t;
     }
     reference::PlanExecutor pe(p);
@@ -280,7 +294,8 @@ namespace {
 void check_model_folder(const std::filesystem::path& dir, int* built, int* skipped) {
   Graph g;
   try {
-    g = onnx::load_model((dir / "model.onnx").string(), {.evaluator = &reference::constant_evaluator()});
+    g = onnx::load_model((dir / "model.onnx").string(),
+                         {.evaluator = &reference::constant_evaluator()});
   } catch (const Error&) {
     ++*skipped;  // an op or dtype the importer or the reference does not take: not the builder's
     return;
@@ -337,14 +352,16 @@ TEST_CASE("converted PyTorch models: every pass keeps outputs, plans match the e
     std::sort(dirs.begin(), dirs.end());
     for (const auto& d : dirs) check_model_folder(d, &built, &skipped);
   }
-  MESSAGE("converted models: " << built << " built and checked, " << skipped << " not importable or of data-dependent shapes");
+  MESSAGE("converted models: " << built << " built and checked, " << skipped
+                               << " not importable or of data-dependent shapes");
 }
 
 // Whole light models, each pass checked on the reference (a minute or so): the `slow` suite.
-TEST_CASE("light models: every pass keeps outputs" * doctest::test_suite("slow") * doctest::skip(std::getenv("KILN_SLOW") == nullptr)) {
+TEST_CASE("light models: every pass keeps outputs" * doctest::test_suite("slow") *
+          doctest::skip(std::getenv("KILN_SLOW") == nullptr)) {
   for (const char* m : {"light_vgg19", "light_resnet50", "light_inception_v1", "light_squeezenet",
-                        "light_densenet121", "light_shufflenet", "light_bvlc_alexnet", "light_zfnet512",
-                        "light_inception_v2"}) {
+                        "light_densenet121", "light_shufflenet", "light_bvlc_alexnet",
+                        "light_zfnet512", "light_inception_v2"}) {
     const std::string model = m;
     CAPTURE(model);
     const std::string path = light_dir() + "/" + model + ".onnx";

@@ -12,14 +12,15 @@
 
 using namespace kiln;
 using namespace plan_test;
-using plan::ShapeMap;
 using kiln::test::expect_error;
+using plan::ShapeMap;
 
 namespace {
 
 Tensor i64_tensor(std::vector<i64> values, std::vector<i64> dims) {
   Tensor t(DType::i64, dims);
-  for (std::size_t i = 0; i < values.size(); ++i) t.set(static_cast<i64>(i), static_cast<double>(values[i]));
+  for (std::size_t i = 0; i < values.size(); ++i)
+    t.set(static_cast<i64>(i), static_cast<double>(values[i]));
   return t;
 }
 
@@ -29,7 +30,8 @@ Tensor i64_tensor(std::vector<i64> values, std::vector<i64> dims) {
 /// which only the shape 1x3x8x8 satisfies.
 Graph dynamic_net(bool fixed_reshape = false) {
   Builder b;
-  b.g.inputs.push_back({"x", {DType::f32, Shape{Dim::symbol("N"), 3, Dim::symbol("H"), Dim::symbol("W")}}});
+  b.g.inputs.push_back(
+      {"x", {DType::f32, Shape{Dim::symbol("N"), 3, Dim::symbol("H"), Dim::symbol("W")}}});
   const std::string y = b.node("Relu", {b.conv("x", 3, 4, 3)});
   const std::string sum = b.node("Add", {y, y});
   b.g.weights["zero"] = i64_tensor({0}, {});
@@ -85,16 +87,21 @@ TEST_CASE("shape lists: the trtexec syntax, and what is wrong with a bad one") {
   CHECK(s.at("s").empty());
   CHECK(plan::format_shape_list(s) == "mask:1x128,s:scalar,x:1x3x224x224");
   CHECK(plan::parse_shape_list("input:0=2x3", "--shapes").at("input:0") == std::vector<i64>{2, 3});
-  expect_error<ShapeError>([] { plan::parse_shape_list("x1x3", "--min-shapes"); }, {"--min-shapes", "'x1x3'", "NAME:"});
+  expect_error<ShapeError>([] { plan::parse_shape_list("x1x3", "--min-shapes"); },
+                           {"--min-shapes", "'x1x3'", "NAME:"});
   expect_error<ShapeError>([] { plan::parse_shape_list("x:1xax3", "--shapes"); }, {"dim 'a'"});
-  expect_error<ShapeError>([] { plan::parse_shape_list("x:1x3,x:2x3", "--shapes"); }, {"names 'x' twice"});
+  expect_error<ShapeError>([] { plan::parse_shape_list("x:1x3,x:2x3", "--shapes"); },
+                           {"names 'x' twice"});
   expect_error<ShapeError>([] { plan::parse_shape_list("", "--shapes"); }, {"empty"});
-  expect_error<ShapeError>([] { plan::parse_shape_list("x:1x99999999999999x3", "--shapes"); }, {"not a whole number"});
+  expect_error<ShapeError>([] { plan::parse_shape_list("x:1x99999999999999x3", "--shapes"); },
+                           {"not a whole number"});
 }
 
-TEST_CASE("profiles: min <= opt <= max, ranks and fixed dims of the model, every dynamic input named") {
+TEST_CASE(
+    "profiles: min <= opt <= max, ranks and fixed dims of the model, every dynamic input named") {
   const Graph g = dynamic_net();
-  const auto p = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 24}}});
+  const auto p = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}},
+                                    {{"x", {4, 3, 32, 24}}});
   CHECK(p.inputs.at("x").opt == std::vector<i64>{2, 3, 16, 16});
   CHECK(p.contains({{"x", {3, 3, 9, 24}}}));
   CHECK_FALSE(p.contains({{"x", {3, 3, 9, 25}}}));
@@ -103,14 +110,33 @@ TEST_CASE("profiles: min <= opt <= max, ranks and fixed dims of the model, every
   const auto q = plan::make_profile(g, {}, {}, {{"x", {2, 3, 8, 8}}});
   CHECK(q.min() == q.max());
 
-  expect_error<ShapeError>([&] { plan::make_profile(g, {{"x", {4, 3, 8, 8}}}, {{"x", {2, 3, 8, 8}}}, {{"x", {4, 3, 8, 8}}}); },
-                           {"input 'x' dim 0 ('N')", "min 4, opt 2, max 4", "min <= opt <= max"});
-  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {{"x", {1, 3, 8}}}); }, {"'x' has rank 4", "[1,3,8]"});
-  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {{"x", {1, 5, 8, 8}}}); }, {"'x' dim 1 is fixed at 3", "got 5"});
-  expect_error<ShapeError>([&] { plan::make_profile(g, {{"x", {0, 3, 8, 8}}}, {}, {{"x", {1, 3, 8, 8}}}); },
-                           {"dim 0 ('N') is 0", "at least 1"});
-  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {{"y", {1}}}); }, {"no input 'y'", "its inputs: x"});
-  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {}); }, {"input 'x' has shape [N,3,H,W]", "--max-shapes"});
+  expect_error<ShapeError>(
+      [&] {
+        plan::make_profile(g, {{"x", {4, 3, 8, 8}}}, {{"x", {2, 3, 8, 8}}}, {{"x", {4, 3, 8, 8}}});
+      },
+      {"input 'x' dim 0 ('N')", "min 4, opt 2, max 4", "min <= opt <= max"});
+  expect_error<ShapeError>(
+      [&] {
+        plan::make_profile(g, {}, {}, {{"x", {1, 3, 8}}});
+      },
+      {"'x' has rank 4", "[1,3,8]"});
+  expect_error<ShapeError>(
+      [&] {
+        plan::make_profile(g, {}, {}, {{"x", {1, 5, 8, 8}}});
+      },
+      {"'x' dim 1 is fixed at 3", "got 5"});
+  expect_error<ShapeError>(
+      [&] {
+        plan::make_profile(g, {{"x", {0, 3, 8, 8}}}, {}, {{"x", {1, 3, 8, 8}}});
+      },
+      {"dim 0 ('N') is 0", "at least 1"});
+  expect_error<ShapeError>(
+      [&] {
+        plan::make_profile(g, {}, {}, {{"y", {1}}});
+      },
+      {"no input 'y'", "its inputs: x"});
+  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {}); },
+                           {"input 'x' has shape [N,3,H,W]", "--max-shapes"});
 }
 
 TEST_CASE("profiles: one dim_param in two inputs takes one value") {
@@ -119,27 +145,50 @@ TEST_CASE("profiles: one dim_param in two inputs takes one value") {
   b.g.inputs.push_back({"b", {DType::f32, Shape{Dim::symbol("S"), 4}}});
   const Graph g = b.finish({b.node("Add", {"a", "b"})});
   CHECK_NOTHROW(plan::make_profile(g, {}, {}, {{"a", {5, 4}}, {"b", {5, 4}}}));
-  expect_error<ShapeError>([&] { plan::make_profile(g, {}, {}, {{"a", {5, 4}}, {"b", {6, 4}}}); },
-                           {"input 'a' dim 0 and input 'b' dim 0 are both 'S'", "5 and 6"});
-  const auto p = plan::make_profile(g, {{"a", {1, 4}}, {"b", {1, 4}}}, {}, {{"a", {9, 4}}, {"b", {9, 4}}});
-  expect_error<ShapeError>([&] { plan::check_shape(g, p, {{"a", {2, 4}}, {"b", {3, 4}}}); }, {"both 'S'", "2 and 3"});
+  expect_error<ShapeError>(
+      [&] {
+        plan::make_profile(g, {}, {}, {{"a", {5, 4}}, {"b", {6, 4}}});
+      },
+      {"input 'a' dim 0 and input 'b' dim 0 are both 'S'", "5 and 6"});
+  const auto p =
+      plan::make_profile(g, {{"a", {1, 4}}, {"b", {1, 4}}}, {}, {{"a", {9, 4}}, {"b", {9, 4}}});
+  expect_error<ShapeError>(
+      [&] {
+        plan::check_shape(g, p, {{"a", {2, 4}}, {"b", {3, 4}}});
+      },
+      {"both 'S'", "2 and 3"});
 }
 
 TEST_CASE("shapes outside the profile name the input, the dim, the value and the range") {
   const Graph g = dynamic_net();
-  const auto p = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 32}}});
+  const auto p = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}},
+                                    {{"x", {4, 3, 32, 32}}});
   CHECK_NOTHROW(plan::check_shape(g, p, {{"x", {4, 3, 8, 32}}}));
-  expect_error<ShapeError>([&] { plan::check_shape(g, p, {{"x", {2, 3, 33, 16}}}, 1); },
-                           {"input 'x' dim 2 ('H') is 33", "outside profile 1's range 8..32"});
+  expect_error<ShapeError>(
+      [&] {
+        plan::check_shape(g, p, {{"x", {2, 3, 33, 16}}}, 1);
+      },
+      {"input 'x' dim 2 ('H') is 33", "outside profile 1's range 8..32"});
   expect_error<ShapeError>([&] { plan::check_shape(g, p, {{"x", {2, 3, 16}}}); }, {"rank 4"});
-  expect_error<ShapeError>([&] { plan::check_shape(g, p, {{"x", {-2, 3, 16, 16}}}); }, {"is -2", "at least 1"});
+  expect_error<ShapeError>(
+      [&] {
+        plan::check_shape(g, p, {{"x", {-2, 3, 16, 16}}});
+      },
+      {"is -2", "at least 1"});
   expect_error<ShapeError>([&] { plan::check_shape(g, p, {}); }, {"no shape given for input 'x'"});
-  expect_error<ShapeError>([&] { plan::check_shape(g, p, {{"x", {2, 3, 16, 16}}, {"z", {1}}}); }, {"no input 'z'"});
+  expect_error<ShapeError>(
+      [&] {
+        plan::check_shape(g, p, {{"x", {2, 3, 16, 16}}, {"z", {1}}});
+      },
+      {"no input 'z'"});
 }
 
-TEST_CASE("bucket shapes: opt, min, max and shapes between; an exact shape runs with the smallest bucket that covers it") {
+TEST_CASE(
+    "bucket shapes: opt, min, max and shapes between; an exact shape runs with the smallest bucket "
+    "that covers it") {
   const Graph g = dynamic_net();
-  const auto p = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}}, {{"x", {4, 3, 32, 32}}});
+  const auto p = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}},
+                                    {{"x", {4, 3, 32, 32}}});
   const auto b = plan::bucket_shapes(p, 1);
   REQUIRE(b.size() == 4);
   CHECK(b[0] == p.opt());
@@ -164,7 +213,8 @@ TEST_CASE("bucket shapes: opt, min, max and shapes between; an exact shape runs 
 
 TEST_CASE("specialized plans match the reference at min, opt, max and random shapes") {
   const Graph g = dynamic_net();
-  const auto p = plan::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}}, {{"x", {3, 3, 20, 17}}});
+  const auto p = plan::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}},
+                                    {{"x", {3, 3, 20, 17}}});
   build::Specializer sp(g, reference_options(), {p}, 3);
   std::vector<ShapeMap> shapes{p.min(), p.opt(), p.max()};
   std::mt19937_64 rng(11);
@@ -191,7 +241,11 @@ TEST_CASE("specialized plans match the reference at min, opt, max and random sha
   sp.plan_for(shapes.back(), 0);
   CHECK(sp.stats().hits == 1);
   CHECK(sp.stats().built == 7);
-  expect_error<ShapeError>([&] { sp.plan_for({{"x", {4, 3, 8, 8}}}, 0); }, {"input 'x' dim 0 ('N') is 4", "1..3"});
+  expect_error<ShapeError>(
+      [&] {
+        sp.plan_for({{"x", {4, 3, 8, 8}}}, 0);
+      },
+      {"input 'x' dim 0 ('N') is 4", "1..3"});
   expect_error<ShapeError>([&] { sp.plan_for(p.min(), 1); }, {"profile 1 does not exist"});
 }
 
@@ -202,8 +256,16 @@ TEST_CASE("several profiles: a shape runs under the first that accepts it") {
   build::Specializer sp(g, reference_options(), {small, large});
   CHECK(sp.profile_for({{"x", {1, 3, 9, 9}}}) == 0);
   CHECK(sp.profile_for({{"x", {4, 3, 40, 20}}}) == 1);
-  expect_error<ShapeError>([&] { sp.profile_for({{"x", {1, 3, 40, 20}}}); }, {"outside profile 0's range"});
-  expect_error<ShapeError>([&] { sp.plan_for({{"x", {1, 3, 9, 9}}}, 1); }, {"dim 0 ('N') is 1", "outside profile 1's range 2..8"});
+  expect_error<ShapeError>(
+      [&] {
+        sp.profile_for({{"x", {1, 3, 40, 20}}});
+      },
+      {"outside profile 0's range"});
+  expect_error<ShapeError>(
+      [&] {
+        sp.plan_for({{"x", {1, 3, 9, 9}}}, 1);
+      },
+      {"dim 0 ('N') is 1", "outside profile 1's range 2..8"});
 }
 
 TEST_CASE("a shape program that fails at one shape names the node and the shape") {
@@ -215,12 +277,17 @@ TEST_CASE("a shape program that fails at one shape names the node and the shape"
   const auto in = random_at(ok, 5);
   reference::PlanExecutor pe(*plan);
   CHECK(max_error(oracle(g, ok, in), pe.run(in)) <= 1e-5);
-  expect_error<ShapeError>([&] { sp.plan_for({{"x", {1, 3, 9, 8}}}, 0); }, {"at shape x:1x3x9x8", "fixed_reshape"});
+  expect_error<ShapeError>(
+      [&] {
+        sp.plan_for({{"x", {1, 3, 9, 8}}}, 0);
+      },
+      {"at shape x:1x3x9x8", "fixed_reshape"});
 }
 
 TEST_CASE("dynamic plans: built at opt, written and read back, specialized from the file") {
   const Graph g = dynamic_net();
-  const auto p0 = plan::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}}, {{"x", {3, 3, 20, 17}}});
+  const auto p0 = plan::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}},
+                                     {{"x", {3, 3, 20, 17}}});
   const auto p1 = plan::make_profile(g, {{"x", {4, 3, 8, 8}}}, {}, {{"x", {6, 3, 9, 9}}});
   std::vector<build::BucketPlan> buckets;
   const plan::Plan dyn = build::build_dynamic_plan(g, reference_options(), {p0, p1}, 1, &buckets);
@@ -247,13 +314,18 @@ TEST_CASE("dynamic plans: built at opt, written and read back, specialized from 
     reference::PlanExecutor pe(*sp.plan_for(s, sp.profile_for(s)));
     CHECK(max_error(oracle(g, s, in), pe.run(in)) <= 1e-5);
   }
-  expect_error<ShapeError>([&] { build::Specializer(build::build_plan(g, reference_options()), &reference::constant_evaluator()); },
-                           {"is static"});
+  expect_error<ShapeError>(
+      [&] {
+        build::Specializer(build::build_plan(g, reference_options()),
+                           &reference::constant_evaluator());
+      },
+      {"is static"});
 }
 
 TEST_CASE("dynamic plans: a file whose profiles or source disagree is refused") {
   const Graph g = dynamic_net();
-  const auto p0 = plan::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}}, {{"x", {3, 3, 20, 17}}});
+  const auto p0 = plan::make_profile(g, {{"x", {1, 3, 5, 5}}}, {{"x", {2, 3, 12, 12}}},
+                                     {{"x", {3, 3, 20, 17}}});
   const plan::Plan dyn = build::build_dynamic_plan(g, reference_options(), {p0}, 0);
   const auto reject = [](plan::Plan p, std::vector<std::string> parts) {
     std::string bytes = plan::serialize_plan(p);
@@ -284,11 +356,12 @@ TEST_CASE("dynamic plans: a file whose profiles or source disagree is refused") 
   }
 }
 
-TEST_CASE("the DSL's named dynamic dims build a dynamic plan that runs at every shape of its profile") {
+TEST_CASE(
+    "the DSL's named dynamic dims build a dynamic plan that runs at every shape of its profile") {
   using namespace kiln::dsl;
   auto net = [](const Weights& w) {
     auto x = input<"image", f32, NCHW>(dyn("N"), fix<3>, dyn("H"), dyn("W"));  // [N,3,H,W]
-    auto c1 = relu(conv2d<8, kernel<3>, padding<1>>(x, w, "conv1"));          // [N,8,H,W]
+    auto c1 = relu(conv2d<8, kernel<3>, padding<1>>(x, w, "conv1"));           // [N,8,H,W]
     auto p = max_pool<kernel<2>, stride<2>>(c1);                               // [N,8,H/2,W/2]
     auto c2 = relu(conv2d<8, kernel<3>, padding<1>>(p, w, "conv2"));
     return network(fully_connected<5>(global_avg_pool(c2), w, "fc").named("scores"),  // [N,5]
@@ -300,9 +373,11 @@ TEST_CASE("the DSL's named dynamic dims build a dynamic plan that runs at every 
   for (const auto& s : shapes.weight_specs()) m.add(s.name, random_tensor(DType::f32, s.dims, rng));
   const Graph g = net(m).graph();
   CHECK(g.inputs[0].type.shape.to_string() == "[N,3,H,W]");
-  const auto p = plan::make_profile(g, {{"image", {1, 3, 8, 8}}}, {{"image", {2, 3, 32, 32}}}, {{"image", {4, 3, 48, 40}}});
+  const auto p = plan::make_profile(g, {{"image", {1, 3, 8, 8}}}, {{"image", {2, 3, 32, 32}}},
+                                    {{"image", {4, 3, 48, 40}}});
   const plan::Plan dyn = build::build_dynamic_plan(g, reference_options(), {p});
-  build::Specializer sp(plan::deserialize_plan(plan::serialize_plan(dyn)), &reference::constant_evaluator());
+  build::Specializer sp(plan::deserialize_plan(plan::serialize_plan(dyn)),
+                        &reference::constant_evaluator());
   for (const ShapeMap& s : {p.min(), p.opt(), p.max(), ShapeMap{{"image", {3, 3, 17, 33}}}}) {
     CAPTURE(plan::format_shape_list(s));
     const auto in = random_at(s, 21);

@@ -40,7 +40,8 @@ Tensor scalar(DType dt, double v) {
 }
 
 /// A graph of one node over inputs of the given types; infer() runs its shape rule.
-void infer_one(const std::string& op, const std::vector<TensorType>& in, std::map<std::string, Attribute> attrs = {}) {
+void infer_one(const std::string& op, const std::vector<TensorType>& in,
+               std::map<std::string, Attribute> attrs = {}) {
   Graph g;
   Node n = node(op, in.size(), std::move(attrs));
   for (std::size_t i = 0; i < in.size(); ++i) g.inputs.push_back({n.inputs[i], in[i]});
@@ -58,7 +59,10 @@ TEST_CASE("QuantizeLinear then DequantizeLinear is within half a step of the sat
       const double s = std::uniform_real_distribution<double>(0.01, 0.5)(rng);
       const int zp = qt == DType::u8 ? 100 : qt == DType::u16 ? 30000 : (qt == DType::i8 ? -7 : 12);
       const double lo = qt == DType::i8 ? -128 : qt == DType::i16 ? -32768 : 0;
-      const double hi = qt == DType::i8 ? 127 : qt == DType::u8 ? 255 : qt == DType::i16 ? 32767 : 65535;
+      const double hi = qt == DType::i8    ? 127
+                        : qt == DType::u8  ? 255
+                        : qt == DType::i16 ? 32767
+                                           : 65535;
       const Tensor x = random_floats({3, 50}, rng, -200 * s, 200 * s);
       const Tensor scale = scalar(DType::f32, s), zero = scalar(qt, zp);
       const Tensor q = run(node("QuantizeLinear", 3), {x, scale, zero})[0];
@@ -76,8 +80,10 @@ TEST_CASE("QuantizeLinear then DequantizeLinear is within half a step of the sat
 }
 
 TEST_CASE("QuantizeLinear rounds half to even and saturates; the default output is uint8") {
-  const Tensor x = Tensor::from<float>({8}, {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, 1000.f, -1000.f, 3.49f});
-  const Tensor q8 = run(node("QuantizeLinear", 3), {x, scalar(DType::f32, 1), scalar(DType::i8, 0)})[0];
+  const Tensor x =
+      Tensor::from<float>({8}, {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, 1000.f, -1000.f, 3.49f});
+  const Tensor q8 =
+      run(node("QuantizeLinear", 3), {x, scalar(DType::f32, 1), scalar(DType::i8, 0)})[0];
   CHECK(q8.dtype() == DType::i8);
   const std::vector<double> want{0, 2, 2, -0, -2, 127, -128, 3};
   for (i64 i = 0; i < 8; ++i) CHECK(q8.get(i) == want[static_cast<std::size_t>(i)]);
@@ -101,11 +107,14 @@ TEST_CASE("per-axis and blocked scales: each slice or block is quantized with it
   }
   // Blocks of 2 along axis 2: scale [2,3,2].
   const Tensor bs = random_floats({2, 3, 2}, rng, 0.01, 0.1);
-  const Tensor qb = run(node("QuantizeLinear", 2, {{"axis", i64{2}}, {"block_size", i64{2}}}), {x, bs})[0];
+  const Tensor qb =
+      run(node("QuantizeLinear", 2, {{"axis", i64{2}}, {"block_size", i64{2}}}), {x, bs})[0];
   for (i64 i = 0; i < x.numel(); ++i) {
     const i64 k = i % 4, c = (i / 4) % 3, n = i / 12;
     const double s = bs.get(n * 6 + c * 2 + k / 2);
-    CHECK(qb.get(i) == std::clamp(static_cast<double>(std::nearbyint(static_cast<float>(x.get(i) / s))), 0.0, 255.0));
+    CHECK(qb.get(i) ==
+          std::clamp(static_cast<double>(std::nearbyint(static_cast<float>(x.get(i) / s))), 0.0,
+                     255.0));
   }
 }
 
@@ -113,8 +122,10 @@ TEST_CASE("QLinearMatMul and QLinearConv are their float ops between dequantize 
   std::mt19937_64 rng(3);
   for (DType qt : {DType::i8, DType::u8}) {
     const int lo = qt == DType::i8 ? -128 : 0, hi = qt == DType::i8 ? 127 : 255;
-    const Tensor a = random_ints(qt, {2, 3, 5}, rng, lo, hi), b = random_ints(qt, {5, 4}, rng, lo, hi);
-    const Tensor as = scalar(DType::f32, 0.02), bs = scalar(DType::f32, 0.03), ys = scalar(DType::f32, 0.5);
+    const Tensor a = random_ints(qt, {2, 3, 5}, rng, lo, hi),
+                 b = random_ints(qt, {5, 4}, rng, lo, hi);
+    const Tensor as = scalar(DType::f32, 0.02), bs = scalar(DType::f32, 0.03),
+                 ys = scalar(DType::f32, 0.5);
     const Tensor az = scalar(qt, lo + 3), bz = scalar(qt, lo + 9), yz = scalar(qt, lo + 60);
     const Tensor y = run(node("QLinearMatMul", 8), {a, as, az, b, bs, bz, ys, yz})[0];
     const Tensor ad = run(node("DequantizeLinear", 3), {a, as, az})[0];
@@ -122,11 +133,13 @@ TEST_CASE("QLinearMatMul and QLinearConv are their float ops between dequantize 
     const Tensor f = run(node("MatMul", 2), {ad, bd})[0];
     const Tensor want = run(node("QuantizeLinear", 3), {f, ys, yz})[0];
     REQUIRE(y.dims() == want.dims());
-    for (i64 i = 0; i < y.numel(); ++i) CHECK(std::abs(y.get(i) - want.get(i)) <= 1);  // f32 vs exact rounding
+    for (i64 i = 0; i < y.numel(); ++i)
+      CHECK(std::abs(y.get(i) - want.get(i)) <= 1);  // f32 vs exact rounding
 
     const Tensor x = random_ints(qt, {1, 2, 5, 5}, rng, lo, hi);
     const Tensor w = random_ints(DType::i8, {3, 2, 3, 3}, rng, -128, 127);
-    const Tensor ws = Tensor::from<float>({3}, {0.01f, 0.02f, 0.03f}), wz = Tensor::from<std::int8_t>({3}, {0, 0, 0});
+    const Tensor ws = Tensor::from<float>({3}, {0.01f, 0.02f, 0.03f}),
+                 wz = Tensor::from<std::int8_t>({3}, {0, 0, 0});
     const Tensor bias = Tensor::from<std::int32_t>({3}, {100, -50, 7});
     const std::map<std::string, Attribute> pads{{"pads", std::vector<i64>{1, 1, 1, 1}}};
     const Tensor yc = run(node("QLinearConv", 9, pads), {x, as, az, w, ws, wz, ys, yz, bias})[0];
@@ -143,7 +156,8 @@ TEST_CASE("QLinearMatMul and QLinearConv are their float ops between dequantize 
 
 TEST_CASE("MatMulInteger and ConvInteger accumulate exactly in int32 after the zero points") {
   std::mt19937_64 rng(4);
-  const Tensor a = random_ints(DType::u8, {4, 6}, rng, 0, 255), b = random_ints(DType::i8, {6, 3}, rng, -128, 127);
+  const Tensor a = random_ints(DType::u8, {4, 6}, rng, 0, 255),
+               b = random_ints(DType::i8, {6, 3}, rng, -128, 127);
   const Tensor az = Tensor::from<std::uint8_t>({4}, {1, 2, 3, 4});  // one per row of A
   const Tensor bz = Tensor::from<std::int8_t>({3}, {-1, 0, 1});     // one per column of B
   const Tensor y = run(node("MatMulInteger", 4), {a, b, az, bz})[0];
@@ -152,11 +166,14 @@ TEST_CASE("MatMulInteger and ConvInteger accumulate exactly in int32 after the z
     for (i64 n = 0; n < 3; ++n) {
       i64 acc = 0;
       for (i64 k = 0; k < 6; ++k)
-        acc += (static_cast<i64>(a.get(m * 6 + k)) - az.get(m)) * (static_cast<i64>(b.get(k * 3 + n)) - bz.get(n));
+        acc += (static_cast<i64>(a.get(m * 6 + k)) - az.get(m)) *
+               (static_cast<i64>(b.get(k * 3 + n)) - bz.get(n));
       CHECK(y.get(m * 3 + n) == static_cast<double>(acc));
     }
-  const Tensor x = random_ints(DType::u8, {1, 3, 4, 4}, rng, 0, 255), w = random_ints(DType::u8, {2, 3, 2, 2}, rng, 0, 255);
-  const Tensor c = run(node("ConvInteger", 4), {x, w, scalar(DType::u8, 128), scalar(DType::u8, 100)})[0];
+  const Tensor x = random_ints(DType::u8, {1, 3, 4, 4}, rng, 0, 255),
+               w = random_ints(DType::u8, {2, 3, 2, 2}, rng, 0, 255);
+  const Tensor c =
+      run(node("ConvInteger", 4), {x, w, scalar(DType::u8, 128), scalar(DType::u8, 100)})[0];
   CHECK(c.dims() == std::vector<i64>{1, 2, 3, 3});
   i64 acc = 0;  // output (0, 1, 2, 1)
   for (i64 ci = 0; ci < 3; ++ci)
@@ -180,21 +197,44 @@ TEST_CASE("DynamicQuantizeLinear: the range holds zero, the scale spans it in 25
 
 TEST_CASE("the shape rules name what is wrong") {
   const TensorType x{DType::f32, Shape::of({2, 3, 4})};
-  expect_error<ShapeError>([&] { infer_one("QuantizeLinear", {x, {DType::f32, Shape::of({4})}}); },
-                           {"y_scale has 4 elements", "x's dim 3"});
-  expect_error<ShapeError>([&] { infer_one("QuantizeLinear", {x, {DType::f32, Shape::of({3})}}, {{"axis", i64{3}}}); },
-                           {"'axis' 3 is out of range"});
   expect_error<ShapeError>(
-      [&] { infer_one("QuantizeLinear", {x, {DType::f32, Shape::of({2, 3, 3})}}, {{"axis", i64{2}}, {"block_size", i64{2}}}); },
+      [&] {
+        infer_one("QuantizeLinear", {x, {DType::f32, Shape::of({4})}});
+      },
+      {"y_scale has 4 elements", "x's dim 3"});
+  expect_error<ShapeError>(
+      [&] {
+        infer_one("QuantizeLinear", {x, {DType::f32, Shape::of({3})}}, {{"axis", i64{3}}});
+      },
+      {"'axis' 3 is out of range"});
+  expect_error<ShapeError>(
+      [&] {
+        infer_one("QuantizeLinear", {x, {DType::f32, Shape::of({2, 3, 3})}},
+                  {{"axis", i64{2}}, {"block_size", i64{2}}});
+      },
       {"must be 2 in dim 2"});
-  expect_error<UnsupportedError>([&] { infer_one("QuantizeLinear", {x, {DType::f32, Shape{}}}, {{"output_dtype", i64{6}}}); },
-                                 {"quantizing to i32"});
+  expect_error<UnsupportedError>(
+      [&] {
+        infer_one("QuantizeLinear", {x, {DType::f32, Shape{}}}, {{"output_dtype", i64{6}}});
+      },
+      {"quantizing to i32"});
   expect_error<ShapeError>(
-      [&] { infer_one("DequantizeLinear", {{DType::i8, Shape::of({4})}, {DType::f32, Shape{}}, {DType::u8, Shape{}}}); },
+      [&] {
+        infer_one("DequantizeLinear",
+                  {{DType::i8, Shape::of({4})}, {DType::f32, Shape{}}, {DType::u8, Shape{}}});
+      },
       {"x_zero_point has dtype u8, x i8"});
-  expect_error<ShapeError>([&] { infer_one("MatMulInteger", {{DType::f32, Shape::of({2, 3})}, {DType::i8, Shape::of({3, 2})}}); },
-                           {"A has dtype f32; expected int8 or uint8"});
   expect_error<ShapeError>(
-      [&] { infer_one("MatMulInteger", {{DType::u8, Shape::of({2, 3})}, {DType::u8, Shape::of({3, 2})}, {DType::u8, Shape::of({3})}}); },
+      [&] {
+        infer_one("MatMulInteger",
+                  {{DType::f32, Shape::of({2, 3})}, {DType::i8, Shape::of({3, 2})}});
+      },
+      {"A has dtype f32; expected int8 or uint8"});
+  expect_error<ShapeError>(
+      [&] {
+        infer_one("MatMulInteger", {{DType::u8, Shape::of({2, 3})},
+                                    {DType::u8, Shape::of({3, 2})},
+                                    {DType::u8, Shape::of({3})}});
+      },
       {"a_zero_point [3] must be a scalar or hold one value per row of A (2)"});
 }

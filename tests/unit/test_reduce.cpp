@@ -84,7 +84,9 @@ TEST_CASE("ReduceSum by hand, with and without keepdims") {
 
 TEST_CASE("Reduce* by hand: mean, max, min, prod, l1, l2, log_sum, log_sum_exp, sum_square") {
   const Tensor x = Tensor::from<float>({2, 2}, {1, -2, 3, 4});
-  auto red = [&](const char* op) { return run1(node(op, 2, {{"keepdims", i64{0}}}), {x, axes_tensor({1})}); };
+  auto red = [&](const char* op) {
+    return run1(node(op, 2, {{"keepdims", i64{0}}}), {x, axes_tensor({1})});
+  };
   check_close(red("ReduceMean"), Tensor::from<float>({2}, {-0.5f, 3.5f}));
   check_close(red("ReduceMax"), Tensor::from<float>({2}, {1, 4}));
   check_close(red("ReduceMin"), Tensor::from<float>({2}, {-2, 3}));
@@ -150,15 +152,19 @@ TEST_CASE("law: the derived reductions are ReduceSum of a transformed input") {
     const auto dims = random_dims(rng);
     const Tensor x = random_tensor(rng, dims, 0.1, 2.0);
     std::vector<i64> axes{static_cast<i64>(rng() % dims.size())};
-    auto red = [&](const char* op, const Tensor& t) { return run1(node(op, 2), {t, axes_tensor(axes)}); };
+    auto red = [&](const char* op, const Tensor& t) {
+      return run1(node(op, 2), {t, axes_tensor(axes)});
+    };
     const Tensor sum = red("ReduceSum", x);
     const i64 count = dims[axes[0]];
     auto scaled = sum.to_doubles();
     for (auto& v : scaled) v /= static_cast<double>(count);
     check_close(red("ReduceMean", x), Tensor::from_doubles(DType::f32, sum.dims(), scaled));
     check_close(red("ReduceL1", x), red("ReduceSum", map(x, [](double v) { return std::abs(v); })));
-    check_close(red("ReduceSumSquare", x), red("ReduceSum", map(x, [](double v) { return v * v; })));
-    check_close(red("ReduceL2", x), map(red("ReduceSumSquare", x), [](double v) { return std::sqrt(v); }));
+    check_close(red("ReduceSumSquare", x),
+                red("ReduceSum", map(x, [](double v) { return v * v; })));
+    check_close(red("ReduceL2", x),
+                map(red("ReduceSumSquare", x), [](double v) { return std::sqrt(v); }));
     check_close(red("ReduceLogSum", x), map(sum, [](double v) { return std::log(v); }));
     check_close(red("ReduceLogSumExp", x),
                 map(red("ReduceSum", map(x, [](double v) { return std::exp(v); })),
@@ -176,9 +182,9 @@ TEST_CASE("empty-set reductions give the ONNX reference's identities") {
   const Tensor x(DType::f32, {2, 0, 4});
   const double inf = std::numeric_limits<double>::infinity();
   const std::vector<std::pair<const char*, double>> cases = {
-      {"ReduceSum", 0},         {"ReduceProd", 1},       {"ReduceMax", -inf},
-      {"ReduceMin", inf},       {"ReduceL1", 0},         {"ReduceL2", 0},
-      {"ReduceSumSquare", 0},   {"ReduceLogSum", -inf},  {"ReduceLogSumExp", -inf}};
+      {"ReduceSum", 0},       {"ReduceProd", 1},      {"ReduceMax", -inf},
+      {"ReduceMin", inf},     {"ReduceL1", 0},        {"ReduceL2", 0},
+      {"ReduceSumSquare", 0}, {"ReduceLogSum", -inf}, {"ReduceLogSumExp", -inf}};
   for (const auto& [op, want] : cases) {
     CAPTURE(op);
     const Tensor y = run1(node(op, 2), {x, axes_tensor({1})});
@@ -211,12 +217,14 @@ TEST_CASE("Reduce* in integer, bool and 16-bit float dtypes") {
   CHECK(s.to_doubles() == std::vector<double>{7, 7});
   const Tensor m = run1(node("ReduceMean", 2, {{"keepdims", i64{0}}}), {xi, axes_tensor({1})});
   CHECK(m.to_doubles() == std::vector<double>{2, 2});  // 7/3 truncates
-  const Tensor p = run1(node("ReduceProd", 1, {{"keepdims", i64{0}}}),
-                        {Tensor::from<i64>({3}, {3, -4, 5})});
+  const Tensor p =
+      run1(node("ReduceProd", 1, {{"keepdims", i64{0}}}), {Tensor::from<i64>({3}, {3, -4, 5})});
   CHECK(p.to_doubles() == std::vector<double>{-60});
   const Tensor b = Tensor::from<bool>({2, 2}, {true, false, false, false});
-  CHECK(run1(node("ReduceMax", 2), {b, axes_tensor({1})}).to_doubles() == std::vector<double>{1, 0});
-  CHECK(run1(node("ReduceMin", 2), {b, axes_tensor({1})}).to_doubles() == std::vector<double>{0, 0});
+  CHECK(run1(node("ReduceMax", 2), {b, axes_tensor({1})}).to_doubles() ==
+        std::vector<double>{1, 0});
+  CHECK(run1(node("ReduceMin", 2), {b, axes_tensor({1})}).to_doubles() ==
+        std::vector<double>{0, 0});
   const Tensor h = Tensor::from_doubles(DType::f16, {4}, {0.5, 0.25, 1, 2});
   const Tensor hs = run1(node("ReduceSum", 1, {{"keepdims", i64{0}}}), {h});
   CHECK(hs.dtype() == DType::f16);
@@ -229,8 +237,10 @@ TEST_CASE("Reduce* shape rules: constant axes, dynamic axes, errors") {
   auto graph = [](i64 keepdims, bool const_axes, std::vector<i64> axes, Dim n_axes = Dim(2)) {
     Graph g;
     g.inputs.push_back({"x", TensorType{DType::f32, Shape{Dim::symbol("N"), 3, 4, 5}}});
-    if (const_axes) g.weights["axes"] = axes_tensor(axes);
-    else g.inputs.push_back({"axes", TensorType{DType::i64, Shape{n_axes}}});
+    if (const_axes)
+      g.weights["axes"] = axes_tensor(axes);
+    else
+      g.inputs.push_back({"axes", TensorType{DType::i64, Shape{n_axes}}});
     Node n = node("ReduceMean", 0, {{"keepdims", keepdims}});
     n.name = "mean1";
     n.inputs = {"x", "axes"};
@@ -252,12 +262,14 @@ TEST_CASE("Reduce* shape rules: constant axes, dynamic axes, errors") {
   d.infer();
   CHECK(d.type_of("y").to_string() == "f32[?,?]");
   Graph d2 = graph(0, false, {}, Dim::symbol("K"));
-  CHECK_THROWS_WITH_AS(d2.infer(), doctest::Contains("[ReduceMean 'mean1'] axes must be a constant"),
+  CHECK_THROWS_WITH_AS(d2.infer(),
+                       doctest::Contains("[ReduceMean 'mean1'] axes must be a constant"),
                        UnsupportedError);
   Graph dup = graph(0, true, {1, -3});
   CHECK_THROWS_WITH_AS(dup.infer(), "[ReduceMean 'mean1'] axes 1,-3 repeat axis 1", ShapeError);
   Graph e = graph(1, true, {4});
-  CHECK_THROWS_WITH_AS(e.infer(), "[ReduceMean 'mean1'] axis 4 out of range for rank 4", ShapeError);
+  CHECK_THROWS_WITH_AS(e.infer(), "[ReduceMean 'mean1'] axis 4 out of range for rank 4",
+                       ShapeError);
   CHECK_THROWS_WITH_AS(run1(node("ReduceSum", 2), {Tensor(DType::f32, {2}), axes_tensor({3})}),
                        "[ReduceSum 'n'] axis 3 out of range for rank 1", Error);
 }
@@ -267,7 +279,8 @@ TEST_CASE("Reduce* shape rules: constant axes, dynamic axes, errors") {
 TEST_CASE("ArgMax and ArgMin by hand, with ties and select_last_index") {
   const Tensor x = Tensor::from<float>({2, 3}, {1, 5, 5, 2, 0, 0});
   auto arg = [&](const char* op, i64 axis, i64 keep, i64 last) {
-    return run1(node(op, 1, {{"axis", axis}, {"keepdims", keep}, {"select_last_index", last}}), {x});
+    return run1(node(op, 1, {{"axis", axis}, {"keepdims", keep}, {"select_last_index", last}}),
+                {x});
   };
   const Tensor a = arg("ArgMax", 1, 1, 0);
   CHECK(a.dtype() == DType::i64);
@@ -277,7 +290,8 @@ TEST_CASE("ArgMax and ArgMin by hand, with ties and select_last_index") {
   CHECK(arg("ArgMin", -1, 0, 0).to_doubles() == std::vector<double>{0, 1});
   CHECK(arg("ArgMin", 1, 0, 1).to_doubles() == std::vector<double>{0, 2});
   CHECK(arg("ArgMax", 0, 0, 0).to_doubles() == std::vector<double>{1, 0, 0});
-  CHECK_THROWS_WITH_AS(arg("ArgMax", 2, 1, 0), "[ArgMax 'n'] axis 2 out of range for rank 2", Error);
+  CHECK_THROWS_WITH_AS(arg("ArgMax", 2, 1, 0), "[ArgMax 'n'] axis 2 out of range for rank 2",
+                       Error);
 }
 
 TEST_CASE("law: the value at ArgMax is ReduceMax, over random shapes and dtypes") {
@@ -289,7 +303,8 @@ TEST_CASE("law: the value at ArgMax is ReduceMax, over random shapes and dtypes"
     if (trial % 2) x = x.cast(DType::i32);  // integers: many ties
     for (bool is_max : {true, false}) {
       const Tensor idx = run1(node(is_max ? "ArgMax" : "ArgMin", 1, {{"axis", axis}}), {x});
-      const Tensor val = run1(node(is_max ? "ReduceMax" : "ReduceMin", 2), {x, axes_tensor({axis})});
+      const Tensor val =
+          run1(node(is_max ? "ReduceMax" : "ReduceMin", 2), {x, axes_tensor({axis})});
       i64 inner = 1;
       for (std::size_t d = axis + 1; d < dims.size(); ++d) inner *= dims[d];
       const auto xi = idx.to_int64s();
@@ -329,12 +344,14 @@ TEST_CASE("law: TopK values are sorted, gathered by the indices, and the k extre
     const i64 k = static_cast<i64>(rng() % (n + 1));
     const Tensor x = random_tensor(rng, {n}, -3, 3).cast(trial % 2 ? DType::i64 : DType::f32);
     const bool largest = trial % 3 != 0;
-    auto outs = run(node("TopK", 2, {{"largest", i64{largest}}}, 2), {x, Tensor::from<i64>({1}, {k})});
+    auto outs =
+        run(node("TopK", 2, {{"largest", i64{largest}}}, 2), {x, Tensor::from<i64>({1}, {k})});
     const auto v = outs[0].to_doubles();
     const auto idx = outs[1].to_int64s();
     const auto xv = x.to_doubles();
     auto sorted = xv;
-    std::stable_sort(sorted.begin(), sorted.end(), [&](double a, double b) { return largest ? a > b : a < b; });
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [&](double a, double b) { return largest ? a > b : a < b; });
     REQUIRE(v.size() == static_cast<std::size_t>(k));
     for (i64 j = 0; j < k; ++j) {
       CHECK(v[j] == sorted[j]);
@@ -358,7 +375,8 @@ TEST_CASE("TopK shape rule uses a constant K") {
   CHECK(g.type_of("v").to_string() == "f32[N,3]");
   CHECK(g.type_of("i").to_string() == "i64[N,3]");
   g.weights["k"] = Tensor::from<i64>({1}, {11});
-  CHECK_THROWS_WITH_AS(g.infer(), "[TopK 'top'] K = 11 is larger than axis 1 of [N,10]", ShapeError);
+  CHECK_THROWS_WITH_AS(g.infer(), "[TopK 'top'] K = 11 is larger than axis 1 of [N,10]",
+                       ShapeError);
 }
 
 // ---- CumSum --------------------------------------------------------------------------------
@@ -390,16 +408,19 @@ TEST_CASE("law: the last inclusive CumSum entry is ReduceSum; exclusive = inclus
     const Tensor x = random_tensor(rng, dims);
     const Tensor a = Tensor::from<i64>({}, {axis});
     const Tensor inc = run1(node("CumSum", 2, {{"reverse", i64{1}}}), {x, a});
-    const Tensor exc = run1(node("CumSum", 2, {{"reverse", i64{1}}, {"exclusive", i64{1}}}), {x, a});
+    const Tensor exc =
+        run1(node("CumSum", 2, {{"reverse", i64{1}}, {"exclusive", i64{1}}}), {x, a});
     const Tensor sum = run1(node("ReduceSum", 2), {x, axes_tensor({axis})});
     i64 inner = 1;
     for (std::size_t d = axis + 1; d < dims.size(); ++d) inner *= dims[d];
-    const auto iv = inc.to_doubles(), ev = exc.to_doubles(), xv = x.to_doubles(), sv = sum.to_doubles();
+    const auto iv = inc.to_doubles(), ev = exc.to_doubles(), xv = x.to_doubles(),
+               sv = sum.to_doubles();
     for (std::size_t k = 0; k < sv.size(); ++k) {  // reverse: the first entry holds the total
       const i64 o = static_cast<i64>(k) / inner, i = static_cast<i64>(k) % inner;
       CHECK(iv[(o * dims[axis]) * inner + i] == doctest::Approx(sv[k]).epsilon(1e-5));
     }
-    for (std::size_t k = 0; k < iv.size(); ++k) CHECK(ev[k] == doctest::Approx(iv[k] - xv[k]).epsilon(1e-4).scale(1));
+    for (std::size_t k = 0; k < iv.size(); ++k)
+      CHECK(ev[k] == doctest::Approx(iv[k] - xv[k]).epsilon(1e-4).scale(1));
   }
 }
 
@@ -416,7 +437,8 @@ TEST_CASE("Einsum: matmul, transpose, trace, diagonal, inner and outer products"
       for (int k = 0; k < 4; ++k) mm[i * 5 + j] += av[i * 4 + k] * bv[k * 5 + j];
   const Tensor want = Tensor::from_doubles(DType::f32, {3, 5}, mm);
   check_close(run1(node("Einsum", 2, {{"equation", std::string("ij,jk->ik")}}), {a, b}), want);
-  check_close(run1(node("Einsum", 2, {{"equation", std::string("ij, jk")}}), {a, b}), want);  // implicit
+  check_close(run1(node("Einsum", 2, {{"equation", std::string("ij, jk")}}), {a, b}),
+              want);  // implicit
   std::vector<double> tr(12);
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 4; ++j) tr[j * 3 + i] = av[i * 4 + j];
@@ -425,7 +447,8 @@ TEST_CASE("Einsum: matmul, transpose, trace, diagonal, inner and outer products"
   check_close(run1(node("Einsum", 1, {{"equation", std::string("ba")}}), {a}),  // implicit: sorted
               Tensor::from_doubles(DType::f32, {4, 3}, tr));
   const Tensor sq = Tensor::from<float>({3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
-  CHECK(run1(node("Einsum", 1, {{"equation", std::string("ii")}}), {sq}).to_doubles() == std::vector<double>{15});
+  CHECK(run1(node("Einsum", 1, {{"equation", std::string("ii")}}), {sq}).to_doubles() ==
+        std::vector<double>{15});
   CHECK(run1(node("Einsum", 1, {{"equation", std::string("ii->i")}}), {sq}).to_doubles() ==
         std::vector<double>{1, 5, 9});
   CHECK(run1(node("Einsum", 1, {{"equation", std::string("ij->")}}), {sq}).to_doubles() ==
@@ -444,7 +467,8 @@ TEST_CASE("law: batched Einsum with a broadcast ellipsis equals per-batch matmul
     const i64 B = 1 + rng() % 3, M = 1 + rng() % 4, K = 1 + rng() % 4, N = 1 + rng() % 4;
     const Tensor a = random_tensor(rng, {B, M, K});
     const Tensor b = random_tensor(rng, {1, K, N});  // broadcast over the batch
-    const Tensor y = run1(node("Einsum", 2, {{"equation", std::string("...mk,...kn->...mn")}}), {a, b});
+    const Tensor y =
+        run1(node("Einsum", 2, {{"equation", std::string("...mk,...kn->...mn")}}), {a, b});
     REQUIRE(y.dims() == std::vector<i64>{B, M, N});
     const auto av = a.to_doubles(), bv = b.to_doubles(), yv = y.to_doubles();
     for (i64 z = 0; z < B; ++z)
@@ -459,7 +483,8 @@ TEST_CASE("law: batched Einsum with a broadcast ellipsis equals per-batch matmul
     const Tensor dg = run1(node("Einsum", 1, {{"equation", std::string("...ii ->...i")}}), {sq});
     REQUIRE(dg.dims() == std::vector<i64>{B, M});
     for (i64 z = 0; z < B; ++z)
-      for (i64 i = 0; i < M; ++i) CHECK(dg.to_doubles()[z * M + i] == sq.to_doubles()[(z * M + i) * M + i]);
+      for (i64 i = 0; i < M; ++i)
+        CHECK(dg.to_doubles()[z * M + i] == sq.to_doubles()[(z * M + i) * M + i]);
   }
 }
 
@@ -476,17 +501,21 @@ TEST_CASE("Einsum shape rule and errors") {
   g.infer();
   CHECK(g.type_of("y").to_string() == "f32[B,2,4]");
   g.nodes[0].attrs["equation"] = std::string("bij,kj->bik");
-  CHECK_THROWS_WITH_AS(g.infer(), "[Einsum 'e'] expected 3 size of an einsum subscript, got 4", ShapeError);
+  CHECK_THROWS_WITH_AS(g.infer(), "[Einsum 'e'] expected 3 size of an einsum subscript, got 4",
+                       ShapeError);
   g.nodes[0].attrs["equation"] = std::string("ij,jk->ik");
-  CHECK_THROWS_WITH_AS(g.infer(), doctest::Contains("operand 0 has rank 3 but 2 subscripts"), ShapeError);
+  CHECK_THROWS_WITH_AS(g.infer(), doctest::Contains("operand 0 has rank 3 but 2 subscripts"),
+                       ShapeError);
   g.nodes[0].attrs["equation"] = std::string("bij->bik");
-  CHECK_THROWS_WITH_AS(g.infer(), doctest::Contains("has 1 operand terms but the node has 2 inputs"), ShapeError);
+  CHECK_THROWS_WITH_AS(
+      g.infer(), doctest::Contains("has 1 operand terms but the node has 2 inputs"), ShapeError);
   const Tensor sq(DType::f32, {2, 2});
   CHECK_THROWS_AS(run1(node("Einsum", 1, {{"equation", std::string("ii->z")}}), {sq}), Error);
   CHECK_THROWS_AS(run1(node("Einsum", 1, {{"equation", std::string("i1")}}), {sq}), Error);
 }
 
-TEST_CASE("axes known only at run time: the output rank from their count, a scalar counting as one") {
+TEST_CASE(
+    "axes known only at run time: the output rank from their count, a scalar counting as one") {
   // fuzz_onnx found a scalar axes input read as if it were 1-D (tests/fuzz/regressions/onnx/
   // reduce-scalar-axes-input.onnx).
   for (const Shape& axes : {Shape{}, Shape::of({1}), Shape::of({2})}) {

@@ -18,10 +18,10 @@ namespace {
 
 using test::run;
 
-Node node(std::string op, std::size_t n_in, std::map<std::string, Attribute> attrs, std::size_t n_out) {
+Node node(std::string op, std::size_t n_in, std::map<std::string, Attribute> attrs,
+          std::size_t n_out) {
   return test::node(std::move(op), n_in, std::move(attrs), n_out, "rnn1");
 }
-
 
 std::vector<double> rand_vec(std::mt19937& rng, i64 n, double scale = 0.5) {
   std::uniform_real_distribution<double> u(-scale, scale);
@@ -30,12 +30,15 @@ std::vector<double> rand_vec(std::mt19937& rng, i64 n, double scale = 0.5) {
   return v;
 }
 
-Tensor f64(std::vector<i64> dims, std::vector<double> v) { return Tensor::from<double>(std::move(dims), v); }
+Tensor f64(std::vector<i64> dims, std::vector<double> v) {
+  return Tensor::from<double>(std::move(dims), v);
+}
 
 void check_close(const Tensor& got, const std::vector<double>& want, double tol = 1e-9) {
   const auto g = got.to_doubles();
   REQUIRE(g.size() == want.size());
-  for (std::size_t i = 0; i < g.size(); ++i) CHECK(g[i] == doctest::Approx(want[i]).epsilon(tol).scale(1));
+  for (std::size_t i = 0; i < g.size(); ++i)
+    CHECK(g[i] == doctest::Approx(want[i]).epsilon(tol).scale(1));
 }
 
 double sigm(double x) { return 1.0 / (1.0 + std::exp(-x)); }
@@ -89,8 +92,8 @@ TEST_CASE("LSTM steps equal the written gate equations (peepholes, biases, initi
     const i64 N = w.N, I = w.I, H = w.H, S = w.S;
     const auto outs = run(node("LSTM", 8, {{"hidden_size", H}}, 3),
                           {f64({S, N, I}, w.X), f64({1, 4 * H, I}, w.W), f64({1, 4 * H, H}, w.R),
-                           f64({1, 8 * H}, w.B), Tensor(), f64({1, N, H}, w.h0), f64({1, N, H}, w.c0),
-                           f64({1, 3 * H}, w.P)});
+                           f64({1, 8 * H}, w.B), Tensor(), f64({1, N, H}, w.h0),
+                           f64({1, N, H}, w.c0), f64({1, 3 * H}, w.P)});
     // it = s(Wi x + Ri h + Pi.c + Wbi + Rbi); ft likewise; ct = tanh(..); C = f.c + i.ct;
     // ot = s(Wo x + Ro h + Po.C + Wbo + Rbo); H = o.tanh(C). Gate rows: i, o, f, c.
     std::vector<double> h = w.h0, c = w.c0, Y;
@@ -134,8 +137,8 @@ TEST_CASE("GRU steps equal the written equations, for both linear_before_reset m
                             {f64({S, N, I}, w.X), f64({1, 3 * H, I}, w.W), f64({1, 3 * H, H}, w.R),
                              f64({1, 6 * H}, w.B), Tensor(), f64({1, N, H}, w.h0)});
       // z = s(Wz x + Rz h + Wbz + Rbz); r likewise; gate rows z, r, h.
-      // lbr=0: h~ = tanh(Wh x + Rh (r.h) + Rbh + Wbh); lbr=1: h~ = tanh(Wh x + r.(Rh h + Rbh) + Wbh)
-      // H = (1 - z).h~ + z.h
+      // lbr=0: h~ = tanh(Wh x + Rh (r.h) + Rbh + Wbh); lbr=1: h~ = tanh(Wh x + r.(Rh h + Rbh) +
+      // Wbh) H = (1 - z).h~ + z.h
       std::vector<double> h = w.h0, Y;
       for (i64 t = 0; t < S; ++t) {
         std::vector<double> hn(N * H);
@@ -145,13 +148,15 @@ TEST_CASE("GRU steps equal the written equations, for both linear_before_reset m
           std::vector<double> z(H), r(H), rh(H);
           for (i64 k = 0; k < H; ++k) {
             z[k] = sigm(dot_row(w.W, k, I, x) + dot_row(w.R, k, H, hp) + w.B[k] + w.B[3 * H + k]);
-            r[k] = sigm(dot_row(w.W, H + k, I, x) + dot_row(w.R, H + k, H, hp) + w.B[H + k] + w.B[4 * H + k]);
+            r[k] = sigm(dot_row(w.W, H + k, I, x) + dot_row(w.R, H + k, H, hp) + w.B[H + k] +
+                        w.B[4 * H + k]);
             rh[k] = r[k] * hp[k];
           }
           for (i64 k = 0; k < H; ++k) {
             const double xh = dot_row(w.W, 2 * H + k, I, x) + w.B[2 * H + k];
-            const double ht = lbr ? std::tanh(xh + r[k] * (dot_row(w.R, 2 * H + k, H, hp) + w.B[5 * H + k]))
-                                   : std::tanh(xh + dot_row(w.R, 2 * H + k, H, rh.data()) + w.B[5 * H + k]);
+            const double ht =
+                lbr ? std::tanh(xh + r[k] * (dot_row(w.R, 2 * H + k, H, hp) + w.B[5 * H + k]))
+                    : std::tanh(xh + dot_row(w.R, 2 * H + k, H, rh.data()) + w.B[5 * H + k]);
             hn[b * H + k] = (1 - z[k]) * ht + z[k] * hp[k];
           }
         }
@@ -169,9 +174,10 @@ TEST_CASE("RNN steps equal f(W x + R h + Wb + Rb), with the activations attribut
   for (const char* act : {"Tanh", "Relu", "Sigmoid"}) {
     const Weights w = random_weights(rng, 1, 1);
     const i64 N = w.N, I = w.I, H = w.H, S = w.S;
-    const auto outs = run(node("RNN", 6, {{"hidden_size", H}, {"activations", std::vector<std::string>{act}}}, 2),
-                          {f64({S, N, I}, w.X), f64({1, H, I}, w.W), f64({1, H, H}, w.R), f64({1, 2 * H}, w.B),
-                           Tensor(), f64({1, N, H}, w.h0)});
+    const auto outs =
+        run(node("RNN", 6, {{"hidden_size", H}, {"activations", std::vector<std::string>{act}}}, 2),
+            {f64({S, N, I}, w.X), f64({1, H, I}, w.W), f64({1, H, H}, w.R), f64({1, 2 * H}, w.B),
+             Tensor(), f64({1, N, H}, w.h0)});
     auto f = [&](double v) {
       if (std::string(act) == "Relu") return v > 0 ? v : 0.0;
       if (std::string(act) == "Sigmoid") return sigm(v);
@@ -223,8 +229,8 @@ struct CellCase {
 const CellCase kCells[] = {{"RNN", 1, 6, 2}, {"GRU", 3, 6, 2}, {"LSTM", 4, 7, 3}};
 
 /// Runs a cell on `w` (direction d's weights for a one-direction run, or all for bidirectional).
-std::vector<Tensor> run_cell(const CellCase& c, const Weights& w, const std::string& direction, i64 d,
-                             const std::vector<double>& X, i64 lbr = 0) {
+std::vector<Tensor> run_cell(const CellCase& c, const Weights& w, const std::string& direction,
+                             i64 d, const std::vector<double>& X, i64 lbr = 0) {
   const i64 D = direction == "bidirectional" ? 2 : 1;
   const i64 G = c.G, H = w.H, N = w.N, I = w.I;
   auto part = [&](const std::vector<double>& v, i64 per) {
@@ -232,9 +238,12 @@ std::vector<Tensor> run_cell(const CellCase& c, const Weights& w, const std::str
   };
   std::map<std::string, Attribute> attrs{{"hidden_size", H}, {"direction", direction}};
   if (std::string(c.op) == "GRU") attrs["linear_before_reset"] = lbr;
-  std::vector<Tensor> ins{f64({w.S, N, I}, X), f64({D, G * H, I}, part(w.W, G * H * I)),
-                          f64({D, G * H, H}, part(w.R, G * H * H)), f64({D, 2 * G * H}, part(w.B, 2 * G * H)),
-                          Tensor(), f64({D, N, H}, part(w.h0, N * H))};
+  std::vector<Tensor> ins{f64({w.S, N, I}, X),
+                          f64({D, G * H, I}, part(w.W, G * H * I)),
+                          f64({D, G * H, H}, part(w.R, G * H * H)),
+                          f64({D, 2 * G * H}, part(w.B, 2 * G * H)),
+                          Tensor(),
+                          f64({D, N, H}, part(w.h0, N * H))};
   if (std::string(c.op) == "LSTM") ins.push_back(f64({D, N, H}, part(w.c0, N * H)));
   return run(node(c.op, c.n_in, attrs, c.n_out), ins);
 }
@@ -293,8 +302,12 @@ TEST_CASE("law: layout 1 is layout 0 with batch and time swapped") {
           for (i64 k = 0; k < rest; ++k) r[(j * a + i) * rest + k] = v[(i * b + j) * rest + k];
       return r;
     };
-    std::vector<Tensor> ins{f64({S, N, I}, w.X), f64({2, G * H, I}, w.W), f64({2, G * H, H}, w.R),
-                            f64({2, 2 * G * H}, w.B), Tensor(), f64({2, N, H}, w.h0)};
+    std::vector<Tensor> ins{f64({S, N, I}, w.X),
+                            f64({2, G * H, I}, w.W),
+                            f64({2, G * H, H}, w.R),
+                            f64({2, 2 * G * H}, w.B),
+                            Tensor(),
+                            f64({2, N, H}, w.h0)};
     if (std::string(c.op) == "LSTM") ins.push_back(f64({2, N, H}, w.c0));
     const std::map<std::string, Attribute> attrs{{"direction", std::string("bidirectional")}};
     const auto a = run(node(c.op, ins.size(), attrs, c.n_out), ins);
@@ -311,7 +324,8 @@ TEST_CASE("law: layout 1 is layout 0 with batch and time swapped") {
     for (i64 t = 0; t < S; ++t)
       for (i64 d = 0; d < 2; ++d)
         for (i64 n = 0; n < N; ++n)
-          for (i64 k = 0; k < H; ++k) yt[((n * S + t) * 2 + d) * H + k] = y[((t * 2 + d) * N + n) * H + k];
+          for (i64 k = 0; k < H; ++k)
+            yt[((n * S + t) * 2 + d) * H + k] = y[((t * 2 + d) * N + n) * H + k];
     check_close(b[0], yt);
     for (std::size_t o = 1; o < c.n_out; ++o) check_close(b[o], swap01(a[o].to_doubles(), 2, N, H));
   }
@@ -328,18 +342,27 @@ TEST_CASE("law: sequence_lens pads with zeros and stops the state at the last va
       w.h0 = rand_vec(rng, w.N * w.H);
       w.c0 = rand_vec(rng, w.N * w.H);
       const i64 H = w.H, I = w.I, G = c.G, len0 = 2;
-      std::vector<Tensor> ins{f64({4, 2, I}, w.X), f64({1, G * H, I}, w.W), f64({1, G * H, H}, w.R),
-                              f64({1, 2 * G * H}, w.B), Tensor::from<std::int32_t>({2}, {int(len0), 4}),
+      std::vector<Tensor> ins{f64({4, 2, I}, w.X),
+                              f64({1, G * H, I}, w.W),
+                              f64({1, G * H, H}, w.R),
+                              f64({1, 2 * G * H}, w.B),
+                              Tensor::from<std::int32_t>({2}, {int(len0), 4}),
                               f64({1, 2, H}, w.h0)};
       if (std::string(c.op) == "LSTM") ins.push_back(f64({1, 2, H}, w.c0));
       const std::map<std::string, Attribute> attrs{{"direction", std::string(direction)}};
       const auto full = run(node(c.op, ins.size(), attrs, c.n_out), ins);
       // Batch entry 0 alone, on its first len0 steps.
       std::vector<double> x0;
-      for (i64 t = 0; t < len0; ++t) x0.insert(x0.end(), w.X.begin() + (t * 2) * I, w.X.begin() + (t * 2 + 1) * I);
-      std::vector<Tensor> ins0{f64({len0, 1, I}, x0), ins[1], ins[2], ins[3], Tensor(),
+      for (i64 t = 0; t < len0; ++t)
+        x0.insert(x0.end(), w.X.begin() + (t * 2) * I, w.X.begin() + (t * 2 + 1) * I);
+      std::vector<Tensor> ins0{f64({len0, 1, I}, x0),
+                               ins[1],
+                               ins[2],
+                               ins[3],
+                               Tensor(),
                                f64({1, 1, H}, std::vector<double>(w.h0.begin(), w.h0.begin() + H))};
-      if (std::string(c.op) == "LSTM") ins0.push_back(f64({1, 1, H}, std::vector<double>(w.c0.begin(), w.c0.begin() + H)));
+      if (std::string(c.op) == "LSTM")
+        ins0.push_back(f64({1, 1, H}, std::vector<double>(w.c0.begin(), w.c0.begin() + H)));
       const auto part = run(node(c.op, ins0.size(), attrs, c.n_out), ins0);
       CAPTURE(c.op);
       CAPTURE(direction);
@@ -347,8 +370,10 @@ TEST_CASE("law: sequence_lens pads with zeros and stops the state at the last va
       for (i64 t = 0; t < 4; ++t)
         for (i64 k = 0; k < H; ++k) {
           const double got = y[(t * 2 + 0) * H + k];
-          if (t < len0) CHECK(got == doctest::Approx(yp[t * H + k]).epsilon(1e-12));
-          else CHECK(got == 0.0);
+          if (t < len0)
+            CHECK(got == doctest::Approx(yp[t * H + k]).epsilon(1e-12));
+          else
+            CHECK(got == 0.0);
         }
       for (std::size_t o = 1; o < c.n_out; ++o) {
         const auto s = full[o].to_doubles(), sp = part[o].to_doubles();
@@ -395,11 +420,14 @@ TEST_CASE("two stacked LSTM nodes: the second runs on the first's output") {
 
   const Tensor x = Tensor::from_doubles(DType::f32, {S, N, I}, rand_vec(rng, S * N * I, 1.0));
   // The same two layers, node by node.
-  const auto y1 = run(node("LSTM", 3, {{"hidden_size", H}}, 1), {x, g.weights["W1"], g.weights["R1"]});
-  const auto y2 = run(node("LSTM", 4, {{"hidden_size", H}}, 2),
-                      {y1[0].reshaped({S, N, H}), g.weights["W2"], g.weights["R2"], g.weights["B2"]});
+  const auto y1 =
+      run(node("LSTM", 3, {{"hidden_size", H}}, 1), {x, g.weights["W1"], g.weights["R1"]});
+  const auto y2 =
+      run(node("LSTM", 4, {{"hidden_size", H}}, 2),
+          {y1[0].reshaped({S, N, H}), g.weights["W2"], g.weights["R2"], g.weights["B2"]});
   if (!reference::KernelRegistry::instance().find("Squeeze")) {
-    MESSAGE("the reference has no Squeeze kernel yet: the stacked graph is checked node by node only");
+    MESSAGE(
+        "the reference has no Squeeze kernel yet: the stacked graph is checked node by node only");
     return;
   }
   const auto out = reference::Executor(g).run({{"x", x}});
@@ -413,13 +441,15 @@ TEST_CASE("16-bit and 32-bit floats compute in double and round once") {
   std::mt19937 rng(9);
   const Weights w = random_weights(rng, 3, 1);
   const i64 S = w.S, N = w.N, I = w.I, H = w.H;
-  const auto ref = run(node("GRU", 3, {}, 2), {f64({S, N, I}, w.X), f64({1, 3 * H, I}, w.W), f64({1, 3 * H, H}, w.R)});
+  const auto ref = run(node("GRU", 3, {}, 2),
+                       {f64({S, N, I}, w.X), f64({1, 3 * H, I}, w.W), f64({1, 3 * H, H}, w.R)});
   for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
     // Inputs rounded to dt, the reference rerun on the rounded values in f64.
     const Tensor X = f64({S, N, I}, w.X).cast(dt), W = f64({1, 3 * H, I}, w.W).cast(dt),
                  R = f64({1, 3 * H, H}, w.R).cast(dt);
     const auto got = run(node("GRU", 3, {}, 2), {X, W, R});
-    const auto want = run(node("GRU", 3, {}, 2), {X.cast(DType::f64), W.cast(DType::f64), R.cast(DType::f64)});
+    const auto want =
+        run(node("GRU", 3, {}, 2), {X.cast(DType::f64), W.cast(DType::f64), R.cast(DType::f64)});
     CHECK(got[0].dtype() == dt);
     CHECK(got[0].to_doubles() == want[0].cast(dt).to_doubles());
   }
@@ -447,7 +477,8 @@ TEST_CASE("RNN family shape rules: layouts, directions, optional outputs") {
   a.infer();
   CHECK(a.type_of("y").to_string() == "f32[7,1,N,4]");
   CHECK(a.type_of("yc").to_string() == "f32[1,N,4]");
-  Graph b = graph("GRU", 3, {{"direction", std::string("bidirectional")}, {"layout", i64{1}}}, 2, 3, {"", "yh"});
+  Graph b = graph("GRU", 3, {{"direction", std::string("bidirectional")}, {"layout", i64{1}}}, 2, 3,
+                  {"", "yh"});
   b.infer();
   CHECK(b.type_of("yh").to_string() == "f32[N,2,4]");
   Graph c = graph("RNN", 1, {{"layout", i64{1}}}, 1, 3, {"y"});
@@ -455,14 +486,18 @@ TEST_CASE("RNN family shape rules: layouts, directions, optional outputs") {
   CHECK(c.type_of("y").to_string() == "f32[N,7,1,4]");
 
   Graph bad_in = graph("LSTM", 4, {}, 1, 5, {"y"});
-  CHECK_THROWS_WITH_AS(bad_in.infer(), "[LSTM 'rnn1'] expected 5 input size (columns of W), got 3", ShapeError);
+  CHECK_THROWS_WITH_AS(bad_in.infer(), "[LSTM 'rnn1'] expected 5 input size (columns of W), got 3",
+                       ShapeError);
   Graph bad_h = graph("LSTM", 4, {{"hidden_size", i64{6}}}, 1, 3, {"y"});
   CHECK_THROWS_WITH_AS(bad_h.infer(), "[LSTM 'rnn1'] expected 6 hidden size, got 4", ShapeError);
   Graph bad_dirs = graph("GRU", 3, {{"direction", std::string("bidirectional")}}, 1, 3, {"y"});
-  CHECK_THROWS_WITH_AS(bad_dirs.infer(), "[GRU 'rnn1'] expected 2 directions in W, got 1", ShapeError);
+  CHECK_THROWS_WITH_AS(bad_dirs.infer(), "[GRU 'rnn1'] expected 2 directions in W, got 1",
+                       ShapeError);
   Graph bad_dir = graph("GRU", 3, {{"direction", std::string("sideways")}}, 1, 3, {"y"});
-  CHECK_THROWS_WITH_AS(bad_dir.infer(), doctest::Contains("attribute 'direction' = 'sideways'"), UnsupportedError);
-  Graph bad_act = graph("RNN", 1, {{"activations", std::vector<std::string>{"Swish"}}}, 1, 3, {"y"});
+  CHECK_THROWS_WITH_AS(bad_dir.infer(), doctest::Contains("attribute 'direction' = 'sideways'"),
+                       UnsupportedError);
+  Graph bad_act =
+      graph("RNN", 1, {{"activations", std::vector<std::string>{"Swish"}}}, 1, 3, {"y"});
   CHECK_THROWS_WITH_AS(bad_act.infer(), doctest::Contains("activation 'Swish'"), UnsupportedError);
 }
 
@@ -470,11 +505,15 @@ TEST_CASE("RNN family kernel errors name the node") {
   const Tensor X(DType::f32, {2, 1, 3}), W(DType::f32, {1, 8, 3}), R(DType::f32, {1, 8, 2});
   CHECK_THROWS_WITH_AS(run(node("LSTM", 3, {}, 1), {X, Tensor(DType::f32, {1, 6, 3}), R}),
                        "[LSTM 'rnn1'] W must have shape [1,8,3], got [1,6,3]", Error);
-  CHECK_THROWS_WITH_AS(run(node("LSTM", 5, {}, 1), {X, W, R, Tensor(), Tensor::from<std::int32_t>({1}, {3})}),
-                       "[LSTM 'rnn1'] sequence_lens entry 3 outside [0, 2]", Error);
-  CHECK_THROWS_WITH_AS(run(node("LSTM", 3, {{"activations", std::vector<std::string>{"Sigmoid", "Tanh"}}}, 1), {X, W, R}),
-                       "[LSTM 'rnn1'] expected 3 activations (3 per direction), got 2", Error);
-  CHECK_THROWS_WITH_AS(run(node("GRU", 3, {{"activations", std::vector<std::string>{"Sigmoid", "Mish"}}}, 1),
-                           {X, Tensor(DType::f32, {1, 6, 3}), Tensor(DType::f32, {1, 6, 2})}),
-                       doctest::Contains("[GRU 'rnn1'] activation 'Mish'"), UnsupportedError);
+  CHECK_THROWS_WITH_AS(
+      run(node("LSTM", 5, {}, 1), {X, W, R, Tensor(), Tensor::from<std::int32_t>({1}, {3})}),
+      "[LSTM 'rnn1'] sequence_lens entry 3 outside [0, 2]", Error);
+  CHECK_THROWS_WITH_AS(
+      run(node("LSTM", 3, {{"activations", std::vector<std::string>{"Sigmoid", "Tanh"}}}, 1),
+          {X, W, R}),
+      "[LSTM 'rnn1'] expected 3 activations (3 per direction), got 2", Error);
+  CHECK_THROWS_WITH_AS(
+      run(node("GRU", 3, {{"activations", std::vector<std::string>{"Sigmoid", "Mish"}}}, 1),
+          {X, Tensor(DType::f32, {1, 6, 3}), Tensor(DType::f32, {1, 6, 2})}),
+      doctest::Contains("[GRU 'rnn1'] activation 'Mish'"), UnsupportedError);
 }

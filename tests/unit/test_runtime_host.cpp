@@ -4,16 +4,16 @@
 
 #include <algorithm>
 #include <cctype>
-#include <set>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "expect_error.hpp"
 #include "kiln/build/builder.hpp"
 #include "kiln/build/specializer.hpp"
-#include "expect_error.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/plan/plan_file.hpp"
 #include "kiln/plan/target.hpp"
@@ -82,11 +82,13 @@ TEST_CASE("gpu_ops() is what the steps files registered, and nothing else") {
   for (const auto& op : ops) CHECK_MESSAGE(rt::gpu_supports(op), op);
   // Every op of the pointwise table runs (registered from the table, not from a list).
   for (const auto& op : plan::elementwise_ops()) CHECK_MESSAGE(rt::gpu_supports(op), op);
-  for (const char* op : {"Round", "Sign", "Tan", "Shrink", "Swish", "Mod"}) CHECK_MESSAGE(rt::gpu_supports(op), op);
+  for (const char* op : {"Round", "Sign", "Tan", "Shrink", "Swish", "Mod"})
+    CHECK_MESSAGE(rt::gpu_supports(op), op);
   // A second registration of one op is a programming error, said as such.
   rt::detail::StepRegistry r;
   rt::detail::register_rnn_steps(r);
-  CHECK_THROWS_WITH_AS(rt::detail::register_rnn_steps(r), "two GPU steps registered for op 'LSTM'", Error);
+  CHECK_THROWS_WITH_AS(rt::detail::register_rnn_steps(r), "two GPU steps registered for op 'LSTM'",
+                       Error);
 }
 
 TEST_CASE("every row of the pointwise table maps a node to its kernel op") {
@@ -99,8 +101,10 @@ TEST_CASE("every row of the pointwise table maps a node to its kernel op") {
     n.op = op;
     if (*when_attr) {
       const std::string v = when_value;
-      if (!v.empty() && std::isdigit(static_cast<unsigned char>(v[0]))) n.attrs[when_attr] = std::int64_t{std::stoll(v)};
-      else n.attrs[when_attr] = v;
+      if (!v.empty() && std::isdigit(static_cast<unsigned char>(v[0])))
+        n.attrs[when_attr] = std::int64_t{std::stoll(v)};
+      else
+        n.attrs[when_attr] = v;
     }
     return n;
   };
@@ -134,7 +138,8 @@ TEST_CASE("every row of the pointwise table maps a node to its kernel op") {
   // Gelu's kernel op follows its attribute; Mod runs only as C fmod.
   CHECK(rt::detail::unary_row(node("Gelu", "", ""))->op == kk::PointwiseOp::gelu);
   CHECK(rt::detail::unary_row(node("Gelu", "approximate", "none"))->op == kk::PointwiseOp::gelu);
-  CHECK(rt::detail::unary_row(node("Gelu", "approximate", "tanh"))->op == kk::PointwiseOp::gelu_tanh);
+  CHECK(rt::detail::unary_row(node("Gelu", "approximate", "tanh"))->op ==
+        kk::PointwiseOp::gelu_tanh);
   CHECK(rt::detail::binary_row(node("Mod", "", "")) == nullptr);
   CHECK(rt::detail::binary_row(node("Mod", "fmod", "0")) == nullptr);
   CHECK(rt::detail::binary_row(node("Sum", "", ""))->op == kk::PointwiseOp::add);
@@ -157,7 +162,8 @@ TEST_CASE("a GPU plan with an op the runtime lacks is refused, naming the step a
   }
 }
 
-TEST_CASE("Attention has a GPU step; RotaryEmbedding has none: a GPU plan with it is refused by name") {
+TEST_CASE(
+    "Attention has a GPU step; RotaryEmbedding has none: a GPU plan with it is refused by name") {
   CHECK(rt::gpu_supports("Attention"));
   CHECK(rt::gpu_supports("LayerNormalization"));
   CHECK(rt::gpu_supports("RMSNormalization"));
@@ -183,7 +189,8 @@ TEST_CASE("Attention has a GPU step; RotaryEmbedding has none: a GPU plan with i
     rt::check_gpu_plan(p);
     FAIL("RotaryEmbedding was accepted");
   } catch (const UnsupportedError& e) {
-    CHECK(std::string(e.what()) == "[RotaryEmbedding 'rope'] the GPU runtime has no kernel for op 'RotaryEmbedding'");
+    CHECK(std::string(e.what()) ==
+          "[RotaryEmbedding 'rope'] the GPU runtime has no kernel for op 'RotaryEmbedding'");
   }
 }
 
@@ -198,12 +205,12 @@ TEST_CASE("an engine refuses a plan built for another target, before touching a 
 }
 
 TEST_CASE("the roofline is the larger of compute time and memory time") {
-  rt::Roofline r{1e12, 1e9};  // 1 TFLOP/s, 1 GB/s
-  CHECK(r.ms(1e9, 0) == doctest::Approx(1.0));     // 1 GFLOP: 1 ms
-  CHECK(r.ms(0, 1e6) == doctest::Approx(1.0));     // 1 MB: 1 ms
-  CHECK(r.ms(2e9, 1e6) == doctest::Approx(2.0));   // compute-bound
-  CHECK(r.ms(1e9, 3e6) == doctest::Approx(3.0));   // memory-bound
-  CHECK(rt::Roofline{}.ms(1e9, 1e6) == 0.0);       // no rates measured: no roofline
+  rt::Roofline r{1e12, 1e9};                      // 1 TFLOP/s, 1 GB/s
+  CHECK(r.ms(1e9, 0) == doctest::Approx(1.0));    // 1 GFLOP: 1 ms
+  CHECK(r.ms(0, 1e6) == doctest::Approx(1.0));    // 1 MB: 1 ms
+  CHECK(r.ms(2e9, 1e6) == doctest::Approx(2.0));  // compute-bound
+  CHECK(r.ms(1e9, 3e6) == doctest::Approx(3.0));  // memory-bound
+  CHECK(rt::Roofline{}.ms(1e9, 1e6) == 0.0);      // no rates measured: no roofline
 }
 
 TEST_CASE("the trace profiler averages runs, sorts steps and writes a Chrome trace") {
@@ -231,7 +238,8 @@ TEST_CASE("the trace profiler averages runs, sorts steps and writes a Chrome tra
   REQUIRE(j["traceEvents"].size() == 4);
   for (const auto& e : j["traceEvents"]) CHECK(e["ph"] == "X");
   CHECK(j["traceEvents"][0]["name"] == "conv \"1\"");  // quotes round-trip
-  CHECK(j["traceEvents"][2]["dur"].get<double>() == doctest::Approx(3000.0));  // 3 ms in microseconds
+  CHECK(j["traceEvents"][2]["dur"].get<double>() ==
+        doctest::Approx(3000.0));  // 3 ms in microseconds
   CHECK(j["traceEvents"][3]["args"]["run"] == 1);
 }
 
@@ -247,29 +255,35 @@ TEST_CASE("a tactic reads back as it was written, and only as the typed form wri
         }
   CHECK(rt::detail::to_text(T{T::Backend::cudnn_graph, 2, 0, 0.5f}) == "cudnn-graph 2 ws 0 ms 0.5");
   // Plan format 2's free text, and broken text, are refused, quoting the text.
-  for (const char* bad : {"graph 2 ws 0 ms 0.01000", "algo 3 ws 1024 ms 0.5", "index 1 ws 1024 ms 0.00500",
-                          "gemm 0 ws 0 ms 1", "cudnn 2 ws 0", "cudnn x ws 0 ms 1", "cudnn 2 ws -1 ms 1",
-                          "cudnn 2 ws 0 ms 1 extra", "cublaslt 1 ws 0 ms -2", ""})
-    CHECK_THROWS_WITH_AS(rt::detail::parse_tactic(bad), doctest::Contains(fmt::format("'{}' is not a tactic", bad).c_str()),
+  for (const char* bad :
+       {"graph 2 ws 0 ms 0.01000", "algo 3 ws 1024 ms 0.5", "index 1 ws 1024 ms 0.00500",
+        "gemm 0 ws 0 ms 1", "cudnn 2 ws 0", "cudnn x ws 0 ms 1", "cudnn 2 ws -1 ms 1",
+        "cudnn 2 ws 0 ms 1 extra", "cublaslt 1 ws 0 ms -2", ""})
+    CHECK_THROWS_WITH_AS(rt::detail::parse_tactic(bad),
+                         doctest::Contains(fmt::format("'{}' is not a tactic", bad).c_str()),
                          FormatError);
 }
 
-TEST_CASE("an engine refuses a plan whose tactics are not in the typed form, before touching a GPU") {
+TEST_CASE(
+    "an engine refuses a plan whose tactics are not in the typed form, before touching a GPU") {
   plan::Plan p = tiny_plan("Sigmoid", plan::cuda_target(false));
   p.tactics["conv|n1 c3 32x32 k16|f32|nchw"] = "graph 2 ws 0 ms 0.01000";  // format 2's text
-  CHECK_THROWS_WITH_AS(rt::Engine{p}, doctest::Contains("the tactic of 'conv|n1 c3 32x32 k16|f32|nchw'"), FormatError);
+  CHECK_THROWS_WITH_AS(rt::Engine{p},
+                       doctest::Contains("the tactic of 'conv|n1 c3 32x32 k16|f32|nchw'"),
+                       FormatError);
   // A plan file of format 2 is refused as a whole, naming both versions.
   plan::Plan q = tiny_plan("Sigmoid", plan::cuda_target(false));
   std::string bytes = plan::serialize_plan(q);
   bytes[8] = 2;
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes),
-                       doctest::Contains("plan format version 2; this kiln reads version 4"), FormatError);
+                       doctest::Contains("plan format version 2; this kiln reads version 4"),
+                       FormatError);
 }
 
 TEST_CASE("the timing cache text reads back what was written, and nothing from elsewhere") {
   using rt::detail::TimingCacheText;
   const std::map<std::string, std::string> tactics = {{"conv a", "graph 3 ws 0 ms 0.1"},
-                                                       {"matmul b", "index 1 ws 64 ms\t0.2"}};
+                                                      {"matmul b", "index 1 ws 64 ms\t0.2"}};
   std::ostringstream out;
   rt::detail::write_timing_cache(out, "gpu A", tactics);
 
@@ -292,7 +306,8 @@ TEST_CASE("the timing cache text reads back what was written, and nothing from e
   }
 }
 
-TEST_CASE("a dynamic engine checks shapes and knows output dims on the host, before touching a GPU") {
+TEST_CASE(
+    "a dynamic engine checks shapes and knows output dims on the host, before touching a GPU") {
   using kiln::test::expect_error;
   // x [N, 6] -> Relu -> Reshape to [N, 2, 3] through the Shape subgraph.
   Graph g;
@@ -338,17 +353,24 @@ TEST_CASE("a dynamic engine checks shapes and knows output dims on the host, bef
   CHECK(ctx->output_dims("y") == std::vector<std::int64_t>{13, 2, 3});
   CHECK(asked == 2);  // each shape specialized once
   CHECK(engine.stats().engines_made == 0);
-  expect_error<ShapeError>([&] { ctx->set_input_shape("x", {17, 6}); }, {"input 'x' dim 0 ('N') is 17", "range 1..16"});
+  expect_error<ShapeError>(
+      [&] {
+        ctx->set_input_shape("x", {17, 6});
+      },
+      {"input 'x' dim 0 ('N') is 17", "range 1..16"});
   expect_error<ShapeError>([&] { ctx->set_input_shape("x", {2, 7}); }, {"'x' dim 1 is fixed at 6"});
   expect_error<ShapeError>([&] { ctx->set_input_shape("x", {2}); }, {"rank 2"});
   expect_error<ShapeError>([&] { ctx->set_input_shape("z", {2, 6}); }, {"no input 'z'"});
   expect_error<ShapeError>([&] { ctx->set_profile(1); }, {"profile 1 does not exist"});
   expect_error<GraphError>([&] { ctx->output_dims("nope"); }, {"no output 'nope'"});
-  CHECK(ctx->input_shapes().at("x") == std::vector<std::int64_t>{13, 6});  // a refused shape changes nothing
-  expect_error<FormatError>([&] { rt::DynamicEngine(tiny_plan("Relu", plan::target_by_name(rt::kCudaTarget)), nullptr); },
-                            {"is static"});
+  CHECK(ctx->input_shapes().at("x") ==
+        std::vector<std::int64_t>{13, 6});  // a refused shape changes nothing
+  expect_error<FormatError>(
+      [&] { rt::DynamicEngine(tiny_plan("Relu", plan::target_by_name(rt::kCudaTarget)), nullptr); },
+      {"is static"});
   build::BuildOptions cpu = o;
   cpu.target = &plan::cpu_reference_target();
-  expect_error<FormatError>([&] { rt::DynamicEngine(build::build_dynamic_plan(g, cpu, {prof}), nullptr); },
-                            {"target 'cpu-reference'"});
+  expect_error<FormatError>(
+      [&] { rt::DynamicEngine(build::build_dynamic_plan(g, cpu, {prof}), nullptr); },
+      {"target 'cpu-reference'"});
 }

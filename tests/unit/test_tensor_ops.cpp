@@ -53,9 +53,12 @@ std::vector<TensorType> infer(const std::string& op, const std::vector<Tensor>& 
   for (std::size_t i = 0; i < ins.size(); ++i) {
     if (!ins[i].defined()) continue;
     const std::string name = "x" + std::to_string(i);
-    if (i < constant.size() && constant[i]) g.weights[name] = ins[i];
-    else if (types.count(i)) g.inputs.push_back({name, types.at(i)});
-    else g.inputs.push_back({name, {ins[i].dtype(), ins[i].shape()}});
+    if (i < constant.size() && constant[i])
+      g.weights[name] = ins[i];
+    else if (types.count(i))
+      g.inputs.push_back({name, types.at(i)});
+    else
+      g.inputs.push_back({name, {ins[i].dtype(), ins[i].shape()}});
   }
   g.add_node(make_node(op, ins, std::move(attrs), outputs));
   for (std::size_t i = 0; i < outputs; ++i) g.outputs.push_back("y" + std::to_string(i));
@@ -66,7 +69,9 @@ std::vector<TensorType> infer(const std::string& op, const std::vector<Tensor>& 
 }
 
 Tensor ints(std::vector<i64> v) { return Tensor::from<i64>({static_cast<i64>(v.size())}, v); }
-Tensor floats(std::vector<i64> dims, std::vector<float> v) { return Tensor::from<float>(std::move(dims), v); }
+Tensor floats(std::vector<i64> dims, std::vector<float> v) {
+  return Tensor::from<float>(std::move(dims), v);
+}
 Tensor iota(DType t, std::vector<i64> dims, double start = 0) {
   std::vector<double> v(static_cast<std::size_t>(product(dims)));
   std::iota(v.begin(), v.end(), start);
@@ -90,16 +95,19 @@ std::vector<i64> rand_dims(std::size_t rank, i64 lo = 1, i64 hi = 4) {
 // ---- constants and identity ----------------------------------------------------------------
 
 TEST_CASE("Constant takes each value attribute; strings are unsupported") {
-  CHECK(vals(run("Constant", {}, {{"value", floats({2}, {1.5f, 2.5f})}})) == std::vector<double>{1.5, 2.5});
+  CHECK(vals(run("Constant", {}, {{"value", floats({2}, {1.5f, 2.5f})}})) ==
+        std::vector<double>{1.5, 2.5});
   Tensor f = run("Constant", {}, {{"value_float", 0.25}});
   CHECK(f.dtype() == DType::f32);
   CHECK(f.rank() == 0);
   CHECK(f.get(0) == 0.25);
-  CHECK(run("Constant", {}, {{"value_floats", std::vector<double>{1, 2}}}).dims() == std::vector<i64>{2});
+  CHECK(run("Constant", {}, {{"value_floats", std::vector<double>{1, 2}}}).dims() ==
+        std::vector<i64>{2});
   Tensor i = run("Constant", {}, {{"value_int", i64{7}}});
   CHECK(i.dtype() == DType::i64);
   CHECK(i.get(0) == 7);
-  CHECK(vals(run("Constant", {}, {{"value_ints", std::vector<i64>{3, 4}}})) == std::vector<double>{3, 4});
+  CHECK(vals(run("Constant", {}, {{"value_ints", std::vector<i64>{3, 4}}})) ==
+        std::vector<double>{3, 4});
   CHECK_THROWS_AS(run("Constant", {}, {{"value_string", std::string("a")}}), UnsupportedError);
   CHECK_THROWS_AS(infer("Constant", {}, {}, {{"value_strings", std::vector<std::string>{"a"}}}),
                   UnsupportedError);
@@ -129,8 +137,9 @@ TEST_CASE("Identity and Dropout pass data through; Dropout's mask is all true") 
   CHECK(vals(outs[0]) == vals(x));
   CHECK(outs[1].type_string() == "bool[2,2]");
   CHECK(vals(outs[1]) == std::vector<double>(4, 1.0));
-  CHECK_THROWS_AS(run_all("Dropout", {x, Tensor::scalar<float>(0.5f), Tensor::scalar<bool>(true)}, {}, 2),
-                  UnsupportedError);
+  CHECK_THROWS_AS(
+      run_all("Dropout", {x, Tensor::scalar<float>(0.5f), Tensor::scalar<bool>(true)}, {}, 2),
+      UnsupportedError);
   auto t = infer("Dropout", {x}, {false}, {}, 2);
   CHECK(t[1].to_string() == "bool[2,2]");
 }
@@ -144,9 +153,10 @@ TEST_CASE("Reshape: 0 copies, -1 infers, allowzero keeps zeros") {
   CHECK(vals(y) == vals(x));
   CHECK(run("Reshape", {x, ints({-1})}).dims() == std::vector<i64>{24});
   Tensor e(DType::f32, {0, 3});
-  CHECK(run("Reshape", {e, ints({3, 0})}, {{"allowzero", i64{1}}}).dims() == std::vector<i64>{3, 0});
-  CHECK_THROWS_WITH_AS(run("Reshape", {x, ints({-1, -1})}), "[Reshape 'n'] reshape target has two -1 dims (0 and 1)",
-                       ShapeError);
+  CHECK(run("Reshape", {e, ints({3, 0})}, {{"allowzero", i64{1}}}).dims() ==
+        std::vector<i64>{3, 0});
+  CHECK_THROWS_WITH_AS(run("Reshape", {x, ints({-1, -1})}),
+                       "[Reshape 'n'] reshape target has two -1 dims (0 and 1)", ShapeError);
   CHECK_THROWS_AS(run("Reshape", {x, ints({5, 5})}), ShapeError);
   CHECK_THROWS_AS(run("Reshape", {x, ints({7, -1})}), ShapeError);
 }
@@ -155,8 +165,10 @@ TEST_CASE("Reshape's shape rule: static with a constant shape, symbols copied, r
   Tensor x = iota(DType::f32, {2, 3, 4});
   CHECK(infer("Reshape", {x, ints({4, 0, -1})}, {false, true})[0].to_string() == "f32[4,3,2]");
   const TensorType sym{DType::f32, Shape{Dim::symbol("N"), Dim(3), Dim(4)}};
-  CHECK(infer("Reshape", {x, ints({0, -1})}, {false, true}, {}, 1, {{0, sym}})[0].to_string() == "f32[N,12]");
-  CHECK(infer("Reshape", {x, ints({-1, 12})}, {false, true}, {}, 1, {{0, sym}})[0].to_string() == "f32[?,12]");
+  CHECK(infer("Reshape", {x, ints({0, -1})}, {false, true}, {}, 1, {{0, sym}})[0].to_string() ==
+        "f32[N,12]");
+  CHECK(infer("Reshape", {x, ints({-1, 12})}, {false, true}, {}, 1, {{0, sym}})[0].to_string() ==
+        "f32[?,12]");
   CHECK(infer("Reshape", {x, ints({4, 6})}, {false, false})[0].to_string() == "f32[?,?]");
   CHECK_THROWS_AS(infer("Reshape", {x, ints({4, 6})}, {false, false}, {}, 1,
                         {{1, TensorType{DType::i64, Shape{Dim::dynamic()}}}}),
@@ -222,8 +234,10 @@ TEST_CASE("Transpose: hand example and the inverse-permutation law") {
 
 TEST_CASE("Slice: negative steps, clamping, default axes") {
   Tensor x = iota(DType::f32, {10});
-  CHECK(vals(run("Slice", {x, ints({8}), ints({1}), ints({0}), ints({-3})})) == std::vector<double>{8, 5, 2});
-  CHECK(vals(run("Slice", {x, ints({-1}), ints({-100}), ints({0}), ints({-4})})) == std::vector<double>{9, 5, 1});
+  CHECK(vals(run("Slice", {x, ints({8}), ints({1}), ints({0}), ints({-3})})) ==
+        std::vector<double>{8, 5, 2});
+  CHECK(vals(run("Slice", {x, ints({-1}), ints({-100}), ints({0}), ints({-4})})) ==
+        std::vector<double>{9, 5, 1});
   CHECK(run("Slice", {x, ints({-100}), ints({100})}).numel() == 10);
   CHECK(run("Slice", {x, ints({20}), ints({30})}).numel() == 0);
   CHECK(vals(run("Slice", {x, ints({2}), ints({-6})})) == std::vector<double>{2, 3});
@@ -234,10 +248,12 @@ TEST_CASE("Slice: negative steps, clamping, default axes") {
   CHECK_THROWS_AS(run("Slice", {x, ints({0}), ints({5}), ints({0}), ints({0})}), ShapeError);
   // Shape rule: static with constant inputs, dynamic on the sliced axes otherwise.
   CHECK(infer("Slice", {m, ints({1, 0}), ints({3, 4}), ints({-2, 1}), ints({1, 2})},
-              {false, true, true, true, true})[0].to_string() == "i64[2,2]");
-  CHECK(infer("Slice", {m, ints({1}), ints({3}), ints({1})}, {false, false, false, true})[0].to_string() ==
-        "i64[3,?]");
-  CHECK(infer("Slice", {m, ints({1}), ints({3})}, {false, false, false})[0].to_string() == "i64[?,4]");
+              {false, true, true, true, true})[0]
+            .to_string() == "i64[2,2]");
+  CHECK(infer("Slice", {m, ints({1}), ints({3}), ints({1})}, {false, false, false, true})[0]
+            .to_string() == "i64[3,?]");
+  CHECK(infer("Slice", {m, ints({1}), ints({3})}, {false, false, false})[0].to_string() ==
+        "i64[?,4]");
 }
 
 TEST_CASE("Slice law: agrees with a direct loop over random bounds") {
@@ -261,7 +277,8 @@ TEST_CASE("Slice law: agrees with a direct loop over random bounds") {
     Tensor y = run("Slice", {x, ints({s}), ints({e}), ints({0}), ints({step})});
     CHECK_MESSAGE(vals(y) == want, "n=", n, " start=", s, " end=", e, " step=", step);
     CHECK(infer("Slice", {x, ints({s}), ints({e}), ints({0}), ints({step})},
-                {false, true, true, true, true})[0].shape == y.shape());
+                {false, true, true, true, true})[0]
+              .shape == y.shape());
   }
 }
 
@@ -280,11 +297,12 @@ TEST_CASE("Pad: constant, reflect, edge, wrap, axes, negative pads") {
   Tensor y = run("Pad", {m, ints({1, 1}), Tensor(), ints({-1})});
   CHECK(y.dims() == std::vector<i64>{2, 4});
   CHECK(vals(y) == std::vector<double>{0, 0, 1, 0, 0, 2, 3, 0});
-  CHECK(infer("Pad", {m, ints({1, 1}), Tensor(), ints({-1})}, {false, true, false, true})[0].to_string() ==
-        "i32[2,4]");
+  CHECK(infer("Pad", {m, ints({1, 1}), Tensor(), ints({-1})}, {false, true, false, true})[0]
+            .to_string() == "i32[2,4]");
   CHECK(infer("Pad", {m, ints({1, 1, 0, 0})}, {false, false})[0].to_string() == "i32[?,?]");
   CHECK_THROWS_AS(run("Pad", {x, ints({1})}), Error);
-  CHECK_THROWS_AS(run("Pad", {x, ints({1, 1})}, {{"mode", std::string("mirror")}}), UnsupportedError);
+  CHECK_THROWS_AS(run("Pad", {x, ints({1, 1})}, {{"mode", std::string("mirror")}}),
+                  UnsupportedError);
   CHECK_THROWS_AS(run("Pad", {x, ints({1, 1}), Tensor::scalar<double>(1)}), Error);
 }
 
@@ -300,7 +318,8 @@ TEST_CASE("Pad law: padding then slicing the pad off is the identity, every mode
         ends.push_back(pads[a] + x.dim(a));
       }
       Tensor y = run("Pad", {x, ints(pads)}, {{"mode", std::string(mode)}});
-      CHECK(infer("Pad", {x, ints(pads)}, {false, true}, {{"mode", std::string(mode)}})[0].shape == y.shape());
+      CHECK(infer("Pad", {x, ints(pads)}, {false, true}, {{"mode", std::string(mode)}})[0].shape ==
+            y.shape());
       Tensor back = run("Slice", {y, ints(starts), ints(ends)});
       CHECK(vals(back) == vals(x));
     }
@@ -308,9 +327,11 @@ TEST_CASE("Pad law: padding then slicing the pad off is the identity, every mode
 
 TEST_CASE("Concat and Split: hand cases and the split-then-concat law, any axis") {
   Tensor a = iota(DType::f32, {2, 2}), b = iota(DType::f32, {2, 1}, 10);
-  CHECK(vals(run("Concat", {a, b}, {{"axis", i64{-1}}})) == std::vector<double>{0, 1, 10, 2, 3, 11});
+  CHECK(vals(run("Concat", {a, b}, {{"axis", i64{-1}}})) ==
+        std::vector<double>{0, 1, 10, 2, 3, 11});
   CHECK_THROWS_WITH_AS(infer("Concat", {a, b}, {false, false}, {{"axis", i64{0}}}),
-                       "[Concat 'n'] input 1 has shape [2,1], input 0 has [2,2]: dim 1 differs", ShapeError);
+                       "[Concat 'n'] input 1 has shape [2,1], input 0 has [2,2]: dim 1 differs",
+                       ShapeError);
   auto parts = run_all("Split", {iota(DType::i64, {7})}, {{"num_outputs", i64{3}}}, 3);
   CHECK(vals(parts[0]) == std::vector<double>{0, 1, 2});
   CHECK(vals(parts[2]) == std::vector<double>{6});
@@ -355,8 +376,10 @@ TEST_CASE("Gather: axis, negative indices, 2-D indices, bad index") {
   CHECK(z.dims() == std::vector<i64>{3, 1});
   CHECK(vals(z) == vals(floats({3}, {1.2f, 3.4f, 5.7f})));
   CHECK(run("Gather", {x, Tensor::scalar<i64>(2)}).dims() == std::vector<i64>{2});
-  CHECK_THROWS_WITH_AS(run("Gather", {x, ints({3})}), "[Gather 'n'] index 3 out of range [-3, 3)", Error);
-  CHECK(infer("Gather", {x, idx}, {false, false}, {{"axis", i64{1}}})[0].to_string() == "f32[3,2,2]");
+  CHECK_THROWS_WITH_AS(run("Gather", {x, ints({3})}), "[Gather 'n'] index 3 out of range [-3, 3)",
+                       Error);
+  CHECK(infer("Gather", {x, idx}, {false, false}, {{"axis", i64{1}}})[0].to_string() ==
+        "f32[3,2,2]");
   CHECK_THROWS_AS(infer("Gather", {x, floats({1}, {0})}, {false, false}), ShapeError);
 }
 
@@ -364,8 +387,10 @@ TEST_CASE("GatherElements and GatherND (ONNX doc examples)") {
   Tensor d = iota(DType::i32, {3, 3}, 1);
   Tensor ge = run("GatherElements", {d, Tensor::from<i64>({2, 3}, {1, 2, 0, 2, 0, -3})});
   CHECK(vals(ge) == std::vector<double>{4, 8, 3, 7, 2, 3});
-  Tensor ge1 = run("GatherElements", {Tensor::from<i64>({2, 2}, {1, 2, 3, 4}), Tensor::from<i64>({2, 2}, {0, 0, 1, 0})},
-                   {{"axis", i64{1}}});
+  Tensor ge1 =
+      run("GatherElements",
+          {Tensor::from<i64>({2, 2}, {1, 2, 3, 4}), Tensor::from<i64>({2, 2}, {0, 0, 1, 0})},
+          {{"axis", i64{1}}});
   CHECK(vals(ge1) == std::vector<double>{1, 1, 4, 3});
 
   Tensor data = iota(DType::i32, {2, 2, 2});
@@ -375,9 +400,11 @@ TEST_CASE("GatherElements and GatherND (ONNX doc examples)") {
   Tensor nb = run("GatherND", {data, Tensor::from<i64>({2, 1}, {1, 0})}, {{"batch_dims", i64{1}}});
   CHECK(vals(nb) == std::vector<double>{2, 3, 4, 5});
   CHECK(infer("GatherND", {data, Tensor::from<i64>({2, 1}, {1, 0})}, {false, false},
-              {{"batch_dims", i64{1}}})[0].to_string() == "i32[2,2]");
-  CHECK(vals(run("GatherND", {iota(DType::f32, {2, 2}), Tensor::from<i64>({2, 2}, {0, 0, 1, 1})})) ==
-        std::vector<double>{0, 3});
+              {{"batch_dims", i64{1}}})[0]
+            .to_string() == "i32[2,2]");
+  CHECK(
+      vals(run("GatherND", {iota(DType::f32, {2, 2}), Tensor::from<i64>({2, 2}, {0, 0, 1, 1})})) ==
+      std::vector<double>{0, 3});
   CHECK_THROWS_AS(run("GatherND", {data, Tensor::from<i64>({1, 2}, {2, 0})}), Error);
 }
 
@@ -386,7 +413,8 @@ TEST_CASE("ScatterElements and ScatterND with every reduction") {
   Tensor idx = Tensor::from<i64>({1, 2}, {1, -2});
   Tensor upd = floats({1, 2}, {1.1f, 2.1f});
   auto se = [&](const char* red) {
-    return vals(run("ScatterElements", {data, idx, upd}, {{"axis", i64{1}}, {"reduction", std::string(red)}}));
+    return vals(run("ScatterElements", {data, idx, upd},
+                    {{"axis", i64{1}}, {"reduction", std::string(red)}}));
   };
   CHECK(se("none") == vals(floats({5}, {1, 1.1f, 3, 2.1f, 5})));
   CHECK(se("add") == vals(floats({5}, {1, 2 + 1.1f, 3, 4 + 2.1f, 5})));
@@ -406,7 +434,8 @@ TEST_CASE("ScatterElements and ScatterND with every reduction") {
   CHECK(vals(run("ScatterND", {d2, i2, u2}, {{"reduction", std::string("add")}})) ==
         std::vector<double>{0, 1, 32, 43, 4, 5, 16, 27});
   CHECK(vals(run("ScatterND", {d2, Tensor::from<i64>({2, 2}, {0, 1, 0, 1}), ints({5, 7})},
-                 {{"reduction", std::string("mul")}})) == std::vector<double>{0, 35, 2, 3, 4, 5, 6, 7});
+                 {{"reduction", std::string("mul")}})) ==
+        std::vector<double>{0, 35, 2, 3, 4, 5, 6, 7});
   CHECK(vals(run("ScatterND", {d2, i2, u2}, {{"reduction", std::string("min")}})) == vals(d2));
   CHECK_THROWS_AS(run("ScatterND", {d2, i2, ints({1, 2})}), Error);
   CHECK_THROWS_AS(infer("ScatterND", {d2, i2, ints({1, 2})}, {false, false, false}), ShapeError);
@@ -417,9 +446,11 @@ TEST_CASE("ScatterElements and ScatterND with every reduction") {
 TEST_CASE("Shape with start/end, Size") {
   Tensor x(DType::f32, {2, 3, 4, 5});
   CHECK(vals(run("Shape", {x})) == std::vector<double>{2, 3, 4, 5});
-  CHECK(vals(run("Shape", {x}, {{"start", i64{-3}}, {"end", i64{-1}}})) == std::vector<double>{3, 4});
+  CHECK(vals(run("Shape", {x}, {{"start", i64{-3}}, {"end", i64{-1}}})) ==
+        std::vector<double>{3, 4});
   CHECK(run("Shape", {x}, {{"start", i64{3}}, {"end", i64{1}}}).numel() == 0);
-  CHECK(vals(run("Shape", {x}, {{"start", i64{-10}}, {"end", i64{10}}})) == std::vector<double>{2, 3, 4, 5});
+  CHECK(vals(run("Shape", {x}, {{"start", i64{-10}}, {"end", i64{10}}})) ==
+        std::vector<double>{2, 3, 4, 5});
   CHECK(infer("Shape", {x}, {false}, {{"start", i64{1}}})[0].to_string() == "i64[3]");
   Tensor s = run("Size", {x});
   CHECK(s.type_string() == "i64[]");
@@ -462,18 +493,26 @@ TEST_CASE("Range: int and float, negative delta, empty") {
   Tensor r = run("Range", {Tensor::scalar<std::int32_t>(10), Tensor::scalar<std::int32_t>(6),
                            Tensor::scalar<std::int32_t>(-3)});
   CHECK(vals(r) == std::vector<double>{10, 7});
-  Tensor f = run("Range", {Tensor::scalar<float>(1), Tensor::scalar<float>(2), Tensor::scalar<float>(0.25f)});
+  Tensor f = run(
+      "Range", {Tensor::scalar<float>(1), Tensor::scalar<float>(2), Tensor::scalar<float>(0.25f)});
   CHECK(vals(f) == std::vector<double>{1, 1.25, 1.5, 1.75});
-  CHECK(run("Range", {Tensor::scalar<i64>(5), Tensor::scalar<i64>(1), Tensor::scalar<i64>(1)}).numel() == 0);
-  CHECK(infer("Range", {Tensor::scalar<float>(1), Tensor::scalar<float>(2), Tensor::scalar<float>(0.25f)},
-              {true, true, true})[0].to_string() == "f32[4]");
-  CHECK(infer("Range", {Tensor::scalar<float>(1), Tensor::scalar<float>(2), Tensor::scalar<float>(0.25f)},
-              {false, true, true})[0].to_string() == "f32[?]");
-  CHECK_THROWS_AS(run("Range", {Tensor::scalar<i64>(5), Tensor::scalar<i64>(1), Tensor::scalar<i64>(0)}),
-                  ShapeError);
+  CHECK(run("Range", {Tensor::scalar<i64>(5), Tensor::scalar<i64>(1), Tensor::scalar<i64>(1)})
+            .numel() == 0);
+  CHECK(infer("Range",
+              {Tensor::scalar<float>(1), Tensor::scalar<float>(2), Tensor::scalar<float>(0.25f)},
+              {true, true, true})[0]
+            .to_string() == "f32[4]");
+  CHECK(infer("Range",
+              {Tensor::scalar<float>(1), Tensor::scalar<float>(2), Tensor::scalar<float>(0.25f)},
+              {false, true, true})[0]
+            .to_string() == "f32[?]");
+  CHECK_THROWS_AS(
+      run("Range", {Tensor::scalar<i64>(5), Tensor::scalar<i64>(1), Tensor::scalar<i64>(0)}),
+      ShapeError);
 }
 
-// ---- depth/space, trilu, onehot, eyelike, nonzero, compress, reversesequence ---------------------
+// ---- depth/space, trilu, onehot, eyelike, nonzero, compress, reversesequence
+// ---------------------
 
 TEST_CASE("DepthToSpace (DCR, CRD) and SpaceToDepth") {
   // ONNX doc, CRD example: x = arange(16).reshape(1, 8, 1, 2) with blocksize 2.
@@ -483,12 +522,14 @@ TEST_CASE("DepthToSpace (DCR, CRD) and SpaceToDepth") {
   CHECK(vals(crd) == std::vector<double>{0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15});
   Tensor dcr = run("DepthToSpace", {x}, {{"blocksize", i64{2}}});
   CHECK(vals(dcr) == std::vector<double>{0, 4, 1, 5, 8, 12, 9, 13, 2, 6, 3, 7, 10, 14, 11, 15});
-  CHECK(infer("DepthToSpace", {x}, {false}, {{"blocksize", i64{2}}})[0].to_string() == "f32[1,2,2,4]");
+  CHECK(infer("DepthToSpace", {x}, {false}, {{"blocksize", i64{2}}})[0].to_string() ==
+        "f32[1,2,2,4]");
   CHECK_THROWS_AS(infer("DepthToSpace", {x}, {false}, {{"blocksize", i64{3}}}), ShapeError);
   // Law: SpaceToDepth inverts DepthToSpace (DCR).
   for (int trial = 0; trial < 20; ++trial) {
     const i64 b = rand_int(1, 3);
-    Tensor t = iota(DType::i8, {rand_int(1, 2), b * b * rand_int(1, 2), rand_int(1, 3), rand_int(1, 3)});
+    Tensor t =
+        iota(DType::i8, {rand_int(1, 2), b * b * rand_int(1, 2), rand_int(1, 3), rand_int(1, 3)});
     Tensor s = run("DepthToSpace", {t}, {{"blocksize", b}});
     Tensor back = run("SpaceToDepth", {s}, {{"blocksize", b}});
     CHECK(back.dims() == t.dims());
@@ -512,16 +553,19 @@ TEST_CASE("Trilu, OneHot, EyeLike") {
                    {{"axis", i64{0}}});
   CHECK(vals(oh0) == std::vector<double>{1, 0, 0, 0, 0, 0, 0, 1, 0});
   CHECK(infer("OneHot", {idx, Tensor::scalar<i64>(3), floats({2}, {0, 1})}, {false, true, false},
-              {{"axis", i64{0}}})[0].to_string() == "f32[3,3]");
-  CHECK(infer("OneHot", {idx, Tensor::scalar<i64>(3), floats({2}, {0, 1})}, {false, false, false})[0].to_string() ==
-        "f32[3,?]");
+              {{"axis", i64{0}}})[0]
+            .to_string() == "f32[3,3]");
+  CHECK(
+      infer("OneHot", {idx, Tensor::scalar<i64>(3), floats({2}, {0, 1})}, {false, false, false})[0]
+          .to_string() == "f32[3,?]");
 
   Tensor e = run("EyeLike", {Tensor(DType::i32, {2, 3})}, {{"k", i64{1}}});
   CHECK(vals(e) == std::vector<double>{0, 1, 0, 0, 0, 1});
   Tensor ed = run("EyeLike", {Tensor(DType::i32, {2, 2})}, {{"dtype", i64{1}}});
   CHECK(ed.type_string() == "f32[2,2]");
   CHECK(vals(ed) == std::vector<double>{1, 0, 0, 1});
-  CHECK_THROWS_AS(run("EyeLike", {Tensor(DType::i32, {2, 2})}, {{"dtype", i64{8}}}), UnsupportedError);
+  CHECK_THROWS_AS(run("EyeLike", {Tensor(DType::i32, {2, 2})}, {{"dtype", i64{8}}}),
+                  UnsupportedError);
 }
 
 TEST_CASE("NonZero, Compress, ReverseSequence") {
@@ -543,7 +587,8 @@ TEST_CASE("NonZero, Compress, ReverseSequence") {
 
   // ONNX doc: time_axis 0, batch_axis 1.
   Tensor s = Tensor::from<float>({4, 4}, {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15});
-  Tensor rs = run("ReverseSequence", {s, ints({4, 3, 2, 1})}, {{"time_axis", i64{0}}, {"batch_axis", i64{1}}});
+  Tensor rs = run("ReverseSequence", {s, ints({4, 3, 2, 1})},
+                  {{"time_axis", i64{0}}, {"batch_axis", i64{1}}});
   CHECK(vals(rs) == std::vector<double>{3, 6, 9, 12, 2, 5, 8, 13, 1, 4, 10, 14, 0, 7, 11, 15});
   CHECK_THROWS_AS(run("ReverseSequence", {s, ints({5, 1, 1, 1})}), Error);
 }
@@ -557,35 +602,41 @@ TEST_CASE("Resize: nearest and linear by hand, cubic reproduces a line") {
   CHECK(vals(run("Resize", {x, Tensor(), sc}, {{"mode", std::string("linear")}})) ==
         std::vector<double>{1, 1.25, 1.75, 2});
   Tensor ac = run("Resize", {x, Tensor(), sc},
-                  {{"mode", std::string("linear")}, {"coordinate_transformation_mode", std::string("align_corners")}});
+                  {{"mode", std::string("linear")},
+                   {"coordinate_transformation_mode", std::string("align_corners")}});
   CHECK(ac.get(1) == doctest::Approx(4.0 / 3));
   CHECK(ac.get(2) == doctest::Approx(5.0 / 3));
   CHECK(vals(run("Resize", {x, Tensor(), sc},
-                 {{"coordinate_transformation_mode", std::string("asymmetric")}, {"nearest_mode", std::string("ceil")}})) ==
-        std::vector<double>{1, 2, 2, 2});
+                 {{"coordinate_transformation_mode", std::string("asymmetric")},
+                  {"nearest_mode", std::string("ceil")}})) == std::vector<double>{1, 2, 2, 2});
   // Sizes instead of scales; axes.
-  Tensor sz = run("Resize", {x, Tensor(), Tensor(), ints({3})}, {{"axes", std::vector<i64>{3}}, {"mode", std::string("linear")}});
+  Tensor sz = run("Resize", {x, Tensor(), Tensor(), ints({3})},
+                  {{"axes", std::vector<i64>{3}}, {"mode", std::string("linear")}});
   CHECK(sz.dims() == std::vector<i64>{1, 1, 1, 3});
   // Cubic interpolation of a line away from the borders is exact (align_corners keeps the ends).
   Tensor line = iota(DType::f64, {8});
   Tensor cu = run("Resize", {line, Tensor(), Tensor(), ints({15})},
-                  {{"mode", std::string("cubic")}, {"coordinate_transformation_mode", std::string("align_corners")}});
+                  {{"mode", std::string("cubic")},
+                   {"coordinate_transformation_mode", std::string("align_corners")}});
   for (i64 i = 2; i < 13; ++i) CHECK(cu.get(i) == doctest::Approx(i * 0.5));
   // Integer outputs round half to even and saturate.
   Tensor u8 = Tensor::from<std::uint8_t>({2}, {0, 255});
   Tensor ru = run("Resize", {u8, Tensor(), floats({1}, {2})}, {{"mode", std::string("cubic")}});
   for (double v : vals(ru)) CHECK((v >= 0 && v <= 255));
   CHECK_THROWS_AS(run("Resize", {x, Tensor(), sc}, {{"antialias", i64{1}}}), UnsupportedError);
-  CHECK_THROWS_AS(run("Resize", {x, Tensor(), sc}, {{"mode", std::string("area")}}), UnsupportedError);
+  CHECK_THROWS_AS(run("Resize", {x, Tensor(), sc}, {{"mode", std::string("area")}}),
+                  UnsupportedError);
   CHECK_THROWS_AS(run("Resize", {x}), Error);
 }
 
 TEST_CASE("Resize laws: scale 1 is the identity; the shape rule agrees with the kernel") {
   for (const char* mode : {"nearest", "linear", "cubic"})
-    for (const char* ctm : {"half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel", "half_pixel_symmetric"}) {
+    for (const char* ctm : {"half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel",
+                            "half_pixel_symmetric"}) {
       Tensor x = iota(DType::f32, {2, 3, 4});
-      Tensor y = run("Resize", {x, Tensor(), floats({3}, {1, 1, 1})},
-                     {{"mode", std::string(mode)}, {"coordinate_transformation_mode", std::string(ctm)}});
+      Tensor y =
+          run("Resize", {x, Tensor(), floats({3}, {1, 1, 1})},
+              {{"mode", std::string(mode)}, {"coordinate_transformation_mode", std::string(ctm)}});
       CHECK(vals(y) == vals(x));
     }
   for (int trial = 0; trial < 40; ++trial) {
@@ -623,12 +674,14 @@ TEST_CASE("Data-movement ops keep values in every dtype") {
   for (DType t : kAllDTypes) {
     CAPTURE(dtype_name(t));
     Tensor x = iota(t, {2, 3});
-    if (t == DType::boolean) x = Tensor::from<bool>({2, 3}, {true, false, true, true, false, false});
+    if (t == DType::boolean)
+      x = Tensor::from<bool>({2, 3}, {true, false, true, true, false, false});
     const auto v = vals(x);
     CHECK(vals(run("Transpose", {run("Transpose", {x})})) == v);
     CHECK(vals(run("Concat", {x}, {{"axis", i64{1}}})) == v);
     CHECK(vals(run("Gather", {x, ints({1})})) == std::vector<double>(v.begin() + 3, v.end()));
-    CHECK(vals(run("Slice", {x, ints({0}), ints({1})})) == std::vector<double>(v.begin(), v.begin() + 3));
+    CHECK(vals(run("Slice", {x, ints({0}), ints({1})})) ==
+          std::vector<double>(v.begin(), v.begin() + 3));
     CHECK(vals(run("Reshape", {x, ints({-1})})) == v);
     CHECK(vals(run("Pad", {x, ints({0, 0, 0, 0})})) == v);
     CHECK(vals(run("Tile", {x, ints({1, 1})})) == v);

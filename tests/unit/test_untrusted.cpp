@@ -12,15 +12,15 @@
 #include <vector>
 
 #include "expect_error.hpp"
-#include "onnx.pb.h"
-#include "onnx_test_util.hpp"
-#include "plan_test_util.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/memory.hpp"
 #include "kiln/plan/plan_file.hpp"
 #include "kiln/reference/executor.hpp"
 #include "kiln/reference/plan_executor.hpp"
+#include "onnx.pb.h"
+#include "onnx_test_util.hpp"
+#include "plan_test_util.hpp"
 
 using namespace kiln;
 namespace fs = std::filesystem;
@@ -86,19 +86,28 @@ void run_and_build(const ModelBuilder& b) {
 }
 }  // namespace
 
-TEST_CASE("ConstantOfShape whose byte size overflows 64 bits is an error naming the node, not a write past a buffer") {
+TEST_CASE(
+    "ConstantOfShape whose byte size overflows 64 bits is an error naming the node, not a write "
+    "past a buffer") {
   // [2^62] f32: 2^64 bytes, which wrapped to 0 before.
-  expect_error<MemoryLimitError>([] { run_and_build(constant_of_shape({k2e62})); },
-                                 {"[ConstantOfShape 'cos']", "f32[4611686018427387904]", "64 bits"});
-  expect_error<MemoryLimitError>([] { run_and_build(constant_of_shape({k2e31, k2e31})); },
-                                 {"[ConstantOfShape 'cos']", "[2147483648,2147483648]"});
+  expect_error<MemoryLimitError>(
+      [] { run_and_build(constant_of_shape({k2e62})); },
+      {"[ConstantOfShape 'cos']", "f32[4611686018427387904]", "64 bits"});
+  expect_error<MemoryLimitError>(
+      [] {
+        run_and_build(constant_of_shape({k2e31, k2e31}));
+      },
+      {"[ConstantOfShape 'cos']", "[2147483648,2147483648]"});
 }
 
 TEST_CASE("ConstantOfShape past the host memory limit names the node, the dims and the bytes") {
   MemoryLimit limit(std::uint64_t{1} << 30);
-  expect_error<MemoryLimitError>([] { run_and_build(constant_of_shape({100000, 100000})); },
-                                 {"[ConstantOfShape 'cos']", "f32[100000,100000]", "40000000000 bytes",
-                                  "host memory limit", "--max-memory"});
+  expect_error<MemoryLimitError>(
+      [] {
+        run_and_build(constant_of_shape({100000, 100000}));
+      },
+      {"[ConstantOfShape 'cos']", "f32[100000,100000]", "40000000000 bytes", "host memory limit",
+       "--max-memory"});
   // Under the limit it still works, and the memory is given back.
   CHECK_NOTHROW(run_and_build(constant_of_shape({2, 3})));
   CHECK(host_memory_in_use() < (std::uint64_t{1} << 20));
@@ -112,7 +121,8 @@ TEST_CASE("Reshape of a rank-0 input to [7,13] is a ShapeError naming the node")
   int64_initializer(b, "shape", {7, 13});
   b.node("Reshape", {"x", "shape"}, {"y"}, "rs");
   b.output("y");
-  expect_error<ShapeError>([&] { load(b); }, {"[Reshape 'rs']", "expected 1 element count, got 91"});
+  expect_error<ShapeError>([&] { load(b); },
+                           {"[Reshape 'rs']", "expected 1 element count, got 91"});
 }
 
 TEST_CASE("Reshape to a shape whose element count overflows says so instead of '(0 elements)'") {
@@ -128,7 +138,11 @@ TEST_CASE("element counts overflow as errors, for every rule that multiplies dim
   CHECK_THROWS_AS(product({k2e40, k2e40}), ShapeError);
   CHECK_THROWS_AS(Shape::of({k2e31, k2e31, k2e31}).numel(), ShapeError);
   CHECK(product({3, kDynamic}) == -3);  // dynamic dims still pass through
-  expect_error<MemoryLimitError>([] { Tensor t(DType::f64, {k2e62, 4}); }, {"f64[4611686018427387904,4]"});
+  expect_error<MemoryLimitError>(
+      [] {
+        Tensor t(DType::f64, {k2e62, 4});
+      },
+      {"f64[4611686018427387904,4]"});
 }
 
 // ---- 3. A plan whose fields are corrupted and whose checksum is recomputed ----------------------
@@ -140,7 +154,8 @@ plan::Plan small_plan() {
   auto x = b.input("x", {1, 3, 8, 8});
   auto c = b.conv(x, 3, 4, 3);
   auto r = b.node("Relu", {c});
-  auto p = b.node("MaxPool", {r}, {{"kernel_shape", std::vector<i64>{2, 2}}, {"strides", std::vector<i64>{2, 2}}});
+  auto p = b.node("MaxPool", {r},
+                  {{"kernel_shape", std::vector<i64>{2, 2}}, {"strides", std::vector<i64>{2, 2}}});
   Graph g = b.finish({p});
   build::BuildOptions o;
   o.evaluator = &reference::constant_evaluator();
@@ -162,34 +177,45 @@ void load_and_run_never_crashes(std::string bytes, const reference::TensorMap& i
 
 }  // namespace
 
-TEST_CASE("a value's offset outside the arena, with the checksum recomputed, is refused naming the value") {
+TEST_CASE(
+    "a value's offset outside the arena, with the checksum recomputed, is refused naming the "
+    "value") {
   plan::Plan p = small_plan();
   REQUIRE(p.memory.values.count("x"));
   p.memory.values.at("x").offset = std::int64_t{1} << 62;  // offset + size overflowed the old check
   std::string bytes = plan::serialize_plan(p);
-  expect_error<FormatError>([&] { plan::deserialize_plan(bytes); }, {"value 'x'", "outside the arena"});
+  expect_error<FormatError>([&] { plan::deserialize_plan(bytes); },
+                            {"value 'x'", "outside the arena"});
   p.memory.values.at("x").offset = p.memory.arena_bytes - 4;
   bytes = plan::serialize_plan(p);
-  expect_error<FormatError>([&] { plan::deserialize_plan(bytes); }, {"value 'x'", "outside the arena"});
+  expect_error<FormatError>([&] { plan::deserialize_plan(bytes); },
+                            {"value 'x'", "outside the arena"});
 }
 
-TEST_CASE("a step whose planned output type disagrees with its shape rule is refused naming the step") {
+TEST_CASE(
+    "a step whose planned output type disagrees with its shape rule is refused naming the step") {
   plan::Plan p = small_plan();
   REQUIRE(p.steps.size() >= 2);
   auto& v = p.memory.values.at(p.steps[0].outputs[0]);  // an activation, not a graph output
-  v.dims.back() -= 1;  // what a mutated dims field would say
+  v.dims.back() -= 1;                                   // what a mutated dims field would say
   v.strides = std::vector<i64>(v.dims.size(), 1);
   expect_error<FormatError>([&] { plan::deserialize_plan(plan::serialize_plan(p)); },
                             {"step #0", p.steps[0].name, "the plan places"});
 }
 
-TEST_CASE("every 8-byte field of a plan overwritten with hostile numbers, checksum recomputed, loads and runs or is refused") {
+TEST_CASE(
+    "every 8-byte field of a plan overwritten with hostile numbers, checksum recomputed, loads and "
+    "runs or is refused") {
   const plan::Plan p = small_plan();
   const std::string good = plan::serialize_plan(p);
   const auto inputs = plan_test::random_inputs(p.inputs, 5);
   REQUIRE_NOTHROW(reference::PlanExecutor(plan::deserialize_plan(good)).run(inputs));
-  const std::int64_t hostile[] = {-1, std::int64_t{1} << 62, std::numeric_limits<std::int64_t>::max(),
-                                  std::numeric_limits<std::int64_t>::min(), 1 << 20, 0};
+  const std::int64_t hostile[] = {-1,
+                                  std::int64_t{1} << 62,
+                                  std::numeric_limits<std::int64_t>::max(),
+                                  std::numeric_limits<std::int64_t>::min(),
+                                  1 << 20,
+                                  0};
   for (std::size_t at = 20; at + 16 <= good.size(); at += 1) {
     for (std::int64_t h : hostile) {
       std::string bad = good;
@@ -199,7 +225,8 @@ TEST_CASE("every 8-byte field of a plan overwritten with hostile numbers, checks
   }
 }
 
-// ---- 4. External data outside the model's folder, or not a file ----------------------------------
+// ---- 4. External data outside the model's folder, or not a file
+// ----------------------------------
 
 TEST_CASE("external data through a symlink to a file outside the model's folder is refused") {
   const auto root = temp_dir("symlink");
@@ -240,7 +267,8 @@ TEST_CASE("external data whose location is a folder is refused instead of readin
   }
 }
 
-// ---- 5. Fields that were accepted silently --------------------------------------------------------
+// ---- 5. Fields that were accepted silently
+// --------------------------------------------------------
 
 namespace {
 ModelBuilder relu_model() {
@@ -251,19 +279,25 @@ ModelBuilder relu_model() {
   return b;
 }
 void set_output_type(ModelBuilder& b, int elem_type) {
-  b.m.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->set_elem_type(elem_type);
+  b.m.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->set_elem_type(
+      elem_type);
 }
 }  // namespace
 
-TEST_CASE("graph input and output element types that are not ONNX data types are FormatErrors naming them") {
+TEST_CASE(
+    "graph input and output element types that are not ONNX data types are FormatErrors naming "
+    "them") {
   for (int code : {999, 0, -1}) {
     CAPTURE(code);
     ModelBuilder in = relu_model();
-    in.m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->set_elem_type(code);
-    expect_error<FormatError>([&] { load(in); }, {"graph input 'x'", "element type " + std::to_string(code)});
+    in.m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->set_elem_type(
+        code);
+    expect_error<FormatError>([&] { load(in); },
+                              {"graph input 'x'", "element type " + std::to_string(code)});
     ModelBuilder out = relu_model();
     set_output_type(out, code);
-    expect_error<FormatError>([&] { load(out); }, {"graph output 'y'", "element type " + std::to_string(code)});
+    expect_error<FormatError>([&] { load(out); },
+                              {"graph output 'y'", "element type " + std::to_string(code)});
   }
   ModelBuilder ok = relu_model();
   set_output_type(ok, 1);
@@ -274,7 +308,13 @@ TEST_CASE("declared dims below zero are FormatErrors naming the input and the ax
   for (i64 d : {i64{-5}, std::numeric_limits<i64>::min()}) {
     CAPTURE(d);
     ModelBuilder b = relu_model();
-    b.m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(1)->set_dim_value(d);
+    b.m.mutable_graph()
+        ->mutable_input(0)
+        ->mutable_type()
+        ->mutable_tensor_type()
+        ->mutable_shape()
+        ->mutable_dim(1)
+        ->set_dim_value(d);
     expect_error<FormatError>([&] { load(b); }, {"graph input 'x'", "dim 1", std::to_string(d)});
   }
 }
@@ -297,7 +337,8 @@ TEST_CASE("a graph with no outputs is a FormatError") {
   expect_error<FormatError>([&] { load(b); }, {"has no outputs"});
 }
 
-// ---- 6. Memory: every size that a file's numbers choose is checked before it is allocated --------
+// ---- 6. Memory: every size that a file's numbers choose is checked before it is allocated
+// --------
 
 TEST_CASE("a tensor past the host memory limit is a MemoryLimitError naming its dims and bytes") {
   MemoryLimit limit(std::uint64_t{64} << 20);
@@ -351,7 +392,8 @@ TEST_CASE("parse_bytes reads the --max-memory forms and refuses the rest naming 
     expect_error<Error>([&] { parse_bytes(bad, "--max-memory"); }, {"--max-memory", bad});
 }
 
-TEST_CASE("a value out of an integer type's range saturates when set, as cast does (fuzz_tensor_pb)") {
+TEST_CASE(
+    "a value out of an integer type's range saturates when set, as cast does (fuzz_tensor_pb)") {
   // An INT16 TensorProto whose int32_data held -16777216: converting it was undefined behaviour.
   Tensor t(DType::i16, {3});
   t.set(0, -1.67772e7);

@@ -18,14 +18,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string bytes_of(const void* p, std::size_t n) { return std::string(static_cast<const char*>(p), n); }
+std::string bytes_of(const void* p, std::size_t n) {
+  return std::string(static_cast<const char*>(p), n);
+}
 
 /// A fresh directory under the system temp dir, removed at the end of the test.
 struct TempDir {
   fs::path path;
   TempDir() {
     std::random_device rd;
-    path = fs::temp_directory_path() / ("kiln_wts_test_" + std::to_string(rd()) + std::to_string(rd()));
+    path = fs::temp_directory_path() /
+           ("kiln_wts_test_" + std::to_string(rd()) + std::to_string(rd()));
     fs::create_directories(path);
   }
   ~TempDir() {
@@ -74,7 +77,8 @@ WeightMap random_weights(std::mt19937& rng, bool all_types) {
   WeightMap w;
   std::uniform_real_distribution<float> u(-3.f, 3.f);
   auto fill = [&](Tensor t) {
-    for (std::int64_t i = 0; i < t.numel(); ++i) t.set(i, is_float(t.dtype()) ? u(rng) : std::round(u(rng) * 40));
+    for (std::int64_t i = 0; i < t.numel(); ++i)
+      t.set(i, is_float(t.dtype()) ? u(rng) : std::round(u(rng) * 40));
     return t;
   };
   w.add("conv1.weight", fill(Tensor(DType::f32, {4, 1, 3, 3})));
@@ -104,7 +108,8 @@ void check_same_values(const WeightMap& a, const WeightMap& b) {
 TEST_CASE("dialect names") {
   for (auto d : kAllWtsDialects) CHECK(parse_wts_dialect(wts_dialect_name(d)) == d);
   CHECK_THROWS_WITH_AS(parse_wts_dialect("onnx"),
-                       "unknown WTS dialect 'onnx' (expected trt-hex, trt-binary or tensorrtx)", Error);
+                       "unknown WTS dialect 'onnx' (expected trt-hex, trt-binary or tensorrtx)",
+                       Error);
 }
 
 TEST_CASE("trt-hex: type column, unpadded words, every type") {
@@ -149,8 +154,9 @@ TEST_CASE("tensorrtx: 8-digit words, 0x words, a last line without newline") {
   const std::string bad = "1\nb 2 3f800000 0\n";
   WtsReadOptions o;
   o.dialect = WtsDialect::tensorrtx;
-  CHECK(error_of([&] { read_wts_string(bad, "b.wts", o); })
-            .find("b.wts: line 2, byte 15: hex word '0' has 1 digits; tensorrtx words have 8") == 0);
+  CHECK(error_of([&] {
+          read_wts_string(bad, "b.wts", o);
+        }).find("b.wts: line 2, byte 15: hex word '0' has 1 digits; tensorrtx words have 8") == 0);
 }
 
 TEST_CASE("trt-binary: shapes as tuples, raw little-endian bytes holding newlines and spaces") {
@@ -169,7 +175,8 @@ TEST_CASE("trt-binary: shapes as tuples, raw little-endian bytes holding newline
   CHECK(f.entries[1].offset == 2 + 20 + 24 + 1);
   const Tensor& w = f.weights.at("rnn.weight");
   CHECK(w.dims() == std::vector<std::int64_t>{2, 3});
-  for (int i = 0; i < 6; ++i) CHECK(std::bit_cast<std::uint32_t>(w.data<float>()[i]) == std::bit_cast<std::uint32_t>(a[i]));
+  for (int i = 0; i < 6; ++i)
+    CHECK(std::bit_cast<std::uint32_t>(w.data<float>()[i]) == std::bit_cast<std::uint32_t>(a[i]));
   CHECK(f.weights.at("ids").to_doubles() == std::vector<double>{10, -1, 0x0a0a0a0a, 0x20});
   CHECK(f.weights.at("one").dims().empty());
   CHECK(f.weights.at("one").get(0) == 1.0);
@@ -205,17 +212,18 @@ TEST_CASE("writers: read(write(w)) gives back every value, in every dialect, for
         for (const auto& [n, t] : f.weights) CHECK(t.dtype() == DType::f32);
       }
       // Writing what was read gives the same bytes.
-      CHECK(write_wts_string(f.weights, d) == (d == WtsDialect::trt_hex || d == WtsDialect::trt_binary ||
-                                                       round % 2 == 0
-                                                   ? text
-                                                   : write_wts_string(f.weights, d)));
+      CHECK(write_wts_string(f.weights, d) ==
+            (d == WtsDialect::trt_hex || d == WtsDialect::trt_binary || round % 2 == 0
+                 ? text
+                 : write_wts_string(f.weights, d)));
     }
   }
   WeightMap bad;
   bad.add("steps", Tensor(DType::i64, {1}));
-  CHECK_THROWS_WITH_AS(write_wts_string(bad, WtsDialect::trt_hex),
-                       "trt-hex holds float32, float16, int8 and int32 weights; 'steps' is i64 (cast it first)",
-                       UnsupportedError);
+  CHECK_THROWS_WITH_AS(
+      write_wts_string(bad, WtsDialect::trt_hex),
+      "trt-hex holds float32, float16, int8 and int32 weights; 'steps' is i64 (cast it first)",
+      UnsupportedError);
   WeightMap spaced;
   spaced.add("a b", Tensor(DType::f32, {1}));
   CHECK_THROWS_AS(write_wts_string(spaced, WtsDialect::tensorrtx), Error);
@@ -228,22 +236,25 @@ TEST_CASE("writers: files on disk") {
   write_wts(w, dir.path / "w.wts", WtsDialect::trt_binary);
   const WeightMap r = load_wts(dir.path / "w.wts");
   CHECK(weights_hash(r) == weights_hash(w));
-  CHECK_THROWS_WITH_AS(load_wts(dir.path / "missing.wts"), doctest::Contains("no such file"), Error);
+  CHECK_THROWS_WITH_AS(load_wts(dir.path / "missing.wts"), doctest::Contains("no such file"),
+                       Error);
   CHECK_THROWS_WITH_AS(load_wts(dir.path), doctest::Contains("not a regular file"), Error);
 }
 
 TEST_CASE("auto-detection: several dialects or none ask for the dialect flag") {
   const std::string msg = error_of([] { read_wts_string("0\n", "zero.wts"); });
-  CHECK(msg == "zero.wts: reads whole as 3 WTS dialects (trt-hex, trt-binary, tensorrtx); pass the "
-               "dialect (--dialect trt-hex|trt-binary|tensorrtx) to choose one");
+  CHECK(msg ==
+        "zero.wts: reads whole as 3 WTS dialects (trt-hex, trt-binary, tensorrtx); pass the "
+        "dialect (--dialect trt-hex|trt-binary|tensorrtx) to choose one");
   WtsReadOptions o;
   o.dialect = WtsDialect::tensorrtx;
   CHECK(read_wts_string("0\n", "zero.wts", o).entries.empty());
   // A trt-hex file with a bad word: the furthest dialect leads, the others follow.
   const std::string m2 = error_of([] { read_wts_string("1\nw 0 2 3f800000 xyz\n", "m.wts"); });
-  CHECK(m2.find("m.wts: not a valid WTS file in any dialect (pass --dialect to read it as one); it "
-                "reads furthest as trt-hex: line 2, byte 17: 'xyz' is not a hex word (value 1 of the "
-                "2 of weight 'w')") == 0);
+  CHECK(
+      m2.find("m.wts: not a valid WTS file in any dialect (pass --dialect to read it as one); it "
+              "reads furthest as trt-hex: line 2, byte 17: 'xyz' is not a hex word (value 1 of the "
+              "2 of weight 'w')") == 0);
   CHECK(m2.find("\n  as tensorrtx: ") != std::string::npos);
   CHECK(m2.find("\n  as trt-binary: ") != std::string::npos);
 }
@@ -255,21 +266,25 @@ TEST_CASE("bad files: each refused with a clear FormatError naming the line or b
   const auto bin = WtsDialect::trt_binary;
 
   SUBCASE("empty") {
-    expect_bad(dir, "empty.wts", "", hex, {"line 1, byte 0: file is empty (expected the weight count"});
+    expect_bad(dir, "empty.wts", "", hex,
+               {"line 1, byte 0: file is empty (expected the weight count"});
     expect_bad(dir, "blank.wts", " \n\n", bin, {"byte 3: file holds only whitespace"});
   }
   SUBCASE("truncated") {
     expect_bad(dir, "trunc.wts", "2\na 0 4 3f800000 0 0", hex,
-               {"line 2, byte 20: file ends in weight 'a' after 3 of its 4 values (truncated)"}, false);
-    expect_bad(dir, "trunc2.wts", "2\na 0 2 1 2\nb 0 5 1", hex,
-               {"line 3, byte 16: weight 'b' declares 5 values, but the remaining 2 bytes of the file "
-                "could hold at most 1 hex words"});
+               {"line 2, byte 20: file ends in weight 'a' after 3 of its 4 values (truncated)"},
+               false);
+    expect_bad(
+        dir, "trunc2.wts", "2\na 0 2 1 2\nb 0 5 1", hex,
+        {"line 3, byte 16: weight 'b' declares 5 values, but the remaining 2 bytes of the file "
+         "could hold at most 1 hex words"});
     expect_bad(dir, "trunc_x.wts", "1\nw 3 3f800000 00000000", trx,
                {"file ends in weight 'w' after 2 of its 3 values"}, false);
     const float v[3] = {1, 2, 3};
     expect_bad(dir, "trunc.bin.wts", "1\nw 0 (3,) " + bytes_of(v, 10), bin,
                {"byte 11: weight 'w' (f32 (3,)) needs 12 bytes, but only 10 remain in the file"});
-    expect_bad(dir, "trunc_hdr.wts", "1\nw 0 (3", bin, {"file ends in the shape of weight 'w'"}, false);
+    expect_bad(dir, "trunc_hdr.wts", "1\nw 0 (3", bin, {"file ends in the shape of weight 'w'"},
+               false);
   }
   SUBCASE("count disagrees with the records") {
     expect_bad(dir, "fewer.wts", "3\na 0 1 0\nb 0 1 0\n", hex,
@@ -277,7 +292,8 @@ TEST_CASE("bad files: each refused with a clear FormatError naming the line or b
     expect_bad(dir, "more.wts", "1\na 0 1 0\nb 0 1 0\n", hex,
                {"line 3, byte 10: the count line says 1 weights, but more data follows ('b'): the "
                 "count disagrees with the records"});
-    expect_bad(dir, "more_x.wts", "1\na 1 00000000\nb 1 00000000", trx, {"line 3", "more data follows"});
+    expect_bad(dir, "more_x.wts", "1\na 1 00000000\nb 1 00000000", trx,
+               {"line 3", "more data follows"});
     // A record with more words than its size: the hint names the previous weight.
     expect_bad(dir, "overrun.wts", "2\na 0 1 3f800000 40000000\nb 0 1 0\n", hex,
                {"line 3, byte 26: expected a type code (a decimal number), got 'b' (does weight "
@@ -287,27 +303,32 @@ TEST_CASE("bad files: each refused with a clear FormatError naming the line or b
                {"does weight 'a' have more than its 1 values?"}, false);
     // Binary: a shape that disagrees with the data.
     const float v[4] = {1, 2, 3, 4};
-    expect_bad(dir, "shape.bin.wts", "2\nw 0 (3,) " + bytes_of(v, 16) + "\nb 0 (1,) " + bytes_of(v, 4) + "\n",
-               bin, {"byte 23: expected a newline after the 12 bytes of weight 'w', got byte 0x00"});
+    expect_bad(dir, "shape.bin.wts",
+               "2\nw 0 (3,) " + bytes_of(v, 16) + "\nb 0 (1,) " + bytes_of(v, 4) + "\n", bin,
+               {"byte 23: expected a newline after the 12 bytes of weight 'w', got byte 0x00"});
   }
   SUBCASE("non-hex token") {
-    expect_bad(dir, "nonhex.wts", "1\nconv1.weight 0 3 3f800000 zz12 0\n", hex,
-               {"line 2, byte 28: 'zz12' is not a hex word (value 1 of the 3 of weight 'conv1.weight')"}, false);
+    expect_bad(
+        dir, "nonhex.wts", "1\nconv1.weight 0 3 3f800000 zz12 0\n", hex,
+        {"line 2, byte 28: 'zz12' is not a hex word (value 1 of the 3 of weight 'conv1.weight')"},
+        false);
     expect_bad(dir, "nonhex_x.wts", "1\nw 2 3f800000 3f80000g\n", trx,
                {"line 2, byte 15: '3f80000g' is not a hex word"}, false);
     expect_bad(dir, "wide.wts", "1\nh 1 1 13c00\n", hex,
                {"hex word '13c00' does not fit in 16 bits (value 0 of f16 weight 'h')"}, false);
   }
   SUBCASE("count larger than the file could hold") {
-    expect_bad(dir, "bigcount.wts", "99999999\na 0 1 0\n", hex,
-               {"line 1, byte 0: the count line says 99999999 weights, but the remaining 9 bytes of "
-                "the file could hold at most 2"});
+    expect_bad(
+        dir, "bigcount.wts", "99999999\na 0 1 0\n", hex,
+        {"line 1, byte 0: the count line says 99999999 weights, but the remaining 9 bytes of "
+         "the file could hold at most 2"});
     expect_bad(dir, "bigsize.wts", "1\na 0 1000000000000 0\n", hex,
                {"weight 'a' declares 1000000000000 values, but the remaining 3 bytes"});
     expect_bad(dir, "bigsize_x.wts", "1\na 999999999999 00000000\n", trx,
                {"weight 'a' declares 999999999999 values"});
-    expect_bad(dir, "bigshape.wts", "1\nw 0 (1000000, 1000000) \x01\x02\x03\x04\n", bin,
-               {"weight 'w' (f32 (1000000, 1000000)) needs 4000000000000 bytes, but only 5 remain"});
+    expect_bad(
+        dir, "bigshape.wts", "1\nw 0 (1000000, 1000000) \x01\x02\x03\x04\n", bin,
+        {"weight 'w' (f32 (1000000, 1000000)) needs 4000000000000 bytes, but only 5 remain"});
     expect_bad(dir, "hugeshape.wts", "1\nw 0 (100000000, 100000000) \x01\n", bin,
                {"holds more than 2^40 values"});
     expect_bad(dir, "hugenum.wts", "1\na 0 99999999999999999999999 0\n", hex,
@@ -323,21 +344,27 @@ TEST_CASE("bad files: each refused with a clear FormatError naming the line or b
     std::string png = "\x89PNG\r\n\x1a\n";
     png += std::string("\x00\x00\x00\rIHDR\x00\x00\x01\x00", 12);
     expect_bad(dir, "garbage.wts", png, hex,
-               {"line 1, byte 0: expected the weight count (a decimal number), got binary data (byte 0x89)"});
+               {"line 1, byte 0: expected the weight count (a decimal number), got binary data "
+                "(byte 0x89)"});
     std::mt19937 rng(99);
     std::string noise(100000, '\0');
     for (auto& c : noise) c = static_cast<char>(rng() | 0x80);  // no whitespace: one giant token
-    expect_bad(dir, "noise.wts", noise, bin, {"a token longer than 32 bytes where the weight count should be"});
-    expect_bad(dir, "badname.wts", "1\n\x01\x02 0 1 0\n", hex, {"expected a weight name, got binary data (byte 0x01)"});
+    expect_bad(dir, "noise.wts", noise, bin,
+               {"a token longer than 32 bytes where the weight count should be"});
+    expect_bad(dir, "badname.wts", "1\n\x01\x02 0 1 0\n", hex,
+               {"expected a weight name, got binary data (byte 0x01)"});
   }
   SUBCASE("empty weights") {
     // Refused by default; as tensorrtx "2\na 0 1 0" would otherwise read as two empty weights.
     expect_bad(dir, "short.wts", "2\na 0 1 0\n", std::nullopt,
-               {"reads furthest as trt-hex: line 3, byte 10: file ends after 1 of 2 weights"}, false);
+               {"reads furthest as trt-hex: line 3, byte 10: file ends after 1 of 2 weights"},
+               false);
     expect_bad(dir, "empty_w.wts", "1\nw 0 0\n", hex,
                {"line 2, byte 6: weight 'w' has 0 values (an empty weight; set "
-                "WtsReadOptions::allow_empty_weights to accept it)"}, false);
-    expect_bad(dir, "empty_b.wts", "1\nw 0 (0, 3) \n", bin, {"byte 6: weight 'w' has 0 values"}, false);
+                "WtsReadOptions::allow_empty_weights to accept it)"},
+               false);
+    expect_bad(dir, "empty_b.wts", "1\nw 0 (0, 3) \n", bin, {"byte 6: weight 'w' has 0 values"},
+               false);
     WtsReadOptions o;
     o.dialect = hex;
     o.allow_empty_weights = true;
@@ -348,15 +375,18 @@ TEST_CASE("bad files: each refused with a clear FormatError naming the line or b
           std::vector<std::int64_t>{0, 3});
   }
   SUBCASE("unknown type code") {
-    expect_bad(dir, "type.wts", "1\nw 7 1 0\n", hex,
-               {"line 2, byte 4: unknown type 7 for weight 'w' (0 float32, 1 float16, 2 int8, 3 int32)"}, false);
+    expect_bad(
+        dir, "type.wts", "1\nw 7 1 0\n", hex,
+        {"line 2, byte 4: unknown type 7 for weight 'w' (0 float32, 1 float16, 2 int8, 3 int32)"},
+        false);
   }
 }
 
 TEST_CASE("fuzz: random bytes, truncations and mutations only ever throw kiln::Error") {
   std::mt19937 rng(2024);
   std::vector<std::string> valid;
-  for (auto d : kAllWtsDialects) valid.push_back(write_wts_string(random_weights(rng, d != WtsDialect::tensorrtx), d));
+  for (auto d : kAllWtsDialects)
+    valid.push_back(write_wts_string(random_weights(rng, d != WtsDialect::tensorrtx), d));
   const std::string alphabet = "0123456789abcdefxX ()\n,\t.-zq\x00\xff";
   std::int64_t reads = 0, accepted = 0;
   auto attempt = [&](const std::string& s) {
@@ -421,7 +451,8 @@ TEST_CASE("weights_hash: stable, and sensitive to names, dtypes, dims and every 
   }
   CHECK_NOTHROW(check_weights_hash(w2, h, "plan 'lenet.plan'"));
   CHECK_THROWS_WITH_AS(check_weights_hash(w2, h ^ 1, "plan 'lenet.plan'"),
-                       doctest::Contains("plan 'lenet.plan' was built from weights fnv1a64:"), WeightError);
+                       doctest::Contains("plan 'lenet.plan' was built from weights fnv1a64:"),
+                       WeightError);
 }
 
 TEST_CASE("content checks: NaN and Inf named with the first index, dtypes per layer") {
@@ -429,9 +460,9 @@ TEST_CASE("content checks: NaN and Inf named with the first index, dtypes per la
   w.add("ok", Tensor::from<float>({2}, {1, 2}));
   Tensor bad = Tensor::from<float>({2, 3}, {0, 1, 2, 3, NAN, NAN});
   w.add("conv.weight", bad);
-  CHECK_THROWS_WITH_AS(check_weights_finite(w),
-                       "weight 'conv.weight' f32[2,3] has NaN at index 4 [1,1] (2 NaN, 0 Inf in all)",
-                       WeightError);
+  CHECK_THROWS_WITH_AS(
+      check_weights_finite(w),
+      "weight 'conv.weight' f32[2,3] has NaN at index 4 [1,1] (2 NaN, 0 Inf in all)", WeightError);
   Tensor h(DType::f16, {3});
   h.set(2, -INFINITY);
   w.add("half", h);
@@ -444,15 +475,17 @@ TEST_CASE("content checks: NaN and Inf named with the first index, dtypes per la
     return std::string();
   }();
   CHECK(msg.find("2 weights hold NaN or Inf:") == 0);
-  CHECK(msg.find("weight 'half' f16[3] has -Inf at index 2 [2] (0 NaN, 1 Inf in all)") != std::string::npos);
+  CHECK(msg.find("weight 'half' f16[3] has -Inf at index 2 [2] (0 NaN, 1 Inf in all)") !=
+        std::string::npos);
   WeightMap fine;
   fine.add("x", Tensor::from<float>({1}, {0}));
   fine.add("i", Tensor::from<std::int32_t>({1}, {5}));
   CHECK_NOTHROW(check_weights_finite(fine));
   WeightMap q;
   q.add("conv1.weight", Tensor(DType::i8, {4}));
-  CHECK_THROWS_WITH_AS(check_weight_dtype(q, "conv1.weight", "[conv2d 'conv1']", {DType::f32, DType::f16}),
-                       "[conv2d 'conv1'] weight 'conv1.weight' has dtype i8, expected f32 or f16", WeightError);
+  CHECK_THROWS_WITH_AS(
+      check_weight_dtype(q, "conv1.weight", "[conv2d 'conv1']", {DType::f32, DType::f16}),
+      "[conv2d 'conv1'] weight 'conv1.weight' has dtype i8, expected f32 or f16", WeightError);
   CHECK_NOTHROW(check_weight_dtype(q, "conv1.weight", "[conv2d 'conv1']", {DType::i8}));
 }
 
@@ -479,7 +512,8 @@ std::pair<std::vector<double>, std::vector<double>> ir_step(const port::LstmWeig
                                                             const std::vector<double>& x,
                                                             const std::vector<double>& h,
                                                             const std::vector<double>& c) {
-  const std::int64_t H = static_cast<std::int64_t>(h.size()), I = static_cast<std::int64_t>(x.size());
+  const std::int64_t H = static_cast<std::int64_t>(h.size()),
+                     I = static_cast<std::int64_t>(x.size());
   std::vector<double> g(4 * H);
   for (std::int64_t r = 0; r < 4 * H; ++r) {
     double s = w.b.data<float>()[r] + w.b.data<float>()[4 * H + r];
@@ -489,7 +523,8 @@ std::pair<std::vector<double>, std::vector<double>> ir_step(const port::LstmWeig
   }
   std::vector<double> h2(H), c2(H);
   for (std::int64_t j = 0; j < H; ++j) {
-    const double i = sigmoid(g[j]), o = sigmoid(g[H + j]), f = sigmoid(g[2 * H + j]), cc = std::tanh(g[3 * H + j]);
+    const double i = sigmoid(g[j]), o = sigmoid(g[H + j]), f = sigmoid(g[2 * H + j]),
+                 cc = std::tanh(g[3 * H + j]);
     c2[j] = f * c[j] + i * cc;
     h2[j] = o * std::tanh(c2[j]);
   }
@@ -531,7 +566,8 @@ TEST_CASE("reorder_gates: explicit orders and inverse laws") {
   for (int round = 0; round < 20; ++round) {
     const std::int64_t H = 1 + rng() % 4, C = 1 + rng() % 3;
     const Tensor w = random_tensor(rng, {C, 4 * H, 2});
-    const Tensor r = port::reorder_gates(port::reorder_gates(w, 1, "ifgo", "iofc"), 1, "iofc", "ifgo");
+    const Tensor r =
+        port::reorder_gates(port::reorder_gates(w, 1, "ifgo", "iofc"), 1, "iofc", "ifgo");
     CHECK(r.to_doubles() == w.to_doubles());
     CHECK(port::reorder_gates(w, -2, "icfo", "icfo").to_doubles() == w.to_doubles());
   }
@@ -553,9 +589,12 @@ TEST_CASE("LSTM: PyTorch, TensorFlow and IR layouts compute the same step") {
     for (int k = 0; k < 4; ++k)
       for (std::int64_t j = 0; j < H; ++j) {
         const std::int64_t tr = torch_of_tf[k] * H + j, col = k * H + j;
-        for (std::int64_t x = 0; x < I; ++x) kernel.data<float>()[x * 4 * H + col] = at(w_ih, {tr, x});
-        for (std::int64_t x = 0; x < H; ++x) kernel.data<float>()[(I + x) * 4 * H + col] = at(w_hh, {tr, x});
-        bias.data<float>()[col] = b_ih.data<float>()[tr] + b_hh.data<float>()[tr] - (k == 2 ? forget_bias : 0.0);
+        for (std::int64_t x = 0; x < I; ++x)
+          kernel.data<float>()[x * 4 * H + col] = at(w_ih, {tr, x});
+        for (std::int64_t x = 0; x < H; ++x)
+          kernel.data<float>()[(I + x) * 4 * H + col] = at(w_hh, {tr, x});
+        bias.data<float>()[col] =
+            b_ih.data<float>()[tr] + b_hh.data<float>()[tr] - (k == 2 ? forget_bias : 0.0);
       }
     const auto from_torch = port::lstm_from_torch(w_ih, w_hh, b_ih, b_hh);
     const auto from_tf = port::lstm_from_tf(kernel, bias, I, forget_bias);
@@ -605,16 +644,20 @@ TEST_CASE("LSTM: PyTorch, TensorFlow and IR layouts compute the same step") {
     CHECK(m.at("rnn.weight_ih_l1").to_doubles() == w_ih.to_doubles());
     CHECK(m.at("rnn.weight_hh_l1").to_doubles() == w_hh.to_doubles());
     for (std::int64_t j = 0; j < 4 * H; ++j) {
-      CHECK(m.at("rnn.bias_ih_l1").get(j) == doctest::Approx(b_ih.get(j) + b_hh.get(j)).epsilon(1e-6));
+      CHECK(m.at("rnn.bias_ih_l1").get(j) ==
+            doctest::Approx(b_ih.get(j) + b_hh.get(j)).epsilon(1e-6));
       CHECK(m.at("rnn.bias_hh_l1").get(j) == 0.0);
     }
   }
   CHECK_THROWS_WITH_AS(port::lstm_from_tf(Tensor(DType::f32, {7, 8}), Tensor(), 4),
-                       "TF LSTM kernel has dims [7,8]: 7 rows, expected input 4 + hidden 2 = 6", WeightError);
-  CHECK_THROWS_WITH_AS(port::lstm_from_torch(Tensor(DType::f32, {8, 3}), Tensor(DType::f32, {8, 3})),
-                       "LSTM weight_hh has dims [8,3], expected [8,2]", WeightError);
-  CHECK_THROWS_WITH_AS(port::lstm_from_torch(Tensor(DType::i32, {8, 3}), Tensor(DType::f32, {8, 2})),
-                       "LSTM weight_ih has dtype i32, expected a float type", WeightError);
+                       "TF LSTM kernel has dims [7,8]: 7 rows, expected input 4 + hidden 2 = 6",
+                       WeightError);
+  CHECK_THROWS_WITH_AS(
+      port::lstm_from_torch(Tensor(DType::f32, {8, 3}), Tensor(DType::f32, {8, 3})),
+      "LSTM weight_hh has dims [8,3], expected [8,2]", WeightError);
+  CHECK_THROWS_WITH_AS(
+      port::lstm_from_torch(Tensor(DType::i32, {8, 3}), Tensor(DType::f32, {8, 2})),
+      "LSTM weight_ih has dtype i32, expected a float type", WeightError);
   WeightMap none;
   CHECK_THROWS_AS(port::tf_lstm_to_torch(none, "k", "b", 3, "rnn.", 0), WeightError);
 }
@@ -623,7 +666,8 @@ TEST_CASE("fold_batchnorm: scale*x + shift == BatchNorm(x), eps a parameter") {
   std::mt19937 rng(8);
   for (double eps : {1e-5, 1e-3, 0.0}) {
     const std::int64_t C = 1 + rng() % 16;
-    const Tensor g = random_tensor(rng, {C}), b = random_tensor(rng, {C}), m = random_tensor(rng, {C});
+    const Tensor g = random_tensor(rng, {C}), b = random_tensor(rng, {C}),
+                 m = random_tensor(rng, {C});
     Tensor v = random_tensor(rng, {C});
     for (std::int64_t i = 0; i < C; ++i) v.data<float>()[i] = std::abs(v.data<float>()[i]) + 0.1f;
     WeightMap w;
@@ -641,12 +685,13 @@ TEST_CASE("fold_batchnorm: scale*x + shift == BatchNorm(x), eps a parameter") {
   }
   const Tensor one = Tensor::from<float>({1}, {1});
   const Tensor neg = Tensor::from<float>({1}, {-1});
-  CHECK_THROWS_WITH_AS(port::fold_batchnorm(one, one, one, neg, 1e-5),
-                       doctest::Contains("running_var[0] = -1 with eps 1e-05 gives no positive variance"),
-                       WeightError);
+  CHECK_THROWS_WITH_AS(
+      port::fold_batchnorm(one, one, one, neg, 1e-5),
+      doctest::Contains("running_var[0] = -1 with eps 1e-05 gives no positive variance"),
+      WeightError);
   WeightMap empty;
-  CHECK_THROWS_WITH_AS(port::fold_batchnorm(empty, "bn9", 1e-5), doctest::Contains("BatchNorm 'bn9': no weight named"),
-                       WeightError);
+  CHECK_THROWS_WITH_AS(port::fold_batchnorm(empty, "bn9", 1e-5),
+                       doctest::Contains("BatchNorm 'bn9': no weight named"), WeightError);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,8 +718,8 @@ TEST_CASE("generated WTS files from PyTorch models") {
   const WtsFile lenet = read_wts(dir / "lenet.wts");
   CHECK(lenet.dialect == WtsDialect::trt_hex);
   const std::vector<std::pair<std::string, std::int64_t>> lenet_sizes = {
-      {"conv1.weight", 500}, {"conv1.bias", 20},     {"conv2.weight", 25000}, {"conv2.bias", 50},
-      {"ip1.weight", 400000}, {"ip1.bias", 500},     {"ip2.weight", 5000},    {"ip2.bias", 10}};
+      {"conv1.weight", 500},  {"conv1.bias", 20}, {"conv2.weight", 25000}, {"conv2.bias", 50},
+      {"ip1.weight", 400000}, {"ip1.bias", 500},  {"ip2.weight", 5000},    {"ip2.bias", 10}};
   for (const auto& [n, c] : lenet_sizes) CHECK(lenet.weights.at(n).numel() == c);
   const WtsFile lenet_x = read_wts(dir / "lenet_tensorrtx.wts");
   CHECK(lenet_x.dialect == WtsDialect::tensorrtx);
@@ -686,16 +731,20 @@ TEST_CASE("generated WTS files from PyTorch models") {
   CHECK(rnn.weights.at("fc.weight").dims() == std::vector<std::int64_t>{65, 512});
   const WtsFile tf = read_wts(dir / "charrnn_tf.wts");
   for (int layer = 0; layer < 2; ++layer) {
-    const std::string cell = "rnn/multi_rnn_cell/cell_" + std::to_string(layer) + "/basic_lstm_cell/";
+    const std::string cell =
+        "rnn/multi_rnn_cell/cell_" + std::to_string(layer) + "/basic_lstm_cell/";
     const std::string l = "_l" + std::to_string(layer);
-    const auto a = port::lstm_from_torch(rnn.weights.at("rnn.weight_ih" + l), rnn.weights.at("rnn.weight_hh" + l),
-                                         rnn.weights.at("rnn.bias_ih" + l), rnn.weights.at("rnn.bias_hh" + l));
-    const auto b = port::lstm_from_tf(tf.weights.at(cell + "kernel"), tf.weights.at(cell + "bias"), 512, 1.0);
+    const auto a = port::lstm_from_torch(
+        rnn.weights.at("rnn.weight_ih" + l), rnn.weights.at("rnn.weight_hh" + l),
+        rnn.weights.at("rnn.bias_ih" + l), rnn.weights.at("rnn.bias_hh" + l));
+    const auto b =
+        port::lstm_from_tf(tf.weights.at(cell + "kernel"), tf.weights.at(cell + "bias"), 512, 1.0);
     CHECK(a.w.to_doubles() == b.w.to_doubles());
     CHECK(a.r.to_doubles() == b.r.to_doubles());
     double worst = 0;
     for (std::int64_t j = 0; j < 2048; ++j)
-      worst = std::max(worst, std::abs((a.b.get(j) + a.b.get(2048 + j)) - (b.b.get(j) + b.b.get(2048 + j))));
+      worst = std::max(
+          worst, std::abs((a.b.get(j) + a.b.get(2048 + j)) - (b.b.get(j) + b.b.get(2048 + j))));
     CHECK(worst < 1e-5);
   }
 }

@@ -68,10 +68,11 @@ double entropy_threshold(const std::vector<double>& hist, double amax, int level
 /// TensorRT's calibration cache text for `scales`, and its reverse. read_calibration_cache throws
 /// FormatError naming the line for anything it cannot read.
 std::string calibration_cache_text(Calibrator c, const std::map<std::string, float>& scales);
-std::map<std::string, float> parse_calibration_cache(const std::string& text, const std::string& what);
+std::map<std::string, float> parse_calibration_cache(const std::string& text,
+                                                     const std::string& what);
 /// Throws Error listing the tensors the cache lacks and the ones the network lacks.
-void check_cache_covers(const std::map<std::string, float>& cache, const std::vector<std::string>& needed,
-                        const std::string& what);
+void check_cache_covers(const std::map<std::string, float>& cache,
+                        const std::vector<std::string>& needed, const std::string& what);
 
 /// `g` with every calibrated tensor quantized to INT8 (QuantizeLinear with its scale, zero point
 /// 0, then DequantizeLinear) where a Conv, Gemm or MatMul reads it, and the weights of those ops

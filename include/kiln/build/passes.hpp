@@ -15,8 +15,8 @@
 namespace kiln::build {
 
 struct PassContext {
-  const plan::Target* target = nullptr;           ///< nullptr: the CPU reference target
-  const ConstantEvaluator* evaluator = nullptr;   ///< needed by fold_constants only
+  const plan::Target* target = nullptr;          ///< nullptr: the CPU reference target
+  const ConstantEvaluator* evaluator = nullptr;  ///< needed by fold_constants only
   const plan::Target& tgt() const;
 };
 

@@ -35,7 +35,8 @@ class Specializer {
   Specializer(Graph g, BuildOptions o, std::vector<Profile> profiles, std::size_t cache_size = 8);
   /// Specializes a dynamic plan (build_dynamic_plan, or one loaded from a file) for its target;
   /// each plan made carries the dynamic plan's tactics. Throws ShapeError for a static plan.
-  Specializer(const plan::Plan& dynamic, const ConstantEvaluator* evaluator, std::size_t cache_size = 8);
+  Specializer(const plan::Plan& dynamic, const ConstantEvaluator* evaluator,
+              std::size_t cache_size = 8);
 
   const Graph& graph() const { return graph_; }
   const std::vector<Profile>& profiles() const { return profiles_; }

@@ -69,8 +69,10 @@ constexpr std::string_view layout_name(Layout l) {
 constexpr std::size_t layout_rank(Layout l) {
   switch (l) {
     case Layout::nc: return 2;
-    case Layout::ncw: case Layout::tnc: return 3;
-    case Layout::nchw: case Layout::nhwc: return 4;
+    case Layout::ncw:
+    case Layout::tnc: return 3;
+    case Layout::nchw:
+    case Layout::nhwc: return 4;
     case Layout::ncdhw: return 5;
     default: return 0;
   }
@@ -89,7 +91,9 @@ namespace kiln::rules {
 template <DType A, DType B>
 struct same_element_type {
   static constexpr void check() {
-    if (A != B) rule_violation_fmt("element types {} and {} differ", static_cast<i64>(A), static_cast<i64>(B));
+    if (A != B)
+      rule_violation_fmt("element types {} and {} differ", static_cast<i64>(A),
+                         static_cast<i64>(B));
   }
 };
 
@@ -106,7 +110,8 @@ struct compatible_layouts {
 template <class Takes, class Returns>
 struct block_keeps_type {
   static constexpr void check() {
-    if (!std::is_same_v<Takes, Returns>) rule_violation_fmt("the block changes the tensor type", 0, 0);
+    if (!std::is_same_v<Takes, Returns>)
+      rule_violation_fmt("the block changes the tensor type", 0, 0);
   }
 };
 
@@ -150,8 +155,10 @@ struct static_dim_of<dyn_t> {
 namespace detail {
 template <class D>
 constexpr std::string_view dim_symbol(const D& d) {
-  if constexpr (std::is_same_v<D, dyn_t>) return d.symbol;
-  else return {};
+  if constexpr (std::is_same_v<D, dyn_t>)
+    return d.symbol;
+  else
+    return {};
 }
 }  // namespace detail
 
@@ -236,8 +243,9 @@ struct NetState {
   std::vector<Binding> bindings;
   std::shared_ptr<NetState> merged_into;
 
-  std::set<std::string> generated;                 // names made by fresh_name
-  std::map<std::string, std::string> renamed;      // old name -> new: named(), and after a merge names in merged_into
+  std::set<std::string> generated;  // names made by fresh_name
+  std::map<std::string, std::string>
+      renamed;  // old name -> new: named(), and after a merge names in merged_into
 
   std::string fresh_name(const std::string& base) {
     std::string c = base;
@@ -272,7 +280,8 @@ struct NetState {
     BindOptions map_wide;  // no prefix or rename map: names come resolved
     map_wide.strict = w.options().strict;
     map_wide.ignore_suffixes = w.options().ignore_suffixes;
-    bindings.push_back({&w.map(), w.dry_run(), std::make_unique<WeightBinder>(w.map(), std::move(map_wide))});
+    bindings.push_back(
+        {&w.map(), w.dry_run(), std::make_unique<WeightBinder>(w.map(), std::move(map_wide))});
     return *bindings.back().binder;
   }
 
@@ -448,7 +457,8 @@ concept rule_holds = requires {
 
 /// Never defined: a failed rule check names it in its compile error, whose first line so shows
 /// the layer (its kind and options), the rule and the numbers it failed on:
-///   shape_rule_fails<conv2d_layer<50, kernel<5>, in_channels<20>>, kiln::rules::input_channels, 20, 50>
+///   shape_rule_fails<conv2d_layer<50, kernel<5>, in_channels<20>>, kiln::rules::input_channels,
+///   20, 50>
 template <class Layer, auto Rule, dim_t... Numbers>
 struct shape_rule_fails;
 
@@ -458,9 +468,8 @@ struct shape_rule_fails;
 /// constant expression (a violation calls the non-constexpr rule_violation).
 template <auto Rule, dim_t... Numbers>
 struct rule_on {
-  static constexpr bool holds = requires {
-    typename std::integral_constant<bool, (Rule(Numbers...), true)>;
-  };
+  static constexpr bool holds =
+      requires { typename std::integral_constant<bool, (Rule(Numbers...), true)>; };
 };
 
 /// The first rule of Rs that does not hold, else void.
@@ -506,10 +515,12 @@ struct rules_report_of<Layer, std::tuple<Rs...>> {
 /// order the layer's rule checks them): `ok` is true when all hold; otherwise the compile error
 /// names shape_rule_fails<Layer, Rule, Numbers...> of the first that fails, and only that one. A
 /// layer checks its rules this way before its output type (checked_output_t), so that the error is
-/// short and the only one; numbers a later rule takes are chosen to pass where an earlier one fails.
+/// short and the only one; numbers a later rule takes are chosen to pass where an earlier one
+/// fails.
 template <class Layer, class... Rules>
-using rules_check = typename rules_report_of<
-    Layer, decltype(std::tuple_cat(std::declval<typename rule_list<Rules>::type>()...))>::type;
+using rules_check =
+    typename rules_report_of<Layer, decltype(std::tuple_cat(
+                                        std::declval<typename rule_list<Rules>::type>()...))>::type;
 
 /// One rule: rules_check<Layer, rule_on<Rule, Numbers...>>.
 template <class Layer, auto Rule, dim_t... Numbers>
@@ -532,7 +543,8 @@ struct broadcast_rules_of;
 template <class A, class B, std::size_t... I>
 struct broadcast_rules_of<A, B, std::index_sequence<I...>> {
   static constexpr std::size_t R = A::rank > B::rank ? A::rank : B::rank;
-  using type = std::tuple<rule_on<rules::broadcast_dim, aligned_dim<A, R>(I), aligned_dim<B, R>(I)>...>;
+  using type =
+      std::tuple<rule_on<rules::broadcast_dim, aligned_dim<A, R>(I), aligned_dim<B, R>(I)>...>;
 };
 /// rules::broadcast_dim on each pair of dims that tensor types A and B broadcast (right-aligned),
 /// but the last Skip (a matrix product's matrix dims), for rules_check.
@@ -581,21 +593,24 @@ inline std::string node_name(NetState& s, std::string_view kind, const std::stri
   return given.empty() ? s.fresh_name(std::string(kind)) : s.claim_name(given, kind);
 }
 /// A layer with weights: its node name in the scope of `w` (Weights::scope).
-inline std::string node_name(NetState& s, std::string_view kind, const std::string& given, const Weights& w) {
-  return given.empty() ? s.fresh_name(w.scoped(std::string(kind))) : s.claim_name(w.scoped(given), kind);
+inline std::string node_name(NetState& s, std::string_view kind, const std::string& given,
+                             const Weights& w) {
+  return given.empty() ? s.fresh_name(w.scoped(std::string(kind)))
+                       : s.claim_name(w.scoped(given), kind);
 }
 
 /// Adds a node; returns its (single) output value name = node name.
 inline std::string emit(NetState& s, std::string op, const std::string& node,
-                        std::vector<std::string> inputs, std::map<std::string, Attribute> attrs = {},
-                        std::size_t outputs = 1) {
+                        std::vector<std::string> inputs,
+                        std::map<std::string, Attribute> attrs = {}, std::size_t outputs = 1) {
   Node n;
   n.op = std::move(op);
   n.name = node;
   n.inputs = std::move(inputs);
   n.attrs = std::move(attrs);
   n.outputs.push_back(node);
-  for (std::size_t i = 1; i < outputs; ++i) n.outputs.push_back(s.fresh_name(node + ":" + std::to_string(i)));
+  for (std::size_t i = 1; i < outputs; ++i)
+    n.outputs.push_back(s.fresh_name(node + ":" + std::to_string(i)));
   s.graph.nodes.push_back(std::move(n));
   return node;
 }

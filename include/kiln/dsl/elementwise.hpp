@@ -25,23 +25,68 @@ inline kiln::Tensor scalar_of(DType d, double v) { return kiln::Tensor::from_dou
 
 // ---- activations and unary math --------------------------------------------------------------
 
-template <tensor_expr T> T relu(const T& x, const std::string& n = "") { return detail::unary(x, "Relu", "relu", n); }
-template <tensor_expr T> T sigmoid(const T& x, const std::string& n = "") { return detail::unary(x, "Sigmoid", "sigmoid", n); }
-template <tensor_expr T> T tanh(const T& x, const std::string& n = "") { return detail::unary(x, "Tanh", "tanh", n); }
-template <tensor_expr T> T softplus(const T& x, const std::string& n = "") { return detail::unary(x, "Softplus", "softplus", n); }
-template <tensor_expr T> T softsign(const T& x, const std::string& n = "") { return detail::unary(x, "Softsign", "softsign", n); }
-template <tensor_expr T> T abs(const T& x, const std::string& n = "") { return detail::unary(x, "Abs", "abs", n); }
-template <tensor_expr T> T neg(const T& x, const std::string& n = "") { return detail::unary(x, "Neg", "neg", n); }
-template <tensor_expr T> T exp(const T& x, const std::string& n = "") { return detail::unary(x, "Exp", "exp", n); }
-template <tensor_expr T> T log(const T& x, const std::string& n = "") { return detail::unary(x, "Log", "log", n); }
-template <tensor_expr T> T sqrt(const T& x, const std::string& n = "") { return detail::unary(x, "Sqrt", "sqrt", n); }
-template <tensor_expr T> T reciprocal(const T& x, const std::string& n = "") { return detail::unary(x, "Reciprocal", "reciprocal", n); }
-template <tensor_expr T> T erf(const T& x, const std::string& n = "") { return detail::unary(x, "Erf", "erf", n); }
-template <tensor_expr T> T atan(const T& x, const std::string& n = "") { return detail::unary(x, "Atan", "atan", n); }
-template <tensor_expr T> T identity(const T& x, const std::string& n = "") { return detail::unary(x, "Identity", "identity", n); }
+template <tensor_expr T>
+T relu(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Relu", "relu", n);
+}
+template <tensor_expr T>
+T sigmoid(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Sigmoid", "sigmoid", n);
+}
+template <tensor_expr T>
+T tanh(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Tanh", "tanh", n);
+}
+template <tensor_expr T>
+T softplus(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Softplus", "softplus", n);
+}
+template <tensor_expr T>
+T softsign(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Softsign", "softsign", n);
+}
+template <tensor_expr T>
+T abs(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Abs", "abs", n);
+}
+template <tensor_expr T>
+T neg(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Neg", "neg", n);
+}
+template <tensor_expr T>
+T exp(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Exp", "exp", n);
+}
+template <tensor_expr T>
+T log(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Log", "log", n);
+}
+template <tensor_expr T>
+T sqrt(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Sqrt", "sqrt", n);
+}
+template <tensor_expr T>
+T reciprocal(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Reciprocal", "reciprocal", n);
+}
+template <tensor_expr T>
+T erf(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Erf", "erf", n);
+}
+template <tensor_expr T>
+T atan(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Atan", "atan", n);
+}
+template <tensor_expr T>
+T identity(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Identity", "identity", n);
+}
 
 /// GELU, PyTorch's exact form x * Phi(x) (ONNX Gelu).
-template <tensor_expr T> T gelu(const T& x, const std::string& n = "") { return detail::unary(x, "Gelu", "gelu", n); }
+template <tensor_expr T>
+T gelu(const T& x, const std::string& n = "") {
+  return detail::unary(x, "Gelu", "gelu", n);
+}
 /// GELU's tanh approximation, PyTorch's GELU(approximate="tanh") (ONNX Gelu, approximate="tanh").
 template <tensor_expr T>
 T gelu_tanh(const T& x, const std::string& n = "") {
@@ -85,10 +130,18 @@ template <DType To, tensor_expr T>
 auto cast(const T& x, const std::string& given = "") {
   constexpr auto code = [] {
     switch (To) {
-      case DType::f32: return 1; case DType::u8: return 2; case DType::i8: return 3;
-      case DType::u16: return 4; case DType::i16: return 5; case DType::i32: return 6;
-      case DType::i64: return 7; case DType::boolean: return 9; case DType::f16: return 10;
-      case DType::f64: return 11; case DType::u32: return 12; case DType::u64: return 13;
+      case DType::f32: return 1;
+      case DType::u8: return 2;
+      case DType::i8: return 3;
+      case DType::u16: return 4;
+      case DType::i16: return 5;
+      case DType::i32: return 6;
+      case DType::i64: return 7;
+      case DType::boolean: return 9;
+      case DType::f16: return 10;
+      case DType::f64: return 11;
+      case DType::u32: return 12;
+      case DType::u64: return 13;
       case DType::bf16: return 16;
     }
     return 0;
@@ -100,17 +153,20 @@ auto cast(const T& x, const std::string& given = "") {
 }
 
 /// Per-tensor linear quantization (ONNX QuantizeLinear): round(x / scale) + zero_point, rounded
-/// half to even and saturated to Q (int8, uint8, int16 or uint16). `quantize<DType::i8>(x, 0.05, 0)`
+/// half to even and saturated to Q (int8, uint8, int16 or uint16). `quantize<DType::i8>(x, 0.05,
+/// 0)`
 template <DType Q, tensor_expr T>
 auto quantize(const T& x, float scale, std::int64_t zero_point = 0, const std::string& given = "") {
   static_assert(Q == DType::i8 || Q == DType::u8 || Q == DType::i16 || Q == DType::u16,
                 "quantize<Q>: Q must be int8, uint8, int16 or uint16");
-  static_assert(T::dtype == DType::f32 || T::dtype == DType::f16, "quantize: the input must be float");
+  static_assert(T::dtype == DType::f32 || T::dtype == DType::f16,
+                "quantize: the input must be float");
   auto s = x.state();
   const std::string name = detail::node_name(*s, "quantize", given);
   kiln::Tensor zp(Q, {});
   zp.set(0, static_cast<double>(zero_point));
-  const std::string sc = detail::constant(*s, name + ".scale", kiln::Tensor::from<float>({}, {scale}));
+  const std::string sc =
+      detail::constant(*s, name + ".scale", kiln::Tensor::from<float>({}, {scale}));
   const std::string z = detail::constant(*s, name + ".zero_point", std::move(zp));
   detail::emit(*s, "QuantizeLinear", name, {x.value(), sc, z}, {});
   return typename detail::tensor_of<Q, T::layout, T::static_dims>::type(s, name, x.dims());
@@ -118,15 +174,17 @@ auto quantize(const T& x, float scale, std::int64_t zero_point = 0, const std::s
 
 /// Per-tensor dequantization (ONNX DequantizeLinear): (q - zero_point) * scale in float32.
 template <tensor_expr T>
-auto dequantize(const T& q, float scale, std::int64_t zero_point = 0, const std::string& given = "") {
-  static_assert(T::dtype == DType::i8 || T::dtype == DType::u8 || T::dtype == DType::i16 || T::dtype == DType::u16 ||
-                    T::dtype == DType::i32,
+auto dequantize(const T& q, float scale, std::int64_t zero_point = 0,
+                const std::string& given = "") {
+  static_assert(T::dtype == DType::i8 || T::dtype == DType::u8 || T::dtype == DType::i16 ||
+                    T::dtype == DType::u16 || T::dtype == DType::i32,
                 "dequantize: the input must be a quantized integer tensor");
   auto s = q.state();
   const std::string name = detail::node_name(*s, "dequantize", given);
   kiln::Tensor zp(T::dtype, {});
   zp.set(0, static_cast<double>(zero_point));
-  const std::string sc = detail::constant(*s, name + ".scale", kiln::Tensor::from<float>({}, {scale}));
+  const std::string sc =
+      detail::constant(*s, name + ".scale", kiln::Tensor::from<float>({}, {scale}));
   const std::string z = detail::constant(*s, name + ".zero_point", std::move(zp));
   detail::emit(*s, "DequantizeLinear", name, {q.value(), sc, z}, {});
   return typename detail::tensor_of<DType::f32, T::layout, T::static_dims>::type(s, name, q.dims());
@@ -152,20 +210,35 @@ struct broadcast_rule {
     return out;
   }
 };
-struct add_layer : broadcast_rule { static constexpr std::string_view kind = "add"; };
-struct sub_layer : broadcast_rule { static constexpr std::string_view kind = "sub"; };
-struct mul_layer : broadcast_rule { static constexpr std::string_view kind = "mul"; };
-struct div_layer : broadcast_rule { static constexpr std::string_view kind = "div"; };
-struct pow_layer : broadcast_rule { static constexpr std::string_view kind = "pow"; };
-struct max_layer : broadcast_rule { static constexpr std::string_view kind = "max"; };
-struct min_layer : broadcast_rule { static constexpr std::string_view kind = "min"; };
+struct add_layer : broadcast_rule {
+  static constexpr std::string_view kind = "add";
+};
+struct sub_layer : broadcast_rule {
+  static constexpr std::string_view kind = "sub";
+};
+struct mul_layer : broadcast_rule {
+  static constexpr std::string_view kind = "mul";
+};
+struct div_layer : broadcast_rule {
+  static constexpr std::string_view kind = "div";
+};
+struct pow_layer : broadcast_rule {
+  static constexpr std::string_view kind = "pow";
+};
+struct max_layer : broadcast_rule {
+  static constexpr std::string_view kind = "max";
+};
+struct min_layer : broadcast_rule {
+  static constexpr std::string_view kind = "min";
+};
 
 namespace detail {
 template <class Layer, tensor_expr A, tensor_expr B>
 auto binary(const A& a, const B& b, const char* op, const std::string& given) {
-  constexpr bool ok = rules_check<Layer, rule_on<rules::same_element_type<A::dtype, B::dtype>::check>,
-                                  rule_on<rules::compatible_layouts<A::layout, B::layout>::check>,
-                                  broadcast_rules<A, B>>::ok;
+  constexpr bool ok =
+      rules_check<Layer, rule_on<rules::same_element_type<A::dtype, B::dtype>::check>,
+                  rule_on<rules::compatible_layouts<A::layout, B::layout>::check>,
+                  broadcast_rules<A, B>>::ok;
   constexpr Layout L = joined_layout(A::layout, B::layout);
   using Out = checked_output_t<ok, Layer, A::dtype, L, A, B>;
   auto s = unify(a.state(), b.state());
@@ -177,29 +250,51 @@ auto binary(const A& a, const B& b, const char* op, const std::string& given) {
 }  // namespace detail
 
 template <tensor_expr A, tensor_expr B>
-auto add(const A& a, const B& b, const std::string& name = "") { return detail::binary<add_layer>(a, b, "Add", name); }
+auto add(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<add_layer>(a, b, "Add", name);
+}
 template <tensor_expr A, tensor_expr B>
-auto sub(const A& a, const B& b, const std::string& name = "") { return detail::binary<sub_layer>(a, b, "Sub", name); }
+auto sub(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<sub_layer>(a, b, "Sub", name);
+}
 template <tensor_expr A, tensor_expr B>
-auto mul(const A& a, const B& b, const std::string& name = "") { return detail::binary<mul_layer>(a, b, "Mul", name); }
+auto mul(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<mul_layer>(a, b, "Mul", name);
+}
 template <tensor_expr A, tensor_expr B>
-auto div(const A& a, const B& b, const std::string& name = "") { return detail::binary<div_layer>(a, b, "Div", name); }
+auto div(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<div_layer>(a, b, "Div", name);
+}
 template <tensor_expr A, tensor_expr B>
-auto pow(const A& a, const B& b, const std::string& name = "") { return detail::binary<pow_layer>(a, b, "Pow", name); }
+auto pow(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<pow_layer>(a, b, "Pow", name);
+}
 template <tensor_expr A, tensor_expr B>
-auto maximum(const A& a, const B& b, const std::string& name = "") { return detail::binary<max_layer>(a, b, "Max", name); }
+auto maximum(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<max_layer>(a, b, "Max", name);
+}
 template <tensor_expr A, tensor_expr B>
-auto minimum(const A& a, const B& b, const std::string& name = "") { return detail::binary<min_layer>(a, b, "Min", name); }
+auto minimum(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<min_layer>(a, b, "Min", name);
+}
 
 // The operators call detail::binary themselves, not add() and the others: a compile error then
 // shows one call less.
 template <tensor_expr A, tensor_expr B>
-auto operator+(const A& a, const B& b) { return detail::binary<add_layer>(a, b, "Add", ""); }
+auto operator+(const A& a, const B& b) {
+  return detail::binary<add_layer>(a, b, "Add", "");
+}
 template <tensor_expr A, tensor_expr B>
-auto operator-(const A& a, const B& b) { return detail::binary<sub_layer>(a, b, "Sub", ""); }
+auto operator-(const A& a, const B& b) {
+  return detail::binary<sub_layer>(a, b, "Sub", "");
+}
 template <tensor_expr A, tensor_expr B>
-auto operator*(const A& a, const B& b) { return detail::binary<mul_layer>(a, b, "Mul", ""); }
+auto operator*(const A& a, const B& b) {
+  return detail::binary<mul_layer>(a, b, "Mul", "");
+}
 template <tensor_expr A, tensor_expr B>
-auto operator/(const A& a, const B& b) { return detail::binary<div_layer>(a, b, "Div", ""); }
+auto operator/(const A& a, const B& b) {
+  return detail::binary<div_layer>(a, b, "Div", "");
+}
 
 }  // namespace kiln::dsl

@@ -33,12 +33,14 @@ struct window {
   static constexpr auto op = spread<S>(OP::v, 0);
   static constexpr std::array<dim_t, S> pb = [] {
     std::array<dim_t, S> r{};
-    for (std::size_t i = 0; i < S; ++i) r[i] = P::v.size() == 2 * S ? P::v[i] : spread<S>(P::v, 0)[i];
+    for (std::size_t i = 0; i < S; ++i)
+      r[i] = P::v.size() == 2 * S ? P::v[i] : spread<S>(P::v, 0)[i];
     return r;
   }();
   static constexpr std::array<dim_t, S> pe = [] {
     std::array<dim_t, S> r{};
-    for (std::size_t i = 0; i < S; ++i) r[i] = P::v.size() == 2 * S ? P::v[S + i] : spread<S>(P::v, 0)[i];
+    for (std::size_t i = 0; i < S; ++i)
+      r[i] = P::v.size() == 2 * S ? P::v[S + i] : spread<S>(P::v, 0)[i];
     return r;
   }();
   static constexpr dim_t g = pick<group_tag, group<1>, Os...>::type::v[0];
@@ -64,7 +66,8 @@ struct conv_rule {
   using W = window<S, Os...>;
   static constexpr std::array<dim_t, S + 2> rule(std::array<dim_t, S + 2> in) {
     rules::positive("output channels must be positive, got {}", Cout);
-    for (std::size_t i = 0; i < S; ++i) rules::positive("kernel size must be positive, got {}", W::k[i]);
+    for (std::size_t i = 0; i < S; ++i)
+      rules::positive("kernel size must be positive, got {}", W::k[i]);
     if (rules::known(W::declared_in)) {
       rules::conv_channels(in[1], W::declared_in / W::g, W::g, Cout);
     } else {
@@ -84,7 +87,8 @@ struct conv_rule {
                     rule_on<rules::input_channels, W::declared_in, static_dim<T>(1)>,
                     rule_on<rules::group_out_channels, Cout, W::g>,
                     rule_on<rules::group_in_channels, static_dim<T>(1), W::g>,
-                    rule_on<rules::conv_out_dim, static_dim<T>(2 + I), W::k[I], W::s[I], W::d[I], W::pb[I], W::pe[I]>...>;
+                    rule_on<rules::conv_out_dim, static_dim<T>(2 + I), W::k[I], W::s[I], W::d[I],
+                            W::pb[I], W::pe[I]>...>;
   template <class T>
   using checks = decltype(rules_of<T>(std::make_index_sequence<S>{}));
 };
@@ -98,8 +102,8 @@ struct deconv_rule {
     rules::conv_channels(in[1], rules::known(in[1]) ? in[1] / W::g : kDynamic, W::g, Cout);
     std::array<dim_t, S + 2> out{in[0], Cout};
     for (std::size_t i = 0; i < S; ++i)
-      out[2 + i] = rules::deconv_out_dim(in[2 + i], W::k[i], W::s[i], W::d[i], W::pb[i], W::pe[i],
-                                         W::op[i]);
+      out[2 + i] =
+          rules::deconv_out_dim(in[2 + i], W::k[i], W::s[i], W::d[i], W::pb[i], W::pe[i], W::op[i]);
     return out;
   }
   /// These rules on the fixed dims of an input of type T, for rules_check (conv_channels above
@@ -110,8 +114,8 @@ struct deconv_rule {
                     rule_on<rules::input_channels, W::declared_in, static_dim<T>(1)>,
                     rule_on<rules::group_out_channels, Cout, W::g>,
                     rule_on<rules::group_in_channels, static_dim<T>(1), W::g>,
-                    rule_on<rules::deconv_out_dim, static_dim<T>(2 + I), W::k[I], W::s[I], W::d[I], W::pb[I],
-                            W::pe[I], W::op[I]>...>;
+                    rule_on<rules::deconv_out_dim, static_dim<T>(2 + I), W::k[I], W::s[I], W::d[I],
+                            W::pb[I], W::pe[I], W::op[I]>...>;
   template <class T>
   using checks = decltype(rules_of<T>(std::make_index_sequence<S>{}));
 };
@@ -125,7 +129,8 @@ struct pool_rule {
     std::array<dim_t, S + 2> out{in[0], in[1]};
     for (std::size_t i = 0; i < S; ++i) {
       rules::positive("pooling window must be positive, got {}", W::k[i]);
-      out[2 + i] = rules::pool_out_dim(in[2 + i], W::k[i], W::s[i], W::d[i], W::pb[i], W::pe[i], W::ceil);
+      out[2 + i] =
+          rules::pool_out_dim(in[2 + i], W::k[i], W::s[i], W::d[i], W::pb[i], W::pe[i], W::ceil);
     }
     return out;
   }
@@ -133,8 +138,8 @@ struct pool_rule {
   template <class T, std::size_t... I>
   static auto rules_of(std::index_sequence<I...>)
       -> std::tuple<rule_on<rules::input_rank, S + 2, T::rank>,
-                    rule_on<rules::pool_out_dim, static_dim<T>(2 + I), W::k[I], W::s[I], W::d[I], W::pb[I],
-                            W::pe[I], W::ceil>...>;
+                    rule_on<rules::pool_out_dim, static_dim<T>(2 + I), W::k[I], W::s[I], W::d[I],
+                            W::pb[I], W::pe[I], W::ceil>...>;
   template <class T>
   using checks = decltype(rules_of<T>(std::make_index_sequence<S>{}));
 };
@@ -186,7 +191,8 @@ auto conv_like(const T& x, const Weights& w, const std::string& given) {
     std::vector<dim_t> wd = Transposed ? std::vector<dim_t>{x.dim(1), Cout / W::g}
                                        : std::vector<dim_t>{Cout, x.dim(1) / W::g};
     for (auto k : W::k) wd.push_back(k);
-    std::vector<std::string> in{x.value(), take_weight(*s, w, name, name + ".weight", wd, T::dtype)};
+    std::vector<std::string> in{x.value(),
+                                take_weight(*s, w, name, name + ".weight", wd, T::dtype)};
     if (W::bias) in.push_back(take_weight(*s, w, name, name + ".bias", {Cout}, T::dtype));
     std::map<std::string, Attribute> a;
     W::attrs(a);
@@ -302,8 +308,9 @@ template <dim_t OH, dim_t OW = OH, tensor_expr T>
 auto adaptive_avg_pool(const T& x, const std::string& given = "") {
   using L = adaptive_avg_pool_layer<OH, OW>;
   static_assert(T::rank == 4, "adaptive_avg_pool input must be [N,C,H,W]");
-  constexpr bool ok = detail::rules_check<L, detail::rule_on<rules::adaptive_pool_window, T::static_dims[2], OH>,
-                                          detail::rule_on<rules::adaptive_pool_window, T::static_dims[3], OW>>::ok;
+  constexpr bool ok =
+      detail::rules_check<L, detail::rule_on<rules::adaptive_pool_window, T::static_dims[2], OH>,
+                          detail::rule_on<rules::adaptive_pool_window, T::static_dims[3], OW>>::ok;
   using Out = detail::checked_output_t<ok, L, T::dtype, T::layout, T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, L::kind, given);
@@ -312,15 +319,18 @@ auto adaptive_avg_pool(const T& x, const std::string& given = "") {
     detail::emit(*s, "GlobalAveragePool", name, {x.value()});
     return Out(s, name, dims);
   }
-  const dim_t kh = detail::checked(L::kind, name, [&] { return rules::adaptive_pool_window(x.dim(2), OH); });
-  const dim_t kw = detail::checked(L::kind, name, [&] { return rules::adaptive_pool_window(x.dim(3), OW); });
+  const dim_t kh =
+      detail::checked(L::kind, name, [&] { return rules::adaptive_pool_window(x.dim(2), OH); });
+  const dim_t kw =
+      detail::checked(L::kind, name, [&] { return rules::adaptive_pool_window(x.dim(3), OW); });
   detail::require_known(L::kind, name, "input height and width", kh < 0 || kw < 0 ? kDynamic : 0);
   if (kh == 1 && kw == 1) {
     detail::emit(*s, "Identity", name, {x.value()});
     return Out(s, name, dims);
   }
-  detail::emit(*s, "AveragePool", name, {x.value()},
-               {{"kernel_shape", std::vector<dim_t>{kh, kw}}, {"strides", std::vector<dim_t>{kh, kw}}});
+  detail::emit(
+      *s, "AveragePool", name, {x.value()},
+      {{"kernel_shape", std::vector<dim_t>{kh, kw}}, {"strides", std::vector<dim_t>{kh, kw}}});
   return Out(s, name, dims);
 }
 
@@ -381,13 +391,15 @@ namespace detail {
 /// `<name>.bias` [W] when `bias`). The callers check the width and give the output type (Out), so
 /// that a compile error names the function the user called and is short.
 template <class L, class Out, tensor_expr T>
-Out row_norm(const T& x, const Weights& w, const char* op, double eps, bool bias, const std::string& given) {
+Out row_norm(const T& x, const Weights& w, const char* op, double eps, bool bias,
+             const std::string& given) {
   static_assert(T::dtype == DType::f32 || T::dtype == DType::f16 || T::dtype == DType::bf16 ||
                     T::dtype == DType::f64,
                 "layer_norm and rms_norm: the input must be float");
   auto s = x.state();
   const std::string name = node_name(*s, L::kind, given, w);
-  const dim_t d = checked(L::kind, name, [&] { return rules::norm_width(L::width, x.dim(T::rank - 1)); });
+  const dim_t d =
+      checked(L::kind, name, [&] { return rules::norm_width(L::width, x.dim(T::rank - 1)); });
   require_known(L::kind, name, "normalized width (last dim)", d);
   std::vector<std::string> in{x.value(), take_weight(*s, w, name, name + ".weight", {d}, T::dtype)};
   if (bias) in.push_back(take_weight(*s, w, name, name + ".bias", {d}, T::dtype));
@@ -404,9 +416,11 @@ template <dim_t Width = kDynamic, class... Os, tensor_expr T>
 auto layer_norm(const T& x, const Weights& w, double eps, const std::string& given = "") {
   static_assert(T::rank >= 1, "layer_norm input must have rank >= 1");
   using L = layer_norm_layer<Width>;
-  constexpr bool ok = detail::rule_check<L, rules::norm_width, Width, T::static_dims[T::rank - 1]>::ok;
+  constexpr bool ok =
+      detail::rule_check<L, rules::norm_width, Width, T::static_dims[T::rank - 1]>::ok;
   using Out = detail::checked_output_t<ok, L, T::dtype, T::layout, T>;
-  return detail::row_norm<L, Out>(x, w, "LayerNormalization", eps, !detail::has_option<detail::bias_tag, Os...>,
+  return detail::row_norm<L, Out>(x, w, "LayerNormalization", eps,
+                                  !detail::has_option<detail::bias_tag, Os...>,
                                   detail::given_name<Os...>(given));
 }
 /// layer_norm with PyTorch's eps, 1e-5.
@@ -414,9 +428,11 @@ template <dim_t Width = kDynamic, class... Os, tensor_expr T>
 auto layer_norm(const T& x, const Weights& w, const std::string& given = "") {
   static_assert(T::rank >= 1, "layer_norm input must have rank >= 1");
   using L = layer_norm_layer<Width>;
-  constexpr bool ok = detail::rule_check<L, rules::norm_width, Width, T::static_dims[T::rank - 1]>::ok;
+  constexpr bool ok =
+      detail::rule_check<L, rules::norm_width, Width, T::static_dims[T::rank - 1]>::ok;
   using Out = detail::checked_output_t<ok, L, T::dtype, T::layout, T>;
-  return detail::row_norm<L, Out>(x, w, "LayerNormalization", 1e-5, !detail::has_option<detail::bias_tag, Os...>,
+  return detail::row_norm<L, Out>(x, w, "LayerNormalization", 1e-5,
+                                  !detail::has_option<detail::bias_tag, Os...>,
                                   detail::given_name<Os...>(given));
 }
 
@@ -426,9 +442,11 @@ template <dim_t Width = kDynamic, class... Os, tensor_expr T>
 auto rms_norm(const T& x, const Weights& w, double eps, const std::string& given = "") {
   static_assert(T::rank >= 1, "rms_norm input must have rank >= 1");
   using L = rms_norm_layer<Width>;
-  constexpr bool ok = detail::rule_check<L, rules::norm_width, Width, T::static_dims[T::rank - 1]>::ok;
+  constexpr bool ok =
+      detail::rule_check<L, rules::norm_width, Width, T::static_dims[T::rank - 1]>::ok;
   using Out = detail::checked_output_t<ok, L, T::dtype, T::layout, T>;
-  return detail::row_norm<L, Out>(x, w, "RMSNormalization", eps, false, detail::given_name<Os...>(given));
+  return detail::row_norm<L, Out>(x, w, "RMSNormalization", eps, false,
+                                  detail::given_name<Os...>(given));
 }
 
 enum class ScaleMode { uniform, channel, elementwise };
@@ -456,11 +474,14 @@ T scale(const T& x, const Weights& w, const std::string& given) {
       d.push_back(x.dim(i));
     }
   }
-  std::vector<std::string> in{x.value(), detail::take_weight(*s, w, name, name + ".scale", d, T::dtype),
+  std::vector<std::string> in{x.value(),
+                              detail::take_weight(*s, w, name, name + ".scale", d, T::dtype),
                               detail::take_weight(*s, w, name, name + ".shift", d, T::dtype)};
   if (!w.dry_run() && w.map().contains(w.resolve(name + ".power")))
     in.push_back(detail::take_weight(*s, w, name, name + ".power", d, T::dtype));
-  const char* mode = M == ScaleMode::uniform ? "uniform" : M == ScaleMode::channel ? "channel" : "elementwise";
+  const char* mode = M == ScaleMode::uniform   ? "uniform"
+                     : M == ScaleMode::channel ? "channel"
+                                               : "elementwise";
   detail::emit(*s, "Scale", name, std::move(in), {{"mode", std::string(mode)}});
   return T(s, name, x.dims());
 }
@@ -492,7 +513,8 @@ T lrn(const T& x, double alpha = 1e-4, double beta = 0.75, double bias = 1.0,
 template <dim_t Out, class... Os>
 struct fully_connected_layer {
   static constexpr std::string_view kind = "fully_connected";
-  static constexpr dim_t declared = detail::pick<detail::in_size_tag, in_features<kDynamic>, Os...>::type::v[0];
+  static constexpr dim_t declared =
+      detail::pick<detail::in_size_tag, in_features<kDynamic>, Os...>::type::v[0];
   template <std::size_t R>
   static constexpr std::array<dim_t, 2> rule(std::array<dim_t, R> in) {
     static_assert(R >= 2, "fully_connected input must be [N, features...]");
@@ -503,7 +525,8 @@ struct fully_connected_layer {
   template <std::size_t R>
   static constexpr dim_t flat(std::array<dim_t, R> in) {
     dim_t k = 1;
-    for (std::size_t i = 1; i < R; ++i) k = rules::known(k) && rules::known(in[i]) ? k * in[i] : kDynamic;
+    for (std::size_t i = 1; i < R; ++i)
+      k = rules::known(k) && rules::known(in[i]) ? k * in[i] : kDynamic;
     return k;
   }
   template <std::size_t R>
@@ -516,15 +539,18 @@ template <dim_t Out, class... Os, tensor_expr T>
 auto fully_connected(const T& x, const Weights& w, const std::string& given = "") {
   using L = fully_connected_layer<Out, Os...>;
   static_assert(T::rank >= 2, "fully_connected input must be [N, features...]");
-  constexpr bool features_ok = detail::rule_check<L, rules::fc_in_features, L::declared, L::flat(T::static_dims)>::ok;
+  constexpr bool features_ok =
+      detail::rule_check<L, rules::fc_in_features, L::declared, L::flat(T::static_dims)>::ok;
   using R = detail::checked_output_t<features_ok, L, T::dtype, Layout::nc, T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, L::kind, detail::given_name<Os...>(given), w);
   const dim_t k = detail::checked(L::kind, name, [&] { return L::features(x.dims()); });
   detail::require_known(L::kind, name, "input features", k);
   std::string a = x.value();
-  if (T::rank > 2) a = detail::emit(*s, "Flatten", s->fresh_name(name + "/flatten"), {a}, {{"axis", dim_t{1}}});
-  std::vector<std::string> in{a, detail::take_weight(*s, w, name, name + ".weight", {Out, k}, T::dtype)};
+  if (T::rank > 2)
+    a = detail::emit(*s, "Flatten", s->fresh_name(name + "/flatten"), {a}, {{"axis", dim_t{1}}});
+  std::vector<std::string> in{
+      a, detail::take_weight(*s, w, name, name + ".weight", {Out, k}, T::dtype)};
   if (!detail::has_option<detail::bias_tag, Os...>)
     in.push_back(detail::take_weight(*s, w, name, name + ".bias", {Out}, T::dtype));
   detail::emit(*s, "Gemm", name, std::move(in), {{"transB", dim_t{1}}});
@@ -554,7 +580,8 @@ struct embedding_layer {
 template <dim_t Vocab, dim_t Width, DType D = DType::f32, class... Os, tensor_expr T>
 auto embedding(const T& ids, const Weights& w, const std::string& given = "") {
   using L = embedding_layer<Vocab, Width>;
-  static_assert(T::dtype == DType::i64 || T::dtype == DType::i32, "embedding: the ids must be int64 or int32");
+  static_assert(T::dtype == DType::i64 || T::dtype == DType::i32,
+                "embedding: the ids must be int64 or int32");
   using Out = detail::output_t<L, D, Layout::any, T>;
   auto s = ids.state();
   const std::string name = detail::node_name(*s, L::kind, detail::given_name<Os...>(given), w);

@@ -39,7 +39,8 @@ inline void copy_gates(std::byte* dst, const kiln::Tensor& src, dim_t g, dim_t h
   const std::size_t block = static_cast<std::size_t>(src.numel() / g) * dtype_size(src.dtype());
   for (dim_t i = 0; i < g; ++i)
     std::memcpy(dst + static_cast<std::size_t>(i) * block,
-                src.raw() + static_cast<std::size_t>(order[static_cast<std::size_t>(i)]) * block, block);
+                src.raw() + static_cast<std::size_t>(order[static_cast<std::size_t>(i)]) * block,
+                block);
   (void)h;
 }
 
@@ -49,11 +50,15 @@ auto recurrent(const T& x, const Weights& w, const std::string& given, const cha
   static_assert(T::rank == 3, "recurrent layer input must be [T, N, I]");
   static_assert(T::layout == Layout::tnc || T::layout == Layout::any,
                 "recurrent layer input must be TNC (time, batch, features)");
-  static_assert(((States::rank == 3) && ...), "recurrent layer initial states must be [layers*dirs, N, H]");
-  static_assert(((States::dtype == T::dtype) && ...), "recurrent layer initial states must have the input's element type");
+  static_assert(((States::rank == 3) && ...),
+                "recurrent layer initial states must be [layers*dirs, N, H]");
+  static_assert(((States::dtype == T::dtype) && ...),
+                "recurrent layer initial states must have the input's element type");
   constexpr bool states_ok =
-      ((rule_check<Layer, rules::rnn_states, Layer::num_layers * Layer::dirs, States::static_dims[0]>::ok &&
-        rule_check<Layer, rules::rnn_hidden, Layer::hidden, States::static_dims[2]>::ok) && ...);
+      ((rule_check<Layer, rules::rnn_states, Layer::num_layers * Layer::dirs,
+                   States::static_dims[0]>::ok &&
+        rule_check<Layer, rules::rnn_hidden, Layer::hidden, States::static_dims[2]>::ok) &&
+       ...);
   using Out = checked_output_t<states_ok, Layer, T::dtype, Layout::tnc, T, States...>;
   constexpr dim_t G = Layer::gates, H = Layer::hidden, L = Layer::num_layers, D = Layer::dirs;
   using StateT = Tensor<T::dtype, Layout::any, L * D, T::static_dims[1], H>;
@@ -68,7 +73,8 @@ auto recurrent(const T& x, const Weights& w, const std::string& given, const cha
   std::vector<std::string> hs, cs;
   for (dim_t k = 0; k < L; ++k) {
     const dim_t in_size = k == 0 ? x.dim(2) : D * H;
-    kiln::Tensor W(T::dtype, {D, G * H, in_size}), R(T::dtype, {D, G * H, H}), B(T::dtype, {D, 2 * G * H});
+    kiln::Tensor W(T::dtype, {D, G * H, in_size}), R(T::dtype, {D, G * H, H}),
+        B(T::dtype, {D, 2 * G * H});
     for (dim_t d = 0; d < D; ++d) {
       const std::string sfx = "_l" + std::to_string(k) + (d ? "_reverse" : "");
       auto take = [&](const std::string& what, std::vector<dim_t> dims) {
@@ -81,8 +87,10 @@ auto recurrent(const T& x, const Weights& w, const std::string& given, const cha
       copy_gates(R.raw() + static_cast<std::size_t>(d * G * H * H) * es,
                  take("weight_hh", {G * H, H}), G, H, order);
       if (Layer::bias) {
-        copy_gates(B.raw() + static_cast<std::size_t>(d * 2 * G * H) * es, take("bias_ih", {G * H}), G, H, order);
-        copy_gates(B.raw() + static_cast<std::size_t>((d * 2 + 1) * G * H) * es, take("bias_hh", {G * H}), G, H, order);
+        copy_gates(B.raw() + static_cast<std::size_t>(d * 2 * G * H) * es, take("bias_ih", {G * H}),
+                   G, H, order);
+        copy_gates(B.raw() + static_cast<std::size_t>((d * 2 + 1) * G * H) * es,
+                   take("bias_hh", {G * H}), G, H, order);
       }
     }
     const std::string lname = L == 1 ? name + "/rnn" : name + "/l" + std::to_string(k);
@@ -92,14 +100,15 @@ auto recurrent(const T& x, const Weights& w, const std::string& given, const cha
       std::string st = init[i];
       if (L > 1) {
         const std::string sn = s->fresh_name(lname + (i ? "/c0" : "/h0"));
-        st = emit(*s, "Slice", sn,
-                  {st, constant_ints(*s, sn + ".starts", {k * D}), constant_ints(*s, sn + ".ends", {(k + 1) * D}),
-                   constant_ints(*s, sn + ".axes", {0})});
+        st = emit(
+            *s, "Slice", sn,
+            {st, constant_ints(*s, sn + ".starts", {k * D}),
+             constant_ints(*s, sn + ".ends", {(k + 1) * D}), constant_ints(*s, sn + ".axes", {0})});
       }
       in.push_back(st);
     }
-    std::map<std::string, Attribute> a{{"hidden_size", H},
-                                       {"direction", std::string(D == 2 ? "bidirectional" : "forward")}};
+    std::map<std::string, Attribute> a{
+        {"hidden_size", H}, {"direction", std::string(D == 2 ? "bidirectional" : "forward")}};
     if (G == 3) a["linear_before_reset"] = dim_t{1};
     const std::string node = s->claim_name(lname, Layer::kind);
     emit(*s, op, node, std::move(in), std::move(a), G == 4 ? 3 : 2);

@@ -18,8 +18,10 @@ struct concat_layer {
     std::array<dim_t, R> out = first;
     auto one = [&](std::array<dim_t, R> in) {
       for (std::size_t i = 0; i < R; ++i) {
-        if (i == ax) out[i] = rules::known(out[i]) && rules::known(in[i]) ? out[i] + in[i] : kDynamic;
-        else out[i] = rules::concat_dim(out[i], in[i]);
+        if (i == ax)
+          out[i] = rules::known(out[i]) && rules::known(in[i]) ? out[i] + in[i] : kDynamic;
+        else
+          out[i] = rules::concat_dim(out[i], in[i]);
       }
     };
     (one(more), ...);
@@ -34,10 +36,12 @@ namespace detail {
 /// first known one before it.
 template <dim_t Axis, class... Ts>
 struct concat_rules {
-  static constexpr std::size_t R = std::tuple_element_t<0, std::tuple<Ts...>>::rank, N = sizeof...(Ts);
+  static constexpr std::size_t R = std::tuple_element_t<0, std::tuple<Ts...>>::rank,
+                               N = sizeof...(Ts);
   static constexpr auto pairs = [] {
     const std::array<std::array<dim_t, R>, N> in{Ts::static_dims...};
-    const dim_t ax = Axis < 0 ? Axis + static_cast<dim_t>(R) : Axis;  // out of range: the axis rule fails first
+    const dim_t ax =
+        Axis < 0 ? Axis + static_cast<dim_t>(R) : Axis;  // out of range: the axis rule fails first
     std::array<std::array<dim_t, 2>, (N - 1) * R> p{};
     std::array<dim_t, R> seen = in[0];
     for (std::size_t k = 1; k < N; ++k)
@@ -49,18 +53,20 @@ struct concat_rules {
   }();
   template <std::size_t... J>
   static auto of(std::index_sequence<J...>)
-      -> std::tuple<rule_on<rules::normalize_axis, Axis, R>, rule_on<rules::concat_dim, pairs[J][0], pairs[J][1]>...>;
+      -> std::tuple<rule_on<rules::normalize_axis, Axis, R>,
+                    rule_on<rules::concat_dim, pairs[J][0], pairs[J][1]>...>;
   using type = decltype(of(std::make_index_sequence<pairs.size()>{}));
 };
 
 template <dim_t Axis, tensor_expr T, tensor_expr... Ts>
 auto concat_named(const std::string& given, const T& first, const Ts&... rest) {
   constexpr bool same_rank = ((Ts::rank == T::rank) && ...);
-  constexpr bool ok = rules_check<
-      concat_layer<Axis>, rule_on<rules::input_rank, T::rank, Ts::rank>...,
-      rule_on<rules::same_element_type<T::dtype, Ts::dtype>::check>...,
-      rule_on<rules::compatible_layouts<T::layout, Ts::layout>::check>...,
-      typename std::conditional_t<same_rank, concat_rules<Axis, T, Ts...>, std::type_identity<std::tuple<>>>::type>::ok;
+  constexpr bool ok =
+      rules_check<concat_layer<Axis>, rule_on<rules::input_rank, T::rank, Ts::rank>...,
+                  rule_on<rules::same_element_type<T::dtype, Ts::dtype>::check>...,
+                  rule_on<rules::compatible_layouts<T::layout, Ts::layout>::check>...,
+                  typename std::conditional_t<same_rank, concat_rules<Axis, T, Ts...>,
+                                              std::type_identity<std::tuple<>>>::type>::ok;
   if constexpr (!ok) {
     return failed_layer{};  // rules_check has said why
   } else {
@@ -87,10 +93,13 @@ auto concat_last_named(const Args& args, std::index_sequence<I...>) {
 template <dim_t Axis, tensor_expr T, class... Rest>
 auto concat(const T& first, const Rest&... rest) {
   if constexpr (sizeof...(Rest) > 0 &&
-                std::is_convertible_v<std::tuple_element_t<sizeof...(Rest) - 1, std::tuple<Rest...>>, std::string>) {
-    return detail::concat_last_named<Axis>(std::tie(first, rest...), std::make_index_sequence<sizeof...(Rest)>{});
+                std::is_convertible_v<
+                    std::tuple_element_t<sizeof...(Rest) - 1, std::tuple<Rest...>>, std::string>) {
+    return detail::concat_last_named<Axis>(std::tie(first, rest...),
+                                           std::make_index_sequence<sizeof...(Rest)>{});
   } else {
-    static_assert((tensor_expr<Rest> && ...), "concat: give tensors, then (optionally) the layer's name");
+    static_assert((tensor_expr<Rest> && ...),
+                  "concat: give tensors, then (optionally) the layer's name");
     return detail::concat_named<Axis>(std::string(), first, rest...);
   }
 }
@@ -133,8 +142,10 @@ auto reshape(const T& x, const std::string& given = "") {
   using Layer = reshape_layer<Target...>;
   static constexpr auto counts = Layer::counts(T::static_dims);
   constexpr bool counts_ok = [] {
-    if constexpr (counts[2] == 0) return detail::rule_check<Layer, rules::same_count, counts[0], counts[1]>::ok;
-    else return true;  // a -1 target dim: the rule checks divisibility
+    if constexpr (counts[2] == 0)
+      return detail::rule_check<Layer, rules::same_count, counts[0], counts[1]>::ok;
+    else
+      return true;  // a -1 target dim: the rule checks divisibility
   }();
   using Out = detail::checked_output_t<counts_ok, Layer, T::dtype, Layout::any, T>;
   auto s = x.state();
@@ -201,7 +212,8 @@ template <dim_t... Perm, tensor_expr T>
 auto transpose(const T& x, const std::string& given = "") {
   using Layer = transpose_layer<Perm...>;
   constexpr bool ok = detail::rule_check<Layer, rules::permutation<Perm...>::check, T::rank>::ok;
-  using Out = detail::checked_output_t<ok, Layer, T::dtype, detail::transposed_layout<T::layout, Perm...>(), T>;
+  using Out = detail::checked_output_t<ok, Layer, T::dtype,
+                                       detail::transposed_layout<T::layout, Perm...>(), T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, Layer::kind, given);
   const auto dims = detail::run_rule<Layer>(name, x);
@@ -228,10 +240,12 @@ struct slice_layer {
 template <dim_t Axis, dim_t Start, dim_t End, dim_t Step = 1, tensor_expr T>
 auto slice(const T& x, const std::string& given = "") {
   using Layer = slice_layer<Axis, Start, End, Step>;
-  constexpr dim_t a = Axis < 0 ? Axis + static_cast<dim_t>(T::rank) : Axis;  // out of range: normalize_axis fails first
+  constexpr dim_t a = Axis < 0 ? Axis + static_cast<dim_t>(T::rank)
+                               : Axis;  // out of range: normalize_axis fails first
   constexpr bool ok = detail::rules_check<
       Layer, detail::rule_on<rules::normalize_axis, Axis, T::rank>,
-      detail::rule_on<rules::slice_count, detail::static_dim<T>(static_cast<std::size_t>(a)), Start, End, Step>>::ok;
+      detail::rule_on<rules::slice_count, detail::static_dim<T>(static_cast<std::size_t>(a)), Start,
+                      End, Step>>::ok;
   using Out = detail::checked_output_t<ok, Layer, T::dtype, T::layout, T>;
   auto s = x.state();
   const std::string name = detail::node_name(*s, Layer::kind, given);
@@ -255,7 +269,8 @@ struct pad_layer {
     for (std::size_t i = 0; i < R; ++i) {
       out[i] = rules::known(in[i]) ? in[i] + p[i] + p[R + i] : kDynamic;
       if (rules::known(in[i]) && out[i] < 0)
-        rules::rule_violation_fmt("padding makes dim {} negative ({})", static_cast<dim_t>(i), out[i]);
+        rules::rule_violation_fmt("padding makes dim {} negative ({})", static_cast<dim_t>(i),
+                                  out[i]);
     }
     return out;
   }
@@ -271,9 +286,9 @@ auto pad(const T& x, double value = 0.0, const std::string& given = "") {
   auto s = x.state();
   const std::string name = detail::node_name(*s, Layer::kind, given);
   const auto dims = detail::run_rule<Layer>(name, x);
-  std::vector<std::string> in{x.value(), detail::constant_ints(*s, name + ".pads", {Pads...}),
-                              detail::constant(*s, name + ".value",
-                                               kiln::Tensor::from_doubles(T::dtype, {}, {value}))};
+  std::vector<std::string> in{
+      x.value(), detail::constant_ints(*s, name + ".pads", {Pads...}),
+      detail::constant(*s, name + ".value", kiln::Tensor::from_doubles(T::dtype, {}, {value}))};
   detail::emit(*s, "Pad", name, std::move(in), {{"mode", std::string("constant")}});
   return Out(s, name, dims);
 }
@@ -291,7 +306,8 @@ struct reduce_layer {
     for (std::size_t i = 0; i < R; ++i) r[i] = A::v.size() == 0;
     for (auto a : A::v) {
       const auto n = static_cast<std::size_t>(rules::normalize_axis(a, static_cast<dim_t>(R)));
-      if (r[n]) rules::rule_violation_fmt("axis {} is reduced twice (rank {})", a, static_cast<dim_t>(R));
+      if (r[n])
+        rules::rule_violation_fmt("axis {} is reduced twice (rank {})", a, static_cast<dim_t>(R));
       r[n] = true;
     }
     return r;
@@ -305,7 +321,8 @@ struct reduce_layer {
   }
   /// The axes' rules on an input of rank R, for rules_check.
   template <std::size_t R, std::size_t... I>
-  static auto rules_of(std::index_sequence<I...>) -> std::tuple<detail::rule_on<rules::normalize_axis, A::v[I], R>...>;
+  static auto rules_of(std::index_sequence<I...>)
+      -> std::tuple<detail::rule_on<rules::normalize_axis, A::v[I], R>...>;
   template <std::size_t R>
   using checks = decltype(rules_of<R>(std::make_index_sequence<A::v.size()>{}));
   template <std::size_t R>
@@ -314,8 +331,10 @@ struct reduce_layer {
     std::array<dim_t, out_rank<R>()> out{};
     std::size_t j = 0;
     for (std::size_t i = 0; i < R; ++i) {
-      if (!r[i]) out[j++] = in[i];
-      else if (keep) out[j++] = 1;
+      if (!r[i])
+        out[j++] = in[i];
+      else if (keep)
+        out[j++] = 1;
     }
     return out;
   }
@@ -347,17 +366,29 @@ auto reduce(const T& x, const char* op, const std::string& given) {
 /// Reductions over axes<...> (default: all), keeping the reduced dims as 1 unless
 /// keep_dims<false>: `reduce_mean<axes<2, 3>>(x)`.
 template <class... Os, tensor_expr T>
-auto reduce_sum(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceSum", n); }
+auto reduce_sum(const T& x, const std::string& n = "") {
+  return detail::reduce<Os...>(x, "ReduceSum", n);
+}
 template <class... Os, tensor_expr T>
-auto reduce_mean(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceMean", n); }
+auto reduce_mean(const T& x, const std::string& n = "") {
+  return detail::reduce<Os...>(x, "ReduceMean", n);
+}
 template <class... Os, tensor_expr T>
-auto reduce_max(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceMax", n); }
+auto reduce_max(const T& x, const std::string& n = "") {
+  return detail::reduce<Os...>(x, "ReduceMax", n);
+}
 template <class... Os, tensor_expr T>
-auto reduce_min(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceMin", n); }
+auto reduce_min(const T& x, const std::string& n = "") {
+  return detail::reduce<Os...>(x, "ReduceMin", n);
+}
 template <class... Os, tensor_expr T>
-auto reduce_prod(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceProd", n); }
+auto reduce_prod(const T& x, const std::string& n = "") {
+  return detail::reduce<Os...>(x, "ReduceProd", n);
+}
 template <class... Os, tensor_expr T>
-auto reduce_l2(const T& x, const std::string& n = "") { return detail::reduce<Os...>(x, "ReduceL2", n); }
+auto reduce_l2(const T& x, const std::string& n = "") {
+  return detail::reduce<Os...>(x, "ReduceL2", n);
+}
 
 // ---- matmul ----------------------------------------------------------------------------------
 
@@ -384,10 +415,12 @@ struct matmul_layer {
 template <tensor_expr A, tensor_expr B>
 auto matmul(const A& a, const B& b, const std::string& given = "") {
   static_assert(A::rank >= 2 && B::rank >= 2, "matmul operands must have rank >= 2");
-  constexpr bool ok = detail::rules_check<
-      matmul_layer, detail::rule_on<rules::same_element_type<A::dtype, B::dtype>::check>,
-      detail::rule_on<rules::matmul_inner, A::static_dims[A::rank - 1], B::static_dims[B::rank - 2]>,
-      detail::broadcast_rules<A, B, 2>>::ok;
+  constexpr bool ok =
+      detail::rules_check<matmul_layer,
+                          detail::rule_on<rules::same_element_type<A::dtype, B::dtype>::check>,
+                          detail::rule_on<rules::matmul_inner, A::static_dims[A::rank - 1],
+                                          B::static_dims[B::rank - 2]>,
+                          detail::broadcast_rules<A, B, 2>>::ok;
   using Out = detail::checked_output_t<ok, matmul_layer, A::dtype, Layout::any, A, B>;
   auto s = detail::unify(a.state(), b.state());
   const std::string name = detail::node_name(*s, matmul_layer::kind, given);

@@ -37,7 +37,6 @@ std::string load_tensor_name(const std::string& path);
 /// Writes a tensor as a serialized TensorProto.
 void save_tensor(const Tensor& t, const std::string& path, const std::string& name = "");
 
-
 /// The ONNX op names the importer maps, with the opset range it reads for each.
 struct OpSupport {
   std::string op;

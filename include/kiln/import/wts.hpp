@@ -45,11 +45,11 @@ WtsDialect parse_wts_dialect(std::string_view name);
 struct WtsEntry {
   std::string name;
   DType dtype = DType::f32;
-  std::int64_t count = 0;           ///< element count
-  std::vector<std::int64_t> dims;   ///< the file's shape (trt-binary), else {count}
-  bool has_shape = false;           ///< true where the dialect carries a shape (trt-binary)
-  std::int64_t line = 0;            ///< line of the record's name (1-based; 0 for trt-binary)
-  std::uint64_t offset = 0;         ///< byte offset of the record's name
+  std::int64_t count = 0;          ///< element count
+  std::vector<std::int64_t> dims;  ///< the file's shape (trt-binary), else {count}
+  bool has_shape = false;          ///< true where the dialect carries a shape (trt-binary)
+  std::int64_t line = 0;           ///< line of the record's name (1-based; 0 for trt-binary)
+  std::uint64_t offset = 0;        ///< byte offset of the record's name
 };
 
 struct WtsReadOptions {

@@ -46,7 +46,8 @@ inline std::optional<std::size_t> fused_input_index(const std::string& ref) {
 }
 /// The value a part's input reference stands for, given the fused node's inputs: input k for
 /// "$k", the reference itself otherwise.
-inline std::string fused_input_name(const std::vector<std::string>& fused_inputs, const std::string& ref) {
+inline std::string fused_input_name(const std::vector<std::string>& fused_inputs,
+                                    const std::string& ref) {
   const auto k = fused_input_index(ref);
   return k ? fused_inputs.at(*k) : ref;
 }

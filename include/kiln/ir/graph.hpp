@@ -71,7 +71,7 @@ class ConstantEvaluator {
 class Graph {
  public:
   std::string name = "graph";
-  std::vector<ValueInfo> inputs;   ///< run-time inputs (weights are not listed here)
+  std::vector<ValueInfo> inputs;  ///< run-time inputs (weights are not listed here)
   std::vector<std::string> outputs;
   std::map<std::string, Tensor> weights;  ///< constant values: weights, folded constants
   std::vector<Node> nodes;                ///< topological order

@@ -28,7 +28,8 @@ std::uint64_t parse_bytes(std::string_view text, std::string_view flag);
 
 /// The bytes of `dims` elements of `dtype`; throws MemoryLimitError naming `what` when the count
 /// or the byte size overflows 64 bits.
-std::uint64_t tensor_bytes(std::string_view what, DType dtype, const std::vector<std::int64_t>& dims);
+std::uint64_t tensor_bytes(std::string_view what, DType dtype,
+                           const std::vector<std::int64_t>& dims);
 
 /// Host bytes counted against the limit for as long as it lives (move-only).
 class HostReservation {

@@ -37,10 +37,10 @@ class InferContext {
 using InferFn = std::function<std::vector<TensorType>(const InferContext&)>;
 
 struct OpSchema {
-  std::string name;       ///< ONNX op name
-  std::string family;     ///< for `kiln ops`: "convolution", "elementwise", ...
+  std::string name;    ///< ONNX op name
+  std::string family;  ///< for `kiln ops`: "convolution", "elementwise", ...
   int min_inputs = 1;
-  int max_inputs = 1;     ///< -1: variadic
+  int max_inputs = 1;  ///< -1: variadic
   int min_outputs = 1;
   int max_outputs = 1;
   InferFn infer;

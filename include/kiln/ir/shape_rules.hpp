@@ -43,7 +43,8 @@ constexpr i64 input_rank(i64 expected, i64 got) { return equal_dims("dims (rank)
 
 /// An axis in [-rank, rank) made non-negative.
 constexpr i64 normalize_axis(i64 axis, i64 rank) {
-  if (axis < -rank || axis >= rank) rule_violation_fmt("axis {} out of range for rank {}", axis, rank);
+  if (axis < -rank || axis >= rank)
+    rule_violation_fmt("axis {} out of range for rank {}", axis, rank);
   return axis < 0 ? axis + rank : axis;
 }
 
@@ -85,7 +86,8 @@ constexpr i64 conv_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 pad
                            i64 pad_end) {
   positive("stride must be positive, got {}", stride);
   positive("dilation must be positive, got {}", dilation);
-  if (pad_begin < 0 || pad_end < 0) rule_violation_fmt("negative padding {} / {}", pad_begin, pad_end);
+  if (pad_begin < 0 || pad_end < 0)
+    rule_violation_fmt("negative padding {} / {}", pad_begin, pad_end);
   if (!known(in)) return kDynamic;
   const i64 extent = (kernel - 1) * dilation + 1;
   const i64 padded = in + pad_begin + pad_end;
@@ -96,8 +98,8 @@ constexpr i64 conv_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 pad
 
 /// Output length of a pooling window along one axis (ceil_mode as ONNX defines it: the last
 /// window must start inside the input or its left padding).
-constexpr i64 pool_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 pad_begin,
-                           i64 pad_end, bool ceil_mode) {
+constexpr i64 pool_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 pad_begin, i64 pad_end,
+                           bool ceil_mode) {
   const i64 floor_out = conv_out_dim(in, kernel, stride, dilation, pad_begin, pad_end);
   if (!ceil_mode || !known(in)) return floor_out;
   const i64 extent = (kernel - 1) * dilation + 1;
@@ -116,8 +118,10 @@ constexpr i64 deconv_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 p
     rule_violation_fmt("output_padding {} must be smaller than stride or dilation ({})",
                        output_padding, stride);
   if (!known(in)) return kDynamic;
-  const i64 out = stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pad_begin - pad_end;
-  if (out <= 0) rule_violation_fmt("transposed convolution output {} not positive (input {})", out, in);
+  const i64 out =
+      stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pad_begin - pad_end;
+  if (out <= 0)
+    rule_violation_fmt("transposed convolution output {} not positive (input {})", out, in);
   return out;
 }
 
@@ -147,7 +151,9 @@ constexpr void conv_channels(i64 input_channels, i64 weight_channels, i64 group,
 }
 
 /// A layer's declared input channels against those that reach it.
-constexpr i64 input_channels(i64 declared, i64 got) { return equal_dims("input channels", declared, got); }
+constexpr i64 input_channels(i64 declared, i64 got) {
+  return equal_dims("input channels", declared, got);
+}
 
 /// Matrix product inner dims: [.., M, K] x [.., K, N].
 constexpr i64 matmul_inner(i64 k_left, i64 k_right) {
@@ -238,7 +244,8 @@ constexpr i64 attention_kv_groups(i64 q_heads, i64 kv_heads) {
   positive("key/value head count must be positive, got {}", kv_heads);
   if (!known(q_heads)) return kDynamic;
   if (q_heads % kv_heads != 0)
-    rule_violation_fmt("query heads {} are not a multiple of the key/value heads {}", q_heads, kv_heads);
+    rule_violation_fmt("query heads {} are not a multiple of the key/value heads {}", q_heads,
+                       kv_heads);
   return q_heads / kv_heads;
 }
 
@@ -253,7 +260,8 @@ constexpr i64 attention_mask_keys(i64 mask_keys, i64 total_keys) {
 
 /// Rotary embedding: the rotated part of a head (0: all of it) is even and fits in the head.
 constexpr i64 rotary_dim(i64 rotary, i64 head_dim) {
-  if (rotary < 0) rule_violation_fmt("rotary_embedding_dim must not be negative, got {}", rotary, 0);
+  if (rotary < 0)
+    rule_violation_fmt("rotary_embedding_dim must not be negative, got {}", rotary, 0);
   const i64 r = rotary == 0 ? head_dim : rotary;
   if (!known(r)) return kDynamic;
   if (r % 2 != 0) rule_violation_fmt("the rotated dims ({}) must be even", r, 0);
@@ -285,7 +293,8 @@ constexpr i64 adaptive_pool_window(i64 in, i64 out) {
 
 /// A reshape target dim: -1 (inferred, at most one), 0 (copy the input dim) or positive.
 constexpr i64 reshape_dim(i64 target) {
-  if (target < -1) rule_violation_fmt("reshape target dim {} is invalid (expected -1, 0 or > 0)", target, 0);
+  if (target < -1)
+    rule_violation_fmt("reshape target dim {} is invalid (expected -1, 0 or > 0)", target, 0);
   return target;
 }
 
@@ -310,11 +319,14 @@ constexpr void reshape_dims(std::span<const i64> in, std::span<const i64> target
     const i64 v = reshape_dim(target[i]);
     if (copied(i)) {
       if (i >= in.size())
-        rule_violation_fmt("reshape target dim {} is 0 (copy the input dim) but the input has rank {}",
-                           static_cast<i64>(i), static_cast<i64>(in.size()));
+        rule_violation_fmt(
+            "reshape target dim {} is 0 (copy the input dim) but the input has rank {}",
+            static_cast<i64>(i), static_cast<i64>(in.size()));
       out[i] = in[i];
     } else if (v == -1) {
-      if (infer_at >= 0) rule_violation_fmt("reshape target has two -1 dims ({} and {})", infer_at, static_cast<i64>(i));
+      if (infer_at >= 0)
+        rule_violation_fmt("reshape target has two -1 dims ({} and {})", infer_at,
+                           static_cast<i64>(i));
       infer_at = static_cast<i64>(i);
     } else {
       out[i] = v;
@@ -325,7 +337,8 @@ constexpr void reshape_dims(std::span<const i64> in, std::span<const i64> target
     rule_violation_fmt("reshape target has a -1 (dim {}) and a 0 with allowzero = 1", infer_at, 0);
   i64 in_count = 1, out_count = 1;
   for (std::size_t i = 0; i < in.size(); ++i)
-    if (!copied(i)) in_count = known(in_count) && known(in[i]) ? count_mul(in_count, in[i]) : kDynamic;
+    if (!copied(i))
+      in_count = known(in_count) && known(in[i]) ? count_mul(in_count, in[i]) : kDynamic;
   for (std::size_t i = 0; i < target.size(); ++i)
     if (!copied(i) && static_cast<i64>(i) != infer_at) out_count = count_mul(out_count, out[i]);
   if (infer_at < 0) {
@@ -337,7 +350,8 @@ constexpr void reshape_dims(std::span<const i64> in, std::span<const i64> target
     return;
   }
   if (out_count == 0 || in_count % out_count != 0)
-    rule_violation_fmt("cannot infer the -1 dim: {} elements do not divide into blocks of {}", in_count, out_count);
+    rule_violation_fmt("cannot infer the -1 dim: {} elements do not divide into blocks of {}",
+                       in_count, out_count);
   out[static_cast<std::size_t>(infer_at)] = in_count / out_count;
 }
 
@@ -345,7 +359,8 @@ constexpr void reshape_dims(std::span<const i64> in, std::span<const i64> target
 /// [dims_product(in, 0, axis), dims_product(in, axis, rank)].
 constexpr i64 flatten_axis(i64 axis, i64 rank) {
   if (axis < -rank || axis > rank)
-    rule_violation_fmt("axis {} out of range for rank {} (Flatten accepts -rank..rank)", axis, rank);
+    rule_violation_fmt("axis {} out of range for rank {} (Flatten accepts -rank..rank)", axis,
+                       rank);
   return axis < 0 ? axis + rank : axis;
 }
 
@@ -358,7 +373,8 @@ constexpr void check_permutation(std::span<const i64> perm, i64 rank) {
       rule_violation_fmt("axis {} in the permutation is out of range for rank {}", perm[i], rank);
     for (std::size_t j = 0; j < i; ++j)
       if (perm[j] == perm[i])
-        rule_violation_fmt("axis {} appears twice in the permutation (position {})", perm[i], static_cast<i64>(i));
+        rule_violation_fmt("axis {} appears twice in the permutation (position {})", perm[i],
+                           static_cast<i64>(i));
   }
 }
 

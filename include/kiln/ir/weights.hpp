@@ -37,9 +37,9 @@ class WeightMap {
 };
 
 struct BindOptions {
-  std::string prefix;                              ///< prepended to every requested name
-  std::map<std::string, std::string> rename;       ///< requested name -> name in the map
-  bool strict = false;                             ///< unused entries are an error
+  std::string prefix;                         ///< prepended to every requested name
+  std::map<std::string, std::string> rename;  ///< requested name -> name in the map
+  bool strict = false;                        ///< unused entries are an error
   /// Entries never reported as unused (PyTorch's BatchNorm counter, by default).
   std::vector<std::string> ignore_suffixes = {"num_batches_tracked"};
 

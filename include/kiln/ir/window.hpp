@@ -54,12 +54,12 @@ auto window_rule(const Node& n, F&& f) -> decltype(f()) {
 
 /// Resolves the window of `n` over input spatial dims `in` (kDynamic where unknown) with the
 /// given kernel (from the weight or kernel_shape).
-inline Window resolve_window(const Node& n, const std::vector<i64>& in, const std::vector<i64>& kernel,
-                             WindowKind kind) {
+inline Window resolve_window(const Node& n, const std::vector<i64>& in,
+                             const std::vector<i64>& kernel, WindowKind kind) {
   const std::size_t r = in.size();
   if (kernel.size() != r)
-    throw ShapeError(fmt::format("{}kernel has {} spatial axes, input has {}", n.where(),
-                                 kernel.size(), r));
+    throw ShapeError(
+        fmt::format("{}kernel has {} spatial axes, input has {}", n.where(), kernel.size(), r));
   Window w;
   w.kernel = kernel;
   w.strides = window_attr(n, "strides", r, 1);
@@ -86,10 +86,12 @@ inline Window resolve_window(const Node& n, const std::vector<i64>& in, const st
       // untrusted): no real network comes near them.
       for (i64 v : {w.kernel[a], w.strides[a], w.dilations[a], in[a]})
         if (v > (i64{1} << 31))
-          rules::rule_violation_fmt("kernel, stride, dilation or input length {} on axis {} is too large", v,
-                                    static_cast<i64>(a));
+          rules::rule_violation_fmt(
+              "kernel, stride, dilation or input length {} on axis {} is too large", v,
+              static_cast<i64>(a));
       for (i64 v : {pads[a], pads[r + a]})
-        if (v > (i64{1} << 40)) rules::rule_violation_fmt("padding {} on axis {} is too large", v, static_cast<i64>(a));
+        if (v > (i64{1} << 40))
+          rules::rule_violation_fmt("padding {} on axis {} is too large", v, static_cast<i64>(a));
     }
     if (kind != WindowKind::deconv) {
       for (std::size_t a = 0; a < r; ++a) {

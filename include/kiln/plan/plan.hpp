@@ -63,7 +63,7 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
 struct Plan {
   std::string target;  ///< Target::name
   std::string graph_name;
-  std::vector<ValueInfo> inputs;     ///< static shapes
+  std::vector<ValueInfo> inputs;  ///< static shapes
   std::vector<ValueInfo> outputs;
   std::map<std::string, Tensor> weights;  ///< every constant a step reads
   std::vector<Node> steps;                ///< in order; each an ordinary op or kiln.Fused

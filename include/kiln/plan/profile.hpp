@@ -15,7 +15,6 @@
 
 namespace kiln::plan {
 
-
 using Dims = std::vector<std::int64_t>;
 /// Dims of graph inputs by name.
 using ShapeMap = std::map<std::string, Dims>;

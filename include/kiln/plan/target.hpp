@@ -18,16 +18,18 @@ namespace fusion {
 inline constexpr const char* kConvActivation = "conv+bias+activation";  // Conv/ConvTranspose + act
 inline constexpr const char* kGemmActivation = "gemm+bias+activation";  // Gemm/MatMul + act
 inline constexpr const char* kConvResidual = "conv+residual+activation";  // Conv + Add (+ act)
-inline constexpr const char* kPointwiseChain = "pointwise-chain";       // elementwise ops as one
-inline constexpr const char* kHorizontalConv = "horizontal-conv";       // convs sharing an input
-inline constexpr const char* kLayerNorm = "layernorm";  // decomposed LayerNorm -> LayerNormalization
-inline constexpr const char* kGelu = "gelu";            // Erf/tanh GELU forms -> Gelu
-inline constexpr const char* kAttention = "attention";  // MatMul, scale, mask, Softmax, MatMul -> Attention
+inline constexpr const char* kPointwiseChain = "pointwise-chain";         // elementwise ops as one
+inline constexpr const char* kHorizontalConv = "horizontal-conv";         // convs sharing an input
+inline constexpr const char* kLayerNorm =
+    "layernorm";                              // decomposed LayerNorm -> LayerNormalization
+inline constexpr const char* kGelu = "gelu";  // Erf/tanh GELU forms -> Gelu
+inline constexpr const char* kAttention =
+    "attention";  // MatMul, scale, mask, Softmax, MatMul -> Attention
 }  // namespace fusion
 
 struct Target {
-  std::string name;                  ///< "cpu-reference", "cuda-sm90", ...
-  std::set<std::string> fusions;     ///< which of fusion::* it runs as one step
+  std::string name;               ///< "cpu-reference", "cuda-sm90", ...
+  std::set<std::string> fusions;  ///< which of fusion::* it runs as one step
   /// Elementwise ops it can run as an epilogue or inside a pointwise chain.
   std::set<std::string> pointwise_ops;
   std::size_t max_pointwise_chain = 8;  ///< most elementwise parts in one step
@@ -66,7 +68,8 @@ const Target& cpu_reference_target();
 const Target& plain_target();
 /// The CUDA runtime's targets: "cuda" (FP32, NCHW) and "cuda-fp16" (FP16, NHWC where it pays).
 const Target& cuda_target(bool fp16);
-/// The target of a name ("cpu-reference", "plain", "cuda", "cuda-fp16"); throws UnsupportedError listing the known.
+/// The target of a name ("cpu-reference", "plain", "cuda", "cuda-fp16"); throws UnsupportedError
+/// listing the known.
 const Target& target_by_name(const std::string& name);
 /// Registers a target (the CUDA runtime describes its GPUs this way); replaces one of the same
 /// name.

@@ -39,7 +39,8 @@ class DynamicEngine {
  public:
   /// Returns the plan specialized for an exact shape under a profile (the shape is already
   /// checked against it).
-  using Specialize = std::function<std::shared_ptr<const plan::Plan>(const plan::ShapeMap&, std::size_t profile)>;
+  using Specialize =
+      std::function<std::shared_ptr<const plan::Plan>(const plan::ShapeMap&, std::size_t profile)>;
 
   /// Takes a dynamic plan for a CUDA target. Throws FormatError for a static plan or another
   /// target, before touching a GPU: engines are made per shape when first run.

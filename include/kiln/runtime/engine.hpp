@@ -156,8 +156,8 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   Precision precision() const;
-  int device() const;                 ///< the device it was made on
-  std::int64_t max_batch() const;     ///< the plan's batch (dim 0 of its inputs)
+  int device() const;              ///< the device it was made on
+  std::int64_t max_batch() const;  ///< the plan's batch (dim 0 of its inputs)
   /// Whether contexts may run batches below max_batch() (every activation's dim 0 is the batch).
   bool batch_resizable() const;
   const std::vector<ValueInfo>& inputs() const;
@@ -209,7 +209,8 @@ class ExecutionContext {
 
  private:
   friend class Engine;
-  friend std::map<std::string, Tensor> run_on_gpu(ExecutionContext&, const std::map<std::string, Tensor>&);
+  friend std::map<std::string, Tensor> run_on_gpu(ExecutionContext&,
+                                                  const std::map<std::string, Tensor>&);
   explicit ExecutionContext(std::shared_ptr<detail::EngineState> engine);
   struct Impl;
   std::shared_ptr<detail::EngineState> engine_;
@@ -221,6 +222,7 @@ class ExecutionContext {
 };
 
 /// Host convenience: uploads `inputs` (plan dtypes), executes, downloads every output.
-std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx, const std::map<std::string, Tensor>& inputs);
+std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx,
+                                         const std::map<std::string, Tensor>& inputs);
 
 }  // namespace kiln::runtime

@@ -27,7 +27,7 @@ struct MatmulOptions {
   Precision precision = Precision::f32;
   bool allow_tf32 = false;
   Epilogue epilogue = Epilogue::none;
-  bool bias = false;  ///< bias[n] in the layer's precision
+  bool bias = false;              ///< bias[n] in the layer's precision
   float alpha = 1.f, beta = 0.f;  ///< beta != 0 accumulates into the existing C
   std::size_t workspace_limit = std::size_t{64} << 20;
 };

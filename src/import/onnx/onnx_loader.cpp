@@ -43,16 +43,18 @@ class Importer {
     opset_ = -1;
     for (const auto& o : m.opset_import()) {
       if (o.version() < 1 || o.version() > 100000)
-        throw FormatError(fmt::format("model opset_import of domain '{}' has version {}: expected "
-                                      "1 or more",
-                                      o.domain(), o.version()));
+        throw FormatError(
+            fmt::format("model opset_import of domain '{}' has version {}: expected "
+                        "1 or more",
+                        o.domain(), o.version()));
       if (o.domain().empty() || o.domain() == "ai.onnx") opset_ = static_cast<int>(o.version());
     }
     if (opset_ < 0) opset_ = 1;  // no import of the default domain: its first opset
     if (opset_ > kMaxOpset)
-      throw UnsupportedError(fmt::format("model uses opset {} of the default domain; kiln reads "
-                                         "opsets 1 to {}",
-                                         opset_, kMaxOpset));
+      throw UnsupportedError(
+          fmt::format("model uses opset {} of the default domain; kiln reads "
+                      "opsets 1 to {}",
+                      opset_, kMaxOpset));
     const auto& gp = m.graph();
     g_.name = gp.name().empty() ? "model" : gp.name();
     for (const auto& init : gp.initializer()) {
@@ -68,10 +70,11 @@ class Importer {
       g_.inputs.push_back(value_info(in));
     }
     if (gp.output_size() == 0)
-      throw FormatError(fmt::format("graph '{}' has no outputs: a model must name at least one",
-                                    g_.name));
+      throw FormatError(
+          fmt::format("graph '{}' has no outputs: a model must name at least one", g_.name));
     for (const auto& out : gp.output()) {
-      if (out.name().empty()) throw FormatError(fmt::format("graph '{}' has an output with no name", g_.name));
+      if (out.name().empty())
+        throw FormatError(fmt::format("graph '{}' has an output with no name", g_.name));
       check_output_type(out);
       graph_outputs_.insert(out.name());
     }
@@ -115,8 +118,9 @@ class Importer {
   ValueInfo value_info(const ::onnx::ValueInfoProto& v) {
     const std::string what = fmt::format("graph input '{}'", v.name());
     if (!v.has_type() || !v.type().has_tensor_type())
-      throw UnsupportedError(what + ": only tensor inputs are supported (not sequences, maps or "
-                                    "optionals)");
+      throw UnsupportedError(what +
+                             ": only tensor inputs are supported (not sequences, maps or "
+                             "optionals)");
     const auto& tt = v.type().tensor_type();
     ValueInfo vi;
     vi.name = v.name();
@@ -146,9 +150,10 @@ class Importer {
           if (a.ints_size()) return std::vector<std::int64_t>(a.ints().begin(), a.ints().end());
           if (a.floats_size()) return std::vector<double>(a.floats().begin(), a.floats().end());
         }
-        throw UnsupportedError(fmt::format("{}attribute '{}' of type {} (graphs, sparse tensors and "
-                                           "type protos) is not supported",
-                                           n.where(), a.name(), AP::AttributeType_Name(a.type())));
+        throw UnsupportedError(
+            fmt::format("{}attribute '{}' of type {} (graphs, sparse tensors and "
+                        "type protos) is not supported",
+                        n.where(), a.name(), AP::AttributeType_Name(a.type())));
     }
   }
 
@@ -176,7 +181,9 @@ class Importer {
     if (!n.has_attr(attr)) return;
     auto v = n.attr_ints(attr);
     n.attrs.erase(attr);
-    set_input(n, i, add_const(n, attr, Tensor::from<std::int64_t>({static_cast<std::int64_t>(v.size())}, v)));
+    set_input(
+        n, i,
+        add_const(n, attr, Tensor::from<std::int64_t>({static_cast<std::int64_t>(v.size())}, v)));
   }
   void float_attr_to_input(Node& n, const std::string& attr, std::size_t i) {
     if (!n.has_attr(attr)) return;
@@ -201,10 +208,10 @@ class Importer {
     std::string hint;
     for (const auto& o : supported_ops())
       if (lower(o.op) == lower(p.op_type())) hint = fmt::format(" (did you mean '{}'?)", o.op);
-    throw UnsupportedError(fmt::format("[{} '{}'] op '{}' (domain '{}', opset {}) is not supported{}; "
-                                       "`kiln ops` lists the supported ops",
-                                       p.op_type(), name, p.op_type(),
-                                       p.domain().empty() ? "ai.onnx" : p.domain(), opset_, hint));
+    throw UnsupportedError(fmt::format(
+        "[{} '{}'] op '{}' (domain '{}', opset {}) is not supported{}; "
+        "`kiln ops` lists the supported ops",
+        p.op_type(), name, p.op_type(), p.domain().empty() ? "ai.onnx" : p.domain(), opset_, hint));
   }
 
   void add_node(const ::onnx::NodeProto& p) {
@@ -215,10 +222,10 @@ class Importer {
     const OpSupport* known = onnx_op(p.op_type());
     if (!known || !OpRegistry::instance().find(n.op)) unsupported_op(p, n.name);
     if (opset_ < known->min_opset || opset_ > known->max_opset)
-      throw UnsupportedError(fmt::format("[{} '{}'] op '{}' exists in opsets {} to {}, the model "
-                                         "uses opset {}",
-                                         p.op_type(), n.name, p.op_type(), known->min_opset,
-                                         known->max_opset, opset_));
+      throw UnsupportedError(fmt::format(
+          "[{} '{}'] op '{}' exists in opsets {} to {}, the model "
+          "uses opset {}",
+          p.op_type(), n.name, p.op_type(), known->min_opset, known->max_opset, opset_));
     n.inputs.assign(p.input().begin(), p.input().end());
     n.outputs.assign(p.output().begin(), p.output().end());
     for (const auto& a : p.attribute()) {
@@ -251,9 +258,10 @@ class Importer {
     if (n.op == "Constant") {  // folded into a weight right away
       need_outputs(n, 1);
       if (g_.weights.count(n.outputs[0]))
-        throw GraphError(fmt::format("{}output '{}' is already defined (by an initializer or "
-                                     "another Constant)",
-                                     n.where(), n.outputs[0]));
+        throw GraphError(
+            fmt::format("{}output '{}' is already defined (by an initializer or "
+                        "another Constant)",
+                        n.where(), n.outputs[0]));
       g_.weights[n.outputs[0]] = constant_value(n);
       return;
     }
@@ -290,13 +298,14 @@ class Importer {
     } else if (n.op == "Attention" && v < 25) {
       // Opset 24 adds the input nonpad_kv_seqlen, opset 25 the sliding window's attributes.
       if (v < 24 && n.has_input(6))
-        throw GraphError(fmt::format("{}input 6 (nonpad_kv_seqlen) exists from opset 24; the model uses "
-                                     "opset {}",
-                                     n.where(), v));
+        throw GraphError(
+            fmt::format("{}input 6 (nonpad_kv_seqlen) exists from opset 24; the model uses "
+                        "opset {}",
+                        n.where(), v));
       for (const char* a : {"left_window_size", "right_window_size"})
         if (n.has_attr(a))
-          throw GraphError(fmt::format("{}attribute '{}' exists from opset 25; the model uses opset {}",
-                                       n.where(), a, v));
+          throw GraphError(fmt::format(
+              "{}attribute '{}' exists from opset 25; the model uses opset {}", n.where(), a, v));
     } else if (n.op == "Upsample") {
       upgrade_upsample(n);
     } else if (n.op == "Resize" && v < 11) {
@@ -304,9 +313,11 @@ class Importer {
       const std::string scales = n.inputs.size() > 1 ? n.inputs[1] : "";
       n.inputs = {n.inputs[0], "", scales};
       n.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
-      if (n.attr_string("mode", "nearest") == "nearest") n.attrs["nearest_mode"] = std::string("floor");
+      if (n.attr_string("mode", "nearest") == "nearest")
+        n.attrs["nearest_mode"] = std::string("floor");
     } else if (n.op == "Cast" && v < 6) {
-      if (const auto* s = std::get_if<std::string>(&n.attrs["to"])) n.attrs["to"] = onnx_code_of(*s, n);
+      if (const auto* s = std::get_if<std::string>(&n.attrs["to"]))
+        n.attrs["to"] = onnx_code_of(*s, n);
     } else if (n.op == "Concat" && v < 4 && !n.has_attr("axis")) {
       n.attrs["axis"] = std::int64_t{1};
     } else if (n.op == "BatchNormalization" && v < 14) {
@@ -316,8 +327,9 @@ class Importer {
       n.attrs.erase("momentum");
       for (std::size_t i = 1; i < n.outputs.size(); ++i)
         if (!n.outputs[i].empty())
-          throw UnsupportedError(n.where() + "the training outputs of BatchNormalization before "
-                                             "opset 14 are not supported");
+          throw UnsupportedError(n.where() +
+                                 "the training outputs of BatchNormalization before "
+                                 "opset 14 are not supported");
       n.outputs.resize(1);
     } else if (n.op == "PRelu" && v < 7 && n.inputs.size() > 1) {
       // PRelu-6: a 1-D slope is per channel (axis 1).
@@ -339,9 +351,10 @@ class Importer {
         std::int64_t axis = n.attr_int("axis");
         if (axis < 0) axis += rank_a;
         if (axis < 0 || axis + rank_b > rank_a)
-          throw ShapeError(fmt::format("{}legacy broadcast axis {} does not fit B of rank {} into A "
-                                       "of rank {}",
-                                       n.where(), n.attr_int("axis"), rank_b, rank_a));
+          throw ShapeError(
+              fmt::format("{}legacy broadcast axis {} does not fit B of rank {} into A "
+                          "of rank {}",
+                          n.where(), n.attr_int("axis"), rank_b, rank_a));
         n.inputs[1] = append_unit_dims(n, n.inputs[1], rank_b, rank_a - axis - rank_b);
       }
       n.attrs.erase("broadcast");
@@ -379,9 +392,11 @@ class Importer {
     if (count <= 0) return value;
     std::vector<std::int64_t> axes;
     for (std::int64_t i = 0; i < count; ++i) axes.push_back(rank + i);
-    Node u{"Unsqueeze", unique_node_name(n.name + "/legacy_broadcast", "Unsqueeze"),
+    Node u{"Unsqueeze",
+           unique_node_name(n.name + "/legacy_broadcast", "Unsqueeze"),
            {value, add_const(n, "unsqueeze_axes", Tensor::from<std::int64_t>({count}, axes))},
-           {g_.unique_name(value + "/unsqueezed")}, {}};
+           {g_.unique_name(value + "/unsqueezed")},
+           {}};
     const std::string out = u.outputs[0];
     g_.add_node(std::move(u));
     return out;
@@ -389,7 +404,8 @@ class Importer {
 
   Tensor constant_value(const Node& n) {
     if (n.has_attr("value")) return n.attr_tensor("value");
-    if (n.has_attr("value_float")) return Tensor::scalar<float>(static_cast<float>(n.attr_float("value_float", 0)));
+    if (n.has_attr("value_float"))
+      return Tensor::scalar<float>(static_cast<float>(n.attr_float("value_float", 0)));
     if (n.has_attr("value_int")) return Tensor::scalar<std::int64_t>(n.attr_int("value_int"));
     if (n.has_attr("value_floats")) {
       auto v = n.attr_floats("value_floats");
@@ -400,15 +416,16 @@ class Importer {
       auto v = n.attr_ints("value_ints");
       return Tensor::from<std::int64_t>({static_cast<std::int64_t>(v.size())}, v);
     }
-    throw UnsupportedError(n.where() + "only tensor, float(s) and int(s) constants are supported "
-                                       "(not strings or sparse tensors)");
+    throw UnsupportedError(n.where() +
+                           "only tensor, float(s) and int(s) constants are supported "
+                           "(not strings or sparse tensors)");
   }
 
   static std::int64_t onnx_code_of(const std::string& s, const Node& n) {
     static const std::map<std::string, std::int64_t> codes = {
-        {"FLOAT", 1}, {"UINT8", 2}, {"INT8", 3}, {"UINT16", 4}, {"INT16", 5}, {"INT32", 6},
-        {"INT64", 7}, {"STRING", 8}, {"BOOL", 9}, {"FLOAT16", 10}, {"DOUBLE", 11},
-        {"UINT32", 12}, {"UINT64", 13}, {"BFLOAT16", 16}};
+        {"FLOAT", 1},   {"UINT8", 2},   {"INT8", 3},    {"UINT16", 4},   {"INT16", 5},
+        {"INT32", 6},   {"INT64", 7},   {"STRING", 8},  {"BOOL", 9},     {"FLOAT16", 10},
+        {"DOUBLE", 11}, {"UINT32", 12}, {"UINT64", 13}, {"BFLOAT16", 16}};
     auto it = codes.find(s);
     if (it == codes.end()) throw UnsupportedError(n.where() + "unknown Cast target '" + s + "'");
     return it->second;
@@ -422,7 +439,8 @@ class Importer {
       auto s = n.attr_floats("scales");
       std::vector<float> f(s.begin(), s.end());
       n.attrs.erase("scales");
-      scales = add_const(n, "scales", Tensor::from<float>({static_cast<std::int64_t>(f.size())}, f));
+      scales =
+          add_const(n, "scales", Tensor::from<float>({static_cast<std::int64_t>(f.size())}, f));
     } else if (n.inputs.size() > 1) {
       scales = n.inputs[1];
     }
@@ -442,8 +460,12 @@ class Importer {
     need_outputs(n, 1);
     const std::int64_t axis = n.attr_int("axis", 1);
     const std::string x = n.inputs[0], y = n.outputs[0];
-    Node shape{"Shape", g_.unique_name(n.name + "/shape"), {x}, {g_.unique_name(n.name + "/shape")}, {}};
-    Node flat{"Flatten", g_.unique_name(n.name + "/flatten"), {x}, {g_.unique_name(n.name + "/flat")},
+    Node shape{
+        "Shape", g_.unique_name(n.name + "/shape"), {x}, {g_.unique_name(n.name + "/shape")}, {}};
+    Node flat{"Flatten",
+              g_.unique_name(n.name + "/flatten"),
+              {x},
+              {g_.unique_name(n.name + "/flat")},
               {{"axis", axis}}};
     node_names_.insert(shape.name);
     node_names_.insert(flat.name);
@@ -456,7 +478,11 @@ class Importer {
     core.attrs["axis"] = std::int64_t{1};
     const std::string core_out = core.outputs[0];
     g_.add_node(std::move(core));
-    Node back{"Reshape", unique_node_name(n.name + "/reshape", "Reshape"), {core_out, shape_out}, {y}, {}};
+    Node back{"Reshape",
+              unique_node_name(n.name + "/reshape", "Reshape"),
+              {core_out, shape_out},
+              {y},
+              {}};
     g_.add_node(std::move(back));
   }
 
@@ -476,7 +502,8 @@ class Importer {
   google::protobuf::io::CodedInputStream coded(&raw);
   coded.SetTotalBytesLimit(std::numeric_limits<int>::max());
   if (!m.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage())
-    throw FormatError(fmt::format("'{}' is not a valid ONNX model (truncated or corrupt protobuf)", origin));
+    throw FormatError(
+        fmt::format("'{}' is not a valid ONNX model (truncated or corrupt protobuf)", origin));
   if (!m.has_graph())
     throw FormatError(fmt::format("'{}' parses as protobuf but holds no ONNX graph", origin));
   if (m.ir_version() < 3 && m.opset_import_size() == 0 && m.graph().node_size() == 0)

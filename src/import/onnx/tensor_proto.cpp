@@ -30,12 +30,14 @@ std::int64_t parse_size(const std::string& text, const char* key, const std::str
   std::int64_t v = 0;
   bool ok = !text.empty() && text.size() <= 18;  // 18 digits cannot overflow 64 bits
   for (char c : ok ? text : std::string()) {
-    if (c < '0' || c > '9') ok = false;
-    else v = v * 10 + (c - '0');
+    if (c < '0' || c > '9')
+      ok = false;
+    else
+      v = v * 10 + (c - '0');
   }
   if (!ok)
-    throw FormatError(fmt::format("tensor '{}': external data {} '{}' is not a byte count", tensor,
-                                  key, text));
+    throw FormatError(
+        fmt::format("tensor '{}': external data {} '{}' is not a byte count", tensor, key, text));
   return v;
 }
 
@@ -44,34 +46,42 @@ std::string read_external(const ::onnx::TensorProto& p, const std::string& base_
   std::string location;
   std::int64_t offset = 0, length = -1;
   for (const auto& e : p.external_data()) {
-    if (e.key() == "location") location = e.value();
-    else if (e.key() == "offset") offset = parse_size(e.value(), "offset", p.name());
-    else if (e.key() == "length") length = parse_size(e.value(), "length", p.name());
+    if (e.key() == "location")
+      location = e.value();
+    else if (e.key() == "offset")
+      offset = parse_size(e.value(), "offset", p.name());
+    else if (e.key() == "length")
+      length = parse_size(e.value(), "length", p.name());
   }
   const std::string what = fmt::format("tensor '{}'", p.name());
   if (location.empty()) throw FormatError(what + ": external data without a location");
   const std::filesystem::path loc(location);
   if (loc.is_absolute() || location.find("..") != std::string::npos)
-    throw FormatError(fmt::format("{}: external data location '{}' must be a relative path inside "
-                                  "the model's folder",
-                                  what, location));
+    throw FormatError(
+        fmt::format("{}: external data location '{}' must be a relative path inside "
+                    "the model's folder",
+                    what, location));
   const auto path = std::filesystem::path(base_dir.empty() ? "." : base_dir) / loc;
   // The file must lie inside the model's folder once every symbolic link is followed, and be a
   // regular file (a folder would read as zeros).
   std::error_code ec;
   const auto real = std::filesystem::canonical(path, ec);
-  if (ec) throw FormatError(fmt::format("{}: external data file '{}' not found", what, path.string()));
+  if (ec)
+    throw FormatError(fmt::format("{}: external data file '{}' not found", what, path.string()));
   const auto real_base = std::filesystem::canonical(base_dir.empty() ? "." : base_dir, ec);
   const auto rel = real.lexically_relative(real_base);
   if (ec || rel.empty() || *rel.begin() == "..")
-    throw FormatError(fmt::format("{}: external data location '{}' leads to '{}', outside the "
-                                  "model's folder '{}'",
-                                  what, location, real.string(), real_base.string()));
+    throw FormatError(
+        fmt::format("{}: external data location '{}' leads to '{}', outside the "
+                    "model's folder '{}'",
+                    what, location, real.string(), real_base.string()));
   if (!std::filesystem::is_regular_file(real, ec))
-    throw FormatError(fmt::format("{}: external data location '{}' is not a regular file", what,
-                                  location));
+    throw FormatError(
+        fmt::format("{}: external data location '{}' is not a regular file", what, location));
   std::ifstream f(real, std::ios::binary);
-  if (!f) throw FormatError(fmt::format("{}: external data file '{}' cannot be read", what, path.string()));
+  if (!f)
+    throw FormatError(
+        fmt::format("{}: external data file '{}' cannot be read", what, path.string()));
   f.seekg(0, std::ios::end);
   const auto size = static_cast<std::int64_t>(f.tellg());
   if (length < 0) length = static_cast<std::int64_t>(nbytes);
@@ -86,7 +96,6 @@ std::string read_external(const ::onnx::TensorProto& p, const std::string& base_
   f.read(buf.data(), length);
   return buf;
 }
-
 
 /// A tensor for `what`, whose memory errors name it.
 Tensor allocate(const std::string& what, DType dt, const std::vector<std::int64_t>& dims) {
@@ -143,21 +152,27 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
     }
   }();
   if (static_cast<std::int64_t>(held) != numel)
-    throw FormatError(fmt::format("tensor '{}' holds {} values, its dims {} need {}", p.name(), held,
-                                  dims_to_string(dims), numel));
+    throw FormatError(fmt::format("tensor '{}' holds {} values, its dims {} need {}", p.name(),
+                                  held, dims_to_string(dims), numel));
   Tensor t = allocate(what, dt, dims);
   auto fill = [&](const auto& field, auto convert) {  // `held` checked the field's count
     for (std::int64_t i = 0; i < numel; ++i) convert(i, field.Get(static_cast<int>(i)));
   };
   switch (dt) {
     case DType::f32: fill(p.float_data(), [&](auto i, float v) { t.data<float>()[i] = v; }); break;
-    case DType::f64: fill(p.double_data(), [&](auto i, double v) { t.data<double>()[i] = v; }); break;
-    case DType::i64: fill(p.int64_data(), [&](auto i, std::int64_t v) { t.data<std::int64_t>()[i] = v; }); break;
+    case DType::f64:
+      fill(p.double_data(), [&](auto i, double v) { t.data<double>()[i] = v; });
+      break;
+    case DType::i64:
+      fill(p.int64_data(), [&](auto i, std::int64_t v) { t.data<std::int64_t>()[i] = v; });
+      break;
     case DType::u32:
     case DType::u64:
       fill(p.uint64_data(), [&](auto i, std::uint64_t v) {
-        if (dt == DType::u32) t.data<std::uint32_t>()[i] = static_cast<std::uint32_t>(v);
-        else t.data<std::uint64_t>()[i] = v;
+        if (dt == DType::u32)
+          t.data<std::uint32_t>()[i] = static_cast<std::uint32_t>(v);
+        else
+          t.data<std::uint64_t>()[i] = v;
       });
       break;
     case DType::f16:
@@ -194,12 +209,14 @@ std::string read_file(const std::string& path, const char* kind) {
 ::onnx::TensorProto parse_tensor(const std::string& bytes, const std::string& source) {
   ::onnx::TensorProto p;
   if (!p.ParseFromString(bytes))
-    throw FormatError(fmt::format("'{}' is not a serialized ONNX TensorProto (truncated or corrupt)", source));
+    throw FormatError(
+        fmt::format("'{}' is not a serialized ONNX TensorProto (truncated or corrupt)", source));
   return p;
 }
 }  // namespace
 
-Tensor load_tensor_bytes(const std::string& bytes, const std::string& base_dir, const std::string& source) {
+Tensor load_tensor_bytes(const std::string& bytes, const std::string& base_dir,
+                         const std::string& source) {
   const auto p = parse_tensor(bytes, source);
   try {
     return detail::to_tensor(p, base_dir);
@@ -211,8 +228,8 @@ Tensor load_tensor_bytes(const std::string& bytes, const std::string& base_dir, 
 }
 
 Tensor load_tensor(const std::string& path) {
-  return load_tensor_bytes(read_file(path, "tensor file"), std::filesystem::path(path).parent_path().string(),
-                           path);
+  return load_tensor_bytes(read_file(path, "tensor file"),
+                           std::filesystem::path(path).parent_path().string(), path);
 }
 
 std::string load_tensor_name(const std::string& path) {
@@ -224,7 +241,8 @@ void save_tensor(const Tensor& t, const std::string& path, const std::string& na
   detail::to_proto(t, p);
   p.set_name(name);
   std::ofstream f(path, std::ios::binary);
-  if (!f || !p.SerializeToOstream(&f)) throw Error(fmt::format("cannot write tensor file '{}'", path));
+  if (!f || !p.SerializeToOstream(&f))
+    throw Error(fmt::format("cannot write tensor file '{}'", path));
 }
 
 }  // namespace kiln::onnx

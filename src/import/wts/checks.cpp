@@ -29,9 +29,10 @@ std::string weights_hash_string(std::uint64_t hash) { return fmt::format("fnv1a6
 void check_weights_hash(const WeightMap& w, std::uint64_t expected, std::string_view what) {
   const std::uint64_t got = weights_hash(w);
   if (got != expected)
-    throw WeightError(fmt::format("{} was built from weights {}, but these weights hash to {}; "
-                                  "rebuild it from these weights, or use the weights it was built from",
-                                  what, weights_hash_string(expected), weights_hash_string(got)));
+    throw WeightError(
+        fmt::format("{} was built from weights {}, but these weights hash to {}; "
+                    "rebuild it from these weights, or use the weights it was built from",
+                    what, weights_hash_string(expected), weights_hash_string(got)));
 }
 
 void check_weights_finite(const WeightMap& w) {
@@ -59,7 +60,8 @@ void check_weights_finite(const WeightMap& w) {
   }
   if (bad.size() == 1) throw WeightError(bad[0]);
   if (!bad.empty())
-    throw WeightError(fmt::format("{} weights hold NaN or Inf:\n  {}", bad.size(), fmt::join(bad, "\n  ")));
+    throw WeightError(
+        fmt::format("{} weights hold NaN or Inf:\n  {}", bad.size(), fmt::join(bad, "\n  ")));
 }
 
 void check_weight_dtype(const WeightMap& w, const std::string& name, std::string_view layer,

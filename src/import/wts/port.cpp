@@ -15,7 +15,8 @@ namespace {
 Tensor as_f32(const Tensor& t, std::string_view what) {
   if (!t.defined()) throw WeightError(fmt::format("{} is missing", what));
   if (!is_float(t.dtype()))
-    throw WeightError(fmt::format("{} has dtype {}, expected a float type", what, dtype_name(t.dtype())));
+    throw WeightError(
+        fmt::format("{} has dtype {}, expected a float type", what, dtype_name(t.dtype())));
   return t.dtype() == DType::f32 ? t : t.cast(DType::f32);
 }
 
@@ -56,13 +57,14 @@ TfParts tf_parts(const Tensor& kernel_in, const Tensor& bias_in, std::int64_t in
                                   dims_to_string(kernel.dims())));
   const std::int64_t hidden = kernel.dim(1) / 4;
   if (input_size < 0 || kernel.dim(0) != input_size + hidden)
-    throw WeightError(fmt::format("TF LSTM kernel has dims {}: {} rows, expected input {} + hidden {} = {}",
-                                  dims_to_string(kernel.dims()), kernel.dim(0), input_size, hidden,
-                                  input_size + hidden));
-  const Tensor bias = bias_in.defined() ? as_f32(bias_in, "TF LSTM bias") : Tensor(DType::f32, {4 * hidden});
+    throw WeightError(fmt::format(
+        "TF LSTM kernel has dims {}: {} rows, expected input {} + hidden {} = {}",
+        dims_to_string(kernel.dims()), kernel.dim(0), input_size, hidden, input_size + hidden));
+  const Tensor bias =
+      bias_in.defined() ? as_f32(bias_in, "TF LSTM bias") : Tensor(DType::f32, {4 * hidden});
   if (bias.numel() != 4 * hidden)
-    throw WeightError(fmt::format("TF LSTM bias has dims {}, expected [{}]", dims_to_string(bias.dims()),
-                                  4 * hidden));
+    throw WeightError(fmt::format("TF LSTM bias has dims {}, expected [{}]",
+                                  dims_to_string(bias.dims()), 4 * hidden));
   Tensor b = bias.reshaped({4 * hidden}).clone();
   float* pb = b.data<float>();
   const std::size_t f = kTfLstmGates.find('f');
@@ -71,7 +73,8 @@ TfParts tf_parts(const Tensor& kernel_in, const Tensor& bias_in, std::int64_t in
   const std::int64_t perm[] = {1, 0};
   TfParts out;
   out.w = reorder_gates(permute(rows(kernel, 0, input_size), perm), 0, kTfLstmGates, to);
-  out.r = reorder_gates(permute(rows(kernel, input_size, input_size + hidden), perm), 0, kTfLstmGates, to);
+  out.r = reorder_gates(permute(rows(kernel, input_size, input_size + hidden), perm), 0,
+                        kTfLstmGates, to);
   out.bias = reorder_gates(b, 0, kTfLstmGates, to);
   return out;
 }
@@ -81,7 +84,8 @@ TfParts tf_parts(const Tensor& kernel_in, const Tensor& bias_in, std::int64_t in
 Tensor permute(const Tensor& t, std::span<const std::int64_t> perm) {
   const std::size_t rank = t.rank();
   if (perm.size() != rank)
-    throw ShapeError(fmt::format("permutation of {} axes given for a tensor of rank {}", perm.size(), rank));
+    throw ShapeError(
+        fmt::format("permutation of {} axes given for a tensor of rank {}", perm.size(), rank));
   std::vector<bool> used(rank, false);
   std::vector<std::int64_t> dims(rank);
   for (std::size_t i = 0; i < rank; ++i) {
@@ -131,7 +135,8 @@ Tensor dense_to_ir(const Tensor& kernel) {
   return permute(kernel, perm);
 }
 
-Tensor reorder_gates(const Tensor& t, std::int64_t axis, std::string_view from, std::string_view to) {
+Tensor reorder_gates(const Tensor& t, std::int64_t axis, std::string_view from,
+                     std::string_view to) {
   const std::int64_t rank = static_cast<std::int64_t>(t.rank());
   if (axis < 0) axis += rank;
   if (axis < 0 || axis >= rank)
@@ -145,7 +150,9 @@ Tensor reorder_gates(const Tensor& t, std::int64_t axis, std::string_view from, 
       if (canonical_gate(from[k]) == canonical_gate(to[j])) src[j] = k, ++hits;
     ok = hits == 1;
   }
-  if (!ok) throw Error(fmt::format("gate orders '{}' and '{}' do not name the same gates once each", from, to));
+  if (!ok)
+    throw Error(
+        fmt::format("gate orders '{}' and '{}' do not name the same gates once each", from, to));
   if (t.dim(axis) % static_cast<std::int64_t>(n) != 0)
     throw ShapeError(fmt::format("dims {}: axis {} ({}) does not split into {} gates",
                                  dims_to_string(t.dims()), axis, t.dim(axis), n));
@@ -176,7 +183,8 @@ LstmWeights lstm_from_torch(const Tensor& w_ih_in, const Tensor& w_hh_in, const 
     if (!b.defined()) return Tensor(DType::f32, {h4});
     Tensor f = as_f32(b, what);
     if (f.numel() != h4)
-      throw WeightError(fmt::format("{} has dims {}, expected [{}]", what, dims_to_string(f.dims()), h4));
+      throw WeightError(
+          fmt::format("{} has dims {}, expected [{}]", what, dims_to_string(f.dims()), h4));
     return f.reshaped({h4});
   };
   LstmWeights out;
@@ -231,9 +239,11 @@ ScaleShift fold_batchnorm(const Tensor& gamma_in, const Tensor& beta_in, const T
   const std::int64_t c = gamma.numel();
   for (const Tensor* t : {&beta, &mean, &var})
     if (t->numel() != c)
-      throw WeightError(fmt::format("BatchNorm tensors differ in size: gamma {}, beta {}, mean {}, var {}",
-                                    gamma.numel(), beta.numel(), mean.numel(), var.numel()));
-  if (!(eps >= 0)) throw WeightError(fmt::format("BatchNorm eps must be non-negative, got {}", eps));
+      throw WeightError(
+          fmt::format("BatchNorm tensors differ in size: gamma {}, beta {}, mean {}, var {}",
+                      gamma.numel(), beta.numel(), mean.numel(), var.numel()));
+  if (!(eps >= 0))
+    throw WeightError(fmt::format("BatchNorm eps must be non-negative, got {}", eps));
   ScaleShift out{Tensor(DType::f32, gamma.dims()), Tensor(DType::f32, gamma.dims())};
   const float* g = gamma.data<float>();
   const float* b = beta.data<float>();
@@ -242,8 +252,10 @@ ScaleShift fold_batchnorm(const Tensor& gamma_in, const Tensor& beta_in, const T
   for (std::int64_t i = 0; i < c; ++i) {
     const double denom = static_cast<double>(v[i]) + eps;
     if (!(denom > 0))
-      throw WeightError(fmt::format("BatchNorm running_var[{}] = {} with eps {} gives no positive "
-                                    "variance", i, v[i], eps));
+      throw WeightError(
+          fmt::format("BatchNorm running_var[{}] = {} with eps {} gives no positive "
+                      "variance",
+                      i, v[i], eps));
     const double scale = g[i] / std::sqrt(denom);
     out.scale.data<float>()[i] = static_cast<float>(scale);
     out.shift.data<float>()[i] = static_cast<float>(b[i] - m[i] * scale);

@@ -40,7 +40,9 @@ class ParseFailure : public FormatError {
   std::uint64_t offset;
 };
 
-bool is_space(int c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
+bool is_space(int c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
 bool is_printable(unsigned char c) { return c >= 0x21 && c <= 0x7e; }
 
 /// A token as it may appear in a message: quoted, shortened, binary bytes named.
@@ -90,7 +92,8 @@ class Scanner {
     std::uint64_t done = 0;
     while (done < n) {
       if (pos_ == len_ && !fill()) break;
-      const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(n - done, len_ - pos_));
+      const std::size_t k =
+          static_cast<std::size_t>(std::min<std::uint64_t>(n - done, len_ - pos_));
       if (dst) std::memcpy(dst + done, buf_.data() + pos_, k);
       pos_ += k;
       offset_ += k;
@@ -204,23 +207,26 @@ class Parser {
     const std::string& tok = s_.token(kMaxNumberBytes, "the weight count");
     const std::int64_t count = parse_decimal(s_, tok, "the weight count", kMaxElements);
     if (static_cast<std::uint64_t>(count) > s_.remaining() / kMinRecordBytes)
-      s_.fail(fmt::format("the count line says {} weights, but the remaining {} bytes of the file "
-                          "could hold at most {}",
-                          count, s_.remaining(), s_.remaining() / kMinRecordBytes));
+      s_.fail(
+          fmt::format("the count line says {} weights, but the remaining {} bytes of the file "
+                      "could hold at most {}",
+                      count, s_.remaining(), s_.remaining() / kMinRecordBytes));
     for (std::int64_t k = 0; k < count; ++k) {
       s_.skip_ws();
       if (s_.at_end())
-        s_.fail_here(fmt::format("file ends after {} of {} weights (the count line says {}; "
-                                 "truncated, or the count disagrees with the records)",
-                                 k, count, count));
+        s_.fail_here(
+            fmt::format("file ends after {} of {} weights (the count line says {}; "
+                        "truncated, or the count disagrees with the records)",
+                        k, count, count));
       record(k == count - 1);
     }
     s_.skip_ws();
     if (!s_.at_end()) {
       const std::string& extra = s_.token(kMaxNameBytes, "the end of the file");
-      s_.fail(fmt::format("the count line says {} weights, but more data follows ({}): the count "
-                          "disagrees with the records{}",
-                          count, show(extra), overrun_hint(extra)));
+      s_.fail(
+          fmt::format("the count line says {} weights, but more data follows ({}): the count "
+                      "disagrees with the records{}",
+                      count, show(extra), overrun_hint(extra)));
     }
   }
 
@@ -229,7 +235,8 @@ class Parser {
   /// values than it declares.
   std::string overrun_hint(const std::string& name) const {
     if (d_ == WtsDialect::trt_binary || prev_name_.empty() || !all_hex(name)) return {};
-    return fmt::format(" (does weight '{}' have more than its {} values?)", prev_name_, prev_count_);
+    return fmt::format(" (does weight '{}' have more than its {} values?)", prev_name_,
+                       prev_count_);
   }
 
   void record(bool last) {
@@ -237,8 +244,7 @@ class Parser {
     const std::uint64_t offset = s_.offset();
     const std::string name = s_.token(kMaxNameBytes, "a weight name");
     for (unsigned char c : name)
-      if (!is_printable(c))
-        s_.fail(fmt::format("expected a weight name, got {}", show(name)));
+      if (!is_printable(c)) s_.fail(fmt::format("expected a weight name, got {}", show(name)));
     auto [it, fresh] = seen_.emplace(name, std::make_pair(line, offset));
     if (!fresh)
       s_.fail(s_.text() ? fmt::format("weight '{}' appears twice (lines {} and {})", name,
@@ -272,17 +278,21 @@ class Parser {
   /// Checks that `n` values of at least `min_bytes` each fit in the rest of the file.
   void check_not_empty(const WtsEntry& e, std::int64_t n) {
     if (n == 0 && !allow_empty_)
-      s_.fail(fmt::format("weight '{}' has 0 values (an empty weight; set "
-                          "WtsReadOptions::allow_empty_weights to accept it)", e.name));
+      s_.fail(
+          fmt::format("weight '{}' has 0 values (an empty weight; set "
+                      "WtsReadOptions::allow_empty_weights to accept it)",
+                      e.name));
   }
 
-  void check_fits(const WtsEntry& e, std::int64_t n, std::uint64_t min_bytes, std::string_view unit) {
+  void check_fits(const WtsEntry& e, std::int64_t n, std::uint64_t min_bytes,
+                  std::string_view unit) {
     check_not_empty(e, n);
     const std::uint64_t room = s_.remaining() / min_bytes;
     if (static_cast<std::uint64_t>(n) > room)
-      s_.fail(fmt::format("weight '{}' declares {} values, but the remaining {} bytes of the file "
-                          "could hold at most {} {} (truncated, or a wrong count)",
-                          e.name, n, s_.remaining(), room, unit));
+      s_.fail(
+          fmt::format("weight '{}' declares {} values, but the remaining {} bytes of the file "
+                      "could hold at most {} {} (truncated, or a wrong count)",
+                      e.name, n, s_.remaining(), room, unit));
   }
 
   // "name type size w0 w1 ..."
@@ -315,15 +325,17 @@ class Parser {
                                  e.name, i, e.count));
       const std::string& tok = s_.token(kMaxNumberBytes, "a hex word");
       std::string_view digits = tok;
-      const bool prefixed = digits.size() > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X');
+      const bool prefixed =
+          digits.size() > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X');
       if (prefixed) digits.remove_prefix(2);
       if (!all_hex(digits) || digits.size() > 16)
-        s_.fail(fmt::format("{} is not a hex word (value {} of the {} of weight '{}')", show(tok), i,
-                            e.count, e.name));
+        s_.fail(fmt::format("{} is not a hex word (value {} of the {} of weight '{}')", show(tok),
+                            i, e.count, e.name));
       if (strict_width && !prefixed && digits.size() != 8)
-        s_.fail(fmt::format("hex word {} has {} digits; tensorrtx words have 8, or a 0x prefix "
-                            "(value {} of weight '{}')",
-                            show(tok), digits.size(), i, e.name));
+        s_.fail(
+            fmt::format("hex word {} has {} digits; tensorrtx words have 8, or a 0x prefix "
+                        "(value {} of weight '{}')",
+                        show(tok), digits.size(), i, e.name));
       std::uint64_t v = 0;
       for (char c : digits) v = (v << 4) | static_cast<std::uint64_t>(hex_digit(c));
       if (v > max)
@@ -332,9 +344,21 @@ class Parser {
       if (!keep_) continue;
       std::byte* p = t.raw() + static_cast<std::size_t>(i) * dtype_size(e.dtype);
       switch (bits) {
-        case 32: { const auto w = static_cast<std::uint32_t>(v); std::memcpy(p, &w, 4); break; }
-        case 16: { const auto w = static_cast<std::uint16_t>(v); std::memcpy(p, &w, 2); break; }
-        default: { const auto w = static_cast<std::uint8_t>(v); std::memcpy(p, &w, 1); break; }
+        case 32: {
+          const auto w = static_cast<std::uint32_t>(v);
+          std::memcpy(p, &w, 4);
+          break;
+        }
+        case 16: {
+          const auto w = static_cast<std::uint16_t>(v);
+          std::memcpy(p, &w, 2);
+          break;
+        }
+        default: {
+          const auto w = static_cast<std::uint8_t>(v);
+          std::memcpy(p, &w, 1);
+          break;
+        }
       }
     }
     return t;
@@ -352,42 +376,47 @@ class Parser {
       const int c = s_.peek();
       s_.fail(c < 0 ? fmt::format("file ends before the shape of weight '{}'", e.name)
                     : fmt::format("expected the shape of weight '{}' as '(d0, d1, ...)', got {}",
-                                  e.name, is_printable(static_cast<unsigned char>(c))
-                                              ? fmt::format("'{}'", static_cast<char>(c))
-                                              : fmt::format("byte 0x{:02x}", c)));
+                                  e.name,
+                                  is_printable(static_cast<unsigned char>(c))
+                                      ? fmt::format("'{}'", static_cast<char>(c))
+                                      : fmt::format("byte 0x{:02x}", c)));
     }
     s_.get();
     std::string text;
     for (int c = s_.get(); c != ')'; c = s_.get()) {
       if (c < 0) s_.fail(fmt::format("file ends in the shape of weight '{}'", e.name));
       if (text.size() == kMaxShapeBytes)
-        s_.fail(fmt::format("the shape of weight '{}' is longer than {} bytes", e.name, kMaxShapeBytes));
+        s_.fail(fmt::format("the shape of weight '{}' is longer than {} bytes", e.name,
+                            kMaxShapeBytes));
       text.push_back(static_cast<char>(c));
     }
     e.dims = parse_shape(e, text);
     std::int64_t n = 1;
     for (auto d : e.dims) {
       if (d != 0 && n > kMaxElements / d)
-        s_.fail(fmt::format("the shape of weight '{}' ({}) holds more than 2^40 values", e.name, text));
+        s_.fail(
+            fmt::format("the shape of weight '{}' ({}) holds more than 2^40 values", e.name, text));
       n *= d;
     }
     e.count = n;
     check_not_empty(e, n);
     s_.mark();
     if (s_.get() != ' ')
-      s_.fail(fmt::format("expected one space between the shape of weight '{}' and its bytes", e.name));
+      s_.fail(
+          fmt::format("expected one space between the shape of weight '{}' and its bytes", e.name));
     const std::uint64_t bytes = static_cast<std::uint64_t>(n) * dtype_size(e.dtype);
     s_.mark();
     if (bytes > s_.remaining())
-      s_.fail(fmt::format("weight '{}' ({} ({})) needs {} bytes, but only {} remain in the file "
-                          "(truncated, or a wrong shape)",
-                          e.name, dtype_name(e.dtype), text, bytes, s_.remaining()));
+      s_.fail(
+          fmt::format("weight '{}' ({} ({})) needs {} bytes, but only {} remain in the file "
+                      "(truncated, or a wrong shape)",
+                      e.name, dtype_name(e.dtype), text, bytes, s_.remaining()));
     Tensor t;
     if (keep_) t = Tensor(e.dtype, e.dims);
     const std::size_t got = s_.read_raw(keep_ ? t.raw() : nullptr, bytes);
     if (got != bytes)
-      s_.fail(fmt::format("file ends in the bytes of weight '{}' after {} of {} (truncated)", e.name,
-                          got, bytes));
+      s_.fail(fmt::format("file ends in the bytes of weight '{}' after {} of {} (truncated)",
+                          e.name, got, bytes));
     if constexpr (std::endian::native == std::endian::big) {
       if (keep_) byte_swap(t);
     }
@@ -404,7 +433,9 @@ class Parser {
   std::vector<std::int64_t> parse_shape(const WtsEntry& e, const std::string& text) {
     std::vector<std::int64_t> dims;
     std::size_t i = 0;
-    auto skip = [&] { while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i; };
+    auto skip = [&] {
+      while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+    };
     auto bad = [&] {
       s_.fail(fmt::format("the shape of weight '{}' is not a tuple of sizes: ({})", e.name,
                           show(text).substr(0, 60)));
@@ -450,8 +481,11 @@ std::uint64_t stream_size(std::istream& in, std::string_view source) {
   in.seekg(0, std::ios::end);
   const auto end = in.tellg();
   in.seekg(0, std::ios::beg);
-  if (end < 0 || !in) throw Error(fmt::format("{}: cannot seek in the stream (WTS reading needs a "
-                                              "seekable stream)", source));
+  if (end < 0 || !in)
+    throw Error(
+        fmt::format("{}: cannot seek in the stream (WTS reading needs a "
+                    "seekable stream)",
+                    source));
   return static_cast<std::uint64_t>(end);
 }
 
@@ -479,12 +513,14 @@ std::string_view wts_dialect_name(WtsDialect d) {
 WtsDialect parse_wts_dialect(std::string_view name) {
   for (auto d : kAllWtsDialects)
     if (wts_dialect_name(d) == name) return d;
-  throw Error(fmt::format("unknown WTS dialect '{}' (expected trt-hex, trt-binary or tensorrtx)", name));
+  throw Error(
+      fmt::format("unknown WTS dialect '{}' (expected trt-hex, trt-binary or tensorrtx)", name));
 }
 
 WtsFile read_wts(std::istream& in, std::string_view source, const WtsReadOptions& opts) {
   const std::uint64_t size = stream_size(in, source);
-  if (opts.dialect) return parse_one(in, size, source, *opts.dialect, opts.keep_values, opts.allow_empty_weights);
+  if (opts.dialect)
+    return parse_one(in, size, source, *opts.dialect, opts.keep_values, opts.allow_empty_weights);
 
   struct Failure {
     WtsDialect d;
@@ -497,7 +533,8 @@ WtsFile read_wts(std::istream& in, std::string_view source, const WtsReadOptions
   for (auto d : kAllWtsDialects) {
     try {
       // Only the first dialect that succeeds keeps values; later ones only check.
-      WtsFile f = parse_one(in, size, source, d, opts.keep_values && ok.empty(), opts.allow_empty_weights);
+      WtsFile f =
+          parse_one(in, size, source, d, opts.keep_values && ok.empty(), opts.allow_empty_weights);
       if (ok.empty()) result = std::move(f);
       ok.push_back(d);
     } catch (const ParseFailure& e) {
@@ -508,9 +545,10 @@ WtsFile read_wts(std::istream& in, std::string_view source, const WtsReadOptions
   if (ok.size() > 1) {
     std::vector<std::string_view> names;
     for (auto d : ok) names.push_back(wts_dialect_name(d));
-    throw FormatError(fmt::format("{}: reads whole as {} WTS dialects ({}); pass the dialect "
-                                  "(--dialect {}) to choose one",
-                                  source, ok.size(), fmt::join(names, ", "), fmt::join(names, "|")));
+    throw FormatError(
+        fmt::format("{}: reads whole as {} WTS dialects ({}); pass the dialect "
+                    "(--dialect {}) to choose one",
+                    source, ok.size(), fmt::join(names, ", "), fmt::join(names, "|")));
   }
   // None parses: lead with the dialect that got furthest, which is most likely the intended one.
   std::stable_sort(failures.begin(), failures.end(),
@@ -521,9 +559,10 @@ WtsFile read_wts(std::istream& in, std::string_view source, const WtsReadOptions
   std::string others;
   for (std::size_t i = 1; i < failures.size(); ++i)
     others += fmt::format("\n  as {}: {}", wts_dialect_name(failures[i].d), failures[i].detail);
-  throw FormatError(fmt::format("{}: not a valid WTS file in any dialect (pass --dialect to read it as "
-                                "one); it reads furthest as {}: {}{}",
-                                source, wts_dialect_name(failures[0].d), failures[0].detail, others));
+  throw FormatError(
+      fmt::format("{}: not a valid WTS file in any dialect (pass --dialect to read it as "
+                  "one); it reads furthest as {}: {}{}",
+                  source, wts_dialect_name(failures[0].d), failures[0].detail, others));
 }
 
 WtsFile read_wts(const std::filesystem::path& file, const WtsReadOptions& opts) {

@@ -33,9 +33,21 @@ std::pair<int, Tensor> trt_typed(const std::string& name, const Tensor& t, WtsDi
 std::uint64_t word_at(const Tensor& t, std::int64_t i) {
   const std::byte* p = t.raw() + static_cast<std::size_t>(i) * dtype_size(t.dtype());
   switch (dtype_size(t.dtype())) {
-    case 4: { std::uint32_t w; std::memcpy(&w, p, 4); return w; }
-    case 2: { std::uint16_t w; std::memcpy(&w, p, 2); return w; }
-    default: { std::uint8_t w; std::memcpy(&w, p, 1); return w; }
+    case 4: {
+      std::uint32_t w;
+      std::memcpy(&w, p, 4);
+      return w;
+    }
+    case 2: {
+      std::uint16_t w;
+      std::memcpy(&w, p, 2);
+      return w;
+    }
+    default: {
+      std::uint8_t w;
+      std::memcpy(&w, p, 1);
+      return w;
+    }
   }
 }
 
@@ -43,8 +55,10 @@ void write_words(std::ostream& out, const Tensor& t, bool padded) {
   std::string line;
   for (std::int64_t i = 0; i < t.numel(); ++i) {
     line += ' ';
-    if (padded) fmt::format_to(std::back_inserter(line), "{:08x}", word_at(t, i));
-    else fmt::format_to(std::back_inserter(line), "{:x}", word_at(t, i));
+    if (padded)
+      fmt::format_to(std::back_inserter(line), "{:08x}", word_at(t, i));
+    else
+      fmt::format_to(std::back_inserter(line), "{:x}", word_at(t, i));
     if (line.size() > (1 << 16)) {
       out << line;
       line.clear();
@@ -67,8 +81,10 @@ void write_wts(const WeightMap& w, std::ostream& out, WtsDialect dialect) {
       throw Error(fmt::format("cannot write a weight named '{}' to WTS (1 to 4096 bytes)", name));
     for (unsigned char c : name)
       if (c < 0x21 || c > 0x7e)
-        throw Error(fmt::format("cannot write weight '{}' to WTS: names are printable ASCII "
-                                "without spaces", name));
+        throw Error(
+            fmt::format("cannot write weight '{}' to WTS: names are printable ASCII "
+                        "without spaces",
+                        name));
     switch (dialect) {
       case WtsDialect::trt_hex: {
         auto [code, t] = trt_typed(name, tensor, dialect);
@@ -86,7 +102,8 @@ void write_wts(const WeightMap& w, std::ostream& out, WtsDialect dialect) {
         auto [code, t] = trt_typed(name, tensor, dialect);
         out << name << ' ' << code << ' ' << python_tuple(t.dims()) << ' ';
         if constexpr (std::endian::native == std::endian::little) {
-          out.write(reinterpret_cast<const char*>(t.raw()), static_cast<std::streamsize>(t.nbytes()));
+          out.write(reinterpret_cast<const char*>(t.raw()),
+                    static_cast<std::streamsize>(t.nbytes()));
         } else {
           const std::size_t sz = dtype_size(t.dtype());
           for (std::size_t i = 0; i < t.nbytes(); i += sz)

@@ -75,7 +75,8 @@ std::vector<TensorType> infer_attention(const InferContext& ctx) {
 
   // Attributes.
   const i64 causal = n.attr_int("is_causal", 0);
-  if (causal != 0 && causal != 1) ctx.fail(fmt::format("attribute 'is_causal' must be 0 or 1, got {}", causal));
+  if (causal != 0 && causal != 1)
+    ctx.fail(fmt::format("attribute 'is_causal' must be 0 or 1, got {}", causal));
   const i64 mode = n.attr_int("qk_matmul_output_mode", 0);
   if (mode < 0 || mode > 3)
     ctx.fail(fmt::format("attribute 'qk_matmul_output_mode' must be 0, 1, 2 or 3, got {}", mode));
@@ -87,26 +88,32 @@ std::vector<TensorType> infer_attention(const InferContext& ctx) {
   if (n.has_attr("softmax_precision")) {
     const i64 p = n.attr_int("softmax_precision");
     if (p != 1 && p != 10 && p != 11 && p != 16)  // ONNX FLOAT, FLOAT16, DOUBLE, BFLOAT16
-      ctx.fail(fmt::format("attribute 'softmax_precision' must be a float type (1 float, 10 float16, "
-                           "11 double, 16 bfloat16), got {}",
-                           p));
+      ctx.fail(
+          fmt::format("attribute 'softmax_precision' must be a float type (1 float, 10 float16, "
+                      "11 double, 16 bfloat16), got {}",
+                      p));
   }
   for (const char* w : {"left_window_size", "right_window_size"})
     if (n.attr_int(w, -1) < -1)
-      ctx.fail(fmt::format("attribute '{}' must be -1 (unbounded) or >= 0, got {}", w, n.attr_int(w, -1)));
+      ctx.fail(fmt::format("attribute '{}' must be -1 (unbounded) or >= 0, got {}", w,
+                           n.attr_int(w, -1)));
 
   // Q, K, V as [N, heads, seq, head size].
   const Shape& q = ctx.input(0).shape;
   const Shape& k = ctx.input(1).shape;
   const Shape& v = ctx.input(2).shape;
   if (q.rank() != 3 && q.rank() != 4)
-    ctx.fail(fmt::format("Q must have rank 3 ([N,S,q_num_heads*head_size]) or 4 "
-                         "([N,q_num_heads,S,head_size]), got {}",
-                         q.to_string()));
+    ctx.fail(
+        fmt::format("Q must have rank 3 ([N,S,q_num_heads*head_size]) or 4 "
+                    "([N,q_num_heads,S,head_size]), got {}",
+                    q.to_string()));
   const std::size_t rank = q.rank();
-  require_rank(ctx, 1, rank, "K", rank == 3 ? "[N,L,kv_num_heads*head_size], as Q" : "[N,kv_num_heads,L,head_size], as Q");
-  require_rank(ctx, 2, rank, "V",
-               rank == 3 ? "[N,L,kv_num_heads*v_head_size], as Q" : "[N,kv_num_heads,L,v_head_size], as Q");
+  require_rank(
+      ctx, 1, rank, "K",
+      rank == 3 ? "[N,L,kv_num_heads*head_size], as Q" : "[N,kv_num_heads,L,head_size], as Q");
+  require_rank(
+      ctx, 2, rank, "V",
+      rank == 3 ? "[N,L,kv_num_heads*v_head_size], as Q" : "[N,kv_num_heads,L,v_head_size], as Q");
   const i64 q_attr = heads_attr(ctx, "q_num_heads"), kv_attr = heads_attr(ctx, "kv_num_heads");
   Dim batch = q[0];
   Dim hq, hkv, sq, skv, d, dv;
@@ -124,8 +131,10 @@ std::vector<TensorType> infer_attention(const InferContext& ctx) {
   } else {
     hq = q[1];
     hkv = agree(ctx, "key/value heads (dim 1 of V = dim 1 of K)", k[1], v[1]);
-    if (q_attr) hq = agree(ctx, "query heads (attribute q_num_heads = dim 1 of Q)", Dim(q_attr), hq);
-    if (kv_attr) hkv = agree(ctx, "key/value heads (attribute kv_num_heads = dim 1 of K)", Dim(kv_attr), hkv);
+    if (q_attr)
+      hq = agree(ctx, "query heads (attribute q_num_heads = dim 1 of Q)", Dim(q_attr), hq);
+    if (kv_attr)
+      hkv = agree(ctx, "key/value heads (attribute kv_num_heads = dim 1 of K)", Dim(kv_attr), hkv);
     sq = q[2];
     skv = agree(ctx, "key/value sequence length (dim 2 of V = dim 2 of K)", k[2], v[2]);
     d = agree(ctx, "head size (dim 3 of K = dim 3 of Q)", q[3], k[3]);
@@ -133,17 +142,18 @@ std::vector<TensorType> infer_attention(const InferContext& ctx) {
   }
   batch = agree(ctx, "batch (dim 0 of K = dim 0 of Q)", batch, k[0]);
   batch = agree(ctx, "batch (dim 0 of V = dim 0 of Q)", batch, v[0]);
-  if (hkv.is_fixed()) checked(ctx, [&] { return rules::attention_kv_groups(hq.value(), hkv.value()); });
+  if (hkv.is_fixed())
+    checked(ctx, [&] { return rules::attention_kv_groups(hq.value(), hkv.value()); });
 
   // The key/value cache.
   if (ctx.has_input(4) != ctx.has_input(5))
     ctx.fail("past_key and past_value go together: give both or neither");
   Dim past(0);
   if (ctx.has_input(4)) {
-    const std::string kform = fmt::format("[N,kv_num_heads,P,head_size] = [{},{},P,{}]", batch.to_string(),
-                                          hkv.to_string(), d.to_string());
-    const std::string vform = fmt::format("[N,kv_num_heads,P,v_head_size] = [{},{},P,{}]", batch.to_string(),
-                                          hkv.to_string(), dv.to_string());
+    const std::string kform = fmt::format("[N,kv_num_heads,P,head_size] = [{},{},P,{}]",
+                                          batch.to_string(), hkv.to_string(), d.to_string());
+    const std::string vform = fmt::format("[N,kv_num_heads,P,v_head_size] = [{},{},P,{}]",
+                                          batch.to_string(), hkv.to_string(), dv.to_string());
     require_rank(ctx, 4, 4, "past_key", kform.c_str());
     require_rank(ctx, 5, 4, "past_value", vform.c_str());
     const Shape& pk = ctx.input(4).shape;
@@ -154,17 +164,21 @@ std::vector<TensorType> infer_attention(const InferContext& ctx) {
     agree(ctx, "key/value heads of past_value", hkv, pv[1]);
     agree(ctx, "head size of past_key", d, pk[3]);
     agree(ctx, "value head size of past_value", dv, pv[3]);
-    past = agree(ctx, "past sequence length (dim 2 of past_value = dim 2 of past_key)", pk[2], pv[2]);
+    past =
+        agree(ctx, "past sequence length (dim 2 of past_value = dim 2 of past_key)", pk[2], pv[2]);
   }
   const Dim total = plus(past, skv);
 
   if (ctx.has_input(6)) {
     const TensorType& s = ctx.input(6);
     if (ctx.has_input(4))
-      ctx.fail("nonpad_kv_seqlen (an external cache) and past_key/past_value (a cache inside the "
-               "op) do not go together");
-    if (s.dtype != DType::i64) ctx.fail(fmt::format("nonpad_kv_seqlen must be i64, got {}", dtype_name(s.dtype)));
-    if (s.shape.rank() != 1) ctx.fail(fmt::format("nonpad_kv_seqlen must be [N], got {}", s.shape.to_string()));
+      ctx.fail(
+          "nonpad_kv_seqlen (an external cache) and past_key/past_value (a cache inside the "
+          "op) do not go together");
+    if (s.dtype != DType::i64)
+      ctx.fail(fmt::format("nonpad_kv_seqlen must be i64, got {}", dtype_name(s.dtype)));
+    if (s.shape.rank() != 1)
+      ctx.fail(fmt::format("nonpad_kv_seqlen must be [N], got {}", s.shape.to_string()));
     agree(ctx, "entries of nonpad_kv_seqlen (the batch)", batch, s.shape[0]);
   }
 
@@ -173,26 +187,32 @@ std::vector<TensorType> infer_attention(const InferContext& ctx) {
     if (m.dtype != DType::boolean && !is_float(m.dtype) && !is_integer(m.dtype))
       ctx.fail(fmt::format("attn_mask must be boolean or numeric, got {}", dtype_name(m.dtype)));
     if (m.shape.rank() < 1 || m.shape.rank() > 4)
-      ctx.fail(fmt::format("attn_mask must have rank 1 to 4 (broadcast to [N,q_num_heads,S,T]), got {}",
-                           m.shape.to_string()));
+      ctx.fail(
+          fmt::format("attn_mask must have rank 1 to 4 (broadcast to [N,q_num_heads,S,T]), got {}",
+                      m.shape.to_string()));
     const Dim target[4] = {batch, hq, sq, total};
     const std::size_t off = 4 - m.shape.rank();
     for (std::size_t i = 0; i + 1 < m.shape.rank(); ++i) {
       const Dim& md = m.shape[i];
       const Dim& want = target[off + i];
       if (md.is_fixed() && md.value() != 1 && want.is_fixed() && md.value() != want.value())
-        ctx.fail(fmt::format("attn_mask {} does not broadcast to [N,q_num_heads,S,T] = [{},{},{},{}]: dim {} "
-                             "is {}, expected 1 or {}",
-                             m.shape.to_string(), batch.to_string(), hq.to_string(), sq.to_string(),
-                             total.to_string(), i, md.value(), want.value()));
+        ctx.fail(fmt::format(
+            "attn_mask {} does not broadcast to [N,q_num_heads,S,T] = [{},{},{},{}]: dim {} "
+            "is {}, expected 1 or {}",
+            m.shape.to_string(), batch.to_string(), hq.to_string(), sq.to_string(),
+            total.to_string(), i, md.value(), want.value()));
     }
-    checked(ctx, [&] { return rules::attention_mask_keys(m.shape[m.shape.rank() - 1].value(), total.value()); });
+    checked(ctx, [&] {
+      return rules::attention_mask_keys(m.shape[m.shape.rank() - 1].value(), total.value());
+    });
   }
 
-  const Shape y = rank == 3 ? Shape{batch, sq, Dim(rules::known(dv.value()) ? q_attr * dv.value() : kDynamic)}
-                            : Shape{batch, hq, sq, dv};
+  const Shape y =
+      rank == 3 ? Shape{batch, sq, Dim(rules::known(dv.value()) ? q_attr * dv.value() : kDynamic)}
+                : Shape{batch, hq, sq, dv};
   return {TensorType{t1, y}, TensorType{t1, Shape{batch, hkv, total, d}},
-          TensorType{t2, Shape{batch, hkv, total, dv}}, TensorType{t1, Shape{batch, hq, sq, total}}};
+          TensorType{t2, Shape{batch, hkv, total, dv}},
+          TensorType{t1, Shape{batch, hq, sq, total}}};
 }
 
 std::vector<TensorType> infer_rotary(const InferContext& ctx) {
@@ -215,20 +235,24 @@ std::vector<TensorType> infer_rotary(const InferContext& ctx) {
     seq = xs[2];
     head = xs[3];
   } else if (xs.rank() == 3) {
-    if (heads == 0) ctx.fail("a 3-D input [N,S,num_heads*head_size] needs the attribute 'num_heads'");
+    if (heads == 0)
+      ctx.fail("a 3-D input [N,S,num_heads*head_size] needs the attribute 'num_heads'");
     batch = xs[0];
     seq = xs[1];
     head = Dim(checked(ctx, [&] { return rules::attention_head_dim(xs[2].value(), heads); }));
   } else {
-    ctx.fail(fmt::format("X must have rank 4 ([N,num_heads,S,head_size]) or 3 ([N,S,hidden]), got {}",
-                         xs.to_string()));
+    ctx.fail(
+        fmt::format("X must have rank 4 ([N,num_heads,S,head_size]) or 3 ([N,S,hidden]), got {}",
+                    xs.to_string()));
   }
-  const i64 rot = checked(ctx, [&] { return rules::rotary_dim(n.attr_int("rotary_embedding_dim", 0), head.value()); });
+  const i64 rot = checked(
+      ctx, [&] { return rules::rotary_dim(n.attr_int("rotary_embedding_dim", 0), head.value()); });
   const Dim half(rules::known(rot) ? rot / 2 : kDynamic);
   const Shape& cs = ctx.input(1).shape;
   const Shape& ss = ctx.input(2).shape;
   if (cs.rank() != ss.rank())
-    ctx.fail(fmt::format("cos_cache {} and sin_cache {} differ in rank", cs.to_string(), ss.to_string()));
+    ctx.fail(fmt::format("cos_cache {} and sin_cache {} differ in rank", cs.to_string(),
+                         ss.to_string()));
   for (std::size_t i = 0; i < cs.rank(); ++i)
     agree(ctx, fmt::format("dim {} of sin_cache (= cos_cache's)", i), cs[i], ss[i]);
   if (ctx.has_input(3)) {
@@ -236,13 +260,14 @@ std::vector<TensorType> infer_rotary(const InferContext& ctx) {
     if (p.dtype != DType::i64 && p.dtype != DType::i32)
       ctx.fail(fmt::format("position_ids must be i64, got {}", dtype_name(p.dtype)));
     if (p.shape.rank() != 2)
-      ctx.fail(fmt::format("position_ids must be [N,S] = [{},{}], got {}", batch.to_string(), seq.to_string(),
-                           p.shape.to_string()));
+      ctx.fail(fmt::format("position_ids must be [N,S] = [{},{}], got {}", batch.to_string(),
+                           seq.to_string(), p.shape.to_string()));
     agree(ctx, "batch of position_ids", batch, p.shape[0]);
     agree(ctx, "sequence length of position_ids", seq, p.shape[1]);
     if (cs.rank() != 2)
-      ctx.fail(fmt::format("with position_ids, cos_cache must be [max_position, rotated dims / 2], got {}",
-                           cs.to_string()));
+      ctx.fail(fmt::format(
+          "with position_ids, cos_cache must be [max_position, rotated dims / 2], got {}",
+          cs.to_string()));
     agree(ctx, "columns of cos_cache (rotated dims / 2)", half, cs[1]);
   } else {
     if (cs.rank() != 3)

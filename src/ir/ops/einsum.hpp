@@ -71,7 +71,8 @@ inline EinsumSpec parse_einsum(const std::string& equation, const std::vector<st
     Term r;
     for (std::size_t i = 0; i < t.size();) {
       if (t.compare(i, 3, "...") == 0) {
-        if (r.has_ellipsis) throw bad(std::string(what) + " '" + t + "' has more than one ellipsis");
+        if (r.has_ellipsis)
+          throw bad(std::string(what) + " '" + t + "' has more than one ellipsis");
         r.has_ellipsis = true;
         i += 3;
         continue;
@@ -96,8 +97,8 @@ inline EinsumSpec parse_einsum(const std::string& equation, const std::vector<st
                   ", fewer than its " + std::to_string(letters) + " subscripts");
       ell_dims[k] = static_cast<int>(ranks[k] - letters);
     } else if (letters != ranks[k]) {
-      throw bad("operand " + std::to_string(k) + " has rank " + std::to_string(ranks[k]) +
-                " but " + std::to_string(letters) + " subscripts");
+      throw bad("operand " + std::to_string(k) + " has rank " + std::to_string(ranks[k]) + " but " +
+                std::to_string(letters) + " subscripts");
     }
     spec.ellipsis_rank = std::max(spec.ellipsis_rank, ell_dims[k]);
   }
@@ -107,7 +108,8 @@ inline EinsumSpec parse_einsum(const std::string& equation, const std::vector<st
   for (std::size_t k = 0; k < parsed.size(); ++k) {
     const Term& t = parsed[k];
     std::vector<int> axes = t.before;
-    for (int j = 0; j < ell_dims[k]; ++j) axes.push_back(EinsumSpec::kEllipsisBase + E - ell_dims[k] + j);
+    for (int j = 0; j < ell_dims[k]; ++j)
+      axes.push_back(EinsumSpec::kEllipsisBase + E - ell_dims[k] + j);
     axes.insert(axes.end(), t.after.begin(), t.after.end());
     for (int id : t.before) ++count[id];
     for (int id : t.after) ++count[id];

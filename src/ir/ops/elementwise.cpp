@@ -10,8 +10,17 @@ namespace kiln::ops {
 namespace {
 
 /// Which element types an op accepts (ONNX's type constraints, restricted to the IR's dtypes).
-enum class Types { any, numeric, floating, signed_numeric, integer, unsigned_integer, boolean,
-                   relu, prelu };
+enum class Types {
+  any,
+  numeric,
+  floating,
+  signed_numeric,
+  integer,
+  unsigned_integer,
+  boolean,
+  relu,
+  prelu
+};
 
 bool accepts(Types t, DType d) {
   switch (t) {
@@ -48,8 +57,8 @@ const char* describe(Types t) {
 void check_type(const InferContext& ctx, std::size_t i, Types t) {
   const DType d = ctx.input(i).dtype;
   if (!accepts(t, d))
-    ctx.fail(fmt::format("input {} has dtype {}; this op accepts {}", i, dtype_name(d),
-                         describe(t)));
+    ctx.fail(
+        fmt::format("input {} has dtype {}; this op accepts {}", i, dtype_name(d), describe(t)));
 }
 
 void check_same_dtype(const InferContext& ctx, std::size_t i, std::size_t j) {
@@ -105,8 +114,8 @@ void check_scalar(const InferContext& ctx, std::size_t i, const char* what) {
 
 std::vector<TensorType> infer_where(const InferContext& ctx) {
   if (ctx.input(0).dtype != DType::boolean)
-    ctx.fail(fmt::format("condition (input 0) must be bool, got {}",
-                         dtype_name(ctx.input(0).dtype)));
+    ctx.fail(
+        fmt::format("condition (input 0) must be bool, got {}", dtype_name(ctx.input(0).dtype)));
   check_same_dtype(ctx, 1, 2);
   return {{ctx.input(1).dtype, broadcast_inputs(ctx, 0, 3)}};
 }
@@ -131,13 +140,13 @@ std::vector<TensorType> infer_prelu(const InferContext& ctx) {
   const Shape& slope = ctx.input(1).shape;
   // The slope broadcasts to X (unidirectionally): the output has X's shape.
   if (slope.rank() > x.rank())
-    ctx.fail(fmt::format("slope {} cannot broadcast to input {}", slope.to_string(),
-                         x.to_string()));
+    ctx.fail(
+        fmt::format("slope {} cannot broadcast to input {}", slope.to_string(), x.to_string()));
   const Shape b = checked(ctx, [&] { return broadcast_shapes(x, slope); });
   for (std::size_t i = 0; i < x.rank(); ++i)
     if (x[i].is_fixed() && b[i].is_fixed() && x[i].value() != b[i].value())
-      ctx.fail(fmt::format("slope {} cannot broadcast to input {}", slope.to_string(),
-                           x.to_string()));
+      ctx.fail(
+          fmt::format("slope {} cannot broadcast to input {}", slope.to_string(), x.to_string()));
   return {ctx.input(0)};
 }
 
@@ -170,7 +179,8 @@ std::vector<TensorType> infer_pow(const InferContext& ctx) {
 
 std::vector<TensorType> infer_mod(const InferContext& ctx) {
   const std::int64_t fmod = ctx.node.attr_int("fmod", 0);
-  if (fmod != 0 && fmod != 1) ctx.fail(fmt::format("attribute 'fmod' must be 0 or 1, got {}", fmod));
+  if (fmod != 0 && fmod != 1)
+    ctx.fail(fmt::format("attribute 'fmod' must be 0 or 1, got {}", fmod));
   return binary(Types::numeric)(ctx);
 }
 
@@ -213,9 +223,8 @@ void register_elementwise(OpRegistry& r) {
   add("Neg", 1, 1, unary(Types::signed_numeric));
   add("Sign", 1, 1, unary(Types::numeric));
   add("Erf", 1, 1, unary(Types::numeric));
-  for (const char* op : {"Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sin",
-                         "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh",
-                         "Atanh"})
+  for (const char* op : {"Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sin", "Cos",
+                         "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh"})
     add(op, 1, 1, unary(Types::floating));
   add("IsNaN", 1, 1, unary(Types::floating, DType::boolean));
   add("IsInf", 1, 1, unary(Types::floating, DType::boolean));

@@ -66,13 +66,15 @@ FusedBody fused_body(const Node& f) {
         try {
           k = std::stoul(in.substr(1));
         } catch (const std::exception&) {
-          throw GraphError(fmt::format("{}part {} has a bad input reference '{}'", f.where(), i, in));
+          throw GraphError(
+              fmt::format("{}part {} has a bad input reference '{}'", f.where(), i, in));
         }
         if (k >= f.inputs.size())
-          throw GraphError(fmt::format("{}part {} refers to input {} of {}", f.where(), i, k,
-                                       f.inputs.size()));
+          throw GraphError(
+              fmt::format("{}part {} refers to input {} of {}", f.where(), i, k, f.inputs.size()));
       } else if (!defined.count(in)) {
-        throw GraphError(fmt::format("{}part {} reads '{}' before any part makes it", f.where(), i, in));
+        throw GraphError(
+            fmt::format("{}part {} reads '{}' before any part makes it", f.where(), i, in));
       }
     }
     for (const auto& o : p.outputs)
@@ -81,8 +83,8 @@ FusedBody fused_body(const Node& f) {
   }
   b.results = f.attr_strings("results");
   if (b.results.size() != f.outputs.size())
-    throw GraphError(fmt::format("{}{} results for {} outputs", f.where(), b.results.size(),
-                                 f.outputs.size()));
+    throw GraphError(
+        fmt::format("{}{} results for {} outputs", f.where(), b.results.size(), f.outputs.size()));
   for (const auto& r : b.results)
     if (!defined.count(r))
       throw GraphError(fmt::format("{}result '{}' is made by no part", f.where(), r));

@@ -12,16 +12,21 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
     const Dim da = ha ? a[a.rank() - 1 - i] : Dim(1);
     const Dim db = hb ? b[b.rank() - 1 - i] : Dim(1);
     Dim d;
-    if (da.is_fixed() && da.value() == 1) d = db;
-    else if (db.is_fixed() && db.value() == 1) d = da;
+    if (da.is_fixed() && da.value() == 1)
+      d = db;
+    else if (db.is_fixed() && db.value() == 1)
+      d = da;
     else if (da.is_fixed() && db.is_fixed()) {
       if (da.value() != db.value())
         throw ShapeError("cannot broadcast " + a.to_string() + " with " + b.to_string() +
                          ": dims " + da.to_string() + " and " + db.to_string() + " differ");
       d = da;
-    } else if (da.is_fixed()) d = da;
-    else if (db.is_fixed()) d = db;
-    else d = da.same_as(db) ? da : Dim::dynamic();
+    } else if (da.is_fixed())
+      d = da;
+    else if (db.is_fixed())
+      d = db;
+    else
+      d = da.same_as(db) ? da : Dim::dynamic();
     out[r - 1 - i] = d;
   }
   return Shape(std::move(out));

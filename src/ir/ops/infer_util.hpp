@@ -40,7 +40,8 @@ Shape float_matmul_shape(const Node& node, const TensorType& a, const TensorType
 /// Shorthand for registering a schema.
 inline OpSchema schema(std::string name, std::string family, int min_in, int max_in, int min_out,
                        int max_out, InferFn f) {
-  return OpSchema{std::move(name), std::move(family), min_in, max_in, min_out, max_out, std::move(f)};
+  return OpSchema{std::move(name), std::move(family), min_in,      max_in,
+                  min_out,         max_out,           std::move(f)};
 }
 
 }  // namespace kiln::ops

@@ -24,7 +24,8 @@ void require_same_dtype(const InferContext& ctx, std::size_t i, const char* what
                          dtype_name(got), dtype_name(want)));
 }
 
-void require_rank_at_least(const InferContext& ctx, std::size_t i, std::size_t rank, const char* what) {
+void require_rank_at_least(const InferContext& ctx, std::size_t i, std::size_t rank,
+                           const char* what) {
   const Shape& s = ctx.input(i).shape;
   if (s.rank() < rank)
     ctx.fail(fmt::format("{} must have rank >= {} ([N,C,spatial...]), got {}", what, rank,
@@ -73,7 +74,8 @@ std::vector<TensorType> infer_conv(const InferContext& ctx) {
   const Shape& x = ctx.input(0).shape;
   const Shape& w = ctx.input(1).shape;
   if (w.rank() != x.rank())
-    ctx.fail(fmt::format("weight W {} must have the rank of input X {}", w.to_string(), x.to_string()));
+    ctx.fail(
+        fmt::format("weight W {} must have the rank of input X {}", w.to_string(), x.to_string()));
   const i64 group = ctx.node.attr_int("group", 1);
   checked(ctx, [&] { rules::conv_channels(x[1].value(), w[1].value(), group, w[0].value()); });
   require_vector(ctx, 2, w[0], "bias elements");
@@ -91,14 +93,19 @@ std::vector<TensorType> infer_conv_transpose(const InferContext& ctx) {
   const Shape& x = ctx.input(0).shape;
   const Shape& w = ctx.input(1).shape;  // [C, M/group, k...]
   if (w.rank() != x.rank())
-    ctx.fail(fmt::format("weight W {} must have the rank of input X {}", w.to_string(), x.to_string()));
-  const i64 group = checked(ctx, [&] { return rules::positive("group must be positive, got {}", ctx.node.attr_int("group", 1)); });
-  checked(ctx, [&] { rules::equal_dims("input channels (weight dim 0)", w[0].value(), x[1].value()); });
+    ctx.fail(
+        fmt::format("weight W {} must have the rank of input X {}", w.to_string(), x.to_string()));
+  const i64 group = checked(ctx, [&] {
+    return rules::positive("group must be positive, got {}", ctx.node.attr_int("group", 1));
+  });
+  checked(ctx,
+          [&] { rules::equal_dims("input channels (weight dim 0)", w[0].value(), x[1].value()); });
   if (x[1].is_fixed() && x[1].value() % group != 0)
     ctx.fail(fmt::format("input channels {} not divisible by group {}", x[1].value(), group));
   const Dim m = w[1].is_fixed() ? Dim(w[1].value() * group) : Dim::dynamic();
   require_vector(ctx, 2, m, "bias elements");
-  const Window win = resolve_window(ctx.node, spatial_of(x), conv_kernel(ctx, w), WindowKind::deconv);
+  const Window win =
+      resolve_window(ctx.node, spatial_of(x), conv_kernel(ctx, w), WindowKind::deconv);
   Shape out{x[0], m};
   for (i64 d : win.out) out.push_back(Dim(d));
   return {TensorType{ctx.input(0).dtype, out}};
@@ -116,8 +123,8 @@ std::vector<TensorType> infer_pool(const InferContext& ctx) {
   if (ctx.node.op == "MaxPool") {
     const i64 so = ctx.node.attr_int("storage_order", 0);
     if (so != 0 && so != 1)
-      throw UnsupportedError(fmt::format("{}attribute 'storage_order' = {} (expected 0 or 1)",
-                                         ctx.node.where(), so));
+      throw UnsupportedError(
+          fmt::format("{}attribute 'storage_order' = {} (expected 0 or 1)", ctx.node.where(), so));
   }
   Shape out{x[0], x[1]};
   for (i64 d : win.out) out.push_back(Dim(d));
@@ -148,7 +155,8 @@ std::vector<TensorType> infer_batch_norm(const InferContext& ctx) {
   require_float(ctx, 0, "input X");
   require_rank_at_least(ctx, 0, 2, "input X");
   const Shape& x = ctx.input(0).shape;
-  const char* names[] = {"", "scale elements", "bias elements", "mean elements", "variance elements"};
+  const char* names[] = {"", "scale elements", "bias elements", "mean elements",
+                         "variance elements"};
   for (std::size_t i = 1; i < 5; ++i) {
     if (!is_float(ctx.input(i).dtype))
       ctx.fail(fmt::format("input {} has dtype {}, expected a float type", i,
@@ -188,7 +196,8 @@ std::vector<TensorType> infer_group_norm(const InferContext& ctx) {
 }
 
 /// Scale/B of LayerNormalization: unidirectionally broadcastable to X.
-void require_unidirectional(const InferContext& ctx, std::size_t i, const Shape& target, const char* what) {
+void require_unidirectional(const InferContext& ctx, std::size_t i, const Shape& target,
+                            const char* what) {
   if (!ctx.has_input(i)) return;
   const Shape& s = ctx.input(i).shape;
   bool ok = s.rank() <= target.rank();
@@ -198,18 +207,20 @@ void require_unidirectional(const InferContext& ctx, std::size_t i, const Shape&
     ok = !d.is_fixed() || d.value() == 1 || !t.is_fixed() || d.value() == t.value();
   }
   if (!ok)
-    ctx.fail(fmt::format("{} {} does not broadcast to {}", what, s.to_string(), target.to_string()));
+    ctx.fail(
+        fmt::format("{} {} does not broadcast to {}", what, s.to_string(), target.to_string()));
 }
 
 std::vector<TensorType> infer_layer_norm(const InferContext& ctx) {
   require_float(ctx, 0, "input X");
   const TensorType& x = ctx.input(0);
   const i64 rank = static_cast<i64>(x.shape.rank());
-  const i64 axis = checked(ctx, [&] { return rules::normalize_axis(ctx.node.attr_int("axis", -1), rank); });
+  const i64 axis =
+      checked(ctx, [&] { return rules::normalize_axis(ctx.node.attr_int("axis", -1), rank); });
   const i64 stash = ctx.node.attr_int("stash_type", 1);
   if (stash != 1 && stash != 11 && stash != 10 && stash != 16)
-    throw UnsupportedError(fmt::format("{}attribute 'stash_type' = {} (expected a float dtype code)",
-                                       ctx.node.where(), stash));
+    throw UnsupportedError(fmt::format(
+        "{}attribute 'stash_type' = {} (expected a float dtype code)", ctx.node.where(), stash));
   require_unidirectional(ctx, 1, x.shape, "Scale");
   require_unidirectional(ctx, 2, x.shape, "B");
   Shape stat;
@@ -220,7 +231,9 @@ std::vector<TensorType> infer_layer_norm(const InferContext& ctx) {
 std::vector<TensorType> infer_rms_norm(const InferContext& ctx) {
   require_float(ctx, 0, "input X");
   const TensorType& x = ctx.input(0);
-  checked(ctx, [&] { return rules::normalize_axis(ctx.node.attr_int("axis", -1), static_cast<i64>(x.shape.rank())); });
+  checked(ctx, [&] {
+    return rules::normalize_axis(ctx.node.attr_int("axis", -1), static_cast<i64>(x.shape.rank()));
+  });
   require_unidirectional(ctx, 1, x.shape, "scale");
   return {x};
 }
@@ -233,7 +246,8 @@ std::vector<TensorType> infer_axis_op(const InferContext& ctx) {
   if (ctx.node.op == "LpNormalization") {
     const i64 p = ctx.node.attr_int("p", 2);
     if (p != 1 && p != 2)
-      throw UnsupportedError(fmt::format("{}attribute 'p' = {} (expected 1 or 2)", ctx.node.where(), p));
+      throw UnsupportedError(
+          fmt::format("{}attribute 'p' = {} (expected 1 or 2)", ctx.node.where(), p));
   }
   return {ctx.input(0)};
 }
@@ -251,8 +265,9 @@ std::vector<TensorType> infer_mvn(const InferContext& ctx) {
 void require_matmul_dtype(const InferContext& ctx) {
   const DType t = ctx.input(0).dtype;
   if (!is_float(t) && t != DType::i32 && t != DType::i64 && t != DType::u32 && t != DType::u64)
-    throw UnsupportedError(fmt::format("{}dtype {} (expected f32, f64, f16, bf16, i32, i64, u32 or u64)",
-                                       ctx.node.where(), dtype_name(t)));
+    throw UnsupportedError(
+        fmt::format("{}dtype {} (expected f32, f64, f16, bf16, i32, i64, u32 or u64)",
+                    ctx.node.where(), dtype_name(t)));
 }
 
 std::vector<TensorType> infer_gemm(const InferContext& ctx) {
@@ -280,11 +295,13 @@ std::vector<TensorType> infer_matmul(const InferContext& ctx) {
   require_same_dtype(ctx, 1, "B");
   Shape a = ctx.input(0).shape, b = ctx.input(1).shape;
   if (a.rank() == 0 || b.rank() == 0)
-    ctx.fail(fmt::format("operands must have rank >= 1, got {} and {}", a.to_string(), b.to_string()));
+    ctx.fail(
+        fmt::format("operands must have rank >= 1, got {} and {}", a.to_string(), b.to_string()));
   const bool a1 = a.rank() == 1, b1 = b.rank() == 1;
   if (a1) a = Shape{Dim(1), a[0]};
   if (b1) b = Shape{b[0], Dim(1)};
-  checked(ctx, [&] { return rules::matmul_inner(a[a.rank() - 1].value(), b[b.rank() - 2].value()); });
+  checked(ctx,
+          [&] { return rules::matmul_inner(a[a.rank() - 1].value(), b[b.rank() - 2].value()); });
   Shape ab(std::vector<Dim>(a.dims().begin(), a.dims().end() - 2));
   Shape bb(std::vector<Dim>(b.dims().begin(), b.dims().end() - 2));
   Shape out = checked(ctx, [&] { return broadcast_shapes(ab, bb); });
@@ -299,9 +316,9 @@ std::vector<TensorType> infer_scale(const InferContext& ctx) {
   require_float(ctx, 0, "input X");
   const std::string mode = ctx.node.attr_string("mode", "uniform");
   if (mode != "uniform" && mode != "channel" && mode != "elementwise")
-    throw UnsupportedError(fmt::format(
-        "{}attribute 'mode' = '{}' (expected 'uniform', 'channel' or 'elementwise')",
-        ctx.node.where(), mode));
+    throw UnsupportedError(
+        fmt::format("{}attribute 'mode' = '{}' (expected 'uniform', 'channel' or 'elementwise')",
+                    ctx.node.where(), mode));
   const Shape& x = ctx.input(0).shape;
   const char* names[] = {"", "scale", "shift", "power"};
   for (std::size_t i = 1; i < 4; ++i) {
@@ -309,12 +326,15 @@ std::vector<TensorType> infer_scale(const InferContext& ctx) {
     require_same_dtype(ctx, i, names[i]);
     const i64 n = ctx.input(i).shape.numel();
     i64 want = kDynamic;
-    if (mode == "uniform") want = 1;
+    if (mode == "uniform")
+      want = 1;
     else if (mode == "channel") {
-      if (x.rank() < 2) ctx.fail(fmt::format("mode 'channel' needs rank >= 2, got {}", x.to_string()));
+      if (x.rank() < 2)
+        ctx.fail(fmt::format("mode 'channel' needs rank >= 2, got {}", x.to_string()));
       want = x[1].value();
     } else {  // elementwise
-      if (x.rank() < 2) ctx.fail(fmt::format("mode 'elementwise' needs rank >= 2, got {}", x.to_string()));
+      if (x.rank() < 2)
+        ctx.fail(fmt::format("mode 'elementwise' needs rank >= 2, got {}", x.to_string()));
       Shape chw(std::vector<Dim>(x.dims().begin() + 1, x.dims().end()));
       want = chw.numel();
     }

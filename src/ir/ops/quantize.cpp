@@ -14,7 +14,9 @@ namespace {
 
 using i64 = std::int64_t;
 
-bool is_quantized(DType t) { return t == DType::i8 || t == DType::u8 || t == DType::i16 || t == DType::u16; }
+bool is_quantized(DType t) {
+  return t == DType::i8 || t == DType::u8 || t == DType::i16 || t == DType::u16;
+}
 
 void require_8bit(const InferContext& ctx, std::size_t i, const char* what) {
   const DType t = ctx.input(i).dtype;
@@ -26,7 +28,8 @@ void require_scalar_like(const InferContext& ctx, std::size_t i, const char* wha
   if (!ctx.has_input(i)) return;
   const Shape& s = ctx.input(i).shape;
   if (s.rank() > 1 || (s.rank() == 1 && s[0].is_fixed() && s[0].value() != 1))
-    ctx.fail(fmt::format("{} must be a scalar or hold one element, got shape {}", what, s.to_string()));
+    ctx.fail(
+        fmt::format("{} must be a scalar or hold one element, got shape {}", what, s.to_string()));
 }
 
 /// A scale (or zero point) of QuantizeLinear/DequantizeLinear against input x: per tensor
@@ -48,26 +51,31 @@ void check_scale_shape(const InferContext& ctx, std::size_t i, const char* what)
   const Dim& xd = x[static_cast<std::size_t>(axis)];
   if (block == 0) {
     if (s.rank() != 1)
-      ctx.fail(fmt::format("{} must be a scalar or 1-D (per axis), got shape {}", what, s.to_string()));
+      ctx.fail(
+          fmt::format("{} must be a scalar or 1-D (per axis), got shape {}", what, s.to_string()));
     if (s[0].is_fixed() && xd.is_fixed() && s[0].value() != xd.value())
-      ctx.fail(fmt::format("{} has {} elements; per axis {} it needs x's dim {}", what, s[0].value(), axis, xd.value()));
+      ctx.fail(fmt::format("{} has {} elements; per axis {} it needs x's dim {}", what,
+                           s[0].value(), axis, xd.value()));
     return;
   }
   if (s.rank() != x.rank())
-    ctx.fail(fmt::format("{} {} must have the rank of x {} for block_size {}", what, s.to_string(), x.to_string(), block));
+    ctx.fail(fmt::format("{} {} must have the rank of x {} for block_size {}", what, s.to_string(),
+                         x.to_string(), block));
   for (std::size_t d = 0; d < x.rank(); ++d) {
     if (!s[d].is_fixed() || !x[d].is_fixed()) continue;
-    const i64 want = static_cast<i64>(d) == axis ? (x[d].value() + block - 1) / block : x[d].value();
+    const i64 want =
+        static_cast<i64>(d) == axis ? (x[d].value() + block - 1) / block : x[d].value();
     if (s[d].value() != want)
-      ctx.fail(fmt::format("{} {} must be {} in dim {} for x {} and block_size {}", what, s.to_string(), want, d,
-                           x.to_string(), block));
+      ctx.fail(fmt::format("{} {} must be {} in dim {} for x {} and block_size {}", what,
+                           s.to_string(), want, d, x.to_string(), block));
   }
 }
 
 std::vector<TensorType> infer_quantize(const InferContext& ctx) {
   const DType x = ctx.input(0).dtype;
   if (x != DType::f32 && x != DType::f16 && x != DType::bf16 && x != DType::i32)
-    ctx.fail(fmt::format("input x has dtype {}; expected float32, float16, bfloat16 or int32", dtype_name(x)));
+    ctx.fail(fmt::format("input x has dtype {}; expected float32, float16, bfloat16 or int32",
+                         dtype_name(x)));
   if (!is_float(ctx.input(1).dtype)) ctx.fail("y_scale must be a float tensor");
   check_scale_shape(ctx, 1, "y_scale");
   DType out = DType::u8;
@@ -86,30 +94,32 @@ std::vector<TensorType> infer_quantize(const InferContext& ctx) {
     out = ctx.input(2).dtype;
   }
   if (!is_quantized(out))
-    throw UnsupportedError(ctx.node.where() + fmt::format("quantizing to {} (kiln quantizes to int8, uint8, int16 "
-                                                          "and uint16)",
-                                                          dtype_name(out)));
+    throw UnsupportedError(ctx.node.where() +
+                           fmt::format("quantizing to {} (kiln quantizes to int8, uint8, int16 "
+                                       "and uint16)",
+                                       dtype_name(out)));
   return {{out, ctx.input(0).shape}};
 }
 
 std::vector<TensorType> infer_dequantize(const InferContext& ctx) {
   const DType x = ctx.input(0).dtype;
   if (!is_quantized(x) && x != DType::i32)
-    ctx.fail(fmt::format("input x has dtype {}; expected int8, uint8, int16, uint16 or int32", dtype_name(x)));
+    ctx.fail(fmt::format("input x has dtype {}; expected int8, uint8, int16, uint16 or int32",
+                         dtype_name(x)));
   if (!is_float(ctx.input(1).dtype)) ctx.fail("x_scale must be a float tensor");
   check_scale_shape(ctx, 1, "x_scale");
   if (ctx.has_input(2)) {
     check_scale_shape(ctx, 2, "x_zero_point");
     if (ctx.input(2).dtype != x)
-      ctx.fail(fmt::format("x_zero_point has dtype {}, x {}: they must agree", dtype_name(ctx.input(2).dtype),
-                           dtype_name(x)));
+      ctx.fail(fmt::format("x_zero_point has dtype {}, x {}: they must agree",
+                           dtype_name(ctx.input(2).dtype), dtype_name(x)));
   }
   DType out = ctx.input(1).dtype;
   if (const i64 code = ctx.node.attr_int("output_dtype", 0); code != 0) {
     out = dtype_from_onnx(code);
     if (out != ctx.input(1).dtype)
-      ctx.fail(fmt::format("attribute 'output_dtype' {} differs from x_scale's dtype {}", dtype_name(out),
-                           dtype_name(ctx.input(1).dtype)));
+      ctx.fail(fmt::format("attribute 'output_dtype' {} differs from x_scale's dtype {}",
+                           dtype_name(out), dtype_name(ctx.input(1).dtype)));
   }
   return {{out, ctx.input(0).shape}};
 }
@@ -121,7 +131,8 @@ std::vector<TensorType> infer_dynamic_quantize(const InferContext& ctx) {
 
 /// A zero point of MatMulInteger's A (scalar, or one per row: [M]) or B (scalar, or one per
 /// column: [N]), of its operand's type.
-void check_matmul_zero_point(const InferContext& ctx, std::size_t zp, std::size_t of, bool rows, const char* what) {
+void check_matmul_zero_point(const InferContext& ctx, std::size_t zp, std::size_t of, bool rows,
+                             const char* what) {
   if (!ctx.has_input(zp)) return;
   if (ctx.input(zp).dtype != ctx.input(of).dtype)
     ctx.fail(fmt::format("{} has dtype {}, its operand {}", what, dtype_name(ctx.input(zp).dtype),
@@ -131,8 +142,8 @@ void check_matmul_zero_point(const InferContext& ctx, std::size_t zp, std::size_
   if (z.rank() == 0 || (z.rank() == 1 && z[0].is_fixed() && z[0].value() == 1)) return;
   const Dim& want = rows ? m[m.rank() >= 2 ? m.rank() - 2 : 0] : m[m.rank() - 1];
   if (z.rank() != 1 || (z[0].is_fixed() && want.is_fixed() && z[0].value() != want.value()))
-    ctx.fail(fmt::format("{} {} must be a scalar or hold one value per {} ({})", what, z.to_string(),
-                         rows ? "row of A" : "column of B", want.to_string()));
+    ctx.fail(fmt::format("{} {} must be a scalar or hold one value per {} ({})", what,
+                         z.to_string(), rows ? "row of A" : "column of B", want.to_string()));
 }
 
 std::vector<TensorType> infer_matmul_integer(const InferContext& ctx) {
@@ -146,8 +157,10 @@ std::vector<TensorType> infer_matmul_integer(const InferContext& ctx) {
 std::vector<TensorType> infer_conv_integer(const InferContext& ctx) {
   require_8bit(ctx, 0, "x");
   require_8bit(ctx, 1, "w");
-  if (ctx.has_input(2) && ctx.input(2).dtype != ctx.input(0).dtype) ctx.fail("x_zero_point must have x's dtype");
-  if (ctx.has_input(3) && ctx.input(3).dtype != ctx.input(1).dtype) ctx.fail("w_zero_point must have w's dtype");
+  if (ctx.has_input(2) && ctx.input(2).dtype != ctx.input(0).dtype)
+    ctx.fail("x_zero_point must have x's dtype");
+  if (ctx.has_input(3) && ctx.input(3).dtype != ctx.input(1).dtype)
+    ctx.fail("w_zero_point must have w's dtype");
   require_scalar_like(ctx, 2, "x_zero_point");
   return {{DType::i32, float_conv_shape(ctx.node, ctx.input(0), ctx.input(1))}};
 }
@@ -158,7 +171,8 @@ std::vector<TensorType> infer_qlinear_matmul(const InferContext& ctx) {
   require_8bit(ctx, 3, "b");
   require_8bit(ctx, 7, "y_zero_point");
   for (std::size_t i : {1, 4, 6})
-    if (!is_float(ctx.input(i).dtype)) ctx.fail(fmt::format("input {} (a scale) must be a float tensor", i));
+    if (!is_float(ctx.input(i).dtype))
+      ctx.fail(fmt::format("input {} (a scale) must be a float tensor", i));
   if (ctx.input(2).dtype != ctx.input(0).dtype) ctx.fail("a_zero_point must have a's dtype");
   if (ctx.input(5).dtype != ctx.input(3).dtype) ctx.fail("b_zero_point must have b's dtype");
   return {{ctx.input(7).dtype, float_matmul_shape(ctx.node, ctx.input(0), ctx.input(3))}};
@@ -170,7 +184,8 @@ std::vector<TensorType> infer_qlinear_conv(const InferContext& ctx) {
   require_8bit(ctx, 3, "w");
   require_8bit(ctx, 7, "y_zero_point");
   for (std::size_t i : {1, 4, 6})
-    if (!is_float(ctx.input(i).dtype)) ctx.fail(fmt::format("input {} (a scale) must be a float tensor", i));
+    if (!is_float(ctx.input(i).dtype))
+      ctx.fail(fmt::format("input {} (a scale) must be a float tensor", i));
   require_scalar_like(ctx, 1, "x_scale");
   require_scalar_like(ctx, 2, "x_zero_point");
   require_scalar_like(ctx, 6, "y_scale");

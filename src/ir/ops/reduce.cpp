@@ -55,12 +55,15 @@ std::vector<TensorType> infer_reduce(const InferContext& ctx) {
   std::set<i64> reduced;
   for (i64 a : *axes) {
     const i64 na = checked(ctx, [&] { return rules::normalize_axis(a, r); });
-    if (!reduced.insert(na).second) ctx.fail(fmt::format("axes {} repeat axis {}", fmt::join(*axes, ","), na));
+    if (!reduced.insert(na).second)
+      ctx.fail(fmt::format("axes {} repeat axis {}", fmt::join(*axes, ","), na));
   }
   Shape out;
   for (i64 d = 0; d < r; ++d) {
-    if (!reduced.count(d)) out.push_back(x.shape[d]);
-    else if (keepdims) out.push_back(Dim(1));
+    if (!reduced.count(d))
+      out.push_back(x.shape[d]);
+    else if (keepdims)
+      out.push_back(Dim(1));
   }
   return {TensorType{x.dtype, std::move(out)}};
 }
@@ -70,14 +73,18 @@ std::vector<TensorType> infer_arg(const InferContext& ctx) {
   const TensorType& x = ctx.input(0);
   const i64 r = rank_of(x);
   if (r == 0) ctx.fail("input must have rank >= 1, got a scalar");
-  const i64 axis = checked(ctx, [&] { return rules::normalize_axis(ctx.node.attr_int("axis", 0), r); });
+  const i64 axis =
+      checked(ctx, [&] { return rules::normalize_axis(ctx.node.attr_int("axis", 0), r); });
   const bool keepdims = ctx.node.attr_int("keepdims", 1) != 0;
   if (x.shape[axis].is_fixed() && x.shape[axis].value() == 0)
-    ctx.fail(fmt::format("cannot take the arg of an empty axis {} of {}", axis, x.shape.to_string()));
+    ctx.fail(
+        fmt::format("cannot take the arg of an empty axis {} of {}", axis, x.shape.to_string()));
   Shape out;
   for (i64 d = 0; d < r; ++d) {
-    if (d != axis) out.push_back(x.shape[d]);
-    else if (keepdims) out.push_back(Dim(1));
+    if (d != axis)
+      out.push_back(x.shape[d]);
+    else if (keepdims)
+      out.push_back(Dim(1));
   }
   return {TensorType{DType::i64, std::move(out)}};
 }
@@ -87,7 +94,8 @@ std::vector<TensorType> infer_topk(const InferContext& ctx) {
   const TensorType& x = ctx.input(0);
   const i64 r = rank_of(x);
   if (r == 0) ctx.fail("input must have rank >= 1, got a scalar");
-  const i64 axis = checked(ctx, [&] { return rules::normalize_axis(ctx.node.attr_int("axis", -1), r); });
+  const i64 axis =
+      checked(ctx, [&] { return rules::normalize_axis(ctx.node.attr_int("axis", -1), r); });
   const TensorType& kt = ctx.input(1);
   if (kt.dtype != DType::i64) ctx.fail(fmt::format("K must be i64, got {}", dtype_name(kt.dtype)));
   Shape out = x.shape;
@@ -111,7 +119,8 @@ std::vector<TensorType> infer_cumsum(const InferContext& ctx) {
   const TensorType& a = ctx.input(1);
   if (a.dtype != DType::i32 && a.dtype != DType::i64)
     ctx.fail(fmt::format("axis must be i32 or i64, got {}", dtype_name(a.dtype)));
-  if (a.shape.rank() > 1) ctx.fail(fmt::format("axis must be a scalar, got {}", a.shape.to_string()));
+  if (a.shape.rank() > 1)
+    ctx.fail(fmt::format("axis must be a scalar, got {}", a.shape.to_string()));
   if (auto v = constant_ints(ctx, 1)) {
     if (v->size() != 1) ctx.fail(fmt::format("axis must hold one value, got {}", v->size()));
     checked(ctx, [&] { return rules::normalize_axis((*v)[0], rank_of(x)); });
@@ -151,7 +160,9 @@ std::vector<TensorType> infer_einsum(const InferContext& ctx) {
           if (!cur.is_fixed()) size[id] = d;
         }
       } else {
-        checked(ctx, [&] { return rules::equal_dims("size of an einsum subscript", size[id].value(), d.value()); });
+        checked(ctx, [&] {
+          return rules::equal_dims("size of an einsum subscript", size[id].value(), d.value());
+        });
         if (!size[id].is_fixed()) size[id] = d;
       }
     }
@@ -164,9 +175,9 @@ std::vector<TensorType> infer_einsum(const InferContext& ctx) {
 }  // namespace
 
 void register_reduce(OpRegistry& r) {
-  for (const char* op : {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
-                         "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
-                         "ReduceSumSquare"})
+  for (const char* op :
+       {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+        "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"})
     r.add(schema(op, "reduce", 1, 2, 1, 1, infer_reduce));
   r.add(schema("ArgMax", "reduce", 1, 1, 1, 1, infer_arg));
   r.add(schema("ArgMin", "reduce", 1, 1, 1, 1, infer_arg));

@@ -30,7 +30,8 @@ std::vector<TensorType> infer_recurrent(const InferContext& ctx, i64 gates, int 
   const TensorType& x = ctx.input(0);
   const TensorType& w = ctx.input(1);
   const TensorType& r = ctx.input(2);
-  if (!is_float(x.dtype)) ctx.fail(fmt::format("X must be a float tensor, got {}", dtype_name(x.dtype)));
+  if (!is_float(x.dtype))
+    ctx.fail(fmt::format("X must be a float tensor, got {}", dtype_name(x.dtype)));
   if (x.shape.rank() != 3) ctx.fail(fmt::format("X must have rank 3, got {}", x.shape.to_string()));
   if (w.shape.rank() != 3) ctx.fail(fmt::format("W must have rank 3, got {}", w.shape.to_string()));
   if (r.shape.rank() != 3) ctx.fail(fmt::format("R must have rank 3, got {}", r.shape.to_string()));
@@ -45,19 +46,21 @@ std::vector<TensorType> infer_recurrent(const InferContext& ctx, i64 gates, int 
                            "' (expected forward, reverse or bidirectional)");
   const i64 layout = n.attr_int("layout", 0);
   if (layout != 0 && layout != 1)
-    throw UnsupportedError(n.where() + fmt::format("attribute 'layout' = {} (expected 0 or 1)", layout));
+    throw UnsupportedError(n.where() +
+                           fmt::format("attribute 'layout' = {} (expected 0 or 1)", layout));
   const Dim dirs(direction == "bidirectional" ? 2 : 1);
   for (const auto& a : n.attr_strings("activations")) {
-    static const char* const known[] = {"Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu",
-                                        "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu",
-                                        "Softsign", "Softplus"};
+    static const char* const known[] = {
+        "Relu",       "Tanh",        "Sigmoid", "Affine",   "LeakyRelu", "ThresholdedRelu",
+        "ScaledTanh", "HardSigmoid", "Elu",     "Softsign", "Softplus"};
     bool ok = false;  // case-insensitive, as onnxruntime reads them
     for (const char* k : known) {
       const std::string ks(k);
-      ok |= ks.size() == a.size() &&
-            std::equal(ks.begin(), ks.end(), a.begin(), [](char p, char q) {
-              return std::tolower(static_cast<unsigned char>(p)) == std::tolower(static_cast<unsigned char>(q));
-            });
+      ok |=
+          ks.size() == a.size() && std::equal(ks.begin(), ks.end(), a.begin(), [](char p, char q) {
+            return std::tolower(static_cast<unsigned char>(p)) ==
+                   std::tolower(static_cast<unsigned char>(q));
+          });
     }
     if (!ok)
       throw UnsupportedError(n.where() + "activation '" + a +
@@ -92,7 +95,8 @@ std::vector<TensorType> infer_recurrent(const InferContext& ctx, i64 gates, int 
     const TensorType& s = ctx.input(4);
     if (s.dtype != DType::i32 && s.dtype != DType::i64)
       ctx.fail(fmt::format("sequence_lens must be i32 (or i64), got {}", dtype_name(s.dtype)));
-    if (s.shape.rank() != 1) ctx.fail(fmt::format("sequence_lens must have rank 1, got {}", s.shape.to_string()));
+    if (s.shape.rank() != 1)
+      ctx.fail(fmt::format("sequence_lens must have rank 1, got {}", s.shape.to_string()));
     agree(ctx, "sequence_lens entries (batch size)", batch, s.shape[0]);
   }
   const Shape state = layout == 0 ? Shape{dirs, batch, hidden} : Shape{batch, dirs, hidden};
@@ -101,7 +105,8 @@ std::vector<TensorType> infer_recurrent(const InferContext& ctx, i64 gates, int 
     const Shape& s = ctx.input(i).shape;
     if (s.rank() != 3) ctx.fail(fmt::format("{} must have rank 3, got {}", name, s.to_string()));
     for (std::size_t d = 0; d < 3; ++d)
-      agree(ctx, fmt::format("dim {} of {} (expected {})", d, name, state.to_string()).c_str(), state[d], s[d]);
+      agree(ctx, fmt::format("dim {} of {} (expected {})", d, name, state.to_string()).c_str(),
+            state[d], s[d]);
   };
   check_state(5, "initial_h");
   if (n.op == "LSTM") {
@@ -122,9 +127,12 @@ std::vector<TensorType> infer_recurrent(const InferContext& ctx, i64 gates, int 
 }  // namespace
 
 void register_rnn(OpRegistry& r) {
-  r.add(schema("RNN", "rnn", 3, 6, 0, 2, [](const InferContext& c) { return infer_recurrent(c, 1, 1); }));
-  r.add(schema("GRU", "rnn", 3, 6, 0, 2, [](const InferContext& c) { return infer_recurrent(c, 3, 1); }));
-  r.add(schema("LSTM", "rnn", 3, 8, 0, 3, [](const InferContext& c) { return infer_recurrent(c, 4, 2); }));
+  r.add(schema("RNN", "rnn", 3, 6, 0, 2,
+               [](const InferContext& c) { return infer_recurrent(c, 1, 1); }));
+  r.add(schema("GRU", "rnn", 3, 6, 0, 2,
+               [](const InferContext& c) { return infer_recurrent(c, 3, 1); }));
+  r.add(schema("LSTM", "rnn", 3, 8, 0, 3,
+               [](const InferContext& c) { return infer_recurrent(c, 4, 2); }));
 }
 
 }  // namespace kiln::ops

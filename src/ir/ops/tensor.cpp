@@ -53,16 +53,19 @@ std::vector<TensorType> infer_reshape(const InferContext& ctx) {
   if (!shape) {
     auto len = vector_length(ctx, 1);
     if (!len)
-      unsupported(ctx, "the target shape is not a constant and its length is unknown, so the "
-                       "output rank cannot be inferred");
+      unsupported(ctx,
+                  "the target shape is not a constant and its length is unknown, so the "
+                  "output rank cannot be inferred");
     return {{x.dtype, dynamic_shape(static_cast<std::size_t>(*len))}};
   }
   auto dims = checked(ctx, [&] { return tr::reshape_dims(x.shape.values(), *shape, allowzero); });
   Shape out;
   for (std::size_t i = 0; i < dims.size(); ++i) {
     // A copied dim keeps its symbol.
-    if ((*shape)[i] == 0 && !allowzero) out.push_back(x.shape[i]);
-    else out.push_back(Dim(dims[i]));
+    if ((*shape)[i] == 0 && !allowzero)
+      out.push_back(x.shape[i]);
+    else
+      out.push_back(Dim(dims[i]));
   }
   return {{x.dtype, out}};
 }
@@ -70,7 +73,8 @@ std::vector<TensorType> infer_reshape(const InferContext& ctx) {
 std::vector<TensorType> infer_flatten(const InferContext& ctx) {
   const auto& x = ctx.input(0);
   const i64 r = static_cast<i64>(x.shape.rank());
-  const i64 axis = checked(ctx, [&] { return rules::flatten_axis(ctx.node.attr_int("axis", 1), r); });
+  const i64 axis =
+      checked(ctx, [&] { return rules::flatten_axis(ctx.node.attr_int("axis", 1), r); });
   const auto a = static_cast<std::size_t>(axis);
   return {{x.dtype, Shape{dims_product(x.shape, 0, a), dims_product(x.shape, a, x.shape.rank())}}};
 }
@@ -99,8 +103,8 @@ std::vector<TensorType> infer_squeeze(const InferContext& ctx) {
     auto norm = checked(ctx, [&] { return tr::normalize_axes(*axes, r); });
     for (i64 a : norm) {
       if (x.shape[a].is_fixed() && x.shape[a].value() != 1)
-        ctx.fail(fmt::format("cannot squeeze axis {} of size {} (input {})", a,
-                             x.shape[a].value(), x.shape.to_string()));
+        ctx.fail(fmt::format("cannot squeeze axis {} of size {} (input {})", a, x.shape[a].value(),
+                             x.shape.to_string()));
       drop[a] = true;
     }
   } else {
@@ -156,7 +160,8 @@ std::vector<TensorType> infer_slice(const InferContext& ctx) {
       const i64 d = x.shape[a].value();
       if (d < 0 && spec.starts[i] == 0 && spec.steps[i] == 1 && spec.ends[i] >= (i64{1} << 31))
         continue;  // the whole axis: keeps its symbol
-      out[a] = Dim(checked(ctx, [&] { return rules::slice_count(d, spec.starts[i], spec.ends[i], spec.steps[i]); }));
+      out[a] = Dim(checked(
+          ctx, [&] { return rules::slice_count(d, spec.starts[i], spec.ends[i], spec.steps[i]); }));
     }
     return {{x.dtype, out}};
   }
@@ -179,7 +184,8 @@ std::vector<TensorType> infer_pad(const InferContext& ctx) {
   const i64 r = static_cast<i64>(x.shape.rank());
   const std::string mode = ctx.node.attr_string("mode", "constant");
   if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
-    unsupported(ctx, "attribute 'mode' = '" + mode + "' (supported: constant, reflect, edge, wrap)");
+    unsupported(ctx,
+                "attribute 'mode' = '" + mode + "' (supported: constant, reflect, edge, wrap)");
   if (ctx.has_input(2) && ctx.input(2).dtype != x.dtype)
     ctx.fail(fmt::format("constant_value has dtype {}, data has {}", dtype_name(ctx.input(2).dtype),
                          dtype_name(x.dtype)));
@@ -268,7 +274,8 @@ std::vector<TensorType> infer_split(const InferContext& ctx) {
     }
   }
   const i64 num_outputs = ctx.node.attr_int("num_outputs", 0);
-  auto sizes = checked(ctx, [&] { return tr::split_sizes(x.shape[axis].value(), n, split, num_outputs); });
+  auto sizes =
+      checked(ctx, [&] { return tr::split_sizes(x.shape[axis].value(), n, split, num_outputs); });
   std::vector<TensorType> outs;
   for (std::size_t i = 0; i < n; ++i) {
     Shape s = x.shape;
@@ -284,8 +291,9 @@ std::vector<TensorType> infer_expand(const InferContext& ctx) {
   if (!shape) {
     auto len = vector_length(ctx, 1);
     if (!len)
-      unsupported(ctx, "the target shape is not a constant and its length is unknown, so the "
-                       "output rank cannot be inferred");
+      unsupported(ctx,
+                  "the target shape is not a constant and its length is unknown, so the "
+                  "output rank cannot be inferred");
     return {{x.dtype, dynamic_shape(std::max<std::size_t>(x.shape.rank(), *len))}};
   }
   for (i64 v : *shape)
@@ -309,15 +317,17 @@ std::vector<TensorType> infer_tile(const InferContext& ctx) {
     const i64 k = (*reps)[i];
     if (k < 0) ctx.fail(fmt::format("repeats entry {} is negative", k));
     if (k == 1) continue;
-    out[i] = x.shape[i].is_fixed() ? Dim(checked(ctx, [&] { return rules::count_mul(x.shape[i].value(), k); }))
-                                   : (k == 0 ? Dim(0) : Dim::dynamic());
+    out[i] = x.shape[i].is_fixed()
+                 ? Dim(checked(ctx, [&] { return rules::count_mul(x.shape[i].value(), k); }))
+                 : (k == 0 ? Dim(0) : Dim::dynamic());
   }
   return {{x.dtype, out}};
 }
 
 std::vector<TensorType> infer_depth_to_space(const InferContext& ctx, bool to_space) {
   const auto& x = ctx.input(0);
-  if (x.shape.rank() != 4) ctx.fail(fmt::format("expected a 4-D input, got {}", x.shape.to_string()));
+  if (x.shape.rank() != 4)
+    ctx.fail(fmt::format("expected a 4-D input, got {}", x.shape.to_string()));
   const i64 b = ctx.node.attr_int("blocksize");
   if (b <= 0) ctx.fail(fmt::format("blocksize must be positive, got {}", b));
   const std::string mode = ctx.node.attr_string("mode", "DCR");
@@ -351,25 +361,29 @@ void register_tensor(OpRegistry& r) {
     const Tensor t = tr::constant_tensor(ctx.node);
     return {{t.dtype(), t.shape()}};
   }));
-  r.add(schema("ConstantOfShape", fam, 1, 1, 1, 1, [](const InferContext& ctx) -> std::vector<TensorType> {
-    DType dt = DType::f32;
-    if (ctx.node.has_attr("value")) {
-      const Tensor& v = ctx.node.attr_tensor("value");
-      if (v.numel() != 1)
-        ctx.fail(fmt::format("attribute 'value' must hold one element, got {}", v.type_string()));
-      dt = v.dtype();
-    }
-    if (auto shape = constant_ints(ctx, 0)) {
-      for (i64 d : *shape)
-        if (d < 0) ctx.fail(fmt::format("shape [{}] has a negative dim", fmt::join(*shape, ",")));
-      return {{dt, Shape::of(*shape)}};
-    }
-    auto len = vector_length(ctx, 0);
-    if (!len)
-      unsupported(ctx, "the shape input is not a constant and its length is unknown, so the "
-                       "output rank cannot be inferred");
-    return {{dt, dynamic_shape(static_cast<std::size_t>(*len))}};
-  }));
+  r.add(schema(
+      "ConstantOfShape", fam, 1, 1, 1, 1, [](const InferContext& ctx) -> std::vector<TensorType> {
+        DType dt = DType::f32;
+        if (ctx.node.has_attr("value")) {
+          const Tensor& v = ctx.node.attr_tensor("value");
+          if (v.numel() != 1)
+            ctx.fail(
+                fmt::format("attribute 'value' must hold one element, got {}", v.type_string()));
+          dt = v.dtype();
+        }
+        if (auto shape = constant_ints(ctx, 0)) {
+          for (i64 d : *shape)
+            if (d < 0)
+              ctx.fail(fmt::format("shape [{}] has a negative dim", fmt::join(*shape, ",")));
+          return {{dt, Shape::of(*shape)}};
+        }
+        auto len = vector_length(ctx, 0);
+        if (!len)
+          unsupported(ctx,
+                      "the shape input is not a constant and its length is unknown, so the "
+                      "output rank cannot be inferred");
+        return {{dt, dynamic_shape(static_cast<std::size_t>(*len))}};
+      }));
   r.add(schema("Dropout", fam, 1, 3, 1, 2, [](const InferContext& ctx) -> std::vector<TensorType> {
     const auto& x = ctx.input(0);
     if (auto t = constant_ints(ctx, 2); t && !t->empty() && (*t)[0] != 0)
@@ -379,13 +393,14 @@ void register_tensor(OpRegistry& r) {
   }));
   r.add(schema("Reshape", fam, 2, 2, 1, 1, infer_reshape));
   r.add(schema("Flatten", fam, 1, 1, 1, 1, infer_flatten));
-  r.add(schema("Transpose", fam, 1, 1, 1, 1, [](const InferContext& ctx) -> std::vector<TensorType> {
-    const auto& x = ctx.input(0);
-    auto perm = transpose_perm(ctx, x.shape.rank());
-    Shape out;
-    for (i64 p : perm) out.push_back(x.shape[p]);
-    return {{x.dtype, out}};
-  }));
+  r.add(
+      schema("Transpose", fam, 1, 1, 1, 1, [](const InferContext& ctx) -> std::vector<TensorType> {
+        const auto& x = ctx.input(0);
+        auto perm = transpose_perm(ctx, x.shape.rank());
+        Shape out;
+        for (i64 p : perm) out.push_back(x.shape[p]);
+        return {{x.dtype, out}};
+      }));
   r.add(schema("Squeeze", fam, 1, 2, 1, 1, infer_squeeze));
   r.add(schema("Unsqueeze", fam, 2, 2, 1, 1, infer_unsqueeze));
   r.add(schema("Slice", fam, 3, 5, 1, 1, infer_slice));

@@ -57,8 +57,10 @@ inline SliceAxis slice_axis(i64 dim, i64 start, i64 end, i64 step) {
   s.step = step;
   s.count = rules::slice_count(dim, start, end, step);
   if (start < 0) start += dim;
-  if (step > 0) s.start = start < 0 ? 0 : (start > dim ? dim : start);
-  else s.start = start < 0 ? 0 : (start > dim - 1 ? dim - 1 : start);
+  if (step > 0)
+    s.start = start < 0 ? 0 : (start > dim ? dim : start);
+  else
+    s.start = start < 0 ? 0 : (start > dim - 1 ? dim - 1 : start);
   return s;
 }
 
@@ -70,13 +72,13 @@ inline SliceSpec slice_spec(i64 rank, std::vector<i64> starts, std::vector<i64> 
                             std::optional<std::vector<i64>> axes,
                             std::optional<std::vector<i64>> steps) {
   if (starts.size() != ends.size())
-    throw ShapeError(fmt::format("starts has {} entries but ends has {}", starts.size(),
-                                 ends.size()));
+    throw ShapeError(
+        fmt::format("starts has {} entries but ends has {}", starts.size(), ends.size()));
   SliceSpec s;
   if (axes) {
     if (axes->size() != starts.size())
-      throw ShapeError(fmt::format("axes has {} entries but starts has {}", axes->size(),
-                                   starts.size()));
+      throw ShapeError(
+          fmt::format("axes has {} entries but starts has {}", axes->size(), starts.size()));
     s.axes = normalize_axes(*axes, rank);
   } else {
     if (static_cast<i64>(starts.size()) > rank)
@@ -85,8 +87,8 @@ inline SliceSpec slice_spec(i64 rank, std::vector<i64> starts, std::vector<i64> 
   }
   if (steps) {
     if (steps->size() != starts.size())
-      throw ShapeError(fmt::format("steps has {} entries but starts has {}", steps->size(),
-                                   starts.size()));
+      throw ShapeError(
+          fmt::format("steps has {} entries but starts has {}", steps->size(), starts.size()));
     for (i64 st : *steps)
       if (st == 0) throw ShapeError("slice step must not be zero");
     s.steps = *steps;
@@ -99,8 +101,8 @@ inline SliceSpec slice_spec(i64 rank, std::vector<i64> starts, std::vector<i64> 
 }
 
 /// Output dims of Split along an axis of length `dim` into `n` outputs.
-inline std::vector<i64> split_sizes(i64 dim, std::size_t n, const std::optional<std::vector<i64>>& split,
-                                    i64 num_outputs) {
+inline std::vector<i64> split_sizes(i64 dim, std::size_t n,
+                                    const std::optional<std::vector<i64>>& split, i64 num_outputs) {
   if (split) {
     if (split->size() != n)
       throw ShapeError(fmt::format("split has {} entries for {} outputs", split->size(), n));
@@ -130,7 +132,8 @@ inline std::vector<i64> split_sizes(i64 dim, std::size_t n, const std::optional<
     return out;
   }
   if (dim % nn != 0)
-    throw ShapeError(fmt::format("axis of {} elements cannot be split into {} equal parts", dim, n));
+    throw ShapeError(
+        fmt::format("axis of {} elements cannot be split into {} equal parts", dim, n));
   return std::vector<i64>(n, dim / nn);
 }
 
@@ -171,12 +174,15 @@ inline ResizePlan resize_plan(const std::vector<i64>& in, const std::vector<doub
   p.sizes = in;
   if (scales) {
     if (scales->size() != axes.size())
-      throw ShapeError(fmt::format("scales has {} entries, expected {}", scales->size(), axes.size()));
+      throw ShapeError(
+          fmt::format("scales has {} entries, expected {}", scales->size(), axes.size()));
     for (std::size_t i = 0; i < axes.size(); ++i) {
       const double s = (*scales)[i];
       if (!(s > 0)) throw ShapeError(fmt::format("scale {} is not positive", s));
       p.scales[axes[i]] = s;
-      p.sizes[axes[i]] = in[axes[i]] < 0 ? kDynamic : static_cast<i64>(std::floor(s * static_cast<double>(in[axes[i]])));
+      p.sizes[axes[i]] = in[axes[i]] < 0
+                             ? kDynamic
+                             : static_cast<i64>(std::floor(s * static_cast<double>(in[axes[i]])));
     }
     return p;
   }
@@ -187,7 +193,8 @@ inline ResizePlan resize_plan(const std::vector<i64>& in, const std::vector<doub
     const i64 s = (*sizes)[i];
     if (s < 0) throw ShapeError(fmt::format("size {} is negative", s));
     p.sizes[axes[i]] = s;
-    p.scales[axes[i]] = in[axes[i]] > 0 ? static_cast<double>(s) / static_cast<double>(in[axes[i]]) : 1.0;
+    p.scales[axes[i]] =
+        in[axes[i]] > 0 ? static_cast<double>(s) / static_cast<double>(in[axes[i]]) : 1.0;
   }
   if (policy == "stretch") return p;
   if (policy != "not_larger" && policy != "not_smaller")
@@ -228,8 +235,9 @@ inline Tensor constant_tensor(const Node& n) {
       throw UnsupportedError(n.where() + fmt::format("attribute '{}': string and sparse "
                                                      "constants are not supported",
                                                      k));
-  throw GraphError(n.where() + "Constant needs one of the attributes value, value_float, "
-                               "value_floats, value_int, value_ints");
+  throw GraphError(n.where() +
+                   "Constant needs one of the attributes value, value_float, "
+                   "value_floats, value_int, value_ints");
 }
 
 }  // namespace kiln::ops::tensor_rules

@@ -69,7 +69,8 @@ std::vector<TensorType> infer_gather_nd(const InferContext& ctx) {
     ctx.fail(fmt::format("indices tuples of length {} index data {} past batch_dims {}",
                          last.value(), x.shape.to_string(), b));
   for (i64 i = 0; i < b; ++i)
-    if (x.shape[i].is_fixed() && idx.shape[i].is_fixed() && x.shape[i].value() != idx.shape[i].value())
+    if (x.shape[i].is_fixed() && idx.shape[i].is_fixed() &&
+        x.shape[i].value() != idx.shape[i].value())
       ctx.fail(fmt::format("batch dim {} differs: data {} vs indices {}", i, x.shape.to_string(),
                            idx.shape.to_string()));
   Shape out;
@@ -91,12 +92,15 @@ std::vector<TensorType> infer_scatter_elements(const InferContext& ctx) {
   require_integer(ctx, 1, "indices");
   check_reduction(ctx);
   if (upd.dtype != x.dtype)
-    ctx.fail(fmt::format("updates has dtype {}, data has {}", dtype_name(upd.dtype), dtype_name(x.dtype)));
-  if (idx.shape.rank() != x.shape.rank() || upd.shape.rank() != x.shape.rank() || x.shape.rank() == 0)
+    ctx.fail(fmt::format("updates has dtype {}, data has {}", dtype_name(upd.dtype),
+                         dtype_name(x.dtype)));
+  if (idx.shape.rank() != x.shape.rank() || upd.shape.rank() != x.shape.rank() ||
+      x.shape.rank() == 0)
     ctx.fail(fmt::format("data {}, indices {} and updates {} must have one rank (at least 1)",
                          x.shape.to_string(), idx.shape.to_string(), upd.shape.to_string()));
   for (std::size_t i = 0; i < idx.shape.rank(); ++i)
-    if (idx.shape[i].is_fixed() && upd.shape[i].is_fixed() && idx.shape[i].value() != upd.shape[i].value())
+    if (idx.shape[i].is_fixed() && upd.shape[i].is_fixed() &&
+        idx.shape[i].value() != upd.shape[i].value())
       ctx.fail(fmt::format("indices {} and updates {} must have one shape", idx.shape.to_string(),
                            upd.shape.to_string()));
   norm_axis(ctx, ctx.node.attr_int("axis", 0), static_cast<i64>(x.shape.rank()));
@@ -110,7 +114,8 @@ std::vector<TensorType> infer_scatter_nd(const InferContext& ctx) {
   require_integer(ctx, 1, "indices");
   check_reduction(ctx);
   if (upd.dtype != x.dtype)
-    ctx.fail(fmt::format("updates has dtype {}, data has {}", dtype_name(upd.dtype), dtype_name(x.dtype)));
+    ctx.fail(fmt::format("updates has dtype {}, data has {}", dtype_name(upd.dtype),
+                         dtype_name(x.dtype)));
   const i64 r = static_cast<i64>(x.shape.rank()), q = static_cast<i64>(idx.shape.rank());
   if (r < 1 || q < 1) ctx.fail("data and indices must have rank >= 1");
   const Dim& last = idx.shape[q - 1];
@@ -120,7 +125,8 @@ std::vector<TensorType> infer_scatter_nd(const InferContext& ctx) {
     const i64 want = q - 1 + r - k;
     if (static_cast<i64>(upd.shape.rank()) != want)
       ctx.fail(fmt::format("updates {} must have rank {} (indices {}, data {})",
-                           upd.shape.to_string(), want, idx.shape.to_string(), x.shape.to_string()));
+                           upd.shape.to_string(), want, idx.shape.to_string(),
+                           x.shape.to_string()));
   }
   return {x};
 }
@@ -130,7 +136,8 @@ std::vector<TensorType> infer_range(const InferContext& ctx) {
   for (std::size_t i = 0; i < 3; ++i) {
     const auto& in = ctx.input(i);
     if (in.dtype != t) ctx.fail("start, limit and delta must have one dtype");
-    if (in.shape.rank() != 0 && !(in.shape.rank() == 1 && in.shape[0].is_fixed() && in.shape[0].value() == 1))
+    if (in.shape.rank() != 0 &&
+        !(in.shape.rank() == 1 && in.shape[0].is_fixed() && in.shape[0].value() == 1))
       ctx.fail(fmt::format("input {} must be a scalar, got {}", i, in.shape.to_string()));
   }
   if (t == DType::boolean) ctx.fail("Range does not accept bool");
@@ -138,7 +145,8 @@ std::vector<TensorType> infer_range(const InferContext& ctx) {
   const Tensor* l = ctx.constant(1);
   const Tensor* d = ctx.constant(2);
   if (s && l && d)
-    return {{t, Shape{Dim(checked(ctx, [&] { return tr::range_count(s->get(0), l->get(0), d->get(0)); }))}}};
+    return {{t, Shape{Dim(checked(
+                    ctx, [&] { return tr::range_count(s->get(0), l->get(0), d->get(0)); }))}}};
   return {{t, Shape{Dim::dynamic()}}};
 }
 
@@ -168,7 +176,8 @@ std::vector<TensorType> infer_onehot(const InferContext& ctx) {
 std::vector<TensorType> infer_compress(const InferContext& ctx) {
   const auto& x = ctx.input(0);
   const auto& c = ctx.input(1);
-  if (c.shape.rank() != 1) ctx.fail(fmt::format("condition must be 1-D, got {}", c.shape.to_string()));
+  if (c.shape.rank() != 1)
+    ctx.fail(fmt::format("condition must be 1-D, got {}", c.shape.to_string()));
   Dim count = Dim::dynamic();
   std::optional<i64> axis;
   if (ctx.node.has_attr("axis"))
@@ -177,7 +186,8 @@ std::vector<TensorType> infer_compress(const InferContext& ctx) {
     const Dim len = axis ? x.shape[*axis] : Dim(x.shape.numel());
     if (len.is_fixed()) {
       if (ct->numel() > len.value())
-        ctx.fail(fmt::format("condition has {} entries, the axis only {}", ct->numel(), len.value()));
+        ctx.fail(
+            fmt::format("condition has {} entries, the axis only {}", ct->numel(), len.value()));
       i64 n = 0;
       for (i64 i = 0; i < ct->numel(); ++i) n += ct->get(i) != 0.0;
       count = Dim(n);
@@ -223,8 +233,10 @@ std::vector<TensorType> infer_resize(const InferContext& ctx, bool upsample) {
   }
   std::vector<double> scales;
   std::vector<i64> sizes;
-  if (has_scales) scales = sc->to_doubles();
-  else sizes = sz->to_int64s();
+  if (has_scales)
+    scales = sc->to_doubles();
+  else
+    sizes = sz->to_int64s();
   if ((has_scales ? scales.size() : sizes.size()) != naxes)
     ctx.fail(fmt::format("{} has {} entries, expected {}", has_scales ? "scales" : "sizes",
                          has_scales ? scales.size() : sizes.size(), naxes));
@@ -234,7 +246,8 @@ std::vector<TensorType> infer_resize(const InferContext& ctx, bool upsample) {
                            ctx.node.attr_string("keep_aspect_ratio_policy", "stretch"));
   });
   for (i64 a : full_axes)
-    if (!(plan.scales[a] == 1.0 && plan.sizes[a] == x.shape[a].value())) out[a] = Dim(plan.sizes[a]);
+    if (!(plan.scales[a] == 1.0 && plan.sizes[a] == x.shape[a].value()))
+      out[a] = Dim(plan.sizes[a]);
   return {{x.dtype, out}};
 }
 
@@ -250,13 +263,15 @@ void register_tensor_index(OpRegistry& r) {
   r.add(schema("Range", fam, 3, 3, 1, 1, infer_range));
   r.add(schema("Trilu", fam, 1, 2, 1, 1, [](const InferContext& ctx) -> std::vector<TensorType> {
     const auto& x = ctx.input(0);
-    if (x.shape.rank() < 2) ctx.fail(fmt::format("input must have rank >= 2, got {}", x.shape.to_string()));
+    if (x.shape.rank() < 2)
+      ctx.fail(fmt::format("input must have rank >= 2, got {}", x.shape.to_string()));
     return {x};
   }));
   r.add(schema("OneHot", fam, 3, 3, 1, 1, infer_onehot));
   r.add(schema("EyeLike", fam, 1, 1, 1, 1, [](const InferContext& ctx) -> std::vector<TensorType> {
     const auto& x = ctx.input(0);
-    if (x.shape.rank() != 2) ctx.fail(fmt::format("input must be 2-D, got {}", x.shape.to_string()));
+    if (x.shape.rank() != 2)
+      ctx.fail(fmt::format("input must be 2-D, got {}", x.shape.to_string()));
     DType t = x.dtype;
     if (ctx.node.has_attr("dtype")) {
       try {
@@ -273,22 +288,27 @@ void register_tensor_index(OpRegistry& r) {
     return {{DType::i64, Shape{Dim(r == 0 ? 1 : r), Dim::dynamic()}}};
   }));
   r.add(schema("Compress", fam, 2, 2, 1, 1, infer_compress));
-  r.add(schema("ReverseSequence", fam, 2, 2, 1, 1, [](const InferContext& ctx) -> std::vector<TensorType> {
-    const auto& x = ctx.input(0);
-    const i64 r = static_cast<i64>(x.shape.rank());
-    if (r < 2) ctx.fail(fmt::format("input must have rank >= 2, got {}", x.shape.to_string()));
-    const i64 b = norm_axis(ctx, ctx.node.attr_int("batch_axis", 1), r);
-    const i64 t = norm_axis(ctx, ctx.node.attr_int("time_axis", 0), r);
-    if (b == t) ctx.fail("batch_axis and time_axis must differ");
-    const auto& lens = ctx.input(1);
-    if (lens.shape.rank() != 1) ctx.fail("sequence_lens must be 1-D");
-    if (lens.shape[0].is_fixed() && x.shape[b].is_fixed() && lens.shape[0].value() != x.shape[b].value())
-      ctx.fail(fmt::format("sequence_lens has {} entries, the batch axis {}", lens.shape[0].value(),
-                           x.shape[b].value()));
-    return {x};
-  }));
-  r.add(schema("Resize", fam, 1, 4, 1, 1, [](const InferContext& ctx) { return infer_resize(ctx, false); }));
-  r.add(schema("Upsample", fam, 2, 2, 1, 1, [](const InferContext& ctx) { return infer_resize(ctx, true); }));
+  r.add(schema("ReverseSequence", fam, 2, 2, 1, 1,
+               [](const InferContext& ctx) -> std::vector<TensorType> {
+                 const auto& x = ctx.input(0);
+                 const i64 r = static_cast<i64>(x.shape.rank());
+                 if (r < 2)
+                   ctx.fail(fmt::format("input must have rank >= 2, got {}", x.shape.to_string()));
+                 const i64 b = norm_axis(ctx, ctx.node.attr_int("batch_axis", 1), r);
+                 const i64 t = norm_axis(ctx, ctx.node.attr_int("time_axis", 0), r);
+                 if (b == t) ctx.fail("batch_axis and time_axis must differ");
+                 const auto& lens = ctx.input(1);
+                 if (lens.shape.rank() != 1) ctx.fail("sequence_lens must be 1-D");
+                 if (lens.shape[0].is_fixed() && x.shape[b].is_fixed() &&
+                     lens.shape[0].value() != x.shape[b].value())
+                   ctx.fail(fmt::format("sequence_lens has {} entries, the batch axis {}",
+                                        lens.shape[0].value(), x.shape[b].value()));
+                 return {x};
+               }));
+  r.add(schema("Resize", fam, 1, 4, 1, 1,
+               [](const InferContext& ctx) { return infer_resize(ctx, false); }));
+  r.add(schema("Upsample", fam, 2, 2, 1, 1,
+               [](const InferContext& ctx) { return infer_resize(ctx, true); }));
 }
 
 }  // namespace kiln::ops
