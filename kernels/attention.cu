@@ -317,4 +317,56 @@ cudaError_t attention(Elem elem, const AttentionArgs& a, cudaStream_t stream) {
   });
 }
 
+namespace {
+
+template <class T>
+__global__ void rotary_kernel(RotaryArgs a, std::int64_t n) {
+  const std::int64_t half = a.rotary_dim / 2;
+  KILN_GRID_LOOP(i, n) {
+    const std::int64_t d = i % a.head_dim, t = i / a.head_dim;
+    std::int64_t b, s;
+    if (a.rank3) {  // [B, S, H, D]
+      s = (t / a.heads) % a.seq;
+      b = t / (a.heads * a.seq);
+    } else {  // [B, H, S, D]
+      s = t % a.seq;
+      b = t / (a.seq * a.heads);
+    }
+    const T* x = static_cast<const T*>(a.x);
+    const float v = detail::load(x, i);
+    float out = v;
+    if (d < a.rotary_dim) {
+      const std::int64_t row = b * a.seq + s;
+      const std::int64_t p = a.positions ? a.positions[row] : row;
+      if (p < 0 || p >= a.cache_rows) {
+        out = NAN;
+      } else {
+        const bool first = a.interleaved ? d % 2 == 0 : d < half;
+        const std::int64_t k = a.interleaved ? d / 2 : (first ? d : d - half);
+        const std::int64_t base = i - d;
+        const float x1 = detail::load(x, base + (a.interleaved ? 2 * k : k));
+        const float x2 = detail::load(x, base + (a.interleaved ? 2 * k + 1 : k + half));
+        const float c = detail::load(static_cast<const T*>(a.cos), p * half + k);
+        const float sn = detail::load(static_cast<const T*>(a.sin), p * half + k);
+        out = first ? c * x1 - sn * x2 : sn * x1 + c * x2;
+      }
+    }
+    detail::store(static_cast<T*>(a.y), i, out);
+  }
+}
+
+}  // namespace
+
+cudaError_t rotary_embedding(Elem elem, const RotaryArgs& a, cudaStream_t stream) {
+  const std::int64_t n = a.batch * a.heads * a.seq * a.head_dim;
+  if (n == 0) return cudaSuccess;
+  if (a.rotary_dim < 0 || a.rotary_dim % 2 != 0 || a.rotary_dim > a.head_dim)
+    return cudaErrorInvalidValue;
+  return detail::dispatch(elem, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    rotary_kernel<T><<<detail::grid_for(n, 256), 256, 0, stream>>>(a, n);
+    return cudaGetLastError();
+  });
+}
+
 }  // namespace kiln::kernels

@@ -42,4 +42,22 @@ inline constexpr std::int64_t kMaxAttentionHeadDim = 256;
 
 cudaError_t attention(Elem elem, const AttentionArgs& a, cudaStream_t stream);
 
+/// ONNX RotaryEmbedding over a contiguous x of [B, S, heads * D] (rank3) or [B, heads, S, D]:
+/// the first `rotary_dim` of each head's D values are rotated in pairs (k, k + rotary_dim / 2),
+/// or (2k, 2k + 1) when interleaved, by the angle whose cos and sin are row p of the caches
+/// ([rows, rotary_dim / 2], element type), p = positions[b * S + s] (int64) or b * S + s without
+/// positions; the rest of D is copied. A position outside 0..cache_rows-1 gives a row of NaN (the
+/// CPU reference refuses it with its message; the GPU cannot stop there).
+struct RotaryArgs {
+  std::int64_t batch = 0, heads = 0, seq = 0, head_dim = 0, rotary_dim = 0, cache_rows = 0;
+  bool rank3 = false, interleaved = false;
+  const void* x = nullptr;
+  void* y = nullptr;
+  const void* cos = nullptr;
+  const void* sin = nullptr;
+  const std::int64_t* positions = nullptr;
+};
+
+cudaError_t rotary_embedding(Elem elem, const RotaryArgs& a, cudaStream_t stream);
+
 }  // namespace kiln::kernels

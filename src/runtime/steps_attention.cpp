@@ -1,7 +1,9 @@
 // The attention family on the GPU: ONNX Attention (opsets 23 to 25) without a key/value cache,
-// through kernels::attention (an online-softmax kernel, one warp per query row, f32 statistics in
-// every precision). 3-D ([B, S, heads * D]) and 4-D ([B, heads, S, D]) inputs, grouped and
-// multi-query heads, boolean and additive masks, is_causal, scale, softcap and the sliding window.
+// through kernels::attention (a tensor-core flash-attention kernel for f16 head dims 32 to 128,
+// else an online-softmax kernel with one warp per query row; f32 statistics in every precision):
+// 3-D ([B, S, heads * D]) and 4-D ([B, heads, S, D]) inputs, grouped and multi-query heads,
+// boolean and additive masks, is_causal, scale, softcap and the sliding window. And
+// RotaryEmbedding (opset 23) through kernels::rotary_embedding.
 #include <cmath>
 
 #include "attention.cuh"
@@ -104,11 +106,62 @@ class AttentionStep final : public Step {
   kernels::Elem elem_ = kernels::Elem::f32;
 };
 
+/// ONNX RotaryEmbedding (opset 23): 3-D [B, S, heads * D] (num_heads) or 4-D [B, heads, S, D]
+/// input, caches [positions, rotary_dim / 2] with position_ids or [B, S, rotary_dim / 2] without,
+/// interleaved or halves, a partial rotary_embedding_dim.
+class RotaryStep final : public Step {
+ public:
+  explicit RotaryStep(const StepEnv& env) {
+    const Node& n = env.node;
+    const DeviceValue x = env.value(n.inputs.at(0)), c = env.value(n.inputs.at(1)),
+                      s = env.value(n.inputs.at(2)), y = env.value(n.outputs.at(0));
+    for (const DeviceValue* v : {&x, &c, &s, &y}) {
+      if (!v->contiguous()) unsupported(n, fmt::format("{} in a strided layout", v->describe()));
+      if (v->elem() != x.elem())
+        unsupported(n, fmt::format("{} in another precision than the input", v->describe()));
+    }
+    elem_ = x.elem();
+    auto& a = args_;
+    a.rank3 = x.dims.size() == 3;
+    a.batch = x.dims[0];
+    a.heads = a.rank3 ? n.attr_int("num_heads", 0) : x.dims[1];
+    if (a.heads <= 0) unsupported(n, "a 3-D input without num_heads");
+    a.seq = a.rank3 ? x.dims[1] : x.dims[2];
+    a.head_dim = a.rank3 ? x.dims[2] / a.heads : x.dims[3];
+    a.rotary_dim = n.attr_int("rotary_embedding_dim", 0) == 0
+                       ? a.head_dim
+                       : n.attr_int("rotary_embedding_dim", 0);
+    a.interleaved = n.attr_int("interleaved", 0) != 0;
+    a.cache_rows = c.dims.size() == 2 ? c.dims[0] : c.dims[0] * c.dims[1];  // [B, S, R/2]: b*S+s
+    a.x = pointer_of(env, x);
+    a.y = y.ptr;
+    a.cos = pointer_of(env, c);
+    a.sin = pointer_of(env, s);
+    if (n.has_input(3)) {
+      const DeviceValue p = env.value(n.inputs[3]);
+      if (p.dtype != DType::i64 || !p.contiguous())
+        unsupported(n, fmt::format("position_ids {} (int64, contiguous)", p.describe()));
+      a.positions = static_cast<const std::int64_t*>(pointer_of(env, p));
+    }
+  }
+  void run(const RunArgs& r) override {
+    KILN_CHECK(kernels::rotary_embedding(elem_, args_, r.stream));
+  }
+  std::string kind() const override { return "rotary"; }
+
+ private:
+  kernels::RotaryArgs args_;
+  kernels::Elem elem_ = kernels::Elem::f32;
+};
+
 }  // namespace
 
 void register_attention_steps(StepRegistry& r) {
   r.add("Attention", [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
     return std::make_unique<AttentionStep>(env);
+  });
+  r.add("RotaryEmbedding", [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
+    return std::make_unique<RotaryStep>(env);
   });
 }
 

@@ -292,6 +292,65 @@ int main() {
       });
     }
   }
+  // RotaryEmbedding: 3-D and 4-D inputs, halves and interleaved pairs, a partial rotary dim,
+  // caches indexed by position_ids or by (batch, sequence).
+  struct RopeCase {
+    bool rank3;
+    i64 b, h, s, d, r;  // r: rotary_embedding_dim (0: the whole head)
+    bool interleaved, positions;
+  };
+  for (const RopeCase& c :
+       {RopeCase{false, 2, 4, 10, 64, 0, false, true}, RopeCase{true, 2, 3, 7, 32, 16, true, false},
+        RopeCase{false, 1, 2, 5, 16, 8, false, false},
+        RopeCase{true, 3, 2, 9, 128, 0, true, true}}) {
+    for (bool f16 : {false, true}) {
+      const std::string what = fmt::format(
+          "RotaryEmbedding {}-D B{} H{} S{} D{} rotary {}{}{}", c.rank3 ? 3 : 4, c.b, c.h, c.s, c.d,
+          c.r ? c.r : c.d, c.interleaved ? " interleaved" : "", c.positions ? " position_ids" : "");
+      report.run(what, [&] {
+        const i64 rot = c.r ? c.r : c.d, half = rot / 2, max_pos = 20;
+        const std::vector<i64> xd =
+            c.rank3 ? std::vector<i64>{c.b, c.s, c.h * c.d} : std::vector<i64>{c.b, c.h, c.s, c.d};
+        const std::vector<i64> cd =
+            c.positions ? std::vector<i64>{max_pos, half} : std::vector<i64>{c.b, c.s, half};
+        auto x = random_values(numel(xd)), cs = random_values(numel(cd)),
+             sn = random_values(numel(cd));
+        if (f16) x = round_f16(x), cs = round_f16(cs), sn = round_f16(sn);
+        std::vector<i64> pos(static_cast<std::size_t>(c.b * c.s));
+        for (std::size_t i = 0; i < pos.size(); ++i)
+          pos[i] = static_cast<i64>((i * 7 + 3) % max_pos);
+        const kiln::Tensor tx = tensor(xd, x), tc = tensor(cd, cs), ts = tensor(cd, sn),
+                           tp = tensor_i64({c.b, c.s}, pos);
+        std::map<std::string, kiln::Attribute> attrs{{"interleaved", i64{c.interleaved}}};
+        if (c.r) attrs["rotary_embedding_dim"] = c.r;
+        if (c.rank3) attrs["num_heads"] = c.h;
+        const kiln::Tensor ref = reference(node("RotaryEmbedding", c.positions ? 4 : 3, attrs),
+                                           {&tx, &tc, &ts, c.positions ? &tp : nullptr});
+        DeviceBuffer dx = upload(x, f16), dc = upload(cs, f16), ds = upload(sn, f16),
+                     dy = poisoned(numel(xd), f16);
+        DeviceBuffer dp(pos.size() * sizeof(i64));
+        KILN_CHECK(
+            cudaMemcpy(dp.get(), pos.data(), pos.size() * sizeof(i64), cudaMemcpyHostToDevice));
+        kk::RotaryArgs a;
+        a.rank3 = c.rank3;
+        a.batch = c.b;
+        a.heads = c.h;
+        a.seq = c.s;
+        a.head_dim = c.d;
+        a.rotary_dim = rot;
+        a.interleaved = c.interleaved;
+        a.cache_rows = c.positions ? max_pos : c.b * c.s;
+        a.x = dx.get();
+        a.y = dy.get();
+        a.cos = dc.get();
+        a.sin = ds.get();
+        a.positions = c.positions ? dp.as<i64>() : nullptr;
+        KILN_CHECK(kk::rotary_embedding(elem(f16), a, nullptr));
+        report.check(what, download(dy, numel(xd), f16), ref, f16);
+      });
+    }
+  }
+
   // A whole encoder layer through the builder: the fusions must fire (one Attention, two
   // LayerNormalization, one GELU joined to its MatMul and bias) and the plan must compute what the
   // unfused graph computes on the reference.
