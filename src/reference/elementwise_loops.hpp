@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "ir/ops/type_classes.hpp"
 #include "kernel_util.hpp"
 #include "kiln/reference/executor.hpp"
 
@@ -57,43 +58,12 @@ void binary_loop(const BroadcastPlan& p, const A* a, const B* b, O* o, F&& f) {
 
 // ---- dtype dispatch ----------------------------------------------------------------------------
 
-/// The element types an op accepts (ONNX's type constraints on the IR's dtypes).
-enum class Types {
-  any,
-  numeric,
-  floating,
-  signed_numeric,
-  integer,
-  unsigned_integer,
-  boolean,
-  prelu
-};
+using ops::Types;
 
-template <class T>
-inline constexpr bool is_float_v = is_half_v<T> || std::is_floating_point_v<T>;
-
+/// Whether an op that accepts the class K takes the C++ type T (as the shape rules check dtypes).
 template <Types K, class T>
 constexpr bool accepts() {
-  constexpr bool b = std::is_same_v<T, bool>;
-  constexpr bool f = is_float_v<T>;
-  constexpr bool i = !b && !f;
-  if constexpr (K == Types::any)
-    return true;
-  else if constexpr (K == Types::numeric)
-    return !b;
-  else if constexpr (K == Types::floating)
-    return f;
-  else if constexpr (K == Types::signed_numeric)
-    return f || (i && std::is_signed_v<T>);
-  else if constexpr (K == Types::integer)
-    return i;
-  else if constexpr (K == Types::unsigned_integer)
-    return i && std::is_unsigned_v<T>;
-  else if constexpr (K == Types::boolean)
-    return b;
-  else
-    return f || std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t> ||
-           std::is_same_v<T, std::uint32_t> || std::is_same_v<T, std::uint64_t>;
+  return ops::accepts(K, dtype_v<T>);
 }
 
 /// Calls f(T{}) for the C++ type of `d` when the op accepts it; UnsupportedError otherwise.

@@ -4,55 +4,11 @@
 
 #include "families.hpp"
 #include "infer_util.hpp"
+#include "type_classes.hpp"
 
 namespace kiln::ops {
 
 namespace {
-
-/// Which element types an op accepts (ONNX's type constraints, restricted to the IR's dtypes).
-enum class Types {
-  any,
-  numeric,
-  floating,
-  signed_numeric,
-  integer,
-  unsigned_integer,
-  boolean,
-  relu,
-  prelu
-};
-
-bool accepts(Types t, DType d) {
-  switch (t) {
-    case Types::any: return true;
-    case Types::numeric: return d != DType::boolean;
-    case Types::floating: return is_float(d);
-    case Types::signed_numeric: return is_float(d) || is_signed_integer(d);
-    case Types::integer: return is_integer(d);
-    case Types::unsigned_integer: return is_integer(d) && !is_signed_integer(d);
-    case Types::boolean: return d == DType::boolean;
-    case Types::relu: return is_float(d) || is_signed_integer(d);
-    case Types::prelu:
-      return is_float(d) || d == DType::i32 || d == DType::i64 || d == DType::u32 ||
-             d == DType::u64;
-  }
-  return false;
-}
-
-const char* describe(Types t) {
-  switch (t) {
-    case Types::any: return "any type";
-    case Types::numeric: return "numeric types";
-    case Types::floating: return "f16, bf16, f32, f64";
-    case Types::signed_numeric: return "floats and signed integers";
-    case Types::integer: return "integers";
-    case Types::unsigned_integer: return "u8, u16, u32, u64";
-    case Types::boolean: return "bool";
-    case Types::relu: return "floats and signed integers";
-    case Types::prelu: return "floats, i32, i64, u32, u64";
-  }
-  return "?";
-}
 
 void check_type(const InferContext& ctx, std::size_t i, Types t) {
   const DType d = ctx.input(i).dtype;
@@ -229,7 +185,7 @@ void register_elementwise(OpRegistry& r) {
   add("IsNaN", 1, 1, unary(Types::floating, DType::boolean));
   add("IsInf", 1, 1, unary(Types::floating, DType::boolean));
   // Activations.
-  add("Relu", 1, 1, unary(Types::relu));
+  add("Relu", 1, 1, unary(Types::signed_numeric));
   for (const char* op : {"Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "Softsign", "Softplus",
                          "HardSigmoid", "HardSwish", "Mish", "Celu", "ThresholdedRelu", "Swish"})
     add(op, 1, 1, unary(Types::floating));
