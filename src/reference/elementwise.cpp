@@ -2,6 +2,7 @@
 // comparison and logic, variadic Sum/Max/Min/Mean, and Where. Unary ops, activations and casts
 // are in elementwise_unary.cpp.
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "elementwise_loops.hpp"
@@ -99,54 +100,32 @@ C float_mod(C x, C y, bool fmod) {
   return r;
 }
 
-/// The four arithmetic ops, over every numeric dtype.
-template <class Op>
-Kernel arithmetic(Op op) {
+/// A binary op on two inputs of one dtype of the class K, applied to their compute values: the
+/// arithmetic ops, bit operations, comparisons and logic. The output has the inputs' dtype, or Out
+/// where one is given (bool for comparisons and logic).
+template <Types K, class Out = void, class Op>
+Kernel binary_kernel(Op op) {
   return [op](KernelContext& ctx) {
     require_same_dtype(ctx, 0, 1);
-    visit_typed<Types::numeric>(ctx, ctx.in(0).dtype(), [&](auto tag) {
+    visit_typed<K>(ctx, ctx.in(0).dtype(), [&](auto tag) {
       using T = decltype(tag);
-      ctx.set(0, binary_map<T, T, T>(ctx, [&](auto x, auto y) { return op(x, y); }));
+      using O = std::conditional_t<std::is_void_v<Out>, T, Out>;
+      ctx.set(0, binary_map<T, T, O>(ctx, [&](auto x, auto y) { return op(x, y); }));
     });
   };
 }
 
-struct AddOp {
-  template <class C>
-  C operator()(C x, C y) const {
-    if constexpr (is_int_v<C>)
-      return wrap_add(x, y);
+/// An arithmetic op: `on_float` on floats, `on_int` on integers (the wrapping and truncating forms
+/// above, never undefined behaviour).
+template <class OnFloat, class OnInt>
+Kernel arithmetic(OnFloat on_float, OnInt on_int) {
+  return binary_kernel<Types::numeric>([=](auto x, auto y) {
+    if constexpr (is_int_v<decltype(x)>)
+      return on_int(x, y);
     else
-      return x + y;
-  }
-};
-struct SubOp {
-  template <class C>
-  C operator()(C x, C y) const {
-    if constexpr (is_int_v<C>)
-      return wrap_sub(x, y);
-    else
-      return x - y;
-  }
-};
-struct MulOp {
-  template <class C>
-  C operator()(C x, C y) const {
-    if constexpr (is_int_v<C>)
-      return wrap_mul(x, y);
-    else
-      return x * y;
-  }
-};
-struct DivOp {
-  template <class C>
-  C operator()(C x, C y) const {
-    if constexpr (is_int_v<C>)
-      return int_div(x, y);
-    else
-      return x / y;
-  }
-};
+      return on_float(x, y);
+  });
+}
 
 void mod_kernel(KernelContext& ctx) {
   require_same_dtype(ctx, 0, 1);
@@ -246,40 +225,6 @@ void bitshift_kernel(KernelContext& ctx) {
   });
 }
 
-template <class Op>
-Kernel bitwise(Op op) {
-  return [op](KernelContext& ctx) {
-    require_same_dtype(ctx, 0, 1);
-    visit_typed<Types::integer>(ctx, ctx.in(0).dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      ctx.set(0, binary_map<T, T, T>(ctx, [&](T x, T y) { return static_cast<T>(op(x, y)); }));
-    });
-  };
-}
-
-// ---- comparison and logic ----------------------------------------------------------------------
-
-template <Types K, class Op>
-Kernel comparison(Op op) {
-  return [op](KernelContext& ctx) {
-    require_same_dtype(ctx, 0, 1);
-    visit_typed<K>(ctx, ctx.in(0).dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      ctx.set(0, binary_map<T, T, bool>(ctx, [&](auto x, auto y) { return op(x, y); }));
-    });
-  };
-}
-
-template <class Op>
-Kernel logic(Op op) {
-  return [op](KernelContext& ctx) {
-    require_same_dtype(ctx, 0, 1);
-    visit_typed<Types::boolean>(ctx, ctx.in(0).dtype(), [&](auto) {
-      ctx.set(0, binary_map<bool, bool, bool>(ctx, [&](bool x, bool y) { return op(x, y); }));
-    });
-  };
-}
-
 // ---- variadic ----------------------------------------------------------------------------------
 
 enum class Fold { sum, mean, max, min };
@@ -373,30 +318,31 @@ void where_kernel(KernelContext& ctx) {
 }  // namespace
 
 void register_elementwise(KernelRegistry& r) {
-  r.add("Add", arithmetic(AddOp{}));
-  r.add("Sub", arithmetic(SubOp{}));
-  r.add("Mul", arithmetic(MulOp{}));
-  r.add("Div", arithmetic(DivOp{}));
+  r.add("Add", arithmetic(std::plus<>{}, [](auto x, auto y) { return wrap_add(x, y); }));
+  r.add("Sub", arithmetic(std::minus<>{}, [](auto x, auto y) { return wrap_sub(x, y); }));
+  r.add("Mul", arithmetic(std::multiplies<>{}, [](auto x, auto y) { return wrap_mul(x, y); }));
+  r.add("Div", arithmetic(std::divides<>{}, [](auto x, auto y) { return int_div(x, y); }));
   r.add("Mod", mod_kernel);
   r.add("Pow", pow_kernel);
   r.add("BitShift", bitshift_kernel);
-  r.add("BitwiseAnd", bitwise([](auto x, auto y) { return x & y; }));
-  r.add("BitwiseOr", bitwise([](auto x, auto y) { return x | y; }));
-  r.add("BitwiseXor", bitwise([](auto x, auto y) { return x ^ y; }));
+  r.add("BitwiseAnd", binary_kernel<Types::integer>([](auto x, auto y) { return x & y; }));
+  r.add("BitwiseOr", binary_kernel<Types::integer>([](auto x, auto y) { return x | y; }));
+  r.add("BitwiseXor", binary_kernel<Types::integer>([](auto x, auto y) { return x ^ y; }));
 
   r.add("Sum", variadic_kernel<Fold::sum>);
   r.add("Mean", variadic_kernel<Fold::mean>);
   r.add("Max", variadic_kernel<Fold::max>);
   r.add("Min", variadic_kernel<Fold::min>);
 
-  r.add("Equal", comparison<Types::any>([](auto x, auto y) { return x == y; }));
-  r.add("Less", comparison<Types::numeric>([](auto x, auto y) { return x < y; }));
-  r.add("Greater", comparison<Types::numeric>([](auto x, auto y) { return x > y; }));
-  r.add("LessOrEqual", comparison<Types::numeric>([](auto x, auto y) { return x <= y; }));
-  r.add("GreaterOrEqual", comparison<Types::numeric>([](auto x, auto y) { return x >= y; }));
-  r.add("And", logic([](bool x, bool y) { return x && y; }));
-  r.add("Or", logic([](bool x, bool y) { return x || y; }));
-  r.add("Xor", logic([](bool x, bool y) { return x != y; }));
+  r.add("Equal", binary_kernel<Types::any, bool>([](auto x, auto y) { return x == y; }));
+  r.add("Less", binary_kernel<Types::numeric, bool>([](auto x, auto y) { return x < y; }));
+  r.add("Greater", binary_kernel<Types::numeric, bool>([](auto x, auto y) { return x > y; }));
+  r.add("LessOrEqual", binary_kernel<Types::numeric, bool>([](auto x, auto y) { return x <= y; }));
+  r.add("GreaterOrEqual",
+        binary_kernel<Types::numeric, bool>([](auto x, auto y) { return x >= y; }));
+  r.add("And", binary_kernel<Types::boolean, bool>([](bool x, bool y) { return x && y; }));
+  r.add("Or", binary_kernel<Types::boolean, bool>([](bool x, bool y) { return x || y; }));
+  r.add("Xor", binary_kernel<Types::boolean, bool>([](bool x, bool y) { return x != y; }));
   r.add("Where", where_kernel);
 
   register_elementwise_unary(r);

@@ -36,20 +36,8 @@ T to_storage(double v) {
     return static_cast<T>(v);
 }
 
-/// A float op: double -> double, applied to every float dtype.
-template <class F>
-Kernel float_unary(F f) {
-  return [f](KernelContext& ctx) {
-    const Tensor& x = ctx.in(0);
-    visit_typed<Types::floating>(ctx, x.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      ctx.set(0,
-              unary_map<T, T>(x, [&](auto v) { return to_storage<T>(f(static_cast<double>(v))); }));
-    });
-  };
-}
-
-/// A float op with attributes read from the node when the kernel runs.
+/// A float op (double -> double, applied to every float dtype) with attributes read from the node
+/// when the kernel runs: make(ctx) gives the op.
 template <class Make>
 Kernel float_unary_attr(Make make) {
   return [make](KernelContext& ctx) {
@@ -63,14 +51,21 @@ Kernel float_unary_attr(Make make) {
   };
 }
 
-/// An op over the compute type of each accepted dtype (generic f(auto)).
-template <Types K, class F>
+/// A float op without attributes.
+template <class F>
+Kernel float_unary(F f) {
+  return float_unary_attr([f](const KernelContext&) { return f; });
+}
+
+/// An op over the compute type of each accepted dtype (generic f(auto)); the output has the
+/// input's dtype, or Out where one is given.
+template <Types K, class Out = void, class F>
 Kernel typed_unary(F f) {
   return [f](KernelContext& ctx) {
     const Tensor& x = ctx.in(0);
     visit_typed<K>(ctx, x.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      ctx.set(0, unary_map<T, T>(x, f));
+      ctx.set(0, unary_map<T, std::conditional_t<std::is_void_v<Out>, T, Out>>(x, f));
     });
   };
 }
@@ -78,13 +73,7 @@ Kernel typed_unary(F f) {
 /// A float predicate giving bool.
 template <class F>
 Kernel float_predicate(F f) {
-  return [f](KernelContext& ctx) {
-    const Tensor& x = ctx.in(0);
-    visit_typed<Types::floating>(ctx, x.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      ctx.set(0, unary_map<T, bool>(x, [&](auto v) { return f(static_cast<double>(v)); }));
-    });
-  };
+  return typed_unary<Types::floating, bool>([f](auto v) { return f(static_cast<double>(v)); });
 }
 
 double sigmoid(double x) {
