@@ -36,21 +36,8 @@ std::vector<std::int64_t> broadcast_offsets(const std::vector<std::int64_t>& in_
   std::vector<std::int64_t> eff(r, 0);  // stride of the input along each output axis
   for (std::size_t i = 0; i < in_dims.size(); ++i)
     eff[off + i] = in_dims[i] == 1 ? 0 : in_strides[i];
-  const std::int64_t n = product(out_dims);
-  std::vector<std::int64_t> result(static_cast<std::size_t>(n));
-  std::vector<std::int64_t> idx(r, 0);
-  std::int64_t cur = 0;
-  for (std::int64_t k = 0; k < n; ++k) {
-    result[k] = cur;
-    for (std::size_t a = r; a-- > 0;) {  // odometer increment
-      if (++idx[a] < out_dims[a]) {
-        cur += eff[a];
-        break;
-      }
-      cur -= eff[a] * (out_dims[a] - 1);
-      idx[a] = 0;
-    }
-  }
+  std::vector<std::int64_t> result(static_cast<std::size_t>(product(out_dims)));
+  for_each_offset(out_dims, eff, 0, [&](std::int64_t k, std::int64_t at) { result[k] = at; });
   return result;
 }
 

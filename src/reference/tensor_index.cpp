@@ -42,17 +42,16 @@ void gather(KernelContext& ctx) {
   ctx.set(0, out);
 }
 
-void gather_elements(KernelContext& ctx) {
-  const Tensor& x = ctx.in(0);
-  const Tensor& indices = ctx.in(1);
+/// GatherElements' and ScatterElements' walk: for the k-th element of `indices` (row-major), the
+/// offset in `x` of the element it names (its own coordinates, with the one along the node's axis
+/// read from `indices`). Ranks are checked by the caller.
+template <class F>
+void for_each_element_index(const KernelContext& ctx, const Tensor& x, const Tensor& indices,
+                            F&& f) {
   const i64 r = static_cast<i64>(x.rank());
-  if (static_cast<i64>(indices.rank()) != r || r == 0)
-    ctx.fail(fmt::format("indices {} must have the rank of data {}", indices.type_string(),
-                         x.type_string()));
   const i64 axis = rules::normalize_axis(ctx.node.attr_int("axis", 0), r);
   const auto idx = indices.to_int64s();
   const auto st = strides_of(x.dims());
-  Tensor out(x.dtype(), indices.dims());
   i64 k = 0;
   for_each_index(indices.dims(), [&](const std::vector<i64>& at) {
     i64 off = 0;
@@ -64,8 +63,19 @@ void gather_elements(KernelContext& ctx) {
         ctx.fail(fmt::format("indices dim {} exceeds data dim {}", a, x.dim(a)));
       off += i * st[a];
     }
-    copy_element(x, off, out, k++);
+    f(k++, off);
   });
+}
+
+void gather_elements(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  const Tensor& indices = ctx.in(1);
+  const i64 r = static_cast<i64>(x.rank());
+  if (static_cast<i64>(indices.rank()) != r || r == 0)
+    ctx.fail(fmt::format("indices {} must have the rank of data {}", indices.type_string(),
+                         x.type_string()));
+  Tensor out(x.dtype(), indices.dims());
+  for_each_element_index(ctx, x, indices, [&](i64 k, i64 off) { copy_element(x, off, out, k); });
   ctx.set(0, out);
 }
 
@@ -154,25 +164,10 @@ void scatter_elements(KernelContext& ctx) {
                     "updates one shape",
                     x.type_string(), indices.type_string(), upd.type_string()));
   if (upd.dtype() != x.dtype()) ctx.fail("updates and data dtypes differ");
-  const i64 axis = rules::normalize_axis(ctx.node.attr_int("axis", 0), r);
   const Reduction red = reduction_of(ctx);
-  const auto idx = indices.to_int64s();
-  const auto st = strides_of(x.dims());
   Tensor out = x.clone();
-  i64 k = 0;
-  for_each_index(indices.dims(), [&](const std::vector<i64>& at) {
-    i64 off = 0;
-    for (i64 a = 0; a < r; ++a) {
-      i64 i = at[a];
-      if (a == axis)
-        i = wrap_index(ctx, idx[k], x.dim(a), "index");
-      else if (i >= x.dim(a))
-        ctx.fail(fmt::format("indices dim {} exceeds data dim {}", a, x.dim(a)));
-      off += i * st[a];
-    }
-    scatter_element(red, upd, k, out, off);
-    ++k;
-  });
+  for_each_element_index(ctx, x, indices,
+                         [&](i64 k, i64 off) { scatter_element(red, upd, k, out, off); });
   ctx.set(0, out);
 }
 

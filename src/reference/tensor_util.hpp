@@ -38,23 +38,10 @@ inline Tensor strided_copy(const Tensor& in, const std::vector<i64>& out_dims,
   const std::size_t es = dtype_size(in.dtype());
   const std::byte* src = in.raw();
   std::byte* dst = out.raw();
-  const std::size_t r = out_dims.size();
-  if (out.numel() == 0) return out;
-  std::vector<i64> idx(r, 0);
-  i64 cur = base;
-  const i64 n = out.numel();
-  for (i64 k = 0; k < n; ++k) {
-    std::memcpy(dst + static_cast<std::size_t>(k) * es, src + static_cast<std::size_t>(cur) * es,
+  for_each_offset(out_dims, strides, base, [&](i64 k, i64 from) {
+    std::memcpy(dst + static_cast<std::size_t>(k) * es, src + static_cast<std::size_t>(from) * es,
                 es);
-    for (std::size_t a = r; a-- > 0;) {
-      if (++idx[a] < out_dims[a]) {
-        cur += strides[a];
-        break;
-      }
-      cur -= strides[a] * (out_dims[a] - 1);
-      idx[a] = 0;
-    }
-  }
+  });
   return out;
 }
 
