@@ -171,24 +171,30 @@ std::vector<double> broadcast_to(KernelContext& ctx, const Tensor& t, const std:
 }
 
 /// LayerNormalization and RMSNormalization normalize over the dims from `axis` on: X seen as
-/// [rows, cols].
-struct RowSplit {
+/// [rows, cols]. What both read: X (input 0), epsilon, and X and the scale (input 1, `scale_name`
+/// in errors) as doubles over X's dims.
+struct RowNormInput {
+  const Tensor& X;
   i64 axis, rows, cols;
+  double eps;
+  std::vector<double> x, scale;
 };
-RowSplit split_rows(const KernelContext& ctx, const Tensor& X) {
+RowNormInput row_norm_input(KernelContext& ctx, const char* scale_name) {
+  const Tensor& X = float_input(ctx, 0);
   const i64 axis = ops::window_rule(ctx.node, [&] {
     return rules::normalize_axis(ctx.node.attr_int("axis", -1), static_cast<i64>(X.rank()));
   });
-  return {axis, prod(X.dims(), 0, static_cast<std::size_t>(axis)),
-          prod(X.dims(), static_cast<std::size_t>(axis), X.rank())};
+  return {X,
+          axis,
+          prod(X.dims(), 0, static_cast<std::size_t>(axis)),
+          prod(X.dims(), static_cast<std::size_t>(axis), X.rank()),
+          ctx.node.attr_float("epsilon", 1e-5),
+          to_f64(X),
+          broadcast_to(ctx, ctx.in(1), X.dims(), scale_name)};
 }
 
 void layer_norm(KernelContext& ctx) {
-  const Tensor& X = float_input(ctx, 0);
-  const auto [axis, rows, cols] = split_rows(ctx, X);
-  const double eps = ctx.node.attr_float("epsilon", 1e-5);
-  const std::vector<double> x = to_f64(X);
-  const std::vector<double> scale = broadcast_to(ctx, ctx.in(1), X.dims(), "Scale");
+  const auto [X, axis, rows, cols, eps, x, scale] = row_norm_input(ctx, "Scale");
   const std::vector<double> b =
       ctx.has(2) ? broadcast_to(ctx, ctx.in(2), X.dims(), "B") : std::vector<double>(x.size(), 0.0);
   std::vector<double> y(x.size()), means(static_cast<std::size_t>(rows)), invs(means.size());
@@ -207,11 +213,7 @@ void layer_norm(KernelContext& ctx) {
 
 // y = x / sqrt(mean(x^2 over axes >= axis) + epsilon) * scale.
 void rms_norm(KernelContext& ctx) {
-  const Tensor& X = float_input(ctx, 0);
-  const auto [axis, rows, cols] = split_rows(ctx, X);
-  const double eps = ctx.node.attr_float("epsilon", 1e-5);
-  const std::vector<double> x = to_f64(X);
-  const std::vector<double> scale = broadcast_to(ctx, ctx.in(1), X.dims(), "scale");
+  const auto [X, axis, rows, cols, eps, x, scale] = row_norm_input(ctx, "scale");
   std::vector<double> y(x.size());
   for (i64 r = 0; r < rows; ++r) {
     double s2 = 0;

@@ -82,39 +82,44 @@ std::vector<double> zero_points(KernelContext& ctx, std::size_t scales, const ch
   return zp;
 }
 
-void quantize_linear(KernelContext& ctx) {
+/// y[i] = f(x[i], scale, zero point) with the scale and zero point of element i of x (input 0):
+/// QuantizeLinear's and DequantizeLinear's walk (`which` names their zero point, "y" or "x").
+template <class F>
+std::vector<double> per_element(KernelContext& ctx, const char* which, F f) {
   const Tensor& x = ctx.in(0);
   const Tensor& scale = ctx.in(1);
+  const auto idx = param_index(ctx, x, scale);
+  const auto xv = as_doubles(x), sv = as_doubles(scale);
+  const auto zp = zero_points(ctx, sv.size(), which);
+  std::vector<double> y(xv.size());
+  for (std::size_t i = 0; i < xv.size(); ++i) {
+    const std::size_t p = static_cast<std::size_t>(idx[i]);
+    y[i] = f(xv[i], sv[p], zp[p]);
+  }
+  return y;
+}
+
+void quantize_linear(KernelContext& ctx) {
+  const DType s = ctx.in(1).dtype();
   DType out = DType::u8;
   if (const i64 code = ctx.node.attr_int("output_dtype", 0); code != 0)
     out = dtype_from_onnx(static_cast<int>(code));
   if (ctx.has(2)) out = ctx.in(2).dtype();
   const auto [lo, hi] = range_of(out);
   if (lo == hi) ctx.unsupported(fmt::format("quantizing to {}", dtype_name(out)));
-  const auto idx = param_index(ctx, x, scale);
-  const auto xv = as_doubles(x), sv = as_doubles(scale);
-  const auto zp = zero_points(ctx, sv.size(), "y");
-  std::vector<double> y(xv.size());
-  for (std::size_t i = 0; i < xv.size(); ++i) {
-    const std::size_t p = static_cast<std::size_t>(idx[i]);
-    const double q = std::nearbyint(in_precision(xv[i] / sv[p], scale.dtype())) + zp[p];
-    y[i] = std::isnan(q) ? 0 : std::clamp(q, lo, hi);
-  }
-  ctx.set(0, from_doubles_like(out, x.dims(), y));
+  const auto y = per_element(ctx, "y", [&](double x, double scale, double zp) {
+    const double q = std::nearbyint(in_precision(x / scale, s)) + zp;
+    return std::isnan(q) ? 0 : std::clamp(q, lo, hi);
+  });
+  ctx.set(0, from_doubles_like(out, ctx.in(0).dims(), y));
 }
 
 void dequantize_linear(KernelContext& ctx) {
-  const Tensor& x = ctx.in(0);
-  const Tensor& scale = ctx.in(1);
-  const auto idx = param_index(ctx, x, scale);
-  const auto xv = as_doubles(x), sv = as_doubles(scale);
-  const auto zp = zero_points(ctx, sv.size(), "x");
-  std::vector<double> y(xv.size());
-  for (std::size_t i = 0; i < xv.size(); ++i) {
-    const std::size_t p = static_cast<std::size_t>(idx[i]);
-    y[i] = in_precision(in_precision(xv[i] - zp[p], scale.dtype()) * sv[p], scale.dtype());
-  }
-  ctx.set(0, from_doubles_like(scale.dtype(), x.dims(), y));
+  const DType s = ctx.in(1).dtype();
+  const auto y = per_element(ctx, "x", [&](double x, double scale, double zp) {
+    return in_precision(in_precision(x - zp, s) * scale, s);
+  });
+  ctx.set(0, from_doubles_like(s, ctx.in(0).dims(), y));
 }
 
 void dynamic_quantize_linear(KernelContext& ctx) {

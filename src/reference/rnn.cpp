@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <iterator>
 #include <limits>
+#include <optional>
+#include <string_view>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "families.hpp"
 #include "kernel_util.hpp"
@@ -51,6 +55,27 @@ struct Act {
   }
 };
 
+/// The activations ONNX's recurrent ops name, and the defaults of the alpha and beta that those
+/// with parameters take (in this order) from activation_alpha and activation_beta.
+struct ActInfo {
+  std::string_view name;
+  ActKind kind;
+  std::optional<double> alpha, beta;
+};
+const ActInfo kActivations[] = {
+    {"Relu", ActKind::relu, {}, {}},
+    {"Tanh", ActKind::tanh, {}, {}},
+    {"Sigmoid", ActKind::sigmoid, {}, {}},
+    {"Affine", ActKind::affine, 1.0, 0.0},
+    {"LeakyRelu", ActKind::leaky_relu, 0.01, {}},
+    {"ThresholdedRelu", ActKind::thresholded_relu, 1.0, {}},
+    {"ScaledTanh", ActKind::scaled_tanh, 1.0, 1.0},
+    {"HardSigmoid", ActKind::hard_sigmoid, 0.2, 0.5},
+    {"Elu", ActKind::elu, 1.0, {}},
+    {"Softsign", ActKind::softsign, {}, {}},
+    {"Softplus", ActKind::softplus, {}, {}},
+};
+
 /// The activations of a node: `per_dir` functions for each direction, alpha and beta consumed in
 /// order by the functions that take them (defaults: those of the ONNX operators).
 std::vector<Act> activations(const KernelContext& ctx, const std::vector<std::string>& defaults,
@@ -71,45 +96,23 @@ std::vector<Act> activations(const KernelContext& ctx, const std::vector<std::st
   auto beta = [&](double fallback) { return bi < betas.size() ? betas[bi++] : fallback; };
   std::vector<Act> acts;
   for (const auto& name : names) {
-    std::string n;
-    for (char c : name) n += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto lower = [](std::string_view v) {
+      std::string l;
+      for (char c : v) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      return l;
+    };
+    const auto* info = std::find_if(std::begin(kActivations), std::end(kActivations),
+                                    [&](const ActInfo& i) { return lower(i.name) == lower(name); });
+    if (info == std::end(kActivations)) {
+      std::vector<std::string_view> known;
+      for (const ActInfo& i : kActivations) known.push_back(i.name);
+      ctx.unsupported(
+          fmt::format("activation '{}' (expected one of {})", name, fmt::join(known, ", ")));
+    }
     Act a;
-    if (n == "relu")
-      a.kind = ActKind::relu;
-    else if (n == "tanh")
-      a.kind = ActKind::tanh;
-    else if (n == "sigmoid")
-      a.kind = ActKind::sigmoid;
-    else if (n == "affine") {
-      a.kind = ActKind::affine;
-      a.alpha = alpha(1.0);
-      a.beta = beta(0.0);
-    } else if (n == "leakyrelu") {
-      a.kind = ActKind::leaky_relu;
-      a.alpha = alpha(0.01);
-    } else if (n == "thresholdedrelu") {
-      a.kind = ActKind::thresholded_relu;
-      a.alpha = alpha(1.0);
-    } else if (n == "scaledtanh") {
-      a.kind = ActKind::scaled_tanh;
-      a.alpha = alpha(1.0);
-      a.beta = beta(1.0);
-    } else if (n == "hardsigmoid") {
-      a.kind = ActKind::hard_sigmoid;
-      a.alpha = alpha(0.2);
-      a.beta = beta(0.5);
-    } else if (n == "elu") {
-      a.kind = ActKind::elu;
-      a.alpha = alpha(1.0);
-    } else if (n == "softsign")
-      a.kind = ActKind::softsign;
-    else if (n == "softplus")
-      a.kind = ActKind::softplus;
-    else
-      ctx.unsupported("activation '" + name +
-                      "' (expected one of Relu, Tanh, Sigmoid, Affine, "
-                      "LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, Softsign, "
-                      "Softplus)");
+    a.kind = info->kind;
+    if (info->alpha) a.alpha = alpha(*info->alpha);
+    if (info->beta) a.beta = beta(*info->beta);
     acts.push_back(a);
   }
   return acts;
