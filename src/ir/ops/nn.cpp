@@ -66,7 +66,9 @@ std::vector<i64> conv_kernel(const InferContext& ctx, const Shape& w) {
   return k;
 }
 
-std::vector<TensorType> infer_conv(const InferContext& ctx) {
+/// What Conv and ConvTranspose ask of X, W and B: X float of rank 3 or more, W and B of X's dtype,
+/// W of X's rank.
+void check_conv_inputs(const InferContext& ctx) {
   require_float(ctx, 0, "input X");
   require_same_dtype(ctx, 1, "weight W");
   require_same_dtype(ctx, 2, "bias B");
@@ -76,25 +78,32 @@ std::vector<TensorType> infer_conv(const InferContext& ctx) {
   if (w.rank() != x.rank())
     ctx.fail(
         fmt::format("weight W {} must have the rank of input X {}", w.to_string(), x.to_string()));
-  const i64 group = ctx.node.attr_int("group", 1);
-  checked(ctx, [&] { rules::conv_channels(x[1].value(), w[1].value(), group, w[0].value()); });
-  require_vector(ctx, 2, w[0], "bias elements");
-  const Window win = resolve_window(ctx.node, spatial_of(x), conv_kernel(ctx, w), WindowKind::conv);
-  Shape out{x[0], w[0]};
+}
+
+/// The output of Conv or ConvTranspose: [N, channels, the window's output dims] in X's dtype.
+std::vector<TensorType> conv_output(const InferContext& ctx, const Dim& channels, WindowKind kind) {
+  const Shape& x = ctx.input(0).shape;
+  const Window win =
+      resolve_window(ctx.node, spatial_of(x), conv_kernel(ctx, ctx.input(1).shape), kind);
+  Shape out{x[0], channels};
   for (i64 d : win.out) out.push_back(Dim(d));
   return {TensorType{ctx.input(0).dtype, out}};
 }
 
+std::vector<TensorType> infer_conv(const InferContext& ctx) {
+  check_conv_inputs(ctx);
+  const Shape& x = ctx.input(0).shape;
+  const Shape& w = ctx.input(1).shape;
+  const i64 group = ctx.node.attr_int("group", 1);
+  checked(ctx, [&] { rules::conv_channels(x[1].value(), w[1].value(), group, w[0].value()); });
+  require_vector(ctx, 2, w[0], "bias elements");
+  return conv_output(ctx, w[0], WindowKind::conv);
+}
+
 std::vector<TensorType> infer_conv_transpose(const InferContext& ctx) {
-  require_float(ctx, 0, "input X");
-  require_same_dtype(ctx, 1, "weight W");
-  require_same_dtype(ctx, 2, "bias B");
-  require_rank_at_least(ctx, 0, 3, "input X");
+  check_conv_inputs(ctx);
   const Shape& x = ctx.input(0).shape;
   const Shape& w = ctx.input(1).shape;  // [C, M/group, k...]
-  if (w.rank() != x.rank())
-    ctx.fail(
-        fmt::format("weight W {} must have the rank of input X {}", w.to_string(), x.to_string()));
   const i64 group = checked(ctx, [&] {
     return rules::positive("group must be positive, got {}", ctx.node.attr_int("group", 1));
   });
@@ -104,11 +113,7 @@ std::vector<TensorType> infer_conv_transpose(const InferContext& ctx) {
     ctx.fail(fmt::format("input channels {} not divisible by group {}", x[1].value(), group));
   const Dim m = w[1].is_fixed() ? Dim(w[1].value() * group) : Dim::dynamic();
   require_vector(ctx, 2, m, "bias elements");
-  const Window win =
-      resolve_window(ctx.node, spatial_of(x), conv_kernel(ctx, w), WindowKind::deconv);
-  Shape out{x[0], m};
-  for (i64 d : win.out) out.push_back(Dim(d));
-  return {TensorType{ctx.input(0).dtype, out}};
+  return conv_output(ctx, m, WindowKind::deconv);
 }
 
 // ---- pooling ------------------------------------------------------------------------------

@@ -165,14 +165,20 @@ std::vector<TensorType> infer_conv_integer(const InferContext& ctx) {
   return {{DType::i32, float_conv_shape(ctx.node, ctx.input(0), ctx.input(1))}};
 }
 
-std::vector<TensorType> infer_qlinear_matmul(const InferContext& ctx) {
-  // a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point
-  require_8bit(ctx, 0, "a");
-  require_8bit(ctx, 3, "b");
+/// The inputs the QLinear ops share: the operands (0 and 3) and y_zero_point (7) are 8-bit, the
+/// scales (1, 4 and 6) float.
+void check_qlinear_operands(const InferContext& ctx, const char* a, const char* b) {
+  require_8bit(ctx, 0, a);
+  require_8bit(ctx, 3, b);
   require_8bit(ctx, 7, "y_zero_point");
   for (std::size_t i : {1, 4, 6})
     if (!is_float(ctx.input(i).dtype))
       ctx.fail(fmt::format("input {} (a scale) must be a float tensor", i));
+}
+
+std::vector<TensorType> infer_qlinear_matmul(const InferContext& ctx) {
+  // a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point
+  check_qlinear_operands(ctx, "a", "b");
   if (ctx.input(2).dtype != ctx.input(0).dtype) ctx.fail("a_zero_point must have a's dtype");
   if (ctx.input(5).dtype != ctx.input(3).dtype) ctx.fail("b_zero_point must have b's dtype");
   return {{ctx.input(7).dtype, float_matmul_shape(ctx.node, ctx.input(0), ctx.input(3))}};
@@ -180,12 +186,7 @@ std::vector<TensorType> infer_qlinear_matmul(const InferContext& ctx) {
 
 std::vector<TensorType> infer_qlinear_conv(const InferContext& ctx) {
   // x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B
-  require_8bit(ctx, 0, "x");
-  require_8bit(ctx, 3, "w");
-  require_8bit(ctx, 7, "y_zero_point");
-  for (std::size_t i : {1, 4, 6})
-    if (!is_float(ctx.input(i).dtype))
-      ctx.fail(fmt::format("input {} (a scale) must be a float tensor", i));
+  check_qlinear_operands(ctx, "x", "w");
   require_scalar_like(ctx, 1, "x_scale");
   require_scalar_like(ctx, 2, "x_zero_point");
   require_scalar_like(ctx, 6, "y_scale");

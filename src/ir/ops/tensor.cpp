@@ -42,6 +42,17 @@ std::optional<i64> vector_length(const InferContext& ctx, std::size_t i) {
   return std::nullopt;
 }
 
+/// The length of 1-D input i that is no constant, from its fixed dim; UnsupportedError
+/// "<what> is not a constant and its length is unknown<consequence>" when that dim is dynamic.
+i64 fixed_length(const InferContext& ctx, std::size_t i, std::string_view what,
+                 std::string_view consequence = ", so the output rank cannot be inferred") {
+  const auto len = vector_length(ctx, i);
+  if (!len)
+    unsupported(ctx,
+                fmt::format("{} is not a constant and its length is unknown{}", what, consequence));
+  return *len;
+}
+
 i64 norm_axis(const InferContext& ctx, i64 axis, i64 rank) {
   return checked(ctx, [&] { return rules::normalize_axis(axis, rank); });
 }
@@ -51,12 +62,8 @@ std::vector<TensorType> infer_reshape(const InferContext& ctx) {
   const bool allowzero = ctx.node.attr_int("allowzero", 0) != 0;
   auto shape = constant_ints(ctx, 1);
   if (!shape) {
-    auto len = vector_length(ctx, 1);
-    if (!len)
-      unsupported(ctx,
-                  "the target shape is not a constant and its length is unknown, so the "
-                  "output rank cannot be inferred");
-    return {{x.dtype, dynamic_shape(static_cast<std::size_t>(*len))}};
+    const i64 len = fixed_length(ctx, 1, "the target shape");
+    return {{x.dtype, dynamic_shape(static_cast<std::size_t>(len))}};
   }
   auto dims = checked(ctx, [&] { return tr::reshape_dims(x.shape.values(), *shape, allowzero); });
   Shape out;
@@ -108,10 +115,9 @@ std::vector<TensorType> infer_squeeze(const InferContext& ctx) {
       drop[a] = true;
     }
   } else {
-    auto len = vector_length(ctx, 1);
-    if (!len) unsupported(ctx, "axes is not a constant and its length is unknown");
-    if (*len > r) ctx.fail(fmt::format("{} axes given for rank {}", *len, r));
-    return {{x.dtype, dynamic_shape(static_cast<std::size_t>(r - *len))}};
+    const i64 len = fixed_length(ctx, 1, "axes", "");
+    if (len > r) ctx.fail(fmt::format("{} axes given for rank {}", len, r));
+    return {{x.dtype, dynamic_shape(static_cast<std::size_t>(r - len))}};
   }
   Shape out;
   for (std::size_t i = 0; i < x.shape.rank(); ++i)
@@ -123,9 +129,8 @@ std::vector<TensorType> infer_unsqueeze(const InferContext& ctx) {
   const auto& x = ctx.input(0);
   auto axes = constant_ints(ctx, 1);
   if (!axes) {
-    auto len = vector_length(ctx, 1);
-    if (!len) unsupported(ctx, "axes is not a constant and its length is unknown");
-    return {{x.dtype, dynamic_shape(x.shape.rank() + static_cast<std::size_t>(*len))}};
+    const i64 len = fixed_length(ctx, 1, "axes", "");
+    return {{x.dtype, dynamic_shape(x.shape.rank() + static_cast<std::size_t>(len))}};
   }
   const i64 out_rank = static_cast<i64>(x.shape.rank() + axes->size());
   auto norm = checked(ctx, [&] { return tr::normalize_axes(*axes, out_rank); });
@@ -289,12 +294,8 @@ std::vector<TensorType> infer_expand(const InferContext& ctx) {
   const auto& x = ctx.input(0);
   auto shape = constant_ints(ctx, 1);
   if (!shape) {
-    auto len = vector_length(ctx, 1);
-    if (!len)
-      unsupported(ctx,
-                  "the target shape is not a constant and its length is unknown, so the "
-                  "output rank cannot be inferred");
-    return {{x.dtype, dynamic_shape(std::max<std::size_t>(x.shape.rank(), *len))}};
+    const i64 len = fixed_length(ctx, 1, "the target shape");
+    return {{x.dtype, dynamic_shape(std::max<std::size_t>(x.shape.rank(), len))}};
   }
   for (i64 v : *shape)
     if (v < 0) ctx.fail(fmt::format("shape [{}] has a negative dim", fmt::join(*shape, ",")));
@@ -377,12 +378,8 @@ void register_tensor(OpRegistry& r) {
               ctx.fail(fmt::format("shape [{}] has a negative dim", fmt::join(*shape, ",")));
           return {{dt, Shape::of(*shape)}};
         }
-        auto len = vector_length(ctx, 0);
-        if (!len)
-          unsupported(ctx,
-                      "the shape input is not a constant and its length is unknown, so the "
-                      "output rank cannot be inferred");
-        return {{dt, dynamic_shape(static_cast<std::size_t>(*len))}};
+        const i64 len = fixed_length(ctx, 0, "the shape input");
+        return {{dt, dynamic_shape(static_cast<std::size_t>(len))}};
       }));
   r.add(schema("Dropout", fam, 1, 3, 1, 2, [](const InferContext& ctx) -> std::vector<TensorType> {
     const auto& x = ctx.input(0);

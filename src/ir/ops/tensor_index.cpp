@@ -79,21 +79,25 @@ std::vector<TensorType> infer_gather_nd(const InferContext& ctx) {
   return {{x.dtype, out}};
 }
 
-void check_reduction(const InferContext& ctx) {
+/// What ScatterElements and ScatterND ask of their inputs (data, indices, updates) and of their
+/// reduction, before their own shape rules.
+void check_scatter(const InferContext& ctx) {
+  const auto& x = ctx.input(0);
+  const auto& upd = ctx.input(2);
+  require_integer(ctx, 1, "indices");
   const std::string red = ctx.node.attr_string("reduction", "none");
   if (red != "none" && red != "add" && red != "mul" && red != "max" && red != "min")
     unsupported(ctx, "attribute 'reduction' = '" + red + "' (supported: none, add, mul, max, min)");
+  if (upd.dtype != x.dtype)
+    ctx.fail(fmt::format("updates has dtype {}, data has {}", dtype_name(upd.dtype),
+                         dtype_name(x.dtype)));
 }
 
 std::vector<TensorType> infer_scatter_elements(const InferContext& ctx) {
   const auto& x = ctx.input(0);
   const auto& idx = ctx.input(1);
   const auto& upd = ctx.input(2);
-  require_integer(ctx, 1, "indices");
-  check_reduction(ctx);
-  if (upd.dtype != x.dtype)
-    ctx.fail(fmt::format("updates has dtype {}, data has {}", dtype_name(upd.dtype),
-                         dtype_name(x.dtype)));
+  check_scatter(ctx);
   if (idx.shape.rank() != x.shape.rank() || upd.shape.rank() != x.shape.rank() ||
       x.shape.rank() == 0)
     ctx.fail(fmt::format("data {}, indices {} and updates {} must have one rank (at least 1)",
@@ -111,11 +115,7 @@ std::vector<TensorType> infer_scatter_nd(const InferContext& ctx) {
   const auto& x = ctx.input(0);
   const auto& idx = ctx.input(1);
   const auto& upd = ctx.input(2);
-  require_integer(ctx, 1, "indices");
-  check_reduction(ctx);
-  if (upd.dtype != x.dtype)
-    ctx.fail(fmt::format("updates has dtype {}, data has {}", dtype_name(upd.dtype),
-                         dtype_name(x.dtype)));
+  check_scatter(ctx);
   const i64 r = static_cast<i64>(x.shape.rank()), q = static_cast<i64>(idx.shape.rank());
   if (r < 1 || q < 1) ctx.fail("data and indices must have rank >= 1");
   const Dim& last = idx.shape[q - 1];
