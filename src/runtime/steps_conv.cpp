@@ -772,20 +772,8 @@ class GemmStep final : public Step {
 }  // namespace
 
 void register_conv_steps(StepRegistry& r) {
-  for (const char* op : {"Conv", "ConvTranspose"})
-    r.add(
-        op,
-        [](const StepEnv& env, const FusedBody& body) -> std::unique_ptr<Step> {
-          return std::make_unique<ConvStep>(env, body);
-        },
-        true);
-  for (const char* op : {"Gemm", "MatMul"})
-    r.add(
-        op,
-        [](const StepEnv& env, const FusedBody& body) -> std::unique_ptr<Step> {
-          return std::make_unique<GemmStep>(env, body);
-        },
-        true);
+  for (const char* op : {"Conv", "ConvTranspose"}) r.add(op, step_factory<ConvStep>, true);
+  for (const char* op : {"Gemm", "MatMul"}) r.add(op, step_factory<GemmStep>, true);
 }
 
 }  // namespace kiln::runtime::detail

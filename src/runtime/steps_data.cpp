@@ -635,47 +635,26 @@ void register_data_steps(StepRegistry& r) {
   auto add = [&](std::initializer_list<const char*> ops, StepFactory f) {
     for (const char* op : ops) r.add(op, f);
   };
-  add({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"},
-      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-        return std::make_unique<PoolStep>(env);
-      });
-  add({"Softmax", "LogSoftmax"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-    return std::make_unique<SoftmaxStep>(env);
-  });
-  add({"LRN"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-    return std::make_unique<LrnStep>(env);
-  });
-  add({"LayerNormalization", "RMSNormalization"},
-      [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-        return std::make_unique<RowNormStep>(env);
-      });
-  for (const auto& [op, _] : ReduceStep::reductions())
-    r.add(op, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-      return std::make_unique<ReduceStep>(env);
-    });
-  add({"Resize"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-    return std::make_unique<ResizeStep>(env);
-  });
+  add({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}, step_factory<PoolStep>);
+  add({"Softmax", "LogSoftmax"}, step_factory<SoftmaxStep>);
+  add({"LRN"}, step_factory<LrnStep>);
+  add({"LayerNormalization", "RMSNormalization"}, step_factory<RowNormStep>);
+  for (const auto& [op, _] : ReduceStep::reductions()) r.add(op, step_factory<ReduceStep>);
+  add({"Resize"}, step_factory<ResizeStep>);
   add({"Concat"}, [](const StepEnv& env, const FusedBody&) { return concat_step(env); });
   add({"Split"}, [](const StepEnv& env, const FusedBody&) { return split_step(env); });
   add({"Slice"}, [](const StepEnv& env, const FusedBody&) { return slice_step(env); });
   add({"Transpose"}, [](const StepEnv& env, const FusedBody&) { return transpose_step(env); });
   add({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Expand"},
       [](const StepEnv& env, const FusedBody&) { return reshape_step(env); });
-  add({"Pad"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-    return std::make_unique<PadStep>(env);
-  });
+  add({"Pad"}, step_factory<PadStep>);
   add({"Gather"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
     auto g = std::make_unique<GatherStep>(env);
     if (g->x_.host) g->x_ptr_ = env.engine.weight(g->x_.name);
     return g;
   });
-  add({plan::kToLayoutOp}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-    return std::make_unique<ToLayoutStep>(env);
-  });
-  add({"Cast"}, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-    return std::make_unique<CastStep>(env);
-  });
+  add({plan::kToLayoutOp}, step_factory<ToLayoutStep>);
+  add({"Cast"}, step_factory<CastStep>);
 }
 
 }  // namespace kiln::runtime::detail

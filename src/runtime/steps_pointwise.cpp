@@ -331,9 +331,7 @@ void register_pointwise_steps(StepRegistry& r) {
   for (const BinaryRow& row : binary_rows())
     for (const char* op : {row.onnx, row.variadic})
       if (*op && !r.find(op)) r.add(op, pointwise_step, true);
-  r.add("BatchNormalization", [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-    return std::make_unique<BatchNormStep>(env);
-  });
+  r.add("BatchNormalization", step_factory<BatchNormStep>);
 }
 
 }  // namespace kiln::runtime::detail

@@ -103,10 +103,7 @@ class RnnStep final : public Step {
 }  // namespace
 
 void register_rnn_steps(StepRegistry& r) {
-  for (const char* op : {"LSTM", "GRU", "RNN"})
-    r.add(op, [](const StepEnv& env, const FusedBody&) -> std::unique_ptr<Step> {
-      return std::make_unique<RnnStep>(env);
-    });
+  for (const char* op : {"LSTM", "GRU", "RNN"}) r.add(op, step_factory<RnnStep>);
 }
 
 }  // namespace kiln::runtime::detail

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <fmt/format.h>
@@ -73,6 +74,16 @@ kernels::Strides broadcast_strides(const DeviceValue& v, const std::vector<i64>&
 
 /// Makes the step of a plan step from its body (the step itself when it is not fused).
 using StepFactory = std::unique_ptr<Step> (*)(const StepEnv& env, const FusedBody& body);
+
+/// The factory of a step class S, made from the step's node (S(env)) or, where S takes it, from
+/// its fused body as well (S(env, body)).
+template <class S>
+std::unique_ptr<Step> step_factory(const StepEnv& env, [[maybe_unused]] const FusedBody& body) {
+  if constexpr (std::is_constructible_v<S, const StepEnv&, const FusedBody&>)
+    return std::make_unique<S>(env, body);
+  else
+    return std::make_unique<S>(env);
+}
 
 /// Which step runs which op: each steps file registers the ops it runs (by the op of a step's
 /// first part) with the factory that makes them. gpu_ops(), check_gpu_plan() and make_step()
