@@ -55,14 +55,7 @@ ExecutionContext::~ExecutionContext() {
 
 void ExecutionContext::set_batch(std::int64_t batch) {
   auto& st = *engine_;
-  if (batch != st.max_batch && (batch < 1 || batch > st.max_batch))
-    throw Error(
-        fmt::format("batch {} is outside 1..{} (the engine's maximum)", batch, st.max_batch));
-  if (batch != st.max_batch && !st.resizable)
-    throw Error(
-        fmt::format("plan '{}' runs at batch {} only (not every activation has the batch as its "
-                    "first dim)",
-                    st.plan.graph_name, st.max_batch));
+  st.check_batch(batch);
   auto& per = impl_->batches[batch];
   if (per.steps.empty()) {
     per.steps = st.make_steps(batch, static_cast<std::byte*>(impl_->arena.get()), impl_->lib);

@@ -67,6 +67,16 @@ std::vector<i64> row_major(const std::vector<i64>& dims) {
 }
 }  // namespace
 
+void EngineState::check_batch(i64 batch) const {
+  if (batch < 1 || batch > max_batch)
+    throw Error(fmt::format("batch {} is outside 1..{} (the plan's batch)", batch, max_batch));
+  if (batch != max_batch && !resizable)
+    throw Error(
+        fmt::format("plan '{}' runs at batch {} only (not every activation has the batch as its "
+                    "first dim)",
+                    plan.graph_name, max_batch));
+}
+
 DeviceValue EngineState::value(const std::string& name, i64 batch, std::byte* arena) const {
   DeviceValue v;
   v.name = name;
@@ -174,14 +184,7 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
   Library lib;
   std::vector<i64> batches = {st.max_batch};
   for (i64 b : options.batch_sizes) {
-    if (b < 1 || b > st.max_batch)
-      throw Error(
-          fmt::format("batch size {} is outside 1..{} (the plan's batch)", b, st.max_batch));
-    if (b != st.max_batch && !st.resizable)
-      throw Error(
-          fmt::format("plan '{}' runs at batch {} only (not every activation has the batch as "
-                      "its first dim)",
-                      st.plan.graph_name, st.max_batch));
+    st.check_batch(b);
     batches.push_back(b);
   }
   for (i64 b : batches) {

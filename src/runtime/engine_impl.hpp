@@ -139,6 +139,9 @@ struct EngineState {
     if (logger) logger->log(s, m);
   }
 
+  /// Throws unless the engine can run `batch`: 1..max_batch, and max_batch only when not every
+  /// activation has the batch as its first dim.
+  void check_batch(i64 batch) const;
   /// The DeviceValue of `name` for `batch` with `arena` as the base of the activation arena.
   DeviceValue value(const std::string& name, i64 batch, std::byte* arena) const;
   /// The weight `name` as stored on the device in the engine's precision (FP16 for float weights
