@@ -40,6 +40,18 @@ DeviceBuffer scratch(std::size_t bytes) {
   b.fill_bytes(0x3c);
   return b;
 }
+
+/// The first of cuDNN's candidates (forward or backward-data algorithms, best first) that ran,
+/// fits the workspace limit and uses a math type the options allow; algorithm -1 when none does.
+/// `timed`: the candidates were timed (else their time is not kept).
+template <class Perf>
+ConvTactic first_usable(const Perf* perf, int returned, const ConvOptions& o, bool timed) {
+  for (int i = 0; i < returned; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= o.workspace_limit &&
+        math_allowed(o, perf[i].mathType))
+      return {static_cast<int>(perf[i].algo), perf[i].memory, timed ? perf[i].time : -1.f};
+  return {};
+}
 }  // namespace
 
 std::string ConvTactic::describe() const {
@@ -48,15 +60,16 @@ std::string ConvTactic::describe() const {
 }
 
 /// The descriptors that a convolution and a deconvolution share.
-struct ConvCommon {
+struct CudnnConvolutionBase::Impl {
   cudnnTensorDescriptor_t in = nullptr, out = nullptr, bias = nullptr;
   cudnnFilterDescriptor_t filter = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   cudnnActivationDescriptor_t relu = nullptr;
+  std::size_t filter_elements = 0;
   DeviceBuffer zero_bias;
   bool fused_relu = false;  // cudnnConvolutionBiasActivationForward accepted this shape
 
-  ~ConvCommon() {
+  ~Impl() {
     if (relu) cudnnDestroyActivationDescriptor(relu);
     if (conv) cudnnDestroyConvolutionDescriptor(conv);
     if (filter) cudnnDestroyFilterDescriptor(filter);
@@ -65,7 +78,9 @@ struct ConvCommon {
     if (in) cudnnDestroyTensorDescriptor(in);
   }
 
+  /// The filter is [filter_k, filter_c, kh, kw] (in cuDNN's terms, whichever way it runs).
   void make(const ConvShape& s, const ConvOptions& o, int filter_k, int filter_c) {
+    filter_elements = std::size_t(filter_k) * filter_c * s.kh * s.kw;
     KILN_CHECK(cudnnCreateTensorDescriptor(&in));
     KILN_CHECK(cudnnCreateTensorDescriptor(&out));
     KILN_CHECK(cudnnCreateTensorDescriptor(&bias));
@@ -81,6 +96,39 @@ struct ConvCommon {
     KILN_CHECK(cudnnSetConvolutionMathType(conv, math_type(o)));
     KILN_CHECK(
         cudnnSetActivationDescriptor(relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+  }
+
+  /// Sets a 4-D tensor descriptor in the options' layout and precision.
+  static void tensor(cudnnTensorDescriptor_t t, const ConvOptions& o, int n, int c, int h, int w) {
+    KILN_CHECK(
+        cudnnSetTensor4dDescriptor(t, dnn_format(o.layout), dnn_type(o.precision), n, c, h, w));
+  }
+
+  /// Scratch x, w and y for timing or probing algorithms (y of dims `out`).
+  struct Scratch {
+    DeviceBuffer x, w, y;
+  };
+  Scratch scratch_data(const ConvShape& s, const ConvOptions& o,
+                       const std::array<int, 4>& out) const {
+    const std::size_t es = element_size(o.precision);
+    return {scratch(std::size_t(s.n) * s.c * s.h * s.w * es), scratch(filter_elements * es),
+            scratch(std::size_t(out[0]) * out[1] * out[2] * out[3] * es)};
+  }
+
+  /// Times cuDNN's candidates on scratch buffers and returns the fastest usable one, or `current`
+  /// when none is. find(scratch, workspace, perf, &returned) calls (and checks) cuDNN's
+  /// Find...AlgorithmEx of the direction whose Perf records it fills (at most Count).
+  template <class Perf, int Count, class Find>
+  ConvTactic fastest(const Library& lib, const ConvShape& s, const ConvOptions& o,
+                     const std::array<int, 4>& out, const ConvTactic& current, Find find) const {
+    const Scratch data = scratch_data(s, o, out);
+    DeviceBuffer ws(o.workspace_limit);
+    lib.set_stream(nullptr);
+    Perf perf[Count];
+    int returned = 0;
+    find(data, ws, perf, &returned);
+    const ConvTactic t = first_usable(perf, returned, o, true);  // sorted fastest first
+    return t.algorithm >= 0 ? t : current;
   }
 
   /// bias + residual + activation over y, as one pointwise chain (in place).
@@ -125,43 +173,37 @@ struct ConvCommon {
   }
 };
 
-struct Convolution::Impl : ConvCommon {};
-struct Deconvolution::Impl : ConvCommon {};
+CudnnConvolutionBase::CudnnConvolutionBase(const Library& lib, const ConvShape& s,
+                                           const ConvOptions& o)
+    : lib_(lib), shape_(s), opt_(o), impl_(std::make_unique<Impl>()) {}
+
+CudnnConvolutionBase::~CudnnConvolutionBase() = default;
 
 // ---------------------------------------------------------------------------------------------
 // Convolution
 
 Convolution::Convolution(const Library& lib, const ConvShape& s, const ConvOptions& o)
-    : lib_(lib), shape_(s), opt_(o), impl_(std::make_unique<Impl>()) {
+    : CudnnConvolutionBase(lib, s, o) {
   if (s.groups < 1 || s.c % s.groups != 0 || s.k % s.groups != 0)
     throw Error(fmt::format("[Conv] channels {} and filters {} must divide into {} groups", s.c,
                             s.k, s.groups));
   Impl& d = *impl_;
   d.make(s, o, s.k, s.c / s.groups);
-  KILN_CHECK(cudnnSetTensor4dDescriptor(d.in, dnn_format(o.layout), dnn_type(o.precision), s.n, s.c,
-                                        s.h, s.w));
+  Impl::tensor(d.in, o, s.n, s.c, s.h, s.w);
   int n = 0, k = 0, oh = 0, ow = 0;
   KILN_CHECK(cudnnGetConvolution2dForwardOutputDim(d.conv, d.in, d.filter, &n, &k, &oh, &ow));
   if (oh < 1 || ow < 1)
     throw Error(fmt::format("[Conv] empty output {}x{} for {}", oh, ow, shape_text(s)));
   out_ = {n, k, oh, ow};
-  KILN_CHECK(
-      cudnnSetTensor4dDescriptor(d.out, dnn_format(o.layout), dnn_type(o.precision), n, k, oh, ow));
-  KILN_CHECK(
-      cudnnSetTensor4dDescriptor(d.bias, dnn_format(o.layout), dnn_type(o.precision), 1, k, 1, 1));
+  Impl::tensor(d.out, o, n, k, oh, ow);
+  Impl::tensor(d.bias, o, 1, k, 1, 1);
   // Untuned default: cuDNN's heuristic within the workspace limit.
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int returned = 0;
   KILN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(lib_.cudnn(), d.in, d.filter, d.conv, d.out,
                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned,
                                                     perf));
-  for (int i = 0; i < returned; ++i) {
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= o.workspace_limit &&
-        math_allowed(o, perf[i].mathType)) {
-      tactic_ = {static_cast<int>(perf[i].algo), perf[i].memory, -1.f};
-      break;
-    }
-  }
+  tactic_ = first_usable(perf, returned, o, false);
   if (tactic_.algorithm < 0)
     throw Error(fmt::format("[Conv] cuDNN has no algorithm for {} within {} bytes of workspace",
                             shape_text(s), o.workspace_limit));
@@ -170,29 +212,15 @@ Convolution::Convolution(const Library& lib, const ConvShape& s, const ConvOptio
   if (d.zero_bias.get()) d.zero_bias.fill_bytes(0);
 }
 
-Convolution::~Convolution() = default;
-
 ConvTactic Convolution::tune() {
-  Impl& d = *impl_;
-  const std::size_t es = element_size(opt_.precision);
-  DeviceBuffer x = scratch(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w * es);
-  DeviceBuffer w =
-      scratch(std::size_t(shape_.k) * (shape_.c / shape_.groups) * shape_.kh * shape_.kw * es);
-  DeviceBuffer y = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3] * es);
-  DeviceBuffer ws(opt_.workspace_limit);
-  lib_.set_stream(nullptr);
-  cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-  int returned = 0;
-  KILN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
-      lib_.cudnn(), d.in, x.get(), d.filter, w.get(), d.conv, d.out, y.get(),
-      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, ws.get(), ws.bytes()));
-  for (int i = 0; i < returned; ++i) {  // sorted fastest first
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= opt_.workspace_limit &&
-        math_allowed(opt_, perf[i].mathType)) {
-      tactic_ = {static_cast<int>(perf[i].algo), perf[i].memory, perf[i].time};
-      break;
-    }
-  }
+  const Impl& d = *impl_;
+  tactic_ = d.fastest<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
+      lib_, shape_, opt_, out_, tactic_,
+      [&](const Impl::Scratch& data, DeviceBuffer& ws, auto* perf, int* returned) {
+        KILN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+            lib_.cudnn(), d.in, data.x.get(), d.filter, data.w.get(), d.conv, d.out, data.y.get(),
+            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, returned, perf, ws.get(), ws.bytes()));
+      });
   set_tactic(tactic_);
   return tactic_;
 }
@@ -204,18 +232,14 @@ void Convolution::set_tactic(const ConvTactic& t) {
   d.fused_relu = false;
   if (opt_.activation != kernels::Activation::relu) return;
   // Ask cuDNN once whether the fused call takes this algorithm, on scratch buffers.
-  const std::size_t es = element_size(opt_.precision);
-  DeviceBuffer x = scratch(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w * es);
-  DeviceBuffer w =
-      scratch(std::size_t(shape_.k) * (shape_.c / shape_.groups) * shape_.kh * shape_.kw * es);
-  DeviceBuffer y = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3] * es);
+  const Impl::Scratch data = d.scratch_data(shape_, opt_, out_);
   DeviceBuffer ws(tactic_.workspace);
   const float one = 1.f, zero = 0.f;
   lib_.set_stream(nullptr);
   const cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
-      lib_.cudnn(), &one, d.in, x.get(), d.filter, w.get(), d.conv,
+      lib_.cudnn(), &one, d.in, data.x.get(), d.filter, data.w.get(), d.conv,
       static_cast<cudnnConvolutionFwdAlgo_t>(tactic_.algorithm), ws.get(), ws.bytes(), &zero, d.out,
-      y.get(), d.bias, d.zero_bias.get(), d.relu, d.out, y.get());
+      data.y.get(), d.bias, d.zero_bias.get(), d.relu, d.out, data.y.get());
   if (st == CUDNN_STATUS_SUCCESS)
     d.fused_relu = tactic_.fused = true;
   else if (st != CUDNN_STATUS_NOT_SUPPORTED && st != CUDNN_STATUS_BAD_PARAM)
@@ -240,14 +264,14 @@ void Convolution::forward(const void* x, const void* w, const void* bias, const 
   }
   KILN_CHECK(cudnnConvolutionForward(lib_.cudnn(), &one, d.in, x, d.filter, w, d.conv, algo,
                                      workspace, tactic_.workspace, &zero, d.out, y));
-  ConvCommon::epilogue(opt_, out_, bias, residual, y, stream);
+  Impl::epilogue(opt_, out_, bias, residual, y, stream);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Deconvolution (backward data)
 
 Deconvolution::Deconvolution(const Library& lib, const ConvShape& s, const ConvOptions& o)
-    : lib_(lib), shape_(s), opt_(o), impl_(std::make_unique<Impl>()) {
+    : CudnnConvolutionBase(lib, s, o) {
   if (s.groups < 1 || s.c % s.groups != 0 || s.k % s.groups != 0)
     throw Error(fmt::format("[ConvTranspose] channels {} and filters {} must divide into {} groups",
                             s.c, s.k, s.groups));
@@ -260,12 +284,9 @@ Deconvolution::Deconvolution(const Library& lib, const ConvShape& s, const ConvO
   if (oh < 1 || ow < 1)
     throw Error(fmt::format("[ConvTranspose] empty output {}x{} for {}", oh, ow, shape_text(s)));
   out_ = {s.n, s.k, oh, ow};
-  KILN_CHECK(cudnnSetTensor4dDescriptor(d.in, dnn_format(o.layout), dnn_type(o.precision), s.n, s.c,
-                                        s.h, s.w));
-  KILN_CHECK(cudnnSetTensor4dDescriptor(d.out, dnn_format(o.layout), dnn_type(o.precision), s.n,
-                                        s.k, oh, ow));
-  KILN_CHECK(cudnnSetTensor4dDescriptor(d.bias, dnn_format(o.layout), dnn_type(o.precision), 1, s.k,
-                                        1, 1));
+  Impl::tensor(d.in, o, s.n, s.c, s.h, s.w);
+  Impl::tensor(d.out, o, s.n, s.k, oh, ow);
+  Impl::tensor(d.bias, o, 1, s.k, 1, 1);
   int n = 0, c = 0, h = 0, w = 0;
   KILN_CHECK(cudnnGetConvolution2dForwardOutputDim(d.conv, d.out, d.filter, &n, &c, &h, &w));
   if (c != s.c || h != s.h || w != s.w)
@@ -276,42 +297,22 @@ Deconvolution::Deconvolution(const Library& lib, const ConvShape& s, const ConvO
   KILN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
       lib_.cudnn(), d.filter, d.in, d.conv, d.out, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned,
       perf));
-  for (int i = 0; i < returned; ++i) {
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= o.workspace_limit &&
-        math_allowed(o, perf[i].mathType)) {
-      tactic_ = {static_cast<int>(perf[i].algo), perf[i].memory, -1.f};
-      break;
-    }
-  }
+  tactic_ = first_usable(perf, returned, o, false);
   if (tactic_.algorithm < 0)
     throw Error(
         fmt::format("[ConvTranspose] cuDNN has no algorithm for {} within {} bytes of workspace",
                     shape_text(s), o.workspace_limit));
 }
 
-Deconvolution::~Deconvolution() = default;
-
 ConvTactic Deconvolution::tune() {
-  Impl& d = *impl_;
-  const std::size_t es = element_size(opt_.precision);
-  DeviceBuffer x = scratch(std::size_t(shape_.n) * shape_.c * shape_.h * shape_.w * es);
-  DeviceBuffer w =
-      scratch(std::size_t(shape_.c) * (shape_.k / shape_.groups) * shape_.kh * shape_.kw * es);
-  DeviceBuffer y = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3] * es);
-  DeviceBuffer ws(opt_.workspace_limit);
-  lib_.set_stream(nullptr);
-  cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-  int returned = 0;
-  KILN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-      lib_.cudnn(), d.filter, w.get(), d.in, x.get(), d.conv, d.out, y.get(),
-      CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf, ws.get(), ws.bytes()));
-  for (int i = 0; i < returned; ++i) {
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= opt_.workspace_limit &&
-        math_allowed(opt_, perf[i].mathType)) {
-      tactic_ = {static_cast<int>(perf[i].algo), perf[i].memory, perf[i].time};
-      break;
-    }
-  }
+  const Impl& d = *impl_;
+  tactic_ = d.fastest<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
+      lib_, shape_, opt_, out_, tactic_,
+      [&](const Impl::Scratch& data, DeviceBuffer& ws, auto* perf, int* returned) {
+        KILN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+            lib_.cudnn(), d.filter, data.w.get(), d.in, data.x.get(), d.conv, d.out, data.y.get(),
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, returned, perf, ws.get(), ws.bytes()));
+      });
   return tactic_;
 }
 
@@ -327,7 +328,7 @@ void Deconvolution::forward(const void* x, const void* w, const void* bias, cons
       cudnnConvolutionBackwardData(lib_.cudnn(), &one, d.filter, w, d.in, x, d.conv,
                                    static_cast<cudnnConvolutionBwdDataAlgo_t>(tactic_.algorithm),
                                    workspace, tactic_.workspace, &zero, d.out, y));
-  ConvCommon::epilogue(opt_, out_, bias, residual, y, stream);
+  Impl::epilogue(opt_, out_, bias, residual, y, stream);
 }
 
 }  // namespace kiln::runtime

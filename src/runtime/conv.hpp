@@ -45,31 +45,22 @@ struct ConvTactic {
   std::string describe() const;
 };
 
-class Convolution {
+/// What Convolution and Deconvolution share: the shape, the options, the output dims, the chosen
+/// tactic and cuDNN's descriptors.
+class CudnnConvolutionBase {
  public:
-  /// Weights: [K, C/g, kh, kw] for NCHW, [K, kh, kw, C/g] for NHWC, in the layer's precision;
-  /// bias: [K] in the layer's precision. Throws kiln::Error naming the shape when cuDNN refuses.
-  Convolution(const Library& lib, const ConvShape& shape, const ConvOptions& options);
-  ~Convolution();
-  Convolution(const Convolution&) = delete;
-  Convolution& operator=(const Convolution&) = delete;
+  CudnnConvolutionBase(const CudnnConvolutionBase&) = delete;
+  CudnnConvolutionBase& operator=(const CudnnConvolutionBase&) = delete;
 
   /// [N, K, OH, OW] (logical dims; NHWC stores them as N, OH, OW, K).
   std::array<int, 4> output_dims() const { return out_; }
-  /// Times every candidate algorithm on scratch buffers and keeps the fastest that fits the
-  /// workspace limit (and, in FP32 without TF32, uses no tensor-op math).
-  ConvTactic tune();
-  /// Uses a known tactic (from a plan or a timing cache) without timing.
-  void set_tactic(const ConvTactic& t);
   const ConvTactic& tactic() const { return tactic_; }
   std::size_t workspace_bytes() const { return tactic_.workspace; }
 
-  /// y = act(conv(x, w) + bias + residual); bias may be null; residual has y's shape and is
-  /// required when options.residual. workspace holds workspace_bytes().
-  void forward(const void* x, const void* w, const void* bias, const void* residual, void* y,
-               void* workspace, Stream stream) const;
+ protected:
+  CudnnConvolutionBase(const Library& lib, const ConvShape& shape, const ConvOptions& options);
+  ~CudnnConvolutionBase();
 
- private:
   struct Impl;
   const Library& lib_;
   ConvShape shape_;
@@ -77,6 +68,24 @@ class Convolution {
   std::array<int, 4> out_{};
   ConvTactic tactic_;
   std::unique_ptr<Impl> impl_;
+};
+
+class Convolution : public CudnnConvolutionBase {
+ public:
+  /// Weights: [K, C/g, kh, kw] for NCHW, [K, kh, kw, C/g] for NHWC, in the layer's precision;
+  /// bias: [K] in the layer's precision. Throws kiln::Error naming the shape when cuDNN refuses.
+  Convolution(const Library& lib, const ConvShape& shape, const ConvOptions& options);
+
+  /// Times every candidate algorithm on scratch buffers and keeps the fastest that fits the
+  /// workspace limit (and, in FP32 without TF32, uses no tensor-op math).
+  ConvTactic tune();
+  /// Uses a known tactic (from a plan or a timing cache) without timing.
+  void set_tactic(const ConvTactic& t);
+
+  /// y = act(conv(x, w) + bias + residual); bias may be null; residual has y's shape and is
+  /// required when options.residual. workspace holds workspace_bytes().
+  void forward(const void* x, const void* w, const void* bias, const void* residual, void* y,
+               void* workspace, Stream stream) const;
 };
 
 /// The same convolution through cuDNN's graph (backend) API: conv, bias, residual add and the
@@ -125,29 +134,14 @@ class GraphConvolution {
 /// ONNX ConvTranspose as cuDNN's backward-data convolution. Input [N, C, H, W], weights
 /// [C, K/g, kh, kw] (NCHW) or [C, kh, kw, K/g] (NHWC), output [N, K, OH, OW] with
 /// OH = stride*(H-1) + dil*(kh-1) + 1 - 2*pad + out_pad.
-class Deconvolution {
+class Deconvolution : public CudnnConvolutionBase {
  public:
   Deconvolution(const Library& lib, const ConvShape& shape, const ConvOptions& options);
-  ~Deconvolution();
-  Deconvolution(const Deconvolution&) = delete;
-  Deconvolution& operator=(const Deconvolution&) = delete;
 
-  std::array<int, 4> output_dims() const { return out_; }
   ConvTactic tune();
   void set_tactic(const ConvTactic& t);
-  const ConvTactic& tactic() const { return tactic_; }
-  std::size_t workspace_bytes() const { return tactic_.workspace; }
   void forward(const void* x, const void* w, const void* bias, const void* residual, void* y,
                void* workspace, Stream stream) const;
-
- private:
-  struct Impl;
-  const Library& lib_;
-  ConvShape shape_;
-  ConvOptions opt_;
-  std::array<int, 4> out_{};
-  ConvTactic tactic_;
-  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace kiln::runtime
