@@ -43,13 +43,17 @@ class Writer {
     u32(static_cast<std::uint32_t>(s.size()));
     out_ += s;
   }
+  /// A sequence: its length, then f(item) for each item (the reader's count() reads the length).
+  template <class C, class F>
+  void list(const C& items, F&& f) {
+    u32(static_cast<std::uint32_t>(items.size()));
+    for (const auto& item : items) f(item);
+  }
   void strs(const std::vector<std::string>& v) {
-    u32(static_cast<std::uint32_t>(v.size()));
-    for (const auto& s : v) str(s);
+    list(v, [&](const std::string& s) { str(s); });
   }
   void ints(const std::vector<i64>& v) {
-    u32(static_cast<std::uint32_t>(v.size()));
-    for (auto x : v) i64v(x);
+    list(v, [&](i64 x) { i64v(x); });
   }
   void tensor(const Tensor& t) {
     u8(static_cast<std::uint8_t>(t.dtype()));
@@ -71,10 +75,9 @@ class Writer {
             str(v);
           else if constexpr (std::is_same_v<T, std::vector<i64>>)
             ints(v);
-          else if constexpr (std::is_same_v<T, std::vector<double>>) {
-            u32(static_cast<std::uint32_t>(v.size()));
-            for (double d : v) pod(d);
-          } else if constexpr (std::is_same_v<T, std::vector<std::string>>)
+          else if constexpr (std::is_same_v<T, std::vector<double>>)
+            list(v, [&](double d) { pod(d); });
+          else if constexpr (std::is_same_v<T, std::vector<std::string>>)
             strs(v);
           else
             tensor(v);
@@ -86,11 +89,10 @@ class Writer {
     str(n.name);
     strs(n.inputs);
     strs(n.outputs);
-    u32(static_cast<std::uint32_t>(n.attrs.size()));
-    for (const auto& [k, v] : n.attrs) {
-      str(k);
-      attr(v);
-    }
+    list(n.attrs, [&](const auto& a) {
+      str(a.first);
+      attr(a.second);
+    });
   }
   void type(const TensorType& t) {
     u8(static_cast<std::uint8_t>(t.dtype));
@@ -107,29 +109,25 @@ class Writer {
     }
   }
   void profile(const Profile& p) {
-    u32(static_cast<std::uint32_t>(p.inputs.size()));
-    for (const auto& [name, r] : p.inputs) {
-      str(name);
-      ints(r.min);
-      ints(r.opt);
-      ints(r.max);
-    }
+    list(p.inputs, [&](const auto& in) {
+      str(in.first);
+      ints(in.second.min);
+      ints(in.second.opt);
+      ints(in.second.max);
+    });
   }
   void graph(const Graph& g) {
     str(g.name);
-    u32(static_cast<std::uint32_t>(g.inputs.size()));
-    for (const auto& vi : g.inputs) {
+    list(g.inputs, [&](const ValueInfo& vi) {
       str(vi.name);
       symbolic_type(vi.type);
-    }
+    });
     strs(g.outputs);
-    u32(static_cast<std::uint32_t>(g.weights.size()));
-    for (const auto& [name, t] : g.weights) {
-      str(name);
-      tensor(t);
-    }
-    u32(static_cast<std::uint32_t>(g.nodes.size()));
-    for (const auto& n : g.nodes) node(n);
+    list(g.weights, [&](const auto& w) {
+      str(w.first);
+      tensor(w.second);
+    });
+    list(g.nodes, [&](const Node& n) { node(n); });
   }
 
  private:
@@ -332,24 +330,19 @@ std::string serialize_plan(const Plan& p) {
   std::string body;
   Writer w(body, payload_at);
   w.str(p.graph_name);
-  w.u32(static_cast<std::uint32_t>(p.inputs.size()));
-  for (const auto& i : p.inputs) {
-    w.str(i.name);
-    w.type(i.type);
-  }
-  w.u32(static_cast<std::uint32_t>(p.outputs.size()));
-  for (const auto& o : p.outputs) {
-    w.str(o.name);
-    w.type(o.type);
-  }
-  w.u32(static_cast<std::uint32_t>(p.steps.size()));
-  for (const auto& s : p.steps) w.node(s);
+  auto binding = [&](const auto& b) {
+    w.str(b.name);
+    w.type(b.type);
+  };
+  w.list(p.inputs, binding);
+  w.list(p.outputs, binding);
+  w.list(p.steps, [&](const Node& s) { w.node(s); });
   const MemoryPlan& m = p.memory;
   w.i64v(m.arena_bytes);
   w.i64v(m.naive_bytes);
   for (int v : {m.buffers, m.in_place, m.views, m.slices}) w.i64v(v);
-  w.u32(static_cast<std::uint32_t>(m.values.size()));
-  for (const auto& [_, v] : m.values) {
+  w.list(m.values, [&](const auto& entry) {
+    const auto& v = entry.second;
     w.str(v.name);
     w.u8(static_cast<std::uint8_t>(v.dtype));
     w.ints(v.dims);
@@ -359,19 +352,16 @@ std::string serialize_plan(const Plan& p) {
     w.str(v.how);
     w.i64v(v.first);
     w.i64v(v.last);
-  }
-  w.u32(static_cast<std::uint32_t>(p.weights.size()));
-  for (const auto& [name, t] : p.weights) {
-    w.str(name);
-    w.tensor(t);
-  }
-  w.u32(static_cast<std::uint32_t>(p.tactics.size()));
-  for (const auto& [key, value] : p.tactics) {
-    w.str(key);
-    w.str(value);
-  }
-  w.u32(static_cast<std::uint32_t>(p.profiles.size()));
-  for (const auto& prof : p.profiles) w.profile(prof);
+  });
+  w.list(p.weights, [&](const auto& wt) {
+    w.str(wt.first);
+    w.tensor(wt.second);
+  });
+  w.list(p.tactics, [&](const auto& t) {
+    w.str(t.first);
+    w.str(t.second);
+  });
+  w.list(p.profiles, [&](const Profile& prof) { w.profile(prof); });
   if (p.is_dynamic()) {
     if (!p.source)
       throw Error(fmt::format("plan '{}' has profiles but no source graph", p.graph_name));
