@@ -32,6 +32,7 @@ const StepRegistry& step_registry() {
     register_data_steps(r);
     register_rnn_steps(r);
     register_attention_steps(r);
+    register_detection_steps(r);
     return r;
   }();
   return r;

@@ -115,5 +115,6 @@ void register_data_steps(
     StepRegistry& r);  // steps_data.cpp: pools, softmax, copies, reductions, ...
 void register_rnn_steps(StepRegistry& r);        // steps_rnn.cpp: LSTM, GRU, RNN
 void register_attention_steps(StepRegistry& r);  // steps_attention.cpp: Attention
+void register_detection_steps(StepRegistry& r);  // steps_detection.cpp: RoiAlign, MaxRoiPool
 
 }  // namespace kiln::runtime::detail

@@ -11,6 +11,7 @@
 
 #include "kiln/dsl/attention.hpp"
 #include "kiln/dsl/core.hpp"
+#include "kiln/dsl/detection.hpp"
 #include "kiln/dsl/elementwise.hpp"
 #include "kiln/dsl/network.hpp"
 #include "kiln/dsl/nn.hpp"

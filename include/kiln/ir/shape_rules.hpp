@@ -388,4 +388,25 @@ struct permutation {
   }
 };
 
+// ---- detection (NonMaxSuppression, RoiAlign, MaxRoiPool) ---------------------------------------
+
+/// The coordinates of a box: the last dim of NonMaxSuppression's boxes and RoiAlign's rois (4),
+/// of MaxRoiPool's rois (5: the batch index first).
+constexpr i64 box_coordinates(i64 expected, i64 got) {
+  return equal_dims("box coordinates (the last dim)", expected, got);
+}
+/// NonMaxSuppression: scores [B, C, N] cover the batches and boxes of boxes [B, N, 4].
+constexpr i64 score_batches(i64 boxes, i64 scores) {
+  return equal_dims("batches in scores (dim 0, as boxes)", boxes, scores);
+}
+constexpr i64 score_boxes(i64 boxes, i64 scores) {
+  return equal_dims("boxes in scores (dim 2, as boxes' dim 1)", boxes, scores);
+}
+/// RoiAlign: one batch index per roi.
+constexpr i64 roi_batch_indices(i64 rois, i64 indices) {
+  return equal_dims("batch_indices (one per roi)", rois, indices);
+}
+/// RoiAlign's output_height/output_width and MaxRoiPool's pooled_shape.
+constexpr i64 pooled_dim(i64 v) { return positive("a pooled output dim must be >= 1, got {}", v); }
+
 }  // namespace kiln::rules

@@ -315,6 +315,15 @@ class Importer {
       n.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
       if (n.attr_string("mode", "nearest") == "nearest")
         n.attrs["nearest_mode"] = std::string("floor");
+    } else if (n.op == "RoiAlign" && v < 16) {
+      // RoiAlign-10 has no coordinate_transformation_mode: it behaves as output_half_pixel (no
+      // half-pixel shift), opset 16's default is half_pixel.
+      if (n.has_attr("coordinate_transformation_mode"))
+        throw GraphError(fmt::format(
+            "{}attribute 'coordinate_transformation_mode' exists from opset 16; the model uses "
+            "opset {}",
+            n.where(), v));
+      n.attrs["coordinate_transformation_mode"] = std::string("output_half_pixel");
     } else if (n.op == "Cast" && v < 6) {
       if (const auto* s = std::get_if<std::string>(&n.attrs["to"]))
         n.attrs["to"] = onnx_code_of(*s, n);
