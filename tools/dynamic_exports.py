@@ -57,7 +57,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "data"))
 
 # tools/onnx_exports.py exits 77 when torch, torchvision or numpy is missing
-from onnx_exports import read_pb, write_pb, calibrate_batchnorm, SEED, OPSET  # noqa: E402
+from onnx_exports import read_pb, write_pb, calibrate_batchnorm, relative_error, select_models, SEED, OPSET  # noqa: E402
 import make_wts_models  # noqa: E402  (tests/data/make_wts_models.py: CharRNN)
 
 import numpy as np  # noqa: E402
@@ -276,7 +276,7 @@ def check_set(kiln, folder, k, spec, tolerance, plan=None):
             _, got = read_pb(path)
             if got.shape != want.shape:
                 return False, f"output {n}: shape {list(got.shape)}, PyTorch has {list(want.shape)}"
-            errors.append((float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max()), n))
+            errors.append((relative_error(got, want), n))
     err, worst = max(errors)
     return err <= tolerance, (f"max|kiln - torch| / max|torch| = {err:.3g} ({worst}; limit {tolerance:g}), "
                               f"kiln run {seconds:.1f} s")
@@ -290,12 +290,7 @@ def main():
     ap.add_argument("--tolerance", type=float, default=1e-4)
     ap.add_argument("--remove-plans", action="store_true", help="delete each dynamic plan once checked")
     args = ap.parse_args()
-    names = ALL_MODELS
-    if args.only:
-        names = [n for n in args.only.split(",") if n]
-        unknown = [n for n in names if n not in ALL_MODELS]
-        if unknown:
-            ap.error(f"unknown model(s) {unknown}; choose from {ALL_MODELS}")
+    names = select_models(ap, args.only, ALL_MODELS)
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"TorchScript exporter, opset {OPSET}, dynamic axes")
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))

@@ -260,6 +260,43 @@ def export_one(name, outdir, dynamo):
     return folder, input_name
 
 
+def relative_error(got, want):
+    """max|got - want| / max|want|, in float64 (NaN when either holds a NaN)."""
+    return float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max())
+
+
+def select_models(ap, only, all_models, default=None):
+    """The models that --only names (comma-separated; `default`, else all, when not given);
+    ap.error names the unknown ones."""
+    if not only:
+        return all_models if default is None else default
+    names = [n for n in only.split(",") if n]
+    unknown = [n for n in names if n not in all_models]
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; choose from {all_models}")
+    return names
+
+
+def export_and_check(names, export, check, check_with, remove_passing):
+    """Exports each model (export(name) -> its folder) and, with --check-with, checks it on kiln
+    (check(name, folder) -> ok), deleting each folder that passes when remove_passing. Exits 1
+    naming the models where kiln differs from PyTorch, else says that all matched."""
+    failed = []
+    for name in names:
+        folder = export(name)
+        if not check_with:
+            continue
+        if not check(name, folder):
+            failed.append(name)
+        elif remove_passing:
+            shutil.rmtree(folder)
+    if failed:
+        print(f"kiln does not match PyTorch on: {', '.join(failed)}")
+        sys.exit(1)
+    if check_with:
+        print(f"kiln matches PyTorch on all {len(names)} models")
+
+
 def compare_run(kiln_cmd, data, input_name, tolerance, output_name=None):
     """Runs kiln_cmd (`kiln run MODEL` or `kiln run --plan PLAN`, without inputs and outputs) on
     data/input_0.pb as `input_name` and compares what it writes with data/output_0.pb: the output
@@ -284,7 +321,7 @@ def compare_run(kiln_cmd, data, input_name, tolerance, output_name=None):
         _, got = read_pb(path)
     if got.shape != want.shape:
         return False, f"shape {list(got.shape)}, PyTorch has {list(want.shape)}"
-    err = float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max())
+    err = relative_error(got, want)
     ok = err <= tolerance  # False for NaN
     return ok, f"max|kiln - torch| / max|torch| = {err:.3g} (limit {tolerance:g}), kiln run {seconds:.1f} s"
 
@@ -306,12 +343,7 @@ def main():
     ap.add_argument("--remove-passing", action="store_true",
                     help="with --check-with: delete each model folder that passes (VGG-19 alone is 548 MB)")
     args = ap.parse_args()
-    names = DYNAMO_MODELS if args.dynamo else ALL_MODELS
-    if args.only:
-        names = [n for n in args.only.split(",") if n]
-        unknown = [n for n in names if n not in ALL_MODELS]
-        if unknown:
-            ap.error(f"unknown model(s) {unknown}; choose from {ALL_MODELS}")
+    names = select_models(ap, args.only, ALL_MODELS, DYNAMO_MODELS if args.dynamo else None)
     if args.dynamo:
         major, minor = (int(v) for v in torch.__version__.split(".")[:2])
         if (major, minor) < (2, 6):
@@ -321,21 +353,18 @@ def main():
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"{'dynamo exporter, opset %d' % DYNAMO_OPSET if args.dynamo else 'TorchScript exporter, opset %d' % OPSET}")
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    failed = []
-    for name in names:
-        folder, input_name = export_one(name, args.outdir, args.dynamo)
-        if args.check_with:
-            ok, msg = check_one(args.check_with, folder, input_name, args.tolerance)
-            print(f"  {'ok' if ok else 'FAIL'}: {msg}", flush=True)
-            if not ok:
-                failed.append(name)
-            elif args.remove_passing:
-                shutil.rmtree(folder)
-    if failed:
-        print(f"kiln does not match PyTorch on: {', '.join(failed)}")
-        sys.exit(1)
-    if args.check_with:
-        print(f"kiln matches PyTorch on all {len(names)} models")
+    input_names = {}
+
+    def export(name):
+        folder, input_names[name] = export_one(name, args.outdir, args.dynamo)
+        return folder
+
+    def check(name, folder):
+        ok, msg = check_one(args.check_with, folder, input_names[name], args.tolerance)
+        print(f"  {'ok' if ok else 'FAIL'}: {msg}", flush=True)
+        return ok
+
+    export_and_check(names, export, check, args.check_with, args.remove_passing)
 
 
 if __name__ == "__main__":

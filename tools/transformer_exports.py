@@ -55,7 +55,6 @@ torchvision or numpy cannot be imported.
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -65,7 +64,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 # tools/onnx_exports.py exits 77 when torch, torchvision or numpy is missing
-from onnx_exports import compare_run, write_pb, SEED, OPSET  # noqa: E402
+from onnx_exports import compare_run, export_and_check, select_models, write_pb, SEED, OPSET  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -285,28 +284,12 @@ def main():
     if args.batch < 1:
         ap.error("--batch must be at least 1")
     outdir = args.out or args.outdir or os.path.join("build", "generated", "transformer_exports")
-    names = ALL_MODELS
-    if args.only:
-        names = [n for n in args.only.split(",") if n]
-        unknown = [n for n in names if n not in ALL_MODELS]
-        if unknown:
-            ap.error(f"unknown model(s) {unknown}; choose from {ALL_MODELS}")
+    names = select_models(ap, args.only, ALL_MODELS)
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, TorchScript exporter, opset {OPSET}")
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    failed = []
-    for name in names:
-        folder = export_one(name, outdir, args.batch)
-        if not args.check_with:
-            continue
-        if not check_one(args.check_with, folder, name, args.tolerance, args.batch):
-            failed.append(name)
-        elif args.remove_passing:
-            shutil.rmtree(folder)
-    if failed:
-        print(f"kiln does not match PyTorch on: {', '.join(failed)}")
-        sys.exit(1)
-    if args.check_with:
-        print(f"kiln matches PyTorch on all {len(names)} models")
+    export_and_check(names, lambda name: export_one(name, outdir, args.batch),
+                     lambda name, folder: check_one(args.check_with, folder, name, args.tolerance, args.batch),
+                     args.check_with, args.remove_passing)
 
 
 if __name__ == "__main__":
