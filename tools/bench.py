@@ -140,21 +140,19 @@ def summarize(times_s):
 def time_calls(fn, sync, warmup, iterations, budget_s):
     """Latency per call: warmup calls, then up to `iterations` calls (fewer when the estimate
     from the warmup says they would take more than budget_s), each synchronised."""
-    warm = []
-    for _ in range(warmup):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        warm.append(time.perf_counter() - t0)
+    def timed(count):
+        times = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    warm = timed(warmup)
     est = float(np.median(warm[len(warm) // 2:])) if warm else 0.0
     n = iterations if est <= 0 else min(iterations, max(10, int(budget_s / est)))
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return summarize(times)
+    return summarize(timed(n))
 
 
 def cuda_graph(model, static_args):
