@@ -302,15 +302,14 @@ plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport
 int cmd_build(const Argv& argv) {
   Command c(
       "build",
-      "Builds a plan: constant folding, dead-layer elimination, BatchNorm/Scale folding, fusions\n"
-      "(conv+bias+activation, conv+residual add, pointwise chains, horizontal convolutions; the\n"
-      "LayerNorm, GELU and attention patterns into their ops; MatMul+bias+activation), views,\n"
-      "in-place concats, layout choice, and liveness-based memory planning. Prints the layer "
-      "counts and\n"
-      "the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`, or on the "
-      "GPU\n"
-      "with `kiln run --plan FILE --gpu` and `kiln bench FILE`).\n"
-      "Or: kiln build --example NAME [--weights FILE.wts] [same options]\n");
+      R"(Builds a plan: constant folding, dead-layer elimination, BatchNorm/Scale folding, fusions
+(conv+bias+activation, conv+residual add, pointwise chains, horizontal convolutions; the
+LayerNorm, GELU and attention patterns into their ops; MatMul+bias+activation), views,
+in-place concats, layout choice, and liveness-based memory planning. Prints the layer counts and
+the fused steps; --save writes the plan file (run it with `kiln run --plan FILE`, or on the GPU
+with `kiln run --plan FILE --gpu` and `kiln bench FILE`).
+Or: kiln build --example NAME [--weights FILE.wts] [same options]
+)");
   c.positionals("MODEL.onnx", "the ONNX model (none with --example)")
       .option("--save", "FILE", "write the plan file");
   add_build_options(c);
@@ -322,14 +321,12 @@ int cmd_build(const Argv& argv) {
       .flag("--check", "run every pass's result on the CPU reference against the previous one");
   add_engine_options(c);
   c.footer(
-      "For a GPU target, when a GPU is present, the engine is made as well: the tactics of every\n"
-      "convolution and matrix product are timed (progress on stderr when it is a terminal) and "
-      "the\n"
-      "steps, tactics and device memory are printed. The plan file holds no tactics; they live in "
-      "the\n"
-      "timing cache (--workspace, --timing-cache). Without a GPU the plan is still built and "
-      "written;\n"
-      "the tactics are not timed.\n");
+      R"(For a GPU target, when a GPU is present, the engine is made as well: the tactics of every
+convolution and matrix product are timed (progress on stderr when it is a terminal) and the
+steps, tactics and device memory are printed. The plan file holds no tactics; they live in the
+timing cache (--workspace, --timing-cache). Without a GPU the plan is still built and written;
+the tactics are not timed.
+)");
   const auto parsed = c.parse(argv);
   if (!parsed) return 0;
   const Args& args = *parsed;
@@ -377,12 +374,11 @@ std::string inspect_text(Graph g, const build::BuildOptions& opts, build::BuildR
 int cmd_inspect(const Argv& argv) {
   Command c(
       "inspect",
-      "For an ONNX model: builds it and prints \"layers before fusion: N\" and \"layers after "
-      "fusion: M\"\n"
-      "(a layer is a compute node after import and constant folding; Constant, ConstantOfShape,\n"
-      "Identity and Dropout are not layers), each fused step with what it absorbed, the plan's "
-      "steps and\n"
-      "memory plan. For a plan file: prints the plan.\n");
+      R"(For an ONNX model: builds it and prints "layers before fusion: N" and "layers after fusion: M"
+(a layer is a compute node after import and constant folding; Constant, ConstantOfShape,
+Identity and Dropout are not layers), each fused step with what it absorbed, the plan's steps and
+memory plan. For a plan file: prints the plan.
+)");
   c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file")
       .option("--target", "NAME", "cpu-reference (default), plain (no fusion), cuda or cuda-fp16");
   add_shape_option(c);

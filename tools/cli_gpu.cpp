@@ -560,12 +560,11 @@ void bench_run(const Args& args, std::int64_t warmup, std::int64_t iterations, d
 int cmd_bench(const Argv& argv) {
   Command c(
       "bench",
-      "Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16, "
-      "cuda-fp16,\n"
-      "with dim 0 of every input = --batch; a plan file (kiln build --gpu|--fp16 --save) runs as "
-      "built\n"
-      "(--batch may lower its batch where the engine allows). The engine times its tactics first.\n"
-      "Inputs are random (seeded by --seed) unless given with --input, and are uploaded once.\n");
+      R"(Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16, cuda-fp16,
+with dim 0 of every input = --batch; a plan file (kiln build --gpu|--fp16 --save) runs as built
+(--batch may lower its batch where the engine allows). The engine times its tactics first.
+Inputs are random (seeded by --seed) unless given with --input, and are uploaded once.
+)");
   c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file");
   add_gpu_model_options(c);
   c.number("--warmup", "N", "untimed runs first (default 20)")
@@ -581,16 +580,13 @@ int cmd_bench(const Argv& argv) {
               "and end with "
               "a table, one row per shape");
   c.footer(
-      "Reports: throughput (inferences/s = batch * 1000 / mean latency), latency (host time of "
-      "enqueue\n"
-      "+ stream synchronize) min, mean, median, p90, p95, p99; the host time of enqueue alone; GPU "
-      "time\n"
-      "(events around the enqueue); host-to-device time of all inputs and device-to-host time of "
-      "all\n"
-      "outputs (pinned memory, mean of 10 copies); device memory (weights, arena, workspace, and "
-      "peak:\n"
-      "free memory before the engine minus the least free memory seen after, buffers included).\n"
-      "Without a GPU: \"no GPU: <reason>\", exit 1.\n");
+      R"(Reports: throughput (inferences/s = batch * 1000 / mean latency), latency (host time of enqueue
++ stream synchronize) min, mean, median, p90, p95, p99; the host time of enqueue alone; GPU time
+(events around the enqueue); host-to-device time of all inputs and device-to-host time of all
+outputs (pinned memory, mean of 10 copies); device memory (weights, arena, workspace, and peak:
+free memory before the engine minus the least free memory seen after, buffers included).
+Without a GPU: "no GPU: <reason>", exit 1.
+)");
   const auto parsed = c.parse(argv);
   if (!parsed) return 0;
   const Args& args = *parsed;
@@ -636,11 +632,10 @@ int cmd_bench(const Argv& argv) {
 int cmd_profile(const Argv& argv) {
   Command c(
       "profile",
-      "Builds as `kiln bench` does, then times every step of --iterations runs (after --warmup "
-      "untimed\n"
-      "runs) with CUDA events. Prints a per-layer table (step, op, kind, mean ms, share of the "
-      "total)\n"
-      "and with --trace writes a Chrome trace (chrome://tracing or https://ui.perfetto.dev).\n");
+      R"(Builds as `kiln bench` does, then times every step of --iterations runs (after --warmup untimed
+runs) with CUDA events. Prints a per-layer table (step, op, kind, mean ms, share of the total)
+and with --trace writes a Chrome trace (chrome://tracing or https://ui.perfetto.dev).
+)");
   c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file");
   add_gpu_model_options(c);
   c.number("--warmup", "N", "untimed runs first (default 3)")
