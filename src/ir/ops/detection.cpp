@@ -32,6 +32,14 @@ void require_float(const InferContext& ctx, std::size_t i, const char* what) {
                                        ctx.node.where(), what, dtype_name(t)));
 }
 
+/// Input `i` (`what`) holds input 0's float element type (`of`).
+void require_float_pair(const InferContext& ctx, std::size_t i, const char* what, const char* of) {
+  require_float(ctx, 0, of);
+  if (ctx.input(i).dtype != ctx.input(0).dtype)
+    ctx.fail(fmt::format("{} have dtype {}, {} {}", what, dtype_name(ctx.input(i).dtype), of,
+                         dtype_name(ctx.input(0).dtype)));
+}
+
 /// An optional input that must hold one value (a scalar or a 1-element tensor) of dtype `t`.
 void require_scalar(const InferContext& ctx, std::size_t i, DType t, const char* what) {
   if (!ctx.has_input(i)) return;
@@ -46,10 +54,7 @@ void require_scalar(const InferContext& ctx, std::size_t i, DType t, const char*
 std::vector<TensorType> infer_nms(const InferContext& ctx) {
   require_rank(ctx, 0, 3, "boxes", "[batches, boxes, 4]");
   require_rank(ctx, 1, 3, "scores", "[batches, classes, boxes]");
-  require_float(ctx, 0, "boxes");
-  if (ctx.input(1).dtype != ctx.input(0).dtype)
-    ctx.fail(fmt::format("scores have dtype {}, boxes {}", dtype_name(ctx.input(1).dtype),
-                         dtype_name(ctx.input(0).dtype)));
+  require_float_pair(ctx, 1, "scores", "boxes");
   const Shape& b = ctx.input(0).shape;
   const Shape& s = ctx.input(1).shape;
   checked(ctx, [&] { return rules::box_coordinates(4, b[2].value()); });
@@ -69,10 +74,7 @@ std::vector<TensorType> infer_roi_align(const InferContext& ctx) {
   require_rank(ctx, 0, 4, "X", "[N, C, H, W]");
   require_rank(ctx, 1, 2, "rois", "[rois, 4]");
   require_rank(ctx, 2, 1, "batch_indices", "[rois]");
-  require_float(ctx, 0, "X");
-  if (ctx.input(1).dtype != ctx.input(0).dtype)
-    ctx.fail(fmt::format("rois have dtype {}, X {}", dtype_name(ctx.input(1).dtype),
-                         dtype_name(ctx.input(0).dtype)));
+  require_float_pair(ctx, 1, "rois", "X");
   if (ctx.input(2).dtype != DType::i64)
     ctx.fail(
         fmt::format("batch_indices have dtype {}, expected i64", dtype_name(ctx.input(2).dtype)));
@@ -99,10 +101,7 @@ std::vector<TensorType> infer_roi_align(const InferContext& ctx) {
 std::vector<TensorType> infer_max_roi_pool(const InferContext& ctx) {
   require_rank(ctx, 0, 4, "X", "[N, C, H, W]");
   require_rank(ctx, 1, 2, "rois", "[rois, 5]");
-  require_float(ctx, 0, "X");
-  if (ctx.input(1).dtype != ctx.input(0).dtype)
-    ctx.fail(fmt::format("rois have dtype {}, X {}", dtype_name(ctx.input(1).dtype),
-                         dtype_name(ctx.input(0).dtype)));
+  require_float_pair(ctx, 1, "rois", "X");
   const Shape& r = ctx.input(1).shape;
   checked(ctx, [&] { return rules::box_coordinates(5, r[1].value()); });
   if (!ctx.node.has_attr("pooled_shape")) ctx.fail("the attribute pooled_shape is required");
