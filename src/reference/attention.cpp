@@ -29,21 +29,6 @@ namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-/// Runs the op's shape rule (the IR's) on the tensors this kernel was given; returns the
-/// output types.
-std::vector<TensorType> check_shapes(const KernelContext& ctx) {
-  std::vector<TensorType> types(ctx.num_inputs());
-  std::vector<const TensorType*> in(ctx.num_inputs(), nullptr);
-  for (std::size_t i = 0; i < ctx.num_inputs(); ++i)
-    if (ctx.has(i)) {
-      types[i] = TensorType{ctx.in(i).dtype(), ctx.in(i).shape()};
-      in[i] = &types[i];
-    }
-  const OpSchema* s = OpRegistry::instance().find(ctx.node.op);
-  return s->infer(
-      InferContext(ctx.node, in, std::vector<const Tensor*>(ctx.num_inputs(), nullptr)));
-}
-
 std::vector<i64> dims_of(const TensorType& t) { return t.shape.values(); }
 
 void attention(KernelContext& ctx) {

@@ -28,20 +28,6 @@
 namespace kiln::reference {
 namespace {
 
-/// Runs the op's shape rule on the tensors this kernel was given; returns the output types.
-std::vector<TensorType> check_shapes(const KernelContext& ctx) {
-  std::vector<TensorType> types(ctx.num_inputs());
-  std::vector<const TensorType*> in(ctx.num_inputs(), nullptr);
-  for (std::size_t i = 0; i < ctx.num_inputs(); ++i)
-    if (ctx.has(i)) {
-      types[i] = TensorType{ctx.in(i).dtype(), ctx.in(i).shape()};
-      in[i] = &types[i];
-    }
-  return OpRegistry::instance()
-      .find(ctx.node.op)
-      ->infer(InferContext(ctx.node, in, std::vector<const Tensor*>(ctx.num_inputs(), nullptr)));
-}
-
 /// The one value of an optional scalar input (a scalar or a 1-element tensor).
 std::optional<double> scalar_input(const KernelContext& ctx, std::size_t i) {
   if (!ctx.has(i) || ctx.in(i).numel() == 0) return std::nullopt;

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "kernel_util.hpp"
+#include "kiln/ir/op_registry.hpp"
 #include "kiln/ir/window.hpp"
 #include "kiln/reference/executor.hpp"
 
@@ -58,6 +59,21 @@ inline void require_count(KernelContext& ctx, const Tensor& t, i64 n, const char
   if (t.numel() != n)
     throw ShapeError(fmt::format("{}expected {} {}, got {} (shape {})", ctx.node.where(), n, what,
                                  t.numel(), dims_to_string(t.dims())));
+}
+
+/// Runs the op's shape rule (the IR's) on the tensors this kernel was given; returns the output
+/// types. For kernels whose input checks are the shape rule's own (attention, detection).
+inline std::vector<TensorType> check_shapes(const KernelContext& ctx) {
+  std::vector<TensorType> types(ctx.num_inputs());
+  std::vector<const TensorType*> in(ctx.num_inputs(), nullptr);
+  for (std::size_t i = 0; i < ctx.num_inputs(); ++i)
+    if (ctx.has(i)) {
+      types[i] = TensorType{ctx.in(i).dtype(), ctx.in(i).shape()};
+      in[i] = &types[i];
+    }
+  const OpSchema* s = OpRegistry::instance().find(ctx.node.op);
+  return s->infer(
+      InferContext(ctx.node, in, std::vector<const Tensor*>(ctx.num_inputs(), nullptr)));
 }
 
 inline std::vector<i64> spatial_dims(const Tensor& t) {
