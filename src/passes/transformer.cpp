@@ -218,24 +218,21 @@ std::optional<LayerNormMatch> match_layer_norm(Walk& w, std::size_t i) {
   }
   // Optional affine: Mul by Scale, Add of B, each varying over the normalized dims only.
   m.y = *normalized;
-  auto two = [&](const std::string& v) {
-    return [&v](const Node& n) { return other(n, v).has_value(); };
+  // affine(op): the other operand of an `op` that reads m.y with it, when that operand varies over
+  // the normalized dims only; the op joins the match and its output becomes m.y.
+  auto affine = [&](const char* op) -> std::optional<std::string> {
+    const auto at = w.reader(m.y, {op}, [&](const Node& n) { return other(n, m.y).has_value(); });
+    if (!at) return std::nullopt;
+    const auto p = other(g.nodes[*at], m.y);
+    if (!p || *p == m.y || !per_feature(g, *p, m.x, m.axis) ||
+        g.type_of(w.out(*at)) != g.type_of(m.y))
+      return std::nullopt;
+    m.y = w.out(w.take(*at));
+    return p;
   };
-  if (auto mul = w.reader(m.y, {"Mul"}, two(m.y))) {
-    const auto s = other(g.nodes[*mul], m.y);
-    if (s && *s != m.y && per_feature(g, *s, m.x, m.axis) &&
-        g.type_of(w.out(*mul)) == g.type_of(m.y)) {
-      m.scale = *s;
-      m.y = w.out(w.take(*mul));
-      if (auto a = w.reader(m.y, {"Add"}, two(m.y))) {
-        const auto b = other(g.nodes[*a], m.y);
-        if (b && *b != m.y && per_feature(g, *b, m.x, m.axis) &&
-            g.type_of(w.out(*a)) == g.type_of(m.y)) {
-          m.bias = *b;
-          m.y = w.out(w.take(*a));
-        }
-      }
-    }
+  if (auto s = affine("Mul")) {
+    m.scale = *s;
+    if (auto b = affine("Add")) m.bias = *b;
   }
   if (g.type_of(m.y) != g.type_of(m.x)) return std::nullopt;
   // The node goes where Y is made (its inputs are all made by then; readers of Y come later);
@@ -518,18 +515,35 @@ void replace(Graph& g, const std::set<std::size_t>& drop, std::size_t at, Node n
   drop_nodes(g, rest);
 }
 
+/// A new node `op` named after node i (its name and `suffix`, made unique).
+Node new_node(Graph& g, std::size_t i, const char* op, const char* suffix) {
+  Node n;
+  n.op = op;
+  n.name = g.unique_name(g.nodes[i].name + suffix);
+  return n;
+}
+
+/// The loop of each fusion here: when the target fuses `fusion`, and until none is left, tries
+/// match(walk, i) at the nodes i that `anchor` accepts and lets rewrite(walk, i, match) replace
+/// what matched (it says whether it did).
+template <class Anchor, class Match, class Rewrite>
+int fuse_matches(Graph& g, const PassContext& ctx, const char* fusion, Anchor anchor, Match match,
+                 Rewrite rewrite) {
+  if (!ctx.tgt().can_fuse(fusion)) return 0;
+  return until_fixed(g, [&](std::size_t i) {
+    if (!anchor(g.nodes[i])) return false;
+    Walk w{g, readers(g), {}};
+    const auto m = match(w, i);
+    return m && rewrite(w, i, m);
+  });
+}
+
 }  // namespace
 
 int fuse_layer_norm(Graph& g, const PassContext& ctx) {
-  if (!ctx.tgt().can_fuse(plan::fusion::kLayerNorm)) return 0;
-  return until_fixed(g, [&](std::size_t i) {
-    if (g.nodes[i].op != "ReduceMean") return false;
-    Walk w{g, readers(g), {}};
-    const auto m = match_layer_norm(w, i);
-    if (!m) return false;
-    Node n;
-    n.op = "LayerNormalization";
-    n.name = g.unique_name(g.nodes[i].name + "_layernorm");
+  auto anchor = [](const Node& a) { return a.op == "ReduceMean"; };
+  auto rewrite = [&](Walk& w, std::size_t i, const auto& m) {
+    Node n = new_node(g, i, "LayerNormalization", "_layernorm");
     std::string scale = m->scale;
     if (scale.empty()) {  // LayerNormalization's Scale is required: ones over the normalized dims
       const Shape& xs = g.type_of(m->x).shape;
@@ -550,40 +564,31 @@ int fuse_layer_norm(Graph& g, const PassContext& ctx) {
     n.attrs["epsilon"] = m->eps;
     replace(g, w.nodes, m->last, std::move(n));
     return true;
-  });
+  };
+  return fuse_matches(g, ctx, plan::fusion::kLayerNorm, anchor, match_layer_norm, rewrite);
 }
 
 int fuse_gelu(Graph& g, const PassContext& ctx) {
-  if (!ctx.tgt().can_fuse(plan::fusion::kGelu)) return 0;
-  return until_fixed(g, [&](std::size_t i) {
-    const Node& core = g.nodes[i];
-    if ((core.op != "Erf" && core.op != "Tanh") || core.outputs.size() != 1) return false;
-    Walk w{g, readers(g), {}};
-    const auto m = match_gelu(w, i);
-    if (!m) return false;
-    Node n;
-    n.op = "Gelu";
-    n.name = g.unique_name(core.name + "_gelu");
+  auto anchor = [](const Node& core) {
+    return (core.op == "Erf" || core.op == "Tanh") && core.outputs.size() == 1;
+  };
+  auto rewrite = [&](Walk& w, std::size_t i, const auto& m) {
+    Node n = new_node(g, i, "Gelu", "_gelu");
     n.inputs = {m->x};
     n.outputs = {m->y};
     if (m->tanh) n.attrs["approximate"] = std::string("tanh");
     replace(g, w.nodes, m->last, std::move(n));
     return true;
-  });
+  };
+  return fuse_matches(g, ctx, plan::fusion::kGelu, anchor, match_gelu, rewrite);
 }
 
 int fuse_attention(Graph& g, const PassContext& ctx) {
-  if (!ctx.tgt().can_fuse(plan::fusion::kAttention)) return 0;
-  return until_fixed(g, [&](std::size_t i) {
-    if (g.nodes[i].op != "MatMul") return false;
-    Walk w{g, readers(g), {}};
-    const auto m = match_attention(w, i);
-    if (!m) return false;
+  auto anchor = [](const Node& a) { return a.op == "MatMul"; };
+  auto rewrite = [&](Walk& w, std::size_t i, const auto& m) {
     const TensorType before_type = g.type_of(m->y);
     const std::size_t rank = g.type_of(m->q).shape.rank();
-    Node n;
-    n.op = "Attention";
-    n.name = g.unique_name(g.nodes[i].name + "_attention");
+    Node n = new_node(g, i, "Attention", "_attention");
     std::vector<Node> extra;
     std::string k = m->k, mask = m->mask;
     if (!m->k_perm.empty()) {
@@ -623,7 +628,8 @@ int fuse_attention(Graph& g, const PassContext& ctx) {
       return false;
     }
     return true;
-  });
+  };
+  return fuse_matches(g, ctx, plan::fusion::kAttention, anchor, match_attention, rewrite);
 }
 
 }  // namespace kiln::build
