@@ -13,6 +13,44 @@ namespace {
 constexpr int kPerLane = static_cast<int>(kMaxAttentionHeadDim / 32);
 constexpr int kWarpsPerBlock = 4;
 
+/// Where query row (b, h, i) starts in attn_mask (0 without one).
+__device__ __forceinline__ std::int64_t mask_row_of(const AttentionArgs& a, std::int64_t b,
+                                                    std::int64_t h, std::int64_t i) {
+  const std::int64_t* md = a.mask_dims;
+  if (a.mask_kind == 0) return 0;
+  return (((md[0] == 1 ? 0 : b) * md[1] + (md[1] == 1 ? 0 : h)) * md[2] + (md[2] == 1 ? 0 : i)) *
+         md[3];
+}
+
+/// The keys [begin, end) that query rows first..last can see through the causal frontier and the
+/// window (the mask aside).
+__device__ __forceinline__ void key_range(const AttentionArgs& a, std::int64_t first,
+                                          std::int64_t last, std::int64_t& begin,
+                                          std::int64_t& end) {
+  begin = 0;
+  end = a.kv_len;
+  if (a.causal && last + 1 < end) end = last + 1;
+  if (a.right_window >= 0 && last + a.right_window + 1 < end) end = last + a.right_window + 1;
+  if (a.left_window >= 0 && first - a.left_window > 0) begin = first - a.left_window;
+}
+
+/// Whether query row i sees key j (its row of the mask starting at mask_row), and the additive
+/// mask's value for it in `bias`.
+template <class T>
+__device__ __forceinline__ bool key_visible(const AttentionArgs& a, std::int64_t mask_row,
+                                            std::int64_t i, std::int64_t j, float& bias) {
+  bias = 0.f;
+  if (j >= a.kv_len || (a.causal && j > i)) return false;
+  if ((a.left_window >= 0 && j < i - a.left_window) ||
+      (a.right_window >= 0 && j > i + a.right_window))
+    return false;
+  if (a.mask_kind == 0) return true;
+  if (j >= a.mask_dims[3]) return false;
+  if (a.mask_kind == 1) return static_cast<const unsigned char*>(a.mask)[mask_row + j] != 0;
+  bias = detail::load(static_cast<const T*>(a.mask), mask_row + j);
+  return bias != -INFINITY;
+}
+
 /// One warp per query row: each lane holds head_dim / 32 of the query and of the output.
 template <class T>
 __global__ void attention_rows(AttentionArgs a) {
@@ -36,33 +74,15 @@ __global__ void attention_rows(AttentionArgs a) {
     qr[c] = d < a.head_dim ? detail::load(q, d) : 0.f;
     acc[c] = 0.f;
   }
-  const std::int64_t* md = a.mask_dims;
-  const std::int64_t mask_row =
-      a.mask_kind == 0
-          ? 0
-          : (((md[0] == 1 ? 0 : b) * md[1] + (md[1] == 1 ? 0 : h)) * md[2] + (md[2] == 1 ? 0 : i)) *
-                md[3];
+  const std::int64_t mask_row = mask_row_of(a, b, h, i);
   float m = -INFINITY, l = 0.f;
   // Only the keys inside the causal frontier and the window are visited.
-  std::int64_t j_begin = 0, j_end = a.kv_len;
-  if (a.causal && i + 1 < j_end) j_end = i + 1;
-  if (a.right_window >= 0 && i + a.right_window + 1 < j_end) j_end = i + a.right_window + 1;
-  if (a.left_window >= 0 && i - a.left_window > 0) j_begin = i - a.left_window;
+  std::int64_t j_begin, j_end;
+  key_range(a, i, i, j_begin, j_end);
   for (std::int64_t j = j_begin; j < j_end; ++j) {
     // The bias first: a masked key costs no dot product.
-    float bias = 0.f;
-    if (a.causal && j > i) continue;
-    if (a.left_window >= 0 && j < i - a.left_window) continue;
-    if (a.right_window >= 0 && j > i + a.right_window) continue;
-    if (a.mask_kind != 0) {
-      if (j >= md[3]) continue;
-      if (a.mask_kind == 1) {
-        if (static_cast<const unsigned char*>(a.mask)[mask_row + j] == 0) continue;
-      } else {
-        bias = detail::load(static_cast<const T*>(a.mask), mask_row + j);
-        if (bias == -INFINITY) continue;
-      }
-    }
+    float bias;
+    if (!key_visible<T>(a, mask_row, i, j, bias)) continue;
     const T* kj = k + j * a.ks.s;
     float s = 0.f;
 #pragma unroll
@@ -160,21 +180,13 @@ __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
   // This lane's row (two lanes per row, each with half of the tile's columns).
   const int row = r0 + lane / 2, part = lane & 1;
   const std::int64_t i = q0 + row;
-  const std::int64_t* md = a.mask_dims;
-  const std::int64_t mask_row =
-      a.mask_kind == 0
-          ? 0
-          : (((md[0] == 1 ? 0 : b) * md[1] + (md[1] == 1 ? 0 : h)) * md[2] + (md[2] == 1 ? 0 : i)) *
-                md[3];
+  const std::int64_t mask_row = mask_row_of(a, b, h, i);
   float m = -INFINITY, l = 0.f;
 
-  // The keys any row of this block can see.
-  const std::int64_t last_row = q0 + kTile - 1;
-  std::int64_t kv_end = a.kv_len, kv_begin = 0;
-  if (a.causal) kv_end = kv_end < last_row + 1 ? kv_end : last_row + 1;
-  if (a.right_window >= 0)
-    kv_end = kv_end < last_row + a.right_window + 1 ? kv_end : last_row + a.right_window + 1;
-  if (a.left_window >= 0 && q0 - a.left_window > 0) kv_begin = (q0 - a.left_window) / kTile * kTile;
+  // The keys any row of this block can see, from a whole tile.
+  std::int64_t kv_begin, kv_end;
+  key_range(a, q0, q0 + kTile - 1, kv_begin, kv_end);
+  kv_begin = kv_begin / kTile * kTile;
 
   for (std::int64_t j0 = kv_begin; j0 < kv_end; j0 += kTile) {
     load_rows<D>(Ks, L::ldh, k + j0 * a.ks.s, a.ks.s, a.kv_len - j0);
@@ -201,17 +213,9 @@ __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
       const std::int64_t j = j0 + part * 32 + c;
       float x = srow[c] * a.scale;
       if (a.softcap > 0.f) x = a.softcap * tanhf(x / a.softcap);
-      bool keep = j < a.kv_len && !(a.causal && j > i) &&
-                  !(a.left_window >= 0 && j < i - a.left_window) &&
-                  !(a.right_window >= 0 && j > i + a.right_window);
-      if (keep && a.mask_kind != 0) {
-        if (j >= md[3])
-          keep = false;
-        else if (a.mask_kind == 1)
-          keep = static_cast<const unsigned char*>(a.mask)[mask_row + j] != 0;
-        else
-          x += detail::load(static_cast<const __half*>(a.mask), mask_row + j);
-      }
+      float bias;
+      const bool keep = key_visible<__half>(a, mask_row, i, j, bias);
+      x += bias;
       x = keep ? x : -INFINITY;
       srow[c] = x;
       tmax = fmaxf(tmax, x);

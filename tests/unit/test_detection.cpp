@@ -26,17 +26,12 @@ namespace {
 Tensor tf32(std::vector<i64> dims, std::vector<double> v) {
   return Tensor::from_doubles(DType::f32, std::move(dims), v);
 }
-Tensor ti64(std::vector<i64> dims, std::vector<i64> v) {
-  Tensor t(DType::i64, std::move(dims));
-  for (std::size_t i = 0; i < v.size(); ++i) t.data<i64>()[i] = v[i];
-  return t;
-}
 std::vector<i64> values(const Tensor& t) { return t.to_int64s(); }
 
 /// NMS of one batch and class.
 Tensor nms(const Tensor& boxes, const Tensor& scores, i64 max_out, double iou,
            std::optional<double> score_min = std::nullopt, i64 center = 0) {
-  std::vector<Tensor> in{boxes, scores, ti64({1}, {max_out}), tf32({1}, {iou})};
+  std::vector<Tensor> in{boxes, scores, Tensor::from<i64>({1}, {max_out}), tf32({1}, {iou})};
   in.push_back(score_min ? tf32({1}, {*score_min}) : Tensor());
   return run(node("NonMaxSuppression", 5, {{"center_point_box", center}}), in)[0];
 }
@@ -113,7 +108,7 @@ TEST_CASE("RoiAlign: a constant image, a hand-worked bilinear sample, max mode, 
   // A constant image averages to the constant in every bin, in both coordinate modes.
   const Tensor x = tf32({1, 2, 4, 4}, std::vector<double>(32, 3.5));
   const Tensor rois = tf32({2, 4}, {0, 0, 3, 3, 1, 1, 2.5, 3});
-  const Tensor idx = ti64({2}, {0, 0});
+  const Tensor idx = Tensor::from<i64>({2}, {0, 0});
   for (const char* mode : {"half_pixel", "output_half_pixel"}) {
     const Tensor y = run(node("RoiAlign", 3,
                               {{"output_height", i64{2}},
@@ -128,14 +123,15 @@ TEST_CASE("RoiAlign: a constant image, a hand-worked bilinear sample, max mode, 
   std::vector<double> ramp(16);
   for (int r = 0; r < 4; ++r)
     for (int c = 0; c < 4; ++c) ramp[static_cast<std::size_t>(r * 4 + c)] = c + 10.0 * r;
-  const Tensor y = run(node("RoiAlign", 3,
-                            {{"sampling_ratio", i64{1}},
-                             {"coordinate_transformation_mode", std::string("output_half_pixel")}}),
-                       {tf32({1, 1, 4, 4}, ramp), tf32({1, 4}, {1, 0, 2, 1}), ti64({1}, {0})})[0];
+  const Tensor y =
+      run(node("RoiAlign", 3,
+               {{"sampling_ratio", i64{1}},
+                {"coordinate_transformation_mode", std::string("output_half_pixel")}}),
+          {tf32({1, 1, 4, 4}, ramp), tf32({1, 4}, {1, 0, 2, 1}), Tensor::from<i64>({1}, {0})})[0];
   CHECK(y.get(0) == doctest::Approx(6.5));
   expect_error<Error>(
       [&] {
-        run(node("RoiAlign", 3), {x, rois, ti64({2}, {0, 1})});
+        run(node("RoiAlign", 3), {x, rois, Tensor::from<i64>({2}, {0, 1})});
       },
       {"batch_indices[1] = 1 is outside 0..0"});
   expect_error<Error>(
@@ -197,7 +193,7 @@ TEST_CASE("the DSL's detection layers emit the ops the reference runs") {
       {"scores", tf32({1, 1, 3}, {0.8, 0.9, 0.7})},
       {"x", tf32({1, 2, 4, 4}, std::vector<double>(32, 2.0))},
       {"rois", tf32({1, 4}, {0, 0, 3, 3})},
-      {"idx", ti64({1}, {0})},
+      {"idx", Tensor::from<i64>({1}, {0})},
       {"rois5", tf32({1, 5}, {0, 0, 0, 3, 3})}};
   const auto out = kiln::run(n, in);
   CHECK(values(out.at("nms")) == std::vector<i64>{0, 0, 1, 0, 0, 2});
