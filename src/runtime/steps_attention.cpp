@@ -14,6 +14,17 @@ namespace kiln::runtime::detail {
 
 namespace {
 
+/// The operands a kernel reads row-major, all in the precision of the first (`first`).
+void require_dense_alike(const Node& n, std::initializer_list<const DeviceValue*> values,
+                         const char* first) {
+  const kernels::Elem elem = (*values.begin())->elem();
+  for (const DeviceValue* v : values) {
+    if (!v->contiguous()) unsupported(n, fmt::format("{} in a strided layout", v->describe()));
+    if (v->elem() != elem)
+      unsupported(n, fmt::format("{} in another precision than {}", v->describe(), first));
+  }
+}
+
 class AttentionStep final : public Step {
  public:
   explicit AttentionStep(const StepEnv& env) {
@@ -27,11 +38,7 @@ class AttentionStep final : public Step {
                     o == 3 ? "the qk_matmul_output output" : "present_key/present_value outputs");
     const DeviceValue q = env.value(n.inputs.at(0)), k = env.value(n.inputs.at(1)),
                       v = env.value(n.inputs.at(2)), y = env.value(n.outputs.at(0));
-    for (const DeviceValue* x : {&q, &k, &v, &y}) {
-      if (!x->contiguous()) unsupported(n, fmt::format("{} in a strided layout", x->describe()));
-      if (x->elem() != q.elem())
-        unsupported(n, fmt::format("{} in another precision than Q", x->describe()));
-    }
+    require_dense_alike(n, {&q, &k, &v, &y}, "Q");
     elem_ = q.elem();
     const bool rank3 = q.dims.size() == 3;
     auto& a = args_;
@@ -115,11 +122,7 @@ class RotaryStep final : public Step {
     const Node& n = env.node;
     const DeviceValue x = env.value(n.inputs.at(0)), c = env.value(n.inputs.at(1)),
                       s = env.value(n.inputs.at(2)), y = env.value(n.outputs.at(0));
-    for (const DeviceValue* v : {&x, &c, &s, &y}) {
-      if (!v->contiguous()) unsupported(n, fmt::format("{} in a strided layout", v->describe()));
-      if (v->elem() != x.elem())
-        unsupported(n, fmt::format("{} in another precision than the input", v->describe()));
-    }
+    require_dense_alike(n, {&x, &c, &s, &y}, "the input");
     elem_ = x.elem();
     auto& a = args_;
     a.rank3 = x.dims.size() == 3;
