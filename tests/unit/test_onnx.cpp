@@ -243,6 +243,36 @@ TEST_CASE("an op used outside the opsets that define it is refused with the rang
 }
 
 TEST_CASE(
+    "RoiAlign-10 imports as output_half_pixel; its coordinate mode attribute is refused before "
+    "opset 16") {
+  auto model = [](int opset, const char* mode) {
+    ModelBuilder b(opset);
+    b.input("x", {1, 2, 6, 6});
+    b.input("rois", {3, 4});
+    b.input("idx", {3}, 7);
+    auto* n = b.node("RoiAlign", {"x", "rois", "idx"}, {"y"}, "align");
+    if (mode) {
+      auto* a = n->add_attribute();
+      a->set_name("coordinate_transformation_mode");
+      a->set_type(::onnx::AttributeProto::STRING);
+      a->set_s(mode);
+    }
+    b.output("y");
+    return b;
+  };
+  const Graph g10 = model(10, nullptr).load();
+  REQUIRE(g10.nodes.size() == 1);
+  CHECK(g10.nodes[0].attr_string("coordinate_transformation_mode", "") == "output_half_pixel");
+  CHECK(g10.type_of("y").shape == Shape{3, 2, 1, 1});
+  CHECK_THROWS_WITH_AS(model(10, "half_pixel").load(),
+                       "[RoiAlign 'align'] attribute 'coordinate_transformation_mode' exists from "
+                       "opset 16; the model uses opset 10",
+                       GraphError);
+  const Graph g16 = model(16, nullptr).load();
+  CHECK_FALSE(g16.nodes[0].has_attr("coordinate_transformation_mode"));  // half_pixel by default
+}
+
+TEST_CASE(
     "Attention: opset 24's nonpad_kv_seqlen and opset 25's window attributes are refused before") {
   auto model = [](int opset, bool nonpad, bool window) {
     ModelBuilder b(opset);
