@@ -10,7 +10,6 @@
 #include <fmt/format.h>
 
 #include "kiln/import/onnx.hpp"
-#include "npy.hpp"
 
 namespace kiln::tools {
 namespace {
@@ -95,11 +94,6 @@ void add_expected_options(Command& c, const std::string& tolerance_default) {
               "DIR/input_N.pb (an ONNX test folder)")
       .number("--tolerance", "T",
               "largest max|out-exp|/max|exp| accepted (default " + tolerance_default + ")");
-}
-
-Tensor load_tensor_file(const std::string& path) {
-  if (std::filesystem::path(path).extension() == ".npy") return read_npy(path);
-  return onnx::load_tensor(path);
 }
 
 reference::TensorMap input_files(const Args& args) {

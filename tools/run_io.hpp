@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli_args.hpp"
+#include "kiln/import/npy.hpp"
 #include "kiln/ir/graph.hpp"
 #include "kiln/plan/profile.hpp"
 #include "kiln/reference/executor.hpp"
@@ -26,9 +27,6 @@ void add_expected_options(Command& c, const std::string& tolerance_default);
 /// A random tensor of type t (uniform in [-1, 1]; small integers for integer types; dynamic dims
 /// taken as 1).
 Tensor random_tensor(const TensorType& t, std::mt19937_64& rng);
-
-/// A tensor file: .npy (NumPy) or anything else as an ONNX TensorProto (.pb).
-Tensor load_tensor_file(const std::string& path);
 
 /// The tensors named by --input NAME=FILE (.pb or .npy) alone (for building with their dims).
 reference::TensorMap input_files(const Args& args);

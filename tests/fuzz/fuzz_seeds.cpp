@@ -15,10 +15,10 @@
 
 #include <fmt/format.h>
 
-#include "../../tools/npy.hpp"
 #include "fuzz_util.hpp"
 #include "kiln/build/builder.hpp"
 #include "kiln/build/calibration.hpp"
+#include "kiln/import/npy.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/import/wts.hpp"
 #include "kiln/plan/plan_file.hpp"
@@ -64,7 +64,7 @@ void npy_seeds(const fs::path& out) {
   for (DType t : kAllDTypes)
     for (std::size_t s = 0; s < shapes.size(); ++s)
       write(out / "npy" / fmt::format("{}-{}.npy", dtype_name(t), s),
-            tools::serialize_npy(counting(t, shapes[s])));
+            serialize_npy(counting(t, shapes[s])));
 }
 
 void plan_seeds(const fs::path& out, const std::vector<std::string>& models) {

@@ -1,4 +1,4 @@
-// NumPy .npy files (tools/npy.cpp): round trips of every dtype over random shapes, bytes as
+// NumPy .npy files (src/import/npy.cpp): round trips of every dtype over random shapes, bytes as
 // np.save writes them, versions 1.0/2.0, and clear errors for Fortran order, big-endian data,
 // truncated files and bad headers.
 #include <doctest/doctest.h>
@@ -8,12 +8,10 @@
 #include <random>
 #include <string>
 
-#include "../../tools/npy.hpp"
+#include "kiln/import/npy.hpp"
 #include "kiln/ir/error.hpp"
 
 using namespace kiln;
-using kiln::tools::parse_npy;
-using kiln::tools::serialize_npy;
 
 namespace {
 
@@ -146,12 +144,12 @@ TEST_CASE("npy: bf16 is written as f4") {
 TEST_CASE("npy: files on disk") {
   const auto path = (std::filesystem::temp_directory_path() / "kiln_test_npy.npy").string();
   const Tensor t = Tensor::from<float>({2, 2}, {1, 2, 3, 4});
-  tools::write_npy(t, path);
-  const Tensor back = tools::read_npy(path);
+  kiln::write_npy(t, path);
+  const Tensor back = kiln::read_npy(path);
   CHECK(back.dims() == t.dims());
   CHECK(back.get(3) == 4);
   std::filesystem::remove(path);
-  CHECK_THROWS_WITH_AS(tools::read_npy(path), doctest::Contains("cannot open"), FormatError);
+  CHECK_THROWS_WITH_AS(kiln::read_npy(path), doctest::Contains("cannot open"), FormatError);
 }
 
 TEST_CASE("npy: clear errors naming the file") {

@@ -1,7 +1,8 @@
-#include "npy.hpp"
+#include "kiln/import/npy.hpp"
 
 #include <cctype>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -9,9 +10,10 @@
 
 #include <fmt/format.h>
 
+#include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
 
-namespace kiln::tools {
+namespace kiln {
 namespace {
 
 constexpr char kMagic[] = "\x93NUMPY";  // 6 bytes
@@ -276,4 +278,9 @@ void write_npy(const Tensor& t, const std::string& path) {
   if (!f) throw Error(fmt::format("cannot write npy file '{}'", path));
 }
 
-}  // namespace kiln::tools
+Tensor load_tensor_file(const std::string& path) {
+  if (std::filesystem::path(path).extension() == ".npy") return read_npy(path);
+  return onnx::load_tensor(path);
+}
+
+}  // namespace kiln
