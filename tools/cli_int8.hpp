@@ -11,8 +11,9 @@ namespace kiln::tools {
 void add_int8_options(Command& c);
 /// The INT8 graph of `g` for `kiln build --int8`: scales from --calib-cache when that file exists,
 /// else calibrated on --calib-data (and written to --calib-cache when given); prints a table of
-/// ranges. Calibration batches: DIR/*.npy|*.pb for a model with one input, DIR/<input>/*.npy|*.pb
-/// (the same count per input, matched in sorted order) otherwise.
+/// ranges (kiln::int8_from_calibration, kiln/int8.hpp). Calibration batches as
+/// kiln/import/calib_data.hpp reads them: DIR/*.npy|*.pb for a model with one input,
+/// DIR/<input>/*.npy|*.pb (the same count per input, matched in sorted order) otherwise.
 Graph int8_graph(const Args& args, const Graph& g);
 
 }  // namespace kiln::tools

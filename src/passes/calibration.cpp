@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -213,6 +215,36 @@ std::map<std::string, float> parse_calibration_cache(const std::string& text,
   }
   if (n == 0) throw FormatError(fmt::format("{}: the calibration cache is empty", what));
   return out;
+}
+
+std::map<std::string, float> read_calibration_cache(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(fmt::format("calibration cache '{}': cannot open it", path));
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return parse_calibration_cache(ss.str(), path);
+}
+
+void write_calibration_cache(const std::string& path, Calibrator c,
+                             const std::map<std::string, float>& scales) {
+  namespace fs = std::filesystem;
+  const std::string tmp = path + ".kiln-tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << calibration_cache_text(c, scales);
+    f.close();
+    if (!f) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw Error(fmt::format("calibration cache: cannot write '{}'", path));
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw Error(fmt::format("calibration cache: cannot write '{}': {}", path, ec.message()));
+  }
 }
 
 void check_cache_covers(const std::map<std::string, float>& cache,

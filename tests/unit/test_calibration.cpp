@@ -1,13 +1,21 @@
 // INT8 calibration (issue 13): the calibrators' thresholds on known distributions, TensorRT's
-// cache format both ways and its refusals, and the Q/DQ graph against the float graph.
+// cache format both ways and its refusals, the Q/DQ graph against the float graph, and the
+// calibration batches of a directory (kiln/import/calib_data.hpp) with what a bad one is told.
 #include <doctest/doctest.h>
 
 #include <bit>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
 #include <random>
 
 #include "expect_error.hpp"
 #include "kiln/build/calibration.hpp"
+#include "kiln/import/calib_data.hpp"
+#include "kiln/import/npy.hpp"
+#include "kiln/import/onnx.hpp"
+#include "kiln/int8.hpp"
 #include "plan_test_util.hpp"
 
 using namespace kiln;
@@ -133,4 +141,183 @@ TEST_CASE("the Q/DQ graph: INT8 values before every quantized op, and close to t
   }
   const Graph g = random_cnn(1);
   expect_error<Error>([&] { build::quantize_graph(g, {}); }, {"no INT8 scale for tensor 'x'"});
+}
+
+namespace {
+namespace fs = std::filesystem;
+
+/// A fresh empty directory under the system's temporary folder.
+fs::path fresh_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("kiln_test_calibration_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+/// A graph that only declares inputs (all CalibrationData looks at).
+Graph inputs_only(std::vector<std::pair<std::string, std::vector<i64>>> inputs,
+                  DType dt = DType::f32) {
+  Graph g;
+  for (auto& [name, dims] : inputs) g.inputs.push_back({name, {dt, Shape::of(dims)}});
+  return g;
+}
+
+Tensor filled(DType dt, std::vector<i64> dims, double v) {
+  Tensor t(dt, dims);
+  for (i64 i = 0; i < t.numel(); ++i) t.set(i, v + static_cast<double>(i % 7));
+  return t;
+}
+}  // namespace
+
+TEST_CASE("calibration data: batches in sorted order, any batch size, cast to the input's dtype") {
+  const fs::path d = fresh_dir("good");
+  const Graph g = inputs_only({{"x", {-1, 2, 3}}});
+  // Written out of order, two formats, two batch sizes, f64 and f32; other files are ignored.
+  write_npy(filled(DType::f64, {4, 2, 3}, 2), (d / "b_2.npy").string());
+  write_npy(filled(DType::f32, {1, 2, 3}, 0), (d / "b_0.npy").string());
+  onnx::save_tensor(filled(DType::f32, {3, 2, 3}, 1), (d / "b_1.pb").string());
+  std::ofstream(d / "README.txt") << "not a batch";
+  fs::create_directories(d / "sub.npy");
+  const CalibrationData data(d.string(), g);
+  REQUIRE(data.size() == 3);
+  for (std::size_t b = 0; b < 3; ++b) {
+    CAPTURE(b);
+    const auto m = data.batch(b);
+    REQUIRE(m.count("x") == 1);
+    const Tensor& t = m.at("x");
+    CHECK(t.dtype() == DType::f32);
+    CHECK(t.dims() == std::vector<i64>{b == 0 ? 1 : b == 1 ? 3 : 4, 2, 3});
+    CHECK(t.get(0) == static_cast<double>(b));
+    CHECK(fs::path(data.files(b).at("x")).stem() == "b_" + std::to_string(b));
+  }
+
+  // Several inputs: a folder each, batch i is the i-th file of every folder.
+  const fs::path m = fresh_dir("multi");
+  const Graph g2 = inputs_only({{"a", {-1, 2}}, {"b", {-1, 3}}});
+  fs::create_directories(m / "a");
+  fs::create_directories(m / "b");
+  for (int i = 0; i < 2; ++i) {
+    write_npy(filled(DType::f32, {1, 2}, 10 * i), (m / "a" / fmt::format("{}.npy", i)).string());
+    write_npy(filled(DType::f32, {1, 3}, 10 * i + 5),
+              (m / "b" / fmt::format("{}.npy", i)).string());
+  }
+  const CalibrationData data2(m.string(), g2);
+  REQUIRE(data2.size() == 2);
+  CHECK(data2.batch(1).at("a").get(0) == 10);
+  CHECK(data2.batch(1).at("b").get(0) == 15);
+  fs::remove_all(d);
+  fs::remove_all(m);
+}
+
+TEST_CASE("calibration data: each bad directory or batch is refused naming the file and the rule") {
+  const Graph g = inputs_only({{"x", {-1, 2, 3}}});
+  const fs::path d = fresh_dir("bad");
+  expect_error<Error>([&] { CalibrationData((d / "none").string(), g, "--calib-data"); },
+                      {"--calib-data: '", "none' is not a directory"});
+  expect_error<Error>([&] { CalibrationData(d.string(), g, "--int8"); },
+                      {"--int8: '", "' holds no .npy or .pb files"});
+
+  auto one_file = [&](const Tensor& t) {
+    fs::remove_all(d);
+    fs::create_directories(d);
+    write_npy(t, (d / "batch.npy").string());
+    return CalibrationData(d.string(), g, "--calib-data");
+  };
+  // The rank, a fixed dim, the dtype's kind.
+  expect_error<Error>(
+      [&] {
+        one_file(filled(DType::f32, {2, 6}, 0)).batch(0);
+      },
+      {"batch.npy' holds f32[2,6]; input 'x' is f32[?,2,3]"});
+  expect_error<Error>(
+      [&] {
+        one_file(filled(DType::f32, {2, 2, 4}, 0)).batch(0);
+      },
+      {"batch.npy' holds f32[2,2,4]; input 'x' is f32[?,2,3]"});
+  expect_error<Error>(
+      [&] {
+        one_file(filled(DType::i32, {2, 2, 3}, 0)).batch(0);
+      },
+      {"batch.npy' holds i32 values; input 'x' takes f32"});
+  // NaN and Inf, with the element's index.
+  for (const double bad :
+       {std::numeric_limits<double>::quiet_NaN(), -std::numeric_limits<double>::infinity()}) {
+    Tensor t = filled(DType::f32, {1, 2, 3}, 0);
+    t.set(4, bad);
+    expect_error<Error>([&] { one_file(t).batch(0); },
+                        {"--calib-data: '", "batch.npy' holds", "at element 4"});
+  }
+  // A file that is not .npy at all: the npy reader's FormatError, naming the file.
+  fs::remove_all(d);
+  fs::create_directories(d);
+  std::ofstream(d / "junk.npy") << "not numpy";
+  expect_error<FormatError>([&] { CalibrationData(d.string(), g).batch(0); },
+                            {"junk.npy", "no \\x93NUMPY magic"});
+
+  // Several inputs: a missing folder, and folders of different counts.
+  const Graph g2 = inputs_only({{"a", {-1, 2}}, {"b", {-1, 3}}});
+  fs::remove_all(d);
+  fs::create_directories(d / "a");
+  write_npy(filled(DType::f32, {1, 2}, 0), (d / "a" / "0.npy").string());
+  write_npy(filled(DType::f32, {1, 2}, 0), (d / "a" / "1.npy").string());
+  expect_error<Error>([&] { CalibrationData(d.string(), g2, "--calib-data"); },
+                      {"--calib-data (input 'b'): '", "b' is not a directory"});
+  fs::create_directories(d / "b");
+  write_npy(filled(DType::f32, {1, 3}, 0), (d / "b" / "0.npy").string());
+  expect_error<Error>([&] { CalibrationData(d.string(), g2, "--calib-data"); },
+                      {"/a' holds 2 files", "/b' 1; every input needs one per batch"});
+  fs::remove_all(d);
+}
+
+TEST_CASE("int8_from_calibration: calibrates and writes the cache, then reads it instead") {
+  const Graph g = random_cnn(3);
+  const fs::path d = fresh_dir("int8");
+  const auto in = random_inputs(g, 9);
+  for (int i = 0; i < 3; ++i) {
+    const auto b = random_inputs(g, 20 + static_cast<std::uint64_t>(i));
+    write_npy(b.at(g.inputs[0].name), (d / fmt::format("batch_{}.npy", i)).string());
+  }
+  Int8Options o;
+  o.calib_cache = (d / "cache.txt").string();
+  expect_error<Error>([&] { int8_from_calibration(g, o); },
+                      {"calibration data: no directory of calibration batches given",
+                       "cache.txt' does not exist yet"});
+  o.calib_data = d.string();
+  o.calibrator = build::Calibrator::percentile;
+  int calls = 0;
+  o.progress = [&](int pass, int passes, std::size_t batch, std::size_t batches) {
+    CHECK(passes == 2);
+    CHECK(batches == 3);
+    CHECK(static_cast<int>(batch) == calls % 3 + 1);
+    CHECK(pass == calls / 3 + 1);
+    ++calls;
+  };
+  const Int8Result a = int8_from_calibration(g, o);
+  CHECK(calls == 6);  // two passes over three batches
+  CHECK(!a.from_cache);
+  CHECK(a.cache_written);
+  CHECK(a.batches == 3);
+  CHECK(a.tensors == build::tensors_to_calibrate(g));
+  CHECK(a.scales.size() == a.tensors.size());
+  CHECK(a.ranges.size() == a.tensors.size());
+  REQUIRE(fs::exists(o.calib_cache));
+
+  // The cache alone (no data): the same scales and graph.
+  Int8Options c;
+  c.calib_cache = o.calib_cache;
+  const Int8Result b = int8_from_calibration(g, c);
+  CHECK(b.from_cache);
+  CHECK(!b.cache_written);
+  CHECK(b.scales == a.scales);
+  CHECK(b.ranges.empty());
+  Graph qa = a.graph, qb = b.graph;
+  qa.infer(&reference::constant_evaluator());
+  qb.infer(&reference::constant_evaluator());
+  CHECK(max_error(reference::Executor(qa).run(in), reference::Executor(qb).run(in)) == 0);
+
+  // A cache of another network: the tensors it lacks are named.
+  const Graph other = random_cnn(4);
+  expect_error<Error>([&] { int8_from_calibration(other, c); },
+                      {"cache.txt: the calibration cache has no scale for"});
+  fs::remove_all(d);
 }

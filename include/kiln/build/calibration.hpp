@@ -70,6 +70,13 @@ double entropy_threshold(const std::vector<double>& hist, double amax, int level
 std::string calibration_cache_text(Calibrator c, const std::map<std::string, float>& scales);
 std::map<std::string, float> parse_calibration_cache(const std::string& text,
                                                      const std::string& what);
+/// The calibration cache file `path` read (parse_calibration_cache). Throws Error when it cannot be
+/// opened.
+std::map<std::string, float> read_calibration_cache(const std::string& path);
+/// Writes calibration_cache_text(c, scales) to `path` through a temporary file renamed over it, so
+/// that a failed write leaves no partial cache. Throws Error naming the path.
+void write_calibration_cache(const std::string& path, Calibrator c,
+                             const std::map<std::string, float>& scales);
 /// Throws Error listing the tensors the cache lacks and the ones the network lacks.
 void check_cache_covers(const std::map<std::string, float>& cache,
                         const std::vector<std::string>& needed, const std::string& what);
