@@ -3,11 +3,18 @@
 // printout of the output shape and a checksum.
 //
 // Command line of every example:  NAME [WEIGHTS.wts] [--input FILE.bin] [--shape D0,D1,...]
-//                                      [--output FILE.bin]
+//                                      [--output FILE.bin] [--int8 DIR] [--calibrator NAME]
+//                                      [--percentile P] [--calib-cache FILE]
 //   --input   raw little-endian f32 data for the network's first input; its dynamic dims come
 //             from --shape, or (when only one dim is dynamic) from the file's size. The other
 //             inputs (e.g. initial RNN states) are zeros when --input is given.
 //   --output  writes the first output as raw little-endian f32.
+//   --int8    runs the network in INT8 (Q/DQ on the CPU reference, kiln/int8.hpp), calibrated on
+//             the batches in DIR as `kiln build --int8 --calib-data DIR` reads them
+//             (kiln/import/calib_data.hpp: DIR/*.npy|*.pb for one input, DIR/<input>/ for several).
+//             --calibrator entropy (default), minmax or percentile; --percentile P (99.99);
+//             --calib-cache FILE reads the scales from FILE when it exists (then DIR may be left
+//             out: `--int8 --calib-cache FILE`), else writes them there.
 // Without flags: random inputs (seeded), as before.
 #pragma once
 
@@ -25,6 +32,7 @@
 
 #include "kiln/dsl/dsl.hpp"
 #include "kiln/import/wts.hpp"
+#include "kiln/int8.hpp"
 #include "kiln/run.hpp"
 
 namespace examples {
@@ -74,17 +82,41 @@ inline kiln::Tensor random_input(kiln::DType dtype, const std::vector<std::int64
 struct Args {
   std::optional<std::string> wts, input, output;
   std::vector<std::int64_t> shape;  ///< --shape, empty if not given
+  bool int8 = false;                ///< --int8 [DIR]
+  kiln::Int8Options int8_options;   ///< --int8 DIR, --calibrator, --percentile, --calib-cache
 };
 
 inline Args parse_args(int argc, char** argv) {
   Args a;
+  std::string int8_only;  // the first option given that needs --int8
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
+    if ((arg == "--calibrator" || arg == "--percentile" || arg == "--calib-cache") &&
+        int8_only.empty())
+      int8_only = arg;
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) throw std::runtime_error("option " + std::string(arg) + " needs a value");
       return argv[++i];
     };
-    if (arg == "--input") {
+    if (arg == "--int8") {
+      a.int8 = true;
+      if (i + 1 < argc && !std::string_view(argv[i + 1]).starts_with("--"))
+        a.int8_options.calib_data = argv[++i];
+    } else if (arg == "--calibrator") {
+      a.int8_options.calibrator = kiln::build::parse_calibrator(value());
+    } else if (arg == "--percentile") {
+      const std::string v = value();
+      std::size_t used = 0;
+      try {
+        a.int8_options.percentile = std::stod(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != v.size() || v.empty())
+        throw std::runtime_error("--percentile '" + v + "': expected a number in (0, 100]");
+    } else if (arg == "--calib-cache") {
+      a.int8_options.calib_cache = value();
+    } else if (arg == "--input") {
       a.input = value();
     } else if (arg == "--output") {
       a.output = value();
@@ -108,9 +140,10 @@ inline Args parse_args(int argc, char** argv) {
         pos = comma + 1;
       }
     } else if (arg.starts_with("--")) {
-      throw std::runtime_error(
-          "unknown option " + std::string(arg) +
-          " (use: [WEIGHTS.wts] [--input F.bin] [--shape D0,D1,...] [--output F.bin])");
+      throw std::runtime_error("unknown option " + std::string(arg) +
+                               " (use: [WEIGHTS.wts] [--input F.bin] [--shape D0,D1,...] "
+                               "[--output F.bin] [--int8 DIR] [--calibrator NAME] "
+                               "[--percentile P] [--calib-cache FILE])");
     } else if (!a.wts) {
       a.wts = std::string(arg);
     } else {
@@ -118,6 +151,9 @@ inline Args parse_args(int argc, char** argv) {
                                std::string(arg) + "')");
     }
   }
+  if (!a.int8 && !int8_only.empty()) throw std::runtime_error(int8_only + " goes with --int8 DIR");
+  a.int8_options.data_name = "--int8";
+  a.int8_options.cache_name = "--calib-cache";
   return a;
 }
 
@@ -235,8 +271,25 @@ int run_example(const char* title, int argc, char** argv, Build&& build,
       ++seed;
       std::printf("input  %s: %s\n", in.name.c_str(), inputs[in.name].type_string().c_str());
     }
+    // INT8: the network's graph calibrated (or its scales read from --calib-cache) and quantized.
+    kiln::Graph graph = net.graph();
+    if (args.int8) {
+      const kiln::Int8Result q = kiln::int8_from_calibration(graph, args.int8_options);
+      const char* calibrator = kiln::build::calibrator_name(args.int8_options.calibrator);
+      if (q.from_cache)
+        std::printf("int8: %zu scales read from %s (not calibrated)\n", q.tensors.size(),
+                    args.int8_options.calib_cache.c_str());
+      else
+        std::printf(
+            "int8: calibrated %zu tensors on %zu batches of %s with the %s calibrator in "
+            "%.1f s%s%s\n",
+            q.tensors.size(), q.batches, args.int8_options.calib_data.c_str(), calibrator,
+            q.seconds, q.cache_written ? "; cache written to " : "",
+            q.cache_written ? args.int8_options.calib_cache.c_str() : "");
+      graph = q.graph;
+    }
     const auto t1 = clock::now();
-    const auto out = kiln::run(net, inputs);
+    const auto out = kiln::reference::Executor(graph).run(inputs);
     const auto t2 = clock::now();
     for (const auto& name : net.output_names()) {
       const kiln::Tensor& t = out.at(name);
@@ -261,8 +314,8 @@ int run_example(const char* title, int argc, char** argv, Build&& build,
       std::printf("wrote %s (%s, raw f32)\n", args.output->c_str(), t.type_string().c_str());
     }
     auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
-    std::printf("%zu nodes; build %.0f ms, run %.0f ms (CPU reference)\n", net.graph().nodes.size(),
-                ms(t1 - t0), ms(t2 - t1));
+    std::printf("%zu nodes; build %.0f ms, run %.0f ms (CPU reference%s)\n", graph.nodes.size(),
+                ms(t1 - t0), ms(t2 - t1), args.int8 ? ", INT8" : "");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", title, e.what());

@@ -2,7 +2,10 @@
 """Issue 4 item 6: the DSL LeNet and char-RNN examples, run from WTS files written from PyTorch
 models (tests/data/make_wts_models.py, fixed seeds), match PyTorch's outputs within 1e-5
 relative (max|kiln - torch| / max|torch|); the char-RNN from the TensorFlow-layout file
-(charrnn_tf.wts) gives the same outputs as from the PyTorch-layout file (charrnn.wts).
+(charrnn_tf.wts) gives the same outputs as from the PyTorch-layout file (charrnn.wts). LeNet also
+runs in INT8 (`lenet lenet.wts --int8 DIR`, issue 13 item 6): within 1% of PyTorch's FP32 output,
+the same from the calibration cache it wrote, and a mistaken --int8 command line is refused with
+a message naming what is wrong.
 
     /usr/bin/python3 wts_examples.py OUTDIR --make-models make_wts_models.py --lenet EXE --charrnn EXE
 
@@ -47,12 +50,49 @@ def main():
             failures.append(what)
 
     # LeNet: both hex dialects, [1,1,28,28] -> softmax [1,10].
-    want = np.load(d("lenet_output.npy"))
+    want = want_lenet = np.load(d("lenet_output.npy"))
     for wts in ("lenet.wts", "lenet_tensorrtx.wts"):
         out = d("kiln_" + wts.replace(".wts", "_output.bin"))
         run([args.lenet, d(wts), "--input", d("lenet_input.bin"), "--output", out])
         got = np.fromfile(out, dtype="<f4").reshape(want.shape)
         check(f"lenet ({wts}) vs PyTorch", rel_err(got, want))
+
+    # LeNet in INT8 (`lenet lenet.wts --int8 DIR`): calibrated on four batches of the input with
+    # noise, within INT8 rounding of PyTorch's FP32 softmax; the cache it writes gives the same
+    # outputs without the batches; a mistaken command line is refused naming what is wrong.
+    x = np.fromfile(d("lenet_input.bin"), dtype="<f4").reshape(1, 1, 28, 28)
+    calib = d("lenet_calib")
+    os.makedirs(calib, exist_ok=True)
+    rng = np.random.RandomState(5)
+    for i in range(4):
+        np.save(os.path.join(calib, f"batch_{i}.npy"),
+                (x + rng.normal(0, 0.1, (2, 1, 28, 28))).astype(np.float32))
+    cache = d("lenet_int8.cache")
+    if os.path.exists(cache):
+        os.remove(cache)
+    int8_out = {}
+    for what, flags in (("calibrated", ["--int8", calib]), ("from its cache", ["--int8"])):
+        out = d(f"kiln_lenet_int8_{what.replace(' ', '_')}.bin")
+        run([args.lenet, d("lenet.wts"), "--input", d("lenet_input.bin"), "--output", out, *flags,
+             "--calibrator", "minmax", "--calib-cache", cache])
+        int8_out[what] = np.fromfile(out, dtype="<f4").reshape(want_lenet.shape)
+        check(f"lenet INT8 ({what}, minmax) vs PyTorch FP32", rel_err(int8_out[what], want_lenet), 0.01)
+    check("lenet INT8 from its cache vs calibrated", rel_err(int8_out["from its cache"], int8_out["calibrated"]), 0)
+    bad_calib = d("lenet_bad_calib")
+    os.makedirs(bad_calib, exist_ok=True)
+    np.save(os.path.join(bad_calib, "batch.npy"), np.zeros((2, 28, 28), dtype=np.float32))
+    for flags, message in (
+            (["--int8"], "--int8: no directory of calibration batches given (and no --calib-cache"),
+            (["--int8", d("lenet_no_such_dir")], "lenet_no_such_dir' is not a directory"),
+            (["--int8", bad_calib], "batch.npy' holds f32[2,28,28]; input 'data' is f32[N,1,28,28]"),
+            (["--calibrator", "minmax"], "--calibrator goes with --int8 DIR"),
+            (["--int8", calib, "--calibrator", "kl"], "calibrator 'kl': expected entropy, minmax or percentile")):
+        r = subprocess.run([args.lenet, d("lenet.wts"), *flags], capture_output=True, text=True)
+        ok = r.returncode == 1 and message in r.stderr
+        print(f"{'ok  ' if ok else 'FAIL'} lenet {' '.join(flags)}: exit {r.returncode}, {r.stderr.strip()!r}",
+              flush=True)
+        if not ok:
+            failures.append(f"lenet {' '.join(flags)} (expected exit 1 and '{message}')")
 
     # char-RNN: [5,2,512] padded to [16,2,512]; zero initial states; softmax [16,2,65].
     x = np.load(d("charrnn_input.npy"))
