@@ -313,10 +313,9 @@ Or: kiln build --example NAME [--weights FILE.wts] [same options]
   c.positionals("MODEL.onnx", "the ONNX model (none with --example)")
       .option("--save", "FILE", "write the plan file");
   add_build_options(c);
-  c.option(
-       "--example", "NAME",
-       "build an example network of examples/ (lenet, resnet50, resnet101, resnet152, googlenet, "
-       "vgg19, mobilenet_v2, charrnn) instead of a model")
+  c.option("--example", "NAME",
+           fmt::format("build an example network of examples/ ({}) instead of a model",
+                       fmt::join(example_names(), ", ")))
       .option("--weights", "FILE.wts", "the example's weights (random, seed 42, when not given)")
       .flag("--check", "run every pass's result on the CPU reference against the previous one");
   add_engine_options(c);

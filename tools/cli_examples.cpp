@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "charrnn.hpp"
+#include "digits.hpp"
 #include "googlenet.hpp"
 #include "lenet.hpp"
 #include "mobilenet_v2.hpp"
@@ -32,6 +33,7 @@ const std::vector<Example>& examples_list() {
       {"vgg19", examples::vgg19, {}},
       {"mobilenet_v2", examples::mobilenet_v2, {}},
       {"charrnn", examples::charrnn, examples::tf_to_torch},
+      {"digits", examples::digits, {}},
   };
   return list;
 }

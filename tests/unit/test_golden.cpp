@@ -11,6 +11,7 @@
 #include "plan_test_util.hpp"
 
 #include "../../examples/charrnn.hpp"
+#include "../../examples/digits.hpp"
 #include "../../examples/googlenet.hpp"
 #include "../../examples/lenet.hpp"
 #include "../../examples/mobilenet_v2.hpp"
@@ -89,6 +90,7 @@ TEST_CASE("golden plans of the example networks") {
       {"vgg19", [] { return build_example(examples::vgg19); }, false},
       {"mobilenet_v2", [] { return build_example(examples::mobilenet_v2); }, true},
       {"charrnn", [] { return build_example(examples::charrnn); }, true},
+      {"digits", [] { return build_example(examples::digits); }, true},
       // The CUDA runtime's targets: FP32 in NCHW, FP16 in NHWC with its kiln.ToLayout steps.
       {"resnet50.cuda",
        [] { return build_example(examples::resnet50, &kiln::plan::cuda_target(false)); }, false},
