@@ -2,7 +2,7 @@
 """INT8 accuracy on a real task: a small CNN trained now on scikit-learn's handwritten digits,
 calibrated and run by kiln in INT8 on the CPU reference, against its FP32 accuracy.
 
-    /usr/bin/python3 tools/digits_int8.py OUTDIR --kiln KILN [--max-drop 1.0]
+    /usr/bin/python3 tools/digits_int8.py OUTDIR --kiln KILN [--digits-example EXE] [--max-drop 1.0]
 
 Debian's python3-torch and python3-sklearn (the digits data ships with it; nothing is downloaded).
 Fixed seed; the 1,797 images (8x8, one channel, scaled to [0, 1]) are split into train (1,000),
@@ -18,12 +18,20 @@ test.npy, labels.npy. Then, with KILN:
     of FP32;
   - the entropy plan built again from its cache alone gives identical outputs;
   - onnxruntime's quantize_static Q/DQ model of the network (tools/ort_qdq.py, run by --ort-python):
-    kiln predicts onnxruntime's class on at least 99% of the test images.
+    kiln predicts onnxruntime's class on at least 99% of the test images;
+  - the same network written in the DSL (examples/digits.hpp, the example program EXE, by default
+    build/examples/digits beside KILN's build/tools), bound to the trained weights through
+    digits.wts written by tools/gen_wts.py: in FP32 its outputs are the ONNX model's within 1e-4;
+    `digits digits.wts --int8 calib --calibrator C` is within --max-drop points of FP32 for each
+    calibrator; and `kiln build --example digits --weights digits.wts --int8` from the ONNX model's
+    cache of C (the DSL names its layers after the PyTorch modules, so the names map one to one)
+    gives the ONNX INT8 plan's outputs exactly, while the DSL's own calibration finds the same scales.
 One line per check, then "N passed, N failed"; exit 1 on a failure, 77 (skip) without torch or
 sklearn.
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -94,11 +102,89 @@ def predict(kiln_cli, out, args, what):
     return np.load(os.path.join(d, "logits.npy"))
 
 
+def onnx_to_dsl_name(name):
+    """The DSL digits network's name of an ONNX export's tensor: the PyTorch module that makes it
+    ('/features/features.1/Relu_output_0' -> 'features.1'); graph inputs keep their names."""
+    m = re.fullmatch(r"(?:/[^/]+)*/([^/]+)/[^/]+_output_0", name)
+    return m.group(1) if m else name
+
+
+def read_cache(path):
+    """A calibration cache (TensorRT's text): its header line and tensor -> hex scale."""
+    with open(path) as f:
+        lines = f.read().split("\n")
+    return lines[0], dict(line.split(": ") for line in lines[1:] if line)
+
+
+def dsl_checks(args, out, net, te, fp32, onnx_int8, check):
+    """The digits network written in the DSL (examples/digits.hpp), bound to the trained weights
+    through a WTS file from tools/gen_wts.py: FP32 against the ONNX model, INT8 with each
+    calibrator against FP32, and the ONNX model's calibration caches on the DSL network."""
+    exe = args.digits_example or os.path.join(os.path.dirname(os.path.abspath(args.kiln)), "..", "examples", "digits")
+    if not os.path.exists(exe):
+        check(False, f"the DSL digits example program '{exe}' does not exist (build examples/digits or pass "
+              "--digits-example)")
+        return
+    pth, wts = os.path.join(out, "digits.pth"), os.path.join(out, "digits.wts")
+    torch.save(net.state_dict(), pth)
+    gen_wts = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen_wts.py")
+    kiln([sys.executable, gen_wts, pth, wts], "tools/gen_wts.py")
+    test_bin = os.path.join(out, "test.bin")
+    te[0].astype("<f4").tofile(test_bin)
+
+    def example(extra, what):
+        y_bin = os.path.join(out, f"{what}.bin")
+        text, s = kiln([exe, wts, "--input", test_bin, "--output", y_bin, *extra], what)
+        return np.fromfile(y_bin, dtype="<f4").reshape(len(te[0]), 10), text, s
+
+    y, _, _ = example([], "dsl_fp32")
+    err = float(np.abs(y - fp32).max())
+    agree = float((y.argmax(1) == fp32.argmax(1)).mean() * 100)
+    check(err <= 1e-4 and agree == 100.0,
+          f"the DSL digits network (examples/digits.hpp) bound to the trained weights through tools/gen_wts.py's "
+          f"WTS file, FP32: max|DSL - ONNX| = {err:.3g} (limit 1e-4), same class on {agree:.2f}%")
+    fp32_acc = float((fp32.argmax(1) == te[1]).mean() * 100)
+    shape = f"input={len(te[0])}x1x8x8"
+    for c in CALIBRATORS:
+        cache = os.path.join(out, f"dsl_cache_{c}.txt")
+        if os.path.exists(cache):
+            os.remove(cache)
+        y, text, s = example(["--int8", os.path.join(out, "calib"), "--calibrator", c, "--calib-cache", cache],
+                             f"dsl_int8_{c}")
+        acc = float((y.argmax(1) == te[1]).mean() * 100)
+        plan_err = float(np.abs(y - onnx_int8[c]).max())
+        check("int8: calibrated 4 tensors on 4 batches" in text and fp32_acc - acc <= args.max_drop,
+              f"the DSL digits network in INT8 ({c} calibrator, `digits digits.wts --int8 calib`): accuracy "
+              f"{acc:.2f}% vs FP32 {fp32_acc:.2f}% (drop {fp32_acc - acc:+.2f} points, limit {args.max_drop}); "
+              f"max|DSL - ONNX INT8 plan| = {plan_err:.3g}; {s:.1f} s")
+        # The ONNX model's cache of this calibrator, its names mapped to the DSL's, on the DSL network.
+        header, onnx_scales = read_cache(os.path.join(out, f"cache_{c}.txt"))
+        mapped = {onnx_to_dsl_name(k): v for k, v in onnx_scales.items()}
+        _, dsl_scales = read_cache(cache)
+        mapped_cache = os.path.join(out, f"onnx_cache_{c}_dsl_names.txt")
+        with open(mapped_cache, "w") as f:
+            f.write(header + "\n" + "".join(f"{k}: {v}\n" for k, v in sorted(mapped.items())))
+        plan = os.path.join(out, f"dsl_int8_{c}.plan")
+        if os.path.exists(plan):
+            os.remove(plan)
+        kiln([args.kiln, "build", "--example", "digits", "--weights", wts, "--int8", "--calib-cache", mapped_cache,
+              "--shape", shape, "--save", plan], f"DSL int8 build from the ONNX cache ({c})")
+        y_plan = predict(args.kiln, out, ["--plan", plan], f"dsl_int8_{c}_plan")
+        diff = float(np.abs(y_plan - onnx_int8[c]).max())
+        same = sorted(k for k in mapped if mapped[k] == dsl_scales.get(k))
+        check(np.array_equal(y_plan, onnx_int8[c]) and mapped == dsl_scales,
+              f"the DSL network's INT8 plan from the ONNX model's {c} cache (names mapped module to module) gives "
+              f"the ONNX INT8 plan's outputs (max difference {diff:.3g}, limit 0), and the DSL's own {c} calibration "
+              f"finds the same scales bit for bit ({len(same)} of {len(mapped)}: {', '.join(same)})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("outdir")
     ap.add_argument("--kiln", required=True)
     ap.add_argument("--max-drop", type=float, default=1.0, help="largest INT8 accuracy loss in points (1.0)")
+    ap.add_argument("--digits-example",
+                    help="the DSL example program examples/digits (default: build/examples/digits beside KILN)")
     ap.add_argument("--ort-python", default="python3",
                     help="the python with onnxruntime that runs tools/ort_qdq.py (python3 on PATH)")
     args = ap.parse_args()
@@ -157,6 +243,7 @@ def main():
     y = predict(args.kiln, out, ["--plan", again], "int8_entropy_from_cache")
     check("not calibrated" in text and np.array_equal(y, plans["entropy"]),
           "the entropy plan built from its calibration cache alone gives identical outputs")
+    dsl_checks(args, out, net, te, fp32, plans, check)
     # A Q/DQ model made by onnxruntime's quantize_static (tools/ort_qdq.py, under PATH's python3,
     # which has onnxruntime): kiln runs it on the reference and must predict onnxruntime's class.
     r = subprocess.run([args.ort_python, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_qdq.py"), out],
