@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The command line with hostile or mistaken input (issue 18): every case must end in an error
 # message naming the thing and what was expected (exit 1), never a crash, and must leave the
-# user's files as they were. usage: untrusted_cli.sh KILN PYTHON WORK_DIR
+# user's files as they were. Also INT8 calibration data for a DSL example (issue 13 item 8). usage: untrusted_cli.sh KILN PYTHON WORK_DIR
 set -u
 kiln=$1 py=$2 work=$3
 rm -rf "$work"
@@ -58,5 +58,36 @@ else echo "FAIL the model was changed"; fails=$((fails + 1)); fi
 "$kiln" build "$work/relu.onnx" --save "$work/relu.plan" > /dev/null || { echo "FAIL rebuild"; fails=$((fails + 1)); }
 "$kiln" run --plan "$work/relu.plan" > /dev/null || { echo "FAIL the rewritten plan does not run"; fails=$((fails + 1)); }
 [ -e "$work/relu.plan.kiln-tmp" ] && { echo "FAIL a temporary plan file was left"; fails=$((fails + 1)); }
+# INT8 of a network written in the DSL (kiln build --example lenet --int8): bad calibration data
+# is refused naming the file (and the element of a NaN), and good data gives a plan that runs.
+"$py" - "$work" <<'PY'
+import os, sys
+import numpy as np
+work = sys.argv[1]
+for d in ("calib_good", "calib_nan", "calib_shape", "calib_empty"):
+    os.makedirs(f"{work}/{d}", exist_ok=True)
+rng = np.random.RandomState(3)
+for i in range(2):
+    np.save(f"{work}/calib_good/batch_{i}.npy", rng.rand(2, 1, 28, 28).astype(np.float32))
+x = rng.rand(1, 1, 28, 28).astype(np.float32)
+x.flat[3] = np.nan
+np.save(f"{work}/calib_nan/batch_0.npy", x)
+np.save(f"{work}/calib_shape/batch_0.npy", rng.rand(1, 28, 28).astype(np.float32))
+PY
+expect_error int8_nan "--calib-data: '.*calib_nan/batch_0.npy' holds nan at element 3" \
+  "$kiln" build --example lenet --int8 --calib-data "$work/calib_nan"
+expect_error int8_shape "--calib-data: '.*calib_shape/batch_0.npy' holds f32\[1,28,28\]; input 'data' is f32\[N,1,28,28\]" \
+  "$kiln" build --example lenet --int8 --calib-data "$work/calib_shape"
+expect_error int8_empty "--calib-data: '.*calib_empty' holds no .npy or .pb files" \
+  "$kiln" build --example lenet --int8 --calib-data "$work/calib_empty"
+expect_error int8_no_data "kiln build --int8: give --calib-data DIR" "$kiln" build --example lenet --int8
+if "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --save "$work/lenet_int8.plan" \
+     > "$work/lenet_int8.out" 2>&1 && grep -q "QuantizeLinear\|calibrated 4 tensors" "$work/lenet_int8.out" \
+   && "$kiln" run --plan "$work/lenet_int8.plan" > /dev/null 2>&1; then
+  echo "ok   kiln build --example lenet --int8 --save: the INT8 plan runs"
+else
+  echo "FAIL kiln build --example lenet --int8 --save: $(tail -c 400 "$work/lenet_int8.out")"
+  fails=$((fails + 1))
+fi
 echo "$fails failed"
 [ "$fails" -eq 0 ]
