@@ -82,7 +82,7 @@ expect_error int8_empty "--calib-data: '.*calib_empty' holds no .npy or .pb file
   "$kiln" build --example lenet --int8 --calib-data "$work/calib_empty"
 expect_error int8_no_data "kiln build --int8: give --calib-data DIR" "$kiln" build --example lenet --int8
 if "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --save "$work/lenet_int8.plan" \
-     > "$work/lenet_int8.out" 2>&1 && grep -q "QuantizeLinear\|calibrated 4 tensors" "$work/lenet_int8.out" \
+     > "$work/lenet_int8.out" 2>&1 && grep -q "int8: calibrated 4 tensors on 2 batches" "$work/lenet_int8.out" \
    && "$kiln" run --plan "$work/lenet_int8.plan" > /dev/null 2>&1; then
   echo "ok   kiln build --example lenet --int8 --save: the INT8 plan runs"
 else
