@@ -1,5 +1,6 @@
 #include <cmath>
 #include <mutex>
+#include <type_traits>
 
 #include <mma.h>
 
@@ -113,14 +114,15 @@ __global__ void attention_rows(AttentionArgs a) {
   }
 }
 
-// ---- tensor cores (f16, head dim 32/64/96/128) ------------------------------------------------
-// Flash attention with WMMA: a block of four warps takes 64 query rows (16 per warp) of one
-// (batch, head) and walks the keys in tiles of 64. Per tile each warp computes its 16x64 scores
-// S = Q K^T on tensor cores (f32 accumulation) into shared memory, applies scale, softcap, mask,
-// causal frontier and window there with the online softmax (two lanes per row, f32 running max
-// and sum), writes P in f16 and adds P V into its f32 output rows, which sit in shared memory so
-// that each row can be rescaled by exp(m_old - m_new) before the product. Keys past the causal or
-// window frontier of the block's last row are never loaded.
+// ---- tensor cores (f16 and bf16, head dim 32/64/96/128)
+// ------------------------------------------------ Flash attention with WMMA: a block of four warps
+// takes 64 query rows (16 per warp) of one (batch, head) and walks the keys in tiles of 64. Per
+// tile each warp computes its 16x64 scores S = Q K^T on tensor cores (f32 accumulation) into shared
+// memory, applies scale, softcap, mask, causal frontier and window there with the online softmax
+// (two lanes per row, f32 running max and sum), writes P in the input type (f16 or bf16) and adds P
+// V into its f32 output rows, which sit in shared memory so that each row can be rescaled by
+// exp(m_old - m_new) before the product. Keys past the causal or window frontier of the block's
+// last row are never loaded.
 namespace wmma = nvcuda::wmma;
 constexpr int kTile = 64;  // query rows per block and keys per tile
 
@@ -134,9 +136,9 @@ struct TcLayout {
 
 /// rows x D halves from `src` (row r at src + r * stride; rows >= valid read as 0) into shared
 /// memory with leading dim ld, in 16-byte pieces.
-template <int D>
-__device__ __forceinline__ void load_rows(__half* dst, int ld, const __half* src,
-                                          std::int64_t stride, std::int64_t valid) {
+template <int D, class T>
+__device__ __forceinline__ void load_rows(T* dst, int ld, const T* src, std::int64_t stride,
+                                          std::int64_t valid) {
   constexpr int kChunks = D / 8;
   for (int c = static_cast<int>(threadIdx.x); c < kTile * kChunks;
        c += static_cast<int>(blockDim.x)) {
@@ -147,15 +149,15 @@ __device__ __forceinline__ void load_rows(__half* dst, int ld, const __half* src
   }
 }
 
-template <int D>
+template <class T, int D>
 __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
   using L = TcLayout<D>;
   extern __shared__ __align__(128) unsigned char smem[];
-  auto* Qs = reinterpret_cast<__half*>(smem + L::q);
-  auto* Ks = reinterpret_cast<__half*>(smem + L::k);
-  auto* Vs = reinterpret_cast<__half*>(smem + L::v);
+  auto* Qs = reinterpret_cast<T*>(smem + L::q);
+  auto* Ks = reinterpret_cast<T*>(smem + L::k);
+  auto* Vs = reinterpret_cast<T*>(smem + L::v);
   auto* S = reinterpret_cast<float*>(smem + L::s);
-  auto* P = reinterpret_cast<__half*>(smem + L::p);
+  auto* P = reinterpret_cast<T*>(smem + L::p);
   auto* O = reinterpret_cast<float*>(smem + L::o);
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) & 31;
   const std::int64_t tiles = (a.q_len + kTile - 1) / kTile;
@@ -163,16 +165,16 @@ __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
   const std::int64_t h = (blockIdx.x / tiles) % a.q_heads;
   const std::int64_t b = blockIdx.x / (tiles * a.q_heads);
   const std::int64_t g = h / (a.q_heads / a.kv_heads);
-  const auto* q = static_cast<const __half*>(a.q) + b * a.qs.b + h * a.qs.h + q0 * a.qs.s;
-  const auto* k = static_cast<const __half*>(a.k) + b * a.ks.b + g * a.ks.h;
-  const auto* v = static_cast<const __half*>(a.v) + b * a.vs.b + g * a.vs.h;
+  const auto* q = static_cast<const T*>(a.q) + b * a.qs.b + h * a.qs.h + q0 * a.qs.s;
+  const auto* k = static_cast<const T*>(a.k) + b * a.ks.b + g * a.ks.h;
+  const auto* v = static_cast<const T*>(a.v) + b * a.vs.b + g * a.vs.h;
 
   load_rows<D>(Qs, L::ldh, q, a.qs.s, a.q_len - q0);
   for (int c = static_cast<int>(threadIdx.x); c < kTile * L::ldo; c += static_cast<int>(blockDim.x))
     O[c] = 0.f;
   __syncthreads();
   const int r0 = warp * 16;
-  wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> qf[D / 16];
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qf[D / 16];
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk)
     wmma::load_matrix_sync(qf[kk], Qs + r0 * L::ldh + kk * 16, L::ldh);
@@ -199,7 +201,7 @@ __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
       wmma::fill_fragment(sf, 0.f);
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> kf;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kf;
         wmma::load_matrix_sync(kf, Ks + nt * 16 * L::ldh + kk * 16, L::ldh);
         wmma::mma_sync(sf, qf[kk], kf, sf);
       }
@@ -214,7 +216,7 @@ __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
       float x = srow[c] * a.scale;
       if (a.softcap > 0.f) x = a.softcap * tanhf(x / a.softcap);
       float bias;
-      const bool keep = key_visible<__half>(a, mask_row, i, j, bias);
+      const bool keep = key_visible<T>(a, mask_row, i, j, bias);
       x += bias;
       x = keep ? x : -INFINITY;
       srow[c] = x;
@@ -223,11 +225,11 @@ __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
     tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1));
     const float m_new = fmaxf(m, tmax);
     const float corr = m == -INFINITY ? 0.f : __expf(m - m_new);
-    __half* prow = P + row * L::ldp + part * 32;
+    T* prow = P + row * L::ldp + part * 32;
     float sum = 0.f;
     for (int c = 0; c < 32; ++c) {
       const float p = srow[c] == -INFINITY ? 0.f : __expf(srow[c] - m_new);
-      prow[c] = __float2half_rn(p);
+      detail::store(prow, c, p);
       sum += p;
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
@@ -243,8 +245,8 @@ __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
       wmma::load_matrix_sync(of, O + r0 * L::ldo + dt * 16, L::ldo, wmma::mem_row_major);
 #pragma unroll
       for (int kk = 0; kk < kTile / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> pf;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> vf;
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pf;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vf;
         wmma::load_matrix_sync(pf, P + r0 * L::ldp + kk * 16, L::ldp);
         wmma::load_matrix_sync(vf, Vs + kk * 16 * L::ldh + dt * 16, L::ldh);
         wmma::mma_sync(of, pf, vf, of);
@@ -255,12 +257,12 @@ __global__ void __launch_bounds__(128) attention_tc(AttentionArgs a) {
   }
   if (i >= a.q_len) return;
   const float inv = l > 0.f ? 1.f / l : 0.f;  // every key masked: 0, as the reference
-  auto* y = static_cast<__half*>(a.y) + b * a.ys.b + h * a.ys.h + i * a.ys.s;
+  auto* y = static_cast<T*>(a.y) + b * a.ys.b + h * a.ys.h + i * a.ys.s;
   const float* orow = O + row * L::ldo;
-  for (int d = part * (D / 2); d < (part + 1) * (D / 2); ++d) y[d] = __float2half_rn(orow[d] * inv);
+  for (int d = part * (D / 2); d < (part + 1) * (D / 2); ++d) detail::store(y, d, orow[d] * inv);
 }
 
-template <int D>
+template <class T, int D>
 cudaError_t launch_tc(const AttentionArgs& a, cudaStream_t stream) {
   // More than 48 KiB of shared memory is opted into once per device.
   static std::mutex mu;
@@ -272,7 +274,7 @@ cudaError_t launch_tc(const AttentionArgs& a, cudaStream_t stream) {
     const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
     if (!(opted & bit)) {
       const cudaError_t e =
-          cudaFuncSetAttribute(attention_tc<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+          cudaFuncSetAttribute(attention_tc<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(TcLayout<D>::bytes));
       if (e != cudaSuccess) return e;
       opted |= bit;
@@ -280,14 +282,14 @@ cudaError_t launch_tc(const AttentionArgs& a, cudaStream_t stream) {
   }
   const std::int64_t blocks = a.batch * a.q_heads * ((a.q_len + kTile - 1) / kTile);
   if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
-  attention_tc<D><<<static_cast<unsigned>(blocks), 128, TcLayout<D>::bytes, stream>>>(a);
+  attention_tc<T, D><<<static_cast<unsigned>(blocks), 128, TcLayout<D>::bytes, stream>>>(a);
   return cudaGetLastError();
 }
 
-/// The tensor-core kernel takes f16 with equal Q/K and V head dims of 32, 64, 96 or 128, each row
-/// 16-byte aligned (its loads are 16-byte pieces).
+/// The tensor-core kernel takes f16 or bf16 with equal Q/K and V head dims of 32, 64, 96 or 128,
+/// each row 16-byte aligned (its loads are 16-byte pieces).
 bool tensor_core_case(Elem elem, const AttentionArgs& a) {
-  if (elem != Elem::f16 || a.head_dim != a.v_head_dim) return false;
+  if (elem == Elem::f32 || a.head_dim != a.v_head_dim) return false;
   if (a.head_dim != 32 && a.head_dim != 64 && a.head_dim != 96 && a.head_dim != 128) return false;
   for (const void* p : {a.q, a.k, a.v})
     if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) return false;
@@ -307,12 +309,19 @@ cudaError_t attention(Elem elem, const AttentionArgs& a, cudaStream_t stream) {
   const std::int64_t blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
   if (tensor_core_case(elem, a)) {
-    switch (a.head_dim) {
-      case 32: return launch_tc<32>(a, stream);
-      case 64: return launch_tc<64>(a, stream);
-      case 96: return launch_tc<96>(a, stream);
-      default: return launch_tc<128>(a, stream);
-    }
+    return detail::dispatch(elem, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      if constexpr (std::is_same_v<T, float>) {
+        return cudaErrorInvalidValue;  // tensor_core_case takes 16-bit floats only
+      } else {
+        switch (a.head_dim) {
+          case 32: return launch_tc<T, 32>(a, stream);
+          case 64: return launch_tc<T, 64>(a, stream);
+          case 96: return launch_tc<T, 96>(a, stream);
+          default: return launch_tc<T, 128>(a, stream);
+        }
+      }
+    });
   }
   return detail::dispatch(elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;

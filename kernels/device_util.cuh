@@ -1,6 +1,7 @@
 // Device-side helpers shared by the .cu files (never included by host C++).
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -14,9 +15,15 @@ __device__ __forceinline__ float load(const float* p, std::int64_t i) { return p
 __device__ __forceinline__ float load(const __half* p, std::int64_t i) {
   return __half2float(p[i]);
 }
+__device__ __forceinline__ float load(const __nv_bfloat16* p, std::int64_t i) {
+  return __bfloat162float(p[i]);
+}
 __device__ __forceinline__ void store(float* p, std::int64_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void store(__half* p, std::int64_t i, float v) {
   p[i] = __float2half_rn(v);
+}
+__device__ __forceinline__ void store(__nv_bfloat16* p, std::int64_t i, float v) {
+  p[i] = __float2bfloat16_rn(v);
 }
 
 /// Offset of linear row-major index `i` over `dims` in a view with `strides`.
@@ -51,6 +58,7 @@ cudaError_t dispatch(Elem e, F&& f) {
   switch (e) {
     case Elem::f32: return f(static_cast<float*>(nullptr));
     case Elem::f16: return f(static_cast<__half*>(nullptr));
+    case Elem::bf16: return f(static_cast<__nv_bfloat16*>(nullptr));
   }
   return cudaErrorInvalidValue;
 }

@@ -7,7 +7,10 @@
 namespace kiln::kernels {
 
 /// Element type of a floating-point tensor on the device (compute is always in float).
-enum class Elem : int { f32 = 0, f16 = 1 };
+enum class Elem : int { f32 = 0, f16 = 1, bf16 = 2 };
+
+/// Bytes of one element of `e`.
+inline constexpr int elem_bytes(Elem e) { return e == Elem::f32 ? 4 : 2; }
 
 inline constexpr int kMaxDims = 8;
 

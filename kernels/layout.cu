@@ -71,17 +71,16 @@ cudaError_t transpose_batched(std::size_t elem_size, std::int64_t batch, std::in
 cudaError_t cast(Elem from, Elem to, const void* x, void* y, std::int64_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   const unsigned blocks = detail::grid_for(n, 256);
-  if (from == Elem::f32 && to == Elem::f16)
-    cast_kernel<<<blocks, 256, 0, stream>>>(static_cast<const float*>(x), static_cast<__half*>(y),
-                                            n);
-  else if (from == Elem::f16 && to == Elem::f32)
-    cast_kernel<<<blocks, 256, 0, stream>>>(static_cast<const __half*>(x), static_cast<float*>(y),
-                                            n);
-  else if (from == to)
-    return cudaMemcpyAsync(y, x, n * (from == Elem::f32 ? 4 : 2), cudaMemcpyDeviceToDevice, stream);
-  else
-    return cudaErrorInvalidValue;
-  return cudaGetLastError();
+  if (from == to)
+    return cudaMemcpyAsync(y, x, n * elem_bytes(from), cudaMemcpyDeviceToDevice, stream);
+  return detail::dispatch(from, [&](auto* from_tag) {
+    using F = std::remove_pointer_t<decltype(from_tag)>;
+    return detail::dispatch(to, [&](auto* to_tag) {
+      using T = std::remove_pointer_t<decltype(to_tag)>;
+      cast_kernel<<<blocks, 256, 0, stream>>>(static_cast<const F*>(x), static_cast<T*>(y), n);
+      return cudaGetLastError();
+    });
+  });
 }
 
 namespace {
