@@ -50,7 +50,7 @@ build::BuildOptions options_from(const Args& args) {
 
 Graph load(const std::string& path) { return load_onnx(path); }
 
-bool is_cuda_target(const plan::Target& t) { return t.name == "cuda" || t.name == "cuda-fp16"; }
+bool is_cuda_target(const plan::Target& t) { return runtime::target_precision(t.name).has_value(); }
 
 void write_dot(const std::string& dir, const std::string& stem, const std::string& dot) {
   std::filesystem::create_directories(dir);
@@ -154,11 +154,24 @@ std::vector<plan::Profile> profiles_from(const Args& args, const Graph& g) {
 
 const plan::Target& target_from(const Args& args, const std::string& fallback) {
   std::string name = args.get("--target", fallback);
-  if (args.has("--fp16") || args.has("--gpu")) {
-    const std::string want = args.has("--fp16") ? "cuda-fp16" : "cuda";
+  // --fp16 and --bf16 imply --gpu; each names one CUDA target.
+  const char* flag = nullptr;
+  std::string want;
+  for (const auto& [f, t] : {std::pair{"--fp16", runtime::kCudaFp16Target},
+                             std::pair{"--bf16", runtime::kCudaBf16Target}}) {
+    if (!args.has(f)) continue;
+    if (flag) throw Error(fmt::format("{} and {} ask for different precisions; give one", flag, f));
+    flag = f;
+    want = t;
+  }
+  if (!flag && args.has("--gpu")) {
+    flag = "--gpu";
+    want = runtime::kCudaTarget;
+  }
+  if (flag) {
     if (args.has("--target") && args.get("--target") != want)
       throw Error(fmt::format("--target {} disagrees with {} (which builds for {})",
-                              args.get("--target"), args.has("--fp16") ? "--fp16" : "--gpu", want));
+                              args.get("--target"), flag, want));
     name = want;
   }
   return plan::target_by_name(name);
@@ -233,9 +246,13 @@ static plan::Plan build_dynamic(const Args& args, Graph g, const build::BuildOpt
 }
 
 void add_build_options(Command& c) {
-  c.option("--target", "NAME", "cpu-reference (default), plain (no fusion), cuda or cuda-fp16")
+  c.option("--target", "NAME",
+           "cpu-reference (default), plain (no fusion), cuda, cuda-fp16 or cuda-bf16")
       .flag("--gpu", "build for the GPU: target cuda (FP32, NCHW)")
-      .flag("--fp16", "build for the GPU in FP16: target cuda-fp16 (implies --gpu)");
+      .flag("--fp16", "build for the GPU in FP16: target cuda-fp16 (implies --gpu)")
+      .flag("--bf16",
+            "build for the GPU in BF16 (FP32's range, 8 bits of mantissa): target cuda-bf16 "
+            "(implies --gpu)");
   add_shape_option(c);
   add_profile_options(c);
   add_int8_options(c);
@@ -252,8 +269,8 @@ plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport
   if (!gpu_target)
     for (const char* f : {"--workspace", "--timing-cache"})
       if (args.has(f))
-        throw Error(
-            fmt::format("kiln build: {} applies to GPU builds only (add --gpu or --fp16)", f));
+        throw Error(fmt::format(
+            "kiln build: {} applies to GPU builds only (add --gpu, --fp16 or --bf16)", f));
   if (args.has("--check")) {
     o.after_pass = [](const std::string& pass, const Graph& before, const Graph& after) {
       std::mt19937_64 rng(1);
@@ -379,7 +396,8 @@ Identity and Dropout are not layers), each fused step with what it absorbed, the
 memory plan. For a plan file: prints the plan.
 )");
   c.positionals("MODEL.onnx|PLAN", "the ONNX model or plan file")
-      .option("--target", "NAME", "cpu-reference (default), plain (no fusion), cuda or cuda-fp16");
+      .option("--target", "NAME",
+              "cpu-reference (default), plain (no fusion), cuda, cuda-fp16 or cuda-bf16");
   add_shape_option(c);
   c.option("--dot-dir", "DIR",
            "write Graphviz pictures of the graph before and after fusion into DIR (rendered to SVG "

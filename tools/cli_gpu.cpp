@@ -59,34 +59,49 @@ std::int64_t positive_int(const Args& args, const std::string& command, const st
   return static_cast<std::int64_t>(v);
 }
 
-/// Declares what the GPU commands share: --gpu, --fp16, --batch N and --shape.
+/// Declares what the GPU commands share: --gpu, --fp16, --bf16, --batch N and --shape.
 void add_gpu_model_options(Command& c) {
-  c.flag("--gpu", "run on the GPU (FP32 unless the plan is FP16)")
+  c.flag("--gpu", "run on the GPU (FP32 unless the plan is FP16 or BF16)")
       .flag("--fp16", "build an ONNX model for cuda-fp16 (implies --gpu)")
+      .flag("--bf16", "build an ONNX model for cuda-bf16 (implies --gpu)")
       .number("--batch", "N",
               "dim 0 of every input of an ONNX model; a plan's batch, at most its own");
   add_shape_option(c);
 }
 
+/// --tolerance's default: the largest |gpu - expected| / max|expected| a correct run of the
+/// precision stays under (BF16 keeps 8 bits of mantissa to FP16's 11).
+double default_tolerance(runtime::Precision p) {
+  switch (p) {
+    case runtime::Precision::f32: return 1e-4;
+    case runtime::Precision::f16: return 1e-2;
+    case runtime::Precision::bf16: return 5e-2;
+  }
+  return 1e-4;
+}
+
 /// The model (ONNX) or plan file at `path` as a plan for the GPU: an ONNX model is built for
-/// cuda (cuda-fp16 with --fp16) with dim 0 of every input = `batch` (when > 0) and the dims of
-/// the input files; a plan file must have been built for a CUDA target. `graph` receives the
-/// imported graph of an ONNX model (for --compare-reference).
+/// cuda (cuda-fp16 with --fp16, cuda-bf16 with --bf16) with dim 0 of every input = `batch` (when >
+/// 0) and the dims of the input files; a plan file must have been built for a CUDA target. `graph`
+/// receives the imported graph of an ONNX model (for --compare-reference).
 plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batch,
                     Graph* graph = nullptr, bool* fixed_shapes = nullptr) {
   if (fixed_shapes) *fixed_shapes = false;
   if (is_plan_file(path)) {
     plan::Plan p = plan::load_plan(path);
-    if (p.target != "cuda" && p.target != "cuda-fp16")
+    const auto precision = runtime::target_precision(p.target);
+    if (!precision)
       throw Error(
           fmt::format("plan '{}' was built for target '{}', not for the GPU (build it with "
-                      "`kiln build MODEL --gpu` or `--fp16`)",
+                      "`kiln build MODEL --gpu`, `--fp16` or `--bf16`)",
                       path, p.target));
-    if (args.has("--fp16") && p.target != "cuda-fp16")
-      throw Error(
-          fmt::format("--fp16: plan '{}' was built for target 'cuda' (FP32); the plan decides the "
-                      "precision (build it again with --fp16)",
-                      path));
+    for (const auto& [flag, want] : {std::pair{"--fp16", runtime::Precision::f16},
+                                     std::pair{"--bf16", runtime::Precision::bf16}})
+      if (args.has(flag) && *precision != want)
+        throw Error(fmt::format(
+            "{}: plan '{}' was built for target '{}' ({}); the plan decides the precision (build "
+            "it again with {})",
+            flag, path, p.target, runtime::precision_name(*precision), flag));
     if (args.has("--shape"))
       throw Error(
           fmt::format("--shape: plan '{}' has its shapes fixed when it was built{}", path,
@@ -405,9 +420,9 @@ void build_engine_report(plan::Plan& p, const Args& args) {
   const double ms = milliseconds(clock_type::now() - t0);
   fmt::print("{}", engine.describe());
   fmt::print("engine on {}: {}, max batch {}, made in {:.0f} ms (tactics timed{})\n",
-             device_name(engine.device()),
-             engine.precision() == runtime::Precision::f16 ? "FP16" : "FP32", engine.max_batch(),
-             ms, args.has("--timing-cache") ? ", timing cache " + args.get("--timing-cache") : "");
+             device_name(engine.device()), runtime::precision_name(engine.precision()),
+             engine.max_batch(), ms,
+             args.has("--timing-cache") ? ", timing cache " + args.get("--timing-cache") : "");
   fmt::print("device memory: weights {}, arena {}, workspace {}\n", mib(engine.weight_bytes()),
              mib(engine.arena_bytes()), mib(engine.workspace_bytes()));
   p.tactics = engine.tactics();
@@ -560,8 +575,9 @@ void bench_run(const Args& args, std::int64_t warmup, std::int64_t iterations, d
 int cmd_bench(const Argv& argv) {
   Command c(
       "bench",
-      R"(Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16, cuda-fp16,
-with dim 0 of every input = --batch; a plan file (kiln build --gpu|--fp16 --save) runs as built
+      R"(Measures a model on the GPU. An ONNX model is built for cuda (FP32) or, with --fp16 or --bf16,
+cuda-fp16 or cuda-bf16, with dim 0 of every input = --batch; a plan file (kiln build
+--gpu|--fp16|--bf16 --save) runs as built
 (--batch may lower its batch where the engine allows). The engine times its tactics first.
 Inputs are random (seeded by --seed) unless given with --input, and are uploaded once.
 )");
@@ -664,8 +680,7 @@ and with --trace writes a Chrome trace (chrome://tracing or https://ui.perfetto.
   for (std::int64_t i = 0; i < warmup; ++i) s.run_once();
   runtime::TraceProfiler profiler;
   if (args.has("--roofline")) {
-    const auto r = runtime::measure_roofline(
-        s.plan.target == "cuda-fp16" ? runtime::Precision::f16 : runtime::Precision::f32);
+    const auto r = runtime::measure_roofline(*runtime::target_precision(s.plan.target));
     profiler.set_roofline(r);
   }
   s.ctx->set_profiler(&profiler);
@@ -691,21 +706,23 @@ and with --trace writes a Chrome trace (chrome://tracing or https://ui.perfetto.
 // ---- run --gpu -----------------------------------------------------------------------------
 
 int cmd_run_gpu(const Argv& argv) {
-  Command c("run",
-            "Runs a model on the GPU: an ONNX model is built for cuda (FP32) or cuda-fp16 (--fp16, "
-            "implies\n"
-            "--gpu) with the dims of the input files; a plan file must be built for a CUDA target. "
-            "Inputs not\n"
-            "given with --input are random (or input_N.pb of --expected-dir). Prints each output's "
-            "shape,\n"
-            "checksum and first values.\n",
-            "run --gpu");
+  Command c(
+      "run",
+      "Runs a model on the GPU: an ONNX model is built for cuda (FP32), cuda-fp16 (--fp16) or "
+      "cuda-bf16\n"
+      "(--bf16; both imply --gpu) with the dims of the input files; a plan file must be built for "
+      "a CUDA target. "
+      "Inputs not\n"
+      "given with --input are random (or input_N.pb of --expected-dir). Prints each output's "
+      "shape,\n"
+      "checksum and first values.\n",
+      "run --gpu");
   c.positionals("MODEL.onnx", "the ONNX model (or --plan FILE)")
       .option("--plan", "FILE", "the plan file");
   add_gpu_model_options(c);
   add_input_options(c);
   add_output_options(c);
-  add_expected_options(c, "1e-4; 1e-2 for FP16");
+  add_expected_options(c, "1e-4; 1e-2 for FP16, 5e-2 for BF16");
   c.flag("--compare-reference", "also run the CPU reference and print the error of each output");
   add_engine_options(c);
   c.footer(
@@ -742,7 +759,8 @@ int cmd_run_gpu(const Argv& argv) {
   fmt::print("ran on {} ({})\n", device_name(engine.device()), p.target);
   report_outputs(args, names, outputs);
 
-  const double tolerance = args.number("--tolerance", p.target == "cuda-fp16" ? 1e-2 : 1e-4);
+  const double tolerance =
+      args.number("--tolerance", default_tolerance(*runtime::target_precision(p.target)));
   bool ok = true;
   const auto expected = expected_outputs(args, names);
   if (!expected.empty() && !check_expected(expected, outputs, tolerance)) ok = false;

@@ -83,7 +83,7 @@ int cmd_conformance(const Argv& argv) {
 
 int cmd_run(const Argv& argv) {
   for (const auto& a : argv)
-    if (a == "--gpu" || a == "--fp16") return cmd_run_gpu(argv);
+    if (a == "--gpu" || a == "--fp16" || a == "--bf16") return cmd_run_gpu(argv);
   for (const auto& a : argv)
     if (a == "--plan" || a.rfind("--plan=", 0) == 0) return cmd_run_plan(argv);
   Command c("run",
@@ -134,7 +134,8 @@ struct CommandEntry {
 
 constexpr CommandEntry kCommands[] = {
     {"build", "MODEL",
-     "optimize a model into a fused plan (--save FILE writes it; --gpu, --fp16 for the GPU)",
+     "optimize a model into a fused plan (--save FILE writes it; --gpu, --fp16, --bf16 for the "
+     "GPU)",
      cmd_build},
     {"run", "MODEL", "run a model on the CPU reference (or --plan FILE; --gpu on the GPU)",
      cmd_run},

@@ -71,6 +71,7 @@ def _build_argv(
     target: Optional[str] = None,
     gpu: bool = False,
     fp16: bool = False,
+    bf16: bool = False,
     shapes: Optional[Shapes] = None,
     max_batch: Optional[int] = None,
     min_shapes: Union[None, Shapes, Sequence[Shapes]] = None,
@@ -95,6 +96,8 @@ def _build_argv(
         argv.append("--gpu")
     if fp16:
         argv.append("--fp16")
+    if bf16:
+        argv.append("--bf16")
     for name, dims in (shapes or {}).items():
         argv += ["--shape", f"{name}={_dims(name, dims)}"]
     if max_batch is not None:
@@ -128,8 +131,8 @@ def build(model: Union[Model, PathLike], *, verbose: bool = False, **options: An
 
     model: a Model (load_onnx(), example()) or the path of an ONNX model.
     Options (each the ``kiln build`` flag of the same name):
-      target: "cpu-reference" (default), "plain" (no fusion), "cuda" or "cuda-fp16";
-      gpu: target "cuda"; fp16: target "cuda-fp16";
+      target: "cpu-reference" (default), "plain" (no fusion), "cuda", "cuda-fp16" or "cuda-bf16";
+      gpu: target "cuda"; fp16: target "cuda-fp16"; bf16: target "cuda-bf16" (BF16 on the GPU);
       shapes: {input: dims} for dynamic dims (--shape); max_batch: dim 0 of every input;
       min_shapes, opt_shapes, max_shapes: {input: dims}, or a list of them for several
         profiles: a dynamic plan (--min-shapes ...); buckets_between: shapes timed between;

@@ -95,17 +95,18 @@ Target make_plain() {
 /// The CUDA runtime (kiln/runtime/engine.hpp). Its steps write contiguous outputs only (no
 /// strided slices: a concat is elided only where each input's slice is contiguous), never in
 /// place (cuDNN's convolution cannot write over the residual it adds), and views cost nothing.
-/// FP32 computes in NCHW; FP16 takes NHWC for convolutions, pooling and concat (tensor cores
-/// want channels last) and converts with kiln.ToLayout steps where a step needs the other.
-Target make_cuda(bool fp16) {
+/// FP32 computes in NCHW; FP16 and BF16 take NHWC for convolutions, pooling and concat (tensor
+/// cores want channels last) and convert with kiln.ToLayout steps where a step needs the other.
+/// The plan is the same for both 16-bit formats: only the engine's storage differs.
+Target make_cuda(const char* name, bool half_width) {
   Target t;
-  t.name = fp16 ? "cuda-fp16" : "cuda";
+  t.name = name;
   t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
                fusion::kPointwiseChain, fusion::kLayerNorm,      fusion::kGelu,
                fusion::kAttention};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 8;  // kernels::kMaxChainSteps
-  if (fp16) {
+  if (half_width) {
     for (const char* op : {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
                            "GlobalMaxPool", "Concat"})
       t.layouts[op] = {Layout::NHWC, Layout::NCHW};
@@ -113,7 +114,7 @@ Target make_cuda(bool fp16) {
   t.strided_output = false;
   t.strided_input = false;
   t.in_place = false;
-  t.concat_in_place = !fp16;  // NHWC slices along C are never contiguous
+  t.concat_in_place = !half_width;  // NHWC slices along C are never contiguous
   t.view_ops = true;
   t.alignment = 256;
   return t;
@@ -124,7 +125,8 @@ struct Targets {
   std::map<std::string, std::shared_ptr<const Target>> by_name;
   std::vector<std::shared_ptr<const Target>> replaced;  // kept: references to them stay valid
   Targets() {
-    for (Target t : {make_cpu_reference(), make_plain(), make_cuda(false), make_cuda(true)}) {
+    for (Target t : {make_cpu_reference(), make_plain(), make_cuda("cuda", false),
+                     make_cuda("cuda-fp16", true), make_cuda("cuda-bf16", true)}) {
       const std::string name = t.name;
       by_name[name] = std::make_shared<const Target>(std::move(t));
     }

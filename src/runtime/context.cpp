@@ -99,15 +99,16 @@ void check_bindings(const detail::EngineState& st, const Bindings& b) {
   }
 }
 
-/// Copies (or converts to FP16 and back) between a binding and the value's place.
+/// Copies (or converts to the engine's 16-bit format and back) between a binding and the value's
+/// place.
 void move_binding(const detail::DeviceValue& v, void* binding, bool in, Stream s) {
   const i64 n = v.numel();
   if (n == 0) return;
-  if (v.half && v.dtype == DType::f32) {
+  if (v.half() && v.dtype == DType::f32) {
     if (in)
-      KILN_CHECK(kernels::cast(kernels::Elem::f32, kernels::Elem::f16, binding, v.ptr, n, s));
+      KILN_CHECK(kernels::cast(kernels::Elem::f32, v.elem(), binding, v.ptr, n, s));
     else
-      KILN_CHECK(kernels::cast(kernels::Elem::f16, kernels::Elem::f32, v.ptr, binding, n, s));
+      KILN_CHECK(kernels::cast(v.elem(), kernels::Elem::f32, v.ptr, binding, n, s));
     return;
   }
   const std::size_t bytes = static_cast<std::size_t>(n) * v.elem_size();
@@ -125,11 +126,11 @@ void report_non_finite(const detail::EngineState& st, const Node& step, i64 batc
   for (const auto& o : step.outputs) {
     if (o.empty()) continue;
     const auto v = st.value(o, batch, arena);
-    if (!(v.half || v.dtype == DType::f32) || !v.contiguous()) continue;
+    if (!(v.half() || v.dtype == DType::f32) || !v.contiguous()) continue;
     const i64 n = v.numel();
     i64 bad = 0;
     double most = 0;
-    for (float f : detail::download_floats(v.ptr, n, v.half)) {
+    for (float f : detail::download_floats(v.ptr, n, v.fp)) {
       if (!std::isfinite(f))
         ++bad;
       else

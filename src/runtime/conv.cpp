@@ -3,18 +3,13 @@
 #include <vector>
 
 #include "check.hpp"
+#include "library_types.hpp"
 
 namespace kiln::runtime {
 
 namespace {
-cudnnDataType_t dnn_type(Precision p) {
-  return p == Precision::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_HALF;
-}
 cudnnTensorFormat_t dnn_format(Layout l) {
   return l == Layout::nchw ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC;
-}
-kernels::Elem elem_of(Precision p) {
-  return p == Precision::f32 ? kernels::Elem::f32 : kernels::Elem::f16;
 }
 
 std::string shape_text(const ConvShape& s) {
@@ -24,13 +19,13 @@ std::string shape_text(const ConvShape& s) {
       s.groups);
 }
 
-/// Math type: FP32 without TF32 is FMA only; FP16 uses tensor cores.
+/// Math type: FP32 without TF32 is FMA only; FP16 and BF16 use tensor cores.
 cudnnMathType_t math_type(const ConvOptions& o) {
-  if (o.precision == Precision::f16) return CUDNN_TENSOR_OP_MATH;
+  if (o.precision != Precision::f32) return CUDNN_TENSOR_OP_MATH;
   return o.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 bool math_allowed(const ConvOptions& o, cudnnMathType_t m) {
-  return o.precision == Precision::f16 || o.allow_tf32 || m == CUDNN_FMA_MATH ||
+  return o.precision != Precision::f32 || o.allow_tf32 || m == CUDNN_FMA_MATH ||
          m == CUDNN_DEFAULT_MATH;
 }
 
@@ -87,8 +82,8 @@ struct CudnnConvolutionBase::Impl {
     KILN_CHECK(cudnnCreateFilterDescriptor(&filter));
     KILN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
     KILN_CHECK(cudnnCreateActivationDescriptor(&relu));
-    KILN_CHECK(cudnnSetFilter4dDescriptor(filter, dnn_type(o.precision), dnn_format(o.layout),
-                                          filter_k, filter_c, s.kh, s.kw));
+    KILN_CHECK(cudnnSetFilter4dDescriptor(filter, detail::cudnn_type(o.precision),
+                                          dnn_format(o.layout), filter_k, filter_c, s.kh, s.kw));
     KILN_CHECK(cudnnSetConvolution2dDescriptor(conv, s.pad_h, s.pad_w, s.stride_h, s.stride_w,
                                                s.dil_h, s.dil_w, CUDNN_CROSS_CORRELATION,
                                                CUDNN_DATA_FLOAT));
@@ -100,8 +95,8 @@ struct CudnnConvolutionBase::Impl {
 
   /// Sets a 4-D tensor descriptor in the options' layout and precision.
   static void tensor(cudnnTensorDescriptor_t t, const ConvOptions& o, int n, int c, int h, int w) {
-    KILN_CHECK(
-        cudnnSetTensor4dDescriptor(t, dnn_format(o.layout), dnn_type(o.precision), n, c, h, w));
+    KILN_CHECK(cudnnSetTensor4dDescriptor(t, dnn_format(o.layout), detail::cudnn_type(o.precision),
+                                          n, c, h, w));
   }
 
   /// Scratch x, w and y for timing or probing algorithms (y of dims `out`).
@@ -169,7 +164,7 @@ struct CudnnConvolutionBase::Impl {
       st.alpha = o.act_alpha;
       st.beta = o.act_beta;
     }
-    KILN_CHECK(kernels::pointwise_chain(elem_of(o.precision), c, y, y, stream));
+    KILN_CHECK(kernels::pointwise_chain(detail::elem_of(o.precision), c, y, y, stream));
   }
 };
 

@@ -7,6 +7,7 @@
 
 #include "check.hpp"
 #include "conv.hpp"
+#include "library_types.hpp"
 
 namespace kiln::runtime {
 
@@ -112,7 +113,7 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
     : lib_(lib), shape_(s), opt_(o), bias_(bias), impl_(std::make_unique<Impl>()) {
   if (!fusable(o)) throw UnsupportedError("[Conv] the activation is not one cuDNN's graph fuses");
   Impl& d = *impl_;
-  const cudnnDataType_t io = o.precision == Precision::f16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+  const cudnnDataType_t io = detail::cudnn_type(o.precision);
   const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
   const std::int64_t oh = (s.h + 2 * s.pad_h - s.dil_h * (s.kh - 1) - 1) / s.stride_h + 1;
   const std::int64_t ow = (s.w + 2 * s.pad_w - s.dil_w * (s.kw - 1) - 1) / s.stride_w + 1;
@@ -256,9 +257,9 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
       d.configs.push_back(std::move(cfgs[static_cast<std::size_t>(i)]));
       if (d.configs.size() >= cap) break;
     }
-    // FP16: heuristic A's best eight (the tensor-core engines lead it). FP32 without tensor
-    // cores: the fallback list too, whose FMA engines heuristic A often ranks low.
-    if (!d.configs.empty() && o.precision == Precision::f16) break;
+    // FP16/BF16: heuristic A's best eight (the tensor-core engines lead it). FP32 without
+    // tensor cores: the fallback list too, whose FMA engines heuristic A often ranks low.
+    if (!d.configs.empty() && o.precision != Precision::f32) break;
     cap += 8;
   }
   // The first that finalizes within the workspace limit is the untuned choice.

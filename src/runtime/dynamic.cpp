@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "engine_impl.hpp"
 #include "kiln/ir/error.hpp"
 
 namespace kiln::runtime {
@@ -79,10 +80,9 @@ DynamicEngine::DynamicEngine(const plan::Plan& dynamic, Specialize specialize,
   if (!dynamic.is_dynamic() || !dynamic.source)
     throw FormatError(fmt::format(
         "plan '{}' is static (built without profiles): run it with an Engine", dynamic.graph_name));
-  if (dynamic.target != kCudaTarget && dynamic.target != kCudaFp16Target)
-    throw FormatError(
-        fmt::format("plan '{}' was built for target '{}'; a GPU engine takes '{}' or '{}'",
-                    dynamic.graph_name, dynamic.target, kCudaTarget, kCudaFp16Target));
+  if (!target_precision(dynamic.target))
+    throw FormatError(fmt::format("plan '{}' was built for target '{}'; a GPU engine takes {}",
+                                  dynamic.graph_name, dynamic.target, detail::gpu_target_names()));
   if (!specialize) throw Error("DynamicEngine: no specializer given");
   if (max_shapes == 0) throw Error("DynamicEngine: max_shapes must be at least 1");
   check_gpu_plan(dynamic);

@@ -8,6 +8,7 @@
 #include "engine_impl.hpp"
 #include "kiln/ir/fused.hpp"
 #include "kiln/runtime/device.hpp"
+#include "library_types.hpp"
 
 namespace kiln::runtime {
 
@@ -30,12 +31,25 @@ void StderrLogger::log(Severity severity, const std::string& message) {
   std::fprintf(stderr, "[kiln %s] %s\n", severity_name(severity), message.c_str());
 }
 
+// ---- targets ------------------------------------------------------------------------------
+
+std::optional<Precision> target_precision(const std::string& target) {
+  if (target == kCudaTarget) return Precision::f32;
+  if (target == kCudaFp16Target) return Precision::f16;
+  if (target == kCudaBf16Target) return Precision::bf16;
+  return std::nullopt;
+}
+
 namespace detail {
+
+std::string gpu_target_names() {
+  return fmt::format("'{}', '{}' or '{}'", kCudaTarget, kCudaFp16Target, kCudaBf16Target);
+}
 
 // ---- values -------------------------------------------------------------------------------
 
 i64 DeviceValue::numel() const { return product(dims); }
-std::size_t DeviceValue::elem_size() const { return half ? 2 : dtype_size(dtype); }
+std::size_t DeviceValue::elem_size() const { return half() ? 2 : dtype_size(dtype); }
 
 bool DeviceValue::contiguous() const {
   i64 expect = 1;
@@ -48,15 +62,14 @@ bool DeviceValue::contiguous() const {
 }
 
 kernels::Elem DeviceValue::elem() const {
-  if (half) return kernels::Elem::f16;
-  if (dtype == DType::f32) return kernels::Elem::f32;
-  throw UnsupportedError(fmt::format("the GPU runtime computes in f32 and f16 only; '{}' is {}",
-                                     name, dtype_name(dtype)));
+  if (half() || dtype == DType::f32) return elem_of(fp);
+  throw UnsupportedError(fmt::format(
+      "the GPU runtime computes in f32, f16 and bf16 only; '{}' is {}", name, dtype_name(dtype)));
 }
 
 std::string DeviceValue::describe() const {
-  return fmt::format("{}{}{} '{}'", half ? "f16" : dtype_name(dtype), dims_to_string(dims),
-                     nhwc() ? " NHWC" : "", name);
+  return fmt::format("{}{}{} '{}'", half() ? element_name(fp) : dtype_name(dtype),
+                     dims_to_string(dims), nhwc() ? " NHWC" : "", name);
 }
 
 namespace {
@@ -82,7 +95,7 @@ DeviceValue EngineState::value(const std::string& name, i64 batch, std::byte* ar
   v.name = name;
   if (auto w = plan.weights.find(name); w != plan.weights.end()) {
     v.dtype = w->second.dtype();
-    v.half = float_kind(v.dtype) && (precision == Precision::f16 || v.dtype == DType::f16);
+    v.fp = storage_of(v.dtype, precision);
     v.dims = w->second.dims();
     v.strides = row_major(v.dims);
     v.host = &w->second;
@@ -93,7 +106,7 @@ DeviceValue EngineState::value(const std::string& name, i64 batch, std::byte* ar
     throw GraphError(fmt::format("'{}' has no place in the plan's memory", name));
   const plan::PlannedValue& pv = it->second;
   v.dtype = pv.dtype;
-  v.half = float_kind(v.dtype) && (precision == Precision::f16 || v.dtype == DType::f16);
+  v.fp = storage_of(v.dtype, precision);
   v.dims = pv.dims;
   if (batch != max_batch && !v.dims.empty()) v.dims[0] = batch;
   const bool own = pv.contiguous();
@@ -119,11 +132,12 @@ DeviceValue EngineState::value(const std::string& name, i64 batch, std::byte* ar
 Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
     : state_(std::make_shared<detail::EngineState>()) {
   auto& st = *state_;
-  if (plan.target != kCudaTarget && plan.target != kCudaFp16Target)
+  const std::optional<Precision> precision = target_precision(plan.target);
+  if (!precision)
     throw FormatError(
-        fmt::format("plan '{}' was built for target '{}'; the GPU runs plans built for "
-                    "'{}' or '{}' (kiln build --gpu or --fp16)",
-                    plan.graph_name, plan.target, kCudaTarget, kCudaFp16Target));
+        fmt::format("plan '{}' was built for target '{}'; the GPU runs plans built for {} "
+                    "(kiln build --gpu, --fp16 or --bf16)",
+                    plan.graph_name, plan.target, detail::gpu_target_names()));
   check_gpu_plan(plan);
   std::map<std::string, detail::Tactic> recorded;  // checked before any GPU work
   for (const auto& [key, text] : plan.tactics) {
@@ -141,7 +155,7 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
     st.logger = options.logger;
   else
     st.logger = (st.own_logger = std::make_unique<StderrLogger>()).get();
-  st.precision = plan.target == kCudaFp16Target ? Precision::f16 : Precision::f32;
+  st.precision = *precision;
   KILN_CHECK(cudaGetDevice(&st.device));
 
   // The physical layout of every 4-D value: that of the step that makes it.
@@ -228,7 +242,7 @@ std::string Engine::describe() const {
   const auto& st = *state_;
   std::string s =
       fmt::format("engine: {} steps, {} at batch {} on device {}\n", st.described.size(),
-                  st.precision == Precision::f16 ? "FP16" : "FP32", st.max_batch, st.device);
+                  precision_name(st.precision), st.max_batch, st.device);
   for (std::size_t i = 0; i < st.described.size(); ++i) {
     const Node& n = st.plan.steps[i];
     const std::string what = is_fused(n) ? n.attr_string("pattern", n.op) : n.op;

@@ -28,7 +28,9 @@ using i64 = std::int64_t;
 struct DeviceValue {
   std::string name;
   DType dtype = DType::f32;  ///< the plan's dtype
-  bool half = false;         ///< a float value stored as FP16 (FP16 engines)
+  /// How a float value is stored: f32, or 16-bit (a 16-bit engine's every float value, an f16 or
+  /// bf16 value in any engine; storage_of()). f32 for values that are no floats (dtype says).
+  Precision fp = Precision::f32;
   std::vector<i64> dims;
   std::vector<i64> strides;
   plan::Layout layout = plan::Layout::NCHW;  ///< physical layout of a 4-D value
@@ -39,9 +41,13 @@ struct DeviceValue {
   std::size_t elem_size() const;  ///< as stored
   bool contiguous() const;        ///< strides are row-major over dims (size-1 dims ignored)
   bool nhwc() const { return dims.size() == 4 && layout == plan::Layout::NHWC; }
-  kernels::Elem elem() const;    ///< float values only (throws otherwise)
-  std::string describe() const;  ///< "f32[1,64,56,56] NHWC 'x'"
+  bool half() const { return fp != Precision::f32; }  ///< a float stored in 16 bits
+  kernels::Elem elem() const;                         ///< float values only (throws otherwise)
+  std::string describe() const;                       ///< "f32[1,64,56,56] NHWC 'x'"
 };
+
+/// The targets a GPU engine runs, for messages: "'cuda', 'cuda-fp16' or 'cuda-bf16'".
+std::string gpu_target_names();
 
 /// What a step gets when it runs.
 struct RunArgs {
@@ -163,14 +169,20 @@ float time_ms(const std::function<void()>& f, int repeats = 5);
 std::pair<double, double> step_cost(const EngineState& st, const Node& step, i64 batch,
                                     std::byte* arena);
 
-/// Whether values of `t` are stored as floats the engine may convert (f32, f16).
-inline bool float_kind(DType t) { return t == DType::f32 || t == DType::f16; }
+/// Whether values of `t` are stored as floats the engine may convert (f32, f16, bf16).
+inline bool float_kind(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
+/// How an engine of `precision` stores a value of `t`: an f16 or bf16 value as itself, an f32
+/// value in the engine's precision, anything else as f32 (i.e. as its dtype).
+inline Precision storage_of(DType t, Precision precision) {
+  if (t == DType::f16) return Precision::f16;
+  if (t == DType::bf16) return Precision::bf16;
+  return t == DType::f32 ? precision : Precision::f32;
+}
 
-/// Host float data converted to the stored element type (f32 copy or f16).
-std::vector<std::byte> to_device_format(const float* data, i64 n, bool half);
-/// The inverse: `n` stored elements (f32, or f16 when `half`) read back from the device as
-/// floats, synchronously.
-std::vector<float> download_floats(const void* device, i64 n, bool half);
+/// Host float data converted to the stored element type `fp` (f32 copy, f16 or bf16).
+std::vector<std::byte> to_device_format(const float* data, i64 n, Precision fp);
+/// The inverse: `n` elements stored as `fp` read back from the device as floats, synchronously.
+std::vector<float> download_floats(const void* device, i64 n, Precision fp);
 /// A float weight's values as f32 on the host (f16/bf16/f64 converted); throws for other dtypes.
 std::vector<float> host_floats(const Tensor& t);
 

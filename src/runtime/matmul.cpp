@@ -6,12 +6,11 @@
 #include <cublasLt.h>
 
 #include "check.hpp"
+#include "library_types.hpp"
 
 namespace kiln::runtime {
 
 namespace {
-cudaDataType_t blas_type(Precision p) { return p == Precision::f32 ? CUDA_R_32F : CUDA_R_16F; }
-
 cublasLtEpilogue_t epilogue_of(Epilogue e, bool bias) {
   switch (e) {
     case Epilogue::none: return bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
@@ -57,7 +56,7 @@ Matmul::Matmul(const Library& lib, const MatmulShape& s, const MatmulOptions& o)
   const cublasLtEpilogue_t epi = epilogue_of(o.epilogue, o.bias);
   KILN_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
 
-  const cudaDataType_t t = blas_type(o.precision);
+  const cudaDataType_t t = detail::blas_type(o.precision);
   // Our B, column-major: [n, k] (ld n), or [k, n] (ld k) when stored transposed.
   const std::uint64_t a_rows = s.trans_b ? s.k : s.n, a_cols = s.trans_b ? s.n : s.k;
   const std::uint64_t b_rows = s.trans_a ? s.m : s.k, b_cols = s.trans_a ? s.k : s.m;

@@ -5,7 +5,9 @@
 
 #include "check.hpp"
 #include "copy.cuh"
+#include "engine_impl.hpp"
 #include "kiln/ir/dtype.hpp"
+#include "library_types.hpp"
 
 namespace kiln::runtime {
 
@@ -13,10 +15,6 @@ namespace {
 
 constexpr std::size_t kAlign = 256;
 std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
-cudnnDataType_t dnn_type(Precision p) {
-  return p == Precision::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_HALF;
-}
 
 cudnnRNNMode_t dnn_mode(RnnCell c) {
   switch (c) {
@@ -112,14 +110,14 @@ Rnn::Rnn(const Library& lib, const RnnShape& s, Precision precision)
         fmt::format("[{}] bad shape: {} (reverse needs directions 1)", op, rnn_shape_text(s)));
 
   Impl& d = *impl_;
-  const cudnnDataType_t dt = dnn_type(precision);
+  const cudnnDataType_t dt = detail::cudnn_type(precision);
   const std::size_t es = element_size(precision);
   try {
     KILN_CHECK(cudnnCreateRNNDescriptor(&d.rnn));
     KILN_CHECK(cudnnCreateRNNDataDescriptor(&d.x));
     KILN_CHECK(cudnnCreateRNNDataDescriptor(&d.y));
     KILN_CHECK(cudnnCreateTensorDescriptor(&d.h));
-    // FP32: FMA only (no TF32). FP16: tensor cores, float accumulation.
+    // FP32: FMA only (no TF32). FP16/BF16: tensor cores, float accumulation.
     const cudnnMathType_t math =
         precision == Precision::f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
     KILN_CHECK(cudnnSetRNNDescriptor_v8(
@@ -237,13 +235,9 @@ void Rnn::pack_weights(const float* W, const float* R, const float* B, void* wei
       }
     }
   }
-  if (precision_ == Precision::f32) {
-    KILN_CHECK(cudaMemcpy(weight_space, host.data(), host.size() * 4, cudaMemcpyHostToDevice));
-  } else {
-    std::vector<std::uint16_t> half(host.size());
-    for (std::size_t i = 0; i < host.size(); ++i) half[i] = f16::from_float(host[i]);
-    KILN_CHECK(cudaMemcpy(weight_space, half.data(), half.size() * 2, cudaMemcpyHostToDevice));
-  }
+  const auto stored =
+      detail::to_device_format(host.data(), static_cast<std::int64_t>(host.size()), precision_);
+  KILN_CHECK(cudaMemcpy(weight_space, stored.data(), stored.size(), cudaMemcpyHostToDevice));
 }
 
 void Rnn::forward(const void* x, const void* h0, const void* c0, const void* weight_space, void* y,

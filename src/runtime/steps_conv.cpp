@@ -17,8 +17,6 @@ namespace kiln::runtime::detail {
 
 namespace {
 
-std::string prec_name(Precision p) { return p == Precision::f16 ? "f16" : "f32"; }
-
 /// The tail of a conv or gemm step: what the library fuses and what is left for a chain.
 struct Tail {
   bool residual = false;
@@ -40,7 +38,7 @@ Tail split_tail(const StepEnv& env, const FusedBody& body, const DeviceValue& y,
     const int at = p.inputs[0] == running ? 0 : (p.inputs[1] == running ? 1 : -1);
     if (at >= 0 && p.inputs[1 - at] != running) {
       const DeviceValue r = env.value(fused_input_name(env.node.inputs, p.inputs[1 - at]));
-      if (!r.host && r.dims == y.dims && r.strides == y.strides && r.half == y.half) {
+      if (!r.host && r.dims == y.dims && r.strides == y.strides && r.fp == y.fp) {
         t.residual = true;
         t.residual_name = r.name;
         running = p.outputs.at(0);
@@ -170,8 +168,8 @@ class GraphBackend final : public ConvBackend {
     std::unique_ptr<Convolution> legacy;
     try {
       legacy = std::make_unique<Convolution>(s_.lib, s_.shape, s_.options);
-      // FP32: the legacy FMA kernels compete (they often win without tensor cores). FP16: the
-      // legacy API is only the reference that the graph engines are checked against.
+      // FP32: the legacy FMA kernels compete (they often win without tensor cores). FP16/BF16:
+      // the legacy API is only the reference that the graph engines are checked against.
       if (s_.options.precision == Precision::f32) l = legacy->tune();
     } catch (const Error&) {
       legacy.reset();
@@ -223,8 +221,7 @@ class GraphBackend final : public ConvBackend {
         f = static_cast<float>(((static_cast<double>(st >> 11) / 9007199254740992.0) * 2 - 1) *
                                scale);
       }
-      auto bytes = to_device_format(v.data(), static_cast<i64>(block),
-                                    s_.options.precision == Precision::f16);
+      auto bytes = to_device_format(v.data(), static_cast<i64>(block), s_.options.precision);
       DeviceBuffer b(std::max<std::size_t>(n * es, 16));
       for (std::size_t at = 0; at < n; at += block) {
         const std::size_t take = std::min(block, n - at);
@@ -245,12 +242,15 @@ class GraphBackend final : public ConvBackend {
     // and cheap at large batches).
     const std::size_t nc = std::min<std::size_t>(ny, std::size_t{1} << 22);
     auto host = [&](const DeviceBuffer& d) {
-      return download_floats(d.get(), static_cast<i64>(nc), es == 2);
+      return download_floats(d.get(), static_cast<i64>(nc), s_.options.precision);
     };
     const std::vector<float> ref = host(yref);
     double scale = 0;
     for (float v : ref) scale = std::max(scale, static_cast<double>(std::fabs(v)));
-    const double tol = s_.options.precision == Precision::f16 ? 1e-2 : 1e-4;
+    // BF16 keeps 8 bits of mantissa to FP16's 11: one rounding apart is 8x larger.
+    const double tol = s_.options.precision == Precision::f32
+                           ? 1e-4
+                           : (s_.options.precision == Precision::f16 ? 1e-2 : 4e-2);
     GraphConvolution::TuneData data{
         x.get(), w.get(), pb, pr, y.get(), [&](int candidate) {
           const std::vector<float> got = host(y);
@@ -393,8 +393,8 @@ class ConvStep final : public Step {
           fmt::format("{}input {} and output {} differ in layout (the plan lacks a conversion)",
                       n.where(), x_.describe(), y_.describe()));
     if (!nhwc && !x_.contiguous()) unsupported(n, "a strided convolution input");
-    const Precision prec = y_.half ? Precision::f16 : Precision::f32;
-    if (x_.half != y_.half) unsupported(n, "a convolution between precisions");
+    const Precision prec = y_.fp;
+    if (x_.fp != y_.fp) unsupported(n, "a convolution between precisions");
 
     // Shape (1-D as H = 1).
     const auto& wd = w.dims;
@@ -448,8 +448,7 @@ class ConvStep final : public Step {
       shape_.out_pad_w = static_cast<int>(at0(op, 1));
     }
 
-    // Weights: FP16 and channels-last as the step runs.
-    const bool half = prec == Precision::f16;
+    // Weights: in the step's precision and channels-last as the step runs.
     const Tensor& wt = *w.host;
     const auto wf = host_floats(wt);
     const i64 k0 = wd[0], k1 = wd[1], sp = r == 4 ? wd[2] * wd[3] : wd[2];
@@ -459,8 +458,9 @@ class ConvStep final : public Step {
         for (i64 b = 0; b < k1; ++b)
           for (i64 s = 0; s < sp; ++s) perm[(a * sp + s) * k1 + b] = wf[(a * k1 + b) * sp + s];
     }
-    auto bytes = to_device_format(perm.data(), wt.numel(), half);
-    w_ = env.engine.weights.get(fmt::format("conv:{}:{}:{}", w.name, nhwc, half), bytes.size(),
+    auto bytes = to_device_format(perm.data(), wt.numel(), prec);
+    w_ = env.engine.weights.get(fmt::format("conv:{}:{}:{}", w.name, nhwc, element_name(prec)),
+                                bytes.size(),
                                 [&](DeviceBuffer& b) { b.upload(bytes.data(), bytes.size()); });
     if (c.inputs.size() > 2 && !c.inputs[2].empty()) {
       const DeviceValue bv = env.value(fused_input_name(n.inputs, c.inputs[2]));
@@ -509,7 +509,7 @@ class ConvStep final : public Step {
         "{}|n{} c{} {}x{} k{} {}x{} p{},{} s{},{} d{},{} g{} op{},{}|{}|{}|{}|res{}|tf32 {}|ws {}",
         deconv_ ? "deconv" : "conv", shape_.n, shape_.c, shape_.h, shape_.w, shape_.k, shape_.kh,
         shape_.kw, shape_.pad_h, shape_.pad_w, shape_.stride_h, shape_.stride_w, shape_.dil_h,
-        shape_.dil_w, shape_.groups, shape_.out_pad_h, shape_.out_pad_w, prec_name(prec),
+        shape_.dil_w, shape_.groups, shape_.out_pad_h, shape_.out_pad_w, element_name(prec),
         nhwc ? "nhwc" : "nchw", static_cast<int>(o.activation), o.residual, o.allow_tf32,
         o.workspace_limit);
   }
@@ -611,13 +611,13 @@ class ConvStep final : public Step {
 
 /// The weight `c` (n values) times `scale` on the device in the step's precision, as cuBLASLt's
 /// bias epilogue reads it; converted and uploaded once per engine (the weight cache's key).
-const void* bias_row(const StepEnv& env, const DeviceValue& c, i64 n, double scale, bool half) {
-  return env.engine.weights.get(fmt::format("gemm-bias:{}:{}:{}", c.name, scale, half),
-                                static_cast<std::size_t>(n) * (half ? 2 : 4),
+const void* bias_row(const StepEnv& env, const DeviceValue& c, i64 n, double scale, Precision fp) {
+  return env.engine.weights.get(fmt::format("gemm-bias:{}:{}:{}", c.name, scale, element_name(fp)),
+                                static_cast<std::size_t>(n) * element_size(fp),
                                 [&](DeviceBuffer& buf) {
                                   auto v = host_floats(*c.host);
                                   for (auto& x : v) x = static_cast<float>(x * scale);
-                                  const auto bytes = to_device_format(v.data(), n, half);
+                                  const auto bytes = to_device_format(v.data(), n, fp);
                                   buf.upload(bytes.data(), bytes.size());
                                 });
 }
@@ -630,15 +630,14 @@ class GemmStep final : public Step {
     const DeviceValue a = env.value(fused_input_name(n.inputs, g.inputs.at(0)));
     const DeviceValue b = env.value(fused_input_name(n.inputs, g.inputs.at(1)));
     y_ = env.value(n.outputs.at(0));
-    if (a.half != y_.half || b.half != y_.half)
-      unsupported(n, "a matrix product between precisions");
+    if (a.fp != y_.fp || b.fp != y_.fp) unsupported(n, "a matrix product between precisions");
     if (!a.contiguous() || !b.contiguous() || !y_.contiguous())
       unsupported(n, "strided matrix operands");
     a_ = pointer_of(env, a);
     b_ = pointer_of(env, b);
     MatmulShape s;
     MatmulOptions o;
-    o.precision = y_.half ? Precision::f16 : Precision::f32;
+    o.precision = y_.fp;
     o.allow_tf32 = env.engine.options.allow_tf32;
     o.workspace_limit =
         std::min<std::size_t>(env.engine.options.workspace_limit, std::size_t{64} << 20);
@@ -656,7 +655,7 @@ class GemmStep final : public Step {
         const DeviceValue c = env.value(fused_input_name(n.inputs, g.inputs[2]));
         if (c.host && c.numel() == s.n && (c.dims.size() == 1 || c.dims[0] == 1)) {
           // A bias row: the epilogue adds it (scaled by beta on the host).
-          bias_ = bias_row(env, c, s.n, beta, y_.half);
+          bias_ = bias_row(env, c, s.n, beta, y_.fp);
           o.bias = true;
         } else {
           // C broadcast into Y first, then Y = alpha A B + beta Y.
@@ -696,7 +695,7 @@ class GemmStep final : public Step {
       const DeviceValue c = env.value(fused_input_name(n.inputs, other));
       if ((p.inputs[0] == running) != (p.inputs[1] == running) && s.batch <= 1 && c.host &&
           c.numel() == s.n && !c.dims.empty() && c.dims.back() == s.n) {
-        bias_ = bias_row(env, c, s.n, 1.0, y_.half);
+        bias_ = bias_row(env, c, s.n, 1.0, y_.fp);
         o.bias = true;
         tail_body.parts.erase(tail_body.parts.begin() + 1);
         tail_body.parts[0].outputs = p.outputs;  // the tail reads the sum as the product's output
@@ -728,7 +727,7 @@ class GemmStep final : public Step {
     key_ =
         fmt::format("matmul|b{} m{} n{} k{} t{}{} s{},{},{}|{}|epi{} bias{} a{} b{}|tf32 {}|ws {}",
                     s.batch, s.m, s.n, s.k, s.trans_a, s.trans_b, s.stride_a, s.stride_b,
-                    s.stride_c, prec_name(o.precision), static_cast<int>(o.epilogue), o.bias,
+                    s.stride_c, element_name(o.precision), static_cast<int>(o.epilogue), o.bias,
                     o.alpha, o.beta, o.allow_tf32, o.workspace_limit);
   }
 

@@ -366,7 +366,7 @@ CopyStep::Piece piece(const DeviceValue& dst, const std::vector<i64>& dims, cons
 }
 
 void same_storage(const Node& n, const DeviceValue& a, const DeviceValue& b) {
-  if (a.elem_size() != b.elem_size() || a.half != b.half)
+  if (a.elem_size() != b.elem_size() || a.fp != b.fp)
     unsupported(n, fmt::format("a copy from {} to {}", a.describe(), b.describe()));
 }
 
@@ -519,8 +519,10 @@ class PadStep final : public Step {
       unsupported(n, fmt::format("Pad mode '{}'", mode));
     double value = 0;
     if (auto v = constant_input(env, n, 2); v && !v->empty()) value = (*v)[0];
-    if (x_.half)
+    if (x_.fp == Precision::f16)
       bits_ = f16::from_float(static_cast<float>(value));
+    else if (x_.fp == Precision::bf16)
+      bits_ = bf16::from_float(static_cast<float>(value));
     else if (x_.dtype == DType::f32)
       bits_ = std::bit_cast<std::uint32_t>(static_cast<float>(value));
     else
@@ -608,13 +610,13 @@ class CastStep final : public Step {
     y_ = env.value(n.outputs.at(0));
     need_contiguous(n, x_);
     need_contiguous(n, y_);
-    auto is_f = [](const DeviceValue& v) { return v.half || v.dtype == DType::f32; };
+    auto is_f = [](const DeviceValue& v) { return v.half() || v.dtype == DType::f32; };
     if (is_f(x_) && is_f(y_)) return;
     if (x_.dtype == y_.dtype) return;
     unsupported(n, fmt::format("Cast from {} to {}", x_.describe(), y_.describe()));
   }
   void run(const RunArgs& a) override {
-    if (x_.half == y_.half) {
+    if (x_.fp == y_.fp) {
       KILN_CHECK(cudaMemcpyAsync(y_.ptr, x_.ptr,
                                  static_cast<std::size_t>(x_.numel()) * x_.elem_size(),
                                  cudaMemcpyDeviceToDevice, a.stream));

@@ -60,20 +60,20 @@ class RnnStep final : public Step {
         if (static_cast<i64>(v) != s.seq) unsupported(n, "sequence_lens shorter than the sequence");
     }
     x_ = x;
-    const Precision prec = x.half ? Precision::f16 : Precision::f32;
+    const Precision prec = x.fp;
     rnn_ = std::make_unique<Rnn>(env.lib, s, prec);
     const auto wf = host_floats(*w->host), rf = host_floats(*r->host);
     std::vector<float> bf;
     if (b) bf = host_floats(*b->host);
     const std::string key =
-        fmt::format("rnn:{}:{}:{}:{}", w->name, r->name, b ? b->name : "", prec == Precision::f16);
+        fmt::format("rnn:{}:{}:{}:{}", w->name, r->name, b ? b->name : "", static_cast<int>(prec));
     weights_ = env.engine.weights.get(key, rnn_->weight_space_bytes(), [&](DeviceBuffer& buf) {
       rnn_->pack_weights(wf.data(), rf.data(), b ? bf.data() : nullptr, buf.get());
     });
     auto state = [&](std::size_t i) -> const void* {
       auto v = in(i);
       if (!v) return nullptr;
-      if (v->half != x.half) unsupported(n, "states in another precision than X");
+      if (v->fp != x.fp) unsupported(n, "states in another precision than X");
       return pointer_of(env, *v);
     };
     h0_ = state(5);

@@ -1,5 +1,5 @@
-// Weight conversion: host floats to the device's storage format (f32 or f16) and back, and the
-// engine's cache of device weights in the forms steps asked for.
+// Weight conversion: host floats to the device's storage format (f32, f16 or bf16) and back, and
+// the engine's cache of device weights in the forms steps asked for.
 #include <cstring>
 
 #include "check.hpp"
@@ -7,26 +7,28 @@
 
 namespace kiln::runtime::detail {
 
-std::vector<std::byte> to_device_format(const float* data, i64 n, bool half) {
-  std::vector<std::byte> out(static_cast<std::size_t>(n) * (half ? 2 : 4));
-  if (!half) {
+std::vector<std::byte> to_device_format(const float* data, i64 n, Precision fp) {
+  std::vector<std::byte> out(static_cast<std::size_t>(n) * element_size(fp));
+  if (fp == Precision::f32) {
     if (n) std::memcpy(out.data(), data, out.size());
     return out;
   }
   auto* h = reinterpret_cast<std::uint16_t*>(out.data());
-  for (i64 i = 0; i < n; ++i) h[i] = f16::from_float(data[i]);
+  for (i64 i = 0; i < n; ++i)
+    h[i] = fp == Precision::f16 ? f16::from_float(data[i]) : bf16::from_float(data[i]);
   return out;
 }
 
-std::vector<float> download_floats(const void* device, i64 n, bool half) {
+std::vector<float> download_floats(const void* device, i64 n, Precision fp) {
   std::vector<float> out(static_cast<std::size_t>(n));
-  if (!half) {
+  if (fp == Precision::f32) {
     if (n) KILN_CHECK(cudaMemcpy(out.data(), device, out.size() * 4, cudaMemcpyDeviceToHost));
     return out;
   }
   std::vector<std::uint16_t> raw(static_cast<std::size_t>(n));
   if (n) KILN_CHECK(cudaMemcpy(raw.data(), device, raw.size() * 2, cudaMemcpyDeviceToHost));
-  for (std::size_t i = 0; i < raw.size(); ++i) out[i] = f16::to_float(raw[i]);
+  for (std::size_t i = 0; i < raw.size(); ++i)
+    out[i] = fp == Precision::f16 ? f16::to_float(raw[i]) : bf16::to_float(raw[i]);
   return out;
 }
 
@@ -70,14 +72,12 @@ const void* EngineState::weight(const std::string& name) {
   if (it == plan.weights.end())
     throw GraphError(fmt::format("'{}' is not a weight of the plan", name));
   const Tensor& t = it->second;
-  const bool half = precision == Precision::f16 && float_kind(t.dtype());
-  if (float_kind(t.dtype()) || t.dtype() == DType::f64 || t.dtype() == DType::bf16) {
-    if (t.dtype() == DType::f64 || t.dtype() == DType::bf16)
-      throw UnsupportedError(fmt::format("weight '{}' is {}: the GPU runtime takes f32 and f16",
-                                         name, dtype_name(t.dtype())));
+  if (float_kind(t.dtype()) || t.dtype() == DType::f64) {
+    if (t.dtype() == DType::f64)
+      throw UnsupportedError(
+          fmt::format("weight '{}' is f64: the GPU runtime takes f32, f16 and bf16", name));
     const auto f = host_floats(t);
-    const bool store_half = half || t.dtype() == DType::f16;
-    auto bytes = to_device_format(f.data(), t.numel(), store_half);
+    auto bytes = to_device_format(f.data(), t.numel(), storage_of(t.dtype(), precision));
     return weights.get("w:" + name, bytes.size(),
                        [&](DeviceBuffer& b) { b.upload(bytes.data(), bytes.size()); });
   }

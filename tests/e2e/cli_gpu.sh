@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU side of the kiln command line, checked where there is no GPU as well: every command
 # answers --help, a bad flag is an error naming it, `kiln build --fp16` writes a cuda-fp16 plan
+# (and --bf16 a cuda-bf16 one)
 # (GPU-free), .npy inputs/outputs and --expected comparisons work on the CPU path, and bench,
 # profile and run --gpu either run (on a GPU: bench --json is checked) or fail with "no GPU: ...".
 # usage: cli_gpu.sh KILN DATA_DIR WORK_DIR
@@ -106,6 +107,19 @@ fi
 "$kiln" inspect "$work/lenet.plan" > "$work/lenet_plan.txt"
 head -1 "$work/lenet_plan.txt" | grep -q 'for target cuda$' || fail "lenet plan target: $(head -1 "$work/lenet_plan.txt")"
 grep -q 'f32\[4,1,28,28\]' "$work/lenet_plan.txt" || fail "lenet plan input is not f32[4,1,28,28]"
+# --bf16: the same plan as --fp16 (NHWC convolutions) for an engine that stores BF16.
+"$kiln" build --example lenet --bf16 --max-batch 4 --save "$work/lenet_bf16.plan" > "$work/lenet_bf16.txt" 2>&1 \
+  || fail "kiln build --example lenet --bf16: $(tail -5 "$work/lenet_bf16.txt")"
+head -1 <("$kiln" inspect "$work/lenet_bf16.plan") | grep -q 'for target cuda-bf16$' || fail "lenet bf16 plan target"
+"$kiln" inspect "$work/lenet_bf16.plan" | grep -q 'NHWC' || fail "the bf16 plan has no NHWC step"
+if "$kiln" build --example lenet --fp16 --bf16 > /dev/null 2> "$work/err.txt"; then fail "--fp16 --bf16 accepted"; fi
+grep -q -- '--fp16 and --bf16 ask for different precisions' "$work/err.txt" || fail "--fp16 --bf16: $(cat "$work/err.txt")"
+if [ $gpu = 1 ]; then
+  # The plan decides the precision: --fp16 on a BF16 plan is an error naming both.
+  if "$kiln" bench "$work/lenet_bf16.plan" --fp16 > /dev/null 2> "$work/err.txt"; then fail "--fp16 on a bf16 plan accepted"; fi
+  grep -q "target 'cuda-bf16' (BF16)" "$work/err.txt" || fail "--fp16 on a bf16 plan: $(cat "$work/err.txt")"
+fi
+ok
 if "$kiln" build --example nosuch > /dev/null 2> "$work/err.txt"; then fail "--example nosuch accepted"; fi
 grep -q 'resnet50' "$work/err.txt" || fail "--example nosuch does not list the examples: $(cat "$work/err.txt")"
 if "$kiln" build --gpu --target cpu-reference "$resnet" > /dev/null 2> "$work/err.txt"; then fail "--gpu with --target cpu-reference accepted"; fi

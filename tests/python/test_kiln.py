@@ -59,6 +59,11 @@ def test_build_fuses_and_reports(tiny_onnx):
     fp16 = kiln.build(tiny_onnx, fp16=True)  # builds without a GPU; its tactics are timed on one
     assert fp16.target == "cuda-fp16"
     assert {s["layout"] for s in fp16.steps if s["op"].startswith("Conv")} == {"NHWC"}
+    bf16 = kiln.build(tiny_onnx, bf16=True)  # cuda-fp16's plan, for an engine that stores BF16
+    assert bf16.target == "cuda-bf16"
+    assert [(s["op"], s["layout"]) for s in bf16.steps] == [(s["op"], s["layout"]) for s in fp16.steps]
+    with pytest.raises(kiln.Error, match="--fp16 and --bf16 ask for different precisions"):
+        kiln.build(tiny_onnx, fp16=True, bf16=True)
     plain = kiln.build(tiny_onnx, target="plain")
     assert plain.target == "plain" and len(plain.steps) > len(plan.steps)
 

@@ -18,6 +18,7 @@
 #include "kiln/plan/plan_file.hpp"
 #include "kiln/plan/target.hpp"
 #include "kiln/reference/executor.hpp"
+#include "kiln/runtime/device.hpp"
 #include "kiln/runtime/dynamic.hpp"
 #include "kiln/runtime/engine.hpp"
 #include "runtime/pointwise_table.hpp"
@@ -67,11 +68,31 @@ TEST_CASE("the GPU targets ask only for what the runtime runs") {
     CHECK_FALSE(t.strided_output);
     CHECK(t.layouts_of("Conv").front() == (fp16 ? plan::Layout::NHWC : plan::Layout::NCHW));
   }
+  // cuda-bf16 is cuda-fp16's plan for an engine that stores BF16: same layouts and fusions.
+  const plan::Target& bf16 = plan::target_by_name(rt::kCudaBf16Target);
+  const plan::Target& fp16 = plan::cuda_target(true);
+  CHECK(bf16.layouts == fp16.layouts);
+  CHECK(bf16.fusions == fp16.fusions);
+  CHECK(bf16.concat_in_place == fp16.concat_in_place);
   CHECK(rt::gpu_supports("Conv"));
   CHECK(rt::gpu_supports("LSTM"));
   CHECK(rt::gpu_supports(plan::kToLayoutOp));
   CHECK_FALSE(rt::gpu_supports("ArgMax"));
   CHECK_FALSE(rt::gpu_supports("NonMaxSuppression"));
+}
+
+TEST_CASE("each GPU target names the precision its engines run, the others none") {
+  CHECK(rt::target_precision("cuda") == rt::Precision::f32);
+  CHECK(rt::target_precision("cuda-fp16") == rt::Precision::f16);
+  CHECK(rt::target_precision("cuda-bf16") == rt::Precision::bf16);
+  for (const char* other : {"cpu-reference", "plain", "CUDA-BF16", "cuda-int8", ""})
+    CHECK_MESSAGE(!rt::target_precision(other), other);
+  // Every name that has a precision is a target the builder knows.
+  for (const char* name : {rt::kCudaTarget, rt::kCudaFp16Target, rt::kCudaBf16Target})
+    CHECK_NOTHROW(plan::target_by_name(name));
+  CHECK(std::string(rt::precision_name(rt::Precision::bf16)) == "BF16");
+  CHECK(std::string(rt::element_name(rt::Precision::bf16)) == "bf16");
+  CHECK(rt::element_size(rt::Precision::bf16) == 2);
 }
 
 TEST_CASE("gpu_ops() is what the steps files registered, and nothing else") {
@@ -147,10 +168,11 @@ TEST_CASE("every row of the pointwise table maps a node to its kernel op") {
 }
 
 TEST_CASE("a GPU plan with an op the runtime lacks is refused, naming the step and the op") {
-  for (bool fp16 : {false, true}) {
-    const plan::Plan ok = tiny_plan("Sigmoid", plan::cuda_target(fp16));
+  for (const char* target : {rt::kCudaTarget, rt::kCudaFp16Target, rt::kCudaBf16Target}) {
+    CAPTURE(target);
+    const plan::Plan ok = tiny_plan("Sigmoid", plan::target_by_name(target));
     CHECK_NOTHROW(rt::check_gpu_plan(ok));
-    const plan::Plan bad = tiny_plan("ArgMax", plan::cuda_target(fp16));
+    const plan::Plan bad = tiny_plan("ArgMax", plan::target_by_name(target));
     try {
       rt::check_gpu_plan(bad);
       FAIL("ArgMax was accepted");
@@ -277,6 +299,20 @@ TEST_CASE(
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes),
                        doctest::Contains("plan format version 2; this kiln reads version 4"),
                        FormatError);
+}
+
+TEST_CASE("an engine takes the plans of the three GPU targets and names them for any other") {
+  const plan::Plan cpu = tiny_plan("Sigmoid", plan::cpu_reference_target());
+  CHECK_THROWS_WITH_AS(
+      rt::Engine{cpu},
+      doctest::Contains("the GPU runs plans built for 'cuda', 'cuda-fp16' or 'cuda-bf16'"),
+      FormatError);
+  if (rt::device_count() == 0) {
+    // A cuda-bf16 plan passes the target check and stops only at the missing GPU.
+    CHECK_THROWS_WITH_AS(
+        rt::Engine{tiny_plan("Sigmoid", plan::target_by_name(rt::kCudaBf16Target))},
+        doctest::Contains("no GPU"), Error);
+  }
 }
 
 TEST_CASE("the timing cache text reads back what was written, and nothing from elsewhere") {

@@ -66,10 +66,11 @@ const Target& cpu_reference_target();
 /// A target that fuses nothing and aliases nothing (each layer one step): for tests and
 /// comparisons.
 const Target& plain_target();
-/// The CUDA runtime's targets: "cuda" (FP32, NCHW) and "cuda-fp16" (FP16, NHWC where it pays).
+/// The CUDA runtime's targets: "cuda" (FP32, NCHW) and "cuda-fp16" (FP16, NHWC where it pays);
+/// "cuda-bf16" (by name) is cuda-fp16's plan for an engine that stores BF16.
 const Target& cuda_target(bool fp16);
-/// The target of a name ("cpu-reference", "plain", "cuda", "cuda-fp16"); throws UnsupportedError
-/// listing the known.
+/// The target of a name ("cpu-reference", "plain", "cuda", "cuda-fp16", "cuda-bf16"); throws
+/// UnsupportedError listing the known.
 const Target& target_by_name(const std::string& name);
 /// Registers a target (the CUDA runtime describes its GPUs this way); replaces one of the same
 /// name.

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,11 +50,16 @@ class StderrLogger : public Logger {
 
 // ---- targets ------------------------------------------------------------------------------
 
-/// Plans for the GPU are built for plan::cuda_target(false) ("cuda": FP32, NCHW) or
-/// plan::cuda_target(true) ("cuda-fp16": FP16, NHWC for convolutions and pooling); the engine
-/// runs FP16 exactly when the plan's target is "cuda-fp16".
+/// Plans for the GPU are built for plan::cuda_target(false) ("cuda": FP32, NCHW),
+/// plan::cuda_target(true) ("cuda-fp16": FP16, NHWC for convolutions and pooling) or
+/// plan::target_by_name("cuda-bf16") (BF16, laid out as cuda-fp16); the target names the
+/// precision an engine runs the plan in (target_precision).
 inline constexpr const char* kCudaTarget = "cuda";
 inline constexpr const char* kCudaFp16Target = "cuda-fp16";
+inline constexpr const char* kCudaBf16Target = "cuda-bf16";
+/// The precision an engine runs plans of `target` in: FP32 for "cuda", FP16 for "cuda-fp16",
+/// BF16 for "cuda-bf16"; nullopt for the targets the GPU does not run (the CPU reference's).
+std::optional<Precision> target_precision(const std::string& target);
 
 /// Ops the GPU runtime runs as steps (ONNX names; kiln.Fused steps are checked part by part).
 const std::vector<std::string>& gpu_ops();

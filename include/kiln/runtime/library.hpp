@@ -14,12 +14,21 @@ namespace kiln::runtime {
 
 using Stream = CUstream_st*;  ///< a cudaStream_t
 
-/// Device precision of a layer: FP32 (TF32 only when asked for) or FP16 with tensor cores.
-enum class Precision : int { f32 = 0, f16 = 1 };
+/// Device precision of a layer: FP32 (TF32 only when asked for), or FP16 or BF16 with tensor
+/// cores (f32 accumulation either way).
+enum class Precision : int { f32 = 0, f16 = 1, bf16 = 2 };
 /// Memory layout of 4-D activations.
 enum class Layout : int { nchw = 0, nhwc = 1 };
 
 inline std::size_t element_size(Precision p) { return p == Precision::f32 ? 4 : 2; }
+/// "f32", "f16" or "bf16": the element type a precision stores (tactic keys, value names).
+inline const char* element_name(Precision p) {
+  return p == Precision::f32 ? "f32" : p == Precision::f16 ? "f16" : "bf16";
+}
+/// "FP32", "FP16" or "BF16".
+inline const char* precision_name(Precision p) {
+  return p == Precision::f32 ? "FP32" : p == Precision::f16 ? "FP16" : "BF16";
+}
 
 /// Owns one cudaMalloc allocation (freed on destruction; moves only).
 class DeviceBuffer {
