@@ -24,6 +24,24 @@ using kiln::runtime::DeviceBuffer;
 using i64 = std::int64_t;
 
 inline constexpr double kTolF32 = 1e-4, kTolF16 = 1e-2;
+/// BF16 keeps 8 bits of mantissa to FP16's 11 (one rounding is 8x larger).
+inline constexpr double kTolBf16 = 5e-2;
+
+/// The precisions whole plans are built and checked in: the label, the GPU target, the tolerance
+/// of max|gpu - ref| / max|ref|, the dtype the inputs are rounded through for the reference, and
+/// the largest activation the format holds (beyond it a random-weight case says nothing).
+struct PlanPrecision {
+  const char* label;
+  const char* target;
+  double tol;
+  kiln::DType stored;
+  double limit;
+};
+inline constexpr PlanPrecision kPlanPrecisions[] = {
+    {"fp32", "cuda", kTolF32, kiln::DType::f32, 1e30},
+    {"fp16", "cuda-fp16", kTolF16, kiln::DType::f16, 6e4},
+    {"bf16", "cuda-bf16", kTolBf16, kiln::DType::bf16, 1e30}};
+inline constexpr int kNumPlanPrecisions = 3;
 
 /// Exits 77 with "SKIP: <reason>" where no GPU exists.
 inline void skip_without_gpu() {
@@ -59,43 +77,70 @@ inline i64 numel(const std::vector<i64>& dims) {
   return n;
 }
 
-/// Values rounded through f16 (what an FP16 run sees).
-inline std::vector<float> round_f16(std::vector<float> v) {
-  for (auto& x : v) x = static_cast<float>(kiln::f16(x));
-  return v;
+using kiln::kernels::Elem;
+
+inline Elem elem(bool f16) { return f16 ? Elem::f16 : Elem::f32; }
+inline const char* elem_name(Elem e) {
+  return e == Elem::f32 ? "f32" : e == Elem::f16 ? "f16" : "bf16";
+}
+/// A kernel's tolerance in `e`: max|gpu - ref| / max|ref| on inputs rounded through `e`.
+inline double tol_of(Elem e) {
+  return e == Elem::f32 ? kTolF32 : e == Elem::f16 ? kTolF16 : kTolBf16;
 }
 
-/// A device copy of `v` in f32 or (converted) f16.
-inline DeviceBuffer upload(const std::vector<float>& v, bool f16 = false) {
-  DeviceBuffer b(v.size() * (f16 ? 2 : 4));
-  if (f16) {
+/// Values rounded through `e` (what a run in that format sees).
+inline std::vector<float> round_to(std::vector<float> v, Elem e) {
+  if (e == Elem::f16)
+    for (auto& x : v) x = static_cast<float>(kiln::f16(x));
+  else if (e == Elem::bf16)
+    for (auto& x : v) x = static_cast<float>(kiln::bf16(x));
+  return v;
+}
+inline std::vector<float> round_f16(std::vector<float> v) {
+  return round_to(std::move(v), Elem::f16);
+}
+
+/// A device copy of `v` in `e` (converted from f32).
+inline DeviceBuffer upload(const std::vector<float>& v, Elem e) {
+  DeviceBuffer b(v.size() * static_cast<std::size_t>(kiln::kernels::elem_bytes(e)));
+  if (e != Elem::f32) {
     std::vector<std::uint16_t> h(v.size());
-    for (std::size_t i = 0; i < v.size(); ++i) h[i] = kiln::f16::from_float(v[i]);
+    for (std::size_t i = 0; i < v.size(); ++i)
+      h[i] = e == Elem::f16 ? kiln::f16::from_float(v[i]) : kiln::bf16::from_float(v[i]);
     b.upload(h.data(), h.size() * 2);
   } else {
     b.upload(v.data(), v.size() * 4);
   }
   return b;
 }
+inline DeviceBuffer upload(const std::vector<float>& v, bool f16 = false) {
+  return upload(v, elem(f16));
+}
 
-/// An output buffer of n elements, poisoned (all bits set: NaN in f32 and f16).
-inline DeviceBuffer poisoned(i64 n, bool f16 = false) {
-  DeviceBuffer b(static_cast<std::size_t>(std::max<i64>(n, 1)) * (f16 ? 2 : 4));
+/// An output buffer of n elements of `e`, poisoned (all bits set: NaN in every float format).
+inline DeviceBuffer poisoned(i64 n, Elem e) {
+  DeviceBuffer b(static_cast<std::size_t>(std::max<i64>(n, 1)) *
+                 static_cast<std::size_t>(kiln::kernels::elem_bytes(e)));
   b.fill_bytes(0xff);
   return b;
 }
+inline DeviceBuffer poisoned(i64 n, bool f16 = false) { return poisoned(n, elem(f16)); }
 
-inline std::vector<float> download(const DeviceBuffer& b, i64 n, bool f16 = false) {
+inline std::vector<float> download(const DeviceBuffer& b, i64 n, Elem e) {
   KILN_CHECK(cudaDeviceSynchronize());
   std::vector<float> v(static_cast<std::size_t>(n));
-  if (f16) {
+  if (e != Elem::f32) {
     std::vector<std::uint16_t> h(v.size());
     b.download(h.data(), h.size() * 2);
-    for (std::size_t i = 0; i < v.size(); ++i) v[i] = kiln::f16::to_float(h[i]);
+    for (std::size_t i = 0; i < v.size(); ++i)
+      v[i] = e == Elem::f16 ? kiln::f16::to_float(h[i]) : kiln::bf16::to_float(h[i]);
   } else {
     b.download(v.data(), v.size() * 4);
   }
   return v;
+}
+inline std::vector<float> download(const DeviceBuffer& b, i64 n, bool f16 = false) {
+  return download(b, n, elem(f16));
 }
 
 inline kiln::Tensor tensor(const std::vector<i64>& dims, const std::vector<float>& v) {
@@ -142,15 +187,19 @@ class Report {
   }
 
   void check(const std::string& what, const std::vector<float>& gpu, const kiln::Tensor& ref,
-             bool f16 = false) {
-    const double tol = f16 ? kTolF16 : kTolF32;
+             Elem e) {
+    const double tol = tol_of(e);
     const double rel = rel_error(gpu, ref);
     const bool ok = rel <= tol;
     (ok ? passed_ : failed_) += 1;
-    double& worst = f16 ? worst_f16_ : worst_f32_;
+    double& worst = worst_[static_cast<int>(e)];
     worst = std::max(worst, rel);
-    std::printf("%s %s %s max|gpu-ref|/max|ref| = %.3g\n", ok ? "pass" : "FAIL",
-                f16 ? "f16" : "f32", what.c_str(), rel);
+    std::printf("%s %s %s max|gpu-ref|/max|ref| = %.3g\n", ok ? "pass" : "FAIL", elem_name(e),
+                what.c_str(), rel);
+  }
+  void check(const std::string& what, const std::vector<float>& gpu, const kiln::Tensor& ref,
+             bool f16 = false) {
+    check(what, gpu, ref, elem(f16));
   }
   /// A check that is not a comparison (an expected error, a property).
   void expect(const std::string& what, bool ok) {
@@ -168,24 +217,22 @@ class Report {
     }
   }
   int finish(const char* suite) const {
-    std::printf("%s: %d passed, %d failed; largest error f32 %.3g, f16 %.3g\n", suite, passed_,
-                failed_, worst_f32_, worst_f16_);
+    std::printf("%s: %d passed, %d failed; largest error f32 %.3g, f16 %.3g", suite, passed_,
+                failed_, worst_[0], worst_[1]);
+    if (worst_[2] > 0) std::printf(", bf16 %.3g", worst_[2]);
+    std::printf("\n");
     return failed_ ? 1 : 0;
   }
 
  private:
   int passed_ = 0, failed_ = 0;
-  double worst_f32_ = 0, worst_f16_ = 0;
+  double worst_[3] = {0, 0, 0};  ///< by Elem
 };
 
 inline std::string dims_text(const std::vector<i64>& d) {
   std::string s = "[";
   for (std::size_t i = 0; i < d.size(); ++i) s += (i ? "," : "") + std::to_string(d[i]);
   return s + "]";
-}
-
-inline kiln::kernels::Elem elem(bool f16) {
-  return f16 ? kiln::kernels::Elem::f16 : kiln::kernels::Elem::f32;
 }
 
 }  // namespace gpu_test

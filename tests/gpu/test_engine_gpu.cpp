@@ -1,7 +1,8 @@
 // Whole plans on the GPU against the CPU reference: every ONNX test folder (node tests, converted
 // and operator models, the simple and light networks) and any folder of exported models, built
-// for the "cuda" (FP32) and "cuda-fp16" targets, run through an Engine on fresh random inputs
-// and compared by max|gpu - ref| / max|ref| (1e-4 FP32, 1e-2 FP16). Also the engine's own
+// for the "cuda" (FP32), "cuda-fp16" and "cuda-bf16" targets, run through an Engine on fresh
+// random inputs and compared by max|gpu - ref| / max|ref| (1e-4 FP32, 1e-2 FP16, 5e-2 BF16; the
+// 16-bit runs against the reference on inputs rounded through the format). Also the engine's own
 // contracts: two contexts on two streams, CUDA graphs, smaller batches, bindings, 10,000
 // enqueues without a leak.
 //
@@ -148,7 +149,10 @@ struct Case {
   reference::TensorMap expected;  // the reference on `graph`
   /// The same for an FP16 run: the inputs rounded to FP16 as the engine's input conversion does,
   /// so that the comparison measures the GPU's FP16 computation, not the rounding of the inputs.
-  reference::TensorMap inputs16, expected16;
+  /// The inputs rounded through each precision's format (gpu_test::kPlanPrecisions) and the
+  /// reference's outputs for them; [0] is FP32's, i.e. `inputs` and `expected`.
+  reference::TensorMap rounded[gpu_test::kNumPlanPrecisions],
+      expected_of[gpu_test::kNumPlanPrecisions];
   double largest = 0;  // largest reference activation (light networks)
 };
 
@@ -211,9 +215,13 @@ Case load_case(const fs::path& p, bool light, std::mt19937_64& rng) {
   }
   reference::Executor ex(c.graph);
   c.expected = ex.run(c.inputs);
-  for (const auto& [name, t] : c.inputs)
-    c.inputs16[name] = t.dtype() == DType::f32 ? t.cast(DType::f16).cast(DType::f32) : t;
-  c.expected16 = ex.run(c.inputs16);
+  for (int k = 0; k < gpu_test::kNumPlanPrecisions; ++k) {
+    const DType stored = gpu_test::kPlanPrecisions[k].stored;
+    for (const auto& [name, t] : c.inputs)
+      c.rounded[k][name] =
+          t.dtype() == DType::f32 && stored != DType::f32 ? t.cast(stored).cast(DType::f32) : t;
+    c.expected_of[k] = k == 0 ? c.expected : ex.run(c.rounded[k]);
+  }
   return c;
 }
 
@@ -225,19 +233,20 @@ std::string first_unsupported_op(const std::string& what) {
 }
 
 /// Builds `c` for a target, runs it on the GPU, compares with the reference.
-void check_case(const Case& c, bool fp16, Tally& t) {
-  const double tol = fp16 ? gpu_test::kTolF16 : gpu_test::kTolF32;
-  const std::string label = fmt::format("{} [{}]", c.name, fp16 ? "fp16" : "fp32");
+void check_case(const Case& c, int k, Tally& t) {
+  const gpu_test::PlanPrecision& prec = gpu_test::kPlanPrecisions[k];
+  const double tol = prec.tol;
+  const std::string label = fmt::format("{} [{}]", c.name, prec.label);
   std::map<std::string, Tensor> got;
   try {
     build::BuildOptions o;
-    o.target = &plan::cuda_target(fp16);
+    o.target = &plan::target_by_name(prec.target);
     o.evaluator = &reference::constant_evaluator();
     const plan::Plan p = build::build_plan(c.graph, o);
     runtime::Engine engine(p);
     auto ctx = engine.create_context();
     std::map<std::string, Tensor> ins;
-    for (const auto& vi : p.inputs) ins[vi.name] = (fp16 ? c.inputs16 : c.inputs).at(vi.name);
+    for (const auto& vi : p.inputs) ins[vi.name] = c.rounded[k].at(vi.name);
     got = runtime::run_on_gpu(*ctx, ins);
   } catch (const ShapeError& e) {
     // A plan needs static shapes; outputs whose size depends on values are not planned.
@@ -262,7 +271,7 @@ void check_case(const Case& c, bool fp16, Tally& t) {
   }
   double worst = 0;
   std::string detail;
-  for (const auto& [name, ref] : fp16 ? c.expected16 : c.expected) {
+  for (const auto& [name, ref] : c.expected_of[k]) {
     auto it = got.find(name);
     if (it == got.end()) {
       worst = INFINITY;
@@ -308,7 +317,8 @@ void check_case(const Case& c, bool fp16, Tally& t) {
 }
 
 void run_folder_suite(const std::string& suite, const std::vector<fs::path>& entries, bool light,
-                      const std::string& filter, std::map<std::string, Tally[2]>& results) {
+                      const std::string& filter,
+                      std::map<std::string, Tally[gpu_test::kNumPlanPrecisions]>& results) {
   std::mt19937_64 rng(std::random_device{}());
   auto& tallies = results[suite];
   for (const auto& e : entries) {
@@ -326,18 +336,17 @@ void run_folder_suite(const std::string& suite, const std::vector<fs::path>& ent
     }
     // Random weights can drive a deep network's activations past what a format holds; such a
     // case says nothing about the GPU and is counted apart, with the magnitude.
-    for (int k = 0; k < 2; ++k) {
-      const double limit = k == 0 ? 1e30 : 6e4;
-      if (c.largest > limit) {
+    for (int k = 0; k < gpu_test::kNumPlanPrecisions; ++k) {
+      const gpu_test::PlanPrecision& prec = gpu_test::kPlanPrecisions[k];
+      if (c.largest > prec.limit) {
         ++tallies[k].unsupported;
-        ++tallies[k].unsupported_ops[fmt::format("(data) activations beyond {}",
-                                                 k == 0 ? "1e30" : "FP16's range")];
+        ++tallies[k].unsupported_ops[fmt::format("(data) activations beyond {:g}", prec.limit)];
         std::printf(
             "skip %s [%s]: the reference's activations reach %.3g with these random weights\n",
-            name.c_str(), k == 0 ? "fp32" : "fp16", c.largest);
+            name.c_str(), prec.label, c.largest);
         continue;
       }
-      check_case(c, k == 1, tallies[k]);
+      check_case(c, k, tallies[k]);
     }
   }
 }
@@ -399,16 +408,16 @@ Graph contract_net() {
   return g;
 }
 
-int check_contracts(bool fp16) {
+int check_contracts(const gpu_test::PlanPrecision& prec) {
   int failed = 0;
-  const double tol = fp16 ? gpu_test::kTolF16 : gpu_test::kTolF32;
+  const double tol = prec.tol;
   auto report = [&](bool ok, const std::string& what) {
-    std::printf("%s engine %s [%s]\n", ok ? "pass" : "FAIL", what.c_str(), fp16 ? "fp16" : "fp32");
+    std::printf("%s engine %s [%s]\n", ok ? "pass" : "FAIL", what.c_str(), prec.label);
     failed += ok ? 0 : 1;
   };
   Graph g = contract_net();
   build::BuildOptions o;
-  o.target = &plan::cuda_target(fp16);
+  o.target = &plan::target_by_name(prec.target);
   o.evaluator = &reference::constant_evaluator();
   const plan::Plan p = build::build_plan(g, o);
   runtime::EngineOptions eo;
@@ -544,9 +553,10 @@ int main(int argc, char** argv) {
   }
   auto want = [&](const char* s) { return suites.empty() || suites.count(s); };
   int failed = 0;
-  if (want("engine")) failed += check_contracts(false) + check_contracts(true);
+  if (want("engine"))
+    for (const auto& prec : gpu_test::kPlanPrecisions) failed += check_contracts(prec);
 
-  std::map<std::string, Tally[2]> results;
+  std::map<std::string, Tally[gpu_test::kNumPlanPrecisions]> results;
   const fs::path root(data);
   if (!fs::is_directory(root)) {
     std::printf("SKIP suites node, converted, light: ONNX test data not found at '%s'\n",
@@ -571,9 +581,10 @@ int main(int argc, char** argv) {
   std::printf("\n%-22s %-5s %7s %7s %12s  %s\n", "suite", "prec", "passed", "failed", "unsupported",
               "largest error (case)");
   for (const auto& [suite, t] : results) {
-    for (int k = 0; k < 2; ++k) {
-      std::printf("%-22s %-5s %7d %7d %12d  %.3g (%s)\n", suite.c_str(), k ? "fp16" : "fp32",
-                  t[k].passed, t[k].failed, t[k].unsupported, t[k].worst, t[k].worst_name.c_str());
+    for (int k = 0; k < gpu_test::kNumPlanPrecisions; ++k) {
+      std::printf("%-22s %-5s %7d %7d %12d  %.3g (%s)\n", suite.c_str(),
+                  gpu_test::kPlanPrecisions[k].label, t[k].passed, t[k].failed, t[k].unsupported,
+                  t[k].worst, t[k].worst_name.c_str());
       failed += t[k].failed;
     }
     std::map<std::string, int> ops = t[0].unsupported_ops;

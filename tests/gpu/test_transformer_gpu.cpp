@@ -1,7 +1,9 @@
 // The transformer kernels against the CPU reference: LayerNormalization and RMSNormalization
 // (kernels::row_norm: widths of BERT and GPT, f32 statistics in f16, a residual added first, the
 // Mean and InvStdDev outputs) and Attention (kernels::attention: BERT-base's heads, causal,
-// additive and boolean masks, grouped heads, softcap, a sliding window).
+// additive and boolean masks, grouped heads, softcap, a sliding window; the tensor-core kernel in
+// f16 and bf16), RotaryEmbedding, and a whole encoder layer built for cuda, cuda-fp16 and
+// cuda-bf16.
 #include "attention.cuh"
 #include "gpu_check.hpp"
 #include "kiln/build/builder.hpp"
@@ -206,7 +208,7 @@ int main() {
         AttnCase{2, 6, 3, 200, 150, 64, false, 1, 20.0, 40},
         AttnCase{2, 4, 4, 70, 130, 64, true, 0, 0, -1, true},
         AttnCase{1, 2, 1, 129, 129, 96, true, 2, 0, -1, true}}) {
-    for (bool f16 : {false, true}) {
+    for (Elem e : {Elem::f32, Elem::f16, Elem::bf16}) {
       const std::string what =
           fmt::format("Attention B{} Hq{} Hkv{} S{} T{} D{}{}{}{}{}", c.b, c.hq, c.hkv, c.s, c.t,
                       c.d, c.causal ? " causal" : "",
@@ -234,12 +236,10 @@ int main() {
           for (i64 t = 0; t < c.t; ++t)
             mask[static_cast<std::size_t>(t)] = 0.f;  // one row entirely masked
         }
-        if (f16) {
-          q = round_f16(q);
-          k = round_f16(k);
-          v = round_f16(v);
-          mask = round_f16(mask);
-        }
+        q = round_to(q, e);
+        k = round_to(k, e);
+        v = round_to(v, e);
+        mask = round_to(mask, e);
         const kiln::Tensor tq = tensor(qd, q), tk = tensor(kd, k), tv = tensor(kd, v);
         kiln::Tensor tm;
         if (c.mask == 1) tm = tensor(mdims, mask);
@@ -252,14 +252,14 @@ int main() {
         if (c.window >= 0) attrs["left_window_size"] = c.window;
         const kiln::Tensor ref = reference(node("Attention", c.mask ? 4 : 3, attrs),
                                            {&tq, &tk, &tv, c.mask ? &tm : nullptr});
-        DeviceBuffer dq = upload(c.bshd ? swap_hs(q, c.b, c.hq, c.s, c.d, true) : q, f16),
-                     dk = upload(c.bshd ? swap_hs(k, c.b, c.hkv, c.t, c.d, true) : k, f16),
-                     dv = upload(c.bshd ? swap_hs(v, c.b, c.hkv, c.t, c.d, true) : v, f16),
-                     dy = poisoned(numel(yd), f16);
+        DeviceBuffer dq = upload(c.bshd ? swap_hs(q, c.b, c.hq, c.s, c.d, true) : q, e),
+                     dk = upload(c.bshd ? swap_hs(k, c.b, c.hkv, c.t, c.d, true) : k, e),
+                     dv = upload(c.bshd ? swap_hs(v, c.b, c.hkv, c.t, c.d, true) : v, e),
+                     dy = poisoned(numel(yd), e);
         std::vector<unsigned char> bytes(mask.size());
         for (std::size_t i = 0; i < mask.size(); ++i) bytes[i] = mask[i] != 0.f;
         DeviceBuffer dm =
-            c.mask == 1 ? upload(mask, f16) : DeviceBuffer(std::max<std::size_t>(bytes.size(), 1));
+            c.mask == 1 ? upload(mask, e) : DeviceBuffer(std::max<std::size_t>(bytes.size(), 1));
         if (c.mask == 2)
           KILN_CHECK(cudaMemcpy(dm.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
         kk::AttentionArgs a;
@@ -286,9 +286,9 @@ int main() {
                                     : 0;  // the kernel's codes: 1 boolean, 2 additive
         a.mask = c.mask ? dm.get() : nullptr;
         for (std::size_t d = 0; d < mdims.size(); ++d) a.mask_dims[4 - mdims.size() + d] = mdims[d];
-        KILN_CHECK(kk::attention(elem(f16), a, nullptr));
-        const auto got = download(dy, numel(yd), f16);
-        report.check(what, c.bshd ? swap_hs(got, c.b, c.hq, c.s, c.d, false) : got, ref, f16);
+        KILN_CHECK(kk::attention(e, a, nullptr));
+        const auto got = download(dy, numel(yd), e);
+        report.check(what, c.bshd ? swap_hs(got, c.b, c.hq, c.s, c.d, false) : got, ref, e);
       });
     }
   }
@@ -303,7 +303,7 @@ int main() {
        {RopeCase{false, 2, 4, 10, 64, 0, false, true}, RopeCase{true, 2, 3, 7, 32, 16, true, false},
         RopeCase{false, 1, 2, 5, 16, 8, false, false},
         RopeCase{true, 3, 2, 9, 128, 0, true, true}}) {
-    for (bool f16 : {false, true}) {
+    for (Elem e : {Elem::f32, Elem::f16, Elem::bf16}) {
       const std::string what = fmt::format(
           "RotaryEmbedding {}-D B{} H{} S{} D{} rotary {}{}{}", c.rank3 ? 3 : 4, c.b, c.h, c.s, c.d,
           c.r ? c.r : c.d, c.interleaved ? " interleaved" : "", c.positions ? " position_ids" : "");
@@ -315,7 +315,7 @@ int main() {
             c.positions ? std::vector<i64>{max_pos, half} : std::vector<i64>{c.b, c.s, half};
         auto x = random_values(numel(xd)), cs = random_values(numel(cd)),
              sn = random_values(numel(cd));
-        if (f16) x = round_f16(x), cs = round_f16(cs), sn = round_f16(sn);
+        x = round_to(x, e), cs = round_to(cs, e), sn = round_to(sn, e);
         std::vector<i64> pos(static_cast<std::size_t>(c.b * c.s));
         for (std::size_t i = 0; i < pos.size(); ++i)
           pos[i] = static_cast<i64>((i * 7 + 3) % max_pos);
@@ -326,8 +326,8 @@ int main() {
         if (c.rank3) attrs["num_heads"] = c.h;
         const kiln::Tensor ref = reference(node("RotaryEmbedding", c.positions ? 4 : 3, attrs),
                                            {&tx, &tc, &ts, c.positions ? &tp : nullptr});
-        DeviceBuffer dx = upload(x, f16), dc = upload(cs, f16), ds = upload(sn, f16),
-                     dy = poisoned(numel(xd), f16);
+        DeviceBuffer dx = upload(x, e), dc = upload(cs, e), ds = upload(sn, e),
+                     dy = poisoned(numel(xd), e);
         DeviceBuffer dp(pos.size() * sizeof(i64));
         KILN_CHECK(
             cudaMemcpy(dp.get(), pos.data(), pos.size() * sizeof(i64), cudaMemcpyHostToDevice));
@@ -345,8 +345,8 @@ int main() {
         a.cos = dc.get();
         a.sin = ds.get();
         a.positions = c.positions ? dp.as<i64>() : nullptr;
-        KILN_CHECK(kk::rotary_embedding(elem(f16), a, nullptr));
-        report.check(what, download(dy, numel(xd), f16), ref, f16);
+        KILN_CHECK(kk::rotary_embedding(e, a, nullptr));
+        report.check(what, download(dy, numel(xd), e), ref, e);
       });
     }
   }
@@ -356,12 +356,14 @@ int main() {
   // unfused graph computes on the reference.
   for (const auto& [b, s, e, h] :
        {std::array<i64, 4>{2, 16, 64, 4}, std::array<i64, 4>{1, 128, 768, 12}}) {
-    for (bool f16 : {false, true}) {
+    for (Elem el : {Elem::f32, Elem::f16, Elem::bf16}) {
       const std::string what = fmt::format("encoder layer B{} S{} E{} H{}", b, s, e, h);
       report.run(what, [&] {
         EncoderGraph eg(b, s, e, h);
         kiln::build::BuildOptions o;
-        o.target = &kiln::plan::cuda_target(f16);
+        o.target = &kiln::plan::target_by_name(el == Elem::f32   ? "cuda"
+                                               : el == Elem::f16 ? "cuda-fp16"
+                                                                 : "cuda-bf16");
         o.evaluator = &kiln::reference::constant_evaluator();
         const kiln::plan::Plan p = kiln::build::build_plan(eg.g, o);
         int attention = 0, layernorm = 0, gelu = 0;
@@ -376,7 +378,7 @@ int main() {
                                attention, layernorm, gelu),
             attention == 1 && layernorm == 2 && gelu == 1);
         auto x = random_values(s * b * e);
-        if (f16) x = round_f16(x);
+        x = round_to(x, el);
         const std::map<std::string, kiln::Tensor> in{{"x", tensor({s, b, e}, x)}};
         const auto ref = kiln::reference::Executor(eg.g).run(in);
         kiln::runtime::Engine engine(p);
@@ -386,7 +388,7 @@ int main() {
         std::vector<float> yv(static_cast<std::size_t>(y.numel()));
         for (i64 i = 0; i < y.numel(); ++i)
           yv[static_cast<std::size_t>(i)] = static_cast<float>(y.get(i));
-        report.check(what, yv, ref.at(eg.g.outputs[0]), f16);
+        report.check(what, yv, ref.at(eg.g.outputs[0]), el);
       });
     }
   }
