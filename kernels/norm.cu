@@ -143,7 +143,9 @@ __global__ void row_norm_kernel(RowNormArgs a) {
     }
     const float invstd = rsqrtf(block_sum(q, red) * inv_n + a.eps);
     for (std::int64_t j = threadIdx.x; j < a.n; j += blockDim.x) {
-      float v = (value(j) - mean) * invstd;
+      const float s = value(j);
+      if (a.sum_out) detail::store(static_cast<T*>(a.sum_out), base + j, s);
+      float v = (s - mean) * invstd;
       if (scale) v *= detail::load(scale, a.scale_len == 1 ? 0 : j);
       if (bias) v += detail::load(bias, a.bias_len == 1 ? 0 : j);
       detail::store(y, base + j, v);

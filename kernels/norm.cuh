@@ -34,7 +34,8 @@ cudaError_t lrn(Elem elem, std::int64_t n, std::int64_t channels, std::int64_t i
 /// no mean, var = mean of v^2). Statistics are computed in f32 whatever the element type (the
 /// ONNX stash type), mean first and then the centred variance (no E[x^2] - mean^2 cancellation).
 /// scale and bias have `n` entries (or 1, broadcast) in the element type; each of residual,
-/// scale, bias, mean_out and invstd_out may be null. mean_out/invstd_out get one entry per row.
+/// scale, bias, mean_out, invstd_out and sum_out may be null. mean_out/invstd_out get one entry
+/// per row; sum_out gets v (the residual sum, for the readers of a fused residual + norm).
 struct RowNormArgs {
   std::int64_t rows = 0, n = 0;
   const void* x = nullptr;
@@ -48,6 +49,7 @@ struct RowNormArgs {
   void* y = nullptr;
   void* mean_out = nullptr;
   void* invstd_out = nullptr;
+  void* sum_out = nullptr;
 };
 cudaError_t row_norm(Elem elem, const RowNormArgs& a, cudaStream_t stream);
 

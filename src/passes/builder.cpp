@@ -22,6 +22,7 @@ const std::vector<Pass>& pipeline() {
       {"fuse-layernorm", fuse_layer_norm, true},
       {"fuse-gelu", fuse_gelu, true},
       {"fuse-attention", fuse_attention, true},
+      {"fuse-residual-norm", fuse_residual_norm, true},
       {"fuse-conv-residual", fuse_conv_residual, true},
       {"fuse-gemm-bias", fuse_gemm_bias, true},
       {"fuse-conv-activation", fuse_conv_activation, true},

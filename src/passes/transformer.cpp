@@ -583,6 +583,49 @@ int fuse_gelu(Graph& g, const PassContext& ctx) {
   return fuse_matches(g, ctx, plan::fusion::kGelu, anchor, match_gelu, rewrite);
 }
 
+int fuse_residual_norm(Graph& g, const PassContext& ctx) {
+  if (!ctx.tgt().can_fuse(plan::fusion::kResidualNorm)) return 0;
+  return until_fixed(g, [&](std::size_t j) {
+    const Node& norm = g.nodes[j];
+    if ((norm.op != "LayerNormalization" && norm.op != "RMSNormalization") || norm.inputs.empty() ||
+        norm.inputs[0].empty())
+      return false;
+    const auto i = g.producer(norm.inputs[0]);
+    if (!i) return false;
+    const Node& add = g.nodes[*i];
+    if (add.op != "Add" || add.inputs.size() != 2 || add.outputs.size() != 1 ||
+        add.inputs[0].empty() || add.inputs[1].empty())
+      return false;
+    // Two activations of the sum's own type: no broadcast, and not a constant (a bias).
+    const std::string& sum = add.outputs[0];
+    const TensorType& st = g.type_of(sum);
+    for (const auto& in : add.inputs)
+      if (weight(g, in) || g.type_of(in) != st) return false;
+    // The norm reads the sum as X only; other readers come after the norm (the fused step makes
+    // the sum where the norm was).
+    const auto r = readers(g);
+    bool shared = is_graph_output(g, sum);
+    for (std::size_t k : r.at(sum)) {
+      if (k == j) continue;
+      if (k < j) return false;
+      shared = true;
+    }
+    for (std::size_t k = 1; k < norm.inputs.size(); ++k)
+      if (norm.inputs[k] == sum) return false;
+    Node fused = fuse_pair(add, norm);
+    if (shared) {
+      FusedBody body = fused_body(fused);
+      body.results.push_back(body.parts[0].outputs[0]);
+      std::vector<std::string> outputs = fused.outputs;
+      outputs.push_back(sum);
+      fused = make_fused_node(fused.name, fused.inputs, outputs, body);
+    }
+    g.nodes[j] = std::move(fused);
+    drop_nodes(g, {*i});
+    return true;
+  });
+}
+
 int fuse_attention(Graph& g, const PassContext& ctx) {
   auto anchor = [](const Node& a) { return a.op == "MatMul"; };
   auto rewrite = [&](Walk& w, std::size_t i, const auto& m) {

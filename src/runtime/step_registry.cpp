@@ -13,6 +13,17 @@ void StepRegistry::add(const std::string& op, StepFactory make, bool fused) {
   by_op_[op] = Entry{make, fused};
 }
 
+void StepRegistry::add_pattern(const std::string& pattern, StepFactory make) {
+  if (by_pattern_.count(pattern))
+    throw Error(fmt::format("two GPU steps registered for the fused pattern '{}'", pattern));
+  by_pattern_[pattern] = Entry{make, true};
+}
+
+const StepRegistry::Entry* StepRegistry::find_pattern(const std::string& pattern) const {
+  auto it = by_pattern_.find(pattern);
+  return it == by_pattern_.end() ? nullptr : &it->second;
+}
+
 const StepRegistry::Entry* StepRegistry::find(const std::string& op) const {
   auto it = by_op_.find(op);
   return it == by_op_.end() ? nullptr : &it->second;
@@ -43,6 +54,9 @@ std::unique_ptr<Step> make_step(const StepEnv& env) {
   const FusedBody body = as_body(n);
   const std::string& anchor = body.parts.at(0).op;
   try {
+    if (is_fused(n))
+      if (const auto* p = step_registry().find_pattern(n.attr_string("pattern", "")))
+        return p->make(env, body);
     const StepRegistry::Entry* e = step_registry().find(anchor);
     if (!e) unsupported(n, fmt::format("op '{}'", anchor));
     if (is_fused(n) && !e->fused)

@@ -159,28 +159,51 @@ class LrnStep final : public Step {
 
 /// LayerNormalization and RMSNormalization over the trailing dims from `axis` (kernels::row_norm:
 /// f32 statistics in every precision). Scale and B must vary over the normalized dims only (the
-/// shapes transformers use); the optional Mean and InvStdDev outputs are written per row.
+/// shapes transformers use); the optional Mean and InvStdDev outputs are written per row. Also the
+/// fused residual + norm (fuse_residual_norm: Add then the norm, X = the sum), whose sum the
+/// kernel adds on the fly and writes out when the step outputs it.
 class RowNormStep final : public Step {
  public:
-  explicit RowNormStep(const StepEnv& env) {
+  RowNormStep(const StepEnv& env, const FusedBody& body) {
     const Node& n = env.node;
-    const DeviceValue x = env.value(n.inputs.at(0));
-    const DeviceValue y = env.value(n.outputs.at(0));
+    const Node& norm = body.parts.back();
+    const Node* add = body.parts.size() == 2 ? &body.parts[0] : nullptr;
+    // The step's value for a part's input, and the step's output a part's output is ("" if none).
+    auto input = [&](const std::string& ref) { return env.value(fused_input_name(n.inputs, ref)); };
+    auto output_of = [&](const std::string& local) -> std::string {
+      for (std::size_t o = 0; o < body.results.size() && o < n.outputs.size(); ++o)
+        if (!local.empty() && body.results[o] == local) return n.outputs[o];
+      return "";
+    };
+    const DeviceValue x = input(add ? add->inputs.at(0) : norm.inputs.at(0));
+    const DeviceValue y = env.value(output_of(norm.outputs.at(0)));
     need_contiguous(n, x);
     need_contiguous(n, y);
-    const i64 axis = norm_axis(n, n.attr_int("axis", -1), x.dims.size());
-    a_.rms = n.op == "RMSNormalization";
+    const i64 axis = norm_axis(n, norm.attr_int("axis", -1), x.dims.size());
+    a_.rms = norm.op == "RMSNormalization";
     a_.n = 1;
     for (std::size_t d = static_cast<std::size_t>(axis); d < x.dims.size(); ++d) a_.n *= x.dims[d];
     a_.rows = a_.n == 0 ? 0 : x.numel() / a_.n;
-    a_.eps = static_cast<float>(n.attr_float("epsilon", 1e-5));
+    a_.eps = static_cast<float>(norm.attr_float("epsilon", 1e-5));
     a_.x = pointer_of(env, x);
     a_.y = y.ptr;
     elem_ = x.elem();
+    if (add) {
+      const DeviceValue r = input(add->inputs.at(1));
+      if (r.dims != x.dims || !r.contiguous() || r.elem() != elem_)
+        unsupported(n, fmt::format("a residual {} added to {}", r.describe(), x.describe()));
+      a_.residual = pointer_of(env, r);
+      if (const std::string sum = output_of(add->outputs.at(0)); !sum.empty()) {
+        const DeviceValue sv = env.value(sum);
+        need_contiguous(n, sv);
+        if (sv.elem() != elem_) unsupported(n, fmt::format("the sum stored as {}", sv.describe()));
+        a_.sum_out = sv.ptr;
+      }
+    }
     const std::vector<i64> normalized(x.dims.begin() + axis, x.dims.end());
     auto operand = [&](std::size_t i, const char* what, std::int64_t& len) -> const void* {
-      if (n.inputs.size() <= i || n.inputs[i].empty()) return nullptr;
-      const DeviceValue v = env.value(n.inputs[i]);
+      if (norm.inputs.size() <= i || norm.inputs[i].empty()) return nullptr;
+      const DeviceValue v = input(norm.inputs[i]);
       if (!v.contiguous() || v.elem() != elem_)
         unsupported(n, fmt::format("{} stored as {}", what, v.describe()));
       // Leading 1s dropped, the rest must be the normalized dims (or a single element).
@@ -195,19 +218,24 @@ class RowNormStep final : public Step {
     };
     a_.scale = operand(1, "Scale", a_.scale_len);
     if (!a_.rms) a_.bias = operand(2, "B", a_.bias_len);
-    for (std::size_t o = 1; o < n.outputs.size(); ++o) {
-      if (n.outputs[o].empty()) continue;
-      const DeviceValue s = env.value(n.outputs[o]);
+    for (std::size_t o = 1; o < norm.outputs.size(); ++o) {
+      const std::string stat = output_of(norm.outputs[o]);
+      if (stat.empty()) continue;
+      const DeviceValue s = env.value(stat);
       if (s.elem() != elem_)
         unsupported(n, fmt::format("statistics output stored as {}", s.describe()));
       (o == 1 ? a_.mean_out : a_.invstd_out) = s.ptr;
     }
+    residual_ = add != nullptr;
   }
   void run(const RunArgs& a) override { KILN_CHECK(kernels::row_norm(elem_, a_, a.stream)); }
-  std::string kind() const override { return a_.rms ? "rms-norm" : "layer-norm"; }
+  std::string kind() const override {
+    return std::string(residual_ ? "residual-" : "") + (a_.rms ? "rms-norm" : "layer-norm");
+  }
 
  private:
   kernels::RowNormArgs a_;
+  bool residual_ = false;
   kernels::Elem elem_ = kernels::Elem::f32;
 };
 
@@ -641,6 +669,9 @@ void register_data_steps(StepRegistry& r) {
   add({"Softmax", "LogSoftmax"}, step_factory<SoftmaxStep>);
   add({"LRN"}, step_factory<LrnStep>);
   add({"LayerNormalization", "RMSNormalization"}, step_factory<RowNormStep>);
+  // fuse_residual_norm's steps: the residual Add done by the norm's kernel.
+  for (const char* norm : {"LayerNormalization", "RMSNormalization"})
+    r.add_pattern(fmt::format("Add+{}", norm), step_factory<RowNormStep>);
   for (const auto& [op, _] : ReduceStep::reductions()) r.add(op, step_factory<ReduceStep>);
   add({"Resize"}, step_factory<ResizeStep>);
   add({"Concat"}, [](const StepEnv& env, const FusedBody&) { return concat_step(env); });

@@ -97,11 +97,15 @@ class StepRegistry {
     bool fused = false;
   };
   const Entry* find(const std::string& op) const;
+  /// A factory for the fused steps of exactly `pattern` ("Add+LayerNormalization"), tried before
+  /// the anchor's own factory.
+  void add_pattern(const std::string& pattern, StepFactory make);
+  const Entry* find_pattern(const std::string& pattern) const;
   /// Every registered op, sorted.
   std::vector<std::string> ops() const;
 
  private:
-  std::map<std::string, Entry> by_op_;
+  std::map<std::string, Entry> by_op_, by_pattern_;
 };
 
 /// The registry, filled once by the register_* functions below.

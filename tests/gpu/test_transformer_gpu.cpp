@@ -144,7 +144,7 @@ int main() {
             DeviceBuffer dx = upload(x, f16), dr = upload(r, f16), ds = upload(scale, f16),
                          db = upload(bias, f16);
             DeviceBuffer dy = poisoned(numel(c.dims), f16), dm = poisoned(rows, f16),
-                         di = poisoned(rows, f16);
+                         di = poisoned(rows, f16), dsum = poisoned(numel(c.dims), f16);
             kk::RowNormArgs a;
             a.rows = rows;
             a.n = n;
@@ -159,8 +159,10 @@ int main() {
             a.y = dy.get();
             a.mean_out = rms ? nullptr : dm.get();
             a.invstd_out = rms ? nullptr : di.get();
+            a.sum_out = residual ? dsum.get() : nullptr;  // fuse_residual_norm's shared sum
             KILN_CHECK(kk::row_norm(elem(f16), a, nullptr));
             report.check(what, download(dy, numel(c.dims), f16), ref[0], f16);
+            if (residual) report.check(what + " sum", download(dsum, numel(c.dims), f16), tx, f16);
             if (!rms) {
               report.check(what + " Mean", download(dm, rows, f16), ref[1], f16);
               report.check(what + " InvStdDev", download(di, rows, f16), ref[2], f16);
@@ -366,17 +368,19 @@ int main() {
                                                                  : "cuda-bf16");
         o.evaluator = &kiln::reference::constant_evaluator();
         const kiln::plan::Plan p = kiln::build::build_plan(eg.g, o);
-        int attention = 0, layernorm = 0, gelu = 0;
+        int attention = 0, layernorm = 0, gelu = 0, residual = 0;
         for (const auto& st : p.steps) {
           const std::string pattern = st.attr_string("pattern", st.op);
           attention += st.op == "Attention";
-          layernorm += st.op == "LayerNormalization";
+          layernorm += st.op == "LayerNormalization" || pattern == "Add+LayerNormalization";
+          residual += pattern == "Add+LayerNormalization";
           gelu += pattern == "MatMul+Add+Gelu";
         }
         report.expect(
-            what + fmt::format(" fused: {} Attention, {} LayerNormalization, {} MatMul+Add+Gelu",
-                               attention, layernorm, gelu),
-            attention == 1 && layernorm == 2 && gelu == 1);
+            what + fmt::format(" fused: {} Attention, {} LayerNormalization ({} with their "
+                               "residual Add), {} MatMul+Add+Gelu",
+                               attention, layernorm, residual, gelu),
+            attention == 1 && layernorm == 2 && residual == 2 && gelu == 1);
         auto x = random_values(s * b * e);
         x = round_to(x, el);
         const std::map<std::string, kiln::Tensor> in{{"x", tensor({s, b, e}, x)}};

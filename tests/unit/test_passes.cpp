@@ -817,6 +817,67 @@ TEST_CASE("fuse_attention: PyTorch's 3-D attention and a 4-D one with K^T from t
   }
 }
 
+TEST_CASE("fuse_residual_norm: post-norm and pre-norm residuals join their norm; others stay") {
+  // Post-norm (BERT): the sum is read by the norm only.
+  {
+    Builder bld;
+    auto x = bld.input("x", {2, 5, 8});
+    auto h = bld.node("Relu", {bld.node("MatMul", {x, bld.weight({8, 8})})});
+    auto y =
+        bld.node("LayerNormalization", {bld.node("Add", {h, x}), bld.weight({8}), bld.weight({8})},
+                 {{"axis", std::int64_t{-1}}, {"epsilon", 1e-5}});
+    Graph g = bld.finish({y});
+    int changes = 0;
+    Graph f = run_checked(g, b::fuse_residual_norm, &changes);
+    CHECK(changes == 1);
+    REQUIRE(f.nodes.size() == 3);
+    CHECK(f.nodes[2].attr_string("pattern", "") == "Add+LayerNormalization");
+    CHECK(f.nodes[2].outputs == std::vector<std::string>{y});
+  }
+  // Pre-norm (GPT, ViT): the residual stream goes on after the norm, so the step outputs the sum
+  // too; the same for RMSNormalization.
+  for (const char* op : {"LayerNormalization", "RMSNormalization"}) {
+    CAPTURE(op);
+    Builder bld;
+    auto x = bld.input("x", {3, 16});
+    auto r = bld.input("r", {3, 16});
+    auto sum = bld.node("Add", {x, r});
+    auto n = bld.node(op, {sum, bld.weight({16})}, {{"axis", std::int64_t{1}}});
+    auto next = bld.node("Add", {sum, bld.node("Tanh", {n})});
+    Graph g = bld.finish({next});
+    int changes = 0;
+    Graph f = run_checked(g, b::fuse_residual_norm, &changes);
+    CHECK(changes == 1);
+    REQUIRE(f.nodes.size() == 3);
+    CHECK(f.nodes[0].attr_string("pattern", "") == std::string("Add+") + op);
+    CHECK(f.nodes[0].outputs == std::vector<std::string>{n, sum});
+  }
+  // Left alone: a broadcast Add (a bias row), an Add of a constant, a sum read before the norm, a
+  // sum that is also the norm's Scale, and a target without the fusion.
+  {
+    Builder bld;
+    auto x = bld.input("x", {4, 8});
+    auto row = bld.input("row", {1, 8});
+    auto a = bld.node("LayerNormalization", {bld.node("Add", {x, row}), bld.weight({8})});
+    auto b2 =
+        bld.node("LayerNormalization", {bld.node("Add", {x, bld.weight({4, 8})}), bld.weight({8})});
+    auto s = bld.node("Add", {x, x});
+    auto early = bld.node("Relu", {s});
+    auto c = bld.node("LayerNormalization", {s, bld.weight({8})});
+    Graph g = bld.finish({a, b2, early, c});
+    // `early` reads the sum between the Add and the norm: move the norm after it in the node list.
+    int none = -1;
+    run_checked(g, b::fuse_residual_norm, &none);
+    CHECK(none == 0);
+    Builder b3;
+    auto x3 = b3.input("x", {4, 8});
+    auto y3 = b3.node("LayerNormalization", {b3.node("Add", {x3, x3}), b3.weight({8})});
+    Graph g3 = b3.finish({y3});
+    run_checked(g3, b::fuse_residual_norm, &none, &plan::plain_target());
+    CHECK(none == 0);
+  }
+}
+
 TEST_CASE("fuse_gemm_bias: MatMul + bias row is one step, then GELU joins it") {
   Builder bld;
   auto x = bld.input("x", {2, 5, 8});

@@ -44,6 +44,12 @@ int fuse_layer_norm(Graph& g, const PassContext& ctx);
 int fuse_attention(Graph& g, const PassContext& ctx);
 /// GELU from its Erf form, 0.5 x (1 + erf(x / sqrt 2)), and its tanh form, as one Gelu node.
 int fuse_gelu(Graph& g, const PassContext& ctx);
+/// Add(a, b) of two activations of the same type, read by a LayerNormalization or
+/// RMSNormalization as its X, joined with it into one kiln.Fused step (fusion::kResidualNorm).
+/// When the sum is read elsewhere too (a pre-norm transformer's residual stream) or is a graph
+/// output, the fused step outputs it as well (as its last output); every other reader must come
+/// after the norm.
+int fuse_residual_norm(Graph& g, const PassContext& ctx);
 /// Conv (+ pointwise epilogue) followed by an Add/Sum of a tensor of the same type: one step.
 int fuse_conv_residual(Graph& g, const PassContext& ctx);
 /// MatMul followed by the Add of a constant bias row (PyTorch's nn.Linear on 3-D inputs): one

@@ -25,6 +25,9 @@ inline constexpr const char* kLayerNorm =
 inline constexpr const char* kGelu = "gelu";  // Erf/tanh GELU forms -> Gelu
 inline constexpr const char* kAttention =
     "attention";  // MatMul, scale, mask, Softmax, MatMul -> Attention
+/// Add of two activations of one shape + the LayerNormalization/RMSNormalization reading it
+/// (a transformer's residual connection) -> one step that may also write the sum.
+inline constexpr const char* kResidualNorm = "residual+norm";
 }  // namespace fusion
 
 struct Target {
