@@ -757,3 +757,59 @@ TEST_CASE(
       "sizes a weight)",
       kiln::ShapeError);
 }
+
+TEST_CASE(
+    "weight<dims>: a map entry as a tensor whose rows the network slices (a packed projection), "
+    "bound and checked like a layer's; parts of a network that bind one map share its binder") {
+  WeightMap m;
+  m.add("fc.weight", random_tensor({2, 2}, 1));
+  m.add("fc.bias", random_tensor({2}, 2));
+  m.add("proj.weight", random_tensor({6, 2}, 3));  // three [2,2] blocks, packed
+  auto build = [](const Weights& w) {
+    auto x = input<"x", f32>(dyn, fix<2>);                                           // [N,2]
+    auto h = fully_connected<2>(x, w, "fc");                                         // [N,2]
+    auto packed = weight<6, 2>(w, "proj.weight");                                    // [6,2]
+    Tensor<f32, Any, -1, 2> y = matmul(h, transpose<1, 0>(slice<0, 2, 4>(packed)));  // [N,2]
+    return network(y.named("y"));
+  };
+  // Two parts, one map: the fully_connected's input side and the weight's own network merge, and
+  // neither reports the other's entries unused (strict mode would make that an error).
+  Network n = build(Weights(m, {.strict = true}));
+  CHECK(n.weight_warnings().empty());
+  CHECK(n.weight_specs().size() == 3);
+
+  const kiln::Tensor x = random_tensor({3, 2}, 4);
+  const auto out = kiln::run(n, {{"x", x}});
+  const kiln::Tensor &fw = m.at("fc.weight"), &fb = m.at("fc.bias"), &p = m.at("proj.weight");
+  for (std::int64_t r = 0; r < 3; ++r) {
+    double h[2];
+    for (std::int64_t j = 0; j < 2; ++j)
+      h[j] = fb.get(j) + fw.get(j * 2) * x.get(r * 2) + fw.get(j * 2 + 1) * x.get(r * 2 + 1);
+    for (std::int64_t o = 0; o < 2; ++o)  // row 2 + o of the packed weight
+      CHECK(
+          out.at("y").get(r * 2 + o) ==
+          doctest::Approx(h[0] * p.get((2 + o) * 2) + h[1] * p.get((2 + o) * 2 + 1)).epsilon(1e-6));
+  }
+
+  // An entry nobody took is still reported, once.
+  WeightMap more = m;
+  more.add("extra", random_tensor({1}, 5));
+  const Network n2 = build(more);
+  REQUIRE(n2.weight_warnings().size() == 1);
+  CHECK(n2.weight_warnings()[0] == "weight 'extra' is not used by the network");
+
+  // Missing or of the wrong shape: named, with the dims the network expects.
+  WeightMap missing;
+  missing.add("fc.weight", m.at("fc.weight"));
+  missing.add("fc.bias", m.at("fc.bias"));
+  CHECK_THROWS_WITH_AS(build(missing),
+                       doctest::Contains("missing 'proj.weight' for layer 'proj.weight' (expected "
+                                         "f32 [6,2])"),
+                       kiln::WeightError);
+  WeightMap wrong = missing;
+  wrong.add("proj.weight", random_tensor({4, 2}, 6));
+  CHECK_THROWS_WITH_AS(build(wrong),
+                       doctest::Contains("'proj.weight' for layer 'proj.weight' has 8 elements "
+                                         "[4,2], expected 12 [6,2]"),
+                       kiln::WeightError);
+}

@@ -239,6 +239,16 @@ struct NetState {
     const WeightMap* map;
     bool dry_run;
     std::unique_ptr<WeightBinder> binder;
+    /// What was taken through it (and through which view), replayed into the binder of the same
+    /// map when another state absorbs this one: one binder per map, so that an entry one part of
+    /// a network took is not reported unused by the binder of another part.
+    struct Take {
+      BindOptions view;
+      std::string layer, key;
+      std::vector<dim_t> dims;
+      DType dtype;
+    };
+    std::vector<Take> takes;
   };
   std::vector<Binding> bindings;
   std::shared_ptr<NetState> merged_into;
@@ -268,21 +278,24 @@ struct NetState {
                     const std::vector<dim_t>& dims, DType dtype) {
     const std::string key = w.resolve(wname);
     specs.push_back({key, layer, dims, dtype});
-    return binder_for(w).take(layer, key, dims, dtype);
+    Binding& b = binding_for(w.map(), w.dry_run(), w.options());
+    b.takes.push_back({w.options(), layer, key, dims, dtype});
+    return b.binder->take(layer, key, dims, dtype);
   }
 
-  WeightBinder& binder_for(const Weights& w) {
+  /// The binding of `map` (one per map, whatever the view), bound for one more view.
+  Binding& binding_for(const WeightMap& map, bool dry_run, const BindOptions& view) {
     for (auto& b : bindings)
-      if (b.map == &w.map() && b.dry_run == w.dry_run()) {
-        b.binder->add_view(w.options());
-        return *b.binder;
+      if (b.map == &map && b.dry_run == dry_run) {
+        b.binder->add_view(view);
+        return b;
       }
     BindOptions map_wide;  // no prefix or rename map: names come resolved
-    map_wide.strict = w.options().strict;
-    map_wide.ignore_suffixes = w.options().ignore_suffixes;
+    map_wide.strict = view.strict;
+    map_wide.ignore_suffixes = view.ignore_suffixes;
     bindings.push_back(
-        {&w.map(), w.dry_run(), std::make_unique<WeightBinder>(w.map(), std::move(map_wide))});
-    return *bindings.back().binder;
+        {&map, dry_run, std::make_unique<WeightBinder>(map, std::move(map_wide)), {}});
+    return bindings.back();
   }
 
   /// Merges `other` into this state: its inputs, weights and nodes. Generated names that clash
@@ -318,7 +331,20 @@ struct NetState {
       graph.nodes.push_back(std::move(n));
     }
     for (auto& s : other.specs) specs.push_back(std::move(s));
-    for (auto& b : other.bindings) bindings.push_back(std::move(b));
+    for (auto& b : other.bindings) {
+      Binding* mine = nullptr;
+      for (auto& m : bindings)
+        if (m.map == b.map && m.dry_run == b.dry_run) mine = &m;
+      if (!mine) {
+        bindings.push_back(std::move(b));
+        continue;
+      }
+      for (auto& t : b.takes) {  // into this map's binder (its tensors are in the graph already)
+        mine->binder->add_view(t.view);
+        mine->binder->take(t.layer, t.key, t.dims, t.dtype);
+        mine->takes.push_back(std::move(t));
+      }
+    }
     other = NetState{};
     other.renamed = std::move(ren);
   }

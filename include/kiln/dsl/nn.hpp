@@ -1,6 +1,6 @@
 // Layers with windows and weights: convolution (1-D, 2-D, 3-D), deconvolution, pooling,
-// batch_norm, layer_norm, rms_norm, scale, lrn, fully_connected, embedding, softmax. Each is a
-// named layer struct whose constexpr rule calls the IR's shape rules (a compile error on fixed
+// batch_norm, layer_norm, rms_norm, scale, lrn, fully_connected, embedding, weight, softmax. Each
+// is a named layer struct whose constexpr rule calls the IR's shape rules (a compile error on fixed
 // dims, a ShapeError naming the layer on dims known only when the network is built), plus the
 // function users call.
 #pragma once
@@ -589,6 +589,24 @@ auto embedding(const T& ids, const Weights& w, const std::string& given = "") {
   const std::string table = detail::take_weight(*s, w, name, name + ".weight", {Vocab, Width}, D);
   detail::emit(*s, "Gather", name, {table, ids.value()}, {{"axis", dim_t{0}}});
   return Out(s, name, dims);
+}
+
+// ---- weights as tensors ----------------------------------------------------------------------
+
+/// A weight of the map as a tensor of fixed dims, for networks that compute with their parameters
+/// themselves: the rows of a packed projection (`slice<0, 0, 64>(w_qkv)`), a learned position
+/// table added to the tokens. `weight<192, 64>(w, "self_attn.in_proj_weight")` binds the map's
+/// entry (in the scope of `w`) and checks it like any layer's weight: a missing name or a wrong
+/// shape is reported with the network's other weight problems. The tensor is a graph weight, so
+/// what the network computes from it alone (slices, transposes) is folded when a plan is built.
+template <dim_t... Ds>
+Tensor<DType::f32, Layout::any, Ds...> weight(const Weights& w, const std::string& name) {
+  static_assert(sizeof...(Ds) > 0 && ((Ds > 0) && ...),
+                "weight<dims...>: give every dim of the weight, fixed and positive");
+  auto s = std::make_shared<detail::NetState>();
+  const std::string full = w.scoped(name);
+  const std::string v = detail::take_weight(*s, w, full, full, {Ds...}, DType::f32);
+  return {s, v, {Ds...}};
 }
 
 // ---- softmax -------------------------------------------------------------------------------
