@@ -5,7 +5,8 @@
 // Command line of every example:  NAME [WEIGHTS.wts] [--input FILE.bin] [--shape D0,D1,...]
 //                                      [--output FILE.bin] [--int8 DIR] [--calibrator NAME]
 //                                      [--percentile P] [--calib-cache FILE]
-//   --input   raw little-endian f32 data for the network's first input; its dynamic dims come
+//   --input   raw little-endian f32 data (int64 for an i64 input: token ids) for the network's
+//             first input; its dynamic dims come
 //             from --shape, or (when only one dim is dynamic) from the file's size. The other
 //             inputs (e.g. initial RNN states) are zeros when --input is given.
 //   --output  writes the first output as raw little-endian f32.
@@ -166,18 +167,25 @@ inline std::optional<std::string> wts_path(int argc, char** argv) {
   }
 }
 
-/// Raw little-endian f32 data from `path` as a tensor of the input's dims: fixed dims as the
-/// network has them, dynamic dims from `shape` or (only one dynamic dim) from the file size.
+/// Raw little-endian f32 (or, for an i64 input, int64) data from `path` as a tensor of the input's
+/// dims: fixed dims as the network has them, dynamic dims from `shape` or (only one dynamic dim)
+/// from the file size.
 inline kiln::Tensor read_raw_input(const std::string& path, const kiln::TensorType& type,
                                    const std::vector<std::int64_t>& shape) {
-  if (type.dtype != kiln::DType::f32) throw std::runtime_error("--input: the input is not f32");
+  const bool ids = type.dtype == kiln::DType::i64;
+  if (type.dtype != kiln::DType::f32 && !ids)
+    throw std::runtime_error("--input: the input is " + std::string(kiln::dtype_name(type.dtype)) +
+                             ", expected f32 or i64");
+  const char* form = ids ? "raw i64" : "raw f32";
+  const std::int64_t size = ids ? 8 : 4;
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw std::runtime_error("--input: cannot open '" + path + "'");
   const auto bytes = static_cast<std::int64_t>(f.tellg());
-  if (bytes % 4 != 0)
+  if (bytes % size != 0)
     throw std::runtime_error("--input '" + path + "': size " + std::to_string(bytes) +
-                             " bytes is not a multiple of 4 (raw f32)");
-  const std::int64_t count = bytes / 4;
+                             " bytes is not a multiple of " + std::to_string(size) + " (" + form +
+                             ")");
+  const std::int64_t count = bytes / size;
   const std::size_t rank = type.shape.rank();
   std::vector<std::int64_t> dims(rank, -1);
   if (!shape.empty()) {
@@ -208,7 +216,7 @@ inline kiln::Tensor read_raw_input(const std::string& path, const kiln::TensorTy
     if (dynamic >= 0) {
       if (fixed == 0 || count % fixed != 0 || count == 0)
         throw std::runtime_error("--input '" + path + "': " + std::to_string(count) +
-                                 " floats is not a multiple of the fixed dims' product " +
+                                 " values is not a multiple of the fixed dims' product " +
                                  std::to_string(fixed));
       dims[static_cast<std::size_t>(dynamic)] = count / fixed;
     }
@@ -217,10 +225,12 @@ inline kiln::Tensor read_raw_input(const std::string& path, const kiln::TensorTy
   for (auto d : dims) want *= d;
   if (want != count)
     throw std::runtime_error("--input '" + path + "': " + std::to_string(count) +
-                             " floats, the shape needs " + std::to_string(want));
-  kiln::Tensor t(kiln::DType::f32, dims);
+                             " values, the shape needs " + std::to_string(want));
+  kiln::Tensor t(type.dtype, dims);
   f.seekg(0);
-  f.read(reinterpret_cast<char*>(t.data<float>()), bytes);
+  f.read(ids ? reinterpret_cast<char*>(t.data<std::int64_t>())
+             : reinterpret_cast<char*>(t.data<float>()),
+         bytes);
   if (!f) throw std::runtime_error("--input: reading '" + path + "' failed");
   return t;
 }

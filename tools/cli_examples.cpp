@@ -6,6 +6,7 @@
 
 #include "charrnn.hpp"
 #include "digits.hpp"
+#include "encoder.hpp"
 #include "googlenet.hpp"
 #include "lenet.hpp"
 #include "mobilenet_v2.hpp"
@@ -34,6 +35,7 @@ const std::vector<Example>& examples_list() {
       {"mobilenet_v2", examples::mobilenet_v2, {}},
       {"charrnn", examples::charrnn, examples::tf_to_torch},
       {"digits", examples::digits, {}},
+      {"encoder", examples::encoder, {}},
   };
   return list;
 }

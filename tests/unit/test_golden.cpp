@@ -12,6 +12,7 @@
 
 #include "../../examples/charrnn.hpp"
 #include "../../examples/digits.hpp"
+#include "../../examples/encoder.hpp"
 #include "../../examples/googlenet.hpp"
 #include "../../examples/lenet.hpp"
 #include "../../examples/mobilenet_v2.hpp"
@@ -91,6 +92,7 @@ TEST_CASE("golden plans of the example networks") {
       {"mobilenet_v2", [] { return build_example(examples::mobilenet_v2); }, true},
       {"charrnn", [] { return build_example(examples::charrnn); }, true},
       {"digits", [] { return build_example(examples::digits); }, true},
+      {"encoder", [] { return build_example(examples::encoder); }, true},
       // The CUDA runtime's targets: FP32 in NCHW, FP16 in NHWC with its kiln.ToLayout steps.
       {"resnet50.cuda",
        [] { return build_example(examples::resnet50, &kiln::plan::cuda_target(false)); }, false},
