@@ -19,6 +19,7 @@ const std::vector<Pass>& pipeline() {
       {"eliminate-dead", eliminate_dead, false},
       {"elide-identity", elide_identity, true},
       {"fold-batchnorm", fold_batchnorm, true},
+      {"propagate-qdq", propagate_qdq, true},
       {"fuse-layernorm", fuse_layer_norm, true},
       {"fuse-gelu", fuse_gelu, true},
       {"fuse-attention", fuse_attention, true},

@@ -69,7 +69,8 @@ Target make_cpu_reference() {
   t.name = "cpu-reference";
   t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
                fusion::kPointwiseChain, fusion::kHorizontalConv, fusion::kLayerNorm,
-               fusion::kGelu,           fusion::kAttention,      fusion::kResidualNorm};
+               fusion::kGelu,           fusion::kAttention,      fusion::kResidualNorm,
+               fusion::kQdqPropagation};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 16;
   // The reference computes convolutions and pooling in NCHW only.
@@ -103,7 +104,7 @@ Target make_cuda(const char* name, bool half_width) {
   t.name = name;
   t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
                fusion::kPointwiseChain, fusion::kLayerNorm,      fusion::kGelu,
-               fusion::kAttention,      fusion::kResidualNorm};
+               fusion::kAttention,      fusion::kResidualNorm,   fusion::kQdqPropagation};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 8;  // kernels::kMaxChainSteps
   if (half_width) {

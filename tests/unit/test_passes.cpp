@@ -878,6 +878,115 @@ TEST_CASE("fuse_residual_norm: post-norm and pre-norm residuals join their norm;
   }
 }
 
+// ---- Q/DQ propagation (src/passes/qdq.cpp) ----------------------------------------------------
+
+namespace {
+
+/// Per-tensor quantization parameters as weights: scale (f32) and zero point (u8 or i8).
+struct QdqParams {
+  std::string scale, zero;
+  QdqParams(Builder& bld, float s, int z, DType t = DType::u8) {
+    scale = fmt::format("s{}", bld.counter++);
+    zero = fmt::format("z{}", bld.counter++);
+    bld.g.weights[scale] = Tensor::scalar(s);
+    bld.g.weights[zero] = Tensor::from_doubles(t, {}, {static_cast<double>(z)});
+  }
+};
+std::string q(Builder& bld, const std::string& x, const QdqParams& p) {
+  return bld.node("QuantizeLinear", {x, p.scale, p.zero});
+}
+std::string dq(Builder& bld, const std::string& x, const QdqParams& p) {
+  return bld.node("DequantizeLinear", {x, p.scale, p.zero});
+}
+std::vector<std::string> ops_of(const Graph& g) {
+  std::vector<std::string> v;
+  for (const auto& n : g.nodes) v.push_back(n.op);
+  return v;
+}
+using Ops = std::vector<std::string>;
+
+}  // namespace
+
+TEST_CASE(
+    "propagate_qdq: DQ moves past MaxPool, reshapes and Concat; Q(DQ) pairs cancel, exactly") {
+  // onnxruntime's quantize_static form: Q -> DQ -> MaxPool -> Q -> DQ -> Relu.
+  {
+    Builder bld;
+    auto x = bld.input("x", {1, 2, 6, 6});
+    const QdqParams p(bld, 0.05f, 128);
+    auto pooled = bld.node("MaxPool", {dq(bld, q(bld, x, p), p)},
+                           {{"kernel_shape", std::vector<i64>{2, 2}},
+                            {"strides", std::vector<i64>{2, 2}},
+                            {"pads", std::vector<i64>{1, 1, 0, 0}}});
+    auto y = bld.node("Relu", {dq(bld, q(bld, pooled, p), p)});
+    Graph g = bld.finish({y});
+    int changes = 0;
+    Graph f = run_checked(g, b::propagate_qdq, &changes);
+    CHECK(changes == 2);  // one move, one cancelled pair
+    CHECK(ops_of(f) == Ops{"QuantizeLinear", "MaxPool", "DequantizeLinear", "Relu"});
+    CHECK(f.type_of(f.nodes[1].outputs[0]).dtype == DType::u8);  // MaxPool on the 8-bit values
+    CHECK(f.outputs == std::vector<std::string>{y});
+  }
+  // Reshape, Transpose and a Concat of two DQs of one scale; the pair at the output cancels and
+  // the graph output keeps its name.
+  {
+    Builder bld;
+    auto a = bld.input("a", {2, 3, 4});
+    auto b2 = bld.input("b", {2, 3, 4});
+    const QdqParams p(bld, 0.1f, -3, DType::i8);
+    auto ta =
+        bld.node("Transpose", {dq(bld, q(bld, a, p), p)}, {{"perm", std::vector<i64>{0, 2, 1}}});
+    auto tb =
+        bld.node("Transpose", {dq(bld, q(bld, b2, p), p)}, {{"perm", std::vector<i64>{0, 2, 1}}});
+    auto c = bld.node("Concat", {ta, tb}, {{"axis", i64{1}}});
+    const std::string shape = "shape";
+    bld.g.weights[shape] = Tensor::from<std::int64_t>({2}, {2, 24});
+    auto r = bld.node("Reshape", {c, shape});
+    auto out = q(bld, r, p);
+    Graph g = bld.finish({out});
+    int changes = 0;
+    Graph f = run_checked(g, b::propagate_qdq, &changes);
+    CHECK(changes == 5);  // 2 Transposes, the Concat, the Reshape, then the pair at the output
+    CHECK(ops_of(f) ==
+          Ops{"QuantizeLinear", "Transpose", "QuantizeLinear", "Transpose", "Concat", "Reshape"});
+    CHECK(f.outputs == std::vector<std::string>{out});
+    CHECK(f.nodes.back().outputs[0] == out);
+    CHECK(f.type_of(out).dtype == DType::i8);
+  }
+}
+
+TEST_CASE("propagate_qdq leaves what does not commute exactly") {
+  Builder bld;
+  auto x = bld.input("x", {1, 2, 4, 4});
+  const QdqParams p(bld, 0.05f, 128), other(bld, 0.06f, 128);
+  // A Q of another scale after the moved DQ: the DQ moves, the pair stays.
+  auto pooled =
+      bld.node("MaxPool", {dq(bld, q(bld, x, p), p)}, {{"kernel_shape", std::vector<i64>{2, 2}}});
+  auto y1 = dq(bld, q(bld, pooled, other), other);
+  // A per-channel DQ (scale per axis) does not move.
+  const std::string s2 = "s_axis", z2 = "z_axis";
+  bld.g.weights[s2] = Tensor::from<float>({2}, {0.05f, 0.07f});
+  bld.g.weights[z2] = Tensor::from_doubles(DType::u8, {2}, {128, 120});
+  auto qa = bld.node("QuantizeLinear", {x, s2, z2}, {{"axis", i64{1}}});
+  auto y2 = bld.node("Flatten", {bld.node("DequantizeLinear", {qa, s2, z2}, {{"axis", i64{1}}})});
+  // A DQ read twice does not move; Relu does not commute with DQ (a zero point) and stays after it.
+  auto d3 = dq(bld, q(bld, x, p), p);
+  auto y3 = bld.node("Add", {bld.node("Flatten", {d3}), bld.node("Flatten", {d3})});
+  auto y4 = bld.node("Relu", {dq(bld, q(bld, x, p), p)});
+  Graph g = bld.finish({y1, y2, y3, y4});
+  int changes = 0;
+  Graph f = run_checked(g, b::propagate_qdq, &changes);
+  CHECK(changes == 1);  // only the MaxPool move
+  int q_count = 0, dq_count = 0;
+  for (const auto& n : f.nodes)
+    q_count += n.op == "QuantizeLinear", dq_count += n.op == "DequantizeLinear";
+  CHECK(q_count == 5);
+  CHECK(dq_count == 5);
+  // The plain target fuses nothing, this included.
+  run_checked(g, b::propagate_qdq, &changes, &plan::plain_target());
+  CHECK(changes == 0);
+}
+
 TEST_CASE("fuse_gemm_bias: MatMul + bias row is one step, then GELU joins it") {
   Builder bld;
   auto x = bld.input("x", {2, 5, 8});

@@ -50,6 +50,11 @@ int fuse_gelu(Graph& g, const PassContext& ctx);
 /// output, the fused step outputs it as well (as its last output); every other reader must come
 /// after the norm.
 int fuse_residual_norm(Graph& g, const PassContext& ctx);
+/// Explicit quantization (src/passes/qdq.cpp): a per-tensor DequantizeLinear moves forward
+/// through Reshape, Transpose, Flatten, Squeeze, Unsqueeze, Identity, MaxPool and Concat (inputs
+/// of one scale), and QuantizeLinear(DequantizeLinear(x)) of one scale, zero point and type
+/// becomes x. Exact. Runs when the target lists fusion::kQdqPropagation.
+int propagate_qdq(Graph& g, const PassContext& ctx);
 /// Conv (+ pointwise epilogue) followed by an Add/Sum of a tensor of the same type: one step.
 int fuse_conv_residual(Graph& g, const PassContext& ctx);
 /// MatMul followed by the Add of a constant bias row (PyTorch's nn.Linear on 3-D inputs): one

@@ -28,6 +28,9 @@ inline constexpr const char* kAttention =
 /// Add of two activations of one shape + the LayerNormalization/RMSNormalization reading it
 /// (a transformer's residual connection) -> one step that may also write the sum.
 inline constexpr const char* kResidualNorm = "residual+norm";
+/// Per-tensor DequantizeLinear moved forward through data movement and MaxPool, and Q(DQ(x))
+/// pairs of one scale cancelled (exact; build::propagate_qdq).
+inline constexpr const char* kQdqPropagation = "qdq-propagation";
 }  // namespace fusion
 
 struct Target {
