@@ -270,6 +270,7 @@ void check_case(const Case& c, int k, Tally& t) {
     return;
   }
   double worst = 0;
+  bool over = false;
   std::string detail;
   for (const auto& [name, ref] : c.expected_of[k]) {
     auto it = got.find(name);
@@ -279,12 +280,18 @@ void check_case(const Case& c, int k, Tally& t) {
       break;
     }
     double e = 0;
-    if (ref.dtype() == DType::f32 || ref.dtype() == DType::f16)
+    if (ref.dtype() == DType::f32 || ref.dtype() == DType::f16 || ref.dtype() == DType::bf16)
       e = rel_error(it->second, ref);
     else if (it->second.to_doubles() != ref.to_doubles())
       e = INFINITY;
     worst = std::max(worst, e);
-    if (e > tol) {
+    // An output the model itself computes in 16 bits (an f16 node test) is held to that format's
+    // tolerance in every engine: the reference rounds each op's result, the GPU may not.
+    const double out_tol = ref.dtype() == DType::f16    ? std::max(tol, gpu_test::kTolF16)
+                           : ref.dtype() == DType::bf16 ? std::max(tol, gpu_test::kTolBf16)
+                                                        : tol;
+    if (e > out_tol) {
+      over = true;
       // Say what differs: shapes, magnitudes, non-finite values.
       double mg = 0, mr = 0;
       i64 nf_g = 0, nf_r = 0;
@@ -305,7 +312,7 @@ void check_case(const Case& c, int k, Tally& t) {
           it->second.type_string(), ref.type_string(), mg, mr, nf_g, nf_r);
     }
   }
-  if (worst <= tol) {
+  if (!over) {
     ++t.passed;
     if (worst > t.worst) t.worst = worst, t.worst_name = label;
     if (!quiet) std::printf("pass %s: %.3g\n", label.c_str(), worst);
