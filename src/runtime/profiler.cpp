@@ -53,6 +53,14 @@ std::pair<double, double> step_cost(const detail::EngineState& st, const Node& s
     if (x.dims.size() == 3 && r.dims.size() == 3)  // r [dirs, G*H, H]
       flops = 2.0 * static_cast<double>(x.dims[0] * x.dims[1] * r.dims[0] * r.dims[1]) *
               static_cast<double>(x.dims[2] + r.dims[2]);
+  } else if (a.op == "Attention" && a.inputs.size() > 2) {
+    // Q K^T and P V: 2 T (D + Dv) per query row and head = 2 T (numel(Q) + numel(Y)), with T the
+    // keys of K ([B, Hkv, T, D] or [B, T, Hkv*D]); a causal mask's savings are not counted.
+    const auto k = st.value(fused_input_name(step.inputs, a.inputs[1]), batch, arena);
+    const double t = k.dims.size() == 4   ? static_cast<double>(k.dims[2])
+                     : k.dims.size() == 3 ? static_cast<double>(k.dims[1])
+                                          : 1.0;
+    flops = 2 * t * (numel(fused_input_name(step.inputs, a.inputs[0])) + out);
   } else {
     flops = out;
   }
