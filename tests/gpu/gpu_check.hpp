@@ -83,10 +83,20 @@ inline Elem elem(bool f16) { return f16 ? Elem::f16 : Elem::f32; }
 inline const char* elem_name(Elem e) {
   return e == Elem::f32 ? "f32" : e == Elem::f16 ? "f16" : "bf16";
 }
-/// A kernel's tolerance in `e`: max|gpu - ref| / max|ref| on inputs rounded through `e`.
-inline double tol_of(Elem e) {
-  return e == Elem::f32 ? kTolF32 : e == Elem::f16 ? kTolF16 : kTolBf16;
+/// The plan precision whose values are stored as `e` (kPlanPrecisions is in Elem's order).
+inline const PlanPrecision& plan_precision(Elem e) {
+  static_assert(static_cast<int>(Elem::f32) == 0 && static_cast<int>(Elem::f16) == 1 &&
+                static_cast<int>(Elem::bf16) == 2 && kNumPlanPrecisions == 3);
+  return kPlanPrecisions[static_cast<int>(e)];
 }
+/// The plan precision that stores `t` (f32, f16 or bf16), or nullptr for other dtypes.
+inline const PlanPrecision* plan_precision_of(kiln::DType t) {
+  for (const auto& p : kPlanPrecisions)
+    if (p.stored == t) return &p;
+  return nullptr;
+}
+/// A kernel's tolerance in `e`: max|gpu - ref| / max|ref| on inputs rounded through `e`.
+inline double tol_of(Elem e) { return plan_precision(e).tol; }
 
 /// Values rounded through `e` (what a run in that format sees).
 inline std::vector<float> round_to(std::vector<float> v, Elem e) {

@@ -287,9 +287,8 @@ void check_case(const Case& c, int k, Tally& t) {
     worst = std::max(worst, e);
     // An output the model itself computes in 16 bits (an f16 node test) is held to that format's
     // tolerance in every engine: the reference rounds each op's result, the GPU may not.
-    const double out_tol = ref.dtype() == DType::f16    ? std::max(tol, gpu_test::kTolF16)
-                           : ref.dtype() == DType::bf16 ? std::max(tol, gpu_test::kTolBf16)
-                                                        : tol;
+    const gpu_test::PlanPrecision* own = gpu_test::plan_precision_of(ref.dtype());
+    const double out_tol = own ? std::max(tol, own->tol) : tol;
     if (e > out_tol) {
       over = true;
       // Say what differs: shapes, magnitudes, non-finite values.

@@ -363,9 +363,7 @@ int main() {
       report.run(what, [&] {
         EncoderGraph eg(b, s, e, h);
         kiln::build::BuildOptions o;
-        o.target = &kiln::plan::target_by_name(el == Elem::f32   ? "cuda"
-                                               : el == Elem::f16 ? "cuda-fp16"
-                                                                 : "cuda-bf16");
+        o.target = &kiln::plan::target_by_name(plan_precision(el).target);
         o.evaluator = &kiln::reference::constant_evaluator();
         const kiln::plan::Plan p = kiln::build::build_plan(eg.g, o);
         int attention = 0, layernorm = 0, gelu = 0, residual = 0;
