@@ -33,6 +33,7 @@ const std::vector<Pass>& pipeline() {
       {"mark-views", mark_views, true},
       {"elide-concat", elide_concat, true},
       {"choose-layout", choose_layout, true},
+      {"elide-split", elide_split, true},
       {"verify-result", verify_graph, true},
   };
   return p;
@@ -44,8 +45,7 @@ int count_layers(const Graph& g) {
     if (node.op == "Constant" || node.op == "ConstantOfShape" || node.op == "Identity" ||
         node.op == "Dropout")
       continue;
-    if (node.attr_int(plan::kViewAttr, 0) != 0 || node.attr_int(plan::kConcatInPlaceAttr, 0) != 0)
-      continue;
+    if (plan::marked_elided(node)) continue;
     ++n;
   }
   return n;
@@ -132,8 +132,8 @@ std::string BuildReport::summary() const {
     }
   int elided = 0;
   for (const auto& n : after_fusion.nodes)
-    if (n.attr_int(plan::kViewAttr, 0) != 0 || n.attr_int(plan::kConcatInPlaceAttr, 0) != 0) {
-      if (elided++ == 0) s += "no step (views and concats written in place):\n";
+    if (plan::marked_elided(n)) {
+      if (elided++ == 0) s += "no step (views, concats and splits done in place):\n";
       s += fmt::format("  {} '{}'\n", n.op, n.name);
     }
   return s;

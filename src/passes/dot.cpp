@@ -39,8 +39,7 @@ std::string to_dot(const Graph& g, const std::string& title) {
       label = fmt::format("{}\\n{}", escape(n.attr_string("pattern", "?")), escape(n.name));
       style = ", style=filled, fillcolor=\"#ffe8b0\"";
     }
-    if (n.attr_int(plan::kViewAttr, 0) != 0 || n.attr_int(plan::kConcatInPlaceAttr, 0) != 0)
-      style = ", style=dashed";
+    if (plan::marked_elided(n)) style = ", style=dashed";
     s += fmt::format("  {} [label=\"{}\"{}];\n", id, label, style);
     for (const auto& in : n.inputs) {
       auto it = made_by.find(in);

@@ -65,6 +65,46 @@ int elide_concat(Graph& g, const PassContext& ctx) {
   return n;
 }
 
+int elide_split(Graph& g, const PassContext& ctx) {
+  const plan::Target& t = ctx.tgt();
+  if (!t.split_in_place) return 0;
+  const auto rd = readers(g);
+  int n = 0;
+  for (Node& s : g.nodes) {
+    if (s.op != "Split" || marked(s, plan::kSplitInPlaceAttr) || !s.has_input(0)) continue;
+    if (s.attr_string(plan::kLayoutAttr, "NCHW") == "NHWC") continue;  // slices not row-major
+    const TensorType& in = g.type_of(s.inputs[0]);
+    if (!in.shape.is_static() || weight(g, s.inputs[0])) continue;
+    std::int64_t axis = s.attr_int("axis", 0);
+    if (axis < 0) axis += static_cast<std::int64_t>(in.shape.rank());
+    if (axis < 0 || axis >= static_cast<std::int64_t>(in.shape.rank())) continue;
+    std::int64_t outer = 1;
+    for (std::int64_t d = 0; d < axis; ++d) outer *= in.shape[static_cast<std::size_t>(d)].value();
+    bool ok = true;
+    for (const auto& o : s.outputs) {
+      if (o.empty() || is_graph_output(g, o) || !g.type_of(o).shape.is_static()) {
+        ok = false;
+        break;
+      }
+      auto r = rd.find(o);
+      if (r == rd.end()) continue;
+      for (std::size_t j : r->second) {
+        const Node& reader = g.nodes[j];
+        // A view of a slice is not a view of its buffer; a strided slice needs a reader that
+        // takes strides.
+        if (marked(reader, plan::kConcatInPlaceAttr) ||
+            (outer != 1 && (marked(reader, plan::kViewAttr) || !t.reads_strided(reader.op))))
+          ok = false;
+      }
+      if (!ok) break;
+    }
+    if (!ok) continue;
+    s.attrs[plan::kSplitInPlaceAttr] = std::int64_t{1};
+    ++n;
+  }
+  return n;
+}
+
 namespace {
 
 using plan::Layout;

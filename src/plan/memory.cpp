@@ -147,6 +147,7 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
   // 2. Views of contiguous values; everything else is a step.
   std::vector<std::size_t> steps;
   std::map<std::string, int> def_step;
+  std::map<std::string, std::string> split_base;  // a split's slice -> the split's input
   for (const auto& i : g.inputs) {
     dims_of(i.name);
     def_step[i.name] = -1;
@@ -162,6 +163,38 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
       continue;
     }
     const int step = static_cast<int>(steps.size());
+    if (t.split_in_place && n.op == "Split" && n.attr_int(kSplitInPlaceAttr, 0) != 0 &&
+        n.has_input(0) && lay.count(n.inputs[0])) {
+      // Each output a slice of the input, at its start along the axis, with the input's strides.
+      const Lay base = lay[n.inputs[0]];
+      const auto bdims = dims_of(n.inputs[0]);
+      i64 axis = n.attr_int("axis", 0);
+      if (axis < 0) axis += static_cast<i64>(bdims.size());
+      bool ok = axis >= 0 && axis < static_cast<i64>(bdims.size());
+      i64 total = 0;
+      for (const auto& o : n.outputs) {
+        if (!ok || o.empty() || lay.count(o) || graph_outputs.count(o)) {
+          ok = false;
+          break;
+        }
+        const auto od = dims_of(o);
+        for (std::size_t d = 0; d < od.size() && ok; ++d)
+          ok = od.size() == bdims.size() && (static_cast<i64>(d) == axis || od[d] == bdims[d]);
+        if (ok) total += od[static_cast<std::size_t>(axis)];
+      }
+      if (ok && total == bdims[static_cast<std::size_t>(axis)]) {
+        i64 start = 0;
+        for (const auto& o : n.outputs) {
+          lay[o] =
+              Lay{base.buffer, base.elem_off + start * base.strides[static_cast<std::size_t>(axis)],
+                  base.strides, "slice of " + n.inputs[0]};
+          start += dims_of(o)[static_cast<std::size_t>(axis)];
+          def_step[o] = step;  // made where its first reader runs at the latest
+          split_base[o] = n.inputs[0];
+        }
+        continue;
+      }
+    }
     if (t.view_ops && n.attr_int(kViewAttr, 0) != 0 && n.outputs.size() == 1 && n.has_input(0) &&
         lay.count(n.inputs[0]) && !lay.count(n.outputs[0])) {
       const Lay& base = lay[n.inputs[0]];
@@ -194,6 +227,7 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
         lay[n.outputs[0]].how.rfind("view of ", 0) == 0)
       view_base[n.outputs[0]] = n.inputs[0];
   }
+  view_base.insert(split_base.begin(), split_base.end());  // a slice keeps its base alive too
   for (int s = 0; s < nsteps; ++s)
     for (const auto& in : g.nodes[steps[static_cast<std::size_t>(s)]].inputs)
       if (!in.empty() && def_step.count(in)) last_use[in] = std::max(last_use[in], s);

@@ -29,10 +29,13 @@ std::string Target::describe() const {
   }
   auto yn = [](bool b) { return b ? "yes" : "no"; };
   s += fmt::format(
-      "  concat in place: {}, strided output: {}, strided input: {}, in place: {}, "
-      "views: {}, alignment: {}\n",
-      yn(concat_in_place), yn(strided_output), yn(strided_input), yn(in_place), yn(view_ops),
-      alignment);
+      "  concat in place: {}, split in place: {}, strided output: {}, strided input: {}, "
+      "in place: {}, views: {}, alignment: {}\n",
+      yn(concat_in_place), yn(split_in_place), yn(strided_output),
+      strided_input || strided_input_ops.empty()
+          ? std::string(yn(strided_input))
+          : fmt::format("{} only", fmt::join(strided_input_ops, ", ")),
+      yn(in_place), yn(view_ops), alignment);
   return s;
 }
 
@@ -68,9 +71,9 @@ Target make_cpu_reference() {
   Target t;
   t.name = "cpu-reference";
   t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
-               fusion::kPointwiseChain, fusion::kHorizontalConv, fusion::kLayerNorm,
-               fusion::kGelu,           fusion::kAttention,      fusion::kResidualNorm,
-               fusion::kQdqPropagation};
+               fusion::kPointwiseChain, fusion::kHorizontalConv, fusion::kHorizontalMatMul,
+               fusion::kLayerNorm,      fusion::kGelu,           fusion::kAttention,
+               fusion::kResidualNorm,   fusion::kQdqPropagation};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 16;
   // The reference computes convolutions and pooling in NCHW only.
@@ -81,6 +84,7 @@ Target make_cpu_reference() {
   t.strided_input = true;
   t.in_place = true;
   t.concat_in_place = true;
+  t.split_in_place = true;
   t.view_ops = true;
   t.alignment = 64;
   return t;
@@ -102,9 +106,10 @@ Target make_plain() {
 Target make_cuda(const char* name, bool half_width) {
   Target t;
   t.name = name;
-  t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
-               fusion::kPointwiseChain, fusion::kLayerNorm,      fusion::kGelu,
-               fusion::kAttention,      fusion::kResidualNorm,   fusion::kQdqPropagation};
+  t.fusions = {fusion::kConvActivation,  fusion::kGemmActivation, fusion::kConvResidual,
+               fusion::kPointwiseChain,  fusion::kLayerNorm,      fusion::kGelu,
+               fusion::kAttention,       fusion::kResidualNorm,   fusion::kQdqPropagation,
+               fusion::kHorizontalMatMul};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 8;  // kernels::kMaxChainSteps
   if (half_width) {
@@ -116,6 +121,10 @@ Target make_cuda(const char* name, bool half_width) {
   t.strided_input = false;
   t.in_place = false;
   t.concat_in_place = !half_width;  // NHWC slices along C are never contiguous
+  // The Q, K and V slices of a horizontal product are read in place by Attention (any row
+  // stride); a Split whose slices another step reads stays a copy.
+  t.split_in_place = true;
+  t.strided_input_ops = {"Attention"};
   t.view_ops = true;
   t.alignment = 256;
   return t;

@@ -1010,3 +1010,89 @@ TEST_CASE("fuse_gemm_bias: MatMul + bias row is one step, then GELU joins it") {
   run_checked(g2, b::fuse_gemm_bias, &none);
   CHECK(none == 0);
 }
+
+namespace {
+
+/// x [2, 5, 8] projected three times (Q, K, V of width 8, the last with another tail when
+/// `odd_tail`), attention over 2 heads, and a fourth product of another width sharing x.
+Graph qkv_graph(bool odd_tail) {
+  Builder bld;
+  auto x = bld.input("x", {2, 5, 8});
+  auto proj = [&](std::int64_t n) {
+    return bld.node("Add", {bld.node("MatMul", {x, bld.weight({8, n})}), bld.weight({n})});
+  };
+  auto q = proj(8), k = proj(8);
+  auto v = odd_tail ? bld.node("Relu", {proj(8)}) : proj(8);
+  auto y = bld.node("Attention", {q, k, v},
+                    {{"q_num_heads", std::int64_t{2}}, {"kv_num_heads", std::int64_t{2}}});
+  auto w = bld.node("Add", {bld.node("MatMul", {x, bld.weight({8, 6})}), bld.weight({6})});
+  auto sm = bld.node("Softmax", {w});  // no activation: not fused into the product
+  return bld.finish({y, sm});
+}
+
+}  // namespace
+
+TEST_CASE("horizontal fusion of matrix products: Q, K and V become one product and a Split") {
+  Graph g = qkv_graph(false);
+  Graph f = run_checked(g, b::fuse_gemm_bias);
+  int n = 0;
+  f = run_checked(f, b::fuse_horizontal, &n);
+  CHECK(n == 1);
+  // One MatMul+Add over [8, 8+8+8+6] (every product of x with a bias row), then the Split.
+  REQUIRE(count_op(f, "Split") == 1);
+  int products = 0;
+  for (const auto& node : f.nodes)
+    if (node.attr_string("pattern", "") == "MatMul+Add") {
+      ++products;
+      CHECK(f.weights.at(node.inputs[1]).dims() == std::vector<std::int64_t>{8, 30});
+      CHECK(f.weights.at(node.inputs[2]).dims() == std::vector<std::int64_t>{30});
+    }
+  CHECK(products == 1);
+  // Another tail (a Relu after V's bias) or another K stays apart.
+  Graph h = run_checked(run_checked(qkv_graph(true), b::fuse_gemm_bias), b::fuse_conv_activation);
+  h = run_checked(h, b::fuse_horizontal, &n);
+  CHECK(n == 1);  // Q, K and the fourth product; V+Relu apart
+  // A target without the fusion keeps the products.
+  Graph c = run_checked(g, b::fuse_gemm_bias);
+  CHECK(b::fuse_horizontal(c, ctx(&plan::plain_target())) == 0);
+}
+
+TEST_CASE("a Split is done in place where its slices' readers take them") {
+  Graph g = qkv_graph(false);
+  // The reference reads strided inputs everywhere: the Split is no step, its outputs slices.
+  build::BuildReport r;
+  plan::Plan p = build_for(g, plan::cpu_reference_target(), &r);
+  CHECK(count_op(r.after_fusion, "Split") == 1);
+  for (const auto& s : p.steps) CHECK(s.op != "Split");
+  int slices = 0;
+  for (const auto& [name, v] : p.memory.values)
+    if (v.how.rfind("slice of ", 0) == 0) {
+      ++slices;
+      CHECK_FALSE(v.contiguous());  // [2, 5, 8] of a [2, 5, 30] row
+    }
+  CHECK(slices == 4);
+  // The GPU reads strided inputs in Attention only: the Softmax's slice keeps the Split a step.
+  for (bool fp16 : {false, true}) {
+    plan::Plan q = build_for(g, plan::cuda_target(fp16));
+    int splits = 0;
+    for (const auto& s : q.steps) splits += s.op == "Split";
+    CHECK(splits == 1);
+  }
+  // Without the fourth product every reader is Attention: no Split step on the GPU either.
+  Builder bld;
+  auto x = bld.input("x", {2, 5, 8});
+  auto proj = [&] {
+    return bld.node("Add", {bld.node("MatMul", {x, bld.weight({8, 8})}), bld.weight({8})});
+  };
+  auto q = proj(), k = proj(), v = proj();
+  auto y = bld.node("Attention", {q, k, v},
+                    {{"q_num_heads", std::int64_t{2}}, {"kv_num_heads", std::int64_t{2}}});
+  Graph a = bld.finish({y});
+  for (bool fp16 : {false, true}) {
+    plan::Plan s = build_for(a, plan::cuda_target(fp16));
+    REQUIRE(s.steps.size() == 2);
+    CHECK(s.steps[0].attr_string("pattern", "") == "MatMul+Add");
+    CHECK(s.steps[1].op == "Attention");
+    CHECK_FALSE(s.memory.values.at(s.steps[1].inputs[0]).contiguous());
+  }
+}

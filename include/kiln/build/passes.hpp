@@ -65,12 +65,20 @@ int fuse_conv_activation(Graph& g, const PassContext& ctx);
 /// Chains of elementwise ops, each intermediate read once and of the chain's shape: one step.
 int fuse_pointwise(Graph& g, const PassContext& ctx);
 /// Convolutions (with the same activation, if any) reading the same input with the same
-/// attributes and kernel size: one convolution over concatenated weights, split afterwards.
+/// attributes and kernel size: one convolution over concatenated weights, split afterwards
+/// (plan::fusion::kHorizontalConv); matrix products of one input by constant 2-D weights with
+/// the same bias/activation tail (Q, K and V projections): one product over the weights
+/// concatenated along their columns, then a Split of its last axis
+/// (plan::fusion::kHorizontalMatMul).
 int fuse_horizontal(Graph& g, const PassContext& ctx);
 /// Marks Reshape/Flatten/Squeeze/Unsqueeze of computed values as views (no step, no copy).
 int mark_views(Graph& g, const PassContext& ctx);
 /// Marks a Concat whose inputs its producers can write straight into its output (no copy).
 int elide_concat(Graph& g, const PassContext& ctx);
+/// Marks a Split whose outputs can be slices of its input (no copy): static shapes, no output a
+/// graph output, not in NHWC, and each output contiguous or read only by steps that read strided
+/// inputs (Target::reads_strided). Runs after the layout is chosen.
+int elide_split(Graph& g, const PassContext& ctx);
 /// Sets each step's layout (plan::kLayoutAttr, on nodes with a 4-D output) and inserts the
 /// plan::kToLayoutOp conversions that layout needs; returns how many it inserted.
 /// The physical layout of a 4-D value is its producer's kLayoutAttr (graph inputs and weights:

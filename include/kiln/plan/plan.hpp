@@ -23,6 +23,14 @@ namespace kiln::plan {
 /// inputs are written in place into its output. Such nodes become no step.
 inline constexpr const char* kViewAttr = "kiln.view";
 inline constexpr const char* kConcatInPlaceAttr = "kiln.in_place_concat";
+/// A Split whose outputs are slices of its input (build::elide_split; Target::split_in_place).
+inline constexpr const char* kSplitInPlaceAttr = "kiln.in_place_split";
+/// Whether the planner makes no step of `n` (a view, a concat or split done in place), as the
+/// builder marked it; the planner may still make a step where the mark cannot be honoured.
+inline bool marked_elided(const Node& n) {
+  return n.attr_int(kViewAttr, 0) != 0 || n.attr_int(kConcatInPlaceAttr, 0) != 0 ||
+         n.attr_int(kSplitInPlaceAttr, 0) != 0;
+}
 /// The layout a step runs in ("NCHW" or "NHWC"), chosen by the layout pass.
 inline constexpr const char* kLayoutAttr = "kiln.layout";
 /// The conversion step the layout pass inserts (kiln/ir/fused.hpp, where the IR registers its

@@ -20,6 +20,10 @@ inline constexpr const char* kGemmActivation = "gemm+bias+activation";  // Gemm/
 inline constexpr const char* kConvResidual = "conv+residual+activation";  // Conv + Add (+ act)
 inline constexpr const char* kPointwiseChain = "pointwise-chain";         // elementwise ops as one
 inline constexpr const char* kHorizontalConv = "horizontal-conv";         // convs sharing an input
+/// Matrix products of one input by constant weights (a transformer's Q, K and V projections),
+/// each with the same bias/activation tail -> one product over the concatenated weights, then a
+/// Split (whose outputs are slices of the product where the target allows: Target::split_in_place).
+inline constexpr const char* kHorizontalMatMul = "horizontal-matmul";
 inline constexpr const char* kLayerNorm =
     "layernorm";                              // decomposed LayerNorm -> LayerNormalization
 inline constexpr const char* kGelu = "gelu";  // Erf/tanh GELU forms -> Gelu
@@ -48,6 +52,13 @@ struct Target {
   /// Producers of a Concat's inputs can write straight into its output (at the planned offset;
   /// a strided slice needs strided_output as well).
   bool concat_in_place = false;
+  /// A Split's outputs can be slices of its input instead of copies (no step): where each slice
+  /// is contiguous, or every reader of a strided one reads strided inputs (strided_input, or its
+  /// op is in strided_input_ops).
+  bool split_in_place = false;
+  /// Ops whose steps read strided inputs even where strided_input is false (the GPU's Attention
+  /// takes any row stride).
+  std::set<std::string> strided_input_ops;
   /// Elementwise steps (and conv + residual add) may write over an input that dies there.
   bool in_place = false;
   /// Reshape, Flatten, Squeeze and Unsqueeze of a contiguous tensor cost nothing (a view).
@@ -55,6 +66,10 @@ struct Target {
   std::size_t alignment = 64;  ///< byte alignment of every arena offset
 
   bool can_fuse(const std::string& f) const { return fusions.count(f) != 0; }
+  /// Whether a step of `op` may read a strided input.
+  bool reads_strided(const std::string& op) const {
+    return strided_input || strided_input_ops.count(op) != 0;
+  }
   bool is_pointwise(const std::string& op) const { return pointwise_ops.count(op) != 0; }
   /// Layouts `op` takes (NCHW when not listed).
   std::vector<Layout> layouts_of(const std::string& op) const;
