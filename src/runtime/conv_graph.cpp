@@ -7,46 +7,20 @@
 
 #include "check.hpp"
 #include "conv.hpp"
+#include "cudnn_backend.hpp"
 #include "library_types.hpp"
 
 namespace kiln::runtime {
 
 namespace {
 
-/// One backend descriptor, destroyed with its owner.
-struct Desc {
-  cudnnBackendDescriptor_t d = nullptr;
-  explicit Desc(cudnnBackendDescriptorType_t t) { KILN_CHECK(cudnnBackendCreateDescriptor(t, &d)); }
-  ~Desc() {
-    if (d) cudnnBackendDestroyDescriptor(d);
-  }
-  Desc(const Desc&) = delete;
-  Desc& operator=(const Desc&) = delete;
-  template <class T>
-  void set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, std::int64_t n,
-           const T* v) {
-    KILN_CHECK(cudnnBackendSetAttribute(d, name, type, n, v));
-  }
-  void finalize() { KILN_CHECK(cudnnBackendFinalize(d)); }
-};
-
-using DescPtr = std::unique_ptr<Desc>;
+using detail::backend_tensor;
+using detail::Desc;
+using detail::DescPtr;
 
 DescPtr tensor(std::int64_t uid, cudnnDataType_t type, const std::vector<std::int64_t>& dims,
                const std::vector<std::int64_t>& strides, bool is_virtual) {
-  auto t = std::make_unique<Desc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-  const std::int64_t align = 16;
-  const bool virt = is_virtual;
-  t->set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type);
-  t->set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, static_cast<std::int64_t>(dims.size()),
-         dims.data());
-  t->set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, static_cast<std::int64_t>(strides.size()),
-         strides.data());
-  t->set(CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
-  t->set(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align);
-  t->set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
-  t->finalize();
-  return t;
+  return backend_tensor(uid, type, dims, strides, is_virtual);
 }
 
 std::vector<std::int64_t> strides_of(const std::vector<std::int64_t>& d, Layout l) {
@@ -89,9 +63,7 @@ struct GraphConvolution::Impl {
   std::vector<DescPtr> configs;  // engine configs, heuristic order (filtered)
   DescPtr plan;                  // the chosen one, finalized
   std::int64_t plan_ws = 0;
-  DescPtr pack;
-  void* pack_ws = nullptr;
-  const void* pack_ptrs[5] = {};
+  detail::VariantPack pack;
   std::vector<std::int64_t> uids;
 };
 
@@ -215,27 +187,8 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
   // out of FP32 plans unless TF32 is allowed.
   std::size_t cap = 8;
   for (cudnnBackendHeurMode_t hm : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
-    Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-    heur.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d.graph->d);
-    heur.set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &hm);
-    if (cudnnBackendFinalize(heur.d) != CUDNN_STATUS_SUCCESS) continue;
-    std::int64_t count = 0;
-    if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count,
-                                 nullptr) != CUDNN_STATUS_SUCCESS)
-      continue;
-    count = std::min<std::int64_t>(count, 16);
-    std::vector<DescPtr> cfgs;
-    std::vector<cudnnBackendDescriptor_t> raw;
-    for (std::int64_t i = 0; i < count; ++i) {
-      cfgs.push_back(std::make_unique<Desc>(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
-      raw.push_back(cfgs.back()->d);
-    }
-    std::int64_t got = 0;
-    if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got,
-                                 raw.data()) != CUDNN_STATUS_SUCCESS)
-      continue;
+    std::vector<DescPtr> cfgs = detail::engine_configs(*d.graph, hm, 16);
+    const auto got = static_cast<std::int64_t>(cfgs.size());
     for (std::int64_t i = 0; i < got; ++i) {
       if (o.precision == Precision::f32 && !o.allow_tf32) {
         Desc engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
@@ -275,16 +228,10 @@ GraphConvolution::~GraphConvolution() = default;
 bool GraphConvolution::choose(int index) {
   Impl& d = *impl_;
   if (index < 0 || static_cast<std::size_t>(index) >= d.configs.size()) return false;
-  auto plan = std::make_unique<Desc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
-  cudnnHandle_t h = lib_.cudnn();
-  plan->set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h);
-  plan->set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-            &d.configs[static_cast<std::size_t>(index)]->d);
-  if (cudnnBackendFinalize(plan->d) != CUDNN_STATUS_SUCCESS) return false;
-  std::int64_t ws = 0, n = 0;
-  KILN_CHECK(cudnnBackendGetAttribute(plan->d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                      CUDNN_TYPE_INT64, 1, &n, &ws));
-  if (static_cast<std::size_t>(ws) > opt_.workspace_limit) return false;
+  std::int64_t ws = 0;
+  DescPtr plan =
+      detail::execution_plan(lib_.cudnn(), *d.configs[static_cast<std::size_t>(index)], &ws);
+  if (!plan || static_cast<std::size_t>(ws) > opt_.workspace_limit) return false;
   d.plan = std::move(plan);
   d.plan_ws = ws;
   d.pack.reset();
@@ -358,26 +305,12 @@ ConvTactic GraphConvolution::tune(const TuneData* data) {
 void GraphConvolution::forward(const void* x, const void* w, const void* bias, const void* residual,
                                void* y, void* workspace, Stream stream) const {
   Impl& d = *impl_;
-  const void* ptrs[5] = {x, w, y, bias, residual};
-  bool same = d.pack && d.pack_ws == workspace;
-  for (int i = 0; i < 5 && same; ++i) same = d.pack_ptrs[i] == ptrs[i];
-  if (!same) {
-    std::vector<void*> data = {const_cast<void*>(x), const_cast<void*>(w), y};
-    if (bias_) data.push_back(const_cast<void*>(bias));
-    if (opt_.residual) data.push_back(const_cast<void*>(residual));
-    auto pack = std::make_unique<Desc>(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-    pack->set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64,
-              static_cast<std::int64_t>(d.uids.size()), d.uids.data());
-    pack->set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR,
-              static_cast<std::int64_t>(data.size()), data.data());
-    pack->set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
-    pack->finalize();
-    d.pack = std::move(pack);
-    d.pack_ws = workspace;
-    for (int i = 0; i < 5; ++i) d.pack_ptrs[i] = ptrs[i];
-  }
+  std::vector<void*> data = {const_cast<void*>(x), const_cast<void*>(w), y};
+  if (bias_) data.push_back(const_cast<void*>(bias));
+  if (opt_.residual) data.push_back(const_cast<void*>(residual));
+  const Desc& pack = d.pack.get(d.uids, data, workspace);
   lib_.set_stream(stream);
-  KILN_CHECK(cudnnBackendExecute(lib_.cudnn(), d.plan->d, d.pack->d));
+  KILN_CHECK(cudnnBackendExecute(lib_.cudnn(), d.plan->d, pack.d));
 }
 
 }  // namespace kiln::runtime

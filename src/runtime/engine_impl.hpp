@@ -60,7 +60,8 @@ struct RunArgs {
 /// Plans (Plan::tactics) and timing caches hold it as to_text() writes it; parse_tactic() is the
 /// one reader.
 struct Tactic {
-  enum class Backend : int { cudnn, cudnn_graph, cublaslt };
+  /// kernel: kiln's own kernel (a step with no other candidate has no tactic at all).
+  enum class Backend : int { cudnn, cudnn_graph, cublaslt, cudnn_sdpa, kernel };
   Backend backend = Backend::cudnn;
   int algorithm = 0;
   std::size_t workspace = 0;

@@ -1,28 +1,41 @@
 // The attention family on the GPU: ONNX Attention (opsets 23 to 25) without a key/value cache,
 // through kernels::attention (a tensor-core flash-attention kernel for f16 head dims 32 to 128,
 // else an online-softmax kernel with one warp per query row; f32 statistics in every precision):
-// 3-D ([B, S, heads * D]) and 4-D ([B, heads, S, D]) inputs, grouped and multi-query heads,
+// or, for 16-bit problems without a mask, through cuDNN's SDPA operation where its engines are
+// faster (timed as the step's tactic):
+// 3-D ([B, S, heads * D]) and 4-D ([B, heads, S, D]) inputs, Q, K and V with any strides but a
+// contiguous head dim (slices of one QKV product read in place), grouped and multi-query heads,
 // boolean and additive masks, is_causal, scale, softcap and the sliding window. And
 // RotaryEmbedding (opset 23) through kernels::rotary_embedding.
 #include <cmath>
 
 #include "attention.cuh"
 #include "check.hpp"
+#include "sdpa.hpp"
 #include "steps_util.hpp"
 
 namespace kiln::runtime::detail {
 
 namespace {
 
-/// The operands a kernel reads row-major, all in the precision of the first (`first`).
+/// The operands a kernel reads, all in the precision of the first (`first`): row-major, or
+/// (`any_rows`) with any strides but a contiguous last dim.
 void require_dense_alike(const Node& n, std::initializer_list<const DeviceValue*> values,
-                         const char* first) {
+                         const char* first, bool any_rows = false) {
   const kernels::Elem elem = (*values.begin())->elem();
   for (const DeviceValue* v : values) {
-    if (!v->contiguous()) unsupported(n, fmt::format("{} in a strided layout", v->describe()));
+    const bool ok = any_rows ? v->strides.empty() || v->strides.back() == 1 : v->contiguous();
+    if (!ok) unsupported(n, fmt::format("{} in a strided layout", v->describe()));
     if (v->elem() != elem)
       unsupported(n, fmt::format("{} in another precision than {}", v->describe(), first));
   }
+}
+
+/// (batch, head, sequence) strides of an Attention operand: 3-D [B, S, heads * D] or 4-D
+/// [B, heads, S, D], each with its own strides (Q, K and V may be slices of one product).
+kernels::HeadStrides head_strides(const DeviceValue& x, std::int64_t head_dim) {
+  if (x.dims.size() == 3) return {x.strides[0], head_dim, x.strides[1]};
+  return {x.strides[0], x.strides[1], x.strides[2]};
 }
 
 class AttentionStep final : public Step {
@@ -38,7 +51,8 @@ class AttentionStep final : public Step {
                     o == 3 ? "the qk_matmul_output output" : "present_key/present_value outputs");
     const DeviceValue q = env.value(n.inputs.at(0)), k = env.value(n.inputs.at(1)),
                       v = env.value(n.inputs.at(2)), y = env.value(n.outputs.at(0));
-    require_dense_alike(n, {&q, &k, &v, &y}, "Q");
+    require_dense_alike(n, {&q, &k, &v}, "Q", true);
+    require_dense_alike(n, {&q, &y}, "Q");
     elem_ = q.elem();
     const bool rank3 = q.dims.size() == 3;
     auto& a = args_;
@@ -52,11 +66,6 @@ class AttentionStep final : public Step {
       a.kv_len = k.dims[1];
       a.head_dim = q.dims[2] / a.q_heads;
       a.v_head_dim = v.dims[2] / a.kv_heads;
-      // [B, S, heads, D] in memory.
-      a.qs = {q.dims[1] * q.dims[2], a.head_dim, q.dims[2]};
-      a.ks = {k.dims[1] * k.dims[2], a.head_dim, k.dims[2]};
-      a.vs = {v.dims[1] * v.dims[2], a.v_head_dim, v.dims[2]};
-      a.ys = {y.dims[1] * y.dims[2], a.v_head_dim, y.dims[2]};
     } else {
       a.q_heads = q.dims[1];
       a.kv_heads = k.dims[1];
@@ -64,15 +73,11 @@ class AttentionStep final : public Step {
       a.kv_len = k.dims[2];
       a.head_dim = q.dims[3];
       a.v_head_dim = v.dims[3];
-      auto bhs = [](const DeviceValue& x) {
-        return kernels::HeadStrides{x.dims[1] * x.dims[2] * x.dims[3], x.dims[2] * x.dims[3],
-                                    x.dims[3]};
-      };
-      a.qs = bhs(q);
-      a.ks = bhs(k);
-      a.vs = bhs(v);
-      a.ys = bhs(y);
     }
+    a.qs = head_strides(q, a.head_dim);
+    a.ks = head_strides(k, a.head_dim);
+    a.vs = head_strides(v, a.v_head_dim);
+    a.ys = head_strides(y, a.v_head_dim);
     if (a.head_dim > kernels::kMaxAttentionHeadDim || a.v_head_dim > kernels::kMaxAttentionHeadDim)
       unsupported(n,
                   fmt::format("head size {} (the GPU kernel takes at most {})",
@@ -104,13 +109,63 @@ class AttentionStep final : public Step {
         a.mask_dims[4 - m.dims.size() + d] = m.dims[d];
       a.mask = pointer_of(env, m);
     }
+    // cuDNN's SDPA engines are candidates for 16-bit problems without a mask.
+    const Precision precision = q.fp;
+    if (CudnnAttention::takes(precision, a)) {
+      sdpa_ = std::make_unique<CudnnAttention>(env.lib, precision, a,
+                                               env.engine.options.workspace_limit);
+      if (sdpa_->engines() == 0) sdpa_.reset();
+    }
+    if (sdpa_)
+      key_ = fmt::format(
+          "attention {} b{} h{}/{} s{} t{} d{}/{} q{},{},{} k{},{},{} v{},{},{} y{},{},{}",
+          precision_name(precision), a.batch, a.q_heads, a.kv_heads, a.q_len, a.kv_len, a.head_dim,
+          a.v_head_dim, a.qs.b, a.qs.h, a.qs.s, a.ks.b, a.ks.h, a.ks.s, a.vs.b, a.vs.h, a.vs.s,
+          a.ys.b, a.ys.h, a.ys.s);
   }
-  void run(const RunArgs& r) override { KILN_CHECK(kernels::attention(elem_, args_, r.stream)); }
-  std::string kind() const override { return "attention"; }
+  void run(const RunArgs& r) override {
+    if (use_sdpa_)
+      sdpa_->forward(args_.q, args_.k, args_.v, args_.y, r.workspace, r.stream);
+    else
+      KILN_CHECK(kernels::attention(elem_, args_, r.stream));
+  }
+  std::string kind() const override { return use_sdpa_ ? "cudnn-sdpa" : "attention"; }
+  std::size_t workspace() const override { return use_sdpa_ ? sdpa_->workspace_bytes() : 0; }
+  std::string tactic_key() const override { return key_; }
+  /// kiln's kernel and each of cuDNN's engines, on the step's own buffers; the fastest stays.
+  Tactic tune() override {
+    Tactic best{Tactic::Backend::kernel, 0, 0,
+                time_ms([&] { KILN_CHECK(kernels::attention(elem_, args_, nullptr)); })};
+    for (int i = 0; i < sdpa_->engines(); ++i) {
+      sdpa_->choose(i);
+      DeviceBuffer ws(std::max<std::size_t>(sdpa_->workspace_bytes(), 16));
+      try {
+        const float ms =
+            time_ms([&] { sdpa_->forward(args_.q, args_.k, args_.v, args_.y, ws.get(), nullptr); });
+        if (ms < best.ms) best = {Tactic::Backend::cudnn_sdpa, i, sdpa_->workspace_bytes(), ms};
+      } catch (const Error&) {
+        continue;  // an engine that fails to run is no tactic
+      }
+    }
+    set_tactic(best);
+    return best;
+  }
+  void set_tactic(const Tactic& t) override {
+    use_sdpa_ = sdpa_ && t.backend == Tactic::Backend::cudnn_sdpa && t.algorithm >= 0 &&
+                t.algorithm < sdpa_->engines();
+    if (use_sdpa_) sdpa_->choose(t.algorithm);
+  }
+  std::string tactic() const override {
+    if (!sdpa_) return {};
+    return use_sdpa_ ? fmt::format("cuDNN SDPA engine {}", sdpa_->chosen()) : "kiln's kernel";
+  }
 
  private:
   kernels::AttentionArgs args_;
   kernels::Elem elem_ = kernels::Elem::f32;
+  std::unique_ptr<CudnnAttention> sdpa_;
+  bool use_sdpa_ = false;
+  std::string key_;
 };
 
 /// ONNX RotaryEmbedding (opset 23): 3-D [B, S, heads * D] (num_heads) or 4-D [B, heads, S, D]

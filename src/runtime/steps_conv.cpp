@@ -573,6 +573,8 @@ class ConvStep final : public Step {
         if (backend_->api() != Tactic::Backend::cudnn) backend_ = legacy();
         backend_->set_tactic(t);
         return;
+      case Tactic::Backend::cudnn_sdpa:
+      case Tactic::Backend::kernel: return;  // another step's tactic: keep the heuristic's
     }
   }
   std::string tactic() const override { return backend_->describe(); }

@@ -16,12 +16,15 @@ namespace kiln::runtime::detail {
 // ---- the tactic's text ----------------------------------------------------------------------
 
 namespace {
+constexpr std::pair<Tactic::Backend, const char*> kBackends[] = {
+    {Tactic::Backend::cudnn, "cudnn"},       {Tactic::Backend::cudnn_graph, "cudnn-graph"},
+    {Tactic::Backend::cublaslt, "cublaslt"}, {Tactic::Backend::cudnn_sdpa, "cudnn-sdpa"},
+    {Tactic::Backend::kernel, "kernel"},
+};
+
 const char* backend_name(Tactic::Backend b) {
-  switch (b) {
-    case Tactic::Backend::cudnn: return "cudnn";
-    case Tactic::Backend::cudnn_graph: return "cudnn-graph";
-    case Tactic::Backend::cublaslt: return "cublaslt";
-  }
+  for (const auto& [k, name] : kBackends)
+    if (k == b) return name;
   return "?";
 }
 
@@ -44,13 +47,15 @@ Tactic parse_tactic(const std::string& text) {
   bool ok = w.size() == 6 && w[2] == "ws" && w[4] == "ms" && read_number(w[1], t.algorithm) &&
             read_number(w[3], t.workspace) && read_number(w[5], t.ms) && t.ms >= 0;
   bool known = false;
-  for (auto b : {Tactic::Backend::cudnn, Tactic::Backend::cudnn_graph, Tactic::Backend::cublaslt})
-    if (ok && w[0] == backend_name(b)) t.backend = b, known = true;
+  std::vector<std::string> names;
+  for (const auto& [b, name] : kBackends) {
+    names.push_back(name);
+    if (ok && w[0] == name) t.backend = b, known = true;
+  }
   if (!ok || !known)
     throw FormatError(
-        fmt::format("'{}' is not a tactic (expected '<cudnn|cudnn-graph|cublaslt> <algorithm> ws "
-                    "<bytes> ms <time>')",
-                    text));
+        fmt::format("'{}' is not a tactic (expected '<{}> <algorithm> ws <bytes> ms <time>')", text,
+                    fmt::join(names, "|")));
   return t;
 }
 

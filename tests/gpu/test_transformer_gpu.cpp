@@ -2,27 +2,23 @@
 // (kernels::row_norm: widths of BERT and GPT, f32 statistics in f16, a residual added first, the
 // Mean and InvStdDev outputs) and Attention (kernels::attention: BERT-base's heads, causal,
 // additive and boolean masks, grouped heads, softcap, a sliding window; the tensor-core kernel in
-// f16 and bf16), RotaryEmbedding, and a whole encoder layer built for cuda, cuda-fp16 and
-// cuda-bf16.
+// f16 and bf16), RotaryEmbedding, a whole encoder layer built for cuda, cuda-fp16 and
+// cuda-bf16, and Q/K/V projections joined into one product whose slices Attention reads in place.
 #include "attention.cuh"
 #include "gpu_check.hpp"
 #include "kiln/build/builder.hpp"
 #include "kiln/reference/executor.hpp"
 #include "kiln/runtime/engine.hpp"
 #include "norm.cuh"
+#include "runtime/sdpa.hpp"
 
 using namespace gpu_test;
 namespace kk = kiln::kernels;
 
 namespace {
 
-/// A post-norm encoder layer as PyTorch 1.13's TorchScript exporter writes
-/// nn.TransformerEncoderLayer (width E, H heads, sequence S, batch B): Q/K/V as MatMul + bias,
-/// heads split by Reshape and Transpose into [B*H, S, D], Q divided by sqrt(D), MatMul with K^T, an
-/// additive causal mask, Softmax, MatMul with V, heads merged, the output projection, residual,
-/// LayerNorm written out (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add), the MLP with
-/// the Erf GELU.
-struct EncoderGraph {
+/// Weights and nodes of a test graph, named by a counter.
+struct GraphMaker {
   kiln::Graph g;
   int counter = 0;
   std::string w(std::vector<i64> dims, float lo = -0.2f, float hi = 0.2f) {
@@ -60,6 +56,15 @@ struct EncoderGraph {
     auto y = op("Div", {dev, op("Sqrt", {op("Add", {var, c(1e-5f)})})});
     return op("Add", {op("Mul", {y, w({e}, 0.5f, 1.5f)}), w({e})});
   }
+};
+
+/// A post-norm encoder layer as PyTorch 1.13's TorchScript exporter writes
+/// nn.TransformerEncoderLayer (width E, H heads, sequence S, batch B): Q/K/V as MatMul + bias,
+/// heads split by Reshape and Transpose into [B*H, S, D], Q divided by sqrt(D), MatMul with K^T, an
+/// additive causal mask, Softmax, MatMul with V, heads merged, the output projection, residual,
+/// LayerNorm written out (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add), the MLP with
+/// the Erf GELU.
+struct EncoderGraph : GraphMaker {
   EncoderGraph(i64 B, i64 S, i64 E, i64 H) {
     const i64 D = E / H;
     g.name = "encoder_layer";
@@ -294,6 +299,62 @@ int main() {
       });
     }
   }
+  // cuDNN's SDPA operation (the Attention step's other tactic for 16-bit problems without a
+  // mask): every engine its heuristics list, [B, H, S, D] and [B, S, H, D] strides, grouped heads.
+  // BERT-base's problem must have an engine on Hopper; the others report what cuDNN took.
+  struct SdpaCase {
+    i64 b, hq, hkv, s, t, d;
+    bool bshd, required;
+  };
+  kiln::runtime::Library lib;
+  for (const SdpaCase& c : {SdpaCase{32, 12, 12, 128, 128, 64, true, true},
+                            SdpaCase{2, 12, 12, 128, 128, 64, false, true},
+                            SdpaCase{2, 8, 2, 100, 77, 128, false, false},
+                            SdpaCase{1, 16, 16, 197, 197, 64, true, false},
+                            SdpaCase{2, 4, 4, 64, 64, 256, false, false}}) {
+    for (Elem e : {Elem::f16, Elem::bf16}) {
+      const std::string what = fmt::format("cuDNN SDPA B{} Hq{} Hkv{} S{} T{} D{}{}", c.b, c.hq,
+                                           c.hkv, c.s, c.t, c.d, c.bshd ? " [B,S,H,D]" : "");
+      report.run(what, [&] {
+        const std::vector<i64> qd{c.b, c.hq, c.s, c.d}, kd{c.b, c.hkv, c.t, c.d};
+        auto q = round_to(random_values(numel(qd)), e), k = round_to(random_values(numel(kd)), e),
+             v = round_to(random_values(numel(kd)), e);
+        const kiln::Tensor tq = tensor(qd, q), tk = tensor(kd, k), tv = tensor(kd, v);
+        const kiln::Tensor ref = reference(node("Attention", 3, {}), {&tq, &tk, &tv});
+        DeviceBuffer dq = upload(c.bshd ? swap_hs(q, c.b, c.hq, c.s, c.d, true) : q, e),
+                     dk = upload(c.bshd ? swap_hs(k, c.b, c.hkv, c.t, c.d, true) : k, e),
+                     dv = upload(c.bshd ? swap_hs(v, c.b, c.hkv, c.t, c.d, true) : v, e);
+        kk::AttentionArgs a;
+        a.batch = c.b;
+        a.q_heads = c.hq;
+        a.kv_heads = c.hkv;
+        a.q_len = c.s;
+        a.kv_len = c.t;
+        a.head_dim = a.v_head_dim = c.d;
+        a.qs = a.ys = c.bshd ? kk::HeadStrides{c.hq * c.s * c.d, c.d, c.hq * c.d}
+                             : kk::HeadStrides{c.hq * c.s * c.d, c.s * c.d, c.d};
+        a.ks = a.vs = c.bshd ? kk::HeadStrides{c.hkv * c.t * c.d, c.d, c.hkv * c.d}
+                             : kk::HeadStrides{c.hkv * c.t * c.d, c.t * c.d, c.d};
+        a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.d)));
+        const auto p =
+            e == Elem::f16 ? kiln::runtime::Precision::f16 : kiln::runtime::Precision::bf16;
+        kiln::runtime::CudnnAttention sdpa(lib, p, a, std::size_t{256} << 20);
+        std::printf("  %s: %d cuDNN engine(s)\n", what.c_str(), sdpa.engines());
+        if (c.required) report.expect(what + " has a cuDNN engine", sdpa.engines() > 0);
+        for (int i = 0; i < sdpa.engines(); ++i) {
+          sdpa.choose(i);
+          DeviceBuffer dy = poisoned(numel(qd), e),
+                       ws(std::max<std::size_t>(sdpa.workspace_bytes(), 16));
+          sdpa.forward(dq.get(), dk.get(), dv.get(), dy.get(), ws.get(), nullptr);
+          KILN_CHECK(cudaDeviceSynchronize());
+          const auto got = download(dy, numel(qd), e);
+          report.check(fmt::format("{} engine {}", what, i),
+                       c.bshd ? swap_hs(got, c.b, c.hq, c.s, c.d, false) : got, ref, e);
+        }
+      });
+    }
+  }
+
   // RotaryEmbedding: 3-D and 4-D inputs, halves and interleaved pairs, a partial rotary dim,
   // caches indexed by position_ids or by (batch, sequence).
   struct RopeCase {
@@ -390,6 +451,50 @@ int main() {
         std::vector<float> yv(static_cast<std::size_t>(y.numel()));
         for (i64 i = 0; i < y.numel(); ++i)
           yv[static_cast<std::size_t>(i)] = static_cast<float>(y.get(i));
+        report.check(what, yv, ref.at(eg.g.outputs[0]), el);
+      });
+    }
+  }
+  // Q, K and V projections of one input (as the DSL encoder and Hugging Face exports write them):
+  // one product over the concatenated weights, whose Q, K and V slices the Attention step reads
+  // in place (no Split step), f16/bf16 rows aligned for the tensor-core kernel or not (E = 40).
+  for (const auto& [b, s, e, h] :
+       {std::array<i64, 4>{2, 128, 768, 12}, std::array<i64, 4>{3, 17, 40, 5}}) {
+    for (Elem el : {Elem::f32, Elem::f16, Elem::bf16}) {
+      const std::string what =
+          fmt::format("QKV product + strided Attention B{} S{} E{} H{}", b, s, e, h);
+      report.run(what, [&] {
+        GraphMaker eg;
+        eg.g.name = "qkv";
+        eg.g.inputs.push_back({"x", {kiln::DType::f32, kiln::Shape::of({b, s, e})}});
+        auto q = eg.linear("x", e, e), k = eg.linear("x", e, e), v = eg.linear("x", e, e);
+        auto y = eg.op("Attention", {q, k, v}, {{"q_num_heads", h}, {"kv_num_heads", h}});
+        eg.g.outputs = {eg.linear(y, e, e)};
+        eg.g.infer(&kiln::reference::constant_evaluator());
+        kiln::build::BuildOptions o;
+        o.target = &kiln::plan::target_by_name(plan_precision(el).target);
+        o.evaluator = &kiln::reference::constant_evaluator();
+        const kiln::plan::Plan p = kiln::build::build_plan(eg.g, o);
+        int splits = 0, strided = 0;
+        for (const auto& st : p.steps) {
+          splits += st.op == "Split";
+          if (st.op == "Attention")
+            for (std::size_t i = 0; i < 3; ++i)
+              strided += !p.memory.values.at(st.inputs[i]).contiguous();
+        }
+        report.expect(
+            what + fmt::format(": {} Split steps, {} strided Attention inputs", splits, strided),
+            splits == 0 && strided == 3 && p.steps.size() == 3);
+        auto x = round_to(random_values(b * s * e), el);
+        const std::map<std::string, kiln::Tensor> in{{"x", tensor({b, s, e}, x)}};
+        const auto ref = kiln::reference::Executor(eg.g).run(in);
+        kiln::runtime::Engine engine(p);
+        auto ctx = engine.create_context();
+        const auto got = kiln::runtime::run_on_gpu(*ctx, in);
+        const kiln::Tensor& out = got.at(eg.g.outputs[0]);
+        std::vector<float> yv(static_cast<std::size_t>(out.numel()));
+        for (i64 i = 0; i < out.numel(); ++i)
+          yv[static_cast<std::size_t>(i)] = static_cast<float>(out.get(i));
         report.check(what, yv, ref.at(eg.g.outputs[0]), el);
       });
     }

@@ -266,7 +266,8 @@ TEST_CASE("the trace profiler averages runs, sorts steps and writes a Chrome tra
 
 TEST_CASE("a tactic reads back as it was written, and only as the typed form writes it") {
   using T = rt::detail::Tactic;
-  for (auto b : {T::Backend::cudnn, T::Backend::cudnn_graph, T::Backend::cublaslt})
+  for (auto b : {T::Backend::cudnn, T::Backend::cudnn_graph, T::Backend::cublaslt,
+                 T::Backend::cudnn_sdpa, T::Backend::kernel})
     for (int algo : {0, 1, 7, 31})
       for (std::size_t ws : {std::size_t{0}, std::size_t{1024}, std::size_t{3} << 30})
         for (float ms : {0.f, 0.01f, 0.0123456789f, 12.5f, 1e-7f}) {
@@ -275,6 +276,11 @@ TEST_CASE("a tactic reads back as it was written, and only as the typed form wri
           CHECK_MESSAGE(rt::detail::parse_tactic(text) == t, text);
         }
   CHECK(rt::detail::to_text(T{T::Backend::cudnn_graph, 2, 0, 0.5f}) == "cudnn-graph 2 ws 0 ms 0.5");
+  CHECK(rt::detail::to_text(T{T::Backend::cudnn_sdpa, 1, 64, 0.25f}) ==
+        "cudnn-sdpa 1 ws 64 ms 0.25");
+  CHECK_THROWS_WITH_AS(rt::detail::parse_tactic("sdpa 1 ws 0 ms 1"),
+                       doctest::Contains("<cudnn|cudnn-graph|cublaslt|cudnn-sdpa|kernel>"),
+                       FormatError);
   // Plan format 2's free text, and broken text, are refused, quoting the text.
   for (const char* bad :
        {"graph 2 ws 0 ms 0.01000", "algo 3 ws 1024 ms 0.5", "index 1 ws 1024 ms 0.00500",
