@@ -51,8 +51,7 @@ class AttentionStep final : public Step {
                     o == 3 ? "the qk_matmul_output output" : "present_key/present_value outputs");
     const DeviceValue q = env.value(n.inputs.at(0)), k = env.value(n.inputs.at(1)),
                       v = env.value(n.inputs.at(2)), y = env.value(n.outputs.at(0));
-    require_dense_alike(n, {&q, &k, &v}, "Q", true);
-    require_dense_alike(n, {&q, &y}, "Q");
+    require_dense_alike(n, {&q, &k, &v, &y}, "Q", true);
     elem_ = q.elem();
     const bool rank3 = q.dims.size() == 3;
     auto& a = args_;
@@ -132,16 +131,33 @@ class AttentionStep final : public Step {
   std::string kind() const override { return use_sdpa_ ? "cudnn-sdpa" : "attention"; }
   std::size_t workspace() const override { return use_sdpa_ ? sdpa_->workspace_bytes() : 0; }
   std::string tactic_key() const override { return key_; }
-  /// kiln's kernel and each of cuDNN's engines, on the step's own buffers; the fastest stays.
+  /// kiln's kernel and each of cuDNN's engines, on scratch buffers of the step's strides (the
+  /// engine times tactics before any context has an arena); the fastest stays.
   Tactic tune() override {
+    const kernels::AttentionArgs& a = args_;
+    auto scratch = [&](std::int64_t heads, std::int64_t len, std::int64_t dim,
+                       const kernels::HeadStrides& st) {
+      const std::int64_t span = (a.batch - 1) * st.b + (heads - 1) * st.h + (len - 1) * st.s + dim;
+      DeviceBuffer b(static_cast<std::size_t>(std::max<std::int64_t>(span, 1)) * 4);
+      b.fill_bytes(0);
+      return b;
+    };
+    DeviceBuffer q = scratch(a.q_heads, a.q_len, a.head_dim, a.qs),
+                 k = scratch(a.kv_heads, a.kv_len, a.head_dim, a.ks),
+                 v = scratch(a.kv_heads, a.kv_len, a.v_head_dim, a.vs),
+                 y = scratch(a.q_heads, a.q_len, a.v_head_dim, a.ys);
+    kernels::AttentionArgs t = a;
+    t.q = q.get();
+    t.k = k.get();
+    t.v = v.get();
+    t.y = y.get();
     Tactic best{Tactic::Backend::kernel, 0, 0,
-                time_ms([&] { KILN_CHECK(kernels::attention(elem_, args_, nullptr)); })};
+                time_ms([&] { KILN_CHECK(kernels::attention(elem_, t, nullptr)); })};
     for (int i = 0; i < sdpa_->engines(); ++i) {
       sdpa_->choose(i);
       DeviceBuffer ws(std::max<std::size_t>(sdpa_->workspace_bytes(), 16));
       try {
-        const float ms =
-            time_ms([&] { sdpa_->forward(args_.q, args_.k, args_.v, args_.y, ws.get(), nullptr); });
+        const float ms = time_ms([&] { sdpa_->forward(t.q, t.k, t.v, t.y, ws.get(), nullptr); });
         if (ms < best.ms) best = {Tactic::Backend::cudnn_sdpa, i, sdpa_->workspace_bytes(), ms};
       } catch (const Error&) {
         continue;  // an engine that fails to run is no tactic
