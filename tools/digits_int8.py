@@ -265,6 +265,23 @@ def main():
         err = float(np.abs(y - literal).max() / np.abs(literal).max())
         check(err <= 1e-5, f"kiln's Q/DQ semantics equal onnxruntime's with its optimizer off (each Q/DQ node as "
               f"ONNX defines it): max|kiln - ort| / max|ort| = {err:.3g} (limit 1e-5)")
+        # Built, the model's convolutions and products become fused INT8 steps (int32 accumulation,
+        # requantized): the same outputs as the Q/DQ semantics, within one step of the logits' scale
+        # (a value on a rounding boundary may round the other way).
+        fused = os.path.join(out, "qdq_fused.plan")
+        if os.path.exists(fused):
+            os.remove(fused)
+        text, _ = kiln([args.kiln, "build", os.path.join(out, "model_qdq.onnx"), "--shape", shape, "--save", fused],
+                       "Q/DQ model build")
+        steps = re.search(r"fuse-int8=(\d+)", text)
+        y = predict(args.kiln, out, ["--plan", fused], "qdq_fused")
+        lsb = float(np.load(os.path.join(out, "ort_qdq_logits_scale.npy")))
+        steps_made = int(steps.group(1)) if steps else 0
+        off = float(np.abs(y - literal).max()) / lsb
+        check(steps_made == 4 and off <= 1.0,
+              f"onnxruntime's Q/DQ model built by kiln: {steps_made} fused INT8 steps (2 convolutions, 2 products; "
+              f"4 expected), outputs within {off:.3g} steps of the logits' scale of the Q/DQ semantics (limit 1), "
+              f"{float((y != literal).mean() * 100):.2f}% of them not identical")
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

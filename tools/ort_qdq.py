@@ -9,7 +9,8 @@ tools/digits_int8.py); writes OUTDIR/model_qdq.onnx (onnxruntime.quantization.qu
 format, per-channel int8 weights, uint8 activations, min-max calibration over the calibration
 batches), OUTDIR/ort_qdq_logits.npy (onnxruntime's CPU outputs of the Q/DQ model on the test
 images, its integer QLinear fusions on) and OUTDIR/ort_qdq_unoptimized_logits.npy (its optimizer
-off: every Q/DQ node computed as ONNX defines it). Runs under the python3 that has onnxruntime (PATH's, not Debian's); exits 77 with a
+off: every Q/DQ node computed as ONNX defines it) and OUTDIR/ort_qdq_logits_scale.npy (the scale of the
+logits' QuantizeLinear). Runs under the python3 that has onnxruntime (PATH's, not Debian's); exits 77 with a
 message when onnxruntime cannot be imported.
 """
 import glob
@@ -53,6 +54,13 @@ def main():
     literal = ort.InferenceSession(qdq, opts, providers=["CPUExecutionProvider"]).run(None, x)[0]
     np.save(os.path.join(out, "ort_qdq_logits.npy"), logits)
     np.save(os.path.join(out, "ort_qdq_unoptimized_logits.npy"), literal)
+    # The logits' quantization step, which a fused INT8 plan's outputs are compared in.
+    import onnx
+    from onnx import numpy_helper
+    scale = [numpy_helper.to_array(t) for t in onnx.load(qdq).graph.initializer if t.name == "logits_scale"]
+    if len(scale) != 1:
+        sys.exit(f"{qdq} has no initializer 'logits_scale' (onnxruntime names a Q/DQ pair's scale after its tensor)")
+    np.save(os.path.join(out, "ort_qdq_logits_scale.npy"), scale[0])
     print(f"wrote {qdq} and onnxruntime's outputs (optimized and not) on {logits.shape[0]} test images")
 
 

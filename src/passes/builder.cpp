@@ -20,6 +20,7 @@ const std::vector<Pass>& pipeline() {
       {"elide-identity", elide_identity, true},
       {"fold-batchnorm", fold_batchnorm, true},
       {"propagate-qdq", propagate_qdq, true},
+      {"fuse-int8", fuse_int8, true},
       {"fuse-layernorm", fuse_layer_norm, true},
       {"fuse-gelu", fuse_gelu, true},
       {"fuse-attention", fuse_attention, true},

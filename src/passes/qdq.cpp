@@ -1,12 +1,14 @@
 // Q/DQ propagation (explicit quantization, issue 13 item 2), the first of TensorRT's documented
-// rules for Q/DQ networks: a DequantizeLinear moves forward through the ops that commute with it
-// exactly, and a QuantizeLinear that then reads a DequantizeLinear of the same scale and zero
-// point cancels with it. What was
+// rules for Q/DQ networks: a DequantizeLinear moves forward and a QuantizeLinear backward through
+// the ops that commute with them exactly, and a QuantizeLinear that then reads a
+// DequantizeLinear of the same scale and zero point cancels with it. What was
 //   ... -> Q -> DQ -> MaxPool -> Q -> DQ -> Conv
 // becomes
 //   ... -> Q -> MaxPool (on the 8-bit values) -> DQ -> Conv
 // so the data-movement ops run on 8-bit tensors and each quantized operation is left with its
-// input DQ and output Q next to it, the form the fused INT8 steps start from.
+// input DQ and output Q next to it, the form the fused INT8 steps start from (fuse_int8, below:
+// TensorRT's next rules, the weights' DQ folded into INT8 weights and the convolution or matrix
+// product absorbing its input DQ, bias, residual add, activation and output Q).
 //
 // Exactness: with a per-tensor scale s > 0 and zero point z, DQ(x) = (x - z) * s is increasing in
 // x, so it commutes with data movement (Reshape, Transpose, Flatten, Squeeze, Unsqueeze,
@@ -143,6 +145,33 @@ bool move_dq_forward(Graph& g, std::size_t j) {
   return false;
 }
 
+/// Q(op(x)) -> op(Q(x)) at node j (the Q), for an op that moves data (or MaxPool) whose output
+/// only the Q reads: TensorRT's rule that quantization moves backward, so that the step before
+/// the op can absorb it. Exact: a per-tensor Q is non-decreasing (rounding and saturation), so it
+/// commutes with max and with data movement. True when it rewrote.
+bool move_q_backward(Graph& g, std::size_t j) {
+  Node q = g.nodes[j];
+  if (!is_q(q) || q.outputs.size() != 1 || q.inputs.empty() || q.attr_int("saturate", 1) != 1)
+    return false;
+  if (!params(g, q, g.type_of(q.outputs[0]).dtype)) return false;
+  const auto i = g.producer(q.inputs[0]);
+  if (!i) return false;
+  Node op = g.nodes[*i];
+  if (!moves_data(g, op) || op.outputs[0] != q.inputs[0]) return false;
+  if (only_reader(g, readers(g), op.outputs[0]) != j) return false;
+  if (g.type_of(op.inputs[0]).dtype != DType::f32) return false;
+  const std::string y = q.outputs[0];
+  const std::string xq = g.unique_name(op.inputs[0] + "_quantized");
+  q.inputs[0] = op.inputs[0];
+  q.outputs[0] = xq;
+  q.name = g.unique_name(q.name + "_moved");
+  op.inputs[0] = xq;
+  op.outputs[0] = y;
+  g.nodes[*i] = std::move(q);  // the Q where the op was, then the op where the Q was
+  g.nodes[j] = std::move(op);
+  return true;
+}
+
 /// Q(DQ(x)) -> x at node j (the Q) when both have one scale, zero point and type.
 bool cancel_pair(Graph& g, std::size_t j) {
   const Node& q = g.nodes[j];
@@ -167,11 +196,218 @@ bool cancel_pair(Graph& g, std::size_t j) {
   return true;
 }
 
+// ---- the fused INT8 step ----------------------------------------------------------------------
+
+/// A float weight that is exactly int8 values times a scale, per output channel (`axis` of the
+/// weight) or per tensor: what DequantizeLinear of an int8 weight folds to (symmetric, as
+/// quantize_graph and ONNX Runtime quantize weights). `q` is int8 with the weight's dims.
+struct Int8Weight {
+  Tensor q;
+  std::vector<double> scale;  // per output channel (the per-tensor scale repeated)
+};
+
+std::optional<Int8Weight> as_int8(const Tensor& w, std::int64_t axis) {
+  if (w.dtype() != DType::f32 || w.rank() < 2 || w.numel() == 0) return std::nullopt;
+  const auto dims = w.dims();
+  const std::int64_t channels = dims[static_cast<std::size_t>(axis)];
+  std::int64_t inner = 1;
+  for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < dims.size(); ++d) inner *= dims[d];
+  auto channel_of = [&](std::int64_t i) { return (i / inner) % channels; };
+  std::vector<double> amax(static_cast<std::size_t>(channels), 0.0);
+  double all = 0;
+  for (std::int64_t i = 0; i < w.numel(); ++i) {
+    const double a = std::fabs(w.get(i));
+    if (!std::isfinite(a)) return std::nullopt;
+    auto& m = amax[static_cast<std::size_t>(channel_of(i))];
+    m = std::max(m, a);
+    all = std::max(all, a);
+  }
+  for (bool per_channel : {true, false}) {
+    Int8Weight r{Tensor(DType::i8, dims), {}};
+    for (std::int64_t c = 0; c < channels; ++c) {
+      const double m = per_channel ? amax[static_cast<std::size_t>(c)] : all;
+      r.scale.push_back(m > 0 ? m / 127.0 : 1.0);
+    }
+    bool exact = true;
+    for (std::int64_t i = 0; i < w.numel() && exact; ++i) {
+      const double v = w.get(i) / r.scale[static_cast<std::size_t>(channel_of(i))];
+      const double q = std::nearbyint(v);
+      exact = std::fabs(v - q) <= 1e-3 && q >= -128 && q <= 127;
+      r.q.set(i, q);
+    }
+    if (exact) return r;
+  }
+  return std::nullopt;
+}
+
+/// The fused INT8 step at anchor node `i` (Conv, Gemm or MatMul whose data input is a per-tensor
+/// DQ of a computed 8-bit value and whose weight is exactly INT8): its body computes what an INT8
+/// kernel does, exactly: ConvInteger/MatMulInteger (int32 accumulation of the 8-bit values minus
+/// the input's zero point), the accumulator as f32 times x_scale * w_scale per output channel,
+/// + bias, + a residual DQ(r), Relu, then QuantizeLinear (round half to even, saturation) when
+/// the output is quantized again, else the f32 value. True when it rewrote.
+bool fuse_int8_at(Graph& g, std::size_t i) {
+  const Node anchor = g.nodes[i];
+  const bool conv = anchor.op == "Conv";
+  const bool gemm = anchor.op == "Gemm";
+  if (!conv && !gemm && anchor.op != "MatMul") return false;
+  if (anchor.outputs.size() != 1 || anchor.inputs.size() < 2) return false;
+  if (gemm && (anchor.attr_int("transA", 0) != 0 || anchor.attr_float("alpha", 1.0) != 1.0 ||
+               anchor.attr_float("beta", 1.0) != 1.0))
+    return false;
+  const auto xp = g.producer(anchor.inputs[0]);
+  if (!xp) return false;
+  const Node xdq = g.nodes[*xp];
+  const auto x_params = dq_params(g, xdq);
+  if (!x_params || weight(g, xdq.inputs[0])) return false;
+  const Tensor* w = weight(g, anchor.inputs[1]);
+  if (!w) return false;
+  const bool trans_b = gemm && anchor.attr_int("transB", 0) != 0;
+  if (!conv && (w->rank() != 2 || g.type_of(anchor.inputs[0]).shape.rank() < 2)) return false;
+  if (gemm && g.type_of(anchor.inputs[0]).shape.rank() != 2) return false;
+  auto q = as_int8(*w, conv || trans_b ? 0 : 1);
+  if (!q) return false;
+  const std::int64_t channels = conv || trans_b ? w->dim(0) : w->dim(1);
+  const Tensor* bias = nullptr;
+  if (anchor.inputs.size() > 2 && !anchor.inputs[2].empty()) {
+    bias = weight(g, anchor.inputs[2]);
+    if (!bias || bias->dtype() != DType::f32 || bias->numel() != channels) return false;
+  }
+
+  // The chain after it: [Add(DQ(r))] [Relu] [QuantizeLinear], each value read once.
+  const auto r = readers(g);
+  std::vector<std::size_t> chain;
+  std::string v = anchor.outputs[0];
+  std::optional<std::size_t> residual_dq, out_q;
+  bool relu = false;
+  while (auto j = only_reader(g, r, v)) {
+    const Node& n = g.nodes[*j];
+    if (n.outputs.size() != 1) break;
+    if (n.op == "Add" && !residual_dq && !relu && !out_q && n.inputs.size() == 2) {
+      const std::string& other = n.inputs[0] == v ? n.inputs[1] : n.inputs[0];
+      const auto p = g.producer(other);
+      if (!p || !dq_params(g, g.nodes[*p]) || weight(g, g.nodes[*p].inputs[0]) ||
+          g.type_of(other) != g.type_of(v) || g.type_of(n.outputs[0]) != g.type_of(v))
+        break;
+      residual_dq = p;
+    } else if (n.op == "Relu" && !relu) {
+      relu = true;
+    } else if (is_q(n) && n.attr_int("saturate", 1) == 1 &&
+               params(g, n, g.type_of(n.outputs[0]).dtype)) {
+      out_q = j;
+    } else {
+      break;
+    }
+    chain.push_back(*j);
+    v = n.outputs[0];
+    if (out_q) break;
+  }
+
+  // The weights of the step.
+  const std::string base = anchor.name.empty() ? anchor.outputs[0] : anchor.name;
+  Tensor wq = std::move(q->q);
+  if (trans_b) {  // [N, K] -> [K, N] for MatMulInteger
+    Tensor t(DType::i8, {w->dim(1), w->dim(0)});
+    for (std::int64_t a = 0; a < w->dim(0); ++a)
+      for (std::int64_t b = 0; b < w->dim(1); ++b)
+        t.set(b * w->dim(0) + a, wq.get(a * w->dim(1) + b));
+    wq = std::move(t);
+  }
+  std::vector<std::int64_t> per_channel_dims{channels};
+  if (conv) {
+    per_channel_dims = std::vector<std::int64_t>(w->rank(), 1);
+    per_channel_dims[1] = channels;
+  }
+  Tensor mult(DType::f32, per_channel_dims);
+  for (std::int64_t c = 0; c < channels; ++c)
+    mult.set(c, x_params->scale * q->scale[static_cast<std::size_t>(c)]);
+  auto add_weight = [&](const std::string& suffix, Tensor t) {
+    const std::string n = g.unique_name(base + suffix);
+    g.weights[n] = std::move(t);
+    return n;
+  };
+  const std::string wn = add_weight(".int8_weight", std::move(wq));
+  const std::string mn = add_weight(".int8_scale", std::move(mult));
+  std::string zn;
+  if (xdq.inputs.size() > 2 && !xdq.inputs[2].empty()) {
+    zn = xdq.inputs[2];
+  } else {
+    Tensor z(x_params->type, std::vector<std::int64_t>{});
+    z.set(0, 0.0);
+    zn = add_weight(".input_zero_point", std::move(z));
+  }
+
+  // The body: inputs x_q, W_q, x_zero_point, multiplier, then the rest as they come.
+  std::vector<std::string> inputs{xdq.inputs[0], wn, zn, mn};
+  auto ref = [&](const std::string& name) {
+    inputs.push_back(name);
+    return fused_input_ref(inputs.size() - 1);
+  };
+  FusedBody body;
+  auto part = [&](const std::string& op, const std::string& name, std::vector<std::string> in,
+                  const std::string& out, std::map<std::string, Attribute> attrs = {}) {
+    Node p;
+    p.op = op;
+    p.name = name;
+    p.inputs = std::move(in);
+    p.outputs = {out};
+    p.attrs = std::move(attrs);
+    body.parts.push_back(std::move(p));
+    return out;
+  };
+  const std::string y0 = anchor.outputs[0];
+  std::map<std::string, Attribute> conv_attrs;
+  if (conv) conv_attrs = anchor.attrs;
+  std::string cur = part(conv ? "ConvInteger" : "MatMulInteger", anchor.name, {"$0", "$1", "$2"},
+                         y0 + ".int32", conv_attrs);
+  cur = part("Cast", anchor.name + ".float", {cur}, y0 + ".int32_f32",
+             {{"to", static_cast<std::int64_t>(1)}});
+  cur = part("Mul", anchor.name + ".scale", {cur, "$3"}, bias ? y0 + ".scaled" : y0);
+  if (bias) {
+    cur = part("Add", anchor.name + ".bias",
+               {cur, ref(add_weight(".bias", bias->reshaped(per_channel_dims)))}, y0);
+  }
+  for (std::size_t j : chain) {
+    const Node& n = g.nodes[j];
+    if (n.op == "Add") {
+      const Node& dq = g.nodes[*residual_dq];
+      std::vector<std::string> dq_in;
+      for (const auto& in : dq.inputs) dq_in.push_back(in.empty() ? in : ref(in));
+      const std::string rf = part("DequantizeLinear", dq.name, dq_in, dq.outputs[0], dq.attrs);
+      cur = part("Add", n.name, {cur, rf}, n.outputs[0]);
+    } else if (n.op == "Relu") {
+      cur = part("Relu", n.name, {cur}, n.outputs[0]);
+    } else {
+      std::vector<std::string> q_in{cur};
+      for (std::size_t k = 1; k < n.inputs.size(); ++k)
+        q_in.push_back(n.inputs[k].empty() ? n.inputs[k] : ref(n.inputs[k]));
+      cur = part("QuantizeLinear", n.name, q_in, n.outputs[0], n.attrs);
+    }
+  }
+  body.results = {cur};
+  // Placed at the chain's last node: every input exists there, every reader comes after.
+  const std::size_t at = chain.empty() ? i : chain.back();
+  g.nodes[at] = make_fused_node(base, inputs, {cur}, body);
+  std::set<std::size_t> drop(chain.begin(), chain.end());
+  drop.erase(at);
+  if (at != i) drop.insert(i);
+  drop_nodes(g, drop);
+  return true;
+}
+
 }  // namespace
+
+int fuse_int8(Graph& g, const PassContext& ctx) {
+  if (!ctx.tgt().can_fuse(plan::fusion::kInt8)) return 0;
+  const int n = until_fixed(g, [&](std::size_t i) { return fuse_int8_at(g, i); });
+  if (n) eliminate_dead(g, ctx);  // input DQs and float weights left without readers
+  return n;
+}
 
 int propagate_qdq(Graph& g, const PassContext& ctx) {
   if (!ctx.tgt().can_fuse(plan::fusion::kQdqPropagation)) return 0;
   int n = until_fixed(g, [&](std::size_t j) { return move_dq_forward(g, j); });
+  n += until_fixed(g, [&](std::size_t j) { return move_q_backward(g, j); });
   n += until_fixed(g, [&](std::size_t j) { return cancel_pair(g, j); });
   if (n) eliminate_dead(g, ctx);  // DQs left without readers
   return n;

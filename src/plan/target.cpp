@@ -73,7 +73,7 @@ Target make_cpu_reference() {
   t.fusions = {fusion::kConvActivation, fusion::kGemmActivation, fusion::kConvResidual,
                fusion::kPointwiseChain, fusion::kHorizontalConv, fusion::kHorizontalMatMul,
                fusion::kLayerNorm,      fusion::kGelu,           fusion::kAttention,
-               fusion::kResidualNorm,   fusion::kQdqPropagation};
+               fusion::kResidualNorm,   fusion::kQdqPropagation, fusion::kInt8};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 16;
   // The reference computes convolutions and pooling in NCHW only.

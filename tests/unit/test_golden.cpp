@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kiln/build/calibration.hpp"
 #include "plan_test_util.hpp"
 
 #include "../../examples/charrnn.hpp"
@@ -47,6 +48,23 @@ Built build_example(Build&& build, const kiln::plan::Target* target = nullptr) {
   kiln::build::BuildOptions o;
   o.evaluator = &kiln::reference::constant_evaluator();
   o.target = target;
+  b.plan = kiln::build::build_plan(b.graph, o, &b.report);
+  return b;
+}
+
+/// The example's graph with every tensor that calibration would measure given one fixed INT8
+/// scale (its Q/DQ form, as `kiln build --int8` makes it from a cache), built: the fused INT8
+/// steps.
+template <class Build>
+Built build_example_int8(Build&& build, float scale) {
+  const kiln::WeightMap weights = examples::random_weights(build, 42);
+  const kiln::dsl::Network net = build(kiln::dsl::Weights(weights));
+  std::map<std::string, float> scales;
+  for (const auto& t : kiln::build::tensors_to_calibrate(net.graph())) scales[t] = scale;
+  Built b;
+  b.graph = kiln::build::quantize_graph(net.graph(), scales);
+  kiln::build::BuildOptions o;
+  o.evaluator = &kiln::reference::constant_evaluator();
   b.plan = kiln::build::build_plan(b.graph, o, &b.report);
   return b;
 }
@@ -93,6 +111,8 @@ TEST_CASE("golden plans of the example networks") {
       {"charrnn", [] { return build_example(examples::charrnn); }, true},
       {"digits", [] { return build_example(examples::digits); }, true},
       {"encoder", [] { return build_example(examples::encoder); }, true},
+      // INT8: the digits network's convolutions and products as fused INT8 steps.
+      {"digits.int8", [] { return build_example_int8(examples::digits, 0.05f); }, true},
       // The CUDA runtime's targets: FP32 in NCHW, FP16 in NHWC with its kiln.ToLayout steps.
       {"resnet50.cuda",
        [] { return build_example(examples::resnet50, &kiln::plan::cuda_target(false)); }, false},

@@ -1096,3 +1096,115 @@ TEST_CASE("a Split is done in place where its slices' readers take them") {
     CHECK_FALSE(s.memory.values.at(s.steps[1].inputs[0]).contiguous());
   }
 }
+
+// ---- the fused INT8 step (src/passes/qdq.cpp) ---------------------------------------------
+
+namespace {
+
+/// A float weight that is int8 values times a scale per output channel (dim `axis`): what a
+/// folded DequantizeLinear of an int8 weight is.
+std::string int8_weight(Builder& bld, std::vector<i64> dims, i64 axis, std::uint64_t seed,
+                        bool per_tensor = false) {
+  Tensor w(DType::f32, dims);
+  i64 inner = 1;
+  for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < dims.size(); ++d) inner *= dims[d];
+  std::uint64_t s = seed;
+  std::set<i64> seen;  // each channel's first value is 127: its max|w| sets its scale
+  for (i64 i = 0; i < w.numel(); ++i) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    const i64 c = (i / inner) % dims[static_cast<std::size_t>(axis)];
+    const double q = seen.insert(c).second
+                         ? 127.0
+                         : static_cast<double>(static_cast<int>((s >> 33) % 255) - 127);
+    w.set(i, static_cast<float>(q * (per_tensor ? 0.01 : 0.01 + 0.003 * static_cast<double>(c))));
+  }
+  const std::string n = fmt::format("w{}", bld.counter++);
+  bld.g.weights[n] = std::move(w);
+  return n;
+}
+
+/// Outputs of two graphs that hold 8-bit values, or floats made from them: at most `step` (one
+/// quantization step) apart anywhere, and that far apart in at most 1% of the values.
+void check_within_one_step(const Graph& a, const Graph& b, double step) {
+  const auto in = random_inputs(a, 11);
+  const auto ya = reference::Executor(a).run(in);
+  const auto yb = reference::Executor(b).run(in);
+  for (const auto& [name, t] : ya) {
+    const Tensor& u = yb.at(name);
+    REQUIRE(u.dims() == t.dims());
+    i64 differ = 0;
+    double worst = 0;
+    for (i64 i = 0; i < t.numel(); ++i) {
+      const double d = std::abs(t.get(i) - u.get(i));
+      worst = std::max(worst, d);
+      differ += d > step / 2;  // a value that rounded the other way (floats differ in ulps)
+    }
+    CHECK_MESSAGE(worst <= step * 1.0001, name << ": " << worst << " apart");
+    CHECK_MESSAGE(differ * 100 <= t.numel(),
+                  name << ": " << differ << " of " << t.numel() << " differ");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("fuse_int8: DQ -> Conv/Gemm/MatMul (+ bias, DQ residual, Relu) -> Q is one INT8 step") {
+  // Conv with bias, a residual DQ and Relu, quantized again; then a Gemm (transB) to a float
+  // output.
+  Builder bld;
+  auto x = bld.input("x", {2, 3, 6, 6});
+  auto r = bld.input("r", {2, 4, 6, 6});
+  const QdqParams px(bld, 0.04f, 0, DType::i8), pr(bld, 0.05f, 3, DType::i8),
+      py(bld, 0.1f, 0, DType::i8), pz(bld, 0.02f, 128);
+  auto xq = q(bld, x, px);
+  auto conv =
+      bld.node("Conv", {dq(bld, xq, px), int8_weight(bld, {4, 3, 3, 3}, 0, 1), bld.weight({4})},
+               {{"pads", std::vector<i64>{1, 1, 1, 1}}});
+  auto sum = bld.node("Add", {conv, dq(bld, q(bld, r, pr), pr)});
+  auto yq = q(bld, bld.node("Relu", {sum}), py);
+  const std::string shape = "shape";
+  bld.g.weights[shape] = Tensor::from<std::int64_t>({2}, {2, 144});
+  auto flat = bld.node("Reshape", {dq(bld, yq, py), shape});
+  auto gemm = bld.node("Gemm", {flat, int8_weight(bld, {5, 144}, 0, 2), bld.weight({5})},
+                       {{"transB", i64{1}}});
+  // A MatMul of uint8 values with a zero point, its weight quantized per tensor.
+  auto m = bld.input("m", {2, 7, 6});
+  auto mm = bld.node("MatMul", {dq(bld, q(bld, m, pz), pz), int8_weight(bld, {6, 3}, 1, 3, true)});
+  Graph g = bld.finish({yq, gemm, mm});
+  int changes = 0;
+  Graph f = g;
+  b::propagate_qdq(f, ctx());                  // the reshape moves to the 8-bit side
+  f = run_checked(f, b::fuse_int8, &changes);  // equal within check_equivalent's 1e-4 here
+  CHECK(changes == 3);
+  Ops patterns;
+  for (const auto& n : f.nodes)
+    if (is_fused(n)) patterns.push_back(n.attr_string("pattern", ""));
+  CHECK(patterns == Ops{"ConvInteger+Cast+Mul+Add+DequantizeLinear+Add+Relu+QuantizeLinear",
+                        "MatMulInteger+Cast+Mul+Add", "MatMulInteger+Cast+Mul"});
+  for (const auto& n : f.nodes)
+    if (is_fused(n)) CHECK(f.weights.at(n.inputs[1]).dtype() == DType::i8);
+  check_within_one_step(g, f, 0.1);
+  // The plain target and a weight that is not INT8 values leave it.
+  CHECK(b::fuse_int8(f = g, ctx(&plan::plain_target())) == 0);
+  Builder b2;
+  auto x2 = b2.input("x", {1, 3, 4, 4});
+  const QdqParams p2(b2, 0.04f, 0, DType::i8);
+  auto c2 = b2.node("Conv", {dq(b2, q(b2, x2, p2), p2), b2.weight({2, 3, 1, 1})});
+  Graph g2 = b2.finish({c2});
+  CHECK(b::fuse_int8(g2, ctx()) == 0);
+}
+
+TEST_CASE("propagate_qdq: a Q moves backward through MaxPool and reshapes to its producer") {
+  Builder bld;
+  auto x = bld.input("x", {1, 2, 6, 6});
+  const QdqParams p(bld, 0.05f, 0, DType::i8);
+  auto pooled =
+      bld.node("MaxPool", {bld.node("Relu", {x})},
+               {{"kernel_shape", std::vector<i64>{2, 2}}, {"strides", std::vector<i64>{2, 2}}});
+  auto flat = bld.node("Flatten", {pooled});
+  auto y = dq(bld, q(bld, flat, p), p);
+  Graph g = bld.finish({y});
+  int changes = 0;
+  Graph f = run_checked(g, b::propagate_qdq, &changes);
+  CHECK(changes == 2);
+  CHECK(ops_of(f) == Ops{"Relu", "QuantizeLinear", "MaxPool", "Flatten", "DequantizeLinear"});
+}

@@ -52,9 +52,19 @@ int fuse_gelu(Graph& g, const PassContext& ctx);
 int fuse_residual_norm(Graph& g, const PassContext& ctx);
 /// Explicit quantization (src/passes/qdq.cpp): a per-tensor DequantizeLinear moves forward
 /// through Reshape, Transpose, Flatten, Squeeze, Unsqueeze, Identity, MaxPool and Concat (inputs
-/// of one scale), and QuantizeLinear(DequantizeLinear(x)) of one scale, zero point and type
-/// becomes x. Exact. Runs when the target lists fusion::kQdqPropagation.
+/// of one scale), a per-tensor QuantizeLinear backward through the same ops (but Concat), and
+/// QuantizeLinear(DequantizeLinear(x)) of one scale, zero point and type becomes x. Exact. Runs
+/// when the target lists fusion::kQdqPropagation.
 int propagate_qdq(Graph& g, const PassContext& ctx);
+/// The fused INT8 steps (explicit quantization, after propagate_qdq): a Conv, Gemm or MatMul
+/// reading a per-tensor DequantizeLinear of a computed 8-bit value, with a weight that is exactly
+/// INT8 per output channel or per tensor (a folded DequantizeLinear of an int8 weight), becomes
+/// one fused step of ConvInteger/MatMulInteger (int32 accumulation), the scale x_scale * w_scale
+/// per output channel, the bias, a residual Add of a DequantizeLinear, Relu and the output's
+/// QuantizeLinear where each is there (plan::fusion::kInt8). The reference runs it with INT8
+/// semantics; it differs from the Q/DQ graph's float arithmetic by at most one quantization
+/// step where a value lies on a rounding boundary.
+int fuse_int8(Graph& g, const PassContext& ctx);
 /// Conv (+ pointwise epilogue) followed by an Add/Sum of a tensor of the same type: one step.
 int fuse_conv_residual(Graph& g, const PassContext& ctx);
 /// MatMul followed by the Add of a constant bias row (PyTorch's nn.Linear on 3-D inputs): one

@@ -35,6 +35,9 @@ inline constexpr const char* kResidualNorm = "residual+norm";
 /// Per-tensor DequantizeLinear moved forward through data movement and MaxPool, and Q(DQ(x))
 /// pairs of one scale cancelled (exact; build::propagate_qdq).
 inline constexpr const char* kQdqPropagation = "qdq-propagation";
+/// DQ(x) -> Conv/Gemm/MatMul with an exactly-INT8 weight (+ bias, + DQ residual, Relu) -> Q:
+/// one step with INT8 semantics (int32 accumulation, requantized; build::fuse_int8).
+inline constexpr const char* kInt8 = "int8";
 }  // namespace fusion
 
 struct Target {
