@@ -17,6 +17,10 @@ namespace {
 
 bool stderr_is_terminal() { return isatty(fileno(stderr)) != 0; }
 
+/// The options that only mean something with --int8.
+constexpr const char* kWithInt8[] = {"--calib-data",  "--calibrator",      "--percentile",
+                                     "--calib-cache", "--layer-precision", "--int8-tolerance"};
+
 }  // namespace
 
 void add_int8_options(Command& c) {
@@ -31,11 +35,24 @@ void add_int8_options(Command& c) {
       .number("--percentile", "P", "the percentile calibrator's percentile of |x| (default 99.99)")
       .option("--calib-cache", "FILE",
               "read the scales from FILE when it exists (TensorRT's cache format), else calibrate "
-              "and write it");
+              "and write it")
+      .repeatable("--layer-precision", "NAME:PREC",
+                  "run layer NAME (a Conv, Gemm or MatMul) in PREC: fp32, fp16 or bf16 (the "
+                  "plan's float precision) or int8 (whatever its error)")
+      .number("--int8-tolerance", "X",
+              "keep in float every layer whose INT8 output differs from its FP32 output by more "
+              "than X (max|int8 - fp32| / max|fp32| on the calibration data)");
+}
+
+bool wants_int8(const Args& args) {
+  if (args.has("--int8")) return true;
+  for (const char* f : kWithInt8)
+    if (args.has(f)) return true;
+  return false;
 }
 
 Graph int8_graph(const Args& args, const Graph& g) {
-  for (const char* f : {"--calib-data", "--calibrator", "--percentile", "--calib-cache"})
+  for (const char* f : kWithInt8)
     if (args.has(f) && !args.has("--int8"))
       throw Error(fmt::format("kiln build: {} goes with --int8", f));
   Int8Options o;
@@ -45,6 +62,16 @@ Graph int8_graph(const Args& args, const Graph& g) {
   o.calib_cache = args.get("--calib-cache");
   o.data_name = "--calib-data";
   o.cache_name = "--calib-cache";
+  for (const auto& lp : args.all("--layer-precision")) {
+    const auto colon = lp.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == lp.size())
+      throw Error(fmt::format("--layer-precision '{}': expected NAME:PREC (e.g. conv1:fp16)", lp));
+    if (!o.layer_precision.emplace(lp.substr(0, colon), lp.substr(colon + 1)).second)
+      throw Error(fmt::format("--layer-precision: layer '{}' given twice", lp.substr(0, colon)));
+  }
+  o.int8_tolerance = args.number("--int8-tolerance", 0);
+  if (args.has("--int8-tolerance") && !(o.int8_tolerance > 0))
+    throw Error("--int8-tolerance: expected a positive number (a relative error, e.g. 0.02)");
   std::error_code ec;
   if (o.calib_data.empty() && (o.calib_cache.empty() || !fs::exists(o.calib_cache, ec)))
     throw Error(
@@ -57,8 +84,20 @@ Graph int8_graph(const Args& args, const Graph& g) {
                  build::calibrator_name(o.calibrator), pass, passes, batch, batches);
     };
   const Int8Result r = int8_from_calibration(g, o);
+  // Per layer: its precision, and its own INT8 error where calibration data was given.
+  auto print_layers = [&] {
+    int int8 = 0;
+    for (const auto& l : r.layers) int8 += l.precision == "int8";
+    fmt::print("int8: {} of {} layers in INT8{}\n", int8, r.layers.size(),
+               o.int8_tolerance > 0 ? fmt::format(" (tolerance {:g})", o.int8_tolerance) : "");
+    fmt::print("{:<40} {:<8} {:<9} {:>11}  {}\n", "layer", "op", "precision", "INT8 error", "");
+    for (const auto& l : r.layers)
+      fmt::print("{:<40} {:<8} {:<9} {:>11}  {}\n", l.layer, l.op, l.precision,
+                 l.error < 0 ? "-" : fmt::format("{:.3g}", l.error), l.why);
+  };
   if (r.from_cache) {
     fmt::print("int8: {} scales read from {} (not calibrated)\n", r.tensors.size(), o.calib_cache);
+    print_layers();
     return r.graph;
   }
   if (terminal) fmt::print(stderr, "\r\033[K");
@@ -71,6 +110,7 @@ Graph int8_graph(const Args& args, const Graph& g) {
     fmt::print("{:<40} {:>12.5g} {:>12.5g} {:>12.5g}\n", name, range.amax, range.threshold,
                r.scales.at(name));
   if (r.cache_written) fmt::print("calibration cache written to {}\n", o.calib_cache);
+  print_layers();
   return r.graph;
 }
 

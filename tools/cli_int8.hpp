@@ -7,13 +7,17 @@
 
 namespace kiln::tools {
 
-/// Declares --int8, --calib-data DIR, --calibrator NAME, --percentile P and --calib-cache FILE.
+/// Declares --int8, --calib-data DIR, --calibrator NAME, --percentile P, --calib-cache FILE,
+/// --layer-precision NAME:PREC (repeatable) and --int8-tolerance X.
 void add_int8_options(Command& c);
+/// Whether `args` has any of those options (int8_graph then checks that --int8 is one of them).
+bool wants_int8(const Args& args);
 /// The INT8 graph of `g` for `kiln build --int8`: scales from --calib-cache when that file exists,
-/// else calibrated on --calib-data (and written to --calib-cache when given); prints a table of
-/// ranges (kiln::int8_from_calibration, kiln/int8.hpp). Calibration batches as
-/// kiln/import/calib_data.hpp reads them: DIR/*.npy|*.pb for a model with one input,
-/// DIR/<input>/*.npy|*.pb (the same count per input, matched in sorted order) otherwise.
+/// else calibrated on --calib-data (and written to --calib-cache when given), the layers pinned
+/// by --layer-precision or over --int8-tolerance left in float; prints a table of ranges and one
+/// of each layer's precision and INT8 error (kiln::int8_from_calibration, kiln/int8.hpp).
+/// Calibration batches as kiln/import/calib_data.hpp reads them: DIR/*.npy|*.pb for a model with
+/// one input, DIR/<input>/*.npy|*.pb (the same count per input, matched in sorted order) otherwise.
 Graph int8_graph(const Args& args, const Graph& g);
 
 }  // namespace kiln::tools

@@ -234,6 +234,25 @@ def main():
         check(fp32_acc - acc <= args.max_drop,
               f"INT8 ({c} calibrator) accuracy {acc:.2f}% vs FP32 {fp32_acc:.2f}% (drop {fp32_acc - acc:+.2f} points, "
               f"limit {args.max_drop}); same class as FP32 on {agree:.1f}%; built in {s:.1f} s")
+    # Mixed precision on purpose: the last layer pinned to FP16 and every other layer whose own
+    # INT8 error exceeds 2% kept in float; the table names each layer's precision and error, and
+    # the plan keeps the FP32 accuracy at least as well as the all-INT8 one.
+    mixed = os.path.join(out, "int8_mixed.plan")
+    if os.path.exists(mixed):
+        os.remove(mixed)
+    text, _ = kiln([args.kiln, "build", model, "--int8", "--calib-data", os.path.join(out, "calib"),
+                    "--int8-tolerance", "0.02", "--layer-precision", "/classifier/classifier.3/Gemm:fp16",
+                    "--shape", shape, "--save", mixed], "mixed-precision build")
+    rows = re.findall(r"^(/\S+)[ \t]+(Conv|Gemm|MatMul)[ \t]+(int8|fp32|fp16|bf16)[ \t]+(\S+)[ \t]*(.*)$", text, re.M)
+    y = predict(args.kiln, out, ["--plan", mixed], "int8_mixed")
+    acc = float((y.argmax(1) == te[1]).mean() * 100)
+    pinned = [r for r in rows if r[0] == "/classifier/classifier.3/Gemm"]
+    over = [r for r in rows if r[4] == "error over the tolerance"]
+    check(len(rows) == 4 and pinned and pinned[0][2] == "fp16" and pinned[0][4] == "pinned"
+          and all(float(r[3]) > 0.02 for r in over) and all(r[2] == "int8" for r in rows if r not in over + pinned)
+          and fp32_acc - acc <= args.max_drop,
+          f"mixed precision (--int8-tolerance 0.02, the last Gemm pinned to fp16): "
+          f"{', '.join(f'{r[0]} {r[2]} ({r[3]})' for r in rows)}; accuracy {acc:.2f}% vs FP32 {fp32_acc:.2f}%")
     # The cache alone, no calibration data: identical outputs.
     again = os.path.join(out, "int8_entropy_from_cache.plan")
     if os.path.exists(again):

@@ -12,13 +12,19 @@
 // This header sits above the importers, the passes and the reference executor (like run.hpp).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "kiln/build/calibration.hpp"
 #include "kiln/import/calib_data.hpp"
@@ -39,6 +45,23 @@ struct Int8Options {
   std::string data_name = "calibration data", cache_name = "calibration cache";
   /// Called after each batch with the pass (from 1), the passes, the batch (from 1), the batches.
   std::function<void(int, int, std::size_t, std::size_t)> progress;
+  /// Layers pinned to a precision, by the names build::int8_layers gives: "fp32", "fp16" or
+  /// "bf16" keep the layer in the plan's float precision, "int8" quantizes it whatever its error.
+  std::map<std::string, std::string> layer_precision;
+  /// > 0: every INT8 layer is compared with its FP32 output on the calibration data (fed the FP32
+  /// network's values), and a layer whose error max|int8 - fp32| / max|fp32| exceeds this stays
+  /// in float. Needs calibration data.
+  double int8_tolerance = 0;
+  /// Calibration batches the per-layer errors are measured on (the first ones).
+  std::size_t error_batches = 4;
+};
+
+/// One quantizable layer: its precision in the result and why.
+struct LayerPrecision {
+  std::string layer, op;
+  std::string precision;  ///< "int8", or the float format it was pinned to ("fp32" by tolerance)
+  double error = -1;  ///< max|int8 - fp32| / max|fp32| on the calibration data; -1: not measured
+  std::string why;    ///< "", "pinned", "error over the tolerance"
 };
 
 struct Int8Result {
@@ -50,7 +73,8 @@ struct Int8Result {
   std::size_t batches = 0;              ///< calibration batches (0 when read from the cache)
   /// The largest |x| and the chosen threshold per tensor (empty when read from the cache).
   std::map<std::string, build::RangeCollector::Range> ranges;
-  double seconds = 0;  ///< spent calibrating
+  double seconds = 0;                  ///< spent calibrating
+  std::vector<LayerPrecision> layers;  ///< every layer INT8 applies to, in graph order
 };
 
 /// Runs `g` on the CPU reference over every batch of `data` and has `collector` observe each
@@ -71,6 +95,74 @@ inline void calibrate(
       if (progress) progress(pass + 1, passes, b + 1, data.size());
     }
   }
+}
+
+/// Per layer of build::int8_layers(g): max|int8 - fp32| / max|fp32| of its output over the first
+/// `max_batches` batches of `data`, the layer fed the FP32 network's values and computed alone
+/// with its inputs quantized by `scales` and its weights per output channel (its own error, not
+/// the network's accumulated one).
+inline std::map<std::string, double> int8_layer_errors(const Graph& g,
+                                                       const std::map<std::string, float>& scales,
+                                                       const CalibrationData& data,
+                                                       std::size_t max_batches) {
+  const auto names = build::int8_layers(g);
+  const std::set<std::string> layer_set(names.begin(), names.end());
+  auto name_of = [](const Node& n) {
+    return n.name.empty() && !n.outputs.empty() ? n.outputs[0] : n.name;
+  };
+  std::vector<const Node*> layers;
+  std::set<std::string> wanted;
+  for (const auto& n : g.nodes) {
+    if (!layer_set.count(name_of(n))) continue;
+    layers.push_back(&n);
+    for (const auto& in : n.inputs)
+      if (!in.empty() && !g.weights.count(in) && !g.known_value(in)) wanted.insert(in);
+    wanted.insert(n.outputs.at(0));
+  }
+  Graph probe = g;
+  probe.outputs.assign(wanted.begin(), wanted.end());
+  reference::Executor fp32(probe);
+  // Each layer alone, quantized: its activation inputs are the mini graph's inputs. (An Executor
+  // keeps a reference to its graph: the graphs live in `graphs`.)
+  std::vector<std::unique_ptr<Graph>> graphs;
+  std::vector<std::unique_ptr<reference::Executor>> alone;
+  for (const Node* n : layers) {
+    Graph mini;
+    mini.name = name_of(*n);
+    for (const auto& in : n->inputs) {
+      if (in.empty()) continue;
+      if (auto w = g.weights.find(in); w != g.weights.end())
+        mini.weights[in] = w->second;
+      else if (const Tensor* k = g.known_value(in))
+        mini.weights[in] = *k;
+      else if (std::none_of(mini.inputs.begin(), mini.inputs.end(),
+                            [&](const ValueInfo& v) { return v.name == in; }))
+        mini.inputs.push_back({in, g.type_of(in)});
+    }
+    mini.nodes = {*n};
+    mini.outputs = {n->outputs.at(0)};
+    mini.infer();
+    graphs.push_back(std::make_unique<Graph>(build::quantize_graph(mini, scales)));
+    alone.push_back(std::make_unique<reference::Executor>(*graphs.back()));
+  }
+  std::vector<double> worst(layers.size(), 0.0), peak(layers.size(), 0.0);
+  for (std::size_t b = 0; b < std::min(max_batches, data.size()); ++b) {
+    const auto values = fp32.run(data.batch(b));
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      std::map<std::string, Tensor> in;
+      for (const auto& v : graphs[i]->inputs) in[v.name] = values.at(v.name);
+      const Tensor y = alone[i]->run(in).at(layers[i]->outputs[0]);
+      const Tensor& ref = values.at(layers[i]->outputs[0]);
+      for (std::int64_t k = 0; k < ref.numel(); ++k) {
+        worst[i] = std::max(worst[i], std::fabs(y.get(k) - ref.get(k)));
+        peak[i] = std::max(peak[i], std::fabs(ref.get(k)));
+      }
+    }
+  }
+  std::map<std::string, double> err;
+  for (std::size_t i = 0; i < layers.size(); ++i)
+    err[name_of(*layers[i])] = worst[i] / std::max(peak[i], 1e-12);
+  return err;
 }
 
 /// `g` quantized to INT8 with the scales of `o.calib_cache` when that file exists (checked to
@@ -106,7 +198,51 @@ inline Int8Result int8_from_calibration(const Graph& g, const Int8Options& o) {
       r.cache_written = true;
     }
   }
-  r.graph = build::quantize_graph(g, r.scales);
+  // Mixed precision: pinned layers, then the tolerance on each layer's own INT8 error.
+  const auto layers = build::int8_layers(g);
+  const std::set<std::string> known(layers.begin(), layers.end());
+  for (const auto& [name, p] : o.layer_precision) {
+    if (!known.count(name)) {
+      std::string some;
+      for (std::size_t i = 0; i < layers.size() && i < 8; ++i) some += (i ? ", " : "") + layers[i];
+      throw Error(fmt::format(
+          "layer precision '{}:{}': no layer '{}' that INT8 applies to (a Conv, "
+          "Gemm or MatMul; the network's: {}{})",
+          name, p, name, some.empty() ? "none" : some, layers.size() > 8 ? ", ..." : ""));
+    }
+    if (p != "fp32" && p != "fp16" && p != "bf16" && p != "int8")
+      throw Error(
+          fmt::format("layer precision '{}:{}': expected fp32, fp16, bf16 or int8", name, p));
+  }
+  std::map<std::string, double> errors;
+  if (!o.calib_data.empty()) {
+    const CalibrationData data(o.calib_data, g, o.data_name);
+    errors = int8_layer_errors(g, r.scales, data, o.error_batches);
+  } else if (o.int8_tolerance > 0) {
+    throw Error(fmt::format("an INT8 tolerance needs {} (each layer is compared with FP32 on it)",
+                            o.data_name));
+  }
+  std::set<std::string> keep_float;
+  const auto ops = [&] {
+    std::map<std::string, std::string> m;
+    for (const auto& n : g.nodes)
+      m[n.name.empty() && !n.outputs.empty() ? n.outputs[0] : n.name] = n.op;
+    return m;
+  }();
+  for (const auto& name : layers) {
+    LayerPrecision lp{name, ops.at(name), "int8", -1, ""};
+    if (auto e = errors.find(name); e != errors.end()) lp.error = e->second;
+    if (auto p = o.layer_precision.find(name); p != o.layer_precision.end()) {
+      lp.precision = p->second;
+      lp.why = "pinned";
+    } else if (o.int8_tolerance > 0 && lp.error > o.int8_tolerance) {
+      lp.precision = "fp32";
+      lp.why = "error over the tolerance";
+    }
+    if (lp.precision != "int8") keep_float.insert(name);
+    r.layers.push_back(std::move(lp));
+  }
+  r.graph = build::quantize_graph(g, r.scales, keep_float);
   return r;
 }
 

@@ -288,7 +288,21 @@ std::pair<Tensor, Tensor> quantize_weight(const Tensor& w, std::int64_t axis) {
 
 }  // namespace
 
-Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales) {
+namespace {
+std::string layer_name(const Node& n) {
+  return n.name.empty() && !n.outputs.empty() ? n.outputs[0] : n.name;
+}
+}  // namespace
+
+std::vector<std::string> int8_layers(const Graph& g) {
+  std::vector<std::string> v;
+  for (const auto& n : g.nodes)
+    if (is_int8_op(n.op)) v.push_back(layer_name(n));
+  return v;
+}
+
+Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales,
+                     const std::set<std::string>& keep_float) {
   Graph out = g;
   out.nodes.clear();
   std::map<std::string, std::string> dq_of;   // activation -> its dequantized copy
@@ -304,7 +318,7 @@ Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales)
     return out.add_node(std::move(n)).outputs[0];
   };
   for (const auto& n : g.nodes) {
-    if (!is_int8_op(n.op)) {
+    if (!is_int8_op(n.op) || keep_float.count(layer_name(n))) {
       out.nodes.push_back(n);
       continue;
     }

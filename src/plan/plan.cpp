@@ -38,7 +38,7 @@ std::string dims_str(const PlannedValue& v) {
   return fmt::format("{}{}", dtype_name(v.dtype), dims_to_string(v.dims));
 }
 
-std::string step_line(const Node& n, std::size_t index) {
+std::string step_line(const Node& n, std::size_t index, const std::string& precision) {
   std::vector<std::string> ins;
   for (const auto& i : n.inputs) ins.push_back(i.empty() ? "_" : i);
   std::string what = n.op;
@@ -48,9 +48,9 @@ std::string step_line(const Node& n, std::size_t index) {
     absorbed = fmt::format(" absorbs [{}]", fmt::join(fused_absorbed(n), ", "));
   }
   std::string layout = n.attr_string(kLayoutAttr, "");
-  return fmt::format("  #{} {} '{}'({}) -> {}{}{}\n", index, what, n.name, fmt::join(ins, ", "),
+  return fmt::format("  #{} {} '{}'({}) -> {}{}{} {}\n", index, what, n.name, fmt::join(ins, ", "),
                      fmt::join(n.outputs, ", "), absorbed,
-                     layout.empty() ? "" : " [" + layout + "]");
+                     layout.empty() ? "" : " [" + layout + "]", precision);
 }
 
 }  // namespace
@@ -77,6 +77,22 @@ std::string Plan::memory_report() const {
   return s;
 }
 
+std::string Plan::step_precision(const Node& s) const {
+  static const std::set<std::string> integer_ops = {"ConvInteger", "MatMulInteger", "QLinearConv",
+                                                    "QLinearMatMul"};
+  const std::string anchor = is_fused(s) ? fused_body(s).parts.at(0).op : s.op;
+  bool int8 = integer_ops.count(anchor) != 0;
+  for (const auto& o : s.outputs)
+    if (auto v = memory.values.find(o); v != memory.values.end())
+      int8 |= v->second.dtype == DType::i8 || v->second.dtype == DType::u8;
+  if (int8) return "int8";
+  try {
+    return target_by_name(target).precision;
+  } catch (const Error&) {
+    return "?";  // a target this build does not know (the plan's loader names it)
+  }
+}
+
 std::string Plan::dump() const {
   std::string s = fmt::format("plan '{}' for target {}\n", graph_name, target);
   for (const auto& i : inputs) s += fmt::format("input {}: {}\n", i.name, i.type.to_string());
@@ -86,7 +102,8 @@ std::string Plan::dump() const {
   s += fmt::format("weights: {} tensors, {} bytes\n", weights.size(), wbytes);
   for (const auto& [name, w] : weights) s += fmt::format("  {}: {}\n", name, w.type_string());
   s += fmt::format("steps: {}\n", steps.size());
-  for (std::size_t i = 0; i < steps.size(); ++i) s += step_line(steps[i], i);
+  for (std::size_t i = 0; i < steps.size(); ++i)
+    s += step_line(steps[i], i, step_precision(steps[i]));
   s += memory_report();
   if (!tactics.empty()) {
     s += fmt::format("tactics: {}\n", tactics.size());

@@ -106,6 +106,7 @@ Target make_plain() {
 Target make_cuda(const char* name, bool half_width) {
   Target t;
   t.name = name;
+  t.precision = !half_width ? "fp32" : std::string(name) == "cuda-bf16" ? "bf16" : "fp16";
   t.fusions = {fusion::kConvActivation,  fusion::kGemmActivation, fusion::kConvResidual,
                fusion::kPointwiseChain,  fusion::kLayerNorm,      fusion::kGelu,
                fusion::kAttention,       fusion::kResidualNorm,   fusion::kQdqPropagation,

@@ -4,7 +4,8 @@
 
 namespace kiln::runtime::detail {
 
-DescPtr backend_tensor(std::int64_t uid, cudnnDataType_t type, const std::vector<std::int64_t>& dims,
+DescPtr backend_tensor(std::int64_t uid, cudnnDataType_t type,
+                       const std::vector<std::int64_t>& dims,
                        const std::vector<std::int64_t>& strides, bool is_virtual, bool by_value) {
   auto t = std::make_unique<Desc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
   const std::int64_t align = 16;

@@ -34,7 +34,8 @@ using DescPtr = std::unique_ptr<Desc>;
 /// A tensor of the graph: `uid` names it in the variant pack; a virtual one lives inside the
 /// fused kernel only; one passed by value is a host scalar (its variant-pack pointer is a host
 /// pointer).
-DescPtr backend_tensor(std::int64_t uid, cudnnDataType_t type, const std::vector<std::int64_t>& dims,
+DescPtr backend_tensor(std::int64_t uid, cudnnDataType_t type,
+                       const std::vector<std::int64_t>& dims,
                        const std::vector<std::int64_t>& strides, bool is_virtual,
                        bool by_value = false);
 

@@ -34,10 +34,16 @@ void StderrLogger::log(Severity severity, const std::string& message) {
 // ---- targets ------------------------------------------------------------------------------
 
 std::optional<Precision> target_precision(const std::string& target) {
-  if (target == kCudaTarget) return Precision::f32;
-  if (target == kCudaFp16Target) return Precision::f16;
-  if (target == kCudaBf16Target) return Precision::bf16;
-  return std::nullopt;
+  if (target != kCudaTarget && target != kCudaFp16Target && target != kCudaBf16Target)
+    return std::nullopt;
+  // The target says its float format ("fp32", "fp16", "bf16"; plan::Target::precision).
+  const std::string& p = plan::target_by_name(target).precision;
+  static const std::pair<const char*, Precision> kFormats[] = {
+      {"fp32", Precision::f32}, {"fp16", Precision::f16}, {"bf16", Precision::bf16}};
+  for (const auto& [name, c] : kFormats)
+    if (p == name) return c;
+  throw Error(
+      fmt::format("target '{}' computes in '{}', which the GPU runtime does not", target, p));
 }
 
 namespace detail {

@@ -23,9 +23,8 @@ struct CudnnAttention::Impl {
 
 bool CudnnAttention::takes(Precision precision, const kernels::AttentionArgs& a) {
   return precision != Precision::f32 && a.mask_kind == 0 && !a.causal && a.softcap == 0.f &&
-         a.left_window < 0 && a.right_window < 0 && a.kv_heads > 0 &&
-         a.q_heads % a.kv_heads == 0 && a.head_dim % 8 == 0 && a.v_head_dim % 8 == 0 &&
-         a.head_dim <= 256 && a.v_head_dim <= 256;
+         a.left_window < 0 && a.right_window < 0 && a.kv_heads > 0 && a.q_heads % a.kv_heads == 0 &&
+         a.head_dim % 8 == 0 && a.v_head_dim % 8 == 0 && a.head_dim <= 256 && a.v_head_dim <= 256;
 }
 
 CudnnAttention::CudnnAttention(const Library& lib, Precision precision,
@@ -37,8 +36,8 @@ CudnnAttention::CudnnAttention(const Library& lib, Precision precision,
   auto bhsd = [&](std::int64_t uid, std::int64_t heads, std::int64_t len, std::int64_t dim,
                   const kernels::HeadStrides& st) -> Desc* {
     return d.keep
-        .emplace_back(backend_tensor(uid, io, {a.batch, heads, len, dim}, {st.b, st.h, st.s, 1},
-                                     false))
+        .emplace_back(
+            backend_tensor(uid, io, {a.batch, heads, len, dim}, {st.b, st.h, st.s, 1}, false))
         .get();
   };
   Desc* q = bhsd(kQ, a.q_heads, a.q_len, a.head_dim, a.qs);
@@ -49,8 +48,9 @@ CudnnAttention::CudnnAttention(const Library& lib, Precision precision,
                     .emplace_back(backend_tensor(kScale, CUDNN_DATA_FLOAT, {1, 1, 1, 1},
                                                  {1, 1, 1, 1}, false, true))
                     .get();
-  Desc* op = d.keep.emplace_back(std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR))
-                 .get();
+  Desc* op =
+      d.keep.emplace_back(std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR))
+          .get();
   op->set(CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &q->d);
   op->set(CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &k->d);
   op->set(CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &v->d);
@@ -92,8 +92,8 @@ std::size_t CudnnAttention::workspace_bytes() const {
                    : 0;
 }
 
-void CudnnAttention::forward(const void* q, const void* k, const void* v, void* y,
-                             void* workspace, Stream stream) const {
+void CudnnAttention::forward(const void* q, const void* k, const void* v, void* y, void* workspace,
+                             Stream stream) const {
   const Impl& d = *impl_;
   if (!engines()) throw Error("[Attention] cuDNN's SDPA has no engine for this problem");
   const std::vector<std::int64_t> uids{kQ, kK, kV, kO, kScale};
@@ -101,8 +101,8 @@ void CudnnAttention::forward(const void* q, const void* k, const void* v, void* 
                                 const_cast<float*>(&scale_)};
   const Desc& pack = d.pack.get(uids, ptrs, workspace);
   lib_.set_stream(stream);
-  KILN_CHECK(cudnnBackendExecute(lib_.cudnn(), d.plans[static_cast<std::size_t>(chosen_)]->d,
-                                 pack.d));
+  KILN_CHECK(
+      cudnnBackendExecute(lib_.cudnn(), d.plans[static_cast<std::size_t>(chosen_)]->d, pack.d));
 }
 
 }  // namespace kiln::runtime

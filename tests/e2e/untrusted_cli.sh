@@ -81,6 +81,14 @@ expect_error int8_shape "--calib-data: '.*calib_shape/batch_0.npy' holds f32\[1,
 expect_error int8_empty "--calib-data: '.*calib_empty' holds no .npy or .pb files" \
   "$kiln" build --example lenet --int8 --calib-data "$work/calib_empty"
 expect_error int8_no_data "kiln build --int8: give --calib-data DIR" "$kiln" build --example lenet --int8
+expect_error int8_layer_name "layer precision 'conv9:fp16': no layer 'conv9' that INT8 applies to" \
+  "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --layer-precision conv9:fp16
+expect_error int8_layer_form "--layer-precision 'conv1': expected NAME:PREC" \
+  "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --layer-precision conv1
+expect_error int8_tolerance "--int8-tolerance: expected a positive number" \
+  "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --int8-tolerance -1
+expect_error int8_layer_alone "kiln build: --layer-precision goes with --int8" \
+  "$kiln" build --example lenet --layer-precision conv1:fp16
 if "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --save "$work/lenet_int8.plan" \
      > "$work/lenet_int8.out" 2>&1 && grep -q "int8: calibrated 4 tensors on 2 batches" "$work/lenet_int8.out" \
    && "$kiln" run --plan "$work/lenet_int8.plan" > /dev/null 2>&1; then

@@ -321,3 +321,60 @@ TEST_CASE("int8_from_calibration: calibrates and writes the cache, then reads it
                       {"cache.txt: the calibration cache has no scale for"});
   fs::remove_all(d);
 }
+
+TEST_CASE("mixed precision: layers pinned by name, and kept in float by their own INT8 error") {
+  const Graph g = random_cnn(3);
+  const fs::path d = fresh_dir("mixed");
+  for (int i = 0; i < 3; ++i)
+    write_npy(random_inputs(g, 40 + static_cast<std::uint64_t>(i)).at(g.inputs[0].name),
+              (d / fmt::format("batch_{}.npy", i)).string());
+  Int8Options o;
+  o.calib_data = d.string();
+  o.calibrator = build::Calibrator::minmax;
+  const auto layers = build::int8_layers(g);
+  REQUIRE(layers.size() >= 2);
+  // Every layer's own error is measured; nothing is pinned or over a tolerance: all INT8.
+  const Int8Result all = int8_from_calibration(g, o);
+  REQUIRE(all.layers.size() == layers.size());
+  for (const auto& l : all.layers) {
+    CHECK(l.precision == "int8");
+    CHECK(l.error > 0);
+    CHECK(l.error < 0.2);
+  }
+  // Pinned: that layer keeps its float weight and reads float values.
+  o.layer_precision = {{layers[0], "fp16"}};
+  const Int8Result pinned = int8_from_calibration(g, o);
+  CHECK(pinned.layers[0].precision == "fp16");
+  CHECK(pinned.layers[0].why == "pinned");
+  int dq = 0;
+  for (const auto& n : pinned.graph.nodes) dq += n.op == "DequantizeLinear";
+  int dq_all = 0;
+  for (const auto& n : all.graph.nodes) dq_all += n.op == "DequantizeLinear";
+  CHECK(dq < dq_all);
+  // A tolerance below the smallest error keeps every layer not pinned to int8 in float.
+  double least = 1;
+  for (const auto& l : all.layers) least = std::min(least, l.error);
+  o.layer_precision = {{layers[1], "int8"}};
+  o.int8_tolerance = least / 2;
+  const Int8Result tol = int8_from_calibration(g, o);
+  for (std::size_t i = 0; i < tol.layers.size(); ++i) {
+    CHECK(tol.layers[i].precision == (i == 1 ? "int8" : "fp32"));
+    if (i != 1) CHECK(tol.layers[i].why == "error over the tolerance");
+  }
+  // Wrong names and precisions are refused naming them; a tolerance needs the data.
+  o.layer_precision = {{"nope", "fp16"}};
+  expect_error<Error>([&] { int8_from_calibration(g, o); },
+                      {"layer precision 'nope:fp16': no layer 'nope'", layers[0]});
+  o.layer_precision = {{layers[0], "int4"}};
+  expect_error<Error>([&] { int8_from_calibration(g, o); },
+                      {"'" + layers[0] + ":int4': expected fp32, fp16, bf16 or int8"});
+  o.layer_precision.clear();
+  o.calib_cache = (d / "cache.txt").string();
+  int8_from_calibration(g, o);  // writes the cache
+  Int8Options c;
+  c.calib_cache = o.calib_cache;
+  c.int8_tolerance = 0.01;
+  expect_error<Error>([&] { int8_from_calibration(g, c); },
+                      {"an INT8 tolerance needs calibration data"});
+  fs::remove_all(d);
+}

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,13 @@ void check_cache_covers(const std::map<std::string, float>& cache,
 /// behind a DequantizeLinear. The result runs on the CPU reference with INT8 numerics: every
 /// product of the quantized ops is of values an INT8 kernel sees. Throws Error naming a tensor
 /// that `scales` lacks.
-Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales);
+/// Layers named in `keep_float` (node names, or a nameless node's first output) stay as they are:
+/// they run in the plan's float precision (mixed precision on purpose).
+Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales,
+                     const std::set<std::string>& keep_float = {});
+
+/// The layers quantize_graph quantizes (Conv, Gemm, MatMul), by the names keep_float takes, in
+/// graph order.
+std::vector<std::string> int8_layers(const Graph& g);
 
 }  // namespace kiln::build

@@ -67,6 +67,9 @@ struct Target {
   /// Reshape, Flatten, Squeeze and Unsqueeze of a contiguous tensor cost nothing (a view).
   bool view_ops = false;
   std::size_t alignment = 64;  ///< byte alignment of every arena offset
+  /// The float format its steps compute in ("fp32", "fp16", "bf16"); steps on 8-bit integers
+  /// compute in INT8 whatever it is (Plan::step_precision).
+  std::string precision = "fp32";
 
   bool can_fuse(const std::string& f) const { return fusions.count(f) != 0; }
   /// Whether a step of `op` may read a strided input.
