@@ -131,7 +131,7 @@ plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batc
   if (fixed && !args.has("--shape")) batch = 0;
   if (fixed_shapes) *fixed_shapes = fixed && !args.has("--shape");
   build::BuildOptions o = build_options(args, g, batch, run_inputs(args, g.inputs, false));
-  o.target = &target_from(args, "cuda");
+  o.target = &target_from(args, plan::kCudaTarget);
   return build::build_plan(std::move(g), o);
 }
 

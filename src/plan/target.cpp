@@ -103,10 +103,11 @@ Target make_plain() {
 /// FP32 computes in NCHW; FP16 and BF16 take NHWC for convolutions, pooling and concat (tensor
 /// cores want channels last) and convert with kiln.ToLayout steps where a step needs the other.
 /// The plan is the same for both 16-bit formats: only the engine's storage differs.
-Target make_cuda(const char* name, bool half_width) {
+Target make_cuda(const char* name, const char* precision) {
+  const bool half_width = std::string(precision) != "fp32";
   Target t;
   t.name = name;
-  t.precision = !half_width ? "fp32" : std::string(name) == "cuda-bf16" ? "bf16" : "fp16";
+  t.precision = precision;
   t.fusions = {fusion::kConvActivation,  fusion::kGemmActivation, fusion::kConvResidual,
                fusion::kPointwiseChain,  fusion::kLayerNorm,      fusion::kGelu,
                fusion::kAttention,       fusion::kResidualNorm,   fusion::kQdqPropagation,
@@ -136,8 +137,8 @@ struct Targets {
   std::map<std::string, std::shared_ptr<const Target>> by_name;
   std::vector<std::shared_ptr<const Target>> replaced;  // kept: references to them stay valid
   Targets() {
-    for (Target t : {make_cpu_reference(), make_plain(), make_cuda("cuda", false),
-                     make_cuda("cuda-fp16", true), make_cuda("cuda-bf16", true)}) {
+    for (Target t : {make_cpu_reference(), make_plain(), make_cuda(kCudaTarget, "fp32"),
+                     make_cuda(kCudaFp16Target, "fp16"), make_cuda(kCudaBf16Target, "bf16")}) {
       const std::string name = t.name;
       by_name[name] = std::make_shared<const Target>(std::move(t));
     }
@@ -152,7 +153,9 @@ Targets& targets() {
 
 const Target& cpu_reference_target() { return target_by_name("cpu-reference"); }
 const Target& plain_target() { return target_by_name("plain"); }
-const Target& cuda_target(bool fp16) { return target_by_name(fp16 ? "cuda-fp16" : "cuda"); }
+const Target& cuda_target(bool fp16) {
+  return target_by_name(fp16 ? kCudaFp16Target : kCudaTarget);
+}
 
 const Target& target_by_name(const std::string& name) {
   auto& t = targets();

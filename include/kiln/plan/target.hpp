@@ -93,6 +93,11 @@ const Target& cpu_reference_target();
 /// A target that fuses nothing and aliases nothing (each layer one step): for tests and
 /// comparisons.
 const Target& plain_target();
+/// The CUDA runtime's targets by name (the one place they are spelled; kiln/runtime/engine.hpp
+/// names them too, as these).
+inline constexpr const char* kCudaTarget = "cuda";
+inline constexpr const char* kCudaFp16Target = "cuda-fp16";
+inline constexpr const char* kCudaBf16Target = "cuda-bf16";
 /// The CUDA runtime's targets: "cuda" (FP32, NCHW) and "cuda-fp16" (FP16, NHWC where it pays);
 /// "cuda-bf16" (by name) is cuda-fp16's plan for an engine that stores BF16.
 const Target& cuda_target(bool fp16);

@@ -54,9 +54,9 @@ class StderrLogger : public Logger {
 /// plan::cuda_target(true) ("cuda-fp16": FP16, NHWC for convolutions and pooling) or
 /// plan::target_by_name("cuda-bf16") (BF16, laid out as cuda-fp16); the target names the
 /// precision an engine runs the plan in (target_precision).
-inline constexpr const char* kCudaTarget = "cuda";
-inline constexpr const char* kCudaFp16Target = "cuda-fp16";
-inline constexpr const char* kCudaBf16Target = "cuda-bf16";
+inline constexpr const char* kCudaTarget = plan::kCudaTarget;
+inline constexpr const char* kCudaFp16Target = plan::kCudaFp16Target;
+inline constexpr const char* kCudaBf16Target = plan::kCudaBf16Target;
 /// The precision an engine runs plans of `target` in: FP32 for "cuda", FP16 for "cuda-fp16",
 /// BF16 for "cuda-bf16"; nullopt for the targets the GPU does not run (the CPU reference's).
 std::optional<Precision> target_precision(const std::string& target);
