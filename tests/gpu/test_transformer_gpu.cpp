@@ -99,6 +99,48 @@ struct EncoderGraph : GraphMaker {
   }
 };
 
+/// Attention's sizes for Q [B, Hq, S, D] and K, V [B, Hkv, T, D], laid out [B, H, S, D] or (bshd)
+/// [B, S, H, D] (the head split as strides), scale 1/sqrt(D); pointers and options left unset.
+kk::AttentionArgs attention_shape(i64 b, i64 hq, i64 hkv, i64 s, i64 t, i64 d, bool bshd) {
+  kk::AttentionArgs a;
+  a.batch = b;
+  a.q_heads = hq;
+  a.kv_heads = hkv;
+  a.q_len = s;
+  a.kv_len = t;
+  a.head_dim = a.v_head_dim = d;
+  a.qs = a.ys =
+      bshd ? kk::HeadStrides{hq * s * d, d, hq * d} : kk::HeadStrides{hq * s * d, s * d, d};
+  a.ks = a.vs =
+      bshd ? kk::HeadStrides{hkv * t * d, d, hkv * d} : kk::HeadStrides{hkv * t * d, t * d, d};
+  a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  return a;
+}
+
+/// `g` built for the target of precision `el` (the fusions of that target).
+kiln::plan::Plan build_for(const kiln::Graph& g, Elem el) {
+  kiln::build::BuildOptions o;
+  o.target = &kiln::plan::target_by_name(plan_precision(el).target);
+  o.evaluator = &kiln::reference::constant_evaluator();
+  return kiln::build::build_plan(g, o);
+}
+
+/// Plan `p` of `g` run by an Engine on input x (rounded to `el`) against the reference's `g`.
+void check_on_gpu(Report& report, const std::string& what, const kiln::Graph& g,
+                  const kiln::plan::Plan& p, const std::vector<i64>& x_dims, Elem el) {
+  const auto x = round_to(random_values(numel(x_dims)), el);
+  const std::map<std::string, kiln::Tensor> in{{"x", tensor(x_dims, x)}};
+  const auto ref = kiln::reference::Executor(g).run(in);
+  kiln::runtime::Engine engine(p);
+  auto ctx = engine.create_context();
+  const auto got = kiln::runtime::run_on_gpu(*ctx, in);
+  const kiln::Tensor& y = got.at(g.outputs[0]);
+  std::vector<float> yv(static_cast<std::size_t>(y.numel()));
+  for (i64 i = 0; i < y.numel(); ++i)
+    yv[static_cast<std::size_t>(i)] = static_cast<float>(y.get(i));
+  report.check(what, yv, ref.at(g.outputs[0]), el);
+}
+
 }  // namespace
 
 int main() {
@@ -269,22 +311,11 @@ int main() {
             c.mask == 1 ? upload(mask, e) : DeviceBuffer(std::max<std::size_t>(bytes.size(), 1));
         if (c.mask == 2)
           KILN_CHECK(cudaMemcpy(dm.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
-        kk::AttentionArgs a;
-        a.batch = c.b;
-        a.q_heads = c.hq;
-        a.kv_heads = c.hkv;
-        a.q_len = c.s;
-        a.kv_len = c.t;
-        a.head_dim = a.v_head_dim = c.d;
+        kk::AttentionArgs a = attention_shape(c.b, c.hq, c.hkv, c.s, c.t, c.d, c.bshd);
         a.q = dq.get();
         a.k = dk.get();
         a.v = dv.get();
         a.y = dy.get();
-        a.qs = a.ys = c.bshd ? kk::HeadStrides{c.hq * c.s * c.d, c.d, c.hq * c.d}
-                             : kk::HeadStrides{c.hq * c.s * c.d, c.s * c.d, c.d};
-        a.ks = a.vs = c.bshd ? kk::HeadStrides{c.hkv * c.t * c.d, c.d, c.hkv * c.d}
-                             : kk::HeadStrides{c.hkv * c.t * c.d, c.t * c.d, c.d};
-        a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.d)));
         a.softcap = static_cast<float>(c.softcap);
         a.causal = c.causal;
         a.left_window = c.window;
@@ -324,18 +355,7 @@ int main() {
         DeviceBuffer dq = upload(c.bshd ? swap_hs(q, c.b, c.hq, c.s, c.d, true) : q, e),
                      dk = upload(c.bshd ? swap_hs(k, c.b, c.hkv, c.t, c.d, true) : k, e),
                      dv = upload(c.bshd ? swap_hs(v, c.b, c.hkv, c.t, c.d, true) : v, e);
-        kk::AttentionArgs a;
-        a.batch = c.b;
-        a.q_heads = c.hq;
-        a.kv_heads = c.hkv;
-        a.q_len = c.s;
-        a.kv_len = c.t;
-        a.head_dim = a.v_head_dim = c.d;
-        a.qs = a.ys = c.bshd ? kk::HeadStrides{c.hq * c.s * c.d, c.d, c.hq * c.d}
-                             : kk::HeadStrides{c.hq * c.s * c.d, c.s * c.d, c.d};
-        a.ks = a.vs = c.bshd ? kk::HeadStrides{c.hkv * c.t * c.d, c.d, c.hkv * c.d}
-                             : kk::HeadStrides{c.hkv * c.t * c.d, c.t * c.d, c.d};
-        a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.d)));
+        const kk::AttentionArgs a = attention_shape(c.b, c.hq, c.hkv, c.s, c.t, c.d, c.bshd);
         const auto p =
             e == Elem::f16 ? kiln::runtime::Precision::f16 : kiln::runtime::Precision::bf16;
         kiln::runtime::CudnnAttention sdpa(lib, p, a, std::size_t{256} << 20);
@@ -423,10 +443,7 @@ int main() {
       const std::string what = fmt::format("encoder layer B{} S{} E{} H{}", b, s, e, h);
       report.run(what, [&] {
         EncoderGraph eg(b, s, e, h);
-        kiln::build::BuildOptions o;
-        o.target = &kiln::plan::target_by_name(plan_precision(el).target);
-        o.evaluator = &kiln::reference::constant_evaluator();
-        const kiln::plan::Plan p = kiln::build::build_plan(eg.g, o);
+        const kiln::plan::Plan p = build_for(eg.g, el);
         int attention = 0, layernorm = 0, gelu = 0, residual = 0;
         for (const auto& st : p.steps) {
           const std::string pattern = st.attr_string("pattern", st.op);
@@ -440,18 +457,7 @@ int main() {
                                "residual Add), {} MatMul+Add+Gelu",
                                attention, layernorm, residual, gelu),
             attention == 1 && layernorm == 2 && residual == 2 && gelu == 1);
-        auto x = random_values(s * b * e);
-        x = round_to(x, el);
-        const std::map<std::string, kiln::Tensor> in{{"x", tensor({s, b, e}, x)}};
-        const auto ref = kiln::reference::Executor(eg.g).run(in);
-        kiln::runtime::Engine engine(p);
-        auto ctx = engine.create_context();
-        const auto got = kiln::runtime::run_on_gpu(*ctx, in);
-        const kiln::Tensor& y = got.at(eg.g.outputs[0]);
-        std::vector<float> yv(static_cast<std::size_t>(y.numel()));
-        for (i64 i = 0; i < y.numel(); ++i)
-          yv[static_cast<std::size_t>(i)] = static_cast<float>(y.get(i));
-        report.check(what, yv, ref.at(eg.g.outputs[0]), el);
+        check_on_gpu(report, what, eg.g, p, {s, b, e}, el);
       });
     }
   }
@@ -471,10 +477,7 @@ int main() {
         auto y = eg.op("Attention", {q, k, v}, {{"q_num_heads", h}, {"kv_num_heads", h}});
         eg.g.outputs = {eg.linear(y, e, e)};
         eg.g.infer(&kiln::reference::constant_evaluator());
-        kiln::build::BuildOptions o;
-        o.target = &kiln::plan::target_by_name(plan_precision(el).target);
-        o.evaluator = &kiln::reference::constant_evaluator();
-        const kiln::plan::Plan p = kiln::build::build_plan(eg.g, o);
+        const kiln::plan::Plan p = build_for(eg.g, el);
         int splits = 0, strided = 0;
         for (const auto& st : p.steps) {
           splits += st.op == "Split";
@@ -485,17 +488,7 @@ int main() {
         report.expect(
             what + fmt::format(": {} Split steps, {} strided Attention inputs", splits, strided),
             splits == 0 && strided == 3 && p.steps.size() == 3);
-        auto x = round_to(random_values(b * s * e), el);
-        const std::map<std::string, kiln::Tensor> in{{"x", tensor({b, s, e}, x)}};
-        const auto ref = kiln::reference::Executor(eg.g).run(in);
-        kiln::runtime::Engine engine(p);
-        auto ctx = engine.create_context();
-        const auto got = kiln::runtime::run_on_gpu(*ctx, in);
-        const kiln::Tensor& out = got.at(eg.g.outputs[0]);
-        std::vector<float> yv(static_cast<std::size_t>(out.numel()));
-        for (i64 i = 0; i < out.numel(); ++i)
-          yv[static_cast<std::size_t>(i)] = static_cast<float>(out.get(i));
-        report.check(what, yv, ref.at(eg.g.outputs[0]), el);
+        check_on_gpu(report, what, eg.g, p, {b, s, e}, el);
       });
     }
   }
