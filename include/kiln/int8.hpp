@@ -107,13 +107,10 @@ inline std::map<std::string, double> int8_layer_errors(const Graph& g,
                                                        std::size_t max_batches) {
   const auto names = build::int8_layers(g);
   const std::set<std::string> layer_set(names.begin(), names.end());
-  auto name_of = [](const Node& n) {
-    return n.name.empty() && !n.outputs.empty() ? n.outputs[0] : n.name;
-  };
   std::vector<const Node*> layers;
   std::set<std::string> wanted;
   for (const auto& n : g.nodes) {
-    if (!layer_set.count(name_of(n))) continue;
+    if (!layer_set.count(build::int8_layer_name(n))) continue;
     layers.push_back(&n);
     for (const auto& in : n.inputs)
       if (!in.empty() && !g.weights.count(in) && !g.known_value(in)) wanted.insert(in);
@@ -128,7 +125,7 @@ inline std::map<std::string, double> int8_layer_errors(const Graph& g,
   std::vector<std::unique_ptr<reference::Executor>> alone;
   for (const Node* n : layers) {
     Graph mini;
-    mini.name = name_of(*n);
+    mini.name = build::int8_layer_name(*n);
     for (const auto& in : n->inputs) {
       if (in.empty()) continue;
       if (auto w = g.weights.find(in); w != g.weights.end())
@@ -161,7 +158,7 @@ inline std::map<std::string, double> int8_layer_errors(const Graph& g,
   }
   std::map<std::string, double> err;
   for (std::size_t i = 0; i < layers.size(); ++i)
-    err[name_of(*layers[i])] = worst[i] / std::max(peak[i], 1e-12);
+    err[build::int8_layer_name(*layers[i])] = worst[i] / std::max(peak[i], 1e-12);
   return err;
 }
 
@@ -225,8 +222,7 @@ inline Int8Result int8_from_calibration(const Graph& g, const Int8Options& o) {
   std::set<std::string> keep_float;
   const auto ops = [&] {
     std::map<std::string, std::string> m;
-    for (const auto& n : g.nodes)
-      m[n.name.empty() && !n.outputs.empty() ? n.outputs[0] : n.name] = n.op;
+    for (const auto& n : g.nodes) m[build::int8_layer_name(n)] = n.op;
     return m;
   }();
   for (const auto& name : layers) {

@@ -288,16 +288,14 @@ std::pair<Tensor, Tensor> quantize_weight(const Tensor& w, std::int64_t axis) {
 
 }  // namespace
 
-namespace {
-std::string layer_name(const Node& n) {
+std::string int8_layer_name(const Node& n) {
   return n.name.empty() && !n.outputs.empty() ? n.outputs[0] : n.name;
 }
-}  // namespace
 
 std::vector<std::string> int8_layers(const Graph& g) {
   std::vector<std::string> v;
   for (const auto& n : g.nodes)
-    if (is_int8_op(n.op)) v.push_back(layer_name(n));
+    if (is_int8_op(n.op)) v.push_back(int8_layer_name(n));
   return v;
 }
 
@@ -318,7 +316,7 @@ Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales,
     return out.add_node(std::move(n)).outputs[0];
   };
   for (const auto& n : g.nodes) {
-    if (!is_int8_op(n.op) || keep_float.count(layer_name(n))) {
+    if (!is_int8_op(n.op) || keep_float.count(int8_layer_name(n))) {
       out.nodes.push_back(n);
       continue;
     }

@@ -93,6 +93,10 @@ void check_cache_covers(const std::map<std::string, float>& cache,
 Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales,
                      const std::set<std::string>& keep_float = {});
 
+/// A layer's name as keep_float and int8_layers give it: the node's, or a nameless node's first
+/// output.
+std::string int8_layer_name(const Node& n);
+
 /// The layers quantize_graph quantizes (Conv, Gemm, MatMul), by the names keep_float takes, in
 /// graph order.
 std::vector<std::string> int8_layers(const Graph& g);
