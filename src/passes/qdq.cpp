@@ -198,46 +198,62 @@ bool cancel_pair(Graph& g, std::size_t j) {
 
 // ---- the fused INT8 step ----------------------------------------------------------------------
 
-/// A float weight that is exactly int8 values times a scale, per output channel (`axis` of the
-/// weight) or per tensor: what DequantizeLinear of an int8 weight folds to (symmetric, as
-/// quantize_graph and ONNX Runtime quantize weights). `q` is int8 with the weight's dims.
+/// A float weight that is exactly int8 values times a scale per output channel (`axis` of the
+/// weight; a per-tensor scale is one such scale repeated): what DequantizeLinear of an int8
+/// weight folds to (symmetric, as quantize_graph, TensorRT and ONNX Runtime quantize weights).
+/// `q` is int8 with the weight's dims.
 struct Int8Weight {
   Tensor q;
-  std::vector<double> scale;  // per output channel (the per-tensor scale repeated)
+  std::vector<double> scale;  // per output channel
 };
 
 std::optional<Int8Weight> as_int8(const Tensor& w, std::int64_t axis) {
   if (w.dtype() != DType::f32 || w.rank() < 2 || w.numel() == 0) return std::nullopt;
   const auto dims = w.dims();
   const std::int64_t channels = dims[static_cast<std::size_t>(axis)];
-  std::int64_t inner = 1;
+  std::int64_t inner = 1, outer = 1;
   for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < dims.size(); ++d) inner *= dims[d];
-  auto channel_of = [&](std::int64_t i) { return (i / inner) % channels; };
-  std::vector<double> amax(static_cast<std::size_t>(channels), 0.0);
-  double all = 0;
-  for (std::int64_t i = 0; i < w.numel(); ++i) {
-    const double a = std::fabs(w.get(i));
-    if (!std::isfinite(a)) return std::nullopt;
-    auto& m = amax[static_cast<std::size_t>(channel_of(i))];
-    m = std::max(m, a);
-    all = std::max(all, a);
-  }
-  for (bool per_channel : {true, false}) {
-    Int8Weight r{Tensor(DType::i8, dims), {}};
-    for (std::int64_t c = 0; c < channels; ++c) {
-      const double m = per_channel ? amax[static_cast<std::size_t>(c)] : all;
-      r.scale.push_back(m > 0 ? m / 127.0 : 1.0);
+  for (std::size_t d = 0; d < static_cast<std::size_t>(axis); ++d) outer *= dims[d];
+  // Calls f(i) for each element index of channel c, until f returns false.
+  auto each = [&](std::int64_t c, auto&& f) {
+    for (std::int64_t o = 0; o < outer; ++o)
+      for (std::int64_t j = 0; j < inner; ++j)
+        if (!f((o * channels + c) * inner + j)) return false;
+    return true;
+  };
+  Int8Weight r{Tensor(DType::i8, dims), {}};
+  for (std::int64_t c = 0; c < channels; ++c) {
+    double amax = 0;
+    const bool finite = each(c, [&](std::int64_t i) {
+      const double a = std::fabs(w.get(i));
+      amax = std::max(amax, a);
+      return std::isfinite(a);
+    });
+    if (!finite) return std::nullopt;
+    // The channel's largest |value| is qmax * scale for some integer qmax <= 127: 127 where the
+    // scale came from this channel's range (calibrated weights), less where it did not (a
+    // per-tensor scale, or a range that another rule set). A float channel fails at once.
+    double scale = 1.0;
+    bool exact = amax == 0;
+    for (int qmax = 127; qmax >= 1 && !exact; --qmax) {
+      scale = amax / qmax;
+      exact = each(c, [&](std::int64_t i) {
+        const double v = w.get(i) / scale;
+        const double q = std::nearbyint(v);
+        if (!(std::fabs(v - q) <= 1e-3 && q >= -128 && q <= 127)) return false;
+        r.q.set(i, q);
+        return true;
+      });
     }
-    bool exact = true;
-    for (std::int64_t i = 0; i < w.numel() && exact; ++i) {
-      const double v = w.get(i) / r.scale[static_cast<std::size_t>(channel_of(i))];
-      const double q = std::nearbyint(v);
-      exact = std::fabs(v - q) <= 1e-3 && q >= -128 && q <= 127;
-      r.q.set(i, q);
-    }
-    if (exact) return r;
+    if (!exact) return std::nullopt;
+    if (amax == 0)
+      each(c, [&](std::int64_t i) {
+        r.q.set(i, 0.0);
+        return true;
+      });
+    r.scale.push_back(scale);
   }
-  return std::nullopt;
+  return r;
 }
 
 /// The fused INT8 step at anchor node `i` (Conv, Gemm or MatMul whose data input is a per-tensor
@@ -274,10 +290,27 @@ bool fuse_int8_at(Graph& g, std::size_t i) {
     if (!bias || bias->dtype() != DType::f32 || bias->numel() != channels) return false;
   }
 
-  // The chain after it: [Add(DQ(r))] [Relu] [QuantizeLinear], each value read once.
   const auto r = readers(g);
-  std::vector<std::size_t> chain;
   std::string v = anchor.outputs[0];
+  // A MatMul's bias is the Add of a constant row after it (how exporters write a Linear layer).
+  std::optional<std::size_t> bias_add;
+  if (!conv && !gemm && !bias)
+    if (const auto j = only_reader(g, r, v)) {
+      const Node& n = g.nodes[*j];
+      if (n.op == "Add" && n.inputs.size() == 2 && n.outputs.size() == 1 &&
+          n.inputs[0] != n.inputs[1]) {
+        const Tensor* b = weight(g, n.inputs[0] == v ? n.inputs[1] : n.inputs[0]);
+        if (b && b->dtype() == DType::f32 && b->numel() == channels && b->rank() >= 1 &&
+            b->dims().back() == channels && g.type_of(n.outputs[0]) == g.type_of(v)) {
+          bias = b;
+          bias_add = j;
+          v = n.outputs[0];
+        }
+      }
+    }
+
+  // The chain after it: [Add(DQ(r))] [Relu] [QuantizeLinear], each value read once.
+  std::vector<std::size_t> chain;
   std::optional<std::size_t> residual_dq, out_q;
   bool relu = false;
   while (auto j = only_reader(g, r, v)) {
@@ -364,8 +397,10 @@ bool fuse_int8_at(Graph& g, std::size_t i) {
              {{"to", static_cast<std::int64_t>(1)}});
   cur = part("Mul", anchor.name + ".scale", {cur, "$3"}, bias ? y0 + ".scaled" : y0);
   if (bias) {
-    cur = part("Add", anchor.name + ".bias",
-               {cur, ref(add_weight(".bias", bias->reshaped(per_channel_dims)))}, y0);
+    const Node* add = bias_add ? &g.nodes[*bias_add] : nullptr;
+    cur = part("Add", add ? add->name : anchor.name + ".bias",
+               {cur, ref(add_weight(".bias", bias->reshaped(per_channel_dims)))},
+               add ? add->outputs[0] : y0);
   }
   for (std::size_t j : chain) {
     const Node& n = g.nodes[j];
@@ -386,11 +421,12 @@ bool fuse_int8_at(Graph& g, std::size_t i) {
   }
   body.results = {cur};
   // Placed at the chain's last node: every input exists there, every reader comes after.
-  const std::size_t at = chain.empty() ? i : chain.back();
+  const std::size_t at = !chain.empty() ? chain.back() : bias_add ? *bias_add : i;
   g.nodes[at] = make_fused_node(base, inputs, {cur}, body);
   std::set<std::size_t> drop(chain.begin(), chain.end());
+  if (bias_add) drop.insert(*bias_add);
+  drop.insert(i);
   drop.erase(at);
-  if (at != i) drop.insert(i);
   drop_nodes(g, drop);
   return true;
 }

@@ -1193,6 +1193,34 @@ TEST_CASE("fuse_int8: DQ -> Conv/Gemm/MatMul (+ bias, DQ residual, Relu) -> Q is
   CHECK(b::fuse_int8(g2, ctx()) == 0);
 }
 
+TEST_CASE(
+    "fuse_int8: a MatMul's bias row Add joins the step; channels whose largest |q| is below 127 "
+    "are still INT8") {
+  Builder bld;
+  auto x = bld.input("x", {3, 4, 6});
+  const QdqParams px(bld, 0.04f, 0, DType::i8), py(bld, 0.05f, 0, DType::i8);
+  // W [6, 5]: column c holds integers in [-(20 + 10c), 20 + 10c] times its scale, never 127.
+  Tensor w(DType::f32, {6, 5});
+  for (i64 k = 0; k < 6; ++k)
+    for (i64 c = 0; c < 5; ++c) {
+      const i64 lim = 20 + 10 * c;
+      w.set(k * 5 + c, static_cast<float>(((k * 7 + c * 3) % (2 * lim + 1) - lim) *
+                                          (0.01 + 0.002 * static_cast<double>(c))));
+    }
+  bld.g.weights["w"] = std::move(w);
+  auto mm = bld.node("MatMul", {dq(bld, q(bld, x, px), px), "w"});
+  auto yq = q(bld, bld.node("Add", {bld.weight({5}), mm}), py);  // the bias on either side
+  Graph g = bld.finish({dq(bld, yq, py)});
+  int changes = 0;
+  Graph f = run_checked(g, b::fuse_int8, &changes);
+  CHECK(changes == 1);
+  Ops patterns;
+  for (const auto& n : f.nodes)
+    if (is_fused(n)) patterns.push_back(n.attr_string("pattern", ""));
+  CHECK(patterns == Ops{"MatMulInteger+Cast+Mul+Add+QuantizeLinear"});
+  check_within_one_step(g, f, 0.05);
+}
+
 TEST_CASE("propagate_qdq: a Q moves backward through MaxPool and reshapes to its producer") {
   Builder bld;
   auto x = bld.input("x", {1, 2, 6, 6});
