@@ -18,7 +18,14 @@ __device__ __forceinline__ float load(const __half* p, std::int64_t i) {
 __device__ __forceinline__ float load(const __nv_bfloat16* p, std::int64_t i) {
   return __bfloat162float(p[i]);
 }
+__device__ __forceinline__ float load(const std::int8_t* p, std::int64_t i) {
+  return static_cast<float>(p[i]);
+}
 __device__ __forceinline__ void store(float* p, std::int64_t i, float v) { p[i] = v; }
+/// An int8 store of a value that is already an int8 (a max over int8 inputs).
+__device__ __forceinline__ void store(std::int8_t* p, std::int64_t i, float v) {
+  p[i] = static_cast<std::int8_t>(fminf(fmaxf(rintf(v), -128.f), 127.f));
+}
 __device__ __forceinline__ void store(__half* p, std::int64_t i, float v) {
   p[i] = __float2half_rn(v);
 }

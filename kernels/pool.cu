@@ -95,4 +95,24 @@ cudaError_t pool2d_nhwc(Elem elem, PoolMode mode, const Pool2d& p, std::int64_t 
   return launch_pool<true>(elem, mode, p, channels, x, y, stream);
 }
 
+cudaError_t max_pool2d_s8(const Pool2d& p, bool nhwc, std::int64_t channels, const void* x, void* y,
+                          cudaStream_t stream) {
+  if (p.k_h < 1 || p.k_w < 1 || p.stride_h < 1 || p.stride_w < 1 || p.dil_h < 1 || p.dil_w < 1 ||
+      (nhwc && (channels < 1 || p.planes % channels != 0)))
+    return cudaErrorInvalidValue;
+  const std::int64_t n = p.planes * p.out_h * p.out_w;
+  if (n == 0) return cudaSuccess;
+  const int threads = 256;
+  const unsigned blocks = detail::grid_for(n, threads);
+  const auto* xs = static_cast<const std::int8_t*>(x);
+  auto* ys = static_cast<std::int8_t*>(y);
+  if (nhwc)
+    pool2d_kernel<std::int8_t, PoolMode::max, true>
+        <<<blocks, threads, 0, stream>>>(p, channels, xs, ys, n);
+  else
+    pool2d_kernel<std::int8_t, PoolMode::max, false>
+        <<<blocks, threads, 0, stream>>>(p, 1, xs, ys, n);
+  return cudaGetLastError();
+}
+
 }  // namespace kiln::kernels

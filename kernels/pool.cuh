@@ -30,4 +30,9 @@ cudaError_t pool2d(Elem elem, PoolMode mode, const Pool2d& p, const void* x, voi
 cudaError_t pool2d_nhwc(Elem elem, PoolMode mode, const Pool2d& p, std::int64_t channels,
                         const void* x, void* y, cudaStream_t stream);
 
+/// Max pooling of int8 values (a quantized network's MaxPool: exact, the max commutes with the
+/// increasing dequantization), NCHW or NHWC (`channels` = C then).
+cudaError_t max_pool2d_s8(const Pool2d& p, bool nhwc, std::int64_t channels, const void* x, void* y,
+                          cudaStream_t stream);
+
 }  // namespace kiln::kernels

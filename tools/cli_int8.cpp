@@ -24,9 +24,9 @@ constexpr const char* kWithInt8[] = {"--calib-data",  "--calibrator",      "--pe
 }  // namespace
 
 void add_int8_options(Command& c) {
-  c.flag(
-       "--int8",
-       "quantize convolutions and matrix products to INT8 (calibrated; runs on the CPU reference)")
+  c.flag("--int8",
+         "quantize convolutions and matrix products to INT8 (calibrated on the CPU reference; "
+         "runs there and, with --fp16/--bf16/--gpu, on the GPU)")
       .option(
           "--calib-data", "DIR",
           "calibration batches: DIR/*.npy|*.pb for one input, DIR/<input>/*.npy|*.pb for several")

@@ -108,10 +108,17 @@ Target make_cuda(const char* name, const char* precision) {
   Target t;
   t.name = name;
   t.precision = precision;
-  t.fusions = {fusion::kConvActivation,  fusion::kGemmActivation, fusion::kConvResidual,
-               fusion::kPointwiseChain,  fusion::kLayerNorm,      fusion::kGelu,
-               fusion::kAttention,       fusion::kResidualNorm,   fusion::kQdqPropagation,
-               fusion::kHorizontalMatMul};
+  t.fusions = {fusion::kConvActivation,
+               fusion::kGemmActivation,
+               fusion::kConvResidual,
+               fusion::kPointwiseChain,
+               fusion::kLayerNorm,
+               fusion::kGelu,
+               fusion::kAttention,
+               fusion::kResidualNorm,
+               fusion::kQdqPropagation,
+               fusion::kHorizontalMatMul,
+               fusion::kInt8};
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 8;  // kernels::kMaxChainSteps
   if (half_width) {

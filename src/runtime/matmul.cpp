@@ -44,11 +44,18 @@ Matmul::Matmul(const Library& lib, const MatmulShape& s, const MatmulOptions& o)
         fmt::format("[MatMul] bad shape: batch {}, m {}, n {}, k {}", s.batch, s.m, s.n, s.k));
   if (o.bias && o.beta != 0.f && o.epilogue != Epilogue::none)
     throw Error("[MatMul] beta with an activation epilogue is not supported");
+  if (o.int8 && (s.trans_a || !s.trans_b || s.n % 4 != 0 || s.k % 4 != 0 || o.bias ||
+                 o.epilogue != Epilogue::none || o.alpha != 1.f || o.beta != 0.f))
+    throw Error(fmt::format(
+        "[MatMul] an INT8 product takes A [m, k] and B [n, k] with n and k multiples of 4 and no "
+        "epilogue (got m {}, n {}, k {}, trans_a {}, trans_b {})",
+        s.m, s.n, s.k, s.trans_a, s.trans_b));
   Impl& d = *impl_;
-  const cublasComputeType_t compute = o.precision == Precision::f32 && o.allow_tf32
+  const cublasComputeType_t compute = o.int8 ? CUBLAS_COMPUTE_32I
+                                      : o.precision == Precision::f32 && o.allow_tf32
                                           ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;
-  KILN_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
+  KILN_CHECK(cublasLtMatmulDescCreate(&d.op, compute, o.int8 ? CUDA_R_32I : CUDA_R_32F));
   const cublasOperation_t op_a = s.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt's A = our B
   const cublasOperation_t op_b = s.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   KILN_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
@@ -56,7 +63,8 @@ Matmul::Matmul(const Library& lib, const MatmulShape& s, const MatmulOptions& o)
   const cublasLtEpilogue_t epi = epilogue_of(o.epilogue, o.bias);
   KILN_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
 
-  const cudaDataType_t t = detail::blas_type(o.precision);
+  const cudaDataType_t t = o.int8 ? CUDA_R_8I : detail::blas_type(o.precision);
+  const cudaDataType_t tc = o.int8 ? CUDA_R_32I : t;
   // Our B, column-major: [n, k] (ld n), or [k, n] (ld k) when stored transposed.
   const std::uint64_t a_rows = s.trans_b ? s.k : s.n, a_cols = s.trans_b ? s.n : s.k;
   const std::uint64_t b_rows = s.trans_a ? s.m : s.k, b_cols = s.trans_a ? s.k : s.m;
@@ -64,7 +72,7 @@ Matmul::Matmul(const Library& lib, const MatmulShape& s, const MatmulOptions& o)
       cublasLtMatrixLayoutCreate(&d.la, t, a_rows, a_cols, static_cast<std::int64_t>(a_rows)));
   KILN_CHECK(
       cublasLtMatrixLayoutCreate(&d.lb, t, b_rows, b_cols, static_cast<std::int64_t>(b_rows)));
-  KILN_CHECK(cublasLtMatrixLayoutCreate(&d.lc, t, s.n, s.m, s.n));
+  KILN_CHECK(cublasLtMatrixLayoutCreate(&d.lc, tc, s.n, s.m, s.n));
   if (s.batch > 1) {
     const int batch = static_cast<int>(s.batch);
     const std::int64_t sa = s.stride_b >= 0 ? s.stride_b : s.k * s.n;  // cuBLASLt's A = our B
@@ -97,14 +105,15 @@ Matmul::~Matmul() = default;
 
 MatmulTactic Matmul::tune() {
   Impl& d = *impl_;
-  const std::size_t es = element_size(opt_.precision);
-  auto span = [&](std::int64_t stride, std::int64_t one) {
+  const std::size_t es = opt_.int8 ? 1 : element_size(opt_.precision);
+  const std::size_t es_c = opt_.int8 ? 4 : es;
+  auto span = [&](std::int64_t stride, std::int64_t one, std::size_t bytes) {
     const std::int64_t st = stride >= 0 ? stride : one;
-    return static_cast<std::size_t>((shape_.batch - 1) * st + one) * es;
+    return static_cast<std::size_t>((shape_.batch - 1) * st + one) * bytes;
   };
-  DeviceBuffer a(span(shape_.stride_a, shape_.m * shape_.k)),
-      b(span(shape_.stride_b, shape_.k * shape_.n));
-  DeviceBuffer c(span(shape_.stride_c, shape_.m * shape_.n)),
+  DeviceBuffer a(span(shape_.stride_a, shape_.m * shape_.k, es)),
+      b(span(shape_.stride_b, shape_.k * shape_.n, es));
+  DeviceBuffer c(span(shape_.stride_c, shape_.m * shape_.n, es_c)),
       bias(static_cast<std::size_t>(shape_.n) * es);
   for (DeviceBuffer* buf : {&a, &b, &c, &bias}) buf->fill_bytes(0x3c);  // not zeros
   std::size_t most = 0;
@@ -154,9 +163,12 @@ void Matmul::run(const void* a, const void* b, const void* bias, void* c, void* 
                                               sizeof bias));
   }
   const float alpha = opt_.alpha, beta = opt_.beta;
-  KILN_CHECK(cublasLtMatmul(lib_.cublaslt(), d.op, &alpha, b, d.la, a, d.lb, &beta, c, d.lc, c,
-                            d.lc, &d.candidates[static_cast<std::size_t>(tactic_.index)].algo,
-                            workspace, tactic_.workspace, stream));
+  const std::int32_t alpha_i = 1, beta_i = 0;  // an INT8 product's scale type is int32
+  const void* pa = opt_.int8 ? static_cast<const void*>(&alpha_i) : &alpha;
+  const void* pb = opt_.int8 ? static_cast<const void*>(&beta_i) : &beta;
+  KILN_CHECK(cublasLtMatmul(lib_.cublaslt(), d.op, pa, b, d.la, a, d.lb, pb, c, d.lc, c, d.lc,
+                            &d.candidates[static_cast<std::size_t>(tactic_.index)].algo, workspace,
+                            tactic_.workspace, stream));
 }
 
 }  // namespace kiln::runtime

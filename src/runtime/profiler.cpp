@@ -32,16 +32,17 @@ std::pair<double, double> step_cost(const detail::EngineState& st, const Node& s
   const FusedBody body = as_body(step);
   const Node& a = body.parts.at(0);
   const double out = step.outputs.empty() ? 0 : numel(step.outputs[0]);
-  if ((a.op == "Conv" || a.op == "ConvTranspose") && a.inputs.size() > 1) {
+  if ((a.op == "Conv" || a.op == "ConvTranspose" || a.op == "ConvInteger") && a.inputs.size() > 1) {
     const auto w = st.value(fused_input_name(step.inputs, a.inputs[1]), batch, arena);
     double per = 1;
     for (std::size_t d = 1; d < w.dims.size(); ++d) per *= static_cast<double>(w.dims[d]);
-    if (a.op == "Conv")
+    if (a.op != "ConvTranspose")
       flops = 2 * out * per;
     else
       flops = 2 * numel(fused_input_name(step.inputs, a.inputs[0])) *
               per;  // each input element meets (K/g)*kh*kw weights
-  } else if ((a.op == "Gemm" || a.op == "MatMul") && a.inputs.size() > 1) {
+  } else if ((a.op == "Gemm" || a.op == "MatMul" || a.op == "MatMulInteger") &&
+             a.inputs.size() > 1) {
     const auto x = st.value(fused_input_name(step.inputs, a.inputs[0]), batch, arena);
     const bool ta = a.op == "Gemm" && a.attr_int("transA", 0) != 0;
     const double k =

@@ -13,6 +13,12 @@ void StepRegistry::add(const std::string& op, StepFactory make, bool fused) {
   by_op_[op] = Entry{make, fused};
 }
 
+void StepRegistry::add_check(const std::string& op, StepCheck check) {
+  auto it = by_op_.find(op);
+  if (it == by_op_.end()) throw Error(fmt::format("a check for op '{}', which has no step", op));
+  it->second.check = check;
+}
+
 void StepRegistry::add_pattern(const std::string& pattern, StepFactory make) {
   if (by_pattern_.count(pattern))
     throw Error(fmt::format("two GPU steps registered for the fused pattern '{}'", pattern));
@@ -44,6 +50,7 @@ const StepRegistry& step_registry() {
     register_rnn_steps(r);
     register_attention_steps(r);
     register_detection_steps(r);
+    register_int8_steps(r);
     return r;
   }();
   return r;
@@ -82,11 +89,14 @@ bool gpu_supports(const std::string& op) { return detail::step_registry().find(o
 
 void check_gpu_plan(const plan::Plan& p) {
   for (const Node& s : p.steps) {
-    for (const auto& part : as_body(s).parts)
+    const FusedBody body = as_body(s);
+    for (const auto& part : body.parts)
       if (!gpu_supports(part.op))
         throw UnsupportedError(fmt::format(
             "{}the GPU runtime has no kernel for op '{}'{}", s.where(), part.op,
             is_fused(s) ? fmt::format(" (in fused step {})", s.attr_string("pattern", "")) : ""));
+    if (const auto* e = detail::step_registry().find(body.parts.at(0).op); e && e->check)
+      e->check(p, s, body);
   }
 }
 

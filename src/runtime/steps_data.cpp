@@ -48,6 +48,11 @@ class PoolStep final : public Step {
     mode_ = n.op == "MaxPool" || n.op == "GlobalMaxPool" ? kernels::PoolMode::max
                                                          : kernels::PoolMode::average;
     const bool global = n.op.rfind("Global", 0) == 0;
+    // A quantized network's MaxPool runs on int8 (propagate_qdq moves its Q before it).
+    int8_ = x_.dtype == DType::i8;
+    if (!float_kind(x_.dtype) && !(int8_ && n.op == "MaxPool"))
+      unsupported(
+          n, fmt::format("{} of {} (int8 MaxPool and float pooling only)", n.op, x_.describe()));
     std::vector<i64> in(x_.dims.begin() + 2, x_.dims.end()),
         out(y_.dims.begin() + 2, y_.dims.end());
     if (global) {
@@ -88,17 +93,21 @@ class PoolStep final : public Step {
       const auto op =
           mode_ == kernels::PoolMode::max ? kernels::Reduction::max : kernels::Reduction::mean;
       KILN_CHECK(kernels::reduce(x_.elem(), op, *reduce_, x_.ptr, y_.ptr, a.stream));
+    } else if (int8_) {
+      KILN_CHECK(kernels::max_pool2d_s8(p_, nhwc_, x_.dims[1], x_.ptr, y_.ptr, a.stream));
     } else if (nhwc_) {
       KILN_CHECK(kernels::pool2d_nhwc(x_.elem(), mode_, p_, x_.dims[1], x_.ptr, y_.ptr, a.stream));
     } else {
       KILN_CHECK(kernels::pool2d(x_.elem(), mode_, p_, x_.ptr, y_.ptr, a.stream));
     }
   }
-  std::string kind() const override { return reduce_ ? "reduce" : (nhwc_ ? "pool-nhwc" : "pool"); }
+  std::string kind() const override {
+    return reduce_ ? "reduce" : fmt::format("{}pool{}", int8_ ? "int8-" : "", nhwc_ ? "-nhwc" : "");
+  }
 
  private:
   DeviceValue x_, y_;
-  bool nhwc_ = false;
+  bool nhwc_ = false, int8_ = false;
   kernels::PoolMode mode_ = kernels::PoolMode::max;
   kernels::Pool2d p_;
   std::optional<kernels::ReduceDesc> reduce_;

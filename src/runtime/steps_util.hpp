@@ -74,6 +74,9 @@ kernels::Strides broadcast_strides(const DeviceValue& v, const std::vector<i64>&
 
 /// Makes the step of a plan step from its body (the step itself when it is not fused).
 using StepFactory = std::unique_ptr<Step> (*)(const StepEnv& env, const FusedBody& body);
+/// Checks, without a GPU, that a step of a plan can run (check_gpu_plan()); throws
+/// UnsupportedError naming the node for what the GPU refuses beyond its op.
+using StepCheck = void (*)(const plan::Plan& plan, const Node& step, const FusedBody& body);
 
 /// The factory of a step class S, made from the step's node (S(env)) or, where S takes it, from
 /// its fused body as well (S(env, body)).
@@ -95,7 +98,10 @@ class StepRegistry {
   struct Entry {
     StepFactory make = nullptr;
     bool fused = false;
+    StepCheck check = nullptr;
   };
+  /// A check of the steps of `op` (registered before) that check_gpu_plan() runs.
+  void add_check(const std::string& op, StepCheck check);
   const Entry* find(const std::string& op) const;
   /// A factory for the fused steps of exactly `pattern` ("Add+LayerNormalization"), tried before
   /// the anchor's own factory.
@@ -120,5 +126,6 @@ void register_data_steps(
 void register_rnn_steps(StepRegistry& r);        // steps_rnn.cpp: LSTM, GRU, RNN
 void register_attention_steps(StepRegistry& r);  // steps_attention.cpp: Attention
 void register_detection_steps(StepRegistry& r);  // steps_detection.cpp: RoiAlign, MaxRoiPool
+void register_int8_steps(StepRegistry& r);       // steps_int8.cpp: Q/DQ, the fused INT8 products
 
 }  // namespace kiln::runtime::detail

@@ -56,7 +56,7 @@ Built build_example(Build&& build, const kiln::plan::Target* target = nullptr) {
 /// scale (its Q/DQ form, as `kiln build --int8` makes it from a cache), built: the fused INT8
 /// steps.
 template <class Build>
-Built build_example_int8(Build&& build, float scale) {
+Built build_example_int8(Build&& build, float scale, const kiln::plan::Target* target = nullptr) {
   const kiln::WeightMap weights = examples::random_weights(build, 42);
   const kiln::dsl::Network net = build(kiln::dsl::Weights(weights));
   std::map<std::string, float> scales;
@@ -65,6 +65,7 @@ Built build_example_int8(Build&& build, float scale) {
   b.graph = kiln::build::quantize_graph(net.graph(), scales);
   kiln::build::BuildOptions o;
   o.evaluator = &kiln::reference::constant_evaluator();
+  o.target = target;
   b.plan = kiln::build::build_plan(b.graph, o, &b.report);
   return b;
 }
@@ -113,6 +114,13 @@ TEST_CASE("golden plans of the example networks") {
       {"encoder", [] { return build_example(examples::encoder); }, true},
       // INT8: the digits network's convolutions and products as fused INT8 steps.
       {"digits.int8", [] { return build_example_int8(examples::digits, 0.05f); }, true},
+      // The same for the GPU (its INT8 steps: tests/gpu/test_int8_gpu), and ResNet-50's.
+      {"digits.int8.cuda-fp16",
+       [] { return build_example_int8(examples::digits, 0.05f, &kiln::plan::cuda_target(true)); },
+       false},
+      {"resnet50.int8.cuda-fp16",
+       [] { return build_example_int8(examples::resnet50, 0.05f, &kiln::plan::cuda_target(true)); },
+       false},
       // The CUDA runtime's targets: FP32 in NCHW, FP16 in NHWC with its kiln.ToLayout steps.
       {"resnet50.cuda",
        [] { return build_example(examples::resnet50, &kiln::plan::cuda_target(false)); }, false},

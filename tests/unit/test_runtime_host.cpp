@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../qdq_graphs.hpp"
 #include "expect_error.hpp"
 #include "kiln/build/builder.hpp"
 #include "kiln/build/specializer.hpp"
@@ -212,6 +213,52 @@ TEST_CASE(
     FAIL("Hardmax was accepted");
   } catch (const UnsupportedError& e) {
     CHECK(std::string(e.what()) == "[Hardmax 'hm'] the GPU runtime has no kernel for op 'Hardmax'");
+  }
+}
+
+namespace {
+plan::Plan built_for(const Graph& g, const char* target) {
+  build::BuildOptions o;
+  o.target = &plan::target_by_name(target);
+  o.evaluator = &reference::constant_evaluator();
+  return build::build_plan(g, o);
+}
+}  // namespace
+
+TEST_CASE(
+    "Q/DQ networks build for every GPU target as fused INT8 steps the runtime runs; an input zero "
+    "point other than 0 on an INT8 product is refused, naming the node") {
+  using kiln::test::qdq_conv;
+  struct Case {
+    const char* what;
+    Graph g;
+    const char* anchor;  // the fused INT8 step's first part ("" for none)
+  };
+  const Case cases[] = {
+      {"conv 3x3 + residual", qdq_conv(2, 16, 16, 8, 3, 1, true), "ConvInteger"},
+      {"conv 3 -> 10 channels, stride 2", qdq_conv(1, 3, 10, 9, 3, 2, false), "ConvInteger"},
+      {"matmul k 37", kiln::test::qdq_matmul(4, 37, 10), "MatMulInteger"},
+      {"maxpool", kiln::test::qdq_maxpool(2, 4, 6), ""},
+  };
+  for (const char* target : {rt::kCudaTarget, rt::kCudaFp16Target, rt::kCudaBf16Target}) {
+    for (const auto& c : cases) {
+      CAPTURE(target);
+      CAPTURE(c.what);
+      const plan::Plan p = built_for(c.g, target);
+      CHECK_NOTHROW(rt::check_gpu_plan(p));
+      int int8_products = 0, int8_steps = 0;
+      for (const Node& s : p.steps) {
+        int8_steps += p.step_precision(s) == "int8";
+        int8_products += *c.anchor && as_body(s).parts.at(0).op == c.anchor;
+      }
+      CHECK(int8_products == (*c.anchor ? 1 : 0));
+      CHECK(int8_steps >= 2);  // the input's Q and the INT8 product or pool
+    }
+    // onnxruntime's default: uint8 activations with zero point 128.
+    const plan::Plan u8 = built_for(qdq_conv(1, 4, 8, 6, 3, 1, false, DType::u8), target);
+    test::expect_error<UnsupportedError>(
+        [&] { rt::check_gpu_plan(u8); },
+        {"[kiln.Fused 'Conv", "a u8 input", "zero point", "symmetric"});
   }
 }
 

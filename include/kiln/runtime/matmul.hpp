@@ -30,6 +30,10 @@ struct MatmulOptions {
   bool bias = false;              ///< bias[n] in the layer's precision
   float alpha = 1.f, beta = 0.f;  ///< beta != 0 accumulates into the existing C
   std::size_t workspace_limit = std::size_t{64} << 20;
+  /// 8-bit integers: A and B int8, C int32, exact int32 accumulation (cuBLASLt's IMMA kernels).
+  /// cuBLASLt's integer product takes A row-major [m, k] and B stored [n, k] (trans_b) only, n
+  /// and k multiples of 4, with no epilogue, bias, alpha or beta (the caller's epilogue scales).
+  bool int8 = false;
 };
 
 struct MatmulTactic {

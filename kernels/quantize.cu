@@ -1,0 +1,175 @@
+#include "device_util.cuh"
+#include "quantize.cuh"
+
+// Every float operation here is written with the _rn intrinsics so that nvcc cannot contract a
+// multiply and an add into one FMA: each rounds as the CPU reference's float operations do, which
+// makes the INT8 steps' outputs equal to the reference's, not only close.
+
+namespace kiln::kernels {
+
+namespace {
+
+__device__ __forceinline__ std::int64_t channel_of(const QuantParams& q, std::int64_t i) {
+  return q.channels == 1 ? 0 : (i / q.inner) % q.channels;
+}
+
+/// round_half_even(v / scale) + zero_point, saturated to the 8-bit type.
+__device__ __forceinline__ int quantize_one(float v, float scale, float zp, bool is_signed) {
+  float r = rintf(__fdiv_rn(v, scale));  // rintf: round half to even
+  r = __fadd_rn(r, zp);
+  const float lo = is_signed ? -128.f : 0.f, hi = is_signed ? 127.f : 255.f;
+  r = fminf(fmaxf(r, lo), hi);  // NaN -> lo (fmaxf returns the non-NaN operand)
+  return static_cast<int>(r);
+}
+
+__device__ __forceinline__ float load8(const void* p, bool is_signed, std::int64_t i) {
+  return is_signed ? static_cast<float>(static_cast<const std::int8_t*>(p)[i])
+                   : static_cast<float>(static_cast<const std::uint8_t*>(p)[i]);
+}
+
+__device__ __forceinline__ void store8(void* p, bool is_signed, std::int64_t i, int v) {
+  if (is_signed)
+    static_cast<std::int8_t*>(p)[i] = static_cast<std::int8_t>(v);
+  else
+    static_cast<std::uint8_t*>(p)[i] = static_cast<std::uint8_t>(v);
+}
+
+template <class T>
+__global__ void quantize_kernel(const T* __restrict__ x, QuantParams q, bool is_signed, void* y,
+                                std::int64_t n) {
+  KILN_GRID_LOOP(i, n) {
+    const std::int64_t c = channel_of(q, i);
+    const float zp = q.zero_point ? q.zero_point[c] : 0.f;
+    store8(y, is_signed, i, quantize_one(detail::load(x, i), q.scale[c], zp, is_signed));
+  }
+}
+
+template <class T>
+__global__ void dequantize_kernel(const void* __restrict__ x, bool is_signed, QuantParams q,
+                                  T* __restrict__ y, std::int64_t n) {
+  KILN_GRID_LOOP(i, n) {
+    const std::int64_t c = channel_of(q, i);
+    const float zp = q.zero_point ? q.zero_point[c] : 0.f;
+    detail::store(y, i, __fmul_rn(__fsub_rn(load8(x, is_signed, i), zp), q.scale[c]));
+  }
+}
+
+__global__ void im2col_kernel(Im2col p, const std::int8_t* __restrict__ x,
+                              std::int8_t* __restrict__ cols, std::int64_t n) {
+  const int patch = p.channels * p.k_h * p.k_w;
+  KILN_GRID_LOOP(i, n) {
+    const int k = static_cast<int>(i % p.row);
+    const std::int64_t r = i / p.row;
+    std::int8_t v = 0;
+    if (k < patch) {
+      const int kw = k % p.k_w, kh = (k / p.k_w) % p.k_h, c = k / (p.k_w * p.k_h);
+      const int ow = static_cast<int>(r % p.out_w), oh = static_cast<int>((r / p.out_w) % p.out_h);
+      const std::int64_t img = r / (static_cast<std::int64_t>(p.out_w) * p.out_h);
+      const int h = oh * p.stride_h - p.pad_top + kh * p.dil_h;
+      const int w = ow * p.stride_w - p.pad_left + kw * p.dil_w;
+      if (h >= 0 && h < p.in_h && w >= 0 && w < p.in_w)
+        v = x[((img * p.channels + c) * p.in_h + h) * p.in_w + w];
+    }
+    cols[i] = v;
+  }
+}
+
+__global__ void pad_rows_kernel(const std::int8_t* __restrict__ x, std::int64_t k, std::int64_t row,
+                                std::int8_t* __restrict__ y, std::int64_t n) {
+  KILN_GRID_LOOP(i, n) {
+    const std::int64_t c = i % row, r = i / row;
+    y[i] = c < k ? x[r * k + c] : std::int8_t{0};
+  }
+}
+
+/// One output element per thread, in the output's order (NCHW: p fastest).
+template <class T>
+__global__ void epilogue_kernel(Int8Epilogue e, const std::int32_t* __restrict__ acc,
+                                void* __restrict__ y, std::int64_t n) {
+  KILN_GRID_LOOP(i, n) {
+    const std::int64_t p = i % e.pixels;
+    const std::int64_t c = (i / e.pixels) % e.channels;
+    const std::int64_t img = i / (e.pixels * e.channels);
+    float v = __int2float_rn(acc[(img * e.pixels + p) * e.acc_ld + c]);
+    v = __fmul_rn(v, e.multiplier[c]);
+    if (e.bias) v = __fadd_rn(v, e.bias[c]);
+    if (e.residual) {
+      const std::int64_t rc = channel_of(e.residual_q, i);
+      const float rz = e.residual_q.zero_point ? e.residual_q.zero_point[rc] : 0.f;
+      v = __fadd_rn(v, __fmul_rn(__fsub_rn(load8(e.residual, e.residual_signed, i), rz),
+                                 e.residual_q.scale[rc]));
+    }
+    if (e.relu) v = fmaxf(v, 0.f);
+    if (e.out_q) {
+      const std::int64_t qc = channel_of(e.y_q, i);
+      const float zp = e.y_q.zero_point ? e.y_q.zero_point[qc] : 0.f;
+      store8(y, e.out_signed, i, quantize_one(v, e.y_q.scale[qc], zp, e.out_signed));
+    } else {
+      detail::store(static_cast<T*>(y), i, v);
+    }
+  }
+}
+
+constexpr int kThreads = 256;
+
+}  // namespace
+
+cudaError_t quantize(Elem x_elem, const void* x, const QuantParams& q, bool is_signed, void* y,
+                     std::int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  if (!q.scale || q.channels < 1 || q.inner < 1) return cudaErrorInvalidValue;
+  return detail::dispatch(x_elem, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    quantize_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(
+        static_cast<const T*>(x), q, is_signed, y, n);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t dequantize(const void* x, bool is_signed, const QuantParams& q, Elem y_elem, void* y,
+                       std::int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  if (!q.scale || q.channels < 1 || q.inner < 1) return cudaErrorInvalidValue;
+  return detail::dispatch(y_elem, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    dequantize_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(
+        x, is_signed, q, static_cast<T*>(y), n);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t im2col_s8(const Im2col& p, const std::int8_t* x, std::int8_t* cols,
+                      cudaStream_t stream) {
+  if (p.k_h < 1 || p.k_w < 1 || p.stride_h < 1 || p.stride_w < 1 || p.dil_h < 1 || p.dil_w < 1 ||
+      p.row < p.channels * p.k_h * p.k_w)
+    return cudaErrorInvalidValue;
+  const std::int64_t n = p.batch * p.out_h * p.out_w * p.row;
+  if (n == 0) return cudaSuccess;
+  im2col_kernel<<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(p, x, cols, n);
+  return cudaGetLastError();
+}
+
+cudaError_t pad_rows_s8(const std::int8_t* x, std::int64_t rows, std::int64_t k, std::int64_t row,
+                        std::int8_t* y, cudaStream_t stream) {
+  if (row < k) return cudaErrorInvalidValue;
+  const std::int64_t n = rows * row;
+  if (n == 0) return cudaSuccess;
+  pad_rows_kernel<<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(x, k, row, y, n);
+  return cudaGetLastError();
+}
+
+cudaError_t int8_epilogue(const Int8Epilogue& e, const std::int32_t* acc, void* y,
+                          cudaStream_t stream) {
+  if (!e.multiplier || e.acc_ld < e.channels || (e.out_q && !e.y_q.scale) ||
+      (e.residual && !e.residual_q.scale))
+    return cudaErrorInvalidValue;
+  const std::int64_t n = e.batch * e.channels * e.pixels;
+  if (n == 0) return cudaSuccess;
+  return detail::dispatch(e.y_elem, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    epilogue_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(e, acc, y, n);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace kiln::kernels

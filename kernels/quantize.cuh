@@ -1,0 +1,70 @@
+// 8-bit integer kernels: QuantizeLinear and DequantizeLinear between floats and int8/uint8
+// (per tensor or per channel), and the pieces of an INT8 convolution or matrix product around
+// cuBLASLt's integer product: im2col of an int8 NCHW input, rows padded to a multiple of 4 bytes,
+// and the epilogue that turns the int32 accumulator into the step's output (per-channel scale,
+// bias, dequantized residual, ReLU, requantization). Rounding is half to even, saturating, as
+// ONNX's QuantizeLinear says and as the CPU reference computes.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "kernel_types.cuh"
+
+namespace kiln::kernels {
+
+/// Per-tensor or per-channel quantization parameters over a contiguous tensor: element i has
+/// channel (i / inner) % channels; `scale` and `zero_point` (device arrays of `channels` floats;
+/// zero_point may be null for 0) are indexed by it.
+struct QuantParams {
+  const float* scale = nullptr;
+  const float* zero_point = nullptr;
+  std::int64_t channels = 1, inner = 1;
+};
+
+/// y[i] = saturate(round_half_even(x[i] / scale) + zero_point) as int8 (`is_signed`) or uint8.
+cudaError_t quantize(Elem x_elem, const void* x, const QuantParams& q, bool is_signed, void* y,
+                     std::int64_t n, cudaStream_t stream);
+/// y[i] = (x[i] - zero_point) * scale, x int8 (`is_signed`) or uint8.
+cudaError_t dequantize(const void* x, bool is_signed, const QuantParams& q, Elem y_elem, void* y,
+                       std::int64_t n, cudaStream_t stream);
+
+/// A 2-D convolution over an int8 NCHW input (1-D: h = 1), with the int8 patch rows it reads.
+struct Im2col {
+  std::int64_t batch = 1;
+  int channels = 1, in_h = 1, in_w = 1, out_h = 1, out_w = 1;
+  int k_h = 1, k_w = 1, stride_h = 1, stride_w = 1, dil_h = 1, dil_w = 1;
+  int pad_top = 0, pad_left = 0;
+  int row = 4;  ///< bytes of one patch row: channels * k_h * k_w rounded up to a multiple of 4
+};
+/// cols[(n * out_h + oh) * out_w + ow][(c * k_h + kh) * k_w + kw] = x[n][c][ih][iw], 0 in the
+/// padding and past the patch's length.
+cudaError_t im2col_s8(const Im2col& p, const std::int8_t* x, std::int8_t* cols,
+                      cudaStream_t stream);
+/// y[r][0..row) = x[r][0..k) then zeros: rows of k bytes copied to rows of `row` bytes.
+cudaError_t pad_rows_s8(const std::int8_t* x, std::int64_t rows, std::int64_t k, std::int64_t row,
+                        std::int8_t* y, cudaStream_t stream);
+
+/// The output of an INT8 step from the int32 accumulator acc[(n * pixels + p) * acc_ld + c]
+/// (c < channels): v = acc * multiplier[c] (+ bias[c]) (+ (residual - rz) * rs) (ReLU), written
+/// at y[(n * channels + c) * pixels + p] as floats (`y_elem`) or requantized to int8/uint8
+/// (`out_q` set). The residual is int8/uint8 in the output's shape. A convolution has pixels =
+/// H * W per image; a matrix product has batch = rows and pixels = 1.
+struct Int8Epilogue {
+  std::int64_t batch = 1, pixels = 1, channels = 1, acc_ld = 1;
+  const float* multiplier = nullptr;
+  const float* bias = nullptr;     ///< may be null
+  const void* residual = nullptr;  ///< may be null
+  bool residual_signed = true;
+  QuantParams residual_q;  ///< over the output's shape
+  bool relu = false;
+  bool out_q = false;  ///< requantize (else float output)
+  bool out_signed = true;
+  QuantParams y_q;          ///< over the output's shape
+  Elem y_elem = Elem::f32;  ///< float output's element type
+};
+cudaError_t int8_epilogue(const Int8Epilogue& e, const std::int32_t* acc, void* y,
+                          cudaStream_t stream);
+
+}  // namespace kiln::kernels

@@ -1,0 +1,89 @@
+// INT8 on the GPU against the CPU reference: Q/DQ networks (tests/qdq_graphs.hpp) built for
+// cuda, cuda-fp16 and cuda-bf16, whose convolutions and matrix products become fused INT8 steps
+// (cuBLASLt's integer product, then kiln's epilogue), MaxPool of int8 values, and the Quantize/
+// DequantizeLinear kernels alone. The quantized values must equal the reference's exactly: every
+// float operation of the epilogue rounds as the reference's does. Fresh random inputs each run.
+#include "../qdq_graphs.hpp"
+#include "gpu_check.hpp"
+#include "kiln/build/builder.hpp"
+#include "kiln/reference/executor.hpp"
+#include "kiln/runtime/engine.hpp"
+
+using namespace gpu_test;
+
+namespace {
+
+kiln::plan::Plan build_for(const kiln::Graph& g, Elem el) {
+  kiln::build::BuildOptions o;
+  o.target = &kiln::plan::target_by_name(plan_precision(el).target);
+  o.evaluator = &kiln::reference::constant_evaluator();
+  return kiln::build::build_plan(g, o);
+}
+
+/// Runs `g` built for `el` on the GPU and by the reference (on the same inputs, rounded through
+/// `el`). The output is DQ(Q(v)) with scale `s`: its values, divided by s, are the quantized
+/// integers, which must be equal (f32) or equal after the output's rounding to 16 bits (the
+/// DQ's output is stored in f16/bf16 there: within half a step of that format).
+void check_int8(Report& report, const std::string& what, const kiln::Graph& g, Elem el, double s,
+                const char* anchor) {
+  const kiln::plan::Plan p = build_for(g, el);
+  int fused = 0;
+  for (const auto& st : p.steps) fused += *anchor && kiln::as_body(st).parts.at(0).op == anchor;
+  report.expect(fmt::format("{} {}: one fused {} step", elem_name(el), what, anchor),
+                !*anchor || fused == 1);
+  const std::vector<i64> xd = g.inputs.at(0).type.shape.values();
+  const auto x = round_to(random_values(numel(xd), -2.5f, 2.5f), el);
+  const std::map<std::string, kiln::Tensor> in{{"x", tensor(xd, x)}};
+  const auto ref = kiln::reference::Executor(g).run(in).at(g.outputs[0]);
+  kiln::runtime::Engine engine(p);
+  auto ctx = engine.create_context();
+  const kiln::Tensor got = kiln::runtime::run_on_gpu(*ctx, in).at(g.outputs[0]);
+  std::vector<float> gv(static_cast<std::size_t>(got.numel()));
+  i64 off = 0, nonzero = 0;
+  // f16/bf16 store the DQ output q*s rounded to 11 or 8 bits of mantissa: |q| * 2^-11 or 2^-9
+  // at most, well under the 1 a wrong integer would differ by.
+  const double rel = el == Elem::f32 ? 0 : el == Elem::f16 ? 1e-3 : 4e-3;
+  for (i64 i = 0; i < got.numel(); ++i) {
+    gv[static_cast<std::size_t>(i)] = static_cast<float>(got.get(i));
+    const double qg = got.get(i) / s, qr = ref.get(i) / s;
+    const double tol = 1e-3 + std::abs(qr) * rel;
+    off += !(std::abs(qg - qr) <= tol);
+    nonzero += qr != 0;
+  }
+  report.expect(fmt::format("{} {}: quantized outputs equal the reference's ({} of {} differ; "
+                            "{} nonzero)",
+                            elem_name(el), what, off, got.numel(), nonzero),
+                off == 0 && nonzero > 0);
+  report.check(fmt::format("{} values", what), gv, ref, el);
+}
+
+}  // namespace
+
+int main() {
+  skip_without_gpu();
+  Report report;
+  using kiln::test::qdq_conv;
+  for (int e = 0; e < kNumPlanPrecisions; ++e) {
+    const Elem el = static_cast<Elem>(e);
+    struct Case {
+      std::string what;
+      kiln::Graph g;
+      double s;
+      const char* anchor;
+    };
+    const Case cases[] = {
+        {"conv 3x3 16->16 + residual + relu, batch 2", qdq_conv(2, 16, 16, 12, 3, 1, true), 0.05,
+         "ConvInteger"},
+        {"conv 3x3 3->10 stride 2 (patch 27, channels 10: padded rows)",
+         qdq_conv(3, 3, 10, 17, 3, 2, false), 0.05, "ConvInteger"},
+        {"conv 1x1 64->32", qdq_conv(2, 64, 32, 7, 1, 1, false), 0.05, "ConvInteger"},
+        {"conv 5x5 8->24 (batch 1)", qdq_conv(1, 8, 24, 15, 5, 1, false), 0.05, "ConvInteger"},
+        {"matmul 37 -> 10 (k padded)", kiln::test::qdq_matmul(33, 37, 10), 0.04, "MatMulInteger"},
+        {"matmul 256 -> 96", kiln::test::qdq_matmul(64, 256, 96), 0.04, "MatMulInteger"},
+        {"maxpool of int8", kiln::test::qdq_maxpool(2, 8, 10), 0.02, ""},
+    };
+    for (const auto& c : cases)
+      report.run(c.what, [&] { check_int8(report, c.what, c.g, el, c.s, c.anchor); });
+  }
+  return report.finish("gpu-int8");
+}
