@@ -12,8 +12,8 @@ writes a Triton model repository (one model per plan or ONNX model; see docs/ser
 
 then starts Triton on it: the ``tritonserver`` bundled in PyPI's nvidia-pytriton (with its Python
 backend and the stub for this Python), else one found on PATH. The server gets this process's
-environment plus the folder that holds the kiln package on PYTHONPATH, so that model.py imports
-the same kiln.
+environment plus the folder that holds the kiln package (as KILN_PYTHON_ROOT, which model.py puts
+first on its sys.path, and on PYTHONPATH), so that model.py imports the same kiln.
 """
 
 from __future__ import annotations
@@ -215,8 +215,11 @@ class Server:
         env = os.environ.copy()
         if libs:
             env["LD_LIBRARY_PATH"] = ":".join(p for p in (env.get("LD_LIBRARY_PATH"), libs) if p)
-        # model.py imports the kiln that serves: the folder above this package, first on PYTHONPATH.
+        # model.py imports the kiln that serves: the folder above this package, first on its
+        # sys.path (the stub's embedded interpreter ignores PYTHONPATH; model.py reads
+        # KILN_PYTHON_ROOT; PYTHONPATH still serves a tritonserver whose stub honours it).
         pkg_root = str(pathlib.Path(kiln.__file__).resolve().parent.parent)
+        env["KILN_PYTHON_ROOT"] = pkg_root
         env["PYTHONPATH"] = ":".join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
         # The stub links libpython; a Python built with --enable-shared keeps it in its prefix's lib.
         pylib = os.path.join(sys.base_prefix, "lib")

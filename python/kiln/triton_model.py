@@ -11,6 +11,7 @@ the others are answered.
 
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -18,6 +19,11 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
+        # Triton's Python stub embeds an interpreter that ignores PYTHONPATH: the server that
+        # kiln.serve starts names the folder holding the kiln package in KILN_PYTHON_ROOT.
+        root = os.environ.get("KILN_PYTHON_ROOT")
+        if root and root not in sys.path:
+            sys.path.insert(0, root)
         import kiln
 
         here = os.path.join(args["model_repository"], args["model_version"])
