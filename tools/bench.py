@@ -37,6 +37,7 @@ each finished row is printed to stdout, so a run that is killed keeps what it me
 miss against PyTorch get `kiln profile --top 10 --roofline` under the table. See bench/README.md.
 """
 import argparse
+import dataclasses
 import datetime
 import gc
 import json
@@ -380,6 +381,55 @@ def dynamic_plan(args, row, onnx_path, r):
 
 
 # ---- one row -----------------------------------------------------------------------------------
+INT8_CALIBRATOR = "percentile"  # entropy clips this random-weight ResNet-50 too hard (bench/RESULTS.md)
+INT8_CALIB_BATCHES = 8
+
+
+def int8_plan(args, row, onnx_path, onnx_inputs, inputs, r):
+    """The row's INT8 plan for cuda-fp16: its scales come from a calibration cache that kiln
+    writes once per model (`kiln build --int8` on the CPU reference over INT8_CALIB_BATCHES
+    batches of one sample drawn as the row's inputs are), through the model's batch-1 export
+    (the cache holds per-tensor scales, the same at every batch); then the row's own export is
+    built with that cache. Returns the plan's path or None (with a note)."""
+    if not args.kiln or args.skip_kiln:
+        r["notes"].append("no INT8 plan: no kiln CLI (or --skip-kiln)")
+        return None
+    work = args.work
+    cache = os.path.join(work, f"{row.model}-int8-{INT8_CALIBRATOR}.cache")
+    plan = os.path.join(work, "onnx", f"{row.export_key}-int8.plan")
+    info = r["int8_plan"] = {"calibrator": INT8_CALIBRATOR, "cache": cache}
+    steps = []
+    if not os.path.exists(cache):
+        b1 = os.path.join(work, "onnx", f"{row.model}-b1.onnx")
+        if not os.path.exists(b1):  # bench_row exports it for every INT8 row
+            info["error"] = f"no INT8 calibration: {b1} is missing"
+        calib = os.path.join(work, f"calib-{row.model}")
+        os.makedirs(calib, exist_ok=True)
+        gen = torch.Generator().manual_seed(bm.SEED + 100)
+        (name, v), = inputs.items()
+        for i in range(INT8_CALIB_BATCHES):
+            np.save(os.path.join(calib, f"{i}.npy"),
+                    torch.randn((1,) + tuple(v.shape[1:]), generator=gen).numpy().astype(np.float32))
+        steps.append([args.kiln, "build", b1, "--int8", "--calibrator", INT8_CALIBRATOR, "--calib-data", calib,
+                      "--calib-cache", cache])
+    steps.append([args.kiln, "build", onnx_path, "--fp16", "--int8", "--calib-cache", cache, "--save", plan])
+    for cmd in steps:
+        if "error" in info:
+            break
+        info.setdefault("cmds", []).append(shlex.join(cmd))  # a dry run builds too (no GPU needed)
+        log(f"  {shlex.join(cmd)}")
+        t0 = time.perf_counter()
+        rc, text = run_proc(cmd, min(args.kiln_timeout, time_left(args, args.end_at)))
+        info.setdefault("seconds", []).append(time.perf_counter() - t0)
+        info.setdefault("output_tails", []).append(tail(text, 1500))
+        if rc != 0:
+            info["error"] = f"kiln build --int8 {'timed out' if rc is None else f'exit {rc}'}: {tail(text)}"
+    if "error" in info:
+        r["notes"].append(info["error"])
+        return None
+    return plan
+
+
 def export_row(args, row, model, inputs, out_names, exports, r):
     """The row's ONNX file (exported once per model and shape); returns (path, [input names],
     [output names]) as in the file."""
@@ -480,6 +530,9 @@ def bench_row(args, row, exports, r):
     if sorted(onnx_inputs) != sorted(inputs):
         note(f"ONNX inputs {onnx_inputs} differ from the model's {list(inputs)}")
     input_files = {o: input_files[i] for o, i in zip(onnx_inputs, inputs)}
+    if row.precision == "int8" and row.batch != 1:  # int8_plan calibrates through the b1 export
+        export_row(args, dataclasses.replace(row, batch=1), model, {k: v[:1] for k, v in x32.items()},
+                   out_names, exports, {"notes": []})
 
     with torch.inference_mode():
         ref32 = numpy_outputs(out_names, model(*x32.values()))
@@ -520,6 +573,13 @@ def bench_row(args, row, exports, r):
                                   input_files, onnx_outputs, ref_by_name, ref32_by_name, k_iter, False)
         if static:
             r["kiln_static_ms"] = static["json"]["latency_ms"]["median"]
+    elif row.precision == "int8":
+        note("torch ran fp16 (PyTorch has no INT8 CUDA convolution)")
+        plan = int8_plan(args, row, onnx_path, onnx_inputs, inputs, r)
+        best = None
+        if plan:
+            best, _ = kiln_engine(args, row, r, [plan], "int8", input_files, onnx_outputs, ref_by_name,
+                                  ref32_by_name, k_iter, False)
     else:
         best, _ = kiln_engine(args, row, r, [onnx_path] + prec + ["--batch", str(row.batch)], "onnx",
                               input_files, onnx_outputs, ref_by_name, ref32_by_name, k_iter, True)
@@ -722,15 +782,27 @@ def dry_run_row(args, row, exports, r):
     onnx_path, onnx_inputs, onnx_outputs = export_row(args, row, model, inputs, out_names, exports, r)
     r["export_s"] = time.perf_counter() - t0
     input_files = {o: input_files[i] for o, i in zip(onnx_inputs, inputs)}
+    if row.precision == "int8" and row.batch != 1:
+        export_row(args, dataclasses.replace(row, batch=1), model, {k: v[:1] for k, v in inputs.items()},
+                   out_names, exports, {"notes": []})
     fmts = memory_formats(args, row)
     print(f"  torch: eager and CUDA graph in {', '.join(fmts)}; "
           + ("torch.compile off" if args.no_compile else
              f"torch.compile(mode={args.compile_mode}) in the faster format, at most {args.compile_timeout_s:g} s"
              + ("" if hasattr(torch, "compile") else
                 f" (this torch {torch.__version__} has no torch.compile: the row would note it)")))
-    prec = KILN_PRECISION[row.precision]
-    heads = [([onnx_path] + prec + (["--shapes", row.shapes_arg()] if row.dynamic else ["--batch", str(row.batch)]),
-              "static" if row.dynamic else "onnx", True)]
+    if row.precision == "int8":
+        plan = int8_plan(args, row, onnx_path, onnx_inputs, inputs, r)
+        for cmd in r["int8_plan"].get("cmds", []):
+            print(f"  kiln: {cmd}")
+        print("  kiln: INT8 plan " + ("built" if plan else r["int8_plan"].get("error", "")))
+        if not plan:
+            r["notes"].append(f"kiln build check failed: {r['int8_plan'].get('error', '')}")
+        heads = [([plan or "INT8.plan"], "int8", False)]
+    else:
+        prec = KILN_PRECISION[row.precision]
+        heads = [([onnx_path] + prec + (["--shapes", row.shapes_arg()] if row.dynamic else ["--batch", str(row.batch)]),
+                  "static" if row.dynamic else "onnx", True)]
     if row.dynamic:
         plan = dynamic_plan(args, row, onnx_path, r)
         print(f"  kiln: {r['dynamic_plan']['cmd']}: "
@@ -746,7 +818,7 @@ def dry_run_row(args, row, exports, r):
                 if "no GPU" not in text:
                     r["notes"].append(f"kiln bench ({tag}) refuses its arguments: {tail(text, 300)}")
                     print(f"    FAILED: {tail(text, 300)}")
-    if args.kiln and not args.skip_kiln:  # what the GPU build would refuse shows on the CPU too
+    if args.kiln and not args.skip_kiln and row.precision != "int8":  # the GPU build's refusals show here too
         cmd = [args.kiln, "build", onnx_path] + (prec or ["--gpu"]) + \
             (["--shape", "x=" + "x".join(str(d) for d in row.shape)] if row.dynamic else [])
         t0 = time.perf_counter()
