@@ -54,23 +54,45 @@ __global__ void dequantize_kernel(const void* __restrict__ x, bool is_signed, Qu
   }
 }
 
+/// The offset in x of element k of patch row r (-1 in the padding).
+__device__ __forceinline__ std::int64_t patch_offset(const Im2col& p, std::int64_t r, int k) {
+  int c, kh, kw;
+  if (p.nhwc) {
+    c = k % p.channels, kw = (k / p.channels) % p.k_w, kh = k / (p.channels * p.k_w);
+  } else {
+    kw = k % p.k_w, kh = (k / p.k_w) % p.k_h, c = k / (p.k_w * p.k_h);
+  }
+  const int ow = static_cast<int>(r % p.out_w), oh = static_cast<int>((r / p.out_w) % p.out_h);
+  const std::int64_t img = r / (static_cast<std::int64_t>(p.out_w) * p.out_h);
+  const int h = oh * p.stride_h - p.pad_top + kh * p.dil_h;
+  const int w = ow * p.stride_w - p.pad_left + kw * p.dil_w;
+  if (h < 0 || h >= p.in_h || w < 0 || w >= p.in_w) return -1;
+  return p.nhwc ? ((img * p.in_h + h) * p.in_w + w) * p.channels + c
+                : ((img * p.channels + c) * p.in_h + h) * p.in_w + w;
+}
+
 __global__ void im2col_kernel(Im2col p, const std::int8_t* __restrict__ x,
                               std::int8_t* __restrict__ cols, std::int64_t n) {
   const int patch = p.channels * p.k_h * p.k_w;
   KILN_GRID_LOOP(i, n) {
     const int k = static_cast<int>(i % p.row);
-    const std::int64_t r = i / p.row;
     std::int8_t v = 0;
     if (k < patch) {
-      const int kw = k % p.k_w, kh = (k / p.k_w) % p.k_h, c = k / (p.k_w * p.k_h);
-      const int ow = static_cast<int>(r % p.out_w), oh = static_cast<int>((r / p.out_w) % p.out_h);
-      const std::int64_t img = r / (static_cast<std::int64_t>(p.out_w) * p.out_h);
-      const int h = oh * p.stride_h - p.pad_top + kh * p.dil_h;
-      const int w = ow * p.stride_w - p.pad_left + kw * p.dil_w;
-      if (h >= 0 && h < p.in_h && w >= 0 && w < p.in_w)
-        v = x[((img * p.channels + c) * p.in_h + h) * p.in_w + w];
+      const std::int64_t off = patch_offset(p, i / p.row, k);
+      if (off >= 0) v = x[off];
     }
     cols[i] = v;
+  }
+}
+
+/// NHWC with C a multiple of 4: four channels of one tap per thread, as one 32-bit word (the
+/// arena's offsets are 256-byte aligned, the rows multiples of 4 bytes).
+__global__ void im2col_nhwc4_kernel(Im2col p, const std::int8_t* __restrict__ x,
+                                    std::int32_t* __restrict__ cols, std::int64_t n) {
+  const int words = p.row / 4;
+  KILN_GRID_LOOP(i, n) {
+    const std::int64_t off = patch_offset(p, i / words, static_cast<int>(i % words) * 4);
+    cols[i] = off >= 0 ? *reinterpret_cast<const std::int32_t*>(x + off) : 0;
   }
 }
 
@@ -87,8 +109,14 @@ template <class T>
 __global__ void epilogue_kernel(Int8Epilogue e, const std::int32_t* __restrict__ acc,
                                 void* __restrict__ y, std::int64_t n) {
   KILN_GRID_LOOP(i, n) {
-    const std::int64_t p = i % e.pixels;
-    const std::int64_t c = (i / e.pixels) % e.channels;
+    std::int64_t p, c;
+    if (e.nhwc) {
+      c = i % e.channels;
+      p = (i / e.channels) % e.pixels;
+    } else {
+      p = i % e.pixels;
+      c = (i / e.pixels) % e.channels;
+    }
     const std::int64_t img = i / (e.pixels * e.channels);
     float v = __int2float_rn(acc[(img * e.pixels + p) * e.acc_ld + c]);
     v = __fmul_rn(v, e.multiplier[c]);
@@ -145,6 +173,11 @@ cudaError_t im2col_s8(const Im2col& p, const std::int8_t* x, std::int8_t* cols,
     return cudaErrorInvalidValue;
   const std::int64_t n = p.batch * p.out_h * p.out_w * p.row;
   if (n == 0) return cudaSuccess;
+  if (p.nhwc && p.channels % 4 == 0 && p.row == p.channels * p.k_h * p.k_w) {
+    im2col_nhwc4_kernel<<<detail::grid_for(n / 4, kThreads), kThreads, 0, stream>>>(
+        p, x, reinterpret_cast<std::int32_t*>(cols), n / 4);
+    return cudaGetLastError();
+  }
   im2col_kernel<<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(p, x, cols, n);
   return cudaGetLastError();
 }

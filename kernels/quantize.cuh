@@ -37,9 +37,10 @@ struct Im2col {
   int k_h = 1, k_w = 1, stride_h = 1, stride_w = 1, dil_h = 1, dil_w = 1;
   int pad_top = 0, pad_left = 0;
   int row = 4;  ///< bytes of one patch row: channels * k_h * k_w rounded up to a multiple of 4
+  bool nhwc = false;  ///< x is NHWC; a patch row is then (kh, kw, c), C fastest
 };
-/// cols[(n * out_h + oh) * out_w + ow][(c * k_h + kh) * k_w + kw] = x[n][c][ih][iw], 0 in the
-/// padding and past the patch's length.
+/// cols[(n * out_h + oh) * out_w + ow][(c * k_h + kh) * k_w + kw] = x[n][c][ih][iw] (NHWC:
+/// [(kh * k_w + kw) * C + c] = x[n][ih][iw][c]), 0 in the padding and past the patch's length.
 cudaError_t im2col_s8(const Im2col& p, const std::int8_t* x, std::int8_t* cols,
                       cudaStream_t stream);
 /// y[r][0..row) = x[r][0..k) then zeros: rows of k bytes copied to rows of `row` bytes.
@@ -48,9 +49,10 @@ cudaError_t pad_rows_s8(const std::int8_t* x, std::int64_t rows, std::int64_t k,
 
 /// The output of an INT8 step from the int32 accumulator acc[(n * pixels + p) * acc_ld + c]
 /// (c < channels): v = acc * multiplier[c] (+ bias[c]) (+ (residual - rz) * rs) (ReLU), written
-/// at y[(n * channels + c) * pixels + p] as floats (`y_elem`) or requantized to int8/uint8
-/// (`out_q` set). The residual is int8/uint8 in the output's shape. A convolution has pixels =
-/// H * W per image; a matrix product has batch = rows and pixels = 1.
+/// at y[(n * channels + c) * pixels + p] (`nhwc`: y[(n * pixels + p) * channels + c]) as floats
+/// (`y_elem`) or requantized to int8/uint8 (`out_q` set). The residual is int8/uint8 in the
+/// output's shape and layout. A convolution has pixels = H * W per image; a matrix product has
+/// batch = rows and pixels = 1.
 struct Int8Epilogue {
   std::int64_t batch = 1, pixels = 1, channels = 1, acc_ld = 1;
   const float* multiplier = nullptr;
@@ -59,6 +61,7 @@ struct Int8Epilogue {
   bool residual_signed = true;
   QuantParams residual_q;  ///< over the output's shape
   bool relu = false;
+  bool nhwc = false;   ///< the output (and residual) is NHWC
   bool out_q = false;  ///< requantize (else float output)
   bool out_signed = true;
   QuantParams y_q;          ///< over the output's shape

@@ -126,13 +126,20 @@ bool same_bytes_in_both(const Graph& g, const std::string& v) {
   return s[2].is_fixed() && s[3].is_fixed() && s[2].value() * s[3].value() == 1;
 }
 
+/// Parts of a fused INT8 step that work element by element in whatever layout its product
+/// writes: the accumulator's Cast, and the residual's DequantizeLinear and the output's
+/// QuantizeLinear (per tensor, or per channel along C, which every layout keeps).
+bool follows_anchor(const std::string& op) {
+  return op == "Cast" || op == "DequantizeLinear" || op == "QuantizeLinear";
+}
+
 /// The layouts a node can take: those of its layout-sensitive parts (intersected), or nullopt when
 /// it does not care (elementwise ops follow their input). The Split of a horizontal convolution
 /// splits the convolution's output in its layout; a Split of its own takes the target's layouts.
 std::optional<std::vector<Layout>> layouts_for(const Node& n, const plan::Target& t) {
   std::optional<std::vector<Layout>> out;
   for (const auto& op : part_ops(n)) {
-    if (t.is_pointwise(op) || (is_fused(n) && op == "Split")) continue;
+    if (t.is_pointwise(op) || (is_fused(n) && (op == "Split" || follows_anchor(op)))) continue;
     auto ls = t.layouts_of(op);
     if (!out) {
       out = ls;
@@ -161,7 +168,8 @@ Reads reads_of(const Graph& g, const Node& n, const plan::Target& t) {
   if (!has_4d_output(g, n)) return Reads::Nchw;
   if (!layouts_for(n, t)) return Reads::Any;
   for (const auto& op : part_ops(n))
-    if (!t.is_pointwise(op) && !(is_fused(n) && op == "Split") && t.layouts.count(op))
+    if (!t.is_pointwise(op) && !(is_fused(n) && (op == "Split" || follows_anchor(op))) &&
+        t.layouts.count(op))
       return Reads::Own;
   return Reads::Nchw;
 }

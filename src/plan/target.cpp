@@ -122,8 +122,11 @@ Target make_cuda(const char* name, const char* precision) {
   t.pointwise_ops = elementwise_ops();
   t.max_pointwise_chain = 8;  // kernels::kMaxChainSteps
   if (half_width) {
-    for (const char* op : {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
-                           "GlobalMaxPool", "Concat"})
+    // INT8 too: an INT8 convolution reads patch rows along C (a 1x1 one reads its input as it
+    // is), and quantizing is elementwise (per channel along C in either layout).
+    for (const char* op :
+         {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+          "Concat", "ConvInteger", "QuantizeLinear", "DequantizeLinear"})
       t.layouts[op] = {Layout::NHWC, Layout::NCHW};
   }
   t.strided_output = false;

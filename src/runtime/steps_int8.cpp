@@ -32,10 +32,12 @@ const float* upload_floats(const StepEnv& env, const std::string& key,
       [&](DeviceBuffer& b) { b.upload(v.data(), v.size() * sizeof(float)); }));
 }
 
-/// The scale and zero point inputs (`scale_at`, `zp_at` of part `p`) of a quantization over a
-/// contiguous value of `dims` as kernel parameters: per tensor, or per channel along `axis`.
+/// The scale and zero point inputs (`scale_at`, `zp_at` of part `p`) of a quantization over `v`
+/// (contiguous in its layout) as kernel parameters: per tensor, or per channel along `axis` (in
+/// NHWC only along C, the fastest dim there).
 kernels::QuantParams quant_params(const StepEnv& env, const Node& p, std::size_t scale_at,
-                                  std::size_t zp_at, const std::vector<i64>& dims) {
+                                  std::size_t zp_at, const DeviceValue& v) {
+  const std::vector<i64>& dims = v.dims;
   const std::string sname = fused_input_name(env.node.inputs, p.inputs.at(scale_at));
   auto it = env.engine.plan.weights.find(sname);
   if (it == env.engine.plan.weights.end())
@@ -59,6 +61,11 @@ kernels::QuantParams quant_params(const StepEnv& env, const Node& p, std::size_t
                                  p.attr_int("axis", 1), dims_to_string(dims)));
     q.channels = static_cast<i64>(scale.size());
     q.inner = product(std::vector<i64>(dims.begin() + axis + 1, dims.end()));
+    if (v.nhwc()) {
+      if (axis != 1)
+        unsupported(p, fmt::format("per-axis scales along axis {} of an NHWC value", axis));
+      q.inner = 1;
+    }
   }
   std::vector<float> s(scale.begin(), scale.end()), z(zp.begin(), zp.end());
   q.scale = upload_floats(env, fmt::format("q-scale:{}", sname), s);
@@ -69,9 +76,9 @@ kernels::QuantParams quant_params(const StepEnv& env, const Node& p, std::size_t
   return q;
 }
 
-void need_plain(const Node& n, const DeviceValue& v) {
-  if (!v.contiguous() || v.nhwc())
-    unsupported(n, fmt::format("{} in a layout other than contiguous NCHW", v.describe()));
+/// Requires `v` to be contiguous in its layout (row-major, or NHWC).
+void need_dense(const Node& n, const DeviceValue& v) {
+  if (!v.contiguous() && !v.nhwc()) unsupported(n, fmt::format("{} with strides", v.describe()));
 }
 
 // ---- QuantizeLinear, DequantizeLinear ----------------------------------------------------------
@@ -87,13 +94,11 @@ class QuantizeStep final : public Step {
     if (!is_8bit(q8.dtype) || !float_kind(f.dtype))
       unsupported(n, fmt::format("{} from {} to {} (int8/uint8 and floats only)", n.op,
                                  x_.describe(), y_.describe()));
-    // Per tensor, the walk is elementwise in memory order whatever the layout; per channel it
-    // needs the logical order.
-    if (!x_.contiguous() && !x_.nhwc()) need_plain(n, x_);
+    // The walk is elementwise in memory order, the same in both layouts.
+    need_dense(n, x_);
     if (x_.nhwc() != y_.nhwc())
       throw GraphError(fmt::format("{}input and output differ in layout", n.where()));
-    q_ = quant_params(env, n, 1, 2, x_.dims);
-    if (q_.channels > 1) need_plain(n, x_);
+    q_ = quant_params(env, n, 1, 2, x_);
     signed_ = q8.dtype == DType::i8;
   }
   void run(const RunArgs& a) override {
@@ -212,8 +217,12 @@ class Int8ProductStep final : public Step {
     if (x_.dtype != DType::i8 || !w.host || w.dtype != DType::i8)
       unsupported(n, fmt::format("an INT8 product of {} by {} (int8 by a constant int8 weight)",
                                  x_.describe(), w.describe()));
-    need_plain(n, x_);
-    need_plain(n, y_);
+    need_dense(n, x_);
+    need_dense(n, y_);
+    // The layout pass gave the step one layout (NHWC on the 16-bit targets): input, output and
+    // residual are in it.
+    if (x_.nhwc() != y_.nhwc())
+      throw GraphError(fmt::format("{}input and output differ in layout", n.where()));
     const Tensor& wt = *w.host;
     i64 k = 0;
     if (b.conv) {
@@ -235,12 +244,21 @@ class Int8ProductStep final : public Step {
       im_.stride_h = at(win.strides, 0, 1), im_.stride_w = at(win.strides, 1, 1);
       im_.dil_h = at(win.dilations, 0, 1), im_.dil_w = at(win.dilations, 1, 1);
       im_.pad_top = at(win.pad_begin, 0, 0), im_.pad_left = at(win.pad_begin, 1, 0);
+      im_.nhwc = x_.nhwc();
       channels_ = wt.dim(0);
       k = wt.numel() / channels_;
+      // A 1x1 convolution of stride 1 without padding over NHWC rows of a multiple of 4 bytes is
+      // the product itself: its input rows are the patch rows.
+      const bool unpadded =
+          std::all_of(win.pad_begin.begin(), win.pad_begin.end(), [](i64 v) { return v == 0; }) &&
+          std::all_of(win.pad_end.begin(), win.pad_end.end(), [](i64 v) { return v == 0; });
+      direct_ = im_.nhwc && im_.k_h == 1 && im_.k_w == 1 && im_.stride_h == 1 &&
+                im_.stride_w == 1 && unpadded && im_.channels % 4 == 0;
       rows_ = im_.batch * im_.out_h * im_.out_w;
       e_.batch = im_.batch;
       e_.pixels = static_cast<i64>(im_.out_h) * im_.out_w;
     } else {
+      if (x_.nhwc()) unsupported(n, fmt::format("MatMulInteger of an NHWC {}", x_.describe()));
       if (wt.rank() != 2 || x_.dims.empty() || x_.dims.back() != wt.dim(0))
         unsupported(n, fmt::format("MatMulInteger of {} by {}", x_.describe(), w.describe()));
       channels_ = wt.dim(1);
@@ -252,15 +270,22 @@ class Int8ProductStep final : public Step {
     row_ = round_up(k, 4);
     im_.row = static_cast<int>(row_);
     const i64 cpad = round_up(channels_, 4);
-    // The weight as cuBLASLt's B: [cpad][row] int8, zeros past the channels and the patch.
-    const std::string key = fmt::format("int8-w:{}:{}x{}", b.w, cpad, row_);
+    // The weight as cuBLASLt's B: [cpad][row] int8, zeros past the channels and the patch; a
+    // patch row in the order the input's rows have (c, kh, kw) for NCHW, (kh, kw, c) for NHWC.
+    const bool nhwc_patch = b.conv && im_.nhwc;
+    const std::string key =
+        fmt::format("int8-w:{}:{}x{}{}", b.w, cpad, row_, nhwc_patch ? ":nhwc" : "");
     w_ = env.engine.weights.get(key, static_cast<std::size_t>(cpad * row_), [&](DeviceBuffer& buf) {
       std::vector<std::int8_t> h(static_cast<std::size_t>(cpad * row_), 0);
       const auto* src = wt.data<std::int8_t>();
+      const i64 cin = b.conv ? im_.channels : 0, taps = b.conv ? k / im_.channels : 0;
       for (i64 c = 0; c < channels_; ++c)
-        for (i64 j = 0; j < k; ++j)
-          h[static_cast<std::size_t>(c * row_ + j)] =
+        for (i64 j = 0; j < k; ++j) {
+          // j walks the source's patch: (ci, tap) for a convolution's [Cout, Cin, kh, kw].
+          const i64 to = nhwc_patch ? (j % taps) * cin + j / taps : j;
+          h[static_cast<std::size_t>(c * row_ + to)] =
               b.conv ? src[c * k + j] : src[j * channels_ + c];  // MatMulInteger's W is [K, N]
+        }
       buf.upload(h.data(), h.size());
     });
     // The epilogue.
@@ -281,19 +306,23 @@ class Int8ProductStep final : public Step {
       residual_ = env.value(fused_input_name(n.inputs, b.residual_dq->inputs.at(0)));
       if (residual_.dtype != DType::i8 && residual_.dtype != DType::u8)
         unsupported(n, fmt::format("a residual {}", residual_.describe()));
-      need_plain(n, residual_);
+      need_dense(n, residual_);
+      if (residual_.nhwc() != y_.nhwc())
+        unsupported(n, fmt::format("a residual {} in another layout than the output {}",
+                                   residual_.describe(), y_.describe()));
       if (residual_.dims != y_.dims)
         unsupported(n, fmt::format("a residual {} of another shape than the output {}",
                                    residual_.describe(), y_.describe()));
       e_.residual_signed = residual_.dtype == DType::i8;
-      e_.residual_q = quant_params(env, *b.residual_dq, 1, 2, y_.dims);
+      e_.residual_q = quant_params(env, *b.residual_dq, 1, 2, y_);
     }
     e_.relu = b.relu;
+    e_.nhwc = y_.nhwc();
     if (b.out_q) {
       if (!is_8bit(y_.dtype)) unsupported(n, fmt::format("a quantized output {}", y_.describe()));
       e_.out_q = true;
       e_.out_signed = y_.dtype == DType::i8;
-      e_.y_q = quant_params(env, *b.out_q, 1, 2, y_.dims);
+      e_.y_q = quant_params(env, *b.out_q, 1, 2, y_);
     } else {
       if (!float_kind(y_.dtype)) unsupported(n, fmt::format("an output {}", y_.describe()));
       e_.y_elem = y_.elem();
@@ -309,7 +338,8 @@ class Int8ProductStep final : public Step {
     o.workspace_limit =
         std::min<std::size_t>(env.engine.options.workspace_limit, std::size_t{64} << 20);
     mm_ = std::make_unique<Matmul>(env.lib, s, o);
-    cols_bytes_ = b.conv || row_ != k ? round_up(rows_ * row_, kAlign) : 0;
+    cols_bytes_ =
+        (b.conv && !direct_) || (!b.conv && row_ != k) ? round_up(rows_ * row_, kAlign) : 0;
     acc_bytes_ = round_up(rows_ * cpad * 4, kAlign);
     key_ = fmt::format("int8-matmul|m{} n{} k{}|ws {}", s.m, s.n, s.k, o.workspace_limit);
     conv_ = b.conv;
@@ -322,7 +352,7 @@ class Int8ProductStep final : public Step {
     auto* cols = reinterpret_cast<std::int8_t*>(ws);
     auto* acc = reinterpret_cast<std::int32_t*>(ws + cols_bytes_);
     const std::int8_t* rows = x;
-    if (conv_) {
+    if (conv_ && !direct_) {
       KILN_CHECK(kernels::im2col_s8(im_, x, cols, a.stream));
       rows = cols;
     } else if (row_ != k_) {
@@ -337,7 +367,9 @@ class Int8ProductStep final : public Step {
   std::size_t workspace() const override {
     return static_cast<std::size_t>(cols_bytes_ + acc_bytes_) + mm_->workspace_bytes();
   }
-  std::string kind() const override { return conv_ ? "int8-conv-cublaslt" : "int8-cublaslt"; }
+  std::string kind() const override {
+    return !conv_ ? "int8-cublaslt" : direct_ ? "int8-conv1x1-cublaslt" : "int8-conv-cublaslt";
+  }
   std::string tactic_key() const override { return key_; }
   Tactic tune() override {
     const MatmulTactic t = mm_->tune();
@@ -355,7 +387,7 @@ class Int8ProductStep final : public Step {
  private:
   DeviceValue x_, y_, residual_;
   const void* w_ = nullptr;
-  bool conv_ = false;
+  bool conv_ = false, direct_ = false;
   kernels::Im2col im_;
   kernels::Int8Epilogue e_;
   i64 channels_ = 1, rows_ = 1, row_ = 4, k_ = 1, cols_bytes_ = 0, acc_bytes_ = 0;
