@@ -133,13 +133,19 @@ bool follows_anchor(const std::string& op) {
   return op == "Cast" || op == "DequantizeLinear" || op == "QuantizeLinear";
 }
 
+/// Whether part `op` of `n` leaves the layout to the node's other parts: elementwise ops, the Split
+/// of a horizontal product, and an INT8 step's parts after its product.
+bool layout_free(const Node& n, const std::string& op, const plan::Target& t) {
+  return t.is_pointwise(op) || (is_fused(n) && (op == "Split" || follows_anchor(op)));
+}
+
 /// The layouts a node can take: those of its layout-sensitive parts (intersected), or nullopt when
 /// it does not care (elementwise ops follow their input). The Split of a horizontal convolution
 /// splits the convolution's output in its layout; a Split of its own takes the target's layouts.
 std::optional<std::vector<Layout>> layouts_for(const Node& n, const plan::Target& t) {
   std::optional<std::vector<Layout>> out;
   for (const auto& op : part_ops(n)) {
-    if (t.is_pointwise(op) || (is_fused(n) && (op == "Split" || follows_anchor(op)))) continue;
+    if (layout_free(n, op, t)) continue;
     auto ls = t.layouts_of(op);
     if (!out) {
       out = ls;
@@ -168,9 +174,7 @@ Reads reads_of(const Graph& g, const Node& n, const plan::Target& t) {
   if (!has_4d_output(g, n)) return Reads::Nchw;
   if (!layouts_for(n, t)) return Reads::Any;
   for (const auto& op : part_ops(n))
-    if (!t.is_pointwise(op) && !(is_fused(n) && (op == "Split" || follows_anchor(op))) &&
-        t.layouts.count(op))
-      return Reads::Own;
+    if (!layout_free(n, op, t) && t.layouts.count(op)) return Reads::Own;
   return Reads::Nchw;
 }
 

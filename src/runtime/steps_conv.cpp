@@ -746,18 +746,9 @@ class GemmStep final : public Step {
   std::size_t workspace() const override { return mm_->workspace_bytes(); }
   std::string kind() const override { return "cublaslt"; }
   std::string tactic_key() const override { return key_; }
-  Tactic tune() override {
-    const MatmulTactic t = mm_->tune();
-    return Tactic{Tactic::Backend::cublaslt, t.index, t.workspace, t.ms};
-  }
-  void set_tactic(const Tactic& t) override {
-    if (t.backend != Tactic::Backend::cublaslt) return;  // keep the heuristic's
-    mm_->set_tactic({t.algorithm, t.workspace, t.ms});
-  }
-  std::string tactic() const override {
-    const auto& t = mm_->tactic();
-    return fmt::format("heuristic #{}, workspace {} bytes, {:.4f} ms", t.index, t.workspace, t.ms);
-  }
+  Tactic tune() override { return tune_matmul(*mm_); }
+  void set_tactic(const Tactic& t) override { set_matmul_tactic(*mm_, t); }
+  std::string tactic() const override { return matmul_tactic_text(*mm_); }
 
  private:
   DeviceValue y_, c_;
@@ -771,6 +762,21 @@ class GemmStep final : public Step {
 };
 
 }  // namespace
+
+Tactic tune_matmul(Matmul& mm) {
+  const MatmulTactic t = mm.tune();
+  return Tactic{Tactic::Backend::cublaslt, t.index, t.workspace, t.ms};
+}
+
+void set_matmul_tactic(Matmul& mm, const Tactic& t) {
+  if (t.backend != Tactic::Backend::cublaslt) return;  // keep the heuristic's
+  mm.set_tactic({t.algorithm, t.workspace, t.ms});
+}
+
+std::string matmul_tactic_text(const Matmul& mm) {
+  const auto& t = mm.tactic();
+  return fmt::format("heuristic #{}, workspace {} bytes, {:.4f} ms", t.index, t.workspace, t.ms);
+}
 
 void register_conv_steps(StepRegistry& r) {
   for (const char* op : {"Conv", "ConvTranspose"}) r.add(op, step_factory<ConvStep>, true);

@@ -6,12 +6,11 @@
 // im2col rows of its int8 input times the weight rows, a matrix product directly; then one kernel
 // applies the rest in float with the CPU reference's rounding, so the step's output equals the
 // reference's. The GPU takes symmetric int8 activations only (an input zero point of 0, as
-// TensorRT does); check_int8_step() refuses the rest naming the node, when a plan is built.
-#include <numeric>
+// TensorRT does); check_int8_product() refuses the rest naming the node, when a plan is built.
+#include <algorithm>
 
 #include "check.hpp"
 #include "kiln/ir/window.hpp"
-#include "kiln/runtime/matmul.hpp"
 #include "quantize.cuh"
 #include "steps_util.hpp"
 
@@ -46,7 +45,7 @@ kernels::QuantParams quant_params(const StepEnv& env, const Node& p, std::size_t
     unsupported(p, fmt::format("a {} scale (the GPU computes quantization with f32 scales)",
                                dtype_name(it->second.dtype())));
   if (p.attr_int("block_size", 0) != 0) unsupported(p, "blocked quantization");
-  const auto scale = *constant_input(env, p, scale_at);
+  const std::vector<double> scale = it->second.to_doubles();
   std::vector<double> zp(scale.size(), 0.0);
   if (auto z = constant_input(env, p, zp_at)) zp = *z;
   if (zp.size() != scale.size()) unsupported(p, "a zero point of another shape than the scale");
@@ -117,7 +116,7 @@ class QuantizeStep final : public Step {
 
 // ---- the fused INT8 product ----------------------------------------------------------------
 
-/// What the fused INT8 step's body says, read once (for the step and for check_int8_step()).
+/// What the fused INT8 step's body says (for the step and for check_int8_product()).
 struct Int8Body {
   bool conv = false;
   std::string x, w, x_zp, multiplier, bias;  // fused input names
@@ -227,7 +226,7 @@ class Int8ProductStep final : public Step {
     i64 k = 0;
     if (b.conv) {
       const std::size_t r = x_.dims.size();
-      if ((r != 3 && r != 4) || wt.rank() != static_cast<i64>(r))
+      if ((r != 3 && r != 4) || wt.rank() != r)
         unsupported(n, fmt::format("a {}-D INT8 convolution", static_cast<int>(r) - 2));
       if (prod.attr_int("group", 1) != 1) unsupported(n, "a grouped INT8 convolution");
       std::vector<i64> in(x_.dims.begin() + 2, x_.dims.end());
@@ -371,18 +370,9 @@ class Int8ProductStep final : public Step {
     return !conv_ ? "int8-cublaslt" : direct_ ? "int8-conv1x1-cublaslt" : "int8-conv-cublaslt";
   }
   std::string tactic_key() const override { return key_; }
-  Tactic tune() override {
-    const MatmulTactic t = mm_->tune();
-    return Tactic{Tactic::Backend::cublaslt, t.index, t.workspace, t.ms};
-  }
-  void set_tactic(const Tactic& t) override {
-    if (t.backend != Tactic::Backend::cublaslt) return;
-    mm_->set_tactic({t.algorithm, t.workspace, t.ms});
-  }
-  std::string tactic() const override {
-    const auto& t = mm_->tactic();
-    return fmt::format("heuristic #{}, workspace {} bytes, {:.4f} ms", t.index, t.workspace, t.ms);
-  }
+  Tactic tune() override { return tune_matmul(*mm_); }
+  void set_tactic(const Tactic& t) override { set_matmul_tactic(*mm_, t); }
+  std::string tactic() const override { return matmul_tactic_text(*mm_); }
 
  private:
   DeviceValue x_, y_, residual_;

@@ -15,6 +15,7 @@
 
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/fused.hpp"
+#include "kiln/runtime/matmul.hpp"
 #include "pointwise.cuh"
 
 namespace kiln::runtime::detail {
@@ -71,6 +72,12 @@ std::vector<int> physical_order(const DeviceValue& v);
 /// Strides of `v` (broadcast to `out_dims`, 0 where broadcast), permuted by `perm`.
 kernels::Strides broadcast_strides(const DeviceValue& v, const std::vector<i64>& out_dims,
                                    const std::vector<int>& perm);
+
+/// A step whose algorithm choice is its cuBLASLt product's: Step::tune(), set_tactic() (a tactic
+/// of another back end keeps the heuristic's) and tactic() through the Matmul.
+Tactic tune_matmul(Matmul& mm);
+void set_matmul_tactic(Matmul& mm, const Tactic& t);
+std::string matmul_tactic_text(const Matmul& mm);
 
 /// Makes the step of a plan step from its body (the step itself when it is not fused).
 using StepFactory = std::unique_ptr<Step> (*)(const StepEnv& env, const FusedBody& body);
