@@ -105,8 +105,8 @@ std::string compare(const std::string& name, const Tensor& got, const Tensor& wa
         if (w != 0) max_rel = std::max(max_rel, d / std::abs(w));
         ok = d <= kAtol + kRtol * std::abs(w);
       }
-    } else {
-      ok = g == w;
+    } else {  // integers, and float8 (converted exactly: any NaN code matches any other)
+      ok = g == w || (std::isnan(g) && std::isnan(w));
       if (!ok) max_abs = std::max(max_abs, std::abs(g - w));
     }
     if (!ok && bad++ == 0) first_bad = i;

@@ -88,8 +88,14 @@ nb::dlpack::dtype dlpack_of(DType d) {
     case DType::u32: return make(C::UInt, 32);
     case DType::u64: return make(C::UInt, 64);
     case DType::boolean: return make(C::Bool, 8);
+    case DType::f8e4m3fn:
+    case DType::f8e4m3fnuz:
+    case DType::f8e5m2:
+    case DType::f8e5m2fnuz:
+    case DType::f8e8m0: break;
   }
-  throw Error("unknown dtype");
+  throw UnsupportedError(std::string("no DLPack dtype for ") + std::string(dtype_name(d)) +
+                         " in this binding; cast it to a wider type in the model first");
 }
 
 /// A kiln tensor with a copy of `a`'s elements, converted to `want` when given (as `kiln run`

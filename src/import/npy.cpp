@@ -174,8 +174,14 @@ std::string descr_of(DType t) {
     case DType::u16: return "<u2";
     case DType::u8: return "|u1";
     case DType::boolean: return "|b1";
+    case DType::f8e4m3fn:
+    case DType::f8e4m3fnuz:
+    case DType::f8e5m2:
+    case DType::f8e5m2fnuz:
+    case DType::f8e8m0: break;
   }
-  throw UnsupportedError("npy: unknown dtype");
+  throw UnsupportedError(
+      fmt::format("npy has no {} dtype (numpy has no float8); cast it first", dtype_name(t)));
 }
 
 std::uint32_t read_le(std::string_view b, std::size_t at, int bytes) {

@@ -210,8 +210,14 @@ void prelu_kernel(KernelContext& ctx) {
 
 /// Converts x to dtype `to` (ONNX Cast): float to integer truncates (NaN and out-of-range values
 /// saturate); wide types go to 16-bit floats with a single rounding.
-Tensor cast_to(const Tensor& x, DType to) {
+Tensor cast_to(const Tensor& x, DType to, bool saturate, E8m0Rounding rounding) {
   const DType from = x.dtype();
+  if (is_float8(to)) {  // from the value as a double: one rounding (f8e8m0 rounds a float)
+    Tensor out(to, x.dims());
+    for (std::int64_t i = 0; i < x.numel(); ++i)
+      out.raw()[i] = std::byte{float8_from_double(to, x.get(i), saturate, rounding)};
+    return out;
+  }
   const bool wide = from == DType::f64 || from == DType::i32 || from == DType::u32 ||
                     from == DType::i64 || from == DType::u64;
   if (!(wide && (to == DType::f16 || to == DType::bf16))) return x.cast(to);
@@ -233,6 +239,20 @@ Tensor cast_to(const Tensor& x, DType to) {
   return out;
 }
 
+/// Cast's and CastLike's `saturate` (float8 targets) and `round_mode` (f8e8m0) attributes.
+Tensor cast_node(KernelContext& ctx, DType to) {
+  const bool saturate = ctx.node.attr_int("saturate", 1) != 0;
+  const std::string mode = ctx.node.attr_string("round_mode", "up");
+  E8m0Rounding rounding = E8m0Rounding::up;
+  if (mode == "down")
+    rounding = E8m0Rounding::down;
+  else if (mode == "nearest")
+    rounding = E8m0Rounding::nearest;
+  else if (mode != "up")
+    ctx.fail("attribute 'round_mode' is '" + mode + "'; expected up, down or nearest");
+  return cast_to(ctx.in(0), to, saturate, rounding);
+}
+
 void cast_kernel(KernelContext& ctx) {
   const std::int64_t code = ctx.node.attr_int("to");
   DType to;
@@ -241,10 +261,10 @@ void cast_kernel(KernelContext& ctx) {
   } catch (const UnsupportedError& e) {
     ctx.unsupported(std::string("attribute 'to': ") + e.what());
   }
-  ctx.set(0, cast_to(ctx.in(0), to));
+  ctx.set(0, cast_node(ctx, to));
 }
 
-void castlike_kernel(KernelContext& ctx) { ctx.set(0, cast_to(ctx.in(0), ctx.in(1).dtype())); }
+void castlike_kernel(KernelContext& ctx) { ctx.set(0, cast_node(ctx, ctx.in(1).dtype())); }
 
 }  // namespace
 

@@ -105,6 +105,17 @@ void quantize_linear(KernelContext& ctx) {
   if (const i64 code = ctx.node.attr_int("output_dtype", 0); code != 0)
     out = dtype_from_onnx(static_cast<int>(code));
   if (ctx.has(2)) out = ctx.in(2).dtype();
+  if (is_float8(out) && out != DType::f8e8m0) {  // x / scale in the scale's precision, then cast
+    const bool saturate = ctx.node.attr_int("saturate", 1) != 0;
+    const auto y = per_element(ctx, "y", [&](double x, double scale, double zp) {
+      return in_precision(x / scale, s) + zp;
+    });
+    Tensor q(out, ctx.in(0).dims());
+    for (std::size_t i = 0; i < y.size(); ++i)
+      q.raw()[i] = std::byte{float8_from_double(out, y[i], saturate)};
+    ctx.set(0, std::move(q));
+    return;
+  }
   const auto [lo, hi] = range_of(out);
   if (lo == hi) ctx.unsupported(fmt::format("quantizing to {}", dtype_name(out)));
   const auto y = per_element(ctx, "y", [&](double x, double scale, double zp) {

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "expect_error.hpp"
@@ -237,4 +238,109 @@ TEST_CASE("the shape rules name what is wrong") {
                                     {DType::u8, Shape::of({3})}});
       },
       {"a_zero_point [3] must be a scalar or hold one value per row of A (2)"});
+}
+
+// ---- float8 -------------------------------------------------------------------------------------
+
+TEST_CASE("float8: each type's landmarks decode to their values") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  struct Case {
+    DType t;
+    std::uint8_t code;
+    double value;
+  };
+  const Case cases[] = {{DType::f8e4m3fn, 0x7E, 448},       {DType::f8e4m3fn, 0x7F, nan},
+                        {DType::f8e4m3fn, 0x01, 0x1p-9},    {DType::f8e4m3fn, 0x08, 0x1p-6},
+                        {DType::f8e4m3fn, 0x38, 1},         {DType::f8e4m3fn, 0xB8, -1},
+                        {DType::f8e4m3fnuz, 0x7F, 240},     {DType::f8e4m3fnuz, 0x80, nan},
+                        {DType::f8e4m3fnuz, 0x01, 0x1p-10}, {DType::f8e4m3fnuz, 0x40, 1},
+                        {DType::f8e5m2, 0x7B, 57344},       {DType::f8e5m2, 0x7C, HUGE_VAL},
+                        {DType::f8e5m2, 0xFC, -HUGE_VAL},   {DType::f8e5m2, 0x7E, nan},
+                        {DType::f8e5m2, 0x01, 0x1p-16},     {DType::f8e5m2, 0x3C, 1},
+                        {DType::f8e5m2fnuz, 0x7F, 57344},   {DType::f8e5m2fnuz, 0x80, nan},
+                        {DType::f8e5m2fnuz, 0x01, 0x1p-17}, {DType::f8e5m2fnuz, 0x40, 1},
+                        {DType::f8e8m0, 0x7F, 1},           {DType::f8e8m0, 0x00, 0x1p-127},
+                        {DType::f8e8m0, 0xFE, 0x1p127},     {DType::f8e8m0, 0xFF, nan}};
+  for (const Case& c : cases) {
+    CAPTURE(dtype_name(c.t));
+    CAPTURE(int{c.code});
+    const double v = float8_to_double(c.t, c.code);
+    if (std::isnan(c.value))
+      CHECK(std::isnan(v));
+    else
+      CHECK(v == c.value);
+  }
+}
+
+TEST_CASE("float8: every code converts back to itself; ties round to even") {
+  for (DType t : kFloat8DTypes) {
+    CAPTURE(dtype_name(t));
+    for (int c = 0; c < 256; ++c) {
+      const double v = float8_to_double(t, static_cast<std::uint8_t>(c));
+      if (std::isnan(v)) continue;
+      CAPTURE(c);
+      // (f8e8m0's code 0, 2^-127, is a subnormal float: only round_mode "down" keeps it.)
+      CHECK(float8_from_double(t, v, false, E8m0Rounding::down) == c);
+    }
+  }
+  // 1 + 1/16 lies halfway between 1 and 1.125 (e4m3: 3 mantissa bits): the even one, 1, wins;
+  // 1 + 3/16 halfway between 1.125 and 1.25 goes to 1.25.
+  CHECK(float8_to_double(DType::f8e4m3fn, float8_from_double(DType::f8e4m3fn, 1.0625)) == 1);
+  CHECK(float8_to_double(DType::f8e4m3fn, float8_from_double(DType::f8e4m3fn, 1.1875)) == 1.25);
+  // Halfway between the two smallest subnormals (2^-9 and 2^-8) goes to the even one.
+  CHECK(float8_to_double(DType::f8e4m3fn, float8_from_double(DType::f8e4m3fn, 0x3p-10)) == 0x1p-8);
+  CHECK(float8_from_double(DType::f8e4m3fn, 0x1p-11) == 0);  // below half the smallest: zero
+}
+
+TEST_CASE("float8: out of range saturates or becomes NaN/infinity; fnuz has no negative zero") {
+  const double inf = HUGE_VAL;
+  CHECK(float8_from_double(DType::f8e4m3fn, 1e6, true) == 0x7E);
+  CHECK(float8_from_double(DType::f8e4m3fn, -1e6, true) == 0xFE);
+  CHECK(float8_from_double(DType::f8e4m3fn, inf, true) == 0x7E);
+  CHECK(std::isnan(
+      float8_to_double(DType::f8e4m3fn, float8_from_double(DType::f8e4m3fn, 1e6, false))));
+  CHECK(float8_from_double(DType::f8e4m3fn, 464, false) == 0x7E);  // rounds down to 448
+  CHECK(float8_from_double(DType::f8e5m2, 1e6, false) == 0x7C);    // infinity
+  CHECK(float8_from_double(DType::f8e5m2, -inf, false) == 0xFC);
+  CHECK(float8_from_double(DType::f8e5m2, 1e6, true) == 0x7B);
+  CHECK(float8_from_double(DType::f8e4m3fnuz, -0.0) == 0x00);
+  CHECK(float8_from_double(DType::f8e4m3fn, -0.0) == 0x80);
+  CHECK(float8_from_double(DType::f8e5m2fnuz, 1e9, false) == 0x80);  // its only NaN
+  // f8e8m0 keeps a float's exponent, rounded as round_mode says (the sign is dropped).
+  CHECK(float8_from_double(DType::f8e8m0, 3.0, true, E8m0Rounding::up) == 0x81);
+  CHECK(float8_from_double(DType::f8e8m0, 3.0, true, E8m0Rounding::down) == 0x80);
+  CHECK(float8_from_double(DType::f8e8m0, 3.0, true, E8m0Rounding::nearest) == 0x81);
+  CHECK(float8_from_double(DType::f8e8m0, 2.5, true, E8m0Rounding::nearest) == 0x80);
+  CHECK(float8_from_double(DType::f8e8m0, 0x1.8p127, true, E8m0Rounding::up) == 0xFE);
+  CHECK(float8_from_double(DType::f8e8m0, 0x1.8p127, false, E8m0Rounding::up) == 0xFF);
+}
+
+TEST_CASE("float8 through Cast, QuantizeLinear and DequantizeLinear, and the ops that move bytes") {
+  const Tensor x = Tensor::from<float>({6}, {0.3f, -2.f, 500.f, -1e9f, 1.0625f, 0.f});
+  Tensor cast = run(node("Cast", 1, {{"to", i64{17}}}), {x})[0];
+  REQUIRE(cast.dtype() == DType::f8e4m3fn);
+  const std::vector<double> sat{0.3125, -2, 448, -448, 1, 0};
+  CHECK(cast.to_doubles() == sat);
+  Tensor nosat = run(node("Cast", 1, {{"to", i64{17}}, {"saturate", i64{0}}}), {x})[0];
+  CHECK(std::isnan(nosat.get(2)));
+  CHECK(std::isnan(nosat.get(3)));
+  CHECK(nosat.get(0) == 0.3125);
+  // Back to float: exact; to f16 likewise.
+  CHECK(run(node("Cast", 1, {{"to", i64{1}}}), {cast})[0].to_doubles() == sat);
+  CHECK(run(node("Cast", 1, {{"to", i64{10}}}), {cast})[0].to_doubles() == sat);
+  // QuantizeLinear divides by the scale in its precision, then casts with `saturate`.
+  Tensor zp8(DType::f8e5m2, {});
+  zp8.set(0, 0);
+  const Tensor q = run(node("QuantizeLinear", 3), {x, scalar(DType::f32, 2), zp8})[0];
+  REQUIRE(q.dtype() == DType::f8e5m2);
+  CHECK(q.get(1) == -1);
+  CHECK(q.get(2) == 256);
+  CHECK(q.get(3) == -57344);  // saturated
+  const Tensor d = run(node("DequantizeLinear", 3), {q, scalar(DType::f32, 2), zp8})[0];
+  CHECK(d.dtype() == DType::f32);
+  CHECK(d.get(2) == 512);
+  // Transpose and Reshape move float8 bytes untouched; arithmetic on them is refused by name.
+  const Tensor m = cast.reshaped({2, 3});
+  CHECK(run(node("Transpose", 1), {run(node("Transpose", 1), {m})[0]})[0].to_doubles() == sat);
+  expect_error<Error>([&] { run(node("Abs", 1), {m}); }, {"f8e4m3fn"});
 }

@@ -26,12 +26,24 @@ enum class DType : std::uint8_t {
   u32,
   i64,
   u64,
-  boolean
+  boolean,
+  // The float8 storage types (ONNX FLOAT8E4M3FN, FLOAT8E4M3FNUZ, FLOAT8E5M2, FLOAT8E5M2FNUZ,
+  // FLOAT8E8M0): one byte each. kiln stores, moves and converts them (Cast, CastLike,
+  // QuantizeLinear, DequantizeLinear, the data-movement ops, files) but computes in other types:
+  // visit_dtype refuses them.
+  f8e4m3fn,
+  f8e4m3fnuz,
+  f8e5m2,
+  f8e5m2fnuz,
+  f8e8m0
 };
 
 inline constexpr DType kAllDTypes[] = {
     DType::f32, DType::f64, DType::f16, DType::bf16, DType::i8,  DType::u8,     DType::i16,
     DType::u16, DType::i32, DType::u32, DType::i64,  DType::u64, DType::boolean};
+/// The float8 storage types (not in kAllDTypes, which lists the types kiln computes in).
+inline constexpr DType kFloat8DTypes[] = {DType::f8e4m3fn, DType::f8e4m3fnuz, DType::f8e5m2,
+                                          DType::f8e5m2fnuz, DType::f8e8m0};
 
 /// IEEE 754 binary16, stored as bits; arithmetic goes through float.
 struct f16 {
@@ -188,7 +200,12 @@ constexpr std::size_t dtype_size(DType t) {
     case DType::u16: return 2;
     case DType::i8:
     case DType::u8:
-    case DType::boolean: return 1;
+    case DType::boolean:
+    case DType::f8e4m3fn:
+    case DType::f8e4m3fnuz:
+    case DType::f8e5m2:
+    case DType::f8e5m2fnuz:
+    case DType::f8e8m0: return 1;
   }
   return 0;
 }
@@ -208,6 +225,11 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::i64: return "i64";
     case DType::u64: return "u64";
     case DType::boolean: return "bool";
+    case DType::f8e4m3fn: return "f8e4m3fn";
+    case DType::f8e4m3fnuz: return "f8e4m3fnuz";
+    case DType::f8e5m2: return "f8e5m2";
+    case DType::f8e5m2fnuz: return "f8e5m2fnuz";
+    case DType::f8e8m0: return "f8e8m0";
   }
   return "?";
 }
@@ -215,10 +237,25 @@ constexpr std::string_view dtype_name(DType t) {
 constexpr bool is_float(DType t) {
   return t == DType::f32 || t == DType::f64 || t == DType::f16 || t == DType::bf16;
 }
-constexpr bool is_integer(DType t) { return !is_float(t) && t != DType::boolean; }
+constexpr bool is_float8(DType t) {
+  return t == DType::f8e4m3fn || t == DType::f8e4m3fnuz || t == DType::f8e5m2 ||
+         t == DType::f8e5m2fnuz || t == DType::f8e8m0;
+}
+constexpr bool is_integer(DType t) { return !is_float(t) && !is_float8(t) && t != DType::boolean; }
 constexpr bool is_signed_integer(DType t) {
   return t == DType::i8 || t == DType::i16 || t == DType::i32 || t == DType::i64;
 }
+
+/// How a float becomes f8e8m0 (a power of two): ONNX Cast's round_mode ("up" by default).
+enum class E8m0Rounding { up, down, nearest };
+
+/// The value of one float8 byte of type `t` (NaN for its NaN codes).
+double float8_to_double(DType t, std::uint8_t bits);
+/// `v` as float8 type `t`, rounded to nearest even (f8e8m0: by `rounding`, from v as a float).
+/// Out of range, `saturate` gives the largest finite value of v's sign, else infinity (f8e5m2)
+/// or NaN (the others), as ONNX Cast's saturate attribute. NaN stays NaN.
+std::uint8_t float8_from_double(DType t, double v, bool saturate = true,
+                                E8m0Rounding rounding = E8m0Rounding::up);
 
 /// Parses "f32", "float16", "int64", ... ; throws UnsupportedError naming the accepted names.
 DType parse_dtype(std::string_view name);
@@ -227,7 +264,30 @@ DType parse_dtype(std::string_view name);
 /// UnsupportedError for the codes kiln does not compute in (string, complex, float8, int4, ...).
 DType dtype_from_onnx(int code);
 /// The ONNX TensorProto.DataType code of a dtype.
-int dtype_to_onnx(DType t);
+constexpr int dtype_to_onnx(DType t) {
+  switch (t) {
+    case DType::f32: return 1;
+    case DType::u8: return 2;
+    case DType::i8: return 3;
+    case DType::u16: return 4;
+    case DType::i16: return 5;
+    case DType::i32: return 6;
+    case DType::i64: return 7;
+    case DType::boolean: return 9;
+    case DType::f16: return 10;
+    case DType::f64: return 11;
+    case DType::u32: return 12;
+    case DType::u64: return 13;
+    case DType::bf16: return 16;
+    case DType::f8e4m3fn: return 17;
+    case DType::f8e4m3fnuz: return 18;
+    case DType::f8e5m2: return 19;
+    case DType::f8e5m2fnuz: return 20;
+    case DType::f8e8m0: return 24;
+  }
+  return 0;
+}
+
 /// "FLOAT", "STRING", ... for an ONNX data type code ("type code N" when unknown).
 std::string onnx_type_name(int code);
 
@@ -248,6 +308,14 @@ decltype(auto) visit_dtype(DType t, F&& f) {
     case DType::i64: return f(std::int64_t{});
     case DType::u64: return f(std::uint64_t{});
     case DType::boolean: return f(bool{});
+    case DType::f8e4m3fn:
+    case DType::f8e4m3fnuz:
+    case DType::f8e5m2:
+    case DType::f8e5m2fnuz:
+    case DType::f8e8m0:
+      throw UnsupportedError(std::string("dtype ") + std::string(dtype_name(t)) +
+                             ": kiln stores and converts float8 (Cast, QuantizeLinear, "
+                             "DequantizeLinear, data movement) but does not compute in it");
   }
   throw UnsupportedError("unknown dtype code " + std::to_string(static_cast<int>(t)));
 }

@@ -148,7 +148,9 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
       case DType::i64: return p.int64_data_size();
       case DType::u32:
       case DType::u64: return p.uint64_data_size();
-      default: return p.int32_data_size();  // f16, bf16 (bit patterns), i8, u8, i16, u16, i32, bool
+      default:
+        return p
+            .int32_data_size();  // f16, bf16, float8 (bit patterns), i8, u8, i16, u16, i32, bool
     }
   }();
   if (static_cast<std::int64_t>(held) != numel)
@@ -181,6 +183,15 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
       fill(p.int32_data(), [&](auto i, std::int32_t v) {
         const auto bits = static_cast<std::uint16_t>(v);
         std::memcpy(t.raw() + 2 * i, &bits, 2);
+      });
+      break;
+    case DType::f8e4m3fn:
+    case DType::f8e4m3fnuz:
+    case DType::f8e5m2:
+    case DType::f8e5m2fnuz:
+    case DType::f8e8m0:  // and float8 as their byte patterns
+      fill(p.int32_data(), [&](auto i, std::int32_t v) {
+        t.raw()[i] = static_cast<std::byte>(static_cast<std::uint8_t>(v));
       });
       break;
     default:  // i8, u8, i16, u16, i32, bool
