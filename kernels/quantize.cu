@@ -1,3 +1,5 @@
+#include <cuda_fp8.h>
+
 #include "device_util.cuh"
 #include "quantize.cuh"
 
@@ -22,9 +24,17 @@ __device__ __forceinline__ int quantize_one(float v, float scale, float zp, bool
   return static_cast<int>(r);
 }
 
-__device__ __forceinline__ float load8(const void* p, bool is_signed, std::int64_t i) {
-  return is_signed ? static_cast<float>(static_cast<const std::int8_t*>(p)[i])
-                   : static_cast<float>(static_cast<const std::uint8_t*>(p)[i]);
+__device__ __forceinline__ __nv_fp8_interpretation_t fp8_kind(Q8 t) {
+  return t == Q8::e4m3 ? __NV_E4M3 : __NV_E5M2;
+}
+
+__device__ __forceinline__ float load8(const void* p, Q8 t, std::int64_t i) {
+  const auto* b = static_cast<const std::uint8_t*>(p);
+  switch (t) {
+    case Q8::s8: return static_cast<float>(static_cast<const std::int8_t*>(p)[i]);
+    case Q8::u8: return static_cast<float>(b[i]);
+    default: return __half2float(__half(__nv_cvt_fp8_to_halfraw(b[i], fp8_kind(t))));
+  }
 }
 
 __device__ __forceinline__ void store8(void* p, bool is_signed, std::int64_t i, int v) {
@@ -35,22 +45,29 @@ __device__ __forceinline__ void store8(void* p, bool is_signed, std::int64_t i, 
 }
 
 template <class T>
-__global__ void quantize_kernel(const T* __restrict__ x, QuantParams q, bool is_signed, void* y,
-                                std::int64_t n) {
+__global__ void quantize_kernel(const T* __restrict__ x, QuantParams q, Q8 t, bool saturate,
+                                void* y, std::int64_t n) {
+  auto* out = static_cast<std::uint8_t*>(y);
   KILN_GRID_LOOP(i, n) {
     const std::int64_t c = channel_of(q, i);
     const float zp = q.zero_point ? q.zero_point[c] : 0.f;
-    store8(y, is_signed, i, quantize_one(detail::load(x, i), q.scale[c], zp, is_signed));
+    const float v = detail::load(x, i);
+    if (t == Q8::s8 || t == Q8::u8) {
+      out[i] = static_cast<std::uint8_t>(quantize_one(v, q.scale[c], zp, t == Q8::s8));
+    } else {
+      const float r = __fadd_rn(__fdiv_rn(v, q.scale[c]), zp);
+      out[i] = __nv_cvt_float_to_fp8(r, saturate ? __NV_SATFINITE : __NV_NOSAT, fp8_kind(t));
+    }
   }
 }
 
 template <class T>
-__global__ void dequantize_kernel(const void* __restrict__ x, bool is_signed, QuantParams q,
+__global__ void dequantize_kernel(const void* __restrict__ x, Q8 t, QuantParams q,
                                   T* __restrict__ y, std::int64_t n) {
   KILN_GRID_LOOP(i, n) {
     const std::int64_t c = channel_of(q, i);
     const float zp = q.zero_point ? q.zero_point[c] : 0.f;
-    detail::store(y, i, __fmul_rn(__fsub_rn(load8(x, is_signed, i), zp), q.scale[c]));
+    detail::store(y, i, __fmul_rn(__fsub_rn(load8(x, t, i), zp), q.scale[c]));
   }
 }
 
@@ -124,8 +141,9 @@ __global__ void epilogue_kernel(Int8Epilogue e, const std::int32_t* __restrict__
     if (e.residual) {
       const std::int64_t rc = channel_of(e.residual_q, i);
       const float rz = e.residual_q.zero_point ? e.residual_q.zero_point[rc] : 0.f;
-      v = __fadd_rn(v, __fmul_rn(__fsub_rn(load8(e.residual, e.residual_signed, i), rz),
-                                 e.residual_q.scale[rc]));
+      v = __fadd_rn(
+          v, __fmul_rn(__fsub_rn(load8(e.residual, e.residual_signed ? Q8::s8 : Q8::u8, i), rz),
+                       e.residual_q.scale[rc]));
     }
     if (e.relu) v = fmaxf(v, 0.f);
     if (e.out_q) {
@@ -142,26 +160,26 @@ constexpr int kThreads = 256;
 
 }  // namespace
 
-cudaError_t quantize(Elem x_elem, const void* x, const QuantParams& q, bool is_signed, void* y,
-                     std::int64_t n, cudaStream_t stream) {
+cudaError_t quantize(Elem x_elem, const void* x, const QuantParams& q, Q8 type, bool saturate,
+                     void* y, std::int64_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   if (!q.scale || q.channels < 1 || q.inner < 1) return cudaErrorInvalidValue;
   return detail::dispatch(x_elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     quantize_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(
-        static_cast<const T*>(x), q, is_signed, y, n);
+        static_cast<const T*>(x), q, type, saturate, y, n);
     return cudaGetLastError();
   });
 }
 
-cudaError_t dequantize(const void* x, bool is_signed, const QuantParams& q, Elem y_elem, void* y,
+cudaError_t dequantize(const void* x, Q8 type, const QuantParams& q, Elem y_elem, void* y,
                        std::int64_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   if (!q.scale || q.channels < 1 || q.inner < 1) return cudaErrorInvalidValue;
   return detail::dispatch(y_elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    dequantize_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(
-        x, is_signed, q, static_cast<T*>(y), n);
+    dequantize_kernel<T>
+        <<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(x, type, q, static_cast<T*>(y), n);
     return cudaGetLastError();
   });
 }

@@ -23,11 +23,17 @@ struct QuantParams {
   std::int64_t channels = 1, inner = 1;
 };
 
-/// y[i] = saturate(round_half_even(x[i] / scale) + zero_point) as int8 (`is_signed`) or uint8.
-cudaError_t quantize(Elem x_elem, const void* x, const QuantParams& q, bool is_signed, void* y,
-                     std::int64_t n, cudaStream_t stream);
-/// y[i] = (x[i] - zero_point) * scale, x int8 (`is_signed`) or uint8.
-cudaError_t dequantize(const void* x, bool is_signed, const QuantParams& q, Elem y_elem, void* y,
+/// The one-byte types QuantizeLinear writes and DequantizeLinear reads: int8, uint8, and FP8
+/// E4M3 (ONNX FLOAT8E4M3FN) and E5M2 (FLOAT8E5M2), the two CUDA converts in hardware.
+enum class Q8 : std::uint8_t { s8, u8, e4m3, e5m2 };
+
+/// y[i] = saturate(round_half_even(x[i] / scale) + zero_point) as int8 or uint8; for FP8,
+/// y[i] = x[i] / scale + zero_point rounded to nearest even, out of range the largest finite value
+/// (`saturate`) or NaN (E4M3) / infinity (E5M2), as ONNX's saturate attribute says.
+cudaError_t quantize(Elem x_elem, const void* x, const QuantParams& q, Q8 type, bool saturate,
+                     void* y, std::int64_t n, cudaStream_t stream);
+/// y[i] = (x[i] - zero_point) * scale.
+cudaError_t dequantize(const void* x, Q8 type, const QuantParams& q, Elem y_elem, void* y,
                        std::int64_t n, cudaStream_t stream);
 
 /// A 2-D convolution over an int8 NCHW input (1-D: h = 1), with the int8 patch rows it reads.

@@ -16,6 +16,7 @@ test.npy, labels.npy. Then, with KILN:
     calib --calibrator C --calib-cache cache_C.txt --shape input=597x1x8x8 --save int8_C.plan`,
     then `kiln run --plan int8_C.plan --input input=test.npy`: accuracy within --max-drop points
     of FP32;
+  - `kiln build --fp8 --calib-cache cache_entropy.txt`: FP8 E4M3 within --max-drop points of FP32;
   - the entropy plan built again from its cache alone gives identical outputs;
   - onnxruntime's quantize_static Q/DQ model of the network (tools/ort_qdq.py, run by --ort-python):
     kiln predicts onnxruntime's class on at least 99% of the test images;
@@ -234,6 +235,21 @@ def main():
         check(fp32_acc - acc <= args.max_drop,
               f"INT8 ({c} calibrator) accuracy {acc:.2f}% vs FP32 {fp32_acc:.2f}% (drop {fp32_acc - acc:+.2f} points, "
               f"limit {args.max_drop}); same class as FP32 on {agree:.1f}%; built in {s:.1f} s")
+    # FP8 E4M3 from the entropy calibration's cache (the same ranges, scales amax/448): within
+    # --max-drop points of FP32, and every quantized layer listed as fp8 in the build's table.
+    fp8_plan = os.path.join(out, "fp8_entropy.plan")
+    if os.path.exists(fp8_plan):
+        os.remove(fp8_plan)
+    text, s = kiln([args.kiln, "build", model, "--fp8", "--calib-cache", os.path.join(out, "cache_entropy.txt"),
+                    "--shape", shape, "--save", fp8_plan], "fp8 build (entropy cache)")
+    y = predict(args.kiln, out, ["--plan", fp8_plan], "fp8_entropy")
+    acc = float((y.argmax(1) == te[1]).mean() * 100)
+    agree = float((y.argmax(1) == fp32.argmax(1)).mean() * 100)
+    fp8_rows = re.findall(r"^(/\S+)[ \t]+(Conv|Gemm|MatMul)[ \t]+fp8[ \t]", text, re.M)
+    check(fp32_acc - acc <= args.max_drop and len(fp8_rows) == 4 and "fp8: 4 of 4 layers in FP8" in text,
+          f"FP8 E4M3 (`kiln build --fp8 --calib-cache cache_entropy.txt`) accuracy {acc:.2f}% vs FP32 "
+          f"{fp32_acc:.2f}% (drop {fp32_acc - acc:+.2f} points, limit {args.max_drop}); same class as FP32 on "
+          f"{agree:.1f}%; {len(fp8_rows)} of 4 layers listed as fp8")
     # Mixed precision on purpose: the last layer pinned to FP16 and every other layer whose own
     # INT8 error exceeds 2% kept in float; the table names each layer's precision and error, and
     # the plan keeps the FP32 accuracy at least as well as the all-INT8 one.

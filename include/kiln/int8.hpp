@@ -54,7 +54,15 @@ struct Int8Options {
   double int8_tolerance = 0;
   /// Calibration batches the per-layer errors are measured on (the first ones).
   std::size_t error_batches = 4;
+  /// The 8-bit format: DType::i8 (INT8) or DType::f8e4m3fn (FP8 E4M3, `--fp8`: the same
+  /// calibration and cache, scales amax / 448).
+  DType format = DType::i8;
 };
+
+/// "int8" or "fp8": how layer tables and layer_precision name an 8-bit format.
+inline std::string format_precision(DType format) {
+  return format == DType::f8e4m3fn ? "fp8" : "int8";
+}
 
 /// One quantizable layer: its precision in the result and why.
 struct LayerPrecision {
@@ -104,7 +112,8 @@ inline void calibrate(
 inline std::map<std::string, double> int8_layer_errors(const Graph& g,
                                                        const std::map<std::string, float>& scales,
                                                        const CalibrationData& data,
-                                                       std::size_t max_batches) {
+                                                       std::size_t max_batches,
+                                                       DType format = DType::i8) {
   const auto names = build::int8_layers(g);
   const std::set<std::string> layer_set(names.begin(), names.end());
   std::vector<const Node*> layers;
@@ -139,7 +148,7 @@ inline std::map<std::string, double> int8_layer_errors(const Graph& g,
     mini.nodes = {*n};
     mini.outputs = {n->outputs.at(0)};
     mini.infer();
-    graphs.push_back(std::make_unique<Graph>(build::quantize_graph(mini, scales)));
+    graphs.push_back(std::make_unique<Graph>(build::quantize_graph(mini, scales, {}, format)));
     alone.push_back(std::make_unique<reference::Executor>(*graphs.back()));
   }
   std::vector<double> worst(layers.size(), 0.0), peak(layers.size(), 0.0);
@@ -207,14 +216,14 @@ inline Int8Result int8_from_calibration(const Graph& g, const Int8Options& o) {
           "Gemm or MatMul; the network's: {}{})",
           name, p, name, some.empty() ? "none" : some, layers.size() > 8 ? ", ..." : ""));
     }
-    if (p != "fp32" && p != "fp16" && p != "bf16" && p != "int8")
-      throw Error(
-          fmt::format("layer precision '{}:{}': expected fp32, fp16, bf16 or int8", name, p));
+    if (p != "fp32" && p != "fp16" && p != "bf16" && p != format_precision(o.format))
+      throw Error(fmt::format("layer precision '{}:{}': expected fp32, fp16, bf16 or {}", name, p,
+                              format_precision(o.format)));
   }
   std::map<std::string, double> errors;
   if (!o.calib_data.empty()) {
     const CalibrationData data(o.calib_data, g, o.data_name);
-    errors = int8_layer_errors(g, r.scales, data, o.error_batches);
+    errors = int8_layer_errors(g, r.scales, data, o.error_batches, o.format);
   } else if (o.int8_tolerance > 0) {
     throw Error(fmt::format("an INT8 tolerance needs {} (each layer is compared with FP32 on it)",
                             o.data_name));
@@ -226,7 +235,7 @@ inline Int8Result int8_from_calibration(const Graph& g, const Int8Options& o) {
     return m;
   }();
   for (const auto& name : layers) {
-    LayerPrecision lp{name, ops.at(name), "int8", -1, ""};
+    LayerPrecision lp{name, ops.at(name), format_precision(o.format), -1, ""};
     if (auto e = errors.find(name); e != errors.end()) lp.error = e->second;
     if (auto p = o.layer_precision.find(name); p != o.layer_precision.end()) {
       lp.precision = p->second;
@@ -235,10 +244,10 @@ inline Int8Result int8_from_calibration(const Graph& g, const Int8Options& o) {
       lp.precision = "fp32";
       lp.why = "error over the tolerance";
     }
-    if (lp.precision != "int8") keep_float.insert(name);
+    if (lp.precision != format_precision(o.format)) keep_float.insert(name);
     r.layers.push_back(std::move(lp));
   }
-  r.graph = build::quantize_graph(g, r.scales, keep_float);
+  r.graph = build::quantize_graph(g, r.scales, keep_float, o.format);
   return r;
 }
 

@@ -263,8 +263,10 @@ void check_cache_covers(const std::map<std::string, float>& cache,
 
 namespace {
 
-/// `w` quantized to int8 per output channel along `axis`: the int8 tensor and the scales.
-std::pair<Tensor, Tensor> quantize_weight(const Tensor& w, std::int64_t axis) {
+/// `w` quantized per output channel along `axis` to `format` (int8 or f8e4m3fn): the quantized
+/// tensor and the scales (max|w| / quant_max per channel).
+std::pair<Tensor, Tensor> quantize_weight(const Tensor& w, std::int64_t axis, DType format) {
+  const double qmax = quant_max(format);
   const std::int64_t channels = w.dim(axis);
   std::int64_t inner = 1;
   for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < w.rank(); ++d)
@@ -276,12 +278,15 @@ std::pair<Tensor, Tensor> quantize_weight(const Tensor& w, std::int64_t axis) {
   }
   Tensor scales(DType::f32, {channels});
   for (std::int64_t c = 0; c < channels; ++c)
-    scales.set(c, static_cast<float>(std::max(amax[static_cast<std::size_t>(c)], kTiny) / 127.0));
-  Tensor q(DType::i8, w.dims());
+    scales.set(c, static_cast<float>(std::max(amax[static_cast<std::size_t>(c)], kTiny) / qmax));
+  Tensor q(format, w.dims());
   for (std::int64_t i = 0; i < w.numel(); ++i) {
     const float s = static_cast<float>(scales.get((i / inner) % channels));
-    q.set(i, std::clamp(static_cast<double>(std::nearbyint(static_cast<float>(w.get(i) / s))),
-                        -127.0, 127.0));
+    const float v = static_cast<float>(w.get(i) / s);  // as QuantizeLinear: x / scale in f32
+    if (format == DType::i8)
+      q.set(i, std::clamp(static_cast<double>(std::nearbyint(v)), -127.0, 127.0));
+    else
+      q.raw()[i] = std::byte{float8_from_double(format, v)};
   }
   return {q, scales};
 }
@@ -299,8 +304,20 @@ std::vector<std::string> int8_layers(const Graph& g) {
   return v;
 }
 
+double quant_max(DType format) {
+  if (format == DType::i8) return 127;
+  if (format == DType::f8e4m3fn) return 448;
+  throw UnsupportedError(
+      fmt::format("quantizing networks to {} (kiln quantizes them to int8 "
+                  "or f8e4m3fn)",
+                  dtype_name(format)));
+}
+
 Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales,
-                     const std::set<std::string>& keep_float) {
+                     const std::set<std::string>& keep_float, DType format) {
+  // Calibrated scales are INT8's (amax / 127); another format spreads the same range over its own.
+  const double rescale = 127.0 / quant_max(format);
+  const char* suffix = format == DType::i8 ? ".int8" : ".fp8";
   Graph out = g;
   out.nodes.clear();
   std::map<std::string, std::string> dq_of;   // activation -> its dequantized copy
@@ -334,8 +351,8 @@ Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales,
         if (axis < 0) axis = 0;
         const std::string key = v + "#" + std::to_string(axis);
         if (!wdq_of.count(key)) {
-          auto [qw, ws] = quantize_weight(w->second, axis);
-          const std::string qn = out.unique_name(v + ".int8"), sn = out.unique_name(v + ".scale");
+          auto [qw, ws] = quantize_weight(w->second, axis, format);
+          const std::string qn = out.unique_name(v + suffix), sn = out.unique_name(v + ".scale");
           out.weights[qn] = qw;
           out.weights[sn] = ws;
           wdq_of[key] = add("DequantizeLinear", v + ".dequantize", {qn, sn}, {{"axis", axis}});
@@ -351,8 +368,8 @@ Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales,
       if (!dq_of.count(v)) {
         const std::string sn = out.unique_name(v + ".scale"),
                           zn = out.unique_name(v + ".zero_point");
-        out.weights[sn] = Tensor::from<float>({}, {s->second});
-        out.weights[zn] = Tensor(DType::i8, {});
+        out.weights[sn] = Tensor::from<float>({}, {static_cast<float>(s->second * rescale)});
+        out.weights[zn] = Tensor(format, {});  // zero point 0 (all-zero bytes in both formats)
         const std::string qv = add("QuantizeLinear", v + ".quantize", {v, sn, zn}, {});
         dq_of[v] = add("DequantizeLinear", v + ".dequantize", {qv, sn, zn}, {});
       }

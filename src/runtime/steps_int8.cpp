@@ -90,26 +90,38 @@ class QuantizeStep final : public Step {
     y_ = env.value(n.outputs.at(0));
     const DeviceValue& q8 = quantize_ ? y_ : x_;
     const DeviceValue& f = quantize_ ? x_ : y_;
-    if (!is_8bit(q8.dtype) || !float_kind(f.dtype))
-      unsupported(n, fmt::format("{} from {} to {} (int8/uint8 and floats only)", n.op,
+    switch (q8.dtype) {
+      case DType::i8: type_ = kernels::Q8::s8; break;
+      case DType::u8: type_ = kernels::Q8::u8; break;
+      case DType::f8e4m3fn: type_ = kernels::Q8::e4m3; break;
+      case DType::f8e5m2: type_ = kernels::Q8::e5m2; break;
+      default:
+        unsupported(n, fmt::format("{} from {} to {} (the GPU quantizes floats to int8, uint8, "
+                                   "f8e4m3fn and f8e5m2)",
+                                   n.op, x_.describe(), y_.describe()));
+    }
+    if (!float_kind(f.dtype))
+      unsupported(n, fmt::format("{} from {} to {} (int8/uint8/float8 and floats only)", n.op,
                                  x_.describe(), y_.describe()));
+    saturate_ = n.attr_int("saturate", 1) != 0;
     // The walk is elementwise in memory order, the same in both layouts.
     need_dense(n, x_);
     if (x_.nhwc() != y_.nhwc())
       throw GraphError(fmt::format("{}input and output differ in layout", n.where()));
     q_ = quant_params(env, n, 1, 2, x_);
-    signed_ = q8.dtype == DType::i8;
   }
   void run(const RunArgs& a) override {
     if (quantize_)
-      KILN_CHECK(kernels::quantize(x_.elem(), x_.ptr, q_, signed_, y_.ptr, x_.numel(), a.stream));
+      KILN_CHECK(
+          kernels::quantize(x_.elem(), x_.ptr, q_, type_, saturate_, y_.ptr, x_.numel(), a.stream));
     else
-      KILN_CHECK(kernels::dequantize(x_.ptr, signed_, q_, y_.elem(), y_.ptr, x_.numel(), a.stream));
+      KILN_CHECK(kernels::dequantize(x_.ptr, type_, q_, y_.elem(), y_.ptr, x_.numel(), a.stream));
   }
   std::string kind() const override { return quantize_ ? "quantize" : "dequantize"; }
 
  private:
-  bool quantize_ = true, signed_ = true;
+  bool quantize_ = true, saturate_ = true;
+  kernels::Q8 type_ = kernels::Q8::s8;
   DeviceValue x_, y_;
   kernels::QuantParams q_;
 };

@@ -90,8 +90,15 @@ void check_cache_covers(const std::map<std::string, float>& cache,
 /// that `scales` lacks.
 /// Layers named in `keep_float` (node names, or a nameless node's first output) stay as they are:
 /// they run in the plan's float precision (mixed precision on purpose).
+/// `format` DType::f8e4m3fn quantizes to FP8 E4M3 instead (`kiln build --fp8`): the same
+/// calibrated ranges (INT8 scales, amax / 127, as the cache holds them) become FP8 scales
+/// amax / 448, activations and weights (per output channel) are rounded to E4M3, saturating.
 Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales,
-                     const std::set<std::string>& keep_float = {});
+                     const std::set<std::string>& keep_float = {}, DType format = DType::i8);
+
+/// The largest magnitude of a quantization format: 127 for int8, 448 for f8e4m3fn. Throws
+/// UnsupportedError for the others.
+double quant_max(DType format);
 
 /// A layer's name as keep_float and int8_layers give it: the node's, or a nameless node's first
 /// output.
