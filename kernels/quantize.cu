@@ -37,27 +37,26 @@ __device__ __forceinline__ float load8(const void* p, Q8 t, std::int64_t i) {
   }
 }
 
-__device__ __forceinline__ void store8(void* p, bool is_signed, std::int64_t i, int v) {
-  if (is_signed)
-    static_cast<std::int8_t*>(p)[i] = static_cast<std::int8_t>(v);
-  else
-    static_cast<std::uint8_t*>(p)[i] = static_cast<std::uint8_t>(v);
+/// y[i] = QuantizeLinear(v) in `t`: integers round half to even and saturate; FP8 rounds to
+/// nearest even, out of range to the largest finite value (`saturate`) or NaN/infinity.
+__device__ __forceinline__ void store_q8(void* y, Q8 t, std::int64_t i, float v, float scale,
+                                         float zp, bool saturate) {
+  auto* out = static_cast<std::uint8_t*>(y);
+  if (t == Q8::s8 || t == Q8::u8) {
+    out[i] = static_cast<std::uint8_t>(quantize_one(v, scale, zp, t == Q8::s8));
+  } else {
+    const float r = __fadd_rn(__fdiv_rn(v, scale), zp);
+    out[i] = __nv_cvt_float_to_fp8(r, saturate ? __NV_SATFINITE : __NV_NOSAT, fp8_kind(t));
+  }
 }
 
 template <class T>
 __global__ void quantize_kernel(const T* __restrict__ x, QuantParams q, Q8 t, bool saturate,
                                 void* y, std::int64_t n) {
-  auto* out = static_cast<std::uint8_t*>(y);
   KILN_GRID_LOOP(i, n) {
     const std::int64_t c = channel_of(q, i);
     const float zp = q.zero_point ? q.zero_point[c] : 0.f;
-    const float v = detail::load(x, i);
-    if (t == Q8::s8 || t == Q8::u8) {
-      out[i] = static_cast<std::uint8_t>(quantize_one(v, q.scale[c], zp, t == Q8::s8));
-    } else {
-      const float r = __fadd_rn(__fdiv_rn(v, q.scale[c]), zp);
-      out[i] = __nv_cvt_float_to_fp8(r, saturate ? __NV_SATFINITE : __NV_NOSAT, fp8_kind(t));
-    }
+    store_q8(y, t, i, detail::load(x, i), q.scale[c], zp, saturate);
   }
 }
 
@@ -123,8 +122,8 @@ __global__ void pad_rows_kernel(const std::int8_t* __restrict__ x, std::int64_t 
 
 /// One output element per thread, in the output's order (NCHW: p fastest).
 template <class T>
-__global__ void epilogue_kernel(Int8Epilogue e, const std::int32_t* __restrict__ acc,
-                                void* __restrict__ y, std::int64_t n) {
+__global__ void epilogue_kernel(Int8Epilogue e, const void* __restrict__ acc, void* __restrict__ y,
+                                std::int64_t n) {
   KILN_GRID_LOOP(i, n) {
     std::int64_t p, c;
     if (e.nhwc) {
@@ -135,21 +134,22 @@ __global__ void epilogue_kernel(Int8Epilogue e, const std::int32_t* __restrict__
       c = (i / e.pixels) % e.channels;
     }
     const std::int64_t img = i / (e.pixels * e.channels);
-    float v = __int2float_rn(acc[(img * e.pixels + p) * e.acc_ld + c]);
+    const std::int64_t at = (img * e.pixels + p) * e.acc_ld + c;
+    float v = e.acc_f32 ? static_cast<const float*>(acc)[at]
+                        : __int2float_rn(static_cast<const std::int32_t*>(acc)[at]);
     v = __fmul_rn(v, e.multiplier[c]);
     if (e.bias) v = __fadd_rn(v, e.bias[c]);
     if (e.residual) {
       const std::int64_t rc = channel_of(e.residual_q, i);
       const float rz = e.residual_q.zero_point ? e.residual_q.zero_point[rc] : 0.f;
-      v = __fadd_rn(
-          v, __fmul_rn(__fsub_rn(load8(e.residual, e.residual_signed ? Q8::s8 : Q8::u8, i), rz),
-                       e.residual_q.scale[rc]));
+      v = __fadd_rn(v, __fmul_rn(__fsub_rn(load8(e.residual, e.residual_type, i), rz),
+                                 e.residual_q.scale[rc]));
     }
     if (e.relu) v = fmaxf(v, 0.f);
     if (e.out_q) {
       const std::int64_t qc = channel_of(e.y_q, i);
       const float zp = e.y_q.zero_point ? e.y_q.zero_point[qc] : 0.f;
-      store8(y, e.out_signed, i, quantize_one(v, e.y_q.scale[qc], zp, e.out_signed));
+      store_q8(y, e.out_type, i, v, e.y_q.scale[qc], zp, e.out_saturate);
     } else {
       detail::store(static_cast<T*>(y), i, v);
     }
@@ -209,8 +209,7 @@ cudaError_t pad_rows_s8(const std::int8_t* x, std::int64_t rows, std::int64_t k,
   return cudaGetLastError();
 }
 
-cudaError_t int8_epilogue(const Int8Epilogue& e, const std::int32_t* acc, void* y,
-                          cudaStream_t stream) {
+cudaError_t int8_epilogue(const Int8Epilogue& e, const void* acc, void* y, cudaStream_t stream) {
   if (!e.multiplier || e.acc_ld < e.channels || (e.out_q && !e.y_q.scale) ||
       (e.residual && !e.residual_q.scale))
     return cudaErrorInvalidValue;

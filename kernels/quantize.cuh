@@ -53,27 +53,28 @@ cudaError_t im2col_s8(const Im2col& p, const std::int8_t* x, std::int8_t* cols,
 cudaError_t pad_rows_s8(const std::int8_t* x, std::int64_t rows, std::int64_t k, std::int64_t row,
                         std::int8_t* y, cudaStream_t stream);
 
-/// The output of an INT8 step from the int32 accumulator acc[(n * pixels + p) * acc_ld + c]
-/// (c < channels): v = acc * multiplier[c] (+ bias[c]) (+ (residual - rz) * rs) (ReLU), written
-/// at y[(n * channels + c) * pixels + p] (`nhwc`: y[(n * pixels + p) * channels + c]) as floats
-/// (`y_elem`) or requantized to int8/uint8 (`out_q` set). The residual is int8/uint8 in the
-/// output's shape and layout. A convolution has pixels = H * W per image; a matrix product has
-/// batch = rows and pixels = 1.
+/// The output of an 8-bit step from its accumulator acc[(n * pixels + p) * acc_ld + c] (c <
+/// channels; int32 for INT8, f32 for FP8 `acc_f32`): v = acc * multiplier[c] (+ bias[c])
+/// (+ (residual - rz) * rs) (ReLU), written at y[(n * channels + c) * pixels + p] (`nhwc`:
+/// y[(n * pixels + p) * channels + c]) as floats (`y_elem`) or quantized again (`out_q` set, to
+/// `out_type`). The residual is 8-bit in the output's shape and layout. A convolution has pixels =
+/// H * W per image; a matrix product has batch = rows and pixels = 1.
 struct Int8Epilogue {
   std::int64_t batch = 1, pixels = 1, channels = 1, acc_ld = 1;
+  bool acc_f32 = false;  ///< the accumulator is f32 (an FP8 product), else int32
   const float* multiplier = nullptr;
   const float* bias = nullptr;     ///< may be null
   const void* residual = nullptr;  ///< may be null
-  bool residual_signed = true;
+  Q8 residual_type = Q8::s8;
   QuantParams residual_q;  ///< over the output's shape
   bool relu = false;
   bool nhwc = false;   ///< the output (and residual) is NHWC
-  bool out_q = false;  ///< requantize (else float output)
-  bool out_signed = true;
-  QuantParams y_q;          ///< over the output's shape
-  Elem y_elem = Elem::f32;  ///< float output's element type
+  bool out_q = false;  ///< quantize (else float output)
+  Q8 out_type = Q8::s8;
+  bool out_saturate = true;  ///< FP8 outputs: QuantizeLinear's saturate
+  QuantParams y_q;           ///< over the output's shape
+  Elem y_elem = Elem::f32;   ///< float output's element type
 };
-cudaError_t int8_epilogue(const Int8Epilogue& e, const std::int32_t* acc, void* y,
-                          cudaStream_t stream);
+cudaError_t int8_epilogue(const Int8Epilogue& e, const void* acc, void* y, cudaStream_t stream);
 
 }  // namespace kiln::kernels

@@ -18,7 +18,7 @@ struct QdqMaker {
   Graph g;
   std::mt19937 rng;
   int counter = 0;
-  DType act = DType::i8;      ///< the activations' 8-bit type
+  DType act = DType::i8;      ///< the activations' 8-bit type (f8e4m3fn: an FP8 network)
   double act_zero_point = 0;  ///< their zero point
 
   /// A graph `name` of one f32 input "x" of `dims`; int8 activations (uint8 with zero point 128
@@ -59,17 +59,28 @@ struct QdqMaker {
   std::string dq(const std::string& xq, float s) {
     return op("DequantizeLinear", {xq, scalar(s), zero_point()});
   }
-  /// An int8 weight of `dims` (values in [-127, 127]) dequantized per output channel (`axis`).
-  std::string int8_weight(const std::vector<std::int64_t>& dims, std::int64_t axis) {
-    Tensor w(DType::i8, dims);
+  /// An 8-bit weight of `dims` dequantized per output channel (`axis`): int8 values in [-127,
+  /// 127], or for an FP8 network FP8 E4M3 values whose largest magnitude in each channel is 448
+  /// (the scale max|w| / 448, as quantize_graph makes FP8 weights).
+  std::string weight8(const std::vector<std::int64_t>& dims, std::int64_t axis) {
+    const bool fp8 = act == DType::f8e4m3fn;
+    const DType wt = fp8 ? DType::f8e4m3fn : DType::i8;
+    Tensor w(wt, dims);
     std::uniform_int_distribution<int> v(-127, 127);
-    for (std::int64_t i = 0; i < w.numel(); ++i) w.set(i, v(rng));
+    std::uniform_real_distribution<double> f(-448, 448);
     const std::int64_t c = dims[static_cast<std::size_t>(axis)];
+    std::int64_t inner = 1;
+    for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < dims.size(); ++d) inner *= dims[d];
+    std::vector<char> peaked(static_cast<std::size_t>(c), 0);  // the channel has its 448
+    for (std::int64_t i = 0; i < w.numel(); ++i) {
+      char& peak = peaked[static_cast<std::size_t>((i / inner) % c)];
+      w.set(i, !fp8 ? v(rng) : !peak ? 448.0 : f(rng));
+      peak = 1;
+    }
     Tensor s(DType::f32, {c});
     std::uniform_real_distribution<float> sv(0.002f, 0.01f);
-    for (std::int64_t i = 0; i < c; ++i) s.set(i, sv(rng));
-    Tensor z(DType::i8, {c});
-    for (std::int64_t i = 0; i < c; ++i) z.set(i, 0);
+    for (std::int64_t i = 0; i < c; ++i) s.set(i, fp8 ? sv(rng) * 127 / 448 : sv(rng));
+    Tensor z(wt, {c});  // zeros
     return op("DequantizeLinear",
               {weight(std::move(w)), weight(std::move(s), "ws"), weight(std::move(z), "wz")},
               {{"axis", axis}});
@@ -95,11 +106,11 @@ inline Graph qdq_conv(std::int64_t n, std::int64_t cin, std::int64_t cout, std::
   const float sx = 0.02f;
   const std::string xq = m.q("x", sx);
   const std::int64_t p = k / 2;
-  std::string y = m.op(
-      "Conv", {m.dq(xq, sx), m.int8_weight({cout, cin, k, k}, 0), m.floats({cout}, -0.5f, 0.5f)},
-      {{"kernel_shape", std::vector<std::int64_t>{k, k}},
-       {"strides", std::vector<std::int64_t>{stride, stride}},
-       {"pads", std::vector<std::int64_t>{p, p, p, p}}});
+  std::string y =
+      m.op("Conv", {m.dq(xq, sx), m.weight8({cout, cin, k, k}, 0), m.floats({cout}, -0.5f, 0.5f)},
+           {{"kernel_shape", std::vector<std::int64_t>{k, k}},
+            {"strides", std::vector<std::int64_t>{stride, stride}},
+            {"pads", std::vector<std::int64_t>{p, p, p, p}}});
   if (residual) y = m.op("Add", {y, m.dq(xq, sx)});
   y = m.op("Relu", {y});
   const float sy = 0.05f;
@@ -109,10 +120,11 @@ inline Graph qdq_conv(std::int64_t n, std::int64_t cin, std::int64_t cout, std::
 
 /// x [rows, k] -> Q -> DQ -> MatMul by DQ(W [k, n]) + bias row -> Q -> DQ -> y (no ReLU: the
 /// output's negative half is kept).
-inline Graph qdq_matmul(std::int64_t rows, std::int64_t k, std::int64_t n, unsigned seed = 2) {
-  QdqMaker m(seed, "qdq_matmul", {rows, k});
+inline Graph qdq_matmul(std::int64_t rows, std::int64_t k, std::int64_t n, unsigned seed = 2,
+                        DType act = DType::i8) {
+  QdqMaker m(seed, "qdq_matmul", {rows, k}, act);
   const float sx = 0.02f;
-  std::string y = m.op("MatMul", {m.dq(m.q("x", sx), sx), m.int8_weight({k, n}, 1)});
+  std::string y = m.op("MatMul", {m.dq(m.q("x", sx), sx), m.weight8({k, n}, 1)});
   y = m.op("Add", {y, m.floats({n}, -0.5f, 0.5f)});
   const float sy = 0.04f;
   m.finish(m.dq(m.q(y, sy), sy));

@@ -45,7 +45,8 @@ struct QParams {
 /// the type of the 8-bit side (DQ's input, Q's output).
 std::optional<QParams> params(const Graph& g, const Node& n, DType integer) {
   if (n.inputs.size() < 2 || n.outputs.size() != 1) return std::nullopt;
-  if (integer != DType::i8 && integer != DType::u8) return std::nullopt;
+  if (integer != DType::i8 && integer != DType::u8 && integer != DType::f8e4m3fn)
+    return std::nullopt;
   if (n.attr_int("block_size", 0) != 0) return std::nullopt;
   const Tensor* s = weight(g, n.inputs[1]);
   if (!s || s->numel() != 1) return std::nullopt;
@@ -56,6 +57,7 @@ std::optional<QParams> params(const Graph& g, const Node& n, DType integer) {
     const Tensor* z = weight(g, n.inputs[2]);
     if (!z || z->numel() != 1 || z->dtype() != integer) return std::nullopt;
     p.zero = z->get(0);
+    if (integer == DType::f8e4m3fn && p.zero != 0) return std::nullopt;  // FP8 is symmetric
   }
   p.type = integer;
   return p;
@@ -68,8 +70,10 @@ std::optional<QParams> dq_params(const Graph& g, const Node& dq) {
   return params(g, dq, g.type_of(dq.inputs[0]).dtype);
 }
 
-/// Ops that commute with a per-tensor DQ: their first input is the data, the rest constants.
-bool moves_data(const Graph& g, const Node& n) {
+/// Ops that commute with a per-tensor DQ of `type`: their first input is the data, the rest
+/// constants. MaxPool for the integer types only (the GPU pools int8 values, not FP8 ones).
+bool moves_data(const Graph& g, const Node& n, DType type) {
+  if (n.op == "MaxPool" && type != DType::i8 && type != DType::u8) return false;
   static const std::set<std::string> ops = {"Reshape",   "Transpose", "Flatten", "Squeeze",
                                             "Unsqueeze", "Identity",  "MaxPool"};
   if (!ops.count(n.op) || n.inputs.empty()) return false;
@@ -108,18 +112,20 @@ Node dq_like(Graph& g, const Node& like, const std::string& x, const std::string
 bool move_dq_forward(Graph& g, std::size_t j) {
   Node op = g.nodes[j];
   const auto r = readers(g);
-  if (moves_data(g, op)) {
+  if (!op.inputs.empty()) {
     const auto i = private_dq(g, r, op.inputs[0], j);
-    if (!i || !dq_params(g, g.nodes[*i])) return false;
-    const Node dq = g.nodes[*i];
-    const std::string y = op.outputs[0];
-    const std::string yq = g.unique_name(y + "_quantized");
-    op.inputs[0] = dq.inputs[0];
-    op.outputs[0] = yq;
-    g.nodes[j] = std::move(op);
-    g.nodes.insert(g.nodes.begin() + static_cast<std::ptrdiff_t>(j) + 1, dq_like(g, dq, yq, y));
-    drop_nodes(g, {*i});
-    return true;
+    const auto p = i ? dq_params(g, g.nodes[*i]) : std::nullopt;
+    if (p && moves_data(g, op, p->type)) {
+      const Node dq = g.nodes[*i];
+      const std::string y = op.outputs[0];
+      const std::string yq = g.unique_name(y + "_quantized");
+      op.inputs[0] = dq.inputs[0];
+      op.outputs[0] = yq;
+      g.nodes[j] = std::move(op);
+      g.nodes.insert(g.nodes.begin() + static_cast<std::ptrdiff_t>(j) + 1, dq_like(g, dq, yq, y));
+      drop_nodes(g, {*i});
+      return true;
+    }
   }
   if (op.op == "Concat" && op.outputs.size() == 1 && !op.inputs.empty()) {
     std::optional<QParams> first;
@@ -153,11 +159,12 @@ bool move_q_backward(Graph& g, std::size_t j) {
   Node q = g.nodes[j];
   if (!is_q(q) || q.outputs.size() != 1 || q.inputs.empty() || q.attr_int("saturate", 1) != 1)
     return false;
-  if (!params(g, q, g.type_of(q.outputs[0]).dtype)) return false;
+  const auto qp = params(g, q, g.type_of(q.outputs[0]).dtype);
+  if (!qp) return false;
   const auto i = g.producer(q.inputs[0]);
   if (!i) return false;
   Node op = g.nodes[*i];
-  if (!moves_data(g, op) || op.outputs[0] != q.inputs[0]) return false;
+  if (!moves_data(g, op, qp->type) || op.outputs[0] != q.inputs[0]) return false;
   if (only_reader(g, readers(g), op.outputs[0]) != j) return false;
   if (g.type_of(op.inputs[0]).dtype != DType::f32) return false;
   const std::string y = q.outputs[0];
@@ -256,13 +263,53 @@ std::optional<Int8Weight> as_int8(const Tensor& w, std::int64_t axis) {
   return r;
 }
 
-/// The fused INT8 step at anchor node `i` (Conv, Gemm or MatMul whose data input is a per-tensor
-/// DQ of a computed 8-bit value and whose weight is exactly INT8): its body computes what an INT8
-/// kernel does, exactly: ConvInteger/MatMulInteger (int32 accumulation of the 8-bit values minus
-/// the input's zero point), the accumulator as f32 times x_scale * w_scale per output channel,
-/// + bias, + a residual DQ(r), Relu, then QuantizeLinear (round half to even, saturation) when
-/// the output is quantized again, else the f32 value. True when it rewrote.
-bool fuse_int8_at(Graph& g, std::size_t i) {
+/// A float weight that is FP8 E4M3 values times a scale per output channel, the scale max|w| /
+/// 448 of the channel (quantize_graph's FP8 weights, folded, perhaps scaled per channel again by
+/// a folded BatchNormalization): q (f8e4m3fn, the weight's dims) and the scales; nullopt unless
+/// every value is q * scale to 1e-6 (a few f32 roundings; FP8 neighbours are 2^-3 apart).
+std::optional<Int8Weight> as_fp8(const Tensor& w, std::int64_t axis) {
+  if (w.dtype() != DType::f32 || w.rank() < 2 || w.numel() == 0) return std::nullopt;
+  const auto dims = w.dims();
+  const std::int64_t channels = dims[static_cast<std::size_t>(axis)];
+  std::int64_t inner = 1;
+  for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < dims.size(); ++d) inner *= dims[d];
+  std::vector<double> amax(static_cast<std::size_t>(channels), 0.0);
+  for (std::int64_t i = 0; i < w.numel(); ++i) {
+    const double a = std::fabs(w.get(i));
+    if (!std::isfinite(a)) return std::nullopt;
+    auto& m = amax[static_cast<std::size_t>((i / inner) % channels)];
+    m = std::max(m, a);
+  }
+  Int8Weight r{Tensor(DType::f8e4m3fn, dims), {}};
+  for (double a : amax) r.scale.push_back(a == 0 ? 1.0 : static_cast<float>(a / 448.0));
+  for (std::int64_t i = 0; i < w.numel(); ++i) {
+    const float s = static_cast<float>(r.scale[static_cast<std::size_t>((i / inner) % channels)]);
+    const float v = static_cast<float>(w.get(i));
+    const std::uint8_t q = float8_from_double(DType::f8e4m3fn, v / s);
+    if (std::fabs(float8_to_double(DType::f8e4m3fn, q) * s - v) > 1e-6 * std::fabs(v))
+      return std::nullopt;
+    r.q.raw()[i] = std::byte{q};
+  }
+  return r;
+}
+
+/// Whether a Q/DQ of 8-bit type `t` belongs to `format` (int8 takes int8 and uint8).
+bool in_format(DType t, DType format) {
+  return format == DType::f8e4m3fn ? t == DType::f8e4m3fn : (t == DType::i8 || t == DType::u8);
+}
+
+/// The fused 8-bit step at anchor node `i` (Conv, Gemm or MatMul whose data input is a per-tensor
+/// DQ of a computed 8-bit value and whose weight is exactly 8-bit per output channel).
+/// INT8 (`format` i8): its body computes what an INT8 kernel does, exactly: ConvInteger/
+/// MatMulInteger (int32 accumulation of the 8-bit values minus the input's zero point), the
+/// accumulator as f32 times x_scale * w_scale per output channel, + bias, + a residual DQ(r), Relu,
+/// then QuantizeLinear (round half to even, saturation) when the output is quantized again, else
+/// the f32 value.
+/// FP8 (f8e4m3fn): DQ(x), DQ(W) of the FP8 weight with its per-channel scales, the product in
+/// float (what an FP8 tensor core computes, in f32), + bias, + a residual DQ(r), Relu, Q.
+/// True when it rewrote.
+bool fuse_8bit_at(Graph& g, std::size_t i, DType format) {
+  const bool fp8 = format == DType::f8e4m3fn;
   const Node anchor = g.nodes[i];
   const bool conv = anchor.op == "Conv";
   const bool gemm = anchor.op == "Gemm";
@@ -275,13 +322,13 @@ bool fuse_int8_at(Graph& g, std::size_t i) {
   if (!xp) return false;
   const Node xdq = g.nodes[*xp];
   const auto x_params = dq_params(g, xdq);
-  if (!x_params || weight(g, xdq.inputs[0])) return false;
+  if (!x_params || weight(g, xdq.inputs[0]) || !in_format(x_params->type, format)) return false;
   const Tensor* w = weight(g, anchor.inputs[1]);
   if (!w) return false;
   const bool trans_b = gemm && anchor.attr_int("transB", 0) != 0;
   if (!conv && (w->rank() != 2 || g.type_of(anchor.inputs[0]).shape.rank() < 2)) return false;
   if (gemm && g.type_of(anchor.inputs[0]).shape.rank() != 2) return false;
-  auto q = as_int8(*w, conv || trans_b ? 0 : 1);
+  auto q = fp8 ? as_fp8(*w, conv || trans_b ? 0 : 1) : as_int8(*w, conv || trans_b ? 0 : 1);
   if (!q) return false;
   const std::int64_t channels = conv || trans_b ? w->dim(0) : w->dim(1);
   const Tensor* bias = nullptr;
@@ -319,14 +366,16 @@ bool fuse_int8_at(Graph& g, std::size_t i) {
     if (n.op == "Add" && !residual_dq && !relu && !out_q && n.inputs.size() == 2) {
       const std::string& other = n.inputs[0] == v ? n.inputs[1] : n.inputs[0];
       const auto p = g.producer(other);
-      if (!p || !dq_params(g, g.nodes[*p]) || weight(g, g.nodes[*p].inputs[0]) ||
+      const auto rp = p ? dq_params(g, g.nodes[*p]) : std::nullopt;
+      if (!rp || !in_format(rp->type, format) || weight(g, g.nodes[*p].inputs[0]) ||
           g.type_of(other) != g.type_of(v) || g.type_of(n.outputs[0]) != g.type_of(v))
         break;
       residual_dq = p;
     } else if (n.op == "Relu" && !relu) {
       relu = true;
     } else if (is_q(n) && n.attr_int("saturate", 1) == 1 &&
-               params(g, n, g.type_of(n.outputs[0]).dtype)) {
+               params(g, n, g.type_of(n.outputs[0]).dtype) &&
+               in_format(g.type_of(n.outputs[0]).dtype, format)) {
       out_q = j;
     } else {
       break;
@@ -338,40 +387,23 @@ bool fuse_int8_at(Graph& g, std::size_t i) {
 
   // The weights of the step.
   const std::string base = anchor.name.empty() ? anchor.outputs[0] : anchor.name;
-  Tensor wq = std::move(q->q);
-  if (trans_b) {  // [N, K] -> [K, N] for MatMulInteger
-    Tensor t(DType::i8, {w->dim(1), w->dim(0)});
-    for (std::int64_t a = 0; a < w->dim(0); ++a)
-      for (std::int64_t b = 0; b < w->dim(1); ++b)
-        t.set(b * w->dim(0) + a, wq.get(a * w->dim(1) + b));
-    wq = std::move(t);
-  }
   std::vector<std::int64_t> per_channel_dims{channels};
   if (conv) {
     per_channel_dims = std::vector<std::int64_t>(w->rank(), 1);
     per_channel_dims[1] = channels;
   }
-  Tensor mult(DType::f32, per_channel_dims);
-  for (std::int64_t c = 0; c < channels; ++c)
-    mult.set(c, x_params->scale * q->scale[static_cast<std::size_t>(c)]);
   auto add_weight = [&](const std::string& suffix, Tensor t) {
     const std::string n = g.unique_name(base + suffix);
     g.weights[n] = std::move(t);
     return n;
   };
-  const std::string wn = add_weight(".int8_weight", std::move(wq));
-  const std::string mn = add_weight(".int8_scale", std::move(mult));
   std::string zn;
   if (xdq.inputs.size() > 2 && !xdq.inputs[2].empty()) {
     zn = xdq.inputs[2];
   } else {
-    Tensor z(x_params->type, std::vector<std::int64_t>{});
-    z.set(0, 0.0);
-    zn = add_weight(".input_zero_point", std::move(z));
+    zn = add_weight(".input_zero_point", Tensor(x_params->type, std::vector<std::int64_t>{}));
   }
-
-  // The body: inputs x_q, W_q, x_zero_point, multiplier, then the rest as they come.
-  std::vector<std::string> inputs{xdq.inputs[0], wn, zn, mn};
+  std::vector<std::string> inputs;
   auto ref = [&](const std::string& name) {
     inputs.push_back(name);
     return fused_input_ref(inputs.size() - 1);
@@ -389,13 +421,45 @@ bool fuse_int8_at(Graph& g, std::size_t i) {
     return out;
   };
   const std::string y0 = anchor.outputs[0];
-  std::map<std::string, Attribute> conv_attrs;
-  if (conv) conv_attrs = anchor.attrs;
-  std::string cur = part(conv ? "ConvInteger" : "MatMulInteger", anchor.name, {"$0", "$1", "$2"},
-                         y0 + ".int32", conv_attrs);
-  cur = part("Cast", anchor.name + ".float", {cur}, y0 + ".int32_f32",
-             {{"to", static_cast<std::int64_t>(1)}});
-  cur = part("Mul", anchor.name + ".scale", {cur, "$3"}, bias ? y0 + ".scaled" : y0);
+  std::string cur;
+  if (fp8) {
+    // Inputs x_q, x_scale, x_zero_point, W_q, W_scale; the product of the dequantized values.
+    Tensor ws(DType::f32, {channels});
+    for (std::int64_t c = 0; c < channels; ++c) ws.set(c, q->scale[static_cast<std::size_t>(c)]);
+    const std::string wn = add_weight(".fp8_weight", std::move(q->q));
+    const std::string sn = add_weight(".fp8_scale", std::move(ws));
+    const std::string xf = part("DequantizeLinear", xdq.name,
+                                {ref(xdq.inputs[0]), ref(xdq.inputs[1]), ref(zn)}, y0 + ".x");
+    const std::int64_t axis = conv || trans_b ? 0 : 1;
+    const std::string wf =
+        part("DequantizeLinear", base + ".weight", {ref(wn), ref(sn)}, y0 + ".w", {{"axis", axis}});
+    std::map<std::string, Attribute> attrs = anchor.attrs;
+    attrs.erase("beta");  // Gemm: the bias is its own part
+    cur = part(anchor.op, anchor.name, {xf, wf}, bias ? y0 + ".product" : y0, attrs);
+  } else {
+    Tensor wq = std::move(q->q);
+    if (trans_b) {  // [N, K] -> [K, N] for MatMulInteger
+      Tensor t(DType::i8, {w->dim(1), w->dim(0)});
+      for (std::int64_t a = 0; a < w->dim(0); ++a)
+        for (std::int64_t b = 0; b < w->dim(1); ++b)
+          t.set(b * w->dim(0) + a, wq.get(a * w->dim(1) + b));
+      wq = std::move(t);
+    }
+    Tensor mult(DType::f32, per_channel_dims);
+    for (std::int64_t c = 0; c < channels; ++c)
+      mult.set(c, x_params->scale * q->scale[static_cast<std::size_t>(c)]);
+    const std::string wn = add_weight(".int8_weight", std::move(wq));
+    const std::string mn = add_weight(".int8_scale", std::move(mult));
+    // The body: inputs x_q, W_q, x_zero_point, multiplier, then the rest as they come.
+    for (const std::string& in : {xdq.inputs[0], wn, zn, mn}) ref(in);
+    std::map<std::string, Attribute> conv_attrs;
+    if (conv) conv_attrs = anchor.attrs;
+    cur = part(conv ? "ConvInteger" : "MatMulInteger", anchor.name, {"$0", "$1", "$2"},
+               y0 + ".int32", conv_attrs);
+    cur = part("Cast", anchor.name + ".float", {cur}, y0 + ".int32_f32",
+               {{"to", static_cast<std::int64_t>(1)}});
+    cur = part("Mul", anchor.name + ".scale", {cur, "$3"}, bias ? y0 + ".scaled" : y0);
+  }
   if (bias) {
     const Node* add = bias_add ? &g.nodes[*bias_add] : nullptr;
     cur = part("Add", add ? add->name : anchor.name + ".bias",
@@ -435,7 +499,9 @@ bool fuse_int8_at(Graph& g, std::size_t i) {
 
 int fuse_int8(Graph& g, const PassContext& ctx) {
   if (!ctx.tgt().can_fuse(plan::fusion::kInt8)) return 0;
-  const int n = until_fixed(g, [&](std::size_t i) { return fuse_int8_at(g, i); });
+  const int n = until_fixed(g, [&](std::size_t i) {
+    return fuse_8bit_at(g, i, DType::i8) || fuse_8bit_at(g, i, DType::f8e4m3fn);
+  });
   if (n) eliminate_dead(g, ctx);  // input DQs and float weights left without readers
   return n;
 }

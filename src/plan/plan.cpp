@@ -80,11 +80,17 @@ std::string Plan::memory_report() const {
 std::string Plan::step_precision(const Node& s) const {
   static const std::set<std::string> integer_ops = {"ConvInteger", "MatMulInteger", "QLinearConv",
                                                     "QLinearMatMul"};
-  const std::string anchor = is_fused(s) ? fused_body(s).parts.at(0).op : s.op;
-  bool int8 = integer_ops.count(anchor) != 0;
+  const FusedBody body = is_fused(s) ? fused_body(s) : as_body(s);
+  bool int8 = integer_ops.count(body.parts.at(0).op) != 0;
+  // An FP8 product: the product of DequantizeLinear of x and of the weight (build::fuse_int8).
+  bool fp8 = body.parts.size() > 2 && body.parts[0].op == "DequantizeLinear" &&
+             body.parts[1].op == "DequantizeLinear";
   for (const auto& o : s.outputs)
-    if (auto v = memory.values.find(o); v != memory.values.end())
+    if (auto v = memory.values.find(o); v != memory.values.end()) {
       int8 |= v->second.dtype == DType::i8 || v->second.dtype == DType::u8;
+      fp8 |= v->second.dtype == DType::f8e4m3fn || v->second.dtype == DType::f8e5m2;
+    }
+  if (fp8) return "fp8";
   if (int8) return "int8";
   try {
     return target_by_name(target).precision;

@@ -44,12 +44,15 @@ Matmul::Matmul(const Library& lib, const MatmulShape& s, const MatmulOptions& o)
         fmt::format("[MatMul] bad shape: batch {}, m {}, n {}, k {}", s.batch, s.m, s.n, s.k));
   if (o.bias && o.beta != 0.f && o.epilogue != Epilogue::none)
     throw Error("[MatMul] beta with an activation epilogue is not supported");
-  if (o.int8 && (s.trans_a || !s.trans_b || s.n % 4 != 0 || s.k % 4 != 0 || o.bias ||
-                 o.epilogue != Epilogue::none || o.alpha != 1.f || o.beta != 0.f))
+  const bool eight = o.int8 || o.fp8;  // cuBLASLt's 8-bit products: one operand form
+  const int multiple = o.fp8 ? 16 : 4;
+  if (o.int8 && o.fp8) throw Error("[MatMul] INT8 and FP8 at once");
+  if (eight && (s.trans_a || !s.trans_b || s.n % multiple != 0 || s.k % multiple != 0 || o.bias ||
+                o.epilogue != Epilogue::none || o.alpha != 1.f || o.beta != 0.f))
     throw Error(fmt::format(
-        "[MatMul] an INT8 product takes A [m, k] and B [n, k] with n and k multiples of 4 and no "
+        "[MatMul] an {} product takes A [m, k] and B [n, k] with n and k multiples of {} and no "
         "epilogue (got m {}, n {}, k {}, trans_a {}, trans_b {})",
-        s.m, s.n, s.k, s.trans_a, s.trans_b));
+        o.fp8 ? "FP8" : "INT8", multiple, s.m, s.n, s.k, s.trans_a, s.trans_b));
   Impl& d = *impl_;
   const cublasComputeType_t compute = o.int8 ? CUBLAS_COMPUTE_32I
                                       : o.precision == Precision::f32 && o.allow_tf32
@@ -63,8 +66,10 @@ Matmul::Matmul(const Library& lib, const MatmulShape& s, const MatmulOptions& o)
   const cublasLtEpilogue_t epi = epilogue_of(o.epilogue, o.bias);
   KILN_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
 
-  const cudaDataType_t t = o.int8 ? CUDA_R_8I : detail::blas_type(o.precision);
-  const cudaDataType_t tc = o.int8 ? CUDA_R_32I : t;
+  const cudaDataType_t t = o.int8  ? CUDA_R_8I
+                           : o.fp8 ? CUDA_R_8F_E4M3
+                                   : detail::blas_type(o.precision);
+  const cudaDataType_t tc = o.int8 ? CUDA_R_32I : o.fp8 ? CUDA_R_32F : t;
   // Our B, column-major: [n, k] (ld n), or [k, n] (ld k) when stored transposed.
   const std::uint64_t a_rows = s.trans_b ? s.k : s.n, a_cols = s.trans_b ? s.n : s.k;
   const std::uint64_t b_rows = s.trans_a ? s.m : s.k, b_cols = s.trans_a ? s.k : s.m;
@@ -105,8 +110,8 @@ Matmul::~Matmul() = default;
 
 MatmulTactic Matmul::tune() {
   Impl& d = *impl_;
-  const std::size_t es = opt_.int8 ? 1 : element_size(opt_.precision);
-  const std::size_t es_c = opt_.int8 ? 4 : es;
+  const std::size_t es = opt_.int8 || opt_.fp8 ? 1 : element_size(opt_.precision);
+  const std::size_t es_c = opt_.int8 || opt_.fp8 ? 4 : es;
   auto span = [&](std::int64_t stride, std::int64_t one, std::size_t bytes) {
     const std::int64_t st = stride >= 0 ? stride : one;
     return static_cast<std::size_t>((shape_.batch - 1) * st + one) * bytes;

@@ -1,13 +1,15 @@
-// INT8 steps: QuantizeLinear, DequantizeLinear, and the fused INT8 convolution or matrix product
-// that build::fuse_int8 makes (ConvInteger|MatMulInteger, Cast, Mul by the per-channel multiplier,
+// 8-bit steps: QuantizeLinear, DequantizeLinear, and the fused INT8 or FP8 convolution or matrix
+// product that build::fuse_int8 makes (read_int8_body, read_fp8_body: the product, its scales,
 // [Add bias], [DequantizeLinear + Add: the residual], [Relu], [QuantizeLinear]).
 //
-// The product runs on cuBLASLt's integer kernels (int8 x int8 -> exact int32): a convolution as
-// im2col rows of its int8 input times the weight rows, a matrix product directly; then one kernel
-// applies the rest in float with the CPU reference's rounding, so the step's output equals the
-// reference's. The GPU takes symmetric int8 activations only (an input zero point of 0, as
-// TensorRT does); check_int8_product() refuses the rest naming the node, when a plan is built.
+// The product runs on cuBLASLt's 8-bit kernels (int8 x int8 -> exact int32; FP8 E4M3 x E4M3 ->
+// f32 on Hopper's tensor cores): a convolution as im2col rows of its 8-bit input times the weight
+// rows, a matrix product directly; then one kernel applies the rest in float with the CPU
+// reference's rounding, so an INT8 step's output equals the reference's (an FP8 step's differs by
+// the order of the f32 sums). The GPU takes symmetric activations only (an input zero point of 0,
+// as TensorRT does); check_int8_product() refuses the rest naming the node, when a plan is built.
 #include <algorithm>
+#include <optional>
 
 #include "check.hpp"
 #include "kiln/ir/window.hpp"
@@ -21,7 +23,13 @@ namespace {
 constexpr i64 kAlign = 256;  // workspace offsets
 i64 round_up(i64 v, i64 m) { return (v + m - 1) / m * m; }
 
-bool is_8bit(DType t) { return t == DType::i8 || t == DType::u8; }
+/// The kernels' type of an 8-bit value of an INT8 step (int8, uint8) or an FP8 one (f8e4m3fn).
+std::optional<kernels::Q8> q8_of(DType t, bool fp8) {
+  if (fp8) return t == DType::f8e4m3fn ? std::optional(kernels::Q8::e4m3) : std::nullopt;
+  if (t == DType::i8) return kernels::Q8::s8;
+  if (t == DType::u8) return kernels::Q8::u8;
+  return std::nullopt;
+}
 
 /// Uploads host floats as a device array of f32, once per engine.
 const float* upload_floats(const StepEnv& env, const std::string& key,
@@ -126,22 +134,75 @@ class QuantizeStep final : public Step {
   kernels::QuantParams q_;
 };
 
-// ---- the fused INT8 product ----------------------------------------------------------------
+// ---- the fused 8-bit products -----------------------------------------------------------------
 
-/// What the fused INT8 step's body says (for the step and for check_int8_product()).
-struct Int8Body {
+/// What a fused 8-bit step's body says (for the step and for check_int8_product()). INT8:
+/// build::fuse_int8's form, ConvInteger|MatMulInteger, Cast, Mul by the per-channel multiplier,
+/// then the tail. FP8: DequantizeLinear of x, DequantizeLinear of the FP8 weight (per-channel
+/// scales), Conv|Gemm|MatMul of the two, then the tail. The tail: [Add bias], [DequantizeLinear +
+/// Add: the residual], [Relu], [QuantizeLinear].
+struct ProductBody {
+  bool fp8 = false;
   bool conv = false;
-  std::string x, w, x_zp, multiplier, bias;  // fused input names
-  const Node* residual_dq = nullptr;         // the residual's DequantizeLinear part
+  bool w_kn = false;  ///< the weight is [K, N] (MatMulInteger, MatMul, Gemm without transB)
+  const Node* prod = nullptr;
+  std::string x, w, x_zp;        // fused input names: the 8-bit input, weight and input zero point
+  std::string multiplier;        // INT8: the per-channel multiplier's input name
+  std::string x_scale, w_scale;  // FP8: the scales' input names
+  std::string bias;
+  const Node* residual_dq = nullptr;  // the residual's DequantizeLinear part
   bool relu = false;
   const Node* out_q = nullptr;  // the output's QuantizeLinear part
 };
 
-Int8Body read_int8_body(const Node& n, const FusedBody& body) {
-  Int8Body b;
+/// The running value's other operand in two-input part `p`.
+std::string other_operand(const Node& n, const Node& p, const std::string& cur) {
+  if (p.inputs.size() != 2 || (p.inputs[0] == cur) == (p.inputs[1] == cur))
+    unsupported(n, fmt::format("the part {} '{}' of an 8-bit step", p.op, p.name));
+  return p.inputs[0] == cur ? p.inputs[1] : p.inputs[0];
+}
+
+/// The tail from part `from` on, `cur` the running value: bias, residual, Relu, output Q.
+void read_tail(const Node& n, const std::vector<Node>& parts, std::size_t from, std::string cur,
+               ProductBody& b) {
+  auto name = [&](const std::string& ref) { return fused_input_name(n.inputs, ref); };
+  bool residual_added = false;
+  for (std::size_t i = from; i < parts.size(); ++i) {
+    const Node& p = parts[i];
+    if (b.out_q) unsupported(n, fmt::format("'{}' after the output's QuantizeLinear", p.op));
+    if (p.op == "DequantizeLinear" && !b.residual_dq && !b.relu) {
+      b.residual_dq = &p;
+      continue;  // the Add after it reads it; the running value is unchanged
+    }
+    if (p.op == "Add") {
+      const std::string o = other_operand(n, p, cur);
+      if (b.residual_dq && !residual_added && o == b.residual_dq->outputs.at(0)) {
+        residual_added = true;
+      } else if (!b.residual_dq && !b.relu && b.bias.empty() && fused_input_index(o)) {
+        b.bias = name(o);
+      } else {
+        unsupported(n, fmt::format("the Add '{}' of an 8-bit step", p.name));
+      }
+    } else if (p.op == "Relu" && !b.relu && p.inputs.at(0) == cur) {
+      b.relu = true;
+    } else if (p.op == "QuantizeLinear" && p.inputs.at(0) == cur) {
+      b.out_q = &p;
+    } else {
+      unsupported(n, fmt::format("the part {} '{}' of an 8-bit step", p.op, p.name));
+    }
+    cur = p.outputs.at(0);
+  }
+  if (b.residual_dq && !residual_added)
+    unsupported(n, "a residual DequantizeLinear that no Add reads");
+}
+
+ProductBody read_int8_body(const Node& n, const FusedBody& body) {
+  ProductBody b;
   const auto& parts = body.parts;
   const Node& prod = parts.at(0);
+  b.prod = &prod;
   b.conv = prod.op == "ConvInteger";
+  b.w_kn = !b.conv;
   if (prod.inputs.size() < 3 || prod.inputs[2].empty())
     unsupported(n, fmt::format("{} without its input zero point", prod.op));
   auto name = [&](const std::string& ref) { return fused_input_name(n.inputs, ref); };
@@ -153,81 +214,99 @@ Int8Body read_int8_body(const Node& n, const FusedBody& body) {
     unsupported(n,
                 "an INT8 product without its Cast to float and per-channel Mul "
                 "(build::fuse_int8's form)");
-  // `cur`: the running value; each part after the Mul reads it (a residual's DequantizeLinear
-  // reads the residual, and the Add after it both).
-  std::string cur = parts[1].outputs.at(0);
-  auto other = [&](const Node& p) {
-    if (p.inputs.size() != 2 || (p.inputs[0] == cur) == (p.inputs[1] == cur))
-      unsupported(n, fmt::format("the part {} '{}' of an INT8 step", p.op, p.name));
-    return p.inputs[0] == cur ? p.inputs[1] : p.inputs[0];
-  };
-  const std::string m = other(parts[2]);
+  const std::string m = other_operand(n, parts[2], parts[1].outputs.at(0));
   if (!fused_input_index(m)) unsupported(n, "a multiplier that is no input of the step");
   b.multiplier = name(m);
-  cur = parts[2].outputs.at(0);
-  bool residual_added = false;
-  for (std::size_t i = 3; i < parts.size(); ++i) {
-    const Node& p = parts[i];
-    if (b.out_q) unsupported(n, fmt::format("'{}' after the output's QuantizeLinear", p.op));
-    if (p.op == "DequantizeLinear" && !b.residual_dq && !b.relu) {
-      b.residual_dq = &p;
-      continue;  // the Add after it reads it; the running value is unchanged
-    }
-    if (p.op == "Add") {
-      const std::string o = other(p);
-      if (b.residual_dq && !residual_added && o == b.residual_dq->outputs.at(0)) {
-        residual_added = true;
-      } else if (!b.residual_dq && !b.relu && b.bias.empty() && fused_input_index(o)) {
-        b.bias = name(o);
-      } else {
-        unsupported(n, fmt::format("the Add '{}' of an INT8 step", p.name));
-      }
-    } else if (p.op == "Relu" && !b.relu && p.inputs.at(0) == cur) {
-      b.relu = true;
-    } else if (p.op == "QuantizeLinear" && p.inputs.at(0) == cur) {
-      b.out_q = &p;
-    } else {
-      unsupported(n, fmt::format("the part {} '{}' of an INT8 step", p.op, p.name));
-    }
-    cur = p.outputs.at(0);
-  }
-  if (b.residual_dq && !residual_added)
-    unsupported(n, "a residual DequantizeLinear that no Add reads");
+  read_tail(n, parts, 3, parts[2].outputs.at(0), b);
   return b;
 }
 
-/// The GPU's rule for an INT8 product: its input is int8 with a zero point of 0 everywhere.
-void check_zero_point(const Node& n, const Int8Body& b, const plan::Plan& p) {
+ProductBody read_fp8_body(const Node& n, const FusedBody& body) {
+  ProductBody b;
+  b.fp8 = true;
+  const auto& parts = body.parts;
+  if (parts.size() < 3 || parts[0].op != "DequantizeLinear" || parts[1].op != "DequantizeLinear" ||
+      (parts[2].op != "Conv" && parts[2].op != "Gemm" && parts[2].op != "MatMul"))
+    unsupported(n,
+                "an FP8 step without DequantizeLinear of x and W before its product "
+                "(build::fuse_int8's FP8 form)");
+  const Node &xdq = parts[0], &wdq = parts[1], &prod = parts[2];
+  b.prod = &prod;
+  b.conv = prod.op == "Conv";
+  b.w_kn = prod.op == "MatMul" || (prod.op == "Gemm" && prod.attr_int("transB", 0) == 0);
+  if (prod.inputs.size() != 2 || prod.inputs[0] != xdq.outputs.at(0) ||
+      prod.inputs[1] != wdq.outputs.at(0))
+    unsupported(n, fmt::format("the product '{}' of an FP8 step not of its two dequantized inputs",
+                               prod.name));
+  if (xdq.inputs.size() < 3 || xdq.inputs[2].empty() || wdq.inputs.size() < 2)
+    unsupported(n, "an FP8 step's DequantizeLinear without its scale or zero point");
+  auto name = [&](const std::string& ref) { return fused_input_name(n.inputs, ref); };
+  b.x = name(xdq.inputs[0]);
+  b.x_scale = name(xdq.inputs[1]);
+  b.x_zp = name(xdq.inputs[2]);
+  b.w = name(wdq.inputs[0]);
+  b.w_scale = name(wdq.inputs[1]);
+  read_tail(n, parts, 3, prod.outputs.at(0), b);
+  return b;
+}
+
+/// The body of fused step `n`, whichever 8-bit form it has.
+ProductBody read_product_body(const Node& n, const FusedBody& body) {
+  return body.parts.at(0).op == "DequantizeLinear" ? read_fp8_body(n, body)
+                                                   : read_int8_body(n, body);
+}
+
+/// The GPU's rule for an 8-bit product: its input is int8 or f8e4m3fn with a zero point of 0.
+void check_zero_point(const Node& n, const ProductBody& b, const plan::Plan& p) {
   auto it = p.weights.find(b.x_zp);
   if (it == p.weights.end())
     unsupported(n, fmt::format("an input zero point computed at run time ('{}')", b.x_zp));
   const Tensor& zp = it->second;
-  if (zp.dtype() != DType::i8)
-    unsupported(n, fmt::format("a {} input (zero point '{}'): the GPU runs INT8 products on "
-                               "symmetric int8 activations (quantize them to int8 with zero "
+  const DType want = b.fp8 ? DType::f8e4m3fn : DType::i8;
+  if (zp.dtype() != want)
+    unsupported(n, fmt::format("a {} input (zero point '{}'): the GPU runs {} products on "
+                               "symmetric {} activations (quantize them to {} with zero "
                                "point 0; the CPU reference runs this plan)",
-                               dtype_name(zp.dtype()), b.x_zp));
+                               dtype_name(zp.dtype()), b.x_zp, b.fp8 ? "FP8" : "INT8",
+                               dtype_name(want), dtype_name(want)));
   for (i64 i = 0; i < zp.numel(); ++i)
     if (zp.get(i) != 0)
-      unsupported(n, fmt::format("the input zero point '{}' is {}, not 0: the GPU runs INT8 "
-                                 "products on symmetric int8 activations (the CPU reference "
+      unsupported(n, fmt::format("the input zero point '{}' is {}, not 0: the GPU runs 8-bit "
+                                 "products on symmetric activations (the CPU reference "
                                  "runs this plan)",
                                  b.x_zp, zp.get(i)));
+}
+
+/// The constant `name` of the plan as floats; unsupported (naming `what`) unless it has `count`
+/// values (1 broadcasts when `count` is 0).
+std::vector<float> constant_floats(const Node& n, const plan::Plan& p, const std::string& name,
+                                   const char* what, i64 count) {
+  auto it = p.weights.find(name);
+  if (it == p.weights.end() || (count > 0 && it->second.numel() != count))
+    unsupported(n, fmt::format("a {} '{}' that is no constant of {} values", what, name,
+                               count > 0 ? count : 1));
+  const auto d = it->second.to_doubles();
+  return {d.begin(), d.end()};
 }
 
 class Int8ProductStep final : public Step {
  public:
   Int8ProductStep(const StepEnv& env, const FusedBody& body) {
     const Node& n = env.node;
-    const Int8Body b = read_int8_body(n, body);
+    const ProductBody b = read_product_body(n, body);
     check_zero_point(n, b, env.engine.plan);
-    const Node& prod = body.parts[0];
+    fp8_ = b.fp8;
+    const Node& prod = *b.prod;
     x_ = env.value(b.x);
     y_ = env.value(n.outputs.at(0));
     const DeviceValue w = env.value(b.w);
-    if (x_.dtype != DType::i8 || !w.host || w.dtype != DType::i8)
-      unsupported(n, fmt::format("an INT8 product of {} by {} (int8 by a constant int8 weight)",
-                                 x_.describe(), w.describe()));
+    const DType eight = fp8_ ? DType::f8e4m3fn : DType::i8;
+    // cuBLASLt's alignment: rows of 4 bytes for INT8, 16 for FP8.
+    const i64 align = fp8_ ? 16 : 4;
+    if (x_.dtype != eight || !w.host || w.dtype != eight)
+      unsupported(
+          n, fmt::format("an {0} product of {1} by {2} ({3} by a constant {3} weight)",
+                         fp8_ ? "FP8" : "INT8", x_.describe(), w.describe(), dtype_name(eight)));
     need_dense(n, x_);
     need_dense(n, y_);
     // The layout pass gave the step one layout (NHWC on the 16-bit targets): input, output and
@@ -264,58 +343,64 @@ class Int8ProductStep final : public Step {
           std::all_of(win.pad_begin.begin(), win.pad_begin.end(), [](i64 v) { return v == 0; }) &&
           std::all_of(win.pad_end.begin(), win.pad_end.end(), [](i64 v) { return v == 0; });
       direct_ = im_.nhwc && im_.k_h == 1 && im_.k_w == 1 && im_.stride_h == 1 &&
-                im_.stride_w == 1 && unpadded && im_.channels % 4 == 0;
+                im_.stride_w == 1 && unpadded && im_.channels % align == 0;
       rows_ = im_.batch * im_.out_h * im_.out_w;
       e_.batch = im_.batch;
       e_.pixels = static_cast<i64>(im_.out_h) * im_.out_w;
     } else {
-      if (x_.nhwc()) unsupported(n, fmt::format("MatMulInteger of an NHWC {}", x_.describe()));
-      if (wt.rank() != 2 || x_.dims.empty() || x_.dims.back() != wt.dim(0))
-        unsupported(n, fmt::format("MatMulInteger of {} by {}", x_.describe(), w.describe()));
-      channels_ = wt.dim(1);
-      k = wt.dim(0);
+      if (x_.nhwc()) unsupported(n, fmt::format("{} of an NHWC {}", prod.op, x_.describe()));
+      if (wt.rank() != 2 || x_.dims.empty() || x_.dims.back() != wt.dim(b.w_kn ? 0 : 1))
+        unsupported(n, fmt::format("{} of {} by {}", prod.op, x_.describe(), w.describe()));
+      channels_ = wt.dim(b.w_kn ? 1 : 0);
+      k = wt.dim(b.w_kn ? 0 : 1);
       rows_ = x_.numel() / k;
       e_.batch = rows_;
       e_.pixels = 1;
     }
-    row_ = round_up(k, 4);
+    row_ = round_up(k, align);
     im_.row = static_cast<int>(row_);
-    const i64 cpad = round_up(channels_, 4);
-    // The weight as cuBLASLt's B: [cpad][row] int8, zeros past the channels and the patch; a
+    const i64 cpad = round_up(channels_, align);
+    // The weight as cuBLASLt's B: [cpad][row] bytes, zeros past the channels and the patch; a
     // patch row in the order the input's rows have (c, kh, kw) for NCHW, (kh, kw, c) for NHWC.
     const bool nhwc_patch = b.conv && im_.nhwc;
-    const std::string key =
-        fmt::format("int8-w:{}:{}x{}{}", b.w, cpad, row_, nhwc_patch ? ":nhwc" : "");
+    const std::string key = fmt::format("{}-w:{}:{}x{}{}", fp8_ ? "fp8" : "int8", b.w, cpad, row_,
+                                        nhwc_patch ? ":nhwc" : "");
     w_ = env.engine.weights.get(key, static_cast<std::size_t>(cpad * row_), [&](DeviceBuffer& buf) {
       std::vector<std::int8_t> h(static_cast<std::size_t>(cpad * row_), 0);
-      const auto* src = wt.data<std::int8_t>();
+      const auto* src = reinterpret_cast<const std::int8_t*>(wt.raw());  // int8 or FP8 bytes
       const i64 cin = b.conv ? im_.channels : 0, taps = b.conv ? k / im_.channels : 0;
       for (i64 c = 0; c < channels_; ++c)
         for (i64 j = 0; j < k; ++j) {
           // j walks the source's patch: (ci, tap) for a convolution's [Cout, Cin, kh, kw].
           const i64 to = nhwc_patch ? (j % taps) * cin + j / taps : j;
           h[static_cast<std::size_t>(c * row_ + to)] =
-              b.conv ? src[c * k + j] : src[j * channels_ + c];  // MatMulInteger's W is [K, N]
+              b.w_kn ? src[j * channels_ + c] : src[c * k + j];
         }
       buf.upload(h.data(), h.size());
     });
-    // The epilogue.
-    auto floats_of = [&](const std::string& name, const char* what) {
-      auto it = env.engine.plan.weights.find(name);
-      if (it == env.engine.plan.weights.end() || it->second.numel() != channels_)
-        unsupported(
-            n, fmt::format("a {} '{}' that is no constant of {} values", what, name, channels_));
-      const auto d = it->second.to_doubles();
-      return upload_floats(env, fmt::format("int8-{}:{}", what, name),
-                           std::vector<float>(d.begin(), d.end()));
-    };
+    // The epilogue: acc * multiplier[c] (INT8: the body's; FP8: x_scale * W_scale[c]), ...
+    const plan::Plan& pl = env.engine.plan;
+    std::vector<float> mult;
+    std::string mult_key;
+    if (fp8_) {
+      const float sx = constant_floats(n, pl, b.x_scale, "scale", 1)[0];
+      mult = constant_floats(n, pl, b.w_scale, "weight scale", channels_);
+      for (float& m : mult) m *= sx;
+      mult_key = fmt::format("fp8-multiplier:{}*{}", b.x_scale, b.w_scale);
+    } else {
+      mult = constant_floats(n, pl, b.multiplier, "multiplier", channels_);
+      mult_key = fmt::format("int8-multiplier:{}", b.multiplier);
+    }
     e_.channels = channels_;
     e_.acc_ld = cpad;
-    e_.multiplier = floats_of(b.multiplier, "multiplier");
-    if (!b.bias.empty()) e_.bias = floats_of(b.bias, "bias");
+    e_.acc_f32 = fp8_;
+    e_.multiplier = upload_floats(env, mult_key, mult);
+    if (!b.bias.empty())
+      e_.bias = upload_floats(env, fmt::format("8bit-bias:{}", b.bias),
+                              constant_floats(n, pl, b.bias, "bias", channels_));
     if (b.residual_dq) {
       residual_ = env.value(fused_input_name(n.inputs, b.residual_dq->inputs.at(0)));
-      if (residual_.dtype != DType::i8 && residual_.dtype != DType::u8)
+      if (!q8_of(residual_.dtype, fp8_))
         unsupported(n, fmt::format("a residual {}", residual_.describe()));
       need_dense(n, residual_);
       if (residual_.nhwc() != y_.nhwc())
@@ -324,15 +409,17 @@ class Int8ProductStep final : public Step {
       if (residual_.dims != y_.dims)
         unsupported(n, fmt::format("a residual {} of another shape than the output {}",
                                    residual_.describe(), y_.describe()));
-      e_.residual_signed = residual_.dtype == DType::i8;
+      e_.residual_type = *q8_of(residual_.dtype, fp8_);
       e_.residual_q = quant_params(env, *b.residual_dq, 1, 2, y_);
     }
     e_.relu = b.relu;
     e_.nhwc = y_.nhwc();
     if (b.out_q) {
-      if (!is_8bit(y_.dtype)) unsupported(n, fmt::format("a quantized output {}", y_.describe()));
+      if (!q8_of(y_.dtype, fp8_))
+        unsupported(n, fmt::format("a quantized output {}", y_.describe()));
       e_.out_q = true;
-      e_.out_signed = y_.dtype == DType::i8;
+      e_.out_type = *q8_of(y_.dtype, fp8_);
+      e_.out_saturate = b.out_q->attr_int("saturate", 1) != 0;
       e_.y_q = quant_params(env, *b.out_q, 1, 2, y_);
     } else {
       if (!float_kind(y_.dtype)) unsupported(n, fmt::format("an output {}", y_.describe()));
@@ -345,14 +432,16 @@ class Int8ProductStep final : public Step {
     s.k = row_;
     s.trans_b = true;
     MatmulOptions o;
-    o.int8 = true;
+    o.int8 = !fp8_;
+    o.fp8 = fp8_;
     o.workspace_limit =
         std::min<std::size_t>(env.engine.options.workspace_limit, std::size_t{64} << 20);
     mm_ = std::make_unique<Matmul>(env.lib, s, o);
     cols_bytes_ =
         (b.conv && !direct_) || (!b.conv && row_ != k) ? round_up(rows_ * row_, kAlign) : 0;
     acc_bytes_ = round_up(rows_ * cpad * 4, kAlign);
-    key_ = fmt::format("int8-matmul|m{} n{} k{}|ws {}", s.m, s.n, s.k, o.workspace_limit);
+    key_ = fmt::format("{}-matmul|m{} n{} k{}|ws {}", fp8_ ? "fp8" : "int8", s.m, s.n, s.k,
+                       o.workspace_limit);
     conv_ = b.conv;
     k_ = k;
   }
@@ -361,7 +450,7 @@ class Int8ProductStep final : public Step {
     auto* ws = static_cast<std::byte*>(a.workspace);
     const auto* x = static_cast<const std::int8_t*>(x_.ptr);
     auto* cols = reinterpret_cast<std::int8_t*>(ws);
-    auto* acc = reinterpret_cast<std::int32_t*>(ws + cols_bytes_);
+    void* acc = ws + cols_bytes_;  // int32 (INT8) or f32 (FP8)
     const std::int8_t* rows = x;
     if (conv_ && !direct_) {
       KILN_CHECK(kernels::im2col_s8(im_, x, cols, a.stream));
@@ -379,7 +468,8 @@ class Int8ProductStep final : public Step {
     return static_cast<std::size_t>(cols_bytes_ + acc_bytes_) + mm_->workspace_bytes();
   }
   std::string kind() const override {
-    return !conv_ ? "int8-cublaslt" : direct_ ? "int8-conv1x1-cublaslt" : "int8-conv-cublaslt";
+    const std::string f = fp8_ ? "fp8" : "int8";
+    return f + (!conv_ ? "-cublaslt" : direct_ ? "-conv1x1-cublaslt" : "-conv-cublaslt");
   }
   std::string tactic_key() const override { return key_; }
   Tactic tune() override { return tune_matmul(*mm_); }
@@ -389,7 +479,7 @@ class Int8ProductStep final : public Step {
  private:
   DeviceValue x_, y_, residual_;
   const void* w_ = nullptr;
-  bool conv_ = false, direct_ = false;
+  bool fp8_ = false, conv_ = false, direct_ = false;
   kernels::Im2col im_;
   kernels::Int8Epilogue e_;
   i64 channels_ = 1, rows_ = 1, row_ = 4, k_ = 1, cols_bytes_ = 0, acc_bytes_ = 0;
@@ -398,7 +488,7 @@ class Int8ProductStep final : public Step {
 };
 
 void check_int8_product(const plan::Plan& p, const Node& n, const FusedBody& body) {
-  check_zero_point(n, read_int8_body(n, body), p);
+  check_zero_point(n, read_product_body(n, body), p);
 }
 
 }  // namespace
@@ -410,6 +500,17 @@ void register_int8_steps(StepRegistry& r) {
     r.add(op, step_factory<Int8ProductStep>, true);
     r.add_check(op, check_int8_product);
   }
+  // FP8 steps start with DequantizeLinear (of x, then of W): found by their patterns, each tail
+  // build::fuse_int8 can give them ([Add], [DequantizeLinear+Add], [Relu], [QuantizeLinear]).
+  for (const char* prod : {"Conv", "Gemm", "MatMul"})
+    for (int tail = 0; tail < 16; ++tail) {
+      std::string pattern = std::string("DequantizeLinear+DequantizeLinear+") + prod;
+      if (tail & 1) pattern += "+Add";
+      if (tail & 2) pattern += "+DequantizeLinear+Add";
+      if (tail & 4) pattern += "+Relu";
+      if (tail & 8) pattern += "+QuantizeLinear";
+      r.add_pattern(pattern, step_factory<Int8ProductStep>);
+    }
 }
 
 }  // namespace kiln::runtime::detail

@@ -53,16 +53,17 @@ Built build_example(Build&& build, const kiln::plan::Target* target = nullptr) {
 }
 
 /// The example's graph with every tensor that calibration would measure given one fixed INT8
-/// scale (its Q/DQ form, as `kiln build --int8` makes it from a cache), built: the fused INT8
-/// steps.
+/// scale (its Q/DQ form, as `kiln build --int8` makes it from a cache; `format` f8e4m3fn: as
+/// `--fp8` does), built: the fused INT8 (FP8) steps.
 template <class Build>
-Built build_example_int8(Build&& build, float scale, const kiln::plan::Target* target = nullptr) {
+Built build_example_int8(Build&& build, float scale, const kiln::plan::Target* target = nullptr,
+                         kiln::DType format = kiln::DType::i8) {
   const kiln::WeightMap weights = examples::random_weights(build, 42);
   const kiln::dsl::Network net = build(kiln::dsl::Weights(weights));
   std::map<std::string, float> scales;
   for (const auto& t : kiln::build::tensors_to_calibrate(net.graph())) scales[t] = scale;
   Built b;
-  b.graph = kiln::build::quantize_graph(net.graph(), scales);
+  b.graph = kiln::build::quantize_graph(net.graph(), scales, {}, format);
   kiln::build::BuildOptions o;
   o.evaluator = &kiln::reference::constant_evaluator();
   o.target = target;
@@ -120,6 +121,22 @@ TEST_CASE("golden plans of the example networks") {
        false},
       {"resnet50.int8.cuda-fp16",
        [] { return build_example_int8(examples::resnet50, 0.05f, &kiln::plan::cuda_target(true)); },
+       false},
+      // FP8 (`kiln build --fp8`): fused FP8 steps, on the reference and for the GPU.
+      {"digits.fp8",
+       [] { return build_example_int8(examples::digits, 0.05f, nullptr, kiln::DType::f8e4m3fn); },
+       true},
+      {"digits.fp8.cuda-fp16",
+       [] {
+         return build_example_int8(examples::digits, 0.05f, &kiln::plan::cuda_target(true),
+                                   kiln::DType::f8e4m3fn);
+       },
+       false},
+      {"resnet50.fp8.cuda-fp16",
+       [] {
+         return build_example_int8(examples::resnet50, 0.05f, &kiln::plan::cuda_target(true),
+                                   kiln::DType::f8e4m3fn);
+       },
        false},
       // The CUDA runtime's targets: FP32 in NCHW, FP16 in NHWC with its kiln.ToLayout steps.
       {"resnet50.cuda",

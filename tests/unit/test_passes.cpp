@@ -2,6 +2,7 @@
 // and each proved to keep outputs on the CPU reference, on random networks too.
 #include "kiln/build/passes.hpp"
 
+#include "../qdq_graphs.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/fused.hpp"
 #include "kiln/plan/plan.hpp"
@@ -1219,6 +1220,54 @@ TEST_CASE(
     if (is_fused(n)) patterns.push_back(n.attr_string("pattern", ""));
   CHECK(patterns == Ops{"MatMulInteger+Cast+Mul+Add+QuantizeLinear"});
   check_within_one_step(g, f, 0.05);
+}
+
+TEST_CASE(
+    "fuse_int8 in FP8: DQ(x), DQ(W) -> Conv/MatMul (+ bias, DQ residual, Relu) -> Q is one FP8 "
+    "step with the FP8 weight; the float sums may differ by one FP8 step") {
+  const DType f8 = DType::f8e4m3fn;
+  struct Case {
+    Graph g;
+    const char* pattern;
+  };
+  const Case cases[] = {
+      {test::qdq_conv(2, 4, 4, 6, 3, 1, true, f8),
+       "DequantizeLinear+DequantizeLinear+Conv+Add+DequantizeLinear+Add+Relu+QuantizeLinear"},
+      {test::qdq_matmul(3, 20, 7, 2, f8),
+       "DequantizeLinear+DequantizeLinear+MatMul+Add+"
+       "QuantizeLinear"},
+  };
+  for (const auto& c : cases) {
+    Graph f = c.g;
+    b::fold_constants(f, ctx());  // the weight's DQ becomes a float weight, as when building
+    CHECK(b::fuse_int8(f, ctx()) == 1);
+    Ops patterns;
+    for (const auto& n : f.nodes)
+      if (is_fused(n)) {
+        patterns.push_back(n.attr_string("pattern", ""));
+        CHECK(f.weights.at(n.inputs.at(3)).dtype() == f8);  // the FP8 weight
+      }
+    CHECK(patterns == Ops{c.pattern});
+    // Outputs DQ(Q(y)) in FP8: equal, or one E4M3 step (2^-3 of the value) apart.
+    const auto in = random_inputs(c.g, 5);
+    const Tensor ya = reference::Executor(c.g).run(in).at(c.g.outputs[0]);
+    const Tensor yb = reference::Executor(f).run(in).at(c.g.outputs[0]);
+    i64 differ = 0, nonzero = 0;
+    for (i64 i = 0; i < ya.numel(); ++i) {
+      const double a = ya.get(i), d = std::abs(a - yb.get(i));
+      CHECK(d <= std::abs(a) * 0.126 + 1e-6);
+      differ += d > 0;
+      nonzero += a != 0;
+    }
+    CHECK(differ * 20 <= ya.numel());
+    CHECK(nonzero > 0);
+  }
+  // An INT8 target's FP8 network with a weight that is not FP8 values stays unfused.
+  test::QdqMaker m(4, "not_fp8", {2, 8}, f8);
+  m.finish(m.op("MatMul", {m.dq(m.q("x", 0.02f), 0.02f), m.floats({8, 3}, -1, 1)}));
+  Graph g = m.g;
+  b::fold_constants(g, ctx());
+  CHECK(b::fuse_int8(g, ctx()) == 0);
 }
 
 TEST_CASE("propagate_qdq: a Q moves backward through MaxPool and reshapes to its producer") {

@@ -267,6 +267,32 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("FP8 Q/DQ networks build for every GPU target as fused FP8 steps the runtime runs") {
+  using kiln::test::qdq_conv;
+  const DType f8 = DType::f8e4m3fn;
+  const std::pair<const char*, Graph> cases[] = {
+      {"conv 3x3 + residual", qdq_conv(2, 16, 16, 8, 3, 1, true, f8)},
+      {"conv 3 -> 10 channels, stride 2", qdq_conv(1, 3, 10, 9, 3, 2, false, f8)},
+      {"matmul k 37", kiln::test::qdq_matmul(4, 37, 10, 2, f8)},
+  };
+  for (const char* target : {rt::kCudaTarget, rt::kCudaFp16Target, rt::kCudaBf16Target}) {
+    for (const auto& [what, g] : cases) {
+      CAPTURE(target);
+      CAPTURE(what);
+      const plan::Plan p = built_for(g, target);
+      CHECK_NOTHROW(rt::check_gpu_plan(p));
+      int products = 0;
+      for (const Node& s : p.steps) {
+        if (s.attr_string("pattern", "").rfind("DequantizeLinear+DequantizeLinear+", 0) != 0)
+          continue;
+        ++products;
+        CHECK(p.step_precision(s) == "fp8");
+      }
+      CHECK(products == 1);
+    }
+  }
+}
+
 TEST_CASE("an engine refuses a plan built for another target, before touching a GPU") {
   const plan::Plan cpu = tiny_plan("Sigmoid", plan::cpu_reference_target());
   try {

@@ -92,7 +92,8 @@ struct Plan {
   /// are listed by name and type, not by value. Golden tests compare it.
   /// The precision step `s` computes in: "int8" for a step on 8-bit integers (an integer
   /// convolution or product, a quantize, a pool or reshape of quantized values: an 8-bit output),
-  /// else the float precision of the plan's target ("fp32", "fp16", "bf16").
+  /// "fp8" likewise for FP8 (an FP8 product step, an FP8 output), else the float precision of the
+  /// plan's target ("fp32", "fp16", "bf16").
   std::string step_precision(const Node& s) const;
   std::string dump() const;
   /// The memory plan alone (a table of values and offsets).

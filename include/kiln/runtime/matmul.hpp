@@ -34,6 +34,9 @@ struct MatmulOptions {
   /// cuBLASLt's integer product takes A row-major [m, k] and B stored [n, k] (trans_b) only, n
   /// and k multiples of 4, with no epilogue, bias, alpha or beta (the caller's epilogue scales).
   bool int8 = false;
+  /// FP8: A and B E4M3 (ONNX f8e4m3fn), C f32, f32 accumulation (Hopper's FP8 tensor cores), in
+  /// the INT8 product's form (A [m, k], B [n, k], no epilogue) with n and k multiples of 16.
+  bool fp8 = false;
 };
 
 struct MatmulTactic {
