@@ -237,12 +237,16 @@ def main():
               f"limit {args.max_drop}); same class as FP32 on {agree:.1f}%; built in {s:.1f} s")
     # FP8 E4M3 from the entropy calibration's cache (the same ranges, scales amax/448): within
     # --max-drop points of FP32, and every quantized layer listed as fp8 in the build's table.
-    fp8_plan = os.path.join(out, "fp8_entropy.plan")
-    if os.path.exists(fp8_plan):
-        os.remove(fp8_plan)
-    text, s = kiln([args.kiln, "build", model, "--fp8", "--calib-cache", os.path.join(out, "cache_entropy.txt"),
-                    "--shape", shape, "--save", fp8_plan], "fp8 build (entropy cache)")
-    y = predict(args.kiln, out, ["--plan", fp8_plan], "fp8_entropy")
+    def from_entropy_cache(flag, name, what):
+        """`kiln build --FLAG --calib-cache cache_entropy.txt` saved as NAME.plan: its text and outputs."""
+        plan = os.path.join(out, name + ".plan")
+        if os.path.exists(plan):
+            os.remove(plan)
+        text, _ = kiln([args.kiln, "build", model, flag, "--calib-cache", os.path.join(out, "cache_entropy.txt"),
+                        "--shape", shape, "--save", plan], what)
+        return text, predict(args.kiln, out, ["--plan", plan], name)
+
+    text, y = from_entropy_cache("--fp8", "fp8_entropy", "fp8 build (entropy cache)")
     acc = float((y.argmax(1) == te[1]).mean() * 100)
     agree = float((y.argmax(1) == fp32.argmax(1)).mean() * 100)
     fp8_rows = re.findall(r"^(/\S+)[ \t]+(Conv|Gemm|MatMul)[ \t]+fp8[ \t]", text, re.M)
@@ -270,12 +274,7 @@ def main():
           f"mixed precision (--int8-tolerance 0.02, the last Gemm pinned to fp16): "
           f"{', '.join(f'{r[0]} {r[2]} ({r[3]})' for r in rows)}; accuracy {acc:.2f}% vs FP32 {fp32_acc:.2f}%")
     # The cache alone, no calibration data: identical outputs.
-    again = os.path.join(out, "int8_entropy_from_cache.plan")
-    if os.path.exists(again):
-        os.remove(again)
-    text, _ = kiln([args.kiln, "build", model, "--int8", "--calib-cache", os.path.join(out, "cache_entropy.txt"),
-                    "--shape", shape, "--save", again], "int8 build from the cache")
-    y = predict(args.kiln, out, ["--plan", again], "int8_entropy_from_cache")
+    text, y = from_entropy_cache("--int8", "int8_entropy_from_cache", "int8 build from the cache")
     check("not calibrated" in text and np.array_equal(y, plans["entropy"]),
           "the entropy plan built from its calibration cache alone gives identical outputs")
     dsl_checks(args, out, net, te, fp32, plans, check)
