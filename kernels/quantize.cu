@@ -1,3 +1,5 @@
+#include <cstdint>
+
 #include <cuda_fp8.h>
 
 #include "device_util.cuh"
@@ -120,6 +122,34 @@ __global__ void pad_rows_kernel(const std::int8_t* __restrict__ x, std::int64_t 
   }
 }
 
+/// The epilogue of one output element: `v` its accumulator, `c` its channel, `i` its index in y
+/// (and in the residual).
+template <class T>
+__device__ __forceinline__ void epilogue_one(const Int8Epilogue& e, float v, std::int64_t c,
+                                             std::int64_t i, void* __restrict__ y) {
+  v = __fmul_rn(v, e.multiplier[c]);
+  if (e.bias) v = __fadd_rn(v, e.bias[c]);
+  if (e.residual) {
+    const std::int64_t rc = channel_of(e.residual_q, i);
+    const float rz = e.residual_q.zero_point ? e.residual_q.zero_point[rc] : 0.f;
+    v = __fadd_rn(
+        v, __fmul_rn(__fsub_rn(load8(e.residual, e.residual_type, i), rz), e.residual_q.scale[rc]));
+  }
+  if (e.relu) v = fmaxf(v, 0.f);
+  if (e.out_q) {
+    const std::int64_t qc = channel_of(e.y_q, i);
+    const float zp = e.y_q.zero_point ? e.y_q.zero_point[qc] : 0.f;
+    store_q8(y, e.out_type, i, v, e.y_q.scale[qc], zp, e.out_saturate);
+  } else {
+    detail::store(static_cast<T*>(y), i, v);
+  }
+}
+
+__device__ __forceinline__ float acc_at(const Int8Epilogue& e, const void* acc, std::int64_t at) {
+  return e.acc_f32 ? static_cast<const float*>(acc)[at]
+                   : __int2float_rn(static_cast<const std::int32_t*>(acc)[at]);
+}
+
 /// One output element per thread, in the output's order (NCHW: p fastest).
 template <class T>
 __global__ void epilogue_kernel(Int8Epilogue e, const void* __restrict__ acc, void* __restrict__ y,
@@ -134,25 +164,30 @@ __global__ void epilogue_kernel(Int8Epilogue e, const void* __restrict__ acc, vo
       c = (i / e.pixels) % e.channels;
     }
     const std::int64_t img = i / (e.pixels * e.channels);
-    const std::int64_t at = (img * e.pixels + p) * e.acc_ld + c;
-    float v = e.acc_f32 ? static_cast<const float*>(acc)[at]
-                        : __int2float_rn(static_cast<const std::int32_t*>(acc)[at]);
-    v = __fmul_rn(v, e.multiplier[c]);
-    if (e.bias) v = __fadd_rn(v, e.bias[c]);
-    if (e.residual) {
-      const std::int64_t rc = channel_of(e.residual_q, i);
-      const float rz = e.residual_q.zero_point ? e.residual_q.zero_point[rc] : 0.f;
-      v = __fadd_rn(v, __fmul_rn(__fsub_rn(load8(e.residual, e.residual_type, i), rz),
-                                 e.residual_q.scale[rc]));
-    }
-    if (e.relu) v = fmaxf(v, 0.f);
-    if (e.out_q) {
-      const std::int64_t qc = channel_of(e.y_q, i);
-      const float zp = e.y_q.zero_point ? e.y_q.zero_point[qc] : 0.f;
-      store_q8(y, e.out_type, i, v, e.y_q.scale[qc], zp, e.out_saturate);
+    epilogue_one<T>(e, acc_at(e, acc, (img * e.pixels + p) * e.acc_ld + c), c, i, y);
+  }
+}
+
+/// Outputs whose rows are the accumulator's (NHWC, or a matrix product), channels a multiple of
+/// 4: four channels per thread, one 16-byte load of the accumulator, one division per thread.
+template <class T>
+__global__ void epilogue_rows4_kernel(Int8Epilogue e, const void* __restrict__ acc,
+                                      void* __restrict__ y, std::int64_t rows) {
+  const std::int64_t groups = e.channels / 4;
+  KILN_GRID_LOOP(t, rows * groups) {
+    const std::int64_t row = t / groups, c0 = (t - row * groups) * 4;
+    const std::int64_t at = row * e.acc_ld + c0, i = row * e.channels + c0;
+    float v[4];
+    if (e.acc_f32) {
+      const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(acc) + at);
+      v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
     } else {
-      detail::store(static_cast<T*>(y), i, v);
+      const int4 a = *reinterpret_cast<const int4*>(static_cast<const std::int32_t*>(acc) + at);
+      v[0] = __int2float_rn(a.x), v[1] = __int2float_rn(a.y), v[2] = __int2float_rn(a.z),
+      v[3] = __int2float_rn(a.w);
     }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) epilogue_one<T>(e, v[k], c0 + k, i + k, y);
   }
 }
 
@@ -215,9 +250,19 @@ cudaError_t int8_epilogue(const Int8Epilogue& e, const void* acc, void* y, cudaS
     return cudaErrorInvalidValue;
   const std::int64_t n = e.batch * e.channels * e.pixels;
   if (n == 0) return cudaSuccess;
+  // Rows of the accumulator are rows of y when y is NHWC or a matrix product's; the accumulator's
+  // rows (acc_ld, a multiple of 4) start 16-byte aligned in the workspace.
+  const bool rows4 = (e.nhwc || e.pixels == 1) && e.channels % 4 == 0 && e.acc_ld % 4 == 0 &&
+                     reinterpret_cast<std::uintptr_t>(acc) % 16 == 0;
   return detail::dispatch(e.y_elem, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    epilogue_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(e, acc, y, n);
+    if (rows4) {
+      const std::int64_t rows = e.batch * e.pixels, work = rows * (e.channels / 4);
+      epilogue_rows4_kernel<T>
+          <<<detail::grid_for(work, kThreads), kThreads, 0, stream>>>(e, acc, y, rows);
+    } else {
+      epilogue_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(e, acc, y, n);
+    }
     return cudaGetLastError();
   });
 }

@@ -3,9 +3,10 @@
 // (cuBLASLt's integer product, then kiln's epilogue), MaxPool of int8 values, and the Quantize/
 // DequantizeLinear kernels alone. The quantized values must equal the reference's exactly: every
 // float operation of the epilogue rounds as the reference's does. FP8 networks (the same graphs
-// in FP8 E4M3: fused FP8 steps on cuBLASLt's FP8 product) sum in another order than the
-// reference: their FP8 outputs may differ by one FP8 step, on at most 2% of the values. Fresh
-// random inputs each run.
+// in FP8 E4M3: fused FP8 steps on cuBLASLt's FP8 product) sum in another order, and Hopper's FP8
+// tensor cores accumulate with fewer bits than f32 between promotions: their FP8 outputs may
+// differ by one FP8 step, on at most 2% of the values, plus 2^-10 of the largest output where the
+// sums nearly cancel. Fresh random inputs each run.
 #include "../qdq_graphs.hpp"
 #include "gpu_check.hpp"
 #include "kiln/build/builder.hpp"
@@ -46,6 +47,8 @@ void check_int8(Report& report, const std::string& what, const kiln::Graph& g, E
   const kiln::Tensor got = kiln::runtime::run_on_gpu(*ctx, in).at(g.outputs[0]);
   std::vector<float> gv(static_cast<std::size_t>(got.numel()));
   i64 off = 0, nonzero = 0, unequal = 0;
+  double peak = 0, worst = 0;
+  for (i64 i = 0; i < ref.numel(); ++i) peak = std::max(peak, std::abs(ref.get(i) / s));
   // f16/bf16 store the DQ output q*s rounded to 11 or 8 bits of mantissa: |q| * 2^-11 or 2^-9
   // at most, well under the 1 a wrong integer would differ by.
   const double rel = el == Elem::f32 ? 0 : el == Elem::f16 ? 1e-3 : 4e-3;
@@ -53,18 +56,23 @@ void check_int8(Report& report, const std::string& what, const kiln::Graph& g, E
     gv[static_cast<std::size_t>(i)] = static_cast<float>(got.get(i));
     const double qg = got.get(i) / s, qr = ref.get(i) / s;
     // FP8: one step of E4M3 is 2^-3 of the value (2^-9 among the subnormals).
-    const double step = fp8 ? std::max(std::abs(qr), std::abs(qg)) * 0.125 + 0x1p-9 : 0;
+    const double step =
+        fp8 ? std::max(std::abs(qr), std::abs(qg)) * 0.125 + 0x1p-9 + peak * 0x1p-10 : 0;
+    worst = std::max(worst, std::abs(qg - qr));
     const double tol = 1e-3 + std::abs(qr) * rel + step;
     off += !(std::abs(qg - qr) <= tol);
     unequal += !(std::abs(qg - qr) <= 1e-3 + std::abs(qr) * rel);
     nonzero += qr != 0;
   }
-  if (fp8)
+  if (fp8) {
     report.expect(fmt::format("{} {}: FP8 outputs within one FP8 step of the reference's ({} of {} "
-                              "further; {} differ by a step, at most 2%; {} nonzero)",
-                              elem_name(el), what, off, got.numel(), unequal, nonzero),
+                              "further; {} differ by a step, at most 2%; {} nonzero; largest "
+                              "difference {:.3g} of the largest output)",
+                              elem_name(el), what, off, got.numel(), unequal, nonzero,
+                              worst / std::max(peak, 1e-30)),
                   off == 0 && unequal <= got.numel() / 50 && nonzero > 0);
-  else
+    return;  // one FP8 step is more than report.check's float tolerances
+  }
     report.expect(fmt::format("{} {}: quantized outputs equal the reference's ({} of {} differ; "
                               "{} nonzero)",
                               elem_name(el), what, off, got.numel(), nonzero),
