@@ -332,7 +332,50 @@ Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales,
     n.attrs = std::move(attrs);
     return out.add_node(std::move(n)).outputs[0];
   };
+  // An activation's dequantized copy: Q then DQ with its calibrated scale, made once, before its
+  // first reader.
+  auto dequantized = [&](const std::string& v, const Node& reader) {
+    if (!dq_of.count(v)) {
+      auto s = scales.find(v);
+      if (s == scales.end())
+        throw Error(fmt::format("quantize_graph: no INT8 scale for tensor '{}' (read by {})", v,
+                                reader.where()));
+      const std::string sn = out.unique_name(v + ".scale"), zn = out.unique_name(v + ".zero_point");
+      out.weights[sn] = Tensor::from<float>({}, {static_cast<float>(s->second * rescale)});
+      out.weights[zn] = Tensor(format, {});  // zero point 0 (all-zero bytes in both formats)
+      const std::string qv = add("QuantizeLinear", v + ".quantize", {v, sn, zn}, {});
+      dq_of[v] = add("DequantizeLinear", v + ".dequantize", {qv, sn, zn}, {});
+    }
+    return dq_of[v];
+  };
+  // Whether `v` is a quantized layer's output (through a BatchNormalization the builder folds).
+  auto quantized_layer = [&](const std::string& v) {
+    auto p = g.producer(v);
+    if (p && g.nodes[*p].op == "BatchNormalization" && !g.nodes[*p].inputs.empty())
+      p = g.producer(g.nodes[*p].inputs[0]);
+    return p && is_int8_op(g.nodes[*p].op) && !keep_float.count(int8_layer_name(g.nodes[*p]));
+  };
+  auto computed = [&](const std::string& v) {
+    return !v.empty() && !g.weights.count(v) && !g.known_value(v);
+  };
   for (const auto& n : g.nodes) {
+    // A residual connection: the Add of a quantized layer's output and an activation that is
+    // calibrated (a layer's input elsewhere) reads that activation quantized, as TensorRT
+    // places Q/DQ for residual adds, so that the add joins the layer's 8-bit step.
+    if (n.op == "Add" && n.inputs.size() == 2 && n.outputs.size() == 1 &&
+        n.inputs[0] != n.inputs[1]) {
+      Node a = n;
+      for (std::size_t i = 0; i < 2; ++i) {
+        const std::string &r = n.inputs[i], &other = n.inputs[1 - i];
+        if (quantized_layer(other) && !quantized_layer(r) && computed(r) && scales.count(r) &&
+            g.has_type(r) && g.has_type(n.outputs[0]) && g.type_of(r) == g.type_of(n.outputs[0])) {
+          a.inputs[i] = dequantized(r, n);
+          break;
+        }
+      }
+      out.nodes.push_back(std::move(a));
+      continue;
+    }
     if (!is_int8_op(n.op) || keep_float.count(int8_layer_name(n))) {
       out.nodes.push_back(n);
       continue;
@@ -360,20 +403,8 @@ Graph quantize_graph(const Graph& g, const std::map<std::string, float>& scales,
         q.inputs[i] = wdq_of[key];
         continue;
       }
-      if (g.weights.count(v) || g.known_value(v)) continue;  // other constants stay float
-      auto s = scales.find(v);
-      if (s == scales.end())
-        throw Error(fmt::format("quantize_graph: no INT8 scale for tensor '{}' (read by {})", v,
-                                n.where()));
-      if (!dq_of.count(v)) {
-        const std::string sn = out.unique_name(v + ".scale"),
-                          zn = out.unique_name(v + ".zero_point");
-        out.weights[sn] = Tensor::from<float>({}, {static_cast<float>(s->second * rescale)});
-        out.weights[zn] = Tensor(format, {});  // zero point 0 (all-zero bytes in both formats)
-        const std::string qv = add("QuantizeLinear", v + ".quantize", {v, sn, zn}, {});
-        dq_of[v] = add("DequantizeLinear", v + ".dequantize", {qv, sn, zn}, {});
-      }
-      q.inputs[i] = dq_of[v];
+      if (!computed(v)) continue;  // other constants stay float
+      q.inputs[i] = dequantized(v, n);
     }
     out.nodes.push_back(q);
   }

@@ -73,10 +73,10 @@ void check_int8(Report& report, const std::string& what, const kiln::Graph& g, E
                   off == 0 && unequal <= got.numel() / 50 && nonzero > 0);
     return;  // one FP8 step is more than report.check's float tolerances
   }
-    report.expect(fmt::format("{} {}: quantized outputs equal the reference's ({} of {} differ; "
-                              "{} nonzero)",
-                              elem_name(el), what, off, got.numel(), nonzero),
-                  off == 0 && nonzero > 0);
+  report.expect(fmt::format("{} {}: quantized outputs equal the reference's ({} of {} differ; "
+                            "{} nonzero)",
+                            elem_name(el), what, off, got.numel(), nonzero),
+                off == 0 && nonzero > 0);
   report.check(fmt::format("{} values", what), gv, ref, el);
 }
 

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "expect_error.hpp"
+#include "kiln/build/builder.hpp"
 #include "kiln/build/calibration.hpp"
 #include "kiln/import/calib_data.hpp"
 #include "kiln/import/npy.hpp"
@@ -141,6 +142,39 @@ TEST_CASE("the Q/DQ graph: INT8 values before every quantized op, and close to t
   }
   const Graph g = random_cnn(1);
   expect_error<Error>([&] { build::quantize_graph(g, {}); }, {"no INT8 scale for tensor 'x'"});
+}
+
+TEST_CASE(
+    "the Q/DQ graph: a residual Add reads its calibrated shortcut quantized, and the add joins the "
+    "block's last 8-bit step (through a BatchNormalization too)") {
+  for (DType format : {DType::i8, DType::f8e4m3fn}) {
+    CAPTURE(dtype_name(format));
+    plan_test::Builder b;
+    const auto x = b.input("x", {2, 8, 6, 6});
+    const auto r = b.node("Relu", {b.conv(x, 8, 8, 3)});  // the block's input
+    const auto y = b.bn(b.conv(b.node("Relu", {b.conv(r, 8, 8, 1)}), 8, 8, 3, false), 8);
+    const auto out = b.node("Relu", {b.node("Add", {y, r})});
+    const Graph g = b.finish({b.conv(out, 8, 4, 1)});
+    std::map<std::string, float> scales;
+    for (const auto& t : build::tensors_to_calibrate(g)) scales[t] = 0.05f;
+    const Graph q = build::quantize_graph(g, scales, {}, format);
+    for (const auto& n : q.nodes)
+      if (n.op == "Add") {
+        const auto p = q.producer(n.inputs[1]);
+        REQUIRE(p);
+        CHECK(q.nodes[*p].op == "DequantizeLinear");  // the shortcut, quantized
+        CHECK(q.nodes[*p].inputs[0] == r + ".quantize");
+      }
+    build::BuildOptions o;
+    o.evaluator = &reference::constant_evaluator();
+    const plan::Plan plan = build::build_plan(q, o);
+    int with_residual = 0;
+    for (const auto& st : plan.steps)
+      with_residual +=
+          st.attr_string("pattern", "").find("DequantizeLinear+Add+Relu+QuantizeLinear") !=
+          std::string::npos;
+    CHECK(with_residual == 1);
+  }
 }
 
 namespace {

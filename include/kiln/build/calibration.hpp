@@ -86,8 +86,11 @@ void check_cache_covers(const std::map<std::string, float>& cache,
 /// 0, then DequantizeLinear) where a Conv, Gemm or MatMul reads it, and the weights of those ops
 /// quantized per output channel (symmetric: max|w| / 127 per channel), kept as int8 weights
 /// behind a DequantizeLinear. The result runs on the CPU reference with INT8 numerics: every
-/// product of the quantized ops is of values an INT8 kernel sees. Throws Error naming a tensor
-/// that `scales` lacks.
+/// product of the quantized ops is of values an INT8 kernel sees. A residual Add of a quantized
+/// layer's output and a calibrated activation (the input of a layer elsewhere, as a ResNet block's
+/// shortcut is) reads the activation through its Q/DQ too, so that the add can join the layer's
+/// 8-bit step (TensorRT's placement for residual adds). Throws Error naming a tensor that `scales`
+/// lacks.
 /// Layers named in `keep_float` (node names, or a nameless node's first output) stay as they are:
 /// they run in the plan's float precision (mixed precision on purpose).
 /// `format` DType::f8e4m3fn quantizes to FP8 E4M3 instead (`kiln build --fp8`): the same
