@@ -288,7 +288,7 @@ plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport
       if (worst > 1e-4) throw Error("pass '" + pass + "' changed the outputs");
     };
   }
-  if (wants_int8(args)) g = int8_graph(args, g);
+  if (wants_int8(args)) g = int8_graph(args, g, gpu_target);
   const auto profiles = profiles_from(args, g);
   build::BuildReport local;
   build::BuildReport& report = report_out ? *report_out : local;

@@ -55,7 +55,7 @@ bool wants_int8(const Args& args) {
   return false;
 }
 
-Graph int8_graph(const Args& args, const Graph& g) {
+Graph int8_graph(const Args& args, const Graph& g, bool gpu_target) {
   const bool fp8 = args.has("--fp8");
   if (fp8 && args.has("--int8"))
     throw Error("kiln build: --int8 and --fp8 are two 8-bit formats; give one");
@@ -64,6 +64,7 @@ Graph int8_graph(const Args& args, const Graph& g) {
       throw Error(fmt::format("kiln build: {} goes with --int8 or --fp8", f));
   Int8Options o;
   o.format = fp8 ? DType::f8e4m3fn : DType::i8;
+  o.float_below_channels = gpu_target ? 4 : 0;
   const std::string fmt_name = fp8 ? "fp8" : "int8", FMT = fp8 ? "FP8" : "INT8";
   o.calib_data = args.get("--calib-data");
   o.calibrator = build::parse_calibrator(args.get("--calibrator", "entropy"));

@@ -18,6 +18,8 @@ bool wants_int8(const Args& args);
 /// of each layer's precision and INT8 error (kiln::int8_from_calibration, kiln/int8.hpp).
 /// Calibration batches as kiln/import/calib_data.hpp reads them: DIR/*.npy|*.pb for a model with
 /// one input, DIR/<input>/*.npy|*.pb (the same count per input, matched in sorted order) otherwise.
-Graph int8_graph(const Args& args, const Graph& g);
+/// `gpu_target`: the plan is for a GPU target, where a convolution of fewer than 4 input channels
+/// stays in float unless pinned (Int8Options::float_below_channels).
+Graph int8_graph(const Args& args, const Graph& g, bool gpu_target);
 
 }  // namespace kiln::tools

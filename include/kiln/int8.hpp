@@ -57,6 +57,11 @@ struct Int8Options {
   /// The 8-bit format: DType::i8 (INT8) or DType::f8e4m3fn (FP8 E4M3, `--fp8`: the same
   /// calibration and cache, scales amax / 448).
   DType format = DType::i8;
+  /// > 0: a convolution with fewer input channels than this stays in float unless pinned (a
+  /// network's first layer: 3 channels break the GPU's 8-bit kernels' 4- and 16-byte rows, so
+  /// its patches go through a byte-wise gather; TensorRT runs such layers in FP16 too). `kiln
+  /// build` sets 4 for the GPU targets.
+  int float_below_channels = 0;
 };
 
 /// "int8" or "fp8": how layer tables and layer_precision name an 8-bit format.
@@ -229,13 +234,20 @@ inline Int8Result int8_from_calibration(const Graph& g, const Int8Options& o) {
                             o.data_name));
   }
   std::set<std::string> keep_float;
-  const auto ops = [&] {
-    std::map<std::string, std::string> m;
-    for (const auto& n : g.nodes) m[build::int8_layer_name(n)] = n.op;
+  const auto nodes = [&] {
+    std::map<std::string, const Node*> m;
+    for (const auto& n : g.nodes) m[build::int8_layer_name(n)] = &n;
     return m;
   }();
+  // A convolution's input channels when they are known.
+  auto channels = [&](const Node& n) -> std::int64_t {
+    if (n.op != "Conv" || n.inputs.empty() || !g.has_type(n.inputs[0])) return -1;
+    const Shape& s = g.type_of(n.inputs[0]).shape;
+    return s.rank() >= 2 && s[1].is_fixed() ? s[1].value() : -1;
+  };
   for (const auto& name : layers) {
-    LayerPrecision lp{name, ops.at(name), format_precision(o.format), -1, ""};
+    const Node& n = *nodes.at(name);
+    LayerPrecision lp{name, n.op, format_precision(o.format), -1, ""};
     if (auto e = errors.find(name); e != errors.end()) lp.error = e->second;
     if (auto p = o.layer_precision.find(name); p != o.layer_precision.end()) {
       lp.precision = p->second;
@@ -243,6 +255,10 @@ inline Int8Result int8_from_calibration(const Graph& g, const Int8Options& o) {
     } else if (o.int8_tolerance > 0 && lp.error > o.int8_tolerance) {
       lp.precision = "fp32";
       lp.why = "error over the tolerance";
+    } else if (const std::int64_t c = channels(n); c > 0 && c < o.float_below_channels) {
+      lp.precision = "fp32";
+      lp.why = fmt::format("{} input channel{} (the GPU's 8-bit kernels want {} or more)", c,
+                           c == 1 ? "" : "s", o.float_below_channels);
     }
     if (lp.precision != format_precision(o.format)) keep_float.insert(name);
     r.layers.push_back(std::move(lp));

@@ -356,6 +356,36 @@ TEST_CASE("int8_from_calibration: calibrates and writes the cache, then reads it
   fs::remove_all(d);
 }
 
+TEST_CASE(
+    "for the GPU, a convolution of fewer than 4 input channels stays in float unless pinned") {
+  plan_test::Builder b;
+  const auto x = b.input("x", {1, 3, 8, 8});
+  const Graph g = b.finish({b.conv(b.node("Relu", {b.conv(x, 3, 8, 3)}), 8, 4, 1)});
+  const fs::path d = fresh_dir("int8_channels");
+  std::map<std::string, float> scales;
+  for (const auto& t : build::tensors_to_calibrate(g)) scales[t] = 0.05f;
+  build::write_calibration_cache((d / "cache.txt").string(), build::Calibrator::minmax, scales);
+  Int8Options o;
+  o.calib_cache = (d / "cache.txt").string();
+  o.float_below_channels = 4;
+  for (DType format : {DType::i8, DType::f8e4m3fn}) {
+    o.format = format;
+    const Int8Result r = int8_from_calibration(g, o);
+    REQUIRE(r.layers.size() == 2);
+    CHECK(r.layers[0].precision == "fp32");
+    CHECK(r.layers[0].why == "3 input channels (the GPU's 8-bit kernels want 4 or more)");
+    CHECK(r.layers[1].precision == format_precision(format));
+  }
+  o.format = DType::i8;
+  o.layer_precision[build::int8_layers(g).at(0)] =
+      "int8";  // pinned: quantized whatever its channels
+  CHECK(int8_from_calibration(g, o).layers[0].precision == "int8");
+  o.layer_precision.clear();
+  o.float_below_channels = 0;  // off (the CPU reference's default)
+  CHECK(int8_from_calibration(g, o).layers[0].precision == "int8");
+  fs::remove_all(d);
+}
+
 TEST_CASE("mixed precision: layers pinned by name, and kept in float by their own INT8 error") {
   const Graph g = random_cnn(3);
   const fs::path d = fresh_dir("mixed");
