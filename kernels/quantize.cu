@@ -1,4 +1,5 @@
 #include <cstdint>
+#include <limits>
 
 #include <cuda_fp8.h>
 
@@ -114,6 +115,27 @@ __global__ void im2col_nhwc4_kernel(Im2col p, const std::int8_t* __restrict__ x,
   }
 }
 
+/// NHWC with C a multiple of 16 and rows of exactly the patch: 16 bytes of one tap per thread,
+/// with 32-bit index math (launched when the 16-byte words fit in an int). The arena's and the
+/// workspace's offsets are 256-byte aligned and C a multiple of 16: every word is aligned.
+__global__ void im2col_nhwc16_kernel(Im2col p, const std::int8_t* __restrict__ x,
+                                     int4* __restrict__ cols, int n) {
+  const int words = p.row / 16;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const int r = i / words, k = (i - r * words) * 16;
+    const int tap = k / p.channels, c = k - tap * p.channels;
+    const int kh = tap / p.k_w, kw = tap - kh * p.k_w;
+    const int ow = r % p.out_w, rest = r / p.out_w, oh = rest % p.out_h, img = rest / p.out_h;
+    const int h = oh * p.stride_h - p.pad_top + kh * p.dil_h;
+    const int w = ow * p.stride_w - p.pad_left + kw * p.dil_w;
+    int4 v = make_int4(0, 0, 0, 0);
+    if (h >= 0 && h < p.in_h && w >= 0 && w < p.in_w)
+      v = *reinterpret_cast<const int4*>(
+          x + ((static_cast<std::int64_t>(img) * p.in_h + h) * p.in_w + w) * p.channels + c);
+    cols[i] = v;
+  }
+}
+
 __global__ void pad_rows_kernel(const std::int8_t* __restrict__ x, std::int64_t k, std::int64_t row,
                                 std::int8_t* __restrict__ y, std::int64_t n) {
   KILN_GRID_LOOP(i, n) {
@@ -226,6 +248,13 @@ cudaError_t im2col_s8(const Im2col& p, const std::int8_t* x, std::int8_t* cols,
     return cudaErrorInvalidValue;
   const std::int64_t n = p.batch * p.out_h * p.out_w * p.row;
   if (n == 0) return cudaSuccess;
+  if (p.nhwc && p.channels % 16 == 0 && p.row == p.channels * p.k_h * p.k_w &&
+      n / 16 <= std::numeric_limits<int>::max()) {
+    const int words = static_cast<int>(n / 16);
+    im2col_nhwc16_kernel<<<detail::grid_for(words, kThreads), kThreads, 0, stream>>>(
+        p, x, reinterpret_cast<int4*>(cols), words);
+    return cudaGetLastError();
+  }
   if (p.nhwc && p.channels % 4 == 0 && p.row == p.channels * p.k_h * p.k_w) {
     im2col_nhwc4_kernel<<<detail::grid_for(n / 4, kThreads), kThreads, 0, stream>>>(
         p, x, reinterpret_cast<std::int32_t*>(cols), n / 4);
