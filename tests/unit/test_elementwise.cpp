@@ -573,11 +573,13 @@ TEST_CASE("dtype_from_onnx maps TensorProto codes") {
   CHECK(dtype_from_onnx(13) == DType::u64);
   CHECK_THROWS_AS(dtype_from_onnx(8), UnsupportedError);
   CHECK_THROWS_AS(dtype_from_onnx(99), UnsupportedError);
+  CHECK(dtype_from_onnx(17) == DType::f8e4m3fn);
+  CHECK(dtype_from_onnx(24) == DType::f8e8m0);
   try {
-    dtype_from_onnx(17);
+    dtype_from_onnx(22);
     FAIL("no throw");
   } catch (const UnsupportedError& e) {
-    CHECK(std::string(e.what()).find("FLOAT8E4M3FN") != std::string::npos);
+    CHECK(std::string(e.what()).find("INT4") != std::string::npos);
   }
 }
 
@@ -606,10 +608,10 @@ TEST_CASE("Cast converts with ONNX semantics") {
         TensorType{DType::bf16, Shape{2}});
   CHECK_THROWS_AS(run_op("Cast", {x}, A{{"to", std::int64_t{8}}}), UnsupportedError);
   try {
-    infer_op("Cast", {{DType::f32, Shape{2}}}, A{{"to", std::int64_t{19}}});
+    infer_op("Cast", {{DType::f32, Shape{2}}}, A{{"to", std::int64_t{23}}});
     FAIL("no throw");
   } catch (const UnsupportedError& e) {
-    CHECK(std::string(e.what()).rfind("[Cast 'n'] attribute 'to': ONNX data type 19 (FLOAT8E5M2)",
+    CHECK(std::string(e.what()).rfind("[Cast 'n'] attribute 'to': ONNX data type 23 (FLOAT4E2M1)",
                                       0) == 0);
   }
 }
