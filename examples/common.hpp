@@ -3,8 +3,8 @@
 // printout of the output shape and a checksum.
 //
 // Command line of every example:  NAME [WEIGHTS.wts] [--input FILE.bin] [--shape D0,D1,...]
-//                                      [--output FILE.bin] [--int8 DIR] [--calibrator NAME]
-//                                      [--percentile P] [--calib-cache FILE]
+//                                      [--output FILE.bin] [--int8 DIR | --fp8 DIR]
+//                                      [--calibrator NAME] [--percentile P] [--calib-cache FILE]
 //   --input   raw little-endian f32 data (int64 for an i64 input: token ids) for the network's
 //             first input; its dynamic dims come
 //             from --shape, or (when only one dim is dynamic) from the file's size. The other
@@ -16,6 +16,7 @@
 //             --calibrator entropy (default), minmax or percentile; --percentile P (99.99);
 //             --calib-cache FILE reads the scales from FILE when it exists (then DIR may be left
 //             out: `--int8 --calib-cache FILE`), else writes them there.
+//   --fp8     the same in FP8 E4M3 (`kiln build --fp8`: the same calibration and cache).
 // Without flags: random inputs (seeded), as before.
 #pragma once
 
@@ -83,8 +84,8 @@ inline kiln::Tensor random_input(kiln::DType dtype, const std::vector<std::int64
 struct Args {
   std::optional<std::string> wts, input, output;
   std::vector<std::int64_t> shape;  ///< --shape, empty if not given
-  bool int8 = false;                ///< --int8 [DIR]
-  kiln::Int8Options int8_options;   ///< --int8 DIR, --calibrator, --percentile, --calib-cache
+  bool int8 = false;                ///< --int8 [DIR] or --fp8 [DIR]
+  kiln::Int8Options int8_options;   ///< its DIR, format, --calibrator, --percentile, --calib-cache
 };
 
 inline Args parse_args(int argc, char** argv) {
@@ -99,8 +100,10 @@ inline Args parse_args(int argc, char** argv) {
       if (i + 1 >= argc) throw std::runtime_error("option " + std::string(arg) + " needs a value");
       return argv[++i];
     };
-    if (arg == "--int8") {
+    if (arg == "--int8" || arg == "--fp8") {
+      if (a.int8) throw std::runtime_error("give one of --int8 and --fp8");
       a.int8 = true;
+      a.int8_options.format = arg == "--fp8" ? kiln::DType::f8e4m3fn : kiln::DType::i8;
       if (i + 1 < argc && !std::string_view(argv[i + 1]).starts_with("--"))
         a.int8_options.calib_data = argv[++i];
     } else if (arg == "--calibrator") {
@@ -143,7 +146,7 @@ inline Args parse_args(int argc, char** argv) {
     } else if (arg.starts_with("--")) {
       throw std::runtime_error("unknown option " + std::string(arg) +
                                " (use: [WEIGHTS.wts] [--input F.bin] [--shape D0,D1,...] "
-                               "[--output F.bin] [--int8 DIR] [--calibrator NAME] "
+                               "[--output F.bin] [--int8 DIR | --fp8 DIR] [--calibrator NAME] "
                                "[--percentile P] [--calib-cache FILE])");
     } else if (!a.wts) {
       a.wts = std::string(arg);
@@ -152,8 +155,9 @@ inline Args parse_args(int argc, char** argv) {
                                std::string(arg) + "')");
     }
   }
-  if (!a.int8 && !int8_only.empty()) throw std::runtime_error(int8_only + " goes with --int8 DIR");
-  a.int8_options.data_name = "--int8";
+  if (!a.int8 && !int8_only.empty())
+    throw std::runtime_error(int8_only + " goes with --int8 DIR or --fp8 DIR");
+  a.int8_options.data_name = a.int8_options.format == kiln::DType::f8e4m3fn ? "--fp8" : "--int8";
   a.int8_options.cache_name = "--calib-cache";
   return a;
 }
@@ -286,15 +290,16 @@ int run_example(const char* title, int argc, char** argv, Build&& build,
     if (args.int8) {
       const kiln::Int8Result q = kiln::int8_from_calibration(graph, args.int8_options);
       const char* calibrator = kiln::build::calibrator_name(args.int8_options.calibrator);
+      const std::string f = kiln::format_precision(args.int8_options.format);  // int8, fp8
       if (q.from_cache)
-        std::printf("int8: %zu scales read from %s (not calibrated)\n", q.tensors.size(),
+        std::printf("%s: %zu scales read from %s (not calibrated)\n", f.c_str(), q.tensors.size(),
                     args.int8_options.calib_cache.c_str());
       else
         std::printf(
-            "int8: calibrated %zu tensors on %zu batches of %s with the %s calibrator in "
+            "%s: calibrated %zu tensors on %zu batches of %s with the %s calibrator in "
             "%.1f s%s%s\n",
-            q.tensors.size(), q.batches, args.int8_options.calib_data.c_str(), calibrator,
-            q.seconds, q.cache_written ? "; cache written to " : "",
+            f.c_str(), q.tensors.size(), q.batches, args.int8_options.calib_data.c_str(),
+            calibrator, q.seconds, q.cache_written ? "; cache written to " : "",
             q.cache_written ? args.int8_options.calib_cache.c_str() : "");
       graph = q.graph;
     }
@@ -325,7 +330,10 @@ int run_example(const char* title, int argc, char** argv, Build&& build,
     }
     auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
     std::printf("%zu nodes; build %.0f ms, run %.0f ms (CPU reference%s)\n", graph.nodes.size(),
-                ms(t1 - t0), ms(t2 - t1), args.int8 ? ", INT8" : "");
+                ms(t1 - t0), ms(t2 - t1),
+                !args.int8                                          ? ""
+                : args.int8_options.format == kiln::DType::f8e4m3fn ? ", FP8"
+                                                                    : ", INT8");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", title, e.what());

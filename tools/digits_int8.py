@@ -117,10 +117,11 @@ def read_cache(path):
     return lines[0], dict(line.split(": ") for line in lines[1:] if line)
 
 
-def dsl_checks(args, out, net, te, fp32, onnx_int8, check):
+def dsl_checks(args, out, net, te, fp32, onnx_int8, onnx_fp8, check):
     """The digits network written in the DSL (examples/digits.hpp), bound to the trained weights
     through a WTS file from tools/gen_wts.py: FP32 against the ONNX model, INT8 with each
-    calibrator against FP32, and the ONNX model's calibration caches on the DSL network."""
+    calibrator against FP32, the ONNX model's calibration caches on the DSL network, and FP8 from
+    the DSL's entropy cache against the ONNX FP8 plan."""
     exe = args.digits_example or os.path.join(os.path.dirname(os.path.abspath(args.kiln)), "..", "examples", "digits")
     if not os.path.exists(exe):
         check(False, f"the DSL digits example program '{exe}' does not exist (build examples/digits or pass "
@@ -177,6 +178,14 @@ def dsl_checks(args, out, net, te, fp32, onnx_int8, check):
               f"the DSL network's INT8 plan from the ONNX model's {c} cache (names mapped module to module) gives "
               f"the ONNX INT8 plan's outputs (max difference {diff:.3g}, limit 0), and the DSL's own {c} calibration "
               f"finds the same scales bit for bit ({len(same)} of {len(mapped)}: {', '.join(same)})")
+    # FP8 from the DSL's entropy cache: the example's --fp8, against the ONNX model's FP8 plan.
+    y, text, _ = example(["--fp8", "--calib-cache", os.path.join(out, "dsl_cache_entropy.txt")], "dsl_fp8")
+    acc = float((y.argmax(1) == te[1]).mean() * 100)
+    agree = float((y.argmax(1) == onnx_fp8.argmax(1)).mean() * 100)
+    check("fp8: 4 scales read from" in text and fp32_acc - acc <= args.max_drop and agree >= 99.0,
+          f"the DSL digits network in FP8 (`digits digits.wts --fp8 --calib-cache dsl_cache_entropy.txt`): accuracy "
+          f"{acc:.2f}% vs FP32 {fp32_acc:.2f}%, the ONNX FP8 plan's class on {agree:.2f}% (at least 99%; the plan's "
+          f"fused steps add the bias in another order), max difference {float(np.abs(y - onnx_fp8).max()):.3g}")
 
 
 def main():
@@ -247,6 +256,7 @@ def main():
         return text, predict(args.kiln, out, ["--plan", plan], name)
 
     text, y = from_entropy_cache("--fp8", "fp8_entropy", "fp8 build (entropy cache)")
+    fp8_y = y
     acc = float((y.argmax(1) == te[1]).mean() * 100)
     agree = float((y.argmax(1) == fp32.argmax(1)).mean() * 100)
     fp8_rows = re.findall(r"^(/\S+)[ \t]+(Conv|Gemm|MatMul)[ \t]+fp8[ \t]", text, re.M)
@@ -277,7 +287,7 @@ def main():
     text, y = from_entropy_cache("--int8", "int8_entropy_from_cache", "int8 build from the cache")
     check("not calibrated" in text and np.array_equal(y, plans["entropy"]),
           "the entropy plan built from its calibration cache alone gives identical outputs")
-    dsl_checks(args, out, net, te, fp32, plans, check)
+    dsl_checks(args, out, net, te, fp32, plans, fp8_y, check)
     # A Q/DQ model made by onnxruntime's quantize_static (tools/ort_qdq.py, under PATH's python3,
     # which has onnxruntime): kiln runs it on the reference and must predict onnxruntime's class.
     r = subprocess.run([args.ort_python, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_qdq.py"), out],

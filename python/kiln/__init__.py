@@ -79,6 +79,7 @@ def _build_argv(
     max_shapes: Union[None, Shapes, Sequence[Shapes]] = None,
     buckets_between: Optional[int] = None,
     int8: bool = False,
+    fp8: bool = False,
     calib_data: Optional[PathLike] = None,
     calibrator: Optional[str] = None,
     percentile: Optional[float] = None,
@@ -109,6 +110,8 @@ def _build_argv(
         argv += ["--buckets-between", str(buckets_between)]
     if int8:
         argv.append("--int8")
+    if fp8:
+        argv.append("--fp8")
     for flag, v in (("--calib-data", calib_data), ("--calibrator", calibrator), ("--calib-cache", calib_cache),
                     ("--timing-cache", timing_cache)):
         if v is not None:
@@ -138,6 +141,7 @@ def build(model: Union[Model, PathLike], *, verbose: bool = False, **options: An
         profiles: a dynamic plan (--min-shapes ...); buckets_between: shapes timed between;
       int8, calib_data (a folder of .npy/.pb batches), calibrator ("entropy", "minmax",
         "percentile"), percentile, calib_cache (TensorRT's cache format): INT8 calibration;
+      fp8: the same calibration (and cache) for FP8 E4M3 instead of INT8;
       workspace (MiB), timing_cache (a file): the engine options of GPU builds;
       check: run every pass's result on the CPU reference against the previous one.
     verbose: print what ``kiln build`` prints (the report is in Plan.report either way).

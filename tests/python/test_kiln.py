@@ -153,6 +153,24 @@ def test_int8_calibration_and_cache(tiny_onnx, tmp_path):
     assert again.dump() == int8.dump()
 
 
+def test_fp8_from_the_int8_cache(tiny_onnx, tmp_path):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(4):
+        np.save(calib / f"batch{i}.npy", random_input((2, 3, 8, 8), seed=10 + i))
+    cache = tmp_path / "tiny.calib"
+    kiln.build(tiny_onnx, int8=True, calib_data=calib, calib_cache=cache)
+    fp32 = kiln.build(tiny_onnx)
+    fp8 = kiln.build(tiny_onnx, fp8=True, calib_cache=cache)
+    assert any(s["op"] == "QuantizeLinear" for s in fp8.steps)
+    assert "f8e4m3fn" in fp8.dump()
+    x = random_input((2, 3, 8, 8), seed=11)
+    np.testing.assert_allclose(fp8.run({"x": x})["prob"], fp32.run({"x": x})["prob"], atol=0.05)
+    with pytest.raises(kiln.Error) as e:
+        kiln.build(tiny_onnx, int8=True, fp8=True, calib_cache=cache)
+    assert "--int8 and --fp8 are two 8-bit formats" in str(e.value)
+
+
 def test_int8_without_data_names_the_option(tiny_onnx):
     with pytest.raises(kiln.Error) as e:
         kiln.build(tiny_onnx, int8=True)
