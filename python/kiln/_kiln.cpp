@@ -92,7 +92,12 @@ nb::dlpack::dtype dlpack_of(DType d) {
     case DType::f8e4m3fnuz:
     case DType::f8e5m2:
     case DType::f8e5m2fnuz:
-    case DType::f8e8m0: break;
+    case DType::f8e8m0:
+    case DType::i4:
+    case DType::u4:
+    case DType::i2:
+    case DType::u2:
+    case DType::f4e2m1: break;
   }
   throw UnsupportedError(std::string("no DLPack dtype for ") + std::string(dtype_name(d)) +
                          " in this binding; cast it to a wider type in the model first");

@@ -178,10 +178,15 @@ std::string descr_of(DType t) {
     case DType::f8e4m3fnuz:
     case DType::f8e5m2:
     case DType::f8e5m2fnuz:
-    case DType::f8e8m0: break;
+    case DType::f8e8m0:
+    case DType::i4:
+    case DType::u4:
+    case DType::i2:
+    case DType::u2:
+    case DType::f4e2m1: break;
   }
-  throw UnsupportedError(
-      fmt::format("npy has no {} dtype (numpy has no float8); cast it first", dtype_name(t)));
+  throw UnsupportedError(fmt::format(
+      "npy has no {} dtype (numpy has no float8 or sub-byte types); cast it first", dtype_name(t)));
 }
 
 std::uint32_t read_le(std::string_view b, std::size_t at, int bytes) {

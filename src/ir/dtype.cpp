@@ -1,5 +1,6 @@
 #include "kiln/ir/dtype.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <iterator>
@@ -50,12 +51,23 @@ DType parse_dtype(std::string_view n) {
                                       {"f8e5m2fnuz", DType::f8e5m2fnuz},
                                       {"float8e5m2fnuz", DType::f8e5m2fnuz},
                                       {"f8e8m0", DType::f8e8m0},
-                                      {"float8e8m0", DType::f8e8m0}};
+                                      {"float8e8m0", DType::f8e8m0},
+                                      {"i4", DType::i4},
+                                      {"int4", DType::i4},
+                                      {"u4", DType::u4},
+                                      {"uint4", DType::u4},
+                                      {"i2", DType::i2},
+                                      {"int2", DType::i2},
+                                      {"u2", DType::u2},
+                                      {"uint2", DType::u2},
+                                      {"f4e2m1", DType::f4e2m1},
+                                      {"float4e2m1", DType::f4e2m1}};
   for (const auto& a : aliases)
     if (a.name == n) return a.t;
   std::string all;
   for (DType t : kAllDTypes) all += (all.empty() ? "" : ", ") + std::string(dtype_name(t));
   for (DType t : kFloat8DTypes) all += ", " + std::string(dtype_name(t));
+  for (DType t : kSubByteDTypes) all += ", " + std::string(dtype_name(t));
   throw UnsupportedError("unknown dtype '" + std::string(n) + "'; supported: " + all);
 }
 
@@ -93,12 +105,18 @@ DType dtype_from_onnx(int code) {
     case 19: return DType::f8e5m2;
     case 20: return DType::f8e5m2fnuz;
     case 24: return DType::f8e8m0;
+    case 21: return DType::u4;
+    case 22: return DType::i4;
+    case 23: return DType::f4e2m1;
+    case 25: return DType::u2;
+    case 26: return DType::i2;
     default: break;
   }
   throw UnsupportedError("ONNX data type " + std::to_string(code) + " (" + onnx_type_name(code) +
                          ") is not supported; supported: FLOAT, DOUBLE, FLOAT16, BFLOAT16, "
                          "INT8/16/32/64, UINT8/16/32/64, BOOL, FLOAT8E4M3FN, FLOAT8E4M3FNUZ, "
-                         "FLOAT8E5M2, FLOAT8E5M2FNUZ, FLOAT8E8M0");
+                         "FLOAT8E5M2, FLOAT8E5M2FNUZ, FLOAT8E8M0, INT4, UINT4, INT2, UINT2, "
+                         "FLOAT4E2M1");
 }
 
 namespace {
@@ -189,6 +207,84 @@ std::uint8_t float8_from_double(DType t, double v, bool saturate, E8m0Rounding r
   if (code > f.max_code) return overflow();
   if (code == 0 && f.fnuz) return 0;  // no negative zero
   return static_cast<std::uint8_t>(sign | code);
+}
+
+}  // namespace kiln
+
+namespace kiln {
+
+namespace {
+/// The magnitudes of f4e2m1's codes 0..7 (1 sign, 2 exponent, 1 mantissa bit, bias 1).
+constexpr double kF4[] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+
+/// The range of a sub-byte integer type.
+std::pair<int, int> subbyte_range(DType t) {
+  switch (t) {
+    case DType::i4: return {-8, 7};
+    case DType::u4: return {0, 15};
+    case DType::i2: return {-2, 1};
+    default: return {0, 3};  // u2
+  }
+}
+}  // namespace
+
+double narrow_to_double(DType t, std::uint8_t b) {
+  if (is_float8(t)) return float8_to_double(t, b);
+  if (t == DType::f4e2m1) return (b & 0x8 ? -1 : 1) * kF4[b & 0x7];
+  if (t == DType::i4 || t == DType::i2) return static_cast<std::int8_t>(b);
+  if (t == DType::u4 || t == DType::u2) return b;
+  throw UnsupportedError(std::string(dtype_name(t)) + " is not a storage-only type");
+}
+
+std::uint8_t narrow_from_double(DType t, double v, bool saturate, E8m0Rounding rounding) {
+  if (is_float8(t)) return float8_from_double(t, v, saturate, rounding);
+  if (t == DType::f4e2m1) {
+    if (std::isnan(v)) return 0;
+    const std::uint8_t sign = std::signbit(v) ? 0x8 : 0;
+    const double a = std::fabs(v);
+    std::uint8_t code = 7;  // past the last midpoint: saturated to 6
+    for (std::uint8_t c = 0; c < 7; ++c) {
+      const double mid = (kF4[c] + kF4[c + 1]) / 2;
+      if (a < mid || (a == mid && c % 2 == 0)) {  // a tie goes to the even code
+        code = c;
+        break;
+      }
+    }
+    return static_cast<std::uint8_t>(sign | code);
+  }
+  if (!is_subbyte(t)) throw UnsupportedError(std::string(dtype_name(t)) + " is not sub-byte");
+  const auto [lo, hi] = subbyte_range(t);
+  if (std::isnan(v)) return 0;
+  if (saturate)
+    return static_cast<std::uint8_t>(
+        static_cast<int>(std::clamp(v, static_cast<double>(lo), static_cast<double>(hi))));
+  // Cast: toward zero, then the low bits (two's complement), sign-extended for the signed types.
+  const double tr = std::trunc(std::clamp(v, -9.2e18, 9.2e18));
+  const int bits = onnx_bits(t);
+  const std::uint64_t low =
+      static_cast<std::uint64_t>(static_cast<std::int64_t>(tr)) & ((1u << bits) - 1);
+  std::int64_t value = static_cast<std::int64_t>(low);
+  if (lo < 0 && low >= (1u << (bits - 1))) value -= std::int64_t{1} << bits;
+  return static_cast<std::uint8_t>(value);
+}
+
+std::vector<std::uint8_t> pack_subbyte(DType t, const std::uint8_t* elems, std::size_t n) {
+  const int bits = onnx_bits(t), per = 8 / bits;
+  std::vector<std::uint8_t> out((n + per - 1) / per, 0);
+  for (std::size_t i = 0; i < n; ++i)
+    out[i / per] |=
+        static_cast<std::uint8_t>((elems[i] & ((1u << bits) - 1)) << (bits * (i % per)));
+  return out;
+}
+
+void unpack_subbyte(DType t, const std::uint8_t* packed, std::size_t n, std::uint8_t* elems) {
+  const int bits = onnx_bits(t), per = 8 / bits;
+  const bool sign = t == DType::i4 || t == DType::i2;
+  for (std::size_t i = 0; i < n; ++i) {
+    int v = (packed[i / per] >> (bits * (i % per))) & ((1 << bits) - 1);
+    if (sign && v >= (1 << (bits - 1))) v -= 1 << bits;
+    elems[i] = static_cast<std::uint8_t>(v);
+  }
 }
 
 }  // namespace kiln

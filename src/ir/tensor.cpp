@@ -106,8 +106,8 @@ To convert(From v) {
 }  // namespace
 
 double Tensor::get(std::int64_t i) const {
-  if (is_float8(dtype_))
-    return float8_to_double(dtype_, reinterpret_cast<const std::uint8_t*>(data_)[i]);
+  if (is_storage_only(dtype_))
+    return narrow_to_double(dtype_, reinterpret_cast<const std::uint8_t*>(data_)[i]);
   return visit_dtype(dtype_, [&](auto tag) -> double {
     using T = decltype(tag);
     return static_cast<double>(to_compute(reinterpret_cast<const T*>(data_)[i]));
@@ -117,8 +117,8 @@ double Tensor::get(std::int64_t i) const {
 void Tensor::set(std::int64_t i, double v) {
   // As cast() converts: integers saturate and NaN becomes 0 (a value out of an integer type's
   // range, from a file, is otherwise undefined behaviour); float8 saturates.
-  if (is_float8(dtype_)) {
-    reinterpret_cast<std::uint8_t*>(data_)[i] = float8_from_double(dtype_, v);
+  if (is_storage_only(dtype_)) {
+    reinterpret_cast<std::uint8_t*>(data_)[i] = narrow_from_double(dtype_, v);
     return;
   }
   visit_dtype(dtype_, [&](auto tag) {
@@ -135,7 +135,7 @@ std::vector<double> Tensor::to_doubles() const {
 
 std::vector<std::int64_t> Tensor::to_int64s() const {
   std::vector<std::int64_t> v(static_cast<std::size_t>(numel_));
-  if (is_float8(dtype_)) {
+  if (is_storage_only(dtype_)) {
     for (std::int64_t i = 0; i < numel_; ++i) v[i] = static_cast<std::int64_t>(get(i));
     return v;
   }
@@ -171,7 +171,8 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::cast(DType to) const {
   Tensor out(to, dims_);
-  if (is_float8(dtype_) || is_float8(to)) {  // through double: exact from every float8 value
+  if (is_storage_only(dtype_) ||
+      is_storage_only(to)) {  // through double: exact from every float8 value
     for (std::int64_t i = 0; i < numel_; ++i) out.set(i, get(i));
     return out;
   }

@@ -188,7 +188,7 @@ class Reader {
   }
   DType dtype(const char* what) {
     const std::uint8_t c = u8(what);
-    if (c > static_cast<std::uint8_t>(DType::f8e8m0))
+    if (c > static_cast<std::uint8_t>(DType::f4e2m1))
       throw FormatError(fmt::format("plan file is corrupt: {} has dtype code {} at offset {}", what,
                                     c, base_ + pos_ - 1));
     return static_cast<DType>(c);

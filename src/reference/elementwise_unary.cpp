@@ -212,10 +212,12 @@ void prelu_kernel(KernelContext& ctx) {
 /// saturate); wide types go to 16-bit floats with a single rounding.
 Tensor cast_to(const Tensor& x, DType to, bool saturate, E8m0Rounding rounding) {
   const DType from = x.dtype();
-  if (is_float8(to)) {  // from the value as a double: one rounding (f8e8m0 rounds a float)
+  if (is_storage_only(to)) {  // from the value as a double: one rounding (f8e8m0 rounds a float)
+    // The sub-byte integers wrap as Cast says (`saturate` is float8's); f4e2m1 saturates.
+    const bool sat = is_float8(to) ? saturate : to == DType::f4e2m1;
     Tensor out(to, x.dims());
     for (std::int64_t i = 0; i < x.numel(); ++i)
-      out.raw()[i] = std::byte{float8_from_double(to, x.get(i), saturate, rounding)};
+      out.raw()[i] = std::byte{narrow_from_double(to, x.get(i), sat, rounding)};
     return out;
   }
   const bool wide = from == DType::f64 || from == DType::i32 || from == DType::u32 ||

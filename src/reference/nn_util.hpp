@@ -24,7 +24,7 @@ void register_matmul(KernelRegistry& r);  // matmul.cpp: Gemm, MatMul
 
 /// All elements of a tensor as doubles (any dtype).
 inline std::vector<double> to_f64(const Tensor& t) {
-  if (is_float8(t.dtype())) return t.to_doubles();
+  if (is_storage_only(t.dtype())) return t.to_doubles();
   std::vector<double> v(static_cast<std::size_t>(t.numel()));
   visit_dtype(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -37,7 +37,7 @@ inline std::vector<double> to_f64(const Tensor& t) {
 /// A tensor of `dtype` holding `v` (rounded to the dtype).
 inline Tensor from_f64(DType dtype, std::vector<i64> dims, const std::vector<double>& v) {
   Tensor t(dtype, std::move(dims));
-  if (is_float8(dtype)) {
+  if (is_storage_only(dtype)) {
     for (std::size_t i = 0; i < v.size(); ++i) t.set(static_cast<i64>(i), v[i]);
     return t;
   }

@@ -23,6 +23,10 @@ std::pair<double, double> range_of(DType t) {
     case DType::i16: return {-32768, 32767};
     case DType::u16: return {0, 65535};
     case DType::i32: return {-2147483648.0, 2147483647.0};
+    case DType::i4: return {-8, 7};
+    case DType::u4: return {0, 15};
+    case DType::i2: return {-2, 1};
+    case DType::u2: return {0, 3};
     default: return {0, 0};
   }
 }
@@ -105,14 +109,15 @@ void quantize_linear(KernelContext& ctx) {
   if (const i64 code = ctx.node.attr_int("output_dtype", 0); code != 0)
     out = dtype_from_onnx(static_cast<int>(code));
   if (ctx.has(2)) out = ctx.in(2).dtype();
-  if (is_float8(out) && out != DType::f8e8m0) {  // x / scale in the scale's precision, then cast
+  if ((is_float8(out) && out != DType::f8e8m0) ||
+      out == DType::f4e2m1) {  // x / scale in the scale's precision, then cast
     const bool saturate = ctx.node.attr_int("saturate", 1) != 0;
     const auto y = per_element(ctx, "y", [&](double x, double scale, double zp) {
       return in_precision(x / scale, s) + zp;
     });
     Tensor q(out, ctx.in(0).dims());
     for (std::size_t i = 0; i < y.size(); ++i)
-      q.raw()[i] = std::byte{float8_from_double(out, y[i], saturate)};
+      q.raw()[i] = std::byte{narrow_from_double(out, y[i], saturate)};
     ctx.set(0, std::move(q));
     return;
   }

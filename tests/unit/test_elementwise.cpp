@@ -575,11 +575,13 @@ TEST_CASE("dtype_from_onnx maps TensorProto codes") {
   CHECK_THROWS_AS(dtype_from_onnx(99), UnsupportedError);
   CHECK(dtype_from_onnx(17) == DType::f8e4m3fn);
   CHECK(dtype_from_onnx(24) == DType::f8e8m0);
+  CHECK(dtype_from_onnx(22) == DType::i4);
+  CHECK(dtype_from_onnx(23) == DType::f4e2m1);
   try {
-    dtype_from_onnx(22);
+    dtype_from_onnx(27);
     FAIL("no throw");
   } catch (const UnsupportedError& e) {
-    CHECK(std::string(e.what()).find("INT4") != std::string::npos);
+    CHECK(std::string(e.what()).find("FLOAT6E2M3") != std::string::npos);
   }
 }
 
@@ -608,10 +610,10 @@ TEST_CASE("Cast converts with ONNX semantics") {
         TensorType{DType::bf16, Shape{2}});
   CHECK_THROWS_AS(run_op("Cast", {x}, A{{"to", std::int64_t{8}}}), UnsupportedError);
   try {
-    infer_op("Cast", {{DType::f32, Shape{2}}}, A{{"to", std::int64_t{23}}});
+    infer_op("Cast", {{DType::f32, Shape{2}}}, A{{"to", std::int64_t{14}}});
     FAIL("no throw");
   } catch (const UnsupportedError& e) {
-    CHECK(std::string(e.what()).rfind("[Cast 'n'] attribute 'to': ONNX data type 23 (FLOAT4E2M1)",
+    CHECK(std::string(e.what()).rfind("[Cast 'n'] attribute 'to': ONNX data type 14 (COMPLEX64)",
                                       0) == 0);
   }
 }

@@ -32,6 +32,7 @@ TEST_CASE("TensorProto round trip in every dtype") {
   fs::create_directories(dir);
   std::vector<DType> all(std::begin(kAllDTypes), std::end(kAllDTypes));
   all.insert(all.end(), std::begin(kFloat8DTypes), std::end(kFloat8DTypes));
+  all.insert(all.end(), std::begin(kSubByteDTypes), std::end(kSubByteDTypes));  // packed in files
   for (DType t : all) {
     CAPTURE(dtype_name(t));
     Tensor x(t, {2, 3});

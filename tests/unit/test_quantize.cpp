@@ -344,3 +344,47 @@ TEST_CASE("float8 through Cast, QuantizeLinear and DequantizeLinear, and the ops
   CHECK(run(node("Transpose", 1), {run(node("Transpose", 1), {m})[0]})[0].to_doubles() == sat);
   expect_error<Error>([&] { run(node("Abs", 1), {m}); }, {"f8e4m3fn"});
 }
+
+TEST_CASE(
+    "sub-byte types: the integers wrap in Cast and saturate in QuantizeLinear; float4 rounds "
+    "to even; ONNX files pack them") {
+  // Cast's rule: toward zero, then the low bits; QuantizeLinear's (saturate): the range.
+  CHECK(narrow_to_double(DType::i4, narrow_from_double(DType::i4, -9, false)) == 7);
+  CHECK(narrow_to_double(DType::i4, narrow_from_double(DType::i4, 8.7, false)) == -8);
+  CHECK(narrow_to_double(DType::i4, narrow_from_double(DType::i4, -9, true)) == -8);
+  CHECK(narrow_to_double(DType::u4, narrow_from_double(DType::u4, 17, false)) == 1);
+  CHECK(narrow_to_double(DType::u4, narrow_from_double(DType::u4, 17, true)) == 15);
+  CHECK(narrow_to_double(DType::i2, narrow_from_double(DType::i2, 2, false)) == -2);
+  CHECK(narrow_to_double(DType::u2, narrow_from_double(DType::u2, -1, true)) == 0);
+  // f4e2m1: 0, 0.5, 1, 1.5, 2, 3, 4, 6; 2.5 ties to 2 (even code 4), 5 to 4, past 6 saturates.
+  CHECK(narrow_to_double(DType::f4e2m1, narrow_from_double(DType::f4e2m1, 2.5)) == 2);
+  CHECK(narrow_to_double(DType::f4e2m1, narrow_from_double(DType::f4e2m1, 5)) == 4);
+  CHECK(narrow_to_double(DType::f4e2m1, narrow_from_double(DType::f4e2m1, -100)) == -6);
+  CHECK(narrow_to_double(DType::f4e2m1, narrow_from_double(DType::f4e2m1, 0.3)) == 0.5);
+  for (DType t : kSubByteDTypes) {
+    CAPTURE(dtype_name(t));
+    std::vector<std::uint8_t> e;  // every value once, in kiln's one-byte form
+    for (int c = 0; c < (1 << onnx_bits(t)); ++c) {
+      const double v = t == DType::f4e2m1 ? narrow_to_double(t, static_cast<std::uint8_t>(c))
+                       : (t == DType::i4 || t == DType::i2) ? c - (1 << (onnx_bits(t) - 1))
+                                                            : c;
+      e.push_back(narrow_from_double(t, v, true));
+      CHECK(narrow_to_double(t, e.back()) == v);
+    }
+    e.push_back(e[1]);  // an odd count: the last byte half (or a quarter) used
+    const auto packed = pack_subbyte(t, e.data(), e.size());
+    CHECK(packed.size() == (e.size() * static_cast<std::size_t>(onnx_bits(t)) + 7) / 8);
+    std::vector<std::uint8_t> back(e.size());
+    unpack_subbyte(t, packed.data(), e.size(), back.data());
+    CHECK(back == e);
+  }
+  // QuantizeLinear to int4 with a zero point; DequantizeLinear back.
+  Tensor zp(DType::i4, {});
+  zp.set(0, 1);
+  const Tensor x = Tensor::from<float>({4}, {0.f, 2.5f, 30.f, -30.f});
+  const Tensor q = run(node("QuantizeLinear", 3), {x, scalar(DType::f32, 1), zp})[0];
+  REQUIRE(q.dtype() == DType::i4);
+  CHECK(q.to_doubles() == std::vector<double>{1, 3, 7, -8});
+  const Tensor d = run(node("DequantizeLinear", 3), {q, scalar(DType::f32, 1), zp})[0];
+  CHECK(d.to_doubles() == std::vector<double>{0, 2, 6, -9});
+}

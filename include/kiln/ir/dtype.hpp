@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "kiln/ir/error.hpp"
 
@@ -35,7 +36,15 @@ enum class DType : std::uint8_t {
   f8e4m3fnuz,
   f8e5m2,
   f8e5m2fnuz,
-  f8e8m0
+  f8e8m0,
+  // The sub-byte types (ONNX INT4, UINT4, INT2, UINT2, FLOAT4E2M1): one byte per element in
+  // memory (as numpy's ml_dtypes holds them), packed two or four to a byte in ONNX files only.
+  // Storage types like float8.
+  i4,
+  u4,
+  i2,
+  u2,
+  f4e2m1
 };
 
 inline constexpr DType kAllDTypes[] = {
@@ -44,6 +53,9 @@ inline constexpr DType kAllDTypes[] = {
 /// The float8 storage types (not in kAllDTypes, which lists the types kiln computes in).
 inline constexpr DType kFloat8DTypes[] = {DType::f8e4m3fn, DType::f8e4m3fnuz, DType::f8e5m2,
                                           DType::f8e5m2fnuz, DType::f8e8m0};
+/// The sub-byte storage types (not in kAllDTypes either).
+inline constexpr DType kSubByteDTypes[] = {DType::i4, DType::u4, DType::i2, DType::u2,
+                                           DType::f4e2m1};
 
 /// IEEE 754 binary16, stored as bits; arithmetic goes through float.
 struct f16 {
@@ -205,7 +217,12 @@ constexpr std::size_t dtype_size(DType t) {
     case DType::f8e4m3fnuz:
     case DType::f8e5m2:
     case DType::f8e5m2fnuz:
-    case DType::f8e8m0: return 1;
+    case DType::f8e8m0:
+    case DType::i4:
+    case DType::u4:
+    case DType::i2:
+    case DType::u2:
+    case DType::f4e2m1: return 1;
   }
   return 0;
 }
@@ -230,6 +247,11 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::f8e5m2: return "f8e5m2";
     case DType::f8e5m2fnuz: return "f8e5m2fnuz";
     case DType::f8e8m0: return "f8e8m0";
+    case DType::i4: return "i4";
+    case DType::u4: return "u4";
+    case DType::i2: return "i2";
+    case DType::u2: return "u2";
+    case DType::f4e2m1: return "f4e2m1";
   }
   return "?";
 }
@@ -241,7 +263,20 @@ constexpr bool is_float8(DType t) {
   return t == DType::f8e4m3fn || t == DType::f8e4m3fnuz || t == DType::f8e5m2 ||
          t == DType::f8e5m2fnuz || t == DType::f8e8m0;
 }
-constexpr bool is_integer(DType t) { return !is_float(t) && !is_float8(t) && t != DType::boolean; }
+constexpr bool is_subbyte(DType t) {
+  return t == DType::i4 || t == DType::u4 || t == DType::i2 || t == DType::u2 || t == DType::f4e2m1;
+}
+/// The types kiln stores and converts but does not compute in: float8 and the sub-byte types.
+constexpr bool is_storage_only(DType t) { return is_float8(t) || is_subbyte(t); }
+/// Bits per element in an ONNX file: 4 or 2 for the sub-byte types, else the size in bits.
+constexpr int onnx_bits(DType t) {
+  if (t == DType::i2 || t == DType::u2) return 2;
+  if (t == DType::i4 || t == DType::u4 || t == DType::f4e2m1) return 4;
+  return static_cast<int>(dtype_size(t)) * 8;
+}
+constexpr bool is_integer(DType t) {
+  return !is_float(t) && !is_float8(t) && t != DType::f4e2m1 && t != DType::boolean;
+}
 constexpr bool is_signed_integer(DType t) {
   return t == DType::i8 || t == DType::i16 || t == DType::i32 || t == DType::i64;
 }
@@ -251,6 +286,19 @@ enum class E8m0Rounding { up, down, nearest };
 
 /// The value of one float8 byte of type `t` (NaN for its NaN codes).
 double float8_to_double(DType t, std::uint8_t bits);
+/// The value of an element of a storage-only type (float8, sub-byte) as kiln holds it in one
+/// byte (i4/i2 sign-extended, u4/u2 and f4e2m1's code in the low bits).
+double narrow_to_double(DType t, std::uint8_t bits);
+/// `v` as an element of a storage-only type: float8 as float8_from_double; f4e2m1 rounded to
+/// nearest even and saturated to +-6 (NaN becomes 0: the type has none); the sub-byte integers
+/// clamped to their range when `saturate` (QuantizeLinear), else as ONNX Cast converts them:
+/// truncated toward zero, then wrapped to the type's bits.
+std::uint8_t narrow_from_double(DType t, double v, bool saturate = true,
+                                E8m0Rounding rounding = E8m0Rounding::up);
+/// A sub-byte tensor's elements (one byte each, as kiln holds them) packed as ONNX files hold
+/// them: 8 / onnx_bits(t) to a byte, the first in the low bits; and the reverse (`n` elements).
+std::vector<std::uint8_t> pack_subbyte(DType t, const std::uint8_t* elems, std::size_t n);
+void unpack_subbyte(DType t, const std::uint8_t* packed, std::size_t n, std::uint8_t* elems);
 /// `v` as float8 type `t`, rounded to nearest even (f8e8m0: by `rounding`, from v as a float).
 /// Out of range, `saturate` gives the largest finite value of v's sign, else infinity (f8e5m2)
 /// or NaN (the others), as ONNX Cast's saturate attribute. NaN stays NaN.
@@ -284,6 +332,11 @@ constexpr int dtype_to_onnx(DType t) {
     case DType::f8e5m2: return 19;
     case DType::f8e5m2fnuz: return 20;
     case DType::f8e8m0: return 24;
+    case DType::u4: return 21;
+    case DType::i4: return 22;
+    case DType::f4e2m1: return 23;
+    case DType::u2: return 25;
+    case DType::i2: return 26;
   }
   return 0;
 }
@@ -313,9 +366,15 @@ decltype(auto) visit_dtype(DType t, F&& f) {
     case DType::f8e5m2:
     case DType::f8e5m2fnuz:
     case DType::f8e8m0:
+    case DType::i4:
+    case DType::u4:
+    case DType::i2:
+    case DType::u2:
+    case DType::f4e2m1:
       throw UnsupportedError(std::string("dtype ") + std::string(dtype_name(t)) +
-                             ": kiln stores and converts float8 (Cast, QuantizeLinear, "
-                             "DequantizeLinear, data movement) but does not compute in it");
+                             ": kiln stores and converts float8 and sub-byte types (Cast, "
+                             "QuantizeLinear, DequantizeLinear, data movement) but does not "
+                             "compute in them");
   }
   throw UnsupportedError("unknown dtype code " + std::to_string(static_cast<int>(t)));
 }

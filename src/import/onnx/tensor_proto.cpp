@@ -122,7 +122,11 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
       throw FormatError(fmt::format("{}: dims {} are too large", what, dims_to_string(dims)));
     numel *= d;
   }
-  const std::size_t nbytes = static_cast<std::size_t>(numel) * dtype_size(dt);
+  // Sub-byte types are packed in the file (2 or 4 to a byte), one byte each in memory.
+  const bool packed = is_subbyte(dt);
+  const std::size_t nbytes =
+      packed ? (static_cast<std::size_t>(numel) * static_cast<std::size_t>(onnx_bits(dt)) + 7) / 8
+             : static_cast<std::size_t>(numel) * dtype_size(dt);
   std::string external;
   const std::string* raw = nullptr;
   if (p.data_location() == ::onnx::TensorProto::EXTERNAL) {
@@ -136,7 +140,11 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
       throw FormatError(fmt::format("{}: raw data has {} bytes, dims {} of {} need {}", what,
                                     raw->size(), dims_to_string(dims), dtype_name(dt), nbytes));
     Tensor t = allocate(what, dt, dims);
-    if (nbytes) std::memcpy(t.raw(), raw->data(), nbytes);
+    if (packed)
+      unpack_subbyte(dt, reinterpret_cast<const std::uint8_t*>(raw->data()),
+                     static_cast<std::size_t>(numel), reinterpret_cast<std::uint8_t*>(t.raw()));
+    else if (nbytes)
+      std::memcpy(t.raw(), raw->data(), nbytes);
     return t;
   }
   // The typed field must hold every value before the tensor is allocated: a few bytes of dims
@@ -153,6 +161,18 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
             .int32_data_size();  // f16, bf16, float8 (bit patterns), i8, u8, i16, u16, i32, bool
     }
   }();
+  if (packed) {  // int32_data holds the packed bytes, one per entry
+    if (static_cast<std::size_t>(held) != nbytes)
+      throw FormatError(fmt::format("tensor '{}' holds {} packed bytes, its dims {} of {} need {}",
+                                    p.name(), held, dims_to_string(dims), dtype_name(dt), nbytes));
+    std::vector<std::uint8_t> bytes(nbytes);
+    for (std::size_t i = 0; i < nbytes; ++i)
+      bytes[i] = static_cast<std::uint8_t>(p.int32_data(static_cast<int>(i)));
+    Tensor t = allocate(what, dt, dims);
+    unpack_subbyte(dt, bytes.data(), static_cast<std::size_t>(numel),
+                   reinterpret_cast<std::uint8_t*>(t.raw()));
+    return t;
+  }
   if (static_cast<std::int64_t>(held) != numel)
     throw FormatError(fmt::format("tensor '{}' holds {} values, its dims {} need {}", p.name(),
                                   held, dims_to_string(dims), numel));
@@ -204,6 +224,12 @@ Tensor to_tensor(const ::onnx::TensorProto& p, const std::string& base_dir) {
 void to_proto(const Tensor& t, ::onnx::TensorProto& p) {
   p.set_data_type(dtype_to_onnx(t.dtype()));
   for (auto d : t.dims()) p.add_dims(d);
+  if (is_subbyte(t.dtype())) {
+    const auto b = pack_subbyte(t.dtype(), reinterpret_cast<const std::uint8_t*>(t.raw()),
+                                static_cast<std::size_t>(t.numel()));
+    p.set_raw_data(std::string(reinterpret_cast<const char*>(b.data()), b.size()));
+    return;
+  }
   p.set_raw_data(std::string(reinterpret_cast<const char*>(t.raw()), t.nbytes()));
 }
 

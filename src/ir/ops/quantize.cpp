@@ -17,7 +17,7 @@ using i64 = std::int64_t;
 /// The types QuantizeLinear makes and DequantizeLinear reads (besides DequantizeLinear's int32).
 bool is_quantized(DType t) {
   return t == DType::i8 || t == DType::u8 || t == DType::i16 || t == DType::u16 ||
-         (is_float8(t) && t != DType::f8e8m0);
+         (is_storage_only(t) && t != DType::f8e8m0);
 }
 
 void require_8bit(const InferContext& ctx, std::size_t i, const char* what) {
@@ -98,7 +98,8 @@ std::vector<TensorType> infer_quantize(const InferContext& ctx) {
   if (!is_quantized(out))
     throw UnsupportedError(ctx.node.where() +
                            fmt::format("quantizing to {} (kiln quantizes to int8, uint8, int16, "
-                                       "uint16 and float8 e4m3fn, e4m3fnuz, e5m2, e5m2fnuz)",
+                                       "uint16, int4, uint4, int2, uint2, float8 e4m3fn, e4m3fnuz, "
+                                       "e5m2, e5m2fnuz and float4 e2m1)",
                                        dtype_name(out)));
   return {{out, ctx.input(0).shape}};
 }
@@ -107,8 +108,8 @@ std::vector<TensorType> infer_dequantize(const InferContext& ctx) {
   const DType x = ctx.input(0).dtype;
   if (!is_quantized(x) && x != DType::i32)
     ctx.fail(
-        fmt::format("input x has dtype {}; expected int8, uint8, int16, uint16, int32 or "
-                    "float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz)",
+        fmt::format("input x has dtype {}; expected int8, uint8, int16, uint16, int32, int4, "
+                    "uint4, int2, uint2, float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) or float4 e2m1",
                     dtype_name(x)));
   if (!is_float(ctx.input(1).dtype)) ctx.fail("x_scale must be a float tensor");
   check_scale_shape(ctx, 1, "x_scale");

@@ -23,7 +23,7 @@ enum class Types {
 constexpr bool accepts(Types t, DType d) {
   switch (t) {
     case Types::any: return true;
-    case Types::numeric: return d != DType::boolean && !is_float8(d);
+    case Types::numeric: return d != DType::boolean && !is_storage_only(d);
     case Types::floating: return is_float(d);
     case Types::signed_numeric: return is_float(d) || is_signed_integer(d);
     case Types::integer: return is_integer(d);
