@@ -135,11 +135,17 @@ def test_two_profiles(dynamic_onnx, ort):
         kiln.build(dynamic_onnx, min_shapes={"x": (1, 3, 8, 8)})
 
 
-def test_int8_calibration_and_cache(tiny_onnx, tmp_path):
+def calibration_batches(tmp_path):
+    """Four random batches of the tiny model's input in tmp_path/calib, as --calib-data reads them."""
     calib = tmp_path / "calib"
     calib.mkdir()
     for i in range(4):
         np.save(calib / f"batch{i}.npy", random_input((2, 3, 8, 8), seed=10 + i))
+    return calib
+
+
+def test_int8_calibration_and_cache(tiny_onnx, tmp_path):
+    calib = calibration_batches(tmp_path)
     cache = tmp_path / "tiny.calib"
     fp32 = kiln.build(tiny_onnx)
     int8 = kiln.build(tiny_onnx, int8=True, calib_data=calib, calibrator="minmax", calib_cache=cache)
@@ -154,10 +160,7 @@ def test_int8_calibration_and_cache(tiny_onnx, tmp_path):
 
 
 def test_fp8_from_the_int8_cache(tiny_onnx, tmp_path):
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for i in range(4):
-        np.save(calib / f"batch{i}.npy", random_input((2, 3, 8, 8), seed=10 + i))
+    calib = calibration_batches(tmp_path)
     cache = tmp_path / "tiny.calib"
     kiln.build(tiny_onnx, int8=True, calib_data=calib, calib_cache=cache)
     fp32 = kiln.build(tiny_onnx)
