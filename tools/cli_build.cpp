@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 
 #include <fmt/format.h>
@@ -288,7 +289,13 @@ plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport
       if (worst > 1e-4) throw Error("pass '" + pass + "' changed the outputs");
     };
   }
-  if (wants_int8(args)) g = int8_graph(args, g, gpu_target);
+  std::optional<Int8Build> eight;
+  Graph float_graph;
+  if (wants_int8(args)) {
+    eight = int8_graph(args, g, gpu_target);
+    float_graph = std::move(g);
+    g = eight->result.graph;
+  }
   const auto profiles = profiles_from(args, g);
   build::BuildReport local;
   build::BuildReport& report = report_out ? *report_out : local;
@@ -302,6 +309,10 @@ plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport
     return build_dynamic(args, std::move(g), o, profiles, gpu_target, print, report);
   }
   plan::Plan p = build::build_plan(std::move(g), o, &report);
+  // 8-bit layers against the float precision, on the GPU (before the summary: the plan kept may
+  // be another).
+  if (eight && gpu_target)
+    p = choose_precisions(args, *eight, float_graph, o, std::move(p), report);
   if (print) {
     fmt::print("{}", report.summary());
     fmt::print("{}", p.memory_report().substr(0, p.memory_report().find('\n') + 1));

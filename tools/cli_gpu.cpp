@@ -428,6 +428,64 @@ void build_engine_report(plan::Plan& p, const Args& args) {
   p.tactics = engine.tactics();
 }
 
+// ---- calibration ---------------------------------------------------------------------------
+
+CalibrationRunnerFactory gpu_calibration_runner(const Args& args) {
+  const runtime::EngineOptions eo = engine_options(args);
+  return [eo](const Graph& probe) -> CalibrationRunner {
+    // One engine per set of input dims (calibration batches normally share them); the CPU
+    // reference from the first network the GPU runtime refuses on.
+    struct State {
+      Graph graph;
+      std::map<
+          std::vector<std::vector<std::int64_t>>,
+          std::pair<std::unique_ptr<runtime::Engine>, std::unique_ptr<runtime::ExecutionContext>>>
+          engines;
+      std::unique_ptr<reference::Executor> cpu;
+    };
+    auto st = std::make_shared<State>();
+    st->graph = probe;
+    return [st, eo](const reference::TensorMap& in) -> reference::TensorMap {
+      if (st->cpu) return st->cpu->run(in);
+      std::vector<std::vector<std::int64_t>> key;
+      build::BuildOptions o;
+      o.target = &plan::target_by_name(plan::kCudaTarget);
+      o.evaluator = &reference::constant_evaluator();
+      for (const auto& vi : st->graph.inputs) {
+        key.push_back(in.at(vi.name).dims());
+        o.input_dims[vi.name] = key.back();
+      }
+      auto e = st->engines.find(key);
+      if (e == st->engines.end()) {
+        // An input the calibration observes is passed through, not made a plan output.
+        Graph g = st->graph;
+        std::erase_if(g.outputs, [&](const std::string& name) {
+          return std::any_of(g.inputs.begin(), g.inputs.end(),
+                             [&](const ValueInfo& vi) { return vi.name == name; });
+        });
+        try {
+          plan::Plan p = build::build_plan(std::move(g), o);
+          runtime::check_gpu_plan(p);
+          auto engine = std::make_unique<runtime::Engine>(p, eo);
+          auto ctx = engine->create_context();
+          e = st->engines.emplace(key, std::pair{std::move(engine), std::move(ctx)}).first;
+        } catch (const UnsupportedError& err) {
+          fmt::print(
+              "calibrating on the CPU reference instead of the GPU: the GPU runtime cannot run "
+              "this network ({})\n",
+              err.what());
+          st->cpu = std::make_unique<reference::Executor>(st->graph);
+          return st->cpu->run(in);
+        }
+      }
+      reference::TensorMap out = runtime::run_on_gpu(*e->second.second, in);
+      for (const auto& name : st->graph.outputs)
+        if (!out.count(name) && in.count(name)) out[name] = in.at(name);
+      return out;
+    };
+  };
+}
+
 // ---- bench ---------------------------------------------------------------------------------
 
 /// One row of `kiln bench --sweep`.

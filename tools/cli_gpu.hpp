@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli_args.hpp"
+#include "kiln/int8.hpp"
 #include "kiln/plan/plan.hpp"
 
 namespace kiln::runtime {
@@ -38,5 +39,10 @@ runtime::EngineOptions engine_options(const Args& args);
 /// records its tactics in `p` (so that a saved plan carries them); without one, says that the
 /// tactics were not timed.
 void build_engine_report(plan::Plan& p, const Args& args);
+
+/// For `kiln build --int8|--fp8` with a GPU: runs calibration's probe graph in an FP32 engine
+/// (a plan for target cuda per input shape, with --workspace and --timing-cache), or on the CPU
+/// reference, saying why, when the GPU runtime cannot run the network.
+CalibrationRunnerFactory gpu_calibration_runner(const Args& args);
 
 }  // namespace kiln::tools

@@ -33,6 +33,11 @@
 
 namespace kiln {
 
+/// Runs a graph on one batch of inputs and returns its outputs (calibration's engine).
+using CalibrationRunner = std::function<reference::TensorMap(const reference::TensorMap&)>;
+/// Makes the runner of a graph (Int8Options::runner).
+using CalibrationRunnerFactory = std::function<CalibrationRunner(const Graph&)>;
+
 struct Int8Options {
   /// The directory of calibration batches; needed unless `calib_cache` names an existing file.
   std::string calib_data;
@@ -62,6 +67,11 @@ struct Int8Options {
   /// its patches go through a byte-wise gather; TensorRT runs such layers in FP16 too). `kiln
   /// build` sets 4 for the GPU targets.
   int float_below_channels = 0;
+  /// Where calibration runs the network: given the probe graph (the network with every tensor to
+  /// calibrate as an output), a function that runs it on one batch. Empty: the CPU reference.
+  /// `kiln build` gives one that runs an FP32 engine on the GPU when there is one.
+  CalibrationRunnerFactory runner;
+  std::string runner_name = "CPU reference";  ///< where `runner` runs, for messages
 };
 
 /// "int8" or "fp8": how layer tables and layer_precision name an 8-bit format.
@@ -88,22 +98,30 @@ struct Int8Result {
   std::map<std::string, build::RangeCollector::Range> ranges;
   double seconds = 0;                  ///< spent calibrating
   std::vector<LayerPrecision> layers;  ///< every layer INT8 applies to, in graph order
+  std::set<std::string> keep_float;    ///< the layers `graph` keeps in float
 };
 
-/// Runs `g` on the CPU reference over every batch of `data` and has `collector` observe each
-/// tensor of build::tensors_to_calibrate(g): one pass, or two when the calibrator needs
-/// histograms. `progress` as in Int8Options.
-inline void calibrate(
-    const Graph& g, const CalibrationData& data, build::RangeCollector& collector,
-    const std::function<void(int, int, std::size_t, std::size_t)>& progress = {}) {
+/// Runs `g` over every batch of `data` (on the CPU reference, or with what `runner` makes) and
+/// has `collector` observe each tensor of build::tensors_to_calibrate(g): one pass, or two when
+/// the calibrator needs histograms. `progress` and `runner` as in Int8Options.
+inline void calibrate(const Graph& g, const CalibrationData& data, build::RangeCollector& collector,
+                      const std::function<void(int, int, std::size_t, std::size_t)>& progress = {},
+                      const CalibrationRunnerFactory& runner = {}) {
   Graph probe = g;
   probe.outputs = build::tensors_to_calibrate(g);
-  reference::Executor exec(probe);
+  std::unique_ptr<reference::Executor> exec;
+  CalibrationRunner run;
+  if (runner) {
+    run = runner(probe);
+  } else {
+    exec = std::make_unique<reference::Executor>(probe);
+    run = [&](const reference::TensorMap& in) { return exec->run(in); };
+  }
   const int passes = collector.needs_histograms() ? 2 : 1;
   for (int pass = 0; pass < passes; ++pass) {
     if (pass == 1) collector.start_histograms();
     for (std::size_t b = 0; b < data.size(); ++b) {
-      const auto out = exec.run(data.batch(b));
+      const auto out = run(data.batch(b));
       for (const auto& name : probe.outputs) collector.observe(name, out.at(name));
       if (progress) progress(pass + 1, passes, b + 1, data.size());
     }
@@ -199,7 +217,7 @@ inline Int8Result int8_from_calibration(const Graph& g, const Int8Options& o) {
     const CalibrationData data(o.calib_data, g, o.data_name);
     build::RangeCollector collector(o.calibrator, o.percentile);
     const auto t0 = std::chrono::steady_clock::now();
-    calibrate(g, data, collector, o.progress);
+    calibrate(g, data, collector, o.progress, o.runner);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.batches = data.size();
     r.scales = collector.scales();
@@ -264,6 +282,7 @@ inline Int8Result int8_from_calibration(const Graph& g, const Int8Options& o) {
     r.layers.push_back(std::move(lp));
   }
   r.graph = build::quantize_graph(g, r.scales, keep_float, o.format);
+  r.keep_float = std::move(keep_float);
   return r;
 }
 

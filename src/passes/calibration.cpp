@@ -7,12 +7,14 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include <fmt/format.h>
 
 #include "kiln/ir/error.hpp"
+#include "kiln/ir/fused.hpp"
 
 namespace kiln::build {
 
@@ -301,6 +303,99 @@ std::vector<std::string> int8_layers(const Graph& g) {
   std::vector<std::string> v;
   for (const auto& n : g.nodes)
     if (is_int8_op(n.op)) v.push_back(int8_layer_name(n));
+  return v;
+}
+
+namespace {
+
+/// Per layer, its share of the steps' time (see layer_times).
+std::map<std::string, double> charge_layers(const std::vector<std::string>& layers,
+                                            const std::vector<Node>& steps,
+                                            const std::map<std::string, double>& ms) {
+  const std::set<std::string> wanted(layers.begin(), layers.end());
+  // The layers each step runs.
+  std::vector<std::vector<std::string>> runs(steps.size());
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    std::set<std::string> names{steps[i].name};
+    if (is_fused(steps[i])) {
+      for (const auto& a : fused_absorbed(steps[i])) names.insert(a);
+      for (const auto& part : fused_body(steps[i]).parts)
+        if (is_int8_op(part.op) && !part.outputs.empty()) names.insert(part.outputs[0]);
+    } else if (is_int8_op(steps[i].op) && !steps[i].outputs.empty()) {
+      names.insert(steps[i].outputs[0]);
+    }
+    for (const auto& n : names)
+      if (wanted.count(n)) runs[i].push_back(n);
+  }
+  auto is_glue = [](const Node& s) {
+    for (const auto& part : as_body(s).parts)
+      if (part.op != "QuantizeLinear" && part.op != "DequantizeLinear" && part.op != kToLayoutOp)
+        return false;
+    return true;
+  };
+  std::map<std::string, std::size_t> producer;
+  std::map<std::string, std::vector<std::size_t>> consumers;
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    for (const auto& o : steps[i].outputs) producer[o] = i;
+    for (const auto& in : steps[i].inputs)
+      if (!in.empty()) consumers[in].push_back(i);
+  }
+  // The layer step a glue step serves: the first found reading its output (through glue), else
+  // the one that made its input (likewise).
+  auto served = [&](std::size_t g) -> std::optional<std::size_t> {
+    std::vector<std::size_t> todo{g};
+    std::set<std::size_t> seen{g};
+    while (!todo.empty()) {
+      const std::size_t s = todo.front();
+      todo.erase(todo.begin());
+      for (const auto& o : steps[s].outputs)
+        for (std::size_t c : consumers[o]) {
+          if (!seen.insert(c).second) continue;
+          if (!runs[c].empty()) return c;
+          if (is_glue(steps[c])) todo.push_back(c);
+        }
+    }
+    std::size_t s = g;
+    for (int hops = 0; hops < 64; ++hops) {
+      const Node& n = steps[s];
+      if (n.inputs.empty() || !producer.count(n.inputs[0])) return std::nullopt;
+      s = producer.at(n.inputs[0]);
+      if (!runs[s].empty()) return s;
+      if (!is_glue(steps[s])) return std::nullopt;
+    }
+    return std::nullopt;
+  };
+  std::map<std::string, double> out;
+  auto charge = [&](std::size_t step, double t) {
+    for (const auto& l : runs[step]) out[l] += t / static_cast<double>(runs[step].size());
+  };
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const auto t = ms.find(steps[i].name);
+    if (t == ms.end()) continue;
+    if (!runs[i].empty())
+      charge(i, t->second);
+    else if (is_glue(steps[i]))
+      if (const auto s = served(i)) charge(*s, t->second);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<LayerTime> layer_times(const std::vector<std::string>& layers,
+                                   const std::vector<Node>& eight_steps,
+                                   const std::map<std::string, double>& eight_ms,
+                                   const std::vector<Node>& float_steps,
+                                   const std::map<std::string, double>& float_ms) {
+  const auto e = charge_layers(layers, eight_steps, eight_ms);
+  const auto f = charge_layers(layers, float_steps, float_ms);
+  std::vector<LayerTime> v;
+  for (const auto& l : layers) {
+    LayerTime t{l};
+    if (auto i = e.find(l); i != e.end()) t.ms_8bit = i->second;
+    if (auto i = f.find(l); i != f.end()) t.ms_float = i->second;
+    v.push_back(t);
+  }
   return v;
 }
 

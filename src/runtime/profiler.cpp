@@ -98,6 +98,67 @@ Roofline measure_roofline(Precision precision, int n) {
   return r;
 }
 
+namespace {
+
+/// Sums the step times of the profiled runs it receives.
+class StepSums : public Profiler {
+ public:
+  void report(std::int64_t /*batch*/, const std::vector<StepTime>& steps) override {
+    for (const auto& t : steps) sums[t.name] += t.ms;
+    ++runs;
+  }
+  std::map<std::string, double> sums;
+  int runs = 0;
+};
+
+}  // namespace
+
+EngineTiming time_engine(const Engine& engine, int runs) {
+  runs = std::max(runs, 1);
+  auto ctx = engine.create_context();
+  std::vector<DeviceBuffer> buffers;
+  Bindings bindings;
+  auto bind = [&](const ValueInfo& vi, bool input) {
+    std::size_t n = dtype_size(vi.type.dtype);
+    for (std::size_t d = 0; d < vi.type.shape.rank(); ++d)
+      n *= static_cast<std::size_t>(vi.type.shape[d].is_fixed() ? vi.type.shape[d].value()
+                                    : d == 0                    ? engine.max_batch()
+                                                                : 1);
+    buffers.emplace_back(std::max<std::size_t>(n, 1));
+    // 0x3c in every byte: about 1.06 in FP16, 0.0115 in FP32, 60 in INT8; finite everywhere.
+    if (input) buffers.back().fill_bytes(0x3c);
+    bindings[vi.name] = buffers.back().get();
+  };
+  for (const auto& vi : engine.inputs()) bind(vi, true);
+  for (const auto& vi : engine.outputs()) bind(vi, false);
+  EngineTiming t;
+  ctx->execute(bindings);  // warm up (and time any tactic not timed yet)
+  StepSums sums;
+  ctx->set_profiler(&sums);
+  for (int i = 0; i < runs; ++i) ctx->execute(bindings);
+  ctx->set_profiler(nullptr);
+  for (const auto& [name, ms] : sums.sums) t.step_ms[name] = ms / std::max(sums.runs, 1);
+  ctx->set_cuda_graph(true);
+  const auto stream = reinterpret_cast<cudaStream_t>(ctx->stream());
+  for (int i = 0; i < 3; ++i) ctx->execute(bindings);
+  cudaEvent_t start = nullptr, stop = nullptr;
+  KILN_CHECK(cudaEventCreate(&start));
+  KILN_CHECK(cudaEventCreate(&stop));
+  std::vector<float> ms(static_cast<std::size_t>(runs), 0.f);
+  for (auto& m : ms) {
+    cudaEventRecord(start, stream);
+    ctx->enqueue(bindings, ctx->stream());
+    cudaEventRecord(stop, stream);
+    cudaEventSynchronize(stop);
+    cudaEventElapsedTime(&m, start, stop);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(ms.begin(), ms.end());
+  t.ms = ms[ms.size() / 2];
+  return t;
+}
+
 void TraceProfiler::report(std::int64_t /*batch*/, const std::vector<StepTime>& steps) {
   runs_.push_back(steps);
 }

@@ -17,6 +17,7 @@
 #include "kiln/import/npy.hpp"
 #include "kiln/import/onnx.hpp"
 #include "kiln/int8.hpp"
+#include "kiln/ir/fused.hpp"
 #include "plan_test_util.hpp"
 
 using namespace kiln;
@@ -441,4 +442,94 @@ TEST_CASE("mixed precision: layers pinned by name, and kept in float by their ow
   expect_error<Error>([&] { int8_from_calibration(g, c); },
                       {"an INT8 tolerance needs calibration data"});
   fs::remove_all(d);
+}
+
+TEST_CASE("calibration runs the probe graph wherever Int8Options::runner says") {
+  const Graph g = random_cnn(3);
+  const fs::path d = fresh_dir("int8_runner");
+  for (int i = 0; i < 2; ++i)
+    write_npy(random_inputs(g, 40 + static_cast<std::uint64_t>(i)).at(g.inputs[0].name),
+              (d / fmt::format("batch_{}.npy", i)).string());
+  Int8Options o;
+  o.calib_data = d.string();
+  o.calibrator = build::Calibrator::minmax;
+  const Int8Result cpu = int8_from_calibration(g, o);
+  // A runner that scales every output by 2: the maxima (and the scales) double, so the ranges
+  // come from it, not from the reference.
+  int made = 0, runs = 0;
+  std::unique_ptr<reference::Executor> exec;
+  std::unique_ptr<Graph> probe;
+  o.runner = [&](const Graph& p) -> CalibrationRunner {
+    ++made;
+    CHECK(p.outputs == build::tensors_to_calibrate(g));
+    probe = std::make_unique<Graph>(p);
+    exec = std::make_unique<reference::Executor>(*probe);
+    return [&](const reference::TensorMap& in) {
+      ++runs;
+      auto out = exec->run(in);
+      for (auto& [name, t] : out)
+        for (std::int64_t k = 0; k < t.numel(); ++k) t.set(k, 2 * t.get(k));
+      return out;
+    };
+  };
+  const Int8Result doubled = int8_from_calibration(g, o);
+  CHECK(made == 1);
+  CHECK(runs == 2);  // minmax: one pass over two batches
+  REQUIRE(doubled.scales.size() == cpu.scales.size());
+  for (const auto& [name, s] : cpu.scales) CHECK(doubled.scales.at(name) == doctest::Approx(2 * s));
+  fs::remove_all(d);
+}
+
+TEST_CASE("layer_times: each layer's step plus the Q/DQ and layout steps that serve it") {
+  auto node = [](std::string op, std::string name, std::vector<std::string> in,
+                 std::vector<std::string> out) {
+    Node n;
+    n.op = std::move(op);
+    n.name = std::move(name);
+    n.inputs = std::move(in);
+    n.outputs = std::move(out);
+    return n;
+  };
+  // The 8-bit plan: x -Q-> conv1 (fused, quantized) -DQ-> pool -> conv2 (float) ; a ToLayout that
+  // feeds only the Q counts for conv1 too.
+  FusedBody b1;
+  b1.parts = {node("DequantizeLinear", "dq_x", {"$0", "$1"}, {"xf"}),
+              node("Conv", "conv1", {"xf", "$2"}, {"c"}), node("Relu", "relu1", {"c"}, {"r"}),
+              node("QuantizeLinear", "q_r", {"r", "$1"}, {"rq"})};
+  b1.results = {"rq"};
+  FusedBody qdq;
+  qdq.parts = {node("QuantizeLinear", "q_a", {"$0", "$1"}, {"a"}),
+               node(kToLayoutOp, "lay", {"a"}, {"b"})};
+  qdq.results = {"b"};
+  const std::vector<Node> eight = {
+      node(kToLayoutOp, "to_nhwc", {"x"}, {"xn"}),
+      make_fused_node("q_x", {"xn", "s"}, {"xq"}, qdq),
+      make_fused_node("conv1", {"xq", "s", "w1"}, {"y1q"}, b1),
+      node("DequantizeLinear", "dq_y", {"y1q", "s"}, {"y1"}),
+      node("MaxPool", "pool", {"y1"}, {"p"}),
+      node("Conv", "conv2", {"p", "w2"}, {"out"}),
+  };
+  const std::map<std::string, double> eight_ms = {{"to_nhwc", 0.5}, {"q_x", 0.25}, {"conv1", 1.0},
+                                                  {"dq_y", 0.125},  {"pool", 8.0}, {"conv2", 2.0}};
+  // The float plan: conv1 and a horizontal sibling conv3 in one step, conv2 alone.
+  FusedBody h;
+  h.parts = {node("Conv", "conv1", {"$0", "$1"}, {"c1"}),
+             node("Conv", "conv3", {"$0", "$2"}, {"c3"})};
+  h.results = {"c1", "c3"};
+  const std::vector<Node> flt = {make_fused_node("conv1", {"x", "w1", "w3"}, {"y1", "y3"}, h),
+                                 node("MaxPool", "pool", {"y1"}, {"p"}),
+                                 node("Conv", "conv2", {"p", "w2"}, {"out"})};
+  const std::map<std::string, double> flt_ms = {{"conv1", 3.0}, {"pool", 8.0}, {"conv2", 2.5}};
+  const auto t =
+      build::layer_times({"conv1", "conv2", "conv3", "absent"}, eight, eight_ms, flt, flt_ms);
+  REQUIRE(t.size() == 4);
+  CHECK(t[0].layer == "conv1");
+  CHECK(t[0].ms_8bit == doctest::Approx(0.5 + 0.25 + 1.0 + 0.125));  // layout, Q, step, DQ
+  CHECK(t[0].ms_float == doctest::Approx(1.5));                      // half the shared step
+  CHECK(t[1].ms_8bit == doctest::Approx(2.0));                       // the pool is its own
+  CHECK(t[1].ms_float == doctest::Approx(2.5));
+  CHECK(t[2].ms_8bit == -1);  // no step of the 8-bit plan runs it
+  CHECK(t[2].ms_float == doctest::Approx(1.5));
+  CHECK(t[3].ms_8bit == -1);
+  CHECK(t[3].ms_float == -1);
 }

@@ -111,4 +111,23 @@ std::string int8_layer_name(const Node& n);
 /// graph order.
 std::vector<std::string> int8_layers(const Graph& g);
 
+/// One layer's GPU time in two plans of the same network (builder precision choice).
+struct LayerTime {
+  std::string layer;
+  double ms_8bit = -1;   ///< in the 8-bit plan; -1: no step of that plan runs it
+  double ms_float = -1;  ///< in the float plan; -1: likewise
+};
+
+/// The time each of `layers` costs in an 8-bit plan and in a float plan of the same network,
+/// from per-step times (by step name, as runtime::time_engine gives them). A layer costs the
+/// step that runs it (shared evenly where one step runs several layers) plus the glue steps that
+/// exist for it: QuantizeLinear, DequantizeLinear and layout conversions (alone or fused only
+/// with each other), each charged to the layer step that reads its output (through other glue),
+/// else to the one that made its input.
+std::vector<LayerTime> layer_times(const std::vector<std::string>& layers,
+                                   const std::vector<Node>& eight_steps,
+                                   const std::map<std::string, double>& eight_ms,
+                                   const std::vector<Node>& float_steps,
+                                   const std::map<std::string, double>& float_ms);
+
 }  // namespace kiln::build

@@ -227,6 +227,16 @@ class ExecutionContext {
   Profiler* profiler_ = nullptr;
 };
 
+/// An engine's GPU time at its max batch: what the builder's precision choice compares.
+struct EngineTiming {
+  double ms = 0;  ///< median of the timed runs of the whole plan (a CUDA graph)
+  /// Mean ms per step over the profiled runs, by step (node) name.
+  std::map<std::string, double> step_ms;
+};
+/// Times `engine` on inputs of a fixed byte pattern (finite in every dtype): `runs` profiled runs
+/// (each step between events) and `runs` replays of a CUDA graph after warming up.
+EngineTiming time_engine(const Engine& engine, int runs = 20);
+
 /// Host convenience: uploads `inputs` (plan dtypes), executes, downloads every output.
 std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx,
                                          const std::map<std::string, Tensor>& inputs);
