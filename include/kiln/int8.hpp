@@ -1,7 +1,8 @@
 // INT8 for any network in one call, written in the DSL or imported: the scales read from a
-// calibration cache, or found by running the network on the CPU reference over calibration
-// batches (kiln/import/calib_data.hpp) with one of TensorRT's calibrators; then the graph with
-// Q/DQ pairs before every Conv, Gemm and MatMul (kiln/build/calibration.hpp).
+// calibration cache, or found by running the network over calibration batches
+// (kiln/import/calib_data.hpp) with one of TensorRT's calibrators, on the CPU reference or with
+// the runner Int8Options::runner makes (`kiln build` gives one running an FP32 GPU engine); then
+// the graph with Q/DQ pairs before every Conv, Gemm and MatMul (kiln/build/calibration.hpp).
 //
 //   kiln::Int8Options o;
 //   o.calib_data = "calib";          // calib/*.npy, one file per batch

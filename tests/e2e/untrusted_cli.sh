@@ -89,6 +89,23 @@ expect_error int8_tolerance "--int8-tolerance: expected a positive number" \
   "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --int8-tolerance -1
 expect_error int8_layer_alone "kiln build: --layer-precision goes with --int8" \
   "$kiln" build --example lenet --layer-precision conv1:fp16
+expect_error int8_calib_on "--calib-on 'tpu': expected gpu or cpu" \
+  "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --calib-on tpu
+expect_error int8_calib_on_cpu_target "--calib-on gpu: calibration runs on the GPU for GPU builds only" \
+  "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --calib-on gpu
+expect_error int8_timing_alone "kiln build: --no-precision-timing goes with --int8 or --fp8" \
+  "$kiln" build --example lenet --fp16 --no-precision-timing
+# For a GPU target the 8-bit layers are timed against FP16 where there is a GPU; where there is
+# none the build says so and keeps them 8-bit.
+if "$kiln" build --example lenet --fp16 --int8 --calib-data "$work/calib_good" \
+     > "$work/lenet_int8_fp16.out" 2>&1 \
+   && grep -qE "int8 layers were not timed against cuda-fp16|int8 or FP16 per layer, timed on the GPU" \
+        "$work/lenet_int8_fp16.out"; then
+  echo "ok   kiln build --example lenet --fp16 --int8: the layers' precision by timing (or why not)"
+else
+  echo "FAIL kiln build --example lenet --fp16 --int8: $(tail -c 400 "$work/lenet_int8_fp16.out")"
+  fails=$((fails + 1))
+fi
 if "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --save "$work/lenet_int8.plan" \
      > "$work/lenet_int8.out" 2>&1 && grep -q "int8: calibrated 4 tensors on 2 batches" "$work/lenet_int8.out" \
    && "$kiln" run --plan "$work/lenet_int8.plan" > /dev/null 2>&1; then

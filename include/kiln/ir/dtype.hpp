@@ -198,7 +198,18 @@ inline T from_compute(U v) {
     return static_cast<T>(v);
 }
 
+constexpr bool is_float8(DType t) {
+  return t == DType::f8e4m3fn || t == DType::f8e4m3fnuz || t == DType::f8e5m2 ||
+         t == DType::f8e5m2fnuz || t == DType::f8e8m0;
+}
+constexpr bool is_subbyte(DType t) {
+  return t == DType::i4 || t == DType::u4 || t == DType::i2 || t == DType::u2 || t == DType::f4e2m1;
+}
+/// The types kiln stores and converts but does not compute in: float8 and the sub-byte types.
+constexpr bool is_storage_only(DType t) { return is_float8(t) || is_subbyte(t); }
+/// Bytes per element in memory (the storage-only types take one byte each).
 constexpr std::size_t dtype_size(DType t) {
+  if (is_storage_only(t)) return 1;
   switch (t) {
     case DType::f64:
     case DType::i64:
@@ -212,17 +223,8 @@ constexpr std::size_t dtype_size(DType t) {
     case DType::u16: return 2;
     case DType::i8:
     case DType::u8:
-    case DType::boolean:
-    case DType::f8e4m3fn:
-    case DType::f8e4m3fnuz:
-    case DType::f8e5m2:
-    case DType::f8e5m2fnuz:
-    case DType::f8e8m0:
-    case DType::i4:
-    case DType::u4:
-    case DType::i2:
-    case DType::u2:
-    case DType::f4e2m1: return 1;
+    case DType::boolean: return 1;
+    default: break;  // the storage-only types, above
   }
   return 0;
 }
@@ -259,15 +261,6 @@ constexpr std::string_view dtype_name(DType t) {
 constexpr bool is_float(DType t) {
   return t == DType::f32 || t == DType::f64 || t == DType::f16 || t == DType::bf16;
 }
-constexpr bool is_float8(DType t) {
-  return t == DType::f8e4m3fn || t == DType::f8e4m3fnuz || t == DType::f8e5m2 ||
-         t == DType::f8e5m2fnuz || t == DType::f8e8m0;
-}
-constexpr bool is_subbyte(DType t) {
-  return t == DType::i4 || t == DType::u4 || t == DType::i2 || t == DType::u2 || t == DType::f4e2m1;
-}
-/// The types kiln stores and converts but does not compute in: float8 and the sub-byte types.
-constexpr bool is_storage_only(DType t) { return is_float8(t) || is_subbyte(t); }
 /// Bits per element in an ONNX file: 4 or 2 for the sub-byte types, else the size in bits.
 constexpr int onnx_bits(DType t) {
   if (t == DType::i2 || t == DType::u2) return 2;
@@ -361,21 +354,13 @@ decltype(auto) visit_dtype(DType t, F&& f) {
     case DType::i64: return f(std::int64_t{});
     case DType::u64: return f(std::uint64_t{});
     case DType::boolean: return f(bool{});
-    case DType::f8e4m3fn:
-    case DType::f8e4m3fnuz:
-    case DType::f8e5m2:
-    case DType::f8e5m2fnuz:
-    case DType::f8e8m0:
-    case DType::i4:
-    case DType::u4:
-    case DType::i2:
-    case DType::u2:
-    case DType::f4e2m1:
-      throw UnsupportedError(std::string("dtype ") + std::string(dtype_name(t)) +
-                             ": kiln stores and converts float8 and sub-byte types (Cast, "
-                             "QuantizeLinear, DequantizeLinear, data movement) but does not "
-                             "compute in them");
+    default: break;
   }
+  if (is_storage_only(t))
+    throw UnsupportedError(std::string("dtype ") + std::string(dtype_name(t)) +
+                           ": kiln stores and converts float8 and sub-byte types (Cast, "
+                           "QuantizeLinear, DequantizeLinear, data movement) but does not "
+                           "compute in them");
   throw UnsupportedError("unknown dtype code " + std::to_string(static_cast<int>(t)));
 }
 
