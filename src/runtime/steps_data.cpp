@@ -17,19 +17,6 @@ namespace kiln::runtime::detail {
 
 namespace {
 
-/// rules::normalize_axis, its violation prefixed with the node.
-i64 norm_axis(const Node& n, i64 axis, std::size_t rank) {
-  return ops::window_rule(n, [&] { return rules::normalize_axis(axis, static_cast<i64>(rank)); });
-}
-
-/// Requires a row-major value (what kernels without strides take).
-void need_contiguous(const Node& n, const DeviceValue& v) {
-  if (!v.contiguous())
-    throw GraphError(
-        fmt::format("{}reads {} in a layout it does not take (the plan lacks a conversion)",
-                    n.where(), v.describe()));
-}
-
 // ---- pooling -------------------------------------------------------------------------------
 
 class PoolStep final : public Step {

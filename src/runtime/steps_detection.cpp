@@ -1,8 +1,12 @@
 // The detection ops on the GPU: RoiAlign and MaxRoiPool through kernels/detection.cu, in the
-// plan's precision (rois too: f16 rounds coordinates past 2048 to even pixels). NonMaxSuppression
-// has no GPU step: its output size is known only after it runs (issue 16's data-dependent shapes).
+// plan's precision (rois too: f16 rounds coordinates past 2048 to even pixels); TopK, GatherND and
+// ScatterElements through kernels/select.cu. NonMaxSuppression has no GPU step: its output size is
+// known only after it runs (issue 16's data-dependent shapes).
+#include <cuda_runtime_api.h>
+
 #include "check.hpp"
 #include "detection.cuh"
+#include "select.cuh"
 #include "steps_util.hpp"
 
 namespace kiln::runtime::detail {
@@ -68,11 +72,178 @@ class MaxRoiPoolStep final : public Step {
   kernels::Elem elem_ = kernels::Elem::f32;
 };
 
+/// How select.cu reads a value's elements: its float storage, or int32/int64.
+kernels::ValueType value_type(const Node& n, const DeviceValue& v) {
+  if (v.dtype == DType::i64) return kernels::ValueType::i64;
+  if (v.dtype == DType::i32) return kernels::ValueType::i32;
+  if (v.dtype != DType::f32 && v.dtype != DType::f16 && v.dtype != DType::bf16)
+    unsupported(n, fmt::format("{} (the GPU step takes floats, int32 and int64)", v.describe()));
+  switch (v.elem()) {
+    case kernels::Elem::f16: return kernels::ValueType::f16;
+    case kernels::Elem::bf16: return kernels::ValueType::bf16;
+    default: return kernels::ValueType::f32;
+  }
+}
+
+/// Dims [begin, end) of `d` multiplied.
+i64 product(const std::vector<i64>& d, std::size_t begin, std::size_t end) {
+  i64 p = 1;
+  for (std::size_t i = begin; i < end && i < d.size(); ++i) p *= d[i];
+  return p;
+}
+
+/// TopK: each row sorted by CUB's segmented radix sort (stable, so ties keep the lower index
+/// first, as ONNX asks), the first K kept; `sorted` = 0 gets them sorted too. K is the output's
+/// dim (the plan's shapes are static).
+class TopKStep final : public Step {
+ public:
+  explicit TopKStep(const StepEnv& env) {
+    const Node& n = env.node;
+    const DeviceValue x = env.value(n.inputs.at(0)), v = env.value(n.outputs.at(0)),
+                      i = env.value(n.outputs.at(1));
+    need_contiguous(n, x);
+    need_contiguous(n, v);
+    need_contiguous(n, i);
+    if (i.dtype != DType::i64) unsupported(n, fmt::format("indices {} (int64)", i.describe()));
+    const std::size_t axis =
+        static_cast<std::size_t>(norm_axis(n, n.attr_int("axis", -1), x.dims.size()));
+    a_.type = value_type(n, x);
+    a_.outer = product(x.dims, 0, axis);
+    a_.n = x.dims.at(axis);
+    a_.inner = product(x.dims, axis + 1, x.dims.size());
+    a_.k = v.dims.at(axis);
+    a_.largest = n.attr_int("largest", 1) != 0;
+    a_.x = pointer_of(env, x);
+    a_.values = v.ptr;
+    a_.indices = static_cast<std::int64_t*>(i.ptr);
+    if (a_.k > a_.n || a_.outer * a_.n * a_.inner >= (i64{1} << 31))
+      unsupported(n, fmt::format("TopK of k {} over {} (k at most the axis; under 2^31 values)",
+                                 a_.k, x.describe()));
+    workspace_ = a_.k == 0 ? 0 : kernels::topk_workspace(a_);
+    if (a_.k > 0 && workspace_ == 0) unsupported(n, "TopK: CUB's sort refused the sizes");
+  }
+  std::size_t workspace() const override { return workspace_; }
+  void run(const RunArgs& r) override {
+    if (a_.k == 0 || a_.outer * a_.inner == 0) return;
+    kernels::TopKArgs a = a_;
+    a.workspace = r.workspace;
+    KILN_CHECK(kernels::topk(a, r.stream));
+  }
+  std::string kind() const override { return "topk"; }
+
+ private:
+  kernels::TopKArgs a_;
+  std::size_t workspace_ = 0;
+};
+
+class GatherNDStep final : public Step {
+ public:
+  explicit GatherNDStep(const StepEnv& env) {
+    const Node& n = env.node;
+    const DeviceValue x = env.value(n.inputs.at(0)), idx = env.value(n.inputs.at(1));
+    y_ = env.value(n.outputs.at(0));
+    need_contiguous(n, x);
+    need_contiguous(n, idx);
+    need_contiguous(n, y_);
+    if (idx.dtype != DType::i64) unsupported(n, fmt::format("indices {} (int64)", idx.describe()));
+    const auto b = static_cast<std::size_t>(n.attr_int("batch_dims", 0));
+    const auto m = static_cast<std::size_t>(idx.dims.empty() ? 0 : idx.dims.back());
+    if (idx.dims.empty() || b + m > x.dims.size() ||
+        m > static_cast<std::size_t>(kernels::kMaxDims))
+      unsupported(n, fmt::format("GatherND of {} by {}", x.describe(), idx.describe()));
+    batch_ = product(x.dims, 0, b);
+    rows_ = product(idx.dims, b, idx.dims.size() - 1);
+    indexed_.rank = static_cast<int>(m);
+    for (std::size_t d = 0; d < m; ++d) indexed_.d[d] = x.dims[b + d];
+    inner_ = product(x.dims, b + m, x.dims.size());
+    elem_size_ = x.elem_size();
+    x_ = pointer_of(env, x);
+    idx_ = static_cast<const std::int64_t*>(pointer_of(env, idx));
+  }
+  void run(const RunArgs& r) override {
+    KILN_CHECK(kernels::gather_nd(elem_size_, batch_, rows_, indexed_, inner_, idx_, x_, y_.ptr,
+                                  r.stream));
+  }
+  std::string kind() const override { return "gather-nd"; }
+
+ private:
+  DeviceValue y_;
+  const void* x_ = nullptr;
+  const std::int64_t* idx_ = nullptr;
+  i64 batch_ = 1, rows_ = 1, inner_ = 1;
+  kernels::Dims indexed_;
+  std::size_t elem_size_ = 4;
+};
+
+/// ScatterElements: Y = data, then each update written (or reduced, atomically) at its index.
+/// With reduction "none" and repeated indices, which update lands is unspecified (as ONNX says).
+class ScatterElementsStep final : public Step {
+ public:
+  explicit ScatterElementsStep(const StepEnv& env) {
+    const Node& n = env.node;
+    const DeviceValue data = env.value(n.inputs.at(0)), idx = env.value(n.inputs.at(1)),
+                      upd = env.value(n.inputs.at(2));
+    y_ = env.value(n.outputs.at(0));
+    need_contiguous(n, data);
+    need_contiguous(n, idx);
+    need_contiguous(n, upd);
+    need_contiguous(n, y_);
+    if (idx.dtype != DType::i64 && idx.dtype != DType::i32)
+      unsupported(n, fmt::format("indices {} (int32 or int64)", idx.describe()));
+    const std::string red = n.attr_string("reduction", "none");
+    using R = kernels::ScatterReduction;
+    if (red == "none")
+      red_ = R::none;
+    else if (red == "add")
+      red_ = R::add;
+    else if (red == "mul")
+      red_ = R::mul;
+    else if (red == "max")
+      red_ = R::max;
+    else if (red == "min")
+      red_ = R::min;
+    else
+      unsupported(n, fmt::format("reduction '{}'", red));
+    elem_size_ = data.elem_size();
+    if (red_ != R::none) type_ = value_type(n, data);
+    if (red_ != R::none && elem_size_ == 1)
+      unsupported(n, fmt::format("reduction '{}' of {}", red, data.describe()));
+    axis_ = static_cast<int>(norm_axis(n, n.attr_int("axis", 0), data.dims.size()));
+    data_dims_ = to_dims(data.dims);
+    index_dims_ = to_dims(idx.dims);
+    bytes_ = static_cast<std::size_t>(data.numel()) * elem_size_;
+    data_ = pointer_of(env, data);
+    idx_ = pointer_of(env, idx);
+    int64_ = idx.dtype == DType::i64;
+    upd_ = pointer_of(env, upd);
+  }
+  void run(const RunArgs& r) override {
+    if (data_ != y_.ptr && bytes_)
+      KILN_CHECK(cudaMemcpyAsync(y_.ptr, data_, bytes_, cudaMemcpyDeviceToDevice, r.stream));
+    KILN_CHECK(kernels::scatter_elements(elem_size_, type_, red_, data_dims_, index_dims_, axis_,
+                                         idx_, int64_, upd_, y_.ptr, r.stream));
+  }
+  std::string kind() const override { return "scatter-elements"; }
+
+ private:
+  DeviceValue y_;
+  const void *data_ = nullptr, *idx_ = nullptr, *upd_ = nullptr;
+  bool int64_ = true;
+  kernels::ScatterReduction red_ = kernels::ScatterReduction::none;
+  kernels::ValueType type_ = kernels::ValueType::f32;
+  kernels::Dims data_dims_, index_dims_;
+  int axis_ = 0;
+  std::size_t elem_size_ = 4, bytes_ = 0;
+};
+
 }  // namespace
 
 void register_detection_steps(StepRegistry& r) {
   r.add("RoiAlign", step_factory<RoiAlignStep>);
   r.add("MaxRoiPool", step_factory<MaxRoiPoolStep>);
+  r.add("TopK", step_factory<TopKStep>);
+  r.add("GatherND", step_factory<GatherNDStep>);
+  r.add("ScatterElements", step_factory<ScatterElementsStep>);
 }
 
 }  // namespace kiln::runtime::detail

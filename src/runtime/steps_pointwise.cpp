@@ -4,11 +4,23 @@
 #include <variant>
 
 #include "check.hpp"
+#include "kiln/ir/window.hpp"
 #include "norm.cuh"
 #include "pointwise_table.hpp"
 #include "steps_util.hpp"
 
 namespace kiln::runtime::detail {
+
+i64 norm_axis(const Node& n, i64 axis, std::size_t rank) {
+  return ops::window_rule(n, [&] { return rules::normalize_axis(axis, static_cast<i64>(rank)); });
+}
+
+void need_contiguous(const Node& n, const DeviceValue& v) {
+  if (!v.contiguous())
+    throw GraphError(
+        fmt::format("{}reads {} in a layout it does not take (the plan lacks a conversion)",
+                    n.where(), v.describe()));
+}
 
 kernels::Dims to_dims(const std::vector<i64>& d) {
   if (d.size() > static_cast<std::size_t>(kernels::kMaxDims))

@@ -20,6 +20,10 @@
 
 namespace kiln::runtime::detail {
 
+/// rules::normalize_axis, its violation prefixed with the node.
+i64 norm_axis(const Node& n, i64 axis, std::size_t rank);
+/// Requires a row-major value (what kernels without strides take); GraphError naming the node.
+void need_contiguous(const Node& n, const DeviceValue& v);
 kernels::Dims to_dims(const std::vector<i64>& d);
 kernels::Strides to_strides(const std::vector<i64>& s);
 

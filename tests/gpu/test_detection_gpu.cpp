@@ -1,17 +1,29 @@
 // Detection kernels against the CPU reference: RoiAlign (avg and max, both coordinate modes,
-// adaptive and fixed sampling, rois partly outside the image) and MaxRoiPool (scaled rois, bins
-// clipped at the border, a roi past the image). NonMaxSuppression has no GPU step.
+// adaptive and fixed sampling, rois partly outside the image), MaxRoiPool (scaled rois, bins
+// clipped at the border, a roi past the image), TopK at detectors' sizes (ties too), GatherND and
+// ScatterElements (every reduction). NonMaxSuppression has no GPU step.
 #include <random>
 
 #include <fmt/format.h>
 
 #include "detection.cuh"
 #include "gpu_check.hpp"
+#include "select.cuh"
 
 using namespace gpu_test;
 namespace kk = kiln::kernels;
 
 namespace {
+DeviceBuffer upload_i64(const std::vector<i64>& v) {
+  DeviceBuffer b(std::max<std::size_t>(v.size(), 1) * sizeof(i64));
+  KILN_CHECK(cudaMemcpy(b.get(), v.data(), v.size() * sizeof(i64), cudaMemcpyHostToDevice));
+  return b;
+}
+std::vector<i64> download_i64(const DeviceBuffer& b, std::size_t n) {
+  std::vector<i64> v(n);
+  KILN_CHECK(cudaMemcpy(v.data(), b.get(), n * sizeof(i64), cudaMemcpyDeviceToHost));
+  return v;
+}
 /// Rois [r, 4] (x1, y1, x2, y2) inside and around an image of h x w, their corners ordered.
 std::vector<float> random_rois(std::mt19937& rng, i64 r, i64 h, i64 w, bool with_batch, i64 batch) {
   std::uniform_real_distribution<float> ux(-2.f, static_cast<float>(w) + 1.f),
@@ -112,6 +124,135 @@ int main() {
         KILN_CHECK(kk::max_roi_pool(elem(f16), a, nullptr));
         report.check(what, download(dy, numel(yd), f16), ref, f16);
       });
+    }
+  }
+  // TopK: rows as long as a detector's flattened scores, values with many ties (ties keep the
+  // lower index first), along an inner axis too; the largest and the smallest.
+  struct TopKCase {
+    i64 outer, n, inner, k;
+    bool largest, ties;
+  };
+  for (const TopKCase& k :
+       {TopKCase{1, 19206, 1, 1000, true, false}, TopKCase{2, 3000, 1, 300, true, true},
+        TopKCase{3, 500, 4, 50, false, true}, TopKCase{4, 7, 1, 7, true, true}}) {
+    for (bool f16 : {false, true}) {
+      const std::string what =
+          fmt::format("TopK [{},{},{}] k {} {}{}", k.outer, k.n, k.inner, k.k,
+                      k.largest ? "largest" : "smallest", k.ties ? " (ties)" : "");
+      report.run(what, [&] {
+        const std::vector<i64> xd{k.outer, k.n, k.inner}, yd{k.outer, k.k, k.inner};
+        auto x = random_values(numel(xd));
+        if (k.ties)
+          for (auto& v : x) v = std::round(v * 4.f);
+        if (f16) x = round_f16(x);
+        const kiln::Tensor tx = tensor(xd, x), tk = tensor_i64({1}, {k.k});
+        kiln::Node n = node("TopK", 2, {{"axis", i64{1}}, {"largest", i64{k.largest ? 1 : 0}}});
+        n.outputs = {"values", "indices"};
+        const auto ref = kiln::reference::run_node(n, {&tx, &tk});
+        DeviceBuffer dx = upload(x, f16), dv = poisoned(numel(yd), f16);
+        DeviceBuffer di(static_cast<std::size_t>(numel(yd)) * sizeof(i64));
+        kk::TopKArgs a;
+        a.type = f16 ? kk::ValueType::f16 : kk::ValueType::f32;
+        a.outer = k.outer, a.n = k.n, a.inner = k.inner, a.k = k.k, a.largest = k.largest;
+        a.x = dx.get(), a.values = dv.get(), a.indices = di.as<i64>();
+        DeviceBuffer ws(kk::topk_workspace(a));
+        a.workspace = ws.get();
+        KILN_CHECK(kk::topk(a, nullptr));
+        report.check(what + " values", download(dv, numel(yd), f16), ref[0], f16);
+        const auto idx = download_i64(di, static_cast<std::size_t>(numel(yd)));
+        i64 wrong = 0;
+        for (i64 i = 0; i < ref[1].numel(); ++i)
+          wrong += idx[static_cast<std::size_t>(i)] != static_cast<i64>(ref[1].get(i));
+        report.expect(fmt::format("{} indices: {} of {} differ", what, wrong, ref[1].numel()),
+                      wrong == 0);
+      });
+    }
+  }
+
+  // GatherND, with and without batch dims.
+  struct GatherNDCase {
+    std::vector<i64> data, indices;
+    i64 batch_dims;
+  };
+  for (const GatherNDCase& k :
+       {GatherNDCase{{4, 5, 6}, {7, 2}, 0}, GatherNDCase{{2, 3, 4, 5}, {2, 6, 2}, 1},
+        GatherNDCase{{3, 8}, {3, 4, 1}, 1}}) {
+    const std::string what = fmt::format("GatherND {} by {} batch_dims {}", dims_text(k.data),
+                                         dims_text(k.indices), k.batch_dims);
+    report.run(what, [&] {
+      const auto b = static_cast<std::size_t>(k.batch_dims);
+      const auto m = static_cast<std::size_t>(k.indices.back());
+      std::vector<i64> idx(static_cast<std::size_t>(numel(k.indices)));
+      for (std::size_t i = 0; i < idx.size(); ++i) {
+        const i64 dim = k.data[b + i % m];
+        idx[i] = static_cast<i64>(rng() % static_cast<unsigned>(2 * dim)) - dim;  // negative too
+      }
+      const auto x = random_values(numel(k.data));
+      const kiln::Tensor tx = tensor(k.data, x), ti = tensor_i64(k.indices, idx);
+      const kiln::Tensor ref =
+          reference(node("GatherND", 2, {{"batch_dims", k.batch_dims}}), {&tx, &ti});
+      std::vector<i64> yd(ref.dims().begin(), ref.dims().end());
+      i64 batch = 1, rows = 1, inner = 1;
+      for (std::size_t d = 0; d < b; ++d) batch *= k.data[d];
+      for (std::size_t d = b; d + 1 < k.indices.size(); ++d) rows *= k.indices[d];
+      for (std::size_t d = b + m; d < k.data.size(); ++d) inner *= k.data[d];
+      kk::Dims indexed;
+      indexed.rank = static_cast<int>(m);
+      for (std::size_t d = 0; d < m; ++d) indexed.d[d] = k.data[b + d];
+      DeviceBuffer dx = upload(x), di = upload_i64(idx), dy = poisoned(numel(yd));
+      KILN_CHECK(
+          kk::gather_nd(4, batch, rows, indexed, inner, di.as<i64>(), dx.get(), dy.get(), nullptr));
+      report.check(what, download(dy, numel(yd)), ref);
+    });
+  }
+
+  // ScatterElements along each axis: "none" with distinct targets (repeated ones land in no
+  // defined order), the reductions with repeated targets.
+  for (const char* red : {"none", "add", "mul", "max", "min"}) {
+    for (i64 axis : {0, 1, 2}) {
+      for (bool f16 : {false, true}) {
+        const std::string what =
+            fmt::format("ScatterElements [4,5,6] axis {} reduction {}", axis, red);
+        report.run(what, [&] {
+          const std::vector<i64> dd{4, 5, 6};
+          std::vector<i64> id = dd;
+          id[static_cast<std::size_t>(axis)] = 3;
+          const bool distinct = std::string(red) == "none";
+          std::vector<i64> idx(static_cast<std::size_t>(numel(id)));
+          // For "none", the targets along the axis are the first 3 of a shuffle per line.
+          const i64 len = dd[static_cast<std::size_t>(axis)];
+          for (std::size_t i = 0; i < idx.size(); ++i) {
+            std::vector<i64> c(3);
+            i64 rest = static_cast<i64>(i);
+            for (int d = 2; d >= 0; --d)
+              c[static_cast<std::size_t>(d)] = rest % id[static_cast<std::size_t>(d)],
+              rest /= id[static_cast<std::size_t>(d)];
+            const i64 j = c[static_cast<std::size_t>(axis)];
+            idx[i] = distinct ? (j + (c[0] + c[1] + c[2] - j)) % len
+                              : static_cast<i64>(rng() % static_cast<unsigned>(len));
+            if (idx[i] % 2) idx[i] -= len;  // negative indices count from the end
+          }
+          auto x = random_values(numel(dd), 0.5f, 1.5f), u = random_values(numel(id), 0.5f, 1.5f);
+          if (f16) x = round_f16(x), u = round_f16(u);
+          const kiln::Tensor tx = tensor(dd, x), ti = tensor_i64(id, idx), tu = tensor(id, u);
+          const kiln::Tensor ref = reference(
+              node("ScatterElements", 3, {{"axis", axis}, {"reduction", std::string(red)}}),
+              {&tx, &ti, &tu});
+          DeviceBuffer dx = upload(x, f16), di = upload_i64(idx), du = upload(u, f16);
+          using R = kk::ScatterReduction;
+          const std::string r = red;
+          const R rr = r == "none"  ? R::none
+                       : r == "add" ? R::add
+                       : r == "mul" ? R::mul
+                       : r == "max" ? R::max
+                                    : R::min;
+          KILN_CHECK(kk::scatter_elements(
+              f16 ? 2 : 4, f16 ? kk::ValueType::f16 : kk::ValueType::f32, rr,
+              kiln::kernels::Dims{3, {4, 5, 6}}, kiln::kernels::Dims{3, {id[0], id[1], id[2]}},
+              static_cast<int>(axis), di.get(), true, du.get(), dx.get(), nullptr));
+          report.check(what, download(dx, numel(dd), f16), ref, f16);
+        });
+      }
     }
   }
   return report.finish("gpu-detection");
