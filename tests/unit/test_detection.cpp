@@ -212,3 +212,47 @@ TEST_CASE("the DSL's detection layers emit the ops the reference runs") {
       },
       {"nms_dyn", "expected 3 boxes in scores (dim 2, as boxes' dim 1), got 2"});
 }
+
+TEST_CASE("the DSL's top_k, gather_nd and scatter_elements emit the ops the reference runs") {
+  namespace d = kiln::dsl;
+  auto x = d::input<"x", d::f32>(d::dyn, d::fix<5>);
+  auto [best, which] = d::top_k<2>(x, {}, "best");
+  d::Tensor<d::f32, d::Any, -1, 2> b2 = best;
+  d::Tensor<d::i64, d::Any, -1, 2> w2 = which;
+  auto [low, low_which] = d::top_k<1, 1>(x, {.largest = false}, "low");
+  auto data = d::input<"data", d::f32>(d::fix<2>, d::fix<3>, d::fix<2>);
+  auto idx = d::input<"idx", d::i64>(d::fix<2>, d::fix<1>, d::fix<1>);
+  d::Tensor<d::f32, d::Any, 2, 1, 2> picked = d::gather_nd<1>(data, idx, "picked");
+  auto where = d::input<"where", d::i64>(d::fix<2>, d::fix<1>, d::fix<2>);
+  auto upd = d::input<"upd", d::f32>(d::fix<2>, d::fix<1>, d::fix<2>);
+  d::Tensor<d::f32, d::Any, 2, 3, 2> scattered =
+      d::scatter_elements<1>(data, where, upd, d::ScatterReduction::add, "scattered");
+  d::Network n = d::network(b2, w2, low, low_which, picked, scattered);
+  std::vector<double> dv(12);
+  for (std::size_t i = 0; i < dv.size(); ++i) dv[i] = static_cast<double>(i);
+  kiln::reference::TensorMap in{{"x", tf32({1, 5}, {3, 9, 1, 9, 4})},
+                                {"data", tf32({2, 3, 2}, dv)},
+                                {"idx", Tensor::from<i64>({2, 1, 1}, {2, -1})},
+                                {"where", Tensor::from<i64>({2, 1, 2}, {0, 2, 1, 1})},
+                                {"upd", tf32({2, 1, 2}, {100, 200, 300, 400})}};
+  const auto out = kiln::run(n, in);
+  CHECK(out.at("best").dims() == std::vector<i64>{1, 2});
+  CHECK(out.at("best").get(0) == 9);
+  CHECK(out.at("best").get(1) == 9);
+  CHECK(values(out.at(n.graph().outputs[1])) == std::vector<i64>{1, 3});  // ties: lower first
+  CHECK(out.at("low").get(0) == 1);
+  CHECK(values(out.at(n.graph().outputs[3])) == std::vector<i64>{2});
+  // batch 0 picks row 2 of data[0], batch 1 row -1 (2) of data[1].
+  const Tensor& p = out.at("picked");
+  CHECK(p.dims() == std::vector<i64>{2, 1, 2});
+  CHECK(p.get(0) == 4);
+  CHECK(p.get(1) == 5);
+  CHECK(p.get(2) == 10);
+  CHECK(p.get(3) == 11);
+  const Tensor& s = out.at("scattered");
+  CHECK(s.get(0) == 100);  // data[0][0][0] + 100
+  CHECK(s.get(5) == 205);  // data[0][2][1] + 200
+  CHECK(s.get(8) == 308);  // data[1][1][0] + 300
+  CHECK(s.get(9) == 409);  // data[1][1][1] + 400
+  CHECK(s.get(1) == 1);
+}

@@ -429,4 +429,121 @@ auto matmul(const A& a, const B& b, const std::string& given = "") {
   return Out(s, name, dims);
 }
 
+// ---- top_k, gather_nd, scatter_elements ------------------------------------------------------
+
+template <dim_t K, dim_t Axis>
+struct top_k_layer {
+  static constexpr std::string_view kind = "top_k";
+  template <std::size_t R>
+  static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> in) {
+    const auto a = static_cast<std::size_t>(rules::normalize_axis(Axis, static_cast<dim_t>(R)));
+    std::array<dim_t, R> out = in;
+    out[a] = rules::top_k(K, in[a]);
+    return out;
+  }
+};
+
+struct TopKOptions {
+  bool largest = true;  ///< the K largest (false: the K smallest)
+  bool sorted = true;   ///< in order (kiln always sorts them)
+};
+
+/// The K largest (or smallest) values along Axis, ties by the lower index first, and their i64
+/// indices (ONNX TopK): `auto [scores, which] = top_k<100>(x);`
+template <dim_t K, dim_t Axis = -1, tensor_expr T>
+auto top_k(const T& x, const TopKOptions& o = {}, const std::string& given = "") {
+  using Layer = top_k_layer<K, Axis>;
+  constexpr dim_t a = Axis < 0 ? Axis + static_cast<dim_t>(T::rank) : Axis;
+  constexpr bool ok = detail::rules_check<
+      Layer, detail::rule_on<rules::normalize_axis, Axis, T::rank>,
+      detail::rule_on<rules::top_k, K, detail::static_dim<T>(static_cast<std::size_t>(a))>>::ok;
+  using Values = detail::checked_output_t<ok, Layer, T::dtype, Layout::any, T>;
+  using Indices = detail::checked_output_t<ok, Layer, DType::i64, Layout::any, T>;
+  auto s = x.state();
+  const std::string name = detail::node_name(*s, Layer::kind, given);
+  const auto dims = detail::run_rule<Layer>(name, x);
+  detail::emit(*s, "TopK", name, {x.value(), detail::constant_ints(*s, name + ".k", {K})},
+               {{"axis", Axis}, {"largest", dim_t{o.largest}}, {"sorted", dim_t{o.sorted}}}, 2);
+  const std::string indices = s->graph.nodes.back().outputs[1];
+  return std::pair{Values(s, name, dims), Indices(s, indices, dims)};
+}
+
+template <dim_t B, dim_t M>
+struct gather_nd_layer {
+  static constexpr std::string_view kind = "gather_nd";
+  /// data [d0..], indices [i0..i(q-2), M] -> [i0..i(q-2), d(B+M)..]
+  template <std::size_t R, std::size_t Q>
+  static constexpr auto rule(std::array<dim_t, R> data, std::array<dim_t, Q> indices) {
+    rules::gather_nd_tuple(M, static_cast<dim_t>(R) - B);
+    constexpr std::size_t tail = R >= static_cast<std::size_t>(B + M) ? R - B - M : 0;
+    std::array<dim_t, Q - 1 + tail> out{};
+    for (std::size_t i = 0; i < static_cast<std::size_t>(B); ++i)
+      rules::gather_nd_batch(data[i], indices[i]);
+    for (std::size_t i = 0; i + 1 < Q; ++i) out[i] = indices[i];
+    for (std::size_t i = 0; i < tail; ++i) out[Q - 1 + i] = data[B + M + i];
+    return out;
+  }
+};
+
+/// ONNX GatherND: each index tuple (indices' last dim, which must be fixed) picks a slice of
+/// data past its first BatchDims dims.
+template <dim_t BatchDims = 0, tensor_expr X, tensor_expr I>
+auto gather_nd(const X& data, const I& indices, const std::string& given = "") {
+  static_assert(X::rank >= 1 && I::rank >= 1, "gather_nd: data and indices have rank >= 1");
+  static_assert(I::dtype == DType::i64, "gather_nd: indices are i64");
+  constexpr dim_t M = detail::static_dim<I>(I::rank - 1);
+  static_assert(M >= 0,
+                "gather_nd: the last dim of indices (the tuple length) must be fixed, fix<M>, so "
+                "that the output's rank is known");
+  using Layer = gather_nd_layer<BatchDims, M>;
+  constexpr bool ok =
+      detail::rules_check<Layer, detail::rule_on<rules::gather_nd_tuple, M,
+                                                 static_cast<dim_t>(X::rank) - BatchDims>>::ok;
+  using Out = detail::checked_output_t<ok, Layer, X::dtype, Layout::any, X, I>;
+  auto s = detail::unify(data.state(), indices.state());
+  const std::string name = detail::node_name(*s, Layer::kind, given);
+  const auto dims = detail::run_rule<Layer>(name, data, indices);
+  detail::emit(*s, "GatherND", name, {data.value(), indices.value()}, {{"batch_dims", BatchDims}});
+  return Out(s, name, dims);
+}
+
+template <dim_t Axis>
+struct scatter_elements_layer {
+  static constexpr std::string_view kind = "scatter_elements";
+  template <std::size_t R>
+  static constexpr std::array<dim_t, R> rule(std::array<dim_t, R> data,
+                                             std::array<dim_t, R> indices,
+                                             std::array<dim_t, R> updates) {
+    rules::normalize_axis(Axis, static_cast<dim_t>(R));
+    for (std::size_t i = 0; i < R; ++i) rules::scatter_updates(indices[i], updates[i]);
+    return data;
+  }
+};
+
+enum class ScatterReduction { none, add, mul, max, min };
+
+/// ONNX ScatterElements: data with updates[p] written (or combined by `reduction`) where p's
+/// Axis coordinate is replaced by indices[p].
+template <dim_t Axis = 0, tensor_expr X, tensor_expr I, tensor_expr U>
+auto scatter_elements(const X& data, const I& indices, const U& updates,
+                      ScatterReduction reduction = ScatterReduction::none,
+                      const std::string& given = "") {
+  static_assert(X::rank == I::rank && X::rank == U::rank && X::rank >= 1,
+                "scatter_elements: data, indices and updates have one rank");
+  static_assert(I::dtype == DType::i64 || I::dtype == DType::i32,
+                "scatter_elements: indices are i64 or i32");
+  static_assert(U::dtype == X::dtype, "scatter_elements: updates have data's element type");
+  using Layer = scatter_elements_layer<Axis>;
+  constexpr bool ok =
+      detail::rules_check<Layer, detail::rule_on<rules::normalize_axis, Axis, X::rank>>::ok;
+  using Out = detail::checked_output_t<ok, Layer, X::dtype, X::layout, X, I, U>;
+  auto s = detail::unify(detail::unify(data.state(), indices.state()), updates.state());
+  const std::string name = detail::node_name(*s, Layer::kind, given);
+  const auto dims = detail::run_rule<Layer>(name, data, indices, updates);
+  constexpr const char* names[] = {"none", "add", "mul", "max", "min"};
+  detail::emit(*s, "ScatterElements", name, {data.value(), indices.value(), updates.value()},
+               {{"axis", Axis}, {"reduction", std::string(names[static_cast<int>(reduction)])}});
+  return Out(s, name, dims);
+}
+
 }  // namespace kiln::dsl

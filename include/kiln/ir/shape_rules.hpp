@@ -409,4 +409,26 @@ constexpr i64 roi_batch_indices(i64 rois, i64 indices) {
 /// RoiAlign's output_height/output_width and MaxRoiPool's pooled_shape.
 constexpr i64 pooled_dim(i64 v) { return positive("a pooled output dim must be >= 1, got {}", v); }
 
+/// TopK: K values of a dim (0 <= K <= dim).
+constexpr i64 top_k(i64 k, i64 dim) {
+  if (k < 0) rule_violation_fmt("K must be non-negative, got {}", k, 0);
+  if (known(dim) && k > dim) rule_violation_fmt("K = {} is larger than the axis ({})", k, dim);
+  return k;
+}
+/// GatherND: index tuples of `tuple` values index the data's dims past batch_dims (`past`).
+constexpr i64 gather_nd_tuple(i64 tuple, i64 past) {
+  if (known(tuple) && tuple > past)
+    rule_violation_fmt("index tuples of {} values for {} dims of data past batch_dims", tuple,
+                       past);
+  return tuple;
+}
+/// GatherND: the batch dims of indices are data's.
+constexpr i64 gather_nd_batch(i64 data, i64 indices) {
+  return equal_dims("batch dim of indices (data's)", data, indices);
+}
+/// ScatterElements: updates have the indices' shape.
+constexpr i64 scatter_updates(i64 indices, i64 updates) {
+  return equal_dims("updates dim (the indices' shape)", indices, updates);
+}
+
 }  // namespace kiln::rules

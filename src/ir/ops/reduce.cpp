@@ -101,11 +101,9 @@ std::vector<TensorType> infer_topk(const InferContext& ctx) {
   Shape out = x.shape;
   if (auto k = constant_ints(ctx, 1)) {
     if (k->size() != 1) ctx.fail(fmt::format("K must hold one value, got {}", k->size()));
-    const i64 kv = (*k)[0];
-    if (kv < 0) ctx.fail(fmt::format("K must be non-negative, got {}", kv));
     const Dim& d = x.shape[axis];
-    if (d.is_fixed() && kv > d.value())
-      ctx.fail(fmt::format("K = {} is larger than axis {} of {}", kv, axis, x.shape.to_string()));
+    const i64 kv =
+        checked(ctx, [&] { return rules::top_k((*k)[0], d.is_fixed() ? d.value() : kDynamic); });
     out[axis] = Dim(kv);
   } else {
     out[axis] = Dim::dynamic();

@@ -65,14 +65,10 @@ std::vector<TensorType> infer_gather_nd(const InferContext& ctx) {
   const Dim& last = idx.shape[q - 1];
   if (!last.is_fixed())
     unsupported(ctx, "the last dim of indices is dynamic, so the output rank cannot be inferred");
-  if (last.value() > r - b)
-    ctx.fail(fmt::format("indices tuples of length {} index data {} past batch_dims {}",
-                         last.value(), x.shape.to_string(), b));
+  checked(ctx, [&] { return rules::gather_nd_tuple(last.value(), r - b); });
+  auto value = [](const Dim& d) { return d.is_fixed() ? d.value() : kDynamic; };
   for (i64 i = 0; i < b; ++i)
-    if (x.shape[i].is_fixed() && idx.shape[i].is_fixed() &&
-        x.shape[i].value() != idx.shape[i].value())
-      ctx.fail(fmt::format("batch dim {} differs: data {} vs indices {}", i, x.shape.to_string(),
-                           idx.shape.to_string()));
+    checked(ctx, [&] { return rules::gather_nd_batch(value(x.shape[i]), value(idx.shape[i])); });
   Shape out;
   for (i64 i = 0; i < q - 1; ++i) out.push_back(idx.shape[i]);
   for (i64 i = b + last.value(); i < r; ++i) out.push_back(x.shape[i]);
@@ -102,11 +98,9 @@ std::vector<TensorType> infer_scatter_elements(const InferContext& ctx) {
       x.shape.rank() == 0)
     ctx.fail(fmt::format("data {}, indices {} and updates {} must have one rank (at least 1)",
                          x.shape.to_string(), idx.shape.to_string(), upd.shape.to_string()));
+  auto value = [](const Dim& d) { return d.is_fixed() ? d.value() : kDynamic; };
   for (std::size_t i = 0; i < idx.shape.rank(); ++i)
-    if (idx.shape[i].is_fixed() && upd.shape[i].is_fixed() &&
-        idx.shape[i].value() != upd.shape[i].value())
-      ctx.fail(fmt::format("indices {} and updates {} must have one shape", idx.shape.to_string(),
-                           upd.shape.to_string()));
+    checked(ctx, [&] { return rules::scatter_updates(value(idx.shape[i]), value(upd.shape[i])); });
   norm_axis(ctx, ctx.node.attr_int("axis", 0), static_cast<i64>(x.shape.rank()));
   return {x};
 }
