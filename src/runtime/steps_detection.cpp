@@ -119,8 +119,10 @@ class TopKStep final : public Step {
     if (a_.k > a_.n || a_.outer * a_.n * a_.inner >= (i64{1} << 31))
       unsupported(n, fmt::format("TopK of k {} over {} (k at most the axis; under 2^31 values)",
                                  a_.k, x.describe()));
-    workspace_ = a_.k == 0 ? 0 : kernels::topk_workspace(a_);
-    if (a_.k > 0 && workspace_ == 0) unsupported(n, "TopK: CUB's sort refused the sizes");
+    if (a_.k > 0 && a_.outer * a_.inner > 0) {  // else there is nothing to sort
+      workspace_ = kernels::topk_workspace(a_);
+      if (workspace_ == 0) unsupported(n, "TopK: CUB's sort refused the sizes");
+    }
   }
   std::size_t workspace() const override { return workspace_; }
   void run(const RunArgs& r) override {
