@@ -375,8 +375,7 @@ TEST_CASE("TopK shape rule uses a constant K") {
   CHECK(g.type_of("v").to_string() == "f32[N,3]");
   CHECK(g.type_of("i").to_string() == "i64[N,3]");
   g.weights["k"] = Tensor::from<i64>({1}, {11});
-  CHECK_THROWS_WITH_AS(g.infer(), "[TopK 'top'] K = 11 is larger than the axis (10)",
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(g.infer(), "[TopK 'top'] K = 11 is larger than the axis (10)", ShapeError);
 }
 
 // ---- CumSum --------------------------------------------------------------------------------
