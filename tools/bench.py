@@ -562,7 +562,7 @@ def bench_row(args, row, exports, r):
     k_iter = min(iterations, max(10, int(budget * 1e3 / max(torch_ms, 1e-3))))
     ref_by_name = {o: ref[i] for o, i in zip(onnx_outputs, out_names)}
     ref32_by_name = {o: ref32[i] for o, i in zip(onnx_outputs, out_names)}
-    prec = KILN_PRECISION[row.precision]
+    prec = KILN_PRECISION.get(row.precision, [])  # an INT8 row's plan comes from int8_plan
     if row.dynamic:
         static, _ = kiln_engine(args, row, r, [onnx_path] + prec + ["--shapes", row.shapes_arg()], "static",
                                 input_files, onnx_outputs, ref_by_name, ref32_by_name, k_iter, True)
