@@ -430,9 +430,9 @@ void build_engine_report(plan::Plan& p, const Args& args) {
 
 // ---- calibration ---------------------------------------------------------------------------
 
-CalibrationRunnerFactory gpu_calibration_runner(const Args& args) {
+CalibrationRunnerFactory gpu_calibration_runner(const Args& args, std::string* runs_on) {
   const runtime::EngineOptions eo = engine_options(args);
-  return [eo](const Graph& probe) -> CalibrationRunner {
+  return [eo, runs_on](const Graph& probe) -> CalibrationRunner {
     // One engine per set of input dims (calibration batches normally share them); the CPU
     // reference from the first network the GPU runtime refuses on.
     struct State {
@@ -445,7 +445,7 @@ CalibrationRunnerFactory gpu_calibration_runner(const Args& args) {
     };
     auto st = std::make_shared<State>();
     st->graph = probe;
-    return [st, eo](const reference::TensorMap& in) -> reference::TensorMap {
+    return [st, eo, runs_on](const reference::TensorMap& in) -> reference::TensorMap {
       if (st->cpu) return st->cpu->run(in);
       std::vector<std::vector<std::int64_t>> key;
       build::BuildOptions o;
@@ -475,6 +475,7 @@ CalibrationRunnerFactory gpu_calibration_runner(const Args& args) {
               "this network ({})\n",
               err.what());
           st->cpu = std::make_unique<reference::Executor>(st->graph);
+          if (runs_on) *runs_on = "CPU reference: the GPU runtime cannot run the network";
           return st->cpu->run(in);
         }
       }

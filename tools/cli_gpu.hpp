@@ -42,7 +42,8 @@ void build_engine_report(plan::Plan& p, const Args& args);
 
 /// For `kiln build --int8|--fp8` with a GPU: runs calibration's probe graph in an FP32 engine
 /// (a plan for target cuda per input shape, with --workspace and --timing-cache), or on the CPU
-/// reference, saying why, when the GPU runtime cannot run the network.
-CalibrationRunnerFactory gpu_calibration_runner(const Args& args);
+/// reference, saying why, when the GPU runtime cannot run the network; then `*runs_on` (where
+/// the calibration line says it ran) is set to say so. It must outlive the runners.
+CalibrationRunnerFactory gpu_calibration_runner(const Args& args, std::string* runs_on);
 
 }  // namespace kiln::tools

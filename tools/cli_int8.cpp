@@ -90,8 +90,8 @@ Int8Build int8_graph(const Args& args, const Graph& g, bool gpu_target) {
         "--calib-on gpu: calibration runs on the GPU for GPU builds only (add --gpu, --fp16 "
         "or --bf16)");
   if (calib_on == "gpu" && runtime::device_count() > 0) {
-    o.runner = gpu_calibration_runner(args);
     o.runner_name = "GPU, FP32 engine";
+    o.runner = gpu_calibration_runner(args, &o.runner_name);
   } else if (calib_on == "gpu" && args.has("--calib-on")) {
     throw Error(fmt::format("--calib-on gpu: no GPU ({})", runtime::no_device_reason()));
   }
@@ -149,10 +149,6 @@ Int8Build int8_graph(const Args& args, const Graph& g, bool gpu_target) {
   print_layers();
   return {r, o.format};
 }
-
-}  // namespace kiln::tools
-
-namespace kiln::tools {
 
 plan::Plan choose_precisions(const Args& args, const Int8Build& q, const Graph& float_graph,
                              const build::BuildOptions& o, plan::Plan eight,

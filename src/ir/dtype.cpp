@@ -217,15 +217,6 @@ namespace {
 /// The magnitudes of f4e2m1's codes 0..7 (1 sign, 2 exponent, 1 mantissa bit, bias 1).
 constexpr double kF4[] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
 
-/// The range of a sub-byte integer type.
-std::pair<int, int> subbyte_range(DType t) {
-  switch (t) {
-    case DType::i4: return {-8, 7};
-    case DType::u4: return {0, 15};
-    case DType::i2: return {-2, 1};
-    default: return {0, 3};  // u2
-  }
-}
 }  // namespace
 
 double narrow_to_double(DType t, std::uint8_t b) {
@@ -253,7 +244,7 @@ std::uint8_t narrow_from_double(DType t, double v, bool saturate, E8m0Rounding r
     return static_cast<std::uint8_t>(sign | code);
   }
   if (!is_subbyte(t)) throw UnsupportedError(std::string(dtype_name(t)) + " is not sub-byte");
-  const auto [lo, hi] = subbyte_range(t);
+  const auto [lo, hi] = subbyte_int_range(t);
   if (std::isnan(v)) return 0;
   if (saturate)
     return static_cast<std::uint8_t>(

@@ -23,11 +23,7 @@ std::pair<double, double> range_of(DType t) {
     case DType::i16: return {-32768, 32767};
     case DType::u16: return {0, 65535};
     case DType::i32: return {-2147483648.0, 2147483647.0};
-    case DType::i4: return {-8, 7};
-    case DType::u4: return {0, 15};
-    case DType::i2: return {-2, 1};
-    case DType::u2: return {0, 3};
-    default: return {0, 0};
+    default: return subbyte_int_range(t);  // the sub-byte integers; {0, 0} for the rest
   }
 }
 

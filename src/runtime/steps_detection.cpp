@@ -6,6 +6,7 @@
 
 #include "check.hpp"
 #include "detection.cuh"
+#include "kiln/ir/shape_rules.hpp"
 #include "select.cuh"
 #include "steps_util.hpp"
 
@@ -85,13 +86,6 @@ kernels::ValueType value_type(const Node& n, const DeviceValue& v) {
   }
 }
 
-/// Dims [begin, end) of `d` multiplied.
-i64 product(const std::vector<i64>& d, std::size_t begin, std::size_t end) {
-  i64 p = 1;
-  for (std::size_t i = begin; i < end && i < d.size(); ++i) p *= d[i];
-  return p;
-}
-
 /// TopK: each row sorted by CUB's segmented radix sort (stable, so ties keep the lower index
 /// first, as ONNX asks), the first K kept; `sorted` = 0 gets them sorted too. K is the output's
 /// dim (the plan's shapes are static).
@@ -108,9 +102,9 @@ class TopKStep final : public Step {
     const std::size_t axis =
         static_cast<std::size_t>(norm_axis(n, n.attr_int("axis", -1), x.dims.size()));
     a_.type = value_type(n, x);
-    a_.outer = product(x.dims, 0, axis);
+    a_.outer = rules::dims_product(x.dims, 0, axis);
     a_.n = x.dims.at(axis);
-    a_.inner = product(x.dims, axis + 1, x.dims.size());
+    a_.inner = rules::dims_product(x.dims, axis + 1, x.dims.size());
     a_.k = v.dims.at(axis);
     a_.largest = n.attr_int("largest", 1) != 0;
     a_.x = pointer_of(env, x);
@@ -153,11 +147,11 @@ class GatherNDStep final : public Step {
     if (idx.dims.empty() || b + m > x.dims.size() ||
         m > static_cast<std::size_t>(kernels::kMaxDims))
       unsupported(n, fmt::format("GatherND of {} by {}", x.describe(), idx.describe()));
-    batch_ = product(x.dims, 0, b);
-    rows_ = product(idx.dims, b, idx.dims.size() - 1);
+    batch_ = rules::dims_product(x.dims, 0, b);
+    rows_ = rules::dims_product(idx.dims, b, idx.dims.size() - 1);
     indexed_.rank = static_cast<int>(m);
     for (std::size_t d = 0; d < m; ++d) indexed_.d[d] = x.dims[b + d];
-    inner_ = product(x.dims, b + m, x.dims.size());
+    inner_ = rules::dims_product(x.dims, b + m, x.dims.size());
     elem_size_ = x.elem_size();
     x_ = pointer_of(env, x);
     idx_ = static_cast<const std::int64_t*>(pointer_of(env, idx));

@@ -79,9 +79,7 @@ int main() {
                             {"coordinate_transformation_mode", std::string(k.coords)}}),
                       {&tx, &tr, &ti});
         DeviceBuffer dx = upload(x, f16), dr = upload(rois, f16), dy = poisoned(numel(yd), f16);
-        DeviceBuffer di(idx.size() * sizeof(i64));
-        KILN_CHECK(
-            cudaMemcpy(di.get(), idx.data(), idx.size() * sizeof(i64), cudaMemcpyHostToDevice));
+        DeviceBuffer di = upload_i64(idx);
         kk::RoiAlignArgs a;
         a.batch = k.n, a.channels = k.c, a.height = k.h, a.width = k.w, a.rois = k.rois;
         a.out_h = k.oh, a.out_w = k.ow, a.sampling_ratio = k.ratio;

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kiln/ir/error.hpp"
@@ -260,6 +261,16 @@ constexpr std::string_view dtype_name(DType t) {
 
 constexpr bool is_float(DType t) {
   return t == DType::f32 || t == DType::f64 || t == DType::f16 || t == DType::bf16;
+}
+/// The smallest and largest value of a sub-byte integer type (i4, u4, i2, u2); {0, 0} otherwise.
+constexpr std::pair<int, int> subbyte_int_range(DType t) {
+  switch (t) {
+    case DType::i4: return {-8, 7};
+    case DType::u4: return {0, 15};
+    case DType::i2: return {-2, 1};
+    case DType::u2: return {0, 3};
+    default: return {0, 0};
+  }
 }
 /// Bits per element in an ONNX file: 4 or 2 for the sub-byte types, else the size in bits.
 constexpr int onnx_bits(DType t) {
