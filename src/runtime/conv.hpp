@@ -131,6 +131,67 @@ class GraphConvolution {
   std::unique_ptr<Impl> impl_;
 };
 
+/// An INT8 convolution and its whole epilogue as one cuDNN graph (issue 13's fused INT8 step):
+/// NHWC int8 input and [K, kh, kw, C] int8 filters with int32 accumulation, then in f32 the
+/// per-channel multiplier, [+ bias], [+ an int8 residual times its scales], [Relu], and either the
+/// output's quantization (division by its scales, rounding to nearest even, saturation to the
+/// 8-bit type: zero points 0) or a float output. Where cuDNN's engines take no division, the
+/// output is multiplied by the scales' reciprocals instead (divides() says which). Throws
+/// UnsupportedError when no engine takes the graph. Tactics are positions in cuDNN's heuristic
+/// list.
+class Int8GraphConvolution {
+ public:
+  enum class Out { s8, u8, f32, f16, bf16 };
+  struct Spec {
+    ConvShape shape;  ///< one group, symmetric pads
+    bool bias = false;
+    bool residual = false;    ///< an int8 residual of the output's shape
+    int residual_scales = 1;  ///< 1 (per tensor) or shape.k
+    bool relu = false;
+    Out out = Out::s8;
+    int y_scales = 1;  ///< quantized outputs: 1 or shape.k
+    std::size_t workspace_limit = std::size_t{256} << 20;
+  };
+  /// Device pointers of one run (f32 arrays: multiplier[K], bias[K], the scales).
+  struct Data {
+    const void* x = nullptr;
+    const void* w = nullptr;
+    const float* multiplier = nullptr;
+    const float* bias = nullptr;
+    const void* residual = nullptr;
+    const float* residual_scale = nullptr;
+    const float* y_scale = nullptr;  ///< the divisors (divides()) or their reciprocals
+    void* y = nullptr;
+  };
+  Int8GraphConvolution(const Library& lib, const Spec& spec);
+  ~Int8GraphConvolution();
+  Int8GraphConvolution(const Int8GraphConvolution&) = delete;
+  Int8GraphConvolution& operator=(const Int8GraphConvolution&) = delete;
+
+  static bool quantized(Out o) { return o == Out::s8 || o == Out::u8; }
+  /// Whether the output's scales divide (as QuantizeLinear does) or their reciprocals multiply.
+  bool divides() const { return divides_; }
+  std::size_t candidates() const;
+  /// Times every candidate on `data` (its output written to data.y), each first checked by
+  /// `accept` (given the candidate's index after its output is computed and synchronized), and
+  /// keeps the fastest accepted; UnsupportedError when none is.
+  ConvTactic tune(const Data& data, const std::function<bool(int)>& accept);
+  /// Uses candidate t.algorithm; false (keeping the current one) when it does not finalize.
+  bool set_tactic(const ConvTactic& t);
+  const ConvTactic& tactic() const { return tactic_; }
+  std::size_t workspace_bytes() const { return tactic_.workspace; }
+  void forward(const Data& data, void* workspace, Stream stream) const;
+
+ private:
+  bool choose(int index);
+  struct Impl;
+  const Library& lib_;
+  Spec spec_;
+  bool divides_ = true;
+  ConvTactic tactic_;
+  std::unique_ptr<Impl> impl_;
+};
+
 /// ONNX ConvTranspose as cuDNN's backward-data convolution. Input [N, C, H, W], weights
 /// [C, K/g, kh, kw] (NCHW) or [C, kh, kw, K/g] (NHWC), output [N, K, OH, OW] with
 /// OH = stride*(H-1) + dil*(kh-1) + 1 - 2*pad + out_pad.

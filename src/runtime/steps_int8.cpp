@@ -6,12 +6,21 @@
 // f32 on Hopper's tensor cores): a convolution as im2col rows of its 8-bit input times the weight
 // rows, a matrix product directly; then one kernel applies the rest in float with the CPU
 // reference's rounding, so an INT8 step's output equals the reference's (an FP8 step's differs by
-// the order of the f32 sums). The GPU takes symmetric activations only (an input zero point of 0,
-// as TensorRT does); check_int8_product() refuses the rest naming the node, when a plan is built.
+// the order of the f32 sums). An INT8 convolution over NHWC has a second candidate: cuDNN's graph
+// API runs the convolution and the whole epilogue as one fused kernel (Int8GraphConvolution);
+// tune() times both, each cuDNN engine first checked against the cuBLASLt path on random data
+// (its f32 epilogue may round a value within one f32 step of a tie the other way: at most one
+// in a thousand outputs one apart is accepted, anything more is no tactic). Without tuning the
+// cuDNN graph runs where it exists. The GPU takes symmetric activations only (an input zero point
+// of 0, as TensorRT does); check_int8_product() refuses the rest naming the node, when a plan is
+// built.
 #include <algorithm>
+#include <cmath>
 #include <optional>
+#include <random>
 
 #include "check.hpp"
+#include "conv.hpp"
 #include "kiln/ir/window.hpp"
 #include "quantize.cuh"
 #include "steps_util.hpp"
@@ -342,6 +351,7 @@ class Int8ProductStep final : public Step {
       const bool unpadded =
           std::all_of(win.pad_begin.begin(), win.pad_begin.end(), [](i64 v) { return v == 0; }) &&
           std::all_of(win.pad_end.begin(), win.pad_end.end(), [](i64 v) { return v == 0; });
+      symmetric_pads_ = win.pad_begin == win.pad_end;
       direct_ = im_.nhwc && im_.k_h == 1 && im_.k_w == 1 && im_.stride_h == 1 &&
                 im_.stride_w == 1 && unpadded && im_.channels % align == 0;
       rows_ = im_.batch * im_.out_h * im_.out_w;
@@ -444,39 +454,234 @@ class Int8ProductStep final : public Step {
                        o.workspace_limit);
     conv_ = b.conv;
     k_ = k;
+    log_ = [&st = env.engine](Severity sev, const std::string& m) { st.log(sev, m); };
+    where_ = n.where();
+    if (env.engine.options.cudnn_graph) make_graph(env, b);
   }
 
   void run(const RunArgs& a) override {
-    auto* ws = static_cast<std::byte*>(a.workspace);
-    const auto* x = static_cast<const std::int8_t*>(x_.ptr);
+    if (use_graph_) {
+      graph_->forward(graph_data(x_.ptr, residual_.ptr, y_.ptr), a.workspace, a.stream);
+      return;
+    }
+    run_cublas(x_.ptr, residual_.ptr, y_.ptr, a.workspace, a.stream);
+  }
+
+  /// The cuBLASLt path: [im2col or row padding], the 8-bit product, kiln's epilogue.
+  void run_cublas(const void* x_ptr, const void* residual, void* y, void* workspace,
+                  Stream stream) const {
+    auto* ws = static_cast<std::byte*>(workspace);
+    const auto* x = static_cast<const std::int8_t*>(x_ptr);
     auto* cols = reinterpret_cast<std::int8_t*>(ws);
     void* acc = ws + cols_bytes_;  // int32 (INT8) or f32 (FP8)
     const std::int8_t* rows = x;
     if (conv_ && !direct_) {
-      KILN_CHECK(kernels::im2col_s8(im_, x, cols, a.stream));
+      KILN_CHECK(kernels::im2col_s8(im_, x, cols, stream));
       rows = cols;
     } else if (row_ != k_) {
-      KILN_CHECK(kernels::pad_rows_s8(x, rows_, k_, row_, cols, a.stream));
+      KILN_CHECK(kernels::pad_rows_s8(x, rows_, k_, row_, cols, stream));
       rows = cols;
     }
-    mm_->run(rows, w_, nullptr, acc, ws + cols_bytes_ + acc_bytes_, a.stream);
+    mm_->run(rows, w_, nullptr, acc, ws + cols_bytes_ + acc_bytes_, stream);
     kernels::Int8Epilogue e = e_;
-    e.residual = residual_.ptr;
-    KILN_CHECK(kernels::int8_epilogue(e, acc, y_.ptr, a.stream));
+    e.residual = residual;
+    KILN_CHECK(kernels::int8_epilogue(e, acc, y, stream));
+  }
+  std::size_t cublas_workspace() const {
+    return static_cast<std::size_t>(cols_bytes_ + acc_bytes_) + mm_->workspace_bytes();
   }
   std::size_t workspace() const override {
-    return static_cast<std::size_t>(cols_bytes_ + acc_bytes_) + mm_->workspace_bytes();
+    return use_graph_ ? graph_->workspace_bytes() : cublas_workspace();
   }
   std::string kind() const override {
     const std::string f = fp8_ ? "fp8" : "int8";
+    if (use_graph_) return f + "-conv-cudnn-graph";
     return f + (!conv_ ? "-cublaslt" : direct_ ? "-conv1x1-cublaslt" : "-conv-cublaslt");
   }
   std::string tactic_key() const override { return key_; }
-  Tactic tune() override { return tune_matmul(*mm_); }
-  void set_tactic(const Tactic& t) override { set_matmul_tactic(*mm_, t); }
-  std::string tactic() const override { return matmul_tactic_text(*mm_); }
+
+  /// cuBLASLt's algorithms are timed first; with a cuDNN graph, both whole paths are then timed
+  /// on the same random input and the faster kept.
+  Tactic tune() override {
+    Tactic t = tune_matmul(*mm_);
+    if (!graph_) return t;
+    use_graph_ = false;
+    const std::size_t xb = static_cast<std::size_t>(x_.numel()),
+                      yb = static_cast<std::size_t>(y_.numel()) * y_.elem_size();
+    auto random_bytes = [](std::size_t n, std::uint32_t seed) {
+      // int8 in [-40, 40]: outputs mostly inside the 8-bit range, so that the check sees them.
+      std::vector<std::int8_t> h(std::min<std::size_t>(n, std::size_t{1} << 22));
+      std::mt19937 g(seed);
+      for (auto& v : h) v = static_cast<std::int8_t>(static_cast<int>(g() % 81) - 40);
+      DeviceBuffer b(std::max<std::size_t>(n, 16));
+      for (std::size_t at = 0; at < n; at += h.size())
+        KILN_CHECK(cudaMemcpy(static_cast<std::byte*>(b.get()) + at, h.data(),
+                              std::min(h.size(), n - at), cudaMemcpyHostToDevice));
+      return b;
+    };
+    DeviceBuffer x = random_bytes(xb, 1), r = random_bytes(residual_.ptr ? yb : 16, 2);
+    DeviceBuffer yref(std::max<std::size_t>(yb, 16)), y(std::max<std::size_t>(yb, 16));
+    DeviceBuffer ws(cublas_workspace());
+    const void* rp = residual_.ptr ? r.get() : nullptr;
+    const float cublas_ms =
+        time_ms([&] { run_cublas(x.get(), rp, yref.get(), ws.get(), nullptr); });
+    KILN_CHECK(cudaDeviceSynchronize());
+    const std::vector<double> ref = download_y(yref.get());
+    const auto accept = [&](int candidate) {
+      const std::vector<double> got = download_y(y.get());
+      const Agreement a = agreement(got, ref);
+      const bool ok = a.far == 0 && a.one_apart * 1000 <= static_cast<i64>(ref.size());
+      log_(ok ? Severity::verbose : Severity::warning,
+           fmt::format("{}cuDNN INT8 graph engine candidate {} against the cuBLASLt path: {} of "
+                       "{} outputs one apart, {} further{}",
+                       where_, candidate, a.one_apart, ref.size(), a.far, ok ? "" : "; not used"));
+      return ok;
+    };
+    try {
+      const ConvTactic g = graph_->tune(graph_data(x.get(), rp, y.get()), accept);
+      if (g.ms < cublas_ms) {
+        use_graph_ = true;
+        return {Tactic::Backend::cudnn_graph, g.algorithm, g.workspace, g.ms};
+      }
+    } catch (const UnsupportedError& e) {
+      log_(Severity::info, fmt::format("{}{}", where_, e.what()));
+    }
+    t.ms = cublas_ms;
+    return t;
+  }
+  void set_tactic(const Tactic& t) override {
+    if (t.backend == Tactic::Backend::cudnn_graph) {
+      if (graph_ && graph_->set_tactic({t.algorithm, t.workspace, t.ms, true})) use_graph_ = true;
+      return;  // else keep the current path
+    }
+    if (t.backend != Tactic::Backend::cublaslt) return;
+    set_matmul_tactic(*mm_, t);
+    use_graph_ = false;
+  }
+  std::string tactic() const override {
+    if (!use_graph_) return matmul_tactic_text(*mm_);
+    const ConvTactic& t = graph_->tactic();
+    return fmt::format("graph engine #{}, workspace {} bytes, {:.4f} ms, one graph: {}",
+                       t.algorithm, t.workspace, t.ms, graph_what_);
+  }
 
  private:
+  /// The cuDNN graph candidate of an INT8 convolution over NHWC with symmetric pads, one group,
+  /// channels in multiples of 4, and zero points of 0 on the residual and the output.
+  void make_graph(const StepEnv& env, const ProductBody& b) {
+    const bool q_residual =
+        !b.residual_dq || (residual_.dtype == DType::i8 && !e_.residual_q.zero_point);
+    const bool q_out =
+        !b.out_q || ((y_.dtype == DType::i8 || y_.dtype == DType::u8) && !e_.y_q.zero_point);
+    if (!conv_ || fp8_ || !im_.nhwc || x_.dims.size() != 4 || !symmetric_pads_ ||
+        im_.channels % 4 != 0 || channels_ % 4 != 0 || row_ != k_ || !q_residual || !q_out)
+      return;
+    using Out = Int8GraphConvolution::Out;
+    Int8GraphConvolution::Spec s;
+    s.shape = {static_cast<int>(im_.batch),
+               im_.channels,
+               im_.in_h,
+               im_.in_w,
+               static_cast<int>(channels_),
+               im_.k_h,
+               im_.k_w,
+               im_.pad_top,
+               im_.pad_left,
+               im_.stride_h,
+               im_.stride_w,
+               im_.dil_h,
+               im_.dil_w,
+               1};
+    s.bias = e_.bias != nullptr;
+    s.residual = b.residual_dq != nullptr;
+    s.residual_scales = static_cast<int>(e_.residual_q.channels);
+    s.relu = b.relu;
+    if (b.out_q) {
+      s.out = y_.dtype == DType::i8 ? Out::s8 : Out::u8;
+      s.y_scales = static_cast<int>(e_.y_q.channels);
+    } else {
+      s.out = y_.dtype == DType::f16 ? Out::f16 : y_.dtype == DType::bf16 ? Out::bf16 : Out::f32;
+    }
+    s.workspace_limit = env.engine.options.workspace_limit;
+    try {
+      graph_ = std::make_unique<Int8GraphConvolution>(env.lib, s);
+    } catch (const UnsupportedError& e) {
+      log_(Severity::verbose, fmt::format("{}{}", where_, e.what()));
+      return;
+    }
+    if (b.out_q && !graph_->divides()) {
+      // The engines take no division: the output's scales' reciprocals multiply instead.
+      const auto it =
+          env.engine.plan.weights.find(fused_input_name(env.node.inputs, b.out_q->inputs.at(1)));
+      std::vector<float> inv;
+      for (double v : it->second.to_doubles()) inv.push_back(static_cast<float>(1.0 / v));
+      y_scale_ = upload_floats(env, fmt::format("q-inverse-scale:{}", it->first), inv);
+    } else {
+      y_scale_ = e_.y_q.scale;
+    }
+    graph_what_ = fmt::format(
+        "int8 conv*scale{}{}{}{}", s.bias ? "+bias" : "", s.residual ? "+residual" : "",
+        s.relu ? "+relu" : "",
+        b.out_q ? (graph_->divides() ? "/y_scale->8-bit" : "*(1/y_scale)->8-bit") : "->float");
+    use_graph_ = true;
+    key_ = fmt::format("int8-conv|n{} c{} {}x{} k{} {}x{} p{},{} s{},{} d{},{}|{}|ws {}", s.shape.n,
+                       s.shape.c, s.shape.h, s.shape.w, s.shape.k, s.shape.kh, s.shape.kw,
+                       s.shape.pad_h, s.shape.pad_w, s.shape.stride_h, s.shape.stride_w,
+                       s.shape.dil_h, s.shape.dil_w, graph_what_, s.workspace_limit);
+  }
+
+  Int8GraphConvolution::Data graph_data(const void* x, const void* residual, void* y) const {
+    Int8GraphConvolution::Data d;
+    d.x = x;
+    d.w = w_;
+    d.multiplier = e_.multiplier;
+    d.bias = e_.bias;
+    d.residual = residual;
+    d.residual_scale = e_.residual_q.scale;
+    d.y_scale = y_scale_;
+    d.y = y;
+    return d;
+  }
+
+  /// The output at `p` as doubles: the 8-bit integers, or the float values.
+  std::vector<double> download_y(const void* p) const {
+    const auto n = static_cast<std::size_t>(y_.numel());
+    std::vector<double> v(n);
+    if (y_.dtype == DType::i8 || y_.dtype == DType::u8) {
+      std::vector<std::uint8_t> h(n);
+      KILN_CHECK(cudaMemcpy(h.data(), p, n, cudaMemcpyDeviceToHost));
+      for (std::size_t i = 0; i < n; ++i)
+        v[i] = y_.dtype == DType::i8 ? static_cast<std::int8_t>(h[i]) : h[i];
+      return v;
+    }
+    const Precision fp = y_.dtype == DType::f16    ? Precision::f16
+                         : y_.dtype == DType::bf16 ? Precision::bf16
+                                                   : Precision::f32;
+    const std::vector<float> f = download_floats(p, static_cast<i64>(n), fp);
+    return {f.begin(), f.end()};
+  }
+
+  /// How far a candidate's outputs are from the reference path's: integers one apart and
+  /// further; float outputs are "one apart" within a rounding of their format.
+  struct Agreement {
+    i64 one_apart = 0, far = 0;
+  };
+  Agreement agreement(const std::vector<double>& got, const std::vector<double>& ref) const {
+    Agreement a;
+    const bool ints = y_.dtype == DType::i8 || y_.dtype == DType::u8;
+    double peak = 0;
+    for (double v : ref) peak = std::max(peak, std::abs(v));
+    const double eps = y_.dtype == DType::f32 ? 1e-6 : y_.dtype == DType::f16 ? 1e-3 : 8e-3;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+      const double d = std::abs(got[i] - ref[i]);
+      if (!(d <= (ints ? 1.0 : eps * std::max(peak, 1e-30) * 8)))
+        ++a.far;
+      else if (d > (ints ? 0.0 : eps * std::max(std::abs(ref[i]), peak * 1e-3)))
+        ++a.one_apart;
+    }
+    return a;
+  }
+
   DeviceValue x_, y_, residual_;
   const void* w_ = nullptr;
   bool fp8_ = false, conv_ = false, direct_ = false;
@@ -485,6 +690,11 @@ class Int8ProductStep final : public Step {
   i64 channels_ = 1, rows_ = 1, row_ = 4, k_ = 1, cols_bytes_ = 0, acc_bytes_ = 0;
   std::unique_ptr<Matmul> mm_;
   std::string key_;
+  bool symmetric_pads_ = false, use_graph_ = false;
+  std::unique_ptr<Int8GraphConvolution> graph_;
+  const float* y_scale_ = nullptr;
+  std::string graph_what_, where_;
+  std::function<void(Severity, const std::string&)> log_;
 };
 
 void check_int8_product(const plan::Plan& p, const Node& n, const FusedBody& body) {
