@@ -99,9 +99,10 @@ struct QdqMaker {
 
 /// x [n, cin, hw, hw] -> Q -> DQ -> Conv k x k (stride, pad k/2) + bias [-> Add DQ(Q(x))] -> Relu
 /// -> Q -> DQ -> y: one fused INT8 step after fuse_int8 (the residual needs cin == cout, stride 1).
+/// Without `quantized_output` the Relu's float output is y (the step ends in float).
 inline Graph qdq_conv(std::int64_t n, std::int64_t cin, std::int64_t cout, std::int64_t hw,
                       std::int64_t k, std::int64_t stride, bool residual, DType act = DType::i8,
-                      unsigned seed = 1) {
+                      unsigned seed = 1, bool quantized_output = true) {
   QdqMaker m(seed, "qdq_conv", {n, cin, hw, hw}, act);
   const float sx = 0.02f;
   const std::string xq = m.q("x", sx);
@@ -114,7 +115,7 @@ inline Graph qdq_conv(std::int64_t n, std::int64_t cin, std::int64_t cout, std::
   if (residual) y = m.op("Add", {y, m.dq(xq, sx)});
   y = m.op("Relu", {y});
   const float sy = 0.05f;
-  m.finish(m.dq(m.q(y, sy), sy));
+  m.finish(quantized_output ? m.dq(m.q(y, sy), sy) : y);
   return m.g;
 }
 

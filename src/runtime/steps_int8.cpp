@@ -600,7 +600,8 @@ class Int8ProductStep final : public Step {
       s.out = y_.dtype == DType::i8 ? Out::s8 : Out::u8;
       s.y_scales = static_cast<int>(e_.y_q.channels);
     } else {
-      s.out = y_.dtype == DType::f16 ? Out::f16 : y_.dtype == DType::bf16 ? Out::bf16 : Out::f32;
+      // A float output as the engine stores it (a 16-bit engine's floats are 16-bit).
+      s.out = y_.fp == Precision::f16 ? Out::f16 : y_.fp == Precision::bf16 ? Out::bf16 : Out::f32;
     }
     s.workspace_limit = env.engine.options.workspace_limit;
     try {
@@ -654,10 +655,7 @@ class Int8ProductStep final : public Step {
         v[i] = y_.dtype == DType::i8 ? static_cast<std::int8_t>(h[i]) : h[i];
       return v;
     }
-    const Precision fp = y_.dtype == DType::f16    ? Precision::f16
-                         : y_.dtype == DType::bf16 ? Precision::bf16
-                                                   : Precision::f32;
-    const std::vector<float> f = download_floats(p, static_cast<i64>(n), fp);
+    const std::vector<float> f = download_floats(p, static_cast<i64>(n), y_.fp);
     return {f.begin(), f.end()};
   }
 
@@ -671,7 +669,7 @@ class Int8ProductStep final : public Step {
     const bool ints = y_.dtype == DType::i8 || y_.dtype == DType::u8;
     double peak = 0;
     for (double v : ref) peak = std::max(peak, std::abs(v));
-    const double eps = y_.dtype == DType::f32 ? 1e-6 : y_.dtype == DType::f16 ? 1e-3 : 8e-3;
+    const double eps = y_.fp == Precision::f32 ? 1e-6 : y_.fp == Precision::f16 ? 1e-3 : 8e-3;
     for (std::size_t i = 0; i < ref.size(); ++i) {
       const double d = std::abs(got[i] - ref[i]);
       if (!(d <= (ints ? 1.0 : eps * std::max(peak, 1e-30) * 8)))

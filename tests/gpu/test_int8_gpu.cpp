@@ -157,6 +157,9 @@ int main() {
          0.05, "ConvInteger"},
         {"conv 1x1 32->64 stride 2", qdq_conv(2, 32, 64, 9, 1, 2, false), 0.05, "ConvInteger"},
         {"conv 5x5 8->24 (batch 1)", qdq_conv(1, 8, 24, 15, 5, 1, false), 0.05, "ConvInteger"},
+        // A float output (no output Q): stored in the engine's float precision (16-bit there).
+        {"conv 3x3 16->32, float output",
+         qdq_conv(2, 16, 32, 10, 3, 1, false, kiln::DType::i8, 1, false), 1.0, "ConvInteger"},
         {"matmul 37 -> 10 (k padded)", kiln::test::qdq_matmul(33, 37, 10), 0.04, "MatMulInteger"},
         {"matmul 256 -> 96", kiln::test::qdq_matmul(64, 256, 96), 0.04, "MatMulInteger"},
         {"maxpool of int8", kiln::test::qdq_maxpool(2, 8, 10), 0.02, ""},
