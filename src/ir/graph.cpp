@@ -6,6 +6,7 @@
 
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/op_registry.hpp"
+#include "kiln/ir/plugin.hpp"
 
 namespace kiln {
 
@@ -145,6 +146,7 @@ void Graph::verify() const {
     if (!node_names.insert(n.name).second)
       throw GraphError(fmt::format("{}node name is used twice", n.where()));
     const OpSchema* s = reg.find(n.op);
+    if (!s && plugin::is_plugin_op(n.op)) plugin::missing(n);
     if (!s) throw UnsupportedError(fmt::format("{}unknown op '{}'", n.where(), n.op));
     const int nin = static_cast<int>(n.input_count());
     if (nin < s->min_inputs || (s->max_inputs >= 0 && nin > s->max_inputs))

@@ -8,6 +8,7 @@
 #include "kiln/ir/fused.hpp"
 #include "kiln/ir/memory.hpp"
 #include "kiln/ir/op_registry.hpp"
+#include "kiln/ir/plugin.hpp"
 #include "kiln/plan/plan.hpp"
 
 namespace kiln::plan {
@@ -55,6 +56,7 @@ bool same_type(const TensorType& a, const TensorType& b) {
 void check_step(const Plan& p, const Node& s, std::size_t index) {
   const std::string where = fmt::format("step #{} '{}' ({})", index, s.name, s.op);
   const OpSchema* schema = OpRegistry::instance().find(s.op);
+  if (!schema && plugin::is_plugin_op(s.op)) plugin::missing(s);
   if (!schema) bad(fmt::format("{} has an unknown op", where));
   const auto n_in = static_cast<int>(s.inputs.size()), n_out = static_cast<int>(s.outputs.size());
   if (n_in < schema->min_inputs || (schema->max_inputs >= 0 && n_in > schema->max_inputs) ||

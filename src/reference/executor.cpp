@@ -4,6 +4,7 @@
 
 #include "families.hpp"
 #include "kiln/ir/error.hpp"
+#include "kiln/ir/plugin.hpp"
 
 namespace kiln::reference {
 
@@ -27,7 +28,26 @@ void KernelRegistry::add(const std::string& op, Kernel k) {
 }
 const Kernel* KernelRegistry::find(const std::string& op) const {
   auto it = kernels_.find(op);
-  return it == kernels_.end() ? nullptr : &it->second;
+  if (it != kernels_.end()) return &it->second;
+  if (!plugin::is_plugin_op(op)) return nullptr;
+  std::lock_guard lock(plugins_mu_);
+  if (auto p = plugins_.find(op); p != plugins_.end()) return &p->second;
+  const plugin::Entry* e = plugin::find(op);
+  if (!e) return nullptr;
+  // A plugin's reference fills every output; one it leaves undefined is its error, named.
+  Kernel k = [e](KernelContext& ctx) {
+    std::vector<const Tensor*> in(ctx.num_inputs(), nullptr);
+    for (std::size_t i = 0; i < in.size(); ++i)
+      if (ctx.has(i)) in[i] = &ctx.in(i);
+    std::vector<Tensor> out(static_cast<std::size_t>(e->outputs));
+    e->reference(ctx.node, in, out);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      if (!out[i].defined())
+        ctx.fail(fmt::format("the reference of plugin '{}' left output {} unset", e->name(), i));
+      ctx.set(i, std::move(out[i]));
+    }
+  };
+  return &plugins_.emplace(op, std::move(k)).first->second;
 }
 std::vector<std::string> KernelRegistry::names() const {
   std::vector<std::string> v;
@@ -79,8 +99,10 @@ const ConstantEvaluator& constant_evaluator() {
 
 Executor::Executor(const Graph& graph) : graph_(graph) {
   for (const auto& n : graph_.nodes)
-    if (!KernelRegistry::instance().find(n.op))
+    if (!KernelRegistry::instance().find(n.op)) {
+      if (plugin::is_plugin_op(n.op)) plugin::missing(n);
       throw UnsupportedError(n.where() + "the CPU reference has no kernel for op '" + n.op + "'");
+    }
 }
 
 TensorMap Executor::run(const TensorMap& inputs) const { return execute(inputs, false); }

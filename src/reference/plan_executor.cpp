@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "kiln/ir/error.hpp"
+#include "kiln/ir/plugin.hpp"
 
 namespace kiln::reference {
 
@@ -12,8 +13,10 @@ using i64 = std::int64_t;
 
 PlanExecutor::PlanExecutor(const plan::Plan& plan) : plan_(plan) {
   for (const auto& s : plan_.steps)
-    if (!KernelRegistry::instance().find(s.op))
+    if (!KernelRegistry::instance().find(s.op)) {
+      if (plugin::is_plugin_op(s.op)) plugin::missing(s);
       throw UnsupportedError(s.where() + "the CPU reference has no kernel for op '" + s.op + "'");
+    }
 }
 
 namespace {

@@ -2,6 +2,7 @@
 // from it (make_step(), gpu_ops(), check_gpu_plan()).
 #include <algorithm>
 
+#include "kiln/ir/plugin.hpp"
 #include "steps_util.hpp"
 
 namespace kiln::runtime {
@@ -32,7 +33,7 @@ const StepRegistry::Entry* StepRegistry::find_pattern(const std::string& pattern
 
 const StepRegistry::Entry* StepRegistry::find(const std::string& op) const {
   auto it = by_op_.find(op);
-  return it == by_op_.end() ? nullptr : &it->second;
+  return it == by_op_.end() ? plugin_step_entry(op) : &it->second;
 }
 
 std::vector<std::string> StepRegistry::ops() const {
@@ -65,6 +66,7 @@ std::unique_ptr<Step> make_step(const StepEnv& env) {
       if (const auto* p = step_registry().find_pattern(n.attr_string("pattern", "")))
         return p->make(env, body);
     const StepRegistry::Entry* e = step_registry().find(anchor);
+    if (!e && plugin::is_plugin_op(anchor)) plugin::missing(body.parts.at(0));
     if (!e) unsupported(n, fmt::format("op '{}'", anchor));
     if (is_fused(n) && !e->fused)
       unsupported(n, fmt::format("the fused pattern '{}'", n.attr_string("pattern", "")));
@@ -91,10 +93,12 @@ void check_gpu_plan(const plan::Plan& p) {
   for (const Node& s : p.steps) {
     const FusedBody body = as_body(s);
     for (const auto& part : body.parts)
-      if (!gpu_supports(part.op))
+      if (!gpu_supports(part.op)) {
+        if (plugin::is_plugin_op(part.op)) plugin::missing(part);
         throw UnsupportedError(fmt::format(
             "{}the GPU runtime has no kernel for op '{}'{}", s.where(), part.op,
             is_fused(s) ? fmt::format(" (in fused step {})", s.attr_string("pattern", "")) : ""));
+      }
     if (const auto* e = detail::step_registry().find(body.parts.at(0).op); e && e->check)
       e->check(p, s, body);
   }

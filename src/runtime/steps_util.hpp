@@ -118,12 +118,16 @@ class StepRegistry {
   /// the anchor's own factory.
   void add_pattern(const std::string& pattern, StepFactory make);
   const Entry* find_pattern(const std::string& pattern) const;
-  /// Every registered op, sorted.
+  /// Every registered op, sorted (plugins' ops are found by find() but not listed).
   std::vector<std::string> ops() const;
 
  private:
   std::map<std::string, Entry> by_op_, by_pattern_;
 };
+
+/// The entry of a registered plugin's op (steps_plugin.cpp), or nullptr: StepRegistry::find's
+/// answer for ops no steps file registers.
+const StepRegistry::Entry* plugin_step_entry(const std::string& op);
 
 /// The registry, filled once by the register_* functions below.
 const StepRegistry& step_registry();

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +52,7 @@ class OpRegistry {
  public:
   static OpRegistry& instance();
   void add(OpSchema s);
+  /// The schema of `op`: a built-in op's, or a registered plugin's (kiln/ir/plugin.hpp).
   const OpSchema* find(std::string_view op) const;
   /// Sorted op names.
   std::vector<std::string> names() const;
@@ -57,6 +60,8 @@ class OpRegistry {
  private:
   OpRegistry();
   std::vector<OpSchema> schemas_;
+  mutable std::mutex plugins_mu_;
+  mutable std::map<std::string, OpSchema, std::less<>> plugins_;  ///< made on first use
 };
 
 }  // namespace kiln

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -46,12 +47,15 @@ class KernelRegistry {
  public:
   static KernelRegistry& instance();
   void add(const std::string& op, Kernel k);
+  /// The kernel of `op`: a built-in op's, or a registered plugin's reference (kiln/ir/plugin.hpp).
   const Kernel* find(const std::string& op) const;
   std::vector<std::string> names() const;
 
  private:
   KernelRegistry();
   std::map<std::string, Kernel> kernels_;
+  mutable std::mutex plugins_mu_;
+  mutable std::map<std::string, Kernel> plugins_;  ///< made on first use
 };
 
 using TensorMap = std::map<std::string, Tensor>;

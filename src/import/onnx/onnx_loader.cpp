@@ -12,6 +12,7 @@
 #include "kiln/import/onnx.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/op_registry.hpp"
+#include "kiln/ir/plugin.hpp"
 #include "proto_util.hpp"
 
 namespace kiln::onnx {
@@ -48,6 +49,7 @@ class Importer {
                         "1 or more",
                         o.domain(), o.version()));
       if (o.domain().empty() || o.domain() == "ai.onnx") opset_ = static_cast<int>(o.version());
+      domain_versions_[o.domain()] = static_cast<int>(o.version());
     }
     if (opset_ < 0) opset_ = 1;  // no import of the default domain: its first opset
     if (opset_ > kMaxOpset)
@@ -214,11 +216,44 @@ class Importer {
         p.op_type(), name, p.op_type(), p.domain().empty() ? "ai.onnx" : p.domain(), opset_, hint));
   }
 
+  /// A node of a custom domain: the plugin registered for its (domain, op, the model's version of
+  /// the domain), named by the IR's plugin op name, its library recorded for missing-plugin
+  /// errors later (kiln/ir/plugin.hpp).
+  void add_plugin_node(const ::onnx::NodeProto& p, Node n) {
+    const auto v = domain_versions_.find(p.domain());
+    if (v == domain_versions_.end())
+      throw FormatError(fmt::format("[{} '{}'] domain '{}' is not in the model's opset_import",
+                                    p.op_type(), n.name, p.domain()));
+    const plugin::Entry* e = plugin::find(p.domain(), p.op_type(), v->second);
+    if (!e) {
+      std::vector<std::string> versions;
+      for (const plugin::Entry* o : plugin::all())
+        if (o->domain == p.domain() && o->op == p.op_type())
+          versions.push_back(std::to_string(o->version));
+      throw UnsupportedError(fmt::format(
+          "[{} '{}'] op '{}' of domain '{}' (version {}) is no registered plugin{}; load the "
+          "library that has it with --plugin LIB.so",
+          p.op_type(), n.name, p.op_type(), p.domain(), v->second,
+          versions.empty() ? std::string()
+                           : fmt::format(" (versions registered: {})", fmt::join(versions, ", "))));
+    }
+    n.op = e->name();
+    n.inputs.assign(p.input().begin(), p.input().end());
+    n.outputs.assign(p.output().begin(), p.output().end());
+    for (const auto& a : p.attribute()) {
+      if (!a.ref_attr_name().empty())
+        throw UnsupportedError(fmt::format("{}attribute references are not supported", n.where()));
+      n.attrs[a.name()] = attribute(a, n);
+    }
+    if (!e->library.empty()) n.attrs[plugin::kLibraryAttr] = e->library;
+    upgrade_and_add(std::move(n));
+  }
+
   void add_node(const ::onnx::NodeProto& p) {
     Node n;
     n.op = p.op_type() == "Scatter" ? "ScatterElements" : p.op_type();  // Scatter: deprecated name
     n.name = unique_node_name(p.name(), p.op_type());
-    if (!p.domain().empty() && p.domain() != "ai.onnx") unsupported_op(p, n.name);
+    if (!p.domain().empty() && p.domain() != "ai.onnx") return add_plugin_node(p, std::move(n));
     const OpSupport* known = onnx_op(p.op_type());
     if (!known || !OpRegistry::instance().find(n.op)) unsupported_op(p, n.name);
     if (opset_ < known->min_opset || opset_ > known->max_opset)
@@ -498,6 +533,7 @@ class Importer {
   std::string base_dir_;
   const ConstantEvaluator* evaluator_ = nullptr;
   int opset_ = 1;
+  std::map<std::string, int> domain_versions_;  ///< opset_import: domain -> version
   Graph g_;
   std::set<std::string> node_names_;
   std::set<std::string> graph_outputs_;
