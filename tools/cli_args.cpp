@@ -5,6 +5,7 @@
 
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/memory.hpp"
+#include "kiln/ir/plugin.hpp"
 
 namespace kiln::tools {
 
@@ -68,6 +69,14 @@ Command::Command(const std::string& name, const std::string& description, const 
                    "the most host memory kiln's tensors may hold at once (512M, "
                    "4G, ...; default: 3/4 of physical memory)")
       ->type_name("BYTES");
+  // Every command may meet plugin nodes (an ONNX model's, a plan's): their libraries load first.
+  app_->add_option("--plugin",
+                   "load the plugins of shared library LIB.so first (repeatable; see "
+                   "docs/PLUGINS.md)")
+      ->type_name("LIB.so")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 }
 
 Command::~Command() = default;
@@ -127,6 +136,13 @@ std::optional<Args> Command::parse(const std::vector<std::string>& argv) {
                             name_));
   if (const CLI::Option* m = app_->get_option("--max-memory"); m->count() > 0)
     set_host_memory_limit(parse_bytes(m->results().front(), "--max-memory"));
+  for (const auto& lib : app_->get_option("--plugin")->results()) {
+    try {
+      plugin::load_library(lib);
+    } catch (const Error& e) {
+      throw Error(fmt::format("kiln {}: --plugin: {}", name_, e.what()));
+    }
+  }
   Args args;
   args.command_ = name_;
   args.positional_ = positional_;

@@ -47,7 +47,8 @@ struct FullyConnected {
   static void reference(const Attrs& a, const std::vector<const kiln::Tensor*>& in,
                         std::vector<kiln::Tensor>& out) {
     const std::vector<double> x = in[0]->to_doubles(), w = in[1]->to_doubles();
-    const std::vector<double> b = in.size() > 2 && in[2] ? in[2]->to_doubles() : std::vector<double>{};
+    const std::vector<double> b =
+        in.size() > 2 && in[2] ? in[2]->to_doubles() : std::vector<double>{};
     const std::int64_t n = in[0]->dim(0), k = in[0]->dim(1), m = a.out_features;
     std::vector<double> y(static_cast<std::size_t>(n * m));
     for (std::int64_t i = 0; i < n; ++i)
@@ -62,7 +63,8 @@ struct FullyConnected {
   static cublasLtHandle_t handle() {  // made when a step is made (workspace()), never in a capture
     static cublasLtHandle_t h = [] {
       cublasLtHandle_t made = nullptr;
-      if (cublasLtCreate(&made) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cublasLtCreate");
+      if (cublasLtCreate(&made) != CUBLAS_STATUS_SUCCESS)
+        throw std::runtime_error("cublasLtCreate");
       return made;
     }();
     return h;
@@ -96,9 +98,9 @@ struct FullyConnected {
     check(cublasLtMatrixLayoutCreate(&lx, t, k, n, k));
     check(cublasLtMatrixLayoutCreate(&ly, t, m, n, m));
     const float one = 1.f, zero = 0.f;
-    const auto s = cublasLtMatmul(handle(), d, &one, w.data, lw, x.data, lx, &zero, io.outputs[0].data,
-                                  ly, io.outputs[0].data, ly, nullptr, nullptr, 0,
-                                  static_cast<cudaStream_t>(io.stream));
+    const auto s = cublasLtMatmul(handle(), d, &one, w.data, lw, x.data, lx, &zero,
+                                  io.outputs[0].data, ly, io.outputs[0].data, ly, nullptr, nullptr,
+                                  0, static_cast<cudaStream_t>(io.stream));
     cublasLtMatrixLayoutDestroy(ly);
     cublasLtMatrixLayoutDestroy(lx);
     cublasLtMatrixLayoutDestroy(lw);

@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
-#include <set>
 #include <mutex>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -19,9 +19,9 @@ namespace {
 struct Registry {
   std::mutex mu;
   std::map<std::string, Entry> by_name;
-  std::string loading;  ///< the library whose registrations are running, "" otherwise
-  int loaded = 0;       ///< plugins the library being loaded registered
-  std::string failed;   ///< the first registration of that library that failed
+  std::string loading;              ///< the library whose registrations are running, "" otherwise
+  int loaded = 0;                   ///< plugins the library being loaded registered
+  std::string failed;               ///< the first registration of that library that failed
   std::set<std::string> libraries;  ///< loaded, as canonical paths
 };
 
@@ -51,9 +51,10 @@ std::string Entry::name() const { return qualified_name(domain, op, version); }
 
 void add(Entry e) {
   if (e.domain.empty() || e.op.empty() || e.version < 1)
-    throw Error(fmt::format("a plugin needs a domain, an op and a version of 1 or more (got '{}', "
-                            "'{}', {})",
-                            e.domain, e.op, e.version));
+    throw Error(
+        fmt::format("a plugin needs a domain, an op and a version of 1 or more (got '{}', "
+                    "'{}', {})",
+                    e.domain, e.op, e.version));
   if (e.domain == "ai.onnx")
     throw Error(fmt::format("plugin '{}': the domain 'ai.onnx' is ONNX's own", e.op));
   if (e.min_inputs < 0 || (e.max_inputs >= 0 && e.max_inputs < e.min_inputs) || e.outputs < 1)
@@ -101,7 +102,7 @@ void load_library(const std::string& path) {
     if (r.libraries.count(canonical)) return;  // loaded already: its plugins are registered
     if (!r.loading.empty())
       throw Error(fmt::format("plugin library '{}' loads another ('{}')", r.loading, path));
-    r.loading = path;
+    r.loading = canonical;  // what its plugins record: valid from any directory
     r.loaded = 0;
     r.failed.clear();
   }
@@ -117,8 +118,8 @@ void load_library(const std::string& path) {
   }
   if (!h) throw Error(fmt::format("plugin library '{}' could not be loaded: {}", path, error));
   if (!failed.empty())
-    throw Error(fmt::format("plugin library '{}': a plugin could not be registered: {}", path,
-                            failed));
+    throw Error(
+        fmt::format("plugin library '{}': a plugin could not be registered: {}", path, failed));
   if (loaded == 0)
     throw Error(fmt::format(
         "plugin library '{}' registers no plugin (KILN_PLUGIN(Type) in it registers one)", path));

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The command line with hostile or mistaken input (issue 18): every case must end in an error
 # message naming the thing and what was expected (exit 1), never a crash, and must leave the
-# user's files as they were. Also INT8 calibration data for a DSL example (issue 13 item 8). usage: untrusted_cli.sh KILN PYTHON WORK_DIR
+# user's files as they were. Also INT8 calibration data for a DSL example (issue 13 item 8), and
+# plugins from a shared library (issue 16 item 5). usage: untrusted_cli.sh KILN PYTHON WORK_DIR
+# [PLUGIN_LIBRARY]
 set -u
-kiln=$1 py=$2 work=$3
+kiln=$1 py=$2 work=$3 plugin_lib=${4:-}
 rm -rf "$work"
 mkdir -p "$work"
 if ! "$py" -c "import onnx" 2>/dev/null; then
@@ -113,6 +115,42 @@ if "$kiln" build --example lenet --int8 --calib-data "$work/calib_good" --save "
 else
   echo "FAIL kiln build --example lenet --int8 --save: $(tail -c 400 "$work/lenet_int8.out")"
   fails=$((fails + 1))
+fi
+# A model with a plugin node (examples/plugins: kiln.examples FullyConnected): refused without its
+# library, built and run with --plugin, and its plan names the library when run without it.
+if [ -n "$plugin_lib" ]; then
+  "$py" - "$work" <<'PY'
+import sys, numpy as np, onnx
+from onnx import helper, TensorProto, numpy_helper
+work = sys.argv[1]
+rng = np.random.default_rng(0)
+fc = helper.make_node("FullyConnected", ["x", "W", "b"], ["h"], name="fc", domain="kiln.examples",
+                      out_features=4)
+g = helper.make_graph([fc, helper.make_node("Relu", ["h"], ["y"], name="relu")], "fcnet",
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 6])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                      [numpy_helper.from_array(rng.standard_normal((4, 6)).astype(np.float32), "W"),
+                       numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                               helper.make_opsetid("kiln.examples", 1)]),
+          f"{work}/fcnet.onnx")
+PY
+  expect_error plugin_not_loaded "\[FullyConnected 'fc'\].*domain 'kiln.examples' \(version 1\) is no registered plugin.*--plugin" \
+    "$kiln" build "$work/fcnet.onnx"
+  expect_error plugin_no_file "--plugin: plugin library '$work/none.so' is no file" \
+    "$kiln" run "$work/fcnet.onnx" --plugin "$work/none.so"
+  expect_error plugin_not_a_library "--plugin: plugin library '$work/fcnet.onnx' could not be loaded" \
+    "$kiln" run "$work/fcnet.onnx" --plugin "$work/fcnet.onnx"
+  if "$kiln" build "$work/fcnet.onnx" --plugin "$plugin_lib" --save "$work/fcnet.plan" > "$work/fcnet.out" 2>&1 \
+     && "$kiln" run --plan "$work/fcnet.plan" --plugin "$plugin_lib" > "$work/fcnet_run.out" 2>&1 \
+     && grep -q "output y: f32\[3,4\]" "$work/fcnet_run.out"; then
+    echo "ok   kiln build/run --plugin: a plan with a plugin step runs"
+  else
+    echo "FAIL kiln build/run --plugin: $(tail -c 400 "$work/fcnet.out" "$work/fcnet_run.out" 2>/dev/null)"
+    fails=$((fails + 1))
+  fi
+  expect_error plugin_plan_without_library "FullyConnected@1' is not loaded \(it came from '.*libkiln_fc_plugin.so': load it with --plugin" \
+    "$kiln" run --plan "$work/fcnet.plan"
 fi
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -150,9 +150,9 @@ TEST_CASE("an ONNX node of the plugin's domain imports as the plugin") {
   CHECK(y.get(0) == doctest::Approx(0.5 * (0 + 1 + 2 + 3 + 4 + 5)));
   // Another version of the domain is no registered plugin: the message says which exist.
   o->set_version(3);
-  expect_error<UnsupportedError>([&] { mb.load(); },
-                                 {"'FullyConnected'", "kiln.examples", "version 3",
-                                  "versions registered: 1", "--plugin"});
+  expect_error<UnsupportedError>(
+      [&] { mb.load(); },
+      {"'FullyConnected'", "kiln.examples", "version 3", "versions registered: 1", "--plugin"});
 }
 
 TEST_CASE("plugin errors name the plugin and the node") {
@@ -170,8 +170,9 @@ TEST_CASE("plugin errors name the plugin and the node") {
   Graph m = fc_graph(2, 4, 3, false);
   m.nodes[0].op = "kiln.examples::Missing@1";
   m.nodes[0].attrs[plugin::kLibraryAttr] = std::string("/opt/lib/libmissing.so");
-  expect_error<UnsupportedError>([&] { m.infer(); }, {"'fc'", "kiln.examples::Missing@1",
-                                                       "not loaded", "--plugin /opt/lib/libmissing.so"});
+  expect_error<UnsupportedError>(
+      [&] { m.infer(); },
+      {"'fc'", "kiln.examples::Missing@1", "not loaded", "--plugin /opt/lib/libmissing.so"});
   expect_error<UnsupportedError>([&] { reference::Executor{m}; }, {"Missing@1", "not loaded"});
   // Registering the same plugin twice.
   expect_error<Error>([] { plugin::add(*plugin::find(kFc)); }, {"registered twice", kFc});

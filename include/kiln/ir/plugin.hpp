@@ -11,9 +11,10 @@
 //       std::int64_t size = 0;
 //       template <class V> void visit(V& v) { v("size", size); }
 //     };
-//     static std::vector<kiln::TensorType> shape(const Attrs&, const std::vector<kiln::TensorType>&);
-//     static bool supports(kiln::DType t);                 // the input and output dtypes it takes
-//     static void reference(const Attrs&, const std::vector<const kiln::Tensor*>& in,
+//     static std::vector<kiln::TensorType> shape(const Attrs&, const
+//     std::vector<kiln::TensorType>&); static bool supports(kiln::DType t);                 // the
+//     input and output dtypes it takes static void reference(const Attrs&, const std::vector<const
+//     kiln::Tensor*>& in,
 //                           std::vector<kiln::Tensor>& out);  // the CPU reference (the oracle)
 //     static std::size_t workspace(const Attrs&, const std::vector<kiln::TensorType>& in);
 //     static void enqueue(const Attrs&, const kiln::plugin::DeviceIo& io);  // on io.stream
@@ -75,7 +76,7 @@ struct Entry {
       reference;
   std::function<std::size_t(const Node&, const std::vector<TensorType>&)> workspace;
   std::function<void(const Node&, const DeviceIo&)> enqueue;
-  std::string library;  ///< the shared library that registered it ("" when built in)
+  std::string library;       ///< the shared library that registered it ("" when built in)
   std::string name() const;  ///< the IR's op name, qualified_name(domain, op, version)
 };
 
@@ -111,12 +112,18 @@ class AttrReader {
   template <class T>
   void operator()(const char* name, T& v) const {
     if (!n_.has_attr(name)) return;
-    if constexpr (std::is_same_v<T, std::int64_t>) v = n_.attr_int(name);
-    else if constexpr (std::is_same_v<T, double>) v = n_.attr_float(name, v);
-    else if constexpr (std::is_same_v<T, std::string>) v = n_.attr_string(name, v);
-    else if constexpr (std::is_same_v<T, std::vector<std::int64_t>>) v = n_.attr_ints(name);
-    else if constexpr (std::is_same_v<T, std::vector<double>>) v = n_.attr_floats(name);
-    else static_assert(sizeof(T) == 0, "plugin attributes: int64, double, string, vectors of those");
+    if constexpr (std::is_same_v<T, std::int64_t>)
+      v = n_.attr_int(name);
+    else if constexpr (std::is_same_v<T, double>)
+      v = n_.attr_float(name, v);
+    else if constexpr (std::is_same_v<T, std::string>)
+      v = n_.attr_string(name, v);
+    else if constexpr (std::is_same_v<T, std::vector<std::int64_t>>)
+      v = n_.attr_ints(name);
+    else if constexpr (std::is_same_v<T, std::vector<double>>)
+      v = n_.attr_floats(name);
+    else
+      static_assert(sizeof(T) == 0, "plugin attributes: int64, double, string, vectors of those");
   }
 
  private:
@@ -192,6 +199,6 @@ bool register_type(Entry e);
 }  // namespace kiln::plugin
 
 /// Registers plugin type `Type` (at namespace scope, once per type).
-#define KILN_PLUGIN(Type)                                                      \
-  [[maybe_unused]] static const bool kiln_plugin_registered_##Type##_ =        \
+#define KILN_PLUGIN(Type)                                               \
+  [[maybe_unused]] static const bool kiln_plugin_registered_##Type##_ = \
       ::kiln::plugin::detail::register_type(::kiln::plugin::entry_of<Type>())
