@@ -566,11 +566,22 @@ TEST_CASE("graph-valued and reference attributes are UnsupportedErrors naming th
     b.output("y");
     expect_error<UnsupportedError>([&] { b.load(); }, {"sparse"});
   }
-  SUBCASE("an op of a custom domain names the domain") {
+  SUBCASE("an op of a custom domain that no plugin has names the domain and --plugin") {
+    ModelBuilder b(17);
+    auto* o = b.m.add_opset_import();
+    o->set_domain("com.example");
+    o->set_version(2);
+    b.input("x", {2});
+    b.node("Relu", {"x"}, {"y"}, "custom")->set_domain("com.example");
+    b.output("y");
+    expect_error<UnsupportedError>([&] { b.load(); },
+                                   {"custom", "com.example", "version 2", "--plugin"});
+  }
+  SUBCASE("a custom domain the model does not import is a format error naming it") {
     ModelBuilder b(17);
     b.input("x", {2});
     b.node("Relu", {"x"}, {"y"}, "custom")->set_domain("com.example");
     b.output("y");
-    expect_error<UnsupportedError>([&] { b.load(); }, {"custom", "com.example"});
+    expect_error<FormatError>([&] { b.load(); }, {"custom", "com.example", "opset_import"});
   }
 }
