@@ -105,7 +105,11 @@ enum Uid : std::int64_t { kX = 1, kW, kY, kBias, kRes, kConvOut = 100, kBiasOut,
 
 }  // namespace
 
-struct GraphConvolution::Impl {
+namespace detail {
+
+/// What both graph convolutions keep of their graph: its descriptors, the engine configs in
+/// heuristic order, the chosen one's plan, its variant pack; and choosing and timing them.
+struct GraphPlans {
   std::vector<DescPtr> keep;  // every descriptor the graph refers to
   DescPtr graph;
   std::vector<DescPtr> configs;  // engine configs, heuristic order (filtered)
@@ -113,7 +117,66 @@ struct GraphConvolution::Impl {
   std::int64_t plan_ws = 0;
   detail::VariantPack pack;
   std::vector<std::int64_t> uids;
+
+  /// Makes config `index`'s plan and sets `t` to it, if it finalizes within `limit` bytes.
+  bool choose(cudnnHandle_t h, int index, std::size_t limit, ConvTactic& t) {
+    if (index < 0 || static_cast<std::size_t>(index) >= configs.size()) return false;
+    std::int64_t ws = 0;
+    DescPtr p = detail::execution_plan(h, *configs[static_cast<std::size_t>(index)], &ws);
+    if (!p || static_cast<std::size_t>(ws) > limit) return false;
+    plan = std::move(p);
+    plan_ws = ws;
+    pack.reset();
+    t = {index, static_cast<std::size_t>(ws), -1.f, true};
+    return true;
+  }
+
+  /// Times every config that finalizes: `run(workspace)` once, then (after a synchronize) asks
+  /// `accept(index)` when given, then five timed runs; keeps the fastest accepted one (`t` set to
+  /// it) and throws UnsupportedError naming `what` when none ran.
+  ConvTactic time(cudnnHandle_t h, std::size_t limit, ConvTactic& t, const char* what,
+                  const std::function<void(void*)>& run, const std::function<bool(int)>& accept) {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    KILN_CHECK(cudaEventCreate(&start));
+    KILN_CHECK(cudaEventCreate(&stop));
+    ConvTactic best = t;
+    best.ms = -1.f;
+    for (std::size_t i = 0; i < configs.size(); ++i) {
+      if (!choose(h, static_cast<int>(i), limit, t)) continue;
+      DeviceBuffer ws(static_cast<std::size_t>(plan_ws));
+      try {
+        run(ws.get());  // warm-up, and the output to check
+        if (accept) {
+          KILN_CHECK(cudaDeviceSynchronize());
+          if (!accept(static_cast<int>(i))) continue;
+        }
+        KILN_CHECK(cudaEventRecord(start, nullptr));
+        constexpr int kRepeats = 5;
+        for (int k = 0; k < kRepeats; ++k) run(ws.get());
+        KILN_CHECK(cudaEventRecord(stop, nullptr));
+        KILN_CHECK(cudaEventSynchronize(stop));
+        float ms = 0;
+        KILN_CHECK(cudaEventElapsedTime(&ms, start, stop));
+        ms /= kRepeats;
+        if (best.ms < 0 || ms < best.ms)
+          best = {static_cast<int>(i), static_cast<std::size_t>(plan_ws), ms, true};
+      } catch (const Error&) {
+        continue;  // an engine that fails to run is no tactic
+      }
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    if (best.ms < 0)
+      throw UnsupportedError(fmt::format("{} no engine of cuDNN's graph API ran", what));
+    choose(h, best.algorithm, limit, t);
+    t = best;
+    return t;
+  }
 };
+
+}  // namespace detail
+
+struct GraphConvolution::Impl : detail::GraphPlans {};
 
 bool GraphConvolution::fusable(const ConvOptions& o) {
   using A = kernels::Activation;
@@ -241,17 +304,7 @@ GraphConvolution::GraphConvolution(const Library& lib, const ConvShape& s, const
 GraphConvolution::~GraphConvolution() = default;
 
 bool GraphConvolution::choose(int index) {
-  Impl& d = *impl_;
-  if (index < 0 || static_cast<std::size_t>(index) >= d.configs.size()) return false;
-  std::int64_t ws = 0;
-  DescPtr plan =
-      detail::execution_plan(lib_.cudnn(), *d.configs[static_cast<std::size_t>(index)], &ws);
-  if (!plan || static_cast<std::size_t>(ws) > opt_.workspace_limit) return false;
-  d.plan = std::move(plan);
-  d.plan_ws = ws;
-  d.pack.reset();
-  tactic_ = {index, static_cast<std::size_t>(ws), -1.f, true};
-  return true;
+  return impl_->choose(lib_.cudnn(), index, opt_.workspace_limit, tactic_);
 }
 
 void GraphConvolution::set_tactic(const ConvTactic& t) {
@@ -263,7 +316,6 @@ void GraphConvolution::set_tactic(const ConvTactic& t) {
 }
 
 ConvTactic GraphConvolution::tune(const TuneData* data) {
-  Impl& d = *impl_;
   const std::size_t es = element_size(opt_.precision);
   auto scratch = [&](std::size_t n) {
     DeviceBuffer b(std::max<std::size_t>(n * es, 16));
@@ -276,45 +328,15 @@ ConvTactic GraphConvolution::tune(const TuneData* data) {
   DeviceBuffer y = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3]);
   DeviceBuffer r = scratch(std::size_t(out_[0]) * out_[1] * out_[2] * out_[3]);
   DeviceBuffer b = scratch(std::size_t(shape_.k));
-  cudaEvent_t start = nullptr, stop = nullptr;
-  KILN_CHECK(cudaEventCreate(&start));
-  KILN_CHECK(cudaEventCreate(&stop));
-  ConvTactic best = tactic_;
-  best.ms = -1.f;
-  for (std::size_t i = 0; i < d.configs.size(); ++i) {
-    if (!choose(static_cast<int>(i))) continue;
-    DeviceBuffer ws(static_cast<std::size_t>(d.plan_ws));
-    const void* px = data ? data->x : x.get();
-    const void* pw = data ? data->w : w.get();
-    const void* pb = data ? data->bias : b.get();
-    const void* pr = data ? data->residual : r.get();
-    void* py = data ? data->y : y.get();
-    try {
-      forward(px, pw, pb, pr, py, ws.get(), nullptr);  // warm-up, and the output to check
-      if (data && data->accept) {
-        KILN_CHECK(cudaDeviceSynchronize());
-        if (!data->accept(static_cast<int>(i))) continue;
-      }
-      KILN_CHECK(cudaEventRecord(start, nullptr));
-      constexpr int kRepeats = 5;
-      for (int k = 0; k < kRepeats; ++k) forward(px, pw, pb, pr, py, ws.get(), nullptr);
-      KILN_CHECK(cudaEventRecord(stop, nullptr));
-      KILN_CHECK(cudaEventSynchronize(stop));
-      float ms = 0;
-      KILN_CHECK(cudaEventElapsedTime(&ms, start, stop));
-      ms /= kRepeats;
-      if (best.ms < 0 || ms < best.ms)
-        best = {static_cast<int>(i), static_cast<std::size_t>(d.plan_ws), ms, true};
-    } catch (const Error&) {
-      continue;  // an engine that fails to run is no tactic
-    }
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  if (best.ms < 0) throw UnsupportedError("[Conv] no engine of cuDNN's graph API ran");
-  choose(best.algorithm);
-  tactic_ = best;
-  return tactic_;
+  const void* px = data ? data->x : x.get();
+  const void* pw = data ? data->w : w.get();
+  const void* pb = data ? data->bias : b.get();
+  const void* pr = data ? data->residual : r.get();
+  void* py = data ? data->y : y.get();
+  return impl_->time(
+      lib_.cudnn(), opt_.workspace_limit, tactic_, "[Conv]",
+      [&](void* ws) { forward(px, pw, pb, pr, py, ws, nullptr); },
+      data && data->accept ? data->accept : std::function<bool(int)>{});
 }
 
 void GraphConvolution::forward(const void* x, const void* w, const void* bias, const void* residual,
@@ -364,15 +386,7 @@ cudnnDataType_t cudnn_out(Int8GraphConvolution::Out o) {
 
 }  // namespace
 
-struct Int8GraphConvolution::Impl {
-  std::vector<DescPtr> keep;
-  DescPtr graph;
-  std::vector<DescPtr> configs;
-  DescPtr plan;
-  std::int64_t plan_ws = 0;
-  detail::VariantPack pack;
-  std::vector<std::int64_t> uids;
-
+struct Int8GraphConvolution::Impl : detail::GraphPlans {
   /// The graph of `spec`, the output quantized by dividing by its scales or multiplying by their
   /// reciprocals; false when cuDNN lists no engine that finalizes for it.
   bool make(cudnnHandle_t h, const Spec& spec, bool divide) {
@@ -470,17 +484,7 @@ Int8GraphConvolution::~Int8GraphConvolution() = default;
 std::size_t Int8GraphConvolution::candidates() const { return impl_->configs.size(); }
 
 bool Int8GraphConvolution::choose(int index) {
-  Impl& d = *impl_;
-  if (index < 0 || static_cast<std::size_t>(index) >= d.configs.size()) return false;
-  std::int64_t ws = 0;
-  DescPtr plan =
-      detail::execution_plan(lib_.cudnn(), *d.configs[static_cast<std::size_t>(index)], &ws);
-  if (!plan || static_cast<std::size_t>(ws) > spec_.workspace_limit) return false;
-  d.plan = std::move(plan);
-  d.plan_ws = ws;
-  d.pack.reset();
-  tactic_ = {index, static_cast<std::size_t>(ws), -1.f, true};
-  return true;
+  return impl_->choose(lib_.cudnn(), index, spec_.workspace_limit, tactic_);
 }
 
 bool Int8GraphConvolution::set_tactic(const ConvTactic& t) {
@@ -494,38 +498,9 @@ bool Int8GraphConvolution::set_tactic(const ConvTactic& t) {
 }
 
 ConvTactic Int8GraphConvolution::tune(const Data& data, const std::function<bool(int)>& accept) {
-  cudaEvent_t start = nullptr, stop = nullptr;
-  KILN_CHECK(cudaEventCreate(&start));
-  KILN_CHECK(cudaEventCreate(&stop));
-  ConvTactic best;
-  best.ms = -1.f;
-  for (std::size_t i = 0; i < impl_->configs.size(); ++i) {
-    if (!choose(static_cast<int>(i))) continue;
-    DeviceBuffer ws(static_cast<std::size_t>(impl_->plan_ws));
-    try {
-      forward(data, ws.get(), nullptr);
-      KILN_CHECK(cudaDeviceSynchronize());
-      if (!accept(static_cast<int>(i))) continue;
-      KILN_CHECK(cudaEventRecord(start, nullptr));
-      constexpr int kRepeats = 5;
-      for (int k = 0; k < kRepeats; ++k) forward(data, ws.get(), nullptr);
-      KILN_CHECK(cudaEventRecord(stop, nullptr));
-      KILN_CHECK(cudaEventSynchronize(stop));
-      float ms = 0;
-      KILN_CHECK(cudaEventElapsedTime(&ms, start, stop));
-      ms /= kRepeats;
-      if (best.ms < 0 || ms < best.ms)
-        best = {static_cast<int>(i), static_cast<std::size_t>(impl_->plan_ws), ms, true};
-    } catch (const Error&) {
-      continue;  // an engine that fails to run is no tactic
-    }
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  if (best.ms < 0) throw UnsupportedError("[ConvInteger] no INT8 engine of cuDNN's graph API ran");
-  choose(best.algorithm);
-  tactic_ = best;
-  return tactic_;
+  return impl_->time(
+      lib_.cudnn(), spec_.workspace_limit, tactic_, "[ConvInteger]",
+      [&](void* ws) { forward(data, ws, nullptr); }, accept);
 }
 
 void Int8GraphConvolution::forward(const Data& a, void* workspace, Stream stream) const {

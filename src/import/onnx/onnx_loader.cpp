@@ -216,6 +216,17 @@ class Importer {
         p.op_type(), name, p.op_type(), p.domain().empty() ? "ai.onnx" : p.domain(), opset_, hint));
   }
 
+  /// The node's inputs, outputs and attributes from its proto.
+  void read_io_and_attributes(const ::onnx::NodeProto& p, Node& n) {
+    n.inputs.assign(p.input().begin(), p.input().end());
+    n.outputs.assign(p.output().begin(), p.output().end());
+    for (const auto& a : p.attribute()) {
+      if (!a.ref_attr_name().empty())
+        throw UnsupportedError(fmt::format("{}attribute references are not supported", n.where()));
+      n.attrs[a.name()] = attribute(a, n);
+    }
+  }
+
   /// A node of a custom domain: the plugin registered for its (domain, op, the model's version of
   /// the domain), named by the IR's plugin op name, its library recorded for missing-plugin
   /// errors later (kiln/ir/plugin.hpp).
@@ -238,13 +249,7 @@ class Importer {
                            : fmt::format(" (versions registered: {})", fmt::join(versions, ", "))));
     }
     n.op = e->name();
-    n.inputs.assign(p.input().begin(), p.input().end());
-    n.outputs.assign(p.output().begin(), p.output().end());
-    for (const auto& a : p.attribute()) {
-      if (!a.ref_attr_name().empty())
-        throw UnsupportedError(fmt::format("{}attribute references are not supported", n.where()));
-      n.attrs[a.name()] = attribute(a, n);
-    }
+    read_io_and_attributes(p, n);
     if (!e->library.empty()) n.attrs[plugin::kLibraryAttr] = e->library;
     upgrade_and_add(std::move(n));
   }
@@ -261,13 +266,7 @@ class Importer {
           "[{} '{}'] op '{}' exists in opsets {} to {}, the model "
           "uses opset {}",
           p.op_type(), n.name, p.op_type(), known->min_opset, known->max_opset, opset_));
-    n.inputs.assign(p.input().begin(), p.input().end());
-    n.outputs.assign(p.output().begin(), p.output().end());
-    for (const auto& a : p.attribute()) {
-      if (!a.ref_attr_name().empty())
-        throw UnsupportedError(fmt::format("{}attribute references are not supported", n.where()));
-      n.attrs[a.name()] = attribute(a, n);
-    }
+    read_io_and_attributes(p, n);
     upgrade_and_add(std::move(n));
   }
 
