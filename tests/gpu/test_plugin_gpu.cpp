@@ -62,9 +62,9 @@ int main() {
         const std::map<std::string, kiln::Tensor> in{{"x", tensor({s[0], s[1]}, x)}};
         const kiln::Tensor ref = kiln::reference::Executor(g).run(in).at("y");
         const kiln::Tensor ref_gemm = kiln::reference::Executor(gg).run(in).at("y");
+        const auto rv = ref.to_doubles();
         report.check(what + ": the plugin's reference equals Gemm's",
-                     std::vector<float>(ref.to_doubles().begin(), ref.to_doubles().end()), ref_gemm,
-                     Elem::f32);
+                     std::vector<float>(rv.begin(), rv.end()), ref_gemm, Elem::f32);
         kiln::runtime::Engine engine(p);
         report.expect(what + ": a plugin step",
                       engine.describe().find("plugin") != std::string::npos);
