@@ -8,10 +8,13 @@
 #include <filesystem>
 
 #include "expect_error.hpp"
+#include "kiln/dsl/dsl.hpp"
 #include "kiln/ir/plugin.hpp"
 #include "kiln/plan/plan_file.hpp"
+#include "kiln/run.hpp"
 #include "onnx_test_util.hpp"
 #include "plan_test_util.hpp"
+#include "plugins/fc_plugin.hpp"
 
 using namespace kiln;
 using kiln::test::expect_error;
@@ -159,8 +162,8 @@ TEST_CASE("plugin errors name the plugin and the node") {
   // The shape function throws: W's rows do not match out_features.
   Graph g = fc_graph(2, 4, 3, false);
   g.nodes[0].attrs["out_features"] = std::int64_t{5};
-  expect_error<ShapeError>([&] { g.infer(); },
-                           {"'fc'", "shape function of plugin", kFc, "out_features is 5"});
+  expect_error<ShapeError>([&] { g.infer(); }, {"'fc'", "shape function of plugin", kFc,
+                                                "expected 5 rows of W (out_features), got 3"});
   // A dtype it does not take.
   Graph d = fc_graph(2, 4, 3, false);
   d.inputs[0].type.dtype = DType::f64;
@@ -179,4 +182,26 @@ TEST_CASE("plugin errors name the plugin and the node") {
   // Libraries that are none.
   expect_error<Error>([] { plugin::load_library("/nonexistent/libx.so"); },
                       {"/nonexistent/libx.so", "no file"});
+}
+
+TEST_CASE("the DSL runs a plugin as a layer, its rule checked on fixed dims") {
+  using namespace kiln::dsl;
+  using FC = kiln_examples::FullyConnected;
+  kiln::WeightMap m;
+  m.add("fc.weight", kiln::Tensor::from<float>({2, 3}, {1, 2, 3, 4, 5, 6}));
+  m.add("fc.bias", kiln::Tensor::from<float>({2}, {0.5f, -1}));
+  auto x = input<"x", f32, NC>(dyn, fix<3>);
+  auto y = custom<FC, FC::Attrs{.out_features = 2}>(x, weight<2, 3>(x, m, "fc.weight"),
+                                                    weight<2>(x, m, "fc.bias"));
+  static_assert(std::is_same_v<decltype(y), kiln::dsl::Tensor<DType::f32, Layout::any, -1, 2>>);
+  Network n = network(relu(y));
+  const kiln::Tensor out = kiln::run(n, kiln::Tensor::from<float>({1, 3}, {1, 0, -1}));
+  CHECK(out.get(0) == 0);  // relu(1 - 3 + 0.5)
+  CHECK(out.get(1) == 0);  // relu(4 - 6 - 1)
+  // The same as the DSL's built-in fully connected layer on the same weights.
+  auto x2 = input<"x", f32, NC>(dyn, fix<3>);
+  Network b = network(relu(fully_connected<2>(x2, m, "fc")));
+  const kiln::Tensor in = kiln::Tensor::from<float>({2, 3}, {0.5f, -2, 3, 1, 1, 1});
+  const auto got = kiln::run(n, in).to_doubles(), want = kiln::run(b, in).to_doubles();
+  CHECK(got == want);
 }

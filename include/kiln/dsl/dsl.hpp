@@ -16,5 +16,6 @@
 #include "kiln/dsl/network.hpp"
 #include "kiln/dsl/nn.hpp"
 #include "kiln/dsl/ops.hpp"
+#include "kiln/dsl/plugin.hpp"
 #include "kiln/dsl/rnn.hpp"
 #include "kiln/dsl/tensor_ops.hpp"

@@ -1,43 +1,56 @@
 // Plugins: ops kiln lacks, written by its users as one C++ type and registered by one macro.
 //
-// A plugin type P says what it is and what it computes:
+// A plugin type P says what it is and what it computes (examples/plugins/fc_plugin.cpp):
 //
 //   struct MyOp {
-//     static constexpr const char* domain = "com.example";  // the ONNX domain of its nodes
-//     static constexpr const char* op = "MyOp";             // the ONNX op type
+//     static constexpr const char* domain = "com.example";  // its ONNX nodes' domain
+//     static constexpr const char* op = "MyOp";             // their op type
 //     static constexpr int version = 1;                     // the domain's opset version
 //     static constexpr int min_inputs = 1, max_inputs = 1, outputs = 1;
 //     struct Attrs {                                        // typed attributes
 //       std::int64_t size = 0;
 //       template <class V> void visit(V& v) { v("size", size); }
 //     };
-//     static std::vector<kiln::TensorType> shape(const Attrs&, const
-//     std::vector<kiln::TensorType>&); static bool supports(kiln::DType t);                 // the
-//     input and output dtypes it takes static void reference(const Attrs&, const std::vector<const
-//     kiln::Tensor*>& in,
-//                           std::vector<kiln::Tensor>& out);  // the CPU reference (the oracle)
+//     static constexpr std::array<std::size_t, 1> input_ranks = {2};
+//     static constexpr std::array<std::int64_t, 2> rule(const Attrs&,
+//                                                       std::array<std::int64_t, 2> x);
+//     static bool supports(kiln::DType t);  // the input and output dtypes it takes
+//     static void reference(const Attrs&, const std::vector<const kiln::Tensor*>& in,
+//                           std::vector<kiln::Tensor>& out);  // the CPU reference
 //     static std::size_t workspace(const Attrs&, const std::vector<kiln::TensorType>& in);
 //     static void enqueue(const Attrs&, const kiln::plugin::DeviceIo& io);  // on io.stream
 //   };
 //   KILN_PLUGIN(MyOp);
 //
 // Attributes are what `Attrs::visit` lists (std::int64_t, double, std::string, std::vector of
-// std::int64_t or double); they live in the node's attributes, so a plan file keeps them. The
-// IR's op name of a plugin node is "domain::op@version" (qualified_name()); ONNX nodes of the
+// std::int64_t or double); they live in the node's attributes, so a plan file keeps them.
+//
+// The shape, one of two ways. `rule` (one output, of the first input's dtype): a constexpr
+// function of the attributes and each input's dims (kDynamic, -1, where not known), input i of
+// rank input_ranks[i], written with kiln::rules (kiln/ir/shape_rules.hpp) or throwing
+// kiln::ShapeError. The IR's inference runs it (an output dim it leaves unknown is a dynamic
+// dim), and the DSL's custom<P, attrs>(...) (kiln/dsl/plugin.hpp) runs it when the program
+// compiles, where dims are fixed: a violation is a compile error. Or, for the IR only,
+//   static std::vector<kiln::TensorType> shape(const Attrs&, const std::vector<kiln::TensorType>&);
+// which sees symbolic dims and may make several outputs of any dtype.
+//
+// The IR's op name of a plugin node is "domain::op@version" (qualified_name()); ONNX nodes of the
 // domain map to the plugin registered for their (domain, op, version), the version being the
-// model's opset_import of that domain. `shape` runs in the IR's shape inference (symbolic dims
-// included); `reference` in the CPU reference executor; `enqueue` in the GPU runtime, once per
-// run on the step's stream with row-major device tensors (it must not synchronize or allocate,
-// so that a CUDA graph can capture it). kiln build/run --plugin LIB.so loads plugins from a
-// shared library (load_library()); a plan that names a plugin no library registered is refused
-// naming the plugin and the library it was built with.
+// model's opset_import of that domain. `reference` runs in the CPU reference executor; `enqueue`
+// in the GPU runtime, once per run on the step's stream with row-major device tensors (it must
+// not synchronize or allocate, so that a CUDA graph can capture it). kiln build/run --plugin
+// LIB.so loads plugins from a shared library (load_library()); a plan that names a plugin no
+// library registered is refused naming the plugin and the library it was built with.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kiln/ir/error.hpp"
@@ -143,6 +156,67 @@ class AttrWriter {
   Node& n_;
 };
 
+namespace detail {
+
+/// The IR shape of a plugin P that declares `rule`, for `in` holding N inputs: each input's dims
+/// (kDynamic where not fixed) to P::rule, one output of the first input's dtype. An output dim
+/// the rule leaves unknown keeps an input's symbol where the rule passes it through (found by a
+/// second run with each symbol as a distinct number of its own), and is dynamic otherwise.
+template <class P, std::size_t... I>
+Shape shape_by_rule(const typename P::Attrs& a, const std::vector<TensorType>& in,
+                    std::index_sequence<I...>) {
+  std::vector<std::string> symbols;  // symbol k runs as kSymbolBase + k in the second run
+  constexpr std::int64_t kSymbolBase = std::int64_t{1} << 40;
+  auto dims_of = [&]<std::size_t K>(std::integral_constant<std::size_t, K>, bool as_symbols) {
+    constexpr std::size_t rank = P::input_ranks[K];
+    std::array<std::int64_t, rank> d{};
+    if (in[K].shape.rank() != rank)
+      throw ShapeError("input " + std::to_string(K) + " has rank " +
+                       std::to_string(in[K].shape.rank()) + ", the plugin takes rank " +
+                       std::to_string(rank));
+    for (std::size_t k = 0; k < rank; ++k) {
+      const Dim& dim = in[K].shape[k];
+      d[k] = dim.is_fixed() ? dim.value() : kDynamic;
+      if (as_symbols && dim.is_symbolic()) {
+        auto it = std::find(symbols.begin(), symbols.end(), dim.symbol_name());
+        if (it == symbols.end()) it = symbols.insert(symbols.end(), dim.symbol_name());
+        d[k] = kSymbolBase + (it - symbols.begin());
+      }
+    }
+    return d;
+  };
+  const auto out = P::rule(a, dims_of(std::integral_constant<std::size_t, I>{}, false)...);
+  std::array<std::int64_t, out.size()> named{};
+  named.fill(kDynamic);
+  try {
+    named = P::rule(a, dims_of(std::integral_constant<std::size_t, I>{}, true)...);
+  } catch (const Error&) {  // the symbols as numbers broke a rule: no names to keep
+  }
+  std::vector<Dim> dims;
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    const std::int64_t s = named[k] - kSymbolBase;
+    if (out[k] >= 0)
+      dims.push_back(Dim(out[k]));
+    else if (s >= 0 && s < static_cast<std::int64_t>(symbols.size()))
+      dims.push_back(Dim::symbol(symbols[static_cast<std::size_t>(s)]));
+    else
+      dims.push_back(Dim::dynamic());
+  }
+  return Shape(std::move(dims));
+}
+
+template <class P, std::size_t N = static_cast<std::size_t>(P::min_inputs)>
+std::vector<TensorType> shape_by_rule(const typename P::Attrs& a,
+                                      const std::vector<TensorType>& in) {
+  static_assert(P::outputs == 1, "a plugin with several outputs declares shape(), not rule()");
+  if constexpr (N < static_cast<std::size_t>(P::max_inputs)) {
+    if (in.size() > N) return shape_by_rule<P, N + 1>(a, in);
+  }
+  return {TensorType{in.at(0).dtype, shape_by_rule<P>(a, in, std::make_index_sequence<N>{})}};
+}
+
+}  // namespace detail
+
 template <class P>
 typename P::Attrs attrs_of(const Node& n) {
   typename P::Attrs a;
@@ -162,7 +236,10 @@ Entry entry_of() {
   e.max_inputs = P::max_inputs;
   e.outputs = P::outputs;
   e.shape = [](const Node& n, const std::vector<TensorType>& in) {
-    return P::shape(attrs_of<P>(n), in);
+    if constexpr (requires { P::shape(attrs_of<P>(n), in); })
+      return P::shape(attrs_of<P>(n), in);
+    else
+      return detail::shape_by_rule<P>(attrs_of<P>(n), in);
   };
   e.supports = [](DType t) { return P::supports(t); };
   e.reference = [](const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out) {
