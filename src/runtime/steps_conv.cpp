@@ -222,13 +222,7 @@ class GraphBackend final : public ConvBackend {
                                scale);
       }
       auto bytes = to_device_format(v.data(), static_cast<i64>(block), s_.options.precision);
-      DeviceBuffer b(std::max<std::size_t>(n * es, 16));
-      for (std::size_t at = 0; at < n; at += block) {
-        const std::size_t take = std::min(block, n - at);
-        KILN_CHECK(cudaMemcpy(static_cast<std::byte*>(b.get()) + at * es, bytes.data(), take * es,
-                              cudaMemcpyHostToDevice));
-      }
-      return b;
+      return tiled_buffer(bytes.data(), block * es, n * es);
     };
     DeviceBuffer x = random(nx, 1.0, 1), w = random(nw, wscale, 2), b = random(s_.shape.k, 0.5, 3);
     DeviceBuffer r = random(ny, 1.0, 4), y(std::max<std::size_t>(ny * es, 16)),

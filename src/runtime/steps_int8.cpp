@@ -510,14 +510,10 @@ class Int8ProductStep final : public Step {
                       yb = static_cast<std::size_t>(y_.numel()) * y_.elem_size();
     auto random_bytes = [](std::size_t n, std::uint32_t seed) {
       // int8 in [-40, 40]: outputs mostly inside the 8-bit range, so that the check sees them.
-      std::vector<std::int8_t> h(std::min<std::size_t>(n, std::size_t{1} << 22));
+      std::vector<std::int8_t> h(std::max<std::size_t>(std::min<std::size_t>(n, 1 << 22), 1));
       std::mt19937 g(seed);
       for (auto& v : h) v = static_cast<std::int8_t>(static_cast<int>(g() % 81) - 40);
-      DeviceBuffer b(std::max<std::size_t>(n, 16));
-      for (std::size_t at = 0; at < n; at += h.size())
-        KILN_CHECK(cudaMemcpy(static_cast<std::byte*>(b.get()) + at, h.data(),
-                              std::min(h.size(), n - at), cudaMemcpyHostToDevice));
-      return b;
+      return tiled_buffer(h.data(), h.size(), n);
     };
     DeviceBuffer x = random_bytes(xb, 1), r = random_bytes(residual_.ptr ? yb : 16, 2);
     DeviceBuffer yref(std::max<std::size_t>(yb, 16)), y(std::max<std::size_t>(yb, 16));

@@ -49,10 +49,9 @@ class PluginStep final : public Step {
     workspace_ = entry_->workspace(n, in_types);
   }
   void run(const RunArgs& a) override {
-    plugin::DeviceIo io = io_;
-    io.workspace = a.workspace;
-    io.stream = a.stream;
-    entry_->enqueue(node_, io);
+    io_.workspace = a.workspace;
+    io_.stream = a.stream;
+    entry_->enqueue(node_, io_);
   }
   std::size_t workspace() const override { return workspace_; }
   std::string kind() const override { return "plugin"; }

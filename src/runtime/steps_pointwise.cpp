@@ -54,6 +54,14 @@ std::optional<std::vector<double>> constant_input(const StepEnv& env, const Node
   return it->second.to_doubles();
 }
 
+DeviceBuffer tiled_buffer(const void* block, std::size_t block_bytes, std::size_t total_bytes) {
+  DeviceBuffer b(std::max<std::size_t>(total_bytes, 16));
+  for (std::size_t at = 0; at < total_bytes; at += block_bytes)
+    KILN_CHECK(cudaMemcpy(static_cast<std::byte*>(b.get()) + at, block,
+                          std::min(block_bytes, total_bytes - at), cudaMemcpyHostToDevice));
+  return b;
+}
+
 const void* pointer_of(const StepEnv& env, const DeviceValue& v) {
   return v.host ? env.engine.weight(v.name) : v.ptr;
 }

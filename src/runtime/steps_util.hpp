@@ -32,6 +32,9 @@ kernels::Strides to_strides(const std::vector<i64>& s);
 std::optional<std::vector<double>> constant_input(const StepEnv& env, const Node& n, std::size_t i);
 /// The device pointer of a value: the arena address, or the uploaded weight.
 const void* pointer_of(const StepEnv& env, const DeviceValue& v);
+/// A device buffer of `total_bytes` (at least 16) holding `block` (`block_bytes` long) repeated:
+/// the inputs that tactics are checked and timed on, without a host copy of their whole size.
+DeviceBuffer tiled_buffer(const void* block, std::size_t block_bytes, std::size_t total_bytes);
 
 [[noreturn]] void unsupported(const Node& n, const std::string& what);
 

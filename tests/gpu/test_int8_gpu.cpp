@@ -42,7 +42,7 @@ int graph_runs = 0;  // cases run with the cuDNN graph candidate forced
 
 void check_int8(Report& report, const std::string& what, const kiln::Graph& g, Elem el, double s,
                 const char* anchor) {
-  kiln::plan::Plan p = build_for(g, el);
+  const kiln::plan::Plan p = build_for(g, el);
   const bool fp8 = std::string(anchor) == "fp8";
   int fused = 0;
   for (const auto& st : p.steps)
@@ -54,23 +54,21 @@ void check_int8(Report& report, const std::string& what, const kiln::Graph& g, E
   const auto x = round_to(random_values(numel(xd), -2.5f, 2.5f), el);
   const std::map<std::string, kiln::Tensor> in{{"x", tensor(xd, x)}};
   const auto ref = kiln::reference::Executor(g).run(in).at(g.outputs[0]);
-  std::map<std::string, std::string> tactics;
-  {
-    kiln::runtime::Engine engine(p);
-    tactics = engine.tactics();
-    std::printf("  %s %s: %s", elem_name(el), what.c_str(), engine.describe().c_str());
-  }
-  // The tuned plan, then (INT8 convolutions with a cuDNN graph candidate) each path forced.
+  // The tuned plan, then (INT8 convolutions with a cuDNN graph candidate, whose tactic keys the
+  // tuned engine names) each path forced.
   std::vector<std::string> keys;
-  for (const auto& [k, t] : tactics)
-    if (k.rfind("int8-conv|", 0) == 0) keys.push_back(k);
   const char* forced[] = {"", "cudnn-graph 0 ws 0 ms 0", "cublaslt 0 ws 0 ms 0"};
   for (const char* force : forced) {
     if (*force && keys.empty()) break;
     kiln::plan::Plan fp = p;
     for (const auto& k : keys) fp.tactics[k] = force;
-    kiln::runtime::Engine engine(*force ? fp : p);
+    kiln::runtime::Engine engine(fp);
     const std::string steps = engine.describe();
+    if (!*force) {
+      std::printf("  %s %s: %s", elem_name(el), what.c_str(), steps.c_str());
+      for (const auto& [k, t] : engine.tactics())
+        if (k.rfind("int8-conv|", 0) == 0) keys.push_back(k);
+    }
     const bool graph = steps.find("int8-conv-cudnn-graph") != std::string::npos;
     const std::string label = what + (*force ? (graph ? " [cudnn graph]" : " [cublaslt]") : "");
     if (std::string(force).rfind("cudnn-graph", 0) == 0) {
