@@ -63,7 +63,12 @@ void non_max_suppression(KernelContext& ctx) {
   const Tensor& scores_t = ctx.in(1);
   const i64 batches = boxes_t.dim(0), n = boxes_t.dim(1), classes = scores_t.dim(1);
   const bool center = ctx.node.attr_int("center_point_box", 0) == 1;
-  const i64 max_out = std::max<i64>(0, static_cast<i64>(scalar_input(ctx, 2).value_or(0)));
+  // Read as an integer: exporters pass INT64_MAX ("no limit"), which a double cannot hold.
+  const i64 max_out =
+      !ctx.has(2) || ctx.in(2).numel() == 0
+          ? 0
+          : std::max<i64>(0, ctx.in(2).dtype() == DType::i64 ? ctx.in(2).data<i64>()[0]
+                                                             : static_cast<i64>(ctx.in(2).get(0)));
   const double iou = scalar_input(ctx, 3).value_or(0.0);
   const std::optional<double> score_min = scalar_input(ctx, 4);
   const std::vector<double> boxes = to_f64(boxes_t), scores = to_f64(scores_t);

@@ -6,6 +6,7 @@
 // suite.
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <random>
 
 #include "expect_error.hpp"
@@ -47,6 +48,9 @@ TEST_CASE("NonMaxSuppression: by score, suppressed by IoU, capped, per batch and
   CHECK(values(nms(boxes, scores, 1, 0.5)) == std::vector<i64>{0, 0, 1});
   CHECK(nms(boxes, scores, 0, 0.5).dims() == std::vector<i64>{0, 3});
   CHECK(values(nms(boxes, scores, 10, 0.5, 0.75)) == std::vector<i64>{0, 0, 1});
+  // Exporters pass INT64_MAX for "no limit" (it does not survive a trip through a double).
+  CHECK(values(nms(boxes, scores, std::numeric_limits<i64>::max(), 0.5)) ==
+        std::vector<i64>{0, 0, 1, 0, 0, 2});
   // The same boxes as [x_center, y_center, w, h] select the same.
   const Tensor centers = tf32({1, 3, 4}, {0.5, 0.5, 1, 1, 0.6, 0.5, 1, 1, 5.5, 0.5, 1, 1});
   CHECK(values(nms(centers, scores, 10, 0.5, std::nullopt, 1)) ==
