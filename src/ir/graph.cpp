@@ -1,5 +1,6 @@
 #include "kiln/ir/graph.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
@@ -69,6 +70,12 @@ const Tensor& Node::attr_tensor(const std::string& key) const {
   return *v;
 }
 
+const Subgraph& Node::attr_graph(const std::string& key) const {
+  const auto* v = get_attr<Subgraph>(*this, key);
+  if (!v || !v->graph) throw GraphError(where() + "missing required graph attribute '" + key + "'");
+  return *v;
+}
+
 std::size_t Node::input_count() const {
   std::size_t n = inputs.size();
   while (n > 0 && inputs[n - 1].empty()) --n;
@@ -90,6 +97,11 @@ std::string attribute_to_string(const Attribute& a) {
       return fmt::format("['{}']", fmt::join(v, "','"));
     }
     std::string operator()(const Tensor& t) const { return "tensor " + t.type_string(); }
+    std::string operator()(const Subgraph& g) const {
+      if (!g.graph) return "graph (none)";
+      return fmt::format("graph '{}' ({} nodes, {} captured)", g.graph->name, g.graph->nodes.size(),
+                         g.captures);
+    }
   };
   return std::visit(Visitor{}, a);
 }
@@ -189,6 +201,7 @@ void Graph::infer(const ConstantEvaluator* evaluator) {
   for (const auto& i : inputs) types_[i.name] = i.type;
   for (const auto& [k, w] : weights) types_[k] = TensorType{w.dtype(), w.shape()};
   const auto& reg = OpRegistry::instance();
+  std::map<std::string, const Node*> shapes;  // outputs of Shape nodes
   for (const auto& n : nodes) {
     std::vector<const TensorType*> in;
     std::vector<const Tensor*> consts;
@@ -196,7 +209,7 @@ void Graph::infer(const ConstantEvaluator* evaluator) {
       in.push_back(name.empty() ? nullptr : &types_.at(name));
       consts.push_back(name.empty() ? nullptr : known_value(name));
     }
-    InferContext ctx(n, in, consts);
+    InferContext ctx(n, in, consts, evaluator);
     std::vector<TensorType> out;
     try {
       out = reg.find(n.op)->infer(ctx);
@@ -215,8 +228,36 @@ void Graph::infer(const ConstantEvaluator* evaluator) {
     }
     for (std::size_t i = 0; i < n.outputs.size(); ++i)
       if (!n.outputs[i].empty() && i < out.size()) types_[n.outputs[i]] = out[i];
+    if (n.op == "Shape" && n.has_output(0)) shapes[n.outputs[0]] = &n;
     if (evaluator) evaluate_if_known(n, in, consts, *evaluator);
+    if (n.op == "Gather" && n.has_output(0) && !known_.count(n.outputs[0]))
+      fold_fixed_dims(n, shapes);  // needs no evaluator: the dims are in the types
   }
+}
+
+// Gather(Shape(x), indices) where the gathered dims of x are fixed, though others are not (the
+// `if x.shape[1] == 1` of exported models, whose branches then fold): the value is known.
+void Graph::fold_fixed_dims(const Node& gather, const std::map<std::string, const Node*>& shapes) {
+  auto src = shapes.find(gather.inputs[0]);
+  const Tensor* idx = gather.input_count() == 2 ? known_value(gather.inputs[1]) : nullptr;
+  if (src == shapes.end() || !idx || gather.attr_int("axis", 0) != 0 || idx->numel() > 64) return;
+  const Node& shape = *src->second;
+  const Shape& x = types_.at(shape.inputs[0]).shape;
+  const auto r = static_cast<std::int64_t>(x.rank());
+  auto clamp = [&](std::int64_t v) { return std::clamp(v < 0 ? v + r : v, std::int64_t{0}, r); };
+  const std::int64_t start = clamp(shape.attr_int("start", 0)),
+                     end = clamp(shape.attr_int("end", r));
+  const std::int64_t len = std::max<std::int64_t>(0, end - start);
+  std::vector<std::int64_t> values;
+  for (std::int64_t i : idx->to_int64s()) {
+    if (i < -len || i >= len) return;  // running the graph reports it
+    const Dim& d = x[static_cast<std::size_t>(start + (i < 0 ? i + len : i))];
+    if (!d.is_fixed()) return;
+    values.push_back(d.value());
+  }
+  Tensor t = Tensor::from<std::int64_t>(idx->dims(), values);
+  types_[gather.outputs[0]] = TensorType{DType::i64, t.shape()};
+  known_[gather.outputs[0]] = std::move(t);
 }
 
 void Graph::evaluate_if_known(const Node& n, const std::vector<const TensorType*>& in,
@@ -253,6 +294,18 @@ void Graph::evaluate_if_known(const Node& n, const std::vector<const TensorType*
 
 std::string Graph::dump() const {
   std::string s = fmt::format("graph '{}'\n", name);
+  // A body's dump follows its node's line, indented by two more spaces.
+  auto nested = [](const std::string& body) {
+    std::string out;
+    std::size_t start = 0;
+    while (start < body.size()) {
+      const std::size_t end = body.find('\n', start);
+      out += "    " + body.substr(start, end - start) + "\n";
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+    return out;
+  };
   auto typed = [&](const std::string& v) {
     auto it = types_.find(v);
     return it == types_.end() ? v : v + ": " + it->second.to_string();
@@ -269,6 +322,9 @@ std::string Graph::dump() const {
     s += fmt::format("  {} = {} '{}'({}){}\n", fmt::join(outs, ", "), n.op, n.name,
                      fmt::join(ins, ", "),
                      attrs.empty() ? "" : fmt::format(" {{{}}}", fmt::join(attrs, ", ")));
+    for (const auto& [k, v] : n.attrs)
+      if (const auto* body = std::get_if<Subgraph>(&v); body && body->graph)
+        s += fmt::format("  {}:\n", k) + nested(body->graph->dump());
   }
   for (const auto& o : outputs) s += fmt::format("  output {}\n", typed(o));
   return s;

@@ -16,6 +16,7 @@ const std::vector<Pass>& pipeline() {
   static const std::vector<Pass> p = {
       {"verify", verify_graph, false},
       {"fold-constants", fold_constants, false},
+      {"inline-if", inline_if, false},
       {"eliminate-dead", eliminate_dead, false},
       {"elide-identity", elide_identity, true},
       {"fold-batchnorm", fold_batchnorm, true},

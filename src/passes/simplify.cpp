@@ -1,7 +1,8 @@
-// Passes that remove work: verification, constant folding, dead-layer elimination, identity
-// elision.
+// Passes that remove work: verification, constant folding, inlining If nodes of known conditions,
+// dead-layer elimination, identity elision.
 #include <fmt/format.h>
 
+#include "kiln/ir/control.hpp"
 #include "kiln/ir/error.hpp"
 #include "pass_util.hpp"
 
@@ -73,6 +74,75 @@ int fold_constants(Graph& g, const PassContext& ctx) {
   drop_nodes(g, folded);
   g.infer();
   return static_cast<int>(folded.size());
+}
+
+int inline_if(Graph& g, const PassContext&) {
+  int inlined = 0;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    if (g.nodes[i].op != "If") continue;
+    const Tensor* cond = weight(g, g.nodes[i].inputs[0]);
+    if (!cond || cond->numel() != 1) continue;
+    const Node n = g.nodes[i];
+    const Subgraph& branch = n.attr_graph(cond->get(0) != 0 ? "then_branch" : "else_branch");
+    const Graph& b = *branch.graph;
+    const std::size_t first = control::formal_inputs(n);
+    std::map<std::string, std::string> rename;  // the branch's names -> the graph's
+    for (std::size_t j = 0; j < branch.captures; ++j)
+      rename[b.inputs[b.inputs.size() - branch.captures + j].name] = n.inputs[first + j];
+    for (const auto& [name, w] : b.weights) {
+      const std::string fresh = g.unique_name(n.name + "/" + name);
+      g.weights[fresh] = w;
+      rename[name] = fresh;
+    }
+    std::map<std::string, std::string> to_output;  // branch outputs its nodes make -> n's outputs
+    for (std::size_t k = 0; k < b.outputs.size() && k < n.outputs.size(); ++k)
+      if (!n.outputs[k].empty()) to_output.emplace(b.outputs[k], n.outputs[k]);
+    std::vector<Node> body;
+    std::set<std::string> made;
+    for (const Node& bn : b.nodes) {
+      Node c = bn;
+      c.name = g.unique_name(n.name + "/" + bn.name);
+      for (auto& in : c.inputs) {
+        if (in.empty()) continue;
+        auto r = rename.find(in);
+        if (r == rename.end())
+          throw GraphError(fmt::format("{}{} reads '{}', which it neither defines nor captures",
+                                       n.where(), bn.where(), in));
+        in = r->second;
+      }
+      for (auto& o : c.outputs) {
+        if (o.empty()) continue;
+        auto out = to_output.find(o);
+        std::string name = out != to_output.end() && !made.count(out->second)
+                               ? out->second
+                               : g.unique_name(n.name + "/" + o);
+        made.insert(name);
+        rename[o] = name;
+        o = name;
+      }
+      body.push_back(std::move(c));
+      g.nodes.push_back(body.back());  // reserves its names for unique_name
+    }
+    // A branch output that is an input, a weight, or an output given twice: an Identity.
+    for (std::size_t k = 0; k < b.outputs.size() && k < n.outputs.size(); ++k) {
+      if (n.outputs[k].empty() || rename.at(b.outputs[k]) == n.outputs[k]) continue;
+      body.push_back(Node{"Identity",
+                          g.unique_name(n.name + "/out" + std::to_string(k)),
+                          {rename.at(b.outputs[k])},
+                          {n.outputs[k]},
+                          {}});
+      g.nodes.push_back(body.back());
+    }
+    g.nodes.resize(g.nodes.size() - body.size());
+    const auto at = g.nodes.begin() + static_cast<std::ptrdiff_t>(i);
+    g.nodes.erase(at);
+    g.nodes.insert(g.nodes.begin() + static_cast<std::ptrdiff_t>(i), body.begin(), body.end());
+    i += body.size();
+    --i;
+    ++inlined;
+  }
+  if (inlined) g.infer();
+  return inlined;
 }
 
 int eliminate_dead(Graph& g, const PassContext&) {

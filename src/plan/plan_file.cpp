@@ -79,8 +79,12 @@ class Writer {
             list(v, [&](double d) { pod(d); });
           else if constexpr (std::is_same_v<T, std::vector<std::string>>)
             strs(v);
-          else
+          else if constexpr (std::is_same_v<T, Tensor>)
             tensor(v);
+          else {  // a control-flow op's body, whole
+            graph(*v.graph);
+            u64(v.captures);
+          }
         },
         a);
   }
@@ -234,6 +238,18 @@ class Reader {
       }
       case 5: return strs(what);
       case 6: return tensor(what);
+      case 7: {  // a control-flow op's body
+        if (depth_ >= kMaxBodyDepth)
+          fail(what, fmt::format("bodies nested more than {} deep", kMaxBodyDepth));
+        ++depth_;
+        auto body = std::make_shared<Graph>(graph());
+        --depth_;
+        const std::uint64_t captures = u64(what);
+        if (captures > body->inputs.size())
+          fail(what, fmt::format("{} captured values of a body with {} inputs", captures,
+                                 body->inputs.size()));
+        return Subgraph{std::move(body), static_cast<std::size_t>(captures)};
+      }
       default: fail(what, "an unknown attribute kind");
     }
   }
@@ -304,10 +320,12 @@ class Reader {
   }
 
  private:
+  static constexpr int kMaxBodyDepth = 16;
   const char* p_;
   std::size_t size_;
   std::size_t base_;
   std::size_t pos_ = 0;
+  int depth_ = 0;  // bodies being read (a hostile file could nest them without end)
   std::shared_ptr<void> owner_;
 };
 

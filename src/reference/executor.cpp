@@ -107,8 +107,11 @@ Executor::Executor(const Graph& graph) : graph_(graph) {
 
 TensorMap Executor::run(const TensorMap& inputs) const { return execute(inputs, false); }
 TensorMap Executor::run_all(const TensorMap& inputs) const { return execute(inputs, true); }
+TensorMap Executor::run_body(const TensorMap& inputs) const {
+  return execute(inputs, false, false);
+}
 
-TensorMap Executor::execute(const TensorMap& inputs, bool keep_all) const {
+TensorMap Executor::execute(const TensorMap& inputs, bool keep_all, bool check_inputs) const {
   std::map<std::string, Tensor> values;
   std::map<std::string, std::int64_t> symbols;
   for (const auto& vi : graph_.inputs) {
@@ -116,6 +119,8 @@ TensorMap Executor::execute(const TensorMap& inputs, bool keep_all) const {
     if (it == inputs.end())
       throw Error(fmt::format("missing input '{}' ({})", vi.name, vi.type.to_string()));
     const Tensor& t = it->second;
+    values[vi.name] = t;
+    if (!check_inputs) continue;
     if (t.dtype() != vi.type.dtype)
       throw Error(fmt::format("input '{}' expects dtype {}, got {}", vi.name,
                               dtype_name(vi.type.dtype), dtype_name(t.dtype())));
@@ -135,7 +140,6 @@ TensorMap Executor::execute(const TensorMap& inputs, bool keep_all) const {
         throw ShapeError(fmt::format("input '{}' expects shape {}, got {}", vi.name,
                                      vi.type.shape.to_string(), dims_to_string(t.dims())));
     }
-    values[vi.name] = t;
   }
   for (const auto& [name, _] : inputs)
     if (!values.count(name)) {

@@ -26,6 +26,9 @@ int verify_graph(Graph& g, const PassContext& ctx);
 /// computed: Shape of a static input) by weights holding its outputs; random ops stay.
 /// Throws GraphError when ctx.evaluator is null.
 int fold_constants(Graph& g, const PassContext& ctx);
+/// Replaces each If whose condition is a constant by the nodes of the branch it takes (its names
+/// made unique, its captured values read from the If's inputs, its outputs given the If's names).
+int inline_if(Graph& g, const PassContext& ctx);
 /// Removes nodes none of whose outputs reaches a graph output, and weights nobody reads.
 int eliminate_dead(Graph& g, const PassContext& ctx);
 /// Removes Identity, inference Dropout, Cast to the same dtype, and Reshape/Flatten/Squeeze/

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -28,8 +29,25 @@ struct ValueInfo {
   TensorType type;
 };
 
+class Graph;
+
+/// A control-flow op's body (If's branches, Loop's and Scan's body). Its graph's inputs are the
+/// op's formal body inputs (none for If; Loop's iteration number, condition and carried values;
+/// Scan's states and slices) followed by `captures` values of the enclosing graph that the body
+/// reads, under their outer names. Those captured values are also the node's last `captures`
+/// inputs, so the node shows all the data it reads: the enclosing graph's order, liveness and
+/// renaming passes need not look inside bodies. The body is shared and never changed in place
+/// (shape rules infer a copy).
+struct Subgraph {
+  std::shared_ptr<const Graph> graph;
+  std::size_t captures = 0;
+  friend bool operator==(const Subgraph& a, const Subgraph& b) {
+    return a.graph == b.graph && a.captures == b.captures;
+  }
+};
+
 using Attribute = std::variant<std::int64_t, double, std::string, std::vector<std::int64_t>,
-                               std::vector<double>, std::vector<std::string>, Tensor>;
+                               std::vector<double>, std::vector<std::string>, Tensor, Subgraph>;
 
 struct Node {
   std::string op;    ///< ONNX op name: "Conv", "Relu", ...
@@ -49,6 +67,8 @@ struct Node {
   std::vector<std::string> attr_strings(const std::string& key,
                                         std::vector<std::string> fallback = {}) const;
   const Tensor& attr_tensor(const std::string& key) const;
+  /// A required graph attribute (a control-flow op's body).
+  const Subgraph& attr_graph(const std::string& key) const;
 
   /// Number of inputs given (trailing omitted ones do not count).
   std::size_t input_count() const;
@@ -108,6 +128,7 @@ class Graph {
  private:
   void evaluate_if_known(const Node& n, const std::vector<const TensorType*>& in,
                          std::vector<const Tensor*> consts, const ConstantEvaluator& eval);
+  void fold_fixed_dims(const Node& gather, const std::map<std::string, const Node*>& shapes);
   std::map<std::string, TensorType> types_;
   std::map<std::string, Tensor> known_;  // values computed by infer() with an evaluator
 };

@@ -18,8 +18,8 @@ namespace kiln {
 class InferContext {
  public:
   InferContext(const Node& node, std::vector<const TensorType*> in,
-               std::vector<const Tensor*> constants)
-      : node(node), in_(std::move(in)), const_(std::move(constants)) {}
+               std::vector<const Tensor*> constants, const ConstantEvaluator* evaluator = nullptr)
+      : node(node), in_(std::move(in)), const_(std::move(constants)), evaluator_(evaluator) {}
 
   const Node& node;
   std::size_t num_inputs() const { return in_.size(); }
@@ -28,12 +28,16 @@ class InferContext {
   const TensorType& input(std::size_t i) const;
   /// The value of input i when it is a known constant (a weight or a folded value), else nullptr.
   const Tensor* constant(std::size_t i) const { return i < const_.size() ? const_[i] : nullptr; }
+  /// The evaluator Graph::infer() was given (nullptr when none): a control-flow op's rule infers
+  /// its bodies with it, so that their shape subgraphs fold as the enclosing graph's do.
+  const ConstantEvaluator* evaluator() const { return evaluator_; }
   /// Throws ShapeError prefixed with the node.
   [[noreturn]] void fail(const std::string& message) const;
 
  private:
   std::vector<const TensorType*> in_;
   std::vector<const Tensor*> const_;
+  const ConstantEvaluator* evaluator_ = nullptr;
 };
 
 using InferFn = std::function<std::vector<TensorType>(const InferContext&)>;

@@ -69,9 +69,12 @@ class Executor {
   TensorMap run(const TensorMap& inputs) const;
   /// Runs and also returns every intermediate value (for debugging and pass tests).
   TensorMap run_all(const TensorMap& inputs) const;
+  /// Runs a control-flow op's body (kiln::Subgraph): its inputs are taken as given, since the
+  /// body's declared input types are only what its op's shape rule last inferred.
+  TensorMap run_body(const TensorMap& inputs) const;
 
  private:
-  TensorMap execute(const TensorMap& inputs, bool keep_all) const;
+  TensorMap execute(const TensorMap& inputs, bool keep_all, bool check_inputs = true) const;
   const Graph& graph_;
 };
 

@@ -10,6 +10,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "kiln/import/onnx.hpp"
+#include "kiln/ir/control.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/op_registry.hpp"
 #include "kiln/ir/plugin.hpp"
@@ -36,7 +37,9 @@ const OpSupport* onnx_op(std::string_view op) {
 class Importer {
  public:
   Importer(std::string base_dir, const ConstantEvaluator* evaluator)
-      : base_dir_(std::move(base_dir)), evaluator_(evaluator) {}
+      : base_dir_(std::move(base_dir)),
+        evaluator_(evaluator),
+        node_names_(std::make_shared<std::set<std::string>>()) {}
 
   Graph run(const ::onnx::ModelProto& m, const ImportOptions& opts) {
     if (m.ir_version() < 1)
@@ -162,8 +165,8 @@ class Importer {
   std::string unique_node_name(const std::string& wanted, const std::string& op) {
     std::string base = wanted.empty() ? op : wanted;
     std::string name = base;
-    for (int i = 1; node_names_.count(name); ++i) name = fmt::format("{}_{}", base, i);
-    node_names_.insert(name);
+    for (int i = 1; node_names_->count(name); ++i) name = fmt::format("{}_{}", base, i);
+    node_names_->insert(name);
     return name;
   }
 
@@ -217,14 +220,152 @@ class Importer {
   }
 
   /// The node's inputs, outputs and attributes from its proto.
+  /// A body's graph (GRAPH attributes: the branches of If, the body of Loop and Scan) come in by a
+  /// nested importer and capture the outer values they read (kiln::Subgraph): the union of what
+  /// the node's bodies read becomes the last inputs of the node and of each body.
   void read_io_and_attributes(const ::onnx::NodeProto& p, Node& n) {
     n.inputs.assign(p.input().begin(), p.input().end());
     n.outputs.assign(p.output().begin(), p.output().end());
+    std::vector<std::pair<std::string, Body>> bodies;
     for (const auto& a : p.attribute()) {
       if (!a.ref_attr_name().empty())
         throw UnsupportedError(fmt::format("{}attribute references are not supported", n.where()));
+      if (a.type() == ::onnx::AttributeProto::GRAPH) {
+        bodies.emplace_back(a.name(), import_body(a.g(), n, a.name()));
+        continue;
+      }
       n.attrs[a.name()] = attribute(a, n);
     }
+    std::vector<std::string> captured;
+    for (const auto& [_, b] : bodies)
+      for (const auto& c : b.captured)
+        if (std::find(captured.begin(), captured.end(), c) == captured.end()) captured.push_back(c);
+    for (auto& [name, b] : bodies) {
+      for (const auto& c : captured) b.graph->inputs.push_back({c, TensorType{}});
+      n.attrs[name] = Subgraph{std::move(b.graph), captured.size()};
+    }
+    n.inputs.insert(n.inputs.end(), captured.begin(), captured.end());
+  }
+
+  struct Body {
+    std::shared_ptr<Graph> graph;
+    std::vector<std::string> captured;  ///< outer values it reads, in first-use order
+  };
+
+  /// Opset 8's Scan (sequence_lens, then states and scan inputs with a leading batch dim, scanned
+  /// along dim 1) as opset 9's: an outer Scan over the batch dim of every input whose body is an
+  /// opset 9 Scan over the sequence with the original body. Its per-batch sequence lengths are
+  /// not supported.
+  Node scan8_as_scan9(Node n) {
+    const std::size_t captured = control::captured_inputs(n);
+    const std::size_t formal = n.inputs.size() - captured;
+    if (formal < 2) throw GraphError(n.where() + "opset 8's Scan takes sequence_lens and inputs");
+    if (!n.inputs[0].empty())
+      throw UnsupportedError(n.where() +
+                             "opset 8's Scan with sequence_lens (per-batch lengths) is "
+                             "not supported");
+    const std::size_t m = static_cast<std::size_t>(n.attr_int("num_scan_inputs"));
+    if (m < 1 || m > formal - 1)
+      throw GraphError(
+          fmt::format("{}num_scan_inputs is {}: expected 1 to {}", n.where(), m, formal - 1));
+    const Subgraph original = n.attr_graph("body");
+    auto outer = std::make_shared<Graph>();
+    outer->name = n.name + "/per_batch";
+    Node inner{"Scan", unique_node_name(n.name + "/sequence", "Scan"), {}, {}, {}};
+    for (std::size_t i = 1; i < formal; ++i) {
+      const std::string name = fmt::format("{}/in{}", n.name, i - 1);
+      outer->inputs.push_back({name, TensorType{}});
+      inner.inputs.push_back(name);
+    }
+    for (std::size_t j = formal; j < n.inputs.size(); ++j) {
+      outer->inputs.push_back({n.inputs[j], TensorType{}});
+      inner.inputs.push_back(n.inputs[j]);
+    }
+    inner.attrs["num_scan_inputs"] = static_cast<std::int64_t>(m);
+    if (n.has_attr("directions")) inner.attrs["scan_input_directions"] = n.attr_ints("directions");
+    inner.attrs["body"] = original;
+    const std::size_t outs = original.graph->outputs.size();
+    for (std::size_t k = 0; k < outs; ++k)
+      inner.outputs.push_back(fmt::format("{}/out{}", n.name, k));
+    outer->outputs = inner.outputs;
+    outer->nodes.push_back(std::move(inner));
+    Node scan{"Scan",
+              n.name,
+              std::vector<std::string>(n.inputs.begin() + 1, n.inputs.end()),
+              n.outputs,
+              {}};
+    scan.attrs["num_scan_inputs"] = static_cast<std::int64_t>(formal - 1);
+    scan.attrs["body"] = Subgraph{std::move(outer), captured};
+    return scan;
+  }
+
+  /// An outer name as the enclosing graphs know it (through their removed Identity nodes).
+  std::string resolve(const std::string& v) const {
+    if (auto a = alias_.find(v); a != alias_.end()) return a->second;
+    return parent_ ? parent_->resolve(v) : v;
+  }
+
+  Body import_body(const ::onnx::GraphProto& gp, const Node& n, const std::string& attr) {
+    if (depth_ + 1 > kMaxDepth)
+      throw UnsupportedError(fmt::format("{}attribute '{}': bodies nested more than {} deep",
+                                         n.where(), attr, kMaxDepth));
+    Importer sub(base_dir_, evaluator_);
+    sub.opset_ = opset_;
+    sub.domain_versions_ = domain_versions_;
+    sub.node_names_ = node_names_;
+    sub.parent_ = this;
+    sub.depth_ = depth_ + 1;
+    Graph& g = sub.g_;
+    g.name = gp.name().empty() ? n.name + "/" + attr : gp.name();
+    const std::string what = fmt::format("{}body '{}'", n.where(), attr);
+    for (const auto& init : gp.initializer()) {
+      if (init.name().empty()) throw FormatError(what + ": an initializer has no name");
+      g.weights[init.name()] = detail::to_tensor(init, base_dir_);
+    }
+    if (gp.sparse_initializer_size() > 0)
+      throw UnsupportedError(what + ": sparse initializers are not supported");
+    for (const auto& in : gp.input()) {
+      if (g.weights.count(in.name())) continue;
+      g.inputs.push_back(body_input(in, what));
+    }
+    for (const auto& out : gp.output()) {
+      if (out.name().empty()) throw FormatError(what + ": an output has no name");
+      sub.graph_outputs_.insert(out.name());
+    }
+    for (const auto& node : gp.node()) sub.add_node(node);
+    for (const auto& out : gp.output()) g.outputs.push_back(sub.resolve(out.name()));
+    Body b;
+    std::set<std::string> defined, seen;
+    for (const auto& i : g.inputs) defined.insert(i.name);
+    for (const auto& [k, _] : g.weights) defined.insert(k);
+    auto use = [&](const std::string& v) {
+      if (!v.empty() && !defined.count(v) && seen.insert(v).second) b.captured.push_back(v);
+    };
+    for (const auto& node : g.nodes) {
+      for (const auto& in : node.inputs) use(in);
+      for (const auto& o : node.outputs) defined.insert(o);
+    }
+    for (const auto& o : g.outputs) use(o);
+    b.graph = std::make_shared<Graph>(std::move(g));
+    return b;
+  }
+
+  /// A body's formal input: its declared type where given (the op's shape rule sets it anyway).
+  static ValueInfo body_input(const ::onnx::ValueInfoProto& v, const std::string& what) {
+    ValueInfo vi;
+    vi.name = v.name();
+    if (!v.has_type()) return vi;
+    if (!v.type().has_tensor_type())
+      throw UnsupportedError(
+          fmt::format("{}: input '{}' is not a tensor (sequences, maps and "
+                      "optionals are not supported)",
+                      what, v.name()));
+    const auto& tt = v.type().tensor_type();
+    const std::string w = fmt::format("{}: input '{}'", what, v.name());
+    if (tt.has_elem_type() && tt.elem_type() != 0)
+      vi.type.dtype = detail::to_dtype(tt.elem_type(), w);
+    if (tt.has_shape()) vi.type.shape = declared_shape(tt.shape(), w);
+    return vi;
   }
 
   /// A node of a custom domain: the plugin registered for its (domain, op, the model's version of
@@ -283,8 +424,7 @@ class Importer {
   /// Translates an old opset's form of a node into the latest one, then adds it.
   void upgrade_and_add(Node n) {
     const int v = opset_;
-    for (auto& in : n.inputs)
-      if (auto a = alias_.find(in); a != alias_.end()) in = a->second;
+    for (auto& in : n.inputs) in = resolve(in);
     if (removable(n)) {
       alias_[n.outputs[0]] = n.inputs[0];
       return;
@@ -325,6 +465,8 @@ class Importer {
       set_input(n, 1, add_const(n, "k", Tensor::from<std::int64_t>({1}, {k})));
     } else if (n.op == "Reshape" && v < 5) {
       ints_attr_to_input(n, "shape", 1);
+    } else if (n.op == "Scan" && v < 9) {
+      n = scan8_as_scan9(std::move(n));
     } else if (n.op == "Dropout" && v < 12) {
       n.attrs.erase("ratio");
       n.attrs.erase("is_test");
@@ -510,8 +652,8 @@ class Importer {
               {x},
               {g_.unique_name(n.name + "/flat")},
               {{"axis", axis}}};
-    node_names_.insert(shape.name);
-    node_names_.insert(flat.name);
+    node_names_->insert(shape.name);
+    node_names_->insert(flat.name);
     const std::string shape_out = shape.outputs[0], flat_out = flat.outputs[0];
     g_.add_node(std::move(shape));
     g_.add_node(std::move(flat));
@@ -534,9 +676,14 @@ class Importer {
   int opset_ = 1;
   std::map<std::string, int> domain_versions_;  ///< opset_import: domain -> version
   Graph g_;
-  std::set<std::string> node_names_;
+  /// Node names in use in the model, bodies included (shared with the importers of bodies), so
+  /// that names made from them are unique in every scope.
+  std::shared_ptr<std::set<std::string>> node_names_;
   std::set<std::string> graph_outputs_;
   std::map<std::string, std::string> alias_;  // output of a removed node -> its input
+  const Importer* parent_ = nullptr;          // the enclosing graph's importer, for a body
+  int depth_ = 0;                             // bodies enclosing this one
+  static constexpr int kMaxDepth = 16;
 };
 
 ::onnx::ModelProto parse_model(const std::string& bytes, const std::string& origin) {
