@@ -533,8 +533,9 @@ TEST_CASE("an opset-6 broadcasting Add with one input is a GraphError naming it"
   expect_error<GraphError>([&] { b.load(); }, {"add_legacy"});
 }
 
-TEST_CASE("graph-valued and reference attributes are UnsupportedErrors naming the node") {
-  SUBCASE("a GRAPH attribute") {
+TEST_CASE(
+    "a missing branch, a list of graphs and attribute references are errors naming the node") {
+  SUBCASE("an If without its else_branch") {
     ModelBuilder b(17);
     b.input("c", {1}, 9);
     auto* n = b.node("If", {"c"}, {"y"}, "if1");
@@ -543,7 +544,18 @@ TEST_CASE("graph-valued and reference attributes are UnsupportedErrors naming th
     a->set_type(::onnx::AttributeProto::GRAPH);
     a->mutable_g()->set_name("then");
     b.output("y");
-    expect_error<UnsupportedError>([&] { b.load(); }, {"if1"});
+    expect_error<GraphError>([&] { b.load(); }, {"if1", "else_branch"});
+  }
+  SUBCASE("a GRAPHS attribute") {
+    ModelBuilder b(17);
+    b.input("c", {1}, 9);
+    auto* n = b.node("If", {"c"}, {"y"}, "if2");
+    auto* a = n->add_attribute();
+    a->set_name("then_branch");
+    a->set_type(::onnx::AttributeProto::GRAPHS);
+    a->add_graphs()->set_name("then");
+    b.output("y");
+    expect_error<UnsupportedError>([&] { b.load(); }, {"if2", "then_branch", "GRAPHS"});
   }
   SUBCASE("an attribute reference") {
     ModelBuilder b(17);

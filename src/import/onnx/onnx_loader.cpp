@@ -156,7 +156,7 @@ class Importer {
           if (a.floats_size()) return std::vector<double>(a.floats().begin(), a.floats().end());
         }
         throw UnsupportedError(
-            fmt::format("{}attribute '{}' of type {} (graphs, sparse tensors and "
+            fmt::format("{}attribute '{}' of type {} (lists of graphs, sparse tensors and "
                         "type protos) is not supported",
                         n.where(), a.name(), AP::AttributeType_Name(a.type())));
     }
