@@ -16,10 +16,13 @@ one box each; the heads' linear layers keep torchvision's initialization. The ex
 (nested two deep in Faster R-CNN), NonZero, TopK, GatherND, NonMaxSuppression and RoiAlign.
 
 OUTDIR/<name>/model.onnx, image.npy, and with --check-with:
-  ort/<output>.npy    onnxruntime's outputs (PYTHON, a python3 with onnxruntime, runs this
-                      script with --ort-reference)
-  kiln/<output>.npy   `KILN run model.onnx --input image=image.npy`
-The check: the same number of detections; each of onnxruntime's matched to one of kiln's with
+  ort/<output>.npy        onnxruntime's outputs (PYTHON, a python3 with onnxruntime, runs this
+                          script with --ort-reference)
+  model.plan              `KILN build model.onnx` (the CPU reference's fused plan; NonZero's and
+                          NMS's outputs, and what follows them, are sized at run time)
+  kiln-graph/<output>.npy `KILN run model.onnx --input image=image.npy`
+  kiln-plan/<output>.npy  `KILN run --plan model.plan --input image=image.npy`
+The check, for the graph's run and the plan's: the same number of detections; each of onnxruntime's matched to one of kiln's with
 the same label (the nearest box and score: near-equal scores may be ordered differently);
 max|kiln - ort| / max|ort| <= 1e-4 for the boxes and for the scores. One line per model, then
 "N passed, N failed"; exits 1 when one failed, 77 (a skip for Meson) when torch or torchvision
@@ -141,18 +144,27 @@ def check(name, folder, kiln, ort_python):
         sys.exit(77)
     if r.returncode != 0:
         return False, f"onnxruntime failed: {r.stderr.strip()[-800:]}"
-    out = os.path.join(folder, "kiln")
-    t0 = time.time()
-    r = subprocess.run([kiln, "run", os.path.join(folder, "model.onnx"), "--input",
-                        "image=" + os.path.join(folder, "image.npy"), "--output-dir", out,
-                        "--output-format", "npy"], capture_output=True, text=True)
-    seconds = time.time() - t0
-    if r.returncode != 0:
-        return False, f"kiln run failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-800:]}"
-    got = {o: np.load(os.path.join(out, o + ".npy")) for o in OUTPUTS[name]}
     want = {o: np.load(os.path.join(folder, "ort", o + ".npy")) for o in OUTPUTS[name]}
-    ok, msg = match(got, want)
-    return ok, f"{msg}; kiln run {seconds:.1f} s"
+    plan = os.path.join(folder, "model.plan")
+    r = subprocess.run([kiln, "build", os.path.join(folder, "model.onnx"), "--save", plan],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return False, f"kiln build failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-800:]}"
+    msgs, all_ok = [], True
+    for what, source in (("graph", [os.path.join(folder, "model.onnx")]), ("plan", ["--plan", plan])):
+        out = os.path.join(folder, "kiln-" + what)
+        t0 = time.time()
+        r = subprocess.run([kiln, "run"] + source + ["--input", "image=" + os.path.join(folder, "image.npy"),
+                                                     "--output-dir", out, "--output-format", "npy"],
+                           capture_output=True, text=True)
+        seconds = time.time() - t0
+        if r.returncode != 0:
+            return False, f"kiln run ({what}) failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-800:]}"
+        got = {o: np.load(os.path.join(out, o + ".npy")) for o in OUTPUTS[name]}
+        ok, msg = match(got, want)
+        all_ok &= ok
+        msgs.append(f"{what}: {msg}, {seconds:.1f} s")
+    return all_ok, "; ".join(msgs)
 
 
 def main():

@@ -18,6 +18,7 @@ namespace kiln::plan {
 using i64 = std::int64_t;
 
 std::int64_t PlannedValue::bytes() const {
+  if (sized_at_run_time()) return 0;
   return product(dims) * static_cast<i64>(dtype_size(dtype));
 }
 
@@ -100,6 +101,10 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
   std::set<std::string> graph_outputs(g.outputs.begin(), g.outputs.end());
   std::set<std::string> graph_inputs;
   for (const auto& i : g.inputs) graph_inputs.insert(i.name);
+  // A step's output whose dims depend on data (the plan's inputs are static): held apart.
+  auto at_run_time = [&](const std::string& v) {
+    return !v.empty() && !graph_inputs.count(v) && !g.type_of(v).shape.is_static();
+  };
   std::map<std::string, std::size_t> consumers;
   for (const auto& n : g.nodes)
     for (const auto& in : n.inputs)
@@ -112,6 +117,7 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
     const Node& n = g.nodes[i];
     if (!t.concat_in_place || n.op != "Concat" || n.attr_int(kConcatInPlaceAttr, 0) == 0) continue;
     const std::string& out = n.outputs[0];
+    if (at_run_time(out)) continue;
     const auto odims = dims_of(out);
     Lay lo = lay.count(out) ? lay[out] : Lay{out, 0, contiguous_strides(odims), "own"};
     i64 axis = n.attr_int("axis", 0);
@@ -123,7 +129,7 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
     for (const auto& in : n.inputs) {
       const auto p = g.producer(in);
       if (in.empty() || !p || slices.count(in) || lay.count(in) || graph_outputs.count(in) ||
-          g.nodes[*p].attr_int(kViewAttr, 0) != 0) {
+          at_run_time(in) || g.nodes[*p].attr_int(kViewAttr, 0) != 0) {
         ok = false;
         break;
       }
@@ -163,7 +169,10 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
       continue;
     }
     const int step = static_cast<int>(steps.size());
-    if (t.split_in_place && n.op == "Split" && n.attr_int(kSplitInPlaceAttr, 0) != 0 &&
+    bool dynamic = false;
+    for (const auto& v : n.inputs) dynamic |= at_run_time(v);
+    for (const auto& v : n.outputs) dynamic |= at_run_time(v);
+    if (!dynamic && t.split_in_place && n.op == "Split" && n.attr_int(kSplitInPlaceAttr, 0) != 0 &&
         n.has_input(0) && lay.count(n.inputs[0])) {
       // Each output a slice of the input, at its start along the axis, with the input's strides.
       const Lay base = lay[n.inputs[0]];
@@ -195,8 +204,8 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
         continue;
       }
     }
-    if (t.view_ops && n.attr_int(kViewAttr, 0) != 0 && n.outputs.size() == 1 && n.has_input(0) &&
-        lay.count(n.inputs[0]) && !lay.count(n.outputs[0])) {
+    if (!dynamic && t.view_ops && n.attr_int(kViewAttr, 0) != 0 && n.outputs.size() == 1 &&
+        n.has_input(0) && lay.count(n.inputs[0]) && !lay.count(n.outputs[0])) {
       const Lay& base = lay[n.inputs[0]];
       const auto bdims = dims_of(n.inputs[0]);
       if (is_contiguous(bdims, base.strides)) {
@@ -211,7 +220,9 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
     for (const auto& o : n.outputs) {
       if (o.empty()) continue;
       def_step[o] = step;
-      if (!lay.count(o)) lay[o] = Lay{o, 0, contiguous_strides(dims_of(o)), "own"};
+      if (!lay.count(o))
+        lay[o] = at_run_time(o) ? Lay{o, 0, {}, PlannedValue::kSizedAtRunTime}
+                                : Lay{o, 0, contiguous_strides(dims_of(o)), "own"};
     }
   }
   const int nsteps = static_cast<int>(steps.size());
@@ -284,7 +295,7 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
   // 5. Buffer sizes and placement.
   std::map<std::string, i64> buf_bytes;
   for (const auto& [v, l] : lay) {
-    if (!def_step.count(v)) continue;
+    if (!def_step.count(v) || l.how == PlannedValue::kSizedAtRunTime) continue;
     const auto dims = dims_of(v);
     // Sizes come from the model: bound them before any offset arithmetic can overflow.
     const std::uint64_t value_bytes =
@@ -347,6 +358,16 @@ MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>
     PlannedValue pv;
     pv.name = v;
     pv.dtype = g.type_of(v).dtype;
+    if (l.how == PlannedValue::kSizedAtRunTime) {
+      pv.dims = g.type_of(v).shape.values();  // -1 where not known
+      pv.root = v;
+      pv.offset = -1;
+      pv.how = l.how;
+      pv.first = def_step[v];
+      pv.last = last_use[v];
+      mp.values[v] = std::move(pv);
+      continue;
+    }
     pv.dims = dims_of(v);
     pv.strides = l.strides;
     pv.root = find(l.buffer);

@@ -35,6 +35,8 @@ Plan make_plan(const Graph& g, const Target& t, std::uint64_t weights_hash) {
 namespace {
 
 std::string dims_str(const PlannedValue& v) {
+  if (v.sized_at_run_time())
+    return fmt::format("{}{}", dtype_name(v.dtype), Shape::of(v.dims).to_string());
   return fmt::format("{}{}", dtype_name(v.dtype), dims_to_string(v.dims));
 }
 

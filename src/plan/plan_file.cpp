@@ -199,6 +199,10 @@ class Reader {
   }
   std::vector<i64> dims(const char* what) {
     auto d = ints(what);
+    check_dims(what, d);
+    return d;
+  }
+  void check_dims(const char* what, const std::vector<i64>& d) {
     if (d.size() > 32) fail(what, fmt::format("rank {}", d.size()));
     i64 total = 1;
     for (i64 x : d) {
@@ -206,7 +210,6 @@ class Reader {
       if (x != 0 && total > (i64{1} << 50) / x) fail(what, "element count overflows");
       total *= x;
     }
-    return d;
   }
   Tensor tensor(const char* what) {
     const DType dt = dtype(what);
@@ -270,6 +273,20 @@ class Reader {
     TensorType t;
     t.dtype = dtype(what);
     t.shape = Shape::of(dims(what));
+    return t;
+  }
+  /// An output's type: -1 is a dim known only at run time (a value of data-dependent size).
+  TensorType output_type(const char* what) {
+    TensorType t;
+    t.dtype = dtype(what);
+    auto d = ints(what);
+    std::vector<i64> known;
+    for (i64 x : d) {
+      if (x < -1) fail(what, fmt::format("dim {}", x));
+      known.push_back(x < 0 ? 1 : x);
+    }
+    check_dims(what, known);
+    t.shape = Shape::of(d);
     return t;
   }
   TensorType symbolic_type(const char* what) {
@@ -463,7 +480,7 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
   }
   for (std::uint32_t n = r.count("outputs", 6); n-- > 0;) {
     std::string name = r.str("output name");
-    p.outputs.push_back({name, r.type("output type")});
+    p.outputs.push_back({name, r.output_type("output type")});
   }
   for (std::uint32_t n = r.count("steps", 20); n-- > 0;) p.steps.push_back(r.node());
   MemoryPlan& m = p.memory;
@@ -477,11 +494,12 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
     PlannedValue v;
     v.name = r.str("value name");
     v.dtype = r.dtype("value dtype");
-    v.dims = r.dims("value dims");
+    v.dims = r.ints("value dims");  // checked below: -1 is a dim known only at run time
     v.strides = r.ints("value strides");
     v.offset = r.i64v("value offset");
     v.root = r.str("value root");
     v.how = r.str("value placement");
+    if (!v.sized_at_run_time()) r.check_dims("value dims", v.dims);
     v.first = static_cast<int>(r.i64v("value first step"));
     v.last = static_cast<int>(r.i64v("value last step"));
     m.values[v.name] = std::move(v);

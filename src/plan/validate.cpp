@@ -21,6 +21,13 @@ using i64 = std::int64_t;
 
 void check_value(const std::string& key, const PlannedValue& v, i64 arena) {
   if (v.name != key) bad(fmt::format("value '{}' is filed under '{}'", v.name, key));
+  if (v.sized_at_run_time()) {  // no place in the arena; dims -1 where not known
+    if (!v.strides.empty() || v.offset != -1 || v.root != key || v.dims.size() > 32)
+      bad(fmt::format("value '{}' is sized at run time but has strides, an offset or a root", key));
+    for (i64 d : v.dims)
+      if (d < -1 || d > (i64{1} << 40)) bad(fmt::format("value '{}' has dim {}", key, d));
+    return;
+  }
   if (v.strides.size() != v.dims.size())
     bad(fmt::format("value '{}' has {} dims and {} strides", key, v.dims.size(), v.strides.size()));
   const std::string what = fmt::format("value '{}'", key);

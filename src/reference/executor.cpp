@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "families.hpp"
+#include "kiln/ir/control.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/plugin.hpp"
 
@@ -96,6 +97,13 @@ const ConstantEvaluator& constant_evaluator() {
   static const ReferenceEvaluator e;
   return e;
 }
+
+namespace {
+// Control-flow bodies fold their shape subgraphs even where their enclosing graph is inferred
+// without an evaluator (kiln/ir/control.hpp).
+[[maybe_unused]] const bool body_evaluator_set =
+    (control::set_default_body_evaluator(&constant_evaluator()), true);
+}  // namespace
 
 Executor::Executor(const Graph& graph) : graph_(graph) {
   for (const auto& n : graph_.nodes)

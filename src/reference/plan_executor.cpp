@@ -40,6 +40,12 @@ void for_each_element(const plan::PlannedValue& v, F&& f) {
 }  // namespace
 
 Tensor PlanExecutor::read(const plan::PlannedValue& v) const {
+  if (v.sized_at_run_time()) {
+    auto it = sized_.find(v.name);
+    if (it == sized_.end())
+      throw GraphError(fmt::format("value '{}' is read before it is made", v.name));
+    return it->second;
+  }
   const std::size_t es = dtype_size(v.dtype);
   Tensor t(v.dtype, v.dims);
   const std::byte* base = arena_.data() + v.offset;
@@ -54,6 +60,16 @@ Tensor PlanExecutor::read(const plan::PlannedValue& v) const {
 }
 
 void PlanExecutor::write(const plan::PlannedValue& v, const Tensor& t, const std::string& who) {
+  if (v.sized_at_run_time()) {  // its known dims must hold; the others are what it made
+    bool ok = t.dtype() == v.dtype && t.rank() == v.dims.size();
+    for (std::size_t d = 0; ok && d < v.dims.size(); ++d)
+      ok = v.dims[d] < 0 || v.dims[d] == t.dim(d);
+    if (!ok)
+      throw Error(fmt::format("{}made '{}' as {}, the plan expects {}{}", who, v.name,
+                              t.type_string(), dtype_name(v.dtype), dims_to_string(v.dims)));
+    sized_[v.name] = t;
+    return;
+  }
   if (t.dtype() != v.dtype || t.dims() != v.dims)
     throw Error(fmt::format("{}made '{}' as {}, the plan expects {}{}", who, v.name,
                             t.type_string(), dtype_name(v.dtype), dims_to_string(v.dims)));
@@ -78,6 +94,7 @@ TensorMap PlanExecutor::run(const TensorMap& inputs) {
         arena_bytes, fmt::format("the activation arena of plan '{}'", plan_.graph_name));
   }
   arena_.assign(static_cast<std::size_t>(arena_bytes), std::byte{0xff});
+  sized_.clear();
   for (const auto& vi : plan_.inputs) {
     auto it = inputs.find(vi.name);
     if (it == inputs.end())
@@ -90,7 +107,8 @@ TensorMap PlanExecutor::run(const TensorMap& inputs) {
     if (!known)
       throw Error(fmt::format("'{}' is not an input of plan '{}'", name, plan_.graph_name));
   }
-  for (const Node& step : plan_.steps) {
+  for (std::size_t index = 0; index < plan_.steps.size(); ++index) {
+    const Node& step = plan_.steps[index];
     // Every input is read out of the arena before any output is written: what a kernel that
     // writes in place over an input it reads elementwise would see.
     std::vector<Tensor> held;
@@ -114,6 +132,11 @@ TensorMap PlanExecutor::run(const TensorMap& inputs) {
     auto outs = run_node(step, ins);
     for (std::size_t o = 0; o < step.outputs.size(); ++o)
       if (step.has_output(o)) write(plan_.memory.values.at(step.outputs[o]), outs[o], step.where());
+    for (const auto& name : step.inputs)  // a value sized at run time is dropped after its last use
+      if (auto v = plan_.memory.values.find(name); v != plan_.memory.values.end() &&
+                                                   v->second.sized_at_run_time() &&
+                                                   v->second.last == static_cast<int>(index))
+        sized_.erase(name);
   }
   TensorMap out;
   for (const auto& o : plan_.outputs) {

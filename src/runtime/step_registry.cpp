@@ -91,6 +91,13 @@ bool gpu_supports(const std::string& op) { return detail::step_registry().find(o
 
 void check_gpu_plan(const plan::Plan& p) {
   for (const Node& s : p.steps) {
+    for (const auto& o : s.outputs)  // data-dependent dims: sizing on the host is not built yet
+      if (auto v = p.memory.values.find(o);
+          v != p.memory.values.end() && v->second.sized_at_run_time())
+        throw UnsupportedError(fmt::format(
+            "{}output '{}' is {}{}, sized only when the step has run; the GPU runtime does not "
+            "run values of data-dependent size yet (the CPU reference does)",
+            s.where(), o, dtype_name(v->second.dtype), Shape::of(v->second.dims).to_string()));
     const FusedBody body = as_body(s);
     for (const auto& part : body.parts)
       if (!gpu_supports(part.op)) {

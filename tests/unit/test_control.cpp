@@ -276,3 +276,38 @@ TEST_CASE("The builder inlines an If whose condition is a constant") {
   CHECK(ex.run({{"x", Tensor::from<float>({1, 3}, {-1, 0, 2})}}).at("y").to_doubles() ==
         std::vector<double>{0, 0, 2});
 }
+
+TEST_CASE("Values of data-dependent size: held apart from the arena, sized when made") {
+  // y = Transpose(NonZero(x)) + 1: NonZero's count is known only when it has run.
+  Graph g;
+  g.inputs = {{"x", f32({2, 3})}};
+  g.weights["one"] = Tensor::scalar<i64>(1);
+  g.nodes.push_back(make("NonZero", "nz", {"x"}, {"idx"}));
+  g.nodes.push_back(make("Transpose", "t", {"idx"}, {"pairs"}));
+  g.nodes.push_back(make("Add", "add", {"pairs", "one"}, {"y"}));
+  g.outputs = {"y"};
+  build::BuildOptions o;
+  o.evaluator = &reference::constant_evaluator();
+  const plan::Plan built = build::build_plan(g, o);
+  for (const char* v : {"idx", "y"}) {
+    const auto& pv = built.memory.values.at(v);
+    CHECK(pv.sized_at_run_time());
+    CHECK(pv.offset == -1);
+    CHECK(pv.bytes() == 0);
+  }
+  CHECK(built.memory.values.at("idx").dims == std::vector<i64>{2, -1});
+  CHECK(built.memory_report().find("idx i64[2,?] (sized at run time)") != std::string::npos);
+  CHECK(built.outputs.at(0).type.to_string() == "i64[?,2]");
+  const plan::Plan p = plan::deserialize_plan(plan::serialize_plan(built));
+  CHECK(p.dump() == built.dump());
+  reference::PlanExecutor ex(p);
+  for (int nonzeros : {0, 2, 6}) {
+    std::vector<float> x(6, 0.0f);
+    for (int i = 0; i < nonzeros; ++i)
+      x[static_cast<std::size_t>(i * (6 / std::max(nonzeros, 1)))] = 1;
+    const Tensor y = ex.run({{"x", Tensor::from<float>({2, 3}, x)}}).at("y");
+    CHECK(y.dims() == std::vector<i64>{nonzeros, 2});
+    const Tensor want = reference::Executor(g).run({{"x", Tensor::from<float>({2, 3}, x)}}).at("y");
+    CHECK(y.to_int64s() == want.to_int64s());
+  }
+}

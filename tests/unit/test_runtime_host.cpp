@@ -216,6 +216,21 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("a plan with a value of data-dependent size is refused for the GPU, naming it") {
+  Graph g;
+  g.inputs = {{"x", {DType::f32, Shape{2, 3}}}};
+  g.nodes.push_back(Node{"NonZero", "nz", {"x"}, {"y"}, {}});
+  g.outputs = {"y"};
+  build::BuildOptions o;
+  o.target = &plan::cuda_target(false);
+  o.evaluator = &reference::constant_evaluator();
+  const plan::Plan p = build::build_plan(g, o);
+  CHECK(p.memory.values.at("y").sized_at_run_time());
+  kiln::test::expect_error<UnsupportedError>(
+      [&] { rt::check_gpu_plan(p); },
+      {"[NonZero 'nz'] output 'y' is i64[2,?]", "data-dependent size"});
+}
+
 namespace {
 plan::Plan built_for(const Graph& g, const char* target) {
   build::BuildOptions o;

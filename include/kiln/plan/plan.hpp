@@ -51,8 +51,13 @@ struct PlannedValue {
   int first = 0;                      ///< live from step `first` (inputs: -1) ...
   int last = 0;                       ///< ... to step `last` (outputs: the step count)
 
-  std::int64_t bytes() const;  ///< of its elements (not of a strided span)
+  std::int64_t bytes() const;  ///< of its elements (not of a strided span); 0 if sized at run time
   bool contiguous() const;
+  /// A value whose dims are known only when the step making it has run (NonZero's,
+  /// NonMaxSuppression's, what follows them): -1 in `dims` where a dim is not known, no strides,
+  /// no place in the arena (offset -1); executors hold it apart, sized when it is made.
+  bool sized_at_run_time() const { return how == kSizedAtRunTime; }
+  static constexpr const char* kSizedAtRunTime = "sized at run time";
 };
 
 struct MemoryPlan {

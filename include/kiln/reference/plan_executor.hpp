@@ -29,6 +29,7 @@ class PlanExecutor {
   const plan::Plan& plan_;
   HostReservation arena_reservation_;  // counted against the host memory limit
   std::vector<std::byte> arena_;
+  TensorMap sized_;  // the values sized at run time (plan::PlannedValue::sized_at_run_time)
 };
 
 }  // namespace kiln::reference
