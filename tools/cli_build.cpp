@@ -20,6 +20,7 @@
 #include "kiln/import/onnx.hpp"
 #include "kiln/import/wts.hpp"
 #include "kiln/ir/error.hpp"
+#include "kiln/ir/fused.hpp"
 #include "kiln/plan/plan_file.hpp"
 #include "kiln/plan/profile.hpp"
 #include "kiln/reference/executor.hpp"
@@ -246,6 +247,34 @@ static plan::Plan build_dynamic(const Args& args, Graph g, const build::BuildOpt
   return p;
 }
 
+/// --host-fallback: each step with an op the GPU runtime lacks (and the CPU reference has) is
+/// marked to run on the host.
+void mark_host_fallback(plan::Plan& p) {
+  for (Node& s : p.steps) {
+    if (runtime::runs_on_host(p, s)) continue;
+    bool host = false, reference = true;
+    for (const auto& part : as_body(s).parts) {
+      host |= !runtime::gpu_supports(part.op);
+      reference &= reference::KernelRegistry::instance().find(part.op) != nullptr;
+    }
+    if (host && reference) s.attrs[plan::kHostAttr] = std::int64_t{1};
+  }
+}
+
+/// Names the steps a GPU plan runs on the host, and why that costs.
+void report_host_steps(const plan::Plan& p) {
+  std::vector<std::string> host;
+  for (const Node& s : p.steps)
+    if (runtime::runs_on_host(p, s)) host.push_back(fmt::format("{} '{}'", s.op, s.name));
+  if (host.empty()) return;
+  fmt::print(
+      "host steps: {} of {} steps run on the host with the CPU reference (each waits for "
+      "the stream and copies its data both ways; no CUDA graph): {}{}\n",
+      host.size(), p.steps.size(),
+      fmt::join(host.begin(), host.begin() + std::min<std::size_t>(host.size(), 8), ", "),
+      host.size() > 8 ? ", ..." : "");
+}
+
 void add_build_options(Command& c) {
   c.option("--target", "NAME",
            "cpu-reference (default), plain (no fusion), cuda, cuda-fp16 or cuda-bf16")
@@ -253,7 +282,11 @@ void add_build_options(Command& c) {
       .flag("--fp16", "build for the GPU in FP16: target cuda-fp16 (implies --gpu)")
       .flag("--bf16",
             "build for the GPU in BF16 (FP32's range, 8 bits of mantissa): target cuda-bf16 "
-            "(implies --gpu)");
+            "(implies --gpu)")
+      .flag("--host-fallback",
+            "a GPU plan: steps of ops the GPU runtime lacks run on the host with the CPU "
+            "reference (each waits for the stream and copies its data both ways; control flow and "
+            "values of data-dependent size always do)");
   add_shape_option(c);
   add_profile_options(c);
   add_int8_options(c);
@@ -318,9 +351,12 @@ plan::Plan build_graph(const Args& args, Graph g, bool print, build::BuildReport
     fmt::print("{}", p.memory_report().substr(0, p.memory_report().find('\n') + 1));
   }
   if (gpu_target) {
-    // A plan for the GPU with an op the runtime lacks is refused here, not when it is run; with
-    // a GPU the engine's timed tactics go into the plan before it is written.
+    // A plan for the GPU with an op the runtime lacks is refused here, not when it is run (unless
+    // --host-fallback runs it on the host); with a GPU the engine's timed tactics go into the plan
+    // before it is written.
+    if (args.has("--host-fallback")) mark_host_fallback(p);
     runtime::check_gpu_plan(p);
+    report_host_steps(p);
     build_engine_report(p, args);
   }
   return p;

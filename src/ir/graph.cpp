@@ -1,6 +1,7 @@
 #include "kiln/ir/graph.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 
 #include <fmt/format.h>
@@ -107,6 +108,13 @@ std::string attribute_to_string(const Attribute& a) {
 }
 
 // ---- Graph -------------------------------------------------------------------------------
+
+namespace {
+std::atomic<const ConstantEvaluator*> registered_evaluator{nullptr};
+}  // namespace
+
+const ConstantEvaluator* default_evaluator() { return registered_evaluator.load(); }
+void set_default_evaluator(const ConstantEvaluator* evaluator) { registered_evaluator = evaluator; }
 
 std::string Graph::unique_name(const std::string& base) const {
   std::set<std::string> used;

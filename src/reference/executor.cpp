@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include "families.hpp"
-#include "kiln/ir/control.hpp"
 #include "kiln/ir/error.hpp"
 #include "kiln/ir/plugin.hpp"
 
@@ -99,10 +98,10 @@ const ConstantEvaluator& constant_evaluator() {
 }
 
 namespace {
-// Control-flow bodies fold their shape subgraphs even where their enclosing graph is inferred
-// without an evaluator (kiln/ir/control.hpp).
-[[maybe_unused]] const bool body_evaluator_set =
-    (control::set_default_body_evaluator(&constant_evaluator()), true);
+// The process's default evaluator (kiln/ir/graph.hpp): control-flow bodies fold with it, the
+// GPU runtime's host steps run with it.
+[[maybe_unused]] const bool evaluator_registered =
+    (set_default_evaluator(&constant_evaluator()), true);
 }  // namespace
 
 Executor::Executor(const Graph& graph) : graph_(graph) {

@@ -28,6 +28,11 @@ struct ExecutionContext::Impl {
   };
   std::map<i64, PerBatch> batches;
   std::vector<cudaEvent_t> events;
+  /// Values sized at run time, held by the host steps (shared by every batch's steps).
+  std::shared_ptr<detail::HostValues> host = std::make_shared<detail::HostValues>();
+  /// The dims of the outputs sized at run time in the last run.
+  std::map<std::string, std::vector<i64>> sized_outputs;
+  bool warned_graph = false;
 
   ~Impl() {
     for (auto& [_, b] : batches)
@@ -58,7 +63,8 @@ void ExecutionContext::set_batch(std::int64_t batch) {
   st.check_batch(batch);
   auto& per = impl_->batches[batch];
   if (per.steps.empty()) {
-    per.steps = st.make_steps(batch, static_cast<std::byte*>(impl_->arena.get()), impl_->lib);
+    per.steps =
+        st.make_steps(batch, static_cast<std::byte*>(impl_->arena.get()), impl_->lib, impl_->host);
     st.save_timing_cache();
     std::size_t ws = 0;
     for (const auto& s : per.steps) ws = std::max(ws, s->workspace());
@@ -78,7 +84,13 @@ std::size_t ExecutionContext::device_bytes() const {
 
 namespace {
 
-void check_bindings(const detail::EngineState& st, const Bindings& b) {
+/// Whether plan output `name` is sized at run time (it goes to the output allocator).
+bool sized_output(const detail::EngineState& st, const std::string& name) {
+  auto v = st.plan.memory.values.find(name);
+  return v != st.plan.memory.values.end() && v->second.sized_at_run_time();
+}
+
+void check_bindings(const detail::EngineState& st, const Bindings& b, const OutputAllocator* a) {
   // An empty tensor may be bound to nullptr (there is nothing to read or write).
   auto empty = [](const ValueInfo& vi) {
     return vi.type.shape.is_static() && product(vi.type.shape.values()) == 0;
@@ -86,9 +98,23 @@ void check_bindings(const detail::EngineState& st, const Bindings& b) {
   for (const auto& vi : st.plan.inputs)
     if (!b.count(vi.name) || (b.at(vi.name) == nullptr && !empty(vi)))
       throw Error(fmt::format("input '{}' ({}) is not bound", vi.name, vi.type.to_string()));
-  for (const auto& vi : st.plan.outputs)
+  for (const auto& vi : st.plan.outputs) {
+    if (sized_output(st, vi.name)) {
+      if (!a)
+        throw Error(
+            fmt::format("output '{}' ({}) is sized at run time: give the context an "
+                        "OutputAllocator (set_output_allocator)",
+                        vi.name, vi.type.to_string()));
+      if (b.count(vi.name))
+        throw Error(
+            fmt::format("output '{}' ({}) is sized at run time: it goes to the output "
+                        "allocator, not to a binding",
+                        vi.name, vi.type.to_string()));
+      continue;
+    }
     if (!b.count(vi.name) || (b.at(vi.name) == nullptr && !empty(vi)))
       throw Error(fmt::format("output '{}' ({}) is not bound", vi.name, vi.type.to_string()));
+  }
   for (const auto& [name, _] : b) {
     bool known = false;
     for (const auto& vi : st.plan.inputs) known |= vi.name == name;
@@ -146,7 +172,7 @@ void report_non_finite(const detail::EngineState& st, const Node& step, i64 batc
 
 void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
   auto& st = *engine_;
-  check_bindings(st, bindings);
+  check_bindings(st, bindings, allocator_);
   if (stream == nullptr) stream = own_stream_;
   int dev = 0;
   KILN_CHECK(cudaGetDevice(&dev));
@@ -167,9 +193,26 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
       if (profile) KILN_CHECK(cudaEventRecord(impl_->events[2 * i], stream));
       per.steps[i]->run(args);
       if (profile) KILN_CHECK(cudaEventRecord(impl_->events[2 * i + 1], stream));
-      if (st.options.check_finite) report_non_finite(st, st.plan.steps[i], batch_, arena, stream);
+      if (st.options.check_finite && !runs_on_host(st.plan, st.plan.steps[i]))
+        report_non_finite(st, st.plan.steps[i], batch_, arena, stream);
     }
+    impl_->sized_outputs.clear();
     for (const auto& vi : st.plan.outputs) {
+      if (sized_output(st, vi.name)) {  // made on the host by now: to the allocator's memory
+        auto h = impl_->host->values.find(vi.name);
+        if (h == impl_->host->values.end())
+          throw Error(fmt::format("output '{}' was not made", vi.name));
+        const Tensor& t = h->second;
+        void* dst = allocator_->allocate(vi.name, t.dims(), t.nbytes());
+        if (t.nbytes() && !dst)
+          throw Error(fmt::format("the output allocator gave no memory for '{}' ({} bytes)",
+                                  vi.name, t.nbytes()));
+        if (t.nbytes())
+          KILN_CHECK(cudaMemcpyAsync(dst, t.raw(), t.nbytes(), cudaMemcpyHostToDevice, stream));
+        KILN_CHECK(cudaStreamSynchronize(stream));  // the host tensor may go with the next run
+        impl_->sized_outputs[vi.name] = t.dims();
+        continue;
+      }
       if (auto w = st.plan.weights.find(vi.name); w != st.plan.weights.end()) {
         if (w->second.nbytes() == 0) continue;
         KILN_CHECK(cudaMemcpyAsync(bindings.at(vi.name), w->second.raw(), w->second.nbytes(),
@@ -205,7 +248,13 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
     profiler_->report(batch_, times);
     return;
   }
-  if (!use_graph_) {
+  if (!use_graph_ || st.host_steps > 0) {
+    if (use_graph_ && !impl_->warned_graph) {
+      impl_->warned_graph = true;
+      st.log(Severity::info, fmt::format("plan '{}' has {} host steps: it runs without a CUDA "
+                                         "graph",
+                                         st.plan.graph_name, st.host_steps));
+    }
     launch(false);
     return;
   }
@@ -231,6 +280,22 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
     per.graph_stream = stream;
   }
   KILN_CHECK(cudaGraphLaunch(per.graph, stream));
+}
+
+std::vector<std::int64_t> ExecutionContext::output_dims(const std::string& name) const {
+  if (auto it = impl_->sized_outputs.find(name); it != impl_->sized_outputs.end())
+    return it->second;
+  const auto& st = *engine_;
+  for (const auto& vi : st.plan.outputs)
+    if (vi.name == name) {
+      if (sized_output(st, name))
+        throw Error(
+            fmt::format("output '{}' is sized at run time and has not been made yet", name));
+      std::vector<i64> dims = vi.type.shape.values();
+      if (!dims.empty() && !st.plan.weights.count(name) && batch_ != st.max_batch) dims[0] = batch_;
+      return dims;
+    }
+  throw Error(fmt::format("'{}' is not an output of plan '{}'", name, st.plan.graph_name));
 }
 
 void ExecutionContext::execute(const Bindings& bindings) {
@@ -259,7 +324,20 @@ std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx,
     b[vi.name] = buffers.back().get();
   }
   std::vector<std::pair<std::string, Tensor>> outs;
+  // Outputs sized at run time: device buffers of the size the run gives.
+  struct Allocator final : OutputAllocator {
+    std::map<std::string, DeviceBuffer> buffers;
+    void* allocate(const std::string& name, const std::vector<std::int64_t>&,
+                   std::size_t bytes) override {
+      return (buffers[name] = DeviceBuffer(bytes)).get();
+    }
+  } sized;
+  OutputAllocator* previous = ctx.allocator_;
   for (const auto& vi : st.plan.outputs) {
+    if (sized_output(st, vi.name)) {
+      ctx.set_output_allocator(&sized);
+      continue;
+    }
     std::vector<i64> dims = vi.type.shape.values();
     if (!dims.empty() && !st.plan.weights.count(vi.name) && ctx.batch() != st.max_batch)
       dims[0] = ctx.batch();
@@ -271,8 +349,22 @@ std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx,
   for (const auto& [name, _] : inputs)
     if (!b.count(name))
       throw Error(fmt::format("'{}' is not an input of plan '{}'", name, st.plan.graph_name));
-  ctx.execute(b);
+  try {
+    ctx.execute(b);
+  } catch (...) {
+    ctx.set_output_allocator(previous);
+    throw;
+  }
+  ctx.set_output_allocator(previous);
   std::map<std::string, Tensor> result;
+  for (auto& [name, buf] : sized.buffers) {
+    DType dtype = DType::f32;
+    for (const auto& vi : st.plan.outputs)
+      if (vi.name == name) dtype = vi.type.dtype;
+    Tensor t(dtype, ctx.output_dims(name));
+    if (t.nbytes()) buf.download(t.raw(), t.nbytes());
+    result.emplace(name, std::move(t));
+  }
   for (auto& [name, t] : outs) {
     DeviceBuffer* buf = nullptr;
     for (auto& d : buffers)

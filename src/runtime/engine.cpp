@@ -186,6 +186,8 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
     st.physical[name] = plan::Layout::NCHW;
   }
 
+  for (const Node& s : st.plan.steps) st.host_steps += runs_on_host(st.plan, s) ? 1 : 0;
+
   // The batch is dim 0 of the first input; a plan of constants alone runs at batch 1.
   st.max_batch = 1;
   if (!st.plan.inputs.empty() && st.plan.inputs[0].type.shape.rank() > 0)
@@ -226,6 +228,7 @@ bool Engine::batch_resizable() const { return state_->resizable; }
 const std::vector<ValueInfo>& Engine::inputs() const { return state_->plan.inputs; }
 const std::vector<ValueInfo>& Engine::outputs() const { return state_->plan.outputs; }
 std::size_t Engine::weight_bytes() const { return state_->weights.bytes(); }
+int Engine::host_steps() const { return state_->host_steps; }
 
 std::map<std::string, std::string> Engine::tactics() const {
   std::lock_guard lock(state_->tactics_mu);

@@ -92,6 +92,14 @@ class Step {
 
 struct EngineState;
 
+/// One context's values sized at run time (plan::PlannedValue::sized_at_run_time), held on the
+/// host by the host steps that make and read them.
+struct HostValues {
+  std::map<std::string, Tensor> values;
+};
+
+using runtime::runs_on_host;
+
 /// Everything a step factory needs to know.
 struct StepEnv {
   const Node& node;
@@ -100,7 +108,12 @@ struct StepEnv {
   i64 batch = 1;
   /// The value of a name at this batch (activations and weights alike); throws naming it.
   std::function<DeviceValue(const std::string&)> value;
+  /// The context's values sized at run time (host steps only).
+  std::shared_ptr<HostValues> host;
 };
+
+/// The step of a host step (steps_host.cpp).
+std::unique_ptr<Step> make_host_step(const StepEnv& env);
 
 /// Makes the step of one plan step; throws UnsupportedError naming the node for what the GPU
 /// runtime does not run.
@@ -155,7 +168,9 @@ struct EngineState {
   /// of an FP16 engine), uploaded once.
   const void* weight(const std::string& name);
   /// Every step of the plan for `batch`, tactics applied (timed when unknown).
-  std::vector<std::unique_ptr<Step>> make_steps(i64 batch, std::byte* arena, const Library& lib);
+  std::vector<std::unique_ptr<Step>> make_steps(i64 batch, std::byte* arena, const Library& lib,
+                                                std::shared_ptr<HostValues> host = nullptr);
+  int host_steps = 0;  ///< steps that run on the host (runs_on_host)
   void load_timing_cache();
   void save_timing_cache();
 };

@@ -1,6 +1,7 @@
 // The step registry: which step runs which op, filled by the steps files, and what is derived
 // from it (make_step(), gpu_ops(), check_gpu_plan()).
 #include <algorithm>
+#include <set>
 
 #include "kiln/ir/plugin.hpp"
 #include "steps_util.hpp"
@@ -57,10 +58,32 @@ const StepRegistry& step_registry() {
   return r;
 }
 
+}  // namespace detail
+
+bool runs_on_host(const plan::Plan& p, const Node& s) {
+  static const std::set<std::string> host_ops = {
+      "If", "Loop", "Scan", "NonZero", "NonMaxSuppression", "Unique", "Compress"};
+  if (s.attr_int(plan::kHostAttr, 0) != 0) return true;
+  for (const auto& part : as_body(s).parts)
+    if (host_ops.count(part.op)) return true;
+  auto sized = [&](const std::string& v) {
+    auto it = p.memory.values.find(v);
+    return it != p.memory.values.end() && it->second.sized_at_run_time();
+  };
+  for (const auto& v : s.inputs)
+    if (sized(v)) return true;
+  for (const auto& v : s.outputs)
+    if (sized(v)) return true;
+  return false;
+}
+
+namespace detail {
+
 std::unique_ptr<Step> make_step(const StepEnv& env) {
   const Node& n = env.node;
   const FusedBody body = as_body(n);
   const std::string& anchor = body.parts.at(0).op;
+  if (runs_on_host(env.engine.plan, n)) return make_host_step(env);
   try {
     if (is_fused(n))
       if (const auto* p = step_registry().find_pattern(n.attr_string("pattern", "")))
@@ -91,20 +114,21 @@ bool gpu_supports(const std::string& op) { return detail::step_registry().find(o
 
 void check_gpu_plan(const plan::Plan& p) {
   for (const Node& s : p.steps) {
-    for (const auto& o : s.outputs)  // data-dependent dims: sizing on the host is not built yet
-      if (auto v = p.memory.values.find(o);
-          v != p.memory.values.end() && v->second.sized_at_run_time())
-        throw UnsupportedError(fmt::format(
-            "{}output '{}' is {}{}, sized only when the step has run; the GPU runtime does not "
-            "run values of data-dependent size yet (the CPU reference does)",
-            s.where(), o, dtype_name(v->second.dtype), Shape::of(v->second.dims).to_string()));
+    if (runs_on_host(p, s)) {  // the CPU reference runs it: any op it has
+      for (const auto& part : as_body(s).parts)
+        if (plugin::is_plugin_op(part.op) && !plugin::find(part.op)) plugin::missing(part);
+      continue;
+    }
     const FusedBody body = as_body(s);
     for (const auto& part : body.parts)
       if (!gpu_supports(part.op)) {
         if (plugin::is_plugin_op(part.op)) plugin::missing(part);
         throw UnsupportedError(fmt::format(
-            "{}the GPU runtime has no kernel for op '{}'{}", s.where(), part.op,
-            is_fused(s) ? fmt::format(" (in fused step {})", s.attr_string("pattern", "")) : ""));
+            "{}the GPU runtime has no kernel for op '{}'{}{}", s.where(), part.op,
+            is_fused(s) ? fmt::format(" (in fused step {})", s.attr_string("pattern", "")) : "",
+            plugin::is_plugin_op(part.op) ? ""
+                                          : " (kiln build --host-fallback runs such steps on the "
+                                            "host with the CPU reference)"));
       }
     if (const auto* e = detail::step_registry().find(body.parts.at(0).op); e && e->check)
       e->check(p, s, body);

@@ -82,13 +82,16 @@ float time_ms(const std::function<void()>& f, int repeats) {
 }
 
 std::vector<std::unique_ptr<Step>> EngineState::make_steps(i64 batch, std::byte* arena,
-                                                           const Library& lib) {
+                                                           const Library& lib,
+                                                           std::shared_ptr<HostValues> host) {
   std::vector<std::unique_ptr<Step>> steps;
   std::size_t ws = 0;
   std::vector<std::size_t> untimed;
+  if (!host) host = std::make_shared<HostValues>();
   for (const Node& node : plan.steps) {
-    StepEnv env{node, *this, lib, batch,
-                [&](const std::string& n) { return value(n, batch, arena); }};
+    StepEnv env{
+        node, *this, lib, batch, [&](const std::string& n) { return value(n, batch, arena); },
+        host};
     steps.push_back(make_step(env));
   }
   // Tactics: from the cache when known, timed otherwise (each distinct problem once).

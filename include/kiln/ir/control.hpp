@@ -27,11 +27,6 @@ std::vector<TensorType> body_output_types(const Node& node, const std::string& a
                                           const std::vector<const Tensor*>& captured_constants,
                                           const ConstantEvaluator* evaluator);
 
-/// The evaluator bodies are inferred with when the caller of Graph::infer() gives none: a body's
-/// types then do not depend on whether its enclosing graph is folded (the builder's passes infer
-/// without one). The CPU reference sets it when it is linked (src/reference/executor.cpp).
-void set_default_body_evaluator(const ConstantEvaluator* evaluator);
-
 /// The most iterations a Loop runs (its trip count and condition allowing more is an error naming
 /// the node, not a hang).
 constexpr std::int64_t kMaxLoopIterations = std::int64_t{1} << 20;

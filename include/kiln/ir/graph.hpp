@@ -88,6 +88,13 @@ class ConstantEvaluator {
                                        const std::vector<const Tensor*>& inputs) const = 0;
 };
 
+/// The evaluator of the CPU reference when it is linked (it registers itself; nullptr otherwise):
+/// control-flow bodies fold with it when the caller of Graph::infer() gives none, so that a body's
+/// types do not depend on whether its enclosing graph is folded (the builder's passes infer
+/// without one), and the GPU runtime runs its host steps with it (src/runtime/steps_host.cpp).
+const ConstantEvaluator* default_evaluator();
+void set_default_evaluator(const ConstantEvaluator* evaluator);
+
 class Graph {
  public:
   std::string name = "graph";

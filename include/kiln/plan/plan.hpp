@@ -33,6 +33,9 @@ inline bool marked_elided(const Node& n) {
 }
 /// The layout a step runs in ("NCHW" or "NHWC"), chosen by the layout pass.
 inline constexpr const char* kLayoutAttr = "kiln.layout";
+/// A GPU plan's step that runs on the host with the CPU reference (kiln build --host-fallback;
+/// control flow and values of data-dependent size do without it): 1.
+inline constexpr const char* kHostAttr = "kiln.host";
 /// The conversion step the layout pass inserts (kiln/ir/fused.hpp, where the IR registers its
 /// shape rule); its kLayoutAttr says the layout it writes.
 using ::kiln::kToLayoutAttr;

@@ -69,6 +69,10 @@ bool gpu_supports(const std::string& op);
 /// GPU runtime does not run. Needs no GPU: `kiln build --gpu` checks a plan before writing it.
 /// (Attribute-level limits, such as 3-D convolution, are found when an engine is made.)
 void check_gpu_plan(const plan::Plan& plan);
+/// Whether step `s` of plan `p` runs on the host with the CPU reference (Engine::host_steps()):
+/// control flow, ops of data-dependent output size, steps reading or writing a value sized at run
+/// time, and steps marked plan::kHostAttr (kiln build --host-fallback).
+bool runs_on_host(const plan::Plan& p, const Node& s);
 
 // ---- engine -------------------------------------------------------------------------------
 
@@ -148,6 +152,19 @@ namespace detail {
 struct EngineState;
 }
 
+/// Gives device memory to the outputs whose dims are known only when the plan has run
+/// (plan::PlannedValue::sized_at_run_time: a detector's boxes after NMS), as TensorRT's
+/// IOutputAllocator does: the context calls allocate() once per such output and run, after the
+/// step that makes it, and copies the output there before enqueue() returns.
+class OutputAllocator {
+ public:
+  virtual ~OutputAllocator() = default;
+  /// Device memory for output `name` of `dims` (plan dtype, row-major), `bytes` long; nullptr is
+  /// allowed when bytes is 0.
+  virtual void* allocate(const std::string& name, const std::vector<std::int64_t>& dims,
+                         std::size_t bytes) = 0;
+};
+
 class Engine {
  public:
   /// Uploads the plan's weights to the current device (converted to FP16 and to the layout each
@@ -174,6 +191,11 @@ class Engine {
   std::size_t workspace_bytes(std::int64_t batch = 0) const;
   /// The steps as they will run (one line each: name, op, kind, tactic).
   std::string describe() const;
+  /// How many steps run on the host with the CPU reference: control flow (If, Loop, Scan), ops of
+  /// data-dependent output size (NonZero, NonMaxSuppression, Unique, Compress) and every step
+  /// that reads or writes a value sized at run time. Each waits for the stream, copies its inputs
+  /// to the host and its outputs back (src/runtime/steps_host.cpp).
+  int host_steps() const;
   /// Every tactic the engine knows (the plan's, the timing cache's and those it timed), by problem
   /// key: what `kiln build --gpu --save` records in the plan.
   std::map<std::string, std::string> tactics() const;
@@ -204,8 +226,16 @@ class ExecutionContext {
   void set_profiler(Profiler* p) { profiler_ = p; }
 
   /// Runs the plan on `stream` without waiting for it. Every input and output of the plan must
-  /// be bound (device pointers, `batch()` rows of the plan's dtypes).
+  /// be bound (device pointers, `batch()` rows of the plan's dtypes), except outputs sized at run
+  /// time, which go to the output allocator. A plan with host steps (control flow, values of
+  /// data-dependent size: Engine::host_steps()) waits for the stream at each of them, and runs
+  /// without a CUDA graph.
   void enqueue(const Bindings& bindings, Stream stream);
+  /// Where the outputs sized at run time go (required when the plan has any).
+  void set_output_allocator(OutputAllocator* a) { allocator_ = a; }
+  /// The dims output `name` had in the last run (for outputs sized at run time; the plan's dims
+  /// at batch() otherwise).
+  std::vector<std::int64_t> output_dims(const std::string& name) const;
   /// enqueue() on the context's own stream, then waits for it.
   void execute(const Bindings& bindings);
   Stream stream() const { return own_stream_; }
@@ -225,6 +255,7 @@ class ExecutionContext {
   std::int64_t batch_ = 0;
   bool use_graph_ = false;
   Profiler* profiler_ = nullptr;
+  OutputAllocator* allocator_ = nullptr;
 };
 
 /// An engine's GPU time at its max batch: what the builder's precision choice compares.

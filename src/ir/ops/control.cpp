@@ -14,8 +14,6 @@
 //     sliced along scan_input_axes[i] (default 0); all have the same length L.
 //     body (states..., slices...) -> (states..., scan_output elements...)
 //     -> final states..., each scan output's elements stacked along scan_output_axes[j] (L).
-#include <atomic>
-
 #include <fmt/format.h>
 
 #include "families.hpp"
@@ -293,14 +291,6 @@ std::size_t captured_inputs(const Node& node) {
 
 std::size_t formal_inputs(const Node& node) { return node.inputs.size() - captured_inputs(node); }
 
-namespace {
-std::atomic<const ConstantEvaluator*> default_body_evaluator{nullptr};
-}  // namespace
-
-void set_default_body_evaluator(const ConstantEvaluator* evaluator) {
-  default_body_evaluator = evaluator;
-}
-
 std::vector<TensorType> body_output_types(const Node& node, const std::string& attr,
                                           const std::vector<TensorType>& formal,
                                           const std::vector<const TensorType*>& captured,
@@ -328,7 +318,7 @@ std::vector<TensorType> body_output_types(const Node& node, const std::string& a
   }
   g.inputs = std::move(inputs);
   try {
-    g.infer(evaluator ? evaluator : default_body_evaluator.load());
+    g.infer(evaluator ? evaluator : default_evaluator());
   } catch (const Error& e) {
     const std::string msg = fmt::format("{}in {}: {}", node.where(), attr, e.what());
     if (dynamic_cast<const UnsupportedError*>(&e)) throw UnsupportedError(msg);
