@@ -161,6 +161,10 @@ class IoBuffers {
  public:
   IoBuffers(const runtime::Engine& engine, std::int64_t batch) {
     auto add = [&](const ValueInfo& vi, bool input) {
+      if (!input && !vi.type.shape.is_static()) {  // sized at run time: the allocator's
+        allocator.info.push_back(vi);
+        return;
+      }
       Buffer b;
       b.info = batch_inputs({vi}, batch, engine.max_batch())[0];
       b.bytes = static_cast<std::size_t>(numel_of(b.info.type)) * dtype_size(b.info.type.dtype);
@@ -204,9 +208,18 @@ class IoBuffers {
       if (b.bytes)
         KILN_CHECK(cudaMemcpyAsync(b.host, b.device, b.bytes, cudaMemcpyDeviceToHost, s));
   }
-  /// The outputs in the pinned buffers as host tensors (after download() and a wait).
+  /// The outputs in the pinned buffers as host tensors (after download() and a wait), and those
+  /// sized at run time from the allocator's buffers.
   reference::TensorMap output_tensors() const {
     reference::TensorMap m;
+    for (const auto& vi : allocator.info) {
+      auto it = allocator.buffers.find(vi.name);
+      if (it == allocator.buffers.end()) continue;
+      Tensor t(vi.type.dtype, it->second.dims);
+      if (t.nbytes())
+        KILN_CHECK(cudaMemcpy(t.raw(), it->second.device, t.nbytes(), cudaMemcpyDeviceToHost));
+      m[vi.name] = t;
+    }
     for (const auto& b : outputs) {
       std::vector<std::int64_t> dims;
       for (const auto& d : b.info.type.shape) dims.push_back(d.value());
@@ -227,6 +240,28 @@ class IoBuffers {
   };
   std::vector<Buffer> inputs, outputs;
   runtime::Bindings bindings;
+  /// The outputs sized at run time: device buffers kept from run to run, grown when too small.
+  struct Allocator final : runtime::OutputAllocator {
+    struct Held {
+      void* device = nullptr;
+      std::size_t capacity = 0;
+      std::vector<std::int64_t> dims;
+    };
+    std::vector<ValueInfo> info;
+    std::map<std::string, Held> buffers;
+    void* allocate(const std::string& name, const std::vector<std::int64_t>& dims,
+                   std::size_t bytes) override {
+      Held& h = buffers[name];
+      if (bytes > h.capacity) {
+        if (h.device) cudaFree(h.device);
+        h.device = nullptr;
+        KILN_CHECK(cudaMalloc(&h.device, bytes));
+        h.capacity = bytes;
+      }
+      h.dims = dims;
+      return h.device;
+    }
+  } allocator;
 
  private:
   static std::size_t total(const std::vector<Buffer>& v) {
@@ -235,6 +270,8 @@ class IoBuffers {
     return n;
   }
   void release() {
+    for (auto& [_, h] : allocator.buffers)
+      if (h.device) cudaFree(h.device), h.device = nullptr;
     for (auto* v : {&inputs, &outputs})
       for (auto& b : *v) {
         if (b.device) cudaFree(b.device);
@@ -341,6 +378,7 @@ struct GpuSession {
       ctx->set_batch(run);
     }
     io = std::make_unique<IoBuffers>(*engine, run);
+    ctx->set_output_allocator(&io->allocator);
     io->set_inputs(run_inputs(args, batch_inputs(engine->inputs(), run, engine->max_batch())));
     stream = reinterpret_cast<cudaStream_t>(ctx->stream());
     io->upload(stream);

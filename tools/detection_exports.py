@@ -29,6 +29,7 @@ max|kiln - ort| / max|ort| <= 1e-4 for the boxes and for the scores. One line pe
 (or, to check, PYTHON's onnxruntime) is missing.
 """
 import argparse
+import inspect
 import math
 import os
 import shutil
@@ -101,8 +102,11 @@ def export(name, outdir):
     t0 = time.time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # The TorchScript exporter (torch >= 2.5 defaults to the dynamo one, which has a `dynamo`
+        # switch; Debian's 1.13 has neither).
+        extra = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
         torch.onnx.export(model, ([image],), os.path.join(folder, "model.onnx"), opset_version=OPSET,
-                          input_names=["image"], output_names=OUTPUTS[name])
+                          input_names=["image"], output_names=OUTPUTS[name], **extra)
     np.save(os.path.join(folder, "image.npy"), image.numpy())
     with torch.no_grad():
         k = len(model([image])[0]["scores"])
