@@ -269,7 +269,7 @@ void report_host_steps(const plan::Plan& p) {
   if (host.empty()) return;
   fmt::print(
       "host steps: {} of {} steps run on the host with the CPU reference (each waits for "
-      "the stream and copies its data both ways; no CUDA graph): {}{}\n",
+      "the stream and copies its data both ways; CUDA graphs only between them): {}{}\n",
       host.size(), p.steps.size(),
       fmt::join(host.begin(), host.begin() + std::min<std::size_t>(host.size(), 8), ", "),
       host.size() > 8 ? ", ..." : "");

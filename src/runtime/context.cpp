@@ -25,6 +25,14 @@ struct ExecutionContext::Impl {
     cudaGraphExec_t graph = nullptr;
     Bindings graph_bindings;
     Stream graph_stream = nullptr;
+    /// A plan with host steps: one graph per run of GPU steps between them, by its first step.
+    std::map<std::size_t, cudaGraphExec_t> segments;
+    Stream segments_stream = nullptr;
+    void drop_graphs() {
+      if (graph) cudaGraphExecDestroy(graph), graph = nullptr;
+      for (auto& [_, g] : segments) cudaGraphExecDestroy(g);
+      segments.clear();
+    }
   };
   std::map<i64, PerBatch> batches;
   std::vector<cudaEvent_t> events;
@@ -32,11 +40,9 @@ struct ExecutionContext::Impl {
   std::shared_ptr<detail::HostValues> host = std::make_shared<detail::HostValues>();
   /// The dims of the outputs sized at run time in the last run.
   std::map<std::string, std::vector<i64>> sized_outputs;
-  bool warned_graph = false;
 
   ~Impl() {
-    for (auto& [_, b] : batches)
-      if (b.graph) cudaGraphExecDestroy(b.graph);
+    for (auto& [_, b] : batches) b.drop_graphs();
     for (auto e : events) cudaEventDestroy(e);
   }
 };
@@ -70,8 +76,7 @@ void ExecutionContext::set_batch(std::int64_t batch) {
     for (const auto& s : per.steps) ws = std::max(ws, s->workspace());
     if (ws > impl_->workspace.bytes()) {
       // A larger workspace moves every captured graph's pointers: capture again.
-      for (auto& [_, b] : impl_->batches)
-        if (b.graph) cudaGraphExecDestroy(b.graph), b.graph = nullptr;
+      for (auto& [_, b] : impl_->batches) b.drop_graphs();
       impl_->workspace = DeviceBuffer(ws);
     }
   }
@@ -183,6 +188,36 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
   std::byte* arena = static_cast<std::byte*>(impl_->arena.get());
   const detail::RunArgs args{impl_->workspace.get(), stream};
 
+  // With host steps and CUDA graphs asked for: each run of GPU steps between host steps is
+  // captured once (per batch and stream) and replayed; host steps run between the replays.
+  const bool segmented = use_graph_ && st.host_steps > 0 && !profiler_;
+  if (segmented && per.segments_stream != stream) {
+    for (auto& [_, g] : per.segments) cudaGraphExecDestroy(g);
+    per.segments.clear();
+    per.segments_stream = stream;
+  }
+  auto run_segment = [&](std::size_t first, std::size_t end) {
+    auto it = per.segments.find(first);
+    if (it == per.segments.end()) {
+      cudaGraph_t graph = nullptr;
+      KILN_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+      try {
+        for (std::size_t i = first; i < end; ++i) per.steps[i]->run(args);
+      } catch (...) {
+        cudaStreamEndCapture(stream, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+      }
+      KILN_CHECK(cudaStreamEndCapture(stream, &graph));
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      KILN_CHECK(e);
+      it = per.segments.emplace(first, exec).first;
+    }
+    KILN_CHECK(cudaGraphLaunch(it->second, stream));
+  };
+
   auto launch = [&](bool profile) {
     impl_->lib.set_stream(stream);
     for (const auto& vi : st.plan.inputs) {
@@ -190,10 +225,17 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
       move_binding(v, bindings.at(vi.name), true, stream);
     }
     for (std::size_t i = 0; i < per.steps.size(); ++i) {
+      if (segmented && !st.on_host[i]) {
+        std::size_t end = i + 1;
+        while (end < per.steps.size() && !st.on_host[end]) ++end;
+        run_segment(i, end);
+        i = end - 1;
+        continue;
+      }
       if (profile) KILN_CHECK(cudaEventRecord(impl_->events[2 * i], stream));
       per.steps[i]->run(args);
       if (profile) KILN_CHECK(cudaEventRecord(impl_->events[2 * i + 1], stream));
-      if (st.options.check_finite && !runs_on_host(st.plan, st.plan.steps[i]))
+      if (st.options.check_finite && !st.on_host[i])
         report_non_finite(st, st.plan.steps[i], batch_, arena, stream);
     }
     impl_->sized_outputs.clear();
@@ -248,13 +290,7 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
     profiler_->report(batch_, times);
     return;
   }
-  if (!use_graph_ || st.host_steps > 0) {
-    if (use_graph_ && !impl_->warned_graph) {
-      impl_->warned_graph = true;
-      st.log(Severity::info, fmt::format("plan '{}' has {} host steps: it runs without a CUDA "
-                                         "graph",
-                                         st.plan.graph_name, st.host_steps));
-    }
+  if (!use_graph_ || segmented) {
     launch(false);
     return;
   }

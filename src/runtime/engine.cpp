@@ -186,7 +186,10 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
     st.physical[name] = plan::Layout::NCHW;
   }
 
-  for (const Node& s : st.plan.steps) st.host_steps += runs_on_host(st.plan, s) ? 1 : 0;
+  for (const Node& s : st.plan.steps) {
+    st.on_host.push_back(runs_on_host(st.plan, s));
+    st.host_steps += st.on_host.back() ? 1 : 0;
+  }
 
   // The batch is dim 0 of the first input; a plan of constants alone runs at batch 1.
   st.max_batch = 1;

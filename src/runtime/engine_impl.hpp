@@ -170,7 +170,8 @@ struct EngineState {
   /// Every step of the plan for `batch`, tactics applied (timed when unknown).
   std::vector<std::unique_ptr<Step>> make_steps(i64 batch, std::byte* arena, const Library& lib,
                                                 std::shared_ptr<HostValues> host = nullptr);
-  int host_steps = 0;  ///< steps that run on the host (runs_on_host)
+  int host_steps = 0;         ///< steps that run on the host (runs_on_host)
+  std::vector<bool> on_host;  ///< by step: runs_on_host
   void load_timing_cache();
   void save_timing_cache();
 };

@@ -6,7 +6,8 @@
 // layouts), the reference runs the node, and its outputs that GPU steps (or the plan's outputs)
 // read are copied back. Host steps hand values to each other on the host (the context's
 // HostValues, each dropped after its last reader), so a run of consecutive host steps copies only
-// at its ends. A plan with host steps runs without a CUDA graph.
+// at its ends. With CUDA graphs asked for, each run of GPU steps between host steps is its own
+// graph (ExecutionContext::enqueue).
 //
 // The reference is reached through the IR's default evaluator (kiln/ir/graph.hpp), which the CPU
 // reference registers when it is linked, so that the runtime layer does not depend on it.
@@ -59,11 +60,40 @@ Tensor download(const DeviceValue& v) {
   return stored == v.dtype ? t : t.cast(v.dtype);
 }
 
-/// A host tensor of the plan dtype into a contiguous device value, synchronously.
+/// The elements from a value's first to its last, by its strides.
+i64 span_of(const DeviceValue& v) {
+  i64 span = 1;
+  for (std::size_t d = 0; d < v.dims.size(); ++d) span += (v.dims[d] - 1) * v.strides[d];
+  return span;
+}
+
+/// A host tensor of the plan dtype into a device value that fills its span (row-major, or a
+/// permutation such as NHWC), synchronously.
 void upload(const DeviceValue& v, const Tensor& t) {
   const DType stored = v.dtype == DType::f32 && v.half() ? stored_dtype(v) : v.dtype;
   const Tensor s = stored == t.dtype() ? t : t.cast(stored);
-  if (s.nbytes()) KILN_CHECK(cudaMemcpy(v.ptr, s.raw(), s.nbytes(), cudaMemcpyHostToDevice));
+  const i64 n = s.numel();
+  if (n == 0) return;
+  if (v.contiguous()) {
+    KILN_CHECK(cudaMemcpy(v.ptr, s.raw(), s.nbytes(), cudaMemcpyHostToDevice));
+    return;
+  }
+  const std::size_t es = dtype_size(stored);
+  std::vector<std::byte> raw(static_cast<std::size_t>(n) * es);
+  const std::size_t rank = v.dims.size();
+  std::vector<i64> idx(rank, 0);
+  i64 at = 0;
+  for (i64 i = 0; i < n; ++i) {
+    std::memcpy(raw.data() + static_cast<std::size_t>(at) * es,
+                s.raw() + static_cast<std::size_t>(i) * es, es);
+    for (std::size_t d = rank; d-- > 0;) {
+      at += v.strides[d];
+      if (++idx[d] < v.dims[d]) break;
+      at -= v.strides[d] * v.dims[d];
+      idx[d] = 0;
+    }
+  }
+  KILN_CHECK(cudaMemcpy(v.ptr, raw.data(), raw.size(), cudaMemcpyHostToDevice));
 }
 
 class HostStep final : public Step {
@@ -180,10 +210,11 @@ class HostStep final : public Step {
     }
     p.kind = Place::on_device;
     p.device = env.value(name);
-    if (output && (!p.device.contiguous() || p.device.nhwc()))
+    // An output is written whole: row-major, or a permutation of it (NHWC) that fills its span.
+    if (output && !p.device.contiguous() && span_of(p.device) != p.device.numel())
       throw UnsupportedError(
-          fmt::format("{}runs on the host, and its output {} is not a "
-                      "row-major NCHW value (rebuild the plan with this kiln)",
+          fmt::format("{}runs on the host, and its output {} is a strided "
+                      "part of a larger buffer",
                       node_.where(), p.device.describe()));
     return p;
   }

@@ -228,8 +228,8 @@ class ExecutionContext {
   /// Runs the plan on `stream` without waiting for it. Every input and output of the plan must
   /// be bound (device pointers, `batch()` rows of the plan's dtypes), except outputs sized at run
   /// time, which go to the output allocator. A plan with host steps (control flow, values of
-  /// data-dependent size: Engine::host_steps()) waits for the stream at each of them, and runs
-  /// without a CUDA graph.
+  /// data-dependent size: Engine::host_steps()) waits for the stream at each of them; with CUDA
+  /// graphs on, each run of GPU steps between host steps is captured (once) as its own graph.
   void enqueue(const Bindings& bindings, Stream stream);
   /// Where the outputs sized at run time go (required when the plan has any).
   void set_output_allocator(OutputAllocator* a) { allocator_ = a; }
