@@ -52,15 +52,14 @@ Graph if_graph() {
   return g;
 }
 
-/// y = x[NonZero(x > 0)] * 3 as [K] (GatherND of the positive entries), K known when it runs.
+/// y = relu(x)[NonZero(relu(x))] * 3 as [K] (GatherND of the positive entries), K known when it
+/// runs: Relu on the GPU, the rest on the host.
 Graph nonzero_graph() {
   Graph g;
   g.inputs = {{"x", {DType::f32, Shape{3, 5}}}};
-  g.weights["zero"] = Tensor::scalar<float>(0.0f);
   g.weights["three"] = Tensor::scalar<float>(3.0f);
   g.nodes.push_back(Node{"Relu", "relu", {"x"}, {"r"}, {}});
-  g.nodes.push_back(Node{"Greater", "pos", {"r", "zero"}, {"m"}, {}});
-  g.nodes.push_back(Node{"NonZero", "nz", {"m"}, {"idx"}, {}});
+  g.nodes.push_back(Node{"NonZero", "nz", {"r"}, {"idx"}, {}});
   g.nodes.push_back(Node{"Transpose", "t", {"idx"}, {"pairs"}, {}});
   g.nodes.push_back(Node{"GatherND", "gather", {"r", "pairs"}, {"v"}, {}});
   g.nodes.push_back(Node{"Mul", "mul", {"v", "three"}, {"y"}, {}});
