@@ -85,6 +85,14 @@ if [ -f "$argmax" ]; then
   fi
   grep -q "no kernel for op 'ArgMax'" "$work/argmax.txt" || fail "the refusal does not name ArgMax: $(tail -2 "$work/argmax.txt")"
   [ ! -e "$work/argmax.plan" ] || fail "a refused plan was written"
+  grep -q -- "--host-fallback" "$work/argmax.txt" || fail "the refusal does not point to --host-fallback"
+  ok
+  # With --host-fallback the plan is written, ArgMax named as a step the host runs.
+  "$kiln" build --gpu "$argmax" --host-fallback --save "$work/argmax.plan" > "$work/argmax2.txt" 2>&1 ||
+    fail "kiln build --gpu --host-fallback: $(tail -2 "$work/argmax2.txt")"
+  grep -q "host steps: 1 of 1 steps run on the host .*ArgMax" "$work/argmax2.txt" ||
+    fail "no host-steps line naming ArgMax: $(grep -i host "$work/argmax2.txt")"
+  [ -f "$work/argmax.plan" ] || fail "no plan written with --host-fallback"
   ok
 fi
 
