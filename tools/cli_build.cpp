@@ -248,31 +248,49 @@ static plan::Plan build_dynamic(const Args& args, Graph g, const build::BuildOpt
 }
 
 /// --host-fallback: each step with an op the GPU runtime lacks (and the CPU reference has) is
-/// marked to run on the host.
+/// marked to run on the host; each step that reads or writes a value of another dtype than f32,
+/// f16 and bf16 is left to the engine, which runs it on the host if its GPU step refuses it (an
+/// i64 Add of shape arithmetic; TopK's i64 indices are fine).
 void mark_host_fallback(plan::Plan& p) {
+  auto odd = [&](const std::string& v) {
+    auto it = p.memory.values.find(v);
+    if (it == p.memory.values.end()) return false;  // a weight, or absent
+    const DType t = it->second.dtype;
+    return t != DType::f32 && t != DType::f16 && t != DType::bf16;
+  };
   for (Node& s : p.steps) {
     if (runtime::runs_on_host(p, s)) continue;
-    bool host = false, reference = true;
+    bool host = false, reference = true, other_dtype = false;
     for (const auto& part : as_body(s).parts) {
       host |= !runtime::gpu_supports(part.op);
       reference &= reference::KernelRegistry::instance().find(part.op) != nullptr;
     }
-    if (host && reference) s.attrs[plan::kHostAttr] = std::int64_t{1};
+    for (const auto& v : s.inputs) other_dtype |= odd(v);
+    for (const auto& v : s.outputs) other_dtype |= odd(v);
+    if (reference && (host || other_dtype)) s.attrs[plan::kHostAttr] = std::int64_t{host ? 1 : 2};
   }
 }
 
 /// Names the steps a GPU plan runs on the host, and why that costs.
 void report_host_steps(const plan::Plan& p) {
   std::vector<std::string> host;
-  for (const Node& s : p.steps)
+  int maybe = 0;
+  for (const Node& s : p.steps) {
     if (runtime::runs_on_host(p, s)) host.push_back(fmt::format("{} '{}'", s.op, s.name));
-  if (host.empty()) return;
+    maybe += s.attr_int(plan::kHostAttr, 0) == 2 ? 1 : 0;
+  }
+  if (host.empty() && maybe == 0) return;
   fmt::print(
       "host steps: {} of {} steps run on the host with the CPU reference (each waits for "
-      "the stream and copies its data both ways; CUDA graphs only between them): {}{}\n",
-      host.size(), p.steps.size(),
+      "the stream and copies its data both ways; CUDA graphs only between them){}{}{}\n",
+      host.size(), p.steps.size(), host.empty() ? "" : ": ",
       fmt::join(host.begin(), host.begin() + std::min<std::size_t>(host.size(), 8), ", "),
       host.size() > 8 ? ", ..." : "");
+  if (maybe)
+    fmt::print(
+        "host steps: {} more (of integer or bool values) run on the GPU where its steps "
+        "take their dtypes, else on the host (decided when an engine is made)\n",
+        maybe);
 }
 
 void add_build_options(Command& c) {

@@ -63,7 +63,7 @@ const StepRegistry& step_registry() {
 bool runs_on_host(const plan::Plan& p, const Node& s) {
   static const std::set<std::string> host_ops = {
       "If", "Loop", "Scan", "NonZero", "NonMaxSuppression", "Unique", "Compress"};
-  if (s.attr_int(plan::kHostAttr, 0) != 0) return true;
+  if (s.attr_int(plan::kHostAttr, 0) == 1) return true;
   for (const auto& part : as_body(s).parts)
     if (host_ops.count(part.op)) return true;
   auto sized = [&](const std::string& v) {
@@ -83,7 +83,7 @@ std::unique_ptr<Step> make_step(const StepEnv& env) {
   const Node& n = env.node;
   const FusedBody body = as_body(n);
   const std::string& anchor = body.parts.at(0).op;
-  if (runs_on_host(env.engine.plan, n)) return make_host_step(env);
+  if (env.engine.step_on_host(n)) return make_host_step(env);
   try {
     if (is_fused(n))
       if (const auto* p = step_registry().find_pattern(n.attr_string("pattern", "")))

@@ -99,7 +99,11 @@ void upload(const DeviceValue& v, const Tensor& t) {
 class HostStep final : public Step {
  public:
   explicit HostStep(const StepEnv& env)
-      : node_(env.node), plan_(env.engine.plan), host_(env.host), eval_(default_evaluator()) {
+      : node_(env.node),
+        plan_(env.engine.plan),
+        engine_(env.engine),
+        host_(env.host),
+        eval_(default_evaluator()) {
     if (!eval_)
       throw UnsupportedError(node_.where() +
                              "runs on the host with the CPU reference, which this program does "
@@ -179,7 +183,7 @@ class HostStep final : public Step {
   bool made_on_host(const std::string& name) const {
     for (const Node& s : plan_.steps)
       for (const auto& o : s.outputs)
-        if (o == name) return runs_on_host(plan_, s);
+        if (o == name) return engine_.step_on_host(s);
     return false;  // a plan input
   }
   /// Whether a GPU step or the plan's outputs read `name`.
@@ -188,7 +192,7 @@ class HostStep final : public Step {
       if (o.name == name) return true;
     for (const Node& s : plan_.steps)
       for (const auto& i : s.inputs)
-        if (i == name && !runs_on_host(plan_, s)) return true;
+        if (i == name && !engine_.step_on_host(s)) return true;
     return false;
   }
 
@@ -221,6 +225,7 @@ class HostStep final : public Step {
 
   const Node& node_;
   const plan::Plan& plan_;
+  const EngineState& engine_;
   std::shared_ptr<HostValues> host_;
   const ConstantEvaluator* eval_;
   int index_ = -1;
