@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <random>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -247,11 +249,17 @@ static plan::Plan build_dynamic(const Args& args, Graph g, const build::BuildOpt
   return p;
 }
 
-/// --host-fallback: each step with an op the GPU runtime lacks (and the CPU reference has) is
-/// marked to run on the host; each step that reads or writes a value of another dtype than f32,
-/// f16 and bf16 is left to the engine, which runs it on the host if its GPU step refuses it (an
-/// i64 Add of shape arithmetic; TopK's i64 indices are fine).
+/// --host-fallback: each step with an op the GPU runtime lacks (and the CPU reference has), or
+/// with integer or bool values where its GPU step computes in floats (the GPU's steps take
+/// integers only as indices: Gather's, Scatter's and RoiAlign's index inputs, TopK's indices and
+/// ArgMax's output), is marked to run on the host.
 void mark_host_fallback(plan::Plan& p) {
+  // Where a GPU step takes integer values: op -> (input positions, output positions).
+  static const std::map<std::string, std::pair<std::set<std::size_t>, std::set<std::size_t>>>
+      index_positions = {
+          {"Gather", {{1}, {}}},          {"GatherElements", {{1}, {}}}, {"GatherND", {{1}, {}}},
+          {"ScatterElements", {{1}, {}}}, {"ScatterND", {{1}, {}}},      {"RoiAlign", {{2}, {}}},
+          {"TopK", {{1}, {1}}},           {"ArgMax", {{}, {0}}},         {"ArgMin", {{}, {0}}}};
   auto odd = [&](const std::string& v) {
     auto it = p.memory.values.find(v);
     if (it == p.memory.values.end()) return false;  // a weight, or absent
@@ -260,37 +268,32 @@ void mark_host_fallback(plan::Plan& p) {
   };
   for (Node& s : p.steps) {
     if (runtime::runs_on_host(p, s)) continue;
-    bool host = false, reference = true, other_dtype = false;
+    bool host = false, reference = true;
     for (const auto& part : as_body(s).parts) {
       host |= !runtime::gpu_supports(part.op);
       reference &= reference::KernelRegistry::instance().find(part.op) != nullptr;
     }
-    for (const auto& v : s.inputs) other_dtype |= odd(v);
-    for (const auto& v : s.outputs) other_dtype |= odd(v);
-    if (reference && (host || other_dtype)) s.attrs[plan::kHostAttr] = std::int64_t{host ? 1 : 2};
+    auto idx = index_positions.find(s.op);
+    for (std::size_t i = 0; i < s.inputs.size(); ++i)
+      host |= odd(s.inputs[i]) && (idx == index_positions.end() || !idx->second.first.count(i));
+    for (std::size_t o = 0; o < s.outputs.size(); ++o)
+      host |= odd(s.outputs[o]) && (idx == index_positions.end() || !idx->second.second.count(o));
+    if (host && reference) s.attrs[plan::kHostAttr] = std::int64_t{1};
   }
 }
 
 /// Names the steps a GPU plan runs on the host, and why that costs.
 void report_host_steps(const plan::Plan& p) {
   std::vector<std::string> host;
-  int maybe = 0;
-  for (const Node& s : p.steps) {
+  for (const Node& s : p.steps)
     if (runtime::runs_on_host(p, s)) host.push_back(fmt::format("{} '{}'", s.op, s.name));
-    maybe += s.attr_int(plan::kHostAttr, 0) == 2 ? 1 : 0;
-  }
-  if (host.empty() && maybe == 0) return;
+  if (host.empty()) return;
   fmt::print(
       "host steps: {} of {} steps run on the host with the CPU reference (each waits for "
-      "the stream and copies its data both ways; CUDA graphs only between them){}{}{}\n",
-      host.size(), p.steps.size(), host.empty() ? "" : ": ",
+      "the stream and copies its data both ways; CUDA graphs only between them): {}{}\n",
+      host.size(), p.steps.size(),
       fmt::join(host.begin(), host.begin() + std::min<std::size_t>(host.size(), 8), ", "),
       host.size() > 8 ? ", ..." : "");
-  if (maybe)
-    fmt::print(
-        "host steps: {} more (of integer or bool values) run on the GPU where its steps "
-        "take their dtypes, else on the host (decided when an engine is made)\n",
-        maybe);
 }
 
 void add_build_options(Command& c) {

@@ -202,29 +202,9 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
   st.tactics = std::move(recorded);
   st.load_timing_cache();
   Library lib;
-  // Which steps run on the host: runs_on_host(), and the steps --host-fallback left to the engine
-  // (kiln.host = 2) whose GPU step refuses them (a dtype it does not compute in).
-  {
-    std::vector<bool> on_host;
-    for (const Node& s : st.plan.steps) on_host.push_back(runs_on_host(st.plan, s));
-    for (std::size_t i = 0; i < st.plan.steps.size(); ++i) {
-      const Node& s = st.plan.steps[i];
-      if (on_host[i] || s.attr_int(plan::kHostAttr, 0) != 2) continue;
-      detail::StepEnv env{s,
-                          st,
-                          lib,
-                          st.max_batch,
-                          [&](const std::string& n) { return st.value(n, st.max_batch, nullptr); },
-                          nullptr};
-      try {
-        (void)detail::make_step(env);
-      } catch (const UnsupportedError& e) {
-        on_host[i] = true;
-        st.log(Severity::info, fmt::format("{}runs on the host: {}", s.where(), e.what()));
-      }
-    }
-    st.on_host = std::move(on_host);
-    for (bool h : st.on_host) st.host_steps += h ? 1 : 0;
+  for (const Node& s : st.plan.steps) {
+    st.on_host.push_back(runs_on_host(st.plan, s));
+    st.host_steps += st.on_host.back() ? 1 : 0;
   }
   std::vector<i64> batches = {st.max_batch};
   for (i64 b : options.batch_sizes) {

@@ -170,11 +170,9 @@ struct EngineState {
   /// Every step of the plan for `batch`, tactics applied (timed when unknown).
   std::vector<std::unique_ptr<Step>> make_steps(i64 batch, std::byte* arena, const Library& lib,
                                                 std::shared_ptr<HostValues> host = nullptr);
-  int host_steps = 0;  ///< steps that run on the host
-  /// By step: whether it runs on the host (runs_on_host(), or a kiln.host = 2 step whose GPU step
-  /// refused it when the engine was made).
-  std::vector<bool> on_host;
-  /// on_host of a step of `plan` (by address); runs_on_host() before the engine has decided.
+  int host_steps = 0;         ///< steps that run on the host
+  std::vector<bool> on_host;  ///< by step: runs_on_host()
+  /// on_host of a step of `plan` (by address); runs_on_host() before the engine has filled it.
   bool step_on_host(const Node& step) const {
     const auto i = static_cast<std::size_t>(&step - plan.steps.data());
     if (i < on_host.size()) return on_host[i];

@@ -63,7 +63,7 @@ const StepRegistry& step_registry() {
 bool runs_on_host(const plan::Plan& p, const Node& s) {
   static const std::set<std::string> host_ops = {
       "If", "Loop", "Scan", "NonZero", "NonMaxSuppression", "Unique", "Compress"};
-  if (s.attr_int(plan::kHostAttr, 0) == 1) return true;
+  if (s.attr_int(plan::kHostAttr, 0) != 0) return true;
   for (const auto& part : as_body(s).parts)
     if (host_ops.count(part.op)) return true;
   auto sized = [&](const std::string& v) {

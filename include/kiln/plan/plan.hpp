@@ -33,10 +33,9 @@ inline bool marked_elided(const Node& n) {
 }
 /// The layout a step runs in ("NCHW" or "NHWC"), chosen by the layout pass.
 inline constexpr const char* kLayoutAttr = "kiln.layout";
-/// A GPU plan's step and the host (kiln build --host-fallback): 1, it runs on the host with the
-/// CPU reference (an op the GPU runtime lacks); 2, on the GPU where the engine's step takes it,
-/// else on the host (a dtype the GPU step does not compute in). Control flow and values of
-/// data-dependent size run on the host without it.
+/// A GPU plan's step that runs on the host with the CPU reference (kiln build --host-fallback: an
+/// op the GPU runtime lacks, or integer or bool values its GPU step does not compute in): 1.
+/// Control flow and values of data-dependent size run on the host without it.
 inline constexpr const char* kHostAttr = "kiln.host";
 /// The conversion step the layout pass inserts (kiln/ir/fused.hpp, where the IR registers its
 /// shape rule); its kLayoutAttr says the layout it writes.
