@@ -28,6 +28,30 @@ DType stored_dtype(const DeviceValue& v) {
   return v.dtype;
 }
 
+/// The elements from a value's first to its last, by its strides.
+i64 span_of(const DeviceValue& v) {
+  i64 span = 1;
+  for (std::size_t d = 0; d < v.dims.size(); ++d) span += (v.dims[d] - 1) * v.strides[d];
+  return span;
+}
+
+/// Calls f(i, at) for each element: its index in row-major order and its offset by the strides.
+template <class F>
+void for_each_element(const DeviceValue& v, i64 n, F&& f) {
+  const std::size_t rank = v.dims.size();
+  std::vector<i64> idx(rank, 0);
+  i64 at = 0;
+  for (i64 i = 0; i < n; ++i) {
+    f(static_cast<std::size_t>(i), static_cast<std::size_t>(at));
+    for (std::size_t d = rank; d-- > 0;) {
+      at += v.strides[d];
+      if (++idx[d] < v.dims[d]) break;
+      at -= v.strides[d] * v.dims[d];
+      idx[d] = 0;
+    }
+  }
+}
+
 /// A device value as a host tensor of its plan dtype (logical row-major order), synchronously.
 Tensor download(const DeviceValue& v) {
   const DType stored = v.dtype == DType::f32 && v.half() ? stored_dtype(v) : v.dtype;
@@ -35,36 +59,16 @@ Tensor download(const DeviceValue& v) {
   Tensor t(stored, v.dims);
   const i64 n = t.numel();
   if (n > 0) {
-    i64 span = 1;  // elements from the first to the last, by the strides
-    for (std::size_t d = 0; d < v.dims.size(); ++d) span += (v.dims[d] - 1) * v.strides[d];
-    std::vector<std::byte> raw(static_cast<std::size_t>(span) * es);
+    std::vector<std::byte> raw(static_cast<std::size_t>(span_of(v)) * es);
     KILN_CHECK(cudaMemcpy(raw.data(), v.ptr, raw.size(), cudaMemcpyDeviceToHost));
-    if (v.contiguous()) {
+    if (v.contiguous())
       std::memcpy(t.raw(), raw.data(), t.nbytes());
-    } else {
-      const std::size_t rank = v.dims.size();
-      std::vector<i64> idx(rank, 0);
-      i64 at = 0;
-      for (i64 i = 0; i < n; ++i) {
-        std::memcpy(t.raw() + static_cast<std::size_t>(i) * es,
-                    raw.data() + static_cast<std::size_t>(at) * es, es);
-        for (std::size_t d = rank; d-- > 0;) {
-          at += v.strides[d];
-          if (++idx[d] < v.dims[d]) break;
-          at -= v.strides[d] * v.dims[d];
-          idx[d] = 0;
-        }
-      }
-    }
+    else
+      for_each_element(v, n, [&](std::size_t i, std::size_t at) {
+        std::memcpy(t.raw() + i * es, raw.data() + at * es, es);
+      });
   }
   return stored == v.dtype ? t : t.cast(v.dtype);
-}
-
-/// The elements from a value's first to its last, by its strides.
-i64 span_of(const DeviceValue& v) {
-  i64 span = 1;
-  for (std::size_t d = 0; d < v.dims.size(); ++d) span += (v.dims[d] - 1) * v.strides[d];
-  return span;
 }
 
 /// A host tensor of the plan dtype into a device value that fills its span (row-major, or a
@@ -80,19 +84,9 @@ void upload(const DeviceValue& v, const Tensor& t) {
   }
   const std::size_t es = dtype_size(stored);
   std::vector<std::byte> raw(static_cast<std::size_t>(n) * es);
-  const std::size_t rank = v.dims.size();
-  std::vector<i64> idx(rank, 0);
-  i64 at = 0;
-  for (i64 i = 0; i < n; ++i) {
-    std::memcpy(raw.data() + static_cast<std::size_t>(at) * es,
-                s.raw() + static_cast<std::size_t>(i) * es, es);
-    for (std::size_t d = rank; d-- > 0;) {
-      at += v.strides[d];
-      if (++idx[d] < v.dims[d]) break;
-      at -= v.strides[d] * v.dims[d];
-      idx[d] = 0;
-    }
-  }
+  for_each_element(v, n, [&](std::size_t i, std::size_t at) {
+    std::memcpy(raw.data() + at * es, s.raw() + i * es, es);
+  });
   KILN_CHECK(cudaMemcpy(v.ptr, raw.data(), raw.size(), cudaMemcpyHostToDevice));
 }
 
