@@ -203,9 +203,15 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
   st.load_timing_cache();
   Library lib;
   for (const Node& s : st.plan.steps) {
-    st.on_host.push_back(runs_on_host(st.plan, s));
-    st.host_steps += st.on_host.back() ? 1 : 0;
+    const bool host = runs_on_host(st.plan, s);
+    st.on_host.push_back(host);
+    st.host_steps += host ? 1 : 0;
+    for (const auto& o : s.outputs)
+      if (host && !o.empty()) st.made_on_host.insert(o);
+    for (const auto& i : s.inputs)
+      if (!host && !i.empty()) st.read_on_device.insert(i);
   }
+  for (const auto& o : st.plan.outputs) st.read_on_device.insert(o.name);
   std::vector<i64> batches = {st.max_batch};
   for (i64 b : options.batch_sizes) {
     st.check_batch(b);

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -172,11 +173,12 @@ struct EngineState {
                                                 std::shared_ptr<HostValues> host = nullptr);
   int host_steps = 0;         ///< steps that run on the host
   std::vector<bool> on_host;  ///< by step: runs_on_host()
-  /// on_host of a step of `plan` (by address); runs_on_host() before the engine has filled it.
+  /// Values host steps make, and values GPU steps or the plan's outputs read (host steps hand
+  /// the others to each other on the host).
+  std::set<std::string> made_on_host, read_on_device;
+  /// on_host of a step of `plan` (by address).
   bool step_on_host(const Node& step) const {
-    const auto i = static_cast<std::size_t>(&step - plan.steps.data());
-    if (i < on_host.size()) return on_host[i];
-    return runs_on_host(plan, step);
+    return on_host.at(static_cast<std::size_t>(&step - plan.steps.data()));
   }
   void load_timing_cache();
   void save_timing_cache();

@@ -109,9 +109,9 @@ class HostStep final : public Step {
     // Consecutive host steps hand values over on the host: an input another host step made is
     // read from the host copy, and an output only host steps read is not copied to the device.
     for (Place& p : inputs_)
-      if (p.kind == Place::on_device && made_on_host(p.name)) p.kind = Place::on_host;
+      if (p.kind == Place::on_device && engine_.made_on_host.count(p.name)) p.kind = Place::on_host;
     for (Place& p : outputs_)
-      if (p.kind == Place::on_device) p.upload = read_on_device(p.name);
+      if (p.kind == Place::on_device) p.upload = engine_.read_on_device.count(p.name) != 0;
   }
 
   void run(const RunArgs& a) override {
@@ -172,23 +172,6 @@ class HostStep final : public Step {
     DeviceValue device;
     bool upload = true;  ///< an output a GPU step (or the plan's outputs) reads
   };
-
-  /// Whether `name` is made by a host step.
-  bool made_on_host(const std::string& name) const {
-    for (const Node& s : plan_.steps)
-      for (const auto& o : s.outputs)
-        if (o == name) return engine_.step_on_host(s);
-    return false;  // a plan input
-  }
-  /// Whether a GPU step or the plan's outputs read `name`.
-  bool read_on_device(const std::string& name) const {
-    for (const auto& o : plan_.outputs)
-      if (o.name == name) return true;
-    for (const Node& s : plan_.steps)
-      for (const auto& i : s.inputs)
-        if (i == name && !engine_.step_on_host(s)) return true;
-    return false;
-  }
 
   Place place(const StepEnv& env, const std::string& name, bool output) const {
     Place p;
