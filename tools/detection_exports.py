@@ -189,10 +189,9 @@ def main():
     except ImportError as e:
         print(f"SKIP: {e} (Debian's python3-torch and python3-torchvision export the models)")
         sys.exit(77)
-    names = args.only.split(",") if args.only else MODELS
-    unknown = [n for n in names if n not in MODELS]
-    if unknown:
-        ap.error(f"unknown model(s) {unknown}; choose from {MODELS}")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from onnx_exports import select_models  # needs torch: imported once torch is known to be here
+    names = select_models(ap, args.only, MODELS)
     passed = failed = 0
     for name in names:
         folder = export(name, args.outdir)
