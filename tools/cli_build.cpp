@@ -256,10 +256,11 @@ static plan::Plan build_dynamic(const Args& args, Graph g, const build::BuildOpt
 void mark_host_fallback(plan::Plan& p) {
   // Where a GPU step takes integer values: op -> (input positions, output positions).
   static const std::map<std::string, std::pair<std::set<std::size_t>, std::set<std::size_t>>>
-      index_positions = {
-          {"Gather", {{1}, {}}},          {"GatherElements", {{1}, {}}}, {"GatherND", {{1}, {}}},
-          {"ScatterElements", {{1}, {}}}, {"ScatterND", {{1}, {}}},      {"RoiAlign", {{2}, {}}},
-          {"TopK", {{1}, {1}}},           {"ArgMax", {{}, {0}}},         {"ArgMin", {{}, {0}}}};
+      index_positions = {{"Gather", {{1}, {}}},    {"GatherElements", {{1}, {}}},
+                         {"GatherND", {{1}, {}}},  {"ScatterElements", {{1}, {}}},
+                         {"ScatterND", {{1}, {}}}, {"RoiAlign", {{2}, {}}},
+                         {"TopK", {{1}, {1}}},     {"ArgMax", {{}, {0}}},
+                         {"ArgMin", {{}, {0}}},    {"NonMaxSuppression", {{2}, {0}}}};
   auto odd = [&](const std::string& v) {
     auto it = p.memory.values.find(v);
     if (it == p.memory.values.end()) return false;  // a weight, or absent

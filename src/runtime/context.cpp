@@ -25,7 +25,8 @@ struct ExecutionContext::Impl {
     cudaGraphExec_t graph = nullptr;
     Bindings graph_bindings;
     Stream graph_stream = nullptr;
-    /// A plan with host steps: one graph per run of GPU steps between them, by its first step.
+    /// A plan with steps that wait for the stream: one graph per run of steps between them, by
+    /// its first step.
     std::map<std::size_t, cudaGraphExec_t> segments;
     Stream segments_stream = nullptr;
     void drop_graphs() {
@@ -188,9 +189,10 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
   std::byte* arena = static_cast<std::byte*>(impl_->arena.get());
   const detail::RunArgs args{impl_->workspace.get(), stream};
 
-  // With host steps and CUDA graphs asked for: each run of GPU steps between host steps is
-  // captured once (per batch and stream) and replayed; host steps run between the replays.
-  const bool segmented = use_graph_ && st.host_steps > 0 && !profiler_;
+  // With steps that wait for the stream (host steps, GPU steps sizing their outputs) and CUDA
+  // graphs asked for: each run of GPU steps between them is captured once (per batch and stream)
+  // and replayed; the waiting steps run between the replays.
+  const bool segmented = use_graph_ && st.waiting_steps > 0 && !profiler_;
   if (segmented && per.segments_stream != stream) {
     for (auto& [_, g] : per.segments) cudaGraphExecDestroy(g);
     per.segments.clear();
@@ -225,9 +227,9 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
       move_binding(v, bindings.at(vi.name), true, stream);
     }
     for (std::size_t i = 0; i < per.steps.size(); ++i) {
-      if (segmented && !st.on_host[i]) {
+      if (segmented && !st.waits[i]) {
         std::size_t end = i + 1;
-        while (end < per.steps.size() && !st.on_host[end]) ++end;
+        while (end < per.steps.size() && !st.waits[end]) ++end;
         run_segment(i, end);
         i = end - 1;
         continue;
@@ -235,7 +237,7 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
       if (profile) KILN_CHECK(cudaEventRecord(impl_->events[2 * i], stream));
       per.steps[i]->run(args);
       if (profile) KILN_CHECK(cudaEventRecord(impl_->events[2 * i + 1], stream));
-      if (st.options.check_finite && !st.on_host[i])
+      if (st.options.check_finite && !st.waits[i])
         report_non_finite(st, st.plan.steps[i], batch_, arena, stream);
     }
     impl_->sized_outputs.clear();

@@ -203,11 +203,13 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
   st.load_timing_cache();
   Library lib;
   for (const Node& s : st.plan.steps) {
-    const bool host = runs_on_host(st.plan, s);
+    const bool host = runs_on_host(st.plan, s), waits = waits_for_stream(st.plan, s);
     st.on_host.push_back(host);
+    st.waits.push_back(waits);
     st.host_steps += host ? 1 : 0;
-    for (const auto& o : s.outputs)
-      if (host && !o.empty()) st.made_on_host.insert(o);
+    st.waiting_steps += waits ? 1 : 0;
+    for (const auto& o : s.outputs)  // host steps' outputs, and those GPU steps size on the host
+      if (!o.empty() && (host || sized_at_run_time(st.plan, o))) st.made_on_host.insert(o);
     for (const auto& i : s.inputs)
       if (!host && !i.empty()) st.read_on_device.insert(i);
   }

@@ -100,6 +100,8 @@ struct HostValues {
 };
 
 using runtime::runs_on_host;
+using runtime::sized_at_run_time;
+using runtime::waits_for_stream;
 
 /// Everything a step factory needs to know.
 struct StepEnv {
@@ -115,6 +117,9 @@ struct StepEnv {
 
 /// The step of a host step (steps_host.cpp).
 std::unique_ptr<Step> make_host_step(const StepEnv& env);
+/// A device value as a host tensor of its plan dtype (logical row-major order), synchronously:
+/// callers have waited for the stream that makes it (steps_host.cpp).
+Tensor download(const DeviceValue& v);
 
 /// Makes the step of one plan step; throws UnsupportedError naming the node for what the GPU
 /// runtime does not run.
@@ -172,7 +177,9 @@ struct EngineState {
   std::vector<std::unique_ptr<Step>> make_steps(i64 batch, std::byte* arena, const Library& lib,
                                                 std::shared_ptr<HostValues> host = nullptr);
   int host_steps = 0;         ///< steps that run on the host
+  int waiting_steps = 0;      ///< steps that wait for the stream (host steps among them)
   std::vector<bool> on_host;  ///< by step: runs_on_host()
+  std::vector<bool> waits;    ///< by step: waits_for_stream()
   /// Values host steps make, and values GPU steps or the plan's outputs read (host steps hand
   /// the others to each other on the host).
   std::set<std::string> made_on_host, read_on_device;

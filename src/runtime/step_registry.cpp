@@ -61,20 +61,31 @@ const StepRegistry& step_registry() {
 }  // namespace detail
 
 bool runs_on_host(const plan::Plan& p, const Node& s) {
-  static const std::set<std::string> host_ops = {
-      "If", "Loop", "Scan", "NonZero", "NonMaxSuppression", "Unique", "Compress"};
+  static const std::set<std::string> host_ops = {"If",      "Loop",   "Scan",
+                                                 "NonZero", "Unique", "Compress"};
   if (s.attr_int(plan::kHostAttr, 0) != 0) return true;
   for (const auto& part : as_body(s).parts)
     if (host_ops.count(part.op)) return true;
-  auto sized = [&](const std::string& v) {
-    auto it = p.memory.values.find(v);
-    return it != p.memory.values.end() && it->second.sized_at_run_time();
-  };
   for (const auto& v : s.inputs)
-    if (sized(v)) return true;
-  for (const auto& v : s.outputs)
-    if (sized(v)) return true;
-  return false;
+    if (sized_at_run_time(p, v)) return true;
+  return !sizes_on_gpu(s) && std::any_of(s.outputs.begin(), s.outputs.end(),
+                                         [&](const auto& v) { return sized_at_run_time(p, v); });
+}
+
+bool sizes_on_gpu(const Node& s) {
+  // The GPU steps that learn their outputs' size by waiting for the stream.
+  return !is_fused(s) && s.op == "NonMaxSuppression";
+}
+
+bool sized_at_run_time(const plan::Plan& p, const std::string& value) {
+  auto it = p.memory.values.find(value);
+  return it != p.memory.values.end() && it->second.sized_at_run_time();
+}
+
+bool waits_for_stream(const plan::Plan& p, const Node& s) {
+  if (runs_on_host(p, s)) return true;
+  return std::any_of(s.outputs.begin(), s.outputs.end(),
+                     [&](const auto& v) { return sized_at_run_time(p, v); });
 }
 
 namespace detail {

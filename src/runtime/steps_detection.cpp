@@ -1,7 +1,11 @@
 // The detection ops on the GPU: RoiAlign and MaxRoiPool through kernels/detection.cu, in the
 // plan's precision (rois too: f16 rounds coordinates past 2048 to even pixels); TopK, GatherND and
-// ScatterElements through kernels/select.cu. NonMaxSuppression has no GPU step: its output size is
-// known only after it runs (issue 16's data-dependent shapes).
+// ScatterElements through kernels/select.cu; NonMaxSuppression through kernels/detection.cu, its
+// output sized at run time: the step waits for the stream to learn how many boxes it kept, and
+// hands them on as the host steps do (steps_host.cpp; docs/CONTROL_FLOW.md says the cost).
+#include <algorithm>
+#include <array>
+
 #include <cuda_runtime_api.h>
 
 #include "check.hpp"
@@ -232,6 +236,106 @@ class ScatterElementsStep final : public Step {
   std::size_t elem_size_ = 4, bytes_ = 0;
 };
 
+/// NonMaxSuppression: the boxes sorted and suppressed on the device, then (its output's size is
+/// known only now) a wait for the stream, and the count and the selected rows copied to the host,
+/// where the steps that read values sized at run time (host steps, the output allocator) take
+/// them. Its scalar inputs are read when the step is made where they are constants, else after a
+/// wait, each run.
+class NmsStep final : public Step {
+ public:
+  explicit NmsStep(const StepEnv& env) : node_(env.node), host_(env.host) {
+    const Node& n = env.node;
+    const DeviceValue boxes = env.value(n.inputs.at(0)), scores = env.value(n.inputs.at(1));
+    need_contiguous(n, boxes);
+    need_contiguous(n, scores);
+    if (boxes.dims.size() != 3 || scores.dims.size() != 3 || boxes.elem() != scores.elem())
+      unsupported(n, fmt::format("boxes {} and scores {} (3-D, of one precision)", boxes.describe(),
+                                 scores.describe()));
+    elem_ = boxes.elem();
+    a_.batches = boxes.dims[0], a_.boxes = boxes.dims[1], a_.classes = scores.dims[1];
+    a_.center = n.attr_int("center_point_box", 0) == 1;
+    a_.box_data = pointer_of(env, boxes);
+    a_.scores = pointer_of(env, scores);
+    for (std::size_t i = 2; i < 5 && i < n.inputs.size(); ++i) {
+      if (n.inputs[i].empty()) continue;
+      Scalar& sc = scalars_[i - 2];
+      sc.given = true;
+      const DeviceValue v = env.value(n.inputs[i]);
+      if (v.numel() > 1) unsupported(n, fmt::format("input {} {} (a scalar)", i, v.describe()));
+      if (v.host)
+        sc.value = *v.host;
+      else
+        sc.device = v;
+    }
+    // The workspace holds every box of a row where max_output_boxes_per_class is computed.
+    a_.capacity = a_.boxes;
+    if (!scalars_[0].device.ptr) {
+      read_scalars(scalars_, a_);
+      a_.capacity = std::min(a_.max_out, a_.boxes);
+    }
+    workspace_ = kernels::nms_workspace(a_);
+    if (workspace_ == 0)
+      unsupported(n, fmt::format("boxes {} and scores {} (under 2^31 scores)", boxes.describe(),
+                                 scores.describe()));
+  }
+  std::size_t workspace() const override { return workspace_; }
+  void run(const RunArgs& r) override {
+    kernels::NmsArgs a = a_;
+    a.workspace = r.workspace;
+    if (std::any_of(scalars_.begin(), scalars_.end(),
+                    [](const Scalar& s) { return s.device.ptr; })) {
+      KILN_CHECK(cudaStreamSynchronize(r.stream));
+      std::array<Scalar, 3> now = scalars_;
+      for (Scalar& s : now)
+        if (s.device.ptr) s.value = download(s.device);
+      read_scalars(now, a);
+      a.max_out = std::min(a.max_out, a.capacity);
+    }
+    KILN_CHECK(kernels::nms(elem_, a, r.stream));
+    std::int64_t count = 0;
+    KILN_CHECK(cudaMemcpyAsync(&count, kernels::nms_count(a), sizeof count, cudaMemcpyDeviceToHost,
+                               r.stream));
+    KILN_CHECK(cudaStreamSynchronize(r.stream));
+    Tensor out(DType::i64, {count, 3});
+    if (count > 0) {
+      KILN_CHECK(cudaMemcpyAsync(out.raw(), kernels::nms_rows(a), out.nbytes(),
+                                 cudaMemcpyDeviceToHost, r.stream));
+      KILN_CHECK(cudaStreamSynchronize(r.stream));
+    }
+    host_->values[node_.outputs.at(0)] = std::move(out);
+  }
+  std::string kind() const override { return "nms"; }
+
+ private:
+  /// An optional scalar input: its value, or the device value it is read from each run.
+  struct Scalar {
+    bool given = false;
+    Tensor value;
+    DeviceValue device;
+  };
+  /// max_output_boxes_per_class (absent or empty: 0), iou_threshold (0), score_threshold (absent
+  /// or empty: none), read as the reference reads them: the count as an integer, since exporters
+  /// pass INT64_MAX ("no limit"), which no double holds.
+  static void read_scalars(const std::array<Scalar, 3>& s, kernels::NmsArgs& a) {
+    auto present = [](const Scalar& x) { return x.given && x.value.numel() > 0; };
+    a.max_out = 0;
+    if (present(s[0]))
+      a.max_out =
+          std::max<i64>(0, s[0].value.dtype() == DType::i64 ? s[0].value.data<i64>()[0]
+                                                            : static_cast<i64>(s[0].value.get(0)));
+    a.iou_threshold = present(s[1]) ? s[1].value.get(0) : 0.0;
+    a.has_score_threshold = present(s[2]);
+    a.score_threshold = a.has_score_threshold ? s[2].value.get(0) : 0.0;
+  }
+
+  const Node& node_;
+  std::shared_ptr<HostValues> host_;
+  kernels::NmsArgs a_;
+  kernels::Elem elem_ = kernels::Elem::f32;
+  std::array<Scalar, 3> scalars_;
+  std::size_t workspace_ = 0;
+};
+
 }  // namespace
 
 void register_detection_steps(StepRegistry& r) {
@@ -240,6 +344,7 @@ void register_detection_steps(StepRegistry& r) {
   r.add("TopK", step_factory<TopKStep>);
   r.add("GatherND", step_factory<GatherNDStep>);
   r.add("ScatterElements", step_factory<ScatterElementsStep>);
+  r.add("NonMaxSuppression", step_factory<NmsStep>);
 }
 
 }  // namespace kiln::runtime::detail

@@ -52,7 +52,8 @@ void for_each_element(const DeviceValue& v, i64 n, F&& f) {
   }
 }
 
-/// A device value as a host tensor of its plan dtype (logical row-major order), synchronously.
+}  // namespace
+
 Tensor download(const DeviceValue& v) {
   const DType stored = v.dtype == DType::f32 && v.half() ? stored_dtype(v) : v.dtype;
   const std::size_t es = dtype_size(stored);
@@ -70,6 +71,8 @@ Tensor download(const DeviceValue& v) {
   }
   return stored == v.dtype ? t : t.cast(v.dtype);
 }
+
+namespace {
 
 /// A host tensor of the plan dtype into a device value that fills its span (row-major, or a
 /// permutation such as NHWC), synchronously.

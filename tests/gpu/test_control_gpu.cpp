@@ -1,8 +1,12 @@
 // Host steps on the GPU runtime (src/runtime/steps_host.cpp) against the CPU reference: an If
 // between GPU steps (both branches, f32 and 16-bit plans), NonZero and what reads its
 // output (values sized at run time, an output sized at run time through run_on_gpu and through
-// enqueue() with an OutputAllocator), and a context asked for CUDA graphs, which runs such plans
-// without one.
+// enqueue() with an OutputAllocator), a context asked for CUDA graphs, which runs such plans
+// as a graph per run of GPU steps between the waiting ones, and NonMaxSuppression's GPU step,
+// which sizes its output on the host (its score threshold a value of the run, read each run).
+#include <algorithm>
+#include <random>
+
 #include <fmt/format.h>
 
 #include "gpu_check.hpp"
@@ -64,6 +68,30 @@ Graph nonzero_graph() {
   g.nodes.push_back(Node{"GatherND", "gather", {"r", "pairs"}, {"v"}, {}});
   g.nodes.push_back(Node{"Mul", "mul", {"v", "three"}, {"y"}, {}});
   g.outputs = {"y"};
+  return g;
+}
+
+/// sel = NonMaxSuppression(boxes, relu(logits), 20, 0.5, threshold) on the GPU (Relu: exact in
+/// 16 bits too, and its zeros tie), then on the host picked = Gather(boxes, sel[:, 2], axis 1):
+/// [1, K, 4].
+Graph nms_graph() {
+  Graph g;
+  g.inputs = {{"boxes", {DType::f32, Shape{1, 300, 4}}},
+              {"logits", {DType::f32, Shape{1, 3, 300}}},
+              {"threshold", {DType::f32, Shape{1}}}};
+  g.weights["max_out"] = Tensor(DType::i64, {1});
+  g.weights["max_out"].data<i64>()[0] = 20;
+  g.weights["iou"] = Tensor::scalar<float>(0.5f);
+  g.weights["two"] = Tensor::scalar<i64>(2);
+  g.nodes.push_back(Node{"Relu", "relu", {"logits"}, {"scores"}, {}});
+  g.nodes.push_back(Node{"NonMaxSuppression",
+                         "suppress",
+                         {"boxes", "scores", "max_out", "iou", "threshold"},
+                         {"sel"},
+                         {}});
+  g.nodes.push_back(Node{"Gather", "ids", {"sel", "two"}, {"box_ids"}, {{"axis", i64{1}}}});
+  g.nodes.push_back(Node{"Gather", "pick", {"boxes", "box_ids"}, {"picked"}, {{"axis", i64{1}}}});
+  g.outputs = {"sel", "picked"};
   return g;
 }
 
@@ -153,6 +181,45 @@ int main() {
       }
       report.expect("without an allocator the run is refused, naming it", refused);
     });
+
+    report.run(fmt::format("NonMaxSuppression on the GPU, sized on the host ({})", elem_name(e)),
+               [&] {
+                 const Graph g = nms_graph();
+                 const kiln::plan::Plan p = plan_of(g, e);
+                 kiln::runtime::Engine engine(p);
+          report.expect(
+              "NonMaxSuppression: a GPU step; the Gathers of its output: host",
+              engine.host_steps() == 2 && engine.describe().find(" nms ") != std::string::npos  // the kind column);
+          auto ctx = engine.create_context();
+          std::mt19937 rng(5);
+          std::uniform_real_distribution<float> at(0.f, 60.f), side(2.f, 15.f);
+          for (float threshold : {0.f, 2.f, 5.f})  // many pass, few, none
+            for (bool graph : {false, true}) {
+        ctx->set_cuda_graph(graph);
+        std::vector<float> boxes;
+        for (int i = 0; i < 300; ++i) {
+          const float x = at(rng), y = at(rng);
+          boxes.insert(boxes.end(), {y, x, y + side(rng), x + side(rng)});
+        }
+        boxes = round_to(boxes, e);
+        const auto logits = round_to(random_values(900, -3.f, 3.f), e);
+        const std::map<std::string, Tensor> in{{"boxes", tensor({1, 300, 4}, boxes)},
+                                               {"logits", tensor({1, 3, 300}, logits)},
+                                               {"threshold", tensor({1}, {threshold})}};
+        const auto ref = kiln::reference::Executor(g).run(in);
+        const auto got = kiln::runtime::run_on_gpu(*ctx, in);
+        const Tensor &rs = ref.at("sel"), &gs = got.at("sel");
+        const std::string what =
+            fmt::format("NMS threshold {}{}: {} selected, the reference {}", threshold,
+                        graph ? " (CUDA graph asked)" : "", gs.dims()[0], rs.dims()[0]);
+        const bool same = gs.dims() == rs.dims() &&
+                          std::equal(rs.data<i64>(), rs.data<i64>() + rs.numel(), gs.data<i64>());
+        report.expect(what, same);
+        if (same && rs.numel() > 0)
+          report.check("the boxes picked by its output on the host", floats(got.at("picked")),
+                       ref.at("picked"), e);
+            }
+               });
   }
   return report.finish("gpu-control");
 }

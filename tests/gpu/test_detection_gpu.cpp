@@ -1,7 +1,12 @@
 // Detection kernels against the CPU reference: RoiAlign (avg and max, both coordinate modes,
 // adaptive and fixed sampling, rois partly outside the image), MaxRoiPool (scaled rois, bins
 // clipped at the border, a roi past the image), TopK at detectors' sizes (ties too), GatherND and
-// ScatterElements (every reduction). NonMaxSuppression has no GPU step.
+// ScatterElements (every reduction), NonMaxSuppression (both box formats, with and without a
+// score threshold, limits from 0 to none, rows of many tiles, tied scores; its selected rows must
+// equal the reference's exactly).
+#include <array>
+#include <limits>
+#include <optional>
 #include <random>
 
 #include <fmt/format.h>
@@ -251,6 +256,77 @@ int main() {
           report.check(what, download(dx, numel(dd), f16), ref, f16);
         });
       }
+    }
+  }
+
+  // NonMaxSuppression: boxes in clusters (so that many overlap), scores with ties.
+  struct NmsCase {
+    i64 batches, classes, boxes, max_out;
+    double iou;
+    std::optional<double> score;
+    bool center;
+  };
+  for (const NmsCase& k :
+       {NmsCase{1, 1, 10, 3, 0.5, std::nullopt, false}, NmsCase{2, 3, 50, 10, 0.4, 0.3, false},
+        NmsCase{1, 4, 700, 100, 0.5, 0.05, true},  // rows of three tiles
+        NmsCase{1, 1, 3000, std::numeric_limits<i64>::max(), 0.6, std::nullopt, false},
+        NmsCase{3, 2, 300, 0, 0.5, std::nullopt, false},  // a limit of 0 keeps nothing
+        NmsCase{2, 2, 257, 1000, 0.0, 0.99, true}}) {     // a threshold few pass
+    for (bool f16 : {false, true}) {
+      const std::string what = fmt::format(
+          "NonMaxSuppression {}x{} classes, {} boxes, max {} iou {} score {} {}", k.batches,
+          k.classes, k.boxes, k.max_out, k.iou, k.score ? fmt::format("{}", *k.score) : "none",
+          k.center ? "center" : "corners");
+      report.run(what, [&] {
+        std::uniform_real_distribution<float> at(0.f, 100.f), off(-4.f, 4.f), side(1.f, 12.f);
+        std::vector<float> boxes;
+        std::vector<std::array<float, 2>> centers(8);
+        for (auto& c : centers) c = {at(rng), at(rng)};
+        for (i64 i = 0; i < k.batches * k.boxes; ++i) {
+          const auto& c = centers[rng() % centers.size()];
+          const float cx = c[0] + off(rng), cy = c[1] + off(rng), w = side(rng), h = side(rng);
+          if (k.center)
+            boxes.insert(boxes.end(), {cx, cy, w, h});
+          else if (i % 2)  // corners in either order
+            boxes.insert(boxes.end(), {cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2});
+          else
+            boxes.insert(boxes.end(), {cy + h / 2, cx + w / 2, cy - h / 2, cx - w / 2});
+        }
+        auto scores = random_values(k.batches * k.classes * k.boxes, 0.f, 1.f);
+        for (std::size_t i = 0; i < scores.size(); i += 5)  // ties: the lower index goes first
+          scores[i] = std::round(scores[i] * 8.f) / 8.f;
+        if (f16) boxes = round_f16(boxes), scores = round_f16(scores);
+        const kiln::Tensor tb = tensor({k.batches, k.boxes, 4}, boxes),
+                           ts = tensor({k.batches, k.classes, k.boxes}, scores),
+                           tm = tensor_i64({1}, {k.max_out}),
+                           ti = tensor({1}, {static_cast<float>(k.iou)}),
+                           tt = tensor({1}, {static_cast<float>(k.score.value_or(0.0))});
+        const kiln::Tensor ref =
+            reference(node("NonMaxSuppression", 5, {{"center_point_box", i64{k.center}}}),
+                      {&tb, &ts, &tm, &ti, k.score ? &tt : nullptr});
+        DeviceBuffer db = upload(boxes, f16), ds = upload(scores, f16);
+        kk::NmsArgs a;
+        a.batches = k.batches, a.classes = k.classes, a.boxes = k.boxes;
+        a.max_out = k.max_out, a.capacity = std::min(k.max_out, k.boxes);
+        a.iou_threshold = static_cast<float>(k.iou);
+        a.has_score_threshold = k.score.has_value();
+        a.score_threshold = static_cast<float>(k.score.value_or(0.0));
+        a.center = k.center;
+        a.box_data = db.get(), a.scores = ds.get();
+        DeviceBuffer ws(kk::nms_workspace(a));
+        a.workspace = ws.get();
+        KILN_CHECK(kk::nms(elem(f16), a, nullptr));
+        std::int64_t count = -1;
+        KILN_CHECK(cudaMemcpy(&count, kk::nms_count(a), sizeof count, cudaMemcpyDeviceToHost));
+        std::vector<i64> rows(static_cast<std::size_t>(std::max<i64>(count, 0)) * 3);
+        if (count > 0)
+          KILN_CHECK(cudaMemcpy(rows.data(), kk::nms_rows(a), rows.size() * sizeof(i64),
+                                cudaMemcpyDeviceToHost));
+        const std::vector<i64> want(ref.data<i64>(), ref.data<i64>() + ref.numel());
+        report.expect(
+            fmt::format("{}: {} selected, the reference {}, rows equal", what, count, ref.dim(0)),
+            count == ref.dim(0) && rows == want);
+      });
     }
   }
   return report.finish("gpu-detection");

@@ -80,7 +80,8 @@ TEST_CASE("the GPU targets ask only for what the runtime runs") {
   CHECK(rt::gpu_supports("LSTM"));
   CHECK(rt::gpu_supports(plan::kToLayoutOp));
   CHECK_FALSE(rt::gpu_supports("ArgMax"));
-  CHECK_FALSE(rt::gpu_supports("NonMaxSuppression"));
+  CHECK(rt::gpu_supports("NonMaxSuppression"));
+  CHECK_FALSE(rt::gpu_supports("NonZero"));
 }
 
 TEST_CASE("each GPU target names the precision its engines run, the others none") {
@@ -238,6 +239,40 @@ TEST_CASE("control flow and values of data-dependent size are GPU plans with hos
   for (const auto& s : p.steps)
     if (rt::runs_on_host(p, s)) host.push_back(s.name);
   CHECK(host == std::vector<std::string>{"nz", "add"});
+}
+
+TEST_CASE(
+    "NonMaxSuppression of fixed-size inputs is a GPU step that waits for the stream; of inputs "
+    "sized at run time, a host step") {
+  // sel = NMS(boxes, relu(scores)) sizes itself on the GPU; the Gather reading it runs on the
+  // host. NMS of NonZero-picked boxes (a value sized at run time) runs on the host.
+  Graph g;
+  g.inputs = {{"boxes", {DType::f32, Shape{1, 10, 4}}}, {"scores", {DType::f32, Shape{1, 2, 10}}}};
+  g.weights["max_out"] = Tensor::scalar<std::int64_t>(3);
+  g.weights["two"] = Tensor::scalar<std::int64_t>(2);
+  g.nodes.push_back(Node{"Relu", "relu", {"scores"}, {"s"}, {}});
+  g.nodes.push_back(Node{"NonMaxSuppression", "nms", {"boxes", "s", "max_out"}, {"sel"}, {}});
+  g.nodes.push_back(
+      Node{"Gather", "ids", {"sel", "two"}, {"box_ids"}, {{"axis", std::int64_t{1}}}});
+  g.nodes.push_back(
+      Node{"Gather", "pick", {"boxes", "box_ids"}, {"picked"}, {{"axis", std::int64_t{1}}}});
+  g.nodes.push_back(Node{"NonMaxSuppression", "nms2", {"picked", "s", "max_out"}, {"sel2"}, {}});
+  g.outputs = {"sel", "sel2"};
+  build::BuildOptions o;
+  o.target = &plan::cuda_target(false);
+  o.evaluator = &reference::constant_evaluator();
+  const plan::Plan p = build::build_plan(g, o);
+  CHECK_NOTHROW(rt::check_gpu_plan(p));
+  std::vector<std::string> host, waits;
+  for (const auto& s : p.steps) {
+    if (rt::runs_on_host(p, s)) host.push_back(s.name);
+    if (rt::waits_for_stream(p, s)) waits.push_back(s.name);
+    CHECK(rt::sizes_on_gpu(s) == (s.op == "NonMaxSuppression"));
+  }
+  CHECK(host == std::vector<std::string>{"ids", "pick", "nms2"});
+  CHECK(waits == std::vector<std::string>{"nms", "ids", "pick", "nms2"});
+  CHECK(rt::sized_at_run_time(p, "sel"));
+  CHECK_FALSE(rt::sized_at_run_time(p, "s"));
 }
 
 namespace {

@@ -70,9 +70,18 @@ bool gpu_supports(const std::string& op);
 /// (Attribute-level limits, such as 3-D convolution, are found when an engine is made.)
 void check_gpu_plan(const plan::Plan& plan);
 /// Whether step `s` of plan `p` runs on the host with the CPU reference (Engine::host_steps()):
-/// control flow, ops of data-dependent output size, steps reading or writing a value sized at run
-/// time, and steps marked plan::kHostAttr (kiln build --host-fallback).
+/// control flow, ops of data-dependent output size but NonMaxSuppression's (sizes_on_gpu()), steps
+/// reading a value sized at run time, and steps marked plan::kHostAttr (kiln build
+/// --host-fallback).
 bool runs_on_host(const plan::Plan& p, const Node& s);
+/// Whether a GPU step of `s` makes outputs sized at run time, learning their size by waiting for
+/// the stream, and hands them to the host (NonMaxSuppression, on inputs of fixed size).
+bool sizes_on_gpu(const Node& s);
+/// Whether `value` of plan `p` is sized at run time (plan::PlannedValue::sized_at_run_time).
+bool sized_at_run_time(const plan::Plan& p, const std::string& value);
+/// Whether step `s` waits for the stream when it runs: host steps, and GPU steps that size their
+/// outputs. CUDA graphs cover the runs of steps between them.
+bool waits_for_stream(const plan::Plan& p, const Node& s);
 
 // ---- engine -------------------------------------------------------------------------------
 
@@ -191,10 +200,11 @@ class Engine {
   std::size_t workspace_bytes(std::int64_t batch = 0) const;
   /// The steps as they will run (one line each: name, op, kind, tactic).
   std::string describe() const;
-  /// How many steps run on the host with the CPU reference: control flow (If, Loop, Scan), ops of
-  /// data-dependent output size (NonZero, NonMaxSuppression, Unique, Compress) and every step
-  /// that reads or writes a value sized at run time. Each waits for the stream, copies its inputs
-  /// to the host and its outputs back (src/runtime/steps_host.cpp).
+  /// How many steps run on the host with the CPU reference (runs_on_host()): control flow (If,
+  /// Loop, Scan), ops of data-dependent output size (NonZero, Unique, Compress; NonMaxSuppression
+  /// of inputs sized at run time) and every step that reads a value sized at run time. Each waits
+  /// for the stream, copies its inputs to the host and its outputs back
+  /// (src/runtime/steps_host.cpp).
   int host_steps() const;
   /// Every tactic the engine knows (the plan's, the timing cache's and those it timed), by problem
   /// key: what `kiln build --gpu --save` records in the plan.
@@ -228,8 +238,9 @@ class ExecutionContext {
   /// Runs the plan on `stream` without waiting for it. Every input and output of the plan must
   /// be bound (device pointers, `batch()` rows of the plan's dtypes), except outputs sized at run
   /// time, which go to the output allocator. A plan with host steps (control flow, values of
-  /// data-dependent size: Engine::host_steps()) waits for the stream at each of them; with CUDA
-  /// graphs on, each run of GPU steps between host steps is captured (once) as its own graph.
+  /// data-dependent size: Engine::host_steps()) or GPU steps that size their outputs
+  /// (NonMaxSuppression: waits_for_stream()) waits for the stream at each of them; with CUDA
+  /// graphs on, each run of GPU steps between them is captured (once) as its own graph.
   void enqueue(const Bindings& bindings, Stream stream);
   /// Where the outputs sized at run time go (required when the plan has any).
   void set_output_allocator(OutputAllocator* a) { allocator_ = a; }
