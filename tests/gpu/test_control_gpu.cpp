@@ -182,44 +182,45 @@ int main() {
       report.expect("without an allocator the run is refused, naming it", refused);
     });
 
-    report.run(fmt::format("NonMaxSuppression on the GPU, sized on the host ({})", elem_name(e)),
-               [&] {
-                 const Graph g = nms_graph();
-                 const kiln::plan::Plan p = plan_of(g, e);
-                 kiln::runtime::Engine engine(p);
+    report.run(
+        fmt::format("NonMaxSuppression on the GPU, sized on the host ({})", elem_name(e)), [&] {
+          const Graph g = nms_graph();
+          const kiln::plan::Plan p = plan_of(g, e);
+          kiln::runtime::Engine engine(p);
           report.expect(
-              "NonMaxSuppression: a GPU step; the Gathers of its output: host",
-              engine.host_steps() == 2 && engine.describe().find(" nms ") != std::string::npos  // the kind column);
+              "NonMaxSuppression: a GPU step (kind nms); the Gathers of its output: host",
+              engine.host_steps() == 2 && engine.describe().find(" nms ") != std::string::npos);
           auto ctx = engine.create_context();
           std::mt19937 rng(5);
           std::uniform_real_distribution<float> at(0.f, 60.f), side(2.f, 15.f);
           for (float threshold : {0.f, 2.f, 5.f})  // many pass, few, none
             for (bool graph : {false, true}) {
-        ctx->set_cuda_graph(graph);
-        std::vector<float> boxes;
-        for (int i = 0; i < 300; ++i) {
-          const float x = at(rng), y = at(rng);
-          boxes.insert(boxes.end(), {y, x, y + side(rng), x + side(rng)});
-        }
-        boxes = round_to(boxes, e);
-        const auto logits = round_to(random_values(900, -3.f, 3.f), e);
-        const std::map<std::string, Tensor> in{{"boxes", tensor({1, 300, 4}, boxes)},
-                                               {"logits", tensor({1, 3, 300}, logits)},
-                                               {"threshold", tensor({1}, {threshold})}};
-        const auto ref = kiln::reference::Executor(g).run(in);
-        const auto got = kiln::runtime::run_on_gpu(*ctx, in);
-        const Tensor &rs = ref.at("sel"), &gs = got.at("sel");
-        const std::string what =
-            fmt::format("NMS threshold {}{}: {} selected, the reference {}", threshold,
-                        graph ? " (CUDA graph asked)" : "", gs.dims()[0], rs.dims()[0]);
-        const bool same = gs.dims() == rs.dims() &&
-                          std::equal(rs.data<i64>(), rs.data<i64>() + rs.numel(), gs.data<i64>());
-        report.expect(what, same);
-        if (same && rs.numel() > 0)
-          report.check("the boxes picked by its output on the host", floats(got.at("picked")),
-                       ref.at("picked"), e);
+              ctx->set_cuda_graph(graph);
+              std::vector<float> boxes;
+              for (int i = 0; i < 300; ++i) {
+                const float x = at(rng), y = at(rng);
+                boxes.insert(boxes.end(), {y, x, y + side(rng), x + side(rng)});
+              }
+              boxes = round_to(boxes, e);
+              const auto logits = round_to(random_values(900, -3.f, 3.f), e);
+              const std::map<std::string, Tensor> in{{"boxes", tensor({1, 300, 4}, boxes)},
+                                                     {"logits", tensor({1, 3, 300}, logits)},
+                                                     {"threshold", tensor({1}, {threshold})}};
+              const auto ref = kiln::reference::Executor(g).run(in);
+              const auto got = kiln::runtime::run_on_gpu(*ctx, in);
+              const Tensor &rs = ref.at("sel"), &gs = got.at("sel");
+              const std::string what =
+                  fmt::format("NMS threshold {}{}: {} selected, the reference {}", threshold,
+                              graph ? " (CUDA graph asked)" : "", gs.dims()[0], rs.dims()[0]);
+              const bool same =
+                  gs.dims() == rs.dims() &&
+                  std::equal(rs.data<i64>(), rs.data<i64>() + rs.numel(), gs.data<i64>());
+              report.expect(what, same);
+              if (same && rs.numel() > 0)
+                report.check("the boxes picked by its output on the host", floats(got.at("picked")),
+                             ref.at("picked"), e);
             }
-               });
+        });
   }
   return report.finish("gpu-control");
 }
