@@ -62,6 +62,9 @@ std::int64_t positive_int(const Args& args, const std::string& command, const st
 /// Declares what the GPU commands share: --gpu, --fp16, --bf16, --batch N and --shape.
 void add_gpu_model_options(Command& c) {
   c.flag("--gpu", "run on the GPU (FP32 unless the plan is FP16 or BF16)")
+      .flag("--tune-new-shapes",
+            "a dynamic plan at a shape whose problems its buckets' tactics do not cover: time "
+            "them (default: their libraries' heuristic choice, untimed)")
       .flag("--fp16", "build an ONNX model for cuda-fp16 (implies --gpu)")
       .flag("--bf16", "build an ONNX model for cuda-bf16 (implies --gpu)")
       .number("--batch", "N",
@@ -85,8 +88,10 @@ double default_tolerance(runtime::Precision p) {
 /// 0) and the dims of the input files; a plan file must have been built for a CUDA target. `graph`
 /// receives the imported graph of an ONNX model (for --compare-reference).
 plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batch,
-                    Graph* graph = nullptr, bool* fixed_shapes = nullptr) {
+                    Graph* graph = nullptr, bool* fixed_shapes = nullptr,
+                    bool* specialized = nullptr) {
   if (fixed_shapes) *fixed_shapes = false;
+  if (specialized) *specialized = false;
   if (is_plan_file(path)) {
     plan::Plan p = plan::load_plan(path);
     const auto precision = runtime::target_precision(p.target);
@@ -115,6 +120,7 @@ plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batc
     if (batch > 0)
       throw Error(fmt::format(
           "--batch: plan '{}' is dynamic; give every input's dims with --shapes", path));
+    if (specialized) *specialized = true;
     return specialize_for_run(args, p, path);
   }
   if (args.has("--profile"))
@@ -362,10 +368,10 @@ struct GpuSession {
     model = args.one_positional("model or plan file");
     const std::int64_t asked =
         args.has("--batch") ? positive_int(args, command, "--batch", 1, 1) : 0;
-    bool fixed_model = false;
-    plan = gpu_plan(args, model, asked, nullptr, &fixed_model);
+    bool fixed_model = false, specialized = false;
+    plan = gpu_plan(args, model, asked, nullptr, &fixed_model, &specialized);
     free_before = free_device_memory();
-    engine = std::make_unique<runtime::Engine>(plan, engine_options(args));
+    engine = std::make_unique<runtime::Engine>(plan, engine_options(args, specialized));
     ctx = engine->create_context();
     batch = asked > 0 ? asked : engine->max_batch();
     // A model with fixed shapes runs as exported: its --batch only names the batch (throughput).
@@ -416,8 +422,11 @@ class Progress {
 
 }  // namespace
 
-runtime::EngineOptions engine_options(const Args& args) {
+runtime::EngineOptions engine_options(const Args& args, bool specialized) {
   runtime::EngineOptions o;
+  // A dynamic plan's shape runs its buckets' tactics; what they do not cover is timed only when
+  // asked for (no tuning at run time otherwise).
+  o.time_tactics = !specialized || args.has("--tune-new-shapes");
   if (args.has("--workspace")) {
     const double w = args.number("--workspace", 0);
     if (!(w >= 0) || w > 1e7)
@@ -838,8 +847,9 @@ int cmd_run_gpu(const Argv& argv) {
   if (no_gpu("run")) return 1;
 
   Graph graph;
-  const plan::Plan p = gpu_plan(args, path, batch, &graph);
-  const runtime::Engine engine(p, engine_options(args));
+  bool specialized = false;
+  const plan::Plan p = gpu_plan(args, path, batch, &graph, nullptr, &specialized);
+  const runtime::Engine engine(p, engine_options(args, specialized));
   auto ctx = engine.create_context();
   if (batch > 0 && batch != engine.max_batch()) {
     if (batch > engine.max_batch())

@@ -31,8 +31,10 @@ int cmd_run_gpu(const std::vector<std::string>& args);
 void add_engine_options(Command& c);
 
 /// The engine options of --workspace MiB and --timing-cache FILE (progress on stderr when it is a
-/// terminal; KILN_CONV_API=legacy and KILN_CHECK_FINITE from the environment).
-runtime::EngineOptions engine_options(const Args& args);
+/// terminal; KILN_CONV_API=legacy and KILN_CHECK_FINITE from the environment). `specialized`: the
+/// engine runs a dynamic plan's shape, whose untimed problems are timed only with
+/// --tune-new-shapes.
+runtime::EngineOptions engine_options(const Args& args, bool specialized = false);
 
 /// After `kiln build` for a CUDA target: with a GPU, makes an Engine of `p` (tactics timed, with
 /// progress on a terminal; --workspace MiB, --timing-cache FILE), prints its steps and memory and

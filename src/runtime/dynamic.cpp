@@ -61,13 +61,15 @@ struct DynamicEngine::State {
       }
     }
     if (with_engine && !e->engine) {
-      // Tactics timed by engines of other shapes (and the dynamic plan's buckets) are reused.
+      // Tactics timed by engines of other shapes (and the dynamic plan's buckets) are reused; the
+      // problems they do not cover are timed only when asked for (tune_new_shapes).
       plan::Plan p = *e->plan;
       for (const auto& [k, v] : tactics) p.tactics.emplace(k, v);
       auto t0 = std::chrono::steady_clock::now();
       e->engine = std::make_unique<Engine>(p, options);
       stats.engine_ms += ms_since(t0);
       ++stats.engines_made;
+      stats.untimed_problems += e->engine->untimed_problems();
       for (const auto& [k, v] : e->engine->tactics()) tactics.emplace(k, v);
     }
     return e;
@@ -75,7 +77,8 @@ struct DynamicEngine::State {
 };
 
 DynamicEngine::DynamicEngine(const plan::Plan& dynamic, Specialize specialize,
-                             const EngineOptions& options, std::size_t max_shapes)
+                             const EngineOptions& options, std::size_t max_shapes,
+                             bool tune_new_shapes)
     : state_(std::make_shared<State>()) {
   if (!dynamic.is_dynamic() || !dynamic.source)
     throw FormatError(fmt::format(
@@ -89,6 +92,7 @@ DynamicEngine::DynamicEngine(const plan::Plan& dynamic, Specialize specialize,
   state_->dynamic = dynamic;
   state_->specialize = std::move(specialize);
   state_->options = options;
+  state_->options.time_tactics = tune_new_shapes;
   state_->max_shapes = max_shapes;
   state_->tactics = dynamic.tactics;
 }

@@ -239,6 +239,10 @@ const std::vector<ValueInfo>& Engine::inputs() const { return state_->plan.input
 const std::vector<ValueInfo>& Engine::outputs() const { return state_->plan.outputs; }
 std::size_t Engine::weight_bytes() const { return state_->weights.bytes(); }
 int Engine::host_steps() const { return state_->host_steps; }
+std::size_t Engine::untimed_problems() const {
+  std::lock_guard lock(state_->tactics_mu);
+  return state_->untimed.size();
+}
 
 std::map<std::string, std::string> Engine::tactics() const {
   std::lock_guard lock(state_->tactics_mu);

@@ -86,7 +86,6 @@ std::vector<std::unique_ptr<Step>> EngineState::make_steps(i64 batch, std::byte*
                                                            std::shared_ptr<HostValues> host) {
   std::vector<std::unique_ptr<Step>> steps;
   std::size_t ws = 0;
-  std::vector<std::size_t> untimed;
   if (!host) host = std::make_shared<HostValues>();
   for (const Node& node : plan.steps) {
     StepEnv env{
@@ -94,11 +93,27 @@ std::vector<std::unique_ptr<Step>> EngineState::make_steps(i64 batch, std::byte*
         host};
     steps.push_back(make_step(env));
   }
-  // Tactics: from the cache when known, timed otherwise (each distinct problem once).
+  // Tactics: from the cache when known, timed otherwise (each distinct problem once), or, with
+  // timing off, the libraries' heuristic choice each step starts with.
   std::lock_guard lock(tactics_mu);
   std::set<std::string> to_time;
   for (const auto& s : steps)
     if (auto k = s->tactic_key(); !k.empty() && !tactics.count(k)) to_time.insert(k);
+  if (!options.time_tactics) {
+    for (auto& s : steps) {
+      const auto k = s->tactic_key();
+      if (auto t = tactics.find(k); !k.empty() && t != tactics.end()) s->set_tactic(t->second);
+    }
+    untimed.insert(to_time.begin(), to_time.end());
+    if (!to_time.empty())
+      log(Severity::info,
+          fmt::format("{} problems have no timed tactic; they run the libraries' heuristic choice "
+                      "(timing is off), the first: {}",
+                      to_time.size(), *to_time.begin()));
+    for (const auto& s : steps) ws = std::max(ws, s->workspace());
+    workspace[batch] = ws;
+    return steps;
+  }
   int done = 0;
   const int total = static_cast<int>(to_time.size());
   for (auto& s : steps) {

@@ -149,8 +149,37 @@ int main() {
       }
       const auto s = engine.stats();
       std::printf(
-          "  %s: %zu engines made, %zu dropped; specializing %.1f ms, engines %.1f ms in all\n",
-          prec, s.engines_made, s.engines_dropped, s.specialize_ms, s.engine_ms);
+          "  %s: %zu engines made, %zu dropped; specializing %.1f ms, engines %.1f ms in all; %zu "
+          "problems untimed\n",
+          prec, s.engines_made, s.engines_dropped, s.specialize_ms, s.engine_ms,
+          s.untimed_problems);
+      // This plan was built without a GPU, so it has no tactics: by default nothing is timed at
+      // run time (the shapes above ran the libraries' heuristic choices); tune_new_shapes times.
+      report.expect(std::string(prec) + ": no tuning at run time unless asked for",
+                    s.untimed_problems > 0);
+      report.run(std::string(prec) + " tune_new_shapes", [&] {
+        runtime::DynamicEngine tuned(
+            dyn, [&](const plan::ShapeMap& sh, std::size_t p) { return sp.plan_for(sh, p); }, {}, 4,
+            true);
+        auto tctx = tuned.create_context();
+        const std::vector<i64> dims{3, 3, 40, 56};
+        tctx->set_input_shape("x", dims);
+        auto x = random_values(numel(dims));
+        if (f16) x = round_f16(x);
+        const auto ld = tctx->output_dims(g.outputs[0]), zd = tctx->output_dims(g.outputs[1]);
+        DeviceBuffer dx = upload(x), dl = poisoned(numel(ld)), dz = poisoned(numel(zd));
+        tctx->execute({{"x", dx.get()}, {g.outputs[0], dl.get()}, {g.outputs[1], dz.get()}});
+        report.expect(std::string(prec) + " tune_new_shapes: every problem timed",
+                      tuned.stats().untimed_problems == 0 && tuned.stats().engines_made == 1);
+        Graph st = g;
+        build::BuildOptions so;
+        so.evaluator = &reference::constant_evaluator();
+        so.input_dims = {{"x", dims}};
+        build::make_static(st, so);
+        const auto ref = reference::Executor(st).run({{"x", tensor(dims, x)}});
+        report.check(std::string(prec) + " tune_new_shapes logits", download(dl, numel(ld)),
+                     ref.at(g.outputs[0]), f16);
+      });
 
       // Refused on the host, naming the input, the dim, the value and the range.
       report.run(std::string(prec) + " shapes outside the profile", [&] {

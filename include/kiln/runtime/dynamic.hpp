@@ -13,10 +13,12 @@
 // What a shape switch costs: the first run at an exact shape specializes its plan on the host
 // (the builder's passes and memory planner: milliseconds for a ResNet), makes an Engine of it
 // (weights uploaded again, tactics taken from the plan: those of the dynamic plan's buckets and
-// of shapes run before; a problem none of them covers is timed once and kept for later shapes)
-// and a context (its arena sized for that shape). Later runs at that shape reuse all of it, and
-// a CUDA graph captured per exact shape when set_cuda_graph(true). At most `max_shapes` exact
-// shapes are held (least recently used dropped first, with their device memory).
+// of shapes run before; a problem none of them covers runs its library's heuristic choice,
+// untimed: no tuning happens at run time unless `tune_new_shapes` asks for it, which times such
+// a problem once and keeps it for later shapes) and a context (its arena sized for that shape).
+// Later runs at that shape reuse all of it, and a CUDA graph captured per exact shape when
+// set_cuda_graph(true). At most `max_shapes` exact shapes are held (least recently used dropped
+// first, with their device memory).
 #pragma once
 
 #include <cstddef>
@@ -43,9 +45,10 @@ class DynamicEngine {
       std::function<std::shared_ptr<const plan::Plan>(const plan::ShapeMap&, std::size_t profile)>;
 
   /// Takes a dynamic plan for a CUDA target. Throws FormatError for a static plan or another
-  /// target, before touching a GPU: engines are made per shape when first run.
+  /// target, before touching a GPU: engines are made per shape when first run, with `options`
+  /// but for their time_tactics, which is `tune_new_shapes`.
   DynamicEngine(const plan::Plan& dynamic, Specialize specialize, const EngineOptions& options = {},
-                std::size_t max_shapes = 4);
+                std::size_t max_shapes = 4, bool tune_new_shapes = false);
   ~DynamicEngine();
   DynamicEngine(const DynamicEngine&) = delete;
   DynamicEngine& operator=(const DynamicEngine&) = delete;
@@ -56,6 +59,9 @@ class DynamicEngine {
 
   struct Stats {
     std::size_t engines_made = 0, engines_dropped = 0;
+    /// Problems of the engines made that ran untimed (their buckets' tactics did not cover them
+    /// and tune_new_shapes is off), summed over engines.
+    std::size_t untimed_problems = 0;
     double specialize_ms = 0, engine_ms = 0;  ///< host time: plans made, engines made
   };
   Stats stats() const;

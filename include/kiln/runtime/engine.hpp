@@ -104,6 +104,11 @@ struct EngineOptions {
   /// first makes them (slow: it synchronizes and downloads; the CLI takes it from
   /// KILN_CHECK_FINITE).
   bool check_finite = false;
+  /// Time the candidates of a convolution, matrix product or attention step whose problem has no
+  /// tactic in the plan or the timing cache (what building on a GPU does). false: such a step
+  /// runs its library's heuristic choice, untimed (a dynamic plan's shapes between its buckets,
+  /// unless asked to tune: DynamicEngine, kiln run/bench --tune-new-shapes).
+  bool time_tactics = true;
 };
 
 /// A binding: device memory for one named input or output.
@@ -206,6 +211,9 @@ class Engine {
   /// for the stream, copies its inputs to the host and its outputs back
   /// (src/runtime/steps_host.cpp).
   int host_steps() const;
+  /// How many distinct problems run their library's heuristic choice untimed, having no tactic in
+  /// the plan or the timing cache (EngineOptions::time_tactics off; else 0).
+  std::size_t untimed_problems() const;
   /// Every tactic the engine knows (the plan's, the timing cache's and those it timed), by problem
   /// key: what `kiln build --gpu --save` records in the plan.
   std::map<std::string, std::string> tactics() const;
