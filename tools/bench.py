@@ -30,7 +30,7 @@ dims for the dynamic-shape rows) into --work, saves a random input as .npy, then
           --shapes ...`).
   error   max|kiln - torch| / max|torch| over every output, on the same input, against torch in
           the row's precision (16-bit rows also against torch fp32, in the notes).
-Rows that kiln cannot run (INT8, FP8, a detector with NMS, BF16 without `kiln bench --bf16`) are
+Rows that kiln cannot run (a detector whose post-processing runs on the host, BF16 without `kiln bench --bf16`) are
 listed as not run with the reason. A row whose kiln run fails gets kiln's stderr tail in its
 notes; the suite goes on. The table and JSON are rewritten after every row and every compile, and
 each finished row is printed to stdout, so a run that is killed keeps what it measured. Rows that
@@ -385,18 +385,22 @@ INT8_CALIBRATOR = "percentile"  # entropy clips this random-weight ResNet-50 too
 INT8_CALIB_BATCHES = 8
 
 
-def int8_plan(args, row, onnx_path, onnx_inputs, inputs, r):
-    """The row's INT8 plan for cuda-fp16: its scales come from a calibration cache that kiln
-    writes once per model (`kiln build --int8` on the CPU reference over INT8_CALIB_BATCHES
-    batches of one sample drawn as the row's inputs are), through the model's batch-1 export
-    (the cache holds per-tensor scales, the same at every batch); then the row's own export is
-    built with that cache. Returns the plan's path or None (with a note)."""
+QUANTIZED = ("int8", "fp8")  # rows whose plan comes from quantized_plan (calibrated by kiln)
+
+
+def quantized_plan(args, row, onnx_path, onnx_inputs, inputs, r):
+    """The row's INT8 (or FP8 E4M3) plan for cuda-fp16: its scales come from a calibration cache
+    that kiln writes once per model (`kiln build --int8` on the CPU reference over
+    INT8_CALIB_BATCHES batches of one sample drawn as the row's inputs are), through the model's
+    batch-1 export (the cache holds per-tensor ranges, the same at every batch, and serves FP8 as
+    well); then the row's own export is built with that cache and --int8 or --fp8. Returns the
+    plan's path or None (with a note)."""
     if not args.kiln or args.skip_kiln:
-        r["notes"].append("no INT8 plan: no kiln CLI (or --skip-kiln)")
+        r["notes"].append(f"no {row.precision.upper()} plan: no kiln CLI (or --skip-kiln)")
         return None
     work = args.work
     cache = os.path.join(work, f"{row.model}-int8-{INT8_CALIBRATOR}.cache")
-    plan = os.path.join(work, "onnx", f"{row.export_key}-int8.plan")
+    plan = os.path.join(work, "onnx", f"{row.export_key}-{row.precision}.plan")
     info = r["int8_plan"] = {"calibrator": INT8_CALIBRATOR, "cache": cache}
     steps = []
     if not os.path.exists(cache):
@@ -412,7 +416,8 @@ def int8_plan(args, row, onnx_path, onnx_inputs, inputs, r):
                     torch.randn((1,) + tuple(v.shape[1:]), generator=gen).numpy().astype(np.float32))
         steps.append([args.kiln, "build", b1, "--int8", "--calibrator", INT8_CALIBRATOR, "--calib-data", calib,
                       "--calib-cache", cache])
-    steps.append([args.kiln, "build", onnx_path, "--fp16", "--int8", "--calib-cache", cache, "--save", plan])
+    steps.append([args.kiln, "build", onnx_path, "--fp16", f"--{row.precision}", "--calib-cache", cache,
+                  "--save", plan])
     for cmd in steps:
         if "error" in info:
             break
@@ -423,7 +428,8 @@ def int8_plan(args, row, onnx_path, onnx_inputs, inputs, r):
         info.setdefault("seconds", []).append(time.perf_counter() - t0)
         info.setdefault("output_tails", []).append(tail(text, 1500))
         if rc != 0:
-            info["error"] = f"kiln build --int8 {'timed out' if rc is None else f'exit {rc}'}: {tail(text)}"
+            info["error"] = (f"kiln build --{row.precision} {'timed out' if rc is None else f'exit {rc}'}: "
+                             f"{tail(text)}")
     if "error" in info:
         r["notes"].append(info["error"])
         return None
@@ -530,7 +536,7 @@ def bench_row(args, row, exports, r):
     if sorted(onnx_inputs) != sorted(inputs):
         note(f"ONNX inputs {onnx_inputs} differ from the model's {list(inputs)}")
     input_files = {o: input_files[i] for o, i in zip(onnx_inputs, inputs)}
-    if row.precision == "int8" and row.batch != 1:  # int8_plan calibrates through the b1 export
+    if row.precision in QUANTIZED and row.batch != 1:  # quantized_plan calibrates through the b1 export
         export_row(args, dataclasses.replace(row, batch=1), model, {k: v[:1] for k, v in x32.items()},
                    out_names, exports, {"notes": []})
 
@@ -562,7 +568,7 @@ def bench_row(args, row, exports, r):
     k_iter = min(iterations, max(10, int(budget * 1e3 / max(torch_ms, 1e-3))))
     ref_by_name = {o: ref[i] for o, i in zip(onnx_outputs, out_names)}
     ref32_by_name = {o: ref32[i] for o, i in zip(onnx_outputs, out_names)}
-    prec = KILN_PRECISION.get(row.precision, [])  # an INT8 row's plan comes from int8_plan
+    prec = KILN_PRECISION.get(row.precision, [])  # an INT8/FP8 row's plan comes from quantized_plan
     if row.dynamic:
         static, _ = kiln_engine(args, row, r, [onnx_path] + prec + ["--shapes", row.shapes_arg()], "static",
                                 input_files, onnx_outputs, ref_by_name, ref32_by_name, k_iter, True)
@@ -573,13 +579,13 @@ def bench_row(args, row, exports, r):
                                   input_files, onnx_outputs, ref_by_name, ref32_by_name, k_iter, False)
         if static:
             r["kiln_static_ms"] = static["json"]["latency_ms"]["median"]
-    elif row.precision == "int8":
-        note("torch ran fp16 (PyTorch has no INT8 CUDA convolution)")
-        plan = int8_plan(args, row, onnx_path, onnx_inputs, inputs, r)
+    elif row.precision in QUANTIZED:
+        note(f"torch ran fp16 (PyTorch has no {row.precision.upper()} CUDA convolution)")
+        plan = quantized_plan(args, row, onnx_path, onnx_inputs, inputs, r)
         best = None
         if plan:
-            best, _ = kiln_engine(args, row, r, [plan], "int8", input_files, onnx_outputs, ref_by_name,
-                                  ref32_by_name, k_iter, False)
+            best, _ = kiln_engine(args, row, r, [plan], row.precision, input_files, onnx_outputs,
+                                  ref_by_name, ref32_by_name, k_iter, False)
     else:
         best, _ = kiln_engine(args, row, r, [onnx_path] + prec + ["--batch", str(row.batch)], "onnx",
                               input_files, onnx_outputs, ref_by_name, ref32_by_name, k_iter, True)
@@ -782,7 +788,7 @@ def dry_run_row(args, row, exports, r):
     onnx_path, onnx_inputs, onnx_outputs = export_row(args, row, model, inputs, out_names, exports, r)
     r["export_s"] = time.perf_counter() - t0
     input_files = {o: input_files[i] for o, i in zip(onnx_inputs, inputs)}
-    if row.precision == "int8" and row.batch != 1:
+    if row.precision in QUANTIZED and row.batch != 1:
         export_row(args, dataclasses.replace(row, batch=1), model, {k: v[:1] for k, v in inputs.items()},
                    out_names, exports, {"notes": []})
     fmts = memory_formats(args, row)
@@ -791,14 +797,15 @@ def dry_run_row(args, row, exports, r):
              f"torch.compile(mode={args.compile_mode}) in the faster format, at most {args.compile_timeout_s:g} s"
              + ("" if hasattr(torch, "compile") else
                 f" (this torch {torch.__version__} has no torch.compile: the row would note it)")))
-    if row.precision == "int8":
-        plan = int8_plan(args, row, onnx_path, onnx_inputs, inputs, r)
+    if row.precision in QUANTIZED:
+        plan = quantized_plan(args, row, onnx_path, onnx_inputs, inputs, r)
+        what = row.precision.upper()
         for cmd in r["int8_plan"].get("cmds", []):
             print(f"  kiln: {cmd}")
-        print("  kiln: INT8 plan " + ("built" if plan else r["int8_plan"].get("error", "")))
+        print(f"  kiln: {what} plan " + ("built" if plan else r["int8_plan"].get("error", "")))
         if not plan:
             r["notes"].append(f"kiln build check failed: {r['int8_plan'].get('error', '')}")
-        heads = [([plan or "INT8.plan"], "int8", False)]
+        heads = [([plan or f"{what}.plan"], row.precision, False)]
     else:
         prec = KILN_PRECISION[row.precision]
         heads = [([onnx_path] + prec + (["--shapes", row.shapes_arg()] if row.dynamic else ["--batch", str(row.batch)]),
@@ -818,7 +825,7 @@ def dry_run_row(args, row, exports, r):
                 if "no GPU" not in text:
                     r["notes"].append(f"kiln bench ({tag}) refuses its arguments: {tail(text, 300)}")
                     print(f"    FAILED: {tail(text, 300)}")
-    if args.kiln and not args.skip_kiln and row.precision != "int8":  # the GPU build's refusals show here too
+    if args.kiln and not args.skip_kiln and row.precision not in QUANTIZED:  # the GPU build's refusals show here too
         cmd = [args.kiln, "build", onnx_path] + (prec or ["--gpu"]) + \
             (["--shape", "x=" + "x".join(str(d) for d in row.shape)] if row.dynamic else [])
         t0 = time.perf_counter()
