@@ -388,3 +388,109 @@ TEST_CASE(
     CHECK(max_error(oracle(g, s, in), got) <= 1e-5);
   }
 }
+
+TEST_CASE("symbolic dims: expressions of names, canonical, exact where the arithmetic allows") {
+  const Dim h = Dim::symbol("H"), n = Dim::symbol("N"), s = Dim::symbol("S");
+  CHECK(dim_affine(h, 1, 0, 2).to_string() == "H/2");
+  CHECK(dim_affine(h, 1, 1, 2).to_string() == "(H+1)/2");
+  CHECK(dim_affine(h, 2, -1, 1).to_string() == "2*H-1");
+  // floor((floor((H+1)/2) + 1) / 2) = floor((H+3)/4): a pool after a stride-2 convolution.
+  CHECK(dim_affine(dim_affine(h, 1, 1, 2), 1, 1, 2).to_string() == "(H+3)/4");
+  // Common factors go: floor((2H+2)/4) = floor((H+1)/2).
+  CHECK(dim_affine(h, 2, 2, 4).to_string() == "(H+1)/2");
+  // floor(x/2) * 2 is no single quotient: dynamic rather than wrong.
+  CHECK_FALSE(dim_affine(dim_affine(h, 1, 0, 2), 2, 0, 1).is_symbolic());
+  CHECK(dim_mul(n, s).to_string() == "N*S");
+  CHECK(dim_mul(s, n) == dim_mul(n, s));  // names sorted
+  CHECK(dim_mul(Dim(3), dim_mul(n, s)).to_string() == "3*N*S");
+  CHECK(dim_div_exact(dim_mul(Dim(768), dim_mul(n, s)), 768).to_string() == "N*S");
+  CHECK_FALSE(dim_div_exact(dim_mul(Dim(3), n), 2).is_symbolic());
+  CHECK(dim_add(h, h).to_string() == "2*H");
+  CHECK(dim_add(h, Dim(5)).to_string() == "H+5");
+  CHECK_FALSE(dim_add(h, s).is_symbolic());
+  CHECK(dim_mul(Dim(1), dim_affine(h, 1, 1, 2)) == dim_affine(h, 1, 1, 2));
+  // Anonymous dims and names that are no identifiers stay dynamic.
+  CHECK_FALSE(dim_affine(Dim::dynamic(), 1, 0, 2).is_symbolic());
+  CHECK_FALSE(dim_affine(Dim::symbol("batch size"), 1, 0, 2).is_symbolic());
+  CHECK(dim_affine(Dim(9), 1, 1, 2).value() == 5);
+  // Evaluated with the names bound: the fixed arithmetic, for many values.
+  for (i64 v = 1; v < 200; v += 7) {
+    auto bind = [&](const std::string& name) { return name == "H" ? v : name == "N" ? 3 : -1; };
+    CHECK(dim_value(dim_affine(dim_affine(h, 1, 1, 2), 1, 1, 2), bind) == ((v + 1) / 2 + 1) / 2);
+    CHECK(dim_value(dim_affine(h, 2, -1, 1), bind) == 2 * v - 1);
+    CHECK(dim_value(dim_mul(n, h), bind) == 3 * v);
+  }
+  CHECK(dim_value(s, [](const std::string&) { return i64{-1}; }) == kDynamic);
+}
+
+TEST_CASE(
+    "shape inference keeps expressions: convolutions, pooling, transposed convolution, "
+    "Concat, Flatten and Reshape, as fixed shapes would compute them") {
+  // x [N, 3, H, W] -> conv 7x7/2 pad 3 -> maxpool 3x3/2 pad 1 -> conv 3x3 SAME_UPPER /2 ->
+  // deconv 2x2/2 -> concat with itself on channels -> flatten(1) ; y = reshape(x, [-1, W]).
+  auto make = [](Shape xs) {
+    Graph g;
+    g.inputs.push_back({"x", {DType::f32, xs}});
+    std::mt19937 r(1);
+    auto w = [&](std::vector<i64> d) {
+      const std::string name = "w" + std::to_string(g.weights.size());
+      g.weights[name] = Tensor::from<float>(d, std::vector<float>(product(d), 0.5f));
+      return name;
+    };
+    g.nodes.push_back(
+        Node{"Conv",
+             "c1",
+             {"x", w({8, 3, 7, 7})},
+             {"a"},
+             {{"strides", std::vector<i64>{2, 2}}, {"pads", std::vector<i64>{3, 3, 3, 3}}}});
+    g.nodes.push_back(Node{"MaxPool",
+                           "p",
+                           {"a"},
+                           {"b"},
+                           {{"kernel_shape", std::vector<i64>{3, 3}},
+                            {"strides", std::vector<i64>{2, 2}},
+                            {"pads", std::vector<i64>{1, 1, 1, 1}}}});
+    g.nodes.push_back(
+        Node{"Conv",
+             "c2",
+             {"b", w({8, 8, 3, 3})},
+             {"c"},
+             {{"strides", std::vector<i64>{2, 2}}, {"auto_pad", std::string("SAME_UPPER")}}});
+    g.nodes.push_back(Node{"ConvTranspose",
+                           "up",
+                           {"c", w({8, 4, 2, 2})},
+                           {"d"},
+                           {{"strides", std::vector<i64>{2, 2}}}});
+    g.nodes.push_back(Node{"Concat", "cat", {"d", "d"}, {"e"}, {{"axis", i64{1}}}});
+    g.nodes.push_back(Node{"Flatten", "flat", {"e"}, {"f"}, {{"axis", i64{1}}}});
+    g.weights["shape"] = Tensor::from<std::int64_t>({2}, std::vector<std::int64_t>{-1, 3});
+    g.nodes.push_back(
+        Node{"Transpose", "t", {"x"}, {"xt"}, {{"perm", std::vector<i64>{0, 2, 3, 1}}}});
+    g.nodes.push_back(Node{"Reshape", "rs", {"xt", "shape"}, {"y"}, {}});
+    g.weights["pads"] =
+        Tensor::from<std::int64_t>({8}, std::vector<std::int64_t>{0, 0, 1, 2, 0, 0, 1, 0});
+    g.nodes.push_back(Node{"Pad", "pad", {"x", "pads"}, {"z"}, {}});
+    g.outputs = {"d", "f", "y", "z"};
+    g.infer();
+    return g;
+  };
+  const Graph sym = make(Shape{Dim::symbol("N"), 3, Dim::symbol("H"), Dim::symbol("W")});
+  CHECK(sym.type_of("a").shape.to_string() == "[N,8,(H+1)/2,(W+1)/2]");
+  CHECK(sym.type_of("b").shape.to_string() == "[N,8,(H+3)/4,(W+3)/4]");
+  CHECK(sym.type_of("c").shape.to_string() == "[N,8,(H+7)/8,(W+7)/8]");
+  CHECK(sym.type_of("d").shape.to_string() == "[N,4,?,?]");  // 2 * floor(x/8): no one quotient
+  CHECK(sym.type_of("y").shape.to_string() == "[H*N*W,3]");
+  CHECK(sym.type_of("z").shape.to_string() == "[N,3,H+2,W+2]");
+  for (i64 hv : {1, 2, 7, 8, 9, 31, 224, 225}) {
+    CAPTURE(hv);
+    const Graph fixed = make(Shape{2, 3, hv, hv + 3});
+    for (const char* v : {"a", "b", "c", "z"}) {
+      const Shape& ss = sym.type_of(v).shape;
+      const Shape& fs = fixed.type_of(v).shape;
+      for (std::size_t d = 0; d < ss.rank(); ++d)
+        CHECK(dim_value(ss[d], [&](const std::string& name) {
+                return name == "N" ? 2 : name == "H" ? hv : hv + 3;
+              }) == fs[d].value());
+    }
+  }
+}

@@ -161,14 +161,21 @@ TEST_CASE("Reshape: 0 copies, -1 infers, allowzero keeps zeros") {
   CHECK_THROWS_AS(run("Reshape", {x, ints({7, -1})}), ShapeError);
 }
 
-TEST_CASE("Reshape's shape rule: static with a constant shape, symbols copied, rank otherwise") {
+TEST_CASE(
+    "Reshape's shape rule: static with a constant shape, symbols copied or divided, rank "
+    "otherwise") {
   Tensor x = iota(DType::f32, {2, 3, 4});
   CHECK(infer("Reshape", {x, ints({4, 0, -1})}, {false, true})[0].to_string() == "f32[4,3,2]");
   const TensorType sym{DType::f32, Shape{Dim::symbol("N"), Dim(3), Dim(4)}};
   CHECK(infer("Reshape", {x, ints({0, -1})}, {false, true}, {}, 1, {{0, sym}})[0].to_string() ==
         "f32[N,12]");
+  // An inferred -1 over a symbol: the symbol's product over the fixed dims (N*12/12, N*12/6).
   CHECK(infer("Reshape", {x, ints({-1, 12})}, {false, true}, {}, 1, {{0, sym}})[0].to_string() ==
-        "f32[?,12]");
+        "f32[N,12]");
+  CHECK(infer("Reshape", {x, ints({-1, 6})}, {false, true}, {}, 1, {{0, sym}})[0].to_string() ==
+        "f32[2*N,6]");
+  CHECK(infer("Reshape", {x, ints({-1, 8})}, {false, true}, {}, 1, {{0, sym}})[0].to_string() ==
+        "f32[?,8]");  // 12*N/8 is no whole multiple of N
   CHECK(infer("Reshape", {x, ints({4, 6})}, {false, false})[0].to_string() == "f32[?,?]");
   CHECK_THROWS_AS(infer("Reshape", {x, ints({4, 6})}, {false, false}, {}, 1,
                         {{1, TensorType{DType::i64, Shape{Dim::dynamic()}}}}),

@@ -1,8 +1,12 @@
 // Shapes of IR values: each dim fixed, dynamic (unknown until run), or symbolic (named, unknown,
-// equal wherever the same symbol appears). The rank is always known.
+// equal wherever the same symbol appears). The rank is always known. A symbolic dim is a name
+// (an ONNX dim_param, a DSL dim) or an expression that shape rules made of names (dim_affine,
+// dim_mul, dim_add below): "(H+1)/2" after a stride-2 convolution, "N*S" after a Reshape that
+// merges two dims; two dims of the same expression are the same dim.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -83,6 +87,25 @@ class Shape {
 
 /// "[2,3,4]"
 std::string dims_to_string(const std::vector<std::int64_t>& dims);
+
+// ---- symbolic dim arithmetic --------------------------------------------------------------
+// Each gives a fixed dim where its operands are fixed, an expression where a symbolic operand's
+// form allows it (expressions are kept as floor((m*B + a) / q), B a name or a product of names,
+// printed canonically: "H", "2*H-1", "H/2", "(H+1)/2", "N*S"), and Dim::dynamic() otherwise
+// (an anonymous dim, a name that is no identifier, a form the result cannot keep exactly).
+
+/// floor((d * mul + add) / div), mul >= 1, div >= 1.
+Dim dim_affine(const Dim& d, std::int64_t mul, std::int64_t add, std::int64_t div);
+Dim dim_mul(const Dim& a, const Dim& b);
+Dim dim_add(const Dim& a, const Dim& b);
+/// a / c where c divides a (a Reshape's inferred -1): exact, or dynamic.
+Dim dim_div_exact(const Dim& a, std::int64_t c);
+/// The product of dims [begin, end).
+Dim dim_product(const std::vector<Dim>& dims, std::size_t begin, std::size_t end);
+/// The value of `d` with its names bound (`bind` gives a name's value, or a negative number for
+/// an unbound one): the fixed value, or the expression evaluated; kDynamic when a name is
+/// unbound or `d` is anonymous.
+std::int64_t dim_value(const Dim& d, const std::function<std::int64_t(const std::string&)>& bind);
 /// Product of the dims (1 for a scalar).
 std::int64_t product(const std::vector<std::int64_t>& dims);
 

@@ -147,4 +147,25 @@ inline Window resolve_window(const Node& n, const std::vector<i64>& in,
   return w;
 }
 
+/// Output length `a` of window `w` (resolve_window's) over input dim `in`: w.out[a] where known,
+/// else the same formula as an expression of a symbolic `in` (dim_affine: "(H+1)/2" for a 3x3
+/// stride-2 convolution with pads 1); dynamic for an anonymous `in` and for pooling's ceil_mode.
+inline Dim window_out_dim(const Node& n, const Window& w, std::size_t a, const Dim& in,
+                          WindowKind kind) {
+  if (w.out[a] >= 0) return Dim(w.out[a]);
+  const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+  const bool same = auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER";
+  const i64 s = w.strides[a], d = w.dilations[a], k = w.kernel[a];
+  if (kind == WindowKind::deconv) {
+    if (!n.attr_ints("output_shape", {}).empty()) return Dim::dynamic();
+    if (same) return dim_affine(in, s, 0, 1);  // in * stride
+    const i64 out_pad = window_attr(n, "output_padding", w.rank(), 0)[a];
+    return dim_affine(in, s, -s + out_pad + (k - 1) * d + 1 - w.pad_begin[a] - w.pad_end[a], 1);
+  }
+  if (same) return dim_affine(in, 1, s - 1, s);  // ceil(in / stride)
+  if (kind == WindowKind::pool && n.attr_int("ceil_mode", 0) != 0) return Dim::dynamic();
+  // floor((in + pads - d*(k-1) - 1) / s) + 1
+  return dim_affine(in, 1, w.pad_begin[a] + w.pad_end[a] - d * (k - 1) - 1 + s, s);
+}
+
 }  // namespace kiln::ops

@@ -86,7 +86,8 @@ std::vector<TensorType> conv_output(const InferContext& ctx, const Dim& channels
   const Window win =
       resolve_window(ctx.node, spatial_of(x), conv_kernel(ctx, ctx.input(1).shape), kind);
   Shape out{x[0], channels};
-  for (i64 d : win.out) out.push_back(Dim(d));
+  for (std::size_t a = 0; a < win.rank(); ++a)
+    out.push_back(window_out_dim(ctx.node, win, a, x[2 + a], kind));
   return {TensorType{ctx.input(0).dtype, out}};
 }
 
@@ -132,7 +133,8 @@ std::vector<TensorType> infer_pool(const InferContext& ctx) {
           fmt::format("{}attribute 'storage_order' = {} (expected 0 or 1)", ctx.node.where(), so));
   }
   Shape out{x[0], x[1]};
-  for (i64 d : win.out) out.push_back(Dim(d));
+  for (std::size_t a = 0; a < win.rank(); ++a)
+    out.push_back(window_out_dim(ctx.node, win, a, x[2 + a], WindowKind::pool));
   std::vector<TensorType> res{TensorType{ctx.input(0).dtype, out}};
   if (ctx.node.op == "MaxPool") res.push_back(TensorType{DType::i64, out});
   return res;

@@ -22,17 +22,6 @@ namespace tr = tensor_rules;
   throw UnsupportedError(ctx.node.where() + msg);
 }
 
-/// Product of dims: a single dim is kept as is (symbols survive), otherwise fixed or dynamic.
-Dim dims_product(const Shape& s, std::size_t begin, std::size_t end) {
-  if (end - begin == 1) return s[begin];
-  i64 p = 1;
-  for (std::size_t i = begin; i < end; ++i) {
-    if (!s[i].is_fixed()) return Dim::dynamic();
-    p *= s[i].value();
-  }
-  return Dim(p);
-}
-
 /// Length of a 1-D input (shape, axes, pads, ...): from its constant, else its fixed dim.
 std::optional<i64> vector_length(const InferContext& ctx, std::size_t i) {
   const auto& t = ctx.input(i);
@@ -74,6 +63,18 @@ std::vector<TensorType> infer_reshape(const InferContext& ctx) {
     else
       out.push_back(Dim(dims[i]));
   }
+  // An inferred -1 over symbolic dims: their product over the other dims' where those are fixed
+  // ([N, S, 768] to [-1, 768]: N*S).
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    if ((*shape)[i] != -1 || out[i].is_fixed()) continue;
+    i64 others = 1;
+    for (std::size_t j = 0; j < dims.size() && others > 0; ++j)
+      if (j != i)
+        others = out[j].is_fixed() && out[j].value() < (i64{1} << 31) && others < (i64{1} << 31)
+                     ? others * out[j].value()
+                     : 0;
+    if (others > 0) out[i] = dim_div_exact(dim_product(x.shape.dims(), 0, x.shape.rank()), others);
+  }
   return {{x.dtype, out}};
 }
 
@@ -83,7 +84,8 @@ std::vector<TensorType> infer_flatten(const InferContext& ctx) {
   const i64 axis =
       checked(ctx, [&] { return rules::flatten_axis(ctx.node.attr_int("axis", 1), r); });
   const auto a = static_cast<std::size_t>(axis);
-  return {{x.dtype, Shape{dims_product(x.shape, 0, a), dims_product(x.shape, a, x.shape.rank())}}};
+  return {{x.dtype, Shape{dim_product(x.shape.dims(), 0, a),
+                          dim_product(x.shape.dims(), a, x.shape.rank())}}};
 }
 
 std::vector<i64> transpose_perm(const InferContext& ctx, std::size_t rank) {
@@ -216,7 +218,7 @@ std::vector<TensorType> infer_pad(const InferContext& ctx) {
     const i64 b = (*pads)[i], e = (*pads)[i + axes.size()];
     if (b == 0 && e == 0) continue;
     if (!x.shape[a].is_fixed()) {
-      out[a] = Dim::dynamic();
+      out[a] = dim_affine(x.shape[a], 1, b + e, 1);  // "H+2", or dynamic
       continue;
     }
     const i64 d = x.shape[a].value() + b + e;
@@ -236,7 +238,7 @@ std::vector<TensorType> infer_concat(const InferContext& ctx) {
   if (r == 0) ctx.fail("cannot concatenate scalars");
   const i64 axis = norm_axis(ctx, ctx.node.attr_int("axis"), r);
   Shape out = x0.shape;
-  i64 total = 0;
+  Dim total(0);
   for (std::size_t i = 0; i < ctx.num_inputs(); ++i) {
     if (!ctx.has_input(i)) continue;
     const auto& t = ctx.input(i);
@@ -253,10 +255,9 @@ std::vector<TensorType> infer_concat(const InferContext& ctx) {
                              t.shape.to_string(), x0.shape.to_string(), d));
       if (!out[d].is_fixed() && t.shape[d].is_fixed()) out[d] = t.shape[d];
     }
-    const Dim& a = t.shape[axis];
-    total = (total < 0 || !a.is_fixed()) ? kDynamic : total + a.value();
+    total = dim_add(total, t.shape[axis]);  // "2*H" for two inputs of H
   }
-  out[axis] = Dim(total);
+  out[axis] = total;
   return {{x0.dtype, out}};
 }
 
