@@ -68,6 +68,14 @@ struct Affine {
 
 constexpr std::int64_t kExprLimit = std::int64_t{1} << 40;  // coefficients kept exactly
 
+bool small(std::int64_t v) { return v > -kExprLimit && v < kExprLimit; }
+
+/// v within the limits coefficients are kept in (products of two of them fit in 128 bits).
+std::optional<std::int64_t> fit(__int128 v) {
+  if (v <= -kExprLimit || v >= kExprLimit) return std::nullopt;
+  return static_cast<std::int64_t>(v);
+}
+
 bool is_name(const std::string& s) {
   if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
   for (char c : s)
@@ -118,6 +126,7 @@ std::optional<Affine> affine_of(const Dim& d) {
     at = star + 1;
   }
   if (f.names.empty() || !std::is_sorted(f.names.begin(), f.names.end())) return std::nullopt;
+  if (!small(f.mul) || !small(f.add) || !small(f.div)) return std::nullopt;
   return f;
 }
 
@@ -144,30 +153,38 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) {
   return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-bool small(std::int64_t v) { return v > -kExprLimit && v < kExprLimit; }
-
 }  // namespace
 
 Dim dim_affine(const Dim& d, std::int64_t mul, std::int64_t add, std::int64_t div) {
   if (mul < 1 || div < 1 || !small(mul) || !small(add) || !small(div)) return Dim::dynamic();
-  if (d.is_fixed())
-    return small(d.value()) ? Dim(floor_div(d.value() * mul + add, div)) : Dim::dynamic();
+  using wide = __int128;
+  if (d.is_fixed()) {
+    const auto v = small(d.value()) ? fit(wide{d.value()} * mul + add) : std::nullopt;
+    return v ? Dim(floor_div(*v, div)) : Dim::dynamic();
+  }
   auto f = affine_of(d);
   if (!f) return Dim::dynamic();
-  if (f->div == 1) {  // floor((m*B + a) * mul + add) / div)
-    f->mul *= mul, f->add = f->add * mul + add, f->div = div;
-  } else if (mul ==
-             1) {  // floor((floor((m*B + a)/q) + add)/div) = floor((m*B + a + add*q)/(q*div))
-    f->add += add * f->div, f->div *= div;
+  std::optional<std::int64_t> m = f->mul, a, q;
+  if (f->div == 1) {  // floor(((m*B + a) * mul + add) / div)
+    m = fit(wide{f->mul} * mul), a = fit(wide{f->add} * mul + add), q = div;
+  } else if (mul == 1) {
+    // floor((floor((m*B + a)/q) + add)/div) = floor((m*B + a + add*q)/(q*div))
+    a = fit(wide{f->add} + wide{add} * f->div), q = fit(wide{f->div} * div);
   } else {
     return Dim::dynamic();  // floor(x/q) * mul is no floor of one quotient
   }
+  if (!m || !a || !q) return Dim::dynamic();
+  f->mul = *m, f->add = *a, f->div = *q;
   return dim_of(*f);
 }
 
 Dim dim_mul(const Dim& a, const Dim& b) {
-  if (a.is_fixed() && b.is_fixed())
-    return small(a.value()) && small(b.value()) ? Dim(a.value() * b.value()) : Dim::dynamic();
+  if (a.is_fixed() && b.is_fixed()) {
+    const auto v = small(a.value()) && small(b.value())
+                       ? fit(static_cast<__int128>(a.value()) * b.value())
+                       : std::nullopt;
+    return v ? Dim(*v) : Dim::dynamic();
+  }
   if (b.is_fixed()) return dim_mul(b, a);
   if (a.is_fixed()) {
     if (a.value() == 0) return Dim(0);
@@ -178,12 +195,14 @@ Dim dim_mul(const Dim& a, const Dim& b) {
   }
   auto fa = affine_of(a), fb = affine_of(b);
   if (!fa || !fb || fa->div != 1 || fb->div != 1 || fa->add || fb->add) return Dim::dynamic();
+  const auto m = fit(static_cast<__int128>(fa->mul) * fb->mul);
+  if (!m) return Dim::dynamic();
   Affine f;
-  f.mul = fa->mul * fb->mul;
+  f.mul = *m;
   f.names = fa->names;
   f.names.insert(f.names.end(), fb->names.begin(), fb->names.end());
   std::sort(f.names.begin(), f.names.end());
-  return small(fa->mul) && small(fb->mul) ? dim_of(f) : Dim::dynamic();
+  return dim_of(f);
 }
 
 Dim dim_add(const Dim& a, const Dim& b) {
@@ -213,8 +232,9 @@ std::int64_t dim_value(const Dim& d, const std::function<std::int64_t(const std:
   std::int64_t base = 1;
   for (const auto& n : f->names) {
     const std::int64_t v = bind(n);
-    if (v < 0 || v >= kExprLimit || base >= kExprLimit) return kDynamic;
-    base *= v;
+    const auto b = v < 0 ? std::nullopt : fit(static_cast<__int128>(base) * v);
+    if (!b) return kDynamic;
+    base = *b;
   }
   const __int128 num = static_cast<__int128>(f->mul) * base + f->add;
   if (num > std::numeric_limits<std::int64_t>::max() || num < 0) return kDynamic;

@@ -413,6 +413,13 @@ TEST_CASE("symbolic dims: expressions of names, canonical, exact where the arith
   CHECK_FALSE(dim_affine(Dim::dynamic(), 1, 0, 2).is_symbolic());
   CHECK_FALSE(dim_affine(Dim::symbol("batch size"), 1, 0, 2).is_symbolic());
   CHECK(dim_affine(Dim(9), 1, 1, 2).value() == 5);
+  // Coefficients past 2^40 (a hostile dim_param, or products that would overflow) give up.
+  for (const char* odd : {"999999999999999*H", "(H+1)/0", "H/1", "0*H", "+5", "H*", "(H", "B*A"})
+    CHECK_MESSAGE(!dim_affine(Dim::symbol(odd), 3, 1, 2).is_symbolic(), odd);
+  const Dim big = dim_mul(Dim(i64{1} << 39), h);
+  CHECK(big.is_symbolic());
+  CHECK_FALSE(dim_mul(big, Dim(i64{1} << 39)).is_symbolic());
+  CHECK_FALSE(dim_mul(Dim(i64{1} << 39), Dim(i64{1} << 39)).is_fixed());
   // Evaluated with the names bound: the fixed arithmetic, for many values.
   for (i64 v = 1; v < 200; v += 7) {
     auto bind = [&](const std::string& name) { return name == "H" ? v : name == "N" ? 3 : -1; };
