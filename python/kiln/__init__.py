@@ -267,13 +267,17 @@ def stream_handle(stream: Any) -> int:
 class Engine:
     """A plan on the GPU: weights uploaded once and tactics timed (runtime::Engine, or
     runtime::DynamicEngine for a dynamic plan). Options: workspace (MiB), timing_cache (a file),
-    as ``kiln build --gpu``. Raises kiln.Error("no GPU: ...") without a CUDA device."""
+    as ``kiln build --gpu``; tune_new_shapes (dynamic plans): time the problems of a new shape
+    that the buckets' tactics do not cover, instead of running the libraries' heuristic choice
+    untimed (no tuning at run time by default). Raises kiln.Error("no GPU: ...") without a CUDA
+    device."""
 
     def __init__(self, plan: Plan, *, workspace: Optional[float] = None,
-                 timing_cache: Optional[PathLike] = None) -> None:
+                 timing_cache: Optional[PathLike] = None, tune_new_shapes: bool = False) -> None:
         _require_gpu("kiln.Engine needs a CUDA device")
         self.plan = plan
-        self._engine = _kiln._Engine(plan, _build_argv(workspace=workspace, timing_cache=timing_cache))
+        self._engine = _kiln._Engine(plan, _build_argv(workspace=workspace, timing_cache=timing_cache),
+                                     bool(tune_new_shapes))
 
     def create_context(self) -> "ExecutionContext":
         """A context: its own activation arena, workspace and stream."""

@@ -299,7 +299,8 @@ struct KilnContext {
   std::unique_ptr<runtime::TraceProfiler> profiler;
 };
 
-std::shared_ptr<KilnEngine> make_engine(const KilnPlan& p, const std::vector<std::string>& argv) {
+std::shared_ptr<KilnEngine> make_engine(const KilnPlan& p, const std::vector<std::string>& argv,
+                                        bool tune_new_shapes) {
   require_gpu("kiln.Engine needs a CUDA device");
   const tools::Args args = build_args(argv);
   auto e = std::make_shared<KilnEngine>();
@@ -311,7 +312,8 @@ std::shared_ptr<KilnEngine> make_engine(const KilnPlan& p, const std::vector<std
     auto* sp = e->specializer.get();
     e->dynamic = std::make_unique<runtime::DynamicEngine>(
         p.plan,
-        [sp](const plan::ShapeMap& s, std::size_t profile) { return sp->plan_for(s, profile); }, o);
+        [sp](const plan::ShapeMap& s, std::size_t profile) { return sp->plan_for(s, profile); }, o,
+        4, tune_new_shapes);
   } else {
     e->engine = std::make_unique<runtime::Engine>(p.plan, o);
   }
@@ -510,10 +512,11 @@ NB_MODULE(_kiln, m) {
   nb::class_<KilnEngine>(m, "_Engine")
       .def(
           "__init__",
-          [](KilnEngine* self, const KilnPlan& p, const std::vector<std::string>& argv) {
-            new (self) KilnEngine(std::move(*make_engine(p, argv)));
+          [](KilnEngine* self, const KilnPlan& p, const std::vector<std::string>& argv,
+             bool tune_new_shapes) {
+            new (self) KilnEngine(std::move(*make_engine(p, argv, tune_new_shapes)));
           },
-          "plan"_a, "argv"_a)
+          "plan"_a, "argv"_a, "tune_new_shapes"_a = false)
       .def_prop_ro("is_dynamic", [](const KilnEngine& e) { return e.dynamic != nullptr; })
       .def("describe",
            [](const KilnEngine& e) {
