@@ -214,6 +214,23 @@ Engine::Engine(const plan::Plan& plan, const EngineOptions& options)
       if (!host && !i.empty()) st.read_on_device.insert(i);
   }
   for (const auto& o : st.plan.outputs) st.read_on_device.insert(o.name);
+  // A value a host step makes may share its buffer with others (views of it, the concat it is a
+  // slice of): those are read from the device, by GPU steps and host steps alike (a host step
+  // downloads a value no host step made), so it goes up whenever any of them is read.
+  std::map<std::string, std::vector<std::string>> by_buffer;
+  for (const auto& [name, pv] : st.plan.memory.values)
+    if (!pv.sized_at_run_time()) by_buffer[pv.root.empty() ? name : pv.root].push_back(name);
+  std::set<std::string> read;
+  for (const Node& s : st.plan.steps) read.insert(s.inputs.begin(), s.inputs.end());
+  for (const auto& o : st.plan.outputs) read.insert(o.name);
+  for (const auto& made : st.made_on_host) {
+    auto pv = st.plan.memory.values.find(made);
+    if (pv == st.plan.memory.values.end() || pv->second.sized_at_run_time()) continue;
+    const auto& root = pv->second.root.empty() ? made : pv->second.root;
+    for (const auto& other : by_buffer[root])
+      if (other != made && read.count(other) && !st.made_on_host.count(other))
+        st.read_on_device.insert(made);
+  }
   std::vector<i64> batches = {st.max_batch};
   for (i64 b : options.batch_sizes) {
     st.check_batch(b);

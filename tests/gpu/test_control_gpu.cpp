@@ -95,6 +95,24 @@ Graph nms_graph() {
   return g;
 }
 
+/// y = -reshape(-relu(x), [2, 8]) with both Negs marked to run on the host: the first one's
+/// output is read only through a view (the Reshape, no step), which the second host step reads
+/// from the device, so the first must upload it (the detection networks' ReduceMin -> Reshape ->
+/// TopK).
+Graph host_view_graph() {
+  Graph g;
+  g.inputs = {{"x", {DType::f32, Shape{4, 4}}}};
+  g.weights["shape"] = Tensor(DType::i64, {2});
+  g.weights["shape"].data<i64>()[0] = 2;
+  g.weights["shape"].data<i64>()[1] = 8;
+  g.nodes.push_back(Node{"Relu", "relu", {"x"}, {"r"}, {}});
+  g.nodes.push_back(Node{"Neg", "neg1", {"r"}, {"n"}, {}});
+  g.nodes.push_back(Node{"Reshape", "view", {"n", "shape"}, {"v"}, {}});
+  g.nodes.push_back(Node{"Neg", "neg2", {"v"}, {"y"}, {}});
+  g.outputs = {"y"};
+  return g;
+}
+
 kiln::plan::Plan plan_of(const Graph& g, Elem e) {
   kiln::build::BuildOptions o;
   o.target = &kiln::plan::target_by_name(plan_precision(e).target);
@@ -221,6 +239,21 @@ int main() {
                              ref.at("picked"), e);
             }
         });
+    report.run(fmt::format("a host step's output read through a view ({})", elem_name(e)), [&] {
+      const Graph g = host_view_graph();
+      kiln::plan::Plan p = plan_of(g, e);
+      for (auto& s : p.steps)
+        if (s.name == "neg1" || s.name == "neg2") s.attrs[kiln::plan::kHostAttr] = i64{1};
+      report.expect("the Reshape is a view, no step",
+                    p.memory.values.at("v").how.rfind("view of", 0) == 0);
+      kiln::runtime::Engine engine(p);
+      auto ctx = engine.create_context();
+      const auto x = round_to(random_values(16), e);
+      const std::map<std::string, Tensor> in{{"x", tensor({4, 4}, x)}};
+      report.check("host step, view, host step",
+                   floats(kiln::runtime::run_on_gpu(*ctx, in).at("y")),
+                   kiln::reference::Executor(g).run(in).at("y"), e);
+    });
   }
   return report.finish("gpu-control");
 }
