@@ -79,6 +79,17 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+/// The CPU reference's outputs of `g` made static at input x's `dims`.
+std::map<std::string, Tensor> reference_at(const Graph& g, const std::vector<i64>& dims,
+                                           const std::vector<float>& x) {
+  Graph st = g;
+  build::BuildOptions so;
+  so.evaluator = &reference::constant_evaluator();
+  so.input_dims = {{"x", dims}};
+  build::make_static(st, so);
+  return reference::Executor(st).run({{"x", tensor(dims, x)}});
+}
+
 }  // namespace
 
 int main() {
@@ -134,12 +145,7 @@ int main() {
             std::printf("  %s: first run %.1f ms (engines made %zu -> %zu), next run %.3f ms\n",
                         what.c_str(), first_ms, made, engine.stats().engines_made, again_ms);
 
-            Graph st = g;
-            build::BuildOptions so;
-            so.evaluator = &reference::constant_evaluator();
-            so.input_dims = {{"x", dims}};
-            build::make_static(st, so);
-            const auto ref = reference::Executor(st).run({{"x", tensor(dims, x)}});
+            const auto ref = reference_at(g, dims, x);
             report.check(what + " logits", download(dl, numel(logits_dims)), ref.at(g.outputs[0]),
                          f16);
             report.check(what + " features", download(dz, numel(z_dims)), ref.at(g.outputs[1]),
@@ -171,12 +177,7 @@ int main() {
         tctx->execute({{"x", dx.get()}, {g.outputs[0], dl.get()}, {g.outputs[1], dz.get()}});
         report.expect(std::string(prec) + " tune_new_shapes: every problem timed",
                       tuned.stats().untimed_problems == 0 && tuned.stats().engines_made == 1);
-        Graph st = g;
-        build::BuildOptions so;
-        so.evaluator = &reference::constant_evaluator();
-        so.input_dims = {{"x", dims}};
-        build::make_static(st, so);
-        const auto ref = reference::Executor(st).run({{"x", tensor(dims, x)}});
+        const auto ref = reference_at(g, dims, x);
         report.check(std::string(prec) + " tune_new_shapes logits", download(dl, numel(ld)),
                      ref.at(g.outputs[0]), f16);
       });
