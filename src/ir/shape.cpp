@@ -94,7 +94,7 @@ bool parse_int(const std::string& s, std::int64_t& v) {
   return true;
 }
 
-/// The expression of a symbolic dim in the canonical form affine_name() prints; nullopt for
+/// The expression of a symbolic dim in the canonical form dim_of() prints; nullopt for
 /// anonymous dims and names of other characters.
 std::optional<Affine> affine_of(const Dim& d) {
   if (!d.is_symbolic()) return std::nullopt;
