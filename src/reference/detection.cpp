@@ -22,17 +22,12 @@
 #include <fmt/format.h>
 
 #include "families.hpp"
+#include "kiln/ir/detection.hpp"
 #include "kiln/ir/op_registry.hpp"
 #include "nn_util.hpp"
 
 namespace kiln::reference {
 namespace {
-
-/// The one value of an optional scalar input (a scalar or a 1-element tensor).
-std::optional<double> scalar_input(const KernelContext& ctx, std::size_t i) {
-  if (!ctx.has(i) || ctx.in(i).numel() == 0) return std::nullopt;
-  return ctx.in(i).get(0);
-}
 
 /// The x and y extents of a box (min, max), for either box format.
 struct Extent {
@@ -63,14 +58,11 @@ void non_max_suppression(KernelContext& ctx) {
   const Tensor& scores_t = ctx.in(1);
   const i64 batches = boxes_t.dim(0), n = boxes_t.dim(1), classes = scores_t.dim(1);
   const bool center = ctx.node.attr_int("center_point_box", 0) == 1;
-  // Read as an integer: exporters pass INT64_MAX ("no limit"), which a double cannot hold.
-  const i64 max_out =
-      !ctx.has(2) || ctx.in(2).numel() == 0
-          ? 0
-          : std::max<i64>(0, ctx.in(2).dtype() == DType::i64 ? ctx.in(2).data<i64>()[0]
-                                                             : static_cast<i64>(ctx.in(2).get(0)));
-  const double iou = scalar_input(ctx, 3).value_or(0.0);
-  const std::optional<double> score_min = scalar_input(ctx, 4);
+  auto input = [&](std::size_t i) { return ctx.has(i) ? &ctx.in(i) : nullptr; };
+  const NmsLimits limits = nms_limits(input(2), input(3), input(4));
+  const i64 max_out = limits.max_out;
+  const double iou = limits.iou_threshold;
+  const std::optional<double> score_min = limits.score_threshold;
   const std::vector<double> boxes = to_f64(boxes_t), scores = to_f64(scores_t);
   std::vector<i64> selected;  // (batch, class, box) triples
   std::vector<i64> order;

@@ -5,11 +5,13 @@
 // hands them on as the host steps do (steps_host.cpp; docs/CONTROL_FLOW.md says the cost).
 #include <algorithm>
 #include <array>
+#include <optional>
 
 #include <cuda_runtime_api.h>
 
 #include "check.hpp"
 #include "detection.cuh"
+#include "kiln/ir/detection.hpp"
 #include "kiln/ir/shape_rules.hpp"
 #include "select.cuh"
 #include "steps_util.hpp"
@@ -259,7 +261,6 @@ class NmsStep final : public Step {
     for (std::size_t i = 2; i < 5 && i < n.inputs.size(); ++i) {
       if (n.inputs[i].empty()) continue;
       Scalar& sc = scalars_[i - 2];
-      sc.given = true;
       const DeviceValue v = env.value(n.inputs[i]);
       if (v.numel() > 1) unsupported(n, fmt::format("input {} {} (a scalar)", i, v.describe()));
       if (v.host)
@@ -307,25 +308,20 @@ class NmsStep final : public Step {
   std::string kind() const override { return "nms"; }
 
  private:
-  /// An optional scalar input: its value, or the device value it is read from each run.
+  /// An optional scalar input: its value (none: absent), or the device value it is read from
+  /// each run.
   struct Scalar {
-    bool given = false;
-    Tensor value;
+    std::optional<Tensor> value;
     DeviceValue device;
   };
-  /// max_output_boxes_per_class (absent or empty: 0), iou_threshold (0), score_threshold (absent
-  /// or empty: none), read as the reference reads them: the count as an integer, since exporters
-  /// pass INT64_MAX ("no limit"), which no double holds.
+  /// The limits as the reference reads them (nms_limits()).
   static void read_scalars(const std::array<Scalar, 3>& s, kernels::NmsArgs& a) {
-    auto present = [](const Scalar& x) { return x.given && x.value.numel() > 0; };
-    a.max_out = 0;
-    if (present(s[0]))
-      a.max_out =
-          std::max<i64>(0, s[0].value.dtype() == DType::i64 ? s[0].value.data<i64>()[0]
-                                                            : static_cast<i64>(s[0].value.get(0)));
-    a.iou_threshold = present(s[1]) ? s[1].value.get(0) : 0.0;
-    a.has_score_threshold = present(s[2]);
-    a.score_threshold = a.has_score_threshold ? s[2].value.get(0) : 0.0;
+    auto at = [&](std::size_t i) { return s[i].value ? &*s[i].value : nullptr; };
+    const NmsLimits l = nms_limits(at(0), at(1), at(2));
+    a.max_out = l.max_out;
+    a.iou_threshold = l.iou_threshold;
+    a.has_score_threshold = l.score_threshold.has_value();
+    a.score_threshold = l.score_threshold.value_or(0.0);
   }
 
   const Node& node_;

@@ -11,6 +11,7 @@
 
 #include "families.hpp"
 #include "infer_util.hpp"
+#include "kiln/ir/detection.hpp"
 #include "kiln/ir/shape_rules.hpp"
 
 namespace kiln::ops {
@@ -122,3 +123,19 @@ void register_detection(OpRegistry& r) {
 }
 
 }  // namespace kiln::ops
+
+namespace kiln {
+
+NmsLimits nms_limits(const Tensor* max_out, const Tensor* iou, const Tensor* score) {
+  auto present = [](const Tensor* t) { return t && t->numel() > 0; };
+  NmsLimits l;
+  if (present(max_out))
+    l.max_out = std::max<std::int64_t>(0, max_out->dtype() == DType::i64
+                                              ? max_out->data<std::int64_t>()[0]
+                                              : static_cast<std::int64_t>(max_out->get(0)));
+  if (present(iou)) l.iou_threshold = iou->get(0);
+  if (present(score)) l.score_threshold = score->get(0);
+  return l;
+}
+
+}  // namespace kiln
