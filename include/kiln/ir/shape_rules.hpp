@@ -81,6 +81,24 @@ constexpr i64 split_pad_begin(i64 total, bool upper) {
   return upper ? half : total - half;
 }
 
+/// A window's output length along one axis as floor((in * mul + add) / div): the formulas
+/// conv_out_dim and deconv_out_dim compute, and window_out_dim (kiln/ir/window.hpp) keeps as a
+/// symbolic expression.
+struct WindowLinear {
+  i64 mul = 1, add = 0, div = 1;
+};
+/// A convolution's (or pooling window's without ceil mode): floor((in + pads - extent) / stride)
+/// + 1, extent = (kernel - 1) * dilation + 1.
+constexpr WindowLinear conv_out_linear(i64 kernel, i64 stride, i64 dilation, i64 pad_begin,
+                                       i64 pad_end) {
+  return {1, pad_begin + pad_end - ((kernel - 1) * dilation + 1) + stride, stride};
+}
+/// A transposed convolution's: stride * (in - 1) + output_padding + extent - pads.
+constexpr WindowLinear deconv_out_linear(i64 kernel, i64 stride, i64 dilation, i64 pad_begin,
+                                         i64 pad_end, i64 output_padding) {
+  return {stride, output_padding + (kernel - 1) * dilation + 1 - pad_begin - pad_end - stride, 1};
+}
+
 /// Output length of a convolution (or a pooling window without ceil mode) along one axis.
 constexpr i64 conv_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 pad_begin,
                            i64 pad_end) {
@@ -93,7 +111,8 @@ constexpr i64 conv_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 pad
   const i64 padded = in + pad_begin + pad_end;
   if (extent > padded)
     rule_violation_fmt("kernel extent {} larger than padded input {}", extent, padded);
-  return (padded - extent) / stride + 1;
+  const WindowLinear l = conv_out_linear(kernel, stride, dilation, pad_begin, pad_end);
+  return (in * l.mul + l.add) / l.div;  // the numerator is at least the stride: a floor
 }
 
 /// Output length of a pooling window along one axis (ceil_mode as ONNX defines it: the last
@@ -118,8 +137,9 @@ constexpr i64 deconv_out_dim(i64 in, i64 kernel, i64 stride, i64 dilation, i64 p
     rule_violation_fmt("output_padding {} must be smaller than stride or dilation ({})",
                        output_padding, stride);
   if (!known(in)) return kDynamic;
-  const i64 out =
-      stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pad_begin - pad_end;
+  const WindowLinear l =
+      deconv_out_linear(kernel, stride, dilation, pad_begin, pad_end, output_padding);
+  const i64 out = (in * l.mul + l.add) / l.div;
   if (out <= 0)
     rule_violation_fmt("transposed convolution output {} not positive (input {})", out, in);
   return out;

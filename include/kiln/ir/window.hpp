@@ -156,16 +156,18 @@ inline Dim window_out_dim(const Node& n, const Window& w, std::size_t a, const D
   const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
   const bool same = auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER";
   const i64 s = w.strides[a], d = w.dilations[a], k = w.kernel[a];
+  rules::WindowLinear l;
   if (kind == WindowKind::deconv) {
     if (!n.attr_ints("output_shape", {}).empty()) return Dim::dynamic();
     if (same) return dim_affine(in, s, 0, 1);  // in * stride
-    const i64 out_pad = window_attr(n, "output_padding", w.rank(), 0)[a];
-    return dim_affine(in, s, -s + out_pad + (k - 1) * d + 1 - w.pad_begin[a] - w.pad_end[a], 1);
+    l = rules::deconv_out_linear(k, s, d, w.pad_begin[a], w.pad_end[a],
+                                 window_attr(n, "output_padding", w.rank(), 0)[a]);
+  } else {
+    if (same) return dim_affine(in, 1, s - 1, s);  // ceil(in / stride)
+    if (kind == WindowKind::pool && n.attr_int("ceil_mode", 0) != 0) return Dim::dynamic();
+    l = rules::conv_out_linear(k, s, d, w.pad_begin[a], w.pad_end[a]);
   }
-  if (same) return dim_affine(in, 1, s - 1, s);  // ceil(in / stride)
-  if (kind == WindowKind::pool && n.attr_int("ceil_mode", 0) != 0) return Dim::dynamic();
-  // floor((in + pads - d*(k-1) - 1) / s) + 1
-  return dim_affine(in, 1, w.pad_begin[a] + w.pad_end[a] - d * (k - 1) - 1 + s, s);
+  return dim_affine(in, l.mul, l.add, l.div);
 }
 
 }  // namespace kiln::ops
