@@ -73,8 +73,8 @@ void write_dot(const std::string& dir, const std::string& stem, const std::strin
 
 }  // namespace
 
-plan::Plan specialize_for_run(const Args& args, const plan::Plan& dynamic,
-                              const std::string& path) {
+plan::Plan specialize_for_run(const Args& args, const plan::Plan& dynamic, const std::string& path,
+                              std::map<std::string, std::string>* bucket_tactics) {
   // The exact shape: --shapes, else the input files' dims, else the opt dims of --profile (0).
   plan::ShapeMap shapes = shapes_option(args, dynamic.source->inputs);
   for (const auto& [name, t] : input_files(args))
@@ -93,6 +93,7 @@ plan::Plan specialize_for_run(const Args& args, const plan::Plan& dynamic,
   fmt::print("specialized for {} (profile {}) in {:.1f} ms: {} steps, arena {} bytes\n",
              plan::format_shape_list(shapes), use, sp.stats().build_ms, p->steps.size(),
              p->memory.arena_bytes);
+  if (bucket_tactics) *bucket_tactics = dynamic.bucket_step_tactics(shapes, use);
   return *p;
 }
 
@@ -242,8 +243,10 @@ static plan::Plan build_dynamic(const Args& args, Graph g, const build::BuildOpt
     for (auto& b : buckets) {
       runtime::check_gpu_plan(b.plan);
       fmt::print("bucket {}:\n", plan::format_shape_list(b.shape));
-      build_engine_report(b.plan, args);
+      auto steps = build_engine_report(b.plan, args);
       p.tactics.insert(b.plan.tactics.begin(), b.plan.tactics.end());
+      // What each step ran at this bucket: a shape between buckets runs its bucket's tactics.
+      if (!steps.empty()) p.buckets.push_back({b.profile, b.shape, std::move(steps)});
     }
   }
   return p;

@@ -24,7 +24,10 @@ bool is_plan_file(const std::string& path);
 /// A dynamic plan specialized for the shape a run asks for: --shapes, else the dims of the
 /// --input files, else the opt dims of --profile N (default 0); under --profile N when given,
 /// else the first profile that accepts the shape. Prints what it made and how long it took.
-plan::Plan specialize_for_run(const Args& args, const plan::Plan& dynamic, const std::string& path);
+/// `bucket_tactics`, when given, receives the tactics by step of the bucket the shape falls in
+/// (plan::Plan::bucket_step_tactics: what EngineOptions::step_tactics takes).
+plan::Plan specialize_for_run(const Args& args, const plan::Plan& dynamic, const std::string& path,
+                              std::map<std::string, std::string>* bucket_tactics = nullptr);
 /// Loads an ONNX model (constants folded by the CPU reference's evaluator).
 Graph load_onnx(const std::string& path);
 

@@ -63,8 +63,9 @@ std::int64_t positive_int(const Args& args, const std::string& command, const st
 void add_gpu_model_options(Command& c) {
   c.flag("--gpu", "run on the GPU (FP32 unless the plan is FP16 or BF16)")
       .flag("--tune-new-shapes",
-            "a dynamic plan at a shape whose problems its buckets' tactics do not cover: time "
-            "them (default: their libraries' heuristic choice, untimed)")
+            "a dynamic plan at a shape between its buckets: time the problems no bucket timed "
+            "(default: each step runs the tactic it ran at the bucket covering the shape, or "
+            "its library's heuristic choice, untimed)")
       .flag("--fp16", "build an ONNX model for cuda-fp16 (implies --gpu)")
       .flag("--bf16", "build an ONNX model for cuda-bf16 (implies --gpu)")
       .number("--batch", "N",
@@ -89,7 +90,8 @@ double default_tolerance(runtime::Precision p) {
 /// receives the imported graph of an ONNX model (for --compare-reference).
 plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batch,
                     Graph* graph = nullptr, bool* fixed_shapes = nullptr,
-                    bool* specialized = nullptr) {
+                    bool* specialized = nullptr,
+                    std::map<std::string, std::string>* bucket_tactics = nullptr) {
   if (fixed_shapes) *fixed_shapes = false;
   if (specialized) *specialized = false;
   if (is_plan_file(path)) {
@@ -121,7 +123,7 @@ plan::Plan gpu_plan(const Args& args, const std::string& path, std::int64_t batc
       throw Error(fmt::format(
           "--batch: plan '{}' is dynamic; give every input's dims with --shapes", path));
     if (specialized) *specialized = true;
-    return specialize_for_run(args, p, path);
+    return specialize_for_run(args, p, path, bucket_tactics);
   }
   if (args.has("--profile"))
     throw Error(fmt::format(
@@ -369,9 +371,12 @@ struct GpuSession {
     const std::int64_t asked =
         args.has("--batch") ? positive_int(args, command, "--batch", 1, 1) : 0;
     bool fixed_model = false, specialized = false;
-    plan = gpu_plan(args, model, asked, nullptr, &fixed_model, &specialized);
+    std::map<std::string, std::string> bucket_tactics;
+    plan = gpu_plan(args, model, asked, nullptr, &fixed_model, &specialized, &bucket_tactics);
     free_before = free_device_memory();
-    engine = std::make_unique<runtime::Engine>(plan, engine_options(args, specialized));
+    runtime::EngineOptions eo = engine_options(args, specialized);
+    eo.step_tactics = std::move(bucket_tactics);
+    engine = std::make_unique<runtime::Engine>(plan, eo);
     ctx = engine->create_context();
     batch = asked > 0 ? asked : engine->max_batch();
     // A model with fixed shapes runs as exported: its --batch only names the batch (throughput).
@@ -454,13 +459,13 @@ void add_engine_options(Command& c) {
       .option("--timing-cache", "FILE", "read timed tactics from FILE and write them back");
 }
 
-void build_engine_report(plan::Plan& p, const Args& args) {
+std::map<std::string, std::string> build_engine_report(plan::Plan& p, const Args& args) {
   if (runtime::device_count() == 0) {
     fmt::print(
         "no GPU ({}): the plan for {} is built{}; tactics were not timed (they are timed when an "
         "engine is made from the plan on a GPU)\n",
         runtime::no_device_reason(), p.target, args.has("--save") ? " (and written)" : "");
-    return;
+    return {};
   }
   const auto t0 = clock_type::now();
   const runtime::Engine engine(p, engine_options(args));
@@ -473,6 +478,7 @@ void build_engine_report(plan::Plan& p, const Args& args) {
   fmt::print("device memory: weights {}, arena {}, workspace {}\n", mib(engine.weight_bytes()),
              mib(engine.arena_bytes()), mib(engine.workspace_bytes()));
   p.tactics = engine.tactics();
+  return engine.step_problems();
 }
 
 // ---- calibration ---------------------------------------------------------------------------
@@ -848,8 +854,11 @@ int cmd_run_gpu(const Argv& argv) {
 
   Graph graph;
   bool specialized = false;
-  const plan::Plan p = gpu_plan(args, path, batch, &graph, nullptr, &specialized);
-  const runtime::Engine engine(p, engine_options(args, specialized));
+  std::map<std::string, std::string> bucket_tactics;
+  const plan::Plan p = gpu_plan(args, path, batch, &graph, nullptr, &specialized, &bucket_tactics);
+  runtime::EngineOptions eo = engine_options(args, specialized);
+  eo.step_tactics = std::move(bucket_tactics);
+  const runtime::Engine engine(p, eo);
   auto ctx = engine.create_context();
   if (batch > 0 && batch != engine.max_batch()) {
     if (batch > engine.max_batch())

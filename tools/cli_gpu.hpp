@@ -38,9 +38,10 @@ runtime::EngineOptions engine_options(const Args& args, bool specialized = false
 
 /// After `kiln build` for a CUDA target: with a GPU, makes an Engine of `p` (tactics timed, with
 /// progress on a terminal; --workspace MiB, --timing-cache FILE), prints its steps and memory and
-/// records its tactics in `p` (so that a saved plan carries them); without one, says that the
-/// tactics were not timed.
-void build_engine_report(plan::Plan& p, const Args& args);
+/// records its tactics in `p` (so that a saved plan carries them) and returns the problem each
+/// step ran (Engine::step_problems: a dynamic plan's bucket records them); without one, says
+/// that the tactics were not timed and returns nothing.
+std::map<std::string, std::string> build_engine_report(plan::Plan& p, const Args& args);
 
 /// For `kiln build --int8|--fp8` with a GPU: runs calibration's probe graph in an FP32 engine
 /// (a plan for target cuda per input shape, with --workspace and --timing-cache), or on the CPU

@@ -129,8 +129,30 @@ std::string Plan::dump() const {
         s += fmt::format("  {}: min {} opt {} max {}\n", name, dims_to_string(r.min),
                          dims_to_string(r.opt), dims_to_string(r.max));
     }
+    for (const auto& b : buckets)
+      s += fmt::format("bucket of profile {} at {}: {} steps with problems\n", b.profile,
+                       format_shape_list(b.shape), b.steps.size());
   }
   return s;
+}
+
+std::map<std::string, std::string> Plan::bucket_step_tactics(const ShapeMap& s,
+                                                             std::size_t profile) const {
+  std::vector<const BucketTactics*> mine;
+  std::vector<ShapeMap> shapes;
+  for (const auto& b : buckets)
+    if (b.profile == profile) mine.push_back(&b), shapes.push_back(b.shape);
+  std::map<std::string, std::string> out;
+  if (mine.empty()) return out;
+  std::size_t at = 0;
+  try {
+    at = bucket_for(shapes, s);
+  } catch (const ShapeError&) {
+    return out;  // none covers it (a plan recording only some buckets)
+  }
+  for (const auto& [step, key] : mine[at]->steps)
+    if (auto t = tactics.find(key); t != tactics.end()) out.emplace(step, t->second);
+  return out;
 }
 
 }  // namespace kiln::plan

@@ -401,6 +401,17 @@ std::string serialize_plan(const Plan& p) {
     if (!p.source)
       throw Error(fmt::format("plan '{}' has profiles but no source graph", p.graph_name));
     w.graph(*p.source);
+    w.list(p.buckets, [&](const BucketTactics& b) {
+      w.u32(static_cast<std::uint32_t>(b.profile));
+      w.list(b.shape, [&](const auto& in) {
+        w.str(in.first);
+        w.ints(in.second);
+      });
+      w.list(b.steps, [&](const auto& st) {
+        w.str(st.first);
+        w.str(st.second);
+      });
+    });
   }
   std::string out = std::move(head);
   Writer hw(out, 0);
@@ -513,7 +524,31 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
     p.tactics[key] = r.str("tactic");
   }
   for (std::uint32_t n = r.count("profiles", 4); n-- > 0;) p.profiles.push_back(r.profile());
-  if (p.is_dynamic()) p.source = std::make_shared<const Graph>(r.graph());
+  if (p.is_dynamic()) {
+    p.source = std::make_shared<const Graph>(r.graph());
+    for (std::uint32_t n = r.count("buckets", 12); n-- > 0;) {
+      BucketTactics b;
+      b.profile = r.u32("bucket profile");
+      if (b.profile >= p.profiles.size())
+        throw FormatError(
+            fmt::format("plan file is corrupt: a bucket of profile {} (the plan has {})", b.profile,
+                        p.profiles.size()));
+      for (std::uint32_t k = r.count("bucket inputs", 12); k-- > 0;) {
+        std::string name = r.str("bucket input name");
+        b.shape[name] = r.dims("bucket dims");
+      }
+      for (std::uint32_t k = r.count("bucket steps", 8); k-- > 0;) {
+        std::string step = r.str("bucket step");
+        std::string key = r.str("bucket problem");
+        if (!p.tactics.count(key))
+          throw FormatError(fmt::format(
+              "plan file is corrupt: bucket step '{}' names problem '{}', which has no tactic",
+              step, key));
+        b.steps[step] = std::move(key);
+      }
+      p.buckets.push_back(std::move(b));
+    }
+  }
   if (r.pos() != end)
     throw FormatError(
         fmt::format("plan file is corrupt: payload ends at {}, its size says {}", r.pos(), end));

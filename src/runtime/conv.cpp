@@ -221,9 +221,19 @@ ConvTactic Convolution::tune() {
 }
 
 void Convolution::set_tactic(const ConvTactic& t) {
-  tactic_ = t;
-  tactic_.fused = false;
   Impl& d = *impl_;
+  // The algorithm's workspace at this problem: a tactic timed at another shape (a dynamic plan's
+  // bucket) may need more here, or not run here at all; then the current tactic stays.
+  std::size_t need = 0;
+  if (t.algorithm < 0 || t.algorithm >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT ||
+      cudnnGetConvolutionForwardWorkspaceSize(lib_.cudnn(), d.in, d.filter, d.conv, d.out,
+                                              static_cast<cudnnConvolutionFwdAlgo_t>(t.algorithm),
+                                              &need) != CUDNN_STATUS_SUCCESS ||
+      need > opt_.workspace_limit)
+    return;
+  tactic_ = t;
+  tactic_.workspace = need;
+  tactic_.fused = false;
   d.fused_relu = false;
   if (opt_.activation != kernels::Activation::relu) return;
   // Ask cuDNN once whether the fused call takes this algorithm, on scratch buffers.
@@ -311,7 +321,19 @@ ConvTactic Deconvolution::tune() {
   return tactic_;
 }
 
-void Deconvolution::set_tactic(const ConvTactic& t) { tactic_ = t; }
+void Deconvolution::set_tactic(const ConvTactic& t) {
+  // As Convolution::set_tactic: the workspace at this problem, or the current tactic stays.
+  const Impl& d = *impl_;
+  std::size_t ws = 0;
+  if (t.algorithm < 0 || t.algorithm >= CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT ||
+      cudnnGetConvolutionBackwardDataWorkspaceSize(
+          lib_.cudnn(), d.filter, d.in, d.conv, d.out,
+          static_cast<cudnnConvolutionBwdDataAlgo_t>(t.algorithm), &ws) != CUDNN_STATUS_SUCCESS ||
+      ws > opt_.workspace_limit)
+    return;
+  tactic_ = t;
+  tactic_.workspace = ws;
+}
 
 void Deconvolution::forward(const void* x, const void* w, const void* bias, const void* residual,
                             void* y, void* workspace, Stream stream) const {

@@ -65,11 +65,15 @@ struct DynamicEngine::State {
       // problems they do not cover are timed only when asked for (tune_new_shapes).
       plan::Plan p = *e->plan;
       for (const auto& [k, v] : tactics) p.tactics.emplace(k, v);
+      // A problem none of them covers runs the tactic its step ran at the shape's bucket.
+      EngineOptions o = options;
+      o.step_tactics = dynamic.bucket_step_tactics(s, profile);
       auto t0 = std::chrono::steady_clock::now();
-      e->engine = std::make_unique<Engine>(p, options);
+      e->engine = std::make_unique<Engine>(p, o);
       stats.engine_ms += ms_since(t0);
       ++stats.engines_made;
       stats.untimed_problems += e->engine->untimed_problems();
+      stats.borrowed_problems += e->engine->borrowed_problems();
       for (const auto& [k, v] : e->engine->tactics()) tactics.emplace(k, v);
     }
     return e;

@@ -261,6 +261,15 @@ std::size_t Engine::untimed_problems() const {
   return state_->untimed.size();
 }
 
+std::size_t Engine::borrowed_problems() const {
+  std::lock_guard lock(state_->tactics_mu);
+  return state_->borrowed.size();
+}
+std::map<std::string, std::string> Engine::step_problems() const {
+  std::lock_guard lock(state_->tactics_mu);
+  return state_->step_problems;
+}
+
 std::map<std::string, std::string> Engine::tactics() const {
   std::lock_guard lock(state_->tactics_mu);
   std::map<std::string, std::string> m;

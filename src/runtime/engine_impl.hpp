@@ -176,11 +176,13 @@ struct EngineState {
   /// Every step of the plan for `batch`, tactics applied (timed when unknown).
   std::vector<std::unique_ptr<Step>> make_steps(i64 batch, std::byte* arena, const Library& lib,
                                                 std::shared_ptr<HostValues> host = nullptr);
-  int host_steps = 0;             ///< steps that run on the host
-  int waiting_steps = 0;          ///< steps that wait for the stream (host steps among them)
-  std::set<std::string> untimed;  ///< problems run untimed (EngineOptions::time_tactics off)
-  std::vector<bool> on_host;      ///< by step: runs_on_host()
-  std::vector<bool> waits;        ///< by step: waits_for_stream()
+  int host_steps = 0;              ///< steps that run on the host
+  int waiting_steps = 0;           ///< steps that wait for the stream (host steps among them)
+  std::set<std::string> untimed;   ///< problems run untimed (EngineOptions::time_tactics off)
+  std::set<std::string> borrowed;  ///< problems run another shape's tactic (step_tactics)
+  std::map<std::string, std::string> step_problems;  ///< step name -> tactic key, max batch
+  std::vector<bool> on_host;                         ///< by step: runs_on_host()
+  std::vector<bool> waits;                           ///< by step: waits_for_stream()
   /// Values host steps make, and values GPU steps or the plan's outputs read (host steps hand
   /// the others to each other on the host).
   std::set<std::string> made_on_host, read_on_device;

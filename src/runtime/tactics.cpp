@@ -97,12 +97,32 @@ std::vector<std::unique_ptr<Step>> EngineState::make_steps(i64 batch, std::byte*
   // timing off, the libraries' heuristic choice each step starts with.
   std::lock_guard lock(tactics_mu);
   std::set<std::string> to_time;
-  for (const auto& s : steps)
-    if (auto k = s->tactic_key(); !k.empty() && !tactics.count(k)) to_time.insert(k);
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const auto k = steps[i]->tactic_key();
+    if (k.empty()) continue;
+    if (batch == max_batch) step_problems[plan.steps[i].name] = k;
+    if (!tactics.count(k)) to_time.insert(k);
+  }
   if (!options.time_tactics) {
-    for (auto& s : steps) {
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      auto& s = steps[i];
       const auto k = s->tactic_key();
-      if (auto t = tactics.find(k); !k.empty() && t != tactics.end()) s->set_tactic(t->second);
+      if (k.empty()) continue;
+      if (auto t = tactics.find(k); t != tactics.end()) {
+        s->set_tactic(t->second);
+        continue;
+      }
+      // Another shape's tactic for this step (its bucket's): the step checks that it runs here.
+      auto b = options.step_tactics.find(plan.steps[i].name);
+      if (b == options.step_tactics.end()) continue;
+      try {
+        s->set_tactic(parse_tactic(b->second));
+        borrowed.insert(k);
+        to_time.erase(k);
+      } catch (const FormatError& e) {
+        log(Severity::warning, fmt::format("step '{}': {}; it runs the heuristic's choice",
+                                           plan.steps[i].name, e.what()));
+      }
     }
     untimed.insert(to_time.begin(), to_time.end());
     if (!to_time.empty())

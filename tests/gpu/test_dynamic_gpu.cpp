@@ -3,7 +3,8 @@
 // dynamic plan for cuda and cuda-fp16, run by a DynamicEngine at the profile's min, opt and max
 // and at random shapes inside it, each against the CPU reference on the graph made static at the
 // same shape; CUDA graphs per shape; a shape switch back reuses what was made; bad shapes are
-// refused before any GPU work. Prints what each shape switch cost.
+// refused before any GPU work; a shape between buckets runs its bucket's tactics. Prints what each
+// shape switch cost.
 #include <chrono>
 #include <cstdio>
 
@@ -180,6 +181,43 @@ int main() {
         const auto ref = reference_at(g, dims, x);
         report.check(std::string(prec) + " tune_new_shapes logits", download(dl, numel(ld)),
                      ref.at(g.outputs[0]), f16);
+      });
+
+      // What `kiln build` does on a GPU: each bucket's tactics timed, and the problem each of its
+      // steps ran recorded (Plan::buckets). A shape between buckets then runs every step with its
+      // bucket's tactic: nothing timed, nothing left to the heuristic.
+      report.run(std::string(prec) + " bucket tactics", [&] {
+        std::vector<build::BucketPlan> buckets;
+        plan::Plan timed = build::build_dynamic_plan(g, o, {profile}, 1, &buckets);
+        for (auto& b : buckets) {
+          const runtime::Engine e(b.plan);  // times every problem of the bucket shape
+          for (const auto& [k, v] : e.tactics()) timed.tactics.emplace(k, v);
+          timed.buckets.push_back({b.profile, b.shape, e.step_problems()});
+        }
+        build::Specializer tsp(timed, &reference::constant_evaluator());
+        runtime::DynamicEngine bucketed(
+            timed, [&](const plan::ShapeMap& sh, std::size_t p) { return tsp.plan_for(sh, p); });
+        auto bctx = bucketed.create_context();
+        const std::vector<i64> dims{3, 3, 40, 56};  // in opt's bucket (4x3x64x64), not one
+        bctx->set_input_shape("x", dims);
+        auto x = random_values(numel(dims));
+        if (f16) x = round_f16(x);
+        const auto ld = bctx->output_dims(g.outputs[0]), zd = bctx->output_dims(g.outputs[1]);
+        DeviceBuffer dx = upload(x), dl = poisoned(numel(ld)), dz = poisoned(numel(zd));
+        bctx->execute({{"x", dx.get()}, {g.outputs[0], dl.get()}, {g.outputs[1], dz.get()}});
+        const auto st = bucketed.stats();
+        std::printf(
+            "  %s bucket tactics: %zu buckets recorded; x %s ran %zu problems with its "
+            "bucket's tactics, %zu untimed\n",
+            prec, timed.buckets.size(), dims_text(dims).c_str(), st.borrowed_problems,
+            st.untimed_problems);
+        report.expect(std::string(prec) + " bucket tactics: every problem ran its bucket's tactic",
+                      st.borrowed_problems > 0 && st.untimed_problems == 0);
+        const auto ref = reference_at(g, dims, x);
+        report.check(std::string(prec) + " bucket tactics logits", download(dl, numel(ld)),
+                     ref.at(g.outputs[0]), f16);
+        report.check(std::string(prec) + " bucket tactics features", download(dz, numel(zd)),
+                     ref.at(g.outputs[1]), f16);
       });
 
       // Refused on the host, naming the input, the dim, the value and the range.

@@ -176,23 +176,25 @@ TEST_CASE("plan files: refusals name what differs") {
   m[8] = 7;  // format version
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains("format version 7"),
                        FormatError);
-  // Plans of formats 2 (checksummed with FNV-1a seeded off FNV's offset basis) and 3 (no
-  // profiles) are refused, naming both versions.
-  static_assert(plan::kPlanFormatVersion == 4);
+  // Plans of formats 2 (checksummed with FNV-1a seeded off FNV's offset basis), 3 (no
+  // profiles) and 4 (no buckets) are refused, naming both versions.
+  static_assert(plan::kPlanFormatVersion == 5);
   m = bytes;
   m[8] = 2;
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(m),
-                       doctest::Contains("plan format version 2; this kiln reads version 4"),
+                       doctest::Contains("plan format version 2; this kiln reads version 5"),
                        FormatError);
-  m = bytes;
-  m[8] = 3;
-  CHECK_THROWS_WITH_AS(plan::deserialize_plan(m),
-                       doctest::Contains("plan format version 3; this kiln reads version 4"),
-                       FormatError);
+  for (char old : {'\3', '\4'}) {
+    m = bytes;
+    m[8] = old;
+    const std::string want =
+        fmt::format("plan format version {}; this kiln reads version 5", int(old));
+    CHECK_THROWS_WITH_AS(plan::deserialize_plan(m), doctest::Contains(want.c_str()), FormatError);
+  }
   m = bytes;
   m[8] = 2;  // format 2: free-text tactics
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(m),
-                       doctest::Contains("plan format version 2; this kiln reads version 4"),
+                       doctest::Contains("plan format version 2; this kiln reads version 5"),
                        FormatError);
   m = bytes;
   m[12 + 4] = '9';  // library version "0.1.0" -> "9.1.0"

@@ -357,6 +357,58 @@ TEST_CASE("dynamic plans: a file whose profiles or source disagree is refused") 
 }
 
 TEST_CASE(
+    "dynamic plans: each bucket's problems by step, written and read back; a shape between "
+    "buckets takes its bucket's tactics") {
+  const Graph g = dynamic_net();
+  const auto p0 = plan::make_profile(g, {{"x", {1, 3, 8, 8}}}, {{"x", {2, 3, 16, 16}}},
+                                     {{"x", {4, 3, 32, 32}}});
+  plan::Plan dyn = build::build_dynamic_plan(g, reference_options(), {p0}, 1);
+  // What kiln build records on a GPU: per bucket, the problem each step ran (keys of `tactics`).
+  const auto shapes = plan::bucket_shapes(p0, 1);
+  REQUIRE(shapes.size() == 4);
+  for (std::size_t i = 0; i < shapes.size(); ++i) {
+    const std::string key = fmt::format("conv problem {}", i);
+    dyn.tactics[key] = fmt::format("cudnn {} ws 0 ms 1", i);
+    dyn.buckets.push_back({0, shapes[i], {{"conv", key}, {"gemm", "shared problem"}}});
+  }
+  dyn.tactics["shared problem"] = "cublaslt 2 ws 64 ms 1";
+  const std::string bytes = plan::serialize_plan(dyn);
+  const plan::Plan back = plan::deserialize_plan(bytes);
+  REQUIRE(back.buckets.size() == 4);
+  CHECK(back.buckets[3].shape == shapes[3]);
+  CHECK(back.buckets[2].steps.at("conv") == "conv problem 2");
+  CHECK(back.dump() == dyn.dump());
+  CHECK(plan::serialize_plan(back) == bytes);
+  // 2x3x9x16 falls in opt's bucket (0), 3x3x17x8 in the half-way one (3), 4x3x17x8 in max's (2).
+  const auto opt = back.bucket_step_tactics({{"x", {2, 3, 9, 16}}}, 0);
+  CHECK(opt.at("conv") == "cudnn 0 ws 0 ms 1");
+  CHECK(opt.at("gemm") == "cublaslt 2 ws 64 ms 1");
+  CHECK(back.bucket_step_tactics({{"x", {3, 3, 17, 8}}}, 0).at("conv") == "cudnn 3 ws 0 ms 1");
+  CHECK(back.bucket_step_tactics({{"x", {4, 3, 17, 8}}}, 0).at("conv") == "cudnn 2 ws 0 ms 1");
+  CHECK(back.bucket_step_tactics(p0.min(), 1).empty());               // no bucket of profile 1
+  CHECK(back.bucket_step_tactics({{"x", {5, 3, 8, 8}}}, 0).empty());  // none covers it
+
+  const auto reject = [](const plan::Plan& p, std::vector<std::string> parts) {
+    const std::string b = plan::serialize_plan(p);
+    expect_error<FormatError>([&] { plan::deserialize_plan(b); }, parts);
+  };
+  {
+    plan::Plan p = dyn;
+    p.buckets[1].steps["conv"] = "nowhere";
+    reject(p, {"bucket step 'conv'", "'nowhere'", "no tactic"});
+  }
+  {
+    plan::Plan p = dyn;
+    p.buckets[1].profile = 3;
+    reject(p, {"bucket of profile 3", "the plan has 1"});
+  }
+  for (std::size_t n = bytes.size() - 200; n < bytes.size(); n += 7) {
+    const std::string cut = bytes.substr(0, n);
+    expect_error<FormatError>([&] { plan::deserialize_plan(cut); }, {});
+  }
+}
+
+TEST_CASE(
     "the DSL's named dynamic dims build a dynamic plan that runs at every shape of its profile") {
   using namespace kiln::dsl;
   auto net = [](const Weights& w) {

@@ -440,7 +440,7 @@ TEST_CASE(
   std::string bytes = plan::serialize_plan(q);
   bytes[8] = 2;
   CHECK_THROWS_WITH_AS(plan::deserialize_plan(bytes),
-                       doctest::Contains("plan format version 2; this kiln reads version 4"),
+                       doctest::Contains("plan format version 2; this kiln reads version 5"),
                        FormatError);
 }
 

@@ -77,6 +77,16 @@ struct MemoryPlan {
 /// the nodes that remain steps (views and in-place concats that could be honoured are not).
 MemoryPlan plan_memory(const Graph& g, const Target& t, std::vector<std::size_t>* steps = nullptr);
 
+/// The problem each step of one bucket shape ran (step name -> problem key, a key of
+/// Plan::tactics), recorded by `kiln build` on a GPU for every bucket of every profile: an exact
+/// shape between buckets runs each step with its bucket's tactic (plan::bucket_for chooses the
+/// bucket; runtime::DynamicEngine applies it).
+struct BucketTactics {
+  std::size_t profile = 0;
+  ShapeMap shape;
+  std::map<std::string, std::string> steps;
+};
+
 struct Plan {
   std::string target;  ///< Target::name
   std::string graph_name;
@@ -96,6 +106,14 @@ struct Plan {
   std::vector<Profile> profiles;
   std::shared_ptr<const Graph> source;
   bool is_dynamic() const { return !profiles.empty(); }
+  /// A dynamic plan built on a GPU: each bucket's problems by step (empty otherwise).
+  std::vector<BucketTactics> buckets;
+  /// The tactics, by step name (tactic text), of the bucket that exact shape `s` of profile
+  /// `profile` falls in (plan::bucket_for among that profile's recorded buckets); empty when the
+  /// plan records no bucket for the profile or none covers `s`. Steps whose bucket problem has no
+  /// tactic are left out.
+  std::map<std::string, std::string> bucket_step_tactics(const ShapeMap& s,
+                                                         std::size_t profile) const;
 
   /// A stable text dump: steps with what each absorbed, bindings and the memory plan. Weights
   /// are listed by name and type, not by value. Golden tests compare it.

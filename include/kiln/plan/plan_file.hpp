@@ -6,7 +6,7 @@
 //   str target                      Target::name ("cpu-reference", "cuda-sm90", ...)
 //   u64 weights hash                of the weights the plan was built from
 //   u64 payload size, payload       the plan (steps, bindings, memory plan, weights, tactics,
-//                                   profiles and source graph of a dynamic plan)
+//                                   profiles, source graph and buckets of a dynamic plan)
 //   u64 checksum                    FNV-1a 64 (kiln/ir/hash.hpp) over every byte before it
 //
 // Integers are little-endian; str is a u32 length and bytes. Weight bytes start at a multiple of
@@ -28,8 +28,9 @@ namespace kiln::plan {
 /// ("cudnn-graph 2 ws 0 ms 0.01"; format 2's free text is refused with the file), and the
 /// checksum is FNV-1a 64 with its offset basis (kiln/ir/hash.hpp);
 /// 4: after the tactics, the profiles of a dynamic plan and, when there are any, the graph it is
-/// specialized from (inputs with their symbolic dims, outputs, weights, nodes).
-inline constexpr std::uint32_t kPlanFormatVersion = 4;
+/// specialized from (inputs with their symbolic dims, outputs, weights, nodes);
+/// 5: after the source graph, a dynamic plan's buckets (profile, shape, step -> problem key).
+inline constexpr std::uint32_t kPlanFormatVersion = 5;
 /// The kiln version written into plan files.
 const char* library_version();
 

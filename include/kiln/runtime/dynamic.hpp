@@ -13,9 +13,11 @@
 // What a shape switch costs: the first run at an exact shape specializes its plan on the host
 // (the builder's passes and memory planner: milliseconds for a ResNet), makes an Engine of it
 // (weights uploaded again, tactics taken from the plan: those of the dynamic plan's buckets and
-// of shapes run before; a problem none of them covers runs its library's heuristic choice,
-// untimed: no tuning happens at run time unless `tune_new_shapes` asks for it, which times such
-// a problem once and keeps it for later shapes) and a context (its arena sized for that shape).
+// of shapes run before; a problem none of them covers runs the tactic its step ran at the bucket
+// that covers the shape (plan::bucket_for over Plan::buckets, which `kiln build` records on a
+// GPU), else its library's heuristic choice, untimed: no tuning happens at run time unless
+// `tune_new_shapes` asks for it, which times such a problem once and keeps it for later shapes)
+// and a context (its arena sized for that shape).
 // Later runs at that shape reuse all of it, and a CUDA graph captured per exact shape when
 // set_cuda_graph(true). At most `max_shapes` exact shapes are held (least recently used dropped
 // first, with their device memory).
@@ -62,6 +64,9 @@ class DynamicEngine {
     /// Problems of the engines made that ran untimed (their buckets' tactics did not cover them
     /// and tune_new_shapes is off), summed over engines.
     std::size_t untimed_problems = 0;
+    /// Problems of the engines made that ran their bucket's tactic (the tactic their step ran at
+    /// the bucket shape covering theirs, Plan::buckets), summed over engines.
+    std::size_t borrowed_problems = 0;
     double specialize_ms = 0, engine_ms = 0;  ///< host time: plans made, engines made
   };
   Stats stats() const;

@@ -109,6 +109,12 @@ struct EngineOptions {
   /// runs its library's heuristic choice, untimed (a dynamic plan's shapes between its buckets,
   /// unless asked to tune: DynamicEngine, kiln run/bench --tune-new-shapes).
   bool time_tactics = true;
+  /// Tactics by step name (tactic text, as Engine::tactics() writes them) for the steps whose own
+  /// problem has none in the plan or the timing cache, taken instead of the heuristic's choice
+  /// when time_tactics is off: a DynamicEngine gives an exact shape between buckets its bucket's
+  /// (plan::Plan::bucket_step_tactics). Where such a tactic does not run at the step's own problem
+  /// (an algorithm the library refuses there, a workspace over the limit), the heuristic's stays.
+  std::map<std::string, std::string> step_tactics;
 };
 
 /// A binding: device memory for one named input or output.
@@ -212,8 +218,15 @@ class Engine {
   /// (src/runtime/steps_host.cpp).
   int host_steps() const;
   /// How many distinct problems run their library's heuristic choice untimed, having no tactic in
-  /// the plan or the timing cache (EngineOptions::time_tactics off; else 0).
+  /// the plan, the timing cache or EngineOptions::step_tactics (time_tactics off; else 0).
   std::size_t untimed_problems() const;
+  /// How many distinct problems were given a tactic timed at another shape
+  /// (EngineOptions::step_tactics) for want of their own (a step keeps the heuristic's choice
+  /// where that tactic does not run at its problem).
+  std::size_t borrowed_problems() const;
+  /// The problem (tactic key) of each step that has one, by step name, at the maximum batch: what
+  /// `kiln build` records for each bucket of a dynamic plan (plan::Plan::buckets).
+  std::map<std::string, std::string> step_problems() const;
   /// Every tactic the engine knows (the plan's, the timing cache's and those it timed), by problem
   /// key: what `kiln build --gpu --save` records in the plan.
   std::map<std::string, std::string> tactics() const;
