@@ -18,8 +18,8 @@ using detail::i64;
 
 struct ExecutionContext::Impl {
   Library lib;
-  DeviceBuffer arena;
-  DeviceBuffer workspace;
+  std::shared_ptr<detail::ContextMemory> mem;  // arena and workspace, maybe shared
+  std::uint64_t generation = 0;                // mem's when this context's graphs were captured
   struct PerBatch {
     std::vector<std::unique_ptr<detail::Step>> steps;
     cudaGraphExec_t graph = nullptr;
@@ -48,7 +48,8 @@ struct ExecutionContext::Impl {
   }
 };
 
-ExecutionContext::ExecutionContext(std::shared_ptr<detail::EngineState> engine)
+ExecutionContext::ExecutionContext(std::shared_ptr<detail::EngineState> engine,
+                                   std::shared_ptr<detail::ContextMemory> memory)
     : engine_(std::move(engine)), impl_(std::make_unique<Impl>()) {
   int dev = 0;
   KILN_CHECK(cudaGetDevice(&dev));
@@ -56,7 +57,17 @@ ExecutionContext::ExecutionContext(std::shared_ptr<detail::EngineState> engine)
     throw Error(fmt::format("the engine was made on device {}, the current device is {}",
                             engine_->device, dev));
   KILN_CHECK(cudaStreamCreateWithFlags(&own_stream_, cudaStreamNonBlocking));
-  impl_->arena = DeviceBuffer(static_cast<std::size_t>(engine_->plan.memory.arena_bytes));
+  const auto arena = static_cast<std::size_t>(engine_->plan.memory.arena_bytes);
+  if (memory) {
+    if (memory->arena.bytes() < arena)
+      throw Error(fmt::format("a shared arena of {} bytes is too small for this plan's {} bytes",
+                              memory->arena.bytes(), arena));
+    impl_->mem = std::move(memory);
+  } else {
+    impl_->mem = std::make_shared<detail::ContextMemory>();
+    impl_->mem->arena = DeviceBuffer(arena);
+  }
+  impl_->generation = impl_->mem->generation;
   set_batch(engine_->max_batch);
 }
 
@@ -70,22 +81,24 @@ void ExecutionContext::set_batch(std::int64_t batch) {
   st.check_batch(batch);
   auto& per = impl_->batches[batch];
   if (per.steps.empty()) {
-    per.steps =
-        st.make_steps(batch, static_cast<std::byte*>(impl_->arena.get()), impl_->lib, impl_->host);
+    per.steps = st.make_steps(batch, static_cast<std::byte*>(impl_->mem->arena.get()), impl_->lib,
+                              impl_->host);
     st.save_timing_cache();
     std::size_t ws = 0;
     for (const auto& s : per.steps) ws = std::max(ws, s->workspace());
-    if (ws > impl_->workspace.bytes()) {
-      // A larger workspace moves every captured graph's pointers: capture again.
+    if (ws > impl_->mem->workspace.bytes()) {
+      // A larger workspace moves every captured graph's pointers (those of the contexts sharing
+      // it too, which see the generation change): capture again.
       for (auto& [_, b] : impl_->batches) b.drop_graphs();
-      impl_->workspace = DeviceBuffer(ws);
+      impl_->mem->workspace = DeviceBuffer(ws);
+      impl_->generation = ++impl_->mem->generation;
     }
   }
   batch_ = batch;
 }
 
 std::size_t ExecutionContext::device_bytes() const {
-  return impl_->arena.bytes() + impl_->workspace.bytes();
+  return impl_->mem->arena.bytes() + impl_->mem->workspace.bytes();
 }
 
 namespace {
@@ -185,9 +198,13 @@ void ExecutionContext::enqueue(const Bindings& bindings, Stream stream) {
   if (dev != st.device)
     throw Error(
         fmt::format("the engine was made on device {}, the current device is {}", st.device, dev));
+  if (impl_->generation != impl_->mem->generation) {  // another context grew the workspace
+    for (auto& [_, b] : impl_->batches) b.drop_graphs();
+    impl_->generation = impl_->mem->generation;
+  }
   auto& per = impl_->batches.at(batch_);
-  std::byte* arena = static_cast<std::byte*>(impl_->arena.get());
-  const detail::RunArgs args{impl_->workspace.get(), stream};
+  std::byte* arena = static_cast<std::byte*>(impl_->mem->arena.get());
+  const detail::RunArgs args{impl_->mem->workspace.get(), stream};
 
   // With steps that wait for the stream (host steps, GPU steps sizing their outputs) and CUDA
   // graphs asked for: each run of GPU steps between them is captured once (per batch and stream)

@@ -35,6 +35,18 @@ struct DynamicEngine::State {
   std::map<std::string, std::string> tactics;       // the plan's, and every engine's since
   Stats stats;
 
+  std::map<std::size_t, std::size_t> largest_arena;  // by profile: the arena at its max shape
+
+  /// The arena bytes of the plan specialized at profile `profile`'s max shape (its largest).
+  std::size_t max_arena(std::size_t profile) {
+    std::lock_guard lock(mu);
+    auto it = largest_arena.find(profile);
+    if (it != largest_arena.end()) return it->second;
+    auto p = specialize(dynamic.profiles[profile].max(), profile);
+    const auto bytes = p ? static_cast<std::size_t>(p->memory.arena_bytes) : 0;
+    return largest_arena[profile] = bytes;
+  }
+
   /// The plan and (when `with_engine`) the engine for `s` under `profile`.
   std::shared_ptr<ShapedEngine> get(const plan::ShapeMap& s, std::size_t profile,
                                     bool with_engine) {
@@ -194,12 +206,25 @@ ExecutionContext& DynamicContext::context() {
     // The engine is made (or found) under the engine's lock: contexts on other threads may ask
     // for the same shape at the same time.
     s.engine = engine_->get(shapes_, profile_, true);
-    s.context = s.engine->engine->create_context();
+    // Every shape's context runs in one arena, sized for the largest shape of the profiles bound
+    // so far; the rare shape whose own plan packs into more (each shape's offsets are planned
+    // on its own) grows it, and the contexts that pointed into the old one are made again.
+    const auto need = std::max(static_cast<std::size_t>(s.engine->plan->memory.arena_bytes),
+                               engine_->max_arena(profile_));
+    if (!memory_ || memory_->arena.bytes() < need) {
+      for (auto& h : held_) h->context.reset();
+      memory_ = std::make_shared<detail::ContextMemory>();
+      memory_->arena = DeviceBuffer(need);
+      ++arena_allocations_;
+    }
+    s.context = s.engine->engine->create_context(memory_);
   }
   s.context->set_cuda_graph(use_graph_);
   s.context->set_profiler(profiler_);
   return *s.context;
 }
+
+std::size_t DynamicContext::arena_bytes() const { return memory_ ? memory_->arena.bytes() : 0; }
 
 void DynamicContext::enqueue(const Bindings& bindings, Stream stream) {
   context().enqueue(bindings, stream);

@@ -305,7 +305,12 @@ std::string Engine::describe() const {
 }
 
 std::unique_ptr<ExecutionContext> Engine::create_context() const {
-  return std::unique_ptr<ExecutionContext>(new ExecutionContext(state_));
+  return std::unique_ptr<ExecutionContext>(new ExecutionContext(state_, nullptr));
+}
+
+std::unique_ptr<ExecutionContext> Engine::create_context(
+    std::shared_ptr<detail::ContextMemory> memory) const {
+  return std::unique_ptr<ExecutionContext>(new ExecutionContext(state_, std::move(memory)));
 }
 
 }  // namespace kiln::runtime

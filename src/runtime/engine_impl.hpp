@@ -139,6 +139,15 @@ class WeightCache {
   std::map<std::string, DeviceBuffer> buffers_;
 };
 
+/// The device memory a context runs in. A DynamicContext's contexts (one per exact shape, one
+/// running at a time) share one, so that a shape switch allocates nothing; `generation` counts
+/// workspace reallocations (a context's graphs captured before one hold a stale pointer).
+struct ContextMemory {
+  DeviceBuffer arena;
+  DeviceBuffer workspace;
+  std::uint64_t generation = 0;
+};
+
 struct EngineState {
   const plan::Plan* plan_ptr = nullptr;  ///< points at `plan`
   plan::Plan plan;

@@ -154,6 +154,19 @@ int main() {
           });
         }
       }
+      // One arena for every shape the context ran: allocated once, for the profile's largest.
+      std::size_t largest = 0, at_max = 0;
+      for (const auto& dims : shapes)
+        largest = std::max(largest, std::size_t(sp.plan_for({{"x", dims}}, 0)->memory.arena_bytes));
+      at_max = std::size_t(sp.plan_for(profile.max(), 0)->memory.arena_bytes);
+      std::printf(
+          "  %s: one arena of %zu bytes for %zu shapes (max shape's plan %zu, largest "
+          "shape run %zu), allocated %zu time(s)\n",
+          prec, ctx->arena_bytes(), shapes.size(), at_max, largest, ctx->arena_allocations());
+      report.expect(
+          std::string(prec) + ": one arena, sized for the profile's largest shape",
+          ctx->arena_bytes() == std::max(at_max, largest) &&
+              (largest <= at_max ? ctx->arena_allocations() == 1 : ctx->arena_allocations() >= 2));
       const auto s = engine.stats();
       std::printf(
           "  %s: %zu engines made, %zu dropped; specializing %.1f ms, engines %.1f ms in all; %zu "

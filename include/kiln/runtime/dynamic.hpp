@@ -17,7 +17,11 @@
 // that covers the shape (plan::bucket_for over Plan::buckets, which `kiln build` records on a
 // GPU), else its library's heuristic choice, untimed: no tuning happens at run time unless
 // `tune_new_shapes` asks for it, which times such a problem once and keeps it for later shapes)
-// and a context (its arena sized for that shape).
+// and a context. A DynamicContext's contexts share one activation arena and workspace (one
+// runs at a time): the arena is allocated on the first run for the largest shape of the profile
+// (every exact shape's offsets, planned on the host when it is specialized, fit in it as a rule),
+// so a shape switch allocates no arena; binding a profile whose largest shape needs more, or the
+// rare shape whose own plan packs into more, allocates it again and remakes the held contexts.
 // Later runs at that shape reuse all of it, and a CUDA graph captured per exact shape when
 // set_cuda_graph(true). At most `max_shapes` exact shapes are held (least recently used dropped
 // first, with their device memory).
@@ -105,6 +109,10 @@ class DynamicContext {
   void execute(const Bindings& bindings);
   /// The context of the current shape (made on first use: engine, arena, workspace).
   ExecutionContext& context();
+  /// The one activation arena every shape's context runs in (0 before the first run), and how
+  /// many times it was allocated (once, unless a later profile or shape needed more).
+  std::size_t arena_bytes() const;
+  std::size_t arena_allocations() const { return arena_allocations_; }
 
  private:
   friend class DynamicEngine;
@@ -114,7 +122,9 @@ class DynamicContext {
   std::shared_ptr<DynamicEngine::State> engine_;
   std::size_t profile_ = 0;
   plan::ShapeMap shapes_;
-  std::list<std::unique_ptr<Shaped>> held_;  // most recent first
+  std::list<std::unique_ptr<Shaped>> held_;        // most recent first
+  std::shared_ptr<detail::ContextMemory> memory_;  // shared by held_'s contexts
+  std::size_t arena_allocations_ = 0;
   bool use_graph_ = false;
   Profiler* profiler_ = nullptr;
 };

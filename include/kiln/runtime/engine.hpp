@@ -170,7 +170,9 @@ class TraceProfiler : public Profiler {
 class ExecutionContext;
 namespace detail {
 struct EngineState;
-}
+struct ContextMemory;
+}  // namespace detail
+class DynamicContext;
 
 /// Gives device memory to the outputs whose dims are known only when the plan has run
 /// (plan::PlannedValue::sized_at_run_time: a detector's boxes after NMS), as TensorRT's
@@ -235,6 +237,11 @@ class Engine {
 
  private:
   friend class ExecutionContext;
+  friend class DynamicContext;
+  /// A context running in `memory` (its arena at least arena_bytes()), which other contexts
+  /// share: a DynamicContext's shapes, one running at a time.
+  std::unique_ptr<ExecutionContext> create_context(
+      std::shared_ptr<detail::ContextMemory> memory) const;
   std::shared_ptr<detail::EngineState> state_;
 };
 
@@ -272,14 +279,16 @@ class ExecutionContext {
   void execute(const Bindings& bindings);
   Stream stream() const { return own_stream_; }
 
-  /// Device memory this context holds: arena plus workspace (weights are the engine's).
+  /// Device memory this context holds: arena plus workspace (weights are the engine's; a
+  /// DynamicContext's shapes share theirs).
   std::size_t device_bytes() const;
 
  private:
   friend class Engine;
   friend std::map<std::string, Tensor> run_on_gpu(ExecutionContext&,
                                                   const std::map<std::string, Tensor>&);
-  explicit ExecutionContext(std::shared_ptr<detail::EngineState> engine);
+  ExecutionContext(std::shared_ptr<detail::EngineState> engine,
+                   std::shared_ptr<detail::ContextMemory> memory);
   struct Impl;
   std::shared_ptr<detail::EngineState> engine_;
   std::unique_ptr<Impl> impl_;
