@@ -813,3 +813,82 @@ TEST_CASE(
                                          "[4,2], expected 12 [6,2]"),
                        kiln::WeightError);
 }
+
+TEST_CASE("if_else: each branch a body of its own, run by the reference") {
+  auto flag = input<"flag", boolean>(fix<1>);
+  auto x = input<"x", f32>(dyn, fix<4>);
+  auto s = input<"s", f32>(fix<1>);
+  Tensor<f32, Any, -1, 4> y = if_else(
+      flag, [](auto x, auto s) { return relu(x) * s; }, [](auto x, auto) { return sigmoid(x); }, x,
+      s);
+  Network n = network(y.named("y"));
+  // One If node reading the condition and its two captured values; each body its own graph.
+  const kiln::Graph& g = n.graph();
+  REQUIRE(g.nodes.size() == 1);
+  const kiln::Node& node = g.nodes[0];
+  CHECK(node.op == "If");
+  CHECK(node.inputs == std::vector<std::string>{"flag", "x", "s"});
+  const auto& then_b = std::get<kiln::Subgraph>(node.attrs.at("then_branch"));
+  const auto& else_b = std::get<kiln::Subgraph>(node.attrs.at("else_branch"));
+  CHECK(then_b.captures == 2);
+  CHECK(then_b.graph->nodes.size() == 2);  // Relu, Mul
+  CHECK(else_b.graph->nodes.size() == 1);  // Sigmoid
+  CHECK(then_b.graph->inputs[0].name == "x");
+
+  const kiln::Tensor xs = random_tensor({3, 4}, 7);
+  for (bool c : {true, false}) {
+    CAPTURE(c);
+    const auto out = kiln::run(n, {{"flag", kiln::Tensor::from<bool>({1}, {c})},
+                                   {"x", xs},
+                                   {"s", kiln::Tensor::from<float>({1}, {2.5f})}});
+    const kiln::Tensor& got = out.at("y");
+    REQUIRE(got.dims() == std::vector<std::int64_t>{3, 4});
+    for (std::int64_t i = 0; i < got.numel(); ++i) {
+      const double v = xs.get(i);
+      const double want = c ? std::max(v, 0.0) * 2.5 : 1.0 / (1.0 + std::exp(-v));
+      CHECK(got.get(i) == doctest::Approx(want).epsilon(1e-6));
+    }
+  }
+  // Where the branches' fixed dims differ, the result's dim is dynamic.
+  static_assert(if_else_layer<Tensor<f32, Any, 2, 4>, Tensor<f32, Any, 2, 5>>::rule(
+                    {2, 4}, {2, 5}) == std::array<dim_t, 2>{2, kiln::kDynamic});
+}
+
+TEST_CASE("if_else: a branch's layers take weights, and it reads only what it is given") {
+  const auto build = [](const Weights& w) {
+    auto flag = input<"flag", boolean>(fix<1>);
+    auto x = input<"x", f32>(dyn, fix<4>);
+    auto y = if_else(
+        flag, [&](auto x) { return fully_connected<3>(x, w, "fc_then"); },
+        [&](auto x) { return relu(fully_connected<3>(x, w, "fc_else")); }, x);
+    return network(y.named("y"));
+  };
+  const WeightMap m = weights_for(build);
+  Network n = build(Weights(m));
+  std::vector<std::string> taken;
+  for (const auto& spec : n.weight_specs()) taken.push_back(spec.name);
+  CHECK(taken == std::vector<std::string>{"fc_then.weight", "fc_then.bias", "fc_else.weight",
+                                          "fc_else.bias"});
+  // The then branch equals the same layer outside any branch.
+  auto x = input<"x", f32>(dyn, fix<4>);
+  Network plain = network(fully_connected<3>(x, Weights(m), "fc_then").named("y"));
+  const kiln::Tensor xs = random_tensor({2, 4}, 3);
+  const auto got = kiln::run(n, {{"flag", kiln::Tensor::from<bool>({1}, {true})}, {"x", xs}});
+  const kiln::Tensor want = kiln::run(plain, xs);
+  for (std::int64_t i = 0; i < want.numel(); ++i) CHECK(got.at("y").get(i) == want.get(i));
+
+  // A branch that reads a network tensor it was not given, or returns one, is refused by name.
+  auto flag = input<"flag", boolean>(fix<1>);
+  auto a = input<"a", f32>(dyn, fix<4>);
+  auto other = input<"other", f32>(dyn, fix<4>);
+  CHECK_THROWS_WITH_AS(if_else(
+                           flag, [&](auto a) { return a + other; }, [](auto a) { return a; }, a),
+                       doctest::Contains("only as the captured inputs given to if_else"),
+                       kiln::GraphError);
+  auto flag2 = input<"flag2", boolean>(fix<1>);
+  auto b = input<"b", f32>(dyn, fix<4>);
+  CHECK_THROWS_WITH_AS(if_else(
+                           flag2, [&](auto) { return b; }, [](auto b) { return b; }, b),
+                       doctest::Contains("then_branch returns a tensor of the network"),
+                       kiln::GraphError);
+}

@@ -252,6 +252,9 @@ struct NetState {
   };
   std::vector<Binding> bindings;
   std::shared_ptr<NetState> merged_into;
+  /// 0 for a network; a body of a control-flow layer (if_else) has a scope of its own, and
+  /// tensors of two scopes never combine (a body reads the network's tensors as captured inputs).
+  std::uint64_t scope = 0;
 
   std::set<std::string> generated;  // names made by fresh_name
   std::map<std::string, std::string>
@@ -331,6 +334,14 @@ struct NetState {
       graph.nodes.push_back(std::move(n));
     }
     for (auto& s : other.specs) specs.push_back(std::move(s));
+    adopt_bindings(other);
+    other = NetState{};
+    other.renamed = std::move(ren);
+  }
+
+  /// Takes over `other`'s weight bindings (what it took through each map is replayed into this
+  /// state's binder of the same map).
+  void adopt_bindings(NetState& other) {
     for (auto& b : other.bindings) {
       Binding* mine = nullptr;
       for (auto& m : bindings)
@@ -345,8 +356,7 @@ struct NetState {
         mine->takes.push_back(std::move(t));
       }
     }
-    other = NetState{};
-    other.renamed = std::move(ren);
+    other.bindings.clear();
   }
 };
 
@@ -373,6 +383,10 @@ inline std::shared_ptr<NetState> unify(std::shared_ptr<NetState> a, std::shared_
   a = root(std::move(a));
   b = root(std::move(b));
   if (a == b) return a;
+  if (a->scope != b->scope)
+    throw GraphError(
+        "a tensor of the network and a tensor of an if_else branch meet in one layer: a branch "
+        "reads the network's tensors only as the captured inputs given to if_else");
   a->absorb(*b);
   b->merged_into = a;
   return a;

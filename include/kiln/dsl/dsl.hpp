@@ -10,6 +10,7 @@
 #pragma once
 
 #include "kiln/dsl/attention.hpp"
+#include "kiln/dsl/control.hpp"
 #include "kiln/dsl/core.hpp"
 #include "kiln/dsl/detection.hpp"
 #include "kiln/dsl/elementwise.hpp"

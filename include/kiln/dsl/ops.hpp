@@ -27,6 +27,7 @@ inline constexpr DslOp kDslOps[] = {
     {"LRN", "lrn"},
     {"Gemm", "fully_connected"},
     {"MatMul", "matmul"},
+    {"If", "if_else"},
     {"NonMaxSuppression", "non_max_suppression"},
     {"RoiAlign", "roi_align<H, W>"},
     {"MaxRoiPool", "max_roi_pool<H, W>"},
