@@ -892,3 +892,57 @@ TEST_CASE("if_else: a branch's layers take weights, and it reads only what it is
                        doctest::Contains("then_branch returns a tensor of the network"),
                        kiln::GraphError);
 }
+
+TEST_CASE("loop: a body of its own carrying values trip to trip, run by the reference") {
+  auto x = input<"x", f32>(fix<2>, fix<3>);
+  auto w = input<"w", f32>(fix<3>, fix<3>);
+  auto t = input<"t", i64>(fix<1>);
+  // h <- tanh(h w) and acc <- acc + h, three trips (a count known when built), then t trips (one
+  // read when the network runs).
+  auto body = [](auto, auto h, auto acc, auto w) {
+    return std::tuple{tanh(matmul(h, w)), acc + h};
+  };
+  auto [h, acc] = loop(3, body, carried(x, x), w);
+  Tensor<f32, Any, 2, 3> h_typed = h;
+  auto [h2, acc2] = loop(t, body, carried(h_typed, acc), w);
+  Network n = network(h2.named("h"), acc2.named("acc"));
+  const kiln::Graph& g = n.graph();
+  REQUIRE(g.nodes.size() == 2);
+  CHECK(g.nodes[0].op == "Loop");
+  CHECK(g.nodes[0].inputs.size() == 5);  // M, "" (no cond), x, x, w
+  CHECK(g.nodes[0].inputs[1].empty());
+  const auto& b = std::get<kiln::Subgraph>(g.nodes[0].attrs.at("body"));
+  CHECK(b.captures == 1);
+  CHECK(b.graph->inputs.size() == 5);   // i, cond, h, acc, w
+  CHECK(b.graph->outputs.size() == 3);  // cond, h', acc'
+
+  const kiln::Tensor xs = random_tensor({2, 3}, 11), ws = random_tensor({3, 3}, 12);
+  for (std::int64_t trips : {0, 2}) {
+    CAPTURE(trips);
+    const auto out =
+        kiln::run(n, {{"x", xs}, {"w", ws}, {"t", kiln::Tensor::from<std::int64_t>({1}, {trips})}});
+    std::vector<double> hv(6), av(6);
+    for (int k = 0; k < 6; ++k) hv[k] = av[k] = xs.get(k);
+    for (std::int64_t trip = 0; trip < 3 + trips; ++trip) {
+      std::vector<double> next(6, 0.0);
+      for (int r = 0; r < 2; ++r)
+        for (int c = 0; c < 3; ++c) {
+          for (int k = 0; k < 3; ++k) next[r * 3 + c] += hv[r * 3 + k] * ws.get(k * 3 + c);
+          next[r * 3 + c] = std::tanh(next[r * 3 + c]);
+        }
+      for (int k = 0; k < 6; ++k) av[k] += hv[k];
+      hv = next;
+    }
+    for (int k = 0; k < 6; ++k) {
+      CHECK(out.at("h").get(k) == doctest::Approx(hv[k]).epsilon(1e-5));
+      CHECK(out.at("acc").get(k) == doctest::Approx(av[k]).epsilon(1e-5));
+    }
+  }
+  // A body that changes a fixed dim makes it dynamic in the result.
+  static_assert(loop_carried_layer<Tensor<f32, Any, 1, 4>, Tensor<f32, Any, 2, 4>>::rule(
+                    {1, 4}, {2, 4}) == std::array<dim_t, 2>{kiln::kDynamic, 4});
+  auto y = input<"y", f32>(fix<2>);
+  CHECK_THROWS_WITH_AS(loop(
+                           -1, [](auto, auto y) { return std::tuple{y}; }, carried(y)),
+                       doctest::Contains("the trip count is -1"), kiln::ShapeError);
+}

@@ -1,11 +1,14 @@
-// Control flow in the typed DSL: if_else (ONNX If). Each branch is a function of the tensors it
-// reads, which follow the branches in the call: the If node's captured values. A branch is built
-// as a body of its own (its layers, constants and weights in the branch's subgraph) from tensors
-// of the captured values' types; it may not read the network's other tensors (a GraphError names
-// the mistake), so that what a branch reads is all in the call.
+// Control flow in the typed DSL: if_else (ONNX If) and loop (ONNX Loop). Each branch or body is a
+// function of the tensors it reads, which follow it in the call: the node's captured values. A
+// branch is built as a body of its own (its layers, constants and weights in the branch's subgraph)
+// from tensors of the captured values' types; it may not read the network's other tensors (a
+// GraphError names the mistake), so that what a branch reads is all in the call.
 //
 //   auto y = if_else(
 //       flag, [](auto x) { return relu(x); }, [](auto x) { return x * 0.5f; }, x);
+//
+//   auto [h] = loop(4, [](auto i, auto h, auto w) { return std::tuple{tanh(matmul(h, w))}; },
+//                   carried(h0), w);   // h0 carried through 4 trips, w read by every trip
 //
 // The branches must return tensors of one element type and rank (a compile error otherwise);
 // a dim where their fixed dims differ is dynamic in the result. The condition is a bool tensor of
@@ -54,6 +57,16 @@ T body_input(const std::shared_ptr<NetState>& s, const T& outer) {
   return T(s, name, outer.dims());
 }
 
+/// A formal body input of `outer`'s type under a new name (`base`, made unique in `s`).
+template <tensor_expr T>
+T formal_input(const std::shared_ptr<NetState>& s, const T& outer, const std::string& base) {
+  std::vector<Dim> ir;
+  for (dim_t d : outer.dims()) ir.push_back(d >= 0 ? Dim(d) : Dim::dynamic());
+  const std::string name = s->fresh_name(base);
+  s->graph.inputs.push_back({name, TensorType{T::dtype, Shape(std::move(ir))}});
+  return T(s, name, outer.dims());
+}
+
 /// One branch, built: its graph (inputs the captured values, one output) and its result tensor.
 template <class R>
 struct Body {
@@ -61,31 +74,46 @@ struct Body {
   R result;
 };
 
-/// Builds branch `which` of node `node` in network state `net`: `f` applied to body inputs of the
-/// captured tensors. The body's names stay clear of the network's (and the network then keeps
-/// clear of the body's); its weight bindings and specs join the network's.
-template <class F, tensor_expr... Xs>
-auto build_body(NetState& net, const std::string& node, std::string_view which, F&& f,
-                const Xs&... captured) {
+/// A new body state: its own scope, its names clear of the network's.
+inline std::shared_ptr<NetState> body_state(const NetState& net) {
   auto s = std::make_shared<NetState>();
   s->scope = new_scope();
   s->used_names = net.used_names;
+  return s;
+}
+
+/// Ends body `body` of node `node`: the network keeps clear of its names and takes its weights.
+/// Throws when `result_state` (a result's) is not the body's own.
+inline Graph finish_body(NetState& net, const std::shared_ptr<NetState>& body,
+                         const std::shared_ptr<NetState>& result_state, std::string_view kind,
+                         const std::string& node, std::string_view which) {
+  if (result_state != root(body))
+    throw GraphError(where(kind, node) + std::string(which) +
+                     " returns a tensor of the network: a body returns what it computes from "
+                     "its inputs");
+  auto b = root(body);
+  Graph g = std::move(b->graph);
+  g.name = node + "." + std::string(which);
+  net.used_names.insert(b->used_names.begin(), b->used_names.end());
+  for (auto& spec : b->specs) net.specs.push_back(std::move(spec));
+  net.adopt_bindings(*b);
+  return g;
+}
+
+/// Builds branch `which` of node `node` in network state `net`: `f` applied to body inputs of the
+/// captured tensors.
+template <class F, tensor_expr... Xs>
+auto build_body(NetState& net, const std::string& node, std::string_view which, F&& f,
+                const Xs&... captured) {
+  auto s = body_state(net);
   // Braced: the inputs are made (and declared in the body) in the captured values' order.
   std::tuple inputs{body_input(s, captured)...};
   auto result = std::apply(f, inputs);
   using R = decltype(result);
   static_assert(tensor_expr<R>, "if_else: a branch returns one tensor");
-  auto body = result.state();
-  if (body != root(s))
-    throw GraphError(where("if_else", node) + std::string(which) +
-                     " returns a tensor of the network: a branch returns what it computes from "
-                     "its inputs");
-  Graph g = std::move(body->graph);
-  g.name = node + "." + std::string(which);
-  g.outputs = {result.value()};
-  net.used_names.insert(body->used_names.begin(), body->used_names.end());
-  for (auto& spec : body->specs) net.specs.push_back(std::move(spec));
-  net.adopt_bindings(*body);
+  const std::string out = result.value();
+  Graph g = finish_body(net, s, result.state(), "if_else", node, which);
+  g.outputs = {out};
   return Body<R>{std::make_shared<const Graph>(std::move(g)), std::move(result)};
 }
 
@@ -128,6 +156,126 @@ auto if_else(const C& cond, Then&& then_branch, Else&& else_branch, const Xs&...
                {{"then_branch", Subgraph{then_body.graph, n}},
                 {"else_branch", Subgraph{else_body.graph, n}}});
   return Out(s, name, dims);
+}
+
+// ---- loop ---------------------------------------------------------------------------------------
+
+/// The values a loop carries from trip to trip, their initial values given.
+template <tensor_expr... Vs>
+struct carried_values {
+  std::tuple<Vs...> init;
+};
+template <tensor_expr... Vs>
+carried_values<Vs...> carried(const Vs&... init) {
+  return {std::tuple<Vs...>{init...}};
+}
+
+template <class V, class R>
+struct loop_carried_layer {
+  static constexpr std::string_view kind = "loop";
+  /// A carried value's initial dims and the body's -> the loop's result, dynamic where they differ.
+  static constexpr std::array<dim_t, V::rank> rule(std::array<dim_t, V::rank> init,
+                                                   std::array<dim_t, R::rank> next) {
+    std::array<dim_t, V::rank> out{};
+    for (std::size_t i = 0; i < V::rank; ++i) out[i] = init[i] == next[i] ? init[i] : kDynamic;
+    return out;
+  }
+};
+
+/// ONNX Loop: `body(i, v..., captured...)` runs `trips` times (a count known when the network is
+/// built, or an i64 tensor of one element read when it runs), `i` the trip's number (an i64
+/// scalar), `v...` the carried values (their initial values in `init`); it returns a std::tuple of
+/// the carried values' next values, each of its value's element type and rank. Returns a
+/// std::tuple of the carried values after the last trip.
+template <class... Os, class Trips, class Body, tensor_expr... Vs, tensor_expr... Xs>
+auto loop(const Trips& trips, Body&& body, const carried_values<Vs...>& init,
+          const Xs&... captured) {
+  static_assert(sizeof...(Vs) > 0, "loop: carry at least one value (carried(...))");
+  constexpr bool counted = std::is_integral_v<Trips>;
+  static_assert(counted || tensor_expr<Trips>,
+                "loop: the trip count is a number or an i64 tensor of one element");
+  std::shared_ptr<detail::NetState> s;
+  if constexpr (counted) {
+    s = std::get<0>(init.init).state();
+  } else {
+    static_assert(Trips::dtype == DType::i64, "loop: a trip count tensor is i64");
+    s = trips.state();
+  }
+  std::apply([&](const auto&... v) { ((s = detail::unify(s, v.state())), ...); }, init.init);
+  ((s = detail::unify(s, captured.state())), ...);
+  const std::string name = detail::node_name(*s, "loop", detail::given_name<Os...>(""));
+  std::string m;
+  if constexpr (counted) {
+    if (trips < 0)
+      throw ShapeError(detail::where("loop", name) + "the trip count is " + std::to_string(trips) +
+                       ": expected 0 or more");
+    m = detail::constant(*s, name + ".trips", kiln::Tensor::scalar(std::int64_t{trips}));
+  } else {
+    for (dim_t d : trips.dims())
+      if (d > 1)
+        throw ShapeError(detail::where("loop", name) +
+                         "the trip count holds one element, got a dim of " + std::to_string(d));
+    m = trips.value();
+  }
+
+  // The body: (i, cond, v..., captured...) -> (cond, v'...); cond passes through.
+  auto b = detail::body_state(*s);
+  const std::string iter = b->fresh_name(name + ".i"), cond = b->fresh_name(name + ".cond");
+  b->graph.inputs.push_back({iter, TensorType{DType::i64, Shape{}}});
+  b->graph.inputs.push_back({cond, TensorType{DType::boolean, Shape{}}});
+  Tensor<DType::i64, Layout::any> i(b, iter, {});
+  auto args = std::apply(
+      [&](const auto&... v) {
+        // Braced: the formal inputs are declared in the carried values' order, then the captured.
+        return std::tuple{i, detail::formal_input(b, v, v.value() + ".carried")...,
+                          detail::body_input(b, captured)...};
+      },
+      init.init);
+  auto next = std::apply(body, args);
+  static_assert(std::tuple_size_v<decltype(next)> == sizeof...(Vs),
+                "loop: the body returns a std::tuple of one next value per carried value");
+  std::vector<std::string> outs{cond};
+  std::shared_ptr<detail::NetState> result_state = detail::root(b);
+  std::apply(
+      [&](const auto&... r) {
+        ((outs.push_back(r.value()),
+          result_state = r.state() == detail::root(b) ? result_state : r.state()),
+         ...);
+      },
+      next);
+  Graph g = detail::finish_body(*s, b, result_state, "loop", name, "body");
+  g.outputs = std::move(outs);
+
+  std::vector<std::string> in{m, ""};
+  std::apply([&](const auto&... v) { (in.push_back(v.value()), ...); }, init.init);
+  (in.push_back(captured.value()), ...);
+  Node n;
+  n.op = "Loop";
+  n.name = name;
+  n.inputs = std::move(in);
+  n.attrs["body"] = Subgraph{std::make_shared<const Graph>(std::move(g)), sizeof...(Xs)};
+  n.outputs.push_back(name);
+  for (std::size_t k = 1; k < sizeof...(Vs); ++k)
+    n.outputs.push_back(s->fresh_name(name + ":" + std::to_string(k)));
+  const std::vector<std::string> names = n.outputs;
+  s->graph.nodes.push_back(std::move(n));
+
+  // Each result: its carried value's type, dynamic where the body changes a fixed dim.
+  return [&]<std::size_t... K>(std::index_sequence<K...>) {
+    auto one = [&]<std::size_t J>(std::integral_constant<std::size_t, J>) {
+      using V = std::tuple_element_t<J, std::tuple<Vs...>>;
+      using R = std::remove_cvref_t<std::tuple_element_t<J, decltype(next)>>;
+      constexpr bool ok = R::dtype == V::dtype && R::rank == V::rank;
+      static_assert(ok, "loop: the body returns each carried value with its element type and rank");
+      using L = loop_carried_layer<V, R>;
+      using Out = detail::checked_output_t<ok, L, V::dtype,
+                                           V::layout == R::layout ? V::layout : Layout::any, V, R>;
+      std::array<dim_t, V::rank> dims{};
+      if constexpr (ok) dims = detail::run_rule<L>(name, std::get<J>(init.init), std::get<J>(next));
+      return Out(s, names[J], dims);
+    };
+    return std::tuple{one(std::integral_constant<std::size_t, K>{})...};
+  }(std::index_sequence_for<Vs...>{});
 }
 
 }  // namespace kiln::dsl

@@ -28,6 +28,7 @@ inline constexpr DslOp kDslOps[] = {
     {"Gemm", "fully_connected"},
     {"MatMul", "matmul"},
     {"If", "if_else"},
+    {"Loop", "loop"},
     {"NonMaxSuppression", "non_max_suppression"},
     {"RoiAlign", "roi_align<H, W>"},
     {"MaxRoiPool", "max_roi_pool<H, W>"},
