@@ -268,7 +268,8 @@ class Engine:
     """A plan on the GPU: weights uploaded once and tactics timed (runtime::Engine, or
     runtime::DynamicEngine for a dynamic plan). Options: workspace (MiB), timing_cache (a file),
     as ``kiln build --gpu``; tune_new_shapes (dynamic plans): time the problems of a new shape
-    that the buckets' tactics do not cover, instead of running the libraries' heuristic choice
+    that the buckets' tactics do not cover, instead of running each step with the tactic it ran
+    at the shape's bucket (or, for a plan built without a GPU, the libraries' heuristic choice),
     untimed (no tuning at run time by default). Raises kiln.Error("no GPU: ...") without a CUDA
     device."""
 
