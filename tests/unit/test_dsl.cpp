@@ -946,3 +946,46 @@ TEST_CASE("loop: a body of its own carrying values trip to trip, run by the refe
                            -1, [](auto, auto y) { return std::tuple{y}; }, carried(y)),
                        doctest::Contains("the trip count is -1"), kiln::ShapeError);
 }
+
+TEST_CASE("scan: a body of its own over dim 0, carrying values and stacking outputs") {
+  auto x = input<"x", f32>(fix<4>, dyn, fix<3>);
+  auto h0 = input<"h0", f32>(dyn, fix<3>);
+  auto w = input<"w", f32>(fix<3>, fix<3>);
+  // An RNN-like cell: h <- tanh(h w + x_t); every step's h stacked, and the running sum of x.
+  auto [h, sum, hs] = scan(
+      [](auto h, auto s, auto x_t, auto w) {
+        auto next = tanh(matmul(h, w) + x_t);
+        return std::tuple{next, s + x_t, next};
+      },
+      carried(h0, h0), scanned(x), w);
+  Tensor<f32, Any, -1, 3> h_typed = h;
+  Tensor<f32, Any, 4, -1, 3> hs_typed = hs;
+  Network n = network(h_typed.named("h"), sum.named("sum"), hs_typed.named("hs"));
+  const kiln::Node& node = n.graph().nodes.at(0);
+  CHECK(node.op == "Scan");
+  CHECK(node.attr_int("num_scan_inputs") == 1);
+  CHECK(node.inputs == std::vector<std::string>{"h0", "h0", "x", "w"});
+
+  const kiln::Tensor xs = random_tensor({4, 2, 3}, 21), h0s = random_tensor({2, 3}, 22),
+                     ws = random_tensor({3, 3}, 23);
+  const auto out = kiln::run(n, {{"x", xs}, {"h0", h0s}, {"w", ws}});
+  REQUIRE(out.at("hs").dims() == std::vector<std::int64_t>{4, 2, 3});
+  std::vector<double> hv(6), sv(6);
+  for (int k = 0; k < 6; ++k) hv[k] = sv[k] = h0s.get(k);
+  for (int t = 0; t < 4; ++t) {
+    std::vector<double> next(6, 0.0);
+    for (int r = 0; r < 2; ++r)
+      for (int c = 0; c < 3; ++c) {
+        for (int k = 0; k < 3; ++k) next[r * 3 + c] += hv[r * 3 + k] * ws.get(k * 3 + c);
+        next[r * 3 + c] = std::tanh(next[r * 3 + c] + xs.get(t * 6 + r * 3 + c));
+      }
+    for (int k = 0; k < 6; ++k) sv[k] += xs.get(t * 6 + k);
+    hv = next;
+    for (int k = 0; k < 6; ++k)
+      CHECK(out.at("hs").get(t * 6 + k) == doctest::Approx(hv[k]).epsilon(1e-5));
+  }
+  for (int k = 0; k < 6; ++k) {
+    CHECK(out.at("h").get(k) == doctest::Approx(hv[k]).epsilon(1e-5));
+    CHECK(out.at("sum").get(k) == doctest::Approx(sv[k]).epsilon(1e-5));
+  }
+}

@@ -1,5 +1,6 @@
-// Control flow in the typed DSL: if_else (ONNX If) and loop (ONNX Loop). Each branch or body is a
-// function of the tensors it reads, which follow it in the call: the node's captured values. A
+// Control flow in the typed DSL: if_else (ONNX If), loop (ONNX Loop) and scan (ONNX Scan). Each
+// branch or body is a function of the tensors it reads, which follow it in the call: the node's
+// captured values. A
 // branch is built as a body of its own (its layers, constants and weights in the branch's subgraph)
 // from tensors of the captured values' types; it may not read the network's other tensors (a
 // GraphError names the mistake), so that what a branch reads is all in the call.
@@ -9,6 +10,8 @@
 //
 //   auto [h] = loop(4, [](auto i, auto h, auto w) { return std::tuple{tanh(matmul(h, w))}; },
 //                   carried(h0), w);   // h0 carried through 4 trips, w read by every trip
+//   auto [h, hs] = scan([](auto h, auto x_t) { return std::tuple{h + x_t, h}; },
+//                       carried(h0), scanned(x));  // over x's dim 0; hs stacks each step's h
 //
 // The branches must return tensors of one element type and rank (a compile error otherwise);
 // a dim where their fixed dims differ is dynamic in the result. The condition is a bool tensor of
@@ -276,6 +279,163 @@ auto loop(const Trips& trips, Body&& body, const carried_values<Vs...>& init,
     };
     return std::tuple{one(std::integral_constant<std::size_t, K>{})...};
   }(std::index_sequence_for<Vs...>{});
+}
+
+// ---- scan ---------------------------------------------------------------------------------------
+
+/// The tensors a scan walks along their dim 0, one slice per step.
+template <tensor_expr... Xs>
+struct scanned_values {
+  std::tuple<Xs...> inputs;
+};
+template <tensor_expr... Xs>
+scanned_values<Xs...> scanned(const Xs&... inputs) {
+  return {std::tuple<Xs...>{inputs...}};
+}
+
+template <class X>
+struct scan_slice_layer {
+  static constexpr std::string_view kind = "scan";
+  /// A scanned input -> one step's slice: its dims past dim 0.
+  static constexpr std::array<dim_t, X::rank - 1> rule(std::array<dim_t, X::rank> x) {
+    std::array<dim_t, X::rank - 1> out{};
+    for (std::size_t i = 1; i < X::rank; ++i) out[i - 1] = x[i];
+    return out;
+  }
+};
+
+template <class X, class E>
+struct scan_output_layer {
+  static constexpr std::string_view kind = "scan";
+  /// The first scanned input and one step's element -> the elements stacked on a new dim 0.
+  static constexpr std::array<dim_t, E::rank + 1> rule(std::array<dim_t, X::rank> x,
+                                                       std::array<dim_t, E::rank> e) {
+    std::array<dim_t, E::rank + 1> out{};
+    out[0] = x[0];
+    for (std::size_t i = 0; i < E::rank; ++i) out[i + 1] = e[i];
+    return out;
+  }
+};
+
+namespace detail {
+
+/// Scan output J of node `name` (value `out`): a carried value (J < NV) keeps its type, dynamic
+/// where the body changes it; a scan output stacks one step's element on a new dim 0 of the
+/// scanned length.
+template <std::size_t J, std::size_t NV, class Init, class X0, class Results>
+auto scan_result(const std::shared_ptr<NetState>& s, const std::string& name,
+                 const std::string& out, const Init& init, const X0& x0, const Results& results) {
+  using R = std::remove_cvref_t<std::tuple_element_t<J, Results>>;
+  if constexpr (J < NV) {
+    using V = std::tuple_element_t<J, Init>;
+    constexpr bool ok = R::dtype == V::dtype && R::rank == V::rank;
+    static_assert(ok, "scan: the body returns each carried value with its element type and rank");
+    using L = loop_carried_layer<V, R>;
+    using Out = checked_output_t<ok, L, V::dtype, Layout::any, V, R>;
+    std::array<dim_t, V::rank> dims{};
+    if constexpr (ok) dims = run_rule<L>(name, std::get<J>(init), std::get<J>(results));
+    return Out(s, out, dims);
+  } else {
+    using L = scan_output_layer<X0, R>;
+    using Out = output_t<L, R::dtype, Layout::any, X0, R>;
+    return Out(s, out, run_rule<L>(name, x0, std::get<J>(results)));
+  }
+}
+
+}  // namespace detail
+
+/// ONNX Scan over dim 0 of each scanned tensor (all of one length): `body(v..., slices...,
+/// captured...)` runs once per slice and returns a std::tuple of the carried values' next values
+/// (each of its value's type) followed by this step's scan outputs. Returns a std::tuple of the
+/// carried values after the last step, then each scan output stacked on a new dim 0.
+template <class... Os, class Body, tensor_expr... Vs, tensor_expr... Xs, tensor_expr... Cs>
+auto scan(Body&& body, const carried_values<Vs...>& init, const scanned_values<Xs...>& scans,
+          const Cs&... captured) {
+  static_assert(sizeof...(Xs) > 0, "scan: scan at least one tensor (scanned(...))");
+  static_assert(((Xs::rank >= 1) && ...), "scan: a scanned tensor has a dim to scan");
+  using X0 = std::tuple_element_t<0, std::tuple<Xs...>>;
+  static_assert(((X0::static_dims[0] < 0 || Xs::static_dims[0] < 0 ||
+                  Xs::static_dims[0] == X0::static_dims[0]) &&
+                 ...),
+                "scan: the scanned tensors have one length (dim 0)");
+  auto s = std::get<0>(scans.inputs).state();
+  std::apply([&](const auto&... v) { ((s = detail::unify(s, v.state())), ...); }, init.init);
+  std::apply([&](const auto&... x) { ((s = detail::unify(s, x.state())), ...); }, scans.inputs);
+  ((s = detail::unify(s, captured.state())), ...);
+  const std::string name = detail::node_name(*s, "scan", detail::given_name<Os...>(""));
+  const dim_t length = std::get<0>(scans.inputs).dims()[0];
+  std::apply(
+      [&](const auto&... x) {
+        for (dim_t l : {x.dims()[0]...})
+          if (l >= 0 && length >= 0 && l != length)
+            throw ShapeError(detail::where("scan", name) +
+                             "the scanned tensors have one length, got " + std::to_string(length) +
+                             " and " + std::to_string(l));
+      },
+      scans.inputs);
+
+  // The body: (v..., slices..., captured...) -> (v'..., elements...).
+  auto b = detail::body_state(*s);
+  auto args = std::apply(
+      [&](const auto&... x) {
+        auto slice = [&](const auto& t) {
+          using X = std::remove_cvref_t<decltype(t)>;
+          using L = scan_slice_layer<X>;
+          using T = detail::output_t<L, X::dtype, Layout::any, X>;
+          const auto dims = L::rule(t.dims());
+          std::vector<Dim> ir;
+          for (dim_t d : dims) ir.push_back(d >= 0 ? Dim(d) : Dim::dynamic());
+          const std::string n = b->fresh_name(t.value() + ".slice");
+          b->graph.inputs.push_back({n, TensorType{X::dtype, Shape(std::move(ir))}});
+          return T(b, n, dims);
+        };
+        return std::apply(
+            [&](const auto&... v) {
+              // Braced: declared in order (carried, then slices, then captured).
+              return std::tuple{detail::formal_input(b, v, v.value() + ".carried")..., slice(x)...,
+                                detail::body_input(b, captured)...};
+            },
+            init.init);
+      },
+      scans.inputs);
+  auto step_out = std::apply(body, args);
+  using Next = decltype(step_out);
+  constexpr std::size_t nv = sizeof...(Vs), nr = std::tuple_size_v<Next>;
+  static_assert(nr >= nv,
+                "scan: the body returns a std::tuple of the carried values' next values, then "
+                "its scan outputs");
+  std::vector<std::string> outs;
+  std::shared_ptr<detail::NetState> result_state = detail::root(b);
+  std::apply(
+      [&](const auto&... r) {
+        ((outs.push_back(r.value()),
+          result_state = r.state() == detail::root(b) ? result_state : r.state()),
+         ...);
+      },
+      step_out);
+  Graph g = detail::finish_body(*s, b, result_state, "scan", name, "body");
+  g.outputs = std::move(outs);
+
+  std::vector<std::string> in;
+  std::apply([&](const auto&... v) { (in.push_back(v.value()), ...); }, init.init);
+  std::apply([&](const auto&... x) { (in.push_back(x.value()), ...); }, scans.inputs);
+  (in.push_back(captured.value()), ...);
+  Node n;
+  n.op = "Scan";
+  n.name = name;
+  n.inputs = std::move(in);
+  n.attrs["body"] = Subgraph{std::make_shared<const Graph>(std::move(g)), sizeof...(Cs)};
+  n.attrs["num_scan_inputs"] = std::int64_t{sizeof...(Xs)};
+  n.outputs.push_back(name);
+  for (std::size_t k = 1; k < nr; ++k)
+    n.outputs.push_back(s->fresh_name(name + ":" + std::to_string(k)));
+  const std::vector<std::string> names = n.outputs;
+  s->graph.nodes.push_back(std::move(n));
+
+  return [&]<std::size_t... K>(std::index_sequence<K...>) {
+    return std::tuple{detail::scan_result<K, nv>(s, name, names[K], init.init,
+                                                 std::get<0>(scans.inputs), step_out)...};
+  }(std::make_index_sequence<nr>{});
 }
 
 }  // namespace kiln::dsl

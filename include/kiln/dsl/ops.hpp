@@ -29,6 +29,7 @@ inline constexpr DslOp kDslOps[] = {
     {"MatMul", "matmul"},
     {"If", "if_else"},
     {"Loop", "loop"},
+    {"Scan", "scan"},
     {"NonMaxSuppression", "non_max_suppression"},
     {"RoiAlign", "roi_align<H, W>"},
     {"MaxRoiPool", "max_roi_pool<H, W>"},
