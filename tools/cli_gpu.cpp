@@ -873,6 +873,9 @@ int cmd_run_gpu(const Argv& argv) {
       run_inputs(args, batch > 0 ? batch_inputs(p.inputs, batch, engine.max_batch()) : p.inputs);
   const auto outputs = runtime::run_on_gpu(*ctx, inputs);
   fmt::print("ran on {} ({})\n", device_name(engine.device()), p.target);
+  if (specialized)  // a dynamic plan's shape: what its problems ran
+    fmt::print("tactics: {} problems ran their bucket's tactic, {} ran untimed\n",
+               engine.borrowed_problems(), engine.untimed_problems());
   report_outputs(args, names, outputs);
 
   const double tolerance =

@@ -38,7 +38,10 @@ every data set twice: `KILN run model.onnx --input NAME=input_<i>.pb ... --outpu
 CPU reference on the imported graph, each dynamic dim from the input files) and `KILN run --plan
 dynamic.plan --input ...` (the plan specialized at the data set's shape); each run must give
 max|kiln - torch| / max|torch| <= --tolerance (1e-4) on every output. One line per model and
-shape, then "N passed, N failed"; exits 1 when one failed.
+shape, then "N passed, N failed"; exits 1 when one failed. With --gpu fp32|fp16 the plans are
+built for the GPU (`--gpu`/`--fp16`: each bucket's tactics timed and recorded) and every data set
+runs on it (`KILN run --gpu --plan`: min, opt and max are buckets; the two random shapes run
+their bucket's tactics, the line says how many problems did).
 
 The four models take about 80 MB (ResNet-18 52 MB, charrnn 18 MB); on two cores the export
 takes 5 to 15 s and the check (20 kiln runs) about 15 s.
@@ -235,13 +238,17 @@ def export_one(name, outdir):
     return folder
 
 
-def build_dynamic_plan(kiln, folder):
+GPU_FLAGS = {None: [], "fp32": ["--gpu"], "fp16": ["--fp16"]}
+
+
+def build_dynamic_plan(kiln, folder, gpu=None):
     """`kiln build model.onnx --min-shapes ... --opt-shapes ... --max-shapes ... --save` from
-    profile.txt; returns (plan path or None, message)."""
-    plan = os.path.join(folder, "dynamic.plan")
+    profile.txt (for the GPU in precision `gpu`: its buckets' tactics timed); returns (plan path or
+    None, message)."""
+    plan = os.path.join(folder, f"dynamic-{gpu}.plan" if gpu else "dynamic.plan")
     if os.path.exists(plan):
         os.remove(plan)
-    cmd = [kiln, "build", os.path.join(folder, "model.onnx"), "--save", plan]
+    cmd = [kiln, "build", os.path.join(folder, "model.onnx"), "--save", plan] + GPU_FLAGS[gpu]
     with open(os.path.join(folder, "profile.txt")) as f:
         for line in f:
             which, shapes = line.split()
@@ -253,11 +260,13 @@ def build_dynamic_plan(kiln, folder):
     return plan, f"dynamic plan built in {time.time() - t0:.1f} s, {os.path.getsize(plan) / 1e6:.1f} MB"
 
 
-def check_set(kiln, folder, k, spec, tolerance, plan=None):
-    """Runs kiln on data set k (the ONNX model, or `plan` specialized at the set's shape);
-    returns (ok, message)."""
+def check_set(kiln, folder, k, spec, tolerance, plan=None, gpu=None):
+    """Runs kiln on data set k (the ONNX model, or `plan` specialized at the set's shape, on the
+    GPU when `gpu`); returns (ok, message)."""
     data = os.path.join(folder, f"test_data_set_{k}")
     cmd = [kiln, "run", "--plan", plan] if plan else [kiln, "run", os.path.join(folder, "model.onnx")]
+    if gpu:
+        cmd.append("--gpu")
     for i, (n, *_) in enumerate(spec["inputs"]):
         cmd += ["--input", f"{n}={os.path.join(data, f'input_{i}.pb')}"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,8 +287,9 @@ def check_set(kiln, folder, k, spec, tolerance, plan=None):
                 return False, f"output {n}: shape {list(got.shape)}, PyTorch has {list(want.shape)}"
             errors.append((relative_error(got, want), n))
     err, worst = max(errors)
+    tactics = [line for line in r.stdout.splitlines() if line.startswith("tactics:")]
     return err <= tolerance, (f"max|kiln - torch| / max|torch| = {err:.3g} ({worst}; limit {tolerance:g}), "
-                              f"kiln run {seconds:.1f} s")
+                              f"kiln run {seconds:.1f} s" + (f"; {tactics[0]}" if tactics else ""))
 
 
 def main():
@@ -287,10 +297,16 @@ def main():
     ap.add_argument("outdir", nargs="?", default=os.path.join("build", "generated", "dynamic_exports"))
     ap.add_argument("--only", help="comma-separated subset of " + ",".join(ALL_MODELS))
     ap.add_argument("--check-with", metavar="KILN", help="the kiln CLI to check the exports with")
-    ap.add_argument("--tolerance", type=float, default=1e-4)
+    ap.add_argument("--tolerance", type=float, default=None,
+                    help="largest max|kiln - torch| / max|torch| (1e-4; with --gpu fp16 1e-2)")
+    ap.add_argument("--gpu", choices=["fp32", "fp16"],
+                    help="build the dynamic plans for the GPU in this precision (each bucket's "
+                    "tactics timed) and run them there only (the CPU reference runs are CI's)")
     ap.add_argument("--remove-plans", action="store_true", help="delete each dynamic plan once checked")
     args = ap.parse_args()
     names = select_models(ap, args.only, ALL_MODELS)
+    if args.tolerance is None:
+        args.tolerance = 1e-2 if args.gpu == "fp16" else 1e-4
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"TorchScript exporter, opset {OPSET}, dynamic axes")
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
@@ -300,15 +316,16 @@ def main():
         if not args.check_with:
             continue
         spec = SPECS[name]
-        plan, msg = build_dynamic_plan(args.check_with, folder)
+        plan, msg = build_dynamic_plan(args.check_with, folder, args.gpu)
         print(f"  {name}: {msg}", flush=True)
         if plan is None:
             failed += 1
+        runs = (("dynamic plan " + args.gpu, plan),) if args.gpu else (("onnx", None), ("dynamic plan", plan))
         for k, dims in enumerate(profile_dims(name)):
-            for how, p in (("onnx", None), ("dynamic plan", plan)):
-                if how == "dynamic plan" and plan is None:
+            for how, p in runs:
+                if how.startswith("dynamic plan") and plan is None:
                     continue
-                ok, msg = check_set(args.check_with, folder, k, spec, args.tolerance, p)
+                ok, msg = check_set(args.check_with, folder, k, spec, args.tolerance, p, args.gpu)
                 print(f"  {name} {SHAPE_LABELS[k]} {dims_label(dims)} {how}: {'ok' if ok else 'FAIL'}: {msg}",
                       flush=True)
                 passed += ok
