@@ -49,6 +49,7 @@ takes 5 to 15 s and the check (20 kiln runs) about 15 s.
 Exits 77 (a skip for Meson) when torch, torchvision or numpy cannot be imported.
 """
 import argparse
+import inspect
 import os
 import subprocess
 import sys
@@ -212,10 +213,12 @@ def export_one(name, outdir):
     dynamic_axes = {}
     for n, template, *_ in spec["inputs"] + spec["outputs"]:
         dynamic_axes[n] = {i: d for i, d in enumerate(template) if isinstance(d, str)}
+    # The TorchScript exporter, also where a newer torch defaults to the dynamo one.
+    extra = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     torch.onnx.export(model, example, os.path.join(folder, "model.onnx"), opset_version=OPSET,
                       input_names=[n for n, *_ in spec["inputs"]],
                       output_names=[n for n, *_ in spec["outputs"]],
-                      dynamic_axes=dynamic_axes, do_constant_folding=True)
+                      dynamic_axes=dynamic_axes, do_constant_folding=True, **extra)
     with open(os.path.join(folder, "profile.txt"), "w") as f:
         f.write(profile_text(spec))
     for k, dims in enumerate(profile_dims(name)):
