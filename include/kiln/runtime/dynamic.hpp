@@ -104,7 +104,9 @@ class DynamicContext {
   /// Replays a CUDA graph per exact shape, captured on its first run.
   void set_cuda_graph(bool on) { use_graph_ = on; }
   void set_profiler(Profiler* p) { profiler_ = p; }
-  /// Runs at the shapes set; bindings are device pointers sized for them.
+  /// Runs at the shapes set; bindings are device pointers sized for them. Every shape's run uses
+  /// the context's one arena: as for one ExecutionContext, runs on two streams must not overlap
+  /// (one stream, or the caller orders them).
   void enqueue(const Bindings& bindings, Stream stream);
   void execute(const Bindings& bindings);
   /// The context of the current shape (made on first use: engine, arena, workspace).
