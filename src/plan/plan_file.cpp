@@ -533,7 +533,7 @@ Plan deserialize_plan(const std::string& bytes, const LoadExpectations& expect) 
         throw FormatError(
             fmt::format("plan file is corrupt: a bucket of profile {} (the plan has {})", b.profile,
                         p.profiles.size()));
-      for (std::uint32_t k = r.count("bucket inputs", 12); k-- > 0;) {
+      for (std::uint32_t k = r.count("bucket inputs", 8); k-- > 0;) {
         std::string name = r.str("bucket input name");
         b.shape[name] = r.dims("bucket dims");
       }
