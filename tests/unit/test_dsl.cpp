@@ -989,3 +989,18 @@ TEST_CASE("scan: a body of its own over dim 0, carrying values and stacking outp
     CHECK(out.at("sum").get(k) == doctest::Approx(sv[k]).epsilon(1e-5));
   }
 }
+
+TEST_CASE("control-flow layers take each captured tensor once") {
+  auto flag = input<"flag", boolean>(fix<1>);
+  auto x = input<"x", f32>(dyn, fix<4>);
+  CHECK_THROWS_WITH_AS(
+      if_else(
+          flag, [](auto a, auto) { return a; }, [](auto, auto b) { return b; }, x, x),
+      doctest::Contains("'x' is captured twice"), kiln::GraphError);
+  auto h = input<"h", f32>(fix<2>);
+  auto w = input<"w", f32>(fix<2>);
+  CHECK_THROWS_WITH_AS(
+      loop(
+          2, [](auto, auto h, auto w, auto) { return std::tuple{h + w}; }, carried(h), w, w),
+      doctest::Contains("'w' is captured twice"), kiln::GraphError);
+}

@@ -1,13 +1,11 @@
 // Control flow in the typed DSL: if_else (ONNX If), loop (ONNX Loop) and scan (ONNX Scan). Each
 // branch or body is a function of the tensors it reads, which follow it in the call: the node's
-// captured values. A
-// branch is built as a body of its own (its layers, constants and weights in the branch's subgraph)
-// from tensors of the captured values' types; it may not read the network's other tensors (a
-// GraphError names the mistake), so that what a branch reads is all in the call.
+// captured values. A branch is built as a body of its own (its layers, constants and weights in
+// the branch's subgraph) from tensors of the captured values' types; it may not read the
+// network's other tensors (a GraphError names the mistake), so that what a branch reads is all in
+// the call.
 //
-//   auto y = if_else(
-//       flag, [](auto x) { return relu(x); }, [](auto x) { return x * 0.5f; }, x);
-//
+//   auto y = if_else(flag, [](auto x) { return relu(x); }, [](auto x) { return sigmoid(x); }, x);
 //   auto [h] = loop(4, [](auto i, auto h, auto w) { return std::tuple{tanh(matmul(h, w))}; },
 //                   carried(h0), w);   // h0 carried through 4 trips, w read by every trip
 //   auto [h, hs] = scan([](auto h, auto x_t) { return std::tuple{h + x_t, h}; },
@@ -17,7 +15,7 @@
 // a dim where their fixed dims differ is dynamic in the result. The condition is a bool tensor of
 // one element. Where it is a constant when the network is built, the builder inlines the branch
 // it picks; otherwise the CPU reference runs the branch the value picks, and a GPU plan runs the
-// If as a host step (docs/CONTROL_FLOW.md).
+// If as a host step (docs/CONTROL_FLOW.md). A tensor is captured once per call.
 #pragma once
 
 #include <atomic>
@@ -47,6 +45,16 @@ namespace detail {
 inline std::uint64_t new_scope() {
   static std::atomic<std::uint64_t> next{0};
   return ++next;
+}
+
+/// Throws naming node `name` when a tensor is captured twice (a body's inputs have one name each).
+inline void check_captured_once(std::string_view kind, const std::string& name,
+                                const std::vector<std::string>& values) {
+  for (std::size_t i = 0; i < values.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (values[i] == values[j])
+        throw GraphError(where(kind, name) + "'" + values[i] +
+                         "' is captured twice: give each tensor once");
 }
 
 /// Captured tensor `outer` as an input of body state `s`: its type, under its outer name.
@@ -141,6 +149,7 @@ auto if_else(const C& cond, Then&& then_branch, Else&& else_branch, const Xs&...
     if (d > 1)
       throw ShapeError(detail::where("if_else", name) +
                        "the condition holds one element, got a dim of " + std::to_string(d));
+  detail::check_captured_once("if_else", name, {captured.value()...});
   auto then_body = detail::build_body(*s, name, "then_branch", then_branch, captured...);
   auto else_body = detail::build_body(*s, name, "else_branch", else_branch, captured...);
   using R1 = decltype(then_body.result);
@@ -221,6 +230,7 @@ auto loop(const Trips& trips, Body&& body, const carried_values<Vs...>& init,
     m = trips.value();
   }
 
+  detail::check_captured_once("loop", name, {captured.value()...});
   // The body: (i, cond, v..., captured...) -> (cond, v'...); cond passes through.
   auto b = detail::body_state(*s);
   const std::string iter = b->fresh_name(name + ".i"), cond = b->fresh_name(name + ".cond");
@@ -374,6 +384,7 @@ auto scan(Body&& body, const carried_values<Vs...>& init, const scanned_values<X
       },
       scans.inputs);
 
+  detail::check_captured_once("scan", name, {captured.value()...});
   // The body: (v..., slices..., captured...) -> (v'..., elements...).
   auto b = detail::body_state(*s);
   auto args = std::apply(
