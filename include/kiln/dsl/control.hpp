@@ -28,15 +28,25 @@
 
 namespace kiln::dsl {
 
+namespace detail {
+/// Two values' dims (a's rank; b at least as long) merged: a dim where they differ is dynamic,
+/// as the IR's rules merge an If's branches and a loop's carried values.
+template <std::size_t N, std::size_t M>
+constexpr std::array<dim_t, N> merged_dims(const std::array<dim_t, N>& a,
+                                           const std::array<dim_t, M>& b) {
+  std::array<dim_t, N> out{};
+  for (std::size_t i = 0; i < N; ++i) out[i] = i < M && a[i] == b[i] ? a[i] : kDynamic;
+  return out;
+}
+}  // namespace detail
+
 template <class R1, class R2>
 struct if_else_layer {
   static constexpr std::string_view kind = "if_else";
   /// The branches' results -> their dims, dynamic where they differ.
   static constexpr std::array<dim_t, R1::rank> rule(std::array<dim_t, R1::rank> a,
                                                     std::array<dim_t, R2::rank> b) {
-    std::array<dim_t, R1::rank> out{};
-    for (std::size_t i = 0; i < R1::rank; ++i) out[i] = a[i] == b[i] ? a[i] : kDynamic;
-    return out;
+    return detail::merged_dims(a, b);
   }
 };
 
@@ -108,6 +118,25 @@ inline Graph finish_body(NetState& net, const std::shared_ptr<NetState>& body,
   net.used_names.insert(b->used_names.begin(), b->used_names.end());
   for (auto& spec : b->specs) net.specs.push_back(std::move(spec));
   net.adopt_bindings(*b);
+  return g;
+}
+
+/// Ends a loop or scan body whose results are the tuple `results`: its outputs are `first` (the
+/// loop's cond) and then the results' values; throws when a result is not the body's own.
+template <class Tuple>
+Graph finish_tuple_body(NetState& net, const std::shared_ptr<NetState>& body, const Tuple& results,
+                        std::vector<std::string> first, std::string_view kind,
+                        const std::string& node) {
+  std::shared_ptr<NetState> result_state = root(body);
+  std::apply(
+      [&](const auto&... r) {
+        ((first.push_back(r.value()),
+          result_state = r.state() == root(body) ? result_state : r.state()),
+         ...);
+      },
+      results);
+  Graph g = finish_body(net, body, result_state, kind, node, "body");
+  g.outputs = std::move(first);
   return g;
 }
 
@@ -188,9 +217,7 @@ struct loop_carried_layer {
   /// A carried value's initial dims and the body's -> the loop's result, dynamic where they differ.
   static constexpr std::array<dim_t, V::rank> rule(std::array<dim_t, V::rank> init,
                                                    std::array<dim_t, R::rank> next) {
-    std::array<dim_t, V::rank> out{};
-    for (std::size_t i = 0; i < V::rank; ++i) out[i] = init[i] == next[i] ? init[i] : kDynamic;
-    return out;
+    return detail::merged_dims(init, next);
   }
 };
 
@@ -247,31 +274,15 @@ auto loop(const Trips& trips, Body&& body, const carried_values<Vs...>& init,
   auto next = std::apply(body, args);
   static_assert(std::tuple_size_v<decltype(next)> == sizeof...(Vs),
                 "loop: the body returns a std::tuple of one next value per carried value");
-  std::vector<std::string> outs{cond};
-  std::shared_ptr<detail::NetState> result_state = detail::root(b);
-  std::apply(
-      [&](const auto&... r) {
-        ((outs.push_back(r.value()),
-          result_state = r.state() == detail::root(b) ? result_state : r.state()),
-         ...);
-      },
-      next);
-  Graph g = detail::finish_body(*s, b, result_state, "loop", name, "body");
-  g.outputs = std::move(outs);
+  Graph g = detail::finish_tuple_body(*s, b, next, {cond}, "loop", name);
 
   std::vector<std::string> in{m, ""};
   std::apply([&](const auto&... v) { (in.push_back(v.value()), ...); }, init.init);
   (in.push_back(captured.value()), ...);
-  Node n;
-  n.op = "Loop";
-  n.name = name;
-  n.inputs = std::move(in);
-  n.attrs["body"] = Subgraph{std::make_shared<const Graph>(std::move(g)), sizeof...(Xs)};
-  n.outputs.push_back(name);
-  for (std::size_t k = 1; k < sizeof...(Vs); ++k)
-    n.outputs.push_back(s->fresh_name(name + ":" + std::to_string(k)));
-  const std::vector<std::string> names = n.outputs;
-  s->graph.nodes.push_back(std::move(n));
+  detail::emit(*s, "Loop", name, std::move(in),
+               {{"body", Subgraph{std::make_shared<const Graph>(std::move(g)), sizeof...(Xs)}}},
+               sizeof...(Vs));
+  const std::vector<std::string> names = s->graph.nodes.back().outputs;  // emit()'s
 
   // Each result: its carried value's type, dynamic where the body changes a fixed dim.
   return [&]<std::size_t... K>(std::index_sequence<K...>) {
@@ -415,33 +426,17 @@ auto scan(Body&& body, const carried_values<Vs...>& init, const scanned_values<X
   static_assert(nr >= nv,
                 "scan: the body returns a std::tuple of the carried values' next values, then "
                 "its scan outputs");
-  std::vector<std::string> outs;
-  std::shared_ptr<detail::NetState> result_state = detail::root(b);
-  std::apply(
-      [&](const auto&... r) {
-        ((outs.push_back(r.value()),
-          result_state = r.state() == detail::root(b) ? result_state : r.state()),
-         ...);
-      },
-      step_out);
-  Graph g = detail::finish_body(*s, b, result_state, "scan", name, "body");
-  g.outputs = std::move(outs);
+  Graph g = detail::finish_tuple_body(*s, b, step_out, {}, "scan", name);
 
   std::vector<std::string> in;
   std::apply([&](const auto&... v) { (in.push_back(v.value()), ...); }, init.init);
   std::apply([&](const auto&... x) { (in.push_back(x.value()), ...); }, scans.inputs);
   (in.push_back(captured.value()), ...);
-  Node n;
-  n.op = "Scan";
-  n.name = name;
-  n.inputs = std::move(in);
-  n.attrs["body"] = Subgraph{std::make_shared<const Graph>(std::move(g)), sizeof...(Cs)};
-  n.attrs["num_scan_inputs"] = std::int64_t{sizeof...(Xs)};
-  n.outputs.push_back(name);
-  for (std::size_t k = 1; k < nr; ++k)
-    n.outputs.push_back(s->fresh_name(name + ":" + std::to_string(k)));
-  const std::vector<std::string> names = n.outputs;
-  s->graph.nodes.push_back(std::move(n));
+  detail::emit(*s, "Scan", name, std::move(in),
+               {{"body", Subgraph{std::make_shared<const Graph>(std::move(g)), sizeof...(Cs)}},
+                {"num_scan_inputs", std::int64_t{sizeof...(Xs)}}},
+               nr);
+  const std::vector<std::string> names = s->graph.nodes.back().outputs;  // emit()'s
 
   return [&]<std::size_t... K>(std::index_sequence<K...>) {
     return std::tuple{detail::scan_result<K, nv>(s, name, names[K], init.init,
