@@ -113,7 +113,9 @@ int cmd_run(const Argv& argv) {
   reference::Executor exec(g);
   const auto outputs = exec.run(run_inputs(args, g.inputs));
   report_outputs(args, g.outputs, outputs);
-  const auto expected = expected_outputs(args, g.outputs);
+  std::vector<TensorType> output_types;
+  for (const auto& o : g.outputs) output_types.push_back(g.type_of(o));
+  const auto expected = expected_outputs(args, g.outputs, output_types);
   if (!expected.empty() && !check_expected(expected, outputs, args.number("--tolerance", 1e-4))) {
     std::fflush(stdout);
     fmt::print(stderr,

@@ -105,15 +105,44 @@ reference::TensorMap input_files(const Args& args) {
   return given;
 }
 
+namespace {
+/// A value file of type `type`: a tensor's .pb or .npy; a sequence's or optional's .pb
+/// (SequenceProto, OptionalProto).
+Tensor load_value_file(const std::string& file, const TensorType& type) {
+  if (type.is_tensor()) return load_tensor_file(file);
+  if (std::filesystem::path(file).extension() != ".pb")
+    throw Error(fmt::format("'{}': a value of type {} is read from a .pb file (an ONNX {})", file,
+                            type.to_string(),
+                            type.kind == ValueKind::sequence ? "SequenceProto" : "OptionalProto"));
+  return onnx::load_value(file, type);
+}
+
+/// Prints one tensor's line of report_outputs.
+void print_tensor(const std::string& label, const Tensor& t) {
+  double sum = 0;
+  std::vector<std::string> head;
+  for (std::int64_t i = 0; i < t.numel(); ++i) {
+    sum += t.get(i);
+    if (i < 6) head.push_back(fmt::format("{:.6g}", t.get(i)));
+  }
+  fmt::print("{}: {} checksum {:.9g} first [{}{}]\n", label, t.type_string(), sum,
+             fmt::join(head, ", "), t.numel() > 6 ? ", ..." : "");
+}
+}  // namespace
+
 reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs,
                                 bool random) {
-  reference::TensorMap given = input_files(args);
-  for (const auto& [name, t] : given) {
-    bool known = false;
-    for (const auto& vi : inputs) known |= vi.name == name;
-    if (!known) {
+  reference::TensorMap given;
+  for (const auto& spec : args.all("--input")) {
+    auto [name, file] = name_and_file("--input", spec);
+    const ValueInfo* vi = nullptr;
+    for (const auto& v : inputs)
+      if (v.name == name) vi = &v;
+    if (vi) {
+      given[name] = load_value_file(file, vi->type);
+    } else {
       std::vector<std::string> names;
-      for (const auto& vi : inputs) names.push_back(vi.name);
+      for (const auto& v : inputs) names.push_back(v.name);
       throw Error(fmt::format("--input {}: the model has no input '{}' (its inputs: {})", name,
                               name, fmt::join(names, ", ")));
     }
@@ -125,10 +154,15 @@ reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& 
     const auto& vi = inputs[i];
     if (!given.count(vi.name) && !dir.empty()) {
       const auto file = std::filesystem::path(dir) / fmt::format("input_{}.pb", i);
-      if (std::filesystem::exists(file)) given[vi.name] = onnx::load_tensor(file.string());
+      if (std::filesystem::exists(file)) given[vi.name] = onnx::load_value(file.string(), vi.type);
     }
     if (!given.count(vi.name)) {
       if (!random) continue;
+      if (!vi.type.is_tensor())
+        throw Error(
+            fmt::format("input '{}' is {}: give it with --input {}=FILE.pb or "
+                        "--expected-dir (kiln makes random tensors only)",
+                        vi.name, vi.type.to_string(), vi.name));
       try {
         auto sh = shapes.find(vi.name);
         given[vi.name] = random_tensor(
@@ -137,6 +171,7 @@ reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& 
         throw MemoryLimitError(fmt::format("random input '{}': {}", vi.name, e.what()));
       }
     }
+    if (!given[vi.name].is_tensor()) continue;  // the executor checks it against its type
     if (auto sh = shapes.find(vi.name); sh != shapes.end() && given[vi.name].dims() != sh->second)
       throw ShapeError(fmt::format("--shapes gives input '{}' the dims {}, its file holds {}",
                                    vi.name, dims_to_string(sh->second),
@@ -167,16 +202,20 @@ void report_outputs(const Args& args, const std::vector<std::string>& names,
   if (!out_dir.empty()) std::filesystem::create_directories(out_dir);
   for (const auto& name : names) {
     const Tensor& t = outputs.at(name);
-    double sum = 0;
-    std::vector<std::string> head;
-    for (std::int64_t i = 0; i < t.numel(); ++i) {
-      sum += t.get(i);
-      if (i < 6) head.push_back(fmt::format("{:.6g}", t.get(i)));
+    const auto base = std::filesystem::path(out_dir) / file_safe(name);
+    if (!t.is_tensor()) {  // a sequence: a line each tensor; NAME.pb a SequenceProto, or NAME_I.npy
+      fmt::print("output {}: {}\n", name, t.type_string());
+      if (t.is_sequence())
+        for (std::size_t i = 0; i < t.elements().size(); ++i) {
+          print_tensor(fmt::format("  {}[{}]", name, i), t.elements()[i]);
+          if (!out_dir.empty() && format == "npy")
+            write_npy(t.elements()[i], fmt::format("{}_{}.npy", base.string(), i));
+        }
+      if (!out_dir.empty() && format == "pb") onnx::save_value(t, base.string() + ".pb", name);
+      continue;
     }
-    fmt::print("output {}: {} checksum {:.9g} first [{}{}]\n", name, t.type_string(), sum,
-               fmt::join(head, ", "), t.numel() > 6 ? ", ..." : "");
+    print_tensor("output " + name, t);
     if (!out_dir.empty()) {
-      const auto base = std::filesystem::path(out_dir) / file_safe(name);
       if (format == "npy")
         write_npy(t, base.string() + ".npy");
       else
@@ -185,7 +224,9 @@ void report_outputs(const Args& args, const std::vector<std::string>& names,
   }
 }
 
-reference::TensorMap expected_outputs(const Args& args, const std::vector<std::string>& names) {
+reference::TensorMap expected_outputs(const Args& args, const std::vector<std::string>& names,
+                                      const std::vector<TensorType>& types) {
+  auto type_of = [&](std::size_t i) { return i < types.size() ? types[i] : TensorType{}; };
   reference::TensorMap expected;
   const std::string dir = args.get("--expected-dir");
   if (!dir.empty()) {
@@ -193,7 +234,8 @@ reference::TensorMap expected_outputs(const Args& args, const std::vector<std::s
       throw Error(fmt::format("--expected-dir '{}' is not a folder", dir));
     for (std::size_t i = 0; i < names.size(); ++i) {
       const auto file = std::filesystem::path(dir) / fmt::format("output_{}.pb", i);
-      if (std::filesystem::exists(file)) expected[names[i]] = onnx::load_tensor(file.string());
+      if (std::filesystem::exists(file))
+        expected[names[i]] = onnx::load_value(file.string(), type_of(i));
     }
     if (expected.empty()) throw Error(fmt::format("--expected-dir '{}' holds no output_N.pb", dir));
   }
@@ -202,12 +244,27 @@ reference::TensorMap expected_outputs(const Args& args, const std::vector<std::s
     if (std::find(names.begin(), names.end(), name) == names.end())
       throw Error(fmt::format("--expected {}: the model has no output '{}' (its outputs: {})", name,
                               name, fmt::join(names, ", ")));
-    expected[name] = load_tensor_file(file);
+    const auto at = std::find(names.begin(), names.end(), name) - names.begin();
+    expected[name] = load_value_file(file, type_of(static_cast<std::size_t>(at)));
   }
   return expected;
 }
 
 double relative_error(const Tensor& got, const Tensor& expected, const std::string& name) {
+  if (!got.is_tensor() || !expected.is_tensor()) {  // a sequence: its tensors' largest error
+    const bool same_kind =
+        got.is_sequence() == expected.is_sequence() && got.is_none() == expected.is_none() &&
+        (!got.is_sequence() || got.elements().size() == expected.elements().size());
+    if (!same_kind)
+      throw Error(fmt::format("output '{}': {} does not match the expected {}", name,
+                              got.type_string(), expected.type_string()));
+    double worst = 0;
+    if (got.is_sequence())
+      for (std::size_t i = 0; i < got.elements().size(); ++i)
+        worst = std::max(worst, relative_error(got.elements()[i], expected.elements()[i],
+                                               fmt::format("{}[{}]", name, i)));
+    return worst;
+  }
   if (got.numel() != expected.numel())
     throw Error(fmt::format("output '{}': {} does not match the expected {}", name,
                             got.type_string(), expected.type_string()));

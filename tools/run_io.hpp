@@ -42,8 +42,9 @@ plan::ShapeMap shapes_option(const Args& args, const std::vector<ValueInfo>& inp
 reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs,
                                 bool random = true);
 
-/// Prints each output's type, checksum (sum of values) and first values; with --output-dir,
-/// writes each as NAME.pb (TensorProto), or NAME.npy when --output-format is npy.
+/// Prints each output's type, checksum (sum of values) and first values (a sequence: a line for
+/// each of its tensors); with --output-dir, writes each as NAME.pb (TensorProto, SequenceProto
+/// or OptionalProto), or NAME.npy when --output-format is npy (a sequence's tensors NAME_I.npy).
 void report_outputs(const Args& args, const std::vector<std::string>& names,
                     const reference::TensorMap& outputs);
 
@@ -52,11 +53,14 @@ void write_outputs_npy(const std::string& dir, const std::vector<std::string>& n
                        const reference::TensorMap& outputs, bool as_f32);
 
 /// The expected outputs: --expected NAME=FILE (.pb or .npy) and --expected-dir DIR (output_N.pb
-/// for the N-th output, as ONNX test folders hold them). Empty when neither is given.
-reference::TensorMap expected_outputs(const Args& args, const std::vector<std::string>& names);
+/// for the N-th output, as ONNX test folders hold them), read as the outputs' `types` say (a
+/// sequence's file is a SequenceProto; tensors where `types` is short). Empty when neither is
+/// given.
+reference::TensorMap expected_outputs(const Args& args, const std::vector<std::string>& names,
+                                      const std::vector<TensorType>& types = {});
 
-/// max|got - expected| / max|expected| (the absolute error when every expected value is 0).
-/// Throws Error when the element counts differ.
+/// max|got - expected| / max|expected| (the absolute error when every expected value is 0); a
+/// sequence's: the largest of its tensors'. Throws Error when the element counts differ.
 double relative_error(const Tensor& got, const Tensor& expected, const std::string& name);
 
 /// Prints one line per expected output ("expected NAME: error E (tolerance T) ok|OVER") and

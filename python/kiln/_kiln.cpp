@@ -108,6 +108,12 @@ Tensor to_tensor(const HostArray& a, const std::string& name, const std::optiona
 /// A numpy array that owns (a reference to) `t`'s storage; bf16 comes out as float32 (numpy has
 /// no bfloat16).
 nb::object to_numpy(Tensor t) {
+  if (t.is_none()) return nb::none();  // an empty optional
+  if (t.is_sequence()) {               // a list of arrays
+    nb::list l;
+    for (const Tensor& e : t.elements()) l.append(to_numpy(e));
+    return l;
+  }
   if (t.dtype() == DType::bf16) t = t.cast(DType::f32);
   auto* owner = new Tensor(std::move(t));
   nb::capsule keep(owner, [](void* p) noexcept { delete static_cast<Tensor*>(p); });
@@ -123,7 +129,14 @@ reference::TensorMap to_tensors(const std::map<std::string, HostArray>& in,
   for (const auto& [name, a] : in) {
     std::optional<DType> want;
     for (const auto& vi : inputs)
-      if (vi.name == name) want = vi.type.dtype;
+      if (vi.name == name) {
+        if (!vi.type.is_tensor())
+          throw Error(
+              fmt::format("input '{}' is {}: kiln's Python module passes arrays only "
+                          "(run it with `kiln run --input {}=FILE.pb`)",
+                          name, vi.type.to_string(), name));
+        want = vi.type.dtype;
+      }
     m[name] = to_tensor(a, name, want);  // an unknown name is the executor's error
   }
   return m;
@@ -157,6 +170,12 @@ nb::object tensor_info(const ValueInfo& vi) {
   info["name"] = vi.name;
   info["dtype"] = std::string(dtype_name(vi.type.dtype));
   info["shape"] = nb::tuple(dims);
+  if (!vi.type.is_tensor()) {  // a sequence (a list of arrays) or an optional (None or the value)
+    info["kind"] = vi.type.is_optional()
+                       ? (vi.type.is_sequence() ? "optional sequence" : "optional")
+                       : "sequence";
+    if (!vi.type.rank_known) info["shape"] = nb::none();
+  }
   return info;
 }
 

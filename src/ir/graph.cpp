@@ -13,7 +13,31 @@
 namespace kiln {
 
 std::string TensorType::to_string() const {
-  return std::string(dtype_name(dtype)) + shape.to_string();
+  const std::string t = std::string(dtype_name(dtype)) + (rank_known ? shape.to_string() : "[*]");
+  switch (kind) {
+    case ValueKind::tensor: return t;
+    case ValueKind::sequence: return "seq(" + t + ")";
+    case ValueKind::optional_tensor: return "opt(" + t + ")";
+    case ValueKind::optional_sequence: return "opt(seq(" + t + "))";
+  }
+  return t;
+}
+
+TensorType type_of_value(const Tensor& v) {
+  if (v.is_tensor()) return {v.dtype(), v.shape()};
+  if (v.is_none()) return {v.dtype(), Shape{}, ValueKind::optional_tensor, false};
+  TensorType t{v.dtype(), Shape{}, ValueKind::sequence, false};
+  const auto& e = v.elements();
+  if (e.empty()) return t;
+  for (const Tensor& x : e)
+    if (x.rank() != e[0].rank()) return t;
+  t.rank_known = true;
+  for (std::size_t d = 0; d < e[0].rank(); ++d) {
+    bool same = true;
+    for (const Tensor& x : e) same &= x.dim(d) == e[0].dim(d);
+    t.shape.push_back(same ? Dim(e[0].dim(d)) : Dim::dynamic());
+  }
+  return t;
 }
 
 // ---- Node --------------------------------------------------------------------------------
@@ -217,10 +241,16 @@ void Graph::infer(const ConstantEvaluator* evaluator) {
       in.push_back(name.empty() ? nullptr : &types_.at(name));
       consts.push_back(name.empty() ? nullptr : known_value(name));
     }
+    const OpSchema& schema = *reg.find(n.op);
+    if (!schema.takes_any_value)
+      for (std::size_t i = 0; i < in.size(); ++i)
+        if (in[i] && !in[i]->is_tensor())
+          throw GraphError(fmt::format("{}input {} ('{}') is {}: this op takes tensors", n.where(),
+                                       i, n.inputs[i], in[i]->to_string()));
     InferContext ctx(n, in, consts, evaluator);
     std::vector<TensorType> out;
     try {
-      out = reg.find(n.op)->infer(ctx);
+      out = schema.infer(ctx);
     } catch (const ShapeError& e) {
       const std::string msg = e.what();
       if (msg.rfind(n.where(), 0) == 0) throw;
@@ -270,6 +300,11 @@ void Graph::fold_fixed_dims(const Node& gather, const std::map<std::string, cons
 
 void Graph::evaluate_if_known(const Node& n, const std::vector<const TensorType*>& in,
                               std::vector<const Tensor*> consts, const ConstantEvaluator& eval) {
+  // Sequences and optionals are not folded: known values become weights, which are tensors.
+  for (const auto* t : in)
+    if (t && !t->is_tensor()) return;
+  for (const auto& o : n.outputs)
+    if (auto t = types_.find(o); t != types_.end() && !t->second.is_tensor()) return;
   std::int64_t elements = 0;
   std::vector<Tensor> stand_ins;
   stand_ins.reserve(consts.size());

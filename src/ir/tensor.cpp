@@ -71,6 +71,7 @@ Tensor Tensor::from_doubles(DType dtype, std::vector<std::int64_t> dims,
 }
 
 void Tensor::check_type(DType t) const {
+  if (kind_ != Kind::tensor) require_tensor("data");
   if (t != dtype_)
     throw Error(
         fmt::format("tensor of dtype {} accessed as {}", dtype_name(dtype_), dtype_name(t)));
@@ -155,6 +156,7 @@ std::vector<std::int64_t> Tensor::to_int64s() const {
 }
 
 Tensor Tensor::reshaped(std::vector<std::int64_t> dims) const {
+  require_tensor("reshaped");
   if (checked_numel(dims) != numel_)
     throw ShapeError(fmt::format("cannot reshape {} to {}: element counts differ", type_string(),
                                  dims_to_string(dims)));
@@ -164,12 +166,19 @@ Tensor Tensor::reshaped(std::vector<std::int64_t> dims) const {
 }
 
 Tensor Tensor::clone() const {
+  if (is_sequence()) {
+    std::vector<Tensor> copies;
+    for (const Tensor& e : *elements_) copies.push_back(e.clone());
+    return sequence(dtype_, std::move(copies));
+  }
+  if (is_none()) return *this;
   Tensor t(dtype_, dims_);
   if (nbytes()) std::memcpy(t.data_, data_, nbytes());
   return t;
 }
 
 Tensor Tensor::cast(DType to) const {
+  require_tensor("cast");
   Tensor out(to, dims_);
   if (is_storage_only(dtype_) ||
       is_storage_only(to)) {  // through double: exact from every float8 value
@@ -189,7 +198,40 @@ Tensor Tensor::cast(DType to) const {
 }
 
 std::string Tensor::type_string() const {
+  if (is_sequence()) return fmt::format("seq({}) of {}", dtype_name(dtype_), elements_->size());
+  if (is_none()) return fmt::format("none({})", dtype_name(dtype_));
   return std::string(dtype_name(dtype_)) + dims_to_string(dims_);
+}
+
+Tensor Tensor::sequence(DType dtype, std::vector<Tensor> elements) {
+  for (std::size_t i = 0; i < elements.size(); ++i)
+    if (!elements[i].is_tensor() || elements[i].dtype() != dtype)
+      throw Error(fmt::format("a sequence of {} tensors cannot hold element {}, {}",
+                              dtype_name(dtype), i, elements[i].type_string()));
+  Tensor t;
+  t.kind_ = Kind::sequence;
+  t.dtype_ = dtype;
+  t.elements_ = std::make_shared<const std::vector<Tensor>>(std::move(elements));
+  t.defined_ = true;
+  return t;
+}
+
+Tensor Tensor::none(DType dtype) {
+  Tensor t;
+  t.kind_ = Kind::none;
+  t.dtype_ = dtype;
+  t.defined_ = true;
+  return t;
+}
+
+const std::vector<Tensor>& Tensor::elements() const {
+  if (!is_sequence()) throw Error(fmt::format("{} is not a sequence", type_string()));
+  return *elements_;
+}
+
+void Tensor::require_tensor(const char* what) const {
+  if (!is_tensor())
+    throw Error(fmt::format("{} of {}: only a tensor has dims and data", what, type_string()));
 }
 
 }  // namespace kiln

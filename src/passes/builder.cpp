@@ -93,6 +93,7 @@ plan::Plan build_plan(Graph g, const BuildOptions& o, BuildReport* report) {
   const plan::Target& target = o.target ? *o.target : plan::cpu_reference_target();
   const std::uint64_t hash = hash_weights(g.weights);
   make_static(g, o);
+  plan::require_tensor_values(g);  // before the passes, which expect tensors
   PassContext ctx{&target, o.evaluator};
   BuildReport local;
   BuildReport& r = report ? *report : local;

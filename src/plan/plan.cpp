@@ -11,7 +11,23 @@
 
 namespace kiln::plan {
 
+void require_tensor_values(const Graph& g) {
+  auto check = [&](const std::string& name, const std::string& where) {
+    if (name.empty() || !g.has_type(name)) return;
+    const TensorType& type = g.type_of(name);
+    if (!type.is_tensor())
+      throw UnsupportedError(fmt::format(
+          "{}value '{}' is {}: plans hold tensors; sequences and optionals run on the CPU "
+          "reference (`kiln run MODEL.onnx`)",
+          where, name, type.to_string()));
+  };
+  for (const auto& i : g.inputs) check(i.name, "[input] ");
+  for (const auto& n : g.nodes)
+    for (const auto& o : n.outputs) check(o, n.where());
+}
+
 Plan make_plan(const Graph& g, const Target& t, std::uint64_t weights_hash) {
+  require_tensor_values(g);
   Plan p;
   p.target = t.name;
   p.graph_name = g.name;

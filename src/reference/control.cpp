@@ -116,12 +116,12 @@ void if_kernel(KernelContext& ctx) {
 std::vector<Tensor> empty_scan_outputs(const KernelContext& ctx, std::size_t n, std::size_t k,
                                        const std::vector<Tensor>& carried) {
   std::vector<TensorType> formal{{DType::i64, Shape{}}, {DType::boolean, Shape{}}};
-  for (const auto& c : carried) formal.push_back({c.dtype(), c.shape()});
+  for (const auto& c : carried) formal.push_back(type_of_value(c));
   std::vector<TensorType> captured;
   std::vector<const Tensor*> captured_values;
   for (std::size_t i = control::formal_inputs(ctx.node); i < ctx.num_inputs(); ++i) {
-    captured.push_back({ctx.in(i).dtype(), ctx.in(i).shape()});
-    captured_values.push_back(&ctx.in(i));
+    captured.push_back(type_of_value(ctx.in(i)));
+    captured_values.push_back(ctx.in(i).is_tensor() ? &ctx.in(i) : nullptr);
   }
   std::vector<const TensorType*> captured_types;
   for (const auto& t : captured) captured_types.push_back(&t);
@@ -226,12 +226,52 @@ void scan_kernel(KernelContext& ctx) {
   }
 }
 
+void sequence_map_kernel(KernelContext& ctx) {
+  const std::size_t formal = control::formal_inputs(ctx.node);
+  std::size_t len = 0;
+  for (std::size_t i = 0; i < formal; ++i)
+    if (const Tensor& x = ctx.in(i); x.is_sequence()) {
+      if (i > 0 && x.elements().size() != len)
+        ctx.fail(
+            fmt::format("input {} holds {} tensors, input 0 {}: the sequences must have one "
+                        "length",
+                        i, x.elements().size(), len));
+      len = x.elements().size();
+    } else if (i == 0 || !x.is_tensor()) {
+      ctx.fail(fmt::format("input {} is {}: expected a sequence{}", i, x.type_string(),
+                           i == 0 ? "" : " or a tensor"));
+    }
+  if (len == 0)
+    ctx.unsupported("a SequenceMap over empty sequences (the dtypes of its outputs are unknown)");
+  const std::size_t k = ctx.node.outputs.size();
+  std::vector<std::vector<Tensor>> outs(k);
+  for (std::size_t t = 0; t < len; ++t) {
+    std::vector<Tensor> formal_in;
+    for (std::size_t i = 0; i < formal; ++i)
+      formal_in.push_back(ctx.in(i).is_sequence() ? ctx.in(i).elements()[t] : ctx.in(i));
+    auto out = run_body(ctx, "body", formal_in);
+    if (out.size() != k)
+      ctx.fail(fmt::format("the body gave {} outputs, the node has {}", out.size(), k));
+    for (std::size_t j = 0; j < k; ++j) {
+      if (!out[j].is_tensor())
+        ctx.fail(
+            fmt::format("the body's output {} is {}: expected a tensor", j, out[j].type_string()));
+      outs[j].push_back(std::move(out[j]));
+    }
+  }
+  for (std::size_t j = 0; j < k; ++j) {
+    const DType t = outs[j][0].dtype();
+    ctx.set(j, Tensor::sequence(t, std::move(outs[j])));
+  }
+}
+
 }  // namespace
 
 void register_control(KernelRegistry& r) {
   r.add("If", if_kernel);
   r.add("Loop", loop_kernel);
   r.add("Scan", scan_kernel);
+  r.add("SequenceMap", sequence_map_kernel);
 }
 
 }  // namespace kiln::reference

@@ -128,24 +128,45 @@ TensorMap Executor::execute(const TensorMap& inputs, bool keep_all, bool check_i
     const Tensor& t = it->second;
     values[vi.name] = t;
     if (!check_inputs) continue;
-    if (t.dtype() != vi.type.dtype)
+    const TensorType& type = vi.type;
+    auto mismatch = [&](const std::string& got) {
+      return Error(fmt::format("input '{}' expects {}, got {}", vi.name, type.to_string(), got));
+    };
+    if (t.dtype() != type.dtype)
       throw Error(fmt::format("input '{}' expects dtype {}, got {}", vi.name,
-                              dtype_name(vi.type.dtype), dtype_name(t.dtype())));
-    if (t.rank() != vi.type.shape.rank())
-      throw ShapeError(fmt::format("input '{}' expects shape {}, got {}", vi.name,
-                                   vi.type.shape.to_string(), dims_to_string(t.dims())));
-    for (std::size_t d = 0; d < t.rank(); ++d) {
-      const Dim& want = vi.type.shape[d];
-      bool ok = true;
-      if (want.is_fixed())
-        ok = want.value() == t.dim(d);
-      else if (want.is_symbolic()) {
-        auto [s, fresh] = symbols.emplace(want.symbol_name(), t.dim(d));
-        ok = fresh || s->second == t.dim(d);
+                              dtype_name(type.dtype), dtype_name(t.dtype())));
+    // A tensor's dims against the type's: fixed dims equal; a symbol binds across the inputs
+    // (a sequence's tensors may differ from each other: they bind none).
+    auto check_dims = [&](const Tensor& x, bool bind) {
+      if (!type.rank_known) return;
+      auto wrong = [&] {
+        if (!bind)  // a sequence's tensor
+          return ShapeError(fmt::format("input '{}' expects {}, got a tensor of {}", vi.name,
+                                        type.to_string(), dims_to_string(x.dims())));
+        return ShapeError(fmt::format("input '{}' expects shape {}, got {}", vi.name,
+                                      type.shape.to_string(), dims_to_string(x.dims())));
+      };
+      if (x.rank() != type.shape.rank()) throw wrong();
+      for (std::size_t d = 0; d < x.rank(); ++d) {
+        const Dim& want = type.shape[d];
+        bool ok = true;
+        if (want.is_fixed())
+          ok = want.value() == x.dim(d);
+        else if (want.is_symbolic() && bind) {
+          auto [s, fresh] = symbols.emplace(want.symbol_name(), x.dim(d));
+          ok = fresh || s->second == x.dim(d);
+        }
+        if (!ok) throw wrong();
       }
-      if (!ok)
-        throw ShapeError(fmt::format("input '{}' expects shape {}, got {}", vi.name,
-                                     vi.type.shape.to_string(), dims_to_string(t.dims())));
+    };
+    if (t.is_none()) {
+      if (!type.is_optional()) throw mismatch("an empty optional");
+    } else if (t.is_sequence()) {
+      if (!type.is_sequence()) throw mismatch(t.type_string());
+      for (const Tensor& e : t.elements()) check_dims(e, false);
+    } else {
+      if (type.is_sequence()) throw mismatch(t.type_string());
+      check_dims(t, true);
     }
   }
   for (const auto& [name, _] : inputs)

@@ -75,6 +75,28 @@ assert (y >= 0).all()
   ok
 fi
 
+# Sequences on the CPU path: a Loop that appends to a sequence (test_loop13_seq), its inputs and
+# expected SequenceProto from the ONNX folder; its output written as a SequenceProto and read back
+# as the expectation; a plan of it refused, naming the value, and nothing written.
+loopseq="$data/node/test_loop13_seq"
+if [ -f "$loopseq/model.onnx" ]; then
+  "$kiln" run "$loopseq/model.onnx" --expected-dir "$loopseq/test_data_set_0" --output-dir "$work/seq_out" \
+    > "$work/seq.txt" || fail "kiln run of a sequence model: $(cat "$work/seq.txt")"
+  grep -q '^output seq_res: seq(f32) of 5$' "$work/seq.txt" || fail "no sequence line: $(cat "$work/seq.txt")"
+  grep -q '^  seq_res\[4\]: f32\[5\] checksum 15 ' "$work/seq.txt" || fail "no line for its last tensor: $(cat "$work/seq.txt")"
+  grep -q '^expected seq_res: .* ok$' "$work/seq.txt" || fail "no ok line: $(cat "$work/seq.txt")"
+  "$kiln" run "$loopseq/model.onnx" --expected-dir "$loopseq/test_data_set_0" \
+    --expected "seq_res=$work/seq_out/seq_res.pb" --tolerance 0 > "$work/seq2.txt" \
+    || fail "its written SequenceProto as the expectation: $(cat "$work/seq2.txt")"
+  rm -f "$work/seq.plan"
+  if "$kiln" build "$loopseq/model.onnx" --save "$work/seq.plan" > "$work/seq3.txt" 2>&1; then
+    fail "kiln build accepted a graph of sequences"
+  fi
+  grep -q "is seq(f32.*plans hold tensors" "$work/seq3.txt" || fail "the refusal does not name the sequence: $(tail -2 "$work/seq3.txt")"
+  [ ! -e "$work/seq.plan" ] || fail "a refused plan was written"
+  ok
+fi
+
 # A plan for the GPU with an op the runtime lacks is refused when built (no GPU needed), naming
 # the op, and nothing is written.
 argmax="$data/node/test_argmax_default_axis_example/model.onnx"

@@ -3,7 +3,8 @@
 // output (values sized at run time, an output sized at run time through run_on_gpu and through
 // enqueue() with an OutputAllocator), a context asked for CUDA graphs, which runs such plans
 // as a graph per run of GPU steps between the waiting ones, and NonMaxSuppression's GPU step,
-// which sizes its output on the host (its score threshold a value of the run, read each run).
+// which sizes its output on the host (its score threshold a value of the run, read each run); an
+// If whose branch holds a sequence (kiln::ValueKind) inside its host step.
 #include <algorithm>
 #include <random>
 
@@ -53,6 +54,19 @@ Graph if_graph() {
            {{"then_branch", Subgraph{then_b, 2}}, {"else_branch", Subgraph{else_b, 2}}}});
   g.nodes.push_back(Node{"Mul", "mul", {"b", "two"}, {"y"}, {}});
   g.outputs = {"y"};
+  return g;
+}
+
+/// if_graph() whose then branch passes relu(x) through a sequence (SplitToSequence into rows,
+/// ConcatFromSequence back): the sequence lives inside the If's host step.
+Graph if_sequence_graph() {
+  Graph g = if_graph();
+  auto then_b = body("then_seq", {"r", "one"},
+                     {Node{"SplitToSequence", "rows", {"r"}, {"rows"}, {}},
+                      Node{"ConcatFromSequence", "cat", {"rows"}, {"back"}, {{"axis", i64{0}}}},
+                      Node{"Add", "add", {"back", "one"}, {"t"}, {}}},
+                     {"t"});
+  g.nodes[1].attrs["then_branch"] = Subgraph{then_b, 2};
   return g;
 }
 
@@ -147,6 +161,19 @@ int main() {
           report.check(fmt::format("If cond {}{}", cond, graph ? " (CUDA graph asked)" : ""),
                        floats(kiln::runtime::run_on_gpu(*ctx, in).at("y")), ref, e);
         }
+    });
+    report.run(fmt::format("An If whose branch holds a sequence ({})", elem_name(e)), [&] {
+      const Graph g = if_sequence_graph();
+      kiln::runtime::Engine engine(plan_of(g, e));
+      auto ctx = engine.create_context();
+      for (bool cond : {true, false}) {
+        const auto x = round_to(random_values(32), e);
+        const std::map<std::string, Tensor> in{{"cond", Tensor::scalar<bool>(cond)},
+                                               {"x", tensor({4, 8}, x)}};
+        const Tensor ref = kiln::reference::Executor(g).run(in).at("y");
+        report.check(fmt::format("If with a sequence, cond {}", cond),
+                     floats(kiln::runtime::run_on_gpu(*ctx, in).at("y")), ref, e);
+      }
     });
     report.run(fmt::format("NonZero, GatherND and Mul sized at run time ({})", elem_name(e)), [&] {
       const Graph g = nonzero_graph();

@@ -211,6 +211,25 @@ def test_onnx_backend_node(backend_data, name):
         np.testing.assert_allclose(got[vo["name"]], want, rtol=1e-4, atol=1e-5)
 
 
+def test_sequences_and_optionals_on_the_reference(backend_data):
+    """A sequence output is a list of arrays, an empty optional None; a plan of them is refused."""
+    folder = backend_data / "node" / "test_if_opt"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    model = kiln.load_onnx(str(folder / "model.onnx"))
+    assert model.outputs[0]["kind"] == "optional sequence"
+    present = model.run({"cond": np.array(False)})["sequence"]
+    assert isinstance(present, list) and len(present) == 1
+    np.testing.assert_array_equal(present[0], np.array([1, 2, 3, 4, 5], np.float32))
+    assert model.run({"cond": np.array(True)})["sequence"] is None
+    with pytest.raises(kiln.Error, match="plans hold tensors"):
+        kiln.build(model)
+    loop = kiln.load_onnx(str(backend_data / "node" / "test_loop13_seq" / "model.onnx"))
+    with pytest.raises(kiln.Error, match="input 'seq_empty' is seq"):
+        loop.run({"trip_count": np.array(1, np.int64), "cond": np.array(True),
+                  "seq_empty": np.zeros(1, np.float32)})
+
+
 def _tensor(path):
     from onnx import TensorProto
     t = TensorProto()

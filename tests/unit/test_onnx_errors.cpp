@@ -368,7 +368,23 @@ TEST_CASE("graph inputs of an unsupported kind or dtype are UnsupportedErrors na
     b.output("y");
     expect_error<UnsupportedError>([&] { b.load(); }, {"'s'", "STRING"});
   }
-  SUBCASE("a sequence input") {
+  SUBCASE("a map input, and a sequence of maps") {
+    ModelBuilder b(17);
+    auto* v = b.m.mutable_graph()->add_input();
+    v->set_name("map");
+    v->mutable_type()->mutable_map_type()->set_key_type(7);
+    b.node("Identity", {"map"}, {"y"});
+    b.output("y");
+    expect_error<UnsupportedError>([&] { b.load(); }, {"graph input 'map'", "not maps"});
+    ModelBuilder s(17);
+    auto* sv = s.m.mutable_graph()->add_input();
+    sv->set_name("seq_of_maps");
+    sv->mutable_type()->mutable_sequence_type()->mutable_elem_type()->mutable_map_type();
+    s.node("Identity", {"seq_of_maps"}, {"y"});
+    s.output("y");
+    expect_error<UnsupportedError>([&] { s.load(); }, {"graph input 'seq_of_maps'", "not maps"});
+  }
+  SUBCASE("a sequence input: its type, and a tensor op given it") {
     ModelBuilder b(17);
     auto* v = b.m.mutable_graph()->add_input();
     v->set_name("seq");
@@ -377,9 +393,17 @@ TEST_CASE("graph inputs of an unsupported kind or dtype are UnsupportedErrors na
         ->mutable_elem_type()
         ->mutable_tensor_type()
         ->set_elem_type(1);
-    b.node("Identity", {"seq"}, {"y"});
+    b.node("SequenceLength", {"seq"}, {"y"});
     b.output("y");
-    expect_error<UnsupportedError>([&] { b.load(); }, {"'seq'"});
+    const Graph g = b.load();
+    CHECK(g.inputs[0].type.to_string() == "seq(f32[*])");
+    CHECK(g.type_of("y").to_string() == "i64[]");
+    ModelBuilder r(17);
+    auto* rv = r.m.mutable_graph()->add_input();
+    *rv = *v;
+    r.node("Relu", {"seq"}, {"y"});
+    r.output("y");
+    expect_error<GraphError>([&] { r.load(); }, {"[Relu", "input 0 ('seq')", "takes tensors"});
   }
   SUBCASE("an input without a type") {
     ModelBuilder b(17);

@@ -16,13 +16,45 @@
 
 namespace kiln {
 
-/// The type of a value: element type and shape.
+/// What a value holds: a tensor (nearly every value), a sequence of tensors of one dtype (ONNX's
+/// seq(tensor)), or an optional that holds a tensor, a sequence or nothing (ONNX's optional).
+/// Only the ops that take them (Identity, If, Loop, the Sequence* and Optional* ops,
+/// SplitToSequence, ConcatFromSequence, SequenceMap: OpSchema::takes_any_value) accept the
+/// others; the CPU reference runs them; plans hold tensors only.
+enum class ValueKind : std::uint8_t { tensor, sequence, optional_tensor, optional_sequence };
+
+/// The type of a value: element type and shape; for a sequence or an optional, those of the
+/// tensors it holds.
 struct TensorType {
   DType dtype = DType::f32;
   Shape shape;
-  std::string to_string() const;  // "f32[N,3,224,224]"
+  ValueKind kind = ValueKind::tensor;
+  /// False for a sequence or optional whose tensors' rank is not known (a sequence's tensors may
+  /// differ in rank; `shape` is then empty). A tensor's rank is always known.
+  bool rank_known = true;
+
+  bool is_tensor() const { return kind == ValueKind::tensor; }
+  bool is_sequence() const {
+    return kind == ValueKind::sequence || kind == ValueKind::optional_sequence;
+  }
+  bool is_optional() const {
+    return kind == ValueKind::optional_tensor || kind == ValueKind::optional_sequence;
+  }
+  /// The same type with another kind (the dtype and shape of the tensors held are kept).
+  TensorType as(ValueKind k) const {
+    TensorType t = *this;
+    t.kind = k;
+    return t;
+  }
+  /// "f32[N,3,224,224]", "seq(f32[5])", "opt(seq(f32[*]))" (* : any rank).
+  std::string to_string() const;
   friend bool operator==(const TensorType&, const TensorType&) = default;
 };
+
+/// The type of a run-time value: a tensor's dtype and dims; a sequence's dtype and its tensors'
+/// dims (dynamic where they differ; an unknown rank where their ranks differ or it is empty); an
+/// empty optional's dtype, as an optional tensor of unknown rank.
+TensorType type_of_value(const Tensor& v);
 
 struct ValueInfo {
   std::string name;

@@ -50,6 +50,9 @@ struct OpSchema {
   int min_outputs = 1;
   int max_outputs = 1;
   InferFn infer;
+  /// The rule takes sequences and optionals (kiln::ValueKind) and says what it makes of them.
+  /// Graph::infer() gives any other op tensors only: a GraphError names the input otherwise.
+  bool takes_any_value = false;
 };
 
 class OpRegistry {

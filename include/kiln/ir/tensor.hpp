@@ -43,6 +43,18 @@ class Tensor {
     return from<T>({}, std::vector<T>{v});
   }
 
+  /// A sequence value (ONNX's seq(tensor)): `elements`, tensors of dtype `dtype` each (an Error
+  /// naming the first that is not). It has no dims and no data of its own.
+  static Tensor sequence(DType dtype, std::vector<Tensor> elements);
+  /// An optional that holds nothing (ONNX's empty optional) of tensors of `dtype`. (An optional
+  /// that holds a value is that value.)
+  static Tensor none(DType dtype);
+  bool is_tensor() const { return kind_ == Kind::tensor; }
+  bool is_sequence() const { return kind_ == Kind::sequence; }
+  bool is_none() const { return kind_ == Kind::none; }
+  /// A sequence's tensors; an Error for any other value.
+  const std::vector<Tensor>& elements() const;
+
   bool empty_storage() const { return data_ == nullptr && numel() != 0; }
   bool defined() const { return defined_; }
   DType dtype() const { return dtype_; }
@@ -85,13 +97,17 @@ class Tensor {
   /// Elementwise conversion to another dtype (ONNX Cast semantics for float to int: truncation).
   Tensor cast(DType to) const;
 
-  /// "f32[2,3]"
+  /// "f32[2,3]"; "seq(f32) of 3", "none(f32)".
   std::string type_string() const;
 
  private:
   void check_type(DType t) const;
+  void require_tensor(const char* what) const;
   void check_count(std::size_t n) const;
 
+  enum class Kind : std::uint8_t { tensor, sequence, none };
+  Kind kind_ = Kind::tensor;
+  std::shared_ptr<const std::vector<Tensor>> elements_;  // a sequence's
   DType dtype_ = DType::f32;
   std::vector<std::int64_t> dims_;
   std::int64_t numel_ = 0;

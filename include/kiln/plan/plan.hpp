@@ -130,6 +130,10 @@ struct Plan {
 /// Makes a Plan from a graph that the passes have rewritten for `t` (types inferred, shapes
 /// static): steps in order, weights that steps read, memory planned.
 Plan make_plan(const Graph& g, const Target& t, std::uint64_t weights_hash);
+/// Plans hold tensors: an UnsupportedError naming the first value of `g` (inferred) that is a
+/// sequence or an optional (kiln::ValueKind; inside a control-flow body, which its step runs on
+/// the CPU reference, one may be). make_plan and the builder check it.
+void require_tensor_values(const Graph& g);
 
 /// The largest activation arena a plan may have (1 TiB): sizes past it are refused before any
 /// offset arithmetic, so none can overflow.

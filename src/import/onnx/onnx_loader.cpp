@@ -34,6 +34,67 @@ const OpSupport* onnx_op(std::string_view op) {
   return nullptr;
 }
 
+/// Declared dims: a value >= 0, a dim_param, or nothing (unknown).
+Shape declared_shape(const ::onnx::TensorShapeProto& shape, const std::string& what) {
+  Shape s;
+  int axis = 0;
+  for (const auto& d : shape.dim()) {
+    if (d.has_dim_value()) {
+      if (d.dim_value() < 0)
+        throw FormatError(fmt::format("{}: dim {} is {}: expected a size >= 0 or a dim_param", what,
+                                      axis, d.dim_value()));
+      s.push_back(Dim(d.dim_value()));
+    } else if (d.has_dim_param() && !d.dim_param().empty()) {
+      s.push_back(Dim::symbol(d.dim_param()));
+    } else {
+      s.push_back(Dim::dynamic());
+    }
+    ++axis;
+  }
+  return s;
+}
+
+/// How a declared type's element type is read: required (a graph input's), checked where given
+/// (a graph output's: 0 is no ONNX type), or read where given and not 0 (a body input's, which
+/// its op's rule sets anyway).
+enum class DTypeRule { required, if_given, if_nonzero };
+
+/// A declared type: a tensor, a sequence of tensors, or an optional of either
+/// (kiln::ValueKind). A shape left out is an unknown rank (rank_known false, which only sequences
+/// and optionals may have).
+TensorType declared_type(const ::onnx::TypeProto& type, const std::string& what, DTypeRule rule) {
+  const ::onnx::TypeProto* t = &type;
+  ValueKind kind = ValueKind::tensor;
+  if (t->has_optional_type()) {
+    if (!t->optional_type().has_elem_type())
+      throw FormatError(what + ": an optional type without its element type");
+    t = &t->optional_type().elem_type();
+    kind = ValueKind::optional_tensor;
+  }
+  if (t->has_sequence_type()) {
+    if (!t->sequence_type().has_elem_type())
+      throw FormatError(what + ": a sequence type without its element type");
+    t = &t->sequence_type().elem_type();
+    kind = kind == ValueKind::optional_tensor ? ValueKind::optional_sequence : ValueKind::sequence;
+  }
+  if (!t->has_tensor_type())
+    throw UnsupportedError(what +
+                           ": kiln's values are tensors, sequences of tensors and optionals of "
+                           "either (not maps, sparse tensors, or sequences or optionals of "
+                           "those)");
+  const auto& tt = t->tensor_type();
+  TensorType out;
+  out.kind = kind;
+  if (rule == DTypeRule::required || (tt.has_elem_type() && rule == DTypeRule::if_given) ||
+      (tt.has_elem_type() && tt.elem_type() != 0))
+    out.dtype = detail::to_dtype(tt.elem_type(), what);
+  if (tt.has_shape())
+    out.shape = declared_shape(tt.shape(), what);
+  else
+    out.rank_known = false;
+  return out;
+}
+
 class Importer {
  public:
   Importer(std::string base_dir, const ConstantEvaluator* evaluator)
@@ -90,49 +151,21 @@ class Importer {
   }
 
  private:
-  /// Declared dims: a value >= 0, a dim_param, or nothing (unknown).
-  static Shape declared_shape(const ::onnx::TensorShapeProto& shape, const std::string& what) {
-    Shape s;
-    int axis = 0;
-    for (const auto& d : shape.dim()) {
-      if (d.has_dim_value()) {
-        if (d.dim_value() < 0)
-          throw FormatError(fmt::format("{}: dim {} is {}: expected a size >= 0 or a dim_param",
-                                        what, axis, d.dim_value()));
-        s.push_back(Dim(d.dim_value()));
-      } else if (d.has_dim_param() && !d.dim_param().empty()) {
-        s.push_back(Dim::symbol(d.dim_param()));
-      } else {
-        s.push_back(Dim::dynamic());
-      }
-      ++axis;
-    }
-    return s;
-  }
-
   /// A graph output's declared type, where the model gives one, must be a valid one (kiln infers
   /// the type itself; a declared one that is garbage means a corrupt model).
   static void check_output_type(const ::onnx::ValueInfoProto& v) {
-    if (!v.has_type() || !v.type().has_tensor_type()) return;
-    const std::string what = fmt::format("graph output '{}'", v.name());
-    const auto& tt = v.type().tensor_type();
-    if (tt.has_elem_type()) (void)detail::to_dtype(tt.elem_type(), what);
-    if (tt.has_shape()) (void)declared_shape(tt.shape(), what);
+    if (!v.has_type()) return;
+    (void)declared_type(v.type(), fmt::format("graph output '{}'", v.name()), DTypeRule::if_given);
   }
 
   ValueInfo value_info(const ::onnx::ValueInfoProto& v) {
     const std::string what = fmt::format("graph input '{}'", v.name());
-    if (!v.has_type() || !v.type().has_tensor_type())
-      throw UnsupportedError(what +
-                             ": only tensor inputs are supported (not sequences, maps or "
-                             "optionals)");
-    const auto& tt = v.type().tensor_type();
+    if (!v.has_type()) throw UnsupportedError(what + ": the model gives no type");
     ValueInfo vi;
     vi.name = v.name();
-    vi.type.dtype = detail::to_dtype(tt.elem_type(), what);
-    if (!tt.has_shape())
+    vi.type = declared_type(v.type(), what, DTypeRule::required);
+    if (vi.type.is_tensor() && !vi.type.rank_known)
       throw UnsupportedError(what + ": inputs need a known rank (the model gives no shape)");
-    vi.type.shape = declared_shape(tt.shape(), what);
     return vi;
   }
 
@@ -234,6 +267,11 @@ class Importer {
         bodies.emplace_back(a.name(), import_body(a.g(), n, a.name()));
         continue;
       }
+      if (a.type() == ::onnx::AttributeProto::TYPE_PROTO && p.op_type() == "Optional" &&
+          a.name() == "type") {
+        optional_type_attrs(a.tp(), n);
+        continue;
+      }
       n.attrs[a.name()] = attribute(a, n);
     }
     std::vector<std::string> captured;
@@ -245,6 +283,19 @@ class Importer {
       n.attrs[name] = Subgraph{std::move(b.graph), captured.size()};
     }
     n.inputs.insert(n.inputs.end(), captured.begin(), captured.end());
+  }
+
+  /// Optional's `type` (a TypeProto) as the IR's attributes: dtype (an ONNX dtype code),
+  /// sequence (1 for an optional sequence) and shape (where declared; -1 an unknown dim).
+  static void optional_type_attrs(const ::onnx::TypeProto& tp, Node& n) {
+    const TensorType t = declared_type(tp, n.where() + "attribute 'type'", DTypeRule::required);
+    if (t.is_optional())
+      throw UnsupportedError(n.where() +
+                             "attribute 'type' is an optional: an optional cannot "
+                             "hold an optional");
+    n.attrs["dtype"] = static_cast<std::int64_t>(dtype_to_onnx(t.dtype));
+    n.attrs["sequence"] = static_cast<std::int64_t>(t.is_sequence() ? 1 : 0);
+    if (t.rank_known) n.attrs["shape"] = t.shape.values();
   }
 
   struct Body {
@@ -355,16 +406,9 @@ class Importer {
     ValueInfo vi;
     vi.name = v.name();
     if (!v.has_type()) return vi;
-    if (!v.type().has_tensor_type())
-      throw UnsupportedError(
-          fmt::format("{}: input '{}' is not a tensor (sequences, maps and "
-                      "optionals are not supported)",
-                      what, v.name()));
-    const auto& tt = v.type().tensor_type();
-    const std::string w = fmt::format("{}: input '{}'", what, v.name());
-    if (tt.has_elem_type() && tt.elem_type() != 0)
-      vi.type.dtype = detail::to_dtype(tt.elem_type(), w);
-    if (tt.has_shape()) vi.type.shape = declared_shape(tt.shape(), w);
+    vi.type = declared_type(v.type(), fmt::format("{}: input '{}'", what, v.name()),
+                            DTypeRule::if_nonzero);
+    if (vi.type.is_tensor()) vi.type.rank_known = true;  // its op's rule sets the shape anyway
     return vi;
   }
 
@@ -716,6 +760,20 @@ Graph load_model(const std::string& path, const ImportOptions& opts) {
   std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   const auto m = parse_model(bytes, path);
   return Importer(std::filesystem::path(path).parent_path().string(), opts.evaluator).run(m, opts);
+}
+
+std::vector<std::optional<TensorType>> declared_output_types(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw FormatError(fmt::format("cannot open ONNX model '{}'", path));
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto m = parse_model(bytes, path);
+  std::vector<std::optional<TensorType>> out;
+  for (const auto& o : m.graph().output())
+    out.push_back(o.has_type() ? std::optional(declared_type(
+                                     o.type(), fmt::format("graph output '{}'", o.name()),
+                                     DTypeRule::if_nonzero))
+                               : std::nullopt);
+  return out;
 }
 
 std::vector<OpSupport> supported_ops() {

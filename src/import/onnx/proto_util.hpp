@@ -5,6 +5,7 @@
 
 #include "kiln/ir/tensor.hpp"
 #include "onnx.pb.h"
+#include "onnx_values.pb.h"
 
 namespace kiln::onnx::detail {
 

@@ -269,8 +269,96 @@ Tensor load_tensor(const std::string& path) {
                            std::filesystem::path(path).parent_path().string(), path);
 }
 
+namespace {
+/// A parsed SequenceProto or OptionalProto's value as the kind `type` says.
+template <class Proto>
+Proto parse_value(const std::string& bytes, const std::string& source, const char* kind) {
+  Proto p;
+  if (!p.ParseFromString(bytes))
+    throw FormatError(
+        fmt::format("'{}' is not a serialized ONNX {} (truncated or corrupt)", source, kind));
+  return p;
+}
+
+Tensor sequence_value(const ::onnx::SequenceProto& p, const TensorType& type,
+                      const std::string& base_dir, const std::string& source) {
+  if (p.elem_type() != ::onnx::SequenceProto::TENSOR &&
+      !(p.elem_type() == ::onnx::SequenceProto::UNDEFINED && p.tensor_values_size() == 0))
+    throw UnsupportedError(
+        fmt::format("'{}': a sequence of element type {}: kiln reads "
+                    "sequences of tensors",
+                    source, static_cast<int>(p.elem_type())));
+  std::vector<Tensor> e;
+  for (const auto& t : p.tensor_values()) {
+    try {
+      e.push_back(detail::to_tensor(t, base_dir));
+    } catch (const UnsupportedError& err) {
+      throw UnsupportedError(fmt::format("'{}': {}", source, err.what()));
+    } catch (const Error& err) {
+      throw FormatError(fmt::format("'{}': {}", source, err.what()));
+    }
+    if (e.back().dtype() != type.dtype)
+      throw Error(fmt::format("'{}': tensor {} of the sequence is {}: expected {}", source,
+                              e.size() - 1, e.back().type_string(), type.to_string()));
+  }
+  return Tensor::sequence(type.dtype, std::move(e));
+}
+}  // namespace
+
+Tensor load_value(const std::string& path, const TensorType& type) {
+  return load_value_bytes(read_file(path, "value file"), type,
+                          std::filesystem::path(path).parent_path().string(), path);
+}
+
+Tensor load_value_bytes(const std::string& bytes, const TensorType& type, const std::string& base,
+                        const std::string& path) {
+  if (type.is_tensor()) return load_tensor_bytes(bytes, base, path);
+  if (type.kind == ValueKind::sequence)
+    return sequence_value(parse_value<::onnx::SequenceProto>(bytes, path, "SequenceProto"), type,
+                          base, path);
+  const auto p = parse_value<::onnx::OptionalProto>(bytes, path, "OptionalProto");
+  switch (p.elem_type()) {
+    case ::onnx::OptionalProto::UNDEFINED: return Tensor::none(type.dtype);
+    case ::onnx::OptionalProto::TENSOR:
+      if (type.kind != ValueKind::optional_tensor || !p.has_tensor_value()) break;
+      try {
+        return detail::to_tensor(p.tensor_value(), base);
+      } catch (const UnsupportedError& err) {
+        throw UnsupportedError(fmt::format("'{}': {}", path, err.what()));
+      } catch (const Error& err) {
+        throw FormatError(fmt::format("'{}': {}", path, err.what()));
+      }
+    case ::onnx::OptionalProto::SEQUENCE:
+      if (type.kind != ValueKind::optional_sequence || !p.has_sequence_value()) break;
+      return sequence_value(p.sequence_value(), type, base, path);
+    default: break;
+  }
+  throw Error(fmt::format("'{}' holds an optional of element type {}: expected {}", path,
+                          static_cast<int>(p.elem_type()), type.to_string()));
+}
+
 std::string load_tensor_name(const std::string& path) {
   return parse_tensor(read_file(path, "tensor file"), path).name();
+}
+
+void save_value(const Tensor& v, const std::string& path, const std::string& name) {
+  if (v.is_tensor()) return save_tensor(v, path, name);
+  std::string bytes;
+  if (v.is_sequence()) {
+    ::onnx::SequenceProto p;
+    p.set_name(name);
+    p.set_elem_type(::onnx::SequenceProto::TENSOR);
+    for (const Tensor& e : v.elements()) detail::to_proto(e, *p.add_tensor_values());
+    bytes = p.SerializeAsString();
+  } else {
+    ::onnx::OptionalProto p;
+    p.set_name(name);
+    p.set_elem_type(::onnx::OptionalProto::UNDEFINED);
+    bytes = p.SerializeAsString();
+  }
+  std::ofstream f(path, std::ios::binary);
+  if (!f || !f.write(bytes.data(), static_cast<std::streamsize>(bytes.size())))
+    throw Error(fmt::format("cannot write value file '{}'", path));
 }
 
 void save_tensor(const Tensor& t, const std::string& path, const std::string& name) {

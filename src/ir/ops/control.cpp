@@ -1,10 +1,12 @@
-// Shape rules of the control op family (ONNX's semantics; bodies are kiln::Subgraph attributes
-// whose captured outer values are the node's last inputs, include/kiln/ir/control.hpp):
+// Shape rules of the control op family: If, Loop, Scan and SequenceMap, with ONNX's semantics;
+// bodies are kiln::Subgraph attributes whose captured outer values are the node's last inputs
+// (include/kiln/ir/control.hpp):
 //   If: cond (bool, one element), captured... -> the outputs of then_branch or else_branch. A cond
 //     known while inferring picks its branch's types (the other branch is not inferred: it may
 //     not fit these shapes); otherwise both branches must agree in output count and dtypes (a
 //     GraphError) and in ranks (ONNX allows them to differ, kiln does not: an UnsupportedError),
-//     and a dim where they differ is dynamic.
+//     and a dim where they differ is dynamic. Sequences' and optionals' tensors may differ in
+//     rank (it becomes unknown); a value and an optional of it give the optional.
 //   Loop: M (i64 trip count, optional), cond (bool, optional), v_initial..., captured...
 //     body (iteration_num i64[], cond bool[], v...) -> (cond bool, v..., scan_outputs...)
 //     -> final v..., each scan output stacked on a new leading dim (dynamic: the trip count is
@@ -14,6 +16,9 @@
 //     sliced along scan_input_axes[i] (default 0); all have the same length L.
 //     body (states..., slices...) -> (states..., scan_output elements...)
 //     -> final states..., each scan output's elements stacked along scan_output_axes[j] (L).
+//   SequenceMap: input_sequence, additional inputs (sequences of its length, or tensors passed
+//     whole), captured... ; body (a tensor of each sequence, the tensors...) -> tensors, each
+//     output's tensors making one output sequence.
 #include <fmt/format.h>
 
 #include "families.hpp"
@@ -24,14 +29,6 @@ namespace kiln::ops {
 namespace {
 
 using i64 = std::int64_t;
-
-/// Dims where two types differ become dynamic (the same dtype and rank were checked).
-Shape merge_shapes(const Shape& a, const Shape& b) {
-  Shape s;
-  for (std::size_t d = 0; d < a.rank(); ++d)
-    s.push_back(a[d].same_as(b[d]) || a[d] == b[d] ? a[d] : Dim::dynamic());
-  return s;
-}
 
 std::vector<const TensorType*> captured_types(const InferContext& ctx) {
   std::vector<const TensorType*> t;
@@ -55,7 +52,7 @@ std::vector<TensorType> body_types(const InferContext& ctx, const char* attr,
 /// A scalar-like input (one element where the shape is known) of dtype `t`.
 void require_scalar(const InferContext& ctx, std::size_t i, DType t, const char* what) {
   const TensorType& x = ctx.input(i);
-  if (x.dtype != t)
+  if (x.dtype != t || !x.is_tensor())
     ctx.fail(fmt::format("{} must be {}, got {}", what, dtype_name(t), x.to_string()));
   if (x.shape.is_static() && product(x.shape.values()) != 1)
     ctx.fail(fmt::format("{} must hold one element, got {}", what, x.to_string()));
@@ -89,18 +86,22 @@ std::vector<TensorType> infer_if(const InferContext& ctx) {
   std::vector<TensorType> out;
   for (std::size_t i = 0; i < then_t.size(); ++i) {
     const TensorType &a = then_t[i], &b = else_t[i];
-    if (a.dtype != b.dtype)
-      throw GraphError(
-          fmt::format("{}output {} is {} in then_branch and {} in else_branch: the "
-                      "branches must agree in dtype",
-                      ctx.node.where(), i, a.to_string(), b.to_string()));
-    // ONNX allows it; kiln's values have one rank each (a cond known when building picks one).
-    if (a.shape.rank() != b.shape.rank())
+    auto m = merge_types(a, b);
+    if (m) {
+      out.push_back(std::move(*m));
+      continue;
+    }
+    // ONNX allows tensors of two ranks; kiln's tensors have one rank each (a cond known when
+    // building picks one branch).
+    if (a.dtype == b.dtype && a.is_tensor() && b.is_tensor())
       throw UnsupportedError(
           fmt::format("{}output {} is {} in then_branch and {} in else_branch: "
                       "kiln needs both branches to give it one rank",
                       ctx.node.where(), i, a.to_string(), b.to_string()));
-    out.push_back({a.dtype, merge_shapes(a.shape, b.shape)});
+    throw GraphError(
+        fmt::format("{}output {} is {} in then_branch and {} in else_branch: the "
+                    "branches must agree in dtype and kind",
+                    ctx.node.where(), i, a.to_string(), b.to_string()));
   }
   return out;
 }
@@ -112,14 +113,14 @@ bool merge_carried(const InferContext& ctx, std::vector<TensorType>& carried,
   bool changed = false;
   for (std::size_t i = 0; i < carried.size(); ++i) {
     const TensorType& o = body_out[first + i];
-    if (o.dtype != carried[i].dtype || o.shape.rank() != carried[i].shape.rank())
+    auto m = merge_types(carried[i], o);
+    if (!m)
       throw GraphError(
           fmt::format("{}{} {} enters the body as {} and leaves it as {}: a body must "
-                      "keep its dtype and rank",
+                      "keep its dtype, kind and (for a tensor) rank",
                       ctx.node.where(), what, i, carried[i].to_string(), o.to_string()));
-    Shape m = merge_shapes(carried[i].shape, o.shape);
-    if (!(m == carried[i].shape)) {
-      carried[i].shape = std::move(m);
+    if (!(*m == carried[i])) {
+      carried[i] = std::move(*m);
       changed = true;
     }
   }
@@ -168,6 +169,9 @@ std::vector<TensorType> infer_loop(const InferContext& ctx) {
   std::vector<TensorType> result = carried;
   for (std::size_t j = 0; j < k; ++j) {
     TensorType t = out[1 + n + j];
+    if (!t.is_tensor())
+      throw GraphError(fmt::format("{}the body's scan output {} is {}: scan outputs are tensors",
+                                   ctx.node.where(), j, t.to_string()));
     Shape s{Dim::dynamic()};
     for (const Dim& d : t.shape) s.push_back(d);
     result.push_back({t.dtype, std::move(s)});
@@ -239,6 +243,9 @@ std::vector<TensorType> infer_scan(const InferContext& ctx) {
   std::vector<TensorType> result = states;
   for (std::size_t j = 0; j < k; ++j) {
     const TensorType& e = out[n + j];
+    if (!e.is_tensor())
+      throw GraphError(fmt::format("{}the body's scan output {} is {}: scan outputs are tensors",
+                                   ctx.node.where(), j, e.to_string()));
     const i64 r = static_cast<i64>(e.shape.rank()) + 1;
     const i64 a = out_axes[j] < 0 ? out_axes[j] + r : out_axes[j];
     if (a < 0 || a >= r)
@@ -254,13 +261,50 @@ std::vector<TensorType> infer_scan(const InferContext& ctx) {
   return result;
 }
 
+/// SequenceMap (input_sequence, additional_inputs..., captured...): the body runs once per
+/// tensor of the sequences (all of one length), on those tensors and the tensor inputs whole;
+/// each body output's tensors make an output sequence.
+std::vector<TensorType> infer_sequence_map(const InferContext& ctx) {
+  const std::size_t formal = control::formal_inputs(ctx.node);
+  if (formal < 1) ctx.fail("takes a sequence before its captured values");
+  std::vector<TensorType> f;
+  for (std::size_t i = 0; i < formal; ++i) {
+    const TensorType& t = ctx.input(i);
+    if (t.kind == ValueKind::sequence) {
+      if (!t.rank_known)
+        throw UnsupportedError(fmt::format(
+            "{}input {} is {}: its tensors' rank is not known here, and the body's inputs need "
+            "one",
+            ctx.node.where(), i, t.to_string()));
+      f.push_back({t.dtype, t.shape});
+    } else if (t.is_tensor() && i > 0) {
+      f.push_back(t);
+    } else {
+      ctx.fail(fmt::format("input {} is {}: expected {}", i, t.to_string(),
+                           i == 0 ? "a sequence" : "a sequence or a tensor"));
+    }
+  }
+  auto out = body_types(ctx, "body", f);
+  if (out.size() != ctx.node.outputs.size())
+    throw GraphError(fmt::format("{}body has {} outputs, the node {}", ctx.node.where(), out.size(),
+                                 ctx.node.outputs.size()));
+  for (auto& t : out) {
+    if (!t.is_tensor())
+      throw GraphError(fmt::format("{}the body gives {}: its outputs are tensors", ctx.node.where(),
+                                   t.to_string()));
+    t.kind = ValueKind::sequence;
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_control(OpRegistry& r) {
   const char* fam = "control";
-  r.add(schema("If", fam, 1, -1, 1, 1 << 16, infer_if));
-  r.add(schema("Loop", fam, 2, -1, 1, 1 << 16, infer_loop));
+  r.add(any_value_schema("If", fam, 1, -1, 1, 1 << 16, infer_if));
+  r.add(any_value_schema("Loop", fam, 2, -1, 1, 1 << 16, infer_loop));
   r.add(schema("Scan", fam, 1, -1, 1, 1 << 16, infer_scan));
+  r.add(any_value_schema("SequenceMap", fam, 1, -1, 1, 1 << 16, infer_sequence_map));
 }
 
 }  // namespace kiln::ops

@@ -38,6 +38,30 @@ std::optional<std::vector<std::int64_t>> constant_ints(const InferContext& ctx, 
   return t->to_int64s();
 }
 
+std::optional<TensorType> merge_types(const TensorType& a, const TensorType& b) {
+  auto optional_of = [](ValueKind k) {
+    return k == ValueKind::tensor     ? ValueKind::optional_tensor
+           : k == ValueKind::sequence ? ValueKind::optional_sequence
+                                      : k;
+  };
+  ValueKind kind = a.kind;
+  if (a.kind != b.kind) {
+    if (optional_of(a.kind) != optional_of(b.kind)) return std::nullopt;
+    kind = optional_of(a.kind);
+  }
+  if (a.dtype != b.dtype) return std::nullopt;
+  TensorType t{a.dtype, Shape{}, kind};
+  if (!a.rank_known || !b.rank_known || a.shape.rank() != b.shape.rank()) {
+    if (kind == ValueKind::tensor) return std::nullopt;
+    t.rank_known = false;
+    return t;
+  }
+  for (std::size_t d = 0; d < a.shape.rank(); ++d)
+    t.shape.push_back(a.shape[d].same_as(b.shape[d]) || a.shape[d] == b.shape[d] ? a.shape[d]
+                                                                                 : Dim::dynamic());
+  return t;
+}
+
 Shape dynamic_shape(std::size_t rank) {
   Shape s;
   for (std::size_t i = 0; i < rank; ++i) s.push_back(Dim::dynamic());

@@ -25,6 +25,13 @@ auto checked(const InferContext& ctx, F&& f) -> decltype(f()) {
 /// The integer values of input i if it is a known constant; nullopt otherwise.
 std::optional<std::vector<std::int64_t>> constant_ints(const InferContext& ctx, std::size_t i);
 
+/// The type of a value that has type `a` at some times and `b` at others (If's branches, a
+/// loop-carried value entering and leaving its body, a sequence's tensors): dims where they
+/// differ are dynamic; a sequence's or optional's tensors of two ranks have an unknown rank; X and
+/// an optional of X give the optional. nullopt where the kinds or dtypes differ otherwise, or two
+/// tensors' ranks.
+std::optional<TensorType> merge_types(const TensorType& a, const TensorType& b);
+
 /// A shape with every dim dynamic, of the given rank.
 Shape dynamic_shape(std::size_t rank);
 
@@ -42,6 +49,14 @@ inline OpSchema schema(std::string name, std::string family, int min_in, int max
                        int max_out, InferFn f) {
   return OpSchema{std::move(name), std::move(family), min_in,      max_in,
                   min_out,         max_out,           std::move(f)};
+}
+/// The same for an op whose rule takes sequences and optionals (OpSchema::takes_any_value).
+inline OpSchema any_value_schema(std::string name, std::string family, int min_in, int max_in,
+                                 int min_out, int max_out, InferFn f) {
+  OpSchema s =
+      schema(std::move(name), std::move(family), min_in, max_in, min_out, max_out, std::move(f));
+  s.takes_any_value = true;
+  return s;
 }
 
 }  // namespace kiln::ops

@@ -358,7 +358,7 @@ std::vector<TensorType> infer_depth_to_space(const InferContext& ctx, bool to_sp
 
 void register_tensor(OpRegistry& r) {
   const std::string fam = "tensor";
-  r.add(schema("Identity", fam, 1, 1, 1, 1, same_as_input0));
+  r.add(any_value_schema("Identity", fam, 1, 1, 1, 1, same_as_input0));
   r.add(schema("Constant", fam, 0, 0, 1, 1, [](const InferContext& ctx) -> std::vector<TensorType> {
     const Tensor t = tr::constant_tensor(ctx.node);
     return {{t.dtype(), t.shape()}};
