@@ -22,13 +22,22 @@ OUTDIR/<name>/model.onnx, image.npy, and with --check-with:
                           NMS's outputs, and what follows them, are sized at run time)
   kiln-graph/<output>.npy `KILN run model.onnx --input image=image.npy`
   kiln-plan/<output>.npy  `KILN run --plan model.plan --input image=image.npy`
-The check, for the graph's run and the plan's: the same number of detections; each of onnxruntime's matched to one of kiln's with
-the same label (the nearest box and score: near-equal scores may be ordered differently);
-max|kiln - ort| / max|ort| <= 1e-4 for the boxes and for the scores. One line per model, then
+  torch64/<output>.npy    the PyTorch model's outputs in float64 (model.double(), written on
+                          export): the exact answer the float32 runs approximate
+The check, for the graph's run and the plan's: the same number of detections as onnxruntime;
+each of its detections matched to one of kiln's with the same label (the nearest box and score:
+near-equal scores may be ordered differently); max|kiln - ort| / max|ort| <= 1e-4 for the boxes
+and for the scores. Or, where onnxruntime's own error is larger: within 1e-3 of onnxruntime and
+within 1e-4 of the float64 outputs (matched the same way). onnxruntime sums in float32, and box
+decoding magnifies that: against the float64 outputs its ssdlite boxes are off by 2.4e-4
+(onnxruntime 1.32) to 6.9e-4 (1.23) of max|box|, where kiln's reference, which sums in double, is
+off by 5.5e-5. (The float64 run alone is no oracle: near a score threshold it keeps other
+detections than both float32 runs, as in Faster R-CNN.) One line per model, then
 "N passed, N failed"; exits 1 when one failed, 77 (a skip for Meson) when torch or torchvision
 (or, to check, PYTHON's onnxruntime) is missing.
 """
 import argparse
+import copy
 import inspect
 import math
 import os
@@ -40,7 +49,8 @@ import warnings
 
 SEED = 20240601
 OPSET = 17
-TOLERANCE = 1e-4
+TOLERANCE = 1e-4      # against onnxruntime, or against the float64 run
+ORT_TOLERANCE = 1e-3  # against onnxruntime where it is further from the float64 run (docstring)
 MODELS = ["ssdlite", "fasterrcnn"]
 OUTPUTS = {"ssdlite": ["boxes", "scores", "labels"], "fasterrcnn": ["boxes", "labels", "scores"]}
 
@@ -110,22 +120,27 @@ def export(name, outdir):
     np.save(os.path.join(folder, "image.npy"), image.numpy())
     with torch.no_grad():
         k = len(model([image])[0]["scores"])
-    print(f"{name}: exported in {time.time() - t0:.1f} s ({k} detections in PyTorch)", flush=True)
+        exact = copy.deepcopy(model).double()([image.double()])[0]
+    os.makedirs(os.path.join(folder, "torch64"), exist_ok=True)
+    for o in OUTPUTS[name]:
+        np.save(os.path.join(folder, "torch64", o + ".npy"), exact[o].numpy())
+    print(f"{name}: exported in {time.time() - t0:.1f} s ({k} detections in PyTorch, {len(exact['scores'])} "
+          f"in float64)", flush=True)
     return folder
 
 
-def match(kiln, ort):
-    """(ok, message): kiln's detections against onnxruntime's, as described above."""
+def match(kiln, ort, tolerance):
+    """(ok, message): kiln's detections against another run's (`ort`), as described above."""
     import numpy as np
     n = len(ort["scores"])
     if len(kiln["scores"]) != n:
-        return False, f"{len(kiln['scores'])} detections, onnxruntime {n}"
+        return False, f"{len(kiln['scores'])} detections, the other run {n}"
     used = np.zeros(n, bool)
     box_err = score_err = 0.0
     for i in np.argsort(-ort["scores"], kind="stable"):
         cand = np.where((kiln["labels"] == ort["labels"][i]) & ~used)[0]
         if len(cand) == 0:
-            return False, f"onnxruntime's detection {i} (label {ort['labels'][i]}) has no partner"
+            return False, f"the other run's detection {i} (label {ort['labels'][i]}) has no partner"
         cost = np.abs(kiln["boxes"][cand].astype(np.float64) - ort["boxes"][i]).max(axis=1) + \
             np.abs(kiln["scores"][cand].astype(np.float64) - ort["scores"][i])
         j = cand[np.argmin(cost)]
@@ -134,9 +149,8 @@ def match(kiln, ort):
         score_err = max(score_err, abs(float(kiln["scores"][j]) - float(ort["scores"][i])))
     box_rel = box_err / max(float(np.abs(ort["boxes"]).max()), 1e-30) if n else 0.0
     score_rel = score_err / max(float(np.abs(ort["scores"]).max()), 1e-30) if n else 0.0
-    ok = box_rel <= TOLERANCE and score_rel <= TOLERANCE
-    return ok, (f"{n} detections, labels equal; max|kiln - ort| / max|ort|: boxes {box_rel:.3g}, "
-                f"scores {score_rel:.3g} (limit {TOLERANCE:g})")
+    ok = box_rel <= tolerance and score_rel <= tolerance
+    return ok, (f"{n} detections, labels equal; boxes {box_rel:.3g}, scores {score_rel:.3g} (limit {tolerance:g})")
 
 
 def check(name, folder, kiln, ort_python):
@@ -149,6 +163,8 @@ def check(name, folder, kiln, ort_python):
     if r.returncode != 0:
         return False, f"onnxruntime failed: {r.stderr.strip()[-800:]}"
     want = {o: np.load(os.path.join(folder, "ort", o + ".npy")) for o in OUTPUTS[name]}
+    exact = {o: np.load(os.path.join(folder, "torch64", o + ".npy")) for o in OUTPUTS[name]}
+    _, ort_msg = match({o: v for o, v in want.items()}, exact, TOLERANCE)
     plan = os.path.join(folder, "model.plan")
     r = subprocess.run([kiln, "build", os.path.join(folder, "model.onnx"), "--save", plan],
                        capture_output=True, text=True)
@@ -165,10 +181,15 @@ def check(name, folder, kiln, ort_python):
         if r.returncode != 0:
             return False, f"kiln run ({what}) failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-800:]}"
         got = {o: np.load(os.path.join(out, o + ".npy")) for o in OUTPUTS[name]}
-        ok, msg = match(got, want)
+        ok, msg = match(got, want, TOLERANCE)
+        if not ok:
+            ok_loose, msg = match(got, want, ORT_TOLERANCE)
+            ok64, msg64 = match(got, exact, TOLERANCE)
+            ok = ok_loose and ok64
+            msg += f"; against float64 {msg64}"
         all_ok &= ok
-        msgs.append(f"{what}: {msg}, {seconds:.1f} s")
-    return all_ok, "; ".join(msgs)
+        msgs.append(f"{what}: against onnxruntime {msg}; {seconds:.1f} s")
+    return all_ok, "; ".join(msgs) + f" (onnxruntime against float64: {ort_msg})"
 
 
 def main():

@@ -306,9 +306,17 @@ def main():
               f"max|kiln - ort| {float(np.abs(y - ort_y).max()):.3g} (onnxruntime's integer QLinear kernels round "
               f"differently from the Q/DQ semantics)")
         literal = np.load(os.path.join(out, "ort_qdq_unoptimized_logits.npy"))
+        lsb = float(np.load(os.path.join(out, "ort_qdq_logits_scale.npy")))
         err = float(np.abs(y - literal).max() / np.abs(literal).max())
-        check(err <= 1e-5, f"kiln's Q/DQ semantics equal onnxruntime's with its optimizer off (each Q/DQ node as "
-              f"ONNX defines it): max|kiln - ort| / max|ort| = {err:.3g} (limit 1e-5)")
+        # A logit whose sum before its QuantizeLinear lies on a rounding boundary may round one step
+        # apart: onnxruntime sums in float32, kiln's reference in double. Such flips are one step of
+        # the logits' scale, and rare; any other difference is a semantic one.
+        differ = np.abs(y - literal) > 1e-5 * np.abs(literal).max()
+        flips, step_err = float(differ.mean()), float(np.abs(y - literal).max()) / lsb
+        check(err <= 1e-5 or (step_err <= 1.0 + 1e-3 and flips <= 0.005),
+              f"kiln's Q/DQ semantics equal onnxruntime's with its optimizer off (each Q/DQ node as ONNX defines "
+              f"it): max|kiln - ort| / max|ort| = {err:.3g} (limit 1e-5, or one step of the logits' scale on at "
+              f"most 0.5% of them, a sum on a rounding boundary: here {step_err:.3g} steps on {flips * 100:.2f}%)")
         # Built, the model's convolutions and products become fused INT8 steps (int32 accumulation,
         # requantized): the same outputs as the Q/DQ semantics, within one step of the logits' scale
         # (a value on a rounding boundary may round the other way).
@@ -319,10 +327,9 @@ def main():
                        "Q/DQ model build")
         steps = re.search(r"fuse-int8=(\d+)", text)
         y = predict(args.kiln, out, ["--plan", fused], "qdq_fused")
-        lsb = float(np.load(os.path.join(out, "ort_qdq_logits_scale.npy")))
         steps_made = int(steps.group(1)) if steps else 0
         off = float(np.abs(y - literal).max()) / lsb
-        check(steps_made == 4 and off <= 1.0,
+        check(steps_made == 4 and off <= 1.0 + 1e-3,  # one step, with float32's rounding of the ratio
               f"onnxruntime's Q/DQ model built by kiln: {steps_made} fused INT8 steps (2 convolutions, 2 products; "
               f"4 expected), outputs within {off:.3g} steps of the logits' scale of the Q/DQ semantics (limit 1), "
               f"{float((y != literal).mean() * 100):.2f}% of them not identical")
