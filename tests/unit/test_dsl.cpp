@@ -947,6 +947,80 @@ TEST_CASE("loop: a body of its own carrying values trip to trip, run by the refe
                        doctest::Contains("the trip count is -1"), kiln::ShapeError);
 }
 
+TEST_CASE("comparisons: bool tensors of the broadcast shape, run by the reference") {
+  auto a = input<"a", f32>(fix<2>, fix<3>);
+  auto b = input<"b", f32>(fix<3>);
+  Tensor<boolean, Any, 2, 3> lt = less(a, b);
+  Network n = network(lt.named("lt"), less_equal(a, b).named("le"), greater(a, b).named("gt"),
+                      greater_equal(a, b).named("ge"), equal(a, b).named("eq"));
+  const auto as = kiln::Tensor::from<float>({2, 3}, {1, 2, 3, 4, 5, 6});
+  const auto bs = kiln::Tensor::from<float>({3}, {2, 2, 7});
+  const auto out = kiln::run(n, {{"a", as}, {"b", bs}});
+  for (int k = 0; k < 6; ++k) {
+    const double x = as.get(k), y = bs.get(k % 3);
+    CAPTURE(k);
+    CHECK(out.at("lt").get(k) == (x < y));
+    CHECK(out.at("le").get(k) == (x <= y));
+    CHECK(out.at("gt").get(k) == (x > y));
+    CHECK(out.at("ge").get(k) == (x >= y));
+    CHECK(out.at("eq").get(k) == (x == y));
+  }
+  CHECK(n.graph().nodes.at(0).op == "Less");
+}
+
+TEST_CASE("loop: an early exit (continue_if) and scan outputs stacked per trip") {
+  auto x = input<"x", f32>(fix<2>);
+  auto limit = input<"limit", f32>(fix<1>);
+  auto m = input<"m", i64>(fix<1>);
+  // acc doubles each trip while its largest value stays under the limit; each trip's acc is
+  // stacked.
+  auto [acc, accs] = loop(
+      m,
+      [](auto, auto acc, auto limit) {
+        auto next = acc + acc;
+        return std::tuple{continue_if(less(reduce_max(next), limit)), next, next};
+      },
+      carried(x), limit);
+  Tensor<f32, Any, 2> acc_typed = acc;
+  Tensor<f32, Any, -1, 2> accs_typed = accs;  // the trips' count is known when it has run
+  Network n = network(acc_typed.named("acc"), accs_typed.named("accs"));
+  const kiln::Node& node = n.graph().nodes.back();
+  REQUIRE(node.op == "Loop");
+  CHECK(node.outputs.size() == 2);
+  const auto& body = std::get<kiln::Subgraph>(node.attrs.at("body"));
+  CHECK(body.graph->outputs.size() == 3);  // cond, acc', the scan output
+  const auto xs = kiln::Tensor::from<float>({2}, {1, 3});
+  struct Case {
+    std::int64_t m;
+    std::vector<double> acc;
+    std::int64_t trips;
+  };
+  // 3 trips end at [8, 24] (24 >= 20: the condition is false); a trip count of 2 ends sooner.
+  for (const Case& c : {Case{10, {8, 24}, 3}, Case{2, {4, 12}, 2}}) {
+    CAPTURE(c.m);
+    const auto out = kiln::run(n, {{"x", xs},
+                                   {"limit", kiln::Tensor::from<float>({1}, {20})},
+                                   {"m", kiln::Tensor::from<std::int64_t>({1}, {c.m})}});
+    CHECK(out.at("acc").to_doubles() == c.acc);
+    REQUIRE(out.at("accs").dims() == std::vector<std::int64_t>{c.trips, 2});
+    for (std::int64_t t = 0; t < c.trips; ++t) {
+      CHECK(out.at("accs").get(2 * t) == std::pow(2.0, t + 1));
+      CHECK(out.at("accs").get(2 * t + 1) == 3 * std::pow(2.0, t + 1));
+    }
+  }
+  // The condition is the body's own tensor.
+  auto flag = input<"flag", boolean>(fix<1>);
+  auto y = input<"y", f32>(fix<2>);
+  CHECK_THROWS_WITH_AS(loop(
+                           2,
+                           [&](auto, auto y) {
+                             return std::tuple{continue_if(flag), y};
+                           },
+                           carried(y)),
+                       doctest::Contains("continue_if is given a tensor of the network"),
+                       kiln::GraphError);
+}
+
 TEST_CASE("scan: a body of its own over dim 0, carrying values and stacking outputs") {
   auto x = input<"x", f32>(fix<4>, dyn, fix<3>);
   auto h0 = input<"h0", f32>(dyn, fix<3>);

@@ -8,6 +8,10 @@
 //   auto y = if_else(flag, [](auto x) { return relu(x); }, [](auto x) { return sigmoid(x); }, x);
 //   auto [h] = loop(4, [](auto i, auto h, auto w) { return std::tuple{tanh(matmul(h, w))}; },
 //                   carried(h0), w);   // h0 carried through 4 trips, w read by every trip
+//   auto [acc, accs] = loop(m, [](auto i, auto acc, auto limit) {
+//     auto next = acc + acc;
+//     return std::tuple{continue_if(reduce_max(next) < limit), next, next};  // early exit; a
+//   }, carried(x), limit);                        // scan output: each trip's next, stacked
 //   auto [h, hs] = scan([](auto h, auto x_t) { return std::tuple{h + x_t, h}; },
 //                       carried(h0), scanned(x));  // over x's dim 0; hs stacks each step's h
 //
@@ -221,11 +225,63 @@ struct loop_carried_layer {
   }
 };
 
+/// A loop body's condition (ONNX Loop's cond): returned first in the body's tuple, the loop runs
+/// another trip only while it holds (and trips remain).
+template <tensor_expr C>
+struct loop_condition {
+  C cond;
+};
+template <tensor_expr C>
+loop_condition<C> continue_if(const C& cond) {
+  static_assert(C::dtype == DType::boolean, "continue_if: the condition is a bool tensor");
+  static_assert(
+      [] {
+        for (dim_t d : C::static_dims)
+          if (d != 1 && d != kDynamic) return false;
+        return true;
+      }(),
+      "continue_if: the condition holds one element");
+  return {cond};
+}
+
+template <class E>
+struct loop_scan_layer {
+  static constexpr std::string_view kind = "loop";
+  /// One trip's scan output -> the trips' stacked on a new dim 0 (its length known when the loop
+  /// has run).
+  static constexpr std::array<dim_t, E::rank + 1> rule(std::array<dim_t, E::rank> e) {
+    std::array<dim_t, E::rank + 1> out{};
+    out[0] = kDynamic;
+    for (std::size_t i = 0; i < E::rank; ++i) out[i + 1] = e[i];
+    return out;
+  }
+};
+
+namespace detail {
+template <class T>
+struct is_loop_condition : std::false_type {};
+template <class C>
+struct is_loop_condition<loop_condition<C>> : std::true_type {};
+
+/// The tuple `t` without its first element where `Drop`, else `t`.
+template <bool Drop, class Tuple>
+auto drop_first_if(const Tuple& t) {
+  if constexpr (Drop)
+    return [&]<std::size_t... K>(std::index_sequence<K...>) {
+      return std::tuple{std::get<K + 1>(t)...};
+    }(std::make_index_sequence<std::tuple_size_v<Tuple> - 1>{});
+  else
+    return t;
+}
+}  // namespace detail
+
 /// ONNX Loop: `body(i, v..., captured...)` runs `trips` times (a count known when the network is
 /// built, or an i64 tensor of one element read when it runs), `i` the trip's number (an i64
 /// scalar), `v...` the carried values (their initial values in `init`); it returns a std::tuple of
-/// the carried values' next values, each of its value's element type and rank. Returns a
-/// std::tuple of the carried values after the last trip.
+/// the carried values' next values, each of its value's element type and rank, then its scan
+/// outputs, if any; a `continue_if(c)` first in the tuple ends the loop after the trip where `c`
+/// is false. Returns a std::tuple of the carried values after the last trip, then each scan
+/// output's trips stacked on a new dim 0.
 template <class... Os, class Trips, class Body, tensor_expr... Vs, tensor_expr... Xs>
 auto loop(const Trips& trips, Body&& body, const carried_values<Vs...>& init,
           const Xs&... captured) {
@@ -271,35 +327,71 @@ auto loop(const Trips& trips, Body&& body, const carried_values<Vs...>& init,
                           detail::body_input(b, captured)...};
       },
       init.init);
-  auto next = std::apply(body, args);
-  static_assert(std::tuple_size_v<decltype(next)> == sizeof...(Vs),
+  auto returned = std::apply(body, args);
+  using Returned = decltype(returned);
+  static_assert(std::tuple_size_v<Returned> > 0,
                 "loop: the body returns a std::tuple of one next value per carried value");
-  Graph g = detail::finish_tuple_body(*s, b, next, {cond}, "loop", name);
+  constexpr bool has_cond =
+      detail::is_loop_condition<std::remove_cvref_t<std::tuple_element_t<0, Returned>>>::value;
+  // The body's outputs: its condition (the one it was given, or the one it returns), the carried
+  // values' next values, the scan outputs.
+  const auto next = detail::drop_first_if<has_cond>(returned);
+  using Next = std::remove_cvref_t<decltype(next)>;
+  constexpr std::size_t nv = sizeof...(Vs), nr = std::tuple_size_v<Next>;
+  static_assert(nr >= nv,
+                "loop: the body returns a std::tuple of one next value per carried value, then its "
+                "scan outputs");
+  std::string cond_out = cond;
+  if constexpr (has_cond) {
+    const auto& c = std::get<0>(returned).cond;
+    if (c.state() != detail::root(b))
+      throw GraphError(detail::where("loop", name) +
+                       "continue_if is given a tensor of the network: a body returns what it "
+                       "computes from its inputs");
+    for (dim_t d : c.dims())
+      if (d > 1)
+        throw ShapeError(detail::where("loop", name) +
+                         "continue_if's condition holds one element, got a dim of " +
+                         std::to_string(d));
+    cond_out = c.value();
+  }
+  Graph g = detail::finish_tuple_body(*s, b, next, {cond_out}, "loop", name);
 
   std::vector<std::string> in{m, ""};
   std::apply([&](const auto&... v) { (in.push_back(v.value()), ...); }, init.init);
   (in.push_back(captured.value()), ...);
   detail::emit(*s, "Loop", name, std::move(in),
                {{"body", Subgraph{std::make_shared<const Graph>(std::move(g)), sizeof...(Xs)}}},
-               sizeof...(Vs));
+               nr);
   const std::vector<std::string> names = s->graph.nodes.back().outputs;  // emit()'s
 
-  // Each result: its carried value's type, dynamic where the body changes a fixed dim.
-  return [&]<std::size_t... K>(std::index_sequence<K...>) {
+  // Each carried result: its carried value's type, dynamic where the body changes a fixed dim;
+  // each scan output: the trips' elements stacked on a new dim 0. (`nx` is `next`, passed: GCC
+  // cannot name the type of a captured `auto` local in a generic lambda.)
+  return [&]<std::size_t... K>(std::index_sequence<K...>, const auto& nx) {
+    using Nx = std::remove_cvref_t<decltype(nx)>;
     auto one = [&]<std::size_t J>(std::integral_constant<std::size_t, J>) {
-      using V = std::tuple_element_t<J, std::tuple<Vs...>>;
-      using R = std::remove_cvref_t<std::tuple_element_t<J, decltype(next)>>;
-      constexpr bool ok = R::dtype == V::dtype && R::rank == V::rank;
-      static_assert(ok, "loop: the body returns each carried value with its element type and rank");
-      using L = loop_carried_layer<V, R>;
-      using Out = detail::checked_output_t<ok, L, V::dtype,
-                                           V::layout == R::layout ? V::layout : Layout::any, V, R>;
-      std::array<dim_t, V::rank> dims{};
-      if constexpr (ok) dims = detail::run_rule<L>(name, std::get<J>(init.init), std::get<J>(next));
-      return Out(s, names[J], dims);
+      using R = std::remove_cvref_t<std::tuple_element_t<J, Nx>>;
+      if constexpr (J < sizeof...(Vs)) {
+        using V = std::tuple_element_t<J, std::tuple<Vs...>>;
+        constexpr bool ok = R::dtype == V::dtype && R::rank == V::rank;
+        static_assert(ok,
+                      "loop: the body returns each carried value with its element type and rank");
+        using L = loop_carried_layer<V, R>;
+        using Out =
+            detail::checked_output_t<ok, L, V::dtype,
+                                     V::layout == R::layout ? V::layout : Layout::any, V, R>;
+        std::array<dim_t, V::rank> dims{};
+        if constexpr (ok) dims = detail::run_rule<L>(name, std::get<J>(init.init), std::get<J>(nx));
+        return Out(s, names[J], dims);
+      } else {
+        using L = loop_scan_layer<R>;
+        using Out = detail::output_t<L, R::dtype, Layout::any, R>;
+        return Out(s, names[J], detail::run_rule<L>(name, std::get<J>(nx)));
+      }
     };
     return std::tuple{one(std::integral_constant<std::size_t, K>{})...};
-  }(std::index_sequence_for<Vs...>{});
+  }(std::make_index_sequence<nr>{}, next);
 }
 
 // ---- scan ---------------------------------------------------------------------------------------

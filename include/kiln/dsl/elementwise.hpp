@@ -1,5 +1,6 @@
-// Elementwise layers: activations and unary math (same type out as in), and binary arithmetic
-// with numpy broadcasting checked on the fixed dims and on the layouts.
+// Elementwise layers: activations and unary math (same type out as in), and binary arithmetic and
+// comparisons (less, greater, equal, ...: bool tensors) with numpy broadcasting checked on the
+// fixed dims and on the layouts.
 #pragma once
 
 #include "kiln/dsl/core.hpp"
@@ -215,15 +216,34 @@ struct min_layer : broadcast_rule {
   static constexpr std::string_view kind = "min";
 };
 
+// Comparisons: bool tensors of the broadcast shape.
+struct less_layer : broadcast_rule {
+  static constexpr std::string_view kind = "less";
+};
+struct less_equal_layer : broadcast_rule {
+  static constexpr std::string_view kind = "less_equal";
+};
+struct greater_layer : broadcast_rule {
+  static constexpr std::string_view kind = "greater";
+};
+struct greater_equal_layer : broadcast_rule {
+  static constexpr std::string_view kind = "greater_equal";
+};
+struct equal_layer : broadcast_rule {
+  static constexpr std::string_view kind = "equal";
+};
+
 namespace detail {
-template <class Layer, tensor_expr A, tensor_expr B>
+/// An elementwise op of two operands of one element type, broadcast; its result is of that type,
+/// or bool where `Compare`.
+template <class Layer, tensor_expr A, tensor_expr B, bool Compare = false>
 auto binary(const A& a, const B& b, const char* op, const std::string& given) {
   constexpr bool ok =
       rules_check<Layer, rule_on<rules::same_element_type<A::dtype, B::dtype>::check>,
                   rule_on<rules::compatible_layouts<A::layout, B::layout>::check>,
                   broadcast_rules<A, B>>::ok;
   constexpr Layout L = joined_layout(A::layout, B::layout);
-  using Out = checked_output_t<ok, Layer, A::dtype, L, A, B>;
+  using Out = checked_output_t<ok, Layer, Compare ? DType::boolean : A::dtype, L, A, B>;
   auto s = unify(a.state(), b.state());
   const std::string name = node_name(*s, Layer::kind, given);
   const auto dims = run_rule<Layer>(name, a, b);
@@ -259,6 +279,27 @@ auto maximum(const A& a, const B& b, const std::string& name = "") {
 template <tensor_expr A, tensor_expr B>
 auto minimum(const A& a, const B& b, const std::string& name = "") {
   return detail::binary<min_layer>(a, b, "Min", name);
+}
+
+template <tensor_expr A, tensor_expr B>
+auto less(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<less_layer, A, B, true>(a, b, "Less", name);
+}
+template <tensor_expr A, tensor_expr B>
+auto less_equal(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<less_equal_layer, A, B, true>(a, b, "LessOrEqual", name);
+}
+template <tensor_expr A, tensor_expr B>
+auto greater(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<greater_layer, A, B, true>(a, b, "Greater", name);
+}
+template <tensor_expr A, tensor_expr B>
+auto greater_equal(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<greater_equal_layer, A, B, true>(a, b, "GreaterOrEqual", name);
+}
+template <tensor_expr A, tensor_expr B>
+auto equal(const A& a, const B& b, const std::string& name = "") {
+  return detail::binary<equal_layer, A, B, true>(a, b, "Equal", name);
 }
 
 // The operators call detail::binary themselves, not add() and the others: a compile error then
