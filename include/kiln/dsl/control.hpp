@@ -161,6 +161,24 @@ auto build_body(NetState& net, const std::string& node, std::string_view which, 
   return Body<R>{std::make_shared<const Graph>(std::move(g)), std::move(result)};
 }
 
+/// Whether a tensor of type C may hold one element: each of its fixed dims is 1.
+template <class C>
+constexpr bool may_hold_one_element() {
+  for (dim_t d : C::static_dims)
+    if (d != 1 && d != kDynamic) return false;
+  return true;
+}
+
+/// A ShapeError naming layer `name` where `dims` (its `what`'s) hold a dim over 1.
+template <class Dims>
+void require_one_element(const Dims& dims, std::string_view kind, const std::string& name,
+                         const std::string& what) {
+  for (dim_t d : dims)
+    if (d > 1)
+      throw ShapeError(where(kind, name) + what + " holds one element, got a dim of " +
+                       std::to_string(d));
+}
+
 }  // namespace detail
 
 /// ONNX If: `then_branch(captured...)` where `cond` holds true when the network runs, else
@@ -168,20 +186,11 @@ auto build_body(NetState& net, const std::string& node, std::string_view which, 
 template <class... Os, tensor_expr C, class Then, class Else, tensor_expr... Xs>
 auto if_else(const C& cond, Then&& then_branch, Else&& else_branch, const Xs&... captured) {
   static_assert(C::dtype == DType::boolean, "if_else: the condition is a bool tensor");
-  static_assert(
-      [] {
-        for (dim_t d : C::static_dims)
-          if (d != 1 && d != kDynamic) return false;
-        return true;
-      }(),
-      "if_else: the condition holds one element");
+  static_assert(detail::may_hold_one_element<C>(), "if_else: the condition holds one element");
   auto s = cond.state();
   ((s = detail::unify(s, captured.state())), ...);
   const std::string name = detail::node_name(*s, "if_else", detail::given_name<Os...>(""));
-  for (dim_t d : cond.dims())
-    if (d > 1)
-      throw ShapeError(detail::where("if_else", name) +
-                       "the condition holds one element, got a dim of " + std::to_string(d));
+  detail::require_one_element(cond.dims(), "if_else", name, "the condition");
   detail::check_captured_once("if_else", name, {captured.value()...});
   auto then_body = detail::build_body(*s, name, "then_branch", then_branch, captured...);
   auto else_body = detail::build_body(*s, name, "else_branch", else_branch, captured...);
@@ -234,13 +243,7 @@ struct loop_condition {
 template <tensor_expr C>
 loop_condition<C> continue_if(const C& cond) {
   static_assert(C::dtype == DType::boolean, "continue_if: the condition is a bool tensor");
-  static_assert(
-      [] {
-        for (dim_t d : C::static_dims)
-          if (d != 1 && d != kDynamic) return false;
-        return true;
-      }(),
-      "continue_if: the condition holds one element");
+  static_assert(detail::may_hold_one_element<C>(), "continue_if: the condition holds one element");
   return {cond};
 }
 
@@ -306,10 +309,7 @@ auto loop(const Trips& trips, Body&& body, const carried_values<Vs...>& init,
                        ": expected 0 or more");
     m = detail::constant(*s, name + ".trips", kiln::Tensor::scalar(std::int64_t{trips}));
   } else {
-    for (dim_t d : trips.dims())
-      if (d > 1)
-        throw ShapeError(detail::where("loop", name) +
-                         "the trip count holds one element, got a dim of " + std::to_string(d));
+    detail::require_one_element(trips.dims(), "loop", name, "the trip count");
     m = trips.value();
   }
 
@@ -348,11 +348,7 @@ auto loop(const Trips& trips, Body&& body, const carried_values<Vs...>& init,
       throw GraphError(detail::where("loop", name) +
                        "continue_if is given a tensor of the network: a body returns what it "
                        "computes from its inputs");
-    for (dim_t d : c.dims())
-      if (d > 1)
-        throw ShapeError(detail::where("loop", name) +
-                         "continue_if's condition holds one element, got a dim of " +
-                         std::to_string(d));
+    detail::require_one_element(c.dims(), "loop", name, "continue_if's condition");
     cond_out = c.value();
   }
   Graph g = detail::finish_tuple_body(*s, b, next, {cond_out}, "loop", name);

@@ -282,8 +282,8 @@ Proto parse_value(const std::string& bytes, const std::string& source, const cha
 
 Tensor sequence_value(const ::onnx::SequenceProto& p, const TensorType& type,
                       const std::string& base_dir, const std::string& source) {
-  if (p.elem_type() != ::onnx::SequenceProto::TENSOR &&
-      !(p.elem_type() == ::onnx::SequenceProto::UNDEFINED && p.tensor_values_size() == 0))
+  if (p.elem_type() != ::onnx::TENSOR_ELEMENT &&
+      !(p.elem_type() == ::onnx::UNDEFINED_ELEMENT && p.tensor_values_size() == 0))
     throw UnsupportedError(
         fmt::format("'{}': a sequence of element type {}: kiln reads "
                     "sequences of tensors",
@@ -318,8 +318,8 @@ Tensor load_value_bytes(const std::string& bytes, const TensorType& type, const 
                           base, path);
   const auto p = parse_value<::onnx::OptionalProto>(bytes, path, "OptionalProto");
   switch (p.elem_type()) {
-    case ::onnx::OptionalProto::UNDEFINED: return Tensor::none(type.dtype);
-    case ::onnx::OptionalProto::TENSOR:
+    case ::onnx::UNDEFINED_ELEMENT: return Tensor::none(type.dtype);
+    case ::onnx::TENSOR_ELEMENT:
       if (type.kind != ValueKind::optional_tensor || !p.has_tensor_value()) break;
       try {
         return detail::to_tensor(p.tensor_value(), base);
@@ -328,7 +328,7 @@ Tensor load_value_bytes(const std::string& bytes, const TensorType& type, const 
       } catch (const Error& err) {
         throw FormatError(fmt::format("'{}': {}", path, err.what()));
       }
-    case ::onnx::OptionalProto::SEQUENCE:
+    case ::onnx::SEQUENCE_ELEMENT:
       if (type.kind != ValueKind::optional_sequence || !p.has_sequence_value()) break;
       return sequence_value(p.sequence_value(), type, base, path);
     default: break;
@@ -347,13 +347,13 @@ void save_value(const Tensor& v, const std::string& path, const std::string& nam
   if (v.is_sequence()) {
     ::onnx::SequenceProto p;
     p.set_name(name);
-    p.set_elem_type(::onnx::SequenceProto::TENSOR);
+    p.set_elem_type(::onnx::TENSOR_ELEMENT);
     for (const Tensor& e : v.elements()) detail::to_proto(e, *p.add_tensor_values());
     bytes = p.SerializeAsString();
   } else {
     ::onnx::OptionalProto p;
     p.set_name(name);
-    p.set_elem_type(::onnx::OptionalProto::UNDEFINED);
+    p.set_elem_type(::onnx::UNDEFINED_ELEMENT);
     bytes = p.SerializeAsString();
   }
   std::ofstream f(path, std::ios::binary);
