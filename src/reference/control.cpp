@@ -140,10 +140,10 @@ void loop_kernel(KernelContext& ctx) {
   const std::size_t formal = control::formal_inputs(ctx.node);
   const std::size_t n = formal - 2;
   const bool has_m = ctx.has(0);
-  const i64 m = has_m ? static_cast<i64>(ctx.in(0).get(0)) : 0;
   if (has_m && ctx.in(0).numel() != 1)
     ctx.fail(
         fmt::format("the trip count M must hold one element, got {}", ctx.in(0).type_string()));
+  const i64 m = has_m ? ctx.in(0).to_int64s()[0] : 0;
   bool cond = ctx.has(1) ? truth(ctx, ctx.in(1), "cond") : true;
   std::vector<Tensor> carried;
   for (std::size_t i = 0; i < n; ++i) carried.push_back(ctx.in(2 + i));

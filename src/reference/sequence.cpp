@@ -36,7 +36,7 @@ std::size_t position(const KernelContext& ctx, std::size_t i, std::size_t n, boo
   const Tensor& p = tensor_in(ctx, i);
   if (p.numel() != 1)
     ctx.fail(fmt::format("position must hold one element, got {}", p.type_string()));
-  const i64 v = static_cast<i64>(p.get(0));
+  const i64 v = p.to_int64s()[0];
   const i64 len = static_cast<i64>(n);
   const i64 hi = end_allowed ? len : len - 1;
   if (v < -len || v > hi)
@@ -169,6 +169,9 @@ void split_to_sequence(KernelContext& ctx) {
       i64 sum = 0;
       for (i64 l : v) {
         if (l < 0) ctx.fail(fmt::format("split {} has a negative length", dims_to_string(v)));
+        if (l > dim - sum)  // checked before adding: no overflow
+          ctx.fail(fmt::format("split {} sums to more than axis {} of {}, {} long",
+                               dims_to_string(v), axis, x.type_string(), dim));
         sum += l;
       }
       if (sum != dim)

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "expect_error.hpp"
 #include "kiln/build/builder.hpp"
@@ -150,9 +151,22 @@ TEST_CASE("ConcatFromSequence and SplitToSequence against hand-written results")
 
   expect_error<Error>(
       [&] {
-        run(node("SplitToSequence", 2, {{"axis", i64{1}}}), {x, Tensor::from<i64>({2}, {2, 2})});
+        run(node("SplitToSequence", 2, {{"axis", i64{1}}}), {x, Tensor::from<i64>({2}, {1, 1})});
       },
-      {"[SplitToSequence 'n']", "sums to 4", "3 long"});
+      {"[SplitToSequence 'n']", "sums to 2", "3 long"});
+  // Lengths over the axis (a sum that would overflow int64 is never made), and positions at the
+  // ends of int64.
+  expect_error<Error>(
+      [&] {
+        run(node("SplitToSequence", 2, {{"axis", i64{1}}}),
+            {x, Tensor::from<i64>({2}, {2, std::numeric_limits<i64>::max()})});
+      },
+      {"[SplitToSequence 'n']", "sums to more than axis 1", "3 long"});
+  expect_error<Error>(
+      [&] {
+        run(node("SequenceAt", 2), {rows, Tensor::scalar<i64>(std::numeric_limits<i64>::min())});
+      },
+      {"out of range", "-2 to 1"});
   expect_error<Error>(
       [&] {
         run(node("ConcatFromSequence", 1, {{"axis", i64{0}}}), {seq({vec({1}), x})});
