@@ -50,13 +50,6 @@ void check_no_overlap(const plan::Plan& p) {
   }
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 }  // namespace
 
 TEST_CASE("memory plan: a chain of activations runs in place, buffers are reused") {
