@@ -61,7 +61,7 @@ Tensor PlanExecutor::read(const plan::PlannedValue& v) const {
 
 void PlanExecutor::write(const plan::PlannedValue& v, const Tensor& t, const std::string& who) {
   if (v.sized_at_run_time()) {  // its known dims must hold; the others are what it made
-    bool ok = t.dtype() == v.dtype && t.rank() == v.dims.size();
+    bool ok = t.is_tensor() && t.dtype() == v.dtype && t.rank() == v.dims.size();
     for (std::size_t d = 0; ok && d < v.dims.size(); ++d)
       ok = v.dims[d] < 0 || v.dims[d] == t.dim(d);
     if (!ok)
@@ -70,7 +70,7 @@ void PlanExecutor::write(const plan::PlannedValue& v, const Tensor& t, const std
     sized_[v.name] = t;
     return;
   }
-  if (t.dtype() != v.dtype || t.dims() != v.dims)
+  if (!t.is_tensor() || t.dtype() != v.dtype || t.dims() != v.dims)  // plans hold tensors
     throw Error(fmt::format("{}made '{}' as {}, the plan expects {}{}", who, v.name,
                             t.type_string(), dtype_name(v.dtype), dims_to_string(v.dims)));
   const std::size_t es = dtype_size(v.dtype);

@@ -370,7 +370,7 @@ std::map<std::string, Tensor> run_on_gpu(ExecutionContext& ctx,
     const Tensor& t = it->second;
     std::vector<i64> want = vi.type.shape.values();
     if (!want.empty() && ctx.batch() != st.max_batch) want[0] = ctx.batch();
-    if (t.dtype() != vi.type.dtype || t.dims() != want)
+    if (!t.is_tensor() || t.dtype() != vi.type.dtype || t.dims() != want)
       throw ShapeError(fmt::format("input '{}' is {}, the engine expects {}{}", vi.name,
                                    t.type_string(), dtype_name(vi.type.dtype),
                                    dims_to_string(want)));

@@ -147,7 +147,7 @@ class HostStep final : public Step {
         throw Error(fmt::format("{}the reference made no output {}", node_.where(), o));
       const Tensor& t = outs[o];
       const plan::PlannedValue& pv = plan_.memory.values.at(p.name);
-      bool ok = t.dtype() == pv.dtype && t.rank() == pv.dims.size();
+      bool ok = t.is_tensor() && t.dtype() == pv.dtype && t.rank() == pv.dims.size();
       for (std::size_t d = 0; ok && d < pv.dims.size(); ++d)
         ok = p.kind == Place::on_host ? pv.dims[d] < 0 || pv.dims[d] == t.dim(d)
                                       : p.device.dims[d] == t.dim(d);

@@ -418,4 +418,10 @@ TEST_CASE("A sequence inside an If's branch: the plan holds tensors, its step ru
                                      : std::vector<double>{-1, -2, -3, -4, -5, -6}));
     CHECK(reference::PlanExecutor(p).run(in).at("y").to_doubles() == want.to_doubles());
   }
+  // A sequence given for a plan's tensor input is refused, naming it (not read as empty data).
+  expect_error<Error>(
+      [&] {
+        reference::PlanExecutor(p).run({{"cond", seq({Tensor::scalar<bool>(true)})}, {"x", x}});
+      },
+      {"'cond'", "seq(bool) of 1", "the plan expects bool[]"});
 }
