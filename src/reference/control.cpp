@@ -16,6 +16,7 @@
 
 #include "families.hpp"
 #include "kiln/ir/control.hpp"
+#include "tensor_util.hpp"
 
 namespace kiln::reference {
 namespace {
@@ -75,7 +76,8 @@ Tensor slice_along(const Tensor& x, std::size_t axis, i64 t) {
   return out;
 }
 
-/// Stacks `parts` (one shape) along a new `axis`; `reverse` puts the first part last.
+/// Stacks `parts` (one or more, of one shape) along a new `axis`; `reverse` puts the first part
+/// last.
 Tensor stack_along(const KernelContext& ctx, const std::vector<Tensor>& parts,
                    const std::vector<i64>& elem_dims, DType dtype, std::size_t axis, bool reverse,
                    const char* what) {
@@ -86,20 +88,15 @@ Tensor stack_along(const KernelContext& ctx, const std::vector<Tensor>& parts,
           "{} is {} at iteration {}, {}{} at the first: each iteration must give "
           "one shape",
           what, parts[t].type_string(), t, dtype_name(dtype), dims_to_string(elem_dims)));
-  std::vector<i64> dims = elem_dims;
-  dims.insert(dims.begin() + static_cast<std::ptrdiff_t>(axis), len);
-  i64 outer = 1, inner = 1;
-  for (std::size_t d = 0; d < elem_dims.size(); ++d) (d < axis ? outer : inner) *= elem_dims[d];
-  Tensor out(dtype, dims);
-  const std::size_t row = static_cast<std::size_t>(inner) * dtype_size(dtype);
-  for (i64 t = 0; t < len; ++t) {
-    const Tensor& p = parts[static_cast<std::size_t>(reverse ? len - 1 - t : t)];
-    for (i64 o = 0; o < outer; ++o)
-      if (row)
-        std::memcpy(out.raw() + static_cast<std::size_t>(o * len + t) * row,
-                    p.raw() + static_cast<std::size_t>(o) * row, row);
-  }
-  return out;
+  // Each part with a dim of 1 at `axis` (a view), concatenated there in order or reversed.
+  std::vector<i64> one = elem_dims;
+  one.insert(one.begin() + static_cast<std::ptrdiff_t>(axis), 1);
+  std::vector<Tensor> views;
+  for (i64 t = 0; t < len; ++t)
+    views.push_back(parts[static_cast<std::size_t>(reverse ? len - 1 - t : t)].reshaped(one));
+  std::vector<const Tensor*> ins;
+  for (const Tensor& v : views) ins.push_back(&v);
+  return tensor_detail::concat_along(ins, axis);
 }
 
 void if_kernel(KernelContext& ctx) {

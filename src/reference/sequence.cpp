@@ -3,16 +3,15 @@
 // makes a new list of the same tensors); an empty optional is Tensor::none; an optional that
 // holds a value is that value. Positions out of range are errors naming the node, the position
 // and the length.
-#include <cstring>
-
 #include <fmt/format.h>
 
 #include "families.hpp"
+#include "tensor_util.hpp"
 
 namespace kiln::reference {
 namespace {
 
-using i64 = std::int64_t;
+using namespace tensor_detail;
 
 const Tensor& sequence_in(const KernelContext& ctx, std::size_t i) {
   const Tensor& s = ctx.in(i);
@@ -89,61 +88,36 @@ void sequence_erase(KernelContext& ctx) {
   ctx.set(0, Tensor::sequence(s.dtype(), std::move(e)));
 }
 
-/// Copies `x`'s rows of `len` slices along an axis into `out`, whose axis is `out_len` long,
-/// from slice `at`: outer count, inner elements.
-void copy_slices(const Tensor& x, i64 from, Tensor& out, i64 at, i64 len, i64 x_len, i64 out_len,
-                 i64 outer, i64 inner) {
-  const std::size_t es = dtype_size(x.dtype());
-  const auto row = static_cast<std::size_t>(len * inner) * es;
-  if (row == 0) return;
-  for (i64 o = 0; o < outer; ++o)
-    std::memcpy(out.raw() + static_cast<std::size_t>((o * out_len + at) * inner) * es,
-                x.raw() + static_cast<std::size_t>((o * x_len + from) * inner) * es, row);
-}
-
 void concat_from_sequence(KernelContext& ctx) {
   const Tensor& s = sequence_in(ctx, 0);
   const auto& e = s.elements();
   if (e.empty()) ctx.fail("cannot concatenate an empty sequence (the result's shape is unknown)");
   const bool new_axis = ctx.node.attr_int("new_axis", 0) != 0;
-  // Each tensor's dims, with the new axis as a dim of 1 where stacking.
   const i64 r = static_cast<i64>(e[0].rank()) + (new_axis ? 1 : 0);
   const i64 axis = ctx.node.attr_int("axis");
   if (r == 0 || axis < -r || axis >= r)
     ctx.fail(fmt::format("axis {} is out of range for the sequence's tensors, {}", axis,
                          e[0].type_string()));
   const auto a = static_cast<std::size_t>(axis < 0 ? axis + r : axis);
-  auto dims_of = [&](const Tensor& x) {
+  // Each tensor, with the new axis as a dim of 1 where stacking (a view: no copy).
+  std::vector<Tensor> parts;
+  for (const Tensor& x : e) {
     std::vector<i64> d = x.dims();
     if (new_axis) d.insert(d.begin() + static_cast<std::ptrdiff_t>(a), 1);
-    return d;
-  };
-  std::vector<i64> out_dims = dims_of(e[0]);
-  out_dims[a] = 0;
-  for (std::size_t i = 0; i < e.size(); ++i) {
-    auto d = dims_of(e[i]);
-    bool ok = static_cast<i64>(d.size()) == r;
-    for (std::size_t k = 0; ok && k < d.size(); ++k) ok = k == a || d[k] == out_dims[k];
+    parts.push_back(x.reshaped(std::move(d)));
+  }
+  std::vector<const Tensor*> ins;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const Tensor& p = parts[i];
+    bool ok = static_cast<i64>(p.rank()) == r;
+    for (std::size_t k = 0; ok && k < p.rank(); ++k) ok = k == a || p.dim(k) == parts[0].dim(k);
     if (!ok)
       ctx.fail(fmt::format("tensor {} is {}, tensor 0 {}: they must agree but along axis {}{}", i,
                            e[i].type_string(), e[0].type_string(), axis,
                            new_axis ? " (stacked: in every dim)" : ""));
-    out_dims[a] += d[a];
+    ins.push_back(&p);
   }
-  i64 outer = 1, inner = 1;
-  for (std::size_t k = 0; k < out_dims.size(); ++k)
-    if (k < a)
-      outer *= out_dims[k];
-    else if (k > a)
-      inner *= out_dims[k];
-  Tensor out(s.dtype(), out_dims);
-  i64 at = 0;
-  for (const Tensor& x : e) {
-    const i64 len = dims_of(x)[a];
-    copy_slices(x, 0, out, at, len, len, out_dims[a], outer, inner);
-    at += len;
-  }
-  ctx.set(0, std::move(out));
+  ctx.set(0, concat_along(ins, a));
 }
 
 void split_to_sequence(KernelContext& ctx) {
@@ -180,19 +154,14 @@ void split_to_sequence(KernelContext& ctx) {
       lengths = v;
     }
   }
-  i64 outer = 1, inner = 1;
-  for (std::size_t k = 0; k < x.rank(); ++k)
-    if (k < a)
-      outer *= x.dim(k);
-    else if (k > a)
-      inner *= x.dim(k);
+  // Each piece as Split makes its outputs: a strided copy from its first slice.
+  const auto st = strides_of(x.dims());
   std::vector<Tensor> pieces;
   i64 from = 0;
   for (i64 len : lengths) {
     std::vector<i64> d = x.dims();
     d[a] = len;
-    Tensor p(x.dtype(), d);
-    copy_slices(x, from, p, 0, len, dim, len, outer, inner);
+    Tensor p = strided_copy(x, d, st, from * st[a]);
     if (squeeze) {
       d.erase(d.begin() + static_cast<std::ptrdiff_t>(a));
       p = p.reshaped(d);

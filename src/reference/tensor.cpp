@@ -189,8 +189,6 @@ void concat(KernelContext& ctx) {
   const i64 r = static_cast<i64>(x0.rank());
   if (r == 0) ctx.fail("cannot concatenate scalars");
   const i64 axis = rules::normalize_axis(ctx.node.attr_int("axis"), r);
-  std::vector<i64> dims = x0.dims();
-  dims[axis] = 0;
   for (std::size_t i = 0; i < ins.size(); ++i) {
     const Tensor& t = *ins[i];
     if (t.dtype() != x0.dtype() || static_cast<i64>(t.rank()) != r)
@@ -199,21 +197,8 @@ void concat(KernelContext& ctx) {
       if (d != axis && t.dim(d) != x0.dim(d))
         ctx.fail(fmt::format("input {} has dims {}, input 0 has {}: dim {} differs", i,
                              dims_to_string(t.dims()), dims_to_string(x0.dims()), d));
-    dims[axis] += t.dim(axis);
   }
-  Tensor out(x0.dtype(), dims);
-  i64 outer = 1, inner = 1;
-  for (i64 d = 0; d < axis; ++d) outer *= dims[d];
-  for (i64 d = axis + 1; d < r; ++d) inner *= dims[d];
-  const std::size_t es = dtype_size(x0.dtype());
-  std::byte* dst = out.raw();
-  for (i64 o = 0; o < outer; ++o)
-    for (const Tensor* t : ins) {
-      const std::size_t block = static_cast<std::size_t>(t->dim(axis) * inner) * es;
-      std::memcpy(dst, t->raw() + static_cast<std::size_t>(o) * block, block);
-      dst += block;
-    }
-  ctx.set(0, out);
+  ctx.set(0, concat_along(ins, static_cast<std::size_t>(axis)));
 }
 
 void split(KernelContext& ctx) {

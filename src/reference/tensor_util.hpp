@@ -45,6 +45,28 @@ inline Tensor strided_copy(const Tensor& in, const std::vector<i64>& out_dims,
   return out;
 }
 
+/// `parts` concatenated along `axis`: one dtype and rank, equal dims but along `axis` (the caller
+/// checks them, naming its op's inputs). Concat, ConcatFromSequence and the stacking of Loop's and
+/// Scan's outputs (parts with a dim of 1 there) copy through it.
+inline Tensor concat_along(const std::vector<const Tensor*>& parts, std::size_t axis) {
+  std::vector<i64> dims = parts.at(0)->dims();
+  dims[axis] = 0;
+  for (const Tensor* t : parts) dims[axis] += t->dim(axis);
+  Tensor out(parts[0]->dtype(), dims);
+  i64 outer = 1, inner = 1;
+  for (std::size_t d = 0; d < axis; ++d) outer *= dims[d];
+  for (std::size_t d = axis + 1; d < dims.size(); ++d) inner *= dims[d];
+  const std::size_t es = dtype_size(out.dtype());
+  std::byte* dst = out.raw();
+  for (i64 o = 0; o < outer; ++o)
+    for (const Tensor* t : parts) {
+      const std::size_t block = static_cast<std::size_t>(t->dim(axis) * inner) * es;
+      if (block) std::memcpy(dst, t->raw() + static_cast<std::size_t>(o) * block, block);
+      dst += block;
+    }
+  return out;
+}
+
 /// Copies element `from` of `src` to element `to` of `dst` (same dtype).
 inline void copy_element(const Tensor& src, i64 from, Tensor& dst, i64 to) {
   const std::size_t es = dtype_size(src.dtype());
