@@ -243,18 +243,25 @@ std::string read_file(const std::string& path, const char* kind) {
   return bytes;
 }
 
-::onnx::TensorProto parse_tensor(const std::string& bytes, const std::string& source) {
-  ::onnx::TensorProto p;
+/// A serialized message of type `Proto` (TensorProto, SequenceProto, OptionalProto), named `kind`
+/// in the error where it does not parse.
+template <class Proto>
+Proto parse_proto(const std::string& bytes, const std::string& source, const char* kind) {
+  Proto p;
   if (!p.ParseFromString(bytes))
     throw FormatError(
-        fmt::format("'{}' is not a serialized ONNX TensorProto (truncated or corrupt)", source));
+        fmt::format("'{}' is not a serialized ONNX {} (truncated or corrupt)", source, kind));
   return p;
 }
-}  // namespace
 
-Tensor load_tensor_bytes(const std::string& bytes, const std::string& base_dir,
-                         const std::string& source) {
-  const auto p = parse_tensor(bytes, source);
+::onnx::TensorProto parse_tensor(const std::string& bytes, const std::string& source) {
+  return parse_proto<::onnx::TensorProto>(bytes, source, "TensorProto");
+}
+
+/// A tensor of a value file: its errors prefixed with the file (`source`), a bad one a
+/// FormatError.
+Tensor file_tensor(const ::onnx::TensorProto& p, const std::string& base_dir,
+                   const std::string& source) {
   try {
     return detail::to_tensor(p, base_dir);
   } catch (const UnsupportedError& e) {
@@ -263,6 +270,12 @@ Tensor load_tensor_bytes(const std::string& bytes, const std::string& base_dir,
     throw FormatError(fmt::format("'{}': {}", source, e.what()));
   }
 }
+}  // namespace
+
+Tensor load_tensor_bytes(const std::string& bytes, const std::string& base_dir,
+                         const std::string& source) {
+  return file_tensor(parse_tensor(bytes, source), base_dir, source);
+}
 
 Tensor load_tensor(const std::string& path) {
   return load_tensor_bytes(read_file(path, "tensor file"),
@@ -270,16 +283,6 @@ Tensor load_tensor(const std::string& path) {
 }
 
 namespace {
-/// A parsed SequenceProto or OptionalProto's value as the kind `type` says.
-template <class Proto>
-Proto parse_value(const std::string& bytes, const std::string& source, const char* kind) {
-  Proto p;
-  if (!p.ParseFromString(bytes))
-    throw FormatError(
-        fmt::format("'{}' is not a serialized ONNX {} (truncated or corrupt)", source, kind));
-  return p;
-}
-
 Tensor sequence_value(const ::onnx::SequenceProto& p, const TensorType& type,
                       const std::string& base_dir, const std::string& source) {
   if (p.elem_type() != ::onnx::TENSOR_ELEMENT &&
@@ -290,13 +293,7 @@ Tensor sequence_value(const ::onnx::SequenceProto& p, const TensorType& type,
                     source, static_cast<int>(p.elem_type())));
   std::vector<Tensor> e;
   for (const auto& t : p.tensor_values()) {
-    try {
-      e.push_back(detail::to_tensor(t, base_dir));
-    } catch (const UnsupportedError& err) {
-      throw UnsupportedError(fmt::format("'{}': {}", source, err.what()));
-    } catch (const Error& err) {
-      throw FormatError(fmt::format("'{}': {}", source, err.what()));
-    }
+    e.push_back(file_tensor(t, base_dir, source));
     if (e.back().dtype() != type.dtype)
       throw Error(fmt::format("'{}': tensor {} of the sequence is {}: expected {}", source,
                               e.size() - 1, e.back().type_string(), type.to_string()));
@@ -314,20 +311,14 @@ Tensor load_value_bytes(const std::string& bytes, const TensorType& type, const 
                         const std::string& path) {
   if (type.is_tensor()) return load_tensor_bytes(bytes, base, path);
   if (type.kind == ValueKind::sequence)
-    return sequence_value(parse_value<::onnx::SequenceProto>(bytes, path, "SequenceProto"), type,
+    return sequence_value(parse_proto<::onnx::SequenceProto>(bytes, path, "SequenceProto"), type,
                           base, path);
-  const auto p = parse_value<::onnx::OptionalProto>(bytes, path, "OptionalProto");
+  const auto p = parse_proto<::onnx::OptionalProto>(bytes, path, "OptionalProto");
   switch (p.elem_type()) {
     case ::onnx::UNDEFINED_ELEMENT: return Tensor::none(type.dtype);
     case ::onnx::TENSOR_ELEMENT:
       if (type.kind != ValueKind::optional_tensor || !p.has_tensor_value()) break;
-      try {
-        return detail::to_tensor(p.tensor_value(), base);
-      } catch (const UnsupportedError& err) {
-        throw UnsupportedError(fmt::format("'{}': {}", path, err.what()));
-      } catch (const Error& err) {
-        throw FormatError(fmt::format("'{}': {}", path, err.what()));
-      }
+      return file_tensor(p.tensor_value(), base, path);
     case ::onnx::SEQUENCE_ELEMENT:
       if (type.kind != ValueKind::optional_sequence || !p.has_sequence_value()) break;
       return sequence_value(p.sequence_value(), type, base, path);
