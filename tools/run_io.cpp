@@ -96,15 +96,6 @@ void add_expected_options(Command& c, const std::string& tolerance_default) {
               "largest max|out-exp|/max|exp| accepted (default " + tolerance_default + ")");
 }
 
-reference::TensorMap input_files(const Args& args) {
-  reference::TensorMap given;
-  for (const auto& spec : args.all("--input")) {
-    auto [name, file] = name_and_file("--input", spec);
-    given[name] = load_tensor_file(file);
-  }
-  return given;
-}
-
 namespace {
 /// A value file of type `type`: a tensor's .pb or .npy; a sequence's or optional's .pb
 /// (SequenceProto, OptionalProto).
@@ -130,19 +121,27 @@ void print_tensor(const std::string& label, const Tensor& t) {
 }
 }  // namespace
 
-reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs,
-                                bool random) {
+reference::TensorMap input_files(const Args& args, const std::vector<ValueInfo>& inputs) {
   reference::TensorMap given;
   for (const auto& spec : args.all("--input")) {
     auto [name, file] = name_and_file("--input", spec);
-    const ValueInfo* vi = nullptr;
-    for (const auto& v : inputs)
-      if (v.name == name) vi = &v;
-    if (vi) {
-      given[name] = load_value_file(file, vi->type);
-    } else {
+    TensorType type;  // a tensor, where `inputs` does not name it
+    for (const auto& vi : inputs)
+      if (vi.name == name) type = vi.type;
+    given[name] = load_value_file(file, type);
+  }
+  return given;
+}
+
+reference::TensorMap run_inputs(const Args& args, const std::vector<ValueInfo>& inputs,
+                                bool random) {
+  reference::TensorMap given = input_files(args, inputs);
+  for (const auto& [name, t] : given) {
+    bool known = false;
+    for (const auto& vi : inputs) known |= vi.name == name;
+    if (!known) {
       std::vector<std::string> names;
-      for (const auto& v : inputs) names.push_back(v.name);
+      for (const auto& vi : inputs) names.push_back(vi.name);
       throw Error(fmt::format("--input {}: the model has no input '{}' (its inputs: {})", name,
                               name, fmt::join(names, ", ")));
     }

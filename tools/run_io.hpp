@@ -28,8 +28,10 @@ void add_expected_options(Command& c, const std::string& tolerance_default);
 /// taken as 1).
 Tensor random_tensor(const TensorType& t, std::mt19937_64& rng);
 
-/// The tensors named by --input NAME=FILE (.pb or .npy) alone (for building with their dims).
-reference::TensorMap input_files(const Args& args);
+/// The values named by --input NAME=FILE alone (for building with their dims), each read as the
+/// type `inputs` gives it: a tensor (.pb or .npy) where it gives none, a sequence or optional
+/// (.pb) where it says so.
+reference::TensorMap input_files(const Args& args, const std::vector<ValueInfo>& inputs = {});
 
 /// The tensors named by --input NAME=FILE (.pb or .npy); then, for inputs not named, input_N.pb
 /// of --expected-dir DIR where it exists (ONNX test folders); then a random tensor (uniform in
