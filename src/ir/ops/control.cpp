@@ -106,6 +106,14 @@ std::vector<TensorType> infer_if(const InferContext& ctx) {
   return out;
 }
 
+/// A body's scan output `j` (Loop's, Scan's): a tensor, a GraphError naming the node otherwise.
+const TensorType& scan_output(const InferContext& ctx, const TensorType& t, std::size_t j) {
+  if (!t.is_tensor())
+    throw GraphError(fmt::format("{}the body's scan output {} is {}: scan outputs are tensors",
+                                 ctx.node.where(), j, t.to_string()));
+  return t;
+}
+
 /// Loop-carried (and Scan state) values: the body's output must keep the input's dtype and rank;
 /// dims it changes become dynamic. Returns whether any dim changed.
 bool merge_carried(const InferContext& ctx, std::vector<TensorType>& carried,
@@ -168,10 +176,7 @@ std::vector<TensorType> infer_loop(const InferContext& ctx) {
                     ctx.node.where(), ctx.node.outputs.size(), n, k));
   std::vector<TensorType> result = carried;
   for (std::size_t j = 0; j < k; ++j) {
-    TensorType t = out[1 + n + j];
-    if (!t.is_tensor())
-      throw GraphError(fmt::format("{}the body's scan output {} is {}: scan outputs are tensors",
-                                   ctx.node.where(), j, t.to_string()));
+    TensorType t = scan_output(ctx, out[1 + n + j], j);
     Shape s{Dim::dynamic()};
     for (const Dim& d : t.shape) s.push_back(d);
     result.push_back({t.dtype, std::move(s)});
@@ -242,10 +247,7 @@ std::vector<TensorType> infer_scan(const InferContext& ctx) {
                     k, out_axes.size(), out_dirs.size()));
   std::vector<TensorType> result = states;
   for (std::size_t j = 0; j < k; ++j) {
-    const TensorType& e = out[n + j];
-    if (!e.is_tensor())
-      throw GraphError(fmt::format("{}the body's scan output {} is {}: scan outputs are tensors",
-                                   ctx.node.where(), j, e.to_string()));
+    const TensorType& e = scan_output(ctx, out[n + j], j);
     const i64 r = static_cast<i64>(e.shape.rank()) + 1;
     const i64 a = out_axes[j] < 0 ? out_axes[j] + r : out_axes[j];
     if (a < 0 || a >= r)
@@ -271,12 +273,7 @@ std::vector<TensorType> infer_sequence_map(const InferContext& ctx) {
   for (std::size_t i = 0; i < formal; ++i) {
     const TensorType& t = ctx.input(i);
     if (t.kind == ValueKind::sequence) {
-      if (!t.rank_known)
-        throw UnsupportedError(fmt::format(
-            "{}input {} is {}: its tensors' rank is not known here, and the body's inputs need "
-            "one",
-            ctx.node.where(), i, t.to_string()));
-      f.push_back({t.dtype, t.shape});
+      f.push_back(held_tensor_type(ctx, t, fmt::format("input {}", i)));
     } else if (t.is_tensor() && i > 0) {
       f.push_back(t);
     } else {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 namespace kiln::ops {
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
@@ -60,6 +62,15 @@ std::optional<TensorType> merge_types(const TensorType& a, const TensorType& b) 
     t.shape.push_back(a.shape[d].same_as(b.shape[d]) || a.shape[d] == b.shape[d] ? a.shape[d]
                                                                                  : Dim::dynamic());
   return t;
+}
+
+TensorType held_tensor_type(const InferContext& ctx, const TensorType& t, const std::string& what) {
+  if (!t.rank_known)
+    throw UnsupportedError(
+        fmt::format("{}{} is {}: its tensors' rank is not known here (a sequence's tensors may "
+                    "differ in rank), and each kiln tensor has one rank",
+                    ctx.node.where(), what, t.to_string()));
+  return {t.dtype, t.shape};
 }
 
 Shape dynamic_shape(std::size_t rank) {

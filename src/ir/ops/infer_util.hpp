@@ -32,6 +32,11 @@ std::optional<std::vector<std::int64_t>> constant_ints(const InferContext& ctx, 
 /// tensors' ranks.
 std::optional<TensorType> merge_types(const TensorType& a, const TensorType& b);
 
+/// The type of the tensors a sequence or optional of type `t` holds (`t` itself for a tensor);
+/// an UnsupportedError naming the node and `what` where their rank is not known (each kiln
+/// tensor has one rank).
+TensorType held_tensor_type(const InferContext& ctx, const TensorType& t, const std::string& what);
+
 /// A shape with every dim dynamic, of the given rank.
 Shape dynamic_shape(std::size_t rank);
 

@@ -24,10 +24,6 @@ namespace {
 
 using i64 = std::int64_t;
 
-[[noreturn]] void unsupported(const InferContext& ctx, const std::string& msg) {
-  throw UnsupportedError(ctx.node.where() + msg);
-}
-
 /// Input i, which must be a sequence (not an optional one).
 const TensorType& sequence_input(const InferContext& ctx, std::size_t i) {
   const TensorType& t = ctx.input(i);
@@ -52,15 +48,6 @@ void check_position(const InferContext& ctx, std::size_t i) {
   // ONNX says a scalar; its own test data gives one-element 1-D tensors too.
   if (p.shape.rank() > 1 || (p.shape.is_static() && p.shape.numel() != 1))
     ctx.fail(fmt::format("position must hold one element, got {}", p.to_string()));
-}
-
-/// The sequence's tensors as a tensor type; an UnsupportedError where their rank is not known.
-TensorType element_type(const InferContext& ctx, const TensorType& seq, const char* what) {
-  if (!seq.rank_known)
-    unsupported(ctx, fmt::format("{} is {}: its tensors' rank is not known here (a sequence's "
-                                 "tensors may differ in rank), and each kiln tensor has one rank",
-                                 what, seq.to_string()));
-  return {seq.dtype, seq.shape};
 }
 
 /// A sequence that holds `a`'s tensors and a tensor of type `t` (dtypes checked).
@@ -93,7 +80,7 @@ std::vector<TensorType> infer_sequence_at(const InferContext& ctx) {
   const TensorType& seq = sequence_input(ctx, 0);
   if (!ctx.has_input(1)) ctx.fail("position is required");
   check_position(ctx, 1);
-  return {element_type(ctx, seq, "the sequence")};
+  return {held_tensor_type(ctx, seq, "the sequence")};
 }
 
 std::vector<TensorType> infer_sequence_erase(const InferContext& ctx) {
@@ -108,7 +95,7 @@ std::vector<TensorType> infer_sequence_length(const InferContext& ctx) {
 }
 
 std::vector<TensorType> infer_concat_from_sequence(const InferContext& ctx) {
-  const TensorType e = element_type(ctx, sequence_input(ctx, 0), "the sequence");
+  const TensorType e = held_tensor_type(ctx, sequence_input(ctx, 0), "the sequence");
   const bool new_axis = ctx.node.attr_int("new_axis", 0) != 0;
   const i64 r = static_cast<i64>(e.shape.rank());
   const i64 out_rank = new_axis ? r + 1 : r;
@@ -182,7 +169,7 @@ std::vector<TensorType> infer_optional_has_element(const InferContext&) {
 std::vector<TensorType> infer_optional_get_element(const InferContext& ctx) {
   const TensorType& x = ctx.input(0);
   if (x.is_sequence()) return {x.as(ValueKind::sequence)};
-  return {element_type(ctx, x, "the optional")};
+  return {held_tensor_type(ctx, x, "the optional")};
 }
 
 }  // namespace
