@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -348,6 +349,10 @@ TEST_CASE("Concat and Split: hand cases and the split-then-concat law, any axis"
   CHECK(zero[0].numel() == 0);
   CHECK_THROWS_AS(run_all("Split", {iota(DType::f32, {5})}, {}, 2), ShapeError);
   CHECK_THROWS_AS(run_all("Split", {iota(DType::f32, {5}), ints({2, 2})}, {}, 2), ShapeError);
+  // Entries whose sum would overflow int64 (SplitToSequence's twin check, test_sequence.cpp).
+  CHECK_THROWS_WITH_AS(
+      run_all("Split", {iota(DType::f32, {5}), ints({std::numeric_limits<i64>::max(), 2})}, {}, 2),
+      doctest::Contains("sum to more than an int64 holds"), ShapeError);
 
   for (int trial = 0; trial < 60; ++trial) {
     const std::size_t r = static_cast<std::size_t>(rand_int(1, 4));

@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "kiln/ir/dtype.hpp"
 #include "kiln/ir/error.hpp"
@@ -109,6 +111,9 @@ inline std::vector<i64> split_sizes(i64 dim, std::size_t n,
     i64 sum = 0;
     for (i64 v : *split) {
       if (v < 0) throw ShapeError(fmt::format("split entry {} is negative", v));
+      if (v > std::numeric_limits<i64>::max() - sum)  // before adding: an overflow is undefined
+        throw ShapeError(fmt::format("split entries {} sum to more than an int64 holds",
+                                     fmt::join(*split, ", ")));
       sum += v;
     }
     if (dim >= 0 && sum != dim)
